@@ -1,0 +1,331 @@
+// The typed surface every plugin sees. Plugins read and write one MeshContext per request;
+// they never import each other.
+import type { Readable } from 'node:stream'
+import type { Storage } from 'unstorage'
+
+export type ProtocolName = 'openai' | 'anthropic' | 'gemini'
+export type Operation = 'chat' | 'count_tokens' | 'embeddings'
+export type HookName = 'beforeRequest' | 'cacheLookup' | 'route' | 'afterResponse'
+
+/** One message of the canonical view. `text` is what governance reads (normalise, embed, count). */
+export interface CanonicalMessage {
+  role: 'user' | 'assistant' | 'tool'
+  text: string
+  /** tool calls / tool results / images flattened to a stable string for hashing, not for display */
+  extra?: string
+}
+
+/** The protocol-neutral view of a request, used for governance. The original body is what goes upstream. */
+export interface Prompt {
+  /** model as the client asked for it */
+  model: string
+  system: string
+  messages: CanonicalMessage[]
+  tools?: unknown
+  toolChoice?: unknown
+  responseFormat?: unknown
+  /** sampling and output parameters that change the answer (temperature, top_p, stop, seed, n, ...) */
+  params: Record<string, unknown>
+  stream: boolean
+  maxTokens?: number
+  hasImages: boolean
+}
+
+export interface Usage {
+  inputTokens: number
+  outputTokens: number
+  cacheReadTokens: number
+  cacheWriteTokens: number
+  /** true while the numbers are an estimate made before the call */
+  estimated?: boolean
+}
+
+export interface ToolCall {
+  id: string
+  name: string
+  /** JSON text of the arguments */
+  arguments: string
+}
+
+/** A complete answer in neutral form: what caches store and what any protocol can render. */
+export interface CanonicalAnswer {
+  id: string
+  model: string
+  text: string
+  toolCalls: ToolCall[]
+  /** neutral stop reason: stop | length | tool_calls | content_filter */
+  stopReason: 'stop' | 'length' | 'tool_calls' | 'content_filter'
+  usage: Usage
+}
+
+export interface Identity {
+  team: string
+  user: string
+  tool: string
+  /** id of the virtual key that authenticated the request, never the key itself */
+  keyId?: string
+  source: 'header' | 'key' | 'default'
+}
+
+export type CacheStatus = 'exact' | 'semantic' | 'miss' | 'bypass'
+
+/**
+ * What a plugin sets to end the request. Plain data, so `ctx.response !== undefined` is the test
+ * the core uses to stop the chain.
+ */
+export type MeshResponse =
+  /** an error in the client's protocol error shape */
+  | { kind: 'error'; status: number; type: string; message: string; headers?: Record<string, string> }
+  /** a JSON body sent as is (e.g. a dry-run estimate, count_tokens) */
+  | { kind: 'json'; status: number; body: unknown; headers?: Record<string, string> }
+  /** a complete answer rendered in the client's protocol, streamed if the client asked to stream */
+  | { kind: 'answer'; answer: CanonicalAnswer; headers?: Record<string, string> }
+  /** a raw upstream response; the core passes it through (and taps it if it is a stream) */
+  | { kind: 'upstream'; status: number; headers: Record<string, string>; body: Readable | Buffer; stream: boolean }
+
+export interface RequestInfo {
+  method: string
+  path: string
+  url: URL
+  headers: Headers
+  /** parsed JSON body; plugins that change it must set `dirty` so the core re-serialises it */
+  body: any
+  rawBody: string
+  dirty: boolean
+}
+
+export interface MeshContext {
+  id: string
+  /** performance.now() at arrival */
+  startedAt: number
+  time: Date
+  protocol: ProtocolName
+  operation: Operation
+  request: RequestInfo
+  identity: Identity
+  prompt: Prompt
+  /**
+   * cache-key view of the prompt, set by the normalise plugin; never sent upstream.
+   * Cache plugins fall back to `prompt` when it is absent.
+   */
+  normalised?: { system: string; messages: CanonicalMessage[] }
+  /** vendor and model that will answer; plugins in `route` may change it */
+  route: { vendor: string; model: string; reason?: string }
+  /** estimated before the call, actual after it */
+  usage: Usage
+  cost: { usd: number; savedUsd: number; estimated: boolean }
+  cache: { status: CacheStatus; similarity?: number; key?: string; savedTokens?: number; namespace?: string }
+  /** extra governance headers for the response, set by plugins (`X-AgentMesh-*`) */
+  headers: Record<string, string>
+  response?: MeshResponse
+  /** the complete answer once known (cache hit, upstream body, or a finished stream) */
+  answer?: CanonicalAnswer
+  upstream?: { status: number; latencyMs: number }
+  /** set when the request failed; what afterResponse plugins (audit, quota) see */
+  error?: { status: number; type: string; message: string; plugin?: string }
+  /** final HTTP status sent to the client (set by the core before afterResponse) */
+  status?: number
+  /** true when a stream ended early (client disconnect or upstream error) */
+  aborted?: boolean
+  /** per-request scratch space, namespaced by plugin name by convention */
+  meta: Record<string, any>
+  signal: AbortSignal
+  mesh: Mesh
+}
+
+export type Hook = (ctx: MeshContext) => void | Promise<void>
+
+export interface PluginHooks {
+  beforeRequest?: Hook
+  cacheLookup?: Hook
+  route?: Hook
+  afterResponse?: Hook
+}
+
+/** A CLI subcommand a plugin contributes, e.g. `keys create`; run with a mesh that does not listen. */
+export interface PluginCommand {
+  /** words after `agentmesh`, with cac arg syntax: 'keys revoke <id>' */
+  name: string
+  description: string
+  options?: Array<{ flags: string; description: string; default?: unknown }>
+  run: (input: { mesh: Mesh; args: string[]; options: Record<string, any>; print: (line: string) => void }) => Promise<number | void> | number | void
+}
+
+export interface Plugin {
+  name: string
+  enforce?: 'pre' | 'post'
+  /** called once at start; may register vendors, routes, an identity resolver, or return a disposer */
+  setup?: (mesh: Mesh) => void | (() => void | Promise<void>) | Promise<void | (() => void | Promise<void>)>
+  hooks?: PluginHooks
+  /** options as given, for `agentmesh config` (secrets are masked there) */
+  options?: Record<string, unknown>
+  /** CLI subcommands this plugin adds */
+  commands?: PluginCommand[]
+}
+
+/** What a vendor returns: the raw upstream response, not yet read. */
+export interface UpstreamResponse {
+  status: number
+  headers: Record<string, string>
+  body: Readable | Buffer
+  stream: boolean
+}
+
+export interface Vendor {
+  /** vendor name used in ctx.route.vendor: openai | anthropic | google | demo | ... */
+  name: string
+  /** the wire protocol the vendor speaks */
+  protocol: ProtocolName
+  /** models this vendor answers for, used by the default route; a predicate or prefix list */
+  handles: (model: string) => boolean
+  /** model list for GET /v1/models */
+  models?: () => string[]
+  /**
+   * Make the call for ctx (same protocol as the client unless a router translated it) and
+   * return the upstream response, or an answer for vendors that do not speak HTTP (demo).
+   */
+  call: (ctx: MeshContext) => Promise<UpstreamResponse | CanonicalAnswer>
+  /** embeddings pass-through, OpenAI shape */
+  embeddings?: (ctx: MeshContext) => Promise<UpstreamResponse>
+}
+
+export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity | MeshResponse>
+
+export interface MeshEvents {
+  request: { id: string; identity: Identity; protocol: ProtocolName; model: string; stream: boolean }
+  cache_hit: { id: string; kind: 'exact' | 'semantic'; similarity?: number; savedTokens: number; savedUsd: number }
+  cache_miss: { id: string }
+  llm_call: { id: string; vendor: string; model: string; status: number; latencyMs: number; usage: Usage; costUsd: number; stream: boolean }
+  response: { id: string; status: number; cache: CacheStatus; latencyMs: number; identity: Identity; vendor: string; model: string; tokens: number; costUsd: number }
+  quota_warn: { id: string; scope: string; limit: string; used: number; max: number; pct: number }
+  quota_block: { id: string; scope: string; limit: string; used: number; max: number }
+  error: { id: string; status: number; type: string; message: string; plugin?: string }
+  config_reload: { plugins: string[] }
+  [custom: `x-${string}`]: Record<string, unknown>
+}
+export type MeshEventName = keyof MeshEvents
+export interface MeshEvent<K extends MeshEventName = MeshEventName> { type: K; time: number; data: MeshEvents[K] }
+
+export interface Logger {
+  info: (msg: string, data?: Record<string, unknown>) => void
+  warn: (msg: string, data?: Record<string, unknown>) => void
+  error: (msg: string, data?: Record<string, unknown>) => void
+  debug: (msg: string, data?: Record<string, unknown>) => void
+}
+
+/** Atomic counters: unstorage has no increment, so quota and rate limits use this. */
+export interface Counters {
+  /** add delta to key and return the new value; ttlSeconds sets expiry when the key is created */
+  incr(key: string, delta: number, ttlSeconds?: number): Promise<number>
+  get(key: string): Promise<number>
+  /**
+   * Atomically add delta to every key only if, for each i, value(keys[i]) + delta <= limits[i].
+   * Returns ok and the values after (ok) or before (refused).
+   */
+  reserve(keys: string[], delta: number, limits: number[], ttlSeconds: number[]): Promise<{ ok: boolean; values: number[] }>
+  del(key: string): Promise<void>
+}
+
+export interface TokenCounter {
+  /** input tokens of a request, estimated before the call for the model that will answer */
+  estimateInput(prompt: Prompt, model: string): number
+  /** tokens of a text for a model */
+  count(text: string, model: string): number
+}
+
+export interface ModelPrice {
+  /** USD per million tokens */
+  input: number
+  output: number
+  cacheRead?: number
+  cacheWrite?: number
+}
+
+export interface Pricing {
+  /** USD for usage answered by model; unknown models cost 0 and are reported once in the log */
+  cost(model: string, usage: Usage): number
+  price(model: string): ModelPrice | undefined
+}
+
+export interface Mesh {
+  /** 'serve' when handling HTTP, 'command' inside a CLI subcommand (plugins skip heavy start-up work) */
+  mode: 'serve' | 'command'
+  config: ResolvedMeshConfig
+  tokens: TokenCounter
+  pricing: Pricing
+  storage: Storage
+  counters: Counters
+  log: Logger
+  vendors: Map<string, Vendor>
+  registerVendor(vendor: Vendor): void
+  /** replace the identity resolver (the default reads X-AgentMesh-* headers and the User-Agent) */
+  setIdentityResolver(resolver: IdentityResolver): void
+  emit<K extends MeshEventName>(type: K, data: MeshEvents[K]): void
+  on(listener: (event: MeshEvent) => void): () => void
+  /** extra HTTP routes (admin APIs, dashboards): method, path (rou3 syntax), handler */
+  addRoute(method: string, path: string, handler: (request: Request, params: Record<string, string>) => Response | Promise<Response>): void
+  /** register work to await at shutdown (flush queues) */
+  onClose(fn: () => void | Promise<void>): void
+  dataDir: string
+}
+
+export interface StorageConfig {
+  driver: 'memory' | 'fs' | 'redis'
+  /** fs: base directory (default `<dataDir>/storage`) */
+  base?: string
+  /** redis: connection URL, e.g. redis://127.0.0.1:6379/0 */
+  url?: string
+  /** redis: key prefix, so several deployments can share one server */
+  prefix?: string
+}
+
+export interface VendorConfig {
+  baseURL?: string
+  apiKey?: string
+}
+
+export interface MeshConfig {
+  /** ready-made config to layer under this one: demo (no keys), solo, team */
+  preset?: 'demo' | 'solo' | 'team'
+  port?: number
+  host?: string
+  /** where fs storage, keys and logs live (default `.agentmesh` in the working directory) */
+  dataDir?: string
+  storage?: StorageConfig
+  plugins?: Plugin[]
+  /** names of plugins (from a preset) to leave out */
+  disable?: string[]
+  /** vendor endpoints and keys; keys default to ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY */
+  vendors?: { openai?: VendorConfig; anthropic?: VendorConfig; google?: VendorConfig }
+  limits?: {
+    /** request body limit in bytes (default 10 MB) */
+    bodyBytes?: number
+    /** upstream time limit in ms until the first byte (default 120 s) */
+    upstreamTimeoutMs?: number
+  }
+  cors?: { origins?: string[] | '*' }
+  /** trust X-AgentMesh-Team/User/Tool headers for identity (off under the team preset) */
+  trustIdentityHeaders?: boolean
+  /** the team and user used when a request names none */
+  defaultIdentity?: { team?: string; user?: string }
+  log?: { level?: 'debug' | 'info' | 'warn' | 'error' | 'silent' }
+  /** per-model prices overriding the built-in table, USD per million tokens */
+  pricing?: Record<string, ModelPrice>
+  /** hooks in config, run after plugin hooks of the same name */
+  hooks?: PluginHooks
+}
+
+export interface ResolvedMeshConfig extends Required<Pick<MeshConfig, 'port' | 'host' | 'dataDir' | 'plugins' | 'trustIdentityHeaders'>> {
+  preset: 'demo' | 'solo' | 'team' | 'none'
+  storage: StorageConfig
+  vendors: NonNullable<MeshConfig['vendors']>
+  limits: Required<NonNullable<MeshConfig['limits']>>
+  cors: { origins: string[] | '*' }
+  defaultIdentity: { team: string; user: string }
+  log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent' }
+  hooks: PluginHooks
+  pricing: Record<string, ModelPrice>
+  disable: string[]
+  /** where the config came from, for the start banner */
+  sources: string[]
+}

@@ -1,0 +1,42 @@
+// Starts one real redis-server on a free loopback port for the whole run.
+// Tests read it with inject('redisUrl') or process.env.AGENTMESH_TEST_REDIS_URL.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { TestProject } from 'vitest/node'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    redisUrl: string
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+let child: ChildProcess | undefined
+
+export default async function setup(project: TestProject) {
+  const port = await freePort()
+  child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('redis-server did not start within 10 s (is it installed? apt-get install redis-server)')), 10_000)
+    child!.once('error', (err) => { clearTimeout(timer); reject(new Error(`cannot start redis-server: ${err.message} (apt-get install redis-server)`)) })
+    child!.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('Ready to accept connections')) { clearTimeout(timer); resolve() }
+    })
+  })
+  const url = `redis://127.0.0.1:${port}`
+  process.env.AGENTMESH_TEST_REDIS_URL = url
+  project.provide('redisUrl', url)
+  return async () => {
+    child?.kill('SIGTERM')
+  }
+}
