@@ -174,8 +174,8 @@ export interface UpstreamResponse {
 export interface Vendor {
   /** vendor name used in ctx.route.vendor: openai | anthropic | google | demo | ... */
   name: string
-  /** the wire protocol the vendor speaks */
-  protocol: ProtocolName
+  /** the wire protocol the vendor speaks; 'any' for vendors that answer in every protocol (demo) */
+  protocol: ProtocolName | 'any'
   /** models this vendor answers for, used by the default route; a predicate or prefix list */
   handles: (model: string) => boolean
   /** model list for GET /v1/models */

@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// Runs a TypeScript script (benchmarks) through jiti: node bin/run-ts.mjs bench/proxy.ts
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { createJiti } from 'jiti'
+
+const file = process.argv[2]
+if (!file) {
+  console.error('usage: node bin/run-ts.mjs FILE.ts [args]')
+  process.exit(2)
+}
+const jiti = createJiti(import.meta.url, { fsCache: true })
+await jiti.import(pathToFileURL(resolve(file)).href)

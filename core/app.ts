@@ -1,0 +1,278 @@
+// createAgentMesh: config -> plugins in order -> hook bus -> h3 app. Small on purpose: protocol
+// adapters live in core/protocols, the request lifecycle in core/pipeline.ts, features in plugins/.
+import { mkdirSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import { resolve } from 'node:path'
+import { H3, type H3Event } from 'h3'
+import { createHooks } from 'hookable'
+import { FastResponse, serve } from 'srvx'
+import { resolveConfig } from './config.ts'
+import { createEventBus, eventStreamResponse } from './events.ts'
+import { defaultIdentityResolver } from './identity.ts'
+import { createLogger } from './log.ts'
+import { PluginError, handleLlmRequest, runHooks } from './pipeline.ts'
+import { sortPlugins } from './plugin.ts'
+import { createPricing } from './pricing.ts'
+import { protocols } from './protocols/index.ts'
+import { createMeshStorage } from './storage.ts'
+import { createTokenCounter } from './tokens.ts'
+import type { HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
+
+export const VERSION = '0.1.0'
+const HOOKS: HookName[] = ['beforeRequest', 'cacheLookup', 'route', 'afterResponse']
+
+/** What the pipeline needs from the app; not part of the public API. */
+export interface MeshInternals {
+  mesh: Mesh
+  runPhase(name: HookName, ctx: MeshContext): Promise<void>
+  resolveIdentity: IdentityResolver
+  corsHeaders(origin: string | null): Record<string, string>
+  /** keep shutdown waiting for background work (afterResponse of streams) */
+  track(p: Promise<unknown>): void
+}
+
+export interface AgentMesh {
+  mesh: Mesh
+  app: H3
+  plugins: Plugin[]
+  /** run one request through the proxy without a socket */
+  fetch(request: Request): Promise<Response>
+  listen(opts?: { port?: number; host?: string }): Promise<{ url: string; port: number; close(): Promise<void> }>
+  /** flush plugins (audit, queues) and release storage; in-flight streams are awaited */
+  close(): Promise<void>
+}
+
+export interface CreateOptions {
+  mode?: 'serve' | 'command'
+  logger?: Logger
+}
+
+export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {}, options: CreateOptions = {}): Promise<AgentMesh> {
+  const config = 'sources' in input ? (input as ResolvedMeshConfig) : await resolveConfig(input)
+  const log = options.logger ?? createLogger(config.log.level)
+  const dataDir = resolve(config.dataDir)
+  if (config.storage.driver === 'fs') mkdirSync(dataDir, { recursive: true })
+  const store = createMeshStorage(config.storage, dataDir)
+  const bus = createEventBus((err) => log.warn(`event listener failed: ${(err as Error)?.message}`))
+  const hooks = createHooks<any>()
+  const app = new H3()
+  const closers: Array<() => void | Promise<void>> = []
+  const pending = new Set<Promise<unknown>>()
+  let identityResolver: IdentityResolver = defaultIdentityResolver
+
+  const mesh: Mesh = {
+    mode: options.mode ?? 'serve',
+    config,
+    tokens: createTokenCounter(),
+    pricing: createPricing(config.pricing, log),
+    storage: store.storage,
+    counters: store.counters,
+    log,
+    vendors: new Map(),
+    dataDir,
+    registerVendor(vendor) {
+      mesh.vendors.set(vendor.name, vendor)
+    },
+    setIdentityResolver(resolver) {
+      identityResolver = resolver
+    },
+    emit: bus.emit,
+    on: bus.on,
+    addRoute(method, path, handler) {
+      app.on(method.toUpperCase() as 'GET', path, (event) => handler(event.req as Request, (event.context.params ?? {}) as Record<string, string>))
+    },
+    onClose(fn) {
+      closers.push(fn)
+    },
+  }
+
+  const plugins = sortPlugins(config.plugins, config.disable)
+  const configHooks: Plugin = { name: 'config.hooks', enforce: 'post', hooks: config.hooks }
+  for (const plugin of [...plugins, configHooks]) {
+    for (const name of HOOKS) {
+      const fn = plugin.hooks?.[name as keyof PluginHooks]
+      if (!fn) continue
+      hooks.hook(name, async (ctx: MeshContext) => {
+        try {
+          await fn(ctx)
+        } catch (err) {
+          throw new PluginError(plugin.name, name, err)
+        }
+      })
+    }
+  }
+  for (const plugin of plugins) {
+    const dispose = await plugin.setup?.(mesh)
+    if (typeof dispose === 'function') closers.push(dispose)
+  }
+
+  const origins = config.cors.origins
+  const internals: MeshInternals = {
+    mesh,
+    runPhase: (name, ctx) =>
+      hooks.callHookWith(async (fns: Array<(ctx: MeshContext) => unknown>, args: any[]) => {
+        if (name !== 'afterResponse') return runHooks(fns, name, args[0])
+        // every afterResponse plugin runs even if one fails (audit must not lose an entry to quota)
+        for (const fn of fns) {
+          try {
+            await fn(args[0])
+          } catch (err) {
+            log.error((err as Error).message, { request: args[0].id })
+          }
+        }
+      }, name, [ctx]) as Promise<void>,
+    resolveIdentity: (ctx) => identityResolver(ctx),
+    corsHeaders(origin): Record<string, string> {
+      if (!origin) return {}
+      if (origins === '*') return { 'access-control-allow-origin': '*', 'access-control-expose-headers': '*' }
+      return origins.includes(origin) ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' } : {}
+    },
+    track(p) {
+      pending.add(p)
+      void p.finally(() => pending.delete(p))
+    },
+  }
+
+  const jsonError = (status: number, type: string, message: string, origin: string | null) =>
+    new FastResponse(JSON.stringify({ error: { type, message } }), { status, headers: { 'content-type': 'application/json', ...internals.corsHeaders(origin) } }) as unknown as Response
+
+  const llm = (protocol: ProtocolName, operation: Operation) => async (event: H3Event) => {
+    let pathModel: string | undefined
+    let pathStream: boolean | undefined
+    if (protocol === 'gemini') {
+      const tail = decodeURIComponent(event.context.params?.modelAction ?? '')
+      const i = tail.lastIndexOf(':')
+      const action = i < 0 ? '' : tail.slice(i + 1)
+      pathModel = i < 0 ? tail : tail.slice(0, i)
+      if (action === 'countTokens') return countTokens(event, 'gemini', pathModel)
+      if (action !== 'generateContent' && action !== 'streamGenerateContent') {
+        return protocolError(event, 'gemini', 404, 'not_found_error', `unknown Gemini method "${action || tail}"; use :generateContent or :streamGenerateContent`)
+      }
+      pathStream = action === 'streamGenerateContent'
+    }
+    const body = await readBody(event, config.limits.bodyBytes)
+    if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
+    return handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream })
+  }
+
+  const protocolError = (event: H3Event, protocol: ProtocolName, status: number, type: string, message: string) =>
+    new FastResponse(JSON.stringify(protocols[protocol].errorBody(status, type, message)), {
+      status,
+      headers: { 'content-type': 'application/json', 'x-agentmesh-cache': 'bypass', ...internals.corsHeaders(event.req.headers.get('origin')) },
+    }) as unknown as Response
+
+  const countTokens = async (event: H3Event, protocol: ProtocolName, pathModel?: string) => {
+    const body = await readBody(event, config.limits.bodyBytes)
+    if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
+    try {
+      const parsed = JSON.parse(body)
+      const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
+      const n = mesh.tokens.estimateInput(prompt, prompt.model)
+      const out = protocol === 'gemini' ? { totalTokens: n } : { input_tokens: n }
+      return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...internals.corsHeaders(event.req.headers.get('origin')) } })
+    } catch (err) {
+      return protocolError(event, protocol, 400, 'invalid_request_error', err instanceof SyntaxError ? `malformed JSON body: ${err.message}` : (err as Error).message)
+    }
+  }
+
+  app.options('/**', (event) => {
+    const origin = event.req.headers.get('origin')
+    return new FastResponse(null, {
+      status: 204,
+      headers: {
+        ...internals.corsHeaders(origin),
+        'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+        'access-control-allow-headers': event.req.headers.get('access-control-request-headers') ?? '*',
+        'access-control-max-age': '600',
+      },
+    })
+  })
+  app.post('/v1/chat/completions', llm('openai', 'chat'))
+  app.post('/v1/embeddings', llm('openai', 'embeddings'))
+  app.post('/v1/messages', llm('anthropic', 'chat'))
+  app.post('/v1/messages/count_tokens', (event) => countTokens(event, 'anthropic'))
+  app.post('/v1beta/models/:modelAction', llm('gemini', 'chat'))
+  app.get('/v1/models', (event) => {
+    const ids = [...new Set([...mesh.vendors.values()].flatMap((v) => v.models?.() ?? []))]
+    const headers = { 'content-type': 'application/json', ...internals.corsHeaders(event.req.headers.get('origin')) }
+    // the Anthropic SDK lists models at the same path, in its own shape
+    const body = event.req.headers.get('anthropic-version')
+      ? { data: ids.map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-01-01T00:00:00Z' })), has_more: false, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null }
+      : { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: 1735689600, owned_by: ownerOf(mesh, id) })) }
+    return new FastResponse(JSON.stringify(body), { headers })
+  })
+  app.get('/agentmesh/events', (event) => eventStreamResponse(bus, event.req as Request, internals.corsHeaders(event.req.headers.get('origin'))))
+  // unknown routes: a JSON 404 in the OpenAI error shape most clients read
+  app.all('/**', (event) => jsonError(404, 'not_found', `no route for ${event.req.method} ${event.url.pathname}`, event.req.headers.get('origin')))
+  app.get('/agentmesh/health', () => ({ ok: true, version: VERSION, preset: config.preset, plugins: plugins.map((p) => p.name), storage: store.describe, vendors: [...mesh.vendors.keys()] }))
+
+  let closed: Promise<void> | undefined
+  const instance: AgentMesh = {
+    mesh,
+    app,
+    plugins,
+    fetch: (request) => Promise.resolve(app.fetch(request)),
+    async listen(opts = {}) {
+      const server = serve({ fetch: (req: Request) => app.fetch(req), port: opts.port ?? config.port, hostname: opts.host ?? config.host, silent: true, gracefulShutdown: false })
+      await server.ready()
+      const port = Number(new URL(server.url!).port)
+      return { url: `http://${formatHost(opts.host ?? config.host)}:${port}`, port, close: () => server.close(true) as Promise<void> }
+    },
+    close() {
+      closed ??= (async () => {
+        await Promise.allSettled([...pending])
+        for (const fn of closers.reverse()) {
+          try {
+            await fn()
+          } catch (err) {
+            log.error(`shutdown: ${(err as Error).message}`)
+          }
+        }
+        await store.close()
+      })()
+      return closed
+    },
+  }
+  return instance
+}
+
+function formatHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1'
+  return host.includes(':') ? `[${host}]` : host
+}
+
+function ownerOf(mesh: Mesh, id: string): string {
+  for (const v of mesh.vendors.values()) if (v.models?.().includes(id)) return v.name
+  return 'agentmesh'
+}
+
+type BodyError = { status: number; type: string; message: string }
+
+/** Read the request body as text within the byte limit; 413 beyond it, without reading the rest. */
+async function readBody(event: H3Event, limit: number): Promise<string | BodyError> {
+  const declared = Number(event.req.headers.get('content-length') ?? NaN)
+  const tooLarge = { status: 413, type: 'request_too_large', message: `request body exceeds the ${limit} byte limit` }
+  if (declared > limit) return tooLarge
+  const nodeReq = (event.runtime as any)?.node?.req as IncomingMessage | undefined
+  if (!nodeReq) {
+    const text = await event.req.text()
+    return Buffer.byteLength(text) > limit ? tooLarge : text
+  }
+  // straight from the socket: cheaper than a web stream on the hot path
+  return new Promise((done) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    nodeReq.on('data', (c: Buffer) => {
+      size += c.length
+      if (size > limit) {
+        nodeReq.removeAllListeners('data')
+        nodeReq.pause()
+        done(tooLarge)
+        return
+      }
+      chunks.push(c)
+    })
+    nodeReq.once('end', () => done(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')))
+    nodeReq.once('error', () => done({ status: 400, type: 'invalid_request_error', message: 'request body could not be read' }))
+  })
+}

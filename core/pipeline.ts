@@ -1,0 +1,283 @@
+// One LLM request, start to end: parse, identity, the four lifecycle hooks, the vendor call,
+// and the response in the client's protocol with governance headers.
+import { randomUUID } from 'node:crypto'
+import { Readable, pipeline } from 'node:stream'
+import { FastResponse } from 'srvx'
+import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
+import { SseTap } from './stream.ts'
+import { UpstreamError } from './upstream.ts'
+import type { CanonicalAnswer, HookName, MeshContext, MeshResponse, Operation, ProtocolName, Usage, Vendor } from './types.ts'
+import type { MeshInternals } from './app.ts'
+
+export class PluginError extends Error {
+  constructor(readonly plugin: string, readonly hook: string, readonly cause: unknown) {
+    super(`plugin "${plugin}" failed in ${hook}: ${cause instanceof Error ? cause.message : String(cause)}`)
+  }
+}
+
+export interface LlmRequest {
+  protocol: ProtocolName
+  operation: Operation
+  request: Request
+  rawBody: string
+  /** Gemini: model and streaming come from the path */
+  pathModel?: string
+  pathStream?: boolean
+}
+
+const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
+
+export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: string): MeshContext['route'] {
+  let fallback: Vendor | undefined
+  for (const v of m.mesh.vendors.values()) {
+    if (v.protocol !== protocol && v.protocol !== 'any') continue
+    if (v.handles(model)) return { vendor: v.name, model }
+    fallback ??= v
+  }
+  return { vendor: fallback?.name ?? 'none', model }
+}
+
+function newContext(m: MeshInternals, req: LlmRequest): MeshContext {
+  const url = new URL(req.request.url)
+  return {
+    id: req.request.headers.get('x-agentmesh-request-id')?.slice(0, 64).replace(/[^\w.-]/g, '') || randomUUID(),
+    startedAt: performance.now(),
+    time: new Date(),
+    protocol: req.protocol,
+    operation: req.operation,
+    request: { method: req.request.method, path: url.pathname, url, headers: req.request.headers, body: undefined, rawBody: req.rawBody, dirty: false },
+    identity: { team: m.mesh.config.defaultIdentity.team, user: m.mesh.config.defaultIdentity.user, tool: 'unknown', source: 'default' },
+    prompt: { model: req.pathModel ?? '', system: '', messages: [], params: {}, stream: false, hasImages: false },
+    route: { vendor: 'none', model: req.pathModel ?? '' },
+    usage: zeroUsage(),
+    cost: { usd: 0, savedUsd: 0, estimated: true },
+    cache: { status: 'bypass' },
+    headers: {},
+    meta: {},
+    signal: req.request.signal,
+    mesh: m.mesh,
+  }
+}
+
+export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promise<Response> {
+  const ctx = newContext(m, req)
+  const adapter = protocols[req.protocol]
+  try {
+    let body: unknown
+    try {
+      body = JSON.parse(req.rawBody)
+    } catch (err) {
+      throw new ProtocolError(`malformed JSON body: ${(err as Error).message}`)
+    }
+    ctx.request.body = body
+    if (req.operation === 'embeddings') {
+      const model = (body as any)?.model
+      if (typeof model !== 'string' || !model) throw new ProtocolError('`model` is required and must be a non-empty string')
+      if ((body as any).input === undefined) throw new ProtocolError('`input` is required')
+      const input = (body as any).input
+      const text = Array.isArray(input) ? input.filter((s) => typeof s === 'string').join('\n') : typeof input === 'string' ? input : ''
+      ctx.prompt = { model, system: '', messages: [{ role: 'user', text }], params: {}, stream: false, hasImages: false }
+    } else {
+      ctx.prompt = adapter.parse(body, { pathModel: req.pathModel, stream: req.pathStream })
+    }
+    ctx.route = defaultRoute(m, req.protocol, ctx.prompt.model)
+
+    const who = await m.resolveIdentity(ctx)
+    if ('kind' in who) ctx.response = who
+    else ctx.identity = who
+    if (!ctx.response) {
+      ctx.usage = { ...zeroUsage(), inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), estimated: true }
+      ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
+      m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
+      await m.runPhase('beforeRequest', ctx)
+      if (!ctx.response && req.operation === 'chat') await m.runPhase('cacheLookup', ctx)
+      if (!ctx.response) await m.runPhase('route', ctx)
+      if (!ctx.response) await callVendor(m, ctx)
+    }
+  } catch (err) {
+    ctx.response = errorResponse(m, ctx, err)
+  }
+  return finish(m, ctx, adapter)
+}
+
+function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown): MeshResponse {
+  if (err instanceof ProtocolError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
+  if (err instanceof UpstreamError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
+  if (err instanceof PluginError) {
+    m.mesh.log.error(err.message, { request: ctx.id })
+    ctx.error = { status: 500, type: 'plugin_error', message: err.message, plugin: err.plugin }
+    return { kind: 'error', status: 500, type: 'plugin_error', message: err.message }
+  }
+  m.mesh.log.error(`internal error: ${(err as Error)?.message ?? String(err)}`, { request: ctx.id })
+  return { kind: 'error', status: 500, type: 'internal_error', message: 'internal error in AgentMesh; see the proxy log for request ' + ctx.id }
+}
+
+async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
+  const vendor = m.mesh.vendors.get(ctx.route.vendor)
+  if (!vendor) {
+    throw new ProtocolError(`no vendor is configured for model "${ctx.route.model}" over the ${ctx.protocol} protocol; add one to \`plugins\` in agentmesh.config.ts`, 404, 'not_found_error')
+  }
+  if (vendor.protocol !== 'any' && vendor.protocol !== ctx.protocol) {
+    throw new ProtocolError(`route sends a ${ctx.protocol} request to ${vendor.name} (${vendor.protocol}); cross-protocol translation is not available`, 501, 'not_implemented')
+  }
+  if (ctx.operation === 'embeddings') {
+    if (!vendor.embeddings) throw new ProtocolError(`vendor ${vendor.name} does not serve embeddings`, 404, 'not_found_error')
+    const res = await vendor.embeddings(ctx)
+    ctx.response = { kind: 'upstream', ...res }
+    return
+  }
+  if (ctx.protocol === 'openai' && ctx.prompt.stream && vendor.protocol === 'openai' && ctx.request.body.stream_options?.include_usage !== true) {
+    // usage only arrives in streams when asked for; ask, and hide that chunk from this client
+    ctx.request.body.stream_options = { ...ctx.request.body.stream_options, include_usage: true }
+    ctx.request.dirty = true
+    ctx.meta.core = { hideUsageChunk: true }
+  }
+  const res = await vendor.call(ctx)
+  if ('status' in res) ctx.response = { kind: 'upstream', ...res }
+  else {
+    ctx.answer = res
+    ctx.usage = res.usage
+    ctx.response = { kind: 'answer', answer: res }
+  }
+}
+
+/** Run afterResponse once; a failing plugin there is logged, the client's answer stands. */
+function after(m: MeshInternals, ctx: MeshContext): Promise<void> {
+  if (ctx.meta.__after) return ctx.meta.__after
+  ctx.meta.__after = m.runPhase('afterResponse', ctx).catch((err) => {
+    m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
+  })
+  m.track(ctx.meta.__after)
+  return ctx.meta.__after
+}
+
+function price(m: MeshInternals, ctx: MeshContext) {
+  const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
+  if (hit) {
+    ctx.usage = zeroUsage()
+    ctx.cost.usd = 0
+  } else {
+    ctx.cost.usd = m.mesh.pricing.cost(ctx.answer?.model || ctx.route.model, ctx.usage)
+  }
+  ctx.cost.estimated = !!ctx.usage.estimated
+}
+
+function governanceHeaders(m: MeshInternals, ctx: MeshContext): Record<string, string> {
+  const h: Record<string, string> = {
+    'x-agentmesh-request-id': ctx.id,
+    'x-agentmesh-vendor': ctx.route.vendor,
+    'x-agentmesh-model': ctx.answer?.model || ctx.route.model || ctx.prompt.model,
+    'x-agentmesh-tokens': String(ctx.usage.inputTokens + ctx.usage.outputTokens),
+    'x-agentmesh-cost-usd': ctx.cost.usd.toFixed(6),
+    'x-agentmesh-cache': ctx.cache.status,
+    'x-agentmesh-latency-ms': (performance.now() - ctx.startedAt).toFixed(1),
+  }
+  if (ctx.usage.estimated) h['x-agentmesh-usage'] = 'estimated'
+  if (ctx.usage.cacheReadTokens) h['x-agentmesh-cache-read-tokens'] = String(ctx.usage.cacheReadTokens)
+  if (ctx.usage.cacheWriteTokens) h['x-agentmesh-cache-write-tokens'] = String(ctx.usage.cacheWriteTokens)
+  for (const k in ctx.headers) h[k.toLowerCase()] = ctx.headers[k]!
+  Object.assign(h, m.corsHeaders(ctx.request.headers.get('origin')))
+  return h
+}
+
+function send(m: MeshInternals, ctx: MeshContext, status: number, body: string | Buffer | Readable, contentType: string, extra?: Record<string, string>): Response {
+  ctx.status = status
+  const headers = { ...extra, ...governanceHeaders(m, ctx), 'content-type': contentType }
+  m.mesh.emit('response', { id: ctx.id, status, cache: ctx.cache.status, latencyMs: performance.now() - ctx.startedAt, identity: ctx.identity, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, tokens: ctx.usage.inputTokens + ctx.usage.outputTokens, costUsd: ctx.cost.usd })
+  return new FastResponse(body as any, { status, headers }) as unknown as Response
+}
+
+async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapter): Promise<Response> {
+  const res = ctx.response!
+  switch (res.kind) {
+    case 'error': {
+      ctx.error ??= { status: res.status, type: res.type, message: res.message }
+      ctx.status = res.status
+      m.mesh.emit('error', { id: ctx.id, status: res.status, type: res.type, message: res.message, plugin: ctx.error.plugin })
+      await after(m, ctx)
+      return send(m, ctx, res.status, JSON.stringify(adapter.errorBody(res.status, res.type, res.message)), 'application/json', res.headers)
+    }
+    case 'json': {
+      ctx.status = res.status
+      await after(m, ctx)
+      return send(m, ctx, res.status, JSON.stringify(res.body), 'application/json', res.headers)
+    }
+    case 'answer': {
+      const answer: CanonicalAnswer = { ...res.answer, model: res.answer.model || ctx.route.model }
+      ctx.answer ??= answer
+      if (ctx.cache.status === 'bypass' || ctx.cache.status === 'miss') ctx.usage = answer.usage
+      price(m, ctx)
+      ctx.status = 200
+      if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
+      await after(m, ctx)
+      return ctx.prompt.stream
+        ? send(m, ctx, 200, adapter.renderStream(answer), 'text/event-stream', { 'cache-control': 'no-cache' })
+        : send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
+    }
+    case 'upstream':
+      return res.stream ? finishStream(m, ctx, adapter, res) : finishBody(m, ctx, adapter, res)
+  }
+}
+
+function logCall(m: MeshInternals, ctx: MeshContext, status: number) {
+  m.mesh.emit('llm_call', { id: ctx.id, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, status, latencyMs: ctx.upstream?.latencyMs ?? performance.now() - ctx.startedAt, usage: ctx.usage, costUsd: ctx.cost.usd, stream: ctx.prompt.stream })
+}
+
+async function finishBody(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapter, res: Extract<MeshResponse, { kind: 'upstream' }>): Promise<Response> {
+  const buf = res.body as Buffer
+  ctx.status = res.status
+  if (res.status >= 400) {
+    // the vendor's own error, passed through with its status and body
+    ctx.error = { status: res.status, type: 'upstream_error', message: `${ctx.route.vendor} answered ${res.status}` }
+    m.mesh.emit('error', { id: ctx.id, status: res.status, type: 'upstream_error', message: ctx.error.message })
+  } else if (res.status === 200) {
+    try {
+      const json = JSON.parse(buf.toString('utf8'))
+      if (ctx.operation === 'embeddings') {
+        ctx.usage = { ...zeroUsage(), inputTokens: Number(json?.usage?.prompt_tokens ?? ctx.usage.inputTokens) }
+      } else {
+        ctx.answer = adapter.read(json)
+        ctx.usage = ctx.answer.usage
+      }
+    } catch {
+      m.mesh.log.warn('upstream answered 200 with a body that is not JSON', { request: ctx.id, vendor: ctx.route.vendor })
+    }
+  }
+  price(m, ctx)
+  logCall(m, ctx, res.status)
+  await after(m, ctx)
+  return send(m, ctx, res.status, buf, res.headers['content-type'] ?? 'application/json', res.headers)
+}
+
+function finishStream(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapter, res: Extract<MeshResponse, { kind: 'upstream' }>): Response {
+  const hide = !!ctx.meta.core?.hideUsageChunk
+  const reader = adapter.streamReader({ hideUsageChunk: hide })
+  const tap = new SseTap(reader, hide)
+  const estimated = ctx.usage
+  pipeline(res.body as Readable, tap, (err) => {
+    const answer = err ? undefined : reader.finish()
+    if (answer) {
+      ctx.answer = answer
+      ctx.usage = answer.usage
+    } else {
+      ctx.aborted = true
+      const seen = reader.partialUsage()
+      // settle on what the vendor reported so far, at least the estimated input
+      ctx.usage = { ...seen, inputTokens: Math.max(seen.inputTokens, estimated.inputTokens), estimated: !seen.inputTokens }
+      if (!ctx.signal.aborted) ctx.error = { status: 502, type: 'upstream_stream_error', message: `${ctx.route.vendor} stream ended before completion` }
+    }
+    price(m, ctx)
+    logCall(m, ctx, res.status)
+    void after(m, ctx)
+  })
+  price(m, ctx)
+  return send(m, ctx, res.status, tap, res.headers['content-type'] ?? 'text/event-stream', { ...res.headers, 'cache-control': 'no-cache' })
+}
+
+export async function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, name: HookName, ctx: MeshContext): Promise<void> {
+  for (const fn of hooks) {
+    await fn(ctx)
+    // the first hook that answers ends the chain (afterResponse always runs to the end)
+    if (ctx.response && name !== 'afterResponse') return
+  }
+}

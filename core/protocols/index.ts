@@ -1,0 +1,13 @@
+import type { ProtocolName } from '../types.ts'
+import { anthropicProtocol } from './anthropic.ts'
+import { geminiProtocol } from './gemini.ts'
+import { openaiProtocol } from './openai.ts'
+import type { ProtocolAdapter } from './shared.ts'
+
+export const protocols: Record<ProtocolName, ProtocolAdapter> = {
+  openai: openaiProtocol,
+  anthropic: anthropicProtocol,
+  gemini: geminiProtocol,
+}
+
+export { ProtocolError, stableStringify, type ProtocolAdapter, type StreamReader } from './shared.ts'

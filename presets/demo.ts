@@ -1,0 +1,11 @@
+// demo: no keys, no setup. The demo vendor answers every model; memory storage; identity from
+// X-AgentMesh-* headers.
+import type { MeshConfig } from '../core/types.ts'
+import { demo } from '../plugins/vendors/demo.ts'
+
+export default (): MeshConfig => ({
+  storage: { driver: 'memory' },
+  trustIdentityHeaders: true,
+  cors: { origins: '*' },
+  plugins: [demo()],
+})
