@@ -125,7 +125,9 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     corsHeaders(origin): Record<string, string> {
       if (!origin) return {}
       if (origins === '*') return { 'access-control-allow-origin': '*', 'access-control-expose-headers': '*' }
-      return origins.includes(origin) ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' } : {}
+      return origins.some((o) => o === origin || (o.includes('*') && globToRegExp(o).test(origin)))
+        ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' }
+        : {}
     },
     track(p) {
       pending.add(p)
@@ -234,6 +236,14 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     },
   }
   return instance
+}
+
+/** 'chrome-extension://*' style origin patterns */
+const globs = new Map<string, RegExp>()
+function globToRegExp(glob: string): RegExp {
+  let re = globs.get(glob)
+  if (!re) globs.set(glob, (re = new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$')))
+  return re
 }
 
 function formatHost(host: string): string {

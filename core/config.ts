@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { loadConfig } from 'c12'
 import { defu } from 'defu'
+import { sortPlugins } from './plugin.ts'
 import type { MeshConfig, ResolvedMeshConfig } from './types.ts'
 
 export type PresetName = 'demo' | 'solo' | 'team'
@@ -68,7 +69,9 @@ export async function loadMeshConfig(opts: LoadOptions = {}): Promise<LoadedConf
   }).catch((err: Error) => {
     throw new ConfigError(`cannot load config${opts.configFile ? ` ${opts.configFile}` : ''}: ${err.message}`)
   })
-  const files = (loaded.layers ?? []).map((l) => l.configFile).filter((f): f is string => !!f && existsSync(f))
+  // c12 reports layers by name without extension; the main file comes resolved
+  const candidates = [loaded.configFile, resolve(cwd, '.agentmeshrc'), resolve(cwd, '.env')]
+  const files = [...new Set(candidates.filter((f): f is string => !!f && existsSync(f)))]
   const user = { ...(loaded.config as MeshConfig) }
   const sources = files.map((f) => f.replace(cwd + '/', ''))
   const config = await resolveConfig(defu(opts.overrides ?? {}, user), { preset: opts.preset, extendedPreset: usedPreset, sources })
@@ -95,7 +98,7 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
     host: c.host ?? '127.0.0.1',
     dataDir,
     storage: { driver: 'memory', ...c.storage },
-    plugins: c.plugins ?? [],
+    plugins: sortPlugins(c.plugins ?? [], c.disable ?? []),
     disable: c.disable ?? [],
     vendors: c.vendors ?? {},
     limits: { bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024, upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000 },

@@ -1,12 +1,219 @@
-// BOOTSTRAP (lead): replaced by the governance helper's atomic counters.
-import type { Counters } from './types.ts'
-export function createMemoryCounters(): Counters {
-  const m = new Map<string, number>()
+// Atomic counters for quotas and rate limits (unstorage has no increment). In one process a Map is
+// enough: JavaScript runs one task at a time and nothing below awaits between the check and the
+// add. Across processes the check-and-add runs inside redis as one Lua script (EVALSHA), so two
+// proxies on one redis can never both take the last of a budget.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import type { Redis } from 'ioredis'
+import type { Counters, StorageConfig } from './types.ts'
+
+/** Counters plus the means to release what they hold; the core calls close() at shutdown. */
+export interface ClosableCounters extends Counters {
+  /** write pending state (file-backed memory counters) and close connections this module opened */
+  close(): Promise<void>
+}
+
+export interface MemoryCountersOptions {
+  /**
+   * Keep the counters in this JSON file, so a single-process deployment on fs storage keeps its
+   * day's usage across restarts. Written at most every `flushMs` and at close. Not shared
+   * safely between processes: several instances need redis.
+   */
+  file?: string
+  flushMs?: number
+  /** clock, for tests of expiry */
+  now?: () => number
+}
+
+interface Entry { v: number; exp: number }
+
+export function createMemoryCounters(options: MemoryCountersOptions = {}): ClosableCounters {
+  const now = options.now ?? Date.now
+  const map = new Map<string, Entry>()
+  const file = options.file
+  let dirty = false
+  let timer: NodeJS.Timeout | undefined
+  let ops = 0
+
+  if (file) {
+    try {
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as { entries?: Array<[string, number, number]> }
+      const t = now()
+      for (const [k, v, exp] of saved.entries ?? []) if (typeof k === 'string' && Number.isFinite(v) && (!exp || exp > t)) map.set(k, { v, exp: exp || 0 })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read counters file ${file}: ${(err as Error).message}`)
+    }
+  }
+
+  const flush = () => {
+    timer = undefined
+    if (!file || !dirty) return
+    dirty = false
+    const t = now()
+    const entries: Array<[string, number, number]> = []
+    for (const [k, e] of map) if (!e.exp || e.exp > t) entries.push([k, e.v, e.exp])
+    mkdirSync(dirname(file), { recursive: true })
+    const tmp = `${file}.${process.pid}.tmp`
+    writeFileSync(tmp, JSON.stringify({ version: 1, savedAt: new Date(t).toISOString(), entries }))
+    renameSync(tmp, file)
+  }
+  const touched = () => {
+    if (!file) return
+    dirty = true
+    if (!timer) {
+      timer = setTimeout(flush, options.flushMs ?? 1000)
+      timer.unref?.()
+    }
+  }
+
+  /** current entry, dropping it if expired; sweeps the whole map now and then */
+  const live = (key: string, t: number): Entry | undefined => {
+    if (++ops % 4096 === 0 && map.size > 10_000) {
+      for (const [k, e] of map) if (e.exp && e.exp <= t) map.delete(k)
+    }
+    const e = map.get(key)
+    if (e && e.exp && e.exp <= t) {
+      map.delete(key)
+      return undefined
+    }
+    return e
+  }
+
+  const add = (key: string, delta: number, ttlSeconds: number | undefined, t: number): number => {
+    const e = live(key, t)
+    if (e) {
+      e.v += delta
+      if (!e.exp && ttlSeconds && ttlSeconds > 0) e.exp = t + ttlSeconds * 1000
+      return e.v
+    }
+    map.set(key, { v: delta, exp: ttlSeconds && ttlSeconds > 0 ? t + ttlSeconds * 1000 : 0 })
+    return delta
+  }
+
   return {
-    async incr(k, d) { const v = (m.get(k) ?? 0) + d; m.set(k, v); return v },
-    async get(k) { return m.get(k) ?? 0 },
-    async reserve(keys, d, limits) { const vals = keys.map((k) => m.get(k) ?? 0); if (vals.some((v, i) => v + d > limits[i]!)) return { ok: false, values: vals }; keys.forEach((k, i) => m.set(k, vals[i]! + d)); return { ok: true, values: vals.map((v) => v + d) } },
-    async del(k) { m.delete(k) },
+    async incr(key, delta, ttlSeconds) {
+      const v = add(key, delta, ttlSeconds, now())
+      touched()
+      return v
+    },
+    async get(key) {
+      return live(key, now())?.v ?? 0
+    },
+    async reserve(keys, delta, limits, ttlSeconds) {
+      // no await from here to the return: the check and the add are one step for this process
+      const t = now()
+      const values = keys.map((k) => live(k, t)?.v ?? 0)
+      for (let i = 0; i < keys.length; i++) {
+        if (!(values[i]! + delta <= (limits[i] ?? Infinity))) return { ok: false, values }
+      }
+      const after = keys.map((k, i) => add(k, delta, ttlSeconds[i], t))
+      touched()
+      return { ok: true, values: after }
+    },
+    async del(key) {
+      map.delete(key)
+      touched()
+    },
+    async close() {
+      if (timer) clearTimeout(timer)
+      flush()
+    },
   }
 }
-export function createRedisCounters(_redis: unknown, _prefix: string): Counters { return createMemoryCounters() }
+
+// KEYS: the counters. ARGV: delta, then one limit per key, then one ttl per key.
+// Values travel as strings: redis turns Lua numbers into integers, which would truncate fractions.
+const RESERVE_LUA = `
+local n = #KEYS
+local delta = tonumber(ARGV[1])
+local values = {}
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i])
+  values[i] = v or '0'
+  if (tonumber(v) or 0) + delta > tonumber(ARGV[1 + i]) then
+    local out = {0}
+    for j = 1, n do out[j + 1] = redis.call('GET', KEYS[j]) or '0' end
+    return out
+  end
+end
+local out = {1}
+for i = 1, n do
+  out[i + 1] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
+  local ttl = tonumber(ARGV[1 + n + i])
+  if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return out
+`
+
+const INCR_LUA = `
+local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 and redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return v
+`
+
+type ScriptClient = Redis & {
+  agentmeshReserve(numKeys: number, ...args: Array<string | number>): Promise<string[] | Array<string | number>>
+  agentmeshIncr(numKeys: number, ...args: Array<string | number>): Promise<string>
+}
+
+const num = (v: unknown) => {
+  const n = Number(v)
+  return Number.isFinite(n) ? n : 0
+}
+// Lua reads limits with tonumber(); 'inf' is not portable, a huge finite number is
+const limitArg = (l: number | undefined) => (l === undefined || !Number.isFinite(l) ? '1e300' : String(l))
+
+/**
+ * Counters on redis. Every key is `prefix + key`. Both scripts are loaded once per connection and
+ * run by SHA (ioredis falls back to EVAL after a NOSCRIPT, e.g. when redis restarted). All keys of
+ * one reserve() must live on one redis node (no Redis Cluster slot spreading).
+ */
+export function createRedisCounters(redis: Redis, prefix: string, ownsClient = false): ClosableCounters {
+  const r = redis as ScriptClient
+  if (typeof r.agentmeshReserve !== 'function') {
+    redis.defineCommand('agentmeshReserve', { lua: RESERVE_LUA })
+    redis.defineCommand('agentmeshIncr', { lua: INCR_LUA, numberOfKeys: 1 })
+  }
+  const k = (key: string) => prefix + key
+  return {
+    async incr(key, delta, ttlSeconds) {
+      return num(await (r.agentmeshIncr as any)(k(key), String(delta), String(Math.ceil(ttlSeconds ?? 0))))
+    },
+    async get(key) {
+      return num(await redis.get(k(key)))
+    },
+    async reserve(keys, delta, limits, ttlSeconds) {
+      if (keys.length === 0) return { ok: true, values: [] }
+      const args: Array<string | number> = [keys.length, ...keys.map(k), String(delta), ...keys.map((_, i) => limitArg(limits[i])), ...keys.map((_, i) => String(Math.ceil(ttlSeconds[i] ?? 0)))]
+      const out = await r.agentmeshReserve(...(args as [number, ...Array<string | number>]))
+      return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
+    },
+    async del(key) {
+      await redis.del(k(key))
+    },
+    async close() {
+      if (ownsClient) await redis.quit().catch(() => redis.disconnect())
+    },
+  }
+}
+
+/**
+ * Counters for a storage config: redis when storage is redis (sharing `redisClient` when given,
+ * else opening one from storage.url), otherwise in process memory, kept in
+ * `<dataDir>/counters.json` for fs storage so a restart does not reset the day's budgets.
+ */
+export async function createCounters(storage: StorageConfig, redisClient?: Redis, opts: { dataDir?: string } = {}): Promise<ClosableCounters> {
+  if (storage.driver === 'redis') {
+    const prefix = `${storage.prefix ?? 'agentmesh'}:counters:`
+    if (redisClient) return createRedisCounters(redisClient, prefix)
+    if (!storage.url) throw new Error('storage.url is required when storage.driver is redis')
+    const { Redis } = await import('ioredis')
+    return createRedisCounters(new Redis(storage.url, { lazyConnect: false, maxRetriesPerRequest: 2 }), prefix, true)
+  }
+  if (storage.driver === 'fs') {
+    const dataDir = resolve(opts.dataDir ?? '.agentmesh')
+    return createMemoryCounters({ file: join(dataDir, 'counters.json') })
+  }
+  return createMemoryCounters()
+}

@@ -284,6 +284,16 @@ export interface VendorConfig {
   apiKey?: string
 }
 
+/** The short CLI form of quota limits (`--team-limit eng=2000000 --warn-at 80 --hard-stop-at 100`); the quota plugin merges it over its options. */
+export interface QuotaShortConfig {
+  /** daily token limit per team */
+  teamDailyTokens: Record<string, number>
+  /** warn at this percentage of a limit (default 80) */
+  warnAt?: number
+  /** block at this percentage of a limit (default 100) */
+  hardStopAt?: number
+}
+
 export interface MeshConfig {
   /** ready-made config to layer under this one: demo (no keys), solo, team */
   preset?: 'demo' | 'solo' | 'team'
@@ -311,6 +321,8 @@ export interface MeshConfig {
   log?: { level?: 'debug' | 'info' | 'warn' | 'error' | 'silent' }
   /** per-model prices overriding the built-in table, USD per million tokens */
   pricing?: Record<string, ModelPrice>
+  /** daily token limits per team and warn/stop percentages, usually from CLI flags; read by the quota plugin */
+  quota?: QuotaShortConfig
   /** hooks in config, run after plugin hooks of the same name */
   hooks?: PluginHooks
 }
@@ -328,4 +340,5 @@ export interface ResolvedMeshConfig extends Required<Pick<MeshConfig, 'port' | '
   disable: string[]
   /** where the config came from, for the start banner */
   sources: string[]
+  quota?: QuotaShortConfig
 }

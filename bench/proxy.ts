@@ -1,0 +1,167 @@
+// npm run bench:proxy — throughput, CPU per request and added latency of the proxy, against a
+// zero-delay mock upstream, with Debian's wrk as the one load generator.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const root = resolve(import.meta.dirname, '..')
+const seconds = Number(process.env.BENCH_SECONDS ?? 5)
+const connections = 50
+
+function need(cmd: string) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
+  } catch {
+    console.error(`bench:proxy needs ${cmd} (apt-get install -y ${cmd})`)
+    process.exit(2)
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((r) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as any).port
+      s.close(() => r(p))
+    })
+  })
+}
+
+function start(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    const timer = setTimeout(() => rej(new Error(`did not start: ${args.join(' ')}\n${out}`)), 30_000)
+    const on = (d: Buffer) => {
+      out += d.toString()
+      if (ready.test(out)) {
+        clearTimeout(timer)
+        res(child)
+      }
+    }
+    child.stdout!.on('data', on)
+    child.stderr!.on('data', on)
+    child.once('exit', (code) => rej(new Error(`exited ${code}: ${out}`)))
+  })
+}
+
+/** utime+stime of a process, in ms */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+const luaFor = (stream: boolean) => {
+  const body = JSON.stringify({ model: 'gpt-4o-mini', stream, max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  return `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
+}
+
+interface WrkResult { rps: number; requests: number; p50: number; p99: number; errors: number }
+
+function toMs(v: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(v)
+  if (!m) return NaN
+  const n = Number(m[1])
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n
+}
+
+function wrk(url: string, conns: number, secs: number, script: string): WrkResult {
+  const out = execFileSync('wrk', ['-t', conns > 1 ? '2' : '1', '-c', String(conns), '-d', `${secs}s`, '--latency', '-s', script, url], { encoding: 'utf8' })
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0)
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
+  const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '')
+  const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '')
+  const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const errors = Number(errs?.[1] ?? 0) + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0)
+  return { rps, requests, p50, p99, errors }
+}
+
+/** time to the first body byte of a streamed answer, sequential requests; returns sorted ms */
+async function firstChunk(port: number, n: number): Promise<number[]> {
+  const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const times: number[] = []
+  for (let i = 0; i < n; i++) {
+    times.push(await new Promise<number>((res, rej) => {
+      const t0 = performance.now()
+      const req = request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
+        let first = 0
+        r.on('data', () => { first ||= performance.now() - t0 })
+        r.on('end', () => res(first))
+      })
+      req.on('error', rej)
+      req.end(body)
+    }))
+  }
+  return times.sort((a, b) => a - b)
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
+
+async function main() {
+  need('wrk')
+  const dir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-'))
+  const children: ChildProcess[] = []
+  const stop = () => { for (const c of children) c.kill('SIGKILL') }
+  process.on('exit', stop)
+  try {
+    const mockPort = await freePort()
+    const proxyPort = await freePort()
+    children.push(await start(['bin/run-ts.mjs', 'bench/lib/fast-mock.ts', String(mockPort)], /fast-mock listening/))
+    const config = join(dir, 'agentmesh.config.ts')
+    writeFileSync(config, `import { openai } from ${JSON.stringify(join(root, 'plugins/vendors/openai.ts'))}
+export default {
+  preset: 'solo',
+  storage: { driver: 'memory' },
+  log: { level: 'warn' },
+  disable: ['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache'],
+  plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
+}
+`)
+    const proxy = await start(['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(proxyPort), '--data-dir', join(dir, 'data')], /listening on/, { NODE_ENV: 'production' })
+    children.push(proxy)
+    const plainLua = join(dir, 'plain.lua')
+    const streamLua = join(dir, 'stream.lua')
+    writeFileSync(plainLua, luaFor(false))
+    writeFileSync(streamLua, luaFor(true))
+    const direct = `http://127.0.0.1:${mockPort}/v1/chat/completions`
+    const proxied = `http://127.0.0.1:${proxyPort}/v1/chat/completions`
+
+    // warm up JIT and connection pools
+    wrk(proxied, connections, 2, plainLua)
+    wrk(proxied, connections, 1, streamLua)
+
+    const directPlain = wrk(direct, connections, seconds, plainLua)
+    let cpu0 = cpuMs(proxy.pid!)
+    const proxyPlain = wrk(proxied, connections, seconds, plainLua)
+    const cpuPlain = (cpuMs(proxy.pid!) - cpu0) / Math.max(1, proxyPlain.requests)
+    const directStream = wrk(direct, connections, seconds, streamLua)
+    cpu0 = cpuMs(proxy.pid!)
+    const proxyStream = wrk(proxied, connections, seconds, streamLua)
+    const cpuStream = (cpuMs(proxy.pid!) - cpu0) / Math.max(1, proxyStream.requests)
+
+    const direct1 = wrk(direct, 1, 3, plainLua)
+    const proxy1 = wrk(proxied, 1, 3, plainLua)
+    const direct50 = directPlain
+    const fcDirect = await firstChunk(mockPort, 300)
+    const fcProxy = await firstChunk(proxyPort, 300)
+    const firstAdded = pct(fcProxy, 50) - pct(fcDirect, 50)
+
+    const f = (n: number, d = 2) => n.toFixed(d)
+    console.log(`wrk, ${connections} connections, ${seconds}s per run, zero-delay mock upstream; proxy: solo preset, caching off, demo identity`)
+    console.log(`non-streaming  direct ${f(directPlain.rps, 0)} rps | through proxy ${f(proxyPlain.rps, 0)} rps, proxy CPU ${f(cpuPlain, 3)} ms/req, errors ${proxyPlain.errors}`)
+    console.log(`streaming      direct ${f(directStream.rps, 0)} rps | through proxy ${f(proxyStream.rps, 0)} rps, proxy CPU ${f(cpuStream, 3)} ms/req, errors ${proxyStream.errors}`)
+    console.log(`latency @1 conn   direct p50 ${f(direct1.p50, 3)} ms p99 ${f(direct1.p99, 3)} ms | proxy p50 ${f(proxy1.p50, 3)} ms p99 ${f(proxy1.p99, 3)} ms | added p50 ${f(proxy1.p50 - direct1.p50, 3)} ms p99 ${f(proxy1.p99 - direct1.p99, 3)} ms`)
+    console.log(`latency @${connections} conn  direct p50 ${f(direct50.p50, 3)} ms p99 ${f(direct50.p99, 3)} ms | proxy p50 ${f(proxyPlain.p50, 3)} ms p99 ${f(proxyPlain.p99, 3)} ms | added p50 ${f(proxyPlain.p50 - direct50.p50, 3)} ms p99 ${f(proxyPlain.p99 - direct50.p99, 3)} ms`)
+    console.log(`first streamed chunk (300 sequential)  direct p50 ${f(pct(fcDirect, 50), 3)} ms | proxy p50 ${f(pct(fcProxy, 50), 3)} ms p99 ${f(pct(fcProxy, 99), 3)} ms | added ${f(firstAdded, 3)} ms`)
+    console.log(`bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`)
+  } finally {
+    stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+await main()
