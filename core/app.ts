@@ -27,6 +27,8 @@ export interface MeshInternals {
   runPhase(name: HookName, ctx: MeshContext): Promise<void>
   resolveIdentity: IdentityResolver
   corsHeaders(origin: string | null): Record<string, string>
+  /** false when nobody listens to events: skip building their payloads on the hot path */
+  hasListeners(): boolean
   /** keep shutdown waiting for background work (afterResponse of streams) */
   track(p: Promise<unknown>): void
 }
@@ -129,9 +131,11 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
         ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' }
         : {}
     },
+    hasListeners: () => bus.size > 0,
     track(p) {
-      pending.add(p)
-      void p.finally(() => pending.delete(p))
+      const settled = p.then(() => {}, () => {})
+      pending.add(settled)
+      void settled.finally(() => pending.delete(settled))
     },
   }
 
@@ -154,7 +158,9 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     }
     const body = await readBody(event, config.limits.bodyBytes)
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
-    return handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream })
+    const handled = handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream })
+    internals.track(handled)
+    return handled
   }
 
   const protocolError = (event: H3Event, protocol: ProtocolName, status: number, type: string, message: string) =>

@@ -88,7 +88,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     if (!ctx.response) {
       ctx.usage = { ...zeroUsage(), inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), estimated: true }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
-      m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
+      if (m.hasListeners()) m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
       await m.runPhase('beforeRequest', ctx)
       if (!ctx.response && req.operation === 'chat') await m.runPhase('cacheLookup', ctx)
       if (!ctx.response) await m.runPhase('route', ctx)
@@ -183,7 +183,7 @@ function governanceHeaders(m: MeshInternals, ctx: MeshContext): Record<string, s
 function send(m: MeshInternals, ctx: MeshContext, status: number, body: string | Buffer | Readable, contentType: string, extra?: Record<string, string>): Response {
   ctx.status = status
   const headers = { ...extra, ...governanceHeaders(m, ctx), 'content-type': contentType }
-  m.mesh.emit('response', { id: ctx.id, status, cache: ctx.cache.status, latencyMs: performance.now() - ctx.startedAt, identity: ctx.identity, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, tokens: ctx.usage.inputTokens + ctx.usage.outputTokens, costUsd: ctx.cost.usd })
+  if (m.hasListeners()) m.mesh.emit('response', { id: ctx.id, status, cache: ctx.cache.status, latencyMs: performance.now() - ctx.startedAt, identity: ctx.identity, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, tokens: ctx.usage.inputTokens + ctx.usage.outputTokens, costUsd: ctx.cost.usd })
   return new FastResponse(body as any, { status, headers }) as unknown as Response
 }
 
@@ -220,7 +220,7 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
 }
 
 function logCall(m: MeshInternals, ctx: MeshContext, status: number) {
-  m.mesh.emit('llm_call', { id: ctx.id, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, status, latencyMs: ctx.upstream?.latencyMs ?? performance.now() - ctx.startedAt, usage: ctx.usage, costUsd: ctx.cost.usd, stream: ctx.prompt.stream })
+  if (m.hasListeners()) m.mesh.emit('llm_call', { id: ctx.id, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, status, latencyMs: ctx.upstream?.latencyMs ?? performance.now() - ctx.startedAt, usage: ctx.usage, costUsd: ctx.cost.usd, stream: ctx.prompt.stream })
 }
 
 async function finishBody(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapter, res: Extract<MeshResponse, { kind: 'upstream' }>): Promise<Response> {
@@ -254,7 +254,11 @@ function finishStream(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
   const reader = adapter.streamReader({ hideUsageChunk: hide })
   const tap = new SseTap(reader, hide)
   const estimated = ctx.usage
+  let ended!: () => void
+  // a config reload or shutdown waits for streams in flight
+  m.track(new Promise<void>((r) => (ended = r)))
   pipeline(res.body as Readable, tap, (err) => {
+    ended()
     const answer = err ? undefined : reader.finish()
     if (answer) {
       ctx.answer = answer
