@@ -1,0 +1,68 @@
+// Canonical JSON (RFC 8785 style: keys sorted by UTF-16 code units, no whitespace, numbers as
+// ECMAScript prints them) so that a hash computed here can be recomputed by any verifier from
+// the parsed record.
+import { createHash } from 'node:crypto'
+
+/** prev of the first record of a chain */
+export const GENESIS = '0'.repeat(64)
+
+export function canonicalJson(value: unknown): string {
+  const out = canon(value)
+  return out === undefined ? 'null' : out
+}
+
+// entries repeat the same few dozen keys: quote each once
+const quotedKeys = new Map<string, string>()
+function quoteKey(k: string): string {
+  let q = quotedKeys.get(k)
+  if (q === undefined) {
+    q = JSON.stringify(k)
+    if (quotedKeys.size < 10_000) quotedKeys.set(k, q)
+  }
+  return q
+}
+
+function canon(value: unknown): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value)
+    case 'number':
+      // Number#toString is what JSON.stringify prints for finite numbers (-0 as 0)
+      return Number.isFinite(value) ? '' + value : 'null'
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'bigint':
+      return JSON.stringify(value.toString())
+    case 'object': {
+      if (value === null) return 'null'
+      if (Array.isArray(value)) {
+        let s = '['
+        for (let i = 0; i < value.length; i++) {
+          if (i) s += ','
+          s += canon(value[i]) ?? 'null'
+        }
+        return s + ']'
+      }
+      const maybe = value as { toJSON?: () => unknown }
+      if (typeof maybe.toJSON === 'function') return canon(maybe.toJSON())
+      const obj = value as Record<string, unknown>
+      const keys = Object.keys(obj).sort()
+      let s = '{'
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!
+        const v = canon(obj[k])
+        if (v === undefined) continue
+        if (s.length > 1) s += ','
+        s += quoteKey(k) + ':' + v
+      }
+      return s + '}'
+    }
+    default:
+      // undefined, functions and symbols are dropped, as JSON.stringify does
+      return undefined
+  }
+}
+
+export function sha256Hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex')
+}

@@ -1,0 +1,191 @@
+// Record format and the hash chain.
+//
+// A stored line is the record's serialisation with its hash (and, for checkpoints, the
+// signature) appended as the last keys:
+//   {"seq":12,"prev":"<64 hex>","kind":"request","cache":{...},"costUsd":0.0001,...,"hash":"<64 hex>"}
+//   {"seq":13,"prev":"<64 hex>","kind":"checkpoint","count":12,"keyId":"...","ts":"...","v":1,"hash":"<64 hex>","sig":"<base64>"}
+// The serialisation is canonical: the chain fields seq, prev, kind first, in that order, then every
+// other field as canonical JSON (keys sorted, no whitespace; see canonical.ts).
+// hash = SHA-256 of that serialisation (the line up to `,"hash"` plus the closing brace), so it
+// covers every field and the previous record's hash. The fixed header lets a verifier read the
+// chain fields without parsing the whole JSON, and any changed byte changes the hash.
+import * as crypto from 'node:crypto'
+import { canonicalJson } from './canonical.ts'
+import type { CacheStatus, ToolCall } from '../../core/types.ts'
+
+export const FORMAT_VERSION = 1
+/** domain separation for checkpoint signatures */
+export const SIGNATURE_PREFIX = 'agentmesh-audit/v1:'
+
+/** One request decision, as written by the afterResponse hook (before seq/prev are assigned). */
+export interface AuditEntry {
+  v: 1
+  kind: 'request'
+  /** request arrival time, ISO 8601 */
+  ts: string
+  /** request id (X-AgentMesh-Request-Id) */
+  id: string
+  identity: { team: string; user: string; tool: string; keyId?: string }
+  protocol: string
+  operation: string
+  stream: boolean
+  vendor: string
+  /** model the client asked for */
+  requestedModel: string
+  /** model that answered (or would have, when the request ended before the call) */
+  model: string
+  cache: { status: CacheStatus; similarity?: number; savedTokens?: number }
+  tokens: { input: number; output: number; cacheRead: number; cacheWrite: number; estimated?: boolean }
+  costUsd: number
+  savedUsd: number
+  costEstimated?: boolean
+  /** decision of the quota plugin: allow | warn | block | soft; absent without a quota plugin */
+  quota?: string
+  /** why the route was chosen (router plugin) */
+  route?: string
+  latencyMs: number
+  status: number
+  /** error type (never the message: upstream messages can echo key fragments) */
+  error?: string
+  aborted?: boolean
+  /** SHA-256 of the canonical JSON of the canonical prompt view */
+  promptHash: string
+  /** SHA-256 of the canonical JSON of {text, toolCalls} of the answer, when there was one */
+  answerHash?: string
+  /** full content, only with includeContent */
+  prompt?: unknown
+  answer?: { text: string; toolCalls: ToolCall[] }
+  /** room for fields a redact hook adds */
+  [extra: string]: unknown
+}
+
+export interface CheckpointBody {
+  v: 1
+  kind: 'checkpoint'
+  ts: string
+  /** records this checkpoint covers (all records before it) = seq - 1 */
+  count: number
+  /** id of the signing key: first 16 hex of SHA-256 of the raw public key */
+  keyId: string
+}
+
+export type ChainRecord = (AuditEntry | CheckpointBody) & { seq: number; prev: string }
+
+export interface ChainHead {
+  /** seq of the last record (0 for an empty chain) */
+  seq: number
+  /** hash of the last record (GENESIS for an empty chain) */
+  hash: string
+  /** kind of the last record, so a writer knows whether the tail is signed */
+  kind?: 'request' | 'checkpoint'
+}
+
+export interface Sealed {
+  line: string
+  hash: string
+}
+
+/** The canonical serialisation that is hashed: seq, prev, kind, then the rest as canonical JSON. */
+export function serialise(record: { seq: number; prev: string; kind: string } & Record<string, unknown>): string {
+  const { seq, prev, kind, ...rest } = record
+  const tail = canonicalJson(rest)
+  return `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
+}
+
+/** Seal a record: the caller supplies seq and prev; returns the line (without newline) and hash. */
+export function seal(record: { seq: number; prev: string; kind: string } & Record<string, unknown>, sign?: (hash: string) => string): Sealed {
+  const body = serialise(record)
+  const hash = sha256(body)
+  let line = body.slice(0, -1) + ',"hash":"' + hash + '"'
+  if (sign) line += ',"sig":"' + sign(hash) + '"'
+  return { line: line + '}', hash }
+}
+
+// crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object per call
+const oneShot = (crypto as { hash?: (alg: string, data: Buffer | string, enc: 'hex') => string }).hash
+const sha256 = oneShot
+  ? (data: Buffer | string) => oneShot('sha256', data, 'hex')
+  : (data: Buffer | string) => crypto.createHash('sha256').update(data).digest('hex')
+
+export interface ParsedLine {
+  seq: number
+  prev: string
+  kind: 'request' | 'checkpoint'
+  /** hash stored in the line */
+  hash: string
+  /** hash recomputed from the bytes */
+  computed: string
+  sig?: string
+  /** the whole record, parsed from the hashed bytes (JSON.parse on demand) */
+  record(): ChainRecord
+  /** the hashed bytes (the serialisation) */
+  body(): string
+}
+
+const HEAD = Buffer.from('{"seq":')
+const PREV = Buffer.from(',"prev":"')
+const KIND = Buffer.from('","kind":"')
+const HASH = Buffer.from(',"hash":"')
+const SIG = Buffer.from('","sig":"')
+const REQUEST = Buffer.from('request"')
+const CHECKPOINT = Buffer.from('checkpoint"')
+const B64 = /^[A-Za-z0-9+/]+={0,2}$/
+
+function at(b: Buffer, what: Buffer, i: number): boolean {
+  // a byte loop: cheaper than Buffer#compare for needles this short
+  if (b.length < i + what.length) return false
+  for (let k = 0; k < what.length; k++) if (b[i + k] !== what[k]) return false
+  return true
+}
+
+/**
+ * Read a stored line (bytes or text) without parsing its JSON: the header, the trailer (which
+ * must be exactly `,"hash":"…"}` or `,"hash":"…","sig":"…"}`, so nothing after the hash can
+ * shadow a hashed field) and the recomputed hash. Undefined if the line is not a well-formed
+ * record (torn, garbage, bad header or trailer).
+ */
+export function parseLine(input: Buffer | string): ParsedLine | undefined {
+  const b = typeof input === 'string' ? Buffer.from(input) : input
+  const n = b.length
+  if (n < 160 || !at(b, HEAD, 0)) return undefined
+  let i = HEAD.length
+  const d0 = i
+  let seq = 0
+  while (i < n && b[i]! >= 48 && b[i]! <= 57 && i - d0 < 16) seq = seq * 10 + (b[i++]! - 48)
+  if (i === d0 || (b[d0] === 48 && i - d0 > 1) || seq < 1 || !Number.isSafeInteger(seq)) return undefined
+  if (!at(b, PREV, i)) return undefined
+  i += PREV.length
+  // prev and hash are not checked to be hex here: a record is accepted only when its hash equals
+  // the SHA-256 we compute and its prev equals the previous hash, both hex (a regex per line
+  // cost as much as the hash)
+  const prev = b.toString('latin1', i, i + 64)
+  i += 64
+  if (!at(b, KIND, i)) return undefined
+  i += KIND.length
+  let kind: ParsedLine['kind']
+  if (at(b, REQUEST, i)) kind = 'request'
+  else if (at(b, CHECKPOINT, i)) kind = 'checkpoint'
+  else return undefined
+  if (b[n - 1] !== 0x7d || b[n - 2] !== 0x22) return undefined
+  const h = b.lastIndexOf(HASH, n - 75)
+  if (h < i) return undefined
+  const hash = b.toString('latin1', h + HASH.length, h + HASH.length + 64)
+  const afterHash = h + HASH.length + 64
+  let sig: string | undefined
+  if (afterHash + 2 !== n) {
+    if (!at(b, SIG, afterHash)) return undefined
+    sig = b.toString('latin1', afterHash + SIG.length, n - 2)
+    if (!B64.test(sig)) return undefined
+  }
+  // the hashed bytes are the line up to `,"hash"` plus "}": put the brace in place of the comma
+  // for the one-shot hash (about twice as fast as createHash per line), then restore it
+  b[h] = 0x7d
+  let computed: string
+  try {
+    computed = sha256(b.subarray(0, h + 1))
+  } finally {
+    b[h] = 0x2c
+  }
+  const body = () => b.toString('utf8', 0, h) + '}'
+  return { seq, prev, kind, hash, computed, sig, body, record: () => JSON.parse(body()) }
+}
