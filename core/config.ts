@@ -91,7 +91,7 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
   // a preset already layered through `extends` is not layered twice
   const layered = opts.extendedPreset === presetName ? input : defu(input, await loadPreset(presetName as PresetName))
   const c = layered as MeshConfig
-  const dataDir = c.dataDir ?? '.agentmesh'
+  const dataDir = c.dataDir ?? process.env.AGENTMESH_DATA_DIR ?? '.agentmesh'
   const resolved: ResolvedMeshConfig = {
     preset: presetName as PresetName,
     port: c.port ?? 8080,

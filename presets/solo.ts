@@ -1,6 +1,7 @@
 // solo: one developer with real vendor keys (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY,
 // or the client's own key passed through); cache and logs on disk under the data dir.
 import type { MeshConfig } from '../core/types.ts'
+import { audit } from '../plugins/audit/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { google } from '../plugins/vendors/google.ts'
 import { openai } from '../plugins/vendors/openai.ts'
@@ -8,5 +9,5 @@ import { openai } from '../plugins/vendors/openai.ts'
 export default (): MeshConfig => ({
   storage: { driver: 'fs' },
   trustIdentityHeaders: true,
-  plugins: [anthropic(), openai(), google()],
+  plugins: [audit(), anthropic(), openai(), google()],
 })

@@ -1,6 +1,7 @@
 // team: shared deployment. Vendor keys from config or env only, identity from virtual keys,
 // storage on disk (point storage at redis to run several instances).
 import type { MeshConfig } from '../core/types.ts'
+import { audit } from '../plugins/audit/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { google } from '../plugins/vendors/google.ts'
 import { openai } from '../plugins/vendors/openai.ts'
@@ -8,5 +9,5 @@ import { openai } from '../plugins/vendors/openai.ts'
 export default (): MeshConfig => ({
   storage: { driver: 'fs' },
   trustIdentityHeaders: false,
-  plugins: [anthropic(), openai(), google()],
+  plugins: [audit(), anthropic(), openai(), google()],
 })
