@@ -3,6 +3,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { cac, type CAC } from 'cac'
 import { serve } from 'srvx'
 import { createAgentMesh, VERSION, type AgentMesh } from './app.ts'
+import { warmTokenizer } from './tokens.ts'
 import { ConfigError, loadMeshConfig, maskedConfig, type LoadOptions } from './config.ts'
 import type { MeshConfig, ResolvedMeshConfig } from './types.ts'
 
@@ -74,6 +75,8 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
   const opts = loadOptions(flags, jiti, mode === 'serve' ? 'production' : 'development')
   let loaded = await loadMeshConfig(opts)
   let current = await createAgentMesh(loaded.config)
+  // load the BPE tables now, not during the first request
+  warmTokenizer()
   const server = serve({ fetch: (req: Request) => current.app.fetch(req), port: loaded.config.port, hostname: loaded.config.host, silent: true, gracefulShutdown: false })
   try {
     await server.ready()
@@ -95,7 +98,8 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
   }
   const reload = async () => {
     try {
-      const next = await loadMeshConfig(opts)
+      // not the CLI's jiti: its module cache would hand back the config file as first loaded
+      const next = await loadMeshConfig({ ...opts, jiti: undefined })
       if (next.config.port !== loaded.config.port || next.config.host !== loaded.config.host) printErr('[agentmesh] port/host changes need a restart; keeping the current socket')
       const fresh = await createAgentMesh(next.config)
       const old = current

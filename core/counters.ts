@@ -7,8 +7,31 @@ import { dirname, join, resolve } from 'node:path'
 import type { Redis } from 'ioredis'
 import type { Counters, StorageConfig } from './types.ts'
 
+export interface CounterEntry {
+  key: string
+  delta: number
+  /** reserveMany only: the value the key may reach */
+  limit?: number
+  ttl?: number
+}
+
+/**
+ * Several keys in one step (one redis round trip). Not part of the Counters interface: plugins
+ * use them when present (`'reserveMany' in mesh.counters`) and fall back to reserve/incr.
+ */
+export interface BatchCounters extends Counters {
+  /** like reserve, with a delta and limit per key: every value(key) + delta <= limit, then all are added, or none */
+  reserveMany(entries: CounterEntry[]): Promise<{ ok: boolean; values: number[] }>
+  /** add each delta (ttl set on creation); returns the new values */
+  incrMany(entries: CounterEntry[]): Promise<number[]>
+}
+
+export function hasBatch(c: Counters): c is BatchCounters {
+  return typeof (c as Partial<BatchCounters>).reserveMany === 'function' && typeof (c as Partial<BatchCounters>).incrMany === 'function'
+}
+
 /** Counters plus the means to release what they hold; the core calls close() at shutdown. */
-export interface ClosableCounters extends Counters {
+export interface ClosableCounters extends BatchCounters {
   /** write pending state (file-backed memory counters) and close connections this module opened */
   close(): Promise<void>
 }
@@ -110,6 +133,22 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
       touched()
       return { ok: true, values: after }
     },
+    async reserveMany(entries) {
+      const t = now()
+      const values = entries.map((e) => live(e.key, t)?.v ?? 0)
+      for (let i = 0; i < entries.length; i++) {
+        if (!(values[i]! + entries[i]!.delta <= (entries[i]!.limit ?? Infinity))) return { ok: false, values }
+      }
+      const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
+      touched()
+      return { ok: true, values: after }
+    },
+    async incrMany(entries) {
+      const t = now()
+      const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
+      touched()
+      return after
+    },
     async del(key) {
       map.delete(key)
       touched()
@@ -152,9 +191,42 @@ if ttl > 0 and redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1],
 return v
 `
 
+// KEYS: the counters. ARGV: n deltas, n limits, n ttls.
+const RESERVE_MANY_LUA = `
+local n = #KEYS
+for i = 1, n do
+  if (tonumber(redis.call('GET', KEYS[i])) or 0) + tonumber(ARGV[i]) > tonumber(ARGV[n + i]) then
+    local out = {0}
+    for j = 1, n do out[j + 1] = redis.call('GET', KEYS[j]) or '0' end
+    return out
+  end
+end
+local out = {1}
+for i = 1, n do
+  out[i + 1] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[i])
+  local ttl = tonumber(ARGV[2 * n + i])
+  if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return out
+`
+
+// KEYS: the counters. ARGV: n deltas, n ttls.
+const INCR_MANY_LUA = `
+local n = #KEYS
+local out = {}
+for i = 1, n do
+  out[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[i])
+  local ttl = tonumber(ARGV[n + i])
+  if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return out
+`
+
 type ScriptClient = Redis & {
   agentmeshReserve(numKeys: number, ...args: Array<string | number>): Promise<string[] | Array<string | number>>
   agentmeshIncr(numKeys: number, ...args: Array<string | number>): Promise<string>
+  agentmeshReserveMany(numKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>
+  agentmeshIncrMany(numKeys: number, ...args: Array<string | number>): Promise<string[]>
 }
 
 const num = (v: unknown) => {
@@ -171,9 +243,11 @@ const limitArg = (l: number | undefined) => (l === undefined || !Number.isFinite
  */
 export function createRedisCounters(redis: Redis, prefix: string, ownsClient = false): ClosableCounters {
   const r = redis as ScriptClient
-  if (typeof r.agentmeshReserve !== 'function') {
+  if (typeof r.agentmeshReserveMany !== 'function') {
     redis.defineCommand('agentmeshReserve', { lua: RESERVE_LUA })
     redis.defineCommand('agentmeshIncr', { lua: INCR_LUA, numberOfKeys: 1 })
+    redis.defineCommand('agentmeshReserveMany', { lua: RESERVE_MANY_LUA })
+    redis.defineCommand('agentmeshIncrMany', { lua: INCR_MANY_LUA })
   }
   const k = (key: string) => prefix + key
   return {
@@ -188,6 +262,17 @@ export function createRedisCounters(redis: Redis, prefix: string, ownsClient = f
       const args: Array<string | number> = [keys.length, ...keys.map(k), String(delta), ...keys.map((_, i) => limitArg(limits[i])), ...keys.map((_, i) => String(Math.ceil(ttlSeconds[i] ?? 0)))]
       const out = await r.agentmeshReserve(...(args as [number, ...Array<string | number>]))
       return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
+    },
+    async reserveMany(entries) {
+      if (entries.length === 0) return { ok: true, values: [] }
+      const args: Array<string | number> = [entries.length, ...entries.map((e) => k(e.key)), ...entries.map((e) => String(e.delta)), ...entries.map((e) => limitArg(e.limit)), ...entries.map((e) => String(Math.ceil(e.ttl ?? 0)))]
+      const out = await r.agentmeshReserveMany(...(args as [number, ...Array<string | number>]))
+      return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
+    },
+    async incrMany(entries) {
+      if (entries.length === 0) return []
+      const args: Array<string | number> = [entries.length, ...entries.map((e) => k(e.key)), ...entries.map((e) => String(e.delta)), ...entries.map((e) => String(Math.ceil(e.ttl ?? 0)))]
+      return (await r.agentmeshIncrMany(...(args as [number, ...Array<string | number>]))).map(num)
     },
     async del(key) {
       await redis.del(k(key))

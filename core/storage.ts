@@ -1,6 +1,6 @@
 // unstorage chosen in config (memory, fs under the data dir, redis by URL) plus the atomic
 // counters unstorage lacks. The core knows the interface; drivers are unstorage's.
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createStorage, type Storage } from 'unstorage'
 import memoryDriver from 'unstorage/drivers/memory'
 import fsLiteDriver from 'unstorage/drivers/fs-lite'
@@ -32,7 +32,9 @@ export function createMeshStorage(config: StorageConfig, dataDir: string): MeshS
   if (config.driver === 'fs') {
     const base = resolve(dataDir, config.base ?? 'storage')
     const storage = createStorage({ driver: fsLiteDriver({ base }) })
-    return { storage, counters: createMemoryCounters(), describe: `fs ${base}`, close: () => storage.dispose() }
+    // budgets survive a restart of a single instance; several instances need redis
+    const counters = createMemoryCounters({ file: join(dataDir, 'counters.json') })
+    return { storage, counters, describe: `fs ${base}`, close: async () => { await counters.close(); await storage.dispose() } }
   }
   const storage = createStorage({ driver: memoryDriver() })
   return { storage, counters: createMemoryCounters(), describe: 'memory', close: () => storage.dispose() }

@@ -31,6 +31,11 @@ export interface Prompt {
   hasImages: boolean
 }
 
+/**
+ * Token usage in the vendor's own terms: for OpenAI and Gemini `inputTokens` includes
+ * `cacheReadTokens`; for Anthropic it does not (cache reads and writes are counted apart).
+ * core/pricing.ts prices each accordingly.
+ */
 export interface Usage {
   inputTokens: number
   outputTokens: number

@@ -2,11 +2,19 @@
 // X-AgentMesh-* headers.
 import type { MeshConfig } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { virtualKeys } from '../plugins/keys/index.ts'
+import { quota } from '../plugins/quota/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
 export default (): MeshConfig => ({
   storage: { driver: 'memory' },
   trustIdentityHeaders: true,
   cors: { origins: '*' },
-  plugins: [audit(), demo()],
+  plugins: [
+    virtualKeys(),
+    // a small daily budget per team, so the quota headers and the 429 are visible in the demo
+    quota({ limits: { defaultTeam: { tokensPerDay: 200_000 } } }),
+    audit(),
+    demo(),
+  ],
 })

@@ -2,6 +2,8 @@
 // or the client's own key passed through); cache and logs on disk under the data dir.
 import type { MeshConfig } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { virtualKeys } from '../plugins/keys/index.ts'
+import { quota } from '../plugins/quota/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { google } from '../plugins/vendors/google.ts'
 import { openai } from '../plugins/vendors/openai.ts'
@@ -9,5 +11,13 @@ import { openai } from '../plugins/vendors/openai.ts'
 export default (): MeshConfig => ({
   storage: { driver: 'fs' },
   trustIdentityHeaders: true,
-  plugins: [audit(), anthropic(), openai(), google()],
+  plugins: [
+    virtualKeys(),
+    // accounting and `agentmesh usage` with no limits; add limits in your config
+    quota(),
+    audit(),
+    anthropic(),
+    openai(),
+    google(),
+  ],
 })
