@@ -149,7 +149,10 @@ export interface PluginHooks {
 
 /** A CLI subcommand a plugin contributes, e.g. `keys create`; run with a mesh that does not listen. */
 export interface PluginCommand {
-  /** words after `agentmesh`, with cac arg syntax: 'keys revoke <id>' */
+  /**
+   * cac command syntax: one command word, then args, e.g. 'grant' or 'keys <action> [id]'
+   * (cac matches on the first word only, so sub-commands are an `<action>` argument)
+   */
   name: string
   description: string
   options?: Array<{ flags: string; description: string; default?: unknown }>
