@@ -1,5 +1,6 @@
 // createAgentMesh: config -> plugins in order -> hook bus -> h3 app. Small on purpose: protocol
 // adapters live in core/protocols, the request lifecycle in core/pipeline.ts, features in plugins/.
+import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { resolve } from 'node:path'
@@ -139,8 +140,21 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     },
   }
 
+  // governance headers for answers given before a request context exists (404, 413): every
+  // response carries them, and nothing was spent
+  const bareHeaders = (origin: string | null): Record<string, string> => ({
+    'x-agentmesh-request-id': randomUUID(),
+    'x-agentmesh-vendor': 'none',
+    'x-agentmesh-model': '',
+    'x-agentmesh-tokens': '0',
+    'x-agentmesh-cost-usd': '0.000000',
+    'x-agentmesh-cache': 'bypass',
+    'x-agentmesh-latency-ms': '0.0',
+    ...internals.corsHeaders(origin),
+  })
+
   const jsonError = (status: number, type: string, message: string, origin: string | null) =>
-    new FastResponse(JSON.stringify({ error: { type, message } }), { status, headers: { 'content-type': 'application/json', ...internals.corsHeaders(origin) } }) as unknown as Response
+    new FastResponse(JSON.stringify({ error: { type, message } }), { status, headers: { 'content-type': 'application/json', ...bareHeaders(origin) } }) as unknown as Response
 
   const llm = (protocol: ProtocolName, operation: Operation) => async (event: H3Event) => {
     let pathModel: string | undefined
@@ -166,7 +180,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const protocolError = (event: H3Event, protocol: ProtocolName, status: number, type: string, message: string) =>
     new FastResponse(JSON.stringify(protocols[protocol].errorBody(status, type, message)), {
       status,
-      headers: { 'content-type': 'application/json', 'x-agentmesh-cache': 'bypass', ...internals.corsHeaders(event.req.headers.get('origin')) },
+      headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')) },
     }) as unknown as Response
 
   const countTokens = async (event: H3Event, protocol: ProtocolName, pathModel?: string) => {
@@ -177,7 +191,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
       const n = mesh.tokens.estimateInput(prompt, prompt.model)
       const out = protocol === 'gemini' ? { totalTokens: n } : { input_tokens: n }
-      return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...internals.corsHeaders(event.req.headers.get('origin')) } })
+      return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-model': prompt.model } })
     } catch (err) {
       return protocolError(event, protocol, 400, 'invalid_request_error', err instanceof SyntaxError ? `malformed JSON body: ${err.message}` : (err as Error).message)
     }
@@ -202,7 +216,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   app.post('/v1beta/models/:modelAction', llm('gemini', 'chat'))
   app.get('/v1/models', (event) => {
     const ids = [...new Set([...mesh.vendors.values()].flatMap((v) => v.models?.() ?? []))]
-    const headers = { 'content-type': 'application/json', ...internals.corsHeaders(event.req.headers.get('origin')) }
+    const headers = { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')) }
     // the Anthropic SDK lists models at the same path, in its own shape
     const body = event.req.headers.get('anthropic-version')
       ? { data: ids.map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-01-01T00:00:00Z' })), has_more: false, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null }

@@ -6,7 +6,7 @@ import { resolve } from 'node:path'
 import { loadConfig } from 'c12'
 import { defu } from 'defu'
 import { sortPlugins } from './plugin.ts'
-import type { MeshConfig, ResolvedMeshConfig } from './types.ts'
+import type { MeshConfig, Plugin, ResolvedMeshConfig } from './types.ts'
 
 export type PresetName = 'demo' | 'solo' | 'team'
 export const PRESETS: PresetName[] = ['demo', 'solo', 'team']
@@ -91,6 +91,7 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
   // a preset already layered through `extends` is not layered twice
   const layered = opts.extendedPreset === presetName ? input : defu(input, await loadPreset(presetName as PresetName))
   const c = layered as MeshConfig
+  validatePlugins(c.plugins ?? [])
   const dataDir = c.dataDir ?? process.env.AGENTMESH_DATA_DIR ?? '.agentmesh'
   const resolved: ResolvedMeshConfig = {
     preset: presetName as PresetName,
@@ -130,14 +131,10 @@ function validateInput(c: MeshConfig) {
   }
 }
 
-function validateResolved(c: ResolvedMeshConfig) {
-  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) fail('port', 'an integer from 0 to 65535', c.port)
-  if (typeof c.host !== 'string' || !c.host) fail('host', 'a host name or address', c.host)
-  if (typeof c.dataDir !== 'string' || !c.dataDir) fail('dataDir', 'a directory path', c.dataDir)
-  if (!['memory', 'fs', 'redis'].includes(c.storage.driver)) fail('storage.driver', 'one of memory, fs, redis', c.storage.driver)
-  if (c.storage.driver === 'redis' && (typeof c.storage.url !== 'string' || !/^rediss?:\/\//.test(c.storage.url))) fail('storage.url', 'a redis:// URL when storage.driver is redis', c.storage.url)
-  if (!Array.isArray(c.plugins)) fail('plugins', 'an array of plugins', c.plugins)
-  c.plugins.forEach((p, i) => {
+/** Checked before sorting, so an index names the entry as written (the user's plugins come before the preset's). */
+function validatePlugins(plugins: unknown) {
+  if (!Array.isArray(plugins)) fail('plugins', 'an array of plugins', plugins)
+  plugins.forEach((p: Plugin, i) => {
     if (!p || typeof p !== 'object') fail(`plugins[${i}]`, 'a plugin object (did you forget to call the plugin factory?)', p)
     if (typeof p.name !== 'string' || !p.name) fail(`plugins[${i}].name`, 'a non-empty string', p.name)
     if (p.enforce !== undefined && p.enforce !== 'pre' && p.enforce !== 'post') fail(`plugins[${i}] (${p.name}).enforce`, '"pre", "post" or absent', p.enforce)
@@ -147,6 +144,14 @@ function validateResolved(c: ResolvedMeshConfig) {
       if (typeof fn !== 'function') fail(`plugins[${i}] (${p.name}).hooks.${h}`, 'a function', fn)
     }
   })
+}
+
+function validateResolved(c: ResolvedMeshConfig) {
+  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) fail('port', 'an integer from 0 to 65535', c.port)
+  if (typeof c.host !== 'string' || !c.host) fail('host', 'a host name or address', c.host)
+  if (typeof c.dataDir !== 'string' || !c.dataDir) fail('dataDir', 'a directory path', c.dataDir)
+  if (!['memory', 'fs', 'redis'].includes(c.storage.driver)) fail('storage.driver', 'one of memory, fs, redis', c.storage.driver)
+  if (c.storage.driver === 'redis' && (typeof c.storage.url !== 'string' || !/^rediss?:\/\//.test(c.storage.url))) fail('storage.url', 'a redis:// URL when storage.driver is redis', c.storage.url)
   if (!Array.isArray(c.disable) || c.disable.some((d) => typeof d !== 'string')) fail('disable', 'an array of plugin names', c.disable)
   for (const [k, v] of Object.entries(c.limits)) if (typeof v !== 'number' || !(v > 0)) fail(`limits.${k}`, 'a positive number', v)
   if (c.cors.origins !== '*' && (!Array.isArray(c.cors.origins) || c.cors.origins.some((o) => typeof o !== 'string'))) fail('cors.origins', '"*" or an array of origins', c.cors.origins)

@@ -126,7 +126,8 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
     ctx.response = { kind: 'upstream', ...res }
     return
   }
-  if (ctx.protocol === 'openai' && ctx.prompt.stream && vendor.protocol === 'openai' && ctx.request.body.stream_options?.include_usage !== true) {
+  // 'any' (demo) streams through the same tap, so its usage chunk is hidden the same way
+  if (ctx.protocol === 'openai' && ctx.prompt.stream && (vendor.protocol === 'openai' || vendor.protocol === 'any') && ctx.request.body.stream_options?.include_usage !== true) {
     // usage only arrives in streams when asked for; ask, and hide that chunk from this client
     ctx.request.body.stream_options = { ...ctx.request.body.stream_options, include_usage: true }
     ctx.request.dirty = true
@@ -211,11 +212,20 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
       await after(m, ctx)
       return ctx.prompt.stream
-        ? send(m, ctx, 200, adapter.renderStream(answer), 'text/event-stream', { 'cache-control': 'no-cache' })
+        ? send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
         : send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
     }
-    case 'upstream':
-      return res.stream ? finishStream(m, ctx, adapter, res) : finishBody(m, ctx, adapter, res)
+    case 'upstream': {
+      if (!res.stream) return finishBody(m, ctx, adapter, res)
+      // a stream that dies before its first bytes becomes a 502 in the client's protocol, not the
+      // server's empty 500 (no status has been sent yet)
+      const early = await firstBytes(res.body as Readable)
+      if (!early) return finishStream(m, ctx, adapter, res)
+      ctx.response = errorResponse(m, ctx, ctx.signal.aborted
+        ? new UpstreamError('client closed the request', 499, 'client_closed_request')
+        : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${early.message})`, 502, 'upstream_stream_error'))
+      return finish(m, ctx, adapter)
+    }
   }
 }
 
@@ -258,7 +268,6 @@ function finishStream(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
   // a config reload or shutdown waits for streams in flight
   m.track(new Promise<void>((r) => (ended = r)))
   pipeline(res.body as Readable, tap, (err) => {
-    ended()
     const answer = err ? undefined : reader.finish()
     if (answer) {
       ctx.answer = answer
@@ -272,10 +281,28 @@ function finishStream(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
     }
     price(m, ctx)
     logCall(m, ctx, res.status)
-    void after(m, ctx)
+    // ended only once afterResponse is done: close() must not run plugin closers under it
+    void after(m, ctx).then(ended)
   })
   price(m, ctx)
   return send(m, ctx, res.status, tap, res.headers['content-type'] ?? 'text/event-stream', { ...res.headers, 'cache-control': 'no-cache' })
+}
+
+/** Resolves when the stream has data (or ends), with the error if it fails first. */
+function firstBytes(body: Readable): Promise<Error | undefined> {
+  if (body.readableLength > 0 || body.readableEnded) return Promise.resolve(undefined)
+  return new Promise((resolve) => {
+    const ready = () => {
+      body.off('readable', ready)
+      resolve(undefined)
+    }
+    body.on('readable', ready)
+    // stays attached: an error between here and pipeline() must not go unhandled
+    body.once('error', (err) => {
+      body.off('readable', ready)
+      resolve(err)
+    })
+  })
 }
 
 export async function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, name: HookName, ctx: MeshContext): Promise<void> {

@@ -90,7 +90,7 @@ export const openaiProtocol: ProtocolAdapter = {
     }
   },
 
-  renderStream(a) {
+  renderStream(a, opts) {
     const created = Math.floor(Date.now() / 1000)
     const base = { id: a.id, object: 'chat.completion.chunk', created, model: a.model }
     let out = sse({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] })
@@ -99,7 +99,8 @@ export const openaiProtocol: ProtocolAdapter = {
       out += sse({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, id: t.id, type: 'function', function: { name: t.name, arguments: t.arguments } }] }, logprobs: null, finish_reason: null }] })
     })
     out += sse({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: a.stopReason }] })
-    out += sse({ ...base, choices: [], usage: { prompt_tokens: a.usage.inputTokens, completion_tokens: a.usage.outputTokens, total_tokens: a.usage.inputTokens + a.usage.outputTokens } })
+    // like the real API: the usage-only chunk (choices: []) only for clients that asked for it
+    if (opts?.includeUsage !== false) out += sse({ ...base, choices: [], usage: { prompt_tokens: a.usage.inputTokens, completion_tokens: a.usage.outputTokens, total_tokens: a.usage.inputTokens + a.usage.outputTokens } })
     return out + sse('[DONE]')
   },
 

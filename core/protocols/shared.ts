@@ -24,8 +24,8 @@ export interface ProtocolAdapter {
   errorBody(status: number, type: string, message: string): unknown
   /** a complete answer as this protocol's non-streaming JSON body */
   render(answer: CanonicalAnswer): unknown
-  /** a complete answer as this protocol's SSE stream (whole text) */
-  renderStream(answer: CanonicalAnswer): string
+  /** a complete answer as this protocol's SSE stream (whole text); OpenAI's usage chunk only with includeUsage (default true) */
+  renderStream(answer: CanonicalAnswer, opts?: { includeUsage?: boolean }): string
   /** read a non-streaming upstream body */
   read(json: any): CanonicalAnswer
   streamReader(opts: { hideUsageChunk?: boolean }): StreamReader

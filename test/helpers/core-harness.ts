@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { createAgentMesh, type AgentMesh } from '../../core/app.ts'
+import { loadPreset } from '../../core/config.ts'
 import type { MeshConfig, MeshEvent } from '../../core/types.ts'
 import { startMockUpstream, type MockBehaviour, type MockUpstream } from './mock-upstream.ts'
 
@@ -30,10 +31,25 @@ export interface Proxy {
   close(): Promise<void>
 }
 
-/** createAgentMesh(config).listen({port: 0}) with quiet logs, memory storage and a temp data dir. */
-export async function startProxy(config: MeshConfig = {}): Promise<Proxy> {
+/**
+ * The preset's feature plugins (keys, quota, audit, caches ...): everything but its vendors. The
+ * core suites switch them off so they test the core alone; each feature has its own suite.
+ */
+export async function presetFeatures(preset: 'demo' | 'solo' | 'team'): Promise<string[]> {
+  const layer = await loadPreset(preset)
+  return (layer.plugins ?? []).map((p) => p.name).filter((n) => !n.startsWith('vendor:'))
+}
+
+/**
+ * createAgentMesh(config).listen({port: 0}) with quiet logs, memory storage and a temp data dir.
+ * `features: false` disables the preset's feature plugins (not those the config lists itself).
+ */
+export async function startProxy(config: MeshConfig = {}, opts: { features?: boolean } = {}): Promise<Proxy> {
   const dataDir = config.dataDir ?? tempDir()
-  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, ...config, dataDir })
+  const own = new Set((config.plugins ?? []).map((p) => p?.name))
+  const off = opts.features === false ? (await presetFeatures(config.preset ?? 'demo')).filter((n) => !own.has(n)) : []
+  const disable = [...off, ...(config.disable ?? [])]
+  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, ...config, dataDir, disable })
   const events: MeshEvent[] = []
   instance.mesh.on((e) => events.push(e))
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
@@ -52,7 +68,7 @@ export async function startProxy(config: MeshConfig = {}): Promise<Proxy> {
 }
 
 /** The solo preset with the three HTTP vendors pointed at one mock upstream. */
-export async function startMockAndProxy(opts: { behaviour?: MockBehaviour; keys?: boolean; config?: MeshConfig } = {}): Promise<{ mock: MockUpstream; proxy: Proxy }> {
+export async function startMockAndProxy(opts: { behaviour?: MockBehaviour; keys?: boolean; config?: MeshConfig; features?: boolean } = {}): Promise<{ mock: MockUpstream; proxy: Proxy }> {
   const mock = await startMockUpstream(opts.behaviour ?? {})
   const keys = opts.keys ?? true
   const proxy = await startProxy({
@@ -63,9 +79,13 @@ export async function startMockAndProxy(opts: { behaviour?: MockBehaviour; keys?
       google: { baseURL: mock.url, ...(keys ? { apiKey: 'AIza-test-configured' } : {}) },
     },
     ...opts.config,
-  })
+  }, { features: opts.features })
   return { mock, proxy }
 }
+
+/** The core suites test the core alone: the presets' feature plugins have their own suites. */
+export const startCoreProxy = (config: MeshConfig = {}) => startProxy(config, { features: false })
+export const startCoreMockAndProxy = (opts: Parameters<typeof startMockAndProxy>[0] = {}) => startMockAndProxy({ ...opts, features: false })
 
 /** A fetch that records each request body the SDK sends, byte for byte. */
 export function capturingFetch(sent: string[]): typeof fetch {
