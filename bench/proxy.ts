@@ -117,7 +117,7 @@ export default {
   preset: 'solo',
   storage: { driver: 'memory' },
   log: { level: 'warn' },
-  disable: ['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache'],
+  disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
   plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
 }
 `)
