@@ -1,0 +1,174 @@
+// exact-cache: serves a stored answer when the canonical request (see key.ts) was answered
+// before in the same scope. A hit is rendered by the core in the client's protocol (as a stream
+// when the client streams), bills 0 tokens and reports what it saved.
+import { randomBytes } from 'node:crypto'
+import { definePlugin } from '../../core/plugin.ts'
+import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
+import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
+import { ExactStore, type CacheEntry } from './store.ts'
+
+export { cacheKey, canonicalRequest, stableStringify, scopeOf, NAMESPACE_HEADER, type CacheScope } from './key.ts'
+export { ExactStore, entryProblem, type CacheEntry } from './store.ts'
+
+export interface ExactCacheOptions {
+  /** who shares answers: everyone, a team (default), or one user */
+  scope?: CacheScope
+  /** time to live of an entry in seconds (default 7 days), honoured on every storage driver */
+  ttlSeconds?: number
+  /** in-process tier bounds (default 10,000 entries, 64 MB) */
+  maxEntries?: number
+  maxBytes?: number
+  /**
+   * keep entries in mesh.storage too (L2), shared by every instance on the same redis.
+   * Default: on for fs and redis, off for the memory driver (it would only duplicate L1, unbounded).
+   */
+  persist?: boolean
+  /** storage key prefix (default `cache:exact`) */
+  prefix?: string
+}
+
+const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact' }
+const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix'])
+
+function validate(o: ExactCacheOptions): void {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`exact-cache: options must be an object, got ${JSON.stringify(o)}`)
+  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new Error(`exact-cache: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
+  if (o.scope !== undefined && !['global', 'team', 'user'].includes(o.scope)) throw new Error(`exact-cache: scope must be "global", "team" or "user", got ${JSON.stringify(o.scope)}`)
+  const positive = (name: keyof ExactCacheOptions, integer: boolean) => {
+    const v = o[name]
+    if (v === undefined) return
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
+      throw new Error(`exact-cache: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`)
+    }
+  }
+  positive('ttlSeconds', false)
+  positive('maxEntries', true)
+  positive('maxBytes', true)
+  if (o.persist !== undefined && typeof o.persist !== 'boolean') throw new Error(`exact-cache: persist must be a boolean, got ${JSON.stringify(o.persist)}`)
+  if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
+}
+
+/** Cache-Control request directives: no-cache = do not read (still store), no-store = neither. */
+export function cacheControl(headers: Headers): { noCache: boolean; noStore: boolean } {
+  const v = (headers.get('cache-control') ?? '').toLowerCase()
+  const has = (d: string) => new RegExp(`(?:^|[,\\s])${d}(?:$|[,\\s=])`).test(v)
+  return { noCache: has('no-cache'), noStore: has('no-store') }
+}
+
+const ZERO: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }
+
+function freshId(protocol: string): string {
+  const r = randomBytes(12).toString('hex')
+  return protocol === 'anthropic' ? `msg_cache_${r}` : protocol === 'openai' ? `chatcmpl-cache-${r}` : `cache-${r}`
+}
+
+function totalTokens(u: Usage): number {
+  return (u.inputTokens || 0) + (u.outputTokens || 0) + (u.cacheReadTokens || 0) + (u.cacheWriteTokens || 0)
+}
+
+interface ExactMeta { hash: string }
+
+export function exactCache(options: ExactCacheOptions = {}): Plugin {
+  validate(options)
+  const o = { ...DEFAULTS, ...options }
+  let store: ExactStore | undefined
+
+  const answerOf = (ctx: MeshContext): CanonicalAnswer | undefined => {
+    const a = ctx.answer
+    if (!a) return undefined
+    if (!a.text && a.toolCalls.length === 0) return undefined
+    // the answer's own usage is the upstream's; fall back to the context's actual usage
+    const usage = totalTokens(a.usage ?? ZERO) > 0 ? a.usage : !ctx.usage.estimated ? ctx.usage : a.usage
+    return { ...a, usage: { ...ZERO, ...usage, estimated: undefined } }
+  }
+
+  return definePlugin({
+    name: 'exact-cache',
+    options: { ...options },
+    setup(mesh) {
+      const persist = options.persist ?? mesh.config.storage.driver !== 'memory'
+      store = new ExactStore({
+        storage: persist ? mesh.storage : undefined,
+        prefix: o.prefix,
+        maxEntries: o.maxEntries,
+        maxBytes: o.maxBytes,
+        ttlSeconds: o.ttlSeconds,
+        log: mesh.log,
+      })
+      const s = store
+      mesh.onClose(() => s.flush())
+    },
+    hooks: {
+      async cacheLookup(ctx) {
+        if (ctx.operation !== 'chat' || !store) return
+        const cc = cacheControl(ctx.request.headers)
+        // shared with the semantic cache, which must honour the same directives
+        ctx.meta.cacheControl = cc
+        const n = Number(ctx.prompt.params?.n ?? 1)
+        // one stored answer cannot render n > 1 choices
+        if (cc.noStore || n > 1) {
+          ctx.cache.status = 'bypass'
+          return
+        }
+        const hash = cacheKey(ctx, o.scope)
+        ctx.meta['exact-cache'] = { hash } satisfies ExactMeta
+        ctx.cache.key = hash
+        const ns = namespaceOf(ctx)
+        if (ns) ctx.cache.namespace = ns
+        if (cc.noCache) {
+          ctx.cache.status = 'miss'
+          ctx.mesh.emit('cache_miss', { id: ctx.id })
+          return
+        }
+        let found
+        try {
+          found = await store.get(hash)
+        } catch (err) {
+          // storage down: serve from upstream rather than fail the request
+          ctx.mesh.log.warn('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+          found = { status: 'miss' as const }
+        }
+        if (found.status === 'corrupt') {
+          ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', { id: ctx.id, key: hash, reason: found.reason })
+        }
+        if (found.status !== 'hit') {
+          ctx.cache.status = 'miss'
+          ctx.mesh.emit('cache_miss', { id: ctx.id })
+          return
+        }
+        const stored = found.entry.answer
+        const savedTokens = totalTokens(stored.usage)
+        const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
+        const answer: CanonicalAnswer = { ...stored, id: freshId(ctx.protocol), usage: { ...ZERO } }
+        ctx.cache.status = 'exact'
+        ctx.cache.savedTokens = savedTokens
+        ctx.cost.savedUsd = savedUsd
+        ctx.usage = { ...ZERO }
+        ctx.headers['X-AgentMesh-Tokens-Saved'] = String(savedTokens)
+        ctx.headers['X-AgentMesh-Cost-Saved-USD'] = savedUsd.toFixed(6)
+        ctx.answer = answer
+        ctx.response = { kind: 'answer', answer }
+        ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'exact', savedTokens, savedUsd })
+      },
+      async afterResponse(ctx) {
+        const meta = ctx.meta['exact-cache'] as ExactMeta | undefined
+        if (!meta || !store) return
+        // only a complete, successful, upstream answer is stored: never an aborted stream,
+        // an error, or an answer that itself came from a cache
+        if (ctx.status !== 200 || ctx.aborted || ctx.error || ctx.cache.status !== 'miss') return
+        const answer = answerOf(ctx)
+        if (!answer || answer.stopReason === 'content_filter') return
+        const now = Date.now()
+        const entry: CacheEntry = { v: 1, answer, createdAt: now, expiresAt: now + o.ttlSeconds * 1000, protocol: ctx.protocol }
+        try {
+          await store.set(meta.hash, entry)
+          ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
+        } catch (err) {
+          ctx.mesh.log.warn('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+        }
+      },
+    },
+  })
+}
+
+export default exactCache
