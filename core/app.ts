@@ -89,7 +89,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     },
   }
 
-  const plugins = sortPlugins(config.plugins, config.disable)
+  const plugins = sortPlugins(config.plugins)
   const configHooks: Plugin = { name: 'config.hooks', enforce: 'post', hooks: config.hooks }
   for (const plugin of [...plugins, configHooks]) {
     for (const name of HOOKS) {

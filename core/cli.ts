@@ -1,5 +1,6 @@
 // agentmesh CLI (cac): dev (reloads on config change), serve, config, and plugin commands.
 import { watch, type FSWatcher } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import { cac, type CAC } from 'cac'
 import { serve } from 'srvx'
 import { createAgentMesh, VERSION, type AgentMesh } from './app.ts'
@@ -87,16 +88,38 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
   const host = loaded.config.host === '0.0.0.0' || loaded.config.host === '::' ? '127.0.0.1' : loaded.config.host
   banner(mode, `http://${host.includes(':') ? `[${host}]` : host}:${port}`, current, loaded.config)
 
+  // Watch the folders, not the files: editors replace files (a new inode), and a write that lands
+  // while a reload runs must trigger one more reload, never be lost.
   let watchers: FSWatcher[] = []
+  let watched = ''
   let timer: NodeJS.Timeout | undefined
+  let reloading = false
+  let again = false
+  const schedule = () => {
+    clearTimeout(timer)
+    timer = setTimeout(reload, 150)
+  }
   const rewatch = () => {
+    const key = loaded.files.join('\0')
+    if (key === watched) return
     for (const w of watchers) w.close()
-    watchers = loaded.files.map((f) => watch(f, () => {
-      clearTimeout(timer)
-      timer = setTimeout(reload, 150)
+    watched = key
+    const byDir = new Map<string, Set<string>>()
+    for (const f of loaded.files) {
+      const names = byDir.get(dirname(f)) ?? new Set<string>()
+      names.add(basename(f))
+      byDir.set(dirname(f), names)
+    }
+    watchers = [...byDir].map(([dir, names]) => watch(dir, (_e, name) => {
+      if (!name || names.has(String(name))) schedule()
     }))
   }
-  const reload = async () => {
+  const reload = async (): Promise<void> => {
+    if (reloading) {
+      again = true
+      return
+    }
+    reloading = true
     try {
       // not the CLI's jiti: its module cache would hand back the config file as first loaded
       const next = await loadMeshConfig({ ...opts, jiti: undefined })
@@ -112,6 +135,12 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
       void old.close()
     } catch (err) {
       printErr(`[agentmesh] config reload failed, still serving the previous config: ${(err as Error).message}`)
+    } finally {
+      reloading = false
+      if (again) {
+        again = false
+        schedule()
+      }
     }
   }
   if (mode === 'dev') rewatch()

@@ -89,9 +89,16 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
   if (!PRESETS.includes(presetName as PresetName)) throw new ConfigError(`preset must be one of ${PRESETS.join(', ')}, got "${presetName}"`)
   validateInput(input)
   // a preset already layered through `extends` is not layered twice
-  const layered = opts.extendedPreset === presetName ? input : defu(input, await loadPreset(presetName as PresetName))
+  validatePlugins(input.plugins ?? [])
+  const disable = input.disable ?? []
+  let layered: MeshConfig
+  if (opts.extendedPreset === presetName) layered = input
+  else {
+    // `disable` leaves out the preset's plugins; a plugin the config lists itself always stays
+    const preset = await loadPreset(presetName as PresetName)
+    layered = defu(input, { ...preset, plugins: (preset.plugins ?? []).filter((p) => !disable.includes(p.name)) }) as MeshConfig
+  }
   const c = layered as MeshConfig
-  validatePlugins(c.plugins ?? [])
   const dataDir = c.dataDir ?? process.env.AGENTMESH_DATA_DIR ?? '.agentmesh'
   const resolved: ResolvedMeshConfig = {
     preset: presetName as PresetName,
@@ -99,7 +106,8 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
     host: c.host ?? '127.0.0.1',
     dataDir,
     storage: { driver: 'memory', ...c.storage },
-    plugins: sortPlugins(c.plugins ?? [], c.disable ?? []),
+    // through `extends` the preset's plugins are already merged in, so `disable` applies to all
+    plugins: sortPlugins(c.plugins ?? [], opts.extendedPreset === presetName ? disable : []),
     disable: c.disable ?? [],
     vendors: c.vendors ?? {},
     limits: { bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024, upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000 },

@@ -311,7 +311,7 @@ export interface MeshConfig {
   dataDir?: string
   storage?: StorageConfig
   plugins?: Plugin[]
-  /** names of plugins (from a preset) to leave out */
+  /** names of the preset's plugins to leave out (plugins this config lists itself stay) */
   disable?: string[]
   /** vendor endpoints and keys; keys default to ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY */
   vendors?: { openai?: VendorConfig; anthropic?: VendorConfig; google?: VendorConfig }

@@ -2,6 +2,8 @@
 // X-AgentMesh-* headers.
 import type { MeshConfig } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { exactCache } from '../plugins/exact-cache/index.ts'
+import { normalise } from '../plugins/normalise/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
@@ -14,6 +16,9 @@ export default (): MeshConfig => ({
     virtualKeys(),
     // a small daily budget per team, so the quota headers and the 429 are visible in the demo
     quota({ limits: { defaultTeam: { tokensPerDay: 200_000 } } }),
+    normalise(),
+    // exact before semantic: the first hit ends the lookup
+    exactCache(),
     audit(),
     demo(),
   ],

@@ -2,6 +2,9 @@
 // or the client's own key passed through); cache and logs on disk under the data dir.
 import type { MeshConfig } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { exactCache } from '../plugins/exact-cache/index.ts'
+import { normalise } from '../plugins/normalise/index.ts'
+import { promptCache } from '../plugins/prompt-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
@@ -15,6 +18,10 @@ export default (): MeshConfig => ({
     virtualKeys(),
     // accounting and `agentmesh usage` with no limits; add limits in your config
     quota(),
+    normalise(),
+    // exact before semantic: the first hit ends the lookup
+    exactCache(),
+    promptCache(),
     audit(),
     anthropic(),
     openai(),

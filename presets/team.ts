@@ -2,6 +2,9 @@
 // storage on disk (point storage at redis to run several instances).
 import type { MeshConfig } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { exactCache } from '../plugins/exact-cache/index.ts'
+import { normalise } from '../plugins/normalise/index.ts'
+import { promptCache } from '../plugins/prompt-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
@@ -14,6 +17,10 @@ export default (): MeshConfig => ({
   plugins: [
     virtualKeys({ required: true }),
     quota(),
+    normalise(),
+    // exact before semantic: the first hit ends the lookup
+    exactCache(),
+    promptCache(),
     audit(),
     anthropic(),
     openai(),

@@ -19,7 +19,7 @@ afterEach(async () => {
 async function proxy(options: AuditOptions = {}, extra: MeshConfig = {}) {
   const dataDir = tempDir()
   // the preset's quota plugin is left out: these tests set the quota decision themselves
-  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, ...extra, disable: ['quota', ...(extra.disable ?? [])], plugins: [audit(options), demo({ latencyMs: 0, chunkDelayMs: 0 }), ...(extra.plugins ?? [])] })
+  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, ...extra, disable: ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache', ...(extra.disable ?? [])], plugins: [audit(options), demo({ latencyMs: 0, chunkDelayMs: 0 }), ...(extra.plugins ?? [])] })
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
   let closed = false
   const close = async () => {

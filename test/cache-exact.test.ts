@@ -10,7 +10,7 @@ import { exactCache, type ExactCacheOptions } from '../plugins/exact-cache/index
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
-const OTHER_FEATURES = ['keys', 'quota', 'audit']
+const OTHER_FEATURES = ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache']
 
 interface Proxy { app: AgentMesh; url: string; events: MeshEvent[]; warnings: string[]; close(): Promise<void> }
 

@@ -152,7 +152,7 @@ describe('normalise plugin', () => {
     const mesh = await createAgentMesh({
       preset: 'demo',
       dataDir,
-      disable: ['keys', 'quota', 'audit'],
+      disable: ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache'],
       log: { level: 'silent' },
       plugins: [
         normalise(),

@@ -42,12 +42,13 @@ export async function presetFeatures(preset: 'demo' | 'solo' | 'team'): Promise<
 
 /**
  * createAgentMesh(config).listen({port: 0}) with quiet logs, memory storage and a temp data dir.
- * `features: false` disables the preset's feature plugins (not those the config lists itself).
+ * The preset's feature plugins are off unless `features: true`: a test gets the plugins it lists
+ * itself (and the preset's vendors).
  */
 export async function startProxy(config: MeshConfig = {}, opts: { features?: boolean } = {}): Promise<Proxy> {
   const dataDir = config.dataDir ?? tempDir()
   const own = new Set((config.plugins ?? []).map((p) => p?.name))
-  const off = opts.features === false ? (await presetFeatures(config.preset ?? 'demo')).filter((n) => !own.has(n)) : []
+  const off = opts.features !== true ? (await presetFeatures(config.preset ?? 'demo')).filter((n) => !own.has(n)) : []
   const disable = [...off, ...(config.disable ?? [])]
   const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, ...config, dataDir, disable })
   const events: MeshEvent[] = []
