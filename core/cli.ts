@@ -86,7 +86,6 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
   }
   const port = new URL(server.url!).port
   const host = loaded.config.host === '0.0.0.0' || loaded.config.host === '::' ? '127.0.0.1' : loaded.config.host
-  banner(mode, `http://${host.includes(':') ? `[${host}]` : host}:${port}`, current, loaded.config)
 
   // Watch the folders, not the files: editors replace files (a new inode), and a write that lands
   // while a reload runs must trigger one more reload, never be lost.
@@ -143,7 +142,9 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
       }
     }
   }
+  // watch before announcing: a change made right after the banner must not be missed
   if (mode === 'dev') rewatch()
+  banner(mode, `http://${host.includes(':') ? `[${host}]` : host}:${port}`, current, loaded.config)
 
   let stopping = false
   const stop = async (signal: string) => {

@@ -4,6 +4,7 @@ import type { MeshConfig } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
+import { semanticCache } from '../plugins/semantic-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
@@ -19,6 +20,7 @@ export default (): MeshConfig => ({
     normalise(),
     // exact before semantic: the first hit ends the lookup
     exactCache(),
+    semanticCache(),
     audit(),
     demo(),
   ],

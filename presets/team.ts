@@ -5,6 +5,7 @@ import { audit } from '../plugins/audit/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { promptCache } from '../plugins/prompt-cache/index.ts'
+import { semanticCache } from '../plugins/semantic-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
@@ -20,6 +21,7 @@ export default (): MeshConfig => ({
     normalise(),
     // exact before semantic: the first hit ends the lookup
     exactCache(),
+    semanticCache(),
     promptCache(),
     audit(),
     anthropic(),

@@ -1,0 +1,209 @@
+// semanticCache(): answers a prompt with a stored answer to a differently worded prompt that
+// asks the same thing, inside a partition where everything else about the request matches.
+// See README.md for how a hit is decided and what the defaults were measured at.
+import { randomBytes } from 'node:crypto'
+import { definePlugin } from '../../core/plugin.ts'
+import type { CanonicalAnswer, Mesh, MeshContext, Plugin } from '../../core/types.ts'
+import { transformersEmbedder, useLiteEmbedder, type Embedder, type TransformersOptions } from './embedders.ts'
+import { createJudge, type JudgeSettings, type Vetoes } from './judge.ts'
+import { cacheControl, partitionOf, type Scope } from './partition.ts'
+import { SemanticStore, type LookupResult } from './store.ts'
+
+export type { Embedder } from './embedders.ts'
+export { useLiteEmbedder, transformersEmbedder } from './embedders.ts'
+export { SemanticStore } from './store.ts'
+export { createJudge } from './judge.ts'
+
+export interface SemanticCacheOptions {
+  /** an Embedder, 'use-lite' (default, bundled, offline) or transformers.js options */
+  embedder?: Embedder | 'use-lite' | ({ kind: 'transformers' } & TransformersOptions)
+  /** who may share answers: 'team' (default), 'user' or 'global' */
+  scope?: Scope
+  /** entry lifetime (default 7 days) */
+  ttlSeconds?: number
+  /** entries kept in memory and storage across all partitions (default 100,000); oldest go first */
+  maxEntries?: number
+  /** cosine floor for candidates; overrides the embedder's calibrated default */
+  minSimilarity?: number
+  /** floor of the learned judgement (0..1, higher is stricter); overrides the embedder's default */
+  strictness?: number
+  /** per embedder id: { minSimilarity, minScore, vetoes } (top-level settings win) */
+  perEmbedder?: Record<string, JudgeSettings>
+  /** hard rules that refuse a candidate (all true by default): number, entity, language, negation, swap, opposite */
+  vetoes?: Partial<Vetoes>
+  /**
+   * store answers that are tool calls (default false): the arguments of a call are read off the
+   * exact wording (ids, paths, amounts) and a call acts on the world, so a reworded prompt should
+   * make its own call. The exact cache still serves repeated tool-call requests.
+   */
+  cacheToolCalls?: boolean
+  /** candidates judged per lookup (default 5) */
+  candidates?: number
+  /** storage key prefix (default 'semantic') */
+  prefix?: string
+  /** load the model in the background at start instead of on the first request (default true) */
+  warmup?: boolean
+  /** largest embedding batch (default 16) */
+  maxBatch?: number
+}
+
+export interface SemanticCachePlugin extends Plugin {
+  /** the live state after setup (undefined in command mode), for tests, benchmarks and admin tools */
+  semantic: {
+    readonly store: SemanticStore | undefined
+    readonly embedder: Embedder
+    /** wait for queued stores */
+    flush(): Promise<void>
+  }
+}
+
+const NAME = 'semantic-cache'
+
+function fail(field: string, expected: string, got: unknown): never {
+  throw new Error(`semanticCache: ${field} must be ${expected}, got ${JSON.stringify(got)}`)
+}
+
+function resolveEmbedder(e: SemanticCacheOptions['embedder']): Embedder {
+  if (e === undefined || e === 'use-lite') return useLiteEmbedder()
+  if (typeof e === 'object' && e !== null && 'kind' in e && (e as any).kind === 'transformers') {
+    const { kind: _kind, ...rest } = e as { kind: 'transformers' } & TransformersOptions
+    return transformersEmbedder(rest)
+  }
+  if (typeof e === 'object' && e !== null && typeof (e as Embedder).embed === 'function' && typeof (e as Embedder).id === 'string') return e as Embedder
+  return fail('embedder', `'use-lite', { kind: 'transformers', ... } or an Embedder`, e)
+}
+
+function checkUnit(field: string, v: unknown): void {
+  if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < -1 || v > 1)) fail(field, 'a number between 0 and 1', v)
+}
+
+function freshId(old: string): string {
+  const prefix = /^([A-Za-z]+[-_])/.exec(old)?.[1] ?? 'cache-'
+  return prefix + randomBytes(12).toString('hex')
+}
+
+export function semanticCache(options: SemanticCacheOptions = {}): SemanticCachePlugin {
+  const scope = options.scope ?? 'team'
+  if (!['global', 'team', 'user'].includes(scope)) fail('scope', `'global', 'team' or 'user'`, scope)
+  const ttlSeconds = options.ttlSeconds ?? 7 * 24 * 3600
+  if (typeof ttlSeconds !== 'number' || !(ttlSeconds > 0)) fail('ttlSeconds', 'a positive number', options.ttlSeconds)
+  const maxEntries = options.maxEntries ?? 100_000
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) fail('maxEntries', 'a positive integer', options.maxEntries)
+  const candidates = options.candidates ?? 5
+  if (!Number.isInteger(candidates) || candidates < 1) fail('candidates', 'a positive integer', options.candidates)
+  const maxBatch = options.maxBatch ?? 16
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('maxBatch', 'a positive integer', options.maxBatch)
+  checkUnit('minSimilarity', options.minSimilarity)
+  checkUnit('strictness', options.strictness)
+  if (options.strictness !== undefined && options.strictness < 0) fail('strictness', 'a number between 0 and 1', options.strictness)
+  if (options.prefix !== undefined && (typeof options.prefix !== 'string' || !/^[\w-]+$/.test(options.prefix))) fail('prefix', 'letters, digits, - or _', options.prefix)
+  if (options.vetoes !== undefined && (typeof options.vetoes !== 'object' || options.vetoes === null)) fail('vetoes', 'an object of booleans', options.vetoes)
+  for (const [id, s] of Object.entries(options.perEmbedder ?? {})) {
+    checkUnit(`perEmbedder.${id}.minSimilarity`, s?.minSimilarity)
+    checkUnit(`perEmbedder.${id}.minScore`, s?.minScore)
+  }
+  const embedder = resolveEmbedder(options.embedder)
+  const cacheToolCalls = options.cacheToolCalls ?? false
+  let store: SemanticStore | undefined
+  let loadFailed = false
+
+  const judgeFor = () => {
+    const per = options.perEmbedder?.[embedder.id] ?? {}
+    return createJudge(embedder.id, {
+      minSimilarity: options.minSimilarity ?? per.minSimilarity,
+      minScore: options.strictness ?? per.minScore,
+      vetoes: { ...per.vetoes, ...options.vetoes },
+    })
+  }
+  // fail at creation, not at the first request, if the shipped weights are missing
+  const judge = judgeFor()
+
+  async function cacheLookup(ctx: MeshContext): Promise<void> {
+    if (!store || ctx.response || ctx.operation !== 'chat') return
+    if (ctx.cache.status === 'exact' || ctx.cache.status === 'semantic') return
+    const cc = cacheControl(ctx.request.headers)
+    if (cc.noStore) return
+    const part = partitionOf(ctx, scope, embedder.id)
+    if (!part.ok) return
+    const meta: { partition: string; text: string; hint?: string; vector?: Float32Array } = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
+    ctx.meta[NAME] = meta
+    if (cc.noCache) return
+    let result: LookupResult
+    try {
+      meta.vector = await store.embed(part.text, 'lookup')
+      result = await store.lookup(part.key, { text: part.text, hint: part.hint }, meta.vector, { maxOutputTokens: ctx.prompt.maxTokens })
+    } catch (err) {
+      if (!loadFailed) ctx.mesh.log.warn('semantic-cache: lookup failed, answering from upstream', { error: (err as Error).message })
+      loadFailed = true
+      return
+    }
+    if (!result.hit) {
+      ctx.mesh.log.debug('semantic-cache: miss', { id: ctx.id, reason: result.reason })
+      return
+    }
+    const stored = result.entry.answer
+    const answer: CanonicalAnswer = { ...stored, id: freshId(stored.id), toolCalls: stored.toolCalls.map((t) => ({ ...t })), usage: { ...stored.usage } }
+    const similarity = Math.round(result.similarity * 10_000) / 10_000
+    const savedTokens = stored.usage.inputTokens + stored.usage.outputTokens
+    const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
+    ctx.cache.status = 'semantic'
+    ctx.cache.similarity = similarity
+    ctx.cache.savedTokens = savedTokens
+    ctx.cache.key = result.id
+    ctx.cost.savedUsd = savedUsd
+    ctx.headers['X-AgentMesh-Similarity'] = similarity.toFixed(4)
+    ctx.answer = answer
+    ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'semantic', similarity, savedTokens, savedUsd })
+    ctx.response = { kind: 'answer', answer }
+  }
+
+  async function afterResponse(ctx: MeshContext): Promise<void> {
+    const meta = ctx.meta[NAME] as { partition: string; text: string; hint?: string; vector?: Float32Array } | undefined
+    if (!store || !meta) return
+    // only a fresh, complete, successful upstream answer is worth keeping
+    if (ctx.status !== 200 || ctx.aborted || ctx.error || !ctx.answer) return
+    if (ctx.cache.status !== 'miss' && ctx.cache.status !== 'bypass') return
+    const a = ctx.answer
+    if (a.stopReason === 'tool_calls' ? !cacheToolCalls : a.stopReason !== 'stop') return
+    if (!a.text && !a.toolCalls.length) return
+    store.enqueue(meta.partition, { text: meta.text, hint: meta.hint }, meta.vector, a)
+  }
+
+  return definePlugin({
+    name: NAME,
+    options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
+    async setup(m: Mesh) {
+      // CLI subcommands need neither the model (230 MB) nor the index
+      if (m.mode === 'command') return
+      const s = new SemanticStore({
+        storage: m.storage,
+        embedder,
+        judge,
+        log: m.log,
+        maxEntries,
+        ttlMs: ttlSeconds * 1000,
+        prefix: options.prefix ?? 'semantic',
+        candidates,
+        maxBatch,
+      })
+      const r = await s.rebuild()
+      if (r.loaded || r.corrupt) m.log.info('semantic-cache: index rebuilt from storage', { ...r, embedder: embedder.id })
+      store = s
+      if (options.warmup ?? true) embedder.load().catch((err) => m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }))
+      const sweep = setInterval(() => s.sweep(), 10 * 60_000)
+      sweep.unref()
+      m.onClose(() => s.flush())
+      return () => {
+        clearInterval(sweep)
+      }
+    },
+    hooks: { cacheLookup, afterResponse },
+    semantic: {
+      get store() { return store },
+      embedder,
+      async flush() { await store?.flush() },
+    },
+  })
+}
+
+export default semanticCache

@@ -1,0 +1,262 @@
+// The semantic cache's state: entries persisted in mesh.storage (the source of truth, rebuilt
+// into memory at start), the in-memory vector index over them, the judge, and the embedding
+// queue. Kept free of MeshContext so benchmarks can drive it directly.
+import { randomBytes } from 'node:crypto'
+import type { Storage } from 'unstorage'
+import type { CanonicalAnswer, Logger } from '../../core/types.ts'
+import type { Embedder } from './embedders.ts'
+import { analyse, type TextInfo } from './features.ts'
+import type { Judge } from './judge.ts'
+import { embeddingText } from './text.ts'
+import { dequantise, inverseNorm, quantise, VectorIndex } from './vector-index.ts'
+
+export interface StoredEntry {
+  v: 1
+  embedder: string
+  dim: number
+  partition: string
+  /** the prompt as the cache saw it (normalised view when the normalise plugin ran) */
+  text: string
+  /** the original wording, when different: read only to spot proper names */
+  hint?: string
+  /** int8 vector, base64 */
+  vec: string
+  answer: CanonicalAnswer
+  createdAt: number
+  /** ms epoch; memory and fs drivers have no TTL, so expiry is checked on read */
+  expiresAt: number
+}
+
+export interface QueryText {
+  text: string
+  hint?: string
+}
+
+export type LookupResult =
+  | { hit: true; id: string; entry: StoredEntry; similarity: number; score: number }
+  | { hit: false; reason: string; best?: number }
+
+export interface StoreOptions {
+  storage: Storage
+  embedder: Embedder
+  judge: Judge
+  log: Logger
+  maxEntries: number
+  ttlMs: number
+  /** storage key prefix */
+  prefix: string
+  /** candidates above the similarity floor that are judged per lookup */
+  candidates: number
+  /** largest embedding batch sent to the model at once */
+  maxBatch: number
+}
+
+const ANSWER_KEYS = ['id', 'model', 'text', 'toolCalls', 'stopReason', 'usage'] as const
+
+/** A stored entry we can trust enough to serve; anything else is corrupt. */
+export function validEntry(e: unknown): e is StoredEntry {
+  if (!e || typeof e !== 'object') return false
+  const x = e as StoredEntry
+  if (x.v !== 1 || typeof x.embedder !== 'string' || !Number.isInteger(x.dim) || typeof x.partition !== 'string') return false
+  if (typeof x.text !== 'string' || typeof x.vec !== 'string' || typeof x.expiresAt !== 'number' || typeof x.createdAt !== 'number') return false
+  if (x.hint !== undefined && typeof x.hint !== 'string') return false
+  const a = x.answer as CanonicalAnswer | undefined
+  if (!a || typeof a !== 'object' || ANSWER_KEYS.some((k) => !(k in a))) return false
+  if (typeof a.text !== 'string' || typeof a.model !== 'string' || !Array.isArray(a.toolCalls)) return false
+  if (!a.usage || typeof a.usage.inputTokens !== 'number' || typeof a.usage.outputTokens !== 'number') return false
+  return true
+}
+
+function decodeVec(e: StoredEntry): Int8Array | undefined {
+  const buf = Buffer.from(e.vec, 'base64')
+  if (buf.length !== e.dim) return undefined
+  return new Int8Array(buf.buffer, buf.byteOffset, buf.length).slice()
+}
+
+/**
+ * Embeds texts one model call at a time: whatever arrives while a call runs goes into the next
+ * batch, so a lone request pays no wait and a burst is batched. Lookups go before stores.
+ */
+export class EmbedQueue {
+  private lookups: Array<{ text: string; resolve: (v: Float32Array) => void; reject: (e: unknown) => void }> = []
+  private stores: typeof this.lookups = []
+  private running = false
+  constructor(private embedder: Embedder, private maxBatch: number) {}
+
+  embed(text: string, priority: 'lookup' | 'store' = 'lookup'): Promise<Float32Array> {
+    return new Promise((resolve, reject) => {
+      ;(priority === 'lookup' ? this.lookups : this.stores).push({ text, resolve, reject })
+      if (!this.running) void this.pump()
+    })
+  }
+
+  private async pump(): Promise<void> {
+    this.running = true
+    try {
+      while (this.lookups.length || this.stores.length) {
+        const batch = this.lookups.splice(0, this.maxBatch)
+        if (batch.length < this.maxBatch) batch.push(...this.stores.splice(0, this.maxBatch - batch.length))
+        try {
+          const vecs = await this.embedder.embed(batch.map((b) => b.text))
+          batch.forEach((b, i) => b.resolve(vecs[i]!))
+        } catch (err) {
+          for (const b of batch) b.reject(err)
+        }
+      }
+    } finally {
+      this.running = false
+    }
+  }
+}
+
+export class SemanticStore {
+  readonly index: VectorIndex
+  readonly queue: EmbedQueue
+  private pending = new Set<Promise<unknown>>()
+  private infoCache = new Map<string, TextInfo>()
+  constructor(readonly opts: StoreOptions) {
+    this.index = new VectorIndex({ maxEntries: opts.maxEntries })
+    this.queue = new EmbedQueue(opts.embedder, opts.maxBatch)
+  }
+
+  /** embed a prompt in the form the cache compares (see text.ts) */
+  embed(text: string, priority: 'lookup' | 'store' = 'lookup'): Promise<Float32Array> {
+    return this.queue.embed(embeddingText(text), priority)
+  }
+
+  private key(id: string): string {
+    return `${this.opts.prefix}:${id}`
+  }
+
+  /** Load every live entry of this embedder from storage into the index, newest kept first. */
+  async rebuild(now = Date.now()): Promise<{ loaded: number; expired: number; corrupt: number; otherEmbedder: number }> {
+    this.index.clear()
+    const keys = await this.opts.storage.getKeys(this.opts.prefix)
+    const live: Array<{ id: string; e: StoredEntry; q: Int8Array }> = []
+    let expired = 0, corrupt = 0, otherEmbedder = 0
+    const CHUNK = 500
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const chunk = keys.slice(i, i + CHUNK)
+      let items: Array<{ key: string; value: unknown }>
+      try {
+        items = await this.opts.storage.getItems(chunk)
+      } catch (err) {
+        // one unreadable item fails the batch on some drivers: read those one by one
+        items = await Promise.all(chunk.map(async (key) => ({ key, value: await this.opts.storage.getItem(key).catch(() => undefined) })))
+      }
+      for (const { key, value } of items) {
+        const id = key.slice(key.lastIndexOf(':') + 1)
+        if (!validEntry(value)) { corrupt++; this.opts.log.warn('semantic-cache: skipping a corrupt stored entry', { key }); continue }
+        if (value.expiresAt <= now) { expired++; void this.opts.storage.removeItem(key).catch(() => {}); continue }
+        if (value.embedder !== this.opts.embedder.id || value.dim !== this.opts.embedder.dimension) { otherEmbedder++; continue }
+        const q = decodeVec(value)
+        if (!q) { corrupt++; this.opts.log.warn('semantic-cache: skipping a corrupt stored entry', { key }); continue }
+        live.push({ id, e: value, q })
+      }
+    }
+    live.sort((a, b) => a.e.createdAt - b.e.createdAt)
+    // oldest first, so that eviction during the rebuild drops the oldest ones
+    for (const { id, e, q } of live.slice(-this.opts.maxEntries)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
+    return { loaded: this.index.size, expired, corrupt, otherEmbedder }
+  }
+
+  private info(text: string, hint?: string): TextInfo {
+    const k = hint === undefined ? text : text + '\u0000' + hint
+    let x = this.infoCache.get(k)
+    if (!x) {
+      x = analyse(text, hint)
+      if (this.infoCache.size > 1000) this.infoCache.clear()
+      this.infoCache.set(k, x)
+    }
+    return x
+  }
+
+  /**
+   * Find a stored answer for the query in its partition: candidates above the similarity floor,
+   * best first, each judged against the query; the first that passes is the hit.
+   */
+  async lookup(partition: string, query: QueryText, vector: Float32Array, opts: { maxOutputTokens?: number; now?: number } = {}): Promise<LookupResult> {
+    const now = opts.now ?? Date.now()
+    const { q, inv } = quantise(vector)
+    const judge = this.opts.judge
+    const found = this.index.search(partition, q, inv, judge.minSimilarity, this.opts.candidates, now)
+    if (!found.length) return { hit: false, reason: 'no candidate' }
+    const qi = this.info(query.text, query.hint)
+    const qv = dequantise(q, inv)
+    let reason = 'judged different'
+    for (const c of found) {
+      let raw: unknown
+      try {
+        raw = await this.opts.storage.getItem(this.key(c.id))
+      } catch (err) {
+        this.opts.log.warn('semantic-cache: cannot read a stored entry', { id: c.id, error: (err as Error).message })
+        continue
+      }
+      if (raw === null || raw === undefined) { this.index.remove(c.id); continue }
+      if (!validEntry(raw) || raw.partition !== partition || raw.embedder !== this.opts.embedder.id) {
+        this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id })
+        this.index.remove(c.id)
+        void this.opts.storage.removeItem(this.key(c.id)).catch(() => {})
+        continue
+      }
+      if (raw.expiresAt <= now) { this.forget(c.id); continue }
+      if (opts.maxOutputTokens !== undefined && raw.answer.usage.outputTokens > opts.maxOutputTokens) { reason = 'stored answer longer than max_tokens'; continue }
+      const sq = decodeVec(raw)
+      if (!sq) { this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id }); this.forget(c.id); continue }
+      const verdict = judge.judge(qi, this.info(raw.text, raw.hint), c.similarity, { query: qv, stored: dequantise(sq) })
+      if (verdict.ok) return { hit: true, id: c.id, entry: raw, similarity: c.similarity, score: verdict.score }
+      reason = `judged different (${verdict.reason})`
+    }
+    return { hit: false, reason, best: found[0]!.similarity }
+  }
+
+  /** Store an answer now (embedding first if no vector is given). Returns the entry id. */
+  async insert(partition: string, query: QueryText, vector: Float32Array | undefined, answer: CanonicalAnswer, now = Date.now()): Promise<string> {
+    const v = vector ?? (await this.embed(query.text, 'store'))
+    const { q, inv } = quantise(v)
+    // the same prompt stored again (no-cache requests) replaces the old entry instead of piling up
+    for (const c of this.index.search(partition, q, inv, 0.9999, 4, now)) this.forget(c.id)
+    const id = randomBytes(12).toString('hex')
+    const entry: StoredEntry = {
+      v: 1,
+      embedder: this.opts.embedder.id,
+      dim: q.length,
+      partition,
+      text: query.text,
+      ...(query.hint !== undefined && query.hint !== query.text ? { hint: query.hint } : {}),
+      vec: Buffer.from(q.buffer, q.byteOffset, q.length).toString('base64'),
+      answer,
+      createdAt: now,
+      expiresAt: now + this.opts.ttlMs,
+    }
+    await this.opts.storage.setItem(this.key(id), entry, { ttl: Math.ceil(this.opts.ttlMs / 1000) })
+    const evicted = this.index.add(partition, id, q, inv, entry.expiresAt)
+    for (const e of evicted) void this.opts.storage.removeItem(this.key(e)).catch(() => {})
+    return id
+  }
+
+  /** Store off the response path; flush() waits for everything queued. */
+  enqueue(partition: string, query: QueryText, vector: Float32Array | undefined, answer: CanonicalAnswer): void {
+    const p = this.insert(partition, query, vector, answer).catch((err) => {
+      this.opts.log.warn('semantic-cache: could not store an answer', { error: (err as Error).message })
+    })
+    this.pending.add(p)
+    void p.finally(() => this.pending.delete(p))
+  }
+
+  async flush(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending])
+  }
+
+  forget(id: string): void {
+    this.index.remove(id)
+    void this.opts.storage.removeItem(this.key(id)).catch(() => {})
+  }
+
+  /** drop expired entries from memory and storage */
+  sweep(now = Date.now()): number {
+    const gone = this.index.sweep(now)
+    for (const id of gone) void this.opts.storage.removeItem(this.key(id)).catch(() => {})
+    return gone.length
+  }
+}
