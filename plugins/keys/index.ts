@@ -5,7 +5,7 @@
 import { defaultIdentityResolver, toolFromUserAgent } from '../../core/identity.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { Identity, Mesh, MeshContext, MeshResponse, Plugin } from '../../core/types.ts'
-import { adminError, checkAdmin, json, readJson, resolveAdminToken } from './admin.ts'
+import { adminError, checkAdmin, json, readJson, resolveAdminToken } from '../../core/admin.ts'
 import { createKeyStore, hashKey, KEY_FORMAT, KEY_PREFIX, NAME, publicRecord, validateNewKey, type KeyStore, type VirtualKeyRecord } from './store.ts'
 
 export interface VirtualKeysOptions {

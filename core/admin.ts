@@ -1,5 +1,5 @@
-// Admin API plumbing: the admin-token check (constant time) and JSON answers. The keys plugin has
-// the same helper, since plugins never import each other.
+// Admin API plumbing shared by plugins with admin routes (keys, quota): the admin-token check
+// (constant time) and JSON answers.
 import { createHash, timingSafeEqual } from 'node:crypto'
 
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
