@@ -162,28 +162,6 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
 
 // KEYS: the counters. ARGV: delta, then one limit per key, then one ttl per key.
 // Values travel as strings: redis turns Lua numbers into integers, which would truncate fractions.
-const RESERVE_LUA = `
-local n = #KEYS
-local delta = tonumber(ARGV[1])
-local values = {}
-for i = 1, n do
-  local v = redis.call('GET', KEYS[i])
-  values[i] = v or '0'
-  if (tonumber(v) or 0) + delta > tonumber(ARGV[1 + i]) then
-    local out = {0}
-    for j = 1, n do out[j + 1] = redis.call('GET', KEYS[j]) or '0' end
-    return out
-  end
-end
-local out = {1}
-for i = 1, n do
-  out[i + 1] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
-  local ttl = tonumber(ARGV[1 + n + i])
-  if ttl > 0 and redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ttl) end
-end
-return out
-`
-
 const INCR_LUA = `
 local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -223,7 +201,6 @@ return out
 `
 
 type ScriptClient = Redis & {
-  agentmeshReserve(numKeys: number, ...args: Array<string | number>): Promise<string[] | Array<string | number>>
   agentmeshIncr(numKeys: number, ...args: Array<string | number>): Promise<string>
   agentmeshReserveMany(numKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>
   agentmeshIncrMany(numKeys: number, ...args: Array<string | number>): Promise<string[]>
@@ -244,24 +221,21 @@ const limitArg = (l: number | undefined) => (l === undefined || !Number.isFinite
 export function createRedisCounters(redis: Redis, prefix: string, ownsClient = false): ClosableCounters {
   const r = redis as ScriptClient
   if (typeof r.agentmeshReserveMany !== 'function') {
-    redis.defineCommand('agentmeshReserve', { lua: RESERVE_LUA })
     redis.defineCommand('agentmeshIncr', { lua: INCR_LUA, numberOfKeys: 1 })
     redis.defineCommand('agentmeshReserveMany', { lua: RESERVE_MANY_LUA })
     redis.defineCommand('agentmeshIncrMany', { lua: INCR_MANY_LUA })
   }
   const k = (key: string) => prefix + key
-  return {
+  const self: ClosableCounters = {
     async incr(key, delta, ttlSeconds) {
       return num(await (r.agentmeshIncr as any)(k(key), String(delta), String(Math.ceil(ttlSeconds ?? 0))))
     },
     async get(key) {
       return num(await redis.get(k(key)))
     },
-    async reserve(keys, delta, limits, ttlSeconds) {
-      if (keys.length === 0) return { ok: true, values: [] }
-      const args: Array<string | number> = [keys.length, ...keys.map(k), String(delta), ...keys.map((_, i) => limitArg(limits[i])), ...keys.map((_, i) => String(Math.ceil(ttlSeconds[i] ?? 0)))]
-      const out = await r.agentmeshReserve(...(args as [number, ...Array<string | number>]))
-      return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
+    // the same delta on every key: the general script, one entry per key
+    reserve(keys, delta, limits, ttlSeconds) {
+      return self.reserveMany(keys.map((key, i) => ({ key, delta, limit: limits[i], ttl: ttlSeconds[i] })))
     },
     async reserveMany(entries) {
       if (entries.length === 0) return { ok: true, values: [] }
@@ -281,6 +255,7 @@ export function createRedisCounters(redis: Redis, prefix: string, ownsClient = f
       if (ownsClient) await redis.quit().catch(() => redis.disconnect())
     },
   }
+  return self
 }
 
 /**

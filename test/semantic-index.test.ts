@@ -2,17 +2,9 @@
 // (direct int8 scan), middle ones (Hamming prefilter in JS) and large ones (WebAssembly popcnt),
 // eviction, removal and expiry.
 import { describe, expect, it } from 'vitest'
+import { rng } from '../plugins/semantic-cache/random.ts'
 import { Hasher, quantise, VectorIndex } from '../plugins/semantic-cache/vector-index.ts'
 
-function rng(seed: number) {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = Math.imul(s ^ (s >>> 15), s | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 function gauss(r: () => number) {
   return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r())
 }

@@ -6,6 +6,7 @@
 // runIndexBench: lookup latency in one partition of N entries (embedding excluded; synthetic
 //   vectors shaped like sentence embeddings) and index memory per entry.
 import { randomBytes } from 'node:crypto'
+import { rng } from '../../plugins/semantic-cache/random.ts'
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -120,15 +121,6 @@ export async function runQqpBench(opts: QqpBenchOptions = {}): Promise<QqpBenchR
 
 // ---------------------------------------------------------------- index speed and memory
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = Math.imul(s ^ (s >>> 15), s | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * Synthetic vectors shaped like sentence embeddings in one busy partition: a shared direction,

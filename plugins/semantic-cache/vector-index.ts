@@ -5,21 +5,12 @@
 // hundred by int8 dot product, and returns candidates above the cosine floor.
 // Bounded by entry count; the oldest entry is evicted first.
 
+import { rng } from './random.ts'
+
 const SMALL = 256 // below this a partition is scanned by int8 dot products directly
 const WASM_MIN = 2048 // from this size codes live in WebAssembly memory for the popcnt scan
 const RERANK = 256 // codes re-ranked by int8 dot product per lookup
 
-/** 32-bit seeded PRNG (mulberry32) so codes are identical across processes and restarts */
-function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** in-place fast Walsh-Hadamard transform (length a power of two) */
 function fwht(x: Float32Array): void {

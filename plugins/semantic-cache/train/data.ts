@@ -23,17 +23,8 @@ export function defaultEmbeddingDir(): string {
   return process.env.AGENTMESH_QQP_EMBEDDINGS ?? join(tmpdir(), 'agentmesh-qqp-embeddings')
 }
 
-/** deterministic shuffle (mulberry32) so runs and splits are reproducible */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { rng } from '../random.ts'
+export { rng }
 
 export function shuffled<T>(xs: T[], seed: number): T[] {
   const r = rng(seed)
