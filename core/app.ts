@@ -11,7 +11,7 @@ import { resolveConfig } from './config.ts'
 import { createEventBus, eventStreamResponse } from './events.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, handleLlmRequest, runHooks } from './pipeline.ts'
+import { PluginError, handleLlmRequest, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocols } from './protocols/index.ts'
@@ -25,7 +25,7 @@ const HOOKS: HookName[] = ['beforeRequest', 'cacheLookup', 'route', 'afterRespon
 /** What the pipeline needs from the app; not part of the public API. */
 export interface MeshInternals {
   mesh: Mesh
-  runPhase(name: HookName, ctx: MeshContext): Promise<void>
+  runPhase(name: HookName, ctx: MeshContext): Promise<void> | undefined
   resolveIdentity: IdentityResolver
   corsHeaders(origin: string | null): Record<string, string>
   /** false when nobody listens to events: skip building their payloads on the hot path */
@@ -90,17 +90,25 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   }
 
   const plugins = sortPlugins(config.plugins)
+  const hookCount: Record<string, number> = {}
   const configHooks: Plugin = { name: 'config.hooks', enforce: 'post', hooks: config.hooks }
   for (const plugin of [...plugins, configHooks]) {
     for (const name of HOOKS) {
       const fn = plugin.hooks?.[name as keyof PluginHooks]
       if (!fn) continue
-      hooks.hook(name, async (ctx: MeshContext) => {
+      hookCount[name] = (hookCount[name] ?? 0) + 1
+      // sync hooks stay sync: no promise per plugin per phase unless the plugin awaits
+      const fail = (err: unknown) => {
+        throw new PluginError(plugin.name, name, err)
+      }
+      hooks.hook(name, (ctx: MeshContext) => {
+        let result: unknown
         try {
-          await fn(ctx)
+          result = fn(ctx)
         } catch (err) {
-          throw new PluginError(plugin.name, name, err)
+          fail(err)
         }
+        return isThenable(result) ? Promise.resolve(result).catch(fail) : result
       })
     }
   }
@@ -112,18 +120,17 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const origins = config.cors.origins
   const internals: MeshInternals = {
     mesh,
+    // a phase nobody hooks costs nothing (no promise chain per request)
     runPhase: (name, ctx) =>
-      hooks.callHookWith(async (fns: Array<(ctx: MeshContext) => unknown>, args: any[]) => {
-        if (name !== 'afterResponse') return runHooks(fns, name, args[0])
-        // every afterResponse plugin runs even if one fails (audit must not lose an entry to quota)
-        for (const fn of fns) {
-          try {
-            await fn(args[0])
-          } catch (err) {
-            log.error((err as Error).message, { request: args[0].id })
-          }
-        }
-      }, name, [ctx]) as Promise<void>,
+      !hookCount[name]
+        ? undefined
+        : (hooks.callHookWith(
+            (fns: Array<(ctx: MeshContext) => unknown>, args: any[]) =>
+              // every afterResponse plugin runs even if one fails (audit must not lose an entry to quota)
+              name === 'afterResponse' ? runAll(fns, args[0], log) : runHooks(fns, name, args[0]),
+            name,
+            [ctx],
+          ) as Promise<void> | undefined),
     resolveIdentity: (ctx) => identityResolver(ctx),
     corsHeaders(origin): Record<string, string> {
       if (!origin) return {}
@@ -134,9 +141,9 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     },
     hasListeners: () => bus.size > 0,
     track(p) {
-      const settled = p.then(() => {}, () => {})
-      pending.add(settled)
-      void settled.finally(() => pending.delete(settled))
+      pending.add(p)
+      const done = () => pending.delete(p)
+      p.then(done, done)
     },
   }
 
@@ -172,7 +179,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     }
     const body = await readBody(event, config.limits.bodyBytes)
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
-    const handled = handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream })
+    const handled = handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream, path: event.url.pathname, search: event.url.search, nodeResponse: (event.runtime as any)?.node?.res })
     internals.track(handled)
     return handled
   }

@@ -1,12 +1,14 @@
 // One LLM request, start to end: parse, identity, the four lifecycle hooks, the vendor call,
 // and the response in the client's protocol with governance headers.
 import { randomUUID } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
 import { FastResponse } from 'srvx'
+import { attachNodeResponse, clientGone } from './client.ts'
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
 import { SseTap } from './stream.ts'
 import { UpstreamError } from './upstream.ts'
-import type { CanonicalAnswer, HookName, MeshContext, MeshResponse, Operation, ProtocolName, Usage, Vendor } from './types.ts'
+import type { CanonicalAnswer, HookName, Logger, MeshContext, MeshResponse, Operation, ProtocolName, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
 export class PluginError extends Error {
@@ -23,6 +25,12 @@ export interface LlmRequest {
   /** Gemini: model and streaming come from the path */
   pathModel?: string
   pathStream?: boolean
+  /** the URL path, without the query */
+  path: string
+  /** the query string with its '?', '' when there is none */
+  search: string
+  /** the Node response when served by node:http: disconnects are read off it */
+  nodeResponse?: ServerResponse
 }
 
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
@@ -38,14 +46,16 @@ export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: st
 }
 
 function newContext(m: MeshInternals, req: LlmRequest): MeshContext {
-  const url = new URL(req.request.url)
-  return {
+  const request = req.request
+  let url: URL | undefined
+  const ctx: MeshContext = {
     id: req.request.headers.get('x-agentmesh-request-id')?.slice(0, 64).replace(/[^\w.-]/g, '') || randomUUID(),
     startedAt: performance.now(),
     time: new Date(),
     protocol: req.protocol,
     operation: req.operation,
-    request: { method: req.request.method, path: url.pathname, url, headers: req.request.headers, body: undefined, rawBody: req.rawBody, dirty: false },
+    // URL and AbortSignal are built on first use: most requests never read them
+    request: { method: request.method, path: req.path, search: req.search, get url() { return (url ??= new URL(request.url)) }, headers: request.headers, body: undefined, rawBody: req.rawBody, dirty: false },
     identity: { team: m.mesh.config.defaultIdentity.team, user: m.mesh.config.defaultIdentity.user, tool: 'unknown', source: 'default' },
     prompt: { model: req.pathModel ?? '', system: '', messages: [], params: {}, stream: false, hasImages: false },
     route: { vendor: 'none', model: req.pathModel ?? '' },
@@ -54,9 +64,11 @@ function newContext(m: MeshInternals, req: LlmRequest): MeshContext {
     cache: { status: 'bypass' },
     headers: {},
     meta: {},
-    signal: req.request.signal,
+    get signal() { return request.signal },
     mesh: m.mesh,
   }
+  attachNodeResponse(ctx, req.nodeResponse)
+  return ctx
 }
 
 export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promise<Response> {
@@ -145,7 +157,9 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
 /** Run afterResponse once; a failing plugin there is logged, the client's answer stands. */
 function after(m: MeshInternals, ctx: MeshContext): Promise<void> {
   if (ctx.meta.__after) return ctx.meta.__after
-  ctx.meta.__after = m.runPhase('afterResponse', ctx).catch((err) => {
+  const running = m.runPhase('afterResponse', ctx)
+  if (!running) return (ctx.meta.__after = Promise.resolve())
+  ctx.meta.__after = running.catch((err) => {
     m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
   })
   m.track(ctx.meta.__after)
@@ -163,27 +177,30 @@ function price(m: MeshInternals, ctx: MeshContext) {
   ctx.cost.estimated = !!ctx.usage.estimated
 }
 
-function governanceHeaders(m: MeshInternals, ctx: MeshContext): Record<string, string> {
-  const h: Record<string, string> = {
-    'x-agentmesh-request-id': ctx.id,
-    'x-agentmesh-vendor': ctx.route.vendor,
-    'x-agentmesh-model': ctx.answer?.model || ctx.route.model || ctx.prompt.model,
-    'x-agentmesh-tokens': String(ctx.usage.inputTokens + ctx.usage.outputTokens),
-    'x-agentmesh-cost-usd': ctx.cost.usd.toFixed(6),
-    'x-agentmesh-cache': ctx.cache.status,
-    'x-agentmesh-latency-ms': (performance.now() - ctx.startedAt).toFixed(1),
-  }
+/** the governance headers (and the response's own), in one object: this runs on every response */
+function responseHeaders(m: MeshInternals, ctx: MeshContext, contentType: string, extra?: Record<string, string>): Record<string, string> {
+  const h: Record<string, string> = {}
+  if (extra) for (const k in extra) h[k] = extra[k]!
+  h['x-agentmesh-request-id'] = ctx.id
+  h['x-agentmesh-vendor'] = ctx.route.vendor
+  h['x-agentmesh-model'] = ctx.answer?.model || ctx.route.model || ctx.prompt.model
+  h['x-agentmesh-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
+  h['x-agentmesh-cost-usd'] = ctx.cost.usd.toFixed(6)
+  h['x-agentmesh-cache'] = ctx.cache.status
+  h['x-agentmesh-latency-ms'] = (performance.now() - ctx.startedAt).toFixed(1)
   if (ctx.usage.estimated) h['x-agentmesh-usage'] = 'estimated'
   if (ctx.usage.cacheReadTokens) h['x-agentmesh-cache-read-tokens'] = String(ctx.usage.cacheReadTokens)
   if (ctx.usage.cacheWriteTokens) h['x-agentmesh-cache-write-tokens'] = String(ctx.usage.cacheWriteTokens)
   for (const k in ctx.headers) h[k.toLowerCase()] = ctx.headers[k]!
-  Object.assign(h, m.corsHeaders(ctx.request.headers.get('origin')))
+  const origin = ctx.request.headers.get('origin')
+  if (origin) Object.assign(h, m.corsHeaders(origin))
+  h['content-type'] = contentType
   return h
 }
 
 function send(m: MeshInternals, ctx: MeshContext, status: number, body: string | Buffer | Readable, contentType: string, extra?: Record<string, string>): Response {
   ctx.status = status
-  const headers = { ...extra, ...governanceHeaders(m, ctx), 'content-type': contentType }
+  const headers = responseHeaders(m, ctx, contentType, extra)
   if (m.hasListeners()) m.mesh.emit('response', { id: ctx.id, status, cache: ctx.cache.status, latencyMs: performance.now() - ctx.startedAt, identity: ctx.identity, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, tokens: ctx.usage.inputTokens + ctx.usage.outputTokens, costUsd: ctx.cost.usd })
   return new FastResponse(body as any, { status, headers }) as unknown as Response
 }
@@ -221,7 +238,7 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       // server's empty 500 (no status has been sent yet)
       const early = await firstBytes(res.body as Readable)
       if (!early) return finishStream(m, ctx, adapter, res)
-      ctx.response = errorResponse(m, ctx, ctx.signal.aborted
+      ctx.response = errorResponse(m, ctx, clientGone(ctx)
         ? new UpstreamError('client closed the request', 499, 'client_closed_request')
         : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${early.message})`, 502, 'upstream_stream_error'))
       return finish(m, ctx, adapter)
@@ -277,7 +294,7 @@ function finishStream(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       const seen = reader.partialUsage()
       // settle on what the vendor reported so far, at least the estimated input
       ctx.usage = { ...seen, inputTokens: Math.max(seen.inputTokens, estimated.inputTokens), estimated: !seen.inputTokens }
-      if (!ctx.signal.aborted) ctx.error = { status: 502, type: 'upstream_stream_error', message: `${ctx.route.vendor} stream ended before completion` }
+      if (!clientGone(ctx)) ctx.error = { status: 502, type: 'upstream_stream_error', message: `${ctx.route.vendor} stream ended before completion` }
     }
     price(m, ctx)
     logCall(m, ctx, res.status)
@@ -305,10 +322,40 @@ function firstBytes(body: Readable): Promise<Error | undefined> {
   })
 }
 
-export async function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, name: HookName, ctx: MeshContext): Promise<void> {
-  for (const fn of hooks) {
-    await fn(ctx)
-    // the first hook that answers ends the chain (afterResponse always runs to the end)
-    if (ctx.response && name !== 'afterResponse') return
+/**
+ * Run a phase's hooks in order; the first hook that answers ends the chain. Stays synchronous
+ * until a hook returns a promise, so a phase of sync hooks adds no microtask.
+ */
+export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, name: HookName, ctx: MeshContext, from = 0): Promise<void> | undefined {
+  for (let i = from; i < hooks.length; i++) {
+    const r = hooks[i]!(ctx)
+    if (isThenable(r)) return Promise.resolve(r).then(() => (ctx.response ? undefined : runHooks(hooks, name, ctx, i + 1)))
+    if (ctx.response) return
   }
+}
+
+/** afterResponse: every hook runs even if one fails; failures are logged */
+export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, log: Logger, from = 0): Promise<void> | undefined {
+  for (let i = from; i < hooks.length; i++) {
+    let r: unknown
+    try {
+      r = hooks[i]!(ctx)
+    } catch (err) {
+      log.error((err as Error).message, { request: ctx.id })
+      continue
+    }
+    if (isThenable(r)) {
+      return Promise.resolve(r).then(
+        () => runAll(hooks, ctx, log, i + 1),
+        (err) => {
+          log.error((err as Error).message, { request: ctx.id })
+          return runAll(hooks, ctx, log, i + 1)
+        },
+      )
+    }
+  }
+}
+
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function'
 }

@@ -91,6 +91,9 @@ export type MeshResponse =
 export interface RequestInfo {
   method: string
   path: string
+  /** the query string with its '?', '' when there is none */
+  search: string
+  /** built on first read */
   url: URL
   headers: Headers
   /** parsed JSON body; plugins that change it must set `dirty` so the core re-serialises it */

@@ -1,7 +1,13 @@
 // The one HTTP client for vendor calls: keep-alive pools, time limits, and errors mapped to
 // 502/504 (never a made-up 200).
+//
+// Calls go through undici's Pool.dispatch with a callback handler rather than request(): on
+// the hot path that skips a Readable, an AbortSignal wrapper and a header object per call, about
+// 0.1 ms of CPU per request on this machine (bench:proxy). The callback interface is the one
+// undici's own client speaks internally, so nothing is adapted in between.
 import { Readable } from 'node:stream'
-import { Agent, errors, request } from 'undici'
+import { Pool, errors, type Dispatcher } from 'undici'
+import { clientGone, onClientGone } from './client.ts'
 import type { MeshContext, UpstreamResponse } from './types.ts'
 
 export class UpstreamError extends Error {
@@ -10,9 +16,15 @@ export class UpstreamError extends Error {
   }
 }
 
-const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256 })
-
+// hop-by-hop and framing headers: the proxy's own server sets these for the client
 const DROP = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'connection', 'keep-alive', 'date', 'server'])
+
+const pools = new Map<string, Pool>()
+function poolFor(origin: string): Pool {
+  let pool = pools.get(origin)
+  if (!pool) pools.set(origin, (pool = new Pool(origin, { keepAliveTimeout: 30_000, connections: 256 })))
+  return pool
+}
 
 export interface UpstreamCall {
   url: string
@@ -21,48 +33,108 @@ export interface UpstreamCall {
   body?: string
 }
 
-export async function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<UpstreamResponse> {
-  const timeout = ctx.mesh.config.limits.upstreamTimeoutMs
-  const started = performance.now()
-  let res: Awaited<ReturnType<typeof request>>
-  try {
-    res = await request(call.url, {
-      method: (call.method ?? 'POST') as 'POST',
-      headers: { ...call.headers, 'accept-encoding': 'identity' },
-      body: call.body,
-      signal: ctx.signal,
-      dispatcher: agent,
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
-    })
-  } catch (err) {
-    throw toUpstreamError(err, ctx, call.url)
-  }
-  const headers: Record<string, string> = {}
-  for (const [k, v] of Object.entries(res.headers)) {
-    if (v === undefined || DROP.has(k)) continue
-    headers[k] = Array.isArray(v) ? v.join(', ') : v
-  }
-  ctx.upstream = { status: res.statusCode, latencyMs: performance.now() - started }
-  const stream = res.statusCode < 300 && String(headers['content-type'] ?? '').includes('text/event-stream')
-  if (stream) return { status: res.statusCode, headers, body: res.body as unknown as Readable, stream }
-  try {
-    return { status: res.statusCode, headers, body: Buffer.from(await res.body.arrayBuffer()), stream: false }
-  } catch (err) {
-    throw toUpstreamError(err, ctx, call.url)
-  }
+/** 'https://api.x.com/v1/a?b' -> ['https://api.x.com', '/v1/a?b'], without building a URL object per call */
+function splitUrl(url: string): [string, string] {
+  const scheme = url.indexOf('://')
+  const slash = scheme < 0 ? -1 : url.indexOf('/', scheme + 3)
+  if (scheme < 0) throw new UpstreamError(`upstream URL "${url}" is not absolute`, 502, 'upstream_unreachable')
+  return slash < 0 ? [url, '/'] : [url.slice(0, slash), url.slice(slash)]
 }
 
-function toUpstreamError(err: unknown, ctx: MeshContext, url: string): UpstreamError {
-  const host = safeHost(url)
-  if (ctx.signal.aborted) return new UpstreamError('client closed the request', 499, 'client_closed_request')
+export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<UpstreamResponse> {
+  const timeout = ctx.mesh.config.limits.upstreamTimeoutMs
+  const started = performance.now()
+  const [origin, path] = splitUrl(call.url)
+  return new Promise((resolve, reject) => {
+    let abort: ((err?: Error) => void) | undefined
+    let answered = false
+    let status = 0
+    let headers: Record<string, string> = {}
+    let chunks: Buffer[] | undefined
+    let stream: Readable | undefined
+    let resume: (() => void) | undefined
+    let finished = false
+    let gone = false
+    const onAbort = () => {
+      gone = true
+      abort?.(new UpstreamError('client closed the request', 499, 'client_closed_request'))
+    }
+    let detach: () => void = () => {}
+    const fail = (err: unknown) => {
+      detach()
+      if (!answered) {
+        answered = true
+        reject(toUpstreamError(err, ctx, origin))
+      } else stream?.destroy(err as Error)
+    }
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect(a) {
+        abort = a
+        if (gone) onAbort()
+      },
+      onHeaders(code, raw, resumeFn) {
+        if (code < 200) return true // 1xx: the real answer follows
+        status = code
+        headers = toHeaders(raw as unknown as Buffer[])
+        ctx.upstream = { status, latencyMs: performance.now() - started }
+        if (code < 300 && (headers['content-type'] ?? '').includes('text/event-stream')) {
+          resume = resumeFn
+          // undici pauses when push() says the client is slow, and resumes when it reads again
+          stream = new Readable({ read: () => resume?.(), destroy: (err, cb) => { if (!finished) abort?.(err ?? new Error('stream closed')); cb(err) } })
+          answered = true
+          resolve({ status, headers, body: stream, stream: true })
+        } else chunks = []
+        return true
+      },
+      onData(chunk) {
+        if (stream) return stream.push(chunk)
+        chunks!.push(chunk)
+        return true
+      },
+      onComplete() {
+        finished = true
+        detach()
+        if (stream) {
+          stream.push(null)
+          return
+        }
+        answered = true
+        const body = chunks!.length === 1 ? chunks![0]! : Buffer.concat(chunks!)
+        resolve({ status, headers, body, stream: false })
+      },
+      onError: fail,
+    }
+    detach = onClientGone(ctx, onAbort)
+    try {
+      poolFor(origin).dispatch(
+        { origin, path, method: (call.method ?? 'POST') as Dispatcher.HttpMethod, headers: { ...call.headers, 'accept-encoding': 'identity' }, body: call.body, headersTimeout: timeout, bodyTimeout: timeout },
+        handler,
+      )
+    } catch (err) {
+      fail(err)
+    }
+  })
+}
+
+/** undici's raw header list [name, value, name, value, ...] -> lower-case record, repeated names joined */
+function toHeaders(raw: Buffer[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!.toString('latin1').toLowerCase()
+    if (DROP.has(k)) continue
+    const v = raw[i + 1]!.toString('latin1')
+    out[k] = out[k] === undefined ? v : `${out[k]}, ${v}`
+  }
+  return out
+}
+
+function toUpstreamError(err: unknown, ctx: MeshContext, origin: string): UpstreamError {
+  if (err instanceof UpstreamError) return err
+  if (clientGone(ctx)) return new UpstreamError('client closed the request', 499, 'client_closed_request')
+  const host = origin.replace(/^[a-z]+:\/\//i, '')
   if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
     return new UpstreamError(`upstream ${host} did not answer within ${ctx.mesh.config.limits.upstreamTimeoutMs} ms`, 504, 'upstream_timeout')
   }
   const code = (err as any)?.code ?? (err as any)?.cause?.code ?? ''
   return new UpstreamError(`upstream ${host} unreachable${code ? ` (${code})` : ''}`, 502, 'upstream_unreachable')
-}
-
-function safeHost(url: string): string {
-  try { return new URL(url).host } catch { return 'vendor' }
 }

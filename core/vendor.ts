@@ -24,7 +24,7 @@ export interface HttpVendorSpec {
 export function clientKey(ctx: MeshContext): string | undefined {
   const h = ctx.request.headers
   const auth = h.get('authorization')
-  const key = (auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : undefined) ?? h.get('x-api-key') ?? h.get('x-goog-api-key') ?? ctx.request.url.searchParams.get('key') ?? undefined
+  const key = (auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : undefined) ?? h.get('x-api-key') ?? h.get('x-goog-api-key') ?? (ctx.request.search ? ctx.request.url.searchParams.get('key') : null) ?? undefined
   return key && !key.startsWith('am-') ? key : undefined
 }
 

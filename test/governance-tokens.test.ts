@@ -15,7 +15,8 @@ const countChatCompletionTokens = (r: ChatCompletionRequest) => computeChatCompl
 const prompt = (system: string, messages: CanonicalMessage[], extra: Partial<Prompt> = {}): Prompt => ({ model: 'x', system, messages, params: {}, stream: false, hasImages: false, ...extra })
 const user = (text: string): CanonicalMessage => ({ role: 'user', text })
 const readme = readFileSync(new URL('../node_modules/gpt-tokenizer/README.md', import.meta.url), 'utf8')
-const code = readFileSync(new URL('../core/pipeline.ts', import.meta.url), 'utf8')
+// a pinned dependency's source: a sample of real code that does not change when ours does
+const code = readFileSync(new URL('../node_modules/hookable/dist/index.mjs', import.meta.url), 'utf8')
 
 describe('token families', () => {
   it('maps model ids to the tokenizer their vendor uses', () => {
@@ -91,7 +92,8 @@ describe('Anthropic and Gemini: calibrated estimates against documented counts',
     expect(proseRatio).toBeGreaterThan(1.14)
     expect(proseRatio).toBeLessThan(1.2)
     expect(codeRatio).toBeGreaterThan(proseRatio)
-    expect(codeRatio).toBeLessThanOrEqual(1.3 + 1e-9)
+    // the calibrated ratio is capped at 1.3; count() rounds to a whole token
+    expect(codeRatio).toBeLessThanOrEqual(1.3 + 0.5 / o200k(code))
   })
 })
 

@@ -61,27 +61,54 @@ const KEY_PATTERNS = [
 const SECRET_HEADERS = ['authorization', 'x-api-key', 'x-goog-api-key', 'api-key', 'proxy-authorization', 'x-agentmesh-key', 'x-agentmesh-admin-token']
 export const REDACTED = '[redacted]'
 
+// configured vendor keys and key env vars, read once per mesh (process.env reads are slow)
+const staticSecrets = new WeakMap<object, string[]>()
+
+function secretValue(v: unknown): string | undefined {
+  if (typeof v !== 'string') return
+  const t = v.replace(/^(Bearer|Basic)\s+/i, '').trim()
+  return t.length >= 8 ? t : undefined
+}
+
 /** Secret values this request carried, plus the configured vendor keys. */
 export function secretsOf(ctx: MeshContext): string[] {
-  const out = new Set<string>()
+  const mesh = ctx.mesh as object | undefined
+  let fixed = mesh ? staticSecrets.get(mesh) : undefined
+  if (!fixed) {
+    const set = new Set<string>()
+    for (const v of Object.values(ctx.mesh?.config?.vendors ?? {})) {
+      const t = secretValue(v?.apiKey)
+      if (t) set.add(t)
+    }
+    for (const name of ['ANTHROPIC_API_KEY', 'OPENAI_API_KEY', 'GEMINI_API_KEY', 'GOOGLE_API_KEY', 'AGENTMESH_ADMIN_TOKEN']) {
+      const t = secretValue(process.env[name])
+      if (t) set.add(t)
+    }
+    fixed = [...set]
+    if (mesh) staticSecrets.set(mesh, fixed)
+  }
+  let out: string[] | undefined
   const add = (v: unknown) => {
-    if (typeof v !== 'string') return
-    const t = v.replace(/^(Bearer|Basic)\s+/i, '').trim()
-    if (t.length >= 8) out.add(t)
+    const t = secretValue(v)
+    if (t && !fixed!.includes(t) && !out?.includes(t)) (out ??= []).push(t)
   }
   const h = ctx.request?.headers
   if (h && typeof h.get === 'function') for (const name of SECRET_HEADERS) add(h.get(name))
-  const key = ctx.request?.url?.searchParams?.get('key')
-  if (key) add(key)
-  const vendors = ctx.mesh?.config?.vendors ?? {}
-  for (const v of Object.values(vendors)) add(v?.apiKey)
-  for (const name of ['ANTHROPIC_API_KEY', 'OPENAI_API_KEY', 'GEMINI_API_KEY', 'GOOGLE_API_KEY', 'AGENTMESH_ADMIN_TOKEN']) add(process.env[name])
-  return [...out]
+  // the query string only matters when there is one (Gemini's ?key=)
+  if (ctx.request?.search !== '') {
+    const key = ctx.request?.url?.searchParams?.get('key')
+    if (key) add(key)
+  }
+  return out ? [...fixed, ...out] : fixed
 }
+
+// one cheap test before the four patterns: most strings hold none of these prefixes
+const KEY_HINT = /sk-|am-|AIza|bearer/i
 
 export function scrubString(s: string, secrets: string[]): string {
   let out = s
   for (const sec of secrets) if (out.includes(sec)) out = out.split(sec).join(REDACTED)
+  if (!KEY_HINT.test(out)) return out
   for (const re of KEY_PATTERNS) {
     re.lastIndex = 0
     if (re.test(out)) {
