@@ -45,3 +45,8 @@ export function onClientGone(ctx: MeshContext, fn: () => void): () => void {
   signal.addEventListener('abort', fn, { once: true })
   return () => signal.removeEventListener('abort', fn)
 }
+
+/** the Node response this request is answered on, when served by node:http */
+export function nodeResponseOf(ctx: MeshContext): ServerResponse | undefined {
+  return (ctx as any)[kRes]
+}

@@ -1,5 +1,5 @@
-// Taps an upstream SSE stream on its way to the client: every chunk is forwarded as it arrives,
-// while a protocol reader rebuilds the answer and usage from the events.
+// Reading an upstream SSE stream on its way to the client: every chunk is forwarded as it
+// arrives, while a protocol reader rebuilds the answer and usage from the events on the side.
 import { Transform, type TransformCallback } from 'node:stream'
 import type { StreamReader } from './protocols/index.ts'
 
@@ -17,19 +17,17 @@ function dataOf(event: string): string | undefined {
 }
 
 /**
- * With `dropEvents` false, chunks pass through untouched (no added latency) and are parsed on the side.
- * With `dropEvents` true, only whole events are forwarded, so the reader can drop one (the usage chunk
- * AgentMesh asked for on the client's behalf).
+ * Splits chunks into events and hands their data to the reader. With `dropEvents` false the
+ * caller forwards chunks untouched (no added latency) and `feed` returns ''. With `dropEvents`
+ * true only whole events the reader kept are returned for forwarding, so the reader can drop
+ * one (the usage chunk AgentMesh asked for on the client's behalf).
  */
-export class SseTap extends Transform {
+export class SseParser {
   private pending = ''
   private readonly decoder = new TextDecoder()
-  constructor(private readonly reader: StreamReader, private readonly dropEvents: boolean) {
-    super()
-  }
+  constructor(private readonly reader: StreamReader, readonly dropEvents: boolean) {}
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (!this.dropEvents) this.push(chunk)
+  feed(chunk: Buffer): string {
     this.pending += this.decoder.decode(chunk, { stream: true })
     let out = ''
     for (;;) {
@@ -41,18 +39,38 @@ export class SseTap extends Transform {
       const keep = data === undefined ? true : this.reader.event(data)
       if (this.dropEvents && keep) out += raw
     }
-    if (this.dropEvents && out) this.push(out)
+    return out
+  }
+
+  /** the end of the stream: a last event without its blank line */
+  flush(): string {
+    const rest = this.pending + this.decoder.decode()
+    this.pending = ''
+    if (!rest.trim()) return ''
+    const data = dataOf(rest)
+    const keep = data === undefined ? true : this.reader.event(data)
+    return this.dropEvents && keep ? rest : ''
+  }
+}
+
+/** The parser as a Transform, for responses that are not written straight to a Node socket. */
+export class SseTap extends Transform {
+  private readonly parser: SseParser
+  constructor(reader: StreamReader, dropEvents: boolean) {
+    super()
+    this.parser = new SseParser(reader, dropEvents)
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (!this.parser.dropEvents) this.push(chunk)
+    const out = this.parser.feed(chunk)
+    if (out) this.push(out)
     cb()
   }
 
   override _flush(cb: TransformCallback): void {
-    const rest = this.pending + this.decoder.decode()
-    if (rest.trim()) {
-      const data = dataOf(rest)
-      const keep = data === undefined ? true : this.reader.event(data)
-      if (this.dropEvents && keep) this.push(rest)
-    }
-    this.pending = ''
+    const out = this.parser.flush()
+    if (out) this.push(out)
     cb()
   }
 }

@@ -28,6 +28,7 @@ function presentedKey(ctx: MeshContext): { key: string; from: 'authorization' | 
     const v = h.get(name)?.trim()
     if (v?.startsWith(KEY_PREFIX)) return { key: v, from: name }
   }
+  if (!ctx.request.search) return undefined // no query string: no URL to parse
   const q = ctx.request.url.searchParams.get('key')
   if (q?.startsWith(KEY_PREFIX)) return { key: q, from: 'query' }
   return undefined
@@ -70,7 +71,8 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
   // hash -> record, for ttl ms; only verified keys are cached, so a new key works at once everywhere
   const verified = new Map<string, { record: VirtualKeyRecord; at: number }>()
 
-  async function resolve(ctx: MeshContext): Promise<Identity | MeshResponse> {
+  // synchronous when the request carries no virtual key (the common case without `required`)
+  function resolve(ctx: MeshContext): Identity | MeshResponse | Promise<Identity | MeshResponse> {
     const found = presentedKey(ctx)
     if (!found) {
       if (options.required) {
@@ -78,6 +80,10 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
       }
       return defaultIdentityResolver(ctx)
     }
+    return resolveKey(ctx, found)
+  }
+
+  async function resolveKey(ctx: MeshContext, found: NonNullable<ReturnType<typeof presentedKey>>): Promise<Identity | MeshResponse> {
     stripKey(ctx, found.from)
     if (!KEY_FORMAT.test(found.key)) return unauthorized('invalid virtual key')
     let record: VirtualKeyRecord | null | undefined
