@@ -33,6 +33,9 @@ export interface LlmRequest {
   nodeResponse?: ServerResponse
 }
 
+// h3's marker for "the handler answered on the Node response itself" (what fromNodeHandler returns)
+const kHandled = Symbol.for('h3.handled')
+
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
 
 export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: string): MeshContext['route'] {
@@ -207,6 +210,16 @@ function send(m: MeshInternals, ctx: MeshContext, status: number, body: string |
   ctx.status = status
   const headers = responseHeaders(m, ctx, contentType, extra)
   if (m.hasListeners()) emitResponse(m, ctx, status)
+  const nodeRes = nodeResponseOf(ctx)
+  if (nodeRes && !(body instanceof Readable)) {
+    // served by node:http: one writeHead and one end, no Response object in between
+    if (!nodeRes.destroyed && !nodeRes.headersSent) {
+      headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.length)
+      nodeRes.writeHead(status, headers)
+      nodeRes.end(body)
+    }
+    return kHandled as unknown as Response
+  }
   return new FastResponse(body as any, { status, headers }) as unknown as Response
 }
 
@@ -301,8 +314,6 @@ function settleStream(m: MeshInternals, ctx: MeshContext, reader: ReturnType<Pro
   return after(m, ctx)
 }
 
-// h3's marker for "the handler answered on the Node response itself" (what fromNodeHandler returns)
-const kHandled = Symbol.for('h3.handled')
 
 /**
  * A stream served by node:http is written straight to the socket: each upstream chunk goes out

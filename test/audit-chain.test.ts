@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   AuditWriter, canonicalJson, formatVerifyResult, fsStore, GENESIS, listLogFiles, loadPublicKeys, loadSigner, makeSigner, parseLine,
-  parsePrivateKey, seal, verifyAuditDir, verifyLog, fsLogSource,
+  parsePrivateKey, seal, sealEntry, verifyAuditDir, verifyLog, fsLogSource,
 } from '../plugins/audit/index.ts'
 import { generateKeyPairSync } from 'node:crypto'
 import { hashOf, readSingleLog, recordOf, reseal, sampleEntry, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
@@ -54,6 +54,22 @@ describe('format', () => {
       const e: any = { ...structuredClone(sampleEntry(1)), seq: 1, prev: GENESIS }
       change(e)
       expect(seal(e).hash).not.toBe(s.hash)
+    }
+  })
+
+  it('the writer\'s sealEntry gives the same bytes as seal, whatever the key order, and leaves the entry as it was', () => {
+    const entries: any[] = [
+      sampleEntry(1),
+      { ...sampleEntry(2), zeta: { b: [1, { y: 2, x: undefined }], a: 'é"\n' }, aardvark: undefined, '10': 'ten', '9': 'nine' },
+      { kind: 'request', v: 1, prompt: { messages: [{ role: 'user', text: 'hi', kind: 'request' }] }, when: new Date(0) },
+    ]
+    for (const e of entries) {
+      const before = JSON.stringify(e)
+      const fast = sealEntry(e, 7, '2'.repeat(64))
+      expect(fast).toEqual(seal({ ...e, seq: 7, prev: '2'.repeat(64) }))
+      expect(JSON.stringify(e)).toBe(before)
+      expect(e.kind).toBe('request')
+      expect(parseLine(fast.line)!.computed).toBe(fast.hash)
     }
   })
 

@@ -1,14 +1,36 @@
 // Canonical JSON (RFC 8785 style: keys sorted by UTF-16 code units, no whitespace, numbers as
 // ECMAScript prints them) so that a hash computed here can be recomputed by any verifier from
 // the parsed record.
-import { createHash } from 'node:crypto'
+import crypto, { createHash } from 'node:crypto'
 
 /** prev of the first record of a chain */
 export const GENESIS = '0'.repeat(64)
 
 export function canonicalJson(value: unknown): string {
-  const out = canon(value)
+  // with every object's keys already in order, JSON.stringify prints exactly the canonical form
+  // (same string escapes, number printing and dropped undefined) and is several times faster
+  const out = inOrder(value, 0) ? JSON.stringify(value) : canon(value)
   return out === undefined ? 'null' : out
+}
+
+/** true when JSON.stringify(value) is canonical: keys sorted everywhere, no toJSON or bigint */
+function inOrder(value: unknown, depth: number): boolean {
+  if (typeof value === 'bigint') return false
+  if (value === null || typeof value !== 'object') return true
+  if (depth > 64) return false
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!inOrder(value[i], depth + 1)) return false
+    return true
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false
+  let prev: string | undefined
+  for (const k in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, k)) continue
+    if (prev !== undefined && prev > k) return false
+    prev = k
+    if (!inOrder((value as Record<string, unknown>)[k], depth + 1)) return false
+  }
+  return true
 }
 
 // entries repeat the same few dozen keys: quote each once
@@ -46,7 +68,14 @@ function canon(value: unknown): string | undefined {
       const maybe = value as { toJSON?: () => unknown }
       if (typeof maybe.toJSON === 'function') return canon(maybe.toJSON())
       const obj = value as Record<string, unknown>
-      const keys = Object.keys(obj).sort()
+      const keys = Object.keys(obj)
+      // entries are built with their keys in order already: check before sorting
+      for (let i = 1; i < keys.length; i++) {
+        if (keys[i - 1]! > keys[i]!) {
+          keys.sort()
+          break
+        }
+      }
       let s = '{'
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!
@@ -63,6 +92,9 @@ function canon(value: unknown): string | undefined {
   }
 }
 
+// crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object per call
+const oneShot = (crypto as { hash?: (alg: string, data: Buffer | string, enc: 'hex') => string }).hash
+
 export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex')
+  return oneShot ? oneShot('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex')
 }

@@ -92,6 +92,25 @@ export function serialise(record: { seq: number; prev: string; kind: string } & 
   return `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
 }
 
+/**
+ * seal() for a request entry (kind 'request', no seq or prev of its own), without copying it:
+ * the same bytes as seal({ ...entry, seq, prev }), at about half the cost on the hot path.
+ */
+export function sealEntry(entry: AuditEntry, seq: number, prev: string): Sealed {
+  const kind = entry.kind
+  // undefined fields are left out of canonical JSON; assigning keeps the object's shape (delete would not)
+  ;(entry as { kind?: string }).kind = undefined
+  let tail: string
+  try {
+    tail = canonicalJson(entry)
+  } finally {
+    entry.kind = kind
+  }
+  const body = `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
+  const hash = sha256(body)
+  return { line: body.slice(0, -1) + ',"hash":"' + hash + '"}', hash }
+}
+
 /** Seal a record: the caller supplies seq and prev; returns the line (without newline) and hash. */
 export function seal(record: { seq: number; prev: string; kind: string } & Record<string, unknown>, sign?: (hash: string) => string): Sealed {
   const body = serialise(record)

@@ -10,37 +10,38 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
   const usage = ctx.usage ?? ({} as MeshContext['usage'])
   const id = ctx.identity ?? ({} as MeshContext['identity'])
   const quota = ctx.meta?.quota?.decision
+  // keys in canonical (sorted) order, so canonicalJson needs no sort per entry
   const entry: AuditEntry = {
-    v: FORMAT_VERSION,
-    kind: 'request',
-    ts: (ctx.time ?? new Date()).toISOString(),
+    aborted: ctx.aborted || undefined,
+    answerHash: ctx.answer ? sha256Hex(canonicalJson({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls })) : undefined,
+    cache: { savedTokens: ctx.cache?.savedTokens, similarity: ctx.cache?.similarity, status: ctx.cache?.status ?? 'bypass' },
+    costEstimated: ctx.cost?.estimated || undefined,
+    costUsd: num(ctx.cost?.usd),
+    error: ctx.error?.type,
     id: ctx.id,
-    identity: { team: id.team, user: id.user, tool: id.tool, keyId: id.keyId },
-    protocol: ctx.protocol,
-    operation: ctx.operation,
-    stream: !!ctx.prompt?.stream,
-    vendor: ctx.route?.vendor ?? '',
-    requestedModel: ctx.prompt?.model ?? '',
+    identity: { keyId: id.keyId, team: id.team, tool: id.tool, user: id.user },
+    kind: 'request',
+    latencyMs: round2(performance.now() - ctx.startedAt),
     model: ctx.answer?.model ?? ctx.route?.model ?? '',
-    cache: { status: ctx.cache?.status ?? 'bypass', similarity: ctx.cache?.similarity, savedTokens: ctx.cache?.savedTokens },
+    operation: ctx.operation,
+    promptHash: sha256Hex(canonicalJson(ctx.prompt ?? null)),
+    protocol: ctx.protocol,
+    quota: typeof quota === 'string' ? quota : undefined,
+    requestedModel: ctx.prompt?.model ?? '',
+    route: ctx.route?.reason,
+    savedUsd: num(ctx.cost?.savedUsd),
+    status: ctx.status ?? ctx.error?.status ?? 0,
+    stream: !!ctx.prompt?.stream,
     tokens: {
-      input: num(usage.inputTokens),
-      output: num(usage.outputTokens),
       cacheRead: num(usage.cacheReadTokens),
       cacheWrite: num(usage.cacheWriteTokens),
       estimated: usage.estimated || undefined,
+      input: num(usage.inputTokens),
+      output: num(usage.outputTokens),
     },
-    costUsd: num(ctx.cost?.usd),
-    savedUsd: num(ctx.cost?.savedUsd),
-    costEstimated: ctx.cost?.estimated || undefined,
-    quota: typeof quota === 'string' ? quota : undefined,
-    route: ctx.route?.reason,
-    latencyMs: round2(performance.now() - ctx.startedAt),
-    status: ctx.status ?? ctx.error?.status ?? 0,
-    error: ctx.error?.type,
-    aborted: ctx.aborted || undefined,
-    promptHash: sha256Hex(canonicalJson(ctx.prompt ?? null)),
-    answerHash: ctx.answer ? sha256Hex(canonicalJson({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls })) : undefined,
+    ts: (ctx.time ?? new Date()).toISOString(),
+    v: FORMAT_VERSION,
+    vendor: ctx.route?.vendor ?? '',
   }
   if (includeContent) {
     entry.prompt = ctx.prompt
@@ -121,12 +122,17 @@ export function scrubString(s: string, secrets: string[]): string {
 
 /** Copy of value with secrets masked in every string (keys included). */
 export function scrub<T>(value: T, secrets: string[]): T {
+  // nothing shorter than 8 characters can hold a secret (>= 8) or a key pattern (>= 16)
+  const str = (s: string) => (s.length < 8 ? s : scrubString(s, secrets))
   const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') return scrubString(v, secrets)
+    if (typeof v === 'string') return str(v)
     if (Array.isArray(v)) return v.map(walk)
     if (v && typeof v === 'object' && !(v instanceof Date)) {
       const o: Record<string, unknown> = {}
-      for (const [k, x] of Object.entries(v)) o[scrubString(k, secrets)] = walk(x)
+      for (const k in v) {
+        if (!Object.prototype.hasOwnProperty.call(v, k)) continue
+        o[str(k)] = walk((v as Record<string, unknown>)[k])
+      }
       return o
     }
     return v

@@ -16,7 +16,7 @@ import { AuditWriter } from './writer.ts'
 
 export type { AuditEntry, ChainHead, ChainRecord, CheckpointBody } from './chain.ts'
 export { canonicalJson, sha256Hex, GENESIS } from './canonical.ts'
-export { seal, parseLine, SIGNATURE_PREFIX } from './chain.ts'
+export { seal, sealEntry, parseLine, SIGNATURE_PREFIX } from './chain.ts'
 export { buildEntry, scrub } from './entry.ts'
 export { exportLog, CSV_COLUMNS, type ExportOptions } from './export.ts'
 export { loadSigner, loadPublicKeys, makeSigner, parsePrivateKey, parsePublicKey, publicKeyInfo, verifySignature, type Signer, type PublicKeyInfo } from './signer.ts'

@@ -1,6 +1,6 @@
 // The append queue: entries are sealed into the chain and written in batches by one drain loop,
 // so a request only pays for a push (and waits only when the bounded queue is full).
-import { FORMAT_VERSION, seal, type AuditEntry, type ChainHead } from './chain.ts'
+import { FORMAT_VERSION, seal, sealEntry, type AuditEntry, type ChainHead } from './chain.ts'
 import type { Signer } from './signer.ts'
 import type { AuditStore } from './store.ts'
 
@@ -170,7 +170,7 @@ export class AuditWriter {
         continue
       }
       seq++
-      const s = seal({ ...item.entry, seq, prev: hash })
+      const s = sealEntry(item.entry, seq, hash)
       lines.push(s.line)
       hash = s.hash
       kind = 'request'
