@@ -48,11 +48,23 @@ interface Check {
   stop: number
 }
 
+interface UsageKeys { ttl: number; req: string; hit: string; stok: string; susd: string }
+
+interface Plan {
+  scopes: Scope[]
+  rpm: Check[]
+  tok: Check[]
+  usd: Check[]
+  /** usage-report counters, per window and scope */
+  usage: UsageKeys[]
+}
+
 interface Reservation {
-  tokens: { keys: string[]; ttls: number[]; delta: number }
-  usd: { keys: string[]; ttls: number[]; delta: number }
-  scopes: string[]
-  windows: Array<{ window: Window; ttl: number }>
+  tok: Check[]
+  usd: Check[]
+  tokenDelta: number
+  usdDelta: number
+  usage: UsageKeys[]
 }
 
 /** counter-key form of a scope name: short and free of surprises */
@@ -130,6 +142,36 @@ export function quota(options: QuotaOptions = {}): Plugin {
     return out
   }
 
+  // The checks and counter keys of one identity in one set of windows: the same for every request
+  // until a window rolls over or a grant starts or ends, so built once and reused (key strings
+  // included: the request path then hashes no new strings). ttls computed at build time are a little
+  // longer than needed later in the window, which only keeps a closed window's counter longer.
+  const plans = new Map<string, Plan>()
+  function planFor(id: Identity, now: number, active: Grant[], day: Window, month: Window, minute: Window): Plan {
+    let grantsKey = ''
+    for (const g of active) grantsKey += g.id + ','
+    const key = `${id.team}\0${id.user}\0${id.tool}\0${day.id}\0${month.id}\0${minute.id}\0${grantsKey}`
+    let plan = plans.get(key)
+    if (plan) return plan
+    const scopes = scopesFor(id)
+    const usage: UsageKeys[] = []
+    for (const w of [day, month]) {
+      const ttl = Math.ceil((w.resetAt - now) / 1000) + 2 * 86_400
+      for (const sc of scopes) usage.push({ ttl, req: usageKey(w, sc.name, 'req'), hit: usageKey(w, sc.name, 'hit'), stok: usageKey(w, sc.name, 'stok'), susd: usageKey(w, sc.name, 'susd') })
+    }
+    plan = {
+      scopes,
+      rpm: checksFor(scopes, ['requestsPerMinute'], 'rpm', now, active, day, month, minute, true),
+      tok: checksFor(scopes, ['tokensPerDay', 'tokensPerMonth'], 'tok', now, active, day, month, minute, false),
+      usd: checksFor(scopes, ['usdPerDay', 'usdPerMonth'], 'usd', now, active, day, month, minute, false),
+      usage,
+    }
+    // bounded: many identities or a new minute start over
+    if (plans.size >= 2000) plans.clear()
+    plans.set(key, plan)
+    return plan
+  }
+
   async function reserve(checks: Check[], delta: number) {
     const soft = opts.mode === 'soft'
     return mesh.counters.reserve(checks.map((c) => c.key), delta, checks.map((c) => (soft || c.stop === Infinity ? UNLIMITED : c.stop)), checks.map((c) => c.ttl))
@@ -168,7 +210,7 @@ export function quota(options: QuotaOptions = {}): Plugin {
     const { day, month } = calendar(now)
     const minute = minuteWindow(now)
     const active = await grants.active(now)
-    const scopes = scopesFor(ctx.identity)
+    const { scopes, rpm, tok, usd, usage } = planFor(ctx.identity, now, active, day, month, minute)
     const model = ctx.route.model || ctx.prompt.model
 
     const input = Math.max(0, Math.round(ctx.usage.inputTokens || 0))
@@ -178,9 +220,6 @@ export function quota(options: QuotaOptions = {}): Plugin {
     const usdDelta = Math.max(1, Math.ceil(mesh.pricing.cost(model, { inputTokens: input, outputTokens: maxOut, cacheReadTokens: 0, cacheWriteTokens: 0 }) * MICRO))
     const inputUsd = Math.ceil(mesh.pricing.cost(model, { inputTokens: input, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }) * MICRO)
 
-    const rpm = checksFor(scopes, ['requestsPerMinute'], 'rpm', now, active, day, month, minute, true)
-    const tok = checksFor(scopes, ['tokensPerDay', 'tokensPerMonth'], 'tok', now, active, day, month, minute, false)
-    const usd = checksFor(scopes, ['usdPerDay', 'usdPerMonth'], 'usd', now, active, day, month, minute, false)
     const groups: Array<{ checks: Check[]; delta: number; certain: number }> = [
       { checks: rpm, delta: 1, certain: 1 },
       { checks: tok, delta: tokenDelta, certain: Math.max(1, input) },
@@ -258,12 +297,7 @@ export function quota(options: QuotaOptions = {}): Plugin {
       return
     }
 
-    reservations.set(ctx, {
-      tokens: { keys: tok.map((c) => c.key), ttls: tok.map((c) => c.ttl), delta: tokenDelta },
-      usd: { keys: usd.map((c) => c.key), ttls: usd.map((c) => c.ttl), delta: usdDelta },
-      scopes: scopes.map((s) => s.name),
-      windows: [day, month].map((w) => ({ window: w, ttl: Math.ceil((w.resetAt - now) / 1000) + 2 * 86_400 })),
-    })
+    reservations.set(ctx, { tok, usd, tokenDelta, usdDelta, usage })
 
     const warnings = states.filter((s) => s.pct >= opts.warnAt || s.overStop)
     const softOver = soft && states.some((s) => s.overStop)
@@ -311,18 +345,16 @@ export function quota(options: QuotaOptions = {}): Plugin {
     const tokens = billed ? Math.max(0, Math.round(totalTokens(model, ctx.usage))) : 0
     const micro = billed ? Math.max(0, Math.round((ctx.cost.usd || 0) * MICRO)) : 0
     const entries: CounterEntry[] = []
-    r.tokens.keys.forEach((key, i) => { if (tokens !== r.tokens.delta) entries.push({ key, delta: tokens - r.tokens.delta, ttl: r.tokens.ttls[i] }) })
-    r.usd.keys.forEach((key, i) => { if (micro !== r.usd.delta) entries.push({ key, delta: micro - r.usd.delta, ttl: r.usd.ttls[i] }) })
-    for (const scope of r.scopes) {
-      for (const { window, ttl } of r.windows) {
-        entries.push({ key: usageKey(window, scope, 'req'), delta: 1, ttl })
-        if (hit) {
-          entries.push({ key: usageKey(window, scope, 'hit'), delta: 1, ttl })
-          const savedTokens = Math.round(ctx.cache.savedTokens ?? 0)
-          const savedMicro = Math.round((ctx.cost.savedUsd || 0) * MICRO)
-          if (savedTokens) entries.push({ key: usageKey(window, scope, 'stok'), delta: savedTokens, ttl })
-          if (savedMicro) entries.push({ key: usageKey(window, scope, 'susd'), delta: savedMicro, ttl })
-        }
+    if (tokens !== r.tokenDelta) for (const c of r.tok) entries.push({ key: c.key, delta: tokens - r.tokenDelta, ttl: c.ttl })
+    if (micro !== r.usdDelta) for (const c of r.usd) entries.push({ key: c.key, delta: micro - r.usdDelta, ttl: c.ttl })
+    const savedTokens = hit ? Math.round(ctx.cache.savedTokens ?? 0) : 0
+    const savedMicro = hit ? Math.round((ctx.cost.savedUsd || 0) * MICRO) : 0
+    for (const u of r.usage) {
+      entries.push({ key: u.req, delta: 1, ttl: u.ttl })
+      if (hit) {
+        entries.push({ key: u.hit, delta: 1, ttl: u.ttl })
+        if (savedTokens) entries.push({ key: u.stok, delta: savedTokens, ttl: u.ttl })
+        if (savedMicro) entries.push({ key: u.susd, delta: savedMicro, ttl: u.ttl })
       }
     }
     await addAll(entries)
@@ -452,6 +484,7 @@ export function quota(options: QuotaOptions = {}): Plugin {
     setup(m) {
       mesh = m
       opts = resolveQuotaOptions(options, m.config.quota)
+      plans.clear()
       grants = createGrantStore(m.storage, opts.grantsCacheMs)
       if (m.mode === 'serve') addRoutes()
     },
