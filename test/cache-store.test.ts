@@ -118,6 +118,25 @@ describe.each(['fs', 'redis', 'memory'] as const)('L2 on %s', (kind) => {
   })
 })
 
+describe('fs: expired entries nobody reads are swept from disk', () => {
+  it('sweep() deletes expired and unparsable entries, keeps live ones, in batches', async () => {
+    const storage = makeStorage('fs')
+    const s = store(storage)
+    for (let i = 0; i < 5; i++) await s.set(hash(100 + i), entry(`live ${i}`))
+    const past = { ...entry('old'), createdAt: Date.now() - 10_000, expiresAt: Date.now() - 1 }
+    for (let i = 0; i < 4; i++) await storage.setItem(s.storageKey(hash(200 + i)), past as any)
+    await storage.setItemRaw(s.storageKey(hash(300)), '{"v":1,"answer":')
+    const r = await s.sweep(Date.now(), 3)
+    expect(r).toEqual({ scanned: 10, removed: 5 })
+    const left = await storage.getKeys('cache:exact')
+    expect(left).toHaveLength(5)
+    for (let i = 0; i < 5; i++) expect((await store(storage).get(hash(100 + i))).status).toBe('hit')
+    // a later sweep finds the live ones expired in their turn
+    expect((await s.sweep(Date.now() + 3600_000)).removed).toBe(5)
+    expect(await storage.getKeys('cache:exact')).toHaveLength(0)
+  })
+})
+
 describe('redis TTL is set on the key itself', () => {
   it('passes ttl to redis (EX), so redis expires entries without a reader', async () => {
     const url = inject('redisUrl')

@@ -25,10 +25,15 @@ export interface ExactCacheOptions {
   persist?: boolean
   /** storage key prefix (default `cache:exact`) */
   prefix?: string
+  /**
+   * how often expired entries are deleted from storage that does not expire keys itself (fs),
+   * in minutes (default 60, first sweep a minute after start; 0 = never). Redis needs none.
+   */
+  sweepMinutes?: number
 }
 
-const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact' }
-const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix'])
+const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact', sweepMinutes: 60 }
+const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix', 'sweepMinutes'])
 
 function validate(o: ExactCacheOptions): void {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`exact-cache: options must be an object, got ${JSON.stringify(o)}`)
@@ -44,6 +49,9 @@ function validate(o: ExactCacheOptions): void {
   positive('ttlSeconds', false)
   positive('maxEntries', true)
   positive('maxBytes', true)
+  if (o.sweepMinutes !== undefined && (typeof o.sweepMinutes !== 'number' || !Number.isFinite(o.sweepMinutes) || o.sweepMinutes < 0)) {
+    throw new Error(`exact-cache: sweepMinutes must be a number of minutes >= 0, got ${JSON.stringify(o.sweepMinutes)}`)
+  }
   if (o.persist !== undefined && typeof o.persist !== 'boolean') throw new Error(`exact-cache: persist must be a boolean, got ${JSON.stringify(o.persist)}`)
   if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
 }
@@ -96,7 +104,27 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
         log: mesh.log,
       })
       const s = store
-      mesh.onClose(() => s.flush())
+      let sweeping: Promise<unknown> | undefined
+      const timers: NodeJS.Timeout[] = []
+      if (persist && mesh.mode === 'serve' && mesh.config.storage.driver !== 'redis' && o.sweepMinutes > 0) {
+        const sweep = () => {
+          if (sweeping) return
+          sweeping = s.sweep()
+            .then((r) => { if (r.removed) mesh.log.info(`exact-cache: removed ${r.removed} expired entries of ${r.scanned}`) })
+            .catch((err) => mesh.log.warn('exact-cache: sweep failed', { error: String((err as Error)?.message ?? err) }))
+            .finally(() => { sweeping = undefined })
+        }
+        const first = setTimeout(sweep, Math.min(60_000, o.sweepMinutes * 60_000))
+        const every = setInterval(sweep, o.sweepMinutes * 60_000)
+        first.unref()
+        every.unref()
+        timers.push(first, every)
+      }
+      mesh.onClose(async () => {
+        for (const t of timers) clearTimeout(t)
+        await sweeping
+        await s.flush()
+      })
     },
     hooks: {
       async cacheLookup(ctx) {

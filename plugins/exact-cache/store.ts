@@ -130,6 +130,37 @@ export class ExactStore {
     return tracked
   }
 
+  /**
+   * Delete stored entries past their expiry (and any that do not parse). Redis expires keys by
+   * itself; fs keeps a file until it is read, so without a sweep entries nobody asks for again
+   * would stay on disk forever. Reads in small batches, yielding between them, so a large cache
+   * never stalls the event loop. Returns how many entries were removed.
+   */
+  async sweep(now = Date.now(), batch = 200): Promise<{ scanned: number; removed: number }> {
+    if (!this.storage) return { scanned: 0, removed: 0 }
+    const keys = await this.storage.getKeys(this.opts.prefix)
+    let removed = 0
+    for (let i = 0; i < keys.length; i += batch) {
+      await Promise.all(keys.slice(i, i + batch).map(async (key) => {
+        try {
+          const raw = await this.storage!.getItem(key)
+          if (raw === null || raw === undefined) return
+          if (entryProblem(raw) || (raw as CacheEntry).expiresAt <= now) {
+            await this.storage!.removeItem(key)
+            const hash = key.slice(key.lastIndexOf(':') + 1)
+            const hot = this.l1.peek(hash)
+            if (hot && hot.expiresAt <= now) this.l1.delete(hash)
+            removed++
+          }
+        } catch (err) {
+          this.opts.log.warn('exact-cache: sweep could not check an entry', { key, error: String((err as Error)?.message ?? err) })
+        }
+      }))
+      await new Promise<void>((r) => setImmediate(r))
+    }
+    return { scanned: keys.length, removed }
+  }
+
   /** wait for writes in flight (shutdown) */
   async flush(): Promise<void> {
     await Promise.all([...this.pending])
