@@ -1,6 +1,11 @@
 // Starts one real redis-server on a free loopback port for the whole run.
 // Tests read it with inject('redisUrl') or process.env.AGENTMESH_TEST_REDIS_URL.
+// Also gives the run one temporary root (TMPDIR, inherited by test workers and the CLI processes
+// they start), removed at the end, so no run leaves data dirs or audit logs behind in /tmp.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer } from 'node:net'
 import type { TestProject } from 'vitest/node'
 
@@ -24,6 +29,8 @@ function freePort(): Promise<number> {
 let child: ChildProcess | undefined
 
 export default async function setup(project: TestProject) {
+  const root = mkdtempSync(join(tmpdir(), 'agentmesh-run-'))
+  process.env.TMPDIR = root
   const port = await freePort()
   child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
   await new Promise<void>((resolve, reject) => {
@@ -38,5 +45,6 @@ export default async function setup(project: TestProject) {
   project.provide('redisUrl', url)
   return async () => {
     child?.kill('SIGTERM')
+    rmSync(root, { recursive: true, force: true })
   }
 }
