@@ -174,7 +174,7 @@ export async function main(argv: string[], jiti?: unknown): Promise<void> {
   cli.version(VERSION)
   cli.help()
 
-  const serverCommand = (name: 'dev' | 'serve', description: string) =>
+  const serverCommand = (name: 'dev' | 'serve' | '', description: string) =>
     cli
       .command(name, description)
       .option('--port <port>', 'Port to listen on (default 8080)')
@@ -182,10 +182,11 @@ export async function main(argv: string[], jiti?: unknown): Promise<void> {
       .option('--team-limit <team=tokens>', 'Daily token limit for a team; repeat for several teams')
       .option('--warn-at <pct>', 'Warn when a budget reaches this percentage (default 80)')
       .option('--hard-stop-at <pct>', 'Block when a budget reaches this percentage (default 100)')
-      .action((f: GlobalFlags) => run(name, f, jiti))
+      .action((f: GlobalFlags) => run(name || 'dev', f, jiti))
 
   serverCommand('dev', 'Run the proxy for development; reloads when the config changes')
-  cli.command('', 'Same as dev').action((f: GlobalFlags) => run('dev', f, jiti))
+  // no command is dev, with the same options (listed by the top-level --help)
+  serverCommand('', '(no command) the same as dev').usage('[command] [options]')
   serverCommand('serve', 'Run the proxy for production (no reload, $production config)')
   cli.command('config', 'Print the resolved config, secrets masked').action(async (f: GlobalFlags) => {
     const { config } = await loadMeshConfig(loadOptions(f, jiti))

@@ -5,7 +5,9 @@ const levels = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as cons
 // Log lines carry messages and small scalar fields only; callers never pass headers or bodies,
 // and values that look like keys are masked anyway.
 const SECRET = /\b(sk-[A-Za-z0-9_-]{6,}|sk-ant-[A-Za-z0-9_-]{6,}|am-[A-Za-z0-9_-]{6,}|AIza[A-Za-z0-9_-]{10,})/g
-export const maskSecrets = (s: string) => s.replace(SECRET, (m) => m.slice(0, 5) + '…')
+// credentials in URLs (redis://user:password@host)
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi
+export const maskSecrets = (s: string) => s.replace(SECRET, (m) => m.slice(0, 5) + '…').replace(URL_CREDENTIALS, '$1***@')
 
 export function createLogger(level: keyof typeof levels = 'info', write: (line: string) => void = (l) => process.stderr.write(l + '\n')): Logger {
   const min = levels[level]

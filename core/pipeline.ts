@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
 import { FastResponse } from 'srvx'
+import { maskSecrets } from './log.ts'
 import { attachNodeResponse, clientGone, nodeResponseOf } from './client.ts'
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
 import { SseParser, SseTap } from './stream.ts'
@@ -116,13 +117,25 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
   return finish(m, ctx, adapter)
 }
 
+/** Keys (by shape and the configured values) and URL credentials masked, for error text sent to clients. */
+function clientSafe(m: MeshInternals, message: string): string {
+  let out = maskSecrets(message)
+  for (const v of Object.values(m.mesh.config.vendors ?? {})) {
+    const key = v?.apiKey
+    if (key && key.length >= 8 && out.includes(key)) out = out.split(key).join('***')
+  }
+  return out
+}
+
 function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown): MeshResponse {
   if (err instanceof ProtocolError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
   if (err instanceof UpstreamError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
   if (err instanceof PluginError) {
     m.mesh.log.error(err.message, { request: ctx.id })
-    ctx.error = { status: 500, type: 'plugin_error', message: err.message, plugin: err.plugin }
-    return { kind: 'error', status: 500, type: 'plugin_error', message: err.message }
+    // a plugin's error text can carry what the client must not see (a storage URL's password, a key)
+    const message = clientSafe(m, err.message)
+    ctx.error = { status: 500, type: 'plugin_error', message, plugin: err.plugin }
+    return { kind: 'error', status: 500, type: 'plugin_error', message }
   }
   m.mesh.log.error(`internal error: ${(err as Error)?.message ?? String(err)}`, { request: ctx.id })
   return { kind: 'error', status: 500, type: 'internal_error', message: 'internal error in AgentMesh; see the proxy log for request ' + ctx.id }

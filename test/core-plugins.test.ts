@@ -151,6 +151,7 @@ describe('a plugin that throws', () => {
           hooks: {
             beforeRequest(ctx) {
               if (ctx.request.headers.get('x-test') === 'boom') throw new Error('policy store unavailable')
+              if (ctx.request.headers.get('x-test') === 'leaky') throw new Error('cannot reach redis://admin:hunter2secret@10.0.0.5:6379 with key sk-proj-abcdefghijklmnopqrstuvwxyz012345')
             },
           },
         }),
@@ -179,6 +180,16 @@ describe('a plugin that throws', () => {
     expect(afterSeen.at(-1)).toMatchObject({ status: 500, error: { plugin: 'flaky-policy' } })
     const ok = await openaiClient(proxy).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
     expect(ok.choices[0]!.message.content).toContain('AgentMesh demo answer')
+  })
+
+  it('masks keys and URL credentials in the error text the client gets', async () => {
+    const res = await postJson(proxy.url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, { 'x-test': 'leaky' })
+    expect(res.status).toBe(500)
+    const text = await res.text()
+    expect(text).toContain('flaky-policy')
+    expect(text).toContain('redis://***@10.0.0.5:6379')
+    expect(text).not.toContain('hunter2secret')
+    expect(text).not.toContain('abcdefghijklmnopqrstuvwxyz012345')
   })
 
   it('gives a 500 in the Anthropic and Gemini shapes too', async () => {
