@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // No build step: the TypeScript CLI runs through jiti.
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { createJiti } from 'jiti'
 
-const jiti = createJiti(import.meta.url, { fsCache: true, moduleCache: true })
+// transpiled files cached next to the package's own dependencies, wherever the CLI runs from
+// (jiti would otherwise look beside bin/ and fall back to the system temp dir)
+const modules = fileURLToPath(new URL('../node_modules', import.meta.url))
+const fsCache = existsSync(modules) ? `${modules}/.cache/jiti` : true
+const jiti = createJiti(import.meta.url, { fsCache, moduleCache: true })
 const { main } = await jiti.import('../core/cli.ts')
 await main(process.argv.slice(2), jiti)

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs a TypeScript script (benchmarks) through jiti: node bin/run-ts.mjs bench/proxy.ts
+import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { createJiti } from 'jiti'
 
 const file = process.argv[2]
@@ -9,5 +10,6 @@ if (!file) {
   console.error('usage: node bin/run-ts.mjs FILE.ts [args]')
   process.exit(2)
 }
-const jiti = createJiti(import.meta.url, { fsCache: true })
+const modules = fileURLToPath(new URL('../node_modules', import.meta.url))
+const jiti = createJiti(import.meta.url, { fsCache: existsSync(modules) ? `${modules}/.cache/jiti` : true })
 await jiti.import(pathToFileURL(resolve(file)).href)
