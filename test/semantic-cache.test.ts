@@ -196,6 +196,26 @@ describe('semantic cache over HTTP', () => {
     await two.app.mesh.storage.clear()
   })
 
+  it('two proxies on one redis: an answer stored by one is served by the other without a restart, and a deletion reaches it too', async () => {
+    const redisUrl = inject('redisUrl')
+    const storage = { driver: 'redis' as const, url: redisUrl, prefix: `sem-sync-${Date.now()}` }
+    const one = await proxy({ syncSeconds: 0.2 }, { storage })
+    const two = await proxy({ syncSeconds: 0.2 }, { storage })
+    const stored = await ask(one, body('How long should I boil an egg for a soft yolk?'))
+    expect(stored.cache).not.toBe('semantic')
+    const index = two.plugin.semantic.store!.index
+    const until = async (ok: () => boolean) => { for (let i = 0; i < 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 100)); return ok() }
+    expect(await until(() => index.size === 1)).toBe(true)
+    const again = await ask(two, body('how long should I boil an egg for a soft yolk'))
+    expect(again.cache).toBe('semantic')
+    expect(again.text).toBe(stored.text)
+    expect(upstreamCalls(two)).toBe(0)
+    // deleted by the first instance (or expired on redis): the second stops offering it
+    for (const k of await one.app.mesh.storage.getKeys('semantic')) await one.app.mesh.storage.removeItem(k)
+    expect(await until(() => index.size === 0)).toBe(true)
+    await one.app.mesh.storage.clear()
+  })
+
   it('in command mode the model is not loaded and the index not built', async () => {
     const plugin = semanticCache()
     const app = await createAgentMesh({ preset: 'demo', storage: { driver: 'memory' }, log: { level: 'silent' }, plugins: [plugin] }, { mode: 'command' })
@@ -210,5 +230,6 @@ describe('semantic cache over HTTP', () => {
     expect(() => semanticCache({ maxEntries: 0 })).toThrow(/maxEntries must be a positive integer/)
     expect(() => semanticCache({ strictness: 2 })).toThrow(/strictness must be a number between 0 and 1/)
     expect(() => semanticCache({ embedder: 'bert' as any })).toThrow(/embedder must be/)
+    expect(() => semanticCache({ syncSeconds: -1 })).toThrow(/syncSeconds must be a number of seconds >= 0/)
   })
 })

@@ -45,6 +45,11 @@ export interface SemanticCacheOptions {
   warmup?: boolean
   /** largest embedding batch (default 16) */
   maxBatch?: number
+  /**
+   * on redis, how often to pick up entries other instances stored, in seconds (default 5; 0 = only
+   * at start). Other drivers are not shared between instances.
+   */
+  syncSeconds?: number
 }
 
 export interface SemanticCachePlugin extends Plugin {
@@ -93,6 +98,7 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   if (!Number.isInteger(candidates) || candidates < 1) fail('candidates', 'a positive integer', options.candidates)
   const maxBatch = options.maxBatch ?? 16
   if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('maxBatch', 'a positive integer', options.maxBatch)
+  if (options.syncSeconds !== undefined && (typeof options.syncSeconds !== 'number' || !Number.isFinite(options.syncSeconds) || options.syncSeconds < 0)) fail('syncSeconds', 'a number of seconds >= 0', options.syncSeconds)
   checkUnit('minSimilarity', options.minSimilarity)
   checkUnit('strictness', options.strictness)
   if (options.strictness !== undefined && options.strictness < 0) fail('strictness', 'a number between 0 and 1', options.strictness)
@@ -192,9 +198,24 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
       if (options.warmup ?? true) embedder.load().catch((err) => m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }))
       const sweep = setInterval(() => s.sweep(), 10 * 60_000)
       sweep.unref()
+      const timers = [sweep]
+      const syncSeconds = options.syncSeconds ?? 5
+      if (m.config.storage.driver === 'redis' && syncSeconds > 0) {
+        let syncing = false
+        const sync = setInterval(() => {
+          if (syncing) return
+          syncing = true
+          s.refresh()
+            .then((r) => { if (r.added || r.removed) m.log.debug('semantic-cache: synced with storage', r) })
+            .catch((err) => m.log.warn('semantic-cache: sync with storage failed', { error: (err as Error).message }))
+            .finally(() => { syncing = false })
+        }, syncSeconds * 1000)
+        sync.unref()
+        timers.push(sync)
+      }
       m.onClose(() => s.flush())
       return () => {
-        clearInterval(sweep)
+        for (const t of timers) clearInterval(t)
       }
     },
     hooks: { cacheLookup, afterResponse },

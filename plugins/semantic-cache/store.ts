@@ -253,6 +253,50 @@ export class SemanticStore {
     void this.opts.storage.removeItem(this.key(id)).catch(() => {})
   }
 
+  // ids of stored entries refresh() will not load (another embedder, corrupt, expired)
+  private skipped = new Set<string>()
+
+  /**
+   * Catch up with the other instances on the same storage (several proxies on one redis): load
+   * the entries they stored since the last look, drop from memory the ones they deleted. Only the
+   * keys are listed; only new entries are read.
+   */
+  async refresh(now = Date.now()): Promise<{ added: number; removed: number }> {
+    // ids known before listing: anything this instance adds meanwhile is never mistaken for deleted
+    const before = new Set(this.index.ids())
+    const keys = await this.opts.storage.getKeys(this.opts.prefix)
+    const listed = new Set<string>()
+    const fresh: string[] = []
+    for (const key of keys) {
+      const id = key.slice(key.lastIndexOf(':') + 1)
+      listed.add(id)
+      if (!this.index.has(id) && !this.skipped.has(id)) fresh.push(key)
+    }
+    let removed = 0
+    for (const id of before) {
+      if (!listed.has(id) && this.index.remove(id)) removed++
+    }
+    if (this.skipped.size > 100_000) this.skipped.clear()
+    const live: Array<{ id: string; e: StoredEntry; q: Int8Array }> = []
+    for (let i = 0; i < fresh.length; i += 500) {
+      const items = await this.opts.storage.getItems(fresh.slice(i, i + 500)).catch(() => [] as Array<{ key: string; value: unknown }>)
+      for (const { key, value } of items) {
+        const id = key.slice(key.lastIndexOf(':') + 1)
+        if (value === null || value === undefined) continue // deleted since listing
+        const q = validEntry(value) && value.embedder === this.opts.embedder.id && value.dim === this.opts.embedder.dimension && value.expiresAt > now ? decodeVec(value) : undefined
+        if (!q) {
+          this.skipped.add(id)
+          continue
+        }
+        live.push({ id, e: value as StoredEntry, q })
+      }
+    }
+    live.sort((a, b) => a.e.createdAt - b.e.createdAt)
+    // the instance that stored an entry also evicts for it: here only memory follows
+    for (const { id, e, q } of live) if (!this.index.has(id)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
+    return { added: live.length, removed }
+  }
+
   /** drop expired entries from memory and storage */
   sweep(now = Date.now()): number {
     const gone = this.index.sweep(now)

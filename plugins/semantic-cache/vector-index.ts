@@ -310,6 +310,11 @@ export class VectorIndex {
     return this.owner.has(id)
   }
 
+  /** every id, oldest first */
+  ids(): IterableIterator<string> {
+    return this.owner.keys()
+  }
+
   /** add an entry; returns the ids evicted to stay within maxEntries */
   add(partition: string, id: string, q: Int8Array, inv: number, expiresAt: number): string[] {
     if (this.owner.has(id)) this.remove(id)
