@@ -210,6 +210,44 @@ describe('exact cache over HTTP', () => {
     expect((await ask(b, body('shared across instances'), { 'x-agentmesh-team': 'other' })).cache).toBe('miss')
   })
 
+  it('identical requests in flight together go upstream once; streams wait only with coalesce: all', async () => {
+    const slow = async (coalesce?: boolean | 'all') => {
+      const logger: Logger = { info() {}, debug() {}, error() {}, warn() {} }
+      const app = await createAgentMesh({ preset: 'demo', dataDir: tempDir(), disable: OTHER_FEATURES, plugins: [normalise(), exactCache(coalesce === undefined ? {} : { coalesce }), demo({ latencyMs: 300, chunkDelayMs: 0 })] }, { logger })
+      const events: MeshEvent[] = []
+      app.mesh.on((e) => { events.push(e) })
+      const server = await app.listen({ port: 0, host: '127.0.0.1' })
+      const p: Proxy = { app, url: server.url, events, warnings: [], close: async () => { await server.close(); await app.close() } }
+      open.push(p)
+      return p
+    }
+    const p = await slow()
+    const all = await Promise.all(Array.from({ length: 5 }, () => ask(p, body('asked five times at once'))))
+    expect(upstreamCalls(p)).toBe(1)
+    expect(all.map((r) => r.cache).sort()).toEqual(['exact', 'exact', 'exact', 'exact', 'miss'])
+    expect(new Set(all.map((r) => r.text)).size).toBe(1)
+    expect(all.filter((r) => r.headers.get('x-agentmesh-cache-coalesced') === '1')).toHaveLength(4)
+    // a different question is not held back by the one in flight
+    await Promise.all([ask(p, body('question one')), ask(p, body('question two'))])
+    expect(upstreamCalls(p)).toBe(3)
+
+    // streaming requests do not wait by default, and do with coalesce: 'all'
+    const streamOnce = (q: Proxy, text: string) =>
+      fetch(`${q.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' }, body: JSON.stringify(body(text, { stream: true })) }).then(async (r) => ({ cache: r.headers.get('x-agentmesh-cache'), text: await r.text() }))
+    await Promise.all([streamOnce(p, 'streamed twice'), streamOnce(p, 'streamed twice')])
+    expect(upstreamCalls(p)).toBe(5)
+    const q = await slow('all')
+    const streams = await Promise.all([streamOnce(q, 'streamed twice'), streamOnce(q, 'streamed twice')])
+    expect(upstreamCalls(q)).toBe(1)
+    expect(streams.map((r) => r.cache).sort()).toEqual(['exact', 'miss'])
+    expect(streams[0]!.text).toContain('message_stop')
+    expect(streams[1]!.text).toContain('message_stop')
+    // off: every request goes upstream
+    const r = await slow(false)
+    await Promise.all(Array.from({ length: 3 }, () => ask(r, body('no coalescing'))))
+    expect(upstreamCalls(r)).toBe(3)
+  })
+
   it('the OpenAI protocol is cached separately and hits in its own shape', async () => {
     const p = await proxy()
     const req = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'What is the capital of France?' }] }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
 import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
-import { ExactStore, type CacheEntry } from './store.ts'
+import { ExactStore, type CacheEntry, type LookupResult } from './store.ts'
 
 export { cacheKey, canonicalRequest, stableStringify, scopeOf, NAMESPACE_HEADER, type CacheScope } from './key.ts'
 export { ExactStore, entryProblem, type CacheEntry } from './store.ts'
@@ -30,10 +30,16 @@ export interface ExactCacheOptions {
    * in minutes (default 60, first sweep a minute after start; 0 = never). Redis needs none.
    */
   sweepMinutes?: number
+  /**
+   * identical requests in flight at once go upstream once (default true): the others wait for that
+   * answer and get it as an exact hit (`X-AgentMesh-Cache-Coalesced: 1`). Streaming requests do
+   * not wait unless 'all' (a waiting stream gets nothing until the first one ends). Per process.
+   */
+  coalesce?: boolean | 'all'
 }
 
-const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact', sweepMinutes: 60 }
-const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix', 'sweepMinutes'])
+const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact', sweepMinutes: 60, coalesce: true as boolean | 'all' }
+const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix', 'sweepMinutes', 'coalesce'])
 
 function validate(o: ExactCacheOptions): void {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`exact-cache: options must be an object, got ${JSON.stringify(o)}`)
@@ -52,6 +58,7 @@ function validate(o: ExactCacheOptions): void {
   if (o.sweepMinutes !== undefined && (typeof o.sweepMinutes !== 'number' || !Number.isFinite(o.sweepMinutes) || o.sweepMinutes < 0)) {
     throw new Error(`exact-cache: sweepMinutes must be a number of minutes >= 0, got ${JSON.stringify(o.sweepMinutes)}`)
   }
+  if (o.coalesce !== undefined && typeof o.coalesce !== 'boolean' && o.coalesce !== 'all') throw new Error(`exact-cache: coalesce must be true, false or 'all', got ${JSON.stringify(o.coalesce)}`)
   if (o.persist !== undefined && typeof o.persist !== 'boolean') throw new Error(`exact-cache: persist must be a boolean, got ${JSON.stringify(o.persist)}`)
   if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
 }
@@ -74,12 +81,18 @@ function totalTokens(u: Usage): number {
   return (u.inputTokens || 0) + (u.outputTokens || 0) + (u.cacheReadTokens || 0) + (u.cacheWriteTokens || 0)
 }
 
-interface ExactMeta { hash: string }
+interface ExactMeta {
+  hash: string
+  /** this request went upstream first; identical ones wait for it */
+  leader?: boolean
+}
 
 export function exactCache(options: ExactCacheOptions = {}): Plugin {
   validate(options)
   const o = { ...DEFAULTS, ...options }
   let store: ExactStore | undefined
+  /** keys on their way upstream in this process, and how to wake those waiting for them */
+  const inflight = new Map<string, { done: Promise<void>; resolve: () => void }>()
 
   const answerOf = (ctx: MeshContext): CanonicalAnswer | undefined => {
     const a = ctx.answer
@@ -148,18 +161,37 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
           ctx.mesh.emit('cache_miss', { id: ctx.id })
           return
         }
-        let found
-        try {
-          found = await store.get(hash)
-        } catch (err) {
-          // storage down: serve from upstream rather than fail the request
-          ctx.mesh.log.warn('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
-          found = { status: 'miss' as const }
+        const lookup = async (): Promise<LookupResult> => {
+          try {
+            const r = await store!.get(hash)
+            if (r.status === 'corrupt') ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', { id: ctx.id, key: hash, reason: r.reason })
+            return r
+          } catch (err) {
+            // storage down: serve from upstream rather than fail the request
+            ctx.mesh.log.warn('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+            return { status: 'miss' }
+          }
         }
-        if (found.status === 'corrupt') {
-          ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', { id: ctx.id, key: hash, reason: found.reason })
+        let found = await lookup()
+        const coalescing = o.coalesce === 'all' || (o.coalesce && !ctx.prompt.stream)
+        if (found.status !== 'hit' && coalescing) {
+          // the same request is already on its way upstream: wait for that answer instead of paying twice
+          const leader = inflight.get(hash)
+          if (leader) {
+            let timer: NodeJS.Timeout | undefined
+            await Promise.race([leader.done, new Promise<void>((r) => { timer = setTimeout(r, ctx.mesh.config.limits.upstreamTimeoutMs) })])
+            clearTimeout(timer)
+            found = await lookup()
+            if (found.status === 'hit') ctx.headers['X-AgentMesh-Cache-Coalesced'] = '1'
+          }
         }
         if (found.status !== 'hit') {
+          if (o.coalesce && !inflight.has(hash)) {
+            let resolve!: () => void
+            const done = new Promise<void>((r) => (resolve = r))
+            inflight.set(hash, { done, resolve })
+            ;(ctx.meta['exact-cache'] as ExactMeta).leader = true
+          }
           ctx.cache.status = 'miss'
           ctx.mesh.emit('cache_miss', { id: ctx.id })
           return
@@ -181,22 +213,35 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
       async afterResponse(ctx) {
         const meta = ctx.meta['exact-cache'] as ExactMeta | undefined
         if (!meta || !store) return
-        // only a complete, successful, upstream answer is stored: never an aborted stream,
-        // an error, or an answer that itself came from a cache
-        if (ctx.status !== 200 || ctx.aborted || ctx.error || ctx.cache.status !== 'miss') return
-        const answer = answerOf(ctx)
-        if (!answer || answer.stopReason === 'content_filter') return
-        const now = Date.now()
-        const entry: CacheEntry = { v: 1, answer, createdAt: now, expiresAt: now + o.ttlSeconds * 1000, protocol: ctx.protocol }
         try {
-          await store.set(meta.hash, entry)
-          ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
-        } catch (err) {
-          ctx.mesh.log.warn('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+          await storeAnswer(ctx, meta)
+        } finally {
+          // followers look again once the answer is stored (or know there is none)
+          if (meta.leader) {
+            inflight.get(meta.hash)?.resolve()
+            inflight.delete(meta.hash)
+          }
         }
       },
     },
   })
+
+  async function storeAnswer(ctx: MeshContext, meta: ExactMeta): Promise<void> {
+    if (!store) return
+    // only a complete, successful, upstream answer is stored: never an aborted stream,
+    // an error, or an answer that itself came from a cache
+    if (ctx.status !== 200 || ctx.aborted || ctx.error || ctx.cache.status !== 'miss') return
+    const answer = answerOf(ctx)
+    if (!answer || answer.stopReason === 'content_filter') return
+    const now = Date.now()
+    const entry: CacheEntry = { v: 1, answer, createdAt: now, expiresAt: now + o.ttlSeconds * 1000, protocol: ctx.protocol }
+    try {
+      await store.set(meta.hash, entry)
+      ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
+    } catch (err) {
+      ctx.mesh.log.warn('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+    }
+  }
 }
 
 export default exactCache
