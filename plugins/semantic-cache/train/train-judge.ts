@@ -2,7 +2,14 @@
 // is never read here) and writes ../judge-weights.json.
 //
 //   node bin/run-ts.mjs plugins/semantic-cache/train/embed-qqp.ts     # once, ~30 min on 2 cores
-//   node bin/run-ts.mjs plugins/semantic-cache/train/train-judge.ts [--precision 0.93]
+//   node bin/run-ts.mjs plugins/semantic-cache/train/augment.ts       # optional, ~20 min (see below)
+//   node bin/run-ts.mjs plugins/semantic-cache/train/train-judge.ts [--precision 0.9]
+//     [--aug-weight 0.3 | --no-augment] [--members 3] [--epochs 8] [--hidden 48]
+//     [--keep-lexical] (reuse the lexical trees) [--calibrate-only] (keep both models, re-choose thresholds)
+//
+// When augment.ts has written augmented-pairs.jsonl beside the embeddings, those pairs (made from
+// the training part only) join the network's training rows with weight --aug-weight; the
+// held-out rows and the calibration stay plain QQP.
 //
 // Two models are trained: for USE-lite a small network over both vectors (u*v, |u-v|) and the
 // difference features; and boosted trees over the difference features alone (cosine column held
@@ -12,7 +19,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { analyse, pairFeatures, FEATURE_NAMES, type TextInfo } from '../features.ts'
 import { train, predict, type BoostedModel } from '../gbdt.ts'
-import { mlpPredict, mlpTrain, unpack, type MlpSample } from '../mlp.ts'
+import { mlpPredict, mlpTrain, unpack, type MlpModel, type MlpSample } from '../mlp.ts'
 import { dequantise, quantise } from '../vector-index.ts'
 import { embeddingText } from '../text.ts'
 import { defaultEmbeddingDir, readPairs, shuffled, TRAIN_FILE, type Pair } from './data.ts'
@@ -31,9 +38,8 @@ const USE_ID = 'use-lite-en@0.2.0'
 
 // cosines from the embedding cache written by embed-qqp.ts
 const vectors = new Map<string, Float32Array>()
-const textsFile = join(embDir, 'texts.jsonl')
-const vecFile = join(embDir, 'vectors-512.f32')
-if (existsSync(textsFile) && existsSync(vecFile)) {
+function loadVectors(textsFile: string, vecFile: string): void {
+  if (!existsSync(textsFile) || !existsSync(vecFile)) return
   const texts = readFileSync(textsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string)
   const buf = readFileSync(vecFile)
   const all = new Float32Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 4))
@@ -41,6 +47,9 @@ if (existsSync(textsFile) && existsSync(vecFile)) {
   // through int8 and back, as the index stores them, so the network learns what it will see
   for (let i = 0; i < n; i++) vectors.set(texts[i]!, dequantise(quantise(all.subarray(i * 512, (i + 1) * 512)).q))
 }
+loadVectors(join(embDir, 'texts.jsonl'), join(embDir, 'vectors-512.f32'))
+// augmented training pairs (augment.ts): views already normalised, embedded beside the QQP texts
+loadVectors(join(embDir, 'aug-texts.jsonl'), join(embDir, 'aug-vectors-512.f32'))
 console.log(`${vectors.size} cached embeddings from ${embDir}`)
 function cosine(va: Float32Array | undefined, vb: Float32Array | undefined): number | undefined {
   if (!va || !vb) return undefined
@@ -60,7 +69,8 @@ function nearMiss(p: Pair): boolean {
   return i / Math.max(1, A.size, B.size) >= 0.4
 }
 
-interface Row { x: number[]; y: number; near: boolean; hasCos: boolean; u?: Float32Array; v?: Float32Array; flags: ReturnType<typeof pairFeatures>['flags'] }
+interface Row { x: number[]; y: number; near: boolean; hasCos: boolean; u?: Float32Array; v?: Float32Array; flags: ReturnType<typeof pairFeatures>['flags']; aug?: boolean }
+interface AugPair extends Pair { ha: string; hb: string; kind: string }
 const pairs = shuffled(readPairs(TRAIN_FILE), 7).slice(0, pairLimit)
 const rows: Row[] = pairs.map((p) => {
   const u = vectors.get(embeddingText(p.a)), v = vectors.get(embeddingText(p.b))
@@ -70,6 +80,26 @@ const rows: Row[] = pairs.map((p) => {
 })
 const cut = Math.floor(rows.length * 0.85)
 const trainRows = rows.slice(0, cut), validRows = rows.slice(cut)
+
+// label-preserving augmentations of the training part only (never the held-out rows): markdown
+// titles, filler and personas, synonyms, shared clauses, two-part prompts; see augment.ts
+const augFile = join(embDir, 'augmented-pairs.jsonl')
+const augWeight = Number(flag('--aug-weight') ?? 1)
+const augRows: Row[] = []
+if (!args.includes('--no-augment') && existsSync(augFile)) {
+  if (pairLimit !== Infinity) throw new Error('--limit cannot be combined with augmented pairs (they come from the full training part)')
+  const augInfo = new Map<string, TextInfo>()
+  const view = (t: string, raw: string) => { const k = t + '\u0000' + raw; let x = augInfo.get(k); if (!x) { x = analyse(t, raw === t ? undefined : raw); augInfo.set(k, x) } return x }
+  for (const l of readFileSync(augFile, 'utf8').split('\n')) {
+    if (!l.trim()) continue
+    const p = JSON.parse(l) as AugPair
+    const u = vectors.get(embeddingText(p.a)), v = vectors.get(embeddingText(p.b))
+    if (!u || !v) continue
+    const d = pairFeatures(view(p.a, p.ha), view(p.b, p.hb), cosine(u, v)!)
+    augRows.push({ x: d.features, y: p.label, near: nearMiss(p), hasCos: true, flags: d.flags, u, v, aug: true })
+  }
+  console.log(`${augRows.length} augmented training rows from ${augFile} (weight ${augWeight})`)
+}
 
 // how often each hard rule fires on same-meaning pairs (its cost in recall) and on different ones
 const flagNames = Object.keys(rows[0]!.flags) as Array<keyof Row['flags']>
@@ -86,7 +116,7 @@ for (const f of flagNames) {
  * same question, which would serve wrong answers in a real cache.
  */
 function weights(rs: Row[]): number[] {
-  const raw = rs.map((r) => (r.y === 0 && r.near ? nearWeight : 1))
+  const raw = rs.map((r) => (r.y === 0 && r.near ? nearWeight : 1) * (r.aug ? augWeight : 1))
   let pos = 0, neg = 0
   rs.forEach((r, i) => (r.y ? (pos += raw[i]!) : (neg += raw[i]!)))
   return rs.map((r, i) => raw[i]! * (r.y ? 0.5 / pos : 0.5 / neg) * rs.length)
@@ -127,26 +157,35 @@ const DEFAULT_VETOES = { number: true, entity: true, language: true, negation: t
 const lexicalMask = (x: number[]) => { const y = x.slice(); y[0] = 0; return y }
 const identity = (x: number[]) => x
 
-const lexical = fit('lexical', () => true, lexicalMask)
-// Without the cosine the lexical model cannot reach the USE target on near misses; its default
-// is set at a lower precision and relies on the other embedder's similarity floor as well.
-const lexicalPrecision = Number(flag('--lexical-precision') ?? 0.8)
-const lexCal = calibrate((r) => predict(lexical, lexicalMask(r.x)), () => true, 0, lexicalPrecision)
-console.log('lexical calibration', lexCal)
-const models: Record<string, JudgeModel> = {
-  lexical: { ...lexical, usesCosine: false, minScore: round(lexCal.minScore), minSimilarity: 0.8, validation: { precision: round(lexCal.precision), recall: round(lexCal.recall) } },
+// --keep-lexical: reuse the lexical model of the current judge-weights.json (experiments on the network only)
+// --calibrate-only: keep both models of the current judge-weights.json, only choose the thresholds again
+const calibrateOnly = args.includes('--calibrate-only')
+const prevFile = (args.includes('--keep-lexical') || calibrateOnly) && existsSync(outFile) ? (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile) : undefined
+const previous = prevFile?.models.lexical
+const models: Record<string, JudgeModel> = {}
+if (previous) models.lexical = previous
+else {
+  const lexical = fit('lexical', () => true, lexicalMask)
+  // Without the cosine the lexical model cannot reach the USE target on near misses; its default
+  // is set at a lower precision and relies on the other embedder's similarity floor as well.
+  const lexicalPrecision = Number(flag('--lexical-precision') ?? 0.8)
+  const lexCal = calibrate((r) => predict(lexical, lexicalMask(r.x)), () => true, 0, lexicalPrecision)
+  console.log('lexical calibration', lexCal)
+  models.lexical = { ...lexical, usesCosine: false, minScore: round(lexCal.minScore), minSimilarity: 0.8, validation: { precision: round(lexCal.precision), recall: round(lexCal.recall) } }
 }
 const withCos = trainRows.filter((r) => r.hasCos).length
 if (withCos > 2000) {
   const sample = (r: Row, w: number): MlpSample => ({ u: r.u!, v: r.v!, f: r.x, y: r.y, w })
-  const tr = trainRows.filter((r) => r.hasCos), va = validRows.filter((r) => r.hasCos)
+  const tr = [...trainRows.filter((r) => r.hasCos), ...augRows], va = validRows.filter((r) => r.hasCos)
   const wtr = weights(tr), wva = weights(va)
   console.log(`${USE_ID}: network on ${tr.length} train rows, ${va.length} validation rows`)
   // a few networks from different seeds, averaged: a steadier ranking at the strict end
   const members = Number(flag('--members') ?? 3)
-  const nets = []
-  for (let m = 0; m < members; m++) {
-    nets.push(mlpTrain(tr.map((r, i) => sample(r, wtr[i]!)), va.map((r, i) => sample(r, wva[i]!)), { hidden: 48, epochs: Number(flag('--epochs') ?? 8), seed: m + 1, log: (l) => console.log(`  net ${m + 1} ${l}`) }))
+  const prevNets = calibrateOnly ? (prevFile?.models[USE_ID] as { members?: MlpModel[] } | undefined)?.members : undefined
+  if (calibrateOnly && !prevNets) throw new Error(`--calibrate-only: ${outFile} has no ${USE_ID} network`)
+  const nets: MlpModel[] = prevNets ? [...prevNets] : []
+  for (let m = 0; m < members && !prevNets; m++) {
+    nets.push(mlpTrain(tr.map((r, i) => sample(r, wtr[i]!)), va.map((r, i) => sample(r, wva[i]!)), { hidden: Number(flag('--hidden') ?? 48), epochs: Number(flag('--epochs') ?? 8), seed: m + 1, log: (l) => console.log(`  net ${m + 1} ${l}`) }))
   }
   const rts = nets.map(unpack)
   const score = (r: Row) => rts.reduce((s, rt) => s + mlpPredict(rt, r.u!, r.v!, r.x), 0) / rts.length
@@ -154,6 +193,7 @@ if (withCos > 2000) {
   const cosPos = validRows.filter((r) => r.hasCos && r.y === 1).map((r) => r.x[0]!).sort((a, b) => a - b)
   const minSim = Math.floor(cosPos[Math.floor(cosPos.length * 0.03)]! * 100) / 100
   const cal = calibrate(score, (r) => r.hasCos, minSim)
+  for (const t of [0.88, 0.89, 0.9, 0.91, 0.92, 0.93]) console.log(`  at precision ${t}:`, calibrate(score, (r) => r.hasCos, minSim, t))
   console.log(`${USE_ID} calibration (minSimilarity ${minSim})`, cal)
   models[USE_ID] = { kind: 'mlp', members: nets, usesCosine: true, minScore: round(cal.minScore), minSimilarity: minSim, validation: { precision: round(cal.precision), recall: round(cal.recall) } }
 } else console.log(`only ${withCos} pairs have cached embeddings: run embed-qqp.ts first for the ${USE_ID} model`)
