@@ -4,7 +4,7 @@
 //   node bin/run-ts.mjs plugins/semantic-cache/train/embed-qqp.ts     # once, ~30 min on 2 cores
 //   node bin/run-ts.mjs plugins/semantic-cache/train/augment.ts       # optional, ~20 min (see below)
 //   node bin/run-ts.mjs plugins/semantic-cache/train/train-judge.ts [--precision 0.9]
-//     [--aug-weight 0.3 | --no-augment] [--members 3] [--epochs 8] [--hidden 48]
+//     [--aug-weight 0.3 | --no-augment] [--aug-skip kind,kind] [--members 3] [--epochs 8] [--hidden 48]
 //     [--keep-lexical] (reuse the lexical trees) [--calibrate-only] (keep both models, re-choose thresholds)
 //
 // When augment.ts has written augmented-pairs.jsonl beside the embeddings, those pairs (made from
@@ -85,6 +85,8 @@ const trainRows = rows.slice(0, cut), validRows = rows.slice(cut)
 // titles, filler and personas, synonyms, shared clauses, two-part prompts; see augment.ts
 const augFile = join(embDir, 'augmented-pairs.jsonl')
 const augWeight = Number(flag('--aug-weight') ?? 1)
+// --aug-skip title,framed: leave some transforms (augment.ts `kind`) out of training
+const augSkip = new Set((flag('--aug-skip') ?? '').split(',').filter(Boolean))
 const augRows: Row[] = []
 if (!args.includes('--no-augment') && existsSync(augFile)) {
   if (pairLimit !== Infinity) throw new Error('--limit cannot be combined with augmented pairs (they come from the full training part)')
@@ -93,6 +95,7 @@ if (!args.includes('--no-augment') && existsSync(augFile)) {
   for (const l of readFileSync(augFile, 'utf8').split('\n')) {
     if (!l.trim()) continue
     const p = JSON.parse(l) as AugPair
+    if (augSkip.has(p.kind)) continue
     const u = vectors.get(embeddingText(p.a)), v = vectors.get(embeddingText(p.b))
     if (!u || !v) continue
     const d = pairFeatures(view(p.a, p.ha), view(p.b, p.hb), cosine(u, v)!)
