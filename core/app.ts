@@ -127,7 +127,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
         : (hooks.callHookWith(
             (fns: Array<(ctx: MeshContext) => unknown>, args: any[]) =>
               // every afterResponse plugin runs even if one fails (audit must not lose an entry to quota)
-              name === 'afterResponse' ? runAll(fns, args[0], log) : runHooks(fns, name, args[0]),
+              name === 'afterResponse' ? runAll(fns, args[0], log) : runHooks(fns, args[0]),
             name,
             [ctx],
           ) as Promise<void> | undefined),

@@ -5,11 +5,11 @@ import type { ServerResponse } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
 import { FastResponse } from 'srvx'
 import { maskSecrets } from './log.ts'
-import { attachNodeResponse, clientGone, nodeResponseOf } from './client.ts'
+import { attachNodeResponse, clientGone, nodeResponseOf, onClientGone } from './client.ts'
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
 import { SseParser, SseTap } from './stream.ts'
 import { UpstreamError } from './upstream.ts'
-import type { CanonicalAnswer, HookName, Logger, MeshContext, MeshResponse, Operation, ProtocolName, Usage, Vendor } from './types.ts'
+import type { CanonicalAnswer, Logger, MeshContext, MeshResponse, Operation, ProtocolName, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
 export class PluginError extends Error {
@@ -267,13 +267,9 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (!res.stream) return finishBody(m, ctx, adapter, res)
       const nodeRes = nodeResponseOf(ctx)
       if (nodeRes) return streamToNode(m, ctx, adapter, res, nodeRes)
-      // a stream that dies before its first bytes becomes a 502 in the client's protocol, not the
-      // server's empty 500 (no status has been sent yet)
       const early = await firstBytes(res.body as Readable)
       if (!early) return finishStream(m, ctx, adapter, res)
-      ctx.response = errorResponse(m, ctx, clientGone(ctx)
-        ? new UpstreamError('client closed the request', 499, 'client_closed_request')
-        : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${early.message})`, 502, 'upstream_stream_error'))
+      ctx.response = earlyStreamError(m, ctx, early)
       return finish(m, ctx, adapter)
     }
   }
@@ -309,6 +305,16 @@ async function finishBody(m: MeshInternals, ctx: MeshContext, adapter: ProtocolA
   return send(m, ctx, res.status, buf, res.headers['content-type'] ?? 'application/json', res.headers)
 }
 
+/**
+ * A stream that dies before its first bytes becomes a 502 in the client's protocol, not the
+ * server's empty 500 or an empty 200 (no status has been sent yet).
+ */
+function earlyStreamError(m: MeshInternals, ctx: MeshContext, err: Error): MeshResponse {
+  return errorResponse(m, ctx, clientGone(ctx)
+    ? new UpstreamError('client closed the request', 499, 'client_closed_request')
+    : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${err.message})`, 502, 'upstream_stream_error'))
+}
+
 /** What the stream's end means for the request: the answer and usage, or an aborted request. */
 function settleStream(m: MeshInternals, ctx: MeshContext, reader: ReturnType<ProtocolAdapter['streamReader']>, estimated: Usage, status: number, failed: boolean): Promise<void> {
   const answer = failed ? undefined : reader.finish()
@@ -326,7 +332,6 @@ function settleStream(m: MeshInternals, ctx: MeshContext, reader: ReturnType<Pro
   logCall(m, ctx, status)
   return after(m, ctx)
 }
-
 
 /**
  * A stream served by node:http is written straight to the socket: each upstream chunk goes out
@@ -349,6 +354,7 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
     let settled = false
     let corked = false
     let waiting = false
+    let stopWatching = () => {}
     const uncork = () => {
       corked = false
       nodeRes.uncork()
@@ -386,7 +392,7 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (settled) return
       settled = true
       body.off('data', onData)
-      nodeRes.off('close', onClose)
+      stopWatching()
       // ended only once afterResponse is done: close() must not run plugin closers under it
       void settleStream(m, ctx, reader, estimated, res.status, failed).then(ended)
       resolve(kHandled as unknown as Response)
@@ -401,29 +407,24 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
     const onError = (err: Error) => {
       if (settled) return
       if (!started) {
-        // nothing reached the client yet: answer in its protocol (502), not with an empty 200
         settled = true
         body.off('data', onData)
-        nodeRes.off('close', onClose)
-        ctx.response = errorResponse(m, ctx, clientGone(ctx)
-          ? new UpstreamError('client closed the request', 499, 'client_closed_request')
-          : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${err.message})`, 502, 'upstream_stream_error'))
+        stopWatching()
+        ctx.response = earlyStreamError(m, ctx, err)
         finish(m, ctx, adapter).then(resolve, () => resolve(kHandled as unknown as Response)).finally(ended)
         return
       }
       nodeRes.destroy(err)
       finishUp(true)
     }
-    const onClose = () => {
-      if (nodeRes.writableEnded) return
-      // the client left: stop reading upstream (aborts the vendor call)
-      body.destroy()
-      finishUp(true)
-    }
     body.on('data', onData)
     body.once('end', onEnd)
     body.on('error', onError)
-    nodeRes.once('close', onClose)
+    // the client left: stop reading upstream (aborts the vendor call)
+    stopWatching = onClientGone(ctx, () => {
+      body.destroy()
+      finishUp(true)
+    })
   })
 }
 
@@ -464,10 +465,10 @@ function firstBytes(body: Readable): Promise<Error | undefined> {
  * Run a phase's hooks in order; the first hook that answers ends the chain. Stays synchronous
  * until a hook returns a promise, so a phase of sync hooks adds no microtask.
  */
-export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, name: HookName, ctx: MeshContext, from = 0): Promise<void> | undefined {
+export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, from = 0): Promise<void> | undefined {
   for (let i = from; i < hooks.length; i++) {
     const r = hooks[i]!(ctx)
-    if (isThenable(r)) return Promise.resolve(r).then(() => (ctx.response ? undefined : runHooks(hooks, name, ctx, i + 1)))
+    if (isThenable(r)) return Promise.resolve(r).then(() => (ctx.response ? undefined : runHooks(hooks, ctx, i + 1)))
     if (ctx.response) return
   }
 }

@@ -68,14 +68,7 @@ function canon(value: unknown): string | undefined {
       const maybe = value as { toJSON?: () => unknown }
       if (typeof maybe.toJSON === 'function') return canon(maybe.toJSON())
       const obj = value as Record<string, unknown>
-      const keys = Object.keys(obj)
-      // entries are built with their keys in order already: check before sorting
-      for (let i = 1; i < keys.length; i++) {
-        if (keys[i - 1]! > keys[i]!) {
-          keys.sort()
-          break
-        }
-      }
+      const keys = Object.keys(obj).sort()
       let s = '{'
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!

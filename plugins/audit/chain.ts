@@ -9,8 +9,7 @@
 // hash = SHA-256 of that serialisation (the line up to `,"hash"` plus the closing brace), so it
 // covers every field and the previous record's hash. The fixed header lets a verifier read the
 // chain fields without parsing the whole JSON, and any changed byte changes the hash.
-import * as crypto from 'node:crypto'
-import { canonicalJson } from './canonical.ts'
+import { canonicalJson, sha256Hex as sha256 } from './canonical.ts'
 import type { CacheStatus, ToolCall } from '../../core/types.ts'
 
 export const FORMAT_VERSION = 1
@@ -120,11 +119,6 @@ export function seal(record: { seq: number; prev: string; kind: string } & Recor
   return { line: line + '}', hash }
 }
 
-// crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object per call
-const oneShot = (crypto as { hash?: (alg: string, data: Buffer | string, enc: 'hex') => string }).hash
-const sha256 = oneShot
-  ? (data: Buffer | string) => oneShot('sha256', data, 'hex')
-  : (data: Buffer | string) => crypto.createHash('sha256').update(data).digest('hex')
 
 export interface ParsedLine {
   seq: number

@@ -2,7 +2,10 @@
 // The system we replace keyed on the last user message only and served one tenant's answer to
 // another; here every turn, the system prompt, tools, parameters and the scope are in the key.
 import { createHash } from 'node:crypto'
+import { stableStringify } from '../../core/protocols/shared.ts'
 import type { MeshContext } from '../../core/types.ts'
+
+export { stableStringify }
 
 export type CacheScope = 'global' | 'team' | 'user'
 
@@ -12,23 +15,6 @@ export const NAMESPACE_HEADER = 'x-agentmesh-cache-namespace'
 // answer serves a non-streaming request and the other way round), the rest is bookkeeping
 const NOT_ANSWER_PARAMS = new Set(['stream', 'stream_options', 'metadata', 'user', 'store'])
 
-/** JSON with object keys sorted at every level, so key order in a request never matters. */
-export function stableStringify(value: unknown): string {
-  return JSON.stringify(sortDeep(value)) ?? 'null'
-}
-
-function sortDeep(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : sortDeep(v)))
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const k of Object.keys(value as object).sort()) {
-      const v = (value as Record<string, unknown>)[k]
-      if (v !== undefined) out[k] = sortDeep(v)
-    }
-    return out
-  }
-  return value
-}
 
 export function scopeOf(ctx: Pick<MeshContext, 'identity'>, scope: CacheScope): string {
   if (scope === 'global') return 'global'

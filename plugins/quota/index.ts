@@ -48,7 +48,7 @@ interface Check {
   stop: number
 }
 
-interface UsageKeys { ttl: number; req: string; hit: string; stok: string; susd: string }
+interface UsageKeys { ttl: number; req: string; hit: string; blk: string; stok: string; susd: string }
 
 interface Plan {
   scopes: Scope[]
@@ -157,7 +157,7 @@ export function quota(options: QuotaOptions = {}): Plugin {
     const usage: UsageKeys[] = []
     for (const w of [day, month]) {
       const ttl = Math.ceil((w.resetAt - now) / 1000) + 2 * 86_400
-      for (const sc of scopes) usage.push({ ttl, req: usageKey(w, sc.name, 'req'), hit: usageKey(w, sc.name, 'hit'), stok: usageKey(w, sc.name, 'stok'), susd: usageKey(w, sc.name, 'susd') })
+      for (const sc of scopes) usage.push({ ttl, req: usageKey(w, sc.name, 'req'), hit: usageKey(w, sc.name, 'hit'), blk: usageKey(w, sc.name, 'blk'), stok: usageKey(w, sc.name, 'stok'), susd: usageKey(w, sc.name, 'susd') })
     }
     plan = {
       scopes,
@@ -292,8 +292,7 @@ export function quota(options: QuotaOptions = {}): Plugin {
       ctx.meta.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
       setHeaders(ctx, first)
       for (const s of blocking) mesh.emit('quota_block', { id: ctx.id, scope: s.c.scope.name, limit: s.c.kind, used: toUnit(s.c.kind, s.used), max: toUnit(s.c.kind, s.c.limit) })
-      const uw = [day, month].map((w) => ({ w, ttl: Math.ceil((w.resetAt - now) / 1000) + 2 * 86_400 }))
-      void addAll(scopes.flatMap((s) => uw.map(({ w, ttl }) => ({ key: usageKey(w, s.name, 'blk'), delta: 1, ttl })))).catch(() => {})
+      void addAll(usage.map((u) => ({ key: u.blk, delta: 1, ttl: u.ttl }))).catch(() => {})
       return
     }
 

@@ -3,18 +3,10 @@
 // model, system prompt, every earlier turn, tools, tool choice, response format, sampling
 // parameters, scope (team / user / global plus the namespace header) and embedder.
 import { createHash } from 'node:crypto'
+import { stableStringify } from '../../core/protocols/shared.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 export type Scope = 'global' | 'team' | 'user'
-
-/** JSON with sorted object keys, so key order in a request body does not split partitions */
-export function stableJson(v: unknown): string {
-  if (v === undefined) return 'null'
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null'
-  if (Array.isArray(v)) return '[' + v.map(stableJson).join(',') + ']'
-  const keys = Object.keys(v as object).filter((k) => (v as any)[k] !== undefined).sort()
-  return '{' + keys.map((k) => JSON.stringify(k) + ':' + stableJson((v as any)[k])).join(',') + '}'
-}
 
 export function vendorFamily(model: string, fallback: string): string {
   const m = model.toLowerCase().replace(/^models\//, '')
@@ -57,7 +49,7 @@ export function partitionOf(ctx: MeshContext, scope: Scope, embedderId: string):
   const original = ctx.prompt.messages[ctx.prompt.messages.length - 1]
   const p = ctx.prompt
   const key = createHash('sha256')
-    .update(stableJson({
+    .update(stableStringify({
       v: 1,
       embedder: embedderId,
       scope: scopeOf(ctx, scope),

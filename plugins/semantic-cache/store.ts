@@ -128,33 +128,48 @@ export class SemanticStore {
     return `${this.opts.prefix}:${id}`
   }
 
-  /** Load every live entry of this embedder from storage into the index, newest kept first. */
-  async rebuild(now = Date.now()): Promise<{ loaded: number; expired: number; corrupt: number; otherEmbedder: number }> {
-    this.index.clear()
-    const keys = await this.opts.storage.getKeys(this.opts.prefix)
+  /**
+   * Read stored entries by key, in chunks, and sort out the ones this index can use: valid, not
+   * expired (those are deleted), of this embedder; oldest first. `log` says whether corrupt ones
+   * are reported (at start) or only counted (on every sync).
+   */
+  private async readEntries(keys: string[], now: number, log: boolean) {
     const live: Array<{ id: string; e: StoredEntry; q: Int8Array }> = []
+    const unusable: string[] = []
     let expired = 0, corrupt = 0, otherEmbedder = 0
-    const CHUNK = 500
-    for (let i = 0; i < keys.length; i += CHUNK) {
-      const chunk = keys.slice(i, i + CHUNK)
+    for (let i = 0; i < keys.length; i += 500) {
+      const chunk = keys.slice(i, i + 500)
       let items: Array<{ key: string; value: unknown }>
       try {
         items = await this.opts.storage.getItems(chunk)
-      } catch (err) {
+      } catch {
         // one unreadable item fails the batch on some drivers: read those one by one
         items = await Promise.all(chunk.map(async (key) => ({ key, value: await this.opts.storage.getItem(key).catch(() => undefined) })))
       }
       for (const { key, value } of items) {
         const id = key.slice(key.lastIndexOf(':') + 1)
-        if (!validEntry(value)) { corrupt++; this.opts.log.warn('semantic-cache: skipping a corrupt stored entry', { key }); continue }
-        if (value.expiresAt <= now) { expired++; void this.opts.storage.removeItem(key).catch(() => {}); continue }
-        if (value.embedder !== this.opts.embedder.id || value.dim !== this.opts.embedder.dimension) { otherEmbedder++; continue }
-        const q = decodeVec(value)
-        if (!q) { corrupt++; this.opts.log.warn('semantic-cache: skipping a corrupt stored entry', { key }); continue }
-        live.push({ id, e: value, q })
+        if (value === null || value === undefined) continue // deleted since the keys were listed
+        const q = validEntry(value) ? decodeVec(value) : undefined
+        if (!q) {
+          corrupt++
+          unusable.push(id)
+          if (log) this.opts.log.warn('semantic-cache: skipping a corrupt stored entry', { key })
+          continue
+        }
+        const e = value as StoredEntry
+        if (e.expiresAt <= now) { expired++; unusable.push(id); void this.opts.storage.removeItem(key).catch(() => {}); continue }
+        if (e.embedder !== this.opts.embedder.id || e.dim !== this.opts.embedder.dimension) { otherEmbedder++; unusable.push(id); continue }
+        live.push({ id, e, q })
       }
     }
     live.sort((a, b) => a.e.createdAt - b.e.createdAt)
+    return { live, unusable, expired, corrupt, otherEmbedder }
+  }
+
+  /** Load every live entry of this embedder from storage into the index, newest kept first. */
+  async rebuild(now = Date.now()): Promise<{ loaded: number; expired: number; corrupt: number; otherEmbedder: number }> {
+    this.index.clear()
+    const { live, expired, corrupt, otherEmbedder } = await this.readEntries(await this.opts.storage.getKeys(this.opts.prefix), now, true)
     // oldest first, so that eviction during the rebuild drops the oldest ones
     for (const { id, e, q } of live.slice(-this.opts.maxEntries)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
     return { loaded: this.index.size, expired, corrupt, otherEmbedder }
@@ -277,21 +292,8 @@ export class SemanticStore {
       if (!listed.has(id) && this.index.remove(id)) removed++
     }
     if (this.skipped.size > 100_000) this.skipped.clear()
-    const live: Array<{ id: string; e: StoredEntry; q: Int8Array }> = []
-    for (let i = 0; i < fresh.length; i += 500) {
-      const items = await this.opts.storage.getItems(fresh.slice(i, i + 500)).catch(() => [] as Array<{ key: string; value: unknown }>)
-      for (const { key, value } of items) {
-        const id = key.slice(key.lastIndexOf(':') + 1)
-        if (value === null || value === undefined) continue // deleted since listing
-        const q = validEntry(value) && value.embedder === this.opts.embedder.id && value.dim === this.opts.embedder.dimension && value.expiresAt > now ? decodeVec(value) : undefined
-        if (!q) {
-          this.skipped.add(id)
-          continue
-        }
-        live.push({ id, e: value as StoredEntry, q })
-      }
-    }
-    live.sort((a, b) => a.e.createdAt - b.e.createdAt)
+    const { live, unusable } = await this.readEntries(fresh, now, false)
+    for (const id of unusable) this.skipped.add(id)
     // the instance that stored an entry also evicts for it: here only memory follows
     for (const { id, e, q } of live) if (!this.index.has(id)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
     return { added: live.length, removed }
