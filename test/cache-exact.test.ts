@@ -5,12 +5,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, inject, it } from 'vitest'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
+import { presetFeatures } from './helpers/core-harness.ts'
 import type { Logger, MeshEvent, MeshConfig } from '../core/types.ts'
 import { exactCache, type ExactCacheOptions } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
-const OTHER_FEATURES = ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache']
+// the demo preset's feature plugins: each test lists the ones it wants itself
+const OTHER_FEATURES = await presetFeatures('demo')
 
 interface Proxy { app: AgentMesh; url: string; events: MeshEvent[]; warnings: string[]; close(): Promise<void> }
 

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
+import { presetFeatures } from './helpers/core-harness.ts'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { addCacheControl, promptCache } from '../plugins/prompt-cache/index.ts'
@@ -45,7 +46,7 @@ beforeAll(async () => {
   app = await createAgentMesh({
     preset: 'demo',
     // the preset's other features (keys, quota, audit) have their own suites
-    disable: ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache'],
+    disable: await presetFeatures('demo'),
     dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
     log: { level: 'silent' },
     plugins: [promptCache({ vendors: ['anthropic', 'caching'] }), cachingVendor, anthropic({ baseURL: up.url, apiKey: 'k' }), openai({ baseURL: up.url, apiKey: 'k' })],

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
+import { presetFeatures } from './helpers/core-harness.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
@@ -29,7 +30,7 @@ beforeAll(async () => {
   app = await createAgentMesh({
     preset: 'demo',
     // the preset's other features (keys, quota, audit) have their own suites
-    disable: ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache'],
+    disable: await presetFeatures('demo'),
     dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
     log: { level: 'silent' },
     plugins: [normalise(), exactCache(), anthropic({ baseURL: up.url, apiKey: 'test-key' }), openai({ baseURL: up.url, apiKey: 'test-key' }), google({ baseURL: up.url, apiKey: 'test-key' })],

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { canonicaliseCode, normalise, normaliseText } from '../plugins/normalise/index.ts'
 import { createAgentMesh } from '../core/index.ts'
+import { presetFeatures } from './helpers/core-harness.ts'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
 
@@ -152,7 +153,7 @@ describe('normalise plugin', () => {
     const mesh = await createAgentMesh({
       preset: 'demo',
       dataDir,
-      disable: ['keys', 'quota', 'audit', 'normalise', 'exact-cache', 'semantic-cache', 'prompt-cache'],
+      disable: await presetFeatures('demo'),
       log: { level: 'silent' },
       plugins: [
         normalise(),
