@@ -10,7 +10,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { Agent, request } from 'undici'
 import { createAgentMesh } from '../core/index.ts'
@@ -18,6 +18,8 @@ import type { Plugin } from '../core/types.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
+import { semanticCache } from '../plugins/semantic-cache/index.ts'
+import { runIndexBench, runQqpBench } from './lib/semantic-bench.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '..')
@@ -33,19 +35,6 @@ const seed = JSON.parse(readFileSync(resolve(DATA, 'seed-benchmark-prompts.json'
   requests: SeedRequest[]
 }
 
-// ------------------------------------------------------------------ optional semantic parts
-
-async function importIfPresent(rel: string): Promise<any | undefined> {
-  const file = resolve(root, rel)
-  if (!existsSync(file)) return undefined
-  return import(pathToFileURL(file).href)
-}
-
-const semanticMod = await importIfPresent('plugins/semantic-cache/index.ts')
-const semanticFactory: ((o?: any) => Plugin) | undefined = semanticMod?.semanticCache ?? semanticMod?.default
-const benchLib = await importIfPresent('bench/lib/semantic-bench.ts')
-if (!semanticFactory) console.log('note: plugins/semantic-cache/index.ts is not there yet: the replay runs with normalise + exact only, semantic numbers are n/a\n')
-
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN
@@ -55,15 +44,8 @@ const f = (x: number | undefined, d = 3) => (x === undefined || Number.isNaN(x) 
 // ------------------------------------------------------------------ 1. seed replay
 
 // exact before semantic: the first hit ends the cacheLookup chain
-let semanticPlugin: Plugin | undefined
-try {
-  semanticPlugin = semanticFactory?.()
-} catch (err) {
-  console.log(`note: semanticCache() failed to start (${(err as Error).message}); the replay runs with normalise + exact only\n`)
-}
-const plugins: Plugin[] = [normalise(), exactCache()]
-if (semanticPlugin) plugins.push(semanticPlugin)
-plugins.push(demo({ latencyMs: 120, chunkDelayMs: 0 }))
+const semanticPlugin = semanticCache()
+const plugins: Plugin[] = [normalise(), exactCache(), semanticPlugin, demo({ latencyMs: 120, chunkDelayMs: 0 })]
 // the demo preset as shipped (keys, quota, audit and the demo vendor) with the cache plugins in
 // front, writing its audit log into a temporary data dir
 const dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-cache-'))
@@ -181,9 +163,7 @@ for (const r of seed.requests) {
   console.log(`   ${String(r.seq).padStart(3)}  ${r.cluster.padEnd(20)}  ${`${r.phrasing_index} ${r.kind}`.padEnd(28)} ${res.cache.padEnd(9)} ${(res.similarity ?? '').padEnd(6)} ${verdict}`)
   // the semantic cache embeds and indexes off the response path: wait for it as a client's
   // think time would, so the next prompt can see this answer
-  const flush = (semanticPlugin as any)?.semantic?.flush
-  if (typeof flush === 'function') await flush()
-  else await new Promise((done) => setTimeout(done, 150))
+  await semanticPlugin.semantic.flush()
 }
 const correct = exact + semantic - wrong
 const claimed = seed.claimed_result
@@ -194,14 +174,11 @@ console.log(`   target: >= 12 correct hits, 0 wrong -> ${correct >= 12 && wrong 
 
 // ------------------------------------------------------------------ 2. QQP
 
-let qqp: any
 console.log('2. QQP dev pairs (store a, ask b, each pair in a scope of its own)')
-if (benchLib?.runQqpBench) qqp = await benchLib.runQqpBench().catch((err: Error) => { console.log(`   runQqpBench failed: ${err.message}`) })
-if (qqp) {
-  console.log(`   pairs ${qqp.pairs}, precision ${f(qqp.precision)}, recall ${f(qqp.recall)}, false hits ${qqp.falseHits}`)
-  for (const [k, v] of Object.entries(qqp)) if (!['pairs', 'precision', 'recall', 'falseHits'].includes(k) && (typeof v === 'number' || typeof v === 'string')) console.log(`   ${k}: ${typeof v === 'number' ? f(v) : v}`)
-  console.log(`   target: precision >= 0.90 with recall >= 0.30 -> ${qqp.precision >= 0.9 && qqp.recall >= 0.3 ? 'met' : 'NOT met'}\n`)
-} else console.log('   n/a: bench/lib/semantic-bench.ts (runQqpBench) is not there yet or failed\n')
+const qqp = await runQqpBench()
+console.log(`   pairs ${qqp.pairs}, precision ${f(qqp.precision)}, recall ${f(qqp.recall)}, false hits ${qqp.falseHits}`)
+for (const [k, v] of Object.entries(qqp)) if (!['pairs', 'precision', 'recall', 'falseHits'].includes(k) && (typeof v === 'number' || typeof v === 'string')) console.log(`   ${k}: ${typeof v === 'number' ? f(v) : v}`)
+console.log(`   target: precision >= 0.90 with recall >= 0.30 -> ${qqp.precision >= 0.9 && qqp.recall >= 0.3 ? 'met' : 'NOT met'}\n`)
 
 // ------------------------------------------------------------------ 3. exact hit latency
 
@@ -238,22 +215,17 @@ rmSync(dataDir, { recursive: true, force: true })
 
 // ------------------------------------------------------------------ 4. semantic index
 
-const index: Record<number, any> = {}
+const index: Record<number, Awaited<ReturnType<typeof runIndexBench>>> = {}
 console.log('4. Semantic lookup in one partition (embedding excluded)')
-if (benchLib?.runIndexBench) {
-  for (const entries of [10_000, 100_000]) {
-    const r = await benchLib.runIndexBench({ entries }).catch((err: Error) => { console.log(`   runIndexBench failed: ${err.message}`) })
-    if (!r) break
-    index[entries] = r
-    console.log(`   ${entries.toLocaleString('en-US').padStart(7)} entries: hit p50 ${f(r.lookupHitP50Ms)} / p99 ${f(r.lookupHitP99Ms)} ms, miss p50 ${f(r.lookupMissP50Ms)} / p99 ${f(r.lookupMissP99Ms)} ms, ${f(r.bytesPerEntry, 0)} bytes per entry${r.hitRate !== undefined ? `, hit queries found ${(100 * r.hitRate).toFixed(1)}%` : ''}`)
-  }
-  const big = index[100_000]
-  // a heap delta can come out negative when a collection lands inside the measurement
-  const bytesVerdict = !big || !(big.bytesPerEntry > 0) ? 'NOT measured (implausible value, heap measurement disturbed by GC)' : big.bytesPerEntry <= 1536 ? 'met' : 'NOT met'
-  if (big) console.log(`   targets at 100,000: lookup <= 5 ms -> ${Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms) <= 5 ? 'met' : 'NOT met'}; <= 1,536 bytes per entry -> ${bytesVerdict}\n`)
-} else console.log('   n/a: bench/lib/semantic-bench.ts (runIndexBench) is not there yet\n')
-
-const big = index[100_000]
-const semP99 = big ? Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms) : undefined
-console.log(`bench:cache correct_hits=${correct} wrong_hits=${wrong} qqp_precision=${f(qqp?.precision)} qqp_recall=${f(qqp?.recall)} exact_hit_p50_ms=${f(exactP50)} semantic_p99_ms_100k=${f(semP99)} bytes_per_entry=${big ? f(big.bytesPerEntry, 0) : 'n/a'}`)
+for (const entries of [10_000, 100_000]) {
+  const r = await runIndexBench({ entries })
+  index[entries] = r
+  console.log(`   ${entries.toLocaleString('en-US').padStart(7)} entries: hit p50 ${f(r.lookupHitP50Ms)} / p99 ${f(r.lookupHitP99Ms)} ms, miss p50 ${f(r.lookupMissP50Ms)} / p99 ${f(r.lookupMissP99Ms)} ms, ${f(r.bytesPerEntry, 0)} bytes per entry, hit queries found ${(100 * r.hitRate).toFixed(1)}%`)
+}
+const big = index[100_000]!
+// a heap delta can come out negative when a collection lands inside the measurement
+const bytesVerdict = !(big.bytesPerEntry > 0) ? 'NOT measured (implausible value, heap measurement disturbed by GC)' : big.bytesPerEntry <= 1536 ? 'met' : 'NOT met'
+console.log(`   targets at 100,000: lookup <= 5 ms -> ${Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms) <= 5 ? 'met' : 'NOT met'}; <= 1,536 bytes per entry -> ${bytesVerdict}\n`)
+const semP99 = Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms)
+console.log(`bench:cache correct_hits=${correct} wrong_hits=${wrong} qqp_precision=${f(qqp.precision)} qqp_recall=${f(qqp.recall)} exact_hit_p50_ms=${f(exactP50)} semantic_p99_ms_100k=${f(semP99)} bytes_per_entry=${f(big.bytesPerEntry, 0)}`)
 process.exit(0)
