@@ -355,7 +355,8 @@ describe('fs store', () => {
   it('after a crash: drops the torn line, continues the chain, signs the recovered tail', async () => {
     const dir = newDir()
     const signer = loadSigner(dir)
-    await writeEntries(fsStore({ dir }), signer, 7, { checkpointEvery: 5, keepOpen: true }).then(() => {})
+    const dead = fsStore({ dir })
+    await writeEntries(dead, signer, 7, { checkpointEvery: 5, keepOpen: true })
     // the first writer "dies": its lock stays, a half-written line is at the end
     const { path, lines } = readSingleLog(dir)
     appendFileSync(path, lines[1]!.slice(0, 150))
@@ -368,6 +369,8 @@ describe('fs store', () => {
     expect(r).toMatchObject({ ok: true, entries: 10, unsignedTail: 0, tornTail: false })
     // the recovered tail (seq 7, 8) was signed by a checkpoint the second writer wrote first
     expect(recordOf(readSingleLog(dir).lines[8]!)).toMatchObject({ kind: 'checkpoint', seq: 9, count: 8 })
+    // the "dead" writer's file handle, closed only now so the process does not leak it to GC
+    await dead.close()
   })
 
   it('a complete last record that only lost its newline is kept', async () => {
