@@ -70,6 +70,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     pricing: createPricing(config.pricing, log),
     storage: store.storage,
     counters: store.counters,
+    ...(store.changes ? { changes: store.changes } : {}),
     log,
     vendors: new Map(),
     dataDir,

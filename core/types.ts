@@ -237,6 +237,19 @@ export interface Counters {
   del(key: string): Promise<void>
 }
 
+/**
+ * What changed lately in storage that several instances share (redis): ids recorded as stored or
+ * deleted, kept for `retentionMs`, so an instance catches up by reading the changes instead of
+ * listing every key. Absent on memory and fs storage, which one process owns.
+ */
+export interface ChangeFeed {
+  readonly retentionMs: number
+  /** record that `id` of `feed` was stored or deleted, now */
+  record(feed: string, id: string, kind: 'set' | 'del'): Promise<void>
+  /** changes recorded at or after `fromMs` (epoch ms, by the recording instance's clock), oldest first */
+  since(feed: string, fromMs: number): Promise<Array<{ id: string; kind: 'set' | 'del'; at: number }>>
+}
+
 export interface TokenCounter {
   /** input tokens of a request, estimated before the call for the model that will answer */
   estimateInput(prompt: Prompt, model: string): number
@@ -266,6 +279,8 @@ export interface Mesh {
   pricing: Pricing
   storage: Storage
   counters: Counters
+  /** recent changes to shared storage (redis only): lets instances sync without listing keys */
+  changes?: ChangeFeed
   log: Logger
   vendors: Map<string, Vendor>
   registerVendor(vendor: Vendor): void

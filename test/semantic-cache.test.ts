@@ -204,15 +204,27 @@ describe('semantic cache over HTTP', () => {
     const stored = await ask(one, body('How long should I boil an egg for a soft yolk?'))
     expect(stored.cache).not.toBe('semantic')
     const index = two.plugin.semantic.store!.index
+    // the second instance follows redis's change feed: it never lists the keys to catch up
+    const storageTwo = two.app.mesh.storage
+    const listKeys = storageTwo.getKeys.bind(storageTwo)
+    let listed = 0
+    storageTwo.getKeys = ((...args: Parameters<typeof listKeys>) => { listed++; return listKeys(...args) }) as typeof listKeys
     const until = async (ok: () => boolean) => { for (let i = 0; i < 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 100)); return ok() }
     expect(await until(() => index.size === 1)).toBe(true)
     const again = await ask(two, body('how long should I boil an egg for a soft yolk'))
     expect(again.cache).toBe('semantic')
     expect(again.text).toBe(stored.text)
     expect(upstreamCalls(two)).toBe(0)
-    // deleted by the first instance (or expired on redis): the second stops offering it
+    // deleted by the first instance (here: replaced by a no-cache request for the same prompt): the second drops it
+    const [oldId] = index.ids()
+    const replaced = await ask(one, body('How long should I boil an egg for a soft yolk?'), { 'cache-control': 'no-cache' })
+    expect(replaced.status).toBe(200)
+    expect(await until(() => index.size === 1 && !index.has(oldId!))).toBe(true)
+    expect(listed).toBe(0)
+    // deleted outside the cache (or expired on redis): the periodic full sync notices
     for (const k of await one.app.mesh.storage.getKeys('semantic')) await one.app.mesh.storage.removeItem(k)
-    expect(await until(() => index.size === 0)).toBe(true)
+    expect((await two.plugin.semantic.store!.refresh(Date.now(), { full: true })).full).toBe(true)
+    expect(index.size).toBe(0)
     await one.app.mesh.storage.clear()
   })
 

@@ -191,6 +191,7 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
         prefix: options.prefix ?? 'semantic',
         candidates,
         maxBatch,
+        ...(m.changes ? { changes: m.changes } : {}),
       })
       const r = await s.rebuild()
       if (r.loaded || r.corrupt) m.log.info('semantic-cache: index rebuilt from storage', { ...r, embedder: embedder.id })

@@ -3,7 +3,7 @@
 // queue. Kept free of MeshContext so benchmarks can drive it directly.
 import { randomBytes } from 'node:crypto'
 import type { Storage } from 'unstorage'
-import type { CanonicalAnswer, Logger } from '../../core/types.ts'
+import type { CanonicalAnswer, ChangeFeed, Logger } from '../../core/types.ts'
 import type { Embedder } from './embedders.ts'
 import { analyse, type TextInfo } from './features.ts'
 import type { Judge } from './judge.ts'
@@ -49,7 +49,15 @@ export interface StoreOptions {
   candidates: number
   /** largest embedding batch sent to the model at once */
   maxBatch: number
+  /** shared storage's change feed (redis): refresh() reads it instead of listing every key */
+  changes?: ChangeFeed
+  /** with a change feed, still list every key this often (deletions made outside the cache); default 10 minutes */
+  fullSyncMs?: number
 }
+
+// changes are read from a little before the last sync: instances' clocks differ, and an entry
+// recorded just before the last read may not have been visible to it
+const CLOCK_SLACK_MS = 30_000
 
 const ANSWER_KEYS = ['id', 'model', 'text', 'toolCalls', 'stopReason', 'usage'] as const
 
@@ -157,7 +165,7 @@ export class SemanticStore {
           continue
         }
         const e = value as StoredEntry
-        if (e.expiresAt <= now) { expired++; unusable.push(id); void this.opts.storage.removeItem(key).catch(() => {}); continue }
+        if (e.expiresAt <= now) { expired++; unusable.push(id); this.dropStored(id); continue }
         if (e.embedder !== this.opts.embedder.id || e.dim !== this.opts.embedder.dimension) { otherEmbedder++; unusable.push(id); continue }
         live.push({ id, e, q })
       }
@@ -169,6 +177,8 @@ export class SemanticStore {
   /** Load every live entry of this embedder from storage into the index, newest kept first. */
   async rebuild(now = Date.now()): Promise<{ loaded: number; expired: number; corrupt: number; otherEmbedder: number }> {
     this.index.clear()
+    // changes from here on are what the next refresh reads
+    this.lastSync = this.lastFull = now
     const { live, expired, corrupt, otherEmbedder } = await this.readEntries(await this.opts.storage.getKeys(this.opts.prefix), now, true)
     // oldest first, so that eviction during the rebuild drops the oldest ones
     for (const { id, e, q } of live.slice(-this.opts.maxEntries)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
@@ -211,7 +221,7 @@ export class SemanticStore {
       if (!validEntry(raw) || raw.partition !== partition || raw.embedder !== this.opts.embedder.id) {
         this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id })
         this.index.remove(c.id)
-        void this.opts.storage.removeItem(this.key(c.id)).catch(() => {})
+        this.dropStored(c.id)
         continue
       }
       if (raw.expiresAt <= now) { this.forget(c.id); continue }
@@ -245,8 +255,9 @@ export class SemanticStore {
       expiresAt: now + this.opts.ttlMs,
     }
     await this.opts.storage.setItem(this.key(id), entry, { ttl: Math.ceil(this.opts.ttlMs / 1000) })
+    await this.note(id, 'set')
     const evicted = this.index.add(partition, id, q, inv, entry.expiresAt)
-    for (const e of evicted) void this.opts.storage.removeItem(this.key(e)).catch(() => {})
+    for (const e of evicted) this.dropStored(e)
     return id
   }
 
@@ -265,18 +276,54 @@ export class SemanticStore {
 
   forget(id: string): void {
     this.index.remove(id)
-    void this.opts.storage.removeItem(this.key(id)).catch(() => {})
+    this.dropStored(id)
   }
+
+  /** delete from storage, and tell the other instances */
+  private dropStored(id: string): void {
+    void this.opts.storage.removeItem(this.key(id)).then(() => this.note(id, 'del'), () => {})
+  }
+
+  private feedFailed = false
+  /** record a change for the other instances; a failure only delays them until the next full sync */
+  private async note(id: string, kind: 'set' | 'del'): Promise<void> {
+    if (!this.opts.changes) return
+    try {
+      await this.opts.changes.record(this.opts.prefix, id, kind)
+    } catch (err) {
+      if (!this.feedFailed) this.opts.log.warn('semantic-cache: could not record a change for other instances', { error: (err as Error).message })
+      this.feedFailed = true
+    }
+  }
+
+  private lastSync = 0
+  private lastFull = 0
 
   // ids of stored entries refresh() will not load (another embedder, corrupt, expired)
   private skipped = new Set<string>()
 
   /**
    * Catch up with the other instances on the same storage (several proxies on one redis): load
-   * the entries they stored since the last look, drop from memory the ones they deleted. Only the
-   * keys are listed; only new entries are read.
+   * the entries they stored since the last look, drop from memory the ones they deleted. With a
+   * change feed only the changes since the last sync are read; every `fullSyncMs` (and without a
+   * feed, every time) the keys are listed, which also notices deletions made outside the cache.
    */
-  async refresh(now = Date.now()): Promise<{ added: number; removed: number }> {
+  async refresh(now = Date.now(), opts: { full?: boolean } = {}): Promise<{ added: number; removed: number; full: boolean }> {
+    const feed = this.opts.changes
+    const fullEvery = this.opts.fullSyncMs ?? 600_000
+    if (!opts.full && feed && this.lastSync && now - this.lastSync < feed.retentionMs - 2 * CLOCK_SLACK_MS && now - this.lastFull < fullEvery) {
+      const changes = await feed.since(this.opts.prefix, this.lastSync - CLOCK_SLACK_MS)
+      this.lastSync = now
+      const fresh: string[] = []
+      let removed = 0
+      for (const c of changes) {
+        if (c.kind === 'del') { if (this.index.remove(c.id)) removed++ }
+        else if (!this.index.has(c.id) && !this.skipped.has(c.id)) fresh.push(this.key(c.id))
+      }
+      const added = await this.load(fresh, now)
+      return { added, removed, full: false }
+    }
+    this.lastSync = this.lastFull = now
     // ids known before listing: anything this instance adds meanwhile is never mistaken for deleted
     const before = new Set(this.index.ids())
     const keys = await this.opts.storage.getKeys(this.opts.prefix)
@@ -291,18 +338,26 @@ export class SemanticStore {
     for (const id of before) {
       if (!listed.has(id) && this.index.remove(id)) removed++
     }
+    const added = await this.load(fresh, now)
+    return { added, removed, full: true }
+  }
+
+  /** read entries other instances stored into memory; the unusable ones are not read again */
+  private async load(keys: string[], now: number): Promise<number> {
+    if (!keys.length) return 0
     if (this.skipped.size > 100_000) this.skipped.clear()
-    const { live, unusable } = await this.readEntries(fresh, now, false)
+    const { live, unusable } = await this.readEntries(keys, now, false)
     for (const id of unusable) this.skipped.add(id)
     // the instance that stored an entry also evicts for it: here only memory follows
-    for (const { id, e, q } of live) if (!this.index.has(id)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
-    return { added: live.length, removed }
+    let added = 0
+    for (const { id, e, q } of live) if (!this.index.has(id)) { this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt); added++ }
+    return added
   }
 
   /** drop expired entries from memory and storage */
   sweep(now = Date.now()): number {
     const gone = this.index.sweep(now)
-    for (const id of gone) void this.opts.storage.removeItem(this.key(id)).catch(() => {})
+    for (const id of gone) this.dropStored(id)
     return gone.length
   }
 }
