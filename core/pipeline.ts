@@ -9,7 +9,7 @@ import { attachNodeResponse, clientGone, nodeResponseOf, onClientGone } from './
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
 import { SseParser, SseTap } from './stream.ts'
 import { UpstreamError } from './upstream.ts'
-import type { CanonicalAnswer, Logger, MeshContext, MeshResponse, Operation, ProtocolName, Usage, Vendor } from './types.ts'
+import type { CanonicalAnswer, Logger, MeshContext, MeshResponse, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
 export class PluginError extends Error {
@@ -49,28 +49,60 @@ export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: st
   return { vendor: fallback?.name ?? 'none', model }
 }
 
-function newContext(m: MeshInternals, req: LlmRequest): MeshContext {
-  const request = req.request
-  let url: URL | undefined
-  const ctx: MeshContext = {
-    id: req.request.headers.get('x-agentmesh-request-id')?.slice(0, 64).replace(/[^\w.-]/g, '') || randomUUID(),
-    startedAt: performance.now(),
-    time: new Date(),
-    protocol: req.protocol,
-    operation: req.operation,
-    // URL and AbortSignal are built on first use: most requests never read them
-    request: { method: request.method, path: req.path, search: req.search, get url() { return (url ??= new URL(request.url)) }, headers: request.headers, body: undefined, rawBody: req.rawBody, dirty: false },
-    identity: { team: m.mesh.config.defaultIdentity.team, user: m.mesh.config.defaultIdentity.user, tool: 'unknown', source: 'default' },
-    prompt: { model: req.pathModel ?? '', system: '', messages: [], params: {}, stream: false, hasImages: false },
-    route: { vendor: 'none', model: req.pathModel ?? '' },
-    usage: zeroUsage(),
-    cost: { usd: 0, savedUsd: 0, estimated: true },
-    cache: { status: 'bypass' },
-    headers: {},
-    meta: {},
-    get signal() { return request.signal },
-    mesh: m.mesh,
+/**
+ * The request as plugins see it; its URL is parsed only when read. Classes rather than object
+ * literals with getters, which V8 builds about fifteen times slower (~2 µs a request).
+ */
+class RequestView implements RequestInfo {
+  body: any = undefined
+  dirty = false
+  #source: Request
+  #url: URL | undefined
+  constructor(source: Request, public method: string, public path: string, public search: string, public headers: Headers, public rawBody: string) {
+    this.#source = source
   }
+  get url(): URL {
+    return (this.#url ??= new URL(this.#source.url))
+  }
+}
+
+class Context implements MeshContext {
+  id: string
+  startedAt = performance.now()
+  time = new Date()
+  protocol: ProtocolName
+  operation: Operation
+  request: RequestView
+  identity: MeshContext['identity']
+  prompt: MeshContext['prompt']
+  route: MeshContext['route']
+  usage: Usage = zeroUsage()
+  cost = { usd: 0, savedUsd: 0, estimated: true }
+  cache: MeshContext['cache'] = { status: 'bypass' }
+  headers: Record<string, string> = {}
+  meta: Record<string, any> = {}
+  mesh: MeshContext['mesh']
+  constructor(m: MeshInternals, req: LlmRequest) {
+    const request = (this.#source = req.request)
+    this.id = request.headers.get('x-agentmesh-request-id')?.slice(0, 64).replace(/[^\w.-]/g, '') || randomUUID()
+    this.protocol = req.protocol
+    this.operation = req.operation
+    this.request = new RequestView(request, request.method, req.path, req.search, request.headers, req.rawBody)
+    const who = m.mesh.config.defaultIdentity
+    this.identity = { team: who.team, user: who.user, tool: 'unknown', source: 'default' }
+    this.prompt = { model: req.pathModel ?? '', system: '', messages: [], params: {}, stream: false, hasImages: false }
+    this.route = { vendor: 'none', model: req.pathModel ?? '' }
+    this.mesh = m.mesh
+  }
+  #source: Request
+  // built on first use: most requests never read it
+  get signal(): AbortSignal {
+    return this.#source.signal
+  }
+}
+
+function newContext(m: MeshInternals, req: LlmRequest): MeshContext {
+  const ctx = new Context(m, req)
   attachNodeResponse(ctx, req.nodeResponse)
   return ctx
 }
@@ -103,7 +135,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     if ('kind' in who) ctx.response = who
     else ctx.identity = who
     if (!ctx.response) {
-      ctx.usage = { ...zeroUsage(), inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), estimated: true }
+      ctx.usage = { inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
       if (m.hasListeners()) m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
       await m.runPhase('beforeRequest', ctx)
@@ -163,7 +195,7 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
     ctx.meta.core = { hideUsageChunk: true }
   }
   const res = await vendor.call(ctx)
-  if ('status' in res) ctx.response = { kind: 'upstream', ...res }
+  if ('status' in res) ctx.response = { kind: 'upstream', status: res.status, headers: res.headers, body: res.body, stream: res.stream }
   else {
     ctx.answer = res
     ctx.usage = res.usage

@@ -105,9 +105,12 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
       onError: fail,
     }
     detach = onClientGone(ctx, onAbort)
+    // a flat [name, value, ...] list: undici takes it as is, where an object is copied first
+    const head = ['accept-encoding', 'identity']
+    for (const k in call.headers) if (k !== 'accept-encoding') head.push(k, call.headers[k]!)
     try {
       poolFor(origin).dispatch(
-        { origin, path, method: (call.method ?? 'POST') as Dispatcher.HttpMethod, headers: { ...call.headers, 'accept-encoding': 'identity' }, body: call.body, headersTimeout: timeout, bodyTimeout: timeout },
+        { origin, path, method: (call.method ?? 'POST') as Dispatcher.HttpMethod, headers: head, body: call.body, headersTimeout: timeout, bodyTimeout: timeout },
         handler,
       )
     } catch (err) {

@@ -48,8 +48,11 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
       const configured = options.apiKey ?? conf.apiKey ?? process.env[spec.keyEnv]
       const models = [...spec.models, ...(options.models ?? [])]
       const keyFor = (ctx: MeshContext) => configured || clientKey(ctx)
-      const call = (ctx: MeshContext, path: string, headers: Record<string, string>): Promise<UpstreamResponse> =>
-        callUpstream(ctx, { url: base + path, headers: { 'content-type': 'application/json', ...headers }, body: upstreamBody(ctx) })
+      const call = (ctx: MeshContext, path: string, headers: Record<string, string>): Promise<UpstreamResponse> => {
+        // spec.request builds a fresh object per call: add to it rather than copy it
+        headers['content-type'] ??= 'application/json'
+        return callUpstream(ctx, { url: base + path, headers, body: upstreamBody(ctx) })
+      }
       mesh.registerVendor({
         name: spec.name,
         protocol: spec.protocol,
