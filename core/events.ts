@@ -3,25 +3,30 @@ import { PassThrough } from 'node:stream'
 import { FastResponse } from 'srvx'
 import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 
-export function createEventBus(onListenerError: (err: unknown) => void) {
-  const listeners = new Set<(e: MeshEvent) => void>()
-  return {
-    emit<K extends MeshEventName>(type: K, data: MeshEvents[K]) {
-      if (listeners.size === 0) return
-      const event = { type, time: Date.now(), data } as MeshEvent
-      for (const l of listeners) {
-        try { l(event) } catch (err) { onListenerError(err) }
-      }
-    },
-    on(listener: (e: MeshEvent) => void) {
-      listeners.add(listener)
-      return () => { listeners.delete(listener) }
-    },
-    get size() { return listeners.size },
+/** A class, not an object literal: a literal with a getter is a dictionary-mode object, slow on every request. */
+export class EventBus {
+  #listeners = new Set<(e: MeshEvent) => void>()
+  constructor(private readonly onListenerError: (err: unknown) => void) {}
+  // arrow properties: mesh.emit and mesh.on are handed out detached from the bus
+  emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
+    if (this.#listeners.size === 0) return
+    const event = { type, time: Date.now(), data } as MeshEvent
+    for (const l of this.#listeners) {
+      try { l(event) } catch (err) { this.onListenerError(err) }
+    }
+  }
+  on = (listener: (e: MeshEvent) => void): (() => void) => {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+  get size(): number {
+    return this.#listeners.size
   }
 }
 
-export type EventBus = ReturnType<typeof createEventBus>
+export function createEventBus(onListenerError: (err: unknown) => void): EventBus {
+  return new EventBus(onListenerError)
+}
 
 /** SSE response streaming every event; `?types=a,b` filters. Heartbeats keep proxies from closing it. */
 export function eventStreamResponse(bus: EventBus, request: Request, headers: Record<string, string>): Response {
