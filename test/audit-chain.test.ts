@@ -9,6 +9,7 @@ import {
   parsePrivateKey, seal, sealEntry, verifyAuditDir, verifyLog, fsLogSource,
 } from '../plugins/audit/index.ts'
 import { generateKeyPairSync } from 'node:crypto'
+import { scrub, REDACTED } from '../plugins/audit/entry.ts'
 import { hashOf, readSingleLog, recordOf, reseal, sampleEntry, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
 
 const dirs: string[] = []
@@ -33,6 +34,18 @@ async function signedLog() {
 }
 
 describe('format', () => {
+  it('scrub masks secrets at any depth, copying only what changed', () => {
+    const secret = 'sk-live-0123456789abcdefghij'
+    const clean = { a: 'no secrets here at all', b: [{ c: 'nor here, just words' }], n: 1 }
+    expect(scrub(clean, [secret])).toBe(clean)
+    const dirty = { a: 'fine text', nested: { list: ['ok', `key=${secret}`], keep: { x: 'untouched text' } }, [secret]: 1 }
+    const out = scrub(dirty, [secret]) as any
+    expect(out).not.toBe(dirty)
+    expect(out.nested.list[1]).toBe(`key=${REDACTED}`)
+    expect(out.nested.keep).toBe(dirty.nested.keep) // unchanged branches are shared
+    expect(Object.keys(out)).toEqual(['a', 'nested', REDACTED])
+    expect(dirty.nested.list[1]).toContain(secret) // the input is not modified
+  })
   it('canonical JSON sorts keys at every level and drops undefined', () => {
     expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: undefined }], c: 'x' }, u: undefined })).toBe('{"a":{"c":"x","d":[3,{"z":1}]},"b":1}')
     expect(canonicalJson({ n: 0.1 + 0.2, s: 'é\n"', t: new Date(0) })).toBe('{"n":0.30000000000000004,"s":"é\\n\\"","t":"1970-01-01T00:00:00.000Z"}')

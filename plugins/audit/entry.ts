@@ -120,19 +120,41 @@ export function scrubString(s: string, secrets: string[]): string {
   return out
 }
 
-/** Copy of value with secrets masked in every string (keys included). */
+/**
+ * value with secrets masked in every string (keys included). Objects and arrays are copied only
+ * where something was masked: an entry without secrets comes back as the same object, which
+ * keeps it a fast-property object in key order for sealing (and allocates nothing).
+ */
 export function scrub<T>(value: T, secrets: string[]): T {
   // nothing shorter than 8 characters can hold a secret (>= 8) or a key pattern (>= 16)
   const str = (s: string) => (s.length < 8 ? s : scrubString(s, secrets))
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return str(v)
-    if (Array.isArray(v)) return v.map(walk)
-    if (v && typeof v === 'object' && !(v instanceof Date)) {
-      const o: Record<string, unknown> = {}
-      for (const k in v) {
-        if (!Object.prototype.hasOwnProperty.call(v, k)) continue
-        o[str(k)] = walk((v as Record<string, unknown>)[k])
+    if (Array.isArray(v)) {
+      let out: unknown[] | undefined
+      for (let i = 0; i < v.length; i++) {
+        const w = walk(v[i])
+        if (w !== v[i]) (out ??= v.slice())[i] = w
       }
+      return out ?? v
+    }
+    if (v && typeof v === 'object' && !(v instanceof Date)) {
+      const src = v as Record<string, unknown>
+      let changed = false
+      const keys: string[] = []
+      const vals: unknown[] = []
+      for (const k in src) {
+        if (!Object.prototype.hasOwnProperty.call(src, k)) continue
+        const k2 = str(k)
+        const w = walk(src[k])
+        if (k2 !== k || w !== src[k]) changed = true
+        keys.push(k2)
+        vals.push(w)
+      }
+      if (!changed) return v
+      // a copy in the same key order
+      const o: Record<string, unknown> = {}
+      for (let i = 0; i < keys.length; i++) o[keys[i]!] = vals[i]
       return o
     }
     return v

@@ -191,7 +191,10 @@ export function audit(options: AuditOptions = {}): Plugin {
         let entry = buildEntry(ctx, includeContent)
         if (options.redact) {
           try {
+            const built = entry
             entry = options.redact(entry) ?? entry
+            // the hook's own object may be shared or frozen: the fields set below go on a copy
+            if (entry !== built) entry = { ...entry }
           } catch (err) {
             // keep the record, lose the content: an audit gap is worse than a missing prompt
             ctx.mesh.log.error(`audit: redact hook threw, writing the entry without content: ${(err as Error).message}`, { id: ctx.id })
@@ -202,8 +205,8 @@ export function audit(options: AuditOptions = {}): Plugin {
         entry = scrub(entry, secretsOf(ctx))
         entry.v = 1
         entry.kind = 'request'
-        // chain fields are the writer's
-        for (const k of ['seq', 'prev', 'hash', 'sig']) delete entry[k]
+        // chain fields are the writer's (cleared, not deleted: delete turns the entry into a slow dictionary object)
+        for (const k of ['seq', 'prev', 'hash', 'sig']) if (entry[k] !== undefined) entry[k] = undefined
         return w.append(entry)
       },
     },
