@@ -138,9 +138,11 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
       ctx.usage = { inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
       if (m.hasListeners()) m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
-      await m.runPhase('beforeRequest', ctx)
-      if (!ctx.response && req.operation === 'chat') await m.runPhase('cacheLookup', ctx)
-      if (!ctx.response) await m.runPhase('route', ctx)
+      // a phase nobody hooks (or whose hooks all ran synchronously) is not awaited: no microtask hop
+      let phase = m.runPhase('beforeRequest', ctx)
+      if (phase) await phase
+      if (!ctx.response && req.operation === 'chat' && (phase = m.runPhase('cacheLookup', ctx))) await phase
+      if (!ctx.response && (phase = m.runPhase('route', ctx))) await phase
       if (!ctx.response) await callVendor(m, ctx)
     }
   } catch (err) {
@@ -203,11 +205,14 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
   }
 }
 
+// afterResponse with nothing to run: callers skip the await (no microtask hop)
+const afterDone = Promise.resolve()
+
 /** Run afterResponse once; a failing plugin there is logged, the client's answer stands. */
 function after(m: MeshInternals, ctx: MeshContext): Promise<void> {
   if (ctx.meta.__after) return ctx.meta.__after
   const running = m.runPhase('afterResponse', ctx)
-  if (!running) return (ctx.meta.__after = Promise.resolve())
+  if (!running) return (ctx.meta.__after = afterDone)
   ctx.meta.__after = running.catch((err) => {
     m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
   })
@@ -275,12 +280,12 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       ctx.error ??= { status: res.status, type: res.type, message: res.message }
       ctx.status = res.status
       m.mesh.emit('error', { id: ctx.id, status: res.status, type: res.type, message: res.message, plugin: ctx.error.plugin })
-      await after(m, ctx)
+      if (after(m, ctx) !== afterDone) await ctx.meta.__after
       return send(m, ctx, res.status, JSON.stringify(adapter.errorBody(res.status, res.type, res.message)), 'application/json', res.headers)
     }
     case 'json': {
       ctx.status = res.status
-      await after(m, ctx)
+      if (after(m, ctx) !== afterDone) await ctx.meta.__after
       return send(m, ctx, res.status, JSON.stringify(res.body), 'application/json', res.headers)
     }
     case 'answer': {
@@ -290,7 +295,7 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       price(m, ctx)
       ctx.status = 200
       if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
-      await after(m, ctx)
+      if (after(m, ctx) !== afterDone) await ctx.meta.__after
       return ctx.prompt.stream
         ? send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
         : send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
@@ -333,7 +338,7 @@ async function finishBody(m: MeshInternals, ctx: MeshContext, adapter: ProtocolA
   }
   price(m, ctx)
   logCall(m, ctx, res.status)
-  await after(m, ctx)
+  if (after(m, ctx) !== afterDone) await ctx.meta.__after
   return send(m, ctx, res.status, buf, res.headers['content-type'] ?? 'application/json', res.headers)
 }
 
