@@ -6,6 +6,7 @@ import { analyse, pairFeatures, stem } from '../plugins/semantic-cache/features.
 import { createJudge, judgeFile } from '../plugins/semantic-cache/judge.ts'
 import { embeddingText } from '../plugins/semantic-cache/text.ts'
 import { dequantise, quantise } from '../plugins/semantic-cache/vector-index.ts'
+import { mlpPredict, mlpTrain, unpack } from '../plugins/semantic-cache/mlp.ts'
 
 const embedder = useLiteEmbedder()
 const judge = createJudge(embedder.id)
@@ -71,5 +72,26 @@ describe('semantic judgement', () => {
     const hinted = analyse('what is the capital of france', 'What is the capital of France?')
     expect(lower.entities.has(stem('france'))).toBe(false)
     expect(hinted.entities.has(stem('france'))).toBe(true)
+  })
+
+  it('a projected network is symmetric, and reusing the query projection changes nothing', () => {
+    // a tiny network on synthetic pairs: label 1 when the two vectors are close
+    let seed = 7
+    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5
+    const unit = (v: Float32Array) => { let n = 0; for (const x of v) n += x * x; return v.map((x) => x / Math.sqrt(n)) }
+    const vec = () => unit(Float32Array.from({ length: 16 }, rand))
+    const near = (v: Float32Array) => unit(v.map((x) => x + rand() * 0.1))
+    const samples = Array.from({ length: 200 }, (_, i) => { const u = vec(); const same = i % 2 === 0; return { u, v: same ? near(u) : vec(), f: [rand(), rand()], y: same ? 1 : 0, w: 1 } })
+    const model = mlpTrain(samples.slice(0, 160), samples.slice(160), { hidden: 8, epochs: 3, proj: 4 })
+    expect(model.proj).toBe(4)
+    const rt = unpack(model)
+    const [a, b, c] = [samples[0]!, samples[1]!, samples[2]!]
+    expect(mlpPredict(rt, a.u, b.v, a.f)).toBeCloseTo(mlpPredict(unpack(model), b.v, a.u, a.f), 12)
+    // same query object against two candidates, then a fresh runtime that has no cached projection
+    mlpPredict(rt, a.u, b.v, a.f)
+    const reused = mlpPredict(rt, a.u, c.v, a.f)
+    expect(reused).toBeCloseTo(mlpPredict(unpack(model), a.u, c.v, a.f), 12)
+    // a different query object is projected anew
+    expect(mlpPredict(rt, b.u, c.v, a.f)).toBeCloseTo(mlpPredict(unpack(model), b.u, c.v, a.f), 12)
   })
 })

@@ -2,6 +2,11 @@
 // inputs are u*v and |u-v| (which dimensions agree and which differ, the classic sentence-pair
 // encoding) plus the standardised features of features.ts. It sees far more than the cosine,
 // which is a plain sum of u*v. Weights ship as base64 float32 inside judge-weights.json.
+//
+// Optionally (`proj` = k > 0) a learned projection P (k x dim), shared by both vectors, adds
+// [Pu*Pv, |Pu-Pv|] to the inputs: u*v alone only gives the hidden layer diagonal bilinear terms,
+// P lets it weigh agreement along learned directions. Still symmetric in (u, v). Models without
+// `proj` are the plain network, unchanged.
 import { rng, shuffled } from './train/data.ts'
 
 export interface MlpModel {
@@ -11,82 +16,147 @@ export interface MlpModel {
   /** feature standardisation */
   mean: number[]
   std: number[]
-  /** base64 float32: W1 is (inputs x hidden) row-major, then b1, W2, b2 */
+  /** base64 float32: W1 is (inputs x hidden) row-major, then b1, W2, b2, then P (proj x dim) row-major if proj */
   weights: string
+  /** rows of the learned projection (absent or 0: none); its inputs follow the features */
+  proj?: number
 }
+
+/** training keeps float32 weights (what ships); unpacked weights are float64, about 1.5x faster to multiply here */
+type Vec = Float32Array | Float64Array
 
 export interface MlpRuntime {
   inputs: number
   hidden: number
-  W1: Float32Array
-  b1: Float32Array
-  W2: Float32Array
+  W1: Vec
+  b1: Vec
+  W2: Vec
   b2: number
   mean: Float64Array
   std: Float64Array
   dim: number
+  /** projection rows (0: none) and P (proj x dim, row-major) */
+  proj: number
+  P: Vec
+  /** inference only: P times the last query vector, reused while the same query meets several candidates */
+  lastU?: ArrayLike<number>
+  lastPu?: Float64Array
 }
 
 const PROD_SCALE = 20 // u*v components of unit vectors are tiny: bring them to unit-ish range
 const DIFF_SCALE = 10
+// P is stored small (so Adam's fixed step moves it at a rate like W1's) and scaled up here:
+// Pu then has roughly unit components for a unit u
+const PROJ_SCALE = 20
+const PPROD_SCALE = 1
+const PDIFF_SCALE = 2
 
 export function unpack(m: MlpModel): MlpRuntime {
   const nf = m.mean.length
-  const inputs = 2 * m.dim + nf
+  const k = m.proj ?? 0
+  const inputs = 2 * m.dim + nf + 2 * k
   const buf = Buffer.from(m.weights, 'base64')
   const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length))
   const n1 = inputs * m.hidden
-  if (all.length !== n1 + 2 * m.hidden + 1) throw new Error('semanticCache: judge network weights have the wrong size')
+  const n2 = n1 + 2 * m.hidden + 1
+  if (all.length !== n2 + k * m.dim) throw new Error('semanticCache: judge network weights have the wrong size')
   return {
     inputs,
     hidden: m.hidden,
-    W1: all.subarray(0, n1),
-    b1: all.subarray(n1, n1 + m.hidden),
-    W2: all.subarray(n1 + m.hidden, n1 + 2 * m.hidden),
+    W1: Float64Array.from(all.subarray(0, n1)),
+    b1: Float64Array.from(all.subarray(n1, n1 + m.hidden)),
+    W2: Float64Array.from(all.subarray(n1 + m.hidden, n1 + 2 * m.hidden)),
     b2: all[n1 + 2 * m.hidden]!,
     mean: Float64Array.from(m.mean),
     std: Float64Array.from(m.std),
     dim: m.dim,
+    proj: k,
+    P: Float64Array.from(all.subarray(n2, n2 + k * m.dim)),
   }
 }
 
-function fillInput(rt: { dim: number; mean: Float64Array; std: Float64Array }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Float32Array): void {
+/** fills x; with a projection, also a = Pu and b = Pv (length proj); `pu`: Pu already known */
+function fillInput(rt: { dim: number; mean: Float64Array; std: Float64Array; proj: number; P: Vec }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec, a?: Vec, b?: Vec, pu?: Float64Array): void {
   const d = rt.dim
   for (let i = 0; i < d; i++) {
     x[i] = u[i]! * v[i]! * PROD_SCALE
     x[d + i] = Math.abs(u[i]! - v[i]!) * DIFF_SCALE
   }
-  for (let i = 0; i < rt.mean.length; i++) x[2 * d + i] = (f[i]! - rt.mean[i]!) / rt.std[i]!
+  const nf = rt.mean.length
+  for (let i = 0; i < nf; i++) x[2 * d + i] = (f[i]! - rt.mean[i]!) / rt.std[i]!
+  const k = rt.proj
+  if (!k) return
+  const P = rt.P, base = 2 * d + nf
+  if (pu) {
+    for (let p = 0; p < k; p++) {
+      const o = p * d
+      let t0 = 0, t1 = 0, t2 = 0, t3 = 0
+      let i = 0
+      for (; i + 3 < d; i += 4) { t0 += P[o + i]! * v[i]!; t1 += P[o + i + 1]! * v[i + 1]!; t2 += P[o + i + 2]! * v[i + 2]!; t3 += P[o + i + 3]! * v[i + 3]! }
+      for (; i < d; i++) t0 += P[o + i]! * v[i]!
+      const su = pu[p]!, sv = (t0 + t1 + t2 + t3) * PROJ_SCALE
+      x[base + p] = su * sv * PPROD_SCALE
+      x[base + k + p] = Math.abs(su - sv) * PDIFF_SCALE
+    }
+    return
+  }
+  for (let p = 0; p < k; p++) {
+    const o = p * d
+    // (unrolled: this is most of a projected network's forward pass)
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    let i = 0
+    for (; i + 3 < d; i += 4) {
+      const w0 = P[o + i]!, w1 = P[o + i + 1]!, w2 = P[o + i + 2]!, w3 = P[o + i + 3]!
+      s0 += w0 * u[i]!; s1 += w1 * u[i + 1]!; s2 += w2 * u[i + 2]!; s3 += w3 * u[i + 3]!
+      t0 += w0 * v[i]!; t1 += w1 * v[i + 1]!; t2 += w2 * v[i + 2]!; t3 += w3 * v[i + 3]!
+    }
+    for (; i < d; i++) { s0 += P[o + i]! * u[i]!; t0 += P[o + i]! * v[i]! }
+    const su = (s0 + s1 + s2 + s3) * PROJ_SCALE, sv = (t0 + t1 + t2 + t3) * PROJ_SCALE
+    if (a) { a[p] = su; b![p] = sv }
+    x[base + p] = su * sv * PPROD_SCALE
+    x[base + k + p] = Math.abs(su - sv) * PDIFF_SCALE
+  }
 }
 
-function forward(rt: MlpRuntime, x: Float32Array, h: Float32Array): number {
-  const H = rt.hidden
+function forward(rt: MlpRuntime, x: Vec, h: Vec): number {
+  const H = rt.hidden, W1 = rt.W1, n = rt.inputs
   h.set(rt.b1)
-  for (let i = 0; i < rt.inputs; i++) {
+  for (let i = 0; i < n; i++) {
     const xi = x[i]!
     if (xi === 0) continue
-    const o = i * H
-    for (let j = 0; j < H; j++) h[j]! += xi * rt.W1[o + j]!
+    let o = i * H
+    for (let j = 0; j < H; j++, o++) h[j]! += xi * W1[o]!
   }
   let z = rt.b2
-  for (let j = 0; j < H; j++) if (h[j]! > 0) z += h[j]! * rt.W2[j]!
+  const W2 = rt.W2
+  for (let j = 0; j < H; j++) if (h[j]! > 0) z += h[j]! * W2[j]!
   else h[j] = 0
   return z
 }
 
-/** probability that the two prompts ask the same thing */
+/**
+ * probability that the two prompts ask the same thing. Vectors are read, never kept, except
+ * that P times `u` is reused while the same `u` object comes again: do not refill a vector in place.
+ */
 export function mlpPredict(rt: MlpRuntime, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
-  const x = new Float32Array(rt.inputs)
-  const h = new Float32Array(rt.hidden)
-  fillInput(rt, u, v, features, x)
-  // symmetric by construction of the inputs (u*v, |u-v|, symmetric features)
+  const x = new Float64Array(rt.inputs)
+  const h = new Float64Array(rt.hidden)
+  if (rt.proj && rt.lastU !== u) {
+    // the store judges one query against several candidates with the same vector object
+    const pu = (rt.lastPu ??= new Float64Array(rt.proj))
+    const pv = new Float64Array(rt.proj)
+    fillInput(rt, u, v, features, x, pu, pv)
+    rt.lastU = u
+  } else fillInput(rt, u, v, features, x, undefined, undefined, rt.proj ? rt.lastPu : undefined)
+  // symmetric by construction of the inputs (u*v, |u-v|, symmetric features, Pu*Pv, |Pu-Pv|)
   return 1 / (1 + Math.exp(-forward(rt, x, h)))
 }
 
 export interface MlpSample { u: ArrayLike<number>; v: ArrayLike<number>; f: number[]; y: number; w: number }
 
-export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?: number; epochs?: number; lr?: number; l2?: number; seed?: number; log?: (l: string) => void } = {}): MlpModel {
+export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?: number; epochs?: number; lr?: number; l2?: number; seed?: number; proj?: number; log?: (l: string) => void } = {}): MlpModel {
   const H = opts.hidden ?? 64
+  const K = opts.proj ?? 0
   const epochs = opts.epochs ?? 12
   const lr = opts.lr ?? 0.001
   const l2 = opts.l2 ?? 1e-4
@@ -96,7 +166,7 @@ export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?
   for (const s of train) s.f.forEach((x, i) => (mean[i]! += x / train.length))
   for (const s of train) s.f.forEach((x, i) => (std[i]! += (x - mean[i]!) ** 2 / train.length))
   for (let i = 0; i < nf; i++) std[i] = Math.sqrt(std[i]!) || 1
-  const inputs = 2 * dim + nf
+  const inputs = 2 * dim + nf + 2 * K
   const r = rng(opts.seed ?? 1)
   const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r())
   const rt: MlpRuntime = {
@@ -105,12 +175,18 @@ export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?
     b1: new Float32Array(H),
     W2: new Float32Array(H).map(() => gauss() * Math.sqrt(1 / H)),
     b2: 0,
+    proj: K,
+    P: new Float32Array(0),
   }
-  const params = [rt.W1, rt.b1, rt.W2]
+  // drawn after W1 and W2, so a network without projection starts as before
+  if (K) rt.P = new Float32Array(K * dim).map(() => gauss() / (PROJ_SCALE * Math.sqrt(dim)))
+  const params = [rt.W1, rt.b1, rt.W2, ...(K ? [rt.P] : [])]
   const m1 = params.map((p) => new Float32Array(p.length)), m2 = params.map((p) => new Float32Array(p.length))
   let mb = 0, vb = 0, t = 0
-  const gW1 = new Float32Array(inputs * H), gb1 = new Float32Array(H), gW2 = new Float32Array(H)
-  const x = new Float32Array(inputs), h = new Float32Array(H)
+  const gW1 = new Float32Array(inputs * H), gb1 = new Float32Array(H), gW2 = new Float32Array(H), gP = new Float32Array(K * dim)
+  const x = new Float32Array(inputs), h = new Float32Array(H), dhs = new Float64Array(H)
+  const pa = new Float32Array(K), pb = new Float32Array(K)
+  const pbase = 2 * dim + nf
   const loss = (set: MlpSample[]) => {
     let s = 0, ws = 0
     for (const e of set) {
@@ -122,32 +198,51 @@ export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?
     return s / ws
   }
   let best = Infinity
-  let bestWeights: Float32Array[] = []
+  let bestWeights: Vec[] = []
   let bestB2 = 0
   for (let ep = 0; ep < epochs; ep++) {
     const order = shuffled(train.map((_, i) => i), ep + 17 + 1000 * (opts.seed ?? 1))
     for (let s = 0; s < order.length; s += 64) {
-      gW1.fill(0); gb1.fill(0); gW2.fill(0)
+      gW1.fill(0); gb1.fill(0); gW2.fill(0); gP.fill(0)
       let gb2 = 0
       const B = Math.min(64, order.length - s)
       for (let k = 0; k < B; k++) {
         const e = train[order[s + k]!]!
-        fillInput(rt, e.u, e.v, e.f, x)
+        fillInput(rt, e.u, e.v, e.f, x, pa, pb)
         const p = 1 / (1 + Math.exp(-forward(rt, x, h)))
         const d = (p - e.y) * e.w
         gb2 += d
         for (let j = 0; j < H; j++) {
-          if (h[j]! <= 0) continue
+          if (h[j]! <= 0) { dhs[j] = 0; continue }
           gW2[j]! += d * h[j]!
           const dh = d * rt.W2[j]!
+          dhs[j] = dh
           gb1[j]! += dh
-          for (let i = 0; i < inputs; i++) if (x[i] !== 0) gW1[i * H + j]! += dh * x[i]!
+        }
+        // (per element the sum over the batch runs in the same order as a j-outer loop would)
+        for (let i = 0; i < inputs; i++) {
+          const xi = x[i]!
+          if (xi === 0) continue
+          const o = i * H
+          for (let j = 0; j < H; j++) if (dhs[j] !== 0) gW1[o + j]! += dhs[j]! * xi
+        }
+        // through the projected inputs back to P: x_p = a_p b_p, x_(k+p) = |a_p - b_p|, a = Pu, b = Pv
+        for (let q = 0; q < K; q++) {
+          const op = (pbase + q) * H, oq = (pbase + K + q) * H
+          let gp = 0, gq = 0
+          for (let j = 0; j < H; j++) { const dh = dhs[j]!; if (dh !== 0) { gp += dh * rt.W1[op + j]!; gq += dh * rt.W1[oq + j]! } }
+          const a = pa[q]!, b = pb[q]!, sg = a > b ? 1 : a < b ? -1 : 0
+          const ga = (gp * PPROD_SCALE * b + gq * PDIFF_SCALE * sg) * PROJ_SCALE
+          const gb = (gp * PPROD_SCALE * a - gq * PDIFF_SCALE * sg) * PROJ_SCALE
+          if (ga === 0 && gb === 0) continue
+          const o = q * dim, u = e.u, v = e.v
+          for (let i = 0; i < dim; i++) gP[o + i]! += ga * u[i]! + gb * v[i]!
         }
       }
       t++
-      const grads = [gW1, gb1, gW2]
+      const grads = [gW1, gb1, gW2, gP]
       const c1 = 1 - 0.9 ** t, c2 = 1 - 0.999 ** t
-      for (let q = 0; q < 3; q++) {
+      for (let q = 0; q < params.length; q++) {
         const P = params[q]!, G = grads[q]!, M = m1[q]!, V = m2[q]!
         for (let i = 0; i < P.length; i++) {
           const g = G[i]! / B + l2 * P[i]!
@@ -165,11 +260,12 @@ export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?
     opts.log?.(`epoch ${ep + 1}: valid ${vl.toFixed(4)}`)
     if (vl < best) { best = vl; bestWeights = params.map((p) => p.slice()); bestB2 = rt.b2 }
   }
-  const flat = new Float32Array(inputs * H + 2 * H + 1)
+  const flat = new Float32Array(inputs * H + 2 * H + 1 + K * dim)
   flat.set(bestWeights[0]!, 0)
   flat.set(bestWeights[1]!, inputs * H)
   flat.set(bestWeights[2]!, inputs * H + H)
   flat[inputs * H + 2 * H] = bestB2
+  if (K) flat.set(bestWeights[3]!, inputs * H + 2 * H + 1)
   return {
     kind: 'mlp',
     dim,
@@ -177,5 +273,6 @@ export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?
     mean: [...mean].map((v) => Number(v.toPrecision(7))),
     std: [...std].map((v) => Number(v.toPrecision(7))),
     weights: Buffer.from(flat.buffer).toString('base64'),
+    ...(K ? { proj: K } : {}),
   }
 }
