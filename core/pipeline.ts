@@ -82,6 +82,15 @@ class Context implements MeshContext {
   headers: Record<string, string> = {}
   meta: Record<string, any> = {}
   mesh: MeshContext['mesh']
+  // set later by the core or plugins; declared so every context keeps one hidden class and the
+  // property reads in hooks stay monomorphic
+  normalised: MeshContext['normalised'] = undefined
+  response: MeshContext['response'] = undefined
+  answer: MeshContext['answer'] = undefined
+  upstream: MeshContext['upstream'] = undefined
+  error: MeshContext['error'] = undefined
+  status: MeshContext['status'] = undefined
+  aborted: MeshContext['aborted'] = undefined
   constructor(m: MeshInternals, req: LlmRequest) {
     const request = (this.#source = req.request)
     this.id = request.headers.get('x-agentmesh-request-id')?.slice(0, 64).replace(/[^\w.-]/g, '') || randomUUID()
