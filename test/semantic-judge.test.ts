@@ -94,4 +94,32 @@ describe('semantic judgement', () => {
     // a different query object is projected anew
     expect(mlpPredict(rt, b.u, c.v, a.f)).toBeCloseTo(mlpPredict(unpack(model), b.u, c.v, a.f), 12)
   })
+
+  it('refusing before every network has run gives the verdict of the full average', async () => {
+    const model = judgeFile().models['use-lite-en@0.2.0'] as { members: Parameters<typeof unpack>[0][] }
+    const nets = model.members.map(unpack)
+    const pairs = [
+      ['How do I learn to play the guitar quickly?', 'How can I learn to play guitar quickly?'],
+      ['How do I make a cup of tea?', 'How do I make a cup of coffee?'],
+      ['What is the best way to learn machine learning?', 'What is the best way to learn deep learning?'],
+      ['What is the boiling point of water at sea level?', 'At sea level, what temperature does water boil at?'],
+      ['Why is the sky blue?', 'Why is the ocean blue?'],
+      ['What are the best ways to lose weight?', 'What are the best ways for losing weight?'],
+    ]
+    let refusedEarly = 0
+    for (const [a, b] of pairs) {
+      const [va, vb] = (await embedder.embed([embeddingText(a!), embeddingText(b!)])).map((v) => dequantise(quantise(v).q))
+      let cos = 0
+      for (let i = 0; i < va!.length; i++) cos += va![i]! * vb![i]!
+      const qa = analyse(embeddingText(b!), b), sa = analyse(embeddingText(a!), a)
+      const v = judge.judge(qa, sa, cos, { query: vb!, stored: va! })
+      if (v.reason === 'similarity' || (v.reason && v.reason !== 'score')) continue
+      const features = pairFeatures(qa, sa, cos).features
+      const full = nets.reduce((s, n) => s + mlpPredict(n, vb!, va!, features), 0) / nets.length
+      expect(v.ok, `${a} / ${b}`).toBe(full >= judge.minScore)
+      if (v.ok) expect(v.score).toBeCloseTo(full, 9)
+      else if (v.score < full - 1e-9) refusedEarly++
+    }
+    expect(refusedEarly).toBeGreaterThan(0)
+  })
 })

@@ -102,8 +102,15 @@ export function createJudge(embedderId: string, settings: JudgeSettings = {}): J
       let score: number
       let floor = minScore
       if (nets && vectors && vectors.query.length === nets[0]!.dim && vectors.stored.length === nets[0]!.dim) {
-        score = 0
-        for (const n of nets) score += mlpPredict(n, vectors.query, vectors.stored, diff.features) / nets.length
+        // the average of the networks decides; once the rest could not lift it to the floor even
+        // if each said 1, the candidate is refused without running them (same verdict, less work
+        // on the common case, a clear near miss). The score of a refusal is then a lower bound.
+        let sum = 0
+        for (let i = 0; i < nets.length; i++) {
+          sum += mlpPredict(nets[i]!, vectors.query, vectors.stored, diff.features)
+          if (sum + (nets.length - 1 - i) < floor * nets.length) return { ok: false, score: sum / nets.length, reason: 'score' }
+        }
+        score = sum / nets.length
       }
       else if (model.kind === 'mlp') { score = treeScore(lexical, diff.features); floor = settings.minScore ?? lexical.minScore }
       else score = treeScore(model, diff.features)
