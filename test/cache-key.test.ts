@@ -1,6 +1,7 @@
 // Unit tests of the exact-cache key: what is in it and what is not.
 import { describe, expect, it } from 'vitest'
-import { cacheKey, canonicalRequest, stableStringify, type CacheScope } from '../plugins/exact-cache/key.ts'
+import { cacheKey, canonicalRequest, type CacheScope } from '../plugins/exact-cache/key.ts'
+import { canonicalJson } from '../core/canonical.ts'
 import { cacheControl, exactCache } from '../plugins/exact-cache/index.ts'
 import { normaliseText } from '../plugins/normalise/text.ts'
 import { protocols } from '../core/protocols/index.ts'
@@ -111,7 +112,7 @@ describe('exact-cache key', () => {
 
   it('holds no key or secret, and cache_control hints do not change it', () => {
     const secretHeaders = { 'x-api-key': 'sk-ant-secret-123456', authorization: 'Bearer sk-secret-abcdef' }
-    const canonical = stableStringify(canonicalRequest(ctxFor(base, { headers: secretHeaders }), 'team'))
+    const canonical = canonicalJson(canonicalRequest(ctxFor(base, { headers: secretHeaders }), 'team'))
     expect(canonical).not.toContain('sk-')
     expect(key(base, { headers: secretHeaders })).toBe(key(base))
     const hinted = { ...base, tools: [{ ...base.tools[0], cache_control: { type: 'ephemeral' } }], system: [{ type: 'text', text: base.system, cache_control: { type: 'ephemeral' } }] }

@@ -1,6 +1,7 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { ProtocolError, chunkText, emptyUsage, isObject, pick, requireModel, sse, stableStringify, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { canonicalJson } from '../canonical.ts'
+import { ProtocolError, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const PARAMS = ['temperature', 'top_p', 'top_k', 'stop_sequences', 'thinking'] as const
 
@@ -20,7 +21,7 @@ function blocksText(content: unknown, where: string): { text: string; extra: str
       extras.push(rest)
     }
   }
-  return { text: texts.join('\n'), extra: extras.length ? stableStringify(extras) : '', images }
+  return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
 }
 
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { end_turn: 'stop', stop_sequence: 'stop', max_tokens: 'length', tool_use: 'tool_calls', refusal: 'content_filter', pause_turn: 'stop' }

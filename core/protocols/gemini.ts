@@ -1,6 +1,7 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Usage } from '../types.ts'
-import { ProtocolError, chunkText, emptyUsage, isObject, sse, stableStringify, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { canonicalJson } from '../canonical.ts'
+import { ProtocolError, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const statusNames: Record<number, string> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 502: 'UNAVAILABLE', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED' }
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { STOP: 'stop', MAX_TOKENS: 'length', SAFETY: 'content_filter', RECITATION: 'content_filter', PROHIBITED_CONTENT: 'content_filter' }
@@ -19,7 +20,7 @@ function partsText(parts: unknown, where: string): { text: string; extra: string
       extras.push(p)
     }
   }
-  return { text: texts.join('\n'), extra: extras.length ? stableStringify(extras) : '', images }
+  return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
 }
 
 function usageOf(u: any): Usage {

@@ -10,4 +10,4 @@ export const protocols: Record<ProtocolName, ProtocolAdapter> = {
   gemini: geminiProtocol,
 }
 
-export { ProtocolError, stableStringify, type ProtocolAdapter, type StreamReader } from './shared.ts'
+export { ProtocolError, type ProtocolAdapter, type StreamReader } from './shared.ts'

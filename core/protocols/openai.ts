@@ -1,6 +1,7 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { ProtocolError, chunkText, emptyUsage, isObject, pick, requireModel, sse, stableStringify, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { canonicalJson } from '../canonical.ts'
+import { ProtocolError, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const PARAMS = ['temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'reasoning_effort', 'verbosity', 'modalities', 'audio', 'prediction', 'parallel_tool_calls'] as const
 
@@ -19,7 +20,7 @@ function contentText(content: unknown): { text: string; extra: string; images: b
       extras.push(part)
     }
   }
-  return { text: texts.join('\n'), extra: extras.length ? stableStringify(extras) : '', images }
+  return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
 }
 
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { stop: 'stop', length: 'length', tool_calls: 'tool_calls', function_call: 'tool_calls', content_filter: 'content_filter' }
@@ -46,7 +47,7 @@ export const openaiProtocol: ProtocolAdapter = {
       hasImages ||= images
       if (m.role === 'system' || m.role === 'developer') { system.push(text); continue }
       if (m.role !== 'user' && m.role !== 'assistant' && m.role !== 'tool' && m.role !== 'function') throw new ProtocolError(`messages[${i}].role "${m.role}" is not one of system, developer, user, assistant, tool`)
-      const extras = [extra, m.tool_calls ? stableStringify(m.tool_calls) : '', m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '', m.name ? `name:${m.name}` : ''].filter(Boolean)
+      const extras = [extra, m.tool_calls ? canonicalJson(m.tool_calls) : '', m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '', m.name ? `name:${m.name}` : ''].filter(Boolean)
       messages.push({ role: m.role === 'function' ? 'tool' : m.role, text, ...(extras.length ? { extra: extras.join('|') } : {}) })
     }
     const maxTokens = body.max_completion_tokens ?? body.max_tokens

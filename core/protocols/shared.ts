@@ -37,18 +37,6 @@ export function isObject(v: unknown): v is Record<string, any> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-/**
- * Stable JSON: keys sorted at every level (undefined ones left out, undefined in arrays as null,
- * as JSON.stringify does), so equal structures hash equal whatever their key order. Cache keys
- * and semantic partitions are hashed over it.
- */
-export function stableStringify(v: unknown): string {
-  if (v === undefined) return 'null'
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null'
-  if (Array.isArray(v)) return '[' + v.map(stableStringify).join(',') + ']'
-  const keys = Object.keys(v as object).filter((k) => (v as any)[k] !== undefined).sort()
-  return '{' + keys.map((k) => JSON.stringify(k) + ':' + stableStringify((v as any)[k])).join(',') + '}'
-}
 
 export function pick(body: Record<string, any>, keys: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {}

@@ -87,7 +87,11 @@ export interface Sealed {
 /** The canonical serialisation that is hashed: seq, prev, kind, then the rest as canonical JSON. */
 export function serialise(record: { seq: number; prev: string; kind: string } & Record<string, unknown>): string {
   const { seq, prev, kind, ...rest } = record
-  const tail = canonicalJson(rest)
+  return frame(seq, prev, kind, canonicalJson(rest))
+}
+
+/** the fixed chain header, then the other fields' canonical JSON (`tail`, an object) */
+function frame(seq: number, prev: string, kind: string, tail: string): string {
   return `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
 }
 
@@ -105,7 +109,7 @@ export function sealEntry(entry: AuditEntry, seq: number, prev: string): Sealed 
   } finally {
     entry.kind = kind
   }
-  const body = `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
+  const body = frame(seq, prev, kind, tail)
   const hash = sha256(body)
   return { line: body.slice(0, -1) + ',"hash":"' + hash + '"}', hash }
 }

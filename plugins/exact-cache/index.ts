@@ -2,13 +2,15 @@
 // before in the same scope. A hit is rendered by the core in the client's protocol (as a stream
 // when the client streams), bills 0 tokens and reports what it saved.
 import { randomUUID } from 'node:crypto'
+import { cacheControl } from '../../core/cache-control.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
 import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
 import { ExactStore, type CacheEntry, type LookupResult } from './store.ts'
 
-export { cacheKey, canonicalRequest, stableStringify, scopeOf, NAMESPACE_HEADER, type CacheScope } from './key.ts'
+export { cacheKey, canonicalRequest, scopeOf, NAMESPACE_HEADER, type CacheScope } from './key.ts'
 export { ExactStore, entryProblem, type CacheEntry } from './store.ts'
+export { cacheControl }
 
 export interface ExactCacheOptions {
   /** who shares answers: everyone, a team (default), or one user */
@@ -63,12 +65,6 @@ function validate(o: ExactCacheOptions): void {
   if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
 }
 
-/** Cache-Control request directives: no-cache = do not read (still store), no-store = neither. */
-export function cacheControl(headers: Headers): { noCache: boolean; noStore: boolean } {
-  const v = (headers.get('cache-control') ?? '').toLowerCase()
-  const has = (d: string) => new RegExp(`(?:^|[,\\s])${d}(?:$|[,\\s=])`).test(v)
-  return { noCache: has('no-cache'), noStore: has('no-store') }
-}
 
 const ZERO: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }
 
@@ -144,8 +140,6 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
       async cacheLookup(ctx) {
         if (ctx.operation !== 'chat' || !store) return
         const cc = cacheControl(ctx.request.headers)
-        // shared with the semantic cache, which must honour the same directives
-        ctx.meta.cacheControl = cc
         const n = Number(ctx.prompt.params?.n ?? 1)
         // one stored answer cannot render n > 1 choices
         if (cc.noStore || n > 1) {

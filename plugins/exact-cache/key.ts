@@ -2,10 +2,8 @@
 // The system we replace keyed on the last user message only and served one tenant's answer to
 // another; here every turn, the system prompt, tools, parameters and the scope are in the key.
 import { createHash } from 'node:crypto'
-import { stableStringify } from '../../core/protocols/shared.ts'
+import { canonicalJson } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
-
-export { stableStringify }
 
 export type CacheScope = 'global' | 'team' | 'user'
 
@@ -59,5 +57,5 @@ function withoutCacheControl(tools: unknown): unknown {
 }
 
 export function cacheKey(ctx: MeshContext, scope: CacheScope): string {
-  return createHash('sha256').update(stableStringify(canonicalRequest(ctx, scope))).digest('hex')
+  return createHash('sha256').update(canonicalJson(canonicalRequest(ctx, scope))).digest('hex')
 }

@@ -3,7 +3,7 @@
 // model, system prompt, every earlier turn, tools, tool choice, response format, sampling
 // parameters, scope (team / user / global plus the namespace header) and embedder.
 import { createHash } from 'node:crypto'
-import { stableStringify } from '../../core/protocols/shared.ts'
+import { canonicalJson } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 export type Scope = 'global' | 'team' | 'user'
@@ -14,18 +14,6 @@ export function vendorFamily(model: string, fallback: string): string {
   if (/^(gpt|o\d|chatgpt|text-|davinci|babbage|ft:gpt|ft:o)/.test(m)) return 'openai'
   if (/^(gemini|gemma)/.test(m)) return 'google'
   return fallback
-}
-
-export interface CacheControl {
-  /** skip the lookup (the answer is still stored) */
-  noCache: boolean
-  /** neither look up nor store */
-  noStore: boolean
-}
-
-export function cacheControl(headers: Headers): CacheControl {
-  const v = (headers.get('cache-control') ?? '').toLowerCase().split(',').map((s) => s.trim())
-  return { noCache: v.includes('no-cache'), noStore: v.includes('no-store') }
 }
 
 export function scopeOf(ctx: MeshContext, scope: Scope): string {
@@ -49,7 +37,7 @@ export function partitionOf(ctx: MeshContext, scope: Scope, embedderId: string):
   const original = ctx.prompt.messages[ctx.prompt.messages.length - 1]
   const p = ctx.prompt
   const key = createHash('sha256')
-    .update(stableStringify({
+    .update(canonicalJson({
       v: 1,
       embedder: embedderId,
       scope: scopeOf(ctx, scope),
