@@ -9,6 +9,8 @@
 //     [--proj 64] (learned projection P of both vectors: adds Pu*Pv and |Pu-Pv| to the network's inputs; 0 = off)
 //     [--proj-members 3] [--proj-epochs 4] (that many more networks with a projection, averaged with the plain ones)
 //     [--seed 1] (seed of the first network; the others follow)
+//     [--stop-split 0.1] (share of the training part kept aside to pick each model's best epoch or tree count)
+//     [--min-recall 0.31] (raise the target precision in steps of 0.005 while held-out recall stays >= this)
 //
 // When augment.ts has written augmented-pairs.jsonl beside the embeddings, those pairs (made from
 // the training part only) join the network's training rows with weight --aug-weight; the
@@ -31,6 +33,8 @@ import { judgeVeto, type JudgeFile, type JudgeModel } from '../judge.ts'
 const args = process.argv.slice(2)
 const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
 const targetPrecision = Number(flag('--precision') ?? 0.91)
+const minRecall = flag('--min-recall') === undefined ? undefined : Number(flag('--min-recall'))
+let chosenPrecision = targetPrecision
 const nearWeight = Number(flag('--near-weight') ?? 3)
 const embDir = flag('--embeddings') ?? defaultEmbeddingDir()
 const here = dirname(fileURLToPath(import.meta.url))
@@ -81,8 +85,17 @@ const rows: Row[] = pairs.map((p) => {
   const d = pairFeatures(analysed(p.a), analysed(p.b), c ?? 0)
   return { x: d.features, y: p.label, near: nearMiss(p), hasCos: c !== undefined, flags: d.flags, ...(u && v ? { u, v } : {}) }
 })
+// Three parts: the networks and trees learn on the first; the second (--stop-split of the
+// training 85%, default 10%) picks their best epoch or tree count; the last 15% (held out) only
+// chooses the thresholds and reports precision and recall, so no training decision has seen it.
+// --stop-split 0 stops on the held-out rows as well (how judges before 2026-11-28 were trained).
+// augment.ts draws on the whole training 85%, so some augmented rows restate pairs of the stop
+// part: that can only flatter the stopping loss, never the held-out figures.
 const cut = Math.floor(rows.length * 0.85)
-const trainRows = rows.slice(0, cut), validRows = rows.slice(cut)
+const stopSplit = Number(flag('--stop-split') ?? 0.1)
+const stopCut = stopSplit > 0 ? Math.floor(cut * (1 - stopSplit)) : cut
+const trainRows = rows.slice(0, stopCut), validRows = rows.slice(cut)
+const stopRows = stopSplit > 0 ? rows.slice(stopCut, cut) : validRows
 
 // label-preserving augmentations of the training part only (never the held-out rows): markdown
 // titles, filler and personas, synonyms, shared clauses, two-part prompts; see augment.ts
@@ -130,8 +143,8 @@ function weights(rs: Row[]): number[] {
 
 function fit(name: string, keep: (r: Row) => boolean, mask: (x: number[]) => number[]): BoostedModel {
   // (only the lexical model is a tree model now; kept generic for other embedders' models)
-  const tr = trainRows.filter(keep), va = validRows.filter(keep)
-  console.log(`${name}: ${tr.length} train rows, ${va.length} validation rows`)
+  const tr = trainRows.filter(keep), va = stopRows.filter(keep)
+  console.log(`${name}: ${tr.length} train rows, ${va.length} rows to stop on`)
   return train(tr.map((r) => mask(r.x)), tr.map((r) => r.y), weights(tr), { X: va.map((r) => mask(r.x)), y: va.map((r) => r.y), w: weights(va) }, {
     trees: maxTrees, depth: 3, learningRate: 0.1, lambda: 2, minChildHessian: 10, patience: 40, log: (l) => console.log('  ' + l),
   })
@@ -142,9 +155,11 @@ function fit(name: string, keep: (r: Row) => boolean, mask: (x: number[]) => num
  * near-miss negatives, one of each): scanning from the most confident pair down, the last score
  * before precision first falls below the target. (Taking the lowest score where the running
  * precision touches the target again picks a lucky dip: on QQP dev that point gave precision
- * 0.896 for a held-out 0.900.) The first `minPositives` accepted pairs are too few to judge.
+ * 0.896 for a held-out 0.900.) The first `minPositives` accepted pairs are too few to judge:
+ * with 20, the precision of the lexical trees' top 20 (standard error ~0.08) fell below 0.80
+ * and set their threshold at recall 0.002; with 100 (~0.04) it lands at 0.37.
  */
-function calibrate(score: (r: Row) => number, keep: (r: Row) => boolean, minSim: number, target = targetPrecision, minPositives = 20): { minScore: number; precision: number; recall: number } {
+function calibrate(score: (r: Row) => number, keep: (r: Row) => boolean, minSim: number, target = targetPrecision, minPositives = 100): { minScore: number; precision: number; recall: number } {
   const va = validRows.filter((r) => keep(r) && (r.y === 1 || r.near))
   const pos = va.filter((r) => r.y === 1).length, neg = va.length - pos
   const wNeg = pos / neg
@@ -173,9 +188,9 @@ const calibrateOnly = args.includes('--calibrate-only')
 const prevFile = (args.includes('--keep-lexical') || calibrateOnly) && existsSync(outFile) ? (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile) : undefined
 const previous = prevFile?.models.lexical
 const models: Record<string, JudgeModel> = {}
-if (previous) models.lexical = previous
+if (previous && !calibrateOnly) models.lexical = previous
 else {
-  const lexical = fit('lexical', () => true, lexicalMask)
+  const lexical = (previous as BoostedModel | undefined) ?? fit('lexical', () => true, lexicalMask)
   // Without the cosine the lexical model cannot reach the USE target on near misses; its default
   // is set at a lower precision and relies on the other embedder's similarity floor as well.
   const lexicalPrecision = Number(flag('--lexical-precision') ?? 0.8)
@@ -186,9 +201,9 @@ else {
 const withCos = trainRows.filter((r) => r.hasCos).length
 if (withCos > 2000) {
   const sample = (r: Row, w: number): MlpSample => ({ u: r.u!, v: r.v!, f: r.x, y: r.y, w })
-  const tr = [...trainRows.filter((r) => r.hasCos), ...augRows], va = validRows.filter((r) => r.hasCos)
+  const tr = [...trainRows.filter((r) => r.hasCos), ...augRows], va = stopRows.filter((r) => r.hasCos)
   const wtr = weights(tr), wva = weights(va)
-  console.log(`${USE_ID}: network on ${tr.length} train rows, ${va.length} validation rows`)
+  console.log(`${USE_ID}: network on ${tr.length} train rows, ${va.length} rows to stop on, ${validRows.length} held out for the thresholds`)
   // a few networks from different seeds, averaged: a steadier ranking at the strict end
   const members = Number(flag('--members') ?? 3)
   const prevNets = calibrateOnly ? (prevFile?.models[USE_ID] as { members?: MlpModel[] } | undefined)?.members : undefined
@@ -211,7 +226,17 @@ if (withCos > 2000) {
   // similarity floor for USE-lite: keep ~97% of paraphrases; the judge does the rest
   const cosPos = validRows.filter((r) => r.hasCos && r.y === 1).map((r) => r.x[0]!).sort((a, b) => a - b)
   const minSim = Math.floor(cosPos[Math.floor(cosPos.length * 0.03)]! * 100) / 100
-  const cal = calibrate(score, (r) => r.hasCos, minSim)
+  let cal = calibrate(score, (r) => r.hasCos, minSim)
+  // --min-recall R: the strictest target (from --precision up, in steps of 0.005) whose held-out
+  // recall stays at or above R, for a margin on precision while keeping one on recall
+  if (minRecall !== undefined) {
+    for (let t = targetPrecision + 0.005; t < 0.99; t += 0.005) {
+      const c = calibrate(score, (r) => r.hasCos, minSim, t)
+      if (c.recall < minRecall) break
+      cal = c
+      chosenPrecision = Math.round(t * 1000) / 1000
+    }
+  }
   for (const t of [0.88, 0.89, 0.9, 0.91, 0.92, 0.93]) console.log(`  at precision ${t}:`, calibrate(score, (r) => r.hasCos, minSim, t))
   console.log(`${USE_ID} calibration (minSimilarity ${minSim})`, cal)
   models[USE_ID] = { kind: 'mlp', members: nets, usesCosine: true, minScore: round(cal.minScore), minSimilarity: minSim, validation: { precision: round(cal.precision), recall: round(cal.recall) } }
@@ -223,7 +248,7 @@ const out: JudgeFile = {
   version: 1,
   source: 'Learned from Quora Question Pairs (QQP, Quora public release; terms generally read as non-commercial), as packaged in GPTCache examples/benchmark/similiar_qqp_full.json.gz, train split only. See README.md.',
   features: [...FEATURE_NAMES],
-  targetPrecision,
+  targetPrecision: chosenPrecision,
   vetoes: DEFAULT_VETOES,
   models,
 }
