@@ -5,6 +5,7 @@
 //    plugins (normalise, exact, semantic), and counts exact hits, semantic hits, misses and WRONG
 //    hits (a hit that served another cluster's answer).
 // 2. QQP pairs: precision / recall / false hits of the semantic cache (bench/lib/semantic-bench.ts).
+//    2b. Both of the above again at lower `strictness` floors: the trade, measured.
 // 3. p50/p99 of an exact hit over HTTP on loopback.
 // 4. Semantic index lookup at 10,000 and 100,000 entries (bench/lib/semantic-bench.ts).
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -18,7 +19,7 @@ import type { Plugin } from '../core/types.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { semanticCache } from '../plugins/semantic-cache/index.ts'
+import { semanticCache, type SemanticCachePlugin } from '../plugins/semantic-cache/index.ts'
 import { runIndexBench, runQqpBench } from './lib/semantic-bench.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -64,8 +65,8 @@ const headers = {
 }
 const messageBody = (prompt: string) => JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content: prompt }] })
 
-async function post(body: string) {
-  const res = await request(`${server.url}/v1/messages`, { method: 'POST', headers, body, dispatcher: agent })
+async function post(body: string, url = server.url) {
+  const res = await request(`${url}/v1/messages`, { method: 'POST', headers, body, dispatcher: agent })
   const json = (await res.body.json()) as any
   const h = (k: string) => (res.headers[k] as string | undefined) ?? undefined
   return {
@@ -125,46 +126,53 @@ const demoQuote = (p: string) => {
   return s.length > 160 ? s.slice(0, 157) + '...' : s
 }
 
-// Who does a served answer belong to? Every answer a hit can serve was first produced by the
-// vendor on a miss in this run (fresh storage), so the miss answers map text -> cluster exactly.
-// The quote inside the demo answer is a second, independent check.
-const answerCluster = new Map<string, string>()
 const quoteCluster = new Map(seed.requests.map((r) => [demoQuote(r.prompt), r.cluster]))
+
+interface Replay { exact: number; semantic: number; miss: number; wrong: number; other: number; spentUsd: number; savedUsd: number; baselineUsd: number }
+/** The seed prompts in order through the proxy at `url`; `semanticPlugin` is flushed after each. */
+async function replaySeed(url: string, semanticPlugin: SemanticCachePlugin, print: boolean): Promise<Replay> {
+  // Who does a served answer belong to? Every answer a hit can serve was first produced by the
+  // vendor on a miss in this run (fresh storage), so the miss answers map text -> cluster exactly.
+  // The quote inside the demo answer is a second, independent check.
+  const answerCluster = new Map<string, string>()
+  const missCost = new Map<string, number>()
+  const out: Replay = { exact: 0, semantic: 0, miss: 0, wrong: 0, other: 0, spentUsd: 0, savedUsd: 0, baselineUsd: 0 }
+  for (const r of seed.requests) {
+    const res = await post(messageBody(r.prompt), url)
+    if (res.status !== 200) throw new Error(`seed request ${r.seq} answered ${res.status}`)
+    let verdict = ''
+    if (res.cache === 'miss' || res.cache === 'bypass') {
+      out.miss++
+      answerCluster.set(res.text, r.cluster)
+      out.spentUsd += res.costUsd
+      missCost.set(res.text, res.costUsd)
+      out.baselineUsd += res.costUsd
+    } else if (res.cache === 'exact' || res.cache === 'semantic') {
+      if (res.cache === 'exact') out.exact++
+      else out.semantic++
+      // what the proxy reports saved; without that header, what the answer cost when it was bought
+      const saved = res.savedUsd || missCost.get(res.text) || 0
+      out.savedUsd += saved
+      out.baselineUsd += saved
+      const byText = answerCluster.get(res.text)
+      const q = quotedPrompt(res.text)
+      const byQuote = q !== undefined ? quoteCluster.get(q) : undefined
+      const owner = byText ?? byQuote
+      if (owner === r.cluster && (byQuote === undefined || byQuote === r.cluster)) verdict = 'correct'
+      else { out.wrong++; verdict = `WRONG (served ${owner ?? 'an unknown'} answer)` }
+    } else out.other++
+    if (print) console.log(`   ${String(r.seq).padStart(3)}  ${r.cluster.padEnd(20)}  ${`${r.phrasing_index} ${r.kind}`.padEnd(28)} ${res.cache.padEnd(9)} ${(res.similarity ?? '').padEnd(6)} ${verdict}`)
+    // the semantic cache embeds and indexes off the response path: wait for it as a client's
+    // think time would, so the next prompt can see this answer
+    await semanticPlugin.semantic.flush()
+  }
+  return out
+}
 
 console.log('1. Seed benchmark replay (original examples/benchmark.py prompts, in order)')
 console.log('   seq  cluster               phrasing                     result    sim    verdict')
-let exact = 0, semantic = 0, miss = 0, wrong = 0, other = 0
-let spentUsd = 0, savedUsd = 0, baselineUsd = 0
-const missCost = new Map<string, number>()
-for (const r of seed.requests) {
-  const res = await post(messageBody(r.prompt))
-  if (res.status !== 200) throw new Error(`seed request ${r.seq} answered ${res.status}`)
-  let verdict = ''
-  if (res.cache === 'miss' || res.cache === 'bypass') {
-    miss++
-    answerCluster.set(res.text, r.cluster)
-    spentUsd += res.costUsd
-    missCost.set(res.text, res.costUsd)
-    baselineUsd += res.costUsd
-  } else if (res.cache === 'exact' || res.cache === 'semantic') {
-    if (res.cache === 'exact') exact++
-    else semantic++
-    // what the proxy reports saved; without that header, what the answer cost when it was bought
-    const saved = res.savedUsd || missCost.get(res.text) || 0
-    savedUsd += saved
-    baselineUsd += saved
-    const byText = answerCluster.get(res.text)
-    const q = quotedPrompt(res.text)
-    const byQuote = q !== undefined ? quoteCluster.get(q) : undefined
-    const owner = byText ?? byQuote
-    if (owner === r.cluster && (byQuote === undefined || byQuote === r.cluster)) verdict = 'correct'
-    else { wrong++; verdict = `WRONG (served ${owner ?? 'an unknown'} answer)` }
-  } else other++
-  console.log(`   ${String(r.seq).padStart(3)}  ${r.cluster.padEnd(20)}  ${`${r.phrasing_index} ${r.kind}`.padEnd(28)} ${res.cache.padEnd(9)} ${(res.similarity ?? '').padEnd(6)} ${verdict}`)
-  // the semantic cache embeds and indexes off the response path: wait for it as a client's
-  // think time would, so the next prompt can see this answer
-  await semanticPlugin.semantic.flush()
-}
+const seedRun = await replaySeed(server.url, semanticPlugin, true)
+const { exact, semantic, miss, wrong, other, spentUsd, savedUsd, baselineUsd } = seedRun
 const correct = exact + semantic - wrong
 const claimed = seed.claimed_result
 console.log(`   exact hits ${exact}, semantic hits ${semantic}, misses ${miss}${other ? `, other ${other}` : ''}; correct hits ${correct} of 15 possible, WRONG hits ${wrong}`)
@@ -175,10 +183,35 @@ console.log(`   target: >= 12 correct hits, 0 wrong -> ${correct >= 12 && wrong 
 // ------------------------------------------------------------------ 2. QQP
 
 console.log('2. QQP dev pairs (store a, ask b, each pair in a scope of its own)')
-const qqp = await runQqpBench()
+// the trade-off table below measures these judgement floors too, on the same embeddings
+const SWEEP = [0.8, 0.75, 0.7, 0.65, 0.6, 0.55]
+const qqp = await runQqpBench({ sweep: SWEEP })
 console.log(`   pairs ${qqp.pairs}, precision ${f(qqp.precision)}, recall ${f(qqp.recall)}, false hits ${qqp.falseHits}`)
 for (const [k, v] of Object.entries(qqp)) if (!['pairs', 'precision', 'recall', 'falseHits'].includes(k) && (typeof v === 'number' || typeof v === 'string')) console.log(`   ${k}: ${typeof v === 'number' ? f(v) : v}`)
 console.log(`   target: precision >= 0.90 with recall >= 0.30 -> ${qqp.precision >= 0.9 && qqp.recall >= 0.3 ? 'met' : 'NOT met'}\n`)
+
+// ------------------------------------------------------------------ 2b. what strictness trades
+
+// The seed prompts are long task prompts reworded (a persona, a title, a synonym, a clause
+// added); QQP's near misses are short questions where one changed word is another question. A
+// lower `strictness` serves more of the first and more wrong answers on the second: this table is
+// that trade, measured, for choosing a setting (the defaults above are the shipped ones).
+console.log('2b. What strictness trades (seed replay and QQP dev at other judgement floors; same proxy set-up, fresh storage each)')
+console.log('   strictness        seed correct  seed WRONG   QQP precision  QQP recall  QQP false hits')
+const row = (s: string, r: Replay, q: { precision: number; recall: number; falseHits: number }) =>
+  console.log(`   ${s.padEnd(17)} ${String(r.exact + r.semantic - r.wrong).padStart(6)} of 15 ${String(r.wrong).padStart(8)}   ${f(q.precision).padStart(12)}  ${f(q.recall).padStart(10)}  ${String(q.falseHits).padStart(14)}`)
+row(`${f(qqp.minScore, 4)} (default)`, seedRun, qqp)
+for (const point of qqp.sweep) {
+  const plugin = semanticCache({ strictness: point.minScore })
+  const dir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-cache-sweep-'))
+  const sweepApp = await createAgentMesh({ preset: 'demo', dataDir: dir, log: { level: 'warn' }, plugins: [normalise(), exactCache(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+  const sweepServer = await sweepApp.listen({ port: 0, host: '127.0.0.1' })
+  row(f(point.minScore, 2), await replaySeed(sweepServer.url, plugin, false), point)
+  await sweepServer.close()
+  await sweepApp.close()
+  rmSync(dir, { recursive: true, force: true })
+}
+console.log('')
 
 // ------------------------------------------------------------------ 3. exact hit latency
 

@@ -42,8 +42,12 @@ export interface QqpBenchOptions {
   embedder?: Embedder
   /** judge settings; default: the shipped defaults for the embedder */
   judge?: JudgeSettings
+  /** more judgement floors (`strictness`) to measure on the same embeddings, each in a store of its own */
+  sweep?: number[]
   log?: (line: string) => void
 }
+
+export interface SweepPoint { minScore: number; precision: number; recall: number; falseHits: number }
 
 export interface QqpBenchResult {
   pairs: number
@@ -62,6 +66,8 @@ export interface QqpBenchResult {
   judgeModel: string
   minSimilarity: number
   minScore: number
+  /** precision and recall at the `sweep` floors */
+  sweep: SweepPoint[]
   seconds: number
 }
 
@@ -72,10 +78,10 @@ export async function runQqpBench(opts: QqpBenchOptions = {}): Promise<QqpBenchR
   if (opts.limit) pairs = pairs.slice(0, opts.limit)
   const embedder = opts.embedder ?? useLiteEmbedder()
   const judge = createJudge(embedder.id, opts.judge)
-  const store = new SemanticStore({
+  const makeStore = (j: typeof judge) => new SemanticStore({
     storage: createStorage(),
     embedder,
-    judge,
+    judge: j,
     log: quiet,
     maxEntries: pairs.length + 1,
     ttlMs: 3600_000,
@@ -83,6 +89,8 @@ export async function runQqpBench(opts: QqpBenchOptions = {}): Promise<QqpBenchR
     candidates: 5,
     maxBatch: 32,
   })
+  const store = makeStore(judge)
+  const sweep = (opts.sweep ?? []).map((minScore) => ({ minScore, store: makeStore(createJudge(embedder.id, { ...opts.judge, minScore })), tp: 0, fp: 0 }))
   // embed everything up front through the plugin's queue (batched), then store and ask
   const texts = pairs.flatMap((p) => [p.a, p.b])
   const vecs = await Promise.all(texts.map((t) => store.embed(t, 'store')))
@@ -94,6 +102,10 @@ export async function runQqpBench(opts: QqpBenchOptions = {}): Promise<QqpBenchR
     await store.insert(partition, { text: p.a }, vecs[2 * i]!, answer(i, `answer to: ${p.a}`))
     const r = await store.lookup(partition, { text: p.b }, vecs[2 * i + 1]!)
     if (r.hit) (p.label ? tp++ : fp++)
+    for (const w of sweep) {
+      await w.store.insert(partition, { text: p.a }, vecs[2 * i]!, answer(i, `answer to: ${p.a}`))
+      if ((await w.store.lookup(partition, { text: p.b }, vecs[2 * i + 1]!)).hit) (p.label ? w.tp++ : w.fp++)
+    }
     // the same floor with no judgement: what a cosine-only cache would serve
     let c = 0
     const va = vecs[2 * i]!, vb = vecs[2 * i + 1]!
@@ -115,6 +127,7 @@ export async function runQqpBench(opts: QqpBenchOptions = {}): Promise<QqpBenchR
     judgeModel: judge.modelName,
     minSimilarity: judge.minSimilarity,
     minScore: judge.minScore,
+    sweep: sweep.map((w) => ({ minScore: w.minScore, precision: w.tp + w.fp ? w.tp / (w.tp + w.fp) : 1, recall: positives ? w.tp / positives : 0, falseHits: w.fp })),
     seconds: (performance.now() - t0) / 1000,
   }
 }
