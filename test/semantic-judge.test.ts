@@ -6,7 +6,7 @@ import { analyse, pairFeatures, stem } from '../plugins/semantic-cache/features.
 import { createJudge, judgeFile } from '../plugins/semantic-cache/judge.ts'
 import { embeddingText } from '../plugins/semantic-cache/text.ts'
 import { dequantise, quantise } from '../plugins/semantic-cache/vector-index.ts'
-import { mlpPredict, mlpTrain, unpack } from '../plugins/semantic-cache/mlp.ts'
+import { mlpPredict, mlpPredictPlain, mlpTrain, unpack } from '../plugins/semantic-cache/mlp.ts'
 
 const embedder = useLiteEmbedder()
 const judge = createJudge(embedder.id)
@@ -93,6 +93,27 @@ describe('semantic judgement', () => {
     expect(reused).toBeCloseTo(mlpPredict(unpack(model), a.u, c.v, a.f), 12)
     // a different query object is projected anew
     expect(mlpPredict(rt, b.u, c.v, a.f)).toBeCloseTo(mlpPredict(unpack(model), b.u, c.v, a.f), 12)
+  })
+
+  it('the inference kernels give what the training loops give (odd sizes, and the shipped networks)', () => {
+    let seed = 11
+    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5
+    const unit = (v: Float32Array) => { let n = 0; for (const x of v) n += x * x; return v.map((x) => x / Math.sqrt(n)) }
+    // hidden 6 and proj 5 leave remainders after the kernels' four-at-a-time passes
+    const samples = Array.from({ length: 120 }, (_, i) => ({ u: unit(Float32Array.from({ length: 10 }, rand)), v: unit(Float32Array.from({ length: 10 }, rand)), f: [rand(), rand(), rand()], y: i % 2, w: 1 }))
+    const odd = mlpTrain(samples.slice(0, 100), samples.slice(100), { hidden: 6, epochs: 2, proj: 5 })
+    const shipped = (judgeFile().models['use-lite-en@0.2.0'] as { members: Parameters<typeof unpack>[0][] }).members
+    for (const model of [odd, mlpTrain(samples.slice(0, 100), samples.slice(100), { hidden: 7, epochs: 2 }), ...shipped.slice(0, 2)]) {
+      const rt = unpack(model)
+      const dim = model.dim, nf = model.mean.length
+      for (let t = 0; t < 5; t++) {
+        const u = unit(Float32Array.from({ length: dim }, rand)), v = unit(Float32Array.from({ length: dim }, rand))
+        const f = Array.from({ length: nf }, () => rand() * 4)
+        const fast = mlpPredict(rt, u, v, f)
+        expect(fast).toBeGreaterThan(0)
+        expect(Math.abs(fast - mlpPredictPlain(rt, u, v, f))).toBeLessThan(1e-12)
+      }
+    }
   })
 
   it('refusing before every network has run gives the verdict of the full average', async () => {

@@ -41,6 +41,7 @@ export interface MlpRuntime {
   /** inference only: P times the last query vector, reused while the same query meets several candidates */
   lastU?: ArrayLike<number>
   lastPu?: Float64Array
+  pv?: Float64Array
 }
 
 const PROD_SCALE = 20 // u*v components of unit vectors are tiny: bring them to unit-ish range
@@ -51,7 +52,10 @@ const PROJ_SCALE = 20
 const PPROD_SCALE = 1
 const PDIFF_SCALE = 2
 
-export function unpack(m: MlpModel): MlpRuntime {
+/** a runtime for inference: `unpack` adds W1 hidden-major for the inference kernel */
+export type MlpInference = MlpRuntime & { W1T: Float64Array }
+
+export function unpack(m: MlpModel): MlpInference {
   const nf = m.mean.length
   const k = m.proj ?? 0
   const inputs = 2 * m.dim + nf + 2 * k
@@ -60,10 +64,13 @@ export function unpack(m: MlpModel): MlpRuntime {
   const n1 = inputs * m.hidden
   const n2 = n1 + 2 * m.hidden + 1
   if (all.length !== n2 + k * m.dim) throw new Error('semanticCache: judge network weights have the wrong size')
+  const W1T = new Float64Array(n1)
+  for (let i = 0; i < inputs; i++) for (let j = 0; j < m.hidden; j++) W1T[j * inputs + i] = all[i * m.hidden + j]!
   return {
     inputs,
     hidden: m.hidden,
     W1: Float64Array.from(all.subarray(0, n1)),
+    W1T,
     b1: Float64Array.from(all.subarray(n1, n1 + m.hidden)),
     W2: Float64Array.from(all.subarray(n1 + m.hidden, n1 + 2 * m.hidden)),
     b2: all[n1 + 2 * m.hidden]!,
@@ -75,8 +82,8 @@ export function unpack(m: MlpModel): MlpRuntime {
   }
 }
 
-/** fills x; with a projection, also a = Pu and b = Pv (length proj); `pu`: Pu already known */
-function fillInput(rt: { dim: number; mean: Float64Array; std: Float64Array; proj: number; P: Vec }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec, a?: Vec, b?: Vec, pu?: Float64Array): void {
+/** the inputs before the projected ones: u*v, |u-v| and the standardised features */
+function fillPair(rt: { dim: number; mean: Float64Array; std: Float64Array }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec): void {
   const d = rt.dim
   for (let i = 0; i < d; i++) {
     x[i] = u[i]! * v[i]! * PROD_SCALE
@@ -84,22 +91,14 @@ function fillInput(rt: { dim: number; mean: Float64Array; std: Float64Array; pro
   }
   const nf = rt.mean.length
   for (let i = 0; i < nf; i++) x[2 * d + i] = (f[i]! - rt.mean[i]!) / rt.std[i]!
+}
+
+/** fills x (training); with a projection, also a = Pu and b = Pv (length proj) */
+function fillInput(rt: { dim: number; mean: Float64Array; std: Float64Array; proj: number; P: Vec }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec, a?: Vec, b?: Vec): void {
+  fillPair(rt, u, v, f, x)
   const k = rt.proj
   if (!k) return
-  const P = rt.P, base = 2 * d + nf
-  if (pu) {
-    for (let p = 0; p < k; p++) {
-      const o = p * d
-      let t0 = 0, t1 = 0, t2 = 0, t3 = 0
-      let i = 0
-      for (; i + 3 < d; i += 4) { t0 += P[o + i]! * v[i]!; t1 += P[o + i + 1]! * v[i + 1]!; t2 += P[o + i + 2]! * v[i + 2]!; t3 += P[o + i + 3]! * v[i + 3]! }
-      for (; i < d; i++) t0 += P[o + i]! * v[i]!
-      const su = pu[p]!, sv = (t0 + t1 + t2 + t3) * PROJ_SCALE
-      x[base + p] = su * sv * PPROD_SCALE
-      x[base + k + p] = Math.abs(su - sv) * PDIFF_SCALE
-    }
-    return
-  }
+  const d = rt.dim, P = rt.P, base = 2 * d + rt.mean.length
   for (let p = 0; p < k; p++) {
     const o = p * d
     // (unrolled: this is most of a projected network's forward pass)
@@ -135,21 +134,88 @@ function forward(rt: MlpRuntime, x: Vec, h: Vec): number {
 }
 
 /**
- * probability that the two prompts ask the same thing. Vectors are read, never kept, except
- * that P times `u` is reused while the same `u` object comes again: do not refill a vector in place.
+ * out = P v (scaled), four rows of P per pass so each v[i] is loaded once for four of them
+ * (twice as fast here as one row at a time).
  */
-export function mlpPredict(rt: MlpRuntime, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
+function project(rt: MlpRuntime, v: ArrayLike<number>, out: Float64Array): void {
+  const k = rt.proj, d = rt.dim, P = rt.P
+  let p = 0
+  for (; p + 3 < k; p += 4) {
+    const o0 = p * d, o1 = o0 + d, o2 = o1 + d, o3 = o2 + d
+    let t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    for (let i = 0; i < d; i++) {
+      const vi = v[i]!
+      t0 += P[o0 + i]! * vi; t1 += P[o1 + i]! * vi; t2 += P[o2 + i]! * vi; t3 += P[o3 + i]! * vi
+    }
+    out[p] = t0 * PROJ_SCALE; out[p + 1] = t1 * PROJ_SCALE; out[p + 2] = t2 * PROJ_SCALE; out[p + 3] = t3 * PROJ_SCALE
+  }
+  for (; p < k; p++) {
+    let t = 0
+    for (let i = 0, o = p * d; i < d; i++) t += P[o + i]! * v[i]!
+    out[p] = t * PROJ_SCALE
+  }
+}
+
+/**
+ * The hidden layer from W1 hidden-major, four units per pass over x: four running sums stay in
+ * registers and each x[i] is loaded once for four of them. About 4x faster here than the
+ * input-major loop training uses, which stores into h on every multiply.
+ */
+function forwardInference(rt: MlpInference, x: Float64Array): number {
+  const H = rt.hidden, n = rt.inputs, W = rt.W1T, b1 = rt.b1, W2 = rt.W2
+  let z = rt.b2
+  let j = 0
+  for (; j + 3 < H; j += 4) {
+    const o0 = j * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n
+    let s0 = b1[j]!, s1 = b1[j + 1]!, s2 = b1[j + 2]!, s3 = b1[j + 3]!
+    for (let i = 0; i < n; i++) {
+      const xi = x[i]!
+      s0 += xi * W[o0 + i]!; s1 += xi * W[o1 + i]!; s2 += xi * W[o2 + i]!; s3 += xi * W[o3 + i]!
+    }
+    if (s0 > 0) z += s0 * W2[j]!
+    if (s1 > 0) z += s1 * W2[j + 1]!
+    if (s2 > 0) z += s2 * W2[j + 2]!
+    if (s3 > 0) z += s3 * W2[j + 3]!
+  }
+  for (; j < H; j++) {
+    let s = b1[j]!
+    for (let i = 0, o = j * n; i < n; i++) s += x[i]! * W[o + i]!
+    if (s > 0) z += s * W2[j]!
+  }
+  return z
+}
+
+/**
+ * probability that the two prompts ask the same thing (a runtime from `unpack`). Vectors are
+ * read, never kept, except that P times `u` is reused while the same `u` object comes again:
+ * do not refill a vector in place.
+ */
+export function mlpPredict(rt: MlpInference, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
   const x = new Float64Array(rt.inputs)
-  const h = new Float64Array(rt.hidden)
-  if (rt.proj && rt.lastU !== u) {
+  fillPair(rt, u, v, features, x)
+  const k = rt.proj
+  if (k) {
     // the store judges one query against several candidates with the same vector object
-    const pu = (rt.lastPu ??= new Float64Array(rt.proj))
-    const pv = new Float64Array(rt.proj)
-    fillInput(rt, u, v, features, x, pu, pv)
-    rt.lastU = u
-  } else fillInput(rt, u, v, features, x, undefined, undefined, rt.proj ? rt.lastPu : undefined)
+    const pu = (rt.lastPu ??= new Float64Array(k))
+    if (rt.lastU !== u) { project(rt, u, pu); rt.lastU = u }
+    const pv = (rt.pv ??= new Float64Array(k))
+    project(rt, v, pv)
+    const base = 2 * rt.dim + rt.mean.length
+    for (let p = 0; p < k; p++) {
+      const su = pu[p]!, sv = pv[p]!
+      x[base + p] = su * sv * PPROD_SCALE
+      x[base + k + p] = Math.abs(su - sv) * PDIFF_SCALE
+    }
+  }
   // symmetric by construction of the inputs (u*v, |u-v|, symmetric features, Pu*Pv, |Pu-Pv|)
-  return 1 / (1 + Math.exp(-forward(rt, x, h)))
+  return 1 / (1 + Math.exp(-forwardInference(rt, x)))
+}
+
+/** the same probability through the training path's loops: slower, kept to check the inference kernels against */
+export function mlpPredictPlain(rt: MlpRuntime, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
+  const x = new Float64Array(rt.inputs)
+  fillInput(rt, u, v, features, x)
+  return 1 / (1 + Math.exp(-forward(rt, x, new Float64Array(rt.hidden))))
 }
 
 export interface MlpSample { u: ArrayLike<number>; v: ArrayLike<number>; f: number[]; y: number; w: number }
