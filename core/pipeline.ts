@@ -105,7 +105,8 @@ class Context implements MeshContext {
     this.route = { vendor: 'none', model: req.pathModel ?? '' }
     this.mesh = m.mesh
   }
-  // built on first use: most requests never read it
+  // read on demand: srvx builds a request's AbortController and its close listeners on first
+  // access, and most requests never need one
   get signal(): AbortSignal {
     return this.#source.signal
   }

@@ -37,7 +37,6 @@ export function isObject(v: unknown): v is Record<string, any> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-
 export function pick(body: Record<string, any>, keys: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const k of keys) if (body[k] !== undefined) out[k] = body[k]

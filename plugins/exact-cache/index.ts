@@ -65,7 +65,6 @@ function validate(o: ExactCacheOptions): void {
   if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
 }
 
-
 const ZERO: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }
 
 function freshId(protocol: string): string {

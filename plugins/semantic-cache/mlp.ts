@@ -42,6 +42,8 @@ export interface MlpRuntime {
   lastU?: ArrayLike<number>
   lastPu?: Float64Array
   pv?: Float64Array
+  /** inference only: the input vector, refilled on every call (mlpPredict is synchronous) */
+  x?: Float64Array
 }
 
 const PROD_SCALE = 20 // u*v components of unit vectors are tiny: bring them to unit-ish range
@@ -69,7 +71,8 @@ export function unpack(m: MlpModel): MlpInference {
   return {
     inputs,
     hidden: m.hidden,
-    W1: Float64Array.from(all.subarray(0, n1)),
+    // input-major W1 is only read by mlpPredictPlain: a view, not a second float64 copy
+    W1: all.subarray(0, n1),
     W1T,
     b1: Float64Array.from(all.subarray(n1, n1 + m.hidden)),
     W2: Float64Array.from(all.subarray(n1 + m.hidden, n1 + 2 * m.hidden)),
@@ -191,7 +194,8 @@ function forwardInference(rt: MlpInference, x: Float64Array): number {
  * do not refill a vector in place.
  */
 export function mlpPredict(rt: MlpInference, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
-  const x = new Float64Array(rt.inputs)
+  // every slot is written below, so the buffer is reused across calls
+  const x = (rt.x ??= new Float64Array(rt.inputs))
   fillPair(rt, u, v, features, x)
   const k = rt.proj
   if (k) {
