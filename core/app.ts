@@ -17,7 +17,7 @@ import { createPricing } from './pricing.ts'
 import { protocols } from './protocols/index.ts'
 import { createMeshStorage } from './storage.ts'
 import { createTokenCounter } from './tokens.ts'
-import type { HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
+import type { HealthCheck, HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
 
 export const VERSION = '0.1.0'
 const HOOKS: HookName[] = ['beforeRequest', 'cacheLookup', 'route', 'afterResponse']
@@ -62,6 +62,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const closers: Array<() => void | Promise<void>> = []
   const pending = new Set<Promise<unknown>>()
   let identityResolver: IdentityResolver = defaultIdentityResolver
+  const healthChecks = new Map<string, () => HealthCheck>()
 
   const mesh: Mesh = {
     mode: options.mode ?? 'serve',
@@ -87,6 +88,9 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     },
     onClose(fn) {
       closers.push(fn)
+    },
+    addHealthCheck(name, check) {
+      healthChecks.set(name, check)
     },
   }
 
@@ -234,7 +238,31 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   app.get('/agentmesh/events', (event) => eventStreamResponse(bus, event.req as Request, internals.corsHeaders(event.req.headers.get('origin'))))
   // unknown routes: a JSON 404 in the OpenAI error shape most clients read
   app.all('/**', (event) => jsonError(404, 'not_found', `no route for ${event.req.method} ${event.url.pathname}`, event.req.headers.get('origin')))
-  app.get('/agentmesh/health', () => ({ ok: true, version: VERSION, preset: config.preset, plugins: plugins.map((p) => p.name), storage: store.describe, vendors: [...mesh.vendors.keys()] }))
+  // health: the process answers (200 while it runs) and what is degraded; ready: 503 while any
+  // part the requests depend on is down, so a load balancer sends traffic elsewhere
+  const checkAll = () => {
+    const checks: Record<string, HealthCheck> = {}
+    let ok = true
+    for (const [name, check] of healthChecks) {
+      let c: HealthCheck
+      try {
+        c = check()
+      } catch (err) {
+        c = { ok: false, message: `health check failed: ${(err as Error).message}` }
+      }
+      checks[name] = c
+      ok &&= c.ok
+    }
+    return { ok, checks }
+  }
+  app.get('/agentmesh/health', () => {
+    const { ok, checks } = checkAll()
+    return { ok, status: ok ? 'ok' : 'degraded', version: VERSION, preset: config.preset, plugins: plugins.map((p) => p.name), storage: store.describe, vendors: [...mesh.vendors.keys()], checks }
+  })
+  app.get('/agentmesh/ready', () => {
+    const { ok, checks } = checkAll()
+    return new FastResponse(JSON.stringify({ ready: ok, checks }), { status: ok ? 200 : 503, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } })
+  })
 
   let closed: Promise<void> | undefined
   const instance: AgentMesh = {

@@ -4,3 +4,4 @@ export { defineConfig, loadMeshConfig, resolveConfig, ConfigError } from './conf
 export { definePlugin } from './plugin.ts'
 export { protocols, ProtocolError } from './protocols/index.ts'
 export type * from './types.ts'
+export { StorageUnavailableError, isStorageUnavailable } from './errors.ts'

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
 import { FastResponse } from 'srvx'
+import { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
 import { maskSecrets } from './log.ts'
 import { attachNodeResponse, clientGone, nodeResponseOf, onClientGone } from './client.ts'
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
@@ -175,6 +176,14 @@ function clientSafe(m: MeshInternals, message: string): string {
 function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown): MeshResponse {
   if (err instanceof ProtocolError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
   if (err instanceof UpstreamError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
+  if (err instanceof StorageUnavailableError) return { kind: 'error', status: 503, type: 'storage_unavailable', message: err.message }
+  if (err instanceof PluginError && isStorageUnavailable(err.cause)) {
+    // storage down is the deployment's state, not a plugin bug: a 503 the client may retry, and
+    // the storage layer logs the outage once rather than once per request
+    const message = clientSafe(m, (err.cause as Error).message)
+    ctx.error = { status: 503, type: 'storage_unavailable', message, plugin: err.plugin }
+    return { kind: 'error', status: 503, type: 'storage_unavailable', message }
+  }
   if (err instanceof PluginError) {
     m.mesh.log.error(err.message, { request: ctx.id })
     // a plugin's error text can carry what the client must not see (a storage URL's password, a key)

@@ -292,7 +292,21 @@ export interface Mesh {
   addRoute(method: string, path: string, handler: (request: Request, params: Record<string, string>) => Response | Promise<Response>): void
   /** register work to await at shutdown (flush queues) */
   onClose(fn: () => void | Promise<void>): void
+  /**
+   * Report a part's state in `/agentmesh/health` and `/agentmesh/ready` (storage, the audit log):
+   * the check runs on every probe, so it reads state, it does not probe
+   */
+  addHealthCheck(name: string, check: () => HealthCheck): void
   dataDir: string
+}
+
+/** One part's state for `/agentmesh/health`; `ok: false` makes `/agentmesh/ready` answer 503. */
+export interface HealthCheck {
+  ok: boolean
+  /** why not ok (no secrets: it is shown to anyone who can reach the port) */
+  message?: string
+  /** since when it is not ok (epoch ms) */
+  since?: number
 }
 
 export interface StorageConfig {
