@@ -9,9 +9,10 @@ import { createHooks } from 'hookable'
 import { FastResponse, serve } from 'srvx'
 import { resolveConfig } from './config.ts'
 import { createEventBus, eventStreamResponse } from './events.ts'
+import { headerSafe } from './headers.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, handleLlmRequest, isThenable, runAll, runHooks } from './pipeline.ts'
+import { PluginError, handleLlmRequest, parseBody, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocols } from './protocols/index.ts'
@@ -58,7 +59,16 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const store = createMeshStorage(config.storage, dataDir)
   const bus = createEventBus((err) => log.warn(`event listener failed: ${(err as Error)?.message}`))
   const hooks = createHooks<any>()
-  const app = new H3()
+  // h3 answers what reaches it unhandled (a malformed URL such as `GET /%`, a throw in a route)
+  // in its own shape; clients get every error in their protocol instead
+  const app = new H3({
+    onError: (error, event) => {
+      const status = error.status >= 400 && error.status < 500 ? error.status : 500
+      if (status === 500) log.error(`unhandled error on ${event.req.method} ${event.url.pathname}: ${error.message}`)
+      const message = status === 400 ? 'malformed request URL' : status === 500 ? 'internal error in AgentMesh; see the proxy log' : error.message
+      return protocolError(event, protocolOfPath(event.url.pathname), status, status === 500 ? 'internal_error' : 'invalid_request_error', message)
+    },
+  })
   const closers: Array<() => void | Promise<void>> = []
   const pending = new Set<Promise<unknown>>()
   let identityResolver: IdentityResolver = defaultIdentityResolver
@@ -172,7 +182,12 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     let pathModel: string | undefined
     let pathStream: boolean | undefined
     if (protocol === 'gemini') {
-      const tail = decodeURIComponent(event.context.params?.modelAction ?? '')
+      let tail: string
+      try {
+        tail = decodeURIComponent(event.context.params?.modelAction ?? '')
+      } catch {
+        return protocolError(event, 'gemini', 400, 'invalid_request_error', 'the model in the path is not valid percent-encoding')
+      }
       const i = tail.lastIndexOf(':')
       const action = i < 0 ? '' : tail.slice(i + 1)
       pathModel = i < 0 ? tail : tail.slice(0, i)
@@ -199,13 +214,13 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     const body = await readBody(event, config.limits.bodyBytes)
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
     try {
-      const parsed = JSON.parse(body)
+      const parsed = parseBody(body) as any
       const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
       const n = mesh.tokens.estimateInput(prompt, prompt.model)
       const out = protocol === 'gemini' ? { totalTokens: n } : { input_tokens: n }
-      return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-model': prompt.model } })
+      return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-model': headerSafe(prompt.model) } })
     } catch (err) {
-      return protocolError(event, protocol, 400, 'invalid_request_error', err instanceof SyntaxError ? `malformed JSON body: ${err.message}` : (err as Error).message)
+      return protocolError(event, protocol, 400, 'invalid_request_error', (err as Error).message)
     }
   }
 
@@ -300,6 +315,13 @@ function globToRegExp(glob: string): RegExp {
   let re = globs.get(glob)
   if (!re) globs.set(glob, (re = new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$')))
   return re
+}
+
+/** The protocol a path belongs to, for errors answered before a route has run. */
+function protocolOfPath(path: string): ProtocolName {
+  if (path.startsWith('/v1beta/')) return 'gemini'
+  if (path.startsWith('/v1/messages')) return 'anthropic'
+  return 'openai'
 }
 
 function formatHost(host: string): string {

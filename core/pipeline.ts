@@ -5,9 +5,11 @@ import type { ServerResponse } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
 import { FastResponse } from 'srvx'
 import { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
+import { headerSafe, headersSafe } from './headers.ts'
 import { maskSecrets } from './log.ts'
 import { attachNodeResponse, clientGone, nodeResponseOf, onClientGone } from './client.ts'
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
+import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
 import { SseParser, SseTap } from './stream.ts'
 import { UpstreamError } from './upstream.ts'
 import type { CanonicalAnswer, Logger, MeshContext, MeshResponse, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
@@ -123,12 +125,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
   const ctx = newContext(m, req)
   const adapter = protocols[req.protocol]
   try {
-    let body: unknown
-    try {
-      body = JSON.parse(req.rawBody)
-    } catch (err) {
-      throw new ProtocolError(`malformed JSON body: ${(err as Error).message}`)
-    }
+    const body = parseBody(req.rawBody)
     ctx.request.body = body
     if (req.operation === 'embeddings') {
       const model = (body as any)?.model
@@ -161,6 +158,16 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     ctx.response = errorResponse(m, ctx, err)
   }
   return finish(m, ctx, adapter)
+}
+
+/** The request's JSON, or a 400 for malformed or too deeply nested text. */
+export function parseBody(text: string): unknown {
+  if (jsonDepthExceeds(text)) throw new ProtocolError(`request body nests deeper than ${MAX_JSON_DEPTH} levels`)
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new ProtocolError(`malformed JSON body: ${(err as Error).message}`)
+  }
 }
 
 /** Keys (by shape and the configured values) and URL credentials masked, for error text sent to clients. */
@@ -255,8 +262,9 @@ function responseHeaders(m: MeshInternals, ctx: MeshContext, contentType: string
   const h: Record<string, string> = {}
   if (extra) for (const k in extra) h[k] = extra[k]!
   h['x-agentmesh-request-id'] = ctx.id
-  h['x-agentmesh-vendor'] = ctx.route.vendor
-  h['x-agentmesh-model'] = ctx.answer?.model || ctx.route.model || ctx.prompt.model
+  // the route and the answer's model can come from the client or the vendor: encoded if unsafe
+  h['x-agentmesh-vendor'] = headerSafe(ctx.route.vendor)
+  h['x-agentmesh-model'] = headerSafe(ctx.answer?.model || ctx.route.model || ctx.prompt.model)
   h['x-agentmesh-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
   h['x-agentmesh-cost-usd'] = ctx.cost.usd.toFixed(6)
   h['x-agentmesh-cache'] = ctx.cache.status
@@ -264,7 +272,7 @@ function responseHeaders(m: MeshInternals, ctx: MeshContext, contentType: string
   if (ctx.usage.estimated) h['x-agentmesh-usage'] = 'estimated'
   if (ctx.usage.cacheReadTokens) h['x-agentmesh-cache-read-tokens'] = String(ctx.usage.cacheReadTokens)
   if (ctx.usage.cacheWriteTokens) h['x-agentmesh-cache-write-tokens'] = String(ctx.usage.cacheWriteTokens)
-  for (const k in ctx.headers) h[k.toLowerCase()] = ctx.headers[k]!
+  for (const k in ctx.headers) h[k.toLowerCase()] = headerSafe(String(ctx.headers[k]))
   const origin = ctx.request.headers.get('origin')
   if (origin) Object.assign(h, m.corsHeaders(origin))
   h['content-type'] = contentType
@@ -284,12 +292,31 @@ function send(m: MeshInternals, ctx: MeshContext, status: number, body: string |
     // served by node:http: one writeHead and one end, no Response object in between
     if (!nodeRes.destroyed && !nodeRes.headersSent) {
       headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.length)
-      nodeRes.writeHead(status, headers)
-      nodeRes.end(body)
+      if (writeHead(m, ctx, nodeRes, status, headers)) nodeRes.end(body)
     }
     return kHandled as unknown as Response
   }
   return new FastResponse(body as any, { status, headers }) as unknown as Response
+}
+
+/**
+ * writeHead that cannot throw into the stream path (a throw there once ended the process): a
+ * value Node refuses is encoded and tried again; false when the response could not be started.
+ */
+function writeHead(m: MeshInternals, ctx: MeshContext, nodeRes: ServerResponse, status: number, headers: Record<string, string>): boolean {
+  try {
+    nodeRes.writeHead(status, headers)
+    return true
+  } catch (err) {
+    m.mesh.log.error(`response headers refused (${(err as Error).message}); sending them encoded`, { request: ctx.id })
+  }
+  try {
+    nodeRes.writeHead(status, headersSafe(headers))
+    return true
+  } catch {
+    nodeRes.destroy()
+    return false
+  }
 }
 
 async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapter): Promise<Response> {
@@ -345,24 +372,39 @@ async function finishBody(m: MeshInternals, ctx: MeshContext, adapter: ProtocolA
     // the vendor's own error, passed through with its status and body
     ctx.error = { status: res.status, type: 'upstream_error', message: `${ctx.route.vendor} answered ${res.status}` }
     m.mesh.emit('error', { id: ctx.id, status: res.status, type: 'upstream_error', message: ctx.error.message })
-  } else if (res.status === 200) {
-    try {
-      const json = JSON.parse(buf.toString('utf8'))
-      if (ctx.operation === 'embeddings') {
-        ctx.usage = { ...zeroUsage(), inputTokens: Number(json?.usage?.prompt_tokens ?? ctx.usage.inputTokens) }
-      } else {
-        ctx.answer = adapter.read(json)
-        ctx.usage = ctx.answer.usage
-      }
-    } catch {
-      m.mesh.log.warn('upstream answered 200 with a body that is not JSON', { request: ctx.id, vendor: ctx.route.vendor })
-    }
+  } else if (res.status === 200 && !readAnswer(ctx, adapter, buf)) {
+    // relayed, a 200 that is not an answer would be the client's problem and unbilled; say so
+    m.mesh.log.warn(`${ctx.route.vendor} answered 200 with a body that is not a ${ctx.protocol} answer`, { request: ctx.id })
+    ctx.response = errorResponse(m, ctx, new UpstreamError(`${ctx.route.vendor} answered 200 with a body that is not a ${ctx.protocol} answer`, 502, 'upstream_invalid_response'))
+    return finish(m, ctx, adapter)
   }
   price(m, ctx)
   logCall(m, ctx, res.status)
   const done = after(m, ctx)
   if (done) await done
   return send(m, ctx, res.status, buf, res.headers['content-type'] ?? 'application/json', res.headers)
+}
+
+/** Read a 200 body into ctx.answer and ctx.usage; false when it is not JSON of the protocol's answer. */
+function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): boolean {
+  let json: any
+  try {
+    json = JSON.parse(buf.toString('utf8'))
+  } catch {
+    return false
+  }
+  if (ctx.operation === 'embeddings') {
+    if (json === null || typeof json !== 'object' || !Array.isArray(json.data)) return false
+    ctx.usage = { ...zeroUsage(), inputTokens: Number(json.usage?.prompt_tokens ?? ctx.usage.inputTokens) }
+    return true
+  }
+  try {
+    ctx.answer = adapter.read(json)
+  } catch {
+    return false
+  }
+  ctx.usage = ctx.answer.usage
+  return true
 }
 
 /**
@@ -424,7 +466,7 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       ctx.status = res.status
       const headers = responseHeaders(m, ctx, res.headers['content-type'] ?? 'text/event-stream', { ...res.headers, 'cache-control': 'no-cache' })
       if (m.hasListeners()) emitResponse(m, ctx, res.status)
-      nodeRes.writeHead(res.status, headers)
+      writeHead(m, ctx, nodeRes, res.status, headers)
     }
     const write = (data: Buffer | string) => {
       if (!corked) {
@@ -461,8 +503,12 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (!started) start()
       const rest = parser.flush()
       if (rest) write(rest)
+      // an upstream that closed cleanly without its last event ([DONE], message_stop, a
+      // finishReason) did not complete: the client gets the protocol's error event, not a clean end
+      const complete = reader.finish() !== undefined
+      if (!complete) write(incompleteStreamEvent(ctx, adapter, 'ended before its final event'))
       nodeRes.end()
-      finishUp(false)
+      finishUp(!complete)
     }
     const onError = (err: Error) => {
       if (settled) return
@@ -474,7 +520,9 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
         finish(m, ctx, adapter).then(resolve, () => resolve(kHandled as unknown as Response)).finally(ended)
         return
       }
-      nodeRes.destroy(err)
+      // mid-stream: the status is sent, so the failure is told as the protocol's error event
+      write(incompleteStreamEvent(ctx, adapter, `failed (${err.message})`))
+      nodeRes.end()
       finishUp(true)
     }
     body.on('data', onData)
@@ -488,10 +536,14 @@ function streamToNode(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
   })
 }
 
+function incompleteStreamEvent(ctx: MeshContext, adapter: ProtocolAdapter, what: string): string {
+  return adapter.streamError(502, 'upstream_stream_error', `${ctx.route.vendor} stream ${what}; the answer is incomplete`)
+}
+
 function finishStream(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapter, res: Extract<MeshResponse, { kind: 'upstream' }>): Response {
   const hide = !!ctx.meta.core?.hideUsageChunk
   const reader = adapter.streamReader({ hideUsageChunk: hide })
-  const tap = new SseTap(reader, hide)
+  const tap = new SseTap(reader, hide, () => (reader.finish() ? '' : incompleteStreamEvent(ctx, adapter, 'ended before its final event')))
   const estimated = ctx.usage
   let ended!: () => void
   // a config reload or shutdown waits for streams in flight

@@ -56,7 +56,8 @@ export class SseParser {
 /** The parser as a Transform, for responses that are not written straight to a Node socket. */
 export class SseTap extends Transform {
   private readonly parser: SseParser
-  constructor(reader: StreamReader, dropEvents: boolean) {
+  /** `trailer` is asked at the end for text to add (the error event of an incomplete stream) */
+  constructor(reader: StreamReader, dropEvents: boolean, private readonly trailer?: () => string) {
     super()
     this.parser = new SseParser(reader, dropEvents)
   }
@@ -71,6 +72,8 @@ export class SseTap extends Transform {
   override _flush(cb: TransformCallback): void {
     const out = this.parser.flush()
     if (out) this.push(out)
+    const tail = this.trailer?.()
+    if (tail) this.push(tail)
     cb()
   }
 }

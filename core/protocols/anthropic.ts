@@ -1,7 +1,12 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { ProtocolError, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+
+const FIELD_TYPES = {
+  stream: 'boolean', tools: 'array', tool_choice: 'object', temperature: 'number', top_p: 'number', top_k: 'integer',
+  stop_sequences: 'array', metadata: 'object', thinking: 'object', system: ['string', 'array'],
+} as const
 
 const PARAMS = ['temperature', 'top_p', 'top_k', 'stop_sequences', 'thinking'] as const
 
@@ -13,7 +18,10 @@ function blocksText(content: unknown, where: string): { text: string; extra: str
   let images = false
   for (const b of content) {
     if (!isObject(b) || typeof b.type !== 'string') throw new ProtocolError(`${where}: each content block must be an object with a string \`type\``)
-    if (b.type === 'text') texts.push(String(b.text ?? ''))
+    if (b.type === 'text') {
+      if (typeof b.text !== 'string') throw new ProtocolError(`${where}: a text block needs a string \`text\``)
+      texts.push(b.text)
+    }
     else {
       if (b.type === 'image' || b.type === 'document') images = true
       // cache_control is a billing hint, not part of the question
@@ -55,6 +63,7 @@ export const anthropicProtocol: ProtocolAdapter = {
     const model = requireModel(body.model)
     if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ProtocolError('`messages` is required and must be a non-empty array')
     if (body.max_tokens !== undefined && (!Number.isInteger(body.max_tokens) || body.max_tokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
+    checkFieldTypes(body, FIELD_TYPES)
     let system = ''
     let hasImages = false
     if (body.system !== undefined) system = blocksText(body.system, '`system`').text
@@ -105,8 +114,13 @@ export const anthropicProtocol: ProtocolAdapter = {
     return out + sse({ type: 'message_stop' }, 'message_stop')
   },
 
+  streamError(_status, type, message) {
+    return sse({ type: 'error', error: { type, message } }, 'error')
+  },
+
   read(json) {
-    const blocks: any[] = Array.isArray(json?.content) ? json.content : []
+    if (!isObject(json) || !Array.isArray(json.content)) throw new NotAnAnswerError('no `content` array')
+    const blocks: any[] = json.content
     const toolCalls: ToolCall[] = blocks.filter((b) => b.type === 'tool_use').map((b) => ({ id: String(b.id), name: String(b.name), arguments: JSON.stringify(b.input ?? {}) }))
     return {
       id: String(json?.id ?? ''),

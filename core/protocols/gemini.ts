@@ -1,7 +1,10 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { ProtocolError, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkModelName, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+
+const FIELD_TYPES = { tools: 'array', toolConfig: 'object', generationConfig: 'object', safetySettings: 'array', systemInstruction: ['object', 'string'], system_instruction: ['object', 'string'] } as const
+const GENERATION_TYPES = { temperature: 'number', topP: 'number', topK: 'number', candidateCount: 'integer', stopSequences: 'array', seed: 'integer', responseMimeType: 'string' } as const
 
 const statusNames: Record<number, string> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 502: 'UNAVAILABLE', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED' }
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { STOP: 'stop', MAX_TOKENS: 'length', SAFETY: 'content_filter', RECITATION: 'content_filter', PROHIBITED_CONTENT: 'content_filter' }
@@ -63,10 +66,14 @@ export const geminiProtocol: ProtocolAdapter = {
   parse(body, { pathModel, stream }) {
     if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
     if (!pathModel) throw new ProtocolError('the model is required in the path: /v1beta/models/{model}:generateContent')
+    checkModelName(pathModel, 'the model in the path')
     if (!Array.isArray(body.contents) || body.contents.length === 0) throw new ProtocolError('`contents` is required and must be a non-empty array')
+    checkFieldTypes(body, FIELD_TYPES)
+    if (isObject(body.generationConfig)) checkFieldTypes(body.generationConfig, GENERATION_TYPES, 'generationConfig.')
     let hasImages = false
     const messages: CanonicalMessage[] = body.contents.map((c: any, i: number) => {
       if (!isObject(c)) throw new ProtocolError(`contents[${i}] must be an object`)
+      if (c.role !== undefined && typeof c.role !== 'string') throw new ProtocolError(`contents[${i}].role must be a string`)
       const { text, extra, images } = partsText(c.parts, `contents[${i}]`)
       hasImages ||= images
       const role = c.role === 'model' ? 'assistant' : c.role === 'function' ? 'tool' : 'user'
@@ -108,10 +115,17 @@ export const geminiProtocol: ProtocolAdapter = {
     return out
   },
 
+  streamError(status, type, message) {
+    return sse(geminiProtocol.errorBody(status, type, message))
+  },
+
   read(json) {
+    const chunks = Array.isArray(json) ? json : [json]
+    // an answer has candidates; a blocked prompt has only promptFeedback
+    if (chunks.length === 0 || !chunks.every((c) => isObject(c) && (Array.isArray(c.candidates) || isObject(c.promptFeedback)))) throw new NotAnAnswerError('no `candidates`')
     const acc = { text: '', tools: [] as CanonicalAnswer['toolCalls'], model: '', id: '' } as Parameters<typeof readChunk>[1]
     // a non-SSE streamGenerateContent answer is a JSON array of chunks
-    for (const chunk of Array.isArray(json) ? json : [json]) readChunk(chunk, acc)
+    for (const chunk of chunks) readChunk(chunk, acc)
     return { id: acc.id, model: acc.model, text: acc.text, toolCalls: acc.tools, stopReason: acc.tools.length ? 'tool_calls' : stopReasons[acc.finish ?? 'STOP'] ?? 'stop', usage: acc.usage ?? emptyUsage() }
   },
 

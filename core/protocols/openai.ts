@@ -1,7 +1,13 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { ProtocolError, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+
+const FIELD_TYPES = {
+  stream: 'boolean', stream_options: 'object', tools: 'array', functions: 'array', tool_choice: ['string', 'object'], response_format: 'object',
+  temperature: 'number', top_p: 'number', n: 'integer', seed: 'integer', stop: ['string', 'array'], max_tokens: 'integer', max_completion_tokens: 'integer',
+  presence_penalty: 'number', frequency_penalty: 'number', metadata: 'object', user: 'string',
+} as const
 
 const PARAMS = ['temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'reasoning_effort', 'verbosity', 'modalities', 'audio', 'prediction', 'parallel_tool_calls'] as const
 
@@ -13,8 +19,11 @@ function contentText(content: unknown): { text: string; extra: string; images: b
   const extras: unknown[] = []
   let images = false
   for (const part of content) {
-    if (!isObject(part)) throw new ProtocolError('each content part must be an object')
-    if (part.type === 'text') texts.push(String(part.text ?? ''))
+    if (!isObject(part) || typeof part.type !== 'string') throw new ProtocolError('each content part must be an object with a string `type`')
+    if (part.type === 'text') {
+      if (typeof part.text !== 'string') throw new ProtocolError('a text content part needs a string `text`')
+      texts.push(part.text)
+    }
     else {
       if (part.type === 'image_url' || part.type === 'input_image') images = true
       extras.push(part)
@@ -38,6 +47,7 @@ export const openaiProtocol: ProtocolAdapter = {
     if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
     const model = requireModel(body.model)
     if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ProtocolError('`messages` is required and must be a non-empty array')
+    checkFieldTypes(body, FIELD_TYPES)
     const system: string[] = []
     const messages: CanonicalMessage[] = []
     let hasImages = false
@@ -105,7 +115,12 @@ export const openaiProtocol: ProtocolAdapter = {
     return out + sse('[DONE]')
   },
 
+  streamError(_status, type, message) {
+    return sse({ error: { message, type, param: null, code: type } })
+  },
+
   read(json) {
+    if (!isObject(json) || !Array.isArray(json.choices)) throw new NotAnAnswerError('no `choices` array')
     const choice = json?.choices?.[0]
     const msg = choice?.message ?? {}
     const toolCalls: ToolCall[] = (msg.tool_calls ?? []).map((t: any) => ({ id: String(t.id), name: String(t.function?.name ?? ''), arguments: String(t.function?.arguments ?? '') }))
