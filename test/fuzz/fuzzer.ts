@@ -1,0 +1,281 @@
+// The fuzz loop: cases in order against the proxy child, every oracle on every response, crashes
+// and stalls confirmed by replaying the case alone, failures deduplicated by kind (first case
+// kept, with its reproduction), memory compared between warm-up and the end.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.ts'
+import { generateCase, requestBytes, seedCase, type FuzzCase } from './cases.ts'
+import { startChild, type ProxyChild } from './child.ts'
+import { sendRaw } from './client.ts'
+import { checkResponse, type Failure } from './oracle.ts'
+import { reproOf } from './repro.ts'
+import { SEEDS } from './seeds.ts'
+import type { Stats } from './server.ts'
+
+export interface FuzzOptions {
+  seed: number
+  /** stop after this many cases ... */
+  cases?: number
+  /** ... or after this many minutes, whichever comes first */
+  minutes?: number
+  /** run only this case index */
+  only?: number
+  semantic?: boolean
+  /** event-loop stall limit (default 100 ms) */
+  stallMs?: number
+  /** growth of the heap after GC between warm-up and the end (default 24 MB) */
+  heapBoundMb?: number
+  /** growth of RSS between warm-up and the end (default 64 MB) */
+  rssBoundMb?: number
+  /** write each case's request bytes here (with --case: the reproduction as a file) */
+  dump?: string
+  progress?: (line: string) => void
+}
+
+export interface FailureRecord {
+  kind: string
+  count: number
+  detail: string
+  repro: string
+  /** the proxy's stderr during the first case of this kind */
+  log: string
+  /** for crashes and stalls: did the case alone do it again? */
+  confirmed?: boolean
+}
+
+export interface MemoryFigures {
+  warm: Stats
+  end: Stats
+  heapGrowthMb: number
+  rssGrowthMb: number
+  casesMeasured: number
+}
+
+export interface FuzzReport {
+  seed: number
+  cases: number
+  ms: number
+  failures: FailureRecord[]
+  statuses: Record<string, number>
+  crashes: number
+  memory?: MemoryFigures
+  /** the bound that was checked, in MB */
+  bounds: { heapMb: number; rssMb: number; stallMs: number }
+  elMaxMs: number
+}
+
+const MB = 1024 * 1024
+const CASE_TIMEOUT_MS = 20_000
+const STATS_TIMEOUT_MS = 10_000
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** stats, or undefined when the child is dead or its event loop does not come back */
+async function statsOf(child: ProxyChild, o: { gc?: boolean; reset?: boolean } = {}): Promise<Stats | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), STATS_TIMEOUT_MS)))
+  try {
+    return await Promise.race([child.stats(o).catch(() => undefined), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** the error line of a crash, with numbers and ids blanked so one defect is one kind */
+export function crashKind(stderr: string): string {
+  const lines = stderr.split('\n')
+  const line = lines.find((l) => /^(\w*Error|Error \[|\s*\w+Error\b)|^\S+Error:|Uncaught|FATAL ERROR/.test(l)) ?? lines.filter(Boolean).at(-1) ?? 'no output'
+  return line.trim().replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID').replace(/\d+/g, 'N').slice(0, 160)
+}
+
+interface Outcome {
+  failures: Failure[]
+  status: number
+  /** the child died during the case */
+  crashed: boolean
+  elMaxMs: number
+  log: string
+}
+
+async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stallMs: number): Promise<Outcome> {
+  // a new object each case: a stream still running from the last case keeps its own behaviour
+  mock.behaviour = { ...c.upstream }
+  await statsOf(child, { reset: true })
+  child.takeLog()
+  const port = c.target === 'mock' ? child.ports.mock : child.ports.demo
+  const r = await sendRaw(port, requestBytes(c, port), { timeoutMs: CASE_TIMEOUT_MS, head: c.method === 'HEAD', abortAfterBytes: c.abort?.afterBytes, abortAfterMs: c.abort?.afterMs })
+  // work after the response (afterResponse, a stream's settling) may be what fails
+  if (c.abort || c.upstream.cutAfterEvents !== undefined || r.error) await delay(30)
+  const stats = await statsOf(child)
+  const crashed = !stats
+  const failures = crashed ? [] : checkResponse(c, r)
+  if (stats && stats.elMaxMs > stallMs) failures.push({ kind: `event-loop stall over ${stallMs} ms: ${c.mutations.map((m) => m.split(':')[0]).join(' + ') || 'no mutation'}`, detail: `max delay ${stats.elMaxMs.toFixed(0)} ms` })
+  return { failures, status: r.status, crashed, elMaxMs: stats?.elMaxMs ?? 0, log: child.takeLog() }
+}
+
+export class Fuzzer {
+  readonly failures = new Map<string, FailureRecord>()
+  readonly statuses: Record<string, number> = {}
+  crashes = 0
+  elMaxMs = 0
+  private child!: ProxyChild
+  private mock!: MockUpstream
+  private dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-fuzz-run-'))
+  private guard = (err: Error) => this.progress(`runner: mock upstream error ignored: ${err.message}`)
+
+  constructor(readonly opts: FuzzOptions) {}
+
+  progress(line: string) {
+    this.opts.progress?.(line)
+  }
+
+  async start() {
+    // the mock runs in this process; a request the proxy forwards must not kill the fuzzer
+    process.on('uncaughtException', this.guard)
+    this.mock = await startMockUpstream({}, { record: false })
+    this.child = await this.freshChild()
+  }
+
+  /** a new proxy child, warmed up: the first request of each kind compiles code and loads modules (250 ms here) */
+  private async freshChild() {
+    const child = await startChild({ upstream: this.mock.url, dataDir: mkdtempSync(join(this.dataDir, 'c-')), semantic: this.opts.semantic })
+    this.mock.behaviour = {}
+    for (let round = 0; round < 3; round++) {
+      for (const s of SEEDS) {
+        for (const target of ['mock', 'demo'] as const) {
+          const port = child.ports[target]
+          await sendRaw(port, requestBytes(seedCase(s, target), port), { timeoutMs: CASE_TIMEOUT_MS })
+        }
+      }
+    }
+    return child
+  }
+
+  async stop() {
+    await this.child?.stop()
+    await this.mock?.close()
+    process.off('uncaughtException', this.guard)
+    rmSync(this.dataDir, { recursive: true, force: true })
+  }
+
+  get stallMs() {
+    return this.opts.stallMs ?? 100
+  }
+
+  private record(f: Failure, c: FuzzCase, log: string, confirmed?: boolean) {
+    const have = this.failures.get(f.kind)
+    if (have) {
+      have.count++
+      return
+    }
+    this.failures.set(f.kind, { kind: f.kind, count: 1, detail: f.detail, repro: reproOf(c), log: log.slice(0, 2000), ...(confirmed === undefined ? {} : { confirmed }) })
+    this.progress(`NEW ${f.kind} (case ${c.index})`)
+  }
+
+  /** one case, with crash and stall handling; returns false when the child had to be replaced */
+  async step(c: FuzzCase): Promise<boolean> {
+    if (this.opts.dump) writeDump(this.opts.dump, c, this.child.ports)
+    const out = await runCase(this.child, this.mock, c, this.stallMs)
+    this.statuses[out.status] = (this.statuses[out.status] ?? 0) + 1
+    this.elMaxMs = Math.max(this.elMaxMs, out.elMaxMs)
+    if (out.crashed) {
+      await this.onCrash(c, out)
+      return false
+    }
+    for (const f of out.failures) {
+      if (f.kind.startsWith('event-loop stall') && !this.failures.has(f.kind)) {
+        const again = await this.replayStall(c)
+        this.record(again ? f : { ...f, kind: `(unconfirmed, not counted) ${f.kind}` }, c, out.log, again)
+      } else this.record(f, c, out.log)
+    }
+    return true
+  }
+
+  private async onCrash(c: FuzzCase, out: Outcome) {
+    this.crashes++
+    await this.child.exit.catch(() => undefined)
+    const tail = this.child.tail()
+    const kind = `crash: ${crashKind(tail.slice(-8000))}`
+    if (this.failures.has(kind)) {
+      this.failures.get(kind)!.count++
+      this.child = await this.freshChild()
+      return
+    }
+    // the case alone, on a fresh proxy: was it this request, or something earlier?
+    this.child = await this.freshChild()
+    const again = await runCase(this.child, this.mock, c, this.stallMs)
+    if (again.crashed) this.child = await this.freshChild()
+    this.record({ kind, detail: `proxy child exited during case ${c.index}` }, c, (out.log + tail.slice(-2000)).slice(-2000), again.crashed)
+  }
+
+  private async replayStall(c: FuzzCase): Promise<boolean> {
+    await delay(200)
+    const again = await runCase(this.child, this.mock, c, this.stallMs)
+    return again.elMaxMs > this.stallMs
+  }
+
+  /** heap after GC and RSS of the current child */
+  memory(): Promise<Stats | undefined> {
+    return statsOf(this.child, { gc: true })
+  }
+}
+
+function writeDump(dir: string, c: FuzzCase, ports: { mock: number; demo: number }) {
+  mkdirSync(dir, { recursive: true })
+  const port = c.target === 'mock' ? ports.mock : ports.demo
+  writeFileSync(join(dir, `seed${c.seed}-case${c.index}.http`), requestBytes(c, port))
+  writeFileSync(join(dir, `seed${c.seed}-case${c.index}.body`), c.body)
+}
+
+/** Run the cases (or one case), then compare memory between warm-up and the end. */
+export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
+  const t0 = Date.now()
+  const fz = new Fuzzer(opts)
+  const bounds = { heapMb: opts.heapBoundMb ?? 24, rssMb: opts.rssBoundMb ?? 64, stallMs: fz.stallMs }
+  const deadline = opts.minutes ? t0 + opts.minutes * 60_000 : Infinity
+  const total = opts.only !== undefined ? 1 : opts.cases ?? (opts.minutes ? Infinity : 2000)
+  // warm-up (JIT, pools, caches filling) after each (re)start of the proxy; memory is compared from there
+  const warmCases = opts.cases ? Math.max(20, Math.floor(opts.cases * 0.15)) : 200
+  let warm: Stats | undefined
+  let warmIndex = 0
+  let started = 0
+  let n = 0
+  await fz.start()
+  try {
+    for (let i = opts.only ?? 0; n < total && Date.now() < deadline; i++, n++) {
+      const c = generateCase(opts.seed, i)
+      if (!(await fz.step(c))) {
+        warm = undefined
+        started = n + 1
+      }
+      if (!warm && opts.only === undefined && n + 1 - started >= warmCases && n < total - 50) {
+        warm = await fz.memory()
+        warmIndex = n
+      }
+      if (n % 100 === 99) fz.progress(`${n + 1} cases, ${fz.failures.size} kinds of failure, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+    }
+    const end = warm ? await fz.memory() : undefined
+    const memory = warm && end ? { warm, end, heapGrowthMb: (end.heapUsed - warm.heapUsed) / MB, rssGrowthMb: (end.rss - warm.rss) / MB, casesMeasured: n - warmIndex } : undefined
+    if (memory && (memory.heapGrowthMb > bounds.heapMb || memory.rssGrowthMb > bounds.rssMb)) {
+      fz.failures.set('memory', { kind: `memory growth beyond the bound after warm-up`, count: 1, detail: `heap after GC ${memory.heapGrowthMb.toFixed(1)} MB (bound ${bounds.heapMb}), rss ${memory.rssGrowthMb.toFixed(1)} MB (bound ${bounds.rssMb}) over ${memory.casesMeasured} cases`, repro: `npm run fuzz -- --seed ${opts.seed} --cases ${n}`, log: '' })
+    }
+    return { seed: opts.seed, cases: n, ms: Date.now() - t0, failures: [...fz.failures.values()], statuses: fz.statuses, crashes: fz.crashes, memory, bounds, elMaxMs: fz.elMaxMs }
+  } finally {
+    await fz.stop()
+  }
+}
+
+/** a report as text: one paragraph per kind, most frequent first */
+export function formatReport(r: FuzzReport): string {
+  const counted = r.failures.filter((f) => !f.kind.startsWith('(unconfirmed'))
+  const lines = [`fuzz: seed ${r.seed}, ${r.cases} cases in ${(r.ms / 1000).toFixed(0)} s, ${counted.length} distinct failures, ${r.crashes} crashes, max event-loop delay ${r.elMaxMs.toFixed(0)} ms`]
+  lines.push(`statuses: ${Object.entries(r.statuses).map(([s, n]) => `${s}:${n}`).join(' ')}`)
+  if (r.memory) lines.push(`memory after warm-up (${r.memory.casesMeasured} cases): heap after GC ${(r.memory.warm.heapUsed / MB).toFixed(1)} -> ${(r.memory.end.heapUsed / MB).toFixed(1)} MB (${r.memory.heapGrowthMb >= 0 ? '+' : ''}${r.memory.heapGrowthMb.toFixed(1)}, bound ${r.bounds.heapMb}), rss ${(r.memory.warm.rss / MB).toFixed(1)} -> ${(r.memory.end.rss / MB).toFixed(1)} MB (${r.memory.rssGrowthMb >= 0 ? '+' : ''}${r.memory.rssGrowthMb.toFixed(1)}, bound ${r.bounds.rssMb})`)
+  else lines.push('memory: not measured (too few cases after warm-up, or the proxy was restarted after a crash)')
+  for (const f of [...r.failures].sort((a, b) => b.count - a.count)) {
+    lines.push('', `[${f.count}x] ${f.kind}${f.confirmed === undefined ? '' : f.confirmed ? ' (confirmed alone)' : ' (did not recur alone)'}`, `  ${f.detail}`)
+    lines.push(...f.repro.split('\n').map((l) => `  ${l}`))
+    if (f.log.trim()) lines.push(...f.log.trim().split('\n').slice(0, 6).map((l) => `  | ${l.slice(0, 300)}`))
+  }
+  return lines.join('\n')
+}

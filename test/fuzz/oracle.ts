@@ -1,0 +1,144 @@
+// What must hold for every response, whatever the request: no 5xx the upstream did not cause,
+// errors in the client's protocol shape, X-AgentMesh-Request-Id always, well-formed SSE on a
+// streamed 200, no made-up 200 for a failed upstream. Each failure has a `kind`: the key that
+// deduplicates a thousand cases of one defect into one report line.
+import type { ProtocolName } from '../../core/types.ts'
+import { asksForStream, isChatRoute, protocolOfPath, type FuzzCase } from './cases.ts'
+import type { RawResponse } from './client.ts'
+
+export interface Failure {
+  kind: string
+  detail: string
+}
+
+type Shape = ProtocolName | 'h3' | 'empty' | 'not-json' | 'other'
+
+/** Which protocol's error shape a body has. */
+export function errorShape(body: Buffer): Shape {
+  if (!body.length) return 'empty'
+  let j: any
+  try {
+    j = JSON.parse(body.toString('utf8'))
+  } catch {
+    return 'not-json'
+  }
+  const e = j?.error
+  if (j?.type === 'error' && typeof e?.type === 'string' && typeof e?.message === 'string') return 'anthropic'
+  if (typeof e?.code === 'number' && typeof e?.message === 'string' && typeof e?.status === 'string') return 'gemini'
+  if (typeof e?.type === 'string' && typeof e?.message === 'string') return 'openai'
+  if (typeof j?.status === 'number' && ('message' in j || 'statusText' in j)) return 'h3'
+  return 'other'
+}
+
+/** the error type (or message) a response names, for grouping 5xx by cause */
+function errorType(body: Buffer): string {
+  try {
+    const j = JSON.parse(body.toString('utf8'))
+    return String(j?.error?.type ?? j?.error?.details?.[0]?.reason ?? j?.error?.status ?? j?.message ?? 'unknown').slice(0, 60)
+  } catch {
+    return body.length ? 'not-json' : 'empty body'
+  }
+}
+
+/** The statuses a case's upstream behaviour may legitimately cause. */
+function upstreamStatuses(c: FuzzCase): number[] {
+  if (c.target !== 'mock') return []
+  const u = c.upstream
+  const out: number[] = []
+  if (u.status) out.push(u.status)
+  if (u.hang) out.push(504)
+  // a stream cut before its first event: there is no status yet, so the proxy answers 502
+  if (u.cutAfterEvents !== undefined) out.push(502)
+  return out
+}
+
+/** a short name for where the request went, so one defect on one route is one kind */
+function routeOf(c: FuzzCase): string {
+  if (isChatRoute(c)) return `${c.method} ${c.path.split('?')[0]!.replace(/^\/v1beta\/models\/[^:]+:/, '/v1beta/models/{m}:')}`
+  const p = c.path.split('?')[0]!
+  const known = ['/v1/models', '/v1/embeddings', '/v1/messages/count_tokens', '/agentmesh/health', '/agentmesh/ready', '/agentmesh/events', '/agentmesh/audit/public-key']
+  if (known.includes(p)) return `${c.method} ${p}`
+  if (p.startsWith('/v1beta/models/')) return `${c.method} /v1beta/models/{other}`
+  return `${c.method} (other path)`
+}
+
+/** Node's own answer to a request its HTTP parser refused (no app code ran) */
+const isParserReply = (r: RawResponse) => (r.status === 400 || r.status === 431 || r.status === 413 || r.status === 505) && !r.headers.has('x-agentmesh-request-id') && r.body.length === 0
+
+export function checkResponse(c: FuzzCase, r: RawResponse): Failure[] {
+  const out: Failure[] = []
+  const fail = (kind: string, detail: string) => out.push({ kind, detail })
+  const protocol = protocolOfPath(c.path)
+  if (r.timedOut) return [{ kind: `hang: ${routeOf(c)}`, detail: `no complete response within the time limit (status ${r.status || 'none'})` }]
+  if (r.empty) {
+    if (!r.aborted) fail(`no response: ${routeOf(c)}`, `connection closed without a response${r.error ? ` (${r.error})` : ''}`)
+    return out
+  }
+  if (!r.status) return r.aborted ? out : [{ kind: 'garbled response', detail: 'response bytes without a parsable status line' }]
+  const allowed = upstreamStatuses(c)
+  const fromUpstream = allowed.includes(r.status) || (c.target === 'mock' && !!c.upstream.status && r.status === c.upstream.status)
+  if (r.status >= 500 && !fromUpstream) fail(`5xx: ${r.status} ${errorType(r.body)} on ${routeOf(c)}`, `status ${r.status}, body ${r.body.toString('utf8').slice(0, 300)}`)
+  if (isParserReply(r)) {
+    fail(`node http parser reply: ${r.status} without governance headers or a body`, `the request never reached the app (Node's default clientError answer)`)
+    return out
+  }
+  if (!r.headers.has('x-agentmesh-request-id')) fail(`no X-AgentMesh-Request-Id: ${routeOf(c)} ${r.status}`, `headers: ${[...r.headers.keys()].join(', ')}`)
+  if (r.status >= 400 && !fromUpstream && c.method !== 'HEAD' && !(r.aborted && !r.complete)) {
+    const shape = errorShape(r.body)
+    if (shape !== protocol) fail(`error shape: ${protocol} path answered ${shape} (${r.status})`, `${routeOf(c)}: ${r.body.toString('utf8').slice(0, 300)}`)
+  }
+  if (r.status === 200 && isChatRoute(c)) out.push(...checkAnswer(c, r, protocol))
+  return out
+}
+
+function checkAnswer(c: FuzzCase, r: RawResponse, protocol: ProtocolName): Failure[] {
+  const out: Failure[] = []
+  const hit = /^(exact|semantic)$/.test(r.headers.get('x-agentmesh-cache') ?? '')
+  if (c.target === 'mock' && (c.upstream.status ?? 0) >= 400 && !hit) out.push({ kind: `made-up 200 for a failed upstream (${protocol})`, detail: `mock answered ${c.upstream.status}` })
+  if (r.aborted && !r.complete) return out
+  if (asksForStream(c)) {
+    const problem = sseProblem(protocol, r, c.target === 'mock' && c.upstream.cutAfterEvents !== undefined)
+    if (problem) out.push({ kind: `stream: ${protocol} ${problem.kind}`, detail: problem.detail })
+  } else if (r.complete) {
+    let j: any
+    try {
+      j = JSON.parse(r.body.toString('utf8'))
+    } catch {
+      return [...out, { kind: `answer: ${protocol} 200 body is not JSON`, detail: r.body.toString('utf8').slice(0, 200) }]
+    }
+    const ok = protocol === 'openai' ? Array.isArray(j?.choices) : protocol === 'anthropic' ? j?.type === 'message' : Array.isArray(j?.candidates)
+    if (!ok) out.push({ kind: `answer: ${protocol} 200 body not in the protocol's shape`, detail: JSON.stringify(j).slice(0, 200) })
+  }
+  return out
+}
+
+/** Parse an SSE body; null when it is a whole, well-formed stream of this protocol. */
+export function sseProblem(protocol: ProtocolName, r: RawResponse, upstreamCut: boolean): { kind: string; detail: string } | null {
+  const type = r.headers.get('content-type') ?? ''
+  if (!type.startsWith('text/event-stream')) return { kind: 'streamed 200 is not text/event-stream', detail: `content-type ${type}` }
+  const text = r.body.toString('utf8')
+  const datas: string[] = []
+  for (const block of text.split(/\r?\n\r?\n/)) {
+    const lines = block.split(/\r?\n/).filter((l) => l && !l.startsWith(':'))
+    if (!lines.length) continue
+    const bad = lines.find((l) => !/^(data|event|id|retry):/.test(l))
+    if (bad) return { kind: 'malformed SSE line', detail: JSON.stringify(bad.slice(0, 120)) }
+    const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n')
+    if (data) datas.push(data)
+  }
+  const last = datas.at(-1) ?? ''
+  for (const d of datas.slice(0, -1)) {
+    if (d === '[DONE]') return { kind: 'data after [DONE]', detail: '' }
+    try { JSON.parse(d) } catch { return { kind: 'event data is not JSON', detail: d.slice(0, 120) } }
+  }
+  const whole = protocol === 'openai' ? last === '[DONE]' : protocol === 'anthropic' ? datas.some((d) => d.includes('"message_stop"')) : /"finishReason"/.test(last)
+  const complete = r.complete && r.framing !== 'close'
+  // an incomplete stream must not end cleanly: the client would take a cut answer as whole
+  if (!whole && complete && !upstreamCut) return { kind: 'stream ended cleanly without its final event', detail: `last data: ${last.slice(0, 120)}` }
+  if (!whole && complete && upstreamCut) {
+    const err = datas.some((d) => /"error"/.test(d))
+    if (!err) return { kind: 'upstream cut mid-stream, client stream ended cleanly with no error event', detail: `last data: ${last.slice(0, 120)}` }
+  }
+  if (!r.complete && !upstreamCut) return { kind: 'stream truncated (upstream was fine)', detail: `${datas.length} events, last: ${last.slice(0, 120)}` }
+  return null
+}

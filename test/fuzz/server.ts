@@ -1,0 +1,85 @@
+// The process under test: two proxies (solo preset in front of the runner's mock upstream, and
+// the demo preset with its built-in vendor), nothing else, so the event-loop delay and memory it
+// reports are the proxy's own. Started by the fuzzer and the soak as a child: a crash is a child
+// exit, not a dead runner. Talks over IPC: 'ready' with the ports, then answers 'stats'.
+//   node --expose-gc bin/run-ts.mjs test/fuzz/server.ts   (env FUZZ_UPSTREAM=http://127.0.0.1:PORT)
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { createAgentMesh, type AgentMesh } from '../../core/app.ts'
+import type { Plugin } from '../../core/types.ts'
+import { exactCache } from '../../plugins/exact-cache/index.ts'
+import { quota } from '../../plugins/quota/index.ts'
+import { demo } from '../../plugins/vendors/demo.ts'
+
+export interface StatsRequest { type: 'stats'; id: number; gc?: boolean; reset?: boolean }
+export interface Stats { elMaxMs: number; rss: number; heapUsed: number; external: number; arrayBuffers: number }
+export type ChildMessage = { type: 'ready'; ports: { mock: number; demo: number } } | { type: 'stats'; id: number; stats: Stats }
+
+/** What both proxies share: a small team budget so 429s occur, and caps that bound the caches. */
+export function fuzzFeatures(): Plugin[] {
+  return [
+    // 'tiny' runs out after a few requests; every other team is unlimited
+    quota({ limits: { teams: { tiny: { tokensPerDay: 3000 } } } }),
+    // capped so the memory bound can be tight: 8 MB of cached answers at most
+    exactCache({ maxBytes: 8 * 1024 * 1024 }),
+  ]
+}
+
+async function main() {
+  const upstream = process.env.FUZZ_UPSTREAM
+  if (!upstream || !process.send) throw new Error('test/fuzz/server.ts runs as a child with FUZZ_UPSTREAM and an IPC channel')
+  const semantic = process.env.FUZZ_SEMANTIC === '1'
+  const level = (process.env.FUZZ_LOG ?? 'error') as 'error'
+  // the parent owns the data dir, so a crashed child leaves nothing behind
+  const root = process.env.FUZZ_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'agentmesh-fuzz-'))
+  const disable = semantic ? [] : ['semantic-cache']
+  const timeouts = { upstreamTimeoutMs: Number(process.env.FUZZ_UPSTREAM_TIMEOUT_MS ?? 1500) }
+  const vendor = { baseURL: upstream, apiKey: 'sk-fuzz-configured-key' }
+  const solo = await createAgentMesh({
+    preset: 'solo',
+    storage: { driver: 'fs' },
+    dataDir: join(root, 'solo'),
+    log: { level },
+    limits: timeouts,
+    disable,
+    vendors: { openai: vendor, anthropic: vendor, google: vendor },
+    plugins: fuzzFeatures(),
+  })
+  const demoMesh = await createAgentMesh({
+    preset: 'demo',
+    storage: { driver: 'memory' },
+    dataDir: join(root, 'demo'),
+    log: { level },
+    limits: timeouts,
+    disable,
+    plugins: [...fuzzFeatures(), demo({ latencyMs: 0, chunkDelayMs: 0 })],
+  })
+  const servers = await Promise.all([solo, demoMesh].map((m: AgentMesh) => m.listen({ port: 0, host: '127.0.0.1' })))
+  const loop = monitorEventLoopDelay({ resolution: 10 })
+  loop.enable()
+  process.on('message', (msg: StatsRequest) => {
+    if (msg?.type !== 'stats') return
+    if (msg.gc) {
+      // two passes: the first may only finalise what the second frees
+      globalThis.gc?.()
+      globalThis.gc?.()
+    }
+    const m = process.memoryUsage()
+    const stats: Stats = { elMaxMs: loop.max / 1e6, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
+    if (msg.reset) loop.reset()
+    process.send!({ type: 'stats', id: msg.id, stats } satisfies ChildMessage)
+  })
+  const stop = async () => {
+    await Promise.allSettled(servers.map((s) => s.close()))
+    await Promise.allSettled([solo.close(), demoMesh.close()])
+    if (!process.env.FUZZ_DATA_DIR) rmSync(root, { recursive: true, force: true })
+    process.exit(0)
+  }
+  process.on('disconnect', stop)
+  process.on('SIGTERM', stop)
+  process.send({ type: 'ready', ports: { mock: servers[0]!.port, demo: servers[1]!.port } } satisfies ChildMessage)
+}
+
+await main()
