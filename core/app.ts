@@ -1,24 +1,26 @@
 // createAgentMesh: config -> plugins in order -> hook bus -> h3 app. Small on purpose: protocol
 // adapters live in core/protocols, the request lifecycle in core/pipeline.ts, features in plugins/.
 import { randomUUID } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { resolve } from 'node:path'
 import { H3, type H3Event } from 'h3'
 import { createHooks } from 'hookable'
 import { FastResponse, serve } from 'srvx'
 import { resolveConfig } from './config.ts'
-import { createEventBus, eventStreamResponse } from './events.ts'
+import { checkAdmin } from './admin.ts'
+import { isStorageUnavailable } from './errors.ts'
+import { createEventBus, eventStreamResponse, teamFilter } from './events.ts'
+import { createRequestGuard, isJsonContentType, originAllowed } from './guard.ts'
 import { headerSafe } from './headers.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, handleLlmRequest, parseBody, isThenable, runAll, runHooks } from './pipeline.ts'
+import { PluginError, handleLlmRequest, parseBody, resolveCallerIdentity, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocols } from './protocols/index.ts'
 import { createMeshStorage } from './storage.ts'
 import { createTokenCounter } from './tokens.ts'
-import type { HealthCheck, HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
+import type { HealthCheck, HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshEvent, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
 
 export const VERSION = '0.1.0'
 const HOOKS: HookName[] = ['beforeRequest', 'cacheLookup', 'route', 'afterResponse']
@@ -150,9 +152,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     corsHeaders(origin): Record<string, string> {
       if (!origin) return {}
       if (origins === '*') return { 'access-control-allow-origin': '*', 'access-control-expose-headers': '*' }
-      return origins.some((o) => o === origin || (o.includes('*') && globToRegExp(o).test(origin)))
-        ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' }
-        : {}
+      return originAllowed(origins, origin) ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' } : {}
     },
     hasListeners: () => bus.size > 0,
     track(p) {
@@ -197,6 +197,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       }
       pathStream = action === 'streamGenerateContent'
     }
+    if (!isJsonContentType(event.req.headers.get('content-type'))) return protocolError(event, protocol, 415, 'invalid_request_error', NOT_JSON)
     const body = await readBody(event, config.limits.bodyBytes)
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
     const handled = handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream, path: event.url.pathname, search: event.url.search, nodeResponse: (event.runtime as any)?.node?.res })
@@ -211,6 +212,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     }) as unknown as Response
 
   const countTokens = async (event: H3Event, protocol: ProtocolName, pathModel?: string) => {
+    if (!isJsonContentType(event.req.headers.get('content-type'))) return protocolError(event, protocol, 415, 'invalid_request_error', NOT_JSON)
     const body = await readBody(event, config.limits.bodyBytes)
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
     try {
@@ -224,6 +226,12 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     }
   }
 
+  // Host and browser Origin first, for every route (plugins' admin routes too)
+  const guard = createRequestGuard(config)
+  app.use((event) => {
+    const refused = guard(event.req.headers)
+    if (refused) return protocolError(event, protocolOfPath(event.url.pathname), refused.status, refused.type, refused.message)
+  })
   app.options('/**', (event) => {
     const origin = event.req.headers.get('origin')
     return new FastResponse(null, {
@@ -250,7 +258,16 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       : { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: 1735689600, owned_by: ownerOf(mesh, id) })) }
     return new FastResponse(JSON.stringify(body), { headers })
   })
-  app.get('/agentmesh/events', (event) => eventStreamResponse(bus, event.req as Request, internals.corsHeaders(event.req.headers.get('origin'))))
+  app.get('/agentmesh/events', async (event) => {
+    const request = event.req as Request
+    let visible: ((e: MeshEvent) => boolean) | undefined
+    if (config.events.access === 'authenticated') {
+      const access = await eventsAccess(request)
+      if (access instanceof Response) return access
+      visible = access
+    }
+    return eventStreamResponse(bus, request, internals.corsHeaders(event.req.headers.get('origin')), visible)
+  })
   // unknown routes: a JSON 404 in the OpenAI error shape most clients read
   app.all('/**', (event) => jsonError(404, 'not_found', `no route for ${event.req.method} ${event.url.pathname}`, event.req.headers.get('origin')))
   // health: the process answers (200 while it runs) and what is degraded; ready: 503 while any
@@ -278,6 +295,24 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     const { ok, checks } = checkAll()
     return new FastResponse(JSON.stringify({ ready: ok, checks }), { status: ok ? 200 : 503, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } })
   })
+
+  /**
+   * events under `events.access: 'authenticated'`: the admin token sees everything, a virtual key
+   * its own team's events, anything else a 401
+   */
+  const eventsAccess = async (request: Request): Promise<Response | ((e: MeshEvent) => boolean) | undefined> => {
+    const adminToken = process.env.AGENTMESH_ADMIN_TOKEN
+    if (adminToken && !checkAdmin(request, adminToken)) return undefined
+    let who: Awaited<ReturnType<IdentityResolver>>
+    try {
+      who = await resolveCallerIdentity(internals, request)
+    } catch (err) {
+      if (isStorageUnavailable(err)) return jsonError(503, 'storage_unavailable', (err as Error).message, request.headers.get('origin'))
+      throw err
+    }
+    if (!('kind' in who) && who.source === 'key') return teamFilter(who.team)
+    return jsonError(401, 'authentication_error', 'the event stream needs the admin token (Authorization: Bearer $AGENTMESH_ADMIN_TOKEN) or a virtual key, which sees its own team\'s events', request.headers.get('origin'))
+  }
 
   let closed: Promise<void> | undefined
   const instance: AgentMesh = {
@@ -309,13 +344,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   return instance
 }
 
-/** 'chrome-extension://*' style origin patterns */
-const globs = new Map<string, RegExp>()
-function globToRegExp(glob: string): RegExp {
-  let re = globs.get(glob)
-  if (!re) globs.set(glob, (re = new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$')))
-  return re
-}
+const NOT_JSON = 'send the request body as JSON with content-type: application/json'
 
 /** The protocol a path belongs to, for errors answered before a route has run. */
 function protocolOfPath(path: string): ProtocolName {

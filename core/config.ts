@@ -111,7 +111,10 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
     disable: c.disable ?? [],
     vendors: c.vendors ?? {},
     limits: { bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024, upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000 },
-    cors: { origins: c.cors?.origins ?? ['chrome-extension://*'] },
+    cors: { origins: c.cors?.origins ?? DEFAULT_ORIGINS },
+    allowedHosts: c.allowedHosts ?? [],
+    forwardClientKeys: c.forwardClientKeys ?? true,
+    events: { access: c.events?.access ?? 'open' },
     trustIdentityHeaders: c.trustIdentityHeaders ?? true,
     defaultIdentity: { team: c.defaultIdentity?.team ?? 'default', user: c.defaultIdentity?.user ?? 'anonymous' },
     log: { level: c.log?.level ?? 'info' },
@@ -124,7 +127,10 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
   return resolved
 }
 
-const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'cors', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota'])
+/** the browser extension and pages served from this machine; any other site needs configuring */
+export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*']
+
+const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota'])
 
 function fail(field: string, expected: string, got: unknown): never {
   const shown = typeof got === 'string' ? `"${got}"` : typeof got === 'function' ? 'a function' : JSON.stringify(got)
@@ -164,6 +170,9 @@ function validateResolved(c: ResolvedMeshConfig) {
   for (const [k, v] of Object.entries(c.limits)) if (typeof v !== 'number' || !(v > 0)) fail(`limits.${k}`, 'a positive number', v)
   if (c.cors.origins !== '*' && (!Array.isArray(c.cors.origins) || c.cors.origins.some((o) => typeof o !== 'string'))) fail('cors.origins', '"*" or an array of origins', c.cors.origins)
   if (typeof c.trustIdentityHeaders !== 'boolean') fail('trustIdentityHeaders', 'true or false', c.trustIdentityHeaders)
+  if (c.allowedHosts !== true && (!Array.isArray(c.allowedHosts) || c.allowedHosts.some((h) => typeof h !== 'string' || !h))) fail('allowedHosts', 'true or an array of host names', c.allowedHosts)
+  if (typeof c.forwardClientKeys !== 'boolean') fail('forwardClientKeys', 'true or false', c.forwardClientKeys)
+  if (c.events.access !== 'open' && c.events.access !== 'authenticated') fail('events.access', '"open" or "authenticated"', c.events.access)
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(c.log.level)) fail('log.level', 'one of debug, info, warn, error, silent', c.log.level)
   for (const [name, v] of Object.entries(c.vendors)) {
     if (!['openai', 'anthropic', 'google'].includes(name)) fail(`vendors.${name}`, 'one of vendors.openai, vendors.anthropic, vendors.google', name)

@@ -28,12 +28,35 @@ export function createEventBus(onListenerError: (err: unknown) => void): EventBu
   return new EventBus(onListenerError)
 }
 
-/** SSE response streaming every event; `?types=a,b` filters. Heartbeats keep proxies from closing it. */
-export function eventStreamResponse(bus: EventBus, request: Request, headers: Record<string, string>): Response {
+/**
+ * Events of one team only: `request` and `response` name the identity; the other events of a
+ * request carry its id, so the ids of the team's requests are remembered (the newest 10,000).
+ */
+export function teamFilter(team: string): (e: MeshEvent) => boolean {
+  const ids = new Set<string>()
+  return (e) => {
+    const data = e.data as { id?: unknown; identity?: { team?: string } }
+    if (e.type === 'request' && data.identity?.team === team && typeof data.id === 'string') {
+      ids.add(data.id)
+      if (ids.size > 10_000) ids.delete(ids.values().next().value!)
+      return true
+    }
+    if (data.identity) return data.identity.team === team
+    return typeof data.id === 'string' && ids.has(data.id)
+  }
+}
+
+/**
+ * SSE response streaming every event; `?types=a,b` filters, and `visible` (a caller's team) too.
+ * Heartbeats keep proxies from closing it.
+ */
+export function eventStreamResponse(bus: EventBus, request: Request, headers: Record<string, string>, visible?: (e: MeshEvent) => boolean): Response {
   const types = new URL(request.url).searchParams.get('types')?.split(',').filter(Boolean)
   const out = new PassThrough()
   out.write(': agentmesh events\n\n')
   const off = bus.on((e) => {
+    // the team filter sees every event (it learns the team's request ids from `request`)
+    if (visible && !visible(e)) return
     if (types && !types.includes(e.type)) return
     out.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
   })

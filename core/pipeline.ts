@@ -121,6 +121,16 @@ function newContext(m: MeshInternals, req: LlmRequest): MeshContext {
   return ctx
 }
 
+/**
+ * Who sent a request that is not an LLM call (the events stream): the configured identity
+ * resolver (virtual keys, headers) run on a context of its own.
+ */
+export function resolveCallerIdentity(m: MeshInternals, request: Request): ReturnType<MeshInternals['resolveIdentity']> {
+  const url = new URL(request.url)
+  const ctx = newContext(m, { protocol: 'openai', operation: 'chat', request, rawBody: '', path: url.pathname, search: url.search })
+  return m.resolveIdentity(ctx)
+}
+
 export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promise<Response> {
   const ctx = newContext(m, req)
   const adapter = protocols[req.protocol]

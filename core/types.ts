@@ -353,7 +353,20 @@ export interface MeshConfig {
     /** upstream time limit in ms until the first byte (default 120 s) */
     upstreamTimeoutMs?: number
   }
+  /**
+   * browser origins allowed to call the proxy (CORS); default the extensions and loopback pages:
+   * `['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*']`
+   */
   cors?: { origins?: string[] | '*' }
+  /**
+   * host names accepted in the Host header besides loopback names and IP addresses (a guard
+   * against DNS rebinding); `true` accepts any. A leading dot allows subdomains: '.corp.example'
+   */
+  allowedHosts?: string[] | true
+  /** forward a client's own vendor key when config and env have none (default true; team: false) */
+  forwardClientKeys?: boolean
+  /** who may read GET /agentmesh/events: anyone who reaches the port, or (team) the admin token and virtual keys, each key its own team's events */
+  events?: { access?: 'open' | 'authenticated' }
   /** trust X-AgentMesh-Team/User/Tool headers for identity (off under the team preset) */
   trustIdentityHeaders?: boolean
   /** the team and user used when a request names none */
@@ -373,6 +386,9 @@ export interface ResolvedMeshConfig extends Required<Pick<MeshConfig, 'port' | '
   vendors: NonNullable<MeshConfig['vendors']>
   limits: Required<NonNullable<MeshConfig['limits']>>
   cors: { origins: string[] | '*' }
+  allowedHosts: string[] | true
+  forwardClientKeys: boolean
+  events: { access: 'open' | 'authenticated' }
   defaultIdentity: { team: string; user: string }
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent' }
   hooks: PluginHooks

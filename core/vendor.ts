@@ -1,6 +1,6 @@
 // Shared shape of the HTTP vendors: where the key comes from, what is forwarded, how the body
 // goes up unchanged unless a plugin changed it.
-import { callUpstream } from './upstream.ts'
+import { UpstreamError, callUpstream } from './upstream.ts'
 import type { Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
 
 export interface HttpVendorOptions extends VendorConfig {
@@ -47,7 +47,13 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
       const base = (options.baseURL ?? conf.baseURL ?? process.env[`AGENTMESH_${spec.name.toUpperCase()}_BASE_URL`] ?? spec.defaultBaseURL).replace(/\/+$/, '').replace(/\/v1(beta)?$/, '')
       const configured = options.apiKey ?? conf.apiKey ?? process.env[spec.keyEnv]
       const models = [...spec.models, ...(options.models ?? [])]
-      const keyFor = (ctx: MeshContext) => configured || clientKey(ctx)
+      const forward = mesh.config.forwardClientKeys
+      const keyFor = (ctx: MeshContext): string | undefined => {
+        if (configured) return configured
+        if (forward) return clientKey(ctx)
+        // a shared deployment never spends a client's own key, and never calls without one
+        throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
+      }
       const call = (ctx: MeshContext, path: string, headers: Record<string, string>): Promise<UpstreamResponse> => {
         // spec.request builds a fresh object per call: add to it rather than copy it
         headers['content-type'] ??= 'application/json'

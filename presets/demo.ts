@@ -12,7 +12,6 @@ import { demo } from '../plugins/vendors/demo.ts'
 export default (): MeshConfig => ({
   storage: { driver: 'memory' },
   trustIdentityHeaders: true,
-  cors: { origins: '*' },
   plugins: [
     virtualKeys(),
     // a small daily budget per team, so the quota headers and the 429 are visible in the demo

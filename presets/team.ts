@@ -15,6 +15,10 @@ import { openai } from '../plugins/vendors/openai.ts'
 export default (): MeshConfig => ({
   storage: { driver: 'fs' },
   trustIdentityHeaders: false,
+  // the operator's keys only: a client's own key is never passed on under a shared deployment
+  forwardClientKeys: false,
+  // identities, models and costs of every team: the admin token or a key (its own team only)
+  events: { access: 'authenticated' },
   plugins: [
     virtualKeys({ required: true }),
     quota(),

@@ -89,7 +89,7 @@ describe('gemini', () => {
   it('passes the client key through when none is configured', async () => {
     const { mock: m2, proxy: p2 } = await startCoreMockAndProxy({ keys: false })
     try {
-      const res = await fetch(`${p2.url}/v1beta/models/gemini-2.5-flash:generateContent?key=AIza-client-own`, { method: 'POST', body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }) })
+      const res = await fetch(`${p2.url}/v1beta/models/gemini-2.5-flash:generateContent?key=AIza-client-own`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }) })
       expect(res.status).toBe(200)
       expect(m2.received[0]!.headers['x-goog-api-key']).toBe('AIza-client-own')
     } finally {

@@ -127,10 +127,14 @@ describe('CORS', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe('chrome-extension://abcdefghijklmnop')
   })
 
-  it('gives no CORS grant to other origins', async () => {
+  it('refuses calls from other origins, in the client protocol, with no CORS grant (issue 11: a page on any site could spend the operator\'s key)', async () => {
+    const before = proxy.events.filter((e) => e.type === 'request').length
     const res = await postJson(proxy.url + '/v1/chat/completions', OA, { origin: 'https://evil.example.net' })
-    expect(res.status).toBe(200)
+    expect(res.status).toBe(403)
+    expect((await res.json()).error.type).toBe('permission_error')
     expect(res.headers.get('access-control-allow-origin')).toBeNull()
+    // refused before the pipeline: no request started
+    expect(proxy.events.filter((e) => e.type === 'request').length).toBe(before)
   })
 
   it('answers a preflight with 204, methods and the requested headers', async () => {
@@ -153,11 +157,14 @@ describe('CORS', () => {
     expect(nf.headers.get('access-control-allow-origin')).toBe('https://app.example.com')
   })
 
-  it("the demo preset allows any origin", async () => {
+  it('the demo preset allows loopback pages and extensions, no longer any origin', async () => {
     const open = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
     try {
       const res = await postJson(open.url + '/v1/chat/completions', OA, { origin: 'http://localhost:5173' })
-      expect(res.headers.get('access-control-allow-origin')).toBe('*')
+      expect(res.headers.get('access-control-allow-origin')).toBe('http://localhost:5173')
+      const other = await postJson(open.url + '/v1/chat/completions', OA, { origin: 'https://evil.example.net' })
+      expect(other.status).toBe(403)
+      expect(other.headers.get('access-control-allow-origin')).toBeNull()
     } finally {
       await open.close()
     }

@@ -146,7 +146,7 @@ describe('demo preset needs no key at all', () => {
   it('answers with no key from client, config or env (the whole preset, its feature plugins included)', async () => {
     const proxy = await startProxy({ preset: 'demo' })
     try {
-      const res = await fetch(proxy.url + '/v1/chat/completions', { method: 'POST', body: JSON.stringify(OA) })
+      const res = await fetch(proxy.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(OA) })
       expect(res.status).toBe(200)
       expect((await res.json()).choices[0].message.content).toContain('AgentMesh demo answer')
     } finally {
