@@ -2,10 +2,12 @@
 // enough: JavaScript runs one task at a time and nothing below awaits between the check and the
 // add. Across processes the check-and-add runs inside redis as one Lua script (EVALSHA), so two
 // proxies on one redis can never both take the last of a budget.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { Redis } from 'ioredis'
-import type { Counters, StorageConfig } from './types.ts'
+import { Availability } from './storage-health.ts'
+import { isRedisLink, linkTo, openRedisLink, type RedisLink } from './storage-redis.ts'
+import type { Counters, Logger, StorageConfig } from './types.ts'
 
 export interface CounterEntry {
   key: string
@@ -34,6 +36,8 @@ export function hasBatch(c: Counters): c is BatchCounters {
 export interface ClosableCounters extends BatchCounters {
   /** write pending state (file-backed memory counters) and close connections this module opened */
   close(): Promise<void>
+  /** whether what the counters are kept in works (the counters file, redis); absent for plain memory */
+  readonly availability?: Availability
 }
 
 export interface MemoryCountersOptions {
@@ -46,6 +50,26 @@ export interface MemoryCountersOptions {
   flushMs?: number
   /** clock, for tests of expiry */
   now?: () => number
+  /** where a failed save (a full disk) is reported, once per outage */
+  log?: Logger
+  /** writes the file's new content; the default writes a 0600 temporary file and renames it over */
+  write?: (file: string, data: string) => void
+}
+
+/** the longest wait between two attempts to save the counters file while it cannot be written */
+const MAX_SAVE_BACKOFF_MS = 10_000
+
+function writeReplacing(file: string, data: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+  const tmp = `${file}.${process.pid}.tmp`
+  try {
+    writeFileSync(tmp, data, { mode: 0o600 })
+    renameSync(tmp, file)
+  } catch (err) {
+    // a half-written temporary file would only take more of a full disk
+    rmSync(tmp, { force: true })
+    throw err
+  }
 }
 
 interface Entry { v: number; exp: number }
@@ -68,25 +92,39 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
     }
   }
 
-  const flush = () => {
+  const flushMs = options.flushMs ?? 1000
+  const write = options.write ?? writeReplacing
+  const availability = file ? new Availability(`counters file ${file}`, options.log, 'quota counters are kept in memory and saved when it can be written again') : undefined
+  let failedSaves = 0
+  const schedule = (ms: number) => {
+    timer = setTimeout(flush, ms)
+    timer.unref?.()
+  }
+  /** saves the counters; runs from a timer, so it must never throw (a full disk crash-looped the proxy) */
+  const flush = (): boolean => {
     timer = undefined
-    if (!file || !dirty) return
-    dirty = false
+    if (!file || !dirty) return true
     const t = now()
     const entries: Array<[string, number, number]> = []
     for (const [k, e] of map) if (!e.exp || e.exp > t) entries.push([k, e.v, e.exp])
-    mkdirSync(dirname(file), { recursive: true })
-    const tmp = `${file}.${process.pid}.tmp`
-    writeFileSync(tmp, JSON.stringify({ version: 1, savedAt: new Date(t).toISOString(), entries }))
-    renameSync(tmp, file)
+    try {
+      write(file, JSON.stringify({ version: 1, savedAt: new Date(t).toISOString(), entries }))
+    } catch (err) {
+      // the counters stay in memory, dirty: the next attempt, later each time, saves them all
+      failedSaves++
+      availability!.markDown((err as Error)?.message ?? String(err))
+      schedule(Math.min(flushMs * 2 ** failedSaves, MAX_SAVE_BACKOFF_MS))
+      return false
+    }
+    dirty = false
+    failedSaves = 0
+    availability!.markUp()
+    return true
   }
   const touched = () => {
     if (!file) return
     dirty = true
-    if (!timer) {
-      timer = setTimeout(flush, options.flushMs ?? 1000)
-      timer.unref?.()
-    }
+    if (!timer) schedule(flushMs)
   }
 
   /** current entry, dropping it if expired; sweeps the whole map now and then */
@@ -155,8 +193,11 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
     },
     async close() {
       if (timer) clearTimeout(timer)
-      flush()
+      const saved = flush()
+      if (timer) clearTimeout(timer)
+      if (!saved) options.log?.error(`counters: could not save ${file} at shutdown; usage counted since the last save is lost`)
     },
+    availability,
   }
 }
 
@@ -216,9 +257,12 @@ const limitArg = (l: number | undefined) => (l === undefined || !Number.isFinite
 /**
  * Counters on redis. Every key is `prefix + key`. Both scripts are loaded once per connection and
  * run by SHA (ioredis falls back to EVAL after a NOSCRIPT, e.g. when redis restarted). All keys of
- * one reserve() must live on one redis node (no Redis Cluster slot spreading).
+ * one reserve() must live on one redis node (no Redis Cluster slot spreading). On a RedisLink a
+ * call fails at once while redis is down; connection failures throw StorageUnavailableError.
  */
-export function createRedisCounters(redis: Redis, prefix: string, ownsClient = false): ClosableCounters {
+export function createRedisCounters(source: Redis | RedisLink, prefix: string, ownsClient = false): ClosableCounters {
+  const link = isRedisLink(source) ? source : linkTo(source)
+  const redis = link.client
   const r = redis as ScriptClient
   if (typeof r.agentmeshReserveMany !== 'function') {
     redis.defineCommand('agentmeshIncr', { lua: INCR_LUA, numberOfKeys: 1 })
@@ -226,12 +270,24 @@ export function createRedisCounters(redis: Redis, prefix: string, ownsClient = f
     redis.defineCommand('agentmeshIncrMany', { lua: INCR_MANY_LUA })
   }
   const k = (key: string) => prefix + key
+  // each call checks the link first and converts its error inside the async function it already
+  // is: no extra promise per call
   const self: ClosableCounters = {
     async incr(key, delta, ttlSeconds) {
-      return num(await (r.agentmeshIncr as any)(k(key), String(delta), String(Math.ceil(ttlSeconds ?? 0))))
+      link.assertUp()
+      try {
+        return num(await (r.agentmeshIncr as any)(k(key), String(delta), String(Math.ceil(ttlSeconds ?? 0))))
+      } catch (err) {
+        throw link.failure(err)
+      }
     },
     async get(key) {
-      return num(await redis.get(k(key)))
+      link.assertUp()
+      try {
+        return num(await redis.get(k(key)))
+      } catch (err) {
+        throw link.failure(err)
+      }
     },
     // the same delta on every key: the general script, one entry per key
     reserve(keys, delta, limits, ttlSeconds) {
@@ -239,21 +295,37 @@ export function createRedisCounters(redis: Redis, prefix: string, ownsClient = f
     },
     async reserveMany(entries) {
       if (entries.length === 0) return { ok: true, values: [] }
+      link.assertUp()
       const args: Array<string | number> = [entries.length, ...entries.map((e) => k(e.key)), ...entries.map((e) => String(e.delta)), ...entries.map((e) => limitArg(e.limit)), ...entries.map((e) => String(Math.ceil(e.ttl ?? 0)))]
-      const out = await r.agentmeshReserveMany(...(args as [number, ...Array<string | number>]))
-      return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
+      try {
+        const out = await r.agentmeshReserveMany(...(args as [number, ...Array<string | number>]))
+        return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
+      } catch (err) {
+        throw link.failure(err)
+      }
     },
     async incrMany(entries) {
       if (entries.length === 0) return []
+      link.assertUp()
       const args: Array<string | number> = [entries.length, ...entries.map((e) => k(e.key)), ...entries.map((e) => String(e.delta)), ...entries.map((e) => String(Math.ceil(e.ttl ?? 0)))]
-      return (await r.agentmeshIncrMany(...(args as [number, ...Array<string | number>]))).map(num)
+      try {
+        return (await r.agentmeshIncrMany(...(args as [number, ...Array<string | number>]))).map(num)
+      } catch (err) {
+        throw link.failure(err)
+      }
     },
     async del(key) {
-      await redis.del(k(key))
+      link.assertUp()
+      try {
+        await redis.del(k(key))
+      } catch (err) {
+        throw link.failure(err)
+      }
     },
     async close() {
-      if (ownsClient) await redis.quit().catch(() => redis.disconnect())
+      if (ownsClient) link.close()
     },
+    availability: link.availability,
   }
   return self
 }
@@ -263,17 +335,16 @@ export function createRedisCounters(redis: Redis, prefix: string, ownsClient = f
  * else opening one from storage.url), otherwise in process memory, kept in
  * `<dataDir>/counters.json` for fs storage so a restart does not reset the day's budgets.
  */
-export async function createCounters(storage: StorageConfig, redisClient?: Redis, opts: { dataDir?: string } = {}): Promise<ClosableCounters> {
+export async function createCounters(storage: StorageConfig, redisClient?: Redis | RedisLink, opts: { dataDir?: string; log?: Logger } = {}): Promise<ClosableCounters> {
   if (storage.driver === 'redis') {
     const prefix = `${storage.prefix ?? 'agentmesh'}:counters:`
     if (redisClient) return createRedisCounters(redisClient, prefix)
     if (!storage.url) throw new Error('storage.url is required when storage.driver is redis')
-    const { Redis } = await import('ioredis')
-    return createRedisCounters(new Redis(storage.url, { lazyConnect: false, maxRetriesPerRequest: 2 }), prefix, true)
+    return createRedisCounters(openRedisLink(storage.url, 'redis (counters)', opts.log), prefix, true)
   }
   if (storage.driver === 'fs') {
     const dataDir = resolve(opts.dataDir ?? '.agentmesh')
-    return createMemoryCounters({ file: join(dataDir, 'counters.json') })
+    return createMemoryCounters({ file: join(dataDir, 'counters.json'), log: opts.log })
   }
   return createMemoryCounters()
 }

@@ -1,0 +1,243 @@
+// The one redis connection storage, counters and the change feed share, and an unstorage driver
+// over it. While redis is down every call fails at once with StorageUnavailableError (a 503 in the
+// client's protocol) instead of waiting in ioredis's queues through 20 reconnect attempts; the
+// client reconnects by itself, and the outage is logged once when it starts and once when it ends.
+import { Redis, ReplyError } from 'ioredis'
+import { defineDriver, joinKeys, normalizeKey, type Driver } from 'unstorage'
+import { StorageUnavailableError } from './errors.ts'
+import { Availability } from './storage-health.ts'
+import type { Logger } from './types.ts'
+
+/** reconnect backoff: 100 ms doubling, at most 1 s between attempts, for as long as it takes */
+const MAX_RECONNECT_DELAY_MS = 1000
+/** a connection attempt that hangs (a host that is gone) is given up after this */
+const CONNECT_TIMEOUT_MS = 2000
+/** a ready connection is pinged this often; no answer within HEARTBEAT_TIMEOUT_MS and it is dropped */
+const HEARTBEAT_MS = 1000
+const HEARTBEAT_TIMEOUT_MS = 2000
+// replies that mean the server cannot serve now (not that the request was wrong)
+const UNAVAILABLE_REPLY = /^(LOADING|READONLY|MASTERDOWN|MISCONF|OOM|BUSY|CLUSTERDOWN|TRYAGAIN|NOAUTH|WRONGPASS|NOPERM)\b/
+
+export interface RedisLink {
+  readonly client: Redis
+  readonly availability: Availability
+  /** throws StorageUnavailableError while redis is down, so a call fails now instead of queueing */
+  assertUp(): void
+  /**
+   * What a failed command should throw: StorageUnavailableError, cause kept, when redis could not
+   * be used (connection lost, command aborted, server loading or out of memory); any other reply
+   * error (a wrong type, a script error) as it is.
+   */
+  failure(err: unknown): unknown
+  close(): void
+}
+
+/**
+ * A RedisLink over a client someone else configured and owns (tests, embedders): errors are
+ * converted the same way, but calls are not refused up front and nothing is logged.
+ */
+export function linkTo(client: Redis, part = 'redis'): RedisLink {
+  return {
+    client,
+    availability: new Availability(part, undefined, ''),
+    assertUp() {},
+    failure: (err) => redisFailure(err, part),
+    close: () => client.disconnect(),
+  }
+}
+
+export const isRedisLink = (x: Redis | RedisLink): x is RedisLink => typeof (x as RedisLink).assertUp === 'function'
+
+/** a reply error that is about the command (a wrong type, a script error), not about redis being usable */
+const isCommandError = (err: unknown) => err instanceof ReplyError && !UNAVAILABLE_REPLY.test((err as Error).message)
+
+/** StorageUnavailableError (cause kept) unless redis refused the command itself */
+export function redisFailure(err: unknown, part: string): unknown {
+  if (err instanceof StorageUnavailableError || isCommandError(err)) return err
+  return new StorageUnavailableError(`storage unavailable: ${part}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+}
+
+/** `part` names redis in log lines and health ("redis redis://host:6379", password masked) */
+export function openRedisLink(url: string, part: string, log?: Logger): RedisLink {
+  const availability = new Availability(part, log, 'requests that need it answer 503 storage_unavailable until it is back')
+  const client = new Redis(url, {
+    // a command in flight when the connection drops fails then, rather than after N reconnects
+    maxRetriesPerRequest: 0,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt - 1, 4), MAX_RECONNECT_DELAY_MS),
+  })
+  let lastError = ''
+  let connectedOnce = false
+  let closing = false
+  // until the first connection attempt ends, commands wait for it in ioredis's offline queue
+  let starting = true
+
+  // with a listener ioredis no longer prints "[ioredis] Unhandled error event" for every attempt
+  client.on('error', (err: Error) => {
+    lastError = err.message
+  })
+  client.on('ready', () => {
+    starting = false
+    connectedOnce = true
+    lastError = ''
+    availability.markUp()
+  })
+  const lost = () => {
+    starting = false
+    if (!closing) availability.markDown(lastError || (connectedOnce ? 'connection lost' : 'cannot connect'))
+  }
+  client.on('close', lost)
+  client.on('end', lost)
+
+  // a server that stops answering without closing the connection (a host gone, a partition)
+  // would hold every command until TCP gives up: one PING a second notices it, with one timer
+  // for the connection instead of a timeout per command
+  let pingSentAt = 0
+  const answered = () => {
+    pingSentAt = 0
+  }
+  const heartbeat = setInterval(() => {
+    if (client.status !== 'ready') pingSentAt = 0
+    else if (!pingSentAt) {
+      pingSentAt = Date.now()
+      client.ping().then(answered, answered)
+    } else if (Date.now() - pingSentAt > HEARTBEAT_TIMEOUT_MS) {
+      lastError = `no answer to PING within ${HEARTBEAT_TIMEOUT_MS} ms`
+      pingSentAt = 0
+      // destroy, not end: the FIN of end() to a peer that is gone would never complete the close
+      client.stream?.destroy()
+    }
+  }, HEARTBEAT_MS)
+  heartbeat.unref()
+
+  return {
+    client,
+    availability,
+    assertUp() {
+      const status = client.status
+      if (status === 'ready' || (starting && (status === 'connecting' || status === 'connect' || status === 'wait'))) return
+      if (!closing) availability.markDown(lastError || 'not connected')
+      throw availability.error()
+    },
+    failure(err) {
+      if (err instanceof StorageUnavailableError || isCommandError(err)) return err
+      // the connection went while the command was out (or it never got one): an outage, reported
+      // now rather than when the 'close' event arrives; the client sees why, not ioredis's wording
+      if (client.status !== 'ready' && !closing) {
+        availability.markDown(lastError || 'connection lost')
+        return availability.error(err)
+      }
+      return redisFailure(err, part)
+    },
+    close() {
+      closing = true
+      clearInterval(heartbeat)
+      client.disconnect()
+    },
+  }
+}
+
+export interface RedisDriverOptions {
+  link: RedisLink
+  /** key prefix, e.g. 'agentmesh' */
+  base: string
+  /** keys SCAN asks for per round trip (default 1,000: redis's 10 made listing 100,000 keys take 10,000 round trips) */
+  scanCount?: number
+}
+
+/**
+ * unstorage's redis driver, on a shared RedisLink: the same keys and commands, but a call fails
+ * at once while redis is down and its error is StorageUnavailableError. The link owns the client.
+ */
+export const redisDriver = defineDriver((opts: RedisDriverOptions): Driver => {
+  const { link } = opts
+  const client = link.client
+  const base = normalizeKey(opts.base)
+  // unstorage hands drivers normalised keys ('a:b:c'), so an item key is only prefixed
+  const p = base ? (key: string) => `${base}:${key}` : (key: string) => key
+  const strip = base ? (key: string) => key.slice(base.length + 1) : (key: string) => key
+  const pattern = (sub: string) => {
+    const prefix = joinKeys(base, sub)
+    return prefix ? `${escapeGlob(prefix)}:*` : '*'
+  }
+
+  async function scan(match: string): Promise<string[]> {
+    link.assertUp()
+    const keys: string[] = []
+    let cursor = '0'
+    try {
+      do {
+        const [next, found] = await client.scan(cursor, 'MATCH', match, 'COUNT', opts.scanCount ?? 1000)
+        cursor = next
+        for (const k of found) keys.push(k)
+      } while (cursor !== '0')
+    } catch (err) {
+      throw link.failure(err)
+    }
+    return keys
+  }
+
+  return {
+    name: 'agentmesh-redis',
+    options: opts,
+    getInstance: () => client,
+    async hasItem(key) {
+      link.assertUp()
+      try {
+        return (await client.exists(p(key))) > 0
+      } catch (err) {
+        throw link.failure(err)
+      }
+    },
+    async getItem(key) {
+      link.assertUp()
+      try {
+        return (await client.get(p(key))) ?? null
+      } catch (err) {
+        throw link.failure(err)
+      }
+    },
+    async getItems(items) {
+      link.assertUp()
+      const keys = items.map((item) => p(item.key))
+      try {
+        const values = await client.mget(...keys)
+        return keys.map((key, i) => ({ key: strip(key), value: values[i] ?? null }))
+      } catch (err) {
+        throw link.failure(err)
+      }
+    },
+    async setItem(key, value, topts) {
+      link.assertUp()
+      const ttl = (topts as { ttl?: number } | undefined)?.ttl
+      try {
+        if (ttl) await client.set(p(key), value, 'EX', ttl)
+        else await client.set(p(key), value)
+      } catch (err) {
+        throw link.failure(err)
+      }
+    },
+    async removeItem(key) {
+      link.assertUp()
+      try {
+        await client.unlink(p(key))
+      } catch (err) {
+        throw link.failure(err)
+      }
+    },
+    async getKeys(sub) {
+      return (await scan(pattern(sub))).map(strip)
+    },
+    async clear(sub) {
+      const keys = await scan(pattern(sub))
+      if (!keys.length) return
+      try {
+        await client.unlink(keys)
+      } catch (err) {
+        throw link.failure(err)
+      }
+    },
+  }
+})
+
+const escapeGlob = (s: string) => s.replace(/[*?[\]\\]/g, '\\$&')
