@@ -57,8 +57,8 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const config = 'sources' in input ? (input as ResolvedMeshConfig) : await resolveConfig(input)
   const log = options.logger ?? createLogger(config.log.level)
   const dataDir = resolve(config.dataDir)
-  if (config.storage.driver === 'fs') mkdirSync(dataDir, { recursive: true })
-  const store = createMeshStorage(config.storage, dataDir)
+  // creates the data dir 0700 for fs storage; logs each storage outage once
+  const store = createMeshStorage(config.storage, dataDir, log)
   const bus = createEventBus((err) => log.warn(`event listener failed: ${(err as Error)?.message}`))
   const hooks = createHooks<any>()
   // h3 answers what reaches it unhandled (a malformed URL such as `GET /%`, a throw in a route)
@@ -105,6 +105,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       healthChecks.set(name, check)
     },
   }
+  mesh.addHealthCheck('storage', store.health)
 
   const plugins = sortPlugins(config.plugins)
   const hookCount: Record<string, number> = {}
