@@ -21,6 +21,10 @@ export interface MockBehaviour {
   cutAfterEvents?: number
   /** pause between stream events, ms */
   eventGapMs?: number
+  /** stream: send this many events then end the response cleanly (no final event) */
+  endAfterEvents?: number
+  /** answer 200 with this raw body and content type (a broken vendor or a captive portal) */
+  okBody?: { body: string; contentType: string }
 }
 
 export interface MockUpstream {
@@ -74,6 +78,7 @@ async function streamEvents(res: ServerResponse, events: string[], b: MockBehavi
   for (const e of events) {
     if (res.destroyed) { up.aborted++; return }
     if (b.cutAfterEvents !== undefined && n >= b.cutAfterEvents) { res.socket?.destroy(); return }
+    if (b.endAfterEvents !== undefined && n >= b.endAfterEvents) break
     res.write(e)
     n++
     if (b.eventGapMs) await new Promise((r) => setTimeout(r, b.eventGapMs))
@@ -171,6 +176,10 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
         if (res.destroyed) { up.aborted++; return }
       }
       if (b.status && b.status >= 400) return send(res, b.status, { error: { type: 'mock_error', message: `mock failure ${b.status}` } })
+      if (b.okBody) {
+        res.writeHead(200, { 'content-type': b.okBody.contentType })
+        return res.end(b.okBody.body)
+      }
       if (path.startsWith('/v1/chat/completions')) return handleOpenAI(body, res, b, up)
       if (path.startsWith('/v1/messages')) return handleAnthropic(body, res, b, up)
       if (path.startsWith('/v1beta/models/')) return handleGemini(path, body, res, b, up)

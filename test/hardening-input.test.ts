@@ -1,0 +1,369 @@
+// Issue 11: what one request from an untrusted client must never do to the proxy (crash it,
+// reach a header raw, overflow the stack, travel upstream mistyped, pass as a complete answer
+// when it was not), and the trust boundaries (Host, Origin, content type, keys, events).
+import { readdirSync, readFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { escapeControls, createLogger } from '../core/log.ts'
+import { jsonDepthExceeds } from '../core/protocols/shared.ts'
+import { audit } from '../plugins/audit/index.ts'
+import { virtualKeys } from '../plugins/keys/index.ts'
+import { clearVendorEnv, postJson, sseEvents, startMockAndProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+
+beforeAll(() => clearVendorEnv())
+
+const OA = (model: string, stream = false) => ({ model, stream, messages: [{ role: 'user', content: 'hi' }] })
+const AN = (model: string, stream = false) => ({ model, stream, max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] })
+const GE = { contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }
+
+/** A request with raw bytes in the path, which fetch() would normalise or refuse. */
+function rawPost(url: string, path: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  const u = new URL(url)
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, method: 'POST', path, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c) => (text += c))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+describe('model names that are not valid header text', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
+  afterAll(async () => {
+    await proxy.close()
+    await mock.close()
+  })
+
+  // before the fix each of these, streamed, threw ERR_INVALID_CHAR out of the stream path and ended the process
+  for (const [label, model] of [['euro sign', 'gpt-4o-€'], ['CJK', 'gpt-模型'], ['lone surrogate', 'gpt-\ud800x']] as const) {
+    it(`${label}: answered, streamed and not, with the model percent-encoded in X-AgentMesh-Model`, async () => {
+      for (const stream of [false, true]) {
+        const res = await postJson(proxy.url + '/v1/chat/completions', OA(model, stream))
+        expect(res.status).toBe(200)
+        expect(res.headers.get('x-agentmesh-model')).toMatch(/^[\x20-\x7e]+$/)
+        expect(res.headers.get('x-agentmesh-model')).toContain('%')
+        await res.text()
+      }
+      const an = await postJson(proxy.url + '/v1/messages', AN(model, true))
+      expect(an.status).toBe(200)
+      await an.text()
+    })
+  }
+
+  it('NUL, CR and LF in a model are a 400 naming the field, in each protocol, and nothing goes upstream', async () => {
+    const before = mock.received.length
+    for (const model of ['gpt\u0000x', 'gpt\r\nx-injected: 1', 'claude\nx']) {
+      const oa = await postJson(proxy.url + '/v1/chat/completions', OA(model, true))
+      expect(oa.status).toBe(400)
+      expect((await oa.json()).error.message).toMatch(/`model` must not contain control characters/)
+      const an = await postJson(proxy.url + '/v1/messages', AN(model, true))
+      expect(an.status).toBe(400)
+      expect(await an.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
+    }
+    const ge = await rawPost(proxy.url, '/v1beta/models/gemma%00x:streamGenerateContent?alt=sse', JSON.stringify(GE))
+    expect(ge.status).toBe(400)
+    expect(JSON.parse(ge.body).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
+    expect(mock.received.length).toBe(before)
+  })
+
+  it('an over-long model name is a 400', async () => {
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA('g'.repeat(10_000)))
+    expect(res.status).toBe(400)
+  })
+
+  it('malformed paths answer in the client protocol, not in h3\'s own shape', async () => {
+    const root = await fetch(proxy.url + '/%')
+    expect(root.status).toBe(400)
+    expect((await root.json()).error).toMatchObject({ type: 'invalid_request_error' })
+    const ge = await rawPost(proxy.url, '/v1beta/models/%:generateContent', JSON.stringify(GE))
+    expect(ge.status).toBe(400)
+    expect(JSON.parse(ge.body).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
+    expect(ge.headers['x-agentmesh-request-id']).toBeTruthy()
+  })
+})
+
+describe('bodies the proxy reads', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  let auditDir: string
+  beforeAll(async () => {
+    auditDir = tempDir()
+    ;({ mock, proxy } = await startMockAndProxy({ config: { plugins: [audit({ dir: auditDir })] } }))
+  })
+  afterAll(async () => {
+    await mock.close()
+  })
+
+  it('JSON nested 5,000 deep is a 400 in each protocol, and the audit log has the entry', async () => {
+    // as text: building it as an object would overflow the test's own JSON.stringify
+    const deep = '{"a":['.repeat(5000) + '{}' + ']}'.repeat(5000)
+    const oa = await postJson(proxy.url + '/v1/chat/completions', JSON.stringify({ ...OA('gpt-4o-mini'), tools: '@' }).replace('"@"', `[{"type":"function","function":{"name":"f","parameters":${deep}}}]`))
+    expect(oa.status).toBe(400)
+    const oaBody = await oa.json()
+    expect(oaBody.error.message).toMatch(/nests deeper than 128 levels/)
+    const an = await postJson(proxy.url + '/v1/messages', JSON.stringify({ ...AN('claude-haiku-4-5'), tools: '@' }).replace('"@"', `[{"name":"f","input_schema":${deep}}]`))
+    expect(an.status).toBe(400)
+    expect((await an.json()).type).toBe('error')
+    const ids = [oa.headers.get('x-agentmesh-request-id'), an.headers.get('x-agentmesh-request-id')]
+    await proxy.close()
+    const lines = readdirSync(auditDir).filter((f) => f.endsWith('.jsonl')).flatMap((f) => readFileSync(join(auditDir, f), 'utf8').split('\n').filter(Boolean))
+    const entries = lines.map((l) => JSON.parse(l)).filter((e) => ids.includes(e.id))
+    expect(entries.map((e) => e.status)).toEqual([400, 400])
+  })
+
+  it('the depth check reads strings as strings', () => {
+    expect(jsonDepthExceeds(JSON.stringify({ s: '['.repeat(1000) + '"\\"{{{{' }))).toBe(false)
+    expect(jsonDepthExceeds('['.repeat(129) + ']'.repeat(129))).toBe(true)
+    expect(jsonDepthExceeds('['.repeat(128) + ']'.repeat(128))).toBe(false)
+  })
+})
+
+describe('wrongly typed fields are refused before anything goes upstream', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
+  afterAll(async () => {
+    await proxy.close()
+    await mock.close()
+  })
+
+  const cases: Array<[string, string, unknown]> = [
+    ['openai messages a string', '/v1/chat/completions', { model: 'gpt-4o-mini', messages: 'x' }],
+    ['openai role a number', '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 5, content: 'x' }] }],
+    ['openai stream a string', '/v1/chat/completions', { ...OA('gpt-4o-mini'), stream: 'yes' }],
+    ['openai temperature a string', '/v1/chat/completions', { ...OA('gpt-4o-mini'), temperature: 'hot' }],
+    ['openai tools an object', '/v1/chat/completions', { ...OA('gpt-4o-mini'), tools: { a: 1 } }],
+    ['openai text part without text', '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'text', text: 5 }] }] }],
+    ['openai model a number', '/v1/chat/completions', { model: 5, messages: [{ role: 'user', content: 'x' }] }],
+    ['anthropic messages an object', '/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 5, messages: { role: 'user' } }],
+    ['anthropic max_tokens a string', '/v1/messages', { ...AN('claude-haiku-4-5'), max_tokens: '5' }],
+    ['anthropic stream a number', '/v1/messages', { ...AN('claude-haiku-4-5'), stream: 1 }],
+    ['anthropic system a number', '/v1/messages', { ...AN('claude-haiku-4-5'), system: 42 }],
+    ['gemini contents a string', '/v1beta/models/gemini-2.5-flash:generateContent', { contents: 'x' }],
+    ['gemini role a number', '/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ role: 1, parts: [{ text: 'x' }] }] }],
+    ['gemini temperature a string', '/v1beta/models/gemini-2.5-flash:generateContent', { ...GE, generationConfig: { temperature: 'warm' } }],
+  ]
+  for (const [label, path, body] of cases) {
+    it(label, async () => {
+      const before = mock.received.length
+      const res = await postJson(proxy.url + path, body)
+      expect(res.status).toBe(400)
+      const json = await res.json()
+      if (path.startsWith('/v1/messages')) expect(json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
+      else if (path.startsWith('/v1beta')) expect(json.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
+      else expect(json.error.type).toBe('invalid_request_error')
+      expect(mock.received.length).toBe(before)
+    })
+  }
+})
+
+describe('logs', () => {
+  it('escape control characters: one call, one line', () => {
+    const lines: string[] = []
+    const log = createLogger('info', (l) => lines.push(l))
+    log.error('model "gpt\r\n[agentmesh] error: forged" failed', { model: 'a\nb\u0000' })
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).not.toMatch(/[\r\n\u0000]/)
+    expect(lines[0]).toContain('gpt\\r\\n[agentmesh]')
+    expect(escapeControls('plain')).toBe('plain')
+  })
+})
+
+describe('incomplete upstream answers', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
+  afterAll(async () => {
+    await proxy.close()
+    await mock.close()
+  })
+
+  const streams: Array<[string, string, unknown, (events: Array<{ event?: string; data: string }>) => void]> = [
+    ['openai', '/v1/chat/completions', OA('gpt-4o-mini', true), (ev) => expect(JSON.parse(ev.at(-1)!.data).error.type).toBe('upstream_stream_error')],
+    ['anthropic', '/v1/messages', AN('claude-haiku-4-5', true), (ev) => {
+      expect(ev.at(-1)!.event).toBe('error')
+      expect(JSON.parse(ev.at(-1)!.data)).toMatchObject({ type: 'error', error: { type: 'upstream_stream_error' } })
+    }],
+    ['gemini', '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', GE, (ev) => expect(JSON.parse(ev.at(-1)!.data).error).toMatchObject({ code: 502 })],
+  ]
+  for (const [protocol, path, body, lastIsError] of streams) {
+    it(`${protocol}: a stream that ends cleanly without its final event ends with the protocol's error event`, async () => {
+      mock.behaviour = { endAfterEvents: 2 }
+      const seen: string[] = []
+      const off = proxy.instance.mesh.on((e) => { if (e.type === 'error' || e.type === 'llm_call') seen.push(e.type) })
+      try {
+        const res = await postJson(proxy.url + path, body)
+        expect(res.status).toBe(200)
+        const events = sseEvents(await res.text())
+        expect(events.length).toBe(3)
+        lastIsError(events)
+      } finally {
+        mock.behaviour = {}
+        off()
+      }
+    })
+    it(`${protocol}: a stream cut mid-way ends with the protocol's error event`, async () => {
+      // spaced, so the events reach the proxy before the connection is reset
+      mock.behaviour = { cutAfterEvents: 2, eventGapMs: 30 }
+      try {
+        const res = await postJson(proxy.url + path, body)
+        expect(res.status).toBe(200)
+        lastIsError(sseEvents(await res.text()))
+      } finally {
+        mock.behaviour = {}
+      }
+    })
+  }
+
+  it('a 200 whose body is not the protocol\'s JSON is a 502 in the client protocol', async () => {
+    for (const okBody of [{ body: '<html>captive portal</html>', contentType: 'text/html' }, { body: '{"hello":"world"}', contentType: 'application/json' }]) {
+      mock.behaviour = { okBody }
+      try {
+        const oa = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'))
+        expect(oa.status).toBe(502)
+        expect((await oa.json()).error.type).toBe('upstream_invalid_response')
+        const an = await postJson(proxy.url + '/v1/messages', AN('claude-haiku-4-5'))
+        expect(an.status).toBe(502)
+        expect((await an.json()).type).toBe('error')
+        const ge = await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE)
+        expect(ge.status).toBe(502)
+        expect((await ge.json()).error.code).toBe(502)
+      } finally {
+        mock.behaviour = {}
+      }
+    }
+  })
+})
+
+describe('trust boundaries', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy({ config: { allowedHosts: ['proxy.corp.example', '.mesh.example'] } })))
+  afterAll(async () => {
+    await proxy.close()
+    await mock.close()
+  })
+
+  it('a foreign Host (DNS rebinding) is refused; loopback names, IP addresses and configured names are not', async () => {
+    const before = mock.received.length
+    const body = JSON.stringify(OA('gpt-4o-mini'))
+    const evil = await rawPost(proxy.url, '/v1/chat/completions', body, { host: 'attacker.example:8080' })
+    expect(evil.status).toBe(403)
+    expect(JSON.parse(evil.body).error.message).toMatch(/allowedHosts/)
+    expect(mock.received.length).toBe(before)
+    for (const host of ['localhost:8080', '127.0.0.1', '[::1]:8080', '10.1.2.3:8080', 'proxy.corp.example', 'a.mesh.example', 'app.localhost']) {
+      expect((await rawPost(proxy.url, '/v1/chat/completions', body, { host })).status, host).toBe(200)
+    }
+    const events = await new Promise<number>((resolve) => {
+      const u = new URL(proxy.url)
+      httpRequest({ host: u.hostname, port: u.port, path: '/agentmesh/events', headers: { host: 'attacker.example' } }, (res) => {
+        resolve(res.statusCode!)
+        res.destroy()
+      }).end()
+    })
+    expect(events).toBe(403)
+  })
+
+  it('an LLM call that is not JSON (a form or text/plain, what a page can send without asking) is a 415, and not sent upstream', async () => {
+    const before = mock.received.length
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const res = await fetch(proxy.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify(OA('gpt-4o-mini')) })
+      expect(res.status).toBe(415)
+      expect((await res.json()).error.message).toMatch(/application\/json/)
+    }
+    const none = await rawPost(proxy.url, '/v1/messages', JSON.stringify(AN('claude-haiku-4-5')), { 'content-type': '' })
+    expect(none.status).toBe(415)
+    expect(JSON.parse(none.body).type).toBe('error')
+    expect((await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'content-type': 'application/json; charset=utf-8' })).status).toBe(200)
+    expect(mock.received.length).toBe(before + 1)
+  })
+
+  it('a cross-site page is refused before anything is spent; the events stream is not readable from it', async () => {
+    const before = mock.received.length
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'https://evil.example' })
+    expect(res.status).toBe(403)
+    const ev = await fetch(proxy.url + '/agentmesh/events', { headers: { origin: 'https://evil.example' } })
+    expect(ev.status).toBe(403)
+    expect(ev.headers.get('access-control-allow-origin')).toBeNull()
+    await ev.body?.cancel()
+    expect(mock.received.length).toBe(before)
+  })
+})
+
+describe('team: keys and events', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  const ADMIN = 'admin-token-for-hardening-tests'
+  let keyEng = ''
+  let keyOps = ''
+  beforeAll(async () => {
+    process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
+    const dataDir = tempDir()
+    ;({ mock, proxy } = await startMockAndProxy({ keys: false, config: { preset: 'team', dataDir, storage: { driver: 'fs' }, plugins: [virtualKeys({ required: true })] } }))
+    const create = async (team: string) => {
+      const res = await postJson(proxy.url + '/agentmesh/admin/keys', { team, user: 'u' }, { authorization: `Bearer ${ADMIN}` })
+      expect(res.status).toBe(201)
+      return (await res.json()).key as string
+    }
+    keyEng = await create('eng')
+    keyOps = await create('ops')
+  })
+  afterAll(async () => {
+    delete process.env.AGENTMESH_ADMIN_TOKEN
+    await proxy.close()
+    await mock.close()
+  })
+
+  it('never forwards the client\'s own vendor key: with none configured the vendor answers 503 naming the key', async () => {
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'x-api-key': keyEng, authorization: 'Bearer sk-client-own-key-123456' })
+    expect(res.status).toBe(503)
+    const body = await res.json()
+    expect(body.error.type).toBe('vendor_key_missing')
+    expect(body.error.message).toContain('OPENAI_API_KEY')
+    expect(mock.received.some((r) => JSON.stringify(r.headers).includes('sk-client-own'))).toBe(false)
+  })
+
+  it('/agentmesh/events needs the admin token or a key; a key sees its own team only', async () => {
+    const anon = await fetch(proxy.url + '/agentmesh/events')
+    expect(anon.status).toBe(401)
+    const readEvents = async (auth: string) => {
+      const ac = new AbortController()
+      const res = await fetch(proxy.url + '/agentmesh/events?types=request,response,error', { headers: { authorization: `Bearer ${auth}` }, signal: ac.signal })
+      expect(res.status).toBe(200)
+      const reader = res.body!.getReader()
+      let text = ''
+      const pump = (async () => {
+        try {
+          for (;;) {
+            const { value, done } = await reader.read()
+            if (done) break
+            text += new TextDecoder().decode(value)
+          }
+        } catch { /* aborted */ }
+      })()
+      return { stop: async () => { ac.abort(); await pump; return sseEvents(text).map((e) => JSON.parse(e.data)) } }
+    }
+    const admin = await readEvents(ADMIN)
+    const eng = await readEvents(keyEng)
+    await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'x-api-key': keyEng })
+    await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'x-api-key': keyOps })
+    await new Promise((r) => setTimeout(r, 100))
+    const all = await admin.stop()
+    const mine = await eng.stop()
+    const teams = (list: any[]) => [...new Set(list.filter((e) => e.type === 'request').map((e) => e.data.identity.team))].sort()
+    expect(teams(all)).toEqual(['eng', 'ops'])
+    expect(teams(mine)).toEqual(['eng'])
+    // the error event of the ops request (503: no vendor key) is not shown to eng
+    const opsIds = all.filter((e) => e.type === 'request' && e.data.identity.team === 'ops').map((e) => e.data.id)
+    expect(mine.some((e) => opsIds.includes(e.data.id))).toBe(false)
+    expect(mine.some((e) => e.type === 'error')).toBe(true)
+  })
+})
