@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { Redis } from 'ioredis'
-import { Availability } from './storage-health.ts'
+import { Availability, reasonOf } from './storage-health.ts'
 import { isRedisLink, linkTo, openRedisLink, type RedisLink } from './storage-redis.ts'
 import type { Counters, Logger, StorageConfig } from './types.ts'
 
@@ -67,7 +67,9 @@ function writeReplacing(file: string, data: string): void {
     renameSync(tmp, file)
   } catch (err) {
     // a half-written temporary file would only take more of a full disk
-    rmSync(tmp, { force: true })
+    try {
+      rmSync(tmp, { force: true })
+    } catch { /* the save's own error is the one to report */ }
     throw err
   }
 }
@@ -111,9 +113,8 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
       write(file, JSON.stringify({ version: 1, savedAt: new Date(t).toISOString(), entries }))
     } catch (err) {
       // the counters stay in memory, dirty: the next attempt, later each time, saves them all
-      failedSaves++
-      availability!.markDown((err as Error)?.message ?? String(err))
-      schedule(Math.min(flushMs * 2 ** failedSaves, MAX_SAVE_BACKOFF_MS))
+      availability!.markDown(reasonOf(err))
+      schedule(Math.min(flushMs * 2 ** failedSaves++, MAX_SAVE_BACKOFF_MS))
       return false
     }
     dirty = false

@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync, statSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { defineDriver, type Driver } from 'unstorage'
-import { Availability } from './storage-health.ts'
+import { Availability, reasonOf } from './storage-health.ts'
 import type { Logger } from './types.ts'
 
 export const DIR_MODE = 0o700
@@ -74,8 +74,7 @@ export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
   function failure(err: unknown): unknown {
     const code = codeOf(err)
     if (!code || !UNAVAILABLE_CODES.has(code)) return err
-    // the message without the file's path: health is shown to anyone who reaches the port
-    availability.markDown((err as Error).message.replace(/, \w+ '.*'$/, ''))
+    availability.markDown(reasonOf(err))
     probeTimer ??= setTimeout(probe, probeDelay).unref()
     return availability.error(err)
   }

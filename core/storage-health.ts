@@ -46,6 +46,9 @@ export class Availability {
   }
 }
 
+/** an error's message without the syscall and path Node appends (", open '/data/x'"): health is public */
+export const reasonOf = (err: unknown): string => ((err as Error)?.message ?? String(err)).replace(/, \w+(?: '.*')?$/, '')
+
 /** one check for several parts: ok while all are, else every failing part's message, since the earliest */
 export function mergeHealth(parts: Availability[]): HealthCheck {
   let merged: HealthCheck = OK

@@ -12,9 +12,12 @@ import type { Logger } from './types.ts'
 const MAX_RECONNECT_DELAY_MS = 1000
 /** a connection attempt that hangs (a host that is gone) is given up after this */
 const CONNECT_TIMEOUT_MS = 2000
-/** a ready connection is pinged this often; no answer within HEARTBEAT_TIMEOUT_MS and it is dropped */
-const HEARTBEAT_MS = 1000
-const HEARTBEAT_TIMEOUT_MS = 2000
+/**
+ * A ready connection is pinged this often; no answer within HEARTBEAT_TIMEOUT_MS and it is dropped
+ * (redis blocked that long stalls every request anyway; the reconnect is immediate once it answers)
+ */
+const HEARTBEAT_MS = 500
+const HEARTBEAT_TIMEOUT_MS = 1500
 // replies that mean the server cannot serve now (not that the request was wrong)
 const UNAVAILABLE_REPLY = /^(LOADING|READONLY|MASTERDOWN|MISCONF|OOM|BUSY|CLUSTERDOWN|TRYAGAIN|NOAUTH|WRONGPASS|NOPERM)\b/
 
@@ -71,6 +74,8 @@ export function openRedisLink(url: string, part: string, log?: Logger): RedisLin
   let closing = false
   // until the first connection attempt ends, commands wait for it in ioredis's offline queue
   let starting = true
+  /** when the heartbeat began waiting for an answer (a PING, or the handshake of a new connection) */
+  let waitingSince = 0
 
   // with a listener ioredis no longer prints "[ioredis] Unhandled error event" for every attempt
   client.on('error', (err: Error) => {
@@ -80,30 +85,33 @@ export function openRedisLink(url: string, part: string, log?: Logger): RedisLin
     starting = false
     connectedOnce = true
     lastError = ''
+    waitingSince = 0
     availability.markUp()
   })
   const lost = () => {
     starting = false
+    waitingSince = 0
     if (!closing) availability.markDown(lastError || (connectedOnce ? 'connection lost' : 'cannot connect'))
   }
   client.on('close', lost)
   client.on('end', lost)
 
   // a server that stops answering without closing the connection (a host gone, a partition)
-  // would hold every command until TCP gives up: one PING a second notices it, with one timer
-  // for the connection instead of a timeout per command
-  let pingSentAt = 0
+  // would hold every command until TCP gives up: a PING every half second notices it, one timer
+  // for the connection instead of a timeout per command. A connection whose handshake (the ready
+  // check) goes unanswered is dropped the same way, or it would never be retried.
   const answered = () => {
-    pingSentAt = 0
+    waitingSince = 0
   }
   const heartbeat = setInterval(() => {
-    if (client.status !== 'ready') pingSentAt = 0
-    else if (!pingSentAt) {
-      pingSentAt = Date.now()
-      client.ping().then(answered, answered)
-    } else if (Date.now() - pingSentAt > HEARTBEAT_TIMEOUT_MS) {
-      lastError = `no answer to PING within ${HEARTBEAT_TIMEOUT_MS} ms`
-      pingSentAt = 0
+    const status = client.status
+    if (status !== 'ready' && status !== 'connect') waitingSince = 0
+    else if (!waitingSince) {
+      waitingSince = Date.now()
+      if (status === 'ready') client.ping().then(answered, answered)
+    } else if (Date.now() - waitingSince > HEARTBEAT_TIMEOUT_MS) {
+      lastError = `no answer to ${status === 'ready' ? 'PING' : 'the connection handshake'} within ${HEARTBEAT_TIMEOUT_MS} ms`
+      waitingSince = 0
       // destroy, not end: the FIN of end() to a peer that is gone would never complete the close
       client.stream?.destroy()
     }
