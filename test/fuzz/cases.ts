@@ -203,12 +203,22 @@ const pathMutation: Mutator = (rng, c) => {
   }
 }
 
+/** 200s from a broken vendor or a captive portal: none is the protocol's answer */
+const OK_BODIES = [
+  { body: '<html><body>Sign in to the hotel wifi</body></html>', contentType: 'text/html' },
+  { body: '{"ok":true}', contentType: 'application/json' },
+  { body: '', contentType: 'application/json' },
+  { body: 'data: {"partial":true}\n\n', contentType: 'text/event-stream' },
+  { body: 'not json at all', contentType: 'application/json' },
+]
+
 const upstreamMutation: Mutator = (rng, c) => {
-  switch (rng.int(0, 5)) {
+  switch (rng.int(0, 6)) {
     case 0: c.upstream = { status: rng.pick([400, 401, 404, 408, 413, 429, 500, 502, 503, 504, 529]) }; break
     case 1: c.upstream = { delayMs: rng.size(1, 400) }; break
     case 2: c.upstream = rng.chance(0.3) ? { hang: true } : { cutAfterEvents: 0 }; break
-    case 3: c.upstream = { cutAfterEvents: rng.int(1, 4) }; break
+    case 3: c.upstream = rng.chance(0.5) ? { cutAfterEvents: rng.int(1, 4) } : { endAfterEvents: rng.int(0, 4) }; break
+    case 4: c.upstream = { okBody: rng.pick(OK_BODIES) }; break
     default: c.upstream = { eventGapMs: rng.int(1, 20), ...(rng.chance(0.5) ? { cutAfterEvents: rng.int(0, 6) } : {}) }
   }
   return `upstream ${JSON.stringify(c.upstream)}`

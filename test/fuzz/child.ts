@@ -2,12 +2,12 @@
 // notice when it dies (and with what on stderr).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { resolve } from 'node:path'
-import type { ChildMessage, Stats } from './server.ts'
+import type { ChildMessage, Stats } from './stats.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 
 export interface ProxyChild {
-  ports: { mock: number; demo: number }
+  ports: Record<string, number>
   proc: ChildProcess
   /** stderr since the last take() */
   takeLog(): string
@@ -15,7 +15,7 @@ export interface ProxyChild {
   tail(): string
   alive(): boolean
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-  stats(opts?: { gc?: boolean; reset?: boolean }): Promise<Stats>
+  stats(opts?: { gc?: boolean; reset?: boolean; snapshot?: string }): Promise<Stats>
   stop(): Promise<void>
 }
 
@@ -29,7 +29,9 @@ export interface ChildOptions {
 
 export async function startChild(opts: ChildOptions): Promise<ProxyChild> {
   const script = opts.script ?? 'test/fuzz/server.ts'
-  const proc = spawn(process.execPath, ['--expose-gc', 'bin/run-ts.mjs', script], {
+  // FUZZ_CHILD_FLAGS: extra node flags for the proxy only (--cpu-prof, --heapsnapshot-signal=SIGUSR2)
+  const flags = (process.env.FUZZ_CHILD_FLAGS ?? '').split(' ').filter(Boolean)
+  const proc = spawn(process.execPath, ['--expose-gc', ...flags, 'bin/run-ts.mjs', script], {
     cwd: root,
     env: { ...process.env, FUZZ_UPSTREAM: opts.upstream, FUZZ_DATA_DIR: opts.dataDir, FUZZ_SEMANTIC: opts.semantic ? '1' : '0', ...opts.env },
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -44,7 +46,7 @@ export async function startChild(opts: ChildOptions): Promise<ProxyChild> {
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => { dead = true; r({ code, signal }) }))
   const waiting = new Map<number, (s: Stats) => void>()
   let nextId = 0
-  const ports = await new Promise<{ mock: number; demo: number }>((res, rej) => {
+  const ports = await new Promise<Record<string, number>>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`proxy child did not start in 60 s:\n${tail}`)), 60_000)
     proc.on('message', (m: ChildMessage) => {
       if (m.type === 'ready') { clearTimeout(timer); res(m.ports) }

@@ -35,6 +35,7 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
     let timedOut = false
     let error: string | undefined
     let done = false
+    let answered = false
     const sock = connect({ port, host: '127.0.0.1' })
     const finish = () => {
       if (done) return
@@ -47,6 +48,7 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
     const timer = setTimeout(() => { timedOut = true; finish() }, opts.timeoutMs)
     const abortTimer = opts.abortAfterMs !== undefined ? setTimeout(() => { aborted = true; finish() }, opts.abortAfterMs) : undefined
     sock.on('data', (c: Buffer) => {
+      answered = true
       chunks.push(c)
       received += c.length
       if (opts.abortAfterBytes !== undefined && received >= opts.abortAfterBytes) {
@@ -58,7 +60,21 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
     sock.on('close', finish)
     // a server that answers before reading the whole body (413) may reset us mid-write
     sock.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; finish() })
-    sock.write(request)
+    // like curl: send in pieces, and stop sending once the server has answered (an early 413)
+    let at = 0
+    const pump = () => {
+      while (!answered && !done && at < request.length) {
+        const piece = request.subarray(at, (at += 65536))
+        if (!sock.write(piece)) return void sock.once('drain', pump)
+      }
+    }
+    // a big body: wait a moment after the head, as curl does with Expect, so an early answer
+    // (413 on the declared length) is read before a reset can discard it
+    const headEnd = request.indexOf('\r\n\r\n')
+    if (request.length > 65536 && headEnd > 0) {
+      sock.write(request.subarray(0, (at = headEnd + 4)))
+      setTimeout(pump, request.length > 1_000_000 ? 50 : 20)
+    } else pump()
   })
 }
 

@@ -47,8 +47,9 @@ function upstreamStatuses(c: FuzzCase): number[] {
   const out: number[] = []
   if (u.status) out.push(u.status)
   if (u.hang) out.push(504)
-  // a stream cut before its first event: there is no status yet, so the proxy answers 502
-  if (u.cutAfterEvents !== undefined) out.push(502)
+  // a stream cut or ended before its first event (no status sent yet), or a 200 that is not an
+  // answer: the proxy answers 502
+  if (u.cutAfterEvents !== undefined || u.endAfterEvents !== undefined || u.okBody) out.push(502)
   return out
 }
 
@@ -62,24 +63,32 @@ function routeOf(c: FuzzCase): string {
   return `${c.method} (other path)`
 }
 
-/** Node's own answer to a request its HTTP parser refused (no app code ran) */
-const isParserReply = (r: RawResponse) => (r.status === 400 || r.status === 431 || r.status === 413 || r.status === 505) && !r.headers.has('x-agentmesh-request-id') && r.body.length === 0
+/** Node's own answer to a request its HTTP parser refused or an Expect it does not know (no app code ran) */
+const isParserReply = (r: RawResponse) => [400, 413, 414, 417, 431, 505].includes(r.status) && !r.headers.has('x-agentmesh-request-id') && r.body.length === 0
 
-export function checkResponse(c: FuzzCase, r: RawResponse): Failure[] {
+/** mockTrouble: the mock upstream was stalled or threw during the case (its 502/504 are its own) */
+export function checkResponse(c: FuzzCase, r: RawResponse, mockTrouble = false): Failure[] {
   const out: Failure[] = []
   const fail = (kind: string, detail: string) => out.push({ kind, detail })
   const protocol = protocolOfPath(c.path)
   if (r.timedOut) return [{ kind: `hang: ${routeOf(c)}`, detail: `no complete response within the time limit (status ${r.status || 'none'})` }]
   if (r.empty) {
-    if (!r.aborted) fail(`no response: ${routeOf(c)}`, `connection closed without a response${r.error ? ` (${r.error})` : ''}`)
+    // Node's server drops CONNECT when nobody handles its 'connect' event
+    // a server that answers early and closes resets a client still sending, and the reset can
+    // discard the answer before it is read: with a big request that is not evidence of a defect
+    const big = c.body.length > 65536 || c.headers.some(([, v]) => v.length > 8000) || c.headers.length > 100
+    const reset = r.error === 'EPIPE' || r.error === 'ECONNRESET'
+    const what = c.method === 'CONNECT' ? `node's own reply: CONNECT closes the connection without an answer` : reset && big ? '(not counted) connection reset while a big request was being sent' : `no response: ${routeOf(c)}`
+    if (!r.aborted) fail(what, `connection closed without a response${r.error ? ` (${r.error})` : ''}`)
     return out
   }
   if (!r.status) return r.aborted ? out : [{ kind: 'garbled response', detail: 'response bytes without a parsable status line' }]
   const allowed = upstreamStatuses(c)
+  if (mockTrouble && c.target === 'mock') allowed.push(502, 504)
   const fromUpstream = allowed.includes(r.status) || (c.target === 'mock' && !!c.upstream.status && r.status === c.upstream.status)
   if (r.status >= 500 && !fromUpstream) fail(`5xx: ${r.status} ${errorType(r.body)} on ${routeOf(c)}`, `status ${r.status}, body ${r.body.toString('utf8').slice(0, 300)}`)
   if (isParserReply(r)) {
-    fail(`node http parser reply: ${r.status} without governance headers or a body`, `the request never reached the app (Node's default clientError answer)`)
+    fail(`node's own reply: ${r.status} without governance headers or a body`, `the request never reached the app (Node's default clientError / checkExpectation answer)`)
     return out
   }
   if (!r.headers.has('x-agentmesh-request-id')) fail(`no X-AgentMesh-Request-Id: ${routeOf(c)} ${r.status}`, `headers: ${[...r.headers.keys()].join(', ')}`)
@@ -94,10 +103,13 @@ export function checkResponse(c: FuzzCase, r: RawResponse): Failure[] {
 function checkAnswer(c: FuzzCase, r: RawResponse, protocol: ProtocolName): Failure[] {
   const out: Failure[] = []
   const hit = /^(exact|semantic)$/.test(r.headers.get('x-agentmesh-cache') ?? '')
-  if (c.target === 'mock' && (c.upstream.status ?? 0) >= 400 && !hit) out.push({ kind: `made-up 200 for a failed upstream (${protocol})`, detail: `mock answered ${c.upstream.status}` })
+  const stream = asksForStream(c)
+  const failed = (c.upstream.status ?? 0) >= 400 || (!!c.upstream.okBody && !stream)
+  if (c.target === 'mock' && failed && !hit) out.push({ kind: `made-up 200 for a failed upstream (${protocol})`, detail: `mock answered ${c.upstream.status ?? `200 ${JSON.stringify(c.upstream.okBody)}`}` })
   if (r.aborted && !r.complete) return out
-  if (asksForStream(c)) {
-    const problem = sseProblem(protocol, r, c.target === 'mock' && c.upstream.cutAfterEvents !== undefined)
+  if (stream) {
+    const u = c.upstream
+    const problem = sseProblem(protocol, r, c.target === 'mock' && (u.cutAfterEvents !== undefined || u.endAfterEvents !== undefined || !!u.okBody))
     if (problem) out.push({ kind: `stream: ${protocol} ${problem.kind}`, detail: problem.detail })
   } else if (r.complete) {
     let j: any
@@ -113,7 +125,7 @@ function checkAnswer(c: FuzzCase, r: RawResponse, protocol: ProtocolName): Failu
 }
 
 /** Parse an SSE body; null when it is a whole, well-formed stream of this protocol. */
-export function sseProblem(protocol: ProtocolName, r: RawResponse, upstreamCut: boolean): { kind: string; detail: string } | null {
+export function sseProblem(protocol: ProtocolName, r: RawResponse, upstreamBroken: boolean): { kind: string; detail: string } | null {
   const type = r.headers.get('content-type') ?? ''
   if (!type.startsWith('text/event-stream')) return { kind: 'streamed 200 is not text/event-stream', detail: `content-type ${type}` }
   const text = r.body.toString('utf8')
@@ -134,11 +146,11 @@ export function sseProblem(protocol: ProtocolName, r: RawResponse, upstreamCut: 
   const whole = protocol === 'openai' ? last === '[DONE]' : protocol === 'anthropic' ? datas.some((d) => d.includes('"message_stop"')) : /"finishReason"/.test(last)
   const complete = r.complete && r.framing !== 'close'
   // an incomplete stream must not end cleanly: the client would take a cut answer as whole
-  if (!whole && complete && !upstreamCut) return { kind: 'stream ended cleanly without its final event', detail: `last data: ${last.slice(0, 120)}` }
-  if (!whole && complete && upstreamCut) {
+  if (!whole && complete && !upstreamBroken) return { kind: 'stream ended cleanly without its final event', detail: `last data: ${last.slice(0, 120)}` }
+  if (!whole && complete && upstreamBroken) {
     const err = datas.some((d) => /"error"/.test(d))
-    if (!err) return { kind: 'upstream cut mid-stream, client stream ended cleanly with no error event', detail: `last data: ${last.slice(0, 120)}` }
+    if (!err) return { kind: 'upstream stream broke off, client stream ended cleanly with no error event', detail: `last data: ${last.slice(0, 120)}` }
   }
-  if (!r.complete && !upstreamCut) return { kind: 'stream truncated (upstream was fine)', detail: `${datas.length} events, last: ${last.slice(0, 120)}` }
+  if (!r.complete && !upstreamBroken) return { kind: 'stream truncated (upstream was fine)', detail: `${datas.length} events, last: ${last.slice(0, 120)}` }
   return null
 }

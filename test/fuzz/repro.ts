@@ -49,7 +49,8 @@ export function reproOf(c: FuzzCase, port = '8080'): string {
   const lines = [`# target: ${TARGETS[c.target]}; case ${c.index} of seed ${c.seed} (corpus ${c.seedName}); mutations: ${c.mutations.join(' | ') || 'none'}`]
   if (Object.keys(c.upstream).length && c.target === 'mock') lines.push(`# mock upstream behaviour: ${JSON.stringify(c.upstream)}`)
   lines.push(`npm run fuzz -- --seed ${c.seed} --case ${c.index}`)
-  const one = curl(c, port) ?? nodeSnippet(c, port)
+  // a line nobody can read is no reproduction: long ones are left to --dump
+  const one = [curl(c, port), nodeSnippet(c, port)].find((l) => l && l.length <= 1500)
   lines.push(one ?? `# (request of ${c.body.length} body bytes; write it out with: npm run fuzz -- --seed ${c.seed} --case ${c.index} --dump DIR)`)
   return lines.join('\n')
 }

@@ -6,16 +6,12 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createAgentMesh, type AgentMesh } from '../../core/app.ts'
 import type { Plugin } from '../../core/types.ts'
 import { exactCache } from '../../plugins/exact-cache/index.ts'
 import { quota } from '../../plugins/quota/index.ts'
 import { demo } from '../../plugins/vendors/demo.ts'
-
-export interface StatsRequest { type: 'stats'; id: number; gc?: boolean; reset?: boolean }
-export interface Stats { elMaxMs: number; rss: number; heapUsed: number; external: number; arrayBuffers: number }
-export type ChildMessage = { type: 'ready'; ports: { mock: number; demo: number } } | { type: 'stats'; id: number; stats: Stats }
+import { sendReady, serveStats } from './stats.ts'
 
 /** What both proxies share: a small team budget so 429s occur, and caps that bound the caches. */
 export function fuzzFeatures(): Plugin[] {
@@ -57,20 +53,7 @@ async function main() {
     plugins: [...fuzzFeatures(), demo({ latencyMs: 0, chunkDelayMs: 0 })],
   })
   const servers = await Promise.all([solo, demoMesh].map((m: AgentMesh) => m.listen({ port: 0, host: '127.0.0.1' })))
-  const loop = monitorEventLoopDelay({ resolution: 10 })
-  loop.enable()
-  process.on('message', (msg: StatsRequest) => {
-    if (msg?.type !== 'stats') return
-    if (msg.gc) {
-      // two passes: the first may only finalise what the second frees
-      globalThis.gc?.()
-      globalThis.gc?.()
-    }
-    const m = process.memoryUsage()
-    const stats: Stats = { elMaxMs: loop.max / 1e6, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
-    if (msg.reset) loop.reset()
-    process.send!({ type: 'stats', id: msg.id, stats } satisfies ChildMessage)
-  })
+  serveStats()
   const stop = async () => {
     await Promise.allSettled(servers.map((s) => s.close()))
     await Promise.allSettled([solo.close(), demoMesh.close()])
@@ -79,7 +62,7 @@ async function main() {
   }
   process.on('disconnect', stop)
   process.on('SIGTERM', stop)
-  process.send({ type: 'ready', ports: { mock: servers[0]!.port, demo: servers[1]!.port } } satisfies ChildMessage)
+  sendReady({ mock: servers[0]!.port, demo: servers[1]!.port })
 }
 
 await main()
