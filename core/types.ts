@@ -9,7 +9,8 @@ export type HookName = 'beforeRequest' | 'cacheLookup' | 'route' | 'afterRespons
 
 /** One message of the canonical view. `text` is what governance reads (normalise, embed, count). */
 export interface CanonicalMessage {
-  role: 'user' | 'assistant' | 'tool'
+  /** 'system': a system message mid-conversation (Anthropic's `mid-conversation-system` beta) */
+  role: 'user' | 'assistant' | 'tool' | 'system'
   text: string
   /** tool calls / tool results / images flattened to a stable string for hashing, not for display */
   extra?: string

@@ -1,5 +1,6 @@
 // Shared shape of the HTTP vendors: where the key comes from, what is forwarded, how the body
 // goes up unchanged unless a plugin changed it.
+import { nodeResponseOf } from './client.ts'
 import { UpstreamError, callUpstream } from './upstream.ts'
 import type { Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
 
@@ -22,10 +23,56 @@ export interface HttpVendorSpec {
 
 /** The client's own key, if it sent one that is not an AgentMesh virtual key (those never go upstream). */
 export function clientKey(ctx: MeshContext): string | undefined {
+  return clientCredential(ctx)?.value.replace(/^Bearer\s+/i, '')
+}
+
+/**
+ * The client's own credential in the header it came in (an OAuth `Authorization: Bearer` token,
+ * how Claude subscriptions sign in, must stay a Bearer token), or from Gemini's `?key=`.
+ */
+export function clientCredential(ctx: MeshContext): { header: string; value: string } | undefined {
   const h = ctx.request.headers
   const auth = h.get('authorization')
-  const key = (auth?.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : undefined) ?? h.get('x-api-key') ?? h.get('x-goog-api-key') ?? (ctx.request.search ? ctx.request.url.searchParams.get('key') : null) ?? undefined
-  return key && !key.startsWith('am-') ? key : undefined
+  if (auth && /^Bearer\s+/i.test(auth) && !isVirtualKey(auth.replace(/^Bearer\s+/i, ''))) return { header: 'authorization', value: auth }
+  for (const header of ['x-api-key', 'x-goog-api-key']) {
+    const v = h.get(header)
+    if (v && !isVirtualKey(v)) return { header, value: v }
+  }
+  const q = ctx.request.search ? ctx.request.url.searchParams.get('key') : null
+  return q && !isVirtualKey(q) ? { header: 'x-goog-api-key', value: q } : undefined
+}
+
+const isVirtualKey = (k: string) => k.trim().startsWith('am-')
+
+// not forwarded: hop-by-hop and framing (the proxy's own connection to the vendor sets them),
+// credentials (chosen below), browser context, and AgentMesh's own headers
+const NOT_FORWARDED = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'accept-encoding', 'expect', 'authorization', 'x-api-key', 'x-goog-api-key', 'cookie', 'origin', 'referer', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'])
+
+/**
+ * The client's request headers that go to the vendor unchanged: user-agent, x-stainless-*, betas,
+ * versions, session ids and whatever a vendor adds next month. Read off Node's raw header list
+ * when there is one (a flat array: no Headers iteration on the hot path).
+ */
+export function forwardedHeaders(ctx: MeshContext): Record<string, string> {
+  const out: Record<string, string> = {}
+  const raw = nodeResponseOf(ctx)?.req?.rawHeaders
+  const add = (name: string, value: string) => {
+    if (NOT_FORWARDED.has(name) || name.startsWith('x-agentmesh-') || name.startsWith('sec-')) return
+    out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`
+  }
+  if (raw) for (let i = 0; i + 1 < raw.length; i += 2) add(raw[i]!.toLowerCase(), raw[i + 1]!)
+  else ctx.request.headers.forEach((value, name) => add(name, value))
+  return out
+}
+
+/** The client's query string for the vendor, without a `key` the vendor must not see. */
+export function forwardedQuery(ctx: MeshContext): string {
+  const search = ctx.request.search
+  if (!search || !/[?&]key=/.test(search)) return search
+  const params = new URLSearchParams(search)
+  params.delete('key')
+  const rest = params.toString()
+  return rest ? `?${rest}` : ''
 }
 
 export function upstreamBody(ctx: MeshContext): string {
@@ -48,43 +95,42 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
       const configured = options.apiKey ?? conf.apiKey ?? process.env[spec.keyEnv]
       const models = [...spec.models, ...(options.models ?? [])]
       const forward = mesh.config.forwardClientKeys
-      const keyFor = (ctx: MeshContext): string | undefined => {
-        if (configured) return configured
-        if (forward) return clientKey(ctx)
-        // a shared deployment never spends a client's own key, and never calls without one
-        throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
+      /** the client's headers, then the vendor's own (version, key) over them */
+      const headersFor = (ctx: MeshContext): { key: string | undefined; headers: Record<string, string> } => {
+        const headers = forwardedHeaders(ctx)
+        if (configured) return { key: configured, headers }
+        if (!forward) {
+          // a shared deployment never spends a client's own key, and never calls without one
+          throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
+        }
+        const own = clientCredential(ctx)
+        // an OAuth Bearer token stays one; a plain key goes in the vendor's own key header
+        if (own?.header === 'authorization' && spec.name === 'anthropic') {
+          headers.authorization = own.value
+          return { key: undefined, headers }
+        }
+        return { key: own?.value.replace(/^Bearer\s+/i, ''), headers }
       }
       const call = (ctx: MeshContext, path: string, headers: Record<string, string>): Promise<UpstreamResponse> => {
-        // spec.request builds a fresh object per call: add to it rather than copy it
         headers['content-type'] ??= 'application/json'
         return callUpstream(ctx, { url: base + path, headers, body: upstreamBody(ctx) })
+      }
+      const callWith = (ctx: MeshContext, path?: string) => {
+        const { key, headers } = headersFor(ctx)
+        const r = spec.request(ctx, key)
+        Object.assign(headers, r.headers)
+        return call(ctx, path ?? r.path, headers)
       }
       mesh.registerVendor({
         name: spec.name,
         protocol: spec.protocol,
         handles: (m) => spec.handles(m) || models.includes(m),
         models: () => models,
-        call: (ctx) => {
-          const r = spec.request(ctx, keyFor(ctx))
-          return call(ctx, r.path, r.headers)
-        },
-        embeddings: spec.embeddingsPath
-          ? (ctx) => {
-              const r = spec.request(ctx, keyFor(ctx))
-              return call(ctx, spec.embeddingsPath!, r.headers)
-            }
-          : undefined,
+        call: (ctx) => callWith(ctx),
+        embeddings: spec.embeddingsPath ? (ctx) => callWith(ctx, spec.embeddingsPath! + forwardedQuery(ctx)) : undefined,
       })
     },
   }
 }
 
-/** Copy the named request headers that the vendor needs (versions, betas, org). */
-export function passHeaders(ctx: MeshContext, names: string[]): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const n of names) {
-    const v = ctx.request.headers.get(n)
-    if (v !== null) out[n] = v
-  }
-  return out
-}
+

@@ -38,15 +38,19 @@ describe('no key configured: the client key is passed through', () => {
     expect(last()['x-api-key']).toBeUndefined()
   })
 
-  it('anthropic: x-api-key from the SDK', async () => {
+  it('anthropic: the SDK\'s key keeps the header it came in (this SDK sends Authorization: Bearer)', async () => {
     await anthropicClient(proxy, [], { apiKey: 'sk-ant-own-3' }).messages.create(AN as any)
-    expect(last()['x-api-key']).toBe('sk-ant-own-3')
+    expect(last().authorization).toBe('Bearer sk-ant-own-3')
+    expect(last()['x-api-key']).toBeUndefined()
+    await postJson(proxy.url + '/v1/messages', AN, { 'x-api-key': 'sk-ant-own-3b' })
+    expect(last()['x-api-key']).toBe('sk-ant-own-3b')
+    expect(last().authorization).toBeUndefined()
   })
 
-  it('anthropic: Authorization: Bearer (authToken) is accepted and goes up as x-api-key', async () => {
-    await anthropicClient(proxy, [], { authToken: 'sk-ant-own-4' }).messages.create(AN as any)
-    expect(last()['x-api-key']).toBe('sk-ant-own-4')
-    expect(last().authorization).toBeUndefined()
+  it('anthropic: an OAuth Bearer token (Claude subscriptions) stays a Bearer token (issue 12)', async () => {
+    await anthropicClient(proxy, [], { authToken: 'sk-ant-oat01-own-4' }).messages.create(AN as any)
+    expect(last().authorization).toBe('Bearer sk-ant-oat01-own-4')
+    expect(last()['x-api-key']).toBeUndefined()
   })
 
   it('gemini: x-goog-api-key', async () => {

@@ -68,10 +68,15 @@ export const anthropicProtocol: ProtocolAdapter = {
     let hasImages = false
     if (body.system !== undefined) system = blocksText(body.system, '`system`').text
     const messages: CanonicalMessage[] = body.messages.map((m: any, i: number) => {
-      if (!isObject(m) || (m.role !== 'user' && m.role !== 'assistant')) throw new ProtocolError(`messages[${i}].role must be "user" or "assistant"`)
+      // a role the proxy does not know (Claude Code's mid-conversation `system`) is forwarded as
+      // is; only a role that is not a string is the client's mistake
+      if (!isObject(m) || typeof m.role !== 'string') throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
       const { text, extra, images } = blocksText(m.content, `messages[${i}].content`)
       hasImages ||= images
-      return { role: m.role, text, ...(extra ? { extra } : {}) }
+      // other roles stay in the cache partition and the estimate, tagged with their name
+      const known = m.role === 'user' || m.role === 'assistant' || m.role === 'system'
+      const tagged = known ? extra : [`role:${m.role}`, extra].filter(Boolean).join('|')
+      return { role: known ? (m.role as CanonicalMessage['role']) : 'user', text, ...(tagged ? { extra: tagged } : {}) }
     })
     return {
       model,

@@ -56,9 +56,10 @@ export const openaiProtocol: ProtocolAdapter = {
       const { text, extra, images } = contentText(m.content)
       hasImages ||= images
       if (m.role === 'system' || m.role === 'developer') { system.push(text); continue }
-      if (m.role !== 'user' && m.role !== 'assistant' && m.role !== 'tool' && m.role !== 'function') throw new ProtocolError(`messages[${i}].role "${m.role}" is not one of system, developer, user, assistant, tool`)
-      const extras = [extra, m.tool_calls ? canonicalJson(m.tool_calls) : '', m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '', m.name ? `name:${m.name}` : ''].filter(Boolean)
-      messages.push({ role: m.role === 'function' ? 'tool' : m.role, text, ...(extras.length ? { extra: extras.join('|') } : {}) })
+      // a role the proxy does not know is forwarded; it stays in the cache key, tagged with its name
+      const known = m.role === 'user' || m.role === 'assistant' || m.role === 'tool' || m.role === 'function'
+      const extras = [known ? '' : `role:${m.role}`, extra, m.tool_calls ? canonicalJson(m.tool_calls) : '', m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '', m.name ? `name:${m.name}` : ''].filter(Boolean)
+      messages.push({ role: m.role === 'function' ? 'tool' : known ? (m.role as CanonicalMessage['role']) : 'user', text, ...(extras.length ? { extra: extras.join('|') } : {}) })
     }
     const maxTokens = body.max_completion_tokens ?? body.max_tokens
     if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')

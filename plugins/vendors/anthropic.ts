@@ -1,4 +1,4 @@
-import { defineHttpVendor, passHeaders, type HttpVendorOptions } from '../../core/vendor.ts'
+import { defineHttpVendor, forwardedQuery, type HttpVendorOptions } from '../../core/vendor.ts'
 
 /** Anthropic Messages. Key: option, config `vendors.anthropic.apiKey`, ANTHROPIC_API_KEY, or the client's own. */
 export function anthropic(options: HttpVendorOptions = {}) {
@@ -10,10 +10,11 @@ export function anthropic(options: HttpVendorOptions = {}) {
     handles: (m) => m.startsWith('claude'),
     models: ['claude-opus-4-5', 'claude-opus-4-1', 'claude-sonnet-4-5', 'claude-sonnet-4', 'claude-haiku-4-5', 'claude-3-5-haiku-latest'],
     request: (ctx, key) => ({
-      path: '/v1/messages',
+      // `?beta=true` (Claude Code) and the other query parameters go as they came
+      path: '/v1/messages' + forwardedQuery(ctx),
+      // anthropic-beta and the rest of the client's headers are forwarded by the core
       headers: {
         'anthropic-version': ctx.request.headers.get('anthropic-version') ?? '2023-06-01',
-        ...passHeaders(ctx, ['anthropic-beta']),
         ...(key ? { 'x-api-key': key } : {}),
       },
     }),

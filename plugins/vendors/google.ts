@@ -1,4 +1,4 @@
-import { defineHttpVendor, type HttpVendorOptions } from '../../core/vendor.ts'
+import { defineHttpVendor, forwardedQuery, type HttpVendorOptions } from '../../core/vendor.ts'
 
 /** Google Gemini (generateContent, streamGenerateContent). Key: option, config `vendors.google.apiKey`, GEMINI_API_KEY, or the client's own. */
 export function google(options: HttpVendorOptions = {}) {
@@ -12,9 +12,9 @@ export function google(options: HttpVendorOptions = {}) {
     request: (ctx, key) => {
       const model = encodeURIComponent(ctx.route.model.replace(/^models\//, ''))
       const stream = ctx.prompt.stream
-      const alt = ctx.request.url.searchParams.get('alt')
       return {
-        path: `/v1beta/models/${model}:${stream ? 'streamGenerateContent' : 'generateContent'}${stream && alt ? `?alt=${encodeURIComponent(alt)}` : ''}`,
+        // the client's query (alt=sse, ...) without its own `key`, which is sent as a header
+        path: `/v1beta/models/${model}:${stream ? 'streamGenerateContent' : 'generateContent'}${forwardedQuery(ctx)}`,
         headers: (key ? { 'x-goog-api-key': key } : {}) as Record<string, string>,
       }
     },

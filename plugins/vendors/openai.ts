@@ -1,4 +1,4 @@
-import { defineHttpVendor, passHeaders, type HttpVendorOptions } from '../../core/vendor.ts'
+import { defineHttpVendor, forwardedQuery, type HttpVendorOptions } from '../../core/vendor.ts'
 
 /** OpenAI Chat Completions and embeddings. Key: option, config `vendors.openai.apiKey`, OPENAI_API_KEY, or the client's own. */
 export function openai(options: HttpVendorOptions = {}) {
@@ -11,8 +11,9 @@ export function openai(options: HttpVendorOptions = {}) {
     models: ['gpt-5', 'gpt-5-mini', 'gpt-5-nano', 'gpt-4.1', 'gpt-4.1-mini', 'gpt-4.1-nano', 'gpt-4o', 'gpt-4o-mini', 'o3', 'o4-mini', 'text-embedding-3-small', 'text-embedding-3-large'],
     embeddingsPath: '/v1/embeddings',
     request: (ctx, key) => ({
-      path: '/v1/chat/completions',
-      headers: { ...passHeaders(ctx, ['openai-organization', 'openai-project']), ...(key ? { authorization: `Bearer ${key}` } : {}) },
+      path: '/v1/chat/completions' + forwardedQuery(ctx),
+      // the client's headers (organization, project, ...) are forwarded by the core
+      headers: (key ? { authorization: `Bearer ${key}` } : {}) as Record<string, string>,
     }),
   }, options)
 }
