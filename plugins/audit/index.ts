@@ -1,18 +1,23 @@
 // audit: a hash-chained, Ed25519-signed log of every request decision.
 // One entry per request (afterResponse), chained by SHA-256 over canonical JSON; checkpoints
 // sign the chain head every N entries / T seconds and at shutdown. See README.md.
+import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { StorageUnavailableError } from '../../core/errors.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import type { Mesh, Plugin } from '../../core/types.ts'
+import type { HealthCheck, Mesh, MeshContext, Plugin } from '../../core/types.ts'
 import type { AuditEntry } from './chain.ts'
 import { buildEntry, scrub, secretsOf } from './entry.ts'
 import { exportLog } from './export.ts'
+import { readHeads, storageHeadKey } from './head.ts'
+import { withTimeout, type HeadTarget } from './publish.ts'
 import { loadPublicKeys, loadSigner, parsePrivateKey, type Signer } from './signer.ts'
 import type { AuditStore, LogSource } from './store.ts'
 import { fsLogSource, fsStore, type FsyncPolicy } from './store-fs.ts'
 import { redisLogSource, redisStore } from './store-redis.ts'
-import { formatVerifyResult, verifyLog, type VerifyResult } from './verify.ts'
-import { AuditWriter } from './writer.ts'
+import { commandTarget, storageTarget, webhookTarget, type WitnessOptions } from './targets.ts'
+import { formatVerifyResult, strictIssues, verifyLog, type HeadInput, type VerifyResult } from './verify.ts'
+import { AuditWriter, type OnFailure } from './writer.ts'
 
 export type { AuditEntry, ChainHead, ChainRecord, CheckpointBody } from './chain.ts'
 export { canonicalJson, sha256Hex, GENESIS } from './canonical.ts'
@@ -20,11 +25,14 @@ export { seal, sealEntry, parseLine, SIGNATURE_PREFIX } from './chain.ts'
 export { buildEntry, scrub } from './entry.ts'
 export { exportLog, CSV_COLUMNS, type ExportOptions } from './export.ts'
 export { loadSigner, loadPublicKeys, makeSigner, parsePrivateKey, parsePublicKey, publicKeyInfo, verifySignature, type Signer, type PublicKeyInfo } from './signer.ts'
-export type { AuditStore, LogLine, LogSource } from './store.ts'
-export { fsStore, fsLogSource, listLogFiles, type FsStoreOptions, type FsyncPolicy } from './store-fs.ts'
+export { LogMissingError, type AuditStore, type LogLine, type LogSource } from './store.ts'
+export { fsStore, fsLogSource, fsIo, listLogFiles, HEAD_FILE, type FsIo, type FsStoreOptions, type FsyncPolicy } from './store-fs.ts'
 export { redisStore, redisLogSource, redisKeys, type RedisStoreOptions } from './store-redis.ts'
-export { verifyLog, formatVerifyResult, type VerifyResult, type VerifyProblem, type ProblemKind } from './verify.ts'
-export { AuditWriter, type WriterOptions } from './writer.ts'
+export { signHead, checkHeadSignature, readHeads, storageHeadKey, type SignedHead } from './head.ts'
+export { HeadPublisher, type HeadTarget } from './publish.ts'
+export { storageTarget, webhookTarget, commandTarget, type WitnessOptions } from './targets.ts'
+export { verifyLog, formatVerifyResult, strictIssues, type VerifyResult, type VerifyProblem, type ProblemKind, type HeadInput } from './verify.ts'
+export { AuditWriter, type WriterOptions, type WriterFailure, type OnFailure } from './writer.ts'
 
 export interface AuditOptions {
   /** 'fs' (default): JSONL files in `dir`; 'redis': one list shared by every instance */
@@ -40,7 +48,7 @@ export interface AuditOptions {
   privateKey?: string
   /** sign a checkpoint every this many entries (default 1000) */
   checkpointEvery?: number
-  /** and every this many seconds while entries are unsigned (default 10; 0 turns the timer off) */
+  /** and at most this many seconds after an entry was written unsigned (default 1; 0 turns the timer off) */
   checkpointSeconds?: number
   /** fs: start a new file past this size in bytes (default 64 MiB; 0: no size limit) */
   rotateBytes?: number
@@ -57,6 +65,14 @@ export interface AuditOptions {
   includeContent?: boolean
   /** change or trim every entry before it is chained (e.g. drop parts of the content) */
   redact?: (entry: AuditEntry) => AuditEntry | void
+  /**
+   * When the log cannot be written (full disk, I/O error, redis down): 'refuse' (default) answers
+   * new requests with a 503 storage_unavailable until it can; 'serve' answers them unaudited.
+   * Either way the entries of answered requests are held in memory and written when it recovers.
+   */
+  onFailure?: OnFailure
+  /** keep each new signed head out of reach of whoever can cut the log: POST it to `url`, or pipe it to `command` */
+  witness?: WitnessOptions
 }
 
 function fail(field: string, expected: string, got: unknown): never {
@@ -65,7 +81,7 @@ function fail(field: string, expected: string, got: unknown): never {
 
 function validate(o: AuditOptions): void {
   if (o === null || typeof o !== 'object') fail('options', 'an object', o)
-  const known = new Set(['store', 'dir', 'redis', 'privateKey', 'checkpointEvery', 'checkpointSeconds', 'rotateBytes', 'rotateDaily', 'fsync', 'queueMax', 'includeContent', 'redact'])
+  const known = new Set(['store', 'dir', 'redis', 'privateKey', 'checkpointEvery', 'checkpointSeconds', 'rotateBytes', 'rotateDaily', 'fsync', 'queueMax', 'includeContent', 'redact', 'onFailure', 'witness'])
   for (const k of Object.keys(o)) if (!known.has(k)) throw new Error(`audit: unknown option "${k}" (known: ${[...known].join(', ')})`)
   if (o.store !== undefined && o.store !== 'fs' && o.store !== 'redis') fail('store', '"fs" or "redis"', o.store)
   if (o.dir !== undefined && (typeof o.dir !== 'string' || !o.dir)) fail('dir', 'a non-empty path', o.dir)
@@ -87,13 +103,44 @@ function validate(o: AuditOptions): void {
   if (o.includeContent !== undefined && typeof o.includeContent !== 'boolean') fail('includeContent', 'a boolean', o.includeContent)
   if (o.fsync !== undefined && !['always', 'checkpoint', 'never'].includes(o.fsync)) fail('fsync', '"always", "checkpoint" or "never"', o.fsync)
   if (o.redact !== undefined && typeof o.redact !== 'function') fail('redact', 'a function (entry) => entry', o.redact)
+  if (o.onFailure !== undefined && o.onFailure !== 'refuse' && o.onFailure !== 'serve') fail('onFailure', '"refuse" or "serve"', o.onFailure)
+  if (o.witness !== undefined) validateWitness(o.witness)
   // fail at config time, not at the first request; the message never contains the key
   if (o.privateKey !== undefined) parsePrivateKey(o.privateKey)
 }
 
-// Writers shared by plugin instances of one process that point at the same log (a config
-// reload creates a new instance before the old one is closed).
-const writers = new Map<string, { writer: AuditWriter; refs: number; ready: Promise<unknown> }>()
+function validateWitness(w: WitnessOptions): void {
+  if (!w || typeof w !== 'object' || Array.isArray(w)) fail('witness', 'an object { url?, command? }', w)
+  for (const k of Object.keys(w)) if (k !== 'url' && k !== 'command') throw new Error(`audit: unknown option "witness.${k}" (known: url, command)`)
+  if (w.url === undefined && w.command === undefined) throw new Error('audit: witness needs a url or a command')
+  if (w.url !== undefined) {
+    let ok = false
+    try {
+      ok = typeof w.url === 'string' && /^https?:$/.test(new URL(w.url).protocol)
+    } catch {}
+    if (!ok) fail('witness.url', 'an http:// or https:// URL', w.url)
+  }
+  if (w.command !== undefined && (typeof w.command !== 'string' || !w.command.trim())) fail('witness.command', 'a non-empty shell command', w.command)
+}
+
+/** witness options for `agentmesh config`: a URL's path and query, and a command, may hold tokens */
+function shownWitness(w: WitnessOptions): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (w.url) out.url = new URL(w.url).origin + '/***'
+  if (w.command) out.command = '***'
+  return out
+}
+
+/** One writer per log in a process, shared by plugin instances that point at it (a config
+ * reload creates a new instance before the old one is closed). */
+interface SharedWriter {
+  writer: AuditWriter
+  refs: number
+  ready: Promise<unknown>
+  /** meshes using it, newest last: its storage holds the signed head */
+  meshes: Mesh[]
+}
+const writers = new Map<string, SharedWriter>()
 
 function redisTarget(options: AuditOptions, mesh: Mesh) {
   const storage = mesh.config?.storage
@@ -102,11 +149,81 @@ function redisTarget(options: AuditOptions, mesh: Mesh) {
   return { url, prefix: options.redis?.prefix ?? storage?.prefix ?? 'agentmesh:' }
 }
 
+function auditDir(options: AuditOptions, mesh: Pick<Mesh, 'dataDir'>): string {
+  return options.dir ? resolve(options.dir) : join(mesh.dataDir, 'audit')
+}
+
+function openStore(options: AuditOptions, mesh: Mesh): { dir: string; signer: Signer; store: AuditStore } {
+  const dir = auditDir(options, mesh)
+  const envKey = process.env.AGENTMESH_AUDIT_PRIVATE_KEY?.trim() || undefined
+  // a bad env key fails the start with a message naming the variable (never the key)
+  if (!options.privateKey && envKey) parsePrivateKey(envKey, 'AGENTMESH_AUDIT_PRIVATE_KEY')
+  const signer = loadSigner(dir, options.privateKey ?? envKey, mesh.log)
+  const store = options.store === 'redis'
+    ? redisStore(redisTarget(options, mesh))
+    : fsStore({ dir, rotateBytes: options.rotateBytes, rotateDaily: options.rotateDaily, fsync: options.fsync, log: mesh.log })
+  return { dir, signer, store }
+}
+
+/** The writer of this log in this process: created and opened by the first mesh, shared by later ones. */
+async function shareWriter(options: AuditOptions, mesh: Mesh, dir: string, signer: Signer, store: AuditStore): Promise<SharedWriter> {
+  let shared = writers.get(store.id)
+  if (!shared) {
+    const meshes: Mesh[] = []
+    const targets: HeadTarget[] = [storageTarget(() => meshes.at(-1)?.storage, storageHeadKey(store.logId))]
+    if (options.witness?.url) targets.push(webhookTarget(options.witness.url))
+    if (options.witness?.command) targets.push(commandTarget(options.witness.command))
+    const writer = new AuditWriter(store, signer, {
+      checkpointEvery: options.checkpointEvery,
+      checkpointSeconds: options.checkpointSeconds,
+      queueMax: options.queueMax,
+      onFailure: options.onFailure,
+      headTargets: targets,
+      publicKeys: loadPublicKeys(undefined, dir),
+      log: mesh.log,
+    })
+    shared = { writer, refs: 0, ready: Promise.resolve(), meshes }
+    meshes.push(mesh)
+    shared.ready = writer.open()
+    writers.set(store.id, shared)
+    try {
+      await shared.ready
+    } catch (err) {
+      writers.delete(store.id)
+      throw err
+    }
+  } else {
+    await shared.ready
+    shared.meshes.push(mesh)
+  }
+  shared.refs++
+  return shared
+}
+
+/** what /agentmesh/health and /agentmesh/ready show for the log (no secrets: anyone on the port sees it) */
+function healthOf(writer: AuditWriter, onFailure: OnFailure): HealthCheck {
+  const f = writer.failure
+  if (!f) return { ok: true }
+  const dropped = f.dropped ? `, ${f.dropped} dropped` : ''
+  const policy = onFailure === 'refuse' ? `new requests are refused (${f.refused} so far)` : 'requests are answered unaudited (onFailure serve)'
+  return { ok: false, since: f.since, message: `audit log cannot be written: ${f.reason}; ${f.held} entries held in memory${dropped}; ${policy}` }
+}
+
+function refuseWhileFailing(writer: AuditWriter | undefined): void {
+  const f = writer?.failure
+  if (f) throw new StorageUnavailableError(`audit log cannot be written: ${f.reason}`)
+}
+
+/** a request that was answered (and may have cost something): its entry is never dropped while the log fails */
+function wasAnswered(ctx: MeshContext): boolean {
+  return ctx.answer !== undefined || ctx.upstream !== undefined || !!ctx.aborted || (ctx.status !== undefined && ctx.status < 400)
+}
+
 /** The log a plugin with these options reads: for commands and tests. */
 export function auditSource(options: AuditOptions, mesh: Pick<Mesh, 'dataDir' | 'config'>, dirOverride?: string): LogSource {
   if (dirOverride) return fsLogSource(dirOverride)
   if (options.store === 'redis') return redisLogSource(redisTarget(options, mesh as Mesh))
-  return fsLogSource(options.dir ? resolve(options.dir) : join(mesh.dataDir, 'audit'))
+  return fsLogSource(auditDir(options, mesh))
 }
 
 /** Verify an audit directory with the public keys found in it (or the given key files). */
@@ -133,9 +250,11 @@ export function audit(options: AuditOptions = {}): Plugin {
   // per mesh: one plugin object can serve two meshes at once (a dev reload re-using the config)
   const active = new WeakMap<Mesh, AuditWriter>()
 
+  const onFailure = options.onFailure ?? 'refuse'
   const shownOptions: Record<string, unknown> = { ...options }
   if (options.privateKey) shownOptions.privateKey = '***'
   if (options.redact) shownOptions.redact = '[function]'
+  if (options.witness) shownOptions.witness = shownWitness(options.witness)
 
   return definePlugin({
     name: 'audit',
@@ -144,50 +263,35 @@ export function audit(options: AuditOptions = {}): Plugin {
     options: shownOptions,
     async setup(mesh: Mesh) {
       if (mesh.mode !== 'serve') return
-      const dir = options.dir ? resolve(options.dir) : join(mesh.dataDir, 'audit')
-      const envKey = process.env.AGENTMESH_AUDIT_PRIVATE_KEY?.trim() || undefined
-      // a bad env key fails the start with a message naming the variable (never the key)
-      if (!options.privateKey && envKey) parsePrivateKey(envKey, 'AGENTMESH_AUDIT_PRIVATE_KEY')
-      const signer: Signer = loadSigner(dir, options.privateKey ?? envKey, mesh.log)
-      const store: AuditStore = options.store === 'redis'
-        ? redisStore(redisTarget(options, mesh))
-        : fsStore({ dir, rotateBytes: options.rotateBytes, rotateDaily: options.rotateDaily, fsync: options.fsync, log: mesh.log })
-      const storeId = store.id
-      let shared = writers.get(store.id)
-      if (!shared) {
-        const w = new AuditWriter(store, signer, {
-          checkpointEvery: options.checkpointEvery,
-          checkpointSeconds: options.checkpointSeconds,
-          queueMax: options.queueMax,
-          log: mesh.log,
-        })
-        shared = { writer: w, refs: 0, ready: w.open() }
-        writers.set(store.id, shared)
-        try {
-          await shared.ready
-        } catch (err) {
-          writers.delete(store.id)
-          throw err
-        }
-      } else await shared.ready
-      shared.refs++
+      const { dir, signer, store } = openStore(options, mesh)
+      const shared = await shareWriter(options, mesh, dir, signer, store)
       active.set(mesh, shared.writer)
       mesh.addRoute('GET', '/agentmesh/audit/public-key', () =>
         Response.json({ algorithm: 'Ed25519', keyId: signer.keyId, pem: signer.pem, raw: signer.raw, format: 'agentmesh-audit/v1' }),
       )
+      mesh.addHealthCheck('audit', () => healthOf(shared.writer, onFailure))
       mesh.onClose(async () => {
         active.delete(mesh)
-        const entry = writers.get(storeId)
-        if (!entry || --entry.refs > 0) return
-        writers.delete(storeId)
-        // flush the queue and sign a final checkpoint
-        await entry.writer.close()
+        // in place: the storage target reads this array
+        const leave = () => shared.meshes.splice(shared.meshes.indexOf(mesh) >>> 0, 1)
+        if (--shared.refs > 0) return void leave()
+        writers.delete(store.id)
+        // flush the queue, sign a final checkpoint, publish its head (through this mesh's storage)
+        await shared.writer.close()
+        leave()
       })
     },
     hooks: {
+      // 'serve' answers while the log cannot be written: no check on the request path at all
+      ...(onFailure === 'refuse' ? { beforeRequest: (ctx: MeshContext) => refuseWhileFailing(active.get(ctx.mesh)) } : {}),
       afterResponse(ctx) {
         const w = active.get(ctx.mesh)
         if (!w) return
+        if (ctx.error?.type === 'storage_unavailable' && ctx.error.plugin === 'audit') {
+          // refused because its entry could not be written: counted in the outage note instead
+          w.noteRefused()
+          return
+        }
         let entry = buildEntry(ctx, includeContent)
         if (options.redact) {
           try {
@@ -207,7 +311,7 @@ export function audit(options: AuditOptions = {}): Plugin {
         entry.kind = 'request'
         // chain fields are the writer's (cleared, not deleted: delete turns the entry into a slow dictionary object)
         for (const k of ['seq', 'prev', 'hash', 'sig']) if (entry[k] !== undefined) entry[k] = undefined
-        return w.append(entry)
+        return w.append(entry, wasAnswered(ctx))
       },
     },
     // one command word with an action (cac matches a command by its first word): `audit verify`
@@ -219,7 +323,8 @@ export function audit(options: AuditOptions = {}): Plugin {
         options: [
           { flags: '--dir <dir>', description: 'audit directory (default: <data-dir>/audit, or the redis log when store is redis)' },
           { flags: '--pubkey <file>', description: 'verify: public key file (PEM or base64), comma-separated for several (default: public-key*.pem in the audit directory)' },
-          { flags: '--strict', description: 'verify: also fail when entries after the last checkpoint are unsigned' },
+          { flags: '--strict', description: 'verify: also fail on entries no writer signed (an unsigned tail, entries sealed as recovered after a crash), an incomplete last line, or no signed head to compare with' },
+          { flags: '--head <file>', description: 'verify: a signed head kept elsewhere (what a witness received: one JSON head or JSON lines), comma-separated for several' },
           { flags: '--deep', description: 'verify: also parse every entry and check it is canonical JSON (slower)' },
           { flags: '--since <date>', description: 'export: entries at or after this date/time' },
           { flags: '--until <date>', description: 'export: entries before this date/time' },
@@ -240,31 +345,57 @@ export function audit(options: AuditOptions = {}): Plugin {
 
 type Print = (line: string) => void
 
-/** `audit verify`: prints OK / unsigned tail / FAIL lines; exit code 0 ok, 1 tampered (or --strict and unsigned), 2 cannot verify. */
+/** Signed heads kept away from the log: the mesh storage's copy and the files given with --head. */
+async function headsElsewhere(mesh: Mesh, source: LogSource, files: string[] | undefined, print: Print): Promise<HeadInput[]> {
+  const heads: HeadInput[] = []
+  if (source.logId && mesh.storage) {
+    const key = storageHeadKey(source.logId)
+    try {
+      heads.push({ from: `storage key ${key}`, value: (await withTimeout(mesh.storage.getItem(key), 5000, 'storage')) as object | null })
+    } catch (err) {
+      // storage down must not hide a broken log: verify what can be verified, and say what was not read
+      print(`note: could not read the signed head from storage key ${key}: ${(err as Error).message}`)
+    }
+  }
+  for (const file of files ?? []) heads.push({ from: resolve(file), value: readFileSync(file, 'utf8') })
+  return heads
+}
+
+/** `audit verify`: prints OK / FAIL lines; exit code 0 ok, 1 tampered, cut off or (--strict) not fully signed, 2 cannot verify. */
 async function runVerify(options: AuditOptions, mesh: Mesh, o: Record<string, any>, print: Print): Promise<number> {
-  const dir = o.dir ? resolve(String(o.dir)) : options.dir ? resolve(options.dir) : join(mesh.dataDir, 'audit')
+  const dir = o.dir ? resolve(String(o.dir)) : auditDir(options, mesh)
+  const source = auditSource(options, mesh, o.dir ? dir : undefined)
   let keys
+  let heads: HeadInput[]
   try {
     keys = loadPublicKeys(listOption(o.pubkey), dir)
+    heads = await headsElsewhere(mesh, source, listOption(o.head), print)
   } catch (err) {
     print(`ERROR ${(err as Error).message}`)
     return 2
   }
-  if (keys.length === 0) {
-    print(`ERROR no public key: none in ${dir}; pass --pubkey FILE (GET /agentmesh/audit/public-key serves it)`)
-    return 2
-  }
+  if (keys.length === 0) return verifyWithoutKeys(source, heads, dir, print)
   let result: VerifyResult
   try {
-    result = await verifyLog(auditSource(options, mesh, o.dir ? dir : undefined), { publicKeys: keys, deep: !!o.deep })
+    result = await verifyLog(source, { publicKeys: keys, deep: !!o.deep, heads })
   } catch (err) {
     print(`ERROR ${(err as Error).message}`)
     return 2
   }
   for (const line of formatVerifyResult(result)) print(line)
   if (!result.ok) return 1
-  if (o.strict && (result.unsignedTail > 0 || result.tornTail)) return 1
-  return 0
+  return o.strict && strictIssues(result).length ? 1 : 0
+}
+
+/** No public key: usually a wrong --dir; but when the whole directory is gone and a head says a log existed, that is the finding. */
+async function verifyWithoutKeys(source: LogSource, heads: HeadInput[], dir: string, print: Print): Promise<number> {
+  const newest = heads.flatMap((h) => readHeads(h.from, h.value).found).sort((a, b) => b.head.seq - a.head.seq)[0]
+  if (newest && source.exists && !(await source.exists())) {
+    print(`FAIL truncated at ${dir}: the log is gone (directory not found), but the signed head in ${newest.from} (seq ${newest.head.seq}, ${newest.head.ts}) shows ${newest.head.seq} records were written: the log was deleted (its signature was not checked: the public keys went with the directory; pass --pubkey)`)
+    return 1
+  }
+  print(`ERROR no public key: none in ${dir}; pass --pubkey FILE (GET /agentmesh/audit/public-key serves it)`)
+  return 2
 }
 
 /** `audit export`: entries to stdout; errors to stderr, since stdout is the data. */

@@ -21,7 +21,10 @@ export interface PublicKeyInfo {
 }
 
 export interface Signer extends PublicKeyInfo {
+  /** signature over `agentmesh-audit/v1:<hash>` (a checkpoint) */
   sign(hash: string): string
+  /** signature over these bytes (a message with its own prefix, e.g. a signed head) */
+  signBytes(data: Buffer): string
 }
 
 export function publicKeyInfo(key: KeyObject): PublicKeyInfo {
@@ -69,24 +72,40 @@ export function makeSigner(privateKey: KeyObject): Signer {
   return {
     ...info,
     sign: (hash) => cryptoSign(null, Buffer.from(SIGNATURE_PREFIX + hash), privateKey).toString('base64'),
+    signBytes: (data) => cryptoSign(null, data, privateKey).toString('base64'),
   }
 }
 
-export function verifySignature(key: KeyObject, hash: string, sig: string): boolean {
+/** Checks a checkpoint signature (over the prefixed hash), or one over given bytes. */
+export function verifySignature(key: KeyObject, hashOrMessage: string | Buffer, sig: string): boolean {
   try {
-    return cryptoVerify(null, Buffer.from(SIGNATURE_PREFIX + hash), key, Buffer.from(sig, 'base64'))
+    const message = typeof hashOrMessage === 'string' ? Buffer.from(SIGNATURE_PREFIX + hashOrMessage) : hashOrMessage
+    return cryptoVerify(null, message, key, Buffer.from(sig, 'base64'))
   } catch {
     return false
   }
 }
 
 /**
+ * The audit dir holds the private key, the log and its head: owner only (0700). A dir made
+ * looser by hand is tightened, with a warning.
+ */
+export function secureDir(dir: string, log?: { warn: (m: string) => void }): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const mode = statSync(dir).mode & 0o777
+  if (mode & 0o077) {
+    chmodSync(dir, 0o700)
+    log?.warn(`audit: ${dir} was open to others (mode ${mode.toString(8)}); set to 0700`)
+  }
+}
+
+/**
  * The signing key: given (option or AGENTMESH_AUDIT_PRIVATE_KEY), else `<dir>/private-key.pem`,
- * generated on first start with mode 0600. Writes `<dir>/public-key.pem`; a previous public
+ * generated on first start with mode 0600. Writes `<dir>/public-key.pem` (0600); a previous public
  * key that differs is kept as `public-key-<keyId>.pem` so older checkpoints still verify.
  */
 export function loadSigner(dir: string, given?: string, log?: { warn: (m: string) => void }): Signer {
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  secureDir(dir, log)
   let key: KeyObject
   if (given) key = parsePrivateKey(given)
   else {
@@ -129,7 +148,8 @@ export function loadSigner(dir: string, given?: string, log?: { warn: (m: string
         log?.warn(`audit: signing key changed from ${old.keyId} to ${signer.keyId}; the old public key is kept as public-key-${old.keyId}.pem`)
       } catch {}
     }
-    writeFileSync(pubFile, signer.pem, { mode: 0o644 })
+    // every file of the audit dir is 0600, the public key too (it is published at /agentmesh/audit/public-key)
+    writeFileSync(pubFile, signer.pem, { mode: 0o600 })
   }
   return signer
 }

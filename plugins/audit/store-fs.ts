@@ -1,14 +1,36 @@
 // Append-only JSONL files: audit-<index>-<yyyymmdd>.jsonl, rotated by size or UTC day. The chain
-// continues across files; the index orders them. One writer per directory (writer.lock).
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs'
-import { open, readdir, readFile, stat, truncate, type FileHandle } from 'node:fs/promises'
+// continues across files; the index orders them. One writer per directory (writer.lock). The
+// signed head is kept beside them in head.json. Every file is 0600, the directory 0700.
+import { chmodSync, closeSync, fsyncSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, unlinkSync } from 'node:fs'
+import { open, readdir, readFile, rename, stat, truncate, type FileHandle } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { GENESIS } from './canonical.ts'
 import { parseLine, type ChainHead } from './chain.ts'
-import type { AppendResult, AuditStore, LogLine, LogSource } from './store.ts'
+import type { SignedHead } from './head.ts'
+import { secureDir } from './signer.ts'
+import { LogMissingError, type AppendResult, type AuditStore, type LogLine, type LogSource } from './store.ts'
 
 export type FsyncPolicy = 'always' | 'checkpoint' | 'never'
+
+/**
+ * The file operations that can fail at run time on a sick disk (ENOSPC, EIO, EACCES). Tests
+ * replace members of `fsIo` (or pass `io`) to inject those failures.
+ */
+export interface FsIo {
+  open(path: string, flags: string, mode: number): Promise<FileHandle>
+  /** append at the end; a full disk may write part of the data before it throws */
+  append(fh: FileHandle, data: string): Promise<void>
+  datasync(fh: FileHandle): Promise<void>
+  rename(from: string, to: string): Promise<void>
+}
+
+export const fsIo: FsIo = {
+  open: (path, flags, mode) => open(path, flags, mode),
+  append: (fh, data) => fh.appendFile(data),
+  datasync: (fh) => fh.datasync(),
+  rename: (from, to) => rename(from, to),
+}
 
 export interface FsStoreOptions {
   dir: string
@@ -24,10 +46,14 @@ export interface FsStoreOptions {
   log?: { warn: (msg: string, data?: Record<string, unknown>) => void }
   /** clock, for tests of daily rotation */
   now?: () => Date
+  /** replaces members of fsIo for this store (fault injection) */
+  io?: Partial<FsIo>
 }
 
 const FILE_RE = /^audit-(\d+)-(\d{8})\.jsonl$/
 const LOCK_FILE = 'writer.lock'
+export const HEAD_FILE = 'head.json'
+const CHUNK = 256 * 1024
 
 export interface LogFile {
   name: string
@@ -50,6 +76,11 @@ export function listLogFiles(dir: string): LogFile[] {
     if (m) files.push({ name, path: join(dir, name), index: Number(m[1]), day: m[2]! })
   }
   return files.sort((a, b) => a.index - b.index)
+}
+
+/** The log's name for its signed head in mesh storage (see AuditStore.logId). */
+export function fsLogId(dir: string): string {
+  return `fs:${hostname()}:${resolve(dir)}`
 }
 
 function utcDay(d: Date): string {
@@ -87,13 +118,14 @@ function acquireLock(dir: string): void {
     const [pidText, host] = holder.split(' ')
     const pid = Number(pidText)
     if (host === hostname() && Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) {
-      throw new Error(`audit: ${dir} is being written by process ${pid}; give each proxy instance its own data dir, or use the redis store to share one log`)
+      // a configuration error, not a sick disk: the writer fails the start with it (see writer.ts)
+      throw Object.assign(new Error(`audit: ${dir} is being written by process ${pid}; give each proxy instance its own data dir, or use the redis store to share one log`), { code: 'ELOCKED' })
     }
     try {
       unlinkSync(file)
     } catch {}
   }
-  throw new Error(`audit: cannot take the writer lock ${file}`)
+  throw Object.assign(new Error(`audit: cannot take the writer lock ${file}`), { code: 'ELOCKED' })
 }
 
 function releaseLock(dir: string): void {
@@ -103,49 +135,65 @@ function releaseLock(dir: string): void {
   } catch {}
 }
 
+/** Files of an older version or made by hand may be readable by others: 0600, like new ones. */
+function tightenFiles(dir: string, log?: FsStoreOptions['log']): void {
+  let loosened = 0
+  for (const name of readdirSync(dir)) {
+    if (!FILE_RE.test(name) && name !== HEAD_FILE && !/^public-key.*\.pem$/.test(name)) continue
+    const path = join(dir, name)
+    const mode = statSync(path).mode & 0o777
+    if (mode & 0o077) {
+      chmodSync(path, 0o600)
+      loosened++
+    }
+  }
+  if (loosened) log?.warn(`audit: ${loosened} files in ${dir} were readable by others; set to 0600`)
+}
+
 /**
- * Read backwards from the end of a file: the last complete record line and the length
- * of the bytes after the last newline (a torn write). Stops once `want` lines parse as records.
+ * Lines of a file from the last one back. The first one yielded is unterminated when the file
+ * does not end with a newline (a torn write).
  */
-async function tailOf(path: string): Promise<{ size: number; tornBytes: number; torn: Buffer; lastRecordLine?: Buffer }> {
+async function* linesFromEnd(path: string): AsyncGenerator<{ line: Buffer; terminated: boolean }> {
   const fh = await open(path, 'r')
   try {
-    const { size } = await fh.stat()
-    const CHUNK = 256 * 1024
-    let pos = size
-    let tail = Buffer.alloc(0)
-    let tornBytes = -1
-    let searchFrom = -1
-    for (;;) {
-      if (pos > 0) {
-        const len = Math.min(CHUNK, pos)
-        pos -= len
-        const buf = Buffer.alloc(len)
-        await fh.read(buf, 0, len, pos)
-        tail = Buffer.concat([buf, tail])
-        if (searchFrom >= 0) searchFrom += len
+    let pos = (await fh.stat()).size
+    let rest = Buffer.alloc(0)
+    let seenNewline = false
+    while (pos > 0) {
+      const len = Math.min(CHUNK, pos)
+      pos -= len
+      const buf = Buffer.alloc(len)
+      await fh.read(buf, 0, len, pos)
+      const data = rest.length ? Buffer.concat([buf, rest]) : buf
+      let end = data.length
+      for (let i = data.lastIndexOf(10, end - 1); i >= 0; i = i > 0 ? data.lastIndexOf(10, i - 1) : -1) {
+        const line = data.subarray(i + 1, end)
+        if (seenNewline) yield { line, terminated: true }
+        else if (line.length) yield { line, terminated: false }
+        seenNewline = true
+        end = i
       }
-      if (tornBytes < 0) {
-        const nl = tail.lastIndexOf(10)
-        if (nl < 0 && pos > 0) continue
-        tornBytes = tail.length - (nl + 1)
-        searchFrom = nl // index of the newline that ends the last complete line (-1: none)
-      }
-      // walk complete lines backwards inside what we have
-      while (searchFrom > 0) {
-        const start = tail.lastIndexOf(10, searchFrom - 1)
-        if (start < 0 && pos > 0) break // need more bytes for this line
-        const line = tail.subarray(start + 1, searchFrom)
-        if (parseLine(line)) return { size, tornBytes, torn: Buffer.from(tail.subarray(tail.length - tornBytes)), lastRecordLine: Buffer.from(line) }
-        searchFrom = start
-      }
-      if (pos === 0 && (searchFrom <= 0)) {
-        return { size, tornBytes, torn: Buffer.from(tail.subarray(tail.length - tornBytes)) }
-      }
+      rest = data.subarray(0, end)
     }
+    if (rest.length) yield { line: rest, terminated: seenNewline }
   } finally {
     await fh.close()
   }
+}
+
+/** The last complete record line of a file, and the bytes after its last newline (a torn write). */
+async function tailOf(path: string): Promise<{ size: number; torn: Buffer; lastRecordLine?: Buffer }> {
+  const size = (await stat(path)).size
+  let torn = Buffer.alloc(0)
+  for await (const { line, terminated } of linesFromEnd(path)) {
+    if (!terminated) {
+      torn = Buffer.from(line)
+      continue
+    }
+    if (parseLine(line)) return { size, torn, lastRecordLine: Buffer.from(line) }
+  }
+  return { size, torn }
 }
 
 function headFromLine(line: Buffer): ChainHead {
@@ -159,11 +207,14 @@ export function fsStore(options: FsStoreOptions): AuditStore {
   const rotateDaily = options.rotateDaily ?? true
   const fsync = options.fsync ?? 'always'
   const now = options.now ?? (() => new Date())
+  // looked up at each call, so a test can swap fsIo members while a store is open
+  const io = <K extends keyof FsIo>(k: K): FsIo[K] => (options.io?.[k] ?? fsIo[k]) as FsIo[K]
   let fh: FileHandle | undefined
   let current: { index: number; day: string; size: number } | undefined
   let locked = false
 
-  async function loadHead(): Promise<ChainHead> {
+  /** The chain head from the last file; repairs a torn last line (quietly while the writer retries a failed write). */
+  async function loadHead(quiet = false): Promise<ChainHead> {
     const files = listLogFiles(dir)
     current = undefined
     for (let i = files.length - 1; i >= 0; i--) {
@@ -171,19 +222,22 @@ export function fsStore(options: FsStoreOptions): AuditStore {
       const t = await tailOf(f.path)
       if (i === files.length - 1) {
         current = { index: f.index, day: f.day, size: t.size }
-        if (t.tornBytes > 0) {
+        if (t.torn.length > 0) {
           const whole = parseLine(t.torn)
           if (whole && whole.computed === whole.hash) {
             // a complete record that lost only its newline
             const h = await open(f.path, 'a')
-            await h.write('\n')
-            await h.close()
+            try {
+              await h.write('\n')
+            } finally {
+              await h.close()
+            }
             current.size += 1
             return headFromLine(t.torn)
           }
-          await truncate(f.path, t.size - t.tornBytes)
-          current.size = t.size - t.tornBytes
-          options.log?.warn(`audit: dropped an incomplete last line (${t.tornBytes} bytes) left by an interrupted write in ${f.name}`, { file: f.path, bytes: t.tornBytes })
+          await truncate(f.path, t.size - t.torn.length)
+          current.size = t.size - t.torn.length
+          if (!quiet) options.log?.warn(`audit: dropped an incomplete last line (${t.torn.length} bytes) left by an interrupted write in ${f.name}`, { file: f.path, bytes: t.torn.length })
         }
       }
       if (t.lastRecordLine) return headFromLine(t.lastRecordLine)
@@ -193,7 +247,7 @@ export function fsStore(options: FsStoreOptions): AuditStore {
 
   async function openFile(index: number, day: string): Promise<void> {
     const path = join(dir, fileName(index, day))
-    fh = await open(path, 'a', 0o600)
+    fh = await io('open')(path, 'a', 0o600)
     current = { index, day, size: (await fh.stat()).size }
     if (fsync !== 'never') {
       // make the new directory entry durable too
@@ -211,14 +265,21 @@ export function fsStore(options: FsStoreOptions): AuditStore {
   // next one. So a slow disk does not hold entries back in the queue.
   let syncing: Promise<void> | undefined
   let syncAgain = false
+  let syncFailing = false
   function requestSync(h: FileHandle): void {
     if (syncing) {
       syncAgain = true
       return
     }
-    syncing = h
-      .datasync()
-      .catch((err: Error) => options.log?.warn(`audit: fsync failed: ${err.message}`))
+    syncing = io('datasync')(h)
+      .then(() => {
+        syncFailing = false
+      })
+      .catch((err: Error) => {
+        // once per run of failures: a sick disk would otherwise log every batch
+        if (!syncFailing) options.log?.warn(`audit: fsync failed: ${err.message}`)
+        syncFailing = true
+      })
       .finally(() => {
         syncing = undefined
         if (syncAgain && fh === h) {
@@ -235,19 +296,42 @@ export function fsStore(options: FsStoreOptions): AuditStore {
     try {
       while (syncing) await syncing
       syncAgain = false
-      if (fsync !== 'never') await h.datasync()
+      if (fsync !== 'never') await io('datasync')(h)
     } finally {
       await h.close()
     }
   }
 
+  async function* linesBackward(): AsyncGenerator<Buffer> {
+    const files = listLogFiles(dir)
+    for (let i = files.length - 1; i >= 0; i--) {
+      for await (const { line, terminated } of linesFromEnd(files[i]!.path)) if (terminated) yield line
+    }
+  }
+
+  /** head.json by a temporary file and a rename: a crash never leaves half a head */
+  async function writeHead(head: SignedHead): Promise<void> {
+    const file = join(dir, HEAD_FILE)
+    const tmp = `${file}.tmp`
+    const h = await io('open')(tmp, 'w', 0o600)
+    try {
+      await h.writeFile(JSON.stringify(head) + '\n')
+      if (fsync !== 'never') await io('datasync')(h)
+    } finally {
+      await h.close()
+    }
+    await io('rename')(tmp, file)
+  }
+
   return {
     name: 'fs',
     id: `fs:${dir}`,
+    logId: fsLogId(dir),
     async open() {
-      mkdirSync(dir, { recursive: true, mode: 0o700 })
+      secureDir(dir, options.log)
       acquireLock(dir)
       locked = true
+      tightenFiles(dir, options.log)
       return loadHead()
     },
     async append(lines, _expected, _next, info): Promise<AppendResult> {
@@ -262,7 +346,7 @@ export function fsStore(options: FsStoreOptions): AuditStore {
         await closeFile()
         await openFile(current.index + 1, today)
       } else if (!fh) await openFile(current.index, current.day)
-      await fh!.appendFile(data)
+      await io('append')(fh!, data)
       current!.size += bytes
       if (fsync === 'always' || (fsync === 'checkpoint' && info.checkpoint)) requestSync(fh!)
       return { ok: true }
@@ -270,8 +354,27 @@ export function fsStore(options: FsStoreOptions): AuditStore {
     async recover() {
       await closeFile().catch(() => {})
       fh = undefined
-      return loadHead()
+      return loadHead(true)
     },
+    linesBackward,
+    async sync() {
+      const h = fh
+      if (!h || fsync === 'never') return
+      try {
+        await io('datasync')(h)
+      } catch (err) {
+        // rotated or closed meanwhile: closing synced it
+        if (fh === h) throw err
+      }
+    },
+    async readHead() {
+      try {
+        return readFileSync(join(dir, HEAD_FILE), 'utf8')
+      } catch {
+        return undefined
+      }
+    },
+    writeHead,
     async close() {
       await closeFile()
       if (locked) releaseLock(dir)
@@ -282,16 +385,29 @@ export function fsStore(options: FsStoreOptions): AuditStore {
 
 /** Read a log directory in order, file by file. */
 export function fsLogSource(dir: string): LogSource {
+  const where = resolve(dir)
   return {
-    describe: resolve(dir),
+    describe: where,
+    logId: fsLogId(where),
+    async exists() {
+      return stat(where).then((s) => s.isDirectory(), () => false)
+    },
+    async readHead() {
+      const from = join(where, HEAD_FILE)
+      try {
+        return { from, text: await readFile(from, 'utf8') }
+      } catch {
+        return undefined
+      }
+    },
     async *chunks() {
       let st
       try {
         st = await stat(dir)
       } catch {
-        throw new Error(`no audit log at ${resolve(dir)} (directory not found)`)
+        throw new LogMissingError(where)
       }
-      if (!st.isDirectory()) throw new Error(`${resolve(dir)} is not a directory`)
+      if (!st.isDirectory()) throw new Error(`${where} is not a directory`)
       // list once up front: files a running writer adds meanwhile are left for the next run
       const names = new Set(await readdir(dir))
       const files = listLogFiles(dir).filter((f) => names.has(f.name))

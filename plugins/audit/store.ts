@@ -1,6 +1,7 @@
 // The storage interface the writer and the verifier see; one file per backend (fs, redis),
 // unstorage style.
 import type { ChainHead } from './chain.ts'
+import type { SignedHead } from './head.ts'
 
 export type AppendResult = { ok: true } | { ok: false; head: ChainHead }
 
@@ -8,6 +9,11 @@ export interface AuditStore {
   readonly name: string
   /** identifies the log, so two plugin instances in one process share a writer */
   readonly id: string
+  /**
+   * names the log for its signed head in mesh storage: the writer and `audit verify` derive the
+   * same storage key from it (fs: host and directory; redis: server and prefix; never a password)
+   */
+  readonly logId: string
   /** open for appending (fs: take the writer lock, repair a torn tail) and return the chain head */
   open(): Promise<ChainHead>
   /**
@@ -17,6 +23,15 @@ export interface AuditStore {
   append(lines: string[], expected: ChainHead, next: ChainHead, info: { checkpoint: boolean }): Promise<AppendResult>
   /** re-read the head after a failed append (fs: drops a partial write) */
   recover(): Promise<ChainHead>
+  /** stored lines from the newest back: the writer re-verifies the unsigned tail with them at open */
+  linesBackward(): AsyncIterable<Buffer>
+  /** make what was appended so far durable, before a signed head that names it is published */
+  sync(): Promise<void>
+  /** the signed head kept beside the log (fs: head.json; redis: a key of its own) */
+  readHead(): Promise<string | undefined>
+  writeHead(head: SignedHead): Promise<void>
+  /** redis: whether another writer is alive on this log (its unsigned tail is then not orphaned) */
+  othersAlive?(): Promise<boolean>
   close(): Promise<void>
 }
 
@@ -37,7 +52,21 @@ export interface LogLine {
 /** The stored log in order, as chunks of lines, for verify and export. */
 export interface LogSource {
   describe: string
+  /** see AuditStore.logId */
+  logId?: string
   chunks(): AsyncIterable<LogLine[]>
+  /** the signed head kept beside the log, with where it was read */
+  readHead?(): Promise<{ from: string; text: string } | undefined>
+  /** false when the log itself is gone (fs: no directory) */
+  exists?(): Promise<boolean>
+}
+
+/** fs: the log's directory does not exist. verify turns it into a failure when a signed head says there was a log. */
+export class LogMissingError extends Error {
+  constructor(readonly where: string) {
+    super(`no audit log at ${where} (directory not found)`)
+    this.name = 'LogMissingError'
+  }
 }
 
 export function formatHead(head: ChainHead): string {

@@ -1,13 +1,24 @@
 // The append queue: entries are sealed into the chain and written in batches by one drain loop,
 // so a request only pays for a push (and waits only when the bounded queue is full).
+//
+// A store that cannot be written (full disk, I/O error, redis down) does not lose entries or
+// throw: the batch stays in memory and is retried with backoff, the outage is logged once, and
+// `failure` says so (the plugin reports it in health and refuses new requests under 'refuse').
+// A partial write is detected on retry and finished rather than duplicated, so the chain stays
+// valid. After each checkpoint the signed head is published (publish.ts).
 import { FORMAT_VERSION, seal, sealEntry, type AuditEntry, type ChainHead } from './chain.ts'
-import type { Signer } from './signer.ts'
+import type { CheckpointRef, SignedHead } from './head.ts'
+import { HeadPublisher, type HeadTarget } from './publish.ts'
+import { headNotReached, scanUnsignedTail } from './recovery.ts'
+import type { PublicKeyInfo, Signer } from './signer.ts'
 import type { AuditStore } from './store.ts'
+
+export type OnFailure = 'refuse' | 'serve'
 
 export interface WriterOptions {
   /** sign a checkpoint after this many entries (default 1000) */
   checkpointEvery?: number
-  /** and at least this often while entries are unsigned, in seconds (default 10; 0: off) */
+  /** and at most this many seconds after an entry was written unsigned (default 1; 0: off) */
   checkpointSeconds?: number
   /** queue bound: past it, append() returns a promise that resolves when there is room (default 10,000) */
   queueMax?: number
@@ -15,10 +26,32 @@ export interface WriterOptions {
   batchMax?: number
   /** how long close() keeps retrying a failing store, ms (default 10 s) */
   closeTimeoutMs?: number
+  /**
+   * While the store fails, appends do not wait for room. 'refuse' (default): an entry marked
+   * `keep` (an answered request) is queued past queueMax, since the plugin refuses new requests
+   * meanwhile; 'serve': past queueMax entries are dropped and counted.
+   */
+  onFailure?: OnFailure
+  /** more places for the signed head (mesh storage, witnesses); the store's own slot always gets it */
+  headTargets?: HeadTarget[]
+  /** keys a signed head found at open may be signed with (default: the signer's) */
+  publicKeys?: PublicKeyInfo[]
+  /** longest pause between two attempts on a failing store, ms (default 1000) */
+  retryMaxMs?: number
   log?: { warn: (msg: string, data?: Record<string, unknown>) => void; error: (msg: string, data?: Record<string, unknown>) => void }
 }
 
-type Item = { kind: 'request'; entry: AuditEntry } | { kind: 'checkpoint' }
+/** What a checkpoint records besides its place in the chain. */
+interface CheckpointNote {
+  /** it seals entries a writer that stopped left unsigned */
+  recovered?: true
+  /** at open the log did not reach this signed head: records were cut off or replaced */
+  lostHead?: SignedHead
+  /** the store could not be written for a while */
+  outage?: { since: string; until: string; refused: number; dropped: number }
+}
+
+type Item = { kind: 'request'; entry: AuditEntry } | { kind: 'checkpoint'; note?: CheckpointNote }
 
 export interface WriterStats {
   written: number
@@ -29,7 +62,53 @@ export interface WriterStats {
   conflicts: number
 }
 
+/** The store cannot be written right now. */
+export interface WriterFailure {
+  /** epoch ms */
+  since: number
+  /** the last error, without secrets */
+  reason: string
+  /** entries waiting in memory */
+  held: number
+  /** requests the plugin refused meanwhile */
+  refused: number
+  /** entries dropped meanwhile (onFailure 'serve' past queueMax, or not-answered requests past it) */
+  dropped: number
+}
+
+/** A batch sealed from a chain head, and how much of it the store already holds. */
+interface Job {
+  items: Item[]
+  from: ChainHead
+  lines: string[]
+  /** hash of each line, to recognise how far a failed write got */
+  hashes: string[]
+  /** indexes of the checkpoint lines */
+  checkpointLines: number[]
+  head: ChainHead
+  unsigned: number
+  entries: number
+  /** the last checkpoint of the batch, for the signed head */
+  lastCheckpoint?: CheckpointRef
+  /** lines already in the store (a partial write, or an attempt whose answer was lost) */
+  done: number
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** Errors that are the deployment's configuration, not a sick disk or network: they fail the start. */
+function isConfigError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code
+  return code === 'ELOCKED' || code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR' || code === 'EISDIR'
+}
+
+/** an error for a log line and the health check: no URL credentials */
+function describeError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException
+  const text = (e?.message || String(err)).split('\n')[0]!.slice(0, 300)
+  const withCode = e?.code && !text.includes(e.code) ? `${e.code}: ${text}` : text
+  return withCode.replace(/(\/\/)[^/@\s]*@/g, '$1***@')
+}
 
 export class AuditWriter {
   private queue: Item[] = []
@@ -38,34 +117,48 @@ export class AuditWriter {
   private head: ChainHead = { seq: 0, hash: '' }
   /** entries this writer appended since its last checkpoint */
   private unsigned = 0
-  private timer: NodeJS.Timeout | undefined
+  private checkpointTimer: NodeJS.Timeout | undefined
   private closing = false
   private closeDeadline = Infinity
+  /** accepting appends (between open and close) */
   private opened = false
+  /** the store is open (a store that failed to open at start is retried by the drain loop) */
+  private connected = false
+  /** entries of the batch being written */
+  private inFlight = 0
+  private failing: Omit<WriterFailure, 'held'> | undefined
+  /** an outage note waiting for the next checkpoint */
+  private pendingNote: CheckpointNote | undefined
   readonly stats = { written: 0, checkpoints: 0, failures: 0, conflicts: 0 }
+  readonly heads: HeadPublisher
   private readonly every: number
   private readonly queueMax: number
   private readonly batchMax: number
+  private readonly checkpointMs: number
 
   constructor(readonly store: AuditStore, private signer: Signer, private options: WriterOptions = {}) {
     this.every = options.checkpointEvery ?? 1000
     this.queueMax = options.queueMax ?? 10_000
     this.batchMax = options.batchMax ?? 1000
+    this.checkpointMs = (options.checkpointSeconds ?? 1) * 1000
+    const own: HeadTarget = { name: store.name === 'fs' ? 'head.json beside the log' : 'the signed-head key beside the log', write: (h) => store.writeHead(h), read: () => store.readHead() }
+    this.heads = new HeadPublisher([own, ...(options.headTargets ?? [])], signer, () => store.sync(), options.log)
   }
 
+  /**
+   * Open the store, seal what a stopped writer left unsigned, check the log still reaches its
+   * signed head. A store that cannot be opened for a reason other than configuration (a full
+   * disk, redis down) does not fail the start: the writer reports the failure and keeps trying.
+   */
   async open(): Promise<ChainHead> {
-    this.head = await this.store.open()
-    this.opened = true
-    // a tail left unsigned by a crash gets signed by the first checkpoint
-    if (this.head.seq > 0 && this.head.kind !== 'checkpoint') this.unsigned = Math.max(this.unsigned, 1)
-    const secs = this.options.checkpointSeconds ?? 10
-    if (secs > 0) {
-      this.timer = setInterval(() => {
-        if (this.unsigned > 0 && !this.queue.some((i) => i.kind === 'checkpoint')) this.push({ kind: 'checkpoint' })
-      }, secs * 1000)
-      this.timer.unref()
+    try {
+      await this.connect()
+    } catch (err) {
+      if (isConfigError(err)) throw err
+      this.failed(err)
     }
-    if (this.unsigned > 0) this.push({ kind: 'checkpoint' })
+    this.opened = true
+    if (!this.connected || this.queue.length) this.kick()
     return this.head
   }
 
@@ -73,8 +166,16 @@ export class AuditWriter {
     return { ...this.stats, queued: this.queue.length, head: { ...this.head } }
   }
 
-  /** Queue an entry; returns a promise only when the queue is full (backpressure). */
-  append(entry: AuditEntry): void | Promise<void> {
+  /** Set while the store cannot be written. */
+  get failure(): WriterFailure | undefined {
+    return this.failing && { ...this.failing, held: this.queue.filter((i) => i.kind === 'request').length + this.inFlight }
+  }
+
+  /**
+   * Queue an entry; returns a promise only when the queue is full (backpressure). `keep`: the
+   * entry of a request that was answered, which a failing store must not make us drop.
+   */
+  append(entry: AuditEntry, keep = true): void | Promise<void> {
     if (!this.opened) {
       this.options.log?.error('audit: entry dropped: the audit writer is not open (appended after shutdown?)', { id: entry.id })
       return
@@ -83,7 +184,18 @@ export class AuditWriter {
       this.push({ kind: 'request', entry })
       return
     }
-    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.append(entry))
+    if (this.failing) {
+      // waiting for room could last the whole outage, holding the response
+      if (keep && (this.options.onFailure ?? 'refuse') === 'refuse') this.push({ kind: 'request', entry })
+      else this.failing.dropped++
+      return
+    }
+    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.append(entry, keep))
+  }
+
+  /** The plugin refused a request because the store fails: counted for the outage note. */
+  noteRefused(): void {
+    if (this.failing) this.failing.refused++
   }
 
   /** Ask for a checkpoint now (it is written after what is already queued). */
@@ -91,7 +203,7 @@ export class AuditWriter {
     this.push({ kind: 'checkpoint' })
   }
 
-  /** Resolves when everything queued so far is written. */
+  /** Resolves when everything queued so far is written and its signed head published. */
   async flush(): Promise<void> {
     while (this.draining || this.queue.length) {
       if (!this.draining) {
@@ -100,26 +212,58 @@ export class AuditWriter {
       }
       await this.draining
     }
+    await this.heads.settle()
   }
 
-  /** Flush, sign a final checkpoint, close the store. */
+  /** Flush, sign a final checkpoint, publish its head, close the store. */
   async close(): Promise<void> {
     if (!this.opened) return
     this.closing = true
     this.closeDeadline = Date.now() + (this.options.closeTimeoutMs ?? 10_000)
-    if (this.timer) clearInterval(this.timer)
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer)
     await this.flush()
-    if (this.unsigned > 0) {
+    if (this.unsigned > 0 && this.connected) {
       this.push({ kind: 'checkpoint' })
       await this.flush()
     }
     this.opened = false
+    await this.heads.settle(Math.max(1000, this.closeDeadline - Date.now()))
+    this.heads.stop()
     // entries that could not be written before the deadline are lost; say how many
     const lost = this.queue.filter((i) => i.kind === 'request').length + this.waiters.length
     if (lost) this.options.log?.error(`audit: ${lost} entries could not be written before shutdown`, { lost })
     this.queue = []
     for (const w of this.waiters.splice(0)) w()
     await this.store.close()
+  }
+
+  /** Open the store and queue the checkpoint that seals what the last writer left unsigned. */
+  private async connect(): Promise<void> {
+    const head = await this.store.open()
+    // the signed head before the log's tail: a head is published only after its checkpoint is
+    // written, so the tail read next reaches it unless the log was cut
+    const keys = new Map([...(this.options.publicKeys ?? []), this.signer].map((k) => [k.keyId, k]))
+    const signed = await this.heads.newest(keys)
+    const tail = await scanUnsignedTail(this.store.linesBackward())
+    // redis: a live writer signs its own tail; only an orphaned one is sealed as recovered
+    const othersAlive = (await this.store.othersAlive?.()) ?? false
+    this.head = head
+    this.unsigned = tail.entries
+    const note: CheckpointNote = {}
+    const notReached = signed && headNotReached(signed, tail)
+    if (notReached) {
+      note.lostHead = signed
+      this.options.log?.error(`audit: ${notReached}: records were cut off or replaced while no writer ran; the next checkpoint records the lost head, and audit verify reports it`)
+    }
+    if (tail.entries > 0 && !othersAlive) {
+      note.recovered = true
+      const where = `after ${tail.checkpoint.seq ? `the last checkpoint (seq ${tail.checkpoint.seq})` : 'the start'}`
+      if (tail.problem) this.options.log?.error(`audit: the ${tail.entries} unsigned entries ${where} do not verify as a chain (${tail.problem}); sealed as recovered, and audit verify names the break`)
+      else this.options.log?.warn(`audit: ${tail.entries} entries ${where} were left unsigned by a writer that stopped; sealed now, marked recovered`)
+    }
+    this.connected = true
+    const marked = note.lostHead || note.recovered
+    if (marked || this.unsigned > 0) this.queue.unshift({ kind: 'checkpoint', note: marked ? note : undefined })
   }
 
   private push(item: Item): void {
@@ -129,14 +273,25 @@ export class AuditWriter {
 
   private kick(): void {
     if (this.draining || !this.opened) return
-    this.draining = this.drain().finally(() => {
-      this.draining = undefined
-    })
+    this.draining = this.drain()
+      .catch((err) => this.options.log?.error(`audit: writer stopped on an unexpected error: ${describeError(err)}`))
+      .finally(() => {
+        this.draining = undefined
+      })
   }
 
   private async drain(): Promise<void> {
     // let the current tick's appends join this batch
     await new Promise<void>((r) => setImmediate(r))
+    for (let attempt = 0; !this.connected; ) {
+      try {
+        await this.connect()
+        if (!this.queue.length) this.recovered()
+      } catch (err) {
+        this.failed(err)
+        if (!(await this.backoff(attempt++))) return
+      }
+    }
     while (this.queue.length) {
       const items = this.queue.splice(0, this.batchMax)
       // room freed: let waiting appends in
@@ -146,73 +301,165 @@ export class AuditWriter {
     }
   }
 
-  private sealBatch(items: Item[], from: ChainHead, unsignedFrom: number) {
-    const lines: string[] = []
+  private seal(items: Item[], from: ChainHead, unsignedFrom: number): Job {
+    const job: Job = { items, from, lines: [], hashes: [], checkpointLines: [], head: from, unsigned: unsignedFrom, entries: 0, done: 0 }
     let { seq, hash } = from
     let kind = from.kind
     let unsigned = unsignedFrom
-    let checkpoints = 0
-    let entries = 0
-    let checkpoint = false
-    const cp = () => {
+    let outage = this.pendingNote?.outage
+    const cp = (note?: CheckpointNote) => {
       seq++
-      const s = seal({ v: FORMAT_VERSION, kind: 'checkpoint', ts: new Date().toISOString(), count: seq - 1, keyId: this.signer.keyId, seq, prev: hash }, this.signer.sign)
-      lines.push(s.line)
+      const ts = new Date().toISOString()
+      const extra = outage ? { ...note, outage } : note
+      outage = undefined
+      const s = seal({ v: FORMAT_VERSION, kind: 'checkpoint', ts, count: seq - 1, keyId: this.signer.keyId, ...extra, seq, prev: hash }, this.signer.sign)
+      job.checkpointLines.push(job.lines.length)
+      job.lines.push(s.line)
+      job.hashes.push(s.hash)
+      job.lastCheckpoint = { seq, hash: s.hash, ts, recovered: !!extra?.recovered }
       hash = s.hash
       kind = 'checkpoint'
       unsigned = 0
-      checkpoints++
-      checkpoint = true
     }
     for (const item of items) {
       if (item.kind === 'checkpoint') {
-        if (unsigned > 0 || (seq > 0 && kind !== 'checkpoint')) cp()
+        if (item.note || unsigned > 0 || (seq > 0 && kind !== 'checkpoint')) cp(item.note)
         continue
       }
       seq++
       const s = sealEntry(item.entry, seq, hash)
-      lines.push(s.line)
+      job.lines.push(s.line)
+      job.hashes.push(s.hash)
       hash = s.hash
       kind = 'request'
       unsigned++
-      entries++
+      job.entries++
       if (unsigned >= this.every) cp()
     }
-    return { lines, head: { seq, hash, kind } as ChainHead, unsigned, checkpoints, entries, checkpoint }
+    job.head = { seq, hash, kind } as ChainHead
+    job.unsigned = unsigned
+    return job
   }
 
-  /** Write one batch, re-sealing on a redis conflict and retrying a failing store. */
+  /** The chain head after the first n lines of a job. */
+  private headAfter(job: Job, n: number): ChainHead {
+    if (n === 0) return job.from
+    return { seq: job.from.seq + n, hash: job.hashes[n - 1]!, kind: job.checkpointLines.includes(n - 1) ? 'checkpoint' : 'request' }
+  }
+
+  /** Write one batch: finish a partial write, re-seal when another instance moved the head, retry a failing store. */
   private async write(items: Item[]): Promise<boolean> {
-    let delay = 100
-    for (;;) {
-      const b = this.sealBatch(items, this.head, this.unsigned)
-      if (b.lines.length === 0) return true
-      try {
-        const res = await this.store.append(b.lines, this.head, b.head, { checkpoint: b.checkpoint })
-        if (res.ok) {
-          this.head = b.head
-          this.unsigned = b.unsigned
-          this.stats.written += b.entries
-          this.stats.checkpoints += b.checkpoints
-          return true
-        }
-        // another instance appended first (redis): re-seal on its head
-        this.stats.conflicts++
-        this.head = res.head
-        continue
-      } catch (err) {
-        this.stats.failures++
-        this.options.log?.error(`audit: write failed, retrying: ${(err as Error).message}`)
-        if (this.closing && Date.now() > this.closeDeadline) {
-          this.queue.unshift(...items)
-          return false
-        }
-        await sleep(delay)
-        delay = Math.min(delay * 2, 5000)
+    const job = this.seal(items, this.head, this.unsigned)
+    if (job.lines.length === 0) return true
+    this.inFlight = job.entries
+    let attempt = 0
+    // after a failed attempt the store may hold part of the batch: read its head back first
+    let unsure = false
+    try {
+      for (;;) {
         try {
-          this.head = await this.store.recover()
-        } catch {}
+          if (unsure) {
+            this.place(job, await this.store.recover())
+            unsure = false
+          }
+          if (job.done === job.lines.length) return this.commit(job)
+          const lines = job.done ? job.lines.slice(job.done) : job.lines
+          const res = await this.store.append(lines, this.headAfter(job, job.done), job.head, { checkpoint: job.checkpointLines.some((i) => i >= job.done) })
+          if (res.ok) return this.commit(job)
+          this.place(job, res.head)
+        } catch (err) {
+          this.failed(err)
+          unsure = true
+          if (!(await this.backoff(attempt++))) {
+            this.queue.unshift(...job.items)
+            return false
+          }
+        }
       }
+    } finally {
+      this.inFlight = 0
     }
+  }
+
+  /** Where the store's head is: inside this batch (that much landed), or another writer's (re-seal on it). */
+  private place(job: Job, head: ChainHead): void {
+    const n = head.seq - job.from.seq
+    if (n >= 0 && n <= job.lines.length && (n === 0 ? head.hash === job.from.hash : job.hashes[n - 1] === head.hash)) {
+      job.done = n
+      return
+    }
+    this.stats.conflicts++
+    if (head.seq < job.from.seq) job.items = this.logWentBack(head, job.items)
+    this.head = head
+    Object.assign(job, this.seal(job.items, head, this.unsigned))
+  }
+
+  /** The shared log is shorter than what this writer wrote (emptied, or a redis restarted without persistence). */
+  private logWentBack(head: ChainHead, items: Item[]): Item[] {
+    const lost = this.heads.latest
+    this.heads.restart()
+    const first = items[0]
+    if (!lost || lost.seq <= head.seq || (first?.kind === 'checkpoint' && first.note?.lostHead)) return items
+    this.options.log?.error(`audit: the log went back from seq ${lost.seq} to seq ${head.seq} (emptied or cut, e.g. a redis restarted without persistence); the next checkpoint records the lost head, and audit verify reports it`)
+    return [{ kind: 'checkpoint', note: { lostHead: lost } }, ...items]
+  }
+
+  private commit(job: Job): true {
+    this.head = job.head
+    this.unsigned = job.unsigned
+    this.stats.written += job.entries
+    this.stats.checkpoints += job.checkpointLines.length
+    if (job.checkpointLines.length && this.pendingNote) this.pendingNote = undefined
+    if (job.lastCheckpoint) this.heads.publish(job.lastCheckpoint)
+    this.recovered()
+    this.armCheckpointTimer()
+    return true
+  }
+
+  /** a crash leaves at most checkpointSeconds of entries unsigned */
+  private armCheckpointTimer(): void {
+    if (this.unsigned === 0 && this.checkpointTimer) {
+      clearTimeout(this.checkpointTimer)
+      this.checkpointTimer = undefined
+    }
+    if (this.checkpointMs <= 0 || this.unsigned === 0 || this.checkpointTimer || this.closing) return
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = undefined
+      if (this.unsigned > 0) this.push({ kind: 'checkpoint' })
+    }, this.checkpointMs)
+    this.checkpointTimer.unref()
+  }
+
+  private async backoff(attempt: number): Promise<boolean> {
+    if (this.closing && Date.now() > this.closeDeadline) return false
+    await sleep(Math.min(100 * 2 ** attempt, this.options.retryMaxMs ?? 1000))
+    return true
+  }
+
+  /** A write or open failed: logged once per outage, the rest only updates the reason. */
+  private failed(err: unknown): void {
+    this.stats.failures++
+    const reason = describeError(err)
+    if (this.failing) {
+      this.failing.reason = reason
+      return
+    }
+    this.failing = { since: Date.now(), reason, refused: 0, dropped: 0 }
+    const policy = (this.options.onFailure ?? 'refuse') === 'refuse' ? 'new requests are refused until it can' : 'requests are served meanwhile (onFailure serve)'
+    this.options.log?.error(`audit: cannot write the audit log: ${reason}; entries are held in memory and retried; ${policy} (logged once until it recovers)`)
+    // appends waiting for room would wait the whole outage: let them in (or drop them) now
+    for (const w of this.waiters.splice(0)) w()
+  }
+
+  private recovered(): void {
+    const f = this.failing
+    if (!f) return
+    this.failing = undefined
+    const secs = ((Date.now() - f.since) / 1000).toFixed(1)
+    const counts = [f.refused && `${f.refused} requests were refused`, f.dropped && `${f.dropped} entries were dropped`].filter(Boolean).join(', ')
+    this.options.log?.warn(`audit: the audit log is writable again after ${secs} s; writing the ${this.queue.filter((i) => i.kind === 'request').length + this.inFlight} entries held meanwhile${counts ? `; ${counts}` : ''}`)
+    // the outage goes into the chain itself, on a checkpoint of its own if need be
+    this.pendingNote = { outage: { since: new Date(f.since).toISOString(), until: new Date().toISOString(), refused: f.refused, dropped: f.dropped } }
+    this.push({ kind: 'checkpoint', note: {} })
   }
 }
