@@ -14,7 +14,7 @@ import { createRequestGuard, isJsonContentType, originAllowed } from './guard.ts
 import { headerSafe } from './headers.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, handleLlmRequest, parseBody, resolveCallerIdentity, isThenable, runAll, runHooks } from './pipeline.ts'
+import { PluginError, handleLlmRequest, parseBody, resolveCallerIdentity, vendorTokenCount, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocols } from './protocols/index.ts'
@@ -219,6 +219,9 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     try {
       const parsed = parseBody(body) as any
       const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
+      // the vendor's exact count when it has one and a key for it; the local estimate otherwise
+      const exact = protocol === 'anthropic' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search }, prompt.model) : undefined
+      if (exact) return new FastResponse(exact.body as any, { status: 200, headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-vendor': 'anthropic', 'x-agentmesh-model': headerSafe(prompt.model) } })
       const n = mesh.tokens.estimateInput(prompt, prompt.model)
       const out = protocol === 'gemini' ? { totalTokens: n } : { input_tokens: n }
       return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-model': headerSafe(prompt.model) } })
@@ -288,10 +291,14 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     }
     return { ok, checks }
   }
-  app.get('/agentmesh/health', () => {
+  const health = () => {
     const { ok, checks } = checkAll()
-    return { ok, status: ok ? 'ok' : 'degraded', version: VERSION, preset: config.preset, plugins: plugins.map((p) => p.name), storage: store.describe, vendors: [...mesh.vendors.keys()], checks }
-  })
+    const storage = { driver: config.storage.driver, location: store.describe, reachable: checks.storage?.ok ?? true }
+    return { ok, status: ok ? 'ok' : 'degraded', version: VERSION, preset: config.preset, demo: mesh.vendors.has('demo'), plugins: plugins.map((p) => p.name), storage, vendors: [...mesh.vendors.keys()], checks }
+  }
+  app.get('/agentmesh/health', health)
+  // load balancers and the earlier Python AgentMesh's clients probe /health
+  app.get('/health', health)
   app.get('/agentmesh/ready', () => {
     const { ok, checks } = checkAll()
     return new FastResponse(JSON.stringify({ ready: ok, checks }), { status: ok ? 200 : 503, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } })

@@ -95,6 +95,8 @@ class Context implements MeshContext {
   error: MeshContext['error'] = undefined
   status: MeshContext['status'] = undefined
   aborted: MeshContext['aborted'] = undefined
+  /** a vendor was asked (even if it never answered): the headers then name it */
+  vendorCalled = false
   #source: Request
   constructor(m: MeshInternals, req: LlmRequest) {
     const request = (this.#source = req.request)
@@ -129,6 +131,26 @@ export function resolveCallerIdentity(m: MeshInternals, request: Request): Retur
   const url = new URL(request.url)
   const ctx = newContext(m, { protocol: 'openai', operation: 'chat', request, rawBody: '', path: url.pathname, search: url.search })
   return m.resolveIdentity(ctx)
+}
+
+/**
+ * The vendor's own count for a count_tokens request, when the vendor that serves the model has
+ * one: undefined when it has none or the call failed (the caller then estimates locally).
+ */
+export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, model: string): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
+  const ctx = newContext(m, req)
+  ctx.route = defaultRoute(m, req.protocol, model)
+  ctx.request.body = JSON.parse(req.rawBody)
+  const vendor = m.mesh.vendors.get(ctx.route.vendor)
+  if (!vendor?.countTokens) return undefined
+  try {
+    const res = await vendor.countTokens(ctx)
+    if (res.status !== 200 || res.stream) return undefined
+    return { status: res.status, body: res.body as Buffer, headers: res.headers }
+  } catch (err) {
+    m.mesh.log.warn(`count_tokens at ${vendor.name} failed, estimated locally: ${(err as Error).message}`, { request: ctx.id })
+    return undefined
+  }
 }
 
 export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promise<Response> {
@@ -220,6 +242,7 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
   if (vendor.protocol !== 'any' && vendor.protocol !== ctx.protocol) {
     throw new ProtocolError(`route sends a ${ctx.protocol} request to ${vendor.name} (${vendor.protocol}); cross-protocol translation is not available`, 501, 'not_implemented')
   }
+  ;(ctx as Context).vendorCalled = true
   if (ctx.operation === 'embeddings') {
     if (!vendor.embeddings) throw new ProtocolError(`vendor ${vendor.name} does not serve embeddings`, 404, 'not_found_error')
     const res = await vendor.embeddings(ctx)
@@ -272,11 +295,23 @@ function responseHeaders(m: MeshInternals, ctx: MeshContext, contentType: string
   const h: Record<string, string> = {}
   if (extra) for (const k in extra) h[k] = extra[k]!
   h['x-agentmesh-request-id'] = ctx.id
-  // the route and the answer's model can come from the client or the vendor: encoded if unsafe
-  h['x-agentmesh-vendor'] = headerSafe(ctx.route.vendor)
+  // who was billed (from the key, the headers or the User-Agent)
+  h['x-agentmesh-team'] = headerSafe(ctx.identity.team)
+  h['x-agentmesh-user'] = headerSafe(ctx.identity.user)
+  h['x-agentmesh-tool'] = headerSafe(ctx.identity.tool)
   h['x-agentmesh-model'] = headerSafe(ctx.answer?.model || ctx.route.model || ctx.prompt.model)
-  h['x-agentmesh-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
-  h['x-agentmesh-cost-usd'] = ctx.cost.usd.toFixed(6)
+  if (ctx.response?.kind === 'error' && !(ctx as Context).vendorCalled) {
+    // refused before any vendor answered: nothing was spent; the estimate it was judged on apart
+    h['x-agentmesh-vendor'] = 'none'
+    h['x-agentmesh-tokens'] = '0'
+    h['x-agentmesh-cost-usd'] = '0.000000'
+    h['x-agentmesh-estimated-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
+  } else {
+    // the route can come from the client (a model name) or a plugin: encoded if unsafe
+    h['x-agentmesh-vendor'] = headerSafe(ctx.route.vendor)
+    h['x-agentmesh-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
+    h['x-agentmesh-cost-usd'] = ctx.cost.usd.toFixed(6)
+  }
   h['x-agentmesh-cache'] = ctx.cache.status
   h['x-agentmesh-latency-ms'] = (performance.now() - ctx.startedAt).toFixed(1)
   if (ctx.usage.estimated) h['x-agentmesh-usage'] = 'estimated'

@@ -199,6 +199,8 @@ export interface Vendor {
   call: (ctx: MeshContext) => Promise<UpstreamResponse | CanonicalAnswer>
   /** embeddings pass-through, OpenAI shape */
   embeddings?: (ctx: MeshContext) => Promise<UpstreamResponse>
+  /** the vendor's own token count for a request (Anthropic count_tokens), where it has one and a key for it */
+  countTokens?: (ctx: MeshContext) => Promise<UpstreamResponse>
 }
 
 export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity | MeshResponse>

@@ -19,6 +19,8 @@ export interface HttpVendorSpec {
   /** URL path and vendor-specific headers for one call */
   request: (ctx: MeshContext, key: string | undefined) => { path: string; headers: Record<string, string> }
   embeddingsPath?: string
+  /** the vendor's token counting endpoint, used when a key is configured (the exact count) */
+  countTokensPath?: string
 }
 
 /** The client's own key, if it sent one that is not an AgentMesh virtual key (those never go upstream). */
@@ -128,6 +130,7 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         models: () => models,
         call: (ctx) => callWith(ctx),
         embeddings: spec.embeddingsPath ? (ctx) => callWith(ctx, spec.embeddingsPath! + forwardedQuery(ctx)) : undefined,
+        countTokens: spec.countTokensPath && configured ? (ctx) => callWith(ctx, spec.countTokensPath! + forwardedQuery(ctx)) : undefined,
       })
     },
   }

@@ -47,7 +47,7 @@ describe('plugin order', () => {
 
   it('reports the order at /agentmesh/health', async () => {
     const health = await (await fetch(proxy.url + '/agentmesh/health')).json()
-    expect(health).toMatchObject({ ok: true, preset: 'demo', plugins: ['pre-c', 'pre-e', 'normal-b', 'normal-d', 'post-a', 'vendor:demo'], storage: 'memory' })
+    expect(health).toMatchObject({ ok: true, preset: 'demo', plugins: ['pre-c', 'pre-e', 'normal-b', 'normal-d', 'post-a', 'vendor:demo'], storage: { driver: 'memory', reachable: true } })
   })
 })
 

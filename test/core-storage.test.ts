@@ -30,7 +30,7 @@ describe('storage', () => {
       expect(await a.mesh.storage.getKeys('cache')).toEqual(['cache:k1'])
       expect(await b.mesh.storage.hasItem('cache:k1')).toBe(false)
       const health = await (await a.fetch(new Request('http://x/agentmesh/health'))).json()
-      expect(health.storage).toBe('memory')
+      expect(health.storage).toEqual({ driver: 'memory', location: 'memory', reachable: true })
     } finally {
       await a.close()
       await b.close()
@@ -44,7 +44,7 @@ describe('storage', () => {
     await first.mesh.storage.setItem('keys:abc', 'v')
     expect(first.mesh.dataDir).toBe(dataDir)
     const health = await (await first.fetch(new Request('http://x/agentmesh/health'))).json()
-    expect(health.storage).toBe(`fs ${join(dataDir, 'storage')}`)
+    expect(health.storage).toEqual({ driver: 'fs', location: `fs ${join(dataDir, 'storage')}`, reachable: true })
     await first.close()
     const file = join(dataDir, 'storage', 'cache', 'entry1')
     expect(existsSync(file)).toBe(true)
@@ -88,7 +88,8 @@ describe('storage', () => {
       expect(await a.mesh.counters.get('tokens:eng')).toBe(150)
 
       const health = await (await a.fetch(new Request('http://x/agentmesh/health'))).json()
-      expect(health.storage).toMatch(/^redis redis:\/\/127\.0\.0\.1:\d+/)
+      expect(health.storage.location).toMatch(/^redis redis:\/\/127\.0\.0\.1:\d+/)
+      expect(health.storage.reachable).toBe(true)
 
       // another prefix sees none of it
       const other = await createAgentMesh({ ...quiet, dataDir: newDir(), storage: { driver: 'redis', url, prefix: `${prefix}-other` } })

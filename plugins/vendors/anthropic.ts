@@ -8,6 +8,7 @@ export function anthropic(options: HttpVendorOptions = {}) {
     defaultBaseURL: 'https://api.anthropic.com',
     keyEnv: 'ANTHROPIC_API_KEY',
     handles: (m) => m.startsWith('claude'),
+    countTokensPath: '/v1/messages/count_tokens',
     models: ['claude-opus-4-5', 'claude-opus-4-1', 'claude-sonnet-4-5', 'claude-sonnet-4', 'claude-haiku-4-5', 'claude-3-5-haiku-latest'],
     request: (ctx, key) => ({
       // `?beta=true` (Claude Code) and the other query parameters go as they came

@@ -181,6 +181,8 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
         return res.end(b.okBody.body)
       }
       if (path.startsWith('/v1/chat/completions')) return handleOpenAI(body, res, b, up)
+      // a count the local estimate would not give, so a test can tell which answered
+      if (path.startsWith('/v1/messages/count_tokens')) return send(res, 200, { input_tokens: 4242 })
       if (path.startsWith('/v1/messages')) return handleAnthropic(body, res, b, up)
       if (path.startsWith('/v1beta/models/')) return handleGemini(path, body, res, b, up)
       if (path.startsWith('/v1/embeddings')) return send(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model: body.model, usage: { prompt_tokens: 3, total_tokens: 3 } })
