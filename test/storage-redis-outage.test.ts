@@ -272,3 +272,37 @@ describe('redis that stops answering without closing the connection', () => {
     }
   })
 })
+
+describe('redis that is down when the proxy starts', () => {
+  it('fails the first calls quickly, reports it, and connects by itself once redis is up', async () => {
+    const port = await freePort()
+    const dir = tempDir('agentmesh-late-redis-')
+    const lines: string[] = []
+    const store = createMeshStorage({ driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'late' }, tempDir(), createLogger('info', (l) => lines.push(l)))
+    let redis: ChildProcess | undefined
+    try {
+      const started = performance.now()
+      // the first call waits for the first connection attempt, which is refused at once
+      await expect(store.storage.getItem('k')).rejects.toMatchObject({ type: 'storage_unavailable', message: expect.stringMatching(/ECONNREFUSED/) })
+      expect(performance.now() - started).toBeLessThan(1000)
+      const fast = performance.now()
+      await expect(store.counters.reserve(['q'], 1, [10], [60])).rejects.toMatchObject({ type: 'storage_unavailable' })
+      expect(performance.now() - fast).toBeLessThan(50)
+      expect(store.health()).toMatchObject({ ok: false, message: expect.stringMatching(/redis .* unavailable: connect ECONNREFUSED/) })
+
+      redis = await startRedis(port, dir)
+      const end = Date.now() + 3000
+      while (!store.health().ok && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
+      expect(store.health().ok).toBe(true)
+      expect(await store.counters.reserve(['q'], 1, [10], [60])).toEqual({ ok: true, values: [1] })
+      expect(lines.map((l) => l.replace(/:\d+/, ':PORT'))).toEqual([
+        expect.stringMatching(/^\[agentmesh\] warn: storage: redis redis:\/\/127\.0\.0\.1:PORT\/? unavailable \(connect ECONNREFUSED [\d.:]+\); requests that need it answer 503/),
+        expect.stringMatching(/available again after/),
+      ])
+    } finally {
+      await store.close()
+      if (redis) await killed(redis)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
