@@ -1,10 +1,16 @@
-// A vendor that needs no key: deterministic answers derived from the prompt, visibly a demo,
-// with realistic usage numbers and streams paced like a real model.
+// A vendor that needs no key: deterministic answers derived from the request, visibly a demo,
+// with realistic usage numbers and streams paced like a real model. It behaves like a real vendor
+// where clients depend on it: the output token limit, tool calls and results, base64 embeddings.
 import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
+import { onClientGone } from '../../core/client.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import { protocols } from '../../core/protocols/index.ts'
-import type { CanonicalAnswer, MeshContext } from '../../core/types.ts'
+import { UpstreamError } from '../../core/upstream.ts'
+import type { MeshContext, ProtocolName } from '../../core/types.ts'
+import { demoAnswer } from './demo-answer.ts'
+
+export { demoAnswer } from './demo-answer.ts'
 
 export interface DemoOptions {
   /** time before the first byte, ms (default 120) */
@@ -13,48 +19,100 @@ export interface DemoOptions {
   chunkDelayMs?: number
 }
 
-const SENTENCES = [
-  'In a real deployment this request would go to the vendor configured for the model.',
-  'AgentMesh has already normalised, priced and attributed it to your team.',
-  'Repeat the same question to see an exact cache hit; rephrase it to try the semantic cache.',
-  'Budgets are checked before the call, so an exhausted team gets a 429, not a bill.',
-  'Every decision is written to the signed audit log in the data directory.',
-  'Watch the live event stream at /agentmesh/events while you send requests.',
-  'Set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY and pick the solo preset for real answers.',
-  'Headers named X-AgentMesh-* on this response show the cache status, tokens and cost.',
-]
+const DEMO_HEADER = 'x-agentmesh-demo'
+const EMBEDDING_DIMENSIONS = 64
 
-function lastUserText(ctx: MeshContext): string {
-  for (let i = ctx.prompt.messages.length - 1; i >= 0; i--) {
-    const m = ctx.prompt.messages[i]!
-    if (m.role === 'user' && m.text.trim()) return m.text
-  }
-  return ctx.prompt.messages.at(-1)?.text ?? ''
-}
-
-export function demoAnswer(ctx: MeshContext): CanonicalAnswer {
-  const digest = createHash('sha256').update(ctx.prompt.model).update('\0').update(ctx.prompt.system).update('\0').update(JSON.stringify(ctx.prompt.messages)).digest()
-  const asked = lastUserText(ctx).replace(/\s+/g, ' ').trim()
-  const quoted = asked.length > 160 ? asked.slice(0, 157) + '...' : asked
-  const picks = [digest[0]! % SENTENCES.length, digest[1]! % SENTENCES.length, digest[2]! % SENTENCES.length].filter((v, i, a) => a.indexOf(v) === i)
-  const text = `[AgentMesh demo answer ${digest.toString('hex').slice(0, 8)}] You asked: "${quoted}". ` + picks.map((i) => SENTENCES[i]).join(' ')
-  const model = ctx.route.model || ctx.prompt.model
-  return {
-    id: `demo-${digest.toString('hex').slice(0, 24)}`,
-    model,
-    text,
-    toolCalls: [],
-    stopReason: 'stop',
-    usage: { inputTokens: ctx.mesh.tokens.estimateInput(ctx.prompt, model), outputTokens: ctx.mesh.tokens.count(text, model), cacheReadTokens: 0, cacheWriteTokens: 0 },
-  }
-}
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (ms <= 0) return resolve()
-    const t = setTimeout(resolve, ms)
-    signal.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason ?? new Error('aborted')) }, { once: true })
+/**
+ * The pauses of one response under a single client-gone listener, removed by end(): a listener
+ * per pause piled up on the request's AbortSignal (MaxListenersExceededWarning past 10 events).
+ */
+function pacer(ctx: MeshContext) {
+  let timer: NodeJS.Timeout | undefined
+  let wake: (() => void) | undefined
+  let gone = false
+  const unsubscribe = onClientGone(ctx, () => {
+    gone = true
+    clearTimeout(timer)
+    wake?.()
   })
+  return {
+    /** false when the client left before the pause ended */
+    async pause(ms: number): Promise<boolean> {
+      if (ms > 0 && !gone) await new Promise<void>((resolve) => { wake = resolve; timer = setTimeout(resolve, ms) })
+      return !gone
+    },
+    end() {
+      clearTimeout(timer)
+      unsubscribe()
+    },
+  }
+}
+
+/** Words in twos, whitespace kept, so the pieces join back to the text exactly. */
+function wordPairs(text: string): string[] {
+  const words = text.match(/\S+\s*|\s+/g) ?? []
+  const out: string[] = []
+  for (let i = 0; i < words.length; i += 2) out.push(words[i]! + (words[i + 1] ?? ''))
+  return out
+}
+
+/** Where an event of the protocol carries answer text, and how to put other text there. */
+function textSlot(protocol: ProtocolName, d: any): { text: string; set: (text: string) => void } | undefined {
+  if (protocol === 'openai') {
+    const delta = d.choices?.[0]?.delta
+    return typeof delta?.content === 'string' && delta.content && !delta.role ? { text: delta.content, set: (t) => (delta.content = t) } : undefined
+  }
+  if (protocol === 'anthropic') {
+    return d.type === 'content_block_delta' && d.delta?.type === 'text_delta' ? { text: d.delta.text, set: (t) => (d.delta.text = t) } : undefined
+  }
+  const c = d.candidates?.[0]
+  const parts = c?.content?.parts
+  return !c?.finishReason && parts?.length === 1 && typeof parts[0].text === 'string' ? { text: parts[0].text, set: (t) => (parts[0].text = t) } : undefined
+}
+
+/**
+ * A rendered stream as the events a model sends: the renderers cut text into 64-character
+ * deltas (right for replaying a cached answer fast); a model sends a few tokens per event.
+ */
+function modelPacedEvents(protocol: ProtocolName, stream: string): string[] {
+  return stream.split(/(?<=\n\n)/).flatMap((event) => {
+    const m = /^(event: [^\n]*\n)?data: (\{.*\})\n\n$/s.exec(event)
+    if (!m) return [event]
+    const data = JSON.parse(m[2]!)
+    const slot = textSlot(protocol, data)
+    const pieces = slot ? wordPairs(slot.text) : []
+    if (pieces.length < 2) return [event]
+    return pieces.map((piece) => {
+      slot!.set(piece)
+      return `${m[1] ?? ''}data: ${JSON.stringify(data)}\n\n`
+    })
+  })
+}
+
+async function* paced(events: string[], pace: ReturnType<typeof pacer>, gapMs: number) {
+  try {
+    for (const [i, event] of events.entries()) {
+      if (i > 0 && !(await pace.pause(gapMs))) return
+      yield Buffer.from(event)
+    }
+  } finally {
+    pace.end()
+  }
+}
+
+/** OpenAI's base64 embedding: the float32 values, little-endian, as the SDK decodes them. */
+function base64Floats(values: number[]): string {
+  const buf = Buffer.alloc(values.length * 4)
+  values.forEach((v, i) => buf.writeFloatLE(v, i * 4))
+  return buf.toString('base64')
+}
+
+function embed(text: string): number[] {
+  const h = createHash('sha512').update(text).digest()
+  const v = Array.from({ length: EMBEDDING_DIMENSIONS }, (_, i) => (h[i % h.length]! - 127.5) / 127.5)
+  const norm = Math.hypot(...v) || 1
+  return v.map((x) => x / norm)
+}
 
 export function demo(options: DemoOptions = {}) {
   for (const k of ['latencyMs', 'chunkDelayMs'] as const) {
@@ -67,6 +125,12 @@ export function demo(options: DemoOptions = {}) {
     name: 'vendor:demo',
     enforce: 'post',
     options: { ...options },
+    hooks: {
+      // a cache hit replays a demo answer without a vendor call: it is marked all the same
+      afterResponse(ctx) {
+        if (ctx.route.vendor === 'demo' && ctx.status === 200 && ctx.answer) ctx.headers[DEMO_HEADER] = 'true'
+      },
+    },
     setup(mesh) {
       mesh.registerVendor({
         name: 'demo',
@@ -74,28 +138,31 @@ export function demo(options: DemoOptions = {}) {
         handles: () => true,
         models: () => ['demo-fast', 'demo-smart', 'gpt-4o-mini', 'claude-haiku-4-5', 'gemini-2.5-flash'],
         async call(ctx) {
-          await sleep(latency, ctx.signal)
-          const answer = demoAnswer(ctx)
-          if (!ctx.prompt.stream) return answer
-          // a paced stream through the same tap as a real vendor's
-          const events = protocols[ctx.protocol].renderStream(answer).split(/(?<=\n\n)/)
-          const body = Readable.from((async function* () {
-            for (const e of events) {
-              yield Buffer.from(e)
-              await sleep(gap, ctx.signal)
-            }
-          })())
-          return { status: 200, headers: { 'content-type': 'text/event-stream' }, body, stream: true }
+          ctx.headers[DEMO_HEADER] = 'true'
+          const pace = pacer(ctx)
+          let streaming = false
+          try {
+            if (!(await pace.pause(latency))) throw new UpstreamError('client closed the request', 499, 'client_closed_request')
+            const answer = demoAnswer(ctx)
+            if (!ctx.prompt.stream) return answer
+            // a paced stream through the same tap as a real vendor's
+            const events = modelPacedEvents(ctx.protocol, protocols[ctx.protocol].renderStream(answer))
+            const body = Readable.from(paced(events, pace, gap))
+            // a stream destroyed before its first read never runs the generator's finally
+            body.once('close', pace.end)
+            streaming = true
+            return { status: 200, headers: { 'content-type': 'text/event-stream' }, body, stream: true }
+          } finally {
+            if (!streaming) pace.end()
+          }
         },
         async embeddings(ctx) {
-          const input = ctx.request.body.input
+          ctx.headers[DEMO_HEADER] = 'true'
+          const { input, encoding_format: format } = ctx.request.body
           const texts: string[] = Array.isArray(input) ? input.map(String) : [String(input)]
-          const dims = 64
           const data = texts.map((t, index) => {
-            const h = createHash('sha512').update(t).digest()
-            const v = Array.from({ length: dims }, (_, i) => (h[i % h.length]! - 127.5) / 127.5)
-            const norm = Math.hypot(...v) || 1
-            return { object: 'embedding', index, embedding: v.map((x) => x / norm) }
+            const v = embed(t)
+            return { object: 'embedding', index, embedding: format === 'base64' ? base64Floats(v) : v }
           })
           const tokens = texts.reduce((n, t) => n + mesh.tokens.count(t, ctx.prompt.model), 0)
           const body = Buffer.from(JSON.stringify({ object: 'list', data, model: ctx.prompt.model, usage: { prompt_tokens: tokens, total_tokens: tokens } }))

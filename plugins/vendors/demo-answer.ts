@@ -1,0 +1,95 @@
+// The demo vendor's answer to a request: deterministic for the request, visibly a demo, quoting
+// the question it answers (or the tool result it was given), a tool call when the prompt asks for
+// what an offered tool does, cut at the client's output token limit like a real model.
+import { createHash } from 'node:crypto'
+import type { CanonicalAnswer, MeshContext, ToolCall } from '../../core/types.ts'
+import { readDemoRequest, type DemoRequest } from './demo-request.ts'
+import { argumentsFor, pickTool } from './demo-tools.ts'
+
+const SENTENCES = [
+  'In a real deployment this request would go to the vendor configured for the model.',
+  'AgentMesh has already normalised, priced and attributed it to your team.',
+  'Repeat the same question to see an exact cache hit; rephrase it to try the semantic cache.',
+  'Budgets are checked before the call, so an exhausted team gets a 429, not a bill.',
+  'Every decision is written to the signed audit log in the data directory.',
+  'Watch the live event stream at /agentmesh/events while you send requests.',
+  'Set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY and pick the solo preset for real answers.',
+  'Headers named X-AgentMesh-* on this response show the cache status, tokens and cost.',
+]
+
+const TOOL_ID_PREFIX = { openai: 'call_', anthropic: 'toolu_', gemini: 'call_' } as const
+
+function quote(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim()
+  return flat.length > max ? flat.slice(0, max - 3) + '...' : flat
+}
+
+export function demoAnswer(ctx: MeshContext): CanonicalAnswer {
+  const digest = createHash('sha256').update(ctx.prompt.model).update('\0').update(ctx.prompt.system).update('\0').update(JSON.stringify(ctx.prompt.messages)).digest()
+  const hex = digest.toString('hex')
+  const req = readDemoRequest(ctx)
+  const model = ctx.route.model || ctx.prompt.model
+  const count = (text: string) => ctx.mesh.tokens.count(text, model)
+  const tag = `[AgentMesh demo answer ${hex.slice(0, 8)}]`
+  const asked = `You asked: "${quote(req.question, 160)}".`
+  const picks = [digest[0]! % SENTENCES.length, digest[1]! % SENTENCES.length, digest[2]! % SENTENCES.length].filter((v, i, a) => a.indexOf(v) === i)
+
+  // a tool result is answered, unless tool_choice forces another call (a real model obeys that too)
+  const tool = req.toolResults.length && req.toolChoice.mode !== 'required' ? undefined : pickTool(req.tools, req.toolChoice, req.question)
+  let text: string
+  let toolCalls: ToolCall[] = []
+  if (tool) {
+    const args = JSON.stringify(argumentsFor(tool, req.question))
+    toolCalls = [{ id: TOOL_ID_PREFIX[ctx.protocol] + hex.slice(8, 32), name: tool.name, arguments: args }]
+    text = `${tag} Calling ${tool.name} for you. ${asked}`
+  } else if (req.toolResults.length) {
+    text = `${tag} ${toolResultsText(req)} ${asked} ${SENTENCES[picks[0]!]}`
+  } else {
+    text = `${tag} ${asked} ` + picks.map((i) => SENTENCES[i]).join(' ')
+  }
+  const toolTokens = toolCalls.reduce((n, t) => n + count(t.name) + count(t.arguments), 0)
+  let outputTokens = count(text) + toolTokens
+  let stopReason: CanonicalAnswer['stopReason'] = toolCalls.length ? 'tool_calls' : 'stop'
+  if (req.maxTokens !== undefined && outputTokens > req.maxTokens) {
+    // a call that does not fit is not sent half-made: the text is cut instead, as for any answer
+    toolCalls = []
+    text = cutToTokens(text, req.maxTokens, count)
+    outputTokens = count(text)
+    stopReason = 'length'
+  }
+  return {
+    id: `demo-${hex.slice(0, 24)}`,
+    model,
+    text,
+    toolCalls,
+    stopReason,
+    usage: { inputTokens: ctx.mesh.tokens.estimateInput(ctx.prompt, model), outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 },
+  }
+}
+
+function toolResultsText(req: DemoRequest): string {
+  return req.toolResults.map((r) => `${r.name} ${r.isError ? 'failed with' : 'returned'}: "${quote(r.text, 300)}".`).join(' ')
+}
+
+/**
+ * The longest start of `text` within `max` tokens, ended at a word boundary when one is in reach.
+ * A binary search over lengths: token counts grow with the prefix, so a few counts find it.
+ */
+export function cutToTokens(text: string, max: number, count: (text: string) => number): string {
+  let lo = 0
+  let hi = text.length
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    if (count(text.slice(0, mid)) <= max) lo = mid
+    else hi = mid - 1
+  }
+  let cut = text.slice(0, lo)
+  if (lo < text.length && !/\s/.test(text[lo]!)) {
+    const lastSpace = cut.search(/\s\S*$/)
+    if (lastSpace > 0) cut = cut.slice(0, lastSpace)
+  }
+  cut = cut.trimEnd()
+  // counts are not strictly monotonic under BPE merges, and a cut may split a surrogate pair
+  while (cut && (count(cut) > max || /[\ud800-\udbff]$/.test(cut))) cut = cut.slice(0, -1)
+  return cut
+}
