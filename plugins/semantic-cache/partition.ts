@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto'
 import { canonicalJson } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
+import { textWindow } from './text.ts'
 
 export type Scope = 'global' | 'team' | 'user'
 
@@ -36,6 +37,10 @@ export function partitionOf(ctx: MeshContext, scope: Scope, embedderId: string):
   if (!last.text.trim()) return { ok: false, reason: 'empty prompt' }
   const original = ctx.prompt.messages[ctx.prompt.messages.length - 1]
   const p = ctx.prompt
+  // a long message is embedded and judged by its head and tail only; what lies between them must
+  // then be the same word for word, or a prompt that differs in the middle would be served
+  // another's answer, so that part's digest joins the partition
+  const win = textWindow(last.text)
   const key = createHash('sha256')
     .update(canonicalJson({
       v: 1,
@@ -51,8 +56,9 @@ export function partitionOf(ctx: MeshContext, scope: Scope, embedderId: string):
       params: p.params ?? {},
       // a different output limit can cut the answer short
       maxTokens: p.maxTokens ?? null,
+      ...(win.cut ? { cut: win.cut } : {}),
     }))
     .digest('base64url')
     .slice(0, 32)
-  return { ok: true, key, text: last.text, ...(original && original.text !== last.text ? { hint: original.text } : {}) }
+  return { ok: true, key, text: win.text, ...(original && original.text !== last.text ? { hint: textWindow(original.text).text } : {}) }
 }

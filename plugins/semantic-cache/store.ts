@@ -7,7 +7,7 @@ import type { CanonicalAnswer, ChangeFeed, Logger } from '../../core/types.ts'
 import type { Embedder } from './embedders.ts'
 import { analyse, type TextInfo } from './features.ts'
 import type { Judge } from './judge.ts'
-import { embeddingText } from './text.ts'
+import { embeddingText, textWindow } from './text.ts'
 import { dequantise, inverseNorm, quantise, VectorIndex } from './vector-index.ts'
 
 export interface StoredEntry {
@@ -81,13 +81,29 @@ function decodeVec(e: StoredEntry): Int8Array | undefined {
   return new Int8Array(buf.buffer, buf.byteOffset, buf.length).slice()
 }
 
+// characters one model call may take (four windows; see text.ts): under a flood of long prompts
+// a call stays well under a second, so a short lookup arriving meanwhile does not wait for sixteen
+const BATCH_CHARS = 16_384
+
+type Waiting = { text: string; resolve: (v: Float32Array) => void; reject: (e: unknown) => void }
+
+/**
+ * Remove and return the first of `queue` that fit in `n` texts and `chars` characters; with
+ * `one`, the first is taken even if it alone is longer.
+ */
+function take(queue: Waiting[], n: number, chars: number, one: boolean): Waiting[] {
+  let i = 0
+  while (i < queue.length && i < n && ((one && i === 0) || queue[i]!.text.length <= chars)) chars -= queue[i++]!.text.length
+  return queue.splice(0, i)
+}
+
 /**
  * Embeds texts one model call at a time: whatever arrives while a call runs goes into the next
  * batch, so a lone request pays no wait and a burst is batched. Lookups go before stores.
  */
 export class EmbedQueue {
-  private lookups: Array<{ text: string; resolve: (v: Float32Array) => void; reject: (e: unknown) => void }> = []
-  private stores: typeof this.lookups = []
+  private lookups: Waiting[] = []
+  private stores: Waiting[] = []
   private running = false
   constructor(private embedder: Embedder, private maxBatch: number) {}
 
@@ -102,8 +118,9 @@ export class EmbedQueue {
     this.running = true
     try {
       while (this.lookups.length || this.stores.length) {
-        const batch = this.lookups.splice(0, this.maxBatch)
-        if (batch.length < this.maxBatch) batch.push(...this.stores.splice(0, this.maxBatch - batch.length))
+        const batch = take(this.lookups, this.maxBatch, BATCH_CHARS, true)
+        const room = BATCH_CHARS - batch.reduce((n, b) => n + b.text.length, 0)
+        batch.push(...take(this.stores, this.maxBatch - batch.length, room, batch.length === 0))
         try {
           const vecs = await this.embedder.embed(batch.map((b) => b.text))
           batch.forEach((b, i) => b.resolve(vecs[i]!))
@@ -127,9 +144,12 @@ export class SemanticStore {
     this.queue = new EmbedQueue(opts.embedder, opts.maxBatch)
   }
 
-  /** embed a prompt in the form the cache compares (see text.ts) */
+  /**
+   * embed a prompt in the form the cache compares (see text.ts); a text longer than the window
+   * (the plugin cuts its own before this) is cut here too, so no caller can make the model slow
+   */
   embed(text: string, priority: 'lookup' | 'store' = 'lookup'): Promise<Float32Array> {
-    return this.queue.embed(embeddingText(text), priority)
+    return this.queue.embed(embeddingText(textWindow(text).text), priority)
   }
 
   private key(id: string): string {
@@ -186,10 +206,14 @@ export class SemanticStore {
   }
 
   private info(text: string, hint?: string): TextInfo {
-    const k = hint === undefined ? text : text + '\u0000' + hint
+    // the judge's word alignment is quadratic in the words: only the window is compared (the
+    // plugin's texts are windows already; this bounds other callers)
+    const t = textWindow(text).text
+    const h = hint === undefined ? undefined : textWindow(hint).text
+    const k = h === undefined ? t : t + '\u0000' + h
     let x = this.infoCache.get(k)
     if (!x) {
-      x = analyse(text, hint)
+      x = analyse(t, h)
       if (this.infoCache.size > 1000) this.infoCache.clear()
       this.infoCache.set(k, x)
     }
@@ -235,9 +259,12 @@ export class SemanticStore {
     return { hit: false, reason, best: found[0]!.similarity }
   }
 
-  /** Store an answer now (embedding first if no vector is given). Returns the entry id. */
-  async insert(partition: string, query: QueryText, vector: Float32Array | undefined, answer: CanonicalAnswer, now = Date.now()): Promise<string> {
-    const v = vector ?? (await this.embed(query.text, 'store'))
+  /**
+   * Store an answer now (embedding first if no vector is given; a lookup's embedding still on its
+   * way is waited for). Returns the entry id.
+   */
+  async insert(partition: string, query: QueryText, vector: Float32Array | Promise<Float32Array> | undefined, answer: CanonicalAnswer, now = Date.now()): Promise<string> {
+    const v = (await vector) ?? (await this.embed(query.text, 'store'))
     const { q, inv } = quantise(v)
     // the same prompt stored again (no-cache requests) replaces the old entry instead of piling up
     for (const c of this.index.search(partition, q, inv, 0.9999, 4, now)) this.forget(c.id)
@@ -262,7 +289,7 @@ export class SemanticStore {
   }
 
   /** Store off the response path; flush() waits for everything queued. */
-  enqueue(partition: string, query: QueryText, vector: Float32Array | undefined, answer: CanonicalAnswer): void {
+  enqueue(partition: string, query: QueryText, vector: Float32Array | Promise<Float32Array> | undefined, answer: CanonicalAnswer): void {
     const p = this.insert(partition, query, vector, answer).catch((err) => {
       this.opts.log.warn('semantic-cache: could not store an answer', { error: (err as Error).message })
     })
