@@ -80,8 +80,9 @@ export const geminiProtocol: ProtocolAdapter = {
       return { role, text, ...(extra ? { extra } : {}) }
     })
     const sys = body.systemInstruction ?? body.system_instruction
-    const gen = isObject(body.generationConfig) ? body.generationConfig : {}
-    const { maxOutputTokens, responseMimeType, responseSchema, ...params } = gen
+    // the REST API takes the proto field names too: generation_config.max_output_tokens
+    const gen = isObject(body.generationConfig) ? body.generationConfig : isObject(body.generation_config) ? body.generation_config : {}
+    const { maxOutputTokens = gen.max_output_tokens, max_output_tokens: _snake, responseMimeType, responseSchema, ...params } = gen
     if (maxOutputTokens !== undefined && (!Number.isInteger(maxOutputTokens) || maxOutputTokens < 1)) throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
     return {
       model: pathModel,
