@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { StorageUnavailableError } from '../../core/errors.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import type { HealthCheck, Mesh, MeshContext, Plugin } from '../../core/types.ts'
+import type { HealthCheck, Mesh, MeshContext, Plugin, PluginCommand } from '../../core/types.ts'
 import type { AuditEntry } from './chain.ts'
 import { buildEntry, scrub, secretsOf } from './entry.ts'
 import { exportLog } from './export.ts'
@@ -210,8 +210,8 @@ function healthOf(writer: AuditWriter, onFailure: OnFailure): HealthCheck {
 }
 
 function refuseWhileFailing(writer: AuditWriter | undefined): void {
-  const f = writer?.failure
-  if (f) throw new StorageUnavailableError(`audit log cannot be written: ${f.reason}`)
+  const reason = writer?.failureReason
+  if (reason) throw new StorageUnavailableError(`audit log cannot be written: ${reason}`)
 }
 
 /** a request that was answered (and may have cost something): its entry is never dropped while the log fails */
@@ -246,7 +246,6 @@ function parseDate(v: unknown, flag: string): Date | undefined {
 
 export function audit(options: AuditOptions = {}): Plugin {
   validate(options)
-  const includeContent = options.includeContent ?? false
   // per mesh: one plugin object can serve two meshes at once (a dev reload re-using the config)
   const active = new WeakMap<Mesh, AuditWriter>()
 
@@ -284,66 +283,75 @@ export function audit(options: AuditOptions = {}): Plugin {
     hooks: {
       // 'serve' answers while the log cannot be written: no check on the request path at all
       ...(onFailure === 'refuse' ? { beforeRequest: (ctx: MeshContext) => refuseWhileFailing(active.get(ctx.mesh)) } : {}),
-      afterResponse(ctx) {
-        const w = active.get(ctx.mesh)
-        if (!w) return
-        if (ctx.error?.type === 'storage_unavailable' && ctx.error.plugin === 'audit') {
-          // refused because its entry could not be written: counted in the outage note instead
-          w.noteRefused()
-          return
-        }
-        let entry = buildEntry(ctx, includeContent)
-        if (options.redact) {
-          try {
-            const built = entry
-            entry = options.redact(entry) ?? entry
-            // the hook's own object may be shared or frozen: the fields set below go on a copy
-            if (entry !== built) entry = { ...entry }
-          } catch (err) {
-            // keep the record, lose the content: an audit gap is worse than a missing prompt
-            ctx.mesh.log.error(`audit: redact hook threw, writing the entry without content: ${(err as Error).message}`, { id: ctx.id })
-            delete entry.prompt
-            delete entry.answer
-          }
-        }
-        entry = scrub(entry, secretsOf(ctx))
-        entry.v = 1
-        entry.kind = 'request'
-        // chain fields are the writer's (cleared, not deleted: delete turns the entry into a slow dictionary object)
-        for (const k of ['seq', 'prev', 'hash', 'sig']) if (entry[k] !== undefined) entry[k] = undefined
-        return w.append(entry, wasAnswered(ctx))
-      },
+      afterResponse: (ctx: MeshContext) => recordEntry(ctx, active.get(ctx.mesh), options),
     },
-    // one command word with an action (cac matches a command by its first word): `audit verify`
-    // and `audit export`, as the keys plugin does
-    commands: [
-      {
-        name: 'audit <action>',
-        description: 'audit verify: check every hash, link and checkpoint signature of the audit log; audit export: print entries as JSONL or CSV',
-        options: [
-          { flags: '--dir <dir>', description: 'audit directory (default: <data-dir>/audit, or the redis log when store is redis)' },
-          { flags: '--pubkey <file>', description: 'verify: public key file (PEM or base64), comma-separated for several (default: public-key*.pem in the audit directory)' },
-          { flags: '--strict', description: 'verify: also fail on entries no writer signed (an unsigned tail, entries sealed as recovered after a crash), an incomplete last line, or no signed head to compare with' },
-          { flags: '--head <file>', description: 'verify: a signed head kept elsewhere (what a witness received: one JSON head or JSON lines), comma-separated for several' },
-          { flags: '--deep', description: 'verify: also parse every entry and check it is canonical JSON (slower)' },
-          { flags: '--since <date>', description: 'export: entries at or after this date/time' },
-          { flags: '--until <date>', description: 'export: entries before this date/time' },
-          { flags: '--team <team>', description: 'export: only this team' },
-          { flags: '--format <format>', description: 'export: jsonl or csv (default jsonl)' },
-        ],
-        async run({ mesh, args, options: o, print }) {
-          const action = args[0]
-          if (action === 'verify') return runVerify(options, mesh, o, print)
-          if (action === 'export') return runExport(options, mesh, o, print)
-          process.stderr.write(`audit: unknown action ${JSON.stringify(action ?? '')}; use audit verify or audit export\n`)
-          return 2
-        },
-      },
-    ],
+    commands: auditCommands(options),
   })
 }
 
 type Print = (line: string) => void
+
+/** afterResponse: the request's entry, scrubbed, into the writer's queue. */
+function recordEntry(ctx: MeshContext, w: AuditWriter | undefined, options: AuditOptions): void | Promise<void> {
+  if (!w) return
+  if (ctx.error?.type === 'storage_unavailable' && ctx.error.plugin === 'audit') {
+    // refused because its entry could not be written: counted in the outage note instead
+    w.noteRefused()
+    return
+  }
+  let entry = buildEntry(ctx, options.includeContent ?? false)
+  if (options.redact) {
+    try {
+      const built = entry
+      entry = options.redact(entry) ?? entry
+      // the hook's own object may be shared or frozen: the fields set below go on a copy
+      if (entry !== built) entry = { ...entry }
+    } catch (err) {
+      // keep the record, lose the content: an audit gap is worse than a missing prompt
+      ctx.mesh.log.error(`audit: redact hook threw, writing the entry without content: ${(err as Error).message}`, { id: ctx.id })
+      delete entry.prompt
+      delete entry.answer
+    }
+  }
+  entry = scrub(entry, secretsOf(ctx))
+  entry.v = 1
+  entry.kind = 'request'
+  // chain fields are the writer's (cleared, not deleted: delete turns the entry into a slow dictionary object)
+  for (const k of ['seq', 'prev', 'hash', 'sig']) if (entry[k] !== undefined) entry[k] = undefined
+  return w.append(entry, wasAnswered(ctx))
+}
+
+/**
+ * `audit verify` and `audit export`: one command word with an action (cac matches a command by
+ * its first word), as the keys plugin does.
+ */
+function auditCommands(options: AuditOptions): PluginCommand[] {
+  return [
+    {
+      name: 'audit <action>',
+      description: 'audit verify: check every hash, link and checkpoint signature of the audit log; audit export: print entries as JSONL or CSV',
+      options: [
+        { flags: '--dir <dir>', description: 'audit directory (default: <data-dir>/audit, or the redis log when store is redis)' },
+        { flags: '--pubkey <file>', description: 'verify: public key file (PEM or base64), comma-separated for several (default: public-key*.pem in the audit directory)' },
+        { flags: '--strict', description: 'verify: also fail on entries no writer signed (an unsigned tail, entries sealed as recovered after a crash), an incomplete last line, or no signed head to compare with' },
+        { flags: '--head <file>', description: 'verify: a signed head kept elsewhere (what a witness received: one JSON head or JSON lines), comma-separated for several' },
+        { flags: '--deep', description: 'verify: also parse every entry and check it is canonical JSON (slower)' },
+        { flags: '--since <date>', description: 'export: entries at or after this date/time' },
+        { flags: '--until <date>', description: 'export: entries before this date/time' },
+        { flags: '--team <team>', description: 'export: only this team' },
+        { flags: '--format <format>', description: 'export: jsonl or csv (default jsonl)' },
+      ],
+      async run({ mesh, args, options: o, print }) {
+        const action = args[0]
+        if (action === 'verify') return runVerify(options, mesh, o, print)
+        if (action === 'export') return runExport(options, mesh, o, print)
+        process.stderr.write(`audit: unknown action ${JSON.stringify(action ?? '')}; use audit verify or audit export\n`)
+        return 2
+      },
+    },
+  ]
+}
+
 
 /** Signed heads kept away from the log: the mesh storage's copy and the files given with --head. */
 async function headsElsewhere(mesh: Mesh, source: LogSource, files: string[] | undefined, print: Print): Promise<HeadInput[]> {

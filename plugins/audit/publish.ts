@@ -88,13 +88,18 @@ export class HeadPublisher {
     return best
   }
 
-  /** Resolves when every target has tried the newest head (or after timeoutMs). */
+  /**
+   * Resolves when every working target has the newest head (or after timeoutMs). A failing target
+   * keeps retrying on its own: shutdown and flush do not wait for a witness that is down.
+   */
   async settle(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      const running = this.states.map((s) => s.running).filter(Boolean)
-      if (!running.length || Date.now() > deadline) return
-      await Promise.race([Promise.all(running), sleep(Math.max(0, deadline - Date.now()))])
+      const running = this.states.filter((s) => !s.failingSince).map((s) => s.running).filter(Boolean)
+      if (!running.length) return
+      const left = deadline - Date.now()
+      if (left <= 0) return
+      await withTimeout(Promise.all(running), left, 'settle').catch(() => {})
     }
   }
 
@@ -122,6 +127,7 @@ export class HeadPublisher {
     const wait = s.lastAt + (s.target.minIntervalMs ?? 0) - Date.now()
     if (wait > 0) await sleep(wait)
     if (s.failingSince) await sleep(Math.min(500 * 2 ** s.attempt, 30_000))
+    if (this.stopped) return
     const head = this.latest!
     s.lastAt = Date.now()
     try {

@@ -201,57 +201,201 @@ function headFromLine(line: Buffer): ChainHead {
   return { seq: p.seq, hash: p.hash, kind: p.kind }
 }
 
-export function fsStore(options: FsStoreOptions): AuditStore {
-  const dir = resolve(options.dir)
-  const rotateBytes = options.rotateBytes ?? 64 * 1024 * 1024
-  const rotateDaily = options.rotateDaily ?? true
-  const fsync = options.fsync ?? 'always'
-  const now = options.now ?? (() => new Date())
-  // looked up at each call, so a test can swap fsIo members while a store is open
-  const io = <K extends keyof FsIo>(k: K): FsIo[K] => (options.io?.[k] ?? fsIo[k]) as FsIo[K]
-  let fh: FileHandle | undefined
-  let current: { index: number; day: string; size: number } | undefined
-  let locked = false
+type Current = { index: number; day: string; size: number }
 
-  /** The chain head from the last file; repairs a torn last line (quietly while the writer retries a failed write). */
-  async function loadHead(quiet = false): Promise<ChainHead> {
-    const files = listLogFiles(dir)
-    current = undefined
-    for (let i = files.length - 1; i >= 0; i--) {
-      const f = files[i]!
-      const t = await tailOf(f.path)
-      if (i === files.length - 1) {
-        current = { index: f.index, day: f.day, size: t.size }
-        if (t.torn.length > 0) {
-          const whole = parseLine(t.torn)
-          if (whole && whole.computed === whole.hash) {
-            // a complete record that lost only its newline
-            const h = await open(f.path, 'a')
-            try {
-              await h.write('\n')
-            } finally {
-              await h.close()
-            }
-            current.size += 1
-            return headFromLine(t.torn)
+/**
+ * The chain head from the last file, and that file; repairs a torn last line (a complete record
+ * that lost only its newline gets it back; anything else is cut off).
+ */
+async function loadHead(dir: string, warn?: (msg: string, data?: Record<string, unknown>) => void): Promise<{ head: ChainHead; current?: Current }> {
+  const files = listLogFiles(dir)
+  let current: Current | undefined
+  for (let i = files.length - 1; i >= 0; i--) {
+    const f = files[i]!
+    const t = await tailOf(f.path)
+    if (i === files.length - 1) {
+      current = { index: f.index, day: f.day, size: t.size }
+      if (t.torn.length > 0) {
+        const whole = parseLine(t.torn)
+        if (whole && whole.computed === whole.hash) {
+          const h = await open(f.path, 'a')
+          try {
+            await h.write('\n')
+          } finally {
+            await h.close()
           }
-          await truncate(f.path, t.size - t.torn.length)
-          current.size = t.size - t.torn.length
-          if (!quiet) options.log?.warn(`audit: dropped an incomplete last line (${t.torn.length} bytes) left by an interrupted write in ${f.name}`, { file: f.path, bytes: t.torn.length })
+          current.size += 1
+          return { head: headFromLine(t.torn), current }
         }
+        await truncate(f.path, t.size - t.torn.length)
+        current.size = t.size - t.torn.length
+        warn?.(`audit: dropped an incomplete last line (${t.torn.length} bytes) left by an interrupted write in ${f.name}`, { file: f.path, bytes: t.torn.length })
       }
-      if (t.lastRecordLine) return headFromLine(t.lastRecordLine)
     }
-    return { seq: 0, hash: GENESIS }
+    if (t.lastRecordLine) return { head: headFromLine(t.lastRecordLine), current }
+  }
+  return { head: { seq: 0, hash: GENESIS }, current }
+}
+
+/** Every record line of the log, newest first, across files. */
+async function* linesBackward(dir: string): AsyncGenerator<Buffer> {
+  const files = listLogFiles(dir)
+  for (let i = files.length - 1; i >= 0; i--) {
+    for await (const { line, terminated } of linesFromEnd(files[i]!.path)) if (terminated) yield line
+  }
+}
+
+/**
+ * Group fsync: a write never waits for the previous batch's fsync (the page cache already
+ * survives a killed process; fsync is for power loss), and batches written meanwhile share the
+ * next one. So a slow disk does not hold entries back in the queue.
+ */
+class GroupSync {
+  private syncing: Promise<void> | undefined
+  private again = false
+  private failing = false
+  constructor(private datasync: (fh: FileHandle) => Promise<void>, private current: () => FileHandle | undefined, private warn?: (msg: string) => void) {}
+
+  request(h: FileHandle): void {
+    if (this.syncing) {
+      this.again = true
+      return
+    }
+    this.syncing = this.datasync(h)
+      .then(() => {
+        this.failing = false
+      })
+      .catch((err: Error) => {
+        // once per run of failures: a sick disk would otherwise log every batch
+        if (!this.failing) this.warn?.(`audit: fsync failed: ${err.message}`)
+        this.failing = true
+      })
+      .finally(() => {
+        this.syncing = undefined
+        if (this.again && this.current() === h) {
+          this.again = false
+          this.request(h)
+        }
+      })
   }
 
-  async function openFile(index: number, day: string): Promise<void> {
-    const path = join(dir, fileName(index, day))
-    fh = await io('open')(path, 'a', 0o600)
-    current = { index, day, size: (await fh.stat()).size }
-    if (fsync !== 'never') {
+  /** wait for the fsync in flight, and drop a pending one (the caller syncs itself) */
+  async idle(): Promise<void> {
+    while (this.syncing) await this.syncing
+    this.again = false
+  }
+}
+
+class FsStore implements AuditStore {
+  readonly name = 'fs'
+  readonly id: string
+  readonly logId: string
+  private dir: string
+  private fsync: FsyncPolicy
+  private fh: FileHandle | undefined
+  private current: Current | undefined
+  private locked = false
+  private group: GroupSync
+
+  constructor(private options: FsStoreOptions) {
+    this.dir = resolve(options.dir)
+    this.id = `fs:${this.dir}`
+    this.logId = fsLogId(this.dir)
+    this.fsync = options.fsync ?? 'always'
+    this.group = new GroupSync((h) => this.io('datasync')(h), () => this.fh, options.log?.warn)
+  }
+
+  /** looked up at each call, so a test can swap fsIo members while a store is open */
+  private io<K extends keyof FsIo>(k: K): FsIo[K] {
+    return (this.options.io?.[k] ?? fsIo[k]) as FsIo[K]
+  }
+
+  async open(): Promise<ChainHead> {
+    secureDir(this.dir, this.options.log)
+    acquireLock(this.dir)
+    this.locked = true
+    tightenFiles(this.dir, this.options.log)
+    const { head, current } = await loadHead(this.dir, this.options.log?.warn)
+    this.current = current
+    return head
+  }
+
+  async append(lines: string[], _expected: ChainHead, _next: ChainHead, info: { checkpoint: boolean }): Promise<AppendResult> {
+    const data = lines.join('\n') + '\n'
+    const bytes = Buffer.byteLength(data)
+    const today = utcDay((this.options.now ?? (() => new Date()))())
+    const rotateBytes = this.options.rotateBytes ?? 64 * 1024 * 1024
+    const cur = this.current
+    if (!cur) await this.openFile(1, today)
+    else if (((this.options.rotateDaily ?? true) && cur.day !== today) || (rotateBytes > 0 && cur.size > 0 && cur.size + bytes > rotateBytes)) {
+      await this.closeFile()
+      await this.openFile(cur.index + 1, today)
+    } else if (!this.fh) await this.openFile(cur.index, cur.day)
+    await this.io('append')(this.fh!, data)
+    this.current!.size += bytes
+    if (this.fsync === 'always' || (this.fsync === 'checkpoint' && info.checkpoint)) this.group.request(this.fh!)
+    return { ok: true }
+  }
+
+  /** after a failed append: drop what it left half-written (quietly: the writer logs the outage) */
+  async recover(): Promise<ChainHead> {
+    await this.closeFile().catch(() => {})
+    this.fh = undefined
+    const { head, current } = await loadHead(this.dir)
+    this.current = current
+    return head
+  }
+
+  linesBackward(): AsyncIterable<Buffer> {
+    return linesBackward(this.dir)
+  }
+
+  async sync(): Promise<void> {
+    const h = this.fh
+    if (!h || this.fsync === 'never') return
+    try {
+      await this.io('datasync')(h)
+    } catch (err) {
+      // rotated or closed meanwhile: closing synced it
+      if (this.fh === h) throw err
+    }
+  }
+
+  async readHead(): Promise<string | undefined> {
+    try {
+      return readFileSync(join(this.dir, HEAD_FILE), 'utf8')
+    } catch {
+      return undefined
+    }
+  }
+
+  /** head.json by a temporary file and a rename: a crash never leaves half a head */
+  async writeHead(head: SignedHead): Promise<void> {
+    const file = join(this.dir, HEAD_FILE)
+    const tmp = `${file}.tmp`
+    const h = await this.io('open')(tmp, 'w', 0o600)
+    try {
+      await h.writeFile(JSON.stringify(head) + '\n')
+      if (this.fsync !== 'never') await this.io('datasync')(h)
+    } finally {
+      await h.close()
+    }
+    await this.io('rename')(tmp, file)
+  }
+
+  async close(): Promise<void> {
+    await this.closeFile()
+    if (this.locked) releaseLock(this.dir)
+    this.locked = false
+  }
+
+  private async openFile(index: number, day: string): Promise<void> {
+    const path = join(this.dir, fileName(index, day))
+    this.fh = await this.io('open')(path, 'a', 0o600)
+    this.current = { index, day, size: (await this.fh.stat()).size }
+    if (this.fsync !== 'never') {
       // make the new directory entry durable too
-      const d = openSync(dir, 'r')
+      const d = openSync(this.dir, 'r')
       try {
         fsyncSync(d)
       } finally {
@@ -260,127 +404,21 @@ export function fsStore(options: FsStoreOptions): AuditStore {
     }
   }
 
-  // Group fsync: a write never waits for the previous batch's fsync (the page cache already
-  // survives a killed process; fsync is for power loss), and batches written meanwhile share the
-  // next one. So a slow disk does not hold entries back in the queue.
-  let syncing: Promise<void> | undefined
-  let syncAgain = false
-  let syncFailing = false
-  function requestSync(h: FileHandle): void {
-    if (syncing) {
-      syncAgain = true
-      return
-    }
-    syncing = io('datasync')(h)
-      .then(() => {
-        syncFailing = false
-      })
-      .catch((err: Error) => {
-        // once per run of failures: a sick disk would otherwise log every batch
-        if (!syncFailing) options.log?.warn(`audit: fsync failed: ${err.message}`)
-        syncFailing = true
-      })
-      .finally(() => {
-        syncing = undefined
-        if (syncAgain && fh === h) {
-          syncAgain = false
-          requestSync(h)
-        }
-      })
-  }
-
-  async function closeFile(): Promise<void> {
-    if (!fh) return
-    const h = fh
-    fh = undefined
+  private async closeFile(): Promise<void> {
+    const h = this.fh
+    if (!h) return
+    this.fh = undefined
     try {
-      while (syncing) await syncing
-      syncAgain = false
-      if (fsync !== 'never') await io('datasync')(h)
+      await this.group.idle()
+      if (this.fsync !== 'never') await this.io('datasync')(h)
     } finally {
       await h.close()
     }
   }
+}
 
-  async function* linesBackward(): AsyncGenerator<Buffer> {
-    const files = listLogFiles(dir)
-    for (let i = files.length - 1; i >= 0; i--) {
-      for await (const { line, terminated } of linesFromEnd(files[i]!.path)) if (terminated) yield line
-    }
-  }
-
-  /** head.json by a temporary file and a rename: a crash never leaves half a head */
-  async function writeHead(head: SignedHead): Promise<void> {
-    const file = join(dir, HEAD_FILE)
-    const tmp = `${file}.tmp`
-    const h = await io('open')(tmp, 'w', 0o600)
-    try {
-      await h.writeFile(JSON.stringify(head) + '\n')
-      if (fsync !== 'never') await io('datasync')(h)
-    } finally {
-      await h.close()
-    }
-    await io('rename')(tmp, file)
-  }
-
-  return {
-    name: 'fs',
-    id: `fs:${dir}`,
-    logId: fsLogId(dir),
-    async open() {
-      secureDir(dir, options.log)
-      acquireLock(dir)
-      locked = true
-      tightenFiles(dir, options.log)
-      return loadHead()
-    },
-    async append(lines, _expected, _next, info): Promise<AppendResult> {
-      const data = lines.join('\n') + '\n'
-      const bytes = Buffer.byteLength(data)
-      const today = utcDay(now())
-      if (!current) await openFile(1, today)
-      else if (
-        (rotateDaily && current.day !== today) ||
-        (rotateBytes > 0 && current.size > 0 && current.size + bytes > rotateBytes)
-      ) {
-        await closeFile()
-        await openFile(current.index + 1, today)
-      } else if (!fh) await openFile(current.index, current.day)
-      await io('append')(fh!, data)
-      current!.size += bytes
-      if (fsync === 'always' || (fsync === 'checkpoint' && info.checkpoint)) requestSync(fh!)
-      return { ok: true }
-    },
-    async recover() {
-      await closeFile().catch(() => {})
-      fh = undefined
-      return loadHead(true)
-    },
-    linesBackward,
-    async sync() {
-      const h = fh
-      if (!h || fsync === 'never') return
-      try {
-        await io('datasync')(h)
-      } catch (err) {
-        // rotated or closed meanwhile: closing synced it
-        if (fh === h) throw err
-      }
-    },
-    async readHead() {
-      try {
-        return readFileSync(join(dir, HEAD_FILE), 'utf8')
-      } catch {
-        return undefined
-      }
-    },
-    writeHead,
-    async close() {
-      await closeFile()
-      if (locked) releaseLock(dir)
-      locked = false
-    },
-  }
+export function fsStore(options: FsStoreOptions): AuditStore {
+  return new FsStore(options)
 }
 
 /** Read a log directory in order, file by file. */

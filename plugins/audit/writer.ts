@@ -166,6 +166,11 @@ export class AuditWriter {
     return { ...this.stats, queued: this.queue.length, head: { ...this.head } }
   }
 
+  /** Why the store cannot be written, while it cannot (cheap: read on every request under 'refuse'). */
+  get failureReason(): string | undefined {
+    return this.failing?.reason
+  }
+
   /** Set while the store cannot be written. */
   get failure(): WriterFailure | undefined {
     return this.failing && { ...this.failing, held: this.queue.filter((i) => i.kind === 'request').length + this.inFlight }
