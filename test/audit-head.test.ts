@@ -1,14 +1,17 @@
 // Cutting the audit log is caught: the signed head kept beside the log, in mesh storage and with
 // a witness, against truncation, emptying and deletion; a tail left unsigned by a crash is sealed
 // as recovered, reported apart, and fails --strict.
+import { randomUUID } from 'node:crypto'
 import { appendFileSync, existsSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { createAgentMesh } from '../core/app.ts'
-import type { MeshConfig } from '../core/types.ts'
+import type { Logger, MeshConfig } from '../core/types.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { audit, formatVerifyResult, fsStore, listLogFiles, loadSigner, verifyAuditDir, type AuditOptions } from '../plugins/audit/index.ts'
+import { audit, checkHeadSignature, formatVerifyResult, fsStore, listLogFiles, loadSigner, redisKeys, redisLogSource, redisStore, verifyAuditDir, verifyLog, type AuditOptions, type Signer } from '../plugins/audit/index.ts'
 import { hashOf, readSingleLog, recordOf, reseal, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
 
 const dirs: string[] = []
@@ -45,7 +48,7 @@ async function verifyCommand(dataDir: string, opts: Record<string, unknown> = {}
 
 /** A proxy on fs storage in dataDir (so its storage outlives it), answering `n` requests. */
 async function proxyRun(dataDir: string, n: number, options: AuditOptions = {}) {
-  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, disable: ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise'], plugins: [audit({ checkpointEvery: 4, ...options }), demo({ latencyMs: 0 })] })
+  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, disable: ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise'], plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })] })
   for (let i = 0; i < n; i++) {
     const res = await m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }) }))
     expect(res.status).toBe(200)
@@ -146,7 +149,7 @@ describe('verify fails when the log was cut (fs)', () => {
   it('a witness copy (--head) catches a cut even when head.json was rolled back to an older genuine head', async () => {
     const dataDir = newDir()
     const witnessFile = join(newDir(), 'heads.jsonl')
-    const opts = { checkpointEvery: 4, witness: { command: `cat >> '${witnessFile}'` } }
+    const opts = { witness: { command: `cat >> '${witnessFile}'` } }
     const first = await proxyRun(dataDir, 4, opts)
     const oldHead = readFileSync(join(first.auditDir, 'head.json'), 'utf8')
     const { auditDir, path, lines } = await proxyRun(dataDir, 8, opts)
@@ -243,5 +246,121 @@ describe('the signed head file', () => {
     expect(head.seq).toBe(28)
     expect(await verifyAuditDir(dir)).toMatchObject({ ok: true, entries: 23, heads: 1 })
     expect(listLogFiles(dir)).toHaveLength(1)
+  })
+})
+
+describe('verify fails when the log was cut (redis)', () => {
+  const url = inject('redisUrl')
+  let redis: Redis
+  let signer: Signer
+  let keyDir: string
+  beforeAll(() => {
+    redis = new Redis(url)
+    keyDir = tempDir()
+    signer = loadSigner(keyDir)
+  })
+  afterAll(async () => {
+    await redis.quit()
+    rmSync(keyDir, { recursive: true, force: true })
+  })
+
+  async function redisLog() {
+    const prefix = `test:${randomUUID()}:`
+    await writeEntries(redisStore({ url, prefix }), signer, 20, { checkpointEvery: 5 })
+    return { prefix, keys: redisKeys(prefix), verify: () => verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] }) }
+  }
+
+  it('LTRIM at a checkpoint: fails, naming the signed-head key', async () => {
+    const { keys, verify } = await redisLog()
+    expect(JSON.parse((await redis.get(keys.signedHead))!)).toMatchObject({ seq: 24 })
+    await redis.ltrim(keys.log, 0, 11)
+    const r = await verify()
+    expect(r.problem).toMatchObject({ kind: 'truncated', file: keys.log, line: 13, seq: 13 })
+    expect(r.problem!.message).toMatch(new RegExp(`the log ends at seq 12, but the signed head in redis ${keys.signedHead} \\(seq 24, [^)]+\\) is past it`))
+  })
+
+  it('the list deleted: fails as an emptied log', async () => {
+    const { keys, verify } = await redisLog()
+    await redis.del(keys.log)
+    expect((await verify()).problem).toMatchObject({ kind: 'truncated', message: expect.stringMatching(/^the log is empty/) })
+  })
+
+  it('the list and its append head deleted under a running proxy: the next checkpoint records the lost head', async () => {
+    const prefix = `test:${randomUUID()}:`
+    const keys = redisKeys(prefix)
+    const dataDir = newDir()
+    const log = quietLogger()
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }), demo({ latencyMs: 0 })] }, { logger: log.logger })
+    const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }) }))
+    for (let i = 0; i < 4; i++) expect((await ask(i)).status).toBe(200)
+    await new Promise((r) => setTimeout(r, 100))
+    await redis.del(keys.log, keys.head)
+    for (let i = 4; i < 7; i++) expect((await ask(i)).status).toBe(200)
+    await m.close()
+    expect(log.errors.join('\n')).toMatch(/audit: the log went back from seq 6 to seq 0 \(emptied or cut, e\.g\. a redis restarted without persistence\)/)
+    const r = await verifyLog(redisLogSource({ url, prefix }), { publicKeys: [loadSigner(join(dataDir, 'audit'))] })
+    expect(r.problem).toMatchObject({ kind: 'truncated', seq: 1, line: 1 })
+    expect(r.problem!.message).toMatch(/no longer reached its signed head \(seq 6, /)
+  })
+})
+
+function quietLogger() {
+  const errors: string[] = []
+  const logger: Logger = { info: () => {}, warn: () => {}, debug: () => {}, error: (m) => void errors.push(m) }
+  return { logger, errors }
+}
+
+describe('witness', () => {
+  it('a webhook gets each new signed head (at most once a second, the newest); one that fails is logged once and never holds a request', async () => {
+    const bodies: any[] = []
+    let status = 200
+    const server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d) => (body += d))
+      req.on('end', () => {
+        bodies.push(JSON.parse(body))
+        res.writeHead(status).end()
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const hook = `http://127.0.0.1:${(server.address() as { port: number }).port}/heads?token=t0ken`
+    const dataDir = newDir()
+    const log = quietLogger()
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })] }, { logger: log.logger })
+    const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `w${i}` }] }) }))
+    try {
+      for (let i = 0; i < 6; i++) expect((await ask(i)).status).toBe(200)
+      const deadline = Date.now() + 5000
+      while (bodies.at(-1)?.seq !== 9 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+      // checkpoints at seq 3, 6 and 9; the witness got the first and then the newest
+      expect(bodies.at(-1)).toMatchObject({ v: 1, seq: 9, keyId: expect.any(String), sig: expect.any(String) })
+      expect(bodies.length).toBeLessThanOrEqual(3)
+      const keys = new Map([[bodies[0].keyId, loadSigner(join(dataDir, 'audit'))]])
+      for (const b of bodies) expect(checkHeadSignature(b, keys)).toBeUndefined()
+      expect(Object.keys(bodies[0]).sort()).toEqual(['hash', 'keyId', 'seq', 'sig', 'ts', 'v'])
+
+      status = 500
+      const started = Date.now()
+      for (let i = 6; i < 20; i++) expect((await ask(i)).status).toBe(200)
+      expect(Date.now() - started).toBeLessThan(2000)
+      await new Promise((r) => setTimeout(r, 2500))
+      const failures = log.errors.filter((e) => e.includes('witness'))
+      expect(failures).toEqual([expect.stringMatching(/^audit: cannot write the signed head to witness http:\/\/127\.0\.0\.1:\d+: HTTP 500; retrying \(logged once until it works\)$/)])
+      expect(failures[0]).not.toContain('t0ken')
+    } finally {
+      await m.close()
+      server.close()
+    }
+  })
+
+  it('a command gets the head as one JSON line on stdin; audit verify --head reads what it kept', async () => {
+    const dataDir = newDir()
+    const kept = join(newDir(), 'heads.jsonl')
+    const { auditDir } = await proxyRun(dataDir, 6, { witness: { command: `cat >> '${kept}'` } })
+    const heads = readFileSync(kept, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(heads.at(-1)).toMatchObject({ seq: 8 })
+    expect(heads.at(-1)).toEqual(JSON.parse(readFileSync(join(auditDir, 'head.json'), 'utf8')))
+    const r = await verifyCommand(dataDir, { head: kept, strict: true })
+    expect(r).toEqual({ code: 0, out: ['OK entries=6 checkpoints=2'] })
   })
 })
