@@ -116,7 +116,8 @@ describe('audit plugin in the proxy', () => {
   })
 
   it('the same prompt hashes the same; the public key endpoint verifies the log', async () => {
-    const p = await proxy({ checkpointEvery: 2 })
+    // checkpoints by count only (the 1 s timer would add one on a slow machine): the test counts them
+    const p = await proxy({ checkpointEvery: 2, checkpointSeconds: 0 })
     for (let i = 0; i < 3; i++) await (await chat(p.url, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'same' }] })).text()
     const res = await fetch(`${p.url}/agentmesh/audit/public-key`)
     const key = await res.json()
@@ -197,7 +198,8 @@ describe('audit plugin in the proxy', () => {
   })
 
   it('audit verify and audit export commands', async () => {
-    const p = await proxy({ checkpointEvery: 2 })
+    // checkpoints by count only (the 1 s timer would add one on a slow machine): the test counts them
+    const p = await proxy({ checkpointEvery: 2, checkpointSeconds: 0 })
     for (const [team, n] of [['eng', 3], ['ops', 2]] as const) {
       for (let i = 0; i < n; i++) await (await chat(p.url, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }, { 'x-agentmesh-team': team, 'x-agentmesh-user': '@cmd' })).text()
     }
@@ -252,7 +254,8 @@ describe('audit plugin in the proxy', () => {
   it('a config reload (a second mesh on the same log, then the old one closed) keeps one chain', async () => {
     const dataDir = tempDir()
     cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }))
-    const plugin = audit({ checkpointEvery: 100 })
+    // checkpoints by count only (the 1 s timer would add one on a slow machine): the test counts them
+    const plugin = audit({ checkpointEvery: 100, checkpointSeconds: 0 })
     const config = { storage: { driver: 'memory' as const }, log: { level: 'silent' as const }, dataDir, plugins: [plugin, demo({ latencyMs: 0 })] }
     const send = (m: AgentMesh, i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `m${i}` }] }) }))
     const old = await createAgentMesh(config)
