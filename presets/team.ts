@@ -27,7 +27,8 @@ export default (): MeshConfig => ({
     exactCache(),
     semanticCache(),
     promptCache(),
-    audit(),
+    // a shared deployment never answers unaudited: a full disk or redis down gets 503s (the default, stated)
+    audit({ onFailure: 'refuse' }),
     anthropic(),
     openai(),
     google(),
