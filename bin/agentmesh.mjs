@@ -10,4 +10,5 @@ const modules = fileURLToPath(new URL('../node_modules', import.meta.url))
 const fsCache = existsSync(modules) ? `${modules}/.cache/jiti` : true
 const jiti = createJiti(import.meta.url, { fsCache, moduleCache: true })
 const { main } = await jiti.import('../core/cli.ts')
-await main(process.argv.slice(2), jiti)
+// the CLI loads configs with a jiti of its own that maps 'agentmesh' to this package (core/cli-jiti.ts)
+await main(process.argv.slice(2))

@@ -1,12 +1,16 @@
-// agentmesh CLI (cac): dev (reloads on config change), serve, config, and plugin commands.
+// agentmesh CLI (cac): dev (reloads on config change), serve, config, init, and plugin commands.
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { cac, type CAC } from 'cac'
-import { serve } from 'srvx'
-import { createAgentMesh, VERSION, type AgentMesh } from './app.ts'
+import type { Jiti } from 'jiti'
+import { createAgentMesh, VERSION } from './app.ts'
+import { bannerLines } from './cli-banner.ts'
+import { runInit } from './cli-init.ts'
+import { configJiti } from './cli-jiti.ts'
+import { listenDev, listenServe } from './cli-listen.ts'
 import { warmTokenizer } from './tokens.ts'
-import { ConfigError, loadMeshConfig, maskedConfig, type LoadOptions } from './config.ts'
-import type { MeshConfig, ResolvedMeshConfig } from './types.ts'
+import { ConfigError, loadMeshConfig, maskedConfig, type LoadedConfig, type LoadOptions } from './config.ts'
+import type { MeshConfig } from './types.ts'
 
 interface GlobalFlags {
   config?: string
@@ -17,11 +21,30 @@ interface GlobalFlags {
   teamLimit?: string | string[]
   warnAt?: number | string
   hardStopAt?: number | string
+  open?: boolean
   help?: boolean
 }
 
 const print = (line: string) => process.stdout.write(line + '\n')
 const printErr = (line: string) => process.stderr.write(line + '\n')
+
+/** the default port: when it is busy and no --port was given, dev takes the next free one */
+const DEFAULT_PORT = 8080
+// a server outlives a reader that went away (`agentmesh serve | tee log`); a command does not
+let serving = false
+
+/**
+ * A reader that closes the pipe (`agentmesh audit export | head -3`) ends a command quietly,
+ * exit 0, instead of an unhandled EPIPE with its stack trace; a server keeps serving.
+ */
+function quietOnClosedPipe() {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err
+      if (!serving) process.exit(0)
+    })
+  }
+}
 
 function overridesFrom(flags: GlobalFlags): MeshConfig {
   const o: MeshConfig & { quota?: any } = {}
@@ -57,36 +80,20 @@ function withGlobalOptions(cli: CAC) {
     .option('--data-dir <dir>', 'Where fs storage, keys and logs live (default: .agentmesh)')
 }
 
-function loadOptions(flags: GlobalFlags, jiti: unknown, envName?: string): LoadOptions {
+function loadOptions(flags: GlobalFlags, jiti: Jiti, envName?: string): LoadOptions {
   return { configFile: flags.config, preset: flags.preset, overrides: overridesFrom(flags), jiti, envName }
 }
 
-function banner(mode: string, url: string, mesh: AgentMesh, config: ResolvedMeshConfig) {
-  const storage = config.storage.driver === 'redis' ? 'redis' : config.storage.driver === 'fs' ? `fs (${mesh.mesh.dataDir})` : 'memory'
-  print(`AgentMesh ${VERSION} (${mode})`)
-  print(`  listening on ${url}`)
-  print(`  preset    ${config.preset}`)
-  print(`  plugins   ${mesh.plugins.map((p) => p.name).join(' -> ') || '(none)'}`)
-  print(`  storage   ${storage}`)
-  print(`  config    ${config.sources.length ? config.sources.join(', ') : '(none: embedded defaults)'}`)
-  print(`  data dir  ${mesh.mesh.dataDir}`)
+interface Serving {
+  loaded: LoadedConfig
+  current: Awaited<ReturnType<typeof createAgentMesh>>
 }
 
-async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Promise<void> {
-  const opts = loadOptions(flags, jiti, mode === 'serve' ? 'production' : 'development')
-  let loaded = await loadMeshConfig(opts)
-  let current = await createAgentMesh(loaded.config)
-  // load the BPE tables now, not during the first request
-  warmTokenizer()
-  const server = serve({ fetch: (req: Request) => current.app.fetch(req), port: loaded.config.port, hostname: loaded.config.host, silent: true, gracefulShutdown: false })
-  try {
-    await server.ready()
-  } catch (err) {
-    throw new ConfigError(`cannot listen on ${loaded.config.host}:${loaded.config.port}: ${(err as Error).message}`)
-  }
-  const port = new URL(server.url!).port
-  const host = loaded.config.host === '0.0.0.0' || loaded.config.host === '::' ? '127.0.0.1' : loaded.config.host
-
+/**
+ * Dev's reload: a change to a config file builds a new instance; new requests go to it at once,
+ * and the old one finishes what it has in flight. Returns the function that stops watching.
+ */
+function watchConfig(opts: LoadOptions, state: Serving): () => void {
   // Watch the folders, not the files: editors replace files (a new inode), and a write that lands
   // while a reload runs must trigger one more reload, never be lost.
   let watchers: FSWatcher[] = []
@@ -99,12 +106,12 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
     timer = setTimeout(reload, 150)
   }
   const rewatch = () => {
-    const key = loaded.files.join('\0')
+    const key = state.loaded.files.join('\0')
     if (key === watched) return
     for (const w of watchers) w.close()
     watched = key
     const byDir = new Map<string, Set<string>>()
-    for (const f of loaded.files) {
+    for (const f of state.loaded.files) {
       const names = byDir.get(dirname(f)) ?? new Set<string>()
       names.add(basename(f))
       byDir.set(dirname(f), names)
@@ -120,14 +127,13 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
     }
     reloading = true
     try {
-      // not the CLI's jiti: its module cache would hand back the config file as first loaded
-      const next = await loadMeshConfig({ ...opts, jiti: undefined })
-      if (next.config.port !== loaded.config.port || next.config.host !== loaded.config.host) printErr('[agentmesh] port/host changes need a restart; keeping the current socket')
+      // a fresh jiti without the module cache, which would hand back the config file as first loaded
+      const next = await loadMeshConfig({ ...opts, jiti: configJiti({ moduleCache: false }) })
+      if (next.config.port !== state.loaded.config.port || next.config.host !== state.loaded.config.host) printErr('[agentmesh] port/host changes need a restart; keeping the current socket')
       const fresh = await createAgentMesh(next.config)
-      const old = current
-      // new requests go to the new instance at once; the old one finishes what it has in flight
-      current = fresh
-      loaded = next
+      const old = state.current
+      state.current = fresh
+      state.loaded = next
       rewatch()
       print(`[agentmesh] config reloaded: plugins ${fresh.plugins.map((p) => p.name).join(' -> ')}`)
       fresh.mesh.emit('config_reload', { plugins: fresh.plugins.map((p) => p.name) })
@@ -142,48 +148,58 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: unknown): Pr
       }
     }
   }
+  rewatch()
+  return () => {
+    clearTimeout(timer)
+    for (const w of watchers) w.close()
+  }
+}
+
+async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: Jiti): Promise<void> {
+  const opts = loadOptions(flags, jiti, mode === 'serve' ? 'production' : 'development')
+  const loaded = await loadMeshConfig(opts)
+  const state: Serving = { loaded, current: await createAgentMesh(loaded.config) }
+  // load the BPE tables now, not during the first request
+  warmTokenizer()
+  const fetch = (req: Request) => state.current.app.fetch(req)
+  const { port, host } = loaded.config
+  // the default port gives way in dev when busy; a port the user chose (flag or config) does not
+  const fixedPort = flags.port !== undefined || port !== DEFAULT_PORT
+  const at = mode === 'dev' ? await listenDev(fetch, { port, host, fixedPort, open: flags.open }) : await listenServe(fetch, { port, host, fixedPort: true })
+  serving = true
   // watch before announcing: a change made right after the banner must not be missed
-  if (mode === 'dev') rewatch()
-  banner(mode, `http://${host.includes(':') ? `[${host}]` : host}:${port}`, current, loaded.config)
+  const unwatch = mode === 'dev' ? watchConfig(opts, state) : () => {}
+  for (const line of bannerLines(mode, at, state.current, state.loaded.config)) print(line)
 
   let stopping = false
   const stop = async (signal: string) => {
     if (stopping) process.exit(1)
     stopping = true
     print(`[agentmesh] ${signal}: shutting down`)
-    for (const w of watchers) w.close()
-    await server.close(false)
-    await current.close()
+    unwatch()
+    await at.close()
+    await state.current.close()
     process.exit(0)
   }
   process.once('SIGINT', () => void stop('SIGINT'))
   process.once('SIGTERM', () => void stop('SIGTERM'))
 }
 
-export async function main(argv: string[], jiti?: unknown): Promise<void> {
-  // a first pass for the flags that decide which config (and so which plugin commands) to load
-  const pre = cac('agentmesh')
-  withGlobalOptions(pre)
-  pre.option('--port <port>', '').option('--host <host>', '').option('--team-limit <spec>', '').option('--warn-at <pct>', '').option('--hard-stop-at <pct>', '')
-  const parsed = pre.parse(['node', 'agentmesh', ...argv], { run: false })
-  const flags = parsed.options as GlobalFlags
-  const command = parsed.args[0]
+const BUILT_IN = ['dev', 'serve', 'config', 'init']
 
-  const cli = cac('agentmesh')
-  withGlobalOptions(cli)
-  cli.version(VERSION)
-  cli.help()
-
-  const serverCommand = (name: 'dev' | 'serve' | '', description: string) =>
-    cli
+/** The built-in commands: dev (also with no command), serve, config, init. */
+function builtInCommands(cli: CAC, jiti: Jiti) {
+  const serverCommand = (name: 'dev' | 'serve' | '', description: string) => {
+    const c = cli
       .command(name, description)
-      .option('--port <port>', 'Port to listen on (default 8080)')
+      .option('--port <port>', 'Port to listen on (default 8080; dev takes the next free one when 8080 is busy)')
       .option('--host <host>', 'Address to bind (default 127.0.0.1)')
       .option('--team-limit <team=tokens>', 'Daily token limit for a team; repeat for several teams')
       .option('--warn-at <pct>', 'Warn when a budget reaches this percentage (default 80)')
       .option('--hard-stop-at <pct>', 'Block when a budget reaches this percentage (default 100)')
-      .action((f: GlobalFlags) => run(name || 'dev', f, jiti))
-
+    if (name !== 'serve') c.option('--open', 'Open the live event stream in the browser')
+    return c.action((f: GlobalFlags) => run(name || 'dev', f, jiti))
+  }
   serverCommand('dev', 'Run the proxy for development; reloads when the config changes')
   // no command is dev, with the same options (listed by the top-level --help)
   serverCommand('', '(no command) the same as dev').usage('[command] [options]')
@@ -192,38 +208,67 @@ export async function main(argv: string[], jiti?: unknown): Promise<void> {
     const { config } = await loadMeshConfig(loadOptions(f, jiti))
     print(JSON.stringify(maskedConfig(config), null, 2))
   })
+  cli
+    .command('init', 'Write agentmesh.config.ts here (--preset, else asked) and add the data dir to .gitignore')
+    .action((f: GlobalFlags) => runInit({ cwd: process.cwd(), preset: f.preset, dataDir: f.dataDir, configFile: f.config, print }))
+}
 
-  // plugins contribute commands (keys, grant, usage, audit ...); they need the config's plugins
-  const wantsPluginCommands = command !== undefined && !['dev', 'serve', 'config'].includes(command)
-  if (wantsPluginCommands || flags.help) {
-    const { config } = await loadMeshConfig(loadOptions(flags, jiti))
-    for (const plugin of config.plugins) {
-      for (const pc of plugin.commands ?? []) {
-        const c = cli.command(pc.name, pc.description)
-        for (const o of pc.options ?? []) c.option(o.flags, o.description, o.default !== undefined ? { default: o.default } : undefined)
-        c.action(async (...args: any[]) => {
-          const options = args.pop() as Record<string, any>
-          const mesh = await createAgentMesh(config, { mode: 'command' })
-          let code: number | void = 0
-          try {
-            code = await pc.run({ mesh: mesh.mesh, args: args.flat().map(String), options, print })
-          } finally {
-            await mesh.close()
-          }
-          process.exitCode = typeof code === 'number' ? code : 0
-        })
-      }
+/** Plugins contribute commands (keys, grant, usage, audit ...): they need the config's plugins. */
+async function pluginCommands(cli: CAC, flags: GlobalFlags, jiti: Jiti) {
+  const { config } = await loadMeshConfig(loadOptions(flags, jiti))
+  for (const plugin of config.plugins) {
+    for (const pc of plugin.commands ?? []) {
+      const c = cli.command(pc.name, pc.description)
+      for (const o of pc.options ?? []) c.option(o.flags, o.description, o.default !== undefined ? { default: o.default } : undefined)
+      c.action(async (...args: any[]) => {
+        const options = args.pop() as Record<string, any>
+        const mesh = await createAgentMesh(config, { mode: 'command' })
+        let code: number | void = 0
+        try {
+          code = await pc.run({ mesh: mesh.mesh, args: args.flat().map(String), options, print })
+        } finally {
+          await mesh.close()
+        }
+        process.exitCode = typeof code === 'number' ? code : 0
+      })
     }
   }
+}
+
+/** The command list, for a command nobody registered (cac would hand it to dev as an argument). */
+function unknownCommand(cli: CAC, command: string) {
+  printErr(`agentmesh: unknown command "${command}"`)
+  printErr('Commands:')
+  const listed = cli.commands.filter((c) => !c.isDefaultCommand)
+  const width = Math.max(...listed.map((c) => c.rawName.length))
+  for (const c of listed) printErr(`  ${c.rawName.padEnd(width)}  ${c.description}`)
+  printErr('Run agentmesh --help for the options.')
+  process.exitCode = 2
+}
+
+export async function main(argv: string[]): Promise<void> {
+  quietOnClosedPipe()
+  // a first pass for the flags that decide which config (and so which plugin commands) to load
+  const pre = cac('agentmesh')
+  withGlobalOptions(pre)
+  pre.option('--port <port>', '').option('--host <host>', '').option('--team-limit <spec>', '').option('--warn-at <pct>', '').option('--hard-stop-at <pct>', '')
+  const parsed = pre.parse(['node', 'agentmesh', ...argv], { run: false })
+  const flags = parsed.options as GlobalFlags
+  const command = parsed.args[0]
+
+  // configs import 'agentmesh' whether or not the package is installed beside them
+  const jiti = configJiti({ moduleCache: true })
+  const cli = cac('agentmesh')
+  withGlobalOptions(cli)
+  cli.version(VERSION)
+  cli.help()
+  builtInCommands(cli, jiti)
 
   try {
+    if ((command !== undefined && !BUILT_IN.includes(command)) || flags.help) await pluginCommands(cli, flags, jiti)
     cli.parse(['node', 'agentmesh', ...argv], { run: false })
     if (cli.options.help || cli.options.version) return
-    if (cli.matchedCommand === undefined && command !== undefined) {
-      printErr(`agentmesh: unknown command "${command}". Run agentmesh --help for the list.`)
-      process.exitCode = 2
-      return
-    }
+    if (command !== undefined && !cli.commands.some((c) => !c.isDefaultCommand && c.isMatched(command))) return unknownCommand(cli, command)
     await cli.runMatchedCommand()
   } catch (err) {
     printErr(`agentmesh: ${(err as Error).message}`)
