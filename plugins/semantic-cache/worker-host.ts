@@ -38,7 +38,6 @@ const MAX_BACKOFF_MS = 60_000
 class EmbedWorker {
   refs = 0
   loaded = false
-  dimension: number | undefined
   private worker: Worker | undefined
   private queue: Job[] = []
   private current: { id: number; job: Job; timer: NodeJS.Timeout } | undefined
@@ -111,7 +110,6 @@ class EmbedWorker {
     this.lastError = ''
     if (m.ok) {
       this.loaded = true
-      if (m.dimension) this.dimension = m.dimension
       c.job.resolve(m)
     } else {
       c.job.reject(new Error(m.message ?? 'embedding failed'))
