@@ -3,11 +3,37 @@
 // Also gives the run one temporary root (TMPDIR, inherited by test workers and the CLI processes
 // they start), removed at the end, so no run leaves data dirs or audit logs behind in /tmp.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { createServer } from 'node:net'
 import type { TestProject } from 'vitest/node'
+
+export const NO_REDIS_SERVER = 'npm test needs redis-server on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis), then run npm test again'
+
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir || '.', name), constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+}
+
+/**
+ * Without redis-server the run cannot start: say so in one line and stop, before anything else
+ * is printed. Runs when this module is imported, so vitest.config.ts can import it to check
+ * ahead of vitest's own banner.
+ */
+export function requireRedisServer(): void {
+  if (onPath('redis-server')) return
+  process.stderr.write(NO_REDIS_SERVER + '\n')
+  process.exit(1)
+}
+
+requireRedisServer()
 
 declare module 'vitest' {
   export interface ProvidedContext {
