@@ -1,6 +1,8 @@
 // audit: a hash-chained, Ed25519-signed log of every request decision.
 // One entry per request (afterResponse), chained by SHA-256 over canonical JSON; checkpoints
-// sign the chain head every N entries / T seconds and at shutdown. See README.md.
+// sign the chain head every N entries / T seconds and at shutdown, and the newest one's signed
+// head is kept beside the log, in mesh storage and with a witness, so a cut log is caught.
+// While the log cannot be written, new requests are refused (onFailure 'refuse'). See README.md.
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { StorageUnavailableError } from '../../core/errors.ts'

@@ -9,7 +9,7 @@
 import { FORMAT_VERSION, seal, sealEntry, type AuditEntry, type ChainHead } from './chain.ts'
 import type { CheckpointRef, SignedHead } from './head.ts'
 import { HeadPublisher, type HeadTarget } from './publish.ts'
-import { headNotReached, scanUnsignedTail } from './recovery.ts'
+import { headNotReached, scanUnsignedTail, type UnsignedTail } from './recovery.ts'
 import type { PublicKeyInfo, Signer } from './signer.ts'
 import type { AuditStore } from './store.ts'
 
@@ -96,18 +96,25 @@ interface Job {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** how long an opening writer waits for a writer that looks alive to sign the tail (redis: announcements last 5 s) */
+const OTHERS_WAIT_MS = 6000
+
 /** Errors that are the deployment's configuration, not a sick disk or network: they fail the start. */
 function isConfigError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code
   return code === 'ELOCKED' || code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR' || code === 'EISDIR'
 }
 
-/** an error for a log line and the health check: no URL credentials */
-function describeError(err: unknown): string {
+/**
+ * An error in one line without URL credentials. `forClients`: also without file paths, since
+ * it goes into 503 answers and the health check (the operator's log line keeps them).
+ */
+function describeError(err: unknown, forClients = false): string {
   const e = err as NodeJS.ErrnoException
   const text = (e?.message || String(err)).split('\n')[0]!.slice(0, 300)
   const withCode = e?.code && !text.includes(e.code) ? `${e.code}: ${text}` : text
-  return withCode.replace(/(\/\/)[^/@\s]*@/g, '$1***@')
+  const safe = withCode.replace(/(\/\/)[^/@\s]*@/g, '$1***@')
+  return forClients ? safe.replace(/ '[^']*'/g, '') : safe
 }
 
 export class AuditWriter {
@@ -249,9 +256,7 @@ export class AuditWriter {
     // written, so the tail read next reaches it unless the log was cut
     const keys = new Map([...(this.options.publicKeys ?? []), this.signer].map((k) => [k.keyId, k]))
     const signed = await this.heads.newest(keys)
-    const tail = await scanUnsignedTail(this.store.linesBackward())
-    // redis: a live writer signs its own tail; only an orphaned one is sealed as recovered
-    const othersAlive = (await this.store.othersAlive?.()) ?? false
+    const { tail, orphaned } = await this.unsignedTail()
     this.head = head
     this.unsigned = tail.entries
     const note: CheckpointNote = {}
@@ -260,7 +265,7 @@ export class AuditWriter {
       note.lostHead = signed
       this.options.log?.error(`audit: ${notReached}: records were cut off or replaced while no writer ran; the next checkpoint records the lost head, and audit verify reports it`)
     }
-    if (tail.entries > 0 && !othersAlive) {
+    if (orphaned) {
       note.recovered = true
       const where = `after ${tail.checkpoint.seq ? `the last checkpoint (seq ${tail.checkpoint.seq})` : 'the start'}`
       if (tail.problem) this.options.log?.error(`audit: the ${tail.entries} unsigned entries ${where} do not verify as a chain (${tail.problem}); sealed as recovered, and audit verify names the break`)
@@ -269,6 +274,29 @@ export class AuditWriter {
     this.connected = true
     const marked = note.lostHead || note.recovered
     if (marked || this.unsigned > 0) this.queue.unshift({ kind: 'checkpoint', note: marked ? note : undefined })
+  }
+
+  /**
+   * The entries after the last checkpoint, and whether their writer is gone. On redis another
+   * writer may be alive to sign them; a crashed one still looks alive for a few seconds, so wait
+   * (bounded) until the tail gets signed or the other writers' announcements expire.
+   */
+  private async unsignedTail(): Promise<{ tail: UnsignedTail; orphaned: boolean }> {
+    let tail = await scanUnsignedTail(this.store.linesBackward())
+    // asked even for an empty tail: on redis the question also announces this writer to the others
+    let others = (await this.store.othersAlive?.()) ?? false
+    if (tail.entries === 0) return { tail, orphaned: false }
+    const candidates = tail.newestSeq
+    const until = Date.now() + OTHERS_WAIT_MS
+    while (others) {
+      if (Date.now() > until) return { tail, orphaned: false }
+      await sleep(250)
+      tail = await scanUnsignedTail(this.store.linesBackward())
+      // a live writer signed them: nothing is orphaned (what follows is that writer's own tail)
+      if (tail.checkpoint.seq > candidates) return { tail, orphaned: false }
+      others = await this.store.othersAlive!()
+    }
+    return { tail, orphaned: tail.entries > 0 }
   }
 
   private push(item: Item): void {
@@ -444,14 +472,14 @@ export class AuditWriter {
   /** A write or open failed: logged once per outage, the rest only updates the reason. */
   private failed(err: unknown): void {
     this.stats.failures++
-    const reason = describeError(err)
+    const reason = describeError(err, true)
     if (this.failing) {
       this.failing.reason = reason
       return
     }
     this.failing = { since: Date.now(), reason, refused: 0, dropped: 0 }
     const policy = (this.options.onFailure ?? 'refuse') === 'refuse' ? 'new requests are refused until it can' : 'requests are served meanwhile (onFailure serve)'
-    this.options.log?.error(`audit: cannot write the audit log: ${reason}; entries are held in memory and retried; ${policy} (logged once until it recovers)`)
+    this.options.log?.error(`audit: cannot write the audit log: ${describeError(err)}; entries are held in memory and retried; ${policy} (logged once until it recovers)`)
     // appends waiting for room would wait the whole outage: let them in (or drop them) now
     for (const w of this.waiters.splice(0)) w()
   }
