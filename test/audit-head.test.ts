@@ -14,6 +14,9 @@ import { demo } from '../plugins/vendors/demo.ts'
 import { audit, checkHeadSignature, formatVerifyResult, fsStore, listLogFiles, loadSigner, redisKeys, redisLogSource, redisStore, verifyAuditDir, verifyLog, type AuditOptions, type Signer } from '../plugins/audit/index.ts'
 import { hashOf, readSingleLog, recordOf, reseal, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
 
+/** the demo preset's other feature plugins: these tests need the audit plugin and a vendor only */
+const FEATURES = ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise']
+
 const dirs: string[] = []
 function newDir() {
   const d = tempDir()
@@ -48,7 +51,7 @@ async function verifyCommand(dataDir: string, opts: Record<string, unknown> = {}
 
 /** A proxy on fs storage in dataDir (so its storage outlives it), answering `n` requests. */
 async function proxyRun(dataDir: string, n: number, options: AuditOptions = {}) {
-  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, disable: ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise'], plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })] })
+  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, disable: FEATURES, plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })] })
   for (let i = 0; i < n; i++) {
     const res = await m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }) }))
     expect(res.status).toBe(200)
@@ -285,12 +288,37 @@ describe('verify fails when the log was cut (redis)', () => {
     expect((await verify()).problem).toMatchObject({ kind: 'truncated', message: expect.stringMatching(/^the log is empty/) })
   })
 
+  it('a writer that crashed moments ago still looks alive: the next one waits for its announcement to expire, then seals its tail as recovered', async () => {
+    const prefix = `test:${randomUUID()}:`
+    const keys = redisKeys(prefix)
+    const first = redisStore({ url, prefix })
+    await writeEntries(first, signer, 7, { checkpointEvery: 5, keepOpen: true })
+    // the first writer "dies": its connection goes, and a writer that never says goodbye is announced for 2 s more
+    await first.close()
+    const [sec, usec] = await redis.time()
+    await redis.zadd(keys.writers, Number(sec) * 1000 + Math.floor(Number(usec) / 1000) + 2000, 'crashed-writer')
+    const started = Date.now()
+    await writeEntries(redisStore({ url, prefix }), signer, 1, { from: 7 })
+    expect(Date.now() - started).toBeGreaterThan(1000)
+    const r = await verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] })
+    expect(r).toMatchObject({ ok: true, entries: 8, recovered: 2, recoveredRanges: [{ from: 7, to: 8 }] })
+  })
+
+  it('a live writer signs its own tail: a second writer opening meanwhile does not mark it recovered', async () => {
+    const prefix = `test:${randomUUID()}:`
+    const live = await writeEntries(redisStore({ url, prefix }), signer, 7, { checkpointEvery: 5, keepOpen: true, checkpointSeconds: 0.5 })
+    await writeEntries(redisStore({ url, prefix }), signer, 1, { from: 7 })
+    await live.close()
+    const r = await verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] })
+    expect(r).toMatchObject({ ok: true, entries: 8, recovered: 0, unsignedTail: 0 })
+  })
+
   it('the list and its append head deleted under a running proxy: the next checkpoint records the lost head', async () => {
     const prefix = `test:${randomUUID()}:`
     const keys = redisKeys(prefix)
     const dataDir = newDir()
     const log = quietLogger()
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }), demo({ latencyMs: 0 })] }, { logger: log.logger })
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, disable: FEATURES, plugins: [audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }), demo({ latencyMs: 0 })] }, { logger: log.logger })
     const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }) }))
     for (let i = 0; i < 4; i++) expect((await ask(i)).status).toBe(200)
     await new Promise((r) => setTimeout(r, 100))
@@ -326,7 +354,7 @@ describe('witness', () => {
     const hook = `http://127.0.0.1:${(server.address() as { port: number }).port}/heads?token=t0ken`
     const dataDir = newDir()
     const log = quietLogger()
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })] }, { logger: log.logger })
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, disable: FEATURES, plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })] }, { logger: log.logger })
     const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `w${i}` }] }) }))
     try {
       for (let i = 0; i < 6; i++) expect((await ask(i)).status).toBe(200)
