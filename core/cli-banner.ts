@@ -11,7 +11,7 @@ export function bannerLines(mode: string, at: Listening, mesh: AgentMesh, config
   return [
     `AgentMesh ${VERSION} (${mode})`,
     `  listening on ${at.url}`,
-    ...at.networkURLs.map((u) => `  network      ${u}`),
+    ...at.networkURLs.map((u) => `  network   ${u}`),
     ...(at.note ? [`  note      ${at.note}`] : []),
     `  preset    ${config.preset}`,
     `  plugins   ${mesh.plugins.map((p) => p.name).join(' -> ') || '(none)'}`,

@@ -18,7 +18,7 @@ export interface Listening {
 export interface ListenOptions {
   port: number
   host: string
-  /** the port was chosen (--port): never move to another one */
+  /** the port was given with --port: never move to another one */
   fixedPort: boolean
   /** open the event stream in the browser (dev only) */
   open?: boolean
@@ -80,9 +80,9 @@ export async function listenServe(fetch: FetchHandler, opts: ListenOptions): Pro
 export async function listenDev(fetch: FetchHandler, opts: ListenOptions): Promise<Listening> {
   const { listen } = await import('listhen')
   const handler = serve({ fetch, manual: true, silent: true, gracefulShutdown: false }).node!.handler
-  // a chosen port is that port or an error (port 0: any free one); the default may move to the
-  // next free one. listhen would otherwise look for one in 3000-3100.
-  const range = (from: number, to: number): [number, number] => [from, to]
+  // a chosen port is that port or an error (port 0: any free one); otherwise the next free one
+  // of the 20 above it, then any. listhen would look in 3000-3100 instead.
+  const range = (from: number, to: number): [number, number] => [from, Math.min(to, 65535)]
   const port = opts.fixedPort
     ? { port: opts.port, verbose: false, ...(opts.port ? { random: false, alternativePortRange: range(opts.port, opts.port) } : {}) }
     : { port: opts.port, verbose: false, alternativePortRange: range(opts.port + 1, opts.port + 20) }

@@ -28,8 +28,6 @@ interface GlobalFlags {
 const print = (line: string) => process.stdout.write(line + '\n')
 const printErr = (line: string) => process.stderr.write(line + '\n')
 
-/** the default port: when it is busy and no --port was given, dev takes the next free one */
-const DEFAULT_PORT = 8080
 // a server outlives a reader that went away (`agentmesh serve | tee log`); a command does not
 let serving = false
 
@@ -163,8 +161,9 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: Jiti): Promi
   warmTokenizer()
   const fetch = (req: Request) => state.current.app.fetch(req)
   const { port, host } = loaded.config
-  // the default port gives way in dev when busy; a port the user chose (flag or config) does not
-  const fixedPort = flags.port !== undefined || port !== DEFAULT_PORT
+  // in dev the configured port gives way to the next free one when busy (as Vite's does); a port
+  // given with --port does not
+  const fixedPort = flags.port !== undefined
   const at = mode === 'dev' ? await listenDev(fetch, { port, host, fixedPort, open: flags.open }) : await listenServe(fetch, { port, host, fixedPort: true })
   serving = true
   // watch before announcing: a change made right after the banner must not be missed
@@ -192,7 +191,7 @@ function builtInCommands(cli: CAC, jiti: Jiti) {
   const serverCommand = (name: 'dev' | 'serve' | '', description: string) => {
     const c = cli
       .command(name, description)
-      .option('--port <port>', 'Port to listen on (default 8080; dev takes the next free one when 8080 is busy)')
+      .option('--port <port>', 'Port to listen on, this one or fail (default 8080, or the config\'s; dev takes the next free one when that is busy)')
       .option('--host <host>', 'Address to bind (default 127.0.0.1)')
       .option('--team-limit <team=tokens>', 'Daily token limit for a team; repeat for several teams')
       .option('--warn-at <pct>', 'Warn when a budget reaches this percentage (default 80)')
