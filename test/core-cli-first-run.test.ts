@@ -78,11 +78,11 @@ function project(files: Record<string, string> = {}): string {
   return dir
 }
 
-/** Listen on a port so that it is busy; EADDRINUSE means something else already holds it, which does as well. */
+/** A free port, held by this process until the suite ends, so that it is busy. */
 function holdPort(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer()
-    srv.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(port) : reject(err)))
+    srv.once('error', reject)
     srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
       servers.push(srv)
       resolve((srv.address() as { port: number }).port)
@@ -101,7 +101,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
 
-const ownConfig = (tag: string) => `import { defineConfig, definePlugin } from 'agentmesh'
+const ownConfig = (tag: string, port: number) => `import { defineConfig, definePlugin } from 'agentmesh'
 import type { MeshContext } from 'agentmesh'
 import { normalise } from 'agentmesh/plugins/normalise'
 
@@ -112,21 +112,23 @@ const tagAnswers = definePlugin({
 
 export default defineConfig({
   extends: ['agentmesh/presets/demo'],
+  port: ${port},
   disable: ['semantic-cache'],
   plugins: [tagAnswers, normalise()],
 })
 `
 
 describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
-  it('dev in a folder of its own (no node_modules): imports from agentmesh, next steps that work as printed, the next free port, --open, reload', async () => {
-    const cwd = project({ 'agentmesh.config.ts': ownConfig('v1') })
+  it('dev in a folder of its own (no node_modules): imports from agentmesh, next steps that work as printed, the next free port when the configured one is busy, --open, reload', async () => {
+    // the config's port is busy (held here: 8080 itself may come and go on a shared machine), so
+    // dev takes the next free one, as it does for the default 8080
+    const busy = await holdPort(0)
+    const cwd = project({ 'agentmesh.config.ts': ownConfig('v1', busy) })
     // outside the repo, and nothing on the way up could resolve 'agentmesh' the ordinary way
     expect(cwd.startsWith(ROOT)).toBe(false)
     for (let d = cwd; d !== dirname(d); d = dirname(d)) expect(existsSync(join(d, 'node_modules', 'agentmesh')), d).toBe(false)
     expect(existsSync(join(cwd, 'node_modules'))).toBe(false)
 
-    // the default port is busy (held here, or by something else): dev takes another one
-    await holdPort(8080)
     const opened = join(cwd, 'opened.txt')
     writeFileSync(join(cwd, 'browser.sh'), `#!/bin/sh\necho "$1" >> ${JSON.stringify(opened)}\n`, { mode: 0o755 })
     // listhen opens URLs through xdg-open on Linux, which falls back to $BROWSER with no desktop session
@@ -136,8 +138,8 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     const [, url] = await run.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/)
     await run.waitFor(/agentmesh\/events/)
     const banner = run.out()
-    expect(new URL(url!).port).not.toBe('8080')
-    expect(banner).toMatch(/port 8080 is in use/)
+    expect(new URL(url!).port).not.toBe(String(busy))
+    expect(banner).toContain(`port ${busy} is in use, so dev took ${new URL(url!).port}`)
     expect(banner).toMatch(/plugins\s+.*tag-answers.* -> vendor:demo\n/)
     expect(banner).toContain(`config    agentmesh.config.ts`)
 
@@ -167,7 +169,7 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     }
 
     // a reload loads the edited config with the same imports
-    writeFileSync(join(cwd, 'agentmesh.config.ts'), ownConfig('v2'))
+    writeFileSync(join(cwd, 'agentmesh.config.ts'), ownConfig('v2', busy))
     await run.waitFor(/config reloaded: plugins .*tag-answers/)
     const again = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'after the reload' }] })
     expect(again.headers.get('x-own-project')).toBe('v2')
