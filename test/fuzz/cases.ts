@@ -266,6 +266,22 @@ export function seedCase(s: Seed, target: Target): FuzzCase {
   return { seed: -1, index: -1, target, seedName: s.name, method: s.method, path: s.path, headers, body, bodyExpr: null, framing: 'content-length', upstream: {}, mutations: [] }
 }
 
+/**
+ * A request that fills the proxy's bounded caches (normalised text, token counts) with text of
+ * two-byte characters, the most memory a character-bounded cache can hold: filled before the
+ * memory baseline, such caches cannot pass for a leak afterwards.
+ */
+export function fillCase(target: Target, i: number): FuzzCase {
+  const seed = SEEDS.filter((s) => s.name.endsWith('.plain'))[i % 3]!
+  const text = `${i} ` + '模型测试缓存'.repeat(150_000)
+  const body = structuredClone(seed.body) as any
+  if (body.contents) body.contents[0].parts[0].text = text
+  else body.messages[0].content = text
+  const c = seedCase(seed, target)
+  c.headers.push(['cache-control', 'no-store'])
+  return { ...c, body: Buffer.from(JSON.stringify(body)) }
+}
+
 /** The request as bytes on the wire. */
 export function requestBytes(c: FuzzCase, port: number): Buffer {
   const lines = [`${c.method} ${c.path} HTTP/1.1`]

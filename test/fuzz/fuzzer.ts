@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.ts'
-import { generateCase, requestBytes, seedCase, type FuzzCase } from './cases.ts'
+import { fillCase, generateCase, requestBytes, seedCase, type FuzzCase } from './cases.ts'
 import { startChild, type ProxyChild } from './child.ts'
 import { sendRaw } from './client.ts'
 import { checkResponse, type Failure } from './oracle.ts'
@@ -25,9 +25,20 @@ export interface FuzzOptions {
   semantic?: boolean
   /** event-loop stall limit (default 100 ms) */
   stallMs?: number
-  /** growth of the heap after GC between warm-up and the end (default 24 MB) */
+  /**
+   * growth of the heap after GC between warm-up and the end (default 24 MB). Warm-up fills the
+   * character-bounded caches (normalised text, token counts) with two-byte text, so they are at
+   * their most before the baseline; what may still grow is the exact caches (2 MB each), the demo
+   * preset's memory storage (about 1 KB per distinct prompt) and quota counters for the teams a
+   * run invents: a few MB over the longest runs. 24 MB is several times that.
+   */
   heapBoundMb?: number
-  /** growth of RSS between warm-up and the end (default 64 MB) */
+  /**
+   * growth of RSS between warm-up and the end (default 128 MB). A 10 MB body costs 60-100 MB at
+   * its peak (the bytes, the string, the parsed body, the upstream copy, the echoed answer) and
+   * the allocator keeps freed pages: RSS moves by tens of MB with no leak. Beyond two such peaks
+   * the heap figure above says whether it is retained.
+   */
   rssBoundMb?: number
   /** write each case's request bytes here (with --case: the reproduction as a file) */
   dump?: string
@@ -77,9 +88,10 @@ const STATS_TIMEOUT_MS = 10_000
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** stats, or undefined when the child is dead or its event loop does not come back */
-async function statsOf(child: ProxyChild, o: { gc?: boolean; reset?: boolean } = {}): Promise<Stats | undefined> {
+async function statsOf(child: ProxyChild, o: { gc?: boolean; reset?: boolean; snapshot?: string } = {}): Promise<Stats | undefined> {
   let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), STATS_TIMEOUT_MS)))
+  // a heap snapshot of a few hundred MB takes a while on a busy machine
+  const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), o.snapshot ? 10 * STATS_TIMEOUT_MS : STATS_TIMEOUT_MS)))
   try {
     return await Promise.race([child.stats(o).catch(() => undefined), timeout])
   } finally {
@@ -125,7 +137,7 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
   mock.behaviour = { ...c.upstream }
   const errorsBefore = runnerTrouble.errors
   runnerTrouble.loop.reset()
-  await statsOf(child, { reset: true })
+  const before = await statsOf(child, { reset: true })
   child.takeLog()
   const port = child.ports[c.target]!
   const r = await sendRaw(port, requestBytes(c, port), { timeoutMs: CASE_TIMEOUT_MS, head: c.method === 'HEAD', abortAfterBytes: c.abort?.afterBytes, abortAfterMs: c.abort?.afterMs })
@@ -135,7 +147,11 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
   const crashed = !stats
   const mockTrouble = runnerTrouble.errors > errorsBefore || runnerTrouble.loop.max / 1e6 > 1000
   const failures = crashed ? [] : checkResponse(c, r, mockTrouble)
-  if (stats && stats.elMaxMs > stallMs) failures.push({ kind: `event-loop stall over ${stallMs} ms on ${sizeClass(c)}`, detail: `max delay ${stats.elMaxMs.toFixed(0)} ms` })
+  // a stall is the proxy's when it also spent that much CPU: on a busy machine the OS not
+  // scheduling the process delays its loop just the same
+  const cpuMs = stats && before ? stats.cpuMs - before.cpuMs : 0
+  const stalled = !!stats && stats.elMaxMs > stallMs && cpuMs >= stallMs
+  if (stalled) failures.push({ kind: `event-loop stall over ${stallMs} ms on ${sizeClass(c)}`, detail: `max delay ${stats.elMaxMs.toFixed(0)} ms, ${cpuMs.toFixed(0)} ms of CPU in the case` })
   return { failures, status: r.status, crashed, elMaxMs: stats?.elMaxMs ?? 0, log: child.takeLog() }
 }
 
@@ -169,13 +185,13 @@ export class Fuzzer {
   private async freshChild() {
     const child = await startChild({ upstream: this.mock.url, dataDir: mkdtempSync(join(this.dataDir, 'c-')), semantic: this.opts.semantic })
     this.mock.behaviour = {}
-    for (let round = 0; round < 3; round++) {
-      for (const s of SEEDS) {
-        for (const target of ['mock', 'demo'] as const) {
-          const port = child.ports[target]!
-          await sendRaw(port, requestBytes(seedCase(s, target), port), { timeoutMs: CASE_TIMEOUT_MS })
-        }
+    for (const target of ['mock', 'demo'] as const) {
+      const port = child.ports[target]!
+      for (let round = 0; round < 3; round++) {
+        for (const s of SEEDS) await sendRaw(port, requestBytes(seedCase(s, target), port), { timeoutMs: CASE_TIMEOUT_MS })
       }
+      // 10 x 900k characters: the normalise memo (8M characters) and the token caches are full
+      for (let i = 0; i < 10; i++) await sendRaw(port, requestBytes(fillCase(target, i), port), { timeoutMs: CASE_TIMEOUT_MS })
     }
     return child
   }
@@ -240,7 +256,7 @@ export class Fuzzer {
   private async replayStall(c: FuzzCase): Promise<boolean> {
     await delay(200)
     const again = await runCase(this.child, this.mock, c, this.stallMs)
-    return again.elMaxMs > this.stallMs
+    return again.failures.some((f) => f.kind.startsWith('event-loop stall'))
   }
 
   /** heap after GC and RSS of the current child (and a heap snapshot named `label` with --snapshots) */
@@ -262,7 +278,7 @@ function writeDump(dir: string, c: FuzzCase, ports: Record<string, number>) {
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const t0 = Date.now()
   const fz = new Fuzzer(opts)
-  const bounds = { heapMb: opts.heapBoundMb ?? 24, rssMb: opts.rssBoundMb ?? 64, stallMs: fz.stallMs }
+  const bounds = { heapMb: opts.heapBoundMb ?? 24, rssMb: opts.rssBoundMb ?? 128, stallMs: fz.stallMs }
   const deadline = opts.minutes ? t0 + opts.minutes * 60_000 : Infinity
   const total = opts.only !== undefined ? 1 : opts.cases ?? (opts.minutes ? Infinity : 2000)
   // warm-up (JIT, pools, caches filling) after each (re)start of the proxy; memory is compared from there

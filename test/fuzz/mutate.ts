@@ -3,7 +3,7 @@
 // not build as objects (200,000 levels of nesting would overflow the fuzzer's own stack). Each
 // splice keeps a JS expression of its text, so a reproduction can be printed in a few lines.
 import type { Rng } from './prng.ts'
-import { longText, randomValue, weirdString } from './values.ts'
+import { longText, randomLetters, randomLettersJs, randomValue, weirdString } from './values.ts'
 
 export interface Splice {
   text: string
@@ -111,6 +111,11 @@ export const BODY_MUTATORS: Array<{ name: string; weight: number; run(rng: Rng, 
   { name: 'huge-string', weight: 3, run(rng, d) {
     const n = rng.size(10_000, 8_000_000)
     const p = pickPath(rng, d, (v, p) => isString(v) && p.length > 0)
+    if (rng.chance(0.25)) {
+      const seed = rng.int(1, 2 ** 31)
+      setAt(d, p, splice(d, JSON.stringify(randomLetters(seed, n)), `JSON.stringify(${randomLettersJs(seed, n)})`))
+      return `${show(p)} := ${n} random letters (seed ${seed})`
+    }
     const t = longText(rng, n)
     const unit = t.slice(0, 16)
     setAt(d, p, splice(d, JSON.stringify(t), `JSON.stringify(${JSON.stringify(unit)}.repeat(${Math.ceil(n / unit.length)}).slice(0,${n}))`))

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createAgentMesh, type AgentMesh } from '../../core/app.ts'
+import { createTokenCounter } from '../../core/tokens.ts'
 import type { Plugin } from '../../core/types.ts'
 import { exactCache } from '../../plugins/exact-cache/index.ts'
 import { quota } from '../../plugins/quota/index.ts'
@@ -18,8 +19,8 @@ export function fuzzFeatures(): Plugin[] {
   return [
     // 'tiny' runs out after a few requests; every other team is unlimited
     quota({ limits: { teams: { tiny: { tokensPerDay: 3000 } } } }),
-    // capped so the memory bound can be tight: 8 MB of cached answers at most
-    exactCache({ maxBytes: 8 * 1024 * 1024 }),
+    // capped so the memory bound can be tight: 2 MB of cached answers at most
+    exactCache({ maxBytes: 2 * 1024 * 1024 }),
   ]
 }
 
@@ -52,6 +53,9 @@ async function main() {
     disable,
     plugins: [...fuzzFeatures(), demo({ latencyMs: 0, chunkDelayMs: 0 })],
   })
+  // the token counter's caches hold 8M characters per tokenizer family by default, more than the
+  // memory bound; the same counter with small caches keeps their fill out of the leak figures
+  for (const m of [solo, demoMesh]) m.mesh.tokens = createTokenCounter({ cacheChars: 500_000 })
   const servers = await Promise.all([solo, demoMesh].map((m: AgentMesh) => m.listen({ port: 0, host: '127.0.0.1' })))
   serveStats()
   const stop = async () => {

@@ -32,6 +32,23 @@ export function longText(rng: Rng, n: number): string {
   return unit.repeat(Math.max(1, Math.ceil(n / unit.length))).slice(0, n)
 }
 
+/**
+ * n random lowercase letters from a small LCG: text no cache has seen, one long "word" (what
+ * content-keyed caches and tokenizers retain most of). The JS source below makes the same text,
+ * for printed reproductions.
+ */
+export function randomLetters(seed: number, n: number): string {
+  let a = seed >>> 0
+  const out = Buffer.allocUnsafe(n)
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1103515245) + 12345) >>> 0
+    out[i] = 97 + ((a >>> 16) % 26)
+  }
+  return out.toString('latin1')
+}
+export const randomLettersJs = (seed: number, n: number) =>
+  `(()=>{let a=${seed >>> 0};const o=Buffer.allocUnsafe(${n});for(let i=0;i<${n};i++){a=(Math.imul(a,1103515245)+12345)>>>0;o[i]=97+((a>>>16)%26)}return o.toString('latin1')})()`
+
 /** A JSON value of a random type (what a wrong-type mutation puts in place of a field). */
 export function randomValue(rng: Rng): unknown {
   switch (rng.int(0, 11)) {
