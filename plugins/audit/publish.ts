@@ -11,7 +11,7 @@ export interface HeadTarget {
   write(head: SignedHead): Promise<void>
   /** targets that can be read back: the writer checks the log against them at open */
   read?(): Promise<string | object | null | undefined>
-  /** least time between two writes (witnesses: 1 s) */
+  /** least time between two writes (default: the publisher's; witnesses: 1 s) */
   minIntervalMs?: number
   /** a write or read taking longer fails (default 5 s) */
   timeoutMs?: number
@@ -55,6 +55,11 @@ export class HeadPublisher {
     /** makes the log durable up to what was appended (a head must never be ahead of the log on disk) */
     private sync: () => Promise<void>,
     private log?: Log,
+    /**
+     * least time between two writes to a target that sets none: under load checkpoints come
+     * faster than a head needs to move (each write costs two fsyncs), the newest one wins
+     */
+    private minIntervalMs = 250,
   ) {
     this.states = targets.map((target) => ({ target, writtenSeq: 0, lastAt: 0, attempt: 0 }))
   }
@@ -124,7 +129,7 @@ export class HeadPublisher {
   }
 
   private async writeOne(s: TargetState): Promise<void> {
-    const wait = s.lastAt + (s.target.minIntervalMs ?? 0) - Date.now()
+    const wait = s.lastAt + (s.target.minIntervalMs ?? this.minIntervalMs) - Date.now()
     if (wait > 0) await sleep(wait)
     if (s.failingSince) await sleep(Math.min(500 * 2 ** s.attempt, 30_000))
     if (this.stopped) return

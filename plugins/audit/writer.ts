@@ -38,6 +38,8 @@ export interface WriterOptions {
   publicKeys?: PublicKeyInfo[]
   /** longest pause between two attempts on a failing store, ms (default 1000) */
   retryMaxMs?: number
+  /** least time between two writes of the signed head beside the log and in storage, ms (default 250; witnesses: 1 s) */
+  headIntervalMs?: number
   log?: { warn: (msg: string, data?: Record<string, unknown>) => void; error: (msg: string, data?: Record<string, unknown>) => void }
 }
 
@@ -149,7 +151,7 @@ export class AuditWriter {
     this.batchMax = options.batchMax ?? 1000
     this.checkpointMs = (options.checkpointSeconds ?? 1) * 1000
     const own: HeadTarget = { name: store.name === 'fs' ? 'head.json beside the log' : 'the signed-head key beside the log', write: (h) => store.writeHead(h), read: () => store.readHead() }
-    this.heads = new HeadPublisher([own, ...(options.headTargets ?? [])], signer, () => store.sync(), options.log)
+    this.heads = new HeadPublisher([own, ...(options.headTargets ?? [])], signer, () => store.sync(), options.log, options.headIntervalMs)
   }
 
   /**
