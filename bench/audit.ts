@@ -1,6 +1,7 @@
-// bench:audit: append 100,000 entries through the real writer (fs store, default fsync policy
-// and checkpoints), then time a full verify of the log.
-//   node bin/run-ts.mjs bench/audit.ts [--entries N] [--fsync always|checkpoint|never]
+// bench:audit: append 100,000 entries through the real writer (fs store, default fsync policy,
+// checkpoints and head publishing), time a full verify of the log, then what one checkpoint with
+// its signed head costs (the price of checkpointing every second).
+//   node bin/run-ts.mjs bench/audit.ts [--entries N] [--fsync always|checkpoint|never] [--checkpoint-seconds S]
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import os, { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +14,8 @@ const arg = (name: string) => {
 }
 const N = Number(arg('entries') ?? 100_000)
 const fsync = (arg('fsync') ?? 'always') as FsyncPolicy
+// the writer's default unless given
+const checkpointSeconds = arg('checkpoint-seconds') === undefined ? undefined : Number(arg('checkpoint-seconds'))
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-audit-'))
 const teams = ['engineering', 'research', 'support', 'marketing']
 const models = ['gpt-4o-mini', 'claude-haiku-4-5', 'gemini-2.0-flash', 'gpt-4o']
@@ -45,11 +48,40 @@ function entry(i: number): AuditEntry {
   }
 }
 
+/**
+ * CPU and wall time of one checkpoint with its head published (sign, write, fsync, head.json),
+ * as the difference between rounds of one entry each with and without a checkpoint.
+ */
+async function checkpointCost(signer: ReturnType<typeof loadSigner>, rounds: number) {
+  const round = async (withCheckpoint: boolean) => {
+    const d = mkdtempSync(join(dir, 'cp-'))
+    // every head written (no rate limit), to price each one
+    const w = new AuditWriter(fsStore({ dir: d, fsync }), signer, { checkpointSeconds: 0, checkpointEvery: 1e9, headIntervalMs: 0 })
+    await w.open()
+    const cpu0 = process.cpuUsage()
+    const t0 = performance.now()
+    for (let i = 0; i < rounds; i++) {
+      w.append(entry(i))
+      if (withCheckpoint) w.checkpoint()
+      // waits for the write and, with a checkpoint, for its head to be published
+      await w.flush()
+    }
+    const cpu = process.cpuUsage(cpu0)
+    const wallMs = performance.now() - t0
+    await w.close()
+    return { cpuUs: (cpu.user + cpu.system) / rounds, wallMs: wallMs / rounds }
+  }
+  const plain = await round(false)
+  const cp = await round(true)
+  return { cpuUs: cp.cpuUs - plain.cpuUs, wallMs: cp.wallMs - plain.wallMs }
+}
+
 try {
   const signer = loadSigner(dir)
-  const writer = new AuditWriter(fsStore({ dir, fsync }), signer, { checkpointSeconds: 0 })
+  const writer = new AuditWriter(fsStore({ dir, fsync }), signer, { checkpointSeconds })
   await writer.open()
   const entries = Array.from({ length: N }, (_, i) => entry(i))
+  const appendCpu0 = process.cpuUsage()
   const t0 = performance.now()
   for (const e of entries) {
     const wait = writer.append(e)
@@ -57,6 +89,7 @@ try {
   }
   await writer.close()
   const appendMs = performance.now() - t0
+  const appendCpu = process.cpuUsage(appendCpu0)
   const bytes = listLogFiles(dir).reduce((n, f) => n + statSync(f.path).size, 0)
 
   const t1 = performance.now()
@@ -64,11 +97,15 @@ try {
   const result = await verifyAuditDir(dir)
   const verifyMs = performance.now() - t1
   const cpu = process.cpuUsage(cpu0)
-  if (!result.ok || result.entries !== N) throw new Error(`verify failed: ${JSON.stringify(result)}`)
+  if (!result.ok || result.entries !== N || result.heads === 0) throw new Error(`verify failed: ${JSON.stringify(result)}`)
+  const cp = await checkpointCost(signer, 300)
   console.log(`log: ${N} entries + ${result.checkpoints} checkpoints, ${(bytes / 1e6).toFixed(1)} MB in ${listLogFiles(dir).length} file(s), fsync=${fsync}`)
+  console.log(`append: ${((appendCpu.user + appendCpu.system) / N).toFixed(1)} µs CPU per entry`)
   // CPU time too: on a shared machine wall time mostly measures the neighbours
   console.log(`verify: ${Math.round((cpu.user + cpu.system) / 1000)} ms CPU, load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores`)
-  console.log(`bench:audit entries=${N} verify_ms=${Math.round(verifyMs)} append_per_s=${Math.round(N / (appendMs / 1000))}`)
+  // one checkpoint a second (the default) costs this much CPU per second of running
+  console.log(`checkpoint with its signed head: ${Math.round(cp.cpuUs)} µs CPU, ${cp.wallMs.toFixed(2)} ms wall (fsync=${fsync}); once a second that is ${(cp.cpuUs / 1e4).toFixed(3)}% of a core`)
+  console.log(`bench:audit entries=${N} verify_ms=${Math.round(verifyMs)} append_per_s=${Math.round(N / (appendMs / 1000))} checkpoint_cpu_us=${Math.round(cp.cpuUs)}`)
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
