@@ -82,6 +82,20 @@ function connect(url: string): AuditRedis {
   return client
 }
 
+/** Connect, failing with the cause (ECONNREFUSED ...) rather than ioredis's "Connection is closed." */
+async function connected(client: Redis): Promise<void> {
+  let cause: Error | undefined
+  const keep = (err: Error) => void (cause ??= err)
+  client.on('error', keep)
+  try {
+    await client.connect()
+  } catch (err) {
+    throw cause ?? err
+  } finally {
+    client.off('error', keep)
+  }
+}
+
 async function* listBackward(client: Redis, key: string): AsyncGenerator<Buffer> {
   const STEP = 1000
   for (let end = (await client.llen(key)) - 1; end >= 0; end -= STEP) {
@@ -109,7 +123,7 @@ export function redisStore(options: RedisStoreOptions): AuditStore {
       // a retry after a failed open must not leave the earlier client (and its reconnect loop) behind
       client?.disconnect()
       client = connect(options.url)
-      await client.connect()
+      await connected(client)
       return head()
     },
     async append(lines, expected, next): Promise<AppendResult> {
@@ -141,6 +155,8 @@ export function redisStore(options: RedisStoreOptions): AuditStore {
       const c = client
       client = undefined
       if (!c) return
+      // a client that never connected (redis down) would wait on its reconnect loop: drop it
+      if (c.status !== 'ready') return c.disconnect()
       await c.zrem(keys.writers, writerId).catch(() => {})
       await c.quit().catch(() => c.disconnect())
     },

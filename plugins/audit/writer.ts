@@ -319,6 +319,8 @@ export class AuditWriter {
     // let the current tick's appends join this batch
     await new Promise<void>((r) => setImmediate(r))
     for (let attempt = 0; !this.connected; ) {
+      // shutting down with nothing to write: no reason to wait for the store
+      if (this.closing && !this.queue.some((i) => i.kind === 'request')) return
       try {
         await this.connect()
         if (!this.queue.length) this.recovered()
