@@ -34,7 +34,8 @@ function cli(args: string[], cwd: string): Run {
   let err = ''
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (err += d))
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  // 'close', not 'exit': under load the last stderr line can arrive after the process has exited
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)))
   return {
     child,
     out: () => out,
