@@ -1,3 +1,4 @@
+import './test/setup/redis.ts'
 import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
