@@ -1,8 +1,10 @@
-// npm run bench:soak -- [--minutes 10] [--concurrency 16] [--rps 400] [--semantic] [--snapshots DIR]
+// npm run bench:soak -- [--minutes 10] [--concurrency 16] [--rps 400] [--semantic] [--snapshots DIR] [--distinct]
 // Memory under load: the proxy (solo preset: keys, quota, exact cache, audit) in a child process
 // run with --expose-gc, the mock upstream and the traffic here. Mixed traffic for the given time;
 // RSS and heap after GC at the end of warm-up and at the end, sampled every 30 s between, and one
-// summary line. With --snapshots, heap snapshots at both points to compare in DevTools.
+// summary line. With --snapshots, heap snapshots at both points (compare them with
+// bench/lib/soak-heapdiff.ts or DevTools). Prompts come from a bounded pool, so caches keyed by
+// prompt text are full after warm-up; --distinct makes every prompt new, to see those caches fill.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     rps: { type: 'string', default: '400' },
     semantic: { type: 'boolean' },
     snapshots: { type: 'string' },
+    distinct: { type: 'boolean' },
   },
 })
 const minutes = Number(values.minutes)
@@ -64,8 +67,8 @@ async function main() {
   const warmMs = Math.min(60_000, minutes * 60_000 * 0.2)
   const tally = newTally()
   let stopped = false
-  console.log(`soak: ${minutes} min, ${concurrency} connections, ${rps || 'unpaced'} rps target, warm-up ${(warmMs / 1000).toFixed(0)} s; proxy pid ${child.proc.pid}`)
-  const traffic = drive(port, { concurrency, rps, until: () => stopped || Date.now() >= end, tally })
+  console.log(`soak: ${minutes} min, ${concurrency} connections, ${rps || 'unpaced'} rps target, warm-up ${(warmMs / 1000).toFixed(0)} s, ${values.distinct ? 'every prompt new' : 'bounded prompt pool'}; proxy pid ${child.proc.pid}`)
+  const traffic = drive(port, { concurrency, rps, until: () => stopped || Date.now() >= end, tally, distinct: values.distinct })
   const samples: Stats[] = []
   let warm: Stats | undefined
   const sampler = (async () => {
@@ -87,6 +90,7 @@ async function main() {
   const seconds = (Date.now() - t0) / 1000
   printTally(tally, seconds - 2)
   console.log(`rss: ${mb(warm!.rss)} MB after warm-up, ${mb(last.rss)} MB at the end (${signed(last.rss - warm!.rss)} MB); heap after GC: ${mb(warm!.heapUsed)} -> ${mb(last.heapUsed)} MB (${signed(last.heapUsed - warm!.heapUsed)} MB)`)
+  if (snapshotDir) console.log('(writing a heap snapshot grows RSS by a few hundred MB: read the heap figures, or run again without --snapshots for RSS)')
   console.log(`soak: ${minutes} min, ${tally.total} requests, rss ${signed(last.rss - warm!.rss)} MB, heap after gc ${signed(last.heapUsed - warm!.heapUsed)} MB`)
   await child.stop()
   await mock.close()

@@ -15,7 +15,7 @@ export const KINDS: Array<{ kind: Kind; weight: number }> = [
 /** a team whose small budget runs out early in the run (see bench/lib/soak-server.ts) */
 export const SMALL_TEAM = 'soak-small'
 // distinct prompts that go upstream (no-store) and that hit the cache: both pools are bounded
-const PLAIN_PROMPTS = 5000
+const PLAIN_PROMPTS = 2000
 const HIT_PROMPTS = 40
 
 export interface Tally {
@@ -35,10 +35,12 @@ interface Req {
 let counter = 0
 const PROTOCOLS = ['openai', 'anthropic', 'gemini'] as const
 
-function build(kind: Kind, n: number): Req {
+function build(kind: Kind, n: number, distinct: boolean): Req {
   const protocol = PROTOCOLS[n % 3]!
   const stream = kind === 'stream' || kind === 'aborted'
-  const prompt = kind === 'hit' ? `soak cached question ${n % HIT_PROMPTS}` : `soak question ${n % PLAIN_PROMPTS}: what is ${n % 97} times ${n % 89}?`
+  // every part from k: the pool stays bounded (caches keyed by prompt text fill once, in warm-up)
+  const k = distinct ? n : n % PLAIN_PROMPTS
+  const prompt = kind === 'hit' ? `soak cached question ${n % HIT_PROMPTS}` : `soak question ${k}: what is ${k % 97} times ${k % 89}?`
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'x-agentmesh-team': kind === 'blocked' ? SMALL_TEAM : `soak-team-${n % 3}`,
@@ -53,8 +55,8 @@ function build(kind: Kind, n: number): Req {
 }
 
 /** One request; an aborted client hangs up at its first streamed byte. Resolves to the status or error code. */
-function send(agent: Agent, port: number, kind: Kind): Promise<string> {
-  const r = build(kind, counter++)
+function send(agent: Agent, port: number, kind: Kind, distinct: boolean): Promise<string> {
+  const r = build(kind, counter++, distinct)
   return new Promise((resolve) => {
     const req = request({ host: '127.0.0.1', port, method: 'POST', path: r.path, agent, headers: { ...r.headers, 'content-length': Buffer.byteLength(r.body) } }, (res) => {
       const status = String(res.statusCode)
@@ -84,9 +86,10 @@ function pickKind(n: number): Kind {
 
 /**
  * Drive traffic until `until()` says stop: `concurrency` workers, paced to about `rps` requests a
- * second overall (0 = as fast as they go).
+ * second overall (0 = as fast as they go). `distinct`: every plain and streamed prompt new, which
+ * measures the prompt-keyed caches filling up rather than leaks.
  */
-export async function drive(port: number, opts: { concurrency: number; rps: number; until: () => boolean; tally: Tally }): Promise<void> {
+export async function drive(port: number, opts: { concurrency: number; rps: number; until: () => boolean; tally: Tally; distinct?: boolean }): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency })
   const gap = opts.rps > 0 ? 1000 / opts.rps : 0
   let next = performance.now()
@@ -99,7 +102,7 @@ export async function drive(port: number, opts: { concurrency: number; rps: numb
         if (wait > 0) await new Promise((r) => setTimeout(r, wait))
       }
       const kind = pickKind(n++)
-      const outcome = await send(agent, port, kind)
+      const outcome = await send(agent, port, kind, !!opts.distinct)
       opts.tally.byKind[kind][outcome] = (opts.tally.byKind[kind][outcome] ?? 0) + 1
       opts.tally.total++
     }
