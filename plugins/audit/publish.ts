@@ -28,14 +28,19 @@ interface TargetState {
   attempt: number
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref())
+/** a pause something waits for (settle, close): it keeps the process alive until it ends */
+const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+/** a failing target's backoff: nobody waits for it, and it must not hold a finished process open */
+const backoff = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref())
 
-/** the promise, or a rejection after ms; the late result is ignored, not left unhandled */
+/**
+ * The promise, or a rejection after ms; the late result is ignored, not left unhandled. The
+ * timer keeps the process alive (someone awaits it) and is cleared as soon as either settles.
+ */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
-    timer.unref()
   })
   p.catch(() => {})
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
@@ -130,8 +135,8 @@ export class HeadPublisher {
 
   private async writeOne(s: TargetState): Promise<void> {
     const wait = s.lastAt + (s.target.minIntervalMs ?? this.minIntervalMs) - Date.now()
-    if (wait > 0) await sleep(wait)
-    if (s.failingSince) await sleep(Math.min(500 * 2 ** s.attempt, 30_000))
+    if (wait > 0) await pause(wait)
+    if (s.failingSince) await backoff(Math.min(500 * 2 ** s.attempt, 30_000))
     if (this.stopped) return
     const head = this.latest!
     s.lastAt = Date.now()
