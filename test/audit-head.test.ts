@@ -1,6 +1,7 @@
 // Cutting the audit log is caught: the signed head kept beside the log, in mesh storage and with
 // a witness, against truncation, emptying and deletion; a tail left unsigned by a crash is sealed
 // as recovered, reported apart, and fails --strict.
+import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { appendFileSync, existsSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -240,6 +241,29 @@ describe('the signed head file', () => {
     expect(existsSync(join(dir, 'head.json.tmp'))).toBe(false)
     appendFileSync(join(dir, 'head.json'), '{"v":1')
     expect((await verifyAuditDir(dir)).problem).toMatchObject({ kind: 'bad-head' })
+  })
+
+  it('a short-lived process that writes a log and closes it exits normally, its head written', async () => {
+    const dir = newDir()
+    const script = join(newDir(), 'write.ts')
+    const root = join(import.meta.dirname, '..')
+    writeFileSync(script, [
+      `import { AuditWriter, fsStore, loadSigner } from ${JSON.stringify(join(root, 'plugins/audit/index.ts'))}`,
+      `import { sampleEntry } from ${JSON.stringify(join(root, 'test/audit-helpers.ts'))}`,
+      `const w = new AuditWriter(fsStore({ dir: ${JSON.stringify(dir)} }), loadSigner(${JSON.stringify(dir)}), { checkpointEvery: 2 })`,
+      'await w.open()',
+      // two heads in quick succession: the second waits out the interval between head writes
+      'for (let i = 0; i < 2; i++) w.append(sampleEntry(i))',
+      'await w.flush()',
+      'for (let i = 2; i < 5; i++) w.append(sampleEntry(i))',
+      'await w.close()',
+      "console.log('closed')",
+    ].join('\n'))
+    // a head write waiting on a timer that does not hold the process would end it mid-await (exit 13)
+    const run = spawnSync(process.execPath, [join(root, 'bin', 'run-ts.mjs'), script], { encoding: 'utf8', timeout: 30_000 })
+    expect({ status: run.status, stdout: run.stdout.trim() }).toEqual({ status: 0, stdout: 'closed' })
+    expect(await verifyAuditDir(dir)).toMatchObject({ ok: true, entries: 5, checkpoints: 3, heads: 1 })
+    expect(JSON.parse(readFileSync(join(dir, 'head.json'), 'utf8')).seq).toBe(8)
   })
 
   it('new entries after a restart advance it', async () => {
