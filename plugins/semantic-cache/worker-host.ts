@@ -1,9 +1,9 @@
-// Runs an embedder in a worker thread, so that a model call (65-100 ms for a short prompt with
-// USE-lite, in one synchronous run of tfjs) never holds the proxy's event loop. One worker per
-// embedder configuration per process, shared by every embedder object made with it (a model is
-// ~230 MB), started on first use and stopped when the last of them is closed. Calls run one at a
-// time, in order; a worker that dies or stops answering fails its call (the cache treats that as
-// a miss) and is replaced on the next one.
+// Runs an embedder in a worker thread, so that a model call (one synchronous run of tfjs: with
+// USE-lite 15-20 ms for a short question, 65-100 ms for a few thousand characters, minutes for
+// 100 KB) never holds the proxy's event loop. One worker per embedder configuration per process,
+// shared by every embedder object made with it (a model is ~230 MB), started on first use and
+// stopped when the last of them is closed. Calls run one at a time, in order; a worker that dies
+// or stops answering fails its call (the cache treats that as a miss) and is replaced on the next.
 import { Worker } from 'node:worker_threads'
 import type { Embedder } from './embedders.ts'
 
