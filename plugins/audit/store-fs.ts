@@ -245,44 +245,68 @@ async function* linesBackward(dir: string): AsyncGenerator<Buffer> {
   }
 }
 
+type Waiter = { resolve: () => void; reject: (err: Error) => void }
+
 /**
  * Group fsync: a write never waits for the previous batch's fsync (the page cache already
  * survives a killed process; fsync is for power loss), and batches written meanwhile share the
- * next one. So a slow disk does not hold entries back in the queue.
+ * next one. So a slow disk does not hold entries back in the queue. Whoever needs the log on
+ * disk (a signed head about to be published) waits for the next one too: one fsync at a time.
  */
 class GroupSync {
-  private syncing: Promise<void> | undefined
+  private inFlight: Promise<void> | undefined
   private again = false
   private failing = false
+  /** waiting for a sync that has not started yet */
+  private waiting: Waiter[] = []
   constructor(private datasync: (fh: FileHandle) => Promise<void>, private current: () => FileHandle | undefined, private warn?: (msg: string) => void) {}
 
   request(h: FileHandle): void {
-    if (this.syncing) {
-      this.again = true
-      return
-    }
-    this.syncing = this.datasync(h)
-      .then(() => {
-        this.failing = false
-      })
-      .catch((err: Error) => {
-        // once per run of failures: a sick disk would otherwise log every batch
-        if (!this.failing) this.warn?.(`audit: fsync failed: ${err.message}`)
-        this.failing = true
-      })
+    if (this.inFlight) this.again = true
+    else this.run(h)
+  }
+
+  /** resolves once a sync that started after this call has finished */
+  durable(h: FileHandle): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject })
+      this.request(h)
+    })
+  }
+
+  private run(h: FileHandle): void {
+    const mine = this.waiting.splice(0)
+    this.inFlight = this.datasync(h)
+      .then(
+        () => {
+          this.failing = false
+          for (const w of mine) w.resolve()
+        },
+        (err: Error) => {
+          // once per run of failures: a sick disk would otherwise log every batch
+          if (!this.failing) this.warn?.(`audit: fsync failed: ${err.message}`)
+          this.failing = true
+          for (const w of mine) w.reject(err)
+        },
+      )
       .finally(() => {
-        this.syncing = undefined
+        this.inFlight = undefined
         if (this.again && this.current() === h) {
           this.again = false
-          this.request(h)
+          this.run(h)
         }
       })
   }
 
-  /** wait for the fsync in flight, and drop a pending one (the caller syncs itself) */
+  /** wait for the sync in flight and drop a pending one: the caller syncs and closes the file itself */
   async idle(): Promise<void> {
-    while (this.syncing) await this.syncing
+    while (this.inFlight) await this.inFlight
     this.again = false
+  }
+
+  /** the caller's own sync of a file being closed stands for the one the waiters asked for */
+  settle(err?: Error): void {
+    for (const w of this.waiting.splice(0)) err ? w.reject(err) : w.resolve()
   }
 }
 
@@ -353,12 +377,7 @@ class FsStore implements AuditStore {
   async sync(): Promise<void> {
     const h = this.fh
     if (!h || this.fsync === 'never') return
-    try {
-      await this.io('datasync')(h)
-    } catch (err) {
-      // rotated or closed meanwhile: closing synced it
-      if (this.fh === h) throw err
-    }
+    await this.group.durable(h)
   }
 
   async readHead(): Promise<string | undefined> {
@@ -411,6 +430,10 @@ class FsStore implements AuditStore {
     try {
       await this.group.idle()
       if (this.fsync !== 'never') await this.io('datasync')(h)
+      this.group.settle()
+    } catch (err) {
+      this.group.settle(err as Error)
+      throw err
     } finally {
       await h.close()
     }
