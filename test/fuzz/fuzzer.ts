@@ -267,10 +267,18 @@ export class Fuzzer {
     return again.failures.some((f) => f.kind.startsWith('event-loop stall'))
   }
 
-  /** heap after GC and RSS of the current child (and a heap snapshot named `label` with --snapshots) */
-  memory(label?: string): Promise<Stats | undefined> {
+  /**
+   * heap after GC and RSS of the current child (and a heap snapshot named `label` with
+   * --snapshots). With a label (the compared points) GC runs twice, 2 s apart: the pages a full
+   * GC frees leave RSS a little later, and after 10 MB bodies that is tens of MB.
+   */
+  async memory(label?: string): Promise<Stats | undefined> {
     const snapshot = label && this.opts.snapshots ? join(this.opts.snapshots, `fuzz-${label}.heapsnapshot`) : undefined
     if (snapshot) mkdirSync(this.opts.snapshots!, { recursive: true })
+    if (label) {
+      await statsOf(this.child, { gc: true })
+      await delay(2000)
+    }
     return statsOf(this.child, { gc: true, ...(snapshot ? { snapshot } : {}) })
   }
 }
