@@ -246,9 +246,12 @@ export class Fuzzer {
 
   private async onCrash(c: FuzzCase, out: Outcome) {
     this.crashes++
+    // alive but not answering: its event loop is stuck (an endless loop, a pathological regex)
+    const stuck = this.child.alive()
+    if (stuck) this.child.proc.kill('SIGKILL')
     await this.child.exit.catch(() => undefined)
     const tail = this.child.tail()
-    const kind = `crash: ${crashKind(tail.slice(-8000))}`
+    const kind = stuck ? `stuck: the proxy did not answer for ${STATS_TIMEOUT_MS / 1000} s` : `crash: ${crashKind(tail.slice(-8000))}`
     if (this.failures.has(kind)) {
       this.failures.get(kind)!.count++
       this.child = await this.freshChild()
