@@ -247,9 +247,7 @@ export class Fuzzer {
   private async onCrash(c: FuzzCase, out: Outcome) {
     this.crashes++
     // alive but not answering: its event loop is stuck (an endless loop, a pathological regex)
-    const stuck = this.child.alive()
-    if (stuck) this.child.proc.kill('SIGKILL')
-    await this.child.exit.catch(() => undefined)
+    const stuck = await retire(this.child)
     const tail = this.child.tail()
     const kind = stuck ? `stuck: the proxy did not answer for ${STATS_TIMEOUT_MS / 1000} s` : `crash: ${crashKind(tail.slice(-8000))}`
     if (this.failures.has(kind)) {
@@ -260,7 +258,10 @@ export class Fuzzer {
     // the case alone, on a fresh proxy: was it this request, or something earlier?
     this.child = await this.freshChild()
     const again = await runCase(this.child, this.mock, c, this.stallMs)
-    if (again.crashed) this.child = await this.freshChild()
+    if (again.crashed) {
+      await retire(this.child)
+      this.child = await this.freshChild()
+    }
     this.record({ kind, detail: `proxy child exited during case ${c.index}` }, c, (out.log + tail.slice(-2000)).slice(-2000), again.crashed)
   }
 
@@ -284,6 +285,14 @@ export class Fuzzer {
     }
     return statsOf(this.child, { gc: true, ...(snapshot ? { snapshot } : {}) })
   }
+}
+
+/** a child that failed a case: killed if it still runs (stuck), then gone; true if it was stuck */
+async function retire(child: ProxyChild): Promise<boolean> {
+  const stuck = child.alive()
+  if (stuck) child.proc.kill('SIGKILL')
+  await child.exit
+  return stuck
 }
 
 function writeDump(dir: string, c: FuzzCase, ports: Record<string, number>) {
