@@ -1,7 +1,7 @@
 // createAgentMesh: config -> plugins in order -> hook bus -> h3 app. Small on purpose: protocol
 // adapters live in core/protocols, the request lifecycle in core/pipeline.ts, features in plugins/.
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import { resolve } from 'node:path'
 import { H3, type H3Event } from 'h3'
 import { createHooks } from 'hookable'
@@ -12,12 +12,13 @@ import { isStorageUnavailable } from './errors.ts'
 import { createEventBus, eventStreamResponse, teamFilter } from './events.ts'
 import { createRequestGuard, isJsonContentType, originAllowed } from './guard.ts'
 import { headerSafe } from './headers.ts'
+import { guardNodeServer } from './server-guard.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
 import { PluginError, handleLlmRequest, parseBody, resolveCallerIdentity, vendorTokenCount, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
-import { protocols } from './protocols/index.ts'
+import { protocolOfPath, protocols } from './protocols/index.ts'
 import { createMeshStorage } from './storage.ts'
 import { createTokenCounter } from './tokens.ts'
 import type { HealthCheck, HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshEvent, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
@@ -96,7 +97,24 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     emit: bus.emit,
     on: bus.on,
     addRoute(method, path, handler) {
-      app.on(method.toUpperCase() as 'GET', path, (event) => handler(event.req as Request, (event.context.params ?? {}) as Record<string, string>))
+      app.on(method.toUpperCase() as 'GET', path, async (event) => {
+        let res: Response
+        try {
+          res = await handler(event.req as Request, (event.context.params ?? {}) as Record<string, string>)
+        } catch (err) {
+          if (!isStorageUnavailable(err)) throw err
+          return jsonError(503, 'storage_unavailable', (err as Error).message, event.req.headers.get('origin'))
+        }
+        // plugins' routes answer with the request id too, like every other response
+        if (!res.headers.has('x-agentmesh-request-id')) {
+          try {
+            res.headers.set('x-agentmesh-request-id', randomUUID())
+          } catch {
+            // immutable headers (a fetched Response): answered as it is
+          }
+        }
+        return res
+      })
     },
     onClose(fn) {
       closers.push(fn)
@@ -273,7 +291,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     return eventStreamResponse(bus, request, internals.corsHeaders(event.req.headers.get('origin')), visible)
   })
   // unknown routes: a JSON 404 in the OpenAI error shape most clients read
-  app.all('/**', (event) => jsonError(404, 'not_found', `no route for ${event.req.method} ${event.url.pathname}`, event.req.headers.get('origin')))
+  app.all('/**', (event) => protocolError(event, protocolOfPath(event.url.pathname), 404, 'not_found_error', `no route for ${event.req.method} ${event.url.pathname.slice(0, 200)}`))
   // health: the process answers (200 while it runs) and what is degraded; ready: 503 while any
   // part the requests depend on is down, so a load balancer sends traffic elsewhere
   const checkAll = () => {
@@ -331,6 +349,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     async listen(opts = {}) {
       const server = serve({ fetch: (req: Request) => app.fetch(req), port: opts.port ?? config.port, hostname: opts.host ?? config.host, silent: true, gracefulShutdown: false })
       await server.ready()
+      guardNodeServer(server.node?.server as Server | undefined)
       const port = Number(new URL(server.url!).port)
       return { url: `http://${formatHost(opts.host ?? config.host)}:${port}`, port, close: () => server.close(true) as Promise<void> }
     },
@@ -354,12 +373,6 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
 
 const NOT_JSON = 'send the request body as JSON with content-type: application/json'
 
-/** The protocol a path belongs to, for errors answered before a route has run. */
-function protocolOfPath(path: string): ProtocolName {
-  if (path.startsWith('/v1beta/')) return 'gemini'
-  if (path.startsWith('/v1/messages')) return 'anthropic'
-  return 'openai'
-}
 
 function formatHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1'

@@ -1,6 +1,7 @@
 // Opening the socket for `agentmesh dev` (listhen) and `agentmesh serve` (srvx), with one clear
 // line when the port cannot be had.
 import { createServer } from 'node:net'
+import { guardNodeServer } from './server-guard.ts'
 import { serve } from 'srvx'
 import { ConfigError } from './config.ts'
 
@@ -68,6 +69,7 @@ export async function listenServe(fetch: FetchHandler, opts: ListenOptions): Pro
   } catch (err) {
     throw await listenError(opts.port, opts.host, err as NodeJS.ErrnoException)
   }
+  guardNodeServer(server.node?.server as import('node:http').Server | undefined)
   const port = Number(new URL(server.url!).port)
   return { url: localURL(opts.host, port), port, networkURLs: [], close: () => server.close(false) }
 }
@@ -104,6 +106,7 @@ export async function listenDev(fetch: FetchHandler, opts: ListenOptions): Promi
   } catch (err) {
     throw await listenError(opts.port, opts.host, err as NodeJS.ErrnoException)
   }
+  guardNodeServer(listener.server as import('node:http').Server)
   const actual = listener.address.port
   if (opts.fixedPort && opts.port && actual !== opts.port) {
     // get-port-please skips ports that browsers block (6000, 6665-6669 ...) and takes another

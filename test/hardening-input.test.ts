@@ -3,6 +3,7 @@
 // when it was not), and the trust boundaries (Host, Origin, content type, keys, events).
 import { readdirSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { escapeControls, createLogger } from '../core/log.ts'
@@ -365,5 +366,60 @@ describe('team: keys and events', () => {
     const opsIds = all.filter((e) => e.type === 'request' && e.data.identity.team === 'ops').map((e) => e.data.id)
     expect(mine.some((e) => opsIds.includes(e.data.id))).toBe(false)
     expect(mine.some((e) => e.type === 'error')).toBe(true)
+  })
+})
+
+describe('what Node would answer by itself', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
+  afterAll(async () => {
+    await proxy.close()
+    await mock.close()
+  })
+
+  /** one raw HTTP exchange: the proxy's whole answer as text */
+  const raw = (text: string) =>
+    new Promise<string>((resolve, reject) => {
+      // written, not ended: a half-closed client is one that left, and gets no answer
+      const socket = connect(proxy.port, '127.0.0.1', () => socket.write(text))
+      let out = ''
+      socket.on('data', (d) => (out += d))
+      socket.on('end', () => resolve(out))
+      socket.on('error', reject)
+    })
+
+  it('a header value with a control character: a 400 in the path\'s protocol, with the request id', async () => {
+    const res = await raw('POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-agentmesh-tool: a\u0001b\r\ncontent-length: 2\r\n\r\n{}')
+    expect(res).toMatch(/^HTTP\/1\.1 400 /)
+    expect(res).toMatch(/x-agentmesh-request-id: [0-9a-f-]{36}/)
+    expect(JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4))).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
+  })
+
+  it('CONNECT: a 405, not a dropped connection', async () => {
+    const res = await raw('CONNECT /v1beta/models/x:generateContent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    expect(res).toMatch(/^HTTP\/1\.1 405 /)
+    expect(JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4)).error.code).toBe(405)
+  })
+
+  it('HTTP/1.1 without Host reaches the app and is answered by it', async () => {
+    const body = JSON.stringify(OA('gpt-4o-mini'))
+    const res = await raw(`POST /v1/chat/completions HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    expect(res).toMatch(/^HTTP\/1\.1 200 /)
+  })
+
+  it('unknown routes answer in the path\'s protocol; plugins\' routes carry the request id', async () => {
+    await proxy.close()
+    await mock.close()
+    ;({ mock, proxy } = await startMockAndProxy({ config: { plugins: [virtualKeys()] } }))
+    const del = await fetch(proxy.url + '/v1/messages', { method: 'DELETE' })
+    expect(del.status).toBe(404)
+    expect((await del.json()).type).toBe('error')
+    const gem = await rawPost(proxy.url, '/v1beta/other/x', JSON.stringify(GE))
+    expect(gem.status).toBe(404)
+    expect(JSON.parse(gem.body).error.code).toBe(404)
+    const admin = await postJson(proxy.url + '/agentmesh/admin/keys', { team: 'x', user: 'y' })
+    expect(admin.status).toBeGreaterThanOrEqual(400)
+    expect(admin.headers.get('x-agentmesh-request-id')).toBeTruthy()
   })
 })

@@ -1,7 +1,7 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean', tools: 'array', tool_choice: 'object', temperature: 'number', top_p: 'number', top_k: 'integer',
@@ -62,7 +62,7 @@ export const anthropicProtocol: ProtocolAdapter = {
     if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
     const model = requireModel(body.model)
     if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ProtocolError('`messages` is required and must be a non-empty array')
-    if (body.max_tokens !== undefined && (!Number.isInteger(body.max_tokens) || body.max_tokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
+    if (body.max_tokens !== undefined && (!Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
     checkFieldTypes(body, FIELD_TYPES)
     let system = ''
     let hasImages = false
@@ -70,7 +70,8 @@ export const anthropicProtocol: ProtocolAdapter = {
     const messages: CanonicalMessage[] = body.messages.map((m: any, i: number) => {
       // a role the proxy does not know (Claude Code's mid-conversation `system`) is forwarded as
       // is; only a role that is not a string is the client's mistake
-      if (!isObject(m) || typeof m.role !== 'string') throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
+      if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
+      checkRole(m.role, `messages[${i}]`)
       const { text, extra, images } = blocksText(m.content, `messages[${i}].content`)
       hasImages ||= images
       // other roles stay in the cache partition and the estimate, tagged with their name

@@ -1,7 +1,7 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkModelName, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, checkModelName, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = { tools: 'array', toolConfig: 'object', generationConfig: 'object', safetySettings: 'array', systemInstruction: ['object', 'string'], system_instruction: ['object', 'string'] } as const
 const GENERATION_TYPES = { temperature: 'number', topP: 'number', topK: 'number', candidateCount: 'integer', stopSequences: 'array', seed: 'integer', responseMimeType: 'string' } as const
@@ -73,7 +73,7 @@ export const geminiProtocol: ProtocolAdapter = {
     let hasImages = false
     const messages: CanonicalMessage[] = body.contents.map((c: any, i: number) => {
       if (!isObject(c)) throw new ProtocolError(`contents[${i}] must be an object`)
-      if (c.role !== undefined && typeof c.role !== 'string') throw new ProtocolError(`contents[${i}].role must be a string`)
+      if (c.role !== undefined) checkRole(c.role, `contents[${i}]`)
       const { text, extra, images } = partsText(c.parts, `contents[${i}]`)
       hasImages ||= images
       const role = c.role === 'model' ? 'assistant' : c.role === 'function' ? 'tool' : 'user'
@@ -83,7 +83,7 @@ export const geminiProtocol: ProtocolAdapter = {
     // the REST API takes the proto field names too: generation_config.max_output_tokens
     const gen = isObject(body.generationConfig) ? body.generationConfig : isObject(body.generation_config) ? body.generation_config : {}
     const { maxOutputTokens = gen.max_output_tokens, max_output_tokens: _snake, responseMimeType, responseSchema, ...params } = gen
-    if (maxOutputTokens !== undefined && (!Number.isInteger(maxOutputTokens) || maxOutputTokens < 1)) throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
+    if (maxOutputTokens !== undefined && (!Number.isSafeInteger(maxOutputTokens) || maxOutputTokens < 1)) throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
     return {
       model: pathModel,
       system: isObject(sys) ? partsText(sys.parts ?? [], 'systemInstruction').text : typeof sys === 'string' ? sys : '',

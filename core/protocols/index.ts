@@ -11,3 +11,10 @@ export const protocols: Record<ProtocolName, ProtocolAdapter> = {
 }
 
 export { ProtocolError, type ProtocolAdapter, type StreamReader } from './shared.ts'
+
+/** The protocol a path belongs to, for errors answered before (or without) a route. */
+export function protocolOfPath(path: string): ProtocolName {
+  if (path.startsWith('/v1beta/')) return 'gemini'
+  if (path.startsWith('/v1/messages')) return 'anthropic'
+  return 'openai'
+}

@@ -1,7 +1,7 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean', stream_options: 'object', tools: 'array', functions: 'array', tool_choice: ['string', 'object'], response_format: 'object',
@@ -52,7 +52,8 @@ export const openaiProtocol: ProtocolAdapter = {
     const messages: CanonicalMessage[] = []
     let hasImages = false
     for (const [i, m] of body.messages.entries()) {
-      if (!isObject(m) || typeof m.role !== 'string') throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
+      if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
+      checkRole(m.role, `messages[${i}]`)
       const { text, extra, images } = contentText(m.content)
       hasImages ||= images
       if (m.role === 'system' || m.role === 'developer') { system.push(text); continue }
@@ -62,7 +63,7 @@ export const openaiProtocol: ProtocolAdapter = {
       messages.push({ role: m.role === 'function' ? 'tool' : known ? (m.role as CanonicalMessage['role']) : 'user', text, ...(extras.length ? { extra: extras.join('|') } : {}) })
     }
     const maxTokens = body.max_completion_tokens ?? body.max_tokens
-    if (maxTokens !== undefined && (!Number.isInteger(maxTokens) || maxTokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
+    if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
     return {
       model,
       system: system.join('\n'),

@@ -77,7 +77,7 @@ type FieldType = 'boolean' | 'number' | 'integer' | 'string' | 'array' | 'object
 const typeOk: Record<FieldType, (v: unknown) => boolean> = {
   boolean: (v) => typeof v === 'boolean',
   number: (v) => typeof v === 'number' && Number.isFinite(v),
-  integer: (v) => Number.isInteger(v),
+  integer: (v) => Number.isSafeInteger(v),
   string: (v) => typeof v === 'string',
   array: Array.isArray,
   object: isObject,
@@ -139,3 +139,13 @@ export function jsonDepthExceeds(text: string, limit = MAX_JSON_DEPTH): boolean 
 
 /** A 200 body from upstream that is not an answer of the protocol: the core answers 502. */
 export class NotAnAnswerError extends Error {}
+
+/** Roles are short words; a longer one would only travel into cache keys and logs. */
+export const ROLE_MAX_CHARS = 64
+
+/** A message's role: a string (any value, forwarded), of bounded length. */
+export function checkRole(role: unknown, where: string): string {
+  if (typeof role !== 'string') throw new ProtocolError(`${where} must be an object with a string \`role\``)
+  if (role.length > ROLE_MAX_CHARS) throw new ProtocolError(`${where}.role must be at most ${ROLE_MAX_CHARS} characters`)
+  return role
+}

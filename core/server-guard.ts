@@ -1,0 +1,56 @@
+// What Node answers by itself, before a request reaches the app: a header it cannot parse (a
+// control character in a value, an oversized head), a CONNECT, an `Expect` it does not know. Its
+// defaults are a bare 400 with no body, a dropped connection, a bare 417: answered here instead
+// with a JSON error and the request id, like every other answer.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { protocolOfPath, protocols } from './protocols/index.ts'
+
+/** the path of a request line in what the parser got ('POST /v1/messages HTTP/1.1'), if any */
+function pathOf(raw: Buffer | string | undefined): string {
+  const line = raw ? raw.toString('latin1', 0, 2048).split('\r\n', 1)[0]! : ''
+  return line.split(' ')[1] ?? '/'
+}
+
+/** an error in the protocol of the path it was sent to, as a whole HTTP/1.1 response */
+function rawReply(path: string, status: number, reason: string, type: string, message: string): string {
+  const body = JSON.stringify(protocols[protocolOfPath(path)].errorBody(status, type, message))
+  return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-agentmesh-request-id: ${randomUUID()}\r\nx-agentmesh-vendor: none\r\nx-agentmesh-tokens: 0\r\nx-agentmesh-cost-usd: 0.000000\r\nx-agentmesh-cache: bypass\r\nconnection: close\r\n\r\n${body}`
+}
+
+/** Install the answers on a Node HTTP server (srvx's or listhen's). */
+export function guardNodeServer(server: Server | undefined): void {
+  if (!server) return
+  // HTTP/1.1 without Host: Node would answer a bare 400 itself; the app answers it (browsers
+  // always send Host, so the DNS-rebinding check loses nothing)
+  ;(server as Server & { requireHostHeader?: boolean }).requireHostHeader = false
+  // the request URL is built from Host: without one, the address the client connected to
+  server.prependListener('request', (req: IncomingMessage) => {
+    if (req.headers.host) return
+    const { localAddress = '127.0.0.1', localPort } = req.socket
+    req.headers.host = `${localAddress.includes(':') ? `[${localAddress}]` : localAddress}:${localPort}`
+  })
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // a peer that went away needs no answer
+    if (err.code === 'ECONNRESET' || !socket.writable || (socket as any)._httpMessage?.headersSent) {
+      socket.destroy()
+      return
+    }
+    const big = err.code === 'HPE_HEADER_OVERFLOW'
+    const path = pathOf((err as { rawPacket?: Buffer }).rawPacket)
+    socket.end(big
+      ? rawReply(path, 431, 'Request Header Fields Too Large', 'invalid_request_error', 'request headers are too large')
+      : rawReply(path, 400, 'Bad Request', 'invalid_request_error', 'malformed HTTP request (a header value with a control character, or bad framing)'))
+  })
+  // CONNECT would otherwise close the connection without a word: this is not a forward proxy
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy())
+    socket.end(rawReply(req.url ?? '/', 405, 'Method Not Allowed', 'invalid_request_error', 'CONNECT is not supported: AgentMesh is an API endpoint, not a forward proxy'))
+  })
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify(protocols[protocolOfPath(req.url ?? '/')].errorBody(417, 'invalid_request_error', `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported`))
+    res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-agentmesh-request-id': randomUUID(), 'x-agentmesh-vendor': 'none', 'x-agentmesh-tokens': '0', 'x-agentmesh-cost-usd': '0.000000', 'x-agentmesh-cache': 'bypass' })
+    res.end(body)
+  })
+}
