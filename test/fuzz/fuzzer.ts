@@ -142,7 +142,8 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
   const port = child.ports[c.target]!
   const r = await sendRaw(port, requestBytes(c, port), { timeoutMs: CASE_TIMEOUT_MS, head: c.method === 'HEAD', abortAfterBytes: c.abort?.afterBytes, abortAfterMs: c.abort?.afterMs })
   // work after the response (afterResponse, a stream's settling) may be what fails
-  if (c.abort || c.upstream.cutAfterEvents !== undefined || r.error) await delay(30)
+  // (and a proxy that dies right after closing the connection takes a moment to exit)
+  if (c.abort || c.upstream.cutAfterEvents !== undefined || r.error || r.empty || !r.complete) await delay(50)
   const stats = await statsOf(child)
   const crashed = !stats
   const mockTrouble = runnerTrouble.errors > errorsBefore || runnerTrouble.loop.max / 1e6 > 1000
