@@ -637,19 +637,28 @@ export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshCon
     try {
       r = hooks[i]!(ctx)
     } catch (err) {
-      log.error((err as Error).message, { request: ctx.id })
+      logAfterFailure(log, ctx, err)
       continue
     }
     if (isThenable(r)) {
       return Promise.resolve(r).then(
         () => runAll(hooks, ctx, log, i + 1),
         (err) => {
-          log.error((err as Error).message, { request: ctx.id })
+          logAfterFailure(log, ctx, err)
           return runAll(hooks, ctx, log, i + 1)
         },
       )
     }
   }
+}
+
+/**
+ * A storage outage is logged once by the storage layer when it starts; the afterResponse hooks it
+ * fails (one per request in flight) would otherwise add a line each
+ */
+function logAfterFailure(log: Logger, ctx: MeshContext, err: unknown): void {
+  if (isStorageUnavailable(err) || (err instanceof PluginError && isStorageUnavailable(err.cause))) log.debug((err as Error).message, { request: ctx.id })
+  else log.error((err as Error).message, { request: ctx.id })
 }
 
 export function isThenable(v: unknown): v is PromiseLike<unknown> {

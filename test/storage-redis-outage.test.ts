@@ -13,7 +13,8 @@ import { createLogger } from '../core/log.ts'
 import { createMeshStorage } from '../core/storage.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
-import { clearVendorEnv, postJson, presetFeatures, tempDir } from './helpers/core-harness.ts'
+import { clearVendorEnv, postJson, presetFeatures, tempDir, until } from './helpers/core-harness.ts'
+import { semanticCache, type Embedder } from '../plugins/semantic-cache/index.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const ADMIN = 'outage-admin-token-0123456789'
@@ -301,6 +302,39 @@ describe('redis that is down when the proxy starts', () => {
       ])
     } finally {
       await store.close()
+      if (redis) await killed(redis)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('a proxy with the semantic cache, started while redis is down', () => {
+  it('starts (the index is rebuilt once redis is up) instead of failing at start', async () => {
+    const port = await freePort()
+    const dir = tempDir('agentmesh-late-semantic-')
+    // a stand-in for the sentence model: letter counts
+    const letters: Embedder = {
+      id: 'test-letters-16', dimension: 16, loaded: true, async load() {},
+      async embed(texts) {
+        return texts.map((t) => {
+          const v = new Float32Array(16)
+          for (let i = 0; i < t.length; i++) v[t.charCodeAt(i) % 16]! += 1
+          const norm = Math.hypot(...v) || 1
+          return v.map((x) => x / norm)
+        })
+      },
+    }
+    const lines: string[] = []
+    const mesh = await createAgentMesh({ preset: 'demo', dataDir: tempDir(), storage: { driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'late-sem' }, disable: ['audit', 'quota', 'keys', 'exact-cache'], plugins: [semanticCache({ embedder: letters, warmup: false })] }, { logger: createLogger('info', (l) => lines.push(l)) })
+    let redis: ChildProcess | undefined
+    try {
+      expect(lines.some((l) => l.includes('semantic-cache: storage unavailable at start'))).toBe(true)
+      redis = await startRedis(port, dir)
+      await until(() => lines.some((l) => l.includes('available again')), 'redis reconnect', 5000)
+      const res = await mesh.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello after the outage' }] }) }))
+      expect(res.status).toBe(200)
+    } finally {
+      await mesh.close()
       if (redis) await killed(redis)
       rmSync(dir, { recursive: true, force: true })
     }

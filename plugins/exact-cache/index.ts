@@ -1,6 +1,7 @@
 // exact-cache: serves a stored answer when the canonical request (see key.ts) was answered
 // before in the same scope. A hit is rendered by the core in the client's protocol (as a stream
 // when the client streams), bills 0 tokens and reports what it saved.
+import { isStorageUnavailable } from '../../core/errors.ts'
 import { randomUUID } from 'node:crypto'
 import { cacheControl } from '../../core/cache-control.ts'
 import { definePlugin } from '../../core/plugin.ts'
@@ -162,7 +163,8 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
             return r
           } catch (err) {
             // storage down: serve from upstream rather than fail the request
-            ctx.mesh.log.warn('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+            // a storage outage is logged once by the storage layer, not once per request here
+            ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
             return { status: 'miss' }
           }
         }
@@ -233,7 +235,7 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
       await store.set(meta.hash, entry)
       ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
     } catch (err) {
-      ctx.mesh.log.warn('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+      ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
     }
   }
 }

@@ -7,6 +7,7 @@ import type { CanonicalAnswer, Mesh, MeshContext, Plugin } from '../../core/type
 import { transformersEmbedder, useLiteEmbedder, type Embedder, type TransformersOptions } from './embedders.ts'
 import { createJudge, type JudgeSettings, type Vetoes } from './judge.ts'
 import { cacheControl } from '../../core/cache-control.ts'
+import { isStorageUnavailable } from '../../core/errors.ts'
 import { partitionOf, type Scope } from './partition.ts'
 import { SemanticStore, type LookupResult } from './store.ts'
 import { promptChars } from './text.ts'
@@ -247,13 +248,28 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
         maxBatch,
         ...(m.changes ? { changes: m.changes } : {}),
       })
-      const r = await s.rebuild()
-      if (r.loaded || r.corrupt) m.log.info('semantic-cache: index rebuilt from storage', { ...r, embedder: embedder.id })
+      const rebuild = async () => {
+        const r = await s.rebuild()
+        if (r.loaded || r.corrupt) m.log.info('semantic-cache: index rebuilt from storage', { ...r, embedder: embedder.id })
+      }
+      // storage down at start (redis not up yet): serve with an empty index and rebuild once it
+      // is back, rather than refuse to start
+      let retry: NodeJS.Timeout | undefined
+      try {
+        await rebuild()
+      } catch (err) {
+        if (!isStorageUnavailable(err)) throw err
+        m.log.warn('semantic-cache: storage unavailable at start; the index is rebuilt when it returns', { error: (err as Error).message })
+        retry = setInterval(() => {
+          rebuild().then(() => clearInterval(retry), () => {})
+        }, 5_000)
+        retry.unref()
+      }
       store = s
       if (options.warmup ?? true) embedder.load().catch((err) => m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }))
       const sweep = setInterval(() => s.sweep(), 10 * 60_000)
       sweep.unref()
-      const timers = [sweep]
+      const timers = retry ? [sweep, retry] : [sweep]
       const syncSeconds = options.syncSeconds ?? 5
       if (m.config.storage.driver === 'redis' && syncSeconds > 0) {
         let syncing = false
@@ -262,7 +278,8 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
           syncing = true
           s.refresh()
             .then((r) => { if (r.added || r.removed) m.log.debug('semantic-cache: synced with storage', r) })
-            .catch((err) => m.log.warn('semantic-cache: sync with storage failed', { error: (err as Error).message }))
+            // an outage is logged once by the storage layer, not every syncSeconds here
+            .catch((err) => (isStorageUnavailable(err) ? m.log.debug : m.log.warn)('semantic-cache: sync with storage failed', { error: (err as Error).message }))
             .finally(() => { syncing = false })
         }, syncSeconds * 1000)
         sync.unref()
