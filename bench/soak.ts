@@ -77,29 +77,36 @@ async function main() {
   let stopped = false
   console.log(`soak: ${minutes} min, ${concurrency} connections, ${rps || 'unpaced'} rps target, warm-up ${(warmMs / 1000).toFixed(0)} s, ${values.distinct ? 'every prompt new' : 'bounded prompt pool'}; proxy pid ${child.proc.pid}`)
   const traffic = drive(port, { concurrency, rps, until: () => stopped || Date.now() >= end, tally, distinct: values.distinct })
-  const samples: Stats[] = []
   let warm: Stats | undefined
+  let last: Stats | undefined
+  // both compared points under the same load: the end one is read 10 s before the traffic stops
   const sampler = (async () => {
     await new Promise((r) => setTimeout(r, warmMs))
     warm = await measure(child, 'warm', t0, snapshotDir, true)
-    while (Date.now() + 30_000 < end && !stopped) {
+    while (Date.now() + 40_000 < end && !stopped) {
       await new Promise((r) => setTimeout(r, 30_000))
-      samples.push(await measure(child, 'sample', t0))
+      await measure(child, 'sample', t0)
     }
+    await new Promise((r) => setTimeout(r, Math.max(0, end - 10_000 - Date.now())))
+    if (!stopped) last = await measure(child, 'end', t0, snapshotDir, true)
   })()
   const died = child.exit.then(({ code, signal }) => { stopped = true; return `proxy exited (${code ?? signal}) during the soak:\n${child.tail().slice(-3000)}` })
   const outcome = await Promise.race([traffic.then(() => undefined), died])
-  stopped = true
+  if (outcome) {
+    sampler.catch(() => {})
+    throw new Error(outcome)
+  }
   await sampler
-  if (outcome) throw new Error(outcome)
-  // let the last streams' afterResponse (audit, quota) settle before the final figures
+  stopped = true
+  // idle, once the last streams' afterResponse (audit, quota) has run: for information
   await new Promise((r) => setTimeout(r, 2000))
-  const last = await measure(child, 'end', t0, snapshotDir, true)
+  await measure(child, 'idle', t0)
   const seconds = (Date.now() - t0) / 1000
   printTally(tally, seconds - 2)
-  console.log(`rss: ${mb(warm!.rss)} MB after warm-up, ${mb(last.rss)} MB at the end (${signed(last.rss - warm!.rss)} MB); heap after GC: ${mb(warm!.heapUsed)} -> ${mb(last.heapUsed)} MB (${signed(last.heapUsed - warm!.heapUsed)} MB)`)
+  if (!warm || !last) throw new Error('the run was too short to measure both points')
+  console.log(`rss: ${mb(warm.rss)} MB after warm-up, ${mb(last.rss)} MB at the end (${signed(last.rss - warm.rss)} MB); heap after GC: ${mb(warm.heapUsed)} -> ${mb(last.heapUsed)} MB (${signed(last.heapUsed - warm.heapUsed)} MB)`)
   if (snapshotDir) console.log('(writing a heap snapshot grows RSS by a few hundred MB: read the heap figures, or run again without --snapshots for RSS)')
-  console.log(`soak: ${minutes} min, ${tally.total} requests, rss ${signed(last.rss - warm!.rss)} MB, heap after gc ${signed(last.heapUsed - warm!.heapUsed)} MB`)
+  console.log(`soak: ${minutes} min, ${tally.total} requests, rss ${signed(last.rss - warm.rss)} MB, heap after gc ${signed(last.heapUsed - warm.heapUsed)} MB`)
   await child.stop()
   await mock.close()
   rmSync(dir, { recursive: true, force: true })
