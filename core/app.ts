@@ -259,7 +259,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     return new FastResponse(null, {
       status: 204,
       headers: {
-        ...internals.corsHeaders(origin),
+        ...bareHeaders(origin),
         'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
         'access-control-allow-headers': event.req.headers.get('access-control-request-headers') ?? '*',
         'access-control-max-age': '600',
@@ -314,12 +314,14 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     const storage = { driver: config.storage.driver, location: store.describe, reachable: checks.storage?.ok ?? true }
     return { ok, status: ok ? 'ok' : 'degraded', version: VERSION, preset: config.preset, demo: mesh.vendors.has('demo'), plugins: plugins.map((p) => p.name), storage, vendors: [...mesh.vendors.keys()], checks }
   }
-  app.get('/agentmesh/health', health)
+  const healthResponse = (event: H3Event) =>
+    new FastResponse(JSON.stringify(health()), { headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...bareHeaders(event.req.headers.get('origin')) } }) as unknown as Response
+  app.get('/agentmesh/health', healthResponse)
   // load balancers and the earlier Python AgentMesh's clients probe /health
-  app.get('/health', health)
-  app.get('/agentmesh/ready', () => {
+  app.get('/health', healthResponse)
+  app.get('/agentmesh/ready', (event) => {
     const { ok, checks } = checkAll()
-    return new FastResponse(JSON.stringify({ ready: ok, checks }), { status: ok ? 200 : 503, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' } })
+    return new FastResponse(JSON.stringify({ ready: ok, checks }), { status: ok ? 200 : 503, headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...bareHeaders(event.req.headers.get('origin')) } })
   })
 
   /**

@@ -33,8 +33,16 @@ export function guardNodeServer(server: Server | undefined): void {
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // a peer that went away needs no answer
-    if (err.code === 'ECONNRESET' || !socket.writable || (socket as any)._httpMessage?.headersSent) {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy()
+      return
+    }
+    // junk after a request on the same connection: that request's answer is still on its way;
+    // let it finish, then close, instead of answering the junk first
+    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage
+    if (inFlight && !inFlight.writableFinished) {
+      inFlight.once('finish', () => socket.destroy())
+      inFlight.once('close', () => socket.destroy())
       return
     }
     const big = err.code === 'HPE_HEADER_OVERFLOW'

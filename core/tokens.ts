@@ -208,7 +208,10 @@ const IMAGE_TOKENS: Record<TokenFamily, number> = {
   gemini: 516,
 }
 const ANTHROPIC_TOOL_PROMPT = { auto: 346, forced: 313 }
-const BASE64_BLOB = /[A-Za-z0-9+/_-]{512,}={0,2}/g
+// every run of base64 characters, matched once (linear); the replacer drops the long ones. The
+// form /[...]{512,}/ rescanned each shorter run from every start: quadratic on near misses
+const BASE64_RUN = /[A-Za-z0-9+/_-]+={0,2}/g
+const dropBlobs = (run: string) => (run.length >= 512 ? '' : run)
 const IMAGE_PART = /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:inlineData|inline_data|fileData|file_data)"\s*:/g
 
 // --- the counter ---------------------------------------------------------------------------------
@@ -256,7 +259,9 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
       let sampledChars = 0
       const parts: string[] = []
       for (let w = 0; w < windows; w++) {
-        const s = text.slice(w * step, w * step + size)
+        // a copy, not a slice: the tokenizer's merge cache keeps pieces of it, and a V8 slice
+        // keeps the whole (megabytes of) text it was cut from alive with it
+        const s = Buffer.from(text.slice(w * step, w * step + size), 'utf8').toString('utf8')
         sampled += countPieces(count, s)
         sampledChars += s.length
         parts.push(s)
@@ -282,7 +287,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
   function extraTokens(extra: string | undefined, family: TokenFamily, budget: { left: number }, factor: number): { tokens: number; images: number } {
     if (!extra) return { tokens: 0, images: 0 }
     const images = (extra.match(IMAGE_PART) ?? []).length
-    const stripped = extra.length >= 512 ? extra.replace(BASE64_BLOB, '') : extra
+    const stripped = extra.length >= 512 ? extra.replace(BASE64_RUN, dropBlobs) : extra
     return { tokens: textTokens(stripped, family, budget, factor), images }
   }
 
@@ -295,7 +300,14 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
       fns.push({ name: fn.name, description: fn.description, parameters: fn.parameters })
     }
     // OpenAI renders tools as a TypeScript namespace in the system message (+9 framing tokens)
-    return textTokens(formatFunctionDefinitions(fns), family, budget) + 9
+    let rendered: string
+    try {
+      rendered = formatFunctionDefinitions(fns)
+    } catch {
+      // a schema it cannot render (a null property): count the JSON instead
+      return textTokens(JSON.stringify(tools), family, budget)
+    }
+    return textTokens(rendered, family, budget) + 9
   }
 
   return {

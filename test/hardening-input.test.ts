@@ -423,3 +423,47 @@ describe('what Node would answer by itself', () => {
     expect(admin.headers.get('x-agentmesh-request-id')).toBeTruthy()
   })
 })
+
+describe('what the fuzzer found last', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
+  afterAll(async () => {
+    await proxy.close()
+    await mock.close()
+  })
+
+  it('a tool schema with a null property is counted, not a 500', async () => {
+    const res = await postJson(proxy.url + '/v1/chat/completions', { ...OA('gpt-4o-mini'), tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { city: null } } } }] })
+    expect(res.status).toBe(200)
+  })
+
+  it('base64-like runs just under 512 characters cost linear time in the estimate', () => {
+    const counter = proxy.instance.mesh.tokens
+    const data = ('a'.repeat(511) + '.').repeat(2000)
+    const started = performance.now()
+    counter.estimateInput({ model: 'claude-haiku-4-5', system: '', messages: [{ role: 'user', text: 'hi', extra: data }], params: {}, stream: false, hasImages: true }, 'claude-haiku-4-5')
+    // quadratic took 0.6 s for this 1 MB; linear is a few ms (bound generous for a loaded machine)
+    expect(performance.now() - started).toBeLessThan(300)
+  })
+
+  it('health, ready and preflights carry the request id', async () => {
+    for (const res of [await fetch(proxy.url + '/agentmesh/health'), await fetch(proxy.url + '/health'), await fetch(proxy.url + '/agentmesh/ready'), await fetch(proxy.url + '/v1/models', { method: 'OPTIONS' })]) {
+      expect(res.headers.get('x-agentmesh-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+      await res.text()
+    }
+  })
+
+  it('junk after a request on the same connection: the request still gets its answer', async () => {
+    const body = JSON.stringify(AN('claude-haiku-4-5'))
+    const out = await new Promise<string>((resolve, reject) => {
+      const socket = connect(proxy.port, '127.0.0.1', () => socket.write(`POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}garbage\r\n\r\n`))
+      let text = ''
+      socket.on('data', (d) => (text += d))
+      socket.on('close', () => resolve(text))
+      socket.on('error', reject)
+    })
+    expect(out).toMatch(/^HTTP\/1\.1 200 /)
+    expect(out).toContain('mock answer to')
+  })
+})
