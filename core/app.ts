@@ -238,7 +238,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       const parsed = parseBody(body) as any
       const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
       // the vendor's exact count when it has one and a key for it; the local estimate otherwise
-      const exact = protocol === 'anthropic' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search }, prompt.model) : undefined
+      const exact = protocol === 'anthropic' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search }, parsed, prompt.model) : undefined
       if (exact) return new FastResponse(exact.body as any, { status: 200, headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-vendor': 'anthropic', 'x-agentmesh-model': headerSafe(prompt.model) } })
       const n = mesh.tokens.estimateInput(prompt, prompt.model)
       const out = protocol === 'gemini' ? { totalTokens: n } : { input_tokens: n }

@@ -137,10 +137,10 @@ export function resolveCallerIdentity(m: MeshInternals, request: Request): Retur
  * The vendor's own count for a count_tokens request, when the vendor that serves the model has
  * one: undefined when it has none or the call failed (the caller then estimates locally).
  */
-export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, model: string): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
+export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, body: unknown, model: string): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
   const ctx = newContext(m, req)
   ctx.route = defaultRoute(m, req.protocol, model)
-  ctx.request.body = JSON.parse(req.rawBody)
+  ctx.request.body = body
   const vendor = m.mesh.vendors.get(ctx.route.vendor)
   if (!vendor?.countTokens) return undefined
   try {

@@ -23,11 +23,6 @@ export interface HttpVendorSpec {
   countTokensPath?: string
 }
 
-/** The client's own key, if it sent one that is not an AgentMesh virtual key (those never go upstream). */
-export function clientKey(ctx: MeshContext): string | undefined {
-  return clientCredential(ctx)?.value.replace(/^Bearer\s+/i, '')
-}
-
 /**
  * The client's own credential in the header it came in (an OAuth `Authorization: Bearer` token,
  * how Claude subscriptions sign in, must stay a Bearer token), or from Gemini's `?key=`.
@@ -106,12 +101,13 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
           throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
         }
         const own = clientCredential(ctx)
-        // an OAuth Bearer token stays one; a plain key goes in the vendor's own key header
-        if (own?.header === 'authorization' && spec.name === 'anthropic') {
+        // a Bearer token (an OAuth one for a Claude subscription or Google) stays a Bearer
+        // token; a plain key goes in the vendor's own key header
+        if (own?.header === 'authorization') {
           headers.authorization = own.value
           return { key: undefined, headers }
         }
-        return { key: own?.value.replace(/^Bearer\s+/i, ''), headers }
+        return { key: own?.value, headers }
       }
       const call = (ctx: MeshContext, path: string, headers: Record<string, string>): Promise<UpstreamResponse> => {
         headers['content-type'] ??= 'application/json'
