@@ -15,6 +15,17 @@ import type { MockUpstream } from './helpers/mock-upstream.ts'
 
 beforeAll(() => clearVendorEnv())
 
+/** a mock vendor and a proxy in front of it for one describe block, closed after it */
+function mockAndProxy(opts?: Parameters<typeof startMockAndProxy>[0]): { mock: MockUpstream; proxy: Proxy } {
+  const s = {} as { mock: MockUpstream; proxy: Proxy }
+  beforeAll(async () => Object.assign(s, await startMockAndProxy(opts)))
+  afterAll(async () => {
+    await s.proxy.close()
+    await s.mock.close()
+  })
+  return s
+}
+
 const OA = (model: string, stream = false) => ({ model, stream, messages: [{ role: 'user', content: 'hi' }] })
 const AN = (model: string, stream = false) => ({ model, stream, max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] })
 const GE = { contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }
@@ -35,56 +46,50 @@ function rawPost(url: string, path: string, body: string, headers: Record<string
 }
 
 describe('model names that are not valid header text', () => {
-  let mock: MockUpstream
-  let proxy: Proxy
-  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
-  afterAll(async () => {
-    await proxy.close()
-    await mock.close()
-  })
+  const s = mockAndProxy()
 
   // before the fix each of these, streamed, threw ERR_INVALID_CHAR out of the stream path and ended the process
   for (const [label, model] of [['euro sign', 'gpt-4o-€'], ['CJK', 'gpt-模型'], ['lone surrogate', 'gpt-\ud800x']] as const) {
     it(`${label}: answered, streamed and not, with the model percent-encoded in X-AgentMesh-Model`, async () => {
       for (const stream of [false, true]) {
-        const res = await postJson(proxy.url + '/v1/chat/completions', OA(model, stream))
+        const res = await postJson(s.proxy.url + '/v1/chat/completions', OA(model, stream))
         expect(res.status).toBe(200)
         expect(res.headers.get('x-agentmesh-model')).toMatch(/^[\x20-\x7e]+$/)
         expect(res.headers.get('x-agentmesh-model')).toContain('%')
         await res.text()
       }
-      const an = await postJson(proxy.url + '/v1/messages', AN(model, true))
+      const an = await postJson(s.proxy.url + '/v1/messages', AN(model, true))
       expect(an.status).toBe(200)
       await an.text()
     })
   }
 
   it('NUL, CR and LF in a model are a 400 naming the field, in each protocol, and nothing goes upstream', async () => {
-    const before = mock.received.length
+    const before = s.mock.received.length
     for (const model of ['gpt\u0000x', 'gpt\r\nx-injected: 1', 'claude\nx']) {
-      const oa = await postJson(proxy.url + '/v1/chat/completions', OA(model, true))
+      const oa = await postJson(s.proxy.url + '/v1/chat/completions', OA(model, true))
       expect(oa.status).toBe(400)
       expect((await oa.json()).error.message).toMatch(/`model` must not contain control characters/)
-      const an = await postJson(proxy.url + '/v1/messages', AN(model, true))
+      const an = await postJson(s.proxy.url + '/v1/messages', AN(model, true))
       expect(an.status).toBe(400)
       expect(await an.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
     }
-    const ge = await rawPost(proxy.url, '/v1beta/models/gemma%00x:streamGenerateContent?alt=sse', JSON.stringify(GE))
+    const ge = await rawPost(s.proxy.url, '/v1beta/models/gemma%00x:streamGenerateContent?alt=sse', JSON.stringify(GE))
     expect(ge.status).toBe(400)
     expect(JSON.parse(ge.body).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
-    expect(mock.received.length).toBe(before)
+    expect(s.mock.received.length).toBe(before)
   })
 
   it('an over-long model name is a 400', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA('g'.repeat(10_000)))
+    const res = await postJson(s.proxy.url + '/v1/chat/completions', OA('g'.repeat(10_000)))
     expect(res.status).toBe(400)
   })
 
   it('malformed paths answer in the client protocol, not in h3\'s own shape', async () => {
-    const root = await fetch(proxy.url + '/%')
+    const root = await fetch(s.proxy.url + '/%')
     expect(root.status).toBe(400)
     expect((await root.json()).error).toMatchObject({ type: 'invalid_request_error' })
-    const ge = await rawPost(proxy.url, '/v1beta/models/%:generateContent', JSON.stringify(GE))
+    const ge = await rawPost(s.proxy.url, '/v1beta/models/%:generateContent', JSON.stringify(GE))
     expect(ge.status).toBe(400)
     expect(JSON.parse(ge.body).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
     expect(ge.headers['x-agentmesh-request-id']).toBeTruthy()
@@ -128,13 +133,7 @@ describe('bodies the proxy reads', () => {
 })
 
 describe('wrongly typed fields are refused before anything goes upstream', () => {
-  let mock: MockUpstream
-  let proxy: Proxy
-  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
-  afterAll(async () => {
-    await proxy.close()
-    await mock.close()
-  })
+  const s = mockAndProxy()
 
   const cases: Array<[string, string, unknown]> = [
     ['openai messages a string', '/v1/chat/completions', { model: 'gpt-4o-mini', messages: 'x' }],
@@ -154,14 +153,14 @@ describe('wrongly typed fields are refused before anything goes upstream', () =>
   ]
   for (const [label, path, body] of cases) {
     it(label, async () => {
-      const before = mock.received.length
-      const res = await postJson(proxy.url + path, body)
+      const before = s.mock.received.length
+      const res = await postJson(s.proxy.url + path, body)
       expect(res.status).toBe(400)
       const json = await res.json()
       if (path.startsWith('/v1/messages')) expect(json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
       else if (path.startsWith('/v1beta')) expect(json.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
       else expect(json.error.type).toBe('invalid_request_error')
-      expect(mock.received.length).toBe(before)
+      expect(s.mock.received.length).toBe(before)
     })
   }
 })
@@ -179,13 +178,7 @@ describe('logs', () => {
 })
 
 describe('incomplete upstream answers', () => {
-  let mock: MockUpstream
-  let proxy: Proxy
-  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
-  afterAll(async () => {
-    await proxy.close()
-    await mock.close()
-  })
+  const s = mockAndProxy()
 
   const streams: Array<[string, string, unknown, (events: Array<{ event?: string; data: string }>) => void]> = [
     ['openai', '/v1/chat/completions', OA('gpt-4o-mini', true), (ev) => expect(JSON.parse(ev.at(-1)!.data).error.type).toBe('upstream_stream_error')],
@@ -197,74 +190,68 @@ describe('incomplete upstream answers', () => {
   ]
   for (const [protocol, path, body, lastIsError] of streams) {
     it(`${protocol}: a stream that ends cleanly without its final event ends with the protocol's error event`, async () => {
-      mock.behaviour = { endAfterEvents: 2 }
+      s.mock.behaviour = { endAfterEvents: 2 }
       const seen: string[] = []
-      const off = proxy.instance.mesh.on((e) => { if (e.type === 'error' || e.type === 'llm_call') seen.push(e.type) })
+      const off = s.proxy.instance.mesh.on((e) => { if (e.type === 'error' || e.type === 'llm_call') seen.push(e.type) })
       try {
-        const res = await postJson(proxy.url + path, body)
+        const res = await postJson(s.proxy.url + path, body)
         expect(res.status).toBe(200)
         const events = sseEvents(await res.text())
         expect(events.length).toBe(3)
         lastIsError(events)
       } finally {
-        mock.behaviour = {}
+        s.mock.behaviour = {}
         off()
       }
     })
     it(`${protocol}: a stream cut mid-way ends with the protocol's error event`, async () => {
       // spaced, so the events reach the proxy before the connection is reset
-      mock.behaviour = { cutAfterEvents: 2, eventGapMs: 30 }
+      s.mock.behaviour = { cutAfterEvents: 2, eventGapMs: 30 }
       try {
-        const res = await postJson(proxy.url + path, body)
+        const res = await postJson(s.proxy.url + path, body)
         expect(res.status).toBe(200)
         lastIsError(sseEvents(await res.text()))
       } finally {
-        mock.behaviour = {}
+        s.mock.behaviour = {}
       }
     })
   }
 
   it('a 200 whose body is not the protocol\'s JSON is a 502 in the client protocol', async () => {
     for (const okBody of [{ body: '<html>captive portal</html>', contentType: 'text/html' }, { body: '{"hello":"world"}', contentType: 'application/json' }]) {
-      mock.behaviour = { okBody }
+      s.mock.behaviour = { okBody }
       try {
-        const oa = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'))
+        const oa = await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'))
         expect(oa.status).toBe(502)
         expect((await oa.json()).error.type).toBe('upstream_invalid_response')
-        const an = await postJson(proxy.url + '/v1/messages', AN('claude-haiku-4-5'))
+        const an = await postJson(s.proxy.url + '/v1/messages', AN('claude-haiku-4-5'))
         expect(an.status).toBe(502)
         expect((await an.json()).type).toBe('error')
-        const ge = await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE)
+        const ge = await postJson(s.proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE)
         expect(ge.status).toBe(502)
         expect((await ge.json()).error.code).toBe(502)
       } finally {
-        mock.behaviour = {}
+        s.mock.behaviour = {}
       }
     }
   })
 })
 
 describe('trust boundaries', () => {
-  let mock: MockUpstream
-  let proxy: Proxy
-  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy({ config: { allowedHosts: ['proxy.corp.example', '.mesh.example'] } })))
-  afterAll(async () => {
-    await proxy.close()
-    await mock.close()
-  })
+  const s = mockAndProxy({ config: { allowedHosts: ['s.proxy.corp.example', '.mesh.example'] } })
 
   it('a foreign Host (DNS rebinding) is refused; loopback names, IP addresses and configured names are not', async () => {
-    const before = mock.received.length
+    const before = s.mock.received.length
     const body = JSON.stringify(OA('gpt-4o-mini'))
-    const evil = await rawPost(proxy.url, '/v1/chat/completions', body, { host: 'attacker.example:8080' })
+    const evil = await rawPost(s.proxy.url, '/v1/chat/completions', body, { host: 'attacker.example:8080' })
     expect(evil.status).toBe(403)
     expect(JSON.parse(evil.body).error.message).toMatch(/allowedHosts/)
-    expect(mock.received.length).toBe(before)
-    for (const host of ['localhost:8080', '127.0.0.1', '[::1]:8080', '10.1.2.3:8080', 'proxy.corp.example', 'a.mesh.example', 'app.localhost']) {
-      expect((await rawPost(proxy.url, '/v1/chat/completions', body, { host })).status, host).toBe(200)
+    expect(s.mock.received.length).toBe(before)
+    for (const host of ['localhost:8080', '127.0.0.1', '[::1]:8080', '10.1.2.3:8080', 's.proxy.corp.example', 'a.mesh.example', 'app.localhost']) {
+      expect((await rawPost(s.proxy.url, '/v1/chat/completions', body, { host })).status, host).toBe(200)
     }
     const events = await new Promise<number>((resolve) => {
-      const u = new URL(proxy.url)
+      const u = new URL(s.proxy.url)
       httpRequest({ host: u.hostname, port: u.port, path: '/agentmesh/events', headers: { host: 'attacker.example' } }, (res) => {
         resolve(res.statusCode!)
         res.destroy()
@@ -274,28 +261,28 @@ describe('trust boundaries', () => {
   })
 
   it('an LLM call that is not JSON (a form or text/plain, what a page can send without asking) is a 415, and not sent upstream', async () => {
-    const before = mock.received.length
+    const before = s.mock.received.length
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
-      const res = await fetch(proxy.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify(OA('gpt-4o-mini')) })
+      const res = await fetch(s.proxy.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify(OA('gpt-4o-mini')) })
       expect(res.status).toBe(415)
       expect((await res.json()).error.message).toMatch(/application\/json/)
     }
-    const none = await rawPost(proxy.url, '/v1/messages', JSON.stringify(AN('claude-haiku-4-5')), { 'content-type': '' })
+    const none = await rawPost(s.proxy.url, '/v1/messages', JSON.stringify(AN('claude-haiku-4-5')), { 'content-type': '' })
     expect(none.status).toBe(415)
     expect(JSON.parse(none.body).type).toBe('error')
-    expect((await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'content-type': 'application/json; charset=utf-8' })).status).toBe(200)
-    expect(mock.received.length).toBe(before + 1)
+    expect((await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'content-type': 'application/json; charset=utf-8' })).status).toBe(200)
+    expect(s.mock.received.length).toBe(before + 1)
   })
 
   it('a cross-site page is refused before anything is spent; the events stream is not readable from it', async () => {
-    const before = mock.received.length
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'https://evil.example' })
+    const before = s.mock.received.length
+    const res = await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'https://evil.example' })
     expect(res.status).toBe(403)
-    const ev = await fetch(proxy.url + '/agentmesh/events', { headers: { origin: 'https://evil.example' } })
+    const ev = await fetch(s.proxy.url + '/agentmesh/events', { headers: { origin: 'https://evil.example' } })
     expect(ev.status).toBe(403)
     expect(ev.headers.get('access-control-allow-origin')).toBeNull()
     await ev.body?.cancel()
-    expect(mock.received.length).toBe(before)
+    expect(s.mock.received.length).toBe(before)
   })
 })
 
@@ -370,19 +357,13 @@ describe('team: keys and events', () => {
 })
 
 describe('what Node would answer by itself', () => {
-  let mock: MockUpstream
-  let proxy: Proxy
-  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
-  afterAll(async () => {
-    await proxy.close()
-    await mock.close()
-  })
+  const s = mockAndProxy()
 
   /** one raw HTTP exchange: the proxy's whole answer as text */
   const raw = (text: string) =>
     new Promise<string>((resolve, reject) => {
       // written, not ended: a half-closed client is one that left, and gets no answer
-      const socket = connect(proxy.port, '127.0.0.1', () => socket.write(text))
+      const socket = connect(s.proxy.port, '127.0.0.1', () => socket.write(text))
       let out = ''
       socket.on('data', (d) => (out += d))
       socket.on('end', () => resolve(out))
@@ -409,37 +390,31 @@ describe('what Node would answer by itself', () => {
   })
 
   it('unknown routes answer in the path\'s protocol; plugins\' routes carry the request id', async () => {
-    await proxy.close()
-    await mock.close()
-    ;({ mock, proxy } = await startMockAndProxy({ config: { plugins: [virtualKeys()] } }))
-    const del = await fetch(proxy.url + '/v1/messages', { method: 'DELETE' })
+    await s.proxy.close()
+    await s.mock.close()
+    Object.assign(s, await startMockAndProxy({ config: { plugins: [virtualKeys()] } }))
+    const del = await fetch(s.proxy.url + '/v1/messages', { method: 'DELETE' })
     expect(del.status).toBe(404)
     expect((await del.json()).type).toBe('error')
-    const gem = await rawPost(proxy.url, '/v1beta/other/x', JSON.stringify(GE))
+    const gem = await rawPost(s.proxy.url, '/v1beta/other/x', JSON.stringify(GE))
     expect(gem.status).toBe(404)
     expect(JSON.parse(gem.body).error.code).toBe(404)
-    const admin = await postJson(proxy.url + '/agentmesh/admin/keys', { team: 'x', user: 'y' })
+    const admin = await postJson(s.proxy.url + '/agentmesh/admin/keys', { team: 'x', user: 'y' })
     expect(admin.status).toBeGreaterThanOrEqual(400)
     expect(admin.headers.get('x-agentmesh-request-id')).toBeTruthy()
   })
 })
 
 describe('what the fuzzer found last', () => {
-  let mock: MockUpstream
-  let proxy: Proxy
-  beforeAll(async () => ({ mock, proxy } = await startMockAndProxy()))
-  afterAll(async () => {
-    await proxy.close()
-    await mock.close()
-  })
+  const s = mockAndProxy()
 
   it('a tool schema with a null property is counted, not a 500', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', { ...OA('gpt-4o-mini'), tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { city: null } } } }] })
+    const res = await postJson(s.proxy.url + '/v1/chat/completions', { ...OA('gpt-4o-mini'), tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { city: null } } } }] })
     expect(res.status).toBe(200)
   })
 
   it('base64-like runs just under 512 characters cost linear time in the estimate', () => {
-    const counter = proxy.instance.mesh.tokens
+    const counter = s.proxy.instance.mesh.tokens
     const data = ('a'.repeat(511) + '.').repeat(2000)
     const started = performance.now()
     counter.estimateInput({ model: 'claude-haiku-4-5', system: '', messages: [{ role: 'user', text: 'hi', extra: data }], params: {}, stream: false, hasImages: true }, 'claude-haiku-4-5')
@@ -448,7 +423,7 @@ describe('what the fuzzer found last', () => {
   })
 
   it('health, ready and preflights carry the request id', async () => {
-    for (const res of [await fetch(proxy.url + '/agentmesh/health'), await fetch(proxy.url + '/health'), await fetch(proxy.url + '/agentmesh/ready'), await fetch(proxy.url + '/v1/models', { method: 'OPTIONS' })]) {
+    for (const res of [await fetch(s.proxy.url + '/agentmesh/health'), await fetch(s.proxy.url + '/health'), await fetch(s.proxy.url + '/agentmesh/ready'), await fetch(s.proxy.url + '/v1/models', { method: 'OPTIONS' })]) {
       expect(res.headers.get('x-agentmesh-request-id')).toMatch(/^[0-9a-f-]{36}$/)
       await res.text()
     }
@@ -457,7 +432,7 @@ describe('what the fuzzer found last', () => {
   it('junk after a request on the same connection: the request still gets its answer', async () => {
     const body = JSON.stringify(AN('claude-haiku-4-5'))
     const out = await new Promise<string>((resolve, reject) => {
-      const socket = connect(proxy.port, '127.0.0.1', () => socket.write(`POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}garbage\r\n\r\n`))
+      const socket = connect(s.proxy.port, '127.0.0.1', () => socket.write(`POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}garbage\r\n\r\n`))
       let text = ''
       socket.on('data', (d) => (text += d))
       socket.on('close', () => resolve(text))
