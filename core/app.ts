@@ -288,7 +288,7 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       if (access instanceof Response) return access
       visible = access
     }
-    return eventStreamResponse(bus, request, internals.corsHeaders(event.req.headers.get('origin')), visible)
+    return eventStreamResponse(bus, request, bareHeaders(event.req.headers.get('origin')), visible)
   })
   // unknown routes: a JSON 404 in the OpenAI error shape most clients read
   app.all('/**', (event) => protocolError(event, protocolOfPath(event.url.pathname), 404, 'not_found_error', `no route for ${event.req.method} ${event.url.pathname.slice(0, 200)}`))

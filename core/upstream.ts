@@ -77,7 +77,9 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
         status = code
         headers = toHeaders(raw as unknown as Buffer[])
         ctx.upstream = { status, latencyMs: performance.now() - started }
-        if (code < 300 && (headers['content-type'] ?? '').includes('text/event-stream')) {
+        // a stream only when the client asked for one: an SSE body to a plain request is read
+        // whole, and the core answers 502 when it is not the protocol's JSON
+        if (code < 300 && ctx.prompt.stream && (headers['content-type'] ?? '').includes('text/event-stream')) {
           resume = resumeFn
           // undici pauses when push() says the client is slow, and resumes when it reads again
           stream = new Readable({ read: () => resume?.(), destroy: (err, cb) => { if (!finished) abort?.(err ?? new Error('stream closed')); cb(err) } })

@@ -218,7 +218,7 @@ describe('incomplete upstream answers', () => {
   }
 
   it('a 200 whose body is not the protocol\'s JSON is a 502 in the client protocol', async () => {
-    for (const okBody of [{ body: '<html>captive portal</html>', contentType: 'text/html' }, { body: '{"hello":"world"}', contentType: 'application/json' }]) {
+    for (const okBody of [{ body: '<html>captive portal</html>', contentType: 'text/html' }, { body: '{"hello":"world"}', contentType: 'application/json' }, { body: 'data: {"partial":true}\n\n', contentType: 'text/event-stream' }]) {
       s.mock.behaviour = { okBody }
       try {
         const oa = await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'))
@@ -422,7 +422,10 @@ describe('what the fuzzer found last', () => {
     expect(performance.now() - started).toBeLessThan(300)
   })
 
-  it('health, ready and preflights carry the request id', async () => {
+  it('health, ready, preflights and the event stream carry the request id', async () => {
+    const events = await fetch(s.proxy.url + '/agentmesh/events')
+    expect(events.headers.get('x-agentmesh-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    await events.body?.cancel()
     for (const res of [await fetch(s.proxy.url + '/agentmesh/health'), await fetch(s.proxy.url + '/health'), await fetch(s.proxy.url + '/agentmesh/ready'), await fetch(s.proxy.url + '/v1/models', { method: 'OPTIONS' })]) {
       expect(res.headers.get('x-agentmesh-request-id')).toMatch(/^[0-9a-f-]{36}$/)
       await res.text()
