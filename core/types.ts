@@ -62,6 +62,13 @@ export interface CanonicalAnswer {
   /** neutral stop reason: stop | length | tool_calls | content_filter */
   stopReason: 'stop' | 'length' | 'tool_calls' | 'content_filter'
   usage: Usage
+  /**
+   * The vendor's own answer body (a stream is rebuilt into it), kept so that a cached answer is
+   * replayed to a client of the same protocol exactly as the vendor gave it: thinking blocks,
+   * signatures, citations, unknown block types and the original usage survive. The neutral fields
+   * above serve governance and clients of another protocol.
+   */
+  raw?: { protocol: ProtocolName; body: Record<string, any> }
 }
 
 export interface Identity {
