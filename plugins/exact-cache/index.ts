@@ -195,7 +195,9 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
         const stored = found.entry.answer
         const savedTokens = totalTokens(stored.usage)
         const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
-        const answer: CanonicalAnswer = { ...stored, id: freshId(ctx.protocol), usage: { ...ZERO } }
+        // the body reports the usage of the call it replays (clients size their context from it);
+        // what this request was billed, nothing, is ctx.usage and the headers
+        const answer: CanonicalAnswer = { ...stored, id: freshId(ctx.protocol), usage: { ...stored.usage } }
         ctx.cache.status = 'exact'
         ctx.cache.savedTokens = savedTokens
         ctx.cost.savedUsd = savedUsd
