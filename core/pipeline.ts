@@ -390,9 +390,11 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
       const done = after(m, ctx)
       if (done) await done
-      return ctx.prompt.stream
-        ? send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
-        : send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
+      if (!ctx.prompt.stream) return send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
+      const array = adapter.renderArrayStream?.(answer, ctx.request.search)
+      return array
+        ? send(m, ctx, 200, JSON.stringify(array), 'application/json', res.headers)
+        : send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
     }
     case 'upstream': {
       if (!res.stream) return finishBody(m, ctx, adapter, res)

@@ -55,6 +55,33 @@ function contentBlocks(a: CanonicalAnswer) {
   return blocks
 }
 
+/** One content block as the events that stream it; the stream reader rebuilds the same block. */
+function blockEvents(block: any, index: number): string {
+  const ev = (type: string, data: Record<string, unknown>) => sse({ type, index, ...data }, type)
+  const delta = (d: Record<string, unknown>) => ev('content_block_delta', { delta: d })
+  let out = ''
+  if (block?.type === 'text' && typeof block.text === 'string') {
+    const { text, citations, ...shell } = block
+    out += ev('content_block_start', { content_block: { ...shell, text: '', ...(citations ? { citations: [] } : {}) } })
+    for (const citation of Array.isArray(citations) ? citations : []) out += delta({ type: 'citations_delta', citation })
+    for (const piece of chunkText(text)) out += delta({ type: 'text_delta', text: piece })
+  }
+  else if (block?.type === 'thinking' && typeof block.thinking === 'string') {
+    const { thinking, signature, ...shell } = block
+    out += ev('content_block_start', { content_block: { ...shell, thinking: '', signature: '' } })
+    for (const piece of chunkText(thinking)) out += delta({ type: 'thinking_delta', thinking: piece })
+    if (typeof signature === 'string' && signature) out += delta({ type: 'signature_delta', signature })
+  }
+  else if (isObject(block) && 'input' in block && typeof block.type === 'string' && block.type.endsWith('tool_use')) {
+    // tool_use, server_tool_use, mcp_tool_use: the input arrives as JSON text
+    out += ev('content_block_start', { content_block: { ...block, input: {} } })
+    out += delta({ type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) })
+  }
+  // redacted_thinking, tool results and types we do not know arrive whole in their start event
+  else out += ev('content_block_start', { content_block: block })
+  return out + ev('content_block_stop', {})
+}
+
 export const anthropicProtocol: ProtocolAdapter = {
   name: 'anthropic',
 
@@ -98,25 +125,18 @@ export const anthropicProtocol: ProtocolAdapter = {
   },
 
   render(a) {
+    // the vendor's own body when we have it: thinking blocks, signatures, citations, server tool
+    // blocks and the usage of the call survive a cache hit (clients build their next turn from it)
+    if (a.raw?.protocol === 'anthropic') return { ...a.raw.body, id: a.id }
     return { id: a.id, type: 'message', role: 'assistant', model: a.model, content: contentBlocks(a), stop_reason: toAnthropicStop[a.stopReason], stop_sequence: null, usage: wireUsage(a.usage) }
   },
 
   renderStream(a) {
-    let out = sse({ type: 'message_start', message: { id: a.id, type: 'message', role: 'assistant', model: a.model, content: [], stop_reason: null, stop_sequence: null, usage: { ...wireUsage(a.usage), output_tokens: 1 } } }, 'message_start')
-    let index = 0
-    if (a.text) {
-      out += sse({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }, 'content_block_start')
-      for (const piece of chunkText(a.text)) out += sse({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: piece } }, 'content_block_delta')
-      out += sse({ type: 'content_block_stop', index }, 'content_block_stop')
-      index++
-    }
-    for (const t of a.toolCalls) {
-      out += sse({ type: 'content_block_start', index, content_block: { type: 'tool_use', id: t.id, name: t.name, input: {} } }, 'content_block_start')
-      out += sse({ type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: t.arguments || '{}' } }, 'content_block_delta')
-      out += sse({ type: 'content_block_stop', index }, 'content_block_stop')
-      index++
-    }
-    out += sse({ type: 'message_delta', delta: { stop_reason: toAnthropicStop[a.stopReason], stop_sequence: null }, usage: { output_tokens: a.usage.outputTokens } }, 'message_delta')
+    const message = anthropicProtocol.render(a) as Record<string, any>
+    const { content, stop_reason, stop_sequence, usage, ...rest } = message
+    let out = sse({ type: 'message_start', message: { ...rest, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }, 'message_start')
+    if (Array.isArray(content)) content.forEach((block, index) => { out += blockEvents(block, index) })
+    out += sse({ type: 'message_delta', delta: { stop_reason, stop_sequence: stop_sequence ?? null }, usage }, 'message_delta')
     return out + sse({ type: 'message_stop' }, 'message_stop')
   },
 
@@ -126,51 +146,43 @@ export const anthropicProtocol: ProtocolAdapter = {
 
   read(json) {
     if (!isObject(json) || !Array.isArray(json.content)) throw new NotAnAnswerError('no `content` array')
-    const blocks: any[] = json.content
-    const toolCalls: ToolCall[] = blocks.filter((b) => b.type === 'tool_use').map((b) => ({ id: String(b.id), name: String(b.name), arguments: JSON.stringify(b.input ?? {}) }))
-    return {
-      id: String(json?.id ?? ''),
-      model: String(json?.model ?? ''),
-      text: blocks.filter((b) => b.type === 'text').map((b) => b.text).join(''),
-      toolCalls,
-      stopReason: stopReasons[json?.stop_reason] ?? 'stop',
-      usage: usageOf(json?.usage),
-    }
+    return answerOf(json)
   },
 
   streamReader() {
-    let id = ''
-    let model = ''
-    let usage = emptyUsage()
-    let stop: string | undefined
+    // the message is rebuilt as the vendor would have sent it whole, so that a cached stream
+    // replays every block (thinking and its signature included), not only text and tool calls
+    let message: Record<string, any> | undefined
     let done = false
-    const blocks: Array<{ type: string; text: string; id?: string; name?: string }> = []
+    const blocks: any[] = []
+    // tool inputs arrive as JSON text, parsed when their block stops
+    const partialJson = new Map<number, string>()
     const reader: StreamReader = {
       event(data) {
         let e: any
         try { e = JSON.parse(data) } catch { return true }
         switch (e.type) {
           case 'message_start':
-            id = e.message?.id ?? ''
-            model = e.message?.model ?? ''
-            usage = usageOf(e.message?.usage)
+            message = isObject(e.message) ? { ...e.message } : {}
             break
           case 'content_block_start': {
-            const b = e.content_block ?? {}
-            blocks[e.index ?? blocks.length] = { type: b.type, text: b.type === 'text' ? String(b.text ?? '') : '', id: b.id, name: b.name }
+            const i = Number.isSafeInteger(e.index) ? e.index : blocks.length
+            if (i < 0 || i > blocks.length + 1024) break
+            blocks[i] = isObject(e.content_block) ? { ...e.content_block } : { type: 'unknown' }
             break
           }
-          case 'content_block_delta': {
-            const b = blocks[e.index]
-            if (!b) break
-            if (e.delta?.type === 'text_delta') b.text += e.delta.text ?? ''
-            else if (e.delta?.type === 'input_json_delta') b.text += e.delta.partial_json ?? ''
+          case 'content_block_delta':
+            if (isObject(blocks[e.index]) && isObject(e.delta)) applyDelta(blocks[e.index], e.delta, e.index, partialJson)
+            break
+          case 'content_block_stop': {
+            settleInput(blocks, partialJson, e.index)
             break
           }
           case 'message_delta':
-            stop = e.delta?.stop_reason ?? stop
+            message ??= {}
+            if (isObject(e.delta)) Object.assign(message, e.delta)
             // message_delta carries cumulative counts; input may be repeated there
-            if (e.usage) usage = { ...usage, ...Object.fromEntries(Object.entries(usageOf(e.usage)).filter(([k, v]) => v || k === 'outputTokens')) } as Usage
+            if (isObject(e.usage)) message.usage = mergeUsage(message.usage, e.usage)
             break
           case 'message_stop':
             done = true
@@ -179,19 +191,57 @@ export const anthropicProtocol: ProtocolAdapter = {
         return true
       },
       finish() {
-        if (!done) return undefined
-        const present = blocks.filter(Boolean)
-        return {
-          id,
-          model,
-          text: present.filter((b) => b.type === 'text').map((b) => b.text).join(''),
-          toolCalls: present.filter((b) => b.type === 'tool_use').map((b) => ({ id: b.id ?? '', name: b.name ?? '', arguments: b.text || '{}' })),
-          stopReason: stopReasons[stop ?? 'end_turn'] ?? 'stop',
-          usage,
-        }
+        if (!done || !message) return undefined
+        // a block whose stop never came still has its input as JSON text
+        for (const i of [...partialJson.keys()]) settleInput(blocks, partialJson, i)
+        return answerOf({ ...message, content: blocks.filter(Boolean) })
       },
-      partialUsage: () => usage,
+      partialUsage: () => usageOf(message?.usage),
     }
     return reader
   },
+}
+
+/** Fold one content_block_delta into its block: text and thinking grow, the signature arrives whole. */
+function applyDelta(block: Record<string, any>, d: Record<string, any>, index: number, partialJson: Map<number, string>): void {
+  switch (d.type) {
+    case 'text_delta': block.text = String(block.text ?? '') + String(d.text ?? ''); break
+    case 'thinking_delta': block.thinking = String(block.thinking ?? '') + String(d.thinking ?? ''); break
+    case 'signature_delta': block.signature = String(block.signature ?? '') + String(d.signature ?? ''); break
+    case 'input_json_delta': partialJson.set(index, (partialJson.get(index) ?? '') + String(d.partial_json ?? '')); break
+    case 'citations_delta': block.citations = [...(Array.isArray(block.citations) ? block.citations : []), d.citation]; break
+    default:
+      // a delta type from next month: its string fields grow the block's fields of the same name
+      for (const [k, v] of Object.entries(d)) if (k !== 'type' && typeof v === 'string') block[k] = String(block[k] ?? '') + v
+  }
+}
+
+function settleInput(blocks: any[], partialJson: Map<number, string>, index: number): void {
+  const json = partialJson.get(index)
+  if (json === undefined) return
+  partialJson.delete(index)
+  if (!isObject(blocks[index])) return
+  try { blocks[index].input = JSON.parse(json || '{}') } catch { blocks[index].input = {} }
+}
+
+/** message_delta's usage is cumulative, but a zero there does not undo message_start's count. */
+function mergeUsage(before: unknown, delta: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = isObject(before) ? { ...before } : {}
+  for (const [k, v] of Object.entries(delta)) if (v !== 0 || k === 'output_tokens' || out[k] === undefined) out[k] = v
+  return out
+}
+
+/** The neutral view of a whole message, which is kept as the vendor's body for exact replay. */
+function answerOf(json: Record<string, any>): CanonicalAnswer {
+  const blocks: any[] = json.content
+  const toolCalls: ToolCall[] = blocks.filter((b) => b?.type === 'tool_use').map((b) => ({ id: String(b.id), name: String(b.name), arguments: JSON.stringify(b.input ?? {}) }))
+  return {
+    id: String(json.id ?? ''),
+    model: String(json.model ?? ''),
+    text: blocks.filter((b) => b?.type === 'text').map((b) => b.text).join(''),
+    toolCalls,
+    stopReason: stopReasons[json.stop_reason] ?? 'stop',
+    usage: usageOf(json.usage),
+    raw: { protocol: 'anthropic', body: json },
+  }
 }

@@ -32,10 +32,6 @@ function usageOf(u: any): Usage {
   return { inputTokens: Number(u.promptTokenCount ?? 0), outputTokens: Number(u.candidatesTokenCount ?? 0) + Number(u.thoughtsTokenCount ?? 0), cacheReadTokens: cached, cacheWriteTokens: 0 }
 }
 
-function candidate(a: CanonicalAnswer, parts: unknown[], finish: boolean) {
-  return { content: { role: 'model', parts }, ...(finish ? { finishReason: toGeminiStop[a.stopReason] } : {}), index: 0 }
-}
-
 function usageMetadata(u: Usage) {
   return { promptTokenCount: u.inputTokens, candidatesTokenCount: u.outputTokens, totalTokenCount: u.inputTokens + u.outputTokens, ...(u.cacheReadTokens ? { cachedContentTokenCount: u.cacheReadTokens } : {}) }
 }
@@ -48,16 +44,84 @@ function toolParts(a: CanonicalAnswer) {
   })
 }
 
-function readChunk(json: any, acc: { text: string; tools: CanonicalAnswer['toolCalls']; finish?: string; usage?: Usage; model: string; id: string }) {
-  const c = json?.candidates?.[0]
-  for (const p of c?.content?.parts ?? []) {
-    if (typeof p.text === 'string' && !p.thought) acc.text += p.text
-    if (p.functionCall) acc.tools.push({ id: `call_${acc.tools.length}`, name: String(p.functionCall.name), arguments: JSON.stringify(p.functionCall.args ?? {}) })
+type GeminiResponse = Record<string, any> & { candidates: Array<Record<string, any>> }
+
+const isPlainText = (p: Record<string, any>) => typeof p.text === 'string' && Object.keys(p).every((k) => k === 'text' || k === 'thought')
+
+/** Append a streamed part: text continues the text part before it; a thoughtSignature closes it. */
+function appendPart(parts: Array<Record<string, any>>, p: unknown): void {
+  if (!isObject(p)) return
+  const last = parts.at(-1)
+  if (last && isPlainText(last) && typeof p.text === 'string' && !p.functionCall && !!last.thought === !!p.thought) {
+    const { text, ...rest } = p
+    last.text += text
+    Object.assign(last, rest)
   }
-  if (c?.finishReason) acc.finish = c.finishReason
-  if (json?.usageMetadata) acc.usage = usageOf(json.usageMetadata)
-  acc.model ||= json?.modelVersion ?? ''
-  acc.id ||= json?.responseId ?? ''
+  else parts.push({ ...p })
+}
+
+/** Fold one chunk into the whole response (as generateContent would have answered it). */
+function foldChunk(acc: GeminiResponse, json: unknown): void {
+  if (!isObject(json)) return
+  for (const k in json) if (k !== 'candidates') acc[k] = json[k]
+  const list = Array.isArray(json.candidates) ? json.candidates : []
+  list.forEach((c: unknown, n: number) => {
+    if (!isObject(c)) return
+    const i = Number.isSafeInteger(c.index) && c.index >= 0 && c.index < 16 ? c.index : n
+    const into = (acc.candidates[i] ??= { content: { role: 'model', parts: [] } })
+    for (const k in c) if (k !== 'content') into[k] = c[k]
+    if (isObject(c.content)) {
+      if (typeof c.content.role === 'string') into.content.role = c.content.role
+      for (const part of Array.isArray(c.content.parts) ? c.content.parts : []) appendPart(into.content.parts, part)
+    }
+  })
+}
+
+/** The neutral view of a whole response, which is kept as the vendor's body for exact replay. */
+function answerOf(json: GeminiResponse): CanonicalAnswer {
+  const c = json.candidates.find(Boolean)
+  const parts: any[] = Array.isArray(c?.content?.parts) ? c.content.parts : []
+  let text = ''
+  const toolCalls: CanonicalAnswer['toolCalls'] = []
+  for (const p of parts) {
+    if (typeof p?.text === 'string' && !p.thought) text += p.text
+    if (isObject(p?.functionCall)) toolCalls.push({ id: String(p.functionCall.id ?? `call_${toolCalls.length}`), name: String(p.functionCall.name), arguments: JSON.stringify(p.functionCall.args ?? {}) })
+  }
+  const body = { ...json, candidates: json.candidates.filter(Boolean) }
+  return { id: String(json.responseId ?? ''), model: String(json.modelVersion ?? ''), text, toolCalls, stopReason: toolCalls.length ? 'tool_calls' : stopReasons[c?.finishReason ?? 'STOP'] ?? 'stop', usage: usageOf(json.usageMetadata), raw: { protocol: 'gemini', body } }
+}
+
+/**
+ * A whole response as the chunks that stream it: a part per chunk (text in pieces); the last
+ * chunk of a candidate carries its finishReason and the rest, the last chunk overall the usage.
+ */
+function chunksOf(whole: Record<string, any>): unknown[] {
+  const { candidates, ...top } = whole
+  const head: Record<string, unknown> = {}
+  for (const k of ['modelVersion', 'responseId', 'createTime']) if (top[k] !== undefined) head[k] = top[k]
+  const out: Array<Record<string, any>> = []
+  for (const c of Array.isArray(candidates) ? candidates : []) {
+    const { content, ...rest } = isObject(c) ? c : {}
+    const role = content?.role ?? 'model'
+    const pieces: Array<Record<string, any> | undefined> = []
+    for (const part of Array.isArray(content?.parts) ? content.parts : []) {
+      if (typeof part?.text !== 'string' || part.functionCall) { pieces.push(part); continue }
+      const { text, ...fields } = part
+      const split = chunkText(text)
+      if (split.length === 0) { pieces.push(part); continue }
+      // a signature belongs to the end of its part
+      split.forEach((t, n) => pieces.push(n === split.length - 1 ? { text: t, ...fields } : { text: t, ...(part.thought ? { thought: true } : {}) }))
+    }
+    // a candidate with no parts (a blocked answer) still gets its chunk
+    if (pieces.length === 0) pieces.push(undefined)
+    pieces.forEach((piece, n) => {
+      const last = n === pieces.length - 1
+      out.push({ candidates: [{ content: { role, parts: piece ? [piece] : [] }, ...(last ? rest : { index: rest.index ?? 0 }) }], ...head })
+    })
+  }
+  if (out.length === 0) out.push({ candidates: [], ...head })
+  Object.assign(out[out.length - 1]!, top)
+  return out
 }
 
 export const geminiProtocol: ProtocolAdapter = {
@@ -103,17 +167,20 @@ export const geminiProtocol: ProtocolAdapter = {
   },
 
   render(a) {
-    return { candidates: [candidate(a, [...(a.text ? [{ text: a.text }] : []), ...toolParts(a)], true)], usageMetadata: usageMetadata(a.usage), modelVersion: a.model, responseId: a.id }
+    // the vendor's own body when we have it: thought parts and their signatures, grounding and
+    // safety metadata, and the usage of the call survive a cache hit
+    if (a.raw?.protocol === 'gemini') return { ...a.raw.body, responseId: a.id }
+    const parts = [...(a.text ? [{ text: a.text }] : []), ...toolParts(a)]
+    return { candidates: [{ content: { role: 'model', parts }, finishReason: toGeminiStop[a.stopReason], index: 0 }], usageMetadata: usageMetadata(a.usage), modelVersion: a.model, responseId: a.id }
   },
 
   renderStream(a) {
-    const pieces = chunkText(a.text)
-    let out = ''
-    pieces.forEach((text) => {
-      out += sse({ candidates: [candidate(a, [{ text }], false)], modelVersion: a.model, responseId: a.id })
-    })
-    out += sse({ candidates: [candidate(a, toolParts(a), true)], usageMetadata: usageMetadata(a.usage), modelVersion: a.model, responseId: a.id })
-    return out
+    return chunksOf(geminiProtocol.render(a) as Record<string, any>).map((c) => sse(c)).join('')
+  },
+
+  renderArrayStream(a, search) {
+    // streamGenerateContent without alt=sse answers one JSON array of the chunks
+    return /[?&]alt=sse(&|$)/.test(search) ? undefined : chunksOf(geminiProtocol.render(a) as Record<string, any>)
   },
 
   streamError(status, type, message) {
@@ -124,22 +191,22 @@ export const geminiProtocol: ProtocolAdapter = {
     const chunks = Array.isArray(json) ? json : [json]
     // an answer has candidates; a blocked prompt has only promptFeedback
     if (chunks.length === 0 || !chunks.every((c) => isObject(c) && (Array.isArray(c.candidates) || isObject(c.promptFeedback)))) throw new NotAnAnswerError('no `candidates`')
-    const acc = { text: '', tools: [] as CanonicalAnswer['toolCalls'], model: '', id: '' } as Parameters<typeof readChunk>[1]
+    const acc: GeminiResponse = { candidates: [] }
     // a non-SSE streamGenerateContent answer is a JSON array of chunks
-    for (const chunk of chunks) readChunk(chunk, acc)
-    return { id: acc.id, model: acc.model, text: acc.text, toolCalls: acc.tools, stopReason: acc.tools.length ? 'tool_calls' : stopReasons[acc.finish ?? 'STOP'] ?? 'stop', usage: acc.usage ?? emptyUsage() }
+    for (const chunk of chunks) foldChunk(acc, chunk)
+    return answerOf(acc)
   },
 
   streamReader() {
-    const acc = { text: '', tools: [] as CanonicalAnswer['toolCalls'], model: '', id: '' } as Parameters<typeof readChunk>[1]
+    const acc: GeminiResponse = { candidates: [] }
     const reader: StreamReader = {
       event(data) {
-        try { readChunk(JSON.parse(data), acc) } catch { /* not JSON: pass through untouched */ }
+        try { foldChunk(acc, JSON.parse(data)) } catch { /* not JSON: pass through untouched */ }
         return true
       },
       // Gemini has no end marker: a finishReason on the last chunk means it completed
-      finish: () => acc.finish ? { id: acc.id, model: acc.model, text: acc.text, toolCalls: acc.tools, stopReason: acc.tools.length ? 'tool_calls' : stopReasons[acc.finish] ?? 'stop', usage: acc.usage ?? emptyUsage() } : undefined,
-      partialUsage: () => acc.usage ?? emptyUsage(),
+      finish: () => acc.candidates.some((c) => c?.finishReason) ? answerOf(acc) : undefined,
+      partialUsage: () => usageOf(acc.usageMetadata),
     }
     return reader
   },

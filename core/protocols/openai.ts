@@ -83,6 +83,9 @@ export const openaiProtocol: ProtocolAdapter = {
   },
 
   render(a) {
+    // the vendor's own body when we have it: annotations, refusals, reasoning fields of compatible
+    // servers, logprobs and the usage of the call survive a cache hit
+    if (a.raw?.protocol === 'openai') return { ...a.raw.body, id: a.id }
     return {
       id: a.id,
       object: 'chat.completion',
@@ -104,16 +107,12 @@ export const openaiProtocol: ProtocolAdapter = {
   },
 
   renderStream(a, opts) {
-    const created = Math.floor(Date.now() / 1000)
-    const base = { id: a.id, object: 'chat.completion.chunk', created, model: a.model }
-    let out = sse({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] })
-    for (const piece of chunkText(a.text)) out += sse({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }] })
-    a.toolCalls.forEach((t, index) => {
-      out += sse({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, id: t.id, type: 'function', function: { name: t.name, arguments: t.arguments } }] }, logprobs: null, finish_reason: null }] })
-    })
-    out += sse({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: a.stopReason }] })
+    const { choices, usage, object: _object, ...rest } = openaiProtocol.render(a) as Record<string, any>
+    const base = { ...rest, object: 'chat.completion.chunk' }
+    let out = ''
+    for (const choice of Array.isArray(choices) ? choices : []) out += choiceChunks(base, choice)
     // like the real API: the usage-only chunk (choices: []) only for clients that asked for it
-    if (opts?.includeUsage !== false) out += sse({ ...base, choices: [], usage: { prompt_tokens: a.usage.inputTokens, completion_tokens: a.usage.outputTokens, total_tokens: a.usage.inputTokens + a.usage.outputTokens } })
+    if (opts?.includeUsage !== false && usage) out += sse({ ...base, choices: [], usage })
     return out + sse('[DONE]')
   },
 
@@ -123,57 +122,107 @@ export const openaiProtocol: ProtocolAdapter = {
 
   read(json) {
     if (!isObject(json) || !Array.isArray(json.choices)) throw new NotAnAnswerError('no `choices` array')
-    const choice = json?.choices?.[0]
-    const msg = choice?.message ?? {}
-    const toolCalls: ToolCall[] = (msg.tool_calls ?? []).map((t: any) => ({ id: String(t.id), name: String(t.function?.name ?? ''), arguments: String(t.function?.arguments ?? '') }))
-    return {
-      id: String(json?.id ?? ''),
-      model: String(json?.model ?? ''),
-      text: typeof msg.content === 'string' ? msg.content : '',
-      toolCalls,
-      stopReason: stopReasons[choice?.finish_reason] ?? 'stop',
-      usage: usageOf(json?.usage),
-    }
+    return answerOf(json)
   },
 
   streamReader({ hideUsageChunk }) {
-    let id = ''
-    let model = ''
-    let text = ''
-    let finish: string | undefined
-    let usage: Usage | undefined
+    // the completion is rebuilt as the vendor would have sent it whole (every delta field, not
+    // only content and tool calls), so a cached stream replays what the client first saw
+    let head: Record<string, any> | undefined
+    let usage: unknown
     let done = false
-    const tools: Array<{ id: string; name: string; arguments: string }> = []
+    const choices: Array<Record<string, any>> = []
     const reader: StreamReader = {
       event(data) {
         if (data === '[DONE]') { done = true; return true }
         let chunk: any
         try { chunk = JSON.parse(data) } catch { return true }
-        id ||= chunk.id ?? ''
-        model ||= chunk.model ?? ''
-        if (chunk.usage) usage = usageOf(chunk.usage)
-        const choices = chunk.choices ?? []
+        if (!isObject(chunk)) return true
+        // id, model, created, system_fingerprint...; a first chunk may have them empty (Azure's
+        // prompt_filter_results chunk), so a later one fills what is still missing
+        head ??= { object: 'chat.completion' }
+        for (const k in chunk) if (k !== 'choices' && k !== 'usage' && k !== 'object' && (head[k] === undefined || head[k] === '')) head[k] = chunk[k]
+        if (isObject(chunk.usage)) usage = chunk.usage
+        const list = Array.isArray(chunk.choices) ? chunk.choices : []
         // the usage-only chunk we asked for on the client's behalf: the client did not ask, so it does not see it
-        if (hideUsageChunk && chunk.usage && choices.length === 0) return false
-        for (const c of choices) {
-          const d = c.delta ?? {}
-          if (typeof d.content === 'string') text += d.content
-          for (const tc of d.tool_calls ?? []) {
-            const t = (tools[tc.index ?? 0] ??= { id: '', name: '', arguments: '' })
-            if (tc.id) t.id = tc.id
-            if (tc.function?.name) t.name += tc.function.name
-            if (tc.function?.arguments) t.arguments += tc.function.arguments
-          }
-          if (c.finish_reason) finish = c.finish_reason
-        }
+        if (hideUsageChunk && chunk.usage && list.length === 0) return false
+        for (const c of list) if (isObject(c)) foldChoice(choices, c)
         return true
       },
       finish() {
-        if (!done || !finish) return undefined
-        return { id, model, text, toolCalls: tools.filter(Boolean), stopReason: stopReasons[finish] ?? 'stop', usage: usage ?? emptyUsage() }
+        if (!done || !head || !choices.some((c) => c?.finish_reason)) return undefined
+        const body = { ...head, choices: choices.filter(Boolean).map(finishChoice), ...(usage ? { usage } : {}) }
+        return answerOf(body)
       },
-      partialUsage: () => usage ?? emptyUsage(),
+      partialUsage: () => usageOf(usage),
     }
     return reader
   },
+}
+
+/** The neutral view of a whole completion, which is kept as the vendor's body for exact replay. */
+function answerOf(json: Record<string, any>): CanonicalAnswer {
+  const choice = json.choices[0]
+  const msg = isObject(choice?.message) ? choice.message : {}
+  const toolCalls: ToolCall[] = (Array.isArray(msg.tool_calls) ? msg.tool_calls : []).map((t: any) => ({ id: String(t?.id ?? ''), name: String(t?.function?.name ?? ''), arguments: String(t?.function?.arguments ?? '') }))
+  return {
+    id: String(json.id ?? ''),
+    model: String(json.model ?? ''),
+    text: typeof msg.content === 'string' ? msg.content : '',
+    toolCalls,
+    stopReason: stopReasons[choice?.finish_reason] ?? 'stop',
+    usage: usageOf(json.usage),
+    raw: { protocol: 'openai', body: json },
+  }
+}
+
+const SET_ONCE = new Set(['role', 'id', 'type', 'index'])
+
+/** Fold one chunk's choice into the message it builds: strings grow, objects merge, arrays extend. */
+function foldChoice(choices: Array<Record<string, any>>, c: Record<string, any>): void {
+  const i = Number.isSafeInteger(c.index) && c.index >= 0 && c.index < 128 ? c.index : 0
+  const acc = (choices[i] ??= { index: i, message: {}, logprobs: null, finish_reason: null })
+  if (isObject(c.delta)) {
+    const { tool_calls: calls, ...rest } = c.delta
+    mergeDelta(acc.message, rest)
+    if (Array.isArray(calls)) {
+      const list: Array<Record<string, any>> = (acc.message.tool_calls ??= [])
+      for (const tc of calls) {
+        if (!isObject(tc)) continue
+        const k = Number.isSafeInteger(tc.index) && tc.index >= 0 && tc.index < 1024 ? tc.index : list.length
+        mergeDelta((list[k] ??= {}), tc)
+      }
+    }
+  }
+  if (isObject(c.logprobs)) mergeDelta((acc.logprobs ??= {}), c.logprobs)
+  if (c.finish_reason) acc.finish_reason = c.finish_reason
+}
+
+function mergeDelta(into: Record<string, any>, delta: Record<string, any>): void {
+  for (const [k, v] of Object.entries(delta)) {
+    const cur = into[k]
+    if (typeof v === 'string' && typeof cur === 'string' && !SET_ONCE.has(k)) into[k] = cur + v
+    else if (Array.isArray(v) && Array.isArray(cur)) cur.push(...v)
+    else if (isObject(v) && isObject(cur)) mergeDelta(cur, v)
+    else if (v !== null || cur === undefined) into[k] = isObject(v) ? { ...v } : Array.isArray(v) ? [...v] : v
+  }
+}
+
+function finishChoice(c: Record<string, any>): Record<string, any> {
+  const { index, ...message } = c.message
+  const toolCalls = Array.isArray(message.tool_calls) ? message.tool_calls.filter(Boolean).map(({ index: _i, ...t }: any) => t) : undefined
+  return { index: c.index, message: { role: 'assistant', content: null, ...message, ...(toolCalls ? { tool_calls: toolCalls } : {}) }, logprobs: c.logprobs, finish_reason: c.finish_reason }
+}
+
+/** One choice of a whole completion as the chunks that stream it. */
+function choiceChunks(base: Record<string, unknown>, choice: Record<string, any>): string {
+  const index = choice.index ?? 0
+  const chunk = (delta: unknown, extra: Record<string, unknown> = {}) => sse({ ...base, choices: [{ index, delta, logprobs: null, finish_reason: null, ...extra }] })
+  const { role: _role, content, tool_calls: calls, ...others } = isObject(choice.message) ? choice.message : {}
+  let out = chunk({ role: 'assistant', content: '' })
+  for (const [k, v] of Object.entries(others)) if (v !== null && v !== undefined) out += chunk({ [k]: v })
+  const pieces = chunkText(typeof content === 'string' ? content : '')
+  pieces.forEach((piece, n) => { out += chunk({ content: piece }, n === 0 && choice.logprobs ? { logprobs: choice.logprobs } : {}) })
+  if (Array.isArray(calls)) calls.forEach((t, i) => { out += chunk({ tool_calls: [{ index: i, ...t }] }) })
+  return out + chunk({}, { finish_reason: choice.finish_reason ?? 'stop' })
 }

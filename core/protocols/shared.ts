@@ -27,6 +27,8 @@ export interface ProtocolAdapter {
   render(answer: CanonicalAnswer): unknown
   /** a complete answer as this protocol's SSE stream (whole text); OpenAI's usage chunk only with includeUsage (default true) */
   renderStream(answer: CanonicalAnswer, opts?: { includeUsage?: boolean }): string
+  /** a stream as one JSON array of its chunks, when the request asked for that transport (Gemini without alt=sse); else undefined */
+  renderArrayStream?(answer: CanonicalAnswer, search: string): unknown[] | undefined
   /** read a non-streaming upstream body; throws when it is not this protocol's answer */
   read(json: any): CanonicalAnswer
   /** the protocol's error event, sent before ending a stream that cannot complete */
