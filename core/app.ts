@@ -15,7 +15,7 @@ import { headerSafe } from './headers.ts'
 import { guardNodeServer } from './server-guard.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, handleLlmRequest, parseBody, resolveCallerIdentity, vendorTokenCount, isThenable, runAll, runHooks } from './pipeline.ts'
+import { PluginError, forwardResponsesState, handleLlmRequest, parseBody, resolveCallerIdentity, vendorTokenCount, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocolOfPath, protocols } from './protocols/index.ts'
@@ -224,6 +224,20 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     return handled
   }
 
+  const responsesState = (method: string, tail: string) => async (event: H3Event) => {
+    let id: string
+    try {
+      id = decodeURIComponent(event.context.params?.id ?? '')
+    } catch {
+      return protocolError(event, 'responses', 400, 'invalid_request_error', 'the response id in the path is not valid percent-encoding')
+    }
+    const body = method === 'POST' ? await readBody(event, config.limits.bodyBytes) : ''
+    if (typeof body !== 'string') return protocolError(event, 'responses', body.status, body.type, body.message)
+    const handled = forwardResponsesState(internals, { protocol: 'responses', operation: 'chat', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search, nodeResponse: (event.runtime as any)?.node?.res }, { method, id, tail })
+    internals.track(handled)
+    return handled
+  }
+
   const protocolError = (event: H3Event, protocol: ProtocolName, status: number, type: string, message: string) =>
     new FastResponse(JSON.stringify(protocols[protocol].errorBody(status, type, message)), {
       status,
@@ -238,10 +252,10 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       const parsed = parseBody(body) as any
       const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
       // the vendor's exact count when it has one and a key for it; the local estimate otherwise
-      const exact = protocol === 'anthropic' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search }, parsed, prompt.model) : undefined
-      if (exact) return new FastResponse(exact.body as any, { status: 200, headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-vendor': 'anthropic', 'x-agentmesh-model': headerSafe(prompt.model) } })
+      const exact = protocol === 'anthropic' || protocol === 'responses' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search }, parsed, prompt.model) : undefined
+      if (exact) return new FastResponse(exact.body as any, { status: 200, headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-vendor': protocol === 'responses' ? 'openai' : 'anthropic', 'x-agentmesh-model': headerSafe(prompt.model) } })
       const n = mesh.tokens.estimateInput(prompt, prompt.model)
-      const out = protocol === 'gemini' ? { totalTokens: n } : { input_tokens: n }
+      const out = protocol === 'gemini' ? { totalTokens: n } : protocol === 'responses' ? { object: 'response.input_tokens', input_tokens: n } : { input_tokens: n }
       return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-model': headerSafe(prompt.model) } })
     } catch (err) {
       return protocolError(event, protocol, 400, 'invalid_request_error', (err as Error).message)
@@ -270,6 +284,13 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   app.post('/v1/embeddings', llm('openai', 'embeddings'))
   app.post('/v1/messages', llm('anthropic', 'chat'))
   app.post('/v1/messages/count_tokens', (event) => countTokens(event, 'anthropic'))
+  // the Responses API; its stored state (retrieve, delete, cancel, input items) lives at the vendor
+  app.post('/v1/responses', llm('responses', 'chat'))
+  app.post('/v1/responses/input_tokens', (event) => countTokens(event, 'responses'))
+  app.get('/v1/responses/:id', responsesState('GET', ''))
+  app.delete('/v1/responses/:id', responsesState('DELETE', ''))
+  app.post('/v1/responses/:id/cancel', responsesState('POST', '/cancel'))
+  app.get('/v1/responses/:id/input_items', responsesState('GET', '/input_items'))
   app.post('/v1beta/models/:modelAction', llm('gemini', 'chat'))
   app.get('/v1/models', (event) => {
     const ids = [...new Set([...mesh.vendors.values()].flatMap((v) => v.models?.() ?? []))]

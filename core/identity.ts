@@ -7,6 +7,8 @@ const NAME = /^[A-Za-z0-9._@:+-]{1,64}$/
 const agents: Array<[RegExp, string]> = [
   [/claude-cli|claude-code|claude code/i, 'claude-code'],
   [/agentmesh-extension/i, 'browser-extension'],
+  // Codex CLI: `codex_exec/0.171.0 (...)`, `codex_cli_rs/...` (its `originator` header)
+  [/^codex_|codex-cli|codex cli/i, 'codex'],
   [/^OpenAI\//i, 'openai-sdk'],
   [/^Anthropic\//i, 'anthropic-sdk'],
   [/google-genai|gemini/i, 'gemini-sdk'],

@@ -11,6 +11,7 @@ import { attachNodeResponse, clientGone, nodeResponseOf, onClientGone } from './
 import { ProtocolError, protocols, type ProtocolAdapter } from './protocols/index.ts'
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
 import { SseParser, SseTap } from './stream.ts'
+import { checkChain, recordChain, vendorIdFor } from './response-chains.ts'
 import { UpstreamError } from './upstream.ts'
 import type { CanonicalAnswer, Logger, MeshContext, MeshResponse, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
@@ -42,10 +43,13 @@ const kHandled = Symbol.for('h3.handled')
 
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
 
+/** whether a vendor answers a protocol without translation */
+const speaks = (v: Vendor, protocol: ProtocolName) => v.protocol === protocol || v.protocol === 'any' || v.protocols?.includes(protocol) === true
+
 export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: string): MeshContext['route'] {
   let fallback: Vendor | undefined
   for (const v of m.mesh.vendors.values()) {
-    if (v.protocol !== protocol && v.protocol !== 'any') continue
+    if (!speaks(v, protocol)) continue
     if (v.handles(model)) return { vendor: v.name, model }
     fallback ??= v
   }
@@ -175,6 +179,8 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     const who = isThenable(resolved) ? await resolved : resolved
     if ('kind' in who) ctx.response = who
     else ctx.identity = who
+    // a Responses chain decides whether any cache may answer, before the caches look
+    if (!ctx.response && req.protocol === 'responses' && req.operation === 'chat') await checkChain(ctx)
     if (!ctx.response) {
       ctx.usage = { inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
@@ -190,6 +196,38 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     ctx.response = errorResponse(m, ctx, err)
   }
   return finish(m, ctx, adapter)
+}
+
+/**
+ * The Responses API's stored state (retrieve, delete, cancel, input items): the caller's identity
+ * is checked as for any call, then the request goes to the vendor as it came; a cached answer's
+ * id becomes the vendor's. No hooks run: nothing is generated, so nothing is billed or cached.
+ */
+export async function forwardResponsesState(m: MeshInternals, req: LlmRequest, call: { method: string; id: string; tail: string }): Promise<Response> {
+  const ctx = newContext(m, req)
+  ctx.route = defaultRoute(m, 'responses', '')
+  let res: MeshResponse
+  try {
+    if (req.rawBody) ctx.request.body = parseBody(req.rawBody)
+    const resolved = m.resolveIdentity(ctx)
+    const who = isThenable(resolved) ? await resolved : resolved
+    if ('kind' in who) res = who
+    else {
+      ctx.identity = who
+      const vendor = m.mesh.vendors.get(ctx.route.vendor)
+      if (!vendor?.forward) throw new ProtocolError(`response "${call.id.slice(0, 128)}" not found: no vendor here keeps responses (OpenAI does)`, 404, 'not_found_error')
+      const id = await vendorIdFor(ctx, call.id)
+      ;(ctx as Context).vendorCalled = true
+      const up = await vendor.forward(ctx, { method: call.method, path: `/v1/responses/${encodeURIComponent(id)}${call.tail}${req.search}` })
+      res = { kind: 'upstream', ...up }
+    }
+  } catch (err) {
+    res = errorResponse(m, ctx, err)
+  }
+  ctx.response = res
+  if (res.kind === 'upstream') return send(m, ctx, res.status, res.body as Buffer, res.headers['content-type'] ?? 'application/json', res.headers)
+  if (res.kind === 'error') return send(m, ctx, res.status, JSON.stringify(protocols.responses.errorBody(res.status, res.type, res.message)), 'application/json', res.headers)
+  return send(m, ctx, 500, JSON.stringify(protocols.responses.errorBody(500, 'internal_error', 'unexpected answer')), 'application/json')
 }
 
 /** The request's JSON, or a 400 for malformed or too deeply nested text. */
@@ -239,7 +277,7 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
   if (!vendor) {
     throw new ProtocolError(`no vendor is configured for model "${ctx.route.model}" over the ${ctx.protocol} protocol; add one to \`plugins\` in agentmesh.config.ts`, 404, 'not_found_error')
   }
-  if (vendor.protocol !== 'any' && vendor.protocol !== ctx.protocol) {
+  if (!speaks(vendor, ctx.protocol)) {
     throw new ProtocolError(`route sends a ${ctx.protocol} request to ${vendor.name} (${vendor.protocol}); cross-protocol translation is not available`, 501, 'not_implemented')
   }
   ;(ctx as Context).vendorCalled = true
@@ -271,9 +309,12 @@ async function callVendor(m: MeshInternals, ctx: MeshContext): Promise<void> {
  */
 function after(m: MeshInternals, ctx: MeshContext): Promise<void> | undefined {
   if ('__after' in ctx.meta) return ctx.meta.__after
-  const running = m.runPhase('afterResponse', ctx)?.catch((err) => {
+  // before the plugins: a client's next turn may name this id as soon as it has the answer
+  const recorded = ctx.protocol === 'responses' ? recordChain(ctx) : undefined
+  let running = m.runPhase('afterResponse', ctx)?.catch((err) => {
     m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
   })
+  if (recorded) running = running ? Promise.all([running, recorded]).then(() => {}) : recorded
   ctx.meta.__after = running
   if (running) m.track(running)
   return running
@@ -390,11 +431,9 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
       const done = after(m, ctx)
       if (done) await done
-      if (!ctx.prompt.stream) return send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
-      const array = adapter.renderArrayStream?.(answer, ctx.request.search)
-      return array
-        ? send(m, ctx, 200, JSON.stringify(array), 'application/json', res.headers)
-        : send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
+      return ctx.prompt.stream
+        ? send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
+        : send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
     }
     case 'upstream': {
       if (!res.stream) return finishBody(m, ctx, adapter, res)

@@ -3,7 +3,7 @@
 import type { Readable } from 'node:stream'
 import type { Storage } from 'unstorage'
 
-export type ProtocolName = 'openai' | 'anthropic' | 'gemini'
+export type ProtocolName = 'openai' | 'anthropic' | 'gemini' | 'responses'
 export type Operation = 'chat' | 'count_tokens' | 'embeddings'
 export type HookName = 'beforeRequest' | 'cacheLookup' | 'route' | 'afterResponse'
 
@@ -30,6 +30,16 @@ export interface Prompt {
   stream: boolean
   maxTokens?: number
   hasImages: boolean
+  /**
+   * the request continues a conversation the vendor keeps (Responses `previous_response_id`,
+   * `conversation`): its messages are not the whole question, so no semantic match is sound
+   */
+  stateful?: boolean
+  /**
+   * why no cache may answer or keep this request, set by the core (a `previous_response_id` whose
+   * chain the proxy did not store for this team); caches bypass when it is set
+   */
+  noCache?: string
 }
 
 /**
@@ -195,6 +205,8 @@ export interface Vendor {
   name: string
   /** the wire protocol the vendor speaks; 'any' for vendors that answer in every protocol (demo) */
   protocol: ProtocolName | 'any'
+  /** further protocols it speaks natively (OpenAI: Responses besides Chat Completions) */
+  protocols?: ProtocolName[]
   /** models this vendor answers for, used by the default route; a predicate or prefix list */
   handles: (model: string) => boolean
   /** model list for GET /v1/models */
@@ -208,6 +220,11 @@ export interface Vendor {
   embeddings?: (ctx: MeshContext) => Promise<UpstreamResponse>
   /** the vendor's own token count for a request (Anthropic count_tokens), where it has one and a key for it */
   countTokens?: (ctx: MeshContext) => Promise<UpstreamResponse>
+  /**
+   * a request the proxy does not govern, passed to the vendor as it came (the Responses API's
+   * retrieve, delete, cancel and input items): method and path with the client's query
+   */
+  forward?: (ctx: MeshContext, call: { method: string; path: string }) => Promise<UpstreamResponse>
 }
 
 export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity | MeshResponse>

@@ -12,6 +12,10 @@ export interface HttpVendorOptions extends VendorConfig {
 export interface HttpVendorSpec {
   name: 'openai' | 'anthropic' | 'google'
   protocol: ProtocolName
+  /** further protocols the vendor serves (OpenAI: the Responses API) */
+  protocols?: ProtocolName[]
+  /** forward requests the proxy does not govern (Responses retrieve, delete, cancel, input items) */
+  forwardState?: boolean
   defaultBaseURL: string
   keyEnv: string
   handles: (model: string) => boolean
@@ -119,14 +123,24 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         Object.assign(headers, r.headers)
         return call(ctx, path ?? r.path, headers)
       }
+      const forwardAs = (ctx: MeshContext, { method, path }: { method: string; path: string }) => {
+        const { key, headers } = headersFor(ctx)
+        Object.assign(headers, spec.request(ctx, key).headers)
+        // a GET or DELETE has no body; a cancel's (usually none) goes as it came
+        const body = ctx.request.rawBody || undefined
+        if (body) headers['content-type'] ??= 'application/json'
+        return callUpstream(ctx, { url: base + path, method, headers, body })
+      }
       mesh.registerVendor({
         name: spec.name,
         protocol: spec.protocol,
+        protocols: spec.protocols,
         handles: (m) => spec.handles(m) || models.includes(m),
         models: () => models,
         call: (ctx) => callWith(ctx),
         embeddings: spec.embeddingsPath ? (ctx) => callWith(ctx, spec.embeddingsPath! + forwardedQuery(ctx)) : undefined,
         countTokens: spec.countTokensPath && configured ? (ctx) => callWith(ctx, spec.countTokensPath! + forwardedQuery(ctx)) : undefined,
+        forward: spec.forwardState ? (ctx, call) => forwardAs(ctx, call) : undefined,
       })
     },
   }

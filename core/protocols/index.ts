@@ -2,12 +2,14 @@ import type { ProtocolName } from '../types.ts'
 import { anthropicProtocol } from './anthropic.ts'
 import { geminiProtocol } from './gemini.ts'
 import { openaiProtocol } from './openai.ts'
+import { responsesProtocol } from './responses.ts'
 import type { ProtocolAdapter } from './shared.ts'
 
 export const protocols: Record<ProtocolName, ProtocolAdapter> = {
   openai: openaiProtocol,
   anthropic: anthropicProtocol,
   gemini: geminiProtocol,
+  responses: responsesProtocol,
 }
 
 export { ProtocolError, type ProtocolAdapter, type StreamReader } from './shared.ts'
@@ -16,5 +18,6 @@ export { ProtocolError, type ProtocolAdapter, type StreamReader } from './shared
 export function protocolOfPath(path: string): ProtocolName {
   if (path.startsWith('/v1beta/')) return 'gemini'
   if (path.startsWith('/v1/messages')) return 'anthropic'
+  if (path === '/v1/responses' || path.startsWith('/v1/responses/')) return 'responses'
   return 'openai'
 }

@@ -71,7 +71,7 @@ const ZERO: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cache
 function freshId(protocol: string): string {
   // randomUUID draws from a pooled buffer; randomBytes(12) makes a syscall per hit
   const r = randomUUID().replace(/-/g, '').slice(0, 24)
-  return protocol === 'anthropic' ? `msg_cache_${r}` : protocol === 'openai' ? `chatcmpl-cache-${r}` : `cache-${r}`
+  return protocol === 'anthropic' ? `msg_cache_${r}` : protocol === 'openai' ? `chatcmpl-cache-${r}` : protocol === 'responses' ? `resp_cache_${r}` : `cache-${r}`
 }
 
 function totalTokens(u: Usage): number {
@@ -138,7 +138,8 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
     },
     hooks: {
       async cacheLookup(ctx) {
-        if (ctx.operation !== 'chat' || !store) return
+        // noCache: the core found state this cache cannot see (a Responses chain it did not answer)
+        if (ctx.operation !== 'chat' || !store || ctx.prompt.noCache) return
         const cc = cacheControl(ctx.request.headers)
         const n = Number(ctx.prompt.params?.n ?? 1)
         // one stored answer cannot render n > 1 choices

@@ -165,7 +165,8 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   const judge = judgeFor()
 
   async function cacheLookup(ctx: MeshContext): Promise<void> {
-    if (!store || ctx.response || ctx.operation !== 'chat') return
+    // a stateful request's messages are not the whole question (Responses previous_response_id)
+    if (!store || ctx.response || ctx.operation !== 'chat' || ctx.prompt.stateful || ctx.prompt.noCache) return
     if (ctx.cache.status === 'exact' || ctx.cache.status === 'semantic') return
     const cc = cacheControl(ctx.request.headers)
     if (cc.noStore) return

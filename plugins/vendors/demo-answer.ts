@@ -17,7 +17,7 @@ const SENTENCES = [
   'Headers named X-AgentMesh-* on this response show the cache status, tokens and cost.',
 ]
 
-const TOOL_ID_PREFIX = { openai: 'call_', anthropic: 'toolu_', gemini: 'call_' } as const
+const TOOL_ID_PREFIX = { openai: 'call_', anthropic: 'toolu_', gemini: 'call_', responses: 'call_' } as const
 
 function quote(text: string, max: number): string {
   const flat = text.replace(/\s+/g, ' ').trim()
@@ -58,7 +58,8 @@ export function demoAnswer(ctx: MeshContext): CanonicalAnswer {
     stopReason = 'length'
   }
   return {
-    id: `demo-${hex.slice(0, 24)}`,
+    // a Responses client keeps the id to continue from: it has the vendor's form
+    id: ctx.protocol === 'responses' ? `resp_demo${hex.slice(0, 24)}` : `demo-${hex.slice(0, 24)}`,
     model,
     text,
     toolCalls,

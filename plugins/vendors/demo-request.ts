@@ -216,4 +216,31 @@ const gemini: ProtocolReader = {
   },
 }
 
-const READERS: Record<ProtocolName, ProtocolReader> = { openai, anthropic, gemini }
+/** Text parts of a Responses message: input_text in questions, output_text in earlier answers. */
+const responseTexts = (content: unknown): string[] =>
+  typeof content === 'string' ? [content] : list(content).filter((p) => isObject(p) && typeof p.text === 'string' && /^(input_text|output_text|text)$/.test(p.type)).map((p) => p.text)
+
+const responses: ProtocolReader = {
+  turns: (body) => (typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : list(body.input)).filter(isObject).map((it): Turn => {
+    const type = it.type ?? 'message'
+    if (type === 'function_call') return { role: 'assistant', texts: [], calls: [{ id: str(it.call_id), name: str(it.name) }], results: [] }
+    if (type === 'function_call_output') return { role: 'user', texts: [], calls: [], results: [{ id: str(it.call_id), name: '', text: resultText(typeof it.output === 'string' ? it.output : responseTexts(it.output).join('\n')), isError: false }] }
+    if (type !== 'message') return { role: 'other', texts: [], calls: [], results: [] }
+    return { role: it.role === 'user' ? 'user' : it.role === 'assistant' ? 'assistant' : 'other', texts: it.role === 'user' ? responseTexts(it.content) : [], calls: [], results: [] }
+  }),
+  // flat function tools; built-in ones (web_search, file_search) run at the vendor, not the client
+  tools: (body) => list(body.tools).filter((t) => isObject(t) && t.type === 'function' && typeof t.name === 'string').map((t) => ({ name: t.name, description: str(t.description), schema: t.parameters })),
+  toolChoice(body) {
+    const c = body.tool_choice
+    if (c === 'none') return { mode: 'none' }
+    if (c === 'required') return { mode: 'required' }
+    if (isObject(c) && c.type === 'function' && typeof c.name === 'string') return { mode: 'required', names: [c.name] }
+    if (isObject(c) && c.type === 'allowed_tools') {
+      const names = list(c.tools).map((t) => t?.name).filter((n): n is string => typeof n === 'string')
+      return { mode: c.mode === 'required' ? 'required' : 'auto', names }
+    }
+    return { mode: 'auto' }
+  },
+}
+
+const READERS: Record<ProtocolName, ProtocolReader> = { openai, anthropic, gemini, responses }

@@ -62,6 +62,9 @@ function textSlot(protocol: ProtocolName, d: any): { text: string; set: (text: s
     const delta = d.choices?.[0]?.delta
     return typeof delta?.content === 'string' && delta.content && !delta.role ? { text: delta.content, set: (t) => (delta.content = t) } : undefined
   }
+  if (protocol === 'responses') {
+    return d.type === 'response.output_text.delta' && typeof d.delta === 'string' ? { text: d.delta, set: (t) => (d.delta = t) } : undefined
+  }
   if (protocol === 'anthropic') {
     return d.type === 'content_block_delta' && d.delta?.type === 'text_delta' ? { text: d.delta.text, set: (t) => (d.delta.text = t) } : undefined
   }
@@ -75,16 +78,22 @@ function textSlot(protocol: ProtocolName, d: any): { text: string; set: (text: s
  * deltas (right for replaying a cached answer fast); a model sends a few tokens per event.
  */
 function modelPacedEvents(protocol: ProtocolName, stream: string): string[] {
+  // Responses events are numbered: split deltas take numbers of their own
+  let sequence = 0
+  const renumber = (data: any) => {
+    if (protocol === 'responses' && typeof data.sequence_number === 'number') data.sequence_number = sequence++
+    return data
+  }
   return stream.split(/(?<=\n\n)/).flatMap((event) => {
     const m = /^(event: [^\n]*\n)?data: (\{.*\})\n\n$/s.exec(event)
     if (!m) return [event]
     const data = JSON.parse(m[2]!)
     const slot = textSlot(protocol, data)
     const pieces = slot ? wordPairs(slot.text) : []
-    if (pieces.length < 2) return [event]
+    if (pieces.length < 2) return protocol === 'responses' ? [`${m[1] ?? ''}data: ${JSON.stringify(renumber(data))}\n\n`] : [event]
     return pieces.map((piece) => {
       slot!.set(piece)
-      return `${m[1] ?? ''}data: ${JSON.stringify(data)}\n\n`
+      return `${m[1] ?? ''}data: ${JSON.stringify(renumber(data))}\n\n`
     })
   })
 }

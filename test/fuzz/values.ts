@@ -12,7 +12,7 @@ export const WEIRD_STRINGS: readonly string[] = [
 ]
 
 /** Models that route to each vendor, then bent: the prefix keeps the routing, the tail is hostile. */
-export const MODEL_PREFIX = { openai: 'gpt-4o-mini', anthropic: 'claude-haiku-4-5', gemini: 'gemini-2.5-flash' } as const
+export const MODEL_PREFIX = { openai: 'gpt-4o-mini', anthropic: 'claude-haiku-4-5', gemini: 'gemini-2.5-flash', responses: 'gpt-4o-mini' } as const
 
 export function weirdString(rng: Rng): string {
   return rng.pick(WEIRD_STRINGS)
