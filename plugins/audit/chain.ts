@@ -25,6 +25,8 @@ export interface AuditEntry {
   /** request id (X-AgentMesh-Request-Id) */
   id: string
   identity: { team: string; user: string; tool: string; keyId?: string }
+  /** the agent session the call belongs to, when the client names one (Claude Code, Codex) */
+  session?: string
   protocol: string
   operation: string
   stream: boolean

@@ -30,6 +30,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
     requestedModel: ctx.prompt?.model ?? '',
     route: ctx.route?.reason,
     savedUsd: num(ctx.cost?.savedUsd),
+    session: sessionOf(ctx.request?.headers),
     status: ctx.status ?? ctx.error?.status ?? 0,
     stream: !!ctx.prompt?.stream,
     tokens: {
@@ -48,6 +49,19 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
     if (ctx.answer) entry.answer = { text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }
   }
   return entry
+}
+
+// Agent CLIs name their session in a header, so one session's calls can be found together:
+// Claude Code's x-claude-code-session-id, Codex's session_id. Client values: only a plain id is kept.
+const SESSION_HEADERS = ['x-claude-code-session-id', 'session_id', 'x-session-id']
+const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+function sessionOf(headers: Headers | undefined): string | undefined {
+  for (const name of SESSION_HEADERS) {
+    const v = headers?.get(name)
+    if (v && SESSION_ID.test(v)) return v
+  }
+  return undefined
 }
 
 // Key shapes of the vendors (OpenAI sk-/sk-proj-, Anthropic sk-ant-, Google AIza), AgentMesh

@@ -16,7 +16,7 @@ export const CSV_COLUMNS = [
   'seq', 'ts', 'id', 'team', 'user', 'tool', 'keyId', 'protocol', 'operation', 'stream', 'vendor',
   'requestedModel', 'model', 'cache', 'similarity', 'inputTokens', 'outputTokens', 'cacheReadTokens',
   'cacheWriteTokens', 'tokensEstimated', 'costUsd', 'savedUsd', 'quota', 'route', 'latencyMs', 'status',
-  'error', 'aborted', 'promptHash', 'answerHash', 'hash',
+  'error', 'aborted', 'promptHash', 'answerHash', 'hash', 'session',
 ] as const
 
 function csvCell(v: unknown): string {
@@ -65,7 +65,7 @@ export async function exportLog(source: LogSource, options: ExportOptions, write
         inputTokens: r.tokens?.input, outputTokens: r.tokens?.output, cacheReadTokens: r.tokens?.cacheRead,
         cacheWriteTokens: r.tokens?.cacheWrite, tokensEstimated: r.tokens?.estimated, costUsd: r.costUsd,
         savedUsd: r.savedUsd, quota: r.quota, route: r.route, latencyMs: r.latencyMs, status: r.status, error: r.error,
-        aborted: r.aborted, promptHash: r.promptHash, answerHash: r.answerHash, hash: p.hash,
+        aborted: r.aborted, promptHash: r.promptHash, answerHash: r.answerHash, hash: p.hash, session: r.session,
       }
       write(CSV_COLUMNS.map((c) => csvCell(row[c])).join(','))
     }
