@@ -2,6 +2,7 @@
 // benchmarks run without any vendor. It records what it received, to check what went upstream.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { createResponsesMock } from './mock-responses.ts'
 
 export interface Received {
   path: string
@@ -160,6 +161,8 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
     aborted: 0,
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
   }
+  // the Responses API keeps what it answered, per mock
+  const responses = createResponsesMock({ send, stream: (res, events) => streamEvents(res, events, up.behaviour, up), mockText })
   server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c) => chunks.push(c))
@@ -181,6 +184,7 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
         return res.end(b.okBody.body)
       }
       if (path.startsWith('/v1/chat/completions')) return handleOpenAI(body, res, b, up)
+      if (path.startsWith('/v1/responses')) return responses(req.method ?? 'POST', path, body, res)
       // a count the local estimate would not give, so a test can tell which answered
       if (path.startsWith('/v1/messages/count_tokens')) return send(res, 200, { input_tokens: 4242 })
       if (path.startsWith('/v1/messages')) return handleAnthropic(body, res, b, up)
