@@ -1,0 +1,137 @@
+// Codex CLI as it ships on npm (`codex exec`) and the OpenAI Agents SDK, through the proxy over
+// the Responses API (Codex no longer speaks Chat Completions). Codex gets a throwaway CODEX_HOME
+// whose config.toml points a provider at the proxy; nothing but localhost is reached.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Agent, run, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, tool } from '@openai/agents'
+import OpenAI from 'openai'
+import { z } from 'zod'
+import { definePlugin } from '../core/plugin.ts'
+import { clearVendorEnv, startMockAndProxy, startProxy, type Proxy } from './helpers/core-harness.ts'
+import { MOCK_ENCRYPTED } from './helpers/mock-responses.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+
+const CODEX = resolve(import.meta.dirname, '../node_modules/.bin/codex')
+
+/** `codex exec prompt` against the proxy, with a throwaway home; its final message is on stdout. */
+function codex(baseURL: string, prompt: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const home = mkdtempSync(join(tmpdir(), 'codex-home-'))
+  writeFileSync(join(home, 'config.toml'), `model = "gpt-5-codex"
+model_provider = "agentmesh"
+
+[model_providers.agentmesh]
+name = "AgentMesh"
+base_url = "${baseURL}/v1"
+env_key = "OPENAI_API_KEY"
+wire_api = "responses"
+`)
+  return new Promise((done) => {
+    const child = spawn(CODEX, ['exec', '--skip-git-repo-check', prompt], {
+      cwd: home,
+      env: { PATH: process.env.PATH, HOME: home, CODEX_HOME: home, OPENAI_API_KEY: 'sk-codex-cli-test-key', RUST_LOG: 'error' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      rmSync(home, { recursive: true, force: true })
+      done({ code, stdout, stderr })
+    })
+  })
+}
+
+beforeAll(() => clearVendorEnv())
+
+describe('codex exec through AgentMesh', () => {
+  it('demo preset: answers with no key, billed to tool codex', async () => {
+    const proxy = await startProxy({ preset: 'demo' }, { features: true })
+    try {
+      const run = await codex(proxy.url, 'What is the capital of France?')
+      expect(run.code, run.stderr).toBe(0)
+      expect(run.stdout).toContain('AgentMesh demo answer')
+      const requests = proxy.events.filter((e) => e.type === 'request')
+      expect(requests.length).toBeGreaterThan(0)
+      for (const r of requests) expect(r.data).toMatchObject({ protocol: 'responses', identity: { tool: 'codex' } })
+      expect(proxy.events.filter((e) => e.type === 'response').every((r) => (r.data as any).status === 200)).toBe(true)
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  describe('solo against a mock OpenAI', () => {
+    let mock: MockUpstream
+    let proxy: Proxy
+    const got: string[] = []
+    beforeAll(async () => {
+      const capture = definePlugin({ name: 'capture', hooks: { beforeRequest: (ctx) => { got.push(ctx.request.rawBody) } } })
+      ;({ mock, proxy } = await startMockAndProxy({ keys: false, config: { plugins: [capture] } }))
+    })
+    afterAll(async () => {
+      await proxy.close()
+      await mock.close()
+    })
+
+    it("the vendor gets Codex's body byte for byte, its headers and its own key; the answer reaches Codex", async () => {
+      const run = await codex(proxy.url, 'Say hello.')
+      expect(run.code, run.stderr).toBe(0)
+      // the mock calls Codex's first function tool; Codex runs it and the mock answers the result
+      expect(run.stdout).toMatch(/mock answer to|tool said/)
+      const calls = mock.received.filter((r) => r.path === '/v1/responses')
+      expect(calls.length).toBeGreaterThan(0)
+      expect(calls.length).toBe(got.length)
+      for (const [i, c] of calls.entries()) {
+        expect(c.raw).toBe(got[i])
+        expect(c.headers['user-agent']).toMatch(/^codex_exec\//)
+        expect(c.headers.authorization).toBe('Bearer sk-codex-cli-test-key')
+        expect(c.headers['session-id']).toBeTruthy()
+        expect(c.body.stream).toBe(true)
+      }
+      // the tool's result went back in a second turn, with the mock's encrypted reasoning unchanged
+      expect(calls.length).toBeGreaterThan(1)
+      expect(calls.at(-1)!.body.input.some((i: any) => i.type === 'function_call_output')).toBe(true)
+      expect(calls.at(-1)!.raw).toContain(JSON.stringify(MOCK_ENCRYPTED))
+      const responses = proxy.events.filter((e) => e.type === 'response')
+      expect(responses.every((e) => (e.data as any).status === 200)).toBe(true)
+      expect(responses.every((e) => (e.data as any).identity.tool === 'codex')).toBe(true)
+    })
+  })
+})
+
+describe('the OpenAI Agents SDK through AgentMesh', () => {
+  it('runs an agent with one tool over the Responses API', async () => {
+    const { mock, proxy } = await startMockAndProxy()
+    try {
+      setTracingDisabled(true)
+      setOpenAIAPI('responses')
+      setDefaultOpenAIClient(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-agents-test', maxRetries: 0 }))
+      const calls: string[] = []
+      const getWeather = tool({
+        name: 'get_weather',
+        description: 'Weather for a city',
+        parameters: z.object({ city: z.string() }),
+        execute: async ({ city }) => {
+          calls.push(city)
+          return `sunny in ${city}`
+        },
+      })
+      const agent = new Agent({ name: 'weather', instructions: 'Answer with the weather.', model: 'gpt-5-mini', tools: [getWeather] })
+      const result = await run(agent, 'What is the weather in Paris?')
+      expect(calls).toEqual(['Paris'])
+      expect(result.finalOutput).toBe('tool said: sunny in Paris')
+      const sent = mock.received.filter((r) => r.path === '/v1/responses')
+      expect(sent.length).toBe(2)
+      expect(sent[1]!.body.input.some((i: any) => i.type === 'function_call_output' && i.output === 'sunny in Paris')).toBe(true)
+      expect(proxy.events.filter((e) => e.type === 'response').map((e) => (e.data as any).status)).toEqual([200, 200])
+    } finally {
+      await proxy.close()
+      await mock.close()
+    }
+  })
+})
