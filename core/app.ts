@@ -19,6 +19,7 @@ import { PluginError, forwardResponsesState, handleLlmRequest, parseBody, resolv
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocolOfPath, protocols } from './protocols/index.ts'
+import { registerModelRoutes } from './routes-models.ts'
 import { createMeshStorage } from './storage.ts'
 import { createTokenCounter } from './tokens.ts'
 import type { HealthCheck, HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshEvent, MeshContext, Operation, Plugin, PluginHooks, ProtocolName, ResolvedMeshConfig } from './types.ts'
@@ -292,14 +293,10 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   app.post('/v1/responses/:id/cancel', responsesState('POST', '/cancel'))
   app.get('/v1/responses/:id/input_items', responsesState('GET', '/input_items'))
   app.post('/v1beta/models/:modelAction', llm('gemini', 'chat'))
-  app.get('/v1/models', (event) => {
-    const ids = [...new Set([...mesh.vendors.values()].flatMap((v) => v.models?.() ?? []))]
-    const headers = { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')) }
-    // the Anthropic SDK lists models at the same path, in its own shape
-    const body = event.req.headers.get('anthropic-version')
-      ? { data: ids.map((id) => ({ type: 'model', id, display_name: id, created_at: '2025-01-01T00:00:00Z' })), has_more: false, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null }
-      : { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: 1735689600, owned_by: ownerOf(mesh, id) })) }
-    return new FastResponse(JSON.stringify(body), { headers })
+  registerModelRoutes(app, {
+    mesh,
+    json: (event, body, extra) => new FastResponse(JSON.stringify(body), { headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), ...extra } }) as unknown as Response,
+    error: protocolError,
   })
   app.get('/agentmesh/events', async (event) => {
     const request = event.req as Request
@@ -400,11 +397,6 @@ const NOT_JSON = 'send the request body as JSON with content-type: application/j
 function formatHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1'
   return host.includes(':') ? `[${host}]` : host
-}
-
-function ownerOf(mesh: Mesh, id: string): string {
-  for (const v of mesh.vendors.values()) if (v.models?.().includes(id)) return v.name
-  return 'agentmesh'
 }
 
 type BodyError = { status: number; type: string; message: string }
