@@ -15,7 +15,7 @@ import { headerSafe } from './headers.ts'
 import { guardNodeServer } from './server-guard.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, forwardResponsesState, handleLlmRequest, parseBody, resolveCallerIdentity, vendorTokenCount, isThenable, runAll, runHooks } from './pipeline.ts'
+import { PluginError, defaultRoute, forwardResponsesState, handleLlmRequest, parseBody, resolveCallerIdentity, vendorTokenCount, isThenable, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocolOfPath, protocols } from './protocols/index.ts'
@@ -201,6 +201,8 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const llm = (protocol: ProtocolName, operation: Operation) => async (event: H3Event) => {
     let pathModel: string | undefined
     let pathStream: boolean | undefined
+    // per call: a Gemini path names its operation (the closure's value is shared by all calls)
+    let op = operation
     if (protocol === 'gemini') {
       let tail: string
       try {
@@ -212,15 +214,16 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
       const action = i < 0 ? '' : tail.slice(i + 1)
       pathModel = i < 0 ? tail : tail.slice(0, i)
       if (action === 'countTokens') return countTokens(event, 'gemini', pathModel)
-      if (action !== 'generateContent' && action !== 'streamGenerateContent') {
-        return protocolError(event, 'gemini', 404, 'not_found_error', `unknown Gemini method "${action || tail}"; use :generateContent or :streamGenerateContent`)
+      if (action === 'embedContent' || action === 'batchEmbedContents') op = 'embeddings'
+      else if (action !== 'generateContent' && action !== 'streamGenerateContent') {
+        return protocolError(event, 'gemini', 404, 'not_found_error', `unknown Gemini method "${action || tail}"; use :generateContent, :streamGenerateContent, :countTokens, :embedContent or :batchEmbedContents`)
       }
       pathStream = action === 'streamGenerateContent'
     }
     if (!isJsonContentType(event.req.headers.get('content-type'))) return protocolError(event, protocol, 415, 'invalid_request_error', NOT_JSON)
     const body = await readBody(event, config.limits.bodyBytes)
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
-    const handled = handleLlmRequest(internals, { protocol, operation, request: event.req as Request, rawBody: body, pathModel, pathStream, path: event.url.pathname, search: event.url.search, nodeResponse: (event.runtime as any)?.node?.res })
+    const handled = handleLlmRequest(internals, { protocol, operation: op, request: event.req as Request, rawBody: body, pathModel, pathStream, path: event.url.pathname, search: event.url.search, nodeResponse: (event.runtime as any)?.node?.res })
     internals.track(handled)
     return handled
   }
@@ -251,10 +254,12 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     if (typeof body !== 'string') return protocolError(event, protocol, body.status, body.type, body.message)
     try {
       const parsed = parseBody(body) as any
-      const prompt = protocols[protocol].parse(protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : parsed, { pathModel })
+      // Gemini's countTokens takes `contents` or a whole `generateContentRequest`
+      const counted = protocol === 'anthropic' ? { max_tokens: 1, ...parsed } : protocol === 'gemini' && parsed?.generateContentRequest && !parsed.contents ? parsed.generateContentRequest : parsed
+      const prompt = protocols[protocol].parse(counted, { pathModel })
       // the vendor's exact count when it has one and a key for it; the local estimate otherwise
-      const exact = protocol === 'anthropic' || protocol === 'responses' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, path: event.url.pathname, search: event.url.search }, parsed, prompt.model) : undefined
-      if (exact) return new FastResponse(exact.body as any, { status: 200, headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-vendor': protocol === 'responses' ? 'openai' : 'anthropic', 'x-agentmesh-model': headerSafe(prompt.model) } })
+      const exact = protocol !== 'openai' ? await vendorTokenCount(internals, { protocol, operation: 'count_tokens', request: event.req as Request, rawBody: body, pathModel, path: event.url.pathname, search: event.url.search }, parsed, prompt.model) : undefined
+      if (exact) return new FastResponse(exact.body as any, { status: 200, headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-vendor': headerSafe(defaultRoute(internals, protocol, prompt.model).vendor), 'x-agentmesh-model': headerSafe(prompt.model) } })
       const n = mesh.tokens.estimateInput(prompt, prompt.model)
       const out = protocol === 'gemini' ? { totalTokens: n } : protocol === 'responses' ? { object: 'response.input_tokens', input_tokens: n } : { input_tokens: n }
       return new FastResponse(JSON.stringify(out), { headers: { 'content-type': 'application/json', 'x-agentmesh-usage': 'estimated', ...bareHeaders(event.req.headers.get('origin')), 'x-agentmesh-model': headerSafe(prompt.model) } })
@@ -293,6 +298,8 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   app.post('/v1/responses/:id/cancel', responsesState('POST', '/cancel'))
   app.get('/v1/responses/:id/input_items', responsesState('GET', '/input_items'))
   app.post('/v1beta/models/:modelAction', llm('gemini', 'chat'))
+  // Gemini's v1 paths (`@google/genai` with apiVersion 'v1'): the same methods; GETs in routes-models.ts
+  app.post('/v1/models/:modelAction', llm('gemini', 'chat'))
   registerModelRoutes(app, {
     mesh,
     json: (event, body, extra) => new FastResponse(JSON.stringify(body), { headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), ...extra } }) as unknown as Response,

@@ -22,9 +22,10 @@ export interface HttpVendorSpec {
   models: string[]
   /** URL path and vendor-specific headers for one call */
   request: (ctx: MeshContext, key: string | undefined) => { path: string; headers: Record<string, string> }
-  embeddingsPath?: string
+  /** the embeddings endpoint; a function when it depends on the request (Gemini's model and method) */
+  embeddingsPath?: string | ((ctx: MeshContext) => string)
   /** the vendor's token counting endpoint, used when a key is configured (the exact count) */
-  countTokensPath?: string
+  countTokensPath?: string | ((ctx: MeshContext) => string)
 }
 
 /**
@@ -84,6 +85,8 @@ export function upstreamBody(ctx: MeshContext): string {
   return ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody
 }
 
+const pathFor = (path: string | ((ctx: MeshContext) => string), ctx: MeshContext) => (typeof path === 'string' ? path : path(ctx))
+
 export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOptions = {}): Plugin {
   if (options.baseURL !== undefined && !/^https?:\/\//.test(options.baseURL)) throw new Error(`${spec.name}: baseURL must be an http(s) URL, got "${options.baseURL}"`)
   return {
@@ -138,8 +141,8 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         handles: (m) => spec.handles(m) || models.includes(m),
         models: () => models,
         call: (ctx) => callWith(ctx),
-        embeddings: spec.embeddingsPath ? (ctx) => callWith(ctx, spec.embeddingsPath! + forwardedQuery(ctx)) : undefined,
-        countTokens: spec.countTokensPath && configured ? (ctx) => callWith(ctx, spec.countTokensPath! + forwardedQuery(ctx)) : undefined,
+        embeddings: spec.embeddingsPath ? (ctx) => callWith(ctx, pathFor(spec.embeddingsPath!, ctx) + forwardedQuery(ctx)) : undefined,
+        countTokens: spec.countTokensPath && configured ? (ctx) => callWith(ctx, pathFor(spec.countTokensPath!, ctx) + forwardedQuery(ctx)) : undefined,
         forward: spec.forwardState ? (ctx, call) => forwardAs(ctx, call) : undefined,
       })
     },

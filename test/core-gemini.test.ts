@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
 import { clearVendorEnv, governanceHeadersOf, postJson, sseEvents, startCoreMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
-import { mockText, type MockUpstream } from './helpers/mock-upstream.ts'
+import { MOCK_GEMINI_COUNT, mockText, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const words = (s: string) => s.split(/\s+/).filter(Boolean).length
 
@@ -98,18 +98,38 @@ describe('gemini', () => {
     }
   })
 
-  it('countTokens: counted locally, more for a longer prompt', async () => {
+  it('countTokens: counted at Google when a key is configured (issue 13), nothing spent', async () => {
     const before = mock.received.length
-    const count = async (text: string) => {
-      const res = await postJson(gen('gemini-2.5-flash', 'countTokens'), { contents: [{ role: 'user', parts: [{ text }] }] })
-      expect(res.status).toBe(200)
-      return (await res.json()).totalTokens as number
+    const raw = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hello' }] }] })
+    const res = await postJson(gen('gemini-2.5-flash', 'countTokens', '?key=AIza-query-key'), raw)
+    expect(res.status).toBe(200)
+    expect((await res.json()).totalTokens).toBe(MOCK_GEMINI_COUNT)
+    expect(res.headers.get('x-agentmesh-usage')).toBeNull()
+    expect(governanceHeadersOf(res.headers)).toMatchObject({ 'x-agentmesh-vendor': 'google', 'x-agentmesh-tokens': '0' })
+    expect(mock.received.length).toBe(before + 1)
+    expect(lastReceived().path).toBe('/v1beta/models/gemini-2.5-flash:countTokens')
+    expect(lastReceived().raw).toBe(raw)
+    expect(lastReceived().headers['x-goog-api-key']).toBe('AIza-test-configured')
+  })
+
+  it('countTokens: counted locally without a configured key, marked estimated, more for a longer prompt', async () => {
+    const { mock: m2, proxy: p2 } = await startCoreMockAndProxy({ keys: false })
+    try {
+      const count = async (text: string) => {
+        const res = await postJson(`${p2.url}/v1beta/models/gemini-2.5-flash:countTokens`, { contents: [{ role: 'user', parts: [{ text }] }] })
+        expect(res.status).toBe(200)
+        expect(res.headers.get('x-agentmesh-usage')).toBe('estimated')
+        return (await res.json()).totalTokens as number
+      }
+      const short = await count('hello')
+      const long = await count('hello '.repeat(100))
+      expect(short).toBeGreaterThan(0)
+      expect(long).toBeGreaterThan(short + 80)
+      expect(m2.received.length).toBe(0)
+    } finally {
+      await p2.close()
+      await m2.close()
     }
-    const short = await count('hello')
-    const long = await count('hello '.repeat(100))
-    expect(short).toBeGreaterThan(0)
-    expect(long).toBeGreaterThan(short + 80)
-    expect(mock.received.length).toBe(before)
   })
 
   it('answers an unknown Gemini method with a 404 in the Gemini error shape', async () => {

@@ -14,9 +14,13 @@ export const protocols: Record<ProtocolName, ProtocolAdapter> = {
 
 export { ProtocolError, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
+// Gemini's v1 paths share /v1/models with OpenAI's; a method after the model (`:generateContent`)
+// is Gemini's. OpenAI's fine-tune ids (`ft:gpt-4o-mini:org::id`) hold a '-' or a second ':' there.
+const GEMINI_V1_METHOD = /^\/v1\/models\/[^/:]+:[a-z][A-Za-z]*$/
+
 /** The protocol a path belongs to, for errors answered before (or without) a route. */
 export function protocolOfPath(path: string): ProtocolName {
-  if (path.startsWith('/v1beta/')) return 'gemini'
+  if (path.startsWith('/v1beta/') || path.startsWith('/v1alpha/') || GEMINI_V1_METHOD.test(path)) return 'gemini'
   if (path.startsWith('/v1/messages')) return 'anthropic'
   if (path === '/v1/responses' || path.startsWith('/v1/responses/')) return 'responses'
   return 'openai'

@@ -9,6 +9,7 @@ import { protocols } from '../../core/protocols/index.ts'
 import { UpstreamError } from '../../core/upstream.ts'
 import type { MeshContext, ProtocolName } from '../../core/types.ts'
 import { demoAnswer } from './demo-answer.ts'
+import { geminiEmbeddings } from './demo-embeddings.ts'
 
 export { demoAnswer } from './demo-answer.ts'
 
@@ -167,6 +168,7 @@ export function demo(options: DemoOptions = {}) {
         },
         async embeddings(ctx) {
           ctx.headers[DEMO_HEADER] = 'true'
+          if (ctx.protocol === 'gemini') return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(geminiEmbeddings(ctx.request.body, embed))), stream: false }
           const { input, encoding_format: format } = ctx.request.body
           const texts: string[] = Array.isArray(input) ? input.map(String) : [String(input)]
           const data = texts.map((t, index) => {

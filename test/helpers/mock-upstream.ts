@@ -137,9 +137,16 @@ function handleAnthropic(body: any, res: ServerResponse, b: MockBehaviour, up: M
   return streamEvents(res, events, b, up)
 }
 
+// counts and vectors no local estimate or demo would give, so a test can tell who answered
+export const MOCK_GEMINI_COUNT = 4343
+export const MOCK_GEMINI_VECTOR = [0.3, 0.4]
+
 function handleGemini(path: string, body: any, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
-  const m = /\/v1beta\/models\/([^:]+):(\w+)/.exec(path)
+  const m = /\/v1(?:beta)?\/models\/([^:]+):(\w+)/.exec(path)
   const model = decodeURIComponent(m?.[1] ?? 'gemini')
+  if (m?.[2] === 'countTokens') return send(res, 200, { totalTokens: MOCK_GEMINI_COUNT })
+  if (m?.[2] === 'embedContent') return send(res, 200, { embedding: { values: MOCK_GEMINI_VECTOR } })
+  if (m?.[2] === 'batchEmbedContents') return send(res, 200, { embeddings: (body.requests ?? []).map(() => ({ values: MOCK_GEMINI_VECTOR })) })
   const contents: any[] = body.contents ?? []
   const last = contents.at(-1)
   const prompt = (last?.parts ?? []).map((p: any) => p.text ?? '').join(' ')
@@ -188,7 +195,7 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
       // a count the local estimate would not give, so a test can tell which answered
       if (path.startsWith('/v1/messages/count_tokens')) return send(res, 200, { input_tokens: 4242 })
       if (path.startsWith('/v1/messages')) return handleAnthropic(body, res, b, up)
-      if (path.startsWith('/v1beta/models/')) return handleGemini(path, body, res, b, up)
+      if (path.startsWith('/v1beta/models/') || /^\/v1\/models\/[^/]+:/.test(path)) return handleGemini(path, body, res, b, up)
       if (path.startsWith('/v1/embeddings')) return send(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model: body.model, usage: { prompt_tokens: 3, total_tokens: 3 } })
       send(res, 404, { error: { message: `mock: no route ${path}` } })
     })
