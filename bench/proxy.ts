@@ -59,6 +59,11 @@ const luaFor = (stream: boolean) => {
   return `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
 }
 
+const responsesLuaFor = (stream: boolean) => {
+  const body = JSON.stringify({ model: 'gpt-4o-mini', stream, max_output_tokens: 64, input: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  return `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
+}
+
 interface WrkResult { rps: number; requests: number; p50: number; p99: number; errors: number }
 
 function toMs(v: string): number {
@@ -127,6 +132,10 @@ export default {
     const streamLua = join(dir, 'stream.lua')
     writeFileSync(plainLua, luaFor(false))
     writeFileSync(streamLua, luaFor(true))
+    const rPlainLua = join(dir, 'responses-plain.lua')
+    const rStreamLua = join(dir, 'responses-stream.lua')
+    writeFileSync(rPlainLua, responsesLuaFor(false))
+    writeFileSync(rStreamLua, responsesLuaFor(true))
     const direct = `http://127.0.0.1:${mockPort}/v1/chat/completions`
     const proxied = `http://127.0.0.1:${proxyPort}/v1/chat/completions`
 
@@ -143,6 +152,17 @@ export default {
     const proxyStream = wrk(proxied, connections, seconds, streamLua)
     const cpuStream = (cpuMs(proxy.pid!) - cpu0) / Math.max(1, proxyStream.requests)
 
+    // the Responses API, same answer, same proxy: its cost against the Chat Completions path
+    const rProxied = `http://127.0.0.1:${proxyPort}/v1/responses`
+    wrk(rProxied, connections, 1, rPlainLua)
+    wrk(rProxied, connections, 1, rStreamLua)
+    cpu0 = cpuMs(proxy.pid!)
+    const rPlain = wrk(rProxied, connections, seconds, rPlainLua)
+    const rCpuPlain = (cpuMs(proxy.pid!) - cpu0) / Math.max(1, rPlain.requests)
+    cpu0 = cpuMs(proxy.pid!)
+    const rStream = wrk(rProxied, connections, seconds, rStreamLua)
+    const rCpuStream = (cpuMs(proxy.pid!) - cpu0) / Math.max(1, rStream.requests)
+
     const direct1 = wrk(direct, 1, 3, plainLua)
     const proxy1 = wrk(proxied, 1, 3, plainLua)
     const direct50 = directPlain
@@ -154,6 +174,7 @@ export default {
     console.log(`wrk, ${connections} connections, ${seconds}s per run, zero-delay mock upstream; proxy: solo preset, caching off, demo identity`)
     console.log(`non-streaming  direct ${f(directPlain.rps, 0)} rps | through proxy ${f(proxyPlain.rps, 0)} rps, proxy CPU ${f(cpuPlain, 3)} ms/req, errors ${proxyPlain.errors}`)
     console.log(`streaming      direct ${f(directStream.rps, 0)} rps | through proxy ${f(proxyStream.rps, 0)} rps, proxy CPU ${f(cpuStream, 3)} ms/req, errors ${proxyStream.errors}`)
+    console.log(`responses      non-streaming ${f(rPlain.rps, 0)} rps, proxy CPU ${f(rCpuPlain, 3)} ms/req, errors ${rPlain.errors} | streaming ${f(rStream.rps, 0)} rps, proxy CPU ${f(rCpuStream, 3)} ms/req, errors ${rStream.errors}`)
     console.log(`latency @1 conn   direct p50 ${f(direct1.p50, 3)} ms p99 ${f(direct1.p99, 3)} ms | proxy p50 ${f(proxy1.p50, 3)} ms p99 ${f(proxy1.p99, 3)} ms | added p50 ${f(proxy1.p50 - direct1.p50, 3)} ms p99 ${f(proxy1.p99 - direct1.p99, 3)} ms`)
     console.log(`latency @${connections} conn  direct p50 ${f(direct50.p50, 3)} ms p99 ${f(direct50.p99, 3)} ms | proxy p50 ${f(proxyPlain.p50, 3)} ms p99 ${f(proxyPlain.p99, 3)} ms | added p50 ${f(proxyPlain.p50 - direct50.p50, 3)} ms p99 ${f(proxyPlain.p99 - direct50.p99, 3)} ms`)
     console.log(`first streamed chunk (300 sequential)  direct p50 ${f(pct(fcDirect, 50), 3)} ms | proxy p50 ${f(pct(fcProxy, 50), 3)} ms p99 ${f(pct(fcProxy, 99), 3)} ms | added ${f(firstAdded, 3)} ms`)

@@ -17,6 +17,30 @@ const streamHead = Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: text/event-stre
 const streamFirst = Buffer.from(chunk(events[0]!))
 const streamRest = Buffer.from(events.slice(1).map(chunk).join('') + '0\r\n\r\n')
 
+// the same answer over the Responses API, its stream event by event as OpenAI sends it
+const rText = 'The quick brown fox jumps over the lazy dog.'
+const rUsage = { input_tokens: 12, input_tokens_details: { cached_tokens: 0 }, output_tokens: 10, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 22 }
+const rMessage = { id: 'msg_bench', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: rText, annotations: [], logprobs: [] }] }
+const rResponse = { id: 'resp_bench', object: 'response', created_at: 1, status: 'completed', error: null, incomplete_details: null, model: 'gpt-4o-mini-2024-07-18', output: [rMessage], parallel_tool_calls: true, store: true, tool_choice: 'auto', tools: [], usage: rUsage }
+const rAnswer = JSON.stringify(rResponse)
+const rPlain = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(rAnswer)}\r\nconnection: keep-alive\r\n\r\n${rAnswer}`)
+let rSeq = 0
+const rEvent = (type: string, data: Record<string, unknown>) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data, sequence_number: rSeq++ })}\n\n`
+const rStarted = { ...rResponse, status: 'in_progress', output: [], usage: null }
+const rEvents = [
+  rEvent('response.created', { response: rStarted }),
+  rEvent('response.in_progress', { response: rStarted }),
+  rEvent('response.output_item.added', { output_index: 0, item: { ...rMessage, status: 'in_progress', content: [] } }),
+  rEvent('response.content_part.added', { item_id: 'msg_bench', output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } }),
+  ...rText.split(/(?<= )/).map((delta) => rEvent('response.output_text.delta', { item_id: 'msg_bench', output_index: 0, content_index: 0, delta, logprobs: [] })),
+  rEvent('response.output_text.done', { item_id: 'msg_bench', output_index: 0, content_index: 0, text: rText, logprobs: [] }),
+  rEvent('response.content_part.done', { item_id: 'msg_bench', output_index: 0, content_index: 0, part: rMessage.content[0] }),
+  rEvent('response.output_item.done', { output_index: 0, item: rMessage }),
+  rEvent('response.completed', { response: rResponse }),
+]
+const rStreamFirst = Buffer.from(chunk(rEvents[0]!))
+const rStreamRest = Buffer.from(rEvents.slice(1).map(chunk).join('') + '0\r\n\r\n')
+
 export function startFastMock(port = 0): Promise<{ port: number; server: Server }> {
   const server = createServer((socket) => {
     socket.setNoDelay(true)
@@ -32,12 +56,13 @@ export function startFastMock(port = 0): Promise<{ port: number; server: Server 
         if (buf.length < end + 4 + len) return
         const body = buf.subarray(end + 4, end + 4 + len)
         buf = buf.subarray(end + 4 + len)
+        const responses = head.startsWith('POST /v1/responses')
         if (body.includes('"stream":true')) {
           // first event on its own, like a vendor sending the role chunk before the text
           socket.write(streamHead)
-          socket.write(streamFirst)
-          setImmediate(() => socket.write(streamRest))
-        } else socket.write(plain)
+          socket.write(responses ? rStreamFirst : streamFirst)
+          setImmediate(() => socket.write(responses ? rStreamRest : streamRest))
+        } else socket.write(responses ? rPlain : plain)
       }
     })
     socket.on('error', () => {})
