@@ -110,7 +110,8 @@ describe('the OpenAI Agents SDK through AgentMesh', () => {
     try {
       setTracingDisabled(true)
       setOpenAIAPI('responses')
-      setDefaultOpenAIClient(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-agents-test', maxRetries: 0 }))
+      // @openai/agents bundles its own copy of openai: the classes differ by their private fields only
+      setDefaultOpenAIClient(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-agents-test', maxRetries: 0 }) as unknown as Parameters<typeof setDefaultOpenAIClient>[0])
       const calls: string[] = []
       const getWeather = tool({
         name: 'get_weather',

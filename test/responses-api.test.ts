@@ -201,7 +201,7 @@ describe('responses: exact cache and chains', () => {
 
   it('a hit replays the vendor body to the stream helper with a fresh resp_ id, reasoning state intact', async () => {
     const c = team('eng')
-    const params = { model: 'gpt-5-mini', input: 'Cache this answer', include: ['reasoning.encrypted_content'] } as const
+    const params = { model: 'gpt-5-mini', input: 'Cache this answer', include: ['reasoning.encrypted_content' as const] }
     const first = await c.responses.create({ ...params })
     const calls = mock.received.length
     const stream = c.responses.stream({ ...params })
