@@ -173,6 +173,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     } else {
       ctx.prompt = adapter.parse(body, { pathModel: req.pathModel, stream: req.pathStream })
     }
+    if (isLarge(ctx)) await nextTurn()
     ctx.route = defaultRoute(m, req.protocol, ctx.prompt.model)
 
     const resolved = m.resolveIdentity(ctx)
@@ -184,6 +185,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     if (!ctx.response) {
       ctx.usage = { inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
+      if (isLarge(ctx)) await nextTurn()
       if (m.hasListeners()) m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
       // a phase nobody hooks (or whose hooks all ran synchronously) is not awaited: no microtask hop
       let phase = m.runPhase('beforeRequest', ctx)
@@ -431,9 +433,11 @@ async function finish(m: MeshInternals, ctx: MeshContext, adapter: ProtocolAdapt
       if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
       const done = after(m, ctx)
       if (done) await done
-      return ctx.prompt.stream
-        ? send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
-        : send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
+      if (!ctx.prompt.stream) return send(m, ctx, 200, JSON.stringify(adapter.render(answer)), 'application/json', res.headers)
+      const array = adapter.renderArrayStream?.(answer, ctx.request.search)
+      return array
+        ? send(m, ctx, 200, JSON.stringify(array), 'application/json', res.headers)
+        : send(m, ctx, 200, adapter.renderStream(answer, { includeUsage: ctx.request.body?.stream_options?.include_usage === true }), 'text/event-stream', { 'cache-control': 'no-cache' })
     }
     case 'upstream': {
       if (!res.stream) return finishBody(m, ctx, adapter, res)
@@ -659,20 +663,30 @@ function firstBytes(body: Readable): Promise<Error | undefined> {
   })
 }
 
+// A multi-megabyte prompt costs each plugin tens of milliseconds (hashing, counting, copying):
+// for such a request every hook runs in its own turn of the event loop, so the other requests'
+// I/O runs in between instead of waiting for the sum
+const LARGE_BODY_CHARS = 256 * 1024
+const isLarge = (ctx: MeshContext) => (ctx.request?.rawBody?.length ?? 0) > LARGE_BODY_CHARS
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
 /**
  * Run a phase's hooks in order; the first hook that answers ends the chain. Stays synchronous
  * until a hook returns a promise, so a phase of sync hooks adds no microtask.
  */
-export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, from = 0): Promise<void> | undefined {
+export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, from = 0, turned = false): Promise<void> | undefined {
+  if (!turned && from < hooks.length && isLarge(ctx)) return nextTurn().then(() => runHooks(hooks, ctx, from, true))
   for (let i = from; i < hooks.length; i++) {
     const r = hooks[i]!(ctx)
     if (isThenable(r)) return Promise.resolve(r).then(() => (ctx.response ? undefined : runHooks(hooks, ctx, i + 1)))
     if (ctx.response) return
+    if (i + 1 < hooks.length && isLarge(ctx)) return runHooks(hooks, ctx, i + 1)
   }
 }
 
 /** afterResponse: every hook runs even if one fails; failures are logged */
-export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, log: Logger, from = 0): Promise<void> | undefined {
+export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, log: Logger, from = 0, turned = false): Promise<void> | undefined {
+  if (!turned && from < hooks.length && isLarge(ctx)) return nextTurn().then(() => runAll(hooks, ctx, log, from, true))
   for (let i = from; i < hooks.length; i++) {
     let r: unknown
     try {
@@ -690,6 +704,7 @@ export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshCon
         },
       )
     }
+    if (i + 1 < hooks.length && isLarge(ctx)) return runAll(hooks, ctx, log, i + 1)
   }
 }
 

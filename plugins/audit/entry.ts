@@ -1,5 +1,5 @@
 // Building an entry from the request context, and keeping secrets out of it.
-import { canonicalJson, sha256Hex } from './canonical.ts'
+import { canonicalSha256 } from '../../core/canonical.ts'
 import { FORMAT_VERSION, type AuditEntry } from './chain.ts'
 import type { MeshContext } from '../../core/types.ts'
 
@@ -13,7 +13,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
   // keys in canonical (sorted) order, so canonicalJson needs no sort per entry
   const entry: AuditEntry = {
     aborted: ctx.aborted || undefined,
-    answerHash: ctx.answer ? sha256Hex(canonicalJson({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls })) : undefined,
+    answerHash: ctx.answer ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length) : undefined,
     cache: { savedTokens: ctx.cache?.savedTokens, similarity: ctx.cache?.similarity, status: ctx.cache?.status ?? 'bypass' },
     costEstimated: ctx.cost?.estimated || undefined,
     costUsd: num(ctx.cost?.usd),
@@ -24,7 +24,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
     latencyMs: round2(performance.now() - ctx.startedAt),
     model: ctx.answer?.model ?? ctx.route?.model ?? '',
     operation: ctx.operation,
-    promptHash: sha256Hex(canonicalJson(ctx.prompt ?? null)),
+    promptHash: canonicalSha256(ctx.prompt ?? null, ctx.request?.rawBody?.length),
     protocol: ctx.protocol,
     quota: typeof quota === 'string' ? quota : undefined,
     requestedModel: ctx.prompt?.model ?? '',

@@ -1,8 +1,7 @@
 // The exact-cache key: SHA-256 over everything that can change the answer, and nothing else.
 // The system we replace keyed on the last user message only and served one tenant's answer to
 // another; here every turn, the system prompt, tools, parameters and the scope are in the key.
-import { createHash } from 'node:crypto'
-import { canonicalJson } from '../../core/canonical.ts'
+import { canonicalSha256 } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 export type CacheScope = 'global' | 'team' | 'user'
@@ -57,5 +56,5 @@ function withoutCacheControl(tools: unknown): unknown {
 }
 
 export function cacheKey(ctx: MeshContext, scope: CacheScope): string {
-  return createHash('sha256').update(canonicalJson(canonicalRequest(ctx, scope))).digest('hex')
+  return canonicalSha256(canonicalRequest(ctx, scope), ctx.request?.rawBody?.length)
 }
