@@ -1,0 +1,211 @@
+// Before the call: reserve the request's worst case (estimated input + max_tokens, and its price)
+// on every applicable counter, all or none, in one atomic step where the counters allow it
+// (mesh.counters.reserveMany: one Lua script on redis). A refused reservation is a 429 that says
+// which limit, by how much and when it resets; an accepted one may carry a warning.
+import { LRUCache } from 'lru-cache'
+import { hasBatch } from '../../core/counters.ts'
+import type { MeshContext } from '../../core/types.ts'
+import type { Check, QuotaRuntime } from './plan.ts'
+import { addAll, type Reservation } from './settlement.ts'
+import { scopeRecordKey } from './report.ts'
+import { fmt, KIND_LABEL, MICRO, round1, scopeLabel, toUnit, UNIT, UNLIMITED } from './units.ts'
+import { humanDuration } from './windows.ts'
+
+/** What the audit plugin reads from ctx.meta.quota. */
+export interface QuotaDecision {
+  decision: 'allow' | 'warn' | 'block' | 'soft'
+  /** the most constrained limit, e.g. "team:eng tokensPerDay" */
+  limit?: string
+  pct?: number
+}
+
+/** counters that move by the same amount: requests, tokens or micro-USD */
+interface Group {
+  checks: Check[]
+  /** what is reserved now */
+  delta: number
+  /** the part of delta that is sure to be spent, for the percentage shown */
+  certain: number
+}
+
+/** the counters' values after (ok) or instead of (refused) taking a group */
+interface GroupResult { values: number[]; ok: boolean }
+
+/** where one limited counter stands for this request */
+interface CounterState { c: Check; used: number; shown: number; pct: number; blocking: boolean; overStop: boolean }
+
+interface Taken {
+  results: GroupResult[]
+  /** index of the refused group, -1 when every group was taken */
+  refused: number
+  /** groups taken before the refusal, to give back (group-by-group counters only) */
+  taken: Group[]
+}
+
+interface RequestSize { input: number; maxOut: number; tokenDelta: number; usdDelta: number; inputUsd: number }
+
+function requestSize(rt: QuotaRuntime, ctx: MeshContext): RequestSize {
+  const model = ctx.route.model || ctx.prompt.model
+  const input = Math.max(0, Math.round(ctx.usage.inputTokens || 0))
+  const maxOut = ctx.operation === 'embeddings' ? 0 : ctx.prompt.maxTokens ?? rt.opts.defaultMaxTokens
+  const price = (outputTokens: number) => rt.mesh.pricing.cost(model, { inputTokens: input, outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 })
+  return {
+    input,
+    maxOut,
+    // at least 1: a limit of 0 must refuse even an empty request
+    tokenDelta: Math.max(1, input + maxOut),
+    usdDelta: Math.max(1, Math.ceil(price(maxOut) * MICRO)),
+    inputUsd: Math.ceil(price(0) * MICRO),
+  }
+}
+
+/** take every group or none */
+async function takeAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
+  const soft = rt.opts.mode === 'soft'
+  const limitOf = (c: Check) => (soft || c.stop === Infinity ? UNLIMITED : c.stop)
+  const counters = rt.mesh.counters
+  if (hasBatch(counters)) {
+    // one atomic step for all limits (one redis round trip)
+    const r = await counters.reserveMany(groups.flatMap((g) => g.checks.map((c) => ({ key: c.key, delta: g.delta, limit: limitOf(c), ttl: c.ttl }))))
+    let off = 0
+    const results = groups.map((g) => {
+      const values = r.values.slice(off, off + g.checks.length)
+      off += g.checks.length
+      return { ok: r.ok, values }
+    })
+    const refused = r.ok ? -1 : Math.max(0, groups.findIndex((g, gi) => g.checks.some((c, i) => (results[gi]!.values[i] ?? 0) + g.delta > limitOf(c))))
+    return { results, refused, taken: [] }
+  }
+  // group by group; a refused group gives back what the earlier ones took
+  const results: GroupResult[] = []
+  const taken: Group[] = []
+  for (const g of groups) {
+    if (!g.checks.length) {
+      results.push({ ok: true, values: [] })
+      continue
+    }
+    const r = await counters.reserve(g.checks.map((c) => c.key), g.delta, g.checks.map(limitOf), g.checks.map((c) => c.ttl))
+    results.push(r)
+    if (!r.ok) break
+    taken.push(g)
+  }
+  const refused = results.findIndex((r) => !r.ok)
+  return { results, refused, taken: refused < 0 ? [] : taken }
+}
+
+function counterStates(groups: Group[], results: GroupResult[]): CounterState[] {
+  const states: CounterState[] = []
+  groups.forEach((g, gi) => {
+    const r = results[gi]
+    if (!r) return
+    g.checks.forEach((c, i) => {
+      if (c.limit === Infinity) return
+      const v = r.values[i] ?? 0
+      const used = r.ok ? v - g.delta : v
+      const shown = r.ok ? used + g.certain : used
+      states.push({ c, used, shown, pct: c.limit > 0 ? (shown / c.limit) * 100 : 100, blocking: !r.ok && used + g.delta > c.stop, overStop: used + g.delta > c.stop })
+    })
+  })
+  return states
+}
+
+function setHeaders(ctx: MeshContext, top: { c: Check; shown: number; pct: number } | undefined) {
+  if (!top) {
+    ctx.headers['X-AgentMesh-Quota-Pct'] = '0.0'
+    ctx.headers['X-AgentMesh-Quota-Remaining'] = 'unlimited'
+    return
+  }
+  const unit = UNIT[top.c.kind]
+  const remaining = Math.max(0, top.c.stop - top.shown)
+  ctx.headers['X-AgentMesh-Quota-Pct'] = round1(top.pct).toFixed(1)
+  ctx.headers['X-AgentMesh-Quota-Remaining'] = unit === 'usd' ? (remaining / MICRO).toFixed(6) : String(Math.floor(remaining))
+  ctx.headers['X-AgentMesh-Quota-Limit'] = `${top.c.scope.name} ${top.c.kind}`
+}
+
+function blockMessage(first: CounterState, g: Group, size: RequestSize, resetAt: number, now: number): string {
+  const unit = UNIT[first.c.kind]
+  const need = unit === 'tokens'
+    ? ` (this request reserves up to ${fmt('tokens', g.delta)}: ${fmt('tokens', size.input)} estimated input + ${fmt('tokens', size.maxOut)} max output)`
+    : unit === 'usd' ? ` (this request reserves up to ${fmt('usd', g.delta)})` : ''
+  const scope = first.c.scope.name
+  const grantHint = scope === 'global' ? 'agentmesh grant --global' : `agentmesh grant --${scope.replace(':', ' ')}`
+  return `quota exceeded: ${scopeLabel(scope)} ${KIND_LABEL[first.c.kind]}: ${fmt(unit, first.used)} of ${fmt(unit, first.c.limit)} used${need}. ` +
+    `Resets in ${humanDuration(resetAt - now)} (${new Date(resetAt).toISOString()}); an admin can add headroom with \`${grantHint} ${unit === 'usd' ? '--usd N' : '--tokens N'} --for 24h\`.`
+}
+
+export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshContext, Reservation>) {
+  // one quota_warn event per limit and window in this process, not one per request
+  const warned = new LRUCache<string, true>({ max: 10_000 })
+  const knownScopes = new Set<string>()
+
+  function noteScope(name: string) {
+    if (knownScopes.has(name)) return
+    knownScopes.add(name)
+    // the list of scopes `usage` reports on; one write per scope per process
+    void rt.mesh.storage.setItem(scopeRecordKey(name), { scope: name }).catch((err) => {
+      knownScopes.delete(name)
+      rt.mesh.log.warn(`quota: cannot record scope ${name}: ${(err as Error).message}`)
+    })
+  }
+
+  /** the 429: gives back what was taken, says which limit and when it resets */
+  async function refuse(ctx: MeshContext, t: Taken, groups: Group[], states: CounterState[], top: CounterState | undefined, size: RequestSize, now: number, blockedKeys: Array<{ key: string; ttl: number }>) {
+    const mesh = rt.mesh
+    await Promise.all(t.taken.map((g) => Promise.all(g.checks.map((c) => mesh.counters.incr(c.key, -g.delta, c.ttl)))))
+    const blocking = states.filter((s) => s.blocking)
+    const first = blocking[0] ?? top!
+    const resetAt = Math.max(...blocking.map((s) => s.c.window.resetAt), first.c.window.resetAt)
+    const retryAfter = Math.max(1, Math.ceil((resetAt - now) / 1000))
+    const message = blockMessage(first, groups[t.refused]!, size, resetAt, now)
+    ctx.response = { kind: 'error', status: 429, type: 'quota_exceeded', message, headers: { 'Retry-After': String(retryAfter) } }
+    ctx.meta.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
+    setHeaders(ctx, first)
+    for (const s of blocking) mesh.emit('quota_block', { id: ctx.id, scope: s.c.scope.name, limit: s.c.kind, used: toUnit(s.c.kind, s.used), max: toUnit(s.c.kind, s.c.limit) })
+    void addAll(mesh, blockedKeys.map((u) => ({ key: u.key, delta: 1, ttl: u.ttl }))).catch(() => {})
+  }
+
+  /** the decision, headers and warnings of a request that got its reservation */
+  function admit(ctx: MeshContext, states: CounterState[], top: CounterState | undefined) {
+    const soft = rt.opts.mode === 'soft'
+    const warnings = states.filter((s) => s.pct >= rt.opts.warnAt || s.overStop)
+    const softOver = soft && states.some((s) => s.overStop)
+    const decision: QuotaDecision['decision'] = softOver ? 'soft' : warnings.length ? 'warn' : 'allow'
+    ctx.meta.quota = { decision, ...(top ? { limit: `${top.c.scope.name} ${top.c.kind}`, pct: round1(top.pct) } : {}) } satisfies QuotaDecision
+    setHeaders(ctx, top)
+    if (!warnings.length) return
+    const w = warnings.reduce((a, b) => (b.pct > a.pct ? b : a))
+    const unit = UNIT[w.c.kind]
+    ctx.headers['X-AgentMesh-Quota-Warn'] = `${w.c.scope.name} ${w.c.kind} at ${round1(w.pct).toFixed(1)}% (${fmt(unit, w.shown)} of ${fmt(unit, w.c.limit)})${softOver ? '; over the limit, soft mode does not block' : ''}`
+    for (const s of warnings) {
+      const key = `${s.c.window.id}|${s.c.key}`
+      if (warned.has(key)) continue
+      warned.set(key, true)
+      rt.mesh.emit('quota_warn', { id: ctx.id, scope: s.c.scope.name, limit: s.c.kind, used: toUnit(s.c.kind, s.shown), max: toUnit(s.c.kind, s.c.limit), pct: round1(s.pct) })
+    }
+  }
+
+  /** beforeRequest: a reservation in `reservations` for afterResponse to settle, or a 429 */
+  return async function reserve(ctx: MeshContext): Promise<void> {
+    if (ctx.operation === 'count_tokens') return
+    const now = Date.now()
+    const active = await rt.grants.active(now)
+    const { scopes, rpm, tok, usd, usage } = rt.planner.planFor(ctx.identity, now, active)
+    const size = requestSize(rt, ctx)
+    const groups: Group[] = [
+      { checks: rpm, delta: 1, certain: 1 },
+      { checks: tok, delta: size.tokenDelta, certain: Math.max(1, size.input) },
+      { checks: usd, delta: size.usdDelta, certain: size.inputUsd },
+    ]
+    const t = await takeAll(rt, groups)
+    for (const s of scopes) noteScope(s.name)
+    const states = counterStates(groups, t.results)
+    let top = states[0]
+    for (const s of states) if (s.pct > top!.pct) top = s
+    if (t.refused >= 0) {
+      await refuse(ctx, t, groups, states, top, size, now, usage.map((u) => ({ key: u.blk, ttl: u.ttl })))
+      return
+    }
+    reservations.set(ctx, { tok, usd, tokenDelta: size.tokenDelta, usdDelta: size.usdDelta, usage })
+    admit(ctx, states, top)
+  }
+}
