@@ -99,13 +99,29 @@ export function stem(w: string): string {
 // in technical questions ("what does ~ mean" vs "what does % mean")
 const TOKEN_RE = /[\p{L}\p{N}]+(?:[.'’+#-][\p{L}\p{N}]+)*[+#]*|\.net\b|[~%=<>@^&|\\`*\/]+|\(\)|\[\]|\{\}/gu
 
+// the same tokens plus clause punctuation, which TOKEN_RE drops: the role alignment needs to see
+// where a list or a clause breaks ("apples, pears and plums")
+const MARKED_RE = new RegExp(TOKEN_RE.source + '|[,;:]', 'gu')
+
 function isNumberToken(t: string): boolean {
   return /^\$?\d/.test(t) || /^\d+(?:st|nd|rd|th|x|k|m|b|bn|%)$/.test(t)
+}
+
+/** the form a token is aligned by (stem or number), or undefined for stopwords, negation and symbols */
+export function salientWord(t: string): string | undefined {
+  if (/^[~%=<>@^&|\\`*\/()[\]{},;:]+$/.test(t) || NEGATION.has(t)) return undefined
+  const nw = NUMBER_WORDS[t]
+  if (nw !== undefined) return nw
+  if (isNumberToken(t)) return t.replace(/^\$/, '').replace(/,/g, '')
+  if (STOP.has(t)) return undefined
+  return stem(t)
 }
 
 export interface TextInfo {
   /** lowercased tokens in order */
   tokens: string[]
+  /** the tokens with clause punctuation (, ; :) kept as ',' where it was: for the role alignment */
+  marked: string[]
   /** stems of non-stopword, non-number tokens, in order */
   content: string[]
   numbers: Set<string>
@@ -129,10 +145,12 @@ export interface TextInfo {
  */
 export function analyse(text: string, caseHint?: string): TextInfo {
   const lower = text.normalize('NFKC').toLowerCase().replace(/[’]/g, "'")
-  const raw = lower.match(TOKEN_RE) ?? []
+  const raw = lower.match(MARKED_RE) ?? []
   const tokens: string[] = []
+  const marked: string[] = []
   let negations = 0
   for (let t of raw) {
+    if (t === ',' || t === ';' || t === ':') { if (marked.length && marked[marked.length - 1] !== ',') marked.push(','); continue }
     t = t.replace(/^[-.]+|[-.]+$/g, '')
     if (!t) continue
     const flat = t.replace(/'/g, '')
@@ -141,10 +159,12 @@ export function analyse(text: string, caseHint?: string): TextInfo {
       const base = flat === 'cannot' ? 'can' : flat.slice(0, -2)
       negations++
       tokens.push(BASE_FIX[base] ?? base, 'not')
+      marked.push(BASE_FIX[base] ?? base, 'not')
       continue
     }
     if (NEGATION.has(flat)) negations++
     tokens.push(t)
+    marked.push(t)
   }
   const numbers = new Set<string>()
   const content: string[] = []
@@ -187,7 +207,7 @@ export function analyse(text: string, caseHint?: string): TextInfo {
   const trigrams = new Set<string>()
   for (let i = 0; i + 3 <= flat.length; i++) trigrams.add(flat.slice(i, i + 3))
   const questions = (source.match(/\?/g) ?? []).length
-  return { tokens, content, numbers, entities, langs, symbols, negations, qword, trigrams, questions, chars: flat.length - 2 }
+  return { tokens, marked, content, numbers, entities, langs, symbols, negations, qword, trigrams, questions, chars: flat.length - 2 }
 }
 
 function editSim(a: string, b: string): number {
@@ -206,7 +226,7 @@ function editSim(a: string, b: string): number {
 }
 
 /** spelling variants and inflections (optimise/optimize, colour/color, analyse/analysis) */
-function looksAlike(a: string, b: string): boolean {
+export function looksAlike(a: string, b: string): boolean {
   if (/\d/.test(a) || /\d/.test(b)) return false
   if (OPPOSITE.get(a)?.has(b)) return false
   if (LANGS.has(a) || LANGS.has(b)) return false

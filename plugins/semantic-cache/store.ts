@@ -6,7 +6,7 @@ import type { Storage } from 'unstorage'
 import type { CanonicalAnswer, ChangeFeed, Logger } from '../../core/types.ts'
 import type { Embedder } from './embedders.ts'
 import { analyse, type TextInfo } from './features.ts'
-import type { Judge } from './judge.ts'
+import { ROLE_REASONS, type Judge } from './judge.ts'
 import { embeddingText, textWindow } from './text.ts'
 import { dequantise, inverseNorm, quantise, VectorIndex } from './vector-index.ts'
 
@@ -254,7 +254,8 @@ export class SemanticStore {
       if (!sq) { this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id }); this.forget(c.id); continue }
       const verdict = judge.judge(qi, this.info(raw.text, raw.hint), c.similarity, { query: qv, stored: dequantise(sq) })
       if (verdict.ok) return { hit: true, id: c.id, entry: raw, similarity: c.similarity, score: verdict.score }
-      reason = `judged different (${verdict.reason})`
+      // same words in another order is the refusal a user tuning strictness most needs to see
+      if (reason !== 'roles differ') reason = ROLE_REASONS.has(verdict.reason ?? '') ? 'roles differ' : `judged different (${verdict.reason})`
     }
     return { hit: false, reason, best: found[0]!.similarity }
   }

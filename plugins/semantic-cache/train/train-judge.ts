@@ -178,7 +178,7 @@ function calibrate(score: (r: Row) => number, keep: (r: Row) => boolean, minSim:
   return best
 }
 
-const DEFAULT_VETOES = { number: true, entity: true, language: true, negation: true, swap: true, opposite: true, symbol: true }
+const DEFAULT_VETOES = { number: true, entity: true, language: true, negation: true, swap: true, opposite: true, symbol: true, roles: true }
 const lexicalMask = (x: number[]) => { const y = x.slice(); y[0] = 0; return y }
 const identity = (x: number[]) => x
 
@@ -251,6 +251,8 @@ const out: JudgeFile = {
   targetPrecision: chosenPrecision,
   vetoes: DEFAULT_VETOES,
   models,
+  // the reordering judge is trained by train-roles.ts on other data: kept as it is
+  ...(existsSync(outFile) && (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile).roles ? { roles: (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile).roles } : {}),
 }
 writeFileSync(outFile, JSON.stringify(out) + '\n')
 console.log(`wrote ${outFile} (${(JSON.stringify(out).length / 1024).toFixed(0)} KB)`)
