@@ -232,7 +232,8 @@ export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | P
 export interface MeshEvents {
   request: { id: string; identity: Identity; protocol: ProtocolName; model: string; stream: boolean }
   cache_hit: { id: string; kind: 'exact' | 'semantic'; similarity?: number; savedTokens: number; savedUsd: number }
-  cache_miss: { id: string }
+  /** kind: which cache missed; reason: why, when it is worth saying ('roles differ', 'retry', 'no-cache') */
+  cache_miss: { id: string; kind?: 'exact' | 'semantic'; reason?: string; similarity?: number }
   llm_call: { id: string; vendor: string; model: string; status: number; latencyMs: number; usage: Usage; costUsd: number; stream: boolean }
   response: { id: string; status: number; cache: CacheStatus; latencyMs: number; identity: Identity; vendor: string; model: string; tokens: number; costUsd: number }
   quota_warn: { id: string; scope: string; limit: string; used: number; max: number; pct: number }

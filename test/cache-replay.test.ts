@@ -144,7 +144,7 @@ beforeAll(async () => {
   const base = `http://127.0.0.1:${(vendor.address() as AddressInfo).port}`
   proxy = await startProxy({
     preset: 'solo',
-    plugins: [exactCache()],
+    plugins: [exactCache({ retryWindowSeconds: 0 })], // replays the same request on purpose: not retries
     vendors: { anthropic: { baseURL: base, apiKey: 'sk-ant-test-configured' }, openai: { baseURL: base, apiKey: 'sk-test-openai-configured' }, google: { baseURL: base, apiKey: 'AIza-test-configured' } },
   })
 })

@@ -33,7 +33,7 @@ beforeAll(async () => {
     disable: await presetFeatures('demo'),
     dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
     log: { level: 'silent' },
-    plugins: [normalise(), exactCache(), anthropic({ baseURL: up.url, apiKey: 'test-key' }), openai({ baseURL: up.url, apiKey: 'test-key' }), google({ baseURL: up.url, apiKey: 'test-key' })],
+    plugins: [normalise(), exactCache({ retryWindowSeconds: 0 }), anthropic({ baseURL: up.url, apiKey: 'test-key' }), openai({ baseURL: up.url, apiKey: 'test-key' }), google({ baseURL: up.url, apiKey: 'test-key' })],
   })
   app.mesh.on((e) => { events.push(e) })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })

@@ -8,6 +8,7 @@ import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
 import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
 import { ExactStore, type CacheEntry, type LookupResult } from './store.ts'
+import { askerOf, isSampled, RecentAnswers, RETRY_META } from './retry.ts'
 
 export { cacheKey, canonicalRequest, scopeOf, NAMESPACE_HEADER, type CacheScope } from './key.ts'
 export { ExactStore, entryProblem, type CacheEntry } from './store.ts'
@@ -39,10 +40,21 @@ export interface ExactCacheOptions {
    * not wait unless 'all' (a waiting stream gets nothing until the first one ends). Per process.
    */
   coalesce?: boolean | 'all'
+  /**
+   * a request answered from the cache and sent again by the same team, user and key within this
+   * many seconds is a retry (default 120; 0 = off): it goes upstream, billed as usual, and its
+   * answer replaces the entry. Further identical requests inside the window are retries too.
+   */
+  retryWindowSeconds?: number
+  /**
+   * cache requests that sample (temperature above 0, or left to the vendor's default) like any
+   * other (default true); false: such requests bypass the cache, lookup and store
+   */
+  cacheSampled?: boolean
 }
 
-const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact', sweepMinutes: 60, coalesce: true as boolean | 'all' }
-const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix', 'sweepMinutes', 'coalesce'])
+const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact', sweepMinutes: 60, coalesce: true as boolean | 'all', retryWindowSeconds: 120, cacheSampled: true }
+const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix', 'sweepMinutes', 'coalesce', 'retryWindowSeconds', 'cacheSampled'])
 
 function validate(o: ExactCacheOptions): void {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`exact-cache: options must be an object, got ${JSON.stringify(o)}`)
@@ -62,6 +74,10 @@ function validate(o: ExactCacheOptions): void {
     throw new Error(`exact-cache: sweepMinutes must be a number of minutes >= 0, got ${JSON.stringify(o.sweepMinutes)}`)
   }
   if (o.coalesce !== undefined && typeof o.coalesce !== 'boolean' && o.coalesce !== 'all') throw new Error(`exact-cache: coalesce must be true, false or 'all', got ${JSON.stringify(o.coalesce)}`)
+  if (o.retryWindowSeconds !== undefined && (typeof o.retryWindowSeconds !== 'number' || !Number.isFinite(o.retryWindowSeconds) || o.retryWindowSeconds < 0)) {
+    throw new Error(`exact-cache: retryWindowSeconds must be a number of seconds >= 0, got ${JSON.stringify(o.retryWindowSeconds)}`)
+  }
+  if (o.cacheSampled !== undefined && typeof o.cacheSampled !== 'boolean') throw new Error(`exact-cache: cacheSampled must be a boolean, got ${JSON.stringify(o.cacheSampled)}`)
   if (o.persist !== undefined && typeof o.persist !== 'boolean') throw new Error(`exact-cache: persist must be a boolean, got ${JSON.stringify(o.persist)}`)
   if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
 }
@@ -84,12 +100,21 @@ interface ExactMeta {
   leader?: boolean
 }
 
+/** the exact cache's retry verdict: miss, go upstream, and tell later caches not to serve it */
+function markRetry(ctx: MeshContext): void {
+  ctx.cache.status = 'miss'
+  ctx.meta[RETRY_META] = { by: 'exact-cache' }
+  ctx.headers['X-AgentMesh-Cache-Retry'] = '1'
+  ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact', reason: 'retry' })
+}
+
 export function exactCache(options: ExactCacheOptions = {}): Plugin {
   validate(options)
   const o = { ...DEFAULTS, ...options }
   let store: ExactStore | undefined
   /** keys on their way upstream in this process, and how to wake those waiting for them */
   const inflight = new Map<string, { done: Promise<void>; resolve: () => void }>()
+  const recent = new RecentAnswers(o.retryWindowSeconds * 1000)
 
   const answerOf = (ctx: MeshContext): CanonicalAnswer | undefined => {
     const a = ctx.answer
@@ -143,7 +168,7 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
         const cc = cacheControl(ctx.request.headers)
         const n = Number(ctx.prompt.params?.n ?? 1)
         // one stored answer cannot render n > 1 choices
-        if (cc.noStore || n > 1) {
+        if (cc.noStore || n > 1 || (!o.cacheSampled && isSampled(ctx.prompt.params))) {
           ctx.cache.status = 'bypass'
           return
         }
@@ -154,7 +179,13 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
         if (ns) ctx.cache.namespace = ns
         if (cc.noCache) {
           ctx.cache.status = 'miss'
-          ctx.mesh.emit('cache_miss', { id: ctx.id })
+          ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact', reason: 'no-cache' })
+          return
+        }
+        const asker = askerOf(ctx)
+        if (recent.isRetry(asker, hash)) {
+          recent.note(asker, hash)
+          markRetry(ctx)
           return
         }
         const lookup = async (): Promise<LookupResult> => {
@@ -190,9 +221,10 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
             ;(ctx.meta['exact-cache'] as ExactMeta).leader = true
           }
           ctx.cache.status = 'miss'
-          ctx.mesh.emit('cache_miss', { id: ctx.id })
+          ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact' })
           return
         }
+        recent.note(asker, hash)
         const stored = found.entry.answer
         const savedTokens = totalTokens(stored.usage)
         const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)

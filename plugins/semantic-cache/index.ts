@@ -11,6 +11,7 @@ import { isStorageUnavailable } from '../../core/errors.ts'
 import { partitionOf, type Scope } from './partition.ts'
 import { SemanticStore, type LookupResult } from './store.ts'
 import { promptChars } from './text.ts'
+import { isSampled, RecentAnswers, RETRY_META, retryKey } from './retry.ts'
 
 export type { Embedder } from './embedders.ts'
 export { useLiteEmbedder, transformersEmbedder, useLiteInThread, transformersInThread } from './embedders.ts'
@@ -67,6 +68,14 @@ export interface SemanticCacheOptions {
    * at start). Other drivers are not shared between instances.
    */
   syncSeconds?: number
+  /**
+   * a prompt answered from this cache and sent again, word for word, by the same team, user and
+   * key within this many seconds is a retry (default 120; 0 = off): it goes upstream and its
+   * answer replaces the entry that served it. Further identical requests inside the window too.
+   */
+  retryWindowSeconds?: number
+  /** cache requests that sample (temperature above 0, or the vendor's default) like any other (default true) */
+  cacheSampled?: boolean
 }
 
 export interface SemanticCachePlugin extends Plugin {
@@ -82,8 +91,10 @@ export interface SemanticCachePlugin extends Plugin {
 const NAME = 'semantic-cache'
 
 /** what cacheLookup leaves in ctx.meta['semantic-cache'] for afterResponse (and for other plugins to read) */
+type Looked = { partition: string; text: string; hint?: string; vector?: Float32Array; embedding?: Promise<Float32Array>; retryOf?: string }
 type LookupMeta =
-  | { partition: string; text: string; hint?: string; vector?: Float32Array; embedding?: Promise<Float32Array> }
+  /** retryOf: the entry whose answer this request retries ('' if none), replaced by the fresh answer */
+  | Looked
   /** the semantic cache did not look and will not store, and why */
   | { skipped: string }
 
@@ -133,6 +144,9 @@ function settle(options: SemanticCacheOptions) {
   if (typeof lookupTimeoutMs !== 'number' || !(lookupTimeoutMs > 0) || lookupTimeoutMs === Infinity) fail('lookupTimeoutMs', 'a positive number of milliseconds', options.lookupTimeoutMs)
   const maxPromptChars = options.maxPromptChars ?? 200_000
   if (!Number.isInteger(maxPromptChars) || maxPromptChars < 1) fail('maxPromptChars', 'a positive integer', options.maxPromptChars)
+  const retryWindowSeconds = options.retryWindowSeconds ?? 120
+  if (typeof retryWindowSeconds !== 'number' || !Number.isFinite(retryWindowSeconds) || retryWindowSeconds < 0) fail('retryWindowSeconds', 'a number of seconds >= 0', options.retryWindowSeconds)
+  if (options.cacheSampled !== undefined && typeof options.cacheSampled !== 'boolean') fail('cacheSampled', 'a boolean', options.cacheSampled)
   if (options.syncSeconds !== undefined && (typeof options.syncSeconds !== 'number' || !Number.isFinite(options.syncSeconds) || options.syncSeconds < 0)) fail('syncSeconds', 'a number of seconds >= 0', options.syncSeconds)
   checkUnit('minSimilarity', options.minSimilarity)
   checkUnit('strictness', options.strictness)
@@ -143,11 +157,12 @@ function settle(options: SemanticCacheOptions) {
     checkUnit(`perEmbedder.${id}.minSimilarity`, s?.minSimilarity)
     checkUnit(`perEmbedder.${id}.minScore`, s?.minScore)
   }
-  return { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars }
+  return { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars, retryWindowSeconds }
 }
 
 export function semanticCache(options: SemanticCacheOptions = {}): SemanticCachePlugin {
-  const { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars } = settle(options)
+  const { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars, retryWindowSeconds } = settle(options)
+  const recent = new RecentAnswers(retryWindowSeconds * 1000)
   const embedder = resolveEmbedder(options.embedder)
   const cacheToolCalls = options.cacheToolCalls ?? false
   let store: SemanticStore | undefined
@@ -164,12 +179,34 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   // fail at creation, not at the first request, if the shipped weights are missing
   const judge = judgeFor()
 
+  /**
+   * Is this request a retry of an answer served from a cache (this one, or an earlier cache that
+   * said so in ctx.meta)? Then it goes upstream and its answer replaces the entry that served.
+   */
+  function isRetry(ctx: MeshContext, meta: Looked): boolean {
+    const key = retryKey(ctx, meta.partition, meta.text)
+    const retryOf = ctx.meta[RETRY_META] ? '' : recent.retryOf(key)
+    if (retryOf === undefined) return false
+    meta.retryOf = retryOf
+    recent.note(key)
+    if (!ctx.meta[RETRY_META]) {
+      ctx.meta[RETRY_META] = { by: NAME }
+      ctx.headers['X-AgentMesh-Cache-Retry'] = '1'
+      ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: 'retry' })
+    }
+    return true
+  }
+
   async function cacheLookup(ctx: MeshContext): Promise<void> {
     // a stateful request's messages are not the whole question (Responses previous_response_id)
     if (!store || ctx.response || ctx.operation !== 'chat' || ctx.prompt.stateful || ctx.prompt.noCache) return
     if (ctx.cache.status === 'exact' || ctx.cache.status === 'semantic') return
     const cc = cacheControl(ctx.request.headers)
     if (cc.noStore) return
+    if (options.cacheSampled === false && isSampled(ctx.prompt.params)) {
+      ctx.meta[NAME] = { skipped: 'sampled request (cacheSampled: false)' } satisfies LookupMeta
+      return
+    }
     // counted only up to the limit: a 9 MB prompt costs what a 200,000-character one does
     if (promptChars(ctx.prompt, maxPromptChars) > maxPromptChars) {
       ctx.meta[NAME] = { skipped: `prompt longer than maxPromptChars (${maxPromptChars})` } satisfies LookupMeta
@@ -178,9 +215,10 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     }
     const part = partitionOf(ctx, scope, embedder.id)
     if (!part.ok) return
-    const meta: LookupMeta & { partition: string } = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
+    const meta: Looked = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
     ctx.meta[NAME] = meta
     if (cc.noCache) return
+    if (isRetry(ctx, meta)) return
     let result: LookupResult
     try {
       const embedding = store.embed(part.text, 'lookup')
@@ -201,8 +239,11 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     }
     if (!result.hit) {
       ctx.mesh.log.debug('semantic-cache: miss', { id: ctx.id, reason: result.reason })
+      // only when a candidate was close enough to be judged: why it was refused is worth telling
+      if (result.best !== undefined) ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: result.reason, similarity: Math.round(result.best * 10_000) / 10_000 })
       return
     }
+    recent.note(retryKey(ctx, part.key, part.text), result.id)
     const stored = result.entry.answer
     const answer: CanonicalAnswer = { ...stored, id: freshId(stored.id), toolCalls: stored.toolCalls.map((t) => ({ ...t })), usage: { ...stored.usage } }
     const similarity = Math.round(result.similarity * 10_000) / 10_000
@@ -228,12 +269,14 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     const a = ctx.answer
     if (a.stopReason === 'tool_calls' ? !cacheToolCalls : a.stopReason !== 'stop') return
     if (!a.text && !a.toolCalls.length) return
+    // a retry's fresh answer replaces the one that was rejected (the same wording is replaced by insert())
+    if (meta.retryOf) store.forget(meta.retryOf)
     store.enqueue(meta.partition, { text: meta.text, hint: meta.hint }, meta.vector ?? meta.embedding, a)
   }
 
   return definePlugin({
     name: NAME,
-    options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, maxPromptChars, lookupTimeoutMs, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
+    options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, maxPromptChars, lookupTimeoutMs, retryWindowSeconds, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
     async setup(m: Mesh) {
       // CLI subcommands need neither the model (230 MB) nor the index
       if (m.mode === 'command') return
