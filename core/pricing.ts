@@ -3,6 +3,7 @@
 // their pricing pages in November 2026; `pricing` in config overrides any entry or adds new ones.
 // cacheWrite is Anthropic's 5-minute cache write (1.25x input); 1-hour writes cost 2x input and are
 // not distinguished in usage, so they are under-priced by 37.5% here.
+import { LRUCache } from 'lru-cache'
 import type { Logger, ModelPrice, Pricing, Usage } from './types.ts'
 
 interface TablePrice extends ModelPrice {
@@ -145,6 +146,9 @@ function validPrice(p: unknown): p is ModelPrice {
   return !!p && typeof p === 'object' && ok(q.input, true) && ok(q.output, true) && ok(q.cacheRead, false) && ok(q.cacheWrite, false)
 }
 
+// lru-cache holds no undefined or null: a model without a price is cached as this
+const NOT_PRICED: unique symbol = Symbol('not priced')
+
 export function createPricing(overrides: Record<string, ModelPrice> = {}, log?: Pick<Logger, 'warn'>): Pricing {
   const table = new Map<string, TablePrice>()
   for (const [k, v] of Object.entries(PRICES)) table.set(k, v)
@@ -152,20 +156,21 @@ export function createPricing(overrides: Record<string, ModelPrice> = {}, log?: 
     if (!validPrice(v)) throw new Error(`pricing.${k} must be { input, output, cacheRead?, cacheWrite? } in USD per million tokens, non-negative numbers; got ${JSON.stringify(v)}`)
     table.set(k.toLowerCase(), { ...v })
   }
-  const warned = new Set<string>()
-  const resolved = new Map<string, TablePrice | null>()
+  // model names come from clients: both are bounded, so made-up names cannot grow memory
+  const warned = new LRUCache<string, true>({ max: 10_000 })
+  // the model id as sent -> its row (or NOT_PRICED): the candidate search runs once per id
+  const resolved = new LRUCache<string, TablePrice | typeof NOT_PRICED>({ max: 10_000 })
 
   function lookup(model: string): TablePrice | undefined {
     if (!model) return undefined
     const hit = resolved.get(model)
-    if (hit !== undefined) return hit ?? undefined
+    if (hit !== undefined) return hit === NOT_PRICED ? undefined : hit
     let found: TablePrice | undefined
     // an override for the exact id as the client wrote it wins
     found = table.get(model) ?? table.get(model.toLowerCase())
     if (!found) for (const c of modelCandidates(model)) if ((found = table.get(c))) break
     if (!found && /^demo-/i.test(model)) found = table.get('demo-*')
-    if (resolved.size > 10_000) resolved.clear()
-    resolved.set(model, found ?? null)
+    resolved.set(model, found ?? NOT_PRICED)
     return found
   }
 
@@ -180,7 +185,7 @@ export function createPricing(overrides: Record<string, ModelPrice> = {}, log?: 
       const p = lookup(model)
       if (!p) {
         if (model && !warned.has(model)) {
-          warned.add(model)
+          warned.set(model, true)
           log?.warn(`no price for model "${model}": its calls are counted at $0; add it under \`pricing\` in agentmesh.config.ts`)
         }
         return 0

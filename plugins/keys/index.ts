@@ -2,6 +2,7 @@
 // optionally a tool. With `required` (the team preset) every LLM request needs a valid key and the
 // X-AgentMesh-Team/User headers are ignored; without it, requests with no key fall back to those
 // headers (demo, solo). A presented am- key is removed from the request before any vendor sees it.
+import { LRUCache } from 'lru-cache'
 import { defaultIdentityResolver, toolFromUserAgent } from '../../core/identity.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { Identity, Mesh, MeshContext, MeshResponse, Plugin } from '../../core/types.ts'
@@ -68,8 +69,10 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
   validateOptions(options)
   const ttl = options.cacheTtlMs ?? 2000
   let store: KeyStore | undefined
-  // hash -> record, for ttl ms; only verified keys are cached, so a new key works at once everywhere
-  const verified = new Map<string, { record: VirtualKeyRecord; at: number }>()
+  // hash -> record, for ttl ms; only verified keys are cached, so a new key works at once everywhere.
+  // ttl 0 caches nothing (lru-cache reads a ttl of 0 as "never expires"); lru-cache takes whole ms
+  // and no Infinity, which here means "never expires"
+  const verified = ttl > 0 ? new LRUCache<string, VirtualKeyRecord>({ max: 10_000, ...(Number.isFinite(ttl) ? { ttl: Math.ceil(ttl) } : {}) }) : undefined
 
   // synchronous when the request carries no virtual key (the common case without `required`)
   function resolve(ctx: MeshContext): Identity | MeshResponse | Promise<Identity | MeshResponse> {
@@ -89,14 +92,11 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
     let record: VirtualKeyRecord | null | undefined
     // cached by hash: the process keeps no raw keys beyond the request
     const hash = hashKey(found.key)
-    const cached = verified.get(hash)
-    if (cached && Date.now() - cached.at < ttl) record = cached.record
-    else {
+    record = verified?.get(hash)
+    if (!record) {
       record = await store!.lookup(found.key)
-      if (record && !record.revoked) {
-        if (verified.size > 10_000) verified.clear()
-        verified.set(hash, { record, at: Date.now() })
-      } else verified.delete(hash)
+      if (record && !record.revoked) verified?.set(hash, record)
+      else verified?.delete(hash)
     }
     if (!record) return unauthorized('unknown virtual key')
     if (record.revoked) return unauthorized('this virtual key was revoked')
@@ -110,7 +110,10 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
   }
 
   function forget(id: string) {
-    for (const [k, v] of verified) if (v.record.id === id) verified.delete(k)
+    if (!verified) return
+    const gone: string[] = []
+    for (const [hash, record] of verified.entries()) if (record.id === id) gone.push(hash)
+    for (const hash of gone) verified.delete(hash)
   }
 
   function addAdminRoutes(mesh: Mesh) {
