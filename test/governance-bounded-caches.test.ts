@@ -20,7 +20,7 @@ async function keysWithTtl(cacheTtlMs: number) {
   const ask = async () => {
     const url = new URL('http://x/v1/chat/completions')
     const ctx = { request: { headers: new Headers({ authorization: `Bearer ${key}` }), search: '', url } } as unknown as MeshContext
-    return (await resolve!(ctx)) as Identity & MeshResponse
+    return (await resolve!(ctx)) as { team?: string; status?: number }
   }
   // revoked straight in storage, as another instance or the CLI does: this process is not told
   const revokeElsewhere = () => store.revoke(record.id)
