@@ -242,6 +242,8 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     return handled
   }
 
+  const unknownRoute = (event: H3Event) => protocolError(event, protocolOfPath(event.url.pathname), 404, 'not_found_error', `no route for ${event.req.method} ${event.url.pathname.slice(0, 200)}`)
+
   const protocolError = (event: H3Event, protocol: ProtocolName, status: number, type: string, message: string) =>
     new FastResponse(JSON.stringify(protocols[protocol].errorBody(status, type, message)), {
       status,
@@ -298,8 +300,10 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   app.post('/v1/responses/:id/cancel', responsesState('POST', '/cancel'))
   app.get('/v1/responses/:id/input_items', responsesState('GET', '/input_items'))
   app.post('/v1beta/models/:modelAction', llm('gemini', 'chat'))
-  // Gemini's v1 paths (`@google/genai` with apiVersion 'v1'): the same methods; GETs in routes-models.ts
-  app.post('/v1/models/:modelAction', llm('gemini', 'chat'))
+  // Gemini's v1 paths (`@google/genai` with apiVersion 'v1'): the same methods; GETs in routes-models.ts.
+  // Without a `:method` the path is not Gemini's: the unknown route's 404, in the path's protocol
+  const geminiV1 = llm('gemini', 'chat')
+  app.post('/v1/models/:modelAction', (event) => (protocolOfPath(event.url.pathname) === 'gemini' ? geminiV1(event) : unknownRoute(event)))
   registerModelRoutes(app, {
     mesh,
     json: (event, body, extra) => new FastResponse(JSON.stringify(body), { headers: { 'content-type': 'application/json', ...bareHeaders(event.req.headers.get('origin')), ...extra } }) as unknown as Response,
@@ -315,8 +319,8 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     }
     return eventStreamResponse(bus, request, bareHeaders(event.req.headers.get('origin')), visible)
   })
-  // unknown routes: a JSON 404 in the OpenAI error shape most clients read
-  app.all('/**', (event) => protocolError(event, protocolOfPath(event.url.pathname), 404, 'not_found_error', `no route for ${event.req.method} ${event.url.pathname.slice(0, 200)}`))
+  // unknown routes: a JSON 404 in the error shape of the protocol the path belongs to
+  app.all('/**', unknownRoute)
   // health: the process answers (200 while it runs) and what is degraded; ready: 503 while any
   // part the requests depend on is down, so a load balancer sends traffic elsewhere
   const checkAll = () => {

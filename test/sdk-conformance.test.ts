@@ -334,10 +334,13 @@ describe('model routes and unknown routes answer in the protocol of the path', (
     expectShape(await res.json(), protocol)
   })
 
-  it('POST /v1/models/{m}:unknownMethod: a 404 in the Gemini shape', async () => {
+  it('POST /v1/models/{m}:unknownMethod: a 404 in the Gemini shape; without a method, in the OpenAI shape', async () => {
     const res = await postJson(proxy.url + '/v1/models/gemini-2.5-flash:predict', { instances: [] })
     expect(res.status).toBe(404)
     expectShape(await res.json(), 'gemini')
+    const plain = await postJson(proxy.url + '/v1/models/gpt-4o', { contents: [] })
+    expect(plain.status).toBe(404)
+    expectShape(await plain.json(), 'openai')
   })
 
   it('GET /v1/models/{id}: the shape follows the client (anthropic-version, x-goog-api-key, else OpenAI)', async () => {

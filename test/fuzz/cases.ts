@@ -33,7 +33,8 @@ export interface FuzzCase {
 /** The client's protocol as the path says it: what shape its errors must have. */
 export function protocolOfPath(path: string): ProtocolName {
   const p = path.split('?')[0]!
-  if (p.startsWith('/v1beta/')) return 'gemini'
+  // as core/protocols/index.ts: Gemini's v1 paths name a method after the model
+  if (p.startsWith('/v1beta/') || p.startsWith('/v1alpha/') || /^\/v1\/models\/[^/:]+:[a-z][A-Za-z]*$/.test(p)) return 'gemini'
   if (p.startsWith('/v1/messages')) return 'anthropic'
   return 'openai'
 }
