@@ -1,7 +1,13 @@
-// Canonical JSON (RFC 8785 style: keys sorted by UTF-16 code units at every level, no whitespace,
-// numbers as ECMAScript prints them, undefined left out as JSON.stringify does). One form for
-// everything hashed over structures: cache keys, semantic partitions and the audit chain, whose
-// verifiers recompute it from the parsed record.
+// Canonical JSON per RFC 8785 (JCS): keys sorted by UTF-16 code units at every level, no
+// whitespace, strings escaped and numbers printed as ECMAScript's JSON.stringify does (-0 as 0,
+// 1e21 as 1e+21). One form for everything hashed over structures: cache keys, semantic partitions
+// and the audit chain, whose verifiers recompute it from the parsed record; any JCS implementation
+// gives the same bytes for JSON data. test/core-canonical-rfc8785.test.ts checks the RFC's examples.
+// Where JCS says "must fail" we print what JSON.stringify prints instead, so hashing never throws
+// on a request path: NaN and ±Infinity print as null, a lone surrogate as its \uXXXX escape. Values
+// outside JSON follow JSON.stringify too (undefined, functions, symbols dropped, null in arrays;
+// toJSON used), and a bigint prints as a decimal string. None of these occur in parsed JSON except
+// lone surrogates (JSON.parse accepts "\ud800"); the audit README says so for outside verifiers.
 
 import crypto, { createHash } from 'node:crypto'
 
