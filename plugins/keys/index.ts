@@ -5,9 +5,10 @@
 import { LRUCache } from 'lru-cache'
 import { defaultIdentityResolver, toolFromUserAgent } from '../../core/identity.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import type { Identity, Mesh, MeshContext, MeshResponse, Plugin } from '../../core/types.ts'
-import { adminError, checkAdmin, json, readJson, resolveAdminToken } from '../../core/admin.ts'
-import { createKeyStore, hashKey, KEY_FORMAT, KEY_PREFIX, NAME, publicRecord, validateNewKey, type KeyStore, type VirtualKeyRecord } from './store.ts'
+import type { Identity, MeshContext, MeshResponse, Plugin } from '../../core/types.ts'
+import { keysCommand } from './commands.ts'
+import { addKeyRoutes } from './routes.ts'
+import { createKeyStore, hashKey, KEY_FORMAT, KEY_PREFIX, NAME, type KeyStore, type VirtualKeyRecord } from './store.ts'
 
 export interface VirtualKeysOptions {
   /** every LLM request must carry a valid virtual key (401 otherwise); identity headers are ignored */
@@ -51,18 +52,6 @@ function validateOptions(options: VirtualKeysOptions) {
   if (options.required !== undefined && typeof options.required !== 'boolean') throw new Error(`keys: required must be true or false, got ${JSON.stringify(options.required)}`)
   if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 16)) throw new Error('keys: adminToken must be a string of at least 16 characters')
   if (options.cacheTtlMs !== undefined && (typeof options.cacheTtlMs !== 'number' || !(options.cacheTtlMs >= 0))) throw new Error(`keys: cacheTtlMs must be a non-negative number of milliseconds, got ${JSON.stringify(options.cacheTtlMs)}`)
-}
-
-const MEMORY_STORAGE_ERROR = [
-  'keys: storage is the in-memory driver, so a key made by this command would vanish when it exits.',
-  'Configure persistent storage in agentmesh.config.ts, e.g. storage: { driver: \'fs\' } or { driver: \'redis\', url: \'redis://...\' }',
-  '(or run with --preset solo / --preset team), or manage keys through the running proxy\'s admin API:',
-  '  curl -X POST http://HOST:PORT/agentmesh/admin/keys -H "Authorization: Bearer $AGENTMESH_ADMIN_TOKEN" -d \'{"team":"eng","user":"alice"}\'',
-].join('\n')
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
 }
 
 export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
@@ -116,37 +105,6 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
     for (const hash of gone) verified.delete(hash)
   }
 
-  function addAdminRoutes(mesh: Mesh) {
-    const token = resolveAdminToken(options.adminToken, 'keys')
-    mesh.addRoute('POST', '/agentmesh/admin/keys', async (request) => {
-      const denied = checkAdmin(request, token)
-      if (denied) return denied
-      const { body, error } = await readJson(request)
-      if (error) return error
-      const { value, errors } = validateNewKey(body)
-      if (!value) return adminError(400, 'invalid_request_error', errors.join('; '))
-      const { key, record } = await store!.create(value)
-      mesh.log.info('virtual key created', { id: record.id, team: record.team, user: record.user })
-      return json(201, { ...publicRecord(record), key, note: 'store this key now: it is shown only once' })
-    })
-    mesh.addRoute('GET', '/agentmesh/admin/keys', async (request) => {
-      const denied = checkAdmin(request, token)
-      if (denied) return denied
-      return json(200, { keys: (await store!.list()).map(publicRecord) })
-    })
-    mesh.addRoute('DELETE', '/agentmesh/admin/keys/:id', async (request, params) => {
-      const denied = checkAdmin(request, token)
-      if (denied) return denied
-      const id = params.id ?? ''
-      if (!/^[A-Za-z0-9_]{1,40}$/.test(id)) return adminError(400, 'invalid_request_error', `malformed key id "${id.slice(0, 60)}"`)
-      const record = await store!.revoke(id)
-      if (!record) return adminError(404, 'not_found_error', `no virtual key with id ${id}`)
-      forget(id)
-      mesh.log.info('virtual key revoked', { id })
-      return json(200, publicRecord(record))
-    })
-  }
-
   return definePlugin({
     name: 'keys',
     enforce: 'pre',
@@ -154,69 +112,9 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
     setup(mesh) {
       store = createKeyStore(mesh.storage)
       mesh.setIdentityResolver(resolve)
-      addAdminRoutes(mesh)
+      addKeyRoutes(mesh, store, options.adminToken, forget)
     },
-    commands: [
-      {
-        // one command with an action word: cac matches a command by its first word only
-        name: 'keys <action> [id]',
-        description: 'Virtual keys: keys create --team T --user U [--tool X] [--name N] | keys list | keys revoke ID',
-        options: [
-          { flags: '--team <team>', description: 'keys create: team that pays for requests made with the key' },
-          { flags: '--user <user>', description: 'keys create: user the key belongs to' },
-          { flags: '--tool <tool>', description: 'keys create: tool the key is for (optional)' },
-          { flags: '--name <name>', description: 'keys create: a label (optional)' },
-          { flags: '--json', description: 'print JSON' },
-        ],
-        async run({ mesh, args, options: o, print }) {
-          const [action, id] = args
-          if (mesh.config.storage.driver === 'memory') {
-            print(MEMORY_STORAGE_ERROR)
-            return 1
-          }
-          const keys = createKeyStore(mesh.storage)
-          if (action === 'create') {
-            const { value, errors } = validateNewKey({ team: o.team === undefined ? undefined : String(o.team), user: o.user === undefined ? undefined : String(o.user), ...(o.tool !== undefined ? { tool: String(o.tool) } : {}), ...(o.name !== undefined ? { name: String(o.name) } : {}) })
-            if (!value) {
-              print(`keys create: ${errors.join('; ').replace(/\bteam\b/, '--team').replace(/\buser\b/, '--user')}`)
-              return 1
-            }
-            const { key, record } = await keys.create(value)
-            if (o.json) print(JSON.stringify({ ...publicRecord(record), key }, null, 2))
-            else {
-              print(`created ${record.id} for team ${record.team}, user ${record.user}${record.tool ? `, tool ${record.tool}` : ''}`)
-              print('')
-              print(`  ${key}`)
-              print('')
-              print('This key is shown once: store it now. Clients send it as Authorization: Bearer <key> (or x-api-key).')
-            }
-            return 0
-          }
-          if (action === 'list') {
-            const list = await keys.list()
-            if (o.json) print(JSON.stringify(list.map(publicRecord), null, 2))
-            else if (!list.length) print('no virtual keys yet: agentmesh keys create --team TEAM --user USER')
-            else for (const line of table([['ID', 'KEY', 'TEAM', 'USER', 'TOOL', 'CREATED', 'STATUS'], ...list.map((r) => [r.id, r.prefix + '…', r.team, r.user, r.tool ?? '-', r.created.slice(0, 19) + 'Z', r.revoked ? `revoked ${r.revoked.slice(0, 10)}` : 'active'])])) print(line)
-            return 0
-          }
-          if (action === 'revoke') {
-            if (!id) {
-              print('keys revoke: give the key id, e.g. agentmesh keys revoke key_AbC123 (see agentmesh keys list)')
-              return 1
-            }
-            const record = await keys.revoke(id)
-            if (!record) {
-              print(`keys revoke: no virtual key with id ${id}`)
-              return 1
-            }
-            print(`revoked ${record.id} (team ${record.team}, user ${record.user}); running proxies refuse it within ${ttl / 1000} s`)
-            return 0
-          }
-          print(`keys: unknown action "${action ?? ''}"; use keys create --team T --user U, keys list, or keys revoke ID`)
-          return 1
-        },
-      },
-    ],
+    commands: [keysCommand(ttl)],
   })
 }
 
