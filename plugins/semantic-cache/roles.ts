@@ -50,6 +50,14 @@ interface Seq {
   commaBefore: boolean[]
 }
 
+// a prompt's sequence is read against every candidate (and a stored one against every query)
+const sequences = new WeakMap<string[], Seq>()
+function sequenceOf(tokens: string[]): Seq {
+  let s = sequences.get(tokens)
+  if (!s) { s = sequence(tokens); sequences.set(tokens, s) }
+  return s
+}
+
 function sequence(tokens: string[]): Seq {
   const s: Seq = { words: [], rel: [], prev: [], next: [], gapBefore: [], jointBefore: [], commaBefore: [] }
   let rel = ''
@@ -100,7 +108,13 @@ function align(a: string[], b: string[]): number[] {
   })
   for (let i = 0; i < a.length; i++) {
     if (map[i] !== -1) continue
-    for (let j = 0; j < b.length; j++) if (!used[j] && looksAlike(a[i]!, b[j]!)) { map[i] = j; used[j] = 1; break }
+    const x = a[i]!
+    // (spelling variants share their first letter and about their length: a cheap test before the edit distance)
+    for (let j = 0; j < b.length; j++) {
+      const y = b[j]!
+      if (used[j] || x[0] !== y[0] || Math.abs(x.length - y.length) > 3 || !looksAlike(x, y)) continue
+      map[i] = j; used[j] = 1; break
+    }
   }
   return map
 }
@@ -237,7 +251,7 @@ export interface RoleText { marked: string[] }
 
 /** What the word alignment says about roles, symmetric in (a, b). */
 export function roleFeatures(a: RoleText, b: RoleText): RoleDiff {
-  const sa = sequence(a.marked), sb = sequence(b.marked)
+  const sa = sequenceOf(a.marked), sb = sequenceOf(b.marked)
   const x = oneWay(sa, sb), y = oneWay(sb, sa)
   const max = (k: keyof typeof x) => Math.max(x[k], y[k])
   const features = [
