@@ -1,6 +1,5 @@
 // Reading an upstream SSE stream on its way to the client: every chunk is forwarded as it
 // arrives, while a protocol reader rebuilds the answer and usage from the events on the side.
-import { Transform, type TransformCallback } from 'node:stream'
 import type { StreamReader } from './protocols/index.ts'
 
 const BOUNDARY = /\r?\n\r?\n/
@@ -50,30 +49,5 @@ export class SseParser {
     const data = dataOf(rest)
     const keep = data === undefined ? true : this.reader.event(data)
     return this.dropEvents && keep ? rest : ''
-  }
-}
-
-/** The parser as a Transform, for responses that are not written straight to a Node socket. */
-export class SseTap extends Transform {
-  private readonly parser: SseParser
-  /** `trailer` is asked at the end for text to add (the error event of an incomplete stream) */
-  constructor(reader: StreamReader, dropEvents: boolean, private readonly trailer?: () => string) {
-    super()
-    this.parser = new SseParser(reader, dropEvents)
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (!this.parser.dropEvents) this.push(chunk)
-    const out = this.parser.feed(chunk)
-    if (out) this.push(out)
-    cb()
-  }
-
-  override _flush(cb: TransformCallback): void {
-    const out = this.parser.flush()
-    if (out) this.push(out)
-    const tail = this.trailer?.()
-    if (tail) this.push(tail)
-    cb()
   }
 }

@@ -37,11 +37,6 @@ interface Method {
   governed?: { protocol: string; operation: string }
   /** the mock set-up: the upstream path the call must reach */
   upstream?: RegExp
-  /**
-   * known to fail until the named change lands (run as it.fails, so the suite says when it
-   * starts to pass: then drop this field)
-   */
-  pending?: string
   run(env: Env): Promise<void>
 }
 
@@ -152,7 +147,6 @@ const anthropicMethods: Method[] = [
 
 // core/pipeline.ts reads every embeddings request as OpenAI's ({model, input} in, {data} out);
 // core/embeddings.ts has the Gemini reading, which the pipeline calls once the lead applies it
-const GEMINI_EMBEDDINGS = 'the pipeline reads Gemini embeddings through core/embeddings.ts'
 
 const user = (text: string) => [{ role: 'user', parts: [{ text }] }]
 const geminiMethods = (v: 'v1beta' | 'v1'): Method[] => [
@@ -187,7 +181,6 @@ const geminiMethods = (v: 'v1beta' | 'v1'): Method[] => [
   {
     name: 'models.embedContent',
     governed: { protocol: 'gemini', operation: 'embeddings' },
-    pending: GEMINI_EMBEDDINGS,
     // the SDK sends every embedContent as :batchEmbedContents
     upstream: new RegExp(`^/${v}/models/gemini-embedding-001:batchEmbedContents$`),
     async run({ ai }) {
@@ -257,11 +250,10 @@ describe('the official SDKs against the mock upstream (solo, quota and audit on)
   const vendors: Record<string, string> = { openai: 'openai', anthropic: 'anthropic', gemini: 'google' }
 
   for (const m of suites(() => env, () => envV1)) {
-    ;(m.pending ? it.fails : it)(`${m.sdk} ${m.name}`, () => check(m, m.env(), (p) => vendors[p]!))
+    ;it(`${m.sdk} ${m.name}`, () => check(m, m.env(), (p) => vendors[p]!))
   }
 
-  // pending: GEMINI_EMBEDDINGS
-  it.fails('REST :embedContent (one content) is forwarded and governed as embeddings', async () => {
+  it('REST :embedContent (one content) is forwarded and governed as embeddings', async () => {
     const before = seen.length
     const raw = JSON.stringify({ content: { parts: [{ text: 'embed me' }] }, taskType: 'RETRIEVAL_QUERY', outputDimensionality: 2 })
     const res = await postJson(`${proxy.url}/v1beta/models/gemini-embedding-001:embedContent`, raw)
@@ -275,8 +267,7 @@ describe('the official SDKs against the mock upstream (solo, quota and audit on)
     expect(seen.slice(before)).toContainEqual(expect.objectContaining({ protocol: 'gemini', operation: 'embeddings', vendor: 'google' }))
   })
 
-  // pending: GEMINI_EMBEDDINGS
-  it.fails('a Gemini embeddings request over budget is refused with a 429 in the Gemini shape, before Google is asked', async () => {
+  it('a Gemini embeddings request over budget is refused with a 429 in the Gemini shape, before Google is asked', async () => {
     const { mock: m2, proxy: p2 } = await startMockAndProxy({ config: { plugins: [quota({ limits: { defaultTeam: { tokensPerDay: 1 } } })] } })
     try {
       const res = await postJson(`${p2.url}/v1beta/models/gemini-embedding-001:embedContent`, { content: { parts: [{ text: 'a text longer than one token' }] } })
@@ -310,7 +301,7 @@ describe('the official SDKs against the demo preset (no keys)', () => {
   afterAll(() => proxy?.close())
 
   for (const m of suites(() => env, () => envV1)) {
-    ;(m.pending ? it.fails : it)(`${m.sdk} ${m.name}`, () => check(m, m.env(), () => 'demo'))
+    ;it(`${m.sdk} ${m.name}`, () => check(m, m.env(), () => 'demo'))
   }
 })
 

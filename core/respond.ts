@@ -1,0 +1,476 @@
+// The response path: a finished context becomes bytes for the client, in one place, as h3's
+// toResponse does. respond() first settles what the answer is (a vendor body that is not an
+// answer, or a stream that dies before its first byte, becomes an error, and the loop goes round
+// once more), prices it and runs afterResponse, then writes it once: on the Node response when
+// node:http serves the request (no Response object in between), as a web Response otherwise.
+// Streams go through one relay whatever they are written to.
+import type { ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
+import { FastResponse } from 'srvx'
+import { clientGone, nodeResponseOf, onClientGone } from './client.ts'
+import { embeddingsInputTokens } from './embeddings.ts'
+import { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
+import { headerSafe, headersSafe } from './headers.ts'
+import { maskSecrets } from './log.ts'
+import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
+import { recordChain } from './response-chains.ts'
+import { SseParser } from './stream.ts'
+import { UpstreamError } from './upstream.ts'
+import type { CanonicalAnswer, MeshContext, MeshResponse, Usage } from './types.ts'
+import type { MeshInternals } from './app.ts'
+
+/** What the core keeps per request besides the context plugins see. */
+export interface CoreState {
+  /** a vendor was asked (even if it never answered): the headers then name it */
+  vendorCalled: boolean
+  /** the usage chunk the core asked for on the client's behalf is not relayed to it */
+  hideUsageChunk: boolean
+  /** afterResponse once started: null before, undefined when no plugin hooks it */
+  afterRun: Promise<void> | undefined | null
+}
+export type CoreContext = MeshContext & CoreState
+
+export class PluginError extends Error {
+  constructor(readonly plugin: string, readonly hook: string, readonly cause: unknown) {
+    super(`plugin "${plugin}" failed in ${hook}: ${cause instanceof Error ? cause.message : String(cause)}`)
+  }
+}
+
+// h3's marker for "the handler answered on the Node response itself" (what its fromNodeHandler
+// resolves to): h3 then writes nothing more. The one place the core speaks h3's internals.
+const ANSWERED_ON_NODE = Symbol.for('h3.handled') as unknown as Response
+
+type Upstream = Extract<MeshResponse, { kind: 'upstream' }>
+interface Body { status: number; body: string | Buffer; contentType: string; headers?: Record<string, string> }
+
+const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
+
+export async function respond(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter): Promise<Response> {
+  for (;;) {
+    const res = ctx.response!
+    if (res.kind === 'upstream' && res.stream) {
+      const out = await relay(m, ctx, adapter, res)
+      if (!(out instanceof Error)) return out
+      ctx.response = earlyStreamError(m, ctx, out)
+      continue
+    }
+    if (res.kind === 'upstream' && res.status === 200 && !readAnswer(ctx, adapter, res.body as Buffer)) {
+      // relayed, a 200 that is not an answer would be the client's problem and unbilled; say so
+      const message = `${ctx.route.vendor} answered 200 with a body that is not a ${ctx.protocol} answer`
+      m.mesh.log.warn(message, { request: ctx.id })
+      ctx.response = errorResponse(m, ctx, new UpstreamError(message, 502, 'upstream_invalid_response'))
+      continue
+    }
+    const body = settle(m, ctx, adapter, res)
+    const done = after(m, ctx)
+    if (done) await done
+    return send(m, ctx, body)
+  }
+}
+
+/** A whole (not streamed) answer: what it costs, what the events say, and its body. */
+function settle(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: MeshResponse): Body {
+  switch (res.kind) {
+    case 'error':
+      ctx.error ??= { status: res.status, type: res.type, message: res.message }
+      ctx.status = res.status
+      m.mesh.emit('error', { id: ctx.id, status: res.status, type: res.type, message: res.message, plugin: ctx.error.plugin })
+      return { status: res.status, body: JSON.stringify(adapter.errorBody(res.status, res.type, res.message)), contentType: 'application/json', headers: res.headers }
+    case 'json':
+      ctx.status = res.status
+      return { status: res.status, body: JSON.stringify(res.body), contentType: 'application/json', headers: res.headers }
+    case 'answer':
+      return settleAnswer(m, ctx, adapter, res)
+    case 'upstream': {
+      ctx.status = res.status
+      if (res.status >= 400) {
+        // the vendor's own error, passed through with its status and body
+        ctx.error = { status: res.status, type: 'upstream_error', message: `${ctx.route.vendor} answered ${res.status}` }
+        m.mesh.emit('error', { id: ctx.id, status: res.status, type: 'upstream_error', message: ctx.error.message })
+      }
+      price(m, ctx)
+      logCall(m, ctx, res.status)
+      return { status: res.status, body: res.body as Buffer, contentType: res.headers['content-type'] ?? 'application/json', headers: res.headers }
+    }
+  }
+}
+
+/** An answer the core renders: a cache hit, a plugin's or the demo vendor's. */
+function settleAnswer(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Extract<MeshResponse, { kind: 'answer' }>): Body {
+  const answer: CanonicalAnswer = { ...res.answer, model: res.answer.model || ctx.route.model }
+  ctx.answer ??= answer
+  if (ctx.cache.status === 'bypass' || ctx.cache.status === 'miss') ctx.usage = answer.usage
+  price(m, ctx)
+  ctx.status = 200
+  if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
+  if (!ctx.prompt.stream) return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers: res.headers }
+  const array = adapter.renderArrayStream?.(answer, ctx.request.search)
+  if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers: res.headers }
+  const includeUsage = ctx.request.body?.stream_options?.include_usage === true
+  return { status: 200, body: adapter.renderStream(answer, { includeUsage }), contentType: 'text/event-stream', headers: { 'cache-control': 'no-cache' } }
+}
+
+/** Read a 200 body into ctx.answer and ctx.usage; false when it is not JSON of the protocol's answer. */
+function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): boolean {
+  let json: any
+  try {
+    json = JSON.parse(buf.toString('utf8'))
+  } catch {
+    return false
+  }
+  if (ctx.operation === 'embeddings') {
+    const tokens = embeddingsInputTokens(ctx.protocol, json)
+    if (tokens === null) return false
+    // without usage in the answer (Gemini) the estimate stands, marked estimated
+    if (tokens !== undefined) ctx.usage = { ...zeroUsage(), inputTokens: tokens }
+    return true
+  }
+  try {
+    ctx.answer = adapter.read(json)
+  } catch {
+    return false
+  }
+  ctx.usage = ctx.answer.usage
+  return true
+}
+
+/**
+ * Run afterResponse once; a failing plugin there is logged, the client's answer stands.
+ * undefined when no plugin hooks it: the caller then has nothing to await (no microtask hop).
+ */
+function after(m: MeshInternals, ctx: CoreContext): Promise<void> | undefined {
+  if (ctx.afterRun !== null) return ctx.afterRun
+  // before the plugins: a client's next turn may name this id as soon as it has the answer
+  const recorded = ctx.protocol === 'responses' ? recordChain(ctx) : undefined
+  let running = m.runPhase('afterResponse', ctx)?.catch((err) => {
+    m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
+  })
+  if (recorded) running = running ? Promise.all([running, recorded]).then(() => {}) : recorded
+  ctx.afterRun = running
+  if (running) m.track(running)
+  return running
+}
+
+function price(m: MeshInternals, ctx: MeshContext) {
+  const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
+  if (hit) {
+    ctx.usage = zeroUsage()
+    ctx.cost.usd = 0
+  } else {
+    ctx.cost.usd = m.mesh.pricing.cost(ctx.answer?.model || ctx.route.model, ctx.usage)
+  }
+  ctx.cost.estimated = !!ctx.usage.estimated
+}
+
+function logCall(m: MeshInternals, ctx: MeshContext, status: number) {
+  if (m.hasListeners()) m.mesh.emit('llm_call', { id: ctx.id, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, status, latencyMs: ctx.upstream?.latencyMs ?? performance.now() - ctx.startedAt, usage: ctx.usage, costUsd: ctx.cost.usd, stream: ctx.prompt.stream })
+}
+
+// ---------------------------------------------------------------- errors
+
+/** Keys (by shape and the configured values) and URL credentials masked, for error text sent to clients. */
+function clientSafe(m: MeshInternals, message: string): string {
+  let out = maskSecrets(message)
+  for (const v of Object.values(m.mesh.config.vendors ?? {})) {
+    const key = v?.apiKey
+    if (key && key.length >= 8 && out.includes(key)) out = out.split(key).join('***')
+  }
+  return out
+}
+
+export function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown): MeshResponse {
+  if (err instanceof ProtocolError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
+  if (err instanceof UpstreamError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
+  if (err instanceof StorageUnavailableError) return { kind: 'error', status: 503, type: 'storage_unavailable', message: err.message }
+  if (err instanceof PluginError && isStorageUnavailable(err.cause)) {
+    // storage down is the deployment's state, not a plugin bug: a 503 the client may retry, and
+    // the storage layer logs the outage once rather than once per request
+    const message = clientSafe(m, (err.cause as Error).message)
+    ctx.error = { status: 503, type: 'storage_unavailable', message, plugin: err.plugin }
+    return { kind: 'error', status: 503, type: 'storage_unavailable', message }
+  }
+  if (err instanceof PluginError) {
+    m.mesh.log.error(err.message, { request: ctx.id })
+    // a plugin's error text can carry what the client must not see (a storage URL's password, a key)
+    const message = clientSafe(m, err.message)
+    ctx.error = { status: 500, type: 'plugin_error', message, plugin: err.plugin }
+    return { kind: 'error', status: 500, type: 'plugin_error', message }
+  }
+  m.mesh.log.error(`internal error: ${(err as Error)?.message ?? String(err)}`, { request: ctx.id })
+  return { kind: 'error', status: 500, type: 'internal_error', message: 'internal error in AgentMesh; see the proxy log for request ' + ctx.id }
+}
+
+/**
+ * A stream that dies before its first bytes becomes a 502 in the client's protocol, not the
+ * server's empty 500 or an empty 200 (no status has been sent yet).
+ */
+function earlyStreamError(m: MeshInternals, ctx: MeshContext, err: Error): MeshResponse {
+  return errorResponse(m, ctx, clientGone(ctx)
+    ? new UpstreamError('client closed the request', 499, 'client_closed_request')
+    : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${err.message})`, 502, 'upstream_stream_error'))
+}
+
+// ---------------------------------------------------------------- headers and writing
+
+/** the governance headers (and the response's own), in one object: this runs on every response */
+function responseHeaders(m: MeshInternals, ctx: CoreContext, contentType: string, extra?: Record<string, string>): Record<string, string> {
+  const h: Record<string, string> = {}
+  if (extra) for (const k in extra) h[k] = extra[k]!
+  h['x-agentmesh-request-id'] = ctx.id
+  // who was billed (from the key, the headers or the User-Agent)
+  h['x-agentmesh-team'] = headerSafe(ctx.identity.team)
+  h['x-agentmesh-user'] = headerSafe(ctx.identity.user)
+  h['x-agentmesh-tool'] = headerSafe(ctx.identity.tool)
+  h['x-agentmesh-model'] = headerSafe(ctx.answer?.model || ctx.route.model || ctx.prompt.model)
+  if (ctx.response?.kind === 'error' && !ctx.vendorCalled) {
+    // refused before any vendor answered: nothing was spent; the estimate it was judged on apart
+    h['x-agentmesh-vendor'] = 'none'
+    h['x-agentmesh-tokens'] = '0'
+    h['x-agentmesh-cost-usd'] = '0.000000'
+    h['x-agentmesh-estimated-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
+  } else {
+    // the route can come from the client (a model name) or a plugin: encoded if unsafe
+    h['x-agentmesh-vendor'] = headerSafe(ctx.route.vendor)
+    h['x-agentmesh-tokens'] = String(ctx.usage.inputTokens + ctx.usage.outputTokens)
+    h['x-agentmesh-cost-usd'] = ctx.cost.usd.toFixed(6)
+  }
+  h['x-agentmesh-cache'] = ctx.cache.status
+  h['x-agentmesh-latency-ms'] = (performance.now() - ctx.startedAt).toFixed(1)
+  if (ctx.usage.estimated) h['x-agentmesh-usage'] = 'estimated'
+  if (ctx.usage.cacheReadTokens) h['x-agentmesh-cache-read-tokens'] = String(ctx.usage.cacheReadTokens)
+  if (ctx.usage.cacheWriteTokens) h['x-agentmesh-cache-write-tokens'] = String(ctx.usage.cacheWriteTokens)
+  for (const k in ctx.headers) h[k.toLowerCase()] = headerSafe(String(ctx.headers[k]))
+  const origin = ctx.request.headers.get('origin')
+  if (origin) Object.assign(h, m.corsHeaders(origin))
+  h['content-type'] = contentType
+  return h
+}
+
+function emitResponse(m: MeshInternals, ctx: MeshContext, status: number) {
+  m.mesh.emit('response', { id: ctx.id, status, cache: ctx.cache.status, latencyMs: performance.now() - ctx.startedAt, identity: ctx.identity, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, tokens: ctx.usage.inputTokens + ctx.usage.outputTokens, costUsd: ctx.cost.usd })
+}
+
+/** Start the response: status and headers, with the response event. */
+function head(m: MeshInternals, ctx: CoreContext, status: number, contentType: string, extra?: Record<string, string>): Record<string, string> {
+  ctx.status = status
+  const headers = responseHeaders(m, ctx, contentType, extra)
+  if (m.hasListeners()) emitResponse(m, ctx, status)
+  return headers
+}
+
+/** A whole body, written once. Exported for the routes that answer without the lifecycle. */
+export function send(m: MeshInternals, ctx: CoreContext, b: Body): Response {
+  const headers = head(m, ctx, b.status, b.contentType, b.headers)
+  const nodeRes = nodeResponseOf(ctx)
+  if (!nodeRes) return new FastResponse(b.body as any, { status: b.status, headers }) as unknown as Response
+  // served by node:http: one writeHead and one end, no Response object in between
+  if (!nodeRes.destroyed && !nodeRes.headersSent) {
+    headers['content-length'] = String(typeof b.body === 'string' ? Buffer.byteLength(b.body) : b.body.length)
+    if (writeHead(m, ctx, nodeRes, b.status, headers)) nodeRes.end(b.body)
+  }
+  return ANSWERED_ON_NODE
+}
+
+/**
+ * writeHead that cannot throw into the stream path (a throw there once ended the process): a
+ * value Node refuses is encoded and tried again; false when the response could not be started.
+ */
+function writeHead(m: MeshInternals, ctx: MeshContext, nodeRes: ServerResponse, status: number, headers: Record<string, string>): boolean {
+  try {
+    nodeRes.writeHead(status, headers)
+    return true
+  } catch (err) {
+    m.mesh.log.error(`response headers refused (${(err as Error).message}); sending them encoded`, { request: ctx.id })
+  }
+  try {
+    nodeRes.writeHead(status, headersSafe(headers))
+    return true
+  } catch {
+    nodeRes.destroy()
+    return false
+  }
+}
+
+// ---------------------------------------------------------------- streams
+
+/** Where a relayed stream is written: the Node response, or a web stream for a web Response. */
+interface Sink {
+  /** status and headers; the response exists from here on */
+  start(status: number, headers: Record<string, string>): void
+  /** false: the client reads slowly; wait for onDrain before more */
+  write(data: Buffer | string): boolean
+  onDrain(fn: () => void): void
+  end(): void
+}
+
+/**
+ * Each upstream chunk goes out in the same tick it arrived (chunks of one tick share a syscall on
+ * Node), its events are parsed after it is written, and there is no Transform or pipe in between.
+ */
+function nodeSink(m: MeshInternals, ctx: MeshContext, nodeRes: ServerResponse): Sink {
+  let corked = false
+  const uncork = () => {
+    corked = false
+    nodeRes.uncork()
+  }
+  return {
+    start: (status, headers) => void writeHead(m, ctx, nodeRes, status, headers),
+    write(data) {
+      if (!corked) {
+        corked = true
+        nodeRes.cork()
+        process.nextTick(uncork)
+      }
+      return nodeRes.write(data)
+    },
+    onDrain: (fn) => void nodeRes.once('drain', fn),
+    end: () => void nodeRes.end(),
+  }
+}
+
+/** A web Response whose body the relay fills; `opened` receives it when the stream starts. */
+function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
+  let controller!: ReadableStreamDefaultController<Uint8Array>
+  let drained: (() => void) | undefined
+  let closed = false
+  const body = new ReadableStream<Uint8Array>({
+    start: (c) => void (controller = c),
+    pull() {
+      const fn = drained
+      drained = undefined
+      fn?.()
+    },
+    cancel() {
+      closed = true
+      cancelled()
+    },
+  }, { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength })
+  return {
+    start: (status, headers) => opened(new FastResponse(body, { status, headers }) as unknown as Response),
+    write(data) {
+      if (closed) return true
+      controller.enqueue(typeof data === 'string' ? Buffer.from(data) : data)
+      return (controller.desiredSize ?? 1) > 0
+    },
+    onDrain: (fn) => void (drained = fn),
+    end() {
+      if (closed) return
+      closed = true
+      controller.close()
+    },
+  }
+}
+
+/**
+ * Relay a vendor's stream to the client as it comes, reading its events for the answer and usage.
+ * Resolves with the response (on Node, once the stream ended), or with the error when the stream
+ * failed before its first byte: nothing was sent, so the caller answers an error instead.
+ */
+function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Upstream): Promise<Response | Error> {
+  const body = res.body as Readable
+  const hide = ctx.hideUsageChunk
+  const reader = adapter.streamReader({ hideUsageChunk: hide })
+  const parser = new SseParser(reader, hide)
+  const estimated = ctx.usage
+  price(m, ctx)
+  let ended!: () => void
+  // a config reload or shutdown waits for streams in flight
+  m.track(new Promise<void>((r) => (ended = r)))
+  return new Promise<Response | Error>((resolve) => {
+    let started = false
+    let settled = false
+    let waiting = false
+    let stopWatching = () => {}
+    const gone = () => {
+      body.destroy()
+      finishUp(true)
+    }
+    const nodeRes = nodeResponseOf(ctx)
+    const sink = nodeRes ? nodeSink(m, ctx, nodeRes) : webSink(resolve, gone)
+    const write = (data: Buffer | string) => {
+      if (!sink.write(data) && !waiting) {
+        // a slow client: stop reading upstream until it catches up
+        waiting = true
+        body.pause()
+        sink.onDrain(() => {
+          waiting = false
+          body.resume()
+        })
+      }
+    }
+    const start = () => {
+      started = true
+      sink.start(res.status, head(m, ctx, res.status, res.headers['content-type'] ?? 'text/event-stream', { ...res.headers, 'cache-control': 'no-cache' }))
+    }
+    const stop = () => {
+      settled = true
+      body.off('data', onData)
+      stopWatching()
+    }
+    const finishUp = (failed: boolean) => {
+      if (settled) return
+      stop()
+      // ended only once afterResponse is done: close() must not run plugin closers under it
+      void settleStream(m, ctx, reader, estimated, res.status, failed).then(ended)
+      // a web client that left before the first byte gets a response nobody reads
+      resolve(nodeRes ? ANSWERED_ON_NODE : (new FastResponse(null, { status: 499 }) as unknown as Response))
+    }
+    const onData = (chunk: Buffer) => {
+      if (!started) start()
+      if (!hide) write(chunk)
+      const kept = parser.feed(chunk)
+      if (kept) write(kept)
+    }
+    const onEnd = () => {
+      if (!started) start()
+      const rest = parser.flush()
+      if (rest) write(rest)
+      // an upstream that closed cleanly without its last event ([DONE], message_stop, a
+      // finishReason) did not complete: the client gets the protocol's error event, not a clean end
+      const complete = reader.finish() !== undefined
+      if (!complete) write(incompleteStreamEvent(ctx, adapter, 'ended before its final event'))
+      sink.end()
+      finishUp(!complete)
+    }
+    const onError = (err: Error) => {
+      if (settled) return
+      if (!started) {
+        stop()
+        ended()
+        resolve(err)
+        return
+      }
+      // mid-stream: the status is sent, so the failure is told as the protocol's error event
+      write(incompleteStreamEvent(ctx, adapter, `failed (${err.message})`))
+      sink.end()
+      finishUp(true)
+    }
+    body.on('data', onData)
+    body.once('end', onEnd)
+    body.on('error', onError)
+    // the client left: stop reading upstream (aborts the vendor call)
+    stopWatching = onClientGone(ctx, gone)
+  })
+}
+
+function incompleteStreamEvent(ctx: MeshContext, adapter: ProtocolAdapter, what: string): string {
+  return adapter.streamError(502, 'upstream_stream_error', `${ctx.route.vendor} stream ${what}; the answer is incomplete`)
+}
+
+/** What the stream's end means for the request: the answer and usage, or an aborted request. */
+function settleStream(m: MeshInternals, ctx: CoreContext, reader: StreamReader, estimated: Usage, status: number, failed: boolean): Promise<void> {
+  const answer = failed ? undefined : reader.finish()
+  if (answer) {
+    ctx.answer = answer
+    ctx.usage = answer.usage
+  } else {
+    ctx.aborted = true
+    const seen = reader.partialUsage()
+    // settle on what the vendor reported so far, at least the estimated input
+    ctx.usage = { ...seen, inputTokens: Math.max(seen.inputTokens, estimated.inputTokens), estimated: !seen.inputTokens }
+    if (!clientGone(ctx)) ctx.error = { status: 502, type: 'upstream_stream_error', message: `${ctx.route.vendor} stream ended before completion` }
+  }
+  price(m, ctx)
+  logCall(m, ctx, status)
+  return after(m, ctx) ?? Promise.resolve()
+}
