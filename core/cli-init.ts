@@ -3,15 +3,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { isAbsolute, join, relative, resolve } from 'node:path'
 import { createInterface } from 'node:readline/promises'
-import { ConfigError, PRESETS, type PresetName } from './config.ts'
+import { ConfigError } from './config.ts'
+import { PRESET_NAMES as PRESETS, PRESETS as PRESET_HELP, isPresetName, type PresetName } from './presets.ts'
 
 const CONFIG_FILES = ['ts', 'mts', 'cts', 'js', 'mjs', 'cjs', 'json'].map((ext) => `agentmesh.config.${ext}`)
-
-const PRESET_HELP: Record<PresetName, string> = {
-  demo: 'no keys: a demo vendor answers every model (try it out)',
-  solo: 'your own vendor keys; cache, budgets and audit log on disk',
-  team: 'a shared proxy: virtual keys per person, budgets per team',
-}
 
 const PRESET_LINES: Record<PresetName, string[]> = {
   demo: [
@@ -42,6 +37,7 @@ export function configTemplate(preset: PresetName, dataDir?: string): string {
     "  // storage: { driver: 'redis', url: 'redis://127.0.0.1:6379' },",
     "  // plugins: [],               // your own plugins (definePlugin from 'agentmesh') run before the preset's",
     "  // disable: ['semantic-cache'], // leave out one of the preset's plugins",
+    "  // extends: ['./my-preset.ts'],  // your own preset (definePreset from 'agentmesh'), layered under this file",
     '})',
     '',
   ].join('\n')
@@ -62,7 +58,7 @@ async function askPreset(print: (line: string) => void): Promise<PresetName> {
     for await (const line of rl) {
       const answer = line.trim().toLowerCase()
       if (!answer) return 'demo'
-      if ((PRESETS as string[]).includes(answer)) return answer as PresetName
+      if (isPresetName(answer)) return answer
       print(`  "${answer}" is not a preset`)
       rl.prompt()
     }
@@ -100,8 +96,8 @@ export async function runInit(o: InitOptions): Promise<void> {
   if (existing) throw new ConfigError(`init: ${existing} already exists; not overwriting it`)
   let preset: PresetName
   if (o.preset !== undefined) {
-    if (!(PRESETS as string[]).includes(o.preset)) throw new ConfigError(`--preset must be one of ${PRESETS.join(', ')}, got "${o.preset}"`)
-    preset = o.preset as PresetName
+    if (!isPresetName(o.preset)) throw new ConfigError(`--preset must be one of ${PRESETS.join(', ')}, got "${o.preset}"`)
+    preset = o.preset
   } else if (process.stdin.isTTY && process.stdout.isTTY) {
     preset = await askPreset(o.print)
   } else {

@@ -9,7 +9,7 @@ import { runInit } from './cli-init.ts'
 import { configJiti } from './cli-jiti.ts'
 import { listenDev, listenServe } from './cli-listen.ts'
 import { warmTokenizer } from './tokens.ts'
-import { ConfigError, loadMeshConfig, maskedConfig, type LoadedConfig, type LoadOptions } from './config.ts'
+import { ConfigError, loadMeshConfig, maskedConfig, PRESET_NAMES, type LoadedConfig, type LoadOptions } from './config.ts'
 import type { MeshConfig } from './types.ts'
 
 interface GlobalFlags {
@@ -74,12 +74,15 @@ function overridesFrom(flags: GlobalFlags): MeshConfig {
 function withGlobalOptions(cli: CAC) {
   cli
     .option('--config <file>', 'Config file (default: agentmesh.config.ts in the working directory)')
-    .option('--preset <name>', 'Preset layered under the config: demo, solo, team')
+    .option('--preset <name>', `Preset layered under the config, in place of its \`preset\`: ${PRESET_NAMES.join(', ')} or a preset file (default: the config's, else demo)`)
     .option('--data-dir <dir>', 'Where fs storage, keys and logs live (default: .agentmesh)')
 }
 
+/** What `agentmesh dev` runs when neither the config nor --preset names a preset: no keys needed. */
+const CLI_DEFAULT_PRESET = 'demo'
+
 function loadOptions(flags: GlobalFlags, jiti: Jiti, envName?: string): LoadOptions {
-  return { configFile: flags.config, preset: flags.preset, overrides: overridesFrom(flags), jiti, envName }
+  return { configFile: flags.config, preset: flags.preset, defaultPreset: CLI_DEFAULT_PRESET, overrides: overridesFrom(flags), jiti, envName }
 }
 
 interface Serving {

@@ -1,37 +1,33 @@
 // Config as code: defineConfig for typing, c12 for loading (agentmesh.config.ts, .agentmeshrc,
-// .env, $development/$production, extends), presets as the lowest layer, then validation with
-// messages that name the field.
+// .env, $development/$production), presets as c12 layers under the config (core/presets.ts), then
+// validation with messages that name the field. The CLI and createAgentMesh(config) share one
+// path: c12 layers the config over what its `preset` and `extends` name, and nothing else.
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { loadConfig } from 'c12'
-import { defu } from 'defu'
+import { loadConfig, type LoadConfigOptions, type ResolvedConfig } from 'c12'
 import { sortPlugins } from './plugin.ts'
+import { isExtendedLayer, mergePresetPlugins, PRESET_NAMES, PresetError, presetNameOf, resolvePreset, type LayerConfig } from './presets.ts'
 import type { MeshConfig, Plugin, ResolvedMeshConfig } from './types.ts'
 
-export type PresetName = 'demo' | 'solo' | 'team'
-export const PRESETS: PresetName[] = ['demo', 'solo', 'team']
+export { definePreset, PRESET_NAMES, type PresetName } from './presets.ts'
 
 /** Typed config with editor completion; c12 layer keys ($development, extends) allowed. */
-export function defineConfig(config: MeshConfig & { extends?: string | string[]; $development?: MeshConfig; $production?: MeshConfig; $env?: Record<string, MeshConfig> }): MeshConfig {
+export function defineConfig(config: LayerConfig): LayerConfig {
   return config
-}
-
-export async function loadPreset(name: PresetName): Promise<MeshConfig> {
-  // imported lazily: presets import plugins, which import core modules
-  const mod = await import(`../presets/${name}.ts`)
-  return (typeof mod.default === 'function' ? mod.default() : mod.default) as MeshConfig
 }
 
 export interface LoadOptions {
   cwd?: string
   /** path to a config file; default: agentmesh.config.{ts,mts,js,mjs,json} in cwd */
   configFile?: string
-  /** preset layered under the config (CLI --preset wins over the config's `preset`) */
+  /** preset layered under the config; replaces the config's `preset` (not its `extends`), as --preset does */
   preset?: string
+  /** the preset when neither the config nor `preset` names one (the CLI's is demo) */
+  defaultPreset?: string
   /** highest-priority values (CLI flags) */
   overrides?: MeshConfig
   envName?: string
-  jiti?: any
+  jiti?: LoadConfigOptions['jiti']
 }
 
 export interface LoadedConfig {
@@ -40,74 +36,95 @@ export interface LoadedConfig {
   files: string[]
 }
 
-const presetAlias = /^(?:agentmesh\/presets\/|\.{0,2}\/?presets\/)?(demo|solo|team)(?:\.ts)?$/
+export class ConfigError extends Error {}
 
+type Layers = ResolvedConfig<LayerConfig>
+
+/** c12 with presets as layers: `extends` and `preset` are both its extend keys, as in Nitro. */
+async function loadLayers(options: LoadConfigOptions<LayerConfig>, from: { file: boolean; what: string }): Promise<Layers> {
+  const cwd = resolve(options.cwd ?? process.cwd())
+  return loadConfig<LayerConfig>({
+    name: 'agentmesh',
+    globalRc: false,
+    packageJson: false,
+    giget: false,
+    ...options,
+    cwd,
+    extend: { extendKey: ['extends', 'preset'] },
+    // in-process there is no file: the config object (as `overrides`) is the top layer
+    resolve: (id, o) => (!from.file && id === '.' ? { config: {} } : resolvePreset(id, o.cwd ?? cwd)),
+  }).catch((err: Error) => {
+    if (err instanceof PresetError || err instanceof ConfigError) throw new ConfigError(err.message)
+    throw new ConfigError(`cannot load config${from.what}: ${err.message}`)
+  })
+}
+
+/** How the CLI loads: the config file, .agentmeshrc and .env, flags over them, the default preset. */
 export async function loadMeshConfig(opts: LoadOptions = {}): Promise<LoadedConfig> {
   const cwd = resolve(opts.cwd ?? process.cwd())
   if (opts.configFile && !existsSync(resolve(cwd, opts.configFile))) {
     throw new ConfigError(`config file not found: ${opts.configFile}`)
   }
-  let usedPreset: string | undefined
-  const loaded = await loadConfig<MeshConfig & Record<string, unknown>>({
-    name: 'agentmesh',
+  const loaded = await loadLayers({
     cwd,
     configFile: opts.configFile,
     rcFile: '.agentmeshrc',
     dotenv: true,
-    globalRc: false,
-    packageJson: false,
     envName: opts.envName ?? (process.env.NODE_ENV === 'production' ? 'production' : 'development'),
     jiti: opts.jiti,
-    giget: false,
-    // `extends: ['team']` (or 'agentmesh/presets/team') layers a preset
-    resolve: async (id) => {
-      const m = presetAlias.exec(id)
-      if (!m) return null
-      usedPreset = m[1]
-      return { config: (await loadPreset(m[1] as PresetName)) as any, configFile: `presets/${m[1]}.ts`, source: `preset:${m[1]}` }
+    overrides: ({ rawConfigs }) => {
+      const own = [rawConfigs.main, rawConfigs.rc] as Array<LayerConfig | undefined>
+      for (const c of own) if (c) checkLayerKeys(c)
+      // the default only when nothing asks for a layer: a config's `extends` is its own choice
+      const asked = own.some((c) => c?.preset !== undefined || c?.extends !== undefined)
+      const preset = opts.preset ?? (asked ? undefined : opts.defaultPreset)
+      return { ...opts.overrides, ...(preset ? { preset } : {}) }
     },
-  }).catch((err: Error) => {
-    throw new ConfigError(`cannot load config${opts.configFile ? ` ${opts.configFile}` : ''}: ${err.message}`)
-  })
-  // c12 reports layers by name without extension; the main file comes resolved
-  const candidates = [loaded.configFile, resolve(cwd, '.agentmeshrc'), resolve(cwd, '.env')]
+  }, { file: true, what: opts.configFile ? ` ${opts.configFile}` : '' })
+  // a preset of the user's own is watched too; the built-in ones have no configFile
+  const layerFiles = (loaded.layers ?? []).filter(isExtendedLayer).map((l) => l.configFile)
+  const candidates = [loaded.configFile, resolve(cwd, '.agentmeshrc'), resolve(cwd, '.env'), ...layerFiles]
   const files = [...new Set(candidates.filter((f): f is string => !!f && existsSync(f)))]
-  const user = { ...(loaded.config as MeshConfig) }
   const sources = files.map((f) => f.replace(cwd + '/', ''))
-  const config = await resolveConfig(defu(opts.overrides ?? {}, user), { preset: opts.preset, extendedPreset: usedPreset, sources })
-  return { config, files }
+  return { config: await resolveLayers(loaded, sources), files }
 }
 
-export class ConfigError extends Error {}
-
 /**
- * Apply the preset layer and defaults, then validate. Used by the CLI (after c12) and by
- * createAgentMesh(config) in-process.
+ * createAgentMesh(config) in-process: the config over the presets it names (none named, none
+ * loaded), defaults filled in, validated. `cwd` is where relative `extends` paths start.
  */
-export async function resolveConfig(input: MeshConfig, opts: { preset?: string; extendedPreset?: string; sources?: string[] } = {}): Promise<ResolvedMeshConfig> {
-  const presetName = opts.preset ?? input.preset ?? opts.extendedPreset ?? 'demo'
-  if (!PRESETS.includes(presetName as PresetName)) throw new ConfigError(`preset must be one of ${PRESETS.join(', ')}, got "${presetName}"`)
-  validateInput(input)
-  // a preset already layered through `extends` is not layered twice
-  validatePlugins(input.plugins ?? [])
-  const disable = input.disable ?? []
-  let layered: MeshConfig
-  if (opts.extendedPreset === presetName) layered = input
-  else {
-    // `disable` leaves out the preset's plugins; a plugin the config lists itself always stays
-    const preset = await loadPreset(presetName as PresetName)
-    layered = defu(input, { ...preset, plugins: (preset.plugins ?? []).filter((p) => !disable.includes(p.name)) }) as MeshConfig
-  }
-  const c = layered as MeshConfig
-  const dataDir = c.dataDir ?? process.env.AGENTMESH_DATA_DIR ?? '.agentmesh'
-  const resolved: ResolvedMeshConfig = {
-    preset: presetName as PresetName,
+export async function resolveConfig(input: MeshConfig, opts: { cwd?: string } = {}): Promise<ResolvedMeshConfig> {
+  checkLayerKeys(input)
+  const loaded = await loadLayers({ cwd: opts.cwd, rcFile: false, dotenv: false, envName: false, overrides: input as LayerConfig }, { file: false, what: '' })
+  return resolveLayers(loaded, [])
+}
+
+/** The merged layers as the core uses them: the config's plugins first, then the presets'. */
+async function resolveLayers(loaded: Layers, sources: string[]): Promise<ResolvedMeshConfig> {
+  const c = loaded.config as MeshConfig
+  validateInput(c)
+  const layers = loaded.layers ?? []
+  const presets = layers.filter(isExtendedLayer)
+  // checked before merging, so an index names the entry as written in its layer
+  const own = layers.filter((l) => !isExtendedLayer(l)).flatMap((l) => validatePlugins(l.config?.plugins ?? []))
+  for (const l of presets) validatePlugins(l.config?.plugins ?? [], `preset ${l.meta?.name ?? l.source} `)
+  if (c.disable !== undefined && (!Array.isArray(c.disable) || c.disable.some((d) => typeof d !== 'string'))) fail('disable', 'an array of plugin names', c.disable)
+  // `disable` leaves out the presets' plugins; a plugin the config lists itself always stays
+  const disable = c.disable ?? []
+  const fromPresets = mergePresetPlugins(presets).filter((p) => !disable.includes(p.name))
+  const resolved = withDefaults(c, { preset: presetNameOf(presets), plugins: sortPlugins([...own, ...fromPresets]), sources })
+  validateResolved(resolved)
+  return resolved
+}
+
+function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'plugins' | 'sources'>): ResolvedMeshConfig {
+  return {
+    preset: set.preset,
     port: c.port ?? 8080,
     host: c.host ?? '127.0.0.1',
-    dataDir,
+    dataDir: c.dataDir ?? process.env.AGENTMESH_DATA_DIR ?? '.agentmesh',
     storage: { driver: 'memory', ...c.storage },
-    // through `extends` the preset's plugins are already merged in, so `disable` applies to all
-    plugins: sortPlugins(c.plugins ?? [], opts.extendedPreset === presetName ? disable : []),
+    plugins: set.plugins,
     disable: c.disable ?? [],
     vendors: c.vendors ?? {},
     limits: { bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024, upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000 },
@@ -120,11 +137,9 @@ export async function resolveConfig(input: MeshConfig, opts: { preset?: string; 
     log: { level: c.log?.level ?? 'info' },
     hooks: c.hooks ?? {},
     pricing: c.pricing ?? {},
-    sources: opts.sources ?? [],
+    sources: set.sources,
     ...(c.quota ? { quota: c.quota } : {}),
   }
-  validateResolved(resolved)
-  return resolved
 }
 
 /** the browser extension and pages served from this machine; any other site needs configuring */
@@ -145,19 +160,28 @@ function validateInput(c: MeshConfig) {
   }
 }
 
-/** Checked before sorting, so an index names the entry as written (the user's plugins come before the preset's). */
-function validatePlugins(plugins: unknown) {
-  if (!Array.isArray(plugins)) fail('plugins', 'an array of plugins', plugins)
+/** One layer's plugins; `layer` names a preset's ("preset team "), so the message says whose entry it is. */
+function validatePlugins(plugins: unknown, layer = ''): Plugin[] {
+  if (!Array.isArray(plugins)) fail(`${layer}plugins`, 'an array of plugins', plugins)
   plugins.forEach((p: Plugin, i) => {
-    if (!p || typeof p !== 'object') fail(`plugins[${i}]`, 'a plugin object (did you forget to call the plugin factory?)', p)
-    if (typeof p.name !== 'string' || !p.name) fail(`plugins[${i}].name`, 'a non-empty string', p.name)
-    if (p.enforce !== undefined && p.enforce !== 'pre' && p.enforce !== 'post') fail(`plugins[${i}] (${p.name}).enforce`, '"pre", "post" or absent', p.enforce)
-    if (p.setup !== undefined && typeof p.setup !== 'function') fail(`plugins[${i}] (${p.name}).setup`, 'a function', p.setup)
+    const at = `${layer}plugins[${i}]`
+    if (!p || typeof p !== 'object') fail(at, 'a plugin object (did you forget to call the plugin factory?)', p)
+    if (typeof p.name !== 'string' || !p.name) fail(`${at}.name`, 'a non-empty string', p.name)
+    if (p.enforce !== undefined && p.enforce !== 'pre' && p.enforce !== 'post') fail(`${at} (${p.name}).enforce`, '"pre", "post" or absent', p.enforce)
+    if (p.setup !== undefined && typeof p.setup !== 'function') fail(`${at} (${p.name}).setup`, 'a function', p.setup)
     for (const [h, fn] of Object.entries(p.hooks ?? {})) {
-      if (!['beforeRequest', 'cacheLookup', 'route', 'afterResponse'].includes(h)) fail(`plugins[${i}] (${p.name}).hooks.${h}`, 'one of beforeRequest, cacheLookup, route, afterResponse', h)
-      if (typeof fn !== 'function') fail(`plugins[${i}] (${p.name}).hooks.${h}`, 'a function', fn)
+      if (!['beforeRequest', 'cacheLookup', 'route', 'afterResponse'].includes(h)) fail(`${at} (${p.name}).hooks.${h}`, 'one of beforeRequest, cacheLookup, route, afterResponse', h)
+      if (typeof fn !== 'function') fail(`${at} (${p.name}).hooks.${h}`, 'a function', fn)
     }
   })
+  return plugins
+}
+
+/** `preset` and `extends` as c12 needs them (it would skip anything else with a warning). */
+function checkLayerKeys(c: LayerConfig) {
+  if (c.preset !== undefined && (typeof c.preset !== 'string' || !c.preset)) fail('preset', `one of ${PRESET_NAMES.join(', ')} or a path to a preset file`, c.preset)
+  const ext = c.extends
+  if (ext !== undefined && typeof ext !== 'string' && !(Array.isArray(ext) && ext.every((e) => typeof e === 'string' && e))) fail('extends', 'a preset name or path, or an array of them', ext)
 }
 
 function validateResolved(c: ResolvedMeshConfig) {
@@ -166,7 +190,6 @@ function validateResolved(c: ResolvedMeshConfig) {
   if (typeof c.dataDir !== 'string' || !c.dataDir) fail('dataDir', 'a directory path', c.dataDir)
   if (!['memory', 'fs', 'redis'].includes(c.storage.driver)) fail('storage.driver', 'one of memory, fs, redis', c.storage.driver)
   if (c.storage.driver === 'redis' && (typeof c.storage.url !== 'string' || !/^rediss?:\/\//.test(c.storage.url))) fail('storage.url', 'a redis:// URL when storage.driver is redis', c.storage.url)
-  if (!Array.isArray(c.disable) || c.disable.some((d) => typeof d !== 'string')) fail('disable', 'an array of plugin names', c.disable)
   for (const [k, v] of Object.entries(c.limits)) if (typeof v !== 'number' || !(v > 0)) fail(`limits.${k}`, 'a positive number', v)
   if (c.cors.origins !== '*' && (!Array.isArray(c.cors.origins) || c.cors.origins.some((o) => typeof o !== 'string'))) fail('cors.origins', '"*" or an array of origins', c.cors.origins)
   if (typeof c.trustIdentityHeaders !== 'boolean') fail('trustIdentityHeaders', 'true or false', c.trustIdentityHeaders)

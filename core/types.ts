@@ -2,6 +2,7 @@
 // they never import each other.
 import type { Readable } from 'node:stream'
 import type { Storage } from 'unstorage'
+import type { PresetName } from './presets.ts'
 
 export type ProtocolName = 'openai' | 'anthropic' | 'gemini' | 'responses'
 export type Operation = 'chat' | 'count_tokens' | 'embeddings'
@@ -363,15 +364,17 @@ export interface QuotaShortConfig {
 }
 
 export interface MeshConfig {
-  /** ready-made config to layer under this one: demo (no keys), solo, team */
-  preset?: 'demo' | 'solo' | 'team'
+  /** ready-made config to layer under this one: demo (no keys), solo, team, or a preset file's path */
+  preset?: PresetName | (string & {})
+  /** more layers under this one (c12 `extends`): preset names or files, e.g. ['./my-preset.ts'] */
+  extends?: string | string[]
   port?: number
   host?: string
   /** where fs storage, keys and logs live (default `.agentmesh` in the working directory) */
   dataDir?: string
   storage?: StorageConfig
   plugins?: Plugin[]
-  /** names of the preset's plugins to leave out (plugins this config lists itself stay) */
+  /** names of the presets' plugins to leave out (plugins this config lists itself stay) */
   disable?: string[]
   /** vendor endpoints and keys; keys default to ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY */
   vendors?: { openai?: VendorConfig; anthropic?: VendorConfig; google?: VendorConfig }
@@ -409,7 +412,8 @@ export interface MeshConfig {
 }
 
 export interface ResolvedMeshConfig extends Required<Pick<MeshConfig, 'port' | 'host' | 'dataDir' | 'plugins' | 'trustIdentityHeaders'>> {
-  preset: 'demo' | 'solo' | 'team' | 'none'
+  /** the preset the config is built on (its first named layer), 'none' without one */
+  preset: PresetName | 'none' | (string & {})
   storage: StorageConfig
   vendors: NonNullable<MeshConfig['vendors']>
   limits: Required<NonNullable<MeshConfig['limits']>>

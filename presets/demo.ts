@@ -1,6 +1,6 @@
 // demo: no keys, no setup. The demo vendor answers every model; memory storage; identity from
-// X-AgentMesh-* headers.
-import type { MeshConfig } from '../core/types.ts'
+// X-AgentMesh-* headers. The CLI's default when a config names no preset.
+import { definePreset } from '../core/presets.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
@@ -9,7 +9,8 @@ import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
-export default (): MeshConfig => ({
+export default definePreset(() => ({
+  $meta: { name: 'demo' },
   storage: { driver: 'memory' },
   trustIdentityHeaders: true,
   plugins: [
@@ -23,4 +24,4 @@ export default (): MeshConfig => ({
     audit(),
     demo(),
   ],
-})
+}))

@@ -1,6 +1,6 @@
 // solo: one developer with real vendor keys (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY,
 // or the client's own key passed through); cache and logs on disk under the data dir.
-import type { MeshConfig } from '../core/types.ts'
+import { definePreset } from '../core/presets.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
@@ -12,7 +12,8 @@ import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { google } from '../plugins/vendors/google.ts'
 import { openai } from '../plugins/vendors/openai.ts'
 
-export default (): MeshConfig => ({
+export default definePreset(() => ({
+  $meta: { name: 'solo' },
   storage: { driver: 'fs' },
   trustIdentityHeaders: true,
   plugins: [
@@ -29,4 +30,4 @@ export default (): MeshConfig => ({
     openai(),
     google(),
   ],
-})
+}))

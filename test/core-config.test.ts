@@ -76,13 +76,14 @@ describe('validation names the field', () => {
     expect(() => blockWords({ words: [42 as any] })).toThrow(/words must be an array of non-empty strings/)
   })
 
-  it('fills defaults: port 8080, 10 MB body limit, .agentmesh data dir (or AGENTMESH_DATA_DIR), demo preset', async () => {
+  // no preset is the core's default: the CLI's demo default is tested under 'presets and layers'
+  it('fills defaults: port 8080, 10 MB body limit, .agentmesh data dir (or AGENTMESH_DATA_DIR), no preset', async () => {
     const saved = process.env.AGENTMESH_DATA_DIR
     try {
       delete process.env.AGENTMESH_DATA_DIR
       const c = await resolveConfig({})
-      expect(c).toMatchObject({ preset: 'demo', port: 8080, host: '127.0.0.1', dataDir: '.agentmesh', storage: { driver: 'memory' }, limits: { bodyBytes: 10 * 1024 * 1024 } })
-      expect(vendors(c.plugins)).toEqual(['vendor:demo'])
+      expect(c).toMatchObject({ preset: 'none', port: 8080, host: '127.0.0.1', dataDir: '.agentmesh', storage: { driver: 'memory' }, limits: { bodyBytes: 10 * 1024 * 1024 } })
+      expect(c.plugins).toEqual([])
       process.env.AGENTMESH_DATA_DIR = '/tmp/agentmesh-env-data'
       expect((await resolveConfig({})).dataDir).toBe('/tmp/agentmesh-env-data')
       expect((await resolveConfig({ dataDir: '/tmp/from-config' })).dataDir).toBe('/tmp/from-config')
@@ -193,12 +194,93 @@ export default { preset: 'solo', plugins: [openai({ baseURL: 'http://127.0.0.1:9
     await expect(loadMeshConfig({ cwd: dir, configFile: 'nope.config.ts' })).rejects.toThrow(/config file not found: nope\.config\.ts/)
   })
 
-  it('no config file at all: the demo preset', async () => {
+  it('no config file at all: the demo preset (the CLI\'s default)', async () => {
     const dir = project({})
-    const { config } = await loadMeshConfig({ cwd: dir })
+    const { config } = await loadMeshConfig({ cwd: dir, defaultPreset: 'demo' })
     expect(config.preset).toBe('demo')
     expect(vendors(config.plugins)).toEqual(['vendor:demo'])
     expect(config.sources).toEqual([])
+  })
+})
+
+describe('presets are layers, one mechanism', () => {
+  const names = (c: { plugins: Array<{ name: string }> }) => c.plugins.map((p) => p.name)
+  const CORE = JSON.stringify(join(ROOT, 'core/index.ts'))
+  const QUOTA = JSON.stringify(join(ROOT, 'plugins/quota/index.ts'))
+
+  it("`preset: 'team'`, `extends: ['team']`, --preset team and createAgentMesh({ preset: 'team' }) resolve alike", async () => {
+    const shown = (c: Parameters<typeof maskedConfig>[0]) => JSON.stringify(maskedConfig({ ...c, sources: [] }))
+    const inProcess = shown(await resolveConfig({ preset: 'team' }))
+    for (const file of [`export default { preset: 'team' }\n`, `export default { extends: ['team'] }\n`]) {
+      expect(shown((await loadMeshConfig({ cwd: project({ 'agentmesh.config.ts': file }) })).config)).toBe(inProcess)
+    }
+    expect(shown((await loadMeshConfig({ cwd: project({}), preset: 'team', defaultPreset: 'demo' })).config)).toBe(inProcess)
+  })
+
+  it('team is solo with its own keys and audit options, in the same order as solo', async () => {
+    const solo = await resolveConfig({ preset: 'solo' })
+    const team = await resolveConfig({ preset: 'team' })
+    expect(names(team)).toEqual(names(solo))
+    expect(team.plugins.find((p) => p.name === 'keys')!.options).toMatchObject({ required: true })
+    expect(team.plugins.find((p) => p.name === 'audit')!.options).toMatchObject({ onFailure: 'refuse' })
+    expect(team).toMatchObject({ preset: 'team', trustIdentityHeaders: false, forwardClientKeys: false, events: { access: 'authenticated' } })
+  })
+
+  it('nothing named, nothing loaded: createAgentMesh({}) and a config without a preset get no preset plugins', async () => {
+    expect((await resolveConfig({ plugins: [blockWords({ words: ['x'] })] })).plugins.map((p) => p.name)).toEqual(['block-words'])
+    const { config } = await loadMeshConfig({ cwd: project({ 'agentmesh.config.ts': 'export default { port: 9001 }\n' }) })
+    expect(config).toMatchObject({ preset: 'none', plugins: [] })
+    // the CLI's default yields to a config that names its own layers, even none
+    const chosen = await loadMeshConfig({ cwd: project({ 'agentmesh.config.ts': 'export default { extends: [] }\n' }), defaultPreset: 'demo' })
+    expect(chosen.config).toMatchObject({ preset: 'none', plugins: [] })
+  })
+
+  it("definePreset: a preset of your own in `extends: ['./my-preset.ts']`, itself extending team", async () => {
+    const dir = project({
+      'my-preset.ts': `import { definePreset } from ${CORE}
+import { quota } from ${QUOTA}
+export default definePreset(() => ({ $meta: { name: 'acme' }, extends: ['team'], port: 9100, plugins: [quota({ limits: { defaultTeam: { tokensPerDay: 1000 } } })] }))
+`,
+      'agentmesh.config.ts': `export default { extends: ['./my-preset.ts'], port: 9200 }\n`,
+    })
+    const { config, files } = await loadMeshConfig({ cwd: dir, defaultPreset: 'demo' })
+    expect(config).toMatchObject({ preset: 'acme', port: 9200, trustIdentityHeaders: false })
+    expect(names(config)).toEqual(names(await resolveConfig({ preset: 'team' })))
+    expect(config.plugins.find((p) => p.name === 'quota')!.options).toMatchObject({ limits: { defaultTeam: { tokensPerDay: 1000 } } })
+    // the preset file is watched for reload like the config
+    expect(files).toContain(join(dir, 'my-preset.ts'))
+    // in-process too, relative to cwd; a fresh plugin instance per mesh
+    const a = await resolveConfig({ extends: ['./my-preset.ts'] }, { cwd: dir })
+    const b = await resolveConfig({ preset: './my-preset.ts' }, { cwd: dir })
+    expect(a).toMatchObject({ preset: 'acme', port: 9100 })
+    expect(a.plugins.find((p) => p.name === 'quota')).not.toBe(b.plugins.find((p) => p.name === 'quota'))
+  })
+
+  it('--preset replaces the file\'s `preset`; `disable` drops a preset plugin, never one the config lists', async () => {
+    const dir = project({ 'agentmesh.config.ts': `export default { preset: 'team', disable: ['semantic-cache', 'block-words'] }\n` })
+    const { config } = await loadMeshConfig({ cwd: dir, preset: 'solo' })
+    expect(config).toMatchObject({ preset: 'solo', trustIdentityHeaders: true })
+    expect(names(config)).not.toContain('semantic-cache')
+    const own = await resolveConfig({ preset: 'demo', disable: ['block-words', 'audit'], plugins: [blockWords({ words: ['x'] })] })
+    expect(names(own)).toContain('block-words')
+    expect(names(own)).not.toContain('audit')
+  })
+
+  const bad: Array<[string, MeshConfig & Record<string, unknown>, RegExp]> = [
+    ['an unknown preset in extends', { extends: ['enterprise'] }, /preset must be one of demo, solo, team, got "enterprise"/],
+    ['a missing preset file', { extends: ['./nope.ts'] }, /preset file "\.\/nope\.ts" not found/],
+    ['a preset that is not a string', { preset: 42 as any }, /`preset` must be one of demo, solo, team or a path to a preset file, got 42/],
+    ['extends not a list of strings', { extends: [1] as any }, /`extends` must be a preset name or path, or an array of them/],
+  ]
+  it.each(bad)('%s fails naming it', async (_what, config, message) => {
+    const err = await resolveConfig(config).catch((e) => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    expect(err.message).toMatch(message)
+  })
+
+  it("a bad plugin in a preset file names the preset", async () => {
+    const dir = project({ 'bad-preset.ts': `export default { $meta: { name: 'bad' }, plugins: [{ name: 'x', enforce: 'first' }] }\n` })
+    await expect(resolveConfig({ extends: ['./bad-preset.ts'] }, { cwd: dir })).rejects.toThrow(/`preset bad plugins\[0\] \(x\)\.enforce`/)
   })
 })
 

@@ -7,8 +7,9 @@ import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { createAgentMesh, type AgentMesh } from '../../core/app.ts'
-import { loadPreset } from '../../core/config.ts'
+import { resolveConfig } from '../../core/config.ts'
 import type { MeshConfig, MeshEvent } from '../../core/types.ts'
+import { demo } from '../../plugins/vendors/demo.ts'
 import { startMockUpstream, type MockBehaviour, type MockUpstream } from './mock-upstream.ts'
 
 export const VENDOR_ENV = ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'AGENTMESH_OPENAI_BASE_URL', 'AGENTMESH_ANTHROPIC_BASE_URL', 'AGENTMESH_GOOGLE_BASE_URL']
@@ -35,22 +36,20 @@ export interface Proxy {
  * The preset's feature plugins (keys, quota, audit, caches ...): everything but its vendors. The
  * core suites switch them off so they test the core alone; each feature has its own suite.
  */
-export async function presetFeatures(preset: 'demo' | 'solo' | 'team'): Promise<string[]> {
-  const layer = await loadPreset(preset)
-  return (layer.plugins ?? []).map((p) => p.name).filter((n) => !n.startsWith('vendor:'))
+export async function presetFeatures(preset: string): Promise<string[]> {
+  const { plugins } = await resolveConfig({ preset })
+  return plugins.map((p) => p.name).filter((n) => !n.startsWith('vendor:'))
 }
 
 /**
  * createAgentMesh(config).listen({port: 0}) with quiet logs, memory storage and a temp data dir.
- * The preset's feature plugins are off unless `features: true`: a test gets the plugins it lists
- * itself (and the preset's vendors).
+ * Without a preset the mesh has the plugins the test lists, and the demo vendor to answer. With
+ * one, the preset's feature plugins are off unless `features: true`: the test gets the plugins it
+ * lists itself and the preset's vendors.
  */
 export async function startProxy(config: MeshConfig = {}, opts: { features?: boolean } = {}): Promise<Proxy> {
   const dataDir = config.dataDir ?? tempDir()
-  const own = new Set((config.plugins ?? []).map((p) => p?.name))
-  const off = opts.features !== true ? (await presetFeatures(config.preset ?? 'demo')).filter((n) => !own.has(n)) : []
-  const disable = [...off, ...(config.disable ?? [])]
-  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, ...config, dataDir, disable })
+  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, ...(await layered(config, opts.features === true)), dataDir })
   const events: MeshEvent[] = []
   instance.mesh.on((e) => events.push(e))
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
@@ -66,6 +65,14 @@ export async function startProxy(config: MeshConfig = {}, opts: { features?: boo
       if (!config.dataDir) rmSync(dataDir, { recursive: true, force: true })
     },
   }
+}
+
+async function layered(config: MeshConfig, features: boolean): Promise<MeshConfig> {
+  if (!config.preset) return { ...config, plugins: [...(config.plugins ?? []), demo()] }
+  if (features) return config
+  const own = new Set((config.plugins ?? []).map((p) => p?.name))
+  const off = (await presetFeatures(config.preset)).filter((n) => !own.has(n))
+  return { ...config, disable: [...off, ...(config.disable ?? [])] }
 }
 
 /** The solo preset with the three HTTP vendors pointed at one mock upstream. */
