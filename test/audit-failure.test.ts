@@ -65,7 +65,7 @@ async function proxy(options: AuditOptions) {
   const dataDir = tempDir()
   const log = capturingLogger()
   const instance = await createAgentMesh(
-    { storage: { driver: 'memory' }, dataDir, disable: ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise'], plugins: [audit({ checkpointSeconds: 0, ...options }), demo({ latencyMs: 0, chunkDelayMs: 0 })] },
+    { storage: { driver: 'memory' }, dataDir, plugins: [audit({ checkpointSeconds: 0, ...options }), demo({ latencyMs: 0, chunkDelayMs: 0 })] },
     { logger: log.logger },
   )
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
@@ -203,7 +203,7 @@ describe('a full disk (ENOSPC)', () => {
     mkdirSync(auditDir, { mode: 0o755 })
     chmodSync(auditDir, 0o755)
     writeFileSync(join(auditDir, 'audit-000001-20250101.jsonl'), '', { mode: 0o644 })
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, disable: ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise'], plugins: [audit(), demo({ latencyMs: 0 })] })
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, plugins: [audit(), demo({ latencyMs: 0 })] })
     await (await m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }) }))).text()
     expect(readdirSync(auditDir)).toContain('writer.lock')
     expect(statSync(join(auditDir, 'writer.lock')).mode & 0o777).toBe(0o600)

@@ -16,7 +16,6 @@ import { audit, checkHeadSignature, formatVerifyResult, fsStore, listLogFiles, l
 import { hashOf, readSingleLog, recordOf, reseal, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
 
 /** the demo preset's other feature plugins: these tests need the audit plugin and a vendor only */
-const FEATURES = ['exact-cache', 'semantic-cache', 'quota', 'keys', 'normalise']
 
 const dirs: string[] = []
 function newDir() {
@@ -52,7 +51,7 @@ async function verifyCommand(dataDir: string, opts: Record<string, unknown> = {}
 
 /** A proxy on fs storage in dataDir (so its storage outlives it), answering `n` requests. */
 async function proxyRun(dataDir: string, n: number, options: AuditOptions = {}) {
-  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, disable: FEATURES, plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })] })
+  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })] })
   for (let i = 0; i < n; i++) {
     const res = await m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }) }))
     expect(res.status).toBe(200)
@@ -342,7 +341,7 @@ describe('verify fails when the log was cut (redis)', () => {
     const keys = redisKeys(prefix)
     const dataDir = newDir()
     const log = quietLogger()
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, disable: FEATURES, plugins: [audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }), demo({ latencyMs: 0 })] }, { logger: log.logger })
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }), demo({ latencyMs: 0 })] }, { logger: log.logger })
     const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }) }))
     for (let i = 0; i < 4; i++) expect((await ask(i)).status).toBe(200)
     await new Promise((r) => setTimeout(r, 100))
@@ -378,7 +377,7 @@ describe('witness', () => {
     const hook = `http://127.0.0.1:${(server.address() as { port: number }).port}/heads?token=t0ken`
     const dataDir = newDir()
     const log = quietLogger()
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, disable: FEATURES, plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })] }, { logger: log.logger })
+    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })] }, { logger: log.logger })
     const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `w${i}` }] }) }))
     try {
       for (let i = 0; i < 6; i++) expect((await ask(i)).status).toBe(200)

@@ -8,7 +8,7 @@ import { definePlugin } from '../core/plugin.ts'
 import type { MeshConfig, PluginCommand } from '../core/types.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 import { audit, canonicalJson, fsLogSource, listLogFiles, makeSigner, parseLine, parsePrivateKey, parsePublicKey, publicKeyInfo, sha256Hex, verifyLog, type AuditOptions } from '../plugins/audit/index.ts'
-import { presetFeatures, startMockAndProxy } from './helpers/core-harness.ts'
+import { startMockAndProxy } from './helpers/core-harness.ts'
 import { tempDir } from './audit-helpers.ts'
 
 const cleanup: Array<() => Promise<void> | void> = []
@@ -18,8 +18,8 @@ afterEach(async () => {
 
 async function proxy(options: AuditOptions = {}, extra: MeshConfig = {}) {
   const dataDir = tempDir()
-  // the preset's quota plugin is left out: these tests set the quota decision themselves
-  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, ...extra, disable: [...(await presetFeatures(extra.preset ?? 'demo')), ...(extra.disable ?? [])], plugins: [audit(options), demo({ latencyMs: 0, chunkDelayMs: 0 }), ...(extra.plugins ?? [])] })
+  // no preset, so no quota plugin: these tests set the quota decision themselves
+  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, ...extra, plugins: [audit(options), demo({ latencyMs: 0, chunkDelayMs: 0 }), ...(extra.plugins ?? [])] })
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
   let closed = false
   const close = async () => {

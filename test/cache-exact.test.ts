@@ -5,14 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, inject, it } from 'vitest'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
-import { presetFeatures } from './helpers/core-harness.ts'
 import type { Logger, MeshEvent, MeshConfig } from '../core/types.ts'
 import { exactCache, type ExactCacheOptions } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-
-// the demo preset's feature plugins: each test lists the ones it wants itself
-const OTHER_FEATURES = await presetFeatures('demo')
 
 interface Proxy { app: AgentMesh; url: string; events: MeshEvent[]; warnings: string[]; close(): Promise<void> }
 
@@ -26,8 +22,8 @@ afterAll(async () => {
 async function proxy(cache: ExactCacheOptions = {}, config: MeshConfig = {}): Promise<Proxy> {
   const warnings: string[] = []
   const logger: Logger = { info() {}, debug() {}, error: (m) => { warnings.push(m) }, warn: (m, d) => { warnings.push(`${m} ${JSON.stringify(d ?? {})}`) } }
-  // the preset's other features (keys, quota, audit) have their own suites; the data dir is a temp one
-  const app = await createAgentMesh({ preset: 'demo', dataDir: tempDir(), disable: OTHER_FEATURES, ...config, plugins: [normalise(), exactCache(cache), demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { logger })
+  // no preset: only the plugins listed here (keys, quota, audit have their own suites); a temp data dir
+  const app = await createAgentMesh({ dataDir: tempDir(), ...config, plugins: [normalise(), exactCache(cache), demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { logger })
   const events: MeshEvent[] = []
   app.mesh.on((e) => { events.push(e) })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
@@ -216,7 +212,7 @@ describe('exact cache over HTTP', () => {
   it('identical requests in flight together go upstream once; streams wait only with coalesce: all', async () => {
     const slow = async (coalesce?: boolean | 'all') => {
       const logger: Logger = { info() {}, debug() {}, error() {}, warn() {} }
-      const app = await createAgentMesh({ preset: 'demo', dataDir: tempDir(), disable: OTHER_FEATURES, plugins: [normalise(), exactCache(coalesce === undefined ? {} : { coalesce }), demo({ latencyMs: 300, chunkDelayMs: 0 })] }, { logger })
+      const app = await createAgentMesh({ dataDir: tempDir(), plugins: [normalise(), exactCache(coalesce === undefined ? {} : { coalesce }), demo({ latencyMs: 300, chunkDelayMs: 0 })] }, { logger })
       const events: MeshEvent[] = []
       app.mesh.on((e) => { events.push(e) })
       const server = await app.listen({ port: 0, host: '127.0.0.1' })

@@ -6,13 +6,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
-import { presetFeatures } from './helpers/core-harness.ts'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { addCacheControl, promptCache } from '../plugins/prompt-cache/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { openai } from '../plugins/vendors/openai.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import { demo } from '../plugins/vendors/demo.ts'
 
 const words = (n: number) => Array.from({ length: n }, (_, i) => `policy${i % 97} clause ${i}`).join(' ')
 const LONG = `You are the support assistant for ACME. Follow these rules. ${words(900)}`
@@ -44,12 +44,9 @@ beforeAll(async () => {
     },
   })
   app = await createAgentMesh({
-    preset: 'demo',
-    // the preset's other features (keys, quota, audit) have their own suites
-    disable: await presetFeatures('demo'),
     dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
     log: { level: 'silent' },
-    plugins: [promptCache({ vendors: ['anthropic', 'caching'] }), cachingVendor, anthropic({ baseURL: up.url, apiKey: 'k' }), openai({ baseURL: up.url, apiKey: 'k' })],
+    plugins: [promptCache({ vendors: ['anthropic', 'caching'] }), cachingVendor, anthropic({ baseURL: up.url, apiKey: 'k' }), openai({ baseURL: up.url, apiKey: 'k' }), demo()],
   })
   app.mesh.on((e) => { events.push(e) })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })

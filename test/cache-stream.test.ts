@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
-import { presetFeatures } from './helpers/core-harness.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
@@ -15,6 +14,7 @@ import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { google } from '../plugins/vendors/google.ts'
 import { openai } from '../plugins/vendors/openai.ts'
 import { mockText, startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import { demo } from '../plugins/vendors/demo.ts'
 
 let up: MockUpstream
 let app: AgentMesh
@@ -28,12 +28,9 @@ let gpt: OpenAI
 beforeAll(async () => {
   up = await startMockUpstream()
   app = await createAgentMesh({
-    preset: 'demo',
-    // the preset's other features (keys, quota, audit) have their own suites
-    disable: await presetFeatures('demo'),
     dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
     log: { level: 'silent' },
-    plugins: [normalise(), exactCache({ retryWindowSeconds: 0 }), anthropic({ baseURL: up.url, apiKey: 'test-key' }), openai({ baseURL: up.url, apiKey: 'test-key' }), google({ baseURL: up.url, apiKey: 'test-key' })],
+    plugins: [normalise(), exactCache({ retryWindowSeconds: 0 }), anthropic({ baseURL: up.url, apiKey: 'test-key' }), openai({ baseURL: up.url, apiKey: 'test-key' }), google({ baseURL: up.url, apiKey: 'test-key' }), demo()],
   })
   app.mesh.on((e) => { events.push(e) })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })

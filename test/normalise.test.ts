@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { canonicaliseCode, normalise, normaliseText } from '../plugins/normalise/index.ts'
 import { createAgentMesh } from '../core/index.ts'
-import { presetFeatures } from './helpers/core-harness.ts'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
+import { demo } from '../plugins/vendors/demo.ts'
 
 const n = (s: string, o = {}) => normaliseText(s, o)
 
@@ -151,9 +151,7 @@ describe('normalise plugin', () => {
     let upstreamBody = ''
     const dataDir = mkdtempSync(join(tmpdir(), 'am-norm-'))
     const mesh = await createAgentMesh({
-      preset: 'demo',
       dataDir,
-      disable: await presetFeatures('demo'),
       log: { level: 'silent' },
       plugins: [
         normalise(),
@@ -164,6 +162,7 @@ describe('normalise plugin', () => {
             route(ctx) { upstreamBody = ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody },
           },
         }),
+        demo(),
       ],
     })
     const body = {
