@@ -241,6 +241,16 @@ export interface MeshEvents {
   quota_block: { id: string; scope: string; limit: string; used: number; max: number }
   error: { id: string; status: number; type: string; message: string; plugin?: string }
   config_reload: { plugins: string[] }
+  /** a dry run answered with a preview (plugins/dry-run): what would have happened, nothing spent */
+  dry_run: { id: string; identity: Identity; outcome: 'vendor' | 'cache' | 'blocked' | 'held'; vendor: string; model: string; estimatedTokens: number; estimatedUsd: number; guards: string[] }
+  /** the approval gate (plugins/approval) held a request for a person's decision */
+  approval_requested: { id: string; approval: string; identity: Identity; rule: string; reason: string; model: string; estimatedUsd: number; mode: 'hold' | 'ask' }
+  approval_granted: { approval: string; by: string; at: string; note?: string }
+  approval_denied: { approval: string; by: string; at: string; note?: string }
+  /** a run (plugins/breaker) passed its warning percentage of a limit */
+  run_warn: { id: string; run: string; team: string; limit: string; used: number; max: number; pct: number }
+  /** a run was stopped: a loop was detected or a budget ran out */
+  run_tripped: { id: string; run: string; team: string; type: 'agent_loop_detected' | 'run_budget_exceeded'; limit: string; message: string }
   [custom: `x-${string}`]: Record<string, unknown>
 }
 export type MeshEventName = keyof MeshEvents
@@ -317,6 +327,11 @@ export interface Mesh {
   setIdentityResolver(resolver: IdentityResolver): void
   emit<K extends MeshEventName>(type: K, data: MeshEvents[K]): void
   on(listener: (event: MeshEvent) => void): () => void
+  /**
+   * run a request through this proxy's own routes in-process (no socket): a plugin route that
+   * answers by way of the pipeline (the dry-run preview) calls it; absent on a mesh built without an app
+   */
+  fetch?(request: Request): Promise<Response>
   /** extra HTTP routes (admin APIs, dashboards): method, path (rou3 syntax), handler */
   addRoute(method: string, path: string, handler: (request: Request, params: Record<string, string>) => Response | Promise<Response>): void
   /** register work to await at shutdown (flush queues) */

@@ -4,6 +4,7 @@
 import { isStorageUnavailable } from '../../core/errors.ts'
 import { randomUUID } from 'node:crypto'
 import { cacheControl } from '../../core/cache-control.ts'
+import { isDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
 import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
@@ -173,6 +174,7 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
           return
         }
         const hash = cacheKey(ctx, o.scope)
+        if (isDryRun(ctx)) return previewLookup(ctx, hash, cc.noCache)
         ctx.meta['exact-cache'] = { hash } satisfies ExactMeta
         ctx.cache.key = hash
         const ns = namespaceOf(ctx)
@@ -256,6 +258,26 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
       },
     },
   })
+
+  /**
+   * A dry run: would this request be a hit? Said in ctx.cache and the headers as a hit would say
+   * it, but nothing is answered (the preview is), stored, waited for or noted as asked.
+   */
+  async function previewLookup(ctx: MeshContext, hash: string, noCache: boolean): Promise<void> {
+    ctx.cache.key = hash
+    ctx.cache.status = 'miss'
+    if (noCache || recent.isRetry(askerOf(ctx), hash)) return
+    const found = await store!.get(hash).catch(() => ({ status: 'miss' as const }))
+    if (found.status !== 'hit') return
+    const stored = found.entry.answer
+    const savedTokens = totalTokens(stored.usage)
+    const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
+    ctx.cache.status = 'exact'
+    ctx.cache.savedTokens = savedTokens
+    ctx.cost.savedUsd = savedUsd
+    ctx.headers['X-AgentMesh-Tokens-Saved'] = String(savedTokens)
+    ctx.headers['X-AgentMesh-Cost-Saved-USD'] = savedUsd.toFixed(6)
+  }
 
   async function storeAnswer(ctx: MeshContext, meta: ExactMeta): Promise<void> {
     if (!store) return

@@ -4,6 +4,7 @@
 // which limit, by how much and when it resets; an accepted one may carry a warning.
 import { LRUCache } from 'lru-cache'
 import { hasBatch } from '../../core/counters.ts'
+import { isDryRun, refuseOrRecord } from '../../core/dry-run.ts'
 import type { MeshContext } from '../../core/types.ts'
 import type { Check, QuotaRuntime } from './plan.ts'
 import { addAll, type Reservation } from './settlement.ts'
@@ -93,6 +94,18 @@ async function takeAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
   return { results, refused, taken: refused < 0 ? [] : taken }
 }
 
+/** a dry run: what takeAll would answer, read without taking anything */
+async function peekAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
+  const soft = rt.opts.mode === 'soft'
+  const limitOf = (c: Check) => (soft || c.stop === Infinity ? UNLIMITED : c.stop)
+  const values = await Promise.all(groups.map((g) => Promise.all(g.checks.map((c) => rt.mesh.counters.get(c.key)))))
+  const ok = groups.every((g, gi) => g.checks.every((c, i) => values[gi]![i]! + g.delta <= limitOf(c)))
+  // as reserve answers: the values after taking when every group fits, before it otherwise
+  const results = groups.map((g, gi) => ({ ok, values: ok ? values[gi]!.map((v) => v + g.delta) : values[gi]! }))
+  const refused = ok ? -1 : groups.findIndex((g, gi) => g.checks.some((c, i) => values[gi]![i]! + g.delta > limitOf(c)))
+  return { results, refused, taken: [] }
+}
+
 function counterStates(groups: Group[], results: GroupResult[]): CounterState[] {
   const states: CounterState[] = []
   groups.forEach((g, gi) => {
@@ -157,9 +170,11 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const resetAt = Math.max(...blocking.map((s) => s.c.window.resetAt), first.c.window.resetAt)
     const retryAfter = Math.max(1, Math.ceil((resetAt - now) / 1000))
     const message = blockMessage(first, groups[t.refused]!, size, resetAt, now)
-    ctx.response = { kind: 'error', status: 429, type: 'quota_exceeded', message, headers: { 'Retry-After': String(retryAfter) } }
+    refuseOrRecord(ctx, 'quota', { kind: 'error', status: 429, type: 'quota_exceeded', message, headers: { 'Retry-After': String(retryAfter) } })
     ctx.meta.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
     setHeaders(ctx, first)
+    // a dry run counts no block and tells no dashboard
+    if (isDryRun(ctx)) return
     for (const s of blocking) mesh.emit('quota_block', { id: ctx.id, scope: s.c.scope.name, limit: s.c.kind, used: toUnit(s.c.kind, s.used), max: toUnit(s.c.kind, s.c.limit) })
     void addAll(mesh, blockedKeys.map((u) => ({ key: u.key, delta: 1, ttl: u.ttl }))).catch(() => {})
   }
@@ -176,6 +191,7 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const w = warnings.reduce((a, b) => (b.pct > a.pct ? b : a))
     const unit = UNIT[w.c.kind]
     ctx.headers['X-AgentMesh-Quota-Warn'] = `${w.c.scope.name} ${w.c.kind} at ${round1(w.pct).toFixed(1)}% (${fmt(unit, w.shown)} of ${fmt(unit, w.c.limit)})${softOver ? '; over the limit, soft mode does not block' : ''}`
+    if (isDryRun(ctx)) return
     for (const s of warnings) {
       const key = `${s.c.window.id}|${s.c.key}`
       if (warned.has(key)) continue
@@ -196,8 +212,10 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
       { checks: tok, delta: size.tokenDelta, certain: Math.max(1, size.input) },
       { checks: usd, delta: size.usdDelta, certain: size.inputUsd },
     ]
-    const t = await takeAll(rt, groups)
-    for (const s of scopes) noteScope(s.name)
+    // a dry run reserves nothing: the same verdict and percentages, read from the counters
+    const dry = isDryRun(ctx)
+    const t = dry ? await peekAll(rt, groups) : await takeAll(rt, groups)
+    if (!dry) for (const s of scopes) noteScope(s.name)
     const states = counterStates(groups, t.results)
     let top = states[0]
     for (const s of states) if (s.pct > top!.pct) top = s
@@ -205,7 +223,7 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
       await refuse(ctx, t, groups, states, top, size, now, usage.map((u) => ({ key: u.blk, ttl: u.ttl })))
       return
     }
-    reservations.set(ctx, { tok, usd, tokenDelta: size.tokenDelta, usdDelta: size.usdDelta, usage })
+    if (!dry) reservations.set(ctx, { tok, usd, tokenDelta: size.tokenDelta, usdDelta: size.usdDelta, usage })
     admit(ctx, states, top)
   }
 }

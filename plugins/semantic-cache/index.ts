@@ -7,6 +7,7 @@ import type { CanonicalAnswer, Mesh, MeshContext, Plugin } from '../../core/type
 import { transformersEmbedder, useLiteEmbedder, type Embedder, type TransformersOptions } from './embedders.ts'
 import { createJudge, type JudgeSettings, type Vetoes } from './judge.ts'
 import { cacheControl } from '../../core/cache-control.ts'
+import { isDryRun } from '../../core/dry-run.ts'
 import { isStorageUnavailable } from '../../core/errors.ts'
 import { partitionOf, type Scope } from './partition.ts'
 import { SemanticStore, type LookupResult } from './store.ts'
@@ -197,6 +198,9 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     return true
   }
 
+  /** a dry run: would this request be taken for a retry (and so go upstream)? Nothing noted */
+  const wouldRetry = (ctx: MeshContext, meta: Looked) => !ctx.meta[RETRY_META] && recent.retryOf(retryKey(ctx, meta.partition, meta.text)) !== undefined
+
   async function cacheLookup(ctx: MeshContext): Promise<void> {
     // a stateful request's messages are not the whole question (Responses previous_response_id)
     if (!store || ctx.response || ctx.operation !== 'chat' || ctx.prompt.stateful || ctx.prompt.noCache) return
@@ -216,9 +220,11 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     const part = partitionOf(ctx, scope, embedder.id)
     if (!part.ok) return
     const meta: Looked = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
-    ctx.meta[NAME] = meta
+    // a dry run looks but keeps nothing: no meta for afterResponse to store from, no retry noted
+    const dry = isDryRun(ctx)
+    if (!dry) ctx.meta[NAME] = meta
     if (cc.noCache) return
-    if (isRetry(ctx, meta)) return
+    if (dry ? wouldRetry(ctx, meta) : isRetry(ctx, meta)) return
     let result: LookupResult
     try {
       const embedding = store.embed(part.text, 'lookup')
@@ -240,10 +246,10 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     if (!result.hit) {
       ctx.mesh.log.debug('semantic-cache: miss', { id: ctx.id, reason: result.reason })
       // only when a candidate was close enough to be judged: why it was refused is worth telling
-      if (result.best !== undefined) ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: result.reason, similarity: Math.round(result.best * 10_000) / 10_000 })
+      if (result.best !== undefined && !dry) ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: result.reason, similarity: Math.round(result.best * 10_000) / 10_000 })
       return
     }
-    recent.note(retryKey(ctx, part.key, part.text), result.id)
+    if (!dry) recent.note(retryKey(ctx, part.key, part.text), result.id)
     const stored = result.entry.answer
     const answer: CanonicalAnswer = { ...stored, id: freshId(stored.id), toolCalls: stored.toolCalls.map((t) => ({ ...t })), usage: { ...stored.usage } }
     const similarity = Math.round(result.similarity * 10_000) / 10_000
@@ -255,6 +261,8 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
     ctx.cache.key = result.id
     ctx.cost.savedUsd = savedUsd
     ctx.headers['X-AgentMesh-Similarity'] = similarity.toFixed(4)
+    // a dry run's preview says what would be served; the answer itself is not
+    if (dry) return
     ctx.answer = answer
     ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'semantic', similarity, savedTokens, savedUsd })
     ctx.response = { kind: 'answer', answer }
