@@ -66,8 +66,8 @@ function sequence(tokens: string[]): Seq {
   let comma = false
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!
-    // relation words are what the alignment reads roles from, never aligned themselves
-    const w = DIRECTED.has(t) ? undefined : salientWord(t)
+    // relation words and joints are what the alignment reads roles from, never aligned themselves
+    const w = DIRECTED.has(t) || JOINT.has(t) ? undefined : salientWord(t)
     if (w === undefined) {
       if (DIRECTED.has(t)) rel = t
       if (JOINT.has(t)) joint = true
@@ -259,7 +259,9 @@ export function roleFeatures(a: RoleText, b: RoleText): RoleDiff {
     max('pivotSwap'), max('bigramBroken'), max('leftChanged'), max('rightChanged'), max('bothChanged'), max('relationMoved'), max('firstMoved'),
     Math.min(sa.words.length, sb.words.length), max('exactSwap'),
   ]
-  const sameWords = features[0]! >= 0.75 && Math.min(sa.words.length, sb.words.length) >= 2
+  // at most two words of a side unmatched: a prompt reworded as well as reordered (a code block
+  // moved below its question, three words changed) is left to the networks, which serve it
+  const sameWords = features[0]! >= 0.75 && max('unmatched') <= 2 && Math.min(sa.words.length, sb.words.length) >= 2
   // the hard rule: nearly the same words, and two of them exchanged around a directed relation
   // or a word between them; looser evidence is left to the learned judge
   const swapped = sameWords && features[0]! >= 0.85 && max('exactSwap') > 0
