@@ -120,6 +120,12 @@ export const anthropicProtocol: ProtocolAdapter = {
     }
   },
 
+  countTokens: {
+    // count_tokens bodies have no max_tokens, which a Messages body needs
+    request: (body) => (isObject(body) ? { max_tokens: 1, ...body } : body),
+    answer: (tokens) => ({ input_tokens: tokens }),
+  },
+
   errorBody(_status, type, message) {
     return { type: 'error', error: { type, message } }
   },

@@ -1,10 +1,12 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
-import type { CanonicalAnswer, CanonicalMessage, Usage } from '../types.ts'
+import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
 import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, checkModelName, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = { tools: 'array', toolConfig: 'object', generationConfig: 'object', safetySettings: 'array', systemInstruction: ['object', 'string'], system_instruction: ['object', 'string'] } as const
 const GENERATION_TYPES = { temperature: 'number', topP: 'number', topK: 'number', candidateCount: 'integer', stopSequences: 'array', seed: 'integer', responseMimeType: 'string' } as const
+
+const METHODS: Record<string, Operation> = { generateContent: 'chat', streamGenerateContent: 'chat', countTokens: 'count_tokens', embedContent: 'embeddings', batchEmbedContents: 'embeddings' }
 
 const statusNames: Record<number, string> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 502: 'UNAVAILABLE', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED' }
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { STOP: 'stop', MAX_TOKENS: 'length', SAFETY: 'content_filter', RECITATION: 'content_filter', PROHIBITED_CONTENT: 'content_filter' }
@@ -160,6 +162,27 @@ export const geminiProtocol: ProtocolAdapter = {
       maxTokens: maxOutputTokens,
       hasImages,
     }
+  },
+
+  pathCall(modelAction) {
+    let tail: string
+    try {
+      tail = decodeURIComponent(modelAction)
+    } catch {
+      throw new ProtocolError('the model in the path is not valid percent-encoding')
+    }
+    const i = tail.lastIndexOf(':')
+    const method = i < 0 ? '' : tail.slice(i + 1)
+    const model = i < 0 ? tail : tail.slice(0, i)
+    const operation = METHODS[method]
+    if (!operation) throw new ProtocolError(`unknown Gemini method "${method || tail}"; use :${Object.keys(METHODS).join(', :')}`, 404, 'not_found_error')
+    return { model, operation, stream: method === 'streamGenerateContent' }
+  },
+
+  countTokens: {
+    // countTokens takes `contents` or a whole `generateContentRequest`
+    request: (body) => (isObject(body) && isObject(body.generateContentRequest) && !body.contents ? body.generateContentRequest : body),
+    answer: (tokens) => ({ totalTokens: tokens }),
   },
 
   errorBody(status, type, message) {

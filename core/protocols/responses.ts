@@ -223,6 +223,11 @@ export const responsesProtocol: ProtocolAdapter = {
     }
   },
 
+  countTokens: {
+    request: (body) => body,
+    answer: (tokens) => ({ object: 'response.input_tokens', input_tokens: tokens }),
+  },
+
   errorBody(_status, type, message) {
     return { error: { message, type, param: null, code: type } }
   },

@@ -1,5 +1,5 @@
 import { CONTROL_CHARS } from '../headers.ts'
-import type { CanonicalAnswer, Prompt, ProtocolName, Usage } from '../types.ts'
+import type { CanonicalAnswer, Operation, Prompt, ProtocolName, Usage } from '../types.ts'
 
 /** A request the client got wrong: becomes a 400 in the client's protocol. */
 export class ProtocolError extends Error {
@@ -29,6 +29,10 @@ export interface ProtocolAdapter {
   renderStream(answer: CanonicalAnswer, opts?: { includeUsage?: boolean }): string
   /** a stream as one JSON array of its chunks, when the request asked for that transport (Gemini without alt=sse); else undefined */
   renderArrayStream?(answer: CanonicalAnswer, search: string): unknown[] | undefined
+  /** a protocol that names the model and method in the path (Gemini): what the path asks for; throws ProtocolError */
+  pathCall?(modelAction: string): { model: string; operation: Operation; stream: boolean }
+  /** count_tokens, where the protocol has it: the body parse() reads, and the local answer's shape */
+  countTokens?: { request(body: any): any; answer(tokens: number): unknown }
   /** read a non-streaming upstream body; throws when it is not this protocol's answer */
   read(json: any): CanonicalAnswer
   /** the protocol's error event, sent before ending a stream that cannot complete */
