@@ -3,14 +3,21 @@
 // (mesh.counters.reserveMany: one Lua script on redis). A refused reservation is a 429 that says
 // which limit, by how much and when it resets; an accepted one may carry a warning.
 import { LRUCache } from 'lru-cache'
-import { hasBatch } from '../../core/counters.ts'
-import { isDryRun, refuseOrRecord } from '../../core/dry-run.ts'
+import * as countersModule from '../../core/counters.ts'
+import * as dryRunModule from '../../core/dry-run.ts'
 import type { MeshContext } from '../../core/types.ts'
 import type { Check, QuotaRuntime } from './plan.ts'
 import { addAll, type Reservation } from './settlement.ts'
 import { scopeRecordKey } from './report.ts'
-import { fmt, KIND_LABEL, MICRO, round1, scopeLabel, toUnit, UNIT, UNLIMITED } from './units.ts'
+import * as unitsModule from './units.ts'
 import { humanDuration } from './windows.ts'
+
+// jiti, which runs this TypeScript without a build step, reads an imported binding through a Proxy
+// on every use; the request path reads these copies, taken once at load (measured: the quota hooks
+// cost ~1 µs more per request when split into files without them)
+const { hasBatch } = countersModule
+const { isDryRun, refuseOrRecord } = dryRunModule
+const { fmt, KIND_LABEL, MICRO, round1, scopeLabel, toUnit, UNIT, UNLIMITED } = unitsModule
 
 /** What the audit plugin reads from ctx.meta.quota. */
 export interface QuotaDecision {

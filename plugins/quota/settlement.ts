@@ -1,10 +1,16 @@
 // After the call: the reservation taken before it becomes what the vendor billed, and the
 // usage-report counters (requests, cache hits, savings) move.
-import { hasBatch, type CounterEntry } from '../../core/counters.ts'
-import { totalTokens } from '../../core/pricing.ts'
+import * as countersModule from '../../core/counters.ts'
+import type { CounterEntry } from '../../core/counters.ts'
+import * as pricingModule from '../../core/pricing.ts'
 import type { Mesh, MeshContext } from '../../core/types.ts'
 import type { Check, UsageKeys } from './plan.ts'
-import { MICRO } from './units.ts'
+import * as unitsModule from './units.ts'
+
+// local copies of imported bindings: see reservation.ts (jiti reads imports through a Proxy)
+const { hasBatch } = countersModule
+const { totalTokens } = pricingModule
+const { MICRO } = unitsModule
 
 /** What beforeRequest took on the token and USD counters, to be corrected afterwards. */
 export interface Reservation {
