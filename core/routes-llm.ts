@@ -7,7 +7,7 @@ import type { MeshInternals } from './app.ts'
 import { isJsonContentType } from './guard.ts'
 import { headerSafe } from './headers.ts'
 import { defaultRoute, forwardResponsesState, handleLlmRequest, parseBody, vendorTokenCount, type LlmRequest } from './pipeline.ts'
-import { ProtocolError, protocolOfPath, protocols } from './protocols/index.ts'
+import { type ProtocolError, protocolOfPath, protocols } from './protocols/index.ts'
 import type { Replies } from './replies.ts'
 import type { Operation, ProtocolName, ResolvedMeshConfig } from './types.ts'
 

@@ -2,7 +2,7 @@
 // the machine can read it (cache entries hold prompts and answers in the clear, the keys store
 // their hashes): directories are created 0700 and files 0600. A full or read-only disk turns into
 // StorageUnavailableError (a 503, not a 500), reported once, and health until a write works again.
-import { chmodSync, mkdirSync, statSync } from 'node:fs'
+import { chmodSync, mkdirSync, statSync, type Dirent } from 'node:fs'
 import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { defineDriver, type Driver } from 'unstorage'
@@ -31,7 +31,7 @@ const isMissing = (err: unknown) => codeOf(err) === 'ENOENT' || codeOf(err) === 
  */
 export function secureDir(dir: string, create: boolean): number | undefined {
   if (create) mkdirSync(dir, DIR_OPTIONS)
-  let st
+  let st: ReturnType<typeof statSync>
   try {
     st = statSync(dir)
   } catch (err) {
@@ -148,7 +148,7 @@ export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
 
 /** every file under dir, as `prefix` + its path below dir ('/'-separated) */
 async function listFiles(dir: string, prefix: string): Promise<string[]> {
-  let entries
+  let entries: Dirent[]
   try {
     entries = await readdir(dir, { withFileTypes: true })
   } catch (err) {

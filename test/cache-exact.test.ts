@@ -172,7 +172,7 @@ describe('exact cache over HTTP', () => {
     const q = body('an answer that will be corrupted')
     await ask(a, q)
     const stored = a.events.find((e) => e.type === 'x-cache_store')
-    const key = (stored?.data as any).key as string
+    const key = (stored?.data as any)?.key as string
     expect(key).toMatch(/^[0-9a-f]{64}$/)
     const storageKey = `cache:exact:${key.slice(0, 2)}:${key}`
     expect(await a.app.mesh.storage.hasItem(storageKey)).toBe(true)

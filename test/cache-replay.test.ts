@@ -119,8 +119,6 @@ function geminiChunks(): object[] {
 let vendor: Server
 let proxy: Proxy
 let calls = 0
-// per test: whole or streamed answers from the vendor
-let streamed = false
 
 beforeAll(async () => {
   clearVendorEnv()
@@ -168,7 +166,6 @@ describe('Anthropic: a hit replays every block, signature and the usage', () => 
   const params = (q: string) => ({ model: 'claude-sonnet-4-5', max_tokens: 1024, thinking: { type: 'enabled', budget_tokens: 512 }, messages: [{ role: 'user', content: q }] })
 
   it('whole answer, then a whole hit and a streamed hit through messages.stream()', async () => {
-    streamed = false
     const p = params(fresh('weather in Paris'))
     const first = await post('/v1/messages', p)
     expect(first.res.headers.get('x-agentmesh-cache')).toBe('miss')

@@ -375,7 +375,7 @@ async function headsElsewhere(mesh: Mesh, source: LogSource, files: string[] | u
 async function runVerify(options: AuditOptions, mesh: Mesh, o: Record<string, any>, print: Print): Promise<number> {
   const dir = o.dir ? resolve(String(o.dir)) : auditDir(options, mesh)
   const source = auditSource(options, mesh, o.dir ? dir : undefined)
-  let keys
+  let keys: ReturnType<typeof loadPublicKeys>
   let heads: HeadInput[]
   try {
     keys = loadPublicKeys(listOption(o.pubkey), dir)

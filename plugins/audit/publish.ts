@@ -80,7 +80,7 @@ export class HeadPublisher {
     let best: SignedHead | undefined
     for (const s of this.states) {
       if (!s.target.read) continue
-      let value
+      let value: Awaited<ReturnType<typeof s.target.read>>
       try {
         value = await withTimeout(s.target.read(), s.target.timeoutMs ?? 5000, s.target.name)
       } catch (err) {

@@ -462,7 +462,7 @@ export function fsLogSource(dir: string): LogSource {
       }
     },
     async *chunks() {
-      let st
+      let st: Awaited<ReturnType<typeof stat>>
       try {
         st = await stat(dir)
       } catch {
