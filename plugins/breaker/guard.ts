@@ -1,0 +1,133 @@
+// beforeRequest: find the run, take one of its calls (atomically, all budgets checked), then look
+// for a loop in the transcript and the same body again. A run that trips stays tripped until an
+// admin resets it; every later call of it gets the same 429, and no vendor sees it.
+import { LRUCache } from 'lru-cache'
+import { isDryRun, refuseOrRecord } from '../../core/dry-run.ts'
+import type { MeshContext } from '../../core/types.ts'
+import { assistantTurns, bodyFingerprint, findLoop, type LoopSign } from './loops.ts'
+import { effectiveLimits, type BreakerOptions, type Effective } from './options.ts'
+import { runOf, type RunRef } from './run-id.ts'
+import { MICRO, type Refusal, type RunState, type RunStore, type TripRecord } from './state.ts'
+
+/** what the breaker leaves in ctx.meta.breaker (the audit reads id, calls, tripped) */
+export interface BreakerMeta { id: string; team: string; calls: number; tripped?: TripRecord['type'] }
+
+export interface BreakerRuntime {
+  opts: BreakerOptions
+  warnAt: number
+  store: RunStore
+  /** runs whose call was taken, for afterResponse to settle */
+  admitted: WeakMap<MeshContext, BreakerMeta>
+}
+
+const usd = (micro: number) => (micro / MICRO).toFixed(6)
+const LIMIT_WORDS: Record<string, string> = { calls: 'calls', tokens: 'tokens', usd: 'USD', wallSeconds: 'wall time (seconds)', toolCallRepeats: 'same tool call repeated', answerRepeats: 'same answer repeated', bodyRepeats: 'same request body repeated' }
+
+function howToReset(run: string, team: string): string {
+  return `Reset it with \`agentmesh runs reset ${run}${team ? ` --team ${team}` : ''}\` or POST /agentmesh/admin/runs/${encodeURIComponent(run)}/reset?team=${encodeURIComponent(team)} (admin token), or start a new run (another X-AgentMesh-Run-Id).`
+}
+
+function budgetMessage(ref: RunRef, team: string, limit: keyof typeof LIMIT_WORDS, used: string, max: string): string {
+  return `run budget exceeded: run ${ref.id} (team ${team}) has used ${used} of its ${max} ${LIMIT_WORDS[limit]} (limit: ${limit}). No further calls of this run go to a vendor. ${howToReset(ref.id, team)}`
+}
+
+function loopMessage(ref: RunRef, team: string, sign: LoopSign | { limit: 'bodyRepeats'; count: number; what: string }, max: number): string {
+  const what = sign.limit === 'toolCallRepeats' ? `repeated the tool call ${sign.what.slice(0, 160)} ${sign.count} times in its transcript`
+    : sign.limit === 'answerRepeats' ? `got the same answer ${sign.count} times in a row ("${sign.what.slice(0, 80)}")`
+    : `sent the same request body ${sign.count} times within ${sign.what}`
+  return `agent loop detected: run ${ref.id} (team ${team}) ${what} (limit: ${sign.limit} = ${max}). No further calls of this run go to a vendor. ${howToReset(ref.id, team)}`
+}
+
+export function createGuard(rt: BreakerRuntime) {
+  // one run_warn per run and limit in this process
+  const warned = new LRUCache<string, true>({ max: 10_000 })
+  // with neither rules nor team entries every request has the same limits
+  const fixed = !rt.opts.rules?.length && !rt.opts.teams ? effectiveLimits(rt.opts, { team: '', user: '', tool: '', model: '' }) : undefined
+  const limitsFor = (ctx: MeshContext): Effective => fixed ?? effectiveLimits(rt.opts, { team: ctx.identity.team, user: ctx.identity.user, tool: ctx.identity.tool, model: ctx.route.model || ctx.prompt.model })
+
+  async function trip(ctx: MeshContext, meta: BreakerMeta, type: TripRecord['type'], limit: string, message: string, turns: number) {
+    meta.tripped = type
+    if (!isDryRun(ctx)) {
+      await rt.store.trip({ team: meta.team, run: meta.id, type, limit, message, at: new Date().toISOString(), turns })
+      ctx.mesh.emit('run_tripped', { id: ctx.id, run: meta.id, team: meta.team, type, limit, message })
+      ctx.mesh.log.warn(`breaker: run ${meta.id} (team ${meta.team}) tripped: ${limit}`, { request: ctx.id })
+    }
+    // retrying cannot help: the SDKs honour x-should-retry
+    refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type, message, headers: { 'x-should-retry': 'false' } })
+  }
+
+  /** a refused call: the stored reason of a tripped run, or the budget that ran out now */
+  async function refused(ctx: MeshContext, ref: RunRef, meta: BreakerMeta, why: Refusal, state: RunState, lim: Effective, turns: number) {
+    if (why === 'tripped') {
+      const rec = await rt.store.tripRecord(meta.team, ref.id)
+      meta.tripped = rec?.type ?? 'run_budget_exceeded'
+      const message = rec?.message ?? `run ${ref.id} (team ${meta.team}) was stopped by the breaker. ${howToReset(ref.id, meta.team)}`
+      refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type: meta.tripped, message, headers: { 'x-should-retry': 'false' } })
+      return
+    }
+    const [used, max] = why === 'calls' ? [String(state.calls), String(lim.calls)] : why === 'tokens' ? [String(state.tokens), String(lim.tokens)] : [`$${usd(state.usdMicro)}`, `$${lim.usd}`]
+    await trip(ctx, meta, 'run_budget_exceeded', why, budgetMessage(ref, meta.team, why, used, max), turns)
+  }
+
+  function warn(ctx: MeshContext, meta: BreakerMeta, state: RunState, lim: Effective, now: number) {
+    const levels: Array<[string, number, number]> = [['calls', state.calls, lim.calls], ['tokens', state.tokens, lim.tokens], ['usd', state.usdMicro / MICRO, lim.usd], ['wallSeconds', state.start ? (now - state.start) / 1000 : 0, lim.wallSeconds]]
+    let top: [string, number, number, number] | undefined
+    for (const [limit, used, max] of levels) {
+      if (max === Infinity) continue
+      const pct = (used / max) * 100
+      if (pct >= rt.warnAt && (!top || pct > top[3])) top = [limit, used, max, pct]
+    }
+    if (!top) return
+    const [limit, used, max, pct] = top
+    ctx.headers['X-AgentMesh-Run-Warn'] = `${limit} at ${pct.toFixed(1)}% (${Math.round(used * 100) / 100} of ${max})`
+    const key = `${meta.team}\u0000${meta.id}\u0000${limit}`
+    if (isDryRun(ctx) || warned.has(key)) return
+    warned.set(key, true)
+    ctx.mesh.emit('run_warn', { id: ctx.id, run: meta.id, team: meta.team, limit, used: Math.round(used * 1e6) / 1e6, max, pct: Math.round(pct * 10) / 10 })
+  }
+
+  /** a dry run: the call it would be, read without taking it */
+  async function peekAdmit(team: string, run: string, lim: Effective): Promise<{ state: RunState; refused?: Refusal }> {
+    const state = await rt.store.peek(team, run)
+    state.calls += 1
+    const refused: Refusal | undefined = state.tripped ? 'tripped' : state.calls > lim.calls ? 'calls' : state.tokens >= lim.tokens ? 'tokens' : state.usdMicro >= lim.usd * MICRO ? 'usd' : undefined
+    if (refused) state.calls -= 1
+    return { state, refused }
+  }
+
+  return async function beforeRequest(ctx: MeshContext): Promise<void> {
+    if (ctx.operation !== 'chat') return
+    const ref = runOf(ctx)
+    if ('error' in ref) {
+      ctx.response = { kind: 'error', status: 400, type: 'invalid_request_error', message: ref.error }
+      return
+    }
+    const team = ctx.identity.team
+    const lim = limitsFor(ctx)
+    const dry = isDryRun(ctx)
+    const { state, refused: why } = dry ? await peekAdmit(team, ref.id, lim) : await rt.store.admit(team, ref.id, lim)
+    const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
+    ctx.meta.breaker = meta
+    ctx.headers['X-AgentMesh-Run-Id'] = ref.id
+    ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
+    ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
+    const turns = assistantTurns(ctx)
+    if (why) return refused(ctx, ref, meta, why, state, lim, turns.length)
+    if (!dry) {
+      rt.admitted.set(ctx, meta)
+      if (state.calls === 1) void rt.store.noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() }).catch(() => {})
+    }
+    const now = Date.now()
+    if (state.start && now - state.start > lim.wallSeconds * 1000) {
+      const used = Math.round((now - state.start) / 1000)
+      return trip(ctx, meta, 'run_budget_exceeded', 'wallSeconds', budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`), turns.length)
+    }
+    const sign = findLoop(turns, state.base, lim.toolCallRepeats, lim.answerRepeats)
+    if (sign) return trip(ctx, meta, 'agent_loop_detected', sign.limit, loopMessage(ref, team, sign, lim[sign.limit]), turns.length)
+    if (lim.bodyRepeats !== Infinity) {
+      const seen = await rt.store.bodySeen(team, ref.id, bodyFingerprint(ctx.request.rawBody), lim.bodyWindowSeconds, !dry)
+      if (seen >= lim.bodyRepeats) return trip(ctx, meta, 'agent_loop_detected', 'bodyRepeats', loopMessage(ref, team, { limit: 'bodyRepeats', count: seen, what: `${lim.bodyWindowSeconds} s` }, lim.bodyRepeats), turns.length)
+    }
+    warn(ctx, meta, state, lim, now)
+  }
+}

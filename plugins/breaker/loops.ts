@@ -1,0 +1,136 @@
+// Loop signs read off the transcript the agent resends: the same tool call with the same
+// arguments again and again, or the same answer in a row. Read from the client's own body in each
+// protocol (the canonical view folds tool calls with their ids, which differ on every turn), so
+// detection needs no state and holds across instances.
+import { createHash } from 'node:crypto'
+import { canonicalJson } from '../../core/canonical.ts'
+import type { MeshContext } from '../../core/types.ts'
+
+/** One assistant turn: its tool calls as `name(args)` keys, and its text when it called none. */
+interface Turn { calls: string[]; text: string }
+
+// arguments longer than this are compared by hash, so a key stays small
+const ARGS_INLINE = 256
+
+function argsKey(args: unknown): string {
+  let text: string
+  if (typeof args === 'string') {
+    // the same call may be spelled with other whitespace: compare the JSON, not the text
+    try {
+      text = canonicalJson(JSON.parse(args))
+    } catch {
+      text = args
+    }
+  } else text = canonicalJson(args ?? {})
+  return text.length > ARGS_INLINE ? `#${createHash('sha256').update(text).digest('hex').slice(0, 16)}` : text
+}
+
+const callKey = (name: unknown, args: unknown) => `${typeof name === 'string' ? name.slice(0, 128) : '?'}(${argsKey(args)})`
+const textOf = (content: unknown): string =>
+  typeof content === 'string' ? content : Array.isArray(content) ? content.map((b: any) => (typeof b?.text === 'string' ? b.text : '')).join('') : ''
+
+function openaiTurns(body: any): Turn[] {
+  const out: Turn[] = []
+  for (const m of Array.isArray(body?.messages) ? body.messages : []) {
+    if (m?.role !== 'assistant') continue
+    const calls = Array.isArray(m.tool_calls) ? m.tool_calls.map((c: any) => callKey(c?.function?.name, c?.function?.arguments)) : []
+    out.push({ calls, text: textOf(m.content) })
+  }
+  return out
+}
+
+function anthropicTurns(body: any): Turn[] {
+  const out: Turn[] = []
+  for (const m of Array.isArray(body?.messages) ? body.messages : []) {
+    if (m?.role !== 'assistant') continue
+    const blocks = Array.isArray(m.content) ? m.content : []
+    const calls = blocks.filter((b: any) => b?.type === 'tool_use' || b?.type === 'server_tool_use').map((b: any) => callKey(b.name, b.input))
+    out.push({ calls, text: textOf(m.content) })
+  }
+  return out
+}
+
+function geminiTurns(body: any): Turn[] {
+  const out: Turn[] = []
+  for (const c of Array.isArray(body?.contents) ? body.contents : []) {
+    if (c?.role !== 'model') continue
+    const parts = Array.isArray(c.parts) ? c.parts : []
+    const calls = parts.filter((p: any) => p?.functionCall).map((p: any) => callKey(p.functionCall.name, p.functionCall.args))
+    out.push({ calls, text: parts.map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('') })
+  }
+  return out
+}
+
+/** Responses input items: a model turn is its function calls and messages up to the next user or tool output */
+function responsesTurns(body: any): Turn[] {
+  const out: Turn[] = []
+  let turn: Turn | undefined
+  for (const item of Array.isArray(body?.input) ? body.input : []) {
+    const type = item?.type
+    if (type === 'function_call' || type === 'custom_tool_call' || type === 'local_shell_call') {
+      ;(turn ??= { calls: [], text: '' }).calls.push(callKey(item.name ?? type, item.arguments ?? item.input ?? item.action))
+    } else if (item?.role === 'assistant') {
+      ;(turn ??= { calls: [], text: '' }).text += textOf(item.content)
+    } else if (turn) {
+      out.push(turn)
+      turn = undefined
+    }
+  }
+  if (turn) out.push(turn)
+  return out
+}
+
+export function assistantTurns(ctx: MeshContext): Turn[] {
+  const body = ctx.request.body
+  switch (ctx.protocol) {
+    case 'openai': return openaiTurns(body)
+    case 'anthropic': return anthropicTurns(body)
+    case 'gemini': return geminiTurns(body)
+    case 'responses': return responsesTurns(body)
+  }
+}
+
+export interface LoopSign {
+  limit: 'toolCallRepeats' | 'answerRepeats'
+  count: number
+  /** what repeated, for the client's message: a tool call key, or the answer's start */
+  what: string
+}
+
+/**
+ * The first loop sign in turns[from..] (turns before `from` were forgiven by a reset), or
+ * undefined. Tool calls: the most repeated call; answers: the run of identical texts at the end.
+ */
+export function findLoop(turns: Turn[], from: number, toolCallRepeats: number, answerRepeats: number): LoopSign | undefined {
+  if (turns.length - from < 2) return undefined
+  if (toolCallRepeats !== Infinity) {
+    const seen = new Map<string, number>()
+    for (let i = from; i < turns.length; i++) {
+      for (const c of turns[i]!.calls) {
+        const n = (seen.get(c) ?? 0) + 1
+        if (n >= toolCallRepeats) return { limit: 'toolCallRepeats', count: n, what: c }
+        seen.set(c, n)
+      }
+    }
+  }
+  if (answerRepeats !== Infinity) {
+    const last = turns[turns.length - 1]!
+    if (last.calls.length || !last.text) return undefined
+    let n = 1
+    for (let i = turns.length - 2; i >= from && n < answerRepeats; i--) {
+      const t = turns[i]!
+      if (t.calls.length || t.text !== last.text) break
+      n++
+    }
+    if (n >= answerRepeats) return { limit: 'answerRepeats', count: n, what: last.text }
+  }
+  return undefined
+}
+
+/** the body's fingerprint for "the same body again": its length and ends, so a 10 MB body costs what a 128 KB one does */
+export function bodyFingerprint(raw: string): string {
+  const h = createHash('sha256').update(String(raw.length))
+  if (raw.length <= 128 * 1024) h.update(raw)
+  else h.update(raw.slice(0, 64 * 1024)).update(raw.slice(-64 * 1024))
+  return h.digest('hex').slice(0, 24)
+}
