@@ -44,6 +44,12 @@ export interface AuditEntry {
   quota?: string
   /** why the route was chosen (router plugin) */
   route?: string
+  /** the agent run the call belongs to, its call count and, when the breaker stopped it, why (plugins/breaker) */
+  run?: { id: string; calls: number; tripped?: string }
+  /** the approval gate's decision on this request: who decided and when (plugins/approval) */
+  approval?: { id: string; status: string; rule?: string; decidedBy?: string; decidedAt?: string; note?: string }
+  /** a dry run (plugins/dry-run): what it would have come to and which guards would have acted */
+  dryRun?: { outcome?: string; guards: string[] }
   latencyMs: number
   status: number
   /** error type (never the message: upstream messages can echo key fragments) */

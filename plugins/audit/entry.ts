@@ -1,9 +1,35 @@
 // Building an entry from the request context, and keeping secrets out of it.
 import { canonicalSha256 } from '../../core/canonical.ts'
+import { dryRunState } from '../../core/dry-run.ts'
 import { FORMAT_VERSION, type AuditEntry } from './chain.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 const round2 = (n: number) => Math.round(n * 100) / 100
+
+// What the guards publish in ctx.meta, as far as the audit reads it (plugins never import each
+// other): the approval gate's decision and the breaker's run. Only these fields are copied.
+interface ApprovalMeta { id: string; status: string; rule?: string; decidedBy?: string; decidedAt?: string; note?: string }
+interface RunMeta { id: string; calls: number; tripped?: string }
+
+const str = (v: unknown, max = 200) => (typeof v === 'string' ? v.slice(0, max) : undefined)
+
+function approvalOf(ctx: MeshContext): AuditEntry['approval'] {
+  const a = ctx.meta?.approval as ApprovalMeta | undefined
+  if (!a || typeof a.id !== 'string') return undefined
+  return { decidedAt: str(a.decidedAt), decidedBy: str(a.decidedBy), id: a.id, note: str(a.note, 500), rule: str(a.rule), status: String(a.status) }
+}
+
+function runOf(ctx: MeshContext): AuditEntry['run'] {
+  const r = ctx.meta?.breaker as RunMeta | undefined
+  if (!r || typeof r.id !== 'string') return undefined
+  return { calls: num(r.calls), id: r.id, tripped: str(r.tripped) }
+}
+
+function dryRunOf(ctx: MeshContext): AuditEntry['dryRun'] {
+  const d = ctx.meta && ctx.request?.headers ? dryRunState(ctx) : undefined
+  if (!d) return undefined
+  return { guards: d.verdicts.map((v) => `${v.guard}:${v.action}`), outcome: d.outcome }
+}
 const num = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n : 0)
 
 export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntry {
@@ -14,9 +40,11 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
   const entry: AuditEntry = {
     aborted: ctx.aborted || undefined,
     answerHash: ctx.answer ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length) : undefined,
+    approval: approvalOf(ctx),
     cache: { savedTokens: ctx.cache?.savedTokens, similarity: ctx.cache?.similarity, status: ctx.cache?.status ?? 'bypass' },
     costEstimated: ctx.cost?.estimated || undefined,
     costUsd: num(ctx.cost?.usd),
+    dryRun: dryRunOf(ctx),
     error: ctx.error?.type,
     id: ctx.id,
     identity: { keyId: id.keyId, team: id.team, tool: id.tool, user: id.user },
@@ -29,6 +57,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
     quota: typeof quota === 'string' ? quota : undefined,
     requestedModel: ctx.prompt?.model ?? '',
     route: ctx.route?.reason,
+    run: runOf(ctx),
     savedUsd: num(ctx.cost?.savedUsd),
     session: sessionOf(ctx.request?.headers),
     status: ctx.status ?? ctx.error?.status ?? 0,
