@@ -157,6 +157,8 @@ function buildMesh(p: MeshParts): Mesh {
     setIdentityResolver: p.setIdentityResolver,
     emit: p.bus.emit,
     on: p.bus.on,
+    // plugin routes that answer through the pipeline (the dry-run preview)
+    fetch: (request) => Promise.resolve(p.app.fetch(request)),
     addRoute(method, path, handler) {
       p.app.on(method.toUpperCase() as 'GET', path, (event) => pluginRoute(p.replies(), event, handler))
     },

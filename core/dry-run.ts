@@ -20,6 +20,8 @@ export interface GuardVerdict {
 /** ctx.meta['dry-run']: the verdicts of the guards, in the order they ran */
 export interface DryRunState {
   verdicts: GuardVerdict[]
+  /** what the real request would have come to, once the preview is made */
+  outcome?: 'vendor' | 'cache' | 'blocked' | 'held'
 }
 
 const META = 'dry-run'
