@@ -1,0 +1,108 @@
+// createMesh: the proxy's pipeline in a Node program, no port. The same config (a file, loaded as
+// the CLI loads it, or an object), plugins, storage, caches, budgets and audit log; `mesh.fetch`
+// runs one request through it and the vendor, so any client with a `fetch` option is governed.
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { createJiti } from 'jiti'
+import { createAgentMesh, type AgentMesh } from '../app.ts'
+import { loadMeshConfig } from '../config.ts'
+import type { Logger, Mesh, MeshConfig, MeshEvent, ResolvedMeshConfig } from '../types.ts'
+import { currentScope, scopeHeaders, type CallScope } from './context.ts'
+
+export interface CreateMeshOptions {
+  /** the config inline (as createAgentMesh takes it); presets by name: `{ preset: 'solo' }` */
+  config?: MeshConfig
+  /** or a config file, loaded as `agentmesh dev` loads it (c12: .env, $development, presets) */
+  configFile?: string
+  /** where configFile and relative paths start; default process.cwd() */
+  cwd?: string
+  logger?: Logger
+}
+
+export type MeshFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+
+export interface SdkMesh {
+  /** fetch-compatible: the request through the pipeline and the vendor; identity from withIdentity */
+  fetch: MeshFetch
+  /** a fetch whose calls default to this identity/run (a scope inside still wins) */
+  fetchFor(defaults: CallScope): MeshFetch
+  /** every governance event (request, response, cache_hit, quota_block, ...); returns unsubscribe */
+  on(listener: (event: MeshEvent) => void): () => void
+  config: ResolvedMeshConfig
+  /** the Mesh plugins see (storage, counters, pricing) */
+  core: Mesh
+  /** the underlying app, for what the SDK does not wrap */
+  instance: AgentMesh
+  /** flush plugins (audit), release storage */
+  close(): Promise<void>
+}
+
+export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMesh> {
+  if (options.config && options.configFile) throw new TypeError('createMesh: pass config or configFile, not both')
+  const config = options.configFile ? (await loadMeshConfig({ cwd: options.cwd, configFile: options.configFile, jiti: configJiti() })).config : options.config ?? {}
+  const instance = await createAgentMesh(config, { mode: 'serve', ...(options.logger ? { logger: options.logger } : {}) })
+  const fetchFor = (defaults: CallScope | undefined): MeshFetch => (input, init) => instance.fetch(toMeshRequest(input, init, defaults))
+  return {
+    fetch: fetchFor(undefined),
+    fetchFor,
+    on: (listener) => instance.mesh.on(listener),
+    config: instance.mesh.config,
+    core: instance.mesh,
+    instance,
+    close: () => instance.close(),
+  }
+}
+
+// the guard accepts loopback names only by default; the vendor's host means nothing in-process
+const ORIGIN = 'http://localhost'
+
+/**
+ * The client's request re-addressed to the mesh: its path (/v1/chat/completions, /v1/messages,
+ * /v1beta/models/...) picks the protocol as it does behind HTTP; the scope adds identity headers.
+ */
+export function toMeshRequest(input: string | URL | Request, init: RequestInit | undefined, defaults: CallScope | undefined): Request {
+  const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+  const url = ORIGIN + pathOf(href)
+  const extra = scopeHeaders(currentScope(), defaults)
+  if (input instanceof Request && !init) {
+    const req = new Request(url, input)
+    for (const [k, v] of extra) req.headers.set(k, v)
+    return req
+  }
+  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined))
+  for (const [k, v] of extra) headers.set(k, v)
+  const body = init?.body ?? (input instanceof Request ? input.body : undefined)
+  // a streamed body (rare from SDKs) needs duplex: 'half' in Node's Request
+  const stream = body instanceof ReadableStream
+  return new Request(url, { method: init?.method ?? (input instanceof Request ? input.method : 'GET'), headers, body, signal: init?.signal ?? (input instanceof Request ? input.signal : undefined), ...(stream ? { duplex: 'half' } : {}) } as RequestInit)
+}
+
+/** path and query of an absolute URL, without parsing it twice on the hot path */
+function pathOf(href: string): string {
+  const i = href.indexOf('://')
+  if (i < 0) return href.startsWith('/') ? href : '/' + href
+  const slash = href.indexOf('/', i + 3)
+  return slash < 0 ? '/' : href.slice(slash)
+}
+
+/**
+ * The jiti a config file is loaded with: its `import ... from 'agentmesh'` (and
+ * 'agentmesh/plugins/...') must be the copy running here, built or not, or the config's plugins
+ * would bring a second core with its own module state.
+ */
+function configJiti() {
+  const root = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js'
+  const modules = `${root}/node_modules`
+  return createJiti(import.meta.url, {
+    alias: {
+      'agentmesh/plugins': `${root}/plugins`,
+      'agentmesh/presets': `${root}/presets`,
+      'agentmesh/sdk': `${root}/core/sdk/index.${ext}`,
+      agentmesh: `${root}/core/index.${ext}`,
+    },
+    moduleCache: true,
+    fsCache: existsSync(modules) ? `${modules}/.cache/jiti` : true,
+    interopDefault: true,
+  })
+}
