@@ -3,11 +3,11 @@
 // audit-failure.test.ts covers the same path with an injected ENOSPC.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { listLogFiles, parseLine, verifyAuditDir } from '../plugins/audit/index.ts'
+import { freePort } from './helpers/ports.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const mnt = mkdtempSync(join(tmpdir(), 'agentmesh-tmpfs-'))
@@ -21,16 +21,6 @@ afterAll(() => {
   rmSync(mnt, { recursive: true, force: true })
 })
 
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer()
-    s.once('error', fail)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => ok(port))
-    })
-  })
-}
 
 /** Fill the file system: big chunks, then smaller, until even one byte does not fit. */
 function fill(file: string): void {

@@ -2,11 +2,11 @@
 // unsigned tail; SIGTERM flushes the queue and signs a final checkpoint; a restart continues the chain.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { listLogFiles, parseLine, verifyAuditDir } from '../plugins/audit/index.ts'
 import { tempDir } from './audit-helpers.ts'
+import { freePort } from './helpers/ports.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const BIN = join(ROOT, 'bin', 'agentmesh.mjs')
@@ -20,16 +20,6 @@ async function demoHasAudit(): Promise<boolean> {
   return (config.plugins ?? []).some((p: { name: string }) => p.name === 'audit')
 }
 
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer()
-    s.once('error', fail)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => ok(port))
-    })
-  })
-}
 
 const children = new Set<ChildProcess>()
 const dirs: string[] = []

@@ -16,21 +16,12 @@ import { quota } from '../plugins/quota/index.ts'
 import { clearVendorEnv, postJson, presetFeatures, tempDir, until } from './helpers/core-harness.ts'
 import { semanticCache, type Embedder } from '../plugins/semantic-cache/index.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import { freePort } from './helpers/ports.ts'
 
 const ADMIN = 'outage-admin-token-0123456789'
 const OPENAI_BODY = { model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'hello during an outage' }] }
 const ANTHROPIC_BODY = { model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hello during an outage' }] }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 function startRedis(port: number, dir: string): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })

@@ -1,7 +1,6 @@
 // Shared set-up for the core suites: a real proxy on a real port in front of the mock upstream,
 // and SDK clients whose outgoing bodies are captured so tests can compare them with what the mock got.
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
@@ -11,6 +10,7 @@ import { resolveConfig } from '../../core/config.ts'
 import type { MeshConfig, MeshEvent } from '../../core/types.ts'
 import { demo } from '../../plugins/vendors/demo.ts'
 import { startMockUpstream, type MockBehaviour, type MockUpstream } from './mock-upstream.ts'
+import { freePort } from './ports.ts'
 
 export const VENDOR_ENV = ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'AGENTMESH_OPENAI_BASE_URL', 'AGENTMESH_ANTHROPIC_BASE_URL', 'AGENTMESH_GOOGLE_BASE_URL']
 
@@ -129,17 +129,8 @@ export function governanceHeadersOf(headers: Headers): Record<string, string> {
   return out
 }
 
-/** A port nothing listens on: bind, read the number, close. */
-export function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
+/** A port nothing listens on (a connection to it is refused). */
+export const closedPort = freePort
 
 /** Parse an SSE body into its data payloads (and event names). */
 export function sseEvents(text: string): Array<{ event?: string; data: string }> {

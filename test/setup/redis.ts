@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
-import { createServer } from 'node:net'
 import type { TestProject } from 'vitest/node'
+import { freePort } from '../helpers/ports.ts'
 
 export const NO_REDIS_SERVER = 'npm test needs redis-server on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis), then run npm test again'
 
@@ -41,16 +41,6 @@ declare module 'vitest' {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 let child: ChildProcess | undefined
 
