@@ -21,6 +21,10 @@ export interface CreateMeshOptions {
 
 export type MeshFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
 
+/** marks a fetch that goes through a mesh, so an integration can tell a client already governed */
+export const MESH_FETCH = Symbol.for('agentmesh.sdk.fetch')
+export const isMeshFetch = (f: unknown): boolean => typeof f === 'function' && MESH_FETCH in f
+
 export interface SdkMesh {
   /** fetch-compatible: the request through the pipeline and the vendor; identity from withIdentity */
   fetch: MeshFetch
@@ -41,7 +45,10 @@ export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMe
   if (options.config && options.configFile) throw new TypeError('createMesh: pass config or configFile, not both')
   const config = options.configFile ? (await loadMeshConfig({ cwd: options.cwd, configFile: options.configFile, jiti: configJiti() })).config : options.config ?? {}
   const instance = await createAgentMesh(config, { mode: 'serve', ...(options.logger ? { logger: options.logger } : {}) })
-  const fetchFor = (defaults: CallScope | undefined): MeshFetch => (input, init) => instance.fetch(toMeshRequest(input, init, defaults))
+  const fetchFor = (defaults: CallScope | undefined): MeshFetch => {
+    const f: MeshFetch = (input, init) => instance.fetch(toMeshRequest(input, init, defaults))
+    return Object.assign(f, { [MESH_FETCH]: true })
+  }
   return {
     fetch: fetchFor(undefined),
     fetchFor,
