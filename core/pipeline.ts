@@ -9,6 +9,7 @@ import { ProtocolError, protocols } from './protocols/index.ts'
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
 import { PluginError, errorResponse, respond, send, type CoreContext } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
+import { translateRequest, translateWhole, type Translation } from './translate/index.ts'
 import type { Logger, MeshContext, MeshResponse, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
@@ -35,14 +36,24 @@ const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadToke
 /** whether a vendor answers a protocol without translation */
 const speaks = (v: Vendor, protocol: ProtocolName) => v.protocol === protocol || v.protocol === 'any' || v.protocols?.includes(protocol) === true
 
+/**
+ * The vendor that serves the model, whatever protocol the client speaks: one that also speaks the
+ * client's protocol first (no translation), then any other (translated); a model nobody claims
+ * goes to the first vendor of the client's protocol.
+ */
 export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: string): MeshContext['route'] {
   let fallback: Vendor | undefined
+  let other: Vendor | undefined
   for (const v of m.mesh.vendors.values()) {
-    if (!speaks(v, protocol)) continue
-    if (v.handles(model)) return { vendor: v.name, model }
+    const handles = v.handles(model)
+    if (!speaks(v, protocol)) {
+      if (handles) other ??= v
+      continue
+    }
+    if (handles) return { vendor: v.name, model }
     fallback ??= v
   }
-  return { vendor: fallback?.name ?? 'none', model }
+  return { vendor: (other ?? fallback)?.name ?? 'none', model }
 }
 
 /**
@@ -91,6 +102,7 @@ class Context implements CoreContext {
   // the core's own state (see CoreState)
   vendorCalled = false
   hideUsageChunk = false
+  translation: Translation | undefined = undefined
   afterRun: Promise<void> | undefined | null = null
   #source: Request
   constructor(m: MeshInternals, req: LlmRequest) {
@@ -137,7 +149,8 @@ export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, body: 
   ctx.route = defaultRoute(m, req.protocol, model)
   ctx.request.body = body
   const vendor = m.mesh.vendors.get(ctx.route.vendor)
-  if (!vendor?.countTokens) return undefined
+  // a vendor of another protocol counts a body of its own protocol: estimated locally instead
+  if (!vendor?.countTokens || !speaks(vendor, req.protocol)) return undefined
   try {
     const res = await vendor.countTokens(ctx)
     if (res.status !== 200 || res.stream) return undefined
@@ -229,9 +242,9 @@ async function callVendor(m: MeshInternals, ctx: CoreContext): Promise<void> {
   if (!vendor) {
     throw new ProtocolError(`no vendor is configured for model "${ctx.route.model}" over the ${ctx.protocol} protocol; add one to \`plugins\` in agentmesh.config.ts`, 404, 'not_found_error')
   }
-  if (!speaks(vendor, ctx.protocol)) {
-    throw new ProtocolError(`route sends a ${ctx.protocol} request to ${vendor.name} (${vendor.protocol}); cross-protocol translation is not available`, 501, 'not_implemented')
-  }
+  // another protocol: the body is translated here, the answer in respond.ts (core/translate)
+  if (!speaks(vendor, ctx.protocol) && ctx.operation === 'chat') ctx.translation = await translateRequest(ctx, vendor)
+  else if (!speaks(vendor, ctx.protocol)) throw new ProtocolError(`route sends a ${ctx.protocol} ${ctx.operation} request to ${vendor.name} (${vendor.protocol}), which only chat requests are translated for`, 501, 'not_implemented')
   ctx.vendorCalled = true
   if (ctx.operation === 'embeddings') {
     if (!vendor.embeddings) throw new ProtocolError(`vendor ${vendor.name} does not serve embeddings`, 404, 'not_found_error')
@@ -247,7 +260,8 @@ async function callVendor(m: MeshInternals, ctx: CoreContext): Promise<void> {
     ctx.hideUsageChunk = true
   }
   const res = await vendor.call(ctx)
-  if ('status' in res) ctx.response = { kind: 'upstream', status: res.status, headers: res.headers, body: res.body, stream: res.stream }
+  if ('status' in res && ctx.translation && !res.stream) ctx.response = translateWhole(ctx, ctx.translation, res)
+  else if ('status' in res) ctx.response = { kind: 'upstream', status: res.status, headers: res.headers, body: res.body, stream: res.stream }
   else {
     ctx.answer = res
     ctx.usage = res.usage

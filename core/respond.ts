@@ -14,6 +14,7 @@ import { headerSafe, headersSafe } from './headers.ts'
 import { maskSecrets } from './log.ts'
 import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
 import { recordChain } from './response-chains.ts'
+import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import { SseParser } from './stream.ts'
 import { UpstreamError } from './upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, Usage } from './types.ts'
@@ -25,6 +26,8 @@ export interface CoreState {
   vendorCalled: boolean
   /** the usage chunk the core asked for on the client's behalf is not relayed to it */
   hideUsageChunk: boolean
+  /** set when the vendor speaks another protocol than the client (core/translate) */
+  translation: Translation | undefined
   /** afterResponse once started: null before, undefined when no plugin hooks it */
   afterRun: Promise<void> | undefined | null
 }
@@ -102,7 +105,7 @@ function settleAnswer(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapt
   if (ctx.cache.status === 'bypass' || ctx.cache.status === 'miss') ctx.usage = answer.usage
   price(m, ctx)
   ctx.status = 200
-  if (ctx.upstream === undefined && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
+  if ((ctx.upstream === undefined || ctx.translation) && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
   if (!ctx.prompt.stream) return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers: res.headers }
   const array = adapter.renderArrayStream?.(answer, ctx.request.search)
   if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers: res.headers }
@@ -141,7 +144,7 @@ function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): bo
 function after(m: MeshInternals, ctx: CoreContext): Promise<void> | undefined {
   if (ctx.afterRun !== null) return ctx.afterRun
   // before the plugins: a client's next turn may name this id as soon as it has the answer
-  const recorded = ctx.protocol === 'responses' ? recordChain(ctx) : undefined
+  const recorded = ctx.protocol !== 'responses' ? undefined : ctx.translation ? recordTranslated(ctx, ctx.translation) : recordChain(ctx)
   let running = m.runPhase('afterResponse', ctx)?.catch((err) => {
     m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
   })
@@ -369,8 +372,11 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
 function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Upstream): Promise<Response | Error> {
   const body = res.body as Readable
   const hide = ctx.hideUsageChunk
-  const reader = adapter.streamReader({ hideUsageChunk: hide })
-  const parser = new SseParser(reader, hide)
+  // another protocol's stream: every event is translated, none goes out as it came
+  const translator = ctx.translation ? streamTranslator(ctx.translation) : undefined
+  const reader = translator ? translator.reader : adapter.streamReader({ hideUsageChunk: hide })
+  const parser = new SseParser(reader, hide || translator !== undefined)
+  const forward = !hide && translator === undefined
   const estimated = ctx.usage
   price(m, ctx)
   let ended!: () => void
@@ -417,13 +423,17 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
     }
     const onData = (chunk: Buffer) => {
       if (!started) start()
-      if (!hide) write(chunk)
+      if (forward) write(chunk)
       const kept = parser.feed(chunk)
       if (kept) write(kept)
+      if (translator) {
+        const out = translator.take()
+        if (out) write(out)
+      }
     }
     const onEnd = () => {
       if (!started) start()
-      const rest = parser.flush()
+      const rest = parser.flush() + (translator ? translator.take() : '')
       if (rest) write(rest)
       // an upstream that closed cleanly without its last event ([DONE], message_stop, a
       // finishReason) did not complete: the client gets the protocol's error event, not a clean end

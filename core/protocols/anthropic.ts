@@ -1,7 +1,7 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean', tools: 'array', tool_choice: 'object', temperature: 'number', top_p: 'number', top_k: 'integer',
@@ -134,7 +134,7 @@ export const anthropicProtocol: ProtocolAdapter = {
     // the vendor's own body when we have it: thinking blocks, signatures, citations, server tool
     // blocks and the usage of the call survive a cache hit (clients build their next turn from it)
     if (a.raw?.protocol === 'anthropic') return { ...a.raw.body, id: a.id }
-    return { id: a.id, type: 'message', role: 'assistant', model: a.model, content: contentBlocks(a), stop_reason: toAnthropicStop[a.stopReason], stop_sequence: null, usage: wireUsage(a.usage) }
+    return { id: a.id, type: 'message', role: 'assistant', model: a.model, content: contentBlocks(a), stop_reason: toAnthropicStop[a.stopReason], stop_sequence: null, usage: wireUsage(usageFor(a.usage, a.raw?.protocol, 'anthropic')) }
   },
 
   renderStream(a) {

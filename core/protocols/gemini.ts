@@ -1,7 +1,7 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, checkModelName, chunkText, emptyUsage, isObject, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, checkModelName, chunkText, emptyUsage, isObject, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = { tools: 'array', toolConfig: 'object', generationConfig: 'object', safetySettings: 'array', systemInstruction: ['object', 'string'], system_instruction: ['object', 'string'] } as const
 const GENERATION_TYPES = { temperature: 'number', topP: 'number', topK: 'number', candidateCount: 'integer', stopSequences: 'array', seed: 'integer', responseMimeType: 'string' } as const
@@ -194,7 +194,7 @@ export const geminiProtocol: ProtocolAdapter = {
     // safety metadata, and the usage of the call survive a cache hit
     if (a.raw?.protocol === 'gemini') return { ...a.raw.body, responseId: a.id }
     const parts = [...(a.text ? [{ text: a.text }] : []), ...toolParts(a)]
-    return { candidates: [{ content: { role: 'model', parts }, finishReason: toGeminiStop[a.stopReason], index: 0 }], usageMetadata: usageMetadata(a.usage), modelVersion: a.model, responseId: a.id }
+    return { candidates: [{ content: { role: 'model', parts }, finishReason: toGeminiStop[a.stopReason], index: 0 }], usageMetadata: usageMetadata(usageFor(a.usage, a.raw?.protocol, 'gemini')), modelVersion: a.model, responseId: a.id }
   },
 
   renderStream(a) {

@@ -1,7 +1,7 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean', stream_options: 'object', tools: 'array', functions: 'array', tool_choice: ['string', 'object'], response_format: 'object',
@@ -86,6 +86,7 @@ export const openaiProtocol: ProtocolAdapter = {
     // the vendor's own body when we have it: annotations, refusals, reasoning fields of compatible
     // servers, logprobs and the usage of the call survive a cache hit
     if (a.raw?.protocol === 'openai') return { ...a.raw.body, id: a.id }
+    const u = usageFor(a.usage, a.raw?.protocol, 'openai')
     return {
       id: a.id,
       object: 'chat.completion',
@@ -102,7 +103,7 @@ export const openaiProtocol: ProtocolAdapter = {
         logprobs: null,
         finish_reason: a.stopReason,
       }],
-      usage: { prompt_tokens: a.usage.inputTokens, completion_tokens: a.usage.outputTokens, total_tokens: a.usage.inputTokens + a.usage.outputTokens, prompt_tokens_details: { cached_tokens: a.usage.cacheReadTokens } },
+      usage: { prompt_tokens: u.inputTokens, completion_tokens: u.outputTokens, total_tokens: u.inputTokens + u.outputTokens, prompt_tokens_details: { cached_tokens: u.cacheReadTokens } },
     }
   },
 

@@ -4,7 +4,7 @@
 // encrypted_content included), only the id changing.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, requireModel, sse, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, requireModel, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean', instructions: ['string', 'array'], input: ['string', 'array'], tools: 'array', tool_choice: ['string', 'object'],
@@ -119,7 +119,7 @@ function bodyOf(a: CanonicalAnswer): Record<string, any> {
     parallel_tool_calls: true,
     tool_choice: 'auto',
     tools: [],
-    usage: wireUsage(a.usage),
+    usage: wireUsage(usageFor(a.usage, a.raw?.protocol, 'responses')),
   }
 }
 

@@ -42,6 +42,17 @@ export interface ProtocolAdapter {
 
 export const emptyUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
 
+/**
+ * Usage in a protocol's terms: OpenAI, Gemini and Responses count cached input inside the input
+ * tokens, Anthropic apart. An answer read from one protocol and shown in another (a translated
+ * call, a cache hit from another protocol) is converted; `from` undefined: already in `to`'s terms.
+ */
+export function usageFor(u: Usage, from: ProtocolName | undefined, to: ProtocolName): Usage {
+  if (!from || (from === 'anthropic') === (to === 'anthropic')) return u
+  if (from === 'anthropic') return { ...u, inputTokens: u.inputTokens + u.cacheReadTokens + u.cacheWriteTokens }
+  return { ...u, inputTokens: Math.max(0, u.inputTokens - u.cacheReadTokens) }
+}
+
 export function isObject(v: unknown): v is Record<string, any> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }

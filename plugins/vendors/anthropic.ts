@@ -12,7 +12,7 @@ export function anthropic(options: HttpVendorOptions = {}) {
     models: ['claude-opus-4-5', 'claude-opus-4-1', 'claude-sonnet-4-5', 'claude-sonnet-4', 'claude-haiku-4-5', 'claude-3-5-haiku-latest'],
     request: (ctx, key) => ({
       // `?beta=true` (Claude Code) and the other query parameters go as they came
-      path: '/v1/messages' + forwardedQuery(ctx),
+      path: '/v1/messages' + (ctx.protocol === 'anthropic' ? forwardedQuery(ctx) : ''),
       // anthropic-beta and the rest of the client's headers are forwarded by the core
       headers: {
         'anthropic-version': ctx.request.headers.get('anthropic-version') ?? '2023-06-01',

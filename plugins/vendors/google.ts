@@ -1,8 +1,14 @@
 import { defineHttpVendor, forwardedQuery, type HttpVendorOptions } from '../../core/vendor.ts'
 import type { MeshContext } from '../../core/types.ts'
 
-/** The client's API version (`/v1/...` or `/v1beta/...`), kept upstream: the two differ in fields. */
-const apiVersion = (ctx: MeshContext) => (ctx.request.path.startsWith('/v1/') ? 'v1' : 'v1beta')
+/**
+ * The client's API version (`/v1/...` or `/v1beta/...`), kept upstream: the two differ in fields.
+ * A request translated from another protocol uses v1beta, which has every field translation writes.
+ */
+const apiVersion = (ctx: MeshContext) => (ctx.protocol === 'gemini' && ctx.request.path.startsWith('/v1/') ? 'v1' : 'v1beta')
+
+/** The client's query; a translated request's stream is asked for as SSE (the client's query is another protocol's) */
+const query = (ctx: MeshContext) => (ctx.protocol === 'gemini' ? forwardedQuery(ctx) : ctx.prompt.stream ? '?alt=sse' : '')
 
 /** `/{version}/models/{model}:` for the routed model (a router may have changed it). */
 const modelPath = (ctx: MeshContext) => `/${apiVersion(ctx)}/models/${encodeURIComponent(ctx.route.model.replace(/^models\//, ''))}:`
@@ -27,7 +33,7 @@ export function google(options: HttpVendorOptions = {}) {
     countTokensPath: (ctx) => modelPath(ctx) + 'countTokens',
     request: (ctx, key) => ({
       // the client's query (alt=sse, ...) without its own `key`, which is sent as a header
-      path: modelPath(ctx) + (ctx.prompt.stream ? 'streamGenerateContent' : 'generateContent') + forwardedQuery(ctx),
+      path: modelPath(ctx) + (ctx.prompt.stream ? 'streamGenerateContent' : 'generateContent') + query(ctx),
       headers: (key ? { 'x-goog-api-key': key } : {}) as Record<string, string>,
     }),
   }, options)

@@ -15,7 +15,8 @@ export function openai(options: HttpVendorOptions = {}) {
     models: ['gpt-5', 'gpt-5-mini', 'gpt-5-nano', 'gpt-4.1', 'gpt-4.1-mini', 'gpt-4.1-nano', 'gpt-4o', 'gpt-4o-mini', 'o3', 'o4-mini', 'text-embedding-3-small', 'text-embedding-3-large'],
     embeddingsPath: '/v1/embeddings',
     request: (ctx, key) => ({
-      path: (ctx.protocol === 'responses' ? '/v1/responses' : '/v1/chat/completions') + forwardedQuery(ctx),
+      // a translated request (another protocol's client) does not carry its client's query along
+      path: (ctx.protocol === 'responses' ? '/v1/responses' : '/v1/chat/completions') + (ctx.protocol === 'openai' || ctx.protocol === 'responses' ? forwardedQuery(ctx) : ''),
       // the client's headers (organization, project, ...) are forwarded by the core
       headers: (key ? { authorization: `Bearer ${key}` } : {}) as Record<string, string>,
     }),

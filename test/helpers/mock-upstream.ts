@@ -150,12 +150,24 @@ function handleGemini(path: string, body: any, res: ServerResponse, b: MockBehav
   const contents: any[] = body.contents ?? []
   const last = contents.at(-1)
   const prompt = (last?.parts ?? []).map((p: any) => p.text ?? '').join(' ')
-  const text = mockText(prompt)
+  // function declarations offered and no result yet: a call of the first; a result: echoed
+  const result = (last?.parts ?? []).find((p: any) => p.functionResponse)?.functionResponse
+  const fn = !result ? body.tools?.[0]?.functionDeclarations?.[0] : undefined
+  if (fn) return geminiCall(fn.name, model, m?.[2] === 'generateContent', res, b, up)
+  const text = result ? `tool said: ${JSON.stringify(result.response)}` : mockText(prompt)
   const usageMetadata = { promptTokenCount: 10 + words(prompt), candidatesTokenCount: words(text), totalTokenCount: 10 + words(prompt) + words(text) }
   if (m?.[2] === 'generateContent') return send(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason: 'STOP', index: 0 }], usageMetadata, modelVersion: model, responseId: 'gem-mock' })
   const pieces = text.split(/(?<= )/)
   const events = pieces.map((t, i) => sse({ candidates: [{ content: { role: 'model', parts: [{ text: t }] }, ...(i === pieces.length - 1 ? { finishReason: 'STOP' } : {}), index: 0 }], ...(i === pieces.length - 1 ? { usageMetadata } : {}), modelVersion: model, responseId: 'gem-mock' }))
   return streamEvents(res, events, b, up)
+}
+
+function geminiCall(name: string, model: string, whole: boolean, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
+  const usageMetadata = { promptTokenCount: 15, candidatesTokenCount: 12, totalTokenCount: 27 }
+  const part = { functionCall: { name, args: { city: 'Paris' } } }
+  const answer = { candidates: [{ content: { role: 'model', parts: [part] }, finishReason: 'STOP', index: 0 }], usageMetadata, modelVersion: model, responseId: 'gem-mock' }
+  if (whole) return send(res, 200, answer)
+  return streamEvents(res, [sse(answer)], b, up)
 }
 
 export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { record?: boolean } = {}): Promise<MockUpstream> {

@@ -1,0 +1,138 @@
+// Translation between protocols, for a request whose vendor speaks another protocol than its
+// client (the model is served by that vendor, or a router sent it there). Three parts:
+// (a) the client's body becomes the vendor's (through the neutral request), and the vendor sends
+//     that body; (b) the vendor's whole answer is read with its adapter and rendered with the
+//     client's; (c) a stream is translated event by event as it is relayed (respond.ts).
+// The same-protocol path never comes here.
+import { randomUUID } from 'node:crypto'
+import { protocols } from '../protocols/index.ts'
+import { isObject, type StreamReader } from '../protocols/shared.ts'
+import { UpstreamError } from '../upstream.ts'
+import type { MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
+import { expandInput, recordTurn } from './chains.ts'
+import { cannot, type NeutralRequest } from './neutral.ts'
+import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
+import { readGemini, readResponses } from './request-in-more.ts'
+import { toAnthropic, toGemini, toOpenAI } from './request-out.ts'
+import { decoders, encoders } from './stream.ts'
+
+export interface Translation {
+  /** the client's protocol */
+  from: ProtocolName
+  /** the vendor's */
+  to: ProtocolName
+  /** the body as the client sent it (ctx.request.body is the vendor's now) */
+  clientBody: Record<string, any>
+  /** Responses clients: the id the proxy gives the answer, which a next turn names */
+  clientId?: string
+  /** Responses clients: the whole input of this turn, stored with its output */
+  chainInput?: unknown[]
+}
+
+const readers: Record<ProtocolName, Reader> = { openai: readOpenAI, anthropic: readAnthropic, gemini: readGemini, responses: readResponses }
+const writers: Partial<Record<ProtocolName, (n: NeutralRequest) => Record<string, unknown>>> = { openai: toOpenAI, anthropic: toAnthropic, gemini: toGemini }
+
+/** Expand a Responses chain the proxy keeps, refusing what only OpenAI keeps. */
+async function responsesBody(ctx: MeshContext, body: Record<string, any>, to: ProtocolName): Promise<{ body: Record<string, any>; input: unknown[] }> {
+  if (body.conversation != null) cannot('`conversation` (state kept by OpenAI)', to)
+  if (body.background === true) cannot('`background`', to)
+  if (body.prompt != null) cannot('`prompt` (a prompt stored at OpenAI)', to)
+  const input = await expandInput(ctx, body)
+  const { previous_response_id: _p, ...rest } = body
+  return { body: { ...rest, input }, input }
+}
+
+/**
+ * Turn ctx's request into the vendor's protocol: ctx.request.body becomes the vendor's body
+ * (marked dirty, so the vendor sends it) and the headers say what was translated and dropped.
+ * Throws a ProtocolError (a 400 in the client's protocol) for a feature the vendor cannot take.
+ */
+export async function translateRequest(ctx: MeshContext, vendor: Vendor): Promise<Translation> {
+  const from = ctx.protocol
+  const to = vendor.protocol
+  const write = to === 'any' ? undefined : writers[to]
+  if (to === 'any' || !write) return cannot(`a ${from} request`, to)
+  const clientBody: Record<string, any> = ctx.request.body
+  const tr: Translation = { from, to, clientBody }
+  let body = clientBody
+  if (from === 'responses') {
+    ;({ body, input: tr.chainInput } = await responsesBody(ctx, clientBody, to))
+    tr.clientId = `resp_${randomUUID().replace(/-/g, '')}`
+  }
+  // a Gemini client without alt=sse gets one JSON array, rendered from the whole answer
+  const stream = ctx.prompt.stream && !(from === 'gemini' && !/[?&]alt=sse(&|$)/.test(ctx.request.search))
+  const neutral = readers[from](body, to, { pathModel: ctx.route.model, stream })
+  neutral.model = ctx.route.model
+  ctx.request.body = write(neutral)
+  ctx.request.dirty = true
+  ctx.headers['x-agentmesh-translated'] = `${from}->${to}`
+  if (neutral.dropped.length) ctx.headers['x-agentmesh-translation-dropped'] = [...new Set(neutral.dropped)].join(', ')
+  return tr
+}
+
+const ERROR_TYPES: Record<number, string> = { 400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error', 413: 'request_too_large', 429: 'rate_limit_error' }
+
+/** A vendor's error body in the client's terms: its message kept, its status (Anthropic's 529 is a 503 elsewhere). */
+function vendorError(ctx: MeshContext, tr: Translation, res: UpstreamResponse): MeshResponse {
+  let json: any
+  try { json = JSON.parse((res.body as Buffer).toString('utf8')) } catch { json = undefined }
+  const e = Array.isArray(json) ? json[0]?.error : json?.error
+  const said = typeof e?.message === 'string' ? e.message : typeof json?.message === 'string' ? json.message : `answered ${res.status}`
+  const status = res.status === 529 && tr.from !== 'anthropic' ? 503 : res.status
+  const type = ERROR_TYPES[status] ?? (status === 529 ? 'overloaded_error' : tr.from === 'anthropic' ? 'api_error' : 'server_error')
+  const retry = res.headers['retry-after']
+  return { kind: 'error', status, type, message: `${ctx.route.vendor}: ${said.slice(0, 2000)}`, ...(retry ? { headers: { 'retry-after': retry } } : {}) }
+}
+
+/** A vendor's whole answer (or error) as an answer the core renders in the client's protocol. */
+export function translateWhole(ctx: MeshContext, tr: Translation, res: UpstreamResponse): MeshResponse {
+  if (res.status >= 300) return vendorError(ctx, tr, res)
+  let json: unknown
+  try { json = JSON.parse((res.body as Buffer).toString('utf8')) } catch { json = undefined }
+  let answer
+  try {
+    answer = protocols[tr.to].read(json)
+  } catch {
+    throw new UpstreamError(`${ctx.route.vendor} answered 200 with a body that is not a ${tr.to} answer`, 502, 'upstream_invalid_response')
+  }
+  // the vendor's answer is what is billed and cached; the client sees it under its own id
+  ctx.answer = answer
+  ctx.usage = answer.usage
+  return { kind: 'answer', answer: tr.clientId ? { ...answer, id: tr.clientId } : answer }
+}
+
+/**
+ * The reader relay() uses for a translated stream: the vendor's own reader builds the answer and
+ * usage; each event is also translated, and `take` returns what is ready for the client. Events
+ * are never forwarded as they came (event() returns false).
+ */
+export function streamTranslator(tr: Translation): { reader: StreamReader; take(): string } {
+  const vendorReader = protocols[tr.to].streamReader({ hideUsageChunk: false })
+  const decode = decoders[tr.to]()
+  const encode = encoders[tr.from]({ from: tr.to, includeUsage: isObject(tr.clientBody.stream_options) && tr.clientBody.stream_options.include_usage === true, id: tr.clientId })
+  let out = ''
+  const reader: StreamReader = {
+    event(data) {
+      vendorReader.event(data)
+      for (const e of decode(data)) out += encode(e)
+      return false
+    },
+    finish: () => vendorReader.finish(),
+    partialUsage: () => vendorReader.partialUsage(),
+  }
+  return {
+    reader,
+    take() {
+      const s = out
+      out = ''
+      return s
+    },
+  }
+}
+
+/** After a translated Responses answer: keep the turn, so that the next may name it. */
+export function recordTranslated(ctx: MeshContext, tr: Translation): Promise<void> | undefined {
+  if (!tr.clientId || !tr.chainInput || ctx.status !== 200 || !ctx.answer || ctx.aborted || tr.clientBody.store === false) return
+  const body = protocols.responses.render({ ...ctx.answer, id: tr.clientId }) as Record<string, any>
+  return recordTurn(ctx, tr.clientId, tr.chainInput, Array.isArray(body.output) ? body.output : [])
+}
