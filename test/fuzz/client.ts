@@ -48,7 +48,9 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
     const timer = setTimeout(() => { timedOut = true; finish() }, opts.timeoutMs)
     const abortTimer = opts.abortAfterMs !== undefined ? setTimeout(() => { aborted = true; finish() }, opts.abortAfterMs) : undefined
     sock.on('data', (c: Buffer) => {
-      answered = true
+      // an interim `100 Continue` (the answer to Expect) asks for the body: only a final status
+      // line means the server answered early
+      if (!answered && !/^HTTP\/1\.[01] 1\d\d /.test(c.toString('latin1', 0, 13))) answered = true
       chunks.push(c)
       received += c.length
       if (opts.abortAfterBytes !== undefined && received >= opts.abortAfterBytes) {
