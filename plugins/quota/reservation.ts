@@ -153,6 +153,8 @@ function blockMessage(first: CounterState, g: Group, size: RequestSize, resetAt:
     `Resets in ${humanDuration(resetAt - now)} (${new Date(resetAt).toISOString()}); an admin can add headroom with \`${grantHint} ${unit === 'usd' ? '--usd N' : '--tokens N'} --for 24h\`.`
 }
 
+// About 80 lines, as one closure: its four short functions (noteScope, refuse, admit, reserve)
+// share the per-process sets of warned limits and recorded scopes.
 export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshContext, Reservation>) {
   // one quota_warn event per limit and window in this process, not one per request
   const warned = new LRUCache<string, true>({ max: 10_000 })
