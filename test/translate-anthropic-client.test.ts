@@ -33,10 +33,12 @@ const last = () => mock.received.at(-1)!
 describe('Anthropic SDK served by OpenAI', () => {
   it('answers a whole request: system prompt, parameters, image, metadata', async () => {
     const prompt = 'Describe this'
-    const { data, response } = await client.messages.create({
+    // temperature is a Messages API field the SDK's types of this version leave out
+    const params = {
       model: 'gpt-4o-mini', max_tokens: 200, system: 'Be brief.', temperature: 0.5, stop_sequences: ['STOP'], metadata: { user_id: 'u-7' },
       messages: [{ role: 'user', content: [{ type: 'text', text: prompt }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } }] }],
-    }).withResponse()
+    } as unknown as Anthropic.MessageCreateParamsNonStreaming
+    const { data, response } = await client.messages.create(params).withResponse()
     expect(data.content).toEqual([{ type: 'text', text: mockText(prompt) }])
     expect(data.stop_reason).toBe('end_turn')
     expect(data.usage.input_tokens).toBe(10 + words(prompt))
