@@ -10,7 +10,7 @@ import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
 import { PluginError, errorResponse, respond, send, type CoreContext } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
 import { translateRequest, translateWhole, type Translation } from './translate/index.ts'
-import type { Logger, MeshContext, MeshResponse, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
+import type { Logger, MeshContext, MeshResponse, MeshState, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
 export { PluginError } from './respond.ts'
@@ -88,6 +88,7 @@ class Context implements CoreContext {
   cost = { usd: 0, savedUsd: 0, estimated: true }
   cache: MeshContext['cache'] = { status: 'bypass' }
   headers: Record<string, string> = {}
+  state: MeshState = {}
   meta: Record<string, any> = {}
   mesh: MeshContext['mesh']
   // set later by the core or plugins; declared so every context keeps one hidden class and the

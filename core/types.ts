@@ -154,7 +154,9 @@ export interface MeshContext {
   status?: number
   /** true when a stream ended early (client disconnect or upstream error) */
   aborted?: boolean
-  /** per-request scratch space, namespaced by plugin name by convention */
+  /** what plugins publish for one another on this request, typed where each is declared (see MeshState) */
+  state: MeshState
+  /** a plugin's own per-request scratch space, namespaced by plugin name by convention */
   meta: Record<string, any>
   signal: AbortSignal
   mesh: Mesh
@@ -230,6 +232,20 @@ export interface Vendor {
 
 export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity | MeshResponse>
 
+/**
+ * What one plugin publishes for others on a request (the quota decision the audit log records, a
+ * cache's verdict), one optional field per plugin, declared by the plugin that writes it, as h3's
+ * H3EventContext is:
+ *
+ *   declare module 'agentmesh' { interface MeshState { quota?: QuotaDecision } }
+ *
+ * (inside this repository: `declare module '../../core/types.ts'`). A reader then gets the type
+ * without importing the writer: plugins never import each other.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: filled by declaration merging
+export interface MeshState {}
+
+/** The events and their payloads; a plugin adds its own by augmenting this interface, as MeshState. */
 export interface MeshEvents {
   request: { id: string; identity: Identity; protocol: ProtocolName; model: string; stream: boolean }
   cache_hit: { id: string; kind: 'exact' | 'semantic'; similarity?: number; savedTokens: number; savedUsd: number }
