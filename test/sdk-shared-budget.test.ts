@@ -25,9 +25,10 @@ const GAP_MS = 3
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const PROMPT = 'Summarise the quarterly budget report in three bullet points.'
 // one reservation as the quota plugin computes it for OpenAI: the exact chat count + max_tokens
-const RESERVATION = computeChatCompletionTokenCount({ messages: [{ role: 'user', content: PROMPT }] }, (t) => o200k(t)) + MAX_TOKENS
+const PROMPT_TOKENS = computeChatCompletionTokenCount({ messages: [{ role: 'user', content: PROMPT }] }, (t) => o200k(t))
+const RESERVATION = PROMPT_TOKENS + MAX_TOKENS
 
-/** an OpenAI upstream that answers after 1 s (every reservation is tried before any settles) billing all of max_tokens */
+/** an OpenAI upstream that answers after 1 s billing what was reserved (the exact prompt count and all of max_tokens), so settling never moves the budget */
 async function slowVendor(): Promise<{ url: string; server: Server; calls: number }> {
   const v = { url: '', server: undefined as unknown as Server, calls: 0 }
   v.server = createServer((req, res) => {
@@ -37,7 +38,7 @@ async function slowVendor(): Promise<{ url: string; server: Server; calls: numbe
       v.calls++
       const body = JSON.parse(raw)
       setTimeout(() => {
-        const out = JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }], usage: { prompt_tokens: 20, completion_tokens: body.max_tokens, total_tokens: 20 + body.max_tokens } })
+        const out = JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }], usage: { prompt_tokens: PROMPT_TOKENS, completion_tokens: body.max_tokens, total_tokens: PROMPT_TOKENS + body.max_tokens } })
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) })
         res.end(out)
       }, 1000)
@@ -96,7 +97,7 @@ describe('one budget across modes', () => {
     // the SDK process joins once the proxy has admitted its first calls: the in-process path is
     // faster than HTTP, and started together the SDK process alone could take the whole budget
     const start = vendor.calls
-    const joined = until(() => vendor.calls - start >= 10, 'the proxy to admit 10 calls', 10_000).then(() => sdk.send('go'))
+    const joined = until(() => vendor.calls - start >= 5, 'the proxy to admit 5 calls', 10_000).then(() => sdk.send('go'))
     const [fromSdk, fromProxy] = await Promise.all([joined, viaProxy])
     const proxyOk = fromProxy.filter((r) => r === 'ok').length
     console.log(`[sdk-shared] SDK process ${fromSdk.ok} ok / ${fromSdk.blocked} blocked; proxy ${proxyOk} ok / ${fromProxy.filter((r) => r === 'blocked').length} blocked; limit ${limit}`)
@@ -104,7 +105,7 @@ describe('one budget across modes', () => {
     expect(fromProxy.filter((r) => r.startsWith('other'))).toEqual([])
     expect(fromSdk.ok + proxyOk).toBe(FITS)
     expect(fromSdk.ok + fromSdk.blocked + fromProxy.filter((r) => r === 'blocked').length).toBe(2 * N - proxyOk)
-    expect(proxyOk).toBeGreaterThanOrEqual(10)
+    expect(proxyOk).toBeGreaterThanOrEqual(5)
     // how the 50 split depends on timing (the machine is shared); that they are 50 in all does not
   })
 
