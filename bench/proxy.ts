@@ -117,13 +117,18 @@ async function main() {
     const proxyPort = await freePort()
     children.push(await start(['bin/run-ts.mjs', 'bench/lib/fast-mock.ts', String(mockPort)], /fast-mock listening/))
     const config = join(dir, 'agentmesh.config.ts')
+    // BENCH_GUARDS=1: the breaker (every check made, limits out of reach: wrk repeats one body) and
+    // an approval gate whose rules never fire (issue 17's cost line)
+    const guards = process.env.BENCH_GUARDS === '1'
     writeFileSync(config, `import { openai } from ${JSON.stringify(join(root, 'plugins/vendors/openai.ts'))}
-export default {
+${guards ? `import { breaker } from ${JSON.stringify(join(root, 'plugins/breaker/index.ts'))}
+import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'))}
+` : ''}export default {
   preset: 'solo',
   storage: { driver: 'memory' },
   log: { level: 'warn' },
   disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
-  plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
+  plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })${guards ? `, breaker({ limits: { calls: 1e9, usd: 1e9, wallSeconds: 1e9 }, loops: { bodyRepeats: 1e9 } }), approval({ rules: [{ models: ['never-*'] }, { costOverUsd: 1000 }] })` : ''}],
 }
 `)
     const proxy = await start(['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(proxyPort), '--data-dir', join(dir, 'data')], /listening on/, { NODE_ENV: 'production' })

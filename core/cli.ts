@@ -21,6 +21,7 @@ interface GlobalFlags {
   teamLimit?: string | string[]
   warnAt?: number | string
   hardStopAt?: number | string
+  approveOver?: number | string
   open?: boolean
   help?: boolean
 }
@@ -45,7 +46,7 @@ function quietOnClosedPipe() {
 }
 
 function overridesFrom(flags: GlobalFlags): MeshConfig {
-  const o: MeshConfig & { quota?: any } = {}
+  const o: MeshConfig & { quota?: any; approval?: { approveOverUsd: number } } = {}
   if (flags.port !== undefined) {
     const port = Number(flags.port)
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port must be an integer from 0 to 65535, got "${flags.port}"`)
@@ -53,6 +54,12 @@ function overridesFrom(flags: GlobalFlags): MeshConfig {
   }
   if (flags.host !== undefined) o.host = String(flags.host)
   if (flags.dataDir !== undefined) o.dataDir = String(flags.dataDir)
+  if (flags.approveOver !== undefined) {
+    const usd = Number(flags.approveOver)
+    if (!Number.isFinite(usd) || usd < 0) throw new ConfigError(`--approve-over must be an amount of USD >= 0, got "${flags.approveOver}"`)
+    // read by the approval plugin: an ask rule for requests estimated above this cost
+    o.approval = { approveOverUsd: usd }
+  }
   const limits = flags.teamLimit === undefined ? [] : [flags.teamLimit].flat()
   if (limits.length || flags.warnAt !== undefined || flags.hardStopAt !== undefined) {
     const teamDailyTokens: Record<string, number> = {}
@@ -199,6 +206,7 @@ function builtInCommands(cli: CAC, jiti: Jiti) {
       .option('--team-limit <team=tokens>', 'Daily token limit for a team; repeat for several teams')
       .option('--warn-at <pct>', 'Warn when a budget reaches this percentage (default 80)')
       .option('--hard-stop-at <pct>', 'Block when a budget reaches this percentage (default 100)')
+      .option('--approve-over <usd>', 'Ask a person to approve requests estimated above this cost (approval plugin: agentmesh approve ID)')
     if (name !== 'serve') c.option('--open', 'Open the live event stream in the browser')
     return c.action((f: GlobalFlags) => run(name || 'dev', f, jiti))
   }
@@ -253,7 +261,7 @@ export async function main(argv: string[]): Promise<void> {
   // a first pass for the flags that decide which config (and so which plugin commands) to load
   const pre = cac('agentmesh')
   withGlobalOptions(pre)
-  pre.option('--port <port>', '').option('--host <host>', '').option('--team-limit <spec>', '').option('--warn-at <pct>', '').option('--hard-stop-at <pct>', '')
+  pre.option('--port <port>', '').option('--host <host>', '').option('--team-limit <spec>', '').option('--warn-at <pct>', '').option('--hard-stop-at <pct>', '').option('--approve-over <usd>', '')
   const parsed = pre.parse(['node', 'agentmesh', ...argv], { run: false })
   const flags = parsed.options as GlobalFlags
   const command = parsed.args[0]

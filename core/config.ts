@@ -139,13 +139,25 @@ function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'p
     pricing: c.pricing ?? {},
     sources: set.sources,
     ...(c.quota ? { quota: c.quota } : {}),
+    // --approve-over, read by the approval plugin (plugins/approval)
+    ...(approvalOf(c) ? { approval: approvalOf(c) } : {}),
   }
 }
 
 /** the browser extension and pages served from this machine; any other site needs configuring */
 export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*']
 
-const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota'])
+const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota', 'approval'])
+
+/** `approval: { approveOverUsd }`, what --approve-over sets; validated here so a bad value names the field */
+function approvalOf(c: MeshConfig): { approveOverUsd?: number } | undefined {
+  const a = (c as { approval?: { approveOverUsd?: unknown } }).approval
+  if (a === undefined) return undefined
+  if (!a || typeof a !== 'object' || Array.isArray(a)) fail('approval', 'an object such as { approveOverUsd: 5 }', a)
+  for (const k of Object.keys(a)) if (k !== 'approveOverUsd') fail(`approval.${k}`, 'approveOverUsd (unknown field)', k)
+  if (a.approveOverUsd !== undefined && !(typeof a.approveOverUsd === 'number' && a.approveOverUsd >= 0)) fail('approval.approveOverUsd', 'a number of USD >= 0', a.approveOverUsd)
+  return a as { approveOverUsd?: number }
+}
 
 function fail(field: string, expected: string, got: unknown): never {
   const shown = typeof got === 'string' ? `"${got}"` : typeof got === 'function' ? 'a function' : JSON.stringify(got)

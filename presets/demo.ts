@@ -1,7 +1,10 @@
 // demo: no keys, no setup. The demo vendor answers every model; memory storage; identity from
 // X-AgentMesh-* headers. The CLI's default when a config names no preset.
 import { definePreset } from '../core/presets.ts'
+import { approval } from '../plugins/approval/index.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { breaker } from '../plugins/breaker/index.ts'
+import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { semanticCache } from '../plugins/semantic-cache/index.ts'
@@ -14,6 +17,9 @@ export default definePreset(() => ({
   storage: { driver: 'memory' },
   trustIdentityHeaders: true,
   plugins: [
+    // the agent guards, visible: a run stopped at the 5th identical tool call, a preview with
+    // X-AgentMesh-Dry-Run: true, and a request naming an "expensive" model held for `agentmesh approve ID`
+    breaker(),
     virtualKeys(),
     // a small daily budget per team, so the quota headers and the 429 are visible in the demo
     quota({ limits: { defaultTeam: { tokensPerDay: 200_000 } } }),
@@ -21,6 +27,8 @@ export default definePreset(() => ({
     // exact before semantic: the first hit ends the lookup
     exactCache(),
     semanticCache(),
+    approval({ mode: 'hold', holdSeconds: 60, rules: [{ name: 'demo-expensive-model', models: ['*expensive*'] }] }),
+    dryRun(),
     audit(),
     demo(),
   ],

@@ -1,7 +1,10 @@
 // solo: one developer with real vendor keys (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY,
 // or the client's own key passed through); cache and logs on disk under the data dir.
 import { definePreset } from '../core/presets.ts'
+import { approval } from '../plugins/approval/index.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { breaker } from '../plugins/breaker/index.ts'
+import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { promptCache } from '../plugins/prompt-cache/index.ts'
@@ -17,6 +20,9 @@ export default definePreset(() => ({
   storage: { driver: 'fs' },
   trustIdentityHeaders: true,
   plugins: [
+    // first: every call of an agent run is counted (and its headers set) before the other guards
+    // act; generous limits for one developer, the same tool call 5 times in a transcript trips it
+    breaker({ limits: { calls: 1000, usd: 100, wallSeconds: 8 * 3600 } }),
     virtualKeys(),
     // accounting and `agentmesh usage` with no limits; add limits in your config
     quota(),
@@ -25,6 +31,9 @@ export default definePreset(() => ({
     exactCache(),
     semanticCache(),
     promptCache(),
+    // no rules: off until rules are given (or --approve-over USD)
+    approval(),
+    dryRun(),
     audit(),
     anthropic(),
     openai(),

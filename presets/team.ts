@@ -3,6 +3,7 @@
 // from solo is here; a plugin listed again replaces solo's where it stands.
 import { definePreset } from '../core/presets.ts'
 import { audit } from '../plugins/audit/index.ts'
+import { breaker } from '../plugins/breaker/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 
 export default definePreset(() => ({
@@ -14,6 +15,8 @@ export default definePreset(() => ({
   // identities, models and costs of every team: the admin token or a key (its own team only)
   events: { access: 'authenticated' },
   plugins: [
+    // conservative per-run limits for a shared deployment (approval stays off until rules are given)
+    breaker({ limits: { calls: 200, usd: 20, wallSeconds: 2 * 3600 } }),
     virtualKeys({ required: true }),
     // a shared deployment never answers unaudited: a full disk or redis down gets 503s (the default, stated)
     audit({ onFailure: 'refuse' }),

@@ -188,6 +188,19 @@ describe('approval', () => {
     }
   })
 
+  it('approval.approveOverUsd (what --approve-over sets) adds an ask rule on the estimated cost', async () => {
+    const p = await startProxy({ approval: { approveOverUsd: 0.001 }, plugins: [approval({ adminToken: ADMIN }), openai({ baseURL: mock.url, apiKey: 'sk-test-openai' })] } as MeshConfig)
+    try {
+      const cheap = await client(p).chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] })
+      expect(cheap.choices[0]!.message.content).toMatch(/^mock answer/)
+      const err = await client(p).chat.completions.create({ model: 'gpt-4o', max_tokens: 4000, messages: [{ role: 'user', content: 'a long essay' }] }).catch((e) => e)
+      expect(err.error.type).toBe('approval_required')
+      expect(err.message).toMatch(/rule "approve-over-0.001" \(estimated cost up to \$0\.04\d+ is over \$0\.001\)/)
+    } finally {
+      await p.close()
+    }
+  })
+
   it('a dry run says the rule would hold it, and asks nobody', async () => {
     const p = await proxyFor({ mode: 'hold' })
     try {

@@ -42,9 +42,9 @@ export function breaker(options: BreakerOptions = {}): Plugin {
   }
 
   return definePlugin({
+    // no enforce: listed first in the presets, so a run's headers go on the responses of the
+    // guards after it and its call is counted before quota reserves; a user's own plugins still come first
     name: 'breaker',
-    // first: a run's headers go on every response, and its call is counted before quota reserves
-    enforce: 'pre',
     options: { ...options, ...(options.adminToken ? { adminToken: '(set)' } : {}) } as Record<string, unknown>,
     setup(mesh) {
       rt.store = new RunStore(mesh, ttlSeconds)

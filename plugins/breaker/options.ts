@@ -18,7 +18,7 @@ export interface LoopLimits {
   toolCallRepeats?: number | null
   /** the same assistant answer (text, no tool call) this many times in a row in the transcript (default 4) */
   answerRepeats?: number | null
-  /** the same request body this many times within bodyWindowSeconds (default 10) */
+  /** the same request body this many times within bodyWindowSeconds (default 20; a script that repeats one prompt trips it) */
   bodyRepeats?: number | null
   /** (default 60) */
   bodyWindowSeconds?: number
@@ -57,7 +57,7 @@ export interface Effective {
 }
 
 export const DEFAULT_LIMITS: Required<RunLimits> = { calls: 200, tokens: null, usd: 20, wallSeconds: 7200 }
-export const DEFAULT_LOOPS: Required<LoopLimits> = { toolCallRepeats: 5, answerRepeats: 4, bodyRepeats: 10, bodyWindowSeconds: 60 }
+export const DEFAULT_LOOPS: Required<LoopLimits> = { toolCallRepeats: 5, answerRepeats: 4, bodyRepeats: 20, bodyWindowSeconds: 60 }
 
 const LIMIT_KEYS = ['calls', 'tokens', 'usd', 'wallSeconds'] as const
 const LOOP_KEYS = ['toolCallRepeats', 'answerRepeats', 'bodyRepeats', 'bodyWindowSeconds'] as const
