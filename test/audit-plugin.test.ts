@@ -137,7 +137,7 @@ describe('audit plugin in the proxy', () => {
       hooks: {
         beforeRequest(ctx) {
           const blocked = ctx.identity.team === 'broke'
-          ctx.meta.quota = { decision: blocked ? 'block' : 'warn' }
+          ctx.state.quota = { decision: blocked ? 'block' : 'warn' }
           if (blocked) ctx.response = { kind: 'error', status: 429, type: 'rate_limit_error', message: 'team budget exhausted' }
         },
       },

@@ -29,10 +29,10 @@ function client(proxy: Proxy, team: string, user = 'u1') {
 
 const chat = (c: OpenAI, text = 'hello there', max_tokens = 50) => c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens, messages: [{ role: 'user', content: text }] }).withResponse()
 
-/** records ctx.meta.quota and the settled usage of every request */
+/** records ctx.state.quota and the settled usage of every request */
 function recorder() {
   const seen: Array<{ quota: any; usage: any; status?: number; cost: number }> = []
-  const plugin = definePlugin({ name: 'test:recorder', enforce: 'post', hooks: { afterResponse: (ctx: MeshContext) => { seen.push({ quota: ctx.meta.quota, usage: { ...ctx.usage }, status: ctx.status, cost: ctx.cost.usd }) } } })
+  const plugin = definePlugin({ name: 'test:recorder', enforce: 'post', hooks: { afterResponse: (ctx: MeshContext) => { seen.push({ quota: ctx.state.quota, usage: { ...ctx.usage }, status: ctx.status, cost: ctx.cost.usd }) } } })
   return { seen, plugin }
 }
 

@@ -35,7 +35,7 @@ const num = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n : 0
 export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntry {
   const usage = ctx.usage ?? ({} as MeshContext['usage'])
   const id = ctx.identity ?? ({} as MeshContext['identity'])
-  const quota = ctx.meta?.quota?.decision
+  const quota = ctx.state?.quota?.decision
   // keys in canonical (sorted) order, so canonicalJson needs no sort per entry
   const entry: AuditEntry = {
     aborted: ctx.aborted || undefined,

@@ -19,12 +19,18 @@ const { hasBatch } = countersModule
 const { isDryRun, refuseOrRecord } = dryRunModule
 const { fmt, KIND_LABEL, MICRO, round1, scopeLabel, toUnit, UNIT, UNLIMITED } = unitsModule
 
-/** What the audit plugin reads from ctx.meta.quota. */
+/** The quota decision on a request, published as ctx.state.quota (the audit log records it). */
 export interface QuotaDecision {
   decision: 'allow' | 'warn' | 'block' | 'soft'
   /** the most constrained limit, e.g. "team:eng tokensPerDay" */
   limit?: string
   pct?: number
+}
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    quota?: QuotaDecision
+  }
 }
 
 /** counters that move by the same amount: requests, tokens or micro-USD */
@@ -180,7 +186,7 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const retryAfter = Math.max(1, Math.ceil((resetAt - now) / 1000))
     const message = blockMessage(first, groups[t.refused]!, size, resetAt, now)
     refuseOrRecord(ctx, 'quota', { kind: 'error', status: 429, type: 'quota_exceeded', message, headers: { 'Retry-After': String(retryAfter) } })
-    ctx.meta.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
+    ctx.state.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
     setHeaders(ctx, first)
     // a dry run counts no block and tells no dashboard
     if (isDryRun(ctx)) return
@@ -194,7 +200,7 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const warnings = states.filter((s) => s.pct >= rt.opts.warnAt || s.overStop)
     const softOver = soft && states.some((s) => s.overStop)
     const decision: QuotaDecision['decision'] = softOver ? 'soft' : warnings.length ? 'warn' : 'allow'
-    ctx.meta.quota = { decision, ...(top ? { limit: `${top.c.scope.name} ${top.c.kind}`, pct: round1(top.pct) } : {}) } satisfies QuotaDecision
+    ctx.state.quota = { decision, ...(top ? { limit: `${top.c.scope.name} ${top.c.kind}`, pct: round1(top.pct) } : {}) } satisfies QuotaDecision
     setHeaders(ctx, top)
     if (!warnings.length) return
     const w = warnings.reduce((a, b) => (b.pct > a.pct ? b : a))
