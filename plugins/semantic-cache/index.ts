@@ -157,6 +157,7 @@ function settle(options: SemanticCacheOptions) {
   for (const [id, s] of Object.entries(options.perEmbedder ?? {})) {
     checkUnit(`perEmbedder.${id}.minSimilarity`, s?.minSimilarity)
     checkUnit(`perEmbedder.${id}.minScore`, s?.minScore)
+    checkUnit(`perEmbedder.${id}.rolesMinScore`, s?.rolesMinScore)
   }
   return { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars, retryWindowSeconds }
 }
@@ -175,6 +176,7 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
       minSimilarity: options.minSimilarity ?? per.minSimilarity,
       minScore: options.strictness ?? per.minScore,
       vetoes: { ...per.vetoes, ...options.vetoes },
+      ...(per.rolesMinScore !== undefined ? { rolesMinScore: per.rolesMinScore } : {}),
     })
   }
   // fail at creation, not at the first request, if the shipped weights are missing

@@ -211,7 +211,10 @@ const qqp = shuffled(readPairs(TRAIN_FILE), 7)
 const rows: Row[] = []
 for (const p of pawsTrain) { const r = row(p.a, p.b, p.label, 1, 'paws'); if (r) rows.push(r) }
 // the QQP training part only (the trainer's 85%; its held-out 15% and the dev file are not read)
-for (const p of qqp.slice(0, Math.floor(qqp.length * 0.85))) { const r = row(p.a, p.b, p.label, 1, 'qqp'); if (r) rows.push(r) }
+// --qqp-weight: how much a reordered QQP pair counts against a PAWS one (questions are reworded
+// more freely than Wikipedia sentences are scrambled)
+const qqpWeight = Number(flag('--qqp-weight') ?? 1)
+for (const p of qqp.slice(0, Math.floor(qqp.length * 0.85))) { const r = row(p.a, p.b, p.label, qqpWeight, 'qqp'); if (r) rows.push(r) }
 const positives = [...pawsTrain, ...qqp.slice(0, Math.floor(qqp.length * 0.85))].filter((p) => p.label === 1).map((p) => p.a)
 rows.push(...synthetic(positives, Number(flag('--synthetic') ?? 1500)))
 const tally = new Map<string, [number, number]>()
