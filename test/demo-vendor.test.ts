@@ -419,11 +419,13 @@ describe('X-AgentMesh-Demo', () => {
     const full = await startProxy({ preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { features: true })
     try {
       await all(full.url, 'preset ')
-      const hit = await postJson(full.url + '/v1/chat/completions', chat)
+      // another client of the team: the same client asking again after a hit would be a retry (issue 14)
+      const other = { 'x-agentmesh-user': 'second-client' }
+      const hit = await postJson(full.url + '/v1/chat/completions', chat, other)
       expect(hit.headers.get('x-agentmesh-cache')).toBe('exact')
       await hit.text()
       record('exact hit', hit)
-      const streamedHit = await postJson(full.url + '/v1/messages', { ...messages, stream: true })
+      const streamedHit = await postJson(full.url + '/v1/messages', { ...messages, stream: true }, other)
       expect(streamedHit.headers.get('x-agentmesh-cache')).toBe('exact')
       await streamedHit.text()
       record('exact hit stream', streamedHit)
