@@ -1,0 +1,76 @@
+// SDK mode's cost per call: the official OpenAI client wrapped (wrapOpenAI over createMesh) against
+// the same client bare, both calling the zero-delay mock (bench/lib/fast-mock.ts) one call at a
+// time, in alternating blocks so drift on a shared machine hits both alike. Two meshes: the core
+// with only the OpenAI vendor, and governed (the solo preset's plugins: keys, quota, normalise,
+// exact cache (every prompt new: misses and stores), prompt cache, audit; the semantic cache
+// off, its embedding model is its own benchmark, bench:cache).
+// Uses the built package (dist/, what `node app.mjs` gets) when there is one, else the sources
+// through jiti (slower: jiti reads imports through a proxy); --source forces the sources.
+//   npm run bench:sdk            BENCH_CALLS=4000 npm run bench:sdk
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import OpenAI from 'openai'
+import { startFastMock } from './lib/fast-mock.ts'
+
+const CALLS = Number(process.env.BENCH_CALLS ?? 3000)
+const BLOCK = 250
+// more of the preset's plugins to leave out of the governed mesh, to see what each costs: BENCH_DISABLE=audit,exact-cache
+const DISABLE = (process.env.BENCH_DISABLE ?? '').split(',').filter(Boolean)
+const built = new URL('../dist/core/sdk/index.js', import.meta.url)
+const useDist = existsSync(built) && !process.argv.includes('--source')
+const sdk: typeof import('../core/sdk/index.ts') = await import(useDist ? built.href : '../core/sdk/index.ts')
+const { openai: openaiVendor }: typeof import('../plugins/vendors/openai.ts') = await import(useDist ? new URL('../dist/plugins/vendors/openai.js', import.meta.url).href : '../plugins/vendors/openai.ts')
+
+interface Sample { ms: number[]; cpuUs: number }
+
+/** one block of sequential calls: wall time of each, CPU of the whole block */
+async function block(client: OpenAI, n: number, tag: string, into: Sample) {
+  const cpu = process.cpuUsage()
+  for (let i = 0; i < n; i++) {
+    const t = performance.now()
+    await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${tag} call ${i} ${Math.random()}` }] })
+    into.ms.push(performance.now() - t)
+  }
+  const d = process.cpuUsage(cpu)
+  into.cpuUs += d.user + d.system
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!
+
+async function compare(label: string, bare: OpenAI, wrapped: OpenAI) {
+  // warm-up: JIT, connection pools, lazy imports on the request path
+  await block(bare, 300, 'warm', { ms: [], cpuUs: 0 })
+  await block(wrapped, 300, 'warm', { ms: [], cpuUs: 0 })
+  const a: Sample = { ms: [], cpuUs: 0 }
+  const b: Sample = { ms: [], cpuUs: 0 }
+  for (let done = 0; done < CALLS; done += BLOCK) {
+    await block(bare, BLOCK, 'bare', a)
+    await block(wrapped, BLOCK, label, b)
+  }
+  const r = {
+    bareP50: pct(a.ms, 50), bareP99: pct(a.ms, 99), wrappedP50: pct(b.ms, 50), wrappedP99: pct(b.ms, 99),
+    cpuBare: a.cpuUs / 1000 / a.ms.length, cpuWrapped: b.cpuUs / 1000 / b.ms.length,
+  }
+  const added = { p50: r.wrappedP50 - r.bareP50, p99: r.wrappedP99 - r.bareP99, cpu: r.cpuWrapped - r.cpuBare }
+  console.log(`${label.padEnd(9)} bare p50 ${r.bareP50.toFixed(3)} p99 ${r.bareP99.toFixed(3)} ms, cpu ${r.cpuBare.toFixed(3)} ms/call | wrapped p50 ${r.wrappedP50.toFixed(3)} p99 ${r.wrappedP99.toFixed(3)} ms, cpu ${r.cpuWrapped.toFixed(3)} ms/call | added p50 ${added.p50.toFixed(3)} p99 ${added.p99.toFixed(3)} ms, cpu ${added.cpu.toFixed(3)} ms/call`)
+  return added
+}
+
+const { port, server } = await startFastMock()
+const base = `http://127.0.0.1:${port}`
+const dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-sdk-'))
+const bare = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-bench', maxRetries: 0 })
+const core = await sdk.createMesh({ config: { log: { level: 'silent' }, dataDir, plugins: [openaiVendor({ baseURL: base, apiKey: 'sk-bench' })] } })
+const governed = await sdk.createMesh({
+  config: { preset: 'solo', disable: ['semantic-cache', ...DISABLE], storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir: join(dataDir, 'governed'), vendors: { openai: { baseURL: base, apiKey: 'sk-bench' } } },
+})
+console.log(`bench:sdk ${CALLS} sequential calls each, ${useDist ? 'built package (dist/)' : 'sources through jiti'}, governed plugins: ${governed.instance.plugins.map((p) => p.name).join(', ')}`)
+const c = await compare('core', bare, sdk.wrapOpenAI(bare, { mesh: core, identity: { team: 'bench' } }))
+const g = await compare('governed', bare, sdk.wrapOpenAI(bare, { mesh: governed, identity: { team: 'bench' } }))
+console.log(`bench:sdk added_p50_ms=${c.p50.toFixed(3)} cpu_ms_per_call=${c.cpu.toFixed(3)} added_p99_ms=${c.p99.toFixed(3)} governed_added_p50_ms=${g.p50.toFixed(3)} governed_cpu_ms_per_call=${g.cpu.toFixed(3)} governed_added_p99_ms=${g.p99.toFixed(3)}`)
+await core.close()
+await governed.close()
+server.close()
+rmSync(dataDir, { recursive: true, force: true })
+process.exit(0)
