@@ -96,9 +96,13 @@ describe('Responses API served by Anthropic', () => {
     expect(other.status).toBe(400)
   })
 
-  it('refuses a built-in tool Anthropic cannot run, naming it', async () => {
-    const res = await postJson(proxy.url + '/v1/responses', { model: 'claude-haiku-4-5', input: 'search', tools: [{ type: 'web_search' }] })
-    expect(res.status).toBe(400)
-    expect((await res.json()).error.message).toContain('web_search')
+  it('leaves out an offered hosted tool with a header, and refuses one the request forces', async () => {
+    const res = await postJson(proxy.url + '/v1/responses', { model: 'claude-haiku-4-5', input: 'search', tools: [{ type: 'web_search' }, weatherTool] })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('x-agentmesh-translation-dropped')).toBe('tool web_search')
+    expect(last().body.tools.map((t: any) => t.name)).toEqual(['get_weather'])
+    const forced = await postJson(proxy.url + '/v1/responses', { model: 'claude-haiku-4-5', input: 'search', tools: [{ type: 'web_search' }], tool_choice: { type: 'web_search' } })
+    expect(forced.status).toBe(400)
+    expect((await forced.json()).error.message).toContain('tool_choice')
   })
 })

@@ -88,7 +88,7 @@ export const readGemini: Reader = (body, to, { pathModel, stream }) => {
 
 // ---------------------------------------------------------------- OpenAI Responses
 
-const RESPONSES_KNOWN = new Set(['model', 'input', 'instructions', 'tools', 'tool_choice', 'text', 'reasoning', 'max_output_tokens', 'temperature', 'top_p', 'parallel_tool_calls', 'metadata', 'store', 'stream', 'include', 'prompt_cache_key', 'user', 'safety_identifier', 'service_tier', 'truncation', 'stream_options'])
+const RESPONSES_KNOWN = new Set(['model', 'input', 'instructions', 'tools', 'tool_choice', 'text', 'reasoning', 'max_output_tokens', 'temperature', 'top_p', 'parallel_tool_calls', 'metadata', 'store', 'stream', 'include', 'prompt_cache_key', 'user', 'safety_identifier', 'service_tier', 'truncation', 'stream_options', 'client_metadata'])
 
 function responsesContent(content: unknown, to: ProtocolName): MediaPart[] {
   if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : []
@@ -125,15 +125,27 @@ function responsesItems(items: any[], n: NeutralRequest, to: ProtocolName): void
   }
 }
 
+/**
+ * Function tools are translated. A hosted tool or a namespace of tools (Codex offers web_search
+ * and its sub-agent tools with every request) is only offered, not used: it is left out and named
+ * in the dropped header, so an agent keeps working with the tools the vendor can run. A request
+ * that forces such a tool (tool_choice) still gets the 400.
+ */
+function responsesTools(tools: any[], n: NeutralRequest): NeutralRequest['tools'] {
+  const out: NonNullable<NeutralRequest['tools']> = []
+  for (const t of tools) {
+    if (t?.type === 'function') out.push({ name: str(t.name, 'tools[].name'), description: t.description ?? undefined, parameters: t.parameters ?? { type: 'object', properties: {} }, strict: t.strict ?? undefined })
+    else n.dropped.push(`tool ${String(t?.type).slice(0, 32)}${typeof t?.name === 'string' ? ` ${t.name.slice(0, 64)}` : ''}`)
+  }
+  return out
+}
+
 export const readResponses: Reader = (body, to, { stream }) => {
   checkKnown(body, RESPONSES_KNOWN, 'responses', to)
   const n: NeutralRequest = { model: body.model, system: '', messages: [], stream, dropped: [] }
   if (body.instructions != null) n.system = typeof body.instructions === 'string' ? body.instructions : cannot('`instructions` as items', to)
   responsesItems(typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : body.input ?? [], n, to)
-  if (Array.isArray(body.tools)) n.tools = body.tools.map((t: any) => {
-    if (t?.type !== 'function') cannot(`the \`${String(t?.type).slice(0, 64)}\` tool`, to)
-    return { name: str(t.name, 'tools[].name'), description: t.description ?? undefined, parameters: t.parameters ?? { type: 'object', properties: {} }, strict: t.strict ?? undefined }
-  })
+  if (Array.isArray(body.tools)) n.tools = responsesTools(body.tools, n)
   const tc = body.tool_choice
   n.toolChoice = isObject(tc) && tc.type === 'function' ? { name: str(tc.name, 'tool_choice.name') } : openaiChoice(tc, to)
   if (body.parallel_tool_calls === false) n.parallelToolCalls = false
@@ -143,7 +155,7 @@ export const readResponses: Reader = (body, to, { stream }) => {
   n.maxTokens = body.max_output_tokens ?? undefined
   n.user = typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined
   if (body.text?.verbosity != null) n.dropped.push('text.verbosity')
-  for (const k of ['reasoning', 'metadata', 'prompt_cache_key', 'service_tier', 'truncation', 'include']) if (body[k] != null) n.dropped.push(k)
+  for (const k of ['reasoning', 'metadata', 'prompt_cache_key', 'service_tier', 'truncation', 'include', 'client_metadata']) if (body[k] != null) n.dropped.push(k)
   const dropped = n.dropped.filter((d) => d === 'reasoning item').length
   if (dropped) n.dropped = [...n.dropped.filter((d) => d !== 'reasoning item'), `reasoning items (${dropped})`]
   return n
