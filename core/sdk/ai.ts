@@ -34,9 +34,9 @@ interface StreamResult {
 
 /** `providerOptions: { agentmesh: { team, user, tool, runId } }` names one call's identity and run. */
 function callScope(options: MiddlewareOptions, params: CallParams): CallScope {
-  const per = (params.providerOptions?.agentmesh ?? {}) as SdkIdentity & { runId?: string }
+  const per: Record<string, unknown> = params.providerOptions?.agentmesh ?? {}
   const identity = { ...options.identity, ...pick(per, ['team', 'user', 'tool']) }
-  const runId = per.runId ?? options.runId
+  const runId = typeof per.runId === 'string' ? per.runId : options.runId
   return { identity, ...(runId ? { runId } : {}), ...(options.headers ? { headers: options.headers } : {}) }
 }
 
