@@ -76,6 +76,8 @@ function writeReplacing(file: string, data: string): void {
 
 interface Entry { v: number; exp: number }
 
+// one closure over 80 lines, as unstorage's drivers are: every method shares the map, the expiry
+// timer and the file-save state; each method itself is short
 export function createMemoryCounters(options: MemoryCountersOptions = {}): ClosableCounters {
   const now = options.now ?? Date.now
   const map = new Map<string, Entry>()

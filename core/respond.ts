@@ -368,6 +368,7 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
  * Relay a vendor's stream to the client as it comes, reading its events for the answer and usage.
  * Resolves with the response (on Node, once the stream ended), or with the error when the stream
  * failed before its first byte: nothing was sent, so the caller answers an error instead.
+ * One closure over 80 lines: its handlers (data, end, error, client gone) share the stream's state.
  */
 function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Upstream): Promise<Response | Error> {
   const body = res.body as Readable

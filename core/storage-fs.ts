@@ -50,6 +50,8 @@ export interface FsDriverOptions {
   log?: Logger
 }
 
+// one closure over 80 lines, as unstorage's own drivers are: the methods share the base path and
+// the outage probe; each method itself is short
 export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
   const base = resolve(opts.base)
   const availability = opts.availability ?? new Availability(`fs ${base}`, opts.log, 'cache, key and grant writes fail until it is fixed')

@@ -216,6 +216,8 @@ const IMAGE_PART = /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:
 
 // --- the counter ---------------------------------------------------------------------------------
 
+// one closure over 80 lines: the methods share the options and the per-family tokenizers; each
+// counting step is its own short function inside
 export function createTokenCounter(options: TokenCounterOptions = {}): TokenCounter {
   const exactChars = options.exactChars ?? 64_000
   const requestBudget = options.requestBudgetChars ?? 131_072
