@@ -1,7 +1,7 @@
 // createMesh: the proxy's pipeline in a Node program, no port. The same config (a file, loaded as
 // the CLI loads it, or an object), plugins, storage, caches, budgets and audit log; `mesh.fetch`
 // runs one request through it and the vendor, so any client with a `fetch` option is governed.
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { createJiti } from 'jiti'
 import { createAgentMesh, type AgentMesh } from '../app.ts'
@@ -103,6 +103,8 @@ function configJiti() {
   const modules = `${root}/node_modules`
   return createJiti(import.meta.url, {
     alias: {
+      // built: a config's 'agentmesh/plugins/quota/index.ts' is the .js beside it in dist/
+      ...(ext === 'js' ? builtAliases(root) : {}),
       'agentmesh/plugins': `${root}/plugins`,
       'agentmesh/presets': `${root}/presets`,
       'agentmesh/sdk': `${root}/core/sdk/index.${ext}`,
@@ -112,4 +114,16 @@ function configJiti() {
     fsCache: existsSync(modules) ? `${modules}/.cache/jiti` : true,
     interopDefault: true,
   })
+}
+
+/** 'agentmesh/plugins/x/y.ts' -> dist/plugins/x/y.js for every built plugin and preset module */
+function builtAliases(root: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const dir of ['plugins', 'presets']) {
+    if (!existsSync(`${root}/${dir}`)) continue
+    for (const file of readdirSync(`${root}/${dir}`, { recursive: true }) as string[]) {
+      if (file.endsWith('.js')) out[`agentmesh/${dir}/${file.slice(0, -3)}.ts`] = `${root}/${dir}/${file}`
+    }
+  }
+  return out
 }
