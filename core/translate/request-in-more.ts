@@ -2,7 +2,7 @@
 import { isObject } from '../protocols/shared.ts'
 import type { ProtocolName } from '../types.ts'
 import { argsText, cannot, checkKnown, imageFromUrl, num, str, type MediaPart, type NeutralMessage, type NeutralRequest, type Part } from './neutral.ts'
-import { jsonFormat, openaiChoice, type Reader } from './request-in.ts'
+import { droppedTool, jsonFormat, openaiChoice, type Reader } from './request-in.ts'
 
 // ---------------------------------------------------------------- Gemini
 
@@ -69,8 +69,7 @@ export const readGemini: Reader = (body, to, { pathModel, stream }) => {
   if (Array.isArray(body.tools)) {
     n.tools = []
     for (const t of body.tools) {
-      const other = Object.keys(t).filter((k) => k !== 'functionDeclarations' && k !== 'function_declarations')
-      if (other.length) cannot(`the tool \`${other[0]!.slice(0, 64)}\``, to)
+      for (const k of Object.keys(t)) if (k !== 'functionDeclarations' && k !== 'function_declarations') droppedTool(n, k)
       for (const f of t.functionDeclarations ?? t.function_declarations ?? []) n.tools.push({ name: str(f.name, 'functionDeclarations[].name'), description: f.description, parameters: f.parametersJsonSchema ?? f.parameters ?? { type: 'object', properties: {} } })
     }
   }
@@ -125,17 +124,12 @@ function responsesItems(items: any[], n: NeutralRequest, to: ProtocolName): void
   }
 }
 
-/**
- * Function tools are translated. A hosted tool or a namespace of tools (Codex offers web_search
- * and its sub-agent tools with every request) is only offered, not used: it is left out and named
- * in the dropped header, so an agent keeps working with the tools the vendor can run. A request
- * that forces such a tool (tool_choice) still gets the 400.
- */
+/** Function tools translated; others left out with a header (see droppedTool). */
 function responsesTools(tools: any[], n: NeutralRequest): NeutralRequest['tools'] {
   const out: NonNullable<NeutralRequest['tools']> = []
   for (const t of tools) {
     if (t?.type === 'function') out.push({ name: str(t.name, 'tools[].name'), description: t.description ?? undefined, parameters: t.parameters ?? { type: 'object', properties: {} }, strict: t.strict ?? undefined })
-    else n.dropped.push(`tool ${String(t?.type).slice(0, 32)}${typeof t?.name === 'string' ? ` ${t.name.slice(0, 64)}` : ''}`)
+    else droppedTool(n, t?.type, t?.name)
   }
   return out
 }

@@ -42,12 +42,23 @@ function openaiMessage(m: any, i: number, to: ProtocolName): NeutralMessage {
   return cannot(`the message role "${String(m.role).slice(0, 64)}"`, to)
 }
 
-function openaiTools(tools: unknown, to: ProtocolName): NeutralTool[] | undefined {
+/**
+ * A tool the vendor cannot run (a hosted tool, a custom grammar tool, a namespace) is only offered:
+ * it is left out and named in the dropped header, so an agent keeps the tools the vendor can run.
+ * A request that forces one (tool_choice) is still a 400.
+ */
+export function droppedTool(n: NeutralRequest, type: unknown, name?: unknown): void {
+  n.dropped.push(`tool ${String(type).slice(0, 32)}${typeof name === 'string' ? ` ${name.slice(0, 64)}` : ''}`)
+}
+
+function openaiTools(tools: unknown, n: NeutralRequest): NeutralTool[] | undefined {
   if (!Array.isArray(tools)) return undefined
-  return tools.map((t: any) => {
-    if (t?.type !== 'function' || !isObject(t.function)) cannot(`a \`${String(t?.type).slice(0, 64)}\` tool`, to)
-    return { name: str(t.function.name, 'tools[].function.name'), description: t.function.description, parameters: t.function.parameters ?? { type: 'object', properties: {} }, strict: t.function.strict }
-  })
+  const out: NeutralTool[] = []
+  for (const t of tools) {
+    if (t?.type !== 'function' || !isObject(t.function)) droppedTool(n, t?.type, t?.custom?.name ?? t?.name)
+    else out.push({ name: str(t.function.name, 'tools[].function.name'), description: t.function.description, parameters: t.function.parameters ?? { type: 'object', properties: {} }, strict: t.function.strict })
+  }
+  return out
 }
 
 function openaiChoice(c: unknown, to: ProtocolName): NeutralToolChoice | undefined {
@@ -78,7 +89,7 @@ const readOpenAI: Reader = (body, to, { stream }) => {
     if (msg.role === 'system' && n.messages.length === 0) n.system += (n.system ? '\n' : '') + msg.parts.map((p) => (p.type === 'text' ? p.text : '')).join('\n')
     else n.messages.push(msg)
   }
-  n.tools = openaiTools(body.tools, to)
+  n.tools = openaiTools(body.tools, n)
   n.toolChoice = openaiChoice(body.tool_choice, to)
   if (body.parallel_tool_calls === false) n.parallelToolCalls = false
   n.json = jsonFormat(body.response_format, to)
@@ -96,7 +107,7 @@ const readOpenAI: Reader = (body, to, { stream }) => {
 
 // ---------------------------------------------------------------- Anthropic Messages
 
-const ANTHROPIC_KNOWN = new Set(['model', 'messages', 'system', 'max_tokens', 'stop_sequences', 'temperature', 'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'stream', 'thinking', 'service_tier', 'output_format'])
+const ANTHROPIC_KNOWN = new Set(['model', 'messages', 'system', 'max_tokens', 'stop_sequences', 'temperature', 'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'stream', 'thinking', 'service_tier', 'output_format', 'output_config', 'context_management'])
 
 function anthropicMedia(b: any, to: ProtocolName): MediaPart {
   if (b.type === 'text') return { type: 'text', text: b.text }
@@ -134,17 +145,33 @@ function anthropicChoice(c: any, n: NeutralRequest, to: ProtocolName): NeutralTo
   return cannot('this `tool_choice`', to)
 }
 
+/** output_config: effort is how this vendor reasons (dropped, as thinking); a format is JSON output. */
+function outputConfig(c: unknown, n: NeutralRequest, to: ProtocolName): void {
+  if (!isObject(c)) return
+  for (const k in c) {
+    if (k === 'effort') n.dropped.push('output_config.effort')
+    else if (k === 'format' && isObject(c.format) && c.format.type === 'json_schema') n.json = { schema: c.format.schema }
+    else cannot(`\`output_config.${k.slice(0, 64)}\``, to)
+  }
+}
+
 const readAnthropic: Reader = (body, to, { stream }) => {
   checkKnown(body, ANTHROPIC_KNOWN, 'anthropic', to)
   const n = base(body.model, stream)
   n.system = typeof body.system === 'string' ? body.system : Array.isArray(body.system) ? body.system.map((b: any) => (b.type === 'text' ? b.text : cannot(`a \`${String(b.type).slice(0, 64)}\` system block`, to))).join('\n') : ''
+  if (Array.isArray(body.system) && body.system.some((b: any) => b.cache_control)) n.dropped.push('cache_control')
   n.messages = (body.messages as any[]).map((m) => anthropicMessage(m, n, to))
-  n.tools = Array.isArray(body.tools) ? body.tools.map((t: any) => {
-    if (t.type !== undefined && t.type !== 'custom') cannot(`the server tool \`${String(t.type).slice(0, 64)}\``, to)
-    return { name: str(t.name, 'tools[].name'), description: t.description, parameters: t.input_schema ?? { type: 'object', properties: {} }, strict: t.strict }
-  }) : undefined
+  if (Array.isArray(body.tools)) {
+    n.tools = []
+    for (const t of body.tools) {
+      if (t.cache_control && !n.dropped.includes('cache_control')) n.dropped.push('cache_control')
+      if (t.type !== undefined && t.type !== 'custom') droppedTool(n, t.type, t.name)
+      else n.tools.push({ name: str(t.name, 'tools[].name'), description: t.description, parameters: t.input_schema ?? { type: 'object', properties: {} }, strict: t.strict })
+    }
+  }
   n.toolChoice = anthropicChoice(body.tool_choice, n, to)
   if (isObject(body.output_format)) n.json = body.output_format.type === 'json_schema' ? { schema: body.output_format.schema } : cannot('this `output_format`', to)
+  outputConfig(body.output_config, n, to)
   n.stop = Array.isArray(body.stop_sequences) ? body.stop_sequences.map(String) : undefined
   n.temperature = num(body.temperature, 'temperature')
   n.topP = num(body.top_p, 'top_p')
@@ -153,7 +180,7 @@ const readAnthropic: Reader = (body, to, { stream }) => {
   if (isObject(body.metadata) && typeof body.metadata.user_id === 'string') n.user = body.metadata.user_id
   // extended thinking is how this vendor reasons; another one reasons its own way or not at all
   if (isObject(body.thinking) && body.thinking.type !== 'disabled') n.dropped.push('thinking')
-  if (body.service_tier != null) n.dropped.push('service_tier')
+  for (const k of ['service_tier', 'context_management']) if (body[k] != null) n.dropped.push(k)
   return n
 }
 
