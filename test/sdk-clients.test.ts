@@ -5,7 +5,7 @@ import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
-import { createMesh, governanceOf, withIdentity, wrapAnthropic, wrapOpenAI, type SdkMesh } from '../core/sdk/index.ts'
+import { createMesh, governanceOf, withIdentity, withRun, wrapAnthropic, wrapOpenAI, type SdkMesh } from '../core/sdk/index.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { quota } from '../plugins/quota/index.ts'
@@ -14,11 +14,13 @@ import { openai } from '../plugins/vendors/openai.ts'
 import { clearVendorEnv, tempDir } from './helpers/core-harness.ts'
 import { mockText, startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
-// a guard of the test's own: team "blocked" is refused as a policy would refuse it
+// a guard of the test's own: team "blocked" is refused as a policy would refuse it; it also notes each call's run
+const runs: Array<string | null> = []
 const policy = definePlugin({
   name: 'test:policy',
   hooks: {
     beforeRequest(ctx) {
+      runs.push(ctx.request.headers.get('x-agentmesh-run-id'))
       if (ctx.identity?.team === 'blocked') ctx.response = { kind: 'error', status: 403, type: 'permission_error', message: 'AgentMesh policy: team blocked may not call models' }
     },
   },
@@ -114,6 +116,16 @@ describe('wrapOpenAI', () => {
     const err = await withIdentity({ team: 'blocked' }, () => client().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })).catch((e) => e)
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError)
     expect(err.message).toMatch(/policy/)
+  })
+})
+
+describe('scopes', () => {
+  it('withRun names the agent run of every call inside; nested withIdentity keeps it', async () => {
+    const c = wrapOpenAI(new OpenAI({ apiKey: 'unused', maxRetries: 0 }), { mesh, runId: 'default-run' })
+    const ask = (content: string) => c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] })
+    await ask('outside any run')
+    await withRun('nightly-42', () => withIdentity({ team: 'eng' }, () => Promise.all([ask('in run a'), ask('in run b')])))
+    expect(runs.slice(-3)).toEqual(['default-run', 'nightly-42', 'nightly-42'])
   })
 })
 
