@@ -9,7 +9,7 @@ import { ProtocolError, protocols } from './protocols/index.ts'
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
 import { PluginError, errorResponse, respond, send, type CoreContext } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
-import { translateRequest, translateWhole, type Translation } from './translate/index.ts'
+import { continueTranslatedChain, translateRequest, translateWhole, type Translation } from './translate/index.ts'
 import type { Logger, MeshContext, MeshResponse, MeshState, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
@@ -245,6 +245,7 @@ async function callVendor(m: MeshInternals, ctx: CoreContext): Promise<void> {
   }
   // another protocol: the body is translated here, the answer in respond.ts (core/translate)
   if (!speaks(vendor, ctx.protocol) && ctx.operation === 'chat') ctx.translation = await translateRequest(ctx, vendor)
+  else if (ctx.protocol === 'responses' && typeof ctx.request.body?.previous_response_id === 'string') await continueTranslatedChain(ctx)
   else if (!speaks(vendor, ctx.protocol)) throw new ProtocolError(`route sends a ${ctx.protocol} ${ctx.operation} request to ${vendor.name} (${vendor.protocol}), which only chat requests are translated for`, 501, 'not_implemented')
   ctx.vendorCalled = true
   if (ctx.operation === 'embeddings') {

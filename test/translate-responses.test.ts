@@ -54,6 +54,19 @@ describe('Responses API served by Anthropic', () => {
     expect(last().body.messages).toHaveLength(5)
   })
 
+  it('continues a translated chain at OpenAI when the next turn asks for an OpenAI model', async () => {
+    const first = await client.responses.create({ model: 'claude-haiku-4-5', input: 'Start with Claude' })
+    const second = await client.responses.create({ model: 'gpt-5-mini', previous_response_id: first.id, input: 'Go on with GPT' })
+    expect(second.output_text).toBe(mockText('Go on with GPT'))
+    expect(last().path).toBe('/v1/responses')
+    expect(last().body.previous_response_id).toBeUndefined()
+    expect(last().body.input).toEqual([
+      { type: 'message', role: 'user', content: 'Start with Claude' },
+      { type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: mockText('Start with Claude'), annotations: [], logprobs: [] }] },
+      { type: 'message', role: 'user', content: 'Go on with GPT' },
+    ])
+  })
+
   it('streams both turns, the second continuing the streamed first', async () => {
     const stream = await client.responses.create({ model: 'claude-haiku-4-5', input: 'Weather, streamed?', tools: [weatherTool], stream: true })
     const types: string[] = []

@@ -9,7 +9,7 @@ import { protocols } from '../protocols/index.ts'
 import { isObject, type StreamReader } from '../protocols/shared.ts'
 import { UpstreamError } from '../upstream.ts'
 import type { MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
-import { expandInput, recordTurn } from './chains.ts'
+import { expandInput, isTranslatedTurn, recordTurn } from './chains.ts'
 import { cannot, type NeutralRequest } from './neutral.ts'
 import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
 import { readGemini, readResponses } from './request-in-more.ts'
@@ -134,5 +134,21 @@ export function streamTranslator(tr: Translation): { reader: StreamReader; take(
 export function recordTranslated(ctx: MeshContext, tr: Translation): Promise<void> | undefined {
   if (!tr.clientId || !tr.chainInput || ctx.status !== 200 || !ctx.answer || ctx.aborted || tr.clientBody.store === false) return
   const body = protocols.responses.render({ ...ctx.answer, id: tr.clientId }) as Record<string, any>
-  return recordTurn(ctx, tr.clientId, tr.chainInput, Array.isArray(body.output) ? body.output : [])
+  // without the item ids the proxy made up: OpenAI looks an input item's id up, and knows none of them
+  const output = (Array.isArray(body.output) ? body.output : []).map(({ id: _id, ...item }: Record<string, unknown>) => item)
+  return recordTurn(ctx, tr.clientId, tr.chainInput, output)
+}
+
+/**
+ * A Responses request to a vendor that speaks Responses, continuing a turn the proxy translated
+ * (the conversation moved from a Claude model to an OpenAI one): that vendor never saw the turn,
+ * so the chain is expanded into the input and previous_response_id left out.
+ */
+export async function continueTranslatedChain(ctx: MeshContext): Promise<void> {
+  const body = ctx.request.body
+  if (typeof body?.previous_response_id !== 'string' || !(await isTranslatedTurn(ctx.mesh, body.previous_response_id))) return
+  const input = await expandInput(ctx, body)
+  const { previous_response_id: _p, ...rest } = body
+  ctx.request.body = { ...rest, input }
+  ctx.request.dirty = true
 }
