@@ -46,7 +46,10 @@ export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMe
   const config = options.configFile ? (await loadMeshConfig({ cwd: options.cwd, configFile: options.configFile, jiti: configJiti() })).config : options.config ?? {}
   const instance = await createAgentMesh(config, { mode: 'serve', ...(options.logger ? { logger: options.logger } : {}) })
   const fetchFor = (defaults: CallScope | undefined): MeshFetch => {
-    const f: MeshFetch = (input, init) => instance.fetch(toMeshRequest(input, init, defaults))
+    const f: MeshFetch = (input, init) => {
+      const request = toMeshRequest(input, init, defaults)
+      return abortable(instance.fetch(request), request.signal)
+    }
     return Object.assign(f, { [MESH_FETCH]: true })
   }
   return {
@@ -58,6 +61,55 @@ export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMe
     instance,
     close: () => instance.close(),
   }
+}
+
+/**
+ * fetch's contract for a signal, which the in-process answer does not keep by itself: an abort
+ * rejects a call still waiting and errors a body being read (the SDK sees its own abort error),
+ * and cancelling the body is what stops the vendor's stream, as a client disconnecting does.
+ */
+function abortable(pending: Promise<Response>, signal: AbortSignal): Promise<Response> {
+  if (signal.aborted) {
+    pending.then((r) => r.body?.cancel(), () => {})
+    return Promise.reject(signal.reason)
+  }
+  return new Promise((resolve, reject) => {
+    let response: Response | undefined
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
+    let controller: ReadableStreamDefaultController<Uint8Array> | undefined
+    const onAbort = () => {
+      if (!response) return reject(signal.reason)
+      controller?.error(signal.reason)
+      void (reader ?? response.body)?.cancel(signal.reason).catch(() => {})
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    pending.then((res) => {
+      response = res
+      if (!res.body) {
+        signal.removeEventListener('abort', onAbort)
+        return resolve(res)
+      }
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => { controller = c },
+        pull: async (c) => {
+          reader ??= res.body!.getReader()
+          const { done, value } = await reader.read()
+          if (done) {
+            signal.removeEventListener('abort', onAbort)
+            c.close()
+          } else c.enqueue(value)
+        },
+        cancel: (reason) => {
+          signal.removeEventListener('abort', onAbort)
+          return (reader ?? res.body!).cancel(reason)
+        },
+      })
+      resolve(new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers }))
+    }, (err) => {
+      signal.removeEventListener('abort', onAbort)
+      reject(err)
+    })
+  })
 }
 
 // the guard accepts loopback names only by default; the vendor's host means nothing in-process
