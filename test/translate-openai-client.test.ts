@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type OpenAI from 'openai'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
-import { clearVendorEnv, openaiClient, postJson, startCoreMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
+import { clearVendorEnv, openaiClient, postJson, sseEvents, startCoreMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
 import { mockText, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const words = (s: string) => s.split(/\s+/).filter(Boolean).length
@@ -142,6 +142,25 @@ describe('OpenAI SDK served by Anthropic', () => {
     let text = ''
     for await (const c of second) text += c.choices[0]?.delta.content ?? ''
     expect(text).toBe(`tool said: ${JSON.stringify([{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'cloudy' }])}`)
+  })
+
+  it('ends a stream cut mid-way with the OpenAI error event, billed on what was seen', async () => {
+    // a gap between events, so that the first ones reach the proxy before the cut
+    Object.assign(mock.behaviour, { cutAfterEvents: 3, eventGapMs: 20 })
+    try {
+      const res = await postJson(proxy.url + '/v1/chat/completions', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'cut me off please' }], stream: true })
+      expect(res.status).toBe(200)
+      const events = sseEvents(await res.text())
+      expect(JSON.parse(events[0]!.data).choices[0].delta.role).toBe('assistant')
+      const lastEvent = JSON.parse(events.at(-1)!.data)
+      expect(lastEvent.error.type).toBe('upstream_stream_error')
+      expect(events.some((e) => e.data === '[DONE]')).toBe(false)
+      const s = await usageOf(res.headers.get('x-agentmesh-request-id')!)
+      expect(s.usage.inputTokens).toBeGreaterThan(0)
+    } finally {
+      delete mock.behaviour.cutAfterEvents
+      delete mock.behaviour.eventGapMs
+    }
   })
 
   it('answers a feature Anthropic lacks with a 400 in the OpenAI shape naming it', async () => {
