@@ -6,6 +6,7 @@ import { audit } from '../plugins/audit/index.ts'
 import { breaker } from '../plugins/breaker/index.ts'
 import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
+import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { promptCache } from '../plugins/prompt-cache/index.ts'
 import { semanticCache } from '../plugins/semantic-cache/index.ts'
@@ -35,6 +36,8 @@ export default definePreset(() => ({
     approval(),
     dryRun(),
     audit(),
+    // Prometheus at /metrics (under team: the admin token), read after usage and cost are settled
+    metrics(),
     anthropic(),
     openai(),
     google(),

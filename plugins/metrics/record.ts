@@ -1,0 +1,154 @@
+// The Prometheus metrics and how one finished request adds to them. This runs in afterResponse on
+// every request, so it adds to plain per-series records (one Map lookup by a joined key) and
+// prom-client reads them at scrape time through `collect()`: prom-client's own inc() hashes and
+// validates the labels on every call, several times per request, about 20 µs in all. It reads the
+// context only: no event listener (the core would then build every event object), no storage.
+import { Counter, Histogram, type Registry } from 'prom-client'
+import type { MeshContext } from '../../core/types.ts'
+import type { LabelSets } from './labels.ts'
+
+const WHO = ['team', 'user', 'tool', 'vendor', 'model'] as const
+type Who = Record<(typeof WHO)[number], string>
+// seconds: a cache hit is milliseconds, a long generation a minute or more
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]
+const TOKEN_TYPES = ['input', 'output', 'cache_read', 'cache_write'] as const
+
+export interface Layers { exact: boolean; semantic: boolean }
+
+/** one team/user/tool/vendor/model combination's running totals */
+interface Series { who: Who; byStatus: Map<string, number>; tokens: [number, number, number, number]; usd: number; savedUsd: number }
+
+/** a histogram kept by hand: counts per bucket (cumulated at scrape), sum and count */
+interface Hist { labels: Record<string, string>; counts: number[]; sum: number; count: number }
+
+function observe(map: Map<string, Hist>, key: string, labels: () => Record<string, string>, buckets: number[], v: number) {
+  let h = map.get(key)
+  if (h === undefined) {
+    h = { labels: labels(), counts: new Array(buckets.length).fill(0), sum: 0, count: 0 }
+    map.set(key, h)
+  }
+  let i = 0
+  while (i < buckets.length && v > buckets[i]!) i++
+  if (i < buckets.length) h.counts[i]!++
+  h.sum += v
+  h.count++
+}
+
+export function createMetrics(registry: Registry) {
+  const series = new Map<string, Series>()
+  const cache = new Map<string, number>()
+  const quota = new Map<string, [number, number]>() // team -> [warn, block]
+  const hists = { upstream: new Map<string, Hist>(), ttft: new Map<string, Hist>(), overhead: new Map<string, Hist>() }
+  const registers = [registry]
+  const counter = (name: string, help: string, labelNames: readonly string[], fill: (c: Counter) => void) =>
+    new Counter({ name, help, labelNames: [...labelNames], registers, collect() { this.reset(); fill(this) } })
+  counter('agentmesh_requests_total', 'LLM requests answered, by who, vendor, model and HTTP status (aborted: the client went away)', [...WHO, 'status'], (c) => {
+    for (const s of series.values()) for (const [status, n] of s.byStatus) c.inc({ ...s.who, status }, n)
+  })
+  counter('agentmesh_tokens_total', 'Tokens billed by the vendor, by type (input, output, cache_read, cache_write); cache hits bill none', [...WHO, 'type'], (c) => {
+    for (const s of series.values()) for (let i = 0; i < 4; i++) if (s.tokens[i]) c.inc({ ...s.who, type: TOKEN_TYPES[i]! }, s.tokens[i])
+  })
+  counter('agentmesh_cost_usd_total', 'USD spent at the vendor, priced from the model that answered', WHO, (c) => {
+    for (const s of series.values()) if (s.usd) c.inc(s.who, s.usd)
+  })
+  counter('agentmesh_cost_saved_usd_total', 'USD not spent because a cache answered', WHO, (c) => {
+    for (const s of series.values()) if (s.savedUsd) c.inc(s.who, s.savedUsd)
+  })
+  counter('agentmesh_cache_lookups_total', 'Cache lookups by layer (exact, semantic, vendor prompt cache) and outcome (hit, miss, bypass)', ['layer', 'outcome'], (c) => {
+    for (const [k, n] of cache) { const [layer, outcome] = k.split(':'); c.inc({ layer: layer!, outcome: outcome! }, n) }
+  })
+  counter('agentmesh_quota_warn_total', 'Requests answered past a quota warning percentage', ['team'], (c) => { for (const [team, q] of quota) if (q[0]) c.inc({ team }, q[0]) })
+  counter('agentmesh_quota_block_total', 'Requests refused by a quota (429)', ['team'], (c) => { for (const [team, q] of quota) if (q[1]) c.inc({ team }, q[1]) })
+  const histogram = (name: string, help: string, labelNames: string[], buckets: number[], from: Map<string, Hist>) =>
+    new Histogram({ name, help, labelNames, buckets, registers, collect() { fillHistogram(this, from, buckets) } })
+  histogram('agentmesh_upstream_latency_seconds', 'Time from the vendor call to its response headers', ['vendor', 'model'], LATENCY_BUCKETS, hists.upstream)
+  histogram('agentmesh_time_to_first_token_seconds', 'Streamed answers: time from the vendor call to its first streamed bytes (the response head of an SSE answer)', ['vendor', 'model'], LATENCY_BUCKETS, hists.ttft)
+  histogram('agentmesh_proxy_overhead_seconds', 'Non-streamed answers: time in the proxy itself (arrival to answer, minus the wait for the vendor)', ['cache'], OVERHEAD_BUCKETS, hists.overhead)
+  return { series, cache, quota, hists }
+}
+
+/**
+ * prom-client has no call that sets a histogram's counts, and replaying them one observe() each
+ * would make a scrape as slow as the traffic was large. So the scrape writes its internal entries
+ * (zero() makes one; the key is its label hash, `name:value,` in sorted label order), which
+ * prom-client 15 (pinned) then renders, cumulating the buckets itself.
+ */
+function fillHistogram(h: Histogram, from: Map<string, Hist>, buckets: number[]) {
+  h.reset()
+  const internal = h as unknown as { hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }>; sortedLabelNames: string[] }
+  for (const x of from.values()) {
+    h.zero(x.labels)
+    const entry = internal.hashMap[internal.sortedLabelNames.map((k) => `${k}:${x.labels[k]},`).join('')]
+    if (!entry) continue
+    for (let i = 0; i < buckets.length; i++) entry.bucketValues[buckets[i]!] = x.counts[i]!
+    entry.sum = x.sum
+    entry.count = x.count
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
+
+/** Add one finished request to the metrics. */
+export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx: MeshContext, now: number): void {
+  const id = ctx.identity
+  const team = labels.value('team', id.team)
+  const user = labels.value('user', id.user)
+  const tool = labels.value('tool', id.tool)
+  // refused before any vendor answered: no vendor is named, as in X-AgentMesh-Vendor
+  const vendor = ctx.response?.kind === 'error' && !ctx.upstream ? 'none' : labels.value('vendor', ctx.route.vendor)
+  const model = labels.value('model', ctx.answer?.model || ctx.route.model || ctx.prompt?.model)
+  const key = `${team}\u0000${user}\u0000${tool}\u0000${vendor}\u0000${model}`
+  let s = m.series.get(key)
+  if (s === undefined) {
+    s = { who: { team, user, tool, vendor, model }, byStatus: new Map(), tokens: [0, 0, 0, 0], usd: 0, savedUsd: 0 }
+    m.series.set(key, s)
+  }
+  bump(s.byStatus, labels.value('status', ctx.aborted ? 'aborted' : String(ctx.status ?? 0)))
+  const u = ctx.usage
+  s.tokens[0] += u.inputTokens
+  s.tokens[1] += u.outputTokens
+  s.tokens[2] += u.cacheReadTokens
+  s.tokens[3] += u.cacheWriteTokens
+  s.usd += ctx.cost.usd
+  s.savedUsd += ctx.cost.savedUsd
+  recordCache(m, layers, ctx)
+  const warned = ctx.headers['X-AgentMesh-Quota-Warn'] !== undefined
+  const blocked = ctx.response?.kind === 'error' && ctx.response.type === 'quota_exceeded'
+  if (warned || blocked) {
+    const q = m.quota.get(team) ?? [0, 0]
+    if (warned) q[0]++
+    if (blocked) q[1]++
+    m.quota.set(team, q)
+  }
+  const up = ctx.upstream
+  const vm = () => ({ vendor, model })
+  if (up) {
+    observe(m.hists.upstream, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS, up.latencyMs / 1000)
+    if (ctx.prompt.stream) observe(m.hists.ttft, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS, up.latencyMs / 1000)
+  }
+  if (!ctx.prompt?.stream) observe(m.hists.overhead, ctx.cache.status, () => ({ cache: ctx.cache.status }), OVERHEAD_BUCKETS, Math.max(0, now - ctx.startedAt - (up?.latencyMs ?? 0)) / 1000)
+}
+
+/**
+ * A miss went through every configured layer; a semantic hit missed the exact layer first. The
+ * vendor's own prompt cache counts as hit when the vendor billed cache-read tokens.
+ */
+function recordCache(m: Metrics, layers: Layers, ctx: MeshContext) {
+  const status = ctx.cache.status
+  const c = m.cache
+  if (status === 'exact') bump(c, 'exact:hit')
+  else if (status === 'semantic') {
+    if (layers.exact) bump(c, 'exact:miss')
+    bump(c, 'semantic:hit')
+  } else if (status === 'bypass') {
+    if (layers.exact) bump(c, 'exact:bypass')
+    if (layers.semantic) bump(c, 'semantic:bypass')
+  } else if (ctx.upstream || ctx.answer) {
+    if (layers.exact) bump(c, 'exact:miss')
+    if (layers.semantic) bump(c, 'semantic:miss')
+  }
+  if (ctx.upstream && ctx.upstream.status < 300) bump(c, ctx.usage.cacheReadTokens > 0 ? 'vendor:hit' : 'vendor:miss')
+}
