@@ -68,7 +68,7 @@ describe('wrapOpenAI', () => {
     expect(g.tokens).toBeGreaterThan(0)
     expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-configured')
     const req = events.find((e) => e.type === 'request' && (e.data as any).id === g.requestId)
-    expect((req?.data as any).identity).toMatchObject({ team: 'eng', user: 'ada' })
+    expect((req?.data as any)?.identity).toMatchObject({ team: 'eng', user: 'ada' })
   })
 
   it('streams', async () => {

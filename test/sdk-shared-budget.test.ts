@@ -61,7 +61,11 @@ async function sdkProcess(args: Record<string, unknown>): Promise<{ child: Child
     return value as string
   }
   expect(await next()).toBe('ready')
-  return { child, send: async (cmd) => (child.stdin.write(cmd + '\n'), JSON.parse(await next())) }
+  const send = async (cmd: string) => {
+    child.stdin.write(cmd + '\n')
+    return JSON.parse(await next())
+  }
+  return { child, send }
 }
 
 describe('one budget across modes', () => {
