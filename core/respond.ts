@@ -365,6 +365,21 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
 }
 
 /**
+ * How a relayed stream is read: by the client protocol's reader, the chunks forwarded as they came
+ * (`forward`; the kept events only, when the core hides the usage chunk it asked for), or, for
+ * another protocol's stream, by a translator whose events (`take`) replace every vendor event.
+ */
+function streamReading(ctx: CoreContext, adapter: ProtocolAdapter): { reader: StreamReader; parser: SseParser; forward: boolean; take?: () => string } {
+  const hide = ctx.hideUsageChunk
+  if (ctx.translation) {
+    const { reader, take } = streamTranslator(ctx.translation)
+    return { reader, parser: new SseParser(reader, true), forward: false, take }
+  }
+  const reader = adapter.streamReader({ hideUsageChunk: hide })
+  return { reader, parser: new SseParser(reader, hide), forward: !hide }
+}
+
+/**
  * Relay a vendor's stream to the client as it comes, reading its events for the answer and usage.
  * Resolves with the response (on Node, once the stream ended), or with the error when the stream
  * failed before its first byte: nothing was sent, so the caller answers an error instead.
@@ -372,12 +387,7 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
  */
 function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Upstream): Promise<Response | Error> {
   const body = res.body as Readable
-  const hide = ctx.hideUsageChunk
-  // another protocol's stream: every event is translated, none goes out as it came
-  const translator = ctx.translation ? streamTranslator(ctx.translation) : undefined
-  const reader = translator ? translator.reader : adapter.streamReader({ hideUsageChunk: hide })
-  const parser = new SseParser(reader, hide || translator !== undefined)
-  const forward = !hide && translator === undefined
+  const { reader, parser, forward, take } = streamReading(ctx, adapter)
   const estimated = ctx.usage
   price(m, ctx)
   let ended!: () => void
@@ -425,16 +435,12 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
     const onData = (chunk: Buffer) => {
       if (!started) start()
       if (forward) write(chunk)
-      const kept = parser.feed(chunk)
+      const kept = take ? parser.feed(chunk) + take() : parser.feed(chunk)
       if (kept) write(kept)
-      if (translator) {
-        const out = translator.take()
-        if (out) write(out)
-      }
     }
     const onEnd = () => {
       if (!started) start()
-      const rest = parser.flush() + (translator ? translator.take() : '')
+      const rest = parser.flush() + (take ? take() : '')
       if (rest) write(rest)
       // an upstream that closed cleanly without its last event ([DONE], message_stop, a
       // finishReason) did not complete: the client gets the protocol's error event, not a clean end
