@@ -146,4 +146,22 @@ describe('a Gemini client served by Anthropic', () => {
     const chunks = await array.json()
     expect(chunks.map((c: any) => c.candidates[0].content.parts[0]?.text ?? '').join('')).toBe(mockText('Hello Claude'))
   })
+
+  it('runs a function-call round trip served by OpenAI', async () => {
+    const tools = [{ functionDeclarations: [{ name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } }] }]
+    const contents: any[] = [{ role: 'user', parts: [{ text: 'Weather in Paris?' }] }]
+    const first = await (await postJson(proxy.url + '/v1beta/models/gpt-4o-mini:generateContent', { contents, tools })).json()
+    const call = first.candidates[0].content.parts[0].functionCall
+    expect(call).toEqual({ name: 'get_weather', args: { city: 'Paris' } })
+    expect(last().body.tools).toEqual([{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: tools[0]!.functionDeclarations[0]!.parameters } }])
+    contents.push(first.candidates[0].content, { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { forecast: 'sunny' } } }] })
+    const second = await (await postJson(proxy.url + '/v1beta/models/gpt-4o-mini:streamGenerateContent?alt=sse', { contents, tools })).text()
+    const text = sseEvents(second).map((e) => JSON.parse(e.data).candidates[0].content.parts[0]?.text ?? '').join('')
+    expect(text).toBe(`tool said: ${JSON.stringify(JSON.stringify({ forecast: 'sunny' }))}`)
+    // the call and its result are matched by name; the result goes up as the tool message of that call
+    expect(last().body.messages.slice(1)).toEqual([
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_0', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_0', content: JSON.stringify({ forecast: 'sunny' }) },
+    ])
+  })
 })
