@@ -6,11 +6,20 @@ import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 /** A class, not an object literal: a literal with a getter is a dictionary-mode object, slow on every request. */
 export class EventBus {
   #listeners = new Set<(e: MeshEvent) => void>()
+  #seq = 0
+  /** the newest events, for a client that reconnects with Last-Event-ID; off until an SSE client asks */
+  #ring: MeshEvent[] | undefined
+  #ringAt = 0
   constructor(private readonly onListenerError: (err: unknown) => void) {}
   // arrow properties: mesh.emit and mesh.on are handed out detached from the bus
   emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
-    if (this.#listeners.size === 0) return
-    const event = { type, time: Date.now(), data } as MeshEvent
+    if (this.#listeners.size === 0 && this.#ring === undefined) return
+    const event = { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
+    const ring = this.#ring
+    if (ring !== undefined) {
+      ring[this.#ringAt] = event
+      this.#ringAt = this.#ringAt + 1 === ring.length ? 0 : this.#ringAt + 1
+    }
     for (const l of this.#listeners) {
       try { l(event) } catch (err) { this.onListenerError(err) }
     }
@@ -19,8 +28,27 @@ export class EventBus {
     this.#listeners.add(listener)
     return () => { this.#listeners.delete(listener) }
   }
+  /**
+   * Keep the newest `size` events from now on, also while no client is connected (a dropped
+   * connection or a reload then loses nothing). Events are built for every request from then on.
+   */
+  retain(size: number): void {
+    if (this.#ring === undefined && size > 0) this.#ring = new Array(size)
+  }
+  /** retained events newer than `lastId`, oldest first */
+  since(lastId: number): MeshEvent[] {
+    const ring = this.#ring
+    if (ring === undefined || lastId >= this.#seq) return []
+    const out: MeshEvent[] = []
+    for (let i = 0; i < ring.length; i++) {
+      const e = ring[(this.#ringAt + i) % ring.length]
+      if (e !== undefined && e.id! > lastId) out.push(e)
+    }
+    return out
+  }
+  /** listeners, counting the replay buffer as one: the core builds events only when this is above 0 */
   get size(): number {
-    return this.#listeners.size
+    return this.#listeners.size + (this.#ring === undefined ? 0 : 1)
   }
 }
 
@@ -46,20 +74,36 @@ export function teamFilter(team: string): (e: MeshEvent) => boolean {
   }
 }
 
+/** events kept for replay by Last-Event-ID */
+export const EVENT_RING_SIZE = 2000
+
+/** the last event id a client saw: the Last-Event-ID header, or `?lastEventId=` after a page reload */
+function lastEventId(request: Request, url: URL): number | undefined {
+  const raw = request.headers.get('last-event-id') ?? url.searchParams.get('lastEventId')
+  if (raw === null || !/^\d{1,15}$/.test(raw)) return undefined
+  return Number(raw)
+}
+
 /**
  * SSE response streaming every event; `?types=a,b` filters, and `visible` (a caller's team) too.
- * Heartbeats keep proxies from closing it.
+ * Each event has an `id:`; a client that comes back with Last-Event-ID gets what it missed first,
+ * from a bounded ring buffer. Heartbeats keep proxies from closing it.
  */
 export function eventStreamResponse(bus: EventBus, request: Request, headers: Record<string, string>, visible?: (e: MeshEvent) => boolean): Response {
-  const types = new URL(request.url).searchParams.get('types')?.split(',').filter(Boolean)
+  const url = new URL(request.url)
+  const types = url.searchParams.get('types')?.split(',').filter(Boolean)
+  bus.retain(EVENT_RING_SIZE)
   const out = new PassThrough()
   out.write(': agentmesh events\n\n')
-  const off = bus.on((e) => {
+  const send = (e: MeshEvent) => {
     // the team filter sees every event (it learns the team's request ids from `request`)
     if (visible && !visible(e)) return
     if (types && !types.includes(e.type)) return
-    out.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
-  })
+    out.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
+  }
+  const last = lastEventId(request, url)
+  if (last !== undefined) for (const e of bus.since(last)) send(e)
+  const off = bus.on(send)
   const beat = setInterval(() => out.write(': ping\n\n'), 15_000)
   beat.unref()
   const stop = () => { off(); clearInterval(beat) }

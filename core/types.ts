@@ -270,7 +270,8 @@ export interface MeshEvents {
   [custom: `x-${string}`]: Record<string, unknown>
 }
 export type MeshEventName = keyof MeshEvents
-export interface MeshEvent<K extends MeshEventName = MeshEventName> { type: K; time: number; data: MeshEvents[K] }
+/** `id`: the bus's sequence number, what SSE clients resume from with Last-Event-ID */
+export interface MeshEvent<K extends MeshEventName = MeshEventName> { id?: number; type: K; time: number; data: MeshEvents[K] }
 
 export interface Logger {
   info: (msg: string, data?: Record<string, unknown>) => void

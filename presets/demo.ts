@@ -4,6 +4,7 @@ import { definePreset } from '../core/presets.ts'
 import { approval } from '../plugins/approval/index.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { breaker } from '../plugins/breaker/index.ts'
+import { dashboard } from '../plugins/dashboard/index.ts'
 import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
@@ -33,6 +34,8 @@ export default definePreset(() => ({
     audit(),
     // Prometheus at /metrics (under team: the admin token), read after usage and cost are settled
     metrics(),
+    // the dashboard at /agentmesh/ (loopback clients only while the events are open)
+    dashboard(),
     demo(),
   ],
 }))

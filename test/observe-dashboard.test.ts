@@ -1,0 +1,168 @@
+// The dashboard in a real browser (Debian's chromium through playwright-core, headless): each view
+// loads, requests made with the official OpenAI SDK appear live, an approval is granted from the
+// page, the overview's totals equal the usage API's, a reload rebuilds the tables from the event
+// replay, and under `events.access: 'authenticated'` a virtual key sees its own team only.
+// Screenshots at 1280 and 390 pixels, light and dark, go to test/artifacts/dashboard/.
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import OpenAI from 'openai'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { approval } from '../plugins/approval/index.ts'
+import { dashboard } from '../plugins/dashboard/index.ts'
+import { virtualKeys } from '../plugins/keys/index.ts'
+import { clearVendorEnv, startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+
+const ADMIN = 'dashboard-admin-token-0123456789'
+const ARTIFACTS = join(import.meta.dirname, 'artifacts', 'dashboard')
+const VIEWS = ['overview', 'teams', 'requests', 'keys', 'audit'] as const
+
+const client = (proxy: Proxy, headers: Record<string, string>, apiKey = 'sk-client') => new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey, maxRetries: 0, defaultHeaders: headers })
+const ask = (c: OpenAI, content: string, model = 'gpt-4o-mini') => c.chat.completions.create({ model, max_tokens: 20, messages: [{ role: 'user', content }] })
+
+let browser: Browser
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true })
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+})
+afterAll(async () => {
+  await browser?.close()
+})
+
+async function open(proxy: Proxy, width: number, token?: string, colorScheme: 'light' | 'dark' = 'light'): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width, height: 900 }, colorScheme })
+  if (token) await context.addInitScript((t) => sessionStorage.setItem('agentmesh.token', t), token)
+  const page = await context.newPage()
+  const errors: string[] = []
+  page.on('pageerror', (err) => errors.push(err.message))
+  if (process.env.DEBUG_DASHBOARD) page.on('console', (m) => console.log('[page]', m.text()))
+  if (process.env.DEBUG_DASHBOARD) page.on('requestfailed', (r) => console.log('[failed]', r.url(), r.failure()?.errorText))
+  if (process.env.DEBUG_DASHBOARD) page.on('response', (r) => console.log('[resp]', r.status(), r.url()))
+  await page.goto(`${proxy.url}/agentmesh/`)
+  ;(page as any).errors = errors
+  return page
+}
+
+describe('dashboard (solo: open events, loopback)', () => {
+  let mock: MockUpstream
+  let proxy: Proxy
+  beforeAll(async () => {
+    clearVendorEnv()
+    process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
+    ;({ mock, proxy } = await startMockAndProxy({ features: true, config: { plugins: [approval({ mode: 'hold', holdSeconds: 30, rules: [{ name: 'pricey', models: ['*expensive*'] }] }), dashboard()] } }))
+  })
+  afterAll(async () => {
+    delete process.env.AGENTMESH_ADMIN_TOKEN
+    await proxy?.close()
+    await mock?.close()
+  })
+
+  it('shows requests live, their detail, budgets, approvals and the audit state', { timeout: 60_000 }, async () => {
+    const page = await open(proxy, 1280, ADMIN)
+    await page.locator('[data-connected="true"]').waitFor()
+    await page.click('[data-view="requests"]')
+    const eng = client(proxy, { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-User': 'ana' })
+    await ask(eng, 'what is a fox')
+    await ask(eng, 'what is a fox') // exact cache hit
+    const s = await eng.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'stream please' }] })
+    for await (const _ of s) { /* drain */ }
+    await ask(client(proxy, { 'X-AgentMesh-Team': 'ops', 'X-AgentMesh-User': 'bo' }), 'ops question')
+    await page.locator('table.requests tbody tr').nth(3).waitFor()
+    expect(await page.locator('table.requests tbody tr').count()).toBe(4)
+    // the prompt text is nowhere on the page
+    expect(await page.content()).not.toContain('what is a fox')
+    // filter by team, then open one request's detail
+    await page.fill('input[name="team"]', 'eng')
+    await expect.poll(() => page.locator('table.requests tbody tr').count()).toBe(3)
+    await page.selectOption('select[name="cache"]', 'exact')
+    await expect.poll(() => page.locator('table.requests tbody tr').count()).toBe(1)
+    await page.locator('table.requests tbody tr').first().click()
+    await expect.poll(() => page.locator('section.detail').textContent()).toContain('exact')
+
+    // overview: today's totals are the usage API's
+    await page.click('[data-view="overview"]')
+    const usage = await (await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()
+    const day = usage.scopes.find((x: any) => x.scope === 'global').day
+    await expect.poll(() => page.locator('[data-metric="day-requests"] .v').textContent()).toBe(day.requests.toLocaleString('en-US'))
+    await expect.poll(() => page.locator('[data-metric="day-tokens"] .v').textContent()).toBe(day.tokens.toLocaleString('en-US'))
+    expect(await page.locator('[data-metric="hit-exact"] .v').textContent()).toMatch(/%$/)
+
+    // teams and budgets
+    await page.click('[data-view="teams"]')
+    await page.locator('tr[data-scope="team:eng"]').waitFor()
+    await page.locator('tr[data-scope="team:ops"]').waitFor()
+
+    // an approval: the held request waits until the page approves it
+    await page.click('[data-view="keys"]')
+    const held = ask(eng, 'costly question', 'gpt-4o-expensive')
+    const row = page.locator('table.approvals tr[data-approval]').first()
+    await row.waitFor({ timeout: 10_000 })
+    await row.locator('button', { hasText: 'approve' }).click()
+    const answer = await held
+    expect(answer.choices[0]!.message.content).toContain('mock answer')
+
+    await page.click('[data-view="audit"]')
+    await expect.poll(() => page.locator('main').textContent()).toContain('writing')
+    expect((page as any).errors).toEqual([])
+
+    // a reload rebuilds the request table from the server's replay
+    await page.click('[data-view="requests"]')
+    await page.reload()
+    await page.locator('[data-connected="true"]').waitFor()
+    await page.locator('table.requests tbody tr').nth(4).waitFor()
+    await page.context().close()
+  })
+
+  it('renders every view at 1280 and 390 pixels, light and dark (screenshots)', { timeout: 90_000 }, async () => {
+    for (const width of [1280, 390]) {
+      for (const scheme of ['light', 'dark'] as const) {
+        const page = await open(proxy, width, ADMIN, scheme)
+        await page.locator('[data-connected="true"]').waitFor()
+        for (const view of VIEWS) {
+          await page.click(`[data-view="${view}"]`)
+          await page.waitForTimeout(150)
+          // nothing wider than the window at 390: the tables scroll inside their sections
+          const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+          expect(overflow, `${view} at ${width}`).toBeLessThanOrEqual(0)
+          await page.screenshot({ path: join(ARTIFACTS, `${view}-${width}-${scheme}.png`), fullPage: true })
+        }
+        expect((page as any).errors).toEqual([])
+        await page.context().close()
+      }
+    }
+  })
+})
+
+describe('dashboard (team: authenticated events)', () => {
+  it('asks for a token; a virtual key sees its own team only', async () => {
+    clearVendorEnv()
+    process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
+    const { mock, proxy } = await startMockAndProxy({ config: { events: { access: 'authenticated' }, trustIdentityHeaders: false, plugins: [virtualKeys({ required: true }), dashboard()] } })
+    try {
+      const mk = async (team: string) => (await (await fetch(`${proxy.url}/agentmesh/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ team, user: `${team}-user` }) })).json()).key as string
+      const engKey = await mk('eng')
+      const opsKey = await mk('ops')
+      const page = await open(proxy, 1280)
+      await page.locator('form.login').waitFor()
+      await page.fill('input[name="token"]', engKey)
+      await page.click('form.login button')
+      await page.locator('[data-connected="true"]').waitFor()
+      await page.click('[data-view="requests"]')
+      await ask(client(proxy, {}, engKey), 'eng asks')
+      await ask(client(proxy, {}, opsKey), 'ops asks')
+      await ask(client(proxy, {}, engKey), 'eng asks again')
+      await page.locator('table.requests tbody tr').nth(1).waitFor()
+      await page.waitForTimeout(300)
+      const teams = await page.locator('table.requests tbody tr td:nth-child(2)').allTextContents()
+      expect(teams).toEqual(['eng', 'eng'])
+      expect(await page.content()).not.toContain(engKey)
+      await page.screenshot({ path: join(ARTIFACTS, 'team-key-requests-1280.png') })
+      await page.context().close()
+    } finally {
+      delete process.env.AGENTMESH_ADMIN_TOKEN
+      await proxy.close()
+      await mock.close()
+    }
+  })
+})

@@ -1,0 +1,72 @@
+// The event stream's ids and replay: every event has an `id:`, and a client that comes back with
+// Last-Event-ID (or ?lastEventId= after a reload) first gets what it missed, from a bounded ring
+// buffer that keeps recording while nobody is connected.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { EventBus } from '../core/events.ts'
+import { postJson, sseEvents, startCoreProxy, type Proxy } from './helpers/core-harness.ts'
+
+/** read the stream until `enough` holds for the events so far (or 10 s), then hang up */
+async function readUntil(url: string, enough: (events: Array<{ id: number; type: string }>) => boolean, headers: Record<string, string> = {}): Promise<Array<{ id: number; type: string }>> {
+  const ac = new AbortController()
+  const res = await fetch(url, { headers, signal: ac.signal })
+  const reader = res.body!.getReader()
+  let text = ''
+  const stop = setTimeout(() => ac.abort(), 10_000)
+  let events: Array<{ id: number; type: string }> = []
+  try {
+    while (!enough(events)) {
+      const { value, done } = await reader.read()
+      if (done) break
+      text += Buffer.from(value).toString()
+      events = sseEvents(text).map((e) => JSON.parse(e.data))
+    }
+  } finally {
+    clearTimeout(stop)
+    ac.abort()
+  }
+  return events
+}
+
+const responses = (n: number) => (events: Array<{ type: string }>) => events.filter((e) => e.type === 'response').length >= n
+
+const ask = (proxy: Proxy, text: string) => postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: text }] }, { 'x-agentmesh-team': 'eng' })
+
+describe('event stream: ids and resume', () => {
+  let proxy: Proxy
+  beforeAll(async () => { proxy = await startCoreProxy() })
+  afterAll(async () => { await proxy?.close() })
+
+  it('replays what a dropped client missed, in order, with no gap and no repeat', async () => {
+    let opened = false
+    const first = readUntil(`${proxy.url}/agentmesh/events`, (events) => { opened = true; return responses(1)(events) })
+    while (!opened) await new Promise((r) => setTimeout(r, 10))
+    await (await ask(proxy, 'one')).text()
+    const seen = await first
+    const last = seen.at(-1)!.id
+    // disconnected: these happen while nobody listens
+    await (await ask(proxy, 'two')).text()
+    await (await ask(proxy, 'three')).text()
+    const resumed = await readUntil(`${proxy.url}/agentmesh/events`, responses(2), { 'last-event-id': String(last) })
+    expect(resumed.length).toBeGreaterThanOrEqual(4)
+    resumed.forEach((e, i) => expect(e.id).toBe(last + 1 + i))
+    expect(resumed.filter((e) => e.type === 'request')).toHaveLength(2)
+    // after a reload the page asks for everything retained
+    const all = await readUntil(`${proxy.url}/agentmesh/events?lastEventId=0`, responses(3))
+    expect(all[0]!.id).toBe(seen[0]!.id)
+    expect(all.map((e) => e.id)).toEqual([...seen, ...resumed].map((e) => e.id))
+    // a malformed id is ignored, not an error
+    expect((await fetch(`${proxy.url}/agentmesh/events`, { headers: { 'last-event-id': 'x' }, signal: AbortSignal.timeout(200) }).catch(() => ({ status: 200 }))).status).toBe(200)
+  })
+
+  it('keeps a bounded ring: the oldest events go first', () => {
+    const bus = new EventBus(() => {})
+    expect(bus.size).toBe(0)
+    bus.emit('config_reload', { plugins: [] }) // nobody listens and no ring: not even built
+    bus.retain(3)
+    expect(bus.size).toBe(1)
+    for (let i = 0; i < 5; i++) bus.emit('config_reload', { plugins: [String(i)] })
+    expect(bus.since(0).map((e) => e.id)).toEqual([3, 4, 5])
+    expect(bus.since(4).map((e) => e.id)).toEqual([5])
+    expect(bus.since(5)).toEqual([])
+  })
+})
