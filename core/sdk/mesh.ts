@@ -48,7 +48,9 @@ export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMe
   const fetchFor = (defaults: CallScope | undefined): MeshFetch => {
     const f: MeshFetch = (input, init) => {
       const request = toMeshRequest(input, init, defaults)
-      return abortable(instance.fetch(request), request.signal)
+      // the caller's own signal only: reading request.signal would make one for every call
+      const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined)
+      return signal ? abortable(instance.fetch(request), signal) : instance.fetch(request)
     }
     return Object.assign(f, { [MESH_FETCH]: true })
   }
@@ -85,7 +87,8 @@ function abortable(pending: Promise<Response>, signal: AbortSignal): Promise<Res
     signal.addEventListener('abort', onAbort, { once: true })
     pending.then((res) => {
       response = res
-      if (!res.body) {
+      // a whole answer is already in memory: only a stream needs the abort to reach its reader
+      if (!res.body || !res.headers.get('content-type')?.includes('event-stream')) {
         signal.removeEventListener('abort', onAbort)
         return resolve(res)
       }
@@ -128,12 +131,24 @@ export function toMeshRequest(input: string | URL | Request, init: RequestInit |
     for (const [k, v] of extra) req.headers.set(k, v)
     return req
   }
-  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined))
-  for (const [k, v] of extra) headers.set(k, v)
+  const headers = headerRecord(init?.headers ?? (input instanceof Request ? input.headers : undefined))
+  for (const [k, v] of extra) headers[k] = v
   const body = init?.body ?? (input instanceof Request ? input.body : undefined)
   // a streamed body (rare from SDKs) needs duplex: 'half' in Node's Request
   const stream = body instanceof ReadableStream
   return new Request(url, { method: init?.method ?? (input instanceof Request ? input.method : 'GET'), headers, body, signal: init?.signal ?? (input instanceof Request ? input.signal : undefined), ...(stream ? { duplex: 'half' } : {}) } as RequestInit)
+}
+
+/** the client's headers as one record, lower-cased, so Request copies them once and not twice */
+function headerRecord(h: HeadersInit | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (!h) return out
+  if (h instanceof Headers || Array.isArray(h)) {
+    for (const [k, v] of h) out[k.toLowerCase()] = out[k.toLowerCase()] === undefined ? v : `${out[k.toLowerCase()]}, ${v}`
+  } else {
+    for (const k of Object.keys(h)) out[k.toLowerCase()] = (h as Record<string, string>)[k]!
+  }
+  return out
 }
 
 /** path and query of an absolute URL, without parsing it twice on the hot path */
