@@ -3,7 +3,8 @@
 // time, in alternating blocks so drift on a shared machine hits both alike. Two meshes: the core
 // with only the OpenAI vendor, and governed (the solo preset's plugins: keys, quota, normalise,
 // exact cache (every prompt new: misses and stores), prompt cache, audit; the semantic cache
-// off, its embedding model is its own benchmark, bench:cache).
+// off, its embedding model is its own benchmark, bench:cache). And the pipeline alone: both sides
+// get the same canned answer in process (no network), so the difference is SDK mode's own cost.
 // Uses the built package (dist/, what `node app.mjs` gets) when there is one, else the sources
 // through jiti (slower: jiti reads imports through a proxy); --source forces the sources.
 //   npm run bench:sdk            BENCH_CALLS=4000 npm run bench:sdk
@@ -57,6 +58,17 @@ async function compare(label: string, bare: OpenAI, wrapped: OpenAI) {
   return added
 }
 
+// the pipeline alone: the same canned answer handed over in process on both sides (a fetch that
+// returns it to the bare client; a vendor that returns it to the mesh), no network either way
+const ANSWER = Buffer.from(JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, message: { role: 'assistant', content: 'The quick brown fox jumps over the lazy dog.' }, finish_reason: 'stop' }], usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 } }))
+const cannedFetch = async () => new Response(ANSWER, { status: 200, headers: { 'content-type': 'application/json' } })
+const cannedVendor = sdk.definePlugin({
+  name: 'bench:canned-openai',
+  setup(mesh) {
+    mesh.registerVendor({ name: 'openai', protocol: 'openai', handles: () => true, call: async () => ({ status: 200, headers: { 'content-type': 'application/json' }, body: ANSWER, stream: false }) })
+  },
+})
+
 const { port, server } = await startFastMock()
 const base = `http://127.0.0.1:${port}`
 const dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-sdk-'))
@@ -66,10 +78,14 @@ const governed = await sdk.createMesh({
   config: { preset: 'solo', disable: ['semantic-cache', ...DISABLE], storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir: join(dataDir, 'governed'), vendors: { openai: { baseURL: base, apiKey: 'sk-bench' } } },
 })
 console.log(`bench:sdk ${CALLS} sequential calls each, ${useDist ? 'built package (dist/)' : 'sources through jiti'}, governed plugins: ${governed.instance.plugins.map((p) => p.name).join(', ')}`)
+const pipeline = await sdk.createMesh({ config: { log: { level: 'silent' }, dataDir: join(dataDir, 'pipeline'), plugins: [cannedVendor] } })
+const bareCanned = new OpenAI({ apiKey: 'sk-bench', maxRetries: 0, fetch: cannedFetch })
+const p = await compare('pipeline', bareCanned, sdk.wrapOpenAI(bareCanned, { mesh: pipeline, identity: { team: 'bench' } }))
 const c = await compare('core', bare, sdk.wrapOpenAI(bare, { mesh: core, identity: { team: 'bench' } }))
 const g = await compare('governed', bare, sdk.wrapOpenAI(bare, { mesh: governed, identity: { team: 'bench' } }))
-console.log(`bench:sdk added_p50_ms=${c.p50.toFixed(3)} cpu_ms_per_call=${c.cpu.toFixed(3)} added_p99_ms=${c.p99.toFixed(3)} governed_added_p50_ms=${g.p50.toFixed(3)} governed_cpu_ms_per_call=${g.cpu.toFixed(3)} governed_added_p99_ms=${g.p99.toFixed(3)}`)
+console.log(`bench:sdk added_p50_ms=${c.p50.toFixed(3)} cpu_ms_per_call=${c.cpu.toFixed(3)} added_p99_ms=${c.p99.toFixed(3)} governed_added_p50_ms=${g.p50.toFixed(3)} governed_cpu_ms_per_call=${g.cpu.toFixed(3)} governed_added_p99_ms=${g.p99.toFixed(3)} pipeline_added_p50_ms=${p.p50.toFixed(3)} pipeline_cpu_ms_per_call=${p.cpu.toFixed(3)}`)
 await core.close()
+await pipeline.close()
 await governed.close()
 server.close()
 rmSync(dataDir, { recursive: true, force: true })
