@@ -45,12 +45,11 @@ export function defaultRoute(m: MeshInternals, protocol: ProtocolName, model: st
   let fallback: Vendor | undefined
   let other: Vendor | undefined
   for (const v of m.mesh.vendors.values()) {
-    const handles = v.handles(model)
     if (!speaks(v, protocol)) {
-      if (handles) other ??= v
+      if (!other && v.handles(model)) other = v
       continue
     }
-    if (handles) return { vendor: v.name, model }
+    if (v.handles(model)) return { vendor: v.name, model }
     fallback ??= v
   }
   return { vendor: (other ?? fallback)?.name ?? 'none', model }
