@@ -341,5 +341,8 @@ function App() {
     <main>${s.needsLogin ? html`<${Login} />` : view === 'overview' ? html`<${Overview} usage=${usage} />` : view === 'teams' ? html`<${Teams} usage=${usage} />` : view === 'requests' ? html`<${Requests} />` : view === 'keys' ? html`<${Keys} />` : html`<${Audit} />`}</main>`
 }
 
-render(html`<${App} />`, document.getElementById('app'))
+// the root's loading text is replaced, not kept beside the app (render() appends in Preact 11)
+const root = document.getElementById('app')
+root.textContent = ''
+render(html`<${App} />`, root)
 connect()
