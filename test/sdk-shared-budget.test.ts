@@ -19,16 +19,16 @@ import { clearVendorEnv, startProxy, tempDir, until, type Proxy } from './helper
 const N = 100
 const FITS = 50
 const MAX_TOKENS = 100
-// each side spreads its calls 3 ms apart: 300 ms in all, inside the vendor's 1 s answer time, so
+// each side spreads its calls 10 ms apart: 1 s in all, inside the vendor's 3 s answer time, so
 // every reservation is tried before any settles, and the two sides' reservations interleave
-const GAP_MS = 3
+const GAP_MS = 10
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const PROMPT = 'Summarise the quarterly budget report in three bullet points.'
 // one reservation as the quota plugin computes it for OpenAI: the exact chat count + max_tokens
 const PROMPT_TOKENS = computeChatCompletionTokenCount({ messages: [{ role: 'user', content: PROMPT }] }, (t) => o200k(t))
 const RESERVATION = PROMPT_TOKENS + MAX_TOKENS
 
-/** an OpenAI upstream that answers after 1 s billing what was reserved (the exact prompt count and all of max_tokens), so settling never moves the budget */
+/** an OpenAI upstream that answers after 3 s billing what was reserved (the exact prompt count and all of max_tokens), so settling never moves the budget */
 async function slowVendor(): Promise<{ url: string; server: Server; calls: number }> {
   const v = { url: '', server: undefined as unknown as Server, calls: 0 }
   v.server = createServer((req, res) => {
@@ -41,7 +41,7 @@ async function slowVendor(): Promise<{ url: string; server: Server; calls: numbe
         const out = JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }], usage: { prompt_tokens: PROMPT_TOKENS, completion_tokens: body.max_tokens, total_tokens: PROMPT_TOKENS + body.max_tokens } })
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) })
         res.end(out)
-      }, 1000)
+      }, 3000)
     })
   })
   await new Promise<void>((r) => v.server.listen(0, '127.0.0.1', r))
