@@ -12,7 +12,7 @@ import { currentScope, scopeHeaders, type CallScope } from './context.ts'
 export interface CreateMeshOptions {
   /** the config inline (as createAgentMesh takes it); presets by name: `{ preset: 'solo' }` */
   config?: MeshConfig
-  /** or a config file, loaded as `agentmesh dev` loads it (c12: .env, $development, presets) */
+  /** or a config file, loaded as `agentmesh dev` loads it (c12: .env, $development, presets), except that no preset is assumed (the CLI's default is demo) */
   configFile?: string
   /** where configFile and relative paths start; default process.cwd() */
   cwd?: string
