@@ -9,6 +9,7 @@ import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
+import { observeCommand } from '../plugins/observe/index.ts'
 import { semanticCache } from '../plugins/semantic-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { quota } from '../plugins/quota/index.ts'
@@ -36,6 +37,8 @@ export default definePreset(() => ({
     metrics(),
     // the dashboard at /agentmesh/ (loopback clients only while the events are open)
     dashboard(),
+    // `agentmesh observe`: the event stream in a terminal
+    observeCommand(),
     demo(),
   ],
 }))

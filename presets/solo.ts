@@ -9,6 +9,7 @@ import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
+import { observeCommand } from '../plugins/observe/index.ts'
 import { promptCache } from '../plugins/prompt-cache/index.ts'
 import { semanticCache } from '../plugins/semantic-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
@@ -41,6 +42,8 @@ export default definePreset(() => ({
     metrics(),
     // the dashboard at /agentmesh/ (loopback clients only while the events are open)
     dashboard(),
+    // `agentmesh observe`: the event stream in a terminal
+    observeCommand(),
     anthropic(),
     openai(),
     google(),
