@@ -10,6 +10,7 @@ import { exactCache } from '../plugins/exact-cache/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { observeCommand } from '../plugins/observe/index.ts'
+import { otel } from '../plugins/otel/index.ts'
 import { promptCache } from '../plugins/prompt-cache/index.ts'
 import { semanticCache } from '../plugins/semantic-cache/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
@@ -44,6 +45,8 @@ export default definePreset(() => ({
     dashboard(),
     // `agentmesh observe`: the event stream in a terminal
     observeCommand(),
+    // OpenTelemetry over OTLP/HTTP: off until OTEL_EXPORTER_OTLP_ENDPOINT (or otel({ endpoint })) is set
+    otel(),
     anthropic(),
     openai(),
     google(),

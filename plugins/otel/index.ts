@@ -1,0 +1,100 @@
+// OpenTelemetry export over OTLP/HTTP (JSON): one span per request with the GenAI semantic
+// conventions and agentmesh.* attributes, child spans for the cache lookup and the upstream call,
+// the client's traceparent as parent; metrics gen_ai.client.token.usage and
+// gen_ai.client.operation.duration. Off unless an endpoint is given (option or
+// OTEL_EXPORTER_OTLP_ENDPOINT). Spans are built after the answer went out (setImmediate) and
+// exported in batches: nothing waits on the collector.
+import { performance } from 'node:perf_hooks'
+// this mesh's providers are its own: the global OpenTelemetry API is left untouched
+import type { Histogram, Tracer } from '@opentelemetry/api'
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
+import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { definePlugin } from '../../core/plugin.ts'
+import type { MeshContext, Plugin } from '../../core/types.ts'
+import { emitSpans, parentOf, type Marks } from './spans.ts'
+
+export interface OtelOptions {
+  /** OTLP/HTTP base URL, e.g. http://collector:4318 (default: env OTEL_EXPORTER_OTLP_ENDPOINT; none: off) */
+  endpoint?: string
+  /** service.name of the resource (default 'agentmesh') */
+  serviceName?: string
+  /** how often metrics are exported, ms (default 10,000) */
+  metricsIntervalMs?: number
+  /** longest wait before a batch of spans is sent, ms (default 2,000) */
+  batchDelayMs?: number
+}
+
+interface Pipeline { tracer: Tracer; tokens: Histogram; duration: Histogram; close(): Promise<void> }
+
+function start(endpoint: string, o: OtelOptions): Pipeline {
+  const base = endpoint.replace(/\/+$/, '')
+  const resource = resourceFromAttributes({ 'service.name': o.serviceName ?? 'agentmesh' })
+  const traces = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }), scheduledDelayMillis: o.batchDelayMs ?? 2000 })] })
+  const meters = new MeterProvider({ resource, readers: [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }), exportIntervalMillis: o.metricsIntervalMs ?? 10_000 })] })
+  const meter = meters.getMeter('agentmesh')
+  return {
+    tracer: traces.getTracer('agentmesh'),
+    tokens: meter.createHistogram('gen_ai.client.token.usage', { unit: '{token}', description: 'Tokens used, by gen_ai.token.type (input, output)' }),
+    duration: meter.createHistogram('gen_ai.client.operation.duration', { unit: 's', description: 'GenAI operation duration' }),
+    close: async () => { await Promise.allSettled([traces.shutdown(), meters.shutdown()]) },
+  }
+}
+
+function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
+  emitSpans(p.tracer, ctx, marks)
+  const attrs = { 'gen_ai.operation.name': ctx.operation === 'embeddings' ? 'embeddings' : 'chat', 'gen_ai.provider.name': ctx.route.vendor, 'gen_ai.request.model': ctx.prompt?.model ?? '', ...(ctx.answer?.model ? { 'gen_ai.response.model': ctx.answer.model } : {}) }
+  p.duration.record((marks.end - marks.start) / 1000, (ctx.status ?? 0) >= 400 ? { ...attrs, 'error.type': ctx.error?.type ?? String(ctx.status) } : attrs)
+  const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
+  if (!hit && !ctx.usage.estimated) {
+    p.tokens.record(ctx.usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' })
+    p.tokens.record(ctx.usage.outputTokens, { ...attrs, 'gen_ai.token.type': 'output' })
+  }
+}
+
+export function otel(options: OtelOptions = {}): Plugin {
+  if (!options || typeof options !== 'object') throw new Error('otel: options must be an object')
+  for (const k of Object.keys(options)) if (!['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs'].includes(k)) throw new Error(`otel: unknown option "${k}" (expected endpoint, serviceName, metricsIntervalMs, batchDelayMs)`)
+  const endpoint = options.endpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT
+  // off: no hooks at all, so no phase pays for a plugin that does nothing
+  if (!endpoint) return definePlugin({ name: 'otel', options: { ...options } })
+  if (!/^https?:\/\//.test(endpoint)) throw new Error(`otel: endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
+  let p: Pipeline | undefined
+  const marks = new WeakMap<MeshContext, Marks>()
+  return definePlugin({
+    name: 'otel',
+    // first in every phase, so its marks bracket the other plugins' work
+    enforce: 'pre',
+    options: { ...options },
+    setup(mesh) {
+      if (mesh.mode !== 'serve') return
+      p = start(endpoint, options)
+      return () => p?.close()
+    },
+    hooks: {
+      beforeRequest(ctx) {
+        if (p) marks.set(ctx, { start: ctx.startedAt, end: 0, parent: parentOf(ctx.request.headers.get('traceparent')) })
+      },
+      cacheLookup(ctx) {
+        const m = p && marks.get(ctx)
+        if (m) m.cacheStart = performance.now()
+      },
+      route(ctx) {
+        const m = p && marks.get(ctx)
+        if (m) m.routeAt = m.cacheEnd = performance.now()
+      },
+      afterResponse(ctx) {
+        const m = p && marks.get(ctx)
+        if (!m || !p) return
+        m.end = performance.now()
+        const pipeline = p
+        // off the response path: the spans are built on a later turn of the event loop
+        setImmediate(() => {
+          try { record(pipeline, ctx, m) } catch (err) { ctx.mesh.log.warn('otel: could not record a request', { error: (err as Error).message }) }
+        })
+      },
+    },
+  })
+}
