@@ -39,7 +39,9 @@ export interface HttpPairsResult { pairs: number; positives: number; truePositiv
 /** the pairs through a fresh proxy; `lanes` pairs at a time (each lane: a, wait for the store, b) */
 export async function runPairsOverHttp(pairs: Pair[], opts: { lanes?: number; log?: (l: string) => void } = {}): Promise<HttpPairsResult> {
   const t0 = performance.now()
-  const semantic = semanticCache()
+  // the judgement at its shipped defaults; the lookup timeout raised, so that a loaded machine
+  // (2 cores shared here) measures the judge and not the embedding queue (a timed-out lookup is a miss)
+  const semantic = semanticCache({ lookupTimeoutMs: 60_000 })
   const dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-pairs-'))
   // keys, quota and audit have their own benchmarks; the cache plugins are the shipped defaults
   const app = await createAgentMesh({ preset: 'demo', dataDir, disable: ['keys', 'quota', 'audit'], log: { level: 'warn' }, plugins: [normalise(), exactCache(), semantic, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
