@@ -170,10 +170,20 @@ describe('OpenAI SDK served by Anthropic', () => {
     const body = await res.json()
     expect(body.error.type).toBe('unsupported_feature')
     expect(body.error.message).toContain('json_object')
+    const logprobs = await postJson(proxy.url + '/v1/chat/completions', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }], logprobs: true })
+    expect(logprobs.status).toBe(400)
+    expect((await logprobs.json()).error.message).toContain('`logprobs`')
     const n = await postJson(proxy.url + '/v1/chat/completions', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }], n: 2 })
     expect(n.status).toBe(400)
     expect((await n.json()).error.message).toContain('`n`')
     expect(mock.received.length).toBe(before)
+  })
+
+  it('names reasoning_effort and metadata as dropped in a header', async () => {
+    const res = await postJson(proxy.url + '/v1/chat/completions', { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }], reasoning_effort: 'low', metadata: { ticket: 'T-1' } })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('x-agentmesh-translation-dropped')).toBe('metadata, reasoning_effort')
+    expect(Object.keys(last().body).sort()).toEqual(['max_tokens', 'messages', 'model'])
   })
 
   it('maps a vendor error to the OpenAI error shape and status', async () => {

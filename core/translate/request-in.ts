@@ -10,7 +10,7 @@ const base = (model: string, stream: boolean): NeutralRequest => ({ model, syste
 
 // ---------------------------------------------------------------- OpenAI Chat Completions
 
-const OPENAI_KNOWN = new Set(['model', 'messages', 'tools', 'tool_choice', 'parallel_tool_calls', 'response_format', 'stop', 'temperature', 'top_p', 'seed', 'presence_penalty', 'frequency_penalty', 'max_tokens', 'max_completion_tokens', 'metadata', 'user', 'stream', 'stream_options', 'store', 'n', 'service_tier', 'safety_identifier', 'prompt_cache_key'])
+const OPENAI_KNOWN = new Set(['model', 'messages', 'tools', 'tool_choice', 'parallel_tool_calls', 'response_format', 'stop', 'temperature', 'top_p', 'seed', 'presence_penalty', 'frequency_penalty', 'max_tokens', 'max_completion_tokens', 'metadata', 'user', 'stream', 'stream_options', 'store', 'n', 'service_tier', 'safety_identifier', 'prompt_cache_key', 'reasoning_effort', 'verbosity'])
 
 function openaiParts(content: unknown, where: string): MediaPart[] {
   if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : []
@@ -101,7 +101,8 @@ const readOpenAI: Reader = (body, to, { stream }) => {
   n.frequencyPenalty = num(body.frequency_penalty, 'frequency_penalty')
   n.maxTokens = body.max_completion_tokens ?? body.max_tokens
   n.user = typeof body.user === 'string' ? body.user : typeof body.safety_identifier === 'string' ? body.safety_identifier : undefined
-  for (const k of ['metadata', 'store', 'service_tier', 'prompt_cache_key']) if (body[k] != null) n.dropped.push(k)
+  // reasoning effort and verbosity are how OpenAI's reasoning models work (dropped, as Anthropic's thinking is)
+  for (const k of ['metadata', 'store', 'service_tier', 'prompt_cache_key', 'reasoning_effort', 'verbosity']) if (body[k] != null) n.dropped.push(k)
   return n
 }
 
