@@ -9,7 +9,7 @@ import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
 import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
 import { ExactStore, type CacheEntry, type LookupResult } from './store.ts'
-import { askerOf, isSampled, RecentAnswers, RETRY_META } from './retry.ts'
+import { askerOf, isSampled, RecentAnswers } from './retry.ts'
 
 export { cacheKey, canonicalRequest, scopeOf, NAMESPACE_HEADER, type CacheScope } from './key.ts'
 export { ExactStore, entryProblem, type CacheEntry } from './store.ts'
@@ -104,7 +104,7 @@ interface ExactMeta {
 /** the exact cache's retry verdict: miss, go upstream, and tell later caches not to serve it */
 function markRetry(ctx: MeshContext): void {
   ctx.cache.status = 'miss'
-  ctx.meta[RETRY_META] = { by: 'exact-cache' }
+  ctx.state.cacheRetry = { by: 'exact-cache' }
   ctx.headers['X-AgentMesh-Cache-Retry'] = '1'
   ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact', reason: 'retry' })
 }

@@ -4,8 +4,17 @@
 // request goes upstream and its answer replaces the entry.
 import type { MeshContext } from '../../core/types.ts'
 
-/** set in ctx.meta by a cache that found a retry, so that no later cache serves the request either */
-export const RETRY_META = 'cache-retry'
+/** published by a cache that found a retry, so that no later cache serves the request either */
+export interface CacheRetry {
+  by: string
+}
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    /** a cache found this request to be a client's retry: it goes upstream */
+    cacheRetry?: CacheRetry
+  }
+}
 
 /** who asked, for retry purposes: the same team, user and key */
 export function askerOf(ctx: Pick<MeshContext, 'identity'>): string {

@@ -12,7 +12,7 @@ import { isStorageUnavailable } from '../../core/errors.ts'
 import { partitionOf, type Scope } from './partition.ts'
 import { SemanticStore, type LookupResult } from './store.ts'
 import { promptChars } from './text.ts'
-import { isSampled, RecentAnswers, RETRY_META, retryKey } from './retry.ts'
+import { isSampled, RecentAnswers, retryKey } from './retry.ts'
 
 export type { Embedder } from './embedders.ts'
 export { useLiteEmbedder, transformersEmbedder, useLiteInThread, transformersInThread } from './embedders.ts'
@@ -188,12 +188,12 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
    */
   function isRetry(ctx: MeshContext, meta: Looked): boolean {
     const key = retryKey(ctx, meta.partition, meta.text)
-    const retryOf = ctx.meta[RETRY_META] ? '' : recent.retryOf(key)
+    const retryOf = ctx.state.cacheRetry ? '' : recent.retryOf(key)
     if (retryOf === undefined) return false
     meta.retryOf = retryOf
     recent.note(key)
-    if (!ctx.meta[RETRY_META]) {
-      ctx.meta[RETRY_META] = { by: NAME }
+    if (!ctx.state.cacheRetry) {
+      ctx.state.cacheRetry = { by: NAME }
       ctx.headers['X-AgentMesh-Cache-Retry'] = '1'
       ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: 'retry' })
     }
@@ -201,7 +201,7 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   }
 
   /** a dry run: would this request be taken for a retry (and so go upstream)? Nothing noted */
-  const wouldRetry = (ctx: MeshContext, meta: Looked) => !ctx.meta[RETRY_META] && recent.retryOf(retryKey(ctx, meta.partition, meta.text)) !== undefined
+  const wouldRetry = (ctx: MeshContext, meta: Looked) => !ctx.state.cacheRetry && recent.retryOf(retryKey(ctx, meta.partition, meta.text)) !== undefined
 
   async function cacheLookup(ctx: MeshContext): Promise<void> {
     // a stateful request's messages are not the whole question (Responses previous_response_id)
