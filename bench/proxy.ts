@@ -119,6 +119,7 @@ async function main() {
     const config = join(dir, 'agentmesh.config.ts')
     // BENCH_GUARDS=1: the breaker (every check made, limits out of reach: wrk repeats one body) and
     // an approval gate whose rules never fire (issue 17's cost line)
+    // the preset's own breaker is off: wrk sends one body over and over, which it rightly calls a loop
     const guards = process.env.BENCH_GUARDS === '1'
     writeFileSync(config, `import { openai } from ${JSON.stringify(join(root, 'plugins/vendors/openai.ts'))}
 ${guards ? `import { breaker } from ${JSON.stringify(join(root, 'plugins/breaker/index.ts'))}
@@ -127,7 +128,7 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
   preset: 'solo',
   storage: { driver: 'memory' },
   log: { level: 'warn' },
-  disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
+  disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
   plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })${guards ? `, breaker({ limits: { calls: 1e9, usd: 1e9, wallSeconds: 1e9 }, loops: { bodyRepeats: 1e9 } }), approval({ rules: [{ models: ['never-*'] }, { costOverUsd: 1000 }] })` : ''}],
 }
 `)
