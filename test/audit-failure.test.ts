@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writ
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest'
-import { createAgentMesh, type AgentMesh } from '../core/app.ts'
+import { createAgentMesh } from '../core/app.ts'
 import type { Logger } from '../core/types.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 import { audit, fsIo, fsLogSource, listLogFiles, loadPublicKeys, parseLine, redisLogSource, verifyAuditDir, verifyLog, type AuditOptions, type FsIo } from '../plugins/audit/index.ts'

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { protocols } from '../protocols/index.ts'
 import { isObject, type StreamReader } from '../protocols/shared.ts'
 import { UpstreamError } from '../upstream.ts'
-import type { MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
+import type { CanonicalAnswer, MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
 import { expandInput, isTranslatedTurn, recordTurn } from './chains.ts'
 import { cannot, type NeutralRequest } from './neutral.ts'
 import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
@@ -89,7 +89,7 @@ export function translateWhole(ctx: MeshContext, tr: Translation, res: UpstreamR
   if (res.status >= 300) return vendorError(ctx, tr, res)
   let json: unknown
   try { json = JSON.parse((res.body as Buffer).toString('utf8')) } catch { json = undefined }
-  let answer
+  let answer: CanonicalAnswer
   try {
     answer = protocols[tr.to].read(json)
   } catch {

@@ -1,7 +1,7 @@
 // Streams between protocols, event by event: a decoder turns each vendor SSE event into neutral
 // events, an encoder turns those into the client's SSE events at once. Nothing waits for the end,
 // except a Gemini client's function call, which Gemini sends whole (its arguments are collected).
-import { isObject, sse, usageFor, emptyUsage } from '../protocols/shared.ts'
+import { isObject, emptyUsage } from '../protocols/shared.ts'
 import { protocols } from '../protocols/index.ts'
 import type { CanonicalAnswer, ProtocolName, Usage } from '../types.ts'
 

@@ -81,7 +81,8 @@ class EmbedWorker {
     } catch (err) {
       // options that cannot cross to a thread, say: nothing will start, fail the call
       job.reject(err instanceof Error ? err : new Error(String(err)))
-      return this.pump()
+      this.pump()
+      return
     }
     w.ref()
     const id = this.nextId++
