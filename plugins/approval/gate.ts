@@ -11,8 +11,14 @@ import { APPROVAL_ID, type ApprovalRecord, type ApprovalStore } from './store.ts
 
 export const APPROVAL_HEADER = 'x-agentmesh-approval'
 
-/** ctx.meta.approval, which the audit entry records */
+/** published as ctx.state.approval, which the audit entry records */
 export interface ApprovalMeta { id: string; status: 'granted' | 'denied' | 'required' | 'timeout' | 'refused'; rule?: string; decidedBy?: string; decidedAt?: string; note?: string }
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    approval?: ApprovalMeta
+  }
+}
 
 export interface ApprovalRuntime {
   opts: ResolvedApprovalOptions
@@ -53,7 +59,7 @@ export function createGate(rt: ApprovalRuntime) {
   /** X-AgentMesh-Approval: a granted id for this very request lets it through, once */
   async function useApproval(ctx: MeshContext, id: string): Promise<void> {
     const refuse = (type: string, message: string) => {
-      ctx.meta.approval = { id: APPROVAL_ID.test(id) ? id : 'malformed', status: 'refused' } satisfies ApprovalMeta
+      ctx.state.approval = { id: APPROVAL_ID.test(id) ? id : 'malformed', status: 'refused' } satisfies ApprovalMeta
       refuseOrRecord(ctx, 'approval', refusal(403, type, message, APPROVAL_ID.test(id) ? id : undefined))
     }
     if (!APPROVAL_ID.test(id)) {
@@ -70,7 +76,7 @@ export function createGate(rt: ApprovalRuntime) {
     // a dry run checks the approval without spending it
     if (!isDryRun(ctx) && !(await rt.store.take(r, ctx.id, rt.opts.grantSeconds + 3600))) return refuse('approval_used', `approval ${id} was already used; each approval lets one request through`)
     announce(ctx, rt, r)
-    ctx.meta.approval = { id, status: 'granted', rule: r.rule, decidedBy: r.decidedBy, decidedAt: r.decidedAt, note: r.note } satisfies ApprovalMeta
+    ctx.state.approval = { id, status: 'granted', rule: r.rule, decidedBy: r.decidedBy, decidedAt: r.decidedAt, note: r.note } satisfies ApprovalMeta
   }
 
   /** hold: wait for a decision here or anywhere the storage is shared, the client's patience, or holdSeconds */
@@ -108,23 +114,23 @@ export function createGate(rt: ApprovalRuntime) {
     ctx.mesh.emit('approval_requested', { id: ctx.id, approval: r.id, identity: ctx.identity, rule: rule.name, reason, model: req.model, estimatedUsd: req.estimatedUsd, mode: rule.mode })
     const what = `this request (${req.model}, estimated up to $${req.estimatedUsd.toFixed(4)}) needs a person's approval under rule "${rule.name}" (${reason}). Approval id ${r.id}, open until ${r.expiresAt}.`
     if (rule.mode === 'ask') {
-      ctx.meta.approval = { id: r.id, status: 'required', rule: rule.name } satisfies ApprovalMeta
+      ctx.state.approval = { id: r.id, status: 'required', rule: rule.name } satisfies ApprovalMeta
       ctx.response = refusal(403, 'approval_required', `approval required: ${what} ${howToApprove(r.id)}`, r.id)
       return
     }
     const decided = await hold(ctx, r)
     if (!decided) {
-      ctx.meta.approval = { id: r.id, status: 'timeout', rule: rule.name } satisfies ApprovalMeta
+      ctx.state.approval = { id: r.id, status: 'timeout', rule: rule.name } satisfies ApprovalMeta
       ctx.response = refusal(403, 'approval_timeout', `approval required: ${what} Nobody decided within ${rt.opts.holdSeconds} s. ${howToApprove(r.id)}`, r.id)
       return
     }
     announce(ctx, rt, decided)
     const meta = { id: r.id, rule: rule.name, decidedBy: decided.decidedBy, decidedAt: decided.decidedAt, note: decided.note }
     if (decided.status === 'approved' && (await rt.store.take(decided, ctx.id, rt.opts.grantSeconds + 3600))) {
-      ctx.meta.approval = { ...meta, status: 'granted' } satisfies ApprovalMeta
+      ctx.state.approval = { ...meta, status: 'granted' } satisfies ApprovalMeta
       return
     }
-    ctx.meta.approval = { ...meta, status: 'denied' } satisfies ApprovalMeta
+    ctx.state.approval = { ...meta, status: 'denied' } satisfies ApprovalMeta
     ctx.response = refusal(403, 'approval_denied', `approval ${r.id} was ${decided.status === 'denied' ? 'denied' : 'already used'} by ${decided.decidedBy} at ${decided.decidedAt}${decided.note ? `: ${decided.note}` : ''}`, r.id)
   }
 

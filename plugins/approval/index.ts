@@ -2,7 +2,7 @@
 // request for a person's decision, in the route phase (gate.ts). Decisions come from the CLI
 // (`agentmesh approvals`, `approve ID`, `deny ID`) or the admin API, through storage, so pending
 // approvals survive a restart and every instance on one redis sees them. Events
-// approval_requested / _granted / _denied; ctx.meta.approval tells the audit who decided and when.
+// approval_requested / _granted / _denied; ctx.state.approval tells the audit who decided and when.
 import { LRUCache } from 'lru-cache'
 import { definePlugin } from '../../core/plugin.ts'
 import type { Plugin } from '../../core/types.ts'

@@ -6,21 +6,19 @@ import type { MeshContext } from '../../core/types.ts'
 
 const round2 = (n: number) => Math.round(n * 100) / 100
 
-// What the guards publish in ctx.meta, as far as the audit reads it (plugins never import each
+// What the guards publish in ctx.state (typed where they declare it; plugins never import each
 // other): the approval gate's decision and the breaker's run. Only these fields are copied.
-interface ApprovalMeta { id: string; status: string; rule?: string; decidedBy?: string; decidedAt?: string; note?: string }
-interface RunMeta { id: string; calls: number; tripped?: string }
 
 const str = (v: unknown, max = 200) => (typeof v === 'string' ? v.slice(0, max) : undefined)
 
 function approvalOf(ctx: MeshContext): AuditEntry['approval'] {
-  const a = ctx.meta?.approval as ApprovalMeta | undefined
+  const a = ctx.state?.approval
   if (!a || typeof a.id !== 'string') return undefined
   return { decidedAt: str(a.decidedAt), decidedBy: str(a.decidedBy), id: a.id, note: str(a.note, 500), rule: str(a.rule), status: String(a.status) }
 }
 
 function runOf(ctx: MeshContext): AuditEntry['run'] {
-  const r = ctx.meta?.breaker as RunMeta | undefined
+  const r = ctx.state?.breaker
   if (!r || typeof r.id !== 'string') return undefined
   return { calls: num(r.calls), id: r.id, tripped: str(r.tripped) }
 }

@@ -9,8 +9,14 @@ import { effectiveLimits, type BreakerOptions, type Effective } from './options.
 import { runOf, type RunRef } from './run-id.ts'
 import { MICRO, type Refusal, type RunState, type RunStore, type TripRecord } from './state.ts'
 
-/** what the breaker leaves in ctx.meta.breaker (the audit reads id, calls, tripped) */
+/** what the breaker publishes as ctx.state.breaker (the audit records id, calls, tripped) */
 export interface BreakerMeta { id: string; team: string; calls: number; tripped?: TripRecord['type'] }
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    breaker?: BreakerMeta
+  }
+}
 
 export interface BreakerRuntime {
   opts: BreakerOptions
@@ -107,7 +113,7 @@ export function createGuard(rt: BreakerRuntime) {
     const dry = isDryRun(ctx)
     const { state, refused: why } = dry ? await peekAdmit(team, ref.id, lim) : await rt.store.admit(team, ref.id, lim)
     const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
-    ctx.meta.breaker = meta
+    ctx.state.breaker = meta
     ctx.headers['X-AgentMesh-Run-Id'] = ref.id
     ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
     ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
