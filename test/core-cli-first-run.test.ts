@@ -225,10 +225,10 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
   })
 
   it('an unknown command names itself and lists the commands, exit 2', async () => {
-    const { code, out, err } = await finished(cli(['observe'], project()))
+    const { code, out, err } = await finished(cli(['frobnicate'], project()))
     expect(code, out + err).toBe(2)
     expect(out).toBe('')
-    expect(err).toMatch(/^agentmesh: unknown command "observe"\n/)
+    expect(err).toMatch(/^agentmesh: unknown command "frobnicate"\n/)
     for (const c of ['dev', 'serve', 'config', 'init', 'keys <action> [id]', 'usage', 'audit <action>']) expect(err).toMatch(new RegExp(`^  ${c.replace(/[[\]]/g, '\\$&')}\\s+\\S`, 'm'))
   })
 

@@ -63,6 +63,7 @@ async function observe(o: ObserveOptions, print: (l: string) => void): Promise<n
   let lastId = 0
   let shown = 0
   let delay = 500
+  let connected = false
   const stop = new AbortController()
   process.once('SIGINT', () => stop.abort())
   try {
@@ -78,6 +79,7 @@ async function observe(o: ObserveOptions, print: (l: string) => void): Promise<n
           return 1
         }
         if (!res.ok) throw new Error(`status ${res.status}`)
+        connected = true
         delay = 500
         const ended = await readStream(res, (e) => {
           if (e.id) lastId = e.id
@@ -89,6 +91,11 @@ async function observe(o: ObserveOptions, print: (l: string) => void): Promise<n
         if (ended === 'done') return 0
       } catch (err) {
         if (stop.signal.aborted) break
+        // never reached: a wrong --url, said at once rather than retried forever
+        if (!connected) {
+          print(`observe: cannot reach ${o.url}/agentmesh/events (${(err as Error).message}); is the proxy running? (--url)`)
+          return 1
+        }
         if (!o.json) print(`observe: connection to ${o.url} lost (${(err as Error).message}); retrying`)
       }
       await new Promise((r) => setTimeout(r, delay))
