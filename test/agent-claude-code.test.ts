@@ -1,38 +1,16 @@
-// Claude Code as it ships on npm (`claude -p`), through the proxy: its first request carries a
-// mid-conversation `system` message, betas, `?beta=true` and 20k tokens of tools and system
-// prompt. Issue 12: it got a 400 from the Anthropic parser.
-import { spawn } from 'node:child_process'
+
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import { clearVendorEnv, startMockAndProxy, startProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { runClaude } from './helpers/agents.ts'
 
-const CLAUDE = resolve(import.meta.dirname, '../node_modules/.bin/claude')
 
-/** `claude -p prompt` against the proxy, with a throwaway home and no traffic but the model calls. */
-function claude(baseURL: string, prompt: string, env: Record<string, string> = {}, home = mkdtempSync(join(tmpdir(), 'claude-home-'))): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(CLAUDE, ['-p', prompt], {
-      cwd: home,
-      env: { PATH: process.env.PATH, HOME: home, ANTHROPIC_BASE_URL: baseURL, ANTHROPIC_API_KEY: 'sk-ant-cli-test-key', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1', DISABLE_AUTOUPDATER: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      done({ code, stdout, stderr })
-    })
-  })
-}
 
 beforeAll(() => clearVendorEnv())
 
@@ -40,7 +18,7 @@ describe('claude -p through AgentMesh', () => {
   it('demo preset: answers, billed to tool claude-code', async () => {
     const proxy = await startProxy({ preset: 'demo' }, { features: true })
     try {
-      const run = await claude(proxy.url, 'What is the capital of France?')
+      const run = await runClaude(proxy.url, 'What is the capital of France?')
       expect(run.stderr).toBe('')
       expect(run.code).toBe(0)
       expect(run.stdout).toContain('AgentMesh demo answer')
@@ -69,7 +47,7 @@ describe('claude -p through AgentMesh', () => {
     })
 
     it("the vendor gets Claude Code's body byte for byte, its query, betas and session header, and its own key", async () => {
-      const run = await claude(proxy.url, 'Say hello.')
+      const run = await runClaude(proxy.url, 'Say hello.')
       expect(run.code).toBe(0)
       // the mock calls the first tool offered; Claude Code runs it and the mock answers the result
       expect(run.stdout).toMatch(/mock answer to|tool said/)
@@ -99,7 +77,7 @@ describe('claude -p through AgentMesh', () => {
       const proxy = await startProxy({ preset: 'solo', dataDir, vendors: { anthropic: { baseURL: vendor.url } } }, { features: true })
       try {
         writeFileSync(join(home, 'note.txt'), 'the first note')
-        const first = await claude(proxy.url, 'What does note.txt say?', {}, home)
+        const first = await runClaude(proxy.url, 'What does note.txt say?', { home })
         expect(first.code, first.stderr).toBe(0)
         expect(first.stdout).toContain('the first note')
         expect(vendor.rejected).toEqual([])
@@ -108,7 +86,7 @@ describe('claude -p through AgentMesh', () => {
         // so the turn after the tool call goes to the vendor carrying the replayed assistant turn
         writeFileSync(join(home, 'note.txt'), 'the second note')
         const seenBefore = vendor.received.length
-        const second = await claude(proxy.url, 'What does note.txt say?', {}, home)
+        const second = await runClaude(proxy.url, 'What does note.txt say?', { home })
         expect(second.code, second.stderr).toBe(0)
         expect(second.stdout).toContain('the second note')
         expect(vendor.rejected).toEqual([])

@@ -1,10 +1,4 @@
-// Codex CLI as it ships on npm (`codex exec`) and the OpenAI Agents SDK, through the proxy over
-// the Responses API (Codex no longer speaks Chat Completions). Codex gets a throwaway CODEX_HOME
-// whose config.toml points a provider at the proxy; nothing but localhost is reached.
-import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent, run, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, tool } from '@openai/agents'
 import OpenAI from 'openai'
@@ -13,39 +7,9 @@ import { definePlugin } from '../core/plugin.ts'
 import { clearVendorEnv, startMockAndProxy, startProxy, type Proxy } from './helpers/core-harness.ts'
 import { MOCK_ENCRYPTED } from './helpers/mock-responses.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { runCodex } from './helpers/agents.ts'
 
-const CODEX = resolve(import.meta.dirname, '../node_modules/.bin/codex')
 
-/** `codex exec prompt` against the proxy, with a throwaway home; its final message is on stdout. */
-function codex(baseURL: string, prompt: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const home = mkdtempSync(join(tmpdir(), 'codex-home-'))
-  writeFileSync(join(home, 'config.toml'), `model = "gpt-5-codex"
-model_provider = "agentmesh"
-
-[model_providers.agentmesh]
-name = "AgentMesh"
-base_url = "${baseURL}/v1"
-env_key = "OPENAI_API_KEY"
-wire_api = "responses"
-`)
-  return new Promise((done) => {
-    const child = spawn(CODEX, ['exec', '--skip-git-repo-check', prompt], {
-      cwd: home,
-      env: { PATH: process.env.PATH, HOME: home, CODEX_HOME: home, OPENAI_API_KEY: 'sk-codex-cli-test-key', RUST_LOG: 'error' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      rmSync(home, { recursive: true, force: true })
-      done({ code, stdout, stderr })
-    })
-  })
-}
 
 beforeAll(() => clearVendorEnv())
 
@@ -53,7 +17,7 @@ describe('codex exec through AgentMesh', () => {
   it('demo preset: answers with no key, billed to tool codex', async () => {
     const proxy = await startProxy({ preset: 'demo' }, { features: true })
     try {
-      const run = await codex(proxy.url, 'What is the capital of France?')
+      const run = await runCodex(proxy.url, 'What is the capital of France?')
       expect(run.code, run.stderr).toBe(0)
       expect(run.stdout).toContain('AgentMesh demo answer')
       const requests = proxy.events.filter((e) => e.type === 'request')
@@ -79,7 +43,7 @@ describe('codex exec through AgentMesh', () => {
     })
 
     it("the vendor gets Codex's body byte for byte, its headers and its own key; the answer reaches Codex", async () => {
-      const run = await codex(proxy.url, 'Say hello.')
+      const run = await runCodex(proxy.url, 'Say hello.')
       expect(run.code, run.stderr).toBe(0)
       // the mock calls Codex's first function tool; Codex runs it and the mock answers the result
       expect(run.stdout).toMatch(/mock answer to|tool said/)
