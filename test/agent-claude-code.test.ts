@@ -1,4 +1,6 @@
-
+// Claude Code as it ships on npm (`claude -p`), through the proxy: its first request carries a
+// mid-conversation `system` message, betas, `?beta=true` and 20k tokens of tools and system
+// prompt. Issue 12: it got a 400 from the Anthropic parser.
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'

@@ -1,4 +1,6 @@
-
+// Codex CLI as it ships on npm (`codex exec`) and the OpenAI Agents SDK, through the proxy over
+// the Responses API (Codex no longer speaks Chat Completions). Codex gets a throwaway CODEX_HOME
+// whose config.toml points a provider at the proxy; nothing but localhost is reached.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent, run, setDefaultOpenAIClient, setOpenAIAPI, setTracingDisabled, tool } from '@openai/agents'
 import OpenAI from 'openai'

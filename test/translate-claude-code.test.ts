@@ -1,4 +1,5 @@
-
+// Issue 16 item 1: Claude Code (as it ships on npm) asking for an OpenAI model is served by
+// OpenAI through translation; nothing but localhost is reached.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { clearVendorEnv, startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
