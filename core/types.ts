@@ -136,8 +136,12 @@ export interface MeshContext {
    * Cache plugins fall back to `prompt` when it is absent.
    */
   normalised?: { system: string; messages: CanonicalMessage[] }
-  /** vendor and model that will answer; plugins in `route` may change it */
-  route: { vendor: string; model: string; reason?: string }
+  /**
+   * vendor and model that will answer; plugins in `route` may change it. `fallbacks`: further
+   * targets tried in order when this one fails before its first byte (see docs/routing.md). After
+   * the call it names the target that answered (what quota and audit settle on).
+   */
+  route: { vendor: string; model: string; reason?: string; fallbacks?: Array<{ vendor: string; model: string }> }
   /** estimated before the call, actual after it */
   usage: Usage
   cost: { usd: number; savedUsd: number; estimated: boolean }
@@ -228,6 +232,11 @@ export interface Vendor {
    * retrieve, delete, cancel and input items): method and path with the client's query
    */
   forward?: (ctx: MeshContext, call: { method: string; path: string }) => Promise<UpstreamResponse>
+  /**
+   * the vendor's own deployments (keys, base URLs) and their health, for
+   * `GET /agentmesh/admin/targets`; vendors with one deployment leave it out
+   */
+  targets?: () => Array<{ id: string; state: string; failures: number; inFlight: number; latencyEwmaMs?: number; cooldownUntil?: number }>
 }
 
 export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity | MeshResponse>
