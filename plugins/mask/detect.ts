@@ -1,0 +1,445 @@
+// Personal-data detector: a pure function, no I/O, shared by the mask plugin and bench:guard.
+// Every kind is a cheap candidate scan (a character test or one regex pass) followed by a
+// validation that rejects look-alikes: checksums where the format has one, structural rules
+// where it does not. Text without candidates costs one indexOf / one regex scan per kind.
+import { isIPv6 } from 'node:net'
+
+export const PERSONAL_DATA_KINDS = ['email', 'phone', 'card', 'iban', 'national-id', 'ip'] as const
+export type PersonalDataKind = (typeof PERSONAL_DATA_KINDS)[number]
+
+export interface PersonalDataMatch {
+  kind: string
+  start: number
+  end: number
+}
+
+type Found = PersonalDataMatch
+
+// ---------------------------------------------------------------- checksums (exported for tests)
+
+/** Luhn (mod 10) over a digit string. */
+export function luhnValid(digits: string): boolean {
+  let sum = 0
+  let double = false
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48
+    if (double) {
+      d *= 2
+      if (d > 9) d -= 9
+    }
+    sum += d
+    double = !double
+  }
+  return sum % 10 === 0
+}
+
+/** ISO 13616 IBAN check: move the first four characters to the end, letters to numbers, mod 97 = 1. */
+export function ibanValid(compact: string): boolean {
+  const expected = IBAN_LENGTHS[compact.slice(0, 2)]
+  if (expected === undefined || compact.length !== expected) return false
+  const rearranged = compact.slice(4) + compact.slice(0, 4)
+  let rem = 0
+  for (let i = 0; i < rearranged.length; i++) {
+    const c = rearranged.charCodeAt(i)
+    if (c >= 48 && c <= 57) rem = (rem * 10 + (c - 48)) % 97
+    else if (c >= 65 && c <= 90) rem = (rem * 100 + (c - 55)) % 97
+    else return false
+  }
+  return rem === 1
+}
+
+// SWIFT IBAN registry lengths (release 2024); a country not listed is not an IBAN country.
+const IBAN_LENGTHS: Record<string, number> = {
+  AD: 24,
+  AE: 23,
+  AL: 28,
+  AT: 20,
+  AZ: 28,
+  BA: 20,
+  BE: 16,
+  BG: 22,
+  BH: 22,
+  BI: 27,
+  BR: 29,
+  BY: 28,
+  CH: 21,
+  CR: 22,
+  CY: 28,
+  CZ: 24,
+  DE: 22,
+  DJ: 27,
+  DK: 18,
+  DO: 28,
+  EE: 20,
+  EG: 29,
+  ES: 24,
+  FI: 18,
+  FK: 18,
+  FO: 18,
+  FR: 27,
+  GB: 22,
+  GE: 22,
+  GI: 23,
+  GL: 18,
+  GR: 27,
+  GT: 28,
+  HR: 21,
+  HU: 28,
+  IE: 22,
+  IL: 23,
+  IQ: 23,
+  IS: 26,
+  IT: 27,
+  JO: 30,
+  KW: 30,
+  KZ: 20,
+  LB: 28,
+  LC: 32,
+  LI: 21,
+  LT: 20,
+  LU: 20,
+  LV: 21,
+  LY: 25,
+  MC: 27,
+  MD: 24,
+  ME: 22,
+  MK: 19,
+  MN: 20,
+  MR: 27,
+  MT: 31,
+  MU: 30,
+  NI: 28,
+  NL: 18,
+  NO: 15,
+  OM: 23,
+  PK: 24,
+  PL: 28,
+  PS: 29,
+  PT: 25,
+  QA: 29,
+  RO: 24,
+  RS: 22,
+  RU: 33,
+  SA: 24,
+  SC: 31,
+  SD: 18,
+  SE: 24,
+  SI: 19,
+  SK: 24,
+  SM: 27,
+  SO: 23,
+  ST: 25,
+  SV: 28,
+  TL: 23,
+  TN: 24,
+  TR: 26,
+  UA: 29,
+  VA: 22,
+  VG: 24,
+  XK: 20,
+  YE: 30,
+}
+
+/** Spanish DNI (8 digits + letter) and NIE (X/Y/Z + 7 digits + letter): letter = table[n mod 23]. */
+export function spanishIdValid(id: string): boolean {
+  const up = id.toUpperCase()
+  const lead = 'XYZ'.indexOf(up[0]!)
+  const digits = lead >= 0 ? String(lead) + up.slice(1, 8) : up.slice(0, 8)
+  if (!/^\d{8}$/.test(digits)) return false
+  return 'TRWAGMYFPDXBNJZSQVHLCKE'[Number(digits) % 23] === up[8]
+}
+
+/** French NIR (15 chars, Corsica 2A/2B): key = 97 - (first 13 as a number, 2A→19, 2B→18) mod 97. */
+export function nirValid(compact: string): boolean {
+  if (compact.length !== 15) return false
+  const body = compact.slice(0, 13).toUpperCase()
+  let n: bigint
+  if (body.slice(5, 7) === '2A') n = BigInt(body.slice(0, 5) + '19' + body.slice(7))
+  else if (body.slice(5, 7) === '2B') n = BigInt(body.slice(0, 5) + '18' + body.slice(7))
+  else if (/^\d{13}$/.test(body)) n = BigInt(body)
+  else return false
+  return 97n - (n % 97n) === BigInt(compact.slice(13))
+}
+
+/**
+ * German Steuer-Identifikationsnummer: 11 digits, no leading zero; in the first ten one digit
+ * appears twice or three times, and not three times in a row; ISO 7064 MOD 11,10 check digit.
+ */
+export function steuerIdValid(d: string): boolean {
+  if (!/^[1-9]\d{10}$/.test(d)) return false
+  const counts = new Array<number>(10).fill(0)
+  for (let i = 0; i < 10; i++) counts[d.charCodeAt(i) - 48]!++
+  const repeated = counts.filter((c) => c > 1)
+  if (repeated.length !== 1 || repeated[0]! > 3) return false
+  if (repeated[0] === 3 && /(\d)\1\1/.test(d.slice(0, 10))) return false
+  let product = 10
+  for (let i = 0; i < 10; i++) {
+    let sum = (d.charCodeAt(i) - 48 + product) % 10
+    if (sum === 0) sum = 10
+    product = (sum * 2) % 11
+  }
+  let check = 11 - product
+  if (check === 10) check = 0
+  return check === d.charCodeAt(10) - 48
+}
+
+/** Dutch BSN 11-proof: 9·d1 + 8·d2 + … + 2·d8 − d9 ≡ 0 (mod 11), and not all zeros. */
+export function bsnValid(d: string): boolean {
+  if (!/^\d{9}$/.test(d) || d === '000000000') return false
+  let sum = 0
+  for (let i = 0; i < 8; i++) sum += (9 - i) * (d.charCodeAt(i) - 48)
+  sum -= d.charCodeAt(8) - 48
+  return sum % 11 === 0
+}
+
+/** US SSN format rules (no checksum exists): area not 000/666/9xx, group not 00, serial not 0000. */
+export function ssnValid(area: string, group: string, serial: string): boolean {
+  if (area === '000' || area === '666' || area[0] === '9') return false
+  if (group === '00' || serial === '0000') return false
+  // advertised and widely published specimen numbers are not anyone's
+  const whole = area + group + serial
+  return whole !== '078051120' && whole !== '219099999' && whole !== '123456789'
+}
+
+/** UK National Insurance number prefix rules (no checksum exists). */
+export function ninoValid(compact: string): boolean {
+  const m = /^([A-CEGHJ-PR-TW-Z])([A-CEGHJ-NPR-TW-Z])\d{6}[A-D]$/.exec(compact.toUpperCase())
+  if (!m) return false
+  const prefix = m[1]! + m[2]!
+  return !['BG', 'GB', 'KN', 'NK', 'NT', 'TN', 'ZZ'].includes(prefix)
+}
+
+// ---------------------------------------------------------------- kinds
+
+const WORD = /[A-Za-z0-9_]/
+const isWordChar = (c: string | undefined) => c !== undefined && WORD.test(c)
+const isDigit = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9'
+const LOCAL = /[A-Za-z0-9._%+-]/
+const DOMAIN = /[A-Za-z0-9.-]/
+// a word@name.ext whose "TLD" is a file extension is an asset name (icon@2x.png), not an address
+const FILE_TLDS = new Set(['png', 'jpg', 'jpeg', 'gif', 'svg', 'webp', 'js', 'ts', 'css', 'json', 'md', 'py', 'txt'])
+
+function findEmails(text: string, out: Found[]): void {
+  let at = text.indexOf('@')
+  while (at >= 0) {
+    let s = at
+    while (s > 0 && LOCAL.test(text[s - 1]!)) s--
+    while (s < at && (text[s] === '.' || text[s] === '-')) s++
+    let e = at + 1
+    while (e < text.length && DOMAIN.test(text[e]!)) e++
+    while (e > at + 1 && (text[e - 1] === '.' || text[e - 1] === '-')) e--
+    const domain = text.slice(at + 1, e)
+    const dot = domain.lastIndexOf('.')
+    const tld = domain.slice(dot + 1)
+    const local = text.slice(s, at)
+    if (
+      s < at &&
+      dot > 0 &&
+      /^[A-Za-z]{2,24}$/.test(tld) &&
+      !FILE_TLDS.has(tld.toLowerCase()) &&
+      !domain.includes('..') &&
+      local !== 'git'
+    ) {
+      out.push({ kind: 'email', start: s, end: e })
+    }
+    at = text.indexOf('@', Math.max(e, at + 1))
+  }
+}
+
+// public test numbers from card-network and PSP documentation: not personal data
+const TEST_CARDS = new Set([
+  '4242424242424242',
+  '4111111111111111',
+  '4000056655665556',
+  '4012888888881881',
+  '4222222222222',
+  '5555555555554444',
+  '5200828282828210',
+  '5105105105105100',
+  '2223003122003222',
+  '378282246310005',
+  '371449635398431',
+  '378734493671000',
+  '6011111111111117',
+  '6011000990139424',
+  '3056930009020004',
+  '36227206271667',
+  '3566002020360505',
+  '6200000000000005',
+  '4000000000000002',
+  '4000000000009995',
+  '4000000000000077',
+  '4000002500003155',
+  '4000000000003220',
+  '5454545454545454',
+  '4444333322221111',
+])
+
+function cardNetworkKnown(d: string): boolean {
+  const two = Number(d.slice(0, 2))
+  const four = Number(d.slice(0, 4))
+  const len = d.length
+  if (d[0] === '4') return len === 13 || len === 16 || len === 19 // Visa
+  if ((two >= 51 && two <= 55) || (four >= 2221 && four <= 2720)) return len === 16 // Mastercard
+  if (two === 34 || two === 37) return len === 15 // Amex
+  if (two === 36 || two === 38 || (four >= 3000 && four <= 3059)) return len >= 14 && len <= 19 // Diners
+  if (four >= 3528 && four <= 3589) return len >= 16 && len <= 19 // JCB
+  if (d[0] === '6' || two === 50 || (two >= 56 && two <= 58)) return len >= 12 && len <= 19 // Discover, UnionPay, Maestro
+  return false
+}
+
+const CARD_RE = /(?<![\w.-])\d(?:[ -]?\d){11,18}(?![\w]|[.-]\d)/g
+
+function findCards(text: string, out: Found[]): void {
+  CARD_RE.lastIndex = 0
+  for (let m = CARD_RE.exec(text); m; m = CARD_RE.exec(text)) {
+    const raw = m[0]
+    const digits = raw.replace(/[ -]/g, '')
+    if (digits.length < 12 || digits.length > 19) continue
+    // separators, when present, are all the same character (4 4 4 4, 4 6 5, …)
+    if (digits.length !== raw.length && !(/^[\d ]+$/.test(raw) || /^[\d-]+$/.test(raw))) continue
+    if (!cardNetworkKnown(digits) || !luhnValid(digits) || TEST_CARDS.has(digits)) continue
+    out.push({ kind: 'card', start: m.index, end: m.index + raw.length })
+  }
+}
+
+const IBAN_RE = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?/g
+
+function findIbans(text: string, out: Found[]): void {
+  IBAN_RE.lastIndex = 0
+  for (let m = IBAN_RE.exec(text); m; m = IBAN_RE.exec(text)) {
+    const raw = m[0]
+    const len = IBAN_LENGTHS[raw.slice(0, 2)]
+    if (len === undefined) continue
+    // the regex may run into a following upper-case word: cut at the country's length
+    let n = 0
+    let end = 0
+    while (end < raw.length && n < len) {
+      if (raw[end] !== ' ') n++
+      end++
+    }
+    if (n !== len || isWordChar(text[m.index + end])) continue
+    if (ibanValid(raw.slice(0, end).replace(/ /g, ''))) out.push({ kind: 'iban', start: m.index, end: m.index + end })
+    IBAN_RE.lastIndex = m.index + end
+  }
+}
+
+const SSN_RE = /(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)/g
+const NINO_RE = /(?<![A-Za-z0-9])[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])/g
+const DNI_RE = /(?<![A-Za-z0-9])(?:\d{8}|[XYZ]-?\d{7})-?[A-Z](?![A-Za-z0-9])/g
+const NIR_RE = /(?<![\w])[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?![\w])/g
+const STEUER_RE = /(?<![\w\-./])(?:\d{11}|\d{2} \d{3} \d{3} \d{3})(?![\w]|[.\-/]\d)/g
+const BSN_RE = /(?<![\w\-./])\d{9}(?![\w]|[.\-/]\d)/g
+// a bare 9-digit number passes the 11-proof one time in 11: a BSN needs its name nearby
+const BSN_CONTEXT = /\b(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)\b/i
+
+function each(re: RegExp, text: string, fn: (m: RegExpExecArray) => void): void {
+  re.lastIndex = 0
+  for (let m = re.exec(text); m; m = re.exec(text)) fn(m)
+}
+
+function findNationalIds(text: string, out: Found[]): void {
+  const push = (m: RegExpExecArray) => out.push({ kind: 'national-id', start: m.index, end: m.index + m[0].length })
+  each(SSN_RE, text, (m) => ssnValid(m[1]!, m[3]!, m[4]!) && push(m))
+  each(NINO_RE, text, (m) => ninoValid(m[0].replace(/ /g, '')) && push(m))
+  each(DNI_RE, text, (m) => spanishIdValid(m[0].replace(/-/g, '')) && push(m))
+  each(NIR_RE, text, (m) => nirValid(m[0].replace(/ /g, '')) && push(m))
+  each(STEUER_RE, text, (m) => steuerIdValid(m[0].replace(/ /g, '')) && push(m))
+  each(BSN_RE, text, (m) => {
+    const before = text.slice(Math.max(0, m.index - 40), m.index)
+    if (BSN_CONTEXT.test(before) && bsnValid(m[0])) push(m)
+  })
+}
+
+const IPV4_RE =
+  /(?<![\w.\-@/])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w-]|\.\d)/g
+// "version 1.2.3.4", "v1.2.3.4", "build: 10.0.19041.1": a four-part version is not an address
+const VERSION_BEFORE =
+  /(?:\bv|version|\bver\.?|release|build|firmware|\bfw|\bos|windows|chrome|edge|firefox|safari)\s*[:=]?\s*$/i
+const IPV6_RE = /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g
+
+function ipv4Personal(a: string): boolean {
+  // loopback, "any", broadcast and netmasks identify no one
+  return !(a.startsWith('127.') || a === '0.0.0.0' || a.startsWith('255.'))
+}
+
+function findIps(text: string, out: Found[]): void {
+  if (text.indexOf('.') >= 0) {
+    each(IPV4_RE, text, (m) => {
+      if (!ipv4Personal(m[0])) return
+      if (VERSION_BEFORE.test(text.slice(Math.max(0, m.index - 12), m.index))) return
+      out.push({ kind: 'ip', start: m.index, end: m.index + m[0].length })
+    })
+  }
+  if (text.indexOf(':') < 0) return
+  each(IPV6_RE, text, (m) => {
+    const a = m[0]
+    // an address has a digit somewhere (rules out std::map-like names) and is more than "::1"
+    if (!/\d/.test(a) || a === '::' || a === '::1' || !isIPv6(a)) return
+    // "12:30:45" parses as nothing, but "1:2:3:4:5:6:7:8"-like timestamps are too short to be hex groups
+    if (!a.includes('::') && a.split(':').length !== 8) return
+    out.push({ kind: 'ip', start: m.index, end: m.index + a.length })
+  })
+}
+
+const PHONE_INTL_RE = /(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w])/g
+const PHONE_NANP_RE = /(?<![\w\-.])(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}(?:\1|[-. ])\d{4}(?![\w]|[-.]\d)/g
+const PHONE_NATIONAL_RE = /(?<![\w\-./])0\d{1,4}(?:[ \-/]\d{2,8}){1,4}(?![\w]|[-./]\d)/g
+
+function digitCount(s: string): number {
+  let n = 0
+  for (let i = 0; i < s.length; i++) if (isDigit(s[i])) n++
+  return n
+}
+
+function findPhones(text: string, out: Found[]): void {
+  const push = (m: RegExpExecArray) => out.push({ kind: 'phone', start: m.index, end: m.index + m[0].length })
+  if (text.indexOf('+') >= 0) {
+    each(PHONE_INTL_RE, text, (m) => {
+      const n = digitCount(m[0])
+      if (n >= 8 && n <= 15) push(m)
+    })
+  }
+  each(PHONE_NANP_RE, text, push)
+  each(PHONE_NATIONAL_RE, text, (m) => {
+    const n = digitCount(m[0])
+    if (n >= 10 && n <= 11 && m[0][1] !== '0') push(m)
+  })
+}
+
+// overlapping candidates: the more specific kind wins (an IBAN holds digit runs that look like a phone)
+const PRIORITY: Record<string, number> = { email: 0, iban: 1, card: 2, 'national-id': 3, ip: 4, phone: 5 }
+const FINDERS: Record<PersonalDataKind, (text: string, out: Found[]) => void> = {
+  email: findEmails,
+  iban: findIbans,
+  card: findCards,
+  'national-id': findNationalIds,
+  ip: findIps,
+  phone: findPhones,
+}
+
+// every kind but email needs a digit: one scan decides whether the rest can match at all
+const HAS_DIGIT = /\d/
+
+/**
+ * Personal data in `text`, sorted by start, never overlapping. `kinds` limits the search
+ * (default: all of PERSONAL_DATA_KINDS); unknown kinds throw, so a typo in config is loud.
+ */
+export function detectPersonalData(text: string, kinds?: readonly string[]): PersonalDataMatch[] {
+  const wanted = kinds ?? PERSONAL_DATA_KINDS
+  const found: Found[] = []
+  const digits = HAS_DIGIT.test(text)
+  for (const kind of wanted) {
+    const finder = FINDERS[kind as PersonalDataKind]
+    if (finder === undefined)
+      throw new Error(`detectPersonalData: unknown kind "${kind}" (expected ${PERSONAL_DATA_KINDS.join(', ')})`)
+    if (kind === 'email' ? text.indexOf('@') >= 0 : digits) finder(text, found)
+  }
+  if (found.length <= 1) return found
+  found.sort((a, b) => PRIORITY[a.kind]! - PRIORITY[b.kind]! || a.start - b.start || b.end - a.end)
+  const kept: Found[] = []
+  for (const f of found) {
+    if (!kept.some((k) => f.start < k.end && k.start < f.end)) kept.push(f)
+  }
+  return kept.sort((a, b) => a.start - b.start)
+}
