@@ -138,10 +138,11 @@ export interface MeshContext {
   normalised?: { system: string; messages: CanonicalMessage[] }
   /**
    * vendor and model that will answer; plugins in `route` may change it. `fallbacks`: further
-   * targets tried in order when this one fails before its first byte (see docs/routing.md). After
-   * the call it names the target that answered (what quota and audit settle on).
+   * targets tried in order when this one fails before its first byte; `strategy: 'lowest-latency'`
+   * treats this target and its fallbacks as equals and tries the fastest first (docs/routing.md).
+   * After the call it names the target that answered (what quota and audit settle on).
    */
-  route: { vendor: string; model: string; reason?: string; fallbacks?: Array<{ vendor: string; model: string }> }
+  route: { vendor: string; model: string; reason?: string; fallbacks?: Array<{ vendor: string; model: string }>; strategy?: 'ordered' | 'lowest-latency' }
   /** estimated before the call, actual after it */
   usage: Usage
   cost: { usd: number; savedUsd: number; estimated: boolean }
