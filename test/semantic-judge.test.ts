@@ -6,7 +6,8 @@ import { analyse, pairFeatures, stem } from '../plugins/semantic-cache/features.
 import { createJudge, judgeFile } from '../plugins/semantic-cache/judge.ts'
 import { embeddingText } from '../plugins/semantic-cache/text.ts'
 import { dequantise, quantise } from '../plugins/semantic-cache/vector-index.ts'
-import { mlpPredict, mlpPredictPlain, mlpTrain, unpack } from '../plugins/semantic-cache/mlp.ts'
+import { mlpPredict, unpack } from '../plugins/semantic-cache/mlp.ts'
+import { mlpPredictPlain, mlpTrain } from '../tools/semantic-train/mlp-train.ts'
 
 const embedder = useLiteEmbedder()
 const judge = createJudge(embedder.id)

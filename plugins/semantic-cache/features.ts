@@ -97,7 +97,7 @@ export function stem(w: string): string {
 
 // words (with c++, c#, node.js, 4.2, don't kept whole), plus runs of symbols that carry meaning
 // in technical questions ("what does ~ mean" vs "what does % mean")
-const TOKEN_RE = /[\p{L}\p{N}]+(?:[.'’+#-][\p{L}\p{N}]+)*[+#]*|\.net\b|[~%=<>@^&|\\`*\/]+|\(\)|\[\]|\{\}/gu
+const TOKEN_RE = /[\p{L}\p{N}]+(?:[.'’+#-][\p{L}\p{N}]+)*[+#]*|\.net\b|[~%=<>@^&|\\`*/]+|\(\)|\[\]|\{\}/gu
 
 // the same tokens plus clause punctuation, which TOKEN_RE drops: the role alignment needs to see
 // where a list or a clause breaks ("apples, pears and plums")
@@ -109,7 +109,7 @@ function isNumberToken(t: string): boolean {
 
 /** the form a token is aligned by (stem or number), or undefined for stopwords, negation and symbols */
 export function salientWord(t: string): string | undefined {
-  if (/^[~%=<>@^&|\\`*\/()[\]{},;:]+$/.test(t) || NEGATION.has(t)) return undefined
+  if (/^[~%=<>@^&|\\`*/()[\]{},;:]+$/.test(t) || NEGATION.has(t)) return undefined
   const nw = NUMBER_WORDS[t]
   if (nw !== undefined) return nw
   if (isNumberToken(t)) return t.replace(/^\$/, '').replace(/,/g, '')
@@ -171,7 +171,7 @@ export function analyse(text: string, caseHint?: string): TextInfo {
   const langs = new Set<string>()
   const symbols = new Set<string>()
   for (const t of tokens) {
-    if (/^[~%=<>@^&|\\`*\/()[\]{}]+$/.test(t)) { symbols.add(t); continue }
+    if (/^[~%=<>@^&|\\`*/()[\]{}]+$/.test(t)) { symbols.add(t); continue }
     if (LANGS.has(t)) langs.add(t === 'js' ? 'javascript' : t === 'cpp' ? 'c++' : t === 'csharp' ? 'c#' : t === 'golang' ? 'go' : t === 'nodejs' || t === 'node' ? 'node.js' : t === 'postgres' ? 'postgresql' : t)
     const nw = NUMBER_WORDS[t]
     if (nw !== undefined) { numbers.add(nw); continue }

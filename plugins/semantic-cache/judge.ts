@@ -70,10 +70,10 @@ export function judgeFile(): JudgeFile {
   const file = join(dirname(fileURLToPath(import.meta.url)), 'judge-weights.json')
   const data = JSON.parse(readFileSync(file, 'utf8')) as JudgeFile
   if (data.version !== 1 || data.features.join() !== FEATURE_NAMES.join()) {
-    throw new Error(`semanticCache: ${file} was trained for other features; re-run train/train-judge.ts`)
+    throw new Error(`semanticCache: ${file} was trained for other features; re-run tools/semantic-train/train-judge.ts`)
   }
   if (data.roles && data.roles.features.join() !== [...ROLE_FEATURE_NAMES, ...FEATURE_NAMES].join()) {
-    throw new Error(`semanticCache: the roles model in ${file} was trained for other features; re-run train/train-roles.ts`)
+    throw new Error(`semanticCache: the roles model in ${file} was trained for other features; re-run tools/semantic-train/train-roles.ts`)
   }
   loaded = data
   return data

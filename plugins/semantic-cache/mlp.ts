@@ -7,7 +7,9 @@
 // [Pu*Pv, |Pu-Pv|] to the inputs: u*v alone only gives the hidden layer diagonal bilinear terms,
 // P lets it weigh agreement along learned directions. Still symmetric in (u, v). Models without
 // `proj` are the plain network, unchanged.
-import { rng, shuffled } from './train/data.ts'
+//
+// This is the inference half, what the proxy loads; the trainer (and the plain reference loops
+// the kernels are checked against) is tools/semantic-train/mlp-train.ts, never imported here.
 
 export interface MlpModel {
   kind: 'mlp'
@@ -23,7 +25,7 @@ export interface MlpModel {
 }
 
 /** training keeps float32 weights (what ships); unpacked weights are float64, about 1.5x faster to multiply here */
-type Vec = Float32Array | Float64Array
+export type Vec = Float32Array | Float64Array
 
 export interface MlpRuntime {
   inputs: number
@@ -50,9 +52,9 @@ const PROD_SCALE = 20 // u*v components of unit vectors are tiny: bring them to 
 const DIFF_SCALE = 10
 // P is stored small (so Adam's fixed step moves it at a rate like W1's) and scaled up here:
 // Pu then has roughly unit components for a unit u
-const PROJ_SCALE = 20
-const PPROD_SCALE = 1
-const PDIFF_SCALE = 2
+export const PROJ_SCALE = 20
+export const PPROD_SCALE = 1
+export const PDIFF_SCALE = 2
 
 /** a runtime for inference: `unpack` adds W1 hidden-major for the inference kernel */
 export type MlpInference = MlpRuntime & { W1T: Float64Array }
@@ -71,7 +73,7 @@ export function unpack(m: MlpModel): MlpInference {
   return {
     inputs,
     hidden: m.hidden,
-    // input-major W1 is only read by mlpPredictPlain: a view, not a second float64 copy
+    // input-major W1 is only read by mlpPredictPlain (tools/semantic-train/mlp-train.ts): a view, not a second float64 copy
     W1: all.subarray(0, n1),
     W1T,
     b1: Float64Array.from(all.subarray(n1, n1 + m.hidden)),
@@ -86,7 +88,7 @@ export function unpack(m: MlpModel): MlpInference {
 }
 
 /** the inputs before the projected ones: u*v, |u-v| and the standardised features */
-function fillPair(rt: { dim: number; mean: Float64Array; std: Float64Array }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec): void {
+export function fillPair(rt: { dim: number; mean: Float64Array; std: Float64Array }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec): void {
   const d = rt.dim
   for (let i = 0; i < d; i++) {
     x[i] = u[i]! * v[i]! * PROD_SCALE
@@ -94,46 +96,6 @@ function fillPair(rt: { dim: number; mean: Float64Array; std: Float64Array }, u:
   }
   const nf = rt.mean.length
   for (let i = 0; i < nf; i++) x[2 * d + i] = (f[i]! - rt.mean[i]!) / rt.std[i]!
-}
-
-/** fills x (training); with a projection, also a = Pu and b = Pv (length proj) */
-function fillInput(rt: { dim: number; mean: Float64Array; std: Float64Array; proj: number; P: Vec }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec, a?: Vec, b?: Vec): void {
-  fillPair(rt, u, v, f, x)
-  const k = rt.proj
-  if (!k) return
-  const d = rt.dim, P = rt.P, base = 2 * d + rt.mean.length
-  for (let p = 0; p < k; p++) {
-    const o = p * d
-    // (unrolled: this is most of a projected network's forward pass)
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0
-    let i = 0
-    for (; i + 3 < d; i += 4) {
-      const w0 = P[o + i]!, w1 = P[o + i + 1]!, w2 = P[o + i + 2]!, w3 = P[o + i + 3]!
-      s0 += w0 * u[i]!; s1 += w1 * u[i + 1]!; s2 += w2 * u[i + 2]!; s3 += w3 * u[i + 3]!
-      t0 += w0 * v[i]!; t1 += w1 * v[i + 1]!; t2 += w2 * v[i + 2]!; t3 += w3 * v[i + 3]!
-    }
-    for (; i < d; i++) { s0 += P[o + i]! * u[i]!; t0 += P[o + i]! * v[i]! }
-    const su = (s0 + s1 + s2 + s3) * PROJ_SCALE, sv = (t0 + t1 + t2 + t3) * PROJ_SCALE
-    if (a) { a[p] = su; b![p] = sv }
-    x[base + p] = su * sv * PPROD_SCALE
-    x[base + k + p] = Math.abs(su - sv) * PDIFF_SCALE
-  }
-}
-
-function forward(rt: MlpRuntime, x: Vec, h: Vec): number {
-  const H = rt.hidden, W1 = rt.W1, n = rt.inputs
-  h.set(rt.b1)
-  for (let i = 0; i < n; i++) {
-    const xi = x[i]!
-    if (xi === 0) continue
-    let o = i * H
-    for (let j = 0; j < H; j++, o++) h[j]! += xi * W1[o]!
-  }
-  let z = rt.b2
-  const W2 = rt.W2
-  for (let j = 0; j < H; j++) if (h[j]! > 0) z += h[j]! * W2[j]!
-  else h[j] = 0
-  return z
 }
 
 /**
@@ -213,136 +175,4 @@ export function mlpPredict(rt: MlpInference, u: ArrayLike<number>, v: ArrayLike<
   }
   // symmetric by construction of the inputs (u*v, |u-v|, symmetric features, Pu*Pv, |Pu-Pv|)
   return 1 / (1 + Math.exp(-forwardInference(rt, x)))
-}
-
-/** the same probability through the training path's loops: slower, kept to check the inference kernels against */
-export function mlpPredictPlain(rt: MlpRuntime, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
-  const x = new Float64Array(rt.inputs)
-  fillInput(rt, u, v, features, x)
-  return 1 / (1 + Math.exp(-forward(rt, x, new Float64Array(rt.hidden))))
-}
-
-export interface MlpSample { u: ArrayLike<number>; v: ArrayLike<number>; f: number[]; y: number; w: number }
-
-export function mlpTrain(train: MlpSample[], valid: MlpSample[], opts: { hidden?: number; epochs?: number; lr?: number; l2?: number; seed?: number; proj?: number; log?: (l: string) => void } = {}): MlpModel {
-  const H = opts.hidden ?? 64
-  const K = opts.proj ?? 0
-  const epochs = opts.epochs ?? 12
-  const lr = opts.lr ?? 0.001
-  const l2 = opts.l2 ?? 1e-4
-  const dim = train[0]!.u.length
-  const nf = train[0]!.f.length
-  const mean = new Float64Array(nf), std = new Float64Array(nf)
-  for (const s of train) s.f.forEach((x, i) => (mean[i]! += x / train.length))
-  for (const s of train) s.f.forEach((x, i) => (std[i]! += (x - mean[i]!) ** 2 / train.length))
-  for (let i = 0; i < nf; i++) std[i] = Math.sqrt(std[i]!) || 1
-  const inputs = 2 * dim + nf + 2 * K
-  const r = rng(opts.seed ?? 1)
-  const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r())
-  const rt: MlpRuntime = {
-    inputs, hidden: H, dim, mean, std,
-    W1: new Float32Array(inputs * H).map(() => gauss() * Math.sqrt(2 / inputs)),
-    b1: new Float32Array(H),
-    W2: new Float32Array(H).map(() => gauss() * Math.sqrt(1 / H)),
-    b2: 0,
-    proj: K,
-    P: new Float32Array(0),
-  }
-  // drawn after W1 and W2, so a network without projection starts as before
-  if (K) rt.P = new Float32Array(K * dim).map(() => gauss() / (PROJ_SCALE * Math.sqrt(dim)))
-  const params = [rt.W1, rt.b1, rt.W2, ...(K ? [rt.P] : [])]
-  const m1 = params.map((p) => new Float32Array(p.length)), m2 = params.map((p) => new Float32Array(p.length))
-  let mb = 0, vb = 0, t = 0
-  const gW1 = new Float32Array(inputs * H), gb1 = new Float32Array(H), gW2 = new Float32Array(H), gP = new Float32Array(K * dim)
-  const x = new Float32Array(inputs), h = new Float32Array(H), dhs = new Float64Array(H)
-  const pa = new Float32Array(K), pb = new Float32Array(K)
-  const pbase = 2 * dim + nf
-  const loss = (set: MlpSample[]) => {
-    let s = 0, ws = 0
-    for (const e of set) {
-      fillInput(rt, e.u, e.v, e.f, x)
-      const p = Math.min(1 - 1e-9, Math.max(1e-9, 1 / (1 + Math.exp(-forward(rt, x, h)))))
-      s -= e.w * (e.y ? Math.log(p) : Math.log(1 - p))
-      ws += e.w
-    }
-    return s / ws
-  }
-  let best = Infinity
-  let bestWeights: Vec[] = []
-  let bestB2 = 0
-  for (let ep = 0; ep < epochs; ep++) {
-    const order = shuffled(train.map((_, i) => i), ep + 17 + 1000 * (opts.seed ?? 1))
-    for (let s = 0; s < order.length; s += 64) {
-      gW1.fill(0); gb1.fill(0); gW2.fill(0); gP.fill(0)
-      let gb2 = 0
-      const B = Math.min(64, order.length - s)
-      for (let k = 0; k < B; k++) {
-        const e = train[order[s + k]!]!
-        fillInput(rt, e.u, e.v, e.f, x, pa, pb)
-        const p = 1 / (1 + Math.exp(-forward(rt, x, h)))
-        const d = (p - e.y) * e.w
-        gb2 += d
-        for (let j = 0; j < H; j++) {
-          if (h[j]! <= 0) { dhs[j] = 0; continue }
-          gW2[j]! += d * h[j]!
-          const dh = d * rt.W2[j]!
-          dhs[j] = dh
-          gb1[j]! += dh
-        }
-        // (per element the sum over the batch runs in the same order as a j-outer loop would)
-        for (let i = 0; i < inputs; i++) {
-          const xi = x[i]!
-          if (xi === 0) continue
-          const o = i * H
-          for (let j = 0; j < H; j++) if (dhs[j] !== 0) gW1[o + j]! += dhs[j]! * xi
-        }
-        // through the projected inputs back to P: x_p = a_p b_p, x_(k+p) = |a_p - b_p|, a = Pu, b = Pv
-        for (let q = 0; q < K; q++) {
-          const op = (pbase + q) * H, oq = (pbase + K + q) * H
-          let gp = 0, gq = 0
-          for (let j = 0; j < H; j++) { const dh = dhs[j]!; if (dh !== 0) { gp += dh * rt.W1[op + j]!; gq += dh * rt.W1[oq + j]! } }
-          const a = pa[q]!, b = pb[q]!, sg = a > b ? 1 : a < b ? -1 : 0
-          const ga = (gp * PPROD_SCALE * b + gq * PDIFF_SCALE * sg) * PROJ_SCALE
-          const gb = (gp * PPROD_SCALE * a - gq * PDIFF_SCALE * sg) * PROJ_SCALE
-          if (ga === 0 && gb === 0) continue
-          const o = q * dim, u = e.u, v = e.v
-          for (let i = 0; i < dim; i++) gP[o + i]! += ga * u[i]! + gb * v[i]!
-        }
-      }
-      t++
-      const grads = [gW1, gb1, gW2, gP]
-      const c1 = 1 - 0.9 ** t, c2 = 1 - 0.999 ** t
-      for (let q = 0; q < params.length; q++) {
-        const P = params[q]!, G = grads[q]!, M = m1[q]!, V = m2[q]!
-        for (let i = 0; i < P.length; i++) {
-          const g = G[i]! / B + l2 * P[i]!
-          M[i] = 0.9 * M[i]! + 0.1 * g
-          V[i] = 0.999 * V[i]! + 0.001 * g * g
-          P[i]! -= (lr * (M[i]! / c1)) / (Math.sqrt(V[i]! / c2) + 1e-8)
-        }
-      }
-      const g = gb2 / B
-      mb = 0.9 * mb + 0.1 * g
-      vb = 0.999 * vb + 0.001 * g * g
-      rt.b2 -= (lr * (mb / c1)) / (Math.sqrt(vb / c2) + 1e-8)
-    }
-    const vl = loss(valid)
-    opts.log?.(`epoch ${ep + 1}: valid ${vl.toFixed(4)}`)
-    if (vl < best) { best = vl; bestWeights = params.map((p) => p.slice()); bestB2 = rt.b2 }
-  }
-  const flat = new Float32Array(inputs * H + 2 * H + 1 + K * dim)
-  flat.set(bestWeights[0]!, 0)
-  flat.set(bestWeights[1]!, inputs * H)
-  flat.set(bestWeights[2]!, inputs * H + H)
-  flat[inputs * H + 2 * H] = bestB2
-  if (K) flat.set(bestWeights[3]!, inputs * H + 2 * H + 1)
-  return {
-    kind: 'mlp',
-    dim,
-    hidden: H,
-    mean: [...mean].map((v) => Number(v.toPrecision(7))),
-    std: [...std].map((v) => Number(v.toPrecision(7))),
-    weights: Buffer.from(flat.buffer).toString('base64'),
-    ...(K ? { proj: K } : {}),
-  }
 }

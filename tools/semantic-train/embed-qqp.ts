@@ -1,10 +1,10 @@
 // Embeds the QQP texts once with an embedder (default USE-lite) so train-judge.ts can read
 // cosines without re-running the model. Resumable: re-running appends what is missing.
-//   node bin/run-ts.mjs plugins/semantic-cache/train/embed-qqp.ts [--out DIR] [--limit PAIRS]
+//   node bin/run-ts.mjs tools/semantic-train/embed-qqp.ts [--out DIR] [--limit PAIRS]
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { useLiteEmbedder } from '../embedders.ts'
-import { embeddingText } from '../text.ts'
+import { useLiteEmbedder } from '../../plugins/semantic-cache/embedders.ts'
+import { embeddingText } from '../../plugins/semantic-cache/text.ts'
 import { defaultEmbeddingDir, readPairs, shuffled, TRAIN_FILE, DEV_FILE } from './data.ts'
 
 const args = process.argv.slice(2)

@@ -1,11 +1,11 @@
 // Embeds the texts of any labelled pair file ({a, b, label} JSONL, gzipped or not) once, so the
 // trainer can score pairs with the networks without re-running the model (PAWS-Wiki here).
 // Resumable: re-running appends what is missing.
-//   node bin/run-ts.mjs plugins/semantic-cache/train/embed-pairs.ts FILE... [--out DIR]
+//   node bin/run-ts.mjs tools/semantic-train/embed-pairs.ts FILE... [--out DIR]
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { useLiteInThread } from '../embedders.ts'
-import { embeddingText } from '../text.ts'
+import { useLiteInThread } from '../../plugins/semantic-cache/embedders.ts'
+import { embeddingText } from '../../plugins/semantic-cache/text.ts'
 import { readPairs } from './data.ts'
 
 const args = process.argv.slice(2)

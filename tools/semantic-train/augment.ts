@@ -13,12 +13,12 @@
 // Writes DIR/augmented-pairs.jsonl ({ a, b, ha, hb, label, kind }: a/b are the normalised views
 // the cache compares, ha/hb the raw wordings) and embeds the views that the QQP cache lacks into
 // DIR/aug-texts.jsonl + DIR/aug-vectors-512.f32 (resumable, like embed-qqp.ts).
-//   node bin/run-ts.mjs plugins/semantic-cache/train/augment.ts [--embeddings DIR] [--scale 1] [--no-embed]
+//   node bin/run-ts.mjs tools/semantic-train/augment.ts [--embeddings DIR] [--scale 1] [--no-embed]
 import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { normaliseText } from '../../normalise/text.ts'
-import { useLiteEmbedder } from '../embedders.ts'
-import { embeddingText } from '../text.ts'
+import { normaliseText } from '../../plugins/normalise/text.ts'
+import { useLiteEmbedder } from '../../plugins/semantic-cache/embedders.ts'
+import { embeddingText } from '../../plugins/semantic-cache/text.ts'
 import { defaultEmbeddingDir, readPairs, rng, shuffled, TRAIN_FILE, type Pair } from './data.ts'
 
 const args = process.argv.slice(2)

@@ -1,4 +1,4 @@
-// Reading the labelled QQP pairs (see ../../../../shared/data/README.md) for training and measuring.
+// Reading the labelled QQP pairs (see ../../../shared/data/README.md) for training and measuring.
 import { readFileSync } from 'node:fs'
 import { gunzipSync } from 'node:zlib'
 import { tmpdir } from 'node:os'
@@ -9,7 +9,7 @@ export interface Pair { a: string; b: string; label: number }
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** shared/ sits beside the repo (../shared from the repo root); AGENTMESH_SHARED_DATA overrides */
-export const DATA_DIR = process.env.AGENTMESH_SHARED_DATA ?? resolve(here, '../../../../shared/data')
+export const DATA_DIR = process.env.AGENTMESH_SHARED_DATA ?? resolve(here, '../../../shared/data')
 export const TRAIN_FILE = join(DATA_DIR, 'qqp-train-pairs.jsonl.gz')
 export const DEV_FILE = join(DATA_DIR, 'qqp-dev-pairs.jsonl')
 
@@ -23,7 +23,7 @@ export function defaultEmbeddingDir(): string {
   return process.env.AGENTMESH_QQP_EMBEDDINGS ?? join(tmpdir(), 'agentmesh-qqp-embeddings')
 }
 
-import { rng } from '../random.ts'
+import { rng } from '../../plugins/semantic-cache/random.ts'
 export { rng }
 
 export function shuffled<T>(xs: T[], seed: number): T[] {

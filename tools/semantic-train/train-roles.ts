@@ -10,17 +10,18 @@
 // two relation words swapped, or two content words traded (label 0), and, so that not every
 // reordering reads as a new question, a trailing phrase moved to the front or list items
 // reordered (label 1).
-//   node bin/run-ts.mjs plugins/semantic-cache/train/embed-pairs.ts ../shared/data/paws-wiki-dev.jsonl.gz   (dev vectors, ~3 min)
-//   node bin/run-ts.mjs plugins/semantic-cache/train/train-roles.ts [--precision 0.92] [--synthetic-weight 0.5] [--embeddings DIR]
+//   node bin/run-ts.mjs tools/semantic-train/embed-pairs.ts ../shared/data/paws-wiki-dev.jsonl.gz   (dev vectors, ~3 min)
+//   node bin/run-ts.mjs tools/semantic-train/train-roles.ts [--precision 0.92] [--synthetic-weight 0.5] [--embeddings DIR]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { analyse, FEATURE_NAMES, pairFeatures, type TextInfo } from '../features.ts'
-import { train, type BoostedModel } from '../gbdt.ts'
-import { createJudge, type JudgeFile, type RolesModel } from '../judge.ts'
-import { ROLE_FEATURE_NAMES, roleFeatures } from '../roles.ts'
-import { embeddingText } from '../text.ts'
-import { dequantise, quantise } from '../vector-index.ts'
+import { analyse, FEATURE_NAMES, pairFeatures, type TextInfo } from '../../plugins/semantic-cache/features.ts'
+import type { BoostedModel } from '../../plugins/semantic-cache/gbdt.ts'
+import { train } from './gbdt-train.ts'
+import { createJudge, type JudgeFile, type RolesModel } from '../../plugins/semantic-cache/judge.ts'
+import { ROLE_FEATURE_NAMES, roleFeatures } from '../../plugins/semantic-cache/roles.ts'
+import { embeddingText } from '../../plugins/semantic-cache/text.ts'
+import { dequantise, quantise } from '../../plugins/semantic-cache/vector-index.ts'
 import { DATA_DIR, readPairs, rng, shuffled, TRAIN_FILE, type Pair } from './data.ts'
 
 const args = process.argv.slice(2)
@@ -29,7 +30,7 @@ const target = Number(flag('--precision') ?? 0.92)
 const synWeight = Number(flag('--synthetic-weight') ?? 0.5)
 const embDir = flag('--embeddings') ?? join(process.env.TMPDIR ?? '/tmp', 'agentmesh-paws-embeddings')
 const here = dirname(fileURLToPath(import.meta.url))
-const outFile = flag('--out') ?? join(here, '..', 'judge-weights.json')
+const outFile = flag('--out') ?? join(here, '../../plugins/semantic-cache/judge-weights.json')
 const USE_ID = 'use-lite-en@0.2.0'
 const PAWS_TRAIN = join(DATA_DIR, 'paws-wiki-test.jsonl.gz')
 const PAWS_DEV = join(DATA_DIR, 'paws-wiki-dev.jsonl.gz')

@@ -1,9 +1,9 @@
 // Learns the semantic cache's judgement from labelled QQP pairs (train file only; the dev file
-// is never read here) and writes ../judge-weights.json.
+// is never read here) and writes plugins/semantic-cache/judge-weights.json.
 //
-//   node bin/run-ts.mjs plugins/semantic-cache/train/embed-qqp.ts     # once, ~30 min on 2 cores
-//   node bin/run-ts.mjs plugins/semantic-cache/train/augment.ts       # optional, ~20 min (see below)
-//   node bin/run-ts.mjs plugins/semantic-cache/train/train-judge.ts [--precision 0.9]
+//   node bin/run-ts.mjs tools/semantic-train/embed-qqp.ts     # once, ~30 min on 2 cores
+//   node bin/run-ts.mjs tools/semantic-train/augment.ts       # optional, ~20 min (see below)
+//   node bin/run-ts.mjs tools/semantic-train/train-judge.ts [--precision 0.9]
 //     [--aug-weight 0.3 | --no-augment] [--aug-skip kind,kind] [--members 3] [--epochs 8] [--hidden 48]
 //     [--keep-lexical] (reuse the lexical trees) [--calibrate-only] (keep both models, re-choose thresholds)
 //     [--proj 64] (learned projection P of both vectors: adds Pu*Pv and |Pu-Pv| to the network's inputs; 0 = off)
@@ -22,13 +22,15 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { analyse, pairFeatures, FEATURE_NAMES, type TextInfo } from '../features.ts'
-import { train, predict, type BoostedModel } from '../gbdt.ts'
-import { mlpPredict, mlpTrain, unpack, type MlpModel, type MlpSample } from '../mlp.ts'
-import { dequantise, quantise } from '../vector-index.ts'
-import { embeddingText } from '../text.ts'
+import { analyse, pairFeatures, FEATURE_NAMES, type TextInfo } from '../../plugins/semantic-cache/features.ts'
+import { predict, type BoostedModel } from '../../plugins/semantic-cache/gbdt.ts'
+import { train } from './gbdt-train.ts'
+import { mlpPredict, unpack, type MlpModel } from '../../plugins/semantic-cache/mlp.ts'
+import { mlpTrain, type MlpSample } from './mlp-train.ts'
+import { dequantise, quantise } from '../../plugins/semantic-cache/vector-index.ts'
+import { embeddingText } from '../../plugins/semantic-cache/text.ts'
 import { defaultEmbeddingDir, readPairs, shuffled, TRAIN_FILE, type Pair } from './data.ts'
-import { judgeVeto, type JudgeFile, type JudgeModel } from '../judge.ts'
+import { judgeVeto, type JudgeFile, type JudgeModel } from '../../plugins/semantic-cache/judge.ts'
 
 const args = process.argv.slice(2)
 const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
@@ -38,7 +40,7 @@ let chosenPrecision = targetPrecision
 const nearWeight = Number(flag('--near-weight') ?? 3)
 const embDir = flag('--embeddings') ?? defaultEmbeddingDir()
 const here = dirname(fileURLToPath(import.meta.url))
-const outFile = flag('--out') ?? join(here, '..', 'judge-weights.json')
+const outFile = flag('--out') ?? join(here, '../../plugins/semantic-cache/judge-weights.json')
 const maxTrees = Number(flag('--trees') ?? 400)
 const pairLimit = Number(flag('--limit') ?? Infinity)
 const USE_ID = 'use-lite-en@0.2.0'
@@ -141,7 +143,7 @@ function weights(rs: Row[]): number[] {
   return rs.map((r, i) => raw[i]! * (r.y ? 0.5 / pos : 0.5 / neg) * rs.length)
 }
 
-function fit(name: string, keep: (r: Row) => boolean, mask: (x: number[]) => number[]): BoostedModel {
+function fitTrees(name: string, keep: (r: Row) => boolean, mask: (x: number[]) => number[]): BoostedModel {
   // (only the lexical model is a tree model now; kept generic for other embedders' models)
   const tr = trainRows.filter(keep), va = stopRows.filter(keep)
   console.log(`${name}: ${tr.length} train rows, ${va.length} rows to stop on`)
@@ -180,7 +182,6 @@ function calibrate(score: (r: Row) => number, keep: (r: Row) => boolean, minSim:
 
 const DEFAULT_VETOES = { number: true, entity: true, language: true, negation: true, swap: true, opposite: true, symbol: true, roles: true }
 const lexicalMask = (x: number[]) => { const y = x.slice(); y[0] = 0; return y }
-const identity = (x: number[]) => x
 
 // --keep-lexical: reuse the lexical model of the current judge-weights.json (experiments on the network only)
 // --calibrate-only: keep both models of the current judge-weights.json, only choose the thresholds again
@@ -190,7 +191,7 @@ const previous = prevFile?.models.lexical
 const models: Record<string, JudgeModel> = {}
 if (previous && !calibrateOnly) models.lexical = previous
 else {
-  const lexical = (previous as BoostedModel | undefined) ?? fit('lexical', () => true, lexicalMask)
+  const lexical = (previous as BoostedModel | undefined) ?? fitTrees('lexical', () => true, lexicalMask)
   // Without the cosine the lexical model cannot reach the USE target on near misses; its default
   // is set at a lower precision and relies on the other embedder's similarity floor as well.
   const lexicalPrecision = Number(flag('--lexical-precision') ?? 0.8)
