@@ -3,6 +3,8 @@
 import type { StreamReader } from './protocols/index.ts'
 
 const BOUNDARY = /\r?\n\r?\n/
+// global, so a search starts where the last event ended (lastIndex) without slicing
+const BOUNDARY_AT = /\r?\n\r?\n/g
 
 function dataOf(event: string): string | undefined {
   let data: string | undefined
@@ -22,29 +24,48 @@ function dataOf(event: string): string | undefined {
  * one (the usage chunk AgentMesh asked for on the client's behalf).
  */
 export class SseParser {
-  private pending = ''
+  // text after the last complete event, kept as pieces: an event of megabytes arrives in many
+  // chunks, and appending to one string and searching it from the start at every chunk would
+  // cost time quadratic in the event's size (a 9 MB event: seconds of CPU)
+  private pieces: string[] = []
+  // the last characters of the pending text, enough to find a boundary split between chunks
+  private tail = ''
   private readonly decoder = new TextDecoder()
   constructor(private readonly reader: StreamReader, readonly dropEvents: boolean) {}
 
   feed(chunk: Buffer): string {
-    this.pending += this.decoder.decode(chunk, { stream: true })
+    const text = this.decoder.decode(chunk, { stream: true })
+    if (!BOUNDARY.test(text) && !(this.tail && BOUNDARY.test(this.tail + text.slice(0, 3)))) {
+      this.pieces.push(text)
+      this.tail = text.length >= 3 ? text.slice(-3) : (this.tail + text).slice(-3)
+      return ''
+    }
+    this.pieces.push(text)
+    const all = this.pieces.length === 1 ? text : this.pieces.join('')
     let out = ''
+    let from = 0
     for (;;) {
-      const m = BOUNDARY.exec(this.pending)
+      BOUNDARY_AT.lastIndex = from
+      const m = BOUNDARY_AT.exec(all)
       if (!m) break
-      const raw = this.pending.slice(0, m.index + m[0].length)
-      this.pending = this.pending.slice(m.index + m[0].length)
+      const end = m.index + m[0].length
+      const raw = all.slice(from, end)
+      from = end
       const data = dataOf(raw)
       const keep = data === undefined ? true : this.reader.event(data)
       if (this.dropEvents && keep) out += raw
     }
+    const rest = all.slice(from)
+    this.pieces = rest ? [rest] : []
+    this.tail = rest.slice(-3)
     return out
   }
 
   /** the end of the stream: a last event without its blank line */
   flush(): string {
-    const rest = this.pending + this.decoder.decode()
-    this.pending = ''
+    const rest = this.pieces.join('') + this.decoder.decode()
+    this.pieces = []
+    this.tail = ''
     if (!rest.trim()) return ''
     const data = dataOf(rest)
     const keep = data === undefined ? true : this.reader.event(data)
