@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { cacheControl } from '../../core/cache-control.ts'
 import { isDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import type { CanonicalAnswer, MeshContext, Plugin, Usage } from '../../core/types.ts'
+import type { CanonicalAnswer, Mesh, MeshContext, Plugin, Usage } from '../../core/types.ts'
 import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
 import { ExactStore, type CacheEntry, type LookupResult } from './store.ts'
 import { askerOf, isSampled, RecentAnswers } from './retry.ts'
@@ -109,29 +109,104 @@ function markRetry(ctx: MeshContext): void {
   ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact', reason: 'retry' })
 }
 
+/** deletes expired entries now and then on storage that does not expire keys itself (fs) */
+function startSweeps(mesh: Mesh, store: ExactStore, minutes: number): () => Promise<void> {
+  let sweeping: Promise<unknown> | undefined
+  const sweep = () => {
+    if (sweeping) return
+    sweeping = store.sweep()
+      .then((r) => { if (r.removed) mesh.log.info(`exact-cache: removed ${r.removed} expired entries of ${r.scanned}`) })
+      .catch((err) => mesh.log.warn('exact-cache: sweep failed', { error: String((err as Error)?.message ?? err) }))
+      .finally(() => { sweeping = undefined })
+  }
+  const first = setTimeout(sweep, Math.min(60_000, minutes * 60_000))
+  const every = setInterval(sweep, minutes * 60_000)
+  first.unref()
+  every.unref()
+  return async () => {
+    clearTimeout(first)
+    clearInterval(every)
+    await sweeping
+  }
+}
+
+/** the stored entry, or a miss when it is absent, corrupt (deleted) or storage is down */
+async function lookupEntry(store: ExactStore, ctx: MeshContext, hash: string): Promise<LookupResult> {
+  try {
+    const r = await store.get(hash)
+    if (r.status === 'corrupt') ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', { id: ctx.id, key: hash, reason: r.reason })
+    return r
+  } catch (err) {
+    // storage down: serve from upstream rather than fail the request
+    // a storage outage is logged once by the storage layer, not once per request here
+    ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+    return { status: 'miss' }
+  }
+}
+
+/** waits for the request already on its way upstream with this key, at most the upstream timeout */
+async function waitFor(leader: { done: Promise<void> }, ctx: MeshContext): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([leader.done, new Promise<void>((r) => { timer = setTimeout(r, ctx.mesh.config.limits.upstreamTimeoutMs) })])
+  clearTimeout(timer)
+}
+
+/** what a hit saves, said in ctx.cache, ctx.cost and the headers (a dry run's preview says it too); returns the tokens */
+function reportSavings(ctx: MeshContext, stored: CanonicalAnswer): number {
+  const savedTokens = totalTokens(stored.usage)
+  const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
+  ctx.cache.status = 'exact'
+  ctx.cache.savedTokens = savedTokens
+  ctx.cost.savedUsd = savedUsd
+  ctx.headers['X-AgentMesh-Tokens-Saved'] = String(savedTokens)
+  ctx.headers['X-AgentMesh-Cost-Saved-USD'] = savedUsd.toFixed(6)
+  return savedTokens
+}
+
+/** answers the request with the stored answer, billed nothing */
+function serveHit(ctx: MeshContext, stored: CanonicalAnswer): void {
+  // the body reports the usage of the call it replays (clients size their context from it);
+  // what this request was billed, nothing, is ctx.usage and the headers
+  const answer: CanonicalAnswer = { ...stored, id: freshId(ctx.protocol), usage: { ...stored.usage } }
+  const savedTokens = reportSavings(ctx, stored)
+  ctx.usage = { ...ZERO }
+  ctx.answer = answer
+  ctx.response = { kind: 'answer', answer }
+  ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'exact', savedTokens, savedUsd: ctx.cost.savedUsd })
+}
+
+/** the answer to store: a non-empty one, with the usage of the upstream call that made it */
+function answerOf(ctx: MeshContext): CanonicalAnswer | undefined {
+  const a = ctx.answer
+  if (!a) return undefined
+  if (!a.text && a.toolCalls.length === 0) return undefined
+  // the answer's own usage is the upstream's; fall back to the context's actual usage
+  const usage = totalTokens(a.usage ?? ZERO) > 0 ? a.usage : !ctx.usage.estimated ? ctx.usage : a.usage
+  return { ...a, usage: { ...ZERO, ...usage, estimated: undefined } }
+}
+
+/** one exact cache's state, shared by its hooks and the steps below */
+interface ExactState {
+  o: typeof DEFAULTS
+  store?: ExactStore
+  /** keys on their way upstream in this process, and how to wake those waiting for them */
+  inflight: Map<string, { done: Promise<void>; resolve: () => void }>
+  recent: RecentAnswers
+}
+
+// The plugin: options, the store opened in setup, two hooks. Each step is a module function over
+// the plugin's state (ExactState), so a lookup allocates no closures.
 export function exactCache(options: ExactCacheOptions = {}): Plugin {
   validate(options)
   const o = { ...DEFAULTS, ...options }
-  let store: ExactStore | undefined
-  /** keys on their way upstream in this process, and how to wake those waiting for them */
-  const inflight = new Map<string, { done: Promise<void>; resolve: () => void }>()
-  const recent = new RecentAnswers(o.retryWindowSeconds * 1000)
-
-  const answerOf = (ctx: MeshContext): CanonicalAnswer | undefined => {
-    const a = ctx.answer
-    if (!a) return undefined
-    if (!a.text && a.toolCalls.length === 0) return undefined
-    // the answer's own usage is the upstream's; fall back to the context's actual usage
-    const usage = totalTokens(a.usage ?? ZERO) > 0 ? a.usage : !ctx.usage.estimated ? ctx.usage : a.usage
-    return { ...a, usage: { ...ZERO, ...usage, estimated: undefined } }
-  }
+  const st: ExactState = { o, inflight: new Map(), recent: new RecentAnswers(o.retryWindowSeconds * 1000) }
 
   return definePlugin({
     name: 'exact-cache',
     options: { ...options },
     setup(mesh) {
       const persist = options.persist ?? mesh.config.storage.driver !== 'memory'
-      store = new ExactStore({
+      const s = new ExactStore({
         storage: persist ? mesh.storage : undefined,
         prefix: o.prefix,
         maxEntries: o.maxEntries,
@@ -139,33 +214,18 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
         ttlSeconds: o.ttlSeconds,
         log: mesh.log,
       })
-      const s = store
-      let sweeping: Promise<unknown> | undefined
-      const timers: NodeJS.Timeout[] = []
-      if (persist && mesh.mode === 'serve' && mesh.config.storage.driver !== 'redis' && o.sweepMinutes > 0) {
-        const sweep = () => {
-          if (sweeping) return
-          sweeping = s.sweep()
-            .then((r) => { if (r.removed) mesh.log.info(`exact-cache: removed ${r.removed} expired entries of ${r.scanned}`) })
-            .catch((err) => mesh.log.warn('exact-cache: sweep failed', { error: String((err as Error)?.message ?? err) }))
-            .finally(() => { sweeping = undefined })
-        }
-        const first = setTimeout(sweep, Math.min(60_000, o.sweepMinutes * 60_000))
-        const every = setInterval(sweep, o.sweepMinutes * 60_000)
-        first.unref()
-        every.unref()
-        timers.push(first, every)
-      }
+      st.store = s
+      const sweeps = persist && mesh.mode === 'serve' && mesh.config.storage.driver !== 'redis' && o.sweepMinutes > 0
+      const stopSweeps = sweeps ? startSweeps(mesh, s, o.sweepMinutes) : undefined
       mesh.onClose(async () => {
-        for (const t of timers) clearTimeout(t)
-        await sweeping
+        await stopSweeps?.()
         await s.flush()
       })
     },
     hooks: {
       async cacheLookup(ctx) {
         // noCache: the core found state this cache cannot see (a Responses chain it did not answer)
-        if (ctx.operation !== 'chat' || !store || ctx.prompt.noCache) return
+        if (ctx.operation !== 'chat' || !st.store || ctx.prompt.noCache) return
         const cc = cacheControl(ctx.request.headers)
         const n = Number(ctx.prompt.params?.n ?? 1)
         // one stored answer cannot render n > 1 choices
@@ -174,126 +234,97 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
           return
         }
         const hash = cacheKey(ctx, o.scope)
-        if (isDryRun(ctx)) return previewLookup(ctx, hash, cc.noCache)
-        ctx.meta['exact-cache'] = { hash } satisfies ExactMeta
-        ctx.cache.key = hash
-        const ns = namespaceOf(ctx)
-        if (ns) ctx.cache.namespace = ns
-        if (cc.noCache) {
-          ctx.cache.status = 'miss'
-          ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact', reason: 'no-cache' })
-          return
-        }
-        const asker = askerOf(ctx)
-        if (recent.isRetry(asker, hash)) {
-          recent.note(asker, hash)
-          markRetry(ctx)
-          return
-        }
-        const lookup = async (): Promise<LookupResult> => {
-          try {
-            const r = await store!.get(hash)
-            if (r.status === 'corrupt') ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', { id: ctx.id, key: hash, reason: r.reason })
-            return r
-          } catch (err) {
-            // storage down: serve from upstream rather than fail the request
-            // a storage outage is logged once by the storage layer, not once per request here
-            ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
-            return { status: 'miss' }
-          }
-        }
-        let found = await lookup()
-        const coalescing = o.coalesce === 'all' || (o.coalesce && !ctx.prompt.stream)
-        if (found.status !== 'hit' && coalescing) {
-          // the same request is already on its way upstream: wait for that answer instead of paying twice
-          const leader = inflight.get(hash)
-          if (leader) {
-            let timer: NodeJS.Timeout | undefined
-            await Promise.race([leader.done, new Promise<void>((r) => { timer = setTimeout(r, ctx.mesh.config.limits.upstreamTimeoutMs) })])
-            clearTimeout(timer)
-            found = await lookup()
-            if (found.status === 'hit') ctx.headers['X-AgentMesh-Cache-Coalesced'] = '1'
-          }
-        }
-        if (found.status !== 'hit') {
-          if (o.coalesce && !inflight.has(hash)) {
-            let resolve!: () => void
-            const done = new Promise<void>((r) => (resolve = r))
-            inflight.set(hash, { done, resolve })
-            ;(ctx.meta['exact-cache'] as ExactMeta).leader = true
-          }
-          ctx.cache.status = 'miss'
-          ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact' })
-          return
-        }
-        recent.note(asker, hash)
-        const stored = found.entry.answer
-        const savedTokens = totalTokens(stored.usage)
-        const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
-        // the body reports the usage of the call it replays (clients size their context from it);
-        // what this request was billed, nothing, is ctx.usage and the headers
-        const answer: CanonicalAnswer = { ...stored, id: freshId(ctx.protocol), usage: { ...stored.usage } }
-        ctx.cache.status = 'exact'
-        ctx.cache.savedTokens = savedTokens
-        ctx.cost.savedUsd = savedUsd
-        ctx.usage = { ...ZERO }
-        ctx.headers['X-AgentMesh-Tokens-Saved'] = String(savedTokens)
-        ctx.headers['X-AgentMesh-Cost-Saved-USD'] = savedUsd.toFixed(6)
-        ctx.answer = answer
-        ctx.response = { kind: 'answer', answer }
-        ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'exact', savedTokens, savedUsd })
+        if (isDryRun(ctx)) return previewLookup(st, ctx, hash, cc.noCache)
+        return lookup(st, ctx, hash, cc.noCache)
       },
       async afterResponse(ctx) {
         const meta = ctx.meta['exact-cache'] as ExactMeta | undefined
-        if (!meta || !store) return
+        if (!meta || !st.store) return
         try {
-          await storeAnswer(ctx, meta)
+          await storeAnswer(st, ctx, meta)
         } finally {
           // followers look again once the answer is stored (or know there is none)
           if (meta.leader) {
-            inflight.get(meta.hash)?.resolve()
-            inflight.delete(meta.hash)
+            st.inflight.get(meta.hash)?.resolve()
+            st.inflight.delete(meta.hash)
           }
         }
       },
     },
   })
+}
 
-  /**
-   * A dry run: would this request be a hit? Said in ctx.cache and the headers as a hit would say
-   * it, but nothing is answered (the preview is), stored, waited for or noted as asked.
-   */
-  async function previewLookup(ctx: MeshContext, hash: string, noCache: boolean): Promise<void> {
-    ctx.cache.key = hash
+/** a cacheable request: a retry, a hit (possibly after waiting for an identical one) or a miss */
+async function lookup(st: ExactState, ctx: MeshContext, hash: string, noCache: boolean): Promise<void> {
+  const meta: ExactMeta = { hash }
+  ctx.meta['exact-cache'] = meta
+  ctx.cache.key = hash
+  const ns = namespaceOf(ctx)
+  if (ns) ctx.cache.namespace = ns
+  if (noCache) {
     ctx.cache.status = 'miss'
-    if (noCache || recent.isRetry(askerOf(ctx), hash)) return
-    const found = await store!.get(hash).catch(() => ({ status: 'miss' as const }))
-    if (found.status !== 'hit') return
-    const stored = found.entry.answer
-    const savedTokens = totalTokens(stored.usage)
-    const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
-    ctx.cache.status = 'exact'
-    ctx.cache.savedTokens = savedTokens
-    ctx.cost.savedUsd = savedUsd
-    ctx.headers['X-AgentMesh-Tokens-Saved'] = String(savedTokens)
-    ctx.headers['X-AgentMesh-Cost-Saved-USD'] = savedUsd.toFixed(6)
+    ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact', reason: 'no-cache' })
+    return
   }
+  const asker = askerOf(ctx)
+  if (st.recent.isRetry(asker, hash)) {
+    st.recent.note(asker, hash)
+    markRetry(ctx)
+    return
+  }
+  let found = await lookupEntry(st.store!, ctx, hash)
+  const coalescing = st.o.coalesce === 'all' || (st.o.coalesce && !ctx.prompt.stream)
+  // the same request is already on its way upstream: wait for that answer instead of paying twice
+  const leader = found.status !== 'hit' && coalescing ? st.inflight.get(hash) : undefined
+  if (leader) {
+    await waitFor(leader, ctx)
+    found = await lookupEntry(st.store!, ctx, hash)
+    if (found.status === 'hit') ctx.headers['X-AgentMesh-Cache-Coalesced'] = '1'
+  }
+  if (found.status !== 'hit') return miss(st, ctx, meta)
+  st.recent.note(asker, hash)
+  serveHit(ctx, found.entry.answer)
+}
 
-  async function storeAnswer(ctx: MeshContext, meta: ExactMeta): Promise<void> {
-    if (!store) return
-    // only a complete, successful, upstream answer is stored: never an aborted stream,
-    // an error, or an answer that itself came from a cache
-    if (ctx.status !== 200 || ctx.aborted || ctx.error || ctx.cache.status !== 'miss') return
-    const answer = answerOf(ctx)
-    if (!answer || answer.stopReason === 'content_filter') return
-    const now = Date.now()
-    const entry: CacheEntry = { v: 1, answer, createdAt: now, expiresAt: now + o.ttlSeconds * 1000, protocol: ctx.protocol }
-    try {
-      await store.set(meta.hash, entry)
-      ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
-    } catch (err) {
-      ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
-    }
+/** a miss goes upstream; with coalescing on, the first one leads and identical ones wait for it */
+function miss(st: ExactState, ctx: MeshContext, meta: ExactMeta): void {
+  if (st.o.coalesce && !st.inflight.has(meta.hash)) {
+    let resolve!: () => void
+    const done = new Promise<void>((r) => (resolve = r))
+    st.inflight.set(meta.hash, { done, resolve })
+    meta.leader = true
+  }
+  ctx.cache.status = 'miss'
+  ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'exact' })
+}
+
+/**
+ * A dry run: would this request be a hit? Said in ctx.cache and the headers as a hit would say
+ * it, but nothing is answered (the preview is), stored, waited for or noted as asked.
+ */
+async function previewLookup(st: ExactState, ctx: MeshContext, hash: string, noCache: boolean): Promise<void> {
+  ctx.cache.key = hash
+  ctx.cache.status = 'miss'
+  if (noCache || st.recent.isRetry(askerOf(ctx), hash)) return
+  const found = await st.store!.get(hash).catch(() => ({ status: 'miss' as const }))
+  if (found.status !== 'hit') return
+  reportSavings(ctx, found.entry.answer)
+}
+
+async function storeAnswer(st: ExactState, ctx: MeshContext, meta: ExactMeta): Promise<void> {
+  if (!st.store) return
+  // only a complete, successful, upstream answer is stored: never an aborted stream,
+  // an error, or an answer that itself came from a cache
+  if (ctx.status !== 200 || ctx.aborted || ctx.error || ctx.cache.status !== 'miss') return
+  const answer = answerOf(ctx)
+  if (!answer || answer.stopReason === 'content_filter') return
+  const now = Date.now()
+  const entry: CacheEntry = { v: 1, answer, createdAt: now, expiresAt: now + st.o.ttlSeconds * 1000, protocol: ctx.protocol }
+  try {
+    await st.store.set(meta.hash, entry)
+    ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
+  } catch (err) {
+    ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
   }
 }
 
