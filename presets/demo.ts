@@ -7,6 +7,7 @@ import { breaker } from '../plugins/breaker/index.ts'
 import { dashboard } from '../plugins/dashboard/index.ts'
 import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
+import { guard } from '../plugins/guard/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { observeCommand } from '../plugins/observe/index.ts'
@@ -27,6 +28,8 @@ export default definePreset(() => ({
     virtualKeys(),
     // a small daily budget per team, so the quota headers and the 429 are visible in the demo
     quota({ limits: { defaultTeam: { tokensPerDay: 200_000 } } }),
+    // secrets in prompts become [REDACTED:kind] before anything reads or keeps the prompt
+    guard(),
     normalise(),
     // exact before semantic: the first hit ends the lookup
     exactCache(),

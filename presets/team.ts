@@ -4,6 +4,7 @@
 import { definePreset } from '../core/presets.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { breaker } from '../plugins/breaker/index.ts'
+import { guard } from '../plugins/guard/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 
 export default definePreset(() => ({
@@ -18,6 +19,8 @@ export default definePreset(() => ({
     // conservative per-run limits for a shared deployment (approval stays off until rules are given)
     breaker({ limits: { calls: 200, usd: 20, wallSeconds: 2 * 3600 } }),
     virtualKeys({ required: true }),
+    // private keys and cloud credentials refused outright (403 secret_in_prompt); other secrets redacted
+    guard({ block: ['private-key', 'cloud'] }),
     // a shared deployment never answers unaudited: a full disk or redis down gets 503s (the default, stated)
     audit({ onFailure: 'refuse' }),
   ],

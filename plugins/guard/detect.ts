@@ -1,0 +1,258 @@
+// Secret detector: a pure function, no I/O, shared by the guard plugin and bench:guard.
+// One combined regular expression finds every candidate in a single pass (each rule an
+// alternative anchored on its literal prefix or on a key/secret/token word followed by an
+// assignment); a candidate is then validated (character classes, entropy, placeholders, published
+// example values) before it counts. Text without a candidate costs that one pass.
+
+export const SECRET_KINDS = [
+  'aws-access-key',
+  'aws-secret-key',
+  'google-api-key',
+  'azure-storage-key',
+  'github-token',
+  'gitlab-token',
+  'slack-token',
+  'slack-webhook',
+  'stripe-key',
+  'stripe-webhook-secret',
+  'twilio-key',
+  'sendgrid-key',
+  'openai-key',
+  'anthropic-key',
+  'npm-token',
+  'private-key',
+  'jwt',
+  'connection-string',
+  'generic-secret',
+] as const
+export type SecretKind = (typeof SECRET_KINDS)[number]
+
+/** Groups a config may name instead of single kinds. */
+export const SECRET_GROUPS: Record<string, SecretKind[]> = {
+  cloud: ['aws-access-key', 'aws-secret-key', 'google-api-key', 'azure-storage-key'],
+  vcs: ['github-token', 'gitlab-token', 'npm-token'],
+  payment: ['stripe-key', 'stripe-webhook-secret'],
+  chat: ['slack-token', 'slack-webhook', 'twilio-key', 'sendgrid-key'],
+  llm: ['openai-key', 'anthropic-key'],
+}
+
+export interface SecretMatch {
+  kind: string
+  start: number
+  end: number
+}
+
+// Values published in vendor documentation as examples: they open nothing, and flagging them
+// would redact every pasted tutorial (bench/data/guard/README.md records the decision).
+const PUBLISHED_EXAMPLES = new Set([
+  'AKIAIOSFODNN7EXAMPLE',
+  'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c',
+  'sk_test_4eC39HqLyjWDarjtT1zdp7dc',
+  'sk_test_BQokikJOvBiI2HlWgH4olfQ2',
+])
+
+// A character that continues a token: a match must not start or end inside a longer run (a
+// base64 image, a hash) of these.
+const L = '(?<![A-Za-z0-9+/_-])'
+const R = '(?![A-Za-z0-9_-])'
+// case-insensitive words without the `i` flag, which would slow the literal prefixes down
+const ci = (w: string) => w.replace(/[a-z]/g, (c) => `[${c}${c.toUpperCase()}]`)
+const KEYWORD = `(?:${['api[_-]?key', 'apikey', 'secret', 'token', 'pass', 'pwd', 'credential', 'access[_-]?key', 'private[_-]?key', 'auth'].map(ci).join('|')})`
+// the value after `key = `: no quotes, spaces, brackets or separators; 8 to 512 characters
+const VALUE = `[^\\s"'\`<>,;\\\\()\\[\\]{}|]{8,512}`
+const QUOTE = `(?:\\\\?["'\`])?`
+
+// Order matters where prefixes nest: sk-ant- before sk-, the URL forms before the keyword rule.
+const RULES: Array<[name: string, source: string]> = [
+  ['privateKey', `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\\s\\S]{0,20000}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:(?:\\s|\\\\[nr])+[A-Za-z0-9+/=]{16,}){1,400})`],
+  ['anthropic', `${L}sk-ant-[A-Za-z0-9_-]{32,}${R}`],
+  ['openai', `${L}sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}${R}`],
+  ['aws', `${L}(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}${R}`],
+  ['google', `${L}AIza[0-9A-Za-z_-]{35}${R}`],
+  ['github', `${L}(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,255})${R}`],
+  ['gitlab', `${L}gl(?:pat|rt|dt)-[A-Za-z0-9_-]{20,}${R}`],
+  ['slack', `${L}xox[abposre]-[A-Za-z0-9-]{10,}${R}`],
+  ['slackHook', `https://hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,}`],
+  ['stripe', `${L}[sr]k_(?:live|test)_[A-Za-z0-9]{20,}${R}`],
+  ['whsec', `${L}whsec_[A-Za-z0-9+/=]{24,}${R}`],
+  ['twilio', `${L}SK[0-9a-f]{32}${R}`],
+  ['sendgrid', `${L}SG\\.[A-Za-z0-9_-]{16,32}\\.[A-Za-z0-9_-]{16,64}${R}`],
+  ['npm', `${L}npm_[A-Za-z0-9]{36}${R}`],
+  ['jwt', `${L}eyJ[A-Za-z0-9_-]{10,}\\.eyJ[A-Za-z0-9_-]{10,}\\.[A-Za-z0-9_-]{16,}${R}`],
+  ['azure', `(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{30,}={0,2}`],
+  ['url', `(?:[a-z][a-z0-9+.-]{1,20}):\\\\?/\\\\?/[^\\s:@/"'\`<>]{0,128}:[^\\s@/"'\`<>]{1,256}@`],
+  ['auth', `${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE}(?:[Bb]earer|[Bb]asic|[Tt]oken)\\s+[A-Za-z0-9._~+/=-]{12,}`],
+  ['bearer', `[Bb]earer\\s+[A-Za-z0-9._~+/=-]{20,}`],
+  ['keyword', `${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}\\s{0,3}(?:=>|:=|[:=])\\s{0,3}${QUOTE}${VALUE}`],
+]
+
+const SCAN = new RegExp(RULES.map(([name, src]) => `(?<${name}>${src})`).join('|'), 'g')
+// the same alternatives without captures, for a yes/no answer over a whole request body
+const ANY = new RegExp(RULES.map(([, src]) => `(?:${src})`).join('|'))
+
+/**
+ * Whether `text` holds anything that might be a secret: one pass, no validation. A request body
+ * (JSON text, its strings escaped) that fails this holds no secret the detector would find.
+ */
+export function maySecret(text: string): boolean {
+  return ANY.test(text)
+}
+
+/** Shannon entropy in bits per character. */
+export function entropy(s: string): number {
+  const counts = new Map<number, number>()
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    counts.set(c, (counts.get(c) ?? 0) + 1)
+  }
+  let h = 0
+  for (const n of counts.values()) {
+    const p = n / s.length
+    h -= p * Math.log2(p)
+  }
+  return h
+}
+
+const HAS_DIGIT = /\d/
+const HAS_LOWER = /[a-z]/
+const HAS_UPPER = /[A-Z]/
+// a value that names a secret rather than holding one: variables, templates, masks, examples
+const PLACEHOLDER =
+  /^(?:\$|%|<|\{|\[REDACTED|process\.env|os\.environ|env\.|ENV\[|getenv|x{3,}|X{3,}|\*{3,}|\.{3}|0{6,}|1234|abcd|your|my[_-]?(?:api|secret|token|key|pass)|example|sample|dummy|fake|placeholder|changeme|redacted|replace|insert|enter|todo|none$|null$|undefined$|true$|false$)/i
+const EXAMPLE_WORD = /EXAMPLE|example|XXXX|xxxx|\*\*\*\*/
+const PASSWORD_WORD = /pass|pwd/i
+const SPECIFIC = ['anthropic', 'openai', 'aws', 'google', 'github', 'gitlab', 'slack', 'stripe', 'whsec', 'twilio', 'sendgrid', 'npm', 'jwt']
+const SPECIFIC_FULL = new RegExp(`^(?:${RULES.filter(([n]) => SPECIFIC.includes(n)).map(([n, src]) => `(?<${n}>${src})`).join('|')})$`)
+
+const KIND_OF: Record<string, SecretKind> = {
+  privateKey: 'private-key', anthropic: 'anthropic-key', openai: 'openai-key', aws: 'aws-access-key', google: 'google-api-key',
+  github: 'github-token', gitlab: 'gitlab-token', slack: 'slack-token', slackHook: 'slack-webhook', stripe: 'stripe-key',
+  whsec: 'stripe-webhook-secret', twilio: 'twilio-key', sendgrid: 'sendgrid-key', npm: 'npm-token', jwt: 'jwt', azure: 'azure-storage-key',
+}
+
+/** which specific rule a whole value matches (a key found after `token=` or in a URL's password), if any */
+function specificKind(value: string): SecretKind | undefined {
+  const m = SPECIFIC_FULL.exec(value)
+  if (!m?.groups) return undefined
+  for (const name of SPECIFIC) if (m.groups[name] !== undefined) return validToken(name, value) ? KIND_OF[name] : undefined
+  return undefined
+}
+
+/** the checks a token of a known prefix must pass beyond its shape */
+function validToken(rule: string, value: string): boolean {
+  if (PUBLISHED_EXAMPLES.has(value)) return false
+  switch (rule) {
+    case 'openai':
+      // random base62 keys mix cases and digits; CSS class names (SpinKit's sk-fading-circle) do not
+      return HAS_DIGIT.test(value) && HAS_UPPER.test(value) && HAS_LOWER.test(value)
+    case 'aws':
+      return !value.endsWith('EXAMPLE')
+    case 'slack':
+    case 'gitlab':
+    case 'stripe':
+      return HAS_DIGIT.test(value)
+    default:
+      return true
+  }
+}
+
+/** a generic value in a key/secret/token position: long and random enough, or a password */
+function secretValue(value: string, password: boolean): boolean {
+  if (PLACEHOLDER.test(value) || EXAMPLE_WORD.test(value) || value.includes('://') || value[0] === '/') return false
+  if (/^[\d.]+$/.test(value)) return false
+  if (password) return value.length >= 8 && /[A-Za-z]/.test(value) && /[^A-Za-z]/.test(value) && !/^[A-Za-z_]+[.][A-Za-z_.]+$/.test(value)
+  return value.length >= 16 && HAS_DIGIT.test(value) && /[A-Za-z]/.test(value) && entropy(value) >= 3
+}
+
+// what follows a keyword up to the value: the rest of the name, a quote, the separator
+const KEYWORD_HEAD = new RegExp(`^${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}\\s{0,3}(?:=>|:=|[:=])\\s{0,3}${QUOTE}`)
+const AUTH_HEAD = new RegExp(`^(?:${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE})?(?:[Bb]earer|[Bb]asic|[Tt]oken)\\s+`)
+const AWS_SECRET = /^[A-Za-z0-9/+]{40}$/
+const HEX32 = /^[0-9a-f]{32}$/
+
+/** a keyword assignment (`api_key = "..."`): the value's span and kind, or undefined */
+function keywordMatch(text: string, start: number, whole: string, out: SecretMatch[]): void {
+  const head = KEYWORD_HEAD.exec(whole)![0]
+  const name = head.slice(0, head.search(/\\?["'`]?\s*(?:=>|:=|[:=])/))
+  let value = whole.slice(head.length)
+  // a closing quote or a trailing full stop belongs to the sentence
+  value = value.replace(/[.:]+$/, '')
+  const vStart = start + head.length
+  const specific = specificKind(value)
+  if (specific) return void out.push({ kind: specific, start: vStart, end: vStart + value.length })
+  const before = text.slice(Math.max(0, start - 24), start).toLowerCase() + name.toLowerCase()
+  if (AWS_SECRET.test(value) && (before.includes('aws') || /access/.test(before)) && secretValue(value, false)) {
+    return void out.push({ kind: 'aws-secret-key', start: vStart, end: vStart + value.length })
+  }
+  if (HEX32.test(value) && before.includes('twilio')) return void out.push({ kind: 'twilio-key', start: vStart, end: vStart + value.length })
+  if (secretValue(value, PASSWORD_WORD.test(name))) out.push({ kind: 'generic-secret', start: vStart, end: vStart + value.length })
+}
+
+/** `scheme://user:password@host`: the password's span, when it is one */
+function urlMatch(start: number, whole: string, out: SecretMatch[]): void {
+  const scheme = whole.indexOf('/') + (whole.includes(':\\/\\/') ? 3 : 2)
+  const colon = whole.indexOf(':', scheme)
+  const password = whole.slice(colon + 1, -1)
+  if (colon < 0 || !password || PLACEHOLDER.test(password) || /^(?:pass(?:word)?|pwd|secret|[*x]+)$/i.test(password)) return
+  const pStart = start + colon + 1
+  out.push({ kind: specificKind(password) ?? 'connection-string', start: pStart, end: pStart + password.length })
+}
+
+function authMatch(start: number, whole: string, out: SecretMatch[]): void {
+  const head = AUTH_HEAD.exec(whole)?.[0] ?? ''
+  const value = whole.slice(head.length)
+  const vStart = start + head.length
+  const kind = specificKind(value)
+  if (kind || secretValue(value, false)) out.push({ kind: kind ?? 'generic-secret', start: vStart, end: vStart + value.length })
+}
+
+// an AWS secret access key written near its key id without a name (a credentials CSV, a log line)
+const NEAR_AWS = /(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g
+
+function awsSecretsNear(text: string, at: SecretMatch, out: SecretMatch[]): void {
+  const from = Math.max(0, at.start - 300)
+  const window = text.slice(from, Math.min(text.length, at.end + 300))
+  NEAR_AWS.lastIndex = 0
+  for (let m = NEAR_AWS.exec(window); m; m = NEAR_AWS.exec(window)) {
+    const v = m[0]
+    // random: mixed case and a digit or a slash or plus (a git SHA-1 is lower-case hex)
+    if (!HAS_UPPER.test(v) || !HAS_LOWER.test(v) || !/[\d/+]/.test(v) || PUBLISHED_EXAMPLES.has(v) || EXAMPLE_WORD.test(v)) continue
+    const s = from + m.index
+    if (!out.some((o) => s < o.end && o.start < s + v.length)) out.push({ kind: 'aws-secret-key', start: s, end: s + v.length })
+  }
+}
+
+/**
+ * Secrets in `text`, sorted by start, never overlapping. `kinds` limits what is reported (default
+ * all of SECRET_KINDS); unknown kinds throw.
+ */
+export function detectSecrets(text: string, kinds?: readonly string[]): SecretMatch[] {
+  if (kinds) for (const k of kinds) if (!(SECRET_KINDS as readonly string[]).includes(k)) throw new Error(`detectSecrets: unknown kind "${k}" (expected ${SECRET_KINDS.join(', ')})`)
+  const out: SecretMatch[] = []
+  SCAN.lastIndex = 0
+  for (let m = SCAN.exec(text); m; m = SCAN.exec(text)) {
+    const g = m.groups!
+    const whole = m[0]
+    const before = out.length
+    if (g.keyword !== undefined) keywordMatch(text, m.index, whole, out)
+    else if (g.url !== undefined) urlMatch(m.index, whole, out)
+    else if (g.auth !== undefined || g.bearer !== undefined) authMatch(m.index, whole, out)
+    else if (g.azure !== undefined) {
+      const eq = whole.indexOf('=') + 1
+      out.push({ kind: 'azure-storage-key', start: m.index + eq, end: m.index + whole.length })
+    } else {
+      for (const name in KIND_OF) {
+        if (g[name] === undefined) continue
+        if (name === 'privateKey' || validToken(name, whole)) out.push({ kind: KIND_OF[name]!, start: m.index, end: m.index + whole.trimEnd().length })
+        break
+      }
+    }
+    // a candidate that proved to be none may have swallowed the start of a real one (the
+    // `"private_key": "-----BEGIN` of a service-account file): scan on from its next character
+    if (out.length === before) SCAN.lastIndex = m.index + 1
+  }
+  for (const f of out.slice()) if (f.kind === 'aws-access-key') awsSecretsNear(text, f, out)
+  out.sort((a, b) => a.start - b.start)
+  return kinds ? out.filter((f) => kinds.includes(f.kind)) : out
+}

@@ -1,0 +1,200 @@
+// guard: keeps credentials out of prompts. Every string of the request body (messages, system
+// prompt, tool calls and results, in the client's own protocol) is searched for secrets
+// (detect.ts); a secret is replaced by [REDACTED:kind] in the body that goes upstream and in
+// ctx.prompt, or the request is refused with a 403 secret_in_prompt, per kind. Runs first
+// (enforce 'pre', listed before normalise): the caches' keys, the breaker's fingerprints, the audit
+// entry and the events are all computed after it, on the redacted request.
+import { refuseOrRecord } from '../../core/dry-run.ts'
+import { embeddingsPrompt } from '../../core/embeddings.ts'
+import { definePlugin } from '../../core/plugin.ts'
+import { protocols } from '../../core/protocols/index.ts'
+import type { Identity, MeshContext, Plugin } from '../../core/types.ts'
+import { SECRET_GROUPS, SECRET_KINDS, detectSecrets, maySecret, type SecretKind, type SecretMatch } from './detect.ts'
+
+export { SECRET_GROUPS, SECRET_KINDS, detectSecrets, entropy, maySecret, type SecretKind, type SecretMatch } from './detect.ts'
+
+export type GuardAction = 'redact' | 'block'
+
+export interface GuardOptions {
+  /** what happens to a secret of a kind not named in `redact`, `block` or `off` (default 'redact') */
+  action?: GuardAction
+  /** kinds (or groups: cloud, vcs, payment, chat, llm) that are replaced by [REDACTED:kind] */
+  redact?: string[]
+  /** kinds (or groups) that get the request refused with a 403 secret_in_prompt */
+  block?: string[]
+  /** kinds (or groups) not looked for */
+  off?: string[]
+  /** exact values never treated as secrets (a team's own published test fixtures) */
+  allow?: string[]
+}
+
+/** One secret found: its kind and where in the request (`messages[2] (user)`), never its value. */
+export interface GuardFinding {
+  kind: string
+  where: string
+  action: GuardAction
+}
+
+/** ctx.state.guard: what the guard found on this request */
+export interface GuardState {
+  /** secrets found per kind */
+  counts: Record<string, number>
+  findings: GuardFinding[]
+  /** 'blocked' when a kind set to block was found (on a dry run: would have been) */
+  outcome: 'redacted' | 'blocked'
+}
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    guard?: GuardState
+  }
+  interface MeshEvents {
+    /** secrets were replaced by [REDACTED:kind] before the request went on (no values, only kinds and places) */
+    secret_redacted: { id: string; identity: Identity; counts: Record<string, number>; where: string[] }
+    /** a request was refused because its prompt held a secret of a blocked kind */
+    secret_blocked: { id: string; identity: Identity; counts: Record<string, number>; where: string[] }
+  }
+}
+
+export const REDACTED_HEADER = 'X-AgentMesh-Redacted'
+
+function expand(list: unknown, field: string): SecretKind[] {
+  if (list === undefined) return []
+  if (!Array.isArray(list) || list.some((k) => typeof k !== 'string')) throw new Error(`guard: ${field} must be an array of kind names, got ${JSON.stringify(list)}`)
+  return list.flatMap((k: string) => {
+    if (SECRET_GROUPS[k]) return SECRET_GROUPS[k]
+    if ((SECRET_KINDS as readonly string[]).includes(k)) return [k as SecretKind]
+    throw new Error(`guard: unknown kind "${k}" in ${field} (kinds: ${SECRET_KINDS.join(', ')}; groups: ${Object.keys(SECRET_GROUPS).join(', ')})`)
+  })
+}
+
+/** each kind's action; kinds that are off are absent */
+export function resolveActions(options: GuardOptions): Map<SecretKind, GuardAction> {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new Error(`guard: options must be an object, got ${JSON.stringify(options)}`)
+  const known = new Set(['action', 'redact', 'block', 'off', 'allow'])
+  for (const key of Object.keys(options)) if (!known.has(key)) throw new Error(`guard: unknown option "${key}" (expected one of ${[...known].join(', ')})`)
+  const fallback = options.action ?? 'redact'
+  if (fallback !== 'redact' && fallback !== 'block') throw new Error(`guard: action must be 'redact' or 'block', got ${JSON.stringify(options.action)}`)
+  if (options.allow !== undefined && (!Array.isArray(options.allow) || options.allow.some((v) => typeof v !== 'string'))) throw new Error('guard: allow must be an array of strings')
+  const actions = new Map<SecretKind, GuardAction>(SECRET_KINDS.map((k) => [k, fallback]))
+  for (const k of expand(options.redact, 'redact')) actions.set(k, 'redact')
+  for (const k of expand(options.block, 'block')) actions.set(k, 'block')
+  for (const k of expand(options.off, 'off')) actions.delete(k)
+  return actions
+}
+
+// opaque fields a vendor checks byte for byte (thinking signatures, encrypted reasoning) and
+// inline media: never secrets in prose, and changing them would break the request
+const OPAQUE_KEYS = new Set(['signature', 'encrypted_content'])
+const MEDIA_KEYS = ['media_type', 'mimeType', 'mime_type', 'format']
+const MEDIA_URL = /^data:(?:image|audio|video)\/|^data:application\/pdf/
+
+type Visit = (holder: any, key: string | number, value: string, path: Array<string | number>) => void
+
+/** every string in the body, with its place, skipping opaque and media fields */
+function walk(node: any, path: Array<string | number>, visit: Visit, depth = 0): void {
+  if (depth > 200 || node === null || typeof node !== 'object') return
+  const media = !Array.isArray(node) && MEDIA_KEYS.some((k) => k in node)
+  for (const key of Array.isArray(node) ? node.keys() : Object.keys(node)) {
+    const value = node[key]
+    if (typeof value === 'string') {
+      if (OPAQUE_KEYS.has(key as string) || (media && key === 'data') || MEDIA_URL.test(value)) continue
+      visit(node, key, value, [...path, key])
+    } else if (value !== null && typeof value === 'object') walk(value, [...path, key], visit, depth + 1)
+  }
+}
+
+const SAFE_ROLE = /^[A-Za-z_]{1,32}$/
+
+/** where a string sits, for the client and the events: `messages[2] (user)`, `system`, `tools[0]` */
+function placeOf(body: any, path: Array<string | number>): string {
+  const [top, index] = path
+  if (typeof index !== 'number') return String(top).slice(0, 40)
+  const item = body?.[top as string]?.[index]
+  const role = typeof item?.role === 'string' ? item.role : typeof item?.type === 'string' ? item.type : undefined
+  return `${String(top).slice(0, 40)}[${index}]${role && SAFE_ROLE.test(role) ? ` (${role})` : ''}`
+}
+
+function redactText(text: string, hits: SecretMatch[]): string {
+  let out = ''
+  let at = 0
+  for (const h of hits) {
+    out += `${text.slice(at, h.start)}[REDACTED:${h.kind}]`
+    at = h.end
+  }
+  return out + text.slice(at)
+}
+
+/** the prompt again, from the redacted body: what the caches, quota and audit read */
+function reparse(ctx: MeshContext): void {
+  const before = ctx.prompt
+  const pathModel = ctx.protocol === 'gemini' ? before.model : undefined
+  const next = ctx.operation === 'embeddings' ? embeddingsPrompt(ctx.protocol, ctx.request.body, pathModel) : protocols[ctx.protocol].parse(ctx.request.body, { pathModel, stream: before.stream })
+  // set by the core after parsing (a Responses chain)
+  if (before.stateful !== undefined) next.stateful = before.stateful
+  if (before.noCache !== undefined) next.noCache = before.noCache
+  ctx.prompt = next
+}
+
+function describe(findings: GuardFinding[]): string {
+  const shown = findings.slice(0, 5).map((f) => `${/^[aeio]/.test(f.kind) ? 'an' : 'a'} ${f.kind} in ${f.where}`)
+  const more = findings.length > 5 ? ` and ${findings.length - 5} more` : ''
+  return `${shown.join(', ')}${more}`
+}
+
+/** search the body, redact what was found, and refuse if a blocked kind was among it */
+function inspect(ctx: MeshContext, kinds: SecretKind[], actions: Map<SecretKind, GuardAction>, allow: Set<string>): void {
+  const body = ctx.request.body
+  const findings: GuardFinding[] = []
+  walk(body, [], (holder, key, value, path) => {
+    let hits = detectSecrets(value, kinds)
+    if (allow.size) hits = hits.filter((h) => !allow.has(value.slice(h.start, h.end)))
+    if (!hits.length) return
+    holder[key] = redactText(value, hits)
+    const where = placeOf(body, path)
+    for (const h of hits) findings.push({ kind: h.kind, where, action: actions.get(h.kind as SecretKind) ?? 'redact' })
+  })
+  // the one pass over the raw body saw a candidate that was none
+  if (!findings.length) return
+  ctx.request.dirty = true
+  // nothing after this hook may read the original text (the breaker fingerprints the raw body)
+  ctx.request.rawBody = JSON.stringify(body)
+  reparse(ctx)
+  const counts: Record<string, number> = {}
+  for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1
+  const where = [...new Set(findings.map((f) => f.where))]
+  const blocked = findings.filter((f) => f.action === 'block')
+  ctx.state.guard = { counts, findings, outcome: blocked.length ? 'blocked' : 'redacted' }
+  if (blocked.length) {
+    ctx.mesh.emit('secret_blocked', { id: ctx.id, identity: ctx.identity, counts, where })
+    const message = `secret_in_prompt: the request holds ${describe(blocked)}; it was not sent. Remove the secret and send the request again.`
+    refuseOrRecord(ctx, 'guard', { kind: 'error', status: 403, type: 'secret_in_prompt', message, headers: { 'x-should-retry': 'false' } })
+    if (ctx.response) return
+  }
+  ctx.headers[REDACTED_HEADER] = Object.entries(counts).map(([k, n]) => `${k}:${n}`).join(',')
+  ctx.mesh.emit('secret_redacted', { id: ctx.id, identity: ctx.identity, counts, where })
+}
+
+export function guard(options: GuardOptions = {}): Plugin {
+  const actions = resolveActions(options)
+  const kinds = [...actions.keys()]
+  const allow = new Set(options.allow ?? [])
+  return definePlugin({
+    name: 'guard',
+    // before normalise and the caches: they must only ever see the redacted prompt
+    enforce: 'pre',
+    options: { ...options, ...(options.allow ? { allow: `(${options.allow.length} values)` } : {}) } as Record<string, unknown>,
+    hooks: {
+      beforeRequest(ctx) {
+        if (!kinds.length) return
+        const req = ctx.request
+        // one pass over the JSON text; a body another plugin changed is read as it now is
+        const raw = req.dirty ? JSON.stringify(req.body) : req.rawBody
+        if (!raw || !maySecret(raw)) return
+        inspect(ctx, kinds, actions, allow)
+      },
+    },
+  })
+}
+
+export default guard
