@@ -1,0 +1,90 @@
+// The strategies in order until the prompt is at most the target size. Works on a body in place;
+// used by the plugin on ctx.request.body and by bench/compression.ts on transcripts directly.
+import type { ProtocolName } from '../../core/types.ts'
+import { dropDuplicates, dropOldTurns, minify, transcriptOf, trimToolResults, type Count, type ToolResultOptions } from './strategies.ts'
+import { turnsOf, type Turn } from './units.ts'
+import { viewOf, type BodyView } from './view.ts'
+
+export type StrategyName = 'lossless' | 'tool-results' | 'old-turns' | 'summary'
+
+export interface ResolvedStrategies {
+  lossless: false | { duplicates: boolean; minify: boolean }
+  toolResults: false | ToolResultOptions
+  oldTurns: false | { keepTurns: number }
+  /** summary: needs a summarise function at run time (the plugin's goes through the proxy) */
+  summary: false | { maxChars: number }
+}
+
+export interface CompressInput {
+  protocol: ProtocolName
+  /** changed in place */
+  body: any
+  /** tokens the request has now */
+  before: number
+  /** compress until at most this many tokens */
+  target: number
+  /** input tokens of a body, as the proxy estimates them */
+  measure(body: any): number
+  count: Count
+  strategies: ResolvedStrategies
+  /** the summary of dropped turns' transcript, or undefined when it could not be made */
+  summarise?: (transcript: string) => Promise<string | undefined>
+}
+
+export interface CompressResult {
+  before: number
+  after: number
+  /** strategies that changed something, in the order they ran */
+  applied: StrategyName[]
+  /** the size after each strategy that ran */
+  steps: Array<{ strategy: StrategyName; after: number }>
+  met: boolean
+}
+
+export async function compressBody(input: CompressInput): Promise<CompressResult> {
+  const { body, target, strategies: s } = input
+  const result: CompressResult = { before: input.before, after: input.before, applied: [], steps: [], met: input.before <= target }
+  const view = viewOf(input.protocol, body)
+  if (!view || result.met) return result
+  const step = (name: StrategyName, changed: boolean) => {
+    if (!changed) return
+    result.after = input.measure(body)
+    result.applied.push(name)
+    result.steps.push({ strategy: name, after: result.after })
+  }
+  let turns = turnsOf(view)
+  if (s.lossless) {
+    let changed = s.lossless.duplicates ? dropDuplicates(turns) : false
+    if (s.lossless.minify) changed = minify(turns) || changed
+    step('lossless', changed)
+  }
+  if (s.toolResults && result.after > target) step('tool-results', trimToolResults(turns, s.toolResults, input.count))
+  if (s.oldTurns && result.after > target) {
+    const dropped = dropOldTurns(view, turns, s.oldTurns.keepTurns, result.after - target, input.count)
+    step('old-turns', dropped.length > 0)
+    if (dropped.length && s.summary && input.summarise) {
+      const summary = await input.summarise(transcriptOf(dropped).slice(0, s.summary.maxChars))
+      if (summary) {
+        // placed in the body as it is now (the dropped turns are gone from it)
+        const text = `[Summary of ${dropped.length} earlier turns, removed by AgentMesh compression]\n${summary}`
+        turns = turnsOf(view)
+        step('summary', placeSummary(view, turns, text))
+      }
+    }
+  }
+  result.met = result.after <= target
+  return result
+}
+
+/**
+ * Where the summary of dropped turns goes (they are gone from the view by now): at the end of the
+ * first user message, or, when that is also the last user message (never changed), at the start
+ * of the first step after it.
+ */
+function placeSummary(view: BodyView, turns: Turn[], text: string): boolean {
+  const firstIdx = turns.findIndex((t) => t.kind === 'user')
+  const first = turns[firstIdx]
+  if (first && !first.last && view.addText(first.msgs[0]!, text, 'end')) return true
+  const next = turns.slice(firstIdx + 1).find((t) => t.kind === 'step' && t.msgs[0]!.role === 'assistant')
+  return !!next && view.addText(next.msgs[0]!, text, 'start')
+}

@@ -1,0 +1,127 @@
+// compression: makes the prompt smaller when a budget runs low, when it would not fit the model's
+// context window, or when a rule asks. Runs in `route` (enforce 'post', after routers and before
+// prompt-cache), so the caches looked up and will store under the key of the request as the client
+// sent it. The check that decides whether to act reads three values already on the context; the
+// body is only walked when the plugin acts.
+import { definePlugin } from '../../core/plugin.ts'
+import { protocols } from '../../core/protocols/index.ts'
+import type { MeshContext, Plugin } from '../../core/types.ts'
+import { compressBody, type ResolvedStrategies, type StrategyName } from './compress.ts'
+import { resolveOptions, type CompressionOptions, type ResolvedOptions } from './options.ts'
+import { createSummariser } from './summary.ts'
+import { createWindowLookup } from './windows.ts'
+
+export type { CompressionOptions, CompressionRule } from './options.ts'
+export { compressBody, type CompressResult } from './compress.ts'
+export { CONTEXT_WINDOWS, createWindowLookup } from './windows.ts'
+
+export type CompressionTrigger = 'budget' | 'overflow' | 'rule'
+
+/** What the plugin did to a request, published as ctx.state.compression (the audit entry keeps the sizes). */
+export interface CompressionState {
+  /** estimated input tokens of the request as the client sent it, and as it went upstream */
+  before: number
+  after: number
+  strategies: StrategyName[]
+  triggers: CompressionTrigger[]
+  /** the size aimed at, and whether it was reached */
+  target: number
+  met: boolean
+}
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    compression?: CompressionState
+  }
+  interface MeshEvents {
+    compressed: { id: string; identity: MeshContext['identity']; model: string; before: number; after: number; strategies: StrategyName[]; triggers: CompressionTrigger[]; met: boolean }
+  }
+}
+
+interface Decision { target: number; triggers: CompressionTrigger[]; strategies: ResolvedStrategies }
+
+const matches = (m: string | RegExp | Array<string | RegExp> | undefined, v: string): boolean =>
+  m === undefined || (Array.isArray(m) ? m.some((x) => matches(x, v)) : typeof m === 'string' ? m === v : m.test(v))
+
+/** Whether to act, and to what size: cheap (no body walk), since it runs on every request. */
+function decide(o: ResolvedOptions, windowOf: (model: string) => number | undefined, ctx: MeshContext): Decision | undefined {
+  const before = ctx.usage.inputTokens
+  let target = Infinity
+  const triggers: CompressionTrigger[] = []
+  let strategies = o.strategies
+  // the quota's pct counts this request's estimated input as spent: what is left if it goes as is
+  const pct = ctx.state.quota?.pct
+  if (o.budgetRemainingPct !== false && pct !== undefined && 100 - pct < o.budgetRemainingPct) {
+    target = Math.floor(before * o.budgetTargetRatio)
+    triggers.push('budget')
+  }
+  if (o.overflow) {
+    const window = windowOf(ctx.route.model || ctx.prompt.model)
+    const out = ctx.prompt.maxTokens ?? o.reserveOutputTokens
+    // the estimate is calibrated, not the vendor's count: keep 2% of the window in hand
+    if (window !== undefined && before + out > window * 0.98) {
+      target = Math.min(target, Math.floor(window * 0.98) - out)
+      triggers.push('overflow')
+    }
+  }
+  for (const r of o.rules) {
+    const id = ctx.identity
+    if (!matches(r.team, id.team) || !matches(r.user, id.user) || !matches(r.tool, id.tool) || !matches(r.model, ctx.route.model || ctx.prompt.model)) continue
+    if (r.when && !r.when(ctx)) continue
+    target = Math.min(target, Math.floor(before * r.targetRatio))
+    triggers.push('rule')
+    if (r.strategies) strategies = r.strategies
+    break
+  }
+  return triggers.length ? { target: Math.max(0, target), triggers, strategies } : undefined
+}
+
+export function compression(options: CompressionOptions = {}): Plugin {
+  const o = resolveOptions(options)
+  const windowOf = createWindowLookup(o.contextWindows)
+  const summariser = o.summary ? createSummariser(o.summary) : undefined
+
+  async function compress(ctx: MeshContext, d: Decision): Promise<void> {
+    const model = ctx.route.model || ctx.prompt.model
+    const adapter = protocols[ctx.protocol]
+    const parseOpts = { pathModel: ctx.prompt.model, stream: ctx.prompt.stream }
+    const measure = (body: any) => ctx.mesh.tokens.estimateInput(adapter.parse(body, parseOpts), model)
+    const r = await compressBody({
+      protocol: ctx.protocol,
+      body: ctx.request.body,
+      before: ctx.usage.inputTokens,
+      target: d.target,
+      measure,
+      count: (t) => ctx.mesh.tokens.count(t, model),
+      strategies: d.strategies,
+      summarise: summariser && ((transcript) => summariser.summarise(ctx, transcript)),
+    })
+    if (!r.applied.length) return
+    ctx.request.dirty = true
+    // the canonical view follows the body (what went upstream); flags the core set stay
+    const { stateful, noCache } = ctx.prompt
+    ctx.prompt = { ...adapter.parse(ctx.request.body, parseOpts), ...(stateful ? { stateful } : {}), ...(noCache ? { noCache } : {}) }
+    ctx.usage = { ...ctx.usage, inputTokens: r.after }
+    ctx.cost.usd = ctx.mesh.pricing.cost(model, ctx.usage)
+    ctx.headers['X-AgentMesh-Compressed'] = `${r.before}->${r.after}`
+    ctx.headers['X-AgentMesh-Compression'] = r.applied.join(',')
+    ctx.state.compression = { before: r.before, after: r.after, strategies: r.applied, triggers: d.triggers, target: d.target, met: r.met }
+    ctx.mesh.emit('compressed', { id: ctx.id, identity: ctx.identity, model, before: r.before, after: r.after, strategies: r.applied, triggers: d.triggers, met: r.met })
+    if (!r.met) ctx.mesh.log.debug('compression: target not reached', { id: ctx.id, before: r.before, after: r.after, target: d.target })
+  }
+
+  return definePlugin({
+    name: 'compression',
+    enforce: 'post',
+    options: { ...options } as Record<string, unknown>,
+    hooks: {
+      route(ctx) {
+        if (ctx.operation !== 'chat' || (summariser && summariser.isOwn(ctx))) return
+        const d = decide(o, windowOf, ctx)
+        if (d) return compress(ctx, d)
+      },
+    },
+  })
+}
+
+export default compression

@@ -1,0 +1,202 @@
+// The strategies, each over the neutral view (view.ts) and its turns (units.ts). None touches the
+// turn holding the last user message, system messages, tool definitions (not in the view) or any
+// image; old-turns drops whole turns only, so every tool call keeps its result.
+import { breaksAlternation, windowStart, type Turn } from './units.ts'
+import { languageOfPath, minifyFences, minifyJson, minifyOutput } from './text.ts'
+import type { BodyView, Part } from './view.ts'
+
+export type Count = (text: string) => number
+
+/** smaller outputs are not worth a marker when they repeat */
+const MIN_DUPLICATE_CHARS = 200
+const PATH_KEYS = ['file_path', 'path', 'filename', 'file', 'target_file', 'notebook_path', 'absolute_path', 'filePath']
+const READ_TOOL = /read|view|cat|open|get_?file|show_?file/i
+const SHELL_TOOL = /bash|shell|exec|terminal|run_?command/i
+
+/** the file a call reads, when its arguments name one */
+function pathOf(call: Part | undefined): string | undefined {
+  if (!call) return undefined
+  let args: any
+  try {
+    args = JSON.parse(call.text || '{}')
+  } catch {
+    return undefined
+  }
+  if (!args || typeof args !== 'object') return undefined
+  for (const k of PATH_KEYS) if (typeof args[k] === 'string') return args[k]
+  const cmd = typeof args.command === 'string' ? args.command : Array.isArray(args.command) ? args.command.join(' ') : ''
+  const m = /^\s*(?:cat|bat|nl -ba)\s+([^\s|;&<>]+)\s*$/.exec(cmd)
+  return m?.[1]
+}
+
+function callsById(turns: Turn[]): Map<string, Part> {
+  const calls = new Map<string, Part>()
+  for (const t of turns) for (const m of t.msgs) for (const p of m.parts) if (p.kind === 'call' && p.id) calls.set(p.id, p)
+  return calls
+}
+
+function rewrite(p: Part, text: string): boolean {
+  if (!p.set || text === p.text) return false
+  p.set(text)
+  p.text = text
+  return true
+}
+
+/**
+ * Duplicates: the same output sent twice, or the same file read twice, keeps only its latest copy;
+ * earlier copies become a one-line marker (the tool_result stays, so the call keeps its pair).
+ */
+export function dropDuplicates(turns: Turn[]): boolean {
+  const calls = callsById(turns)
+  const laterOutput = new Map<string, string>()
+  const laterRead = new Map<string, string>()
+  let changed = false
+  for (let i = turns.length - 1; i >= 0; i--) {
+    const t = turns[i]!
+    for (let j = t.msgs.length - 1; j >= 0; j--) {
+      const parts = t.msgs[j]!.parts
+      for (let k = parts.length - 1; k >= 0; k--) {
+        const p = parts[k]!
+        if (p.kind !== 'result' || !p.set) continue
+        const call = p.id ? calls.get(p.id) : undefined
+        const path = call && (READ_TOOL.test(call.name ?? '') || SHELL_TOOL.test(call.name ?? '')) ? pathOf(call) : undefined
+        const readKey = path !== undefined ? `${call!.name}\0${path}\0${call!.text}` : undefined
+        const outKey = p.text.length >= MIN_DUPLICATE_CHARS ? p.text.trim() : undefined
+        const sameOut = outKey !== undefined ? laterOutput.get(outKey) : undefined
+        const sameRead = readKey !== undefined ? laterRead.get(readKey) : undefined
+        const id = p.id ?? 'a later call'
+        if (!t.last && (sameOut || sameRead)) {
+          const marker = sameOut
+            ? `[AgentMesh compression: this output was identical to the output of a later tool call (${sameOut}) and was removed here]`
+            : `[AgentMesh compression: ${path} was read again later (${sameRead}); this earlier copy was removed]`
+          changed = rewrite(p, marker) || changed
+          continue
+        }
+        if (outKey !== undefined && !laterOutput.has(outKey)) laterOutput.set(outKey, id)
+        if (readKey !== undefined && !laterRead.has(readKey)) laterRead.set(readKey, id)
+      }
+    }
+  }
+  return changed
+}
+
+/** Whitespace and JSON minification in tool outputs, tool arguments and fenced code blocks. */
+export function minify(turns: Turn[]): boolean {
+  const calls = callsById(turns)
+  let changed = false
+  for (const t of turns) {
+    if (t.last || t.kind === 'system') continue
+    for (const m of t.msgs) {
+      for (const p of m.parts) {
+        if (!p.set) continue
+        if (p.kind === 'result') {
+          const path = p.id ? pathOf(calls.get(p.id)) : undefined
+          changed = rewrite(p, minifyOutput(p.text, path ? languageOfPath(path) : '')) || changed
+        } else if (p.kind === 'call') {
+          const j = minifyJson(p.text)
+          if (j !== undefined) changed = rewrite(p, j) || changed
+        } else if (p.kind === 'text') changed = rewrite(p, minifyFences(p.text)) || changed
+      }
+    }
+  }
+  return changed
+}
+
+export interface ToolResultOptions {
+  /** the last K turns keep their tool outputs whole (default 4) */
+  keepTurns: number
+  /** outputs longer than this many tokens are cut (default 400) */
+  maxTokens: number
+  /** tokens kept from the start and from the end of a cut output (default 150 and 100) */
+  headTokens: number
+  tailTokens: number
+}
+
+/** Long tool outputs older than the last K turns keep their head and tail, with a marker saying how many tokens were elided. */
+export function trimToolResults(turns: Turn[], o: ToolResultOptions, count: Count): boolean {
+  const end = windowStart(turns, o.keepTurns)
+  let changed = false
+  for (let i = 0; i < end; i++) {
+    const t = turns[i]!
+    if (t.last) continue
+    for (const m of t.msgs) {
+      for (const p of m.parts) {
+        if (p.kind !== 'result' || !p.set || p.text.startsWith('[AgentMesh compression:')) continue
+        const tokens = count(p.text)
+        if (tokens <= o.maxTokens) continue
+        const perToken = p.text.length / tokens
+        const text = p.text
+        let head = Math.floor(o.headTokens * perToken)
+        let tail = text.length - Math.floor(o.tailTokens * perToken)
+        // cut at line ends when one is near, so lines are not split
+        const nl = text.lastIndexOf('\n', head)
+        if (nl > head / 2) head = nl
+        const nl2 = text.indexOf('\n', tail)
+        if (nl2 >= 0 && nl2 < tail + (text.length - tail) / 2) tail = nl2 + 1
+        if (tail <= head) continue
+        const elided = count(text.slice(head, tail))
+        changed = rewrite(p, `${text.slice(0, head)}\n[... ${elided} tokens elided by AgentMesh compression ...]\n${text.slice(tail)}`) || changed
+      }
+    }
+  }
+  return changed
+}
+
+function turnTokens(t: Turn, count: Count): number {
+  let n = 0
+  for (const m of t.msgs) {
+    n += 4
+    // an image costs about a thousand tokens whatever its size
+    for (const p of m.parts) n += p.kind === 'image' ? 1000 : count(p.text)
+  }
+  return n
+}
+
+/**
+ * Old turns: beyond the last `keepTurns`, the oldest turns after the first user message are
+ * dropped until about `need` tokens are shed. Whole turns only (a call and its results go
+ * together); where roles must alternate, the cut moves until they still do. Returns the dropped turns.
+ */
+export function dropOldTurns(view: BodyView, turns: Turn[], keepTurns: number, need: number, count: Count): Turn[] {
+  const end = windowStart(turns, keepTurns)
+  const cand: number[] = []
+  for (let i = 0; i < end; i++) if (!turns[i]!.pinned && turns[i]!.kind !== 'system') cand.push(i)
+  if (!cand.length || need <= 0) return []
+  let k = 0
+  let shed = 0
+  while (k < cand.length && shed < need) shed += turnTokens(turns[cand[k++]!]!, count)
+  const keptWith = (n: number) => {
+    const drop = new Set(cand.slice(0, n))
+    return turns.map((_, i) => i).filter((i) => !drop.has(i))
+  }
+  if (view.strictRoles) {
+    // the smallest cut at least as deep that keeps roles alternating, else the deepest shallower one
+    let ok = -1
+    for (let n = k; n <= cand.length && ok < 0; n++) if (!breaksAlternation(turns, keptWith(n))) ok = n
+    for (let n = k - 1; n >= 0 && ok < 0; n--) if (!breaksAlternation(turns, keptWith(n))) ok = n
+    k = Math.max(0, ok)
+  }
+  if (k === 0) return []
+  const kept = keptWith(k)
+  const msgs = kept.flatMap((i) => turns[i]!.msgs)
+  view.keep(msgs)
+  view.msgs = msgs
+  return cand.slice(0, k).map((i) => turns[i]!)
+}
+
+/** The dropped turns as a plain transcript, for the summary model (long outputs cut). */
+export function transcriptOf(turns: Turn[], maxCharsPerPart = 2000): string {
+  const lines: string[] = []
+  const cut = (s: string) => (s.length > maxCharsPerPart ? `${s.slice(0, maxCharsPerPart)} [...]` : s)
+  for (const t of turns) {
+    for (const m of t.msgs) {
+      for (const p of m.parts) {
+        if (p.kind === 'text' && p.text) lines.push(`${m.role}: ${cut(p.text)}`)
+        else if (p.kind === 'call') lines.push(`${m.role} called ${p.name}(${cut(p.text)})`)
+        else if (p.kind === 'result') lines.push(`tool result: ${cut(p.text)}`)
+        else if (p.kind === 'image') lines.push(`${m.role}: [an image]`)
+      }
+    }
+  }
+  return lines.join('\n')
+}

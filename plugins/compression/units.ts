@@ -1,0 +1,102 @@
+// Turns: the atoms that strategies count and drop. A turn is a user message on its own, or an
+// assistant step with the tool results that answer it (assistant message, tool calls, results):
+// dropping whole turns is what keeps every tool call with its result. System messages are turns
+// that are never dropped.
+import type { BodyView, Msg, Role } from './view.ts'
+
+export interface Turn {
+  kind: 'system' | 'user' | 'step'
+  msgs: Msg[]
+  /** never dropped nor rewritten: the first user message (and what precedes it), the last user message's turn */
+  pinned: boolean
+  /** holds the last user message: nothing in it is rewritten by any strategy */
+  last: boolean
+}
+
+const hasKind = (m: Msg, kind: 'call' | 'result' | 'text') => m.parts.some((p) => p.kind === kind)
+const isResultMsg = (m: Msg) => m.role === 'tool' || (m.role === 'user' && hasKind(m, 'result'))
+
+/** Group messages into turns and mark the pinned ones. */
+export function turnsOf(view: BodyView): Turn[] {
+  const turns: Turn[] = []
+  let step: Turn | undefined
+  let sawResults = false
+  for (const m of view.msgs) {
+    if (m.role === 'system') {
+      turns.push({ kind: 'system', msgs: [m], pinned: true, last: false })
+      step = undefined
+    } else if (isResultMsg(m)) {
+      // results belong to the step whose calls they answer; an orphan is kept as it is
+      if (step) step.msgs.push(m)
+      else turns.push((step = { kind: 'step', msgs: [m], pinned: true, last: false }))
+      sawResults = true
+    } else if (m.role === 'assistant') {
+      // consecutive assistant items (Responses: reasoning, then function calls) are one step
+      if (step && !sawResults) step.msgs.push(m)
+      else {
+        turns.push((step = { kind: 'step', msgs: [m], pinned: false, last: false }))
+        sawResults = false
+      }
+    } else {
+      turns.push({ kind: 'user', msgs: [m], pinned: false, last: false })
+      step = undefined
+    }
+  }
+  pin(turns)
+  return turns
+}
+
+/** The last user message: the last user-role message with text of its own, else the last user-role message. */
+function lastUserIndex(turns: Turn[]): number {
+  let fallback = -1
+  for (let i = turns.length - 1; i >= 0; i--) {
+    for (const m of turns[i]!.msgs) {
+      if (m.role !== 'user') continue
+      if (hasKind(m, 'text') || !hasKind(m, 'result')) return i
+      if (fallback < 0) fallback = i
+    }
+  }
+  return fallback
+}
+
+function pin(turns: Turn[]): void {
+  const first = turns.findIndex((t) => t.kind === 'user')
+  for (let i = 0; i <= first; i++) turns[i]!.pinned = true
+  const last = lastUserIndex(turns)
+  if (last >= 0) {
+    turns[last]!.pinned = true
+    turns[last]!.last = true
+  }
+}
+
+/** index of the first turn inside the window of the last `keep` turns (system turns are not counted) */
+export function windowStart(turns: Turn[], keep: number): number {
+  let n = 0
+  for (let i = turns.length - 1; i >= 0; i--) {
+    if (turns[i]!.kind === 'system') continue
+    if (n === keep) return i + 1
+    n++
+  }
+  return 0
+}
+
+/**
+ * For protocols whose roles must alternate: true when keeping turns `kept` (indices, ascending)
+ * puts two messages of the same role side by side that were not side by side before. System
+ * messages do not take part in alternation and are looked past.
+ */
+export function breaksAlternation(turns: Turn[], kept: number[]): boolean {
+  let prev: { role: Role; pos: number } | undefined
+  let pos = 0
+  const posOf = new Map<Msg, number>()
+  for (const t of turns) for (const m of t.msgs) if (m.role !== 'system') posOf.set(m, pos++)
+  for (const i of kept) {
+    for (const m of turns[i]!.msgs) {
+      if (m.role === 'system') continue
+      const p = posOf.get(m)!
+      if (prev && prev.role === m.role && prev.pos !== p - 1) return true
+      prev = { role: m.role, pos: p }
+    }
+  }
+  return false
+}
