@@ -7,7 +7,7 @@ import { resolve } from 'node:path'
 import { loadConfig, type LoadConfigOptions, type ResolvedConfig } from 'c12'
 import { sortPlugins } from './plugin.ts'
 import { isExtendedLayer, mergePresetPlugins, PRESET_NAMES, PresetError, presetNameOf, resolvePreset, type LayerConfig } from './presets.ts'
-import type { MeshConfig, Plugin, ResolvedMeshConfig } from './types.ts'
+import type { MeshConfig, Plugin, ResolvedMeshConfig, ResolvedRoutingConfig } from './types.ts'
 
 export { definePreset, PRESET_NAMES, type PresetName } from './presets.ts'
 
@@ -128,6 +128,7 @@ function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'p
     disable: c.disable ?? [],
     vendors: c.vendors ?? {},
     limits: { bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024, upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000 },
+    routing: routingOf(c),
     cors: { origins: c.cors?.origins ?? DEFAULT_ORIGINS },
     allowedHosts: c.allowedHosts ?? [],
     forwardClientKeys: c.forwardClientKeys ?? true,
@@ -144,10 +145,15 @@ function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'p
   }
 }
 
-/** the browser extension and pages served from this machine; any other site needs configuring */
-export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*']
+/**
+ * the browser extension and pages served from this machine; any other site needs configuring.
+ * 'null': the extension's opt-in redirect of api.openai.com / api.anthropic.com reaches the proxy
+ * with `Origin: null` on the preflight and on the request (measured, Chromium 156); a sandboxed
+ * frame sends it too, so a proxy reachable without a virtual key should leave it out of cors.origins
+ */
+export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'null']
 
-const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota', 'approval'])
+const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'routing', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota', 'approval'])
 
 /** `approval: { approveOverUsd }`, what --approve-over sets; validated here so a bad value names the field */
 function approvalOf(c: MeshConfig): { approveOverUsd?: number } | undefined {
@@ -157,6 +163,34 @@ function approvalOf(c: MeshConfig): { approveOverUsd?: number } | undefined {
   for (const k of Object.keys(a)) if (k !== 'approveOverUsd') fail(`approval.${k}`, 'approveOverUsd (unknown field)', k)
   if (a.approveOverUsd !== undefined && !(typeof a.approveOverUsd === 'number' && a.approveOverUsd >= 0)) fail('approval.approveOverUsd', 'a number of USD >= 0', a.approveOverUsd)
   return a as { approveOverUsd?: number }
+}
+
+/** `routing` with its defaults (docs/routing.md), each field checked where it is read so a bad value names it */
+function routingOf(c: MeshConfig): ResolvedRoutingConfig {
+  const r = c.routing ?? {}
+  if (!r || typeof r !== 'object' || Array.isArray(r)) fail('routing', 'an object such as { retries: 2 }', r)
+  const cd = r.cooldown ?? {}
+  if (!cd || typeof cd !== 'object' || Array.isArray(cd)) fail('routing.cooldown', 'an object such as { failures: 3, windowMs: 60000, cooldownMs: 30000 }', cd)
+  for (const k of Object.keys(r)) if (!['retries', 'backoffMs', 'maxBackoffMs', 'retryAfterCapMs', 'cooldown'].includes(k)) fail(`routing.${k}`, 'one of retries, backoffMs, maxBackoffMs, retryAfterCapMs, cooldown (unknown field)', k)
+  for (const k of Object.keys(cd)) if (!['failures', 'windowMs', 'cooldownMs', 'syncMs'].includes(k)) fail(`routing.cooldown.${k}`, 'one of failures, windowMs, cooldownMs, syncMs (unknown field)', k)
+  // a day at most: a longer wait is a typo, not a policy
+  const int = (field: string, v: unknown, dflt: number, min: number, what: string, max = 86_400_000): number => {
+    if (v === undefined) return dflt
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(field, what, v)
+    return v
+  }
+  return {
+    retries: int('routing.retries', r.retries, 0, 0, 'an integer from 0 to 10', 10),
+    backoffMs: int('routing.backoffMs', r.backoffMs, 250, 0, 'a whole number of ms from 0 to 86400000'),
+    maxBackoffMs: int('routing.maxBackoffMs', r.maxBackoffMs, 5000, 0, 'a whole number of ms from 0 to 86400000'),
+    retryAfterCapMs: int('routing.retryAfterCapMs', r.retryAfterCapMs, 10_000, 0, 'a whole number of ms from 0 to 86400000'),
+    cooldown: {
+      failures: int('routing.cooldown.failures', cd.failures, 3, 1, 'an integer >= 1'),
+      windowMs: int('routing.cooldown.windowMs', cd.windowMs, 60_000, 1, 'a whole number of ms from 1 to 86400000'),
+      cooldownMs: int('routing.cooldown.cooldownMs', cd.cooldownMs, 30_000, 1, 'a whole number of ms from 1 to 86400000'),
+      syncMs: int('routing.cooldown.syncMs', cd.syncMs, 1000, 1, 'a whole number of ms from 1 to 86400000'),
+    },
+  }
 }
 
 function fail(field: string, expected: string, got: unknown): never {

@@ -9,6 +9,7 @@ import { ProtocolError, protocols } from './protocols/index.ts'
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
 import { PluginError, errorResponse, respond, send, type CoreContext } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
+import { runAttempts, targetsOf } from './targets.ts'
 import { continueTranslatedChain, translateRequest, translateWhole, type Translation } from './translate/index.ts'
 import type { Logger, MeshContext, MeshResponse, MeshState, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
@@ -96,6 +97,7 @@ class Context implements CoreContext {
   response: MeshContext['response'] = undefined
   answer: MeshContext['answer'] = undefined
   upstream: MeshContext['upstream'] = undefined
+  attempts: MeshContext['attempts'] = undefined
   error: MeshContext['error'] = undefined
   status: MeshContext['status'] = undefined
   aborted: MeshContext['aborted'] = undefined
@@ -237,7 +239,26 @@ export function parseBody(text: string): unknown {
   }
 }
 
+/**
+ * The vendor call: with fallbacks or retries, the attempt loop (core/targets.ts); otherwise one
+ * call, its outcome counted for the target's health at the cost of a few field updates.
+ */
 async function callVendor(m: MeshInternals, ctx: CoreContext): Promise<void> {
+  const targets = targetsOf(m.mesh)
+  if (ctx.route.fallbacks?.length || targets.config.retries > 0) return runAttempts(targets, ctx, () => callOnce(m, ctx))
+  const t = targets.track(ctx.route.vendor, ctx.route.model)
+  if (!t) return callOnce(m, ctx)
+  try {
+    await callOnce(m, ctx)
+  } catch (err) {
+    targets.threw(t, err)
+    throw err
+  }
+  targets.settled(t, ctx, ctx.upstream?.latencyMs)
+}
+
+/** One call at ctx.route's target: sets ctx.response, or throws (connection error, timeout, a request the vendor cannot take). */
+async function callOnce(m: MeshInternals, ctx: CoreContext): Promise<void> {
   const vendor = m.mesh.vendors.get(ctx.route.vendor)
   if (!vendor) {
     throw new ProtocolError(`no vendor is configured for model "${ctx.route.model}" over the ${ctx.protocol} protocol; add one to \`plugins\` in agentmesh.config.ts`, 404, 'not_found_error')

@@ -1,11 +1,13 @@
-// AgentMesh's own routes: health and readiness for load balancers, the live event stream.
+// AgentMesh's own routes: health and readiness for load balancers, the live event stream, the
+// targets' health.
 import type { H3 } from 'h3'
-import { checkAdmin } from './admin.ts'
+import { adminError, checkAdmin, json, resolveAdminToken } from './admin.ts'
 import type { MeshInternals } from './app.ts'
 import { isStorageUnavailable } from './errors.ts'
 import { eventStreamResponse, teamFilter, type EventBus } from './events.ts'
 import { resolveCallerIdentity } from './pipeline.ts'
 import type { Replies } from './replies.ts'
+import { targetsReport } from './targets.ts'
 import type { HealthCheck, IdentityResolver, MeshEvent, ResolvedMeshConfig } from './types.ts'
 
 export interface ServiceRouteDeps {
@@ -46,6 +48,17 @@ export function registerServiceRoutes(app: H3, deps: ServiceRouteDeps): void {
       visible = access
     }
     return eventStreamResponse(deps.bus, request, replies.bareHeaders(request.headers.get('origin')), visible)
+  })
+  // each target's health and the vendors' deployments (core/targets.ts), under the admin token
+  // as the plugins' admin routes are
+  internals.mesh.addRoute('GET', '/agentmesh/admin/targets', (request) => {
+    let token: string | undefined
+    try {
+      token = resolveAdminToken(undefined, 'admin API')
+    } catch (err) {
+      return adminError(403, 'admin_disabled', (err as Error).message)
+    }
+    return checkAdmin(request, token) ?? json(200, targetsReport(internals.mesh))
   })
 }
 

@@ -153,6 +153,11 @@ export interface MeshContext {
   /** the complete answer once known (cache hit, upstream body, or a finished stream) */
   answer?: CanonicalAnswer
   upstream?: { status: number; latencyMs: number }
+  /**
+   * the upstream calls made for this request when it had fallbacks or retries (core/targets.ts),
+   * in order, the last one the answer's: target, HTTP status (0: no answer), why it failed
+   */
+  attempts?: Attempt[]
   /** set when the request failed; what afterResponse plugins (audit, quota) see */
   error?: { status: number; type: string; message: string; plugin?: string }
   /** final HTTP status sent to the client (set by the core before afterResponse) */
@@ -163,8 +168,35 @@ export interface MeshContext {
   state: MeshState
   /** a plugin's own per-request scratch space, namespaced by plugin name by convention */
   meta: Record<string, any>
+  /**
+   * set by a plugin (masking) to rewrite the answer text the client receives: whole answers, and
+   * streamed text and tool-argument deltas (JSON text: keep it valid), one rewriter per text stream.
+   * What the core keeps (ctx.answer, caches, the audit) stays the vendor's own text.
+   */
+  answerText?: { open(): AnswerTextRewriter }
   signal: AbortSignal
   mesh: Mesh
+}
+
+/** One upstream call of a request with fallbacks or retries. */
+export interface Attempt {
+  vendor: string
+  model: string
+  /** the vendor's status; 0 when it never answered (connection error, timeout) */
+  status: number
+  /** 'ok', or why it failed / was skipped ('500 from the vendor', 'timed out', 'cooling down until ...') */
+  outcome: string
+  /** time to the answer (or the failure) */
+  ms: number
+  /** false: skipped without a call (cooling down, cannot be translated, no such vendor) */
+  called: boolean
+}
+
+/** Rewrites one text stream; may hold back a tail that the next delta could complete. */
+export interface AnswerTextRewriter {
+  rewrite(delta: string): string
+  /** the end of the text: what is still held back */
+  flush(): string
 }
 
 export type Hook = (ctx: MeshContext) => void | Promise<void>
@@ -277,6 +309,14 @@ export interface MeshEvents {
   run_warn: { id: string; run: string; team: string; limit: string; used: number; max: number; pct: number }
   /** a run was stopped: a loop was detected or a budget ran out */
   run_tripped: { id: string; run: string; team: string; type: 'agent_loop_detected' | 'run_budget_exceeded'; limit: string; message: string }
+  /**
+   * a target (vendor/model) is skipped by requests with fallbacks until `until` (epoch ms): it
+   * answered 429, or failed `failures` times in the window, or its half-open probe failed;
+   * `shared`: another instance put it there (redis storage)
+   */
+  target_cooldown: { target: string; vendor: string; model: string; until: number; failures: number; reason: string; shared?: boolean }
+  /** a target's half-open probe (or any call) succeeded after a cooldown */
+  target_recovered: { target: string; vendor: string; model: string; downMs: number }
   [custom: `x-${string}`]: Record<string, unknown>
 }
 export type MeshEventName = keyof MeshEvents
@@ -405,6 +445,39 @@ export interface QuotaShortConfig {
   hardStopAt?: number
 }
 
+/** Retries, backoff and cooldowns of upstream calls (core/targets.ts, docs/routing.md). */
+export interface RoutingConfig {
+  /**
+   * further attempts per request beyond one per target, after a failure before the first byte
+   * (connection error, timeout, 429, 5xx); 0 (default): each target once, fallbacks only
+   */
+  retries?: number
+  /** first retry's wait in ms (default 250), doubled per retry, with jitter */
+  backoffMs?: number
+  /** the longest backoff wait in ms (default 5000) */
+  maxBackoffMs?: number
+  /** the longest Retry-After the proxy waits for before retrying, ms (default 10000); longer is not waited for */
+  retryAfterCapMs?: number
+  cooldown?: {
+    /** failures (connection errors, timeouts, 5xx) within `windowMs` that cool a target down (default 3); a 429 cools at once */
+    failures?: number
+    /** the window those failures are counted in, ms (default 60000) */
+    windowMs?: number
+    /** how long a target is skipped, ms (default 30000; a 429's Retry-After when it gives one) */
+    cooldownMs?: number
+    /** redis storage: how often an instance re-reads a target's shared cooldown, ms (default 1000) */
+    syncMs?: number
+  }
+}
+
+export interface ResolvedRoutingConfig {
+  retries: number
+  backoffMs: number
+  maxBackoffMs: number
+  retryAfterCapMs: number
+  cooldown: { failures: number; windowMs: number; cooldownMs: number; syncMs: number }
+}
+
 export interface MeshConfig {
   /** ready-made config to layer under this one: demo (no keys), solo, team, or a preset file's path */
   preset?: PresetName | (string & {})
@@ -423,9 +496,11 @@ export interface MeshConfig {
   limits?: {
     /** request body limit in bytes (default 10 MB) */
     bodyBytes?: number
-    /** upstream time limit in ms until the first byte (default 120 s) */
+    /** upstream time limit in ms until the first byte, per attempt (default 120 s) */
     upstreamTimeoutMs?: number
   }
+  /** retries, backoff and cooldowns of upstream calls; fallbacks come from the route (docs/routing.md) */
+  routing?: RoutingConfig
   /**
    * browser origins allowed to call the proxy (CORS); default the extensions and loopback pages:
    * `['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*']`
@@ -459,6 +534,7 @@ export interface ResolvedMeshConfig extends Required<Pick<MeshConfig, 'port' | '
   storage: StorageConfig
   vendors: NonNullable<MeshConfig['vendors']>
   limits: Required<NonNullable<MeshConfig['limits']>>
+  routing: ResolvedRoutingConfig
   cors: { origins: string[] | '*' }
   allowedHosts: string[] | true
   forwardClientKeys: boolean

@@ -64,7 +64,7 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
       detach()
       if (!answered) {
         answered = true
-        reject(toUpstreamError(err, ctx, origin))
+        reject(toUpstreamError(err, ctx, origin, stream !== undefined))
       } else stream?.destroy(err as Error)
     }
     const handler: Dispatcher.DispatchHandler = {
@@ -83,13 +83,20 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
           resume = resumeFn
           // undici pauses when push() says the client is slow, and resumes when it reads again
           stream = new Readable({ read: () => resume?.(), destroy: (err, cb) => { if (!finished) abort?.(err ?? new Error('stream closed')); cb(err) } })
-          answered = true
-          resolve({ status, headers, body: stream, stream: true })
+          // answered at its first byte, not its headers: a stream that fails or times out before
+          // then is a rejection, which the core may retry (nothing has reached the client)
         } else chunks = []
         return true
       },
       onData(chunk) {
-        if (stream) return stream.push(chunk)
+        if (stream) {
+          const more = stream.push(chunk)
+          if (!answered) {
+            answered = true
+            resolve({ status, headers, body: stream, stream: true })
+          }
+          return more
+        }
         chunks!.push(chunk)
         return true
       },
@@ -98,6 +105,11 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
         detach()
         if (stream) {
           stream.push(null)
+          if (!answered) {
+            // an empty stream: the relay says it ended before its final event
+            answered = true
+            resolve({ status, headers, body: stream, stream: true })
+          }
           return
         }
         answered = true
@@ -133,7 +145,8 @@ function toHeaders(raw: Buffer[]): Record<string, string> {
   return out
 }
 
-function toUpstreamError(err: unknown, ctx: MeshContext, origin: string): UpstreamError {
+/** `streamStarted`: a stream's status line came, its first byte did not */
+function toUpstreamError(err: unknown, ctx: MeshContext, origin: string, streamStarted = false): UpstreamError {
   if (err instanceof UpstreamError) return err
   if (clientGone(ctx)) return new UpstreamError('client closed the request', 499, 'client_closed_request')
   const host = origin.replace(/^[a-z]+:\/\//i, '')
@@ -141,5 +154,6 @@ function toUpstreamError(err: unknown, ctx: MeshContext, origin: string): Upstre
     return new UpstreamError(`upstream ${host} did not answer within ${ctx.mesh.config.limits.upstreamTimeoutMs} ms`, 504, 'upstream_timeout')
   }
   const code = (err as any)?.code ?? (err as any)?.cause?.code ?? ''
+  if (streamStarted) return new UpstreamError(`upstream ${host} stream failed before its first byte${code ? ` (${code})` : ''}`, 502, 'upstream_stream_error')
   return new UpstreamError(`upstream ${host} unreachable${code ? ` (${code})` : ''}`, 502, 'upstream_unreachable')
 }
