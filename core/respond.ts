@@ -15,6 +15,7 @@ import { maskSecrets } from './log.ts'
 import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
 import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
+import { eventRewriter, rewriteAnswer, rewriteBody } from './translate/answer-text.ts'
 import { SseParser } from './stream.ts'
 import { UpstreamError } from './upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, Usage } from './types.ts'
@@ -93,7 +94,8 @@ function settle(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, re
       }
       price(m, ctx)
       logCall(m, ctx, res.status)
-      return { status: res.status, body: res.body as Buffer, contentType: res.headers['content-type'] ?? 'application/json', headers: res.headers }
+      const body = ctx.answerText ? rewriteBody(ctx.answerText, ctx.protocol, res.body as Buffer) : (res.body as Buffer)
+      return { status: res.status, body, contentType: res.headers['content-type'] ?? 'application/json', headers: res.headers }
     }
   }
 }
@@ -106,9 +108,15 @@ function settleAnswer(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapt
   price(m, ctx)
   ctx.status = 200
   if ((ctx.upstream === undefined || ctx.translation) && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
-  if (!ctx.prompt.stream) return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers: res.headers }
+  // the client's copy only: ctx.answer (what caches keep) stays as the vendor gave it
+  if (ctx.answerText) return renderAnswer(ctx, adapter, rewriteAnswer(ctx.answerText, answer), res.headers)
+  return renderAnswer(ctx, adapter, answer, res.headers)
+}
+
+function renderAnswer(ctx: CoreContext, adapter: ProtocolAdapter, answer: CanonicalAnswer, headers: Record<string, string> | undefined): Body {
+  if (!ctx.prompt.stream) return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers }
   const array = adapter.renderArrayStream?.(answer, ctx.request.search)
-  if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers: res.headers }
+  if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers }
   const includeUsage = ctx.request.body?.stream_options?.include_usage === true
   return { status: 200, body: adapter.renderStream(answer, { includeUsage }), contentType: 'text/event-stream', headers: { 'cache-control': 'no-cache' } }
 }
@@ -369,14 +377,39 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
  * (`forward`; the kept events only, when the core hides the usage chunk it asked for), or, for
  * another protocol's stream, by a translator whose events (`take`) replace every vendor event.
  */
-function streamReading(ctx: CoreContext, adapter: ProtocolAdapter): { reader: StreamReader; parser: SseParser; forward: boolean; take?: () => string } {
+function streamReading(ctx: CoreContext, adapter: ProtocolAdapter): { reader: StreamReader; parser: SseParser; forward: boolean; take?: () => string; end?: () => string } {
   const hide = ctx.hideUsageChunk
   if (ctx.translation) {
-    const { reader, take } = streamTranslator(ctx.translation)
-    return { reader, parser: new SseParser(reader, true), forward: false, take }
+    const { reader, take, end } = streamTranslator(ctx.translation, ctx.answerText)
+    return { reader, parser: new SseParser(reader, true), forward: false, take, end }
   }
   const reader = adapter.streamReader({ hideUsageChunk: hide })
+  if (ctx.answerText) return rewrittenStream(ctx, reader, ctx.answerText)
   return { reader, parser: new SseParser(reader, hide), forward: !hide }
+}
+
+/**
+ * A stream whose answer text a plugin rewrites (ctx.answerText): every event the protocol's reader
+ * keeps is rewritten in the client's protocol instead of forwarded; the reader still builds the
+ * vendor's own answer for usage, caches and the audit.
+ */
+function rewrittenStream(ctx: CoreContext, inner: StreamReader, at: NonNullable<CoreContext['answerText']>) {
+  const rewriter = eventRewriter(ctx.protocol, at)
+  let out = ''
+  const reader: StreamReader = {
+    event(data) {
+      if (inner.event(data)) out += rewriter.event(data)
+      return false
+    },
+    finish: () => inner.finish(),
+    partialUsage: () => inner.partialUsage(),
+  }
+  const take = () => {
+    const s = out
+    out = ''
+    return s
+  }
+  return { reader, parser: new SseParser(reader, true), forward: false, take, end: () => rewriter.end() }
 }
 
 /**
@@ -387,7 +420,7 @@ function streamReading(ctx: CoreContext, adapter: ProtocolAdapter): { reader: St
  */
 function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Upstream): Promise<Response | Error> {
   const body = res.body as Readable
-  const { reader, parser, forward, take } = streamReading(ctx, adapter)
+  const { reader, parser, forward, take, end } = streamReading(ctx, adapter)
   const estimated = ctx.usage
   price(m, ctx)
   let ended!: () => void
@@ -440,7 +473,7 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
     }
     const onEnd = () => {
       if (!started) start()
-      const rest = parser.flush() + (take ? take() : '')
+      const rest = parser.flush() + (take ? take() : '') + (end ? end() : '')
       if (rest) write(rest)
       // an upstream that closed cleanly without its last event ([DONE], message_stop, a
       // finishReason) did not complete: the client gets the protocol's error event, not a clean end

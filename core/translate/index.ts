@@ -15,6 +15,7 @@ import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
 import { readGemini, readResponses } from './request-in-more.ts'
 import { toAnthropic, toGemini, toOpenAI } from './request-out.ts'
 import { decoders, encoders } from './stream.ts'
+import { neutralRewriter, type AnswerText } from './answer-text.ts'
 
 export interface Translation {
   /** the client's protocol */
@@ -104,17 +105,21 @@ export function translateWhole(ctx: MeshContext, tr: Translation, res: UpstreamR
 /**
  * The reader relay() uses for a translated stream: the vendor's own reader builds the answer and
  * usage; each event is also translated, and `take` returns what is ready for the client. Events
- * are never forwarded as they came (event() returns false).
+ * are never forwarded as they came (event() returns false). With `answerText` (a plugin rewrites
+ * the answer's text) the neutral events are rewritten before they are encoded; `end` gives what
+ * is still held back when the stream ends without its final event.
  */
-export function streamTranslator(tr: Translation): { reader: StreamReader; take(): string } {
+export function streamTranslator(tr: Translation, answerText?: AnswerText): { reader: StreamReader; take(): string; end?(): string } {
   const vendorReader = protocols[tr.to].streamReader({ hideUsageChunk: false })
   const decode = decoders[tr.to]()
   const encode = encoders[tr.from]({ from: tr.to, includeUsage: isObject(tr.clientBody.stream_options) && tr.clientBody.stream_options.include_usage === true, id: tr.clientId })
   let out = ''
+  const rewrite = answerText ? neutralRewriter(answerText) : undefined
   const reader: StreamReader = {
     event(data) {
       vendorReader.event(data)
-      for (const e of decode(data)) out += encode(e)
+      if (rewrite) for (const e of decode(data)) for (const r of rewrite(e)) out += encode(r)
+      else for (const e of decode(data)) out += encode(e)
       return false
     },
     finish: () => vendorReader.finish(),
@@ -127,6 +132,8 @@ export function streamTranslator(tr: Translation): { reader: StreamReader; take(
       out = ''
       return s
     },
+    // a stream cut before its finish: the held-back text still goes out (as text, the encoder's events)
+    end: rewrite ? () => rewrite({ t: 'finish', reason: 'stop', usage: vendorReader.partialUsage() }).filter((e) => e.t !== 'finish').map(encode).join('') : undefined,
   }
 }
 

@@ -1,0 +1,341 @@
+// Rewriting the answer's text on its way to the client (MeshContext.answerText, set by a plugin
+// such as masking): whole answers, bodies relayed as the vendor sent them, and streams event by
+// event in the client's own protocol. Only text and tool-call arguments are rewritten; thinking
+// blocks stay as the vendor signed them, and everything the core keeps (ctx.answer, what caches
+// store, what the audit hashes) stays the vendor's own. Nothing here runs unless answerText is set.
+import { isObject, sse } from '../protocols/shared.ts'
+import type { AnswerTextRewriter, CanonicalAnswer, MeshContext, ProtocolName } from '../types.ts'
+import type { StreamEvent } from './stream.ts'
+
+export type AnswerText = NonNullable<MeshContext['answerText']>
+
+/** One whole text: rewritten and flushed at once. */
+export function rewriteWhole(at: AnswerText, text: string): string {
+  const r = at.open()
+  return r.rewrite(text) + r.flush()
+}
+
+// thinking and reasoning are signed or encrypted by the vendor and sent back on the next turn as
+// they came: rewriting them would break the signature
+const KEEP_TYPES = new Set(['thinking', 'redacted_thinking', 'reasoning'])
+
+/** Every string in a JSON value rewritten whole (copied where something changed), thinking blocks kept. */
+export function rewriteJson(at: AnswerText, value: unknown): unknown {
+  if (typeof value === 'string') return rewriteWhole(at, value)
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined
+    for (let i = 0; i < value.length; i++) {
+      const v = rewriteJson(at, value[i])
+      if (v !== value[i]) (out ??= value.slice())[i] = v
+    }
+    return out ?? value
+  }
+  if (!isObject(value) || KEEP_TYPES.has(value.type) || value.thought === true) return value
+  let out: Record<string, unknown> | undefined
+  for (const k in value) {
+    const v = rewriteJson(at, value[k])
+    if (v !== value[k]) (out ??= { ...value })[k] = v
+  }
+  return out ?? value
+}
+
+/** A copy of an answer for the client: text, tool arguments and the vendor's body rewritten. */
+export function rewriteAnswer(at: AnswerText, a: CanonicalAnswer): CanonicalAnswer {
+  return {
+    ...a,
+    text: rewriteWhole(at, a.text),
+    toolCalls: a.toolCalls.map((c) => ({ ...c, arguments: rewriteWhole(at, c.arguments) })),
+    ...(a.raw ? { raw: { protocol: a.raw.protocol, body: rewriteJson(at, a.raw.body) as Record<string, any> } } : {}),
+  }
+}
+
+/**
+ * A non-streamed vendor body: JSON rewritten string by string (so whatever is put back is
+ * escaped by JSON.stringify). A Gemini stream sent as one JSON array is read as the stream it
+ * is, its text continuing from one element to the next. A body that is not JSON is left alone.
+ */
+export function rewriteBody(at: AnswerText, protocol: ProtocolName, body: Buffer): Buffer | string {
+  let json: unknown
+  try {
+    json = JSON.parse(body.toString('utf8'))
+  } catch {
+    return body
+  }
+  if (protocol === 'gemini' && Array.isArray(json)) {
+    const g = geminiEvents(at)
+    const out = json.map((c) => g.chunk(c))
+    const tail = g.end()
+    if (tail) out.push(tail)
+    return JSON.stringify(out)
+  }
+  return JSON.stringify(rewriteJson(at, json))
+}
+
+// ---------------------------------------------------------------- streams
+
+/** Rewrites one protocol's SSE events: `event` takes an event's data and returns the SSE text for the client. */
+export interface EventRewriter {
+  event(data: string): string
+  /** the end of the stream: text still held back, as events */
+  end(): string
+}
+
+/** Open text streams of one answer (a choice's text, a tool call's arguments, a content block), by key. */
+class Channels {
+  private readonly open = new Map<string, AnswerTextRewriter>()
+  constructor(private readonly at: AnswerText) {}
+  rewrite(key: string, text: string): string {
+    let r = this.open.get(key)
+    if (!r) this.open.set(key, (r = this.at.open()))
+    return r.rewrite(text)
+  }
+  flush(key: string): string {
+    const r = this.open.get(key)
+    if (!r) return ''
+    this.open.delete(key)
+    return r.flush()
+  }
+  keys(): string[] {
+    return [...this.open.keys()]
+  }
+}
+
+const parse = (data: string): any => {
+  try {
+    return JSON.parse(data)
+  } catch {
+    return undefined
+  }
+}
+
+function openaiEvents(at: AnswerText): EventRewriter {
+  const ch = new Channels(at)
+  let base: Record<string, unknown> = {}
+  const chunk = (index: number, delta: Record<string, unknown>) => sse({ ...base, choices: [{ index, delta, finish_reason: null }] })
+  // what a key still holds, as a delta ("3" a choice's text, "3:1" its second tool call's arguments)
+  const held = (key: string): Record<string, unknown> | undefined => {
+    const rest = ch.flush(key)
+    if (!rest) return undefined
+    const [, tool] = key.split(':')
+    return tool === undefined ? { content: rest } : { tool_calls: [{ index: Number(tool), function: { arguments: rest } }] }
+  }
+  const flushChoice = (i: number) => {
+    let out = ''
+    for (const key of ch.keys()) {
+      if (key.split(':')[0] !== String(i)) continue
+      const d = held(key)
+      if (d) out += chunk(i, d)
+    }
+    return out
+  }
+  return {
+    event(data) {
+      if (data === '[DONE]') return this.end() + sse('[DONE]')
+      const c = parse(data)
+      if (!isObject(c) || !Array.isArray(c.choices)) return sse(data)
+      base = { id: c.id, object: c.object, created: c.created, model: c.model }
+      let before = ''
+      for (const choice of c.choices) {
+        const i = Number.isSafeInteger(choice?.index) ? choice.index : 0
+        const d = choice?.delta
+        if (isObject(d)) {
+          if (typeof d.content === 'string') d.content = ch.rewrite(String(i), d.content)
+          for (const tc of Array.isArray(d.tool_calls) ? d.tool_calls : []) {
+            if (typeof tc?.function?.arguments === 'string') tc.function.arguments = ch.rewrite(`${i}:${tc.index ?? 0}`, tc.function.arguments)
+          }
+        }
+        // the choice ends here: what it still holds goes out just before
+        if (choice?.finish_reason) before += flushChoice(i)
+      }
+      return before + sse(c)
+    },
+    end() {
+      let out = ''
+      for (const key of ch.keys()) {
+        const d = held(key)
+        if (d) out += chunk(Number(key.split(':')[0]), d)
+      }
+      return out
+    },
+  }
+}
+
+function anthropicEvents(at: AnswerText): EventRewriter {
+  const ch = new Channels(at)
+  const deltaType = new Map<string, 'text_delta' | 'input_json_delta'>()
+  const ev = (e: Record<string, any>) => sse(e, String(e.type))
+  const held = (key: string) => {
+    const rest = ch.flush(key)
+    if (!rest) return ''
+    const type = deltaType.get(key) ?? 'text_delta'
+    return ev({ type: 'content_block_delta', index: Number(key), delta: type === 'text_delta' ? { type, text: rest } : { type, partial_json: rest } })
+  }
+  return {
+    event(data) {
+      const e = parse(data)
+      if (!isObject(e)) return sse(data)
+      const key = String(e.index)
+      if (e.type === 'content_block_start' && e.content_block?.type === 'text' && typeof e.content_block.text === 'string') {
+        deltaType.set(key, 'text_delta')
+        e.content_block.text = ch.rewrite(key, e.content_block.text)
+      } else if (e.type === 'content_block_delta' && e.delta?.type === 'text_delta' && typeof e.delta.text === 'string') {
+        deltaType.set(key, 'text_delta')
+        e.delta.text = ch.rewrite(key, e.delta.text)
+      } else if (e.type === 'content_block_delta' && e.delta?.type === 'input_json_delta' && typeof e.delta.partial_json === 'string') {
+        deltaType.set(key, 'input_json_delta')
+        e.delta.partial_json = ch.rewrite(key, e.delta.partial_json)
+      } else if (e.type === 'content_block_stop') {
+        return held(key) + ev(e)
+      } else if (e.type === 'message_delta' || e.type === 'message_stop') {
+        return this.end() + ev(e)
+      }
+      return ev(e)
+    },
+    end() {
+      let out = ''
+      for (const key of ch.keys()) out += held(key)
+      return out
+    },
+  }
+}
+
+/** Gemini chunks (SSE events or the elements of one JSON array): each candidate's text continues across chunks. */
+function geminiEvents(at: AnswerText): { chunk(c: unknown): unknown; end(): unknown } {
+  const ch = new Channels(at)
+  const textPart = (p: any) => isObject(p) && typeof p.text === 'string' && p.thought !== true
+  return {
+    chunk(c) {
+      if (!isObject(c) || !Array.isArray(c.candidates)) return c
+      for (const cand of c.candidates) {
+        const key = String(Number.isSafeInteger(cand?.index) ? cand.index : 0)
+        const parts: any[] | undefined = Array.isArray(cand?.content?.parts) ? cand.content.parts : undefined
+        for (const p of parts ?? []) {
+          if (textPart(p)) p.text = ch.rewrite(key, p.text)
+          // a function call comes whole
+          if (isObject(p?.functionCall)) p.functionCall = rewriteJson(at, p.functionCall)
+        }
+        if (!cand?.finishReason) continue
+        const rest = ch.flush(key)
+        if (!rest) continue
+        const last = parts?.findLast(textPart)
+        if (last) last.text += rest
+        else if (parts) parts.push({ text: rest })
+        else cand.content = { role: 'model', ...cand.content, parts: [{ text: rest }] }
+      }
+      return c
+    },
+    end() {
+      const candidates = ch.keys().map((key) => ({ index: Number(key), content: { role: 'model', parts: [{ text: ch.flush(key) }] } }))
+      return candidates.length ? { candidates } : undefined
+    },
+  }
+}
+
+function geminiSse(at: AnswerText): EventRewriter {
+  const g = geminiEvents(at)
+  return {
+    event: (data) => {
+      const c = parse(data)
+      return c === undefined ? sse(data) : sse(g.chunk(c))
+    },
+    end: () => {
+      const tail = g.end()
+      return tail ? sse(tail) : ''
+    },
+  }
+}
+
+function responsesEvents(at: AnswerText): EventRewriter {
+  const ch = new Channels(at)
+  // a held-back tail sent as its own delta takes a sequence number: every later event shifts by one
+  let shift = 0
+  const ev = (e: Record<string, any>) => {
+    if (shift && typeof e.sequence_number === 'number') e.sequence_number += shift
+    return sse(e, String(e.type))
+  }
+  const held = (e: Record<string, any>, key: string, type: string) => {
+    const rest = ch.flush(key)
+    if (!rest) return ''
+    const delta: Record<string, unknown> = { type, item_id: e.item_id, output_index: e.output_index, ...(e.content_index === undefined ? {} : { content_index: e.content_index }), delta: rest }
+    if (typeof e.sequence_number === 'number') delta.sequence_number = e.sequence_number + shift++
+    return sse(delta, type)
+  }
+  return {
+    event(data) {
+      const e = parse(data)
+      if (!isObject(e)) return sse(data)
+      const textKey = `t:${e.item_id}:${e.content_index}`
+      const argsKey = `a:${e.item_id}`
+      switch (e.type) {
+        case 'response.output_text.delta':
+          if (typeof e.delta === 'string') e.delta = ch.rewrite(textKey, e.delta)
+          return ev(e)
+        case 'response.function_call_arguments.delta':
+          if (typeof e.delta === 'string') e.delta = ch.rewrite(argsKey, e.delta)
+          return ev(e)
+        case 'response.output_text.done': {
+          const before = held(e, textKey, 'response.output_text.delta')
+          if (typeof e.text === 'string') e.text = rewriteWhole(at, e.text)
+          return before + ev(e)
+        }
+        case 'response.function_call_arguments.done': {
+          const before = held(e, argsKey, 'response.function_call_arguments.delta')
+          if (typeof e.arguments === 'string') e.arguments = rewriteWhole(at, e.arguments)
+          return before + ev(e)
+        }
+      }
+      // whole parts, items and the final response: every string in them
+      if (typeof e.type === 'string' && /\.(done|completed|incomplete|failed)$/.test(e.type)) return ev(rewriteJson(at, e) as Record<string, any>)
+      return ev(e)
+    },
+    end: () => '',
+  }
+}
+
+/** The event rewriter for a client of `protocol`, whose events come in that protocol. */
+export function eventRewriter(protocol: ProtocolName, at: AnswerText): EventRewriter {
+  switch (protocol) {
+    case 'openai':
+      return openaiEvents(at)
+    case 'anthropic':
+      return anthropicEvents(at)
+    case 'gemini':
+      return geminiSse(at)
+    case 'responses':
+      return responsesEvents(at)
+  }
+}
+
+/**
+ * Neutral stream events (a translated stream) rewritten before the client's encoder sees them:
+ * text and each tool call's arguments as their own text streams, what they hold flushed before
+ * the event that ends them.
+ */
+export function neutralRewriter(at: AnswerText): (e: StreamEvent) => StreamEvent[] {
+  const ch = new Channels(at)
+  const flushText = (): StreamEvent[] => {
+    const rest = ch.flush('text')
+    return rest ? [{ t: 'text', text: rest }] : []
+  }
+  return (e) => {
+    switch (e.t) {
+      case 'text':
+        return [{ t: 'text', text: ch.rewrite('text', e.text) }]
+      case 'args':
+        return [{ t: 'args', index: e.index, json: ch.rewrite(`args:${e.index}`, e.json) }]
+      case 'tool':
+        return [...flushText(), e]
+      case 'finish': {
+        const out = flushText()
+        for (const key of ch.keys()) {
+          const rest = ch.flush(key)
+          if (rest) out.push({ t: 'args', index: Number(key.slice(5)), json: rest })
+        }
+        out.push(e)
+        return out
+      }
+      default:
+        return [e]
+    }
+  }
+}

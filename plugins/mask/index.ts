@@ -1,0 +1,206 @@
+// mask: personal data out of the prompt, reversibly. Before the call every detected value in the
+// body sent upstream (and in ctx.prompt, what caches and the audit read) becomes a placeholder,
+// the same value the same placeholder (`<EMAIL_1>`); the answer the client receives gets the
+// values back through the core's answer-text hook, streamed answers included. The mapping lives
+// in this request's closure only: never in ctx.state, events, logs or the cache.
+import { definePlugin } from '../../core/plugin.ts'
+import type { MeshContext, Plugin } from '../../core/types.ts'
+import { detectPersonalData, PERSONAL_DATA_KINDS, type PersonalDataKind } from './detect.ts'
+import { Restorer } from './restore.ts'
+
+export { detectPersonalData, PERSONAL_DATA_KINDS } from './detect.ts'
+export type { PersonalDataKind, PersonalDataMatch } from './detect.ts'
+
+export interface MaskOptions {
+  /** kinds masked for every team without its own entry (default email, card, iban) */
+  kinds?: PersonalDataKind[]
+  /** per team: its own kinds (replacing `kinds`), `[]` or false to mask nothing for it */
+  teams?: Record<string, PersonalDataKind[] | false>
+}
+
+/** what the plugin publishes as ctx.state.mask: how many distinct values of each kind, never the values */
+export interface MaskState {
+  counts: Partial<Record<PersonalDataKind, number>>
+}
+
+declare module '../../core/types.ts' {
+  interface MeshState {
+    mask?: MaskState
+  }
+  interface MeshEvents {
+    /** personal data was masked before the call (plugins/mask): counts only */
+    pii_masked: { id: string; team: string; counts: Partial<Record<PersonalDataKind, number>> }
+  }
+}
+
+export const DEFAULT_KINDS: PersonalDataKind[] = ['email', 'card', 'iban']
+const LABEL: Record<PersonalDataKind, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', 'national-id': 'NATIONAL_ID', ip: 'IP' }
+const EXISTING = /<(EMAIL|PHONE|CARD|IBAN|NATIONAL_ID|IP)_(\d+)>/g
+
+function validKinds(where: string, v: unknown): PersonalDataKind[] {
+  if (!Array.isArray(v) || v.some((k) => !(PERSONAL_DATA_KINDS as readonly string[]).includes(k))) {
+    throw new Error(`mask: ${where} must be an array of ${PERSONAL_DATA_KINDS.join(' | ')}, got ${JSON.stringify(v)}`)
+  }
+  return [...new Set(v as PersonalDataKind[])]
+}
+
+function validate(o: MaskOptions): void {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`mask: options must be an object, got ${JSON.stringify(o)}`)
+  for (const k of Object.keys(o)) if (k !== 'kinds' && k !== 'teams') throw new Error(`mask: unknown option "${k}" (expected kinds, teams)`)
+  if (o.kinds !== undefined) validKinds('kinds', o.kinds)
+  if (o.teams !== undefined) {
+    if (!o.teams || typeof o.teams !== 'object' || Array.isArray(o.teams)) throw new Error(`mask: teams must be an object { team: kinds[] | false }`)
+    for (const [team, kinds] of Object.entries(o.teams)) if (kinds !== false) validKinds(`teams.${team}`, kinds)
+  }
+}
+
+// strings that are not prose: ids, signatures, base64 media (costly to scan and never personal data)
+const SKIP_KEYS = new Set(['id', 'model', 'role', 'type', 'signature', 'thoughtSignature', 'thought_signature', 'encrypted_content', 'tool_use_id', 'tool_call_id', 'call_id', 'previous_response_id', 'mime_type', 'mimeType', 'media_type'])
+// thinking is signed by the vendor: a changed block is refused on the next turn
+const SKIP_TYPES = new Set(['thinking', 'redacted_thinking', 'reasoning'])
+
+interface Site {
+  parent: Record<string, any> | any[]
+  key: string | number
+  text: string
+  found: Array<{ kind: string; start: number; end: number }>
+}
+
+/** Every string of the body that holds personal data, in document order. */
+function findSites(body: unknown, kinds: readonly string[], sites: Site[], reserved: Map<string, number>): void {
+  const visit = (parent: Record<string, any> | any[], key: string | number, v: unknown) => {
+    if (typeof v === 'string') {
+      if (v.length < 6 || v.startsWith('data:')) return
+      const found = detectPersonalData(v, kinds)
+      if (found.length) sites.push({ parent, key, text: v, found })
+      if (v.indexOf('<') >= 0) for (const m of v.matchAll(EXISTING)) reserved.set(m[1]!, Math.max(reserved.get(m[1]!) ?? 0, Number(m[2])))
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) visit(v, i, v[i])
+    } else if (v !== null && typeof v === 'object') {
+      const o = v as Record<string, any>
+      if (SKIP_TYPES.has(o.type) || o.thought === true) return
+      // base64 media: Anthropic's { type: 'base64', data }, Gemini's inlineData { mimeType, data }
+      const media = o.type === 'base64' || 'mimeType' in o || 'mime_type' in o
+      for (const k in o) if (!SKIP_KEYS.has(k) && !(media && k === 'data')) visit(o, k, o[k])
+    }
+  }
+  visit([body], 0, body)
+}
+
+/** The same value written two ways (a card with or without spaces) is one value. */
+function canonical(kind: string, value: string): string {
+  if (kind === 'email' || kind === 'ip') return value.toLowerCase()
+  if (kind === 'phone') return value.replace(/[^\d+]/g, '')
+  return value.replace(/[\s-]/g, '').toUpperCase()
+}
+
+interface Masking {
+  /** every form seen → its placeholder, longest first (for replacing in other strings) */
+  forms: Array<[string, string]>
+  /** placeholder → the value as first written */
+  values: Map<string, string>
+  counts: Partial<Record<PersonalDataKind, number>>
+}
+
+/** Replace the values in the body in place; undefined when there was nothing to mask. */
+function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined {
+  const sites: Site[] = []
+  const reserved = new Map<string, number>()
+  findSites(body, kinds, sites, reserved)
+  if (!sites.length) return undefined
+  const byCanonical = new Map<string, string>()
+  const forms = new Map<string, string>()
+  const values = new Map<string, string>()
+  const counts: Partial<Record<PersonalDataKind, number>> = {}
+  for (const site of sites) {
+    let out = ''
+    let at = 0
+    for (const f of site.found) {
+      const value = site.text.slice(f.start, f.end)
+      const key = f.kind + '\u0000' + canonical(f.kind, value)
+      let placeholder = byCanonical.get(key)
+      if (!placeholder) {
+        const kind = f.kind as PersonalDataKind
+        const label = LABEL[kind]
+        // a placeholder already in the text (an earlier turn's, kept by a vendor) is not reused
+        const n = (counts[kind] ?? 0) + 1 + (reserved.get(label) ?? 0)
+        counts[kind] = (counts[kind] ?? 0) + 1
+        placeholder = `<${label}_${n}>`
+        byCanonical.set(key, placeholder)
+        values.set(placeholder, value)
+      }
+      forms.set(value, placeholder)
+      out += site.text.slice(at, f.start) + placeholder
+      at = f.end
+    }
+    ;(site.parent as any)[site.key] = out + site.text.slice(at)
+  }
+  return { forms: [...forms].sort((a, b) => b[0].length - a[0].length), values, counts }
+}
+
+function replaceForms(text: string, forms: Array<[string, string]>): string {
+  let out = text
+  for (const [value, placeholder] of forms) if (out.includes(value)) out = out.split(value).join(placeholder)
+  return out
+}
+
+/** The same values out of the governance view: ctx.prompt (caches, audit, tokens) and ctx.normalised. */
+function maskViews(ctx: MeshContext, forms: Array<[string, string]>): void {
+  const p = ctx.prompt
+  p.system = replaceForms(p.system, forms)
+  for (const m of p.messages) {
+    m.text = replaceForms(m.text, forms)
+    if (m.extra) m.extra = replaceForms(m.extra, forms)
+  }
+  const deep = (v: unknown): unknown => {
+    if (typeof v === 'string') return replaceForms(v, forms)
+    if (Array.isArray(v)) return v.map(deep)
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, deep(x)]))
+    return v
+  }
+  if (p.tools !== undefined) p.tools = deep(p.tools)
+  if (p.toolChoice !== undefined) p.toolChoice = deep(p.toolChoice)
+  if (p.responseFormat !== undefined) p.responseFormat = deep(p.responseFormat)
+  p.params = deep(p.params) as Record<string, unknown>
+  // a config that lists normalise before mask: its view was made from the real values
+  const n = ctx.normalised
+  if (n) {
+    const lower = forms.map(([v, ph]) => [v.toLowerCase(), ph.toLowerCase()] as [string, string])
+    n.system = replaceForms(replaceForms(n.system, forms), lower)
+    for (const m of n.messages) {
+      m.text = replaceForms(replaceForms(m.text, forms), lower)
+      if (m.extra) m.extra = replaceForms(replaceForms(m.extra, forms), lower)
+    }
+  }
+}
+
+export function mask(options: MaskOptions = {}): Plugin {
+  validate(options)
+  const kinds = options.kinds ? validKinds('kinds', options.kinds) : DEFAULT_KINDS
+  const teams = new Map(Object.entries(options.teams ?? {}).map(([t, k]) => [t, k === false ? [] : validKinds(`teams.${t}`, k)]))
+  const anything = kinds.length > 0 || [...teams.values()].some((k) => k.length > 0)
+  const plugin = { name: 'mask', enforce: 'pre' as const, options: { kinds, teams: Object.fromEntries(teams) } }
+  // nothing to mask for anyone: no hook, so the request path does not change at all
+  if (!anything) return definePlugin(plugin)
+  return definePlugin({
+    ...plugin,
+    hooks: {
+      beforeRequest(ctx) {
+        const wanted = teams.get(ctx.identity.team) ?? kinds
+        if (!wanted.length || ctx.request.body === null || typeof ctx.request.body !== 'object') return
+        const m = maskBody(ctx.request.body, wanted)
+        if (!m) return
+        ctx.request.dirty = true
+        maskViews(ctx, m.forms)
+        // in the cache key: an answer stored under masking is served only to requests masked the
+        // same way, never to one that sends the placeholders' text unmasked
+        ctx.prompt.params = { ...ctx.prompt.params, agentmesh_masked: wanted.join(',') }
+        const longest = Math.max(...[...m.values.keys()].map((p) => p.length))
+        ctx.answerText = { open: () => new Restorer(m.values, longest) }
+        ctx.state.mask = { counts: m.counts }
+        ctx.headers['x-agentmesh-masked'] = PERSONAL_DATA_KINDS.filter((k) => m.counts[k]).map((k) => `${k}:${m.counts[k]}`).join(',')
+        ctx.mesh.emit('pii_masked', { id: ctx.id, team: ctx.identity.team, counts: m.counts })
+      },
+    },
+  })
+}
