@@ -174,12 +174,6 @@ export interface MeshContext {
    * What the core keeps (ctx.answer, caches, the audit) stays the vendor's own text.
    */
   answerText?: { open(): AnswerTextRewriter }
-  /**
-   * set by a plugin (masking) to rewrite the answer text the client receives: whole answers, and
-   * streamed text and tool-argument deltas (JSON text: keep it valid), one rewriter per text stream.
-   * What the core keeps (ctx.answer, caches, the audit) stays the vendor's own text.
-   */
-  answerText?: { open(): AnswerTextRewriter }
   signal: AbortSignal
   mesh: Mesh
 }
@@ -196,13 +190,6 @@ export interface Attempt {
   ms: number
   /** false: skipped without a call (cooling down, cannot be translated, no such vendor) */
   called: boolean
-}
-
-/** Rewrites one text stream; may hold back a tail that the next delta could complete. */
-export interface AnswerTextRewriter {
-  rewrite(delta: string): string
-  /** the end of the text: what is still held back */
-  flush(): string
 }
 
 /** Rewrites one text stream; may hold back a tail that the next delta could complete. */
