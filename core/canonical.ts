@@ -125,6 +125,52 @@ export function canonicalSha256(value: unknown, sizeHint?: number): string {
   return h.digest('hex')
 }
 
+// what one turn of the event loop hashes at most: about 5 ms here
+const ASYNC_SLICE = 1024 * 1024
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/**
+ * canonicalSha256 for a value of megabytes, hashed a slice per turn of the event loop so other
+ * requests run in between (the one-go hash of a 10 MB prompt held the loop for ~100 ms). The
+ * same digest as canonicalSha256; below `ASYNC_SLICE` of `sizeHint` it is that function.
+ */
+export async function canonicalSha256Async(value: unknown, sizeHint?: number): Promise<string> {
+  if (sizeHint === undefined || sizeHint < ASYNC_SLICE) return canonicalSha256(value, sizeHint)
+  // the pieces first (references to the strings, small ones batched), then the hashing by slices
+  const pieces: string[] = []
+  let batch = ''
+  const put = (s: string) => {
+    if (s.length >= HASH_BATCH) {
+      if (batch) pieces.push(batch)
+      batch = ''
+      pieces.push(s)
+    } else if ((batch += s).length >= HASH_BATCH) {
+      pieces.push(batch)
+      batch = ''
+    }
+  }
+  if (!feed(value, put)) put('null')
+  if (batch) pieces.push(batch)
+  const h = createHash('sha256')
+  let sinceTurn = 0
+  for (const piece of pieces) {
+    for (let at = 0; at < piece.length; ) {
+      let end = Math.min(piece.length, at + ASYNC_SLICE)
+      // never between the two halves of a surrogate pair: each half alone would hash as U+FFFD
+      const last = piece.charCodeAt(end - 1)
+      if (end < piece.length && last >= 0xd800 && last <= 0xdbff) end++
+      h.update(at === 0 && end === piece.length ? piece : piece.slice(at, end))
+      sinceTurn += end - at
+      at = end
+      if (sinceTurn >= ASYNC_SLICE) {
+        sinceTurn = 0
+        await nextTurn()
+      }
+    }
+  }
+  return h.digest('hex')
+}
+
 /** canon(value) piece by piece; false where canon gives undefined (the value is dropped) */
 function feed(value: unknown, put: (s: string) => void): boolean {
   if (value === null || typeof value !== 'object') {

@@ -123,7 +123,11 @@ async function readBody(event: H3Event, limit: number): Promise<string | BodyErr
     return Buffer.byteLength(text) > limit ? tooLarge : text
   }
   return new Promise((done) => {
-    const chunks: Buffer[] = []
+    // one chunk (most requests) is decoded at the end; from the second on, each is decoded as it
+    // arrives, so a body of megabytes is not decoded in one stretch that holds up other requests
+    let first: Buffer | undefined
+    let decoder: TextDecoder | undefined
+    const parts: string[] = []
     let size = 0
     nodeReq.on('data', (c: Buffer) => {
       size += c.length
@@ -133,9 +137,23 @@ async function readBody(event: H3Event, limit: number): Promise<string | BodyErr
         done(tooLarge)
         return
       }
-      chunks.push(c)
+      if (!first && !decoder) {
+        first = c
+        return
+      }
+      if (!decoder) {
+        // ignoreBOM keeps a leading BOM as Buffer#toString does: JSON.parse then refuses it alike
+        decoder = new TextDecoder('utf-8', { ignoreBOM: true })
+        parts.push(decoder.decode(first, { stream: true }))
+        first = undefined
+      }
+      parts.push(decoder.decode(c, { stream: true }))
     })
-    nodeReq.once('end', () => done(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')))
+    nodeReq.once('end', () => {
+      if (!decoder) return done(first ? first.toString('utf8') : '')
+      parts.push(decoder.decode())
+      done(parts.join(''))
+    })
     nodeReq.once('error', () => done({ status: 400, type: 'invalid_request_error', message: 'request body could not be read' }))
   })
 }

@@ -2,7 +2,7 @@
 // multi-megabyte prompts): both must agree on every value, or cache keys and audit hashes drift.
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { canonicalJson, canonicalSha256 } from '../core/canonical.ts'
+import { canonicalJson, canonicalSha256, canonicalSha256Async } from '../core/canonical.ts'
 import { mulberry32, type Rng } from './fuzz/prng.ts'
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex')
@@ -41,5 +41,19 @@ describe('canonicalSha256', () => {
   it('a prompt of several megabytes hashes to the same key', () => {
     const prompt = { model: 'm', messages: [{ role: 'user', text: 'word '.repeat(1_500_000) }, { role: 'assistant', text: 'ok' }], system: 's'.repeat(100_000) }
     expect(canonicalSha256(prompt)).toBe(sha(canonicalJson(prompt)))
+  })
+})
+
+describe('canonicalSha256Async', () => {
+  it('gives the digest of canonicalSha256 for values of megabytes, surrogate pairs at slice edges included', async () => {
+    // a pair straddles the 1 MB slice boundary at several offsets
+    for (const pad of [0, 1, 2, 3]) {
+      const text = 'a'.repeat(1024 * 1024 - 2 - pad) + '😀'.repeat(600_000) + '模'
+      const value = { b: [1, 'x', { z: null, a: text }], a: text.slice(5, 2_000_000), n: -0 }
+      const size = text.length * 2
+      expect(await canonicalSha256Async(value, size)).toBe(canonicalSha256(value, size))
+      expect(await canonicalSha256Async(value, size)).toBe(canonicalSha256(value))
+    }
+    expect(await canonicalSha256Async({ small: true }, 10)).toBe(canonicalSha256({ small: true }))
   })
 })

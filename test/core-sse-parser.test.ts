@@ -7,7 +7,10 @@ import { SseParser } from '../core/stream.ts'
 function collect(dropEvents: boolean) {
   const seen: string[] = []
   const reader: StreamReader = {
-    event: (data) => (seen.push(data), !data.startsWith('drop')),
+    event: (data) => {
+      seen.push(data)
+      return !data.startsWith('drop')
+    },
     finish: () => undefined,
     partialUsage: () => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }),
   }

@@ -20,7 +20,9 @@ const SENTENCES = [
 const TOOL_ID_PREFIX = { openai: 'call_', anthropic: 'toolu_', gemini: 'call_', responses: 'call_' } as const
 
 function quote(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ').trim()
+  // only the start can be shown: flattening a prompt of megabytes whole held the event loop for
+  // seconds (its garbage), where this window is enough to fill `max` characters
+  const flat = (text.length > max * 8 ? text.slice(0, max * 8) : text).replace(/\s+/g, ' ').trim()
   return flat.length > max ? flat.slice(0, max - 3) + '...' : flat
 }
 
