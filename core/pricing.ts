@@ -92,6 +92,21 @@ export const PRICES: Record<string, TablePrice> = {
   'gemini-embedding-001': google(0.15, 0, 0.15),
   'text-embedding-004': google(0, 0, 0),
 
+  // ---- OpenAI-compatible hosted vendors (issue 16; plugins/vendors/openai-compatible.ts) ----
+  // Read with the search tool on 2026-12-05. Groq: groq.com/pricing as quoted alike by several
+  // public price tables (one dated 2026-07); DeepSeek: api-docs.deepseek.com/quick_start/
+  // pricing-details-usd as stored (cacheRead is its "cache hit" input price). Mistral and Together
+  // are left out: the copies found disagreed (Mistral Large $2/$6 vs $0.5/$1.5; Together's Llama
+  // 3.3 70B $0.88, $0.99 or $0.80/$2.40), so give their prices in `pricing` (config or the
+  // vendor's own option). Only ids one vendor uses: an open model's plain id (gpt-oss-120b) is
+  // also served locally, where it must not be billed at a host's price. A model without a price
+  // is counted as $0, and `X-AgentMesh-Price` says so.
+  'llama-3.3-70b-versatile': openai(0.59, 0.79),
+  'llama-3.1-8b-instant': openai(0.05, 0.08),
+  'deepseek-chat': openai(0.27, 1.1, 0.07),
+  'deepseek-reasoner': openai(0.55, 2.19, 0.14),
+  // ---- end of the OpenAI-compatible block ----
+
   // Demo vendor models are priced like claude-haiku-4-5 ($1 in / $5 out): a small real model, so
   // the demo's dollar figures are the ones a team would see on a cheap production model.
   'demo-*': anthropic(1, 5),

@@ -1,23 +1,62 @@
 // Shared shape of the HTTP vendors: where the key comes from, what is forwarded, how the body
 // goes up unchanged unless a plugin changed it.
+import { createHash } from 'node:crypto'
+import type { Readable } from 'node:stream'
 import { nodeResponseOf } from './client.ts'
 import { UpstreamError, callUpstream } from './upstream.ts'
 import type { Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
 
+/** One key and/or base URL of a vendor; several spread the load and survive one's outage or rate limit. */
+export interface Deployment {
+  apiKey?: string
+  /** the vendor's base URL for this deployment (default: the vendor's) */
+  baseURL?: string
+  /** share of the traffic relative to the others (default 1) */
+  weight?: number
+}
+
+/** When a deployment is skipped: a 429, or `failures` failures (5xx, 401/403, timeouts, connection errors) within `windowMs`. */
+export interface CooldownOptions {
+  /** failures within the window that cool a deployment down (default 3) */
+  failures?: number
+  /** the window failures are counted in, ms (default 60 s) */
+  windowMs?: number
+  /** how long a deployment cools down when the vendor said nothing (no Retry-After), ms (default 30 s) */
+  ms?: number
+  /** the longest a Retry-After is honoured, ms (default 5 min) */
+  maxMs?: number
+}
+
 export interface HttpVendorOptions extends VendorConfig {
   /** extra model ids for /v1/models and routing */
   models?: string[]
+  /** several keys for the one base URL, equal weights (shorthand for `deployments`) */
+  apiKeys?: string[]
+  /** several keys and/or base URLs with weights; picked by weight and fewest requests in flight */
+  deployments?: Deployment[]
+  /** when a deployment of several is skipped, and for how long */
+  cooldown?: CooldownOptions
 }
 
 export interface HttpVendorSpec {
-  name: 'openai' | 'anthropic' | 'google'
+  /** ctx.route.vendor; the built-in vendors' names also name their `vendors.<name>` config */
+  name: string
   protocol: ProtocolName
   /** further protocols the vendor serves (OpenAI: the Responses API) */
   protocols?: ProtocolName[]
   /** forward requests the proxy does not govern (Responses retrieve, delete, cancel, input items) */
   forwardState?: boolean
   defaultBaseURL: string
-  keyEnv: string
+  /** the environment variable with the key; none for servers that need none (a local Ollama) */
+  keyEnv?: string
+  /**
+   * what happens without a configured key: 'forward' (default) spends the client's own key when
+   * `forwardClientKeys` allows; 'none' calls without a key and never forwards the client's (a
+   * client's OpenAI key must not reach another company's server)
+   */
+  withoutKey?: 'forward' | 'none'
+  /** the base URL is used as given (OpenAI SDK style, `.../v1` included): paths are appended to it; default: a trailing /v1 or /v1beta is cut */
+  baseAsGiven?: boolean
   handles: (model: string) => boolean
   models: string[]
   /** URL path and vendor-specific headers for one call */
@@ -26,6 +65,10 @@ export interface HttpVendorSpec {
   embeddingsPath?: string | ((ctx: MeshContext) => string)
   /** the vendor's token counting endpoint, used when a key is configured (the exact count) */
   countTokensPath?: string | ((ctx: MeshContext) => string)
+  /** called before each call (after the route is known): per-request headers such as the unpriced-model note */
+  beforeCall?: (ctx: MeshContext) => void
+  /** the body's `model` when it is not the routed model (Azure's v1 API wants the deployment's name) */
+  upstreamModel?: (ctx: MeshContext) => string
 }
 
 /**
@@ -77,9 +120,10 @@ export function forwardedQuery(ctx: MeshContext): string {
   return rest ? `?${rest}` : ''
 }
 
-export function upstreamBody(ctx: MeshContext): string {
-  if (ctx.route.model !== ctx.prompt.model && ctx.protocol !== 'gemini' && ctx.request.body?.model !== ctx.route.model) {
-    ctx.request.body.model = ctx.route.model
+/** The body for the vendor; `model` is what its `model` field must say (Azure's v1 API: the deployment's name). */
+export function upstreamBody(ctx: MeshContext, model = ctx.route.model): string {
+  if (model !== ctx.prompt.model && ctx.protocol !== 'gemini' && ctx.request.body?.model !== model) {
+    ctx.request.body.model = model
     ctx.request.dirty = true
   }
   return ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody
@@ -87,25 +131,39 @@ export function upstreamBody(ctx: MeshContext): string {
 
 const pathFor = (path: string | ((ctx: MeshContext) => string), ctx: MeshContext) => (typeof path === 'string' ? path : path(ctx))
 
+/** A deployment as the vendor code calls it: a base URL and the key for it. */
+interface Target {
+  base: string
+  key: string | undefined
+}
+
 export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOptions = {}): Plugin {
-  if (options.baseURL !== undefined && !/^https?:\/\//.test(options.baseURL)) throw new Error(`${spec.name}: baseURL must be an http(s) URL, got "${options.baseURL}"`)
+  const listed = deploymentList(spec.name, options)
+  for (const url of [options.baseURL, ...listed.map((d) => d.baseURL)]) {
+    if (url !== undefined && !/^https?:\/\//.test(url)) throw new Error(`${spec.name}: baseURL must be an http(s) URL, got "${url}"`)
+  }
   return {
     name: `vendor:${spec.name}`,
     enforce: 'post',
-    options: { baseURL: options.baseURL, apiKey: options.apiKey, models: options.models },
+    options: shownOptions(spec, options, listed),
     setup(mesh: Mesh) {
-      const conf = mesh.config.vendors[spec.name] ?? {}
-      const base = (options.baseURL ?? conf.baseURL ?? process.env[`AGENTMESH_${spec.name.toUpperCase()}_BASE_URL`] ?? spec.defaultBaseURL).replace(/\/+$/, '').replace(/\/v1(beta)?$/, '')
-      const configured = options.apiKey ?? conf.apiKey ?? process.env[spec.keyEnv]
+      const conf = (mesh.config.vendors as Record<string, VendorConfig | undefined>)[spec.name] ?? {}
+      const baseOf = (url: string) => (spec.baseAsGiven ? url.replace(/\/+$/, '') : url.replace(/\/+$/, '').replace(/\/v1(beta)?$/, ''))
+      const base = baseOf(options.baseURL ?? conf.baseURL ?? process.env[`AGENTMESH_${envName(spec.name)}_BASE_URL`] ?? spec.defaultBaseURL)
+      const configured = options.apiKey ?? conf.apiKey ?? (spec.keyEnv ? process.env[spec.keyEnv] : undefined)
+      const targets: Target[] = listed.map((d) => ({ base: d.baseURL ? baseOf(d.baseURL) : base, key: d.apiKey ?? configured }))
+      // one deployment (the usual case) is called directly: no balancer on the hot path
+      const single: Target = targets.length === 1 ? targets[0]! : { base, key: configured }
+      const pool = targets.length > 1 ? createBalancer(mesh, spec.name, targets.map((t, i) => ({ ...t, weight: listed[i]!.weight ?? 1 })), options.cooldown) : undefined
       const models = [...spec.models, ...(options.models ?? [])]
       const forward = mesh.config.forwardClientKeys
       /** the client's headers, then the vendor's own (version, key) over them */
-      const headersFor = (ctx: MeshContext): { key: string | undefined; headers: Record<string, string> } => {
+      const headersFor = (ctx: MeshContext, configuredKey: string | undefined): { key: string | undefined; headers: Record<string, string> } => {
         const headers = forwardedHeaders(ctx)
-        if (configured) return { key: configured, headers }
+        if (configuredKey || spec.withoutKey === 'none') return { key: configuredKey, headers }
         if (!forward) {
           // a shared deployment never spends a client's own key, and never calls without one
-          throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
+          throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv ?? 'its apiKey option'} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
         }
         const own = clientCredential(ctx)
         // a Bearer token (an OAuth one for a Claude subscription or Google) stays a Bearer
@@ -116,37 +174,260 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         }
         return { key: own?.value, headers }
       }
-      const call = (ctx: MeshContext, path: string, headers: Record<string, string>): Promise<UpstreamResponse> => {
-        headers['content-type'] ??= 'application/json'
-        return callUpstream(ctx, { url: base + path, headers, body: upstreamBody(ctx) })
-      }
-      const callWith = (ctx: MeshContext, path?: string) => {
-        const { key, headers } = headersFor(ctx)
+      const callWith = (ctx: MeshContext, t: Target, path?: string): Promise<UpstreamResponse> => {
+        spec.beforeCall?.(ctx)
+        const { key, headers } = headersFor(ctx, t.key)
         const r = spec.request(ctx, key)
         Object.assign(headers, r.headers)
-        return call(ctx, path ?? r.path, headers)
+        headers['content-type'] ??= 'application/json'
+        return callUpstream(ctx, { url: t.base + (path ?? r.path), headers, body: upstreamBody(ctx, spec.upstreamModel?.(ctx)) })
       }
-      const forwardAs = (ctx: MeshContext, { method, path }: { method: string; path: string }) => {
-        const { key, headers } = headersFor(ctx)
+      const forwardAs = (ctx: MeshContext, t: Target, { method, path }: { method: string; path: string }) => {
+        const { key, headers } = headersFor(ctx, t.key)
         Object.assign(headers, spec.request(ctx, key).headers)
         // a GET or DELETE has no body; a cancel's (usually none) goes as it came
         const body = ctx.request.rawBody || undefined
         if (body) headers['content-type'] ??= 'application/json'
-        return callUpstream(ctx, { url: base + path, method, headers, body })
+        return callUpstream(ctx, { url: t.base + path, method, headers, body })
       }
+      const via = pool ? (fn: (t: Target) => Promise<UpstreamResponse>) => pool.run(fn) : (fn: (t: Target) => Promise<UpstreamResponse>) => fn(single)
+      const embeddingsPath = spec.embeddingsPath
+      const countPath = spec.countTokensPath
       mesh.registerVendor({
         name: spec.name,
         protocol: spec.protocol,
         protocols: spec.protocols,
         handles: (m) => spec.handles(m) || models.includes(m),
         models: () => models,
-        call: (ctx) => callWith(ctx),
-        embeddings: spec.embeddingsPath ? (ctx) => callWith(ctx, pathFor(spec.embeddingsPath!, ctx) + forwardedQuery(ctx)) : undefined,
-        countTokens: spec.countTokensPath && configured ? (ctx) => callWith(ctx, pathFor(spec.countTokensPath!, ctx) + forwardedQuery(ctx)) : undefined,
-        forward: spec.forwardState ? (ctx, call) => forwardAs(ctx, call) : undefined,
+        call: pool ? (ctx) => pool.run((t) => callWith(ctx, t)) : (ctx) => callWith(ctx, single),
+        embeddings: embeddingsPath ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(embeddingsPath, ctx), forwardedQuery(ctx)))) : undefined,
+        countTokens: countPath && (pool || single.key) ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(countPath, ctx), forwardedQuery(ctx)))) : undefined,
+        forward: spec.forwardState ? (ctx, call) => via((t) => forwardAs(ctx, t, call)) : undefined,
+        targets: pool ? () => pool.targets() : undefined,
       })
     },
   }
 }
 
+/** a path that may have its own query (Azure's api-version), and the client's */
+const withQuery = (path: string, query: string) => (query && path.includes('?') ? `${path}&${query.slice(1)}` : path + query)
 
+/** What a response says when its model has no price: the $0 is a missing price, not a free call. */
+export const UNPRICED_HEADER = 'x-agentmesh-price'
+export const UNPRICED_NOTE = 'none: counted as $0'
+
+/** For vendors whose models may have no price (a local server): a call to one says so in X-AgentMesh-Price. */
+export function noteUnpriced(ctx: MeshContext): void {
+  if (!ctx.mesh.pricing.price(ctx.route.model)) ctx.headers[UNPRICED_HEADER] = UNPRICED_NOTE
+}
+
+/** `my-vendor` -> `MY_VENDOR`, for AGENTMESH_<NAME>_BASE_URL */
+const envName = (name: string) => name.toUpperCase().replace(/[^A-Z0-9]/g, '_')
+
+/** `deployments`, or `apiKeys` as deployments of the one base URL; [] for the plain single-key config. */
+function deploymentList(vendor: string, options: HttpVendorOptions): Deployment[] {
+  if (options.deployments !== undefined && options.apiKeys !== undefined) throw new Error(`${vendor}: give \`deployments\` or \`apiKeys\`, not both`)
+  const list: Deployment[] | undefined = options.deployments ?? options.apiKeys?.map((apiKey) => ({ apiKey }))
+  if (list === undefined) return []
+  if (!Array.isArray(list) || list.length === 0) throw new Error(`${vendor}: \`deployments\` (or \`apiKeys\`) must be a non-empty array`)
+  list.forEach((d, i) => {
+    if (!d || typeof d !== 'object') throw new Error(`${vendor}: deployments[${i}] must be an object { apiKey?, baseURL?, weight? }`)
+    if (d.apiKey !== undefined && (typeof d.apiKey !== 'string' || !d.apiKey)) throw new Error(`${vendor}: deployments[${i}].apiKey must be a non-empty string`)
+    if (d.weight !== undefined && !(typeof d.weight === 'number' && d.weight > 0 && Number.isFinite(d.weight))) throw new Error(`${vendor}: deployments[${i}].weight must be a positive number, got ${String(d.weight)}`)
+  })
+  return list
+}
+
+/** The options `agentmesh config` prints: deployments by their id (host and key fingerprint), never a key. */
+function shownOptions(spec: HttpVendorSpec, options: HttpVendorOptions, listed: Deployment[]): Record<string, unknown> {
+  const shown: Record<string, unknown> = { baseURL: options.baseURL, apiKey: options.apiKey, models: options.models }
+  if (listed.length) {
+    const base = options.baseURL ?? spec.defaultBaseURL
+    shown.deployments = listed.map((d) => ({ id: deploymentId(d.baseURL ?? base, d.apiKey), weight: d.weight ?? 1 }))
+  }
+  if (options.cooldown) shown.cooldown = options.cooldown
+  return shown
+}
+
+/**
+ * How a deployment is named wherever it is shown (admin listing, events, `agentmesh config`): the
+ * base URL's host and a short hash of its key. Never the key, nor any characters of it.
+ */
+export function deploymentId(baseURL: string, key: string | undefined): string {
+  let host = baseURL
+  try {
+    host = new URL(baseURL).host
+  } catch {}
+  return key ? `${host}#${createHash('sha256').update(key).digest('hex').slice(0, 8)}` : host
+}
+
+// ---------------------------------------------------------------- several deployments
+
+/** A deployment's health as `targets()` reports it. */
+type DeploymentHealth = 'healthy' | 'cooldown' | 'half-open'
+
+class DeploymentState implements Target {
+  inFlight = 0
+  state: DeploymentHealth = 'healthy'
+  /** failures in the current window */
+  failures = 0
+  windowStart = 0
+  cooldownUntil = 0
+  /** when it went from healthy to cooling (epoch ms), for target_recovered's downMs */
+  cooledAt = 0
+  /** the one request let through after a cooldown is on its way */
+  probing = false
+  latencyEwmaMs: number | undefined = undefined
+  /** smooth weighted round robin's running score */
+  current = 0
+  constructor(readonly id: string, readonly base: string, readonly key: string | undefined, readonly weight: number) {}
+}
+
+/** Retry-After as ms: OpenAI's `retry-after-ms`, or `retry-after` in seconds or as an HTTP date. */
+export function retryAfterMs(headers: Record<string, string> | undefined, now = Date.now()): number | undefined {
+  const ms = Number(headers?.['retry-after-ms'])
+  if (headers?.['retry-after-ms'] && Number.isFinite(ms) && ms >= 0) return ms
+  const v = headers?.['retry-after']
+  if (!v) return undefined
+  const s = Number(v)
+  if (Number.isFinite(s) && s >= 0) return s * 1000
+  const at = Date.parse(v)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
+
+const EWMA_ALPHA = 0.2
+
+/**
+ * Spreads one vendor's calls over its deployments: the least loaded by requests in flight per
+ * unit of weight, ties broken by smooth weighted round robin (so sequential calls follow the
+ * weights exactly). A 429 cools a deployment down until its Retry-After (or `ms`); `failures`
+ * failures within `windowMs` do too. When the time is up, one request goes through as a probe
+ * (half-open): success makes it healthy again, failure cools it down again.
+ */
+function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { weight: number }>, opts: CooldownOptions = {}) {
+  const limit = opts.failures ?? 3
+  const windowMs = opts.windowMs ?? 60_000
+  const coolMs = opts.ms ?? 30_000
+  const maxMs = opts.maxMs ?? 300_000
+  const seen = new Set<string>()
+  const list = targets.map((t, i) => {
+    let id = deploymentId(t.base, t.key)
+    if (seen.has(id)) id = `${id}~${i}`
+    seen.add(id)
+    return new DeploymentState(id, t.base, t.key, t.weight)
+  })
+  // the attempt loop's events (core/targets.ts declares them); emitted untyped so this file builds without that declaration
+  const emit = mesh.emit as unknown as (type: string, data: Record<string, unknown>) => void
+
+  function pick(now: number): DeploymentState | undefined {
+    let best: DeploymentState[] = []
+    let bestLoad = Number.POSITIVE_INFINITY
+    for (const d of list) {
+      // cooling, or cooled but its one probe is out: skipped
+      if (d.state !== 'healthy' && (now < d.cooldownUntil || d.probing)) continue
+      const load = d.inFlight / d.weight
+      if (load < bestLoad) {
+        bestLoad = load
+        best = [d]
+      } else if (load === bestLoad) best.push(d)
+    }
+    if (best.length <= 1) return best[0]
+    let total = 0
+    let chosen = best[0]!
+    for (const d of best) {
+      d.current += d.weight
+      total += d.weight
+      if (d.current > chosen.current) chosen = d
+    }
+    chosen.current -= total
+    return chosen
+  }
+
+  function coolDown(d: DeploymentState, ms: number, reason: string) {
+    d.state = 'cooldown'
+    d.probing = false
+    d.cooldownUntil = Date.now() + Math.min(ms, maxMs)
+    if (!d.cooledAt) d.cooledAt = Date.now()
+    mesh.log.warn(`${vendor} deployment ${d.id} cools down for ${Math.ceil(Math.min(ms, maxMs) / 1000)} s: ${reason}`)
+    // the attempt loop's event shapes (core/targets.ts); a deployment serves every model of its vendor: '*'
+    emit('target_cooldown', { target: `${vendor}/${d.id}`, vendor, model: '*', until: d.cooldownUntil, failures: d.failures, reason })
+  }
+
+  function failed(d: DeploymentState, reason: string, retryAfter?: number) {
+    const now = Date.now()
+    if (now - d.windowStart > windowMs) {
+      d.windowStart = now
+      d.failures = 0
+    }
+    d.failures++
+    if (retryAfter !== undefined) coolDown(d, retryAfter, reason)
+    else if (d.probing) coolDown(d, coolMs, `probe failed: ${reason}`)
+    else if (d.failures >= limit) coolDown(d, coolMs, `${d.failures} failures within ${windowMs / 1000} s, the last: ${reason}`)
+  }
+
+  function succeeded(d: DeploymentState) {
+    if (d.state === 'healthy') return
+    d.state = 'healthy'
+    d.probing = false
+    d.failures = 0
+    d.windowStart = 0
+    const downMs = d.cooledAt ? Date.now() - d.cooledAt : 0
+    d.cooledAt = 0
+    mesh.log.info(`${vendor} deployment ${d.id} recovered after ${Math.round(downMs / 1000)} s`)
+    emit('target_recovered', { target: `${vendor}/${d.id}`, vendor, model: '*', downMs })
+  }
+
+  /** what an answer says about the deployment: a 429 cools it at once, 5xx and 401/403 count as failures */
+  function judge(d: DeploymentState, res: UpstreamResponse) {
+    const s = res.status
+    if (s === 429) failed(d, 'rate limited (429)', retryAfterMs(res.headers) ?? coolMs)
+    else if (s >= 500 || s === 401 || s === 403) failed(d, `status ${s}`)
+    else succeeded(d)
+  }
+
+  return {
+    async run(fn: (t: Target) => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
+      const d = pick(Date.now())
+      if (!d) {
+        const next = Math.max(0, Math.min(...list.map((x) => x.cooldownUntil)) - Date.now())
+        throw new UpstreamError(`every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`, 503, 'vendor_cooling_down')
+      }
+      if (d.state !== 'healthy') {
+        d.state = 'half-open'
+        d.probing = true
+      }
+      d.inFlight++
+      const started = performance.now()
+      let res: UpstreamResponse
+      try {
+        res = await fn(d)
+      } catch (err) {
+        d.inFlight--
+        const status = (err as UpstreamError).status
+        // the client left: that says nothing about the deployment, and the probe is not spent
+        if (status === 499 || !(err instanceof UpstreamError)) d.probing = false
+        else failed(d, err.message)
+        throw err
+      }
+      const ms = performance.now() - started
+      d.latencyEwmaMs = d.latencyEwmaMs === undefined ? ms : d.latencyEwmaMs + EWMA_ALPHA * (ms - d.latencyEwmaMs)
+      judge(d, res)
+      // a stream is in flight until it ends or is torn down
+      if (res.stream && typeof (res.body as Readable).once === 'function') (res.body as Readable).once('close', () => d.inFlight--)
+      else d.inFlight--
+      return res
+    },
+    targets() {
+      const now = Date.now()
+      return list.map((d) => ({
+        id: `${vendor}/${d.id}`,
+        state: d.state === 'cooldown' && now >= d.cooldownUntil ? 'half-open' : d.state,
+        failures: d.failures,
+        inFlight: d.inFlight,
+        weight: d.weight,
+        ...(d.latencyEwmaMs !== undefined ? { latencyEwmaMs: Math.round(d.latencyEwmaMs * 10) / 10 } : {}),
+        ...(d.state !== 'healthy' && d.cooldownUntil > now ? { cooldownUntil: d.cooldownUntil } : {}),
+      }))
+    },
+  }
+}
