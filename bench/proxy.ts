@@ -175,6 +175,9 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
     const fcDirect = await firstChunk(mockPort, 300)
     const fcProxy = await firstChunk(proxyPort, 300)
     const firstAdded = pct(fcProxy, 50) - pct(fcDirect, 50)
+    // issue 16's router line, after every other measure (BENCH_ROUTER=0 leaves it out)
+    const routerLine = process.env.BENCH_ROUTER === '0' ? undefined
+      : await (await import('./lib/router-gains.ts')).routerGainsLine({ root, dir, mockPort, seconds, connections, plainLua, freePort, start, wrk, cpuMs }, children)
 
     const f = (n: number, d = 2) => n.toFixed(d)
     console.log(`wrk, ${connections} connections, ${seconds}s per run, zero-delay mock upstream; proxy: solo preset, caching off, demo identity`)
@@ -184,6 +187,7 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
     console.log(`latency @1 conn   direct p50 ${f(direct1.p50, 3)} ms p99 ${f(direct1.p99, 3)} ms | proxy p50 ${f(proxy1.p50, 3)} ms p99 ${f(proxy1.p99, 3)} ms | added p50 ${f(proxy1.p50 - direct1.p50, 3)} ms p99 ${f(proxy1.p99 - direct1.p99, 3)} ms`)
     console.log(`latency @${connections} conn  direct p50 ${f(direct50.p50, 3)} ms p99 ${f(direct50.p99, 3)} ms | proxy p50 ${f(proxyPlain.p50, 3)} ms p99 ${f(proxyPlain.p99, 3)} ms | added p50 ${f(proxyPlain.p50 - direct50.p50, 3)} ms p99 ${f(proxyPlain.p99 - direct50.p99, 3)} ms`)
     console.log(`first streamed chunk (300 sequential)  direct p50 ${f(pct(fcDirect, 50), 3)} ms | proxy p50 ${f(pct(fcProxy, 50), 3)} ms p99 ${f(pct(fcProxy, 99), 3)} ms | added ${f(firstAdded, 3)} ms`)
+    if (routerLine) console.log(routerLine)
     console.log(`bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`)
   } finally {
     stop()

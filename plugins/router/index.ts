@@ -10,7 +10,7 @@
 import { isDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import { tokenFamily } from '../../core/tokens.ts'
-import type { Identity, Mesh, MeshContext, Plugin } from '../../core/types.ts'
+import type { Identity, Mesh, MeshContext, Plugin, ProtocolName } from '../../core/types.ts'
 import { capabilitiesOf } from './capabilities.ts'
 import { cheapestCapable, resolveTarget, type Candidate } from './choose.ts'
 import { routeRequest } from './features.ts'
@@ -54,27 +54,30 @@ class RouteRefusal {
 export function router(options: RouterOptions = {}): Plugin {
   const opts = compileOptions(options, (m) => capabilitiesOf(m, {}))
   let mesh: Mesh
-  // target lists resolved to vendors, per client protocol (vendors are registered in setup, after ours)
-  const resolved = new Map<string, Candidate[]>()
+  // target lists resolved to vendors, per client protocol, keyed by the (compiled, stable) list
+  // itself: vendors are registered in setup, after ours, so lists are resolved on first use
+  const resolved = new Map<RouteTarget[], Partial<Record<ProtocolName, Candidate[]>>>()
+  const pins = new Map<CompiledRule, RouteTarget[]>()
 
-  function candidatesFor(ctx: MeshContext, key: string, targets: RouteTarget[]): Candidate[] {
-    const k = `${ctx.protocol}\u0000${key}`
-    let list = resolved.get(k)
-    if (!list) resolved.set(k, (list = targets.map((t) => resolveTarget(mesh, ctx.protocol, t, opts.capabilities))))
-    return list
+  function candidatesFor(ctx: MeshContext, targets: RouteTarget[]): Candidate[] {
+    let byProtocol = resolved.get(targets)
+    if (!byProtocol) resolved.set(targets, (byProtocol = {}))
+    return (byProtocol[ctx.protocol] ??= targets.map((t) => resolveTarget(mesh, ctx.protocol, t, opts.capabilities)))
   }
 
   /** configured fallbacks: unconfigured vendors are left out (they could only fail) */
   function fallbacksFor(ctx: MeshContext, rule: CompiledRule): RouteDecision['fallbacks'] {
     const out: Array<{ vendor: string; model: string }> = []
-    for (const c of candidatesFor(ctx, `fallbacks:${rule.name}`, rule.fallbacks!)) if (c.vendor) out.push({ vendor: c.vendor, model: c.model })
+    for (const c of candidatesFor(ctx, rule.fallbacks!)) if (c.vendor) out.push({ vendor: c.vendor, model: c.model })
     return out
   }
 
   function choose(ctx: MeshContext, req: RouteRequest, rule: CompiledRule | undefined, aliasTargets: RouteTarget[] | undefined): RouteDecision {
     const requested = ctx.prompt.model
     if (rule?.model) {
-      const c = candidatesFor(ctx, `pin:${rule.name}`, [rule.model])[0]!
+      let pin = pins.get(rule)
+      if (!pin) pins.set(rule, (pin = [rule.model]))
+      const c = candidatesFor(ctx, pin)[0]!
       if (!c.vendor) throw new RouteRefusal(500, 'router_config_error', `router rule "${rule.name}" pins ${rule.model}, which no configured vendor serves; add its vendor to \`plugins\``)
       return { requested, vendor: c.vendor, model: c.model, reason: rule.name, rule: rule.name, ...(rule.fallbacks ? { fallbacks: fallbacksFor(ctx, rule) } : {}) }
     }
@@ -83,7 +86,7 @@ export function router(options: RouterOptions = {}): Plugin {
       // a rule that only adds fallbacks: the client's model stays
       return { requested, vendor: ctx.route.vendor, model: ctx.route.model, reason: rule!.name, rule: rule!.name, ...(rule!.fallbacks ? { fallbacks: fallbacksFor(ctx, rule!) } : {}) }
     }
-    const list = candidatesFor(ctx, rule?.candidates ? `rule:${rule.name}` : `alias:${requested}`, targets)
+    const list = candidatesFor(ctx, targets)
     const r = cheapestCapable(mesh, ctx, req, list, opts, rule?.complexity ?? true)
     if (!('chosen' in r)) {
       const why = r.skipped.map((s) => `${s.model} (${s.why})`).join(', ')
@@ -169,6 +172,7 @@ export function router(options: RouterOptions = {}): Plugin {
     setup(m) {
       mesh = m
       resolved.clear()
+      pins.clear()
     },
     hooks: { beforeRequest, route },
   })

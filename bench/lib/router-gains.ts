@@ -1,0 +1,132 @@
+// bench:proxy's router line (issue 16: "router with 5 rules on vs off: added CPU per request
+// <= 0.01 ms"). Two measures, because the difference is far below the noise of one wrk run on a
+// shared machine: through the proxy (two fresh proxy processes, the bench's config with and without
+// the router, run alternately), and the router's hooks alone on a real request context, in process.
+import type { ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { MeshContext } from '../../core/types.ts'
+import type { RouterOptions } from '../../plugins/router/index.ts'
+
+/**
+ * Five rules every bench request is tested against (team rules apply to a named model): four for
+ * other teams, of each kind of condition, and the last pins the bench team to the model it asks
+ * for, so the upstream call is the same with the router on or off.
+ */
+export const BENCH_ROUTER: RouterOptions = {
+  aliases: { fast: ['claude-haiku-4-5', 'gpt-4o-mini', 'gemini-2.5-flash'] },
+  rules: [
+    { name: 'research-4o', match: { team: 'research', model: 'gpt-4o*' }, model: 'gpt-4o' },
+    { name: 'design-tools', match: { team: ['design', 'sales'], tools: true }, candidates: 'fast' },
+    { name: 'ops-long', match: { team: 'ops', minInputTokens: 2000 }, model: 'gpt-4.1' },
+    { name: 'bench-images', match: { team: 'bench', images: true }, model: 'gpt-4o' },
+    { name: 'bench-mini', match: { team: 'bench' }, model: 'gpt-4o-mini' },
+  ],
+}
+
+export interface GainsDeps {
+  root: string
+  dir: string
+  mockPort: number
+  seconds: number
+  connections: number
+  plainLua: string
+  freePort: () => Promise<number>
+  start: (args: string[], ready: RegExp, env?: NodeJS.ProcessEnv) => Promise<ChildProcess>
+  wrk: (url: string, conns: number, secs: number, script: string) => { requests: number; rps: number; errors: number }
+  cpuMs: (pid: number) => number
+}
+
+/** a proxy like the bench's own (solo, caching and breaker off), with the router or without */
+async function startPair(d: GainsDeps, children: ChildProcess[], withRouter: boolean): Promise<{ pid: number; url: string; child: ChildProcess }> {
+  const port = await d.freePort()
+  const config = join(d.dir, `agentmesh.router-${withRouter ? 'on' : 'off'}.config.ts`)
+  writeFileSync(config, `import { openai } from ${JSON.stringify(join(d.root, 'plugins/vendors/openai.ts'))}
+import { router } from ${JSON.stringify(join(d.root, 'plugins/router/index.ts'))}
+export default {
+  preset: 'solo',
+  storage: { driver: 'memory' },
+  log: { level: 'warn' },
+  disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
+  plugins: [${withRouter ? `router(${JSON.stringify(BENCH_ROUTER)}), ` : ''}openai({ baseURL: 'http://127.0.0.1:${d.mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
+}
+`)
+  const child = await d.start(['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(port), '--data-dir', join(d.dir, `data-router-${withRouter}`)], /listening on/, { NODE_ENV: 'production' })
+  children.push(child)
+  return { pid: child.pid!, url: `http://127.0.0.1:${port}/v1/chat/completions`, child }
+}
+
+/**
+ * Through the proxy: two fresh proxies, router off and on, warmed alike, then alternating runs
+ * (drift in the machine's load falls on both), CPU per request of each.
+ */
+async function throughProxy(d: GainsDeps, children: ChildProcess[]) {
+  const off = await startPair(d, children, false)
+  const on = await startPair(d, children, true)
+  for (const p of [off, on]) d.wrk(p.url, d.connections, 3, d.plainLua)
+  const sum = { off: { cpu: 0, requests: 0, errors: 0 }, on: { cpu: 0, requests: 0, errors: 0 } }
+  const rounds = 3
+  for (let i = 0; i < rounds; i++) {
+    // which side goes first alternates too
+    const order = i % 2 ? ([['on', on], ['off', off]] as const) : ([['off', off], ['on', on]] as const)
+    for (const [side, p] of order) {
+      const cpu0 = d.cpuMs(p.pid)
+      const r = d.wrk(p.url, d.connections, d.seconds, d.plainLua)
+      sum[side].cpu += d.cpuMs(p.pid) - cpu0
+      sum[side].requests += r.requests
+      sum[side].errors += r.errors
+    }
+  }
+  off.child.kill('SIGKILL')
+  on.child.kill('SIGKILL')
+  const per = (s: { cpu: number; requests: number }) => s.cpu / Math.max(1, s.requests)
+  return { off: per(sum.off), on: per(sum.on), errors: sum.on.errors + sum.off.errors, rounds }
+}
+
+/** the router's two hooks alone on a context captured from a real request, vs the same loop without them */
+async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: number; reason: string }> {
+  const { createAgentMesh } = await import('../../core/app.ts')
+  const { router } = await import('../../plugins/router/index.ts')
+  const { openai } = await import('../../plugins/vendors/openai.ts')
+  const plugin = router(BENCH_ROUTER)
+  let ctx: MeshContext | undefined
+  const capture = { name: 'bench:capture', hooks: { afterResponse: (c: MeshContext) => { ctx = c } } }
+  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir: join(d.dir, 'data-hooks'), trustIdentityHeaders: true, plugins: [plugin, openai({ baseURL: `http://127.0.0.1:${d.mockPort}`, apiKey: 'sk-bench-not-a-real-key' }), capture] })
+  const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const res = await instance.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'bench' }, body }))
+  await res.text()
+  const reason = res.headers.get('x-agentmesh-route-reason') ?? '(none)'
+  const c = ctx!
+  const before = plugin.hooks!.beforeRequest! as (ctx: MeshContext) => void
+  const route = plugin.hooks!.route! as (ctx: MeshContext) => void
+  const initial = { vendor: 'openai', model: 'gpt-4o-mini' }
+  const calls = 200_000
+  const loop = (withRouter: boolean) => {
+    const t0 = performance.now()
+    for (let i = 0; i < calls; i++) {
+      // what the core does for every request: a fresh default route, no decision yet
+      c.route = { ...initial }
+      c.state.route = undefined
+      if (withRouter) {
+        before(c)
+        route(c)
+      }
+    }
+    return performance.now() - t0
+  }
+  let bestOn = Infinity
+  let bestOff = Infinity
+  for (let i = 0; i < 7; i++) {
+    bestOff = Math.min(bestOff, loop(false))
+    bestOn = Math.min(bestOn, loop(true))
+  }
+  await instance.close()
+  return { usPerRequest: ((bestOn - bestOff) / calls) * 1000, calls, reason }
+}
+
+/** the printed line */
+export async function routerGainsLine(d: GainsDeps, children: ChildProcess[]): Promise<string> {
+  const hooks = await hooksAlone(d)
+  const p = await throughProxy(d, children)
+  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, added ${(p.on - p.off).toFixed(3)} ms/req (two fresh proxies, wrk ${p.rounds}x${d.seconds}s each, alternating, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}")`
+}
