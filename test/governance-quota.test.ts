@@ -104,7 +104,7 @@ describe('hard limits over HTTP', () => {
   beforeAll(async () => {
     ;({ mock, proxy, seen } = await start({
       limits: {
-        teams: { frozen: { tokensPerDay: 0 }, small: { tokensPerDay: 2000 }, wide: { tokensPerDay: 1_000_000 }, pennies: { usdPerDay: 0.00001 }, chatty: { requestsPerMinute: 3 } },
+        teams: { frozen: { tokensPerDay: 0 }, small: { tokensPerDay: 2000 }, wide: { tokensPerDay: 1_000_000 }, pennies: { usdPerDay: 0.00001 }, chatty: { requestsPerMinute: 3 }, minutely: { requestsPerMinute: 1 } },
         users: { tight: { tokensPerMonth: 300 } },
       },
     }))
@@ -134,6 +134,24 @@ describe('hard limits over HTTP', () => {
     expect(seen.at(-1)!.quota).toMatchObject({ decision: 'block', limit: 'team:frozen tokensPerDay' })
     const events = proxy.events.filter((e) => e.type === 'quota_block')
     expect(events.at(-1)!.data).toMatchObject({ scope: 'team:frozen', limit: 'tokensPerDay', max: 0 })
+  })
+
+  it('a budget that resets in hours says x-should-retry: false, so an SDK with its default retries gives up at once; a per-minute limit lets it retry', async () => {
+    const before = mock.received.length
+    const sdk = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', defaultHeaders: { 'X-AgentMesh-Team': 'frozen' } })
+    const started = Date.now()
+    const err = await sdk.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e)
+    expect(err.status).toBe(429)
+    expect(err.headers.get('x-should-retry')).toBe('false')
+    // without the header the SDK would sleep until midnight (it honours any Retry-After)
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(mock.received.length).toBe(before)
+    const c = client(proxy, 'minutely')
+    let blocked: any
+    for (let i = 0; i < 3 && !blocked; i++) blocked = await chat(c).then(() => undefined, (e) => e)
+    expect(blocked.status).toBe(429)
+    expect(Number(blocked.headers.get('retry-after'))).toBeLessThanOrEqual(60)
+    expect(blocked.headers.get('x-should-retry')).toBeNull()
   })
 
   it('settles the reservation to the usage the vendor reported, with quota headers on the response', async () => {

@@ -185,7 +185,11 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const resetAt = Math.max(...blocking.map((s) => s.c.window.resetAt), first.c.window.resetAt)
     const retryAfter = Math.max(1, Math.ceil((resetAt - now) / 1000))
     const message = blockMessage(first, groups[t.refused]!, size, resetAt, now)
-    refuseOrRecord(ctx, 'quota', { kind: 'error', status: 429, type: 'quota_exceeded', message, headers: { 'Retry-After': String(retryAfter) } })
+    // the SDKs retry a 429 after Retry-After, however long: past a minute (a day's or month's
+    // budget) that is a program asleep for hours, so they are told not to retry at all
+    const headers: Record<string, string> = { 'Retry-After': String(retryAfter) }
+    if (retryAfter > 60) headers['x-should-retry'] = 'false'
+    refuseOrRecord(ctx, 'quota', { kind: 'error', status: 429, type: 'quota_exceeded', message, headers })
     ctx.state.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
     setHeaders(ctx, first)
     // a dry run counts no block and tells no dashboard
