@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import OpenAI from 'openai'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import type { Vendor } from '../core/types.ts'
+import type { Plugin, Vendor } from '../core/types.ts'
 import { retryAfterMs } from '../core/vendor.ts'
 import { azureOpenAI } from '../plugins/vendors/azure.ts'
 import { openaiCompatible } from '../plugins/vendors/openai-compatible.ts'
@@ -97,7 +97,7 @@ afterEach(async () => {
 })
 afterAll(() => clearVendorEnv())
 
-async function proxyWith(plugins: Parameters<typeof startProxy>[0]['plugins']): Promise<Proxy> {
+async function proxyWith(plugins: Plugin[]): Promise<Proxy> {
   clearVendorEnv()
   const proxy = await startProxy({ plugins })
   cleanups.push(() => proxy.close())
