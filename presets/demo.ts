@@ -8,6 +8,7 @@ import { dashboard } from '../plugins/dashboard/index.ts'
 import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { guard } from '../plugins/guard/index.ts'
+import { mask } from '../plugins/mask/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { observeCommand } from '../plugins/observe/index.ts'
@@ -30,6 +31,8 @@ export default definePreset(() => ({
     quota({ limits: { defaultTeam: { tokensPerDay: 200_000 } } }),
     // secrets in prompts become [REDACTED:kind] before anything reads or keeps the prompt
     guard(),
+    // personal-data masking is off in the demo: mask({ kinds: ['email', 'card', 'iban'] }) in a config turns it on
+    mask({ kinds: [] }),
     normalise(),
     // exact before semantic: the first hit ends the lookup
     exactCache(),

@@ -8,6 +8,7 @@ import { dashboard } from '../plugins/dashboard/index.ts'
 import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { guard } from '../plugins/guard/index.ts'
+import { mask } from '../plugins/mask/index.ts'
 import { metrics } from '../plugins/metrics/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { observeCommand } from '../plugins/observe/index.ts'
@@ -33,6 +34,9 @@ export default definePreset(() => ({
     quota(),
     // secrets in prompts become [REDACTED:kind] before anything reads or keeps the prompt
     guard(),
+    // personal data (emails, cards, IBANs) becomes <EMAIL_1>-style placeholders upstream and is put
+    // back in the answer; team inherits it. More kinds or per-team rules: mask({ kinds, teams })
+    mask(),
     normalise(),
     // exact before semantic: the first hit ends the lookup
     exactCache(),

@@ -11,6 +11,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { resolveConfig } from '../core/config.ts'
 import { createAgentMesh, type AgentMesh } from '../core/index.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { audit, listLogFiles } from '../plugins/audit/index.ts'
@@ -440,5 +441,25 @@ describe('masking through the proxy', () => {
     }
     expect(audited).toBeGreaterThanOrEqual(maskedIds.size)
     for (const e of events) if (maskedIds.has((e.data as any).id)) expectNoRealValues(`event ${e.type}`, JSON.stringify(e))
+  })
+})
+
+describe('presets', () => {
+  it('solo and team mask emails, cards and IBANs; demo masks nothing (no hook at all) unless configured', async () => {
+    for (const preset of ['solo', 'team']) {
+      const m = (await resolveConfig({ preset })).plugins.find((p) => p.name === 'mask')
+      expect(m?.options).toEqual({ kinds: ['email', 'card', 'iban'], teams: {} })
+      expect(m?.hooks?.beforeRequest).toBeTypeOf('function')
+    }
+    const demo = (await resolveConfig({ preset: 'demo' })).plugins.find((p) => p.name === 'mask')
+    expect(demo?.hooks).toBeUndefined()
+    const configured = (await resolveConfig({ preset: 'demo', plugins: [mask({ kinds: ['email'] })] })).plugins.filter((p) => p.name === 'mask')
+    expect(configured.map((p) => p.options)).toEqual([{ kinds: ['email'], teams: {} }])
+  })
+
+  it('options are checked: unknown kinds and options fail at config time', () => {
+    expect(() => mask({ kinds: ['passport' as never] })).toThrow(/kinds must be an array of/)
+    expect(() => mask({ teams: { eng: ['mail' as never] } })).toThrow(/teams\.eng/)
+    expect(() => mask({ kind: ['email'] } as never)).toThrow(/unknown option "kind"/)
   })
 })
