@@ -36,6 +36,8 @@ export interface AuditEntry {
   /** model that answered (or would have, when the request ended before the call) */
   model: string
   cache: { status: CacheStatus; similarity?: number; savedTokens?: number }
+  /** the prompt made smaller (plugins/compression): estimated input tokens before and after, strategies applied */
+  compression?: { before: number; after: number; strategies: string }
   tokens: { input: number; output: number; cacheRead: number; cacheWrite: number; estimated?: boolean }
   costUsd: number
   savedUsd: number

@@ -7,7 +7,7 @@ import type { MeshContext } from '../../core/types.ts'
 const round2 = (n: number) => Math.round(n * 100) / 100
 
 // What the guards publish in ctx.state (typed where they declare it; plugins never import each
-// other): the approval gate's decision and the breaker's run. Only these fields are copied.
+// other): the approval gate's decision, the breaker's run, compression's sizes. Only these fields are copied.
 
 const str = (v: unknown, max = 200) => (typeof v === 'string' ? v.slice(0, max) : undefined)
 
@@ -28,6 +28,11 @@ function dryRunOf(ctx: MeshContext): AuditEntry['dryRun'] {
   if (!d) return undefined
   return { guards: d.verdicts.map((v) => `${v.guard}:${v.action}`), outcome: d.outcome }
 }
+function compressionOf(ctx: MeshContext): AuditEntry['compression'] {
+  const c = ctx.state?.compression
+  if (!c) return undefined
+  return { after: num(c.after), before: num(c.before), strategies: c.strategies.join(',') }
+}
 const num = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n : 0)
 
 export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntry {
@@ -40,6 +45,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
     answerHash: ctx.answer ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length) : undefined,
     approval: approvalOf(ctx),
     cache: { savedTokens: ctx.cache?.savedTokens, similarity: ctx.cache?.similarity, status: ctx.cache?.status ?? 'bypass' },
+    compression: compressionOf(ctx),
     costEstimated: ctx.cost?.estimated || undefined,
     costUsd: num(ctx.cost?.usd),
     dryRun: dryRunOf(ctx),

@@ -27,6 +27,8 @@ export interface CompressInput {
   measure(body: any): number
   count: Count
   strategies: ResolvedStrategies
+  /** the prompt must reach the target (it would not fit the context window otherwise): the windows shrink if needed */
+  mustFit?: boolean
   /** the summary of dropped turns' transcript, or undefined when it could not be made */
   summarise?: (transcript: string) => Promise<string | undefined>
 }
@@ -45,35 +47,41 @@ export async function compressBody(input: CompressInput): Promise<CompressResult
   const { body, target, strategies: s } = input
   const result: CompressResult = { before: input.before, after: input.before, applied: [], steps: [], met: input.before <= target }
   const view = viewOf(input.protocol, body)
-  if (!view || result.met) return result
+  if (!view) return result
   const step = (name: StrategyName, changed: boolean) => {
     if (!changed) return
     result.after = input.measure(body)
-    result.applied.push(name)
+    if (!result.applied.includes(name)) result.applied.push(name)
     result.steps.push({ strategy: name, after: result.after })
   }
-  let turns = turnsOf(view)
+  const turns = turnsOf(view)
+  // lossless runs whenever the plugin acts (it loses nothing); the others only while over the target
   if (s.lossless) {
     let changed = s.lossless.duplicates ? dropDuplicates(turns) : false
     if (s.lossless.minify) changed = minify(turns) || changed
     step('lossless', changed)
   }
   if (s.toolResults && result.after > target) step('tool-results', trimToolResults(turns, s.toolResults, input.count))
-  if (s.oldTurns && result.after > target) {
-    const dropped = dropOldTurns(view, turns, s.oldTurns.keepTurns, result.after - target, input.count)
-    step('old-turns', dropped.length > 0)
-    if (dropped.length && s.summary && input.summarise) {
-      const summary = await input.summarise(transcriptOf(dropped).slice(0, s.summary.maxChars))
-      if (summary) {
-        // placed in the body as it is now (the dropped turns are gone from it)
-        const text = `[Summary of ${dropped.length} earlier turns, removed by AgentMesh compression]\n${summary}`
-        turns = turnsOf(view)
-        step('summary', placeSummary(view, turns, text))
-      }
-    }
+  if (s.oldTurns && result.after > target) await oldTurns(input, view, turns, s.oldTurns.keepTurns, result, step)
+  // a prompt that must fit the window and still does not: the windows shrink to the last turn
+  // (a request the vendor would refuse for its size helps nobody)
+  if (input.mustFit && result.after > target) {
+    if (s.toolResults) step('tool-results', trimToolResults(turnsOf(view), { ...s.toolResults, keepTurns: 1 }, input.count))
+    if (s.oldTurns && result.after > target) await oldTurns(input, view, turnsOf(view), 1, result, step)
   }
   result.met = result.after <= target
   return result
+}
+
+async function oldTurns(input: CompressInput, view: BodyView, turns: Turn[], keepTurns: number, result: CompressResult, step: (name: StrategyName, changed: boolean) => void): Promise<void> {
+  const s = input.strategies
+  const dropped = dropOldTurns(view, turns, keepTurns, result.after - input.target, input.count)
+  step('old-turns', dropped.length > 0)
+  if (!dropped.length || !s.summary || !input.summarise) return
+  const summary = await input.summarise(transcriptOf(dropped).slice(0, s.summary.maxChars))
+  if (!summary) return
+  const text = `[Summary of ${dropped.length} earlier turns, removed by AgentMesh compression]\n${summary}`
+  step('summary', placeSummary(view, turnsOf(view), text))
 }
 
 /**

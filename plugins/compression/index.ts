@@ -94,6 +94,7 @@ export function compression(options: CompressionOptions = {}): Plugin {
       measure,
       count: (t) => ctx.mesh.tokens.count(t, model),
       strategies: d.strategies,
+      mustFit: d.triggers.includes('overflow'),
       summarise: summariser && ((transcript) => summariser.summarise(ctx, transcript)),
     })
     if (!r.applied.length) return
