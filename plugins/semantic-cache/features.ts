@@ -302,8 +302,8 @@ export interface PairDiff {
   flags: { language: boolean; number: boolean; negation: boolean; swap: boolean; opposite: boolean; symbol: boolean; entity: boolean }
 }
 
-export function pairFeatures(a: TextInfo, b: TextInfo, cos: number): PairDiff {
-  const sa = new Set(a.content), sb = new Set(b.content)
+/** the content words only one side has, spelling variants paired off (fuzzy), and whether two of them are opposites */
+function differingWords(a: TextInfo, b: TextInfo, sa: Set<string>, sb: Set<string>) {
   let onlyA = setDiff(sa, sb), onlyB = setDiff(sb, sa)
   // opposites among the differing words
   let opposite = 0
@@ -320,85 +320,109 @@ export function pairFeatures(a: TextInfo, b: TextInfo, cos: number): PairDiff {
     onlyA = keepA
     onlyB = onlyB.filter((y) => !usedB.has(y))
   }
-  const union = new Set([...sa, ...sb]).size
-  const inter = sa.size + sb.size - union
-  const jaccardContent = union ? (inter + fuzzy) / (union - fuzzy) : 1
-  const ta = new Set(a.tokens), tb = new Set(b.tokens)
-  const unionAll = new Set([...ta, ...tb]).size
-  const jaccardAll = unionAll ? (ta.size + tb.size - unionAll) / unionAll : 1
-  const rA = onlyA.reduce((s, w) => s + rarity(w), 0)
-  const rB = onlyB.reduce((s, w) => s + rarity(w), 0)
-  const totalR = [...new Set([...sa, ...sb])].reduce((s, w) => s + rarity(w), 0)
-  const maxRA = onlyA.reduce((s, w) => Math.max(s, rarity(w)), 0)
-  const maxRB = onlyB.reduce((s, w) => Math.max(s, rarity(w)), 0)
+  return { onlyA, onlyB, fuzzy, opposite }
+}
+
+/** 1 when each side has one the other lacks (a substitution); one-sided when only one side does */
+function substitution(onlyA: number, onlyB: number): { both: number; oneSide: number } {
+  const both = onlyA > 0 && onlyB > 0 ? 1 : 0
+  return { both, oneSide: !both && (onlyA > 0 || onlyB > 0) ? 1 : 0 }
+}
+
+/** the markers a near miss changes: numbers, names, languages, symbols, negation */
+function markerDiffs(a: TextInfo, b: TextInfo, sa: Set<string>, sb: Set<string>, onlyA: string[], onlyB: string[]) {
   const numDiffA = setDiff(a.numbers, b.numbers), numDiffB = setDiff(b.numbers, a.numbers)
-  const numBothDiffer = numDiffA.length > 0 && numDiffB.length > 0 ? 1 : 0
-  const numOneSide = !numBothDiffer && (numDiffA.length > 0 || numDiffB.length > 0) ? 1 : 0
-  const numSame = a.numbers.size > 0 && numDiffA.length === 0 && numDiffB.length === 0 ? 1 : 0
   // a name counts as different only if its word is missing on the other side altogether
   const entA = [...a.entities].filter((e) => !sb.has(e) && !b.tokens.includes(e) && onlyA.includes(e))
   const entB = [...b.entities].filter((e) => !sa.has(e) && !a.tokens.includes(e) && onlyB.includes(e))
-  const entitySubst = entA.length > 0 && entB.length > 0 ? 1 : 0
-  const entityOneSide = !entitySubst && (entA.length > 0 || entB.length > 0) ? 1 : 0
-  const langA = setDiff(a.langs, b.langs), langB = setDiff(b.langs, a.langs)
-  const langSubst = langA.length > 0 && langB.length > 0 ? 1 : 0
-  const langOneSide = !langSubst && (langA.length > 0 || langB.length > 0) ? 1 : 0
-  const symbolDiffers = setDiff(a.symbols, b.symbols).length > 0 || setDiff(b.symbols, a.symbols).length > 0 ? 1 : 0
-  const negationDiffers = (a.negations % 2) !== (b.negations % 2) ? 1 : 0
-  const order = orderFeatures(a.content, b.content)
+  const symA = setDiff(a.symbols, b.symbols).length, symB = setDiff(b.symbols, a.symbols).length
+  return {
+    number: substitution(numDiffA.length, numDiffB.length),
+    numSame: a.numbers.size > 0 && numDiffA.length === 0 && numDiffB.length === 0 ? 1 : 0,
+    entity: substitution(entA.length, entB.length),
+    lang: substitution(setDiff(a.langs, b.langs).length, setDiff(b.langs, a.langs).length),
+    symbolDiffers: symA > 0 || symB > 0 ? 1 : 0,
+    symbolBothSides: symA > 0 && symB > 0,
+    negationDiffers: (a.negations % 2) !== (b.negations % 2) ? 1 : 0,
+  }
+}
+
+/** overlap beyond single words: bigrams, character trigrams, rarity-weighted cosine, longest common subsequence */
+function overlapFeatures(a: TextInfo, b: TextInfo, sb: Set<string>) {
   const la = a.content.length, lb = b.content.length
   const bigrams = (xs: string[]) => new Set(xs.slice(1).map((x, i) => xs[i] + ' ' + x))
   const ba = bigrams(a.content), bb = bigrams(b.content)
   const bu = new Set([...ba, ...bb]).size
-  const bigramJaccard = bu ? (ba.size + bb.size - bu) / bu : 1
   let triShared = 0
   for (const t of a.trigrams) if (b.trigrams.has(t)) triShared++
-  const trigramJaccard = triShared / Math.max(1, a.trigrams.size + b.trigrams.size - triShared)
   // content words weighted by rarity: sharing a rare word says more than sharing a common one
   const bag = (xs: string[]) => { const m = new Map<string, number>(); for (const x of xs) m.set(x, (m.get(x) ?? 0) + rarity(x)); return m }
   const wa = bag(a.content), wb = bag(b.content)
   let dotW = 0, na = 0, nb = 0
   for (const [k, v] of wa) { na += v * v; const w = wb.get(k); if (w) dotW += v * w }
   for (const v of wb.values()) nb += v * v
-  const rarityCosine = na && nb ? dotW / Math.sqrt(na * nb) : 0
-  const lcsRatio = lcs(a.content, b.content) / Math.max(1, la, lb)
-  const sharedRare = a.content.filter((w) => sb.has(w) && rarity(w) >= 11).length
+  return {
+    bigramJaccard: bu ? (ba.size + bb.size - bu) / bu : 1,
+    trigramJaccard: triShared / Math.max(1, a.trigrams.size + b.trigrams.size - triShared),
+    rarityCosine: na && nb ? dotW / Math.sqrt(na * nb) : 0,
+    lcsRatio: lcs(a.content, b.content) / Math.max(1, la, lb),
+    sharedRare: a.content.filter((w) => sb.has(w) && rarity(w) >= 11).length,
+  }
+}
+
+// The feature vector's order is the shipped models' (FEATURE_NAMES): it stays one list, in one place.
+export function pairFeatures(a: TextInfo, b: TextInfo, cos: number): PairDiff {
+  const sa = new Set(a.content), sb = new Set(b.content)
+  const { onlyA, onlyB, fuzzy, opposite } = differingWords(a, b, sa, sb)
+  const union = new Set([...sa, ...sb]).size
+  const inter = sa.size + sb.size - union
+  const ta = new Set(a.tokens), tb = new Set(b.tokens)
+  const unionAll = new Set([...ta, ...tb]).size
+  const rA = onlyA.reduce((s, w) => s + rarity(w), 0)
+  const rB = onlyB.reduce((s, w) => s + rarity(w), 0)
+  const totalR = [...new Set([...sa, ...sb])].reduce((s, w) => s + rarity(w), 0)
+  const maxRA = onlyA.reduce((s, w) => Math.max(s, rarity(w)), 0)
+  const maxRB = onlyB.reduce((s, w) => Math.max(s, rarity(w)), 0)
+  const m = markerDiffs(a, b, sa, sb, onlyA, onlyB)
+  const order = orderFeatures(a.content, b.content)
+  const o = overlapFeatures(a, b, sb)
+  const la = a.content.length, lb = b.content.length
   const features = [
     cos,
-    jaccardContent,
-    jaccardAll,
+    union ? (inter + fuzzy) / (union - fuzzy) : 1,
+    unionAll ? (ta.size + tb.size - unionAll) / unionAll : 1,
     Math.min(onlyA.length, onlyB.length),
     Math.max(onlyA.length, onlyB.length),
     (onlyA.length + onlyB.length) / Math.max(1, union),
     totalR ? (rA + rB) / totalR : 0,
     Math.max(maxRA, maxRB),
     Math.min(maxRA, maxRB),
-    numBothDiffer,
-    numOneSide,
-    numSame,
-    entitySubst,
-    entityOneSide,
-    langSubst,
-    langOneSide,
-    negationDiffers,
+    m.number.both,
+    m.number.oneSide,
+    m.numSame,
+    m.entity.both,
+    m.entity.oneSide,
+    m.lang.both,
+    m.lang.oneSide,
+    m.negationDiffers,
     order.far,
     order.adjacent,
     order.inversions,
     Math.min(la, lb) / Math.max(1, la, lb),
     Math.min(la, lb),
     a.qword !== b.qword ? 1 : 0,
-    bigramJaccard,
+    o.bigramJaccard,
     fuzzy,
     opposite,
-    symbolDiffers,
-    trigramJaccard,
-    rarityCosine,
-    lcsRatio,
+    m.symbolDiffers,
+    o.trigramJaccard,
+    o.rarityCosine,
+    o.lcsRatio,
     Math.abs(a.questions - b.questions),
     Math.max(a.questions, b.questions),
     a.content[0] === b.content[0] ? 1 : 0,
     a.content[la - 1] === b.content[lb - 1] ? 1 : 0,
-    sharedRare,
+    o.sharedRare,
     Math.abs(a.chars - b.chars) / Math.max(1, a.chars, b.chars),
   ]
   return {
@@ -407,13 +431,13 @@ export function pairFeatures(a: TextInfo, b: TextInfo, cos: number): PairDiff {
     onlyB,
     // most specific reason first: it is what a refusal reports
     flags: {
-      language: langSubst === 1,
-      number: numBothDiffer === 1,
-      negation: negationDiffers === 1,
+      language: m.lang.both === 1,
+      number: m.number.both === 1,
+      negation: m.negationDiffers === 1,
       swap: order.far === 1 && onlyA.length === 0 && onlyB.length === 0,
       opposite: opposite === 1,
-      symbol: setDiff(a.symbols, b.symbols).length > 0 && setDiff(b.symbols, a.symbols).length > 0,
-      entity: entitySubst === 1,
+      symbol: m.symbolBothSides,
+      entity: m.entity.both === 1,
     },
   }
 }

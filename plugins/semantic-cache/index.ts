@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, Mesh, MeshContext, Plugin } from '../../core/types.ts'
 import { transformersEmbedder, useLiteEmbedder, type Embedder, type TransformersOptions } from './embedders.ts'
-import { createJudge, type JudgeSettings, type Vetoes } from './judge.ts'
+import { createJudge, type Judge, type JudgeSettings, type Vetoes } from './judge.ts'
 import { cacheControl } from '../../core/cache-control.ts'
 import { isDryRun } from '../../core/dry-run.ts'
 import { isStorageUnavailable } from '../../core/errors.ts'
@@ -162,197 +162,248 @@ function settle(options: SemanticCacheOptions) {
   return { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars, retryWindowSeconds }
 }
 
+/** one semantic cache's state, shared by its hooks and the steps below */
+interface SemanticState {
+  options: SemanticCacheOptions
+  settings: ReturnType<typeof settle>
+  embedder: Embedder
+  judge: Judge
+  recent: RecentAnswers
+  /** set once setup has rebuilt the index (or found storage down) */
+  store?: SemanticStore
+  /** a lookup failure is logged once */
+  loadFailed: boolean
+}
+
+function judgeFor(options: SemanticCacheOptions, embedder: Embedder): Judge {
+  const per = options.perEmbedder?.[embedder.id] ?? {}
+  return createJudge(embedder.id, {
+    minSimilarity: options.minSimilarity ?? per.minSimilarity,
+    minScore: options.strictness ?? per.minScore,
+    vetoes: { ...per.vetoes, ...options.vetoes },
+    ...(per.rolesMinScore !== undefined ? { rolesMinScore: per.rolesMinScore } : {}),
+  })
+}
+
+// The plugin: settled options, the store opened in setup, two hooks. Each step is a module
+// function over the plugin's state (SemanticState).
 export function semanticCache(options: SemanticCacheOptions = {}): SemanticCachePlugin {
-  const { scope, ttlSeconds, maxEntries, candidates, maxBatch, lookupTimeoutMs, maxPromptChars, retryWindowSeconds } = settle(options)
-  const recent = new RecentAnswers(retryWindowSeconds * 1000)
+  const settings = settle(options)
+  const { scope, ttlSeconds, maxEntries, maxPromptChars, lookupTimeoutMs, retryWindowSeconds } = settings
   const embedder = resolveEmbedder(options.embedder)
-  const cacheToolCalls = options.cacheToolCalls ?? false
-  let store: SemanticStore | undefined
-  let loadFailed = false
-
-  const judgeFor = () => {
-    const per = options.perEmbedder?.[embedder.id] ?? {}
-    return createJudge(embedder.id, {
-      minSimilarity: options.minSimilarity ?? per.minSimilarity,
-      minScore: options.strictness ?? per.minScore,
-      vetoes: { ...per.vetoes, ...options.vetoes },
-      ...(per.rolesMinScore !== undefined ? { rolesMinScore: per.rolesMinScore } : {}),
-    })
-  }
   // fail at creation, not at the first request, if the shipped weights are missing
-  const judge = judgeFor()
-
-  /**
-   * Is this request a retry of an answer served from a cache (this one, or an earlier cache that
-   * said so in ctx.meta)? Then it goes upstream and its answer replaces the entry that served.
-   */
-  function isRetry(ctx: MeshContext, meta: Looked): boolean {
-    const key = retryKey(ctx, meta.partition, meta.text)
-    const retryOf = ctx.state.cacheRetry ? '' : recent.retryOf(key)
-    if (retryOf === undefined) return false
-    meta.retryOf = retryOf
-    recent.note(key)
-    if (!ctx.state.cacheRetry) {
-      ctx.state.cacheRetry = { by: NAME }
-      ctx.headers['X-AgentMesh-Cache-Retry'] = '1'
-      ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: 'retry' })
-    }
-    return true
-  }
-
-  /** a dry run: would this request be taken for a retry (and so go upstream)? Nothing noted */
-  const wouldRetry = (ctx: MeshContext, meta: Looked) => !ctx.state.cacheRetry && recent.retryOf(retryKey(ctx, meta.partition, meta.text)) !== undefined
-
-  async function cacheLookup(ctx: MeshContext): Promise<void> {
-    // a stateful request's messages are not the whole question (Responses previous_response_id)
-    if (!store || ctx.response || ctx.operation !== 'chat' || ctx.prompt.stateful || ctx.prompt.noCache) return
-    if (ctx.cache.status === 'exact' || ctx.cache.status === 'semantic') return
-    const cc = cacheControl(ctx.request.headers)
-    if (cc.noStore) return
-    if (options.cacheSampled === false && isSampled(ctx.prompt.params)) {
-      ctx.meta[NAME] = { skipped: 'sampled request (cacheSampled: false)' } satisfies LookupMeta
-      return
-    }
-    // counted only up to the limit: a 9 MB prompt costs what a 200,000-character one does
-    if (promptChars(ctx.prompt, maxPromptChars) > maxPromptChars) {
-      ctx.meta[NAME] = { skipped: `prompt longer than maxPromptChars (${maxPromptChars})` } satisfies LookupMeta
-      ctx.mesh.log.debug('semantic-cache: skipped, prompt too long', { id: ctx.id, maxPromptChars })
-      return
-    }
-    const part = partitionOf(ctx, scope, embedder.id)
-    if (!part.ok) return
-    const meta: Looked = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
-    // a dry run looks but keeps nothing: no meta for afterResponse to store from, no retry noted
-    const dry = isDryRun(ctx)
-    if (!dry) ctx.meta[NAME] = meta
-    if (cc.noCache) return
-    if (dry ? wouldRetry(ctx, meta) : isRetry(ctx, meta)) return
-    let result: LookupResult
-    try {
-      const embedding = store.embed(part.text, 'lookup')
-      // kept for the store; a failure is seen there or here, never left unhandled
-      embedding.catch(() => {})
-      meta.embedding = embedding
-      const vector = await within(embedding, lookupTimeoutMs)
-      if (!vector) {
-        ctx.mesh.log.debug('semantic-cache: miss, the embedding took longer than lookupTimeoutMs', { id: ctx.id, lookupTimeoutMs })
-        return
-      }
-      meta.vector = vector
-      result = await store.lookup(part.key, { text: part.text, hint: part.hint }, vector, { maxOutputTokens: ctx.prompt.maxTokens })
-    } catch (err) {
-      if (!loadFailed) ctx.mesh.log.warn('semantic-cache: lookup failed, answering from upstream', { error: (err as Error).message })
-      loadFailed = true
-      return
-    }
-    if (!result.hit) {
-      ctx.mesh.log.debug('semantic-cache: miss', { id: ctx.id, reason: result.reason })
-      // only when a candidate was close enough to be judged: why it was refused is worth telling
-      if (result.best !== undefined && !dry) ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: result.reason, similarity: Math.round(result.best * 10_000) / 10_000 })
-      return
-    }
-    if (!dry) recent.note(retryKey(ctx, part.key, part.text), result.id)
-    const stored = result.entry.answer
-    const answer: CanonicalAnswer = { ...stored, id: freshId(stored.id), toolCalls: stored.toolCalls.map((t) => ({ ...t })), usage: { ...stored.usage } }
-    const similarity = Math.round(result.similarity * 10_000) / 10_000
-    const savedTokens = stored.usage.inputTokens + stored.usage.outputTokens
-    const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
-    ctx.cache.status = 'semantic'
-    ctx.cache.similarity = similarity
-    ctx.cache.savedTokens = savedTokens
-    ctx.cache.key = result.id
-    ctx.cost.savedUsd = savedUsd
-    ctx.headers['X-AgentMesh-Similarity'] = similarity.toFixed(4)
-    // a dry run's preview says what would be served; the answer itself is not
-    if (dry) return
-    ctx.answer = answer
-    ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'semantic', similarity, savedTokens, savedUsd })
-    ctx.response = { kind: 'answer', answer }
-  }
-
-  async function afterResponse(ctx: MeshContext): Promise<void> {
-    const meta = ctx.meta[NAME] as LookupMeta | undefined
-    if (!store || !meta || 'skipped' in meta) return
-    // only a fresh, complete, successful upstream answer is worth keeping
-    if (ctx.status !== 200 || ctx.aborted || ctx.error || !ctx.answer) return
-    if (ctx.cache.status !== 'miss' && ctx.cache.status !== 'bypass') return
-    const a = ctx.answer
-    if (a.stopReason === 'tool_calls' ? !cacheToolCalls : a.stopReason !== 'stop') return
-    if (!a.text && !a.toolCalls.length) return
-    // a retry's fresh answer replaces the one that was rejected (the same wording is replaced by insert())
-    if (meta.retryOf) store.forget(meta.retryOf)
-    store.enqueue(meta.partition, { text: meta.text, hint: meta.hint }, meta.vector ?? meta.embedding, a)
-  }
-
+  const judge = judgeFor(options, embedder)
+  const st: SemanticState = { options, settings, embedder, judge, recent: new RecentAnswers(retryWindowSeconds * 1000), loadFailed: false }
   return definePlugin({
     name: NAME,
     options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, maxPromptChars, lookupTimeoutMs, retryWindowSeconds, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
-    async setup(m: Mesh) {
-      // CLI subcommands need neither the model (230 MB) nor the index
-      if (m.mode === 'command') return
-      const s = new SemanticStore({
-        storage: m.storage,
-        embedder,
-        judge,
-        log: m.log,
-        maxEntries,
-        ttlMs: ttlSeconds * 1000,
-        prefix: options.prefix ?? 'semantic',
-        candidates,
-        maxBatch,
-        ...(m.changes ? { changes: m.changes } : {}),
-      })
-      const rebuild = async () => {
-        const r = await s.rebuild()
-        if (r.loaded || r.corrupt) m.log.info('semantic-cache: index rebuilt from storage', { ...r, embedder: embedder.id })
-      }
-      // storage down at start (redis not up yet): serve with an empty index and rebuild once it
-      // is back, rather than refuse to start
-      let retry: NodeJS.Timeout | undefined
-      try {
-        await rebuild()
-      } catch (err) {
-        if (!isStorageUnavailable(err)) throw err
-        m.log.warn('semantic-cache: storage unavailable at start; the index is rebuilt when it returns', { error: (err as Error).message })
-        retry = setInterval(() => {
-          rebuild().then(() => clearInterval(retry), () => {})
-        }, 5_000)
-        retry.unref()
-      }
-      store = s
-      if (options.warmup ?? true) embedder.load().catch((err) => m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }))
-      const sweep = setInterval(() => s.sweep(), 10 * 60_000)
-      sweep.unref()
-      const timers = retry ? [sweep, retry] : [sweep]
-      const syncSeconds = options.syncSeconds ?? 5
-      if (m.config.storage.driver === 'redis' && syncSeconds > 0) {
-        let syncing = false
-        const sync = setInterval(() => {
-          if (syncing) return
-          syncing = true
-          s.refresh()
-            .then((r) => { if (r.added || r.removed) m.log.debug('semantic-cache: synced with storage', r) })
-            // an outage is logged once by the storage layer, not every syncSeconds here
-            .catch((err) => (isStorageUnavailable(err) ? m.log.debug : m.log.warn)('semantic-cache: sync with storage failed', { error: (err as Error).message }))
-            .finally(() => { syncing = false })
-        }, syncSeconds * 1000)
-        sync.unref()
-        timers.push(sync)
-      }
-      return async () => {
-        for (const t of timers) clearInterval(t)
-        // queued stores still need the model: the worker thread stops after them
-        await s.flush()
-        await embedder.close?.()
-      }
-    },
-    hooks: { cacheLookup, afterResponse },
+    setup: (m: Mesh) => openStore(st, m),
+    hooks: { cacheLookup: (ctx) => lookup(st, ctx), afterResponse: (ctx) => storeAnswer(st, ctx) },
     semantic: {
-      get store() { return store },
+      get store() { return st.store },
       embedder,
-      async flush() { await store?.flush() },
+      async flush() { await st.store?.flush() },
     },
   })
+}
+
+/** setup: the store, its index rebuilt from storage, the model warmed, sweeps and (on redis) sync */
+async function openStore(st: SemanticState, m: Mesh): Promise<(() => Promise<void>) | undefined> {
+  // CLI subcommands need neither the model (230 MB) nor the index
+  if (m.mode === 'command') return
+  const { options, embedder } = st
+  const s = new SemanticStore({
+    storage: m.storage,
+    embedder,
+    judge: st.judge,
+    log: m.log,
+    maxEntries: st.settings.maxEntries,
+    ttlMs: st.settings.ttlSeconds * 1000,
+    prefix: options.prefix ?? 'semantic',
+    candidates: st.settings.candidates,
+    maxBatch: st.settings.maxBatch,
+    ...(m.changes ? { changes: m.changes } : {}),
+  })
+  const retry = await rebuildIndex(s, m, embedder.id)
+  st.store = s
+  if (options.warmup ?? true) embedder.load().catch((err) => m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }))
+  const sweep = setInterval(() => s.sweep(), 10 * 60_000)
+  sweep.unref()
+  const timers = retry ? [sweep, retry] : [sweep]
+  const syncSeconds = options.syncSeconds ?? 5
+  if (m.config.storage.driver === 'redis' && syncSeconds > 0) timers.push(startSync(s, m, syncSeconds))
+  return async () => {
+    for (const t of timers) clearInterval(t)
+    // queued stores still need the model: the worker thread stops after them
+    await s.flush()
+    await embedder.close?.()
+  }
+}
+
+/**
+ * Loads the index from storage. Storage down at start (redis not up yet): serve with an empty
+ * index and rebuild once it is back, rather than refuse to start; returns that retry's timer.
+ */
+async function rebuildIndex(s: SemanticStore, m: Mesh, embedderId: string): Promise<NodeJS.Timeout | undefined> {
+  const rebuild = async () => {
+    const r = await s.rebuild()
+    if (r.loaded || r.corrupt) m.log.info('semantic-cache: index rebuilt from storage', { ...r, embedder: embedderId })
+  }
+  try {
+    await rebuild()
+    return undefined
+  } catch (err) {
+    if (!isStorageUnavailable(err)) throw err
+    m.log.warn('semantic-cache: storage unavailable at start; the index is rebuilt when it returns', { error: (err as Error).message })
+    const retry: NodeJS.Timeout = setInterval(() => {
+      rebuild().then(() => clearInterval(retry), () => {})
+    }, 5_000)
+    retry.unref()
+    return retry
+  }
+}
+
+/** picks up what other instances stored (and deleted) every syncSeconds */
+function startSync(s: SemanticStore, m: Mesh, syncSeconds: number): NodeJS.Timeout {
+  let syncing = false
+  const sync = setInterval(() => {
+    if (syncing) return
+    syncing = true
+    s.refresh()
+      .then((r) => { if (r.added || r.removed) m.log.debug('semantic-cache: synced with storage', r) })
+      // an outage is logged once by the storage layer, not every syncSeconds here
+      .catch((err) => (isStorageUnavailable(err) ? m.log.debug : m.log.warn)('semantic-cache: sync with storage failed', { error: (err as Error).message }))
+      .finally(() => { syncing = false })
+  }, syncSeconds * 1000)
+  sync.unref()
+  return sync
+}
+
+/**
+ * Is this request a retry of an answer served from a cache (this one, or an earlier cache that
+ * said so in ctx.state.cacheRetry)? Then it goes upstream and its answer replaces the entry that served.
+ */
+function isRetry(st: SemanticState, ctx: MeshContext, meta: Looked): boolean {
+  const key = retryKey(ctx, meta.partition, meta.text)
+  const retryOf = ctx.state.cacheRetry ? '' : st.recent.retryOf(key)
+  if (retryOf === undefined) return false
+  meta.retryOf = retryOf
+  st.recent.note(key)
+  if (!ctx.state.cacheRetry) {
+    ctx.state.cacheRetry = { by: NAME }
+    ctx.headers['X-AgentMesh-Cache-Retry'] = '1'
+    ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: 'retry' })
+  }
+  return true
+}
+
+/** a dry run: would this request be taken for a retry (and so go upstream)? Nothing noted */
+function wouldRetry(st: SemanticState, ctx: MeshContext, meta: Looked): boolean {
+  return !ctx.state.cacheRetry && st.recent.retryOf(retryKey(ctx, meta.partition, meta.text)) !== undefined
+}
+
+/** why this request skips the semantic cache altogether (lookup and store), if it does */
+function skipReason(st: SemanticState, ctx: MeshContext): string | undefined {
+  if (st.options.cacheSampled === false && isSampled(ctx.prompt.params)) return 'sampled request (cacheSampled: false)'
+  const max = st.settings.maxPromptChars
+  // counted only up to the limit: a 9 MB prompt costs what a 200,000-character one does
+  if (promptChars(ctx.prompt, max) > max) {
+    ctx.mesh.log.debug('semantic-cache: skipped, prompt too long', { id: ctx.id, maxPromptChars: max })
+    return `prompt longer than maxPromptChars (${max})`
+  }
+  return undefined
+}
+
+/** cacheLookup: the request's partition and text, a retry check, then a search and maybe a hit */
+async function lookup(st: SemanticState, ctx: MeshContext): Promise<void> {
+  // a stateful request's messages are not the whole question (Responses previous_response_id)
+  if (!st.store || ctx.response || ctx.operation !== 'chat' || ctx.prompt.stateful || ctx.prompt.noCache) return
+  if (ctx.cache.status === 'exact' || ctx.cache.status === 'semantic') return
+  const cc = cacheControl(ctx.request.headers)
+  if (cc.noStore) return
+  const skipped = skipReason(st, ctx)
+  if (skipped !== undefined) {
+    ctx.meta[NAME] = { skipped } satisfies LookupMeta
+    return
+  }
+  const part = partitionOf(ctx, st.settings.scope, st.embedder.id)
+  if (!part.ok) return
+  const meta: Looked = { partition: part.key, text: part.text, ...(part.hint !== undefined ? { hint: part.hint } : {}) }
+  // a dry run looks but keeps nothing: no meta for afterResponse to store from, no retry noted
+  const dry = isDryRun(ctx)
+  if (!dry) ctx.meta[NAME] = meta
+  if (cc.noCache) return
+  if (dry ? wouldRetry(st, ctx, meta) : isRetry(st, ctx, meta)) return
+  const result = await search(st, st.store, ctx, meta)
+  if (!result) return
+  if (!result.hit) {
+    ctx.mesh.log.debug('semantic-cache: miss', { id: ctx.id, reason: result.reason })
+    // only when a candidate was close enough to be judged: why it was refused is worth telling
+    if (result.best !== undefined && !dry) ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: result.reason, similarity: Math.round(result.best * 10_000) / 10_000 })
+    return
+  }
+  if (!dry) st.recent.note(retryKey(ctx, meta.partition, meta.text), result.id)
+  serveHit(ctx, result, dry)
+}
+
+/**
+ * Embeds the text (waiting at most lookupTimeoutMs) and asks the store. Undefined when the
+ * embedding came too late or the lookup failed: the request goes upstream as a miss.
+ */
+async function search(st: SemanticState, store: SemanticStore, ctx: MeshContext, meta: Looked): Promise<LookupResult | undefined> {
+  const lookupTimeoutMs = st.settings.lookupTimeoutMs
+  try {
+    const embedding = store.embed(meta.text, 'lookup')
+    // kept for the store; a failure is seen there or here, never left unhandled
+    embedding.catch(() => {})
+    meta.embedding = embedding
+    const vector = await within(embedding, lookupTimeoutMs)
+    if (!vector) {
+      ctx.mesh.log.debug('semantic-cache: miss, the embedding took longer than lookupTimeoutMs', { id: ctx.id, lookupTimeoutMs })
+      return undefined
+    }
+    meta.vector = vector
+    return await store.lookup(meta.partition, { text: meta.text, hint: meta.hint }, vector, { maxOutputTokens: ctx.prompt.maxTokens })
+  } catch (err) {
+    if (!st.loadFailed) ctx.mesh.log.warn('semantic-cache: lookup failed, answering from upstream', { error: (err as Error).message })
+    st.loadFailed = true
+    return undefined
+  }
+}
+
+/** a hit: said in ctx.cache, ctx.cost and the headers; answered unless this is a dry run's preview */
+function serveHit(ctx: MeshContext, result: Extract<LookupResult, { hit: true }>, dry: boolean): void {
+  const stored = result.entry.answer
+  const answer: CanonicalAnswer = { ...stored, id: freshId(stored.id), toolCalls: stored.toolCalls.map((t) => ({ ...t })), usage: { ...stored.usage } }
+  const similarity = Math.round(result.similarity * 10_000) / 10_000
+  const savedTokens = stored.usage.inputTokens + stored.usage.outputTokens
+  const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)
+  ctx.cache.status = 'semantic'
+  ctx.cache.similarity = similarity
+  ctx.cache.savedTokens = savedTokens
+  ctx.cache.key = result.id
+  ctx.cost.savedUsd = savedUsd
+  ctx.headers['X-AgentMesh-Similarity'] = similarity.toFixed(4)
+  // a dry run's preview says what would be served; the answer itself is not
+  if (dry) return
+  ctx.answer = answer
+  ctx.mesh.emit('cache_hit', { id: ctx.id, kind: 'semantic', similarity, savedTokens, savedUsd })
+  ctx.response = { kind: 'answer', answer }
+}
+
+/** afterResponse: a fresh, complete, successful upstream answer is queued for the store */
+async function storeAnswer(st: SemanticState, ctx: MeshContext): Promise<void> {
+  const meta = ctx.meta[NAME] as LookupMeta | undefined
+  const store = st.store
+  if (!store || !meta || 'skipped' in meta) return
+  if (ctx.status !== 200 || ctx.aborted || ctx.error || !ctx.answer) return
+  if (ctx.cache.status !== 'miss' && ctx.cache.status !== 'bypass') return
+  const a = ctx.answer
+  if (a.stopReason === 'tool_calls' ? !(st.options.cacheToolCalls ?? false) : a.stopReason !== 'stop') return
+  if (!a.text && !a.toolCalls.length) return
+  // a retry's fresh answer replaces the one that was rejected (the same wording is replaced by insert())
+  if (meta.retryOf) store.forget(meta.retryOf)
+  store.enqueue(meta.partition, { text: meta.text, hint: meta.hint }, meta.vector ?? meta.embedding, a)
 }
 
 export default semanticCache
