@@ -161,7 +161,7 @@ export class Targets {
     }
     t.failures++
     if (status === 429) this.#cool(t, now, retryAfterMs ?? c.cooldownMs, why)
-    else if (t.failures >= c.failures) this.#cool(t, now, Math.max(c.cooldownMs, retryAfterMs ?? 0), `${t.failures} failures within ${c.windowMs} ms, the last: ${why}`)
+    else if (t.failures >= c.failures) this.#cool(t, now, Math.max(c.cooldownMs, retryAfterMs ?? 0), `${t.failures} failure${t.failures === 1 ? '' : 's'} within ${c.windowMs} ms, the last: ${why}`)
   }
 
   /** a probe ended without saying anything about the target (a 4xx of the request's own, a skip) */
