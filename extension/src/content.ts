@@ -5,9 +5,11 @@
 import { Overlay } from './overlay.ts'
 import { type CachedAnswer, type Estimate, type Failure, type Message, type Site, siteOf } from './shared.ts'
 
-const DEBOUNCE_MS = 400
-/** the worker gives up on the proxy at 1.5 s; this covers a worker that does not answer at all */
-const OFFLINE_AFTER_MS = 1800
+const DEBOUNCE_MS = 300
+/** the worker gives up on the proxy at 1.2 s; this covers a worker that does not answer at all */
+const OFFLINE_AFTER_MS = 1500
+/** while the proxy is offline, ask again after 3 s, then 6, 12 ... at most 30 */
+const RETRY_MS = [3000, 6000, 12_000, 30_000]
 const MAX_CHARS = 200_000
 
 function visible(e: Element): boolean {
@@ -50,6 +52,7 @@ class Watcher {
   private text = ''
   private last: { text: string; estimate: Estimate } | null = null
   private lastSent = { text: '', at: 0 }
+  private retries = 0
 
   constructor(private readonly site: Site) {
     this.overlay.onShowCached = () => this.showCached()
@@ -99,6 +102,7 @@ class Watcher {
   }
 
   private schedule(): void {
+    this.retries = 0
     clearTimeout(this.timer)
     this.timer = setTimeout(() => void this.refresh(), DEBOUNCE_MS)
   }
@@ -116,6 +120,15 @@ class Watcher {
     if (seq !== this.seq) return
     this.last = r.ok ? { text, estimate: r } : null
     this.overlay.render(r.ok ? { kind: 'estimate', estimate: r } : { kind: 'failure', failure: r })
+    if (r.ok || !r.offline) {
+      this.retries = 0
+      return
+    }
+    // the proxy may come back (or finish starting): look again while the text stays the same
+    const wait = RETRY_MS[Math.min(this.retries++, RETRY_MS.length - 1)]!
+    this.timer = setTimeout(() => {
+      if (seq === this.seq && document.visibilityState === 'visible') void this.refresh()
+    }, wait)
   }
 
   private onKeydown(e: KeyboardEvent): void {

@@ -113,6 +113,8 @@ export class Overlay {
     }
     if (hit && !e.guards.some((g) => g.action === 'block')) {
       const b = el('button', { type: 'button', 'data-action': 'show-cached' }, 'Show the cached answer instead of sending')
+      // the focus stays in the input box: the user can go on typing or press Enter to send
+      b.addEventListener('mousedown', (ev) => ev.preventDefault())
       b.addEventListener('click', () => this.onShowCached?.())
       this.body.append(b)
     }

@@ -4,7 +4,7 @@
 import { type Estimate, type Failure, type Settings, SITES, type Site, type SiteId } from './shared.ts'
 
 /** the overlay must say "offline" within 2 s: the worker gives up before that */
-export const PREVIEW_TIMEOUT_MS = 1500
+export const PREVIEW_TIMEOUT_MS = 1200
 const ANSWER_TIMEOUT_MS = 20_000
 const STATUS_TIMEOUT_MS = 1500
 
@@ -33,7 +33,8 @@ export function chatRequest(settings: Settings, site: Site, text: string): { pat
 
 async function call(settings: Settings, path: string, init: RequestInit & { timeoutMs: number; tool: string }): Promise<Response> {
   const headers = { ...identityHeaders(settings, init.tool), ...(init.body ? { 'content-type': 'application/json' } : {}) }
-  return fetch(baseUrl(settings) + path, { method: init.method, body: init.body, headers, signal: AbortSignal.timeout(init.timeoutMs), cache: 'no-store' })
+  // no `cache:` option: the browser would add Cache-Control: no-cache, which tells the proxy to skip its cache
+  return fetch(baseUrl(settings) + path, { method: init.method, body: init.body, headers, signal: AbortSignal.timeout(init.timeoutMs) })
 }
 
 function unreachable(settings: Settings, err: unknown): Failure {

@@ -23,7 +23,8 @@ function headersRule(id: number, priority: number, proxy: URL, settings: Setting
       type: RuleActionType.MODIFY_HEADERS,
       requestHeaders: Object.entries(set).map(([header, value]) => ({ header, operation: HeaderOperation.SET, value })),
     },
-    condition: { urlFilter: `|${proxy.origin}/v1`, resourceTypes: TYPES, ...(initiators ? { initiatorDomains: initiators } : {}) },
+    // the worker's own calls carry their own headers (its cached answers name the site they are for)
+    condition: { urlFilter: `|${proxy.origin}/v1`, resourceTypes: TYPES, ...(initiators ? { initiatorDomains: initiators } : { excludedInitiatorDomains: [chrome.runtime.id] }) },
   }
 }
 

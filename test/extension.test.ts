@@ -1,0 +1,242 @@
+// The browser extension (issue 19) in Debian's chromium (playwright-core, headless), loaded
+// unpacked from the project's own build, against a live AgentMesh (the demo preset, in-process)
+// and local HTTPS stand-ins for chatgpt.com (a textarea) and claude.ai (a ProseMirror-style
+// contenteditable). Typing shows the proxy's estimate; a prompt asked before shows `asked before`
+// and its cached answer; the popup's figures survive a service-worker stop; the opt-in redirect
+// sends a page's own fetch of api.openai.com through the proxy (the audit log names the site);
+// a stopped or silent proxy shows the offline line within 2 s and typing and sending go on.
+// Screenshots of the overlay and the popup go to test/artifacts/extension/.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import type { Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { MeshEvent } from '../core/types.ts'
+import { listLogFiles, parseLine } from '../plugins/audit/index.ts'
+import { clearVendorEnv, startProxy, type Proxy } from './helpers/core-harness.ts'
+import { buildExtension, type BuiltExtension, type ExtensionBrowser, launchWithExtension } from './helpers/extension-browser.ts'
+import { type Sites, startSites } from './helpers/extension-sites.ts'
+
+const ARTIFACTS = join(import.meta.dirname, 'artifacts', 'extension')
+/** the id the committed public key (manifest `key`) gives; extension/README.md names it */
+const EXTENSION_ID = 'maolnfhlbdfjbckphcpmoammcbmcaepe'
+const PROMPT = 'Explain the difference between a mutex and a semaphore, with one example each'
+
+let ext: BuiltExtension
+let sites: Sites
+let proxy: Proxy
+let browser: ExtensionBrowser
+let proxyClosed = false
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true })
+  clearVendorEnv()
+  ext = buildExtension()
+  ;[sites, proxy] = await Promise.all([startSites(), startProxy({ preset: 'demo' }, { features: true })])
+  ;[browser] = await Promise.all([launchWithExtension(ext, sites.port), warm(proxy)])
+  await configure({ proxyUrl: proxy.url, user: 'ana', team: 'eng', redirect: true })
+}, 60_000)
+
+/**
+ * A proxy just started is still loading the semantic cache's sentence model, and a preview waits
+ * for it (up to its lookup timeout): the overlay would rightly say "no answer". The tests start
+ * with a proxy that has been up a while, as a user's would be.
+ */
+async function warm(p: Proxy): Promise<void> {
+  const deadline = Date.now() + 40_000
+  for (let i = 0; Date.now() < deadline; i++) {
+    const t = Date.now()
+    const res = await fetch(`${p.url}/agentmesh/preview`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: `warm-up ${i}` }] }) })
+    await res.arrayBuffer()
+    if (res.ok && Date.now() - t < 300) return
+  }
+  throw new Error('the proxy\'s previews stayed slow for 40 s')
+}
+
+afterAll(async () => {
+  await browser?.close()
+  if (!proxyClosed) await proxy?.close()
+  await sites?.close()
+  ext?.cleanup()
+})
+
+/** the options page, as a user fills it in */
+async function configure(values: { proxyUrl: string; user?: string; team?: string; redirect?: boolean }): Promise<void> {
+  const page = await browser.open('options.html')
+  await page.fill('input[name="proxyUrl"]', values.proxyUrl)
+  if (values.user !== undefined) await page.fill('input[name="user"]', values.user)
+  if (values.team !== undefined) await page.fill('input[name="team"]', values.team)
+  if (values.redirect !== undefined) await page.setChecked('input[name="redirect"]', values.redirect)
+  await page.click('button[type="submit"]')
+  await page.locator('#saved', { hasText: 'Saved.' }).waitFor({ timeout: 5000 })
+  await page.close()
+}
+
+const field = (page: Page, name: string) => page.locator(`agentmesh-overlay [data-field="${name}"]`)
+
+async function site(host: string): Promise<Page> {
+  const page = await browser.context.newPage()
+  await page.goto(`https://${host}/`)
+  return page
+}
+
+function auditRecords(): any[] {
+  const dir = join(proxy.dataDir, 'audit')
+  if (!existsSync(dir)) return []
+  return listLogFiles(dir).flatMap((f) => readFileSync(f.path, 'utf8').split('\n').filter(Boolean)).map((l) => parseLine(l)!.record())
+}
+
+describe('browser extension', () => {
+  it('is built with a fixed id from the manifest key, generated icons and a store zip', async () => {
+    expect(browser.id).toBe(EXTENSION_ID)
+    for (const size of [16, 32, 48, 128]) {
+      const png = readFileSync(join(ext.dir, 'icons', `${size}.png`))
+      expect(png.subarray(1, 4).toString()).toBe('PNG')
+      expect(png.readUInt32BE(16)).toBe(size)
+    }
+    const zip = readFileSync(ext.zip)
+    expect(zip.subarray(0, 2).toString()).toBe('PK')
+    for (const f of ['manifest.json', 'background.js', 'content.js', 'popup.html', 'options.html', 'icons/128.png']) expect(zip.includes(Buffer.from(f))).toBe(true)
+  })
+
+  it('typing into a textarea (chatgpt.com) shows the estimate, the cache status and the team quota', { timeout: 20_000 }, async () => {
+    const page = await site('chatgpt.com')
+    await page.click('#prompt-textarea')
+    // most of it at once, the end key by key: the overlay waits for the typing to pause
+    await page.keyboard.insertText(PROMPT.slice(0, -8))
+    await page.keyboard.type(PROMPT.slice(-8))
+    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/^≈ \d+ tokens · \$[\d.]+ input · gpt-4o$/)
+    expect(await field(page, 'cache').textContent()).toBe('asked before: new')
+    expect(await field(page, 'quota').textContent()).toMatch(/^team eng · user ana · quota [\d.]+% used after this$/)
+    // the panel sits above the input box, outside the page's layout
+    const box = (await page.locator('#prompt-textarea').boundingBox())!
+    const panel = (await page.locator('agentmesh-overlay').boundingBox())!
+    expect(panel.y + panel.height).toBeLessThanOrEqual(box.y)
+    // the preview came from the worker with the identity headers
+    const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
+    expect(dry.data.identity).toMatchObject({ tool: 'browser-chatgpt', team: 'eng', user: 'ana' })
+    expect(dry.data.outcome).toBe('vendor')
+    await page.screenshot({ path: join(ARTIFACTS, 'overlay-textarea.png') })
+    await page.close()
+  })
+
+  it('works in a contenteditable editor (claude.ai) and finds the new one after an in-page navigation', { timeout: 20_000 }, async () => {
+    const page = await site('claude.ai')
+    await page.click('.ProseMirror')
+    await page.keyboard.type('Write a haiku about rate limits')
+    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/tokens · .* · claude-sonnet-4-5$/)
+    const first = await field(page, 'estimate').textContent()
+    // the single-page app replaces its editor: the overlay follows the new one
+    await page.click('#new-chat')
+    await expect.poll(() => page.locator('agentmesh-overlay').getAttribute('data-visible')).toBe('false')
+    await page.click('.ProseMirror')
+    await page.keyboard.insertText('Write a much longer poem, in twelve stanzas, about the history of rate limiting on ')
+    await page.keyboard.type('public APIs')
+    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).not.toBe(first)
+    expect(page.url()).toMatch(/\/c\/\d+$/)
+    const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
+    expect(dry.data.identity.tool).toBe('browser-claude')
+    await page.screenshot({ path: join(ARTIFACTS, 'overlay-contenteditable.png') })
+    await page.close()
+  })
+
+  it('the opt-in redirect sends a page\'s fetch of api.openai.com through the proxy, with the identity headers', { timeout: 20_000 }, async () => {
+    // a public site calling a loopback proxy: Chrome asks the user once to allow local network
+    // access for the site (headless, nobody answers, so the test answers as the user would)
+    await browser.context.grantPermissions(['local-network-access'], { origin: 'https://chatgpt.com' })
+    const page = await site('chatgpt.com')
+    const res = await page.evaluate(([p]) => (window as any).callOpenAI(p, 'sk-page-own-key').catch((e: Error) => ({ status: 0, error: e.message })), [PROMPT])
+    expect(sites.apiHits).toEqual([])
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body).choices[0].message.content).toBeTruthy()
+    expect(res.headers['x-agentmesh-cache']).toBe('miss')
+    // the page can read the governance headers (the proxy exposes them to the `null` origin)
+    const id = res.headers['x-agentmesh-request-id']
+    expect(id).toBeTruthy()
+    await expect.poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === id), { timeout: 5000 }).toBe(true)
+    const entry = auditRecords().find((r) => r.kind === 'request' && r.id === id)
+    expect(entry.identity).toMatchObject({ tool: 'browser-chatgpt', team: 'eng', user: 'ana' })
+    await page.close()
+  })
+
+  it('a prompt asked before shows `asked before: exact` and its cached answer, without a vendor call', { timeout: 20_000 }, async () => {
+    const page = await site('chatgpt.com')
+    await page.click('#prompt-textarea')
+    await page.keyboard.insertText(PROMPT.slice(0, -8))
+    await page.keyboard.type(PROMPT.slice(-8))
+    await expect.poll(() => field(page, 'cache').textContent(), { timeout: 5000 }).toMatch(/^asked before: exact · would save \d+ tokens \(\$[\d.]+\)$/)
+    const before = proxy.events.filter((e) => e.type === 'response').length
+    await page.click('agentmesh-overlay [data-action="show-cached"]')
+    await expect.poll(() => field(page, 'answer').getAttribute('data-cache'), { timeout: 5000 }).toBe('exact')
+    expect((await field(page, 'answer').textContent())!.length).toBeGreaterThan(0)
+    await page.screenshot({ path: join(ARTIFACTS, 'overlay-asked-before.png') })
+    // the cached answer was a real request through the proxy, named for the site, answered by the cache
+    await expect.poll(() => proxy.events.filter((e) => e.type === 'response').length).toBeGreaterThan(before)
+    const res = proxy.events.filter((e) => e.type === 'response').at(-1) as MeshEvent<'response'>
+    expect(res.data).toMatchObject({ cache: 'exact', status: 200, identity: { tool: 'browser-chatgpt', team: 'eng', user: 'ana' } })
+    // sending still works as the page does it; the extension counts it
+    await page.keyboard.press('Enter')
+    await expect.poll(() => page.evaluate(() => (window as any).sent)).toEqual([PROMPT])
+    await page.close()
+  })
+
+  it('the popup shows today\'s figures, and they survive a service-worker stop', { timeout: 30_000 }, async () => {
+    const read = async (popup: Page) => Object.fromEntries(await Promise.all(['prompts', 'asked-before', 'cache-hits', 'saved-tokens', 'saved-usd', 'budget-left'].map(async (m) => [m, await popup.locator(`[data-metric="${m}"] dd`).textContent()])))
+    let popup = await browser.open('popup.html')
+    await expect.poll(() => popup.locator('#state').getAttribute('data-connected')).toBe('true')
+    const figures = await read(popup)
+    expect(figures).toMatchObject({ prompts: '1', 'asked-before': '1', 'cache-hits': '1' })
+    expect(Number(figures['saved-tokens'].replace(/,/g, ''))).toBeGreaterThan(0)
+    expect(figures['saved-usd']).toMatch(/^\$\d/)
+    expect(figures['budget-left']).toMatch(/^[\d.]+%$/)
+    expect(await popup.locator('#dashboard').getAttribute('href')).toBe(`${proxy.url}/agentmesh/`)
+    await popup.screenshot({ path: join(ARTIFACTS, 'popup.png') })
+    await popup.close()
+
+    await browser.stopWorkers()
+    popup = await browser.open('popup.html')
+    // the popup's message wakes the worker; the figures come from chrome.storage.local
+    await expect.poll(() => popup.locator('#state').getAttribute('data-connected'), { timeout: 10_000 }).toBe('true')
+    expect(await read(popup)).toEqual(figures)
+    await popup.close()
+  })
+
+  it('a silent proxy, then a stopped one, show the offline line within 2 s; typing and sending go on', { timeout: 30_000 }, async () => {
+    // a proxy that accepts the connection and never answers
+    const sockets: Socket[] = []
+    const silent: Server = createServer((s) => { sockets.push(s) })
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()))
+    const silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}`
+    try {
+      await configure({ proxyUrl: silentUrl })
+      const page = await site('chatgpt.com')
+      await page.click('#prompt-textarea')
+      await page.keyboard.type('is anyone there')
+      const typed = Date.now()
+      await field(page, 'offline').waitFor({ timeout: 5000 })
+      // the debounce (300 ms) plus at most 2 s
+      expect(Date.now() - typed).toBeLessThan(2300)
+      expect(await field(page, 'offline').textContent()).toBe(`AgentMesh offline: no answer from ${silentUrl}`)
+      await page.screenshot({ path: join(ARTIFACTS, 'overlay-offline.png') })
+      await page.close()
+    } finally {
+      for (const s of sockets) s.destroy()
+      silent.close()
+    }
+
+    await configure({ proxyUrl: proxy.url })
+    await proxy.close()
+    proxyClosed = true
+    const page = await site('chatgpt.com')
+    await page.click('#prompt-textarea')
+    await page.keyboard.type('and now?')
+    const typed = Date.now()
+    await field(page, 'offline').waitFor({ timeout: 5000 })
+    expect(Date.now() - typed).toBeLessThan(2300)
+    expect(await field(page, 'offline').textContent()).toBe(`AgentMesh offline: cannot reach ${proxy.url}`)
+    expect(await page.inputValue('#prompt-textarea')).toBe('and now?')
+    await page.keyboard.press('Enter')
+    await expect.poll(() => page.evaluate(() => (window as any).sent)).toEqual(['and now?'])
+    await page.close()
+  })
+})
