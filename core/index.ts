@@ -5,3 +5,6 @@ export { definePlugin } from './plugin.ts'
 export { protocols, ProtocolError } from './protocols/index.ts'
 export type * from './types.ts'
 export { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
+// a vendor of your own over HTTP, with several keys and cooldowns; the vendors themselves are
+// plugins: `agentmesh/plugins/vendors/openai-compatible.ts`, `.../azure.ts`, `.../openai.ts`, ...
+export { defineHttpVendor, deploymentId, type CooldownOptions, type Deployment, type HttpVendorOptions, type HttpVendorSpec } from './vendor.ts'
