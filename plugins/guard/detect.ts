@@ -81,10 +81,12 @@ const RULES: Array<[name: string, source: string]> = [
   ['npm', `${L}npm_[A-Za-z0-9]{36}${R}`],
   ['jwt', `${L}eyJ[A-Za-z0-9_-]{10,}\\.eyJ[A-Za-z0-9_-]{10,}\\.[A-Za-z0-9_-]{16,}${R}`],
   ['azure', `(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{30,}={0,2}`],
-  ['url', `(?:[a-z][a-z0-9+.-]{1,20}):\\\\?/\\\\?/[^\\s:@/"'\`<>]{0,128}:[^\\s@/"'\`<>]{1,256}@`],
+  // anchored on its literal '://', the scheme's last letter checked behind it: a scheme tried at
+  // every letter of the text (or a lookbehind before the literal) cost more than all other rules
+  ['url', `:\\\\?/\\\\?/(?<=[A-Za-z0-9]:\\\\?/\\\\?/)[^\\s:@/"'\`<>]{0,128}:[^\\s@/"'\`<>]{1,256}@`],
   ['auth', `${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE}(?:[Bb]earer|[Bb]asic|[Tt]oken)\\s+[A-Za-z0-9._~+/=-]{12,}`],
   ['bearer', `[Bb]earer\\s+[A-Za-z0-9._~+/=-]{20,}`],
-  ['keyword', `${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}\\s{0,3}(?:=>|:=|[:=])\\s{0,3}${QUOTE}${VALUE}`],
+  ['keyword', `${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}[ \\t]{0,3}(?:=>|:=|[:=])[ \\t]{0,3}${QUOTE}${VALUE}`],
 ]
 
 const SCAN = new RegExp(RULES.map(([name, src]) => `(?<${name}>${src})`).join('|'), 'g')
@@ -132,7 +134,11 @@ const KIND_OF: Record<string, SecretKind> = {
 }
 
 /** which specific rule a whole value matches (a key found after `token=` or in a URL's password), if any */
+// the prefixes SPECIFIC_FULL can match: most values start with none, and this test is cheaper
+const SPECIFIC_START = /^(?:sk-|A[KSBC][IC]A|AIza|gh[pousr]_|github_pat_|gl[prd]|xox|[sr]k_|whsec_|SK|SG\.|npm_|eyJ)/
+
 function specificKind(value: string): SecretKind | undefined {
+  if (!SPECIFIC_START.test(value)) return undefined
   const m = SPECIFIC_FULL.exec(value)
   if (!m?.groups) return undefined
   for (const name of SPECIFIC) if (m.groups[name] !== undefined) return validToken(name, value) ? KIND_OF[name] : undefined
@@ -166,35 +172,49 @@ function secretValue(value: string, password: boolean): boolean {
 }
 
 // what follows a keyword up to the value: the rest of the name, a quote, the separator
-const KEYWORD_HEAD = new RegExp(`^${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}\\s{0,3}(?:=>|:=|[:=])\\s{0,3}${QUOTE}`)
+const KEYWORD_HEAD = new RegExp(`^${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}[ \\t]{0,3}(?:=>|:=|[:=])[ \\t]{0,3}${QUOTE}`)
 const AUTH_HEAD = new RegExp(`^(?:${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE})?(?:[Bb]earer|[Bb]asic|[Tt]oken)\\s+`)
 const AWS_SECRET = /^[A-Za-z0-9/+]{40}$/
 const HEX32 = /^[0-9a-f]{32}$/
 
-/** a keyword assignment (`api_key = "..."`): the value's span and kind, or undefined */
+// a name that holds an identifier, a length or a place, not the secret itself
+const NOT_A_SECRET_NAME = /(?:[_.-]?ids?|name|path|file|url|uri|type|length|len|count|expires?(?:_at|_in)?|ttl|hash|header|prefix|version)$/i
+const TWILIO_NEAR = /twilio|\bAC[0-9a-f]{32}\b/i
+const AWS_ID_NEAR = /\b(?:AKIA|ASIA)[A-Z0-9]{16}\b|aws/i
+
+/** an AWS secret access key: 40 random characters of base64 (a git SHA-1 is lower-case hex) */
+function awsSecretValue(value: string): boolean {
+  return AWS_SECRET.test(value) && HAS_UPPER.test(value) && HAS_LOWER.test(value) && /[\d/+]/.test(value) && !PUBLISHED_EXAMPLES.has(value) && !EXAMPLE_WORD.test(value)
+}
+
+/** a keyword assignment (`api_key = "..."`): the value's span and kind, when it is a secret */
 function keywordMatch(text: string, start: number, whole: string, out: SecretMatch[]): void {
   const head = KEYWORD_HEAD.exec(whole)![0]
-  const name = head.slice(0, head.search(/\\?["'`]?\s*(?:=>|:=|[:=])/))
-  let value = whole.slice(head.length)
-  // a closing quote or a trailing full stop belongs to the sentence
-  value = value.replace(/[.:]+$/, '')
+  const name = head.slice(0, head.search(/\\?["'`]?[ \t]*(?:=>|:=|[:=])/))
+  // a sentence's full stop or colon is not part of the value
+  const value = whole.slice(head.length).replace(/[.:]+$/, '')
   const vStart = start + head.length
+  const at = (kind: SecretKind) => out.push({ kind, start: vStart, end: vStart + value.length })
   const specific = specificKind(value)
-  if (specific) return void out.push({ kind: specific, start: vStart, end: vStart + value.length })
-  const before = text.slice(Math.max(0, start - 24), start).toLowerCase() + name.toLowerCase()
-  if (AWS_SECRET.test(value) && (before.includes('aws') || /access/.test(before)) && secretValue(value, false)) {
-    return void out.push({ kind: 'aws-secret-key', start: vStart, end: vStart + value.length })
-  }
-  if (HEX32.test(value) && before.includes('twilio')) return void out.push({ kind: 'twilio-key', start: vStart, end: vStart + value.length })
-  if (secretValue(value, PASSWORD_WORD.test(name))) out.push({ kind: 'generic-secret', start: vStart, end: vStart + value.length })
+  if (specific) return void at(specific)
+  if (NOT_A_SECRET_NAME.test(name) || value.startsWith('-----')) return
+  const around = text.slice(Math.max(0, start - 300), Math.min(text.length, vStart + value.length + 100))
+  if (awsSecretValue(value) && (/aws|access/i.test(name) || AWS_ID_NEAR.test(around))) return void at('aws-secret-key')
+  if (HEX32.test(value) && TWILIO_NEAR.test(around)) return void at('twilio-key')
+  if (secretValue(value, PASSWORD_WORD.test(name))) at('generic-secret')
 }
+
+// the defaults of database images and tutorials: they open a laptop's container, not a secret
+const DEFAULT_PASSWORD = /^(?:pass(?:word)?|pwd|secret|[*x]+|postgres|root|admin|guest|test|changeme|mysecretpassword|example)$/i
 
 /** `scheme://user:password@host`: the password's span, when it is one */
 function urlMatch(start: number, whole: string, out: SecretMatch[]): void {
-  const scheme = whole.indexOf('/') + (whole.includes(':\\/\\/') ? 3 : 2)
+  // the match starts at '://' (or ':\\/\\/' in JSON text that escapes its slashes)
+  const scheme = whole.startsWith(':\\/\\/') ? 5 : 3
   const colon = whole.indexOf(':', scheme)
   const password = whole.slice(colon + 1, -1)
-  if (colon < 0 || !password || PLACEHOLDER.test(password) || /^(?:pass(?:word)?|pwd|secret|[*x]+)$/i.test(password)) return
+  const user = whole.slice(scheme, colon)
+  if (colon < 0 || !password || password === user || PLACEHOLDER.test(password) || DEFAULT_PASSWORD.test(password)) return
   const pStart = start + colon + 1
   out.push({ kind: specificKind(password) ?? 'connection-string', start: pStart, end: pStart + password.length })
 }
@@ -215,11 +235,12 @@ function awsSecretsNear(text: string, at: SecretMatch, out: SecretMatch[]): void
   const window = text.slice(from, Math.min(text.length, at.end + 300))
   NEAR_AWS.lastIndex = 0
   for (let m = NEAR_AWS.exec(window); m; m = NEAR_AWS.exec(window)) {
-    const v = m[0]
-    // random: mixed case and a digit or a slash or plus (a git SHA-1 is lower-case hex)
-    if (!HAS_UPPER.test(v) || !HAS_LOWER.test(v) || !/[\d/+]/.test(v) || PUBLISHED_EXAMPLES.has(v) || EXAMPLE_WORD.test(v)) continue
+    if (!awsSecretValue(m[0])) continue
     const s = from + m.index
-    if (!out.some((o) => s < o.end && o.start < s + v.length)) out.push({ kind: 'aws-secret-key', start: s, end: s + v.length })
+    const e = s + m[0].length
+    const same = out.find((o) => s < o.end && o.start < e)
+    if (!same) out.push({ kind: 'aws-secret-key', start: s, end: e })
+    else if (same.kind === 'generic-secret' && same.start === s && same.end === e) same.kind = 'aws-secret-key'
   }
 }
 
