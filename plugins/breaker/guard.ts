@@ -4,7 +4,7 @@
 import { LRUCache } from 'lru-cache'
 import { isDryRun, refuseOrRecord } from '../../core/dry-run.ts'
 import type { MeshContext } from '../../core/types.ts'
-import { assistantTurns, bodyFingerprint, findLoop, type LoopSign } from './loops.ts'
+import { assistantTurns, bodyFingerprint, findLoop, type LoopSign, type Turn } from './loops.ts'
 import { effectiveLimits, type BreakerOptions, type Effective } from './options.ts'
 import { runOf, type RunRef } from './run-id.ts'
 import { MICRO, type Refusal, type RunState, type RunStore, type TripRecord } from './state.ts'
@@ -44,63 +44,93 @@ function loopMessage(ref: RunRef, team: string, sign: LoopSign | { limit: 'bodyR
   return `agent loop detected: run ${ref.id} (team ${team}) ${what} (limit: ${sign.limit} = ${max}). No further calls of this run go to a vendor. ${howToReset(ref.id, team)}`
 }
 
+/** one guard's state: the runtime, and what it keeps between requests */
+interface Guard {
+  rt: BreakerRuntime
+  /** one run_warn per run and limit in this process */
+  warned: LRUCache<string, true>
+  /** with neither rules nor team entries every request has the same limits */
+  fixed?: Effective
+}
+
+function limitsFor(g: Guard, ctx: MeshContext): Effective {
+  return g.fixed ?? effectiveLimits(g.rt.opts, { team: ctx.identity.team, user: ctx.identity.user, tool: ctx.identity.tool, model: ctx.route.model || ctx.prompt.model })
+}
+
+async function trip(g: Guard, ctx: MeshContext, meta: BreakerMeta, type: TripRecord['type'], limit: string, message: string, turns: number) {
+  meta.tripped = type
+  if (!isDryRun(ctx)) {
+    await g.rt.store.trip({ team: meta.team, run: meta.id, type, limit, message, at: new Date().toISOString(), turns })
+    ctx.mesh.emit('run_tripped', { id: ctx.id, run: meta.id, team: meta.team, type, limit, message })
+    ctx.mesh.log.warn(`breaker: run ${meta.id} (team ${meta.team}) tripped: ${limit}`, { request: ctx.id })
+  }
+  // retrying cannot help: the SDKs honour x-should-retry
+  refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type, message, headers: { 'x-should-retry': 'false' } })
+}
+
+/** a refused call: the stored reason of a tripped run, or the budget that ran out now */
+async function refused(g: Guard, ctx: MeshContext, ref: RunRef, meta: BreakerMeta, why: Refusal, state: RunState, lim: Effective, turns: number) {
+  if (why === 'tripped') {
+    const rec = await g.rt.store.tripRecord(meta.team, ref.id)
+    meta.tripped = rec?.type ?? 'run_budget_exceeded'
+    const message = rec?.message ?? `run ${ref.id} (team ${meta.team}) was stopped by the breaker. ${howToReset(ref.id, meta.team)}`
+    refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type: meta.tripped, message, headers: { 'x-should-retry': 'false' } })
+    return
+  }
+  const [used, max] = why === 'calls' ? [String(state.calls), String(lim.calls)] : why === 'tokens' ? [String(state.tokens), String(lim.tokens)] : [`$${usd(state.usdMicro)}`, `$${lim.usd}`]
+  await trip(g, ctx, meta, 'run_budget_exceeded', why, budgetMessage(ref, meta.team, why, used, max), turns)
+}
+
+function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, lim: Effective, now: number) {
+  const levels: Array<[string, number, number]> = [['calls', state.calls, lim.calls], ['tokens', state.tokens, lim.tokens], ['usd', state.usdMicro / MICRO, lim.usd], ['wallSeconds', state.start ? (now - state.start) / 1000 : 0, lim.wallSeconds]]
+  let top: [string, number, number, number] | undefined
+  for (const [limit, used, max] of levels) {
+    if (max === Infinity) continue
+    const pct = (used / max) * 100
+    if (pct >= g.rt.warnAt && (!top || pct > top[3])) top = [limit, used, max, pct]
+  }
+  if (!top) return
+  const [limit, used, max, pct] = top
+  ctx.headers['X-AgentMesh-Run-Warn'] = `${limit} at ${pct.toFixed(1)}% (${Math.round(used * 100) / 100} of ${max})`
+  const key = `${meta.team}\u0000${meta.id}\u0000${limit}`
+  if (isDryRun(ctx) || g.warned.has(key)) return
+  g.warned.set(key, true)
+  ctx.mesh.emit('run_warn', { id: ctx.id, run: meta.id, team: meta.team, limit, used: Math.round(used * 1e6) / 1e6, max, pct: Math.round(pct * 10) / 10 })
+}
+
+/** a dry run: the call it would be, read without taking it */
+async function peekAdmit(g: Guard, team: string, run: string, lim: Effective): Promise<{ state: RunState; refused?: Refusal }> {
+  const state = await g.rt.store.peek(team, run)
+  state.calls += 1
+  const refused: Refusal | undefined = state.tripped ? 'tripped' : state.calls > lim.calls ? 'calls' : state.tokens >= lim.tokens ? 'tokens' : state.usdMicro >= lim.usd * MICRO ? 'usd' : undefined
+  if (refused) state.calls -= 1
+  return { state, refused }
+}
+
+/**
+ * After a call was taken: the run's wall time, a loop in the transcript, the same body again;
+ * the first that fires trips the run, else the run is warned of a limit it nears.
+ */
+async function checkRun(g: Guard, ctx: MeshContext, ref: RunRef, meta: BreakerMeta, state: RunState, lim: Effective, turns: Turn[], dry: boolean): Promise<void> {
+  const team = meta.team
+  const now = Date.now()
+  if (state.start && now - state.start > lim.wallSeconds * 1000) {
+    const used = Math.round((now - state.start) / 1000)
+    return trip(g, ctx, meta, 'run_budget_exceeded', 'wallSeconds', budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`), turns.length)
+  }
+  const sign = findLoop(turns, state.base, lim.toolCallRepeats, lim.answerRepeats)
+  if (sign) return trip(g, ctx, meta, 'agent_loop_detected', sign.limit, loopMessage(ref, team, sign, lim[sign.limit]), turns.length)
+  if (lim.bodyRepeats !== Infinity) {
+    const seen = await g.rt.store.bodySeen(team, ref.id, bodyFingerprint(ctx.request.rawBody), lim.bodyWindowSeconds, !dry)
+    if (seen >= lim.bodyRepeats) return trip(g, ctx, meta, 'agent_loop_detected', 'bodyRepeats', loopMessage(ref, team, { limit: 'bodyRepeats', count: seen, what: `${lim.bodyWindowSeconds} s` }, lim.bodyRepeats), turns.length)
+  }
+  warn(g, ctx, meta, state, lim, now)
+}
+
+/** the beforeRequest hook over one runtime (the steps above are module functions) */
 export function createGuard(rt: BreakerRuntime) {
-  // one run_warn per run and limit in this process
-  const warned = new LRUCache<string, true>({ max: 10_000 })
-  // with neither rules nor team entries every request has the same limits
   const fixed = !rt.opts.rules?.length && !rt.opts.teams ? effectiveLimits(rt.opts, { team: '', user: '', tool: '', model: '' }) : undefined
-  const limitsFor = (ctx: MeshContext): Effective => fixed ?? effectiveLimits(rt.opts, { team: ctx.identity.team, user: ctx.identity.user, tool: ctx.identity.tool, model: ctx.route.model || ctx.prompt.model })
-
-  async function trip(ctx: MeshContext, meta: BreakerMeta, type: TripRecord['type'], limit: string, message: string, turns: number) {
-    meta.tripped = type
-    if (!isDryRun(ctx)) {
-      await rt.store.trip({ team: meta.team, run: meta.id, type, limit, message, at: new Date().toISOString(), turns })
-      ctx.mesh.emit('run_tripped', { id: ctx.id, run: meta.id, team: meta.team, type, limit, message })
-      ctx.mesh.log.warn(`breaker: run ${meta.id} (team ${meta.team}) tripped: ${limit}`, { request: ctx.id })
-    }
-    // retrying cannot help: the SDKs honour x-should-retry
-    refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type, message, headers: { 'x-should-retry': 'false' } })
-  }
-
-  /** a refused call: the stored reason of a tripped run, or the budget that ran out now */
-  async function refused(ctx: MeshContext, ref: RunRef, meta: BreakerMeta, why: Refusal, state: RunState, lim: Effective, turns: number) {
-    if (why === 'tripped') {
-      const rec = await rt.store.tripRecord(meta.team, ref.id)
-      meta.tripped = rec?.type ?? 'run_budget_exceeded'
-      const message = rec?.message ?? `run ${ref.id} (team ${meta.team}) was stopped by the breaker. ${howToReset(ref.id, meta.team)}`
-      refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type: meta.tripped, message, headers: { 'x-should-retry': 'false' } })
-      return
-    }
-    const [used, max] = why === 'calls' ? [String(state.calls), String(lim.calls)] : why === 'tokens' ? [String(state.tokens), String(lim.tokens)] : [`$${usd(state.usdMicro)}`, `$${lim.usd}`]
-    await trip(ctx, meta, 'run_budget_exceeded', why, budgetMessage(ref, meta.team, why, used, max), turns)
-  }
-
-  function warn(ctx: MeshContext, meta: BreakerMeta, state: RunState, lim: Effective, now: number) {
-    const levels: Array<[string, number, number]> = [['calls', state.calls, lim.calls], ['tokens', state.tokens, lim.tokens], ['usd', state.usdMicro / MICRO, lim.usd], ['wallSeconds', state.start ? (now - state.start) / 1000 : 0, lim.wallSeconds]]
-    let top: [string, number, number, number] | undefined
-    for (const [limit, used, max] of levels) {
-      if (max === Infinity) continue
-      const pct = (used / max) * 100
-      if (pct >= rt.warnAt && (!top || pct > top[3])) top = [limit, used, max, pct]
-    }
-    if (!top) return
-    const [limit, used, max, pct] = top
-    ctx.headers['X-AgentMesh-Run-Warn'] = `${limit} at ${pct.toFixed(1)}% (${Math.round(used * 100) / 100} of ${max})`
-    const key = `${meta.team}\u0000${meta.id}\u0000${limit}`
-    if (isDryRun(ctx) || warned.has(key)) return
-    warned.set(key, true)
-    ctx.mesh.emit('run_warn', { id: ctx.id, run: meta.id, team: meta.team, limit, used: Math.round(used * 1e6) / 1e6, max, pct: Math.round(pct * 10) / 10 })
-  }
-
-  /** a dry run: the call it would be, read without taking it */
-  async function peekAdmit(team: string, run: string, lim: Effective): Promise<{ state: RunState; refused?: Refusal }> {
-    const state = await rt.store.peek(team, run)
-    state.calls += 1
-    const refused: Refusal | undefined = state.tripped ? 'tripped' : state.calls > lim.calls ? 'calls' : state.tokens >= lim.tokens ? 'tokens' : state.usdMicro >= lim.usd * MICRO ? 'usd' : undefined
-    if (refused) state.calls -= 1
-    return { state, refused }
-  }
-
+  const g: Guard = { rt, warned: new LRUCache<string, true>({ max: 10_000 }), ...(fixed ? { fixed } : {}) }
   return async function beforeRequest(ctx: MeshContext): Promise<void> {
     if (ctx.operation !== 'chat') return
     const ref = runOf(ctx)
@@ -109,31 +139,20 @@ export function createGuard(rt: BreakerRuntime) {
       return
     }
     const team = ctx.identity.team
-    const lim = limitsFor(ctx)
+    const lim = limitsFor(g, ctx)
     const dry = isDryRun(ctx)
-    const { state, refused: why } = dry ? await peekAdmit(team, ref.id, lim) : await rt.store.admit(team, ref.id, lim)
+    const { state, refused: why } = dry ? await peekAdmit(g, team, ref.id, lim) : await rt.store.admit(team, ref.id, lim)
     const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
     ctx.state.breaker = meta
     ctx.headers['X-AgentMesh-Run-Id'] = ref.id
     ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
     ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
     const turns = assistantTurns(ctx)
-    if (why) return refused(ctx, ref, meta, why, state, lim, turns.length)
+    if (why) return refused(g, ctx, ref, meta, why, state, lim, turns.length)
     if (!dry) {
       rt.admitted.set(ctx, meta)
       if (state.calls === 1) void rt.store.noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() }).catch(() => {})
     }
-    const now = Date.now()
-    if (state.start && now - state.start > lim.wallSeconds * 1000) {
-      const used = Math.round((now - state.start) / 1000)
-      return trip(ctx, meta, 'run_budget_exceeded', 'wallSeconds', budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`), turns.length)
-    }
-    const sign = findLoop(turns, state.base, lim.toolCallRepeats, lim.answerRepeats)
-    if (sign) return trip(ctx, meta, 'agent_loop_detected', sign.limit, loopMessage(ref, team, sign, lim[sign.limit]), turns.length)
-    if (lim.bodyRepeats !== Infinity) {
-      const seen = await rt.store.bodySeen(team, ref.id, bodyFingerprint(ctx.request.rawBody), lim.bodyWindowSeconds, !dry)
-      if (seen >= lim.bodyRepeats) return trip(ctx, meta, 'agent_loop_detected', 'bodyRepeats', loopMessage(ref, team, { limit: 'bodyRepeats', count: seen, what: `${lim.bodyWindowSeconds} s` }, lim.bodyRepeats), turns.length)
-    }
-    warn(ctx, meta, state, lim, now)
+    return checkRun(g, ctx, ref, meta, state, lim, turns, dry)
   }
 }

@@ -7,7 +7,7 @@ import { canonicalJson } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 /** One assistant turn: its tool calls as `name(args)` keys, and its text when it called none. */
-interface Turn { calls: string[]; text: string }
+export interface Turn { calls: string[]; text: string }
 
 // arguments longer than this are compared by hash, so a key stays small
 const ARGS_INLINE = 256
