@@ -107,7 +107,8 @@ function settleAnswer(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapt
   if (ctx.cache.status === 'bypass' || ctx.cache.status === 'miss') ctx.usage = answer.usage
   price(m, ctx)
   ctx.status = 200
-  if ((ctx.upstream === undefined || ctx.translation) && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
+  // a vendor's answer (the demo's, or a translated one) is a call; a plugin's (a dry-run preview) is not
+  if (ctx.vendorCalled && (ctx.upstream === undefined || ctx.translation) && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
   // the client's copy only: ctx.answer (what caches keep) stays as the vendor gave it
   if (ctx.answerText) return renderAnswer(ctx, adapter, rewriteAnswer(ctx.answerText, answer), res.headers)
   return renderAnswer(ctx, adapter, answer, res.headers)

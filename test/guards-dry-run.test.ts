@@ -86,6 +86,8 @@ describe('dry-run', () => {
     await until(() => requestEntries().length === entries + 1, 'the preview audit entry')
     expect(requestEntries().at(-1)).toMatchObject({ dryRun: { outcome: 'vendor', guards: [] }, status: 200 })
     expect(proxy.events.filter((e) => e.type === 'dry_run')).toHaveLength(1)
+    // no vendor was called, so no llm_call (the dashboard and metrics count calls from it)
+    expect(proxy.events.filter((e) => e.type === 'llm_call')).toHaveLength(0)
 
     // the real call then goes upstream once, as if no preview had been made (not a cache hit)
     const real = await oa().chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES }).withResponse()

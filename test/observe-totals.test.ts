@@ -33,7 +33,8 @@ describe('totals: usage API = audit log', () => {
       await expect(ask('eng', 'fails upstream')).rejects.toBeTruthy()
       mock.behaviour.status = undefined
       // a stream the client drops after its first bytes
-      mock.behaviour.eventGapMs = 50
+      // long gaps: on a loaded machine the abort must still land before the stream could end
+      mock.behaviour.eventGapMs = 300
       const ac = new AbortController()
       const res = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'eng-u' }, body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 30, stream: true, messages: [{ role: 'user', content: 'dropped midway please' }] }) })
       const reader = res.body!.getReader()
