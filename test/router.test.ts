@@ -12,7 +12,7 @@ import type { MeshContext, MeshEvent } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { router, type RouterOptions } from '../plugins/router/index.ts'
-import { clearVendorEnv, openaiClient, startProxy, until, type Proxy } from './helpers/core-harness.ts'
+import { anthropicClient, clearVendorEnv, openaiClient, startProxy, until, type Proxy } from './helpers/core-harness.ts'
 import { mockText, startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const ADMIN = 'router-test-admin-token'
@@ -48,11 +48,11 @@ const routerOptions: RouterOptions = {
   ],
 }
 
-interface Seen { id: string; route: MeshContext['route']; usage: MeshContext['usage']; cost: number; answerModel?: string }
+interface Seen { id: string; route: MeshContext['route']; state: MeshContext['state']['route']; usage: MeshContext['usage']; cost: number; answerModel?: string }
 const seen: Seen[] = []
 const recorder = definePlugin({
   name: 'test:recorder',
-  hooks: { afterResponse(ctx) { seen.push({ id: ctx.id, route: { ...ctx.route }, usage: { ...ctx.usage }, cost: ctx.cost.usd, answerModel: ctx.answer?.model }) } },
+  hooks: { afterResponse(ctx) { seen.push({ id: ctx.id, route: { ...ctx.route }, state: ctx.state.route, usage: { ...ctx.usage }, cost: ctx.cost.usd, answerModel: ctx.answer?.model }) } },
 })
 // stands in for a fallback to a pricier model (issue 16 item 3 does it for real): after the
 // router chose, the call goes to claude-sonnet-4-5 instead
@@ -133,9 +133,20 @@ describe('aliases and cheapest-capable', () => {
     // the other capable candidates, cheapest first, are the fallbacks (for the attempt loop)
     expect(ev!.fallbacks).toEqual([{ vendor: 'google', model: 'gemini-2.5-flash' }, { vendor: 'anthropic', model: 'claude-haiku-4-5' }])
     await until(() => seen.some((s) => s.id === id), 'afterResponse')
-    expect(seen.find((s) => s.id === id)!.route.fallbacks).toEqual(ev!.fallbacks)
+    const s = seen.find((x) => x.id === id)!
+    expect(s.route.fallbacks).toEqual(ev!.fallbacks)
+    // published for other plugins as ctx.state.route
+    expect(s.state).toMatchObject({ requested: 'fast', vendor: 'openai', model: 'gpt-4o-mini', candidates: 3, reason: ev!.reason })
     await until(() => auditEntry(id) !== undefined, 'audit entry', 5000)
     expect(auditEntry(id)).toMatchObject({ requestedModel: 'fast', vendor: 'openai', route: 'cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)' })
+  })
+
+  it('the Anthropic SDK asking for `fast` is served by the OpenAI mock (translation)', async () => {
+    const { data, response } = await anthropicClient(proxy).messages.create({ model: 'fast', max_tokens: 100, messages: [{ role: 'user', content: 'Name a river.' }] }).withResponse()
+    expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini', path: '/v1/chat/completions' })
+    expect(data.content[0]).toMatchObject({ type: 'text', text: mockText('Name a river.') })
+    expect(response.headers.get('x-agentmesh-route')).toBe('openai/gpt-4o-mini')
+    expect(response.headers.get('x-agentmesh-translated')).toBe('anthropic->openai')
   })
 
   it('a streamed request is routed the same way, headers included', async () => {
