@@ -32,8 +32,14 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true })
   clearVendorEnv()
   ext = buildExtension()
-  ;[sites, proxy] = await Promise.all([startSites(), startProxy({ preset: 'demo' }, { features: true })])
-  ;[browser] = await Promise.all([launchWithExtension(ext, sites.port), warm(proxy)])
+  sites = await startSites()
+  // the browser starts while the proxy loads; whichever fails, the other is still closed in afterAll
+  const [b, p] = await Promise.allSettled([launchWithExtension(ext, sites.port), startProxy({ preset: 'demo' }, { features: true })])
+  if (b.status === 'fulfilled') browser = b.value
+  if (p.status === 'fulfilled') proxy = p.value
+  if (b.status === 'rejected') throw b.reason
+  if (p.status === 'rejected') throw p.reason
+  await warm(proxy)
   await configure({ proxyUrl: proxy.url, user: 'ana', team: 'eng', redirect: true })
 }, 60_000)
 
@@ -61,9 +67,12 @@ afterAll(async () => {
 })
 
 /** the options page, as a user fills it in */
-async function configure(values: { proxyUrl: string; user?: string; team?: string; redirect?: boolean }): Promise<void> {
+async function configure(values: { proxyUrl?: string; user?: string; team?: string; redirect?: boolean; geminiModel?: string }): Promise<void> {
   const page = await browser.open('options.html')
-  await page.fill('input[name="proxyUrl"]', values.proxyUrl)
+  // the form shows what is stored once the page has read it
+  await page.locator('form[data-loaded="true"]').waitFor({ timeout: 5000 })
+  if (values.proxyUrl !== undefined) await page.fill('input[name="proxyUrl"]', values.proxyUrl)
+  if (values.geminiModel !== undefined) await page.fill('input[name="model-gemini"]', values.geminiModel)
   if (values.user !== undefined) await page.fill('input[name="user"]', values.user)
   if (values.team !== undefined) await page.fill('input[name="team"]', values.team)
   if (values.redirect !== undefined) await page.setChecked('input[name="redirect"]', values.redirect)
@@ -140,6 +149,27 @@ describe('browser extension', () => {
     await page.close()
   })
 
+  it('works in Gemini\'s Quill editor, and names the guard that would hold the prompt', { timeout: 20_000 }, async () => {
+    const page = await site('gemini.google.com')
+    await page.click('.ql-editor')
+    await page.keyboard.type('Plan a three-day trip to Lisbon')
+    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/tokens · .* · gemini-2\.5-flash$/)
+    expect(await field(page, 'guard').count()).toBe(0)
+    await page.close()
+
+    // the demo preset holds any model named "*expensive*" for a person's approval
+    await configure({ geminiModel: 'gemini-2.5-expensive' })
+    const again = await site('gemini.google.com')
+    await again.click('.ql-editor')
+    await again.keyboard.type('Plan a three-day trip to Lisbon')
+    await expect.poll(() => field(again, 'guard').textContent(), { timeout: 5000 }).toMatch(/^would be held by approval: .+/)
+    const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
+    expect(dry.data).toMatchObject({ outcome: 'held', identity: { tool: 'browser-gemini' } })
+    await again.screenshot({ path: join(ARTIFACTS, 'overlay-held.png') })
+    await again.close()
+    await configure({ geminiModel: 'gemini-2.5-flash' })
+  })
+
   it('the opt-in redirect sends a page\'s fetch of api.openai.com through the proxy, with the identity headers', { timeout: 20_000 }, async () => {
     // a public site calling a loopback proxy: Chrome asks the user once to allow local network
     // access for the site (headless, nobody answers, so the test answers as the user would)
@@ -150,6 +180,10 @@ describe('browser extension', () => {
     expect(res.status).toBe(200)
     expect(JSON.parse(res.body).choices[0].message.content).toBeTruthy()
     expect(res.headers['x-agentmesh-cache']).toBe('miss')
+    // what the browser sent first: a preflight with Origin: null, granted
+    const pre = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'null', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } })
+    expect(pre.status).toBe(204)
+    expect(pre.headers.get('access-control-allow-origin')).toBe('null')
     // the page can read the governance headers (the proxy exposes them to the `null` origin)
     const id = res.headers['x-agentmesh-request-id']
     expect(id).toBeTruthy()
@@ -190,7 +224,7 @@ describe('browser extension', () => {
     expect(figures['saved-usd']).toMatch(/^\$\d/)
     expect(figures['budget-left']).toMatch(/^[\d.]+%$/)
     expect(await popup.locator('#dashboard').getAttribute('href')).toBe(`${proxy.url}/agentmesh/`)
-    await popup.screenshot({ path: join(ARTIFACTS, 'popup.png') })
+    await popup.locator('body').screenshot({ path: join(ARTIFACTS, 'popup.png') })
     await popup.close()
 
     await browser.stopWorkers()

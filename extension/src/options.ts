@@ -14,6 +14,7 @@ async function load(): Promise<void> {
   field('team').value = s.team
   field('redirect').checked = s.redirect
   for (const site of SITES) field(`model-${site.id}`).value = s.models[site.id]
+  form.dataset.loaded = 'true'
 }
 
 function read(): Settings {

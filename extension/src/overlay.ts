@@ -11,7 +11,8 @@ const CSS = `
 @media (prefers-color-scheme: dark) { .panel { color: #e6edf3; background: #161b22; border-color: #30363d; } }
 .title { display: flex; justify-content: space-between; font-weight: 600; margin-bottom: 2px; }
 .title small { font-weight: 400; opacity: .7; }
-.line { margin: 1px 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.line { margin: 1px 0; overflow-wrap: anywhere; }
+.line[data-field="offline"], .line[data-field="estimate"] { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .hit { color: #1a7f37; } .warn { color: #9a6700; } .bad { color: #cf222e; }
 @media (prefers-color-scheme: dark) { .hit { color: #3fb950; } .warn { color: #d29922; } .bad { color: #f85149; } }
 button { all: unset; cursor: pointer; margin-top: 4px; padding: 2px 8px; border-radius: 6px; border: 1px solid currentColor; font-size: 11px; }
@@ -108,7 +109,7 @@ export class Overlay {
     const quota = e.quotaPct === null ? 'no quota set' : `quota ${e.quotaPct}% used after this`
     this.body.append(el('div', { class: e.quotaPct !== null && e.quotaPct >= 90 ? 'line warn' : 'line', 'data-field': 'quota' }, `${who ? `${who} · ` : ''}${quota}`))
     for (const g of e.guards) {
-      const what = g.action === 'block' ? `would be blocked by ${g.guard}` : `would be held by ${g.guard} for approval`
+      const what = g.action === 'block' ? `would be blocked by ${g.guard}` : `would be held by ${g.guard}`
       this.body.append(el('div', { class: g.action === 'block' ? 'line bad' : 'line warn', 'data-field': 'guard', title: g.message }, `${what}: ${g.message}`))
     }
     if (hit && !e.guards.some((g) => g.action === 'block')) {

@@ -1,5 +1,5 @@
-// Local HTTPS stand-ins for chatgpt.com (a textarea page) and claude.ai (a ProseMirror-style
-// contenteditable page), each a small single-page app whose "New chat" link replaces the input
+// Local HTTPS stand-ins for chatgpt.com (a textarea page), claude.ai (a ProseMirror-style
+// contenteditable page) and gemini.google.com (a Quill contenteditable), each a small single-page app whose "New chat" link replaces the input
 // box without a page load. The browser reaches them through --host-resolver-rules; the
 // certificate is self-signed, made at test time with openssl. api.openai.com and
 // api.anthropic.com are mapped here too and answer 418: a call the redirect missed is visible.
@@ -63,6 +63,8 @@ ${API_CALL}
 const PAGES: Record<string, string> = {
   'chatgpt.com': page('ChatGPT (fixture)', `<textarea id="prompt-textarea" placeholder="Ask anything"></textarea>`),
   'claude.ai': page('Claude (fixture)', `<div class="ProseMirror" contenteditable="true" role="textbox" translate="no"><p><br></p></div>`),
+  // Gemini's input is a Quill editor inside a <rich-textarea> element
+  'gemini.google.com': page('Gemini (fixture)', `<rich-textarea style="flex:1;display:block"><div class="ql-editor" contenteditable="true" role="textbox" style="min-height:48px;padding:10px;border:1px solid #ccc;border-radius:12px;background:#fff"><p><br></p></div></rich-textarea>`),
 }
 
 export function startSites(port = 0): Promise<Sites> {
