@@ -99,6 +99,8 @@ afterAll(() => clearVendorEnv())
 
 async function proxyWith(plugins: Plugin[]): Promise<Proxy> {
   clearVendorEnv()
+  delete process.env.AZURE_OPENAI_API_KEY
+  delete process.env.AZURE_OPENAI_ENDPOINT
   const proxy = await startProxy({ plugins })
   cleanups.push(() => proxy.close())
   return proxy
@@ -250,6 +252,16 @@ describe('azureOpenAI', () => {
     expect(emb.status).toBe(200)
     expect(azure.received[1]!.path).toBe('/openai/v1/embeddings')
     expect(azure.received[1]!.body.model).toBe('embed-eu')
+  })
+
+  it("without a configured key, the client's own key does not go to Azure", async () => {
+    const azure = await mockOf('azure')
+    const proxy = await proxyWith([azureOpenAI({ baseURL: azure.url, deployments: { 'gpt-4o': 'prod-gpt4o' } })])
+    await postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }, { authorization: 'Bearer sk-client-own-openai-key', 'x-api-key': 'sk-client-other' })
+    expect(azure.received).toHaveLength(1)
+    expect(azure.received[0]!.headers.authorization).toBeUndefined()
+    expect(azure.received[0]!.headers['api-key']).toBeUndefined()
+    expect(JSON.stringify(azure.received[0]!.headers)).not.toContain('sk-client')
   })
 })
 

@@ -51,6 +51,8 @@ export function azureOpenAI(options: AzureOpenAIOptions): Plugin {
     defaultBaseURL: root(endpoint),
     baseAsGiven: true,
     keyEnv: 'AZURE_OPENAI_API_KEY',
+    // a client's own Authorization is an OpenAI key (or the proxy's): it must not go to Azure
+    withoutKey: 'none',
     handles: (m) => Object.hasOwn(map, m) || deploymentNames.has(m),
     models: Object.keys(map),
     embeddingsPath: (ctx) => pathOf(ctx, 'embeddings'),
@@ -59,7 +61,7 @@ export function azureOpenAI(options: AzureOpenAIOptions): Plugin {
     upstreamModel: v1 ? deploymentOf : undefined,
     request: (ctx, key) => ({
       path: pathOf(ctx, 'chat/completions'),
-      // a configured key goes as `api-key`; a client's Entra ID token (Bearer) is forwarded by the core as it came
+      // the key goes as `api-key`, never as Authorization (Entra ID tokens are not supported here yet)
       headers: (key ? { 'api-key': key } : {}) as Record<string, string>,
     }),
   }, { baseURL: options.baseURL ? root(options.baseURL) : undefined, apiKey: options.apiKey, apiKeys: options.apiKeys, deployments: options.endpoints?.map((e) => ({ ...e, baseURL: e.baseURL && root(e.baseURL) })), cooldown: options.cooldown })
