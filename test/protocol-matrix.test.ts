@@ -47,6 +47,8 @@ interface Driver {
   stream(question: string): Promise<Reply>
   /** ask for the weather with a get_weather tool, answer the call with `result`; the final text */
   toolRoundTrip(result: string): Promise<{ call: { name: string; args: unknown }; final: string }>
+  /** start a stream, read its first piece of text, then hang up (the SDK's abort signal) */
+  streamThenAbort(question: string): Promise<void>
 }
 
 const weather = { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }
@@ -76,6 +78,12 @@ function openaiDriver(): Driver {
       const second = await client().chat.completions.create({ model: 'gpt-4o-mini', messages, tools })
       return { call: { name: call.function.name, args: JSON.parse(call.function.arguments) }, final: second.choices[0]!.message.content ?? '' }
     },
+    async streamThenAbort(q) {
+      const ac = new AbortController()
+      const s = await client().chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }] }, { signal: ac.signal })
+      for await (const c of s) if (c.choices[0]?.delta?.content) break
+      ac.abort()
+    },
   }
 }
 
@@ -99,6 +107,12 @@ function responsesDriver(): Driver {
       const call = first.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call')!
       const second = await client().responses.create({ model: 'gpt-4o-mini', tools, input: [{ role: 'user', content: 'Weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: result }] })
       return { call: { name: call.name, args: JSON.parse(call.arguments) }, final: second.output_text }
+    },
+    async streamThenAbort(q) {
+      const ac = new AbortController()
+      const s = await client().responses.create({ model: 'gpt-4o-mini', input: q, stream: true }, { signal: ac.signal })
+      for await (const e of s) if (e.type === 'response.output_text.delta') break
+      ac.abort()
     },
   }
 }
@@ -127,6 +141,12 @@ function anthropicDriver(): Driver {
       messages.push({ role: 'assistant', content: first.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] })
       const second = await client().messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, messages, tools })
       return { call: { name: use.name, args: use.input }, final: text(second) }
+    },
+    async streamThenAbort(q) {
+      const ac = new AbortController()
+      const s = await client().messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: q }] }, { signal: ac.signal })
+      for await (const e of s) if (e.type === 'content_block_delta') break
+      ac.abort()
     },
   }
 }
@@ -157,6 +177,11 @@ function geminiDriver(): Driver {
       const call = first.functionCalls![0]!
       const second = await client().models.generateContent({ model: 'gemini-2.5-flash', contents: [ask, { role: 'model', parts: [{ functionCall: call }] }, { role: 'user', parts: [{ functionResponse: { name: call.name, response: { result } } }] }], config: { tools } })
       return { call: { name: call.name!, args: call.args }, final: second.text ?? '' }
+    },
+    async streamThenAbort(q) {
+      const ac = new AbortController()
+      for await (const c of await client().models.generateContentStream({ model: 'gemini-2.5-flash', contents: q, config: { abortSignal: ac.signal } })) if (c.text) break
+      ac.abort()
     },
   }
 }
@@ -213,5 +238,40 @@ describe.each(drivers.map((d) => [d().name, d] as const))('%s', (_name, make) =>
     expect(final).toContain('tool said')
     expect(final).toContain('sunny, 21C')
     expect(mock.received.at(-1)!.raw).toBe(settled.at(-1)!.rawBody)
+  })
+
+  it("passes the vendor's own error through with its status, as the SDK's own error", async () => {
+    for (const status of [400, 429, 500]) {
+      mock.behaviour.status = status
+      try {
+        const err = await d.ask(`an error ${status} for ${d.name}`).then(() => undefined, (e) => e)
+        expect(err, `status ${status}`).toBeInstanceOf(Error)
+        expect(err.status, `status ${status}`).toBe(status)
+      } finally {
+        mock.behaviour.status = undefined
+      }
+    }
+  })
+
+  it('a stream the vendor cuts off mid-way fails in the SDK, never ends as if complete', async () => {
+    mock.behaviour.cutAfterEvents = 2
+    try {
+      const q = `cut me off, ${d.name}, after a few words of the answer please`
+      const out = await d.stream(q).then((r) => r, (e: Error) => e)
+      expect(out).toBeInstanceOf(Error)
+    } finally {
+      mock.behaviour.cutAfterEvents = undefined
+    }
+  })
+
+  it('a client that hangs up mid-stream ends the call to the vendor', async () => {
+    const before = mock.aborted
+    mock.behaviour.eventGapMs = 200
+    try {
+      await d.streamThenAbort(`hang up on this long answer, ${d.name}, one two three four five six`)
+      await until(() => mock.aborted > before, 'the upstream call to be aborted', 5000)
+    } finally {
+      mock.behaviour.eventGapMs = undefined
+    }
   })
 })
