@@ -59,6 +59,55 @@ function logloss(p: Float64Array, y: number[], w: number[]): number {
   return s / ws
 }
 
+/** what growing one tree needs: this round's gradients and hessians, the binned features, the settings */
+interface GrowInput { g: Float64Array; h: Float64Array; edges: number[][]; codes: Uint8Array[]; nf: number; depth: number; lr: number; lambda: number; minH: number }
+
+/** one tree on the current gradients: each node split at the histogram bin of largest gain */
+function growTree(inp: GrowInput, n: number): Tree {
+  const { g, h, edges, codes, nf, depth, lr, lambda, minH } = inp
+  const tree: Tree = { feature: [], threshold: [], left: [], right: [], value: [] }
+  const grow = (rows: Int32Array, d: number): number => {
+    const id = tree.feature.length
+    tree.feature.push(-1); tree.threshold.push(0); tree.left.push(-1); tree.right.push(-1); tree.value.push(0)
+    let G = 0, H = 0
+    for (const r of rows) { G += g[r]!; H += h[r]! }
+    tree.value[id] = (-G / (H + lambda)) * lr
+    if (d >= depth || H < 2 * minH) return id
+    let bestGain = 1e-9, bestF = -1, bestB = -1
+    const parent = (G * G) / (H + lambda)
+    for (let f = 0; f < nf; f++) {
+      const nb = edges[f]!.length + 1
+      if (nb < 2) continue
+      const hg = new Float64Array(nb), hh = new Float64Array(nb)
+      const c = codes[f]!
+      for (const r of rows) { hg[c[r]!]! += g[r]!; hh[c[r]!]! += h[r]! }
+      let gl = 0, hl = 0
+      for (let b = 0; b < nb - 1; b++) {
+        gl += hg[b]!; hl += hh[b]!
+        const gr = G - gl, hr = H - hl
+        if (hl < minH || hr < minH) continue
+        const gain = (gl * gl) / (hl + lambda) + (gr * gr) / (hr + lambda) - parent
+        if (gain > bestGain) { bestGain = gain; bestF = f; bestB = b }
+      }
+    }
+    if (bestF < 0) return id
+    const c = codes[bestF]!
+    const L: number[] = [], R: number[] = []
+    for (const r of rows) (c[r]! <= bestB ? L : R).push(r)
+    tree.feature[id] = bestF
+    tree.threshold[id] = edges[bestF]![bestB]!
+    const l = grow(Int32Array.from(L), d + 1)
+    const rr = grow(Int32Array.from(R), d + 1)
+    tree.left[id] = l
+    tree.right[id] = rr
+    return id
+  }
+  const all = new Int32Array(n)
+  for (let i = 0; i < n; i++) all[i] = i
+  grow(all, 0)
+  return tree
+}
+
 export function train(X: number[][], y: number[], w: number[], valid: { X: number[][]; y: number[]; w: number[] }, opts: TrainOptions = {}): BoostedModel {
   const nTrees = opts.trees ?? 400
   const depth = opts.depth ?? 3
@@ -83,46 +132,7 @@ export function train(X: number[][], y: number[], w: number[], valid: { X: numbe
       g[i] = w[i]! * (p - y[i]!)
       h[i] = w[i]! * Math.max(p * (1 - p), 1e-6)
     }
-    const tree: Tree = { feature: [], threshold: [], left: [], right: [], value: [] }
-    const grow = (rows: Int32Array, d: number): number => {
-      const id = tree.feature.length
-      tree.feature.push(-1); tree.threshold.push(0); tree.left.push(-1); tree.right.push(-1); tree.value.push(0)
-      let G = 0, H = 0
-      for (const r of rows) { G += g[r]!; H += h[r]! }
-      tree.value[id] = (-G / (H + lambda)) * lr
-      if (d >= depth || H < 2 * minH) return id
-      let bestGain = 1e-9, bestF = -1, bestB = -1
-      const parent = (G * G) / (H + lambda)
-      for (let f = 0; f < nf; f++) {
-        const nb = edges[f]!.length + 1
-        if (nb < 2) continue
-        const hg = new Float64Array(nb), hh = new Float64Array(nb)
-        const c = codes[f]!
-        for (const r of rows) { hg[c[r]!]! += g[r]!; hh[c[r]!]! += h[r]! }
-        let gl = 0, hl = 0
-        for (let b = 0; b < nb - 1; b++) {
-          gl += hg[b]!; hl += hh[b]!
-          const gr = G - gl, hr = H - hl
-          if (hl < minH || hr < minH) continue
-          const gain = (gl * gl) / (hl + lambda) + (gr * gr) / (hr + lambda) - parent
-          if (gain > bestGain) { bestGain = gain; bestF = f; bestB = b }
-        }
-      }
-      if (bestF < 0) return id
-      const c = codes[bestF]!
-      const L: number[] = [], R: number[] = []
-      for (const r of rows) (c[r]! <= bestB ? L : R).push(r)
-      tree.feature[id] = bestF
-      tree.threshold[id] = edges[bestF]![bestB]!
-      const l = grow(Int32Array.from(L), d + 1)
-      const rr = grow(Int32Array.from(R), d + 1)
-      tree.left[id] = l
-      tree.right[id] = rr
-      return id
-    }
-    const all = new Int32Array(n)
-    for (let i = 0; i < n; i++) all[i] = i
-    grow(all, 0)
+    const tree = growTree({ g, h, edges, codes, nf, depth, lr, lambda, minH }, n)
     model.trees.push(tree)
     const one: BoostedModel = { base: 0, trees: [tree] }
     for (let i = 0; i < n; i++) F[i]! += predictRaw(one, X[i]!)
