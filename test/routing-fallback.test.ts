@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { APIError } from 'openai'
 import type { Attempt, MeshConfig, MeshContext, Plugin, Usage } from '../core/types.ts'
+import { quota } from '../plugins/quota/index.ts'
 import { anthropicClient, clearVendorEnv, openaiClient, startProxy, until, type Proxy } from './helpers/core-harness.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
@@ -465,5 +466,35 @@ describe('redis storage: cooldowns shared by instances', () => {
     } finally {
       one.a.always = undefined
     }
+  })
+})
+
+describe('budgets with the quota plugin', () => {
+  let rig: Rig
+  beforeAll(async () => {
+    rig = await startRig({ plugins: [quota({ limits: { global: { usdPerDay: 100, tokensPerDay: 1_000_000 } } })], routing: { retries: 1, backoffMs: 10 } })
+  })
+  afterAll(() => rig.close())
+
+  it('a retried call and a fallback are each settled once, on the model that answered', async () => {
+    // a 500 then the same target again; a 503 then the fallback
+    rig.targets = [OPENAI]
+    rig.a.next = [{ status: 500 }]
+    const retried = await ask(rig, 'retry and bill once')
+    expect(retried.response.headers.get('x-agentmesh-attempts')).toBe('2')
+    rig.targets = [OPENAI, CLAUDE]
+    rig.a.next = [{ status: 503 }]
+    const fell = await ask(rig, 'fall back and bill once')
+    expect(fell.response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
+    const bills = [seenOf(rig, retried.response), seenOf(rig, fell.response)]
+    const pricing = rig.proxy.instance.mesh.pricing
+    expect(bills[0]!.costUsd).toBeCloseTo(pricing.cost('gpt-4o-mini', bills[0]!.usage), 12)
+    expect(bills[1]!.costUsd).toBeCloseTo(pricing.cost('claude-haiku-4-5', bills[1]!.usage), 12)
+    const res = await fetch(`${rig.proxy.url}/agentmesh/admin/usage`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    const report = (await res.json()) as { scopes: Array<{ scope: string; day: { requests: number; tokens: number; usd: number } }> }
+    const global = report.scopes.find((s) => s.scope === 'global')!
+    expect(global.day.requests).toBe(2)
+    expect(global.day.tokens).toBe(bills.reduce((n, b) => n + b.usage.inputTokens + b.usage.outputTokens, 0))
+    expect(global.day.usd).toBeCloseTo(bills[0]!.costUsd + bills[1]!.costUsd, 6)
   })
 })
