@@ -32,6 +32,8 @@ const routerOptions: RouterOptions = {
     // gpt-3.5-turbo (0.5/1.5): 16k context, 4k output, no image input
     look: ['gpt-3.5-turbo', 'claude-haiku-4-5'],
     tiny: ['gpt-3.5-turbo'],
+    // claude-haiku-5-5 (0.1/0.5) is the cheapest; Anthropic has JSON schemas but no schema-less JSON mode
+    json: ['claude-haiku-5-5', 'gpt-4o-mini'],
     // small, medium, large
     smart: ['gpt-4o-mini', 'gpt-4o', 'o3'],
     // no configured vendor serves mistral-small here
@@ -193,6 +195,22 @@ describe('aliases and cheapest-capable', () => {
     const { id: id2 } = await ask({ model: 'look', max_tokens: 6000 })
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-4-5' })
     expect(routeEvent(id2)!.skipped).toEqual([{ model: 'gpt-3.5-turbo', why: 'max output 4k < 6000 asked' }])
+  })
+
+  it('JSON mode skips models without it; a JSON schema goes to any model with schemas', async () => {
+    await ask({ model: 'json' })
+    expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-5-5' })
+    for (const m of Object.values(mocks)) m.received.length = 0
+    const { headers, id } = await ask({ model: 'json', response_format: { type: 'json_object' } })
+    expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini' })
+    expect(headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 2 candidates, picked gpt-4o-mini (json, 128k)')
+    expect(routeEvent(id)!.skipped).toEqual([{ model: 'claude-haiku-5-5', why: 'no JSON mode' }])
+    for (const m of Object.values(mocks)) m.received.length = 0
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false }
+    const s = await ask({ model: 'json', response_format: { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } } })
+    expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-5-5' })
+    expect(mocks.anthropic.received[0]!.body.output_format).toEqual({ type: 'json_schema', schema })
+    expect(s.headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 2 candidates, picked claude-haiku-5-5 (json schema, 1M)')
   })
 
   it('when no candidate fits, the client gets a 400 in its protocol naming each reason', async () => {

@@ -4,6 +4,7 @@
 // the router, run alternately), and the router's hooks alone on a real request context, in process.
 import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import type { MeshContext } from '../../core/types.ts'
 import type { RouterOptions } from '../../plugins/router/index.ts'
@@ -124,9 +125,11 @@ async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: 
   return { usPerRequest: ((bestOn - bestOff) / calls) * 1000, calls, reason }
 }
 
-/** the printed line */
+/** the printed line, with the machine's load (the through-proxy figure is only as good as it is quiet) */
 export async function routerGainsLine(d: GainsDeps, children: ChildProcess[]): Promise<string> {
+  const load0 = loadavg()[0]!
   const hooks = await hooksAlone(d)
   const p = await throughProxy(d, children)
-  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, added ${(p.on - p.off).toFixed(3)} ms/req (two fresh proxies, wrk ${p.rounds}x${d.seconds}s each, alternating, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}")`
+  const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
+  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, added ${(p.on - p.off).toFixed(3)} ms/req (two fresh proxies, wrk ${p.rounds}x${d.seconds}s each, alternating, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | ${load}`
 }
