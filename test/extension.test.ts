@@ -20,6 +20,7 @@ import { type Sites, startSites } from './helpers/extension-sites.ts'
 const ARTIFACTS = join(import.meta.dirname, 'artifacts', 'extension')
 /** the id the committed public key (manifest `key`) gives; extension/README.md names it */
 const EXTENSION_ID = 'maolnfhlbdfjbckphcpmoammcbmcaepe'
+const ADMIN = 'extension-test-admin-token-0123456789'
 const PROMPT = 'Explain the difference between a mutex and a semaphore, with one example each'
 
 let ext: BuiltExtension
@@ -31,6 +32,8 @@ let proxyClosed = false
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true })
   clearVendorEnv()
+  // the demo preset's virtual keys get an admin API with it
+  process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
   ext = buildExtension()
   sites = await startSites()
   // the browser starts while the proxy loads; whichever fails, the other is still closed in afterAll
@@ -60,6 +63,7 @@ async function warm(p: Proxy): Promise<void> {
 }
 
 afterAll(async () => {
+  delete process.env.AGENTMESH_ADMIN_TOKEN
   await browser?.close()
   if (!proxyClosed) await proxy?.close()
   await sites?.close()
@@ -67,7 +71,7 @@ afterAll(async () => {
 })
 
 /** the options page, as a user fills it in */
-async function configure(values: { proxyUrl?: string; user?: string; team?: string; redirect?: boolean; geminiModel?: string }): Promise<void> {
+async function configure(values: { proxyUrl?: string; user?: string; team?: string; key?: string; redirect?: boolean; geminiModel?: string }): Promise<void> {
   const page = await browser.open('options.html')
   // the form shows what is stored once the page has read it
   await page.locator('form[data-loaded="true"]').waitFor({ timeout: 5000 })
@@ -75,6 +79,7 @@ async function configure(values: { proxyUrl?: string; user?: string; team?: stri
   if (values.geminiModel !== undefined) await page.fill('input[name="model-gemini"]', values.geminiModel)
   if (values.user !== undefined) await page.fill('input[name="user"]', values.user)
   if (values.team !== undefined) await page.fill('input[name="team"]', values.team)
+  if (values.key !== undefined) await page.fill('input[name="key"]', values.key)
   if (values.redirect !== undefined) await page.setChecked('input[name="redirect"]', values.redirect)
   await page.click('button[type="submit"]')
   await page.locator('#saved', { hasText: 'Saved.' }).waitFor({ timeout: 5000 })
@@ -233,6 +238,31 @@ describe('browser extension', () => {
     await expect.poll(() => popup.locator('#state').getAttribute('data-connected'), { timeout: 10_000 }).toBe('true')
     expect(await read(popup)).toEqual(figures)
     await popup.close()
+  })
+
+  it('with a virtual key in the options the key decides team and user; a wrong key shows the proxy\'s refusal', { timeout: 30_000 }, async () => {
+    const created = await fetch(`${proxy.url}/agentmesh/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ team: 'keyteam', user: 'kim' }) })
+    expect(created.status).toBe(201)
+    const { key } = (await created.json()) as { key: string }
+    try {
+      await configure({ key })
+      let page = await site('chatgpt.com')
+      await page.click('#prompt-textarea')
+      await page.keyboard.type('who am I to the proxy')
+      await expect.poll(() => field(page, 'quota').textContent(), { timeout: 5000 }).toMatch(/^team keyteam · user kim · /)
+      const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
+      expect(dry.data.identity).toMatchObject({ team: 'keyteam', user: 'kim', tool: 'browser-chatgpt' })
+      await page.close()
+
+      await configure({ key: 'am-this-key-was-never-issued' })
+      page = await site('chatgpt.com')
+      await page.click('#prompt-textarea')
+      await page.keyboard.type('and now?')
+      await expect.poll(() => field(page, 'error').textContent(), { timeout: 5000 }).toMatch(/^AgentMesh refused the preview \(401\): .*virtual key/)
+      await page.close()
+    } finally {
+      await configure({ key: '' })
+    }
   })
 
   it('a silent proxy, then a stopped one, show the offline line within 2 s; typing and sending go on', { timeout: 30_000 }, async () => {
