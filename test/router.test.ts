@@ -44,6 +44,7 @@ const routerOptions: RouterOptions = {
     // a TypeScript function as the condition; `concrete` lets it change a named model
     { name: 'cli-to-gemini', match: (r) => r.tool === 'router-test-cli', model: 'gemini-2.5-flash', concrete: true },
     { name: 'flat-price', match: { tool: 'flat' }, candidates: 'smart', complexity: false },
+    { name: 'fast-by-latency', match: { tool: 'latency' }, candidates: 'fast', strategy: 'lowest-latency' },
     { name: 'tools-to-cheap', match: { tools: true, model: 'cheap-tools' }, candidates: ['gpt-4o-mini'] },
     // no team (nor model) in the match: it routes aliases, never a model a client named
     { name: 'agent-cli-tools', match: { tools: true, tool: 'agent-cli' }, candidates: ['gpt-4o-mini'] },
@@ -278,6 +279,17 @@ describe('rules and concrete models', () => {
     expect(b.headers.get('x-agentmesh-route-reason')).toBe('cli-to-gemini')
   })
 
+  it('a rule can hand the attempt loop its strategy with the fallbacks', async () => {
+    const { id } = await ask({}, { 'X-AgentMesh-Tool': 'latency' })
+    await until(() => seen.some((s) => s.id === id), 'afterResponse')
+    expect(seen.find((s) => s.id === id)!.state).toMatchObject({
+      rule: 'fast-by-latency', model: 'gpt-4o-mini', strategy: 'lowest-latency',
+      fallbacks: [{ vendor: 'google', model: 'gemini-2.5-flash' }, { vendor: 'anthropic', model: 'claude-haiku-4-5' }],
+    })
+    // the loop tries the fastest of the three first (no history yet: any of them answers)
+    expect(['gpt-4o-mini', 'gemini-2.5-flash', 'claude-haiku-4-5']).toContain(reached().model)
+  })
+
   it('the OpenAI SDK asking for claude-haiku-4-5 is served by the Anthropic mock (translation), with the route headers', async () => {
     const { data, headers } = await ask({ model: 'claude-haiku-4-5' })
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-4-5', path: '/v1/messages' })
@@ -348,5 +360,6 @@ describe('options', () => {
     expect(() => router({ capabilities: { 'my-local': { tools: true } } })).toThrow(/capabilities\.my-local: a model the built-in table does not know needs at least contextWindow and maxOutput/)
     expect(() => router({ complexity: { shortTokens: 500, longTokens: 100 } })).toThrow(/longTokens must be above/)
     expect(() => router({ routes: [] } as never)).toThrow(/unknown option "routes"/)
+    expect(() => router({ rules: [{ name: 'x', strategy: 'fastest' as never }] })).toThrow(/rules\[0\]\.strategy must be 'ordered' or 'lowest-latency'/)
   })
 })

@@ -14,11 +14,11 @@ import type { Identity, Mesh, MeshContext, Plugin, ProtocolName } from '../../co
 import { capabilitiesOf } from './capabilities.ts'
 import { cheapestCapable, resolveTarget, type Candidate } from './choose.ts'
 import { routeRequest } from './features.ts'
-import { compileOptions, type CompiledRule, type RouteRequest, type RouterOptions, type RouteTarget } from './options.ts'
+import { compileOptions, type CompiledRule, type RouteRequest, type RouterOptions, type RouteStrategy, type RouteTarget } from './options.ts'
 
 export type { ModelCapabilities, ModelTier } from './capabilities.ts'
 export { CAPABILITIES } from './capabilities.ts'
-export type { ComplexityOptions, RouteMatch, RouteRequest, RouteRule, RouterOptions, RouteTarget } from './options.ts'
+export type { ComplexityOptions, RouteMatch, RouteRequest, RouteRule, RouterOptions, RouteStrategy, RouteTarget } from './options.ts'
 
 /** The router's decision on a request, published as ctx.state.route. */
 export interface RouteDecision {
@@ -34,6 +34,7 @@ export interface RouteDecision {
   /** candidates left out, and why */
   skipped?: Array<{ model: string; why: string }>
   fallbacks?: Array<{ vendor: string; model: string }>
+  strategy?: RouteStrategy
 }
 
 declare module '../../core/types.ts' {
@@ -130,8 +131,10 @@ export function router(options: RouterOptions = {}): Plugin {
       ctx.response = { kind: 'error', status: err.status, type: err.type, message: err.message }
       return
     }
+    const strategy = rule?.strategy ?? opts.strategy
+    if (strategy) d.strategy = strategy
     const before = ctx.route.model
-    ctx.route = { vendor: d.vendor, model: d.model, reason: d.reason, ...(d.fallbacks?.length ? { fallbacks: d.fallbacks } : {}) }
+    ctx.route = { vendor: d.vendor, model: d.model, reason: d.reason, ...(d.fallbacks?.length ? { fallbacks: d.fallbacks } : {}), ...(strategy ? { strategy } : {}) }
     ctx.state.route = d
     if (d.model !== before) reestimate(ctx, before)
   }

@@ -41,6 +41,9 @@ export interface RouteMatch {
   images?: boolean
 }
 
+/** 'ordered': the chosen target, then the fallbacks in order; 'lowest-latency': the fastest of them first */
+export type RouteStrategy = 'ordered' | 'lowest-latency'
+
 /** A target: `model` (the vendor is the configured one serving it) or `vendor/model`. */
 export type RouteTarget = string
 
@@ -57,6 +60,8 @@ export interface RouteRule {
   fallbacks?: RouteTarget[]
   /** the complexity tier for this rule's choices (default: the router's `complexity`) */
   complexity?: boolean
+  /** how the core's attempt loop orders this route and its fallbacks (default: the router's `strategy`; docs/routing.md) */
+  strategy?: RouteStrategy
   /**
    * whether the rule also applies to a request that names a concrete model (not an alias); default
    * true when `match` names a team (or the model), false otherwise: a client that names a model
@@ -88,6 +93,8 @@ export interface RouterOptions {
   assumedOutputTokens?: number
   /** fallbacks added from the other capable candidates when a rule gives none (default 2; 0: none) */
   maxFallbacks?: number
+  /** the attempt loop's order for routed requests (default: the core's, 'ordered') */
+  strategy?: RouteStrategy
 }
 
 // ---------------------------------------------------------------- compiled form
@@ -102,6 +109,7 @@ export interface CompiledRule {
   candidates?: RouteTarget[]
   fallbacks?: RouteTarget[]
   complexity?: boolean
+  strategy?: RouteStrategy
 }
 
 export interface CompiledOptions {
@@ -113,6 +121,7 @@ export interface CompiledOptions {
   complexity: false | Required<ComplexityOptions>
   assumedOutputTokens: number
   maxFallbacks: number
+  strategy?: RouteStrategy
 }
 
 const fail = (msg: string): never => {
@@ -185,6 +194,7 @@ function compileRule(r: RouteRule, i: number, aliases: Map<string, RouteTarget[]
   else if (r.candidates !== undefined) candidates = targets(`${where}.candidates`, r.candidates)
   if (r.complexity !== undefined && typeof r.complexity !== 'boolean') fail(`${where}.complexity must be true or false`)
   if (r.concrete !== undefined && typeof r.concrete !== 'boolean') fail(`${where}.concrete must be true or false`)
+  checkStrategy(`${where}.strategy`, r.strategy)
   const dataMatch = r.match && typeof r.match === 'object' ? r.match : undefined
   return {
     name: r.name.trim(),
@@ -194,7 +204,12 @@ function compileRule(r: RouteRule, i: number, aliases: Map<string, RouteTarget[]
     candidates,
     fallbacks: r.fallbacks === undefined ? undefined : targets(`${where}.fallbacks`, r.fallbacks),
     complexity: r.complexity,
+    strategy: r.strategy,
   }
+}
+
+function checkStrategy(where: string, v: unknown): void {
+  if (v !== undefined && v !== 'ordered' && v !== 'lowest-latency') fail(`${where} must be 'ordered' or 'lowest-latency'`)
 }
 
 const CAP_KEYS: Record<keyof ModelCapabilities, 'number' | 'boolean' | 'tier'> = { contextWindow: 'number', maxOutput: 'number', tools: 'boolean', vision: 'boolean', json: 'boolean', jsonSchema: 'boolean', tier: 'tier' }
@@ -219,7 +234,7 @@ function compileCapabilities(given: RouterOptions['capabilities'], base: (model:
   return out
 }
 
-const OPTION_KEYS = new Set(['aliases', 'rules', 'capabilities', 'complexity', 'assumedOutputTokens', 'maxFallbacks'])
+const OPTION_KEYS = new Set(['aliases', 'rules', 'capabilities', 'complexity', 'assumedOutputTokens', 'maxFallbacks', 'strategy'])
 
 export function compileOptions(options: RouterOptions, base: (model: string) => ModelCapabilities | undefined): CompiledOptions {
   if (!options || typeof options !== 'object') fail('options must be an object')
@@ -237,6 +252,7 @@ export function compileOptions(options: RouterOptions, base: (model: string) => 
   if (!(Number.isInteger(assumedOutputTokens) && assumedOutputTokens >= 0)) fail('assumedOutputTokens must be a non-negative integer')
   const maxFallbacks = options.maxFallbacks ?? 2
   if (!(Number.isInteger(maxFallbacks) && maxFallbacks >= 0)) fail('maxFallbacks must be a non-negative integer')
+  checkStrategy('strategy', options.strategy)
   return {
     aliases,
     rules,
@@ -245,5 +261,6 @@ export function compileOptions(options: RouterOptions, base: (model: string) => 
     complexity,
     assumedOutputTokens,
     maxFallbacks,
+    strategy: options.strategy,
   }
 }
