@@ -17,14 +17,22 @@ export interface GuardVerdict {
   message: string
 }
 
-/** ctx.meta['dry-run']: the verdicts of the guards, in the order they ran */
+/** ctx.state.dryRun: the verdicts of the guards, in the order they ran */
 export interface DryRunState {
   verdicts: GuardVerdict[]
-  /** what the real request would have come to, once the preview is made */
+  /** what the real request would have come to, once the preview is made (plugins/dry-run) */
   outcome?: 'vendor' | 'cache' | 'blocked' | 'held'
 }
 
-const META = 'dry-run'
+// Declared here, not in plugins/dry-run: the guards write it through refuseOrRecord() below and
+// the core imports no plugin, so the state's type lives with the contract that fills it.
+declare module './types.ts' {
+  interface MeshState {
+    /** a dry run's state (the audit records it); null: looked, not a dry run */
+    dryRun?: DryRunState | null
+  }
+}
+
 // meshes whose config has the dry-run plugin: without it the header means nothing, and a plugin
 // that skipped its side effects would let a real vendor call go unbilled
 const enabled = new WeakSet<object>()
@@ -40,17 +48,17 @@ export function enableDryRun(mesh: Mesh): void {
  */
 export function isDryRun(ctx: MeshContext): boolean {
   // null: looked, not a dry run (several plugins ask on every request)
-  const state = ctx.meta[META] as DryRunState | null | undefined
+  const state = ctx.state.dryRun
   if (state !== undefined) return state !== null
   const v = enabled.has(ctx.mesh) ? ctx.request.headers.get(DRY_RUN_HEADER) : null
   const t = v?.trim().toLowerCase()
   const dry = t !== undefined && t !== 'false' && t !== '0' && t !== ''
-  ctx.meta[META] = dry ? ({ verdicts: [] } satisfies DryRunState) : null
+  ctx.state.dryRun = dry ? { verdicts: [] } : null
   return dry
 }
 
 export function dryRunState(ctx: MeshContext): DryRunState | undefined {
-  return isDryRun(ctx) ? (ctx.meta[META] as DryRunState) : undefined
+  return isDryRun(ctx) ? (ctx.state.dryRun ?? undefined) : undefined
 }
 
 /**

@@ -1,8 +1,9 @@
 // dry-run: `X-AgentMesh-Dry-Run: true` takes a request through identity, normalisation, the
 // caches, quota, routing and every guard, and answers a preview instead of calling a vendor (200,
 // in the client's protocol, streamed if asked). The plugins with side effects skip them on a dry
-// run and the guards record what they would do (core/dry-run.ts); `enforce: 'post'` makes the
-// preview the last route hook, after any router and the approval gate.
+// run and the guards record what they would do (core/dry-run.ts) in ctx.state.dryRun, where this
+// plugin adds the outcome and the audit log reads both; `enforce: 'post'` makes the preview the
+// last route hook, after any router and the approval gate.
 // POST /agentmesh/preview answers the same as JSON for a body of any protocol (route.ts).
 import { DRY_RUN_HEADER, dryRunState, enableDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
