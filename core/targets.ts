@@ -40,7 +40,11 @@ export class TargetHealth {
   syncedAt = 0
   syncing: Promise<void> | undefined = undefined
   readonly id: string
-  constructor(readonly vendor: string, readonly model: string) {
+  /**
+   * @param pooled the vendor balances several deployments (keys, base URLs) itself: a 429 is one
+   * key's, not the model's, and another call may find a free deployment
+   */
+  constructor(readonly vendor: string, readonly model: string, readonly pooled = false) {
     this.id = `${vendor}/${model}`
   }
 }
@@ -71,7 +75,7 @@ export class Targets {
     let models = this.#byVendor.get(vendor)
     const known = models?.get(model)
     if (known) return known
-    const t = new TargetHealth(vendor, model)
+    const t = new TargetHealth(vendor, model, this.mesh.vendors.get(vendor)?.targets !== undefined)
     if (this.#count >= MAX_TARGETS && !this.#evict()) return t
     if (!models) this.#byVendor.set(vendor, (models = new Map()))
     models.set(model, t)
@@ -160,7 +164,8 @@ export class Targets {
       t.failures = 0
     }
     t.failures++
-    if (status === 429) this.#cool(t, now, retryAfterMs ?? c.cooldownMs, why)
+    // a pooled vendor's 429 is one deployment's, which the vendor cools itself
+    if (status === 429 && !t.pooled) this.#cool(t, now, retryAfterMs ?? c.cooldownMs, why)
     else if (t.failures >= c.failures) this.#cool(t, now, Math.max(c.cooldownMs, retryAfterMs ?? 0), `${t.failures} failure${t.failures === 1 ? '' : 's'} within ${c.windowMs} ms, the last: ${why}`)
   }
 
@@ -330,7 +335,8 @@ function verdictOfResponse(res: MeshResponse, vendor: string): Verdict {
 function verdictOfError(err: unknown): Verdict {
   if (err instanceof UpstreamError) {
     if (err.status === 499) return { kind: 'stop' }
-    if (err.type === 'vendor_key_missing') return { kind: 'skip', why: err.message }
+    // no key here, or every deployment of the vendor cooling: another target may serve
+    if (err.type === 'vendor_key_missing' || err.type === 'vendor_cooling_down') return { kind: 'skip', why: err.message }
     return { kind: 'retry', status: 0, why: err.message, timeout: err.status === 504 }
   }
   if (err instanceof ProtocolError) return { kind: 'skip', why: err.message }
@@ -443,6 +449,8 @@ class AttemptRun {
   readonly skipped = new Set<TargetHealth>()
   calls = 0
   retries = 0
+  /** calls made again at once on a pooled target, per target */
+  readonly again = new Map<TargetHealth, number>()
   touched = false
   firstSkip: unknown = undefined
   /** the last failed call's own answer or error, passed on as it is when it was the only call */
@@ -454,7 +462,8 @@ class AttemptRun {
   }
 
   /** the next target and how long to wait first: a fresh one at once, else a retry after its backoff */
-  next(): { t: TargetHealth; waitMs: number } | undefined {
+  next(last: TargetHealth | undefined): { t: TargetHealth; waitMs: number } | undefined {
+    if (last && this.anotherDeployment(last)) return { t: last, waitMs: 0 }
     const now = Date.now()
     const cooling: TargetHealth[] = []
     let fresh: TargetHealth | undefined
@@ -478,6 +487,26 @@ class AttemptRun {
     return this.retry()
   }
 
+  /**
+   * A pooled target that failed is called again at once while its vendor has another healthy
+   * deployment (one more call per deployment at most): the vendor's balancer picks another key.
+   */
+  anotherDeployment(t: TargetHealth): boolean {
+    const v = this.tried.get(t)
+    if (!t.pooled || v?.kind !== 'retry') return false
+    const vendor = this.reg.mesh.vendors.get(t.vendor)
+    let deployments: ReturnType<NonNullable<NonNullable<typeof vendor>['targets']>>
+    try {
+      deployments = vendor?.targets?.() ?? []
+    } catch {
+      return false
+    }
+    const again = this.again.get(t) ?? 0
+    if (again >= deployments.length - 1 || !deployments.some((d) => d.state === 'healthy')) return false
+    this.again.set(t, again + 1)
+    return true
+  }
+
   /** a target that failed is called again, after its backoff or its Retry-After (up to the cap) */
   retry(): { t: TargetHealth; waitMs: number } | undefined {
     const cfg = this.reg.config
@@ -485,8 +514,9 @@ class AttemptRun {
     let best: { t: TargetHealth; waitMs: number } | undefined
     const backoff = backoffMs(cfg, this.retries)
     for (const [t, v] of this.tried) {
-      if (v.kind !== 'retry' || (v.retryAfterMs ?? 0) > cfg.retryAfterCapMs) continue
-      const waitMs = Math.max(backoff, v.retryAfterMs ?? 0)
+      if (v.kind !== 'retry' || (!t.pooled && (v.retryAfterMs ?? 0) > cfg.retryAfterCapMs)) continue
+      // a pooled vendor's Retry-After is one deployment's: another may be free sooner
+      const waitMs = t.pooled ? backoff : Math.max(backoff, v.retryAfterMs ?? 0)
       if (!best || waitMs < best.waitMs) best = { t, waitMs }
     }
     if (best) this.retries++
@@ -509,7 +539,7 @@ export async function runAttempts(reg: Targets, ctx: CoreContext, call: () => Pr
   ctx.attempts = run.attempts
   const synced = reg.sync(list)
   if (synced) await synced
-  for (let next = run.next(); next; next = run.next()) {
+  for (let next = run.next(undefined); next; next = run.next(next.t)) {
     const t = next.t
     if (next.waitMs > 0) await pause(ctx, next.waitMs)
     prepare(ctx, snap, t, run.touched)

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { APIError } from 'openai'
 import type { Attempt, MeshConfig, MeshContext, Plugin, Usage } from '../core/types.ts'
 import { quota } from '../plugins/quota/index.ts'
+import { openaiCompatible } from '../plugins/vendors/openai-compatible.ts'
 import { anthropicClient, clearVendorEnv, openaiClient, startProxy, until, type Proxy } from './helpers/core-harness.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
@@ -496,5 +497,56 @@ describe('budgets with the quota plugin', () => {
     expect(global.day.requests).toBe(2)
     expect(global.day.tokens).toBe(bills.reduce((n, b) => n + b.usage.inputTokens + b.usage.outputTokens, 0))
     expect(global.day.usd).toBeCloseTo(bills[0]!.costUsd + bills[1]!.costUsd, 6)
+  })
+})
+
+describe('a vendor with several deployments', () => {
+  let rig: Rig
+  let c: Front
+  const POOL = { vendor: 'pool', model: 'pool-model' }
+  beforeAll(async () => {
+    const mock = await startMockUpstream()
+    const a = await startFront(mock)
+    const b = await startFront(mock)
+    c = await startFront(mock)
+    const pool = openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, models: ['pool-model'], deployments: [{ baseURL: `${a.url}/v1`, apiKey: 'sk-pool-a' }, { baseURL: `${c.url}/v1`, apiKey: 'sk-pool-c' }] })
+    rig = await startRig({ plugins: [pool] }, { mock, a, b })
+    rig.targets = [POOL, CLAUDE]
+  })
+  afterAll(async () => {
+    await rig.close()
+    await Promise.all([rig.a.close(), rig.b.close(), c.close(), rig.mock.close()])
+  })
+
+  it('one key\'s 429 is retried at once on another key of the same target, which stays healthy; the admin view lists the deployments', async () => {
+    rig.a.next = [{ status: 429, headers: { 'retry-after': '30' } }]
+    const t0 = performance.now()
+    const { data, response } = await ask(rig, 'pooled', 'pool-model')
+    // not the 30 s of that key's Retry-After
+    expect(performance.now() - t0).toBeLessThan(10_000)
+    expect(data.choices[0]!.message.content).toBe('mock answer to: pooled')
+    expect(response.headers.get('x-agentmesh-vendor')).toBe('pool')
+    expect(response.headers.get('x-agentmesh-attempts')).toBe('2')
+    expect(response.headers.get('x-agentmesh-fallback-from')).toBeNull()
+    expect(rig.a.hits).toHaveLength(1)
+    expect(c.hits).toHaveLength(1)
+    expect(rig.b.hits).toHaveLength(0)
+    const targets = await adminTargets(rig.proxy)
+    expect(targets.find((t) => t.id === 'pool/pool-model')).toMatchObject({ kind: 'model', state: 'healthy', failures: 1 })
+    const deployments = targets.filter((t) => t.kind === 'deployment' && t.vendor === 'pool')
+    expect(deployments).toHaveLength(2)
+    expect(deployments.map((d) => d.state).sort()).toEqual(['cooldown', 'healthy'])
+    expect(JSON.stringify(targets)).not.toContain('sk-pool')
+  })
+
+  it('every deployment cooling: the target is skipped for the fallback', async () => {
+    rig.a.next = [{ status: 429, headers: { 'retry-after': '5' } }]
+    c.next = [{ status: 429, headers: { 'retry-after': '5' } }]
+    // a cools from the first test; c meets its 429 now; then every deployment of pool cools
+    const first = await ask(rig, 'pool busy', 'pool-model')
+    expect(first.response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
+    const { response } = await ask(rig, 'pool cooling', 'pool-model')
+    expect(response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
+    expect(seenOf(rig, response).attempts![0]).toMatchObject({ vendor: 'pool', called: false, outcome: expect.stringContaining('every deployment of pool is cooling down') })
   })
 })
