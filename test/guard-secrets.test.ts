@@ -179,6 +179,14 @@ describe('redaction reaches the vendor', () => {
     }
   })
 
+  it('embeddings input', async () => {
+    const res = await postJson(`${proxy.url}/v1/embeddings`, { model: 'text-embedding-3-small', input: ['plain text', `config: GITLAB_TOKEN=${S.github}`] })
+    expect(res.status).toBe(200)
+    expect(last().path).toBe('/v1/embeddings')
+    expect(last().body.input).toEqual(['plain text', 'config: GITLAB_TOKEN=[REDACTED:github-token]'])
+    expect(res.headers.get('x-agentmesh-redacted')).toBe('github-token:1')
+  })
+
   it('a prompt without secrets goes upstream byte for byte, with no header', async () => {
     const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'commit 3f786850e387550fdab836ed7e6dc881de23001b, request 550e8400-e29b-41d4-a716-446655440000, max_tokens: 4096' }] })
     const res = await postJson(`${proxy.url}/v1/chat/completions`, body)
@@ -297,6 +305,19 @@ describe('presets and options', () => {
     } finally {
       await p2.close()
       await m2.close()
+    }
+  })
+
+  it('off and allow: those values go upstream as they are', async () => {
+    const { mock: m3, proxy: p3 } = await startMockAndProxy({ config: { plugins: [guard({ off: ['jwt'], allow: [S.github] })] } })
+    try {
+      const content = `session ${S.jwt}, token ${S.github}, npm ${S.npm}`
+      const res = await openaiClient(p3).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }).withResponse()
+      expect(m3.received[0]!.body.messages[0].content).toBe(`session ${S.jwt}, token ${S.github}, npm [REDACTED:npm-token]`)
+      expect(res.response.headers.get('x-agentmesh-redacted')).toBe('npm-token:1')
+    } finally {
+      await p3.close()
+      await m3.close()
     }
   })
 
