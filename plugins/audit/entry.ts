@@ -35,7 +35,8 @@ function compressionOf(ctx: MeshContext): AuditEntry['compression'] {
 }
 const num = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n : 0)
 
-export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntry {
+/** `promptHash`: computed ahead (canonicalSha256Async) for a prompt of megabytes */
+export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash?: string): AuditEntry {
   const usage = ctx.usage ?? ({} as MeshContext['usage'])
   const id = ctx.identity ?? ({} as MeshContext['identity'])
   const quota = ctx.state?.quota?.decision
@@ -56,7 +57,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean): AuditEntr
     latencyMs: round2(performance.now() - ctx.startedAt),
     model: ctx.answer?.model ?? ctx.route?.model ?? '',
     operation: ctx.operation,
-    promptHash: canonicalSha256(ctx.prompt ?? null, ctx.request?.rawBody?.length),
+    promptHash: promptHash ?? canonicalSha256(ctx.prompt ?? null, ctx.request?.rawBody?.length),
     protocol: ctx.protocol,
     quota: typeof quota === 'string' ? quota : undefined,
     requestedModel: ctx.prompt?.model ?? '',

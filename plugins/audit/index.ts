@@ -5,6 +5,7 @@
 // While the log cannot be written, new requests are refused (onFailure 'refuse'). See README.md.
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { canonicalSha256Async } from '../../core/canonical.ts'
 import { StorageUnavailableError } from '../../core/errors.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { HealthCheck, Mesh, MeshContext, Plugin, PluginCommand } from '../../core/types.ts'
@@ -301,7 +302,16 @@ function recordEntry(ctx: MeshContext, w: AuditWriter | undefined, options: Audi
     w.noteRefused()
     return
   }
-  let entry = buildEntry(ctx, options.includeContent ?? false)
+  // a prompt of megabytes is hashed a slice per turn of the event loop, not in one ~100 ms go
+  const size = ctx.request?.rawBody?.length ?? 0
+  if (size >= LARGE_PROMPT_CHARS) return canonicalSha256Async(ctx.prompt ?? null, size).then((hash) => appendEntry(ctx, w, options, buildEntry(ctx, options.includeContent ?? false, hash)))
+  return appendEntry(ctx, w, options, buildEntry(ctx, options.includeContent ?? false))
+}
+
+const LARGE_PROMPT_CHARS = 1024 * 1024
+
+function appendEntry(ctx: MeshContext, w: AuditWriter, options: AuditOptions, built: AuditEntry): void | Promise<void> {
+  let entry = built
   if (options.redact) {
     try {
       const built = entry

@@ -7,7 +7,7 @@ import { cacheControl } from '../../core/cache-control.ts'
 import { isDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { CanonicalAnswer, Mesh, MeshContext, Plugin, Usage } from '../../core/types.ts'
-import { cacheKey, namespaceOf, type CacheScope } from './key.ts'
+import { cacheKey, cacheKeyAsync, namespaceOf, type CacheScope } from './key.ts'
 import { ExactStore, type CacheEntry, type LookupResult } from './store.ts'
 import { askerOf, isSampled, RecentAnswers } from './retry.ts'
 
@@ -233,7 +233,8 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
           ctx.cache.status = 'bypass'
           return
         }
-        const hash = cacheKey(ctx, o.scope)
+        // a request of megabytes is hashed over several turns of the event loop, not in one go
+        const hash = ctx.request.rawBody.length >= 1024 * 1024 ? await cacheKeyAsync(ctx, o.scope) : cacheKey(ctx, o.scope)
         if (isDryRun(ctx)) return previewLookup(st, ctx, hash, cc.noCache)
         return lookup(st, ctx, hash, cc.noCache)
       },

@@ -1,7 +1,7 @@
 // The exact-cache key: SHA-256 over everything that can change the answer, and nothing else.
 // The system we replace keyed on the last user message only and served one tenant's answer to
 // another; here every turn, the system prompt, tools, parameters and the scope are in the key.
-import { canonicalSha256 } from '../../core/canonical.ts'
+import { canonicalSha256, canonicalSha256Async } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 export type CacheScope = 'global' | 'team' | 'user'
@@ -57,4 +57,9 @@ function withoutCacheControl(tools: unknown): unknown {
 
 export function cacheKey(ctx: MeshContext, scope: CacheScope): string {
   return canonicalSha256(canonicalRequest(ctx, scope), ctx.request?.rawBody?.length)
+}
+
+/** cacheKey for a request of megabytes: hashed a slice per turn of the event loop */
+export function cacheKeyAsync(ctx: MeshContext, scope: CacheScope): Promise<string> {
+  return canonicalSha256Async(canonicalRequest(ctx, scope), ctx.request?.rawBody?.length)
 }
