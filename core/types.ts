@@ -295,20 +295,8 @@ export interface MeshEvents {
   cache_miss: { id: string; kind?: 'exact' | 'semantic'; reason?: string; similarity?: number }
   llm_call: { id: string; vendor: string; model: string; status: number; latencyMs: number; usage: Usage; costUsd: number; stream: boolean }
   response: { id: string; status: number; cache: CacheStatus; latencyMs: number; identity: Identity; vendor: string; model: string; tokens: number; costUsd: number }
-  quota_warn: { id: string; scope: string; limit: string; used: number; max: number; pct: number }
-  quota_block: { id: string; scope: string; limit: string; used: number; max: number }
   error: { id: string; status: number; type: string; message: string; plugin?: string }
   config_reload: { plugins: string[] }
-  /** a dry run answered with a preview (plugins/dry-run): what would have happened, nothing spent */
-  dry_run: { id: string; identity: Identity; outcome: 'vendor' | 'cache' | 'blocked' | 'held'; vendor: string; model: string; estimatedTokens: number; estimatedUsd: number; guards: string[] }
-  /** the approval gate (plugins/approval) held a request for a person's decision */
-  approval_requested: { id: string; approval: string; identity: Identity; rule: string; reason: string; model: string; estimatedUsd: number; mode: 'hold' | 'ask' }
-  approval_granted: { approval: string; by: string; at: string; note?: string }
-  approval_denied: { approval: string; by: string; at: string; note?: string }
-  /** a run (plugins/breaker) passed its warning percentage of a limit */
-  run_warn: { id: string; run: string; team: string; limit: string; used: number; max: number; pct: number }
-  /** a run was stopped: a loop was detected or a budget ran out */
-  run_tripped: { id: string; run: string; team: string; type: 'agent_loop_detected' | 'run_budget_exceeded'; limit: string; message: string }
   /**
    * a target (vendor/model) is skipped by requests with fallbacks until `until` (epoch ms): it
    * answered 429, or failed `failures` times in the window, or its half-open probe failed;

@@ -5,7 +5,7 @@
 import type { LRUCache } from 'lru-cache'
 import { canonicalSha256 } from '../../core/canonical.ts'
 import { isDryRun, refuseOrRecord } from '../../core/dry-run.ts'
-import type { MeshContext, MeshResponse } from '../../core/types.ts'
+import type { Identity, MeshContext, MeshResponse } from '../../core/types.ts'
 import { firstRule, type ApprovalRequest, type ResolvedApprovalOptions, type ResolvedRule } from './options.ts'
 import { APPROVAL_ID, type ApprovalRecord, type ApprovalStore } from './store.ts'
 
@@ -17,6 +17,12 @@ export interface ApprovalMeta { id: string; status: 'granted' | 'denied' | 'requ
 declare module '../../core/types.ts' {
   interface MeshState {
     approval?: ApprovalMeta
+  }
+  interface MeshEvents {
+    /** the approval gate held a request for a person's decision */
+    approval_requested: { id: string; approval: string; identity: Identity; rule: string; reason: string; model: string; estimatedUsd: number; mode: 'hold' | 'ask' }
+    approval_granted: { approval: string; by: string; at: string; note?: string }
+    approval_denied: { approval: string; by: string; at: string; note?: string }
   }
 }
 

@@ -16,6 +16,12 @@ declare module '../../core/types.ts' {
   interface MeshState {
     breaker?: BreakerMeta
   }
+  interface MeshEvents {
+    /** a run passed its warning percentage of a limit */
+    run_warn: { id: string; run: string; team: string; limit: string; used: number; max: number; pct: number }
+    /** a run was stopped: a loop was detected or a budget ran out */
+    run_tripped: { id: string; run: string; team: string; type: 'agent_loop_detected' | 'run_budget_exceeded'; limit: string; message: string }
+  }
 }
 
 export interface BreakerRuntime {

@@ -7,11 +7,18 @@
 // POST /agentmesh/preview answers the same as JSON for a body of any protocol (route.ts).
 import { DRY_RUN_HEADER, dryRunState, enableDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import type { MeshContext, Plugin } from '../../core/types.ts'
+import type { Identity, MeshContext, Plugin } from '../../core/types.ts'
 import { buildPreview, previewAnswer, type Preview } from './preview.ts'
 import { addPreviewRoute } from './route.ts'
 
 export type { Preview } from './preview.ts'
+
+declare module '../../core/types.ts' {
+  interface MeshEvents {
+    /** a dry run answered with a preview: what would have happened, nothing spent */
+    dry_run: { id: string; identity: Identity; outcome: 'vendor' | 'cache' | 'blocked' | 'held'; vendor: string; model: string; estimatedTokens: number; estimatedUsd: number; guards: string[] }
+  }
+}
 
 export interface DryRunOptions {
   /** serve POST /agentmesh/preview (default true) */

@@ -31,6 +31,12 @@ declare module '../../core/types.ts' {
   interface MeshState {
     quota?: QuotaDecision
   }
+  interface MeshEvents {
+    /** a request passed the warning percentage of a limit (once per limit and window in a process) */
+    quota_warn: { id: string; scope: string; limit: string; used: number; max: number; pct: number }
+    /** a request was refused by a quota (429) */
+    quota_block: { id: string; scope: string; limit: string; used: number; max: number }
+  }
 }
 
 /** counters that move by the same amount: requests, tokens or micro-USD */
