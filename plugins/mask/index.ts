@@ -66,25 +66,34 @@ interface Site {
   found: Array<{ kind: string; start: number; end: number }>
 }
 
-/** Every string of the body that holds personal data, in document order. */
-function findSites(body: unknown, kinds: readonly string[], sites: Site[], reserved: Map<string, number>): void {
-  const visit = (parent: Record<string, any> | any[], key: string | number, v: unknown) => {
-    if (typeof v === 'string') {
-      if (v.length < 6 || v.startsWith('data:')) return
-      const found = detectPersonalData(v, kinds)
-      if (found.length) sites.push({ parent, key, text: v, found })
-      if (v.indexOf('<') >= 0) for (const m of v.matchAll(EXISTING)) reserved.set(m[1]!, Math.max(reserved.get(m[1]!) ?? 0, Number(m[2])))
-    } else if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) visit(v, i, v[i])
-    } else if (v !== null && typeof v === 'object') {
-      const o = v as Record<string, any>
-      if (SKIP_TYPES.has(o.type) || o.thought === true) return
-      // base64 media: Anthropic's { type: 'base64', data }, Gemini's inlineData { mimeType, data }
-      const media = o.type === 'base64' || 'mimeType' in o || 'mime_type' in o
-      for (const k in o) if (!SKIP_KEYS.has(k) && !(media && k === 'data')) visit(o, k, o[k])
+interface Scan {
+  kinds: readonly string[]
+  sites: Site[]
+  /** the highest number of each label already in the text, made lazily: most bodies have none */
+  reserved?: Map<string, number>
+}
+
+/** Every string of the body that holds personal data, in document order (plain recursion: no closure per request). */
+function visit(scan: Scan, parent: Record<string, any> | any[], key: string | number, v: unknown): void {
+  if (typeof v === 'string') {
+    if (v.length < 6 || v.startsWith('data:')) return
+    const found = detectPersonalData(v, scan.kinds)
+    if (found.length) scan.sites.push({ parent, key, text: v, found })
+    if (v.indexOf('<') >= 0) {
+      for (const m of v.matchAll(EXISTING)) {
+        scan.reserved ??= new Map()
+        scan.reserved.set(m[1]!, Math.max(scan.reserved.get(m[1]!) ?? 0, Number(m[2])))
+      }
     }
+  } else if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) visit(scan, v, i, v[i])
+  } else if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, any>
+    if (SKIP_TYPES.has(o.type) || o.thought === true) return
+    // base64 media: Anthropic's { type: 'base64', data }, Gemini's inlineData { mimeType, data }
+    const media = o.type === 'base64' || 'mimeType' in o || 'mime_type' in o
+    for (const k in o) if (!SKIP_KEYS.has(k) && !(media && k === 'data')) visit(scan, o, k, o[k])
   }
-  visit([body], 0, body)
 }
 
 /** The same value written two ways (a card with or without spaces) is one value. */
@@ -104,9 +113,9 @@ interface Masking {
 
 /** Replace the values in the body in place; undefined when there was nothing to mask. */
 function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined {
-  const sites: Site[] = []
-  const reserved = new Map<string, number>()
-  findSites(body, kinds, sites, reserved)
+  const scan: Scan = { kinds, sites: [] }
+  for (const k in body as Record<string, unknown>) if (!SKIP_KEYS.has(k)) visit(scan, body as Record<string, unknown>, k, (body as Record<string, unknown>)[k])
+  const { sites, reserved } = scan
   if (!sites.length) return undefined
   const byCanonical = new Map<string, string>()
   const forms = new Map<string, string>()
@@ -123,7 +132,7 @@ function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined 
         const kind = f.kind as PersonalDataKind
         const label = LABEL[kind]
         // a placeholder already in the text (an earlier turn's, kept by a vendor) is not reused
-        const n = (counts[kind] ?? 0) + 1 + (reserved.get(label) ?? 0)
+        const n = (counts[kind] ?? 0) + 1 + (reserved?.get(label) ?? 0)
         counts[kind] = (counts[kind] ?? 0) + 1
         placeholder = `<${label}_${n}>`
         byCanonical.set(key, placeholder)
