@@ -44,7 +44,7 @@ beforeAll(async () => {
   if (p.status === 'rejected') throw p.reason
   await warm(proxy)
   await configure({ proxyUrl: proxy.url, user: 'ana', team: 'eng', redirect: true })
-}, 60_000)
+}, 120_000)
 
 /**
  * A proxy just started is still loading the semantic cache's sentence model, and a preview waits
@@ -52,14 +52,14 @@ beforeAll(async () => {
  * with a proxy that has been up a while, as a user's would be.
  */
 async function warm(p: Proxy): Promise<void> {
-  const deadline = Date.now() + 40_000
+  const deadline = Date.now() + 60_000
   for (let i = 0; Date.now() < deadline; i++) {
     const t = Date.now()
     const res = await fetch(`${p.url}/agentmesh/preview`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: `warm-up ${i}` }] }) })
     await res.arrayBuffer()
     if (res.ok && Date.now() - t < 300) return
   }
-  throw new Error('the proxy\'s previews stayed slow for 40 s')
+  throw new Error('the proxy\'s previews stayed slow for 60 s')
 }
 
 afterAll(async () => {
@@ -70,9 +70,11 @@ afterAll(async () => {
   ext?.cleanup()
 })
 
-/** the options page, as a user fills it in */
+/** the options page, as a user fills it in (one page, kept open, as a user would keep the tab) */
+let optionsPage: Page | undefined
 async function configure(values: { proxyUrl?: string; user?: string; team?: string; key?: string; redirect?: boolean; geminiModel?: string }): Promise<void> {
-  const page = await browser.open('options.html')
+  if (!optionsPage || optionsPage.isClosed()) optionsPage = await browser.open('options.html')
+  const page = optionsPage
   // the form shows what is stored once the page has read it
   await page.locator('form[data-loaded="true"]').waitFor({ timeout: 5000 })
   if (values.proxyUrl !== undefined) await page.fill('input[name="proxyUrl"]', values.proxyUrl)
@@ -81,9 +83,16 @@ async function configure(values: { proxyUrl?: string; user?: string; team?: stri
   if (values.team !== undefined) await page.fill('input[name="team"]', values.team)
   if (values.key !== undefined) await page.fill('input[name="key"]', values.key)
   if (values.redirect !== undefined) await page.setChecked('input[name="redirect"]', values.redirect)
+  await page.locator('#saved').evaluate((o) => { o.textContent = '' })
   await page.click('button[type="submit"]')
   await page.locator('#saved', { hasText: 'Saved.' }).waitFor({ timeout: 5000 })
-  await page.close()
+}
+
+/** most of it at once, the last keys one by one: the overlay waits for the typing to pause */
+async function typeInto(page: Page, selector: string, text: string): Promise<void> {
+  await page.click(selector)
+  await page.keyboard.insertText(text.slice(0, -4))
+  await page.keyboard.type(text.slice(-4))
 }
 
 const field = (page: Page, name: string) => page.locator(`agentmesh-overlay [data-field="${name}"]`)
@@ -113,12 +122,9 @@ describe('browser extension', () => {
     for (const f of ['manifest.json', 'background.js', 'content.js', 'popup.html', 'options.html', 'icons/128.png']) expect(zip.includes(Buffer.from(f))).toBe(true)
   })
 
-  it('typing into a textarea (chatgpt.com) shows the estimate, the cache status and the team quota', { timeout: 20_000 }, async () => {
+  it('typing into a textarea (chatgpt.com) shows the estimate, the cache status and the team quota', { timeout: 30_000 }, async () => {
     const page = await site('chatgpt.com')
-    await page.click('#prompt-textarea')
-    // most of it at once, the end key by key: the overlay waits for the typing to pause
-    await page.keyboard.insertText(PROMPT.slice(0, -8))
-    await page.keyboard.type(PROMPT.slice(-8))
+    await typeInto(page, '#prompt-textarea', PROMPT)
     await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/^≈ \d+ tokens · \$[\d.]+ input · gpt-4o$/)
     expect(await field(page, 'cache').textContent()).toBe('asked before: new')
     expect(await field(page, 'quota').textContent()).toMatch(/^team eng · user ana · quota [\d.]+% used after this$/)
@@ -134,18 +140,15 @@ describe('browser extension', () => {
     await page.close()
   })
 
-  it('works in a contenteditable editor (claude.ai) and finds the new one after an in-page navigation', { timeout: 20_000 }, async () => {
+  it('works in a contenteditable editor (claude.ai) and finds the new one after an in-page navigation', { timeout: 30_000 }, async () => {
     const page = await site('claude.ai')
-    await page.click('.ProseMirror')
-    await page.keyboard.type('Write a haiku about rate limits')
+    await typeInto(page, '.ProseMirror', 'Write a haiku about rate limits')
     await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/tokens · .* · claude-sonnet-4-5$/)
     const first = await field(page, 'estimate').textContent()
     // the single-page app replaces its editor: the overlay follows the new one
     await page.click('#new-chat')
     await expect.poll(() => page.locator('agentmesh-overlay').getAttribute('data-visible')).toBe('false')
-    await page.click('.ProseMirror')
-    await page.keyboard.insertText('Write a much longer poem, in twelve stanzas, about the history of rate limiting on ')
-    await page.keyboard.type('public APIs')
+    await typeInto(page, '.ProseMirror', 'Write a much longer poem, in twelve stanzas, about the history of rate limiting on public APIs')
     await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).not.toBe(first)
     expect(page.url()).toMatch(/\/c\/\d+$/)
     const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
@@ -154,10 +157,9 @@ describe('browser extension', () => {
     await page.close()
   })
 
-  it('works in Gemini\'s Quill editor, and names the guard that would hold the prompt', { timeout: 20_000 }, async () => {
+  it('works in Gemini\'s Quill editor, and names the guard that would hold the prompt', { timeout: 30_000 }, async () => {
     const page = await site('gemini.google.com')
-    await page.click('.ql-editor')
-    await page.keyboard.type('Plan a three-day trip to Lisbon')
+    await typeInto(page, '.ql-editor', 'Plan a three-day trip to Lisbon')
     await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/tokens · .* · gemini-2\.5-flash$/)
     expect(await field(page, 'guard').count()).toBe(0)
     await page.close()
@@ -165,8 +167,7 @@ describe('browser extension', () => {
     // the demo preset holds any model named "*expensive*" for a person's approval
     await configure({ geminiModel: 'gemini-2.5-expensive' })
     const again = await site('gemini.google.com')
-    await again.click('.ql-editor')
-    await again.keyboard.type('Plan a three-day trip to Lisbon')
+    await typeInto(again, '.ql-editor', 'Plan a three-day trip to Lisbon')
     await expect.poll(() => field(again, 'guard').textContent(), { timeout: 5000 }).toMatch(/^would be held by approval: .+/)
     const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
     expect(dry.data).toMatchObject({ outcome: 'held', identity: { tool: 'browser-gemini' } })
@@ -175,7 +176,7 @@ describe('browser extension', () => {
     await configure({ geminiModel: 'gemini-2.5-flash' })
   })
 
-  it('the opt-in redirect sends a page\'s fetch of api.openai.com through the proxy, with the identity headers', { timeout: 20_000 }, async () => {
+  it('the opt-in redirect sends a page\'s fetch of api.openai.com through the proxy, with the identity headers', { timeout: 30_000 }, async () => {
     // a public site calling a loopback proxy: Chrome asks the user once to allow local network
     // access for the site (headless, nobody answers, so the test answers as the user would)
     await browser.context.grantPermissions(['local-network-access'], { origin: 'https://chatgpt.com' })
@@ -198,11 +199,9 @@ describe('browser extension', () => {
     await page.close()
   })
 
-  it('a prompt asked before shows `asked before: exact` and its cached answer, without a vendor call', { timeout: 20_000 }, async () => {
+  it('a prompt asked before shows `asked before: exact` and its cached answer, without a vendor call', { timeout: 30_000 }, async () => {
     const page = await site('chatgpt.com')
-    await page.click('#prompt-textarea')
-    await page.keyboard.insertText(PROMPT.slice(0, -8))
-    await page.keyboard.type(PROMPT.slice(-8))
+    await typeInto(page, '#prompt-textarea', PROMPT)
     await expect.poll(() => field(page, 'cache').textContent(), { timeout: 5000 }).toMatch(/^asked before: exact · would save \d+ tokens \(\$[\d.]+\)$/)
     const before = proxy.events.filter((e) => e.type === 'response').length
     await page.click('agentmesh-overlay [data-action="show-cached"]')
@@ -247,8 +246,7 @@ describe('browser extension', () => {
     try {
       await configure({ key })
       let page = await site('chatgpt.com')
-      await page.click('#prompt-textarea')
-      await page.keyboard.type('who am I to the proxy')
+      await typeInto(page, '#prompt-textarea', 'who am I to the proxy')
       await expect.poll(() => field(page, 'quota').textContent(), { timeout: 5000 }).toMatch(/^team keyteam · user kim · /)
       const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
       expect(dry.data.identity).toMatchObject({ team: 'keyteam', user: 'kim', tool: 'browser-chatgpt' })
@@ -256,12 +254,25 @@ describe('browser extension', () => {
 
       await configure({ key: 'am-this-key-was-never-issued' })
       page = await site('chatgpt.com')
-      await page.click('#prompt-textarea')
-      await page.keyboard.type('and now?')
+      await typeInto(page, '#prompt-textarea', 'and now?')
       await expect.poll(() => field(page, 'error').textContent(), { timeout: 5000 }).toMatch(/^AgentMesh refused the preview \(401\): .*virtual key/)
       await page.close()
     } finally {
       await configure({ key: '' })
+    }
+  })
+
+  it('a proxy without the dry-run plugin: the overlay says what to add', { timeout: 30_000 }, async () => {
+    const bare = await startProxy({})
+    try {
+      await configure({ proxyUrl: bare.url })
+      const page = await site('chatgpt.com')
+      await typeInto(page, '#prompt-textarea', 'hello')
+      await expect.poll(() => field(page, 'error').textContent(), { timeout: 5000 }).toBe(`AgentMesh at ${bare.url} has no preview: add the dry-run plugin (dryRun()) to its config`)
+      await page.close()
+    } finally {
+      await configure({ proxyUrl: proxy.url })
+      await bare.close()
     }
   })
 
@@ -274,8 +285,7 @@ describe('browser extension', () => {
     try {
       await configure({ proxyUrl: silentUrl })
       const page = await site('chatgpt.com')
-      await page.click('#prompt-textarea')
-      await page.keyboard.type('is anyone there')
+      await typeInto(page, '#prompt-textarea', 'is anyone there')
       const typed = Date.now()
       await field(page, 'offline').waitFor({ timeout: 5000 })
       // the debounce (300 ms) plus at most 2 s
@@ -292,8 +302,7 @@ describe('browser extension', () => {
     await proxy.close()
     proxyClosed = true
     const page = await site('chatgpt.com')
-    await page.click('#prompt-textarea')
-    await page.keyboard.type('and now?')
+    await typeInto(page, '#prompt-textarea', 'and now?')
     const typed = Date.now()
     await field(page, 'offline').waitFor({ timeout: 5000 })
     expect(Date.now() - typed).toBeLessThan(2300)

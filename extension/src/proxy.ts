@@ -59,6 +59,7 @@ export async function preview(settings: Settings, siteId: SiteId, text: string):
   let p: any
   try {
     res = await call(settings, `/agentmesh/preview?${q}`, { method: 'POST', body: JSON.stringify(req.body), timeoutMs: PREVIEW_TIMEOUT_MS, tool: `browser-${siteId}` })
+    if (res.status === 404) return { ok: false, offline: false, message: `AgentMesh at ${baseUrl(settings)} has no preview: add the dry-run plugin (dryRun()) to its config` }
     if (!res.ok) return await refusal(res)
     p = await res.json()
   } catch (err) {
