@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createAgentMesh, type AgentMesh } from '../../core/app.ts'
-import { createTokenCounter } from '../../core/tokens.ts'
+import { createTokenCounter, warmTokenizer } from '../../core/tokens.ts'
 import type { Plugin } from '../../core/types.ts'
 import { exactCache } from '../../plugins/exact-cache/index.ts'
 import { quota } from '../../plugins/quota/index.ts'
@@ -56,6 +56,8 @@ async function main() {
   // the token counter's caches hold 8M characters per tokenizer family by default, more than the
   // memory bound; the same counter with small caches keeps their fill out of the leak figures
   for (const m of [solo, demoMesh]) m.mesh.tokens = createTokenCounter({ cacheChars: 500_000 })
+  // as `agentmesh dev` does before it listens: the BPE tables load once at start, not in a request
+  warmTokenizer()
   const servers = await Promise.all([solo, demoMesh].map((m: AgentMesh) => m.listen({ port: 0, host: '127.0.0.1' })))
   serveStats()
   const stop = async () => {
