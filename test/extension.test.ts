@@ -176,7 +176,7 @@ describe('browser extension', () => {
     await configure({ geminiModel: 'gemini-2.5-flash' })
   })
 
-  it('the opt-in redirect sends a page\'s fetch of api.openai.com through the proxy, with the identity headers', { timeout: 30_000 }, async () => {
+  it('the opt-in redirect sends a page\'s fetch of api.openai.com (and api.anthropic.com) through the proxy, with the identity headers', { timeout: 30_000 }, async () => {
     // a public site calling a loopback proxy: Chrome asks the user once to allow local network
     // access for the site (headless, nobody answers, so the test answers as the user would)
     await browser.context.grantPermissions(['local-network-access'], { origin: 'https://chatgpt.com' })
@@ -187,15 +187,29 @@ describe('browser extension', () => {
     expect(JSON.parse(res.body).choices[0].message.content).toBeTruthy()
     expect(res.headers['x-agentmesh-cache']).toBe('miss')
     // what the browser sent first: a preflight with Origin: null, granted
-    const pre = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'null', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } })
+    const asked = 'content-type, authorization, x-api-key, anthropic-version, x-agentmesh-tool, x-agentmesh-user, x-agentmesh-team'
+    const pre = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'null', 'access-control-request-method': 'POST', 'access-control-request-headers': asked } })
     expect(pre.status).toBe(204)
     expect(pre.headers.get('access-control-allow-origin')).toBe('null')
+    expect(pre.headers.get('access-control-allow-headers')).toBe(asked)
     // the page can read the governance headers (the proxy exposes them to the `null` origin)
     const id = res.headers['x-agentmesh-request-id']
     expect(id).toBeTruthy()
     await expect.poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === id), { timeout: 5000 }).toBe(true)
     const entry = auditRecords().find((r) => r.kind === 'request' && r.id === id)
     expect(entry.identity).toMatchObject({ tool: 'browser-chatgpt', team: 'eng', user: 'ana' })
+
+    // and api.anthropic.com, from claude.ai
+    await browser.context.grantPermissions(['local-network-access'], { origin: 'https://claude.ai' })
+    const claude = await site('claude.ai')
+    const msg = await claude.evaluate(() => (window as any).callAnthropic('Name three prime numbers', 'sk-ant-page-own-key').catch((e: Error) => ({ status: 0, error: e.message })))
+    expect(sites.apiHits).toEqual([])
+    expect(msg.status).toBe(200)
+    expect(JSON.parse(msg.body).type).toBe('message')
+    const anthropicId = msg.headers['x-agentmesh-request-id']
+    await expect.poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === anthropicId), { timeout: 5000 }).toBe(true)
+    expect(auditRecords().find((r) => r.kind === 'request' && r.id === anthropicId).identity).toMatchObject({ tool: 'browser-claude', team: 'eng', user: 'ana' })
+    await claude.close()
     await page.close()
   })
 

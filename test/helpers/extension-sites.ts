@@ -39,6 +39,15 @@ const API_CALL = `window.callOpenAI = async (prompt, key) => {
   const res = await fetch('https://api.openai.com/v1/chat/completions', { method: 'POST',
     headers: { 'content-type': 'application/json', authorization: 'Bearer ' + key },
     body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: prompt }] }) })
+  return read(res)
+}
+window.callAnthropic = async (prompt, key) => {
+  const res = await fetch('https://api.anthropic.com/v1/messages', { method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-api-key': key, 'anthropic-version': '2023-06-01', 'anthropic-dangerous-direct-browser-access': 'true' },
+    body: JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: prompt }] }) })
+  return read(res)
+}
+async function read(res) {
   const headers = {}; res.headers.forEach((v, k) => { headers[k] = v })
   return { status: res.status, url: res.url, headers, body: await res.text() }
 }`
