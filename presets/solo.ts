@@ -4,6 +4,7 @@ import { definePreset } from '../core/presets.ts'
 import { approval } from '../plugins/approval/index.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { breaker } from '../plugins/breaker/index.ts'
+import { compression } from '../plugins/compression/index.ts'
 import { dashboard } from '../plugins/dashboard/index.ts'
 import { dryRun } from '../plugins/dry-run/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
@@ -41,6 +42,8 @@ export default definePreset(() => ({
     // exact before semantic: the first hit ends the lookup
     exactCache(),
     semanticCache(),
+    // smaller prompts when a budget has under 30% left or a prompt would overflow the model's window (before prompt-cache marks the final body)
+    compression(),
     promptCache(),
     // no rules: off until rules are given (or --approve-over USD)
     approval(),

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { resolveConfig } from '../core/config.ts'
 import { audit, listLogFiles, parseLine } from '../plugins/audit/index.ts'
 import { compression, type CompressionOptions } from '../plugins/compression/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
@@ -16,7 +17,7 @@ import { quota } from '../plugins/quota/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
 import { google } from '../plugins/vendors/google.ts'
 import { openai } from '../plugins/vendors/openai.ts'
-import { capturingFetch, clearVendorEnv, postJson, startProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
+import { capturingFetch, clearVendorEnv, postJson, startProxy, tempDir, until, type Proxy } from './helpers/core-harness.ts'
 
 // --- a mock vendor that validates ------------------------------------------------------------------
 
@@ -381,7 +382,8 @@ describe('compression', () => {
     expect(after).toBeLessThanOrEqual(before * 0.6)
     expect(anthropicProblem(mock.got[1]!.body)).toBeUndefined()
     expect(proxy.events.filter((e) => e.type === 'compressed').map((e) => (e.data as any).triggers)).toEqual([['budget']])
-    // the audit entry keeps both sizes
+    // the audit entry keeps both sizes (written after the answer went out)
+    await until(() => auditEntries().some((e) => e.compression), 'the audit entry of the compressed request')
     const entries = auditEntries()
     expect(entries.find((e) => e.compression)?.compression).toEqual({ before, after, strategies: second.response.headers.get('x-agentmesh-compression') })
   })
@@ -429,6 +431,14 @@ describe('compression', () => {
     await client.messages.create({ model: ANTHROPIC_MODEL, max_tokens: 100, messages: [...messages.slice(0, -1), { role: 'user', content: `${LAST} Please.` }] })
     expect(mock.got.filter((g) => g.path.startsWith('/v1/chat/completions'))).toHaveLength(0)
     expect(JSON.stringify(mock.got[0]!.body.messages[0].content)).toContain('SUMMARY: read src/app.ts')
+  })
+
+  it('the solo and team presets run it, before prompt-cache marks the final body', async () => {
+    for (const preset of ['solo', 'team']) {
+      const names = (await resolveConfig({ preset })).plugins.map((p) => p.name)
+      expect(names).toContain('compression')
+      expect(names.indexOf('compression')).toBeLessThan(names.indexOf('prompt-cache'))
+    }
   })
 
   it('rejects bad options naming the field', () => {

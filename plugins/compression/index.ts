@@ -43,37 +43,34 @@ interface Decision { target: number; triggers: CompressionTrigger[]; strategies:
 const matches = (m: string | RegExp | Array<string | RegExp> | undefined, v: string): boolean =>
   m === undefined || (Array.isArray(m) ? m.some((x) => matches(x, v)) : typeof m === 'string' ? m === v : m.test(v))
 
-/** Whether to act, and to what size: cheap (no body walk), since it runs on every request. */
+/** Whether to act, and to what size: cheap (no body walk, no allocation unless it acts), since it runs on every request. */
 function decide(o: ResolvedOptions, windowOf: (model: string) => number | undefined, ctx: MeshContext): Decision | undefined {
   const before = ctx.usage.inputTokens
-  let target = Infinity
-  const triggers: CompressionTrigger[] = []
-  let strategies = o.strategies
+  let d: Decision | undefined
+  const act = (trigger: CompressionTrigger, target: number) => {
+    d ??= { target: Infinity, triggers: [], strategies: o.strategies }
+    d.target = Math.max(0, Math.min(d.target, target))
+    d.triggers.push(trigger)
+  }
   // the quota's pct counts this request's estimated input as spent: what is left if it goes as is
   const pct = ctx.state.quota?.pct
-  if (o.budgetRemainingPct !== false && pct !== undefined && 100 - pct < o.budgetRemainingPct) {
-    target = Math.floor(before * o.budgetTargetRatio)
-    triggers.push('budget')
-  }
+  if (pct !== undefined && o.budgetRemainingPct !== false && 100 - pct < o.budgetRemainingPct) act('budget', Math.floor(before * o.budgetTargetRatio))
   if (o.overflow) {
     const window = windowOf(ctx.route.model || ctx.prompt.model)
     const out = ctx.prompt.maxTokens ?? o.reserveOutputTokens
     // the estimate is calibrated, not the vendor's count: keep 2% of the window in hand
-    if (window !== undefined && before + out > window * 0.98) {
-      target = Math.min(target, Math.floor(window * 0.98) - out)
-      triggers.push('overflow')
-    }
+    if (window !== undefined && before + out > window * 0.98) act('overflow', Math.floor(window * 0.98) - out)
   }
-  for (const r of o.rules) {
+  for (let i = 0; i < o.rules.length; i++) {
+    const r = o.rules[i]!
     const id = ctx.identity
     if (!matches(r.team, id.team) || !matches(r.user, id.user) || !matches(r.tool, id.tool) || !matches(r.model, ctx.route.model || ctx.prompt.model)) continue
     if (r.when && !r.when(ctx)) continue
-    target = Math.min(target, Math.floor(before * r.targetRatio))
-    triggers.push('rule')
-    if (r.strategies) strategies = r.strategies
+    act('rule', Math.floor(before * r.targetRatio))
+    if (r.strategies) d!.strategies = r.strategies
     break
   }
-  return triggers.length ? { target: Math.max(0, target), triggers, strategies } : undefined
+  return d
 }
 
 export function compression(options: CompressionOptions = {}): Plugin {

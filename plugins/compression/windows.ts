@@ -41,8 +41,18 @@ export function createWindowLookup(overrides: Record<string, number> = {}): Wind
   prefixes.sort((a, b) => b[0].length - a[0].length)
   // model names come from clients: bounded
   const resolved = new LRUCache<string, number>({ max: 5000 })
+  // most requests name the model the one before named: answered without the LRU
+  let lastModel = ''
+  let lastWindow: number | undefined
   return (model) => {
     if (!model) return undefined
+    if (model === lastModel) return lastWindow
+    lastModel = model
+    lastWindow = lookup(model)
+    return lastWindow
+  }
+
+  function lookup(model: string): number | undefined {
     const hit = resolved.get(model)
     if (hit !== undefined) return hit > 0 ? hit : undefined
     let found = exact.get(model) ?? exact.get(model.toLowerCase())
