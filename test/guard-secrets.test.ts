@@ -99,6 +99,7 @@ describe('redaction reaches the vendor', () => {
     expect(JSON.parse(last().body.messages[2].tool_calls[0].function.arguments)).toEqual({ token: '[REDACTED:github-token]' })
     expect(last().body.messages[3].content).toBe('cloned; SLACK_BOT_TOKEN=[REDACTED:slack-token] found in .env')
     expect(response.headers.get('x-agentmesh-redacted')).toBe('connection-string:1,aws-access-key:1,aws-secret-key:1,github-token:1,slack-token:1')
+    noSecretIn(JSON.stringify([...response.headers]))
     // the mock echoes the tool result: the answer never held the secret either
     expect(data.choices[0]!.message.content).toContain('[REDACTED:slack-token]')
   })
@@ -177,6 +178,17 @@ describe('redaction reaches the vendor', () => {
       expect(last().body.contents[0].parts[0].text).toBe('token: [REDACTED:slack-token]')
       expect(res.headers.get('x-agentmesh-redacted')).toBe('aws-access-key:1,slack-token:1')
     }
+  })
+
+  it('a body over 64 KB (read string by string, its image left alone): the secret is still found', async () => {
+    const image = `data:image/png;base64,${'iVBORw0KGgoAAAANSUhEUgAA'.repeat(4000)}`
+    const log = `${'2025-06-02T10:11:12Z INFO request ok\n'.repeat(2000)}SENDGRID_API_KEY=SG.${mixed(ALNUM, 22)}.${mixed(ALNUM, 43)}\n`
+    const res = await postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: image } }, { type: 'text', text: log }] }] })
+    expect(res.status).toBe(200)
+    expect(last().raw.length).toBeGreaterThan(64 * 1024)
+    expect(last().body.messages[0].content[0].image_url.url).toBe(image)
+    expect(last().body.messages[0].content[1].text.endsWith('SENDGRID_API_KEY=[REDACTED:sendgrid-key]\n')).toBe(true)
+    expect(res.headers.get('x-agentmesh-redacted')).toBe('sendgrid-key:1')
   })
 
   it('embeddings input', async () => {
