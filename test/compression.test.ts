@@ -12,6 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { resolveConfig } from '../core/config.ts'
 import { audit, listLogFiles, parseLine } from '../plugins/audit/index.ts'
 import { compression, type CompressionOptions } from '../plugins/compression/index.ts'
+import { minifyCode, minifyFences, minifyJson } from '../plugins/compression/text.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { anthropic } from '../plugins/vendors/anthropic.ts'
@@ -439,6 +440,18 @@ describe('compression', () => {
       expect(names).toContain('compression')
       expect(names.indexOf('compression')).toBeLessThan(names.indexOf('prompt-cache'))
     }
+  })
+
+  it('lossless rewriting keeps what the language needs', () => {
+    // strings keep their spaces, escaped quotes and backslashes; numbers are copied as written
+    expect(minifyJson('{ "a b": "x \\" y",\n  "n": [ 1.50, 12345678901234567890 ],\t"p": "C:\\\\dir\\\\" }')).toBe('{"a b":"x \\" y","n":[1.50,12345678901234567890],"p":"C:\\\\dir\\\\"}')
+    expect(minifyJson('not json { }')).toBeUndefined()
+    // a template literal's indentation is part of the string: kept
+    expect(minifyCode('function f() {\n  return `a\n    b`\n}', 'ts')).toBe('function f() {\n  return `a\n    b`\n}')
+    expect(minifyCode('function f() {\n  return 1   \n}', 'ts')).toBe('function f() {\nreturn 1\n}')
+    expect(minifyCode('all:\n\tcc -o app main.c\n', 'makefile')).toBe('all:\n\tcc -o app main.c\n')
+    expect(minifyCode('line one  \nline two', 'md')).toBe('line one  \nline two')
+    expect(minifyFences('Run:\n```yaml\nsteps:\n  - run: npm test   \n```\nand\n```js\n    x()\n```')).toBe('Run:\n```yaml\nsteps:\n  - run: npm test\n```\nand\n```js\nx()\n```')
   })
 
   it('rejects bad options naming the field', () => {
