@@ -322,8 +322,23 @@ describe('browser extension', () => {
     expect(Date.now() - typed).toBeLessThan(2300)
     expect(await field(page, 'offline').textContent()).toBe(`AgentMesh offline: cannot reach ${proxy.url}`)
     expect(await page.inputValue('#prompt-textarea')).toBe('and now?')
+    const prompts = async () => {
+      const popup = await browser.open('popup.html')
+      await expect.poll(() => popup.locator('#state').getAttribute('data-connected'), { timeout: 5000 }).toBe('false')
+      const n = Number(await popup.locator('[data-metric="prompts"] dd').textContent())
+      return { popup, n }
+    }
+    const before = await prompts()
+    await before.popup.close()
     await page.keyboard.press('Enter')
     await expect.poll(() => page.evaluate(() => (window as any).sent)).toEqual(['and now?'])
     await page.close()
+    // the popup says the proxy is offline, and the send above still counted
+    const after = await prompts()
+    expect(await after.popup.locator('#state').textContent()).toBe('offline')
+    expect(await after.popup.locator('#proxy').textContent()).toBe(`AgentMesh offline: cannot reach ${proxy.url}`)
+    expect(after.n).toBe(before.n + 1)
+    await after.popup.locator('body').screenshot({ path: join(ARTIFACTS, 'popup-offline.png') })
+    await after.popup.close()
   })
 })
