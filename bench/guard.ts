@@ -53,6 +53,33 @@ function score(items: CorpusItem[], detectors: Detector[], kinds: string[]) {
   return { per, flagged }
 }
 
+/**
+ * The personal-data detector as the proxy runs it: after the guard (enforce 'pre', listed first)
+ * replaced each secret by [REDACTED:kind]. Its findings are mapped back to the original text.
+ */
+function afterRedaction(personal: Detector): Detector {
+  return (text) => {
+    const secrets = detectSecrets(text)
+    if (!secrets.length) return personal(text)
+    let redacted = ''
+    let at = 0
+    // [redacted start, original start] of each unchanged stretch after a replacement
+    const marks: Array<[number, number]> = [[0, 0]]
+    for (const s of secrets) {
+      redacted += text.slice(at, s.start) + `[REDACTED:${s.kind}]`
+      at = s.end
+      marks.push([redacted.length, s.end])
+    }
+    redacted += text.slice(at)
+    const toOriginal = (p: number) => {
+      let m = marks[0]!
+      for (const k of marks) if (k[0] <= p) m = k
+      return m[1] + (p - m[0])
+    }
+    return personal(redacted).map((f) => ({ kind: f.kind, start: toOriginal(f.start), end: toOriginal(f.end) }))
+  }
+}
+
 /** CPU ms per KB of running the detectors over every prompt, best of three rounds */
 function cpuPerKb(items: CorpusItem[], detectors: Detector[]): number {
   const kb = items.reduce((n, i) => n + i.text.length, 0) / 1024
@@ -118,12 +145,15 @@ async function main() {
   const recall = sum(kinds, 'found') / sum(kinds, 'labels')
   const fpRate = flagged.size / items.length
   const cleanFlagged = clean.filter((i) => flagged.has(i.id))
+  // the same, with personal data searched in the redacted text, as the two plugins run in the proxy
+  const piped = personal ? score(items, [(t) => detectSecrets(t), afterRedaction(personal)], kinds).flagged.size / items.length : undefined
   const cpuSecrets = cpuPerKb(items, [detectors[0]!])
   const cpuPersonal = personal ? cpuPerKb(items, [personal]) : 0
   const cpu = cpuPerKb(items, detectors)
 
   console.log(`\nsecrets recall ${f(secretRecall)}${personal ? `, personal data recall ${f(sum(PERSONAL_KINDS, 'found') / sum(PERSONAL_KINDS, 'labels'))}` : ''}`)
   console.log(`prompts with a false positive: ${flagged.size} of ${items.length}; clean prompts flagged: ${cleanFlagged.length} of ${clean.length} ${cleanFlagged.slice(0, 6).map((i) => i.id).join(' ')}`)
+  if (piped !== undefined) console.log(`as the proxy runs them (personal data searched after the guard's redaction): false positive rate ${f(piped)}`)
   console.log(`CPU per KB: secrets ${f(cpuSecrets, 5)} ms${personal ? `, personal data ${f(cpuPersonal, 5)} ms` : ''}, together ${f(cpu, 5)} ms`)
   console.log(`guard hook on a request with nothing to find (bench:proxy's body, in process): ${f(hookCostUs(), 3)} µs CPU per request`)
   console.log(`aims: secrets recall >= 0.98 ${secretRecall >= 0.98 ? 'met' : 'NOT met'}; false positives <= 1% ${fpRate <= 0.01 ? 'met' : 'NOT met'}; <= 0.02 ms CPU per KB ${cpu <= 0.02 ? 'met' : 'NOT met'}`)
