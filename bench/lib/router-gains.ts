@@ -1,7 +1,8 @@
 // bench:proxy's router line (issue 16: "router with 5 rules on vs off: added CPU per request
-// <= 0.01 ms"). Two measures, because the difference is far below the noise of one wrk run on a
-// shared machine: through the proxy (two fresh proxy processes, the bench's config with and without
-// the router, run alternately), and the router's hooks alone on a real request context, in process.
+// <= 0.01 ms"). Three measures, because the difference is far below the noise of one wrk run on a
+// shared machine: the router's hooks alone on a real request context (precise), the whole pipeline
+// in process with an A/A control (the noise floor beside the figure), and through the proxy (two
+// fresh proxy processes, the bench's config with and without the router, run alternately).
 import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -24,6 +25,9 @@ export const BENCH_ROUTER: RouterOptions = {
     { name: 'bench-mini', match: { team: 'bench' }, model: 'gpt-4o-mini' },
   ],
 }
+
+// what bench/proxy.ts switches off in its proxy (caches, normalise, breaker), plus BENCH_DISABLE
+const BENCH_DISABLE = ['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])]
 
 export interface GainsDeps {
   root: string
@@ -48,7 +52,7 @@ export default {
   preset: 'solo',
   storage: { driver: 'memory' },
   log: { level: 'warn' },
-  disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
+  disable: ${JSON.stringify(BENCH_DISABLE)},
   plugins: [${withRouter ? `router(${JSON.stringify(BENCH_ROUTER)}), ` : ''}openai({ baseURL: 'http://127.0.0.1:${d.mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
 }
 `)
@@ -125,11 +129,59 @@ async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: 
   return { usPerRequest: ((bestOn - bestOff) / calls) * 1000, calls, reason }
 }
 
+/**
+ * The whole pipeline in process (no sockets on the client side, the upstream over HTTP as in the
+ * proxy): the bench's config with the router and twice without it, requests one at a time in
+ * rotating blocks, CPU of this process per request. Medians of the blocks' differences: router on
+ * minus off, and off minus off again (an A/A control: the noise floor of the machine right now).
+ */
+async function pipelineInProcess(d: GainsDeps): Promise<{ addedMs: number; controlMs: number; blocks: number; perBlock: number }> {
+  const { createAgentMesh } = await import('../../core/app.ts')
+  const { router } = await import('../../plugins/router/index.ts')
+  const { openai } = await import('../../plugins/vendors/openai.ts')
+  const make = (name: string, withRouter: boolean) => createAgentMesh({
+    preset: 'solo',
+    storage: { driver: 'memory' },
+    log: { level: 'silent' },
+    dataDir: join(d.dir, `data-inproc-${name}`),
+    disable: BENCH_DISABLE,
+    plugins: [...(withRouter ? [router(BENCH_ROUTER)] : []), openai({ baseURL: `http://127.0.0.1:${d.mockPort}`, apiKey: 'sk-bench-not-a-real-key' })],
+  })
+  const meshes = [await make('off', false), await make('control', false), await make('on', true)]
+  const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const headers = { 'content-type': 'application/json', 'x-agentmesh-team': 'bench' }
+  const run = async (instance: (typeof meshes)[number], n: number) => {
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < n; i++) await (await instance.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers, body }))).arrayBuffer()
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / 1000 / n
+  }
+  for (const m of meshes) await run(m, 500)
+  const perBlock = 200
+  const blocks = 24
+  const added: number[] = []
+  const control: number[] = []
+  for (let i = 0; i < blocks; i++) {
+    // the order rotates, so no mesh always runs first (or right after a GC of another)
+    const ms = [0, 0, 0]
+    for (let k = 0; k < 3; k++) {
+      const j = (i + k) % 3
+      ms[j] = await run(meshes[j]!, perBlock)
+    }
+    added.push(ms[2]! - ms[0]!)
+    control.push(ms[1]! - ms[0]!)
+  }
+  for (const m of meshes) await m.close()
+  const median = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
+  return { addedMs: median(added), controlMs: median(control), blocks, perBlock }
+}
+
 /** the printed line, with the machine's load (the through-proxy figure is only as good as it is quiet) */
 export async function routerGainsLine(d: GainsDeps, children: ChildProcess[]): Promise<string> {
   const load0 = loadavg()[0]!
   const hooks = await hooksAlone(d)
+  const inProcess = await pipelineInProcess(d)
   const p = await throughProxy(d, children)
   const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
-  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, added ${(p.on - p.off).toFixed(3)} ms/req (two fresh proxies, wrk ${p.rounds}x${d.seconds}s each, alternating, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | ${load}`
+  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, added ${(p.on - p.off).toFixed(3)} ms/req (two fresh proxies, wrk ${p.rounds}x${d.seconds}s each, alternating, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
 }
