@@ -166,7 +166,7 @@ function approvalOf(c: MeshConfig): { approveOverUsd?: number } | undefined {
 }
 
 /** `routing` with its defaults (docs/routing.md), each field checked where it is read so a bad value names it */
-function routingOf(c: MeshConfig): ResolvedRoutingConfig {
+export function routingOf(c: MeshConfig): ResolvedRoutingConfig {
   const r = c.routing ?? {}
   if (!r || typeof r !== 'object' || Array.isArray(r)) fail('routing', 'an object such as { retries: 2 }', r)
   const cd = r.cooldown ?? {}

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { clientGone, onClientGone } from './client.ts'
+import { routingOf } from './config.ts'
 import { ProtocolError } from './protocols/index.ts'
 import type { CoreContext } from './respond.ts'
 import { UpstreamError } from './upstream.ts'
@@ -59,6 +60,8 @@ const MAX_RETRY_AFTER_MS = 3_600_000
 /** the first read of a shared cooldown is awaited, this long at most */
 const SHARED_READ_TIMEOUT_MS = 250
 
+const DEFAULT_ROUTING = routingOf({})
+
 interface SharedCooldown { until: number; reason: string; failures: number }
 
 export class Targets {
@@ -67,7 +70,8 @@ export class Targets {
   constructor(readonly mesh: Mesh) {}
 
   get config(): ResolvedRoutingConfig {
-    return this.mesh.config.routing
+    // a config built by hand (not through resolveConfig) may lack it
+    return this.mesh.config.routing ?? DEFAULT_ROUTING
   }
 
   /** the target's health record; a registry full of busy or cooling targets hands out an untracked one */
