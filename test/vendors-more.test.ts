@@ -130,6 +130,8 @@ describe('openaiCompatible', () => {
     expect(sent.path).toBe('/openai/v1/chat/completions')
     expect(sent.headers.authorization).toBe(`Bearer ${GROQ_KEY}`)
     expect(sent.body.model).toBe('llama-3.3-70b-versatile')
+    // one key: called directly, no balancer and nothing to list
+    expect(vendorOf(proxy, 'groq').targets).toBeUndefined()
 
     const stream = await client.chat.completions.create({ model: 'llama-3.3-70b-versatile', messages: [{ role: 'user', content: 'hello' }], stream: true })
     let text = ''
@@ -152,7 +154,7 @@ describe('openaiCompatible', () => {
     const ollama = await mockOf('ollama')
     const together = await mockOf('together')
     const proxy = await proxyWith([
-      openaiCompatible({ name: 'ollama', baseURL: `${ollama.url}/v1`, models: ['llama3.2:3b'] }),
+      openaiCompatible({ name: 'ollama', baseURL: `${ollama.url}/v1`, models: ['llama3.2:3b'], match: (m) => m.endsWith(':latest') }),
       openaiCompatible({ name: 'together', baseURL: `${together.url}/v1`, apiKey: 'together-key-xyz', models: ['meta-llama/*'], pricing: { 'meta-llama/Llama-3.3-70B-Instruct-Turbo': { input: 0.88, output: 0.88 } } }),
     ])
     // a client's own OpenAI key is sent along: it must reach neither server
@@ -175,12 +177,17 @@ describe('openaiCompatible', () => {
     expect(ollama.received).toHaveLength(1)
     expect(together.received).toHaveLength(1)
 
-    // a model neither lists goes to neither (here: the demo vendor the harness adds)
+    // the predicate: served, not listed
+    const byPredicate = await ask(proxy, 'qwen2.5:latest')
+    expect(byPredicate.headers.get('x-agentmesh-vendor')).toBe('ollama')
+    expect(ollama.received.at(-1)!.body.model).toBe('qwen2.5:latest')
+    // a model neither serves goes to neither (here: the demo vendor the harness adds)
     const other = await ask(proxy, 'mistral-small-latest')
     expect(other.headers.get('x-agentmesh-vendor')).toBe('demo')
     // both list their models
     const list = await (await fetch(`${proxy.url}/v1/models`)).json()
     expect(list.data.map((m: any) => m.id)).toContain('llama3.2:3b')
+    expect(list.data.map((m: any) => m.id)).not.toContain('qwen2.5:latest')
 
     const emb = await postJson(`${proxy.url}/v1/embeddings`, { model: 'llama3.2:3b', input: 'a sentence' })
     expect(emb.status).toBe(200)
