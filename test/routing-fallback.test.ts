@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { APIError } from 'openai'
+import { resolveConfig } from '../core/config.ts'
 import type { Attempt, MeshConfig, MeshContext, Plugin, Usage } from '../core/types.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { openaiCompatible } from '../plugins/vendors/openai-compatible.ts'
@@ -548,5 +549,18 @@ describe('a vendor with several deployments', () => {
     const { response } = await ask(rig, 'pool cooling', 'pool-model')
     expect(response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
     expect(seenOf(rig, response).attempts![0]).toMatchObject({ vendor: 'pool', called: false, outcome: expect.stringContaining('every deployment of pool is cooling down') })
+  })
+})
+
+describe('routing config', () => {
+  it('defaults, and a bad value fails with the field named', async () => {
+    expect((await resolveConfig({})).routing).toEqual({ retries: 0, backoffMs: 250, maxBackoffMs: 5000, retryAfterCapMs: 10_000, cooldown: { failures: 3, windowMs: 60_000, cooldownMs: 30_000, syncMs: 1000 } })
+    expect((await resolveConfig({ routing: { retries: 2, cooldown: { cooldownMs: 5000 } } })).routing).toMatchObject({ retries: 2, cooldown: { failures: 3, cooldownMs: 5000 } })
+    await expect(resolveConfig({ routing: { retries: -1 } })).rejects.toThrow(/`routing\.retries` must be an integer from 0 to 10, got -1/)
+    await expect(resolveConfig({ routing: { retries: 11 } })).rejects.toThrow(/routing\.retries/)
+    await expect(resolveConfig({ routing: { backoffMs: '1s' } as any })).rejects.toThrow(/`routing\.backoffMs` must be a whole number of ms/)
+    await expect(resolveConfig({ routing: { cooldown: { failures: 0 } } })).rejects.toThrow(/`routing\.cooldown\.failures` must be an integer >= 1, got 0/)
+    await expect(resolveConfig({ routing: { retry: 2 } as any })).rejects.toThrow(/`routing\.retry` must be one of retries, backoffMs/)
+    await expect(resolveConfig({ routing: { cooldown: { ms: 5 } } as any })).rejects.toThrow(/routing\.cooldown\.ms/)
   })
 })
