@@ -43,7 +43,29 @@ export interface CompressResult {
   met: boolean
 }
 
+/**
+ * Token counts for choosing what to cut: exact until `budgetChars` of text were tokenized, then
+ * from the tokens-per-character seen so far. The work on the event loop stays bounded however many
+ * tool outputs a prompt holds (the sizes reported are measured, not these).
+ */
+export function boundedCount(count: Count, budgetChars = 262_144): Count {
+  let left = budgetChars
+  let tokens = 0
+  let chars = 0
+  return (text) => {
+    if (text.length <= left) {
+      left -= text.length
+      const n = count(text)
+      tokens += n
+      chars += text.length
+      return n
+    }
+    return Math.ceil(text.length * (chars >= 4096 ? tokens / chars : 0.3))
+  }
+}
+
 export async function compressBody(input: CompressInput): Promise<CompressResult> {
+  input = { ...input, count: boundedCount(input.count) }
   const { body, target, strategies: s } = input
   const result: CompressResult = { before: input.before, after: input.before, applied: [], steps: [], met: input.before <= target }
   const view = viewOf(input.protocol, body)
