@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MeshEvent } from '../core/types.ts'
 import { listLogFiles, parseLine } from '../plugins/audit/index.ts'
 import { clearVendorEnv, startProxy, type Proxy } from './helpers/core-harness.ts'
-import { buildExtension, type BuiltExtension, type ExtensionBrowser, launchWithExtension } from './helpers/extension-browser.ts'
+import { buildExtension, type BuiltExtension, type ExtensionBrowser, launchWithExtension, typecheckExtension } from './helpers/extension-browser.ts'
 import { type Sites, startSites } from './helpers/extension-sites.ts'
 
 const ARTIFACTS = join(import.meta.dirname, 'artifacts', 'extension')
@@ -28,12 +28,15 @@ let sites: Sites
 let proxy: Proxy
 let browser: ExtensionBrowser
 let proxyClosed = false
+let typecheck: Promise<string>
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true })
   clearVendorEnv()
   // the demo preset's virtual keys get an admin API with it
   process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
+  // the type check runs while the rest starts; the first test reads its verdict
+  typecheck = typecheckExtension()
   ext = buildExtension()
   sites = await startSites()
   // the browser starts while the proxy loads; whichever fails, the other is still closed in afterAll
@@ -110,7 +113,8 @@ function auditRecords(): any[] {
 }
 
 describe('browser extension', () => {
-  it('is built with a fixed id from the manifest key, generated icons and a store zip', async () => {
+  it('type-checks, and is built with a fixed id from the manifest key, generated icons and a store zip', async () => {
+    expect(await typecheck).toBe('')
     expect(browser.id).toBe(EXTENSION_ID)
     for (const size of [16, 32, 48, 128]) {
       const png = readFileSync(join(ext.dir, 'icons', `${size}.png`))

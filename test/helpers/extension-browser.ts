@@ -3,7 +3,7 @@
 // to the local HTTPS fixture. Facts from issue 19: Playwright adds --disable-extensions, so the
 // extension is named in --disable-extensions-except as well; the fake sites must count as public
 // (--ip-address-space-overrides) for the browser's local-network rules to apply as on the real sites.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -27,6 +27,14 @@ export function buildExtension(): BuiltExtension {
   execFileSync(process.execPath, [join(ROOT, 'bin', 'build-extension.mjs'), '--out', dir, '--zip', zip], { cwd: ROOT, stdio: 'pipe' })
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'))
   return { dir, zip, manifest, cleanup: () => rmSync(tmp, { recursive: true, force: true }) }
+}
+
+/** `tsc -p extension/tsconfig.json` (the type check `npm run build:extension` starts with): its errors, '' when clean */
+export function typecheckExtension(): Promise<string> {
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+  return new Promise((resolve) => {
+    execFile(process.execPath, [tsc, '-p', join(ROOT, 'extension', 'tsconfig.json')], { cwd: ROOT }, (err, stdout, stderr) => resolve(err ? `${stdout}${stderr}` || err.message : ''))
+  })
 }
 
 export interface ExtensionBrowser {
