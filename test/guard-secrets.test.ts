@@ -338,5 +338,9 @@ describe('presets and options', () => {
     expect(() => guard({ bogus: 1 } as any)).toThrow(/unknown option "bogus"/)
     expect(() => guard({ action: 'drop' as any })).toThrow(/action/)
     expect(detectSecrets(`id ${S.awsId} and ${S.github}`, ['github-token']).map((f) => f.kind)).toEqual(['github-token'])
+    // a quoted value is taken to its closing quote, brackets and all: no tail is left behind
+    const django = `django-insecure-${mixed(ALNUM, 12)}(u)v+w=y_${mixed(ALNUM, 10)}`
+    const text = `SECRET_KEY = '${django}'\nDEBUG = False`
+    expect(detectSecrets(text).map((f) => text.slice(f.start, f.end))).toEqual([django])
   })
 })

@@ -187,21 +187,36 @@ function awsSecretValue(value: string): boolean {
   return AWS_SECRET.test(value) && HAS_UPPER.test(value) && HAS_LOWER.test(value) && /[\d/+]/.test(value) && !PUBLISHED_EXAMPLES.has(value) && !EXAMPLE_WORD.test(value)
 }
 
-/** a keyword assignment (`api_key = "..."`): the value's span and kind, when it is a secret */
-function keywordMatch(text: string, start: number, whole: string, out: SecretMatch[]): void {
+/**
+ * A keyword assignment (`api_key = "..."`): the value's span and kind, when it is a secret.
+ * Returns where the value ends when it runs past the match (a quoted value holding brackets).
+ */
+function keywordMatch(text: string, start: number, whole: string, out: SecretMatch[]): number | undefined {
   const head = KEYWORD_HEAD.exec(whole)![0]
   const name = head.slice(0, head.search(/\\?["'`]?[ \t]*(?:=>|:=|[:=])/))
-  // a sentence's full stop or colon is not part of the value
-  const value = whole.slice(head.length).replace(/[.:]+$/, '')
   const vStart = start + head.length
-  const at = (kind: SecretKind) => out.push({ kind, start: vStart, end: vStart + value.length })
+  // a sentence's full stop or colon is not part of the value
+  let value = whole.slice(head.length).replace(/[.:]+$/, '')
+  // a quoted value ends at its closing quote, whatever it holds (Django's keys have brackets)
+  const quote = head[head.length - 1]
+  if (quote === '"' || quote === "'" || quote === '`') {
+    const close = text.indexOf(quote, vStart)
+    const line = text.indexOf('\n', vStart)
+    if (close > vStart + value.length && close - vStart <= 512 && (line < 0 || close < line)) value = text.slice(vStart, text[close - 1] === '\\' ? close - 1 : close)
+  }
+  const end = vStart + value.length
+  const at = (kind: SecretKind) => {
+    out.push({ kind, start: vStart, end })
+    return end
+  }
   const specific = specificKind(value)
-  if (specific) return void at(specific)
-  if (NOT_A_SECRET_NAME.test(name) || value.startsWith('-----')) return
-  const around = text.slice(Math.max(0, start - 300), Math.min(text.length, vStart + value.length + 100))
-  if (awsSecretValue(value) && (/aws|access/i.test(name) || AWS_ID_NEAR.test(around))) return void at('aws-secret-key')
-  if (HEX32.test(value) && TWILIO_NEAR.test(around)) return void at('twilio-key')
-  if (secretValue(value, PASSWORD_WORD.test(name))) at('generic-secret')
+  if (specific) return at(specific)
+  if (NOT_A_SECRET_NAME.test(name) || value.startsWith('-----')) return undefined
+  const around = text.slice(Math.max(0, start - 300), Math.min(text.length, end + 100))
+  if (awsSecretValue(value) && (/aws|access/i.test(name) || AWS_ID_NEAR.test(around))) return at('aws-secret-key')
+  if (HEX32.test(value) && TWILIO_NEAR.test(around)) return at('twilio-key')
+  if (secretValue(value, PASSWORD_WORD.test(name))) return at('generic-secret')
+  return undefined
 }
 
 // the defaults of database images and tutorials: they open a laptop's container, not a secret
@@ -256,7 +271,10 @@ export function detectSecrets(text: string, kinds?: readonly string[]): SecretMa
     const g = m.groups!
     const whole = m[0]
     const before = out.length
-    if (g.keyword !== undefined) keywordMatch(text, m.index, whole, out)
+    if (g.keyword !== undefined) {
+      const end = keywordMatch(text, m.index, whole, out)
+      if (end !== undefined && end > SCAN.lastIndex) SCAN.lastIndex = end
+    }
     else if (g.url !== undefined) urlMatch(m.index, whole, out)
     else if (g.auth !== undefined || g.bearer !== undefined) authMatch(m.index, whole, out)
     else if (g.azure !== undefined) {
