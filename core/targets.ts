@@ -130,7 +130,7 @@ export class Targets {
     const v = res ? verdictOfResponse(res, ctx.route.vendor) : undefined
     if (v?.kind === 'retry') this.failed(t, v.why, v.status, v.retryAfterMs)
     else this.succeeded(t, latencyMs)
-    if (res?.kind === 'upstream' && res.stream) this.#watchStream(t, ctx, res.body as Readable)
+    if (res?.kind === 'upstream' && res.stream && typeof (res.body as Readable).once === 'function') this.#watchStream(t, ctx, res.body as Readable)
     else t.inFlight--
   }
 
