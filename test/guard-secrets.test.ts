@@ -51,10 +51,15 @@ const ALL_SECRETS = [...Object.values(S), PEM_BODY]
 
 /** what the exact cache's lookup saw, recorded by a probe that runs just before it */
 const seenByCache: string[] = []
+/** what the guard published on each request, as another plugin reads it */
+const guardStates: unknown[] = []
 const probe = definePlugin({
   name: 'probe',
   enforce: 'pre',
-  hooks: { cacheLookup: (ctx) => void seenByCache.push(JSON.stringify({ prompt: ctx.prompt, normalised: ctx.normalised, raw: ctx.request.rawBody })) },
+  hooks: {
+    cacheLookup: (ctx) => void seenByCache.push(JSON.stringify({ prompt: ctx.prompt, normalised: ctx.normalised, raw: ctx.request.rawBody })),
+    afterResponse: (ctx) => void guardStates.push(ctx.state.guard),
+  },
 })
 
 let mock: MockUpstream
@@ -280,6 +285,20 @@ describe('nothing leaks around the guard', () => {
     expect(blocked.length).toBe(5)
     expect(redacted[0]!.data).toMatchObject({ counts: { 'connection-string': 1, 'aws-access-key': 1, 'aws-secret-key': 1, 'github-token': 1, 'slack-token': 1 }, where: ['messages[0] (system)', 'messages[1] (user)', 'messages[2] (assistant)', 'messages[3] (tool)'] })
     expect(blocked[0]!.data).toMatchObject({ counts: { 'private-key': 1 }, where: ['messages[1] (user)'] })
+    // ctx.state.guard, as a plugin after the guard reads it: counts and places, no values
+    expect(guardStates[0]).toEqual({
+      counts: { 'connection-string': 1, 'aws-access-key': 1, 'aws-secret-key': 1, 'github-token': 1, 'slack-token': 1 },
+      findings: [
+        { kind: 'connection-string', where: 'messages[0] (system)', action: 'redact' },
+        { kind: 'aws-access-key', where: 'messages[1] (user)', action: 'redact' },
+        { kind: 'aws-secret-key', where: 'messages[1] (user)', action: 'redact' },
+        { kind: 'github-token', where: 'messages[2] (assistant)', action: 'redact' },
+        { kind: 'slack-token', where: 'messages[3] (tool)', action: 'redact' },
+      ],
+      outcome: 'redacted',
+    })
+    expect(guardStates.filter((g: any) => g?.outcome === 'blocked').length).toBe(5)
+    noSecretIn(JSON.stringify(guardStates))
     const errors = proxy.events.filter((e) => e.type === 'error' && (e.data as any).type === 'secret_in_prompt')
     expect(errors.length).toBe(5)
 
