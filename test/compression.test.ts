@@ -90,6 +90,19 @@ function geminiProblem(body: any): string | undefined {
   return undefined
 }
 
+function streamAnthropic(res: import('node:http').ServerResponse, model: string, input: number) {
+  const ev = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`
+  res.writeHead(200, { 'content-type': 'text/event-stream' })
+  res.end([
+    ev('message_start', { message: { id: 'msg_s', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: input, output_tokens: 1 } } }),
+    ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+    ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'streamed ok' } }),
+    ev('content_block_stop', { index: 0 }),
+    ev('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 3 } }),
+    ev('message_stop', {}),
+  ].join(''))
+}
+
 interface ValidatingMock { url: string; got: Got[]; reportInput: number; close(): Promise<void> }
 
 async function startValidatingMock(): Promise<ValidatingMock> {
@@ -110,6 +123,7 @@ async function startValidatingMock(): Promise<ValidatingMock> {
       if (path.startsWith('/v1/messages')) {
         const p = anthropicProblem(body)
         if (p) return send(400, { type: 'error', error: { type: 'invalid_request_error', message: p } })
+        if (body.stream) return streamAnthropic(res, body.model, input)
         return send(200, { id: 'msg_1', type: 'message', role: 'assistant', model: body.model, content: [{ type: 'text', text: `ok ${got.length}` }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: input, output_tokens: 5 } })
       }
       if (path.startsWith('/v1/chat/completions')) {
@@ -254,6 +268,19 @@ describe('compression', () => {
     expect(sent.messages.length).toBeLessThan(messages.length)
     const ev = proxy.events.find((e) => e.type === 'compressed')
     expect(ev?.data).toMatchObject({ before, after, strategies: ['lossless', 'tool-results', 'old-turns'], triggers: ['overflow'], met: true })
+  })
+
+  it('a streamed request is compressed the same way, and the stream carries the headers', async () => {
+    await start({ contextWindows: { [ANTHROPIC_MODEL]: 9000 } })
+    const messages = anthropicSession(24)
+    const { data: stream, response } = await claude().messages.create({ model: ANTHROPIC_MODEL, max_tokens: 1000, system: SYSTEM, messages, stream: true }).withResponse()
+    let text = ''
+    for await (const e of stream) if (e.type === 'content_block_delta' && e.delta.type === 'text_delta') text += e.delta.text
+    expect(text).toBe('streamed ok')
+    expect(sizes(response.headers.get('x-agentmesh-compressed')).after).toBeLessThanOrEqual(9000 * 0.98 - 1000)
+    expect(mock.got[0]!.body.stream).toBe(true)
+    expect(anthropicProblem(mock.got[0]!.body)).toBeUndefined()
+    expect(lastOf(mock.got[0]!.body.messages)).toEqual(lastOf(messages))
   })
 
   it('lossless: JSON minified with its numbers verbatim, TS indentation dropped, Python kept, a file read twice keeps only the latest copy', async () => {
