@@ -4,6 +4,7 @@
 // user reads it: the X-AgentMesh-Route headers, the `route` event and the signed audit log; the
 // budget where the quota plugin keeps it (/agentmesh/admin/usage).
 import { readdirSync, readFileSync } from 'node:fs'
+import { GoogleGenAI } from '@google/genai'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type OpenAI from 'openai'
@@ -150,6 +151,14 @@ describe('aliases and cheapest-capable', () => {
     expect(data.content[0]).toMatchObject({ type: 'text', text: mockText('Name a river.') })
     expect(response.headers.get('x-agentmesh-route')).toBe('openai/gpt-4o-mini')
     expect(response.headers.get('x-agentmesh-translated')).toBe('anthropic->openai')
+  })
+
+  it('the Gemini SDK asking for `fast` (a model in the URL path) is served by the OpenAI mock', async () => {
+    const gemini = new GoogleGenAI({ apiKey: 'AIza-client-key', httpOptions: { baseUrl: proxy.url, apiVersion: 'v1beta', retryOptions: { attempts: 1 } } })
+    const r = await gemini.models.generateContent({ model: 'fast', contents: 'Name a mountain.' })
+    expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini', path: '/v1/chat/completions' })
+    expect(r.text).toBe(mockText('Name a mountain.'))
+    expect(new Headers(r.sdkHttpResponse?.headers ?? {}).get('x-agentmesh-route')).toBe('openai/gpt-4o-mini')
   })
 
   it('a streamed request is routed the same way, headers included', async () => {
