@@ -142,7 +142,7 @@ function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): bo
   } catch {
     return false
   }
-  ctx.usage = ctx.answer.usage
+  ctx.usage = reportedOrCounted(ctx, ctx.answer, ctx.usage)
   return true
 }
 
@@ -508,12 +508,25 @@ function incompleteStreamEvent(ctx: MeshContext, adapter: ProtocolAdapter, what:
   return adapter.streamError(502, 'upstream_stream_error', `${ctx.route.vendor} stream ${what}; the answer is incomplete`)
 }
 
+/**
+ * The usage the vendor reported; when it reported none (a server that ignores
+ * `stream_options.include_usage`, a JSON answer without `usage`), the estimated input and the
+ * counted answer, marked estimated: a call is never billed at zero.
+ */
+function reportedOrCounted(ctx: MeshContext, answer: CanonicalAnswer, estimated: Usage): Usage {
+  const u = answer.usage
+  if (u.inputTokens || u.outputTokens) return u
+  let text = answer.text
+  for (const t of answer.toolCalls) text += t.name + t.arguments
+  return { inputTokens: estimated.inputTokens, outputTokens: ctx.mesh.tokens.count(text, answer.model || ctx.route.model), cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
+}
+
 /** What the stream's end means for the request: the answer and usage, or an aborted request. */
 function settleStream(m: MeshInternals, ctx: CoreContext, reader: StreamReader, estimated: Usage, status: number, failed: boolean): Promise<void> {
   const answer = failed ? undefined : reader.finish()
   if (answer) {
     ctx.answer = answer
-    ctx.usage = answer.usage
+    ctx.usage = reportedOrCounted(ctx, answer, estimated)
   } else {
     ctx.aborted = true
     const seen = reader.partialUsage()

@@ -23,8 +23,8 @@ interface CompatBehaviour {
   status?: number
   retryAfter?: string
   delayMs?: number
-  /** a server that does not send usage in streams even when asked (older llama.cpp, some gateways) */
-  ignoreStreamOptions?: boolean
+  /** a server that sends no usage, in streams even when asked (older llama.cpp, some gateways) nor in JSON */
+  noUsage?: boolean
 }
 interface CompatMock { url: string; received: Seen[]; behaviour: CompatBehaviour; close(): Promise<void> }
 
@@ -58,14 +58,14 @@ async function startCompatMock(label: string, behaviour: CompatBehaviour = {}): 
       const base = { id: `chatcmpl-${label}`, created: 1, model: body.model }
       if (!body.stream) {
         res.writeHead(200, { 'content-type': 'application/json' })
-        return res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], usage: USAGE }))
+        return res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], ...(b.noUsage ? {} : { usage: USAGE }) }))
       }
       res.writeHead(200, { 'content-type': 'text/event-stream' })
       const chunk = (delta: unknown, finish: string | null = null) => `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
       res.write(chunk({ role: 'assistant', content: '' }))
       for (const w of text.split(/(?<= )/)) res.write(chunk({ content: w }))
       res.write(chunk({}, 'stop'))
-      if (body.stream_options?.include_usage && !b.ignoreStreamOptions) res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage: USAGE })}\n\n`)
+      if (body.stream_options?.include_usage && !b.noUsage) res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage: USAGE })}\n\n`)
       res.end('data: [DONE]\n\n')
     })
   })
@@ -195,20 +195,24 @@ describe('openaiCompatible', () => {
     expect(ollama.received.at(-1)!.path).toBe('/v1/embeddings')
   })
 
-  // KNOWN GAP, verified here: the core settles such a stream on zero tokens (core/respond.ts
-  // settleStream takes the reader's usage as it is; a JSON answer without usage likewise). Issue 16
-  // item 6 wants the counted stream. `it.fails` turns red once that is fixed: then make it `it`.
-  it.fails('a server that sends no usage in its stream is billed on the counted stream, not on zero', async () => {
-    const llamacpp = await mockOf('llamacpp', { ignoreStreamOptions: true })
+  it('a server that sends no usage is billed on the counted answer, streamed or not, never on zero', async () => {
+    const llamacpp = await mockOf('llamacpp', { noUsage: true })
     const proxy = await proxyWith([openaiCompatible({ name: 'llamacpp', baseURL: `${llamacpp.url}/v1`, models: ['qwen2.5-7b'], pricing: { 'qwen2.5-7b': { input: 1, output: 1 } } })])
     const res = await ask(proxy, 'qwen2.5-7b', { stream: true })
     expect(res.status).toBe(200)
     expect(await res.text()).toContain('[DONE]')
     await until(() => proxy.events.some((e) => e.type === 'llm_call'), 'llm_call')
     const call = proxy.events.find((e) => e.type === 'llm_call')!.data as any
+    // the estimated input and the counted answer ('llamacpp says hi'), at $1/$1 per million
+    expect(call.usage).toMatchObject({ estimated: true, outputTokens: proxy.instance.mesh.tokens.count('llamacpp says hi', 'qwen2.5-7b') })
     expect(call.usage.inputTokens).toBeGreaterThan(0)
-    expect(call.usage.outputTokens).toBeGreaterThan(0)
-    expect(call.costUsd).toBeGreaterThan(0)
+    expect(call.costUsd).toBeCloseTo((call.usage.inputTokens + call.usage.outputTokens) / 1e6, 12)
+
+    const whole = await ask(proxy, 'qwen2.5-7b')
+    expect(whole.status).toBe(200)
+    expect(whole.headers.get('x-agentmesh-usage')).toBe('estimated')
+    expect(Number(whole.headers.get('x-agentmesh-tokens'))).toBe(call.usage.inputTokens + call.usage.outputTokens)
+    expect(Number(whole.headers.get('x-agentmesh-cost-usd'))).toBeGreaterThan(0)
   })
 
   it('refuses a bad config with a message naming the field', () => {
