@@ -6,7 +6,7 @@
 import { definePlugin } from '../../core/plugin.ts'
 import { protocols } from '../../core/protocols/index.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
-import { compressBody, type ResolvedStrategies, type StrategyName } from './compress.ts'
+import { compressBody, type CompressResult, type ResolvedStrategies, type StrategyName } from './compress.ts'
 import { resolveOptions, type CompressionOptions, type ResolvedOptions } from './options.ts'
 import { createSummariser } from './summary.ts'
 import { createWindowLookup } from './windows.ts'
@@ -83,17 +83,27 @@ export function compression(options: CompressionOptions = {}): Plugin {
     const adapter = protocols[ctx.protocol]
     const parseOpts = { pathModel: ctx.prompt.model, stream: ctx.prompt.stream }
     const measure = (body: any) => ctx.mesh.tokens.estimateInput(adapter.parse(body, parseOpts), model)
-    const r = await compressBody({
-      protocol: ctx.protocol,
-      body: ctx.request.body,
-      before: ctx.usage.inputTokens,
-      target: d.target,
-      measure,
-      count: (t) => ctx.mesh.tokens.count(t, model),
-      strategies: d.strategies,
-      mustFit: d.triggers.includes('overflow'),
-      summarise: summariser && ((transcript) => summariser.summarise(ctx, transcript)),
-    })
+    // the body as the earlier plugins left it (a guard may have redacted it: never re-read rawBody),
+    // to go back to if compression fails half way: a failed optimisation must not fail the request
+    const saved = structuredClone(ctx.request.body)
+    let r: CompressResult
+    try {
+      r = await compressBody({
+        protocol: ctx.protocol,
+        body: ctx.request.body,
+        before: ctx.usage.inputTokens,
+        target: d.target,
+        measure,
+        count: (t) => ctx.mesh.tokens.count(t, model),
+        strategies: d.strategies,
+        mustFit: d.triggers.includes('overflow'),
+        summarise: summariser && ((transcript) => summariser.summarise(ctx, transcript)),
+      })
+    } catch (err) {
+      ctx.request.body = saved
+      ctx.mesh.log.warn(`compression: failed, the request goes uncompressed: ${(err as Error).message}`, { id: ctx.id })
+      return
+    }
     if (!r.applied.length) return
     ctx.request.dirty = true
     // the canonical view follows the body (what went upstream); flags the core set stay
