@@ -248,13 +248,14 @@ async function startMesh(upstreamUrl: string, dataDir: string, events: MeshEvent
   const vendors = [anthropic({ baseURL: upstreamUrl, apiKey: 'test-key' }), openai({ baseURL: upstreamUrl, apiKey: 'test-key' }), google({ baseURL: upstreamUrl, apiKey: 'test-key' })]
   const app = await createAgentMesh({
     dataDir,
-    log: { level: 'silent' },
+    // every log line is captured (process.stderr) and checked for the values
+    log: { level: 'debug' },
     plugins: [
       // every kind for everyone; "billing" masks emails only; "open" masks nothing
       mask({ kinds: ['email', 'phone', 'card', 'iban', 'national-id', 'ip'], teams: { billing: ['email'], open: false } }),
       normalise(),
       // global scope: only the masking tells two teams' keys apart
-      exactCache({ scope: 'global', retryWindowSeconds: 0 }),
+      exactCache({ scope: 'global', retryWindowSeconds: 0, persist: true }),
       audit({ includeContent: true, checkpointSeconds: 0 }),
       ...vendors,
     ],
@@ -276,7 +277,14 @@ describe('masking through the proxy', () => {
   const claude = (url: string, t = 'eng') => new Anthropic({ baseURL: url, apiKey: 'client-key', maxRetries: 0, defaultHeaders: team(t) })
   const gemini = (url: string, t = 'eng') => new GoogleGenAI({ apiKey: 'AIza-client-key', httpOptions: { baseUrl: url, apiVersion: 'v1beta', headers: team(t), retryOptions: { attempts: 1 } } })
 
+  const logLines: string[] = []
+  const stderrWrite = process.stderr.write.bind(process.stderr)
+
   beforeAll(async () => {
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: any[]) => {
+      logLines.push(String(chunk))
+      return stderrWrite(chunk, ...rest)
+    }) as typeof process.stderr.write
     mock = await startMockUpstream()
     split = await startSplitMock()
     main = await startMesh(mock.url, dirs[0]!, events)
@@ -284,6 +292,7 @@ describe('masking through the proxy', () => {
   })
 
   afterAll(async () => {
+    process.stderr.write = stderrWrite
     await main.close()
     await splitMesh.close()
     await mock.close()
@@ -368,7 +377,11 @@ describe('masking through the proxy', () => {
     expectNoRealValues('upstream body', split.bodies.at(-1)!)
   })
 
-  it('a translated stream (an OpenAI client asking a Claude model) is restored as well', async () => {
+  it('a translated answer, whole and streamed (an OpenAI client asking a Claude model), is restored as well', async () => {
+    const whole = await gpt(main.url).chat.completions.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }] })
+    expect(whole.choices[0]!.message.content).toBe(mockText(prompt))
+    expect(mock.received.at(-1)!.path).toMatch(/^\/v1\/messages/)
+    expectNoRealValues('upstream body', mock.received.at(-1)!.raw)
     const stream = gpt(splitMesh.url).chat.completions.stream({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }], stream: true })
     const final = await stream.finalChatCompletion()
     expect(final.choices[0]!.message.content).toBe(`echo: ${prompt}`)
@@ -416,14 +429,23 @@ describe('masking through the proxy', () => {
     const billing = masked('billing')
     expect(maskedIds.size).toBeGreaterThan(5)
     expect(billing.size).toBe(1)
-    await main.app.close().catch(() => {})
-    await splitMesh.app.close().catch(() => {})
+    // the cached answers are there, with placeholders, and without the values
+    let cached = 0
     for (const app of [main.app, splitMesh.app]) {
       for (const key of await app.mesh.storage.getKeys()) {
         const v = JSON.stringify(await app.mesh.storage.getItem(key))
-        if (v.includes('<EMAIL_1>') || v.includes('<CARD_1>')) expectNoRealValues(`storage ${key}`, v)
+        if (!v.includes('<EMAIL_1>')) continue
+        cached++
+        // (an entry of "billing", which keeps its card, holds <EMAIL_1> but no <CARD_1>)
+        for (const [placeholder, values] of [['<EMAIL_1>', [EMAIL, EMAIL2]], ['<CARD_1>', [CARD, '4539148803436467']], ['<IBAN_1>', [IBAN]]] as const) {
+          if (v.includes(placeholder)) for (const value of values) expect(v.includes(value), `storage ${key} holds ${value}`).toBe(false)
+        }
       }
     }
+    expect(cached).toBeGreaterThan(0)
+    // closed, so every audit entry is written
+    await main.app.close().catch(() => {})
+    await splitMesh.app.close().catch(() => {})
     let audited = 0
     for (const dir of dirs) {
       for (const f of listLogFiles(join(dir, 'audit'))) {
@@ -441,6 +463,8 @@ describe('masking through the proxy', () => {
     }
     expect(audited).toBeGreaterThanOrEqual(maskedIds.size)
     for (const e of events) if (maskedIds.has((e.data as any).id)) expectNoRealValues(`event ${e.type}`, JSON.stringify(e))
+    // (these requests log little or nothing even at debug: whatever is logged is checked)
+    for (const line of logLines) expectNoRealValues('log line', line)
   })
 })
 
