@@ -74,7 +74,7 @@ describe('dry-run', () => {
     expect(h.get('x-agentmesh-would')).toBe('vendor')
     expect(h.get('x-agentmesh-cache')).toBe('miss')
     expect(h.get('x-agentmesh-vendor')).toBe('openai')
-    expect(h.get('x-agentmesh-route')).toBe('openai gpt-4o-mini')
+    expect(h.get('x-agentmesh-route')).toBe('openai/gpt-4o-mini')
     expect(h.get('x-agentmesh-usage')).toBe('estimated')
     expect(Number(h.get('x-agentmesh-tokens'))).toBeGreaterThan(0)
     expect(Number(h.get('x-agentmesh-cost-usd'))).toBeGreaterThan(0)

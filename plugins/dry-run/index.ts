@@ -52,7 +52,9 @@ export function dryRun(options: DryRunOptions = {}): Plugin {
     state.outcome = preview.outcome
     if (wanted.has(ctx.id)) wanted.set(ctx.id, preview)
     ctx.headers['X-AgentMesh-Dry-Run'] = 'true'
-    ctx.headers['X-AgentMesh-Route'] = `${preview.route.vendor} ${preview.route.model}${preview.route.reason ? ` (${preview.route.reason})` : ''}`
+    // the same two headers a real call carries (vendor/model, and the router's reason when it has one)
+    ctx.headers['X-AgentMesh-Route'] = `${preview.route.vendor}/${preview.route.model}`
+    if (preview.route.reason) ctx.headers['X-AgentMesh-Route-Reason'] = preview.route.reason
     ctx.headers['X-AgentMesh-Would'] = preview.outcome
     const block = state.verdicts.find((g) => g.action === 'block')
     const hold = state.verdicts.find((g) => g.action === 'hold')
