@@ -10,7 +10,8 @@ import { resolveConfig } from '../core/config.ts'
 import { definePlugin } from '../core/plugin.ts'
 import { audit, listLogFiles, parseLine } from '../plugins/audit/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
-import { detectSecrets, guard } from '../plugins/guard/index.ts'
+import { buildCorpus } from '../bench/data/guard/generate.ts'
+import { detectSecrets, guard, maySecret } from '../plugins/guard/index.ts'
 import { normalise } from '../plugins/normalise/index.ts'
 import { anthropicClient, clearVendorEnv, openaiClient, postJson, startMockAndProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
@@ -196,6 +197,13 @@ describe('redaction reaches the vendor', () => {
     expect(res.headers.get('x-agentmesh-redacted')).toBe('sendgrid-key:1')
   })
 
+  it('a token at the start of a line or after a tab (in the JSON text: after the escape \\n or \\t)', async () => {
+    const content = `here is what the CI printed:\n${S.npm}\n\t${S.github}`
+    const res = await postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content }] })
+    expect(res.status).toBe(200)
+    expect(last().body.messages[0].content).toBe('here is what the CI printed:\n[REDACTED:npm-token]\n\t[REDACTED:github-token]')
+  })
+
   it('embeddings input', async () => {
     const res = await postJson(`${proxy.url}/v1/embeddings`, { model: 'text-embedding-3-small', input: ['plain text', `config: GITLAB_TOKEN=${S.github}`] })
     expect(res.status).toBe(200)
@@ -350,6 +358,18 @@ describe('presets and options', () => {
       await p3.close()
       await m3.close()
     }
+  })
+
+  it('the one pass over the JSON body misses nothing the detector finds in its strings (the bench corpus, with tabs and quotes escaped)', () => {
+    let found = 0
+    for (const item of buildCorpus()) {
+      for (const text of [item.text, item.text.replace(/ /g, '\t')]) {
+        if (!detectSecrets(text).length) continue
+        found++
+        expect(maySecret(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: text }] })), item.id).toBe(true)
+      }
+    }
+    expect(found).toBeGreaterThan(900)
   })
 
   it('refuses unknown kinds and options; detectSecrets reports only the kinds asked for', () => {

@@ -55,16 +55,27 @@ const PUBLISHED_EXAMPLES = new Set([
 // A character that continues a token: a match must not start or end inside a longer run (a
 // base64 image, a hash) of these.
 const L = '(?<![A-Za-z0-9+/_-])'
+// In JSON text a token at the start of a line follows the escape `\n`, whose `n` the boundary
+// refuses; the one-pass test takes no boundary instead (a lookbehind allowing the escape made it
+// twenty times slower). It then answers yes for a prefix inside a longer run, rarely: the strings
+// are searched, with the boundary, only after it.
+const L_JSON = ''
 const R = '(?![A-Za-z0-9_-])'
 // case-insensitive words without the `i` flag, which would slow the literal prefixes down
 const ci = (w: string) => w.replace(/[a-z]/g, (c) => `[${c}${c.toUpperCase()}]`)
 const KEYWORD = `(?:${['api[_-]?key', 'apikey', 'secret', 'token', 'pass', 'pwd', 'credential', 'access[_-]?key', 'private[_-]?key', 'auth'].map(ci).join('|')})`
 // the value after `key = `: no quotes, spaces, brackets or separators; 8 to 512 characters
 const VALUE = `[^\\s"'\`<>,;\\\\()\\[\\]{}|]{8,512}`
-const QUOTE = `(?:\\\\?["'\`])?`
+// a quote, escaped once in a JSON string, three times in a JSON string inside a JSON body
+const QUOTE = `(?:\\\\{0,3}["'\`])?`
+// spaces or tabs around `=`; a tab is `\t` in the JSON text the one-pass test reads
+const SP = `(?:[ \\t]|\\\\t){0,3}`
+// white space, or its escape in JSON text
+const WS = '(?:\\s|\\\\[nrt])'
 
 // Order matters where prefixes nest: sk-ant- before sk-, the URL forms before the keyword rule.
-const RULES: Array<[name: string, source: string]> = [
+// `L` is the boundary before a token: the text's own, or the JSON text's (for the one-pass test).
+const rules = (L: string): Array<[name: string, source: string]> => [
   ['privateKey', `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\\s\\S]{0,20000}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:(?:\\s|\\\\[nr])+[A-Za-z0-9+/=]{16,}){1,400})`],
   ['anthropic', `${L}sk-ant-[A-Za-z0-9_-]{32,}${R}`],
   ['openai', `${L}sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}${R}`],
@@ -84,18 +95,20 @@ const RULES: Array<[name: string, source: string]> = [
   // anchored on its literal '://', the scheme's last letter checked behind it: a scheme tried at
   // every letter of the text (or a lookbehind before the literal) cost more than all other rules
   ['url', `:\\\\?/\\\\?/(?<=[A-Za-z0-9]:\\\\?/\\\\?/)[^\\s:@/"'\`<>]{0,128}:[^\\s@/"'\`<>]{1,256}@`],
-  ['auth', `${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE}(?:[Bb]earer|[Bb]asic|[Tt]oken)\\s+[A-Za-z0-9._~+/=-]{12,}`],
-  ['bearer', `[Bb]earer\\s+[A-Za-z0-9._~+/=-]{20,}`],
-  ['keyword', `${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}[ \\t]{0,3}(?:=>|:=|[:=])[ \\t]{0,3}${QUOTE}${VALUE}`],
+  ['auth', `${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE}(?:[Bb]earer|[Bb]asic|[Tt]oken)${WS}+[A-Za-z0-9._~+/=-]{12,}`],
+  ['bearer', `[Bb]earer${WS}+[A-Za-z0-9._~+/=-]{20,}`],
+  ['keyword', `${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}${SP}(?:=>|:=|[:=])${SP}${QUOTE}${VALUE}`],
 ]
 
+const RULES = rules(L)
 const SCAN = new RegExp(RULES.map(([name, src]) => `(?<${name}>${src})`).join('|'), 'g')
 // the same alternatives without captures, for a yes/no answer over a whole request body
-const ANY = new RegExp(RULES.map(([, src]) => `(?:${src})`).join('|'))
+const ANY = new RegExp(rules(L_JSON).map(([, src]) => `(?:${src})`).join('|'))
 
 /**
  * Whether `text` holds anything that might be a secret: one pass, no validation. A request body
- * (JSON text, its strings escaped) that fails this holds no secret the detector would find.
+ * (JSON text, its strings escaped) that fails this holds no secret the detector would find in its
+ * strings, unless the client spelled the secret's characters as \u escapes.
  */
 export function maySecret(text: string): boolean {
   return ANY.test(text)
@@ -172,8 +185,8 @@ function secretValue(value: string, password: boolean): boolean {
 }
 
 // what follows a keyword up to the value: the rest of the name, a quote, the separator
-const KEYWORD_HEAD = new RegExp(`^${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}[ \\t]{0,3}(?:=>|:=|[:=])[ \\t]{0,3}${QUOTE}`)
-const AUTH_HEAD = new RegExp(`^(?:${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE})?(?:[Bb]earer|[Bb]asic|[Tt]oken)\\s+`)
+const KEYWORD_HEAD = new RegExp(`^${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}${SP}(?:=>|:=|[:=])${SP}${QUOTE}`)
+const AUTH_HEAD = new RegExp(`^(?:${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE})?(?:[Bb]earer|[Bb]asic|[Tt]oken)${WS}+`)
 const AWS_SECRET = /^[A-Za-z0-9/+]{40}$/
 const HEX32 = /^[0-9a-f]{32}$/
 
@@ -193,7 +206,7 @@ function awsSecretValue(value: string): boolean {
  */
 function keywordMatch(text: string, start: number, whole: string, out: SecretMatch[]): number | undefined {
   const head = KEYWORD_HEAD.exec(whole)![0]
-  const name = head.slice(0, head.search(/\\?["'`]?[ \t]*(?:=>|:=|[:=])/))
+  const name = head.slice(0, head.search(/\\{0,3}["'`]?(?:[ \t]|\\t)*(?:=>|:=|[:=])/))
   const vStart = start + head.length
   // a sentence's full stop or colon is not part of the value
   let value = whole.slice(head.length).replace(/[.:]+$/, '')
