@@ -104,6 +104,14 @@ describe('dashboard (solo: open events, loopback)', () => {
 
     await page.click('[data-view="audit"]')
     await expect.poll(() => page.locator('main').textContent()).toContain('writing')
+    // verify now: the proxy checks its log; the page shows what the admin API answers
+    await page.click('button[data-action="verify"]')
+    await page.locator('dl[data-verify="ok"]').waitFor({ timeout: 30_000 })
+    const verified = await (await fetch(`${proxy.url}/agentmesh/admin/audit/verify`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json()
+    expect(verified.ok).toBe(true)
+    expect(verified.entries).toBeGreaterThanOrEqual(5)
+    expect(await page.locator('dl[data-verify] [data-field="entries"]').textContent()).toMatch(new RegExp(`^${verified.entries.toLocaleString('en-US')}( |$)`))
+    expect(await page.locator('dl[data-verify] [data-field="checkpoints"]').textContent()).toMatch(/^\d+$/)
     expect((page as any).errors).toEqual([])
 
     // a reload rebuilds the request table from the server's replay

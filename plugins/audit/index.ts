@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { canonicalSha256Async } from '../../core/canonical.ts'
+import { checkAdmin, json, resolveAdminToken } from '../../core/admin.ts'
 import { StorageUnavailableError } from '../../core/errors.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { HealthCheck, Mesh, MeshContext, Plugin, PluginCommand } from '../../core/types.ts'
@@ -272,6 +273,7 @@ export function audit(options: AuditOptions = {}): Plugin {
         Response.json({ algorithm: 'Ed25519', keyId: signer.keyId, pem: signer.pem, raw: signer.raw, format: 'agentmesh-audit/v1' }),
       )
       mesh.addHealthCheck('audit', () => healthOf(shared.writer, onFailure))
+      mesh.addRoute('POST', '/agentmesh/admin/audit/verify', verifyRoute(options, mesh, dir))
       mesh.onClose(async () => {
         active.delete(mesh)
         // in place: the storage target reads this array
@@ -293,6 +295,56 @@ export function audit(options: AuditOptions = {}): Plugin {
 }
 
 type Print = (line: string) => void
+
+/**
+ * POST /agentmesh/admin/audit/verify (admin token): the same check as `agentmesh audit verify`
+ * (every hash, link and checkpoint signature, compared with the signed head in storage), run in
+ * the proxy for the dashboard's "verify now". Calls that arrive while one runs share its result:
+ * a verify reads the whole log, and a button pressed twice must not read it twice.
+ */
+function verifyRoute(options: AuditOptions, mesh: Mesh, dir: string): (request: Request) => Promise<Response> {
+  let running: Promise<Response> | undefined
+  return async (request) => {
+    let token: string | undefined
+    try {
+      token = resolveAdminToken(undefined, 'audit')
+    } catch (err) {
+      return json(403, { error: { type: 'admin_disabled', message: (err as Error).message } })
+    }
+    const denied = checkAdmin(request, token)
+    if (denied) return denied
+    running ??= verifyNow(options, mesh, dir).finally(() => { running = undefined })
+    return (await running).clone()
+  }
+}
+
+async function verifyNow(options: AuditOptions, mesh: Mesh, dir: string): Promise<Response> {
+  const notes: string[] = []
+  const started = performance.now()
+  try {
+    const source = auditSource(options, mesh)
+    const keys = loadPublicKeys(undefined, dir)
+    if (keys.length === 0) return json(500, { error: { type: 'verify_error', message: `no public key in ${dir}` } })
+    const heads = await headsElsewhere(mesh, source, undefined, (line) => notes.push(line))
+    const r = await verifyLog(source, { publicKeys: keys, heads })
+    return json(200, {
+      ok: r.ok,
+      entries: r.entries,
+      checkpoints: r.checkpoints,
+      unsignedTail: r.unsignedTail,
+      lastCheckpoint: r.lastCheckpoint ?? null,
+      heads: r.heads,
+      tornTail: r.tornTail,
+      problem: r.problem ?? null,
+      lines: formatVerifyResult(r),
+      notes,
+      checkedAt: new Date().toISOString(),
+      ms: Math.round(performance.now() - started),
+    })
+  } catch (err) {
+    return json(500, { error: { type: 'verify_error', message: (err as Error).message } })
+  }
+}
 
 /** afterResponse: the request's entry, scrubbed, into the writer's queue. */
 function recordEntry(ctx: MeshContext, w: AuditWriter | undefined, options: AuditOptions): void | Promise<void> {

@@ -303,14 +303,35 @@ function Keys() {
     <section><h2>Agent runs</h2>${runs.error ? html`<p class="muted">${runs.error}</p>` : html`<table><tbody>${(runs.data?.runs || []).slice(0, 50).map((r) => html`<tr><td>${r.run ?? r.id}</td><td>${r.team}</td><td>${r.tripped ? 'tripped' : 'running'}</td><td>${r.calls ?? ''}</td></tr>`)}</tbody></table>`}</section>`
 }
 
+/** "verify now": the proxy checks every hash, link and checkpoint signature (the admin token) */
+function VerifyNow() {
+  const [st, set] = useState({ busy: false })
+  const run = () => {
+    set({ busy: true })
+    api('/agentmesh/admin/audit/verify', { method: 'POST', body: '{}' }).then((r) => set({ r }), (err) => set({ error: err.message }))
+  }
+  const r = st.r
+  return html`<div class="verify"><button data-action="verify" disabled=${st.busy} onClick=${run}>${st.busy ? 'verifying…' : 'verify now'}</button>
+    ${st.error ? html` <span class="s-bad" data-verify="error">${st.error}</span>` : ''}
+    ${r ? html`<dl data-verify=${r.ok ? 'ok' : 'fail'}>
+      <dt>result</dt><dd class=${r.ok ? 's-ok' : 's-bad'}>${r.ok ? 'OK' : `FAIL: ${r.problem?.kind}`} <span class="muted">checked ${new Date(r.checkedAt).toLocaleTimeString()} in ${r.ms} ms</span></dd>
+      <dt>entries</dt><dd data-field="entries">${num(r.entries)}${r.unsignedTail ? html` <span class="muted">(${num(r.unsignedTail)} not signed yet)</span>` : ''}</dd>
+      <dt>checkpoints</dt><dd data-field="checkpoints">${num(r.checkpoints)}</dd>
+      <dt>last signed checkpoint</dt><dd>${r.lastCheckpoint ? `seq ${r.lastCheckpoint.seq}, ${r.lastCheckpoint.ts}, key ${r.lastCheckpoint.keyId}` : '–'}</dd>
+      <dt>signed heads compared</dt><dd>${r.heads}</dd>
+      ${r.problem ? html`<dt>problem</dt><dd class="s-bad" data-field="problem">${r.problem.message}${r.problem.seq !== undefined ? ` (seq ${r.problem.seq})` : ''}</dd>` : ''}
+    </dl>` : ''}</div>`
+}
+
 function Audit() {
   const [health] = useApi('/agentmesh/health')
   const s = useStore()
   const a = health.data?.checks?.audit
   return html`<section><h2>Audit log</h2>${!health.data ? 'loading…' : !health.data.plugins?.includes('audit') ? html`<p class="muted">no audit plugin in this configuration</p>` : html`<dl>
     <dt>state</dt><dd class=${a && !a.ok ? 's-bad' : 's-ok'}>${a ? (a.ok ? 'writing' : a.message) : 'writing'}</dd>
-    <dt>verify</dt><dd><code>agentmesh audit verify</code> checks every hash, link and signed checkpoint</dd>
-    <dt>public key</dt><dd><a href="/agentmesh/audit/public-key">/agentmesh/audit/public-key</a></dd></dl>`}</section>
+    <dt>public key</dt><dd><a href="/agentmesh/audit/public-key">/agentmesh/audit/public-key</a></dd></dl>
+    <${VerifyNow} />
+    <p class="muted">The same check offline: <code>agentmesh audit verify</code> (with <code>--strict</code> to fail on unsigned entries).</p>`}</section>
     <section><h2>Recent governance events</h2><table class="feed"><tbody>${s.feed.slice(0, 50).map((e) => html`<tr><td>${new Date(e.time).toLocaleTimeString()}</td><td>${e.type}</td><td>${e.data.scope || e.data.rule || e.data.type || ''}</td></tr>`)}</tbody></table></section>`
 }
 
