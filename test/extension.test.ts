@@ -1,11 +1,12 @@
 // The browser extension (issue 19) in Debian's chromium (playwright-core, headless), loaded
 // unpacked from the project's own build, against a live AgentMesh (the demo preset, in-process)
-// and local HTTPS stand-ins for chatgpt.com (a textarea) and claude.ai (a ProseMirror-style
-// contenteditable). Typing shows the proxy's estimate; a prompt asked before shows `asked before`
-// and its cached answer; the popup's figures survive a service-worker stop; the opt-in redirect
-// sends a page's own fetch of api.openai.com through the proxy (the audit log names the site);
-// a stopped or silent proxy shows the offline line within 2 s and typing and sending go on.
-// Screenshots of the overlay and the popup go to test/artifacts/extension/.
+// and local HTTPS stand-ins for chatgpt.com (a textarea), claude.ai (a ProseMirror-style
+// contenteditable) and gemini.google.com (a Quill editor). Typing shows the proxy's estimate and
+// any guard that would act; a prompt asked before shows `asked before` and its cached answer; the
+// popup's figures survive a service-worker stop; the opt-in redirect sends a page's own fetch of
+// api.openai.com / api.anthropic.com through the proxy (the audit log names the site); a virtual
+// key from the options decides the identity; a silent or stopped proxy shows the offline line
+// within 2 s and typing and sending go on. Screenshots go to test/artifacts/extension/.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'

@@ -1,13 +1,10 @@
 // Local HTTPS stand-ins for chatgpt.com (a textarea page), claude.ai (a ProseMirror-style
-// contenteditable page) and gemini.google.com (a Quill contenteditable), each a small single-page app whose "New chat" link replaces the input
-// box without a page load. The browser reaches them through --host-resolver-rules; the
-// certificate is self-signed, made at test time with openssl. api.openai.com and
+// contenteditable page) and gemini.google.com (a Quill contenteditable), each a small single-page
+// app whose "New chat" link replaces the input box without a page load. The browser reaches them through --host-resolver-rules; the
+// certificate is self-signed, made at test time with node:crypto. api.openai.com and
 // api.anthropic.com are mapped here too and answer 418: a call the redirect missed is visible.
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { createServer, type Server } from 'node:https'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 
 export const FAKE_HOSTS = ['chatgpt.com', 'claude.ai', 'gemini.google.com', 'api.openai.com', 'api.anthropic.com']
 
@@ -18,15 +15,47 @@ export interface Sites {
   close(): Promise<void>
 }
 
-function certificate(): { key: Buffer; cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'agentmesh-ext-cert-'))
-  try {
-    const san = `subjectAltName=${FAKE_HOSTS.map((h) => `DNS:${h}`).join(',')}`
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=chatgpt.com', '-addext', san], { stdio: 'ignore' })
-    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
+// DER, just what a self-signed certificate needs
+const der = (tag: number, ...parts: Buffer[]): Buffer => {
+  const body = Buffer.concat(parts)
+  const n = body.length
+  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff])
+  return Buffer.concat([Buffer.from([tag]), len, body])
+}
+const seq = (...p: Buffer[]) => der(0x30, ...p)
+const oid = (dotted: string): Buffer => {
+  const [a, b, ...rest] = dotted.split('.').map(Number)
+  const bytes = [a! * 40 + b!]
+  for (const v of rest) {
+    const chunk = [v & 0x7f]
+    for (let x = v >> 7; x > 0; x >>= 7) chunk.unshift((x & 0x7f) | 0x80)
+    bytes.push(...chunk)
   }
+  return der(0x06, Buffer.from(bytes))
+}
+const utcTime = (d: Date) => der(0x17, Buffer.from(d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'))
+const name = (cn: string) => seq(der(0x31, seq(oid('2.5.4.3'), der(0x0c, Buffer.from(cn)))))
+
+/** A self-signed P-256 certificate for the fake hosts, made with node:crypto (no openssl needed). */
+function certificate(): { key: string; cert: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'))
+  const now = Date.now()
+  const san = seq(...FAKE_HOSTS.map((h) => der(0x82, Buffer.from(h))))
+  const tbs = seq(
+    der(0xa0, der(0x02, Buffer.from([2]))),
+    der(0x02, randomBytes(8).fill(0x01, 0, 1)),
+    ecdsaSha256,
+    name('agentmesh test'),
+    seq(utcTime(new Date(now - 3_600_000)), utcTime(new Date(now + 2 * 86_400_000))),
+    name('agentmesh test'),
+    publicKey.export({ type: 'spki', format: 'der' }),
+    der(0xa3, seq(seq(oid('2.5.29.17'), der(0x04, san)))),
+  )
+  const signature = sign('sha256', tbs, privateKey)
+  const cert = seq(tbs, ecdsaSha256, der(0x03, Buffer.from([0]), signature))
+  const pem = `-----BEGIN CERTIFICATE-----\n${cert.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`
+  return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: pem }
 }
 
 const STYLE = `body{font:16px system-ui,sans-serif;margin:0;background:#f7f7f8}nav{padding:12px 24px}main{padding:24px}
