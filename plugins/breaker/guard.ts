@@ -159,6 +159,7 @@ export function createGuard(rt: BreakerRuntime) {
       rt.admitted.set(ctx, meta)
       if (state.calls === 1) void rt.store.noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() }).catch(() => {})
     }
-    return checkRun(g, ctx, ref, meta, state, lim, turns, dry)
+    // awaited, not returned: a returned promise costs an async function two more microtask turns
+    await checkRun(g, ctx, ref, meta, state, lim, turns, dry)
   }
 }
