@@ -316,8 +316,6 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
     seen.add(id)
     return new DeploymentState(id, t.base, t.key, t.weight)
   })
-  // the attempt loop's events (core/targets.ts declares them); emitted untyped so this file builds without that declaration
-  const emit = mesh.emit as unknown as (type: string, data: Record<string, unknown>) => void
 
   function pick(now: number): DeploymentState | undefined {
     let best: DeploymentState[] = []
@@ -349,8 +347,8 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
     d.cooldownUntil = Date.now() + Math.min(ms, maxMs)
     if (!d.cooledAt) d.cooledAt = Date.now()
     mesh.log.warn(`${vendor} deployment ${d.id} cools down for ${Math.ceil(Math.min(ms, maxMs) / 1000)} s: ${reason}`)
-    // the attempt loop's event shapes (core/targets.ts); a deployment serves every model of its vendor: '*'
-    emit('target_cooldown', { target: `${vendor}/${d.id}`, vendor, model: '*', until: d.cooldownUntil, failures: d.failures, reason })
+    // the attempt loop's events; a deployment serves every model of its vendor: '*'
+    mesh.emit('target_cooldown', { target: `${vendor}/${d.id}`, vendor, model: '*', until: d.cooldownUntil, failures: d.failures, reason })
   }
 
   function failed(d: DeploymentState, reason: string, retryAfter?: number) {
@@ -374,7 +372,7 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
     const downMs = d.cooledAt ? Date.now() - d.cooledAt : 0
     d.cooledAt = 0
     mesh.log.info(`${vendor} deployment ${d.id} recovered after ${Math.round(downMs / 1000)} s`)
-    emit('target_recovered', { target: `${vendor}/${d.id}`, vendor, model: '*', downMs })
+    mesh.emit('target_recovered', { target: `${vendor}/${d.id}`, vendor, model: '*', downMs })
   }
 
   /** what an answer says about the deployment: a 429 cools it at once, 5xx and 401/403 count as failures */
