@@ -234,6 +234,8 @@ describe('browser extension', () => {
     // sending still works as the page does it; the extension counts it
     await page.keyboard.press('Enter')
     await expect.poll(() => page.evaluate(() => (window as any).sent)).toEqual([PROMPT])
+    // the page emptied its box: the panel goes away until the next prompt
+    await expect.poll(() => page.locator('agentmesh-overlay').getAttribute('data-visible')).toBe('false')
     await page.close()
   })
 

@@ -84,6 +84,12 @@ class Watcher {
       this.seq++
       this.overlay.render({ kind: 'idle' })
       if (found && textOf(found)) this.schedule()
+    } else if (found && this.text && !textOf(found)) {
+      // the site emptied the box after sending (a DOM change, no input event): nothing to estimate
+      this.text = ''
+      this.last = null
+      this.seq++
+      this.overlay.render({ kind: 'idle' })
     }
     this.overlay.attach(this.editor)
   }
@@ -151,6 +157,8 @@ class Watcher {
     const e = this.last?.text === text ? this.last.estimate : undefined
     const askedBefore = e ? e.cache.status === 'exact' || e.cache.status === 'semantic' : false
     send({ type: 'sent', site: this.site.id, askedBefore, quotaPct: e?.quotaPct ?? null }).catch(() => undefined)
+    // a textarea emptied by the page's script changes no DOM: look again once it has sent
+    setTimeout(() => this.rescan(), 500)
   }
 
   private async showCached(): Promise<void> {

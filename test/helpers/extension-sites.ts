@@ -89,7 +89,8 @@ window.sent = []
 function render() {
   document.getElementById('app').innerHTML = '<h1>' + location.pathname + '</h1><form id="composer">${composer}<button type="submit" data-testid="send-button" aria-label="Send prompt">Send</button></form>'
   const form = document.getElementById('composer')
-  form.addEventListener('submit', (e) => { e.preventDefault(); const box = form.firstElementChild; window.sent.push(box.value ?? box.innerText); render() })
+  // sent: the box is emptied in place, as the real sites do
+  form.addEventListener('submit', (e) => { e.preventDefault(); const box = form.querySelector('textarea, [contenteditable]'); window.sent.push(box.value ?? box.innerText); if (box.value !== undefined) box.value = ''; else box.innerHTML = '<p><br></p>' })
   form.firstElementChild.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit() } })
 }
 document.getElementById('new-chat').addEventListener('click', (e) => { e.preventDefault(); history.pushState({}, '', '/c/' + Date.now()); render() })
