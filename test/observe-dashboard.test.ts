@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { approval } from '../plugins/approval/index.ts'
 import { dashboard } from '../plugins/dashboard/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
+import { router } from '../plugins/router/index.ts'
 import { clearVendorEnv, startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 
@@ -138,6 +139,62 @@ describe('dashboard (solo: open events, loopback)', () => {
         expect((page as any).errors).toEqual([])
         await page.context().close()
       }
+    }
+  })
+})
+
+describe('dashboard: one request\'s route, guards and audit entry', () => {
+  it('joins the route, guard and approval events to the request by id, with no prompt text', { timeout: 120_000 }, async () => {
+    clearVendorEnv()
+    process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
+    const { mock, proxy } = await startMockAndProxy({ features: true, config: { plugins: [
+      router({ rules: [{ name: 'eng-on-mini', match: { team: 'eng' }, model: 'gpt-4o-mini' }] }),
+      approval({ mode: 'hold', holdSeconds: 30, rules: [{ name: 'pricey', models: ['*expensive*'] }] }),
+    ] } })
+    try {
+      const page = await open(proxy, 1280, ADMIN)
+      await page.locator('[data-connected="true"]').waitFor({ timeout: 30_000 })
+      await page.click('[data-view="requests"]')
+      const secret = 'AKIAQ3EGRXJ2LZ7WPN4K'
+      const email = 'ana.lopez@example.org'
+      const eng = client(proxy, { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-User': 'ana' })
+      await ask(eng, `deploy with ${secret} and mail ${email}`, 'gpt-4o')
+      // held for approval, approved through the admin API while the client waits
+      const ops = client(proxy, { 'X-AgentMesh-Team': 'ops', 'X-AgentMesh-User': 'bo' })
+      const held = ask(ops, 'costly question', 'gpt-4o-expensive')
+      const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
+      let pending: any[] = []
+      await expect.poll(async () => { pending = (await (await fetch(`${proxy.url}/agentmesh/admin/approvals`, { headers: admin })).json()).approvals; return pending.length }, { timeout: 20_000 }).toBe(1)
+      expect((await fetch(`${proxy.url}/agentmesh/admin/approvals/${pending[0].id}/approve`, { method: 'POST', headers: admin, body: '{}' })).status).toBe(200)
+      await held
+
+      await page.locator('table.requests tbody tr').nth(1).waitFor({ timeout: 30_000 })
+      const engId = (proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'eng')!.data as any).id as string
+      await page.locator(`table.requests tr[data-id="${engId}"]`).click()
+      const detail = page.locator('section.detail')
+      await expect.poll(() => detail.locator('[data-field="route"]').textContent(), { timeout: 20_000 }).toContain('gpt-4o → openai/gpt-4o-mini')
+      expect(await detail.locator('[data-field="route"]').textContent()).toContain('eng-on-mini')
+      const guards = await detail.locator('[data-field="guards"] li').allTextContents()
+      expect(guards.some((g) => /^secrets redacted: aws\S*×1 in messages\[0\]/.test(g)), guards.join(' | ')).toBe(true)
+      expect(guards.some((g) => g.startsWith('personal data masked: email×1')), guards.join(' | ')).toBe(true)
+      expect(await detail.locator('[data-field="audit"]').textContent()).toContain(engId)
+
+      const opsId = (proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'ops')!.data as any).id as string
+      await page.locator(`table.requests tr[data-id="${opsId}"]`).click()
+      await expect.poll(() => detail.locator('[data-field="guards"]').textContent(), { timeout: 20_000 }).toContain('approval granted by')
+      expect(await detail.locator('[data-field="guards"]').textContent()).toContain(`approval ${pending[0].id} asked (rule pricey, hold)`)
+      expect(await detail.locator('[data-field="route"]').textContent()).toContain('the requested model')
+
+      // kinds and counts only: neither the secret, the email nor the prompt is on the page
+      const content = await page.content()
+      for (const text of [secret, email, 'deploy with', 'costly question']) expect(content).not.toContain(text)
+      await page.screenshot({ path: join(ARTIFACTS, 'request-detail-1280.png'), fullPage: true })
+      expect((page as any).errors).toEqual([])
+      await page.context().close()
+    } finally {
+      delete process.env.AGENTMESH_ADMIN_TOKEN
+      await proxy.close()
+      await mock.close()
     }
   })
 })

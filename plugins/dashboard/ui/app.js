@@ -46,6 +46,7 @@ function rowOf(id) {
     r = { id, time: Date.now(), status: 'pending' }
     store.rows.set(id, r)
     if (store.rows.size > MAX_ROWS) store.rows.delete(store.rows.keys().next().value)
+    if (approvals.size > MAX_ROWS) approvals.delete(approvals.keys().next().value)
   }
   return r
 }
@@ -71,14 +72,42 @@ function apply(e) {
     store.perSecond.set(sec, (store.perSecond.get(sec) || 0) + 1)
     if (store.perSecond.size > SERIES_SECONDS * 2) store.perSecond.delete(store.perSecond.keys().next().value)
   } else {
-    if (d.id && store.rows.has(d.id)) {
+    if (e.type === 'route' && store.rows.has(d.id)) store.rows.get(d.id).route = { requested: d.requested, vendor: d.vendor, model: d.model, reason: d.reason, rule: d.rule, skipped: d.skipped }
+    else if (d.id && store.rows.has(d.id)) {
       const r = store.rows.get(d.id)
       if (e.type === 'error') r.error = { status: d.status, type: d.type, plugin: d.plugin }
-      else if (e.type === 'quota_warn' || e.type === 'quota_block') r.quota = `${e.type === 'quota_block' ? 'blocked' : 'warned'}: ${d.scope} ${d.limit}`
-      else if (e.type === 'approval_requested') r.approval = d.approval
+      const g = guardOf(e)
+      if (g) (r.guards ||= []).push(g)
+      if (e.type === 'approval_requested') { r.approval = d.approval; approvals.set(d.approval, d.id) }
+    } else if ((e.type === 'approval_granted' || e.type === 'approval_denied') && store.rows.has(approvals.get(d.approval))) {
+      // decisions name the approval, not the request: joined through the approval_requested event
+      store.rows.get(approvals.get(d.approval)).guards?.push(`approval ${e.type === 'approval_granted' ? 'granted' : 'denied'} by ${d.by}`)
     }
-    store.feed.unshift(e)
+    if (e.type !== 'route') store.feed.unshift(e)
     if (store.feed.length > 200) store.feed.pop()
+  }
+}
+
+/** approval id -> request id, for the decisions (bounded like the rows) */
+const approvals = new Map()
+
+const counts = (c) => Object.entries(c || {}).map(([k, n]) => `${k}×${n}`).join(', ')
+
+/** one line per guard that acted on a request: kinds, counts and limits only (no event carries prompt text) */
+function guardOf(e) {
+  const d = e.data
+  switch (e.type) {
+    case 'secret_redacted': return `secrets redacted: ${counts(d.counts)} in ${(d.where || []).join(', ')}`
+    case 'secret_blocked': return `blocked for secrets: ${counts(d.counts)} in ${(d.where || []).join(', ')}`
+    case 'pii_masked': return `personal data masked: ${counts(d.counts)}`
+    case 'compressed': return `compressed ${num(d.before)} → ${num(d.after)} tokens (${(d.strategies || []).join(', ')})${d.met ? '' : ', target not met'}`
+    case 'dry_run': return `dry run: would be ${d.outcome}, ~${num(d.estimatedTokens)} tokens, ~${usd(d.estimatedUsd)}`
+    case 'run_warn': return `run ${d.run}: ${d.limit} at ${d.pct}% (${num(d.used)} of ${num(d.max)})`
+    case 'run_tripped': return `run ${d.run} stopped: ${d.type} (${d.limit})`
+    case 'approval_requested': return `approval ${d.approval} asked (rule ${d.rule}, ${d.mode})`
+    case 'quota_warn': return `quota warning: ${d.scope} ${d.limit} at ${d.pct}% (${num(d.used)} of ${num(d.max)})`
+    case 'quota_block': return `quota blocked: ${d.scope} ${d.limit} (${num(d.used)} of ${num(d.max)})`
+    default: return undefined
   }
 }
 
@@ -280,7 +309,9 @@ function Requests() {
       <dt>cost</dt><dd>${detail.costUsd !== undefined ? usd(detail.costUsd) : '–'}</dd>
       <dt>latency</dt><dd>${detail.latencyMs ? `${detail.latencyMs.toFixed(1)} ms to the answer's head` : '–'}${detail.upstreamMs ? `, vendor ${detail.upstreamMs.toFixed(1)} ms` : ''}</dd>
       <dt>status</dt><dd>${detail.status}${detail.error ? ` ${detail.error.type}${detail.error.plugin ? ` (${detail.error.plugin})` : ''}` : ''}</dd>
-      ${detail.quota ? html`<dt>quota</dt><dd>${detail.quota}</dd>` : ''}${detail.approval ? html`<dt>approval</dt><dd>${detail.approval}</dd>` : ''}
+      <dt>route</dt><dd data-field="route">${detail.route ? `${detail.route.requested} → ${detail.route.vendor}/${detail.route.model}: ${detail.route.reason}${detail.route.rule ? ` (rule ${detail.route.rule})` : ''}` : detail.status === 'pending' ? '–' : 'the requested model (no routing rule acted)'}</dd>
+      <dt>guards</dt><dd data-field="guards">${detail.guards?.length ? html`<ul>${detail.guards.map((g) => html`<li>${g}</li>`)}</ul>` : 'none acted'}</dd>
+      <dt>audit</dt><dd data-field="audit">entry with id <code>${detail.id}</code> <span class="muted">(its sequence number is assigned when the log is written and is not in the live events: <code>agentmesh audit export</code> lists it)</span></dd>
     </dl></section>` : ''}`
 }
 
