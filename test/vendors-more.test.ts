@@ -401,8 +401,16 @@ describe('keys stay secret', () => {
     await until(() => proxy.events.some((e) => (e.type as string) === 'target_cooldown'), 'a cooldown event')
     texts.push(JSON.stringify(proxy.events))
     texts.push(JSON.stringify(vendorOf(proxy, 'pool').targets!()))
-    const admin = await fetch(`${proxy.url}/agentmesh/admin/targets`)
-    texts.push(headersText(admin), await admin.text())
+    // the admin listing (core/routes-service.ts) reads the token from the environment per request
+    const ADMIN = 'admin-token-for-vendors-more-test'
+    process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
+    cleanups.push(async () => { delete process.env.AGENTMESH_ADMIN_TOKEN })
+    const admin = await fetch(`${proxy.url}/agentmesh/admin/targets`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    expect(admin.status).toBe(200)
+    const adminText = await admin.text()
+    const listed = JSON.parse(adminText).targets.filter((t: any) => t.kind === 'deployment' && t.vendor === 'pool')
+    expect(listed.map((t: any) => t.state).sort()).toEqual(['cooldown', 'healthy'])
+    texts.push(headersText(admin), adminText)
     for (const t of texts) expectNoSecrets(t)
 
     const dir = tempDir('agentmesh-vendors-cli-')
