@@ -87,6 +87,9 @@ describe('detector: checksums and look-alikes', () => {
   it('emails and phones; overlaps go to the more specific kind; unknown kinds throw', () => {
     expect(found('mail John.Doe+x@mail.example.co.uk.')).toEqual(['email=John.Doe+x@mail.example.co.uk'])
     expect(found('icon@2x.png git@github.com:org/repo.git npm i @scope/pkg@1.2.3')).toEqual([])
+    // a URL's user:password@host is a credential (the secrets guard's), not a mailbox; mailto: is one
+    expect(found('DATABASE_URL=postgres://admin:s3cret@db.internal.example.com:5432/x and https://x-access-token:ghp_abc@github.com/acme')).toEqual([])
+    expect(found('<a href="mailto:john@example.com">')).toEqual(['email=john@example.com'])
     expect(found('call +44 20 7946 0958 or (415) 555-2671 or 06 12 34 56 78')).toEqual(['phone=+44 20 7946 0958', 'phone=(415) 555-2671', 'phone=06 12 34 56 78'])
     expect(found('date 2024-01-15 12:30, pi 3.14159265, port 8080')).toEqual([])
     expect(found('IBAN DE89 3704 0044 0532 0130 00')).toEqual(['iban=DE89 3704 0044 0532 0130 00'])

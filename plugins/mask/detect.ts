@@ -214,19 +214,37 @@ export function ninoValid(compact: string): boolean {
 const WORD = /[A-Za-z0-9_]/
 const isWordChar = (c: string | undefined) => c !== undefined && WORD.test(c)
 const isDigit = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9'
-const LOCAL = /[A-Za-z0-9._%+-]/
-const DOMAIN = /[A-Za-z0-9.-]/
+// character classes as lookup tables: the email scan tests every character around each '@'
+const table = (chars: string) => {
+  const t = new Uint8Array(128)
+  for (const c of chars) t[c.charCodeAt(0)] = 1
+  return t
+}
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
+const LOCAL_T = table(ALNUM + '._%+-')
+const DOMAIN_T = table(ALNUM + '.-')
+const inTable = (t: Uint8Array, code: number) => code < 128 && t[code] === 1
 // a word@name.ext whose "TLD" is a file extension is an asset name (icon@2x.png), not an address
 const FILE_TLDS = new Set(['png', 'jpg', 'jpeg', 'gif', 'svg', 'webp', 'js', 'ts', 'css', 'json', 'md', 'py', 'txt'])
+
+/** `scheme://user:password@host`: the part before '@' is a URL's credentials, not a mailbox (mailto: has no //) */
+function urlCredentials(text: string, localStart: number): boolean {
+  for (let i = localStart - 1; i >= 0 && i >= localStart - 256; i--) {
+    const c = text[i]!
+    if (c === '/' && text[i - 1] === '/' && text[i - 2] === ':') return true
+    if (c === ' ' || c === '\n' || c === '\t' || c === '"' || c === "'" || c === '<' || c === '(') return false
+  }
+  return false
+}
 
 function findEmails(text: string, out: Found[]): void {
   let at = text.indexOf('@')
   while (at >= 0) {
     let s = at
-    while (s > 0 && LOCAL.test(text[s - 1]!)) s--
+    while (s > 0 && inTable(LOCAL_T, text.charCodeAt(s - 1))) s--
     while (s < at && (text[s] === '.' || text[s] === '-')) s++
     let e = at + 1
-    while (e < text.length && DOMAIN.test(text[e]!)) e++
+    while (e < text.length && inTable(DOMAIN_T, text.charCodeAt(e))) e++
     while (e > at + 1 && (text[e - 1] === '.' || text[e - 1] === '-')) e--
     const domain = text.slice(at + 1, e)
     const dot = domain.lastIndexOf('.')
@@ -238,7 +256,8 @@ function findEmails(text: string, out: Found[]): void {
       /^[A-Za-z]{2,24}$/.test(tld) &&
       !FILE_TLDS.has(tld.toLowerCase()) &&
       !domain.includes('..') &&
-      local !== 'git'
+      local !== 'git' &&
+      !urlCredentials(text, s)
     ) {
       out.push({ kind: 'email', start: s, end: e })
     }
@@ -324,12 +343,18 @@ function findIbans(text: string, out: Found[]): void {
   }
 }
 
-const SSN_RE = /(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)/g
-const NINO_RE = /(?<![A-Za-z0-9])[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])/g
-const DNI_RE = /(?<![A-Za-z0-9])(?:\d{8}|[XYZ]-?\d{7})-?[A-Z](?![A-Za-z0-9])/g
-const NIR_RE = /(?<![\w])[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?![\w])/g
-const STEUER_RE = /(?<![\w\-./])(?:\d{11}|\d{2} \d{3} \d{3} \d{3})(?![\w]|[.\-/]\d)/g
-const BSN_RE = /(?<![\w\-./])\d{9}(?![\w]|[.\-/]\d)/g
+// the digit-and-letter ids in one pass (one scan of the text, not six); which alternative matched
+// is told by its named group
+const NATIONAL_PARTS = [
+  String.raw`(?<![\w-])(?<ssnA>\d{3})(?<sep>[- ])(?<ssnG>\d{2})\k<sep>(?<ssnS>\d{4})(?![\w]|-\d)`,
+  String.raw`(?<![A-Za-z0-9])(?<nino>[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D])(?![A-Za-z0-9])`,
+  String.raw`(?<![A-Za-z0-9])(?<dni>(?:\d{8}|[XYZ]-?\d{7})-?[A-Z])(?![A-Za-z0-9])`,
+  String.raw`(?<![\w])(?<nir>[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2})(?![\w])`,
+  String.raw`(?<![\w\-./])(?<steuer>\d{11}|\d{2} \d{3} \d{3} \d{3})(?![\w]|[.\-/]\d)`,
+]
+const BSN_PART = String.raw`(?<![\w\-./])(?<bsn>\d{9})(?![\w]|[.\-/]\d)`
+const NATIONAL_RE = new RegExp(NATIONAL_PARTS.join('|'), 'g')
+const NATIONAL_BSN_RE = new RegExp([...NATIONAL_PARTS, BSN_PART].join('|'), 'g')
 // a bare 9-digit number passes the 11-proof one time in 11: a BSN needs its name nearby
 const BSN_CONTEXT = /\b(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)\b/i
 
@@ -338,17 +363,24 @@ function each(re: RegExp, text: string, fn: (m: RegExpExecArray) => void): void 
   for (let m = re.exec(text); m; m = re.exec(text)) fn(m)
 }
 
+function nationalIdValid(text: string, m: RegExpExecArray): boolean {
+  const g = m.groups!
+  if (g.ssnA !== undefined) return ssnValid(g.ssnA, g.ssnG!, g.ssnS!)
+  if (g.nino !== undefined) return ninoValid(g.nino.replace(/ /g, ''))
+  if (g.dni !== undefined) return spanishIdValid(g.dni.replace(/-/g, ''))
+  if (g.nir !== undefined) return nirValid(g.nir.replace(/ /g, ''))
+  if (g.steuer !== undefined) return steuerIdValid(g.steuer.replace(/ /g, ''))
+  return BSN_CONTEXT.test(text.slice(Math.max(0, m.index - 40), m.index)) && bsnValid(m[0])
+}
+
 function findNationalIds(text: string, out: Found[]): void {
-  const push = (m: RegExpExecArray) => out.push({ kind: 'national-id', start: m.index, end: m.index + m[0].length })
-  each(SSN_RE, text, (m) => ssnValid(m[1]!, m[3]!, m[4]!) && push(m))
-  each(NINO_RE, text, (m) => ninoValid(m[0].replace(/ /g, '')) && push(m))
-  each(DNI_RE, text, (m) => spanishIdValid(m[0].replace(/-/g, '')) && push(m))
-  each(NIR_RE, text, (m) => nirValid(m[0].replace(/ /g, '')) && push(m))
-  each(STEUER_RE, text, (m) => steuerIdValid(m[0].replace(/ /g, '')) && push(m))
-  each(BSN_RE, text, (m) => {
-    const before = text.slice(Math.max(0, m.index - 40), m.index)
-    if (BSN_CONTEXT.test(before) && bsnValid(m[0])) push(m)
-  })
+  const re = BSN_CONTEXT.test(text) ? NATIONAL_BSN_RE : NATIONAL_RE
+  re.lastIndex = 0
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (nationalIdValid(text, m)) out.push({ kind: 'national-id', start: m.index, end: m.index + m[0].length })
+    // a candidate that fails its check may overlap one of another format: look again just after its start
+    else re.lastIndex = m.index + 1
+  }
 }
 
 const IPV4_RE =
@@ -356,7 +388,9 @@ const IPV4_RE =
 // "version 1.2.3.4", "v1.2.3.4", "build: 10.0.19041.1": a four-part version is not an address
 const VERSION_BEFORE =
   /(?:\bv|version|\bver\.?|release|build|firmware|\bfw|\bos|windows|chrome|edge|firefox|safari)\s*[:=]?\s*$/i
-const IPV6_RE = /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g
+// a candidate starts with a group and a colon, or '::' (fewer starting points than any hex letter)
+const IPV6_RE = /(?:[0-9A-Fa-f]{1,4}:|::)[0-9A-Fa-f:.]*/g
+const IPV6_BEFORE = /[\w:.]/
 
 function ipv4Personal(a: string): boolean {
   // loopback, "any", broadcast and netmasks identify no one
@@ -373,7 +407,10 @@ function findIps(text: string, out: Found[]): void {
   }
   if (text.indexOf(':') < 0) return
   each(IPV6_RE, text, (m) => {
-    const a = m[0]
+    if (m.index > 0 && IPV6_BEFORE.test(text[m.index - 1]!)) return
+    // a trailing '.' or ':' ends the sentence or the label, not the address
+    const a = m[0].replace(/[.:]+$/, (t) => (t.startsWith('::') && t.length === 2 ? t : ''))
+    if (/[\w]/.test(text[m.index + a.length] ?? '')) return
     // an address has a digit somewhere (rules out std::map-like names) and is more than "::1"
     if (!/\d/.test(a) || a === '::' || a === '::1' || !isIPv6(a)) return
     // "12:30:45" parses as nothing, but "1:2:3:4:5:6:7:8"-like timestamps are too short to be hex groups
