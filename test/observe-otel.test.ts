@@ -67,8 +67,31 @@ describe('otel: traces and metrics over OTLP/HTTP', () => {
     expect(spans.filter((s) => s.parentSpanId === hit.spanId).map((s) => s.name)).toEqual(['agentmesh.cache_lookup'])
     // prompt text never leaves in a span
     expect(JSON.stringify(spans)).not.toContain('trace me')
-    // the vendor got the client's traceparent
-    expect(mock.received.at(-1)?.headers.traceparent ?? mock.received[0]?.headers.traceparent).toContain(traceId)
+    // the vendor's traceparent: the client's trace, with the proxy's exported upstream span as the parent
+    const upstream = children.find((s) => s.kind === 3)! // CLIENT
+    expect(mock.received).toHaveLength(1)
+    expect(mock.received[0]!.headers.traceparent).toBe(`00-${traceId}-${upstream.spanId}-01`)
+  })
+
+  it('without a client trace, the vendor is told the proxy\'s new trace and upstream span', async () => {
+    const before = mock.received.length
+    const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-x', maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Team': 'solo-trace' } })
+    await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, messages: [{ role: 'user', content: 'no parent here' }] })
+    await until(() => spansOf(rx.got).some((s) => s.kind === 2 && attrs(s)['agentmesh.team'] === 'solo-trace'), 'the request span', 10_000)
+    const spans = spansOf(rx.got)
+    const root = spans.find((s) => s.kind === 2 && attrs(s)['agentmesh.team'] === 'solo-trace')!
+    expect(root.parentSpanId ?? '').toBe('')
+    const upstream = spans.find((s) => s.kind === 3 && s.parentSpanId === root.spanId)!
+    expect(upstream.traceId).toBe(root.traceId)
+    expect(mock.received.slice(before).map((r) => r.headers.traceparent)).toEqual([`00-${root.traceId}-${upstream.spanId}-01`])
+  })
+
+  it('an unsampled client trace goes upstream as it came', async () => {
+    const before = mock.received.length
+    const header = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00'
+    const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-x', maxRetries: 0, defaultHeaders: { traceparent: header } })
+    await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, messages: [{ role: 'user', content: 'not sampled' }] })
+    expect(mock.received.slice(before).map((r) => r.headers.traceparent)).toEqual([header])
   })
 
   it('exports gen_ai.client.token.usage and gen_ai.client.operation.duration', async () => {

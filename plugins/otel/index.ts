@@ -12,9 +12,10 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { nodeResponseOf } from '../../core/client.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
-import { emitSpans, parentOf, type Marks } from './spans.ts'
+import { ChosenIds, chooseUpstreamIds, emitSpans, parentOf, type Marks } from './spans.ts'
 
 export interface OtelOptions {
   /** OTLP/HTTP base URL, e.g. http://collector:4318 (default: env OTEL_EXPORTER_OTLP_ENDPOINT; none: off) */
@@ -27,16 +28,18 @@ export interface OtelOptions {
   batchDelayMs?: number
 }
 
-interface Pipeline { tracer: Tracer; tokens: Histogram; duration: Histogram; close(): Promise<void> }
+interface Pipeline { tracer: Tracer; ids: ChosenIds; tokens: Histogram; duration: Histogram; close(): Promise<void> }
 
 function start(endpoint: string, o: OtelOptions): Pipeline {
   const base = endpoint.replace(/\/+$/, '')
   const resource = resourceFromAttributes({ 'service.name': o.serviceName ?? 'agentmesh' })
-  const traces = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }), scheduledDelayMillis: o.batchDelayMs ?? 2000 })] })
+  const ids = new ChosenIds()
+  const traces = new TracerProvider({ resource, idGenerator: ids, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }), scheduledDelayMillis: o.batchDelayMs ?? 2000 })] })
   const meters = new MeterProvider({ resource, readers: [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }), exportIntervalMillis: o.metricsIntervalMs ?? 10_000 })] })
   const meter = meters.getMeter('agentmesh')
   return {
     tracer: traces.getTracer('agentmesh'),
+    ids,
     tokens: meter.createHistogram('gen_ai.client.token.usage', { unit: '{token}', description: 'Tokens used, by gen_ai.token.type (input, output)' }),
     duration: meter.createHistogram('gen_ai.client.operation.duration', { unit: 's', description: 'GenAI operation duration' }),
     close: async () => { await Promise.allSettled([traces.shutdown(), meters.shutdown()]) },
@@ -44,7 +47,7 @@ function start(endpoint: string, o: OtelOptions): Pipeline {
 }
 
 function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
-  emitSpans(p.tracer, ctx, marks)
+  emitSpans(p.tracer, p.ids, ctx, marks)
   const attrs = { 'gen_ai.operation.name': ctx.operation === 'embeddings' ? 'embeddings' : 'chat', 'gen_ai.provider.name': ctx.route.vendor, 'gen_ai.request.model': ctx.prompt?.model ?? '', ...(ctx.answer?.model ? { 'gen_ai.response.model': ctx.answer.model } : {}) }
   p.duration.record((marks.end - marks.start) / 1000, (ctx.status ?? 0) >= 400 ? { ...attrs, 'error.type': ctx.error?.type ?? String(ctx.status) } : attrs)
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
@@ -52,6 +55,31 @@ function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
     p.tokens.record(ctx.usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' })
     p.tokens.record(ctx.usage.outputTokens, { ...attrs, 'gen_ai.token.type': 'output' })
   }
+}
+
+/**
+ * The vendor's traceparent names our upstream span, not the client's. The core forwards the
+ * client's headers as they came: off Node's raw header list when served by node:http (so the
+ * pair is changed there), else off ctx.request.headers.
+ */
+function setTraceparent(ctx: MeshContext, value: string): void {
+  const raw = nodeResponseOf(ctx)?.req?.rawHeaders
+  if (!raw) {
+    try { ctx.request.headers.set('traceparent', value) } catch { /* immutable headers: the client's traceparent goes on */ }
+    return
+  }
+  let set = false
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'traceparent') continue
+    if (set) {
+      raw.splice(i, 2)
+      i -= 2
+    } else {
+      raw[i + 1] = value
+      set = true
+    }
+  }
+  if (!set) raw.push('traceparent', value)
 }
 
 export function otel(options: OtelOptions = {}): Plugin {
@@ -83,7 +111,10 @@ export function otel(options: OtelOptions = {}): Plugin {
       },
       route(ctx) {
         const m = p && marks.get(ctx)
-        if (m) m.routeAt = m.cacheEnd = performance.now()
+        if (!m) return
+        m.routeAt = m.cacheEnd = performance.now()
+        m.upstream = chooseUpstreamIds(m.parent)
+        if (m.upstream) setTraceparent(ctx, `00-${m.upstream.traceId}-${m.upstream.spanId}-01`)
       },
       afterResponse(ctx) {
         const m = p && marks.get(ctx)
