@@ -145,13 +145,16 @@ function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'p
   }
 }
 
+/** the browser extension and pages served from this machine; any other site needs configuring */
+export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*']
 /**
- * the browser extension and pages served from this machine; any other site needs configuring.
- * 'null': the extension's opt-in redirect of api.openai.com / api.anthropic.com reaches the proxy
- * with `Origin: null` on the preflight and on the request (measured, Chromium 156); a sandboxed
- * frame sends it too, so a proxy reachable without a virtual key should leave it out of cors.origins
+ * DEFAULT_ORIGINS and `null`: the extension's opt-in redirect of api.openai.com/api.anthropic.com
+ * reaches the proxy with `Origin: null` on the preflight and the request (measured, Chromium 156).
+ * A sandboxed frame on any site sends `null` too, so only presets
+ * where such a call can spend nothing allow it: demo (its own vendor) and team (a virtual key is
+ * required); under solo, whose calls spend the operator's keys, a config opts in.
  */
-export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'null']
+export const ORIGINS_WITH_NULL = [...DEFAULT_ORIGINS, 'null']
 
 const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'routing', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota', 'approval'])
 

@@ -1,6 +1,6 @@
 // Public API: `import { defineConfig, definePlugin, createAgentMesh } from 'agentmesh'`.
 export { createAgentMesh, VERSION, type AgentMesh, type CreateOptions } from './app.ts'
-export { defineConfig, definePreset, loadMeshConfig, resolveConfig, ConfigError, PRESET_NAMES, type PresetName } from './config.ts'
+export { defineConfig, definePreset, loadMeshConfig, resolveConfig, ConfigError, DEFAULT_ORIGINS, ORIGINS_WITH_NULL, PRESET_NAMES, type PresetName } from './config.ts'
 export { definePlugin } from './plugin.ts'
 export { protocols, ProtocolError } from './protocols/index.ts'
 export type * from './types.ts'

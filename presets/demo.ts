@@ -1,5 +1,6 @@
 // demo: no keys, no setup. The demo vendor answers every model; memory storage; identity from
 // X-AgentMesh-* headers. The CLI's default when a config names no preset.
+import { ORIGINS_WITH_NULL } from '../core/config.ts'
 import { definePreset } from '../core/presets.ts'
 import { approval } from '../plugins/approval/index.ts'
 import { audit } from '../plugins/audit/index.ts'
@@ -22,6 +23,8 @@ export default definePreset(() => ({
   $meta: { name: 'demo' },
   storage: { driver: 'memory' },
   trustIdentityHeaders: true,
+  // the extension's redirected page calls come with Origin: null (see ORIGINS_WITH_NULL)
+  cors: { origins: ORIGINS_WITH_NULL },
   plugins: [
     // the agent guards, visible: a run stopped at the 5th identical tool call, a preview with
     // X-AgentMesh-Dry-Run: true, and a request naming an "expensive" model held for `agentmesh approve ID`

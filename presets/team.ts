@@ -1,6 +1,7 @@
 // team: solo as a shared deployment. Vendor keys from config or env only, identity from virtual
 // keys, storage on disk (point storage at redis to run several instances). Only what differs
 // from solo is here; a plugin listed again replaces solo's where it stands.
+import { ORIGINS_WITH_NULL } from '../core/config.ts'
 import { definePreset } from '../core/presets.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { breaker } from '../plugins/breaker/index.ts'
@@ -11,6 +12,8 @@ export default definePreset(() => ({
   $meta: { name: 'team' },
   extends: ['solo'],
   trustIdentityHeaders: false,
+  // the extension's redirected page calls come with Origin: null (see ORIGINS_WITH_NULL)
+  cors: { origins: ORIGINS_WITH_NULL },
   // the operator's keys only: a client's own key is never passed on under a shared deployment
   forwardClientKeys: false,
   // identities, models and costs of every team: the admin token or a key (its own team only)

@@ -1,6 +1,7 @@
 // Issue 11: what one request from an untrusted client must never do to the proxy (crash it,
 // reach a header raw, overflow the stack, travel upstream mistyped, pass as a complete answer
 // when it was not), and the trust boundaries (Host, Origin, content type, keys, events).
+import { resolveConfig } from '../core/config.ts'
 import { readdirSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
@@ -283,6 +284,17 @@ describe('trust boundaries', () => {
     expect(ev.headers.get('access-control-allow-origin')).toBeNull()
     await ev.body?.cancel()
     expect(s.mock.received.length).toBe(before)
+  })
+
+  it('Origin: null (a sandboxed frame on any site) is refused by default and under solo; demo and team allow it for the extension', async () => {
+    const before = s.mock.received.length
+    expect((await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'null' })).status).toBe(403)
+    expect(s.mock.received.length).toBe(before)
+    const origins = async (preset: string) => (await resolveConfig({ preset })).cors.origins
+    expect(await origins('solo')).not.toContain('null')
+    // demo spends nothing, team requires a virtual key: the extension's redirected page calls work there
+    expect(await origins('demo')).toContain('null')
+    expect(await origins('team')).toContain('null')
   })
 })
 
