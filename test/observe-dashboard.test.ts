@@ -123,6 +123,23 @@ describe('dashboard (solo: open events, loopback)', () => {
     await page.context().close()
   })
 
+  it('open events: the page works without a token, and the header signs in for the admin views', { timeout: 90_000 }, async () => {
+    for (const width of [390, 1280]) {
+      const page = await open(proxy, width)
+      await page.locator('[data-connected="true"]').waitFor({ timeout: 30_000 })
+      await expect.poll(() => page.locator('main').textContent(), { timeout: 20_000 }).toContain('need the admin token')
+      expect(await page.locator('[data-metric="day-requests"]').count()).toBe(0)
+      expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0)
+      await page.click('button[data-action="sign-in"]')
+      await page.fill('form.login input[name="token"]', ADMIN)
+      await page.click('form.login button')
+      await page.locator('[data-metric="day-requests"]').waitFor({ timeout: 30_000 })
+      await page.locator('[data-connected="true"]').waitFor({ timeout: 30_000 })
+      expect((page as any).errors).toEqual([])
+      await page.context().close()
+    }
+  })
+
   it('renders every view at 1280 and 390 pixels, light and dark (screenshots)', { timeout: 90_000 }, async () => {
     for (const width of [1280, 390]) {
       for (const scheme of ['light', 'dark'] as const) {

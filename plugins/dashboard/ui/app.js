@@ -371,6 +371,9 @@ function Login() {
     ev.preventDefault()
     store.token = new FormData(ev.target).get('token').trim()
     sessionStorage.setItem('agentmesh.token', store.token)
+    // the event stream refused us and stopped: start it with the token. Otherwise (open events,
+    // signing in for the admin views) it is still running: reload, so every view reads with the token
+    if (!store.needsLogin) return location.reload()
     store.needsLogin = false
     changed()
     connect()
@@ -384,13 +387,15 @@ function App() {
   const s = useStore()
   const [view, setView] = useState(location.hash.slice(1) in VIEWS ? location.hash.slice(1) : 'overview')
   const [usageState, reloadUsage] = useApi('/agentmesh/admin/usage')
+  // open events need no token, but the admin views do: the header offers the form
+  const [signingIn, setSigningIn] = useState(false)
   const usage = { ...usageState, reload: reloadUsage }
   useEffect(() => { const on = () => location.hash.slice(1) in VIEWS && setView(location.hash.slice(1)); addEventListener('hashchange', on); return () => removeEventListener('hashchange', on) }, [])
   const go = (v) => { location.hash = v; setView(v) }
   return html`<header><h1>AgentMesh</h1><nav>${Object.entries(VIEWS).map(([k, label]) => html`<button data-view=${k} aria-current=${view === k ? 'page' : undefined} onClick=${() => go(k)}>${label}</button>`)}</nav>
     <span class="status" data-connected=${String(s.connected)}><span class=${s.connected ? 'dot on' : 'dot'}></span>${s.connected ? 'live' : 'reconnecting'}</span>
-    ${s.token ? html`<button onClick=${() => { sessionStorage.removeItem('agentmesh.token'); location.reload() }}>sign out</button>` : ''}</header>
-    <main>${s.needsLogin ? html`<${Login} />` : view === 'overview' ? html`<${Overview} usage=${usage} />` : view === 'teams' ? html`<${Teams} usage=${usage} />` : view === 'requests' ? html`<${Requests} />` : view === 'keys' ? html`<${Keys} />` : html`<${Audit} />`}</main>`
+    ${s.token ? html`<button onClick=${() => { sessionStorage.removeItem('agentmesh.token'); location.reload() }}>sign out</button>` : html`<button data-action="sign-in" onClick=${() => setSigningIn(true)}>admin sign in</button>`}</header>
+    <main>${s.needsLogin || signingIn ? html`<${Login} />` : view === 'overview' ? html`<${Overview} usage=${usage} />` : view === 'teams' ? html`<${Teams} usage=${usage} />` : view === 'requests' ? html`<${Requests} />` : view === 'keys' ? html`<${Keys} />` : html`<${Audit} />`}</main>`
 }
 
 // the root's loading text is replaced, not kept beside the app (render() appends in Preact 11)
