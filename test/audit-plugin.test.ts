@@ -151,6 +151,35 @@ describe('audit plugin in the proxy', () => {
     expect(entries.map((e) => [e.quota, e.status, e.error])).toEqual([['warn', 200, undefined], ['block', 429, 'rate_limit_error']])
   })
 
+  it('records what the guards did (kinds and counts, never a value) and every target tried', async () => {
+    // stands in for the guard, mask and attempt loop: what each publishes, in the shapes they declare
+    const publisher = definePlugin({
+      name: 'test-guards',
+      hooks: {
+        beforeRequest(ctx) {
+          ctx.state.guard = { counts: { 'aws-access-key': 1, jwt: 2 }, findings: [], outcome: 'redacted' }
+          ctx.state.mask = { counts: { email: 2, card: 0 } }
+        },
+        afterResponse(ctx) {
+          ctx.attempts = [
+            { vendor: 'openai', model: 'gpt-4o', status: 500, outcome: '500 from the vendor', ms: 3, called: true },
+            { vendor: 'demo', model: 'gpt-4o-mini', status: 200, outcome: 'ok', ms: 1, called: true },
+          ]
+        },
+      },
+      enforce: 'pre',
+    })
+    const p = await proxy({}, { plugins: [publisher] })
+    await (await chat(p.url, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a' }] })).text()
+    await p.close()
+    const [e] = records(p.auditDir).filter((r) => r.kind === 'request')
+    expect(e).toMatchObject({ redacted: 'aws-access-key:1,jwt:2', masked: 'email:2' })
+    expect(e.attempts).toEqual([
+      { target: 'openai/gpt-4o', status: 500, outcome: '500 from the vendor' },
+      { target: 'demo/gpt-4o-mini', status: 200, outcome: 'ok' },
+    ])
+  })
+
   it('full content only when asked, through the redact hook', async () => {
     const p = await proxy({ includeContent: true, redact: (e) => ({ ...e, answer: e.answer ? { ...e.answer, text: e.answer.text.slice(0, 10) } : undefined }) })
     await (await chat(p.url, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'tell me about audit logs' }] })).text()

@@ -52,6 +52,12 @@ export interface AuditEntry {
   approval?: { id: string; status: string; rule?: string; decidedBy?: string; decidedAt?: string; note?: string }
   /** a dry run (plugins/dry-run): what it would have come to and which guards would have acted */
   dryRun?: { outcome?: string; guards: string[] }
+  /** secrets replaced by [REDACTED:kind] before the call, kind:count (plugins/guard); never a value */
+  redacted?: string
+  /** personal data replaced by placeholders before the call, kind:count (plugins/mask); never a value */
+  masked?: string
+  /** every target tried when there was more than one attempt (core/targets.ts): vendor/model, status, outcome */
+  attempts?: Array<{ target: string; status: number; outcome: string }>
   latencyMs: number
   status: number
   /** error type (never the message: upstream messages can echo key fragments) */

@@ -35,6 +35,20 @@ function compressionOf(ctx: MeshContext): AuditEntry['compression'] {
 }
 const num = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n : 0)
 
+/** kind:count pairs in a fixed order (`aws-access-key:1,jwt:2`), what the guards' headers say */
+function countsOf(counts: Record<string, number | undefined> | undefined): string | undefined {
+  if (!counts || typeof counts !== 'object') return undefined
+  const parts = Object.keys(counts).sort().filter((k) => num(counts[k]) > 0).map((k) => `${str(k, 40)}:${num(counts[k])}`)
+  return parts.length ? parts.join(',') : undefined
+}
+
+function attemptsOf(ctx: MeshContext): AuditEntry['attempts'] {
+  const a = ctx.attempts
+  // one attempt is what every entry already says (vendor, model, status)
+  if (!Array.isArray(a) || a.length < 2) return undefined
+  return a.slice(0, 20).map((t) => ({ outcome: str(t.outcome) ?? '', status: num(t.status), target: `${str(t.vendor, 80)}/${str(t.model, 128)}` }))
+}
+
 /** `promptHash`: computed ahead (canonicalSha256Async) for a prompt of megabytes */
 export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash?: string): AuditEntry {
   const usage = ctx.usage ?? ({} as MeshContext['usage'])
@@ -45,6 +59,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash
     aborted: ctx.aborted || undefined,
     answerHash: ctx.answer ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length) : undefined,
     approval: approvalOf(ctx),
+    attempts: attemptsOf(ctx),
     cache: { savedTokens: ctx.cache?.savedTokens, similarity: ctx.cache?.similarity, status: ctx.cache?.status ?? 'bypass' },
     compression: compressionOf(ctx),
     costEstimated: ctx.cost?.estimated || undefined,
@@ -55,11 +70,13 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash
     identity: { keyId: id.keyId, team: id.team, tool: id.tool, user: id.user },
     kind: 'request',
     latencyMs: round2(performance.now() - ctx.startedAt),
+    masked: countsOf(ctx.state?.mask?.counts),
     model: ctx.answer?.model ?? ctx.route?.model ?? '',
     operation: ctx.operation,
     promptHash: promptHash ?? canonicalSha256(ctx.prompt ?? null, ctx.request?.rawBody?.length),
     protocol: ctx.protocol,
     quota: typeof quota === 'string' ? quota : undefined,
+    redacted: countsOf(ctx.state?.guard?.counts),
     requestedModel: ctx.prompt?.model ?? '',
     route: ctx.route?.reason,
     run: runOf(ctx),
