@@ -201,6 +201,13 @@ function geminiSplit(text: string, res: ServerResponse) {
   writeEvents(res, ps.map((p, i) => sse({ candidates: [{ content: { role: 'model', parts: [{ text: p }] }, index: 0, ...(i === ps.length - 1 ? { finishReason: 'STOP' } : {}) }], ...(i === ps.length - 1 ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5, totalTokenCount: 10 } } : {}), modelVersion: 'gemini-2.5-flash', responseId: 'gem-split' })))
 }
 
+/** Gemini's stream without alt=sse: one JSON array of the chunks, the text cut across elements */
+function geminiArray(text: string, res: ServerResponse) {
+  const ps = pieces(`echo: ${text}`)
+  const body = JSON.stringify(ps.map((p, i) => ({ candidates: [{ content: { role: 'model', parts: [{ text: p }] }, index: 0, ...(i === ps.length - 1 ? { finishReason: 'STOP' } : {}) }], ...(i === ps.length - 1 ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5, totalTokenCount: 10 } } : {}), modelVersion: 'gemini-2.5-flash' })))
+  res.writeHead(200, { 'content-type': 'application/json' }).end(body)
+}
+
 function responsesSplit(body: any, text: string, res: ServerResponse) {
   let seq = 0
   const ev = (type: string, data: Record<string, unknown>) => sse({ type, ...data, sequence_number: seq++ }, type)
@@ -231,6 +238,7 @@ async function startSplitMock(): Promise<SplitMock> {
       if (path.startsWith('/v1/chat/completions')) return openaiSplit(body, text, res)
       if (path.startsWith('/v1/messages')) return anthropicSplit(body, text, res)
       if (path.startsWith('/v1/responses')) return responsesSplit(body, text, res)
+      if (path.includes(':streamGenerateContent') && !path.includes('alt=sse')) return geminiArray(text, res)
       if (path.includes(':streamGenerateContent')) return geminiSplit(text, res)
       res.writeHead(404).end()
     })
@@ -359,6 +367,20 @@ describe('masking through the proxy', () => {
     let streamed = ''
     for await (const c of await gemini(splitMesh.url).models.generateContentStream({ model: 'gemini-2.5-flash', contents: prompt })) streamed += c.text ?? ''
     expect(streamed).toBe(`echo: ${prompt}`)
+    expectNoRealValues('upstream body', split.bodies.at(-1)!)
+    // without alt=sse the stream is one JSON array: the same question is an exact-cache hit rendered
+    // as one; another goes to the vendor, whose text continues from one element to the next
+    const asArray = async (text: string) => {
+      const res = await fetch(`${splitMesh.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-goog-api-key': 'AIza-client-key', ...team('eng') }, body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text }] }] }) })
+      expect(res.status).toBe(200)
+      const chunks = (await res.json()) as any[]
+      return { cache: res.headers.get('x-agentmesh-cache'), chunks: chunks.length, text: chunks.map((c) => c.candidates[0].content.parts.map((p: any) => p.text).join('')).join('') }
+    }
+    expect(await asArray(prompt)).toMatchObject({ cache: 'exact', text: `echo: ${prompt}` })
+    const other = `${prompt} As an array.`
+    const array = await asArray(other)
+    expect(array).toMatchObject({ cache: 'miss', text: `echo: ${other}` })
+    expect(array.chunks).toBeGreaterThan(10)
     expectNoRealValues('upstream body', split.bodies.at(-1)!)
   })
 
