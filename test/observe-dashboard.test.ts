@@ -3,12 +3,13 @@
 // page, the overview's totals equal the usage API's, a reload rebuilds the tables from the event
 // replay, and under `events.access: 'authenticated'` a virtual key sees its own team only.
 // Screenshots at 1280 and 390 pixels, light and dark, go to test/artifacts/dashboard/.
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { approval } from '../plugins/approval/index.ts'
+import { listLogFiles } from '../plugins/audit/index.ts'
 import { dashboard } from '../plugins/dashboard/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { router } from '../plugins/router/index.ts'
@@ -206,6 +207,20 @@ describe('dashboard: one request\'s route, guards and audit entry', () => {
       const content = await page.content()
       for (const text of [secret, email, 'deploy with', 'costly question']) expect(content).not.toContain(text)
       await page.screenshot({ path: join(ARTIFACTS, 'request-detail-1280.png'), fullPage: true })
+
+      // verify now after an in-place edit of the log: the page shows the failure and where
+      await page.click('[data-view="audit"]')
+      await page.click('button[data-action="verify"]')
+      await page.locator('dl[data-verify="ok"]').waitFor({ timeout: 30_000 })
+      const file = listLogFiles(join(proxy.dataDir, 'audit'))[0]!.path
+      const log = readFileSync(file, 'utf8')
+      expect(log).toContain('"team":"ops"')
+      writeFileSync(file, log.replace('"team":"ops"', '"team":"eng"'))
+      await page.click('button[data-action="verify"]')
+      await page.locator('dl[data-verify="fail"]').waitFor({ timeout: 30_000 })
+      expect(await page.locator('dl[data-verify] dd.s-bad').first().textContent()).toContain('FAIL: edited')
+      expect(await page.locator('dl[data-verify] [data-field="problem"]').textContent()).toMatch(/\(seq \d+\)$/)
+      await page.screenshot({ path: join(ARTIFACTS, 'audit-verify-fail-1280.png'), fullPage: true })
       expect((page as any).errors).toEqual([])
       await page.context().close()
     } finally {

@@ -83,7 +83,8 @@ function apply(e) {
       // decisions name the approval, not the request: joined through the approval_requested event
       store.rows.get(approvals.get(d.approval)).guards?.push(`approval ${e.type === 'approval_granted' ? 'granted' : 'denied'} by ${d.by}`)
     }
-    if (e.type !== 'route') store.feed.unshift(e)
+    // governance events only: routing, cache misses and plugins' own x- events are per-request noise here
+    if (e.type !== 'route' && e.type !== 'cache_miss' && !e.type.startsWith('x-')) store.feed.unshift(e)
     if (store.feed.length > 200) store.feed.pop()
   }
 }
@@ -346,7 +347,7 @@ function VerifyNow() {
     ${st.error ? html` <span class="s-bad" data-verify="error">${st.error}</span>` : ''}
     ${r ? html`<dl data-verify=${r.ok ? 'ok' : 'fail'}>
       <dt>result</dt><dd class=${r.ok ? 's-ok' : 's-bad'}>${r.ok ? 'OK' : `FAIL: ${r.problem?.kind}`} <span class="muted">checked ${new Date(r.checkedAt).toLocaleTimeString()} in ${r.ms} ms</span></dd>
-      <dt>entries</dt><dd data-field="entries">${num(r.entries)}${r.unsignedTail ? html` <span class="muted">(${num(r.unsignedTail)} not signed yet)</span>` : ''}</dd>
+      <dt>${r.ok ? 'entries' : 'entries verified before it'}</dt><dd data-field="entries">${num(r.entries)}${r.ok && r.unsignedTail ? html` <span class="muted">(${num(r.unsignedTail)} not signed yet)</span>` : ''}</dd>
       <dt>checkpoints</dt><dd data-field="checkpoints">${num(r.checkpoints)}</dd>
       <dt>last signed checkpoint</dt><dd>${r.lastCheckpoint ? `seq ${r.lastCheckpoint.seq}, ${r.lastCheckpoint.ts}, key ${r.lastCheckpoint.keyId}` : '–'}</dd>
       <dt>signed heads compared</dt><dd>${r.heads}</dd>
