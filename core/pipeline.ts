@@ -11,7 +11,7 @@ import { PluginError, errorResponse, respond, send, type CoreContext } from './r
 import { checkChain, vendorIdFor } from './response-chains.ts'
 import { runAttempts, targetsOf } from './targets.ts'
 import { continueTranslatedChain, translateRequest, translateWhole, type Translation } from './translate/index.ts'
-import type { Logger, MeshContext, MeshResponse, MeshState, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
+import type { Identity, Logger, MeshContext, MeshResponse, MeshState, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
 import type { MeshInternals } from './app.ts'
 
 export { PluginError } from './respond.ts'
@@ -140,6 +140,15 @@ export function resolveCallerIdentity(m: MeshInternals, request: Request): Retur
   const url = new URL(request.url)
   const ctx = newContext(m, { protocol: 'openai', operation: 'chat', request, rawBody: '', path: url.pathname, search: url.search })
   return m.resolveIdentity(ctx)
+}
+
+/**
+ * Who sends an LLM request that does not go through the lifecycle (count_tokens): the identity
+ * resolver as for a call, so a deployment that requires virtual keys refuses an anonymous count
+ * (which the vendor's count endpoint would otherwise make on the operator's key).
+ */
+export async function requestIdentity(m: MeshInternals, req: LlmRequest): Promise<Identity | MeshResponse> {
+  return m.resolveIdentity(newContext(m, req))
 }
 
 /**

@@ -6,7 +6,7 @@ import type { H3, H3Event } from 'h3'
 import type { MeshInternals } from './app.ts'
 import { isJsonContentType } from './guard.ts'
 import { headerSafe } from './headers.ts'
-import { defaultRoute, forwardResponsesState, handleLlmRequest, parseBody, vendorTokenCount, type LlmRequest } from './pipeline.ts'
+import { defaultRoute, forwardResponsesState, handleLlmRequest, parseBody, requestIdentity, vendorTokenCount, type LlmRequest } from './pipeline.ts'
 import { type ProtocolError, protocolOfPath, protocols } from './protocols/index.ts'
 import type { Replies } from './replies.ts'
 import type { Operation, ProtocolName, ResolvedMeshConfig } from './types.ts'
@@ -83,7 +83,10 @@ async function countTokens(deps: LlmRouteDeps, event: H3Event, protocol: Protoco
     const parsed = parseBody(body) as any
     const prompt = adapter.parse(adapter.countTokens!.request(parsed), { pathModel })
     const model = headerSafe(prompt.model)
-    const exact = await vendorTokenCount(internals, requestOf(event, protocol, 'count_tokens', body, pathModel === undefined ? undefined : { model: pathModel, stream: false }), parsed, prompt.model)
+    const req = requestOf(event, protocol, 'count_tokens', body, pathModel === undefined ? undefined : { model: pathModel, stream: false })
+    const who = await requestIdentity(internals, req)
+    if ('kind' in who) return who.kind === 'error' ? replies.protocolError(event, protocol, who.status, who.type, who.message) : replies.protocolError(event, protocol, 403, 'permission_error', 'refused')
+    const exact = await vendorTokenCount(internals, req, parsed, prompt.model)
     if (exact) return replies.bytes(event, exact.body, { 'x-agentmesh-vendor': headerSafe(defaultRoute(internals, protocol, prompt.model).vendor), 'x-agentmesh-model': model })
     const tokens = internals.mesh.tokens.estimateInput(prompt, prompt.model)
     return replies.json(event, adapter.countTokens!.answer(tokens), { 'x-agentmesh-usage': 'estimated', 'x-agentmesh-model': model })

@@ -331,6 +331,16 @@ describe('team: keys and events', () => {
     expect(mock.received.some((r) => JSON.stringify(r.headers).includes('sk-client-own'))).toBe(false)
   })
 
+  it('count_tokens needs a key like any call (the vendor count would run on the operator\'s key)', async () => {
+    const body = { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'how many tokens is this?' }] }
+    const anon = await postJson(proxy.url + '/v1/messages/count_tokens', body)
+    expect(anon.status).toBe(401)
+    expect((await anon.json()).type).toBe('error')
+    const ok = await postJson(proxy.url + '/v1/messages/count_tokens', body, { 'x-api-key': keyEng })
+    expect(ok.status).toBe(200)
+    expect((await ok.json()).input_tokens).toBeGreaterThan(0)
+  })
+
   it('/agentmesh/events needs the admin token or a key; a key sees its own team only', async () => {
     const anon = await fetch(proxy.url + '/agentmesh/events')
     expect(anon.status).toBe(401)
