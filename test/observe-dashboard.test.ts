@@ -207,6 +207,11 @@ describe('dashboard: one request\'s route, guards and audit entry', () => {
       const content = await page.content()
       for (const text of [secret, email, 'deploy with', 'costly question']) expect(content).not.toContain(text)
       await page.screenshot({ path: join(ARTIFACTS, 'request-detail-1280.png'), fullPage: true })
+      await page.setViewportSize({ width: 390, height: 900 })
+      await page.waitForTimeout(200)
+      expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0)
+      await page.screenshot({ path: join(ARTIFACTS, 'request-detail-390.png'), fullPage: true })
+      await page.setViewportSize({ width: 1280, height: 900 })
 
       // verify now after an in-place edit of the log: the page shows the failure and where
       await page.click('[data-view="audit"]')
