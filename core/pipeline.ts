@@ -153,15 +153,19 @@ export async function requestIdentity(m: MeshInternals, req: LlmRequest): Promis
 
 /**
  * The vendor's own count for a count_tokens request, when the vendor that serves the model has
- * one: undefined when it has none or the call failed (the caller then estimates locally).
+ * one: undefined when it has none, the call failed, or the prompt may not leave as it is (the
+ * caller then estimates locally).
  */
-export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, body: unknown, model: string): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
+export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, count: { body: unknown; prompt: MeshContext['prompt']; identity: Identity }): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
   const ctx = newContext(m, req)
-  ctx.route = defaultRoute(m, req.protocol, model)
-  ctx.request.body = body
+  ctx.route = defaultRoute(m, req.protocol, count.prompt.model)
+  ctx.request.body = count.body
+  ctx.prompt = count.prompt
+  ctx.identity = count.identity
   const vendor = m.mesh.vendors.get(ctx.route.vendor)
   // a vendor of another protocol counts a body of its own protocol: estimated locally instead
   if (!vendor?.countTokens || !speaks(vendor, req.protocol)) return undefined
+  if (!(await mayLeaveAsIs(m, ctx))) return undefined
   try {
     const res = await vendor.countTokens(ctx)
     if (res.status !== 200 || res.stream) return undefined
@@ -170,6 +174,21 @@ export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, body: 
     m.mesh.log.warn(`count_tokens at ${vendor.name} failed, estimated locally: ${(err as Error).message}`, { request: ctx.id })
     return undefined
   }
+}
+
+/**
+ * Whether a prompt may go to the vendor's count endpoint unchanged: the beforeRequest plugins run
+ * on it as on a call (operation 'count_tokens'; quota and the chat-only guards leave it alone), and
+ * one that would change it (a secret redacted, personal data masked) or refuse it keeps it home.
+ */
+async function mayLeaveAsIs(m: MeshInternals, ctx: CoreContext): Promise<boolean> {
+  try {
+    const phase = m.runPhase('beforeRequest', ctx)
+    if (phase) await phase
+  } catch {
+    return false
+  }
+  return !ctx.response && !ctx.request.dirty
 }
 
 export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promise<Response> {

@@ -86,7 +86,7 @@ async function countTokens(deps: LlmRouteDeps, event: H3Event, protocol: Protoco
     const req = requestOf(event, protocol, 'count_tokens', body, pathModel === undefined ? undefined : { model: pathModel, stream: false })
     const who = await requestIdentity(internals, req)
     if ('kind' in who) return who.kind === 'error' ? replies.protocolError(event, protocol, who.status, who.type, who.message) : replies.protocolError(event, protocol, 403, 'permission_error', 'refused')
-    const exact = await vendorTokenCount(internals, req, parsed, prompt.model)
+    const exact = await vendorTokenCount(internals, req, { body: parsed, prompt, identity: who })
     if (exact) return replies.bytes(event, exact.body, { 'x-agentmesh-vendor': headerSafe(defaultRoute(internals, protocol, prompt.model).vendor), 'x-agentmesh-model': model })
     const tokens = internals.mesh.tokens.estimateInput(prompt, prompt.model)
     return replies.json(event, adapter.countTokens!.answer(tokens), { 'x-agentmesh-usage': 'estimated', 'x-agentmesh-model': model })

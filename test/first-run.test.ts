@@ -1,6 +1,8 @@
 // Issue 12, items 5-7: headers that say who paid and what happened, the /health probe older
 // clients use, and count_tokens answered by Anthropic when a key for it is configured.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { guard } from '../plugins/guard/index.ts'
+import { mask } from '../plugins/mask/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { clearVendorEnv, postJson, startMockAndProxy, startProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
@@ -85,6 +87,27 @@ describe('count_tokens', () => {
       expect(call.headers['x-api-key']).toBe('sk-ant-test-configured')
       expect(call.headers['anthropic-beta']).toBe('token-counting-2024-11-01')
       expect(call.raw).toBe(JSON.stringify(AN))
+    } finally {
+      await proxy.close()
+      await mock.close()
+    }
+  })
+
+  it('keeps a prompt home that the guard or the mask would change: counted locally, never sent as it is', async () => {
+    const { mock, proxy } = await startMockAndProxy({ config: { plugins: [guard(), mask()] } })
+    try {
+      const secret = `AKIA${'Z3QJ5T7W9XK2M4N6'}`
+      for (const content of [`deploy with ${secret} please`, 'mail jane.doe@corp.example the report']) {
+        const before = mock.received.length
+        const res = await postJson(proxy.url + '/v1/messages/count_tokens', { ...AN, messages: [{ role: 'user', content }] })
+        expect(res.status).toBe(200)
+        expect(res.headers.get('x-agentmesh-usage')).toBe('estimated')
+        expect(mock.received.length).toBe(before)
+      }
+      // a prompt neither would change still gets the vendor's exact count
+      const plain = await postJson(proxy.url + '/v1/messages/count_tokens', AN)
+      expect(await plain.json()).toEqual({ input_tokens: 4242 })
+      expect(JSON.stringify(mock.received)).not.toContain('jane.doe')
     } finally {
       await proxy.close()
       await mock.close()
