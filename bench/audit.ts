@@ -6,7 +6,15 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import os, { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHash, randomUUID } from 'node:crypto'
-import { AuditWriter, fsStore, listLogFiles, loadSigner, verifyAuditDir, type AuditEntry, type FsyncPolicy } from '../plugins/audit/index.ts'
+import {
+  AuditWriter,
+  fsStore,
+  listLogFiles,
+  loadSigner,
+  verifyAuditDir,
+  type AuditEntry,
+  type FsyncPolicy,
+} from '../plugins/audit/index.ts'
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -28,7 +36,12 @@ function entry(i: number): AuditEntry {
     kind: 'request',
     ts: new Date(Date.now() + i).toISOString(),
     id: randomUUID(),
-    identity: { team: teams[i % 4]!, user: `user${i % 97}@example.com`, tool: i % 2 ? 'claude-code' : 'openai-sdk', keyId: `vk_${i % 13}` },
+    identity: {
+      team: teams[i % 4]!,
+      user: `user${i % 97}@example.com`,
+      tool: i % 2 ? 'claude-code' : 'openai-sdk',
+      keyId: `vk_${i % 13}`,
+    },
     protocol: i % 2 ? 'anthropic' : 'openai',
     operation: 'chat',
     stream: i % 3 === 0,
@@ -56,7 +69,11 @@ async function checkpointCost(signer: ReturnType<typeof loadSigner>, rounds: num
   const round = async (withCheckpoint: boolean) => {
     const d = mkdtempSync(join(dir, 'cp-'))
     // every head written (no rate limit), to price each one
-    const w = new AuditWriter(fsStore({ dir: d, fsync }), signer, { checkpointSeconds: 0, checkpointEvery: 1e9, headIntervalMs: 0 })
+    const w = new AuditWriter(fsStore({ dir: d, fsync }), signer, {
+      checkpointSeconds: 0,
+      checkpointEvery: 1e9,
+      headIntervalMs: 0,
+    })
     await w.open()
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
@@ -97,15 +114,24 @@ try {
   const result = await verifyAuditDir(dir)
   const verifyMs = performance.now() - t1
   const cpu = process.cpuUsage(cpu0)
-  if (!result.ok || result.entries !== N || result.heads === 0) throw new Error(`verify failed: ${JSON.stringify(result)}`)
+  if (!result.ok || result.entries !== N || result.heads === 0)
+    throw new Error(`verify failed: ${JSON.stringify(result)}`)
   const cp = await checkpointCost(signer, 300)
-  console.log(`log: ${N} entries + ${result.checkpoints} checkpoints, ${(bytes / 1e6).toFixed(1)} MB in ${listLogFiles(dir).length} file(s), fsync=${fsync}`)
+  console.log(
+    `log: ${N} entries + ${result.checkpoints} checkpoints, ${(bytes / 1e6).toFixed(1)} MB in ${listLogFiles(dir).length} file(s), fsync=${fsync}`,
+  )
   console.log(`append: ${((appendCpu.user + appendCpu.system) / N).toFixed(1)} µs CPU per entry`)
   // CPU time too: on a shared machine wall time mostly measures the neighbours
-  console.log(`verify: ${Math.round((cpu.user + cpu.system) / 1000)} ms CPU, load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores`)
+  console.log(
+    `verify: ${Math.round((cpu.user + cpu.system) / 1000)} ms CPU, load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores`,
+  )
   // one checkpoint a second (the default) costs this much CPU per second of running
-  console.log(`checkpoint with its signed head: ${Math.round(cp.cpuUs)} µs CPU, ${cp.wallMs.toFixed(2)} ms wall (fsync=${fsync}); once a second that is ${(cp.cpuUs / 1e4).toFixed(3)}% of a core`)
-  console.log(`bench:audit entries=${N} verify_ms=${Math.round(verifyMs)} append_per_s=${Math.round(N / (appendMs / 1000))} checkpoint_cpu_us=${Math.round(cp.cpuUs)}`)
+  console.log(
+    `checkpoint with its signed head: ${Math.round(cp.cpuUs)} µs CPU, ${cp.wallMs.toFixed(2)} ms wall (fsync=${fsync}); once a second that is ${(cp.cpuUs / 1e4).toFixed(3)}% of a core`,
+  )
+  console.log(
+    `bench:audit entries=${N} verify_ms=${Math.round(verifyMs)} append_per_s=${Math.round(N / (appendMs / 1000))} checkpoint_cpu_us=${Math.round(cp.cpuUs)}`,
+  )
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }

@@ -26,13 +26,24 @@ import { runJudgeCost, runPairsOverHttp, sharedPairs } from './lib/pairs-http.ts
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '..')
-const DATA = [process.env.AGENTMESH_SHARED_DATA, resolve(root, '../shared/data'), '/work/shared/data'].filter(Boolean).map((d) => resolve(d!)).find((d) => existsSync(resolve(d, 'seed-benchmark-prompts.json')))
+const DATA = [process.env.AGENTMESH_SHARED_DATA, resolve(root, '../shared/data'), '/work/shared/data']
+  .filter(Boolean)
+  .map((d) => resolve(d!))
+  .find((d) => existsSync(resolve(d, 'seed-benchmark-prompts.json')))
 if (!DATA) {
-  console.error('bench:cache: cannot find seed-benchmark-prompts.json (looked in ../shared/data; set AGENTMESH_SHARED_DATA)')
+  console.error(
+    'bench:cache: cannot find seed-benchmark-prompts.json (looked in ../shared/data; set AGENTMESH_SHARED_DATA)',
+  )
   process.exit(2)
 }
 
-interface SeedRequest { seq: number; cluster: string; phrasing_index: number; kind: string; prompt: string }
+interface SeedRequest {
+  seq: number
+  cluster: string
+  phrasing_index: number
+  kind: string
+  prompt: string
+}
 const seed = JSON.parse(readFileSync(resolve(DATA, 'seed-benchmark-prompts.json'), 'utf8')) as {
   claimed_result: { exact_hits: number; semantic_hits: number; misses: number; hit_rate: number; savings_pct: number }
   requests: SeedRequest[]
@@ -56,7 +67,9 @@ const app = await createAgentMesh({ preset: 'demo', dataDir, log: { level: 'warn
 const server = await app.listen({ port: 0, host: '127.0.0.1' })
 let agent = new Agent({ keepAliveTimeout: 60_000, connections: 4 })
 const stores: string[] = []
-app.mesh.on((e) => { if (e.type.startsWith('x-') && /store|index/.test(e.type)) stores.push(e.type) })
+app.mesh.on((e) => {
+  if (e.type.startsWith('x-') && /store|index/.test(e.type)) stores.push(e.type)
+})
 
 const headers = {
   'content-type': 'application/json',
@@ -65,7 +78,8 @@ const headers = {
   'x-agentmesh-user': 'benchmarker@company.com',
   'x-agentmesh-tool': 'benchmark-script',
 }
-const messageBody = (prompt: string) => JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content: prompt }] })
+const messageBody = (prompt: string) =>
+  JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content: prompt }] })
 
 async function post(body: string, url = server.url) {
   const res = await request(`${url}/v1/messages`, { method: 'POST', headers, body, dispatcher: agent })
@@ -85,7 +99,12 @@ async function post(body: string, url = server.url) {
  * A plain node:http client on its own thread, so the proxy's event loop is not shared with the
  * load generator's (they still share the machine's two cores).
  */
-function loadFromWorker(url: string, body: string, n: number, warm: number): Promise<{ lat: number[]; notExact: number }> {
+function loadFromWorker(
+  url: string,
+  body: string,
+  n: number,
+  warm: number,
+): Promise<{ lat: number[]; notExact: number }> {
   const code = `
     const { parentPort, workerData: w } = require('node:worker_threads')
     const http = require('node:http')
@@ -117,7 +136,10 @@ function loadFromWorker(url: string, body: string, n: number, warm: number): Pro
   `
   return new Promise((done, fail) => {
     const worker = new Worker(code, { eval: true, workerData: { url, body, n, warm, headers } })
-    worker.once('message', (m) => { done(m); void worker.terminate() })
+    worker.once('message', (m) => {
+      done(m)
+      void worker.terminate()
+    })
     worker.once('error', fail)
   })
 }
@@ -133,7 +155,16 @@ const demoQuote = (p: string) => {
 
 const quoteCluster = new Map(seed.requests.map((r) => [demoQuote(r.prompt), r.cluster]))
 
-interface Replay { exact: number; semantic: number; miss: number; wrong: number; other: number; spentUsd: number; savedUsd: number; baselineUsd: number }
+interface Replay {
+  exact: number
+  semantic: number
+  miss: number
+  wrong: number
+  other: number
+  spentUsd: number
+  savedUsd: number
+  baselineUsd: number
+}
 /** The seed prompts in order through the proxy at `url`; `semanticPlugin` is flushed after each. */
 async function replaySeed(url: string, semanticPlugin: SemanticCachePlugin, print: boolean): Promise<Replay> {
   // Who does a served answer belong to? Every answer a hit can serve was first produced by the
@@ -164,9 +195,15 @@ async function replaySeed(url: string, semanticPlugin: SemanticCachePlugin, prin
       const byQuote = q !== undefined ? quoteCluster.get(q) : undefined
       const owner = byText ?? byQuote
       if (owner === r.cluster && (byQuote === undefined || byQuote === r.cluster)) verdict = 'correct'
-      else { out.wrong++; verdict = `WRONG (served ${owner ?? 'an unknown'} answer)` }
+      else {
+        out.wrong++
+        verdict = `WRONG (served ${owner ?? 'an unknown'} answer)`
+      }
     } else out.other++
-    if (print) console.log(`   ${String(r.seq).padStart(3)}  ${r.cluster.padEnd(20)}  ${`${r.phrasing_index} ${r.kind}`.padEnd(28)} ${res.cache.padEnd(9)} ${(res.similarity ?? '').padEnd(6)} ${verdict}`)
+    if (print)
+      console.log(
+        `   ${String(r.seq).padStart(3)}  ${r.cluster.padEnd(20)}  ${`${r.phrasing_index} ${r.kind}`.padEnd(28)} ${res.cache.padEnd(9)} ${(res.similarity ?? '').padEnd(6)} ${verdict}`,
+      )
     // the semantic cache embeds and indexes off the response path: wait for it as a client's
     // think time would, so the next prompt can see this answer
     await semanticPlugin.semantic.flush()
@@ -180,9 +217,15 @@ const seedRun = await replaySeed(server.url, semanticPlugin, true)
 const { exact, semantic, miss, wrong, other, spentUsd, savedUsd, baselineUsd } = seedRun
 const correct = exact + semantic - wrong
 const claimed = seed.claimed_result
-console.log(`   exact hits ${exact}, semantic hits ${semantic}, misses ${miss}${other ? `, other ${other}` : ''}; correct hits ${correct} of 15 possible, WRONG hits ${wrong}`)
-console.log(`   cost: spent $${spentUsd.toFixed(6)}, saved $${savedUsd.toFixed(6)} of $${baselineUsd.toFixed(6)} without a cache (${baselineUsd ? ((100 * savedUsd) / baselineUsd).toFixed(1) : '0'}% saved)`)
-console.log(`   the original claimed: ${claimed.exact_hits} exact + ${claimed.semantic_hits} semantic hits, ${claimed.misses} misses, ${claimed.savings_pct}% saved (and ~43% of its hits were another topic's answer)`)
+console.log(
+  `   exact hits ${exact}, semantic hits ${semantic}, misses ${miss}${other ? `, other ${other}` : ''}; correct hits ${correct} of 15 possible, WRONG hits ${wrong}`,
+)
+console.log(
+  `   cost: spent $${spentUsd.toFixed(6)}, saved $${savedUsd.toFixed(6)} of $${baselineUsd.toFixed(6)} without a cache (${baselineUsd ? ((100 * savedUsd) / baselineUsd).toFixed(1) : '0'}% saved)`,
+)
+console.log(
+  `   the original claimed: ${claimed.exact_hits} exact + ${claimed.semantic_hits} semantic hits, ${claimed.misses} misses, ${claimed.savings_pct}% saved (and ~43% of its hits were another topic's answer)`,
+)
 console.log(`   target: >= 12 correct hits, 0 wrong -> ${correct >= 12 && wrong === 0 ? 'met' : 'NOT met'}\n`)
 
 // ------------------------------------------------------------------ 2. QQP
@@ -191,9 +234,15 @@ console.log('2. QQP dev pairs (store a, ask b, each pair in a scope of its own)'
 // the trade-off table below measures these judgement floors too, on the same embeddings
 const SWEEP = [0.8, 0.75, 0.7, 0.65, 0.6, 0.55]
 const qqp = await runQqpBench({ sweep: SWEEP })
-console.log(`   pairs ${qqp.pairs}, precision ${f(qqp.precision)}, recall ${f(qqp.recall)}, false hits ${qqp.falseHits}`)
-for (const [k, v] of Object.entries(qqp)) if (!['pairs', 'precision', 'recall', 'falseHits'].includes(k) && (typeof v === 'number' || typeof v === 'string')) console.log(`   ${k}: ${typeof v === 'number' ? f(v) : v}`)
-console.log(`   target: precision >= 0.90 with recall >= 0.30 -> ${qqp.precision >= 0.9 && qqp.recall >= 0.3 ? 'met' : 'NOT met'}\n`)
+console.log(
+  `   pairs ${qqp.pairs}, precision ${f(qqp.precision)}, recall ${f(qqp.recall)}, false hits ${qqp.falseHits}`,
+)
+for (const [k, v] of Object.entries(qqp))
+  if (!['pairs', 'precision', 'recall', 'falseHits'].includes(k) && (typeof v === 'number' || typeof v === 'string'))
+    console.log(`   ${k}: ${typeof v === 'number' ? f(v) : v}`)
+console.log(
+  `   target: precision >= 0.90 with recall >= 0.30 -> ${qqp.precision >= 0.9 && qqp.recall >= 0.3 ? 'met' : 'NOT met'}\n`,
+)
 
 // ------------------------------------------------------------------ 2b. what strictness trades
 
@@ -201,15 +250,24 @@ console.log(`   target: precision >= 0.90 with recall >= 0.30 -> ${qqp.precision
 // added); QQP's near misses are short questions where one changed word is another question. A
 // lower `strictness` serves more of the first and more wrong answers on the second: this table is
 // that trade, measured, for choosing a setting (the defaults above are the shipped ones).
-console.log('2b. What strictness trades (seed replay and QQP dev at other judgement floors; same proxy set-up, fresh storage each)')
+console.log(
+  '2b. What strictness trades (seed replay and QQP dev at other judgement floors; same proxy set-up, fresh storage each)',
+)
 console.log('   strictness        seed correct  seed WRONG   QQP precision  QQP recall  QQP false hits')
 const row = (s: string, r: Replay, q: { precision: number; recall: number; falseHits: number }) =>
-  console.log(`   ${s.padEnd(17)} ${String(r.exact + r.semantic - r.wrong).padStart(6)} of 15 ${String(r.wrong).padStart(8)}   ${f(q.precision).padStart(12)}  ${f(q.recall).padStart(10)}  ${String(q.falseHits).padStart(14)}`)
+  console.log(
+    `   ${s.padEnd(17)} ${String(r.exact + r.semantic - r.wrong).padStart(6)} of 15 ${String(r.wrong).padStart(8)}   ${f(q.precision).padStart(12)}  ${f(q.recall).padStart(10)}  ${String(q.falseHits).padStart(14)}`,
+  )
 row(`${f(qqp.minScore, 4)} (default)`, seedRun, qqp)
 for (const point of qqp.sweep) {
   const plugin = semanticCache({ strictness: point.minScore })
   const dir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-cache-sweep-'))
-  const sweepApp = await createAgentMesh({ preset: 'demo', dataDir: dir, log: { level: 'warn' }, plugins: [normalise(), exactCache(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+  const sweepApp = await createAgentMesh({
+    preset: 'demo',
+    dataDir: dir,
+    log: { level: 'warn' },
+    plugins: [normalise(), exactCache(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })],
+  })
   const sweepServer = await sweepApp.listen({ port: 0, host: '127.0.0.1' })
   row(f(point.minScore, 2), await replaySeed(sweepServer.url, plugin, false), point)
   await sweepServer.close()
@@ -226,12 +284,20 @@ console.log('')
 // question) is where the reordering judge's threshold was chosen: its figure is not held out.
 console.log('2c. Labelled pairs over HTTP (shipped defaults; a sent, then b; one namespace per pair)')
 const qqpHttp = await runPairsOverHttp(sharedPairs('qqp-dev-pairs.jsonl'), { lanes: 8 })
-console.log(`   QQP dev: precision ${f(qqpHttp.precision)}, recall ${f(qqpHttp.recall)} (${qqpHttp.truePositives} true hits, ${qqpHttp.falseHits} false hits of ${qqpHttp.pairs} pairs; ${f(qqpHttp.seconds, 0)} s)`)
+console.log(
+  `   QQP dev: precision ${f(qqpHttp.precision)}, recall ${f(qqpHttp.recall)} (${qqpHttp.truePositives} true hits, ${qqpHttp.falseHits} false hits of ${qqpHttp.pairs} pairs; ${f(qqpHttp.seconds, 0)} s)`,
+)
 const paws = await runPairsOverHttp(sharedPairs('paws-wiki-dev.jsonl.gz'), { lanes: 8 })
-console.log(`   PAWS-Wiki dev: precision ${f(paws.precision)}, recall ${f(paws.recall)} (${paws.truePositives} true hits, ${paws.falseHits} false hits of ${paws.pairs} pairs; ${f(paws.seconds, 0)} s)`)
-console.log(`   targets: QQP precision >= 0.90 with recall >= 0.30 -> ${qqpHttp.precision >= 0.9 && qqpHttp.recall >= 0.3 ? 'met' : 'NOT met'}; PAWS precision >= 0.90 -> ${paws.precision >= 0.9 ? 'met' : 'NOT met'}`)
+console.log(
+  `   PAWS-Wiki dev: precision ${f(paws.precision)}, recall ${f(paws.recall)} (${paws.truePositives} true hits, ${paws.falseHits} false hits of ${paws.pairs} pairs; ${f(paws.seconds, 0)} s)`,
+)
+console.log(
+  `   targets: QQP precision >= 0.90 with recall >= 0.30 -> ${qqpHttp.precision >= 0.9 && qqpHttp.recall >= 0.3 ? 'met' : 'NOT met'}; PAWS precision >= 0.90 -> ${paws.precision >= 0.9 ? 'met' : 'NOT met'}`,
+)
 const cost = await runJudgeCost(sharedPairs('qqp-dev-pairs.jsonl').slice(0, 300))
-console.log(`   judging one candidate (300 QQP dev pairs, judged in full): ${f(cost.withRolesUs / 1000)} ms, ${f(cost.withoutRolesUs / 1000)} ms without the reordering trees; the role alignment ${f(cost.alignmentUs / 1000)} ms of it\n`)
+console.log(
+  `   judging one candidate (300 QQP dev pairs, judged in full): ${f(cost.withRolesUs / 1000)} ms, ${f(cost.withoutRolesUs / 1000)} ms without the reordering trees; the role alignment ${f(cost.alignmentUs / 1000)} ms of it\n`,
+)
 
 // ------------------------------------------------------------------ 3. exact hit latency
 
@@ -241,21 +307,32 @@ await agent.close()
 agent = new Agent({ keepAliveTimeout: 60_000, connections: 4 })
 const hitBody = messageBody(seed.requests[0]!.prompt)
 const primed = await post(hitBody)
-if (primed.cache !== 'exact') throw new Error(`expected the first seed prompt to be an exact hit by now, got ${primed.cache}`)
+if (primed.cache !== 'exact')
+  throw new Error(`expected the first seed prompt to be an exact hit by now, got ${primed.cache}`)
 const N = 3000
 async function measureHits(url: string, label: string) {
   const cpu0 = process.cpuUsage()
   const { lat, notExact } = await loadFromWorker(url, hitBody, N, 300)
   if (notExact) throw new Error(`latency loop: ${notExact} answers were not exact hits`)
   const cpu = process.cpuUsage(cpu0)
-  console.log(`   ${label}: ${N} hits, p50 ${f(pct(lat, 50))} ms, p99 ${f(pct(lat, 99))} ms, proxy+client CPU ${((cpu.user + cpu.system) / 1000 / (N + 300)).toFixed(3)} ms per request`)
+  console.log(
+    `   ${label}: ${N} hits, p50 ${f(pct(lat, 50))} ms, p99 ${f(pct(lat, 99))} ms, proxy+client CPU ${((cpu.user + cpu.system) / 1000 / (N + 300)).toFixed(3)} ms per request`,
+  )
   return pct(lat, 50)
 }
 const exactP50 = await measureHits(server.url, 'demo preset as shipped (keys, quota, audit) + caches')
 // the same with only the cache plugins, to show what the cache itself costs
-const bare = await createAgentMesh({ preset: 'demo', dataDir, disable: ['keys', 'quota', 'audit'], log: { level: 'warn' }, plugins: [normalise(), exactCache(), demo({ latencyMs: 0 })] })
+const bare = await createAgentMesh({
+  preset: 'demo',
+  dataDir,
+  disable: ['keys', 'quota', 'audit'],
+  log: { level: 'warn' },
+  plugins: [normalise(), exactCache(), demo({ latencyMs: 0 })],
+})
 const bareServer = await bare.listen({ port: 0, host: '127.0.0.1' })
-await request(`${bareServer.url}/v1/messages`, { method: 'POST', headers, body: hitBody, dispatcher: agent }).then((r) => r.body.arrayBuffer())
+await request(`${bareServer.url}/v1/messages`, { method: 'POST', headers, body: hitBody, dispatcher: agent }).then(
+  (r) => r.body.arrayBuffer(),
+)
 await measureHits(bareServer.url, 'normalise + exact-cache only                      ')
 await bareServer.close()
 await bare.close()
@@ -273,12 +350,22 @@ console.log('4. Semantic lookup in one partition (embedding excluded)')
 for (const entries of [10_000, 100_000]) {
   const r = await runIndexBench({ entries })
   index[entries] = r
-  console.log(`   ${entries.toLocaleString('en-US').padStart(7)} entries: hit p50 ${f(r.lookupHitP50Ms)} / p99 ${f(r.lookupHitP99Ms)} ms, miss p50 ${f(r.lookupMissP50Ms)} / p99 ${f(r.lookupMissP99Ms)} ms, ${f(r.bytesPerEntry, 0)} bytes per entry, hit queries found ${(100 * r.hitRate).toFixed(1)}%`)
+  console.log(
+    `   ${entries.toLocaleString('en-US').padStart(7)} entries: hit p50 ${f(r.lookupHitP50Ms)} / p99 ${f(r.lookupHitP99Ms)} ms, miss p50 ${f(r.lookupMissP50Ms)} / p99 ${f(r.lookupMissP99Ms)} ms, ${f(r.bytesPerEntry, 0)} bytes per entry, hit queries found ${(100 * r.hitRate).toFixed(1)}%`,
+  )
 }
 const big = index[100_000]!
 // a heap delta can come out negative when a collection lands inside the measurement
-const bytesVerdict = !(big.bytesPerEntry > 0) ? 'NOT measured (implausible value, heap measurement disturbed by GC)' : big.bytesPerEntry <= 1536 ? 'met' : 'NOT met'
-console.log(`   targets at 100,000: lookup <= 5 ms -> ${Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms) <= 5 ? 'met' : 'NOT met'}; <= 1,536 bytes per entry -> ${bytesVerdict}\n`)
+const bytesVerdict = !(big.bytesPerEntry > 0)
+  ? 'NOT measured (implausible value, heap measurement disturbed by GC)'
+  : big.bytesPerEntry <= 1536
+    ? 'met'
+    : 'NOT met'
+console.log(
+  `   targets at 100,000: lookup <= 5 ms -> ${Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms) <= 5 ? 'met' : 'NOT met'}; <= 1,536 bytes per entry -> ${bytesVerdict}\n`,
+)
 const semP99 = Math.max(big.lookupHitP99Ms, big.lookupMissP99Ms)
-console.log(`bench:cache correct_hits=${correct} wrong_hits=${wrong} qqp_precision=${f(qqp.precision)} qqp_recall=${f(qqp.recall)} qqp_http_precision=${f(qqpHttp.precision)} qqp_http_recall=${f(qqpHttp.recall)} paws_precision=${f(paws.precision)} paws_recall=${f(paws.recall)} exact_hit_p50_ms=${f(exactP50)} semantic_p99_ms_100k=${f(semP99)} bytes_per_entry=${f(big.bytesPerEntry, 0)}`)
+console.log(
+  `bench:cache correct_hits=${correct} wrong_hits=${wrong} qqp_precision=${f(qqp.precision)} qqp_recall=${f(qqp.recall)} qqp_http_precision=${f(qqpHttp.precision)} qqp_http_recall=${f(qqpHttp.recall)} paws_precision=${f(paws.precision)} paws_recall=${f(paws.recall)} exact_hit_p50_ms=${f(exactP50)} semantic_p99_ms_100k=${f(semP99)} bytes_per_entry=${f(big.bytesPerEntry, 0)}`,
+)
 process.exit(0)

@@ -20,13 +20,21 @@ const dir = resolve(import.meta.dirname ?? '.', 'data/transcripts')
 const tokens = createTokenCounter()
 const BUDGET_RATIO = resolveOptions({}).budgetTargetRatio
 
-interface Transcript { file: string; protocol: ProtocolName; model: string; body: any }
+interface Transcript {
+  file: string
+  protocol: ProtocolName
+  model: string
+  body: any
+}
 
 function load(): Transcript[] {
-  return readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((file) => {
-    const t = JSON.parse(readFileSync(join(dir, file), 'utf8'))
-    return { file, protocol: t.protocol, model: t.model, body: t.body }
-  })
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((file) => {
+      const t = JSON.parse(readFileSync(join(dir, file), 'utf8'))
+      return { file, protocol: t.protocol, model: t.model, body: t.body }
+    })
 }
 
 const parse = (t: Transcript, body: any): Prompt => protocols[t.protocol].parse(body, { pathModel: t.model })
@@ -36,7 +44,8 @@ const measure = (t: Transcript) => (body: any) => tokens.estimateInput(parse(t, 
 const allText = (p: Prompt) => [p.system, ...p.messages.map((m) => `${m.text}\n${m.extra ?? ''}`)].join('\n')
 
 function lastUserText(p: Prompt): string {
-  for (let i = p.messages.length - 1; i >= 0; i--) if (p.messages[i]!.role === 'user' && p.messages[i]!.text.trim()) return p.messages[i]!.text
+  for (let i = p.messages.length - 1; i >= 0; i--)
+    if (p.messages[i]!.role === 'user' && p.messages[i]!.text.trim()) return p.messages[i]!.text
   return ''
 }
 
@@ -44,7 +53,8 @@ function lastUserText(p: Prompt): string {
 export function factsOf(text: string): string[] {
   const facts = new Set<string>()
   for (const m of text.matchAll(/`([^`\n]+)`/g)) facts.add(m[1]!)
-  for (const m of text.matchAll(/(?:[\w.-]+\/)+[\w.-]+|\b[\w-]+\.(?:ts|tsx|js|mjs|py|json|ya?ml|md|go|rs)\b/g)) facts.add(m[0].replace(/[.,;:]+$/, ''))
+  for (const m of text.matchAll(/(?:[\w.-]+\/)+[\w.-]+|\b[\w-]+\.(?:ts|tsx|js|mjs|py|json|ya?ml|md|go|rs)\b/g))
+    facts.add(m[0].replace(/[.,;:]+$/, ''))
   for (const m of text.matchAll(/\b(?:[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[a-z]+_[a-z0-9_]+)\b/g)) facts.add(m[0])
   for (const m of text.matchAll(/\b\d+(?:\.\d+)?\b/g)) facts.add(m[0])
   return [...facts]
@@ -85,7 +95,15 @@ async function run(t: Transcript, strategies: ResolvedStrategies, target: number
   const body = structuredClone(t.body)
   const before = measure(t)(t.body)
   const started = performance.now()
-  const r = await compressBody({ protocol: t.protocol, body, before, target, measure: measure(t), count: (s) => tokens.count(s, t.model), strategies })
+  const r = await compressBody({
+    protocol: t.protocol,
+    body,
+    before,
+    target,
+    measure: measure(t),
+    count: (s) => tokens.count(s, t.model),
+    strategies,
+  })
   return { ...r, ms: performance.now() - started, body }
 }
 
@@ -102,7 +120,9 @@ async function main() {
   let ctxHad = 0
   const perStrategy: Record<string, { before: number; after: number }> = {}
   const invalid: string[] = []
-  console.log(`${'transcript'.padEnd(28)} ${pad('before', 7)} ${pad('lossless', 8)} ${pad('tool-res', 8)} ${pad('old-turn', 8)} ${pad('chain', 7)} ${pad('saved', 6)} ${pad('ms', 6)}  facts  applied`)
+  console.log(
+    `${'transcript'.padEnd(28)} ${pad('before', 7)} ${pad('lossless', 8)} ${pad('tool-res', 8)} ${pad('old-turn', 8)} ${pad('chain', 7)} ${pad('saved', 6)} ${pad('ms', 6)}  facts  applied`,
+  )
   for (const t of transcripts) {
     const before = measure(t)(t.body)
     const row: Record<string, number> = {}
@@ -117,7 +137,10 @@ async function main() {
     const chain = await run(t, defaults, Math.floor(before * BUDGET_RATIO))
     // the deepest cut this bench makes (old turns to 30%) must still be a body the vendor takes
     const deep = await run(t, defaults, Math.floor(before * 0.3))
-    for (const [what, body] of [['chain', chain.body], ['deep', deep.body]] as const) {
+    for (const [what, body] of [
+      ['chain', chain.body],
+      ['deep', deep.body],
+    ] as const) {
       const p = problem(t, body)
       if (p) invalid.push(`${t.file} (${what}): ${p}`)
     }
@@ -138,16 +161,28 @@ async function main() {
     ctxHad += had.length
     ctxKept += stillThere.length
     const saved = (1 - chain.after / before) * 100
-    console.log(`${t.file.padEnd(28)} ${pad(before, 7)} ${pad(row.lossless!, 8)} ${pad(row['tool-results']!, 8)} ${pad(row['old-turns']!, 8)} ${pad(chain.after, 7)} ${pad(saved.toFixed(1), 5)}% ${pad(chain.ms.toFixed(0), 6)}  ${kept.length}/${facts.length}  ${chain.applied.join(',')}${chain.met ? '' : ' (target not met)'}`)
-    if (kept.length < facts.length) console.log(`  missing after compression: ${facts.filter((f) => !kept.includes(f)).join(', ')}`)
+    console.log(
+      `${t.file.padEnd(28)} ${pad(before, 7)} ${pad(row.lossless!, 8)} ${pad(row['tool-results']!, 8)} ${pad(row['old-turns']!, 8)} ${pad(chain.after, 7)} ${pad(saved.toFixed(1), 5)}% ${pad(chain.ms.toFixed(0), 6)}  ${kept.length}/${facts.length}  ${chain.applied.join(',')}${chain.met ? '' : ' (target not met)'}`,
+    )
+    if (kept.length < facts.length)
+      console.log(`  missing after compression: ${facts.filter((f) => !kept.includes(f)).join(', ')}`)
   }
   console.log('')
-  for (const [name, a] of Object.entries(perStrategy)) console.log(`strategy ${name.padEnd(13)} alone: ${a.before} -> ${a.after} tokens (${((1 - a.after / a.before) * 100).toFixed(1)}% saved)`)
+  for (const [name, a] of Object.entries(perStrategy))
+    console.log(
+      `strategy ${name.padEnd(13)} alone: ${a.before} -> ${a.after} tokens (${((1 - a.after / a.before) * 100).toFixed(1)}% saved)`,
+    )
   console.log(`chain to ${BUDGET_RATIO * 100}% of the input (budget trigger): ${totalBefore} -> ${totalAfter} tokens`)
-  console.log(`facts of the last user message also named elsewhere in the prompt: ${ctxKept}/${ctxHad} still named after compression`)
-  console.log(`bodies the vendor would refuse after compression: ${invalid.length}${invalid.length ? `\n  ${invalid.join('\n  ')}` : ''}`)
+  console.log(
+    `facts of the last user message also named elsewhere in the prompt: ${ctxKept}/${ctxHad} still named after compression`,
+  )
+  console.log(
+    `bodies the vendor would refuse after compression: ${invalid.length}${invalid.length ? `\n  ${invalid.join('\n  ')}` : ''}`,
+  )
   const savedPct = ((1 - totalAfter / totalBefore) * 100).toFixed(1)
-  console.log(`bench:compression transcripts=${transcripts.length} tokens_before=${totalBefore} tokens_after=${totalAfter} saved_pct=${savedPct} last_message_facts_kept=${factsKept}/${factsAll}`)
+  console.log(
+    `bench:compression transcripts=${transcripts.length} tokens_before=${totalBefore} tokens_after=${totalAfter} saved_pct=${savedPct} last_message_facts_kept=${factsKept}/${factsAll}`,
+  )
   if (factsKept < factsAll || invalid.length) process.exitCode = 1
 }
 

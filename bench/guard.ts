@@ -26,12 +26,21 @@ async function personalDetector(): Promise<Detector | undefined> {
   return typeof mod.detectPersonalData === 'function' ? (text) => mod.detectPersonalData(text) : undefined
 }
 
-interface KindScore { labels: number; found: number; spurious: number; spuriousPrompts: Set<string>; missed: string[] }
+interface KindScore {
+  labels: number
+  found: number
+  spurious: number
+  spuriousPrompts: Set<string>
+  missed: string[]
+}
 
-const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start < b.end && b.start < a.end
+const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) =>
+  a.start < b.end && b.start < a.end
 
 function score(items: CorpusItem[], detectors: Detector[], kinds: string[]) {
-  const per = new Map<string, KindScore>(kinds.map((k) => [k, { labels: 0, found: 0, spurious: 0, spuriousPrompts: new Set(), missed: [] }]))
+  const per = new Map<string, KindScore>(
+    kinds.map((k) => [k, { labels: 0, found: 0, spurious: 0, spuriousPrompts: new Set(), missed: [] }]),
+  )
   const flagged = new Set<string>()
   for (const item of items) {
     const found = detectors.flatMap((d) => d(item.text)).filter((f) => per.has(f.kind))
@@ -97,11 +106,15 @@ const f = (n: number, d = 4) => n.toFixed(d)
 
 function table(title: string, per: Map<string, KindScore>, kinds: string[], prompts: number) {
   console.log(`\n${title}`)
-  console.log(`${'kind'.padEnd(22)} ${'labels'.padStart(6)} ${'found'.padStart(6)} ${'recall'.padStart(7)} ${'false+'.padStart(7)} ${'fp_rate'.padStart(8)}  missed (ids)`)
+  console.log(
+    `${'kind'.padEnd(22)} ${'labels'.padStart(6)} ${'found'.padStart(6)} ${'recall'.padStart(7)} ${'false+'.padStart(7)} ${'fp_rate'.padStart(8)}  missed (ids)`,
+  )
   for (const k of kinds) {
     const s = per.get(k)!
     const recall = s.labels ? s.found / s.labels : NaN
-    console.log(`${k.padEnd(22)} ${String(s.labels).padStart(6)} ${String(s.found).padStart(6)} ${(s.labels ? f(recall, 3) : '-').padStart(7)} ${String(s.spurious).padStart(7)} ${f(s.spuriousPrompts.size / prompts).padStart(8)}  ${s.missed.slice(0, 4).join(' ')}${s.missed.length > 4 ? ' ...' : ''}`)
+    console.log(
+      `${k.padEnd(22)} ${String(s.labels).padStart(6)} ${String(s.found).padStart(6)} ${(s.labels ? f(recall, 3) : '-').padStart(7)} ${String(s.spurious).padStart(7)} ${f(s.spuriousPrompts.size / prompts).padStart(8)}  ${s.missed.slice(0, 4).join(' ')}${s.missed.length > 4 ? ' ...' : ''}`,
+    )
   }
 }
 
@@ -110,8 +123,19 @@ function table(title: string, per: Map<string, KindScore>, kinds: string[], prom
  * guard adds to every request that holds no secret. CPU µs per call over 200,000 calls, best of 3.
  */
 function hookCostUs(): number {
-  const rawBody = JSON.stringify({ model: 'gpt-4o-mini', stream: false, max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
-  const ctx = { operation: 'chat', protocol: 'openai', request: { rawBody, body: JSON.parse(rawBody), dirty: false }, headers: {}, state: {} } as unknown as MeshContext
+  const rawBody = JSON.stringify({
+    model: 'gpt-4o-mini',
+    stream: false,
+    max_tokens: 64,
+    messages: [{ role: 'user', content: 'Say something short about foxes.' }],
+  })
+  const ctx = {
+    operation: 'chat',
+    protocol: 'openai',
+    request: { rawBody, body: JSON.parse(rawBody), dirty: false },
+    headers: {},
+    state: {},
+  } as unknown as MeshContext
   const hook = guard().hooks!.beforeRequest!
   const round = () => {
     const t0 = process.cpuUsage()
@@ -120,7 +144,8 @@ function hookCostUs(): number {
     return (d.user + d.system) / 200_000
   }
   round()
-  if (ctx.request.dirty || Object.keys(ctx.headers).length) throw new Error('the guard changed a request without secrets')
+  if (ctx.request.dirty || Object.keys(ctx.headers).length)
+    throw new Error('the guard changed a request without secrets')
   return Math.min(round(), round(), round())
 }
 
@@ -133,8 +158,11 @@ async function main() {
   const detectors: Detector[] = personal ? [(t) => detectSecrets(t), personal] : [(t) => detectSecrets(t)]
   const kb = items.reduce((n, i) => n + i.text.length, 0) / 1024
 
-  console.log(`bench:guard corpus: ${items.length} prompts (${items.length - clean.length} labelled, ${clean.length} clean), ${f(kb, 0)} KB, sha256 ${corpusDigest(items).slice(0, 16)}`)
-  if (!personal) console.log('note: plugins/mask/detect.ts (detectPersonalData) is not there: personal-data kinds are skipped')
+  console.log(
+    `bench:guard corpus: ${items.length} prompts (${items.length - clean.length} labelled, ${clean.length} clean), ${f(kb, 0)} KB, sha256 ${corpusDigest(items).slice(0, 16)}`,
+  )
+  if (!personal)
+    console.log('note: plugins/mask/detect.ts (detectPersonalData) is not there: personal-data kinds are skipped')
 
   const { per, flagged } = score(items, detectors, kinds)
   table('secrets (plugins/guard)', per, secretKinds, items.length)
@@ -146,17 +174,35 @@ async function main() {
   const fpRate = flagged.size / items.length
   const cleanFlagged = clean.filter((i) => flagged.has(i.id))
   // the same, with personal data searched in the redacted text, as the two plugins run in the proxy
-  const piped = personal ? score(items, [(t) => detectSecrets(t), afterRedaction(personal)], kinds).flagged.size / items.length : undefined
+  const piped = personal
+    ? score(items, [(t) => detectSecrets(t), afterRedaction(personal)], kinds).flagged.size / items.length
+    : undefined
   const cpuSecrets = cpuPerKb(items, [detectors[0]!])
   const cpuPersonal = personal ? cpuPerKb(items, [personal]) : 0
   const cpu = cpuPerKb(items, detectors)
 
-  console.log(`\nsecrets recall ${f(secretRecall)}${personal ? `, personal data recall ${f(sum(PERSONAL_KINDS, 'found') / sum(PERSONAL_KINDS, 'labels'))}` : ''}`)
-  console.log(`prompts with a false positive: ${flagged.size} of ${items.length}; clean prompts flagged: ${cleanFlagged.length} of ${clean.length} ${cleanFlagged.slice(0, 6).map((i) => i.id).join(' ')}`)
-  if (piped !== undefined) console.log(`as the proxy runs them (personal data searched after the guard's redaction): false positive rate ${f(piped)}`)
-  console.log(`CPU per KB: secrets ${f(cpuSecrets, 5)} ms${personal ? `, personal data ${f(cpuPersonal, 5)} ms` : ''}, together ${f(cpu, 5)} ms`)
-  console.log(`guard hook on a request with nothing to find (bench:proxy's body, in process): ${f(hookCostUs(), 3)} µs CPU per request`)
-  console.log(`aims: secrets recall >= 0.98 ${secretRecall >= 0.98 ? 'met' : 'NOT met'}; false positives <= 1% ${fpRate <= 0.01 ? 'met' : 'NOT met'}; <= 0.02 ms CPU per KB ${cpu <= 0.02 ? 'met' : 'NOT met'}`)
+  console.log(
+    `\nsecrets recall ${f(secretRecall)}${personal ? `, personal data recall ${f(sum(PERSONAL_KINDS, 'found') / sum(PERSONAL_KINDS, 'labels'))}` : ''}`,
+  )
+  console.log(
+    `prompts with a false positive: ${flagged.size} of ${items.length}; clean prompts flagged: ${cleanFlagged.length} of ${clean.length} ${cleanFlagged
+      .slice(0, 6)
+      .map((i) => i.id)
+      .join(' ')}`,
+  )
+  if (piped !== undefined)
+    console.log(
+      `as the proxy runs them (personal data searched after the guard's redaction): false positive rate ${f(piped)}`,
+    )
+  console.log(
+    `CPU per KB: secrets ${f(cpuSecrets, 5)} ms${personal ? `, personal data ${f(cpuPersonal, 5)} ms` : ''}, together ${f(cpu, 5)} ms`,
+  )
+  console.log(
+    `guard hook on a request with nothing to find (bench:proxy's body, in process): ${f(hookCostUs(), 3)} µs CPU per request`,
+  )
+  console.log(
+    `aims: secrets recall >= 0.98 ${secretRecall >= 0.98 ? 'met' : 'NOT met'}; false positives <= 1% ${fpRate <= 0.01 ? 'met' : 'NOT met'}; <= 0.02 ms CPU per KB ${cpu <= 0.02 ? 'met' : 'NOT met'}`,
+  )
   console.log(`bench:guard recall=${f(recall)} false_positive_rate=${f(fpRate)} cpu_ms_per_kb=${f(cpu, 5)}`)
 }
 

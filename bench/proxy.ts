@@ -31,7 +31,11 @@ function freePort(): Promise<number> {
 
 function start(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     const timer = setTimeout(() => rej(new Error(`did not start: ${args.join(' ')}\n${out}`)), 30_000)
     const on = (d: Buffer) => {
@@ -55,16 +59,32 @@ function cpuMs(pid: number): number {
 }
 
 const luaFor = (stream: boolean) => {
-  const body = JSON.stringify({ model: 'gpt-4o-mini', stream, max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const body = JSON.stringify({
+    model: 'gpt-4o-mini',
+    stream,
+    max_tokens: 64,
+    messages: [{ role: 'user', content: 'Say something short about foxes.' }],
+  })
   return `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
 }
 
 const responsesLuaFor = (stream: boolean) => {
-  const body = JSON.stringify({ model: 'gpt-4o-mini', stream, max_output_tokens: 64, input: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const body = JSON.stringify({
+    model: 'gpt-4o-mini',
+    stream,
+    max_output_tokens: 64,
+    input: [{ role: 'user', content: 'Say something short about foxes.' }],
+  })
   return `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
 }
 
-interface WrkResult { rps: number; requests: number; p50: number; p99: number; errors: number }
+interface WrkResult {
+  rps: number
+  requests: number
+  p50: number
+  p99: number
+  errors: number
+}
 
 function toMs(v: string): number {
   const m = /([\d.]+)(us|ms|s)/.exec(v)
@@ -74,32 +94,54 @@ function toMs(v: string): number {
 }
 
 function wrk(url: string, conns: number, secs: number, script: string): WrkResult {
-  const out = execFileSync('wrk', ['-t', conns > 1 ? '2' : '1', '-c', String(conns), '-d', `${secs}s`, '--latency', '-s', script, url], { encoding: 'utf8' })
+  const out = execFileSync(
+    'wrk',
+    ['-t', conns > 1 ? '2' : '1', '-c', String(conns), '-d', `${secs}s`, '--latency', '-s', script, url],
+    { encoding: 'utf8' },
+  )
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0)
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
   const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '')
   const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '')
   const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out)
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const errors = Number(errs?.[1] ?? 0) + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0)
+  const errors =
+    Number(errs?.[1] ?? 0) + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0)
   return { rps, requests, p50, p99, errors }
 }
 
 /** time to the first body byte of a streamed answer, sequential requests; returns sorted ms */
 async function firstChunk(port: number, n: number): Promise<number[]> {
-  const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const body = JSON.stringify({
+    model: 'gpt-4o-mini',
+    stream: true,
+    messages: [{ role: 'user', content: 'Say something short about foxes.' }],
+  })
   const times: number[] = []
   for (let i = 0; i < n; i++) {
-    times.push(await new Promise<number>((res, rej) => {
-      const t0 = performance.now()
-      const req = request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
-        let first = 0
-        r.on('data', () => { first ||= performance.now() - t0 })
-        r.on('end', () => res(first))
-      })
-      req.on('error', rej)
-      req.end(body)
-    }))
+    times.push(
+      await new Promise<number>((res, rej) => {
+        const t0 = performance.now()
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/v1/chat/completions',
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          },
+          (r) => {
+            let first = 0
+            r.on('data', () => {
+              first ||= performance.now() - t0
+            })
+            r.on('end', () => res(first))
+          },
+        )
+        req.on('error', rej)
+        req.end(body)
+      }),
+    )
   }
   return times.sort((a, b) => a - b)
 }
@@ -110,7 +152,9 @@ async function main() {
   need('wrk')
   const dir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-'))
   const children: ChildProcess[] = []
-  const stop = () => { for (const c of children) c.kill('SIGKILL') }
+  const stop = () => {
+    for (const c of children) c.kill('SIGKILL')
+  }
   process.on('exit', stop)
   try {
     const mockPort = await freePort()
@@ -121,18 +165,29 @@ async function main() {
     // an approval gate whose rules never fire (issue 17's cost line)
     // the preset's own breaker is off: wrk sends one body over and over, which it rightly calls a loop
     const guards = process.env.BENCH_GUARDS === '1'
-    writeFileSync(config, `import { openai } from ${JSON.stringify(join(root, 'plugins/vendors/openai.ts'))}
-${guards ? `import { breaker } from ${JSON.stringify(join(root, 'plugins/breaker/index.ts'))}
+    writeFileSync(
+      config,
+      `import { openai } from ${JSON.stringify(join(root, 'plugins/vendors/openai.ts'))}
+${
+  guards
+    ? `import { breaker } from ${JSON.stringify(join(root, 'plugins/breaker/index.ts'))}
 import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'))}
-` : ''}export default {
+`
+    : ''
+}export default {
   preset: 'solo',
   storage: { driver: 'memory' },
   log: { level: 'warn' },
   disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
   plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })${guards ? `, breaker({ limits: { calls: 1e9, usd: 1e9, wallSeconds: 1e9 }, loops: { bodyRepeats: 1e9 } }), approval({ rules: [{ models: ['never-*'] }, { costOverUsd: 1000 }] })` : ''}],
 }
-`)
-    const proxy = await start(['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(proxyPort), '--data-dir', join(dir, 'data')], /listening on/, { NODE_ENV: 'production' })
+`,
+    )
+    const proxy = await start(
+      ['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(proxyPort), '--data-dir', join(dir, 'data')],
+      /listening on/,
+      { NODE_ENV: 'production' },
+    )
     children.push(proxy)
     const plainLua = join(dir, 'plain.lua')
     const streamLua = join(dir, 'stream.lua')
@@ -176,19 +231,40 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
     const fcProxy = await firstChunk(proxyPort, 300)
     const firstAdded = pct(fcProxy, 50) - pct(fcDirect, 50)
     // issue 16's router line, after every other measure (BENCH_ROUTER=0 leaves it out)
-    const routerLine = process.env.BENCH_ROUTER === '0' ? undefined
-      : await (await import('./lib/router-gains.ts')).routerGainsLine({ root, dir, mockPort, seconds, connections, plainLua, freePort, start, wrk, cpuMs }, children)
+    const routerLine =
+      process.env.BENCH_ROUTER === '0'
+        ? undefined
+        : await (await import('./lib/router-gains.ts')).routerGainsLine(
+            { root, dir, mockPort, seconds, connections, plainLua, freePort, start, wrk, cpuMs },
+            children,
+          )
 
     const f = (n: number, d = 2) => n.toFixed(d)
-    console.log(`wrk, ${connections} connections, ${seconds}s per run, zero-delay mock upstream; proxy: solo preset, caching off, demo identity`)
-    console.log(`non-streaming  direct ${f(directPlain.rps, 0)} rps | through proxy ${f(proxyPlain.rps, 0)} rps, proxy CPU ${f(cpuPlain, 3)} ms/req, errors ${proxyPlain.errors}`)
-    console.log(`streaming      direct ${f(directStream.rps, 0)} rps | through proxy ${f(proxyStream.rps, 0)} rps, proxy CPU ${f(cpuStream, 3)} ms/req, errors ${proxyStream.errors}`)
-    console.log(`responses      non-streaming ${f(rPlain.rps, 0)} rps, proxy CPU ${f(rCpuPlain, 3)} ms/req, errors ${rPlain.errors} | streaming ${f(rStream.rps, 0)} rps, proxy CPU ${f(rCpuStream, 3)} ms/req, errors ${rStream.errors}`)
-    console.log(`latency @1 conn   direct p50 ${f(direct1.p50, 3)} ms p99 ${f(direct1.p99, 3)} ms | proxy p50 ${f(proxy1.p50, 3)} ms p99 ${f(proxy1.p99, 3)} ms | added p50 ${f(proxy1.p50 - direct1.p50, 3)} ms p99 ${f(proxy1.p99 - direct1.p99, 3)} ms`)
-    console.log(`latency @${connections} conn  direct p50 ${f(direct50.p50, 3)} ms p99 ${f(direct50.p99, 3)} ms | proxy p50 ${f(proxyPlain.p50, 3)} ms p99 ${f(proxyPlain.p99, 3)} ms | added p50 ${f(proxyPlain.p50 - direct50.p50, 3)} ms p99 ${f(proxyPlain.p99 - direct50.p99, 3)} ms`)
-    console.log(`first streamed chunk (300 sequential)  direct p50 ${f(pct(fcDirect, 50), 3)} ms | proxy p50 ${f(pct(fcProxy, 50), 3)} ms p99 ${f(pct(fcProxy, 99), 3)} ms | added ${f(firstAdded, 3)} ms`)
+    console.log(
+      `wrk, ${connections} connections, ${seconds}s per run, zero-delay mock upstream; proxy: solo preset, caching off, demo identity`,
+    )
+    console.log(
+      `non-streaming  direct ${f(directPlain.rps, 0)} rps | through proxy ${f(proxyPlain.rps, 0)} rps, proxy CPU ${f(cpuPlain, 3)} ms/req, errors ${proxyPlain.errors}`,
+    )
+    console.log(
+      `streaming      direct ${f(directStream.rps, 0)} rps | through proxy ${f(proxyStream.rps, 0)} rps, proxy CPU ${f(cpuStream, 3)} ms/req, errors ${proxyStream.errors}`,
+    )
+    console.log(
+      `responses      non-streaming ${f(rPlain.rps, 0)} rps, proxy CPU ${f(rCpuPlain, 3)} ms/req, errors ${rPlain.errors} | streaming ${f(rStream.rps, 0)} rps, proxy CPU ${f(rCpuStream, 3)} ms/req, errors ${rStream.errors}`,
+    )
+    console.log(
+      `latency @1 conn   direct p50 ${f(direct1.p50, 3)} ms p99 ${f(direct1.p99, 3)} ms | proxy p50 ${f(proxy1.p50, 3)} ms p99 ${f(proxy1.p99, 3)} ms | added p50 ${f(proxy1.p50 - direct1.p50, 3)} ms p99 ${f(proxy1.p99 - direct1.p99, 3)} ms`,
+    )
+    console.log(
+      `latency @${connections} conn  direct p50 ${f(direct50.p50, 3)} ms p99 ${f(direct50.p99, 3)} ms | proxy p50 ${f(proxyPlain.p50, 3)} ms p99 ${f(proxyPlain.p99, 3)} ms | added p50 ${f(proxyPlain.p50 - direct50.p50, 3)} ms p99 ${f(proxyPlain.p99 - direct50.p99, 3)} ms`,
+    )
+    console.log(
+      `first streamed chunk (300 sequential)  direct p50 ${f(pct(fcDirect, 50), 3)} ms | proxy p50 ${f(pct(fcProxy, 50), 3)} ms p99 ${f(pct(fcProxy, 99), 3)} ms | added ${f(firstAdded, 3)} ms`,
+    )
     if (routerLine) console.log(routerLine)
-    console.log(`bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`)
+    console.log(
+      `bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`,
+    )
   } finally {
     stop()
     rmSync(dir, { recursive: true, force: true })

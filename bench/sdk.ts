@@ -21,23 +21,32 @@ const DISABLE = (process.env.BENCH_DISABLE ?? '').split(',').filter(Boolean)
 const built = new URL('../dist/core/sdk/index.js', import.meta.url)
 const useDist = existsSync(built) && !process.argv.includes('--source')
 const sdk: typeof import('../core/sdk/index.ts') = await import(useDist ? built.href : '../core/sdk/index.ts')
-const { openai: openaiVendor }: typeof import('../plugins/vendors/openai.ts') = await import(useDist ? new URL('../dist/plugins/vendors/openai.js', import.meta.url).href : '../plugins/vendors/openai.ts')
+const { openai: openaiVendor }: typeof import('../plugins/vendors/openai.ts') = await import(
+  useDist ? new URL('../dist/plugins/vendors/openai.js', import.meta.url).href : '../plugins/vendors/openai.ts'
+)
 
-interface Sample { ms: number[]; cpuUs: number }
+interface Sample {
+  ms: number[]
+  cpuUs: number
+}
 
 /** one block of sequential calls: wall time of each, CPU of the whole block */
 async function block(client: OpenAI, n: number, tag: string, into: Sample) {
   const cpu = process.cpuUsage()
   for (let i = 0; i < n; i++) {
     const t = performance.now()
-    await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${tag} call ${i} ${Math.random()}` }] })
+    await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: `${tag} call ${i} ${Math.random()}` }],
+    })
     into.ms.push(performance.now() - t)
   }
   const d = process.cpuUsage(cpu)
   into.cpuUs += d.user + d.system
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!
 
 async function compare(label: string, bare: OpenAI, wrapped: OpenAI) {
   // warm-up: JIT, connection pools, lazy imports on the request path
@@ -50,22 +59,48 @@ async function compare(label: string, bare: OpenAI, wrapped: OpenAI) {
     await block(wrapped, BLOCK, label, b)
   }
   const r = {
-    bareP50: pct(a.ms, 50), bareP99: pct(a.ms, 99), wrappedP50: pct(b.ms, 50), wrappedP99: pct(b.ms, 99),
-    cpuBare: a.cpuUs / 1000 / a.ms.length, cpuWrapped: b.cpuUs / 1000 / b.ms.length,
+    bareP50: pct(a.ms, 50),
+    bareP99: pct(a.ms, 99),
+    wrappedP50: pct(b.ms, 50),
+    wrappedP99: pct(b.ms, 99),
+    cpuBare: a.cpuUs / 1000 / a.ms.length,
+    cpuWrapped: b.cpuUs / 1000 / b.ms.length,
   }
   const added = { p50: r.wrappedP50 - r.bareP50, p99: r.wrappedP99 - r.bareP99, cpu: r.cpuWrapped - r.cpuBare }
-  console.log(`${label.padEnd(9)} bare p50 ${r.bareP50.toFixed(3)} p99 ${r.bareP99.toFixed(3)} ms, cpu ${r.cpuBare.toFixed(3)} ms/call | wrapped p50 ${r.wrappedP50.toFixed(3)} p99 ${r.wrappedP99.toFixed(3)} ms, cpu ${r.cpuWrapped.toFixed(3)} ms/call | added p50 ${added.p50.toFixed(3)} p99 ${added.p99.toFixed(3)} ms, cpu ${added.cpu.toFixed(3)} ms/call`)
+  console.log(
+    `${label.padEnd(9)} bare p50 ${r.bareP50.toFixed(3)} p99 ${r.bareP99.toFixed(3)} ms, cpu ${r.cpuBare.toFixed(3)} ms/call | wrapped p50 ${r.wrappedP50.toFixed(3)} p99 ${r.wrappedP99.toFixed(3)} ms, cpu ${r.cpuWrapped.toFixed(3)} ms/call | added p50 ${added.p50.toFixed(3)} p99 ${added.p99.toFixed(3)} ms, cpu ${added.cpu.toFixed(3)} ms/call`,
+  )
   return added
 }
 
 // the pipeline alone: the same canned answer handed over in process on both sides (a fetch that
 // returns it to the bare client; a vendor that returns it to the mesh), no network either way
-const ANSWER = Buffer.from(JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, message: { role: 'assistant', content: 'The quick brown fox jumps over the lazy dog.' }, finish_reason: 'stop' }], usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 } }))
+const ANSWER = Buffer.from(
+  JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion',
+    created: 1,
+    model: 'gpt-4o-mini-2024-07-18',
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: 'The quick brown fox jumps over the lazy dog.' },
+        finish_reason: 'stop',
+      },
+    ],
+    usage: { prompt_tokens: 12, completion_tokens: 10, total_tokens: 22 },
+  }),
+)
 const cannedFetch = async () => new Response(ANSWER, { status: 200, headers: { 'content-type': 'application/json' } })
 const cannedVendor = sdk.definePlugin({
   name: 'bench:canned-openai',
   setup(mesh) {
-    mesh.registerVendor({ name: 'openai', protocol: 'openai', handles: () => true, call: async () => ({ status: 200, headers: { 'content-type': 'application/json' }, body: ANSWER, stream: false }) })
+    mesh.registerVendor({
+      name: 'openai',
+      protocol: 'openai',
+      handles: () => true,
+      call: async () => ({ status: 200, headers: { 'content-type': 'application/json' }, body: ANSWER, stream: false }),
+    })
   },
 })
 
@@ -73,17 +108,36 @@ const { port, server } = await startFastMock()
 const base = `http://127.0.0.1:${port}`
 const dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-sdk-'))
 const bare = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-bench', maxRetries: 0 })
-const core = await sdk.createMesh({ config: { log: { level: 'silent' }, dataDir, plugins: [openaiVendor({ baseURL: base, apiKey: 'sk-bench' })] } })
-const governed = await sdk.createMesh({
-  config: { preset: 'solo', disable: ['semantic-cache', ...DISABLE], storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir: join(dataDir, 'governed'), vendors: { openai: { baseURL: base, apiKey: 'sk-bench' } } },
+const core = await sdk.createMesh({
+  config: { log: { level: 'silent' }, dataDir, plugins: [openaiVendor({ baseURL: base, apiKey: 'sk-bench' })] },
 })
-console.log(`bench:sdk ${CALLS} sequential calls each, ${useDist ? 'built package (dist/)' : 'sources through jiti'}, governed plugins: ${governed.instance.plugins.map((p) => p.name).join(', ')}`)
-const pipeline = await sdk.createMesh({ config: { log: { level: 'silent' }, dataDir: join(dataDir, 'pipeline'), plugins: [cannedVendor] } })
+const governed = await sdk.createMesh({
+  config: {
+    preset: 'solo',
+    disable: ['semantic-cache', ...DISABLE],
+    storage: { driver: 'memory' },
+    log: { level: 'silent' },
+    dataDir: join(dataDir, 'governed'),
+    vendors: { openai: { baseURL: base, apiKey: 'sk-bench' } },
+  },
+})
+console.log(
+  `bench:sdk ${CALLS} sequential calls each, ${useDist ? 'built package (dist/)' : 'sources through jiti'}, governed plugins: ${governed.instance.plugins.map((p) => p.name).join(', ')}`,
+)
+const pipeline = await sdk.createMesh({
+  config: { log: { level: 'silent' }, dataDir: join(dataDir, 'pipeline'), plugins: [cannedVendor] },
+})
 const bareCanned = new OpenAI({ apiKey: 'sk-bench', maxRetries: 0, fetch: cannedFetch })
-const p = await compare('pipeline', bareCanned, sdk.wrapOpenAI(bareCanned, { mesh: pipeline, identity: { team: 'bench' } }))
+const p = await compare(
+  'pipeline',
+  bareCanned,
+  sdk.wrapOpenAI(bareCanned, { mesh: pipeline, identity: { team: 'bench' } }),
+)
 const c = await compare('core', bare, sdk.wrapOpenAI(bare, { mesh: core, identity: { team: 'bench' } }))
 const g = await compare('governed', bare, sdk.wrapOpenAI(bare, { mesh: governed, identity: { team: 'bench' } }))
-console.log(`bench:sdk added_p50_ms=${c.p50.toFixed(3)} cpu_ms_per_call=${c.cpu.toFixed(3)} added_p99_ms=${c.p99.toFixed(3)} governed_added_p50_ms=${g.p50.toFixed(3)} governed_cpu_ms_per_call=${g.cpu.toFixed(3)} governed_added_p99_ms=${g.p99.toFixed(3)} pipeline_added_p50_ms=${p.p50.toFixed(3)} pipeline_cpu_ms_per_call=${p.cpu.toFixed(3)}`)
+console.log(
+  `bench:sdk added_p50_ms=${c.p50.toFixed(3)} cpu_ms_per_call=${c.cpu.toFixed(3)} added_p99_ms=${c.p99.toFixed(3)} governed_added_p50_ms=${g.p50.toFixed(3)} governed_cpu_ms_per_call=${g.cpu.toFixed(3)} governed_added_p99_ms=${g.p99.toFixed(3)} pipeline_added_p50_ms=${p.p50.toFixed(3)} pipeline_cpu_ms_per_call=${p.cpu.toFixed(3)}`,
+)
 await core.close()
 await pipeline.close()
 await governed.close()

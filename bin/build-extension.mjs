@@ -33,13 +33,20 @@ rmSync(out, { recursive: true, force: true })
 mkdirSync(join(out, 'icons'), { recursive: true })
 const common = { bundle: true, target: 'chrome121', charset: 'utf8', legalComments: 'none', logLevel: 'warning' }
 // the worker and the pages are modules; a content script is a classic script
-await build({ ...common, entryPoints: ['background', 'popup', 'options'].map((n) => join(root, 'src', `${n}.ts`)), outdir: out, format: 'esm' })
+await build({
+  ...common,
+  entryPoints: ['background', 'popup', 'options'].map((n) => join(root, 'src', `${n}.ts`)),
+  outdir: out,
+  format: 'esm',
+})
 await build({ ...common, entryPoints: [join(root, 'src', 'content.ts')], outdir: out, format: 'iife' })
 for (const f of readdirSync(join(root, 'static'))) copyFileSync(join(root, 'static', f), join(out, f))
 for (const size of ICON_SIZES) writeFileSync(join(out, 'icons', `${size}.png`), icon(size))
 writeFileSync(join(out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
 
 mkdirSync(dirname(zipPath), { recursive: true })
-const entries = files(out).sort().map((f) => [relative(out, f).split('\\').join('/'), readFileSync(f)])
+const entries = files(out)
+  .sort()
+  .map((f) => [relative(out, f).split('\\').join('/'), readFileSync(f)])
 writeFileSync(zipPath, zip(entries))
 console.log(`extension ${manifest.version} (id ${extensionId(manifest.key)}): ${out}\nstore zip: ${zipPath}`)

@@ -7,5 +7,7 @@ import { spawnSync } from 'node:child_process'
 
 if (process.env.npm_command === 'exec') process.exit(0)
 const npm = process.env.npm_execpath
-const r = npm ? spawnSync(process.execPath, [npm, 'run', 'build'], { stdio: 'inherit' }) : spawnSync('npm', ['run', 'build'], { stdio: 'inherit', shell: process.platform === 'win32' })
+const r = npm
+  ? spawnSync(process.execPath, [npm, 'run', 'build'], { stdio: 'inherit' })
+  : spawnSync('npm', ['run', 'build'], { stdio: 'inherit', shell: process.platform === 'win32' })
 process.exit(r.status ?? 1)

@@ -24,7 +24,18 @@ import { registerModelRoutes } from './routes-models.ts'
 import { registerServiceRoutes, type ServiceRouteDeps } from './routes-service.ts'
 import { createMeshStorage } from './storage.ts'
 import { createTokenCounter } from './tokens.ts'
-import type { HealthCheck, HookName, IdentityResolver, Logger, Mesh, MeshConfig, MeshContext, Plugin, PluginHooks, ResolvedMeshConfig } from './types.ts'
+import type {
+  HealthCheck,
+  HookName,
+  IdentityResolver,
+  Logger,
+  Mesh,
+  MeshConfig,
+  MeshContext,
+  Plugin,
+  PluginHooks,
+  ResolvedMeshConfig,
+} from './types.ts'
 
 export const VERSION = '0.1.0'
 const HOOKS: HookName[] = ['beforeRequest', 'cacheLookup', 'route', 'afterResponse']
@@ -57,7 +68,10 @@ export interface CreateOptions {
   logger?: Logger
 }
 
-export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {}, options: CreateOptions = {}): Promise<AgentMesh> {
+export async function createAgentMesh(
+  input: MeshConfig | ResolvedMeshConfig = {},
+  options: CreateOptions = {},
+): Promise<AgentMesh> {
   const config = 'sources' in input ? (input as ResolvedMeshConfig) : await resolveConfig(input)
   const log = options.logger ?? createLogger(config.log.level)
   const dataDir = resolve(config.dataDir)
@@ -70,7 +84,19 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
   const healthChecks = new Map<string, () => HealthCheck>()
   let identityResolver: IdentityResolver = defaultIdentityResolver
 
-  const mesh = buildMesh({ config, options, log, store, bus, dataDir, app, closers, healthChecks, replies: () => replies, setIdentityResolver: (r) => (identityResolver = r) })
+  const mesh = buildMesh({
+    config,
+    options,
+    log,
+    store,
+    bus,
+    dataDir,
+    app,
+    closers,
+    healthChecks,
+    replies: () => replies,
+    setIdentityResolver: (r) => (identityResolver = r),
+  })
   const plugins = sortPlugins(config.plugins)
   const runPhase = wrapHooks(plugins, config, log)
   for (const plugin of plugins) {
@@ -91,7 +117,14 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     },
   }
   const replies = createReplies(internals.corsHeaders)
-  registerRoutes(app, { config, internals, replies, bus, healthChecks, describe: () => ({ version: VERSION, plugins: plugins.map((p) => p.name), storageLocation: store.describe }) })
+  registerRoutes(app, {
+    config,
+    internals,
+    replies,
+    bus,
+    healthChecks,
+    describe: () => ({ version: VERSION, plugins: plugins.map((p) => p.name), storageLocation: store.describe }),
+  })
 
   let closed: Promise<void> | undefined
   return {
@@ -100,11 +133,21 @@ export async function createAgentMesh(input: MeshConfig | ResolvedMeshConfig = {
     plugins,
     fetch: (request) => Promise.resolve(app.fetch(request)),
     async listen(opts = {}) {
-      const server = serve({ fetch: (req: Request) => app.fetch(req), port: opts.port ?? config.port, hostname: opts.host ?? config.host, silent: true, gracefulShutdown: false })
+      const server = serve({
+        fetch: (req: Request) => app.fetch(req),
+        port: opts.port ?? config.port,
+        hostname: opts.host ?? config.host,
+        silent: true,
+        gracefulShutdown: false,
+      })
       await server.ready()
       guardNodeServer(server.node?.server as Server | undefined)
       const port = Number(new URL(server.url!).port)
-      return { url: `http://${formatHost(opts.host ?? config.host)}:${port}`, port, close: () => server.close(true) as Promise<void> }
+      return {
+        url: `http://${formatHost(opts.host ?? config.host)}:${port}`,
+        port,
+        close: () => server.close(true) as Promise<void>,
+      }
     },
     close() {
       closed ??= (async () => {
@@ -174,7 +217,11 @@ function buildMesh(p: MeshParts): Mesh {
 }
 
 /** A plugin's route: storage outages are a 503, and the answer carries a request id like every other. */
-async function pluginRoute(replies: Replies, event: H3Event, handler: Parameters<Mesh['addRoute']>[2]): Promise<Response> {
+async function pluginRoute(
+  replies: Replies,
+  event: H3Event,
+  handler: Parameters<Mesh['addRoute']>[2],
+): Promise<Response> {
   let res: Response
   try {
     res = await handler(event.req as Request, (event.context.params ?? {}) as Record<string, string>)
@@ -236,7 +283,9 @@ function corsFor(origins: ResolvedMeshConfig['cors']['origins']): (origin: strin
   return (origin): Record<string, string> => {
     if (!origin) return {}
     if (origins === '*') return { 'access-control-allow-origin': '*', 'access-control-expose-headers': '*' }
-    return originAllowed(origins, origin) ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' } : {}
+    return originAllowed(origins, origin)
+      ? { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': '*' }
+      : {}
   }
 }
 
@@ -247,17 +296,28 @@ function registerRoutes(app: H3, deps: ServiceRouteDeps): void {
   const guard = createRequestGuard(deps.config)
   app.use((event) => {
     const refused = guard(event.req.headers)
-    if (refused) return replies.protocolError(event, protocolOfPath(event.url.pathname), refused.status, refused.type, refused.message)
+    if (refused)
+      return replies.protocolError(
+        event,
+        protocolOfPath(event.url.pathname),
+        refused.status,
+        refused.type,
+        refused.message,
+      )
   })
-  app.options('/**', (event) => new FastResponse(null, {
-    status: 204,
-    headers: {
-      ...replies.bareHeaders(event.req.headers.get('origin')),
-      'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
-      'access-control-allow-headers': event.req.headers.get('access-control-request-headers') ?? '*',
-      'access-control-max-age': '600',
-    },
-  }) as unknown as Response)
+  app.options(
+    '/**',
+    (event) =>
+      new FastResponse(null, {
+        status: 204,
+        headers: {
+          ...replies.bareHeaders(event.req.headers.get('origin')),
+          'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+          'access-control-allow-headers': event.req.headers.get('access-control-request-headers') ?? '*',
+          'access-control-max-age': '600',
+        },
+      }) as unknown as Response,
+  )
   registerLlmRoutes(app, deps)
   registerModelRoutes(app, { mesh: deps.internals.mesh, json: replies.json, error: replies.protocolError })
   registerServiceRoutes(app, deps)
@@ -267,11 +327,27 @@ function registerRoutes(app: H3, deps: ServiceRouteDeps): void {
  * What reaches h3 unhandled (a malformed URL such as `GET /%`, a throw in a route): an error in
  * the client's protocol instead of h3's own shape.
  */
-function unhandledError(replies: Replies, log: Logger, error: { status: number; message: string }, event: H3Event): Response {
+function unhandledError(
+  replies: Replies,
+  log: Logger,
+  error: { status: number; message: string },
+  event: H3Event,
+): Response {
   const status = error.status >= 400 && error.status < 500 ? error.status : 500
   if (status === 500) log.error(`unhandled error on ${event.req.method} ${event.url.pathname}: ${error.message}`)
-  const message = status === 400 ? 'malformed request URL' : status === 500 ? 'internal error in AgentMesh; see the proxy log' : error.message
-  return replies.protocolError(event, protocolOfPath(event.url.pathname), status, status === 500 ? 'internal_error' : 'invalid_request_error', message)
+  const message =
+    status === 400
+      ? 'malformed request URL'
+      : status === 500
+        ? 'internal error in AgentMesh; see the proxy log'
+        : error.message
+  return replies.protocolError(
+    event,
+    protocolOfPath(event.url.pathname),
+    status,
+    status === 500 ? 'internal_error' : 'invalid_request_error',
+    message,
+  )
 }
 
 function formatHost(host: string): string {

@@ -196,7 +196,8 @@ function feed(value: unknown, put: (s: string) => void): boolean {
   let first = true
   for (const k of keys) {
     let v = obj[k]
-    while (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') v = (v as { toJSON: () => unknown }).toJSON()
+    while (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function')
+      v = (v as { toJSON: () => unknown }).toJSON()
     // what canon drops: undefined, functions, symbols
     if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue
     put(first ? quoteKey(k) + ':' : ',' + quoteKey(k) + ':')

@@ -4,10 +4,18 @@ import { VERSION, type AgentMesh } from './app.ts'
 import type { Listening } from './cli-listen.ts'
 import type { ResolvedMeshConfig } from './types.ts'
 
-const CURL_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello from AgentMesh' }] })
+const CURL_BODY = JSON.stringify({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'Hello from AgentMesh' }],
+})
 
 export function bannerLines(mode: string, at: Listening, mesh: AgentMesh, config: ResolvedMeshConfig): string[] {
-  const storage = config.storage.driver === 'redis' ? 'redis' : config.storage.driver === 'fs' ? `fs (${mesh.mesh.dataDir})` : 'memory'
+  const storage =
+    config.storage.driver === 'redis'
+      ? 'redis'
+      : config.storage.driver === 'fs'
+        ? `fs (${mesh.mesh.dataDir})`
+        : 'memory'
   return [
     `AgentMesh ${VERSION} (${mode})`,
     `  listening on ${at.url}`,
@@ -40,13 +48,19 @@ export function nextSteps(url: string, mesh: AgentMesh, config: ResolvedMeshConf
   } else if (demo) {
     lines.push('Next steps (no keys needed: the demo vendor answers every model):')
   } else {
-    lines.push('Next steps (vendor keys from ANTHROPIC_API_KEY / OPENAI_API_KEY / GEMINI_API_KEY, else the client\'s own):')
+    lines.push(
+      "Next steps (vendor keys from ANTHROPIC_API_KEY / OPENAI_API_KEY / GEMINI_API_KEY, else the client's own):",
+    )
   }
   // the SDKs send ANTHROPIC_API_KEY / OPENAI_API_KEY as their key: that is where a virtual key goes
   const key = (name: string) => (keysRequired ? ` ${name}=$AM_KEY` : '')
   lines.push(`  ANTHROPIC_BASE_URL=${url}${key('ANTHROPIC_API_KEY')} claude`)
   lines.push(`  export OPENAI_BASE_URL=${url}/v1${key('OPENAI_API_KEY')}`)
-  const auth = keysRequired ? ` -H "authorization: Bearer $AM_KEY"` : demo ? '' : ` -H "authorization: Bearer $OPENAI_API_KEY"`
+  const auth = keysRequired
+    ? ` -H "authorization: Bearer $AM_KEY"`
+    : demo
+      ? ''
+      : ` -H "authorization: Bearer $OPENAI_API_KEY"`
   lines.push(`  curl ${url}/v1/chat/completions -H 'content-type: application/json'${auth} -d '${CURL_BODY}'`)
   const admin = config.events.access === 'authenticated' ? ` -H "authorization: Bearer $AGENTMESH_ADMIN_TOKEN"` : ''
   lines.push(`  curl -N ${events}${admin}     # live events`)

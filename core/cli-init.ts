@@ -96,7 +96,8 @@ export async function runInit(o: InitOptions): Promise<void> {
   if (existing) throw new ConfigError(`init: ${existing} already exists; not overwriting it`)
   let preset: PresetName
   if (o.preset !== undefined) {
-    if (!isPresetName(o.preset)) throw new ConfigError(`--preset must be one of ${PRESETS.join(', ')}, got "${o.preset}"`)
+    if (!isPresetName(o.preset))
+      throw new ConfigError(`--preset must be one of ${PRESETS.join(', ')}, got "${o.preset}"`)
     preset = o.preset
   } else if (process.stdin.isTTY && process.stdout.isTTY) {
     preset = await askPreset(o.print)

@@ -56,8 +56,10 @@ export async function listenError(port: number, host: string, err: NodeJS.ErrnoE
     const free = await nextFreePort(port, host)
     return new ConfigError(`port ${port} is in use; try --port ${free ?? 0}`)
   }
-  if (code === 'EACCES') return new ConfigError(`port ${port} needs more privileges on ${host}; try --port ${port < 1024 ? 8080 : port + 1}`)
-  if (code === 'EADDRNOTAVAIL') return new ConfigError(`cannot listen on ${host}: no such address on this machine (--host)`)
+  if (code === 'EACCES')
+    return new ConfigError(`port ${port} needs more privileges on ${host}; try --port ${port < 1024 ? 8080 : port + 1}`)
+  if (code === 'EADDRNOTAVAIL')
+    return new ConfigError(`cannot listen on ${host}: no such address on this machine (--host)`)
   return new ConfigError(`cannot listen on ${host}:${port}: ${err.message}`)
 }
 
@@ -86,7 +88,11 @@ export async function listenDev(fetch: FetchHandler, opts: ListenOptions): Promi
   // of the 20 above it, then any. listhen would look in 3000-3100 instead.
   const range = (from: number, to: number): [number, number] => [from, Math.min(to, 65535)]
   const port = opts.fixedPort
-    ? { port: opts.port, verbose: false, ...(opts.port ? { random: false, alternativePortRange: range(opts.port, opts.port) } : {}) }
+    ? {
+        port: opts.port,
+        verbose: false,
+        ...(opts.port ? { random: false, alternativePortRange: range(opts.port, opts.port) } : {}),
+      }
     : { port: opts.port, verbose: false, alternativePortRange: range(opts.port + 1, opts.port + 20) }
   let listener: Awaited<ReturnType<typeof listen>>
   try {
@@ -111,16 +117,22 @@ export async function listenDev(fetch: FetchHandler, opts: ListenOptions): Promi
   if (opts.fixedPort && opts.port && actual !== opts.port) {
     // get-port-please skips ports that browsers block (6000, 6665-6669 ...) and takes another
     await listener.close()
-    throw new ConfigError(`port ${opts.port} is one browsers refuse to connect to, and agentmesh dev does not use it; try --port ${(await nextFreePort(opts.port, opts.host)) ?? 0}`)
+    throw new ConfigError(
+      `port ${opts.port} is one browsers refuse to connect to, and agentmesh dev does not use it; try --port ${(await nextFreePort(opts.port, opts.host)) ?? 0}`,
+    )
   }
   const networkURLs = ANY_HOST.has(opts.host)
-    ? (await listener.getURLs({ baseURL: '/' })).filter((u) => u.type === 'network').map((u) => u.url.replace(/\/$/, ''))
+    ? (await listener.getURLs({ baseURL: '/' }))
+        .filter((u) => u.type === 'network')
+        .map((u) => u.url.replace(/\/$/, ''))
     : []
   return {
     url: localURL(opts.host, actual),
     port: actual,
     networkURLs,
-    ...(actual !== opts.port && opts.port ? { note: `port ${opts.port} is in use, so dev took ${actual} (--port insists on one)` } : {}),
+    ...(actual !== opts.port && opts.port
+      ? { note: `port ${opts.port} is in use, so dev took ${actual} (--port insists on one)` }
+      : {}),
     close: async () => {
       // an open event stream (the page --open shows) never ends by itself: cut what is left
       // after a short grace period instead of waiting for the browser tab to close

@@ -9,7 +9,14 @@ import { runInit } from './cli-init.ts'
 import { configJiti } from './cli-jiti.ts'
 import { listenDev, listenServe } from './cli-listen.ts'
 import { warmTokenizer } from './tokens.ts'
-import { ConfigError, loadMeshConfig, maskedConfig, PRESET_NAMES, type LoadedConfig, type LoadOptions } from './config.ts'
+import {
+  ConfigError,
+  loadMeshConfig,
+  maskedConfig,
+  PRESET_NAMES,
+  type LoadedConfig,
+  type LoadOptions,
+} from './config.ts'
 import type { MeshConfig } from './types.ts'
 
 interface GlobalFlags {
@@ -49,14 +56,16 @@ function overridesFrom(flags: GlobalFlags): MeshConfig {
   const o: MeshConfig & { quota?: any; approval?: { approveOverUsd: number } } = {}
   if (flags.port !== undefined) {
     const port = Number(flags.port)
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port must be an integer from 0 to 65535, got "${flags.port}"`)
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw new ConfigError(`--port must be an integer from 0 to 65535, got "${flags.port}"`)
     o.port = port
   }
   if (flags.host !== undefined) o.host = String(flags.host)
   if (flags.dataDir !== undefined) o.dataDir = String(flags.dataDir)
   if (flags.approveOver !== undefined) {
     const usd = Number(flags.approveOver)
-    if (!Number.isFinite(usd) || usd < 0) throw new ConfigError(`--approve-over must be an amount of USD >= 0, got "${flags.approveOver}"`)
+    if (!Number.isFinite(usd) || usd < 0)
+      throw new ConfigError(`--approve-over must be an amount of USD >= 0, got "${flags.approveOver}"`)
     // read by the approval plugin: an ask rule for requests estimated above this cost
     o.approval = { approveOverUsd: usd }
   }
@@ -73,7 +82,11 @@ function overridesFrom(flags: GlobalFlags): MeshConfig {
       if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`--${name} must be a positive percentage, got "${v}"`)
       return n
     }
-    o.quota = { teamDailyTokens, ...(flags.warnAt !== undefined ? { warnAt: pct('warn-at', flags.warnAt) } : {}), ...(flags.hardStopAt !== undefined ? { hardStopAt: pct('hard-stop-at', flags.hardStopAt) } : {}) }
+    o.quota = {
+      teamDailyTokens,
+      ...(flags.warnAt !== undefined ? { warnAt: pct('warn-at', flags.warnAt) } : {}),
+      ...(flags.hardStopAt !== undefined ? { hardStopAt: pct('hard-stop-at', flags.hardStopAt) } : {}),
+    }
   }
   return o
 }
@@ -81,7 +94,10 @@ function overridesFrom(flags: GlobalFlags): MeshConfig {
 function withGlobalOptions(cli: CAC) {
   cli
     .option('--config <file>', 'Config file (default: agentmesh.config.ts in the working directory)')
-    .option('--preset <name>', `Preset layered under the config, in place of its \`preset\`: ${PRESET_NAMES.join(', ')} or a preset file (default: the config's, else demo)`)
+    .option(
+      '--preset <name>',
+      `Preset layered under the config, in place of its \`preset\`: ${PRESET_NAMES.join(', ')} or a preset file (default: the config's, else demo)`,
+    )
     .option('--data-dir <dir>', 'Where fs storage, keys and logs live (default: .agentmesh)')
 }
 
@@ -89,7 +105,14 @@ function withGlobalOptions(cli: CAC) {
 const CLI_DEFAULT_PRESET = 'demo'
 
 function loadOptions(flags: GlobalFlags, jiti: Jiti, envName?: string): LoadOptions {
-  return { configFile: flags.config, preset: flags.preset, defaultPreset: CLI_DEFAULT_PRESET, overrides: overridesFrom(flags), jiti, envName }
+  return {
+    configFile: flags.config,
+    preset: flags.preset,
+    defaultPreset: CLI_DEFAULT_PRESET,
+    overrides: overridesFrom(flags),
+    jiti,
+    envName,
+  }
 }
 
 interface Serving {
@@ -124,9 +147,11 @@ function watchConfig(opts: LoadOptions, state: Serving): () => void {
       names.add(basename(f))
       byDir.set(dirname(f), names)
     }
-    watchers = [...byDir].map(([dir, names]) => watch(dir, (_e, name) => {
-      if (!name || names.has(String(name))) schedule()
-    }))
+    watchers = [...byDir].map(([dir, names]) =>
+      watch(dir, (_e, name) => {
+        if (!name || names.has(String(name))) schedule()
+      }),
+    )
   }
   const reload = async (): Promise<void> => {
     if (reloading) {
@@ -137,7 +162,8 @@ function watchConfig(opts: LoadOptions, state: Serving): () => void {
     try {
       // a fresh jiti without the module cache, which would hand back the config file as first loaded
       const next = await loadMeshConfig({ ...opts, jiti: configJiti({ moduleCache: false }) })
-      if (next.config.port !== state.loaded.config.port || next.config.host !== state.loaded.config.host) printErr('[agentmesh] port/host changes need a restart; keeping the current socket')
+      if (next.config.port !== state.loaded.config.port || next.config.host !== state.loaded.config.host)
+        printErr('[agentmesh] port/host changes need a restart; keeping the current socket')
       const fresh = await createAgentMesh(next.config)
       const old = state.current
       state.current = fresh
@@ -174,7 +200,10 @@ async function run(mode: 'dev' | 'serve', flags: GlobalFlags, jiti: Jiti): Promi
   // in dev the configured port gives way to the next free one when busy (as Vite's does); a port
   // given with --port does not
   const fixedPort = flags.port !== undefined
-  const at = mode === 'dev' ? await listenDev(fetch, { port, host, fixedPort, open: flags.open }) : await listenServe(fetch, { port, host, fixedPort: true })
+  const at =
+    mode === 'dev'
+      ? await listenDev(fetch, { port, host, fixedPort, open: flags.open })
+      : await listenServe(fetch, { port, host, fixedPort: true })
   serving = true
   // watch before announcing: a change made right after the banner must not be missed
   const unwatch = mode === 'dev' ? watchConfig(opts, state) : () => {}
@@ -201,12 +230,18 @@ function builtInCommands(cli: CAC, jiti: Jiti) {
   const serverCommand = (name: 'dev' | 'serve' | '', description: string) => {
     const c = cli
       .command(name, description)
-      .option('--port <port>', 'Port to listen on, this one or fail (default 8080, or the config\'s; dev takes the next free one when that is busy)')
+      .option(
+        '--port <port>',
+        "Port to listen on, this one or fail (default 8080, or the config's; dev takes the next free one when that is busy)",
+      )
       .option('--host <host>', 'Address to bind (default 127.0.0.1)')
       .option('--team-limit <team=tokens>', 'Daily token limit for a team; repeat for several teams')
       .option('--warn-at <pct>', 'Warn when a budget reaches this percentage (default 80)')
       .option('--hard-stop-at <pct>', 'Block when a budget reaches this percentage (default 100)')
-      .option('--approve-over <usd>', 'Ask a person to approve requests estimated above this cost (approval plugin: agentmesh approve ID)')
+      .option(
+        '--approve-over <usd>',
+        'Ask a person to approve requests estimated above this cost (approval plugin: agentmesh approve ID)',
+      )
     if (name !== 'serve') c.option('--open', 'Open the live event stream in the browser')
     return c.action((f: GlobalFlags) => run(name || 'dev', f, jiti))
   }
@@ -220,7 +255,9 @@ function builtInCommands(cli: CAC, jiti: Jiti) {
   })
   cli
     .command('init', 'Write agentmesh.config.ts here (--preset, else asked) and add the data dir to .gitignore')
-    .action((f: GlobalFlags) => runInit({ cwd: process.cwd(), preset: f.preset, dataDir: f.dataDir, configFile: f.config, print }))
+    .action((f: GlobalFlags) =>
+      runInit({ cwd: process.cwd(), preset: f.preset, dataDir: f.dataDir, configFile: f.config, print }),
+    )
 }
 
 /** Plugins contribute commands (keys, grant, usage, audit ...): they need the config's plugins. */
@@ -229,7 +266,8 @@ async function pluginCommands(cli: CAC, flags: GlobalFlags, jiti: Jiti) {
   for (const plugin of config.plugins) {
     for (const pc of plugin.commands ?? []) {
       const c = cli.command(pc.name, pc.description)
-      for (const o of pc.options ?? []) c.option(o.flags, o.description, o.default !== undefined ? { default: o.default } : undefined)
+      for (const o of pc.options ?? [])
+        c.option(o.flags, o.description, o.default !== undefined ? { default: o.default } : undefined)
       c.action(async (...args: any[]) => {
         const options = args.pop() as Record<string, any>
         const mesh = await createAgentMesh(config, { mode: 'command' })
@@ -261,7 +299,13 @@ export async function main(argv: string[]): Promise<void> {
   // a first pass for the flags that decide which config (and so which plugin commands) to load
   const pre = cac('agentmesh')
   withGlobalOptions(pre)
-  pre.option('--port <port>', '').option('--host <host>', '').option('--team-limit <spec>', '').option('--warn-at <pct>', '').option('--hard-stop-at <pct>', '').option('--approve-over <usd>', '')
+  pre
+    .option('--port <port>', '')
+    .option('--host <host>', '')
+    .option('--team-limit <spec>', '')
+    .option('--warn-at <pct>', '')
+    .option('--hard-stop-at <pct>', '')
+    .option('--approve-over <usd>', '')
   const parsed = pre.parse(['node', 'agentmesh', ...argv], { run: false })
   const flags = parsed.options as GlobalFlags
   const command = parsed.args[0]
@@ -278,7 +322,8 @@ export async function main(argv: string[]): Promise<void> {
     if ((command !== undefined && !BUILT_IN.includes(command)) || flags.help) await pluginCommands(cli, flags, jiti)
     cli.parse(['node', 'agentmesh', ...argv], { run: false })
     if (cli.options.help || cli.options.version) return
-    if (command !== undefined && !cli.commands.some((c) => !c.isDefaultCommand && c.isMatched(command))) return unknownCommand(cli, command)
+    if (command !== undefined && !cli.commands.some((c) => !c.isDefaultCommand && c.isMatched(command)))
+      return unknownCommand(cli, command)
     await cli.runMatchedCommand()
   } catch (err) {
     printErr(`agentmesh: ${(err as Error).message}`)

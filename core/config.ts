@@ -6,7 +6,15 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { loadConfig, type LoadConfigOptions, type ResolvedConfig } from 'c12'
 import { sortPlugins } from './plugin.ts'
-import { isExtendedLayer, mergePresetPlugins, PRESET_NAMES, PresetError, presetNameOf, resolvePreset, type LayerConfig } from './presets.ts'
+import {
+  isExtendedLayer,
+  mergePresetPlugins,
+  PRESET_NAMES,
+  PresetError,
+  presetNameOf,
+  resolvePreset,
+  type LayerConfig,
+} from './presets.ts'
 import type { MeshConfig, Plugin, ResolvedMeshConfig, ResolvedRoutingConfig } from './types.ts'
 
 export { definePreset, PRESET_NAMES, type PresetName } from './presets.ts'
@@ -41,7 +49,10 @@ export class ConfigError extends Error {}
 type Layers = ResolvedConfig<LayerConfig>
 
 /** c12 with presets as layers: `extends` and `preset` are both its extend keys, as in Nitro. */
-async function loadLayers(options: LoadConfigOptions<LayerConfig>, from: { file: boolean; what: string }): Promise<Layers> {
+async function loadLayers(
+  options: LoadConfigOptions<LayerConfig>,
+  from: { file: boolean; what: string },
+): Promise<Layers> {
   const cwd = resolve(options.cwd ?? process.cwd())
   return loadConfig<LayerConfig>({
     name: 'agentmesh',
@@ -65,22 +76,25 @@ export async function loadMeshConfig(opts: LoadOptions = {}): Promise<LoadedConf
   if (opts.configFile && !existsSync(resolve(cwd, opts.configFile))) {
     throw new ConfigError(`config file not found: ${opts.configFile}`)
   }
-  const loaded = await loadLayers({
-    cwd,
-    configFile: opts.configFile,
-    rcFile: '.agentmeshrc',
-    dotenv: true,
-    envName: opts.envName ?? (process.env.NODE_ENV === 'production' ? 'production' : 'development'),
-    jiti: opts.jiti,
-    overrides: ({ rawConfigs }) => {
-      const own = [rawConfigs.main, rawConfigs.rc] as Array<LayerConfig | undefined>
-      for (const c of own) if (c) checkLayerKeys(c)
-      // the default only when nothing asks for a layer: a config's `extends` is its own choice
-      const asked = own.some((c) => c?.preset !== undefined || c?.extends !== undefined)
-      const preset = opts.preset ?? (asked ? undefined : opts.defaultPreset)
-      return { ...opts.overrides, ...(preset ? { preset } : {}) }
+  const loaded = await loadLayers(
+    {
+      cwd,
+      configFile: opts.configFile,
+      rcFile: '.agentmeshrc',
+      dotenv: true,
+      envName: opts.envName ?? (process.env.NODE_ENV === 'production' ? 'production' : 'development'),
+      jiti: opts.jiti,
+      overrides: ({ rawConfigs }) => {
+        const own = [rawConfigs.main, rawConfigs.rc] as Array<LayerConfig | undefined>
+        for (const c of own) if (c) checkLayerKeys(c)
+        // the default only when nothing asks for a layer: a config's `extends` is its own choice
+        const asked = own.some((c) => c?.preset !== undefined || c?.extends !== undefined)
+        const preset = opts.preset ?? (asked ? undefined : opts.defaultPreset)
+        return { ...opts.overrides, ...(preset ? { preset } : {}) }
+      },
     },
-  }, { file: true, what: opts.configFile ? ` ${opts.configFile}` : '' })
+    { file: true, what: opts.configFile ? ` ${opts.configFile}` : '' },
+  )
   // a preset of the user's own is watched too; the built-in ones have no configFile
   const layerFiles = (loaded.layers ?? []).filter(isExtendedLayer).map((l) => l.configFile)
   const candidates = [loaded.configFile, resolve(cwd, '.agentmeshrc'), resolve(cwd, '.env'), ...layerFiles]
@@ -95,7 +109,10 @@ export async function loadMeshConfig(opts: LoadOptions = {}): Promise<LoadedConf
  */
 export async function resolveConfig(input: MeshConfig, opts: { cwd?: string } = {}): Promise<ResolvedMeshConfig> {
   checkLayerKeys(input)
-  const loaded = await loadLayers({ cwd: opts.cwd, rcFile: false, dotenv: false, envName: false, overrides: input as LayerConfig }, { file: false, what: '' })
+  const loaded = await loadLayers(
+    { cwd: opts.cwd, rcFile: false, dotenv: false, envName: false, overrides: input as LayerConfig },
+    { file: false, what: '' },
+  )
   return resolveLayers(loaded, [])
 }
 
@@ -108,16 +125,24 @@ async function resolveLayers(loaded: Layers, sources: string[]): Promise<Resolve
   // checked before merging, so an index names the entry as written in its layer
   const own = layers.filter((l) => !isExtendedLayer(l)).flatMap((l) => validatePlugins(l.config?.plugins ?? []))
   for (const l of presets) validatePlugins(l.config?.plugins ?? [], `preset ${l.meta?.name ?? l.source} `)
-  if (c.disable !== undefined && (!Array.isArray(c.disable) || c.disable.some((d) => typeof d !== 'string'))) fail('disable', 'an array of plugin names', c.disable)
+  if (c.disable !== undefined && (!Array.isArray(c.disable) || c.disable.some((d) => typeof d !== 'string')))
+    fail('disable', 'an array of plugin names', c.disable)
   // `disable` leaves out the presets' plugins; a plugin the config lists itself always stays
   const disable = c.disable ?? []
   const fromPresets = mergePresetPlugins(presets).filter((p) => !disable.includes(p.name))
-  const resolved = withDefaults(c, { preset: presetNameOf(presets), plugins: sortPlugins([...own, ...fromPresets]), sources })
+  const resolved = withDefaults(c, {
+    preset: presetNameOf(presets),
+    plugins: sortPlugins([...own, ...fromPresets]),
+    sources,
+  })
   validateResolved(resolved)
   return resolved
 }
 
-function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'plugins' | 'sources'>): ResolvedMeshConfig {
+function withDefaults(
+  c: MeshConfig,
+  set: Pick<ResolvedMeshConfig, 'preset' | 'plugins' | 'sources'>,
+): ResolvedMeshConfig {
   return {
     preset: set.preset,
     port: c.port ?? 8080,
@@ -127,7 +152,10 @@ function withDefaults(c: MeshConfig, set: Pick<ResolvedMeshConfig, 'preset' | 'p
     plugins: set.plugins,
     disable: c.disable ?? [],
     vendors: c.vendors ?? {},
-    limits: { bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024, upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000 },
+    limits: {
+      bodyBytes: c.limits?.bodyBytes ?? 10 * 1024 * 1024,
+      upstreamTimeoutMs: c.limits?.upstreamTimeoutMs ?? 120_000,
+    },
     routing: routingOf(c),
     cors: { origins: c.cors?.origins ?? DEFAULT_ORIGINS },
     allowedHosts: c.allowedHosts ?? [],
@@ -156,7 +184,29 @@ export const DEFAULT_ORIGINS = ['chrome-extension://*', 'http://localhost:*', 'h
  */
 export const ORIGINS_WITH_NULL = [...DEFAULT_ORIGINS, 'null']
 
-const KNOWN = new Set(['preset', 'port', 'host', 'dataDir', 'storage', 'plugins', 'disable', 'vendors', 'limits', 'routing', 'cors', 'allowedHosts', 'forwardClientKeys', 'events', 'trustIdentityHeaders', 'defaultIdentity', 'log', 'hooks', 'pricing', 'quota', 'approval'])
+const KNOWN = new Set([
+  'preset',
+  'port',
+  'host',
+  'dataDir',
+  'storage',
+  'plugins',
+  'disable',
+  'vendors',
+  'limits',
+  'routing',
+  'cors',
+  'allowedHosts',
+  'forwardClientKeys',
+  'events',
+  'trustIdentityHeaders',
+  'defaultIdentity',
+  'log',
+  'hooks',
+  'pricing',
+  'quota',
+  'approval',
+])
 
 /** `approval: { approveOverUsd }`, what --approve-over sets; validated here so a bad value names the field */
 function approvalOf(c: MeshConfig): { approveOverUsd?: number } | undefined {
@@ -164,7 +214,8 @@ function approvalOf(c: MeshConfig): { approveOverUsd?: number } | undefined {
   if (a === undefined) return undefined
   if (!a || typeof a !== 'object' || Array.isArray(a)) fail('approval', 'an object such as { approveOverUsd: 5 }', a)
   for (const k of Object.keys(a)) if (k !== 'approveOverUsd') fail(`approval.${k}`, 'approveOverUsd (unknown field)', k)
-  if (a.approveOverUsd !== undefined && !(typeof a.approveOverUsd === 'number' && a.approveOverUsd >= 0)) fail('approval.approveOverUsd', 'a number of USD >= 0', a.approveOverUsd)
+  if (a.approveOverUsd !== undefined && !(typeof a.approveOverUsd === 'number' && a.approveOverUsd >= 0))
+    fail('approval.approveOverUsd', 'a number of USD >= 0', a.approveOverUsd)
   return a as { approveOverUsd?: number }
 }
 
@@ -173,9 +224,14 @@ export function routingOf(c: MeshConfig): ResolvedRoutingConfig {
   const r = c.routing ?? {}
   if (!r || typeof r !== 'object' || Array.isArray(r)) fail('routing', 'an object such as { retries: 2 }', r)
   const cd = r.cooldown ?? {}
-  if (!cd || typeof cd !== 'object' || Array.isArray(cd)) fail('routing.cooldown', 'an object such as { failures: 3, windowMs: 60000, cooldownMs: 30000 }', cd)
-  for (const k of Object.keys(r)) if (!['retries', 'backoffMs', 'maxBackoffMs', 'retryAfterCapMs', 'cooldown'].includes(k)) fail(`routing.${k}`, 'one of retries, backoffMs, maxBackoffMs, retryAfterCapMs, cooldown (unknown field)', k)
-  for (const k of Object.keys(cd)) if (!['failures', 'windowMs', 'cooldownMs', 'syncMs'].includes(k)) fail(`routing.cooldown.${k}`, 'one of failures, windowMs, cooldownMs, syncMs (unknown field)', k)
+  if (!cd || typeof cd !== 'object' || Array.isArray(cd))
+    fail('routing.cooldown', 'an object such as { failures: 3, windowMs: 60000, cooldownMs: 30000 }', cd)
+  for (const k of Object.keys(r))
+    if (!['retries', 'backoffMs', 'maxBackoffMs', 'retryAfterCapMs', 'cooldown'].includes(k))
+      fail(`routing.${k}`, 'one of retries, backoffMs, maxBackoffMs, retryAfterCapMs, cooldown (unknown field)', k)
+  for (const k of Object.keys(cd))
+    if (!['failures', 'windowMs', 'cooldownMs', 'syncMs'].includes(k))
+      fail(`routing.cooldown.${k}`, 'one of failures, windowMs, cooldownMs, syncMs (unknown field)', k)
   // a day at most: a longer wait is a typo, not a policy
   const int = (field: string, v: unknown, dflt: number, min: number, what: string, max = 86_400_000): number => {
     if (v === undefined) return dflt
@@ -186,11 +242,23 @@ export function routingOf(c: MeshConfig): ResolvedRoutingConfig {
     retries: int('routing.retries', r.retries, 0, 0, 'an integer from 0 to 10', 10),
     backoffMs: int('routing.backoffMs', r.backoffMs, 250, 0, 'a whole number of ms from 0 to 86400000'),
     maxBackoffMs: int('routing.maxBackoffMs', r.maxBackoffMs, 5000, 0, 'a whole number of ms from 0 to 86400000'),
-    retryAfterCapMs: int('routing.retryAfterCapMs', r.retryAfterCapMs, 10_000, 0, 'a whole number of ms from 0 to 86400000'),
+    retryAfterCapMs: int(
+      'routing.retryAfterCapMs',
+      r.retryAfterCapMs,
+      10_000,
+      0,
+      'a whole number of ms from 0 to 86400000',
+    ),
     cooldown: {
       failures: int('routing.cooldown.failures', cd.failures, 3, 1, 'an integer >= 1'),
       windowMs: int('routing.cooldown.windowMs', cd.windowMs, 60_000, 1, 'a whole number of ms from 1 to 86400000'),
-      cooldownMs: int('routing.cooldown.cooldownMs', cd.cooldownMs, 30_000, 1, 'a whole number of ms from 1 to 86400000'),
+      cooldownMs: int(
+        'routing.cooldown.cooldownMs',
+        cd.cooldownMs,
+        30_000,
+        1,
+        'a whole number of ms from 1 to 86400000',
+      ),
       syncMs: int('routing.cooldown.syncMs', cd.syncMs, 1000, 1, 'a whole number of ms from 1 to 86400000'),
     },
   }
@@ -216,10 +284,12 @@ function validatePlugins(plugins: unknown, layer = ''): Plugin[] {
     const at = `${layer}plugins[${i}]`
     if (!p || typeof p !== 'object') fail(at, 'a plugin object (did you forget to call the plugin factory?)', p)
     if (typeof p.name !== 'string' || !p.name) fail(`${at}.name`, 'a non-empty string', p.name)
-    if (p.enforce !== undefined && p.enforce !== 'pre' && p.enforce !== 'post') fail(`${at} (${p.name}).enforce`, '"pre", "post" or absent', p.enforce)
+    if (p.enforce !== undefined && p.enforce !== 'pre' && p.enforce !== 'post')
+      fail(`${at} (${p.name}).enforce`, '"pre", "post" or absent', p.enforce)
     if (p.setup !== undefined && typeof p.setup !== 'function') fail(`${at} (${p.name}).setup`, 'a function', p.setup)
     for (const [h, fn] of Object.entries(p.hooks ?? {})) {
-      if (!['beforeRequest', 'cacheLookup', 'route', 'afterResponse'].includes(h)) fail(`${at} (${p.name}).hooks.${h}`, 'one of beforeRequest, cacheLookup, route, afterResponse', h)
+      if (!['beforeRequest', 'cacheLookup', 'route', 'afterResponse'].includes(h))
+        fail(`${at} (${p.name}).hooks.${h}`, 'one of beforeRequest, cacheLookup, route, afterResponse', h)
       if (typeof fn !== 'function') fail(`${at} (${p.name}).hooks.${h}`, 'a function', fn)
     }
   })
@@ -228,33 +298,52 @@ function validatePlugins(plugins: unknown, layer = ''): Plugin[] {
 
 /** `preset` and `extends` as c12 needs them (it would skip anything else with a warning). */
 function checkLayerKeys(c: LayerConfig) {
-  if (c.preset !== undefined && (typeof c.preset !== 'string' || !c.preset)) fail('preset', `one of ${PRESET_NAMES.join(', ')} or a path to a preset file`, c.preset)
+  if (c.preset !== undefined && (typeof c.preset !== 'string' || !c.preset))
+    fail('preset', `one of ${PRESET_NAMES.join(', ')} or a path to a preset file`, c.preset)
   const ext = c.extends
-  if (ext !== undefined && typeof ext !== 'string' && !(Array.isArray(ext) && ext.every((e) => typeof e === 'string' && e))) fail('extends', 'a preset name or path, or an array of them', ext)
+  if (
+    ext !== undefined &&
+    typeof ext !== 'string' &&
+    !(Array.isArray(ext) && ext.every((e) => typeof e === 'string' && e))
+  )
+    fail('extends', 'a preset name or path, or an array of them', ext)
 }
 
 function validateResolved(c: ResolvedMeshConfig) {
   if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) fail('port', 'an integer from 0 to 65535', c.port)
   if (typeof c.host !== 'string' || !c.host) fail('host', 'a host name or address', c.host)
   if (typeof c.dataDir !== 'string' || !c.dataDir) fail('dataDir', 'a directory path', c.dataDir)
-  if (!['memory', 'fs', 'redis'].includes(c.storage.driver)) fail('storage.driver', 'one of memory, fs, redis', c.storage.driver)
-  if (c.storage.driver === 'redis' && (typeof c.storage.url !== 'string' || !/^rediss?:\/\//.test(c.storage.url))) fail('storage.url', 'a redis:// URL when storage.driver is redis', c.storage.url)
-  for (const [k, v] of Object.entries(c.limits)) if (typeof v !== 'number' || !(v > 0)) fail(`limits.${k}`, 'a positive number', v)
-  if (c.cors.origins !== '*' && (!Array.isArray(c.cors.origins) || c.cors.origins.some((o) => typeof o !== 'string'))) fail('cors.origins', '"*" or an array of origins', c.cors.origins)
+  if (!['memory', 'fs', 'redis'].includes(c.storage.driver))
+    fail('storage.driver', 'one of memory, fs, redis', c.storage.driver)
+  if (c.storage.driver === 'redis' && (typeof c.storage.url !== 'string' || !/^rediss?:\/\//.test(c.storage.url)))
+    fail('storage.url', 'a redis:// URL when storage.driver is redis', c.storage.url)
+  for (const [k, v] of Object.entries(c.limits))
+    if (typeof v !== 'number' || !(v > 0)) fail(`limits.${k}`, 'a positive number', v)
+  if (c.cors.origins !== '*' && (!Array.isArray(c.cors.origins) || c.cors.origins.some((o) => typeof o !== 'string')))
+    fail('cors.origins', '"*" or an array of origins', c.cors.origins)
   if (typeof c.trustIdentityHeaders !== 'boolean') fail('trustIdentityHeaders', 'true or false', c.trustIdentityHeaders)
-  if (c.allowedHosts !== true && (!Array.isArray(c.allowedHosts) || c.allowedHosts.some((h) => typeof h !== 'string' || !h))) fail('allowedHosts', 'true or an array of host names', c.allowedHosts)
+  if (
+    c.allowedHosts !== true &&
+    (!Array.isArray(c.allowedHosts) || c.allowedHosts.some((h) => typeof h !== 'string' || !h))
+  )
+    fail('allowedHosts', 'true or an array of host names', c.allowedHosts)
   if (typeof c.forwardClientKeys !== 'boolean') fail('forwardClientKeys', 'true or false', c.forwardClientKeys)
-  if (c.events.access !== 'open' && c.events.access !== 'authenticated') fail('events.access', '"open" or "authenticated"', c.events.access)
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(c.log.level)) fail('log.level', 'one of debug, info, warn, error, silent', c.log.level)
+  if (c.events.access !== 'open' && c.events.access !== 'authenticated')
+    fail('events.access', '"open" or "authenticated"', c.events.access)
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(c.log.level))
+    fail('log.level', 'one of debug, info, warn, error, silent', c.log.level)
   for (const [name, v] of Object.entries(c.vendors)) {
-    if (!['openai', 'anthropic', 'google'].includes(name)) fail(`vendors.${name}`, 'one of vendors.openai, vendors.anthropic, vendors.google', name)
-    if (v?.baseURL !== undefined && (typeof v.baseURL !== 'string' || !/^https?:\/\//.test(v.baseURL))) fail(`vendors.${name}.baseURL`, 'an http(s) URL', v.baseURL)
+    if (!['openai', 'anthropic', 'google'].includes(name))
+      fail(`vendors.${name}`, 'one of vendors.openai, vendors.anthropic, vendors.google', name)
+    if (v?.baseURL !== undefined && (typeof v.baseURL !== 'string' || !/^https?:\/\//.test(v.baseURL)))
+      fail(`vendors.${name}.baseURL`, 'an http(s) URL', v.baseURL)
     if (v?.apiKey !== undefined && typeof v.apiKey !== 'string') fail(`vendors.${name}.apiKey`, 'a string', '(hidden)')
   }
   for (const [model, p] of Object.entries(c.pricing)) {
     for (const k of ['input', 'output', 'cacheRead', 'cacheWrite'] as const) {
       const v = (p as any)?.[k]
-      if ((k === 'input' || k === 'output' || v !== undefined) && (typeof v !== 'number' || !(v >= 0))) fail(`pricing.${model}.${k}`, 'a non-negative number (USD per million tokens)', v)
+      if ((k === 'input' || k === 'output' || v !== undefined) && (typeof v !== 'number' || !(v >= 0)))
+        fail(`pricing.${model}.${k}`, 'a non-negative number (USD per million tokens)', v)
     }
   }
   for (const [h, fn] of Object.entries(c.hooks)) if (typeof fn !== 'function') fail(`hooks.${h}`, 'a function', fn)
@@ -265,7 +354,10 @@ export function maskedConfig(c: ResolvedMeshConfig): unknown {
   const SECRET_KEY = /key|token|secret|password/i
   const walk = (v: unknown, key = ''): unknown => {
     if (typeof v === 'function') return `[function ${(v as Function).name || 'anonymous'}]`
-    if (typeof v === 'string') return SECRET_KEY.test(key) && v ? v.slice(0, 3) + '…(masked)' : v.replace(/(redis[s]?:\/\/[^:]*:)[^@]*@/, '$1***@')
+    if (typeof v === 'string')
+      return SECRET_KEY.test(key) && v
+        ? v.slice(0, 3) + '…(masked)'
+        : v.replace(/(redis[s]?:\/\/[^:]*:)[^@]*@/, '$1***@')
     if (Array.isArray(v)) return v.map((x) => walk(x, key))
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]))
     return v

@@ -29,7 +29,10 @@ export interface BatchCounters extends Counters {
 }
 
 export function hasBatch(c: Counters): c is BatchCounters {
-  return typeof (c as Partial<BatchCounters>).reserveMany === 'function' && typeof (c as Partial<BatchCounters>).incrMany === 'function'
+  return (
+    typeof (c as Partial<BatchCounters>).reserveMany === 'function' &&
+    typeof (c as Partial<BatchCounters>).incrMany === 'function'
+  )
 }
 
 /** Counters plus the means to release what they hold; the core calls close() at shutdown. */
@@ -69,12 +72,17 @@ function writeReplacing(file: string, data: string): void {
     // a half-written temporary file would only take more of a full disk
     try {
       rmSync(tmp, { force: true })
-    } catch { /* the save's own error is the one to report */ }
+    } catch {
+      /* the save's own error is the one to report */
+    }
     throw err
   }
 }
 
-interface Entry { v: number; exp: number }
+interface Entry {
+  v: number
+  exp: number
+}
 
 // one closure over 80 lines, as unstorage's drivers are: every method shares the map, the expiry
 // timer and the file-save state; each method itself is short
@@ -90,15 +98,23 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
     try {
       const saved = JSON.parse(readFileSync(file, 'utf8')) as { entries?: Array<[string, number, number]> }
       const t = now()
-      for (const [k, v, exp] of saved.entries ?? []) if (typeof k === 'string' && Number.isFinite(v) && (!exp || exp > t)) map.set(k, { v, exp: exp || 0 })
+      for (const [k, v, exp] of saved.entries ?? [])
+        if (typeof k === 'string' && Number.isFinite(v) && (!exp || exp > t)) map.set(k, { v, exp: exp || 0 })
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read counters file ${file}: ${(err as Error).message}`)
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`cannot read counters file ${file}: ${(err as Error).message}`)
     }
   }
 
   const flushMs = options.flushMs ?? 1000
   const write = options.write ?? writeReplacing
-  const availability = file ? new Availability(`counters file ${file}`, options.log, 'quota counters are kept in memory and saved when it can be written again') : undefined
+  const availability = file
+    ? new Availability(
+        `counters file ${file}`,
+        options.log,
+        'quota counters are kept in memory and saved when it can be written again',
+      )
+    : undefined
   let failedSaves = 0
   const schedule = (ms: number) => {
     timer = setTimeout(flush, ms)
@@ -198,7 +214,8 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
       if (timer) clearTimeout(timer)
       const saved = flush()
       if (timer) clearTimeout(timer)
-      if (!saved) options.log?.error(`counters: could not save ${file} at shutdown; usage counted since the last save is lost`)
+      if (!saved)
+        options.log?.error(`counters: could not save ${file} at shutdown; usage counted since the last save is lost`)
     },
     availability,
   }
@@ -299,7 +316,13 @@ export function createRedisCounters(source: Redis | RedisLink, prefix: string, o
     async reserveMany(entries) {
       if (entries.length === 0) return { ok: true, values: [] }
       link.assertUp()
-      const args: Array<string | number> = [entries.length, ...entries.map((e) => k(e.key)), ...entries.map((e) => String(e.delta)), ...entries.map((e) => limitArg(e.limit)), ...entries.map((e) => String(Math.ceil(e.ttl ?? 0)))]
+      const args: Array<string | number> = [
+        entries.length,
+        ...entries.map((e) => k(e.key)),
+        ...entries.map((e) => String(e.delta)),
+        ...entries.map((e) => limitArg(e.limit)),
+        ...entries.map((e) => String(Math.ceil(e.ttl ?? 0))),
+      ]
       try {
         const out = await r.agentmeshReserveMany(...(args as [number, ...Array<string | number>]))
         return { ok: Number(out[0]) === 1, values: out.slice(1).map(num) }
@@ -310,7 +333,12 @@ export function createRedisCounters(source: Redis | RedisLink, prefix: string, o
     async incrMany(entries) {
       if (entries.length === 0) return []
       link.assertUp()
-      const args: Array<string | number> = [entries.length, ...entries.map((e) => k(e.key)), ...entries.map((e) => String(e.delta)), ...entries.map((e) => String(Math.ceil(e.ttl ?? 0)))]
+      const args: Array<string | number> = [
+        entries.length,
+        ...entries.map((e) => k(e.key)),
+        ...entries.map((e) => String(e.delta)),
+        ...entries.map((e) => String(Math.ceil(e.ttl ?? 0))),
+      ]
       try {
         return (await r.agentmeshIncrMany(...(args as [number, ...Array<string | number>]))).map(num)
       } catch (err) {
@@ -338,7 +366,11 @@ export function createRedisCounters(source: Redis | RedisLink, prefix: string, o
  * else opening one from storage.url), otherwise in process memory, kept in
  * `<dataDir>/counters.json` for fs storage so a restart does not reset the day's budgets.
  */
-export async function createCounters(storage: StorageConfig, redisClient?: Redis | RedisLink, opts: { dataDir?: string; log?: Logger } = {}): Promise<ClosableCounters> {
+export async function createCounters(
+  storage: StorageConfig,
+  redisClient?: Redis | RedisLink,
+  opts: { dataDir?: string; log?: Logger } = {},
+): Promise<ClosableCounters> {
   if (storage.driver === 'redis') {
     const prefix = `${storage.prefix ?? 'agentmesh'}:counters:`
     if (redisClient) return createRedisCounters(redisClient, prefix)

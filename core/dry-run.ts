@@ -65,7 +65,12 @@ export function dryRunState(ctx: MeshContext): DryRunState | undefined {
  * A guard's refusal: the response on a real request; on a dry run a verdict, and the request goes
  * on so the preview can tell everything that would happen.
  */
-export function refuseOrRecord(ctx: MeshContext, guard: string, response: Extract<MeshResponse, { kind: 'error' }>, action: GuardVerdict['action'] = 'block'): void {
+export function refuseOrRecord(
+  ctx: MeshContext,
+  guard: string,
+  response: Extract<MeshResponse, { kind: 'error' }>,
+  action: GuardVerdict['action'] = 'block',
+): void {
   const state = dryRunState(ctx)
   if (!state) {
     ctx.response = response

@@ -16,16 +16,23 @@ function openaiEmbeddingText(body: Record<string, any>): string {
   const input = body.input
   if (input === undefined) throw new ProtocolError('`input` is required')
   // token arrays (input: [[1, 2]]) are counted by the vendor; the estimate reads strings
-  return Array.isArray(input) ? input.filter((s) => typeof s === 'string').join('\n') : typeof input === 'string' ? input : ''
+  return Array.isArray(input)
+    ? input.filter((s) => typeof s === 'string').join('\n')
+    : typeof input === 'string'
+      ? input
+      : ''
 }
 
 function geminiEmbeddingText(body: Record<string, any>): string {
   if (body.requests !== undefined) {
-    if (!Array.isArray(body.requests) || body.requests.length === 0) throw new ProtocolError('`requests` must be a non-empty array')
-    return body.requests.map((r: unknown, i: number) => {
-      if (!isObject(r)) throw new ProtocolError(`requests[${i}] must be an object`)
-      return contentText(r.content, `requests[${i}].content`)
-    }).join('\n')
+    if (!Array.isArray(body.requests) || body.requests.length === 0)
+      throw new ProtocolError('`requests` must be a non-empty array')
+    return body.requests
+      .map((r: unknown, i: number) => {
+        if (!isObject(r)) throw new ProtocolError(`requests[${i}] must be an object`)
+        return contentText(r.content, `requests[${i}].content`)
+      })
+      .join('\n')
   }
   return contentText(body.content, 'content')
 }
@@ -34,7 +41,10 @@ function geminiEmbeddingText(body: Record<string, any>): string {
 function contentText(content: unknown, where: string): string {
   if (!isObject(content)) throw new ProtocolError(`\`${where}\` is required and must be an object with \`parts\``)
   if (!Array.isArray(content.parts)) throw new ProtocolError(`\`${where}.parts\` must be an array`)
-  return content.parts.map((p: unknown) => (isObject(p) && typeof p.text === 'string' ? p.text : '')).filter(Boolean).join('\n')
+  return content.parts
+    .map((p: unknown) => (isObject(p) && typeof p.text === 'string' ? p.text : ''))
+    .filter(Boolean)
+    .join('\n')
 }
 
 /**

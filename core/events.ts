@@ -21,12 +21,18 @@ export class EventBus {
       this.#ringAt = this.#ringAt + 1 === ring.length ? 0 : this.#ringAt + 1
     }
     for (const l of this.#listeners) {
-      try { l(event) } catch (err) { this.onListenerError(err) }
+      try {
+        l(event)
+      } catch (err) {
+        this.onListenerError(err)
+      }
     }
   }
   on = (listener: (e: MeshEvent) => void): (() => void) => {
     this.#listeners.add(listener)
-    return () => { this.#listeners.delete(listener) }
+    return () => {
+      this.#listeners.delete(listener)
+    }
   }
   /**
    * Keep the newest `size` events from now on, also while no client is connected (a dropped
@@ -89,7 +95,12 @@ function lastEventId(request: Request, url: URL): number | undefined {
  * Each event has an `id:`; a client that comes back with Last-Event-ID gets what it missed first,
  * from a bounded ring buffer. Heartbeats keep proxies from closing it.
  */
-export function eventStreamResponse(bus: EventBus, request: Request, headers: Record<string, string>, visible?: (e: MeshEvent) => boolean): Response {
+export function eventStreamResponse(
+  bus: EventBus,
+  request: Request,
+  headers: Record<string, string>,
+  visible?: (e: MeshEvent) => boolean,
+): Response {
   const url = new URL(request.url)
   const types = url.searchParams.get('types')?.split(',').filter(Boolean)
   bus.retain(EVENT_RING_SIZE)
@@ -106,8 +117,19 @@ export function eventStreamResponse(bus: EventBus, request: Request, headers: Re
   const off = bus.on(send)
   const beat = setInterval(() => out.write(': ping\n\n'), 15_000)
   beat.unref()
-  const stop = () => { off(); clearInterval(beat) }
+  const stop = () => {
+    off()
+    clearInterval(beat)
+  }
   out.once('close', stop)
   request.signal?.addEventListener('abort', () => out.destroy(), { once: true })
-  return new FastResponse(out as any, { status: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } }) as unknown as Response
+  return new FastResponse(out as any, {
+    status: 200,
+    headers: {
+      ...headers,
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    },
+  }) as unknown as Response
 }

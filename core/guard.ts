@@ -13,7 +13,10 @@ export function originPattern(glob: string): RegExp {
   if (!re) {
     const anyPort = glob.endsWith(':*')
     const body = anyPort ? glob.slice(0, -2) : glob
-    const source = body.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/:]*')
+    const source = body
+      .split('*')
+      .map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
+      .join('[^/:]*')
     patterns.set(glob, (re = new RegExp('^' + source + (anyPort ? '(?::\\d{1,5})?' : '') + '$', 'i')))
   }
   return re
@@ -45,7 +48,13 @@ export function createRequestGuard(config: ResolvedMeshConfig): (headers: Header
     let ok = verdicts.get(host)
     if (ok !== undefined) return ok
     const name = hostName(host)
-    ok = anyHost || name.startsWith('[') || IPV4.test(name) || name === 'localhost' || name.endsWith('.localhost') || name === listen ||
+    ok =
+      anyHost ||
+      name.startsWith('[') ||
+      IPV4.test(name) ||
+      name === 'localhost' ||
+      name.endsWith('.localhost') ||
+      name === listen ||
       named.some((n) => (n.startsWith('.') ? name.endsWith(n) || name === n.slice(1) : name === n))
     // bounded: a flood of made-up Host values must not grow memory
     if (verdicts.size < 256) verdicts.set(host, ok)
@@ -55,11 +64,19 @@ export function createRequestGuard(config: ResolvedMeshConfig): (headers: Header
   return (headers) => {
     const host = headers.get('host')
     if (host && !hostAllowed(host.toLowerCase())) {
-      return { status: 403, type: 'permission_error', message: `Host "${host.slice(0, 100)}" is not allowed: add it to \`allowedHosts\` in agentmesh.config.ts` }
+      return {
+        status: 403,
+        type: 'permission_error',
+        message: `Host "${host.slice(0, 100)}" is not allowed: add it to \`allowedHosts\` in agentmesh.config.ts`,
+      }
     }
     const origin = headers.get('origin')
     if (origin && !originAllowed(config.cors.origins, origin) && !sameOrigin(origin, host)) {
-      return { status: 403, type: 'permission_error', message: `browser origin "${origin.slice(0, 100)}" is not allowed: add it to \`cors.origins\` in agentmesh.config.ts` }
+      return {
+        status: 403,
+        type: 'permission_error',
+        message: `browser origin "${origin.slice(0, 100)}" is not allowed: add it to \`cors.origins\` in agentmesh.config.ts`,
+      }
     }
     return undefined
   }

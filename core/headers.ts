@@ -17,7 +17,8 @@ export function headerSafe(value: string): string {
   for (const ch of value) {
     const code = ch.codePointAt(0)!
     if (code >= 0x20 && code <= 0x7e && ch !== '%') out += ch
-    else if (code >= 0xd800 && code <= 0xdfff) out += '%EF%BF%BD' // a lone surrogate has no UTF-8 form
+    else if (code >= 0xd800 && code <= 0xdfff)
+      out += '%EF%BF%BD' // a lone surrogate has no UTF-8 form
     else for (const b of Buffer.from(ch, 'utf8')) out += '%' + b.toString(16).toUpperCase().padStart(2, '0')
   }
   return out

@@ -27,11 +27,22 @@ export function toolFromUserAgent(ua: string | null): string {
 }
 
 export function headerIdentity(headers: Headers, defaults: { team: string; user: string }): Identity | MeshResponse {
-  const out: Identity = { team: defaults.team, user: defaults.user, tool: toolFromUserAgent(headers.get('user-agent')), source: 'default' }
+  const out: Identity = {
+    team: defaults.team,
+    user: defaults.user,
+    tool: toolFromUserAgent(headers.get('user-agent')),
+    source: 'default',
+  }
   for (const field of ['team', 'user', 'tool'] as const) {
     const v = headers.get(`x-agentmesh-${field}`)
     if (v === null) continue
-    if (!NAME.test(v)) return { kind: 'error', status: 400, type: 'invalid_request_error', message: `X-AgentMesh-${field[0]!.toUpperCase()}${field.slice(1)} must be 1-64 characters of letters, digits and . _ @ : + -` }
+    if (!NAME.test(v))
+      return {
+        kind: 'error',
+        status: 400,
+        type: 'invalid_request_error',
+        message: `X-AgentMesh-${field[0]!.toUpperCase()}${field.slice(1)} must be 1-64 characters of letters, digits and . _ @ : + -`,
+      }
     out[field] = v
     out.source = 'header'
   }
@@ -40,6 +51,12 @@ export function headerIdentity(headers: Headers, defaults: { team: string; user:
 
 export const defaultIdentityResolver: IdentityResolver = (ctx) => {
   const defaults = ctx.mesh.config.defaultIdentity
-  if (!ctx.mesh.config.trustIdentityHeaders) return { team: defaults.team, user: defaults.user, tool: toolFromUserAgent(ctx.request.headers.get('user-agent')), source: 'default' }
+  if (!ctx.mesh.config.trustIdentityHeaders)
+    return {
+      team: defaults.team,
+      user: defaults.user,
+      tool: toolFromUserAgent(ctx.request.headers.get('user-agent')),
+      source: 'default',
+    }
   return headerIdentity(ctx.request.headers, defaults)
 }

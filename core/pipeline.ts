@@ -11,7 +11,18 @@ import { PluginError, errorResponse, respond, send, type CoreContext } from './r
 import { checkChain, vendorIdFor } from './response-chains.ts'
 import { runAttempts, targetsOf } from './targets.ts'
 import { continueTranslatedChain, translateRequest, translateWhole, type Translation } from './translate/index.ts'
-import type { Identity, Logger, MeshContext, MeshResponse, MeshState, Operation, ProtocolName, RequestInfo, Usage, Vendor } from './types.ts'
+import type {
+  Identity,
+  Logger,
+  MeshContext,
+  MeshResponse,
+  MeshState,
+  Operation,
+  ProtocolName,
+  RequestInfo,
+  Usage,
+  Vendor,
+} from './types.ts'
 import type { MeshInternals } from './app.ts'
 
 export { PluginError } from './respond.ts'
@@ -35,7 +46,8 @@ export interface LlmRequest {
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
 
 /** whether a vendor answers a protocol without translation */
-const speaks = (v: Vendor, protocol: ProtocolName) => v.protocol === protocol || v.protocol === 'any' || v.protocols?.includes(protocol) === true
+const speaks = (v: Vendor, protocol: ProtocolName) =>
+  v.protocol === protocol || v.protocol === 'any' || v.protocols?.includes(protocol) === true
 
 /**
  * The vendor that serves the model, whatever protocol the client speaks: one that also speaks the
@@ -66,7 +78,14 @@ class RequestView implements RequestInfo {
   dirty = false
   #source: Request
   #url: URL | undefined
-  constructor(source: Request, public method: string, public path: string, public search: string, public headers: Headers, public rawBody: string) {
+  constructor(
+    source: Request,
+    public method: string,
+    public path: string,
+    public search: string,
+    public headers: Headers,
+    public rawBody: string,
+  ) {
     this.#source = source
   }
   get url(): URL {
@@ -109,7 +128,11 @@ class Context implements CoreContext {
   #source: Request
   constructor(m: MeshInternals, req: LlmRequest) {
     const request = (this.#source = req.request)
-    this.id = request.headers.get('x-agentmesh-request-id')?.slice(0, 64).replace(/[^\w.-]/g, '') || randomUUID()
+    this.id =
+      request.headers
+        .get('x-agentmesh-request-id')
+        ?.slice(0, 64)
+        .replace(/[^\w.-]/g, '') || randomUUID()
     this.protocol = req.protocol
     this.operation = req.operation
     this.request = new RequestView(request, request.method, req.path, req.search, request.headers, req.rawBody)
@@ -136,9 +159,19 @@ function newContext(m: MeshInternals, req: LlmRequest): Context {
  * Who sent a request that is not an LLM call (the events stream): the configured identity
  * resolver (virtual keys, headers) run on a context of its own.
  */
-export function resolveCallerIdentity(m: MeshInternals, request: Request): ReturnType<MeshInternals['resolveIdentity']> {
+export function resolveCallerIdentity(
+  m: MeshInternals,
+  request: Request,
+): ReturnType<MeshInternals['resolveIdentity']> {
   const url = new URL(request.url)
-  const ctx = newContext(m, { protocol: 'openai', operation: 'chat', request, rawBody: '', path: url.pathname, search: url.search })
+  const ctx = newContext(m, {
+    protocol: 'openai',
+    operation: 'chat',
+    request,
+    rawBody: '',
+    path: url.pathname,
+    search: url.search,
+  })
   return m.resolveIdentity(ctx)
 }
 
@@ -156,7 +189,11 @@ export async function requestIdentity(m: MeshInternals, req: LlmRequest): Promis
  * one: undefined when it has none, the call failed, or the prompt may not leave as it is (the
  * caller then estimates locally).
  */
-export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, count: { body: unknown; prompt: MeshContext['prompt']; identity: Identity }): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
+export async function vendorTokenCount(
+  m: MeshInternals,
+  req: LlmRequest,
+  count: { body: unknown; prompt: MeshContext['prompt']; identity: Identity },
+): Promise<{ status: number; body: Buffer; headers: Record<string, string> } | undefined> {
   const ctx = newContext(m, req)
   ctx.route = defaultRoute(m, req.protocol, count.prompt.model)
   ctx.request.body = count.body
@@ -171,7 +208,9 @@ export async function vendorTokenCount(m: MeshInternals, req: LlmRequest, count:
     if (res.status !== 200 || res.stream) return undefined
     return { status: res.status, body: res.body as Buffer, headers: res.headers }
   } catch (err) {
-    m.mesh.log.warn(`count_tokens at ${vendor.name} failed, estimated locally: ${(err as Error).message}`, { request: ctx.id })
+    m.mesh.log.warn(`count_tokens at ${vendor.name} failed, estimated locally: ${(err as Error).message}`, {
+      request: ctx.id,
+    })
     return undefined
   }
 }
@@ -197,7 +236,10 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
   try {
     const body = parseBody(req.rawBody)
     ctx.request.body = body
-    ctx.prompt = req.operation === 'embeddings' ? embeddingsPrompt(req.protocol, body, req.pathModel) : adapter.parse(body, { pathModel: req.pathModel, stream: req.pathStream })
+    ctx.prompt =
+      req.operation === 'embeddings'
+        ? embeddingsPrompt(req.protocol, body, req.pathModel)
+        : adapter.parse(body, { pathModel: req.pathModel, stream: req.pathStream })
     if (isLarge(ctx)) await nextTurn()
     ctx.route = defaultRoute(m, req.protocol, ctx.prompt.model)
 
@@ -208,10 +250,23 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
     // a Responses chain decides whether any cache may answer, before the caches look
     if (!ctx.response && req.protocol === 'responses' && req.operation === 'chat') await checkChain(ctx)
     if (!ctx.response) {
-      ctx.usage = { inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model), outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
+      ctx.usage = {
+        inputTokens: m.mesh.tokens.estimateInput(ctx.prompt, ctx.route.model),
+        outputTokens: 0,
+        cacheReadTokens: 0,
+        cacheWriteTokens: 0,
+        estimated: true,
+      }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
       if (isLarge(ctx)) await nextTurn()
-      if (m.hasListeners()) m.mesh.emit('request', { id: ctx.id, identity: ctx.identity, protocol: ctx.protocol, model: ctx.prompt.model, stream: ctx.prompt.stream })
+      if (m.hasListeners())
+        m.mesh.emit('request', {
+          id: ctx.id,
+          identity: ctx.identity,
+          protocol: ctx.protocol,
+          model: ctx.prompt.model,
+          stream: ctx.prompt.stream,
+        })
       // a phase nobody hooks (or whose hooks all ran synchronously) is not awaited: no microtask hop
       let phase = m.runPhase('beforeRequest', ctx)
       if (phase) await phase
@@ -230,7 +285,11 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
  * is checked as for any call, then the request goes to the vendor as it came; a cached answer's
  * id becomes the vendor's. No hooks run: nothing is generated, so nothing is billed or cached.
  */
-export async function forwardResponsesState(m: MeshInternals, req: LlmRequest, call: { method: string; id: string; tail: string }): Promise<Response> {
+export async function forwardResponsesState(
+  m: MeshInternals,
+  req: LlmRequest,
+  call: { method: string; id: string; tail: string },
+): Promise<Response> {
   const ctx = newContext(m, req)
   ctx.route = defaultRoute(m, 'responses', '')
   let res: MeshResponse
@@ -242,19 +301,43 @@ export async function forwardResponsesState(m: MeshInternals, req: LlmRequest, c
     else {
       ctx.identity = who
       const vendor = m.mesh.vendors.get(ctx.route.vendor)
-      if (!vendor?.forward) throw new ProtocolError(`response "${call.id.slice(0, 128)}" not found: no vendor here keeps responses (OpenAI does)`, 404, 'not_found_error')
+      if (!vendor?.forward)
+        throw new ProtocolError(
+          `response "${call.id.slice(0, 128)}" not found: no vendor here keeps responses (OpenAI does)`,
+          404,
+          'not_found_error',
+        )
       const id = await vendorIdFor(ctx, call.id)
       ctx.vendorCalled = true
-      const up = await vendor.forward(ctx, { method: call.method, path: `/v1/responses/${encodeURIComponent(id)}${call.tail}${req.search}` })
+      const up = await vendor.forward(ctx, {
+        method: call.method,
+        path: `/v1/responses/${encodeURIComponent(id)}${call.tail}${req.search}`,
+      })
       res = { kind: 'upstream', ...up }
     }
   } catch (err) {
     res = errorResponse(m, ctx, err)
   }
   ctx.response = res
-  if (res.kind === 'upstream') return send(m, ctx, { status: res.status, body: res.body as Buffer, contentType: res.headers['content-type'] ?? 'application/json', headers: res.headers })
-  if (res.kind === 'error') return send(m, ctx, { status: res.status, body: JSON.stringify(protocols.responses.errorBody(res.status, res.type, res.message)), contentType: 'application/json', headers: res.headers })
-  return send(m, ctx, { status: 500, body: JSON.stringify(protocols.responses.errorBody(500, 'internal_error', 'unexpected answer')), contentType: 'application/json' })
+  if (res.kind === 'upstream')
+    return send(m, ctx, {
+      status: res.status,
+      body: res.body as Buffer,
+      contentType: res.headers['content-type'] ?? 'application/json',
+      headers: res.headers,
+    })
+  if (res.kind === 'error')
+    return send(m, ctx, {
+      status: res.status,
+      body: JSON.stringify(protocols.responses.errorBody(res.status, res.type, res.message)),
+      contentType: 'application/json',
+      headers: res.headers,
+    })
+  return send(m, ctx, {
+    status: 500,
+    body: JSON.stringify(protocols.responses.errorBody(500, 'internal_error', 'unexpected answer')),
+    contentType: 'application/json',
+  })
 }
 
 /** The request's JSON, or a 400 for malformed or too deeply nested text. */
@@ -273,7 +356,8 @@ export function parseBody(text: string): unknown {
  */
 async function callVendor(m: MeshInternals, ctx: CoreContext): Promise<void> {
   const targets = targetsOf(m.mesh)
-  if (ctx.route.fallbacks?.length || targets.config.retries > 0) return runAttempts(targets, ctx, () => callOnce(m, ctx))
+  if (ctx.route.fallbacks?.length || targets.config.retries > 0)
+    return runAttempts(targets, ctx, () => callOnce(m, ctx))
   const t = targets.track(ctx.route.vendor, ctx.route.model)
   if (!t) return callOnce(m, ctx)
   try {
@@ -289,21 +373,37 @@ async function callVendor(m: MeshInternals, ctx: CoreContext): Promise<void> {
 async function callOnce(m: MeshInternals, ctx: CoreContext): Promise<void> {
   const vendor = m.mesh.vendors.get(ctx.route.vendor)
   if (!vendor) {
-    throw new ProtocolError(`no vendor is configured for model "${ctx.route.model}" over the ${ctx.protocol} protocol; add one to \`plugins\` in agentmesh.config.ts`, 404, 'not_found_error')
+    throw new ProtocolError(
+      `no vendor is configured for model "${ctx.route.model}" over the ${ctx.protocol} protocol; add one to \`plugins\` in agentmesh.config.ts`,
+      404,
+      'not_found_error',
+    )
   }
   // another protocol: the body is translated here, the answer in respond.ts (core/translate)
   if (!speaks(vendor, ctx.protocol) && ctx.operation === 'chat') ctx.translation = await translateRequest(ctx, vendor)
-  else if (ctx.protocol === 'responses' && typeof ctx.request.body?.previous_response_id === 'string') await continueTranslatedChain(ctx)
-  else if (!speaks(vendor, ctx.protocol)) throw new ProtocolError(`route sends a ${ctx.protocol} ${ctx.operation} request to ${vendor.name} (${vendor.protocol}), which only chat requests are translated for`, 501, 'not_implemented')
+  else if (ctx.protocol === 'responses' && typeof ctx.request.body?.previous_response_id === 'string')
+    await continueTranslatedChain(ctx)
+  else if (!speaks(vendor, ctx.protocol))
+    throw new ProtocolError(
+      `route sends a ${ctx.protocol} ${ctx.operation} request to ${vendor.name} (${vendor.protocol}), which only chat requests are translated for`,
+      501,
+      'not_implemented',
+    )
   ctx.vendorCalled = true
   if (ctx.operation === 'embeddings') {
-    if (!vendor.embeddings) throw new ProtocolError(`vendor ${vendor.name} does not serve embeddings`, 404, 'not_found_error')
+    if (!vendor.embeddings)
+      throw new ProtocolError(`vendor ${vendor.name} does not serve embeddings`, 404, 'not_found_error')
     const res = await vendor.embeddings(ctx)
     ctx.response = { kind: 'upstream', ...res }
     return
   }
   // 'any' (demo) streams through the same tap, so its usage chunk is hidden the same way
-  if (ctx.protocol === 'openai' && ctx.prompt.stream && (vendor.protocol === 'openai' || vendor.protocol === 'any') && ctx.request.body.stream_options?.include_usage !== true) {
+  if (
+    ctx.protocol === 'openai' &&
+    ctx.prompt.stream &&
+    (vendor.protocol === 'openai' || vendor.protocol === 'any') &&
+    ctx.request.body.stream_options?.include_usage !== true
+  ) {
     // usage only arrives in streams when asked for; ask, and hide that chunk from this client
     ctx.request.body.stream_options = { ...ctx.request.body.stream_options, include_usage: true }
     ctx.request.dirty = true
@@ -311,7 +411,8 @@ async function callOnce(m: MeshInternals, ctx: CoreContext): Promise<void> {
   }
   const res = await vendor.call(ctx)
   if ('status' in res && ctx.translation && !res.stream) ctx.response = translateWhole(ctx, ctx.translation, res)
-  else if ('status' in res) ctx.response = { kind: 'upstream', status: res.status, headers: res.headers, body: res.body, stream: res.stream }
+  else if ('status' in res)
+    ctx.response = { kind: 'upstream', status: res.status, headers: res.headers, body: res.body, stream: res.stream }
   else {
     ctx.answer = res
     ctx.usage = res.usage
@@ -330,7 +431,12 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
  * Run a phase's hooks in order; the first hook that answers ends the chain. Stays synchronous
  * until a hook returns a promise, so a phase of sync hooks adds no microtask.
  */
-export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, from = 0, turned = false): Promise<void> | undefined {
+export function runHooks(
+  hooks: Array<(ctx: MeshContext) => unknown>,
+  ctx: MeshContext,
+  from = 0,
+  turned = false,
+): Promise<void> | undefined {
   if (!turned && from < hooks.length && isLarge(ctx)) return nextTurn().then(() => runHooks(hooks, ctx, from, true))
   for (let i = from; i < hooks.length; i++) {
     const r = hooks[i]!(ctx)
@@ -341,7 +447,13 @@ export function runHooks(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshC
 }
 
 /** afterResponse: every hook runs even if one fails; failures are logged */
-export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshContext, log: Logger, from = 0, turned = false): Promise<void> | undefined {
+export function runAll(
+  hooks: Array<(ctx: MeshContext) => unknown>,
+  ctx: MeshContext,
+  log: Logger,
+  from = 0,
+  turned = false,
+): Promise<void> | undefined {
   if (!turned && from < hooks.length && isLarge(ctx)) return nextTurn().then(() => runAll(hooks, ctx, log, from, true))
   for (let i = from; i < hooks.length; i++) {
     let r: unknown
@@ -369,7 +481,8 @@ export function runAll(hooks: Array<(ctx: MeshContext) => unknown>, ctx: MeshCon
  * fails (one per request in flight) would otherwise add a line each
  */
 function logAfterFailure(log: Logger, ctx: MeshContext, err: unknown): void {
-  if (isStorageUnavailable(err) || (err instanceof PluginError && isStorageUnavailable(err.cause))) log.debug((err as Error).message, { request: ctx.id })
+  if (isStorageUnavailable(err) || (err instanceof PluginError && isStorageUnavailable(err.cause)))
+    log.debug((err as Error).message, { request: ctx.id })
   else log.error((err as Error).message, { request: ctx.id })
 }
 

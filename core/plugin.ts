@@ -22,6 +22,9 @@ export function sortPlugins(plugins: Plugin[], disable: string[] = []): Plugin[]
   }
   return kept
     .map((p, i) => ({ p, i }))
-    .sort((a, b) => rank[String(a.p.enforce) as keyof typeof rank] - rank[String(b.p.enforce) as keyof typeof rank] || a.i - b.i)
+    .sort(
+      (a, b) =>
+        rank[String(a.p.enforce) as keyof typeof rank] - rank[String(b.p.enforce) as keyof typeof rank] || a.i - b.i,
+    )
     .map(({ p }) => p)
 }

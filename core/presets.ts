@@ -53,11 +53,14 @@ export async function resolvePreset(id: string, cwd: string): Promise<ResolvedCo
   const name = BUILT_IN.exec(id)?.[1]
   if (name && isPresetName(name)) return builtInLayer(name)
   if (id.startsWith('.') || isAbsolute(id)) {
-    if (!FILE_EXTENSIONS.some((ext) => existsSync(resolve(cwd, id + ext)))) throw new PresetError(`config: preset file "${id}" not found (looked in ${cwd})`)
+    if (!FILE_EXTENSIONS.some((ext) => existsSync(resolve(cwd, id + ext))))
+      throw new PresetError(`config: preset file "${id}" not found (looked in ${cwd})`)
     return null
   }
   if (!isPackage(id, cwd)) {
-    throw new PresetError(`config: preset must be one of ${PRESET_NAMES.join(', ')}, got "${id}" (a preset of your own is a path: extends: ['./my-preset.ts'])`)
+    throw new PresetError(
+      `config: preset must be one of ${PRESET_NAMES.join(', ')}, got "${id}" (a preset of your own is a path: extends: ['./my-preset.ts'])`,
+    )
   }
   return null
 }

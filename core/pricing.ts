@@ -11,9 +11,25 @@ interface TablePrice extends ModelPrice {
   long?: { above: number } & ModelPrice
 }
 
-const anthropic = (input: number, output: number, cacheRead = input / 10, cacheWrite = input * 1.25): TablePrice => ({ input, output, cacheRead, cacheWrite })
-const openai = (input: number, output: number, cacheRead?: number): TablePrice => ({ input, output, cacheRead: cacheRead ?? input, cacheWrite: input })
-const google = (input: number, output: number, cacheRead: number, long?: TablePrice['long']): TablePrice => ({ input, output, cacheRead, cacheWrite: input, ...(long ? { long } : {}) })
+const anthropic = (input: number, output: number, cacheRead = input / 10, cacheWrite = input * 1.25): TablePrice => ({
+  input,
+  output,
+  cacheRead,
+  cacheWrite,
+})
+const openai = (input: number, output: number, cacheRead?: number): TablePrice => ({
+  input,
+  output,
+  cacheRead: cacheRead ?? input,
+  cacheWrite: input,
+})
+const google = (input: number, output: number, cacheRead: number, long?: TablePrice['long']): TablePrice => ({
+  input,
+  output,
+  cacheRead,
+  cacheWrite: input,
+  ...(long ? { long } : {}),
+})
 
 export const PRICES: Record<string, TablePrice> = {
   // Anthropic (platform.claude.com pricing). The 5.x rows were read from the pricing page in
@@ -67,10 +83,10 @@ export const PRICES: Record<string, TablePrice> = {
   'gpt-4o-2024-05-13': openai(5, 15),
   'chatgpt-4o': openai(5, 15),
   'gpt-4o-mini': openai(0.15, 0.6, 0.075),
-  'o1': openai(15, 60, 7.5),
+  o1: openai(15, 60, 7.5),
   'o1-mini': openai(1.1, 4.4, 0.55),
   'o1-pro': openai(150, 600),
-  'o3': openai(2, 8, 0.5),
+  o3: openai(2, 8, 0.5),
   'o3-pro': openai(20, 80),
   'o3-mini': openai(1.1, 4.4, 0.55),
   'o4-mini': openai(1.1, 4.4, 0.275),
@@ -131,9 +147,14 @@ export function totalTokens(model: string, u: Usage): number {
 export function modelCandidates(model: string): string[] {
   let m = model.trim().toLowerCase()
   m = m.replace(/^(models\/|openai\/|anthropic\/|google\/|vertex_ai\/|(?:[a-z]{2}\.)?anthropic\.)/, '')
-  m = m.replace(/-v\d+(?::\d+)?$/, '').replace(/@\d{8}$/, '').replace(/\[1m\]$/, '')
+  m = m
+    .replace(/-v\d+(?::\d+)?$/, '')
+    .replace(/@\d{8}$/, '')
+    .replace(/\[1m\]$/, '')
   const out: string[] = [m]
-  const push = (x: string) => { if (x && !out.includes(x)) out.push(x) }
+  const push = (x: string) => {
+    if (x && !out.includes(x)) out.push(x)
+  }
   // claude-sonnet-4.5 -> claude-sonnet-4-5
   if (m.includes('claude')) push(m.replace(/(\d)\.(\d)/g, '$1-$2'))
   for (const base of [...out]) {
@@ -156,9 +177,17 @@ export function modelCandidates(model: string): string[] {
 }
 
 function validPrice(p: unknown): p is ModelPrice {
-  const ok = (v: unknown, required: boolean) => (v === undefined ? !required : typeof v === 'number' && v >= 0 && Number.isFinite(v))
+  const ok = (v: unknown, required: boolean) =>
+    v === undefined ? !required : typeof v === 'number' && v >= 0 && Number.isFinite(v)
   const q = p as ModelPrice
-  return !!p && typeof p === 'object' && ok(q.input, true) && ok(q.output, true) && ok(q.cacheRead, false) && ok(q.cacheWrite, false)
+  return (
+    !!p &&
+    typeof p === 'object' &&
+    ok(q.input, true) &&
+    ok(q.output, true) &&
+    ok(q.cacheRead, false) &&
+    ok(q.cacheWrite, false)
+  )
 }
 
 // lru-cache holds no undefined or null: a model without a price is cached as this
@@ -168,7 +197,10 @@ export function createPricing(overrides: Record<string, ModelPrice> = {}, log?: 
   const table = new Map<string, TablePrice>()
   for (const [k, v] of Object.entries(PRICES)) table.set(k, v)
   for (const [k, v] of Object.entries(overrides ?? {})) {
-    if (!validPrice(v)) throw new Error(`pricing.${k} must be { input, output, cacheRead?, cacheWrite? } in USD per million tokens, non-negative numbers; got ${JSON.stringify(v)}`)
+    if (!validPrice(v))
+      throw new Error(
+        `pricing.${k} must be { input, output, cacheRead?, cacheWrite? } in USD per million tokens, non-negative numbers; got ${JSON.stringify(v)}`,
+      )
     table.set(k.toLowerCase(), { ...v })
   }
   // model names come from clients: both are bounded, so made-up names cannot grow memory
@@ -201,7 +233,9 @@ export function createPricing(overrides: Record<string, ModelPrice> = {}, log?: 
       if (!p) {
         if (model && !warned.has(model)) {
           warned.set(model, true)
-          log?.warn(`no price for model "${model}": its calls are counted at $0; add it under \`pricing\` in agentmesh.config.ts`)
+          log?.warn(
+            `no price for model "${model}": its calls are counted at $0; add it under \`pricing\` in agentmesh.config.ts`,
+          )
         }
         return 0
       }
@@ -211,7 +245,11 @@ export function createPricing(overrides: Record<string, ModelPrice> = {}, log?: 
       const uncached = includes ? Math.max(0, (usage.inputTokens || 0) - cacheRead) : usage.inputTokens || 0
       const prompt = uncached + cacheRead + cacheWrite
       const tier: ModelPrice = p.long && prompt > p.long.above ? p.long : p
-      const usd = uncached * tier.input + (usage.outputTokens || 0) * tier.output + cacheRead * (tier.cacheRead ?? tier.input) + cacheWrite * (tier.cacheWrite ?? tier.input)
+      const usd =
+        uncached * tier.input +
+        (usage.outputTokens || 0) * tier.output +
+        cacheRead * (tier.cacheRead ?? tier.input) +
+        cacheWrite * (tier.cacheWrite ?? tier.input)
       return usd / 1e6
     },
   }

@@ -31,12 +31,21 @@ export function createReplies(corsHeaders: (origin: string | null) => Record<str
     ...corsHeaders(origin),
   })
   const respond = (status: number, body: unknown, headers: Record<string, string>) =>
-    new FastResponse(Buffer.isBuffer(body) ? (body as unknown as BodyInit) : JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } }) as unknown as Response
+    new FastResponse(Buffer.isBuffer(body) ? (body as unknown as BodyInit) : JSON.stringify(body), {
+      status,
+      headers: { 'content-type': 'application/json', ...headers },
+    }) as unknown as Response
   return {
     bareHeaders,
-    json: (event, body, extra, status = 200) => respond(status, body, { ...bareHeaders(event.req.headers.get('origin')), ...extra }),
+    json: (event, body, extra, status = 200) =>
+      respond(status, body, { ...bareHeaders(event.req.headers.get('origin')), ...extra }),
     bytes: (event, body, extra) => respond(200, body, { ...bareHeaders(event.req.headers.get('origin')), ...extra }),
-    protocolError: (event, protocol, status, type, message) => respond(status, protocols[protocol].errorBody(status, type, message), bareHeaders(event.req.headers.get('origin'))),
+    protocolError: (event, protocol, status, type, message) =>
+      respond(
+        status,
+        protocols[protocol].errorBody(status, type, message),
+        bareHeaders(event.req.headers.get('origin')),
+      ),
     jsonError: (status, type, message, origin) => respond(status, { error: { type, message } }, bareHeaders(origin)),
   }
 }

@@ -35,7 +35,11 @@ export interface CoreState {
 export type CoreContext = MeshContext & CoreState
 
 export class PluginError extends Error {
-  constructor(readonly plugin: string, readonly hook: string, readonly cause: unknown) {
+  constructor(
+    readonly plugin: string,
+    readonly hook: string,
+    readonly cause: unknown,
+  ) {
     super(`plugin "${plugin}" failed in ${hook}: ${cause instanceof Error ? cause.message : String(cause)}`)
   }
 }
@@ -45,7 +49,12 @@ export class PluginError extends Error {
 const ANSWERED_ON_NODE = Symbol.for('h3.handled') as unknown as Response
 
 type Upstream = Extract<MeshResponse, { kind: 'upstream' }>
-interface Body { status: number; body: string | Buffer; contentType: string; headers?: Record<string, string> }
+interface Body {
+  status: number
+  body: string | Buffer
+  contentType: string
+  headers?: Record<string, string>
+}
 
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
 
@@ -78,48 +87,95 @@ function settle(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, re
     case 'error':
       ctx.error ??= { status: res.status, type: res.type, message: res.message }
       ctx.status = res.status
-      m.mesh.emit('error', { id: ctx.id, status: res.status, type: res.type, message: res.message, plugin: ctx.error.plugin })
-      return { status: res.status, body: JSON.stringify(adapter.errorBody(res.status, res.type, res.message)), contentType: 'application/json', headers: res.headers }
+      m.mesh.emit('error', {
+        id: ctx.id,
+        status: res.status,
+        type: res.type,
+        message: res.message,
+        plugin: ctx.error.plugin,
+      })
+      return {
+        status: res.status,
+        body: JSON.stringify(adapter.errorBody(res.status, res.type, res.message)),
+        contentType: 'application/json',
+        headers: res.headers,
+      }
     case 'json':
       ctx.status = res.status
-      return { status: res.status, body: JSON.stringify(res.body), contentType: 'application/json', headers: res.headers }
+      return {
+        status: res.status,
+        body: JSON.stringify(res.body),
+        contentType: 'application/json',
+        headers: res.headers,
+      }
     case 'answer':
       return settleAnswer(m, ctx, adapter, res)
     case 'upstream': {
       ctx.status = res.status
       if (res.status >= 400) {
         // the vendor's own error, passed through with its status and body
-        ctx.error = { status: res.status, type: 'upstream_error', message: `${ctx.route.vendor} answered ${res.status}` }
+        ctx.error = {
+          status: res.status,
+          type: 'upstream_error',
+          message: `${ctx.route.vendor} answered ${res.status}`,
+        }
         m.mesh.emit('error', { id: ctx.id, status: res.status, type: 'upstream_error', message: ctx.error.message })
       }
       price(m, ctx)
       logCall(m, ctx, res.status)
       const body = ctx.answerText ? rewriteBody(ctx.answerText, ctx.protocol, res.body as Buffer) : (res.body as Buffer)
-      return { status: res.status, body, contentType: res.headers['content-type'] ?? 'application/json', headers: res.headers }
+      return {
+        status: res.status,
+        body,
+        contentType: res.headers['content-type'] ?? 'application/json',
+        headers: res.headers,
+      }
     }
   }
 }
 
 /** An answer the core renders: a cache hit, a plugin's or the demo vendor's. */
-function settleAnswer(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res: Extract<MeshResponse, { kind: 'answer' }>): Body {
+function settleAnswer(
+  m: MeshInternals,
+  ctx: CoreContext,
+  adapter: ProtocolAdapter,
+  res: Extract<MeshResponse, { kind: 'answer' }>,
+): Body {
   const answer: CanonicalAnswer = { ...res.answer, model: res.answer.model || ctx.route.model }
   ctx.answer ??= answer
   if (ctx.cache.status === 'bypass' || ctx.cache.status === 'miss') ctx.usage = answer.usage
   price(m, ctx)
   ctx.status = 200
   // a vendor's answer (the demo's, or a translated one) is a call; a plugin's (a dry-run preview) is not
-  if (ctx.vendorCalled && (ctx.upstream === undefined || ctx.translation) && ctx.cache.status !== 'exact' && ctx.cache.status !== 'semantic') logCall(m, ctx, 200)
+  if (
+    ctx.vendorCalled &&
+    (ctx.upstream === undefined || ctx.translation) &&
+    ctx.cache.status !== 'exact' &&
+    ctx.cache.status !== 'semantic'
+  )
+    logCall(m, ctx, 200)
   // the client's copy only: ctx.answer (what caches keep) stays as the vendor gave it
   if (ctx.answerText) return renderAnswer(ctx, adapter, rewriteAnswer(ctx.answerText, answer), res.headers)
   return renderAnswer(ctx, adapter, answer, res.headers)
 }
 
-function renderAnswer(ctx: CoreContext, adapter: ProtocolAdapter, answer: CanonicalAnswer, headers: Record<string, string> | undefined): Body {
-  if (!ctx.prompt.stream) return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers }
+function renderAnswer(
+  ctx: CoreContext,
+  adapter: ProtocolAdapter,
+  answer: CanonicalAnswer,
+  headers: Record<string, string> | undefined,
+): Body {
+  if (!ctx.prompt.stream)
+    return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers }
   const array = adapter.renderArrayStream?.(answer, ctx.request.search)
   if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers }
   const includeUsage = ctx.request.body?.stream_options?.include_usage === true
-  return { status: 200, body: adapter.renderStream(answer, { includeUsage }), contentType: 'text/event-stream', headers: { 'cache-control': 'no-cache' } }
+  return {
+    status: 200,
+    body: adapter.renderStream(answer, { includeUsage }),
+    contentType: 'text/event-stream',
+    headers: { 'cache-control': 'no-cache' },
+  }
 }
 
 /** Read a 200 body into ctx.answer and ctx.usage; false when it is not JSON of the protocol's answer. */
@@ -153,7 +209,12 @@ function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): bo
 function after(m: MeshInternals, ctx: CoreContext): Promise<void> | undefined {
   if (ctx.afterRun !== null) return ctx.afterRun
   // before the plugins: a client's next turn may name this id as soon as it has the answer
-  const recorded = ctx.protocol !== 'responses' ? undefined : ctx.translation ? recordTranslated(ctx, ctx.translation) : recordChain(ctx)
+  const recorded =
+    ctx.protocol !== 'responses'
+      ? undefined
+      : ctx.translation
+        ? recordTranslated(ctx, ctx.translation)
+        : recordChain(ctx)
   let running = m.runPhase('afterResponse', ctx)?.catch((err) => {
     m.mesh.log.error(err instanceof Error ? err.message : String(err), { request: ctx.id })
   })
@@ -175,7 +236,17 @@ function price(m: MeshInternals, ctx: MeshContext) {
 }
 
 function logCall(m: MeshInternals, ctx: MeshContext, status: number) {
-  if (m.hasListeners()) m.mesh.emit('llm_call', { id: ctx.id, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, status, latencyMs: ctx.upstream?.latencyMs ?? performance.now() - ctx.startedAt, usage: ctx.usage, costUsd: ctx.cost.usd, stream: ctx.prompt.stream })
+  if (m.hasListeners())
+    m.mesh.emit('llm_call', {
+      id: ctx.id,
+      vendor: ctx.route.vendor,
+      model: ctx.answer?.model || ctx.route.model,
+      status,
+      latencyMs: ctx.upstream?.latencyMs ?? performance.now() - ctx.startedAt,
+      usage: ctx.usage,
+      costUsd: ctx.cost.usd,
+      stream: ctx.prompt.stream,
+    })
 }
 
 // ---------------------------------------------------------------- errors
@@ -193,7 +264,8 @@ function clientSafe(m: MeshInternals, message: string): string {
 export function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown): MeshResponse {
   if (err instanceof ProtocolError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
   if (err instanceof UpstreamError) return { kind: 'error', status: err.status, type: err.type, message: err.message }
-  if (err instanceof StorageUnavailableError) return { kind: 'error', status: 503, type: 'storage_unavailable', message: err.message }
+  if (err instanceof StorageUnavailableError)
+    return { kind: 'error', status: 503, type: 'storage_unavailable', message: err.message }
   if (err instanceof PluginError && isStorageUnavailable(err.cause)) {
     // storage down is the deployment's state, not a plugin bug: a 503 the client may retry, and
     // the storage layer logs the outage once rather than once per request
@@ -209,7 +281,12 @@ export function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown):
     return { kind: 'error', status: 500, type: 'plugin_error', message }
   }
   m.mesh.log.error(`internal error: ${(err as Error)?.message ?? String(err)}`, { request: ctx.id })
-  return { kind: 'error', status: 500, type: 'internal_error', message: 'internal error in AgentMesh; see the proxy log for request ' + ctx.id }
+  return {
+    kind: 'error',
+    status: 500,
+    type: 'internal_error',
+    message: 'internal error in AgentMesh; see the proxy log for request ' + ctx.id,
+  }
 }
 
 /**
@@ -217,15 +294,28 @@ export function errorResponse(m: MeshInternals, ctx: MeshContext, err: unknown):
  * server's empty 500 or an empty 200 (no status has been sent yet).
  */
 function earlyStreamError(m: MeshInternals, ctx: MeshContext, err: Error): MeshResponse {
-  return errorResponse(m, ctx, clientGone(ctx)
-    ? new UpstreamError('client closed the request', 499, 'client_closed_request')
-    : new UpstreamError(`${ctx.route.vendor} stream failed before anything reached the client (${err.message})`, 502, 'upstream_stream_error'))
+  return errorResponse(
+    m,
+    ctx,
+    clientGone(ctx)
+      ? new UpstreamError('client closed the request', 499, 'client_closed_request')
+      : new UpstreamError(
+          `${ctx.route.vendor} stream failed before anything reached the client (${err.message})`,
+          502,
+          'upstream_stream_error',
+        ),
+  )
 }
 
 // ---------------------------------------------------------------- headers and writing
 
 /** the governance headers (and the response's own), in one object: this runs on every response */
-function responseHeaders(m: MeshInternals, ctx: CoreContext, contentType: string, extra?: Record<string, string>): Record<string, string> {
+function responseHeaders(
+  m: MeshInternals,
+  ctx: CoreContext,
+  contentType: string,
+  extra?: Record<string, string>,
+): Record<string, string> {
   const h: Record<string, string> = {}
   if (extra) for (const k in extra) h[k] = extra[k]!
   h['x-agentmesh-request-id'] = ctx.id
@@ -259,11 +349,27 @@ function responseHeaders(m: MeshInternals, ctx: CoreContext, contentType: string
 }
 
 function emitResponse(m: MeshInternals, ctx: MeshContext, status: number) {
-  m.mesh.emit('response', { id: ctx.id, status, cache: ctx.cache.status, latencyMs: performance.now() - ctx.startedAt, identity: ctx.identity, vendor: ctx.route.vendor, model: ctx.answer?.model || ctx.route.model, tokens: ctx.usage.inputTokens + ctx.usage.outputTokens, costUsd: ctx.cost.usd })
+  m.mesh.emit('response', {
+    id: ctx.id,
+    status,
+    cache: ctx.cache.status,
+    latencyMs: performance.now() - ctx.startedAt,
+    identity: ctx.identity,
+    vendor: ctx.route.vendor,
+    model: ctx.answer?.model || ctx.route.model,
+    tokens: ctx.usage.inputTokens + ctx.usage.outputTokens,
+    costUsd: ctx.cost.usd,
+  })
 }
 
 /** Start the response: status and headers, with the response event. */
-function head(m: MeshInternals, ctx: CoreContext, status: number, contentType: string, extra?: Record<string, string>): Record<string, string> {
+function head(
+  m: MeshInternals,
+  ctx: CoreContext,
+  status: number,
+  contentType: string,
+  extra?: Record<string, string>,
+): Record<string, string> {
   ctx.status = status
   const headers = responseHeaders(m, ctx, contentType, extra)
   if (m.hasListeners()) emitResponse(m, ctx, status)
@@ -287,7 +393,13 @@ export function send(m: MeshInternals, ctx: CoreContext, b: Body): Response {
  * writeHead that cannot throw into the stream path (a throw there once ended the process): a
  * value Node refuses is encoded and tried again; false when the response could not be started.
  */
-function writeHead(m: MeshInternals, ctx: MeshContext, nodeRes: ServerResponse, status: number, headers: Record<string, string>): boolean {
+function writeHead(
+  m: MeshInternals,
+  ctx: MeshContext,
+  nodeRes: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+): boolean {
   try {
     nodeRes.writeHead(status, headers)
     return true
@@ -345,18 +457,21 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
   let controller!: ReadableStreamDefaultController<Uint8Array>
   let drained: (() => void) | undefined
   let closed = false
-  const body = new ReadableStream<Uint8Array>({
-    start: (c) => void (controller = c),
-    pull() {
-      const fn = drained
-      drained = undefined
-      fn?.()
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start: (c) => void (controller = c),
+      pull() {
+        const fn = drained
+        drained = undefined
+        fn?.()
+      },
+      cancel() {
+        closed = true
+        cancelled()
+      },
     },
-    cancel() {
-      closed = true
-      cancelled()
-    },
-  }, { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength })
+    { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength },
+  )
   return {
     start: (status, headers) => opened(new FastResponse(body, { status, headers }) as unknown as Response),
     write(data) {
@@ -378,7 +493,10 @@ function webSink(opened: (res: Response) => void, cancelled: () => void): Sink {
  * (`forward`; the kept events only, when the core hides the usage chunk it asked for), or, for
  * another protocol's stream, by a translator whose events (`take`) replace every vendor event.
  */
-function streamReading(ctx: CoreContext, adapter: ProtocolAdapter): { reader: StreamReader; parser: SseParser; forward: boolean; take?: () => string; end?: () => string } {
+function streamReading(
+  ctx: CoreContext,
+  adapter: ProtocolAdapter,
+): { reader: StreamReader; parser: SseParser; forward: boolean; take?: () => string; end?: () => string } {
   const hide = ctx.hideUsageChunk
   if (ctx.translation) {
     const { reader, take, end } = streamTranslator(ctx.translation, ctx.answerText)
@@ -451,7 +569,13 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
     }
     const start = () => {
       started = true
-      sink.start(res.status, head(m, ctx, res.status, res.headers['content-type'] ?? 'text/event-stream', { ...res.headers, 'cache-control': 'no-cache' }))
+      sink.start(
+        res.status,
+        head(m, ctx, res.status, res.headers['content-type'] ?? 'text/event-stream', {
+          ...res.headers,
+          'cache-control': 'no-cache',
+        }),
+      )
     }
     const stop = () => {
       settled = true
@@ -505,7 +629,11 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
 }
 
 function incompleteStreamEvent(ctx: MeshContext, adapter: ProtocolAdapter, what: string): string {
-  return adapter.streamError(502, 'upstream_stream_error', `${ctx.route.vendor} stream ${what}; the answer is incomplete`)
+  return adapter.streamError(
+    502,
+    'upstream_stream_error',
+    `${ctx.route.vendor} stream ${what}; the answer is incomplete`,
+  )
 }
 
 /**
@@ -518,11 +646,24 @@ function reportedOrCounted(ctx: MeshContext, answer: CanonicalAnswer, estimated:
   if (u.inputTokens || u.outputTokens) return u
   let text = answer.text
   for (const t of answer.toolCalls) text += t.name + t.arguments
-  return { inputTokens: estimated.inputTokens, outputTokens: ctx.mesh.tokens.count(text, answer.model || ctx.route.model), cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true }
+  return {
+    inputTokens: estimated.inputTokens,
+    outputTokens: ctx.mesh.tokens.count(text, answer.model || ctx.route.model),
+    cacheReadTokens: 0,
+    cacheWriteTokens: 0,
+    estimated: true,
+  }
 }
 
 /** What the stream's end means for the request: the answer and usage, or an aborted request. */
-function settleStream(m: MeshInternals, ctx: CoreContext, reader: StreamReader, estimated: Usage, status: number, failed: boolean): Promise<void> {
+function settleStream(
+  m: MeshInternals,
+  ctx: CoreContext,
+  reader: StreamReader,
+  estimated: Usage,
+  status: number,
+  failed: boolean,
+): Promise<void> {
   const answer = failed ? undefined : reader.finish()
   if (answer) {
     ctx.answer = answer
@@ -531,8 +672,17 @@ function settleStream(m: MeshInternals, ctx: CoreContext, reader: StreamReader, 
     ctx.aborted = true
     const seen = reader.partialUsage()
     // settle on what the vendor reported so far, at least the estimated input
-    ctx.usage = { ...seen, inputTokens: Math.max(seen.inputTokens, estimated.inputTokens), estimated: !seen.inputTokens }
-    if (!clientGone(ctx)) ctx.error = { status: 502, type: 'upstream_stream_error', message: `${ctx.route.vendor} stream ended before completion` }
+    ctx.usage = {
+      ...seen,
+      inputTokens: Math.max(seen.inputTokens, estimated.inputTokens),
+      estimated: !seen.inputTokens,
+    }
+    if (!clientGone(ctx))
+      ctx.error = {
+        status: 502,
+        type: 'upstream_stream_error',
+        message: `${ctx.route.vendor} stream ended before completion`,
+      }
   }
   price(m, ctx)
   logCall(m, ctx, status)

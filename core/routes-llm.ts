@@ -6,7 +6,15 @@ import type { H3, H3Event } from 'h3'
 import type { MeshInternals } from './app.ts'
 import { isJsonContentType } from './guard.ts'
 import { headerSafe } from './headers.ts'
-import { defaultRoute, forwardResponsesState, handleLlmRequest, parseBody, requestIdentity, vendorTokenCount, type LlmRequest } from './pipeline.ts'
+import {
+  defaultRoute,
+  forwardResponsesState,
+  handleLlmRequest,
+  parseBody,
+  requestIdentity,
+  vendorTokenCount,
+  type LlmRequest,
+} from './pipeline.ts'
 import { type ProtocolError, protocolOfPath, protocols } from './protocols/index.ts'
 import type { Replies } from './replies.ts'
 import type { Operation, ProtocolName, ResolvedMeshConfig } from './types.ts'
@@ -21,7 +29,14 @@ const NOT_JSON = 'send the request body as JSON with content-type: application/j
 
 export function registerLlmRoutes(app: H3, deps: LlmRouteDeps): void {
   const { replies } = deps
-  const unknownRoute = (event: H3Event) => replies.protocolError(event, protocolOfPath(event.url.pathname), 404, 'not_found_error', `no route for ${event.req.method} ${event.url.pathname.slice(0, 200)}`)
+  const unknownRoute = (event: H3Event) =>
+    replies.protocolError(
+      event,
+      protocolOfPath(event.url.pathname),
+      404,
+      'not_found_error',
+      `no route for ${event.req.method} ${event.url.pathname.slice(0, 200)}`,
+    )
   app.post('/v1/chat/completions', (event) => llmCall(deps, event, 'openai', 'chat'))
   app.post('/v1/embeddings', (event) => llmCall(deps, event, 'openai', 'embeddings'))
   app.post('/v1/messages', (event) => llmCall(deps, event, 'anthropic', 'chat'))
@@ -36,24 +51,51 @@ export function registerLlmRoutes(app: H3, deps: LlmRouteDeps): void {
   app.post('/v1beta/models/:modelAction', (event) => geminiCall(deps, event))
   // Gemini's v1 paths (`@google/genai` with apiVersion 'v1'): the same methods. Without a
   // `:method` the path is not Gemini's: the unknown route's 404, in the path's protocol
-  app.post('/v1/models/:modelAction', (event) => (protocolOfPath(event.url.pathname) === 'gemini' ? geminiCall(deps, event) : unknownRoute(event)))
+  app.post('/v1/models/:modelAction', (event) =>
+    protocolOfPath(event.url.pathname) === 'gemini' ? geminiCall(deps, event) : unknownRoute(event),
+  )
   // unknown routes: a JSON 404 in the error shape of the path's protocol (the router prefers any
   // specific route, registered before or after)
   app.all('/**', unknownRoute)
 }
 
-function requestOf(event: H3Event, protocol: ProtocolName, operation: Operation, rawBody: string, path?: { model: string; stream: boolean }): LlmRequest {
-  return { protocol, operation, request: event.req as Request, rawBody, pathModel: path?.model, pathStream: path?.stream, path: event.url.pathname, search: event.url.search, nodeResponse: (event.runtime as any)?.node?.res }
+function requestOf(
+  event: H3Event,
+  protocol: ProtocolName,
+  operation: Operation,
+  rawBody: string,
+  path?: { model: string; stream: boolean },
+): LlmRequest {
+  return {
+    protocol,
+    operation,
+    request: event.req as Request,
+    rawBody,
+    pathModel: path?.model,
+    pathStream: path?.stream,
+    path: event.url.pathname,
+    search: event.url.search,
+    nodeResponse: (event.runtime as any)?.node?.res,
+  }
 }
 
 /** A JSON body within the limit, or the error response to answer with. */
 async function jsonBody(deps: LlmRouteDeps, event: H3Event, protocol: ProtocolName): Promise<string | Response> {
-  if (!isJsonContentType(event.req.headers.get('content-type'))) return deps.replies.protocolError(event, protocol, 415, 'invalid_request_error', NOT_JSON)
+  if (!isJsonContentType(event.req.headers.get('content-type')))
+    return deps.replies.protocolError(event, protocol, 415, 'invalid_request_error', NOT_JSON)
   const body = await readBody(event, deps.config.limits.bodyBytes)
-  return typeof body === 'string' ? body : deps.replies.protocolError(event, protocol, body.status, body.type, body.message)
+  return typeof body === 'string'
+    ? body
+    : deps.replies.protocolError(event, protocol, body.status, body.type, body.message)
 }
 
-async function llmCall(deps: LlmRouteDeps, event: H3Event, protocol: ProtocolName, operation: Operation, path?: { model: string; stream: boolean }): Promise<Response> {
+async function llmCall(
+  deps: LlmRouteDeps,
+  event: H3Event,
+  protocol: ProtocolName,
+  operation: Operation,
+  path?: { model: string; stream: boolean },
+): Promise<Response> {
   const body = await jsonBody(deps, event, protocol)
   if (typeof body !== 'string') return body
   const handled = handleLlmRequest(deps.internals, requestOf(event, protocol, operation, body, path))
@@ -74,7 +116,12 @@ function geminiCall(deps: LlmRouteDeps, event: H3Event): Promise<Response> | Res
 }
 
 /** The vendor's own count when it has one and a key for it; the local estimate, marked, otherwise. */
-async function countTokens(deps: LlmRouteDeps, event: H3Event, protocol: ProtocolName, pathModel?: string): Promise<Response> {
+async function countTokens(
+  deps: LlmRouteDeps,
+  event: H3Event,
+  protocol: ProtocolName,
+  pathModel?: string,
+): Promise<Response> {
   const { replies, internals } = deps
   const body = await jsonBody(deps, event, protocol)
   if (typeof body !== 'string') return body
@@ -83,13 +130,29 @@ async function countTokens(deps: LlmRouteDeps, event: H3Event, protocol: Protoco
     const parsed = parseBody(body) as any
     const prompt = adapter.parse(adapter.countTokens!.request(parsed), { pathModel })
     const model = headerSafe(prompt.model)
-    const req = requestOf(event, protocol, 'count_tokens', body, pathModel === undefined ? undefined : { model: pathModel, stream: false })
+    const req = requestOf(
+      event,
+      protocol,
+      'count_tokens',
+      body,
+      pathModel === undefined ? undefined : { model: pathModel, stream: false },
+    )
     const who = await requestIdentity(internals, req)
-    if ('kind' in who) return who.kind === 'error' ? replies.protocolError(event, protocol, who.status, who.type, who.message) : replies.protocolError(event, protocol, 403, 'permission_error', 'refused')
+    if ('kind' in who)
+      return who.kind === 'error'
+        ? replies.protocolError(event, protocol, who.status, who.type, who.message)
+        : replies.protocolError(event, protocol, 403, 'permission_error', 'refused')
     const exact = await vendorTokenCount(internals, req, { body: parsed, prompt, identity: who })
-    if (exact) return replies.bytes(event, exact.body, { 'x-agentmesh-vendor': headerSafe(defaultRoute(internals, protocol, prompt.model).vendor), 'x-agentmesh-model': model })
+    if (exact)
+      return replies.bytes(event, exact.body, {
+        'x-agentmesh-vendor': headerSafe(defaultRoute(internals, protocol, prompt.model).vendor),
+        'x-agentmesh-model': model,
+      })
     const tokens = internals.mesh.tokens.estimateInput(prompt, prompt.model)
-    return replies.json(event, adapter.countTokens!.answer(tokens), { 'x-agentmesh-usage': 'estimated', 'x-agentmesh-model': model })
+    return replies.json(event, adapter.countTokens!.answer(tokens), {
+      'x-agentmesh-usage': 'estimated',
+      'x-agentmesh-model': model,
+    })
   } catch (err) {
     return replies.protocolError(event, protocol, 400, 'invalid_request_error', (err as Error).message)
   }
@@ -100,11 +163,22 @@ async function responsesState(deps: LlmRouteDeps, event: H3Event, method: string
   try {
     id = decodeURIComponent(event.context.params?.id ?? '')
   } catch {
-    return deps.replies.protocolError(event, 'responses', 400, 'invalid_request_error', 'the response id in the path is not valid percent-encoding')
+    return deps.replies.protocolError(
+      event,
+      'responses',
+      400,
+      'invalid_request_error',
+      'the response id in the path is not valid percent-encoding',
+    )
   }
   const body = method === 'POST' ? await readBody(event, deps.config.limits.bodyBytes) : ''
-  if (typeof body !== 'string') return deps.replies.protocolError(event, 'responses', body.status, body.type, body.message)
-  const handled = forwardResponsesState(deps.internals, requestOf(event, 'responses', 'chat', body), { method, id, tail })
+  if (typeof body !== 'string')
+    return deps.replies.protocolError(event, 'responses', body.status, body.type, body.message)
+  const handled = forwardResponsesState(deps.internals, requestOf(event, 'responses', 'chat', body), {
+    method,
+    id,
+    tail,
+  })
   deps.internals.track(handled)
   return handled
 }
@@ -157,6 +231,8 @@ async function readBody(event: H3Event, limit: number): Promise<string | BodyErr
       parts.push(decoder.decode())
       done(parts.join(''))
     })
-    nodeReq.once('error', () => done({ status: 400, type: 'invalid_request_error', message: 'request body could not be read' }))
+    nodeReq.once('error', () =>
+      done({ status: 400, type: 'invalid_request_error', message: 'request body could not be read' }),
+    )
   })
 }

@@ -53,8 +53,12 @@ function clientProtocol(event: H3Event): ModelsProtocol {
  * serves, since a Gemini request for another vendor's model is not translated.
  */
 export function modelIds(mesh: Mesh, protocol: ModelsProtocol): string[] {
-  const vendors = [...mesh.vendors.values()].filter((v) => protocol !== 'gemini' || v.protocol === 'gemini' || v.protocol === 'any')
-  const ids = vendors.flatMap((v) => v.models?.() ?? []).map((id) => (protocol === 'gemini' ? id.replace(/^models\//, '') : id))
+  const vendors = [...mesh.vendors.values()].filter(
+    (v) => protocol !== 'gemini' || v.protocol === 'gemini' || v.protocol === 'any',
+  )
+  const ids = vendors
+    .flatMap((v) => v.models?.() ?? [])
+    .map((id) => (protocol === 'gemini' ? id.replace(/^models\//, '') : id))
   return [...new Set(ids)]
 }
 
@@ -67,7 +71,9 @@ function modelObject(mesh: Mesh, protocol: ModelsProtocol, id: string) {
   if (protocol === 'anthropic') return { type: 'model', id, display_name: id, created_at: CREATED_AT }
   if (protocol === 'openai') return { id, object: 'model', created: CREATED_UNIX, owned_by: ownerOf(mesh, id) }
   // the methods this proxy serves for the model; token limits are left out rather than guessed
-  const methods = /embed/i.test(id) ? ['embedContent', 'batchEmbedContents'] : ['generateContent', 'streamGenerateContent', 'countTokens']
+  const methods = /embed/i.test(id)
+    ? ['embedContent', 'batchEmbedContents']
+    : ['generateContent', 'streamGenerateContent', 'countTokens']
   return { name: `models/${id}`, baseModelId: id, displayName: id, supportedGenerationMethods: methods }
 }
 
@@ -79,7 +85,12 @@ function listModels(event: H3Event, protocol: ModelsProtocol, deps: ModelRouteDe
     const q = event.url.searchParams
     if (protocol === 'anthropic') {
       const page = anthropicPage(ids, q)
-      return deps.json(event, { data: page.map(object), has_more: page.hasMore, first_id: page[0] ?? null, last_id: page.at(-1) ?? null })
+      return deps.json(event, {
+        data: page.map(object),
+        has_more: page.hasMore,
+        first_id: page[0] ?? null,
+        last_id: page.at(-1) ?? null,
+      })
     }
     const { page, next } = geminiPage(ids, q)
     return deps.json(event, { models: page.map(object), ...(next ? { nextPageToken: next } : {}) })
@@ -94,7 +105,13 @@ function retrieveModel(event: H3Event, protocol: ModelsProtocol, deps: ModelRout
   try {
     id = decodeURIComponent(event.context.params?.id ?? '')
   } catch {
-    return deps.error(event, protocol, 400, 'invalid_request_error', 'the model in the path is not valid percent-encoding')
+    return deps.error(
+      event,
+      protocol,
+      400,
+      'invalid_request_error',
+      'the model in the path is not valid percent-encoding',
+    )
   }
   try {
     checkModelName(id, 'the model in the path')
@@ -103,7 +120,13 @@ function retrieveModel(event: H3Event, protocol: ModelsProtocol, deps: ModelRout
   }
   const bare = protocol === 'gemini' ? id.replace(/^models\//, '') : id
   if (!modelIds(deps.mesh, protocol).includes(bare)) {
-    return deps.error(event, protocol, 404, 'not_found_error', `model "${bare}" is not served by this proxy; list the models it serves with GET ${protocol === 'gemini' ? '/v1beta/models' : '/v1/models'}`)
+    return deps.error(
+      event,
+      protocol,
+      404,
+      'not_found_error',
+      `model "${bare}" is not served by this proxy; list the models it serves with GET ${protocol === 'gemini' ? '/v1beta/models' : '/v1/models'}`,
+    )
   }
   return deps.json(event, modelObject(deps.mesh, protocol, bare), { 'x-agentmesh-model': headerSafe(bare) })
 }
@@ -146,7 +169,8 @@ function geminiPage(ids: string[], q: URLSearchParams): { page: string[]; next?:
   let start = 0
   if (token) {
     start = Number(token)
-    if (!/^\d+$/.test(token) || start > ids.length) throw new ProtocolError('`pageToken` is not a token this proxy issued')
+    if (!/^\d+$/.test(token) || start > ids.length)
+      throw new ProtocolError('`pageToken` is not a token this proxy issued')
   }
   const end = start + size
   return { page: ids.slice(start, end), ...(end < ids.length ? { next: String(end) } : {}) }

@@ -25,9 +25,23 @@ export function registerServiceRoutes(app: H3, deps: ServiceRouteDeps): void {
   const health = () => {
     const { ok, checks } = checkAll(deps.healthChecks)
     const about = deps.describe()
-    const storage = { driver: config.storage.driver, location: about.storageLocation, reachable: checks.storage?.ok ?? true }
+    const storage = {
+      driver: config.storage.driver,
+      location: about.storageLocation,
+      reachable: checks.storage?.ok ?? true,
+    }
     const mesh = internals.mesh
-    return { ok, status: ok ? 'ok' : 'degraded', version: about.version, preset: config.preset, demo: mesh.vendors.has('demo'), plugins: about.plugins, storage, vendors: [...mesh.vendors.keys()], checks }
+    return {
+      ok,
+      status: ok ? 'ok' : 'degraded',
+      version: about.version,
+      preset: config.preset,
+      demo: mesh.vendors.has('demo'),
+      plugins: about.plugins,
+      storage,
+      vendors: [...mesh.vendors.keys()],
+      checks,
+    }
   }
   const noStore = { 'cache-control': 'no-store' }
   // health: the process answers (200 while it runs) and what is degraded
@@ -82,7 +96,10 @@ function checkAll(healthChecks: Map<string, () => HealthCheck>): { ok: boolean; 
  * The event stream under `events.access: 'authenticated'`: the admin token sees everything, a
  * virtual key its own team's events, anything else a 401.
  */
-async function eventsAccess(deps: ServiceRouteDeps, request: Request): Promise<Response | ((e: MeshEvent) => boolean) | undefined> {
+async function eventsAccess(
+  deps: ServiceRouteDeps,
+  request: Request,
+): Promise<Response | ((e: MeshEvent) => boolean) | undefined> {
   const origin = request.headers.get('origin')
   const adminToken = process.env.AGENTMESH_ADMIN_TOKEN
   if (adminToken && !checkAdmin(request, adminToken)) return undefined
@@ -90,10 +107,15 @@ async function eventsAccess(deps: ServiceRouteDeps, request: Request): Promise<R
   try {
     who = await resolveCallerIdentity(deps.internals, request)
   } catch (err) {
-    if (isStorageUnavailable(err)) return deps.replies.jsonError(503, 'storage_unavailable', (err as Error).message, origin)
+    if (isStorageUnavailable(err))
+      return deps.replies.jsonError(503, 'storage_unavailable', (err as Error).message, origin)
     throw err
   }
   if (!('kind' in who) && who.source === 'key') return teamFilter(who.team)
-  return deps.replies.jsonError(401, 'authentication_error', 'the event stream needs the admin token (Authorization: Bearer $AGENTMESH_ADMIN_TOKEN) or a virtual key, which sees its own team\'s events', origin)
+  return deps.replies.jsonError(
+    401,
+    'authentication_error',
+    "the event stream needs the admin token (Authorization: Bearer $AGENTMESH_ADMIN_TOKEN) or a virtual key, which sees its own team's events",
+    origin,
+  )
 }
-

@@ -21,9 +21,9 @@ function rawReply(path: string, status: number, reason: string, type: string, me
 
 /** Install the answers on a Node HTTP server (srvx's or listhen's). */
 export function guardNodeServer(server: Server | undefined): void {
-  if (!server) return
-  // HTTP/1.1 without Host: Node would answer a bare 400 itself; the app answers it (browsers
-  // always send Host, so the DNS-rebinding check loses nothing)
+  if (!server)
+    return // HTTP/1.1 without Host: Node would answer a bare 400 itself; the app answers it (browsers
+    // always send Host, so the DNS-rebinding check loses nothing)
   ;(server as Server & { requireHostHeader?: boolean }).requireHostHeader = false
   // the request URL is built from Host: without one, the address the client connected to
   server.prependListener('request', (req: IncomingMessage) => {
@@ -47,18 +47,54 @@ export function guardNodeServer(server: Server | undefined): void {
     }
     const big = err.code === 'HPE_HEADER_OVERFLOW'
     const path = pathOf((err as { rawPacket?: Buffer }).rawPacket)
-    socket.end(big
-      ? rawReply(path, 431, 'Request Header Fields Too Large', 'invalid_request_error', 'request headers are too large')
-      : rawReply(path, 400, 'Bad Request', 'invalid_request_error', 'malformed HTTP request (a header value with a control character, or bad framing)'))
+    socket.end(
+      big
+        ? rawReply(
+            path,
+            431,
+            'Request Header Fields Too Large',
+            'invalid_request_error',
+            'request headers are too large',
+          )
+        : rawReply(
+            path,
+            400,
+            'Bad Request',
+            'invalid_request_error',
+            'malformed HTTP request (a header value with a control character, or bad framing)',
+          ),
+    )
   })
   // CONNECT would otherwise close the connection without a word: this is not a forward proxy
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy())
-    socket.end(rawReply(req.url ?? '/', 405, 'Method Not Allowed', 'invalid_request_error', 'CONNECT is not supported: AgentMesh is an API endpoint, not a forward proxy'))
+    socket.end(
+      rawReply(
+        req.url ?? '/',
+        405,
+        'Method Not Allowed',
+        'invalid_request_error',
+        'CONNECT is not supported: AgentMesh is an API endpoint, not a forward proxy',
+      ),
+    )
   })
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const body = JSON.stringify(protocols[protocolOfPath(req.url ?? '/')].errorBody(417, 'invalid_request_error', `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported`))
-    res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-agentmesh-request-id': randomUUID(), 'x-agentmesh-vendor': 'none', 'x-agentmesh-tokens': '0', 'x-agentmesh-cost-usd': '0.000000', 'x-agentmesh-cache': 'bypass' })
+    const body = JSON.stringify(
+      protocols[protocolOfPath(req.url ?? '/')].errorBody(
+        417,
+        'invalid_request_error',
+        `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported`,
+      ),
+    )
+    res.writeHead(417, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'x-agentmesh-request-id': randomUUID(),
+      'x-agentmesh-vendor': 'none',
+      'x-agentmesh-tokens': '0',
+      'x-agentmesh-cost-usd': '0.000000',
+      'x-agentmesh-cache': 'bypass',
+    })
     res.end(body)
   })
 }

@@ -54,9 +54,13 @@ export interface FsDriverOptions {
 // the outage probe; each method itself is short
 export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
   const base = resolve(opts.base)
-  const availability = opts.availability ?? new Availability(`fs ${base}`, opts.log, 'cache, key and grant writes fail until it is fixed')
+  const availability =
+    opts.availability ?? new Availability(`fs ${base}`, opts.log, 'cache, key and grant writes fail until it is fixed')
   const path = (key: string) => {
-    if (PATH_TRAVERSAL.test(key)) throw new Error(`[unstorage] [agentmesh-fs] Invalid key: ${JSON.stringify(key)}. It should not contain .. segments`)
+    if (PATH_TRAVERSAL.test(key))
+      throw new Error(
+        `[unstorage] [agentmesh-fs] Invalid key: ${JSON.stringify(key)}. It should not contain .. segments`,
+      )
     return join(base, key.replace(/:/g, '/'))
   }
 
@@ -67,10 +71,12 @@ export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
     probeDelay = Math.min(probeDelay * 2, PROBE_MAX_MS)
     const file = join(base, PROBE_FILE)
     // a failure goes through failure() again, which schedules the next probe, later
-    write(file, '').then(() => {
-      probeDelay = PROBE_FIRST_MS
-      return unlink(file)
-    }).catch(() => {})
+    write(file, '')
+      .then(() => {
+        probeDelay = PROBE_FIRST_MS
+        return unlink(file)
+      })
+      .catch(() => {})
   }
 
   function failure(err: unknown): unknown {
@@ -110,7 +116,10 @@ export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
     name: 'agentmesh-fs',
     options: opts,
     async hasItem(key) {
-      return stat(path(key)).then(() => true, () => false)
+      return stat(path(key)).then(
+        () => true,
+        () => false,
+      )
     },
     getItem: (key) => read(path(key), 'utf8'),
     getItemRaw: (key) => read(path(key)),
@@ -158,9 +167,11 @@ async function listFiles(dir: string, prefix: string): Promise<string[]> {
     throw err
   }
   const out: string[] = []
-  await Promise.all(entries.map(async (entry) => {
-    if (entry.isDirectory()) out.push(...(await listFiles(join(dir, entry.name), `${prefix}${entry.name}/`)))
-    else out.push(prefix + entry.name)
-  }))
+  await Promise.all(
+    entries.map(async (entry) => {
+      if (entry.isDirectory()) out.push(...(await listFiles(join(dir, entry.name), `${prefix}${entry.name}/`)))
+      else out.push(prefix + entry.name)
+    }),
+  )
   return out
 }

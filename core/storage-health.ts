@@ -14,7 +14,11 @@ export class Availability {
    * @param part what is down, as operators know it ("redis redis://host:6379", "counters file /x")
    * @param meanwhile what happens until it is back, for the log line
    */
-  constructor(readonly part: string, private readonly log: Logger | undefined, private readonly meanwhile: string) {}
+  constructor(
+    readonly part: string,
+    private readonly log: Logger | undefined,
+    private readonly meanwhile: string,
+  ) {}
 
   get ok(): boolean {
     return this.downSince === 0
@@ -37,17 +41,23 @@ export class Availability {
   }
 
   health(): HealthCheck {
-    return this.downSince ? { ok: false, message: `${this.part} unavailable: ${this.reason}`, since: this.downSince } : OK
+    return this.downSince
+      ? { ok: false, message: `${this.part} unavailable: ${this.reason}`, since: this.downSince }
+      : OK
   }
 
   /** what a request that needs the part gets while it is down: a 503 in the client's protocol */
   error(cause?: unknown): StorageUnavailableError {
-    return new StorageUnavailableError(`storage unavailable: ${this.part}: ${this.reason || 'not connected'}`, cause === undefined ? undefined : { cause })
+    return new StorageUnavailableError(
+      `storage unavailable: ${this.part}: ${this.reason || 'not connected'}`,
+      cause === undefined ? undefined : { cause },
+    )
   }
 }
 
 /** an error's message without the syscall and path Node appends (", open '/data/x'"): health is public */
-export const reasonOf = (err: unknown): string => ((err as Error)?.message ?? String(err)).replace(/, \w+(?: '.*')?$/, '')
+export const reasonOf = (err: unknown): string =>
+  ((err as Error)?.message ?? String(err)).replace(/, \w+(?: '.*')?$/, '')
 
 /** one check for several parts: ok while all are, else every failing part's message, since the earliest */
 export function mergeHealth(parts: Availability[]): HealthCheck {
@@ -55,7 +65,9 @@ export function mergeHealth(parts: Availability[]): HealthCheck {
   for (const part of parts) {
     const h = part.health()
     if (h.ok) continue
-    merged = merged.ok ? h : { ok: false, message: `${merged.message}; ${h.message}`, since: Math.min(merged.since!, h.since!) }
+    merged = merged.ok
+      ? h
+      : { ok: false, message: `${merged.message}; ${h.message}`, since: Math.min(merged.since!, h.since!) }
   }
   return merged
 }

@@ -19,7 +19,8 @@ const CONNECT_TIMEOUT_MS = 2000
 const HEARTBEAT_MS = 500
 const HEARTBEAT_TIMEOUT_MS = 1500
 // replies that mean the server cannot serve now (not that the request was wrong)
-const UNAVAILABLE_REPLY = /^(LOADING|READONLY|MASTERDOWN|MISCONF|OOM|BUSY|CLUSTERDOWN|TRYAGAIN|NOAUTH|WRONGPASS|NOPERM)\b/
+const UNAVAILABLE_REPLY =
+  /^(LOADING|READONLY|MASTERDOWN|MISCONF|OOM|BUSY|CLUSTERDOWN|TRYAGAIN|NOAUTH|WRONGPASS|NOPERM)\b/
 
 export interface RedisLink {
   readonly client: Redis
@@ -57,13 +58,19 @@ const isCommandError = (err: unknown) => err instanceof ReplyError && !UNAVAILAB
 /** StorageUnavailableError (cause kept) unless redis refused the command itself */
 export function redisFailure(err: unknown, part: string): unknown {
   if (err instanceof StorageUnavailableError || isCommandError(err)) return err
-  return new StorageUnavailableError(`storage unavailable: ${part}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+  return new StorageUnavailableError(`storage unavailable: ${part}: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+  })
 }
 
 /** `part` names redis in log lines and health ("redis redis://host:6379", password masked) */
 // one closure: the client, its heartbeat and the outage state change together
 export function openRedisLink(url: string, part: string, log?: Logger): RedisLink {
-  const availability = new Availability(part, log, 'requests that need it answer 503 storage_unavailable until it is back')
+  const availability = new Availability(
+    part,
+    log,
+    'requests that need it answer 503 storage_unavailable until it is back',
+  )
   const client = new Redis(url, {
     // a command in flight when the connection drops fails then, rather than after N reconnects
     maxRetriesPerRequest: 0,
@@ -124,7 +131,8 @@ export function openRedisLink(url: string, part: string, log?: Logger): RedisLin
     availability,
     assertUp() {
       const status = client.status
-      if (status === 'ready' || (starting && (status === 'connecting' || status === 'connect' || status === 'wait'))) return
+      if (status === 'ready' || (starting && (status === 'connecting' || status === 'connect' || status === 'wait')))
+        return
       if (!closing) availability.markDown(lastError || 'not connected')
       throw availability.error()
     },

@@ -31,7 +31,13 @@ export function createMeshStorage(config: StorageConfig, dataDir: string, log?: 
   if (config.driver === 'redis') return redisStorage(config, log)
   if (config.driver === 'fs') return fsStorage(config, dataDir, log)
   const storage = createStorage({ driver: memoryDriver() })
-  return { storage, counters: createMemoryCounters(), describe: 'memory', health: () => mergeHealth([]), close: () => storage.dispose() }
+  return {
+    storage,
+    counters: createMemoryCounters(),
+    describe: 'memory',
+    health: () => mergeHealth([]),
+    close: () => storage.dispose(),
+  }
 }
 
 function redisStorage(config: StorageConfig, log?: Logger): MeshStorage {
@@ -55,7 +61,11 @@ function redisStorage(config: StorageConfig, log?: Logger): MeshStorage {
 function fsStorage(config: StorageConfig, dataDir: string, log?: Logger): MeshStorage {
   const base = resolve(dataDir, config.base ?? 'storage')
   tighten(base, true, log)
-  const availability = new Availability(`fs ${base}`, log, 'cache, key and grant writes fail until it can be written again')
+  const availability = new Availability(
+    `fs ${base}`,
+    log,
+    'cache, key and grant writes fail until it can be written again',
+  )
   const storage = createStorage({ driver: fsDriver({ base, availability }) })
   // budgets survive a restart of a single instance; several instances need redis
   const counters: ClosableCounters = createMemoryCounters({ file: join(dataDir, 'counters.json'), log })
@@ -87,7 +97,11 @@ export function createRedisChangeFeed(source: Redis | RedisLink, prefix: string,
       link.assertUp()
       const now = Date.now()
       try {
-        await redis.multi().zadd(prefix + feed, now, `${kind}:${id}`).zremrangebyscore(prefix + feed, '-inf', `(${now - retentionMs}`).exec()
+        await redis
+          .multi()
+          .zadd(prefix + feed, now, `${kind}:${id}`)
+          .zremrangebyscore(prefix + feed, '-inf', `(${now - retentionMs}`)
+          .exec()
       } catch (err) {
         throw link.failure(err)
       }
@@ -117,5 +131,7 @@ function redactUrl(url: string): string {
     const u = new URL(url)
     if (u.password) u.password = '***'
     return u.toString()
-  } catch { return 'redis' }
+  } catch {
+    return 'redis'
+  }
 }

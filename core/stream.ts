@@ -31,7 +31,10 @@ export class SseParser {
   // the last characters of the pending text, enough to find a boundary split between chunks
   private tail = ''
   private readonly decoder = new TextDecoder()
-  constructor(private readonly reader: StreamReader, readonly dropEvents: boolean) {}
+  constructor(
+    private readonly reader: StreamReader,
+    readonly dropEvents: boolean,
+  ) {}
 
   feed(chunk: Buffer): string {
     const text = this.decoder.decode(chunk, { stream: true })

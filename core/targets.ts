@@ -45,7 +45,11 @@ export class TargetHealth {
    * @param pooled the vendor balances several deployments (keys, base URLs) itself: a 429 is one
    * key's, not the model's, and another call may find a free deployment
    */
-  constructor(readonly vendor: string, readonly model: string, readonly pooled = false) {
+  constructor(
+    readonly vendor: string,
+    readonly model: string,
+    readonly pooled = false,
+  ) {
     this.id = `${vendor}/${model}`
   }
 }
@@ -62,7 +66,11 @@ const SHARED_READ_TIMEOUT_MS = 250
 
 const DEFAULT_ROUTING = routingOf({})
 
-interface SharedCooldown { until: number; reason: string; failures: number }
+interface SharedCooldown {
+  until: number
+  reason: string
+  failures: number
+}
 
 export class Targets {
   #byVendor = new Map<string, Map<string, TargetHealth>>()
@@ -130,7 +138,8 @@ export class Targets {
     const v = res ? verdictOfResponse(res, ctx.route.vendor) : undefined
     if (v?.kind === 'retry') this.failed(t, v.why, v.status, v.retryAfterMs)
     else this.succeeded(t, latencyMs)
-    if (res?.kind === 'upstream' && res.stream && typeof (res.body as Readable).once === 'function') this.#watchStream(t, ctx, res.body as Readable)
+    if (res?.kind === 'upstream' && res.stream && typeof (res.body as Readable).once === 'function')
+      this.#watchStream(t, ctx, res.body as Readable)
     else t.inFlight--
   }
 
@@ -138,7 +147,8 @@ export class Targets {
     body.once('close', () => {
       t.inFlight--
       // cut mid-stream by the vendor (not by a client that left): a failure of the target
-      if (body.errored && !clientGone(ctx)) this.failed(t, `stream failed midway (${body.errored.message})`, 502, undefined)
+      if (body.errored && !clientGone(ctx))
+        this.failed(t, `stream failed midway (${body.errored.message})`, 502, undefined)
     })
   }
 
@@ -146,7 +156,9 @@ export class Targets {
 
   succeeded(t: TargetHealth, latencyMs: number | undefined): void {
     t.calls++
-    if (latencyMs !== undefined) t.latencyEwmaMs = t.latencyEwmaMs === undefined ? latencyMs : t.latencyEwmaMs + EWMA_ALPHA * (latencyMs - t.latencyEwmaMs)
+    if (latencyMs !== undefined)
+      t.latencyEwmaMs =
+        t.latencyEwmaMs === undefined ? latencyMs : t.latencyEwmaMs + EWMA_ALPHA * (latencyMs - t.latencyEwmaMs)
     if (t.state !== 'healthy') this.#recover(t)
   }
 
@@ -159,7 +171,8 @@ export class Targets {
     t.lastError = why
     if (t.state !== 'healthy') {
       // its probe, or a call made while it cooled because nothing else was left, failed
-      if (t.probing || now >= t.cooldownUntil) this.#cool(t, now, Math.max(c.cooldownMs, retryAfterMs ?? 0), `probe failed: ${why}`)
+      if (t.probing || now >= t.cooldownUntil)
+        this.#cool(t, now, Math.max(c.cooldownMs, retryAfterMs ?? 0), `probe failed: ${why}`)
       else if (retryAfterMs !== undefined && now + retryAfterMs > t.cooldownUntil) this.#cool(t, now, retryAfterMs, why)
       return
     }
@@ -170,7 +183,13 @@ export class Targets {
     t.failures++
     // a pooled vendor's 429 is one deployment's, which the vendor cools itself
     if (status === 429 && !t.pooled) this.#cool(t, now, retryAfterMs ?? c.cooldownMs, why)
-    else if (t.failures >= c.failures) this.#cool(t, now, Math.max(c.cooldownMs, retryAfterMs ?? 0), `${t.failures} failure${t.failures === 1 ? '' : 's'} within ${c.windowMs} ms, the last: ${why}`)
+    else if (t.failures >= c.failures)
+      this.#cool(
+        t,
+        now,
+        Math.max(c.cooldownMs, retryAfterMs ?? 0),
+        `${t.failures} failure${t.failures === 1 ? '' : 's'} within ${c.windowMs} ms, the last: ${why}`,
+      )
   }
 
   /** a probe ended without saying anything about the target (a 4xx of the request's own, a skip) */
@@ -184,7 +203,15 @@ export class Targets {
     t.cooldownUntil = now + ms
     t.probing = false
     t.reason = reason
-    this.mesh.emit('target_cooldown', { target: t.id, vendor: t.vendor, model: t.model, until: t.cooldownUntil, failures: t.failures, reason, ...(shared ? { shared } : {}) })
+    this.mesh.emit('target_cooldown', {
+      target: t.id,
+      vendor: t.vendor,
+      model: t.model,
+      until: t.cooldownUntil,
+      failures: t.failures,
+      reason,
+      ...(shared ? { shared } : {}),
+    })
     if (!shared && this.#shared()) this.#write(t, ms)
   }
 
@@ -229,9 +256,11 @@ export class Targets {
 
   #write(t: TargetHealth, ms: number): void {
     const value: SharedCooldown = { until: t.cooldownUntil, reason: t.reason.slice(0, 300), failures: t.failures }
-    this.mesh.storage.setItem(this.#key(t), value as any, { ttl: Math.max(1, Math.ceil(ms / 1000)) }).catch((err: Error) => {
-      this.mesh.log.debug(`routing: cooldown of ${t.id} not shared: ${err.message}`)
-    })
+    this.mesh.storage
+      .setItem(this.#key(t), value as any, { ttl: Math.max(1, Math.ceil(ms / 1000)) })
+      .catch((err: Error) => {
+        this.mesh.log.debug(`routing: cooldown of ${t.id} not shared: ${err.message}`)
+      })
   }
 
   /**
@@ -268,7 +297,8 @@ export class Targets {
     }
     const now = Date.now()
     if (!v || typeof v.until !== 'number' || v.until <= now) return
-    if (t.state === 'healthy' || v.until > t.cooldownUntil) this.#cool(t, now, v.until - now, `shared: ${String(v.reason)}`, true)
+    if (t.state === 'healthy' || v.until > t.cooldownUntil)
+      this.#cool(t, now, v.until - now, `shared: ${String(v.reason)}`, true)
   }
 }
 
@@ -340,7 +370,8 @@ function verdictOfError(err: unknown): Verdict {
   if (err instanceof UpstreamError) {
     if (err.status === 499) return { kind: 'stop' }
     // no key here, or every deployment of the vendor cooling: another target may serve
-    if (err.type === 'vendor_key_missing' || err.type === 'vendor_cooling_down') return { kind: 'skip', why: err.message }
+    if (err.type === 'vendor_key_missing' || err.type === 'vendor_cooling_down')
+      return { kind: 'skip', why: err.message }
     return { kind: 'retry', status: 0, why: err.message, timeout: err.status === 504 }
   }
   if (err instanceof ProtocolError) return { kind: 'skip', why: err.message }
@@ -383,7 +414,13 @@ function snapshot(ctx: CoreContext): Snapshot {
   const body = ctx.request.body
   // top level only: what the core and vendors change in place is top-level (model, stream_options);
   // translation builds a new body and leaves the client's alone
-  return { copy: isPlain(body) ? { ...body } : body, dirty: ctx.request.dirty, usage: ctx.usage, translated: ctx.headers['x-agentmesh-translated'], dropped: ctx.headers['x-agentmesh-translation-dropped'] }
+  return {
+    copy: isPlain(body) ? { ...body } : body,
+    dirty: ctx.request.dirty,
+    usage: ctx.usage,
+    translated: ctx.headers['x-agentmesh-translated'],
+    dropped: ctx.headers['x-agentmesh-translation-dropped'],
+  }
 }
 
 /** ctx as the next attempt must see it: its target, and the request as it was before any attempt */
@@ -420,7 +457,8 @@ function targetList(reg: Targets, ctx: CoreContext): TargetHealth[] {
   if (r.strategy === 'lowest-latency' && out.length > 1) {
     const now = Date.now()
     // unmeasured and long-unused targets first (to measure them), then the fastest; sort is stable
-    const rank = (t: TargetHealth) => (t.latencyEwmaMs === undefined || now - t.lastUsed > LATENCY_REFRESH_MS ? -1 : t.latencyEwmaMs)
+    const rank = (t: TargetHealth) =>
+      t.latencyEwmaMs === undefined || now - t.lastUsed > LATENCY_REFRESH_MS ? -1 : t.latencyEwmaMs
     out.sort((a, b) => rank(a) - rank(b))
   }
   return out
@@ -459,10 +497,20 @@ class AttemptRun {
   firstSkip: unknown = undefined
   /** the last failed call's own answer or error, passed on as it is when it was the only call */
   last: { response?: MeshResponse; error?: unknown } | undefined = undefined
-  constructor(readonly reg: Targets, readonly list: TargetHealth[]) {}
+  constructor(
+    readonly reg: Targets,
+    readonly list: TargetHealth[],
+  ) {}
 
   record(t: TargetHealth, status: number, outcome: string, ms: number, called: boolean): void {
-    this.attempts.push({ vendor: t.vendor, model: t.model, status, outcome: outcome.slice(0, 300), ms: Math.round(ms), called })
+    this.attempts.push({
+      vendor: t.vendor,
+      model: t.model,
+      status,
+      outcome: outcome.slice(0, 300),
+      ms: Math.round(ms),
+      called,
+    })
   }
 
   /** the next target and how long to wait first: a fresh one at once, else a retry after its backoff */
@@ -481,11 +529,18 @@ class AttemptRun {
     }
     // every target cools and none was called: the one back soonest is called anyway (a cooldown
     // steers traffic between targets; it does not refuse a request that has nowhere else to go)
-    if (!fresh && this.calls === 0 && cooling.length) fresh = cooling.reduce((a, b) => (b.cooldownUntil < a.cooldownUntil ? b : a))
+    if (!fresh && this.calls === 0 && cooling.length)
+      fresh = cooling.reduce((a, b) => (b.cooldownUntil < a.cooldownUntil ? b : a))
     for (const t of cooling) {
       if (t === fresh) continue
       this.skipped.add(t)
-      this.record(t, 0, `skipped: cooling down for ${Math.max(0, Math.ceil((t.cooldownUntil - now) / 1000))} s (${t.reason})`, 0, false)
+      this.record(
+        t,
+        0,
+        `skipped: cooling down for ${Math.max(0, Math.ceil((t.cooldownUntil - now) / 1000))} s (${t.reason})`,
+        0,
+        false,
+      )
     }
     if (fresh) return { t: fresh, waitMs: 0 }
     return this.retry()
@@ -609,13 +664,23 @@ function nothingAnswered(ctx: CoreContext, run: AttemptRun): void {
     ctx.response = run.last.response
     return
   }
-  if (run.calls === 0) throw run.firstSkip ?? new UpstreamError('no target could be called for this request', 502, 'all_targets_failed')
+  if (run.calls === 0)
+    throw run.firstSkip ?? new UpstreamError('no target could be called for this request', 502, 'all_targets_failed')
   const f = run.failures
-  const status = f.every((x) => x.timeout) ? 504 : f.every((x) => x.status === 429 || x.status === 503 || x.status === 529) ? 503 : 502
-  const named = run.attempts.map((a, i) => `${i + 1}) ${a.vendor}/${a.model}: ${a.outcome}${a.called ? ` (${a.ms} ms)` : ''}`)
+  const status = f.every((x) => x.timeout)
+    ? 504
+    : f.every((x) => x.status === 429 || x.status === 503 || x.status === 529)
+      ? 503
+      : 502
+  const named = run.attempts.map(
+    (a, i) => `${i + 1}) ${a.vendor}/${a.model}: ${a.outcome}${a.called ? ` (${a.ms} ms)` : ''}`,
+  )
   const message = `no target answered (${run.calls} call${run.calls === 1 ? '' : 's'}): ${named.join('; ')}`
   const now = Date.now()
   const back = Math.min(...run.list.map((t) => (t.state === 'healthy' ? Number.POSITIVE_INFINITY : t.cooldownUntil)))
-  const headers = status === 503 && Number.isFinite(back) ? { 'retry-after': String(Math.max(1, Math.ceil((back - now) / 1000))) } : undefined
+  const headers =
+    status === 503 && Number.isFinite(back)
+      ? { 'retry-after': String(Math.max(1, Math.ceil((back - now) / 1000))) }
+      : undefined
   ctx.response = { kind: 'error', status, type: 'all_targets_failed', message, ...(headers ? { headers } : {}) }
 }

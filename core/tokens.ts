@@ -31,7 +31,9 @@ const NO_SPECIAL = { disallowedSpecial: new Set<string>() }
 function encoder(name: 'o200k' | 'cl100k'): CountFn {
   let fn = encoders[name]
   if (!fn) {
-    const mod = require(name === 'o200k' ? 'gpt-tokenizer/cjs/encoding/o200k_base' : 'gpt-tokenizer/cjs/encoding/cl100k_base') as { countTokens: (t: string, o?: unknown) => number }
+    const mod = require(
+      name === 'o200k' ? 'gpt-tokenizer/cjs/encoding/o200k_base' : 'gpt-tokenizer/cjs/encoding/cl100k_base',
+    ) as { countTokens: (t: string, o?: unknown) => number }
     fn = (text: string) => mod.countTokens(text, NO_SPECIAL)
     encoders[name] = fn
   }
@@ -45,7 +47,9 @@ export function warmTokenizer(family: 'o200k' | 'cl100k' = 'o200k'): void {
 
 /** Which tokenizer (or calibrated estimate) a model id gets. */
 export function tokenFamily(model: string): TokenFamily {
-  const m = model.toLowerCase().replace(/^(models\/|openai\/|anthropic\/|google\/|anthropic\.|us\.anthropic\.|eu\.anthropic\.)/, '')
+  const m = model
+    .toLowerCase()
+    .replace(/^(models\/|openai\/|anthropic\/|google\/|anthropic\.|us\.anthropic\.|eu\.anthropic\.)/, '')
   if (m.includes('claude')) return 'anthropic'
   if (m.startsWith('gemini') || m.startsWith('gemma') || m.startsWith('learnlm')) return 'gemini'
   if (/^(gpt-4(?!o|\.[15])|gpt-3\.5|text-embedding-(ada|3)|davinci|babbage|curie)/.test(m)) return 'cl100k'
@@ -101,7 +105,10 @@ function countRun(count: CountFn, text: string, from: number, to: number): numbe
     if (end < to) {
       // prefer a cut just before punctuation that follows a word character
       for (let j = end; j > end - 32 && j > i + 1; j--) {
-        if (!isWordChar(text.charCodeAt(j)) && isWordChar(text.charCodeAt(j - 1))) { end = j; break }
+        if (!isWordChar(text.charCodeAt(j)) && isWordChar(text.charCodeAt(j - 1))) {
+          end = j
+          break
+        }
       }
     }
     total += count(text.slice(i, end))
@@ -115,9 +122,19 @@ function countRun(count: CountFn, text: string, from: number, to: number): numbe
 interface Features {
   n: number
   /** ASCII letters, words (letter runs), digits, other ASCII punctuation, CJK/kana/hangul, other non-ASCII, whitespace */
-  letters: number; words: number; digits: number; punct: number; cjk: number; otherNonAscii: number; space: number
+  letters: number
+  words: number
+  digits: number
+  punct: number
+  cjk: number
+  otherNonAscii: number
+  space: number
   /** fractions used by the ratio models */
-  sym: number; ws: number; kana: number; han: number; hangul: number
+  sym: number
+  ws: number
+  kana: number
+  han: number
+  hangul: number
 }
 
 // the symbol set of the calibration: code and markup punctuation, not . , ' ? !
@@ -125,8 +142,18 @@ const SYM = new Uint8Array(128)
 for (const ch of '{}()[];=<>_*/\\|&^%$#@~`+:"-') SYM[ch.charCodeAt(0)] = 1
 
 function features(text: string): Features {
-  let letters = 0, words = 0, digits = 0, punct = 0, cjk = 0, other = 0, space = 0
-  let sym = 0, ws = 0, kana = 0, han = 0, hangul = 0
+  let letters = 0,
+    words = 0,
+    digits = 0,
+    punct = 0,
+    cjk = 0,
+    other = 0,
+    space = 0
+  let sym = 0,
+    ws = 0,
+    kana = 0,
+    han = 0,
+    hangul = 0
   let inWord = false
   let spaceRun = 0
   const n = text.length
@@ -141,20 +168,45 @@ function features(text: string): Features {
     } else spaceRun = 0
     if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) {
       letters++
-      if (!inWord) { words++; inWord = true }
+      if (!inWord) {
+        words++
+        inWord = true
+      }
       continue
     }
     inWord = false
     if (c >= 48 && c <= 57) digits++
     else if (c === 32 || c === 10 || c === 9 || c === 13) space++
-    else if (c < 128) { punct++; if (SYM[c]) sym++ }
-    else if (c >= 0x3040 && c <= 0x30ff) { cjk++; kana++ }
-    else if (c >= 0x4e00 && c <= 0x9fff) { cjk++; han++ }
-    else if (c >= 0xac00 && c <= 0xd7af) { cjk++; hangul++ }
-    else other++
+    else if (c < 128) {
+      punct++
+      if (SYM[c]) sym++
+    } else if (c >= 0x3040 && c <= 0x30ff) {
+      cjk++
+      kana++
+    } else if (c >= 0x4e00 && c <= 0x9fff) {
+      cjk++
+      han++
+    } else if (c >= 0xac00 && c <= 0xd7af) {
+      cjk++
+      hangul++
+    } else other++
   }
   const d = n || 1
-  return { n, letters, words, digits, punct, cjk, otherNonAscii: other, space, sym: sym / d, ws: ws / d, kana: kana / d, han: han / d, hangul: hangul / d }
+  return {
+    n,
+    letters,
+    words,
+    digits,
+    punct,
+    cjk,
+    otherNonAscii: other,
+    space,
+    sym: sym / d,
+    ws: ws / d,
+    kana: kana / d,
+    han: han / d,
+    hangul: hangul / d,
+  }
 }
 
 /**
@@ -162,7 +214,15 @@ function features(text: string): Features {
  * against o200k on the calibration corpus: held-out mean error 6.6%, p90 15%.
  */
 function charClassO200k(f: Features): number {
-  return 0.1491 * f.letters + 0.3951 * f.words + 1.7214 * f.digits + 0.5474 * f.punct + 0.7219 * f.cjk + 0.2466 * f.otherNonAscii + 0.0534 * f.space
+  return (
+    0.1491 * f.letters +
+    0.3951 * f.words +
+    1.7214 * f.digits +
+    0.5474 * f.punct +
+    0.7219 * f.cjk +
+    0.2466 * f.otherNonAscii +
+    0.0534 * f.space
+  )
 }
 
 /*
@@ -212,7 +272,8 @@ const ANTHROPIC_TOOL_PROMPT = { auto: 346, forced: 313 }
 // form /[...]{512,}/ rescanned each shorter run from every start: quadratic on near misses
 const BASE64_RUN = /[A-Za-z0-9+/_-]+={0,2}/g
 const dropBlobs = (run: string) => (run.length >= 512 ? '' : run)
-const IMAGE_PART = /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:inlineData|inline_data|fileData|file_data)"\s*:/g
+const IMAGE_PART =
+  /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:inlineData|inline_data|fileData|file_data)"\s*:/g
 
 // --- the counter ---------------------------------------------------------------------------------
 
@@ -286,7 +347,12 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
   }
 
   /** `extra` (tool calls, tool results, images, flattened): base64 payloads become image allowances */
-  function extraTokens(extra: string | undefined, family: TokenFamily, budget: { left: number }, factor: number): { tokens: number; images: number } {
+  function extraTokens(
+    extra: string | undefined,
+    family: TokenFamily,
+    budget: { left: number },
+    factor: number,
+  ): { tokens: number; images: number } {
     if (!extra) return { tokens: 0, images: 0 }
     const images = (extra.match(IMAGE_PART) ?? []).length
     const stripped = extra.length >= 512 ? extra.replace(BASE64_RUN, dropBlobs) : extra
@@ -340,7 +406,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
         }
         if (Array.isArray(prompt.tools) && prompt.tools.length) {
           const choice = (prompt.toolChoice as any)?.type
-          total += (choice === 'any' || choice === 'tool' ? ANTHROPIC_TOOL_PROMPT.forced : ANTHROPIC_TOOL_PROMPT.auto)
+          total += choice === 'any' || choice === 'tool' ? ANTHROPIC_TOOL_PROMPT.forced : ANTHROPIC_TOOL_PROMPT.auto
           total += textTokens(JSON.stringify(prompt.tools), family, budget, factor)
         }
       } else {
@@ -351,7 +417,8 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
           total += 1 + textTokens(m.text, family, budget) + e.tokens
           images += e.images
         }
-        if (prompt.tools !== undefined && prompt.tools !== null) total += textTokens(JSON.stringify(prompt.tools), family, budget)
+        if (prompt.tools !== undefined && prompt.tools !== null)
+          total += textTokens(JSON.stringify(prompt.tools), family, budget)
       }
       if (prompt.hasImages && images === 0) images = 1
       total += images * IMAGE_TOKENS[family]

@@ -142,7 +142,13 @@ export interface MeshContext {
    * treats this target and its fallbacks as equals and tries the fastest first (docs/routing.md).
    * After the call it names the target that answered (what quota and audit settle on).
    */
-  route: { vendor: string; model: string; reason?: string; fallbacks?: Array<{ vendor: string; model: string }>; strategy?: 'ordered' | 'lowest-latency' }
+  route: {
+    vendor: string
+    model: string
+    reason?: string
+    fallbacks?: Array<{ vendor: string; model: string }>
+    strategy?: 'ordered' | 'lowest-latency'
+  }
   /** estimated before the call, actual after it */
   usage: Usage
   cost: { usd: number; savedUsd: number; estimated: boolean }
@@ -217,7 +223,12 @@ export interface PluginCommand {
   name: string
   description: string
   options?: Array<{ flags: string; description: string; default?: unknown }>
-  run: (input: { mesh: Mesh; args: string[]; options: Record<string, any>; print: (line: string) => void }) => Promise<number | void> | number | void
+  run: (input: {
+    mesh: Mesh
+    args: string[]
+    options: Record<string, any>
+    print: (line: string) => void
+  }) => Promise<number | void> | number | void
 }
 
 export interface Plugin {
@@ -269,7 +280,14 @@ export interface Vendor {
    * the vendor's own deployments (keys, base URLs) and their health, for
    * `GET /agentmesh/admin/targets`; vendors with one deployment leave it out
    */
-  targets?: () => Array<{ id: string; state: string; failures: number; inFlight: number; latencyEwmaMs?: number; cooldownUntil?: number }>
+  targets?: () => Array<{
+    id: string
+    state: string
+    failures: number
+    inFlight: number
+    latencyEwmaMs?: number
+    cooldownUntil?: number
+  }>
 }
 
 export type IdentityResolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity | MeshResponse>
@@ -293,8 +311,27 @@ export interface MeshEvents {
   cache_hit: { id: string; kind: 'exact' | 'semantic'; similarity?: number; savedTokens: number; savedUsd: number }
   /** kind: which cache missed; reason: why, when it is worth saying ('roles differ', 'retry', 'no-cache') */
   cache_miss: { id: string; kind?: 'exact' | 'semantic'; reason?: string; similarity?: number }
-  llm_call: { id: string; vendor: string; model: string; status: number; latencyMs: number; usage: Usage; costUsd: number; stream: boolean }
-  response: { id: string; status: number; cache: CacheStatus; latencyMs: number; identity: Identity; vendor: string; model: string; tokens: number; costUsd: number }
+  llm_call: {
+    id: string
+    vendor: string
+    model: string
+    status: number
+    latencyMs: number
+    usage: Usage
+    costUsd: number
+    stream: boolean
+  }
+  response: {
+    id: string
+    status: number
+    cache: CacheStatus
+    latencyMs: number
+    identity: Identity
+    vendor: string
+    model: string
+    tokens: number
+    costUsd: number
+  }
   error: { id: string; status: number; type: string; message: string; plugin?: string }
   config_reload: { plugins: string[] }
   /**
@@ -302,14 +339,27 @@ export interface MeshEvents {
    * answered 429, or failed `failures` times in the window, or its half-open probe failed;
    * `shared`: another instance put it there (redis storage)
    */
-  target_cooldown: { target: string; vendor: string; model: string; until: number; failures: number; reason: string; shared?: boolean }
+  target_cooldown: {
+    target: string
+    vendor: string
+    model: string
+    until: number
+    failures: number
+    reason: string
+    shared?: boolean
+  }
   /** a target's half-open probe (or any call) succeeded after a cooldown */
   target_recovered: { target: string; vendor: string; model: string; downMs: number }
   [custom: `x-${string}`]: Record<string, unknown>
 }
 export type MeshEventName = keyof MeshEvents
 /** `id`: the bus's sequence number, what SSE clients resume from with Last-Event-ID */
-export interface MeshEvent<K extends MeshEventName = MeshEventName> { id?: number; type: K; time: number; data: MeshEvents[K] }
+export interface MeshEvent<K extends MeshEventName = MeshEventName> {
+  id?: number
+  type: K
+  time: number
+  data: MeshEvents[K]
+}
 
 export interface Logger {
   info: (msg: string, data?: Record<string, unknown>) => void
@@ -327,7 +377,12 @@ export interface Counters {
    * Atomically add delta to every key only if, for each i, value(keys[i]) + delta <= limits[i].
    * Returns ok and the values after (ok) or before (refused).
    */
-  reserve(keys: string[], delta: number, limits: number[], ttlSeconds: number[]): Promise<{ ok: boolean; values: number[] }>
+  reserve(
+    keys: string[],
+    delta: number,
+    limits: number[],
+    ttlSeconds: number[],
+  ): Promise<{ ok: boolean; values: number[] }>
   del(key: string): Promise<void>
 }
 
@@ -388,7 +443,11 @@ export interface Mesh {
    */
   fetch?(request: Request): Promise<Response>
   /** extra HTTP routes (admin APIs, dashboards): method, path (rou3 syntax), handler */
-  addRoute(method: string, path: string, handler: (request: Request, params: Record<string, string>) => Response | Promise<Response>): void
+  addRoute(
+    method: string,
+    path: string,
+    handler: (request: Request, params: Record<string, string>) => Response | Promise<Response>,
+  ): void
   /** register work to await at shutdown (flush queues) */
   onClose(fn: () => void | Promise<void>): void
   /**
@@ -516,7 +575,8 @@ export interface MeshConfig {
   hooks?: PluginHooks
 }
 
-export interface ResolvedMeshConfig extends Required<Pick<MeshConfig, 'port' | 'host' | 'dataDir' | 'plugins' | 'trustIdentityHeaders'>> {
+export interface ResolvedMeshConfig
+  extends Required<Pick<MeshConfig, 'port' | 'host' | 'dataDir' | 'plugins' | 'trustIdentityHeaders'>> {
   /** the preset the config is built on (its first named layer), 'none' without one */
   preset: PresetName | 'none' | (string & {})
   storage: StorageConfig

@@ -11,13 +11,25 @@ import { clientGone, onClientGone } from './client.ts'
 import type { MeshContext, UpstreamResponse } from './types.ts'
 
 export class UpstreamError extends Error {
-  constructor(message: string, readonly status: number, readonly type: string) {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly type: string,
+  ) {
     super(message)
   }
 }
 
 // hop-by-hop and framing headers: the proxy's own server sets these for the client
-const DROP = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'connection', 'keep-alive', 'date', 'server'])
+const DROP = new Set([
+  'content-length',
+  'content-encoding',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'date',
+  'server',
+])
 
 const pools = new Map<string, Pool>()
 function poolFor(origin: string): Pool {
@@ -82,7 +94,13 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
         if (code < 300 && ctx.prompt.stream && (headers['content-type'] ?? '').includes('text/event-stream')) {
           resume = resumeFn
           // undici pauses when push() says the client is slow, and resumes when it reads again
-          stream = new Readable({ read: () => resume?.(), destroy: (err, cb) => { if (!finished) abort?.(err ?? new Error('stream closed')); cb(err) } })
+          stream = new Readable({
+            read: () => resume?.(),
+            destroy: (err, cb) => {
+              if (!finished) abort?.(err ?? new Error('stream closed'))
+              cb(err)
+            },
+          })
           // answered at its first byte, not its headers: a stream that fails or times out before
           // then is a rejection, which the core may retry (nothing has reached the client)
         } else chunks = []
@@ -124,7 +142,15 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
     for (const k in call.headers) if (k !== 'accept-encoding') head.push(k, call.headers[k]!)
     try {
       poolFor(origin).dispatch(
-        { origin, path, method: (call.method ?? 'POST') as Dispatcher.HttpMethod, headers: head, body: call.body, headersTimeout: timeout, bodyTimeout: timeout },
+        {
+          origin,
+          path,
+          method: (call.method ?? 'POST') as Dispatcher.HttpMethod,
+          headers: head,
+          body: call.body,
+          headersTimeout: timeout,
+          bodyTimeout: timeout,
+        },
         handler,
       )
     } catch (err) {
@@ -151,9 +177,18 @@ function toUpstreamError(err: unknown, ctx: MeshContext, origin: string, streamS
   if (clientGone(ctx)) return new UpstreamError('client closed the request', 499, 'client_closed_request')
   const host = origin.replace(/^[a-z]+:\/\//i, '')
   if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
-    return new UpstreamError(`upstream ${host} did not answer within ${ctx.mesh.config.limits.upstreamTimeoutMs} ms`, 504, 'upstream_timeout')
+    return new UpstreamError(
+      `upstream ${host} did not answer within ${ctx.mesh.config.limits.upstreamTimeoutMs} ms`,
+      504,
+      'upstream_timeout',
+    )
   }
   const code = (err as any)?.code ?? (err as any)?.cause?.code ?? ''
-  if (streamStarted) return new UpstreamError(`upstream ${host} stream failed before its first byte${code ? ` (${code})` : ''}`, 502, 'upstream_stream_error')
+  if (streamStarted)
+    return new UpstreamError(
+      `upstream ${host} stream failed before its first byte${code ? ` (${code})` : ''}`,
+      502,
+      'upstream_stream_error',
+    )
   return new UpstreamError(`upstream ${host} unreachable${code ? ` (${code})` : ''}`, 502, 'upstream_unreachable')
 }

@@ -78,7 +78,8 @@ export interface HttpVendorSpec {
 export function clientCredential(ctx: MeshContext): { header: string; value: string } | undefined {
   const h = ctx.request.headers
   const auth = h.get('authorization')
-  if (auth && /^Bearer\s+/i.test(auth) && !isVirtualKey(auth.replace(/^Bearer\s+/i, ''))) return { header: 'authorization', value: auth }
+  if (auth && /^Bearer\s+/i.test(auth) && !isVirtualKey(auth.replace(/^Bearer\s+/i, '')))
+    return { header: 'authorization', value: auth }
   for (const header of ['x-api-key', 'x-goog-api-key']) {
     const v = h.get(header)
     if (v && !isVirtualKey(v)) return { header, value: v }
@@ -91,7 +92,32 @@ const isVirtualKey = (k: string) => k.trim().startsWith('am-')
 
 // not forwarded: hop-by-hop and framing (the proxy's own connection to the vendor sets them),
 // credentials (chosen below), browser context, and AgentMesh's own headers
-const NOT_FORWARDED = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'accept-encoding', 'expect', 'authorization', 'x-api-key', 'x-goog-api-key', 'cookie', 'origin', 'referer', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'])
+const NOT_FORWARDED = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'accept-encoding',
+  'expect',
+  'authorization',
+  'x-api-key',
+  'x-goog-api-key',
+  'cookie',
+  'origin',
+  'referer',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+])
 
 /**
  * The client's request headers that go to the vendor unchanged: user-agent, x-stainless-*, betas,
@@ -129,7 +155,8 @@ export function upstreamBody(ctx: MeshContext, model = ctx.route.model): string 
   return ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody
 }
 
-const pathFor = (path: string | ((ctx: MeshContext) => string), ctx: MeshContext) => (typeof path === 'string' ? path : path(ctx))
+const pathFor = (path: string | ((ctx: MeshContext) => string), ctx: MeshContext) =>
+  typeof path === 'string' ? path : path(ctx)
 
 /** A deployment as the vendor code calls it: a base URL and the key for it. */
 interface Target {
@@ -140,7 +167,8 @@ interface Target {
 export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOptions = {}): Plugin {
   const listed = deploymentList(spec.name, options)
   for (const url of [options.baseURL, ...listed.map((d) => d.baseURL)]) {
-    if (url !== undefined && !/^https?:\/\//.test(url)) throw new Error(`${spec.name}: baseURL must be an http(s) URL, got "${url}"`)
+    if (url !== undefined && !/^https?:\/\//.test(url))
+      throw new Error(`${spec.name}: baseURL must be an http(s) URL, got "${url}"`)
   }
   return {
     name: `vendor:${spec.name}`,
@@ -148,22 +176,46 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
     options: shownOptions(spec, options, listed),
     setup(mesh: Mesh) {
       const conf = (mesh.config.vendors as Record<string, VendorConfig | undefined>)[spec.name] ?? {}
-      const baseOf = (url: string) => (spec.baseAsGiven ? url.replace(/\/+$/, '') : url.replace(/\/+$/, '').replace(/\/v1(beta)?$/, ''))
-      const base = baseOf(options.baseURL ?? conf.baseURL ?? process.env[`AGENTMESH_${envName(spec.name)}_BASE_URL`] ?? spec.defaultBaseURL)
+      const baseOf = (url: string) =>
+        spec.baseAsGiven ? url.replace(/\/+$/, '') : url.replace(/\/+$/, '').replace(/\/v1(beta)?$/, '')
+      const base = baseOf(
+        options.baseURL ??
+          conf.baseURL ??
+          process.env[`AGENTMESH_${envName(spec.name)}_BASE_URL`] ??
+          spec.defaultBaseURL,
+      )
       const configured = options.apiKey ?? conf.apiKey ?? (spec.keyEnv ? process.env[spec.keyEnv] : undefined)
-      const targets: Target[] = listed.map((d) => ({ base: d.baseURL ? baseOf(d.baseURL) : base, key: d.apiKey ?? configured }))
+      const targets: Target[] = listed.map((d) => ({
+        base: d.baseURL ? baseOf(d.baseURL) : base,
+        key: d.apiKey ?? configured,
+      }))
       // one deployment (the usual case) is called directly: no balancer on the hot path
       const single: Target = targets.length === 1 ? targets[0]! : { base, key: configured }
-      const pool = targets.length > 1 ? createBalancer(mesh, spec.name, targets.map((t, i) => ({ ...t, weight: listed[i]!.weight ?? 1 })), options.cooldown) : undefined
+      const pool =
+        targets.length > 1
+          ? createBalancer(
+              mesh,
+              spec.name,
+              targets.map((t, i) => ({ ...t, weight: listed[i]!.weight ?? 1 })),
+              options.cooldown,
+            )
+          : undefined
       const models = [...spec.models, ...(options.models ?? [])]
       const forward = mesh.config.forwardClientKeys
       /** the client's headers, then the vendor's own (version, key) over them */
-      const headersFor = (ctx: MeshContext, configuredKey: string | undefined): { key: string | undefined; headers: Record<string, string> } => {
+      const headersFor = (
+        ctx: MeshContext,
+        configuredKey: string | undefined,
+      ): { key: string | undefined; headers: Record<string, string> } => {
         const headers = forwardedHeaders(ctx)
         if (configuredKey || spec.withoutKey === 'none') return { key: configuredKey, headers }
         if (!forward) {
           // a shared deployment never spends a client's own key, and never calls without one
-          throw new UpstreamError(`no API key is configured for ${spec.name}: set ${spec.keyEnv ?? 'its apiKey option'} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`, 503, 'vendor_key_missing')
+          throw new UpstreamError(
+            `no API key is configured for ${spec.name}: set ${spec.keyEnv ?? 'its apiKey option'} or vendors.${spec.name}.apiKey (this deployment does not forward clients' keys)`,
+            503,
+            'vendor_key_missing',
+          )
         }
         const own = clientCredential(ctx)
         // a Bearer token (an OAuth one for a Claude subscription or Google) stays a Bearer
@@ -180,7 +232,11 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         const r = spec.request(ctx, key)
         Object.assign(headers, r.headers)
         headers['content-type'] ??= 'application/json'
-        return callUpstream(ctx, { url: t.base + (path ?? r.path), headers, body: upstreamBody(ctx, spec.upstreamModel?.(ctx)) })
+        return callUpstream(ctx, {
+          url: t.base + (path ?? r.path),
+          headers,
+          body: upstreamBody(ctx, spec.upstreamModel?.(ctx)),
+        })
       }
       const forwardAs = (ctx: MeshContext, t: Target, { method, path }: { method: string; path: string }) => {
         const { key, headers } = headersFor(ctx, t.key)
@@ -190,7 +246,9 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         if (body) headers['content-type'] ??= 'application/json'
         return callUpstream(ctx, { url: t.base + path, method, headers, body })
       }
-      const via = pool ? (fn: (t: Target) => Promise<UpstreamResponse>) => pool.run(fn) : (fn: (t: Target) => Promise<UpstreamResponse>) => fn(single)
+      const via = pool
+        ? (fn: (t: Target) => Promise<UpstreamResponse>) => pool.run(fn)
+        : (fn: (t: Target) => Promise<UpstreamResponse>) => fn(single)
       const embeddingsPath = spec.embeddingsPath
       const countPath = spec.countTokensPath
       mesh.registerVendor({
@@ -200,8 +258,13 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         handles: (m) => spec.handles(m) || models.includes(m),
         models: () => models,
         call: pool ? (ctx) => pool.run((t) => callWith(ctx, t)) : (ctx) => callWith(ctx, single),
-        embeddings: embeddingsPath ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(embeddingsPath, ctx), forwardedQuery(ctx)))) : undefined,
-        countTokens: countPath && (pool || single.key) ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(countPath, ctx), forwardedQuery(ctx)))) : undefined,
+        embeddings: embeddingsPath
+          ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(embeddingsPath, ctx), forwardedQuery(ctx))))
+          : undefined,
+        countTokens:
+          countPath && (pool || single.key)
+            ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(countPath, ctx), forwardedQuery(ctx))))
+            : undefined,
         forward: spec.forwardState ? (ctx, call) => via((t) => forwardAs(ctx, t, call)) : undefined,
         targets: pool ? () => pool.targets() : undefined,
       })
@@ -210,7 +273,8 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
 }
 
 /** a path that may have its own query (Azure's api-version), and the client's */
-const withQuery = (path: string, query: string) => (query && path.includes('?') ? `${path}&${query.slice(1)}` : path + query)
+const withQuery = (path: string, query: string) =>
+  query && path.includes('?') ? `${path}&${query.slice(1)}` : path + query
 
 /** What a response says when its model has no price: the $0 is a missing price, not a free call. */
 export const UNPRICED_HEADER = 'x-agentmesh-price'
@@ -226,14 +290,19 @@ const envName = (name: string) => name.toUpperCase().replace(/[^A-Z0-9]/g, '_')
 
 /** `deployments`, or `apiKeys` as deployments of the one base URL; [] for the plain single-key config. */
 function deploymentList(vendor: string, options: HttpVendorOptions): Deployment[] {
-  if (options.deployments !== undefined && options.apiKeys !== undefined) throw new Error(`${vendor}: give \`deployments\` or \`apiKeys\`, not both`)
+  if (options.deployments !== undefined && options.apiKeys !== undefined)
+    throw new Error(`${vendor}: give \`deployments\` or \`apiKeys\`, not both`)
   const list: Deployment[] | undefined = options.deployments ?? options.apiKeys?.map((apiKey) => ({ apiKey }))
   if (list === undefined) return []
-  if (!Array.isArray(list) || list.length === 0) throw new Error(`${vendor}: \`deployments\` (or \`apiKeys\`) must be a non-empty array`)
+  if (!Array.isArray(list) || list.length === 0)
+    throw new Error(`${vendor}: \`deployments\` (or \`apiKeys\`) must be a non-empty array`)
   list.forEach((d, i) => {
-    if (!d || typeof d !== 'object') throw new Error(`${vendor}: deployments[${i}] must be an object { apiKey?, baseURL?, weight? }`)
-    if (d.apiKey !== undefined && (typeof d.apiKey !== 'string' || !d.apiKey)) throw new Error(`${vendor}: deployments[${i}].apiKey must be a non-empty string`)
-    if (d.weight !== undefined && !(typeof d.weight === 'number' && d.weight > 0 && Number.isFinite(d.weight))) throw new Error(`${vendor}: deployments[${i}].weight must be a positive number, got ${String(d.weight)}`)
+    if (!d || typeof d !== 'object')
+      throw new Error(`${vendor}: deployments[${i}] must be an object { apiKey?, baseURL?, weight? }`)
+    if (d.apiKey !== undefined && (typeof d.apiKey !== 'string' || !d.apiKey))
+      throw new Error(`${vendor}: deployments[${i}].apiKey must be a non-empty string`)
+    if (d.weight !== undefined && !(typeof d.weight === 'number' && d.weight > 0 && Number.isFinite(d.weight)))
+      throw new Error(`${vendor}: deployments[${i}].weight must be a positive number, got ${String(d.weight)}`)
   })
   return list
 }
@@ -280,7 +349,12 @@ class DeploymentState implements Target {
   latencyEwmaMs: number | undefined = undefined
   /** smooth weighted round robin's running score */
   current = 0
-  constructor(readonly id: string, readonly base: string, readonly key: string | undefined, readonly weight: number) {}
+  constructor(
+    readonly id: string,
+    readonly base: string,
+    readonly key: string | undefined,
+    readonly weight: number,
+  ) {}
 }
 
 /** Retry-After as ms: OpenAI's `retry-after-ms`, or `retry-after` in seconds or as an HTTP date. */
@@ -304,7 +378,12 @@ const EWMA_ALPHA = 0.2
  * failures within `windowMs` do too. When the time is up, one request goes through as a probe
  * (half-open): success makes it healthy again, failure cools it down again.
  */
-function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { weight: number }>, opts: CooldownOptions = {}) {
+function createBalancer(
+  mesh: Mesh,
+  vendor: string,
+  targets: Array<Target & { weight: number }>,
+  opts: CooldownOptions = {},
+) {
   const limit = opts.failures ?? 3
   const windowMs = opts.windowMs ?? 60_000
   const coolMs = opts.ms ?? 30_000
@@ -348,7 +427,14 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
     if (!d.cooledAt) d.cooledAt = Date.now()
     mesh.log.warn(`${vendor} deployment ${d.id} cools down for ${Math.ceil(Math.min(ms, maxMs) / 1000)} s: ${reason}`)
     // the attempt loop's events; a deployment serves every model of its vendor: '*'
-    mesh.emit('target_cooldown', { target: `${vendor}/${d.id}`, vendor, model: '*', until: d.cooldownUntil, failures: d.failures, reason })
+    mesh.emit('target_cooldown', {
+      target: `${vendor}/${d.id}`,
+      vendor,
+      model: '*',
+      until: d.cooldownUntil,
+      failures: d.failures,
+      reason,
+    })
   }
 
   function failed(d: DeploymentState, reason: string, retryAfter?: number) {
@@ -360,7 +446,8 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
     d.failures++
     if (retryAfter !== undefined) coolDown(d, retryAfter, reason)
     else if (d.probing) coolDown(d, coolMs, `probe failed: ${reason}`)
-    else if (d.failures >= limit) coolDown(d, coolMs, `${d.failures} failures within ${windowMs / 1000} s, the last: ${reason}`)
+    else if (d.failures >= limit)
+      coolDown(d, coolMs, `${d.failures} failures within ${windowMs / 1000} s, the last: ${reason}`)
   }
 
   function succeeded(d: DeploymentState) {
@@ -388,7 +475,11 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
       const d = pick(Date.now())
       if (!d) {
         const next = Math.max(0, Math.min(...list.map((x) => x.cooldownUntil)) - Date.now())
-        throw new UpstreamError(`every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`, 503, 'vendor_cooling_down')
+        throw new UpstreamError(
+          `every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`,
+          503,
+          'vendor_cooling_down',
+        )
       }
       if (d.state !== 'healthy') {
         d.state = 'half-open'
@@ -411,7 +502,8 @@ function createBalancer(mesh: Mesh, vendor: string, targets: Array<Target & { we
       d.latencyEwmaMs = d.latencyEwmaMs === undefined ? ms : d.latencyEwmaMs + EWMA_ALPHA * (ms - d.latencyEwmaMs)
       judge(d, res)
       // a stream is in flight until it ends or is torn down
-      if (res.stream && typeof (res.body as Readable).once === 'function') (res.body as Readable).once('close', () => d.inFlight--)
+      if (res.stream && typeof (res.body as Readable).once === 'function')
+        (res.body as Readable).once('close', () => d.inFlight--)
       else d.inFlight--
       return res
     },

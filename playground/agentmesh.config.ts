@@ -6,7 +6,5 @@ import { blockWords } from './plugins/block-words.ts'
 export default defineConfig({
   preset: 'demo',
   port: 8080,
-  plugins: [
-    blockWords({ words: ['project-atlas', 'password'] }),
-  ],
+  plugins: [blockWords({ words: ['project-atlas', 'password'] })],
 })

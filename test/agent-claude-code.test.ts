@@ -12,8 +12,6 @@ import { clearVendorEnv, startMockAndProxy, startProxy, type Proxy } from './hel
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { runClaude } from './helpers/agents.ts'
 
-
-
 beforeAll(() => clearVendorEnv())
 
 describe('claude -p through AgentMesh', () => {
@@ -40,7 +38,14 @@ describe('claude -p through AgentMesh', () => {
     const got: Array<{ raw: string; search: string }> = []
     beforeAll(async () => {
       // what the proxy received, to compare with what the vendor received
-      const capture = definePlugin({ name: 'capture', hooks: { beforeRequest: (ctx) => { got.push({ raw: ctx.request.rawBody, search: ctx.request.search }) } } })
+      const capture = definePlugin({
+        name: 'capture',
+        hooks: {
+          beforeRequest: (ctx) => {
+            got.push({ raw: ctx.request.rawBody, search: ctx.request.search })
+          },
+        },
+      })
       ;({ mock, proxy } = await startMockAndProxy({ keys: false, config: { plugins: [capture] } }))
     })
     afterAll(async () => {
@@ -76,7 +81,10 @@ describe('claude -p through AgentMesh', () => {
       const home = mkdtempSync(join(tmpdir(), 'claude-home-'))
       const vendor = await thinkingVendor(join(home, 'note.txt'))
       const dataDir = mkdtempSync(join(tmpdir(), 'claude-proxy-'))
-      const proxy = await startProxy({ preset: 'solo', dataDir, vendors: { anthropic: { baseURL: vendor.url } } }, { features: true })
+      const proxy = await startProxy(
+        { preset: 'solo', dataDir, vendors: { anthropic: { baseURL: vendor.url } } },
+        { features: true },
+      )
       try {
         writeFileSync(join(home, 'note.txt'), 'the first note')
         const first = await runClaude(proxy.url, 'What does note.txt say?', { home })
@@ -93,10 +101,15 @@ describe('claude -p through AgentMesh', () => {
         expect(second.stdout).toContain('the second note')
         expect(vendor.rejected).toEqual([])
         expect(proxy.events.some((e) => e.type === 'cache_hit' && (e.data as any).kind === 'exact')).toBe(true)
-        const afterTool = vendor.received.slice(seenBefore).filter((b) => lastToolResult(b)?.includes('the second note'))
+        const afterTool = vendor.received
+          .slice(seenBefore)
+          .filter((b) => lastToolResult(b)?.includes('the second note'))
         expect(afterTool.length).toBeGreaterThan(0)
         for (const b of afterTool) {
-          const turn = b.messages.findLast((m: any) => m.role === 'assistant' && Array.isArray(m.content) && m.content.some((c: any) => c.type === 'tool_use'))
+          const turn = b.messages.findLast(
+            (m: any) =>
+              m.role === 'assistant' && Array.isArray(m.content) && m.content.some((c: any) => c.type === 'tool_use'),
+          )
           expect(turn.content[0]).toMatchObject({ type: 'thinking', signature: expect.stringMatching(/^sig-/) })
         }
       } finally {
@@ -106,7 +119,10 @@ describe('claude -p through AgentMesh', () => {
       // the audit entries name Claude Code's session
       const sessions = vendor.sessions
       expect(sessions.size).toBe(2)
-      const log = readdirSync(join(dataDir, 'audit')).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(join(dataDir, 'audit', f), 'utf8')).join('')
+      const log = readdirSync(join(dataDir, 'audit'))
+        .filter((f) => f.endsWith('.jsonl'))
+        .map((f) => readFileSync(join(dataDir, 'audit', f), 'utf8'))
+        .join('')
       for (const id of sessions) expect(log).toContain(`"session":"${id}"`)
     })
   })
@@ -124,7 +140,9 @@ function lastToolResult(body: any): string | undefined {
  * tool_use must start with a thinking block carrying a signature this vendor issued, or the call
  * is a 400. It asks to Read the note, then answers with what the tool returned.
  */
-async function thinkingVendor(notePath: string): Promise<{ url: string; received: any[]; rejected: string[]; sessions: Set<string>; close(): Promise<void> }> {
+async function thinkingVendor(
+  notePath: string,
+): Promise<{ url: string; received: any[]; rejected: string[]; sessions: Set<string>; close(): Promise<void> }> {
   const received: any[] = []
   const rejected: string[] = []
   const sessions = new Set<string>()
@@ -134,15 +152,20 @@ async function thinkingVendor(notePath: string): Promise<{ url: string; received
     let raw = ''
     req.on('data', (d) => (raw += d))
     req.on('end', () => {
-      const json = (status: number, value: unknown) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(value)) }
-      if (!req.url?.startsWith('/v1/messages')) return json(404, { type: 'error', error: { type: 'not_found_error', message: 'not found' } })
+      const json = (status: number, value: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(value))
+      }
+      if (!req.url?.startsWith('/v1/messages'))
+        return json(404, { type: 'error', error: { type: 'not_found_error', message: 'not found' } })
       const body = JSON.parse(raw)
       if (req.url.includes('count_tokens')) return json(200, { input_tokens: 100 })
       received.push(body)
       const session = req.headers['x-claude-code-session-id']
       if (typeof session === 'string') sessions.add(session)
       for (const [i, m] of (body.messages ?? []).entries()) {
-        if (m.role !== 'assistant' || !Array.isArray(m.content) || !m.content.some((c: any) => c.type === 'tool_use')) continue
+        if (m.role !== 'assistant' || !Array.isArray(m.content) || !m.content.some((c: any) => c.type === 'tool_use'))
+          continue
         const first = m.content[0]
         if (first?.type !== 'thinking' || !issued.has(first.signature)) {
           const message = `messages.${i}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${first?.type}\`. When \`thinking\` is enabled, a final \`assistant\` message must start with a thinking block.`
@@ -157,33 +180,57 @@ async function thinkingVendor(notePath: string): Promise<{ url: string; received
       const wantsRead = result === undefined && (body.tools ?? []).some((t: any) => t.name === 'Read')
       const content = wantsRead
         ? [thinking, { type: 'tool_use', id: `toolu_${n}`, name: 'Read', input: { file_path: notePath } }]
-        : result !== undefined ? [thinking, { type: 'text', text: `The file says: ${result}` }] : [{ type: 'text', text: 'ok' }]
-      const message = { id: `msg_${n}`, type: 'message', role: 'assistant', model: body.model, content, stop_reason: wantsRead ? 'tool_use' : 'end_turn', stop_sequence: null, usage: { input_tokens: 200, output_tokens: 30, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 } }
+        : result !== undefined
+          ? [thinking, { type: 'text', text: `The file says: ${result}` }]
+          : [{ type: 'text', text: 'ok' }]
+      const message = {
+        id: `msg_${n}`,
+        type: 'message',
+        role: 'assistant',
+        model: body.model,
+        content,
+        stop_reason: wantsRead ? 'tool_use' : 'end_turn',
+        stop_sequence: null,
+        usage: { input_tokens: 200, output_tokens: 30, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+      }
       if (!body.stream) return json(200, message)
       res.writeHead(200, { 'content-type': 'text/event-stream' })
-      const ev = (type: string, data: object) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`)
-      ev('message_start', { message: { ...message, content: [], stop_reason: null, usage: { ...message.usage, output_tokens: 1 } } })
+      const ev = (type: string, data: object) =>
+        res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`)
+      ev('message_start', {
+        message: { ...message, content: [], stop_reason: null, usage: { ...message.usage, output_tokens: 1 } },
+      })
       content.forEach((block: any, index) => {
         if (block.type === 'thinking') {
           ev('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } })
           ev('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: block.thinking } })
           ev('content_block_delta', { index, delta: { type: 'signature_delta', signature: block.signature } })
-        }
-        else if (block.type === 'tool_use') {
+        } else if (block.type === 'tool_use') {
           ev('content_block_start', { index, content_block: { ...block, input: {} } })
-          ev('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input) } })
-        }
-        else {
+          ev('content_block_delta', {
+            index,
+            delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input) },
+          })
+        } else {
           ev('content_block_start', { index, content_block: { type: 'text', text: '' } })
           ev('content_block_delta', { index, delta: { type: 'text_delta', text: block.text } })
         }
         ev('content_block_stop', { index })
       })
-      ev('message_delta', { delta: { stop_reason: message.stop_reason, stop_sequence: null }, usage: { output_tokens: 30 } })
+      ev('message_delta', {
+        delta: { stop_reason: message.stop_reason, stop_sequence: null },
+        usage: { output_tokens: 30 },
+      })
       ev('message_stop', {})
       res.end()
     })
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, rejected, sessions, close: () => new Promise((r) => server.close(() => r())) }
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    rejected,
+    sessions,
+    close: () => new Promise((r) => server.close(() => r())),
+  }
 }

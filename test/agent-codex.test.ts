@@ -11,8 +11,6 @@ import { MOCK_ENCRYPTED } from './helpers/mock-responses.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { runCodex } from './helpers/agents.ts'
 
-
-
 beforeAll(() => clearVendorEnv())
 
 describe('codex exec through AgentMesh', () => {
@@ -36,7 +34,14 @@ describe('codex exec through AgentMesh', () => {
     let proxy: Proxy
     const got: string[] = []
     beforeAll(async () => {
-      const capture = definePlugin({ name: 'capture', hooks: { beforeRequest: (ctx) => { got.push(ctx.request.rawBody) } } })
+      const capture = definePlugin({
+        name: 'capture',
+        hooks: {
+          beforeRequest: (ctx) => {
+            got.push(ctx.request.rawBody)
+          },
+        },
+      })
       ;({ mock, proxy } = await startMockAndProxy({ keys: false, config: { plugins: [capture] } }))
     })
     afterAll(async () => {
@@ -77,7 +82,11 @@ describe('the OpenAI Agents SDK through AgentMesh', () => {
       setTracingDisabled(true)
       setOpenAIAPI('responses')
       // @openai/agents bundles its own copy of openai: the classes differ by their private fields only
-      setDefaultOpenAIClient(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-agents-test', maxRetries: 0 }) as unknown as Parameters<typeof setDefaultOpenAIClient>[0])
+      setDefaultOpenAIClient(
+        new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-agents-test', maxRetries: 0 }) as unknown as Parameters<
+          typeof setDefaultOpenAIClient
+        >[0],
+      )
       const calls: string[] = []
       const getWeather = tool({
         name: 'get_weather',
@@ -88,13 +97,20 @@ describe('the OpenAI Agents SDK through AgentMesh', () => {
           return `sunny in ${city}`
         },
       })
-      const agent = new Agent({ name: 'weather', instructions: 'Answer with the weather.', model: 'gpt-5-mini', tools: [getWeather] })
+      const agent = new Agent({
+        name: 'weather',
+        instructions: 'Answer with the weather.',
+        model: 'gpt-5-mini',
+        tools: [getWeather],
+      })
       const result = await run(agent, 'What is the weather in Paris?')
       expect(calls).toEqual(['Paris'])
       expect(result.finalOutput).toBe('tool said: sunny in Paris')
       const sent = mock.received.filter((r) => r.path === '/v1/responses')
       expect(sent.length).toBe(2)
-      expect(sent[1]!.body.input.some((i: any) => i.type === 'function_call_output' && i.output === 'sunny in Paris')).toBe(true)
+      expect(
+        sent[1]!.body.input.some((i: any) => i.type === 'function_call_output' && i.output === 'sunny in Paris'),
+      ).toBe(true)
       expect(proxy.events.filter((e) => e.type === 'response').map((e) => (e.data as any).status)).toEqual([200, 200])
     } finally {
       await proxy.close()

@@ -1,16 +1,49 @@
 // The audit log on the fs store: format, chain, signatures, and each kind of tampering caught at
 // the right line.
-import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
-  AuditWriter, canonicalJson, formatVerifyResult, fsStore, GENESIS, listLogFiles, loadPublicKeys, loadSigner, makeSigner, parseLine,
-  parsePrivateKey, seal, sealEntry, verifyAuditDir, verifyLog, fsLogSource,
+  AuditWriter,
+  canonicalJson,
+  formatVerifyResult,
+  fsStore,
+  GENESIS,
+  listLogFiles,
+  loadPublicKeys,
+  loadSigner,
+  makeSigner,
+  parseLine,
+  parsePrivateKey,
+  seal,
+  sealEntry,
+  verifyAuditDir,
+  verifyLog,
+  fsLogSource,
 } from '../plugins/audit/index.ts'
 import { generateKeyPairSync } from 'node:crypto'
 import { scrub, REDACTED } from '../plugins/audit/entry.ts'
-import { hashOf, readSingleLog, recordOf, reseal, sampleEntry, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
+import {
+  hashOf,
+  readSingleLog,
+  recordOf,
+  reseal,
+  sampleEntry,
+  tempDir,
+  writeEntries,
+  writeLines,
+} from './audit-helpers.ts'
 
 const dirs: string[] = []
 function newDir() {
@@ -38,7 +71,11 @@ describe('format', () => {
     const secret = 'sk-live-0123456789abcdefghij'
     const clean = { a: 'no secrets here at all', b: [{ c: 'nor here, just words' }], n: 1 }
     expect(scrub(clean, [secret])).toBe(clean)
-    const dirty = { a: 'fine text', nested: { list: ['ok', `key=${secret}`], keep: { x: 'untouched text' } }, [secret]: 1 }
+    const dirty = {
+      a: 'fine text',
+      nested: { list: ['ok', `key=${secret}`], keep: { x: 'untouched text' } },
+      [secret]: 1,
+    }
     const out = scrub(dirty, [secret]) as any
     expect(out).not.toBe(dirty)
     expect(out.nested.list[1]).toBe(`key=${REDACTED}`)
@@ -47,8 +84,12 @@ describe('format', () => {
     expect(dirty.nested.list[1]).toContain(secret) // the input is not modified
   })
   it('canonical JSON sorts keys at every level and drops undefined', () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: undefined }], c: 'x' }, u: undefined })).toBe('{"a":{"c":"x","d":[3,{"z":1}]},"b":1}')
-    expect(canonicalJson({ n: 0.1 + 0.2, s: 'é\n"', t: new Date(0) })).toBe('{"n":0.30000000000000004,"s":"é\\n\\"","t":"1970-01-01T00:00:00.000Z"}')
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: undefined }], c: 'x' }, u: undefined })).toBe(
+      '{"a":{"c":"x","d":[3,{"z":1}]},"b":1}',
+    )
+    expect(canonicalJson({ n: 0.1 + 0.2, s: 'é\n"', t: new Date(0) })).toBe(
+      '{"n":0.30000000000000004,"s":"é\\n\\"","t":"1970-01-01T00:00:00.000Z"}',
+    )
   })
 
   it('a line is the header (seq, prev, kind), the other fields sorted, then hash; the hash covers every field', () => {
@@ -60,8 +101,14 @@ describe('format', () => {
     expect((p.record() as any).identity.user).toBe('user1')
     // every field changes the hash, nested ones and the chain link included
     const variants: Array<(e: any) => void> = [
-      (e) => (e.identity.team = 'other'), (e) => (e.tokens.output += 1), (e) => (e.costUsd = 0), (e) => (e.ts = '2025-01-01T00:00:00.000Z'),
-      (e) => (e.prev = '1'.repeat(64)), (e) => (e.seq = 2), (e) => (e.cache.status = 'exact'), (e) => (e.quota = 'allow'),
+      (e) => (e.identity.team = 'other'),
+      (e) => (e.tokens.output += 1),
+      (e) => (e.costUsd = 0),
+      (e) => (e.ts = '2025-01-01T00:00:00.000Z'),
+      (e) => (e.prev = '1'.repeat(64)),
+      (e) => (e.seq = 2),
+      (e) => (e.cache.status = 'exact'),
+      (e) => (e.quota = 'allow'),
     ]
     for (const change of variants) {
       const e: any = { ...structuredClone(sampleEntry(1)), seq: 1, prev: GENESIS }
@@ -70,11 +117,22 @@ describe('format', () => {
     }
   })
 
-  it('the writer\'s sealEntry gives the same bytes as seal, whatever the key order, and leaves the entry as it was', () => {
+  it("the writer's sealEntry gives the same bytes as seal, whatever the key order, and leaves the entry as it was", () => {
     const entries: any[] = [
       sampleEntry(1),
-      { ...sampleEntry(2), zeta: { b: [1, { y: 2, x: undefined }], a: 'é"\n' }, aardvark: undefined, '10': 'ten', '9': 'nine' },
-      { kind: 'request', v: 1, prompt: { messages: [{ role: 'user', text: 'hi', kind: 'request' }] }, when: new Date(0) },
+      {
+        ...sampleEntry(2),
+        zeta: { b: [1, { y: 2, x: undefined }], a: 'é"\n' },
+        aardvark: undefined,
+        '10': 'ten',
+        '9': 'nine',
+      },
+      {
+        kind: 'request',
+        v: 1,
+        prompt: { messages: [{ role: 'user', text: 'hi', kind: 'request' }] },
+        when: new Date(0),
+      },
     ]
     for (const e of entries) {
       const before = JSON.stringify(e)
@@ -123,7 +181,9 @@ describe('keys', () => {
     } catch (err) {
       expect((err as Error).message).not.toContain(secret)
     }
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 })
+      .privateKey.export({ format: 'pem', type: 'pkcs8' })
+      .toString()
     expect(() => parsePrivateKey(rsa)).toThrow(/must be an Ed25519 key, got rsa/)
   })
 
@@ -186,7 +246,9 @@ describe('verify: tampering is caught at the right entry (fs)', () => {
     expect(r.ok).toBe(false)
     expect(r.problem).toMatchObject({ kind: 'edited', line: 8, seq: 8 })
     expect(r.entries).toBe(6)
-    expect(formatVerifyResult(r)[0]).toMatch(/^FAIL edited at audit-000001-\d{8}\.jsonl:8 \(seq 8\): content does not match its hash/)
+    expect(formatVerifyResult(r)[0]).toMatch(
+      /^FAIL edited at audit-000001-\d{8}\.jsonl:8 \(seq 8\): content does not match its hash/,
+    )
   })
 
   it('edited: one added space is an edit', async () => {
@@ -307,7 +369,9 @@ describe('verify: tampering is caught at the right entry (fs)', () => {
     writeLines(path, lines)
     const r = await verifyAuditDir(dir)
     expect(r.problem).toMatchObject({ kind: 'bad-signature', line: 6, seq: 6 })
-    expect(r.problem!.message).toMatch(new RegExp(`signed by key ${mallory.keyId}, which is not among the public keys given`))
+    expect(r.problem!.message).toMatch(
+      new RegExp(`signed by key ${mallory.keyId}, which is not among the public keys given`),
+    )
   })
 
   it('bad signature: verified with a public key that did not sign', async () => {
@@ -452,7 +516,10 @@ describe('writer', () => {
     const r = await verifyAuditDir(dir)
     expect(r).toMatchObject({ ok: true, entries: 200 })
     // entries keep their order
-    const ids = readSingleLog(dir).lines.map(recordOf).filter((x) => x.kind === 'request').map((x) => x.id)
+    const ids = readSingleLog(dir)
+      .lines.map(recordOf)
+      .filter((x) => x.kind === 'request')
+      .map((x) => x.id)
     expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => `req-${i}`))
   })
 })

@@ -11,7 +11,8 @@ import { freePort } from './helpers/ports.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const mnt = mkdtempSync(join(tmpdir(), 'agentmesh-tmpfs-'))
-const mounted = process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mnt]).status === 0
+const mounted =
+  process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mnt]).status === 0
 if (!mounted) console.warn('audit-disk-full: skipped: cannot mount a tmpfs here (needs root)')
 
 let child: ChildProcess | undefined
@@ -20,7 +21,6 @@ afterAll(() => {
   if (mounted) spawnSync('umount', ['-l', mnt])
   rmSync(mnt, { recursive: true, force: true })
 })
-
 
 /** Fill the file system: big chunks, then smaller, until even one byte does not fit. */
 function fill(file: string): void {
@@ -35,7 +35,11 @@ function fill(file: string): void {
 
 async function start(dataDir: string, config: string) {
   const port = await freePort()
-  child = spawn(process.execPath, [join(ROOT, 'bin', 'agentmesh.mjs'), 'serve', '--port', String(port), '--data-dir', dataDir, '--config', config], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  child = spawn(
+    process.execPath,
+    [join(ROOT, 'bin', 'agentmesh.mjs'), 'serve', '--port', String(port), '--data-dir', dataDir, '--config', config],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
   let out = ''
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (out += d))
@@ -52,13 +56,29 @@ describe.skipIf(!mounted)('a real full disk (tmpfs), the proxy in its own proces
   it('stays up and refuses with 503 while the disk is full, recovers when space returns; every answered request is in a log that verifies', async () => {
     const dataDir = join(mnt, 'data')
     const config = join(mnt, 'agentmesh.config.ts')
-    writeFileSync(config, `import { audit } from ${JSON.stringify(join(ROOT, 'plugins/audit/index.ts'))}\nexport default { preset: 'demo', storage: { driver: 'memory' }, disable: ['semantic-cache', 'exact-cache'], plugins: [audit({ checkpointEvery: 5 })] }\n`)
+    writeFileSync(
+      config,
+      `import { audit } from ${JSON.stringify(join(ROOT, 'plugins/audit/index.ts'))}\nexport default { preset: 'demo', storage: { driver: 'memory' }, disable: ['semantic-cache', 'exact-cache'], plugins: [audit({ checkpointEvery: 5 })] }\n`,
+    )
     const p = await start(dataDir, config)
     const answered: string[] = []
     const ask = async (i: number, protocol: 'openai' | 'anthropic' = 'openai') => {
-      const res = protocol === 'openai'
-        ? await fetch(`${p.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'disk' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `disk ${i}` }] }) })
-        : await fetch(`${p.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: `disk ${i}` }] }) })
+      const res =
+        protocol === 'openai'
+          ? await fetch(`${p.url}/v1/chat/completions`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'disk' },
+              body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `disk ${i}` }] }),
+            })
+          : await fetch(`${p.url}/v1/messages`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({
+                model: 'claude-haiku-4-5',
+                max_tokens: 16,
+                messages: [{ role: 'user', content: `disk ${i}` }],
+              }),
+            })
       const body = await res.json()
       if (res.status === 200) answered.push(res.headers.get('x-agentmesh-request-id')!)
       return { status: res.status, body }
@@ -75,8 +95,16 @@ describe.skipIf(!mounted)('a real full disk (tmpfs), the proxy in its own proces
       else expect(r.status).toBe(200)
       await new Promise((r) => setTimeout(r, 20))
     }
-    expect(refused?.body).toEqual({ error: expect.objectContaining({ type: 'storage_unavailable', message: expect.stringMatching(/^audit log cannot be written: ENOSPC/) }) })
-    expect(await ask(1000, 'anthropic')).toEqual({ status: 503, body: { type: 'error', error: expect.objectContaining({ type: 'storage_unavailable' }) } })
+    expect(refused?.body).toEqual({
+      error: expect.objectContaining({
+        type: 'storage_unavailable',
+        message: expect.stringMatching(/^audit log cannot be written: ENOSPC/),
+      }),
+    })
+    expect(await ask(1000, 'anthropic')).toEqual({
+      status: 503,
+      body: { type: 'error', error: expect.objectContaining({ type: 'storage_unavailable' }) },
+    })
     const health = await (await fetch(`${p.url}/agentmesh/health`)).json()
     expect(health.checks.audit).toMatchObject({ ok: false, message: expect.stringMatching(/ENOSPC/) })
     expect(child!.exitCode).toBeNull()
@@ -95,7 +123,11 @@ describe.skipIf(!mounted)('a real full disk (tmpfs), the proxy in its own proces
     const auditDir = join(dataDir, 'audit')
     const r = await verifyAuditDir(auditDir)
     expect(r).toMatchObject({ ok: true, unsignedTail: 0, tornTail: false, heads: 1 })
-    const ids = listLogFiles(auditDir).flatMap((f) => readFileSync(f.path, 'utf8').split('\n').filter(Boolean)).map((l) => parseLine(l)!.record() as any).filter((e) => e.kind === 'request').map((e) => e.id)
+    const ids = listLogFiles(auditDir)
+      .flatMap((f) => readFileSync(f.path, 'utf8').split('\n').filter(Boolean))
+      .map((l) => parseLine(l)!.record() as any)
+      .filter((e) => e.kind === 'request')
+      .map((e) => e.id)
     expect(ids).toEqual(answered)
     expect(r.outages).toHaveLength(1)
   }, 120_000)

@@ -10,7 +10,19 @@ import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest'
 import { createAgentMesh } from '../core/app.ts'
 import type { Logger } from '../core/types.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { audit, fsIo, fsLogSource, listLogFiles, loadPublicKeys, parseLine, redisLogSource, verifyAuditDir, verifyLog, type AuditOptions, type FsIo } from '../plugins/audit/index.ts'
+import {
+  audit,
+  fsIo,
+  fsLogSource,
+  listLogFiles,
+  loadPublicKeys,
+  parseLine,
+  redisLogSource,
+  verifyAuditDir,
+  verifyLog,
+  type AuditOptions,
+  type FsIo,
+} from '../plugins/audit/index.ts'
 import { closedPort, until } from './helpers/core-harness.ts'
 import { tempDir } from './audit-helpers.ts'
 
@@ -47,7 +59,11 @@ function fullDisk() {
     disk.free = 0
     disk.refusals++
     if (fits.length) await real.append(fh, fits.toString('latin1'))
-    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' })
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), {
+      code: 'ENOSPC',
+      errno: -28,
+      syscall: 'write',
+    })
   }
   cleanup.push(() => void Object.assign(fsIo, real))
   return disk
@@ -65,7 +81,11 @@ async function proxy(options: AuditOptions) {
   const dataDir = tempDir()
   const log = capturingLogger()
   const instance = await createAgentMesh(
-    { storage: { driver: 'memory' }, dataDir, plugins: [audit({ checkpointSeconds: 0, ...options }), demo({ latencyMs: 0, chunkDelayMs: 0 })] },
+    {
+      storage: { driver: 'memory' },
+      dataDir,
+      plugins: [audit({ checkpointSeconds: 0, ...options }), demo({ latencyMs: 0, chunkDelayMs: 0 })],
+    },
     { logger: log.logger },
   )
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
@@ -84,9 +104,22 @@ async function proxy(options: AuditOptions) {
 }
 
 const openai = (url: string, i: number) =>
-  fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }) })
+  fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }),
+  })
 const anthropic = (url: string, i: number, stream = false) =>
-  fetch(`${url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, stream, messages: [{ role: 'user', content: `a${i}` }] }) })
+  fetch(`${url}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'claude-haiku-4-5',
+      max_tokens: 20,
+      stream,
+      messages: [{ role: 'user', content: `a${i}` }],
+    }),
+  })
 
 async function health(url: string) {
   const h = await (await fetch(`${url}/agentmesh/health`)).json()
@@ -105,7 +138,10 @@ async function untilHealth(url: string, ok: boolean, timeoutMs = 10_000) {
 }
 
 function entryIds(lines: string[]): string[] {
-  return lines.map((l) => parseLine(l)!.record() as any).filter((r) => r.kind === 'request').map((r) => r.id)
+  return lines
+    .map((l) => parseLine(l)!.record() as any)
+    .filter((r) => r.kind === 'request')
+    .map((r) => r.id)
 }
 
 function fsLines(auditDir: string): string[] {
@@ -131,16 +167,29 @@ describe('a full disk (ENOSPC)', () => {
     await ok(await openai(p.url, 3))
     await ok(await anthropic(p.url, 4, true))
     const h = await untilHealth(p.url, false)
-    expect(h.message).toMatch(/^audit log cannot be written: ENOSPC: no space left on device, write; \d+ entries held in memory; new requests are refused/)
+    expect(h.message).toMatch(
+      /^audit log cannot be written: ENOSPC: no space left on device, write; \d+ entries held in memory; new requests are refused/,
+    )
     expect(h.since).toBeGreaterThan(Date.now() - 60_000)
     expect((await fetch(`${p.url}/agentmesh/ready`)).status).toBe(503)
 
     const refusedOpenai = await openai(p.url, 5)
     expect(refusedOpenai.status).toBe(503)
-    expect(await refusedOpenai.json()).toEqual({ error: expect.objectContaining({ type: 'storage_unavailable', message: expect.stringMatching(/^audit log cannot be written: ENOSPC/) }) })
+    expect(await refusedOpenai.json()).toEqual({
+      error: expect.objectContaining({
+        type: 'storage_unavailable',
+        message: expect.stringMatching(/^audit log cannot be written: ENOSPC/),
+      }),
+    })
     const refusedAnthropic = await anthropic(p.url, 6)
     expect(refusedAnthropic.status).toBe(503)
-    expect(await refusedAnthropic.json()).toEqual({ type: 'error', error: expect.objectContaining({ type: 'storage_unavailable', message: expect.stringMatching(/^audit log cannot be written: ENOSPC/) }) })
+    expect(await refusedAnthropic.json()).toEqual({
+      type: 'error',
+      error: expect.objectContaining({
+        type: 'storage_unavailable',
+        message: expect.stringMatching(/^audit log cannot be written: ENOSPC/),
+      }),
+    })
     // a failing write is retried, not logged per retry
     await new Promise((r) => setTimeout(r, 1500))
     expect(disk.refusals).toBeGreaterThan(1)
@@ -156,7 +205,9 @@ describe('a full disk (ENOSPC)', () => {
     const r = await verifyAuditDir(p.auditDir)
     expect(r).toMatchObject({ ok: true, entries: answered.length, unsignedTail: 0, heads: 1 })
     expect(r.outages).toEqual([expect.objectContaining({ refused: 2, dropped: 0 })])
-    expect(p.log.text()).toMatch(/warn: audit: the audit log is writable again after [\d.]+ s; writing the \d+ entries held meanwhile; 2 requests were refused/)
+    expect(p.log.text()).toMatch(
+      /warn: audit: the audit log is writable again after [\d.]+ s; writing the \d+ entries held meanwhile; 2 requests were refused/,
+    )
   })
 
   it("onFailure 'serve' answers while the log cannot be written; entries past queueMax are dropped and counted", async () => {
@@ -170,7 +221,9 @@ describe('a full disk (ENOSPC)', () => {
       ids.push(res.headers.get('x-agentmesh-request-id')!)
       if (i === 0) await untilHealth(p.url, false)
     }
-    expect((await health(p.url)).message).toMatch(/entries held in memory, \d+ dropped; requests are answered unaudited \(onFailure serve\)/)
+    expect((await health(p.url)).message).toMatch(
+      /entries held in memory, \d+ dropped; requests are answered unaudited \(onFailure serve\)/,
+    )
     disk.free = Infinity
     await untilHealth(p.url, true)
     await p.close()
@@ -203,23 +256,52 @@ describe('a full disk (ENOSPC)', () => {
     mkdirSync(auditDir, { mode: 0o755 })
     chmodSync(auditDir, 0o755)
     writeFileSync(join(auditDir, 'audit-000001-20250101.jsonl'), '', { mode: 0o644 })
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, plugins: [audit(), demo({ latencyMs: 0 })] })
-    await (await m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }) }))).text()
+    const m = await createAgentMesh({
+      storage: { driver: 'memory' },
+      log: { level: 'silent' },
+      dataDir,
+      plugins: [audit(), demo({ latencyMs: 0 })],
+    })
+    await (
+      await m.fetch(
+        new Request('http://proxy/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }),
+        }),
+      )
+    ).text()
     expect(readdirSync(auditDir)).toContain('writer.lock')
     expect(statSync(join(auditDir, 'writer.lock')).mode & 0o777).toBe(0o600)
     await m.close()
-    expect(readdirSync(auditDir).sort()).toEqual(['audit-000001-20250101.jsonl', expect.stringMatching(/^audit-000002-\d{8}\.jsonl$/), 'head.json', 'private-key.pem', 'public-key.pem'])
+    expect(readdirSync(auditDir).sort()).toEqual([
+      'audit-000001-20250101.jsonl',
+      expect.stringMatching(/^audit-000002-\d{8}\.jsonl$/),
+      'head.json',
+      'private-key.pem',
+      'public-key.pem',
+    ])
     expect(statSync(auditDir).mode & 0o777).toBe(0o700)
     for (const f of readdirSync(auditDir)) expect([f, statSync(join(auditDir, f)).mode & 0o777]).toEqual([f, 0o600])
   })
 
   it('validates onFailure and witness with messages that name the field', () => {
-    expect(() => audit({ onFailure: 'ignore' as any })).toThrow('audit: onFailure must be "refuse" or "serve", got "ignore"')
+    expect(() => audit({ onFailure: 'ignore' as any })).toThrow(
+      'audit: onFailure must be "refuse" or "serve", got "ignore"',
+    )
     expect(() => audit({ witness: {} })).toThrow('audit: witness needs a url or a command')
-    expect(() => audit({ witness: { url: 'ftp://x' } })).toThrow('audit: witness.url must be an http:// or https:// URL, got "ftp://x"')
-    expect(() => audit({ witness: { command: ' ' } })).toThrow('audit: witness.command must be a non-empty shell command')
-    expect(() => audit({ witness: { url: 'https://x.test/h', cmd: 'x' } as any })).toThrow('audit: unknown option "witness.cmd"')
-    expect(audit({ witness: { url: 'https://witness.test/hook?token=s3cret', command: 'curl -H "auth: s3cret"' } }).options).toMatchObject({ witness: { url: 'https://witness.test/***', command: '***' } })
+    expect(() => audit({ witness: { url: 'ftp://x' } })).toThrow(
+      'audit: witness.url must be an http:// or https:// URL, got "ftp://x"',
+    )
+    expect(() => audit({ witness: { command: ' ' } })).toThrow(
+      'audit: witness.command must be a non-empty shell command',
+    )
+    expect(() => audit({ witness: { url: 'https://x.test/h', cmd: 'x' } as any })).toThrow(
+      'audit: unknown option "witness.cmd"',
+    )
+    expect(
+      audit({ witness: { url: 'https://witness.test/hook?token=s3cret', command: 'curl -H "auth: s3cret"' } }).options,
+    ).toMatchObject({ witness: { url: 'https://witness.test/***', command: '***' } })
   })
 })
 
@@ -305,7 +387,9 @@ describe('redis down (redis store)', () => {
     await untilHealth(p.url, true, 20_000)
     expect((await openai(p.url, 2)).status).toBe(200)
     await p.close()
-    const r = await verifyLog(redisLogSource({ url: redisUrl, prefix }), { publicKeys: loadPublicKeys(undefined, p.auditDir) })
+    const r = await verifyLog(redisLogSource({ url: redisUrl, prefix }), {
+      publicKeys: loadPublicKeys(undefined, p.auditDir),
+    })
     expect(r).toMatchObject({ ok: true, entries: 1 })
     expect(r.outages).toEqual([expect.objectContaining({ refused: 1 })])
   }, 60_000)

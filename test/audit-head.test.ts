@@ -12,7 +12,21 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { createAgentMesh } from '../core/app.ts'
 import type { Logger, MeshConfig } from '../core/types.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { audit, checkHeadSignature, formatVerifyResult, fsStore, listLogFiles, loadSigner, redisKeys, redisLogSource, redisStore, verifyAuditDir, verifyLog, type AuditOptions, type Signer } from '../plugins/audit/index.ts'
+import {
+  audit,
+  checkHeadSignature,
+  formatVerifyResult,
+  fsStore,
+  listLogFiles,
+  loadSigner,
+  redisKeys,
+  redisLogSource,
+  redisStore,
+  verifyAuditDir,
+  verifyLog,
+  type AuditOptions,
+  type Signer,
+} from '../plugins/audit/index.ts'
 import { hashOf, readSingleLog, recordOf, reseal, tempDir, writeEntries, writeLines } from './audit-helpers.ts'
 
 /** the demo preset's other feature plugins: these tests need the audit plugin and a vendor only */
@@ -37,8 +51,16 @@ async function signedLog(n = 20, every = 5) {
 }
 
 /** `agentmesh audit verify` as the CLI runs it: a mesh in command mode on the same data dir and storage. */
-async function verifyCommand(dataDir: string, opts: Record<string, unknown> = {}, config: MeshConfig = {}, options: AuditOptions = {}) {
-  const m = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, ...config, plugins: [audit(options)] }, { mode: 'command' })
+async function verifyCommand(
+  dataDir: string,
+  opts: Record<string, unknown> = {},
+  config: MeshConfig = {},
+  options: AuditOptions = {},
+) {
+  const m = await createAgentMesh(
+    { storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir, ...config, plugins: [audit(options)] },
+    { mode: 'command' },
+  )
   const out: string[] = []
   try {
     const cmd = m.plugins.find((p) => p.name === 'audit')!.commands![0]!
@@ -51,9 +73,20 @@ async function verifyCommand(dataDir: string, opts: Record<string, unknown> = {}
 
 /** A proxy on fs storage in dataDir (so its storage outlives it), answering `n` requests. */
 async function proxyRun(dataDir: string, n: number, options: AuditOptions = {}) {
-  const m = await createAgentMesh({ storage: { driver: 'fs' }, log: { level: 'silent' }, dataDir, plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })] })
+  const m = await createAgentMesh({
+    storage: { driver: 'fs' },
+    log: { level: 'silent' },
+    dataDir,
+    plugins: [audit({ checkpointEvery: 4, checkpointSeconds: 0, ...options }), demo({ latencyMs: 0 })],
+  })
   for (let i = 0; i < n; i++) {
-    const res = await m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }) }))
+    const res = await m.fetch(
+      new Request('http://proxy/v1/chat/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `q${i}` }] }),
+      }),
+    )
     expect(res.status).toBe(200)
   }
   await m.close()
@@ -70,7 +103,9 @@ describe('verify fails when the log was cut (fs)', () => {
     const r = await verifyAuditDir(dir)
     expect(r.ok).toBe(false)
     expect(r.problem).toMatchObject({ kind: 'truncated', line: 562, seq: 562 })
-    expect(formatVerifyResult(r)[0]).toMatch(/^FAIL truncated at audit-000001-\d{8}\.jsonl:562 \(seq 562\): the log ends at seq 561, but the signed head in .*head\.json \(seq 1020, [^)]+\) is past it: records seq 562\.\.1020 \(459\) were cut off the end$/)
+    expect(formatVerifyResult(r)[0]).toMatch(
+      /^FAIL truncated at audit-000001-\d{8}\.jsonl:562 \(seq 562\): the log ends at seq 561, but the signed head in .*head\.json \(seq 1020, [^)]+\) is past it: records seq 562\.\.1020 \(459\) were cut off the end$/,
+    )
   })
 
   it('emptied: fails, naming the head that shows records were written', async () => {
@@ -78,7 +113,9 @@ describe('verify fails when the log was cut (fs)', () => {
     truncateSync(path, 0)
     const r = await verifyAuditDir(dir)
     expect(r.problem).toMatchObject({ kind: 'truncated' })
-    expect(r.problem!.message).toMatch(/the log is empty, but the signed head in .*head\.json \(seq 24, [^)]+\) shows 24 records were written: the log was emptied or its files deleted/)
+    expect(r.problem!.message).toMatch(
+      /the log is empty, but the signed head in .*head\.json \(seq 24, [^)]+\) shows 24 records were written: the log was emptied or its files deleted/,
+    )
   })
 
   it('the log file deleted: fails the same way', async () => {
@@ -98,7 +135,9 @@ describe('verify fails when the log was cut (fs)', () => {
     for (const strict of [false, true]) {
       const r = await verifyCommand(dataDir, strict ? { strict: true } : {})
       expect(r.code).toBe(1)
-      expect(r.out[0]).toMatch(/^FAIL truncated at audit-000001-\d{8}\.jsonl:12 \(seq 12\): the log ends at seq 11, but the signed head in .*(head\.json|storage key audit:head:[0-9a-f]{16}) \(seq 13/)
+      expect(r.out[0]).toMatch(
+        /^FAIL truncated at audit-000001-\d{8}\.jsonl:12 \(seq 12\): the log ends at seq 11, but the signed head in .*(head\.json|storage key audit:head:[0-9a-f]{16}) \(seq 13/,
+      )
     }
     expect((await verifyAuditDir(auditDir)).problem?.kind).toBe('truncated')
   })
@@ -106,11 +145,16 @@ describe('verify fails when the log was cut (fs)', () => {
   it('the chain does not reach the head: cut and re-chained past it', async () => {
     const { dir, path, lines } = await signedLog()
     const forged = lines.slice(0, 12)
-    for (let seq = 13; seq <= 30; seq++) forged.push(reseal(lines[12]!, (r) => Object.assign(r, { seq, prev: hashOf(forged.at(-1)!), id: `forged-${seq}` })))
+    for (let seq = 13; seq <= 30; seq++)
+      forged.push(
+        reseal(lines[12]!, (r) => Object.assign(r, { seq, prev: hashOf(forged.at(-1)!), id: `forged-${seq}` })),
+      )
     writeLines(path, forged)
     const r = await verifyAuditDir(dir)
     expect(r.problem).toMatchObject({ kind: 'diverged', seq: 24, line: 24 })
-    expect(r.problem!.message).toMatch(/this record is not the checkpoint the signed head in .*head\.json \(seq 24, [^)]+\) names: the log was cut and rewritten from before seq 24, or replaced/)
+    expect(r.problem!.message).toMatch(
+      /this record is not the checkpoint the signed head in .*head\.json \(seq 24, [^)]+\) names: the log was cut and rewritten from before seq 24, or replaced/,
+    )
   })
 
   it('a head file edited to match a cut log is refused (its signature covers seq)', async () => {
@@ -131,7 +175,9 @@ describe('verify fails when the log was cut (fs)', () => {
     unlinkSync(join(auditDir, 'head.json'))
     const r = await verifyCommand(dataDir, {}, { storage: { driver: 'fs' } })
     expect(r.code).toBe(1)
-    expect(r.out[0]).toMatch(/^FAIL truncated at .*: the log ends at seq 5, but the signed head in storage key audit:head:[0-9a-f]{16} \(seq 13, [^)]+\) is past it/)
+    expect(r.out[0]).toMatch(
+      /^FAIL truncated at .*: the log ends at seq 5, but the signed head in storage key audit:head:[0-9a-f]{16} \(seq 13, [^)]+\) is past it/,
+    )
   })
 
   it('the whole audit dir deleted: a head in storage makes verify fail (exit 1), not pass or shrug', async () => {
@@ -142,11 +188,15 @@ describe('verify fails when the log was cut (fs)', () => {
     rmSync(auditDir, { recursive: true })
     const r = await verifyCommand(dataDir, {}, { storage: { driver: 'fs' } })
     expect(r.code).toBe(1)
-    expect(r.out[0]).toMatch(/^FAIL truncated at .*audit: the log is gone \(directory not found\), but the signed head in storage key audit:head:[0-9a-f]{16} \(seq 8, [^)]+\) shows 8 records were written: the log was deleted/)
+    expect(r.out[0]).toMatch(
+      /^FAIL truncated at .*audit: the log is gone \(directory not found\), but the signed head in storage key audit:head:[0-9a-f]{16} \(seq 8, [^)]+\) shows 8 records were written: the log was deleted/,
+    )
     // with the public key kept elsewhere, the head's signature is checked as well
     const withKey = await verifyCommand(dataDir, { pubkey }, { storage: { driver: 'fs' } })
     expect(withKey.code).toBe(1)
-    expect(withKey.out[0]).toMatch(/^FAIL truncated at .*audit \(seq 1\): the log is gone \(directory not found\), but the signed head in storage key/)
+    expect(withKey.out[0]).toMatch(
+      /^FAIL truncated at .*audit \(seq 1\): the log is gone \(directory not found\), but the signed head in storage key/,
+    )
   })
 
   it('a witness copy (--head) catches a cut even when head.json was rolled back to an older genuine head', async () => {
@@ -164,18 +214,30 @@ describe('verify fails when the log was cut (fs)', () => {
     expect((await verifyCommand(dataDir)).code).toBe(0)
     const r = await verifyCommand(dataDir, { head: witnessFile })
     expect(r.code).toBe(1)
-    expect(r.out[0]).toMatch(new RegExp(`^FAIL truncated .*the log ends at seq ${cutAt}, but the signed head in ${witnessFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+ \\(seq \\d+`))
+    expect(r.out[0]).toMatch(
+      new RegExp(
+        `^FAIL truncated .*the log ends at seq ${cutAt}, but the signed head in ${witnessFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+ \\(seq \\d+`,
+      ),
+    )
   })
 
   it('a restart on a cut log records the loss in the chain: verify keeps failing after the log grows past the old head', async () => {
     const { dir, signer, path, lines } = await signedLog()
     writeLines(path, lines.slice(0, 12))
     const errors: string[] = []
-    await writeEntries(fsStore({ dir }), signer, 30, { from: 100, checkpointEvery: 5, log: { warn: () => {}, error: (m) => errors.push(m) } })
-    expect(errors.join('\n')).toMatch(/audit: the log ends at seq 12, but its signed head of \S+ is at seq 24: records were cut off or replaced while no writer ran/)
+    await writeEntries(fsStore({ dir }), signer, 30, {
+      from: 100,
+      checkpointEvery: 5,
+      log: { warn: () => {}, error: (m) => errors.push(m) },
+    })
+    expect(errors.join('\n')).toMatch(
+      /audit: the log ends at seq 12, but its signed head of \S+ is at seq 24: records were cut off or replaced while no writer ran/,
+    )
     const r = await verifyAuditDir(dir)
     expect(r.problem).toMatchObject({ kind: 'truncated', seq: 13, line: 13 })
-    expect(r.problem!.message).toMatch(/when a writer opened this log, it no longer reached its signed head \(seq 24, [^)]+\)/)
+    expect(r.problem!.message).toMatch(
+      /when a writer opened this log, it no longer reached its signed head \(seq 24, [^)]+\)/,
+    )
   })
 })
 
@@ -193,12 +255,25 @@ describe('a tail left unsigned by a crash', () => {
     lines[7] = reseal(lines[7]!, (r) => (r.prev = hashOf(lines[6]!)))
     writeLines(path, lines)
     const warnings: string[] = []
-    await writeEntries(fsStore({ dir }), signer, 3, { from: 7, log: { warn: (m) => warnings.push(m), error: (m) => warnings.push(m) } })
-    expect(warnings.join('\n')).toMatch(/2 entries after the last checkpoint \(seq 6\) were left unsigned by a writer that stopped; sealed now, marked recovered/)
+    await writeEntries(fsStore({ dir }), signer, 3, {
+      from: 7,
+      log: { warn: (m) => warnings.push(m), error: (m) => warnings.push(m) },
+    })
+    expect(warnings.join('\n')).toMatch(
+      /2 entries after the last checkpoint \(seq 6\) were left unsigned by a writer that stopped; sealed now, marked recovered/,
+    )
     expect(recordOf(readSingleLog(dir).lines[8]!)).toMatchObject({ kind: 'checkpoint', seq: 9, recovered: true })
     const r = await verifyAuditDir(dir)
-    expect(r).toMatchObject({ ok: true, entries: 10, recovered: 2, recoveredRanges: [{ from: 7, to: 8 }], unsignedTail: 0 })
-    expect(formatVerifyResult(r)).toContain('recovered: 2 entries (seq 7..8) were left unsigned by a writer that stopped and sealed at restart: chained, but not signed by the writer that wrote them')
+    expect(r).toMatchObject({
+      ok: true,
+      entries: 10,
+      recovered: 2,
+      recoveredRanges: [{ from: 7, to: 8 }],
+      unsignedTail: 0,
+    })
+    expect(formatVerifyResult(r)).toContain(
+      'recovered: 2 entries (seq 7..8) were left unsigned by a writer that stopped and sealed at restart: chained, but not signed by the writer that wrote them',
+    )
     expect((await verifyCommand(dataDir)).code).toBe(0)
     const strict = await verifyCommand(dataDir, { strict: true })
     expect(strict.code).toBe(1)
@@ -217,7 +292,9 @@ describe('a tail left unsigned by a crash', () => {
     writeLines(path, lines)
     const errors: string[] = []
     await writeEntries(fsStore({ dir }), signer, 1, { from: 7, log: { warn: () => {}, error: (m) => errors.push(m) } })
-    expect(errors.join('\n')).toMatch(/the 2 unsigned entries after the last checkpoint \(seq 6\) do not verify as a chain \(seq 7: content does not match its hash\)/)
+    expect(errors.join('\n')).toMatch(
+      /the 2 unsigned entries after the last checkpoint \(seq 6\) do not verify as a chain \(seq 7: content does not match its hash\)/,
+    )
     expect((await verifyAuditDir(dir)).problem).toMatchObject({ kind: 'edited', seq: 7 })
     await dead.close()
   })
@@ -246,7 +323,13 @@ describe('the signed head file', () => {
   it('holds the newest checkpoint, mode 0600; a torn write never leaves half of it', async () => {
     const { dir, lines } = await signedLog()
     const head = JSON.parse(readFileSync(join(dir, 'head.json'), 'utf8'))
-    expect(head).toMatchObject({ v: 1, seq: 24, hash: hashOf(lines[23]!), keyId: expect.stringMatching(/^[0-9a-f]{16}$/), sig: expect.any(String) })
+    expect(head).toMatchObject({
+      v: 1,
+      seq: 24,
+      hash: hashOf(lines[23]!),
+      keyId: expect.stringMatching(/^[0-9a-f]{16}$/),
+      sig: expect.any(String),
+    })
     expect(existsSync(join(dir, 'head.json.tmp'))).toBe(false)
     appendFileSync(join(dir, 'head.json'), '{"v":1')
     expect((await verifyAuditDir(dir)).problem).toMatchObject({ kind: 'bad-head' })
@@ -256,20 +339,26 @@ describe('the signed head file', () => {
     const dir = newDir()
     const script = join(newDir(), 'write.ts')
     const root = join(import.meta.dirname, '..')
-    writeFileSync(script, [
-      `import { AuditWriter, fsStore, loadSigner } from ${JSON.stringify(join(root, 'plugins/audit/index.ts'))}`,
-      `import { sampleEntry } from ${JSON.stringify(join(root, 'test/audit-helpers.ts'))}`,
-      `const w = new AuditWriter(fsStore({ dir: ${JSON.stringify(dir)} }), loadSigner(${JSON.stringify(dir)}), { checkpointEvery: 2 })`,
-      'await w.open()',
-      // two heads in quick succession: the second waits out the interval between head writes
-      'for (let i = 0; i < 2; i++) w.append(sampleEntry(i))',
-      'await w.flush()',
-      'for (let i = 2; i < 5; i++) w.append(sampleEntry(i))',
-      'await w.close()',
-      "console.log('closed')",
-    ].join('\n'))
+    writeFileSync(
+      script,
+      [
+        `import { AuditWriter, fsStore, loadSigner } from ${JSON.stringify(join(root, 'plugins/audit/index.ts'))}`,
+        `import { sampleEntry } from ${JSON.stringify(join(root, 'test/audit-helpers.ts'))}`,
+        `const w = new AuditWriter(fsStore({ dir: ${JSON.stringify(dir)} }), loadSigner(${JSON.stringify(dir)}), { checkpointEvery: 2 })`,
+        'await w.open()',
+        // two heads in quick succession: the second waits out the interval between head writes
+        'for (let i = 0; i < 2; i++) w.append(sampleEntry(i))',
+        'await w.flush()',
+        'for (let i = 2; i < 5; i++) w.append(sampleEntry(i))',
+        'await w.close()',
+        "console.log('closed')",
+      ].join('\n'),
+    )
     // a head write waiting on a timer that does not hold the process would end it mid-await (exit 13)
-    const run = spawnSync(process.execPath, [join(root, 'bin', 'run-ts.mjs'), script], { encoding: 'utf8', timeout: 30_000 })
+    const run = spawnSync(process.execPath, [join(root, 'bin', 'run-ts.mjs'), script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
     expect({ status: run.status, stdout: run.stdout.trim() }).toEqual({ status: 0, stdout: 'closed' })
     expect(await verifyAuditDir(dir)).toMatchObject({ ok: true, entries: 5, checkpoints: 3, heads: 1 })
     expect(JSON.parse(readFileSync(join(dir, 'head.json'), 'utf8')).seq).toBe(8)
@@ -303,7 +392,11 @@ describe('verify fails when the log was cut (redis)', () => {
   async function redisLog() {
     const prefix = `test:${randomUUID()}:`
     await writeEntries(redisStore({ url, prefix }), signer, 20, { checkpointEvery: 5 })
-    return { prefix, keys: redisKeys(prefix), verify: () => verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] }) }
+    return {
+      prefix,
+      keys: redisKeys(prefix),
+      verify: () => verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] }),
+    }
   }
 
   it('LTRIM at a checkpoint: fails, naming the signed-head key', async () => {
@@ -312,13 +405,20 @@ describe('verify fails when the log was cut (redis)', () => {
     await redis.ltrim(keys.log, 0, 11)
     const r = await verify()
     expect(r.problem).toMatchObject({ kind: 'truncated', file: keys.log, line: 13, seq: 13 })
-    expect(r.problem!.message).toMatch(new RegExp(`the log ends at seq 12, but the signed head in redis ${keys.signedHead} \\(seq 24, [^)]+\\) is past it`))
+    expect(r.problem!.message).toMatch(
+      new RegExp(
+        `the log ends at seq 12, but the signed head in redis ${keys.signedHead} \\(seq 24, [^)]+\\) is past it`,
+      ),
+    )
   })
 
   it('the list deleted: fails as an emptied log', async () => {
     const { keys, verify } = await redisLog()
     await redis.del(keys.log)
-    expect((await verify()).problem).toMatchObject({ kind: 'truncated', message: expect.stringMatching(/^the log is empty/) })
+    expect((await verify()).problem).toMatchObject({
+      kind: 'truncated',
+      message: expect.stringMatching(/^the log is empty/),
+    })
   })
 
   it('a writer that crashed moments ago still looks alive: the next one waits for its announcement to expire, then seals its tail as recovered', async () => {
@@ -339,7 +439,11 @@ describe('verify fails when the log was cut (redis)', () => {
 
   it('a live writer signs its own tail: a second writer opening meanwhile does not mark it recovered', async () => {
     const prefix = `test:${randomUUID()}:`
-    const live = await writeEntries(redisStore({ url, prefix }), signer, 7, { checkpointEvery: 5, keepOpen: true, checkpointSeconds: 0.5 })
+    const live = await writeEntries(redisStore({ url, prefix }), signer, 7, {
+      checkpointEvery: 5,
+      keepOpen: true,
+      checkpointSeconds: 0.5,
+    })
     await writeEntries(redisStore({ url, prefix }), signer, 1, { from: 7 })
     await live.close()
     const r = await verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] })
@@ -351,14 +455,33 @@ describe('verify fails when the log was cut (redis)', () => {
     const keys = redisKeys(prefix)
     const dataDir = newDir()
     const log = quietLogger()
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }), demo({ latencyMs: 0 })] }, { logger: log.logger })
-    const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }) }))
+    const m = await createAgentMesh(
+      {
+        storage: { driver: 'memory' },
+        dataDir,
+        plugins: [
+          audit({ store: 'redis', redis: { url, prefix }, checkpointEvery: 2, checkpointSeconds: 0 }),
+          demo({ latencyMs: 0 }),
+        ],
+      },
+      { logger: log.logger },
+    )
+    const ask = (i: number) =>
+      m.fetch(
+        new Request('http://proxy/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }),
+        }),
+      )
     for (let i = 0; i < 4; i++) expect((await ask(i)).status).toBe(200)
     await new Promise((r) => setTimeout(r, 100))
     await redis.del(keys.log, keys.head)
     for (let i = 4; i < 7; i++) expect((await ask(i)).status).toBe(200)
     await m.close()
-    expect(log.errors.join('\n')).toMatch(/audit: the log went back from seq 6 to seq 0 \(emptied or cut, e\.g\. a redis restarted without persistence\)/)
+    expect(log.errors.join('\n')).toMatch(
+      /audit: the log went back from seq 6 to seq 0 \(emptied or cut, e\.g\. a redis restarted without persistence\)/,
+    )
     const r = await verifyLog(redisLogSource({ url, prefix }), { publicKeys: [loadSigner(join(dataDir, 'audit'))] })
     expect(r.problem).toMatchObject({ kind: 'truncated', seq: 1, line: 1 })
     expect(r.problem!.message).toMatch(/no longer reached its signed head \(seq 6, /)
@@ -387,8 +510,22 @@ describe('witness', () => {
     const hook = `http://127.0.0.1:${(server.address() as { port: number }).port}/heads?token=t0ken`
     const dataDir = newDir()
     const log = quietLogger()
-    const m = await createAgentMesh({ storage: { driver: 'memory' }, dataDir, plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })] }, { logger: log.logger })
-    const ask = (i: number) => m.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `w${i}` }] }) }))
+    const m = await createAgentMesh(
+      {
+        storage: { driver: 'memory' },
+        dataDir,
+        plugins: [audit({ checkpointEvery: 2, checkpointSeconds: 0, witness: { url: hook } }), demo({ latencyMs: 0 })],
+      },
+      { logger: log.logger },
+    )
+    const ask = (i: number) =>
+      m.fetch(
+        new Request('http://proxy/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `w${i}` }] }),
+        }),
+      )
     try {
       for (let i = 0; i < 6; i++) expect((await ask(i)).status).toBe(200)
       const deadline = Date.now() + 5000
@@ -406,7 +543,11 @@ describe('witness', () => {
       expect(Date.now() - started).toBeLessThan(2000)
       await new Promise((r) => setTimeout(r, 2500))
       const failures = log.errors.filter((e) => e.includes('witness'))
-      expect(failures).toEqual([expect.stringMatching(/^audit: cannot write the signed head to witness http:\/\/127\.0\.0\.1:\d+: HTTP 500; retrying \(logged once until it works\)$/)])
+      expect(failures).toEqual([
+        expect.stringMatching(
+          /^audit: cannot write the signed head to witness http:\/\/127\.0\.0\.1:\d+: HTTP 500; retrying \(logged once until it works\)$/,
+        ),
+      ])
       expect(failures[0]).not.toContain('t0ken')
     } finally {
       await m.close()
@@ -418,7 +559,10 @@ describe('witness', () => {
     const dataDir = newDir()
     const kept = join(newDir(), 'heads.jsonl')
     const { auditDir } = await proxyRun(dataDir, 6, { witness: { command: `cat >> '${kept}'` } })
-    const heads = readFileSync(kept, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const heads = readFileSync(kept, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(heads.at(-1)).toMatchObject({ seq: 8 })
     expect(heads.at(-1)).toEqual(JSON.parse(readFileSync(join(auditDir, 'head.json'), 'utf8')))
     const r = await verifyCommand(dataDir, { head: kept, strict: true })

@@ -4,7 +4,16 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AuditWriter, listLogFiles, parseLine, seal, type AuditEntry, type AuditStore, type Signer, type WriterOptions } from '../plugins/audit/index.ts'
+import {
+  AuditWriter,
+  listLogFiles,
+  parseLine,
+  seal,
+  type AuditEntry,
+  type AuditStore,
+  type Signer,
+  type WriterOptions,
+} from '../plugins/audit/index.ts'
 
 export function tempDir(prefix = 'agentmesh-audit-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
@@ -35,7 +44,12 @@ export function sampleEntry(i: number, over: Partial<AuditEntry> = {}): AuditEnt
 }
 
 /** Append n sample entries through a writer; close it (final checkpoint) unless `keepOpen`. */
-export async function writeEntries(store: AuditStore, signer: Signer, n: number, opts: WriterOptions & { keepOpen?: boolean; from?: number } = {}): Promise<AuditWriter> {
+export async function writeEntries(
+  store: AuditStore,
+  signer: Signer,
+  n: number,
+  opts: WriterOptions & { keepOpen?: boolean; from?: number } = {},
+): Promise<AuditWriter> {
   const w = new AuditWriter(store, signer, { checkpointSeconds: 0, ...opts })
   await w.open()
   for (let i = 0; i < n; i++) {

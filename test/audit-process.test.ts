@@ -20,7 +20,6 @@ async function demoHasAudit(): Promise<boolean> {
   return (config.plugins ?? []).some((p: { name: string }) => p.name === 'audit')
 }
 
-
 const children = new Set<ChildProcess>()
 const dirs: string[] = []
 afterEach(() => {
@@ -36,20 +35,37 @@ async function setup() {
   const extra: string[] = []
   if (!(await demoHasAudit())) {
     const cfg = join(dir, 'agentmesh.config.ts')
-    writeFileSync(cfg, `import { audit } from ${JSON.stringify(join(ROOT, 'plugins/audit/index.ts'))}\nexport default { plugins: [audit()] }\n`)
+    writeFileSync(
+      cfg,
+      `import { audit } from ${JSON.stringify(join(ROOT, 'plugins/audit/index.ts'))}\nexport default { plugins: [audit()] }\n`,
+    )
     extra.push('--config', cfg)
   }
   return { dir, dataDir, auditDir: join(dataDir, 'audit'), extra }
 }
 
-async function start(dataDir: string, extra: string[]): Promise<{ child: ChildProcess; url: string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; output: () => string }> {
+async function start(
+  dataDir: string,
+  extra: string[],
+): Promise<{
+  child: ChildProcess
+  url: string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  output: () => string
+}> {
   const port = await freePort()
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--data-dir', dataDir, '--preset', 'demo', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } })
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--port', String(port), '--data-dir', dataDir, '--preset', 'demo', ...extra],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } },
+  )
   children.add(child)
   let out = ''
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (out += d))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) => child.once('exit', (code, signal) => ok({ code, signal })))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) =>
+    child.once('exit', (code, signal) => ok({ code, signal })),
+  )
   const url = await new Promise<string>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`proxy did not start within 30 s:\n${out}`)), 30_000)
     const check = () => {
@@ -76,7 +92,10 @@ const ask = (url: string, n: number) =>
 
 function cli(args: string[], extra: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((ok) => {
-    const child = spawn(process.execPath, [BIN, ...args, '--preset', 'demo', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [BIN, ...args, '--preset', 'demo', ...extra], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     children.add(child)
     let stdout = ''
     let stderr = ''
@@ -133,10 +152,13 @@ describe.skipIf(!HAVE_CLI)('audit across process deaths (bin/agentmesh.mjs)', ()
     const p = await start(dataDir, extra)
     let answered = 0
     const requests = Array.from({ length: 40 }, (_, i) =>
-      ask(p.url, i).then(async (r) => {
-        await r.text()
-        if (r.status === 200) answered++
-      }, () => {}),
+      ask(p.url, i).then(
+        async (r) => {
+          await r.text()
+          if (r.status === 200) answered++
+        },
+        () => {},
+      ),
     )
     while (answered < 10) await new Promise((r) => setTimeout(r, 2))
     p.child.kill('SIGTERM')

@@ -6,7 +6,19 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest'
 import { createAgentMesh } from '../core/app.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { audit, AuditWriter, formatVerifyResult, loadSigner, parseLine, redisKeys, redisLogSource, redisStore, seal, verifyLog, type Signer } from '../plugins/audit/index.ts'
+import {
+  audit,
+  AuditWriter,
+  formatVerifyResult,
+  loadSigner,
+  parseLine,
+  redisKeys,
+  redisLogSource,
+  redisStore,
+  seal,
+  verifyLog,
+  type Signer,
+} from '../plugins/audit/index.ts'
 import { hashOf, recordOf, reseal, sampleEntry, tempDir, writeEntries } from './audit-helpers.ts'
 
 const url = inject('redisUrl')
@@ -56,7 +68,11 @@ describe('redis store', () => {
 
   it('edited and re-hashed: caught at that entry', async () => {
     const { key, lines, verify } = await signedLog()
-    await redis.lset(key, 7, reseal(lines[7]!, (r) => (r.costUsd = 0)))
+    await redis.lset(
+      key,
+      7,
+      reseal(lines[7]!, (r) => (r.costUsd = 0)),
+    )
     expect((await verify()).problem).toMatchObject({ kind: 'edited', line: 8, seq: 8 })
   })
 
@@ -102,22 +118,30 @@ describe('redis store', () => {
 
   it('several writers on one redis share one chain without a break', async () => {
     const prefix = `test:${randomUUID()}:`
-    const writers = [0, 1, 2].map(() => new AuditWriter(redisStore({ url, prefix }), signer, { checkpointEvery: 7, batchMax: 3, checkpointSeconds: 0 }))
+    const writers = [0, 1, 2].map(
+      () =>
+        new AuditWriter(redisStore({ url, prefix }), signer, { checkpointEvery: 7, batchMax: 3, checkpointSeconds: 0 }),
+    )
     for (const w of writers) await w.open()
     // interleave: each writer appends while the others do
-    await Promise.all(writers.map(async (w, k) => {
-      for (let i = 0; i < 40; i++) {
-        w.append(sampleEntry(k * 100 + i))
-        if (i % 5 === 4) await w.flush()
-      }
-      await w.flush()
-    }))
+    await Promise.all(
+      writers.map(async (w, k) => {
+        for (let i = 0; i < 40; i++) {
+          w.append(sampleEntry(k * 100 + i))
+          if (i % 5 === 4) await w.flush()
+        }
+        await w.flush()
+      }),
+    )
     for (const w of writers) await w.close()
     // the writers did collide, and re-sealed on each other's head
     expect(writers.reduce((n, w) => n + w.stat.conflicts, 0)).toBeGreaterThan(0)
     const r = await verifyLog(redisLogSource({ url, prefix }), { publicKeys: [signer] })
     expect(r).toMatchObject({ ok: true, entries: 120, unsignedTail: 0 })
-    const ids = (await redis.lrange(redisKeys(prefix).log, 0, -1)).map(recordOf).filter((x) => x.kind === 'request').map((x) => x.id)
+    const ids = (await redis.lrange(redisKeys(prefix).log, 0, -1))
+      .map(recordOf)
+      .filter((x) => x.kind === 'request')
+      .map((x) => x.id)
     expect(new Set(ids).size).toBe(120)
   })
 
@@ -126,14 +150,27 @@ describe('redis store', () => {
     const dataDir = tempDir()
     // checkpoints by count only (the 1 s timer would add one on a slow machine): the test counts them
     const options = { store: 'redis' as const, redis: { url, prefix }, checkpointEvery: 4, checkpointSeconds: 0 }
-    const mesh = await createAgentMesh({ log: { level: 'silent' }, dataDir, plugins: [audit(options), demo({ latencyMs: 0 })] })
+    const mesh = await createAgentMesh({
+      log: { level: 'silent' },
+      dataDir,
+      plugins: [audit(options), demo({ latencyMs: 0 })],
+    })
     for (let i = 0; i < 6; i++) {
-      const res = await mesh.fetch(new Request('http://proxy/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }) }))
+      const res = await mesh.fetch(
+        new Request('http://proxy/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `r${i}` }] }),
+        }),
+      )
       expect(res.status).toBe(200)
     }
     await mesh.close()
     expect(await redis.llen(redisKeys(prefix).log)).toBe(8)
-    const cmdMesh = await createAgentMesh({ log: { level: 'silent' }, dataDir, plugins: [audit(options)] }, { mode: 'command' })
+    const cmdMesh = await createAgentMesh(
+      { log: { level: 'silent' }, dataDir, plugins: [audit(options)] },
+      { mode: 'command' },
+    )
     const out: string[] = []
     const command = cmdMesh.plugins.find((p) => p.name === 'audit')!.commands![0]!
     const code = await command.run({ mesh: cmdMesh.mesh, args: ['verify'], options: {}, print: (l) => out.push(l) })

@@ -10,7 +10,13 @@ import { exactCache, type ExactCacheOptions } from '../plugins/exact-cache/index
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
-interface Proxy { app: AgentMesh; url: string; events: MeshEvent[]; warnings: string[]; close(): Promise<void> }
+interface Proxy {
+  app: AgentMesh
+  url: string
+  events: MeshEvent[]
+  warnings: string[]
+  close(): Promise<void>
+}
 
 const open: Proxy[] = []
 const dirs: string[] = []
@@ -21,13 +27,40 @@ afterAll(async () => {
 
 async function proxy(cache: ExactCacheOptions = {}, config: MeshConfig = {}): Promise<Proxy> {
   const warnings: string[] = []
-  const logger: Logger = { info() {}, debug() {}, error: (m) => { warnings.push(m) }, warn: (m, d) => { warnings.push(`${m} ${JSON.stringify(d ?? {})}`) } }
+  const logger: Logger = {
+    info() {},
+    debug() {},
+    error: (m) => {
+      warnings.push(m)
+    },
+    warn: (m, d) => {
+      warnings.push(`${m} ${JSON.stringify(d ?? {})}`)
+    },
+  }
   // no preset: only the plugins listed here (keys, quota, audit have their own suites); a temp data dir
-  const app = await createAgentMesh({ dataDir: tempDir(), ...config, plugins: [normalise(), exactCache(cache), demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { logger })
+  const app = await createAgentMesh(
+    {
+      dataDir: tempDir(),
+      ...config,
+      plugins: [normalise(), exactCache(cache), demo({ latencyMs: 0, chunkDelayMs: 0 })],
+    },
+    { logger },
+  )
   const events: MeshEvent[] = []
-  app.mesh.on((e) => { events.push(e) })
+  app.mesh.on((e) => {
+    events.push(e)
+  })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
-  const p: Proxy = { app, url: server.url, events, warnings, close: async () => { await server.close(); await app.close() } }
+  const p: Proxy = {
+    app,
+    url: server.url,
+    events,
+    warnings,
+    close: async () => {
+      await server.close()
+      await app.close()
+    },
+  }
   open.push(p)
   return p
 }
@@ -43,9 +76,19 @@ function body(content: string, extra: Record<string, unknown> = {}) {
 }
 
 async function ask(p: Proxy, b: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${p.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice', ...headers }, body: JSON.stringify(b) })
+  const res = await fetch(`${p.url}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice', ...headers },
+    body: JSON.stringify(b),
+  })
   const json = (await res.json()) as any
-  return { status: res.status, cache: res.headers.get('x-agentmesh-cache'), headers: res.headers, json, text: json?.content?.[0]?.text as string }
+  return {
+    status: res.status,
+    cache: res.headers.get('x-agentmesh-cache'),
+    headers: res.headers,
+    json,
+    text: json?.content?.[0]?.text as string,
+  }
 }
 
 const upstreamCalls = (p: Proxy) => p.events.filter((e) => e.type === 'llm_call').length
@@ -68,7 +111,12 @@ describe('exact cache over HTTP', () => {
     expect(second.headers.get('x-agentmesh-cost-usd')).toBe('0.000000')
     const u = first.json.usage
     expect(second.headers.get('x-agentmesh-tokens-saved')).toBe(String(u.input_tokens + u.output_tokens))
-    const expectedUsd = p.app.mesh.pricing.cost('claude-haiku-4-5', { inputTokens: u.input_tokens, outputTokens: u.output_tokens, cacheReadTokens: 0, cacheWriteTokens: 0 })
+    const expectedUsd = p.app.mesh.pricing.cost('claude-haiku-4-5', {
+      inputTokens: u.input_tokens,
+      outputTokens: u.output_tokens,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+    })
     expect(expectedUsd).toBeGreaterThan(0)
     expect(second.headers.get('x-agentmesh-cost-saved-usd')).toBe(expectedUsd.toFixed(6))
     expect(upstreamCalls(p)).toBe(1)
@@ -90,7 +138,9 @@ describe('exact cache over HTTP', () => {
     const p = await proxy()
     const a = await ask(p, body('Our Q3 numbers?'), { 'x-agentmesh-team': 'team-a' })
     expect(a.cache).toBe('miss')
-    expect((await ask(p, body('Our Q3 numbers?'), { 'x-agentmesh-team': 'team-a', 'x-agentmesh-user': 'carol' })).cache).toBe('exact')
+    expect(
+      (await ask(p, body('Our Q3 numbers?'), { 'x-agentmesh-team': 'team-a', 'x-agentmesh-user': 'carol' })).cache,
+    ).toBe('exact')
     const b = await ask(p, body('Our Q3 numbers?'), { 'x-agentmesh-team': 'team-b' })
     expect(b.cache).toBe('miss')
     expect(upstreamCalls(p)).toBe(2)
@@ -110,9 +160,24 @@ describe('exact cache over HTTP', () => {
 
   it('a changed parameter, system prompt, tool list or earlier turn misses', async () => {
     const p = await proxy()
-    const tool = { name: 'lookup', description: 'look a thing up', input_schema: { type: 'object', properties: { q: { type: 'string' } } } }
-    const history = [{ role: 'user', content: 'Hi, I am planning a trip.' }, { role: 'assistant', content: 'Great, where to?' }, { role: 'user', content: 'What should I pack?' }]
-    const baseReq = { model: 'claude-haiku-4-5', max_tokens: 256, system: 'Be brief.', temperature: 0.3, tools: [tool], messages: history }
+    const tool = {
+      name: 'lookup',
+      description: 'look a thing up',
+      input_schema: { type: 'object', properties: { q: { type: 'string' } } },
+    }
+    const history = [
+      { role: 'user', content: 'Hi, I am planning a trip.' },
+      { role: 'assistant', content: 'Great, where to?' },
+      { role: 'user', content: 'What should I pack?' },
+    ]
+    const baseReq = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 256,
+      system: 'Be brief.',
+      temperature: 0.3,
+      tools: [tool],
+      messages: history,
+    }
     expect((await ask(p, baseReq)).cache).toBe('miss')
     expect((await ask(p, baseReq)).cache).toBe('exact')
     const variants: Record<string, unknown> = {
@@ -122,8 +187,14 @@ describe('exact cache over HTTP', () => {
       system: { ...baseReq, system: 'Be thorough.' },
       tools: { ...baseReq, tools: [{ ...tool, name: 'search' }] },
       'tool removed': { ...baseReq, tools: undefined },
-      'earlier turn': { ...baseReq, messages: [{ role: 'user', content: 'Hi, I am planning a ski trip.' }, ...history.slice(1)] },
-      'earlier answer': { ...baseReq, messages: [history[0], { role: 'assistant', content: 'Where are you going?' }, history[2]] },
+      'earlier turn': {
+        ...baseReq,
+        messages: [{ role: 'user', content: 'Hi, I am planning a ski trip.' }, ...history.slice(1)],
+      },
+      'earlier answer': {
+        ...baseReq,
+        messages: [history[0], { role: 'assistant', content: 'Where are you going?' }, history[2]],
+      },
     }
     for (const [name, v] of Object.entries(variants)) {
       expect((await ask(p, v)).cache, name).toBe('miss')
@@ -193,7 +264,11 @@ describe('exact cache over HTTP', () => {
   })
 
   it('two proxy instances on one redis-server share the exact cache', async () => {
-    const storage = { driver: 'redis' as const, url: inject('redisUrl'), prefix: `exact-share-${process.pid}-${Date.now()}` }
+    const storage = {
+      driver: 'redis' as const,
+      url: inject('redisUrl'),
+      prefix: `exact-share-${process.pid}-${Date.now()}`,
+    }
     const a = await proxy({}, { storage })
     const b = await proxy({}, { storage })
     const first = await ask(a, body('shared across instances'))
@@ -212,11 +287,32 @@ describe('exact cache over HTTP', () => {
   it('identical requests in flight together go upstream once; streams wait only with coalesce: all', async () => {
     const slow = async (coalesce?: boolean | 'all') => {
       const logger: Logger = { info() {}, debug() {}, error() {}, warn() {} }
-      const app = await createAgentMesh({ dataDir: tempDir(), plugins: [normalise(), exactCache(coalesce === undefined ? {} : { coalesce }), demo({ latencyMs: 300, chunkDelayMs: 0 })] }, { logger })
+      const app = await createAgentMesh(
+        {
+          dataDir: tempDir(),
+          plugins: [
+            normalise(),
+            exactCache(coalesce === undefined ? {} : { coalesce }),
+            demo({ latencyMs: 300, chunkDelayMs: 0 }),
+          ],
+        },
+        { logger },
+      )
       const events: MeshEvent[] = []
-      app.mesh.on((e) => { events.push(e) })
+      app.mesh.on((e) => {
+        events.push(e)
+      })
       const server = await app.listen({ port: 0, host: '127.0.0.1' })
-      const p: Proxy = { app, url: server.url, events, warnings: [], close: async () => { await server.close(); await app.close() } }
+      const p: Proxy = {
+        app,
+        url: server.url,
+        events,
+        warnings: [],
+        close: async () => {
+          await server.close()
+          await app.close()
+        },
+      }
       open.push(p)
       return p
     }
@@ -232,7 +328,11 @@ describe('exact cache over HTTP', () => {
 
     // streaming requests do not wait by default, and do with coalesce: 'all'
     const streamOnce = (q: Proxy, text: string) =>
-      fetch(`${q.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' }, body: JSON.stringify(body(text, { stream: true })) }).then(async (r) => ({ cache: r.headers.get('x-agentmesh-cache'), text: await r.text() }))
+      fetch(`${q.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' },
+        body: JSON.stringify(body(text, { stream: true })),
+      }).then(async (r) => ({ cache: r.headers.get('x-agentmesh-cache'), text: await r.text() }))
     await Promise.all([streamOnce(p, 'streamed twice'), streamOnce(p, 'streamed twice')])
     expect(upstreamCalls(p)).toBe(5)
     const q = await slow('all')
@@ -251,7 +351,11 @@ describe('exact cache over HTTP', () => {
     const p = await proxy()
     const req = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'What is the capital of France?' }] }
     const post = async () => {
-      const res = await fetch(`${p.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) })
+      const res = await fetch(`${p.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(req),
+      })
       return { cache: res.headers.get('x-agentmesh-cache'), json: (await res.json()) as any }
     }
     const a = await post()

@@ -17,7 +17,12 @@ import { demo } from '../plugins/vendors/demo.ts'
 const words = (n: number) => Array.from({ length: n }, (_, i) => `policy${i % 97} clause ${i}`).join(' ')
 const LONG = `You are the support assistant for ACME. Follow these rules. ${words(900)}`
 const SHORT = 'Be brief.'
-const tools = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `tool_${i}`, description: `does thing ${i}: ${words(30)}`, input_schema: { type: 'object', properties: { q: { type: 'string' } } } }))
+const tools = (n: number) =>
+  Array.from({ length: n }, (_, i) => ({
+    name: `tool_${i}`,
+    description: `does thing ${i}: ${words(30)}`,
+    input_schema: { type: 'object', properties: { q: { type: 'string' } } },
+  }))
 
 let up: MockUpstream
 let app: AgentMesh
@@ -37,18 +42,45 @@ beforeAll(async () => {
         protocol: 'anthropic',
         handles: (m) => m === 'claude-cached',
         async call() {
-          const body = { id: 'msg_c', type: 'message', role: 'assistant', model: 'claude-cached', content: [{ type: 'text', text: 'ok' }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 20, output_tokens: 1, cache_read_input_tokens: 1500, cache_creation_input_tokens: 0 } }
-          return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(body)), stream: false }
+          const body = {
+            id: 'msg_c',
+            type: 'message',
+            role: 'assistant',
+            model: 'claude-cached',
+            content: [{ type: 'text', text: 'ok' }],
+            stop_reason: 'end_turn',
+            stop_sequence: null,
+            usage: {
+              input_tokens: 20,
+              output_tokens: 1,
+              cache_read_input_tokens: 1500,
+              cache_creation_input_tokens: 0,
+            },
+          }
+          return {
+            status: 200,
+            headers: { 'content-type': 'application/json' },
+            body: Buffer.from(JSON.stringify(body)),
+            stream: false,
+          }
         },
       })
     },
   })
   app = await createAgentMesh({
-    dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
+    dataDir: (dataDir = mkdtempSync(join(tmpdir(), 'am-cache-'))),
     log: { level: 'silent' },
-    plugins: [promptCache({ vendors: ['anthropic', 'caching'] }), cachingVendor, anthropic({ baseURL: up.url, apiKey: 'k' }), openai({ baseURL: up.url, apiKey: 'k' }), demo()],
+    plugins: [
+      promptCache({ vendors: ['anthropic', 'caching'] }),
+      cachingVendor,
+      anthropic({ baseURL: up.url, apiKey: 'k' }),
+      openai({ baseURL: up.url, apiKey: 'k' }),
+      demo(),
+    ],
   })
-  app.mesh.on((e) => { events.push(e) })
+  app.mesh.on((e) => {
+    events.push(e)
+  })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
   url = server.url
   closeServer = server.close
@@ -63,14 +95,23 @@ afterAll(async () => {
 
 async function send(body: unknown, path = '/v1/messages') {
   const n = up.received.length
-  const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const res = await fetch(url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   await res.arrayBuffer()
   return { res, upstream: up.received[n] }
 }
 
 describe('prompt-cache', () => {
   it('marks a long string system prompt, converting it to one text block', async () => {
-    const { res, upstream } = await send({ model: 'claude-haiku-4-5', max_tokens: 50, system: LONG, messages: [{ role: 'user', content: 'hi' }] })
+    const { res, upstream } = await send({
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      system: LONG,
+      messages: [{ role: 'user', content: 'hi' }],
+    })
     expect(res.status).toBe(200)
     expect(upstream!.body.system).toEqual([{ type: 'text', text: LONG, cache_control: { type: 'ephemeral' } }])
   })
@@ -79,7 +120,10 @@ describe('prompt-cache', () => {
     const { upstream } = await send({
       model: 'claude-haiku-4-5',
       max_tokens: 50,
-      system: [{ type: 'text', text: 'Intro.' }, { type: 'text', text: LONG }],
+      system: [
+        { type: 'text', text: 'Intro.' },
+        { type: 'text', text: LONG },
+      ],
       tools: tools(40),
       messages: [{ role: 'user', content: 'hi' }],
     })
@@ -91,24 +135,51 @@ describe('prompt-cache', () => {
   })
 
   it('leaves short prompts byte-for-byte alone', async () => {
-    const body = { model: 'claude-haiku-4-5', max_tokens: 50, system: SHORT, tools: tools(1), messages: [{ role: 'user', content: 'hi' }] }
+    const body = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      system: SHORT,
+      tools: tools(1),
+      messages: [{ role: 'user', content: 'hi' }],
+    }
     const { upstream } = await send(body)
     expect(upstream!.raw).toBe(JSON.stringify(body))
   })
 
   it('leaves a request alone when the client placed its own cache_control', async () => {
-    const body = { model: 'claude-haiku-4-5', max_tokens: 50, system: LONG, tools: tools(40), messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] }] }
+    const body = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      system: LONG,
+      tools: tools(40),
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', cache_control: { type: 'ephemeral' } }] }],
+    }
     const { upstream } = await send(body)
     expect(upstream!.raw).toBe(JSON.stringify(body))
   })
 
   it('does not touch OpenAI-protocol requests or non-Anthropic vendors', async () => {
-    const oa = { model: 'gpt-4o-mini', messages: [{ role: 'system', content: LONG }, { role: 'user', content: 'hi' }] }
+    const oa = {
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: LONG },
+        { role: 'user', content: 'hi' },
+      ],
+    }
     const { upstream } = await send(oa, '/v1/chat/completions')
     expect(upstream!.raw).toBe(JSON.stringify(oa))
     // the demo vendor answers models no real vendor handles: no breakpoint is added for it
     const n = up.received.length
-    const res = await fetch(url + '/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'demo-fast', max_tokens: 10, system: LONG, messages: [{ role: 'user', content: 'hi' }] }) })
+    const res = await fetch(url + '/v1/messages', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'demo-fast',
+        max_tokens: 10,
+        system: LONG,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    })
     expect(res.status).toBe(200)
     expect(res.headers.get('x-agentmesh-vendor')).toBe('demo')
     expect(up.received.length).toBe(n)
@@ -116,7 +187,16 @@ describe('prompt-cache', () => {
 
   it('reports cache read and write tokens from the vendor usage', async () => {
     const before = events.length
-    const res = await fetch(url + '/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-cached', max_tokens: 10, system: LONG, messages: [{ role: 'user', content: 'hi' }] }) })
+    const res = await fetch(url + '/v1/messages', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'claude-cached',
+        max_tokens: 10,
+        system: LONG,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    })
     expect(res.status).toBe(200)
     expect(res.headers.get('x-agentmesh-cache-read-tokens')).toBe('1500')
     const ev = events.slice(before).find((e) => e.type === 'x-prompt_cache')
@@ -138,7 +218,9 @@ describe('prompt-cache', () => {
   })
 
   it('validates options naming the field', () => {
-    expect(() => promptCache({ minTokens: -5 })).toThrow(/prompt-cache: minTokens must be a non-negative integer, got -5/)
+    expect(() => promptCache({ minTokens: -5 })).toThrow(
+      /prompt-cache: minTokens must be a non-negative integer, got -5/,
+    )
     expect(() => promptCache({ ttl: '2h' as any })).toThrow(/prompt-cache: ttl must be "5m" or "1h"/)
     expect(() => promptCache({ min: 1 } as any)).toThrow(/prompt-cache: unknown option "min"/)
   })
@@ -146,7 +228,12 @@ describe('prompt-cache', () => {
   it('works with the Anthropic SDK end to end', async () => {
     const client = new Anthropic({ baseURL: url, apiKey: 'k', maxRetries: 0 })
     const n = up.received.length
-    const msg = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 20, system: LONG, messages: [{ role: 'user', content: 'hello' }] })
+    const msg = await client.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 20,
+      system: LONG,
+      messages: [{ role: 'user', content: 'hello' }],
+    })
     expect(msg.content[0]!.type).toBe('text')
     expect(up.received[n]!.body.system[0].cache_control).toEqual({ type: 'ephemeral' })
   })

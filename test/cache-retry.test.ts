@@ -22,7 +22,14 @@ function numbered(): Plugin & { calls: () => number } {
         handles: () => true,
         async call(): Promise<CanonicalAnswer> {
           n++
-          return { id: `msg_${n}`, model: 'claude-haiku-4-5', text: `answer #${n}`, toolCalls: [], stopReason: 'stop', usage: { inputTokens: 12, outputTokens: 30, cacheReadTokens: 0, cacheWriteTokens: 0 } }
+          return {
+            id: `msg_${n}`,
+            model: 'claude-haiku-4-5',
+            text: `answer #${n}`,
+            toolCalls: [],
+            stopReason: 'stop',
+            usage: { inputTokens: 12, outputTokens: 30, cacheReadTokens: 0, cacheWriteTokens: 0 },
+          }
         },
       })
     },
@@ -31,26 +38,57 @@ function numbered(): Plugin & { calls: () => number } {
 }
 
 const closers: Array<() => Promise<void>> = []
-afterAll(async () => { for (const c of closers) await c() })
+afterAll(async () => {
+  for (const c of closers) await c()
+})
 
 async function proxy(caches: { exact?: ExactCacheOptions | false; semantic?: SemanticCacheOptions }) {
   const vendor = numbered()
   const semantic = caches.semantic ? semanticCache(caches.semantic) : undefined
-  const plugins: Plugin[] = [normalise(), ...(caches.exact === false ? [] : [exactCache(caches.exact ?? {})]), ...(semantic ? [semantic] : []), vendor]
-  const app = await createAgentMesh({ preset: 'demo', disable: ['exact-cache', 'semantic-cache', 'quota', 'audit', 'keys'].filter((n) => !plugins.some((p) => p.name === n)), storage: { driver: 'memory' }, log: { level: 'error' }, plugins })
+  const plugins: Plugin[] = [
+    normalise(),
+    ...(caches.exact === false ? [] : [exactCache(caches.exact ?? {})]),
+    ...(semantic ? [semantic] : []),
+    vendor,
+  ]
+  const app = await createAgentMesh({
+    preset: 'demo',
+    disable: ['exact-cache', 'semantic-cache', 'quota', 'audit', 'keys'].filter(
+      (n) => !plugins.some((p) => p.name === n),
+    ),
+    storage: { driver: 'memory' },
+    log: { level: 'error' },
+    plugins,
+  })
   const events: MeshEvent[] = []
-  app.mesh.on((e) => { events.push(e) })
+  app.mesh.on((e) => {
+    events.push(e)
+  })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
-  closers.push(async () => { await server.close(); await app.close() })
+  closers.push(async () => {
+    await server.close()
+    await app.close()
+  })
   const ask = async (content: string, user = 'alice', extra: Record<string, unknown> = {}) => {
     const res = await fetch(`${server.url}/v1/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': user },
-      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content }], ...extra }),
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 256,
+        messages: [{ role: 'user', content }],
+        ...extra,
+      }),
     })
     const json = (await res.json()) as any
     await semantic?.semantic.flush()
-    return { status: res.status, cache: res.headers.get('x-agentmesh-cache'), retry: res.headers.get('x-agentmesh-cache-retry'), tokens: Number(res.headers.get('x-agentmesh-tokens')), text: json?.content?.[0]?.text as string }
+    return {
+      status: res.status,
+      cache: res.headers.get('x-agentmesh-cache'),
+      retry: res.headers.get('x-agentmesh-cache-retry'),
+      tokens: Number(res.headers.get('x-agentmesh-tokens')),
+      text: json?.content?.[0]?.text as string,
+    }
   }
   return { ask, vendor, events }
 }
@@ -108,7 +146,11 @@ describe('semantic cache: a retry is not a repeat', () => {
     expect(retry).toMatchObject({ text: 'answer #2', retry: '1' })
     expect(retry.cache).not.toBe('semantic')
     expect(vendor.calls()).toBe(2)
-    expect(events.some((e) => e.type === 'cache_miss' && (e.data as any).kind === 'semantic' && (e.data as any).reason === 'retry')).toBe(true)
+    expect(
+      events.some(
+        (e) => e.type === 'cache_miss' && (e.data as any).kind === 'semantic' && (e.data as any).reason === 'retry',
+      ),
+    ).toBe(true)
     // the rejected answer is gone for everyone: bob is served the fresh one (or asks upstream)
     const bob = await ask('How can I improve my English speaking skills?', 'bob')
     expect(bob.text).not.toBe('answer #1')

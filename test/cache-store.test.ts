@@ -13,7 +13,14 @@ import { ExactStore, entryProblem, type CacheEntry } from '../plugins/exact-cach
 import type { Logger } from '../core/types.ts'
 
 const warnings: string[] = []
-const log: Logger = { info() {}, debug() {}, error() {}, warn: (m) => { warnings.push(m) } }
+const log: Logger = {
+  info() {},
+  debug() {},
+  error() {},
+  warn: (m) => {
+    warnings.push(m)
+  },
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 function entry(text: string, ttlMs = 60_000): CacheEntry {
@@ -23,7 +30,14 @@ function entry(text: string, ttlMs = 60_000): CacheEntry {
     createdAt: now,
     expiresAt: now + ttlMs,
     protocol: 'anthropic',
-    answer: { id: 'msg_1', model: 'claude-haiku-4-5', text, toolCalls: [], stopReason: 'stop', usage: { inputTokens: 12, outputTokens: 30, cacheReadTokens: 0, cacheWriteTokens: 0 } },
+    answer: {
+      id: 'msg_1',
+      model: 'claude-haiku-4-5',
+      text,
+      toolCalls: [],
+      stopReason: 'stop',
+      usage: { inputTokens: 12, outputTokens: 30, cacheReadTokens: 0, cacheWriteTokens: 0 },
+    },
   }
 }
 const hash = (i: number) => i.toString(16).padStart(64, '0')
@@ -42,14 +56,26 @@ function makeStorage(kind: 'fs' | 'redis' | 'memory'): Storage {
     dirs.push(dir)
     s = createStorage({ driver: fsLiteDriver({ base: dir }) })
   } else if (kind === 'redis') {
-    s = createStorage({ driver: redisDriver({ url: inject('redisUrl'), base: `t${process.pid}${Math.random().toString(36).slice(2, 8)}` }) })
+    s = createStorage({
+      driver: redisDriver({
+        url: inject('redisUrl'),
+        base: `t${process.pid}${Math.random().toString(36).slice(2, 8)}`,
+      }),
+    })
   } else s = createStorage({ driver: memoryDriver() })
   storages.push(s)
   return s
 }
 
 const store = (storage?: Storage, o: Partial<{ maxEntries: number; maxBytes: number }> = {}) =>
-  new ExactStore({ storage, prefix: 'cache:exact', maxEntries: o.maxEntries ?? 100, maxBytes: o.maxBytes ?? 1_000_000, ttlSeconds: 3600, log })
+  new ExactStore({
+    storage,
+    prefix: 'cache:exact',
+    maxEntries: o.maxEntries ?? 100,
+    maxBytes: o.maxBytes ?? 1_000_000,
+    ttlSeconds: 3600,
+    log,
+  })
 
 describe('L1 (in-process)', () => {
   it('is bounded by entries', async () => {
@@ -109,7 +135,12 @@ describe.each(['fs', 'redis', 'memory'] as const)('L2 on %s', (kind) => {
     const storage = makeStorage(kind)
     const s = store(storage)
     const k = s.storageKey(hash(9))
-    for (const bad of ['{"v":1,"answer":', 'not json at all', JSON.stringify({ v: 1, createdAt: 1, expiresAt: Date.now() + 1e6, answer: { text: 5 } }), JSON.stringify([1, 2])]) {
+    for (const bad of [
+      '{"v":1,"answer":',
+      'not json at all',
+      JSON.stringify({ v: 1, createdAt: 1, expiresAt: Date.now() + 1e6, answer: { text: 5 } }),
+      JSON.stringify([1, 2]),
+    ]) {
       await storage.setItemRaw(k, bad)
       const got = await store(storage).get(hash(9))
       expect(got.status, bad).toBe('corrupt')
@@ -158,7 +189,9 @@ describe('entryProblem', () => {
     expect(entryProblem(entry('ok'))).toBeUndefined()
     expect(entryProblem('text')).toMatch(/not an object/)
     expect(entryProblem({ ...entry('x'), v: 2 })).toMatch(/version/)
-    expect(entryProblem({ ...entry('x'), answer: { ...entry('x').answer, toolCalls: [{ id: 1 }] } })).toMatch(/toolCalls/)
+    expect(entryProblem({ ...entry('x'), answer: { ...entry('x').answer, toolCalls: [{ id: 1 }] } })).toMatch(
+      /toolCalls/,
+    )
     expect(entryProblem({ ...entry('x'), answer: { ...entry('x').answer, usage: {} } })).toMatch(/usage/)
   })
 })

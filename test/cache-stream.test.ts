@@ -28,11 +28,20 @@ let gpt: OpenAI
 beforeAll(async () => {
   up = await startMockUpstream()
   app = await createAgentMesh({
-    dataDir: dataDir = mkdtempSync(join(tmpdir(), 'am-cache-')),
+    dataDir: (dataDir = mkdtempSync(join(tmpdir(), 'am-cache-'))),
     log: { level: 'silent' },
-    plugins: [normalise(), exactCache({ retryWindowSeconds: 0 }), anthropic({ baseURL: up.url, apiKey: 'test-key' }), openai({ baseURL: up.url, apiKey: 'test-key' }), google({ baseURL: up.url, apiKey: 'test-key' }), demo()],
+    plugins: [
+      normalise(),
+      exactCache({ retryWindowSeconds: 0 }),
+      anthropic({ baseURL: up.url, apiKey: 'test-key' }),
+      openai({ baseURL: up.url, apiKey: 'test-key' }),
+      google({ baseURL: up.url, apiKey: 'test-key' }),
+      demo(),
+    ],
   })
-  app.mesh.on((e) => { events.push(e) })
+  app.mesh.on((e) => {
+    events.push(e)
+  })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
   url = server.url
   closeServer = server.close
@@ -67,7 +76,11 @@ const calls = () => events.filter((e) => e.type === 'llm_call' || e.type === 'er
 describe('streamed answers: stored only when complete, replayed as valid streams', () => {
   it('Anthropic: a streamed answer is stored, then replayed to messages.stream() and to a non-streaming request', async () => {
     const prompt = 'Explain backpressure in Node streams.'
-    const params = { model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user' as const, content: prompt }] }
+    const params = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 256,
+      messages: [{ role: 'user' as const, content: prompt }],
+    }
     const before = stores()
     const first = claude.messages.stream(params)
     const firstMsg = await first.finalMessage()
@@ -79,8 +92,12 @@ describe('streamed answers: stored only when complete, replayed as valid streams
     const replay = claude.messages.stream(params)
     let streamedText = ''
     const types: string[] = []
-    replay.on('text', (t) => { streamedText += t })
-    replay.on('streamEvent', (e) => { types.push(e.type) })
+    replay.on('text', (t) => {
+      streamedText += t
+    })
+    replay.on('streamEvent', (e) => {
+      types.push(e.type)
+    })
     const msg = await replay.finalMessage()
     const { response } = await replay.withResponse()
     expect(response.headers.get('x-agentmesh-cache')).toBe('exact')
@@ -91,7 +108,10 @@ describe('streamed answers: stored only when complete, replayed as valid streams
     expect(types.at(-1)).toBe('message_stop')
     expect(types).toContain('content_block_delta')
     // the replay reports the usage of the call it replays; the headers say nothing was billed
-    expect(msg.usage).toMatchObject({ input_tokens: firstMsg.usage.input_tokens, output_tokens: firstMsg.usage.output_tokens })
+    expect(msg.usage).toMatchObject({
+      input_tokens: firstMsg.usage.input_tokens,
+      output_tokens: firstMsg.usage.output_tokens,
+    })
     expect(response.headers.get('x-agentmesh-tokens')).toBe('0')
 
     const plain = await claude.messages.create(params).withResponse()
@@ -104,7 +124,13 @@ describe('streamed answers: stored only when complete, replayed as valid streams
     const params = {
       model: 'claude-haiku-4-5',
       max_tokens: 256,
-      tools: [{ name: 'get_weather', description: 'weather', input_schema: { type: 'object' as const, properties: { city: { type: 'string' } } } }],
+      tools: [
+        {
+          name: 'get_weather',
+          description: 'weather',
+          input_schema: { type: 'object' as const, properties: { city: { type: 'string' } } },
+        },
+      ],
       messages: [{ role: 'user' as const, content: 'Weather in Paris?' }],
     }
     const first = await claude.messages.create(params)
@@ -121,7 +147,11 @@ describe('streamed answers: stored only when complete, replayed as valid streams
   it('Anthropic: a stream the client aborts is not stored', async () => {
     up.behaviour = { eventGapMs: 40 }
     const prompt = 'a long answer the client abandons one two three four five six seven eight nine ten'
-    const params = { model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user' as const, content: prompt }] }
+    const params = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 256,
+      messages: [{ role: 'user' as const, content: prompt }],
+    }
     const c = calls()
     const s = claude.messages.stream(params)
     await new Promise<void>((resolve) => s.on('text', () => resolve()))
@@ -140,11 +170,17 @@ describe('streamed answers: stored only when complete, replayed as valid streams
     // the first events reach the client before the cut: a stream that broke mid-way
     up.behaviour = { cutAfterEvents: 3, eventGapMs: 30 }
     const prompt = 'an answer the upstream cuts short'
-    const params = { model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user' as const, content: prompt }] }
+    const params = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 256,
+      messages: [{ role: 'user' as const, content: prompt }],
+    }
     const c = calls()
     const s = claude.messages.stream(params)
     let sawText = false
-    s.on('text', () => { sawText = true })
+    s.on('text', () => {
+      sawText = true
+    })
     await expect(s.finalMessage()).rejects.toThrow()
     expect(sawText).toBe(true)
     await waitFor(() => calls() > c, 'the cut stream to settle')
@@ -157,7 +193,11 @@ describe('streamed answers: stored only when complete, replayed as valid streams
 
   it('an upstream error is not stored', async () => {
     up.behaviour = { status: 500 }
-    const params = { model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user' as const, content: 'fails first' }] }
+    const params = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 256,
+      messages: [{ role: 'user' as const, content: 'fails first' }],
+    }
     await expect(claude.messages.create(params)).rejects.toThrow()
     up.behaviour = {}
     const res = await claude.messages.create(params).withResponse()
@@ -201,7 +241,9 @@ describe('streamed answers: stored only when complete, replayed as valid streams
     const n = upstreamCount()
     const runner = gpt.chat.completions.stream(params)
     let deltas = ''
-    runner.on('content', (d) => { deltas += d })
+    runner.on('content', (d) => {
+      deltas += d
+    })
     const done = await runner.finalChatCompletion()
     expect(done.choices[0]!.message.content).toBe(mockText(prompt))
     expect(deltas).toBe(mockText(prompt))
@@ -211,9 +253,18 @@ describe('streamed answers: stored only when complete, replayed as valid streams
   it('Gemini: a streamed answer replays as an SSE stream', async () => {
     const req = { contents: [{ role: 'user', parts: [{ text: 'What is Rust?' }] }] }
     const post = async () => {
-      const res = await fetch(`${url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) })
+      const res = await fetch(`${url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(req),
+      })
       const raw = await res.text()
-      const text = raw.split('\n').filter((l) => l.startsWith('data:')).map((l) => JSON.parse(l.slice(5))).map((j) => j.candidates?.[0]?.content?.parts?.map((p: any) => p.text ?? '').join('') ?? '').join('')
+      const text = raw
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => JSON.parse(l.slice(5)))
+        .map((j) => j.candidates?.[0]?.content?.parts?.map((p: any) => p.text ?? '').join('') ?? '')
+        .join('')
       return { cache: res.headers.get('x-agentmesh-cache'), type: res.headers.get('content-type'), text }
     }
     const before = stores()

@@ -7,7 +7,8 @@ import { startCoreProxy, type Proxy } from './helpers/core-harness.ts'
 const EVENTS = 40_000
 // ~1 KB of text per event: ~45 MB in all, far more than the socket buffers on the way hold
 const WORD = 'x'.repeat(1000)
-const chunk = (i: number) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: WORD }, finish_reason: null }], n: i })}\n\n`
+const chunk = (i: number) =>
+  `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: WORD }, finish_reason: null }], n: i })}\n\n`
 const tail = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: EVENTS, total_tokens: EVENTS + 5 } })}\n\ndata: [DONE]\n\n`
 
 let upstream: Server
@@ -39,18 +40,36 @@ describe('backpressure', () => {
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
     for (let i = 0; i < EVENTS; i++) total += Buffer.byteLength(chunk(i))
     const port = (upstream.address() as { port: number }).port
-    proxy = await startCoreProxy({ preset: 'solo', vendors: { openai: { baseURL: `http://127.0.0.1:${port}`, apiKey: 'sk-test-backpressure' } } })
+    proxy = await startCoreProxy({
+      preset: 'solo',
+      vendors: { openai: { baseURL: `http://127.0.0.1:${port}`, apiKey: 'sk-test-backpressure' } },
+    })
 
-    const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'a long answer please' }] })
+    const body = JSON.stringify({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'a long answer please' }],
+    })
     const received: Buffer[] = []
     const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
-      const req = request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, resolve)
+      const req = request(
+        `${proxy.url}/v1/chat/completions`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        resolve,
+      )
       req.on('error', reject)
       req.end(body)
     })
     expect(res.statusCode).toBe(200)
     // read a little, then stop reading
-    await new Promise<void>((r) => res.once('data', (d: Buffer) => { received.push(d); res.pause(); r() }))
+    await new Promise<void>((r) =>
+      res.once('data', (d: Buffer) => {
+        received.push(d)
+        res.pause()
+        r()
+      }),
+    )
     const heapBefore = process.memoryUsage().heapUsed
     await new Promise((r) => setTimeout(r, 1500))
     const stalledAt = written

@@ -41,7 +41,15 @@ describe('RFC 8785 examples', () => {
     const out = canonicalJson(JSON.parse(input))
     const order = [...out.matchAll(/":"([^"]+)"/g)].map((m) => m[1])
     // U+1F600 is the surrogate pair D83D DE00, which sorts before U+FB33 by code unit
-    expect(order).toEqual(['Carriage Return', 'One', 'Control', 'Latin Small Letter O With Diaeresis', 'Euro Sign', 'Emoji: Grinning Face', 'Hebrew Letter Dalet With Dagesh'])
+    expect(order).toEqual([
+      'Carriage Return',
+      'One',
+      'Control',
+      'Latin Small Letter O With Diaeresis',
+      'Euro Sign',
+      'Emoji: Grinning Face',
+      'Hebrew Letter Dalet With Dagesh',
+    ])
     expect(out.startsWith('{"\\r":"Carriage Return","1":"One","\u0080":"Control"')).toBe(true)
   })
 

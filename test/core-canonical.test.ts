@@ -11,17 +11,27 @@ function randomValue(r: Rng, depth: number): unknown {
   const n = (k: number) => r.int(0, k - 1)
   const pick = n(depth > 3 ? 6 : 9)
   switch (pick) {
-    case 0: return null
-    case 1: return n(2) === 0
-    case 2: return [0, -0, 1.5, 1e21, -7, NaN, Infinity][n(7)]
-    case 3: return ['', 'a', 'é\n"\\', '\u2028', '\ud800', 'x'.repeat(70_000)][n(6)]
-    case 4: return undefined
-    case 5: return [() => 1, Symbol('s'), BigInt(12), new Date(0)][n(4)]
-    case 6: return Array.from({ length: n(5) }, () => randomValue(r, depth + 1))
+    case 0:
+      return null
+    case 1:
+      return n(2) === 0
+    case 2:
+      return [0, -0, 1.5, 1e21, -7, NaN, Infinity][n(7)]
+    case 3:
+      return ['', 'a', 'é\n"\\', '\u2028', '\ud800', 'x'.repeat(70_000)][n(6)]
+    case 4:
+      return undefined
+    case 5:
+      return [() => 1, Symbol('s'), BigInt(12), new Date(0)][n(4)]
+    case 6:
+      return Array.from({ length: n(5) }, () => randomValue(r, depth + 1))
     default: {
       const o: Record<string, unknown> = {}
       for (let i = n(6); i > 0; i--) o[['b', 'a', 'é', 'A', '10', '9', 'z z'][n(7)]!] = randomValue(r, depth + 1)
-      if (n(8) === 0) { const gone = n(2) === 0; o.nested = { toJSON: () => (gone ? undefined : { y: 1, x: [undefined] }) } }
+      if (n(8) === 0) {
+        const gone = n(2) === 0
+        o.nested = { toJSON: () => (gone ? undefined : { y: 1, x: [undefined] }) }
+      }
       return o
     }
   }
@@ -39,7 +49,14 @@ describe('canonicalSha256', () => {
   })
 
   it('a prompt of several megabytes hashes to the same key', () => {
-    const prompt = { model: 'm', messages: [{ role: 'user', text: 'word '.repeat(1_500_000) }, { role: 'assistant', text: 'ok' }], system: 's'.repeat(100_000) }
+    const prompt = {
+      model: 'm',
+      messages: [
+        { role: 'user', text: 'word '.repeat(1_500_000) },
+        { role: 'assistant', text: 'ok' },
+      ],
+      system: 's'.repeat(100_000),
+    }
     expect(canonicalSha256(prompt)).toBe(sha(canonicalJson(prompt)))
   })
 })

@@ -27,7 +27,12 @@ const dirs: string[] = []
 const servers: Server[] = []
 
 /** A command in cwd with no vendor keys in its environment; stdout may be left unread ('ignore'd). */
-function spawnIn(cwd: string, command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {}): Run {
+function spawnIn(
+  cwd: string,
+  command: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {},
+): Run {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...opts.env }
   for (const k of VENDOR_ENV) delete env[k]
   delete env.NODE_ENV
@@ -47,7 +52,10 @@ function spawnIn(cwd: string, command: string, args: string[], opts: { env?: Nod
     // generous: a loaded 2-core machine can take many seconds to start node + jiti
     waitFor(re, timeoutMs = 45_000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { clearInterval(poll); reject(new Error(`timed out waiting for ${re}; stdout:\n${out}\nstderr:\n${err}`)) }, timeoutMs)
+        const timer = setTimeout(() => {
+          clearInterval(poll)
+          reject(new Error(`timed out waiting for ${re}; stdout:\n${out}\nstderr:\n${err}`))
+        }, timeoutMs)
         const poll = setInterval(() => {
           const m = re.exec(out)
           if (m) {
@@ -65,7 +73,8 @@ function spawnIn(cwd: string, command: string, args: string[], opts: { env?: Nod
   }
 }
 
-const cli = (args: string[], cwd: string, opts: Parameters<typeof spawnIn>[3] = {}) => spawnIn(cwd, process.execPath, [BIN, ...args], opts)
+const cli = (args: string[], cwd: string, opts: Parameters<typeof spawnIn>[3] = {}) =>
+  spawnIn(cwd, process.execPath, [BIN, ...args], opts)
 
 async function finished(run: Run): Promise<{ code: number | null; out: string; err: string }> {
   const code = await run.exited
@@ -92,7 +101,11 @@ function holdPort(port: number): Promise<number> {
 }
 
 function sh(line: string): Promise<string> {
-  return new Promise((resolve, reject) => execFile('/bin/sh', ['-c', line], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${line}\n${stderr}`)) : resolve(stdout))))
+  return new Promise((resolve, reject) =>
+    execFile('/bin/sh', ['-c', line], { timeout: 20_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${line}\n${stderr}`)) : resolve(stdout),
+    ),
+  )
 }
 
 afterAll(() => {
@@ -127,14 +140,21 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     const cwd = project({ 'agentmesh.config.ts': ownConfig('v1', busy) })
     // outside the repo, and nothing on the way up could resolve 'agentmesh' the ordinary way
     expect(cwd.startsWith(ROOT)).toBe(false)
-    for (let d = cwd; d !== dirname(d); d = dirname(d)) expect(existsSync(join(d, 'node_modules', 'agentmesh')), d).toBe(false)
+    for (let d = cwd; d !== dirname(d); d = dirname(d))
+      expect(existsSync(join(d, 'node_modules', 'agentmesh')), d).toBe(false)
     expect(existsSync(join(cwd, 'node_modules'))).toBe(false)
 
     const opened = join(cwd, 'opened.txt')
     writeFileSync(join(cwd, 'browser.sh'), `#!/bin/sh\necho "$1" >> ${JSON.stringify(opened)}\n`, { mode: 0o755 })
     // listhen opens URLs through xdg-open on Linux, which falls back to $BROWSER with no desktop session
     const linux = process.platform === 'linux'
-    const env = { BROWSER: join(cwd, 'browser.sh'), DISPLAY: '', WAYLAND_DISPLAY: '', XDG_CURRENT_DESKTOP: '', DESKTOP_SESSION: '' }
+    const env = {
+      BROWSER: join(cwd, 'browser.sh'),
+      DISPLAY: '',
+      WAYLAND_DISPLAY: '',
+      XDG_CURRENT_DESKTOP: '',
+      DESKTOP_SESSION: '',
+    }
     const run = cli(['dev', '--data-dir', join(cwd, 'data'), ...(linux ? ['--open'] : [])], cwd, { env })
     const [, url] = await run.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/)
     await run.waitFor(/agentmesh\/events/)
@@ -161,7 +181,10 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     events.abort()
 
     // the config's own plugin runs, and the rest of the pipeline with it
-    const res = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'from my own project' }] })
+    const res = await postJson(url + '/v1/chat/completions', {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'from my own project' }],
+    })
     expect(res.status).toBe(200)
     expect(res.headers.get('x-own-project')).toBe('v1')
     if (linux) {
@@ -172,7 +195,10 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     // a reload loads the edited config with the same imports
     writeFileSync(join(cwd, 'agentmesh.config.ts'), ownConfig('v2', busy))
     await run.waitFor(/config reloaded: plugins .*tag-answers/)
-    const again = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'after the reload' }] })
+    const again = await postJson(url + '/v1/chat/completions', {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'after the reload' }],
+    })
     expect(again.headers.get('x-own-project')).toBe('v2')
     expect(run.err()).toBe('')
     run.child.kill('SIGTERM')
@@ -186,9 +212,14 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     const written = readFileSync(join(cwd, 'agentmesh.config.ts'), 'utf8')
     expect(written).toContain(`import { defineConfig } from 'agentmesh'`)
     expect(written).toContain(`preset: 'team'`)
-    expect(readFileSync(join(cwd, '.gitignore'), 'utf8')).toBe('node_modules\n# AgentMesh data: keys, audit log, cache\n/.agentmesh/\n')
+    expect(readFileSync(join(cwd, '.gitignore'), 'utf8')).toBe(
+      'node_modules\n# AgentMesh data: keys, audit log, cache\n/.agentmesh/\n',
+    )
 
-    const [second, config] = await Promise.all([finished(cli(['init', '--preset', 'solo'], cwd)), finished(cli(['config'], cwd))])
+    const [second, config] = await Promise.all([
+      finished(cli(['init', '--preset', 'solo'], cwd)),
+      finished(cli(['config'], cwd)),
+    ])
     expect(second.code).toBe(1)
     expect(second.err).toMatch(/agentmesh\.config\.ts already exists; not overwriting it/)
     expect(readFileSync(join(cwd, 'agentmesh.config.ts'), 'utf8')).toBe(written)
@@ -200,7 +231,12 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
   it.skipIf(!existsSync('/usr/bin/script'))('init on a terminal asks for the preset', async () => {
     const cwd = project()
     // script(1) gives the CLI a terminal; the answers go through it as typed
-    const run = spawnIn(cwd, '/usr/bin/script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} init`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const run = spawnIn(
+      cwd,
+      '/usr/bin/script',
+      ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} init`, '/dev/null'],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    )
     await run.waitFor(/preset \(demo, solo, team\) \[demo\]:/)
     run.child.stdin!.write('nope\r')
     await run.waitFor(/"nope" is not a preset/)
@@ -214,7 +250,10 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
   it('a busy port is one line and exit 1, in dev and serve', async () => {
     const port = await holdPort(0)
     const cwd = project()
-    const [dev, serve] = await Promise.all([finished(cli(['dev', '--port', String(port)], cwd)), finished(cli(['serve', '--port', String(port), '--data-dir', join(cwd, 'serve')], cwd))])
+    const [dev, serve] = await Promise.all([
+      finished(cli(['dev', '--port', String(port)], cwd)),
+      finished(cli(['serve', '--port', String(port), '--data-dir', join(cwd, 'serve')], cwd)),
+    ])
     for (const r of [dev, serve]) {
       expect(r.code, r.out + r.err).toBe(1)
       const m = /^agentmesh: port (\d+) is in use; try --port (\d+)\n$/.exec(r.err)
@@ -229,18 +268,31 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     expect(code, out + err).toBe(2)
     expect(out).toBe('')
     expect(err).toMatch(/^agentmesh: unknown command "frobnicate"\n/)
-    for (const c of ['dev', 'serve', 'config', 'init', 'keys <action> [id]', 'usage', 'audit <action>']) expect(err).toMatch(new RegExp(`^  ${c.replace(/[[\]]/g, '\\$&')}\\s+\\S`, 'm'))
+    for (const c of ['dev', 'serve', 'config', 'init', 'keys <action> [id]', 'usage', 'audit <action>'])
+      expect(err).toMatch(new RegExp(`^  ${c.replace(/[[\]]/g, '\\$&')}\\s+\\S`, 'm'))
   })
 
   it('commands that print exit quietly when the reader closes the pipe', async () => {
     const cwd = project()
     const dataDir = join(cwd, 'data')
-    const config = { preset: 'demo' as const, storage: { driver: 'fs' as const }, dataDir, disable: ['semantic-cache'], log: { level: 'silent' as const } }
+    const config = {
+      preset: 'demo' as const,
+      storage: { driver: 'fs' as const },
+      dataDir,
+      disable: ['semantic-cache'],
+      log: { level: 'silent' as const },
+    }
     writeFileSync(join(cwd, 'agentmesh.config.ts'), `export default ${JSON.stringify(config)}\n`)
     // something to export and count: three answered requests in the audit log and the counters
     const mesh = await createAgentMesh(config)
     for (const q of ['one', 'two', 'three']) {
-      const res = await mesh.app.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] }) }))
+      const res = await mesh.app.fetch(
+        new Request('http://127.0.0.1/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] }),
+        }),
+      )
       expect(res.status).toBe(200)
       await res.text()
     }
@@ -254,7 +306,11 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
       return finished(run)
     })
     for (const [i, r] of (await Promise.all(runs)).entries()) {
-      expect({ command: commands[i]!.join(' '), code: r.code, err: r.err }).toEqual({ command: commands[i]!.join(' '), code: 0, err: '' })
+      expect({ command: commands[i]!.join(' '), code: r.code, err: r.err }).toEqual({
+        command: commands[i]!.join(' '),
+        code: 0,
+        err: '',
+      })
     }
   })
 
@@ -266,7 +322,23 @@ describe.concurrent('agentmesh CLI, first run', { timeout: 120_000 }, () => {
     symlinkSync(process.execPath, join(bin, 'node'))
     symlinkSync('/bin/sh', join(bin, 'sh'))
     const npm = join(dirname(process.execPath), '../lib/node_modules/npm/bin/npm-cli.js')
-    const run = spawnIn(ROOT, '/bin/sh', ['-c', 'exec "$@" 2>&1', 'sh', process.execPath, npm, 'test', '--', 'test/core-cli-first-run.test.ts', '-t', 'no test has this name'], { env: { PATH: bin, FORCE_COLOR: '0', npm_config_update_notifier: 'false' } })
+    const run = spawnIn(
+      ROOT,
+      '/bin/sh',
+      [
+        '-c',
+        'exec "$@" 2>&1',
+        'sh',
+        process.execPath,
+        npm,
+        'test',
+        '--',
+        'test/core-cli-first-run.test.ts',
+        '-t',
+        'no test has this name',
+      ],
+      { env: { PATH: bin, FORCE_COLOR: '0', npm_config_update_notifier: 'false' } },
+    )
     const { code, out } = await finished(run)
     expect(code).not.toBe(0)
     // npm's own "> agentmesh@0.1.0 test" header comes before the script's output

@@ -44,7 +44,10 @@ function cli(args: string[], cwd: string): Run {
     // generous: a loaded 2-core machine can take many seconds to start node + jiti
     waitFor(re, timeoutMs = 45_000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { clearInterval(poll); reject(new Error(`timed out waiting for ${re}; stdout:\n${out}\nstderr:\n${err}`)) }, timeoutMs)
+        const timer = setTimeout(() => {
+          clearInterval(poll)
+          reject(new Error(`timed out waiting for ${re}; stdout:\n${out}\nstderr:\n${err}`))
+        }, timeoutMs)
         const poll = setInterval(() => {
           const m = re.exec(out)
           if (m) {
@@ -95,7 +98,10 @@ describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
     expect(banner).toMatch(/plugins\s+(\S+ -> )*vendor:demo\n/)
     expect(banner).toMatch(/storage\s+memory/)
     expect(banner).toContain(dataDir)
-    const res = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello from the CLI test' }] })
+    const res = await postJson(url + '/v1/chat/completions', {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hello from the CLI test' }],
+    })
     expect(res.status).toBe(200)
     expect((await res.json()).choices[0].message.content).toContain('"hello from the CLI test"')
     expect(res.headers.get('x-agentmesh-vendor')).toBe('demo')
@@ -113,18 +119,27 @@ describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
     expect(code).toBe(0)
     const printed = JSON.parse(out)
     expect(printed).toMatchObject({ preset: 'solo', port: 9123, storage: { driver: 'fs' } })
-    expect(printed.plugins.map((p: any) => p.name).filter((n: string) => n.startsWith('vendor:'))).toEqual(['vendor:anthropic', 'vendor:openai', 'vendor:google'])
+    expect(printed.plugins.map((p: any) => p.name).filter((n: string) => n.startsWith('vendor:'))).toEqual([
+      'vendor:anthropic',
+      'vendor:openai',
+      'vendor:google',
+    ])
     expect(out).not.toContain('do-not-print')
     expect(printed.vendors.openai.apiKey).toMatch(/masked/)
   })
 
   it('--version and --help', async () => {
     const cwd = project()
-    const [version, help, devHelp] = await Promise.all([finished(cli(['--version'], cwd)), finished(cli(['--help'], cwd)), finished(cli(['dev', '--help'], cwd))])
+    const [version, help, devHelp] = await Promise.all([
+      finished(cli(['--version'], cwd)),
+      finished(cli(['--help'], cwd)),
+      finished(cli(['dev', '--help'], cwd)),
+    ])
     expect(version.code).toBe(0)
     expect(version.out.trim()).toContain(VERSION)
     expect(help.code).toBe(0)
-    for (const word of ['dev', 'serve', 'config', '--config', '--preset', '--data-dir', '--version']) expect(help.out).toContain(word)
+    for (const word of ['dev', 'serve', 'config', '--config', '--preset', '--data-dir', '--version'])
+      expect(help.out).toContain(word)
     expect(devHelp.code).toBe(0)
     for (const word of ['--port', '--host', '--config', '--preset', '--data-dir']) expect(devHelp.out).toContain(word)
   })
@@ -133,7 +148,12 @@ describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
     const cwd = project({ 'agentmesh.config.ts': `export default { preset: 'demo', limits: { bodyBytes: -1 } }\n` })
     const [bad, unknown] = await Promise.all([
       finished(cli(['dev', '--port', '0'], cwd)),
-      finished(cli(['config', '--config', 'agentmesh.config.ts'], project({ 'agentmesh.config.ts': `export default { prot: 1 }\n` }))),
+      finished(
+        cli(
+          ['config', '--config', 'agentmesh.config.ts'],
+          project({ 'agentmesh.config.ts': `export default { prot: 1 }\n` }),
+        ),
+      ),
     ])
     expect(bad.code).not.toBe(0)
     expect(bad.err).toContain('limits.bodyBytes')
@@ -161,7 +181,11 @@ describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
       const [, url] = await run.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/)
       await run.waitFor(/plugins\s+.*vendor:anthropic -> vendor:openai -> vendor:google/)
 
-      const slow = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'a forbidden slow stream' }] })
+      const slow = await postJson(url + '/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        stream: true,
+        messages: [{ role: 'user', content: 'a forbidden slow stream' }],
+      })
       expect(slow.status).toBe(200)
       let streamDone = false
       const body = slow.text().finally(() => (streamDone = true))
@@ -171,17 +195,27 @@ describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
       // the reload really happened while the stream was in flight
       expect(streamDone).toBe(false)
 
-      const blocked = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'this is forbidden' }] })
+      const blocked = await postJson(url + '/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'this is forbidden' }],
+      })
       expect(blocked.status).toBe(403)
       mock.behaviour.eventGapMs = 0
-      const allowed = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'this is fine' }] })
+      const allowed = await postJson(url + '/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'this is fine' }],
+      })
       expect(allowed.status).toBe(200)
       expect(mock.received.map((r) => r.body.messages[0].content)).toEqual(['a forbidden slow stream', 'this is fine'])
 
       // the stream that began under the old config finished whole
       const events = sseEvents(await body)
       expect(events.at(-1)!.data).toBe('[DONE]')
-      const text = events.slice(0, -1).map((e) => JSON.parse(e.data)).map((c) => c.choices[0]?.delta?.content ?? '').join('')
+      const text = events
+        .slice(0, -1)
+        .map((e) => JSON.parse(e.data))
+        .map((c) => c.choices[0]?.delta?.content ?? '')
+        .join('')
       expect(text).toBe(mockText('a forbidden slow stream'))
       expect(run.err()).not.toContain('reload failed')
       run.child.kill('SIGTERM')
@@ -197,8 +231,13 @@ describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
     writeFileSync(join(cwd, 'agentmesh.config.ts'), `export default { preset: 'demo', limits: { bodyBytes: -1 } }\n`)
     const end = Date.now() + 30_000
     while (!run.err().includes('reload failed') && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
-    expect(run.err(), run.out() + run.err()).toMatch(/config reload failed, still serving the previous config: .*limits\.bodyBytes/)
-    const res = await postJson(url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'still there?' }] })
+    expect(run.err(), run.out() + run.err()).toMatch(
+      /config reload failed, still serving the previous config: .*limits\.bodyBytes/,
+    )
+    const res = await postJson(url + '/v1/chat/completions', {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'still there?' }],
+    })
     expect(res.status).toBe(200)
     run.child.kill('SIGTERM')
   })

@@ -40,20 +40,44 @@ describe('validation names the field', () => {
     ['negative limit', { limits: { bodyBytes: -1 } }, /`limits\.bodyBytes` must be a positive number, got -1/],
     ['zero timeout', { limits: { upstreamTimeoutMs: 0 } }, /`limits\.upstreamTimeoutMs` must be a positive number/],
     ['wrong type: limit', { limits: { bodyBytes: '10mb' } }, /`limits\.bodyBytes`/],
-    ['storage driver', { storage: { driver: 'mongo' } }, /`storage\.driver` must be one of memory, fs, redis, got "mongo"/],
+    [
+      'storage driver',
+      { storage: { driver: 'mongo' } },
+      /`storage\.driver` must be one of memory, fs, redis, got "mongo"/,
+    ],
     ['redis without url', { storage: { driver: 'redis' } }, /`storage\.url` must be a redis:\/\/ URL/],
-    ['an uncalled plugin factory', { plugins: [blockWords] }, /`plugins\[0\]` must be a plugin object \(did you forget to call the plugin factory\?\)/],
+    [
+      'an uncalled plugin factory',
+      { plugins: [blockWords] },
+      /`plugins\[0\]` must be a plugin object \(did you forget to call the plugin factory\?\)/,
+    ],
     ['a plugin without a name', { plugins: [{ hooks: {} }] }, /`plugins\[0\]\.name` must be a non-empty string/],
     ['plugins not an array', { plugins: { name: 'mine' } }, /`plugins` must be an array of plugins/],
-    ['the index of the entry as written', { plugins: [{ name: 'ok' }, { name: 'bad', enforce: 'last' }] }, /plugins\[1\] \(bad\)\.enforce/],
-    ['an unknown hook', { plugins: [{ name: 'mine', hooks: { onRequest() {} } }] }, /plugins\[0\] \(mine\)\.hooks\.onRequest/],
+    [
+      'the index of the entry as written',
+      { plugins: [{ name: 'ok' }, { name: 'bad', enforce: 'last' }] },
+      /plugins\[1\] \(bad\)\.enforce/,
+    ],
+    [
+      'an unknown hook',
+      { plugins: [{ name: 'mine', hooks: { onRequest() {} } }] },
+      /plugins\[0\] \(mine\)\.hooks\.onRequest/,
+    ],
     ['a bad enforce', { plugins: [{ name: 'mine', enforce: 'first' }] }, /plugins\[0\] \(mine\)\.enforce/],
     ['an unknown vendor', { vendors: { mistral: { apiKey: 'x' } } }, /`vendors\.mistral`/],
-    ['a vendor baseURL', { vendors: { openai: { baseURL: 'api.openai.com' } } }, /`vendors\.openai\.baseURL` must be an http\(s\) URL/],
+    [
+      'a vendor baseURL',
+      { vendors: { openai: { baseURL: 'api.openai.com' } } },
+      /`vendors\.openai\.baseURL` must be an http\(s\) URL/,
+    ],
     ['a log level', { log: { level: 'loud' } }, /`log\.level` must be one of debug, info, warn, error, silent/],
     ['cors origins', { cors: { origins: 'everyone' } }, /`cors\.origins`/],
     ['trustIdentityHeaders', { trustIdentityHeaders: 'yes' }, /`trustIdentityHeaders` must be true or false/],
-    ['a negative price', { pricing: { 'my-model': { input: -1, output: 1 } } }, /`pricing\.my-model\.input` must be a non-negative number/],
+    [
+      'a negative price',
+      { pricing: { 'my-model': { input: -1, output: 1 } } },
+      /`pricing\.my-model\.input` must be a non-negative number/,
+    ],
   ]
   it.each(bad)('%s', async (_what, config, message) => {
     const err = await resolveConfig(config as MeshConfig).catch((e) => e)
@@ -72,7 +96,9 @@ describe('validation names the field', () => {
   })
 
   it('plugin factories validate their options at creation, naming the field', () => {
-    expect(() => openai({ baseURL: 'localhost:9999' })).toThrow(/baseURL must be an http\(s\) URL, got "localhost:9999"/)
+    expect(() => openai({ baseURL: 'localhost:9999' })).toThrow(
+      /baseURL must be an http\(s\) URL, got "localhost:9999"/,
+    )
     expect(() => blockWords({ words: [42 as any] })).toThrow(/words must be an array of non-empty strings/)
   })
 
@@ -82,7 +108,14 @@ describe('validation names the field', () => {
     try {
       delete process.env.AGENTMESH_DATA_DIR
       const c = await resolveConfig({})
-      expect(c).toMatchObject({ preset: 'none', port: 8080, host: '127.0.0.1', dataDir: '.agentmesh', storage: { driver: 'memory' }, limits: { bodyBytes: 10 * 1024 * 1024 } })
+      expect(c).toMatchObject({
+        preset: 'none',
+        port: 8080,
+        host: '127.0.0.1',
+        dataDir: '.agentmesh',
+        storage: { driver: 'memory' },
+        limits: { bodyBytes: 10 * 1024 * 1024 },
+      })
       expect(c.plugins).toEqual([])
       process.env.AGENTMESH_DATA_DIR = '/tmp/agentmesh-env-data'
       expect((await resolveConfig({})).dataDir).toBe('/tmp/agentmesh-env-data')
@@ -114,7 +147,9 @@ describe('presets and layers', () => {
   })
 
   it("`preset: 'solo'` layers solo; the file's fields win", async () => {
-    const dir = project({ 'agentmesh.config.ts': `export default { preset: 'solo', storage: { driver: 'memory' }, limits: { bodyBytes: 1234 } }\n` })
+    const dir = project({
+      'agentmesh.config.ts': `export default { preset: 'solo', storage: { driver: 'memory' }, limits: { bodyBytes: 1234 } }\n`,
+    })
     const { config } = await loadMeshConfig({ cwd: dir })
     expect(config.preset).toBe('solo')
     expect(config.storage.driver).toBe('memory')
@@ -131,19 +166,28 @@ export default { preset: 'solo', plugins: [openai({ baseURL: 'http://127.0.0.1:9
     const { config } = await loadMeshConfig({ cwd: dir })
     expect(vendors(config.plugins)).toEqual(['vendor:openai', 'vendor:anthropic'])
     expect(config.plugins.filter((p) => p.name === 'vendor:openai')).toHaveLength(1)
-    expect(config.plugins.find((p) => p.name === 'vendor:openai')!.options).toMatchObject({ baseURL: 'http://127.0.0.1:9/v1', models: ['my-finetune'] })
+    expect(config.plugins.find((p) => p.name === 'vendor:openai')!.options).toMatchObject({
+      baseURL: 'http://127.0.0.1:9/v1',
+      models: ['my-finetune'],
+    })
   })
 
   it('CLI-style overrides and --preset win over the file', async () => {
     const dir = project({ 'agentmesh.config.ts': `export default { preset: 'solo', port: 9999 }\n` })
-    const { config } = await loadMeshConfig({ cwd: dir, preset: 'demo', overrides: { port: 1234, dataDir: '/tmp/elsewhere' } })
+    const { config } = await loadMeshConfig({
+      cwd: dir,
+      preset: 'demo',
+      overrides: { port: 1234, dataDir: '/tmp/elsewhere' },
+    })
     expect(config.preset).toBe('demo')
     expect(config.port).toBe(1234)
     expect(config.dataDir).toBe('/tmp/elsewhere')
   })
 
   it('$development and $production pick per environment', async () => {
-    const dir = project({ 'agentmesh.config.ts': `export default { port: 1000, $development: { port: 2000, log: { level: 'debug' } }, $production: { port: 3000, host: '0.0.0.0' } }\n` })
+    const dir = project({
+      'agentmesh.config.ts': `export default { port: 1000, $development: { port: 2000, log: { level: 'debug' } }, $production: { port: 3000, host: '0.0.0.0' } }\n`,
+    })
     const dev = (await loadMeshConfig({ cwd: dir, envName: 'development' })).config
     expect(dev.port).toBe(2000)
     expect(dev.log.level).toBe('debug')
@@ -162,19 +206,28 @@ export default { preset: 'solo', plugins: [openai({ baseURL: 'http://127.0.0.1:9
   })
 
   it('loads .env before the config file', async () => {
-    const dir = project({ '.env': 'AGENTMESH_TEST_PORT=4321\n', 'agentmesh.config.ts': 'export default { port: Number(process.env.AGENTMESH_TEST_PORT) }\n' })
+    const dir = project({
+      '.env': 'AGENTMESH_TEST_PORT=4321\n',
+      'agentmesh.config.ts': 'export default { port: Number(process.env.AGENTMESH_TEST_PORT) }\n',
+    })
     const { config } = await loadMeshConfig({ cwd: dir })
     expect(config.port).toBe(4321)
   })
 
   it('a vendor key from .env reaches the vendor', async () => {
     const mock = await startMockUpstream()
-    const dir = project({ '.env': 'OPENAI_API_KEY=sk-from-dotenv-file\n', 'agentmesh.config.ts': `export default { preset: 'solo', storage: { driver: 'memory' }, log: { level: 'silent' }, vendors: { openai: { baseURL: ${JSON.stringify(mock.url)} } } }\n` })
+    const dir = project({
+      '.env': 'OPENAI_API_KEY=sk-from-dotenv-file\n',
+      'agentmesh.config.ts': `export default { preset: 'solo', storage: { driver: 'memory' }, log: { level: 'silent' }, vendors: { openai: { baseURL: ${JSON.stringify(mock.url)} } } }\n`,
+    })
     const { config } = await loadMeshConfig({ cwd: dir, overrides: { dataDir: join(dir, '.agentmesh') } })
     const mesh = await createAgentMesh(config)
     const server = await mesh.listen({ port: 0, host: '127.0.0.1' })
     try {
-      const res = await postJson(server.url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      const res = await postJson(server.url + '/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+      })
       expect(res.status).toBe(200)
       expect(mock.received[0]!.headers.authorization).toBe('Bearer sk-from-dotenv-file')
     } finally {
@@ -185,16 +238,20 @@ export default { preset: 'solo', plugins: [openai({ baseURL: 'http://127.0.0.1:9
   })
 
   it('a bad config file fails with the field named', async () => {
-    const dir = project({ 'agentmesh.config.ts': `export default { preset: 'solo', limits: { upstreamTimeoutMs: -5 } }\n` })
+    const dir = project({
+      'agentmesh.config.ts': `export default { preset: 'solo', limits: { upstreamTimeoutMs: -5 } }\n`,
+    })
     await expect(loadMeshConfig({ cwd: dir })).rejects.toThrow(/limits\.upstreamTimeoutMs/)
   })
 
   it('a missing --config file is an error, not silently the defaults', async () => {
     const dir = project({})
-    await expect(loadMeshConfig({ cwd: dir, configFile: 'nope.config.ts' })).rejects.toThrow(/config file not found: nope\.config\.ts/)
+    await expect(loadMeshConfig({ cwd: dir, configFile: 'nope.config.ts' })).rejects.toThrow(
+      /config file not found: nope\.config\.ts/,
+    )
   })
 
-  it('no config file at all: the demo preset (the CLI\'s default)', async () => {
+  it("no config file at all: the demo preset (the CLI's default)", async () => {
     const dir = project({})
     const { config } = await loadMeshConfig({ cwd: dir, defaultPreset: 'demo' })
     expect(config.preset).toBe('demo')
@@ -214,7 +271,9 @@ describe('presets are layers, one mechanism', () => {
     for (const file of [`export default { preset: 'team' }\n`, `export default { extends: ['team'] }\n`]) {
       expect(shown((await loadMeshConfig({ cwd: project({ 'agentmesh.config.ts': file }) })).config)).toBe(inProcess)
     }
-    expect(shown((await loadMeshConfig({ cwd: project({}), preset: 'team', defaultPreset: 'demo' })).config)).toBe(inProcess)
+    expect(shown((await loadMeshConfig({ cwd: project({}), preset: 'team', defaultPreset: 'demo' })).config)).toBe(
+      inProcess,
+    )
   })
 
   it('team is solo with its own keys and audit options, in the same order as solo', async () => {
@@ -223,15 +282,27 @@ describe('presets are layers, one mechanism', () => {
     expect(names(team)).toEqual(names(solo))
     expect(team.plugins.find((p) => p.name === 'keys')!.options).toMatchObject({ required: true })
     expect(team.plugins.find((p) => p.name === 'audit')!.options).toMatchObject({ onFailure: 'refuse' })
-    expect(team).toMatchObject({ preset: 'team', trustIdentityHeaders: false, forwardClientKeys: false, events: { access: 'authenticated' } })
+    expect(team).toMatchObject({
+      preset: 'team',
+      trustIdentityHeaders: false,
+      forwardClientKeys: false,
+      events: { access: 'authenticated' },
+    })
   })
 
   it('nothing named, nothing loaded: createAgentMesh({}) and a config without a preset get no preset plugins', async () => {
-    expect((await resolveConfig({ plugins: [blockWords({ words: ['x'] })] })).plugins.map((p) => p.name)).toEqual(['block-words'])
-    const { config } = await loadMeshConfig({ cwd: project({ 'agentmesh.config.ts': 'export default { port: 9001 }\n' }) })
+    expect((await resolveConfig({ plugins: [blockWords({ words: ['x'] })] })).plugins.map((p) => p.name)).toEqual([
+      'block-words',
+    ])
+    const { config } = await loadMeshConfig({
+      cwd: project({ 'agentmesh.config.ts': 'export default { port: 9001 }\n' }),
+    })
     expect(config).toMatchObject({ preset: 'none', plugins: [] })
     // the CLI's default yields to a config that names its own layers, even none
-    const chosen = await loadMeshConfig({ cwd: project({ 'agentmesh.config.ts': 'export default { extends: [] }\n' }), defaultPreset: 'demo' })
+    const chosen = await loadMeshConfig({
+      cwd: project({ 'agentmesh.config.ts': 'export default { extends: [] }\n' }),
+      defaultPreset: 'demo',
+    })
     expect(chosen.config).toMatchObject({ preset: 'none', plugins: [] })
   })
 
@@ -246,7 +317,9 @@ export default definePreset(() => ({ $meta: { name: 'acme' }, extends: ['team'],
     const { config, files } = await loadMeshConfig({ cwd: dir, defaultPreset: 'demo' })
     expect(config).toMatchObject({ preset: 'acme', port: 9200, trustIdentityHeaders: false })
     expect(names(config)).toEqual(names(await resolveConfig({ preset: 'team' })))
-    expect(config.plugins.find((p) => p.name === 'quota')!.options).toMatchObject({ limits: { defaultTeam: { tokensPerDay: 1000 } } })
+    expect(config.plugins.find((p) => p.name === 'quota')!.options).toMatchObject({
+      limits: { defaultTeam: { tokensPerDay: 1000 } },
+    })
     // the preset file is watched for reload like the config
     expect(files).toContain(join(dir, 'my-preset.ts'))
     // in-process too, relative to cwd; a fresh plugin instance per mesh
@@ -256,21 +329,39 @@ export default definePreset(() => ({ $meta: { name: 'acme' }, extends: ['team'],
     expect(a.plugins.find((p) => p.name === 'quota')).not.toBe(b.plugins.find((p) => p.name === 'quota'))
   })
 
-  it('--preset replaces the file\'s `preset`; `disable` drops a preset plugin, never one the config lists', async () => {
-    const dir = project({ 'agentmesh.config.ts': `export default { preset: 'team', disable: ['semantic-cache', 'block-words'] }\n` })
+  it("--preset replaces the file's `preset`; `disable` drops a preset plugin, never one the config lists", async () => {
+    const dir = project({
+      'agentmesh.config.ts': `export default { preset: 'team', disable: ['semantic-cache', 'block-words'] }\n`,
+    })
     const { config } = await loadMeshConfig({ cwd: dir, preset: 'solo' })
     expect(config).toMatchObject({ preset: 'solo', trustIdentityHeaders: true })
     expect(names(config)).not.toContain('semantic-cache')
-    const own = await resolveConfig({ preset: 'demo', disable: ['block-words', 'audit'], plugins: [blockWords({ words: ['x'] })] })
+    const own = await resolveConfig({
+      preset: 'demo',
+      disable: ['block-words', 'audit'],
+      plugins: [blockWords({ words: ['x'] })],
+    })
     expect(names(own)).toContain('block-words')
     expect(names(own)).not.toContain('audit')
   })
 
   const bad: Array<[string, MeshConfig & Record<string, unknown>, RegExp]> = [
-    ['an unknown preset in extends', { extends: ['enterprise'] }, /preset must be one of demo, solo, team, got "enterprise"/],
+    [
+      'an unknown preset in extends',
+      { extends: ['enterprise'] },
+      /preset must be one of demo, solo, team, got "enterprise"/,
+    ],
     ['a missing preset file', { extends: ['./nope.ts'] }, /preset file "\.\/nope\.ts" not found/],
-    ['a preset that is not a string', { preset: 42 as any }, /`preset` must be one of demo, solo, team or a path to a preset file, got 42/],
-    ['extends not a list of strings', { extends: [1] as any }, /`extends` must be a preset name or path, or an array of them/],
+    [
+      'a preset that is not a string',
+      { preset: 42 as any },
+      /`preset` must be one of demo, solo, team or a path to a preset file, got 42/,
+    ],
+    [
+      'extends not a list of strings',
+      { extends: [1] as any },
+      /`extends` must be a preset name or path, or an array of them/,
+    ],
   ]
   it.each(bad)('%s fails naming it', async (_what, config, message) => {
     const err = await resolveConfig(config).catch((e) => e)
@@ -278,15 +369,24 @@ export default definePreset(() => ({ $meta: { name: 'acme' }, extends: ['team'],
     expect(err.message).toMatch(message)
   })
 
-  it("a bad plugin in a preset file names the preset", async () => {
-    const dir = project({ 'bad-preset.ts': `export default { $meta: { name: 'bad' }, plugins: [{ name: 'x', enforce: 'first' }] }\n` })
-    await expect(resolveConfig({ extends: ['./bad-preset.ts'] }, { cwd: dir })).rejects.toThrow(/`preset bad plugins\[0\] \(x\)\.enforce`/)
+  it('a bad plugin in a preset file names the preset', async () => {
+    const dir = project({
+      'bad-preset.ts': `export default { $meta: { name: 'bad' }, plugins: [{ name: 'x', enforce: 'first' }] }\n`,
+    })
+    await expect(resolveConfig({ extends: ['./bad-preset.ts'] }, { cwd: dir })).rejects.toThrow(
+      /`preset bad plugins\[0\] \(x\)\.enforce`/,
+    )
   })
 })
 
 describe('masked config', () => {
   it('hides keys and redis passwords', async () => {
-    const c = await resolveConfig({ preset: 'solo', vendors: { openai: { apiKey: 'sk-live-supersecret-123' } }, storage: { driver: 'redis', url: 'redis://user:hunter2@10.0.0.1:6379/0' }, plugins: [openai({ apiKey: 'sk-plugin-secret-456' })] })
+    const c = await resolveConfig({
+      preset: 'solo',
+      vendors: { openai: { apiKey: 'sk-live-supersecret-123' } },
+      storage: { driver: 'redis', url: 'redis://user:hunter2@10.0.0.1:6379/0' },
+      plugins: [openai({ apiKey: 'sk-plugin-secret-456' })],
+    })
     const text = JSON.stringify(maskedConfig(c))
     expect(text).not.toContain('supersecret')
     expect(text).not.toContain('hunter2')

@@ -2,7 +2,16 @@
 // protocol, streaming and not, with realistic usage.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { demo } from '../plugins/vendors/demo.ts'
-import { anthropicClient, clearVendorEnv, governanceHeadersOf, openaiClient, postJson, sseEvents, startCoreProxy, type Proxy } from './helpers/core-harness.ts'
+import {
+  anthropicClient,
+  clearVendorEnv,
+  governanceHeadersOf,
+  openaiClient,
+  postJson,
+  sseEvents,
+  startCoreProxy,
+  type Proxy,
+} from './helpers/core-harness.ts'
 
 let proxy: Proxy
 beforeAll(async () => {
@@ -12,7 +21,12 @@ beforeAll(async () => {
 afterAll(() => proxy.close())
 
 const ask = async (prompt: string, model = 'gpt-4o-mini') =>
-  (await openaiClient(proxy, [], { apiKey: 'unused' }).chat.completions.create({ model, messages: [{ role: 'user', content: prompt }] })).choices[0]!.message.content!
+  (
+    await openaiClient(proxy, [], { apiKey: 'unused' }).chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: prompt }],
+    })
+  ).choices[0]!.message.content!
 
 describe('demo vendor', () => {
   it('is deterministic for a prompt, differs between prompts, quotes the prompt and says it is a demo', async () => {
@@ -29,7 +43,15 @@ describe('demo vendor', () => {
   })
 
   it('OpenAI: realistic usage and governance headers, non-streaming', async () => {
-    const { data, response } = await openaiClient(proxy).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Explain TCP slow start in two sentences.' }] }).withResponse()
+    const { data, response } = await openaiClient(proxy)
+      .chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Explain TCP slow start in two sentences.' },
+        ],
+      })
+      .withResponse()
     expect(data.usage!.prompt_tokens).toBeGreaterThan(5)
     expect(data.usage!.prompt_tokens).toBeLessThan(60)
     expect(data.usage!.completion_tokens).toBeGreaterThan(20)
@@ -45,7 +67,12 @@ describe('demo vendor', () => {
     const run = async (includeUsage: boolean) => {
       let text = ''
       const usage: unknown[] = []
-      const stream = await openaiClient(proxy).chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: prompt }], ...(includeUsage ? { stream_options: { include_usage: true } } : {}) })
+      const stream = await openaiClient(proxy).chat.completions.create({
+        model: 'gpt-4o-mini',
+        stream: true,
+        messages: [{ role: 'user', content: prompt }],
+        ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+      })
       for await (const c of stream) {
         text += c.choices[0]?.delta.content ?? ''
         if (c.usage) usage.push(c.usage)
@@ -65,12 +92,18 @@ describe('demo vendor', () => {
   it('Anthropic: answers and streams, with usage', async () => {
     const an = anthropicClient(proxy)
     const prompt = 'Say something about caching'
-    const msg = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 200, messages: [{ role: 'user', content: prompt }] })
+    const msg = await an.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 200,
+      messages: [{ role: 'user', content: prompt }],
+    })
     const text = (msg.content[0] as any).text as string
     expect(text).toContain(`"${prompt}"`)
     expect(msg.usage.input_tokens).toBeGreaterThan(0)
     expect(msg.usage.output_tokens).toBeGreaterThan(20)
-    const streamed = await an.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 200, messages: [{ role: 'user', content: prompt }] }).finalMessage()
+    const streamed = await an.messages
+      .stream({ model: 'claude-haiku-4-5', max_tokens: 200, messages: [{ role: 'user', content: prompt }] })
+      .finalMessage()
     expect((streamed.content[0] as any).text).toBe(text)
     expect(streamed.usage.output_tokens).toBe(msg.usage.output_tokens)
   })
@@ -95,7 +128,11 @@ describe('demo vendor', () => {
     const ids: string[] = []
     for await (const m of oa.models.list()) ids.push(m.id)
     expect(ids).toEqual(expect.arrayContaining(['demo-fast', 'gpt-4o-mini', 'claude-haiku-4-5', 'gemini-2.5-flash']))
-    const e = await oa.embeddings.create({ model: 'text-embedding-3-small', input: ['alpha', 'beta', 'alpha'], encoding_format: 'float' })
+    const e = await oa.embeddings.create({
+      model: 'text-embedding-3-small',
+      input: ['alpha', 'beta', 'alpha'],
+      encoding_format: 'float',
+    })
     expect(e.data).toHaveLength(3)
     const [a, b, a2] = e.data.map((d) => d.embedding)
     expect(a).toEqual(a2)
@@ -108,7 +145,10 @@ describe('demo vendor', () => {
     const slow = await startCoreProxy({ preset: 'demo', plugins: [demo({ latencyMs: 150, chunkDelayMs: 0 })] })
     try {
       const t0 = performance.now()
-      const res = await postJson(slow.url + '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'slow' }] })
+      const res = await postJson(slow.url + '/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'slow' }],
+      })
       await res.json()
       expect(performance.now() - t0).toBeGreaterThanOrEqual(140)
     } finally {

@@ -4,7 +4,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { APIError } from 'openai'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
-import { anthropicClient, clearVendorEnv, closedPort, governanceHeadersOf, openaiClient, postJson, startCoreMockAndProxy, startCoreProxy, until, type Proxy } from './helpers/core-harness.ts'
+import {
+  anthropicClient,
+  clearVendorEnv,
+  closedPort,
+  governanceHeadersOf,
+  openaiClient,
+  postJson,
+  startCoreMockAndProxy,
+  startCoreProxy,
+  until,
+  type Proxy,
+} from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 
 type Proto = 'openai' | 'anthropic' | 'gemini'
@@ -33,10 +44,25 @@ function expectErrorShape(proto: Proto, body: any, status: number): string {
   return body.error.message
 }
 
-const seen: Array<{ id: string; status?: number; aborted?: boolean; error?: MeshContext['error']; usage: MeshContext['usage'] }> = []
+const seen: Array<{
+  id: string
+  status?: number
+  aborted?: boolean
+  error?: MeshContext['error']
+  usage: MeshContext['usage']
+}> = []
 const recorder = definePlugin({
   name: 'test:recorder',
-  hooks: { afterResponse: (ctx) => void seen.push({ id: ctx.id, status: ctx.status, aborted: ctx.aborted, error: ctx.error, usage: { ...ctx.usage } }) },
+  hooks: {
+    afterResponse: (ctx) =>
+      void seen.push({
+        id: ctx.id,
+        status: ctx.status,
+        aborted: ctx.aborted,
+        error: ctx.error,
+        usage: { ...ctx.usage },
+      }),
+  },
 })
 
 beforeAll(() => clearVendorEnv())
@@ -57,7 +83,12 @@ describe('bad input', () => {
     ['openai', 'missing model', JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }), /model/],
     ['openai', 'missing messages', JSON.stringify({ model: 'gpt-4o-mini' }), /messages/],
     ['anthropic', 'malformed JSON', '{"model": ', /malformed JSON/],
-    ['anthropic', 'missing model', JSON.stringify({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }), /model/],
+    [
+      'anthropic',
+      'missing model',
+      JSON.stringify({ max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }),
+      /model/,
+    ],
     ['anthropic', 'missing messages', JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 5 }), /messages/],
     ['gemini', 'malformed JSON', 'not json at all', /malformed JSON/],
     ['gemini', 'missing contents', JSON.stringify({ generationConfig: {} }), /contents/],
@@ -79,18 +110,27 @@ describe('bad input', () => {
 
   it('the official SDKs surface a 400 as their BadRequestError', async () => {
     const oa = openaiClient(proxy)
-    await expect(oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [] })).rejects.toMatchObject({ status: 400, type: 'invalid_request_error' })
+    await expect(oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [] })).rejects.toMatchObject({
+      status: 400,
+      type: 'invalid_request_error',
+    })
     const an = anthropicClient(proxy)
-    await expect(an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [] })).rejects.toMatchObject({ status: 400, error: { type: 'error', error: { type: 'invalid_request_error' } } })
+    await expect(an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [] })).rejects.toMatchObject({
+      status: 400,
+      error: { type: 'error', error: { type: 'invalid_request_error' } },
+    })
   })
 
-  it.each(['openai', 'anthropic', 'gemini'] as Proto[])('%s: a body over limits.bodyBytes -> 413 in the protocol shape', async (proto) => {
-    const big = { ...GOOD[proto], padding: 'x'.repeat(4096) }
-    const res = await postJson(proxy.url + PATHS[proto], big)
-    expect(res.status).toBe(413)
-    governanceHeadersOf(res.headers)
-    expect(expectErrorShape(proto, await res.json(), 413)).toMatch(/2048/)
-  })
+  it.each(['openai', 'anthropic', 'gemini'] as Proto[])(
+    '%s: a body over limits.bodyBytes -> 413 in the protocol shape',
+    async (proto) => {
+      const big = { ...GOOD[proto], padding: 'x'.repeat(4096) }
+      const res = await postJson(proxy.url + PATHS[proto], big)
+      expect(res.status).toBe(413)
+      governanceHeadersOf(res.headers)
+      expect(expectErrorShape(proto, await res.json(), 413)).toMatch(/2048/)
+    },
+  )
 
   it('413 also for a chunked body with no content-length', async () => {
     const chunk = new TextEncoder().encode('x'.repeat(1024))
@@ -101,7 +141,12 @@ describe('bad input', () => {
         else c.close()
       },
     })
-    const res = await fetch(proxy.url + PATHS.openai, { method: 'POST', body, duplex: 'half', headers: { 'content-type': 'application/json' } } as RequestInit)
+    const res = await fetch(proxy.url + PATHS.openai, {
+      method: 'POST',
+      body,
+      duplex: 'half',
+      headers: { 'content-type': 'application/json' },
+    } as RequestInit)
     expect(res.status).toBe(413)
     expect(expectErrorShape('openai', await res.json(), 413)).toMatch(/limit/)
   })
@@ -113,7 +158,11 @@ describe('bad input', () => {
   })
 
   it('an unknown route -> 404 JSON', async () => {
-    for (const [method, path] of [['GET', '/nope'], ['POST', '/v1/completions'], ['DELETE', '/v1/messages']] as const) {
+    for (const [method, path] of [
+      ['GET', '/nope'],
+      ['POST', '/v1/completions'],
+      ['DELETE', '/v1/messages'],
+    ] as const) {
       const res = await fetch(proxy.url + path, { method })
       expect(res.status).toBe(404)
       expect(res.headers.get('content-type')).toContain('application/json')
@@ -125,23 +174,36 @@ describe('bad input', () => {
 })
 
 describe('upstream failures', () => {
-  it.each(['openai', 'anthropic', 'gemini'] as Proto[])('%s: upstream refused -> 502 in the protocol shape', async (proto) => {
-    const port = await closedPort()
-    const dead = `http://127.0.0.1:${port}`
-    const proxy = await startCoreProxy({ preset: 'solo', vendors: { openai: { baseURL: dead, apiKey: 'sk-x' }, anthropic: { baseURL: dead, apiKey: 'sk-x' }, google: { baseURL: dead, apiKey: 'k' } } })
-    try {
-      const res = await postJson(proxy.url + PATHS[proto], GOOD[proto])
-      expect(res.status).toBe(502)
-      const h = governanceHeadersOf(res.headers)
-      expect(h['x-agentmesh-vendor']).toBe(proto === 'gemini' ? 'google' : proto)
-      expect(expectErrorShape(proto, await res.json(), 502)).toContain(`127.0.0.1:${port}`)
-    } finally {
-      await proxy.close()
-    }
-  })
+  it.each(['openai', 'anthropic', 'gemini'] as Proto[])(
+    '%s: upstream refused -> 502 in the protocol shape',
+    async (proto) => {
+      const port = await closedPort()
+      const dead = `http://127.0.0.1:${port}`
+      const proxy = await startCoreProxy({
+        preset: 'solo',
+        vendors: {
+          openai: { baseURL: dead, apiKey: 'sk-x' },
+          anthropic: { baseURL: dead, apiKey: 'sk-x' },
+          google: { baseURL: dead, apiKey: 'k' },
+        },
+      })
+      try {
+        const res = await postJson(proxy.url + PATHS[proto], GOOD[proto])
+        expect(res.status).toBe(502)
+        const h = governanceHeadersOf(res.headers)
+        expect(h['x-agentmesh-vendor']).toBe(proto === 'gemini' ? 'google' : proto)
+        expect(expectErrorShape(proto, await res.json(), 502)).toContain(`127.0.0.1:${port}`)
+      } finally {
+        await proxy.close()
+      }
+    },
+  )
 
   it('upstream timeout -> 504 in each protocol shape (streaming too), and the upstream calls are dropped', async () => {
-    const { mock, proxy } = await startCoreMockAndProxy({ behaviour: { hang: true }, config: { limits: { upstreamTimeoutMs: 150 } } })
+    const { mock, proxy } = await startCoreMockAndProxy({
+      behaviour: { hang: true },
+      config: { limits: { upstreamTimeoutMs: 150 } },
+    })
     try {
       const protos: Proto[] = ['openai', 'anthropic', 'gemini']
       // in parallel: undici fires its timers with a resolution of about a second
@@ -180,13 +242,22 @@ describe('upstream failures', () => {
     })
 
     const cases: Array<[Proto, number, boolean]> = [
-      ['openai', 429, false], ['openai', 500, true], ['anthropic', 401, false], ['anthropic', 529, true], ['gemini', 400, false], ['gemini', 503, false],
+      ['openai', 429, false],
+      ['openai', 500, true],
+      ['anthropic', 401, false],
+      ['anthropic', 529, true],
+      ['gemini', 400, false],
+      ['gemini', 503, false],
     ]
     it.each(cases)('%s: upstream %i (stream %s)', async (proto, status, stream) => {
       mock.behaviour.status = status
       try {
-        const path = proto === 'gemini' && stream ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
-        const res = await postJson(proxy.url + path, { ...GOOD[proto], ...(stream && proto !== 'gemini' ? { stream: true } : {}) })
+        const path =
+          proto === 'gemini' && stream ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
+        const res = await postJson(proxy.url + path, {
+          ...GOOD[proto],
+          ...(stream && proto !== 'gemini' ? { stream: true } : {}),
+        })
         expect(res.status).toBe(status)
         expect(await res.json()).toEqual({ error: { type: 'mock_error', message: `mock failure ${status}` } })
         const h = governanceHeadersOf(res.headers)
@@ -202,7 +273,9 @@ describe('upstream failures', () => {
     it('the openai SDK sees the upstream status, not a 200', async () => {
       mock.behaviour.status = 429
       try {
-        const err = await openaiClient(proxy).chat.completions.create(GOOD.openai as any).catch((e) => e)
+        const err = await openaiClient(proxy)
+          .chat.completions.create(GOOD.openai as any)
+          .catch((e) => e)
         expect(err).toBeInstanceOf(APIError)
         expect(err.status).toBe(429)
         expect(err.message).toContain('mock failure 429')
@@ -224,48 +297,65 @@ describe('streams that end early', () => {
     await mock.close()
   })
 
-  it.each(['openai', 'anthropic', 'gemini'] as Proto[])('%s: a client disconnect during a stream aborts the upstream call', async (proto) => {
-    const before = mock.aborted
-    const ac = new AbortController()
-    const path = proto === 'gemini' ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
-    // a long prompt: the mock echoes it a word per event, so the stream lasts well over a second
-    const long = 'a long answer '.repeat(20)
-    const body = proto === 'gemini' ? { contents: [{ role: 'user', parts: [{ text: long }] }] } : { ...GOOD[proto], stream: true, messages: [{ role: 'user', content: long }] }
-    const res = await fetch(proxy.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: ac.signal })
-    expect(res.status).toBe(200)
-    const id = res.headers.get('x-agentmesh-request-id')!
-    const reader = res.body!.getReader()
-    const first = await reader.read()
-    expect(first.done).toBe(false)
-    ac.abort()
-    await until(() => mock.aborted === before + 1, 'the upstream request to be aborted')
-    await until(() => seen.some((s) => s.id === id), 'afterResponse of the aborted stream')
-    const s = seen.find((x) => x.id === id)!
-    expect(s.aborted).toBe(true)
-    // settled on at least the estimated input
-    expect(s.usage.inputTokens).toBeGreaterThan(0)
-  })
+  it.each(['openai', 'anthropic', 'gemini'] as Proto[])(
+    '%s: a client disconnect during a stream aborts the upstream call',
+    async (proto) => {
+      const before = mock.aborted
+      const ac = new AbortController()
+      const path = proto === 'gemini' ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
+      // a long prompt: the mock echoes it a word per event, so the stream lasts well over a second
+      const long = 'a long answer '.repeat(20)
+      const body =
+        proto === 'gemini'
+          ? { contents: [{ role: 'user', parts: [{ text: long }] }] }
+          : { ...GOOD[proto], stream: true, messages: [{ role: 'user', content: long }] }
+      const res = await fetch(proxy.url + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: ac.signal,
+      })
+      expect(res.status).toBe(200)
+      const id = res.headers.get('x-agentmesh-request-id')!
+      const reader = res.body!.getReader()
+      const first = await reader.read()
+      expect(first.done).toBe(false)
+      ac.abort()
+      await until(() => mock.aborted === before + 1, 'the upstream request to be aborted')
+      await until(() => seen.some((s) => s.id === id), 'afterResponse of the aborted stream')
+      const s = seen.find((x) => x.id === id)!
+      expect(s.aborted).toBe(true)
+      // settled on at least the estimated input
+      expect(s.usage.inputTokens).toBeGreaterThan(0)
+    },
+  )
 
-  it.each(['openai', 'anthropic', 'gemini'] as Proto[])('%s: streams pass through event by event, not buffered', async (proto) => {
-    const path = proto === 'gemini' ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
-    const prompt = 'one two three four five six'
-    const body = proto === 'gemini' ? { contents: [{ role: 'user', parts: [{ text: prompt }] }] } : { ...GOOD[proto], stream: true, messages: [{ role: 'user', content: prompt }] }
-    const res = await postJson(proxy.url + path, body)
-    const reader = res.body!.getReader()
-    const arrivals: number[] = []
-    let text = ''
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      arrivals.push(performance.now())
-      text += new TextDecoder().decode(value)
-    }
-    // the mock sends an event every 25 ms: a buffering proxy would deliver them in one go
-    const events = text.split(/\n\n/).filter((e) => e.trim()).length
-    expect(events).toBeGreaterThanOrEqual(6)
-    expect(arrivals.length).toBeGreaterThanOrEqual(4)
-    expect(arrivals.at(-1)! - arrivals[0]!).toBeGreaterThanOrEqual(25 * 3)
-  })
+  it.each(['openai', 'anthropic', 'gemini'] as Proto[])(
+    '%s: streams pass through event by event, not buffered',
+    async (proto) => {
+      const path = proto === 'gemini' ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
+      const prompt = 'one two three four five six'
+      const body =
+        proto === 'gemini'
+          ? { contents: [{ role: 'user', parts: [{ text: prompt }] }] }
+          : { ...GOOD[proto], stream: true, messages: [{ role: 'user', content: prompt }] }
+      const res = await postJson(proxy.url + path, body)
+      const reader = res.body!.getReader()
+      const arrivals: number[] = []
+      let text = ''
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        arrivals.push(performance.now())
+        text += new TextDecoder().decode(value)
+      }
+      // the mock sends an event every 25 ms: a buffering proxy would deliver them in one go
+      const events = text.split(/\n\n/).filter((e) => e.trim()).length
+      expect(events).toBeGreaterThanOrEqual(6)
+      expect(arrivals.length).toBeGreaterThanOrEqual(4)
+      expect(arrivals.at(-1)! - arrivals[0]!).toBeGreaterThanOrEqual(25 * 3)
+    },
+  )
 
   it('an upstream that cuts the stream midway: the client stream does not end cleanly and afterResponse sees a 502 error', async () => {
     mock.behaviour.cutAfterEvents = 2
@@ -284,16 +374,22 @@ describe('streams that end early', () => {
     }
   })
 
-  it.each(['openai', 'anthropic', 'gemini'] as Proto[])('%s: an upstream stream that dies before its first event -> 502 in the protocol shape', async (proto) => {
-    mock.behaviour.cutAfterEvents = 0
-    try {
-      const path = proto === 'gemini' ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
-      const res = await postJson(proxy.url + path, { ...GOOD[proto], ...(proto === 'gemini' ? {} : { stream: true }) })
-      expect(res.status).toBe(502)
-      governanceHeadersOf(res.headers)
-      expectErrorShape(proto, await res.json(), 502)
-    } finally {
-      mock.behaviour.cutAfterEvents = undefined
-    }
-  })
+  it.each(['openai', 'anthropic', 'gemini'] as Proto[])(
+    '%s: an upstream stream that dies before its first event -> 502 in the protocol shape',
+    async (proto) => {
+      mock.behaviour.cutAfterEvents = 0
+      try {
+        const path = proto === 'gemini' ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : PATHS[proto]
+        const res = await postJson(proxy.url + path, {
+          ...GOOD[proto],
+          ...(proto === 'gemini' ? {} : { stream: true }),
+        })
+        expect(res.status).toBe(502)
+        governanceHeadersOf(res.headers)
+        expectErrorShape(proto, await res.json(), 502)
+      } finally {
+        mock.behaviour.cutAfterEvents = undefined
+      }
+    },
+  )
 })

@@ -3,9 +3,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
-import { clearVendorEnv, governanceHeadersOf, postJson, startCoreMockAndProxy, type Proxy } from './helpers/core-harness.ts'
+import {
+  clearVendorEnv,
+  governanceHeadersOf,
+  postJson,
+  startCoreMockAndProxy,
+  type Proxy,
+} from './helpers/core-harness.ts'
 import { MOCK_GEMINI_COUNT, type MockUpstream } from './helpers/mock-upstream.ts'
-
 
 const seen: Array<{ id: string; usage: MeshContext['usage']; text?: string }> = []
 const recorder = definePlugin({
@@ -33,11 +38,23 @@ describe('gemini', () => {
     const raw = JSON.stringify({
       systemInstruction: { parts: [{ text: 'Be brief.' }] },
       contents: [
-        { role: 'user', parts: [{ text: 'What is this, and the weather?' }, { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } }] },
+        {
+          role: 'user',
+          parts: [
+            { text: 'What is this, and the weather?' },
+            { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } },
+          ],
+        },
         { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { city: 'Oslo' } } }] },
         { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { forecast: 'rain' } } }] },
       ],
-      tools: [{ functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } } } }] }],
+      tools: [
+        {
+          functionDeclarations: [
+            { name: 'get_weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } } } },
+          ],
+        },
+      ],
       generationConfig: { temperature: 0.1, maxOutputTokens: 64 },
       safetySettings: [{ category: 'HARM_CATEGORY_HARASSMENT', threshold: 'BLOCK_NONE' }],
       x_agentmesh_unknown_field: { keep: true },
@@ -52,7 +69,11 @@ describe('gemini', () => {
   it('passes the client key through when none is configured', async () => {
     const { mock: m2, proxy: p2 } = await startCoreMockAndProxy({ keys: false })
     try {
-      const res = await fetch(`${p2.url}/v1beta/models/gemini-2.5-flash:generateContent?key=AIza-client-own`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }) })
+      const res = await fetch(`${p2.url}/v1beta/models/gemini-2.5-flash:generateContent?key=AIza-client-own`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }),
+      })
       expect(res.status).toBe(200)
       expect(m2.received[0]!.headers['x-goog-api-key']).toBe('AIza-client-own')
     } finally {
@@ -68,7 +89,10 @@ describe('gemini', () => {
     expect(res.status).toBe(200)
     expect((await res.json()).totalTokens).toBe(MOCK_GEMINI_COUNT)
     expect(res.headers.get('x-agentmesh-usage')).toBeNull()
-    expect(governanceHeadersOf(res.headers)).toMatchObject({ 'x-agentmesh-vendor': 'google', 'x-agentmesh-tokens': '0' })
+    expect(governanceHeadersOf(res.headers)).toMatchObject({
+      'x-agentmesh-vendor': 'google',
+      'x-agentmesh-tokens': '0',
+    })
     expect(mock.received.length).toBe(before + 1)
     expect(lastReceived().path).toBe('/v1beta/models/gemini-2.5-flash:countTokens')
     expect(lastReceived().raw).toBe(raw)
@@ -79,7 +103,9 @@ describe('gemini', () => {
     const { mock: m2, proxy: p2 } = await startCoreMockAndProxy({ keys: false })
     try {
       const count = async (text: string) => {
-        const res = await postJson(`${p2.url}/v1beta/models/gemini-2.5-flash:countTokens`, { contents: [{ role: 'user', parts: [{ text }] }] })
+        const res = await postJson(`${p2.url}/v1beta/models/gemini-2.5-flash:countTokens`, {
+          contents: [{ role: 'user', parts: [{ text }] }],
+        })
         expect(res.status).toBe(200)
         expect(res.headers.get('x-agentmesh-usage')).toBe('estimated')
         return (await res.json()).totalTokens as number

@@ -3,7 +3,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Identity } from '../core/types.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { anthropicClient, clearVendorEnv, openaiClient, postJson, sseEvents, startCoreProxy, until, type Proxy } from './helpers/core-harness.ts'
+import {
+  anthropicClient,
+  clearVendorEnv,
+  openaiClient,
+  postJson,
+  sseEvents,
+  startCoreProxy,
+  until,
+  type Proxy,
+} from './helpers/core-harness.ts'
 
 const OA = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'who am i' }] }
 const fast = () => demo({ latencyMs: 0, chunkDelayMs: 0 })
@@ -21,19 +30,37 @@ function identityOf(proxy: Proxy, res: Response): Identity {
 describe('identity', () => {
   let proxy: Proxy
   beforeAll(async () => {
-    proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()], defaultIdentity: { team: 'platform', user: 'nobody' } })
+    proxy = await startCoreProxy({
+      preset: 'demo',
+      plugins: [fast()],
+      defaultIdentity: { team: 'platform', user: 'nobody' },
+    })
   })
   afterAll(() => proxy.close())
 
   it('reads team, user and tool from X-AgentMesh-* headers', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA, { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice@example.com', 'x-agentmesh-tool': 'my-agent' })
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA, {
+      'x-agentmesh-team': 'eng',
+      'x-agentmesh-user': 'alice@example.com',
+      'x-agentmesh-tool': 'my-agent',
+    })
     expect(res.status).toBe(200)
-    expect(identityOf(proxy, res)).toMatchObject({ team: 'eng', user: 'alice@example.com', tool: 'my-agent', source: 'header' })
+    expect(identityOf(proxy, res)).toMatchObject({
+      team: 'eng',
+      user: 'alice@example.com',
+      tool: 'my-agent',
+      source: 'header',
+    })
   })
 
   it('falls back to the configured default identity', async () => {
     const res = await postJson(proxy.url + '/v1/chat/completions', OA, { 'user-agent': 'something/1.0' })
-    expect(identityOf(proxy, res)).toMatchObject({ team: 'platform', user: 'nobody', tool: 'unknown', source: 'default' })
+    expect(identityOf(proxy, res)).toMatchObject({
+      team: 'platform',
+      user: 'nobody',
+      tool: 'unknown',
+      source: 'default',
+    })
   })
 
   const agents: Array<[string, string]> = [
@@ -50,18 +77,32 @@ describe('identity', () => {
   it('detects the official JS SDKs from their real User-Agent', async () => {
     const before = proxy.events.length
     await openaiClient(proxy).chat.completions.create(OA as any)
-    await anthropicClient(proxy).messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })
-    const tools = proxy.events.slice(before).filter((e) => e.type === 'request').map((e) => (e.data as any).identity.tool)
+    await anthropicClient(proxy).messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 5,
+      messages: [{ role: 'user', content: 'hi' }],
+    })
+    const tools = proxy.events
+      .slice(before)
+      .filter((e) => e.type === 'request')
+      .map((e) => (e.data as any).identity.tool)
     expect(tools).toEqual(['openai-sdk', 'anthropic-sdk'])
   })
 
   it('an explicit X-AgentMesh-Tool wins over the User-Agent', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA, { 'user-agent': 'curl/8.5.0', 'x-agentmesh-tool': 'nightly-job' })
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA, {
+      'user-agent': 'curl/8.5.0',
+      'x-agentmesh-tool': 'nightly-job',
+    })
     expect(identityOf(proxy, res).tool).toBe('nightly-job')
   })
 
   it('rejects a malformed identity header with a 400 in the client protocol', async () => {
-    const res = await postJson(proxy.url + '/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }, { 'x-agentmesh-team': 'eng team; drop' })
+    const res = await postJson(
+      proxy.url + '/v1/messages',
+      { model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] },
+      { 'x-agentmesh-team': 'eng team; drop' },
+    )
     expect(res.status).toBe(400)
     const body = await res.json()
     expect(body).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
@@ -71,8 +112,17 @@ describe('identity', () => {
   it('ignores identity headers when trustIdentityHeaders is off', async () => {
     const strict = await startCoreProxy({ preset: 'demo', plugins: [fast()], trustIdentityHeaders: false })
     try {
-      const res = await postJson(strict.url + '/v1/chat/completions', OA, { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'mallory', 'user-agent': 'curl/8.5.0' })
-      expect(identityOf(strict, res)).toMatchObject({ team: 'default', user: 'anonymous', tool: 'curl', source: 'default' })
+      const res = await postJson(strict.url + '/v1/chat/completions', OA, {
+        'x-agentmesh-team': 'eng',
+        'x-agentmesh-user': 'mallory',
+        'user-agent': 'curl/8.5.0',
+      })
+      expect(identityOf(strict, res)).toMatchObject({
+        team: 'default',
+        user: 'anonymous',
+        tool: 'curl',
+        source: 'default',
+      })
     } finally {
       await strict.close()
     }
@@ -88,7 +138,8 @@ describe('identity', () => {
           setup(mesh) {
             mesh.setIdentityResolver((ctx) => {
               const key = ctx.request.headers.get('x-api-key')
-              if (key !== 'am-team-key') return { kind: 'error', status: 401, type: 'authentication_error', message: 'unknown virtual key' }
+              if (key !== 'am-team-key')
+                return { kind: 'error', status: 401, type: 'authentication_error', message: 'unknown virtual key' }
               return { team: 'billing', user: 'svc', tool: 'batch', keyId: 'k1', source: 'key' }
             })
           },
@@ -96,7 +147,10 @@ describe('identity', () => {
       ],
     })
     try {
-      const ok = await postJson(keyed.url + '/v1/chat/completions', OA, { 'x-api-key': 'am-team-key', 'x-agentmesh-team': 'eng' })
+      const ok = await postJson(keyed.url + '/v1/chat/completions', OA, {
+        'x-api-key': 'am-team-key',
+        'x-agentmesh-team': 'eng',
+      })
       expect(ok.status).toBe(200)
       expect(identityOf(keyed, ok)).toMatchObject({ team: 'billing', keyId: 'k1', source: 'key' })
       const denied = await postJson(keyed.url + '/v1/chat/completions', OA, { 'x-api-key': 'am-wrong' })
@@ -111,7 +165,11 @@ describe('identity', () => {
 describe('CORS', () => {
   let proxy: Proxy
   beforeAll(async () => {
-    proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()], cors: { origins: ['https://app.example.com', 'chrome-extension://*'] } })
+    proxy = await startCoreProxy({
+      preset: 'demo',
+      plugins: [fast()],
+      cors: { origins: ['https://app.example.com', 'chrome-extension://*'] },
+    })
   })
   afterAll(() => proxy.close())
 
@@ -123,11 +181,13 @@ describe('CORS', () => {
   })
 
   it('matches origin patterns like chrome-extension://*', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA, { origin: 'chrome-extension://abcdefghijklmnop' })
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA, {
+      origin: 'chrome-extension://abcdefghijklmnop',
+    })
     expect(res.headers.get('access-control-allow-origin')).toBe('chrome-extension://abcdefghijklmnop')
   })
 
-  it('refuses calls from other origins, in the client protocol, with no CORS grant (issue 11: a page on any site could spend the operator\'s key)', async () => {
+  it("refuses calls from other origins, in the client protocol, with no CORS grant (issue 11: a page on any site could spend the operator's key)", async () => {
     const before = proxy.events.filter((e) => e.type === 'request').length
     const res = await postJson(proxy.url + '/v1/chat/completions', OA, { origin: 'https://evil.example.net' })
     expect(res.status).toBe(403)
@@ -140,7 +200,11 @@ describe('CORS', () => {
   it('answers a preflight with 204, methods and the requested headers', async () => {
     const res = await fetch(proxy.url + '/v1/messages', {
       method: 'OPTIONS',
-      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, x-api-key, anthropic-version' },
+      headers: {
+        origin: 'https://app.example.com',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type, x-api-key, anthropic-version',
+      },
     })
     expect(res.status).toBe(204)
     expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example.com')
@@ -198,7 +262,10 @@ describe('events', () => {
       expect(types).toEqual(expect.arrayContaining(['request', 'llm_call', 'response']))
       expect(types.indexOf('request')).toBeLessThan(types.indexOf('response'))
       const request = JSON.parse(events.find((e) => e.event === 'request')!.data)
-      expect(request).toMatchObject({ type: 'request', data: { id, protocol: 'openai', model: 'gpt-4o-mini', identity: { team: 'eng' } } })
+      expect(request).toMatchObject({
+        type: 'request',
+        data: { id, protocol: 'openai', model: 'gpt-4o-mini', identity: { team: 'eng' } },
+      })
       const response = JSON.parse(events.find((e) => e.event === 'response')!.data)
       expect(response.data).toMatchObject({ id, status: 200, vendor: 'demo' })
       expect(response.data.tokens).toBeGreaterThan(0)

@@ -7,8 +7,21 @@ import type { MeshContext } from '../core/types.ts'
 import { clearVendorEnv, sseEvents, startCoreMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
 import { mockText, type MockUpstream } from './helpers/mock-upstream.ts'
 
-const settled: Array<Pick<MeshContext, 'id' | 'status' | 'aborted'> & { usage: MeshContext['usage']; text?: string }> = []
-const recorder = definePlugin({ name: 'test:settled', hooks: { afterResponse: (ctx) => void settled.push({ id: ctx.id, status: ctx.status, aborted: ctx.aborted, usage: { ...ctx.usage }, text: ctx.answer?.text }) } })
+const settled: Array<Pick<MeshContext, 'id' | 'status' | 'aborted'> & { usage: MeshContext['usage']; text?: string }> =
+  []
+const recorder = definePlugin({
+  name: 'test:settled',
+  hooks: {
+    afterResponse: (ctx) =>
+      void settled.push({
+        id: ctx.id,
+        status: ctx.status,
+        aborted: ctx.aborted,
+        usage: { ...ctx.usage },
+        text: ctx.answer?.text,
+      }),
+  },
+})
 
 let mock: MockUpstream
 let proxy: Proxy
@@ -22,12 +35,14 @@ afterAll(async () => {
 })
 
 const chat = (content: string, extra: Record<string, unknown> = {}, init: RequestInit = {}) =>
-  proxy.instance.fetch(new Request('http://localhost/v1/chat/completions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client-key' },
-    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra }),
-    ...init,
-  }))
+  proxy.instance.fetch(
+    new Request('http://localhost/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client-key' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra }),
+      ...init,
+    }),
+  )
 
 describe('in-process (no socket)', () => {
   it('a whole answer, with governance headers and usage', async () => {

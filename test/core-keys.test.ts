@@ -4,7 +4,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createAgentMesh } from '../core/app.ts'
 import { createLogger } from '../core/log.ts'
 import { definePlugin } from '../core/plugin.ts'
-import { clearVendorEnv, openaiClient, anthropicClient, postJson, startCoreMockAndProxy, startProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
+import {
+  clearVendorEnv,
+  openaiClient,
+  anthropicClient,
+  postJson,
+  startCoreMockAndProxy,
+  startProxy,
+  tempDir,
+  type Proxy,
+} from './helpers/core-harness.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const OA = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }
@@ -38,7 +47,7 @@ describe('no key configured: the client key is passed through', () => {
     expect(last()['x-api-key']).toBeUndefined()
   })
 
-  it('anthropic: the SDK\'s key keeps the header it came in (this SDK sends Authorization: Bearer)', async () => {
+  it("anthropic: the SDK's key keeps the header it came in (this SDK sends Authorization: Bearer)", async () => {
     await anthropicClient(proxy, [], { apiKey: 'sk-ant-own-3' }).messages.create(AN as any)
     expect(last().authorization).toBe('Bearer sk-ant-own-3')
     expect(last()['x-api-key']).toBeUndefined()
@@ -54,7 +63,9 @@ describe('no key configured: the client key is passed through', () => {
   })
 
   it('gemini: x-goog-api-key', async () => {
-    await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, { 'x-goog-api-key': 'AIza-own-5' })
+    await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, {
+      'x-goog-api-key': 'AIza-own-5',
+    })
     expect(last()['x-goog-api-key']).toBe('AIza-own-5')
   })
 
@@ -64,7 +75,11 @@ describe('no key configured: the client key is passed through', () => {
     await postJson(proxy.url + '/v1/messages', AN, { 'x-api-key': vk })
     await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, { 'x-goog-api-key': vk })
     const lastThree = mock.received.slice(-3)
-    expect(lastThree.map((r) => r.path)).toEqual(['/v1/chat/completions', '/v1/messages', '/v1beta/models/gemini-2.5-flash:generateContent'])
+    expect(lastThree.map((r) => r.path)).toEqual([
+      '/v1/chat/completions',
+      '/v1/messages',
+      '/v1beta/models/gemini-2.5-flash:generateContent',
+    ])
     for (const r of lastThree) {
       expect(JSON.stringify(r.headers)).not.toContain('am-virtual')
       expect(r.headers.authorization).toBeUndefined()
@@ -85,7 +100,9 @@ describe('keys from the environment', () => {
       expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-env-openai')
       await anthropicClient(proxy, [], { apiKey: 'sk-ant-client' }).messages.create(AN as any)
       expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-env')
-      await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, { 'x-goog-api-key': 'AIza-client' })
+      await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, {
+        'x-goog-api-key': 'AIza-client',
+      })
       expect(mock.received.at(-1)!.headers['x-goog-api-key']).toBe('AIza-env')
     } finally {
       await proxy.close()
@@ -115,12 +132,26 @@ describe('keys never reach the log', () => {
       name: 'careless',
       hooks: {
         beforeRequest(ctx) {
-          if (ctx.request.headers.get('x-test') === 'leak') throw new Error(`rejected credentials ${ctx.request.headers.get('authorization')} / ${ctx.request.headers.get('x-api-key')}`)
+          if (ctx.request.headers.get('x-test') === 'leak')
+            throw new Error(
+              `rejected credentials ${ctx.request.headers.get('authorization')} / ${ctx.request.headers.get('x-api-key')}`,
+            )
         },
       },
     })
     const instance = await createAgentMesh(
-      { preset: 'solo', dataDir, storage: { driver: 'memory' }, log: { level: 'debug' }, plugins: [careless], vendors: { openai: { baseURL: mock.url }, anthropic: { baseURL: mock.url }, google: { baseURL: 'http://127.0.0.1:1' } } },
+      {
+        preset: 'solo',
+        dataDir,
+        storage: { driver: 'memory' },
+        log: { level: 'debug' },
+        plugins: [careless],
+        vendors: {
+          openai: { baseURL: mock.url },
+          anthropic: { baseURL: mock.url },
+          google: { baseURL: 'http://127.0.0.1:1' },
+        },
+      },
       { logger: createLogger('debug', (line) => void lines.push(line)) },
     )
     const server = await instance.listen({ port: 0, host: '127.0.0.1' })
@@ -128,16 +159,25 @@ describe('keys never reach the log', () => {
     try {
       await postJson(proxy.url + '/v1/chat/completions', OA, { authorization: 'Bearer sk-secret-client-key-123456' })
       await postJson(proxy.url + '/v1/messages', AN, { 'x-api-key': 'sk-ant-secret-client-987654' })
-      await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, { 'x-goog-api-key': 'AIzaSecretClientKey123456' })
-      await postJson(proxy.url + '/v1/chat/completions', '{bad json', { authorization: 'Bearer sk-secret-client-key-123456' })
-      const leak = await postJson(proxy.url + '/v1/messages', AN, { authorization: 'Bearer sk-ant-secret-client-987654', 'x-api-key': 'sk-secret-client-key-123456', 'x-test': 'leak' })
+      await postJson(proxy.url + '/v1beta/models/gemini-2.5-flash:generateContent', GE, {
+        'x-goog-api-key': 'AIzaSecretClientKey123456',
+      })
+      await postJson(proxy.url + '/v1/chat/completions', '{bad json', {
+        authorization: 'Bearer sk-secret-client-key-123456',
+      })
+      const leak = await postJson(proxy.url + '/v1/messages', AN, {
+        authorization: 'Bearer sk-ant-secret-client-987654',
+        'x-api-key': 'sk-secret-client-key-123456',
+        'x-test': 'leak',
+      })
       expect(leak.status).toBe(500)
       expect(mock.received.length).toBe(2)
       const all = lines.join('\n')
       // the plugin failure was logged, with the keys masked
       expect(all).toContain('careless')
       expect(all).toContain('rejected credentials')
-      for (const secret of ['sk-secret-client-key-123456', 'sk-ant-secret-client-987654', 'AIzaSecretClientKey123456']) expect(all).not.toContain(secret)
+      for (const secret of ['sk-secret-client-key-123456', 'sk-ant-secret-client-987654', 'AIzaSecretClientKey123456'])
+        expect(all).not.toContain(secret)
     } finally {
       await server.close()
       await instance.close()
@@ -150,7 +190,11 @@ describe('demo preset needs no key at all', () => {
   it('answers with no key from client, config or env (the whole preset, its feature plugins included)', async () => {
     const proxy = await startProxy({ preset: 'demo' })
     try {
-      const res = await fetch(proxy.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(OA) })
+      const res = await fetch(proxy.url + '/v1/chat/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(OA),
+      })
       expect(res.status).toBe(200)
       expect((await res.json()).choices[0].message.content).toContain('AgentMesh demo answer')
     } finally {

@@ -4,25 +4,48 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type OpenAI from 'openai'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
-import { clearVendorEnv, governanceHeadersOf, openaiClient, startCoreMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
+import {
+  clearVendorEnv,
+  governanceHeadersOf,
+  openaiClient,
+  startCoreMockAndProxy,
+  until,
+  type Proxy,
+} from './helpers/core-harness.ts'
 import { mockText, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const words = (s: string) => s.split(/\s+/).filter(Boolean).length
 
-interface Seen { id: string; usage: MeshContext['usage']; status?: number; text?: string; aborted?: boolean }
+interface Seen {
+  id: string
+  usage: MeshContext['usage']
+  status?: number
+  text?: string
+  aborted?: boolean
+}
 const seen: Seen[] = []
 const recorder = definePlugin({
   name: 'test:recorder',
   hooks: {
     afterResponse(ctx) {
-      seen.push({ id: ctx.id, usage: { ...ctx.usage }, status: ctx.status, text: ctx.answer?.text, aborted: ctx.aborted })
+      seen.push({
+        id: ctx.id,
+        usage: { ...ctx.usage },
+        status: ctx.status,
+        text: ctx.answer?.text,
+        aborted: ctx.aborted,
+      })
     },
   },
 })
 
 const weatherTool: OpenAI.Chat.Completions.ChatCompletionTool = {
   type: 'function',
-  function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+  function: {
+    name: 'get_weather',
+    description: 'Weather for a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
 }
 
 let mock: MockUpstream
@@ -46,7 +69,9 @@ const lastReceived = () => mock.received.at(-1)!
 describe('openai: non-streaming', () => {
   it('answers through the mock, with the upstream answer, usage and governance headers', async () => {
     const prompt = 'What is the capital of France?'
-    const { data, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] }).withResponse()
+    const { data, response } = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] })
+      .withResponse()
     expect(data.choices[0]!.message.content).toBe(mockText(prompt))
     expect(data.model).toBe('gpt-4o-mini-2025')
     const h = governanceHeadersOf(response.headers)
@@ -65,8 +90,20 @@ describe('openai: non-streaming', () => {
       model: 'gpt-4o-mini',
       messages: [
         { role: 'system', content: 'Be brief.' },
-        { role: 'user', content: [{ type: 'text', text: 'What is in this picture, and the weather?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' } }] },
-        { role: 'assistant', content: null, tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is in this picture, and the weather?' },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'call_9', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } },
+          ],
+        },
         { role: 'tool', tool_call_id: 'call_9', content: 'rain, 4C' },
       ],
       tools: [weatherTool],
@@ -83,13 +120,14 @@ describe('openai: non-streaming', () => {
     expect(lastReceived().body.x_agentmesh_unknown_field).toEqual({ nested: [1, 'two', { three: true }] })
     expect(lastReceived().body.messages[1].content[1].image_url.url).toBe('data:image/png;base64,iVBORw0KGgo=')
   })
-
 })
 
 describe('openai: streaming', () => {
   it('streams the answer; asks upstream for usage but hides that chunk from a client that did not ask', async () => {
     const prompt = 'Stream me a short answer please'
-    const { data: stream, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true }).withResponse()
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true })
+      .withResponse()
     governanceHeadersOf(response.headers)
     expect(response.headers.get('content-type')).toContain('text/event-stream')
     const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = []
@@ -114,7 +152,12 @@ describe('openai: streaming', () => {
 
   it('shows the usage chunk to a client that asked for it, and sends its body unchanged', async () => {
     const prompt = 'usage please'
-    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true, stream_options: { include_usage: true } })
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: prompt }],
+      stream: true,
+      stream_options: { include_usage: true },
+    })
     const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = []
     for await (const c of stream) chunks.push(c)
     const usage = chunks.at(-1)!.usage!
@@ -124,8 +167,15 @@ describe('openai: streaming', () => {
   })
 
   it('runs a streamed tool-call round trip', async () => {
-    const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Weather in Paris, streamed?' }]
-    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, tools: [weatherTool], stream: true })
+    const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [
+      { role: 'user', content: 'Weather in Paris, streamed?' },
+    ]
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages,
+      tools: [weatherTool],
+      stream: true,
+    })
     let id = ''
     let name = ''
     let args = ''
@@ -141,8 +191,16 @@ describe('openai: streaming', () => {
     expect(finish).toBe('tool_calls')
     expect(name).toBe('get_weather')
     expect(JSON.parse(args)).toEqual({ city: 'Paris' })
-    messages.push({ role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name, arguments: args } }] }, { role: 'tool', tool_call_id: id, content: 'cloudy' })
-    const second = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, tools: [weatherTool], stream: true })
+    messages.push(
+      { role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name, arguments: args } }] },
+      { role: 'tool', tool_call_id: id, content: 'cloudy' },
+    )
+    const second = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages,
+      tools: [weatherTool],
+      stream: true,
+    })
     let text = ''
     for await (const c of second) text += c.choices[0]?.delta.content ?? ''
     expect(text).toBe(`tool said: ${JSON.stringify('cloudy')}`)
@@ -166,7 +224,14 @@ describe('openai: models and embeddings', () => {
   })
 
   it('passes embeddings through with the body unchanged and the configured key', async () => {
-    const { data, response } = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['first text', 'second'], encoding_format: 'float', dimensions: 2 }).withResponse()
+    const { data, response } = await client.embeddings
+      .create({
+        model: 'text-embedding-3-small',
+        input: ['first text', 'second'],
+        encoding_format: 'float',
+        dimensions: 2,
+      })
+      .withResponse()
     expect(data.data[0]!.embedding).toEqual([0.1, 0.2])
     expect(lastReceived().path).toBe('/v1/embeddings')
     expect(lastReceived().raw).toBe(sent.at(-1))

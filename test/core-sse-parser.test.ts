@@ -18,7 +18,8 @@ function collect(dropEvents: boolean) {
   return { seen, parser }
 }
 
-const STREAM = 'event: a\ndata: one\n\ndata: two\r\n\r\ndata: drop me\n\ndata: {"x":\ndata: 3}\n\n: comment\n\ndata: last'
+const STREAM =
+  'event: a\ndata: one\n\ndata: two\r\n\r\ndata: drop me\n\ndata: {"x":\ndata: 3}\n\n: comment\n\ndata: last'
 
 describe('SseParser', () => {
   it('reads the same events whichever byte each chunk ends at', () => {
@@ -27,7 +28,8 @@ describe('SseParser', () => {
       for (const step of [1, 2, 3, cut]) {
         const { seen, parser } = collect(true)
         let kept = ''
-        for (let i = 0; i < bytes.length; i += i === 0 ? cut : step) kept += parser.feed(bytes.subarray(i, i + (i === 0 ? cut : step)))
+        for (let i = 0; i < bytes.length; i += i === 0 ? cut : step)
+          kept += parser.feed(bytes.subarray(i, i + (i === 0 ? cut : step)))
         kept += parser.flush()
         expect(seen).toEqual(['one', 'two', 'drop me', '{"x":\n3}', 'last'])
         // what is forwarded is every event the reader kept, byte for byte

@@ -92,7 +92,11 @@ describe('storage', () => {
       expect(health.storage.reachable).toBe(true)
 
       // another prefix sees none of it
-      const other = await createAgentMesh({ ...quiet, dataDir: newDir(), storage: { driver: 'redis', url, prefix: `${prefix}-other` } })
+      const other = await createAgentMesh({
+        ...quiet,
+        dataDir: newDir(),
+        storage: { driver: 'redis', url, prefix: `${prefix}-other` },
+      })
       try {
         expect(await other.mesh.storage.hasItem('cache:shared')).toBe(false)
         expect(await other.mesh.counters.get('tokens:eng')).toBe(0)
@@ -112,9 +116,13 @@ describe('storage', () => {
     const url = inject('redisUrl')
     const raw = new Redis(url)
     try {
-      const clients = async () => (await raw.client('LIST') as string).trim().split('\n').length
+      const clients = async () => ((await raw.client('LIST')) as string).trim().split('\n').length
       const before = await clients()
-      const mesh = await createAgentMesh({ ...quiet, dataDir: newDir(), storage: { driver: 'redis', url, prefix: `amtest-${randomUUID().slice(0, 8)}` } })
+      const mesh = await createAgentMesh({
+        ...quiet,
+        dataDir: newDir(),
+        storage: { driver: 'redis', url, prefix: `amtest-${randomUUID().slice(0, 8)}` },
+      })
       await mesh.mesh.storage.setItem('k', 'v')
       expect(await clients()).toBeGreaterThan(before)
       await mesh.mesh.storage.removeItem('k')

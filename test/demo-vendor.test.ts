@@ -9,7 +9,17 @@ import type OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { anthropicClient, capturingFetch, clearVendorEnv, openaiClient, postJson, sseEvents, startCoreProxy, startProxy, type Proxy } from './helpers/core-harness.ts'
+import {
+  anthropicClient,
+  capturingFetch,
+  clearVendorEnv,
+  openaiClient,
+  postJson,
+  sseEvents,
+  startCoreProxy,
+  startProxy,
+  type Proxy,
+} from './helpers/core-harness.ts'
 
 let proxy: Proxy
 beforeAll(async () => {
@@ -31,8 +41,14 @@ describe('max tokens', () => {
 
   it('OpenAI: stops at max_tokens / max_completion_tokens with finish_reason "length", streamed too', async () => {
     const oa = openaiClient(proxy)
-    const whole = (await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] })).choices[0]!.message.content!
-    const cut = await oa.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 6, messages: [{ role: 'user', content: prompt }] })
+    const whole = (
+      await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] })
+    ).choices[0]!.message.content!
+    const cut = await oa.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 6,
+      messages: [{ role: 'user', content: prompt }],
+    })
     expect(cut.choices[0]!.finish_reason).toBe('length')
     expect(cut.usage!.completion_tokens).toBeGreaterThan(0)
     expect(cut.usage!.completion_tokens).toBeLessThanOrEqual(6)
@@ -40,7 +56,14 @@ describe('max tokens', () => {
     expect(text.length).toBeLessThan(whole.length)
     expect(whole.startsWith(text)).toBe(true)
 
-    const stream = await oa.chat.completions.stream({ model: 'gpt-4o-mini', max_completion_tokens: 6, messages: [{ role: 'user', content: prompt }], stream_options: { include_usage: true } }).finalChatCompletion()
+    const stream = await oa.chat.completions
+      .stream({
+        model: 'gpt-4o-mini',
+        max_completion_tokens: 6,
+        messages: [{ role: 'user', content: prompt }],
+        stream_options: { include_usage: true },
+      })
+      .finalChatCompletion()
     expect(stream.choices[0]!.finish_reason).toBe('length')
     expect(stream.usage!.completion_tokens).toBeLessThanOrEqual(6)
     expect(whole.startsWith(stream.choices[0]!.message.content!)).toBe(true)
@@ -48,15 +71,25 @@ describe('max tokens', () => {
 
   it('Anthropic: stops at max_tokens with stop_reason "max_tokens", streamed too', async () => {
     const an = anthropicClient(proxy)
-    const whole = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content: prompt }] })
+    const whole = await an.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: prompt }],
+    })
     expect(whole.stop_reason).toBe('end_turn')
-    const cut = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: prompt }] })
+    const cut = await an.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 8,
+      messages: [{ role: 'user', content: prompt }],
+    })
     expect(cut.stop_reason).toBe('max_tokens')
     expect(cut.usage.output_tokens).toBeGreaterThan(0)
     expect(cut.usage.output_tokens).toBeLessThanOrEqual(8)
     const text = (cut.content[0] as Anthropic.TextBlock).text
     expect(text.length).toBeLessThan((whole.content[0] as Anthropic.TextBlock).text.length)
-    const streamed = await an.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: prompt }] }).finalMessage()
+    const streamed = await an.messages
+      .stream({ model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: prompt }] })
+      .finalMessage()
     expect(streamed.stop_reason).toBe('max_tokens')
     expect((streamed.content[0] as Anthropic.TextBlock).text).toBe(text)
     expect(streamed.usage.output_tokens).toBe(cut.usage.output_tokens)
@@ -65,7 +98,9 @@ describe('max tokens', () => {
   it('Gemini: stops at generationConfig.maxOutputTokens (and snake_case max_output_tokens) with MAX_TOKENS, streamed too', async () => {
     const contents = [{ role: 'user', parts: [{ text: prompt }] }]
     const whole = await (await postJson(proxy.url + GEMINI + ':generateContent', { contents })).json()
-    const cut = await (await postJson(proxy.url + GEMINI + ':generateContent', { contents, generationConfig: { maxOutputTokens: 7 } })).json()
+    const cut = await (
+      await postJson(proxy.url + GEMINI + ':generateContent', { contents, generationConfig: { maxOutputTokens: 7 } })
+    ).json()
     expect(cut.candidates[0].finishReason).toBe('MAX_TOKENS')
     expect(cut.usageMetadata.candidatesTokenCount).toBeGreaterThan(0)
     expect(cut.usageMetadata.candidatesTokenCount).toBeLessThanOrEqual(7)
@@ -75,7 +110,9 @@ describe('max tokens', () => {
     expect(chunks.at(-1).candidates[0].finishReason).toBe('MAX_TOKENS')
     expect(geminiChunksText(chunks)).toBe(geminiText(cut))
     // the REST API also takes the proto field names
-    const snake = await (await postJson(proxy.url + GEMINI + ':generateContent', { contents, generation_config: { max_output_tokens: 7 } })).json()
+    const snake = await (
+      await postJson(proxy.url + GEMINI + ':generateContent', { contents, generation_config: { max_output_tokens: 7 } })
+    ).json()
     expect(snake.candidates[0].finishReason).toBe('MAX_TOKENS')
     expect(geminiText(snake)).toBe(geminiText(cut))
   })
@@ -106,7 +143,11 @@ const TICKET = {
       estimate: { type: 'integer', minimum: 2, maximum: 8 },
       ratio: { type: 'number', exclusiveMinimum: 1 },
       labels: { type: 'array', items: { type: 'string', enum: ['bug', 'feature'] }, minItems: 2 },
-      assignee: { type: 'object', properties: { email: { type: 'string', format: 'email' }, team: { type: 'string', default: 'platform' } }, required: ['email', 'team'] },
+      assignee: {
+        type: 'object',
+        properties: { email: { type: 'string', format: 'email' }, team: { type: 'string', default: 'platform' } },
+        required: ['email', 'team'],
+      },
       notify: { type: 'boolean', default: true },
       due: { type: 'string', format: 'date' },
       parent: { $ref: '#/$defs/TicketRef' },
@@ -125,10 +166,23 @@ const openaiTools = (...tools: Array<typeof WEATHER | typeof TICKET>): OpenAI.Ch
   tools.map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.schema } }))
 const anthropicTools = (...tools: Array<typeof WEATHER | typeof TICKET>): Anthropic.Tool[] =>
   tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.schema as Anthropic.Tool.InputSchema }))
-const geminiTools = (...tools: Array<typeof WEATHER | typeof TICKET>) => [{ functionDeclarations: tools.map((t) => ({ name: t.name, description: t.description, parameters: t.schema })) }]
+const geminiTools = (...tools: Array<typeof WEATHER | typeof TICKET>) => [
+  { functionDeclarations: tools.map((t) => ({ name: t.name, description: t.description, parameters: t.schema })) },
+]
 
 function expectTicketArguments(args: any) {
-  expect(Object.keys(args).sort()).toEqual(['assignee', 'due', 'estimate', 'labels', 'note', 'notify', 'parent', 'priority', 'ratio', 'title'])
+  expect(Object.keys(args).sort()).toEqual([
+    'assignee',
+    'due',
+    'estimate',
+    'labels',
+    'note',
+    'notify',
+    'parent',
+    'priority',
+    'ratio',
+    'title',
+  ])
   expect(args.title.length).toBeGreaterThanOrEqual(24)
   expect(args.title.length).toBeLessThanOrEqual(80)
   expect(['low', 'normal', 'high']).toContain(args.priority)
@@ -149,10 +203,31 @@ describe('tool calls', () => {
     const oa = openaiClient(proxy)
     for (const stream of [false, true]) {
       const calls: unknown[] = []
-      const tool = { type: 'function' as const, function: { name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema, parse: JSON.parse, function: (args: unknown) => { calls.push(args); return WEATHER_REPORT } } }
+      const tool = {
+        type: 'function' as const,
+        function: {
+          name: WEATHER.name,
+          description: WEATHER.description,
+          parameters: WEATHER.schema,
+          parse: JSON.parse,
+          function: (args: unknown) => {
+            calls.push(args)
+            return WEATHER_REPORT
+          },
+        },
+      }
       const runner = stream
-        ? oa.chat.completions.runTools({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: WEATHER_QUESTION }], tools: [tool] })
-        : oa.chat.completions.runTools({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: WEATHER_QUESTION }], tools: [tool] })
+        ? oa.chat.completions.runTools({
+            model: 'gpt-4o-mini',
+            stream: true,
+            messages: [{ role: 'user', content: WEATHER_QUESTION }],
+            tools: [tool],
+          })
+        : oa.chat.completions.runTools({
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: WEATHER_QUESTION }],
+            tools: [tool],
+          })
       const final = await runner.finalChatCompletion()
       expect(calls, `stream: ${stream}`).toEqual([{ city: 'Paris', unit: 'celsius' }])
       const messages = runner.messages as any[]
@@ -167,7 +242,11 @@ describe('tool calls', () => {
 
   it('OpenAI: the same deterministic call streamed and not, finish_reason "tool_calls"', async () => {
     const oa = openaiClient(proxy)
-    const req = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: WEATHER_QUESTION }], tools: openaiTools(TICKET, WEATHER) }
+    const req = {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user' as const, content: WEATHER_QUESTION }],
+      tools: openaiTools(TICKET, WEATHER),
+    }
     const plain = await oa.chat.completions.create(req)
     expect(plain.choices[0]!.finish_reason).toBe('tool_calls')
     const call = plain.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall
@@ -206,8 +285,23 @@ describe('tool calls', () => {
     }
 
     const ran: unknown[] = []
-    const ticket = betaTool({ name: TICKET.name, description: TICKET.description, inputSchema: TICKET.schema as any, run: (input) => { ran.push(input); return 'ticket OPS-7 opened' } })
-    const final = await an.beta.messages.toolRunner({ model: 'claude-haiku-4-5', max_tokens: 1024, tools: [ticket], tool_choice: { type: 'tool', name: 'create_ticket' }, max_iterations: 1, messages: [{ role: 'user', content: 'Please file this.' }] })
+    const ticket = betaTool({
+      name: TICKET.name,
+      description: TICKET.description,
+      inputSchema: TICKET.schema as any,
+      run: (input) => {
+        ran.push(input)
+        return 'ticket OPS-7 opened'
+      },
+    })
+    const final = await an.beta.messages.toolRunner({
+      model: 'claude-haiku-4-5',
+      max_tokens: 1024,
+      tools: [ticket],
+      tool_choice: { type: 'tool', name: 'create_ticket' },
+      max_iterations: 1,
+      messages: [{ role: 'user', content: 'Please file this.' }],
+    })
     expect(ran).toHaveLength(1)
     expectTicketArguments(ran[0])
     expect(final.stop_reason).toBe('tool_use')
@@ -222,48 +316,116 @@ describe('tool calls', () => {
     expect(call).toEqual({ name: 'get_weather', args: { city: 'Paris', unit: 'celsius' } })
     expect(res.candidates[0].finishReason).toBe('STOP')
     const { chunks } = await geminiStream(body)
-    expect(chunks.flatMap((c) => c.candidates[0].content.parts).filter((p: any) => p.functionCall)).toEqual([{ functionCall: call }])
-    const answer = await (await postJson(proxy.url + GEMINI + ':generateContent', {
-      ...body,
-      contents: [...contents, { role: 'model', parts: [{ functionCall: call }] }, { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { forecast: WEATHER_REPORT } } }] }],
-    })).json()
+    expect(chunks.flatMap((c) => c.candidates[0].content.parts).filter((p: any) => p.functionCall)).toEqual([
+      { functionCall: call },
+    ])
+    const answer = await (
+      await postJson(proxy.url + GEMINI + ':generateContent', {
+        ...body,
+        contents: [
+          ...contents,
+          { role: 'model', parts: [{ functionCall: call }] },
+          {
+            role: 'user',
+            parts: [{ functionResponse: { name: 'get_weather', response: { forecast: WEATHER_REPORT } } }],
+          },
+        ],
+      })
+    ).json()
     expect(answer.candidates[0].content.parts.some((p: any) => p.functionCall)).toBe(false)
     expect(geminiText(answer)).toContain(WEATHER_REPORT)
     expect(geminiText(answer)).toContain('get_weather')
     // Gemini's own schema dialect: upper-case type names
-    const upper = await (await postJson(proxy.url + GEMINI + ':generateContent', { contents, tools: [{ functionDeclarations: [{ name: 'get_weather', description: 'Weather for a city', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' }, days: { type: 'INTEGER' } }, required: ['city', 'days'] } }] }] })).json()
-    expect(upper.candidates[0].content.parts.find((p: any) => p.functionCall).functionCall.args).toEqual({ city: 'Paris', days: 1 })
+    const upper = await (
+      await postJson(proxy.url + GEMINI + ':generateContent', {
+        contents,
+        tools: [
+          {
+            functionDeclarations: [
+              {
+                name: 'get_weather',
+                description: 'Weather for a city',
+                parameters: {
+                  type: 'OBJECT',
+                  properties: { city: { type: 'STRING' }, days: { type: 'INTEGER' } },
+                  required: ['city', 'days'],
+                },
+              },
+            ],
+          },
+        ],
+      })
+    ).json()
+    expect(upper.candidates[0].content.parts.find((p: any) => p.functionCall).functionCall.args).toEqual({
+      city: 'Paris',
+      days: 1,
+    })
   })
 
   it('tool_choice forces a call whose arguments fit the schema, in each protocol; "none" forbids one', async () => {
     const unrelated = 'Hello there, how are you?'
     const oa = openaiClient(proxy)
-    const forced = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: unrelated }], tools: openaiTools(WEATHER, TICKET), tool_choice: { type: 'function', function: { name: 'create_ticket' } } })
+    const forced = await oa.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: unrelated }],
+      tools: openaiTools(WEATHER, TICKET),
+      tool_choice: { type: 'function', function: { name: 'create_ticket' } },
+    })
     const fcall = forced.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall
     expect(fcall.function.name).toBe('create_ticket')
     expectTicketArguments(JSON.parse(fcall.function.arguments))
-    const required = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: unrelated }], tools: openaiTools(TICKET, WEATHER), tool_choice: 'required' })
+    const required = await oa.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: unrelated }],
+      tools: openaiTools(TICKET, WEATHER),
+      tool_choice: 'required',
+    })
     expect(required.choices[0]!.finish_reason).toBe('tool_calls')
-    expect((required.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall).function.name).toBe('create_ticket')
-    const none = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: WEATHER_QUESTION }], tools: openaiTools(WEATHER), tool_choice: 'none' })
+    expect(
+      (required.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall).function.name,
+    ).toBe('create_ticket')
+    const none = await oa.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: WEATHER_QUESTION }],
+      tools: openaiTools(WEATHER),
+      tool_choice: 'none',
+    })
     expect(none.choices[0]!.message.tool_calls).toBeUndefined()
     expect(none.choices[0]!.finish_reason).toBe('stop')
-    const auto = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: unrelated }], tools: openaiTools(WEATHER, TICKET) })
+    const auto = await oa.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: unrelated }],
+      tools: openaiTools(WEATHER, TICKET),
+    })
     expect(auto.choices[0]!.message.tool_calls).toBeUndefined()
 
     const an = anthropicClient(proxy)
-    const atool = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content: unrelated }], tools: anthropicTools(WEATHER, TICKET), tool_choice: { type: 'tool', name: 'create_ticket' } })
+    const atool = await an.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: unrelated }],
+      tools: anthropicTools(WEATHER, TICKET),
+      tool_choice: { type: 'tool', name: 'create_ticket' },
+    })
     const ause = atool.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!
     expect(ause.name).toBe('create_ticket')
     expectTicketArguments(ause.input)
-    const anyTool = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content: unrelated }], tools: anthropicTools(WEATHER, TICKET), tool_choice: { type: 'any' } })
+    const anyTool = await an.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: unrelated }],
+      tools: anthropicTools(WEATHER, TICKET),
+      tool_choice: { type: 'any' },
+    })
     expect(anyTool.stop_reason).toBe('tool_use')
 
-    const g = await (await postJson(proxy.url + GEMINI + ':generateContent', {
-      contents: [{ role: 'user', parts: [{ text: unrelated }] }],
-      tools: geminiTools(WEATHER, TICKET),
-      toolConfig: { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: ['create_ticket'] } },
-    })).json()
+    const g = await (
+      await postJson(proxy.url + GEMINI + ':generateContent', {
+        contents: [{ role: 'user', parts: [{ text: unrelated }] }],
+        tools: geminiTools(WEATHER, TICKET),
+        toolConfig: { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: ['create_ticket'] } },
+      })
+    ).json()
     const gcall = g.candidates[0].content.parts.find((p: any) => p.functionCall).functionCall
     expect(gcall.name).toBe('create_ticket')
     expectTicketArguments(gcall.args)
@@ -272,21 +434,66 @@ describe('tool calls', () => {
   it('which tool a prompt asks for: a specific name word, or a verb with a path or URL; a generic verb alone is not enough', async () => {
     // Claude Code's tools, shortened
     const tools: Anthropic.Tool[] = [
-      { name: 'Read', description: 'Reads a file from the local filesystem. You can access any file directly by using this tool.', input_schema: { type: 'object', properties: { file_path: { type: 'string' }, offset: { type: 'number' } }, required: ['file_path'] } },
-      { name: 'Write', description: 'Writes a file to the local filesystem.', input_schema: { type: 'object', properties: { file_path: { type: 'string' }, content: { type: 'string' } }, required: ['file_path', 'content'] } },
-      { name: 'WebFetch', description: 'Fetches content from a specified URL and processes it using an AI model.', input_schema: { type: 'object', properties: { url: { type: 'string', format: 'uri' }, prompt: { type: 'string' } }, required: ['url', 'prompt'] } },
-      { name: WEATHER.name, description: WEATHER.description, input_schema: WEATHER.schema as Anthropic.Tool.InputSchema },
+      {
+        name: 'Read',
+        description: 'Reads a file from the local filesystem. You can access any file directly by using this tool.',
+        input_schema: {
+          type: 'object',
+          properties: { file_path: { type: 'string' }, offset: { type: 'number' } },
+          required: ['file_path'],
+        },
+      },
+      {
+        name: 'Write',
+        description: 'Writes a file to the local filesystem.',
+        input_schema: {
+          type: 'object',
+          properties: { file_path: { type: 'string' }, content: { type: 'string' } },
+          required: ['file_path', 'content'],
+        },
+      },
+      {
+        name: 'WebFetch',
+        description: 'Fetches content from a specified URL and processes it using an AI model.',
+        input_schema: {
+          type: 'object',
+          properties: { url: { type: 'string', format: 'uri' }, prompt: { type: 'string' } },
+          required: ['url', 'prompt'],
+        },
+      },
+      {
+        name: WEATHER.name,
+        description: WEATHER.description,
+        input_schema: WEATHER.schema as Anthropic.Tool.InputSchema,
+      },
     ]
     const an = anthropicClient(proxy)
     const callFor = async (prompt: string) => {
-      const msg = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 1024, tools, messages: [{ role: 'user', content: prompt }] })
+      const msg = await an.messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 1024,
+        tools,
+        messages: [{ role: 'user', content: prompt }],
+      })
       const use = msg.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')
       return use && { name: use.name, input: use.input }
     }
-    expect(await callFor('Read src/app.ts and summarise it')).toEqual({ name: 'Read', input: { file_path: 'src/app.ts' } })
-    expect(await callFor('Fetch https://example.org/docs/intro for me')).toEqual({ name: 'WebFetch', input: { url: 'https://example.org/docs/intro', prompt: 'Fetch https://example.org/docs/intro for me' } })
-    expect(await callFor('Write the meeting notes to notes.md')).toEqual({ name: 'Write', input: { file_path: 'notes.md', content: 'demo content' } })
-    expect(await callFor('What is the weather like in New York, in fahrenheit please?')).toEqual({ name: 'get_weather', input: { city: 'New York', unit: 'fahrenheit' } })
+    expect(await callFor('Read src/app.ts and summarise it')).toEqual({
+      name: 'Read',
+      input: { file_path: 'src/app.ts' },
+    })
+    expect(await callFor('Fetch https://example.org/docs/intro for me')).toEqual({
+      name: 'WebFetch',
+      input: { url: 'https://example.org/docs/intro', prompt: 'Fetch https://example.org/docs/intro for me' },
+    })
+    expect(await callFor('Write the meeting notes to notes.md')).toEqual({
+      name: 'Write',
+      input: { file_path: 'notes.md', content: 'demo content' },
+    })
+    expect(await callFor('What is the weather like in New York, in fahrenheit please?')).toEqual({
+      name: 'get_weather',
+      input: { city: 'New York', unit: 'fahrenheit' },
+    })
     expect(await callFor('Write a haiku about caching')).toBeUndefined()
     expect(await callFor('What is 2+2?')).toBeUndefined()
   })
@@ -299,11 +506,20 @@ describe('tool calls', () => {
         broken: { $ref: '#/$defs/%E0%A4%A' },
         long: { type: 'string', minLength: 1_000_000 },
         none: { type: 'array', items: { type: 'string' }, maxItems: -1 },
-        many: { type: 'array', items: { type: 'array', items: { type: 'array', items: { type: 'string' }, minItems: 1000 }, minItems: 1000 }, minItems: 1000 },
+        many: {
+          type: 'array',
+          items: { type: 'array', items: { type: 'array', items: { type: 'string' }, minItems: 1000 }, minItems: 1000 },
+          minItems: 1000,
+        },
       },
       required: ['tree', 'broken', 'long', 'none', 'many'],
     }
-    const res = await openaiClient(proxy).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'go' }], tools: [{ type: 'function', function: { name: 'weird', parameters: schema } }], tool_choice: 'required' })
+    const res = await openaiClient(proxy).chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'go' }],
+      tools: [{ type: 'function', function: { name: 'weird', parameters: schema } }],
+      tool_choice: 'required',
+    })
     const call = res.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall
     expect(call.function.name).toBe('weird')
     expect(call.function.arguments.length).toBeLessThan(100_000)
@@ -315,14 +531,35 @@ describe('tool calls', () => {
   })
 
   it('a tool-call round trip in the demo preset (caches, quota, audit on) with both SDKs, streamed and not', async () => {
-    const full = await startProxy({ preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { features: true })
+    const full = await startProxy(
+      { preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 })] },
+      { features: true },
+    )
     try {
       const oa = openaiClient(full)
       for (const stream of [false, true]) {
-        const tool = { type: 'function' as const, function: { name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema, parse: JSON.parse, function: () => WEATHER_REPORT } }
+        const tool = {
+          type: 'function' as const,
+          function: {
+            name: WEATHER.name,
+            description: WEATHER.description,
+            parameters: WEATHER.schema,
+            parse: JSON.parse,
+            function: () => WEATHER_REPORT,
+          },
+        }
         const runner = stream
-          ? oa.chat.completions.runTools({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: WEATHER_QUESTION }], tools: [tool] })
-          : oa.chat.completions.runTools({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: WEATHER_QUESTION }], tools: [tool] })
+          ? oa.chat.completions.runTools({
+              model: 'gpt-4o-mini',
+              stream: true,
+              messages: [{ role: 'user', content: WEATHER_QUESTION }],
+              tools: [tool],
+            })
+          : oa.chat.completions.runTools({
+              model: 'gpt-4o-mini',
+              messages: [{ role: 'user', content: WEATHER_QUESTION }],
+              tools: [tool],
+            })
         expect(await runner.finalContent()).toContain(`"${WEATHER_REPORT}"`)
       }
       const an = anthropicClient(full)
@@ -333,7 +570,11 @@ describe('tool calls', () => {
         }
         const first = await send([{ role: 'user', content: WEATHER_QUESTION }])
         const use = first.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!
-        const second = await send([{ role: 'user', content: WEATHER_QUESTION }, { role: 'assistant', content: first.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: WEATHER_REPORT }] }])
+        const second = await send([
+          { role: 'user', content: WEATHER_QUESTION },
+          { role: 'assistant', content: first.content },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: WEATHER_REPORT }] },
+        ])
         expect((second.content[0] as Anthropic.TextBlock).text).toContain(`"${WEATHER_REPORT}"`)
       }
     } finally {
@@ -355,7 +596,13 @@ describe('embeddings', () => {
       expect(d.embedding.some((x) => x !== 0)).toBe(true)
       d.embedding.forEach((x, j) => expect(x).toBeCloseTo(want[j]!, 6))
     }
-    const raw = await (await postJson(proxy.url + '/v1/embeddings', { model: 'text-embedding-3-small', input: 'alpha', encoding_format: 'base64' })).json()
+    const raw = await (
+      await postJson(proxy.url + '/v1/embeddings', {
+        model: 'text-embedding-3-small',
+        input: 'alpha',
+        encoding_format: 'base64',
+      })
+    ).json()
     expect(typeof raw.data[0].embedding).toBe('string')
     expect(Buffer.from(raw.data[0].embedding, 'base64').length).toBe(4 * floats.data[0]!.embedding.length)
   })
@@ -365,17 +612,34 @@ describe('abort listeners', () => {
   it('a stream of 30+ events adds no MaxListenersExceededWarning and leaves no abort listener behind, in each protocol', async () => {
     const left: number[] = []
     // what remains on the request's signal once the answer has ended
-    const probe = definePlugin({ name: 'listener-probe', hooks: { afterResponse(ctx) { left.push(getEventListeners(ctx.signal, 'abort').length) } } })
+    const probe = definePlugin({
+      name: 'listener-probe',
+      hooks: {
+        afterResponse(ctx) {
+          left.push(getEventListeners(ctx.signal, 'abort').length)
+        },
+      },
+    })
     const paced = await startCoreProxy({ preset: 'demo', plugins: [probe, demo({ latencyMs: 1, chunkDelayMs: 1 })] })
     const warnings: Error[] = []
     const onWarning = (w: Error) => warnings.push(w)
     process.on('warning', onWarning)
     try {
-      const question = 'Could you walk me through, step by step and with an example for each step, how a governance proxy decides whether a prompt it has seen before may be answered from its cache?'
+      const question =
+        'Could you walk me through, step by step and with an example for each step, how a governance proxy decides whether a prompt it has seen before may be answered from its cache?'
       const counts: number[] = []
-      const openai = await postJson(paced.url + '/v1/chat/completions', { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: question }] })
+      const openai = await postJson(paced.url + '/v1/chat/completions', {
+        model: 'gpt-4o-mini',
+        stream: true,
+        messages: [{ role: 'user', content: question }],
+      })
       counts.push(sseEvents(await openai.text()).length)
-      const anthropic = await postJson(paced.url + '/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 1024, stream: true, messages: [{ role: 'user', content: question }] })
+      const anthropic = await postJson(paced.url + '/v1/messages', {
+        model: 'claude-haiku-4-5',
+        max_tokens: 1024,
+        stream: true,
+        messages: [{ role: 'user', content: question }],
+      })
       counts.push(sseEvents(await anthropic.text()).length)
       const { chunks } = await geminiStream({ contents: [{ role: 'user', parts: [{ text: question }] }] }, paced.url)
       counts.push(chunks.length)
@@ -396,7 +660,11 @@ describe('X-AgentMesh-Demo', () => {
     const seen: Array<[string, string | null]> = []
     const record = (what: string, res: Response) => seen.push([what, res.headers.get('x-agentmesh-demo')])
     const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Is this a demo?' }] }
-    const messages = { model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content: 'Is this a demo?' }] }
+    const messages = {
+      model: 'claude-haiku-4-5',
+      max_tokens: 256,
+      messages: [{ role: 'user', content: 'Is this a demo?' }],
+    }
     const gemini = { contents: [{ role: 'user', parts: [{ text: 'Is this a demo?' }] }] }
     const all = async (base: string, tag: string) => {
       for (const stream of [false, true]) {
@@ -407,7 +675,10 @@ describe('X-AgentMesh-Demo', () => {
         const a = await postJson(base + '/v1/messages', { ...messages, stream })
         await a.text()
         record(tag + 'anthropic' + s, a)
-        const g = await postJson(base + GEMINI + (stream ? ':streamGenerateContent?alt=sse' : ':generateContent'), gemini)
+        const g = await postJson(
+          base + GEMINI + (stream ? ':streamGenerateContent?alt=sse' : ':generateContent'),
+          gemini,
+        )
         await g.text()
         record(tag + 'gemini' + s, g)
       }
@@ -416,7 +687,10 @@ describe('X-AgentMesh-Demo', () => {
     const e = await postJson(proxy.url + '/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' })
     await e.text()
     record('embeddings', e)
-    const full = await startProxy({ preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { features: true })
+    const full = await startProxy(
+      { preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 })] },
+      { features: true },
+    )
     try {
       await all(full.url, 'preset ')
       // another client of the team: the same client asking again after a hit would be a retry (issue 14)
@@ -438,38 +712,87 @@ describe('X-AgentMesh-Demo', () => {
 })
 
 describe('the quoted question', () => {
-  const REMINDER = '<system-reminder>\nAs you answer the user\'s questions, you can use the following context:\n# claudeMd\nCodebase and user instructions are shown below.\n</system-reminder>'
+  const REMINDER =
+    "<system-reminder>\nAs you answer the user's questions, you can use the following context:\n# claudeMd\nCodebase and user instructions are shown below.\n</system-reminder>"
   const QUESTION = 'What does the audit plugin sign?'
 
   it('is the last text block of the last user message, not a <system-reminder> block (Anthropic, OpenAI, Gemini)', async () => {
     const an = anthropicClient(proxy)
     for (const content of [
-      [{ type: 'text' as const, text: REMINDER }, { type: 'text' as const, text: QUESTION }],
-      [{ type: 'text' as const, text: REMINDER }, { type: 'text' as const, text: QUESTION }, { type: 'text' as const, text: REMINDER }],
+      [
+        { type: 'text' as const, text: REMINDER },
+        { type: 'text' as const, text: QUESTION },
+      ],
+      [
+        { type: 'text' as const, text: REMINDER },
+        { type: 'text' as const, text: QUESTION },
+        { type: 'text' as const, text: REMINDER },
+      ],
     ]) {
-      const msg = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content }] })
+      const msg = await an.messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 1024,
+        messages: [{ role: 'user', content }],
+      })
       const text = (msg.content[0] as Anthropic.TextBlock).text
       expect(text).toContain(`You asked: "${QUESTION}"`)
       expect(text).not.toContain('system-reminder')
     }
     const oa = openaiClient(proxy)
-    const o = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'text', text: REMINDER }, { type: 'text', text: QUESTION }] }] })
+    const o = await oa.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: REMINDER },
+            { type: 'text', text: QUESTION },
+          ],
+        },
+      ],
+    })
     expect(o.choices[0]!.message.content).toContain(`You asked: "${QUESTION}"`)
-    const g = await (await postJson(proxy.url + GEMINI + ':generateContent', { contents: [{ role: 'user', parts: [{ text: REMINDER }, { text: QUESTION }] }] })).json()
+    const g = await (
+      await postJson(proxy.url + GEMINI + ':generateContent', {
+        contents: [{ role: 'user', parts: [{ text: REMINDER }, { text: QUESTION }] }],
+      })
+    ).json()
     expect(geminiText(g)).toContain(`You asked: "${QUESTION}"`)
   })
 
   it("Claude Code's tool-result turn (a tool_result and a reminder): the answer quotes the result and the earlier question", async () => {
     const sent: string[] = []
-    const an = new Anthropic({ baseURL: proxy.url, apiKey: 'sk-ant-client-key', maxRetries: 0, fetch: capturingFetch(sent) })
+    const an = new Anthropic({
+      baseURL: proxy.url,
+      apiKey: 'sk-ant-client-key',
+      maxRetries: 0,
+      fetch: capturingFetch(sent),
+    })
     const msg = await an.messages.create({
       model: 'claude-haiku-4-5',
       max_tokens: 1024,
       tools: anthropicTools(WEATHER),
       messages: [
-        { role: 'user', content: [{ type: 'text', text: REMINDER }, { type: 'text', text: WEATHER_QUESTION }] },
-        { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris', unit: 'celsius' } }] },
-        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_01', content: [{ type: 'text', text: WEATHER_REPORT }] }, { type: 'text', text: REMINDER }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: REMINDER },
+            { type: 'text', text: WEATHER_QUESTION },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris', unit: 'celsius' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'toolu_01', content: [{ type: 'text', text: WEATHER_REPORT }] },
+            { type: 'text', text: REMINDER },
+          ],
+        },
       ],
     })
     const text = (msg.content[0] as Anthropic.TextBlock).text

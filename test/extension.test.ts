@@ -15,7 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MeshEvent } from '../core/types.ts'
 import { listLogFiles, parseLine } from '../plugins/audit/index.ts'
 import { clearVendorEnv, startProxy, type Proxy } from './helpers/core-harness.ts'
-import { buildExtension, type BuiltExtension, type ExtensionBrowser, launchWithExtension, typecheckExtension } from './helpers/extension-browser.ts'
+import {
+  buildExtension,
+  type BuiltExtension,
+  type ExtensionBrowser,
+  launchWithExtension,
+  typecheckExtension,
+} from './helpers/extension-browser.ts'
 import { type Sites, startSites } from './helpers/extension-sites.ts'
 
 const ARTIFACTS = join(import.meta.dirname, 'artifacts', 'extension')
@@ -41,7 +47,10 @@ beforeAll(async () => {
   ext = buildExtension()
   sites = await startSites()
   // the browser starts while the proxy loads; whichever fails, the other is still closed in afterAll
-  const [b, p] = await Promise.allSettled([launchWithExtension(ext, sites.port), startProxy({ preset: 'demo' }, { features: true })])
+  const [b, p] = await Promise.allSettled([
+    launchWithExtension(ext, sites.port),
+    startProxy({ preset: 'demo' }, { features: true }),
+  ])
   if (b.status === 'fulfilled') browser = b.value
   if (p.status === 'fulfilled') proxy = p.value
   if (b.status === 'rejected') throw b.reason
@@ -59,11 +68,15 @@ async function warm(p: Proxy): Promise<void> {
   const deadline = Date.now() + 60_000
   for (let i = 0; Date.now() < deadline; i++) {
     const t = Date.now()
-    const res = await fetch(`${p.url}/agentmesh/preview`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: `warm-up ${i}` }] }) })
+    const res = await fetch(`${p.url}/agentmesh/preview`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: `warm-up ${i}` }] }),
+    })
     await res.arrayBuffer()
     if (res.ok && Date.now() - t < 300) return
   }
-  throw new Error('the proxy\'s previews stayed slow for 60 s')
+  throw new Error("the proxy's previews stayed slow for 60 s")
 }
 
 afterAll(async () => {
@@ -76,7 +89,14 @@ afterAll(async () => {
 
 /** the options page, as a user fills it in (one page, kept open, as a user would keep the tab) */
 let optionsPage: Page | undefined
-async function configure(values: { proxyUrl?: string; user?: string; team?: string; key?: string; redirect?: boolean; geminiModel?: string }): Promise<void> {
+async function configure(values: {
+  proxyUrl?: string
+  user?: string
+  team?: string
+  key?: string
+  redirect?: boolean
+  geminiModel?: string
+}): Promise<void> {
   if (!optionsPage || optionsPage.isClosed()) optionsPage = await browser.open('options.html')
   const page = optionsPage
   // the form shows what is stored once the page has read it
@@ -87,7 +107,9 @@ async function configure(values: { proxyUrl?: string; user?: string; team?: stri
   if (values.team !== undefined) await page.fill('input[name="team"]', values.team)
   if (values.key !== undefined) await page.fill('input[name="key"]', values.key)
   if (values.redirect !== undefined) await page.setChecked('input[name="redirect"]', values.redirect)
-  await page.locator('#saved').evaluate((o) => { o.textContent = '' })
+  await page.locator('#saved').evaluate((o) => {
+    o.textContent = ''
+  })
   await page.click('button[type="submit"]')
   await page.locator('#saved', { hasText: 'Saved.' }).waitFor({ timeout: 5000 })
 }
@@ -110,7 +132,9 @@ async function site(host: string): Promise<Page> {
 function auditRecords(): any[] {
   const dir = join(proxy.dataDir, 'audit')
   if (!existsSync(dir)) return []
-  return listLogFiles(dir).flatMap((f) => readFileSync(f.path, 'utf8').split('\n').filter(Boolean)).map((l) => parseLine(l)!.record())
+  return listLogFiles(dir)
+    .flatMap((f) => readFileSync(f.path, 'utf8').split('\n').filter(Boolean))
+    .map((l) => parseLine(l)!.record())
 }
 
 describe('browser extension', () => {
@@ -124,13 +148,18 @@ describe('browser extension', () => {
     }
     const zip = readFileSync(ext.zip)
     expect(zip.subarray(0, 2).toString()).toBe('PK')
-    for (const f of ['manifest.json', 'background.js', 'content.js', 'popup.html', 'options.html', 'icons/128.png']) expect(zip.includes(Buffer.from(f))).toBe(true)
+    for (const f of ['manifest.json', 'background.js', 'content.js', 'popup.html', 'options.html', 'icons/128.png'])
+      expect(zip.includes(Buffer.from(f))).toBe(true)
   })
 
-  it('typing into a textarea (chatgpt.com) shows the estimate, the cache status and the team quota', { timeout: 30_000 }, async () => {
+  it('typing into a textarea (chatgpt.com) shows the estimate, the cache status and the team quota', {
+    timeout: 30_000,
+  }, async () => {
     const page = await site('chatgpt.com')
     await typeInto(page, '#prompt-textarea', PROMPT)
-    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/^≈ \d+ tokens · \$[\d.]+ input · gpt-4o$/)
+    await expect
+      .poll(() => field(page, 'estimate').textContent(), { timeout: 5000 })
+      .toMatch(/^≈ \d+ tokens · \$[\d.]+ input · gpt-4o$/)
     expect(await field(page, 'cache').textContent()).toBe('asked before: new')
     expect(await field(page, 'quota').textContent()).toMatch(/^team eng · user ana · quota [\d.]+% used after this$/)
     // the panel sits above the input box, outside the page's layout
@@ -145,15 +174,23 @@ describe('browser extension', () => {
     await page.close()
   })
 
-  it('works in a contenteditable editor (claude.ai) and finds the new one after an in-page navigation', { timeout: 30_000 }, async () => {
+  it('works in a contenteditable editor (claude.ai) and finds the new one after an in-page navigation', {
+    timeout: 30_000,
+  }, async () => {
     const page = await site('claude.ai')
     await typeInto(page, '.ProseMirror', 'Write a haiku about rate limits')
-    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/tokens · .* · claude-sonnet-4-5$/)
+    await expect
+      .poll(() => field(page, 'estimate').textContent(), { timeout: 5000 })
+      .toMatch(/tokens · .* · claude-sonnet-4-5$/)
     const first = await field(page, 'estimate').textContent()
     // the single-page app replaces its editor: the overlay follows the new one
     await page.click('#new-chat')
     await expect.poll(() => page.locator('agentmesh-overlay').getAttribute('data-visible')).toBe('false')
-    await typeInto(page, '.ProseMirror', 'Write a much longer poem, in twelve stanzas, about the history of rate limiting on public APIs')
+    await typeInto(
+      page,
+      '.ProseMirror',
+      'Write a much longer poem, in twelve stanzas, about the history of rate limiting on public APIs',
+    )
     await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).not.toBe(first)
     expect(page.url()).toMatch(/\/c\/\d+$/)
     const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
@@ -162,10 +199,14 @@ describe('browser extension', () => {
     await page.close()
   })
 
-  it('works in Gemini\'s Quill editor, and names the guard that would hold the prompt', { timeout: 30_000 }, async () => {
+  it("works in Gemini's Quill editor, and names the guard that would hold the prompt", {
+    timeout: 30_000,
+  }, async () => {
     const page = await site('gemini.google.com')
     await typeInto(page, '.ql-editor', 'Plan a three-day trip to Lisbon')
-    await expect.poll(() => field(page, 'estimate').textContent(), { timeout: 5000 }).toMatch(/tokens · .* · gemini-2\.5-flash$/)
+    await expect
+      .poll(() => field(page, 'estimate').textContent(), { timeout: 5000 })
+      .toMatch(/tokens · .* · gemini-2\.5-flash$/)
     expect(await field(page, 'guard').count()).toBe(0)
     await page.close()
 
@@ -173,7 +214,9 @@ describe('browser extension', () => {
     await configure({ geminiModel: 'gemini-2.5-expensive' })
     const again = await site('gemini.google.com')
     await typeInto(again, '.ql-editor', 'Plan a three-day trip to Lisbon')
-    await expect.poll(() => field(again, 'guard').textContent(), { timeout: 5000 }).toMatch(/^would be held by approval: .+/)
+    await expect
+      .poll(() => field(again, 'guard').textContent(), { timeout: 5000 })
+      .toMatch(/^would be held by approval: .+/)
     const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
     expect(dry.data).toMatchObject({ outcome: 'held', identity: { tool: 'browser-gemini' } })
     await again.screenshot({ path: join(ARTIFACTS, 'overlay-held.png') })
@@ -181,47 +224,72 @@ describe('browser extension', () => {
     await configure({ geminiModel: 'gemini-2.5-flash' })
   })
 
-  it('the opt-in redirect sends a page\'s fetch of api.openai.com (and api.anthropic.com) through the proxy, with the identity headers', { timeout: 30_000 }, async () => {
+  it("the opt-in redirect sends a page's fetch of api.openai.com (and api.anthropic.com) through the proxy, with the identity headers", {
+    timeout: 30_000,
+  }, async () => {
     // a public site calling a loopback proxy: Chrome asks the user once to allow local network
     // access for the site (headless, nobody answers, so the test answers as the user would)
     await browser.context.grantPermissions(['local-network-access'], { origin: 'https://chatgpt.com' })
     const page = await site('chatgpt.com')
-    const res = await page.evaluate(([p]) => (window as any).callOpenAI(p, 'sk-page-own-key').catch((e: Error) => ({ status: 0, error: e.message })), [PROMPT])
+    const res = await page.evaluate(
+      ([p]) => (window as any).callOpenAI(p, 'sk-page-own-key').catch((e: Error) => ({ status: 0, error: e.message })),
+      [PROMPT],
+    )
     expect(sites.apiHits).toEqual([])
     expect(res.status).toBe(200)
     expect(JSON.parse(res.body).choices[0].message.content).toBeTruthy()
     expect(res.headers['x-agentmesh-cache']).toBe('miss')
     // what the browser sent first: a preflight with Origin: null, granted
-    const asked = 'content-type, authorization, x-api-key, anthropic-version, x-agentmesh-tool, x-agentmesh-user, x-agentmesh-team'
-    const pre = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'null', 'access-control-request-method': 'POST', 'access-control-request-headers': asked } })
+    const asked =
+      'content-type, authorization, x-api-key, anthropic-version, x-agentmesh-tool, x-agentmesh-user, x-agentmesh-team'
+    const pre = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'null', 'access-control-request-method': 'POST', 'access-control-request-headers': asked },
+    })
     expect(pre.status).toBe(204)
     expect(pre.headers.get('access-control-allow-origin')).toBe('null')
     expect(pre.headers.get('access-control-allow-headers')).toBe(asked)
     // the page can read the governance headers (the proxy exposes them to the `null` origin)
     const id = res.headers['x-agentmesh-request-id']
     expect(id).toBeTruthy()
-    await expect.poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === id), { timeout: 5000 }).toBe(true)
+    await expect
+      .poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === id), { timeout: 5000 })
+      .toBe(true)
     const entry = auditRecords().find((r) => r.kind === 'request' && r.id === id)
     expect(entry.identity).toMatchObject({ tool: 'browser-chatgpt', team: 'eng', user: 'ana' })
 
     // and api.anthropic.com, from claude.ai
     await browser.context.grantPermissions(['local-network-access'], { origin: 'https://claude.ai' })
     const claude = await site('claude.ai')
-    const msg = await claude.evaluate(() => (window as any).callAnthropic('Name three prime numbers', 'sk-ant-page-own-key').catch((e: Error) => ({ status: 0, error: e.message })))
+    const msg = await claude.evaluate(() =>
+      (window as any)
+        .callAnthropic('Name three prime numbers', 'sk-ant-page-own-key')
+        .catch((e: Error) => ({ status: 0, error: e.message })),
+    )
     expect(sites.apiHits).toEqual([])
     expect(msg.status).toBe(200)
     expect(JSON.parse(msg.body).type).toBe('message')
     const anthropicId = msg.headers['x-agentmesh-request-id']
-    await expect.poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === anthropicId), { timeout: 5000 }).toBe(true)
-    expect(auditRecords().find((r) => r.kind === 'request' && r.id === anthropicId).identity).toMatchObject({ tool: 'browser-claude', team: 'eng', user: 'ana' })
+    await expect
+      .poll(() => auditRecords().some((r) => r.kind === 'request' && r.id === anthropicId), { timeout: 5000 })
+      .toBe(true)
+    expect(auditRecords().find((r) => r.kind === 'request' && r.id === anthropicId).identity).toMatchObject({
+      tool: 'browser-claude',
+      team: 'eng',
+      user: 'ana',
+    })
     await claude.close()
     await page.close()
   })
 
-  it('a prompt asked before shows `asked before: exact` and its cached answer, without a vendor call', { timeout: 30_000 }, async () => {
+  it('a prompt asked before shows `asked before: exact` and its cached answer, without a vendor call', {
+    timeout: 30_000,
+  }, async () => {
     const page = await site('chatgpt.com')
     await typeInto(page, '#prompt-textarea', PROMPT)
-    await expect.poll(() => field(page, 'cache').textContent(), { timeout: 5000 }).toMatch(/^asked before: exact · would save \d+ tokens \(\$[\d.]+\)$/)
+    await expect
+      .poll(() => field(page, 'cache').textContent(), { timeout: 5000 })
+      .toMatch(/^asked before: exact · would save \d+ tokens \(\$[\d.]+\)$/)
     const before = proxy.events.filter((e) => e.type === 'response').length
     await page.click('agentmesh-overlay [data-action="show-cached"]')
     await expect.poll(() => field(page, 'answer').getAttribute('data-cache'), { timeout: 5000 }).toBe('exact')
@@ -230,7 +298,11 @@ describe('browser extension', () => {
     // the cached answer was a real request through the proxy, named for the site, answered by the cache
     await expect.poll(() => proxy.events.filter((e) => e.type === 'response').length).toBeGreaterThan(before)
     const res = proxy.events.filter((e) => e.type === 'response').at(-1) as MeshEvent<'response'>
-    expect(res.data).toMatchObject({ cache: 'exact', status: 200, identity: { tool: 'browser-chatgpt', team: 'eng', user: 'ana' } })
+    expect(res.data).toMatchObject({
+      cache: 'exact',
+      status: 200,
+      identity: { tool: 'browser-chatgpt', team: 'eng', user: 'ana' },
+    })
     // sending still works as the page does it; the extension counts it
     await page.keyboard.press('Enter')
     await expect.poll(() => page.evaluate(() => (window as any).sent)).toEqual([PROMPT])
@@ -239,8 +311,16 @@ describe('browser extension', () => {
     await page.close()
   })
 
-  it('the popup shows today\'s figures, and they survive a service-worker stop', { timeout: 30_000 }, async () => {
-    const read = async (popup: Page) => Object.fromEntries(await Promise.all(['prompts', 'asked-before', 'cache-hits', 'saved-tokens', 'saved-usd', 'budget-left'].map(async (m) => [m, await popup.locator(`[data-metric="${m}"] dd`).textContent()])))
+  it("the popup shows today's figures, and they survive a service-worker stop", { timeout: 30_000 }, async () => {
+    const read = async (popup: Page) =>
+      Object.fromEntries(
+        await Promise.all(
+          ['prompts', 'asked-before', 'cache-hits', 'saved-tokens', 'saved-usd', 'budget-left'].map(async (m) => [
+            m,
+            await popup.locator(`[data-metric="${m}"] dd`).textContent(),
+          ]),
+        ),
+      )
     let popup = await browser.open('popup.html')
     await expect.poll(() => popup.locator('#state').getAttribute('data-connected')).toBe('true')
     const figures = await read(popup)
@@ -260,15 +340,23 @@ describe('browser extension', () => {
     await popup.close()
   })
 
-  it('with a virtual key in the options the key decides team and user; a wrong key shows the proxy\'s refusal', { timeout: 30_000 }, async () => {
-    const created = await fetch(`${proxy.url}/agentmesh/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ team: 'keyteam', user: 'kim' }) })
+  it("with a virtual key in the options the key decides team and user; a wrong key shows the proxy's refusal", {
+    timeout: 30_000,
+  }, async () => {
+    const created = await fetch(`${proxy.url}/agentmesh/admin/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ team: 'keyteam', user: 'kim' }),
+    })
     expect(created.status).toBe(201)
     const { key } = (await created.json()) as { key: string }
     try {
       await configure({ key })
       let page = await site('chatgpt.com')
       await typeInto(page, '#prompt-textarea', 'who am I to the proxy')
-      await expect.poll(() => field(page, 'quota').textContent(), { timeout: 5000 }).toMatch(/^team keyteam · user kim · /)
+      await expect
+        .poll(() => field(page, 'quota').textContent(), { timeout: 5000 })
+        .toMatch(/^team keyteam · user kim · /)
       const dry = proxy.events.filter((e) => e.type === 'dry_run').at(-1) as MeshEvent<'dry_run'>
       expect(dry.data.identity).toMatchObject({ team: 'keyteam', user: 'kim', tool: 'browser-chatgpt' })
       await page.close()
@@ -276,7 +364,9 @@ describe('browser extension', () => {
       await configure({ key: 'am-this-key-was-never-issued' })
       page = await site('chatgpt.com')
       await typeInto(page, '#prompt-textarea', 'and now?')
-      await expect.poll(() => field(page, 'error').textContent(), { timeout: 5000 }).toMatch(/^AgentMesh refused the preview \(401\): .*virtual key/)
+      await expect
+        .poll(() => field(page, 'error').textContent(), { timeout: 5000 })
+        .toMatch(/^AgentMesh refused the preview \(401\): .*virtual key/)
       await page.close()
     } finally {
       await configure({ key: '' })
@@ -289,7 +379,9 @@ describe('browser extension', () => {
       await configure({ proxyUrl: bare.url })
       const page = await site('chatgpt.com')
       await typeInto(page, '#prompt-textarea', 'hello')
-      await expect.poll(() => field(page, 'error').textContent(), { timeout: 5000 }).toBe(`AgentMesh at ${bare.url} has no preview: add the dry-run plugin (dryRun()) to its config`)
+      await expect
+        .poll(() => field(page, 'error').textContent(), { timeout: 5000 })
+        .toBe(`AgentMesh at ${bare.url} has no preview: add the dry-run plugin (dryRun()) to its config`)
       await page.close()
     } finally {
       await configure({ proxyUrl: proxy.url })
@@ -297,10 +389,14 @@ describe('browser extension', () => {
     }
   })
 
-  it('a silent proxy, then a stopped one, show the offline line within 2 s; typing and sending go on', { timeout: 30_000 }, async () => {
+  it('a silent proxy, then a stopped one, show the offline line within 2 s; typing and sending go on', {
+    timeout: 30_000,
+  }, async () => {
     // a proxy that accepts the connection and never answers
     const sockets: Socket[] = []
-    const silent: Server = createServer((s) => { sockets.push(s) })
+    const silent: Server = createServer((s) => {
+      sockets.push(s)
+    })
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()))
     const silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}`
     try {

@@ -11,13 +11,19 @@ import type { MockUpstream } from './helpers/mock-upstream.ts'
 beforeAll(() => clearVendorEnv())
 
 const OA = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] }
-const AN = { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'count these words for me please' }] }
+const AN = {
+  model: 'claude-haiku-4-5',
+  max_tokens: 20,
+  messages: [{ role: 'user', content: 'count these words for me please' }],
+}
 
 describe('who paid and what happened', () => {
   let mock: MockUpstream
   let proxy: Proxy
   beforeAll(async () => {
-    ;({ mock, proxy } = await startMockAndProxy({ config: { plugins: [quota({ limits: { teams: { small: { tokensPerDay: 5 } } } })] } }))
+    ;({ mock, proxy } = await startMockAndProxy({
+      config: { plugins: [quota({ limits: { teams: { small: { tokensPerDay: 5 } } } })] },
+    }))
   })
   afterAll(async () => {
     await proxy.close()
@@ -25,9 +31,17 @@ describe('who paid and what happened', () => {
   })
 
   it('every answer names the identity that was billed', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA, { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice', 'user-agent': 'curl/8.0' })
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA, {
+      'x-agentmesh-team': 'eng',
+      'x-agentmesh-user': 'alice',
+      'user-agent': 'curl/8.0',
+    })
     expect(res.status).toBe(200)
-    expect([res.headers.get('x-agentmesh-team'), res.headers.get('x-agentmesh-user'), res.headers.get('x-agentmesh-tool')]).toEqual(['eng', 'alice', 'curl'])
+    expect([
+      res.headers.get('x-agentmesh-team'),
+      res.headers.get('x-agentmesh-user'),
+      res.headers.get('x-agentmesh-tool'),
+    ]).toEqual(['eng', 'alice', 'curl'])
     expect(res.headers.get('x-agentmesh-estimated-tokens')).toBeNull()
   })
 
@@ -50,7 +64,13 @@ describe('who paid and what happened', () => {
   it('GET /health answers like /agentmesh/health, with the shape older clients read', async () => {
     const a = await (await fetch(proxy.url + '/health')).json()
     const b = await (await fetch(proxy.url + '/agentmesh/health')).json()
-    expect(a).toMatchObject({ status: 'ok', version: b.version, preset: 'solo', demo: false, storage: { driver: 'memory', reachable: true } })
+    expect(a).toMatchObject({
+      status: 'ok',
+      version: b.version,
+      preset: 'solo',
+      demo: false,
+      storage: { driver: 'memory', reachable: true },
+    })
     expect(a.vendors).toEqual(['anthropic', 'openai', 'google'])
     const demo = await startProxy({ preset: 'demo' })
     try {
@@ -61,7 +81,9 @@ describe('who paid and what happened', () => {
   })
 
   it('a 401 names the default identity it fell back to', async () => {
-    const keyed = await startMockAndProxy({ config: { dataDir: tempDir(), plugins: [virtualKeys({ required: true })] } })
+    const keyed = await startMockAndProxy({
+      config: { dataDir: tempDir(), plugins: [virtualKeys({ required: true })] },
+    })
     try {
       const res = await postJson(keyed.proxy.url + '/v1/chat/completions', OA)
       expect(res.status).toBe(401)
@@ -78,7 +100,9 @@ describe('count_tokens', () => {
   it('goes to Anthropic when a key is configured (the exact count), with the client headers', async () => {
     const { mock, proxy } = await startMockAndProxy()
     try {
-      const res = await postJson(proxy.url + '/v1/messages/count_tokens', AN, { 'anthropic-beta': 'token-counting-2024-11-01' })
+      const res = await postJson(proxy.url + '/v1/messages/count_tokens', AN, {
+        'anthropic-beta': 'token-counting-2024-11-01',
+      })
       expect(res.status).toBe(200)
       expect(await res.json()).toEqual({ input_tokens: 4242 })
       expect(res.headers.get('x-agentmesh-usage')).toBeNull()
@@ -99,7 +123,10 @@ describe('count_tokens', () => {
       const secret = `AKIA${'Z3QJ5T7W9XK2M4N6'}`
       for (const content of [`deploy with ${secret} please`, 'mail jane.doe@corp.example the report']) {
         const before = mock.received.length
-        const res = await postJson(proxy.url + '/v1/messages/count_tokens', { ...AN, messages: [{ role: 'user', content }] })
+        const res = await postJson(proxy.url + '/v1/messages/count_tokens', {
+          ...AN,
+          messages: [{ role: 'user', content }],
+        })
         expect(res.status).toBe(200)
         expect(res.headers.get('x-agentmesh-usage')).toBe('estimated')
         expect(mock.received.length).toBe(before)

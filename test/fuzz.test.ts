@@ -24,6 +24,9 @@ describe('fuzz (short run)', () => {
     if (open.length) console.warn(`fuzz: known open: ${open.map((f) => f.kind).join('; ')}`)
     expect(report.cases).toBeGreaterThan(100)
     // the kinds compared, the whole report (with reproductions) as the message
-    expect(failures.map((f) => f.kind), formatReport(report)).toEqual([])
+    expect(
+      failures.map((f) => f.kind),
+      formatReport(report),
+    ).toEqual([])
   }, 180_000)
 })

@@ -13,13 +13,21 @@ type Resolver = (ctx: MeshContext) => Identity | MeshResponse | Promise<Identity
 async function keysWithTtl(cacheTtlMs: number) {
   const storage = createStorage()
   let resolve: Resolver | undefined
-  const mesh = { storage, setIdentityResolver: (r: Resolver) => { resolve = r }, addRoute: () => {} } as unknown as Mesh
+  const mesh = {
+    storage,
+    setIdentityResolver: (r: Resolver) => {
+      resolve = r
+    },
+    addRoute: () => {},
+  } as unknown as Mesh
   await virtualKeys({ cacheTtlMs }).setup!(mesh)
   const store = createKeyStore(storage)
   const { key, record } = await store.create({ team: 'eng', user: 'alice' })
   const ask = async () => {
     const url = new URL('http://x/v1/chat/completions')
-    const ctx = { request: { headers: new Headers({ authorization: `Bearer ${key}` }), search: '', url } } as unknown as MeshContext
+    const ctx = {
+      request: { headers: new Headers({ authorization: `Bearer ${key}` }), search: '', url },
+    } as unknown as MeshContext
     return (await resolve!(ctx)) as { team?: string; status?: number }
   }
   // revoked straight in storage, as another instance or the CLI does: this process is not told

@@ -21,7 +21,12 @@ const MAX_TOKENS = 100
 const N = 200
 const FITS = 50
 
-interface Mock { url: string; server: Server; extraPromptTokens: number; calls: number }
+interface Mock {
+  url: string
+  server: Server
+  extraPromptTokens: number
+  calls: number
+}
 
 /** OpenAI-compatible upstream: answers after delayMs with prompt_tokens = the exact chat count (+ extra) and completion_tokens = max_tokens. */
 async function startVendor(delayMs: number): Promise<Mock> {
@@ -34,7 +39,14 @@ async function startVendor(delayMs: number): Promise<Mock> {
       const body = JSON.parse(raw)
       const prompt = countChatCompletionTokens({ messages: body.messages }) + mock.extraPromptTokens
       setTimeout(() => {
-        const out = JSON.stringify({ id: 'chatcmpl-x', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }], usage: { prompt_tokens: prompt, completion_tokens: body.max_tokens, total_tokens: prompt + body.max_tokens } })
+        const out = JSON.stringify({
+          id: 'chatcmpl-x',
+          object: 'chat.completion',
+          created: 1,
+          model: body.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }],
+          usage: { prompt_tokens: prompt, completion_tokens: body.max_tokens, total_tokens: prompt + body.max_tokens },
+        })
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) })
         res.end(out)
       }, delayMs)
@@ -54,19 +66,42 @@ async function proxyFor(mock: Mock, storage: MeshConfig['storage']): Promise<Pro
   return startProxy({
     preset: 'solo',
     storage,
-    plugins: [openai({ baseURL: mock.url, apiKey: 'sk-test' }), quota({ adminToken: ADMIN, limits: { teams: { eng: { tokensPerDay: LIMIT } } } })],
+    plugins: [
+      openai({ baseURL: mock.url, apiKey: 'sk-test' }),
+      quota({ adminToken: ADMIN, limits: { teams: { eng: { tokensPerDay: LIMIT } } } }),
+    ],
   })
 }
 
 async function burst(proxies: Proxy[]): Promise<{ ok: number; blocked: number; other: string[] }> {
-  const clients = proxies.map((p) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'sk-client', maxRetries: 0, timeout: 30_000, defaultHeaders: { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-User': 'load' } }))
-  const results = await Promise.all(Array.from({ length: N }, (_, i) =>
-    clients[i % clients.length]!.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: MAX_TOKENS, messages: [{ role: 'user', content: PROMPT }] }).then(
-      () => 'ok',
-      (e) => (e?.status === 429 && e?.error?.type === 'quota_exceeded' ? 'blocked' : `other: ${e?.status} ${e?.message}`),
+  const clients = proxies.map(
+    (p) =>
+      new OpenAI({
+        baseURL: `${p.url}/v1`,
+        apiKey: 'sk-client',
+        maxRetries: 0,
+        timeout: 30_000,
+        defaultHeaders: { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-User': 'load' },
+      }),
+  )
+  const results = await Promise.all(
+    Array.from({ length: N }, (_, i) =>
+      clients[i % clients.length]!.chat.completions.create({
+        model: 'gpt-4o-mini',
+        max_tokens: MAX_TOKENS,
+        messages: [{ role: 'user', content: PROMPT }],
+      }).then(
+        () => 'ok',
+        (e) =>
+          e?.status === 429 && e?.error?.type === 'quota_exceeded' ? 'blocked' : `other: ${e?.status} ${e?.message}`,
+      ),
     ),
-  ))
-  return { ok: results.filter((r) => r === 'ok').length, blocked: results.filter((r) => r === 'blocked').length, other: results.filter((r) => r.startsWith('other')) }
+  )
+  return {
+    ok: results.filter((r) => r === 'ok').length,
+    blocked: results.filter((r) => r === 'blocked').length,
+    other: results.filter((r) => r.startsWith('other')),
+  }
 }
 
 async function used(proxy: Proxy): Promise<number> {
@@ -88,7 +123,9 @@ async function settled(proxy: Proxy, expected: number) {
 
 function report(name: string, r: { ok: number; blocked: number }, total: number) {
   // measured numbers for the issue note
-  console.log(`[governance] ${name}: ${r.ok}/${N} succeeded, ${r.blocked} got 429; limit ${LIMIT} tokens (${FITS} x ${RESERVATION}), used ${total}, overspend ${total - LIMIT} tokens (${((total - LIMIT) / RESERVATION).toFixed(2)} reservations)`)
+  console.log(
+    `[governance] ${name}: ${r.ok}/${N} succeeded, ${r.blocked} got 429; limit ${LIMIT} tokens (${FITS} x ${RESERVATION}), used ${total}, overspend ${total - LIMIT} tokens (${((total - LIMIT) / RESERVATION).toFixed(2)} reservations)`,
+  )
 }
 
 describe('200 concurrent requests against a budget that fits 50', () => {

@@ -32,7 +32,8 @@ afterEach(() => {
   process.off('uncaughtException', onUncaught)
 })
 
-const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write '/data/counters.json.1.tmp'"), { code: 'ENOSPC' })
+const enospc = () =>
+  Object.assign(new Error("ENOSPC: no space left on device, write '/data/counters.json.1.tmp'"), { code: 'ENOSPC' })
 
 describe('counters file that cannot be written', () => {
   it('keeps counting in memory, reports once, retries with backoff and saves when the disk is back', async () => {
@@ -53,7 +54,10 @@ describe('counters file that cannot be written', () => {
     })
     await c.incr('day:team:eng', 100, 3600)
     await until(() => attempts.length >= 1, 'the first save')
-    expect(c.availability!.health()).toMatchObject({ ok: false, message: expect.stringContaining('ENOSPC: no space left on device') })
+    expect(c.availability!.health()).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('ENOSPC: no space left on device'),
+    })
     // the path is not shown: health is public
     expect(c.availability!.health().message).not.toContain('/data/')
     // the counters work meanwhile
@@ -65,7 +69,9 @@ describe('counters file that cannot be written', () => {
     expect(attempts.length).toBeGreaterThanOrEqual(4)
     expect(attempts.length).toBeLessThanOrEqual(8)
     expect(lines).toHaveLength(1)
-    expect(lines[0]).toMatch(/^\[agentmesh\] warn: storage: counters file .*counters\.json unavailable \(ENOSPC: no space left on device\); quota counters are kept in memory/)
+    expect(lines[0]).toMatch(
+      /^\[agentmesh\] warn: storage: counters file .*counters\.json unavailable \(ENOSPC: no space left on device\); quota counters are kept in memory/,
+    )
 
     full = false
     await until(() => c.availability!.health().ok, 'the save after the disk is back', 3000)
@@ -78,7 +84,14 @@ describe('counters file that cannot be written', () => {
 
   it('a save that fails at shutdown is logged, not thrown', async () => {
     const lines: string[] = []
-    const c = createMemoryCounters({ file: join(newDir(), 'counters.json'), flushMs: 60_000, log: createLogger('info', (l) => lines.push(l)), write: () => { throw enospc() } })
+    const c = createMemoryCounters({
+      file: join(newDir(), 'counters.json'),
+      flushMs: 60_000,
+      log: createLogger('info', (l) => lines.push(l)),
+      write: () => {
+        throw enospc()
+      },
+    })
     await c.incr('k', 1)
     await expect(c.close()).resolves.toBeUndefined()
     expect(lines.at(-1)).toMatch(/error: counters: could not save .*counters\.json at shutdown/)
@@ -112,17 +125,25 @@ describe('a proxy on fs storage whose counters file cannot be written', () => {
     mkdirSync(blocker)
     const lines: string[] = []
     const plugins = [quota()]
-    const mesh = await createAgentMesh({
-      preset: 'solo',
-      dataDir,
-      storage: { driver: 'fs' },
-      plugins,
-      disable: (await presetFeatures('solo')).filter((n) => n !== 'quota'),
-      vendors: { openai: { baseURL: mock.url, apiKey: 'sk-test-openai-configured' } },
-    }, { logger: createLogger('info', (l) => lines.push(l)) })
+    const mesh = await createAgentMesh(
+      {
+        preset: 'solo',
+        dataDir,
+        storage: { driver: 'fs' },
+        plugins,
+        disable: (await presetFeatures('solo')).filter((n) => n !== 'quota'),
+        vendors: { openai: { baseURL: mock.url, apiKey: 'sk-test-openai-configured' } },
+      },
+      { logger: createLogger('info', (l) => lines.push(l)) },
+    )
     const server = await mesh.listen({ port: 0, host: '127.0.0.1' })
     try {
-      const ask = () => postJson(`${server.url}/v1/chat/completions`, { model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'count me' }] }, { 'x-agentmesh-team': 'eng' })
+      const ask = () =>
+        postJson(
+          `${server.url}/v1/chat/completions`,
+          { model: 'gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'count me' }] },
+          { 'x-agentmesh-team': 'eng' },
+        )
       expect((await ask()).status).toBe(200)
       // the first save is due a second after the first count
       let health: any
@@ -133,7 +154,11 @@ describe('a proxy on fs storage whose counters file cannot be written', () => {
         await new Promise((r) => setTimeout(r, 50))
       } while (Date.now() < end)
       expect(health.status).toBe('degraded')
-      expect(health.checks.storage).toMatchObject({ ok: false, message: expect.stringMatching(/counters file .*counters\.json unavailable: EISDIR/), since: expect.any(Number) })
+      expect(health.checks.storage).toMatchObject({
+        ok: false,
+        message: expect.stringMatching(/counters file .*counters\.json unavailable: EISDIR/),
+        since: expect.any(Number),
+      })
       expect((await fetch(`${server.url}/agentmesh/ready`)).status).toBe(503)
       // requests are still answered and counted in memory
       expect((await ask()).status).toBe(200)
@@ -141,11 +166,14 @@ describe('a proxy on fs storage whose counters file cannot be written', () => {
 
       rmSync(blocker, { recursive: true })
       const back = Date.now() + 5000
-      while (Date.now() < back && (await fetch(`${server.url}/agentmesh/ready`)).status !== 200) await new Promise((r) => setTimeout(r, 50))
+      while (Date.now() < back && (await fetch(`${server.url}/agentmesh/ready`)).status !== 200)
+        await new Promise((r) => setTimeout(r, 50))
       expect((await fetch(`${server.url}/agentmesh/ready`)).status).toBe(200)
       // what was counted during the outage is in the file: three requests on the global scope
       const requestsSaved = () => {
-        const { entries } = JSON.parse(readFileSync(join(dataDir, 'counters.json'), 'utf8')) as { entries: Array<[string, number, number]> }
+        const { entries } = JSON.parse(readFileSync(join(dataDir, 'counters.json'), 'utf8')) as {
+          entries: Array<[string, number, number]>
+        }
         return Math.max(0, ...entries.filter(([k]) => /^u:.*:req$/.test(k)).map(([, v]) => v))
       }
       await until(() => requestsSaved() === 3, 'the three requests in counters.json', 3000)

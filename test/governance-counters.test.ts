@@ -63,22 +63,42 @@ function contract(name: string, make: () => BatchCounters) {
 
     it('reserveMany checks each key against its own delta and limit, all or none; incrMany adds in one step', async () => {
       const c = make()
-      const entries = [{ key: 'tok', delta: 100, limit: 250, ttl: 60 }, { key: 'usd', delta: 7, limit: 20, ttl: 60 }, { key: 'req', delta: 1, limit: Number.MAX_SAFE_INTEGER, ttl: 60 }]
+      const entries = [
+        { key: 'tok', delta: 100, limit: 250, ttl: 60 },
+        { key: 'usd', delta: 7, limit: 20, ttl: 60 },
+        { key: 'req', delta: 1, limit: Number.MAX_SAFE_INTEGER, ttl: 60 },
+      ]
       expect(await c.reserveMany(entries)).toEqual({ ok: true, values: [100, 7, 1] })
       expect(await c.reserveMany(entries)).toEqual({ ok: true, values: [200, 14, 2] })
       // tokens would still fit (300 > 250 does not), usd would not: nothing moves
       expect(await c.reserveMany(entries)).toEqual({ ok: false, values: [200, 14, 2] })
-      expect(await c.incrMany([{ key: 'tok', delta: -150, ttl: 60 }, { key: 'new', delta: 2.5, ttl: 60 }])).toEqual([50, 2.5])
+      expect(
+        await c.incrMany([
+          { key: 'tok', delta: -150, ttl: 60 },
+          { key: 'new', delta: 2.5, ttl: 60 },
+        ]),
+      ).toEqual([50, 2.5])
       expect(await c.get('tok')).toBe(50)
     })
 
     it('200 concurrent reservations against a budget for 50: exactly 50 succeed, no overspend', async () => {
       const c = make()
-      const results = await Promise.all(Array.from({ length: 200 }, () => c.reserve(['budget:team', 'budget:global'], 120, [50 * 120, 1_000_000], [60, 60])))
+      const results = await Promise.all(
+        Array.from({ length: 200 }, () =>
+          c.reserve(['budget:team', 'budget:global'], 120, [50 * 120, 1_000_000], [60, 60]),
+        ),
+      )
       expect(results.filter((r) => r.ok)).toHaveLength(50)
       expect(await c.get('budget:team')).toBe(6000)
       expect(await c.get('budget:global')).toBe(6000)
-      const many = await Promise.all(Array.from({ length: 200 }, () => c.reserveMany([{ key: 'm:tok', delta: 120, limit: 6000, ttl: 60 }, { key: 'm:usd', delta: 3, limit: 1e9, ttl: 60 }])))
+      const many = await Promise.all(
+        Array.from({ length: 200 }, () =>
+          c.reserveMany([
+            { key: 'm:tok', delta: 120, limit: 6000, ttl: 60 },
+            { key: 'm:usd', delta: 3, limit: 1e9, ttl: 60 },
+          ]),
+        ),
+      )
       expect(many.filter((r) => r.ok)).toHaveLength(50)
       expect([await c.get('m:tok'), await c.get('m:usd')]).toEqual([6000, 150])
     })
@@ -148,10 +168,16 @@ describe('redis counters', () => {
     const p = prefix()
     const a = createRedisCounters(client(), p)
     const b = createRedisCounters(client(), p)
-    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).reserve(['team:eng'], 100, [5000], [60])))
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).reserve(['team:eng'], 100, [5000], [60])),
+    )
     expect(results.filter((r) => r.ok)).toHaveLength(50)
     expect(await a.get('team:eng')).toBe(5000)
-    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).reserveMany([{ key: 'team:ops', delta: 100, limit: 5000, ttl: 60 }])))
+    const many = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        (i % 2 ? a : b).reserveMany([{ key: 'team:ops', delta: 100, limit: 5000, ttl: 60 }]),
+      ),
+    )
     expect(many.filter((r) => r.ok)).toHaveLength(50)
     expect(await b.get('team:ops')).toBe(5000)
   })

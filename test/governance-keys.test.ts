@@ -24,14 +24,19 @@ async function createKey(proxy: Proxy, body: Record<string, unknown>) {
 }
 
 const ask = (client: OpenAI, extra: Record<string, string> = {}) =>
-  client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] }, { headers: extra })
+  client.chat.completions.create(
+    { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello there' }] },
+    { headers: extra },
+  )
 
 describe('team preset style: a virtual key is required', () => {
   let mock: MockUpstream
   let proxy: Proxy
   beforeAll(async () => {
     clearVendorEnv()
-    ;({ mock, proxy } = await startMockAndProxy({ config: { plugins: [virtualKeys({ required: true, adminToken: ADMIN })], trustIdentityHeaders: false } }))
+    ;({ mock, proxy } = await startMockAndProxy({
+      config: { plugins: [virtualKeys({ required: true, adminToken: ADMIN })], trustIdentityHeaders: false },
+    }))
   })
   afterAll(async () => {
     await proxy.close()
@@ -45,7 +50,9 @@ describe('team preset style: a virtual key is required', () => {
     expect(err.status).toBe(401)
     expect(err.error.type).toBe('authentication_error')
     const anthropic = new Anthropic({ baseURL: proxy.url, apiKey: 'sk-ant-whatever', maxRetries: 0 })
-    const aerr = await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e)
+    const aerr = await anthropic.messages
+      .create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e) => e)
     expect(aerr).toBeInstanceOf(Anthropic.AuthenticationError)
     expect(aerr.error.type).toBe('error')
     expect(aerr.error.error.type).toBe('authentication_error')
@@ -65,7 +72,11 @@ describe('team preset style: a virtual key is required', () => {
       expect(res.status).toBe(400)
       expect((await res.json()).error.message).toMatch(message)
     }
-    const wrong = await postJson(`${proxy.url}/agentmesh/admin/keys`, { team: 'eng', user: 'alice' }, { authorization: 'Bearer not-the-token' })
+    const wrong = await postJson(
+      `${proxy.url}/agentmesh/admin/keys`,
+      { team: 'eng', user: 'alice' },
+      { authorization: 'Bearer not-the-token' },
+    )
     expect(wrong.status).toBe(401)
     const list = await fetch(`${proxy.url}/agentmesh/admin/keys`, { headers: admin })
     expect((await list.json()).keys).toEqual([])
@@ -90,9 +101,23 @@ describe('team preset style: a virtual key is required', () => {
   it('accepts the key as x-api-key (Anthropic SDK) and a tool fixed by the key wins over the header', async () => {
     const k = await createKey(proxy, { team: 'data', user: 'bob', tool: 'notebook' })
     const before = proxy.events.length
-    const anthropic = new Anthropic({ baseURL: proxy.url, apiKey: k.key, maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Tool': 'other-tool', 'X-AgentMesh-Team': 'eng' } })
-    await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] })
-    expect(identities(proxy.events.slice(before))[0]).toMatchObject({ team: 'data', user: 'bob', tool: 'notebook', source: 'key' })
+    const anthropic = new Anthropic({
+      baseURL: proxy.url,
+      apiKey: k.key,
+      maxRetries: 0,
+      defaultHeaders: { 'X-AgentMesh-Tool': 'other-tool', 'X-AgentMesh-Team': 'eng' },
+    })
+    await anthropic.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'hi' }],
+    })
+    expect(identities(proxy.events.slice(before))[0]).toMatchObject({
+      team: 'data',
+      user: 'bob',
+      tool: 'notebook',
+      source: 'key',
+    })
     expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-test-configured')
   })
 
@@ -136,13 +161,21 @@ describe('team preset style: a virtual key is required', () => {
     const revoked = await ask(openai).catch((e) => e)
     expect(revoked.status).toBe(401)
     expect(revoked.message).toContain('revoked')
-    const unknown = await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'am-' + 'x'.repeat(43), maxRetries: 0 })).catch((e) => e)
+    const unknown = await ask(
+      new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'am-' + 'x'.repeat(43), maxRetries: 0 }),
+    ).catch((e) => e)
     expect(unknown.status).toBe(401)
     expect(unknown.message).toContain('unknown virtual key')
-    const malformed = await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'am-short', maxRetries: 0 })).catch((e) => e)
+    const malformed = await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'am-short', maxRetries: 0 })).catch(
+      (e) => e,
+    )
     expect(malformed.status).toBe(401)
-    expect((await fetch(`${proxy.url}/agentmesh/admin/keys/key_nope`, { method: 'DELETE', headers: admin })).status).toBe(404)
-    expect((await fetch(`${proxy.url}/agentmesh/admin/keys/..%2Fetc`, { method: 'DELETE', headers: admin })).status).toBe(400)
+    expect(
+      (await fetch(`${proxy.url}/agentmesh/admin/keys/key_nope`, { method: 'DELETE', headers: admin })).status,
+    ).toBe(404)
+    expect(
+      (await fetch(`${proxy.url}/agentmesh/admin/keys/..%2Fetc`, { method: 'DELETE', headers: admin })).status,
+    ).toBe(400)
   })
 })
 
@@ -161,7 +194,10 @@ describe('demo/solo style: keys optional', () => {
 
   it('without a key, identity comes from the X-AgentMesh-* headers', async () => {
     const before = proxy.events.length
-    await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', maxRetries: 0 }), { 'X-AgentMesh-Team': 'sales', 'X-AgentMesh-User': 'erin' })
+    await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', maxRetries: 0 }), {
+      'X-AgentMesh-Team': 'sales',
+      'X-AgentMesh-User': 'erin',
+    })
     expect(identities(proxy.events.slice(before))[0]).toMatchObject({ team: 'sales', user: 'erin', source: 'header' })
   })
 
@@ -172,7 +208,9 @@ describe('demo/solo style: keys optional', () => {
   })
 
   it('an unknown am- key is still a 401, not a fallback to headers', async () => {
-    const err = await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'am-' + 'y'.repeat(43), maxRetries: 0 }), { 'X-AgentMesh-Team': 'sales' }).catch((e) => e)
+    const err = await ask(new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'am-' + 'y'.repeat(43), maxRetries: 0 }), {
+      'X-AgentMesh-Team': 'sales',
+    }).catch((e) => e)
     expect(err.status).toBe(401)
   })
 })
@@ -180,9 +218,16 @@ describe('demo/solo style: keys optional', () => {
 describe('keys CLI command', () => {
   const command = (): PluginCommand => virtualKeys().commands![0]!
 
-  async function run(config: Parameters<typeof createAgentMesh>[0], args: string[], options: Record<string, unknown> = {}) {
+  async function run(
+    config: Parameters<typeof createAgentMesh>[0],
+    args: string[],
+    options: Record<string, unknown> = {},
+  ) {
     const lines: string[] = []
-    const mesh = await createAgentMesh({ log: { level: 'silent' }, ...config, plugins: [virtualKeys()] }, { mode: 'command' })
+    const mesh = await createAgentMesh(
+      { log: { level: 'silent' }, ...config, plugins: [virtualKeys()] },
+      { mode: 'command' },
+    )
     try {
       const code = await command().run({ mesh: mesh.mesh, args, options, print: (l) => lines.push(l) })
       return { code, out: lines.join('\n') }
@@ -216,7 +261,9 @@ describe('keys CLI command', () => {
       expect(listed.out).toContain('active')
       expect(listed.out).not.toContain(key)
 
-      const { mock, proxy } = await startMockAndProxy({ config: { ...config, plugins: [virtualKeys({ required: true, cacheTtlMs: 0 })] } })
+      const { mock, proxy } = await startMockAndProxy({
+        config: { ...config, plugins: [virtualKeys({ required: true, cacheTtlMs: 0 })] },
+      })
       try {
         const openai = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: key, maxRetries: 0 })
         await ask(openai)

@@ -4,7 +4,12 @@ import { describe, expect, it } from 'vitest'
 import { createPricing, modelCandidates, totalTokens } from '../core/pricing.ts'
 import type { Usage } from '../core/types.ts'
 
-const u = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, cacheWriteTokens = 0): Usage => ({ inputTokens, outputTokens, cacheReadTokens, cacheWriteTokens })
+const u = (inputTokens: number, outputTokens: number, cacheReadTokens = 0, cacheWriteTokens = 0): Usage => ({
+  inputTokens,
+  outputTokens,
+  cacheReadTokens,
+  cacheWriteTokens,
+})
 const M = 1_000_000
 
 function quietPricing(overrides = {}) {
@@ -53,14 +58,20 @@ describe('cost', () => {
   it('prices Anthropic usage: input excludes cache reads and writes, each at its own rate', () => {
     const { p } = quietPricing()
     // sonnet 4.5: $3 in, $15 out, $0.30 cache read, $3.75 cache write
-    expect(p.cost('claude-sonnet-4-5-20250929', u(1000, 500, 20_000, 4000))).toBeCloseTo((1000 * 3 + 500 * 15 + 20_000 * 0.3 + 4000 * 3.75) / M, 12)
+    expect(p.cost('claude-sonnet-4-5-20250929', u(1000, 500, 20_000, 4000))).toBeCloseTo(
+      (1000 * 3 + 500 * 15 + 20_000 * 0.3 + 4000 * 3.75) / M,
+      12,
+    )
     expect(totalTokens('claude-sonnet-4-5', u(1000, 500, 20_000, 4000))).toBe(25_500)
   })
 
   it('prices OpenAI usage: prompt_tokens include the cached ones, billed at the cached rate', () => {
     const { p } = quietPricing()
     // gpt-4o: $2.50 in, $1.25 cached, $10 out
-    expect(p.cost('gpt-4o-2024-08-06', u(10_000, 1000, 4000))).toBeCloseTo((6000 * 2.5 + 4000 * 1.25 + 1000 * 10) / M, 12)
+    expect(p.cost('gpt-4o-2024-08-06', u(10_000, 1000, 4000))).toBeCloseTo(
+      (6000 * 2.5 + 4000 * 1.25 + 1000 * 10) / M,
+      12,
+    )
     expect(totalTokens('gpt-4o', u(10_000, 1000, 4000))).toBe(11_000)
   })
 
@@ -86,7 +97,10 @@ describe('cost', () => {
   })
 
   it('config overrides replace or add prices', () => {
-    const { p, warnings } = quietPricing({ 'gpt-4o': { input: 1, output: 2 }, 'my-finetune': { input: 4, output: 8, cacheRead: 1 } })
+    const { p, warnings } = quietPricing({
+      'gpt-4o': { input: 1, output: 2 },
+      'my-finetune': { input: 4, output: 8, cacheRead: 1 },
+    })
     expect(p.cost('gpt-4o-2024-08-06', u(M, M))).toBeCloseTo(3, 9)
     // a non-Claude model follows the OpenAI convention: 2M prompt tokens of which 1M cached
     expect(p.cost('my-finetune', u(2 * M, 0, M))).toBeCloseTo(4 + 1, 9)

@@ -19,36 +19,68 @@ const admin = { authorization: `Bearer ${ADMIN}` }
 async function usage(proxy: Proxy) {
   const res = await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: admin })
   expect(res.status).toBe(200)
-  return (await res.json()) as { scopes: Array<{ scope: string; day: any; month: any; requestsPerMinute?: any; grants: any[] }> }
+  return (await res.json()) as {
+    scopes: Array<{ scope: string; day: any; month: any; requestsPerMinute?: any; grants: any[] }>
+  }
 }
 const scopeOf = async (proxy: Proxy, scope: string) => (await usage(proxy)).scopes.find((s) => s.scope === scope)
 
 function client(proxy: Proxy, team: string, user = 'u1') {
-  return new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Team': team, 'X-AgentMesh-User': user } })
+  return new OpenAI({
+    baseURL: `${proxy.url}/v1`,
+    apiKey: 'sk-client',
+    maxRetries: 0,
+    defaultHeaders: { 'X-AgentMesh-Team': team, 'X-AgentMesh-User': user },
+  })
 }
 
-const chat = (c: OpenAI, text = 'hello there', max_tokens = 50) => c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens, messages: [{ role: 'user', content: text }] }).withResponse()
+const chat = (c: OpenAI, text = 'hello there', max_tokens = 50) =>
+  c.chat.completions
+    .create({ model: 'gpt-4o-mini', max_tokens, messages: [{ role: 'user', content: text }] })
+    .withResponse()
 
 /** records ctx.state.quota and the settled usage of every request */
 function recorder() {
   const seen: Array<{ quota: any; usage: any; status?: number; cost: number }> = []
-  const plugin = definePlugin({ name: 'test:recorder', enforce: 'post', hooks: { afterResponse: (ctx: MeshContext) => { seen.push({ quota: ctx.state.quota, usage: { ...ctx.usage }, status: ctx.status, cost: ctx.cost.usd }) } } })
+  const plugin = definePlugin({
+    name: 'test:recorder',
+    enforce: 'post',
+    hooks: {
+      afterResponse: (ctx: MeshContext) => {
+        seen.push({ quota: ctx.state.quota, usage: { ...ctx.usage }, status: ctx.status, cost: ctx.cost.usd })
+      },
+    },
+  })
   return { seen, plugin }
 }
 
 async function start(options: QuotaOptions, extra: Partial<MeshConfig> = {}) {
   clearVendorEnv()
   const rec = recorder()
-  const { mock, proxy } = await startMockAndProxy({ config: { plugins: [quota({ adminToken: ADMIN, ...options }), rec.plugin, ...(extra.plugins ?? [])], ...extra, ...(extra.plugins ? { plugins: [quota({ adminToken: ADMIN, ...options }), rec.plugin, ...extra.plugins] } : {}) } })
+  const { mock, proxy } = await startMockAndProxy({
+    config: {
+      plugins: [quota({ adminToken: ADMIN, ...options }), rec.plugin, ...(extra.plugins ?? [])],
+      ...extra,
+      ...(extra.plugins ? { plugins: [quota({ adminToken: ADMIN, ...options }), rec.plugin, ...extra.plugins] } : {}),
+    },
+  })
   return { mock, proxy, seen: rec.seen }
 }
 
 describe('options', () => {
   it('negative or non-numeric limits fail naming the field', () => {
-    expect(() => quota({ limits: { teams: { eng: { tokensPerDay: -5 } } } })).toThrow('quota: limits.teams.eng.tokensPerDay must be a non-negative number, got -5')
-    expect(() => quota({ limits: { teams: { eng: { tokensPerDay: 'abc' as any } } } })).toThrow('quota: limits.teams.eng.tokensPerDay must be a non-negative number, got "abc"')
-    expect(() => quota({ limits: { global: { usdPerMonth: Number.NaN } } })).toThrow(/limits\.global\.usdPerMonth must be a non-negative number, got NaN/)
-    expect(() => quota({ limits: { users: { bob: { tokensPerWeek: 5 } as any } } })).toThrow(/limits\.users\.bob\.tokensPerWeek must be one of tokensPerDay/)
+    expect(() => quota({ limits: { teams: { eng: { tokensPerDay: -5 } } } })).toThrow(
+      'quota: limits.teams.eng.tokensPerDay must be a non-negative number, got -5',
+    )
+    expect(() => quota({ limits: { teams: { eng: { tokensPerDay: 'abc' as any } } } })).toThrow(
+      'quota: limits.teams.eng.tokensPerDay must be a non-negative number, got "abc"',
+    )
+    expect(() => quota({ limits: { global: { usdPerMonth: Number.NaN } } })).toThrow(
+      /limits\.global\.usdPerMonth must be a non-negative number, got NaN/,
+    )
+    expect(() => quota({ limits: { users: { bob: { tokensPerWeek: 5 } as any } } })).toThrow(
+      /limits\.users\.bob\.tokensPerWeek must be one of tokensPerDay/,
+    )
     expect(() => quota({ timezone: 'Mars/Olympus' })).toThrow(/timezone must be an IANA time zone/)
     expect(() => quota({ warnAt: 0 })).toThrow(/warnAt must be a percentage/)
     expect(() => quota({ mode: 'lenient' as any })).toThrow(/mode must be "hard" or "soft"/)
@@ -56,7 +88,10 @@ describe('options', () => {
   })
 
   it('the CLI short form is merged over the options', () => {
-    const o = resolveQuotaOptions({ limits: { teams: { engineering: { usdPerDay: 5, tokensPerDay: 1 } } }, warnAt: 70 }, { teamDailyTokens: { engineering: 2_000_000, sales: 500_000 }, warnAt: 80, hardStopAt: 100 })
+    const o = resolveQuotaOptions(
+      { limits: { teams: { engineering: { usdPerDay: 5, tokensPerDay: 1 } } }, warnAt: 70 },
+      { teamDailyTokens: { engineering: 2_000_000, sales: 500_000 }, warnAt: 80, hardStopAt: 100 },
+    )
     expect(o.limits.teams.engineering).toEqual({ usdPerDay: 5, tokensPerDay: 2_000_000 })
     expect(o.limits.teams.sales).toEqual({ tokensPerDay: 500_000 })
     expect(o.warnAt).toBe(80)
@@ -64,7 +99,13 @@ describe('options', () => {
   })
 
   it('a bad --team-limit fails at start, naming the field', async () => {
-    await expect(createAgentMesh({ log: { level: 'silent' }, plugins: [quota()], quota: { teamDailyTokens: { eng: Number.NaN } } })).rejects.toThrow(/teamDailyTokens\.eng/)
+    await expect(
+      createAgentMesh({
+        log: { level: 'silent' },
+        plugins: [quota()],
+        quota: { teamDailyTokens: { eng: Number.NaN } },
+      }),
+    ).rejects.toThrow(/teamDailyTokens\.eng/)
   })
 })
 
@@ -104,7 +145,14 @@ describe('hard limits over HTTP', () => {
   beforeAll(async () => {
     ;({ mock, proxy, seen } = await start({
       limits: {
-        teams: { frozen: { tokensPerDay: 0 }, small: { tokensPerDay: 2000 }, wide: { tokensPerDay: 1_000_000 }, pennies: { usdPerDay: 0.00001 }, chatty: { requestsPerMinute: 3 }, minutely: { requestsPerMinute: 1 } },
+        teams: {
+          frozen: { tokensPerDay: 0 },
+          small: { tokensPerDay: 2000 },
+          wide: { tokensPerDay: 1_000_000 },
+          pennies: { usdPerDay: 0.00001 },
+          chatty: { requestsPerMinute: 3 },
+          minutely: { requestsPerMinute: 1 },
+        },
         users: { tight: { tokensPerMonth: 300 } },
       },
     }))
@@ -126,8 +174,15 @@ describe('hard limits over HTTP', () => {
     expect(Math.abs(retry - (midnight - Date.now()) / 1000)).toBeLessThan(5)
     expect(err.headers.get('x-agentmesh-quota-pct')).toBe('100.0')
     expect(err.headers.get('x-agentmesh-quota-remaining')).toBe('0')
-    const anthropic = new Anthropic({ baseURL: proxy.url, apiKey: 'k', maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Team': 'frozen' } })
-    const aerr = await anthropic.messages.create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e)
+    const anthropic = new Anthropic({
+      baseURL: proxy.url,
+      apiKey: 'k',
+      maxRetries: 0,
+      defaultHeaders: { 'X-AgentMesh-Team': 'frozen' },
+    })
+    const aerr = await anthropic.messages
+      .create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e) => e)
     expect(aerr.status).toBe(429)
     expect(aerr.error.error.type).toBe('quota_exceeded')
     expect(mock.received.length).toBe(before)
@@ -138,9 +193,15 @@ describe('hard limits over HTTP', () => {
 
   it('a budget that resets in hours says x-should-retry: false, so an SDK with its default retries gives up at once; a per-minute limit lets it retry', async () => {
     const before = mock.received.length
-    const sdk = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', defaultHeaders: { 'X-AgentMesh-Team': 'frozen' } })
+    const sdk = new OpenAI({
+      baseURL: `${proxy.url}/v1`,
+      apiKey: 'sk-client',
+      defaultHeaders: { 'X-AgentMesh-Team': 'frozen' },
+    })
     const started = Date.now()
-    const err = await sdk.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e)
+    const err = await sdk.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e) => e)
     expect(err.status).toBe(429)
     expect(err.headers.get('x-should-retry')).toBe('false')
     // without the header the SDK would sleep until midnight (it honours any Retry-After)
@@ -148,7 +209,11 @@ describe('hard limits over HTTP', () => {
     expect(mock.received.length).toBe(before)
     const c = client(proxy, 'minutely')
     let blocked: any
-    for (let i = 0; i < 3 && !blocked; i++) blocked = await chat(c).then(() => undefined, (e) => e)
+    for (let i = 0; i < 3 && !blocked; i++)
+      blocked = await chat(c).then(
+        () => undefined,
+        (e) => e,
+      )
     expect(blocked.status).toBe(429)
     expect(Number(blocked.headers.get('retry-after'))).toBeLessThanOrEqual(60)
     expect(blocked.headers.get('x-should-retry')).toBeNull()
@@ -191,7 +256,15 @@ describe('hard limits over HTTP', () => {
     try {
       const c = client(proxy, 'wide', 'streamer')
       const controller = new AbortController()
-      const stream = await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 900, stream: true, messages: [{ role: 'user', content: 'a long answer please with many many words in it' }] }, { signal: controller.signal })
+      const stream = await c.chat.completions.create(
+        {
+          model: 'gpt-4o-mini',
+          max_tokens: 900,
+          stream: true,
+          messages: [{ role: 'user', content: 'a long answer please with many many words in it' }],
+        },
+        { signal: controller.signal },
+      )
       let chunks = 0
       try {
         for await (const _ of stream) {
@@ -238,11 +311,17 @@ describe('hard limits over HTTP', () => {
 
     const bad = await postJson(`${proxy.url}/agentmesh/admin/grants`, { team: 'small', tokens: -5 }, admin)
     expect(bad.status).toBe(400)
-    expect((await postJson(`${proxy.url}/agentmesh/admin/grants`, { team: 'small', user: 'x', tokens: 5 }, admin)).status).toBe(400)
+    expect(
+      (await postJson(`${proxy.url}/agentmesh/admin/grants`, { team: 'small', user: 'x', tokens: 5 }, admin)).status,
+    ).toBe(400)
     expect((await postJson(`${proxy.url}/agentmesh/admin/grants`, '{oops', admin)).status).toBe(400)
     expect((await (await fetch(`${proxy.url}/agentmesh/admin/grants`, { headers: admin })).json()).grants).toEqual([])
 
-    const res = await postJson(`${proxy.url}/agentmesh/admin/grants`, { team: 'small', tokens: 1000, for: 2, reason: 'release day' }, admin)
+    const res = await postJson(
+      `${proxy.url}/agentmesh/admin/grants`,
+      { team: 'small', tokens: 1000, for: 2, reason: 'release day' },
+      admin,
+    )
     expect(res.status).toBe(201)
     const grant = await res.json()
     expect(grant).toMatchObject({ scope: 'team:small', tokens: 1000, reason: 'release day' })
@@ -254,7 +333,9 @@ describe('hard limits over HTTP', () => {
     await new Promise((r) => setTimeout(r, 2100))
     expect((await chat(c, spend, 200).catch((e) => e)).status).toBe(429)
     expect((await (await fetch(`${proxy.url}/agentmesh/admin/grants`, { headers: admin })).json()).grants).toEqual([])
-    expect((await (await fetch(`${proxy.url}/agentmesh/admin/grants?all=1`, { headers: admin })).json()).grants).toHaveLength(1)
+    expect(
+      (await (await fetch(`${proxy.url}/agentmesh/admin/grants?all=1`, { headers: admin })).json()).grants,
+    ).toHaveLength(1)
   })
 
   it('every applicable limit is checked and the most restrictive decides', async () => {
@@ -270,7 +351,9 @@ describe('hard limits over HTTP', () => {
   it('a USD limit blocks by price', async () => {
     const err = await chat(client(proxy, 'pennies'), 'hello', 1000).catch((e) => e)
     expect(err.status).toBe(429)
-    expect(err.message).toMatch(/team "pennies" USD per day: \$0\.0000 of \$0\.0000 used \(this request reserves up to \$0\.0006\)/)
+    expect(err.message).toMatch(
+      /team "pennies" USD per day: \$0\.0000 of \$0\.0000 used \(this request reserves up to \$0\.0006\)/,
+    )
   })
 
   it('requests per minute', async () => {
@@ -285,12 +368,16 @@ describe('hard limits over HTTP', () => {
   it('the usage report covers teams, users and tools, and the usage command prints it', async () => {
     const report = await usage(proxy)
     const names = report.scopes.map((s) => s.scope)
-    expect(names).toEqual(expect.arrayContaining(['global', 'team:wide', 'team:small', 'user:grantee', 'tool:openai-sdk']))
+    expect(names).toEqual(
+      expect.arrayContaining(['global', 'team:wide', 'team:small', 'user:grantee', 'tool:openai-sdk']),
+    )
     const global = report.scopes.find((s) => s.scope === 'global')!
     const teams = report.scopes.filter((s) => s.scope.startsWith('team:'))
     expect(global.day.tokens).toBe(teams.reduce((a, s) => a + s.day.tokens, 0))
     expect(global.day.blocked).toBeGreaterThan(0)
-    const cmd = proxy.instance.plugins.find((p) => p.name === 'quota')!.commands!.find((c) => c.name === 'usage') as PluginCommand
+    const cmd = proxy.instance.plugins
+      .find((p) => p.name === 'quota')!
+      .commands!.find((c) => c.name === 'usage') as PluginCommand
     const lines: string[] = []
     expect(await cmd.run({ mesh: proxy.instance.mesh, args: [], options: {}, print: (l) => lines.push(l) })).toBe(1)
     expect(lines.join('\n')).toMatch(/in-memory driver/)
@@ -298,7 +385,13 @@ describe('hard limits over HTTP', () => {
 
   it('the admin API wants the token', async () => {
     expect((await fetch(`${proxy.url}/agentmesh/admin/usage`)).status).toBe(401)
-    expect((await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: { authorization: 'Bearer wrong-token-xxxxxxxxxx' } })).status).toBe(401)
+    expect(
+      (
+        await fetch(`${proxy.url}/agentmesh/admin/usage`, {
+          headers: { authorization: 'Bearer wrong-token-xxxxxxxxxx' },
+        })
+      ).status,
+    ).toBe(401)
   })
 })
 
@@ -315,12 +408,25 @@ describe('warnings, soft mode, cache hits', () => {
         ctx.cache.status = 'exact'
         ctx.cache.savedTokens = 321
         ctx.cost.savedUsd = 0.0042
-        ctx.response = { kind: 'answer', answer: { id: 'hit', model: ctx.route.model, text: 'from cache', toolCalls: [], stopReason: 'stop', usage: { inputTokens: 300, outputTokens: 21, cacheReadTokens: 0, cacheWriteTokens: 0 } } }
+        ctx.response = {
+          kind: 'answer',
+          answer: {
+            id: 'hit',
+            model: ctx.route.model,
+            text: 'from cache',
+            toolCalls: [],
+            stopReason: 'stop',
+            usage: { inputTokens: 300, outputTokens: 21, cacheReadTokens: 0, cacheWriteTokens: 0 },
+          },
+        }
       },
     },
   })
   beforeAll(async () => {
-    ;({ mock, proxy, seen } = await start({ limits: { teams: { warned: { tokensPerDay: 1000 } } }, warnAt: 50 }, { plugins: [fakeCache] }))
+    ;({ mock, proxy, seen } = await start(
+      { limits: { teams: { warned: { tokensPerDay: 1000 } } }, warnAt: 50 },
+      { plugins: [fakeCache] },
+    ))
   })
   afterAll(async () => {
     await proxy.close()
@@ -338,7 +444,9 @@ describe('warnings, soft mode, cache hits', () => {
     }
     expect(warnings.length).toBeGreaterThan(0)
     expect(warnings[0]).toMatch(/^team:warned tokensPerDay at \d+\.\d% \([\d,]+ of 1,000\)$/)
-    expect(proxy.events.filter((e: MeshEvent) => e.type === 'quota_warn' && (e.data as any).scope === 'team:warned')).toHaveLength(1)
+    expect(
+      proxy.events.filter((e: MeshEvent) => e.type === 'quota_warn' && (e.data as any).scope === 'team:warned'),
+    ).toHaveLength(1)
     expect(seen.some((s) => s.quota?.decision === 'warn')).toBe(true)
   })
 
@@ -386,7 +494,10 @@ describe('counters without batch operations (the plain Counters interface)', () 
         mesh.counters = { incr: c.incr.bind(c), get: c.get.bind(c), reserve: c.reserve.bind(c), del: c.del.bind(c) }
       },
     })
-    const { mock, proxy } = await start({ limits: { teams: { both: { tokensPerDay: 100_000, usdPerDay: 0.00001 }, fine: { tokensPerDay: 100_000 } } } }, { plugins: [plain] })
+    const { mock, proxy } = await start(
+      { limits: { teams: { both: { tokensPerDay: 100_000, usdPerDay: 0.00001 }, fine: { tokensPerDay: 100_000 } } } },
+      { plugins: [plain] },
+    )
     try {
       expect('reserveMany' in proxy.instance.mesh.counters).toBe(false)
       const err = await chat(client(proxy, 'both', 'plain'), 'hello', 1000).catch((e) => e)
@@ -411,12 +522,21 @@ describe('counters without batch operations (the plain Counters interface)', () 
 describe('CLI commands against a proxy on redis', () => {
   it('grant and usage act on the running proxy through shared storage', async () => {
     clearVendorEnv()
-    const storage = { driver: 'redis' as const, url: inject('redisUrl'), prefix: `quota-cli-${process.pid}-${Date.now()}` }
+    const storage = {
+      driver: 'redis' as const,
+      url: inject('redisUrl'),
+      prefix: `quota-cli-${process.pid}-${Date.now()}`,
+    }
     const limits = { teams: { eng: { tokensPerDay: 0 } } }
-    const { mock, proxy } = await startMockAndProxy({ config: { storage, plugins: [quota({ limits, grantsCacheMs: 0 })] } })
+    const { mock, proxy } = await startMockAndProxy({
+      config: { storage, plugins: [quota({ limits, grantsCacheMs: 0 })] },
+    })
     const cli = async (name: string, options: Record<string, unknown>) => {
       const lines: string[] = []
-      const m = await createAgentMesh({ log: { level: 'silent' }, storage, plugins: [quota({ limits })] }, { mode: 'command' })
+      const m = await createAgentMesh(
+        { log: { level: 'silent' }, storage, plugins: [quota({ limits })] },
+        { mode: 'command' },
+      )
       try {
         const cmd = m.plugins.find((p) => p.name === 'quota')!.commands!.find((c) => c.name === name)!
         const code = await cmd.run({ mesh: m.mesh, args: [], options, print: (l) => lines.push(l) })
@@ -459,7 +579,12 @@ describe('CLI commands against a proxy on redis', () => {
 describe('CLI short form', () => {
   it('--team-limit eng=N blocks the team after N tokens a day', async () => {
     clearVendorEnv()
-    const { mock, proxy } = await startMockAndProxy({ config: { plugins: [quota()], quota: { teamDailyTokens: { engineering: 0, sales: 500_000 }, warnAt: 80, hardStopAt: 100 } } })
+    const { mock, proxy } = await startMockAndProxy({
+      config: {
+        plugins: [quota()],
+        quota: { teamDailyTokens: { engineering: 0, sales: 500_000 }, warnAt: 80, hardStopAt: 100 },
+      },
+    })
     try {
       expect((await chat(client(proxy, 'engineering'), 'hi').catch((e) => e)).status).toBe(429)
       const { response } = await chat(client(proxy, 'sales'), 'hi')

@@ -12,7 +12,15 @@ import type { CanonicalMessage, Prompt } from '../core/types.ts'
 const tc = createTokenCounter()
 // gpt-tokenizer's own rendering of OpenAI's chat-format rule, independent of core/tokens.ts
 const countChatCompletionTokens = (r: ChatCompletionRequest) => computeChatCompletionTokenCount(r, (t) => o200k(t))
-const prompt = (system: string, messages: CanonicalMessage[], extra: Partial<Prompt> = {}): Prompt => ({ model: 'x', system, messages, params: {}, stream: false, hasImages: false, ...extra })
+const prompt = (system: string, messages: CanonicalMessage[], extra: Partial<Prompt> = {}): Prompt => ({
+  model: 'x',
+  system,
+  messages,
+  params: {},
+  stream: false,
+  hasImages: false,
+  ...extra,
+})
 const user = (text: string): CanonicalMessage => ({ role: 'user', text })
 const readme = readFileSync(new URL('../node_modules/gpt-tokenizer/README.md', import.meta.url), 'utf8')
 // a pinned dependency's source: a sample of real code that does not change when ours does
@@ -37,22 +45,53 @@ describe('token families', () => {
 
 describe('OpenAI models: the real tokenizer', () => {
   it('counts text exactly as o200k / cl100k do', () => {
-    for (const text of ['Hello, world!', readme, code, 'naïve café — 日本語のテキスト 🦊', '<|endoftext|> is plain text here']) {
+    for (const text of [
+      'Hello, world!',
+      readme,
+      code,
+      'naïve café — 日本語のテキスト 🦊',
+      '<|endoftext|> is plain text here',
+    ]) {
       expect(tc.count(text, 'gpt-4o')).toBe(o200k(text, { disallowedSpecial: new Set() }))
       expect(tc.count(text, 'gpt-4')).toBe(cl100k(text, { disallowedSpecial: new Set() }))
     }
   })
 
   it('includes the chat format overhead (3 per message + role, 3 to prime the reply)', () => {
-    const p = prompt('You are a helpful assistant.', [user('What is the capital of France?'), { role: 'assistant', text: 'Paris.' }, user('And of Spain?')])
-    const expected = countChatCompletionTokens({ messages: [{ role: 'system', content: p.system }, ...p.messages.map((m) => ({ role: m.role, content: m.text }))] })
+    const p = prompt('You are a helpful assistant.', [
+      user('What is the capital of France?'),
+      { role: 'assistant', text: 'Paris.' },
+      user('And of Spain?'),
+    ])
+    const expected = countChatCompletionTokens({
+      messages: [{ role: 'system', content: p.system }, ...p.messages.map((m) => ({ role: m.role, content: m.text }))],
+    })
     expect(tc.estimateInput(p, 'gpt-4o')).toBe(expected)
   })
 
   it('counts function tools the way OpenAI renders them', () => {
-    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Get the weather', parameters: { type: 'object', properties: { city: { type: 'string', description: 'City name' } }, required: ['city'] } } }]
+    const tools = [
+      {
+        type: 'function',
+        function: {
+          name: 'get_weather',
+          description: 'Get the weather',
+          parameters: {
+            type: 'object',
+            properties: { city: { type: 'string', description: 'City name' } },
+            required: ['city'],
+          },
+        },
+      },
+    ]
     const p = prompt('You are terse.', [user('Weather in Paris?')], { tools })
-    const expected = countChatCompletionTokens({ messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Weather in Paris?' }], functions: [tools[0]!.function as any] })
+    const expected = countChatCompletionTokens({
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        { role: 'user', content: 'Weather in Paris?' },
+      ],
+      functions: [tools[0]!.function as any],
+    })
     // gpt-tokenizer pads the system message with a newline when functions are present: one token at most
     expect(Math.abs(tc.estimateInput(p, 'gpt-4o-mini') - expected)).toBeLessThanOrEqual(1)
   })
@@ -60,7 +99,10 @@ describe('OpenAI models: the real tokenizer', () => {
   it('gives images an allowance instead of counting their base64 bytes', () => {
     const b64 = 'iVBORw0KGgo' + 'A'.repeat(200_000)
     const extra = JSON.stringify([{ type: 'image_url', image_url: { url: `data:image/png;base64,${b64}` } }])
-    const withImage = tc.estimateInput(prompt('', [{ role: 'user', text: 'What is in this picture?', extra }], { hasImages: true }), 'gpt-4o')
+    const withImage = tc.estimateInput(
+      prompt('', [{ role: 'user', text: 'What is in this picture?', extra }], { hasImages: true }),
+      'gpt-4o',
+    )
     const without = tc.estimateInput(prompt('', [user('What is in this picture?')]), 'gpt-4o')
     expect(withImage - without).toBeGreaterThanOrEqual(765)
     expect(withImage - without).toBeLessThan(765 + 60)
@@ -69,22 +111,40 @@ describe('OpenAI models: the real tokenizer', () => {
 
 describe('Anthropic and Gemini: calibrated estimates against documented counts', () => {
   it('Anthropic count_tokens example: system "You are a scientist" + "Hello, Claude" = 14', () => {
-    expect(tc.estimateInput(prompt('You are a scientist', [user('Hello, Claude')]), 'claude-sonnet-4-5-20250929')).toBe(14)
+    expect(tc.estimateInput(prompt('You are a scientist', [user('Hello, Claude')]), 'claude-sonnet-4-5-20250929')).toBe(
+      14,
+    )
   })
 
   it('Anthropic tool example (documented 403 tokens) within 10%', () => {
-    const tools = [{ name: 'get_weather', description: 'Get the current weather in a given location', input_schema: { type: 'object', properties: { location: { type: 'string', description: 'The city and state, e.g. San Francisco, CA' } }, required: ['location'] } }]
-    const n = tc.estimateInput(prompt('', [user("What's the weather like in San Francisco?")], { tools }), 'claude-sonnet-4-5')
+    const tools = [
+      {
+        name: 'get_weather',
+        description: 'Get the current weather in a given location',
+        input_schema: {
+          type: 'object',
+          properties: { location: { type: 'string', description: 'The city and state, e.g. San Francisco, CA' } },
+          required: ['location'],
+        },
+      },
+    ]
+    const n = tc.estimateInput(
+      prompt('', [user("What's the weather like in San Francisco?")], { tools }),
+      'claude-sonnet-4-5',
+    )
     expect(Math.abs(n - 403) / 403).toBeLessThan(0.1)
   })
 
   it('Gemini: "The quick brown fox jumps over the lazy dog." is 10 tokens, 11 billed in generateContent', () => {
     expect(tc.count('The quick brown fox jumps over the lazy dog.', 'gemini-2.5-flash')).toBe(10)
-    expect(tc.estimateInput(prompt('', [user('The quick brown fox jumps over the lazy dog.')]), 'gemini-2.5-flash')).toBe(11)
+    expect(
+      tc.estimateInput(prompt('', [user('The quick brown fox jumps over the lazy dog.')]), 'gemini-2.5-flash'),
+    ).toBe(11)
   })
 
   it('Claude counts more tokens than o200k for the same text, more so for code', () => {
-    const prose = 'Budgets are the reason a company installs a governance proxy. They must hold under load, across instances, and to the token. ' +
+    const prose =
+      'Budgets are the reason a company installs a governance proxy. They must hold under load, across instances, and to the token. ' +
       'When a team runs out of its daily allowance, the next request is refused with a clear message that says which limit was reached and when it resets. ' +
       'An administrator can add temporary headroom, which expires on its own; nothing is ever granted automatically.'
     const proseRatio = tc.count(prose, 'claude-haiku-4-5') / o200k(prose)
@@ -107,7 +167,10 @@ describe('bounded work on hostile input', () => {
   })
 
   it('texts longer than the exact limit are sampled within 3%', () => {
-    const big = readFileSync(new URL('../node_modules/typescript/lib/lib.dom.d.ts', import.meta.url), 'utf8').slice(0, 600_000)
+    const big = readFileSync(new URL('../node_modules/typescript/lib/lib.dom.d.ts', import.meta.url), 'utf8').slice(
+      0,
+      600_000,
+    )
     const exact = o200k(big)
     const est = tc.count(big, 'gpt-4o')
     expect(Math.abs(est - exact) / exact).toBeLessThan(0.03)

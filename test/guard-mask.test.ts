@@ -16,7 +16,15 @@ import { createAgentMesh, type AgentMesh } from '../core/index.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { audit, listLogFiles } from '../plugins/audit/index.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
-import { bsnValid, detectPersonalData, ibanValid, luhnValid, nirValid, spanishIdValid, steuerIdValid } from '../plugins/mask/detect.ts'
+import {
+  bsnValid,
+  detectPersonalData,
+  ibanValid,
+  luhnValid,
+  nirValid,
+  spanishIdValid,
+  steuerIdValid,
+} from '../plugins/mask/detect.ts'
 import { mask } from '../plugins/mask/index.ts'
 import { Restorer } from '../plugins/mask/restore.ts'
 import { normalise } from '../plugins/normalise/index.ts'
@@ -26,7 +34,8 @@ import { openai } from '../plugins/vendors/openai.ts'
 import { tempDir } from './helpers/core-harness.ts'
 import { mockText, startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
-const found = (text: string, kinds?: string[]) => detectPersonalData(text, kinds).map((m) => `${m.kind}=${text.slice(m.start, m.end)}`)
+const found = (text: string, kinds?: string[]) =>
+  detectPersonalData(text, kinds).map((m) => `${m.kind}=${text.slice(m.start, m.end)}`)
 
 describe('detector: checksums and look-alikes', () => {
   it('cards: Luhn, a known network, one kind of separator; public test numbers are not personal data', () => {
@@ -56,13 +65,17 @@ describe('detector: checksums and look-alikes', () => {
 
   it('national ids: SSN rules, NINO prefixes, DNI/NIE letter, NIR key (Corsica too), Steuer-ID, BSN 11-proof with its name', () => {
     expect(found('SSN 536-22-1234')).toEqual(['national-id=536-22-1234'])
-    for (const bad of ['000-22-1234', '666-22-1234', '912-22-1234', '536-00-1234', '536-22-0000', '078-05-1120']) expect(found(`SSN ${bad}`)).toEqual([])
+    for (const bad of ['000-22-1234', '666-22-1234', '912-22-1234', '536-00-1234', '536-22-0000', '078-05-1120'])
+      expect(found(`SSN ${bad}`)).toEqual([])
     expect(found('released 2024-01-15, ticket 123-45-67890')).toEqual([])
     expect(found('NINO AB 12 34 56 C')).toEqual(['national-id=AB 12 34 56 C'])
     expect(found('NINO GB123456A, DA123456A, AB123456E')).toEqual([])
     expect(spanishIdValid('12345678Z')).toBe(true)
     expect(spanishIdValid('12345678A')).toBe(false)
-    expect(found('DNI 12345678-Z, NIE X1234567L, bad 12345678A')).toEqual(['national-id=12345678-Z', 'national-id=X1234567L'])
+    expect(found('DNI 12345678-Z, NIE X1234567L, bad 12345678A')).toEqual([
+      'national-id=12345678-Z',
+      'national-id=X1234567L',
+    ])
     expect(nirValid('184127645108946')).toBe(true)
     expect(nirValid('184127645108947')).toBe(false)
     expect(nirValid('269052A00401228')).toBe(true)
@@ -78,7 +91,10 @@ describe('detector: checksums and look-alikes', () => {
   })
 
   it('IPs: v4 and v6 addresses, not versions, loopback, timestamps or C++ names', () => {
-    expect(found('from 192.168.1.20 and 2001:db8::8a2e:370:7334', ['ip'])).toEqual(['ip=192.168.1.20', 'ip=2001:db8::8a2e:370:7334'])
+    expect(found('from 192.168.1.20 and 2001:db8::8a2e:370:7334', ['ip'])).toEqual([
+      'ip=192.168.1.20',
+      'ip=2001:db8::8a2e:370:7334',
+    ])
     expect(found('version 1.2.3.4, v10.0.0.1, Chrome/120.0.6099.109, build: 10.0.19041.1', ['ip'])).toEqual([])
     expect(found('127.0.0.1, 0.0.0.0, 255.255.255.0, 256.1.1.1, 1.2.3.4.5, ::1', ['ip'])).toEqual([])
     expect(found('at 12:30:45 std::map<a,b> dead:beef', ['ip'])).toEqual([])
@@ -88,9 +104,17 @@ describe('detector: checksums and look-alikes', () => {
     expect(found('mail John.Doe+x@mail.example.co.uk.')).toEqual(['email=John.Doe+x@mail.example.co.uk'])
     expect(found('icon@2x.png git@github.com:org/repo.git npm i @scope/pkg@1.2.3')).toEqual([])
     // a URL's user:password@host is a credential (the secrets guard's), not a mailbox; mailto: is one
-    expect(found('DATABASE_URL=postgres://admin:s3cret@db.internal.example.com:5432/x and https://x-access-token:ghp_abc@github.com/acme')).toEqual([])
+    expect(
+      found(
+        'DATABASE_URL=postgres://admin:s3cret@db.internal.example.com:5432/x and https://x-access-token:ghp_abc@github.com/acme',
+      ),
+    ).toEqual([])
     expect(found('<a href="mailto:john@example.com">')).toEqual(['email=john@example.com'])
-    expect(found('call +44 20 7946 0958 or (415) 555-2671 or 06 12 34 56 78')).toEqual(['phone=+44 20 7946 0958', 'phone=(415) 555-2671', 'phone=06 12 34 56 78'])
+    expect(found('call +44 20 7946 0958 or (415) 555-2671 or 06 12 34 56 78')).toEqual([
+      'phone=+44 20 7946 0958',
+      'phone=(415) 555-2671',
+      'phone=06 12 34 56 78',
+    ])
     expect(found('date 2024-01-15 12:30, pi 3.14159265, port 8080')).toEqual([])
     expect(found('IBAN DE89 3704 0044 0532 0130 00')).toEqual(['iban=DE89 3704 0044 0532 0130 00'])
     expect(found('a@b.com 4539148803436467', ['card'])).toEqual(['card=4539148803436467'])
@@ -99,7 +123,10 @@ describe('detector: checksums and look-alikes', () => {
 })
 
 describe('restorer: the answer text gets the values back', () => {
-  const values = new Map([['<EMAIL_1>', 'john@example.com'], ['<CARD_12>', '4539148803436467']])
+  const values = new Map([
+    ['<EMAIL_1>', 'john@example.com'],
+    ['<CARD_12>', '4539148803436467'],
+  ])
   const longest = 9
 
   it('restores a placeholder split over any number of deltas, and leaves unknown ones and other "<" alone', () => {
@@ -136,13 +163,22 @@ const REAL = [EMAIL, EMAIL2, CARD, '4539148803436467', IBAN, 'DE8937040044053201
  * across events. It answers with the prompt's text (placeholders included), as text and as a tool
  * call's arguments when the request offers a tool.
  */
-interface SplitMock { url: string; bodies: string[]; close(): Promise<void> }
+interface SplitMock {
+  url: string
+  bodies: string[]
+  close(): Promise<void>
+}
 
 const pieces = (s: string) => s.match(/[\s\S]{1,3}/g) ?? []
-const sse = (data: unknown, event?: string) => (event ? `event: ${event}\n` : '') + `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`
+const sse = (data: unknown, event?: string) =>
+  (event ? `event: ${event}\n` : '') + `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`
 
 function lastText(body: any): string {
-  if (Array.isArray(body.contents)) return body.contents.at(-1).parts.map((p: any) => p.text ?? '').join('')
+  if (Array.isArray(body.contents))
+    return body.contents
+      .at(-1)
+      .parts.map((p: any) => p.text ?? '')
+      .join('')
   if (typeof body.input === 'string') return body.input
   const m = (body.messages ?? body.input ?? []).at(-1)
   if (!m) return ''
@@ -168,43 +204,112 @@ function writeEvents(res: ServerResponse, events: string[]) {
 
 function openaiSplit(body: any, text: string, res: ServerResponse) {
   const base = { id: 'chatcmpl-split', object: 'chat.completion.chunk', created: 1, model: body.model }
-  const chunk = (delta: unknown, finish: string | null = null) => sse({ ...base, choices: [{ index: 0, delta, finish_reason: finish }] })
+  const chunk = (delta: unknown, finish: string | null = null) =>
+    sse({ ...base, choices: [{ index: 0, delta, finish_reason: finish }] })
   const events = [chunk({ role: 'assistant', content: '' })]
   if (body.tools) {
-    events.push(chunk({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: body.tools[0].function.name, arguments: '' } }] }))
-    for (const p of pieces(JSON.stringify({ note: text }))) events.push(chunk({ tool_calls: [{ index: 0, function: { arguments: p } }] }))
+    events.push(
+      chunk({
+        tool_calls: [
+          { index: 0, id: 'call_1', type: 'function', function: { name: body.tools[0].function.name, arguments: '' } },
+        ],
+      }),
+    )
+    for (const p of pieces(JSON.stringify({ note: text })))
+      events.push(chunk({ tool_calls: [{ index: 0, function: { arguments: p } }] }))
   } else for (const p of pieces(`echo: ${text}`)) events.push(chunk({ content: p }))
   events.push(chunk({}, body.tools ? 'tool_calls' : 'stop'))
-  if (body.stream_options?.include_usage) events.push(sse({ ...base, choices: [], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10 } }))
+  if (body.stream_options?.include_usage)
+    events.push(sse({ ...base, choices: [], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10 } }))
   events.push(sse('[DONE]'))
   writeEvents(res, events)
 }
 
 function anthropicSplit(body: any, text: string, res: ServerResponse) {
   const ev = (e: Record<string, unknown>) => sse(e, String(e.type))
-  const events = [ev({ type: 'message_start', message: { id: 'msg_split', type: 'message', role: 'assistant', model: body.model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 1 } } })]
+  const events = [
+    ev({
+      type: 'message_start',
+      message: {
+        id: 'msg_split',
+        type: 'message',
+        role: 'assistant',
+        model: body.model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 5, output_tokens: 1 },
+      },
+    }),
+  ]
   events.push(ev({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }))
-  for (const p of pieces(`echo: ${text}`)) events.push(ev({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }))
+  for (const p of pieces(`echo: ${text}`))
+    events.push(ev({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }))
   events.push(ev({ type: 'content_block_stop', index: 0 }))
   if (body.tools) {
-    events.push(ev({ type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: body.tools[0].name, input: {} } }))
-    for (const p of pieces(JSON.stringify({ note: text }))) events.push(ev({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: p } }))
+    events.push(
+      ev({
+        type: 'content_block_start',
+        index: 1,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: body.tools[0].name, input: {} },
+      }),
+    )
+    for (const p of pieces(JSON.stringify({ note: text })))
+      events.push(ev({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: p } }))
     events.push(ev({ type: 'content_block_stop', index: 1 }))
   }
-  events.push(ev({ type: 'message_delta', delta: { stop_reason: body.tools ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: 9 } }))
+  events.push(
+    ev({
+      type: 'message_delta',
+      delta: { stop_reason: body.tools ? 'tool_use' : 'end_turn', stop_sequence: null },
+      usage: { output_tokens: 9 },
+    }),
+  )
   events.push(ev({ type: 'message_stop' }))
   writeEvents(res, events)
 }
 
 function geminiSplit(text: string, res: ServerResponse) {
   const ps = pieces(`echo: ${text}`)
-  writeEvents(res, ps.map((p, i) => sse({ candidates: [{ content: { role: 'model', parts: [{ text: p }] }, index: 0, ...(i === ps.length - 1 ? { finishReason: 'STOP' } : {}) }], ...(i === ps.length - 1 ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5, totalTokenCount: 10 } } : {}), modelVersion: 'gemini-2.5-flash', responseId: 'gem-split' })))
+  writeEvents(
+    res,
+    ps.map((p, i) =>
+      sse({
+        candidates: [
+          {
+            content: { role: 'model', parts: [{ text: p }] },
+            index: 0,
+            ...(i === ps.length - 1 ? { finishReason: 'STOP' } : {}),
+          },
+        ],
+        ...(i === ps.length - 1
+          ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5, totalTokenCount: 10 } }
+          : {}),
+        modelVersion: 'gemini-2.5-flash',
+        responseId: 'gem-split',
+      }),
+    ),
+  )
 }
 
 /** Gemini's stream without alt=sse: one JSON array of the chunks, the text cut across elements */
 function geminiArray(text: string, res: ServerResponse) {
   const ps = pieces(`echo: ${text}`)
-  const body = JSON.stringify(ps.map((p, i) => ({ candidates: [{ content: { role: 'model', parts: [{ text: p }] }, index: 0, ...(i === ps.length - 1 ? { finishReason: 'STOP' } : {}) }], ...(i === ps.length - 1 ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5, totalTokenCount: 10 } } : {}), modelVersion: 'gemini-2.5-flash' })))
+  const body = JSON.stringify(
+    ps.map((p, i) => ({
+      candidates: [
+        {
+          content: { role: 'model', parts: [{ text: p }] },
+          index: 0,
+          ...(i === ps.length - 1 ? { finishReason: 'STOP' } : {}),
+        },
+      ],
+      ...(i === ps.length - 1
+        ? { usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5, totalTokenCount: 10 } }
+        : {}),
+      modelVersion: 'gemini-2.5-flash',
+    })),
+  )
   res.writeHead(200, { 'content-type': 'application/json' }).end(body)
 }
 
@@ -212,14 +317,40 @@ function responsesSplit(body: any, text: string, res: ServerResponse) {
   let seq = 0
   const ev = (type: string, data: Record<string, unknown>) => sse({ type, ...data, sequence_number: seq++ }, type)
   const full = `echo: ${text}`
-  const item = { id: 'msg_1', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: full, annotations: [] }] }
-  const response = (status: string, output: unknown[]) => ({ id: 'resp_split', object: 'response', created_at: 1, status, model: body.model, output, usage: status === 'completed' ? { input_tokens: 5, output_tokens: 5, total_tokens: 10 } : null })
+  const item = {
+    id: 'msg_1',
+    type: 'message',
+    status: 'completed',
+    role: 'assistant',
+    content: [{ type: 'output_text', text: full, annotations: [] }],
+  }
+  const response = (status: string, output: unknown[]) => ({
+    id: 'resp_split',
+    object: 'response',
+    created_at: 1,
+    status,
+    model: body.model,
+    output,
+    usage: status === 'completed' ? { input_tokens: 5, output_tokens: 5, total_tokens: 10 } : null,
+  })
   const events = [ev('response.created', { response: response('in_progress', []) })]
-  events.push(ev('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } }))
-  events.push(ev('response.content_part.added', { item_id: 'msg_1', output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }))
-  for (const p of pieces(full)) events.push(ev('response.output_text.delta', { item_id: 'msg_1', output_index: 0, content_index: 0, delta: p }))
+  events.push(
+    ev('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } }),
+  )
+  events.push(
+    ev('response.content_part.added', {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: '', annotations: [] },
+    }),
+  )
+  for (const p of pieces(full))
+    events.push(ev('response.output_text.delta', { item_id: 'msg_1', output_index: 0, content_index: 0, delta: p }))
   events.push(ev('response.output_text.done', { item_id: 'msg_1', output_index: 0, content_index: 0, text: full }))
-  events.push(ev('response.content_part.done', { item_id: 'msg_1', output_index: 0, content_index: 0, part: item.content[0] }))
+  events.push(
+    ev('response.content_part.done', { item_id: 'msg_1', output_index: 0, content_index: 0, part: item.content[0] }),
+  )
   events.push(ev('response.output_item.done', { output_index: 0, item }))
   events.push(ev('response.completed', { response: response('completed', [item]) }))
   writeEvents(res, events)
@@ -247,7 +378,11 @@ async function startSplitMock(): Promise<SplitMock> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     bodies,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
   }
 }
 
@@ -255,15 +390,26 @@ function expectNoRealValues(where: string, text: string) {
   for (const v of REAL) expect(text.includes(v), `${where} holds ${v}`).toBe(false)
 }
 
-async function startMesh(upstreamUrl: string, dataDir: string, events: MeshEvent[]): Promise<{ app: AgentMesh; url: string; close(): Promise<void> }> {
-  const vendors = [anthropic({ baseURL: upstreamUrl, apiKey: 'test-key' }), openai({ baseURL: upstreamUrl, apiKey: 'test-key' }), google({ baseURL: upstreamUrl, apiKey: 'test-key' })]
+async function startMesh(
+  upstreamUrl: string,
+  dataDir: string,
+  events: MeshEvent[],
+): Promise<{ app: AgentMesh; url: string; close(): Promise<void> }> {
+  const vendors = [
+    anthropic({ baseURL: upstreamUrl, apiKey: 'test-key' }),
+    openai({ baseURL: upstreamUrl, apiKey: 'test-key' }),
+    google({ baseURL: upstreamUrl, apiKey: 'test-key' }),
+  ]
   const app = await createAgentMesh({
     dataDir,
     // every log line is captured (process.stderr) and checked for the values
     log: { level: 'debug' },
     plugins: [
       // every kind for everyone; "billing" masks emails only; "open" masks nothing
-      mask({ kinds: ['email', 'phone', 'card', 'iban', 'national-id', 'ip'], teams: { billing: ['email'], open: false } }),
+      mask({
+        kinds: ['email', 'phone', 'card', 'iban', 'national-id', 'ip'],
+        teams: { billing: ['email'], open: false },
+      }),
       normalise(),
       // global scope: only the masking tells two teams' keys apart
       exactCache({ scope: 'global', retryWindowSeconds: 0, persist: true }),
@@ -273,7 +419,14 @@ async function startMesh(upstreamUrl: string, dataDir: string, events: MeshEvent
   })
   app.mesh.on((e) => void events.push(e))
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, url: server.url, close: async () => { await server.close(); await app.close() } }
+  return {
+    app,
+    url: server.url,
+    close: async () => {
+      await server.close()
+      await app.close()
+    },
+  }
 }
 
 describe('masking through the proxy', () => {
@@ -284,9 +437,15 @@ describe('masking through the proxy', () => {
   const events: MeshEvent[] = []
   const dirs = [tempDir('am-mask-'), tempDir('am-mask-split-')]
   const team = (t: string) => ({ 'x-agentmesh-team': t })
-  const gpt = (url: string, t = 'eng') => new OpenAI({ baseURL: `${url}/v1`, apiKey: 'client-key', maxRetries: 0, defaultHeaders: team(t) })
-  const claude = (url: string, t = 'eng') => new Anthropic({ baseURL: url, apiKey: 'client-key', maxRetries: 0, defaultHeaders: team(t) })
-  const gemini = (url: string, t = 'eng') => new GoogleGenAI({ apiKey: 'AIza-client-key', httpOptions: { baseUrl: url, apiVersion: 'v1beta', headers: team(t), retryOptions: { attempts: 1 } } })
+  const gpt = (url: string, t = 'eng') =>
+    new OpenAI({ baseURL: `${url}/v1`, apiKey: 'client-key', maxRetries: 0, defaultHeaders: team(t) })
+  const claude = (url: string, t = 'eng') =>
+    new Anthropic({ baseURL: url, apiKey: 'client-key', maxRetries: 0, defaultHeaders: team(t) })
+  const gemini = (url: string, t = 'eng') =>
+    new GoogleGenAI({
+      apiKey: 'AIza-client-key',
+      httpOptions: { baseUrl: url, apiVersion: 'v1beta', headers: team(t), retryOptions: { attempts: 1 } },
+    })
 
   const logLines: string[] = []
   const stderrWrite = process.stderr.write.bind(process.stderr)
@@ -316,7 +475,9 @@ describe('masking through the proxy', () => {
 
   it('OpenAI, not streamed: upstream gets placeholders, the client the values, with X-AgentMesh-Masked and a pii_masked event', async () => {
     const n = mock.received.length
-    const { data, response } = await gpt(main.url).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] }).withResponse()
+    const { data, response } = await gpt(main.url)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] })
+      .withResponse()
     const sent = mock.received.slice(n)
     expect(sent).toHaveLength(1)
     expectNoRealValues('upstream body', sent[0]!.raw)
@@ -330,27 +491,54 @@ describe('masking through the proxy', () => {
 
   it('Anthropic, not streamed, and a whole answer whose placeholder needs JSON escaping around it', async () => {
     const text = `He said "mail ${EMAIL}"\n\tthen left`
-    const msg = await claude(main.url).messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: text }] })
+    const msg = await claude(main.url).messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 64,
+      messages: [{ role: 'user', content: text }],
+    })
     expect(msg.content[0]).toMatchObject({ type: 'text', text: mockText(text) })
     expectNoRealValues('upstream body', mock.received.at(-1)!.raw)
   })
 
   it('OpenAI streamed, every placeholder split across events (and TCP writes): text and tool arguments restored', async () => {
-    const stream = gpt(splitMesh.url).chat.completions.stream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true })
+    const stream = gpt(splitMesh.url).chat.completions.stream({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: prompt }],
+      stream: true,
+    })
     const deltas: string[] = []
     stream.on('content', (d) => void deltas.push(d))
     const final = await stream.finalChatCompletion()
     expect(final.choices[0]!.message.content).toBe(`echo: ${prompt}`)
     expect(deltas.join('')).toBe(`echo: ${prompt}`)
-    const tools = [{ type: 'function' as const, function: { name: 'send_note', parameters: { type: 'object', properties: { note: { type: 'string' } } } } }]
-    const withTool = await gpt(splitMesh.url).chat.completions.stream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], tools, stream: true }).finalChatCompletion()
+    const tools = [
+      {
+        type: 'function' as const,
+        function: { name: 'send_note', parameters: { type: 'object', properties: { note: { type: 'string' } } } },
+      },
+    ]
+    const withTool = await gpt(splitMesh.url)
+      .chat.completions.stream({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: prompt }],
+        tools,
+        stream: true,
+      })
+      .finalChatCompletion()
     expect(JSON.parse(withTool.choices[0]!.message.tool_calls![0]!.function.arguments)).toEqual({ note: prompt })
     for (const b of split.bodies) expectNoRealValues('upstream body', b)
   })
 
   it('Anthropic streamed: split text and input_json deltas restored; the final message agrees', async () => {
-    const tools = [{ name: 'send_note', input_schema: { type: 'object' as const, properties: { note: { type: 'string' } } } }]
-    const stream = claude(splitMesh.url).messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: prompt }], tools })
+    const tools = [
+      { name: 'send_note', input_schema: { type: 'object' as const, properties: { note: { type: 'string' } } } },
+    ]
+    const stream = claude(splitMesh.url).messages.stream({
+      model: 'claude-haiku-4-5',
+      max_tokens: 64,
+      messages: [{ role: 'user', content: prompt }],
+      tools,
+    })
     let streamed = ''
     stream.on('text', (t) => void (streamed += t))
     const msg = await stream.finalMessage()
@@ -365,16 +553,28 @@ describe('masking through the proxy', () => {
     expect(whole.text).toBe(mockText(prompt))
     expectNoRealValues('upstream body', mock.received.at(-1)!.raw)
     let streamed = ''
-    for await (const c of await gemini(splitMesh.url).models.generateContentStream({ model: 'gemini-2.5-flash', contents: prompt })) streamed += c.text ?? ''
+    for await (const c of await gemini(splitMesh.url).models.generateContentStream({
+      model: 'gemini-2.5-flash',
+      contents: prompt,
+    }))
+      streamed += c.text ?? ''
     expect(streamed).toBe(`echo: ${prompt}`)
     expectNoRealValues('upstream body', split.bodies.at(-1)!)
     // without alt=sse the stream is one JSON array: the same question is an exact-cache hit rendered
     // as one; another goes to the vendor, whose text continues from one element to the next
     const asArray = async (text: string) => {
-      const res = await fetch(`${splitMesh.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-goog-api-key': 'AIza-client-key', ...team('eng') }, body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text }] }] }) })
+      const res = await fetch(`${splitMesh.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': 'AIza-client-key', ...team('eng') },
+        body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text }] }] }),
+      })
       expect(res.status).toBe(200)
       const chunks = (await res.json()) as any[]
-      return { cache: res.headers.get('x-agentmesh-cache'), chunks: chunks.length, text: chunks.map((c) => c.candidates[0].content.parts.map((p: any) => p.text).join('')).join('') }
+      return {
+        cache: res.headers.get('x-agentmesh-cache'),
+        chunks: chunks.length,
+        text: chunks.map((c) => c.candidates[0].content.parts.map((p: any) => p.text).join('')).join(''),
+      }
     }
     expect(await asArray(prompt)).toMatchObject({ cache: 'exact', text: `echo: ${prompt}` })
     const other = `${prompt} As an array.`
@@ -403,18 +603,31 @@ describe('masking through the proxy', () => {
   })
 
   it('a translated answer, whole and streamed (an OpenAI client asking a Claude model), is restored as well', async () => {
-    const whole = await gpt(main.url).chat.completions.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }] })
+    const whole = await gpt(main.url).chat.completions.create({
+      model: 'claude-haiku-4-5',
+      messages: [{ role: 'user', content: prompt }],
+    })
     expect(whole.choices[0]!.message.content).toBe(mockText(prompt))
     expect(mock.received.at(-1)!.path).toMatch(/^\/v1\/messages/)
     expectNoRealValues('upstream body', mock.received.at(-1)!.raw)
-    const stream = gpt(splitMesh.url).chat.completions.stream({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }], stream: true })
+    const stream = gpt(splitMesh.url).chat.completions.stream({
+      model: 'claude-haiku-4-5',
+      messages: [{ role: 'user', content: prompt }],
+      stream: true,
+    })
     const final = await stream.finalChatCompletion()
     expect(final.choices[0]!.message.content).toBe(`echo: ${prompt}`)
     expectNoRealValues('upstream body', split.bodies.at(-1)!)
   })
 
-  it('exact cache: stored with placeholders, replayed with each request\'s own values; an unmasked request has another key', async () => {
-    const ask = (email: string, t = 'eng') => gpt(main.url, t).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: `Remind ${email} about the meeting.` }] }).withResponse()
+  it("exact cache: stored with placeholders, replayed with each request's own values; an unmasked request has another key", async () => {
+    const ask = (email: string, t = 'eng') =>
+      gpt(main.url, t)
+        .chat.completions.create({
+          model: 'gpt-4o',
+          messages: [{ role: 'user', content: `Remind ${email} about the meeting.` }],
+        })
+        .withResponse()
     const n = mock.received.length
     const first = await ask(EMAIL)
     expect(first.response.headers.get('x-agentmesh-cache')).toBe('miss')
@@ -425,7 +638,12 @@ describe('masking through the proxy', () => {
     expect(second.data.choices[0]!.message.content).toBe(mockText(`Remind ${EMAIL2} about the meeting.`))
     // streamed replay of the same entry
     let streamed = ''
-    for await (const c of await gpt(main.url).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: `Remind ${EMAIL2} about the meeting.` }], stream: true })) streamed += c.choices[0]?.delta?.content ?? ''
+    for await (const c of await gpt(main.url).chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: `Remind ${EMAIL2} about the meeting.` }],
+      stream: true,
+    }))
+      streamed += c.choices[0]?.delta?.content ?? ''
     expect(streamed).toBe(mockText(`Remind ${EMAIL2} about the meeting.`))
     expect(mock.received.length).toBe(n + 1)
     // team "open" masks nothing: its real address goes upstream, under a key of its own
@@ -434,12 +652,19 @@ describe('masking through the proxy', () => {
     expect(open.response.headers.get('x-agentmesh-masked')).toBeNull()
     expect(mock.received.at(-1)!.raw).toContain(EMAIL)
     // nor does it get the masked entry by sending the placeholder's text itself
-    const literal = await gpt(main.url, 'open').chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Remind <EMAIL_1> about the meeting.' }] }).withResponse()
+    const literal = await gpt(main.url, 'open')
+      .chat.completions.create({
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'Remind <EMAIL_1> about the meeting.' }],
+      })
+      .withResponse()
     expect(literal.response.headers.get('x-agentmesh-cache')).toBe('miss')
   })
 
   it('per team: "billing" masks emails only, so its card goes upstream as it is', async () => {
-    const { response } = await gpt(main.url, 'billing').chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] }).withResponse()
+    const { response } = await gpt(main.url, 'billing')
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] })
+      .withResponse()
     expect(response.headers.get('x-agentmesh-masked')).toBe('email:1')
     const raw = mock.received.at(-1)!.raw
     expect(raw).not.toContain(EMAIL)
@@ -449,7 +674,10 @@ describe('masking through the proxy', () => {
   it('nothing unmasked in the cache store, the audit log (with content kept) or the events', async () => {
     // the open team's own requests hold its real values by design: only masked requests are checked
     // (and "billing" keeps its card by its own config: only its emails are checked)
-    const masked = (t: string) => new Set(events.filter((e) => e.type === 'pii_masked' && (e.data as any).team === t).map((e) => (e.data as any).id))
+    const masked = (t: string) =>
+      new Set(
+        events.filter((e) => e.type === 'pii_masked' && (e.data as any).team === t).map((e) => (e.data as any).id),
+      )
     const maskedIds = masked('eng')
     const billing = masked('billing')
     expect(maskedIds.size).toBeGreaterThan(5)
@@ -462,8 +690,13 @@ describe('masking through the proxy', () => {
         if (!v.includes('<EMAIL_1>')) continue
         cached++
         // (an entry of "billing", which keeps its card, holds <EMAIL_1> but no <CARD_1>)
-        for (const [placeholder, values] of [['<EMAIL_1>', [EMAIL, EMAIL2]], ['<CARD_1>', [CARD, '4539148803436467']], ['<IBAN_1>', [IBAN]]] as const) {
-          if (v.includes(placeholder)) for (const value of values) expect(v.includes(value), `storage ${key} holds ${value}`).toBe(false)
+        for (const [placeholder, values] of [
+          ['<EMAIL_1>', [EMAIL, EMAIL2]],
+          ['<CARD_1>', [CARD, '4539148803436467']],
+          ['<IBAN_1>', [IBAN]],
+        ] as const) {
+          if (v.includes(placeholder))
+            for (const value of values) expect(v.includes(value), `storage ${key} holds ${value}`).toBe(false)
         }
       }
     }
@@ -487,7 +720,8 @@ describe('masking through the proxy', () => {
       }
     }
     expect(audited).toBeGreaterThanOrEqual(maskedIds.size)
-    for (const e of events) if (maskedIds.has((e.data as any).id)) expectNoRealValues(`event ${e.type}`, JSON.stringify(e))
+    for (const e of events)
+      if (maskedIds.has((e.data as any).id)) expectNoRealValues(`event ${e.type}`, JSON.stringify(e))
     // (these requests log little or nothing even at debug: whatever is logged is checked)
     for (const line of logLines) expectNoRealValues('log line', line)
   })
@@ -502,7 +736,9 @@ describe('presets', () => {
     }
     const demo = (await resolveConfig({ preset: 'demo' })).plugins.find((p) => p.name === 'mask')
     expect(demo?.hooks).toBeUndefined()
-    const configured = (await resolveConfig({ preset: 'demo', plugins: [mask({ kinds: ['email'] })] })).plugins.filter((p) => p.name === 'mask')
+    const configured = (await resolveConfig({ preset: 'demo', plugins: [mask({ kinds: ['email'] })] })).plugins.filter(
+      (p) => p.name === 'mask',
+    )
     expect(configured.map((p) => p.options)).toEqual([{ kinds: ['email'], teams: {} }])
   })
 

@@ -21,16 +21,31 @@ const ask = (content: string) => ({ model: 'gpt-expensive', messages: [{ role: '
 let mock: MockUpstream
 
 function proxyFor(opts: ApprovalOptions, config: MeshConfig = {}): Promise<Proxy> {
-  return startProxy({ storage: { driver: 'memory' }, ...config, plugins: [dryRun(), approval({ adminToken: ADMIN, rules: RULE, ...opts }), openai({ baseURL: mock.url, apiKey: 'sk-test-openai' })] })
+  return startProxy({
+    storage: { driver: 'memory' },
+    ...config,
+    plugins: [
+      dryRun(),
+      approval({ adminToken: ADMIN, rules: RULE, ...opts }),
+      openai({ baseURL: mock.url, apiKey: 'sk-test-openai' }),
+    ],
+  })
 }
 
-const client = (p: Proxy, headers: Record<string, string> = {}) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'sk-client', maxRetries: 0, defaultHeaders: headers })
+const client = (p: Proxy, headers: Record<string, string> = {}) =>
+  new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'sk-client', maxRetries: 0, defaultHeaders: headers })
 const admin = (p: Proxy, path: string, body?: unknown) =>
-  fetch(`${p.url}/agentmesh/admin/approvals${path}`, { method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  fetch(`${p.url}/agentmesh/admin/approvals${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
 
 /** the approval id of a 403 approval_required */
 async function askFor(p: Proxy, content: string): Promise<string> {
-  const err = await client(p).chat.completions.create(ask(content)).catch((e) => e)
+  const err = await client(p)
+    .chat.completions.create(ask(content))
+    .catch((e) => e)
   expect(err.status).toBe(403)
   expect(err.error.type).toBe('approval_required')
   const id = err.headers.get('x-agentmesh-approval-id')
@@ -42,12 +57,19 @@ async function askFor(p: Proxy, content: string): Promise<string> {
 /** the real CLI, against the proxy's fs storage */
 function cli(args: string[], dataDir: string): Promise<{ code: number | null; out: string }> {
   const config = join(dataDir, 'agentmesh.config.ts')
-  writeFileSync(config, `import { approval } from ${JSON.stringify(join(ROOT, 'plugins/approval/index.ts'))}
+  writeFileSync(
+    config,
+    `import { approval } from ${JSON.stringify(join(ROOT, 'plugins/approval/index.ts'))}
 export default { extends: [], storage: { driver: 'fs' }, plugins: [approval({ rules: [{ models: ['*expensive*'] }] })] }
-`)
+`,
+  )
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
   for (const k of VENDOR_ENV) delete env[k]
-  const child = spawn(process.execPath, [join(ROOT, 'bin/agentmesh.mjs'), ...args, '--config', config, '--data-dir', dataDir], { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'bin/agentmesh.mjs'), ...args, '--config', config, '--data-dir', dataDir],
+    { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
   let out = ''
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (out += d))
@@ -69,7 +91,12 @@ describe('approval', () => {
       const calls = mock.received.length
       const id = await askFor(p, 'Summarise the repo.')
       expect(mock.received.length).toBe(calls)
-      expect(p.events.find((e) => e.type === 'approval_requested')?.data).toMatchObject({ approval: id, rule: 'expensive-models', model: 'gpt-expensive', mode: 'ask' })
+      expect(p.events.find((e) => e.type === 'approval_requested')?.data).toMatchObject({
+        approval: id,
+        rule: 'expensive-models',
+        model: 'gpt-expensive',
+        mode: 'ask',
+      })
       // requests no rule fires on are not touched
       await client(p).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'cheap' }] })
 
@@ -77,22 +104,32 @@ describe('approval', () => {
       expect(pending.approvals.map((a: any) => a.id)).toEqual([id])
       const decided = await admin(p, `/${id}/approve`, { note: 'fine for the release', by: 'alice' })
       expect(decided.status).toBe(200)
-      expect(p.events.find((e) => e.type === 'approval_granted')?.data).toMatchObject({ approval: id, by: 'alice', note: 'fine for the release' })
+      expect(p.events.find((e) => e.type === 'approval_granted')?.data).toMatchObject({
+        approval: id,
+        by: 'alice',
+        note: 'fine for the release',
+      })
 
       const ok = await client(p, { 'X-AgentMesh-Approval': id }).chat.completions.create(ask('Summarise the repo.'))
       expect(ok.choices[0]!.message.content).toMatch(/^mock answer to: Summarise the repo\./)
       expect(mock.received.length).toBe(calls + 2)
       // single use
-      const again = await client(p, { 'X-AgentMesh-Approval': id }).chat.completions.create(ask('Summarise the repo.')).catch((e) => e)
+      const again = await client(p, { 'X-AgentMesh-Approval': id })
+        .chat.completions.create(ask('Summarise the repo.'))
+        .catch((e) => e)
       expect(again.status).toBe(403)
       expect(again.error.type).toBe('approval_used')
       expect(mock.received.length).toBe(calls + 2)
       // denied ones say so
       const id2 = await askFor(p, 'Delete the branch.')
       expect((await admin(p, `/${id2}/deny`, {})).status).toBe(200)
-      const denied = await client(p, { 'X-AgentMesh-Approval': id2 }).chat.completions.create(ask('Delete the branch.')).catch((e) => e)
+      const denied = await client(p, { 'X-AgentMesh-Approval': id2 })
+        .chat.completions.create(ask('Delete the branch.'))
+        .catch((e) => e)
       expect(denied.error.type).toBe('approval_denied')
-      const bad = await client(p, { 'X-AgentMesh-Approval': 'apr_../../x' }).chat.completions.create(ask('x')).catch((e) => e)
+      const bad = await client(p, { 'X-AgentMesh-Approval': 'apr_../../x' })
+        .chat.completions.create(ask('x'))
+        .catch((e) => e)
       expect(bad.status).toBe(400)
     } finally {
       await p.close()
@@ -105,10 +142,14 @@ describe('approval', () => {
       const id = await askFor(p, 'Plan the migration.')
       await admin(p, `/${id}/approve`, {})
       const calls = mock.received.length
-      const other = await client(p, { 'X-AgentMesh-Approval': id }).chat.completions.create(ask('Plan the migration, and drop the old tables.')).catch((e) => e)
+      const other = await client(p, { 'X-AgentMesh-Approval': id })
+        .chat.completions.create(ask('Plan the migration, and drop the old tables.'))
+        .catch((e) => e)
       expect(other.status).toBe(403)
       expect(other.error.type).toBe('approval_mismatch')
-      const otherUser = await client(p, { 'X-AgentMesh-Approval': id, 'X-AgentMesh-User': 'mallory' }).chat.completions.create(ask('Plan the migration.')).catch((e) => e)
+      const otherUser = await client(p, { 'X-AgentMesh-Approval': id, 'X-AgentMesh-User': 'mallory' })
+        .chat.completions.create(ask('Plan the migration.'))
+        .catch((e) => e)
       expect(otherUser.error.type).toBe('approval_mismatch')
       expect(mock.received.length).toBe(calls)
       await client(p, { 'X-AgentMesh-Approval': id }).chat.completions.create(ask('Plan the migration.'))
@@ -137,7 +178,11 @@ describe('approval', () => {
       expect(data.choices[0]!.message.content).toMatch(/Rewrite the parser/)
       expect(mock.received.length).toBe(calls + 1)
       expect(Date.now() - started).toBeLessThan(60_000)
-      expect(p.events.find((e) => e.type === 'approval_granted')?.data).toMatchObject({ approval: id, note: 'go ahead', by: expect.stringMatching(/^cli:/) })
+      expect(p.events.find((e) => e.type === 'approval_granted')?.data).toMatchObject({
+        approval: id,
+        note: 'go ahead',
+        by: expect.stringMatching(/^cli:/),
+      })
     } finally {
       await p.close()
     }
@@ -146,7 +191,9 @@ describe('approval', () => {
   it('hold: nobody decides within holdSeconds: 403 approval_timeout with the id to approve later', async () => {
     const p = await proxyFor({ mode: 'hold', holdSeconds: 0.3, pollMs: 50 })
     try {
-      const err = await client(p).chat.completions.create(ask('Wait for me.')).catch((e) => e)
+      const err = await client(p)
+        .chat.completions.create(ask('Wait for me.'))
+        .catch((e) => e)
       expect(err.status).toBe(403)
       expect(err.error.type).toBe('approval_timeout')
       expect(err.headers.get('x-agentmesh-approval-id')).toMatch(/^apr_/)
@@ -172,7 +219,11 @@ describe('approval', () => {
   })
 
   it('two proxies on one redis-server: asked on one, approved and used on the other, once', async () => {
-    const storage = { driver: 'redis' as const, url: inject('redisUrl'), prefix: `approval-${process.pid}-${Date.now()}` }
+    const storage = {
+      driver: 'redis' as const,
+      url: inject('redisUrl'),
+      prefix: `approval-${process.pid}-${Date.now()}`,
+    }
     const a = await proxyFor({}, { storage })
     const b = await proxyFor({}, { storage })
     try {
@@ -180,7 +231,9 @@ describe('approval', () => {
       expect((await (await admin(b, '')).json()).approvals.map((x: any) => x.id)).toEqual([id])
       await admin(b, `/${id}/approve`, {})
       await client(b, { 'X-AgentMesh-Approval': id }).chat.completions.create(ask('Refactor everything.'))
-      const again = await client(a, { 'X-AgentMesh-Approval': id }).chat.completions.create(ask('Refactor everything.')).catch((e) => e)
+      const again = await client(a, { 'X-AgentMesh-Approval': id })
+        .chat.completions.create(ask('Refactor everything.'))
+        .catch((e) => e)
       expect(again.error.type).toBe('approval_used')
     } finally {
       await a.close()
@@ -189,11 +242,24 @@ describe('approval', () => {
   })
 
   it('approval.approveOverUsd (what --approve-over sets) adds an ask rule on the estimated cost', async () => {
-    const p = await startProxy({ approval: { approveOverUsd: 0.001 }, plugins: [approval({ adminToken: ADMIN }), openai({ baseURL: mock.url, apiKey: 'sk-test-openai' })] } as MeshConfig)
+    const p = await startProxy({
+      approval: { approveOverUsd: 0.001 },
+      plugins: [approval({ adminToken: ADMIN }), openai({ baseURL: mock.url, apiKey: 'sk-test-openai' })],
+    } as MeshConfig)
     try {
-      const cheap = await client(p).chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] })
+      const cheap = await client(p).chat.completions.create({
+        model: 'gpt-4o-mini',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
       expect(cheap.choices[0]!.message.content).toMatch(/^mock answer/)
-      const err = await client(p).chat.completions.create({ model: 'gpt-4o', max_tokens: 4000, messages: [{ role: 'user', content: 'a long essay' }] }).catch((e) => e)
+      const err = await client(p)
+        .chat.completions.create({
+          model: 'gpt-4o',
+          max_tokens: 4000,
+          messages: [{ role: 'user', content: 'a long essay' }],
+        })
+        .catch((e) => e)
       expect(err.error.type).toBe('approval_required')
       expect(err.message).toMatch(/rule "approve-over-0.001" \(estimated cost up to \$0\.04\d+ is over \$0\.001\)/)
     } finally {
@@ -204,9 +270,13 @@ describe('approval', () => {
   it('a dry run says the rule would hold it, and asks nobody', async () => {
     const p = await proxyFor({ mode: 'hold' })
     try {
-      const { data, response } = await client(p, { 'X-AgentMesh-Dry-Run': 'true' }).chat.completions.create(ask('Just looking.')).withResponse()
+      const { data, response } = await client(p, { 'X-AgentMesh-Dry-Run': 'true' })
+        .chat.completions.create(ask('Just looking.'))
+        .withResponse()
       expect(response.headers.get('x-agentmesh-would-hold')).toBe('approval approval_required')
-      expect(data.choices[0]!.message.content).toMatch(/^Preview: this request would be held by approval .*rule "expensive-models"/)
+      expect(data.choices[0]!.message.content).toMatch(
+        /^Preview: this request would be held by approval .*rule "expensive-models"/,
+      )
       expect((await (await admin(p, '?all=1')).json()).approvals).toEqual([])
       expect(p.events.some((e) => e.type === 'approval_requested')).toBe(false)
     } finally {

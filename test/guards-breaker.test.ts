@@ -12,29 +12,53 @@ import { clearVendorEnv, startProxy, type Proxy } from './helpers/core-harness.t
 import { startLoopUpstream, type LoopUpstream } from './helpers/loop-upstream.ts'
 
 const ADMIN = 'breaker-admin-token-0123456'
-const TOOLS: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'read_file', parameters: { type: 'object', properties: { path: { type: 'string' } } } } }]
+const TOOLS: OpenAI.ChatCompletionTool[] = [
+  {
+    type: 'function',
+    function: { name: 'read_file', parameters: { type: 'object', properties: { path: { type: 'string' } } } },
+  },
+]
 
-function proxyFor(up: LoopUpstream, opts: BreakerOptions = {}, storage: MeshConfig['storage'] = { driver: 'memory' }): Promise<Proxy> {
+function proxyFor(
+  up: LoopUpstream,
+  opts: BreakerOptions = {},
+  storage: MeshConfig['storage'] = { driver: 'memory' },
+): Promise<Proxy> {
   return startProxy({
     storage,
-    plugins: [breaker({ adminToken: ADMIN, ...opts }), openai({ baseURL: up.url, apiKey: 'sk-test-openai' }), anthropic({ baseURL: up.url, apiKey: 'sk-ant-test' })],
+    plugins: [
+      breaker({ adminToken: ADMIN, ...opts }),
+      openai({ baseURL: up.url, apiKey: 'sk-test-openai' }),
+      anthropic({ baseURL: up.url, apiKey: 'sk-ant-test' }),
+    ],
   })
 }
 
-const client = (p: Proxy, headers: Record<string, string> = {}) => new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'sk-client', maxRetries: 0, defaultHeaders: headers })
+const client = (p: Proxy, headers: Record<string, string> = {}) =>
+  new OpenAI({ baseURL: `${p.url}/v1`, apiKey: 'sk-client', maxRetries: 0, defaultHeaders: headers })
 
 /** An agent that runs each tool call it is given and sends the transcript back, until refused. */
 async function openaiAgent(p: Proxy, turns: number, headers: Record<string, string> = {}) {
   const c = client(p, headers)
-  const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'system', content: 'You are a coding agent.' }, { role: 'user', content: 'Fix the failing test.' }]
+  const messages: OpenAI.ChatCompletionMessageParam[] = [
+    { role: 'system', content: 'You are a coding agent.' },
+    { role: 'user', content: 'Fix the failing test.' },
+  ]
   const seen: Array<{ runId: string | null; calls: string | null; cost: string | null }> = []
   for (let i = 0; i < turns; i++) {
     try {
-      const { data, response } = await c.chat.completions.create({ model: 'gpt-4o-mini', messages, tools: TOOLS }).withResponse()
-      seen.push({ runId: response.headers.get('x-agentmesh-run-id'), calls: response.headers.get('x-agentmesh-run-calls'), cost: response.headers.get('x-agentmesh-run-cost-usd') })
+      const { data, response } = await c.chat.completions
+        .create({ model: 'gpt-4o-mini', messages, tools: TOOLS })
+        .withResponse()
+      seen.push({
+        runId: response.headers.get('x-agentmesh-run-id'),
+        calls: response.headers.get('x-agentmesh-run-calls'),
+        cost: response.headers.get('x-agentmesh-run-cost-usd'),
+      })
       const msg = data.choices[0]!.message
       messages.push({ role: 'assistant', content: msg.content, tool_calls: msg.tool_calls })
-      for (const t of msg.tool_calls ?? []) messages.push({ role: 'tool', tool_call_id: t.id, content: 'file contents' })
+      for (const t of msg.tool_calls ?? [])
+        messages.push({ role: 'tool', tool_call_id: t.id, content: 'file contents' })
     } catch (err) {
       return { seen, error: err as InstanceType<typeof OpenAI.APIError>, messages }
     }
@@ -65,19 +89,35 @@ describe('breaker', () => {
       expect(Number(seen[4]!.cost)).toBeGreaterThan(0)
       expect(error?.headers?.get('x-agentmesh-run-id')).toBe(seen[0]!.runId)
       // tripped: even a request without the loop in it gets the same answer, and the vendor nothing
-      const again = await client(p).chat.completions.create({ model: 'gpt-4o-mini', messages: messages.slice(0, 2) }).catch((e) => e)
+      const again = await client(p)
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: messages.slice(0, 2) })
+        .catch((e) => e)
       expect(again.status).toBe(429)
       expect(up.calls).toBe(5)
       const tripped = p.events.filter((e) => e.type === 'run_tripped')
       expect(tripped).toHaveLength(1)
-      expect(tripped[0]!.data).toMatchObject({ run: seen[0]!.runId, type: 'agent_loop_detected', limit: 'toolCallRepeats' })
+      expect(tripped[0]!.data).toMatchObject({
+        run: seen[0]!.runId,
+        type: 'agent_loop_detected',
+        limit: 'toolCallRepeats',
+      })
 
       // the admin API lists it and resets it: a fresh budget, the loop so far forgiven
-      const list = await (await fetch(`${p.url}/agentmesh/admin/runs`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()
-      expect(list.runs[0]).toMatchObject({ run: seen[0]!.runId, tripped: { type: 'agent_loop_detected', limit: 'toolCallRepeats' } })
-      const reset = await fetch(`${p.url}/agentmesh/admin/runs/${seen[0]!.runId}/reset`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })
+      const list = await (
+        await fetch(`${p.url}/agentmesh/admin/runs`, { headers: { authorization: `Bearer ${ADMIN}` } })
+      ).json()
+      expect(list.runs[0]).toMatchObject({
+        run: seen[0]!.runId,
+        tripped: { type: 'agent_loop_detected', limit: 'toolCallRepeats' },
+      })
+      const reset = await fetch(`${p.url}/agentmesh/admin/runs/${seen[0]!.runId}/reset`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}` },
+      })
       expect(reset.status).toBe(200)
-      const after = await client(p).chat.completions.create({ model: 'gpt-4o-mini', messages, tools: TOOLS }).withResponse()
+      const after = await client(p)
+        .chat.completions.create({ model: 'gpt-4o-mini', messages, tools: TOOLS })
+        .withResponse()
       expect(after.response.headers.get('x-agentmesh-run-calls')).toBe('1')
       expect(up.calls).toBe(6)
     } finally {
@@ -90,14 +130,33 @@ describe('breaker', () => {
     const up = await startLoopUpstream()
     const p = await proxyFor(up, { loops: { toolCallRepeats: 3 } })
     try {
-      const c = new Anthropic({ baseURL: p.url, apiKey: 'sk-ant-client', maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Run-Id': 'job-42' } })
+      const c = new Anthropic({
+        baseURL: p.url,
+        apiKey: 'sk-ant-client',
+        maxRetries: 0,
+        defaultHeaders: { 'X-AgentMesh-Run-Id': 'job-42' },
+      })
       const messages: Anthropic.MessageParam[] = [{ role: 'user', content: 'Refactor utils.' }]
       let error: any
       for (let i = 0; i < 8 && !error; i++) {
         try {
-          const msg = await c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 256, messages, tools: [{ name: 'read_file', input_schema: { type: 'object' } }] })
+          const msg = await c.messages.create({
+            model: 'claude-haiku-4-5',
+            max_tokens: 256,
+            messages,
+            tools: [{ name: 'read_file', input_schema: { type: 'object' } }],
+          })
           messages.push({ role: 'assistant', content: msg.content })
-          messages.push({ role: 'user', content: msg.content.filter((b) => b.type === 'tool_use').map((b) => ({ type: 'tool_result' as const, tool_use_id: (b as Anthropic.ToolUseBlock).id, content: 'ok' })) })
+          messages.push({
+            role: 'user',
+            content: msg.content
+              .filter((b) => b.type === 'tool_use')
+              .map((b) => ({
+                type: 'tool_result' as const,
+                tool_use_id: (b as Anthropic.ToolUseBlock).id,
+                content: 'ok',
+              })),
+          })
         } catch (err) {
           error = err
         }
@@ -132,7 +191,9 @@ describe('breaker', () => {
     const up = await startLoopUpstream()
     const p = await proxyFor(up)
     try {
-      const err = await client(p, { 'X-AgentMesh-Run-Id': 'a b/../c' }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e)
+      const err = await client(p, { 'X-AgentMesh-Run-Id': 'a b/../c' })
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+        .catch((e) => e)
       expect(err.status).toBe(400)
       expect(err.error.type).toBe('invalid_request_error')
       expect(up.calls).toBe(0)
@@ -144,19 +205,37 @@ describe('breaker', () => {
 
   it('two proxies on one redis-server stop one run at the shared limit of 10 calls', async () => {
     const up = await startLoopUpstream({ args: (n) => ({ path: `f${n}` }), delayMs: 50 })
-    const storage = { driver: 'redis' as const, url: inject('redisUrl'), prefix: `breaker-${process.pid}-${Date.now()}` }
+    const storage = {
+      driver: 'redis' as const,
+      url: inject('redisUrl'),
+      prefix: `breaker-${process.pid}-${Date.now()}`,
+    }
     const a = await proxyFor(up, { limits: { calls: 10 } }, storage)
     const b = await proxyFor(up, { limits: { calls: 10 } }, storage)
     try {
-      const clients = [client(a, { 'X-AgentMesh-Run-Id': 'shared-run' }), client(b, { 'X-AgentMesh-Run-Id': 'shared-run' })]
-      const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
-        clients[i % 2]!.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `step ${i}` }] }).then(() => 'ok', (e) => `${e.status} ${e.error?.type}`)))
+      const clients = [
+        client(a, { 'X-AgentMesh-Run-Id': 'shared-run' }),
+        client(b, { 'X-AgentMesh-Run-Id': 'shared-run' }),
+      ]
+      const results = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          clients[i % 2]!.chat.completions.create({
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: `step ${i}` }],
+          }).then(
+            () => 'ok',
+            (e) => `${e.status} ${e.error?.type}`,
+          ),
+        ),
+      )
       expect(results.filter((r) => r === 'ok')).toHaveLength(10)
       expect(results.filter((r) => r === '429 run_budget_exceeded')).toHaveLength(20)
       expect(up.calls).toBe(10)
       // both instances see the run tripped, with the limit named
       for (const p of [a, b]) {
-        const err = await client(p, { 'X-AgentMesh-Run-Id': 'shared-run' }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'more' }] }).catch((e) => e)
+        const err = await client(p, { 'X-AgentMesh-Run-Id': 'shared-run' })
+          .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'more' }] })
+          .catch((e) => e)
         expect(err.status).toBe(429)
         expect(err.message).toMatch(/run shared-run .*10 of its 10 calls \(limit: calls\)/)
       }
@@ -168,4 +247,3 @@ describe('breaker', () => {
     }
   })
 })
-

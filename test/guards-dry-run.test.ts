@@ -38,11 +38,20 @@ function requestEntries(): any[] {
 }
 
 const state = async () => ({
-  usage: { ...(await (await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: auth })).json()), generatedAt: undefined },
+  usage: {
+    ...(await (await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: auth })).json()),
+    generatedAt: undefined,
+  },
   runs: await (await fetch(`${proxy.url}/agentmesh/admin/runs`, { headers: auth })).json(),
 })
 
-const oa = (headers: Record<string, string> = {}) => new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Team': 'eng', ...headers } })
+const oa = (headers: Record<string, string> = {}) =>
+  new OpenAI({
+    baseURL: `${proxy.url}/v1`,
+    apiKey: 'sk-client',
+    maxRetries: 0,
+    defaultHeaders: { 'X-AgentMesh-Team': 'eng', ...headers },
+  })
 
 describe('dry-run', () => {
   beforeAll(async () => {
@@ -51,9 +60,15 @@ describe('dry-run', () => {
     auditDir = tempDir('agentmesh-dry-audit-')
     proxy = await startProxy({
       plugins: [
-        dryRun(), breaker({ adminToken: ADMIN }), quota({ adminToken: ADMIN, limits: { teams: { eng: { tokensPerDay: 20_000 }, tiny: { tokensPerDay: 10 } } } }),
-        normalise(), exactCache(), audit({ dir: auditDir, checkpointSeconds: 0 }),
-        openai({ baseURL: mock.url, apiKey: 'sk-test-openai' }), anthropic({ baseURL: mock.url, apiKey: 'sk-ant-test' }), google({ baseURL: mock.url, apiKey: 'AIza-test' }),
+        dryRun(),
+        breaker({ adminToken: ADMIN }),
+        quota({ adminToken: ADMIN, limits: { teams: { eng: { tokensPerDay: 20_000 }, tiny: { tokensPerDay: 10 } } } }),
+        normalise(),
+        exactCache(),
+        audit({ dir: auditDir, checkpointSeconds: 0 }),
+        openai({ baseURL: mock.url, apiKey: 'sk-test-openai' }),
+        anthropic({ baseURL: mock.url, apiKey: 'sk-ant-test' }),
+        google({ baseURL: mock.url, apiKey: 'AIza-test' }),
       ],
     })
   })
@@ -65,7 +80,9 @@ describe('dry-run', () => {
   it('previews a call without reaching the vendor, counting, reserving or caching anything; one audit entry of its own', async () => {
     const before = await state()
     const entries = requestEntries().length
-    const { data, response } = await oa(DRY).chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES }).withResponse()
+    const { data, response } = await oa(DRY)
+      .chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES })
+      .withResponse()
     expect(response.status).toBe(200)
     expect(data.choices[0]!.message.content).toMatch(/^Preview: this request would go to openai as gpt-4o-mini\./)
     expect(data.choices[0]!.message.content).toMatch(/up to 50 output tokens/)
@@ -90,7 +107,9 @@ describe('dry-run', () => {
     expect(proxy.events.filter((e) => e.type === 'llm_call')).toHaveLength(0)
 
     // the real call then goes upstream once, as if no preview had been made (not a cache hit)
-    const real = await oa().chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES }).withResponse()
+    const real = await oa()
+      .chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES })
+      .withResponse()
     expect(real.response.headers.get('x-agentmesh-cache')).toBe('miss')
     expect(mock.received).toHaveLength(1)
   })
@@ -99,12 +118,16 @@ describe('dry-run', () => {
     await until(() => requestEntries().length >= 2, 'the real call audited')
     const before = await state()
     const entries = requestEntries().length
-    const { data, response } = await oa(DRY).chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES }).withResponse()
+    const { data, response } = await oa(DRY)
+      .chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES })
+      .withResponse()
     expect(response.headers.get('x-agentmesh-cache')).toBe('exact')
     expect(Number(response.headers.get('x-agentmesh-tokens-saved'))).toBeGreaterThan(0)
     expect(response.headers.get('x-agentmesh-tokens')).toBe('0')
     expect(response.headers.get('x-agentmesh-would')).toBe('cache')
-    expect(data.choices[0]!.message.content).toMatch(/^Preview: this request would be answered from the exact cache, saving \d+ tokens/)
+    expect(data.choices[0]!.message.content).toMatch(
+      /^Preview: this request would be answered from the exact cache, saving \d+ tokens/,
+    )
     expect(mock.received).toHaveLength(1)
     expect(await state()).toEqual(before)
     await until(() => requestEntries().length === entries + 1, 'the preview audit entry')
@@ -116,7 +139,11 @@ describe('dry-run', () => {
 
   it('streams the preview to an Anthropic SDK client that asked to stream', async () => {
     const c = new Anthropic({ baseURL: proxy.url, apiKey: 'sk-ant-client', maxRetries: 0, defaultHeaders: DRY })
-    const stream = c.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Stream me something.' }] })
+    const stream = c.messages.stream({
+      model: 'claude-haiku-4-5',
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'Stream me something.' }],
+    })
     let text = ''
     stream.on('text', (t) => (text += t))
     const final = await stream.finalMessage()
@@ -127,32 +154,59 @@ describe('dry-run', () => {
 
   it('names the guard that would refuse it, still answering 200 and still spending nothing', async () => {
     const before = await state()
-    const { data, response } = await oa({ ...DRY, 'X-AgentMesh-Team': 'tiny' }).chat.completions.create({ model: 'gpt-4o-mini', messages: MESSAGES }).withResponse()
+    const { data, response } = await oa({ ...DRY, 'X-AgentMesh-Team': 'tiny' })
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: MESSAGES })
+      .withResponse()
     expect(response.status).toBe(200)
     expect(response.headers.get('x-agentmesh-would-block')).toBe('quota 429 quota_exceeded')
     expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
-    expect(data.choices[0]!.message.content).toMatch(/^Preview: this request would be refused by quota \(429 quota_exceeded\): quota exceeded: team "tiny"/)
+    expect(data.choices[0]!.message.content).toMatch(
+      /^Preview: this request would be refused by quota \(429 quota_exceeded\): quota exceeded: team "tiny"/,
+    )
     expect(mock.received).toHaveLength(1)
     expect(await state()).toEqual(before)
     expect(proxy.events.filter((e) => e.type === 'quota_block')).toEqual([])
   })
 
-  it('POST /agentmesh/preview: any protocol\'s body, answered as JSON', async () => {
-    const a = await postJson(`${proxy.url}/agentmesh/preview`, { model: 'claude-haiku-4-5', max_tokens: 100, system: 'Be brief.', messages: [{ role: 'user', content: 'Hello' }] }, { 'x-agentmesh-team': 'eng' })
+  it("POST /agentmesh/preview: any protocol's body, answered as JSON", async () => {
+    const a = await postJson(
+      `${proxy.url}/agentmesh/preview`,
+      {
+        model: 'claude-haiku-4-5',
+        max_tokens: 100,
+        system: 'Be brief.',
+        messages: [{ role: 'user', content: 'Hello' }],
+      },
+      { 'x-agentmesh-team': 'eng' },
+    )
     expect(a.status).toBe(200)
     const pa = await a.json()
-    expect(pa).toMatchObject({ dryRun: true, protocol: 'anthropic', outcome: 'vendor', route: { vendor: 'anthropic', model: 'claude-haiku-4-5' }, cache: { status: 'miss' }, estimate: { maxOutputTokens: 100 }, guards: [] })
+    expect(pa).toMatchObject({
+      dryRun: true,
+      protocol: 'anthropic',
+      outcome: 'vendor',
+      route: { vendor: 'anthropic', model: 'claude-haiku-4-5' },
+      cache: { status: 'miss' },
+      estimate: { maxOutputTokens: 100 },
+      guards: [],
+    })
     expect(pa.text).toMatch(/^Preview: /)
     expect(pa.headers['x-agentmesh-dry-run']).toBe('true')
     expect(pa.headers['x-agentmesh-quota-pct']).toMatch(/^\d+\.\d$/)
     expect(a.headers.get('x-agentmesh-cache')).toBe('miss')
 
-    const g = await postJson(`${proxy.url}/agentmesh/preview?model=gemini-2.5-flash`, { contents: [{ role: 'user', parts: [{ text: 'Hi' }] }] })
+    const g = await postJson(`${proxy.url}/agentmesh/preview?model=gemini-2.5-flash`, {
+      contents: [{ role: 'user', parts: [{ text: 'Hi' }] }],
+    })
     expect(g.status).toBe(200)
     expect(await g.json()).toMatchObject({ protocol: 'gemini', route: { vendor: 'google', model: 'gemini-2.5-flash' } })
 
     // another user of the team (for the one who just got the hit, the same request again is a retry)
-    const o = await postJson(`${proxy.url}/agentmesh/preview`, { model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES, stream: true }, { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'bob' })
+    const o = await postJson(
+      `${proxy.url}/agentmesh/preview`,
+      { model: 'gpt-4o-mini', max_tokens: 50, messages: MESSAGES, stream: true },
+      { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'bob' },
+    )
     expect(await o.json()).toMatchObject({ protocol: 'openai', outcome: 'cache', cache: { status: 'exact' } })
 
     const bad = await postJson(`${proxy.url}/agentmesh/preview`, { hello: 1 })
@@ -163,11 +217,12 @@ describe('dry-run', () => {
     expect(mock.received).toHaveLength(1)
   })
 
-  it('refuses a malformed X-AgentMesh-Dry-Run value in the client\'s protocol, without calling the vendor', async () => {
-    const err = await oa({ 'X-AgentMesh-Dry-Run': 'maybe' }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'other' }] }).catch((e) => e)
+  it("refuses a malformed X-AgentMesh-Dry-Run value in the client's protocol, without calling the vendor", async () => {
+    const err = await oa({ 'X-AgentMesh-Dry-Run': 'maybe' })
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'other' }] })
+      .catch((e) => e)
     expect(err.status).toBe(400)
     expect(err.error.message).toMatch(/x-agentmesh-dry-run must be true or false/)
     expect(mock.received).toHaveLength(1)
   })
 })
-

@@ -28,19 +28,38 @@ function mockAndProxy(opts?: Parameters<typeof startMockAndProxy>[0]): { mock: M
 }
 
 const OA = (model: string, stream = false) => ({ model, stream, messages: [{ role: 'user', content: 'hi' }] })
-const AN = (model: string, stream = false) => ({ model, stream, max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] })
+const AN = (model: string, stream = false) => ({
+  model,
+  stream,
+  max_tokens: 20,
+  messages: [{ role: 'user', content: 'hi' }],
+})
 const GE = { contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }
 
 /** A request with raw bytes in the path, which fetch() would normalise or refuse. */
-function rawPost(url: string, path: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function rawPost(
+  url: string,
+  path: string,
+  body: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   const u = new URL(url)
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: 'POST', path, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c) => (text += c))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }))
-    })
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        method: 'POST',
+        path,
+        headers: { 'content-type': 'application/json', ...headers },
+      },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (c) => (text += c))
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }))
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -50,7 +69,11 @@ describe('model names that are not valid header text', () => {
   const s = mockAndProxy()
 
   // before the fix each of these, streamed, threw ERR_INVALID_CHAR out of the stream path and ended the process
-  for (const [label, model] of [['euro sign', 'gpt-4o-€'], ['CJK', 'gpt-模型'], ['lone surrogate', 'gpt-\ud800x']] as const) {
+  for (const [label, model] of [
+    ['euro sign', 'gpt-4o-€'],
+    ['CJK', 'gpt-模型'],
+    ['lone surrogate', 'gpt-\ud800x'],
+  ] as const) {
     it(`${label}: answered, streamed and not, with the model percent-encoded in X-AgentMesh-Model`, async () => {
       for (const stream of [false, true]) {
         const res = await postJson(s.proxy.url + '/v1/chat/completions', OA(model, stream))
@@ -86,7 +109,7 @@ describe('model names that are not valid header text', () => {
     expect(res.status).toBe(400)
   })
 
-  it('malformed paths answer in the client protocol, not in h3\'s own shape', async () => {
+  it("malformed paths answer in the client protocol, not in h3's own shape", async () => {
     const root = await fetch(s.proxy.url + '/%')
     expect(root.status).toBe(400)
     expect((await root.json()).error).toMatchObject({ type: 'invalid_request_error' })
@@ -112,16 +135,27 @@ describe('bodies the proxy reads', () => {
   it('JSON nested 5,000 deep is a 400 in each protocol, and the audit log has the entry', async () => {
     // as text: building it as an object would overflow the test's own JSON.stringify
     const deep = '{"a":['.repeat(5000) + '{}' + ']}'.repeat(5000)
-    const oa = await postJson(proxy.url + '/v1/chat/completions', JSON.stringify({ ...OA('gpt-4o-mini'), tools: '@' }).replace('"@"', `[{"type":"function","function":{"name":"f","parameters":${deep}}}]`))
+    const oa = await postJson(
+      proxy.url + '/v1/chat/completions',
+      JSON.stringify({ ...OA('gpt-4o-mini'), tools: '@' }).replace(
+        '"@"',
+        `[{"type":"function","function":{"name":"f","parameters":${deep}}}]`,
+      ),
+    )
     expect(oa.status).toBe(400)
     const oaBody = await oa.json()
     expect(oaBody.error.message).toMatch(/nests deeper than 128 levels/)
-    const an = await postJson(proxy.url + '/v1/messages', JSON.stringify({ ...AN('claude-haiku-4-5'), tools: '@' }).replace('"@"', `[{"name":"f","input_schema":${deep}}]`))
+    const an = await postJson(
+      proxy.url + '/v1/messages',
+      JSON.stringify({ ...AN('claude-haiku-4-5'), tools: '@' }).replace('"@"', `[{"name":"f","input_schema":${deep}}]`),
+    )
     expect(an.status).toBe(400)
     expect((await an.json()).type).toBe('error')
     const ids = [oa.headers.get('x-agentmesh-request-id'), an.headers.get('x-agentmesh-request-id')]
     await proxy.close()
-    const lines = readdirSync(auditDir).filter((f) => f.endsWith('.jsonl')).flatMap((f) => readFileSync(join(auditDir, f), 'utf8').split('\n').filter(Boolean))
+    const lines = readdirSync(auditDir)
+      .filter((f) => f.endsWith('.jsonl'))
+      .flatMap((f) => readFileSync(join(auditDir, f), 'utf8').split('\n').filter(Boolean))
     const entries = lines.map((l) => JSON.parse(l)).filter((e) => ids.includes(e.id))
     expect(entries.map((e) => e.status)).toEqual([400, 400])
   })
@@ -142,15 +176,31 @@ describe('wrongly typed fields are refused before anything goes upstream', () =>
     ['openai stream a string', '/v1/chat/completions', { ...OA('gpt-4o-mini'), stream: 'yes' }],
     ['openai temperature a string', '/v1/chat/completions', { ...OA('gpt-4o-mini'), temperature: 'hot' }],
     ['openai tools an object', '/v1/chat/completions', { ...OA('gpt-4o-mini'), tools: { a: 1 } }],
-    ['openai text part without text', '/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'text', text: 5 }] }] }],
+    [
+      'openai text part without text',
+      '/v1/chat/completions',
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'text', text: 5 }] }] },
+    ],
     ['openai model a number', '/v1/chat/completions', { model: 5, messages: [{ role: 'user', content: 'x' }] }],
-    ['anthropic messages an object', '/v1/messages', { model: 'claude-haiku-4-5', max_tokens: 5, messages: { role: 'user' } }],
+    [
+      'anthropic messages an object',
+      '/v1/messages',
+      { model: 'claude-haiku-4-5', max_tokens: 5, messages: { role: 'user' } },
+    ],
     ['anthropic max_tokens a string', '/v1/messages', { ...AN('claude-haiku-4-5'), max_tokens: '5' }],
     ['anthropic stream a number', '/v1/messages', { ...AN('claude-haiku-4-5'), stream: 1 }],
     ['anthropic system a number', '/v1/messages', { ...AN('claude-haiku-4-5'), system: 42 }],
     ['gemini contents a string', '/v1beta/models/gemini-2.5-flash:generateContent', { contents: 'x' }],
-    ['gemini role a number', '/v1beta/models/gemini-2.5-flash:generateContent', { contents: [{ role: 1, parts: [{ text: 'x' }] }] }],
-    ['gemini temperature a string', '/v1beta/models/gemini-2.5-flash:generateContent', { ...GE, generationConfig: { temperature: 'warm' } }],
+    [
+      'gemini role a number',
+      '/v1beta/models/gemini-2.5-flash:generateContent',
+      { contents: [{ role: 1, parts: [{ text: 'x' }] }] },
+    ],
+    [
+      'gemini temperature a string',
+      '/v1beta/models/gemini-2.5-flash:generateContent',
+      { ...GE, generationConfig: { temperature: 'warm' } },
+    ],
   ]
   for (const [label, path, body] of cases) {
     it(label, async () => {
@@ -158,7 +208,8 @@ describe('wrongly typed fields are refused before anything goes upstream', () =>
       const res = await postJson(s.proxy.url + path, body)
       expect(res.status).toBe(400)
       const json = await res.json()
-      if (path.startsWith('/v1/messages')) expect(json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
+      if (path.startsWith('/v1/messages'))
+        expect(json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
       else if (path.startsWith('/v1beta')) expect(json.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
       else expect(json.error.type).toBe('invalid_request_error')
       expect(s.mock.received.length).toBe(before)
@@ -182,18 +233,35 @@ describe('incomplete upstream answers', () => {
   const s = mockAndProxy()
 
   const streams: Array<[string, string, unknown, (events: Array<{ event?: string; data: string }>) => void]> = [
-    ['openai', '/v1/chat/completions', OA('gpt-4o-mini', true), (ev) => expect(JSON.parse(ev.at(-1)!.data).error.type).toBe('upstream_stream_error')],
-    ['anthropic', '/v1/messages', AN('claude-haiku-4-5', true), (ev) => {
-      expect(ev.at(-1)!.event).toBe('error')
-      expect(JSON.parse(ev.at(-1)!.data)).toMatchObject({ type: 'error', error: { type: 'upstream_stream_error' } })
-    }],
-    ['gemini', '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', GE, (ev) => expect(JSON.parse(ev.at(-1)!.data).error).toMatchObject({ code: 502 })],
+    [
+      'openai',
+      '/v1/chat/completions',
+      OA('gpt-4o-mini', true),
+      (ev) => expect(JSON.parse(ev.at(-1)!.data).error.type).toBe('upstream_stream_error'),
+    ],
+    [
+      'anthropic',
+      '/v1/messages',
+      AN('claude-haiku-4-5', true),
+      (ev) => {
+        expect(ev.at(-1)!.event).toBe('error')
+        expect(JSON.parse(ev.at(-1)!.data)).toMatchObject({ type: 'error', error: { type: 'upstream_stream_error' } })
+      },
+    ],
+    [
+      'gemini',
+      '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+      GE,
+      (ev) => expect(JSON.parse(ev.at(-1)!.data).error).toMatchObject({ code: 502 }),
+    ],
   ]
   for (const [protocol, path, body, lastIsError] of streams) {
     it(`${protocol}: a stream that ends cleanly without its final event ends with the protocol's error event`, async () => {
       s.mock.behaviour = { endAfterEvents: 2 }
       const seen: string[] = []
-      const off = s.proxy.instance.mesh.on((e) => { if (e.type === 'error' || e.type === 'llm_call') seen.push(e.type) })
+      const off = s.proxy.instance.mesh.on((e) => {
+        if (e.type === 'error' || e.type === 'llm_call') seen.push(e.type)
+      })
       try {
         const res = await postJson(s.proxy.url + path, body)
         expect(res.status).toBe(200)
@@ -218,8 +286,12 @@ describe('incomplete upstream answers', () => {
     })
   }
 
-  it('a 200 whose body is not the protocol\'s JSON is a 502 in the client protocol', async () => {
-    for (const okBody of [{ body: '<html>captive portal</html>', contentType: 'text/html' }, { body: '{"hello":"world"}', contentType: 'application/json' }, { body: 'data: {"partial":true}\n\n', contentType: 'text/event-stream' }]) {
+  it("a 200 whose body is not the protocol's JSON is a 502 in the client protocol", async () => {
+    for (const okBody of [
+      { body: '<html>captive portal</html>', contentType: 'text/html' },
+      { body: '{"hello":"world"}', contentType: 'application/json' },
+      { body: 'data: {"partial":true}\n\n', contentType: 'text/event-stream' },
+    ]) {
       s.mock.behaviour = { okBody }
       try {
         const oa = await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'))
@@ -248,15 +320,26 @@ describe('trust boundaries', () => {
     expect(evil.status).toBe(403)
     expect(JSON.parse(evil.body).error.message).toMatch(/allowedHosts/)
     expect(s.mock.received.length).toBe(before)
-    for (const host of ['localhost:8080', '127.0.0.1', '[::1]:8080', '10.1.2.3:8080', 's.proxy.corp.example', 'a.mesh.example', 'app.localhost']) {
+    for (const host of [
+      'localhost:8080',
+      '127.0.0.1',
+      '[::1]:8080',
+      '10.1.2.3:8080',
+      's.proxy.corp.example',
+      'a.mesh.example',
+      'app.localhost',
+    ]) {
       expect((await rawPost(s.proxy.url, '/v1/chat/completions', body, { host })).status, host).toBe(200)
     }
     const events = await new Promise<number>((resolve) => {
       const u = new URL(s.proxy.url)
-      httpRequest({ host: u.hostname, port: u.port, path: '/agentmesh/events', headers: { host: 'attacker.example' } }, (res) => {
-        resolve(res.statusCode!)
-        res.destroy()
-      }).end()
+      httpRequest(
+        { host: u.hostname, port: u.port, path: '/agentmesh/events', headers: { host: 'attacker.example' } },
+        (res) => {
+          resolve(res.statusCode!)
+          res.destroy()
+        },
+      ).end()
     })
     expect(events).toBe(403)
   })
@@ -264,20 +347,34 @@ describe('trust boundaries', () => {
   it('an LLM call that is not JSON (a form or text/plain, what a page can send without asking) is a 415, and not sent upstream', async () => {
     const before = s.mock.received.length
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
-      const res = await fetch(s.proxy.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify(OA('gpt-4o-mini')) })
+      const res = await fetch(s.proxy.url + '/v1/chat/completions', {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: JSON.stringify(OA('gpt-4o-mini')),
+      })
       expect(res.status).toBe(415)
       expect((await res.json()).error.message).toMatch(/application\/json/)
     }
-    const none = await rawPost(s.proxy.url, '/v1/messages', JSON.stringify(AN('claude-haiku-4-5')), { 'content-type': '' })
+    const none = await rawPost(s.proxy.url, '/v1/messages', JSON.stringify(AN('claude-haiku-4-5')), {
+      'content-type': '',
+    })
     expect(none.status).toBe(415)
     expect(JSON.parse(none.body).type).toBe('error')
-    expect((await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'content-type': 'application/json; charset=utf-8' })).status).toBe(200)
+    expect(
+      (
+        await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), {
+          'content-type': 'application/json; charset=utf-8',
+        })
+      ).status,
+    ).toBe(200)
     expect(s.mock.received.length).toBe(before + 1)
   })
 
   it('a cross-site page is refused before anything is spent; the events stream is not readable from it', async () => {
     const before = s.mock.received.length
-    const res = await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'https://evil.example' })
+    const res = await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), {
+      origin: 'https://evil.example',
+    })
     expect(res.status).toBe(403)
     const ev = await fetch(s.proxy.url + '/agentmesh/events', { headers: { origin: 'https://evil.example' } })
     expect(ev.status).toBe(403)
@@ -288,7 +385,9 @@ describe('trust boundaries', () => {
 
   it('Origin: null (a sandboxed frame on any site) is refused by default and under solo; demo and team allow it for the extension', async () => {
     const before = s.mock.received.length
-    expect((await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'null' })).status).toBe(403)
+    expect((await postJson(s.proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { origin: 'null' })).status).toBe(
+      403,
+    )
     expect(s.mock.received.length).toBe(before)
     const origins = async (preset: string) => (await resolveConfig({ preset })).cors.origins
     expect(await origins('solo')).not.toContain('null')
@@ -307,9 +406,16 @@ describe('team: keys and events', () => {
   beforeAll(async () => {
     process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
     const dataDir = tempDir()
-    ;({ mock, proxy } = await startMockAndProxy({ keys: false, config: { preset: 'team', dataDir, storage: { driver: 'fs' }, plugins: [virtualKeys({ required: true })] } }))
+    ;({ mock, proxy } = await startMockAndProxy({
+      keys: false,
+      config: { preset: 'team', dataDir, storage: { driver: 'fs' }, plugins: [virtualKeys({ required: true })] },
+    }))
     const create = async (team: string) => {
-      const res = await postJson(proxy.url + '/agentmesh/admin/keys', { team, user: 'u' }, { authorization: `Bearer ${ADMIN}` })
+      const res = await postJson(
+        proxy.url + '/agentmesh/admin/keys',
+        { team, user: 'u' },
+        { authorization: `Bearer ${ADMIN}` },
+      )
       expect(res.status).toBe(201)
       return (await res.json()).key as string
     }
@@ -322,8 +428,11 @@ describe('team: keys and events', () => {
     await mock.close()
   })
 
-  it('never forwards the client\'s own vendor key: with none configured the vendor answers 503 naming the key', async () => {
-    const res = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), { 'x-api-key': keyEng, authorization: 'Bearer sk-client-own-key-123456' })
+  it("never forwards the client's own vendor key: with none configured the vendor answers 503 naming the key", async () => {
+    const res = await postJson(proxy.url + '/v1/chat/completions', OA('gpt-4o-mini'), {
+      'x-api-key': keyEng,
+      authorization: 'Bearer sk-client-own-key-123456',
+    })
     expect(res.status).toBe(503)
     const body = await res.json()
     expect(body.error.type).toBe('vendor_key_missing')
@@ -331,7 +440,7 @@ describe('team: keys and events', () => {
     expect(mock.received.some((r) => JSON.stringify(r.headers).includes('sk-client-own'))).toBe(false)
   })
 
-  it('count_tokens needs a key like any call (the vendor count would run on the operator\'s key)', async () => {
+  it("count_tokens needs a key like any call (the vendor count would run on the operator's key)", async () => {
     const body = { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'how many tokens is this?' }] }
     const anon = await postJson(proxy.url + '/v1/messages/count_tokens', body)
     expect(anon.status).toBe(401)
@@ -346,7 +455,10 @@ describe('team: keys and events', () => {
     expect(anon.status).toBe(401)
     const readEvents = async (auth: string) => {
       const ac = new AbortController()
-      const res = await fetch(proxy.url + '/agentmesh/events?types=request,response,error', { headers: { authorization: `Bearer ${auth}` }, signal: ac.signal })
+      const res = await fetch(proxy.url + '/agentmesh/events?types=request,response,error', {
+        headers: { authorization: `Bearer ${auth}` },
+        signal: ac.signal,
+      })
       expect(res.status).toBe(200)
       const reader = res.body!.getReader()
       let text = ''
@@ -357,9 +469,17 @@ describe('team: keys and events', () => {
             if (done) break
             text += new TextDecoder().decode(value)
           }
-        } catch { /* aborted */ }
+        } catch {
+          /* aborted */
+        }
       })()
-      return { stop: async () => { ac.abort(); await pump; return sseEvents(text).map((e) => JSON.parse(e.data)) } }
+      return {
+        stop: async () => {
+          ac.abort()
+          await pump
+          return sseEvents(text).map((e) => JSON.parse(e.data))
+        },
+      }
     }
     const admin = await readEvents(ADMIN)
     const eng = await readEvents(keyEng)
@@ -368,7 +488,8 @@ describe('team: keys and events', () => {
     await new Promise((r) => setTimeout(r, 100))
     const all = await admin.stop()
     const mine = await eng.stop()
-    const teams = (list: any[]) => [...new Set(list.filter((e) => e.type === 'request').map((e) => e.data.identity.team))].sort()
+    const teams = (list: any[]) =>
+      [...new Set(list.filter((e) => e.type === 'request').map((e) => e.data.identity.team))].sort()
     expect(teams(all)).toEqual(['eng', 'ops'])
     expect(teams(mine)).toEqual(['eng'])
     // the error event of the ops request (503: no vendor key) is not shown to eng
@@ -392,11 +513,16 @@ describe('what Node would answer by itself', () => {
       socket.on('error', reject)
     })
 
-  it('a header value with a control character: a 400 in the path\'s protocol, with the request id', async () => {
-    const res = await raw('POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-agentmesh-tool: a\u0001b\r\ncontent-length: 2\r\n\r\n{}')
+  it("a header value with a control character: a 400 in the path's protocol, with the request id", async () => {
+    const res = await raw(
+      'POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-agentmesh-tool: a\u0001b\r\ncontent-length: 2\r\n\r\n{}',
+    )
     expect(res).toMatch(/^HTTP\/1\.1 400 /)
     expect(res).toMatch(/x-agentmesh-request-id: [0-9a-f-]{36}/)
-    expect(JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4))).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
+    expect(JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error' },
+    })
   })
 
   it('CONNECT: a 405, not a dropped connection', async () => {
@@ -407,11 +533,13 @@ describe('what Node would answer by itself', () => {
 
   it('HTTP/1.1 without Host reaches the app and is answered by it', async () => {
     const body = JSON.stringify(OA('gpt-4o-mini'))
-    const res = await raw(`POST /v1/chat/completions HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    const res = await raw(
+      `POST /v1/chat/completions HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    )
     expect(res).toMatch(/^HTTP\/1\.1 200 /)
   })
 
-  it('unknown routes answer in the path\'s protocol; plugins\' routes carry the request id', async () => {
+  it("unknown routes answer in the path's protocol; plugins' routes carry the request id", async () => {
     await s.proxy.close()
     await s.mock.close()
     Object.assign(s, await startMockAndProxy({ config: { plugins: [virtualKeys()] } }))
@@ -431,7 +559,12 @@ describe('what the fuzzer found last', () => {
   const s = mockAndProxy()
 
   it('a tool schema with a null property is counted, not a 500', async () => {
-    const res = await postJson(s.proxy.url + '/v1/chat/completions', { ...OA('gpt-4o-mini'), tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { city: null } } } }] })
+    const res = await postJson(s.proxy.url + '/v1/chat/completions', {
+      ...OA('gpt-4o-mini'),
+      tools: [
+        { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { city: null } } } },
+      ],
+    })
     expect(res.status).toBe(200)
   })
 
@@ -439,7 +572,17 @@ describe('what the fuzzer found last', () => {
     const counter = s.proxy.instance.mesh.tokens
     const data = ('a'.repeat(511) + '.').repeat(2000)
     const started = performance.now()
-    counter.estimateInput({ model: 'claude-haiku-4-5', system: '', messages: [{ role: 'user', text: 'hi', extra: data }], params: {}, stream: false, hasImages: true }, 'claude-haiku-4-5')
+    counter.estimateInput(
+      {
+        model: 'claude-haiku-4-5',
+        system: '',
+        messages: [{ role: 'user', text: 'hi', extra: data }],
+        params: {},
+        stream: false,
+        hasImages: true,
+      },
+      'claude-haiku-4-5',
+    )
     // quadratic took 0.6 s for this 1 MB; linear is a few ms (bound generous for a loaded machine)
     expect(performance.now() - started).toBeLessThan(300)
   })
@@ -448,7 +591,12 @@ describe('what the fuzzer found last', () => {
     const events = await fetch(s.proxy.url + '/agentmesh/events')
     expect(events.headers.get('x-agentmesh-request-id')).toMatch(/^[0-9a-f-]{36}$/)
     await events.body?.cancel()
-    for (const res of [await fetch(s.proxy.url + '/agentmesh/health'), await fetch(s.proxy.url + '/health'), await fetch(s.proxy.url + '/agentmesh/ready'), await fetch(s.proxy.url + '/v1/models', { method: 'OPTIONS' })]) {
+    for (const res of [
+      await fetch(s.proxy.url + '/agentmesh/health'),
+      await fetch(s.proxy.url + '/health'),
+      await fetch(s.proxy.url + '/agentmesh/ready'),
+      await fetch(s.proxy.url + '/v1/models', { method: 'OPTIONS' }),
+    ]) {
       expect(res.headers.get('x-agentmesh-request-id')).toMatch(/^[0-9a-f-]{36}$/)
       await res.text()
     }
@@ -457,7 +605,11 @@ describe('what the fuzzer found last', () => {
   it('junk after a request on the same connection: the request still gets its answer', async () => {
     const body = JSON.stringify(AN('claude-haiku-4-5'))
     const out = await new Promise<string>((resolve, reject) => {
-      const socket = connect(s.proxy.port, '127.0.0.1', () => socket.write(`POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}garbage\r\n\r\n`))
+      const socket = connect(s.proxy.port, '127.0.0.1', () =>
+        socket.write(
+          `POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}garbage\r\n\r\n`,
+        ),
+      )
       let text = ''
       socket.on('data', (d) => (text += d))
       socket.on('close', () => resolve(text))

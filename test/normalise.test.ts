@@ -52,7 +52,18 @@ describe('normaliseText: what must survive', () => {
   })
 
   it('never turns non-empty input into empty output', () => {
-    for (const s of ['Please.', 'please', 'You are a helpful assistant.', 'You are an expert software engineer.', 'Thanks!', 'Could you please', '**', '## ', 'I need you to', 'Hi, please, thanks.']) {
+    for (const s of [
+      'Please.',
+      'please',
+      'You are a helpful assistant.',
+      'You are an expert software engineer.',
+      'Thanks!',
+      'Could you please',
+      '**',
+      '## ',
+      'I need you to',
+      'Hi, please, thanks.',
+    ]) {
       const out = n(s)
       expect(out.trim(), JSON.stringify(s)).not.toBe('')
     }
@@ -68,7 +79,11 @@ describe('normaliseText: what must merge', () => {
     ['filler want', 'I want you to write a haiku about autumn.', 'Write a haiku about autumn.'],
     ['markdown emphasis', 'Explain **event sourcing** in _one_ paragraph', 'Explain event sourcing in one paragraph'],
     ['markdown heading and list', '## Task\n\n- list three uses of Redis', 'Task list three uses of Redis'],
-    ['british spelling', 'Optimise the colour palette and analyse the behaviour', 'Optimize the color palette and analyze the behavior'],
+    [
+      'british spelling',
+      'Optimise the colour palette and analyse the behaviour',
+      'Optimize the color palette and analyze the behavior',
+    ],
     ['dates', 'What happened on June 13, 2026?', 'What happened on 2026-06-13?'],
     ['day-month dates', 'What happened on 13th June 2026?', 'What happened on 13/06/2026?'],
     ['thousands', 'Is 10,000 a lot?', 'Is 10000 a lot?'],
@@ -76,7 +91,11 @@ describe('normaliseText: what must merge', () => {
     ['case and spaces', 'What   IS\n the  Answer?', 'what is the answer?'],
     ['capitals for emphasis', 'Do NOT use ALWAYS-ON caching', 'Do not use always-on caching'],
     ['curly quotes', 'Say \u201CHello\u201D', 'Say "Hello"'],
-    ['code parameter names', 'def login(user, pwd): return db.q(user)', 'def login(username, password): return db.q(username)'],
+    [
+      'code parameter names',
+      'def login(user, pwd): return db.q(user)',
+      'def login(username, password): return db.q(username)',
+    ],
     ['code parameter spacing', 'def add(a,b): return a+b', 'def add(x, y): return x+y'],
   ])('%s', (_name, a, b) => {
     expect(n(a)).toBe(n(b))
@@ -109,10 +128,12 @@ describe('normaliseText: each step can be switched off', () => {
 
 describe('canonicaliseCode', () => {
   it('renames parameters consistently, outside strings, not attributes or keyword names', () => {
-    expect(canonicaliseCode("def f(name): return self.name + g(name=name) + f'{name}' + 'name'"))
-      .toBe("def f(arg0): return self.name + g(name=arg0) + f'{arg0}' + 'name'")
-    expect(canonicaliseCode('function add(a, b) { return `${a}+b` + a + b }'))
-      .toBe('function add(arg0, arg1) { return `${arg0}+b` + arg0 + arg1 }')
+    expect(canonicaliseCode("def f(name): return self.name + g(name=name) + f'{name}' + 'name'")).toBe(
+      "def f(arg0): return self.name + g(name=arg0) + f'{arg0}' + 'name'",
+    )
+    expect(canonicaliseCode('function add(a, b) { return `${a}+b` + a + b }')).toBe(
+      'function add(arg0, arg1) { return `${arg0}+b` + arg0 + arg1 }',
+    )
   })
   it('leaves code that already uses argN names alone (renaming could merge two programs)', () => {
     expect(canonicaliseCode('def f(x, arg0): return x')).toBe('def f(x, arg0): return x')
@@ -130,7 +151,15 @@ describe('canonicaliseCode', () => {
 describe('normaliseText on hostile input', () => {
   // these took minutes with unbounded patterns (quadratic backtracking); bounded spans keep them linear
   it('finishes on pathological markdown, identifiers and code', { timeout: 20_000 }, () => {
-    const inputs = ['**a '.repeat(20000), '[a]('.repeat(30000), '``x'.repeat(30000), 'a-'.repeat(100000), '# ' + ' #'.repeat(50000) + 'x', 'def f(x): x '.repeat(5000), "'a ".repeat(50000)]
+    const inputs = [
+      '**a '.repeat(20000),
+      '[a]('.repeat(30000),
+      '``x'.repeat(30000),
+      'a-'.repeat(100000),
+      '# ' + ' #'.repeat(50000) + 'x',
+      'def f(x): x '.repeat(5000),
+      "'a ".repeat(50000),
+    ]
     for (const s of inputs) expect(normaliseText(s, { maxChars: 1e7 }).length).toBeGreaterThan(0)
   })
   it('texts over maxChars only get lowercase and whitespace collapse', () => {
@@ -158,8 +187,12 @@ describe('normalise plugin', () => {
         definePlugin({
           name: 'spy',
           hooks: {
-            cacheLookup(ctx) { seen = ctx },
-            route(ctx) { upstreamBody = ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody },
+            cacheLookup(ctx) {
+              seen = ctx
+            },
+            route(ctx) {
+              upstreamBody = ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody
+            },
           },
         }),
         demo(),
@@ -176,7 +209,13 @@ describe('normalise plugin', () => {
       ],
     }
     const raw = JSON.stringify(body)
-    const res = await mesh.fetch(new Request('http://x/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw }))
+    const res = await mesh.fetch(
+      new Request('http://x/v1/messages', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: raw,
+      }),
+    )
     expect(res.status).toBe(200)
     expect(seen!.normalised).toEqual({
       system: 'answer in british english.',

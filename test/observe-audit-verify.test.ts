@@ -8,7 +8,11 @@ import { audit, listLogFiles } from '../plugins/audit/index.ts'
 import { clearVendorEnv, startProxy, type Proxy } from './helpers/core-harness.ts'
 
 const ADMIN = 'audit-verify-admin-token-0123456789'
-const verify = (proxy: Proxy, token?: string) => fetch(`${proxy.url}/agentmesh/admin/audit/verify`, { method: 'POST', headers: token ? { authorization: `Bearer ${token}` } : {} })
+const verify = (proxy: Proxy, token?: string) =>
+  fetch(`${proxy.url}/agentmesh/admin/audit/verify`, {
+    method: 'POST',
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  })
 
 describe('POST /agentmesh/admin/audit/verify', () => {
   let proxy: Proxy
@@ -27,12 +31,23 @@ describe('POST /agentmesh/admin/audit/verify', () => {
     expect((await verify(proxy, 'wrong-token-wrong-token-0000')).status).toBe(401)
   })
 
-  it('answers OK with the entries and checkpoints, then FAIL with the problem after an edit', { timeout: 60_000 }, async () => {
+  it('answers OK with the entries and checkpoints, then FAIL with the problem after an edit', {
+    timeout: 60_000,
+  }, async () => {
     const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', maxRetries: 0 })
-    for (const q of ['one', 'two', 'three']) await c.chat.completions.create({ model: 'demo-fast', max_tokens: 10, messages: [{ role: 'user', content: q }] })
+    for (const q of ['one', 'two', 'three'])
+      await c.chat.completions.create({ model: 'demo-fast', max_tokens: 10, messages: [{ role: 'user', content: q }] })
     // the checkpoint timer signs the three entries within 0.2 s of the last one
     let r: any
-    await expect.poll(async () => { r = await (await verify(proxy, ADMIN)).json(); return r.unsignedTail }, { timeout: 20_000 }).toBe(0)
+    await expect
+      .poll(
+        async () => {
+          r = await (await verify(proxy, ADMIN)).json()
+          return r.unsignedTail
+        },
+        { timeout: 20_000 },
+      )
+      .toBe(0)
     expect(r).toMatchObject({ ok: true, entries: 3, problem: null })
     expect(r.checkpoints).toBeGreaterThanOrEqual(1)
     expect(r.lastCheckpoint.seq).toBeGreaterThan(3)

@@ -20,8 +20,10 @@ const ADMIN = 'dashboard-admin-token-0123456789'
 const ARTIFACTS = join(import.meta.dirname, 'artifacts', 'dashboard')
 const VIEWS = ['overview', 'teams', 'requests', 'keys', 'audit'] as const
 
-const client = (proxy: Proxy, headers: Record<string, string>, apiKey = 'sk-client') => new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey, maxRetries: 0, defaultHeaders: headers })
-const ask = (c: OpenAI, content: string, model = 'gpt-4o-mini') => c.chat.completions.create({ model, max_tokens: 20, messages: [{ role: 'user', content }] })
+const client = (proxy: Proxy, headers: Record<string, string>, apiKey = 'sk-client') =>
+  new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey, maxRetries: 0, defaultHeaders: headers })
+const ask = (c: OpenAI, content: string, model = 'gpt-4o-mini') =>
+  c.chat.completions.create({ model, max_tokens: 20, messages: [{ role: 'user', content }] })
 
 let browser: Browser
 beforeAll(async () => {
@@ -32,14 +34,20 @@ afterAll(async () => {
   await browser?.close()
 })
 
-async function open(proxy: Proxy, width: number, token?: string, colorScheme: 'light' | 'dark' = 'light'): Promise<Page> {
+async function open(
+  proxy: Proxy,
+  width: number,
+  token?: string,
+  colorScheme: 'light' | 'dark' = 'light',
+): Promise<Page> {
   const context = await browser.newContext({ viewport: { width, height: 900 }, colorScheme })
   if (token) await context.addInitScript((t) => sessionStorage.setItem('agentmesh.token', t), token)
   const page = await context.newPage()
   const errors: string[] = []
   page.on('pageerror', (err) => errors.push(err.message))
   if (process.env.DEBUG_DASHBOARD) page.on('console', (m) => console.log('[page]', m.text()))
-  if (process.env.DEBUG_DASHBOARD) page.on('requestfailed', (r) => console.log('[failed]', r.url(), r.failure()?.errorText))
+  if (process.env.DEBUG_DASHBOARD)
+    page.on('requestfailed', (r) => console.log('[failed]', r.url(), r.failure()?.errorText))
   if (process.env.DEBUG_DASHBOARD) page.on('response', (r) => console.log('[resp]', r.status(), r.url()))
   await page.goto(`${proxy.url}/agentmesh/`)
   ;(page as any).errors = errors
@@ -52,7 +60,15 @@ describe('dashboard (solo: open events, loopback)', () => {
   beforeAll(async () => {
     clearVendorEnv()
     process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
-    ;({ mock, proxy } = await startMockAndProxy({ features: true, config: { plugins: [approval({ mode: 'hold', holdSeconds: 30, rules: [{ name: 'pricey', models: ['*expensive*'] }] }), dashboard()] } }))
+    ;({ mock, proxy } = await startMockAndProxy({
+      features: true,
+      config: {
+        plugins: [
+          approval({ mode: 'hold', holdSeconds: 30, rules: [{ name: 'pricey', models: ['*expensive*'] }] }),
+          dashboard(),
+        ],
+      },
+    }))
   })
   afterAll(async () => {
     delete process.env.AGENTMESH_ADMIN_TOKEN
@@ -67,8 +83,16 @@ describe('dashboard (solo: open events, loopback)', () => {
     const eng = client(proxy, { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-User': 'ana' })
     await ask(eng, 'what is a fox')
     await ask(eng, 'what is a fox') // exact cache hit
-    const s = await eng.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'stream please' }] })
-    for await (const _ of s) { /* drain */ }
+    const s = await eng.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 20,
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'stream please' }],
+    })
+    for await (const _ of s) {
+      /* drain */
+    }
     await ask(client(proxy, { 'X-AgentMesh-Team': 'ops', 'X-AgentMesh-User': 'bo' }), 'ops question')
     await page.locator('table.requests tbody tr').nth(3).waitFor()
     expect(await page.locator('table.requests tbody tr').count()).toBe(4)
@@ -84,10 +108,16 @@ describe('dashboard (solo: open events, loopback)', () => {
 
     // overview: today's totals are the usage API's
     await page.click('[data-view="overview"]')
-    const usage = await (await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()
+    const usage = await (
+      await fetch(`${proxy.url}/agentmesh/admin/usage`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    ).json()
     const day = usage.scopes.find((x: any) => x.scope === 'global').day
-    await expect.poll(() => page.locator('[data-metric="day-requests"] .v').textContent()).toBe(day.requests.toLocaleString('en-US'))
-    await expect.poll(() => page.locator('[data-metric="day-tokens"] .v').textContent()).toBe(day.tokens.toLocaleString('en-US'))
+    await expect
+      .poll(() => page.locator('[data-metric="day-requests"] .v').textContent())
+      .toBe(day.requests.toLocaleString('en-US'))
+    await expect
+      .poll(() => page.locator('[data-metric="day-tokens"] .v').textContent())
+      .toBe(day.tokens.toLocaleString('en-US'))
     expect(await page.locator('[data-metric="hit-exact"] .v').textContent()).toMatch(/%$/)
 
     // teams and budgets
@@ -109,10 +139,17 @@ describe('dashboard (solo: open events, loopback)', () => {
     // verify now: the proxy checks its log; the page shows what the admin API answers
     await page.click('button[data-action="verify"]')
     await page.locator('dl[data-verify="ok"]').waitFor({ timeout: 30_000 })
-    const verified = await (await fetch(`${proxy.url}/agentmesh/admin/audit/verify`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json()
+    const verified = await (
+      await fetch(`${proxy.url}/agentmesh/admin/audit/verify`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}` },
+      })
+    ).json()
     expect(verified.ok).toBe(true)
     expect(verified.entries).toBeGreaterThanOrEqual(5)
-    expect(await page.locator('dl[data-verify] [data-field="entries"]').textContent()).toMatch(new RegExp(`^${verified.entries.toLocaleString('en-US')}( |$)`))
+    expect(await page.locator('dl[data-verify] [data-field="entries"]').textContent()).toMatch(
+      new RegExp(`^${verified.entries.toLocaleString('en-US')}( |$)`),
+    )
     expect(await page.locator('dl[data-verify] [data-field="checkpoints"]').textContent()).toMatch(/^\d+$/)
     expect((page as any).errors).toEqual([])
 
@@ -124,7 +161,9 @@ describe('dashboard (solo: open events, loopback)', () => {
     await page.context().close()
   })
 
-  it('open events: the page works without a token, and the header signs in for the admin views', { timeout: 90_000 }, async () => {
+  it('open events: the page works without a token, and the header signs in for the admin views', {
+    timeout: 90_000,
+  }, async () => {
     for (const width of [390, 1280]) {
       const page = await open(proxy, width)
       await page.locator('[data-connected="true"]').waitFor({ timeout: 30_000 })
@@ -161,14 +200,21 @@ describe('dashboard (solo: open events, loopback)', () => {
   })
 })
 
-describe('dashboard: one request\'s route, guards and audit entry', () => {
-  it('joins the route, guard and approval events to the request by id, with no prompt text', { timeout: 120_000 }, async () => {
+describe("dashboard: one request's route, guards and audit entry", () => {
+  it('joins the route, guard and approval events to the request by id, with no prompt text', {
+    timeout: 120_000,
+  }, async () => {
     clearVendorEnv()
     process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
-    const { mock, proxy } = await startMockAndProxy({ features: true, config: { plugins: [
-      router({ rules: [{ name: 'eng-on-mini', match: { team: 'eng' }, model: 'gpt-4o-mini' }] }),
-      approval({ mode: 'hold', holdSeconds: 30, rules: [{ name: 'pricey', models: ['*expensive*'] }] }),
-    ] } })
+    const { mock, proxy } = await startMockAndProxy({
+      features: true,
+      config: {
+        plugins: [
+          router({ rules: [{ name: 'eng-on-mini', match: { team: 'eng' }, model: 'gpt-4o-mini' }] }),
+          approval({ mode: 'hold', holdSeconds: 30, rules: [{ name: 'pricey', models: ['*expensive*'] }] }),
+        ],
+      },
+    })
     try {
       const page = await open(proxy, 1280, ADMIN)
       await page.locator('[data-connected="true"]').waitFor({ timeout: 30_000 })
@@ -182,25 +228,58 @@ describe('dashboard: one request\'s route, guards and audit entry', () => {
       const held = ask(ops, 'costly question', 'gpt-4o-expensive')
       const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }
       let pending: any[] = []
-      await expect.poll(async () => { pending = (await (await fetch(`${proxy.url}/agentmesh/admin/approvals`, { headers: admin })).json()).approvals; return pending.length }, { timeout: 20_000 }).toBe(1)
-      expect((await fetch(`${proxy.url}/agentmesh/admin/approvals/${pending[0].id}/approve`, { method: 'POST', headers: admin, body: '{}' })).status).toBe(200)
+      await expect
+        .poll(
+          async () => {
+            pending = (await (await fetch(`${proxy.url}/agentmesh/admin/approvals`, { headers: admin })).json())
+              .approvals
+            return pending.length
+          },
+          { timeout: 20_000 },
+        )
+        .toBe(1)
+      expect(
+        (
+          await fetch(`${proxy.url}/agentmesh/admin/approvals/${pending[0].id}/approve`, {
+            method: 'POST',
+            headers: admin,
+            body: '{}',
+          })
+        ).status,
+      ).toBe(200)
       await held
 
       await page.locator('table.requests tbody tr').nth(1).waitFor({ timeout: 30_000 })
-      const engId = (proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'eng')!.data as any).id as string
+      const engId = (
+        proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'eng')!.data as any
+      ).id as string
       await page.locator(`table.requests tr[data-id="${engId}"]`).click()
       const detail = page.locator('section.detail')
-      await expect.poll(() => detail.locator('[data-field="route"]').textContent(), { timeout: 20_000 }).toContain('gpt-4o → openai/gpt-4o-mini')
+      await expect
+        .poll(() => detail.locator('[data-field="route"]').textContent(), { timeout: 20_000 })
+        .toContain('gpt-4o → openai/gpt-4o-mini')
       expect(await detail.locator('[data-field="route"]').textContent()).toContain('eng-on-mini')
       const guards = await detail.locator('[data-field="guards"] li').allTextContents()
-      expect(guards.some((g) => /^secrets redacted: aws\S*×1 in messages\[0\]/.test(g)), guards.join(' | ')).toBe(true)
-      expect(guards.some((g) => g.startsWith('personal data masked: email×1')), guards.join(' | ')).toBe(true)
+      expect(
+        guards.some((g) => /^secrets redacted: aws\S*×1 in messages\[0\]/.test(g)),
+        guards.join(' | '),
+      ).toBe(true)
+      expect(
+        guards.some((g) => g.startsWith('personal data masked: email×1')),
+        guards.join(' | '),
+      ).toBe(true)
       expect(await detail.locator('[data-field="audit"]').textContent()).toContain(engId)
 
-      const opsId = (proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'ops')!.data as any).id as string
+      const opsId = (
+        proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'ops')!.data as any
+      ).id as string
       await page.locator(`table.requests tr[data-id="${opsId}"]`).click()
-      await expect.poll(() => detail.locator('[data-field="guards"]').textContent(), { timeout: 20_000 }).toContain('approval granted by')
-      expect(await detail.locator('[data-field="guards"]').textContent()).toContain(`approval ${pending[0].id} asked (rule pricey, hold)`)
+      await expect
+        .poll(() => detail.locator('[data-field="guards"]').textContent(), { timeout: 20_000 })
+        .toContain('approval granted by')
+      expect(await detail.locator('[data-field="guards"]').textContent()).toContain(
+        `approval ${pending[0].id} asked (rule pricey, hold)`,
+      )
       expect(await detail.locator('[data-field="route"]').textContent()).toContain('the requested model')
 
       // kinds and counts only: neither the secret, the email nor the prompt is on the page
@@ -240,9 +319,24 @@ describe('dashboard (team: authenticated events)', () => {
   it('asks for a token; a virtual key sees its own team only', async () => {
     clearVendorEnv()
     process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
-    const { mock, proxy } = await startMockAndProxy({ config: { events: { access: 'authenticated' }, trustIdentityHeaders: false, plugins: [virtualKeys({ required: true }), dashboard()] } })
+    const { mock, proxy } = await startMockAndProxy({
+      config: {
+        events: { access: 'authenticated' },
+        trustIdentityHeaders: false,
+        plugins: [virtualKeys({ required: true }), dashboard()],
+      },
+    })
     try {
-      const mk = async (team: string) => (await (await fetch(`${proxy.url}/agentmesh/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ team, user: `${team}-user` }) })).json()).key as string
+      const mk = async (team: string) =>
+        (
+          await (
+            await fetch(`${proxy.url}/agentmesh/admin/keys`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ team, user: `${team}-user` }),
+            })
+          ).json()
+        ).key as string
       const engKey = await mk('eng')
       const opsKey = await mk('ops')
       const page = await open(proxy, 1280)

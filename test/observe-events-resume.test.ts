@@ -6,7 +6,11 @@ import { EventBus } from '../core/events.ts'
 import { postJson, sseEvents, startCoreProxy, type Proxy } from './helpers/core-harness.ts'
 
 /** read the stream until `enough` holds for the events so far (or 10 s), then hang up */
-async function readUntil(url: string, enough: (events: Array<{ id: number; type: string }>) => boolean, headers: Record<string, string> = {}): Promise<Array<{ id: number; type: string }>> {
+async function readUntil(
+  url: string,
+  enough: (events: Array<{ id: number; type: string }>) => boolean,
+  headers: Record<string, string> = {},
+): Promise<Array<{ id: number; type: string }>> {
   const ac = new AbortController()
   const res = await fetch(url, { headers, signal: ac.signal })
   const reader = res.body!.getReader()
@@ -27,18 +31,31 @@ async function readUntil(url: string, enough: (events: Array<{ id: number; type:
   return events
 }
 
-const responses = (n: number) => (events: Array<{ type: string }>) => events.filter((e) => e.type === 'response').length >= n
+const responses = (n: number) => (events: Array<{ type: string }>) =>
+  events.filter((e) => e.type === 'response').length >= n
 
-const ask = (proxy: Proxy, text: string) => postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: text }] }, { 'x-agentmesh-team': 'eng' })
+const ask = (proxy: Proxy, text: string) =>
+  postJson(
+    `${proxy.url}/v1/chat/completions`,
+    { model: 'gpt-4o-mini', messages: [{ role: 'user', content: text }] },
+    { 'x-agentmesh-team': 'eng' },
+  )
 
 describe('event stream: ids and resume', () => {
   let proxy: Proxy
-  beforeAll(async () => { proxy = await startCoreProxy() })
-  afterAll(async () => { await proxy?.close() })
+  beforeAll(async () => {
+    proxy = await startCoreProxy()
+  })
+  afterAll(async () => {
+    await proxy?.close()
+  })
 
   it('replays what a dropped client missed, in order, with no gap and no repeat', async () => {
     let opened = false
-    const first = readUntil(`${proxy.url}/agentmesh/events`, (events) => { opened = true; return responses(1)(events) })
+    const first = readUntil(`${proxy.url}/agentmesh/events`, (events) => {
+      opened = true
+      return responses(1)(events)
+    })
     while (!opened) await new Promise((r) => setTimeout(r, 10))
     await (await ask(proxy, 'one')).text()
     const seen = await first
@@ -55,7 +72,14 @@ describe('event stream: ids and resume', () => {
     expect(all[0]!.id).toBe(seen[0]!.id)
     expect(all.map((e) => e.id)).toEqual([...seen, ...resumed].map((e) => e.id))
     // a malformed id is ignored, not an error
-    expect((await fetch(`${proxy.url}/agentmesh/events`, { headers: { 'last-event-id': 'x' }, signal: AbortSignal.timeout(200) }).catch(() => ({ status: 200 }))).status).toBe(200)
+    expect(
+      (
+        await fetch(`${proxy.url}/agentmesh/events`, {
+          headers: { 'last-event-id': 'x' },
+          signal: AbortSignal.timeout(200),
+        }).catch(() => ({ status: 200 }))
+      ).status,
+    ).toBe(200)
   })
 
   it('keeps a bounded ring: the oldest events go first', () => {

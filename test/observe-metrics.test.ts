@@ -17,19 +17,34 @@ function sample(text: string, name: string, labels: Record<string, string>): num
   let total = 0
   for (const line of text.split('\n')) {
     if (!line.startsWith(name + '{') && line !== name && !line.startsWith(name + ' ')) continue
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.slice(line.lastIndexOf(' ') + 1))
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      total += Number(line.slice(line.lastIndexOf(' ') + 1))
   }
   return total
 }
 
-const client = (proxy: Proxy, team: string, user = 'ana') => new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client-secret-do-not-leak', maxRetries: 0, defaultHeaders: { 'X-AgentMesh-Team': team, 'X-AgentMesh-User': user } })
+const client = (proxy: Proxy, team: string, user = 'ana') =>
+  new OpenAI({
+    baseURL: `${proxy.url}/v1`,
+    apiKey: 'sk-client-secret-do-not-leak',
+    maxRetries: 0,
+    defaultHeaders: { 'X-AgentMesh-Team': team, 'X-AgentMesh-User': user },
+  })
 
 describe('metrics: /metrics in Prometheus text format', () => {
   let mock: MockUpstream
   let proxy: Proxy
   beforeAll(async () => {
     clearVendorEnv()
-    ;({ mock, proxy } = await startMockAndProxy({ config: { plugins: [quota({ limits: { teams: { tiny: { tokensPerDay: 1 } } } }), exactCache(), metrics({ labelLimits: { user: 3 } })] } }))
+    ;({ mock, proxy } = await startMockAndProxy({
+      config: {
+        plugins: [
+          quota({ limits: { teams: { tiny: { tokensPerDay: 1 } } } }),
+          exactCache(),
+          metrics({ labelLimits: { user: 3 } }),
+        ],
+      },
+    }))
   })
   afterAll(async () => {
     await proxy?.close()
@@ -38,13 +53,41 @@ describe('metrics: /metrics in Prometheus text format', () => {
 
   it('counts requests, tokens, cost, cache lookups, quota blocks and latency', async () => {
     const c = client(proxy, 'eng')
-    const a = await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, messages: [{ role: 'user', content: 'secret prompt text about foxes' }] })
-    await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, messages: [{ role: 'user', content: 'secret prompt text about foxes' }] })
-    const s = await c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'stream me' }] })
-    for await (const _ of s) { /* drain */ }
-    await expect(client(proxy, 'tiny').chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, messages: [{ role: 'user', content: 'blocked' }] })).rejects.toMatchObject({ status: 429 })
+    const a = await c.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 20,
+      messages: [{ role: 'user', content: 'secret prompt text about foxes' }],
+    })
+    await c.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 20,
+      messages: [{ role: 'user', content: 'secret prompt text about foxes' }],
+    })
+    const s = await c.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 20,
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'stream me' }],
+    })
+    for await (const _ of s) {
+      /* drain */
+    }
+    await expect(
+      client(proxy, 'tiny').chat.completions.create({
+        model: 'gpt-4o-mini',
+        max_tokens: 20,
+        messages: [{ role: 'user', content: 'blocked' }],
+      }),
+    ).rejects.toMatchObject({ status: 429 })
     mock.behaviour.status = 500
-    await expect(c.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 20, messages: [{ role: 'user', content: 'fails upstream' }] })).rejects.toBeTruthy()
+    await expect(
+      c.chat.completions.create({
+        model: 'gpt-4o-mini',
+        max_tokens: 20,
+        messages: [{ role: 'user', content: 'fails upstream' }],
+      }),
+    ).rejects.toBeTruthy()
     mock.behaviour.status = undefined
 
     const res = await fetch(`${proxy.url}/metrics`)
@@ -53,11 +96,16 @@ describe('metrics: /metrics in Prometheus text format', () => {
     const text = await res.text()
     expect(sample(text, 'agentmesh_requests_total', { team: 'eng', status: '200' })).toBe(3)
     expect(sample(text, 'agentmesh_requests_total', { team: 'tiny', status: '429', vendor: 'none' })).toBe(1)
-    expect(sample(text, 'agentmesh_requests_total', { team: 'eng', status: '500' }) + sample(text, 'agentmesh_requests_total', { team: 'eng', status: '502' })).toBe(1)
+    expect(
+      sample(text, 'agentmesh_requests_total', { team: 'eng', status: '500' }) +
+        sample(text, 'agentmesh_requests_total', { team: 'eng', status: '502' }),
+    ).toBe(1)
     expect(sample(text, 'agentmesh_cache_lookups_total', { layer: 'exact', outcome: 'hit' })).toBe(1)
     expect(sample(text, 'agentmesh_cache_lookups_total', { layer: 'exact', outcome: 'miss' })).toBeGreaterThanOrEqual(2)
     expect(sample(text, 'agentmesh_quota_block_total', { team: 'tiny' })).toBe(1)
-    expect(sample(text, 'agentmesh_tokens_total', { team: 'eng', type: 'input' })).toBeGreaterThanOrEqual(a.usage!.prompt_tokens)
+    expect(sample(text, 'agentmesh_tokens_total', { team: 'eng', type: 'input' })).toBeGreaterThanOrEqual(
+      a.usage!.prompt_tokens,
+    )
     expect(sample(text, 'agentmesh_tokens_total', { team: 'eng', type: 'output' })).toBeGreaterThan(0)
     expect(sample(text, 'agentmesh_cost_usd_total', { team: 'eng' })).toBeGreaterThan(0)
     expect(sample(text, 'agentmesh_cost_saved_usd_total', { team: 'eng' })).toBeGreaterThan(0)
@@ -67,7 +115,9 @@ describe('metrics: /metrics in Prometheus text format', () => {
     // histograms render as Prometheus expects: cumulative buckets ending in +Inf = _count, and a _sum
     const count = sample(text, 'agentmesh_upstream_latency_seconds_count', { vendor: 'openai' })
     expect(sample(text, 'agentmesh_upstream_latency_seconds_bucket', { vendor: 'openai', le: '+Inf' })).toBe(count)
-    expect(sample(text, 'agentmesh_upstream_latency_seconds_bucket', { vendor: 'openai', le: '120' })).toBeLessThanOrEqual(count)
+    expect(
+      sample(text, 'agentmesh_upstream_latency_seconds_bucket', { vendor: 'openai', le: '120' }),
+    ).toBeLessThanOrEqual(count)
     expect(sample(text, 'agentmesh_upstream_latency_seconds_sum', { vendor: 'openai' })).toBeGreaterThan(0)
     // prompt text and client keys never reach the scrape
     expect(text).not.toContain('foxes')
@@ -76,7 +126,11 @@ describe('metrics: /metrics in Prometheus text format', () => {
 
   it('folds label values past the limit into `other`', async () => {
     for (const user of ['u2', 'u3', 'u4', 'u5']) {
-      await postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', max_tokens: 5, messages: [{ role: 'user', content: `hi ${user}` }] }, { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': user, authorization: 'Bearer sk-x' })
+      await postJson(
+        `${proxy.url}/v1/chat/completions`,
+        { model: 'gpt-4o-mini', max_tokens: 5, messages: [{ role: 'user', content: `hi ${user}` }] },
+        { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': user, authorization: 'Bearer sk-x' },
+      )
     }
     const text = await (await fetch(`${proxy.url}/metrics`)).text()
     // user limit 3: ana, (the tiny team's) ana again, then u2, u3; u4 and u5 are `other`
@@ -88,7 +142,9 @@ describe('metrics: /metrics in Prometheus text format', () => {
 describe('metrics: access', () => {
   it('needs the admin token when the events need authentication', async () => {
     clearVendorEnv()
-    const { mock, proxy } = await startMockAndProxy({ config: { events: { access: 'authenticated' }, plugins: [metrics({ adminToken: ADMIN })] } })
+    const { mock, proxy } = await startMockAndProxy({
+      config: { events: { access: 'authenticated' }, plugins: [metrics({ adminToken: ADMIN })] },
+    })
     try {
       expect((await fetch(`${proxy.url}/metrics`)).status).toBe(401)
       const ok = await fetch(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })

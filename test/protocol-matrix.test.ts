@@ -9,13 +9,30 @@ import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import type { MeshContext } from '../core/types.ts'
-import { clearVendorEnv, governanceHeadersOf, startCoreMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
+import {
+  clearVendorEnv,
+  governanceHeadersOf,
+  startCoreMockAndProxy,
+  until,
+  type Proxy,
+} from './helpers/core-harness.ts'
 import { mockText, type MockUpstream } from './helpers/mock-upstream.ts'
 
-interface Settled { id: string; usage: MeshContext['usage']; text?: string; rawBody: string }
+interface Settled {
+  id: string
+  usage: MeshContext['usage']
+  text?: string
+  rawBody: string
+}
 const settled: Settled[] = []
 // what the proxy received and settled on, per request id
-const recorder = definePlugin({ name: 'test:settled', hooks: { afterResponse: (ctx) => void settled.push({ id: ctx.id, usage: { ...ctx.usage }, text: ctx.answer?.text, rawBody: ctx.request.rawBody }) } })
+const recorder = definePlugin({
+  name: 'test:settled',
+  hooks: {
+    afterResponse: (ctx) =>
+      void settled.push({ id: ctx.id, usage: { ...ctx.usage }, text: ctx.answer?.text, rawBody: ctx.request.rawBody }),
+  },
+})
 
 let mock: MockUpstream
 let proxy: Proxy
@@ -29,7 +46,10 @@ afterAll(async () => {
 })
 
 /** what a protocol's SDK got back: the text and the response headers */
-interface Reply { text: string; headers: Headers }
+interface Reply {
+  text: string
+  headers: Headers
+}
 
 /** One client protocol, driven by its official SDK. */
 interface Driver {
@@ -51,36 +71,57 @@ interface Driver {
   streamThenAbort(question: string): Promise<void>
 }
 
-const weather = { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }
+const weather = {
+  name: 'get_weather',
+  description: 'Weather for a city',
+  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+}
 
 function openaiDriver(): Driver {
   const client = () => new OpenAI({ baseURL: proxy.url + '/v1', apiKey: 'sk-client-openai-key', maxRetries: 0 })
   const tools = [{ type: 'function' as const, function: weather }]
   return {
-    name: 'openai chat completions', vendor: 'openai', path: /^\/v1\/chat\/completions$/, key: ['authorization', 'Bearer sk-test-openai-configured'], clientKey: 'sk-client-openai-key',
+    name: 'openai chat completions',
+    vendor: 'openai',
+    path: /^\/v1\/chat\/completions$/,
+    key: ['authorization', 'Bearer sk-test-openai-configured'],
+    clientKey: 'sk-client-openai-key',
     // usage only comes in a stream when asked for: the proxy asks (and hides that chunk from the client)
     streamedUpstream: (body) => JSON.stringify({ ...JSON.parse(body), stream_options: { include_usage: true } }),
     async ask(q) {
-      const { data, response } = await client().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] }).withResponse()
+      const { data, response } = await client()
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: q }] })
+        .withResponse()
       return { text: data.choices[0]!.message.content ?? '', headers: response.headers }
     },
     async stream(q) {
-      const { data, response } = await client().chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }] }).withResponse()
+      const { data, response } = await client()
+        .chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }] })
+        .withResponse()
       let text = ''
       for await (const c of data) text += c.choices[0]?.delta?.content ?? ''
       return { text, headers: response.headers }
     },
     async toolRoundTrip(result) {
-      const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Weather in Paris?' }]
+      const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [
+        { role: 'user', content: 'Weather in Paris?' },
+      ]
       const first = await client().chat.completions.create({ model: 'gpt-4o-mini', messages, tools })
-      const call = first.choices[0]!.message.tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall
+      const call = first.choices[0]!.message
+        .tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall
       messages.push(first.choices[0]!.message, { role: 'tool', tool_call_id: call.id, content: result })
       const second = await client().chat.completions.create({ model: 'gpt-4o-mini', messages, tools })
-      return { call: { name: call.function.name, args: JSON.parse(call.function.arguments) }, final: second.choices[0]!.message.content ?? '' }
+      return {
+        call: { name: call.function.name, args: JSON.parse(call.function.arguments) },
+        final: second.choices[0]!.message.content ?? '',
+      }
     },
     async streamThenAbort(q) {
       const ac = new AbortController()
-      const s = await client().chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }] }, { signal: ac.signal })
+      const s = await client().chat.completions.create(
+        { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: q }] },
+        { signal: ac.signal },
+      )
       for await (const c of s) if (c.choices[0]?.delta?.content) break
       ac.abort()
     },
@@ -91,13 +132,19 @@ function responsesDriver(): Driver {
   const client = () => new OpenAI({ baseURL: proxy.url + '/v1', apiKey: 'sk-client-openai-key', maxRetries: 0 })
   const tools = [{ type: 'function' as const, strict: false, ...weather }]
   return {
-    name: 'openai responses', vendor: 'openai', path: /^\/v1\/responses$/, key: ['authorization', 'Bearer sk-test-openai-configured'], clientKey: 'sk-client-openai-key',
+    name: 'openai responses',
+    vendor: 'openai',
+    path: /^\/v1\/responses$/,
+    key: ['authorization', 'Bearer sk-test-openai-configured'],
+    clientKey: 'sk-client-openai-key',
     async ask(q) {
       const { data, response } = await client().responses.create({ model: 'gpt-4o-mini', input: q }).withResponse()
       return { text: data.output_text, headers: response.headers }
     },
     async stream(q) {
-      const { data, response } = await client().responses.create({ model: 'gpt-4o-mini', input: q, stream: true }).withResponse()
+      const { data, response } = await client()
+        .responses.create({ model: 'gpt-4o-mini', input: q, stream: true })
+        .withResponse()
       let text = ''
       for await (const e of data) if (e.type === 'response.output_text.delta') text += e.delta
       return { text, headers: response.headers }
@@ -105,7 +152,15 @@ function responsesDriver(): Driver {
     async toolRoundTrip(result) {
       const first = await client().responses.create({ model: 'gpt-4o-mini', input: 'Weather in Paris?', tools })
       const call = first.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call')!
-      const second = await client().responses.create({ model: 'gpt-4o-mini', tools, input: [{ role: 'user', content: 'Weather in Paris?' }, call, { type: 'function_call_output', call_id: call.call_id, output: result }] })
+      const second = await client().responses.create({
+        model: 'gpt-4o-mini',
+        tools,
+        input: [
+          { role: 'user', content: 'Weather in Paris?' },
+          call,
+          { type: 'function_call_output', call_id: call.call_id, output: result },
+        ],
+      })
       return { call: { name: call.name, args: JSON.parse(call.arguments) }, final: second.output_text }
     },
     async streamThenAbort(q) {
@@ -119,18 +174,36 @@ function responsesDriver(): Driver {
 
 function anthropicDriver(): Driver {
   const client = () => new Anthropic({ baseURL: proxy.url, apiKey: 'sk-ant-client-key', maxRetries: 0 })
-  const tools: Anthropic.Tool[] = [{ name: weather.name, description: weather.description, input_schema: weather.parameters as Anthropic.Tool['input_schema'] }]
+  const tools: Anthropic.Tool[] = [
+    {
+      name: weather.name,
+      description: weather.description,
+      input_schema: weather.parameters as Anthropic.Tool['input_schema'],
+    },
+  ]
   const text = (m: Anthropic.Message) => m.content.map((b) => (b.type === 'text' ? b.text : '')).join('')
   return {
-    name: 'anthropic messages', vendor: 'anthropic', path: /^\/v1\/messages$/, key: ['x-api-key', 'sk-ant-test-configured'], clientKey: 'sk-ant-client-key',
+    name: 'anthropic messages',
+    vendor: 'anthropic',
+    path: /^\/v1\/messages$/,
+    key: ['x-api-key', 'sk-ant-test-configured'],
+    clientKey: 'sk-ant-client-key',
     async ask(q) {
-      const { data, response } = await client().messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: q }] }).withResponse()
+      const { data, response } = await client()
+        .messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: q }] })
+        .withResponse()
       return { text: text(data), headers: response.headers }
     },
     async stream(q) {
-      const s = client().messages.stream({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: q }] })
+      const s = client().messages.stream({
+        model: 'claude-haiku-4-5',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: q }],
+      })
       let streamed = ''
-      s.on('text', (t) => { streamed += t })
+      s.on('text', (t) => {
+        streamed += t
+      })
       await s.finalMessage()
       return { text: streamed, headers: (await s.withResponse()).response.headers }
     },
@@ -138,13 +211,19 @@ function anthropicDriver(): Driver {
       const messages: Anthropic.MessageParam[] = [{ role: 'user', content: 'Weather in Paris?' }]
       const first = await client().messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, messages, tools })
       const use = first.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!
-      messages.push({ role: 'assistant', content: first.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] })
+      messages.push(
+        { role: 'assistant', content: first.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] },
+      )
       const second = await client().messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, messages, tools })
       return { call: { name: use.name, args: use.input }, final: text(second) }
     },
     async streamThenAbort(q) {
       const ac = new AbortController()
-      const s = await client().messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: q }] }, { signal: ac.signal })
+      const s = await client().messages.create(
+        { model: 'claude-haiku-4-5', max_tokens: 100, stream: true, messages: [{ role: 'user', content: q }] },
+        { signal: ac.signal },
+      )
       for await (const e of s) if (e.type === 'content_block_delta') break
       ac.abort()
     },
@@ -153,11 +232,26 @@ function anthropicDriver(): Driver {
 
 function geminiDriver(): Driver {
   // the SDK's fetch is the global one: headers come back through the raw HTTP response
-  const client = () => new GoogleGenAI({ apiKey: 'AIza-client-key', httpOptions: { baseUrl: proxy.url, apiVersion: 'v1beta', retryOptions: { attempts: 1 } } })
-  const headersOf = (r: { sdkHttpResponse?: { headers?: Record<string, string> } }) => new Headers(r.sdkHttpResponse?.headers ?? {})
-  const tools = [{ functionDeclarations: [{ name: weather.name, description: weather.description, parametersJsonSchema: weather.parameters }] }]
+  const client = () =>
+    new GoogleGenAI({
+      apiKey: 'AIza-client-key',
+      httpOptions: { baseUrl: proxy.url, apiVersion: 'v1beta', retryOptions: { attempts: 1 } },
+    })
+  const headersOf = (r: { sdkHttpResponse?: { headers?: Record<string, string> } }) =>
+    new Headers(r.sdkHttpResponse?.headers ?? {})
+  const tools = [
+    {
+      functionDeclarations: [
+        { name: weather.name, description: weather.description, parametersJsonSchema: weather.parameters },
+      ],
+    },
+  ]
   return {
-    name: 'gemini', vendor: 'google', path: /^\/v1beta\/models\/gemini-2\.5-flash:(generateContent|streamGenerateContent\?alt=sse)$/, key: ['x-goog-api-key', 'AIza-test-configured'], clientKey: 'AIza-client-key',
+    name: 'gemini',
+    vendor: 'google',
+    path: /^\/v1beta\/models\/gemini-2\.5-flash:(generateContent|streamGenerateContent\?alt=sse)$/,
+    key: ['x-goog-api-key', 'AIza-test-configured'],
+    clientKey: 'AIza-client-key',
     async ask(q) {
       const r = await client().models.generateContent({ model: 'gemini-2.5-flash', contents: q })
       return { text: r.text ?? '', headers: headersOf(r) }
@@ -173,14 +267,31 @@ function geminiDriver(): Driver {
     },
     async toolRoundTrip(result) {
       const ask = { role: 'user', parts: [{ text: 'Weather in Paris?' }] }
-      const first = await client().models.generateContent({ model: 'gemini-2.5-flash', contents: [ask], config: { tools } })
+      const first = await client().models.generateContent({
+        model: 'gemini-2.5-flash',
+        contents: [ask],
+        config: { tools },
+      })
       const call = first.functionCalls![0]!
-      const second = await client().models.generateContent({ model: 'gemini-2.5-flash', contents: [ask, { role: 'model', parts: [{ functionCall: call }] }, { role: 'user', parts: [{ functionResponse: { name: call.name, response: { result } } }] }], config: { tools } })
+      const second = await client().models.generateContent({
+        model: 'gemini-2.5-flash',
+        contents: [
+          ask,
+          { role: 'model', parts: [{ functionCall: call }] },
+          { role: 'user', parts: [{ functionResponse: { name: call.name, response: { result } } }] },
+        ],
+        config: { tools },
+      })
       return { call: { name: call.name!, args: call.args }, final: second.text ?? '' }
     },
     async streamThenAbort(q) {
       const ac = new AbortController()
-      for await (const c of await client().models.generateContentStream({ model: 'gemini-2.5-flash', contents: q, config: { abortSignal: ac.signal } })) if (c.text) break
+      for await (const c of await client().models.generateContentStream({
+        model: 'gemini-2.5-flash',
+        contents: q,
+        config: { abortSignal: ac.signal },
+      }))
+        if (c.text) break
       ac.abort()
     },
   }
@@ -244,7 +355,10 @@ describe.each(drivers.map((d) => [d().name, d] as const))('%s', (_name, make) =>
     for (const status of [400, 429, 500]) {
       mock.behaviour.status = status
       try {
-        const err = await d.ask(`an error ${status} for ${d.name}`).then(() => undefined, (e) => e)
+        const err = await d.ask(`an error ${status} for ${d.name}`).then(
+          () => undefined,
+          (e) => e,
+        )
         expect(err, `status ${status}`).toBeInstanceOf(Error)
         expect(err.status, `status ${status}`).toBe(status)
       } finally {
@@ -257,7 +371,10 @@ describe.each(drivers.map((d) => [d().name, d] as const))('%s', (_name, make) =>
     mock.behaviour.cutAfterEvents = 2
     try {
       const q = `cut me off, ${d.name}, after a few words of the answer please`
-      const out = await d.stream(q).then((r) => r, (e: Error) => e)
+      const out = await d.stream(q).then(
+        (r) => r,
+        (e: Error) => e,
+      )
       expect(out).toBeInstanceOf(Error)
     } finally {
       mock.behaviour.cutAfterEvents = undefined

@@ -21,7 +21,11 @@ const words = (s: string) => s.split(/\s+/).filter(Boolean).length
 
 const weatherTool: OpenAI.Chat.Completions.ChatCompletionTool = {
   type: 'function',
-  function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+  function: {
+    name: 'get_weather',
+    description: 'Weather for a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
 }
 
 const routerOptions: RouterOptions = {
@@ -52,17 +56,40 @@ const routerOptions: RouterOptions = {
   ],
 }
 
-interface Seen { id: string; route: MeshContext['route']; state: MeshContext['state']['route']; usage: MeshContext['usage']; cost: number; answerModel?: string }
+interface Seen {
+  id: string
+  route: MeshContext['route']
+  state: MeshContext['state']['route']
+  usage: MeshContext['usage']
+  cost: number
+  answerModel?: string
+}
 const seen: Seen[] = []
 const recorder = definePlugin({
   name: 'test:recorder',
-  hooks: { afterResponse(ctx) { seen.push({ id: ctx.id, route: { ...ctx.route }, state: ctx.state.route, usage: { ...ctx.usage }, cost: ctx.cost.usd, answerModel: ctx.answer?.model }) } },
+  hooks: {
+    afterResponse(ctx) {
+      seen.push({
+        id: ctx.id,
+        route: { ...ctx.route },
+        state: ctx.state.route,
+        usage: { ...ctx.usage },
+        cost: ctx.cost.usd,
+        answerModel: ctx.answer?.model,
+      })
+    },
+  },
 })
 // stands in for a fallback to a pricier model (issue 16 item 3 does it for real): after the
 // router chose, the call goes to claude-sonnet-4-5 instead
 const reroute = definePlugin({
   name: 'test:reroute',
-  hooks: { route(ctx) { if (ctx.request.headers.get('x-test-reroute')) ctx.route = { ...ctx.route, vendor: 'anthropic', model: 'claude-sonnet-4-5' } } },
+  hooks: {
+    route(ctx) {
+      if (ctx.request.headers.get('x-test-reroute'))
+        ctx.route = { ...ctx.route, vendor: 'anthropic', model: 'claude-sonnet-4-5' }
+    },
+  },
 })
 
 let mocks: { openai: MockUpstream; anthropic: MockUpstream; google: MockUpstream }
@@ -72,21 +99,24 @@ let client: OpenAI
 beforeAll(async () => {
   clearVendorEnv()
   mocks = { openai: await startMockUpstream(), anthropic: await startMockUpstream(), google: await startMockUpstream() }
-  proxy = await startProxy({
-    preset: 'solo',
-    vendors: {
-      openai: { baseURL: mocks.openai.url, apiKey: 'sk-test-openai-configured' },
-      anthropic: { baseURL: mocks.anthropic.url, apiKey: 'sk-ant-test-configured' },
-      google: { baseURL: mocks.google.url, apiKey: 'AIza-test-configured' },
+  proxy = await startProxy(
+    {
+      preset: 'solo',
+      vendors: {
+        openai: { baseURL: mocks.openai.url, apiKey: 'sk-test-openai-configured' },
+        anthropic: { baseURL: mocks.anthropic.url, apiKey: 'sk-ant-test-configured' },
+        google: { baseURL: mocks.google.url, apiKey: 'AIza-test-configured' },
+      },
+      plugins: [
+        router(routerOptions),
+        quota({ adminToken: ADMIN, limits: { teams: { budget: { usdPerDay: 100 } } } }),
+        audit({ checkpointSeconds: 0, fsync: 'never' }),
+        recorder,
+        reroute,
+      ],
     },
-    plugins: [
-      router(routerOptions),
-      quota({ adminToken: ADMIN, limits: { teams: { budget: { usdPerDay: 100 } } } }),
-      audit({ checkpointSeconds: 0, fsync: 'never' }),
-      recorder,
-      reroute,
-    ],
-  }, { features: false })
+    { features: false },
+  )
   client = openaiClient(proxy)
 })
 afterAll(async () => {
@@ -99,19 +129,36 @@ beforeEach(() => {
 
 /** which mock got the request, and the model it was asked for */
 function reached(): { vendor: string; model: string; path: string } {
-  const hits = Object.entries(mocks).flatMap(([vendor, m]) => m.received.map((r) => ({ vendor, model: r.body.model ?? decodeURIComponent(/models\/([^:]+):/.exec(r.path)?.[1] ?? ''), path: r.path })))
+  const hits = Object.entries(mocks).flatMap(([vendor, m]) =>
+    m.received.map((r) => ({
+      vendor,
+      model: r.body.model ?? decodeURIComponent(/models\/([^:]+):/.exec(r.path)?.[1] ?? ''),
+      path: r.path,
+    })),
+  )
   expect(hits).toHaveLength(1)
   return hits[0]!
 }
 
-async function ask(body: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming>, headers: Record<string, string> = {}) {
+async function ask(
+  body: Partial<OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming>,
+  headers: Record<string, string> = {},
+) {
   const { data, response } = await client.chat.completions
-    .create({ model: 'fast', messages: [{ role: 'user', content: 'What is the capital of France?' }], ...body } as OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming, { headers })
+    .create(
+      {
+        model: 'fast',
+        messages: [{ role: 'user', content: 'What is the capital of France?' }],
+        ...body,
+      } as OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming,
+      { headers },
+    )
     .withResponse()
   return { data, headers: response.headers, id: response.headers.get('x-agentmesh-request-id')! }
 }
 
-const routeEvent = (id: string) => proxy.events.find((e): e is MeshEvent<'route'> => e.type === 'route' && (e.data as { id: string }).id === id)?.data
+const routeEvent = (id: string) =>
+  proxy.events.find((e): e is MeshEvent<'route'> => e.type === 'route' && (e.data as { id: string }).id === id)?.data
 
 function auditEntry(id: string): Record<string, any> | undefined {
   const dir = join(proxy.dataDir, 'audit')
@@ -133,20 +180,41 @@ describe('aliases and cheapest-capable', () => {
     expect(headers.get('x-agentmesh-route')).toBe('openai/gpt-4o-mini')
     expect(headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)')
     const ev = routeEvent(id)
-    expect(ev).toMatchObject({ requested: 'fast', vendor: 'openai', model: 'gpt-4o-mini', reason: 'cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)', candidates: 3 })
+    expect(ev).toMatchObject({
+      requested: 'fast',
+      vendor: 'openai',
+      model: 'gpt-4o-mini',
+      reason: 'cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)',
+      candidates: 3,
+    })
     // the other capable candidates, cheapest first, are the fallbacks (for the attempt loop)
-    expect(ev!.fallbacks).toEqual([{ vendor: 'google', model: 'gemini-2.5-flash' }, { vendor: 'anthropic', model: 'claude-haiku-4-5' }])
+    expect(ev!.fallbacks).toEqual([
+      { vendor: 'google', model: 'gemini-2.5-flash' },
+      { vendor: 'anthropic', model: 'claude-haiku-4-5' },
+    ])
     await until(() => seen.some((s) => s.id === id), 'afterResponse')
     const s = seen.find((x) => x.id === id)!
     expect(s.route.fallbacks).toEqual(ev!.fallbacks)
     // published for other plugins as ctx.state.route
-    expect(s.state).toMatchObject({ requested: 'fast', vendor: 'openai', model: 'gpt-4o-mini', candidates: 3, reason: ev!.reason })
+    expect(s.state).toMatchObject({
+      requested: 'fast',
+      vendor: 'openai',
+      model: 'gpt-4o-mini',
+      candidates: 3,
+      reason: ev!.reason,
+    })
     await until(() => auditEntry(id) !== undefined, 'audit entry', 5000)
-    expect(auditEntry(id)).toMatchObject({ requestedModel: 'fast', vendor: 'openai', route: 'cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)' })
+    expect(auditEntry(id)).toMatchObject({
+      requestedModel: 'fast',
+      vendor: 'openai',
+      route: 'cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)',
+    })
   })
 
   it('the Anthropic SDK asking for `fast` is served by the OpenAI mock (translation)', async () => {
-    const { data, response } = await anthropicClient(proxy).messages.create({ model: 'fast', max_tokens: 100, messages: [{ role: 'user', content: 'Name a river.' }] }).withResponse()
+    const { data, response } = await anthropicClient(proxy)
+      .messages.create({ model: 'fast', max_tokens: 100, messages: [{ role: 'user', content: 'Name a river.' }] })
+      .withResponse()
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini', path: '/v1/chat/completions' })
     expect(data.content[0]).toMatchObject({ type: 'text', text: mockText('Name a river.') })
     expect(response.headers.get('x-agentmesh-route')).toBe('openai/gpt-4o-mini')
@@ -154,7 +222,10 @@ describe('aliases and cheapest-capable', () => {
   })
 
   it('the Gemini SDK asking for `fast` (a model in the URL path) is served by the OpenAI mock', async () => {
-    const gemini = new GoogleGenAI({ apiKey: 'AIza-client-key', httpOptions: { baseUrl: proxy.url, apiVersion: 'v1beta', retryOptions: { attempts: 1 } } })
+    const gemini = new GoogleGenAI({
+      apiKey: 'AIza-client-key',
+      httpOptions: { baseUrl: proxy.url, apiVersion: 'v1beta', retryOptions: { attempts: 1 } },
+    })
     const r = await gemini.models.generateContent({ model: 'fast', contents: 'Name a mountain.' })
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini', path: '/v1/chat/completions' })
     expect(r.text).toBe(mockText('Name a mountain.'))
@@ -162,7 +233,9 @@ describe('aliases and cheapest-capable', () => {
   })
 
   it('a streamed request is routed the same way, headers included', async () => {
-    const stream = await client.chat.completions.create({ model: 'fast', stream: true, messages: [{ role: 'user', content: 'Name a colour.' }] }).withResponse()
+    const stream = await client.chat.completions
+      .create({ model: 'fast', stream: true, messages: [{ role: 'user', content: 'Name a colour.' }] })
+      .withResponse()
     let text = ''
     for await (const chunk of stream.data) text += chunk.choices[0]?.delta?.content ?? ''
     expect(text).toBe(mockText('Name a colour.'))
@@ -175,11 +248,17 @@ describe('aliases and cheapest-capable', () => {
     await ask({ model: 'agent' })
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'o1-mini' })
     for (const m of Object.values(mocks)) m.received.length = 0
-    const { data, headers, id } = await ask({ model: 'agent', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: [weatherTool] })
+    const { data, headers, id } = await ask({
+      model: 'agent',
+      messages: [{ role: 'user', content: 'Weather in Paris?' }],
+      tools: [weatherTool],
+    })
     // served by Anthropic through translation: the tool call comes back in OpenAI's shape
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-4-5', path: '/v1/messages' })
     expect(data.choices[0]!.finish_reason).toBe('tool_calls')
-    expect(headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 2 candidates, picked claude-haiku-4-5 (tools, 200k)')
+    expect(headers.get('x-agentmesh-route-reason')).toBe(
+      'cheapest-capable: 2 candidates, picked claude-haiku-4-5 (tools, 200k)',
+    )
     expect(routeEvent(id)!.skipped).toEqual([{ model: 'o1-mini', why: 'no tools' }])
   })
 
@@ -189,18 +268,33 @@ describe('aliases and cheapest-capable', () => {
     for (const m of Object.values(mocks)) m.received.length = 0
     const { headers } = await ask({
       model: 'look',
-      messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is this?' },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+          ],
+        },
+      ],
     })
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-4-5' })
-    expect(headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 2 candidates, picked claude-haiku-4-5 (vision, 200k)')
+    expect(headers.get('x-agentmesh-route-reason')).toBe(
+      'cheapest-capable: 2 candidates, picked claude-haiku-4-5 (vision, 200k)',
+    )
   })
 
-  it('a prompt too large for a window skips that model; max_tokens above a model\'s output limit too', async () => {
+  it("a prompt too large for a window skips that model; max_tokens above a model's output limit too", async () => {
     // ~20,000 tokens: over gpt-3.5-turbo's 16k window
-    const long = Array.from({ length: 2000 }, (_, i) => `Sentence ${i} about the history of bridges and rivers.`).join(' ')
+    const long = Array.from({ length: 2000 }, (_, i) => `Sentence ${i} about the history of bridges and rivers.`).join(
+      ' ',
+    )
     const { id } = await ask({ model: 'look', messages: [{ role: 'user', content: long }] })
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-4-5' })
-    expect(routeEvent(id)!.skipped![0]).toMatchObject({ model: 'gpt-3.5-turbo', why: expect.stringMatching(/^context 16k < \d+k needed$/) })
+    expect(routeEvent(id)!.skipped![0]).toMatchObject({
+      model: 'gpt-3.5-turbo',
+      why: expect.stringMatching(/^context 16k < \d+k needed$/),
+    })
     for (const m of Object.values(mocks)) m.received.length = 0
     const { id: id2 } = await ask({ model: 'look', max_tokens: 6000 })
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-4-5' })
@@ -213,21 +307,40 @@ describe('aliases and cheapest-capable', () => {
     for (const m of Object.values(mocks)) m.received.length = 0
     const { headers, id } = await ask({ model: 'json', response_format: { type: 'json_object' } })
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini' })
-    expect(headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 2 candidates, picked gpt-4o-mini (json, 128k)')
+    expect(headers.get('x-agentmesh-route-reason')).toBe(
+      'cheapest-capable: 2 candidates, picked gpt-4o-mini (json, 128k)',
+    )
     expect(routeEvent(id)!.skipped).toEqual([{ model: 'claude-haiku-5-5', why: 'no JSON mode' }])
     for (const m of Object.values(mocks)) m.received.length = 0
-    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false }
-    const s = await ask({ model: 'json', response_format: { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } } })
+    const schema = {
+      type: 'object',
+      properties: { city: { type: 'string' } },
+      required: ['city'],
+      additionalProperties: false,
+    }
+    const s = await ask({
+      model: 'json',
+      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } },
+    })
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-haiku-5-5' })
     expect(mocks.anthropic.received[0]!.body.output_format).toEqual({ type: 'json_schema', schema })
-    expect(s.headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 2 candidates, picked claude-haiku-5-5 (json schema, 1M)')
+    expect(s.headers.get('x-agentmesh-route-reason')).toBe(
+      'cheapest-capable: 2 candidates, picked claude-haiku-5-5 (json schema, 1M)',
+    )
   })
 
   it('when no candidate fits, the client gets a 400 in its protocol naming each reason', async () => {
-    const long = Array.from({ length: 2000 }, (_, i) => `Sentence ${i} about the history of bridges and rivers.`).join(' ')
+    const long = Array.from({ length: 2000 }, (_, i) => `Sentence ${i} about the history of bridges and rivers.`).join(
+      ' ',
+    )
     const err = await ask({ model: 'tiny', messages: [{ role: 'user', content: long }] }).catch((e) => e)
     expect(err.status).toBe(400)
-    expect(err.error).toMatchObject({ type: 'invalid_request_error', message: expect.stringMatching(/^no model behind "tiny" can take this request: gpt-3\.5-turbo \(context 16k < \d+k needed\)$/) })
+    expect(err.error).toMatchObject({
+      type: 'invalid_request_error',
+      message: expect.stringMatching(
+        /^no model behind "tiny" can take this request: gpt-3\.5-turbo \(context 16k < \d+k needed\)$/,
+      ),
+    })
     expect(Object.values(mocks).every((m) => m.received.length === 0)).toBe(true)
   })
 
@@ -244,11 +357,18 @@ describe('aliases and cheapest-capable', () => {
     const code = `Refactor this function and explain the trade-offs:\n\`\`\`ts\n${Array.from({ length: 120 }, (_, i) => `function step${i}(x: number) { return x * ${i} + step${i + 1}(x - 1) }`).join('\n')}\n\`\`\``
     const { headers } = await ask({ model: 'smart', messages: [{ role: 'user', content: code }] })
     expect(reached().model).toBe('o3')
-    expect(headers.get('x-agentmesh-route-reason')).toBe('cheapest-capable: 3 candidates, picked o3 (200k, large request)')
+    expect(headers.get('x-agentmesh-route-reason')).toBe(
+      'cheapest-capable: 3 candidates, picked o3 (200k, large request)',
+    )
     for (const m of Object.values(mocks)) m.received.length = 0
-    const flat = await ask({ model: 'smart', messages: [{ role: 'user', content: code }] }, { 'X-AgentMesh-Tool': 'flat' })
+    const flat = await ask(
+      { model: 'smart', messages: [{ role: 'user', content: code }] },
+      { 'X-AgentMesh-Tool': 'flat' },
+    )
     expect(reached().model).toBe('gpt-4o-mini')
-    expect(flat.headers.get('x-agentmesh-route-reason')).toBe('flat-price; cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)')
+    expect(flat.headers.get('x-agentmesh-route-reason')).toBe(
+      'flat-price; cheapest-capable: 3 candidates, picked gpt-4o-mini (128k)',
+    )
   })
 })
 
@@ -258,29 +378,48 @@ describe('rules and concrete models', () => {
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-sonnet-4-5' })
     expect(headers.get('x-agentmesh-route')).toBe('anthropic/claude-sonnet-4-5')
     expect(headers.get('x-agentmesh-route-reason')).toBe('research-pins-sonnet')
-    expect(routeEvent(id)).toMatchObject({ requested: 'gpt-4o', rule: 'research-pins-sonnet', reason: 'research-pins-sonnet' })
+    expect(routeEvent(id)).toMatchObject({
+      requested: 'gpt-4o',
+      rule: 'research-pins-sonnet',
+      reason: 'research-pins-sonnet',
+    })
     await until(() => auditEntry(id) !== undefined, 'audit entry', 5000)
-    expect(auditEntry(id)).toMatchObject({ requestedModel: 'gpt-4o', vendor: 'anthropic', route: 'research-pins-sonnet', identity: { team: 'research' } })
+    expect(auditEntry(id)).toMatchObject({
+      requestedModel: 'gpt-4o',
+      vendor: 'anthropic',
+      route: 'research-pins-sonnet',
+      identity: { team: 'research' },
+    })
   })
 
   it('a client that names a concrete model keeps it when no rule for its team applies', async () => {
     // agent-cli-tools matches this request, but names no team: it routes aliases, never a named model
-    const { headers, id } = await ask({ model: 'gpt-4o', tools: [weatherTool] }, { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-Tool': 'agent-cli' })
+    const { headers, id } = await ask(
+      { model: 'gpt-4o', tools: [weatherTool] },
+      { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-Tool': 'agent-cli' },
+    )
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o' })
     expect(headers.get('x-agentmesh-route')).toBe('openai/gpt-4o')
     expect(headers.get('x-agentmesh-route-reason')).toBe('requested model')
     expect(routeEvent(id)).toBeUndefined()
     // the same request naming an alias is routed by it
     for (const m of Object.values(mocks)) m.received.length = 0
-    const alias = await ask({ model: 'agent', tools: [weatherTool] }, { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-Tool': 'agent-cli' })
+    const alias = await ask(
+      { model: 'agent', tools: [weatherTool] },
+      { 'X-AgentMesh-Team': 'eng', 'X-AgentMesh-Tool': 'agent-cli' },
+    )
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini' })
-    expect(alias.headers.get('x-agentmesh-route-reason')).toBe('agent-cli-tools; cheapest-capable: 1 candidate, picked gpt-4o-mini (tools, 128k)')
+    expect(alias.headers.get('x-agentmesh-route-reason')).toBe(
+      'agent-cli-tools; cheapest-capable: 1 candidate, picked gpt-4o-mini (tools, 128k)',
+    )
   })
 
   it('a rule naming the model in its match does apply to it; a function rule marked concrete too (Gemini via translation)', async () => {
     const a = await ask({ model: 'cheap-tools', tools: [weatherTool] })
     expect(reached()).toMatchObject({ vendor: 'openai', model: 'gpt-4o-mini' })
-    expect(a.headers.get('x-agentmesh-route-reason')).toBe('tools-to-cheap; cheapest-capable: 1 candidate, picked gpt-4o-mini (tools, 128k)')
+    expect(a.headers.get('x-agentmesh-route-reason')).toBe(
+      'tools-to-cheap; cheapest-capable: 1 candidate, picked gpt-4o-mini (tools, 128k)',
+    )
     for (const m of Object.values(mocks)) m.received.length = 0
     const b = await ask({ model: 'gpt-4o' }, { 'X-AgentMesh-Tool': 'router-test-cli' })
     expect(reached()).toMatchObject({ vendor: 'google', model: 'gemini-2.5-flash' })
@@ -292,8 +431,13 @@ describe('rules and concrete models', () => {
     const { id } = await ask({}, { 'X-AgentMesh-Tool': 'latency' })
     await until(() => seen.some((s) => s.id === id), 'afterResponse')
     expect(seen.find((s) => s.id === id)!.state).toMatchObject({
-      rule: 'fast-by-latency', model: 'gpt-4o-mini', strategy: 'lowest-latency',
-      fallbacks: [{ vendor: 'google', model: 'gemini-2.5-flash' }, { vendor: 'anthropic', model: 'claude-haiku-4-5' }],
+      rule: 'fast-by-latency',
+      model: 'gpt-4o-mini',
+      strategy: 'lowest-latency',
+      fallbacks: [
+        { vendor: 'google', model: 'gemini-2.5-flash' },
+        { vendor: 'anthropic', model: 'claude-haiku-4-5' },
+      ],
     })
     // the loop tries the fastest of the three first (no history yet: any of them answers)
     expect(['gpt-4o-mini', 'gemini-2.5-flash', 'claude-haiku-4-5']).toContain(reached().model)
@@ -321,7 +465,15 @@ describe('budgets (issue 16 item 6)', () => {
     mocks.anthropic.behaviour.delayMs = 400
     try {
       // `agent` with tools goes to claude-haiku-4-5 ($1 in, $5 out per million)
-      const pending = ask({ model: 'agent', max_tokens: 1000, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: [weatherTool] }, { 'X-AgentMesh-Team': 'budget' })
+      const pending = ask(
+        {
+          model: 'agent',
+          max_tokens: 1000,
+          messages: [{ role: 'user', content: 'Weather in Paris?' }],
+          tools: [weatherTool],
+        },
+        { 'X-AgentMesh-Team': 'budget' },
+      )
       await until(() => mocks.anthropic.received.length === 1, 'the call upstream')
       // in flight: the reservation is haiku's price for 1,000 output tokens and the estimated input
       // (an alias has no price: reserved for "agent" it would be $0.000001)
@@ -342,9 +494,12 @@ describe('budgets (issue 16 item 6)', () => {
     }
   })
 
-  it('a call answered by a pricier model than the router chose settles at that model\'s price', async () => {
+  it("a call answered by a pricier model than the router chose settles at that model's price", async () => {
     const before = await usage()
-    const { headers, id } = await ask({ model: 'fast', max_tokens: 50 }, { 'X-AgentMesh-Team': 'budget', 'x-test-reroute': '1' })
+    const { headers, id } = await ask(
+      { model: 'fast', max_tokens: 50 },
+      { 'X-AgentMesh-Team': 'budget', 'x-test-reroute': '1' },
+    )
     expect(reached()).toMatchObject({ vendor: 'anthropic', model: 'claude-sonnet-4-5' })
     await until(() => seen.some((s) => s.id === id), 'afterResponse')
     const s = seen.find((x) => x.id === id)!
@@ -362,13 +517,23 @@ describe('budgets (issue 16 item 6)', () => {
 describe('options', () => {
   it('are validated at load, naming the field', () => {
     expect(() => router({ rules: [{ name: '' }] })).toThrow(/rules\[0\]\.name must be a non-empty string/)
-    expect(() => router({ rules: [{ name: 'x', candidates: 'nope' }] })).toThrow(/rules\[0\]\.candidates names "nope", which is not an alias/)
-    expect(() => router({ rules: [{ name: 'x', model: 'a', candidates: ['b'] }] })).toThrow(/sets both model and candidates/)
-    expect(() => router({ rules: [{ name: 'x', match: { teem: 'eng' } as never }] })).toThrow(/rules\[0\]\.match has an unknown field "teem"/)
+    expect(() => router({ rules: [{ name: 'x', candidates: 'nope' }] })).toThrow(
+      /rules\[0\]\.candidates names "nope", which is not an alias/,
+    )
+    expect(() => router({ rules: [{ name: 'x', model: 'a', candidates: ['b'] }] })).toThrow(
+      /sets both model and candidates/,
+    )
+    expect(() => router({ rules: [{ name: 'x', match: { teem: 'eng' } as never }] })).toThrow(
+      /rules\[0\]\.match has an unknown field "teem"/,
+    )
     expect(() => router({ aliases: { fast: [] } })).toThrow(/aliases\.fast must be a non-empty list/)
-    expect(() => router({ capabilities: { 'my-local': { tools: true } } })).toThrow(/capabilities\.my-local: a model the built-in table does not know needs at least contextWindow and maxOutput/)
+    expect(() => router({ capabilities: { 'my-local': { tools: true } } })).toThrow(
+      /capabilities\.my-local: a model the built-in table does not know needs at least contextWindow and maxOutput/,
+    )
     expect(() => router({ complexity: { shortTokens: 500, longTokens: 100 } })).toThrow(/longTokens must be above/)
     expect(() => router({ routes: [] } as never)).toThrow(/unknown option "routes"/)
-    expect(() => router({ rules: [{ name: 'x', strategy: 'fastest' as never }] })).toThrow(/rules\[0\]\.strategy must be 'ordered' or 'lowest-latency'/)
+    expect(() => router({ rules: [{ name: 'x', strategy: 'fastest' as never }] })).toThrow(
+      /rules\[0\]\.strategy must be 'ordered' or 'lowest-latency'/,
+    )
   })
 })

@@ -62,7 +62,8 @@ async function startFront(mock: MockUpstream): Promise<Front> {
       }
       if (fault && 'delayMs' in fault) await new Promise((r) => setTimeout(r, fault.delayMs))
       const headers: Record<string, string> = { 'content-type': 'application/json' }
-      for (const h of ['anthropic-version', 'x-api-key', 'authorization']) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h] as string
+      for (const h of ['anthropic-version', 'x-api-key', 'authorization'])
+        if (typeof req.headers[h] === 'string') headers[h] = req.headers[h] as string
       const up = await fetch(mock.url + req.url, { method: req.method, headers, body: raw || undefined })
       res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/json' })
       const reader = up.body!.getReader()
@@ -86,11 +87,26 @@ async function startFront(mock: MockUpstream): Promise<Front> {
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   front.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  front.close = () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) })
+  front.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections()
+      server.close(() => r())
+    })
   return front
 }
 
-interface Seen { id: string; vendor: string; model: string; answerModel?: string; usage: Usage; costUsd: number; attempts?: Attempt[]; status?: number; aborted?: boolean; error?: MeshContext['error'] }
+interface Seen {
+  id: string
+  vendor: string
+  model: string
+  answerModel?: string
+  usage: Usage
+  costUsd: number
+  attempts?: Attempt[]
+  status?: number
+  aborted?: boolean
+  error?: MeshContext['error']
+}
 
 const OPENAI = { vendor: 'openai', model: 'gpt-4o-mini' }
 const CLAUDE = { vendor: 'anthropic', model: 'claude-haiku-4-5' }
@@ -127,16 +143,33 @@ async function startRig(config: MeshConfig = {}, shared?: { mock: MockUpstream; 
     name: 'recorder',
     hooks: {
       afterResponse(ctx) {
-        seen.push({ id: ctx.id, vendor: ctx.route.vendor, model: ctx.route.model, answerModel: ctx.answer?.model, usage: { ...ctx.usage }, costUsd: ctx.cost.usd, attempts: ctx.attempts?.map((x) => ({ ...x })), status: ctx.status, aborted: ctx.aborted, error: ctx.error })
+        seen.push({
+          id: ctx.id,
+          vendor: ctx.route.vendor,
+          model: ctx.route.model,
+          answerModel: ctx.answer?.model,
+          usage: { ...ctx.usage },
+          costUsd: ctx.cost.usd,
+          attempts: ctx.attempts?.map((x) => ({ ...x })),
+          status: ctx.status,
+          aborted: ctx.aborted,
+          error: ctx.error,
+        })
       },
     },
   }
-  rig.proxy = await startProxy({
-    preset: 'solo',
-    vendors: { openai: { baseURL: a.url, apiKey: 'sk-test-openai' }, anthropic: { baseURL: b.url, apiKey: 'sk-ant-test' } },
-    ...config,
-    plugins: [fallbacks, recorder, ...(config.plugins ?? [])],
-  }, { features: false })
+  rig.proxy = await startProxy(
+    {
+      preset: 'solo',
+      vendors: {
+        openai: { baseURL: a.url, apiKey: 'sk-test-openai' },
+        anthropic: { baseURL: b.url, apiKey: 'sk-ant-test' },
+      },
+      ...config,
+      plugins: [fallbacks, recorder, ...(config.plugins ?? [])],
+    },
+    { features: false },
+  )
   rig.close = async () => {
     await rig.proxy.close()
     if (!shared) await Promise.all([a.close(), b.close(), mock.close()])
@@ -144,7 +177,10 @@ async function startRig(config: MeshConfig = {}, shared?: { mock: MockUpstream; 
   return rig
 }
 
-const ask = (rig: Rig, content: string, model = 'gpt-4o-mini') => openaiClient(rig.proxy).chat.completions.create({ model, messages: [{ role: 'user', content }] }).withResponse()
+const ask = (rig: Rig, content: string, model = 'gpt-4o-mini') =>
+  openaiClient(rig.proxy)
+    .chat.completions.create({ model, messages: [{ role: 'user', content }] })
+    .withResponse()
 const seenOf = (rig: Rig, res: Response) => rig.seen.find((s) => s.id === res.headers.get('x-agentmesh-request-id'))!
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -170,11 +206,20 @@ describe('a 500 storm on the first target', () => {
     expect(first.response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
     expect(first.response.headers.get('x-agentmesh-model')).toMatch(/^claude-haiku-4-5/)
     // each attempt starts from the client's body: openai got it as sent, anthropic its translation
-    expect(rig.a.hits[0]!.body).toMatchObject({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'storm one' }] })
-    expect(rig.b.hits[0]!.body).toMatchObject({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: [{ type: 'text', text: 'storm one' }] }] })
+    expect(rig.a.hits[0]!.body).toMatchObject({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'storm one' }],
+    })
+    expect(rig.b.hits[0]!.body).toMatchObject({
+      model: 'claude-haiku-4-5',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'storm one' }] }],
+    })
     expect(rig.b.hits[0]!.body.stream_options).toBeUndefined()
     const s = seenOf(rig, first.response)
-    expect(s.attempts).toMatchObject([{ vendor: 'openai', model: 'gpt-4o-mini', status: 500, outcome: '500 from openai', called: true }, { vendor: 'anthropic', status: 200, outcome: 'ok' }])
+    expect(s.attempts).toMatchObject([
+      { vendor: 'openai', model: 'gpt-4o-mini', status: 500, outcome: '500 from openai', called: true },
+      { vendor: 'anthropic', status: 200, outcome: 'ok' },
+    ])
 
     // the second failure in the window cools it down
     await ask(rig, 'storm two')
@@ -190,7 +235,11 @@ describe('a 500 storm on the first target', () => {
     expect(rig.a.hits).toHaveLength(2)
     expect(third.response.headers.get('x-agentmesh-attempts')).toBe('1')
     expect(third.response.headers.get('x-agentmesh-fallback-from')).toBe('openai/gpt-4o-mini')
-    expect(seenOf(rig, third.response).attempts![0]).toMatchObject({ vendor: 'openai', called: false, outcome: expect.stringMatching(/^skipped: cooling down/) })
+    expect(seenOf(rig, third.response).attempts![0]).toMatchObject({
+      vendor: 'openai',
+      called: false,
+      outcome: expect.stringMatching(/^skipped: cooling down/),
+    })
 
     // the storm is over; after the cooldown one probe goes to it, and it serves again
     rig.a.always = undefined
@@ -199,8 +248,13 @@ describe('a 500 storm on the first target', () => {
     expect(rig.a.hits).toHaveLength(3)
     expect(probe.response.headers.get('x-agentmesh-vendor')).toBe('openai')
     expect(probe.response.headers.get('x-agentmesh-fallback-from')).toBeNull()
-    expect(rig.proxy.events.find((e) => e.type === 'target_recovered')?.data).toMatchObject({ target: 'openai/gpt-4o-mini' })
-    expect((await adminTargets(rig.proxy)).find((t) => t.id === 'openai/gpt-4o-mini')).toMatchObject({ state: 'healthy', failures: 0 })
+    expect(rig.proxy.events.find((e) => e.type === 'target_recovered')?.data).toMatchObject({
+      target: 'openai/gpt-4o-mini',
+    })
+    expect((await adminTargets(rig.proxy)).find((t) => t.id === 'openai/gpt-4o-mini')).toMatchObject({
+      state: 'healthy',
+      failures: 0,
+    })
   })
 
   it('a fallback is billed once, at the price of the model that answered', async () => {
@@ -217,7 +271,7 @@ describe('a 500 storm on the first target', () => {
     expect(Number(response.headers.get('x-agentmesh-tokens'))).toBe(s.usage.inputTokens + s.usage.outputTokens)
   })
 
-  it('another 4xx is the request\'s own: not retried, not fallen back', async () => {
+  it("another 4xx is the request's own: not retried, not fallen back", async () => {
     const before = rig.b.hits.length
     rig.a.next = [{ status: 400 }]
     const err = await ask(rig, 'bad request').catch((e) => e)
@@ -231,7 +285,13 @@ describe('a 500 storm on the first target', () => {
     expect((await fetch(`${rig.proxy.url}/agentmesh/admin/targets`)).status).toBe(401)
     const targets = await adminTargets(rig.proxy)
     const claude = targets.find((t) => t.id === 'anthropic/claude-haiku-4-5')!
-    expect(claude).toMatchObject({ kind: 'model', vendor: 'anthropic', model: 'claude-haiku-4-5', state: 'healthy', inFlight: 0 })
+    expect(claude).toMatchObject({
+      kind: 'model',
+      vendor: 'anthropic',
+      model: 'claude-haiku-4-5',
+      state: 'healthy',
+      inFlight: 0,
+    })
     expect(claude.latencyEwmaMs).toBeGreaterThan(0)
     expect(claude.calls).toBeGreaterThanOrEqual(4)
   })
@@ -246,7 +306,13 @@ describe('streams', () => {
 
   it('a translated fallback stream: the client gets no usage chunk it did not ask for', async () => {
     rig.a.next = [{ status: 500 }]
-    const { data: stream, response } = await openaiClient(rig.proxy).chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'stream it' }] }).withResponse()
+    const { data: stream, response } = await openaiClient(rig.proxy)
+      .chat.completions.create({
+        model: 'gpt-4o-mini',
+        stream: true,
+        messages: [{ role: 'user', content: 'stream it' }],
+      })
+      .withResponse()
     let text = ''
     for await (const chunk of stream) {
       expect(chunk.usage ?? undefined).toBeUndefined()
@@ -258,14 +324,17 @@ describe('streams', () => {
     expect(rig.b.hits.at(-1)!.body.stream_options).toBeUndefined()
   })
 
-  it('from a translated target back to the client\'s own protocol: the original body goes up', async () => {
+  it("from a translated target back to the client's own protocol: the original body goes up", async () => {
     // the OpenAI SDK asks for a Claude model: translated for anthropic, which fails; openai gets the body as sent
     rig.b.next = [{ status: 529 }]
     const { data, response } = await ask(rig, 'claude first', 'claude-haiku-4-5')
     expect(data.choices[0]!.message.content).toBe('mock answer to: claude first')
     expect(response.headers.get('x-agentmesh-fallback-from')).toBe('anthropic/claude-haiku-4-5')
     expect(response.headers.get('x-agentmesh-translated')).toBeNull()
-    expect(rig.a.hits.at(-1)!.body).toEqual({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'claude first' }] })
+    expect(rig.a.hits.at(-1)!.body).toEqual({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'claude first' }],
+    })
   })
 
   it('a reset before the first byte is retried (no status line, and a status line with no event)', async () => {
@@ -274,13 +343,21 @@ describe('streams', () => {
       rig.targets = [OPENAI]
       const hits = rig.a.hits.length
       try {
-        const { data: stream, response } = await openaiClient(rig.proxy).chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: `reset ${reset}` }] }).withResponse()
+        const { data: stream, response } = await openaiClient(rig.proxy)
+          .chat.completions.create({
+            model: 'gpt-4o-mini',
+            stream: true,
+            messages: [{ role: 'user', content: `reset ${reset}` }],
+          })
+          .withResponse()
         let text = ''
         for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
         expect(text).toBe(`mock answer to: reset ${reset}`)
         expect(response.headers.get('x-agentmesh-attempts')).toBe('2')
         expect(rig.a.hits.length).toBe(hits + 2)
-        expect(seenOf(rig, response).attempts![0]!.outcome).toMatch(reset === 'before' ? /unreachable/ : /stream failed before its first byte/)
+        expect(seenOf(rig, response).attempts![0]!.outcome).toMatch(
+          reset === 'before' ? /unreachable/ : /stream failed before its first byte/,
+        )
       } finally {
         rig.targets = [OPENAI, CLAUDE]
       }
@@ -291,10 +368,18 @@ describe('streams', () => {
     rig.a.next = [{ reset: 'after-first-event' }]
     const hitsA = rig.a.hits.length
     const hitsB = rig.b.hits.length
-    const { data: stream, response } = await openaiClient(rig.proxy).chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'cut me off' }] }).withResponse()
+    const { data: stream, response } = await openaiClient(rig.proxy)
+      .chat.completions.create({
+        model: 'gpt-4o-mini',
+        stream: true,
+        messages: [{ role: 'user', content: 'cut me off' }],
+      })
+      .withResponse()
     expect(response.status).toBe(200)
     const err = await (async () => {
-      for await (const _ of stream) { /* read until the error */ }
+      for await (const _ of stream) {
+        /* read until the error */
+      }
     })().catch((e) => e)
     expect(err).toBeInstanceOf(APIError)
     expect(String(err.message)).toMatch(/stream (failed|ended)/)
@@ -375,21 +460,39 @@ describe('timeouts and every target down', () => {
     const { data, response } = await ask(rig, 'do not hang')
     expect(data.choices[0]!.message.content).toBe('mock answer to: do not hang')
     expect(performance.now() - t0).toBeLessThan(3000)
-    expect(seenOf(rig, response).attempts![0]).toMatchObject({ vendor: 'openai', status: 0, outcome: expect.stringMatching(/did not answer within 400 ms/) })
+    expect(seenOf(rig, response).attempts![0]).toMatchObject({
+      vendor: 'openai',
+      status: 0,
+      outcome: expect.stringMatching(/did not answer within 400 ms/),
+    })
   })
 
-  it('every target down: one 502 naming each attempt and why, in each SDK\'s error shape', async () => {
+  it("every target down: one 502 naming each attempt and why, in each SDK's error shape", async () => {
     rig.a.always = { status: 500 }
     rig.b.always = { reset: 'before' }
     try {
       const err = await ask(rig, 'nobody home').catch((e) => e)
       expect(err).toBeInstanceOf(APIError)
       expect(err.status).toBe(502)
-      expect(err.message).toMatch(/no target answered \(2 calls\): 1\) openai\/gpt-4o-mini: 500 from openai \(\d+ ms\); 2\) anthropic\/claude-haiku-4-5: upstream 127\.0\.0\.1:\d+ unreachable/)
+      expect(err.message).toMatch(
+        /no target answered \(2 calls\): 1\) openai\/gpt-4o-mini: 500 from openai \(\d+ ms\); 2\) anthropic\/claude-haiku-4-5: upstream 127\.0\.0\.1:\d+ unreachable/,
+      )
       expect(err.headers.get('x-agentmesh-attempts')).toBe('2')
-      const aerr = await anthropicClient(rig.proxy).messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'nobody home' }] }).catch((e) => e)
+      const aerr = await anthropicClient(rig.proxy)
+        .messages.create({
+          model: 'claude-haiku-4-5',
+          max_tokens: 50,
+          messages: [{ role: 'user', content: 'nobody home' }],
+        })
+        .catch((e) => e)
       expect(aerr.status).toBe(502)
-      expect(aerr.error).toMatchObject({ type: 'error', error: { type: 'all_targets_failed', message: expect.stringContaining('1) anthropic/claude-haiku-4-5: upstream') } })
+      expect(aerr.error).toMatchObject({
+        type: 'error',
+        error: {
+          type: 'all_targets_failed',
+          message: expect.stringContaining('1) anthropic/claude-haiku-4-5: upstream'),
+        },
+      })
       expect(aerr.error.error.message).toContain('2) openai/gpt-4o-mini: 500 from openai')
     } finally {
       rig.a.always = undefined
@@ -409,7 +512,9 @@ describe('timeouts and every target down', () => {
     rig.b.next = [{ hang: true }]
     const slow = await ask(rig, 'all hang', 'gpt-4o-mini').catch((e) => e)
     expect(slow.status).toBe(504)
-    expect(slow.message).toMatch(/1\) openai\/gpt-4o-mini: upstream .* did not answer within 400 ms .*; 2\) anthropic\/claude-haiku-4-5: upstream .* did not answer within 400 ms/)
+    expect(slow.message).toMatch(
+      /1\) openai\/gpt-4o-mini: upstream .* did not answer within 400 ms .*; 2\) anthropic\/claude-haiku-4-5: upstream .* did not answer within 400 ms/,
+    )
   })
 })
 
@@ -462,9 +567,18 @@ describe('redis storage: cooldowns shared by instances', () => {
       const { response: other } = await ask(two, 'skip on two')
       expect(one.a.hits.length).toBe(hits)
       expect(other.headers.get('x-agentmesh-vendor')).toBe('anthropic')
-      expect(seenOf(two, other).attempts![0]).toMatchObject({ vendor: 'openai', called: false, outcome: expect.stringContaining('shared: 1 failure within 60000 ms, the last: 500 from openai') })
-      expect(two.proxy.events.find((e) => e.type === 'target_cooldown')?.data).toMatchObject({ target: 'openai/gpt-4o-mini', shared: true })
-      expect((await adminTargets(two.proxy)).find((t) => t.id === 'openai/gpt-4o-mini')).toMatchObject({ state: 'cooldown' })
+      expect(seenOf(two, other).attempts![0]).toMatchObject({
+        vendor: 'openai',
+        called: false,
+        outcome: expect.stringContaining('shared: 1 failure within 60000 ms, the last: 500 from openai'),
+      })
+      expect(two.proxy.events.find((e) => e.type === 'target_cooldown')?.data).toMatchObject({
+        target: 'openai/gpt-4o-mini',
+        shared: true,
+      })
+      expect((await adminTargets(two.proxy)).find((t) => t.id === 'openai/gpt-4o-mini')).toMatchObject({
+        state: 'cooldown',
+      })
     } finally {
       one.a.always = undefined
     }
@@ -474,7 +588,10 @@ describe('redis storage: cooldowns shared by instances', () => {
 describe('budgets with the quota plugin', () => {
   let rig: Rig
   beforeAll(async () => {
-    rig = await startRig({ plugins: [quota({ limits: { global: { usdPerDay: 100, tokensPerDay: 1_000_000 } } })], routing: { retries: 1, backoffMs: 10 } })
+    rig = await startRig({
+      plugins: [quota({ limits: { global: { usdPerDay: 100, tokensPerDay: 1_000_000 } } })],
+      routing: { retries: 1, backoffMs: 10 },
+    })
   })
   afterAll(() => rig.close())
 
@@ -493,7 +610,9 @@ describe('budgets with the quota plugin', () => {
     expect(bills[0]!.costUsd).toBeCloseTo(pricing.cost('gpt-4o-mini', bills[0]!.usage), 12)
     expect(bills[1]!.costUsd).toBeCloseTo(pricing.cost('claude-haiku-4-5', bills[1]!.usage), 12)
     const res = await fetch(`${rig.proxy.url}/agentmesh/admin/usage`, { headers: { authorization: `Bearer ${ADMIN}` } })
-    const report = (await res.json()) as { scopes: Array<{ scope: string; day: { requests: number; tokens: number; usd: number } }> }
+    const report = (await res.json()) as {
+      scopes: Array<{ scope: string; day: { requests: number; tokens: number; usd: number } }>
+    }
     const global = report.scopes.find((s) => s.scope === 'global')!
     expect(global.day.requests).toBe(2)
     expect(global.day.tokens).toBe(bills.reduce((n, b) => n + b.usage.inputTokens + b.usage.outputTokens, 0))
@@ -510,7 +629,15 @@ describe('a vendor with several deployments', () => {
     const a = await startFront(mock)
     const b = await startFront(mock)
     c = await startFront(mock)
-    const pool = openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, models: ['pool-model'], deployments: [{ baseURL: `${a.url}/v1`, apiKey: 'sk-pool-a' }, { baseURL: `${c.url}/v1`, apiKey: 'sk-pool-c' }] })
+    const pool = openaiCompatible({
+      name: 'pool',
+      baseURL: `${a.url}/v1`,
+      models: ['pool-model'],
+      deployments: [
+        { baseURL: `${a.url}/v1`, apiKey: 'sk-pool-a' },
+        { baseURL: `${c.url}/v1`, apiKey: 'sk-pool-c' },
+      ],
+    })
     rig = await startRig({ plugins: [pool] }, { mock, a, b })
     rig.targets = [POOL, CLAUDE]
   })
@@ -519,7 +646,7 @@ describe('a vendor with several deployments', () => {
     await Promise.all([rig.a.close(), rig.b.close(), c.close(), rig.mock.close()])
   })
 
-  it('one key\'s 429 is retried at once on another key of the same target, which stays healthy; the admin view lists the deployments', async () => {
+  it("one key's 429 is retried at once on another key of the same target, which stays healthy; the admin view lists the deployments", async () => {
     rig.a.next = [{ status: 429, headers: { 'retry-after': '30' } }]
     const t0 = performance.now()
     const { data, response } = await ask(rig, 'pooled', 'pool-model')
@@ -533,7 +660,11 @@ describe('a vendor with several deployments', () => {
     expect(c.hits).toHaveLength(1)
     expect(rig.b.hits).toHaveLength(0)
     const targets = await adminTargets(rig.proxy)
-    expect(targets.find((t) => t.id === 'pool/pool-model')).toMatchObject({ kind: 'model', state: 'healthy', failures: 1 })
+    expect(targets.find((t) => t.id === 'pool/pool-model')).toMatchObject({
+      kind: 'model',
+      state: 'healthy',
+      failures: 1,
+    })
     const deployments = targets.filter((t) => t.kind === 'deployment' && t.vendor === 'pool')
     expect(deployments).toHaveLength(2)
     expect(deployments.map((d) => d.state).sort()).toEqual(['cooldown', 'healthy'])
@@ -548,19 +679,40 @@ describe('a vendor with several deployments', () => {
     expect(first.response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
     const { response } = await ask(rig, 'pool cooling', 'pool-model')
     expect(response.headers.get('x-agentmesh-vendor')).toBe('anthropic')
-    expect(seenOf(rig, response).attempts![0]).toMatchObject({ vendor: 'pool', called: false, outcome: expect.stringContaining('every deployment of pool is cooling down') })
+    expect(seenOf(rig, response).attempts![0]).toMatchObject({
+      vendor: 'pool',
+      called: false,
+      outcome: expect.stringContaining('every deployment of pool is cooling down'),
+    })
   })
 })
 
 describe('routing config', () => {
   it('defaults, and a bad value fails with the field named', async () => {
-    expect((await resolveConfig({})).routing).toEqual({ retries: 0, backoffMs: 250, maxBackoffMs: 5000, retryAfterCapMs: 10_000, cooldown: { failures: 3, windowMs: 60_000, cooldownMs: 30_000, syncMs: 1000 } })
-    expect((await resolveConfig({ routing: { retries: 2, cooldown: { cooldownMs: 5000 } } })).routing).toMatchObject({ retries: 2, cooldown: { failures: 3, cooldownMs: 5000 } })
-    await expect(resolveConfig({ routing: { retries: -1 } })).rejects.toThrow(/`routing\.retries` must be an integer from 0 to 10, got -1/)
+    expect((await resolveConfig({})).routing).toEqual({
+      retries: 0,
+      backoffMs: 250,
+      maxBackoffMs: 5000,
+      retryAfterCapMs: 10_000,
+      cooldown: { failures: 3, windowMs: 60_000, cooldownMs: 30_000, syncMs: 1000 },
+    })
+    expect((await resolveConfig({ routing: { retries: 2, cooldown: { cooldownMs: 5000 } } })).routing).toMatchObject({
+      retries: 2,
+      cooldown: { failures: 3, cooldownMs: 5000 },
+    })
+    await expect(resolveConfig({ routing: { retries: -1 } })).rejects.toThrow(
+      /`routing\.retries` must be an integer from 0 to 10, got -1/,
+    )
     await expect(resolveConfig({ routing: { retries: 11 } })).rejects.toThrow(/routing\.retries/)
-    await expect(resolveConfig({ routing: { backoffMs: '1s' } as any })).rejects.toThrow(/`routing\.backoffMs` must be a whole number of ms/)
-    await expect(resolveConfig({ routing: { cooldown: { failures: 0 } } })).rejects.toThrow(/`routing\.cooldown\.failures` must be an integer >= 1, got 0/)
-    await expect(resolveConfig({ routing: { retry: 2 } as any })).rejects.toThrow(/`routing\.retry` must be one of retries, backoffMs/)
+    await expect(resolveConfig({ routing: { backoffMs: '1s' } as any })).rejects.toThrow(
+      /`routing\.backoffMs` must be a whole number of ms/,
+    )
+    await expect(resolveConfig({ routing: { cooldown: { failures: 0 } } })).rejects.toThrow(
+      /`routing\.cooldown\.failures` must be an integer >= 1, got 0/,
+    )
+    await expect(resolveConfig({ routing: { retry: 2 } as any })).rejects.toThrow(
+      /`routing\.retry` must be one of retries, backoffMs/,
+    )
     await expect(resolveConfig({ routing: { cooldown: { ms: 5 } } as any })).rejects.toThrow(/routing\.cooldown\.ms/)
   })
 })

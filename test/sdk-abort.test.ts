@@ -12,7 +12,9 @@ let mesh: SdkMesh
 beforeAll(async () => {
   clearVendorEnv()
   mock = await startMockUpstream({ eventGapMs: 50 })
-  mesh = await createMesh({ config: { log: { level: 'silent' }, dataDir: tempDir(), plugins: [openai({ baseURL: mock.url, apiKey: 'sk' })] } })
+  mesh = await createMesh({
+    config: { log: { level: 'silent' }, dataDir: tempDir(), plugins: [openai({ baseURL: mock.url, apiKey: 'sk' })] },
+  })
 })
 afterAll(async () => {
   await mesh.close()
@@ -24,7 +26,11 @@ const long = 'a long prompt so that the mock streams many events one by one for 
 
 it('breaking out of a stream cancels the upstream call', async () => {
   const before = mock.aborted
-  const stream = await client().chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: long }] })
+  const stream = await client().chat.completions.create({
+    model: 'gpt-4o-mini',
+    stream: true,
+    messages: [{ role: 'user', content: long }],
+  })
   for await (const _ of stream) break
   await until(() => mock.aborted > before, 'the upstream stream to be cut', 5000)
 })
@@ -32,14 +38,22 @@ it('breaking out of a stream cancels the upstream call', async () => {
 it('an AbortSignal before the answer rejects the call', async () => {
   const ac = new AbortController()
   ac.abort()
-  const err = await client().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'never' }] }, { signal: ac.signal }).catch((e) => e)
+  const err = await client()
+    .chat.completions.create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'never' }] },
+      { signal: ac.signal },
+    )
+    .catch((e) => e)
   expect(err).toBeInstanceOf(OpenAI.APIUserAbortError)
 })
 
 it('an AbortSignal cancels the upstream call', async () => {
   const before = mock.aborted
   const ac = new AbortController()
-  const stream = await client().chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: long }] }, { signal: ac.signal })
+  const stream = await client().chat.completions.create(
+    { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: long }] },
+    { signal: ac.signal },
+  )
   const it = stream[Symbol.asyncIterator]()
   await it.next()
   ac.abort()

@@ -29,7 +29,11 @@ beforeAll(async () => {
     config: {
       log: { level: 'silent' },
       dataDir: tempDir(),
-      plugins: [quota({ limits: { teams: { tiny: { tokensPerDay: 5 } } } }), openai({ baseURL: mock.url, apiKey: 'sk-configured' }), anthropic({ baseURL: mock.url, apiKey: 'sk-ant-configured' })],
+      plugins: [
+        quota({ limits: { teams: { tiny: { tokensPerDay: 5 } } } }),
+        openai({ baseURL: mock.url, apiKey: 'sk-configured' }),
+        anthropic({ baseURL: mock.url, apiKey: 'sk-ant-configured' }),
+      ],
     },
   })
   mesh.on((e) => events.push(e))
@@ -39,7 +43,8 @@ afterAll(async () => {
   await mock.close()
 })
 
-const identityOf = (requestId: unknown) => (events.find((e) => e.type === 'request' && (e.data as any).id === requestId)?.data as any)?.identity
+const identityOf = (requestId: unknown) =>
+  (events.find((e) => e.type === 'request' && (e.data as any).id === requestId)?.data as any)?.identity
 
 describe('agentMeshMiddleware', () => {
   const middleware = () => agentMeshMiddleware(mesh, { identity: { team: 'eng', user: 'vercel' } })
@@ -68,7 +73,12 @@ describe('agentMeshMiddleware', () => {
 
   it('Anthropic: generate and stream, per-call identity from providerOptions', async () => {
     const model = wrapLanguageModel({ model: anthropicProvider('claude-haiku-4-5'), middleware: middleware() })
-    const g = await generateText({ model, prompt: 'anthropic via ai', maxRetries: 0, providerOptions: { agentmesh: { team: 'research' } } })
+    const g = await generateText({
+      model,
+      prompt: 'anthropic via ai',
+      maxRetries: 0,
+      providerOptions: { agentmesh: { team: 'research' } },
+    })
     expect(g.text).toBe(mockText('anthropic via ai'))
     expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-configured')
     expect(identityOf((g.providerMetadata?.agentmesh as any)?.requestId)).toMatchObject({ team: 'research' })
@@ -76,8 +86,11 @@ describe('agentMeshMiddleware', () => {
     expect(await s.text).toBe(mockText('anthropic stream via ai'))
   })
 
-  it('a quota block is the AI SDK\'s APICallError with status 429 and the AgentMesh message', async () => {
-    const model = wrapLanguageModel({ model: openaiProvider.chat('gpt-4o-mini'), middleware: agentMeshMiddleware(mesh, { identity: { team: 'tiny' } }) })
+  it("a quota block is the AI SDK's APICallError with status 429 and the AgentMesh message", async () => {
+    const model = wrapLanguageModel({
+      model: openaiProvider.chat('gpt-4o-mini'),
+      middleware: agentMeshMiddleware(mesh, { identity: { team: 'tiny' } }),
+    })
     const err = await generateText({ model, prompt: 'over budget', maxRetries: 0 }).catch((e) => e)
     expect(APICallError.isInstance(err)).toBe(true)
     expect(err.statusCode).toBe(429)

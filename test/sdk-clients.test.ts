@@ -5,7 +5,15 @@ import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
-import { createMesh, governanceOf, withIdentity, withRun, wrapAnthropic, wrapOpenAI, type SdkMesh } from '../core/sdk/index.ts'
+import {
+  createMesh,
+  governanceOf,
+  withIdentity,
+  withRun,
+  wrapAnthropic,
+  wrapOpenAI,
+  type SdkMesh,
+} from '../core/sdk/index.ts'
 import type { MeshEvent } from '../core/types.ts'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { quota } from '../plugins/quota/index.ts'
@@ -21,7 +29,13 @@ const policy = definePlugin({
   hooks: {
     beforeRequest(ctx) {
       runs.push(ctx.request.headers.get('x-agentmesh-run-id'))
-      if (ctx.identity?.team === 'blocked') ctx.response = { kind: 'error', status: 403, type: 'permission_error', message: 'AgentMesh policy: team blocked may not call models' }
+      if (ctx.identity?.team === 'blocked')
+        ctx.response = {
+          kind: 'error',
+          status: 403,
+          type: 'permission_error',
+          message: 'AgentMesh policy: team blocked may not call models',
+        }
     },
   },
 })
@@ -29,7 +43,14 @@ const policy = definePlugin({
 let mock: MockUpstream
 let mesh: SdkMesh
 const events: MeshEvent[] = []
-const weather = { type: 'function' as const, function: { name: 'get_weather', description: 'weather of a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }
+const weather = {
+  type: 'function' as const,
+  function: {
+    name: 'get_weather',
+    description: 'weather of a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+}
 
 beforeAll(async () => {
   clearVendorEnv()
@@ -55,12 +76,15 @@ afterAll(async () => {
 })
 
 describe('wrapOpenAI', () => {
-  const client = () => wrapOpenAI(new OpenAI({ apiKey: 'unused', maxRetries: 0 }), { mesh, identity: { team: 'eng', user: 'ada' } })
+  const client = () =>
+    wrapOpenAI(new OpenAI({ apiKey: 'unused', maxRetries: 0 }), { mesh, identity: { team: 'eng', user: 'ada' } })
 
   it('is the same client type, and answers through the mesh with governance headers', async () => {
     const c = client()
     expect(c).toBeInstanceOf(OpenAI)
-    const { data, response } = await c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'sdk plain' }] }).withResponse()
+    const { data, response } = await c.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'sdk plain' }] })
+      .withResponse()
     expect(data.choices[0]!.message.content).toBe(mockText('sdk plain'))
     const g = governanceOf(response)
     expect(g.vendor).toBe('openai')
@@ -72,7 +96,11 @@ describe('wrapOpenAI', () => {
   })
 
   it('streams', async () => {
-    const stream = await client().chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'sdk stream' }] })
+    const stream = await client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      stream: true,
+      messages: [{ role: 'user', content: 'sdk stream' }],
+    })
     let text = ''
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
     expect(text).toBe(mockText('sdk stream'))
@@ -91,7 +119,10 @@ describe('wrapOpenAI', () => {
 
   it('a repeat is a cache hit, not a vendor call', async () => {
     const c = client()
-    const ask = () => c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'sdk repeat please' }] }).withResponse()
+    const ask = () =>
+      c.chat.completions
+        .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'sdk repeat please' }] })
+        .withResponse()
     const first = await ask()
     // the entry is stored after the answer is read
     await new Promise((r) => setTimeout(r, 50))
@@ -103,17 +134,21 @@ describe('wrapOpenAI', () => {
     expect(mock.received.length).toBe(calls)
   })
 
-  it('a quota block is the SDK\'s RateLimitError (429) with the AgentMesh message; identity per call', async () => {
+  it("a quota block is the SDK's RateLimitError (429) with the AgentMesh message; identity per call", async () => {
     const c = client()
-    const err = await withIdentity({ team: 'tiny' }, () => c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'over budget' }] })).catch((e) => e)
+    const err = await withIdentity({ team: 'tiny' }, () =>
+      c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'over budget' }] }),
+    ).catch((e) => e)
     expect(err).toBeInstanceOf(OpenAI.RateLimitError)
     expect(err.status).toBe(429)
     expect(err.message).toMatch(/tiny/)
     expect(events.some((e) => e.type === 'quota_block')).toBe(true)
   })
 
-  it('a guard is the SDK\'s PermissionDeniedError (403)', async () => {
-    const err = await withIdentity({ team: 'blocked' }, () => client().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })).catch((e) => e)
+  it("a guard is the SDK's PermissionDeniedError (403)", async () => {
+    const err = await withIdentity({ team: 'blocked' }, () =>
+      client().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }),
+    ).catch((e) => e)
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError)
     expect(err.message).toMatch(/policy/)
   })
@@ -122,39 +157,58 @@ describe('wrapOpenAI', () => {
 describe('scopes', () => {
   it('withRun names the agent run of every call inside; nested withIdentity keeps it', async () => {
     const c = wrapOpenAI(new OpenAI({ apiKey: 'unused', maxRetries: 0 }), { mesh, runId: 'default-run' })
-    const ask = (content: string) => c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] })
+    const ask = (content: string) =>
+      c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] })
     await ask('outside any run')
-    await withRun('nightly-42', () => withIdentity({ team: 'eng' }, () => Promise.all([ask('in run a'), ask('in run b')])))
+    await withRun('nightly-42', () =>
+      withIdentity({ team: 'eng' }, () => Promise.all([ask('in run a'), ask('in run b')])),
+    )
     expect(runs.slice(-3)).toEqual(['default-run', 'nightly-42', 'nightly-42'])
   })
 })
 
 describe('wrapAnthropic', () => {
-  const client = () => wrapAnthropic(new Anthropic({ apiKey: 'unused', maxRetries: 0 }), { mesh, identity: { team: 'eng' } })
+  const client = () =>
+    wrapAnthropic(new Anthropic({ apiKey: 'unused', maxRetries: 0 }), { mesh, identity: { team: 'eng' } })
 
   it('plain, with governance headers through the raw-response API', async () => {
     const c = client()
     expect(c).toBeInstanceOf(Anthropic)
-    const { data, response } = await c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'anthropic plain' }] }).withResponse()
+    const { data, response } = await c.messages
+      .create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'anthropic plain' }] })
+      .withResponse()
     expect(data.content[0]).toMatchObject({ type: 'text', text: mockText('anthropic plain') })
     expect(governanceOf(response).vendor).toBe('anthropic')
     expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-configured')
   })
 
   it('streams', async () => {
-    const stream = client().messages.stream({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'anthropic stream' }] })
+    const stream = client().messages.stream({
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'anthropic stream' }],
+    })
     const final = await stream.finalMessage()
     expect(final.content[0]).toMatchObject({ type: 'text', text: mockText('anthropic stream') })
   })
 
   it('a tool round trip', async () => {
     const c = client()
-    const tools: Anthropic.Tool[] = [{ name: 'get_weather', description: 'weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }]
+    const tools: Anthropic.Tool[] = [
+      {
+        name: 'get_weather',
+        description: 'weather',
+        input_schema: { type: 'object', properties: { city: { type: 'string' } } },
+      },
+    ]
     const messages: Anthropic.MessageParam[] = [{ role: 'user', content: 'weather in Paris?' }]
     const first = await c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages, tools })
     const use = first.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!
     expect(use.name).toBe('get_weather')
-    messages.push({ role: 'assistant', content: first.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] })
+    messages.push(
+      { role: 'assistant', content: first.content },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] },
+    )
     const second = await c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages, tools })
     expect(second.content[0]).toMatchObject({ type: 'text' })
     expect((second.content[0] as Anthropic.TextBlock).text).toContain('sunny')
@@ -162,7 +216,14 @@ describe('wrapAnthropic', () => {
 
   it('a repeat is a cache hit', async () => {
     const c = client()
-    const ask = () => c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'anthropic repeat' }] }).withResponse()
+    const ask = () =>
+      c.messages
+        .create({
+          model: 'claude-haiku-4-5',
+          max_tokens: 50,
+          messages: [{ role: 'user', content: 'anthropic repeat' }],
+        })
+        .withResponse()
     await ask()
     await new Promise((r) => setTimeout(r, 50))
     const calls = mock.received.length
@@ -171,9 +232,10 @@ describe('wrapAnthropic', () => {
     expect(mock.received.length).toBe(calls)
   })
 
-  it('quota block and guard are the SDK\'s own errors', async () => {
+  it("quota block and guard are the SDK's own errors", async () => {
     const c = client()
-    const ask = () => c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'no' }] })
+    const ask = () =>
+      c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'no' }] })
     const blocked = await withIdentity({ team: 'tiny' }, ask).catch((e) => e)
     expect(blocked).toBeInstanceOf(Anthropic.RateLimitError)
     expect(blocked.status).toBe(429)

@@ -12,7 +12,15 @@ import type { MeshContext } from '../core/types.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
-import { anthropicClient, clearVendorEnv, openaiClient, postJson, startCoreProxy, startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
+import {
+  anthropicClient,
+  clearVendorEnv,
+  openaiClient,
+  postJson,
+  startCoreProxy,
+  startMockAndProxy,
+  type Proxy,
+} from './helpers/core-harness.ts'
 import { MOCK_GEMINI_COUNT, type MockUpstream } from './helpers/mock-upstream.ts'
 
 type Governed = { protocol: string; operation: string; vendor: string; status?: number }
@@ -20,7 +28,15 @@ const seen: Governed[] = []
 const recorder = definePlugin({
   name: 'test:recorder',
   enforce: 'post',
-  hooks: { afterResponse: (ctx: MeshContext) => void seen.push({ protocol: ctx.protocol, operation: ctx.operation, vendor: ctx.route.vendor, status: ctx.status }) },
+  hooks: {
+    afterResponse: (ctx: MeshContext) =>
+      void seen.push({
+        protocol: ctx.protocol,
+        operation: ctx.operation,
+        vendor: ctx.route.vendor,
+        status: ctx.status,
+      }),
+  },
 })
 
 interface Env {
@@ -41,10 +57,16 @@ interface Method {
 }
 
 const genai = (url: string, apiVersion: 'v1beta' | 'v1') =>
-  new GoogleGenAI({ apiKey: 'AIza-client-key', httpOptions: { baseUrl: url, apiVersion, retryOptions: { attempts: 1 } } })
+  new GoogleGenAI({
+    apiKey: 'AIza-client-key',
+    httpOptions: { baseUrl: url, apiVersion, retryOptions: { attempts: 1 } },
+  })
 
 async function rejectsWith(p: Promise<unknown>, status: number): Promise<any> {
-  const err: any = await p.then(() => undefined, (e) => e)
+  const err: any = await p.then(
+    () => undefined,
+    (e) => e,
+  )
   expect(err, 'the call should have failed').toBeDefined()
   expect(err.status).toBe(status)
   return err
@@ -56,7 +78,10 @@ const openaiMethods: Method[] = [
     governed: { protocol: 'openai', operation: 'chat' },
     upstream: /^\/v1\/chat\/completions$/,
     async run({ oa }) {
-      const r = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hi' }] })
+      const r = await oa.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'Say hi' }],
+      })
       expect(r.choices[0]!.message.content).toBeTruthy()
     },
   },
@@ -66,7 +91,12 @@ const openaiMethods: Method[] = [
     upstream: /^\/v1\/chat\/completions$/,
     async run({ oa }) {
       let text = ''
-      for await (const c of await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Stream hi' }], stream: true })) text += c.choices[0]?.delta.content ?? ''
+      for await (const c of await oa.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'Stream hi' }],
+        stream: true,
+      }))
+        text += c.choices[0]?.delta.content ?? ''
       expect(text).toBeTruthy()
     },
   },
@@ -75,7 +105,11 @@ const openaiMethods: Method[] = [
     governed: { protocol: 'openai', operation: 'embeddings' },
     upstream: /^\/v1\/embeddings$/,
     async run({ oa }) {
-      const r = await oa.embeddings.create({ model: 'text-embedding-3-small', input: 'hello', encoding_format: 'float' })
+      const r = await oa.embeddings.create({
+        model: 'text-embedding-3-small',
+        input: 'hello',
+        encoding_format: 'float',
+      })
       expect(r.data[0]!.embedding.length).toBeGreaterThan(0)
     },
   },
@@ -104,7 +138,11 @@ const anthropicMethods: Method[] = [
     governed: { protocol: 'anthropic', operation: 'chat' },
     upstream: /^\/v1\/messages$/,
     async run({ an }) {
-      const r = await an.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Say hi' }] })
+      const r = await an.messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'Say hi' }],
+      })
       expect(r.content[0]).toMatchObject({ type: 'text' })
     },
   },
@@ -113,7 +151,9 @@ const anthropicMethods: Method[] = [
     governed: { protocol: 'anthropic', operation: 'chat' },
     upstream: /^\/v1\/messages$/,
     async run({ an }) {
-      const m = await an.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Stream hi' }] }).finalMessage()
+      const m = await an.messages
+        .stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Stream hi' }] })
+        .finalMessage()
       expect(m.content[0]).toMatchObject({ type: 'text' })
     },
   },
@@ -121,7 +161,10 @@ const anthropicMethods: Method[] = [
     name: 'messages.countTokens',
     upstream: /^\/v1\/messages\/count_tokens$/,
     async run({ an }) {
-      expect((await an.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] })).input_tokens).toBeGreaterThan(0)
+      expect(
+        (await an.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }))
+          .input_tokens,
+      ).toBeGreaterThan(0)
     },
   },
   {
@@ -155,7 +198,9 @@ const geminiMethods = (v: 'v1beta' | 'v1'): Method[] => [
     governed: { protocol: 'gemini', operation: 'chat' },
     upstream: new RegExp(`^/${v}/models/gemini-2\\.5-flash:generateContent$`),
     async run({ ai }) {
-      expect((await ai.models.generateContent({ model: 'gemini-2.5-flash', contents: user('Say hi') })).text).toBeTruthy()
+      expect(
+        (await ai.models.generateContent({ model: 'gemini-2.5-flash', contents: user('Say hi') })).text,
+      ).toBeTruthy()
     },
   },
   {
@@ -164,7 +209,11 @@ const geminiMethods = (v: 'v1beta' | 'v1'): Method[] => [
     upstream: new RegExp(`^/${v}/models/gemini-2\\.5-flash:streamGenerateContent\\?alt=sse$`),
     async run({ ai }) {
       let text = ''
-      for await (const c of await ai.models.generateContentStream({ model: 'gemini-2.5-flash', contents: user('Stream hi') })) text += c.text ?? ''
+      for await (const c of await ai.models.generateContentStream({
+        model: 'gemini-2.5-flash',
+        contents: user('Stream hi'),
+      }))
+        text += c.text ?? ''
       expect(text).toBeTruthy()
     },
   },
@@ -202,7 +251,10 @@ const geminiMethods = (v: 'v1beta' | 'v1'): Method[] => [
   {
     name: 'models.get',
     async run({ ai }) {
-      expect(await ai.models.get({ model: 'gemini-2.5-flash' })).toMatchObject({ name: 'models/gemini-2.5-flash', supportedActions: expect.arrayContaining(['generateContent']) })
+      expect(await ai.models.get({ model: 'gemini-2.5-flash' })).toMatchObject({
+        name: 'models/gemini-2.5-flash',
+        supportedActions: expect.arrayContaining(['generateContent']),
+      })
       const err = await rejectsWith(ai.models.get({ model: 'no-such-model' }), 404)
       expect(err).toBeInstanceOf(ApiError)
     },
@@ -222,12 +274,20 @@ async function check(m: Method, env: Env, vendorOf: (protocol: string) => string
   const sentBefore = env.mock?.received.length ?? 0
   await m.run(env)
   if (m.governed) {
-    const rec = seen.slice(before).find((r) => r.protocol === m.governed!.protocol && r.operation === m.governed!.operation)
-    expect(rec, `${m.name} was not run through the pipeline as ${m.governed.protocol} ${m.governed.operation}`).toMatchObject({ vendor: vendorOf(m.governed.protocol), status: 200 })
+    const rec = seen
+      .slice(before)
+      .find((r) => r.protocol === m.governed!.protocol && r.operation === m.governed!.operation)
+    expect(
+      rec,
+      `${m.name} was not run through the pipeline as ${m.governed.protocol} ${m.governed.operation}`,
+    ).toMatchObject({ vendor: vendorOf(m.governed.protocol), status: 200 })
   }
   if (env.mock && m.upstream) {
     const paths = env.mock.received.slice(sentBefore).map((r) => r.path)
-    expect(paths.some((p) => m.upstream!.test(p)), `upstream got ${JSON.stringify(paths)}`).toBe(true)
+    expect(
+      paths.some((p) => m.upstream!.test(p)),
+      `upstream got ${JSON.stringify(paths)}`,
+    ).toBe(true)
   }
 }
 
@@ -249,13 +309,20 @@ describe('the official SDKs against the mock upstream (solo, quota and audit on)
   })
   const vendors: Record<string, string> = { openai: 'openai', anthropic: 'anthropic', gemini: 'google' }
 
-  for (const m of suites(() => env, () => envV1)) {
-    ;it(`${m.sdk} ${m.name}`, () => check(m, m.env(), (p) => vendors[p]!))
+  for (const m of suites(
+    () => env,
+    () => envV1,
+  )) {
+    it(`${m.sdk} ${m.name}`, () => check(m, m.env(), (p) => vendors[p]!))
   }
 
   it('REST :embedContent (one content) is forwarded and governed as embeddings', async () => {
     const before = seen.length
-    const raw = JSON.stringify({ content: { parts: [{ text: 'embed me' }] }, taskType: 'RETRIEVAL_QUERY', outputDimensionality: 2 })
+    const raw = JSON.stringify({
+      content: { parts: [{ text: 'embed me' }] },
+      taskType: 'RETRIEVAL_QUERY',
+      outputDimensionality: 2,
+    })
     const res = await postJson(`${proxy.url}/v1beta/models/gemini-embedding-001:embedContent`, raw)
     expect(res.status).toBe(200)
     expect((await res.json()).embedding.values).toHaveLength(2)
@@ -264,13 +331,19 @@ describe('the official SDKs against the mock upstream (solo, quota and audit on)
     // Google reports no usage for embeddings: billed on the estimate, and said so
     expect(res.headers.get('x-agentmesh-usage')).toBe('estimated')
     expect(Number(res.headers.get('x-agentmesh-tokens'))).toBeGreaterThan(0)
-    expect(seen.slice(before)).toContainEqual(expect.objectContaining({ protocol: 'gemini', operation: 'embeddings', vendor: 'google' }))
+    expect(seen.slice(before)).toContainEqual(
+      expect.objectContaining({ protocol: 'gemini', operation: 'embeddings', vendor: 'google' }),
+    )
   })
 
   it('a Gemini embeddings request over budget is refused with a 429 in the Gemini shape, before Google is asked', async () => {
-    const { mock: m2, proxy: p2 } = await startMockAndProxy({ config: { plugins: [quota({ limits: { defaultTeam: { tokensPerDay: 1 } } })] } })
+    const { mock: m2, proxy: p2 } = await startMockAndProxy({
+      config: { plugins: [quota({ limits: { defaultTeam: { tokensPerDay: 1 } } })] },
+    })
     try {
-      const res = await postJson(`${p2.url}/v1beta/models/gemini-embedding-001:embedContent`, { content: { parts: [{ text: 'a text longer than one token' }] } })
+      const res = await postJson(`${p2.url}/v1beta/models/gemini-embedding-001:embedContent`, {
+        content: { parts: [{ text: 'a text longer than one token' }] },
+      })
       expect(res.status).toBe(429)
       expect((await res.json()).error).toMatchObject({ code: 429, status: 'RESOURCE_EXHAUSTED' })
       expect(m2.received).toHaveLength(0)
@@ -281,7 +354,9 @@ describe('the official SDKs against the mock upstream (solo, quota and audit on)
   })
 
   it('rejects a Gemini embeddings request without content in the Gemini error shape', async () => {
-    const res = await postJson(`${proxy.url}/v1beta/models/gemini-embedding-001:embedContent`, { taskType: 'RETRIEVAL_QUERY' })
+    const res = await postJson(`${proxy.url}/v1beta/models/gemini-embedding-001:embedContent`, {
+      taskType: 'RETRIEVAL_QUERY',
+    })
     expect(res.status).toBe(400)
     expect((await res.json()).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
   })
@@ -294,14 +369,20 @@ describe('the official SDKs against the demo preset (no keys)', () => {
   beforeAll(async () => {
     clearVendorEnv()
     proxy = await startCoreProxy({ preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 }), recorder] })
-    const base = { oa: openaiClient(proxy, [], { apiKey: 'unused' }), an: anthropicClient(proxy, [], { apiKey: 'unused' }) }
+    const base = {
+      oa: openaiClient(proxy, [], { apiKey: 'unused' }),
+      an: anthropicClient(proxy, [], { apiKey: 'unused' }),
+    }
     env = { ...base, ai: genai(proxy.url, 'v1beta') }
     envV1 = { ...base, ai: genai(proxy.url, 'v1') }
   })
   afterAll(() => proxy?.close())
 
-  for (const m of suites(() => env, () => envV1)) {
-    ;it(`${m.sdk} ${m.name}`, () => check(m, m.env(), () => 'demo'))
+  for (const m of suites(
+    () => env,
+    () => envV1,
+  )) {
+    it(`${m.sdk} ${m.name}`, () => check(m, m.env(), () => 'demo'))
   }
 })
 
@@ -335,15 +416,27 @@ describe('model routes and unknown routes answer in the protocol of the path', (
   })
 
   it('GET /v1/models/{id}: the shape follows the client (anthropic-version, x-goog-api-key, else OpenAI)', async () => {
-    expect(await (await get('/v1/models/gemini-2.5-flash', { 'x-goog-api-key': 'k' })).json()).toMatchObject({ name: 'models/gemini-2.5-flash' })
-    expect(await (await get('/v1/models/claude-haiku-4-5', { 'anthropic-version': '2023-06-01' })).json()).toMatchObject({ type: 'model', id: 'claude-haiku-4-5' })
-    expect(await (await get('/v1/models/demo-fast')).json()).toMatchObject({ object: 'model', id: 'demo-fast', owned_by: 'demo' })
+    expect(await (await get('/v1/models/gemini-2.5-flash', { 'x-goog-api-key': 'k' })).json()).toMatchObject({
+      name: 'models/gemini-2.5-flash',
+    })
+    expect(
+      await (await get('/v1/models/claude-haiku-4-5', { 'anthropic-version': '2023-06-01' })).json(),
+    ).toMatchObject({ type: 'model', id: 'claude-haiku-4-5' })
+    expect(await (await get('/v1/models/demo-fast')).json()).toMatchObject({
+      object: 'model',
+      id: 'demo-fast',
+      owned_by: 'demo',
+    })
     expectShape(await (await get('/v1/models/nope', { 'anthropic-version': '2023-06-01' })).json(), 'anthropic')
     expectShape(await (await get('/v1beta/models/nope')).json(), 'gemini')
   })
 
   it('rejects a model id that is bad percent-encoding, has control characters or is too long, in the protocol shape', async () => {
-    for (const [path, protocol] of [['/v1/models/%E0%A4%A', 'openai'], ['/v1beta/models/a%0Ab', 'gemini'], ['/v1/models/' + 'x'.repeat(300), 'openai']] as const) {
+    for (const [path, protocol] of [
+      ['/v1/models/%E0%A4%A', 'openai'],
+      ['/v1beta/models/a%0Ab', 'gemini'],
+      ['/v1/models/' + 'x'.repeat(300), 'openai'],
+    ] as const) {
       const res = await get(path)
       expect(res.status, path).toBe(400)
       expectShape(await res.json(), protocol)
@@ -354,7 +447,9 @@ describe('model routes and unknown routes answer in the protocol of the path', (
     const an = await (await get('/v1/models?limit=2', { 'anthropic-version': '2023-06-01' })).json()
     expect(an.data).toHaveLength(2)
     expect(an.has_more).toBe(true)
-    const next = await (await get(`/v1/models?limit=2&after_id=${an.last_id}`, { 'anthropic-version': '2023-06-01' })).json()
+    const next = await (
+      await get(`/v1/models?limit=2&after_id=${an.last_id}`, { 'anthropic-version': '2023-06-01' })
+    ).json()
     expect(next.data[0].id).not.toBe(an.data[0].id)
     const g = await (await get('/v1beta/models?pageSize=1')).json()
     expect(g.models).toHaveLength(1)

@@ -12,14 +12,30 @@ import { clearVendorEnv, tempDir } from './helpers/core-harness.ts'
 import { mockText, startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const seen: Array<{ team: string; run: string | null; path: string }> = []
-const recorder = definePlugin({ name: 'test:runs', hooks: { beforeRequest: (ctx) => void seen.push({ team: ctx.identity.team, run: ctx.request.headers.get('x-agentmesh-run-id'), path: new URL(ctx.request.url).pathname }) } })
+const recorder = definePlugin({
+  name: 'test:runs',
+  hooks: {
+    beforeRequest: (ctx) =>
+      void seen.push({
+        team: ctx.identity.team,
+        run: ctx.request.headers.get('x-agentmesh-run-id'),
+        path: new URL(ctx.request.url).pathname,
+      }),
+  },
+})
 
 let mock: MockUpstream
 let mesh: SdkMesh
 beforeAll(async () => {
   clearVendorEnv()
   mock = await startMockUpstream({})
-  mesh = await createMesh({ config: { log: { level: 'silent' }, dataDir: tempDir(), plugins: [recorder, openai({ baseURL: mock.url, apiKey: 'sk-configured' })] } })
+  mesh = await createMesh({
+    config: {
+      log: { level: 'silent' },
+      dataDir: tempDir(),
+      plugins: [recorder, openai({ baseURL: mock.url, apiKey: 'sk-configured' })],
+    },
+  })
 })
 afterAll(async () => {
   await mesh.close()
@@ -28,7 +44,11 @@ afterAll(async () => {
 
 function graphOf(fetch: typeof globalThis.fetch) {
   const llm = new ChatOpenAI({ model: 'gpt-4o-mini', apiKey: 'sk-unused', maxRetries: 0, configuration: { fetch } })
-  const State = Annotation.Root({ question: Annotation<string>(), draft: Annotation<string>(), answer: Annotation<string>() })
+  const State = Annotation.Root({
+    question: Annotation<string>(),
+    draft: Annotation<string>(),
+    answer: Annotation<string>(),
+  })
   return new StateGraph(State)
     .addNode('write', async (s) => ({ draft: String((await llm.invoke(s.question)).content) }))
     .addNode('check', async (s) => ({ answer: String((await llm.invoke(`review: ${s.draft}`)).content) }))
@@ -66,7 +86,10 @@ describe('LangGraph.js', () => {
   it('a run named in the invocation metadata', async () => {
     const lc = agentMeshLangChain(mesh)
     const before = seen.length
-    await graphOf(lc.fetch).invoke({ question: 'named run' }, { callbacks: [lc.handler], metadata: { agentmesh_run_id: 'trip-planner-42' } })
+    await graphOf(lc.fetch).invoke(
+      { question: 'named run' },
+      { callbacks: [lc.handler], metadata: { agentmesh_run_id: 'trip-planner-42' } },
+    )
     expect(seen.slice(before).map((s) => s.run)).toEqual(['trip-planner-42', 'trip-planner-42'])
   })
 })

@@ -25,7 +25,9 @@ const GAP_MS = 10
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const PROMPT = 'Summarise the quarterly budget report in three bullet points.'
 // one reservation as the quota plugin computes it for OpenAI: the exact chat count + max_tokens
-const PROMPT_TOKENS = computeChatCompletionTokenCount({ messages: [{ role: 'user', content: PROMPT }] }, (t) => o200k(t))
+const PROMPT_TOKENS = computeChatCompletionTokenCount({ messages: [{ role: 'user', content: PROMPT }] }, (t) =>
+  o200k(t),
+)
 const RESERVATION = PROMPT_TOKENS + MAX_TOKENS
 
 /** an OpenAI upstream that answers after 3 s billing what was reserved (the exact prompt count and all of max_tokens), so settling never moves the budget */
@@ -38,7 +40,18 @@ async function slowVendor(): Promise<{ url: string; server: Server; calls: numbe
       v.calls++
       const body = JSON.parse(raw)
       setTimeout(() => {
-        const out = JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }], usage: { prompt_tokens: PROMPT_TOKENS, completion_tokens: body.max_tokens, total_tokens: PROMPT_TOKENS + body.max_tokens } })
+        const out = JSON.stringify({
+          id: 'c',
+          object: 'chat.completion',
+          created: 1,
+          model: body.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }],
+          usage: {
+            prompt_tokens: PROMPT_TOKENS,
+            completion_tokens: body.max_tokens,
+            total_tokens: PROMPT_TOKENS + body.max_tokens,
+          },
+        })
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) })
         res.end(out)
       }, 3000)
@@ -50,8 +63,12 @@ async function slowVendor(): Promise<{ url: string; server: Server; calls: numbe
 }
 
 /** the SDK program, started and waiting for its command */
-async function sdkProcess(args: Record<string, unknown>): Promise<{ child: ChildProcessWithoutNullStreams; send(cmd: string): Promise<any> }> {
-  const child = spawn(process.execPath, ['bin/run-ts.mjs', 'test/helpers/sdk-process.ts', JSON.stringify(args)], { stdio: 'pipe' })
+async function sdkProcess(
+  args: Record<string, unknown>,
+): Promise<{ child: ChildProcessWithoutNullStreams; send(cmd: string): Promise<any> }> {
+  const child = spawn(process.execPath, ['bin/run-ts.mjs', 'test/helpers/sdk-process.ts', JSON.stringify(args)], {
+    stdio: 'pipe',
+  })
   let err = ''
   child.stderr.on('data', (d) => (err += d))
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
@@ -77,9 +94,30 @@ describe('one budget across modes', () => {
   const auditDir = tempDir()
   const signer = loadSigner(auditDir)
   let limit = 0
-  const base = (cache: boolean) => ({ redis, prefix, vendor: vendor.url, limit, prompt: PROMPT, maxTokens: MAX_TOKENS, dataDir: tempDir(), auditDir, cache, team: 'eng', gapMs: GAP_MS })
+  const base = (cache: boolean) => ({
+    redis,
+    prefix,
+    vendor: vendor.url,
+    limit,
+    prompt: PROMPT,
+    maxTokens: MAX_TOKENS,
+    dataDir: tempDir(),
+    auditDir,
+    cache,
+    team: 'eng',
+    gapMs: GAP_MS,
+  })
   // the exact cache answers identical concurrent prompts from one upstream call, unbilled: off for the budget
-  const proxyWith = (cache: boolean) => startProxy({ storage, plugins: [quota({ limits: { teams: { eng: { tokensPerDay: limit } } } }), ...(cache ? [exactCache({ retryWindowSeconds: 0 })] : []), audit({ store: 'redis', redis: storage, dir: auditDir }), openai({ baseURL: vendor.url, apiKey: 'sk-test' })] })
+  const proxyWith = (cache: boolean) =>
+    startProxy({
+      storage,
+      plugins: [
+        quota({ limits: { teams: { eng: { tokensPerDay: limit } } } }),
+        ...(cache ? [exactCache({ retryWindowSeconds: 0 })] : []),
+        audit({ store: 'redis', redis: storage, dir: auditDir }),
+        openai({ baseURL: vendor.url, apiKey: 'sk-test' }),
+      ],
+    })
 
   beforeAll(async () => {
     clearVendorEnv()
@@ -95,16 +133,40 @@ describe('one budget across modes', () => {
   it('an SDK process and a proxy spend one team budget: exactly 50 of 200 concurrent calls succeed in all', async () => {
     proxy = await proxyWith(false)
     const sdk = await sdkProcess({ ...base(false), n: N })
-    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 30_000, defaultHeaders: { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'proxy-client' } })
-    await client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 1, messages: [{ role: 'user', content: 'warm up' }] }, { headers: { 'x-agentmesh-team': 'warm-up' } })
-    const viaProxy = Promise.all(Array.from({ length: N }, (_, i) => sleep(i * GAP_MS).then(() => client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: MAX_TOKENS, messages: [{ role: 'user', content: PROMPT }] }).then(() => 'ok', (e) => (e instanceof OpenAI.RateLimitError ? 'blocked' : `other ${e?.status}`)))))
+    const client = new OpenAI({
+      baseURL: `${proxy.url}/v1`,
+      apiKey: 'x',
+      maxRetries: 0,
+      timeout: 30_000,
+      defaultHeaders: { 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'proxy-client' },
+    })
+    await client.chat.completions.create(
+      { model: 'gpt-4o-mini', max_tokens: 1, messages: [{ role: 'user', content: 'warm up' }] },
+      { headers: { 'x-agentmesh-team': 'warm-up' } },
+    )
+    const viaProxy = Promise.all(
+      Array.from({ length: N }, (_, i) =>
+        sleep(i * GAP_MS).then(() =>
+          client.chat.completions
+            .create({ model: 'gpt-4o-mini', max_tokens: MAX_TOKENS, messages: [{ role: 'user', content: PROMPT }] })
+            .then(
+              () => 'ok',
+              (e) => (e instanceof OpenAI.RateLimitError ? 'blocked' : `other ${e?.status}`),
+            ),
+        ),
+      ),
+    )
     // the SDK process joins once the proxy has admitted its first calls: the in-process path is
     // faster than HTTP, and started together the SDK process alone could take the whole budget
     const start = vendor.calls
-    const joined = until(() => vendor.calls - start >= 5, 'the proxy to admit 5 calls', 10_000).then(() => sdk.send('go'))
+    const joined = until(() => vendor.calls - start >= 5, 'the proxy to admit 5 calls', 10_000).then(() =>
+      sdk.send('go'),
+    )
     const [fromSdk, fromProxy] = await Promise.all([joined, viaProxy])
     const proxyOk = fromProxy.filter((r) => r === 'ok').length
-    console.log(`[sdk-shared] SDK process ${fromSdk.ok} ok / ${fromSdk.blocked} blocked; proxy ${proxyOk} ok / ${fromProxy.filter((r) => r === 'blocked').length} blocked; limit ${limit}`)
+    console.log(
+      `[sdk-shared] SDK process ${fromSdk.ok} ok / ${fromSdk.blocked} blocked; proxy ${proxyOk} ok / ${fromProxy.filter((r) => r === 'blocked').length} blocked; limit ${limit}`,
+    )
     expect(fromSdk.other).toEqual([])
     expect(fromProxy.filter((r) => r.startsWith('other'))).toEqual([])
     expect(fromSdk.ok + proxyOk).toBe(FITS)
@@ -117,7 +179,12 @@ describe('one budget across modes', () => {
     await proxy.close()
     proxy = await proxyWith(true)
     const content = 'shared cache across modes'
-    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'x', maxRetries: 0, defaultHeaders: { 'x-agentmesh-team': 'research', 'x-agentmesh-user': 'sdk-process' } })
+    const client = new OpenAI({
+      baseURL: `${proxy.url}/v1`,
+      apiKey: 'x',
+      maxRetries: 0,
+      defaultHeaders: { 'x-agentmesh-team': 'research', 'x-agentmesh-user': 'sdk-process' },
+    })
     await client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 5, messages: [{ role: 'user', content }] })
     await new Promise((r) => setTimeout(r, 100))
     const sdk = await sdkProcess({ ...base(true), n: 0, team: 'research' })

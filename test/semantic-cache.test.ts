@@ -8,7 +8,14 @@ import { semanticCache, type SemanticCacheOptions, type SemanticCachePlugin } fr
 import { normalise } from '../plugins/normalise/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
-interface Proxy { app: AgentMesh; plugin: SemanticCachePlugin; url: string; events: MeshEvent[]; warnings: string[]; close(): Promise<void> }
+interface Proxy {
+  app: AgentMesh
+  plugin: SemanticCachePlugin
+  url: string
+  events: MeshEvent[]
+  warnings: string[]
+  close(): Promise<void>
+}
 
 const open: Proxy[] = []
 afterAll(async () => {
@@ -17,18 +24,47 @@ afterAll(async () => {
 
 async function proxy(options: SemanticCacheOptions = {}, config: MeshConfig = {}): Promise<Proxy> {
   const warnings: string[] = []
-  const logger: Logger = { info() {}, debug() {}, error: (m) => { warnings.push(m) }, warn: (m, d) => { warnings.push(`${m} ${JSON.stringify(d ?? {})}`) } }
+  const logger: Logger = {
+    info() {},
+    debug() {},
+    error: (m) => {
+      warnings.push(m)
+    },
+    warn: (m, d) => {
+      warnings.push(`${m} ${JSON.stringify(d ?? {})}`)
+    },
+  }
   const plugin = semanticCache(options)
   // the demo preset without its exact cache, which would answer the repeated prompts these tests
   // send; normalise stays, so the semantic cache sees the normalised view it gets in production
-  const app = await createAgentMesh({ preset: 'demo', disable: ['exact-cache', 'quota', 'audit'], storage: { driver: 'memory' }, ...config, plugins: [normalise(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })] }, { logger })
+  const app = await createAgentMesh(
+    {
+      preset: 'demo',
+      disable: ['exact-cache', 'quota', 'audit'],
+      storage: { driver: 'memory' },
+      ...config,
+      plugins: [normalise(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })],
+    },
+    { logger },
+  )
   const events: MeshEvent[] = []
-  app.mesh.on((e) => { events.push(e) })
+  app.mesh.on((e) => {
+    events.push(e)
+  })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
   let closed = false
   const p: Proxy = {
-    app, plugin, url: server.url, events, warnings,
-    close: async () => { if (closed) return; closed = true; await server.close(); await app.close() },
+    app,
+    plugin,
+    url: server.url,
+    events,
+    warnings,
+    close: async () => {
+      if (closed) return
+      closed = true
+      await server.close()
+      await app.close()
+    },
   }
   open.push(p)
   return p
@@ -41,17 +77,34 @@ function body(content: string | Msg[], extra: Record<string, unknown> = {}) {
 }
 
 async function ask(p: Proxy, b: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${p.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice', ...headers }, body: JSON.stringify(b) })
+  const res = await fetch(`${p.url}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice', ...headers },
+    body: JSON.stringify(b),
+  })
   const json = (await res.json()) as any
   // stores happen off the response path; wait for them so the next request can see the entry
   await p.plugin.semantic.flush()
-  return { status: res.status, cache: res.headers.get('x-agentmesh-cache'), similarity: res.headers.get('x-agentmesh-similarity'), headers: res.headers, json, text: json?.content?.[0]?.text as string }
+  return {
+    status: res.status,
+    cache: res.headers.get('x-agentmesh-cache'),
+    similarity: res.headers.get('x-agentmesh-similarity'),
+    headers: res.headers,
+    json,
+    text: json?.content?.[0]?.text as string,
+  }
 }
 
 const upstreamCalls = (p: Proxy) => p.events.filter((e) => e.type === 'llm_call').length
 
 /** store `first`, then ask `second`: was it answered from the cache? */
-async function pair(p: Proxy, first: unknown, second: unknown, h1: Record<string, string> = {}, h2: Record<string, string> = {}) {
+async function pair(
+  p: Proxy,
+  first: unknown,
+  second: unknown,
+  h1: Record<string, string> = {},
+  h2: Record<string, string> = {},
+) {
   const a = await ask(p, first, h1)
   expect(a.status).toBe(200)
   expect(a.cache).not.toBe('semantic')
@@ -68,7 +121,11 @@ async function pair(p: Proxy, first: unknown, second: unknown, h1: Record<string
 describe('semantic cache over HTTP', () => {
   it('a paraphrase is a semantic hit: stored answer, fresh id, similarity and savings reported', async () => {
     const p = await proxy()
-    const { a, b, hit } = await pair(p, body('How can I improve my English speaking skills?'), body('How do I improve my English speaking skill?'))
+    const { a, b, hit } = await pair(
+      p,
+      body('How can I improve my English speaking skills?'),
+      body('How do I improve my English speaking skill?'),
+    )
     expect(hit).toBe(true)
     expect(b.json.id).not.toBe(a.json.id)
     expect(Number(b.similarity)).toBeGreaterThan(0.8)
@@ -82,17 +139,62 @@ describe('semantic cache over HTTP', () => {
 
   it('more paraphrases hit', async () => {
     const p = await proxy()
-    expect((await pair(p, body('What are the best ways to lose weight?'), body('What are the best ways for losing weight?'))).hit).toBe(true)
-    expect((await pair(p, body('How do I learn to play the guitar quickly?'), body('How can I learn to play guitar quickly?'))).hit).toBe(true)
+    expect(
+      (await pair(p, body('What are the best ways to lose weight?'), body('What are the best ways for losing weight?')))
+        .hit,
+    ).toBe(true)
+    expect(
+      (
+        await pair(
+          p,
+          body('How do I learn to play the guitar quickly?'),
+          body('How can I learn to play guitar quickly?'),
+        )
+      ).hit,
+    ).toBe(true)
   })
 
   it('near misses miss: language, number, roles, negation', async () => {
     const p = await proxy()
-    expect((await pair(p, body('How do I reverse a linked list in Java?'), body('How do I reverse a linked list in Python?'))).hit).toBe(false)
-    expect((await pair(p, body('Summarise the meeting notes in 3 bullet points.'), body('Summarise the meeting notes in 5 bullet points.'))).hit).toBe(false)
-    expect((await pair(p, body('Should black people adopt white children?'), body('Should white people adopt black children?'))).hit).toBe(false)
-    expect((await pair(p, body('Is it safe to eat raw eggs?'), body('Is it not safe to eat raw eggs?'))).hit).toBe(false)
-    expect((await pair(p, body('What are the largest electronics retailers in France?'), body('What are the largest electronics retailers in Italy?'))).hit).toBe(false)
+    expect(
+      (
+        await pair(
+          p,
+          body('How do I reverse a linked list in Java?'),
+          body('How do I reverse a linked list in Python?'),
+        )
+      ).hit,
+    ).toBe(false)
+    expect(
+      (
+        await pair(
+          p,
+          body('Summarise the meeting notes in 3 bullet points.'),
+          body('Summarise the meeting notes in 5 bullet points.'),
+        )
+      ).hit,
+    ).toBe(false)
+    expect(
+      (
+        await pair(
+          p,
+          body('Should black people adopt white children?'),
+          body('Should white people adopt black children?'),
+        )
+      ).hit,
+    ).toBe(false)
+    expect((await pair(p, body('Is it safe to eat raw eggs?'), body('Is it not safe to eat raw eggs?'))).hit).toBe(
+      false,
+    )
+    expect(
+      (
+        await pair(
+          p,
+          body('What are the largest electronics retailers in France?'),
+          body('What are the largest electronics retailers in Italy?'),
+        )
+      ).hit,
+    ).toBe(false)
   })
 
   it('only the same partition is searched: system prompt, earlier turns, params, model, tools', async () => {
@@ -100,12 +202,28 @@ describe('semantic cache over HTTP', () => {
     const q = 'What is the boiling point of water at sea level?'
     // control: the same prompt again is a hit (no exact cache in this proxy)
     expect((await pair(p, body(q), body(q))).hit).toBe(true)
-    expect((await pair(p, body(q, { system: 'Answer like a pirate.' }), body(q, { system: 'Answer like a poet.' }))).hit).toBe(false)
-    const history = (prev: string): Msg[] => [{ role: 'user', content: prev }, { role: 'assistant', content: 'Sure.' }, { role: 'user', content: q }]
+    expect(
+      (await pair(p, body(q, { system: 'Answer like a pirate.' }), body(q, { system: 'Answer like a poet.' }))).hit,
+    ).toBe(false)
+    const history = (prev: string): Msg[] => [
+      { role: 'user', content: prev },
+      { role: 'assistant', content: 'Sure.' },
+      { role: 'user', content: q },
+    ]
     expect((await pair(p, body(history('Use Celsius.')), body(history('Use Fahrenheit.')))).hit).toBe(false)
     expect((await pair(p, body(q + ' ', { temperature: 0 }), body(q + ' ', { temperature: 1 }))).hit).toBe(false)
-    expect((await pair(p, body(q, { model: 'claude-haiku-4-5', top_k: 5 }), body(q, { model: 'claude-sonnet-4-5', top_k: 5 }))).hit).toBe(false)
-    const tool = (name: string) => ({ tools: [{ name, description: 'look something up', input_schema: { type: 'object', properties: {} } }] })
+    expect(
+      (
+        await pair(
+          p,
+          body(q, { model: 'claude-haiku-4-5', top_k: 5 }),
+          body(q, { model: 'claude-sonnet-4-5', top_k: 5 }),
+        )
+      ).hit,
+    ).toBe(false)
+    const tool = (name: string) => ({
+      tools: [{ name, description: 'look something up', input_schema: { type: 'object', properties: {} } }],
+    })
     expect((await pair(p, body(q, tool('search')), body(q, tool('lookup')))).hit).toBe(false)
   })
 
@@ -116,7 +234,9 @@ describe('semantic cache over HTTP', () => {
     // team A itself still hits, and another user of team A too
     expect((await ask(p, q, { 'x-agentmesh-team': 'team-a', 'x-agentmesh-user': 'bob' })).cache).toBe('semantic')
     const r = body('How do I centre a div horizontally?')
-    expect((await pair(p, r, r, { 'x-agentmesh-cache-namespace': 'one' }, { 'x-agentmesh-cache-namespace': 'two' })).hit).toBe(false)
+    expect(
+      (await pair(p, r, r, { 'x-agentmesh-cache-namespace': 'one' }, { 'x-agentmesh-cache-namespace': 'two' })).hit,
+    ).toBe(false)
   })
 
   it("scope 'user' keeps users apart; 'global' shares across teams", async () => {
@@ -208,8 +328,14 @@ describe('semantic cache over HTTP', () => {
     const storageTwo = two.app.mesh.storage
     const listKeys = storageTwo.getKeys.bind(storageTwo)
     let listed = 0
-    storageTwo.getKeys = ((...args: Parameters<typeof listKeys>) => { listed++; return listKeys(...args) }) as typeof listKeys
-    const until = async (ok: () => boolean) => { for (let i = 0; i < 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 100)); return ok() }
+    storageTwo.getKeys = ((...args: Parameters<typeof listKeys>) => {
+      listed++
+      return listKeys(...args)
+    }) as typeof listKeys
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; i < 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 100))
+      return ok()
+    }
     expect(await until(() => index.size === 1)).toBe(true)
     const again = await ask(two, body('how long should I boil an egg for a soft yolk'))
     expect(again.cache).toBe('semantic')
@@ -217,7 +343,9 @@ describe('semantic cache over HTTP', () => {
     expect(upstreamCalls(two)).toBe(0)
     // deleted by the first instance (here: replaced by a no-cache request for the same prompt): the second drops it
     const [oldId] = index.ids()
-    const replaced = await ask(one, body('How long should I boil an egg for a soft yolk?'), { 'cache-control': 'no-cache' })
+    const replaced = await ask(one, body('How long should I boil an egg for a soft yolk?'), {
+      'cache-control': 'no-cache',
+    })
     expect(replaced.status).toBe(200)
     expect(await until(() => index.size === 1 && !index.has(oldId!))).toBe(true)
     expect(listed).toBe(0)
@@ -230,14 +358,19 @@ describe('semantic cache over HTTP', () => {
 
   it('in command mode the model is not loaded and the index not built', async () => {
     const plugin = semanticCache()
-    const app = await createAgentMesh({ preset: 'demo', storage: { driver: 'memory' }, log: { level: 'silent' }, plugins: [plugin] }, { mode: 'command' })
+    const app = await createAgentMesh(
+      { preset: 'demo', storage: { driver: 'memory' }, log: { level: 'silent' }, plugins: [plugin] },
+      { mode: 'command' },
+    )
     expect(plugin.semantic.store).toBeUndefined()
     expect(plugin.semantic.embedder.loaded).toBe(false)
     await app.close()
   })
 
   it('validates its options with messages that name the field', () => {
-    expect(() => semanticCache({ scope: 'world' as any })).toThrow(/scope must be 'global', 'team' or 'user', got "world"/)
+    expect(() => semanticCache({ scope: 'world' as any })).toThrow(
+      /scope must be 'global', 'team' or 'user', got "world"/,
+    )
     expect(() => semanticCache({ ttlSeconds: -1 })).toThrow(/ttlSeconds must be a positive number/)
     expect(() => semanticCache({ maxEntries: 0 })).toThrow(/maxEntries must be a positive integer/)
     expect(() => semanticCache({ strictness: 2 })).toThrow(/strictness must be a number between 0 and 1/)

@@ -19,9 +19,11 @@ function corpus(n: number, dim: number, seed: number) {
   const centres = Array.from({ length: 50 }, () => unit(Float32Array.from({ length: dim }, () => gauss(r))))
   const make = () => {
     const c = centres[Math.floor(r() * centres.length)]!
-    return unit(Float32Array.from({ length: dim }, (_, i) => 0.5 * mean[i]! + 0.5 * c[i]! + 0.8 * gauss(r) / Math.sqrt(dim)))
+    return unit(
+      Float32Array.from({ length: dim }, (_, i) => 0.5 * mean[i]! + 0.5 * c[i]! + (0.8 * gauss(r)) / Math.sqrt(dim)),
+    )
   }
-  const near = (v: Float32Array, noise: number) => unit(v.map((x) => x + noise * gauss(r) / Math.sqrt(dim)))
+  const near = (v: Float32Array, noise: number) => unit(v.map((x) => x + (noise * gauss(r)) / Math.sqrt(dim)))
   return { vectors: Array.from({ length: n }, make), make, near }
 }
 function cos(a: Float32Array, b: Float32Array) {
@@ -35,7 +37,10 @@ describe('vector index', () => {
     it(`finds the nearest stored vector like brute force (${n} entries)`, () => {
       const { vectors, near, make } = corpus(n, 512, n)
       const index = new VectorIndex({ maxEntries: 100_000 })
-      vectors.forEach((v, i) => { const { q, inv } = quantise(v); index.add('p', `id${i}`, q, inv, Infinity) })
+      vectors.forEach((v, i) => {
+        const { q, inv } = quantise(v)
+        index.add('p', `id${i}`, q, inv, Infinity)
+      })
       expect(index.size).toBe(n)
       let agree = 0
       const trials = 50
@@ -45,13 +50,21 @@ describe('vector index', () => {
         const { q, inv } = quantise(query)
         const found = index.search('p', q, inv, 0.7, 5)
         // brute force over float vectors
-        let best = -1, bestSim = -2
-        for (let i = 0; i < n; i++) { const s = cos(vectors[i]!, query); if (s > bestSim) { bestSim = s; best = i } }
+        let best = -1,
+          bestSim = -2
+        for (let i = 0; i < n; i++) {
+          const s = cos(vectors[i]!, query)
+          if (s > bestSim) {
+            bestSim = s
+            best = i
+          }
+        }
         expect(found.length).toBeGreaterThan(0)
         expect(Math.abs(found[0]!.similarity - bestSim)).toBeLessThan(0.02)
         if (found[0]!.id === `id${best}`) agree++
         // results are sorted and above the floor
-        for (let k = 1; k < found.length; k++) expect(found[k]!.similarity).toBeLessThanOrEqual(found[k - 1]!.similarity)
+        for (let k = 1; k < found.length; k++)
+          expect(found[k]!.similarity).toBeLessThanOrEqual(found[k - 1]!.similarity)
         for (const f of found) expect(f.similarity).toBeGreaterThanOrEqual(0.7)
       }
       expect(agree).toBeGreaterThanOrEqual(trials - 2)
@@ -65,13 +78,21 @@ describe('vector index', () => {
   it('Hamming distance of the codes tracks the angle', () => {
     const { vectors, near } = corpus(200, 512, 3)
     const h = new Hasher(512)
-    const a = new Uint32Array(h.words), b = new Uint32Array(h.words)
+    const a = new Uint32Array(h.words),
+      b = new Uint32Array(h.words)
     let err = 0
     for (const v of vectors) {
       const w = near(v, 1.5)
-      h.code(v, a); h.code(w, b)
+      h.code(v, a)
+      h.code(w, b)
       let d = 0
-      for (let i = 0; i < h.words; i++) { let x = a[i]! ^ b[i]!; while (x) { d += x & 1; x >>>= 1 } }
+      for (let i = 0; i < h.words; i++) {
+        let x = a[i]! ^ b[i]!
+        while (x) {
+          d += x & 1
+          x >>>= 1
+        }
+      }
       err += Math.abs(d / h.bits - Math.acos(Math.min(1, cos(v, w))) / Math.PI)
     }
     expect(err / vectors.length).toBeLessThan(0.03)
@@ -81,7 +102,10 @@ describe('vector index', () => {
     const { vectors } = corpus(15, 64, 5)
     const index = new VectorIndex({ maxEntries: 10 })
     const evicted: string[] = []
-    vectors.forEach((v, i) => { const { q, inv } = quantise(v); evicted.push(...index.add(i % 2 ? 'odd' : 'even', `id${i}`, q, inv, Infinity)) })
+    vectors.forEach((v, i) => {
+      const { q, inv } = quantise(v)
+      evicted.push(...index.add(i % 2 ? 'odd' : 'even', `id${i}`, q, inv, Infinity))
+    })
     expect(index.size).toBe(10)
     expect(evicted).toEqual(['id0', 'id1', 'id2', 'id3', 'id4'])
     for (let i = 0; i < 15; i++) expect(index.has(`id${i}`)).toBe(i >= 5)
@@ -90,7 +114,10 @@ describe('vector index', () => {
   it('removal keeps the other entries findable under their own ids (large partition)', () => {
     const { vectors } = corpus(3000, 128, 9)
     const index = new VectorIndex({ maxEntries: 100_000 })
-    vectors.forEach((v, i) => { const { q, inv } = quantise(v); index.add('p', `id${i}`, q, inv, Infinity) })
+    vectors.forEach((v, i) => {
+      const { q, inv } = quantise(v)
+      index.add('p', `id${i}`, q, inv, Infinity)
+    })
     for (let i = 0; i < 3000; i += 3) index.remove(`id${i}`)
     expect(index.size).toBe(2000)
     for (const i of [1, 2, 1000, 2999, 2998]) {
@@ -106,7 +133,10 @@ describe('vector index', () => {
     const { vectors } = corpus(4, 64, 11)
     const index = new VectorIndex({ maxEntries: 100 })
     const now = 1_000_000
-    vectors.forEach((v, i) => { const { q, inv } = quantise(v); index.add('p', `id${i}`, q, inv, i < 2 ? now - 1 : now + 1000) })
+    vectors.forEach((v, i) => {
+      const { q, inv } = quantise(v)
+      index.add('p', `id${i}`, q, inv, i < 2 ? now - 1 : now + 1000)
+    })
     const { q, inv } = quantise(vectors[0]!)
     expect(index.search('p', q, inv, 0.999, 1, now)).toEqual([])
     expect(index.sweep(now).sort()).toEqual(['id0', 'id1'])

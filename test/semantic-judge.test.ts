@@ -17,7 +17,10 @@ async function verdict(a: string, b: string) {
   const [va, vb] = (await embedder.embed([embeddingText(a), embeddingText(b)])).map((v) => dequantise(quantise(v).q))
   let cos = 0
   for (let i = 0; i < va!.length; i++) cos += va![i]! * vb![i]!
-  return { cos, ...judge.judge(analyse(embeddingText(b), b), analyse(embeddingText(a), a), cos, { query: vb!, stored: va! }) }
+  return {
+    cos,
+    ...judge.judge(analyse(embeddingText(b), b), analyse(embeddingText(a), a), cos, { query: vb!, stored: va! }),
+  }
 }
 
 beforeAll(async () => {
@@ -78,11 +81,19 @@ describe('semantic judgement', () => {
   it('a projected network is symmetric, and reusing the query projection changes nothing', () => {
     // a tiny network on synthetic pairs: label 1 when the two vectors are close
     let seed = 7
-    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5
-    const unit = (v: Float32Array) => { let n = 0; for (const x of v) n += x * x; return v.map((x) => x / Math.sqrt(n)) }
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5
+    const unit = (v: Float32Array) => {
+      let n = 0
+      for (const x of v) n += x * x
+      return v.map((x) => x / Math.sqrt(n))
+    }
     const vec = () => unit(Float32Array.from({ length: 16 }, rand))
     const near = (v: Float32Array) => unit(v.map((x) => x + rand() * 0.1))
-    const samples = Array.from({ length: 200 }, (_, i) => { const u = vec(); const same = i % 2 === 0; return { u, v: same ? near(u) : vec(), f: [rand(), rand()], y: same ? 1 : 0, w: 1 } })
+    const samples = Array.from({ length: 200 }, (_, i) => {
+      const u = vec()
+      const same = i % 2 === 0
+      return { u, v: same ? near(u) : vec(), f: [rand(), rand()], y: same ? 1 : 0, w: 1 }
+    })
     const model = mlpTrain(samples.slice(0, 160), samples.slice(160), { hidden: 8, epochs: 3, proj: 4 })
     expect(model.proj).toBe(4)
     const rt = unpack(model)
@@ -98,17 +109,33 @@ describe('semantic judgement', () => {
 
   it('the inference kernels give what the training loops give (odd sizes, and the shipped networks)', () => {
     let seed = 11
-    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5
-    const unit = (v: Float32Array) => { let n = 0; for (const x of v) n += x * x; return v.map((x) => x / Math.sqrt(n)) }
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5
+    const unit = (v: Float32Array) => {
+      let n = 0
+      for (const x of v) n += x * x
+      return v.map((x) => x / Math.sqrt(n))
+    }
     // hidden 6 and proj 5 leave remainders after the kernels' four-at-a-time passes
-    const samples = Array.from({ length: 120 }, (_, i) => ({ u: unit(Float32Array.from({ length: 10 }, rand)), v: unit(Float32Array.from({ length: 10 }, rand)), f: [rand(), rand(), rand()], y: i % 2, w: 1 }))
+    const samples = Array.from({ length: 120 }, (_, i) => ({
+      u: unit(Float32Array.from({ length: 10 }, rand)),
+      v: unit(Float32Array.from({ length: 10 }, rand)),
+      f: [rand(), rand(), rand()],
+      y: i % 2,
+      w: 1,
+    }))
     const odd = mlpTrain(samples.slice(0, 100), samples.slice(100), { hidden: 6, epochs: 2, proj: 5 })
     const shipped = (judgeFile().models['use-lite-en@0.2.0'] as { members: Parameters<typeof unpack>[0][] }).members
-    for (const model of [odd, mlpTrain(samples.slice(0, 100), samples.slice(100), { hidden: 7, epochs: 2 }), ...shipped.slice(0, 2)]) {
+    for (const model of [
+      odd,
+      mlpTrain(samples.slice(0, 100), samples.slice(100), { hidden: 7, epochs: 2 }),
+      ...shipped.slice(0, 2),
+    ]) {
       const rt = unpack(model)
-      const dim = model.dim, nf = model.mean.length
+      const dim = model.dim,
+        nf = model.mean.length
       for (let t = 0; t < 5; t++) {
-        const u = unit(Float32Array.from({ length: dim }, rand)), v = unit(Float32Array.from({ length: dim }, rand))
+        const u = unit(Float32Array.from({ length: dim }, rand)),
+          v = unit(Float32Array.from({ length: dim }, rand))
         const f = Array.from({ length: nf }, () => rand() * 4)
         const fast = mlpPredict(rt, u, v, f)
         expect(fast).toBeGreaterThan(0)
@@ -130,10 +157,13 @@ describe('semantic judgement', () => {
     ]
     let refusedEarly = 0
     for (const [a, b] of pairs) {
-      const [va, vb] = (await embedder.embed([embeddingText(a!), embeddingText(b!)])).map((v) => dequantise(quantise(v).q))
+      const [va, vb] = (await embedder.embed([embeddingText(a!), embeddingText(b!)])).map((v) =>
+        dequantise(quantise(v).q),
+      )
       let cos = 0
       for (let i = 0; i < va!.length; i++) cos += va![i]! * vb![i]!
-      const qa = analyse(embeddingText(b!), b), sa = analyse(embeddingText(a!), a)
+      const qa = analyse(embeddingText(b!), b),
+        sa = analyse(embeddingText(a!), a)
       const v = judge.judge(qa, sa, cos, { query: vb!, stored: va! })
       if (v.reason === 'similarity' || (v.reason && v.reason !== 'score')) continue
       const features = pairFeatures(qa, sa, cos).features

@@ -18,8 +18,16 @@ import { postJson, startProxy, type Proxy } from './helpers/core-harness.ts'
 // generous against a busy 2-core machine; the target is 50 ms (the measured maximum is printed)
 const STALL_BOUND_MS = 200
 
-interface Shot { chars: number; seed: number }
-interface PhaseResult { answers: Array<{ chars: number; status: number; cache: string; ms: number }>; probes: number; probeMaxMs: number; probeP99Ms: number }
+interface Shot {
+  chars: number
+  seed: number
+}
+interface PhaseResult {
+  answers: Array<{ chars: number; status: number; cache: string; ms: number }>
+  probes: number
+  probeMaxMs: number
+  probeP99Ms: number
+}
 
 /**
  * The load generator runs on its own thread: building and sending multi-megabyte bodies from the
@@ -104,11 +112,12 @@ describe('long prompts and the semantic cache', () => {
   let client: Worker
   // event-loop time of the plugin's hooks up to their first await, per prompt length
   const hookMs: Array<{ chars: number; ms: number }> = []
-  const phase = (shots: Shot[]) => new Promise<PhaseResult>((resolve, reject) => {
-    client.once('message', resolve)
-    client.once('error', reject)
-    client.postMessage(shots)
-  })
+  const phase = (shots: Shot[]) =>
+    new Promise<PhaseResult>((resolve, reject) => {
+      client.once('message', resolve)
+      client.once('error', reject)
+      client.postMessage(shots)
+    })
 
   beforeAll(async () => {
     plugin = semanticCache()
@@ -146,7 +155,9 @@ describe('long prompts and the semantic cache', () => {
     ])
     await plugin.semantic.flush()
     const loop = stop()
-    console.log(`100 KB prompts: health probe max ${one.probeMaxMs.toFixed(1)} ms (one prompt), ${flood.probeMaxMs.toFixed(1)} ms (flood of 9, p99 ${flood.probeP99Ms.toFixed(1)} ms, ${flood.probes} probes); event loop: histogram max ${loop.histogramMaxMs.toFixed(1)} ms, 10 ms interval late by at most ${loop.intervalMaxLateMs.toFixed(1)} ms; answered in ${flood.answers.map((a) => a.ms.toFixed(0)).join(', ')} ms`)
+    console.log(
+      `100 KB prompts: health probe max ${one.probeMaxMs.toFixed(1)} ms (one prompt), ${flood.probeMaxMs.toFixed(1)} ms (flood of 9, p99 ${flood.probeP99Ms.toFixed(1)} ms, ${flood.probes} probes); event loop: histogram max ${loop.histogramMaxMs.toFixed(1)} ms, 10 ms interval late by at most ${loop.intervalMaxLateMs.toFixed(1)} ms; answered in ${flood.answers.map((a) => a.ms.toFixed(0)).join(', ')} ms`,
+    )
     for (const a of [...one.answers, ...flood.answers]) expect(a).toMatchObject({ status: 200, cache: 'bypass' })
     expect(one.probeMaxMs).toBeLessThan(STALL_BOUND_MS)
     expect(flood.probeMaxMs).toBeLessThan(STALL_BOUND_MS)
@@ -155,7 +166,8 @@ describe('long prompts and the semantic cache', () => {
     // stored, as windows of at most 4,096 characters
     const keys = await proxy.instance.mesh.storage.getKeys('semantic')
     expect(keys.length).toBe(11)
-    for (const k of keys) expect(((await proxy.instance.mesh.storage.getItem(k)) as any).text.length).toBeLessThanOrEqual(4096)
+    for (const k of keys)
+      expect(((await proxy.instance.mesh.storage.getItem(k)) as any).text.length).toBeLessThanOrEqual(4096)
   }, 120_000)
 
   it('multi-megabyte prompts skip the semantic cache at a cost that does not grow with them, and are answered', async () => {
@@ -169,7 +181,9 @@ describe('long prompts and the semantic cache', () => {
     }
     await plugin.semantic.flush()
     const own = hookMs.slice(before).filter((h) => h.chars >= 2_000_000)
-    console.log(`multi-MB prompts: semantic cache hooks ${own.map((h) => `${(h.chars / 1e6).toFixed(0)} MB ${h.ms.toFixed(2)} ms`).join(', ')}; health probe max ${probeMax.map((m, i) => `${sizes[i]! / 1e6} MB ${m.toFixed(0)} ms`).join(', ')}`)
+    console.log(
+      `multi-MB prompts: semantic cache hooks ${own.map((h) => `${(h.chars / 1e6).toFixed(0)} MB ${h.ms.toFixed(2)} ms`).join(', ')}; health probe max ${probeMax.map((m, i) => `${sizes[i]! / 1e6} MB ${m.toFixed(0)} ms`).join(', ')}`,
+    )
     expect(own.length).toBe(2 * sizes.length)
     for (const h of own) expect(h.ms).toBeLessThan(5)
     // not stored
@@ -184,10 +198,31 @@ describe('long prompts and the semantic cache', () => {
   it('a 9 MB prompt costs the semantic cache hooks what a short one does, and ctx.meta says why it was skipped', async () => {
     const text = 'why does the nightly export fail? '.repeat(270_000)
     const ctx = {
-      id: 'nine-mb', operation: 'chat', response: undefined, status: 200, cache: { status: 'bypass' }, meta: {}, mesh: proxy.instance.mesh,
-      request: { headers: new Headers() }, identity: { team: 'eng', user: 'u', tool: 't', source: 'header' },
-      prompt: { model: 'claude-haiku-4-5', system: '', messages: [{ role: 'user', text }], params: {}, stream: false, hasImages: false },
-      answer: { id: 'a', model: 'claude-haiku-4-5', text: 'ok', toolCalls: [], stopReason: 'stop', usage: { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 } },
+      id: 'nine-mb',
+      operation: 'chat',
+      response: undefined,
+      status: 200,
+      cache: { status: 'bypass' },
+      meta: {},
+      mesh: proxy.instance.mesh,
+      request: { headers: new Headers() },
+      identity: { team: 'eng', user: 'u', tool: 't', source: 'header' },
+      prompt: {
+        model: 'claude-haiku-4-5',
+        system: '',
+        messages: [{ role: 'user', text }],
+        params: {},
+        stream: false,
+        hasImages: false,
+      },
+      answer: {
+        id: 'a',
+        model: 'claude-haiku-4-5',
+        text: 'ok',
+        toolCalls: [],
+        stopReason: 'stop',
+        usage: { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 },
+      },
     } as unknown as MeshContext
     const t = performance.now()
     await plugin.hooks!.cacheLookup!(ctx)
@@ -202,15 +237,27 @@ describe('long prompts and the semantic cache', () => {
   })
 
   it('a long prompt asked again is a semantic hit; one over maxPromptChars is not looked up', async () => {
-    const again = await phase([{ chars: 100_000, seed: 3 }, { chars: 30_000, seed: 9 }, { chars: 2_000_000, seed: 20 }])
-    expect(again.answers.map((a) => [a.status, a.cache])).toEqual([[200, 'semantic'], [200, 'semantic'], [200, 'bypass']])
+    const again = await phase([
+      { chars: 100_000, seed: 3 },
+      { chars: 30_000, seed: 9 },
+      { chars: 2_000_000, seed: 20 },
+    ])
+    expect(again.answers.map((a) => [a.status, a.cache])).toEqual([
+      [200, 'semantic'],
+      [200, 'semantic'],
+      [200, 'bypass'],
+    ])
   }, 60_000)
 
   it('a prompt cut to its head and tail is never served the answer of one that differs in the middle', async () => {
     const filler = (word: string) => Array.from({ length: 2500 }, (_, i) => `${word} ${i}`).join(' ')
     const ask = async (middle: string) => {
       const content = `Please summarise this incident report.\n${filler('alpha')}\n${middle}\n${filler('omega')}\nWhat was the root cause?`
-      const res = await postJson(`${proxy.url}/v1/messages`, { model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content }] }, { 'x-agentmesh-team': 'middle' })
+      const res = await postJson(
+        `${proxy.url}/v1/messages`,
+        { model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content }] },
+        { 'x-agentmesh-team': 'middle' },
+      )
       await res.text()
       await plugin.semantic.flush()
       return res.headers.get('x-agentmesh-cache')
@@ -224,9 +271,15 @@ describe('long prompts and the semantic cache', () => {
   it('validates maxPromptChars and lookupTimeoutMs', () => {
     expect(() => semanticCache({ maxPromptChars: 0 })).toThrow(/maxPromptChars must be a positive integer, got 0/)
     expect(() => semanticCache({ maxPromptChars: 1.5 })).toThrow(/maxPromptChars must be a positive integer/)
-    expect(() => semanticCache({ maxPromptChars: '100' as any })).toThrow(/maxPromptChars must be a positive integer, got "100"/)
-    expect(() => semanticCache({ lookupTimeoutMs: 0 })).toThrow(/lookupTimeoutMs must be a positive number of milliseconds, got 0/)
-    expect(() => semanticCache({ lookupTimeoutMs: 'fast' as any })).toThrow(/lookupTimeoutMs must be a positive number of milliseconds, got "fast"/)
+    expect(() => semanticCache({ maxPromptChars: '100' as any })).toThrow(
+      /maxPromptChars must be a positive integer, got "100"/,
+    )
+    expect(() => semanticCache({ lookupTimeoutMs: 0 })).toThrow(
+      /lookupTimeoutMs must be a positive number of milliseconds, got 0/,
+    )
+    expect(() => semanticCache({ lookupTimeoutMs: 'fast' as any })).toThrow(
+      /lookupTimeoutMs must be a positive number of milliseconds, got "fast"/,
+    )
   })
 })
 
@@ -237,7 +290,9 @@ describe('the embedding worker thread', () => {
     // an embedder that crashes its thread or stops answering when a prompt says so
     dir = mkdtempSync(join(tmpdir(), 'am-embedder-'))
     const file = join(dir, 'faulty.mjs')
-    writeFileSync(file, `
+    writeFileSync(
+      file,
+      `
       export function faulty() {
         const vec = (t) => { const v = new Float32Array(8); for (let i = 0; i < t.length; i++) v[i % 8] += t.charCodeAt(i); const n = Math.hypot(...v) || 1; return v.map((x) => x / n) }
         return {
@@ -250,18 +305,29 @@ describe('the embedding worker thread', () => {
           },
         }
       }
-    `)
+    `,
+    )
     module = pathToFileURL(file).href
   })
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
   async function start(timeoutMs?: number, lookupTimeoutMs?: number) {
-    const embedder = workerEmbedder({ module, export: 'faulty', id: 'faulty', dimension: 8, ...(timeoutMs ? { timeoutMs } : {}) })
+    const embedder = workerEmbedder({
+      module,
+      export: 'faulty',
+      id: 'faulty',
+      dimension: 8,
+      ...(timeoutMs ? { timeoutMs } : {}),
+    })
     const plugin = semanticCache({ embedder, ...(lookupTimeoutMs ? { lookupTimeoutMs } : {}) })
     const proxy = await startProxy({ plugins: [plugin] })
     const ask = async (content: string) => {
       const t = performance.now()
-      const res = await postJson(`${proxy.url}/v1/messages`, { model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content }] }, { 'x-agentmesh-team': 'eng' })
+      const res = await postJson(
+        `${proxy.url}/v1/messages`,
+        { model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content }] },
+        { 'x-agentmesh-team': 'eng' },
+      )
       await res.text()
       await plugin.semantic.flush()
       return { status: res.status, cache: res.headers.get('x-agentmesh-cache'), ms: performance.now() - t }
@@ -303,7 +369,15 @@ describe('the embedding worker thread', () => {
     const { plugin, proxy, ask } = await start(undefined, 200)
     try {
       const t = performance.now()
-      const res = await postJson(`${proxy.url}/v1/messages`, { model: 'claude-haiku-4-5', max_tokens: 1024, messages: [{ role: 'user', content: 'slow now: what is a monad?' }] }, { 'x-agentmesh-team': 'eng' })
+      const res = await postJson(
+        `${proxy.url}/v1/messages`,
+        {
+          model: 'claude-haiku-4-5',
+          max_tokens: 1024,
+          messages: [{ role: 'user', content: 'slow now: what is a monad?' }],
+        },
+        { 'x-agentmesh-team': 'eng' },
+      )
       await res.text()
       expect(res.status).toBe(200)
       expect(res.headers.get('x-agentmesh-cache')).toBe('bypass')

@@ -25,14 +25,20 @@ const SWAPS: Array<[string, string]> = [
   ['Is Java faster than Python?', 'Is Python faster than Java?'],
   ['Should I run the tests before the deploy?', 'Should I run the deploy before the tests?'],
   ['Do dogs chase cats?', 'Do cats chase dogs?'],
-  ['What is the hyperbolic curve with an unmarked straight edge?', 'What is the unmarked straight curve with a hyperbolic edge?'],
+  [
+    'What is the hyperbolic curve with an unmarked straight edge?',
+    'What is the unmarked straight curve with a hyperbolic edge?',
+  ],
 ]
 // the same request reordered: a clause or a date moved, list items reordered, a symmetric relation
 const BENIGN: Array<[string, string]> = [
   ['In 1990 he moved to Paris. Why did he leave London?', 'He moved to Paris in 1990. Why did he leave London?'],
   ['What should I buy: apples, pears and plums?', 'What should I buy: plums, pears and apples?'],
   ['What is the difference between Java and Python?', 'What is the difference between Python and Java?'],
-  ['What are the best books on machine learning for beginners?', 'For beginners, what are the best books on machine learning?'],
+  [
+    'What are the best books on machine learning for beginners?',
+    'For beginners, what are the best books on machine learning?',
+  ],
   ['Why is the sky blue during the day?', 'During the day, why is the sky blue?'],
 ]
 
@@ -49,12 +55,17 @@ describe('role alignment (roles.ts)', () => {
     const list = roleFeatures(info('Buy apples, pears and plums'), info('Buy plums, pears and apples'))
     expect(list.listOnly).toBe(true)
     // a transposition that is not between list items is not a list reorder
-    expect(roleFeatures(info('Should black people adopt white children?'), info('Should white people adopt black children?')).listOnly).toBe(false)
+    expect(
+      roleFeatures(info('Should black people adopt white children?'), info('Should white people adopt black children?'))
+        .listOnly,
+    ).toBe(false)
   })
 
   it('is symmetric and says nothing about prompts in the same order', () => {
-    const a = info('How do I deploy a Flask app to Heroku?'), b = info('How can I deploy my Flask app to Heroku?')
-    const x = roleFeatures(a, b), y = roleFeatures(b, a)
+    const a = info('How do I deploy a Flask app to Heroku?'),
+      b = info('How can I deploy my Flask app to Heroku?')
+    const x = roleFeatures(a, b),
+      y = roleFeatures(b, a)
     expect(x.features).toEqual(y.features)
     expect(x.sameOrder).toBe(true)
     expect(roleFeatures(info(SWAPS[0]![0]), info(SWAPS[0]![1])).sameOrder).toBe(false)
@@ -64,11 +75,17 @@ describe('role alignment (roles.ts)', () => {
 describe('the shipped judge on reorderings (USE-lite)', () => {
   const embedder = useLiteEmbedder()
   const judge = createJudge(embedder.id)
-  beforeAll(async () => { await embedder.load() })
-  afterAll(async () => { await embedder.close?.() })
+  beforeAll(async () => {
+    await embedder.load()
+  })
+  afterAll(async () => {
+    await embedder.close?.()
+  })
 
   async function verdict(stored: string, query: string) {
-    const [vs, vq] = (await embedder.embed([embeddingText(stored), embeddingText(query)])).map((v) => dequantise(quantise(v).q))
+    const [vs, vq] = (await embedder.embed([embeddingText(stored), embeddingText(query)])).map((v) =>
+      dequantise(quantise(v).q),
+    )
     let cos = 0
     for (let i = 0; i < vs!.length; i++) cos += vs![i]! * vq![i]!
     return { cos, ...judge.judge(info(query), info(stored), cos, { query: vq!, stored: vs! }) }
@@ -103,12 +120,23 @@ describe('the shipped judge on reorderings (USE-lite)', () => {
 describe('roles over HTTP', () => {
   it('a swapped request misses with cache_miss reason "roles differ"; a moved clause is a semantic hit', async () => {
     const plugin = semanticCache()
-    const app = await createAgentMesh({ preset: 'demo', disable: ['exact-cache', 'quota', 'audit'], storage: { driver: 'memory' }, plugins: [normalise(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+    const app = await createAgentMesh({
+      preset: 'demo',
+      disable: ['exact-cache', 'quota', 'audit'],
+      storage: { driver: 'memory' },
+      plugins: [normalise(), plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })],
+    })
     const events: MeshEvent[] = []
-    app.mesh.on((e) => { events.push(e) })
+    app.mesh.on((e) => {
+      events.push(e)
+    })
     const server = await app.listen({ port: 0, host: '127.0.0.1' })
     const ask = async (content: string) => {
-      const res = await fetch(`${server.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice' }, body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content }] }) })
+      const res = await fetch(`${server.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'alice' },
+        body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content }] }),
+      })
       await res.arrayBuffer()
       await plugin.semantic.flush()
       return res.headers.get('x-agentmesh-cache')
@@ -117,7 +145,9 @@ describe('roles over HTTP', () => {
       // (without an exact cache in front, a miss is reported as 'bypass')
       expect(await ask(SWAPS[0]![0])).not.toBe('semantic')
       expect(await ask(SWAPS[0]![1])).not.toBe('semantic')
-      const miss = events.filter((e) => e.type === 'cache_miss').map((e) => e.data as { kind?: string; reason?: string; similarity?: number })
+      const miss = events
+        .filter((e) => e.type === 'cache_miss')
+        .map((e) => e.data as { kind?: string; reason?: string; similarity?: number })
       expect(miss.at(-1)).toMatchObject({ kind: 'semantic', reason: 'roles differ' })
       expect(miss.at(-1)!.similarity).toBeGreaterThan(0.9)
       expect(await ask(BENIGN[0]![0])).not.toBe('semantic')

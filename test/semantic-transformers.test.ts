@@ -12,7 +12,27 @@ import { semanticCache } from '../plugins/semantic-cache/index.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 
 const HIDDEN = 8
-const WORDS = ['hello', 'world', 'goodbye', 'cache', 'semantic', 'what', 'is', 'the', 'capital', 'of', 'france', '?', 'how', 'do', 'i', 'reverse', 'a', 'list', '##s']
+const WORDS = [
+  'hello',
+  'world',
+  'goodbye',
+  'cache',
+  'semantic',
+  'what',
+  'is',
+  'the',
+  'capital',
+  'of',
+  'france',
+  '?',
+  'how',
+  'do',
+  'i',
+  'reverse',
+  'a',
+  'list',
+  '##s',
+]
 const VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...WORDS]
 
 /** deterministic pseudo-random weights */
@@ -31,7 +51,12 @@ function tensor(name: string, dims: number[], values: number[]): onnx.ITensorPro
 function valueInfo(name: string, elemType: number, dims: Array<number | string>): onnx.IValueInfoProto {
   return {
     name,
-    type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
   }
 }
 
@@ -41,7 +66,11 @@ function tinyBert(): Uint8Array {
   const FLOAT = onnx.TensorProto.DataType.FLOAT
   const graph: onnx.IGraphProto = {
     name: 'tiny-bert',
-    input: [valueInfo('input_ids', INT64, ['batch', 'seq']), valueInfo('attention_mask', INT64, ['batch', 'seq']), valueInfo('token_type_ids', INT64, ['batch', 'seq'])],
+    input: [
+      valueInfo('input_ids', INT64, ['batch', 'seq']),
+      valueInfo('attention_mask', INT64, ['batch', 'seq']),
+      valueInfo('token_type_ids', INT64, ['batch', 'seq']),
+    ],
     output: [valueInfo('last_hidden_state', FLOAT, ['batch', 'seq', HIDDEN])],
     initializer: [
       tensor('word_embeddings', [VOCAB.length, HIDDEN], weights(VOCAB.length * HIDDEN, 1)),
@@ -55,12 +84,22 @@ function tinyBert(): Uint8Array {
       { opType: 'Add', input: ['words', 'types'], output: ['summed'] },
       { opType: 'MatMul', input: ['summed', 'dense'], output: ['projected'] },
       { opType: 'Tanh', input: ['projected'], output: ['hidden'] },
-      { opType: 'Cast', input: ['attention_mask'], output: ['mask_f'], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
+      {
+        opType: 'Cast',
+        input: ['attention_mask'],
+        output: ['mask_f'],
+        attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }],
+      },
       { opType: 'Unsqueeze', input: ['mask_f', 'axes'], output: ['mask3'] },
       { opType: 'Mul', input: ['hidden', 'mask3'], output: ['last_hidden_state'] },
     ],
   }
-  const model = onnx.ModelProto.create({ irVersion: 7, producerName: 'agentmesh-test', opsetImport: [{ domain: '', version: 13 }], graph })
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    producerName: 'agentmesh-test',
+    opsetImport: [{ domain: '', version: 13 }],
+    graph,
+  })
   return onnx.ModelProto.encode(model).finish()
 }
 
@@ -71,25 +110,84 @@ function writeModel(root: string, name: string) {
   // the quantised file is what transformers.js loads by default; the same tiny graph serves both
   writeFileSync(join(dir, 'onnx', 'model.onnx'), bytes)
   writeFileSync(join(dir, 'onnx', 'model_quantized.onnx'), bytes)
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'bert', architectures: ['BertModel'], hidden_size: HIDDEN, vocab_size: VOCAB.length, num_attention_heads: 1, num_hidden_layers: 1, max_position_embeddings: 64 }))
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((t, i) => special(i, t)),
-    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
-    pre_tokenizer: { type: 'BertPreTokenizer' },
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }, { SpecialToken: { id: '[SEP]', type_id: 1 } }],
-      special_tokens: { '[CLS]': { id: '[CLS]', ids: [2], tokens: ['[CLS]'] }, '[SEP]': { id: '[SEP]', ids: [3], tokens: ['[SEP]'] } },
-    },
-    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
-    model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: Object.fromEntries(VOCAB.map((t, i) => [t, i])) },
-  }))
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 64, cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: '[MASK]' }))
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      model_type: 'bert',
+      architectures: ['BertModel'],
+      hidden_size: HIDDEN,
+      vocab_size: VOCAB.length,
+      num_attention_heads: 1,
+      num_hidden_layers: 1,
+      max_position_embeddings: 64,
+    }),
+  )
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  })
+  writeFileSync(
+    join(dir, 'tokenizer.json'),
+    JSON.stringify({
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((t, i) => special(i, t)),
+      normalizer: {
+        type: 'BertNormalizer',
+        clean_text: true,
+        handle_chinese_chars: true,
+        strip_accents: null,
+        lowercase: true,
+      },
+      pre_tokenizer: { type: 'BertPreTokenizer' },
+      post_processor: {
+        type: 'TemplateProcessing',
+        single: [
+          { SpecialToken: { id: '[CLS]', type_id: 0 } },
+          { Sequence: { id: 'A', type_id: 0 } },
+          { SpecialToken: { id: '[SEP]', type_id: 0 } },
+        ],
+        pair: [
+          { SpecialToken: { id: '[CLS]', type_id: 0 } },
+          { Sequence: { id: 'A', type_id: 0 } },
+          { SpecialToken: { id: '[SEP]', type_id: 0 } },
+          { Sequence: { id: 'B', type_id: 1 } },
+          { SpecialToken: { id: '[SEP]', type_id: 1 } },
+        ],
+        special_tokens: {
+          '[CLS]': { id: '[CLS]', ids: [2], tokens: ['[CLS]'] },
+          '[SEP]': { id: '[SEP]', ids: [3], tokens: ['[SEP]'] },
+        },
+      },
+      decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+      model: {
+        type: 'WordPiece',
+        unk_token: '[UNK]',
+        continuing_subword_prefix: '##',
+        max_input_chars_per_word: 100,
+        vocab: Object.fromEntries(VOCAB.map((t, i) => [t, i])),
+      },
+    }),
+  )
+  writeFileSync(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify({
+      tokenizer_class: 'BertTokenizer',
+      do_lower_case: true,
+      model_max_length: 64,
+      cls_token: '[CLS]',
+      sep_token: '[SEP]',
+      pad_token: '[PAD]',
+      unk_token: '[UNK]',
+      mask_token: '[MASK]',
+    }),
+  )
 }
 
 let root: string
@@ -107,7 +205,12 @@ describe('transformers.js embedder', () => {
     const e = transformersEmbedder({ model: 'tiny-bert', localModelPath: root, dimension: HIDDEN })
     expect(e.loaded).toBe(false) // lazy: nothing happens before the first use
     expect(e.id).toBe('transformers:tiny-bert:q8')
-    const [a, b, c, d] = await e.embed(['Hello world', 'hello   WORLD', 'goodbye cache', 'what is the capital of france?'])
+    const [a, b, c, d] = await e.embed([
+      'Hello world',
+      'hello   WORLD',
+      'goodbye cache',
+      'what is the capital of france?',
+    ])
     expect(e.loaded).toBe(true)
     expect(e.dimension).toBe(HIDDEN)
     for (const v of [a!, b!, c!, d!]) {
@@ -134,17 +237,34 @@ describe('transformers.js embedder', () => {
   })
 
   it('serves the semantic cache end to end, with its own id stored on entries', async () => {
-    const plugin = semanticCache({ embedder: { kind: 'transformers', model: 'tiny-bert', localModelPath: root, dimension: HIDDEN } })
+    const plugin = semanticCache({
+      embedder: { kind: 'transformers', model: 'tiny-bert', localModelPath: root, dimension: HIDDEN },
+    })
     // without the demo preset's exact cache, which would answer the repeated prompt first
-    const app = await createAgentMesh({ preset: 'demo', disable: ['exact-cache', 'quota', 'audit'], storage: { driver: 'memory' }, log: { level: 'silent' }, plugins: [plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+    const app = await createAgentMesh({
+      preset: 'demo',
+      disable: ['exact-cache', 'quota', 'audit'],
+      storage: { driver: 'memory' },
+      log: { level: 'silent' },
+      plugins: [plugin, demo({ latencyMs: 0, chunkDelayMs: 0 })],
+    })
     try {
       const ask = async () => {
-        const res = await app.fetch(new Request('http://mesh/v1/chat/completions', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' },
-          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello world, what is the semantic cache?' }] }),
-        }))
-        return { cache: res.headers.get('x-agentmesh-cache'), similarity: res.headers.get('x-agentmesh-similarity'), body: (await res.json()) as any }
+        const res = await app.fetch(
+          new Request('http://mesh/v1/chat/completions', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' },
+            body: JSON.stringify({
+              model: 'gpt-4o-mini',
+              messages: [{ role: 'user', content: 'hello world, what is the semantic cache?' }],
+            }),
+          }),
+        )
+        return {
+          cache: res.headers.get('x-agentmesh-cache'),
+          similarity: res.headers.get('x-agentmesh-similarity'),
+          body: (await res.json()) as any,
+        }
       }
       const first = await ask()
       expect(first.cache).not.toBe('semantic')

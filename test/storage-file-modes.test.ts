@@ -70,17 +70,36 @@ describe('fs storage file modes', () => {
       // small embedder instead of the 230 MB model and an admin token to make a key with
       disable: ['keys', 'semantic-cache'],
       plugins: [virtualKeys({ adminToken: ADMIN }), semanticCache({ embedder: letterEmbedder, warmup: false })],
-      vendors: { openai: { baseURL: mock.url, apiKey: 'sk-test-openai-configured' }, anthropic: { baseURL: mock.url, apiKey: 'sk-ant-test-configured' } },
+      vendors: {
+        openai: { baseURL: mock.url, apiKey: 'sk-test-openai-configured' },
+        anthropic: { baseURL: mock.url, apiKey: 'sk-ant-test-configured' },
+      },
     })
     const server = await mesh.listen({ port: 0, host: '127.0.0.1' })
     try {
-      const created = await postJson(`${server.url}/agentmesh/admin/keys`, { team: 'eng', user: 'alice' }, { authorization: `Bearer ${ADMIN}` })
+      const created = await postJson(
+        `${server.url}/agentmesh/admin/keys`,
+        { team: 'eng', user: 'alice' },
+        { authorization: `Bearer ${ADMIN}` },
+      )
       expect(created.status).toBe(201)
       const { key } = (await created.json()) as { key: string }
-      for (const content of ['what is the capital of france', 'explain tcp slow start in one line', 'name three prime numbers']) {
-        const res = await postJson(`${server.url}/v1/chat/completions`, { model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content }] }, { authorization: `Bearer ${key}` })
+      for (const content of [
+        'what is the capital of france',
+        'explain tcp slow start in one line',
+        'name three prime numbers',
+      ]) {
+        const res = await postJson(
+          `${server.url}/v1/chat/completions`,
+          { model: 'gpt-4o-mini', max_tokens: 32, messages: [{ role: 'user', content }] },
+          { authorization: `Bearer ${key}` },
+        )
         expect(res.status).toBe(200)
-        const an = await postJson(`${server.url}/v1/messages`, { model: 'claude-haiku-4-5', max_tokens: 32, messages: [{ role: 'user', content }] }, { 'x-api-key': 'sk-ant-client', 'x-agentmesh-team': 'ops' })
+        const an = await postJson(
+          `${server.url}/v1/messages`,
+          { model: 'claude-haiku-4-5', max_tokens: 32, messages: [{ role: 'user', content }] },
+          { 'x-api-key': 'sk-ant-client', 'x-agentmesh-team': 'ops' },
+        )
         expect(an.status).toBe(200)
       }
       await until(() => walk(dataDir).some((e) => e.path.endsWith('counters.json')), 'counters.json', 3000)
@@ -100,7 +119,9 @@ describe('fs storage file modes', () => {
     expect(entries.some((e) => e.path.endsWith('counters.json'))).toBe(true)
     expect(statSync(dataDir).mode & 0o777).toBe(0o700)
     // the audit log is another part's (plugins/audit); everything else must be private
-    const open = entries.filter((e) => !relative(dataDir, e.path).startsWith('audit') && e.mode !== (e.dir ? 0o700 : 0o600))
+    const open = entries.filter(
+      (e) => !relative(dataDir, e.path).startsWith('audit') && e.mode !== (e.dir ? 0o700 : 0o600),
+    )
     expect(open.map((e) => `${relative(dataDir, e.path)} ${e.mode.toString(8)}`)).toEqual([])
   })
 
@@ -110,7 +131,11 @@ describe('fs storage file modes', () => {
     chmodSync(dataDir, 0o755)
     chmodSync(join(dataDir, 'storage'), 0o755)
     const lines: string[] = []
-    const store = createMeshStorage({ driver: 'fs' }, dataDir, createLogger('info', (l) => lines.push(l)))
+    const store = createMeshStorage(
+      { driver: 'fs' },
+      dataDir,
+      createLogger('info', (l) => lines.push(l)),
+    )
     try {
       expect(statSync(dataDir).mode & 0o777).toBe(0o700)
       expect(statSync(join(dataDir, 'storage')).mode & 0o777).toBe(0o700)

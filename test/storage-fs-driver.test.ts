@@ -32,9 +32,14 @@ describe('fs driver', () => {
       expect((await storage.getKeys('cache:exact')).sort()).toEqual(['cache:exact:ab:abc', 'cache:exact:cd:cde'])
       expect(await storage.getKeys('agentmesh:keys:id')).toEqual(['agentmesh:keys:id:key_1'])
       expect(await storage.getKeys('nothing:here')).toEqual([])
-      expect((await storage.getKeys()).sort()).toEqual(['agentmesh:keys:id:key_1', 'blob', 'cache:exact:ab:abc', 'cache:exact:cd:cde'])
+      expect((await storage.getKeys()).sort()).toEqual([
+        'agentmesh:keys:id:key_1',
+        'blob',
+        'cache:exact:ab:abc',
+        'cache:exact:cd:cde',
+      ])
       expect(await storage.getItem('cache:exact:ab:abc')).toEqual({ a: 1 })
-      expect([...(await storage.getItemRaw('blob') as Buffer)]).toEqual([1, 2, 3])
+      expect([...((await storage.getItemRaw('blob')) as Buffer)]).toEqual([1, 2, 3])
       expect(await storage.getItem('cache:missing')).toBeNull()
       // a directory of keys is not an item
       expect(await storage.getItem('cache:exact')).toBeNull()
@@ -57,7 +62,13 @@ describe('fs driver', () => {
     const { storage, close } = createMeshStorage({ driver: 'fs' }, dataDir)
     try {
       await storage.setItem('a:b:c:d', 'x')
-      for (const d of [dataDir, join(dataDir, 'storage'), join(dataDir, 'storage', 'a'), join(dataDir, 'storage', 'a', 'b', 'c')]) expect(statSync(d).mode & 0o777).toBe(0o700)
+      for (const d of [
+        dataDir,
+        join(dataDir, 'storage'),
+        join(dataDir, 'storage', 'a'),
+        join(dataDir, 'storage', 'a', 'b', 'c'),
+      ])
+        expect(statSync(d).mode & 0o777).toBe(0o700)
       expect(statSync(join(dataDir, 'storage', 'a', 'b', 'c', 'd')).mode & 0o777).toBe(0o600)
     } finally {
       await close()
@@ -67,21 +78,34 @@ describe('fs driver', () => {
   it('a full disk is StorageUnavailableError, reported once, and noticed to work again by itself', async () => {
     const dataDir = newDir()
     const lines: string[] = []
-    const store = createMeshStorage({ driver: 'fs' }, dataDir, createLogger('info', (l) => lines.push(l)))
+    const store = createMeshStorage(
+      { driver: 'fs' },
+      dataDir,
+      createLogger('info', (l) => lines.push(l)),
+    )
     try {
       // a write to /dev/full fails with ENOSPC, as on a full disk
       mkdirSync(join(dataDir, 'storage', 'cache'), { recursive: true })
       symlinkSync('/dev/full', join(dataDir, 'storage', 'cache', 'full'))
-      const err = await store.storage.setItem('cache:full', { text: 'an answer' }).then(() => undefined, (e: unknown) => e)
+      const err = await store.storage.setItem('cache:full', { text: 'an answer' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
       expect(err).toBeInstanceOf(StorageUnavailableError)
       expect((err as Error).message).toMatch(/^storage unavailable: fs .*storage: ENOSPC: no space left on device$/)
       expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe('ENOSPC')
       await expect(store.storage.setItem('cache:full', 'again')).rejects.toBeInstanceOf(StorageUnavailableError)
-      expect(store.health()).toMatchObject({ ok: false, message: expect.stringMatching(/^fs .*storage unavailable: ENOSPC: no space left on device$/), since: expect.any(Number) })
+      expect(store.health()).toMatchObject({
+        ok: false,
+        message: expect.stringMatching(/^fs .*storage unavailable: ENOSPC: no space left on device$/),
+        since: expect.any(Number),
+      })
       // reads go on
       await store.storage.getItem('cache:other')
       expect(lines).toHaveLength(1)
-      expect(lines[0]).toMatch(/warn: storage: fs .*storage unavailable \(ENOSPC: no space left on device\); cache, key and grant writes fail/)
+      expect(lines[0]).toMatch(
+        /warn: storage: fs .*storage unavailable \(ENOSPC: no space left on device\); cache, key and grant writes fail/,
+      )
 
       // space is freed; nothing writes meanwhile: the probe finds the storage writable again (in
       // about a second)

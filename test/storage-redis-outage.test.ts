@@ -19,12 +19,36 @@ import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts
 import { freePort } from './helpers/ports.ts'
 
 const ADMIN = 'outage-admin-token-0123456789'
-const OPENAI_BODY = { model: 'gpt-4o-mini', max_tokens: 16, messages: [{ role: 'user', content: 'hello during an outage' }] }
-const ANTHROPIC_BODY = { model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hello during an outage' }] }
-
+const OPENAI_BODY = {
+  model: 'gpt-4o-mini',
+  max_tokens: 16,
+  messages: [{ role: 'user', content: 'hello during an outage' }],
+}
+const ANTHROPIC_BODY = {
+  model: 'claude-haiku-4-5',
+  max_tokens: 16,
+  messages: [{ role: 'user', content: 'hello during an outage' }],
+}
 
 function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--dir',
+      dir,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
   return new Promise((resolve, reject) => {
     let out = ''
     const timer = setTimeout(() => reject(new Error(`redis-server did not start on ${port}: ${out}`)), 10_000)
@@ -39,13 +63,19 @@ function startRedis(port: number, dir: string): Promise<ChildProcess> {
   })
 }
 
-const killed = (child: ChildProcess) => new Promise<void>((resolve) => {
-  if (child.exitCode !== null || child.signalCode !== null) return resolve()
-  child.once('exit', () => resolve())
-  child.kill('SIGKILL')
-})
+const killed = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once('exit', () => resolve())
+    child.kill('SIGKILL')
+  })
 
-interface Outcome { status: number; ms: number; type?: string; shape: 'openai' | 'anthropic' }
+interface Outcome {
+  status: number
+  ms: number
+  type?: string
+  shape: 'openai' | 'anthropic'
+}
 
 describe('redis outage', () => {
   let redis: ChildProcess
@@ -72,26 +102,46 @@ describe('redis outage', () => {
     console.error = (...args: unknown[]) => {
       stderrLines.push(args.map(String).join(' '))
     }
-    restore.push(() => { process.stderr.write = write as typeof process.stderr.write }, () => { console.error = consoleError })
+    restore.push(
+      () => {
+        process.stderr.write = write as typeof process.stderr.write
+      },
+      () => {
+        console.error = consoleError
+      },
+    )
 
     port = await freePort()
     redisDir = tempDir('agentmesh-outage-redis-')
     redis = await startRedis(port, redisDir)
     mock = await startMockUpstream()
-    const plugins = [virtualKeys({ adminToken: ADMIN, cacheTtlMs: 0 }), quota({ limits: { global: { tokensPerDay: 1e12 } } })]
+    const plugins = [
+      virtualKeys({ adminToken: ADMIN, cacheTtlMs: 0 }),
+      quota({ limits: { global: { tokensPerDay: 1e12 } } }),
+    ]
     const own = new Set(plugins.map((p) => p.name))
-    mesh = await createAgentMesh({
-      preset: 'solo',
-      dataDir: tempDir(),
-      storage: { driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'outage' },
-      plugins,
-      disable: (await presetFeatures('solo')).filter((n) => !own.has(n)),
-      vendors: { openai: { baseURL: mock.url, apiKey: 'sk-test-openai-configured' }, anthropic: { baseURL: mock.url, apiKey: 'sk-ant-test-configured' } },
-    }, { logger: createLogger('info', (line) => logLines.push(line)) })
+    mesh = await createAgentMesh(
+      {
+        preset: 'solo',
+        dataDir: tempDir(),
+        storage: { driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'outage' },
+        plugins,
+        disable: (await presetFeatures('solo')).filter((n) => !own.has(n)),
+        vendors: {
+          openai: { baseURL: mock.url, apiKey: 'sk-test-openai-configured' },
+          anthropic: { baseURL: mock.url, apiKey: 'sk-ant-test-configured' },
+        },
+      },
+      { logger: createLogger('info', (line) => logLines.push(line)) },
+    )
     const server = await mesh.listen({ port: 0, host: '127.0.0.1' })
     url = server.url
     closeServer = server.close
-    const res = await postJson(`${url}/agentmesh/admin/keys`, { team: 'eng', user: 'alice' }, { authorization: `Bearer ${ADMIN}` })
+    const res = await postJson(
+      `${url}/agentmesh/admin/keys`,
+      { team: 'eng', user: 'alice' },
+      { authorization: `Bearer ${ADMIN}` },
+    )
     expect(res.status).toBe(201)
     key = ((await res.json()) as { key: string }).key
   })
@@ -108,14 +158,24 @@ describe('redis outage', () => {
   /** one request in each protocol's own shape: OpenAI with the virtual key, Anthropic by identity headers */
   async function send(shape: 'openai' | 'anthropic'): Promise<Outcome> {
     const started = performance.now()
-    const res = shape === 'openai'
-      ? await postJson(`${url}/v1/chat/completions`, OPENAI_BODY, { authorization: `Bearer ${key}` })
-      : await postJson(`${url}/v1/messages`, ANTHROPIC_BODY, { 'x-api-key': 'sk-ant-client', 'x-agentmesh-team': 'eng', 'x-agentmesh-user': 'bob' })
-    const body = await res.json() as any
+    const res =
+      shape === 'openai'
+        ? await postJson(`${url}/v1/chat/completions`, OPENAI_BODY, { authorization: `Bearer ${key}` })
+        : await postJson(`${url}/v1/messages`, ANTHROPIC_BODY, {
+            'x-api-key': 'sk-ant-client',
+            'x-agentmesh-team': 'eng',
+            'x-agentmesh-user': 'bob',
+          })
+    const body = (await res.json()) as any
     const ms = performance.now() - started
     if (res.status === 200) return { status: 200, ms, shape }
     // each protocol's own error shape, and nothing else
-    const type = shape === 'openai' ? body?.error?.type : body?.type === 'error' ? body?.error?.type : `not an Anthropic error: ${JSON.stringify(body)}`
+    const type =
+      shape === 'openai'
+        ? body?.error?.type
+        : body?.type === 'error'
+          ? body?.error?.type
+          : `not an Anthropic error: ${JSON.stringify(body)}`
     return { status: res.status, ms, type, shape }
   }
 
@@ -126,12 +186,18 @@ describe('redis outage', () => {
     const loops = Array.from({ length: workers }, async (_, i) => {
       while (running) outcomes.push(await send(i % 2 ? 'anthropic' : 'openai'))
     })
-    return { outcomes, stop: async () => { running = false; await Promise.all(loops) } }
+    return {
+      outcomes,
+      stop: async () => {
+        running = false
+        await Promise.all(loops)
+      },
+    }
   }
 
   const getJson = async (path: string) => {
     const res = await fetch(url + path)
-    return { status: res.status, body: await res.json() as any }
+    return { status: res.status, body: (await res.json()) as any }
   }
   const outageLines = () => logLines.filter((l) => /warn: storage: /.test(l))
 
@@ -197,7 +263,9 @@ describe('redis outage', () => {
     expect((await getJson('/agentmesh/ready')).status).toBe(200)
     expect((await getJson('/agentmesh/health')).body.checks.storage.ok).toBe(true)
     expect(outageLines()).toHaveLength(2)
-    expect(outageLines()[1]).toMatch(/warn: storage: redis redis:\/\/127\.0\.0\.1:\d+\/? available again after \d+\.\d s/)
+    expect(outageLines()[1]).toMatch(
+      /warn: storage: redis redis:\/\/127\.0\.0\.1:\d+\/? available again after \d+\.\d s/,
+    )
     expect(stderrLines.filter((l) => /ioredis|Unhandled error/i.test(l))).toEqual([])
   })
 })
@@ -211,16 +279,29 @@ async function silentableRelay(target: URL) {
     for (const s of [client, upstream]) {
       sockets.add(s)
       s.on('error', () => {})
-      s.on('close', () => { client.destroy(); upstream.destroy() })
+      s.on('close', () => {
+        client.destroy()
+        upstream.destroy()
+      })
     }
-    client.on('data', (d) => { if (!silent) upstream.write(d) })
-    upstream.on('data', (d) => { if (!silent) client.write(d) })
+    client.on('data', (d) => {
+      if (!silent) upstream.write(d)
+    })
+    upstream.on('data', (d) => {
+      if (!silent) client.write(d)
+    })
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   return {
     url: `redis://127.0.0.1:${(server.address() as { port: number }).port}`,
-    silence: (on: boolean) => { silent = on },
-    close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()) }),
+    silence: (on: boolean) => {
+      silent = on
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => r())
+      }),
   }
 }
 
@@ -228,13 +309,20 @@ describe('redis that stops answering without closing the connection', () => {
   it('is declared down within about two seconds, calls then fail at once, and it recovers when it answers again', async () => {
     const relay = await silentableRelay(new URL(inject('redisUrl')))
     const lines: string[] = []
-    const store = createMeshStorage({ driver: 'redis', url: relay.url, prefix: `silent-${process.pid}` }, tempDir(), createLogger('info', (l) => lines.push(l)))
+    const store = createMeshStorage(
+      { driver: 'redis', url: relay.url, prefix: `silent-${process.pid}` },
+      tempDir(),
+      createLogger('info', (l) => lines.push(l)),
+    )
     try {
       await store.storage.setItem('k', 'v')
       expect(await store.storage.getItem('k')).toBe('v')
       relay.silence(true)
       const started = performance.now()
-      const err = await store.storage.getItem('k').then(() => undefined, (e: unknown) => e)
+      const err = await store.storage.getItem('k').then(
+        () => undefined,
+        (e: unknown) => e,
+      )
       const waited = performance.now() - started
       expect(isStorageUnavailable(err)).toBe(true)
       // the heartbeat: a PING every 500 ms, given 1.5 s to answer
@@ -247,7 +335,8 @@ describe('redis that stops answering without closing the connection', () => {
       // reconnecting into the silence: the new connection's handshake goes unanswered, and that
       // connection is dropped too (else it would wait forever and never recover)
       const handshakeBy = Date.now() + 4000
-      while (!/handshake/.test(store.health().message ?? '') && Date.now() < handshakeBy) await new Promise((r) => setTimeout(r, 20))
+      while (!/handshake/.test(store.health().message ?? '') && Date.now() < handshakeBy)
+        await new Promise((r) => setTimeout(r, 20))
       expect(store.health().message).toMatch(/no answer to the connection handshake within 1500 ms/)
       relay.silence(false)
       const end = Date.now() + 5000
@@ -270,17 +359,27 @@ describe('redis that is down when the proxy starts', () => {
     const port = await freePort()
     const dir = tempDir('agentmesh-late-redis-')
     const lines: string[] = []
-    const store = createMeshStorage({ driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'late' }, tempDir(), createLogger('info', (l) => lines.push(l)))
+    const store = createMeshStorage(
+      { driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'late' },
+      tempDir(),
+      createLogger('info', (l) => lines.push(l)),
+    )
     let redis: ChildProcess | undefined
     try {
       const started = performance.now()
       // the first call waits for the first connection attempt, which is refused at once
-      await expect(store.storage.getItem('k')).rejects.toMatchObject({ type: 'storage_unavailable', message: expect.stringMatching(/ECONNREFUSED/) })
+      await expect(store.storage.getItem('k')).rejects.toMatchObject({
+        type: 'storage_unavailable',
+        message: expect.stringMatching(/ECONNREFUSED/),
+      })
       expect(performance.now() - started).toBeLessThan(1000)
       const fast = performance.now()
       await expect(store.counters.reserve(['q'], 1, [10], [60])).rejects.toMatchObject({ type: 'storage_unavailable' })
       expect(performance.now() - fast).toBeLessThan(50)
-      expect(store.health()).toMatchObject({ ok: false, message: expect.stringMatching(/redis .* unavailable: connect ECONNREFUSED/) })
+      expect(store.health()).toMatchObject({
+        ok: false,
+        message: expect.stringMatching(/redis .* unavailable: connect ECONNREFUSED/),
+      })
 
       redis = await startRedis(port, dir)
       const end = Date.now() + 3000
@@ -288,7 +387,9 @@ describe('redis that is down when the proxy starts', () => {
       expect(store.health().ok).toBe(true)
       expect(await store.counters.reserve(['q'], 1, [10], [60])).toEqual({ ok: true, values: [1] })
       expect(lines.map((l) => l.replace(/:\d+/, ':PORT'))).toEqual([
-        expect.stringMatching(/^\[agentmesh\] warn: storage: redis redis:\/\/127\.0\.0\.1:PORT\/? unavailable \(connect ECONNREFUSED [\d.:]+\); requests that need it answer 503/),
+        expect.stringMatching(
+          /^\[agentmesh\] warn: storage: redis redis:\/\/127\.0\.0\.1:PORT\/? unavailable \(connect ECONNREFUSED [\d.:]+\); requests that need it answer 503/,
+        ),
         expect.stringMatching(/available again after/),
       ])
     } finally {
@@ -305,7 +406,10 @@ describe('a proxy with the semantic cache, started while redis is down', () => {
     const dir = tempDir('agentmesh-late-semantic-')
     // a stand-in for the sentence model: letter counts
     const letters: Embedder = {
-      id: 'test-letters-16', dimension: 16, loaded: true, async load() {},
+      id: 'test-letters-16',
+      dimension: 16,
+      loaded: true,
+      async load() {},
       async embed(texts) {
         return texts.map((t) => {
           const v = new Float32Array(16)
@@ -316,13 +420,31 @@ describe('a proxy with the semantic cache, started while redis is down', () => {
       },
     }
     const lines: string[] = []
-    const mesh = await createAgentMesh({ preset: 'demo', dataDir: tempDir(), storage: { driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'late-sem' }, disable: ['audit', 'quota', 'keys', 'exact-cache'], plugins: [semanticCache({ embedder: letters, warmup: false })] }, { logger: createLogger('info', (l) => lines.push(l)) })
+    const mesh = await createAgentMesh(
+      {
+        preset: 'demo',
+        dataDir: tempDir(),
+        storage: { driver: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'late-sem' },
+        disable: ['audit', 'quota', 'keys', 'exact-cache'],
+        plugins: [semanticCache({ embedder: letters, warmup: false })],
+      },
+      { logger: createLogger('info', (l) => lines.push(l)) },
+    )
     let redis: ChildProcess | undefined
     try {
       expect(lines.some((l) => l.includes('semantic-cache: storage unavailable at start'))).toBe(true)
       redis = await startRedis(port, dir)
       await until(() => lines.some((l) => l.includes('available again')), 'redis reconnect', 5000)
-      const res = await mesh.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello after the outage' }] }) }))
+      const res = await mesh.fetch(
+        new Request('http://127.0.0.1/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: 'hello after the outage' }],
+          }),
+        }),
+      )
       expect(res.status).toBe(200)
     } finally {
       await mesh.close()

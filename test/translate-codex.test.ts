@@ -5,8 +5,6 @@ import { clearVendorEnv, startMockAndProxy, type Proxy } from './helpers/core-ha
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { runCodex } from './helpers/agents.ts'
 
-
-
 describe('codex exec asking for a Claude model', () => {
   let mock: MockUpstream
   let proxy: Proxy
@@ -34,7 +32,12 @@ describe('codex exec asking for a Claude model', () => {
     // Codex replays its reasoning items (encrypted for OpenAI): none reached Anthropic
     expect(JSON.stringify(calls.map((c) => c.body))).not.toContain('encrypted_content')
     // the mock called Codex's first tool; the result came back as a tool_result
-    expect(calls.at(-1)!.body.messages.at(-1).content.some((b: any) => b.type === 'tool_result')).toBe(true)
+    expect(
+      calls
+        .at(-1)!
+        .body.messages.at(-1)
+        .content.some((b: any) => b.type === 'tool_result'),
+    ).toBe(true)
     const responses = proxy.events.filter((e) => e.type === 'response')
     expect(responses.every((e) => (e.data as any).status === 200 && (e.data as any).vendor === 'anthropic')).toBe(true)
   }, 120_000)

@@ -18,7 +18,12 @@ import { VENDOR_ENV, clearVendorEnv, postJson, startProxy, tempDir, until, type 
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
-interface Seen { method: string; path: string; headers: IncomingHttpHeaders; body: any }
+interface Seen {
+  method: string
+  path: string
+  headers: IncomingHttpHeaders
+  body: any
+}
 interface CompatBehaviour {
   status?: number
   retryAfter?: string
@@ -26,7 +31,12 @@ interface CompatBehaviour {
   /** a server that sends no usage, in streams even when asked (older llama.cpp, some gateways) nor in JSON */
   noUsage?: boolean
 }
-interface CompatMock { url: string; received: Seen[]; behaviour: CompatBehaviour; close(): Promise<void> }
+interface CompatMock {
+  url: string
+  received: Seen[]
+  behaviour: CompatBehaviour
+  close(): Promise<void>
+}
 
 const USAGE = { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 }
 
@@ -42,13 +52,23 @@ async function startCompatMock(label: string, behaviour: CompatBehaviour = {}): 
       const b = mock.behaviour
       if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs))
       if (b.status && b.status >= 400) {
-        res.writeHead(b.status, { 'content-type': 'application/json', ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}) })
+        res.writeHead(b.status, {
+          'content-type': 'application/json',
+          ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}),
+        })
         return res.end(JSON.stringify({ error: { type: 'mock_error', message: `${label} failure ${b.status}` } }))
       }
       const path = (req.url ?? '').split('?')[0]!
       if (path.endsWith('/embeddings')) {
         res.writeHead(200, { 'content-type': 'application/json' })
-        return res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }], model: body.model, usage: { prompt_tokens: 4, total_tokens: 4 } }))
+        return res.end(
+          JSON.stringify({
+            object: 'list',
+            data: [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }],
+            model: body.model,
+            usage: { prompt_tokens: 4, total_tokens: 4 },
+          }),
+        )
       }
       if (!path.endsWith('/chat/completions')) {
         res.writeHead(404, { 'content-type': 'application/json' })
@@ -58,20 +78,35 @@ async function startCompatMock(label: string, behaviour: CompatBehaviour = {}): 
       const base = { id: `chatcmpl-${label}`, created: 1, model: body.model }
       if (!body.stream) {
         res.writeHead(200, { 'content-type': 'application/json' })
-        return res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], ...(b.noUsage ? {} : { usage: USAGE }) }))
+        return res.end(
+          JSON.stringify({
+            ...base,
+            object: 'chat.completion',
+            choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+            ...(b.noUsage ? {} : { usage: USAGE }),
+          }),
+        )
       }
       res.writeHead(200, { 'content-type': 'text/event-stream' })
-      const chunk = (delta: unknown, finish: string | null = null) => `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
+      const chunk = (delta: unknown, finish: string | null = null) =>
+        `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
       res.write(chunk({ role: 'assistant', content: '' }))
       for (const w of text.split(/(?<= )/)) res.write(chunk({ content: w }))
       res.write(chunk({}, 'stop'))
-      if (body.stream_options?.include_usage && !b.noUsage) res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage: USAGE })}\n\n`)
+      if (body.stream_options?.include_usage && !b.noUsage)
+        res.write(
+          `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage: USAGE })}\n\n`,
+        )
       res.end('data: [DONE]\n\n')
     })
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  mock.close = () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) })
+  mock.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections()
+      server.close(() => r())
+    })
   return mock
 }
 
@@ -89,7 +124,8 @@ function expectNoSecrets(text: string) {
   }
 }
 
-const headersText = (res: Response | Headers) => JSON.stringify([...((res instanceof Headers ? res : res.headers) as Headers).entries()])
+const headersText = (res: Response | Headers) =>
+  JSON.stringify([...((res instanceof Headers ? res : res.headers) as Headers).entries()])
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -110,16 +146,26 @@ async function mockOf(label: string, b: CompatBehaviour = {}) {
   cleanups.push(() => m.close())
   return m
 }
-const ask = (proxy: Proxy, model: string, extra: Record<string, unknown> = {}) => postJson(`${proxy.url}/v1/chat/completions`, { model, messages: [{ role: 'user', content: 'hello' }], ...extra })
+const ask = (proxy: Proxy, model: string, extra: Record<string, unknown> = {}) =>
+  postJson(`${proxy.url}/v1/chat/completions`, { model, messages: [{ role: 'user', content: 'hello' }], ...extra })
 const vendorOf = (proxy: Proxy, name: string) => proxy.instance.mesh.vendors.get(name) as Vendor
 
 describe('openaiCompatible', () => {
   it('serves the official OpenAI SDK through the proxy, streamed and not, and the usage settles', async () => {
     const groq = await mockOf('groq')
-    const proxy = await proxyWith([openaiCompatible({ name: 'groq', baseURL: `${groq.url}/openai/v1`, apiKey: GROQ_KEY, models: ['llama-3.3-70b-versatile'] })])
+    const proxy = await proxyWith([
+      openaiCompatible({
+        name: 'groq',
+        baseURL: `${groq.url}/openai/v1`,
+        apiKey: GROQ_KEY,
+        models: ['llama-3.3-70b-versatile'],
+      }),
+    ])
     const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client-own-openai-key', maxRetries: 0 })
 
-    const { data, response } = await client.chat.completions.create({ model: 'llama-3.3-70b-versatile', messages: [{ role: 'user', content: 'hello' }] }).withResponse()
+    const { data, response } = await client.chat.completions
+      .create({ model: 'llama-3.3-70b-versatile', messages: [{ role: 'user', content: 'hello' }] })
+      .withResponse()
     expect(data.choices[0]!.message.content).toBe('groq says hi')
     expect(response.headers.get('x-agentmesh-vendor')).toBe('groq')
     expect(response.headers.get('x-agentmesh-tokens')).toBe('18')
@@ -133,7 +179,11 @@ describe('openaiCompatible', () => {
     // one key: called directly, no balancer and nothing to list
     expect(vendorOf(proxy, 'groq').targets).toBeUndefined()
 
-    const stream = await client.chat.completions.create({ model: 'llama-3.3-70b-versatile', messages: [{ role: 'user', content: 'hello' }], stream: true })
+    const stream = await client.chat.completions.create({
+      model: 'llama-3.3-70b-versatile',
+      messages: [{ role: 'user', content: 'hello' }],
+      stream: true,
+    })
     let text = ''
     let usageChunks = 0
     for await (const c of stream) {
@@ -154,12 +204,27 @@ describe('openaiCompatible', () => {
     const ollama = await mockOf('ollama')
     const together = await mockOf('together')
     const proxy = await proxyWith([
-      openaiCompatible({ name: 'ollama', baseURL: `${ollama.url}/v1`, models: ['llama3.2:3b'], match: (m) => m.endsWith(':latest') }),
-      openaiCompatible({ name: 'together', baseURL: `${together.url}/v1`, apiKey: 'together-key-xyz', models: ['meta-llama/*'], pricing: { 'meta-llama/Llama-3.3-70B-Instruct-Turbo': { input: 0.88, output: 0.88 } } }),
+      openaiCompatible({
+        name: 'ollama',
+        baseURL: `${ollama.url}/v1`,
+        models: ['llama3.2:3b'],
+        match: (m) => m.endsWith(':latest'),
+      }),
+      openaiCompatible({
+        name: 'together',
+        baseURL: `${together.url}/v1`,
+        apiKey: 'together-key-xyz',
+        models: ['meta-llama/*'],
+        pricing: { 'meta-llama/Llama-3.3-70B-Instruct-Turbo': { input: 0.88, output: 0.88 } },
+      }),
     ])
     // a client's own OpenAI key is sent along: it must reach neither server
     const headers = { authorization: 'Bearer sk-client-own-openai-key' }
-    const local = await postJson(`${proxy.url}/v1/chat/completions`, { model: 'llama3.2:3b', messages: [{ role: 'user', content: 'hi' }] }, headers)
+    const local = await postJson(
+      `${proxy.url}/v1/chat/completions`,
+      { model: 'llama3.2:3b', messages: [{ role: 'user', content: 'hi' }] },
+      headers,
+    )
     expect(local.status).toBe(200)
     expect((await local.json()).choices[0].message.content).toBe('ollama says hi')
     expect(local.headers.get('x-agentmesh-vendor')).toBe('ollama')
@@ -168,7 +233,11 @@ describe('openaiCompatible', () => {
     expect(ollama.received[0]!.path).toBe('/v1/chat/completions')
     expect(ollama.received[0]!.headers.authorization).toBeUndefined()
 
-    const hosted = await postJson(`${proxy.url}/v1/chat/completions`, { model: 'meta-llama/Llama-3.3-70B-Instruct-Turbo', messages: [{ role: 'user', content: 'hi' }] }, headers)
+    const hosted = await postJson(
+      `${proxy.url}/v1/chat/completions`,
+      { model: 'meta-llama/Llama-3.3-70B-Instruct-Turbo', messages: [{ role: 'user', content: 'hi' }] },
+      headers,
+    )
     expect((await hosted.json()).choices[0].message.content).toBe('together says hi')
     expect(hosted.headers.get('x-agentmesh-vendor')).toBe('together')
     expect(Number(hosted.headers.get('x-agentmesh-cost-usd'))).toBeCloseTo((18 * 0.88) / 1e6, 6)
@@ -197,14 +266,24 @@ describe('openaiCompatible', () => {
 
   it('a server that sends no usage is billed on the counted answer, streamed or not, never on zero', async () => {
     const llamacpp = await mockOf('llamacpp', { noUsage: true })
-    const proxy = await proxyWith([openaiCompatible({ name: 'llamacpp', baseURL: `${llamacpp.url}/v1`, models: ['qwen2.5-7b'], pricing: { 'qwen2.5-7b': { input: 1, output: 1 } } })])
+    const proxy = await proxyWith([
+      openaiCompatible({
+        name: 'llamacpp',
+        baseURL: `${llamacpp.url}/v1`,
+        models: ['qwen2.5-7b'],
+        pricing: { 'qwen2.5-7b': { input: 1, output: 1 } },
+      }),
+    ])
     const res = await ask(proxy, 'qwen2.5-7b', { stream: true })
     expect(res.status).toBe(200)
     expect(await res.text()).toContain('[DONE]')
     await until(() => proxy.events.some((e) => e.type === 'llm_call'), 'llm_call')
     const call = proxy.events.find((e) => e.type === 'llm_call')!.data as any
     // the estimated input and the counted answer ('llamacpp says hi'), at $1/$1 per million
-    expect(call.usage).toMatchObject({ estimated: true, outputTokens: proxy.instance.mesh.tokens.count('llamacpp says hi', 'qwen2.5-7b') })
+    expect(call.usage).toMatchObject({
+      estimated: true,
+      outputTokens: proxy.instance.mesh.tokens.count('llamacpp says hi', 'qwen2.5-7b'),
+    })
     expect(call.usage.inputTokens).toBeGreaterThan(0)
     expect(call.costUsd).toBeCloseTo((call.usage.inputTokens + call.usage.outputTokens) / 1e6, 12)
 
@@ -219,17 +298,40 @@ describe('openaiCompatible', () => {
     expect(() => openaiCompatible({ name: 'openai', baseURL: 'http://x/v1', models: ['m'] })).toThrow(/built-in vendor/)
     expect(() => openaiCompatible({ name: 'groq', baseURL: 'api.groq.com', models: ['m'] })).toThrow(/baseURL/)
     expect(() => openaiCompatible({ name: 'groq', baseURL: 'http://x/v1', models: 'm' as any })).toThrow(/models/)
-    expect(() => openaiCompatible({ name: 'groq', baseURL: 'http://x/v1', models: ['m'], deployments: [{ apiKey: 'k', weight: 0 }] })).toThrow(/weight/)
-    expect(() => openaiCompatible({ name: 'groq', baseURL: 'http://x/v1', models: ['m'], pricing: { m: { input: -1, output: 1 } } })).toThrow(/pricing\.m/)
+    expect(() =>
+      openaiCompatible({
+        name: 'groq',
+        baseURL: 'http://x/v1',
+        models: ['m'],
+        deployments: [{ apiKey: 'k', weight: 0 }],
+      }),
+    ).toThrow(/weight/)
+    expect(() =>
+      openaiCompatible({
+        name: 'groq',
+        baseURL: 'http://x/v1',
+        models: ['m'],
+        pricing: { m: { input: -1, output: 1 } },
+      }),
+    ).toThrow(/pricing\.m/)
   })
 })
 
 describe('azureOpenAI', () => {
   it('calls the deployment path with api-version and the key in api-key, never in Authorization', async () => {
     const azure = await mockOf('azure')
-    const proxy = await proxyWith([azureOpenAI({ baseURL: azure.url, apiKey: AZURE_KEY, deployments: { 'gpt-4o': 'prod-gpt4o' }, apiVersion: '2024-10-21' })])
+    const proxy = await proxyWith([
+      azureOpenAI({
+        baseURL: azure.url,
+        apiKey: AZURE_KEY,
+        deployments: { 'gpt-4o': 'prod-gpt4o' },
+        apiVersion: '2024-10-21',
+      }),
+    ])
     const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client-own-openai-key', maxRetries: 0 })
-    const { data, response } = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hello' }] }).withResponse()
+    const { data, response } = await client.chat.completions
+      .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hello' }] })
+      .withResponse()
     expect(data.choices[0]!.message.content).toBe('azure says hi')
     expect(response.headers.get('x-agentmesh-vendor')).toBe('azure')
     const sent = azure.received[0]!
@@ -237,10 +339,18 @@ describe('azureOpenAI', () => {
     expect(sent.headers['api-key']).toBe(AZURE_KEY)
     expect(sent.headers.authorization).toBeUndefined()
     // the key is in exactly one header
-    expect(Object.entries(sent.headers).filter(([, v]) => String(v).includes(AZURE_KEY)).map(([k]) => k)).toEqual(['api-key'])
+    expect(
+      Object.entries(sent.headers)
+        .filter(([, v]) => String(v).includes(AZURE_KEY))
+        .map(([k]) => k),
+    ).toEqual(['api-key'])
     expectNoSecrets(headersText(response.headers as unknown as Headers))
 
-    const stream = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hello' }], stream: true })
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hello' }],
+      stream: true,
+    })
     let text = ''
     for await (const c of stream) text += c.choices[0]?.delta?.content ?? ''
     expect(text).toBe('azure says hi')
@@ -252,7 +362,15 @@ describe('azureOpenAI', () => {
 
   it('the v1 API: /openai/v1/chat/completions with the deployment as the model, no api-version', async () => {
     const azure = await mockOf('azure-v1')
-    const proxy = await proxyWith([azureOpenAI({ name: 'azure-eu', baseURL: `${azure.url}/openai/v1/`, apiKey: AZURE_KEY, api: 'v1', deployments: { 'gpt-4o-mini': 'mini-eu', 'text-embedding-3-small': 'embed-eu' } })])
+    const proxy = await proxyWith([
+      azureOpenAI({
+        name: 'azure-eu',
+        baseURL: `${azure.url}/openai/v1/`,
+        apiKey: AZURE_KEY,
+        api: 'v1',
+        deployments: { 'gpt-4o-mini': 'mini-eu', 'text-embedding-3-small': 'embed-eu' },
+      }),
+    ])
     const res = await ask(proxy, 'gpt-4o-mini')
     expect(res.status).toBe(200)
     expect(res.headers.get('x-agentmesh-vendor')).toBe('azure-eu')
@@ -268,7 +386,11 @@ describe('azureOpenAI', () => {
   it("without a configured key, the client's own key does not go to Azure", async () => {
     const azure = await mockOf('azure')
     const proxy = await proxyWith([azureOpenAI({ baseURL: azure.url, deployments: { 'gpt-4o': 'prod-gpt4o' } })])
-    await postJson(`${proxy.url}/v1/chat/completions`, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }, { authorization: 'Bearer sk-client-own-openai-key', 'x-api-key': 'sk-client-other' })
+    await postJson(
+      `${proxy.url}/v1/chat/completions`,
+      { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] },
+      { authorization: 'Bearer sk-client-own-openai-key', 'x-api-key': 'sk-client-other' },
+    )
     expect(azure.received).toHaveLength(1)
     expect(azure.received[0]!.headers.authorization).toBeUndefined()
     expect(azure.received[0]!.headers['api-key']).toBeUndefined()
@@ -280,7 +402,17 @@ describe('several deployments per vendor', () => {
   it('spreads sequential calls by weight (3:1 over 200 calls)', async () => {
     const a = await mockOf('a')
     const b = await mockOf('b')
-    const proxy = await proxyWith([openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, models: ['m'], deployments: [{ baseURL: `${a.url}/v1`, apiKey: KEY_A, weight: 3 }, { baseURL: `${b.url}/v1`, apiKey: KEY_B, weight: 1 }] })])
+    const proxy = await proxyWith([
+      openaiCompatible({
+        name: 'pool',
+        baseURL: `${a.url}/v1`,
+        models: ['m'],
+        deployments: [
+          { baseURL: `${a.url}/v1`, apiKey: KEY_A, weight: 3 },
+          { baseURL: `${b.url}/v1`, apiKey: KEY_B, weight: 1 },
+        ],
+      }),
+    ])
     for (let i = 0; i < 200; i++) expect((await ask(proxy, 'm')).status).toBe(200)
     expect(a.received.length + b.received.length).toBe(200)
     expect(a.received.length).toBeGreaterThanOrEqual(140)
@@ -292,7 +424,9 @@ describe('several deployments per vendor', () => {
 
   it('apiKeys: several keys on one base URL, equal shares', async () => {
     const a = await mockOf('a')
-    const proxy = await proxyWith([openaiCompatible({ name: 'keys', baseURL: `${a.url}/v1`, models: ['m'], apiKeys: [KEY_A, KEY_B] })])
+    const proxy = await proxyWith([
+      openaiCompatible({ name: 'keys', baseURL: `${a.url}/v1`, models: ['m'], apiKeys: [KEY_A, KEY_B] }),
+    ])
     for (let i = 0; i < 20; i++) await ask(proxy, 'm')
     const byKey = (k: string) => a.received.filter((r) => r.headers.authorization === `Bearer ${k}`).length
     expect([byKey(KEY_A), byKey(KEY_B)]).toEqual([10, 10])
@@ -304,7 +438,17 @@ describe('several deployments per vendor', () => {
   it('sends new calls to the deployment with the fewest in flight (a slow one gets few under concurrency)', async () => {
     const slow = await mockOf('slow', { delayMs: 400 })
     const fast = await mockOf('fast')
-    const proxy = await proxyWith([openaiCompatible({ name: 'pool', baseURL: `${fast.url}/v1`, models: ['m'], deployments: [{ baseURL: `${slow.url}/v1`, apiKey: KEY_A }, { baseURL: `${fast.url}/v1`, apiKey: KEY_B }] })])
+    const proxy = await proxyWith([
+      openaiCompatible({
+        name: 'pool',
+        baseURL: `${fast.url}/v1`,
+        models: ['m'],
+        deployments: [
+          { baseURL: `${slow.url}/v1`, apiKey: KEY_A },
+          { baseURL: `${fast.url}/v1`, apiKey: KEY_B },
+        ],
+      }),
+    ])
     // 4 workers, 10 calls each: equal weights alone would send 20 to each
     const worker = async () => {
       for (let i = 0; i < 10; i++) expect((await ask(proxy, 'm')).status).toBe(200)
@@ -321,7 +465,18 @@ describe('several deployments per vendor', () => {
   it('a 429 cools a deployment down until Retry-After, then one probe brings it back', async () => {
     const a = await mockOf('a', { status: 429, retryAfter: '1' })
     const b = await mockOf('b')
-    const proxy = await proxyWith([openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, apiKey: 'unused', models: ['m'], deployments: [{ baseURL: `${a.url}/v1`, apiKey: KEY_A }, { baseURL: `${b.url}/v1`, apiKey: KEY_B }] })])
+    const proxy = await proxyWith([
+      openaiCompatible({
+        name: 'pool',
+        baseURL: `${a.url}/v1`,
+        apiKey: 'unused',
+        models: ['m'],
+        deployments: [
+          { baseURL: `${a.url}/v1`, apiKey: KEY_A },
+          { baseURL: `${b.url}/v1`, apiKey: KEY_B },
+        ],
+      }),
+    ])
     const vendor = vendorOf(proxy, 'pool')
     // the first call goes to a (first in the list, weights equal) and meets its 429
     await ask(proxy, 'm')
@@ -330,7 +485,11 @@ describe('several deployments per vendor', () => {
     expect(cooling.state).toBe('cooldown')
     expect(cooling.cooldownUntil! - Date.now()).toBeGreaterThan(500)
     expect(cooling.cooldownUntil! - Date.now()).toBeLessThanOrEqual(1000)
-    expect(proxy.events.find((e) => (e.type as string) === 'target_cooldown')?.data).toMatchObject({ vendor: 'pool', target: cooling.id, reason: 'rate limited (429)' })
+    expect(proxy.events.find((e) => (e.type as string) === 'target_cooldown')?.data).toMatchObject({
+      vendor: 'pool',
+      target: cooling.id,
+      reason: 'rate limited (429)',
+    })
     // while it cools, every call goes to b
     for (let i = 0; i < 5; i++) expect((await ask(proxy, 'm')).status).toBe(200)
     expect(a.received).toHaveLength(1)
@@ -342,13 +501,26 @@ describe('several deployments per vendor', () => {
     for (let i = 0; i < 4; i++) expect((await ask(proxy, 'm')).status).toBe(200)
     expect(a.received.length).toBeGreaterThanOrEqual(2)
     expect(vendor.targets!()[0]!.state).toBe('healthy')
-    expect(proxy.events.some((e) => (e.type as string) === 'target_recovered' && (e.data as any).target === cooling.id)).toBe(true)
+    expect(
+      proxy.events.some((e) => (e.type as string) === 'target_recovered' && (e.data as any).target === cooling.id),
+    ).toBe(true)
   })
 
   it('N failures within the window cool a deployment down; a failed probe cools it again after one request', async () => {
     const a = await mockOf('a', { status: 500 })
     const b = await mockOf('b')
-    const proxy = await proxyWith([openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, models: ['m'], cooldown: { failures: 3, windowMs: 10_000, ms: 600 }, deployments: [{ baseURL: `${a.url}/v1`, apiKey: KEY_A }, { baseURL: `${b.url}/v1`, apiKey: KEY_B }] })])
+    const proxy = await proxyWith([
+      openaiCompatible({
+        name: 'pool',
+        baseURL: `${a.url}/v1`,
+        models: ['m'],
+        cooldown: { failures: 3, windowMs: 10_000, ms: 600 },
+        deployments: [
+          { baseURL: `${a.url}/v1`, apiKey: KEY_A },
+          { baseURL: `${b.url}/v1`, apiKey: KEY_B },
+        ],
+      }),
+    ])
     const vendor = vendorOf(proxy, 'pool')
     for (let i = 0; i < 12; i++) await ask(proxy, 'm')
     // a failed 3 times (it had half the calls until then), then was skipped
@@ -365,12 +537,16 @@ describe('several deployments per vendor', () => {
 
   it('every deployment cooling down: one clear 503', async () => {
     const a = await mockOf('a', { status: 429, retryAfter: '30' })
-    const proxy = await proxyWith([openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, models: ['m'], apiKeys: [KEY_A, KEY_B] })])
+    const proxy = await proxyWith([
+      openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, models: ['m'], apiKeys: [KEY_A, KEY_B] }),
+    ])
     await ask(proxy, 'm')
     await ask(proxy, 'm')
     const res = await ask(proxy, 'm')
     expect(res.status).toBe(503)
-    expect((await res.json()).error.message).toMatch(/every deployment of pool is cooling down \(the first is back in (29|30) s\)/)
+    expect((await res.json()).error.message).toMatch(
+      /every deployment of pool is cooling down \(the first is back in (29|30) s\)/,
+    )
     expect(a.received).toHaveLength(2)
   })
 
@@ -390,7 +566,16 @@ describe('keys stay secret', () => {
     const b = await mockOf('b')
     const azure = await mockOf('azure')
     const proxy = await proxyWith([
-      openaiCompatible({ name: 'pool', baseURL: `${a.url}/v1`, apiKey: GROQ_KEY, models: ['m'], deployments: [{ baseURL: `${a.url}/v1`, apiKey: KEY_A }, { baseURL: `${b.url}/v1`, apiKey: KEY_B }] }),
+      openaiCompatible({
+        name: 'pool',
+        baseURL: `${a.url}/v1`,
+        apiKey: GROQ_KEY,
+        models: ['m'],
+        deployments: [
+          { baseURL: `${a.url}/v1`, apiKey: KEY_A },
+          { baseURL: `${b.url}/v1`, apiKey: KEY_B },
+        ],
+      }),
       azureOpenAI({ baseURL: azure.url, apiKey: AZURE_KEY, deployments: { 'gpt-4o': 'd' } }),
     ])
     const texts: string[] = []
@@ -404,7 +589,9 @@ describe('keys stay secret', () => {
     // the admin listing (core/routes-service.ts) reads the token from the environment per request
     const ADMIN = 'admin-token-for-vendors-more-test'
     process.env.AGENTMESH_ADMIN_TOKEN = ADMIN
-    cleanups.push(async () => { delete process.env.AGENTMESH_ADMIN_TOKEN })
+    cleanups.push(async () => {
+      delete process.env.AGENTMESH_ADMIN_TOKEN
+    })
     const admin = await fetch(`${proxy.url}/agentmesh/admin/targets`, { headers: { authorization: `Bearer ${ADMIN}` } })
     expect(admin.status).toBe(200)
     const adminText = await admin.text()
@@ -415,18 +602,25 @@ describe('keys stay secret', () => {
 
     const dir = tempDir('agentmesh-vendors-cli-')
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
-    writeFileSync(join(dir, 'agentmesh.config.ts'), [
-      `import { openaiCompatible } from ${JSON.stringify(join(ROOT, 'plugins/vendors/openai-compatible.ts'))}`,
-      `import { azureOpenAI } from ${JSON.stringify(join(ROOT, 'plugins/vendors/azure.ts'))}`,
-      'export default {',
-      `  plugins: [openaiCompatible({ name: 'groq', baseURL: 'https://api.groq.com/openai/v1', apiKey: ${JSON.stringify(GROQ_KEY)}, models: ['llama-3.3-70b-versatile'], deployments: [{ apiKey: ${JSON.stringify(KEY_A)} }, { apiKey: ${JSON.stringify(KEY_B)}, weight: 2 }] }),`,
-      `    azureOpenAI({ resource: 'my-res', apiKeys: [${JSON.stringify(AZURE_KEY)}, 'azure-second-key-9999'], deployments: { 'gpt-4o': 'prod' } })],`,
-      '}',
-    ].join('\n'))
+    writeFileSync(
+      join(dir, 'agentmesh.config.ts'),
+      [
+        `import { openaiCompatible } from ${JSON.stringify(join(ROOT, 'plugins/vendors/openai-compatible.ts'))}`,
+        `import { azureOpenAI } from ${JSON.stringify(join(ROOT, 'plugins/vendors/azure.ts'))}`,
+        'export default {',
+        `  plugins: [openaiCompatible({ name: 'groq', baseURL: 'https://api.groq.com/openai/v1', apiKey: ${JSON.stringify(GROQ_KEY)}, models: ['llama-3.3-70b-versatile'], deployments: [{ apiKey: ${JSON.stringify(KEY_A)} }, { apiKey: ${JSON.stringify(KEY_B)}, weight: 2 }] }),`,
+        `    azureOpenAI({ resource: 'my-res', apiKeys: [${JSON.stringify(AZURE_KEY)}, 'azure-second-key-9999'], deployments: { 'gpt-4o': 'prod' } })],`,
+        '}',
+      ].join('\n'),
+    )
     const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
     for (const k of VENDOR_ENV) delete env[k]
     const out = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin/agentmesh.mjs'), 'config'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      const child = spawn(process.execPath, [join(ROOT, 'bin/agentmesh.mjs'), 'config'], {
+        cwd: dir,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       let o = ''
       let e = ''
       child.stdout.on('data', (d) => (o += d))

@@ -22,43 +22,83 @@ import { demo } from '../../plugins/vendors/demo.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
-export interface Pair { a: string; b: string; label: number }
+export interface Pair {
+  a: string
+  b: string
+  label: number
+}
 
 /** a file of ../shared/data (AGENTMESH_SHARED_DATA overrides), gzipped or not */
 export function sharedPairs(name: string): Pair[] {
-  const dirs = [process.env.AGENTMESH_SHARED_DATA, resolve(here, '../../../shared/data'), '/work/shared/data'].filter(Boolean) as string[]
+  const dirs = [process.env.AGENTMESH_SHARED_DATA, resolve(here, '../../../shared/data'), '/work/shared/data'].filter(
+    Boolean,
+  ) as string[]
   const dir = dirs.find((d) => existsSync(join(d, name)))
   if (!dir) throw new Error(`${name} not found (looked in ../shared/data; set AGENTMESH_SHARED_DATA)`)
   let raw = readFileSync(join(dir, name))
   if (name.endsWith('.gz')) raw = gunzipSync(raw)
-  return raw.toString('utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Pair)
+  return raw
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Pair)
 }
 
-export interface HttpPairsResult { pairs: number; positives: number; truePositives: number; falseHits: number; precision: number; recall: number; seconds: number }
+export interface HttpPairsResult {
+  pairs: number
+  positives: number
+  truePositives: number
+  falseHits: number
+  precision: number
+  recall: number
+  seconds: number
+}
 
 /** the pairs through a fresh proxy; `lanes` pairs at a time (each lane: a, wait for the store, b) */
-export async function runPairsOverHttp(pairs: Pair[], opts: { lanes?: number; log?: (l: string) => void } = {}): Promise<HttpPairsResult> {
+export async function runPairsOverHttp(
+  pairs: Pair[],
+  opts: { lanes?: number; log?: (l: string) => void } = {},
+): Promise<HttpPairsResult> {
   const t0 = performance.now()
   // the judgement at its shipped defaults; the lookup timeout raised, so that a loaded machine
   // (2 cores shared here) measures the judge and not the embedding queue (a timed-out lookup is a miss)
   const semantic = semanticCache({ lookupTimeoutMs: 60_000 })
   const dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-bench-pairs-'))
   // keys, quota and audit have their own benchmarks; the cache plugins are the shipped defaults
-  const app = await createAgentMesh({ preset: 'demo', dataDir, disable: ['keys', 'quota', 'audit'], log: { level: 'warn' }, plugins: [normalise(), exactCache(), semantic, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+  const app = await createAgentMesh({
+    preset: 'demo',
+    dataDir,
+    disable: ['keys', 'quota', 'audit'],
+    log: { level: 'warn' },
+    plugins: [normalise(), exactCache(), semantic, demo({ latencyMs: 0, chunkDelayMs: 0 })],
+  })
   const server = await app.listen({ port: 0, host: '127.0.0.1' })
   const agent = new Agent({ keepAliveTimeout: 60_000, connections: 8 })
   const send = async (i: number, prompt: string) => {
     const res = await request(`${server.url}/v1/messages`, {
       method: 'POST',
       dispatcher: agent,
-      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-agentmesh-team': 'bench', 'x-agentmesh-user': 'pairs', 'x-agentmesh-cache-namespace': `pair-${i}` },
-      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 256, messages: [{ role: 'user', content: prompt }] }),
+      headers: {
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-agentmesh-team': 'bench',
+        'x-agentmesh-user': 'pairs',
+        'x-agentmesh-cache-namespace': `pair-${i}`,
+      },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 256,
+        messages: [{ role: 'user', content: prompt }],
+      }),
     })
     await res.body.arrayBuffer()
     if (res.statusCode !== 200) throw new Error(`pair ${i} answered ${res.statusCode}`)
     return String(res.headers['x-agentmesh-cache'] ?? '')
   }
-  let tp = 0, fp = 0, next = 0, done = 0
+  let tp = 0,
+    fp = 0,
+    next = 0,
+    done = 0
   const lane = async () => {
     for (let i = next++; i < pairs.length; i = next++) {
       const p = pairs[i]!
@@ -66,7 +106,7 @@ export async function runPairsOverHttp(pairs: Pair[], opts: { lanes?: number; lo
       // the store is off the response path: wait for it, as a client's think time would
       await semantic.semantic.flush()
       const cache = await send(i, p.b)
-      if (cache === 'semantic' || cache === 'exact') (p.label ? tp++ : fp++)
+      if (cache === 'semantic' || cache === 'exact') p.label ? tp++ : fp++
       if (++done % 500 === 0) opts.log?.(`${done}/${pairs.length}`)
     }
   }
@@ -79,10 +119,23 @@ export async function runPairsOverHttp(pairs: Pair[], opts: { lanes?: number; lo
     rmSync(dataDir, { recursive: true, force: true })
   }
   const positives = pairs.filter((p) => p.label === 1).length
-  return { pairs: pairs.length, positives, truePositives: tp, falseHits: fp, precision: tp + fp ? tp / (tp + fp) : 1, recall: positives ? tp / positives : 0, seconds: (performance.now() - t0) / 1000 }
+  return {
+    pairs: pairs.length,
+    positives,
+    truePositives: tp,
+    falseHits: fp,
+    precision: tp + fp ? tp / (tp + fp) : 1,
+    recall: positives ? tp / positives : 0,
+    seconds: (performance.now() - t0) / 1000,
+  }
 }
 
-export interface JudgeCost { candidates: number; withRolesUs: number; withoutRolesUs: number; alignmentUs: number }
+export interface JudgeCost {
+  candidates: number
+  withRolesUs: number
+  withoutRolesUs: number
+  alignmentUs: number
+}
 
 /**
  * Mean time to judge one candidate (features, role alignment, trees, networks) at the shipped
@@ -90,18 +143,27 @@ export interface JudgeCost { candidates: number; withRolesUs: number; withoutRol
  */
 export async function runJudgeCost(pairs: Pair[], rounds = 20): Promise<JudgeCost> {
   const embedder = useLiteEmbedder()
-  const vecs = (await embedder.embed(pairs.flatMap((p) => [embeddingText(p.a), embeddingText(p.b)]))).map((v) => dequantise(quantise(v).q))
+  const vecs = (await embedder.embed(pairs.flatMap((p) => [embeddingText(p.a), embeddingText(p.b)]))).map((v) =>
+    dequantise(quantise(v).q),
+  )
   await embedder.close?.()
   const items = pairs.map((p, i) => {
-    const u = vecs[2 * i]!, v = vecs[2 * i + 1]!
+    const u = vecs[2 * i]!,
+      v = vecs[2 * i + 1]!
     let cos = 0
     for (let k = 0; k < u.length; k++) cos += u[k]! * v[k]!
-    return { q: analyse(embeddingText(p.b), p.b), s: analyse(embeddingText(p.a), p.a), cos, vectors: { query: v, stored: u } }
+    return {
+      q: analyse(embeddingText(p.b), p.b),
+      s: analyse(embeddingText(p.a), p.a),
+      cos,
+      vectors: { query: v, stored: u },
+    }
   })
   const time = (judge: ReturnType<typeof createJudge>) => {
     for (const x of items) judge.judge(x.q, x.s, Math.max(x.cos, judge.minSimilarity), x.vectors)
     const t = performance.now()
-    for (let r = 0; r < rounds; r++) for (const x of items) judge.judge(x.q, x.s, Math.max(x.cos, judge.minSimilarity), x.vectors)
+    for (let r = 0; r < rounds; r++)
+      for (const x of items) judge.judge(x.q, x.s, Math.max(x.cos, judge.minSimilarity), x.vectors)
     return ((performance.now() - t) * 1000) / (rounds * items.length)
   }
   const { roleFeatures } = await import('../../plugins/semantic-cache/roles.ts')
@@ -109,5 +171,10 @@ export async function runJudgeCost(pairs: Pair[], rounds = 20): Promise<JudgeCos
   for (let r = 0; r < rounds; r++) for (const x of items) roleFeatures(x.q, x.s)
   const alignmentUs = ((performance.now() - t) * 1000) / (rounds * items.length)
   // every candidate is judged in full (cosine lifted to the floor), as candidates in a lookup are
-  return { candidates: items.length, withRolesUs: time(createJudge(embedder.id)), withoutRolesUs: time(createJudge(embedder.id, { rolesModel: null })), alignmentUs }
+  return {
+    candidates: items.length,
+    withRolesUs: time(createJudge(embedder.id)),
+    withoutRolesUs: time(createJudge(embedder.id, { rolesModel: null })),
+    alignmentUs,
+  }
 }

@@ -27,7 +27,14 @@ export const BENCH_ROUTER: RouterOptions = {
 }
 
 // what bench/proxy.ts switches off in its proxy (caches, normalise, breaker), plus BENCH_DISABLE
-const BENCH_DISABLE = ['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])]
+const BENCH_DISABLE = [
+  'exact-cache',
+  'semantic-cache',
+  'normalise',
+  'prompt-cache',
+  'breaker',
+  ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? []),
+]
 
 export interface GainsDeps {
   root: string
@@ -43,10 +50,16 @@ export interface GainsDeps {
 }
 
 /** a proxy like the bench's own (solo, caching and breaker off), with the router or without */
-async function startPair(d: GainsDeps, children: ChildProcess[], withRouter: boolean): Promise<{ pid: number; url: string; child: ChildProcess }> {
+async function startPair(
+  d: GainsDeps,
+  children: ChildProcess[],
+  withRouter: boolean,
+): Promise<{ pid: number; url: string; child: ChildProcess }> {
   const port = await d.freePort()
   const config = join(d.dir, `agentmesh.router-${withRouter ? 'on' : 'off'}.config.ts`)
-  writeFileSync(config, `import { openai } from ${JSON.stringify(join(d.root, 'plugins/vendors/openai.ts'))}
+  writeFileSync(
+    config,
+    `import { openai } from ${JSON.stringify(join(d.root, 'plugins/vendors/openai.ts'))}
 import { router } from ${JSON.stringify(join(d.root, 'plugins/router/index.ts'))}
 export default {
   preset: 'solo',
@@ -55,8 +68,22 @@ export default {
   disable: ${JSON.stringify(BENCH_DISABLE)},
   plugins: [${withRouter ? `router(${JSON.stringify(BENCH_ROUTER)}), ` : ''}openai({ baseURL: 'http://127.0.0.1:${d.mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
 }
-`)
-  const child = await d.start(['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(port), '--data-dir', join(d.dir, `data-router-${withRouter}`)], /listening on/, { NODE_ENV: 'production' })
+`,
+  )
+  const child = await d.start(
+    [
+      'bin/agentmesh.mjs',
+      'serve',
+      '--config',
+      config,
+      '--port',
+      String(port),
+      '--data-dir',
+      join(d.dir, `data-router-${withRouter}`),
+    ],
+    /listening on/,
+    { NODE_ENV: 'production' },
+  )
   children.push(child)
   return { pid: child.pid!, url: `http://127.0.0.1:${port}/v1/chat/completions`, child }
 }
@@ -73,7 +100,16 @@ async function throughProxy(d: GainsDeps, children: ChildProcess[]) {
   const rounds = 3
   for (let i = 0; i < rounds; i++) {
     // which side goes first alternates too
-    const order = i % 2 ? ([['on', on], ['off', off]] as const) : ([['off', off], ['on', on]] as const)
+    const order =
+      i % 2
+        ? ([
+            ['on', on],
+            ['off', off],
+          ] as const)
+        : ([
+            ['off', off],
+            ['on', on],
+          ] as const)
     for (const [side, p] of order) {
       const cpu0 = d.cpuMs(p.pid)
       const r = d.wrk(p.url, d.connections, d.seconds, d.plainLua)
@@ -95,10 +131,37 @@ async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: 
   const { openai } = await import('../../plugins/vendors/openai.ts')
   const plugin = router(BENCH_ROUTER)
   let ctx: MeshContext | undefined
-  const capture = { name: 'bench:capture', hooks: { afterResponse: (c: MeshContext) => { ctx = c } } }
-  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, dataDir: join(d.dir, 'data-hooks'), trustIdentityHeaders: true, plugins: [plugin, openai({ baseURL: `http://127.0.0.1:${d.mockPort}`, apiKey: 'sk-bench-not-a-real-key' }), capture] })
-  const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
-  const res = await instance.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'bench' }, body }))
+  const capture = {
+    name: 'bench:capture',
+    hooks: {
+      afterResponse: (c: MeshContext) => {
+        ctx = c
+      },
+    },
+  }
+  const instance = await createAgentMesh({
+    storage: { driver: 'memory' },
+    log: { level: 'silent' },
+    dataDir: join(d.dir, 'data-hooks'),
+    trustIdentityHeaders: true,
+    plugins: [
+      plugin,
+      openai({ baseURL: `http://127.0.0.1:${d.mockPort}`, apiKey: 'sk-bench-not-a-real-key' }),
+      capture,
+    ],
+  })
+  const body = JSON.stringify({
+    model: 'gpt-4o-mini',
+    max_tokens: 64,
+    messages: [{ role: 'user', content: 'Say something short about foxes.' }],
+  })
+  const res = await instance.fetch(
+    new Request('http://127.0.0.1/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'bench' },
+      body,
+    }),
+  )
   await res.text()
   const reason = res.headers.get('x-agentmesh-route-reason') ?? '(none)'
   const c = ctx!
@@ -135,24 +198,37 @@ async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: 
  * rotating blocks, CPU of this process per request. Medians of the blocks' differences: router on
  * minus off, and off minus off again (an A/A control: the noise floor of the machine right now).
  */
-async function pipelineInProcess(d: GainsDeps): Promise<{ addedMs: number; controlMs: number; blocks: number; perBlock: number }> {
+async function pipelineInProcess(
+  d: GainsDeps,
+): Promise<{ addedMs: number; controlMs: number; blocks: number; perBlock: number }> {
   const { createAgentMesh } = await import('../../core/app.ts')
   const { router } = await import('../../plugins/router/index.ts')
   const { openai } = await import('../../plugins/vendors/openai.ts')
-  const make = (name: string, withRouter: boolean) => createAgentMesh({
-    preset: 'solo',
-    storage: { driver: 'memory' },
-    log: { level: 'silent' },
-    dataDir: join(d.dir, `data-inproc-${name}`),
-    disable: BENCH_DISABLE,
-    plugins: [...(withRouter ? [router(BENCH_ROUTER)] : []), openai({ baseURL: `http://127.0.0.1:${d.mockPort}`, apiKey: 'sk-bench-not-a-real-key' })],
-  })
+  const make = (name: string, withRouter: boolean) =>
+    createAgentMesh({
+      preset: 'solo',
+      storage: { driver: 'memory' },
+      log: { level: 'silent' },
+      dataDir: join(d.dir, `data-inproc-${name}`),
+      disable: BENCH_DISABLE,
+      plugins: [
+        ...(withRouter ? [router(BENCH_ROUTER)] : []),
+        openai({ baseURL: `http://127.0.0.1:${d.mockPort}`, apiKey: 'sk-bench-not-a-real-key' }),
+      ],
+    })
   const meshes = [await make('off', false), await make('control', false), await make('on', true)]
-  const body = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: 'Say something short about foxes.' }] })
+  const body = JSON.stringify({
+    model: 'gpt-4o-mini',
+    max_tokens: 64,
+    messages: [{ role: 'user', content: 'Say something short about foxes.' }],
+  })
   const headers = { 'content-type': 'application/json', 'x-agentmesh-team': 'bench' }
   const run = async (instance: (typeof meshes)[number], n: number) => {
     const c0 = process.cpuUsage()
-    for (let i = 0; i < n; i++) await (await instance.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers, body }))).arrayBuffer()
+    for (let i = 0; i < n; i++)
+      await (
+        await instance.fetch(new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers, body }))
+      ).arrayBuffer()
     const c = process.cpuUsage(c0)
     return (c.user + c.system) / 1000 / n
   }

@@ -12,7 +12,10 @@ interface Snapshot {
   strings: string[]
 }
 
-interface Group { count: number; bytes: number }
+interface Group {
+  count: number
+  bytes: number
+}
 
 const load = (file: string): Snapshot => JSON.parse(readFileSync(file, 'utf8'))
 
@@ -42,7 +45,12 @@ export function diff(a: Map<string, Group>, b: Map<string, Group>, top = 25): st
     return { k, dCount: y.count - x.count, dBytes: y.bytes - x.bytes, bytes: y.bytes }
   })
   rows.sort((p, q) => q.dBytes - p.dBytes)
-  return rows.slice(0, top).map((r) => `${(r.dBytes / 1024).toFixed(0).padStart(9)} KB ${String(r.dCount).padStart(9)} objects  ${r.k.slice(0, 100)}`)
+  return rows
+    .slice(0, top)
+    .map(
+      (r) =>
+        `${(r.dBytes / 1024).toFixed(0).padStart(9)} KB ${String(r.dCount).padStart(9)} objects  ${r.k.slice(0, 100)}`,
+    )
 }
 
 /** who holds nodes of this name: edge name and holder, counted over up to n nodes */
@@ -70,7 +78,10 @@ export function retainers(s: Snapshot, name: string, n = 2000): string[] {
       if (++seen >= n) break
     }
   }
-  return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([k, v]) => `${String(v).padStart(7)}  ${k}`)
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 20)
+    .map(([k, v]) => `${String(v).padStart(7)}  ${k}`)
 }
 
 /**
@@ -83,9 +94,15 @@ export function biggest(s: Snapshot, type = 'string', n = 10, depth = 8): string
   const edgeTypes = s.snapshot.meta.edge_types[0]
   const types = s.snapshot.meta.node_types[0]
   const [width, ew] = [f.length, ef.length]
-  const [iType, iName, iSize, iEdges] = [f.indexOf('type'), f.indexOf('name'), f.indexOf('self_size'), f.indexOf('edge_count')]
+  const [iType, iName, iSize, iEdges] = [
+    f.indexOf('type'),
+    f.indexOf('name'),
+    f.indexOf('self_size'),
+    f.indexOf('edge_count'),
+  ]
   const [eType, eName, eTo] = [ef.indexOf('type'), ef.indexOf('name_or_index'), ef.indexOf('to_node')]
-  const label = (i: number) => `${types[s.nodes[i + iType]!]}:${s.strings[s.nodes[i + iName]!]!.slice(0, 60).replace(/\s+/g, ' ')}`
+  const label = (i: number) =>
+    `${types[s.nodes[i + iType]!]}:${s.strings[s.nodes[i + iName]!]!.slice(0, 60).replace(/\s+/g, ' ')}`
   // one retainer per node (the first met, skipping weak edges): enough to name an owner
   const holder = new Map<number, { from: number; edge: string }>()
   let edge = 0
@@ -94,7 +111,14 @@ export function biggest(s: Snapshot, type = 'string', n = 10, depth = 8): string
       const et = edgeTypes[s.edges[edge + eType]!]
       if (et === 'weak') continue
       const to = s.edges[edge + eTo]!
-      if (!holder.has(to)) holder.set(to, { from: i, edge: et === 'element' || et === 'hidden' ? `[${s.edges[edge + eName]}]` : String(s.strings[s.edges[edge + eName]!]) })
+      if (!holder.has(to))
+        holder.set(to, {
+          from: i,
+          edge:
+            et === 'element' || et === 'hidden'
+              ? `[${s.edges[edge + eName]}]`
+              : String(s.strings[s.edges[edge + eName]!]),
+        })
     }
   }
   const top: number[] = []
@@ -115,7 +139,9 @@ export function biggest(s: Snapshot, type = 'string', n = 10, depth = 8): string
 if (process.argv[1]?.endsWith('bin/run-ts.mjs') && process.argv[2]?.endsWith('soak-heapdiff.ts')) {
   const [a, b, c, d] = process.argv.slice(3)
   if (!a || !b) {
-    console.error('usage: soak-heapdiff.ts A.heapsnapshot B.heapsnapshot [top] | A.heapsnapshot --retainers NAME [n] | A.heapsnapshot --biggest [TYPE] [n]')
+    console.error(
+      'usage: soak-heapdiff.ts A.heapsnapshot B.heapsnapshot [top] | A.heapsnapshot --retainers NAME [n] | A.heapsnapshot --biggest [TYPE] [n]',
+    )
     process.exit(2)
   }
   if (b === '--retainers') console.log(retainers(load(a), c ?? '', Number(d ?? 2000)).join('\n'))

@@ -10,7 +10,8 @@ import { SMALL_TEAM } from './soak-traffic.ts'
 async function main() {
   const upstream = process.env.FUZZ_UPSTREAM
   const dataDir = process.env.FUZZ_DATA_DIR
-  if (!upstream || !dataDir || !process.send) throw new Error('bench/lib/soak-server.ts runs as a child of bench/soak.ts')
+  if (!upstream || !dataDir || !process.send)
+    throw new Error('bench/lib/soak-server.ts runs as a child of bench/soak.ts')
   const vendor = { baseURL: upstream, apiKey: 'sk-soak-configured-key' }
   const mesh = await createAgentMesh({
     preset: 'solo',

@@ -24,7 +24,10 @@ export interface Tally {
   total: number
 }
 
-export const newTally = (): Tally => ({ byKind: { plain: {}, stream: {}, hit: {}, blocked: {}, aborted: {} }, total: 0 })
+export const newTally = (): Tally => ({
+  byKind: { plain: {}, stream: {}, hit: {}, blocked: {}, aborted: {} },
+  total: 0,
+})
 
 interface Req {
   path: string
@@ -40,7 +43,10 @@ function build(kind: Kind, n: number, distinct: boolean): Req {
   const stream = kind === 'stream' || kind === 'aborted'
   // every part from k: the pool stays bounded (caches keyed by prompt text fill once, in warm-up)
   const k = distinct ? n : n % PLAIN_PROMPTS
-  const prompt = kind === 'hit' ? `soak cached question ${n % HIT_PROMPTS}` : `soak question ${k}: what is ${k % 97} times ${k % 89}?`
+  const prompt =
+    kind === 'hit'
+      ? `soak cached question ${n % HIT_PROMPTS}`
+      : `soak question ${k}: what is ${k % 97} times ${k % 89}?`
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'x-agentmesh-team': kind === 'blocked' ? SMALL_TEAM : `soak-team-${n % 3}`,
@@ -48,31 +54,62 @@ function build(kind: Kind, n: number, distinct: boolean): Req {
   }
   // plain and streamed answers go upstream every time and are not stored
   if (kind !== 'hit' && kind !== 'blocked') headers['cache-control'] = 'no-store'
-  if (protocol === 'openai') return { path: '/v1/chat/completions', headers, body: JSON.stringify({ model: 'gpt-4o-mini', stream, messages: [{ role: 'user', content: prompt }] }) }
-  if (protocol === 'anthropic') return { path: '/v1/messages', headers: { ...headers, 'anthropic-version': '2023-06-01' }, body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 64, stream, messages: [{ role: 'user', content: prompt }] }) }
+  if (protocol === 'openai')
+    return {
+      path: '/v1/chat/completions',
+      headers,
+      body: JSON.stringify({ model: 'gpt-4o-mini', stream, messages: [{ role: 'user', content: prompt }] }),
+    }
+  if (protocol === 'anthropic')
+    return {
+      path: '/v1/messages',
+      headers: { ...headers, 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 64,
+        stream,
+        messages: [{ role: 'user', content: prompt }],
+      }),
+    }
   const action = stream ? 'streamGenerateContent?alt=sse' : 'generateContent'
-  return { path: `/v1beta/models/gemini-2.5-flash:${action}`, headers, body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: prompt }] }] }) }
+  return {
+    path: `/v1beta/models/gemini-2.5-flash:${action}`,
+    headers,
+    body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: prompt }] }] }),
+  }
 }
 
 /** One request; an aborted client hangs up at its first streamed byte. Resolves to the status or error code. */
 function send(agent: Agent, port: number, kind: Kind, distinct: boolean): Promise<string> {
   const r = build(kind, counter++, distinct)
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: r.path, agent, headers: { ...r.headers, 'content-length': Buffer.byteLength(r.body) } }, (res) => {
-      const status = String(res.statusCode)
-      if (kind === 'aborted') {
-        res.once('data', () => {
-          req.destroy()
-          resolve(`${status} aborted`)
-        })
-        res.once('end', () => resolve(`${status} finished before abort`))
-        return
-      }
-      res.resume()
-      res.once('end', () => resolve(status))
-      res.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
-    })
-    req.once('error', (e: NodeJS.ErrnoException) => resolve(kind === 'aborted' && req.destroyed ? 'aborted' : e.code ?? 'error'))
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: r.path,
+        agent,
+        headers: { ...r.headers, 'content-length': Buffer.byteLength(r.body) },
+      },
+      (res) => {
+        const status = String(res.statusCode)
+        if (kind === 'aborted') {
+          res.once('data', () => {
+            req.destroy()
+            resolve(`${status} aborted`)
+          })
+          res.once('end', () => resolve(`${status} finished before abort`))
+          return
+        }
+        res.resume()
+        res.once('end', () => resolve(status))
+        res.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
+      },
+    )
+    req.once('error', (e: NodeJS.ErrnoException) =>
+      resolve(kind === 'aborted' && req.destroyed ? 'aborted' : (e.code ?? 'error')),
+    )
     req.end(r.body)
   })
 }
@@ -89,7 +126,10 @@ function pickKind(n: number): Kind {
  * second overall (0 = as fast as they go). `distinct`: every plain and streamed prompt new, which
  * measures the prompt-keyed caches filling up rather than leaks.
  */
-export async function drive(port: number, opts: { concurrency: number; rps: number; until: () => boolean; tally: Tally; distinct?: boolean }): Promise<void> {
+export async function drive(
+  port: number,
+  opts: { concurrency: number; rps: number; until: () => boolean; tally: Tally; distinct?: boolean },
+): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency })
   const gap = opts.rps > 0 ? 1000 / opts.rps : 0
   let next = performance.now()

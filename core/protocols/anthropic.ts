@@ -1,11 +1,33 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import {
+  NotAnAnswerError,
+  ProtocolError,
+  checkFieldTypes,
+  checkRole,
+  chunkText,
+  emptyUsage,
+  isObject,
+  pick,
+  requireModel,
+  sse,
+  usageFor,
+  type ProtocolAdapter,
+  type StreamReader,
+} from './shared.ts'
 
 const FIELD_TYPES = {
-  stream: 'boolean', tools: 'array', tool_choice: 'object', temperature: 'number', top_p: 'number', top_k: 'integer',
-  stop_sequences: 'array', metadata: 'object', thinking: 'object', system: ['string', 'array'],
+  stream: 'boolean',
+  tools: 'array',
+  tool_choice: 'object',
+  temperature: 'number',
+  top_p: 'number',
+  top_k: 'integer',
+  stop_sequences: 'array',
+  metadata: 'object',
+  thinking: 'object',
+  system: ['string', 'array'],
 } as const
 
 const PARAMS = ['temperature', 'top_p', 'top_k', 'stop_sequences', 'thinking'] as const
@@ -17,12 +39,12 @@ function blocksText(content: unknown, where: string): { text: string; extra: str
   const extras: unknown[] = []
   let images = false
   for (const b of content) {
-    if (!isObject(b) || typeof b.type !== 'string') throw new ProtocolError(`${where}: each content block must be an object with a string \`type\``)
+    if (!isObject(b) || typeof b.type !== 'string')
+      throw new ProtocolError(`${where}: each content block must be an object with a string \`type\``)
     if (b.type === 'text') {
       if (typeof b.text !== 'string') throw new ProtocolError(`${where}: a text block needs a string \`text\``)
       texts.push(b.text)
-    }
-    else {
+    } else {
       if (b.type === 'image' || b.type === 'document') images = true
       // cache_control is a billing hint, not part of the question
       const { cache_control: _cc, ...rest } = b
@@ -32,16 +54,38 @@ function blocksText(content: unknown, where: string): { text: string; extra: str
   return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
 }
 
-const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { end_turn: 'stop', stop_sequence: 'stop', max_tokens: 'length', tool_use: 'tool_calls', refusal: 'content_filter', pause_turn: 'stop' }
-const toAnthropicStop: Record<CanonicalAnswer['stopReason'], string> = { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', content_filter: 'refusal' }
+const stopReasons: Record<string, CanonicalAnswer['stopReason']> = {
+  end_turn: 'stop',
+  stop_sequence: 'stop',
+  max_tokens: 'length',
+  tool_use: 'tool_calls',
+  refusal: 'content_filter',
+  pause_turn: 'stop',
+}
+const toAnthropicStop: Record<CanonicalAnswer['stopReason'], string> = {
+  stop: 'end_turn',
+  length: 'max_tokens',
+  tool_calls: 'tool_use',
+  content_filter: 'refusal',
+}
 
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
-  return { inputTokens: Number(u.input_tokens ?? 0), outputTokens: Number(u.output_tokens ?? 0), cacheReadTokens: Number(u.cache_read_input_tokens ?? 0), cacheWriteTokens: Number(u.cache_creation_input_tokens ?? 0) }
+  return {
+    inputTokens: Number(u.input_tokens ?? 0),
+    outputTokens: Number(u.output_tokens ?? 0),
+    cacheReadTokens: Number(u.cache_read_input_tokens ?? 0),
+    cacheWriteTokens: Number(u.cache_creation_input_tokens ?? 0),
+  }
 }
 
 function wireUsage(u: Usage) {
-  return { input_tokens: u.inputTokens, output_tokens: u.outputTokens, cache_read_input_tokens: u.cacheReadTokens, cache_creation_input_tokens: u.cacheWriteTokens }
+  return {
+    input_tokens: u.inputTokens,
+    output_tokens: u.outputTokens,
+    cache_read_input_tokens: u.cacheReadTokens,
+    cache_creation_input_tokens: u.cacheWriteTokens,
+  }
 }
 
 function contentBlocks(a: CanonicalAnswer) {
@@ -49,7 +93,11 @@ function contentBlocks(a: CanonicalAnswer) {
   if (a.text) blocks.push({ type: 'text', text: a.text })
   for (const t of a.toolCalls) {
     let input: unknown = {}
-    try { input = t.arguments ? JSON.parse(t.arguments) : {} } catch { input = {} }
+    try {
+      input = t.arguments ? JSON.parse(t.arguments) : {}
+    } catch {
+      input = {}
+    }
     blocks.push({ type: 'tool_use', id: t.id, name: t.name, input })
   }
   return blocks
@@ -63,16 +111,15 @@ function blockEvents(block: any, index: number): string {
   if (block?.type === 'text' && typeof block.text === 'string') {
     const { text, citations, ...shell } = block
     out += ev('content_block_start', { content_block: { ...shell, text: '', ...(citations ? { citations: [] } : {}) } })
-    for (const citation of Array.isArray(citations) ? citations : []) out += delta({ type: 'citations_delta', citation })
+    for (const citation of Array.isArray(citations) ? citations : [])
+      out += delta({ type: 'citations_delta', citation })
     for (const piece of chunkText(text)) out += delta({ type: 'text_delta', text: piece })
-  }
-  else if (block?.type === 'thinking' && typeof block.thinking === 'string') {
+  } else if (block?.type === 'thinking' && typeof block.thinking === 'string') {
     const { thinking, signature, ...shell } = block
     out += ev('content_block_start', { content_block: { ...shell, thinking: '', signature: '' } })
     for (const piece of chunkText(thinking)) out += delta({ type: 'thinking_delta', thinking: piece })
     if (typeof signature === 'string' && signature) out += delta({ type: 'signature_delta', signature })
-  }
-  else if (isObject(block) && 'input' in block && typeof block.type === 'string' && block.type.endsWith('tool_use')) {
+  } else if (isObject(block) && 'input' in block && typeof block.type === 'string' && block.type.endsWith('tool_use')) {
     // tool_use, server_tool_use, mcp_tool_use: the input arrives as JSON text
     out += ev('content_block_start', { content_block: { ...block, input: {} } })
     out += delta({ type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) })
@@ -88,8 +135,10 @@ export const anthropicProtocol: ProtocolAdapter = {
   parse(body) {
     if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
     const model = requireModel(body.model)
-    if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ProtocolError('`messages` is required and must be a non-empty array')
-    if (body.max_tokens !== undefined && (!Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
+    if (!Array.isArray(body.messages) || body.messages.length === 0)
+      throw new ProtocolError('`messages` is required and must be a non-empty array')
+    if (body.max_tokens !== undefined && (!Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1))
+      throw new ProtocolError('`max_tokens` must be a positive integer')
     checkFieldTypes(body, FIELD_TYPES)
     let system = ''
     let hasImages = false
@@ -134,15 +183,42 @@ export const anthropicProtocol: ProtocolAdapter = {
     // the vendor's own body when we have it: thinking blocks, signatures, citations, server tool
     // blocks and the usage of the call survive a cache hit (clients build their next turn from it)
     if (a.raw?.protocol === 'anthropic') return { ...a.raw.body, id: a.id }
-    return { id: a.id, type: 'message', role: 'assistant', model: a.model, content: contentBlocks(a), stop_reason: toAnthropicStop[a.stopReason], stop_sequence: null, usage: wireUsage(usageFor(a.usage, a.raw?.protocol, 'anthropic')) }
+    return {
+      id: a.id,
+      type: 'message',
+      role: 'assistant',
+      model: a.model,
+      content: contentBlocks(a),
+      stop_reason: toAnthropicStop[a.stopReason],
+      stop_sequence: null,
+      usage: wireUsage(usageFor(a.usage, a.raw?.protocol, 'anthropic')),
+    }
   },
 
   renderStream(a) {
     const message = anthropicProtocol.render(a) as Record<string, any>
     const { content, stop_reason, stop_sequence, usage, ...rest } = message
-    let out = sse({ type: 'message_start', message: { ...rest, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }, 'message_start')
-    if (Array.isArray(content)) content.forEach((block, index) => { out += blockEvents(block, index) })
-    out += sse({ type: 'message_delta', delta: { stop_reason, stop_sequence: stop_sequence ?? null }, usage }, 'message_delta')
+    let out = sse(
+      {
+        type: 'message_start',
+        message: {
+          ...rest,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { ...usage, output_tokens: 1 },
+        },
+      },
+      'message_start',
+    )
+    if (Array.isArray(content))
+      content.forEach((block, index) => {
+        out += blockEvents(block, index)
+      })
+    out += sse(
+      { type: 'message_delta', delta: { stop_reason, stop_sequence: stop_sequence ?? null }, usage },
+      'message_delta',
+    )
     return out + sse({ type: 'message_stop' }, 'message_stop')
   },
 
@@ -166,7 +242,11 @@ export const anthropicProtocol: ProtocolAdapter = {
     const reader: StreamReader = {
       event(data) {
         let e: any
-        try { e = JSON.parse(data) } catch { return true }
+        try {
+          e = JSON.parse(data)
+        } catch {
+          return true
+        }
         switch (e.type) {
           case 'message_start':
             message = isObject(e.message) ? { ...e.message } : {}
@@ -178,7 +258,8 @@ export const anthropicProtocol: ProtocolAdapter = {
             break
           }
           case 'content_block_delta':
-            if (isObject(blocks[e.index]) && isObject(e.delta)) applyDelta(blocks[e.index], e.delta, e.index, partialJson)
+            if (isObject(blocks[e.index]) && isObject(e.delta))
+              applyDelta(blocks[e.index], e.delta, e.index, partialJson)
             break
           case 'content_block_stop': {
             settleInput(blocks, partialJson, e.index)
@@ -209,16 +290,32 @@ export const anthropicProtocol: ProtocolAdapter = {
 }
 
 /** Fold one content_block_delta into its block: text and thinking grow, the signature arrives whole. */
-function applyDelta(block: Record<string, any>, d: Record<string, any>, index: number, partialJson: Map<number, string>): void {
+function applyDelta(
+  block: Record<string, any>,
+  d: Record<string, any>,
+  index: number,
+  partialJson: Map<number, string>,
+): void {
   switch (d.type) {
-    case 'text_delta': block.text = String(block.text ?? '') + String(d.text ?? ''); break
-    case 'thinking_delta': block.thinking = String(block.thinking ?? '') + String(d.thinking ?? ''); break
-    case 'signature_delta': block.signature = String(block.signature ?? '') + String(d.signature ?? ''); break
-    case 'input_json_delta': partialJson.set(index, (partialJson.get(index) ?? '') + String(d.partial_json ?? '')); break
-    case 'citations_delta': block.citations = [...(Array.isArray(block.citations) ? block.citations : []), d.citation]; break
+    case 'text_delta':
+      block.text = String(block.text ?? '') + String(d.text ?? '')
+      break
+    case 'thinking_delta':
+      block.thinking = String(block.thinking ?? '') + String(d.thinking ?? '')
+      break
+    case 'signature_delta':
+      block.signature = String(block.signature ?? '') + String(d.signature ?? '')
+      break
+    case 'input_json_delta':
+      partialJson.set(index, (partialJson.get(index) ?? '') + String(d.partial_json ?? ''))
+      break
+    case 'citations_delta':
+      block.citations = [...(Array.isArray(block.citations) ? block.citations : []), d.citation]
+      break
     default:
       // a delta type from next month: its string fields grow the block's fields of the same name
-      for (const [k, v] of Object.entries(d)) if (k !== 'type' && typeof v === 'string') block[k] = String(block[k] ?? '') + v
+      for (const [k, v] of Object.entries(d))
+        if (k !== 'type' && typeof v === 'string') block[k] = String(block[k] ?? '') + v
   }
 }
 
@@ -227,7 +324,11 @@ function settleInput(blocks: any[], partialJson: Map<number, string>, index: num
   if (json === undefined) return
   partialJson.delete(index)
   if (!isObject(blocks[index])) return
-  try { blocks[index].input = JSON.parse(json || '{}') } catch { blocks[index].input = {} }
+  try {
+    blocks[index].input = JSON.parse(json || '{}')
+  } catch {
+    blocks[index].input = {}
+  }
 }
 
 /** message_delta's usage is cumulative, but a zero there does not undo message_start's count. */
@@ -240,11 +341,16 @@ function mergeUsage(before: unknown, delta: Record<string, unknown>): Record<str
 /** The neutral view of a whole message, which is kept as the vendor's body for exact replay. */
 function answerOf(json: Record<string, any>): CanonicalAnswer {
   const blocks: any[] = json.content
-  const toolCalls: ToolCall[] = blocks.filter((b) => b?.type === 'tool_use').map((b) => ({ id: String(b.id), name: String(b.name), arguments: JSON.stringify(b.input ?? {}) }))
+  const toolCalls: ToolCall[] = blocks
+    .filter((b) => b?.type === 'tool_use')
+    .map((b) => ({ id: String(b.id), name: String(b.name), arguments: JSON.stringify(b.input ?? {}) }))
   return {
     id: String(json.id ?? ''),
     model: String(json.model ?? ''),
-    text: blocks.filter((b) => b?.type === 'text').map((b) => b.text).join(''),
+    text: blocks
+      .filter((b) => b?.type === 'text')
+      .map((b) => b.text)
+      .join(''),
     toolCalls,
     stopReason: stopReasons[json.stop_reason] ?? 'stop',
     usage: usageOf(json.usage),

@@ -1,16 +1,72 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, checkModelName, chunkText, emptyUsage, isObject, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import {
+  NotAnAnswerError,
+  ProtocolError,
+  checkFieldTypes,
+  checkRole,
+  checkModelName,
+  chunkText,
+  emptyUsage,
+  isObject,
+  sse,
+  usageFor,
+  type ProtocolAdapter,
+  type StreamReader,
+} from './shared.ts'
 
-const FIELD_TYPES = { tools: 'array', toolConfig: 'object', generationConfig: 'object', safetySettings: 'array', systemInstruction: ['object', 'string'], system_instruction: ['object', 'string'] } as const
-const GENERATION_TYPES = { temperature: 'number', topP: 'number', topK: 'number', candidateCount: 'integer', stopSequences: 'array', seed: 'integer', responseMimeType: 'string' } as const
+const FIELD_TYPES = {
+  tools: 'array',
+  toolConfig: 'object',
+  generationConfig: 'object',
+  safetySettings: 'array',
+  systemInstruction: ['object', 'string'],
+  system_instruction: ['object', 'string'],
+} as const
+const GENERATION_TYPES = {
+  temperature: 'number',
+  topP: 'number',
+  topK: 'number',
+  candidateCount: 'integer',
+  stopSequences: 'array',
+  seed: 'integer',
+  responseMimeType: 'string',
+} as const
 
-const METHODS: Record<string, Operation> = { generateContent: 'chat', streamGenerateContent: 'chat', countTokens: 'count_tokens', embedContent: 'embeddings', batchEmbedContents: 'embeddings' }
+const METHODS: Record<string, Operation> = {
+  generateContent: 'chat',
+  streamGenerateContent: 'chat',
+  countTokens: 'count_tokens',
+  embedContent: 'embeddings',
+  batchEmbedContents: 'embeddings',
+}
 
-const statusNames: Record<number, string> = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 502: 'UNAVAILABLE', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED' }
-const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { STOP: 'stop', MAX_TOKENS: 'length', SAFETY: 'content_filter', RECITATION: 'content_filter', PROHIBITED_CONTENT: 'content_filter' }
-const toGeminiStop: Record<CanonicalAnswer['stopReason'], string> = { stop: 'STOP', length: 'MAX_TOKENS', tool_calls: 'STOP', content_filter: 'SAFETY' }
+const statusNames: Record<number, string> = {
+  400: 'INVALID_ARGUMENT',
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  413: 'INVALID_ARGUMENT',
+  429: 'RESOURCE_EXHAUSTED',
+  500: 'INTERNAL',
+  502: 'UNAVAILABLE',
+  503: 'UNAVAILABLE',
+  504: 'DEADLINE_EXCEEDED',
+}
+const stopReasons: Record<string, CanonicalAnswer['stopReason']> = {
+  STOP: 'stop',
+  MAX_TOKENS: 'length',
+  SAFETY: 'content_filter',
+  RECITATION: 'content_filter',
+  PROHIBITED_CONTENT: 'content_filter',
+}
+const toGeminiStop: Record<CanonicalAnswer['stopReason'], string> = {
+  stop: 'STOP',
+  length: 'MAX_TOKENS',
+  tool_calls: 'STOP',
+  content_filter: 'SAFETY',
+}
 
 function partsText(parts: unknown, where: string): { text: string; extra: string; images: boolean } {
   if (!Array.isArray(parts)) throw new ProtocolError(`${where}.parts must be an array`)
@@ -31,24 +87,39 @@ function partsText(parts: unknown, where: string): { text: string; extra: string
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
   const cached = Number(u.cachedContentTokenCount ?? 0)
-  return { inputTokens: Number(u.promptTokenCount ?? 0), outputTokens: Number(u.candidatesTokenCount ?? 0) + Number(u.thoughtsTokenCount ?? 0), cacheReadTokens: cached, cacheWriteTokens: 0 }
+  return {
+    inputTokens: Number(u.promptTokenCount ?? 0),
+    outputTokens: Number(u.candidatesTokenCount ?? 0) + Number(u.thoughtsTokenCount ?? 0),
+    cacheReadTokens: cached,
+    cacheWriteTokens: 0,
+  }
 }
 
 function usageMetadata(u: Usage) {
-  return { promptTokenCount: u.inputTokens, candidatesTokenCount: u.outputTokens, totalTokenCount: u.inputTokens + u.outputTokens, ...(u.cacheReadTokens ? { cachedContentTokenCount: u.cacheReadTokens } : {}) }
+  return {
+    promptTokenCount: u.inputTokens,
+    candidatesTokenCount: u.outputTokens,
+    totalTokenCount: u.inputTokens + u.outputTokens,
+    ...(u.cacheReadTokens ? { cachedContentTokenCount: u.cacheReadTokens } : {}),
+  }
 }
 
 function toolParts(a: CanonicalAnswer) {
   return a.toolCalls.map((t) => {
     let args: unknown = {}
-    try { args = t.arguments ? JSON.parse(t.arguments) : {} } catch { args = {} }
+    try {
+      args = t.arguments ? JSON.parse(t.arguments) : {}
+    } catch {
+      args = {}
+    }
     return { functionCall: { name: t.name, args } }
   })
 }
 
 type GeminiResponse = Record<string, any> & { candidates: Array<Record<string, any>> }
 
-const isPlainText = (p: Record<string, any>) => typeof p.text === 'string' && Object.keys(p).every((k) => k === 'text' || k === 'thought')
+const isPlainText = (p: Record<string, any>) =>
+  typeof p.text === 'string' && Object.keys(p).every((k) => k === 'text' || k === 'thought')
 
 /** Append a streamed part: text continues the text part before it; a thoughtSignature closes it. */
 function appendPart(parts: Array<Record<string, any>>, p: unknown): void {
@@ -58,8 +129,7 @@ function appendPart(parts: Array<Record<string, any>>, p: unknown): void {
     const { text, ...rest } = p
     last.text += text
     Object.assign(last, rest)
-  }
-  else parts.push({ ...p })
+  } else parts.push({ ...p })
 }
 
 /** Fold one chunk into the whole response (as generateContent would have answered it). */
@@ -87,10 +157,23 @@ function answerOf(json: GeminiResponse): CanonicalAnswer {
   const toolCalls: CanonicalAnswer['toolCalls'] = []
   for (const p of parts) {
     if (typeof p?.text === 'string' && !p.thought) text += p.text
-    if (isObject(p?.functionCall)) toolCalls.push({ id: String(p.functionCall.id ?? `call_${toolCalls.length}`), name: String(p.functionCall.name), arguments: JSON.stringify(p.functionCall.args ?? {}) })
+    if (isObject(p?.functionCall))
+      toolCalls.push({
+        id: String(p.functionCall.id ?? `call_${toolCalls.length}`),
+        name: String(p.functionCall.name),
+        arguments: JSON.stringify(p.functionCall.args ?? {}),
+      })
   }
   const body = { ...json, candidates: json.candidates.filter(Boolean) }
-  return { id: String(json.responseId ?? ''), model: String(json.modelVersion ?? ''), text, toolCalls, stopReason: toolCalls.length ? 'tool_calls' : stopReasons[c?.finishReason ?? 'STOP'] ?? 'stop', usage: usageOf(json.usageMetadata), raw: { protocol: 'gemini', body } }
+  return {
+    id: String(json.responseId ?? ''),
+    model: String(json.modelVersion ?? ''),
+    text,
+    toolCalls,
+    stopReason: toolCalls.length ? 'tool_calls' : (stopReasons[c?.finishReason ?? 'STOP'] ?? 'stop'),
+    usage: usageOf(json.usageMetadata),
+    raw: { protocol: 'gemini', body },
+  }
 }
 
 /**
@@ -107,18 +190,31 @@ function chunksOf(whole: Record<string, any>): unknown[] {
     const role = content?.role ?? 'model'
     const pieces: Array<Record<string, any> | undefined> = []
     for (const part of Array.isArray(content?.parts) ? content.parts : []) {
-      if (typeof part?.text !== 'string' || part.functionCall) { pieces.push(part); continue }
+      if (typeof part?.text !== 'string' || part.functionCall) {
+        pieces.push(part)
+        continue
+      }
       const { text, ...fields } = part
       const split = chunkText(text)
-      if (split.length === 0) { pieces.push(part); continue }
+      if (split.length === 0) {
+        pieces.push(part)
+        continue
+      }
       // a signature belongs to the end of its part
-      split.forEach((t, n) => pieces.push(n === split.length - 1 ? { text: t, ...fields } : { text: t, ...(part.thought ? { thought: true } : {}) }))
+      split.forEach((t, n) =>
+        pieces.push(
+          n === split.length - 1 ? { text: t, ...fields } : { text: t, ...(part.thought ? { thought: true } : {}) },
+        ),
+      )
     }
     // a candidate with no parts (a blocked answer) still gets its chunk
     if (pieces.length === 0) pieces.push(undefined)
     pieces.forEach((piece, n) => {
       const last = n === pieces.length - 1
-      out.push({ candidates: [{ content: { role, parts: piece ? [piece] : [] }, ...(last ? rest : { index: rest.index ?? 0 }) }], ...head })
+      out.push({
+        candidates: [{ content: { role, parts: piece ? [piece] : [] }, ...(last ? rest : { index: rest.index ?? 0 }) }],
+        ...head,
+      })
     })
   }
   if (out.length === 0) out.push({ candidates: [], ...head })
@@ -133,7 +229,8 @@ export const geminiProtocol: ProtocolAdapter = {
     if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
     if (!pathModel) throw new ProtocolError('the model is required in the path: /v1beta/models/{model}:generateContent')
     checkModelName(pathModel, 'the model in the path')
-    if (!Array.isArray(body.contents) || body.contents.length === 0) throw new ProtocolError('`contents` is required and must be a non-empty array')
+    if (!Array.isArray(body.contents) || body.contents.length === 0)
+      throw new ProtocolError('`contents` is required and must be a non-empty array')
     checkFieldTypes(body, FIELD_TYPES)
     if (isObject(body.generationConfig)) checkFieldTypes(body.generationConfig, GENERATION_TYPES, 'generationConfig.')
     let hasImages = false
@@ -147,9 +244,20 @@ export const geminiProtocol: ProtocolAdapter = {
     })
     const sys = body.systemInstruction ?? body.system_instruction
     // the REST API takes the proto field names too: generation_config.max_output_tokens
-    const gen = isObject(body.generationConfig) ? body.generationConfig : isObject(body.generation_config) ? body.generation_config : {}
-    const { maxOutputTokens = gen.max_output_tokens, max_output_tokens: _snake, responseMimeType, responseSchema, ...params } = gen
-    if (maxOutputTokens !== undefined && (!Number.isSafeInteger(maxOutputTokens) || maxOutputTokens < 1)) throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
+    const gen = isObject(body.generationConfig)
+      ? body.generationConfig
+      : isObject(body.generation_config)
+        ? body.generation_config
+        : {}
+    const {
+      maxOutputTokens = gen.max_output_tokens,
+      max_output_tokens: _snake,
+      responseMimeType,
+      responseSchema,
+      ...params
+    } = gen
+    if (maxOutputTokens !== undefined && (!Number.isSafeInteger(maxOutputTokens) || maxOutputTokens < 1))
+      throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
     return {
       model: pathModel,
       system: isObject(sys) ? partsText(sys.parts ?? [], 'systemInstruction').text : typeof sys === 'string' ? sys : '',
@@ -175,18 +283,31 @@ export const geminiProtocol: ProtocolAdapter = {
     const method = i < 0 ? '' : tail.slice(i + 1)
     const model = i < 0 ? tail : tail.slice(0, i)
     const operation = METHODS[method]
-    if (!operation) throw new ProtocolError(`unknown Gemini method "${method || tail}"; use :${Object.keys(METHODS).join(', :')}`, 404, 'not_found_error')
+    if (!operation)
+      throw new ProtocolError(
+        `unknown Gemini method "${method || tail}"; use :${Object.keys(METHODS).join(', :')}`,
+        404,
+        'not_found_error',
+      )
     return { model, operation, stream: method === 'streamGenerateContent' }
   },
 
   countTokens: {
     // countTokens takes `contents` or a whole `generateContentRequest`
-    request: (body) => (isObject(body) && isObject(body.generateContentRequest) && !body.contents ? body.generateContentRequest : body),
+    request: (body) =>
+      isObject(body) && isObject(body.generateContentRequest) && !body.contents ? body.generateContentRequest : body,
     answer: (tokens) => ({ totalTokens: tokens }),
   },
 
   errorBody(status, type, message) {
-    return { error: { code: status, message, status: statusNames[status] ?? (status >= 500 ? 'INTERNAL' : 'INVALID_ARGUMENT'), details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: type, domain: 'agentmesh' }] } }
+    return {
+      error: {
+        code: status,
+        message,
+        status: statusNames[status] ?? (status >= 500 ? 'INTERNAL' : 'INVALID_ARGUMENT'),
+        details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: type, domain: 'agentmesh' }],
+      },
+    }
   },
 
   render(a) {
@@ -194,11 +315,18 @@ export const geminiProtocol: ProtocolAdapter = {
     // safety metadata, and the usage of the call survive a cache hit
     if (a.raw?.protocol === 'gemini') return { ...a.raw.body, responseId: a.id }
     const parts = [...(a.text ? [{ text: a.text }] : []), ...toolParts(a)]
-    return { candidates: [{ content: { role: 'model', parts }, finishReason: toGeminiStop[a.stopReason], index: 0 }], usageMetadata: usageMetadata(usageFor(a.usage, a.raw?.protocol, 'gemini')), modelVersion: a.model, responseId: a.id }
+    return {
+      candidates: [{ content: { role: 'model', parts }, finishReason: toGeminiStop[a.stopReason], index: 0 }],
+      usageMetadata: usageMetadata(usageFor(a.usage, a.raw?.protocol, 'gemini')),
+      modelVersion: a.model,
+      responseId: a.id,
+    }
   },
 
   renderStream(a) {
-    return chunksOf(geminiProtocol.render(a) as Record<string, any>).map((c) => sse(c)).join('')
+    return chunksOf(geminiProtocol.render(a) as Record<string, any>)
+      .map((c) => sse(c))
+      .join('')
   },
 
   renderArrayStream(a, search) {
@@ -213,7 +341,11 @@ export const geminiProtocol: ProtocolAdapter = {
   read(json) {
     const chunks = Array.isArray(json) ? json : [json]
     // an answer has candidates; a blocked prompt has only promptFeedback
-    if (chunks.length === 0 || !chunks.every((c) => isObject(c) && (Array.isArray(c.candidates) || isObject(c.promptFeedback)))) throw new NotAnAnswerError('no `candidates`')
+    if (
+      chunks.length === 0 ||
+      !chunks.every((c) => isObject(c) && (Array.isArray(c.candidates) || isObject(c.promptFeedback)))
+    )
+      throw new NotAnAnswerError('no `candidates`')
     const acc: GeminiResponse = { candidates: [] }
     // a non-SSE streamGenerateContent answer is a JSON array of chunks
     for (const chunk of chunks) foldChunk(acc, chunk)
@@ -224,11 +356,15 @@ export const geminiProtocol: ProtocolAdapter = {
     const acc: GeminiResponse = { candidates: [] }
     const reader: StreamReader = {
       event(data) {
-        try { foldChunk(acc, JSON.parse(data)) } catch { /* not JSON: pass through untouched */ }
+        try {
+          foldChunk(acc, JSON.parse(data))
+        } catch {
+          /* not JSON: pass through untouched */
+        }
         return true
       },
       // Gemini has no end marker: a finishReason on the last chunk means it completed
-      finish: () => acc.candidates.some((c) => c?.finishReason) ? answerOf(acc) : undefined,
+      finish: () => (acc.candidates.some((c) => c?.finishReason) ? answerOf(acc) : undefined),
       partialUsage: () => usageOf(acc.usageMetadata),
     }
     return reader

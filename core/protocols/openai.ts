@@ -1,30 +1,76 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, pick, requireModel, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import {
+  NotAnAnswerError,
+  ProtocolError,
+  checkFieldTypes,
+  checkRole,
+  chunkText,
+  emptyUsage,
+  isObject,
+  pick,
+  requireModel,
+  sse,
+  usageFor,
+  type ProtocolAdapter,
+  type StreamReader,
+} from './shared.ts'
 
 const FIELD_TYPES = {
-  stream: 'boolean', stream_options: 'object', tools: 'array', functions: 'array', tool_choice: ['string', 'object'], response_format: 'object',
-  temperature: 'number', top_p: 'number', n: 'integer', seed: 'integer', stop: ['string', 'array'], max_tokens: 'integer', max_completion_tokens: 'integer',
-  presence_penalty: 'number', frequency_penalty: 'number', metadata: 'object', user: 'string',
+  stream: 'boolean',
+  stream_options: 'object',
+  tools: 'array',
+  functions: 'array',
+  tool_choice: ['string', 'object'],
+  response_format: 'object',
+  temperature: 'number',
+  top_p: 'number',
+  n: 'integer',
+  seed: 'integer',
+  stop: ['string', 'array'],
+  max_tokens: 'integer',
+  max_completion_tokens: 'integer',
+  presence_penalty: 'number',
+  frequency_penalty: 'number',
+  metadata: 'object',
+  user: 'string',
 } as const
 
-const PARAMS = ['temperature', 'top_p', 'n', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'reasoning_effort', 'verbosity', 'modalities', 'audio', 'prediction', 'parallel_tool_calls'] as const
+const PARAMS = [
+  'temperature',
+  'top_p',
+  'n',
+  'stop',
+  'seed',
+  'presence_penalty',
+  'frequency_penalty',
+  'logit_bias',
+  'logprobs',
+  'top_logprobs',
+  'reasoning_effort',
+  'verbosity',
+  'modalities',
+  'audio',
+  'prediction',
+  'parallel_tool_calls',
+] as const
 
 function contentText(content: unknown): { text: string; extra: string; images: boolean } {
   if (typeof content === 'string') return { text: content, extra: '', images: false }
   if (content == null) return { text: '', extra: '', images: false }
-  if (!Array.isArray(content)) throw new ProtocolError('message `content` must be a string or an array of content parts')
+  if (!Array.isArray(content))
+    throw new ProtocolError('message `content` must be a string or an array of content parts')
   const texts: string[] = []
   const extras: unknown[] = []
   let images = false
   for (const part of content) {
-    if (!isObject(part) || typeof part.type !== 'string') throw new ProtocolError('each content part must be an object with a string `type`')
+    if (!isObject(part) || typeof part.type !== 'string')
+      throw new ProtocolError('each content part must be an object with a string `type`')
     if (part.type === 'text') {
       if (typeof part.text !== 'string') throw new ProtocolError('a text content part needs a string `text`')
       texts.push(part.text)
-    }
-    else {
+    } else {
       if (part.type === 'image_url' || part.type === 'input_image') images = true
       extras.push(part)
     }
@@ -32,12 +78,23 @@ function contentText(content: unknown): { text: string; extra: string; images: b
   return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
 }
 
-const stopReasons: Record<string, CanonicalAnswer['stopReason']> = { stop: 'stop', length: 'length', tool_calls: 'tool_calls', function_call: 'tool_calls', content_filter: 'content_filter' }
+const stopReasons: Record<string, CanonicalAnswer['stopReason']> = {
+  stop: 'stop',
+  length: 'length',
+  tool_calls: 'tool_calls',
+  function_call: 'tool_calls',
+  content_filter: 'content_filter',
+}
 
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
   const cached = Number(u.prompt_tokens_details?.cached_tokens ?? 0)
-  return { inputTokens: Number(u.prompt_tokens ?? 0), outputTokens: Number(u.completion_tokens ?? 0), cacheReadTokens: cached, cacheWriteTokens: 0 }
+  return {
+    inputTokens: Number(u.prompt_tokens ?? 0),
+    outputTokens: Number(u.completion_tokens ?? 0),
+    cacheReadTokens: cached,
+    cacheWriteTokens: 0,
+  }
 }
 
 export const openaiProtocol: ProtocolAdapter = {
@@ -46,7 +103,8 @@ export const openaiProtocol: ProtocolAdapter = {
   parse(body, opts) {
     if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
     const model = requireModel(body.model)
-    if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ProtocolError('`messages` is required and must be a non-empty array')
+    if (!Array.isArray(body.messages) || body.messages.length === 0)
+      throw new ProtocolError('`messages` is required and must be a non-empty array')
     checkFieldTypes(body, FIELD_TYPES)
     const system: string[] = []
     const messages: CanonicalMessage[] = []
@@ -56,14 +114,28 @@ export const openaiProtocol: ProtocolAdapter = {
       checkRole(m.role, `messages[${i}]`)
       const { text, extra, images } = contentText(m.content)
       hasImages ||= images
-      if (m.role === 'system' || m.role === 'developer') { system.push(text); continue }
+      if (m.role === 'system' || m.role === 'developer') {
+        system.push(text)
+        continue
+      }
       // a role the proxy does not know is forwarded; it stays in the cache key, tagged with its name
       const known = m.role === 'user' || m.role === 'assistant' || m.role === 'tool' || m.role === 'function'
-      const extras = [known ? '' : `role:${m.role}`, extra, m.tool_calls ? canonicalJson(m.tool_calls) : '', m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '', m.name ? `name:${m.name}` : ''].filter(Boolean)
-      messages.push({ role: m.role === 'function' ? 'tool' : known ? (m.role as CanonicalMessage['role']) : 'user', text, ...(extras.length ? { extra: extras.join('|') } : {}) })
+      const extras = [
+        known ? '' : `role:${m.role}`,
+        extra,
+        m.tool_calls ? canonicalJson(m.tool_calls) : '',
+        m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '',
+        m.name ? `name:${m.name}` : '',
+      ].filter(Boolean)
+      messages.push({
+        role: m.role === 'function' ? 'tool' : known ? (m.role as CanonicalMessage['role']) : 'user',
+        text,
+        ...(extras.length ? { extra: extras.join('|') } : {}),
+      })
     }
     const maxTokens = body.max_completion_tokens ?? body.max_tokens
-    if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw new ProtocolError('`max_tokens` must be a positive integer')
+    if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1))
+      throw new ProtocolError('`max_tokens` must be a positive integer')
     return {
       model,
       system: system.join('\n'),
@@ -92,18 +164,33 @@ export const openaiProtocol: ProtocolAdapter = {
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: a.model,
-      choices: [{
-        index: 0,
-        message: {
-          role: 'assistant',
-          content: a.text || (a.toolCalls.length ? null : ''),
-          ...(a.toolCalls.length ? { tool_calls: a.toolCalls.map((t) => ({ id: t.id, type: 'function', function: { name: t.name, arguments: t.arguments } })) } : {}),
-          refusal: null,
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: 'assistant',
+            content: a.text || (a.toolCalls.length ? null : ''),
+            ...(a.toolCalls.length
+              ? {
+                  tool_calls: a.toolCalls.map((t) => ({
+                    id: t.id,
+                    type: 'function',
+                    function: { name: t.name, arguments: t.arguments },
+                  })),
+                }
+              : {}),
+            refusal: null,
+          },
+          logprobs: null,
+          finish_reason: a.stopReason,
         },
-        logprobs: null,
-        finish_reason: a.stopReason,
-      }],
-      usage: { prompt_tokens: u.inputTokens, completion_tokens: u.outputTokens, total_tokens: u.inputTokens + u.outputTokens, prompt_tokens_details: { cached_tokens: u.cacheReadTokens } },
+      ],
+      usage: {
+        prompt_tokens: u.inputTokens,
+        completion_tokens: u.outputTokens,
+        total_tokens: u.inputTokens + u.outputTokens,
+        prompt_tokens_details: { cached_tokens: u.cacheReadTokens },
+      },
     }
   },
 
@@ -135,14 +222,23 @@ export const openaiProtocol: ProtocolAdapter = {
     const choices: Array<Record<string, any>> = []
     const reader: StreamReader = {
       event(data) {
-        if (data === '[DONE]') { done = true; return true }
+        if (data === '[DONE]') {
+          done = true
+          return true
+        }
         let chunk: any
-        try { chunk = JSON.parse(data) } catch { return true }
+        try {
+          chunk = JSON.parse(data)
+        } catch {
+          return true
+        }
         if (!isObject(chunk)) return true
         // id, model, created, system_fingerprint...; a first chunk may have them empty (Azure's
         // prompt_filter_results chunk), so a later one fills what is still missing
         head ??= { object: 'chat.completion' }
-        for (const k in chunk) if (k !== 'choices' && k !== 'usage' && k !== 'object' && (head[k] === undefined || head[k] === '')) head[k] = chunk[k]
+        for (const k in chunk)
+          if (k !== 'choices' && k !== 'usage' && k !== 'object' && (head[k] === undefined || head[k] === ''))
+            head[k] = chunk[k]
         if (isObject(chunk.usage)) usage = chunk.usage
         const list = Array.isArray(chunk.choices) ? chunk.choices : []
         // the usage-only chunk we asked for on the client's behalf: the client did not ask, so it does not see it
@@ -165,7 +261,11 @@ export const openaiProtocol: ProtocolAdapter = {
 function answerOf(json: Record<string, any>): CanonicalAnswer {
   const choice = json.choices[0]
   const msg = isObject(choice?.message) ? choice.message : {}
-  const toolCalls: ToolCall[] = (Array.isArray(msg.tool_calls) ? msg.tool_calls : []).map((t: any) => ({ id: String(t?.id ?? ''), name: String(t?.function?.name ?? ''), arguments: String(t?.function?.arguments ?? '') }))
+  const toolCalls: ToolCall[] = (Array.isArray(msg.tool_calls) ? msg.tool_calls : []).map((t: any) => ({
+    id: String(t?.id ?? ''),
+    name: String(t?.function?.name ?? ''),
+    arguments: String(t?.function?.arguments ?? ''),
+  }))
   return {
     id: String(json.id ?? ''),
     model: String(json.model ?? ''),
@@ -211,19 +311,32 @@ function mergeDelta(into: Record<string, any>, delta: Record<string, any>): void
 
 function finishChoice(c: Record<string, any>): Record<string, any> {
   const { index, ...message } = c.message
-  const toolCalls = Array.isArray(message.tool_calls) ? message.tool_calls.filter(Boolean).map(({ index: _i, ...t }: any) => t) : undefined
-  return { index: c.index, message: { role: 'assistant', content: null, ...message, ...(toolCalls ? { tool_calls: toolCalls } : {}) }, logprobs: c.logprobs, finish_reason: c.finish_reason }
+  const toolCalls = Array.isArray(message.tool_calls)
+    ? message.tool_calls.filter(Boolean).map(({ index: _i, ...t }: any) => t)
+    : undefined
+  return {
+    index: c.index,
+    message: { role: 'assistant', content: null, ...message, ...(toolCalls ? { tool_calls: toolCalls } : {}) },
+    logprobs: c.logprobs,
+    finish_reason: c.finish_reason,
+  }
 }
 
 /** One choice of a whole completion as the chunks that stream it. */
 function choiceChunks(base: Record<string, unknown>, choice: Record<string, any>): string {
   const index = choice.index ?? 0
-  const chunk = (delta: unknown, extra: Record<string, unknown> = {}) => sse({ ...base, choices: [{ index, delta, logprobs: null, finish_reason: null, ...extra }] })
+  const chunk = (delta: unknown, extra: Record<string, unknown> = {}) =>
+    sse({ ...base, choices: [{ index, delta, logprobs: null, finish_reason: null, ...extra }] })
   const { role: _role, content, tool_calls: calls, ...others } = isObject(choice.message) ? choice.message : {}
   let out = chunk({ role: 'assistant', content: '' })
   for (const [k, v] of Object.entries(others)) if (v !== null && v !== undefined) out += chunk({ [k]: v })
   const pieces = chunkText(typeof content === 'string' ? content : '')
-  pieces.forEach((piece, n) => { out += chunk({ content: piece }, n === 0 && choice.logprobs ? { logprobs: choice.logprobs } : {}) })
-  if (Array.isArray(calls)) calls.forEach((t, i) => { out += chunk({ tool_calls: [{ index: i, ...t }] }) })
+  pieces.forEach((piece, n) => {
+    out += chunk({ content: piece }, n === 0 && choice.logprobs ? { logprobs: choice.logprobs } : {})
+  })
+  if (Array.isArray(calls))
+    calls.forEach((t, i) => {
+      out += chunk({ tool_calls: [{ index: i, ...t }] })
+    })
   return out + chunk({}, { finish_reason: choice.finish_reason ?? 'stop' })
 }

@@ -4,18 +4,61 @@
 // encrypted_content included), only the id changing.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
-import { NotAnAnswerError, ProtocolError, checkFieldTypes, checkRole, chunkText, emptyUsage, isObject, requireModel, sse, usageFor, type ProtocolAdapter, type StreamReader } from './shared.ts'
+import {
+  NotAnAnswerError,
+  ProtocolError,
+  checkFieldTypes,
+  checkRole,
+  chunkText,
+  emptyUsage,
+  isObject,
+  requireModel,
+  sse,
+  usageFor,
+  type ProtocolAdapter,
+  type StreamReader,
+} from './shared.ts'
 
 const FIELD_TYPES = {
-  stream: 'boolean', instructions: ['string', 'array'], input: ['string', 'array'], tools: 'array', tool_choice: ['string', 'object'],
-  text: 'object', reasoning: 'object', max_output_tokens: 'integer', store: 'boolean', previous_response_id: 'string', metadata: 'object',
-  prompt_cache_key: 'string', temperature: 'number', top_p: 'number', top_logprobs: 'integer', parallel_tool_calls: 'boolean',
-  background: 'boolean', conversation: ['string', 'object'], include: 'array', prompt: 'object', max_tool_calls: 'integer',
+  stream: 'boolean',
+  instructions: ['string', 'array'],
+  input: ['string', 'array'],
+  tools: 'array',
+  tool_choice: ['string', 'object'],
+  text: 'object',
+  reasoning: 'object',
+  max_output_tokens: 'integer',
+  store: 'boolean',
+  previous_response_id: 'string',
+  metadata: 'object',
+  prompt_cache_key: 'string',
+  temperature: 'number',
+  top_p: 'number',
+  top_logprobs: 'integer',
+  parallel_tool_calls: 'boolean',
+  background: 'boolean',
+  conversation: ['string', 'object'],
+  include: 'array',
+  prompt: 'object',
+  max_tool_calls: 'integer',
 } as const
 
 // what changes the answer (or its body: `include` adds encrypted reasoning); prompt_cache_key,
 // metadata, user, safety_identifier and service_tier are routing and bookkeeping
-const PARAMS = ['temperature', 'top_p', 'top_logprobs', 'reasoning', 'parallel_tool_calls', 'max_tool_calls', 'truncation', 'include', 'previous_response_id', 'conversation', 'prompt', 'background'] as const
+const PARAMS = [
+  'temperature',
+  'top_p',
+  'top_logprobs',
+  'reasoning',
+  'parallel_tool_calls',
+  'max_tool_calls',
+  'truncation',
+  'include',
+  'previous_response_id',
+  'conversation',
+  'prompt',
+  'background',
+] as const
 
 /** Text parts of a message's content; other parts (images, files, audio) flattened for the key. */
 function contentOf(content: unknown, where: string): { text: string; extra: unknown[]; images: boolean } {
@@ -25,9 +68,11 @@ function contentOf(content: unknown, where: string): { text: string; extra: unkn
   const extra: unknown[] = []
   let images = false
   for (const [i, part] of content.entries()) {
-    if (!isObject(part) || typeof part.type !== 'string') throw new ProtocolError(`${where}.content[${i}] must be an object with a string \`type\``)
+    if (!isObject(part) || typeof part.type !== 'string')
+      throw new ProtocolError(`${where}.content[${i}] must be an object with a string \`type\``)
     if (part.type === 'input_text' || part.type === 'output_text' || part.type === 'text') {
-      if (typeof part.text !== 'string') throw new ProtocolError(`${where}.content[${i}]: a ${part.type} part needs a string \`text\``)
+      if (typeof part.text !== 'string')
+        throw new ProtocolError(`${where}.content[${i}]: a ${part.type} part needs a string \`text\``)
       texts.push(part.text)
       // annotations and logprobs of an earlier answer do not change the question
     } else {
@@ -38,26 +83,46 @@ function contentOf(content: unknown, where: string): { text: string; extra: unkn
   return { text: texts.join('\n'), extra, images }
 }
 
-const without = (o: Record<string, any>, keys: string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)))
+const without = (o: Record<string, any>, keys: string[]) =>
+  Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)))
 
 /** One input item in canonical form; `system` for instructions given as developer/system messages. */
 function itemOf(item: unknown, where: string): { message: CanonicalMessage; system?: boolean; images: boolean } {
   if (!isObject(item)) throw new ProtocolError(`${where} must be an object`)
   const type = item.type ?? (item.role !== undefined ? 'message' : undefined)
-  if (typeof type !== 'string') throw new ProtocolError(`${where} must have a string \`type\` (or a \`role\` for a message)`)
+  if (typeof type !== 'string')
+    throw new ProtocolError(`${where} must have a string \`type\` (or a \`role\` for a message)`)
   if (type === 'message') {
     const role = checkRole(item.role, where)
     const { text, extra, images } = contentOf(item.content, where)
     // an item's id and status are the vendor's bookkeeping, not part of the question
     const known = role === 'user' || role === 'assistant' || role === 'system' || role === 'developer'
     const tags = [known ? '' : `role:${role}`, extra.length ? canonicalJson(extra) : ''].filter(Boolean).join('|')
-    const canonicalRole: CanonicalMessage['role'] = role === 'developer' || role === 'system' ? 'system' : role === 'assistant' ? 'assistant' : 'user'
-    return { message: { role: canonicalRole, text, ...(tags ? { extra: tags } : {}) }, system: canonicalRole === 'system' && !tags, images }
+    const canonicalRole: CanonicalMessage['role'] =
+      role === 'developer' || role === 'system' ? 'system' : role === 'assistant' ? 'assistant' : 'user'
+    return {
+      message: { role: canonicalRole, text, ...(tags ? { extra: tags } : {}) },
+      system: canonicalRole === 'system' && !tags,
+      images,
+    }
   }
   if (type === 'function_call_output' || type === 'custom_tool_call_output') {
     const out = item.output
-    const { text, extra, images } = typeof out === 'string' || Array.isArray(out) ? contentOf(out, `${where}.output`) : { text: out === undefined ? '' : canonicalJson(out), extra: [], images: false }
-    return { message: { role: 'tool', text, extra: canonicalJson({ ...without(item, ['output', 'id', 'status']), ...(extra.length ? { parts: extra } : {}) }) }, images }
+    const { text, extra, images } =
+      typeof out === 'string' || Array.isArray(out)
+        ? contentOf(out, `${where}.output`)
+        : { text: out === undefined ? '' : canonicalJson(out), extra: [], images: false }
+    return {
+      message: {
+        role: 'tool',
+        text,
+        extra: canonicalJson({
+          ...without(item, ['output', 'id', 'status']),
+          ...(extra.length ? { parts: extra } : {}),
+        }),
+      },
+      images,
+    }
   }
   // function calls, reasoning (with encrypted_content), built-in tool calls, item references:
   // the whole item is what the model sees next, so all of it is in the key
@@ -72,7 +137,8 @@ function instructionsText(v: unknown): string {
 }
 
 const stopOf = (json: any, toolCalls: ToolCall[]): CanonicalAnswer['stopReason'] => {
-  if (json?.status === 'incomplete') return json.incomplete_details?.reason === 'content_filter' ? 'content_filter' : 'length'
+  if (json?.status === 'incomplete')
+    return json.incomplete_details?.reason === 'content_filter' ? 'content_filter' : 'length'
   // failed, queued, in progress or cancelled: not an answer any cache may keep
   if (json?.status !== undefined && json.status !== 'completed') return 'content_filter'
   return toolCalls.length ? 'tool_calls' : 'stop'
@@ -81,11 +147,22 @@ const stopOf = (json: any, toolCalls: ToolCall[]): CanonicalAnswer['stopReason']
 /** Reasoning tokens are part of output_tokens on the wire: billed as output, as OpenAI bills them. */
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
-  return { inputTokens: Number(u.input_tokens ?? 0), outputTokens: Number(u.output_tokens ?? 0), cacheReadTokens: Number(u.input_tokens_details?.cached_tokens ?? 0), cacheWriteTokens: 0 }
+  return {
+    inputTokens: Number(u.input_tokens ?? 0),
+    outputTokens: Number(u.output_tokens ?? 0),
+    cacheReadTokens: Number(u.input_tokens_details?.cached_tokens ?? 0),
+    cacheWriteTokens: 0,
+  }
 }
 
 function wireUsage(u: Usage) {
-  return { input_tokens: u.inputTokens, input_tokens_details: { cached_tokens: u.cacheReadTokens }, output_tokens: u.outputTokens, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: u.inputTokens + u.outputTokens }
+  return {
+    input_tokens: u.inputTokens,
+    input_tokens_details: { cached_tokens: u.cacheReadTokens },
+    output_tokens: u.outputTokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: u.inputTokens + u.outputTokens,
+  }
 }
 
 /** The neutral answer of a Responses body (a non-streamed answer or a stream's final `response`). */
@@ -94,18 +171,47 @@ function answerOf(json: Record<string, any>): CanonicalAnswer {
   let text = ''
   const toolCalls: ToolCall[] = []
   for (const item of output) {
-    if (item?.type === 'message') for (const c of item.content ?? []) if (c?.type === 'output_text' && typeof c.text === 'string') text += c.text
-    if (item?.type === 'function_call') toolCalls.push({ id: String(item.call_id ?? item.id ?? ''), name: String(item.name ?? ''), arguments: String(item.arguments ?? '') })
+    if (item?.type === 'message')
+      for (const c of item.content ?? []) if (c?.type === 'output_text' && typeof c.text === 'string') text += c.text
+    if (item?.type === 'function_call')
+      toolCalls.push({
+        id: String(item.call_id ?? item.id ?? ''),
+        name: String(item.name ?? ''),
+        arguments: String(item.arguments ?? ''),
+      })
   }
-  return { id: String(json.id ?? ''), model: String(json.model ?? ''), text, toolCalls, stopReason: stopOf(json, toolCalls), usage: usageOf(json.usage), raw: { protocol: 'responses', body: json } }
+  return {
+    id: String(json.id ?? ''),
+    model: String(json.model ?? ''),
+    text,
+    toolCalls,
+    stopReason: stopOf(json, toolCalls),
+    usage: usageOf(json.usage),
+    raw: { protocol: 'responses', body: json },
+  }
 }
 
 /** A Responses body built from the neutral answer (a demo answer, or one cached from another protocol). */
 function bodyOf(a: CanonicalAnswer): Record<string, any> {
   const key = a.id.replace(/^resp_/, '')
   const output: any[] = []
-  if (a.text) output.push({ id: `msg_${key}`, type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: a.text, annotations: [], logprobs: [] }] })
-  for (const [i, t] of a.toolCalls.entries()) output.push({ id: `fc_${key}_${i}`, type: 'function_call', status: 'completed', call_id: t.id, name: t.name, arguments: t.arguments })
+  if (a.text)
+    output.push({
+      id: `msg_${key}`,
+      type: 'message',
+      status: 'completed',
+      role: 'assistant',
+      content: [{ type: 'output_text', text: a.text, annotations: [], logprobs: [] }],
+    })
+  for (const [i, t] of a.toolCalls.entries())
+    output.push({
+      id: `fc_${key}_${i}`,
+      type: 'function_call',
+      status: 'completed',
+      call_id: t.id,
+      name: t.name,
+      arguments: t.arguments,
+    })
   const incomplete = a.stopReason === 'length' || a.stopReason === 'content_filter'
   return {
     id: a.id,
@@ -113,7 +219,9 @@ function bodyOf(a: CanonicalAnswer): Record<string, any> {
     created_at: Math.floor(Date.now() / 1000),
     status: incomplete ? 'incomplete' : 'completed',
     error: null,
-    incomplete_details: incomplete ? { reason: a.stopReason === 'length' ? 'max_output_tokens' : 'content_filter' } : null,
+    incomplete_details: incomplete
+      ? { reason: a.stopReason === 'length' ? 'max_output_tokens' : 'content_filter' }
+      : null,
     model: a.model,
     output,
     parallel_tool_calls: true,
@@ -140,10 +248,16 @@ function itemEvents(item: any, output_index: number, ev: (type: string, data: Re
   const item_id = item?.id
   if (item?.type === 'message') {
     for (const [content_index, part] of (item.content ?? []).entries()) {
-      const empty = part?.type === 'output_text' ? { ...part, text: '' } : part?.type === 'refusal' ? { ...part, refusal: '' } : part
+      const empty =
+        part?.type === 'output_text'
+          ? { ...part, text: '' }
+          : part?.type === 'refusal'
+            ? { ...part, refusal: '' }
+            : part
       ev('response.content_part.added', { item_id, output_index, content_index, part: empty })
       if (part?.type === 'output_text') {
-        for (const delta of chunkText(part.text ?? '')) ev('response.output_text.delta', { item_id, output_index, content_index, delta, logprobs: [] })
+        for (const delta of chunkText(part.text ?? ''))
+          ev('response.output_text.delta', { item_id, output_index, content_index, delta, logprobs: [] })
         ev('response.output_text.done', { item_id, output_index, content_index, text: part.text ?? '', logprobs: [] })
       } else if (part?.type === 'refusal') {
         ev('response.refusal.delta', { item_id, output_index, content_index, delta: part.refusal ?? '' })
@@ -153,7 +267,12 @@ function itemEvents(item: any, output_index: number, ev: (type: string, data: Re
     }
   } else if (item?.type === 'function_call') {
     ev('response.function_call_arguments.delta', { item_id, output_index, delta: item.arguments ?? '' })
-    ev('response.function_call_arguments.done', { item_id, output_index, name: item.name, arguments: item.arguments ?? '' })
+    ev('response.function_call_arguments.done', {
+      item_id,
+      output_index,
+      name: item.name,
+      arguments: item.arguments ?? '',
+    })
   }
 }
 
@@ -172,7 +291,14 @@ function streamOf(body: Record<string, any>): string {
     itemEvents(item, output_index, ev)
     ev('response.output_item.done', { output_index, item })
   }
-  ev(body.status === 'incomplete' ? 'response.incomplete' : body.status === 'failed' ? 'response.failed' : 'response.completed', { response: body })
+  ev(
+    body.status === 'incomplete'
+      ? 'response.incomplete'
+      : body.status === 'failed'
+        ? 'response.failed'
+        : 'response.completed',
+    { response: body },
+  )
   return out
 }
 
@@ -186,9 +312,11 @@ export const responsesProtocol: ProtocolAdapter = {
     // a stored prompt (`prompt: {id}`) may name the model itself
     const model = body.model === undefined && isObject(body.prompt) ? '' : requireModel(body.model)
     checkFieldTypes(body, FIELD_TYPES)
-    if (body.text?.format !== undefined && !isObject(body.text.format)) throw new ProtocolError('`text.format` must be an object')
+    if (body.text?.format !== undefined && !isObject(body.text.format))
+      throw new ProtocolError('`text.format` must be an object')
     const maxTokens = body.max_output_tokens
-    if (maxTokens !== undefined && maxTokens !== null && maxTokens < 1) throw new ProtocolError('`max_output_tokens` must be a positive integer')
+    if (maxTokens !== undefined && maxTokens !== null && maxTokens < 1)
+      throw new ProtocolError('`max_output_tokens` must be a positive integer')
     const system: string[] = []
     const instructions = instructionsText(body.instructions)
     if (instructions) system.push(instructions)
@@ -196,7 +324,11 @@ export const responsesProtocol: ProtocolAdapter = {
     let hasImages = false
     const items = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : (body.input ?? [])
     for (const [i, item] of (items as unknown[]).entries()) {
-      const { message, system: isSystem, images } = itemOf(item, typeof body.input === 'string' ? 'input' : `input[${i}]`)
+      const {
+        message,
+        system: isSystem,
+        images,
+      } = itemOf(item, typeof body.input === 'string' ? 'input' : `input[${i}]`)
       hasImages ||= images
       // leading developer/system messages are the system prompt (Codex sends its instructions so)
       if (isSystem && messages.length === 0) system.push(message.text)
@@ -258,7 +390,11 @@ export const responsesProtocol: ProtocolAdapter = {
         // by their type alone (most of a stream), so a long answer costs one parse per event
         if (!data.includes('"response"')) return true
         let e: any
-        try { e = JSON.parse(data) } catch { return true }
+        try {
+          e = JSON.parse(data)
+        } catch {
+          return true
+        }
         if (isObject(e?.response) && isObject(e.response.usage)) usage = usageOf(e.response.usage)
         if (FINAL_EVENTS.has(e?.type) && isObject(e.response) && Array.isArray(e.response.output)) final = e.response
         return true

@@ -3,7 +3,11 @@ import type { CanonicalAnswer, Operation, Prompt, ProtocolName, Usage } from '..
 
 /** A request the client got wrong: becomes a 400 in the client's protocol. */
 export class ProtocolError extends Error {
-  constructor(message: string, readonly status = 400, readonly type = 'invalid_request_error') {
+  constructor(
+    message: string,
+    readonly status = 400,
+    readonly type = 'invalid_request_error',
+  ) {
     super(message)
   }
 }
@@ -79,14 +83,17 @@ export function chunkText(text: string, size = 64): string[] {
 export const MODEL_MAX_CHARS = 256
 
 export function requireModel(model: unknown, where = 'model'): string {
-  if (typeof model !== 'string' || !model.trim()) throw new ProtocolError(`\`${where}\` is required and must be a non-empty string`)
+  if (typeof model !== 'string' || !model.trim())
+    throw new ProtocolError(`\`${where}\` is required and must be a non-empty string`)
   return checkModelName(model, where)
 }
 
 /** A model name goes into headers, logs and the audit log: no control characters, bounded length. */
 export function checkModelName(model: string, where = 'model'): string {
-  if (model.length > MODEL_MAX_CHARS) throw new ProtocolError(`\`${where}\` must be at most ${MODEL_MAX_CHARS} characters`)
-  if (CONTROL_CHARS.test(model)) throw new ProtocolError(`\`${where}\` must not contain control characters (NUL, CR, LF, ...)`)
+  if (model.length > MODEL_MAX_CHARS)
+    throw new ProtocolError(`\`${where}\` must be at most ${MODEL_MAX_CHARS} characters`)
+  if (CONTROL_CHARS.test(model))
+    throw new ProtocolError(`\`${where}\` must not contain control characters (NUL, CR, LF, ...)`)
   return model
 }
 
@@ -106,14 +113,20 @@ const article = (t: FieldType) => (t === 'array' || t === 'object' || t === 'int
  * stream flag): a wrong type there would be read wrongly here and rejected by the vendor anyway.
  * Only types: a value the proxy does not know (a new tool type, a new role) is forwarded.
  */
-export function checkFieldTypes(body: Record<string, any>, fields: Readonly<Record<string, FieldType | readonly FieldType[]>>, where = ''): void {
+export function checkFieldTypes(
+  body: Record<string, any>,
+  fields: Readonly<Record<string, FieldType | readonly FieldType[]>>,
+  where = '',
+): void {
   for (const name in fields) {
     const v = body[name]
     if (v === undefined || v === null) continue
     const want = fields[name]!
     const types: readonly FieldType[] = typeof want === 'string' ? [want] : want
     if (!types.some((t) => typeOk[t](v))) {
-      throw new ProtocolError(`\`${where}${name}\` must be ${types.map((t) => article(t) + t).join(' or ')}, got ${Array.isArray(v) ? 'an array' : typeof v}`)
+      throw new ProtocolError(
+        `\`${where}${name}\` must be ${types.map((t) => article(t) + t).join(' or ')}, got ${Array.isArray(v) ? 'an array' : typeof v}`,
+      )
     }
   }
 }
@@ -163,6 +176,7 @@ export const ROLE_MAX_CHARS = 64
 /** A message's role: a string (any value, forwarded), of bounded length. */
 export function checkRole(role: unknown, where: string): string {
   if (typeof role !== 'string') throw new ProtocolError(`${where} must be an object with a string \`role\``)
-  if (role.length > ROLE_MAX_CHARS) throw new ProtocolError(`${where}.role must be at most ${ROLE_MAX_CHARS} characters`)
+  if (role.length > ROLE_MAX_CHARS)
+    throw new ProtocolError(`${where}.role must be at most ${ROLE_MAX_CHARS} characters`)
   return role
 }

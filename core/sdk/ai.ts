@@ -51,12 +51,15 @@ function governed(model: Model, mesh: SdkMesh): Model {
   const config = model.config
   if (config && isMeshFetch(config.fetch)) return model
   if (!config || typeof config !== 'object') {
-    throw new TypeError('agentMeshMiddleware: this model has no provider config to route through the mesh; create its provider with `fetch: mesh.fetch` instead')
+    throw new TypeError(
+      'agentMeshMiddleware: this model has no provider config to route through the mesh; create its provider with `fetch: mesh.fetch` instead',
+    )
   }
   return Object.create(model, { config: { value: { ...config, fetch: mesh.fetch } } }) as Model
 }
 
-export const governanceOfHeaders = (headers: Record<string, string> | undefined): Governance => governanceOf(new Headers(headers ?? {}))
+export const governanceOfHeaders = (headers: Record<string, string> | undefined): Governance =>
+  governanceOf(new Headers(headers ?? {}))
 
 /**
  * The shape wrapLanguageModel takes. Its arguments and results are the AI SDK's own types, typed
@@ -71,7 +74,8 @@ export interface AgentMeshMiddleware {
 
 /** Middleware for wrapLanguageModel: generate and stream go through the mesh; results carry providerMetadata.agentmesh. */
 export function agentMeshMiddleware(mesh: SdkMesh, options: MiddlewareOptions = {}): AgentMeshMiddleware {
-  if (!mesh || typeof mesh.fetch !== 'function') throw new TypeError('agentMeshMiddleware: pass the result of createMesh()')
+  if (!mesh || typeof mesh.fetch !== 'function')
+    throw new TypeError('agentMeshMiddleware: pass the result of createMesh()')
   return {
     specificationVersion: 'v4' as const,
     middlewareVersion: 'v2' as const,

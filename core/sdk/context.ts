@@ -38,12 +38,15 @@ export function withRun<T>(runId: string, fn: () => T): T {
 /** Run fn with a scope of several fields at once (what the framework integrations use). */
 export function withScope<T>(scope: CallScope, fn: () => T): T {
   const outer = scopes.getStore()
-  return scopes.run({
-    ...outer,
-    ...scope,
-    identity: { ...outer?.identity, ...scope.identity },
-    headers: { ...outer?.headers, ...scope.headers },
-  }, fn)
+  return scopes.run(
+    {
+      ...outer,
+      ...scope,
+      identity: { ...outer?.identity, ...scope.identity },
+      headers: { ...outer?.headers, ...scope.headers },
+    },
+    fn,
+  )
 }
 
 /**
@@ -58,6 +61,7 @@ export function scopeHeaders(scope: CallScope | undefined, defaults: CallScope |
   if (id.tool) out.push(['x-agentmesh-tool', id.tool])
   const run = scope?.runId ?? defaults?.runId
   if (run) out.push(['x-agentmesh-run-id', run])
-  for (const h of [defaults?.headers, scope?.headers]) if (h) for (const [k, v] of Object.entries(h)) out.push([k.toLowerCase(), v])
+  for (const h of [defaults?.headers, scope?.headers])
+    if (h) for (const [k, v] of Object.entries(h)) out.push([k.toLowerCase(), v])
   return out
 }

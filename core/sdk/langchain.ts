@@ -39,16 +39,36 @@ export class AgentMeshCallbackHandler extends BaseCallbackHandler {
   #end(runId: string) {
     this.#parents.delete(runId)
   }
-  override handleChainStart(_c: unknown, _i: unknown, runId: string, parentRunId?: string) { this.#start(runId, parentRunId) }
-  override handleChatModelStart(_l: unknown, _m: unknown, runId: string, parentRunId?: string) { this.#start(runId, parentRunId) }
-  override handleLLMStart(_l: unknown, _p: unknown, runId: string, parentRunId?: string) { this.#start(runId, parentRunId) }
-  override handleToolStart(_t: unknown, _i: unknown, runId: string, parentRunId?: string) { this.#start(runId, parentRunId) }
-  override handleChainEnd(_o: unknown, runId: string) { this.#end(runId) }
-  override handleChainError(_e: unknown, runId: string) { this.#end(runId) }
-  override handleLLMEnd(_o: unknown, runId: string) { this.#end(runId) }
-  override handleLLMError(_e: unknown, runId: string) { this.#end(runId) }
-  override handleToolEnd(_o: unknown, runId: string) { this.#end(runId) }
-  override handleToolError(_e: unknown, runId: string) { this.#end(runId) }
+  override handleChainStart(_c: unknown, _i: unknown, runId: string, parentRunId?: string) {
+    this.#start(runId, parentRunId)
+  }
+  override handleChatModelStart(_l: unknown, _m: unknown, runId: string, parentRunId?: string) {
+    this.#start(runId, parentRunId)
+  }
+  override handleLLMStart(_l: unknown, _p: unknown, runId: string, parentRunId?: string) {
+    this.#start(runId, parentRunId)
+  }
+  override handleToolStart(_t: unknown, _i: unknown, runId: string, parentRunId?: string) {
+    this.#start(runId, parentRunId)
+  }
+  override handleChainEnd(_o: unknown, runId: string) {
+    this.#end(runId)
+  }
+  override handleChainError(_e: unknown, runId: string) {
+    this.#end(runId)
+  }
+  override handleLLMEnd(_o: unknown, runId: string) {
+    this.#end(runId)
+  }
+  override handleLLMError(_e: unknown, runId: string) {
+    this.#end(runId)
+  }
+  override handleToolEnd(_o: unknown, runId: string) {
+    this.#end(runId)
+  }
+  override handleToolError(_e: unknown, runId: string) {
+    this.#end(runId)
+  }
 
   /** the outermost run this handler saw above runId (runId itself when it knows none) */
   rootOf(runId: string): string {
@@ -84,9 +104,13 @@ export interface AgentMeshLangChain {
 }
 
 export function agentMeshLangChain(mesh: SdkMesh, options: LangChainOptions = {}): AgentMeshLangChain {
-  if (!mesh || typeof mesh.fetchFor !== 'function') throw new TypeError('agentMeshLangChain: pass the result of createMesh()')
+  if (!mesh || typeof mesh.fetchFor !== 'function')
+    throw new TypeError('agentMeshLangChain: pass the result of createMesh()')
   const handler = new AgentMeshCallbackHandler()
-  const base = { ...(options.identity ? { identity: options.identity } : {}), ...(options.headers ? { headers: options.headers } : {}) }
+  const base = {
+    ...(options.identity ? { identity: options.identity } : {}),
+    ...(options.headers ? { headers: options.headers } : {}),
+  }
   const plain = mesh.fetchFor({ ...base, ...(options.runId ? { runId: options.runId } : {}) })
   const fetch: MeshFetch = (input, init) => {
     // withRun() around the call, or a fixed runId, wins over the graph's own run

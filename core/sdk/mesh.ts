@@ -43,8 +43,13 @@ export interface SdkMesh {
 
 export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMesh> {
   if (options.config && options.configFile) throw new TypeError('createMesh: pass config or configFile, not both')
-  const config = options.configFile ? (await loadMeshConfig({ cwd: options.cwd, configFile: options.configFile, jiti: configJiti() })).config : options.config ?? {}
-  const instance = await createAgentMesh(config, { mode: 'serve', ...(options.logger ? { logger: options.logger } : {}) })
+  const config = options.configFile
+    ? (await loadMeshConfig({ cwd: options.cwd, configFile: options.configFile, jiti: configJiti() })).config
+    : (options.config ?? {})
+  const instance = await createAgentMesh(config, {
+    mode: 'serve',
+    ...(options.logger ? { logger: options.logger } : {}),
+  })
   const fetchFor = (defaults: CallScope | undefined): MeshFetch => {
     const f: MeshFetch = (input, init) => {
       const request = toMeshRequest(input, init, defaults)
@@ -72,7 +77,10 @@ export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMe
  */
 function abortable(pending: Promise<Response>, signal: AbortSignal): Promise<Response> {
   if (signal.aborted) {
-    pending.then((r) => r.body?.cancel(), () => {})
+    pending.then(
+      (r) => r.body?.cancel(),
+      () => {},
+    )
     return Promise.reject(signal.reason)
   }
   return new Promise((resolve, reject) => {
@@ -85,33 +93,38 @@ function abortable(pending: Promise<Response>, signal: AbortSignal): Promise<Res
       void (reader ?? response.body)?.cancel(signal.reason).catch(() => {})
     }
     signal.addEventListener('abort', onAbort, { once: true })
-    pending.then((res) => {
-      response = res
-      // a whole answer is already in memory: only a stream needs the abort to reach its reader
-      if (!res.body || !res.headers.get('content-type')?.includes('event-stream')) {
-        signal.removeEventListener('abort', onAbort)
-        return resolve(res)
-      }
-      const body = new ReadableStream<Uint8Array>({
-        start: (c) => { controller = c },
-        pull: async (c) => {
-          reader ??= res.body!.getReader()
-          const { done, value } = await reader.read()
-          if (done) {
-            signal.removeEventListener('abort', onAbort)
-            c.close()
-          } else c.enqueue(value)
-        },
-        cancel: (reason) => {
+    pending.then(
+      (res) => {
+        response = res
+        // a whole answer is already in memory: only a stream needs the abort to reach its reader
+        if (!res.body || !res.headers.get('content-type')?.includes('event-stream')) {
           signal.removeEventListener('abort', onAbort)
-          return (reader ?? res.body!).cancel(reason)
-        },
-      })
-      resolve(new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers }))
-    }, (err) => {
-      signal.removeEventListener('abort', onAbort)
-      reject(err)
-    })
+          return resolve(res)
+        }
+        const body = new ReadableStream<Uint8Array>({
+          start: (c) => {
+            controller = c
+          },
+          pull: async (c) => {
+            reader ??= res.body!.getReader()
+            const { done, value } = await reader.read()
+            if (done) {
+              signal.removeEventListener('abort', onAbort)
+              c.close()
+            } else c.enqueue(value)
+          },
+          cancel: (reason) => {
+            signal.removeEventListener('abort', onAbort)
+            return (reader ?? res.body!).cancel(reason)
+          },
+        })
+        resolve(new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers }))
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
   })
 }
 
@@ -122,7 +135,11 @@ const ORIGIN = 'http://localhost'
  * The client's request re-addressed to the mesh: its path (/v1/chat/completions, /v1/messages,
  * /v1beta/models/...) picks the protocol as it does behind HTTP; the scope adds identity headers.
  */
-export function toMeshRequest(input: string | URL | Request, init: RequestInit | undefined, defaults: CallScope | undefined): Request {
+export function toMeshRequest(
+  input: string | URL | Request,
+  init: RequestInit | undefined,
+  defaults: CallScope | undefined,
+): Request {
   const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
   const url = ORIGIN + pathOf(href)
   const extra = scopeHeaders(currentScope(), defaults)
@@ -136,7 +153,13 @@ export function toMeshRequest(input: string | URL | Request, init: RequestInit |
   const body = init?.body ?? (input instanceof Request ? input.body : undefined)
   // a streamed body (rare from SDKs) needs duplex: 'half' in Node's Request
   const stream = body instanceof ReadableStream
-  return new Request(url, { method: init?.method ?? (input instanceof Request ? input.method : 'GET'), headers, body, signal: init?.signal ?? (input instanceof Request ? input.signal : undefined), ...(stream ? { duplex: 'half' } : {}) } as RequestInit)
+  return new Request(url, {
+    method: init?.method ?? (input instanceof Request ? input.method : 'GET'),
+    headers,
+    body,
+    signal: init?.signal ?? (input instanceof Request ? input.signal : undefined),
+    ...(stream ? { duplex: 'half' } : {}),
+  } as RequestInit)
 }
 
 /** the client's headers as one record, lower-cased, so Request copies them once and not twice */
@@ -144,7 +167,8 @@ function headerRecord(h: HeadersInit | undefined): Record<string, string> {
   const out: Record<string, string> = {}
   if (!h) return out
   if (h instanceof Headers || Array.isArray(h)) {
-    for (const [k, v] of h) out[k.toLowerCase()] = out[k.toLowerCase()] === undefined ? v : `${out[k.toLowerCase()]}, ${v}`
+    for (const [k, v] of h)
+      out[k.toLowerCase()] = out[k.toLowerCase()] === undefined ? v : `${out[k.toLowerCase()]}, ${v}`
   } else {
     for (const k of Object.keys(h)) out[k.toLowerCase()] = (h as Record<string, string>)[k]!
   }

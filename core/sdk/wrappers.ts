@@ -21,8 +21,10 @@ interface FetchOptionClient {
 }
 
 function govern<C extends FetchOptionClient>(client: C, options: WrapOptions, name: string): C {
-  if (!options?.mesh || typeof options.mesh.fetchFor !== 'function') throw new TypeError(`${name}: options.mesh must be the result of createMesh()`)
-  if (typeof client?.withOptions !== 'function') throw new TypeError(`${name}: the client has no withOptions(); upgrade the SDK`)
+  if (!options?.mesh || typeof options.mesh.fetchFor !== 'function')
+    throw new TypeError(`${name}: options.mesh must be the result of createMesh()`)
+  if (typeof client?.withOptions !== 'function')
+    throw new TypeError(`${name}: the client has no withOptions(); upgrade the SDK`)
   const defaults: CallScope = {
     ...(options.identity ? { identity: options.identity } : {}),
     ...(options.runId ? { runId: options.runId } : {}),

@@ -111,13 +111,16 @@ const parse = (data: string): any => {
 function openaiEvents(at: AnswerText): EventRewriter {
   const ch = new Channels(at)
   let base: Record<string, unknown> = {}
-  const chunk = (index: number, delta: Record<string, unknown>) => sse({ ...base, choices: [{ index, delta, finish_reason: null }] })
+  const chunk = (index: number, delta: Record<string, unknown>) =>
+    sse({ ...base, choices: [{ index, delta, finish_reason: null }] })
   // what a key still holds, as a delta ("3" a choice's text, "3:1" its second tool call's arguments)
   const held = (key: string): Record<string, unknown> | undefined => {
     const rest = ch.flush(key)
     if (!rest) return undefined
     const [, tool] = key.split(':')
-    return tool === undefined ? { content: rest } : { tool_calls: [{ index: Number(tool), function: { arguments: rest } }] }
+    return tool === undefined
+      ? { content: rest }
+      : { tool_calls: [{ index: Number(tool), function: { arguments: rest } }] }
   }
   const flushChoice = (i: number) => {
     let out = ''
@@ -141,7 +144,8 @@ function openaiEvents(at: AnswerText): EventRewriter {
         if (isObject(d)) {
           if (typeof d.content === 'string') d.content = ch.rewrite(String(i), d.content)
           for (const tc of Array.isArray(d.tool_calls) ? d.tool_calls : []) {
-            if (typeof tc?.function?.arguments === 'string') tc.function.arguments = ch.rewrite(`${i}:${tc.index ?? 0}`, tc.function.arguments)
+            if (typeof tc?.function?.arguments === 'string')
+              tc.function.arguments = ch.rewrite(`${i}:${tc.index ?? 0}`, tc.function.arguments)
           }
         }
         // the choice ends here: what it still holds goes out just before
@@ -168,20 +172,36 @@ function anthropicEvents(at: AnswerText): EventRewriter {
     const rest = ch.flush(key)
     if (!rest) return ''
     const type = deltaType.get(key) ?? 'text_delta'
-    return ev({ type: 'content_block_delta', index: Number(key), delta: type === 'text_delta' ? { type, text: rest } : { type, partial_json: rest } })
+    return ev({
+      type: 'content_block_delta',
+      index: Number(key),
+      delta: type === 'text_delta' ? { type, text: rest } : { type, partial_json: rest },
+    })
   }
   return {
     event(data) {
       const e = parse(data)
       if (!isObject(e)) return sse(data)
       const key = String(e.index)
-      if (e.type === 'content_block_start' && e.content_block?.type === 'text' && typeof e.content_block.text === 'string') {
+      if (
+        e.type === 'content_block_start' &&
+        e.content_block?.type === 'text' &&
+        typeof e.content_block.text === 'string'
+      ) {
         deltaType.set(key, 'text_delta')
         e.content_block.text = ch.rewrite(key, e.content_block.text)
-      } else if (e.type === 'content_block_delta' && e.delta?.type === 'text_delta' && typeof e.delta.text === 'string') {
+      } else if (
+        e.type === 'content_block_delta' &&
+        e.delta?.type === 'text_delta' &&
+        typeof e.delta.text === 'string'
+      ) {
         deltaType.set(key, 'text_delta')
         e.delta.text = ch.rewrite(key, e.delta.text)
-      } else if (e.type === 'content_block_delta' && e.delta?.type === 'input_json_delta' && typeof e.delta.partial_json === 'string') {
+      } else if (
+        e.type === 'content_block_delta' &&
+        e.delta?.type === 'input_json_delta' &&
+        typeof e.delta.partial_json === 'string'
+      ) {
         deltaType.set(key, 'input_json_delta')
         e.delta.partial_json = ch.rewrite(key, e.delta.partial_json)
       } else if (e.type === 'content_block_stop') {
@@ -225,7 +245,9 @@ function geminiEvents(at: AnswerText): { chunk(c: unknown): unknown; end(): unkn
       return c
     },
     end() {
-      const candidates = ch.keys().map((key) => ({ index: Number(key), content: { role: 'model', parts: [{ text: ch.flush(key) }] } }))
+      const candidates = ch
+        .keys()
+        .map((key) => ({ index: Number(key), content: { role: 'model', parts: [{ text: ch.flush(key) }] } }))
       return candidates.length ? { candidates } : undefined
     },
   }
@@ -256,7 +278,13 @@ function responsesEvents(at: AnswerText): EventRewriter {
   const held = (e: Record<string, any>, key: string, type: string) => {
     const rest = ch.flush(key)
     if (!rest) return ''
-    const delta: Record<string, unknown> = { type, item_id: e.item_id, output_index: e.output_index, ...(e.content_index === undefined ? {} : { content_index: e.content_index }), delta: rest }
+    const delta: Record<string, unknown> = {
+      type,
+      item_id: e.item_id,
+      output_index: e.output_index,
+      ...(e.content_index === undefined ? {} : { content_index: e.content_index }),
+      delta: rest,
+    }
     if (typeof e.sequence_number === 'number') delta.sequence_number = e.sequence_number + shift++
     return sse(delta, type)
   }
@@ -285,7 +313,8 @@ function responsesEvents(at: AnswerText): EventRewriter {
         }
       }
       // whole parts, items and the final response: every string in them
-      if (typeof e.type === 'string' && /\.(done|completed|incomplete|failed)$/.test(e.type)) return ev(rewriteJson(at, e) as Record<string, any>)
+      if (typeof e.type === 'string' && /\.(done|completed|incomplete|failed)$/.test(e.type))
+        return ev(rewriteJson(at, e) as Record<string, any>)
       return ev(e)
     },
     end: () => '',

@@ -24,7 +24,16 @@ const stores = new WeakMap<Mesh, LRUCache<string, Turn>>()
 
 function store(mesh: Mesh): LRUCache<string, Turn> {
   let s = stores.get(mesh)
-  if (!s) stores.set(mesh, (s = new LRUCache<string, Turn>({ max: 20_000, maxSize: MAX_BYTES, sizeCalculation: (t) => Math.max(1, JSON.stringify(t).length), ttl: TTL_SECONDS * 1000 })))
+  if (!s)
+    stores.set(
+      mesh,
+      (s = new LRUCache<string, Turn>({
+        max: 20_000,
+        maxSize: MAX_BYTES,
+        sizeCalculation: (t) => Math.max(1, JSON.stringify(t).length),
+        ttl: TTL_SECONDS * 1000,
+      })),
+    )
   return s
 }
 
@@ -55,17 +64,31 @@ export async function isTranslatedTurn(mesh: Mesh, id: unknown): Promise<boolean
  * proxy did not issue for this team is a 400, as the vendor answers an id it does not know.
  */
 export async function expandInput(ctx: MeshContext, body: Record<string, any>): Promise<unknown[]> {
-  const own: unknown[] = typeof body.input === 'string' ? [{ type: 'message', role: 'user', content: body.input }] : Array.isArray(body.input) ? body.input : []
+  const own: unknown[] =
+    typeof body.input === 'string'
+      ? [{ type: 'message', role: 'user', content: body.input }]
+      : Array.isArray(body.input)
+        ? body.input
+        : []
   const previous = body.previous_response_id
   if (previous === undefined || previous === null) return own
   const turn = typeof previous === 'string' ? await lookup(ctx.mesh, previous) : undefined
   if (!turn || turn.team !== ctx.identity.team) {
-    throw new ProtocolError(`Previous response with id '${String(previous).slice(0, 128)}' not found (this proxy keeps the responses it translated for the team that asked)`, 400, 'invalid_request_error')
+    throw new ProtocolError(
+      `Previous response with id '${String(previous).slice(0, 128)}' not found (this proxy keeps the responses it translated for the team that asked)`,
+      400,
+      'invalid_request_error',
+    )
   }
   return [...turn.input, ...turn.output, ...own]
 }
 
-export function recordTurn(ctx: MeshContext, id: string, input: unknown[], output: unknown[]): Promise<void> | undefined {
+export function recordTurn(
+  ctx: MeshContext,
+  id: string,
+  input: unknown[],
+  output: unknown[],
+): Promise<void> | undefined {
   const turn: Turn = { team: ctx.identity.team, input, output }
   store(ctx.mesh).set(id, turn)
   if (!shared(ctx.mesh) || !ID.test(id)) return

@@ -30,11 +30,24 @@ export interface Translation {
   chainInput?: unknown[]
 }
 
-const readers: Record<ProtocolName, Reader> = { openai: readOpenAI, anthropic: readAnthropic, gemini: readGemini, responses: readResponses }
-const writers: Partial<Record<ProtocolName, (n: NeutralRequest) => Record<string, unknown>>> = { openai: toOpenAI, anthropic: toAnthropic, gemini: toGemini }
+const readers: Record<ProtocolName, Reader> = {
+  openai: readOpenAI,
+  anthropic: readAnthropic,
+  gemini: readGemini,
+  responses: readResponses,
+}
+const writers: Partial<Record<ProtocolName, (n: NeutralRequest) => Record<string, unknown>>> = {
+  openai: toOpenAI,
+  anthropic: toAnthropic,
+  gemini: toGemini,
+}
 
 /** Expand a Responses chain the proxy keeps, refusing what only OpenAI keeps. */
-async function responsesBody(ctx: MeshContext, body: Record<string, any>, to: ProtocolName): Promise<{ body: Record<string, any>; input: unknown[] }> {
+async function responsesBody(
+  ctx: MeshContext,
+  body: Record<string, any>,
+  to: ProtocolName,
+): Promise<{ body: Record<string, any>; input: unknown[] }> {
   if (body.conversation != null) cannot('`conversation` (state kept by OpenAI)', to)
   if (body.background === true) cannot('`background`', to)
   if (body.prompt != null) cannot('`prompt` (a prompt stored at OpenAI)', to)
@@ -71,30 +84,62 @@ export async function translateRequest(ctx: MeshContext, vendor: Vendor): Promis
   return tr
 }
 
-const ERROR_TYPES: Record<number, string> = { 400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error', 413: 'request_too_large', 429: 'rate_limit_error' }
+const ERROR_TYPES: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  429: 'rate_limit_error',
+}
 
 /** A vendor's error body in the client's terms: its message kept, its status (Anthropic's 529 is a 503 elsewhere). */
 function vendorError(ctx: MeshContext, tr: Translation, res: UpstreamResponse): MeshResponse {
   let json: any
-  try { json = JSON.parse((res.body as Buffer).toString('utf8')) } catch { json = undefined }
+  try {
+    json = JSON.parse((res.body as Buffer).toString('utf8'))
+  } catch {
+    json = undefined
+  }
   const e = Array.isArray(json) ? json[0]?.error : json?.error
-  const said = typeof e?.message === 'string' ? e.message : typeof json?.message === 'string' ? json.message : `answered ${res.status}`
+  const said =
+    typeof e?.message === 'string'
+      ? e.message
+      : typeof json?.message === 'string'
+        ? json.message
+        : `answered ${res.status}`
   const status = res.status === 529 && tr.from !== 'anthropic' ? 503 : res.status
-  const type = ERROR_TYPES[status] ?? (status === 529 ? 'overloaded_error' : tr.from === 'anthropic' ? 'api_error' : 'server_error')
+  const type =
+    ERROR_TYPES[status] ??
+    (status === 529 ? 'overloaded_error' : tr.from === 'anthropic' ? 'api_error' : 'server_error')
   const retry = res.headers['retry-after']
-  return { kind: 'error', status, type, message: `${ctx.route.vendor}: ${said.slice(0, 2000)}`, ...(retry ? { headers: { 'retry-after': retry } } : {}) }
+  return {
+    kind: 'error',
+    status,
+    type,
+    message: `${ctx.route.vendor}: ${said.slice(0, 2000)}`,
+    ...(retry ? { headers: { 'retry-after': retry } } : {}),
+  }
 }
 
 /** A vendor's whole answer (or error) as an answer the core renders in the client's protocol. */
 export function translateWhole(ctx: MeshContext, tr: Translation, res: UpstreamResponse): MeshResponse {
   if (res.status >= 300) return vendorError(ctx, tr, res)
   let json: unknown
-  try { json = JSON.parse((res.body as Buffer).toString('utf8')) } catch { json = undefined }
+  try {
+    json = JSON.parse((res.body as Buffer).toString('utf8'))
+  } catch {
+    json = undefined
+  }
   let answer: CanonicalAnswer
   try {
     answer = protocols[tr.to].read(json)
   } catch {
-    throw new UpstreamError(`${ctx.route.vendor} answered 200 with a body that is not a ${tr.to} answer`, 502, 'upstream_invalid_response')
+    throw new UpstreamError(
+      `${ctx.route.vendor} answered 200 with a body that is not a ${tr.to} answer`,
+      502,
+      'upstream_invalid_response',
+    )
   }
   // the vendor's answer is what is billed and cached; the client sees it under its own id
   ctx.answer = answer
@@ -109,10 +154,17 @@ export function translateWhole(ctx: MeshContext, tr: Translation, res: UpstreamR
  * the answer's text) the neutral events are rewritten before they are encoded; `end` gives what
  * is still held back when the stream ends without its final event.
  */
-export function streamTranslator(tr: Translation, answerText?: AnswerText): { reader: StreamReader; take(): string; end?(): string } {
+export function streamTranslator(
+  tr: Translation,
+  answerText?: AnswerText,
+): { reader: StreamReader; take(): string; end?(): string } {
   const vendorReader = protocols[tr.to].streamReader({ hideUsageChunk: false })
   const decode = decoders[tr.to]()
-  const encode = encoders[tr.from]({ from: tr.to, includeUsage: isObject(tr.clientBody.stream_options) && tr.clientBody.stream_options.include_usage === true, id: tr.clientId })
+  const encode = encoders[tr.from]({
+    from: tr.to,
+    includeUsage: isObject(tr.clientBody.stream_options) && tr.clientBody.stream_options.include_usage === true,
+    id: tr.clientId,
+  })
   let out = ''
   const rewrite = answerText ? neutralRewriter(answerText) : undefined
   const reader: StreamReader = {
@@ -133,16 +185,32 @@ export function streamTranslator(tr: Translation, answerText?: AnswerText): { re
       return s
     },
     // a stream cut before its finish: the held-back text still goes out (as text, the encoder's events)
-    end: rewrite ? () => rewrite({ t: 'finish', reason: 'stop', usage: vendorReader.partialUsage() }).filter((e) => e.t !== 'finish').map(encode).join('') : undefined,
+    end: rewrite
+      ? () =>
+          rewrite({ t: 'finish', reason: 'stop', usage: vendorReader.partialUsage() })
+            .filter((e) => e.t !== 'finish')
+            .map(encode)
+            .join('')
+      : undefined,
   }
 }
 
 /** After a translated Responses answer: keep the turn, so that the next may name it. */
 export function recordTranslated(ctx: MeshContext, tr: Translation): Promise<void> | undefined {
-  if (!tr.clientId || !tr.chainInput || ctx.status !== 200 || !ctx.answer || ctx.aborted || tr.clientBody.store === false) return
+  if (
+    !tr.clientId ||
+    !tr.chainInput ||
+    ctx.status !== 200 ||
+    !ctx.answer ||
+    ctx.aborted ||
+    tr.clientBody.store === false
+  )
+    return
   const body = protocols.responses.render({ ...ctx.answer, id: tr.clientId }) as Record<string, any>
   // without the item ids the proxy made up: OpenAI looks an input item's id up, and knows none of them
-  const output = (Array.isArray(body.output) ? body.output : []).map(({ id: _id, ...item }: Record<string, unknown>) => item)
+  const output = (Array.isArray(body.output) ? body.output : []).map(
+    ({ id: _id, ...item }: Record<string, unknown>) => item,
+  )
   return recordTurn(ctx, tr.clientId, tr.chainInput, output)
 }
 
@@ -153,7 +221,8 @@ export function recordTranslated(ctx: MeshContext, tr: Translation): Promise<voi
  */
 export async function continueTranslatedChain(ctx: MeshContext): Promise<void> {
   const body = ctx.request.body
-  if (typeof body?.previous_response_id !== 'string' || !(await isTranslatedTurn(ctx.mesh, body.previous_response_id))) return
+  if (typeof body?.previous_response_id !== 'string' || !(await isTranslatedTurn(ctx.mesh, body.previous_response_id)))
+    return
   const input = await expandInput(ctx, body)
   const { previous_response_id: _p, ...rest } = body
   ctx.request.body = { ...rest, input }

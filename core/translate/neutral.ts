@@ -6,7 +6,9 @@
 import { ProtocolError } from '../protocols/shared.ts'
 import type { ProtocolName } from '../types.ts'
 
-export type MediaPart = { type: 'text'; text: string } | { type: 'image'; url?: string; mediaType?: string; data?: string }
+export type MediaPart =
+  | { type: 'text'; text: string }
+  | { type: 'image'; url?: string; mediaType?: string; data?: string }
 
 export type Part =
   | MediaPart
@@ -57,12 +59,17 @@ export interface NeutralRequest {
 
 /** A feature the vendor's protocol cannot express: a 400 in the client's protocol that names it. */
 export function cannot(feature: string, to: ProtocolName | string): never {
-  throw new ProtocolError(`${feature} cannot be translated to the ${to} protocol of the vendor serving this model`, 400, 'unsupported_feature')
+  throw new ProtocolError(
+    `${feature} cannot be translated to the ${to} protocol of the vendor serving this model`,
+    400,
+    'unsupported_feature',
+  )
 }
 
 /** Fields of a client body, each read, ignored as bookkeeping, or refused: nothing unread passes. */
 export function checkKnown(body: Record<string, any>, known: ReadonlySet<string>, from: string, to: string): void {
-  for (const k in body) if (!known.has(k) && body[k] !== undefined && body[k] !== null) cannot(`\`${k.slice(0, 64)}\` (${from})`, to)
+  for (const k in body)
+    if (!known.has(k) && body[k] !== undefined && body[k] !== null) cannot(`\`${k.slice(0, 64)}\` (${from})`, to)
 }
 
 /** `data:image/png;base64,xxx` into its parts, else the URL as it is. */
@@ -71,10 +78,14 @@ export function imageFromUrl(url: string): MediaPart {
   return m ? { type: 'image', mediaType: m[1], data: m[2] } : { type: 'image', url }
 }
 
-export const dataUrl = (p: { mediaType?: string; data?: string }) => `data:${p.mediaType ?? 'application/octet-stream'};base64,${p.data ?? ''}`
+export const dataUrl = (p: { mediaType?: string; data?: string }) =>
+  `data:${p.mediaType ?? 'application/octet-stream'};base64,${p.data ?? ''}`
 
 export function textOf(parts: MediaPart[]): string {
-  return parts.filter((p) => p.type === 'text').map((p) => (p as { text: string }).text).join('\n')
+  return parts
+    .filter((p) => p.type === 'text')
+    .map((p) => (p as { text: string }).text)
+    .join('\n')
 }
 
 export function num(v: unknown, where: string): number | undefined {
@@ -98,7 +109,12 @@ export function argsText(v: unknown): string {
 export function argsObject(text: string, where: string): Record<string, unknown> {
   if (!text.trim()) return {}
   let v: unknown
-  try { v = JSON.parse(text) } catch { throw new ProtocolError(`${where}: tool call arguments are not valid JSON`) }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ProtocolError(`${where}: tool call arguments must be a JSON object`)
+  try {
+    v = JSON.parse(text)
+  } catch {
+    throw new ProtocolError(`${where}: tool call arguments are not valid JSON`)
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ProtocolError(`${where}: tool call arguments must be a JSON object`)
   return v as Record<string, unknown>
 }

@@ -15,23 +15,39 @@ export interface EncoderOptions {
 }
 
 const now = () => Math.floor(Date.now() / 1000)
-const TO_ANTHROPIC_STOP = { stop: 'end_turn', length: 'max_tokens', tool_calls: 'tool_use', content_filter: 'refusal' } as const
+const TO_ANTHROPIC_STOP = {
+  stop: 'end_turn',
+  length: 'max_tokens',
+  tool_calls: 'tool_use',
+  content_filter: 'refusal',
+} as const
 const TO_GEMINI_STOP = { stop: 'STOP', length: 'MAX_TOKENS', tool_calls: 'STOP', content_filter: 'SAFETY' } as const
 
 function openaiEncoder(o: EncoderOptions): Encoder {
   let base: Record<string, unknown> = {}
-  const chunk = (delta: unknown, finish: string | null = null) => sse({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })
+  const chunk = (delta: unknown, finish: string | null = null) =>
+    sse({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })
   return (e) => {
     switch (e.t) {
       case 'start':
         base = { id: o.id ?? e.id, object: 'chat.completion.chunk', created: now(), model: e.model }
         return chunk({ role: 'assistant', content: '' })
-      case 'text': return chunk({ content: e.text })
-      case 'tool': return chunk({ tool_calls: [{ index: e.index, id: e.id, type: 'function', function: { name: e.name, arguments: '' } }] })
-      case 'args': return chunk({ tool_calls: [{ index: e.index, function: { arguments: e.json } }] })
+      case 'text':
+        return chunk({ content: e.text })
+      case 'tool':
+        return chunk({
+          tool_calls: [{ index: e.index, id: e.id, type: 'function', function: { name: e.name, arguments: '' } }],
+        })
+      case 'args':
+        return chunk({ tool_calls: [{ index: e.index, function: { arguments: e.json } }] })
       case 'finish': {
         const u = usageFor(e.usage, o.from, 'openai')
-        const usage = { prompt_tokens: u.inputTokens, completion_tokens: u.outputTokens, total_tokens: u.inputTokens + u.outputTokens, prompt_tokens_details: { cached_tokens: u.cacheReadTokens } }
+        const usage = {
+          prompt_tokens: u.inputTokens,
+          completion_tokens: u.outputTokens,
+          total_tokens: u.inputTokens + u.outputTokens,
+          prompt_tokens_details: { cached_tokens: u.cacheReadTokens },
+        }
         return chunk({}, e.reason) + (o.includeUsage ? sse({ ...base, choices: [], usage }) : '') + sse('[DONE]')
       }
     }
@@ -51,12 +67,28 @@ function anthropicEncoder(o: EncoderOptions): Encoder {
   }
   const wire = (u: Usage) => {
     const a = usageFor(u, o.from, 'anthropic')
-    return { input_tokens: a.inputTokens, output_tokens: a.outputTokens, cache_read_input_tokens: a.cacheReadTokens, cache_creation_input_tokens: a.cacheWriteTokens }
+    return {
+      input_tokens: a.inputTokens,
+      output_tokens: a.outputTokens,
+      cache_read_input_tokens: a.cacheReadTokens,
+      cache_creation_input_tokens: a.cacheWriteTokens,
+    }
   }
   return (e) => {
     switch (e.t) {
       case 'start':
-        return ev('message_start', { message: { id: o.id ?? e.id, type: 'message', role: 'assistant', model: e.model, content: [], stop_reason: null, stop_sequence: null, usage: wire(e.usage ?? { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }) } })
+        return ev('message_start', {
+          message: {
+            id: o.id ?? e.id,
+            type: 'message',
+            role: 'assistant',
+            model: e.model,
+            content: [],
+            stop_reason: null,
+            stop_sequence: null,
+            usage: wire(e.usage ?? { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }),
+          },
+        })
       case 'text': {
         let out = ''
         if (open?.kind !== 'text') {
@@ -70,14 +102,29 @@ function anthropicEncoder(o: EncoderOptions): Encoder {
         const out = close()
         open = { index: next++, kind: 'tool' }
         toolBlock.set(e.index, open.index)
-        return out + ev('content_block_start', { index: open.index, content_block: { type: 'tool_use', id: e.id, name: e.name, input: {} } })
+        return (
+          out +
+          ev('content_block_start', {
+            index: open.index,
+            content_block: { type: 'tool_use', id: e.id, name: e.name, input: {} },
+          })
+        )
       }
       case 'args': {
         const index = toolBlock.get(e.index)
-        return index === undefined ? '' : ev('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: e.json } })
+        return index === undefined
+          ? ''
+          : ev('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: e.json } })
       }
       case 'finish':
-        return close() + ev('message_delta', { delta: { stop_reason: TO_ANTHROPIC_STOP[e.reason], stop_sequence: null }, usage: wire(e.usage) }) + ev('message_stop', {})
+        return (
+          close() +
+          ev('message_delta', {
+            delta: { stop_reason: TO_ANTHROPIC_STOP[e.reason], stop_sequence: null },
+            usage: wire(e.usage),
+          }) +
+          ev('message_stop', {})
+        )
     }
   }
 }
@@ -86,12 +133,17 @@ function geminiEncoder(o: EncoderOptions): Encoder {
   let head: Record<string, unknown> = {}
   // Gemini sends a function call whole: its arguments are collected until the call is complete
   const calls: Array<{ name: string; args: string }> = []
-  const chunk = (parts: unknown[], extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}) => sse({ candidates: [{ content: { role: 'model', parts }, index: 0, ...extra }], ...top, ...head })
+  const chunk = (parts: unknown[], extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}) =>
+    sse({ candidates: [{ content: { role: 'model', parts }, index: 0, ...extra }], ...top, ...head })
   const flushCalls = () => {
     if (!calls.length) return ''
     const parts = calls.map((c) => {
       let args: unknown = {}
-      try { args = c.args ? JSON.parse(c.args) : {} } catch { args = {} }
+      try {
+        args = c.args ? JSON.parse(c.args) : {}
+      } catch {
+        args = {}
+      }
       return { functionCall: { name: c.name, args } }
     })
     calls.length = 0
@@ -102,12 +154,22 @@ function geminiEncoder(o: EncoderOptions): Encoder {
       case 'start':
         head = { modelVersion: e.model, responseId: o.id ?? e.id }
         return ''
-      case 'text': return flushCalls() + chunk([{ text: e.text }])
-      case 'tool': calls[e.index] = { name: e.name, args: '' }; return ''
-      case 'args': if (calls[e.index]) calls[e.index]!.args += e.json; return ''
+      case 'text':
+        return flushCalls() + chunk([{ text: e.text }])
+      case 'tool':
+        calls[e.index] = { name: e.name, args: '' }
+        return ''
+      case 'args':
+        if (calls[e.index]) calls[e.index]!.args += e.json
+        return ''
       case 'finish': {
         const u = usageFor(e.usage, o.from, 'gemini')
-        const usageMetadata = { promptTokenCount: u.inputTokens, candidatesTokenCount: u.outputTokens, totalTokenCount: u.inputTokens + u.outputTokens, ...(u.cacheReadTokens ? { cachedContentTokenCount: u.cacheReadTokens } : {}) }
+        const usageMetadata = {
+          promptTokenCount: u.inputTokens,
+          candidatesTokenCount: u.outputTokens,
+          totalTokenCount: u.inputTokens + u.outputTokens,
+          ...(u.cacheReadTokens ? { cachedContentTokenCount: u.cacheReadTokens } : {}),
+        }
         return flushCalls() + chunk([], { finishReason: TO_GEMINI_STOP[e.reason] }, { usageMetadata })
       }
     }
@@ -129,53 +191,128 @@ function responsesEncoder(o: EncoderOptions): Encoder {
     if (!textOpen) return ''
     textOpen = false
     const part = { type: 'output_text', text, annotations: [], logprobs: [] }
-    return ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text, logprobs: [] })
-      + ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part })
-      + ev('response.output_item.done', { output_index: 0, item: { id: msgId, type: 'message', status: 'completed', role: 'assistant', content: [part] } })
+    return (
+      ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text, logprobs: [] }) +
+      ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part }) +
+      ev('response.output_item.done', {
+        output_index: 0,
+        item: { id: msgId, type: 'message', status: 'completed', role: 'assistant', content: [part] },
+      })
+    )
   }
-  const body = (reason: CanonicalAnswer['stopReason'], usage: Usage) => protocols.responses.render({ id: o.id ?? '', model, text, toolCalls: calls, stopReason: reason, usage: usageFor(usage, o.from, 'responses') }) as Record<string, any>
+  const body = (reason: CanonicalAnswer['stopReason'], usage: Usage) =>
+    protocols.responses.render({
+      id: o.id ?? '',
+      model,
+      text,
+      toolCalls: calls,
+      stopReason: reason,
+      usage: usageFor(usage, o.from, 'responses'),
+    }) as Record<string, any>
   return (e) => {
     switch (e.t) {
       case 'start': {
         model = e.model
-        const started = { ...body('stop', { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }), status: 'in_progress', usage: null }
+        const started = {
+          ...body('stop', { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }),
+          status: 'in_progress',
+          usage: null,
+        }
         return ev('response.created', { response: started }) + ev('response.in_progress', { response: started })
       }
       case 'text': {
         let out = ''
         if (!textOpen && !text && calls.length === 0) {
           textOpen = true
-          out += ev('response.output_item.added', { output_index: 0, item: { id: msgId, type: 'message', status: 'in_progress', role: 'assistant', content: [] } })
-          out += ev('response.content_part.added', { item_id: msgId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } })
+          out += ev('response.output_item.added', {
+            output_index: 0,
+            item: { id: msgId, type: 'message', status: 'in_progress', role: 'assistant', content: [] },
+          })
+          out += ev('response.content_part.added', {
+            item_id: msgId,
+            output_index: 0,
+            content_index: 0,
+            part: { type: 'output_text', text: '', annotations: [], logprobs: [] },
+          })
         }
         // text after a tool call has no item left to go to in this layout; it still reaches the final response
         text += e.text
-        return out + (textOpen ? ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta: e.text, logprobs: [] }) : '')
+        return (
+          out +
+          (textOpen
+            ? ev('response.output_text.delta', {
+                item_id: msgId,
+                output_index: 0,
+                content_index: 0,
+                delta: e.text,
+                logprobs: [],
+              })
+            : '')
+        )
       }
       case 'tool': {
         const out = closeText()
         calls[e.index] = { id: e.id, name: e.name, arguments: '' }
-        return out + ev('response.output_item.added', { output_index: callIndex(e.index), item: { id: `fc_${key}_${e.index}`, type: 'function_call', status: 'in_progress', call_id: e.id, name: e.name, arguments: '' } })
+        return (
+          out +
+          ev('response.output_item.added', {
+            output_index: callIndex(e.index),
+            item: {
+              id: `fc_${key}_${e.index}`,
+              type: 'function_call',
+              status: 'in_progress',
+              call_id: e.id,
+              name: e.name,
+              arguments: '',
+            },
+          })
+        )
       }
       case 'args': {
         const c = calls[e.index]
         if (!c) return ''
         c.arguments += e.json
-        return ev('response.function_call_arguments.delta', { item_id: `fc_${key}_${e.index}`, output_index: callIndex(e.index), delta: e.json })
+        return ev('response.function_call_arguments.delta', {
+          item_id: `fc_${key}_${e.index}`,
+          output_index: callIndex(e.index),
+          delta: e.json,
+        })
       }
       case 'finish': {
         let out = closeText()
         calls.forEach((c, i) => {
-          out += ev('response.function_call_arguments.done', { item_id: `fc_${key}_${i}`, output_index: callIndex(i), name: c.name, arguments: c.arguments })
-          out += ev('response.output_item.done', { output_index: callIndex(i), item: { id: `fc_${key}_${i}`, type: 'function_call', status: 'completed', call_id: c.id, name: c.name, arguments: c.arguments } })
+          out += ev('response.function_call_arguments.done', {
+            item_id: `fc_${key}_${i}`,
+            output_index: callIndex(i),
+            name: c.name,
+            arguments: c.arguments,
+          })
+          out += ev('response.output_item.done', {
+            output_index: callIndex(i),
+            item: {
+              id: `fc_${key}_${i}`,
+              type: 'function_call',
+              status: 'completed',
+              call_id: c.id,
+              name: c.name,
+              arguments: c.arguments,
+            },
+          })
         })
         const final = body(e.reason, e.usage)
-        return out + ev(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final })
+        return (
+          out + ev(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final })
+        )
       }
     }
   }
 }
 
-export const encoders: Record<ProtocolName, (o: EncoderOptions) => Encoder> = { openai: openaiEncoder, anthropic: anthropicEncoder, gemini: geminiEncoder, responses: responsesEncoder }
+export const encoders: Record<ProtocolName, (o: EncoderOptions) => Encoder> = {
+  openai: openaiEncoder,
+  anthropic: anthropicEncoder,
+  gemini: geminiEncoder,
+  responses: responsesEncoder,
+}
 
 export type { StreamEvent }

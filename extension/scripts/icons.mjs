@@ -20,7 +20,11 @@ function roundedSquare(x, y, r) {
   return Math.hypot(Math.max(qx, 0), Math.max(qy, 0)) + Math.min(Math.max(qx, qy), 0) - r
 }
 
-const NODES = [[0.3, 0.32], [0.72, 0.4], [0.42, 0.74]]
+const NODES = [
+  [0.3, 0.32],
+  [0.72, 0.4],
+  [0.42, 0.74],
+]
 
 /** coverage of background and foreground at a point in unit coordinates */
 function shade(x, y, px) {
@@ -52,7 +56,12 @@ function png(size, rgba) {
   ihdr[9] = 6 // RGBA
   const raw = Buffer.alloc(size * (size * 4 + 1))
   for (let y = 0; y < size; y++) rgba.copy(raw, y * (size * 4 + 1) + 1, y * size * 4, (y + 1) * size * 4)
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))])
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw, { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ])
 }
 
 /** One icon as PNG bytes. */

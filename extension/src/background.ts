@@ -4,7 +4,17 @@
 // keeps the redirect rules in step with the options.
 import { ask, baseUrl, health, preview } from './proxy.ts'
 import { applyRedirect } from './redirect.ts'
-import { type CachedAnswer, emptyStats, type Failure, localDay, type Message, mergeSettings, type Settings, type Stats, type Status } from './shared.ts'
+import {
+  type CachedAnswer,
+  emptyStats,
+  type Failure,
+  localDay,
+  type Message,
+  mergeSettings,
+  type Settings,
+  type Stats,
+  type Status,
+} from './shared.ts'
 
 async function settings(): Promise<Settings> {
   const { settings } = await chrome.storage.local.get('settings')
@@ -30,20 +40,36 @@ function updateStats(change: (s: Stats) => void): Promise<Stats> {
   return next
 }
 
-const budgetLeft = (quotaPct: number | null): number | null => (quotaPct === null ? null : Math.max(0, Math.round((100 - quotaPct) * 10) / 10))
+const budgetLeft = (quotaPct: number | null): number | null =>
+  quotaPct === null ? null : Math.max(0, Math.round((100 - quotaPct) * 10) / 10)
 
 async function status(): Promise<Status> {
   const s = await settings()
   const h = await health(s)
-  const st = h.ok ? await updateStats((x) => { x.lastContact = Date.now() }) : await stats()
-  return { connected: h.ok, message: h.message, proxyUrl: baseUrl(s), dashboardUrl: `${baseUrl(s)}/agentmesh/`, stats: st, settings: s }
+  const st = h.ok
+    ? await updateStats((x) => {
+        x.lastContact = Date.now()
+      })
+    : await stats()
+  return {
+    connected: h.ok,
+    message: h.message,
+    proxyUrl: baseUrl(s),
+    dashboardUrl: `${baseUrl(s)}/agentmesh/`,
+    stats: st,
+    settings: s,
+  }
 }
 
 async function handle(msg: Message): Promise<unknown> {
   switch (msg.type) {
     case 'preview': {
       const r = await preview(await settings(), msg.site, msg.text)
-      if (r.ok) await updateStats((x) => { x.lastContact = Date.now(); if (r.quotaPct !== null) x.budgetLeftPct = budgetLeft(r.quotaPct) })
+      if (r.ok)
+        await updateStats((x) => {
+          x.lastContact = Date.now()
+          if (r.quotaPct !== null) x.budgetLeftPct = budgetLeft(r.quotaPct)
+        })
       return r
     }
     case 'cached-answer': {
@@ -59,7 +85,13 @@ async function handle(msg: Message): Promise<unknown> {
         }
         if (r.quotaPct !== null) x.budgetLeftPct = budgetLeft(r.quotaPct)
       })
-      return { ok: true, text: r.text, cache: r.cache, savedTokens: r.savedTokens, savedUsd: r.savedUsd } satisfies CachedAnswer
+      return {
+        ok: true,
+        text: r.text,
+        cache: r.cache,
+        savedTokens: r.savedTokens,
+        savedUsd: r.savedUsd,
+      } satisfies CachedAnswer
     }
     case 'sent':
       await updateStats((x) => {
@@ -77,12 +109,16 @@ async function handle(msg: Message): Promise<unknown> {
 }
 
 chrome.runtime.onMessage.addListener((msg: Message, _sender, sendResponse) => {
-  handle(msg).then(sendResponse, (err: Error) => sendResponse({ ok: false, offline: false, message: `AgentMesh extension error: ${err.message}` } satisfies Failure))
+  handle(msg).then(sendResponse, (err: Error) =>
+    sendResponse({ ok: false, offline: false, message: `AgentMesh extension error: ${err.message}` } satisfies Failure),
+  )
   // the answer comes asynchronously
   return true
 })
 
 // the dynamic rules persist across restarts; re-apply on install/update so a changed rule shape lands
 chrome.runtime.onInstalled.addListener(() => {
-  settings().then(applyRedirect).catch(() => undefined)
+  settings()
+    .then(applyRedirect)
+    .catch(() => undefined)
 })

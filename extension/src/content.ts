@@ -26,7 +26,8 @@ function findEditor(site: Site): HTMLElement | null {
 
 function textOf(editor: HTMLElement): string {
   // biome-ignore lint/performance/useDomNodeTextContent: an editor's paragraphs are blocks; innerText keeps their line breaks, textContent runs them together
-  const t = editor instanceof HTMLTextAreaElement || editor instanceof HTMLInputElement ? editor.value : editor.innerText
+  const t =
+    editor instanceof HTMLTextAreaElement || editor instanceof HTMLInputElement ? editor.value : editor.innerText
   return t.trim().slice(0, MAX_CHARS)
 }
 
@@ -38,9 +39,18 @@ function send<T>(msg: Message): Promise<T> {
 function previewWithin(msg: Message): Promise<Estimate | Failure> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const late = new Promise<Failure>((resolve) => {
-    timer = setTimeout(() => resolve({ ok: false, offline: true, message: 'AgentMesh offline: no answer from the proxy within 2 s' }), OFFLINE_AFTER_MS)
+    timer = setTimeout(
+      () => resolve({ ok: false, offline: true, message: 'AgentMesh offline: no answer from the proxy within 2 s' }),
+      OFFLINE_AFTER_MS,
+    )
   })
-  const asked = send<Estimate | Failure>(msg).catch((err: Error): Failure => ({ ok: false, offline: true, message: `AgentMesh offline: the extension is not running (${err.message})` }))
+  const asked = send<Estimate | Failure>(msg).catch(
+    (err: Error): Failure => ({
+      ok: false,
+      offline: true,
+      message: `AgentMesh offline: the extension is not running (${err.message})`,
+    }),
+  )
   return Promise.race([asked, late]).finally(() => clearTimeout(timer))
 }
 
@@ -64,7 +74,10 @@ class Watcher {
     new MutationObserver(() => {
       if (queued) return
       queued = true
-      setTimeout(() => { queued = false; this.rescan() }, 150)
+      setTimeout(() => {
+        queued = false
+        this.rescan()
+      }, 150)
     }).observe(document.documentElement, { childList: true, subtree: true })
     document.addEventListener('input', (e) => this.onInput(e), true)
     document.addEventListener('keydown', (e) => this.onKeydown(e), true)
@@ -163,9 +176,11 @@ class Watcher {
 
   private async showCached(): Promise<void> {
     if (!this.last) return
-    const r = await send<CachedAnswer | Failure>({ type: 'cached-answer', site: this.site.id, text: this.last.text }).catch(
-      (err: Error): Failure => ({ ok: false, offline: true, message: `AgentMesh offline: ${err.message}` }),
-    )
+    const r = await send<CachedAnswer | Failure>({
+      type: 'cached-answer',
+      site: this.site.id,
+      text: this.last.text,
+    }).catch((err: Error): Failure => ({ ok: false, offline: true, message: `AgentMesh offline: ${err.message}` }))
     this.overlay.showAnswer(r)
   }
 }

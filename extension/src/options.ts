@@ -21,7 +21,14 @@ function read(): Settings {
   const base = mergeSettings(undefined)
   const models = { ...base.models }
   for (const site of SITES) models[site.id] = field(`model-${site.id}`).value.trim() || site.defaultModel
-  return { proxyUrl: field('proxyUrl').value.trim().replace(/\/+$/, ''), key: field('key').value.trim(), user: field('user').value.trim(), team: field('team').value.trim(), redirect: field('redirect').checked, models }
+  return {
+    proxyUrl: field('proxyUrl').value.trim().replace(/\/+$/, ''),
+    key: field('key').value.trim(),
+    user: field('user').value.trim(),
+    team: field('team').value.trim(),
+    redirect: field('redirect').checked,
+    models,
+  }
 }
 
 const loopback = (u: URL) => u.hostname === '127.0.0.1' || u.hostname === 'localhost'

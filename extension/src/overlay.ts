@@ -31,7 +31,11 @@ export function cacheLabel(c: Estimate['cache']): string {
   return 'asked before: new'
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string>, text?: string): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string>,
+  text?: string,
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag)
   for (const k in attrs) e.setAttribute(k, attrs[k]!)
   if (text !== undefined) e.textContent = text
@@ -96,24 +100,52 @@ export class Overlay {
 
   private renderFailure(f: Failure): void {
     this.status.textContent = f.offline ? 'offline' : 'error'
-    this.body.append(el('div', { class: 'line warn', 'data-field': f.offline ? 'offline' : 'error', title: f.message }, f.message))
+    this.body.append(
+      el('div', { class: 'line warn', 'data-field': f.offline ? 'offline' : 'error', title: f.message }, f.message),
+    )
   }
 
   private renderEstimate(e: Estimate): void {
     this.status.textContent = e.vendor ? `${e.vendor} · ${e.model}` : e.model
-    this.body.append(el('div', { class: 'line', 'data-field': 'estimate' }, `≈ ${e.inputTokens.toLocaleString('en-US')} tokens · ${formatUsd(e.inputUsd)} input · ${e.model}`))
+    this.body.append(
+      el(
+        'div',
+        { class: 'line', 'data-field': 'estimate' },
+        `≈ ${e.inputTokens.toLocaleString('en-US')} tokens · ${formatUsd(e.inputUsd)} input · ${e.model}`,
+      ),
+    )
     const hit = e.cache.status === 'exact' || e.cache.status === 'semantic'
-    const saves = hit ? ` · would save ${(e.cache.savedTokens ?? 0).toLocaleString('en-US')} tokens (${formatUsd(e.cache.savedUsd ?? 0)})` : ''
-    this.body.append(el('div', { class: hit ? 'line hit' : 'line', 'data-field': 'cache' }, cacheLabel(e.cache) + saves))
+    const saves = hit
+      ? ` · would save ${(e.cache.savedTokens ?? 0).toLocaleString('en-US')} tokens (${formatUsd(e.cache.savedUsd ?? 0)})`
+      : ''
+    this.body.append(
+      el('div', { class: hit ? 'line hit' : 'line', 'data-field': 'cache' }, cacheLabel(e.cache) + saves),
+    )
     const who = [e.team && `team ${e.team}`, e.user && `user ${e.user}`].filter(Boolean).join(' · ')
     const quota = e.quotaPct === null ? 'no quota set' : `quota ${e.quotaPct}% used after this`
-    this.body.append(el('div', { class: e.quotaPct !== null && e.quotaPct >= 90 ? 'line warn' : 'line', 'data-field': 'quota' }, `${who ? `${who} · ` : ''}${quota}`))
+    this.body.append(
+      el(
+        'div',
+        { class: e.quotaPct !== null && e.quotaPct >= 90 ? 'line warn' : 'line', 'data-field': 'quota' },
+        `${who ? `${who} · ` : ''}${quota}`,
+      ),
+    )
     for (const g of e.guards) {
       const what = g.action === 'block' ? `would be blocked by ${g.guard}` : `would be held by ${g.guard}`
-      this.body.append(el('div', { class: g.action === 'block' ? 'line bad' : 'line warn', 'data-field': 'guard', title: g.message }, `${what}: ${g.message}`))
+      this.body.append(
+        el(
+          'div',
+          { class: g.action === 'block' ? 'line bad' : 'line warn', 'data-field': 'guard', title: g.message },
+          `${what}: ${g.message}`,
+        ),
+      )
     }
     if (hit && !e.guards.some((g) => g.action === 'block')) {
-      const b = el('button', { type: 'button', 'data-action': 'show-cached' }, 'Show the cached answer instead of sending')
+      const b = el(
+        'button',
+        { type: 'button', 'data-action': 'show-cached' },
+        'Show the cached answer instead of sending',
+      )
       // the focus stays in the input box: the user can go on typing or press Enter to send
       b.addEventListener('mousedown', (ev) => ev.preventDefault())
       b.addEventListener('click', () => this.onShowCached?.())

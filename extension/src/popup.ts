@@ -6,7 +6,9 @@ import { emptyStats, formatUsd, localDay, type Stats, type Status } from './shar
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T
 
 function show(s: Stats): void {
-  const set = (metric: string, v: string) => { $(`[data-metric="${metric}"] dd`).textContent = v }
+  const set = (metric: string, v: string) => {
+    $(`[data-metric="${metric}"] dd`).textContent = v
+  }
   set('prompts', s.prompts.toLocaleString('en-US'))
   set('asked-before', s.askedBefore.toLocaleString('en-US'))
   set('cache-hits', s.cacheHits.toLocaleString('en-US'))

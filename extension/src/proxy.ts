@@ -24,22 +24,52 @@ export function identityHeaders(settings: Settings, tool: string): Record<string
 }
 
 /** The request the site's own vendor would get for this prompt, in that vendor's protocol. */
-export function chatRequest(settings: Settings, site: Site, text: string): { path: string; body: unknown; model: string } {
+export function chatRequest(
+  settings: Settings,
+  site: Site,
+  text: string,
+): { path: string; body: unknown; model: string } {
   const model = settings.models[site.id] || site.defaultModel
-  if (site.protocol === 'anthropic') return { path: '/v1/messages', model, body: { model, max_tokens: 1024, messages: [{ role: 'user', content: text }] } }
-  if (site.protocol === 'gemini') return { path: `/v1beta/models/${encodeURIComponent(model)}:generateContent`, model, body: { contents: [{ role: 'user', parts: [{ text }] }] } }
+  if (site.protocol === 'anthropic')
+    return {
+      path: '/v1/messages',
+      model,
+      body: { model, max_tokens: 1024, messages: [{ role: 'user', content: text }] },
+    }
+  if (site.protocol === 'gemini')
+    return {
+      path: `/v1beta/models/${encodeURIComponent(model)}:generateContent`,
+      model,
+      body: { contents: [{ role: 'user', parts: [{ text }] }] },
+    }
   return { path: '/v1/chat/completions', model, body: { model, messages: [{ role: 'user', content: text }] } }
 }
 
-async function call(settings: Settings, path: string, init: RequestInit & { timeoutMs: number; tool: string }): Promise<Response> {
-  const headers = { ...identityHeaders(settings, init.tool), ...(init.body ? { 'content-type': 'application/json' } : {}) }
+async function call(
+  settings: Settings,
+  path: string,
+  init: RequestInit & { timeoutMs: number; tool: string },
+): Promise<Response> {
+  const headers = {
+    ...identityHeaders(settings, init.tool),
+    ...(init.body ? { 'content-type': 'application/json' } : {}),
+  }
   // no `cache:` option: the browser would add Cache-Control: no-cache, which tells the proxy to skip its cache
-  return fetch(baseUrl(settings) + path, { method: init.method, body: init.body, headers, signal: AbortSignal.timeout(init.timeoutMs) })
+  return fetch(baseUrl(settings) + path, {
+    method: init.method,
+    body: init.body,
+    headers,
+    signal: AbortSignal.timeout(init.timeoutMs),
+  })
 }
 
 function unreachable(settings: Settings, err: unknown): Failure {
   const slow = (err as Error)?.name === 'TimeoutError'
-  return { ok: false, offline: true, message: `AgentMesh offline: ${slow ? 'no answer from' : 'cannot reach'} ${baseUrl(settings)}` }
+  return {
+    ok: false,
+    offline: true,
+    message: `AgentMesh offline: ${slow ? 'no answer from' : 'cannot reach'} ${baseUrl(settings)}`,
+  }
 }
 
 async function refusal(res: Response): Promise<Failure> {
@@ -48,7 +78,8 @@ async function refusal(res: Response): Promise<Failure> {
   return { ok: false, offline: false, message: `AgentMesh refused the preview (${res.status}): ${why}`.slice(0, 240) }
 }
 
-const num = (v: string | null | undefined): number | null => (v == null || v === '' || !Number.isFinite(Number(v)) ? null : Number(v))
+const num = (v: string | null | undefined): number | null =>
+  v == null || v === '' || !Number.isFinite(Number(v)) ? null : Number(v)
 
 /** POST /agentmesh/preview: what this prompt would cost, whether it was asked before, which guard would stop it */
 export async function preview(settings: Settings, siteId: SiteId, text: string): Promise<Estimate | Failure> {
@@ -58,8 +89,18 @@ export async function preview(settings: Settings, siteId: SiteId, text: string):
   let res: Response
   let p: any
   try {
-    res = await call(settings, `/agentmesh/preview?${q}`, { method: 'POST', body: JSON.stringify(req.body), timeoutMs: PREVIEW_TIMEOUT_MS, tool: `browser-${siteId}` })
-    if (res.status === 404) return { ok: false, offline: false, message: `AgentMesh at ${baseUrl(settings)} has no preview: add the dry-run plugin (dryRun()) to its config` }
+    res = await call(settings, `/agentmesh/preview?${q}`, {
+      method: 'POST',
+      body: JSON.stringify(req.body),
+      timeoutMs: PREVIEW_TIMEOUT_MS,
+      tool: `browser-${siteId}`,
+    })
+    if (res.status === 404)
+      return {
+        ok: false,
+        offline: false,
+        message: `AgentMesh at ${baseUrl(settings)} has no preview: add the dry-run plugin (dryRun()) to its config`,
+      }
     if (!res.ok) return await refusal(res)
     p = await res.json()
   } catch (err) {
@@ -76,24 +117,46 @@ export async function preview(settings: Settings, siteId: SiteId, text: string):
     team: String(p.identity?.team ?? ''),
     user: String(p.identity?.user ?? ''),
     quotaPct: num(p.headers?.['x-agentmesh-quota-pct']),
-    guards: Array.isArray(p.guards) ? p.guards.map((g: any) => ({ guard: String(g.guard), action: g.action === 'hold' ? 'hold' : 'block', message: String(g.message ?? '') })) : [],
+    guards: Array.isArray(p.guards)
+      ? p.guards.map((g: any) => ({
+          guard: String(g.guard),
+          action: g.action === 'hold' ? 'hold' : 'block',
+          message: String(g.message ?? ''),
+        }))
+      : [],
   }
 }
 
 function answerText(protocol: Site['protocol'], body: any): string {
-  if (protocol === 'anthropic') return (body?.content ?? []).filter((b: any) => b?.type === 'text').map((b: any) => b.text).join('')
-  if (protocol === 'gemini') return (body?.candidates?.[0]?.content?.parts ?? []).map((p: any) => p?.text ?? '').join('')
+  if (protocol === 'anthropic')
+    return (body?.content ?? [])
+      .filter((b: any) => b?.type === 'text')
+      .map((b: any) => b.text)
+      .join('')
+  if (protocol === 'gemini')
+    return (body?.candidates?.[0]?.content?.parts ?? []).map((p: any) => p?.text ?? '').join('')
   return String(body?.choices?.[0]?.message?.content ?? '')
 }
 
-export interface Answer { text: string; cache: string; savedTokens: number; savedUsd: number; quotaPct: number | null }
+export interface Answer {
+  text: string
+  cache: string
+  savedTokens: number
+  savedUsd: number
+  quotaPct: number | null
+}
 
 /** The prompt sent for real through the proxy: the overlay offers this when the cache has the answer. */
 export async function ask(settings: Settings, siteId: SiteId, text: string): Promise<Answer | Failure> {
   const site = siteById(siteId)
   const req = chatRequest(settings, site, text)
   try {
-    const res = await call(settings, req.path, { method: 'POST', body: JSON.stringify(req.body), timeoutMs: ANSWER_TIMEOUT_MS, tool: `browser-${siteId}` })
+    const res = await call(settings, req.path, {
+      method: 'POST',
+      body: JSON.stringify(req.body),
+      timeoutMs: ANSWER_TIMEOUT_MS,
+      tool: `browser-${siteId}`,
+    })
     if (!res.ok) return { ...(await refusal(res)), message: `AgentMesh refused the request (${res.status})` }
     const h = res.headers
     return {
@@ -111,8 +174,14 @@ export async function ask(settings: Settings, siteId: SiteId, text: string): Pro
 /** GET /agentmesh/health: whether the popup shows "connected" */
 export async function health(settings: Settings): Promise<{ ok: boolean; message: string }> {
   try {
-    const res = await call(settings, '/agentmesh/health', { method: 'GET', timeoutMs: STATUS_TIMEOUT_MS, tool: 'browser-extension' })
-    return res.ok ? { ok: true, message: `connected to ${baseUrl(settings)}` } : { ok: false, message: `${baseUrl(settings)} answered ${res.status}` }
+    const res = await call(settings, '/agentmesh/health', {
+      method: 'GET',
+      timeoutMs: STATUS_TIMEOUT_MS,
+      tool: 'browser-extension',
+    })
+    return res.ok
+      ? { ok: true, message: `connected to ${baseUrl(settings)}` }
+      : { ok: false, message: `${baseUrl(settings)} answered ${res.status}` }
   } catch (err) {
     return { ok: false, message: unreachable(settings, err).message }
   }

@@ -14,7 +14,14 @@ export const RULE_IDS = [1, 2, 3, 4, 5, 6, 7]
 const API_HOSTS = ['api.openai.com', 'api.anthropic.com']
 const TYPES = [ResourceType.XMLHTTPREQUEST, ResourceType.OTHER]
 
-function headersRule(id: number, priority: number, proxy: URL, settings: Settings, tool: string, initiators?: string[]): Rule {
+function headersRule(
+  id: number,
+  priority: number,
+  proxy: URL,
+  settings: Settings,
+  tool: string,
+  initiators?: string[],
+): Rule {
   const set = identityHeaders(settings, tool)
   return {
     id,
@@ -24,7 +31,11 @@ function headersRule(id: number, priority: number, proxy: URL, settings: Setting
       requestHeaders: Object.entries(set).map(([header, value]) => ({ header, operation: HeaderOperation.SET, value })),
     },
     // the worker's own calls carry their own headers (its cached answers name the site they are for)
-    condition: { urlFilter: `|${proxy.origin}/v1`, resourceTypes: TYPES, ...(initiators ? { initiatorDomains: initiators } : { excludedInitiatorDomains: [chrome.runtime.id] }) },
+    condition: {
+      urlFilter: `|${proxy.origin}/v1`,
+      resourceTypes: TYPES,
+      ...(initiators ? { initiatorDomains: initiators } : { excludedInitiatorDomains: [chrome.runtime.id] }),
+    },
   }
 }
 
@@ -34,7 +45,10 @@ export function redirectRules(settings: Settings): Rule[] {
   const rules: Rule[] = API_HOSTS.map((host, i) => ({
     id: i + 1,
     priority: 1,
-    action: { type: RuleActionType.REDIRECT, redirect: { transform: { scheme: proxy.protocol === 'https:' ? 'https' : 'http', host: proxy.hostname, port } } },
+    action: {
+      type: RuleActionType.REDIRECT,
+      redirect: { transform: { scheme: proxy.protocol === 'https:' ? 'https' : 'http', host: proxy.hostname, port } },
+    },
     condition: { requestDomains: [host], resourceTypes: TYPES },
   }))
   // any other page allowed to call the APIs is `browser-web`; the three sites name themselves

@@ -95,7 +95,16 @@ export const localDay = (t = Date.now()): string => {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`
 }
 
-export const emptyStats = (day = localDay()): Stats => ({ day, prompts: 0, askedBefore: 0, cacheHits: 0, savedTokens: 0, savedUsd: 0, budgetLeftPct: null, lastContact: null })
+export const emptyStats = (day = localDay()): Stats => ({
+  day,
+  prompts: 0,
+  askedBefore: 0,
+  cacheHits: 0,
+  savedTokens: 0,
+  savedUsd: 0,
+  budgetLeftPct: null,
+  lastContact: null,
+})
 
 /** What the overlay shows for one prompt: the proxy's preview, reduced. */
 export interface Estimate {
@@ -144,4 +153,5 @@ export interface Status {
   settings: Settings
 }
 
-export const formatUsd = (n: number): string => (n >= 0.01 ? `$${n.toFixed(2)}` : `$${n.toFixed(6).replace(/0+$/, '').replace(/\.$/, '')}`)
+export const formatUsd = (n: number): string =>
+  n >= 0.01 ? `$${n.toFixed(2)}` : `$${n.toFixed(6).replace(/0+$/, '').replace(/\.$/, '')}`

@@ -4,14 +4,37 @@
 import { createHmac } from 'node:crypto'
 import type { Logger } from '../../core/types.ts'
 
-export interface Alert { type: string; key: string; time: number; summary: string; data: Record<string, unknown> }
-export interface Target { webhook: string; format: 'slack' | 'json'; secret?: string }
-export interface DeliveryOptions { retries: number; retryDelayMs: number; timeoutMs: number }
-export interface Stats { sent: number; failed: number; deduplicated: number }
+export interface Alert {
+  type: string
+  key: string
+  time: number
+  summary: string
+  data: Record<string, unknown>
+}
+export interface Target {
+  webhook: string
+  format: 'slack' | 'json'
+  secret?: string
+}
+export interface DeliveryOptions {
+  retries: number
+  retryDelayMs: number
+  timeoutMs: number
+}
+export interface Stats {
+  sent: number
+  failed: number
+  deduplicated: number
+}
 
 export function render(alert: Alert, format: 'slack' | 'json'): string {
   if (format === 'slack') return JSON.stringify({ text: `:rotating_light: AgentMesh ${alert.type}: ${alert.summary}` })
-  return JSON.stringify({ type: alert.type, time: new Date(alert.time).toISOString(), summary: alert.summary, data: alert.data })
+  return JSON.stringify({
+    type: alert.type,
+    time: new Date(alert.time).toISOString(),
+    summary: alert.summary,
+    data: alert.data,
+  })
 }
 
 export function signature(secret: string, timestamp: string, body: string): string {
@@ -32,7 +55,10 @@ export async function deliver(alert: Alert, t: Target, o: DeliveryOptions, log: 
     try {
       const res = await fetch(t.webhook, { method: 'POST', headers, body, signal: AbortSignal.timeout(o.timeoutMs) })
       await res.arrayBuffer().catch(() => {})
-      if (res.ok) { stats.sent++; return }
+      if (res.ok) {
+        stats.sent++
+        return
+      }
       last = `status ${res.status}`
       // a 4xx other than 408/429 will not get better by retrying
       if (res.status < 500 && res.status !== 408 && res.status !== 429) break

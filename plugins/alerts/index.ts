@@ -28,11 +28,15 @@ export interface AlertsOptions {
 }
 
 function validate(o: AlertsOptions) {
-  if (!o || !Array.isArray(o.rules) || o.rules.length === 0) throw new Error('alerts: give rules: [{ on: [...], webhook: URL, format }]')
+  if (!o || !Array.isArray(o.rules) || o.rules.length === 0)
+    throw new Error('alerts: give rules: [{ on: [...], webhook: URL, format }]')
   o.rules.forEach((r, i) => {
-    if (!Array.isArray(r.on) || r.on.some((k) => !KINDS.includes(k))) throw new Error(`alerts: rules[${i}].on must list ${KINDS.join(', ')}`)
-    if (typeof r.webhook !== 'string' || !/^https?:\/\//.test(r.webhook)) throw new Error(`alerts: rules[${i}].webhook must be an http(s) URL`)
-    if (r.format !== undefined && r.format !== 'slack' && r.format !== 'json') throw new Error(`alerts: rules[${i}].format must be 'slack' or 'json'`)
+    if (!Array.isArray(r.on) || r.on.some((k) => !KINDS.includes(k)))
+      throw new Error(`alerts: rules[${i}].on must list ${KINDS.join(', ')}`)
+    if (typeof r.webhook !== 'string' || !/^https?:\/\//.test(r.webhook))
+      throw new Error(`alerts: rules[${i}].webhook must be an http(s) URL`)
+    if (r.format !== undefined && r.format !== 'slack' && r.format !== 'json')
+      throw new Error(`alerts: rules[${i}].format must be 'slack' or 'json'`)
   })
 }
 
@@ -40,11 +44,47 @@ function validate(o: AlertsOptions) {
 function alertOf(e: MeshEvent): Alert | undefined {
   const d = e.data as any
   switch (e.type) {
-    case 'quota_warn': return { type: e.type, key: `${e.type}:${d.scope}:${d.limit}`, time: e.time, summary: `${d.scope} at ${d.pct}% of ${d.limit} (${d.used} of ${d.max})`, data: { scope: d.scope, limit: d.limit, used: d.used, max: d.max, pct: d.pct } }
-    case 'quota_block': return { type: e.type, key: `${e.type}:${d.scope}:${d.limit}`, time: e.time, summary: `${d.scope} blocked by ${d.limit} (${d.used} of ${d.max})`, data: { scope: d.scope, limit: d.limit, used: d.used, max: d.max } }
-    case 'run_tripped': return { type: e.type, key: `${e.type}:${d.team}:${d.run}`, time: e.time, summary: `run ${d.run} of ${d.team} stopped: ${d.type} (${d.limit})`, data: { run: d.run, team: d.team, reason: d.type, limit: d.limit } }
-    case 'approval_requested': return { type: e.type, key: `${e.type}:${d.approval}`, time: e.time, summary: `${d.identity?.team}/${d.identity?.user} asks for ${d.model} (rule ${d.rule}): agentmesh approve ${d.approval}`, data: { approval: d.approval, team: d.identity?.team, user: d.identity?.user, model: d.model, rule: d.rule, estimatedUsd: d.estimatedUsd } }
-    default: return undefined
+    case 'quota_warn':
+      return {
+        type: e.type,
+        key: `${e.type}:${d.scope}:${d.limit}`,
+        time: e.time,
+        summary: `${d.scope} at ${d.pct}% of ${d.limit} (${d.used} of ${d.max})`,
+        data: { scope: d.scope, limit: d.limit, used: d.used, max: d.max, pct: d.pct },
+      }
+    case 'quota_block':
+      return {
+        type: e.type,
+        key: `${e.type}:${d.scope}:${d.limit}`,
+        time: e.time,
+        summary: `${d.scope} blocked by ${d.limit} (${d.used} of ${d.max})`,
+        data: { scope: d.scope, limit: d.limit, used: d.used, max: d.max },
+      }
+    case 'run_tripped':
+      return {
+        type: e.type,
+        key: `${e.type}:${d.team}:${d.run}`,
+        time: e.time,
+        summary: `run ${d.run} of ${d.team} stopped: ${d.type} (${d.limit})`,
+        data: { run: d.run, team: d.team, reason: d.type, limit: d.limit },
+      }
+    case 'approval_requested':
+      return {
+        type: e.type,
+        key: `${e.type}:${d.approval}`,
+        time: e.time,
+        summary: `${d.identity?.team}/${d.identity?.user} asks for ${d.model} (rule ${d.rule}): agentmesh approve ${d.approval}`,
+        data: {
+          approval: d.approval,
+          team: d.identity?.team,
+          user: d.identity?.user,
+          model: d.model,
+          rule: d.rule,
+          estimatedUsd: d.estimatedUsd,
+        },
+      }
+    default:
+      return undefined
   }
 }
 
@@ -63,7 +103,13 @@ function errorRateWatch(o: NonNullable<AlertsOptions['errorRate']>) {
     while (seen.length && seen[0]![0] < e.time - windowMs) if (seen.shift()![1]) errors--
     if (seen.length < min || errors / seen.length < threshold) return undefined
     const rate = Math.round((errors / seen.length) * 1000) / 10
-    return { type: 'error_rate', key: 'error_rate', time: e.time, summary: `${rate}% of ${seen.length} answers in the last ${windowMs / 1000} s failed (5xx)`, data: { rate, answers: seen.length, errors, windowSeconds: windowMs / 1000 } }
+    return {
+      type: 'error_rate',
+      key: 'error_rate',
+      time: e.time,
+      summary: `${rate}% of ${seen.length} answers in the last ${windowMs / 1000} s failed (5xx)`,
+      data: { rate, answers: seen.length, errors, windowSeconds: windowMs / 1000 },
+    }
   }
 }
 
@@ -76,7 +122,14 @@ export function alerts(options: AlertsOptions): Plugin {
   const pending = new Set<Promise<void>>()
   return definePlugin({
     name: 'alerts',
-    options: { ...options, rules: options.rules.map((r) => ({ ...r, webhook: `${new URL(r.webhook).origin}/***`, ...(r.secret ? { secret: '***' } : {}) })) },
+    options: {
+      ...options,
+      rules: options.rules.map((r) => ({
+        ...r,
+        webhook: `${new URL(r.webhook).origin}/***`,
+        ...(r.secret ? { secret: '***' } : {}),
+      })),
+    },
     setup(mesh) {
       if (mesh.mode !== 'serve') return
       const errorRate = errorRateWatch(options.errorRate ?? {})
@@ -85,19 +138,32 @@ export function alerts(options: AlertsOptions): Plugin {
         const alert = alertOf(e) ?? (wantsErrorRate ? errorRate(e) : undefined)
         if (!alert) return
         const at = lastSent.get(alert.key)
-        if (at !== undefined && alert.time - at < dedupeMs) { stats.deduplicated++; return }
+        if (at !== undefined && alert.time - at < dedupeMs) {
+          stats.deduplicated++
+          return
+        }
         lastSent.set(alert.key, alert.time)
         if (lastSent.size > 10_000) lastSent.delete(lastSent.keys().next().value!)
         for (const r of options.rules) {
           if (!r.on.includes(alert.type as AlertKind)) continue
-          const target: Target = { webhook: r.webhook, format: r.format ?? 'slack', secret: r.secret ?? process.env.AGENTMESH_ALERT_SECRET }
+          const target: Target = {
+            webhook: r.webhook,
+            format: r.format ?? 'slack',
+            secret: r.secret ?? process.env.AGENTMESH_ALERT_SECRET,
+          }
           // in the background: the emitting request goes on at once
           const p = deliver(alert, target, delivery, mesh.log, stats).finally(() => pending.delete(p))
           pending.add(p)
         }
       })
-      mesh.addHealthCheck('alerts', () => ({ ok: true, message: `sent ${stats.sent}, failed ${stats.failed}, deduplicated ${stats.deduplicated}` }))
-      return async () => { off(); await Promise.allSettled([...pending]) }
+      mesh.addHealthCheck('alerts', () => ({
+        ok: true,
+        message: `sent ${stats.sent}, failed ${stats.failed}, deduplicated ${stats.deduplicated}`,
+      }))
+      return async () => {
+        off()
+        await Promise.allSettled([...pending])
+      }
     },
   })
 }

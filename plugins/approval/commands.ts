@@ -9,7 +9,9 @@ import { APPROVAL_ID, ApprovalStore, cleanNote, deciderName, type ApprovalRecord
 
 function sharedStorage(m: Mesh, print: (l: string) => void): boolean {
   if (m.config.storage.driver !== 'memory') return true
-  print('approvals: storage is the in-memory driver, so this command cannot reach the running proxy\'s approvals. Configure storage fs or redis, or use the admin API:')
+  print(
+    "approvals: storage is the in-memory driver, so this command cannot reach the running proxy's approvals. Configure storage fs or redis, or use the admin API:",
+  )
   print('  curl http://HOST:PORT/agentmesh/admin/approvals -H "Authorization: Bearer $AGENTMESH_ADMIN_TOKEN"')
   return false
 }
@@ -20,7 +22,10 @@ const line = (r: ApprovalRecord, now: number) =>
 function decideCommand(action: 'approve' | 'deny', opts: () => ResolvedApprovalOptions): PluginCommand {
   return {
     name: `${action} <id>`,
-    description: action === 'approve' ? 'Approve a held request: approve ID [--note TEXT]' : 'Deny a held request: deny ID [--note TEXT]',
+    description:
+      action === 'approve'
+        ? 'Approve a held request: approve ID [--note TEXT]'
+        : 'Deny a held request: deny ID [--note TEXT]',
     options: [{ flags: '--note <text>', description: 'why (kept with the decision and in the audit log)' }],
     async run({ mesh, args, options: o, print }) {
       if (!sharedStorage(mesh, print)) return 1
@@ -35,12 +40,22 @@ function decideCommand(action: 'approve' | 'deny', opts: () => ResolvedApprovalO
         return 1
       }
       const by = `cli:${deciderName(safeUser(), 'unknown')}`
-      const r = await new ApprovalStore(mesh).decide(id, action === 'approve' ? 'approved' : 'denied', by, note, opts().grantSeconds)
+      const r = await new ApprovalStore(mesh).decide(
+        id,
+        action === 'approve' ? 'approved' : 'denied',
+        by,
+        note,
+        opts().grantSeconds,
+      )
       if (typeof r === 'string') {
         print(`${action}: ${r}`)
         return 1
       }
-      print(action === 'approve' ? `approved ${id} (usable once until ${r.grantExpiresAt}); a held request goes on within a second, else re-send it with X-AgentMesh-Approval: ${id}` : `denied ${id}`)
+      print(
+        action === 'approve'
+          ? `approved ${id} (usable once until ${r.grantExpiresAt}); a held request goes on within a second, else re-send it with X-AgentMesh-Approval: ${id}`
+          : `denied ${id}`,
+      )
       return 0
     },
   }
@@ -58,8 +73,11 @@ export function approvalCommands(opts: () => ResolvedApprovalOptions): PluginCom
   return [
     {
       name: 'approvals',
-      description: 'Requests waiting for a person\'s approval (--all: decided and expired ones too)',
-      options: [{ flags: '--all', description: 'include decided and expired approvals' }, { flags: '--json', description: 'print JSON' }],
+      description: "Requests waiting for a person's approval (--all: decided and expired ones too)",
+      options: [
+        { flags: '--all', description: 'include decided and expired approvals' },
+        { flags: '--json', description: 'print JSON' },
+      ],
       async run({ mesh, options: o, print }) {
         if (!sharedStorage(mesh, print)) return 1
         const now = Date.now()

@@ -17,12 +17,17 @@ export type { ApprovalMeta } from './gate.ts'
 export type { ApprovalRecord } from './store.ts'
 
 /** `--approve-over USD` on dev and serve: config.approval.approveOverUsd, read without widening the core's config type here */
-const cliApproveOver = (config: object): number | undefined => (config as { approval?: { approveOverUsd?: number } }).approval?.approveOverUsd
+const cliApproveOver = (config: object): number | undefined =>
+  (config as { approval?: { approveOverUsd?: number } }).approval?.approveOverUsd
 
 export function approval(options: ApprovalOptions = {}): Plugin {
   // validated now, so a bad config fails at load naming the field; again in setup with the CLI flag
   // store is set in setup, before any hook or command runs
-  const rt = { opts: resolveApprovalOptions(options), waiters: new Map(), announced: new LRUCache<string, true>({ max: 10_000 }) } as unknown as ApprovalRuntime
+  const rt = {
+    opts: resolveApprovalOptions(options),
+    waiters: new Map(),
+    announced: new LRUCache<string, true>({ max: 10_000 }),
+  } as unknown as ApprovalRuntime
   const route = createGate(rt)
   return definePlugin({
     name: 'approval',

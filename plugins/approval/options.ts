@@ -53,31 +53,53 @@ export interface ApprovalOptions {
   adminToken?: string
 }
 
-export interface ResolvedRule extends ApprovalRule { name: string; mode: ApprovalMode }
+export interface ResolvedRule extends ApprovalRule {
+  name: string
+  mode: ApprovalMode
+}
 
-const KEYS = ['rules', 'mode', 'holdSeconds', 'pendingSeconds', 'grantSeconds', 'defaultMaxTokens', 'pollMs', 'approveOverUsd', 'adminToken']
+const KEYS = [
+  'rules',
+  'mode',
+  'holdSeconds',
+  'pendingSeconds',
+  'grantSeconds',
+  'defaultMaxTokens',
+  'pollMs',
+  'approveOverUsd',
+  'adminToken',
+]
 const RULE_KEYS = ['name', 'mode', 'costOverUsd', 'models', 'teams', 'users', 'tools', 'promptTokensOver', 'when']
 const CONDITIONS = ['costOverUsd', 'models', 'teams', 'users', 'tools', 'promptTokensOver', 'when']
 
 function fail(field: string, expected: string, got: unknown): never {
-  throw new Error(`approval: ${field} must be ${expected}, got ${typeof got === 'function' ? 'a function' : JSON.stringify(got)?.slice(0, 80)}`)
+  throw new Error(
+    `approval: ${field} must be ${expected}, got ${typeof got === 'function' ? 'a function' : JSON.stringify(got)?.slice(0, 80)}`,
+  )
 }
 
 const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0
 
 function checkRule(r: ApprovalRule, at: string) {
   if (!r || typeof r !== 'object' || Array.isArray(r)) fail(at, 'an object', r)
-  for (const k of Object.keys(r)) if (!RULE_KEYS.includes(k)) fail(`${at}.${k}`, `one of ${RULE_KEYS.join(', ')} (unknown field)`, k)
-  if (!CONDITIONS.some((k) => (r as Record<string, unknown>)[k] !== undefined)) fail(at, `a rule with at least one of ${CONDITIONS.join(', ')}`, r)
-  if (r.name !== undefined && (typeof r.name !== 'string' || !/^[\w.:-]{1,64}$/.test(r.name))) fail(`${at}.name`, '1 to 64 letters, digits or . _ : -', r.name)
+  for (const k of Object.keys(r))
+    if (!RULE_KEYS.includes(k)) fail(`${at}.${k}`, `one of ${RULE_KEYS.join(', ')} (unknown field)`, k)
+  if (!CONDITIONS.some((k) => (r as Record<string, unknown>)[k] !== undefined))
+    fail(at, `a rule with at least one of ${CONDITIONS.join(', ')}`, r)
+  if (r.name !== undefined && (typeof r.name !== 'string' || !/^[\w.:-]{1,64}$/.test(r.name)))
+    fail(`${at}.name`, '1 to 64 letters, digits or . _ : -', r.name)
   if (r.mode !== undefined && r.mode !== 'hold' && r.mode !== 'ask') fail(`${at}.mode`, '"hold" or "ask"', r.mode)
-  if (r.costOverUsd !== undefined && !(typeof r.costOverUsd === 'number' && r.costOverUsd >= 0)) fail(`${at}.costOverUsd`, 'a number of USD >= 0', r.costOverUsd)
-  if (r.promptTokensOver !== undefined && !(typeof r.promptTokensOver === 'number' && r.promptTokensOver >= 0)) fail(`${at}.promptTokensOver`, 'a number >= 0', r.promptTokensOver)
+  if (r.costOverUsd !== undefined && !(typeof r.costOverUsd === 'number' && r.costOverUsd >= 0))
+    fail(`${at}.costOverUsd`, 'a number of USD >= 0', r.costOverUsd)
+  if (r.promptTokensOver !== undefined && !(typeof r.promptTokensOver === 'number' && r.promptTokensOver >= 0))
+    fail(`${at}.promptTokensOver`, 'a number >= 0', r.promptTokensOver)
   for (const k of ['models', 'teams', 'users', 'tools'] as const) {
     const v = r[k]
-    if (v !== undefined && (!Array.isArray(v) || !v.length || v.some((s) => typeof s !== 'string' || !s))) fail(`${at}.${k}`, 'a non-empty array of names', v)
+    if (v !== undefined && (!Array.isArray(v) || !v.length || v.some((s) => typeof s !== 'string' || !s)))
+      fail(`${at}.${k}`, 'a non-empty array of names', v)
   }
-  if (r.when !== undefined && typeof r.when !== 'function') fail(`${at}.when`, 'a function (request) => boolean', r.when)
+  if (r.when !== undefined && typeof r.when !== 'function')
+    fail(`${at}.when`, 'a function (request) => boolean', r.when)
 }
 
 export function resolveApprovalOptions(o: ApprovalOptions, approveOverUsd?: number) {
@@ -86,12 +108,19 @@ export function resolveApprovalOptions(o: ApprovalOptions, approveOverUsd?: numb
   if (o.rules !== undefined && !Array.isArray(o.rules)) fail('rules', 'an array of rules', o.rules)
   o.rules?.forEach((r, i) => checkRule(r, `rules[${i}]`))
   if (o.mode !== undefined && o.mode !== 'hold' && o.mode !== 'ask') fail('mode', '"hold" or "ask"', o.mode)
-  for (const k of ['holdSeconds', 'pendingSeconds', 'grantSeconds', 'defaultMaxTokens', 'pollMs'] as const) if (o[k] !== undefined && !positive(o[k])) fail(k, 'a positive number', o[k])
+  for (const k of ['holdSeconds', 'pendingSeconds', 'grantSeconds', 'defaultMaxTokens', 'pollMs'] as const)
+    if (o[k] !== undefined && !positive(o[k])) fail(k, 'a positive number', o[k])
   const over = approveOverUsd ?? o.approveOverUsd
-  if (over !== undefined && !(typeof over === 'number' && over >= 0)) fail('approveOverUsd', 'a number of USD >= 0', over)
-  if (o.adminToken !== undefined && (typeof o.adminToken !== 'string' || o.adminToken.length < 16)) fail('adminToken', 'a string of at least 16 characters', '(hidden)')
+  if (over !== undefined && !(typeof over === 'number' && over >= 0))
+    fail('approveOverUsd', 'a number of USD >= 0', over)
+  if (o.adminToken !== undefined && (typeof o.adminToken !== 'string' || o.adminToken.length < 16))
+    fail('adminToken', 'a string of at least 16 characters', '(hidden)')
   const mode = o.mode ?? 'ask'
-  const rules: ResolvedRule[] = (o.rules ?? []).map((r, i) => ({ ...r, name: r.name ?? `rule-${i + 1}`, mode: r.mode ?? mode }))
+  const rules: ResolvedRule[] = (o.rules ?? []).map((r, i) => ({
+    ...r,
+    name: r.name ?? `rule-${i + 1}`,
+    mode: r.mode ?? mode,
+  }))
   if (over !== undefined) rules.push({ name: `approve-over-${over}`, mode: 'ask', costOverUsd: over })
   return {
     rules,
@@ -111,13 +140,28 @@ function matches(patterns: string[] | undefined, name: string): boolean {
   return patterns.some((p) => {
     if (!p.includes('*')) return p === name
     let re = globs.get(p)
-    if (!re) globs.set(p, (re = new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 'i')))
+    if (!re)
+      globs.set(
+        p,
+        (re = new RegExp(
+          '^' +
+            p
+              .split('*')
+              .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+              .join('.*') +
+            '$',
+          'i',
+        )),
+      )
     return re.test(name)
   })
 }
 
 /** The first rule that fires, with why in words; undefined when none does. */
-export function firstRule(rules: ResolvedRule[], req: ApprovalRequest): { rule: ResolvedRule; reason: string } | undefined {
+export function firstRule(
+  rules: ResolvedRule[],
+  req: ApprovalRequest,
+): { rule: ResolvedRule; reason: string } | undefined {
   for (const rule of rules) {
     const why: string[] = []
     if (rule.costOverUsd !== undefined) {
@@ -128,9 +172,16 @@ export function firstRule(rules: ResolvedRule[], req: ApprovalRequest): { rule: 
       if (!(req.promptTokens > rule.promptTokensOver)) continue
       why.push(`prompt of about ${req.promptTokens} tokens is over ${rule.promptTokensOver}`)
     }
-    if (!matches(rule.models, req.model) || !matches(rule.teams, req.identity.team) || !matches(rule.users, req.identity.user) || !matches(rule.tools, req.identity.tool)) continue
+    if (
+      !matches(rule.models, req.model) ||
+      !matches(rule.teams, req.identity.team) ||
+      !matches(rule.users, req.identity.user) ||
+      !matches(rule.tools, req.identity.tool)
+    )
+      continue
     if (rule.models) why.push(`model ${req.model} is listed`)
-    if (rule.teams || rule.users || rule.tools) why.push(`team ${req.identity.team} / user ${req.identity.user} / tool ${req.identity.tool} is listed`)
+    if (rule.teams || rule.users || rule.tools)
+      why.push(`team ${req.identity.team} / user ${req.identity.user} / tool ${req.identity.tool} is listed`)
     if (rule.when) {
       if (!rule.when(req)) continue
       why.push('its condition holds')

@@ -22,7 +22,8 @@ export function addApprovalRoutes(mesh: Mesh, rt: ApprovalRuntime) {
       const denied = checkAdmin(request, token)
       if (denied) return denied
       const id = params.id ?? ''
-      if (!APPROVAL_ID.test(id)) return adminError(400, 'invalid_request_error', 'malformed approval id: apr_ and 16 hex digits')
+      if (!APPROVAL_ID.test(id))
+        return adminError(400, 'invalid_request_error', 'malformed approval id: apr_ and 16 hex digits')
       let body: any = {}
       if (request.headers.get('content-length') !== '0' && request.headers.has('content-type')) {
         const read = await readJson(request)
@@ -31,8 +32,19 @@ export function addApprovalRoutes(mesh: Mesh, rt: ApprovalRuntime) {
       }
       const note = cleanNote(body?.note)
       if (note instanceof Error) return adminError(400, 'invalid_request_error', note.message)
-      const r = await rt.store.decide(id, action === 'approve' ? 'approved' : 'denied', deciderName(body?.by, 'admin-api'), note, rt.opts.grantSeconds)
-      if (typeof r === 'string') return adminError(r.startsWith('no approval') ? 404 : 409, r.startsWith('no approval') ? 'not_found_error' : 'conflict', r)
+      const r = await rt.store.decide(
+        id,
+        action === 'approve' ? 'approved' : 'denied',
+        deciderName(body?.by, 'admin-api'),
+        note,
+        rt.opts.grantSeconds,
+      )
+      if (typeof r === 'string')
+        return adminError(
+          r.startsWith('no approval') ? 404 : 409,
+          r.startsWith('no approval') ? 'not_found_error' : 'conflict',
+          r,
+        )
       mesh.log.info(`approval ${id} ${r.status} by ${r.decidedBy}`)
       announce({ mesh }, rt, r)
       rt.waiters.get(id)?.()

@@ -67,12 +67,26 @@ export class ApprovalStore {
   }
 
   /** approve or deny a pending approval; the record as decided, or why not */
-  async decide(id: string, decision: 'approved' | 'denied', by: string, note: string | undefined, grantSeconds: number, now = Date.now()): Promise<ApprovalRecord | string> {
+  async decide(
+    id: string,
+    decision: 'approved' | 'denied',
+    by: string,
+    note: string | undefined,
+    grantSeconds: number,
+    now = Date.now(),
+  ): Promise<ApprovalRecord | string> {
     const r = await this.get(id)
     if (!r) return `no approval ${id.slice(0, 40)}`
-    if (r.status !== 'pending') return `approval ${id} is already ${r.status}${r.decidedBy ? ` (by ${r.decidedBy} at ${r.decidedAt})` : ''}`
+    if (r.status !== 'pending')
+      return `approval ${id} is already ${r.status}${r.decidedBy ? ` (by ${r.decidedBy} at ${r.decidedAt})` : ''}`
     if (Date.parse(r.expiresAt) <= now) return `approval ${id} expired at ${r.expiresAt} without a decision`
-    const decided: ApprovalRecord = { ...r, status: decision, decidedBy: by, decidedAt: new Date(now).toISOString(), ...(note ? { note } : {}) }
+    const decided: ApprovalRecord = {
+      ...r,
+      status: decision,
+      decidedBy: by,
+      decidedAt: new Date(now).toISOString(),
+      ...(note ? { note } : {}),
+    }
     if (decision === 'approved') decided.grantExpiresAt = new Date(now + grantSeconds * 1000).toISOString()
     await this.put(decided)
     return decided
@@ -95,6 +109,7 @@ export function deciderName(v: unknown, fallback: string): string {
 /** a decision's note: at most 500 characters, no control characters (it reaches logs and the audit) */
 export function cleanNote(v: unknown): string | undefined | Error {
   if (v === undefined || v === null || v === '') return undefined
-  if (typeof v !== 'string' || v.length > 500 || /[\u0000-\u001f\u007f\u2028\u2029]/.test(v)) return new Error('note must be text of at most 500 characters on one line')
+  if (typeof v !== 'string' || v.length > 500 || /[\u0000-\u001f\u007f\u2028\u2029]/.test(v))
+    return new Error('note must be text of at most 500 characters on one line')
   return v
 }

@@ -131,14 +131,16 @@ export function sealEntry(entry: AuditEntry, seq: number, prev: string): Sealed 
 }
 
 /** Seal a record: the caller supplies seq and prev; returns the line (without newline) and hash. */
-export function seal(record: { seq: number; prev: string; kind: string } & Record<string, unknown>, sign?: (hash: string) => string): Sealed {
+export function seal(
+  record: { seq: number; prev: string; kind: string } & Record<string, unknown>,
+  sign?: (hash: string) => string,
+): Sealed {
   const body = serialise(record)
   const hash = sha256(body)
   let line = body.slice(0, -1) + ',"hash":"' + hash + '"'
   if (sign) line += ',"sig":"' + sign(hash) + '"'
   return { line: line + '}', hash }
 }
-
 
 export interface ParsedLine {
   seq: number

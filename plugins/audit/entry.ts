@@ -14,7 +14,14 @@ const str = (v: unknown, max = 200) => (typeof v === 'string' ? v.slice(0, max) 
 function approvalOf(ctx: MeshContext): AuditEntry['approval'] {
   const a = ctx.state?.approval
   if (!a || typeof a.id !== 'string') return undefined
-  return { decidedAt: str(a.decidedAt), decidedBy: str(a.decidedBy), id: a.id, note: str(a.note, 500), rule: str(a.rule), status: String(a.status) }
+  return {
+    decidedAt: str(a.decidedAt),
+    decidedBy: str(a.decidedBy),
+    id: a.id,
+    note: str(a.note, 500),
+    rule: str(a.rule),
+    status: String(a.status),
+  }
 }
 
 function runOf(ctx: MeshContext): AuditEntry['run'] {
@@ -38,7 +45,10 @@ const num = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? n : 0
 /** kind:count pairs in a fixed order (`aws-access-key:1,jwt:2`), what the guards' headers say */
 function countsOf(counts: Record<string, number | undefined> | undefined): string | undefined {
   if (!counts || typeof counts !== 'object') return undefined
-  const parts = Object.keys(counts).sort().filter((k) => num(counts[k]) > 0).map((k) => `${str(k, 40)}:${num(counts[k])}`)
+  const parts = Object.keys(counts)
+    .sort()
+    .filter((k) => num(counts[k]) > 0)
+    .map((k) => `${str(k, 40)}:${num(counts[k])}`)
   return parts.length ? parts.join(',') : undefined
 }
 
@@ -46,7 +56,11 @@ function attemptsOf(ctx: MeshContext): AuditEntry['attempts'] {
   const a = ctx.attempts
   // one attempt is what every entry already says (vendor, model, status)
   if (!Array.isArray(a) || a.length < 2) return undefined
-  return a.slice(0, 20).map((t) => ({ outcome: str(t.outcome) ?? '', status: num(t.status), target: `${str(t.vendor, 80)}/${str(t.model, 128)}` }))
+  return a.slice(0, 20).map((t) => ({
+    outcome: str(t.outcome) ?? '',
+    status: num(t.status),
+    target: `${str(t.vendor, 80)}/${str(t.model, 128)}`,
+  }))
 }
 
 /** `promptHash`: computed ahead (canonicalSha256Async) for a prompt of megabytes */
@@ -57,10 +71,16 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash
   // keys in canonical (sorted) order, so canonicalJson needs no sort per entry
   const entry: AuditEntry = {
     aborted: ctx.aborted || undefined,
-    answerHash: ctx.answer ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length) : undefined,
+    answerHash: ctx.answer
+      ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length)
+      : undefined,
     approval: approvalOf(ctx),
     attempts: attemptsOf(ctx),
-    cache: { savedTokens: ctx.cache?.savedTokens, similarity: ctx.cache?.similarity, status: ctx.cache?.status ?? 'bypass' },
+    cache: {
+      savedTokens: ctx.cache?.savedTokens,
+      similarity: ctx.cache?.similarity,
+      status: ctx.cache?.status ?? 'bypass',
+    },
     compression: compressionOf(ctx),
     costEstimated: ctx.cost?.estimated || undefined,
     costUsd: num(ctx.cost?.usd),
@@ -124,7 +144,15 @@ const KEY_PATTERNS = [
   /\bAIza[0-9A-Za-z_-]{30,}/g,
   /\bBearer\s+[A-Za-z0-9._~+/-]{12,}=*/gi,
 ]
-const SECRET_HEADERS = ['authorization', 'x-api-key', 'x-goog-api-key', 'api-key', 'proxy-authorization', 'x-agentmesh-key', 'x-agentmesh-admin-token']
+const SECRET_HEADERS = [
+  'authorization',
+  'x-api-key',
+  'x-goog-api-key',
+  'api-key',
+  'proxy-authorization',
+  'x-agentmesh-key',
+  'x-agentmesh-admin-token',
+]
 export const REDACTED = '[redacted]'
 
 // configured vendor keys and key env vars, read once per mesh (process.env reads are slow)
@@ -146,7 +174,13 @@ export function secretsOf(ctx: MeshContext): string[] {
       const t = secretValue(v?.apiKey)
       if (t) set.add(t)
     }
-    for (const name of ['ANTHROPIC_API_KEY', 'OPENAI_API_KEY', 'GEMINI_API_KEY', 'GOOGLE_API_KEY', 'AGENTMESH_ADMIN_TOKEN']) {
+    for (const name of [
+      'ANTHROPIC_API_KEY',
+      'OPENAI_API_KEY',
+      'GEMINI_API_KEY',
+      'GOOGLE_API_KEY',
+      'AGENTMESH_ADMIN_TOKEN',
+    ]) {
       const t = secretValue(process.env[name])
       if (t) set.add(t)
     }

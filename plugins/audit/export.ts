@@ -13,10 +13,38 @@ export interface ExportOptions {
 }
 
 export const CSV_COLUMNS = [
-  'seq', 'ts', 'id', 'team', 'user', 'tool', 'keyId', 'protocol', 'operation', 'stream', 'vendor',
-  'requestedModel', 'model', 'cache', 'similarity', 'inputTokens', 'outputTokens', 'cacheReadTokens',
-  'cacheWriteTokens', 'tokensEstimated', 'costUsd', 'savedUsd', 'quota', 'route', 'latencyMs', 'status',
-  'error', 'aborted', 'promptHash', 'answerHash', 'hash', 'session',
+  'seq',
+  'ts',
+  'id',
+  'team',
+  'user',
+  'tool',
+  'keyId',
+  'protocol',
+  'operation',
+  'stream',
+  'vendor',
+  'requestedModel',
+  'model',
+  'cache',
+  'similarity',
+  'inputTokens',
+  'outputTokens',
+  'cacheReadTokens',
+  'cacheWriteTokens',
+  'tokensEstimated',
+  'costUsd',
+  'savedUsd',
+  'quota',
+  'route',
+  'latencyMs',
+  'status',
+  'error',
+  'aborted',
+  'promptHash',
+  'answerHash',
+  'hash',
+  'session',
 ] as const
 
 function csvCell(v: unknown): string {
@@ -27,7 +55,11 @@ function csvCell(v: unknown): string {
   return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s
 }
 
-export async function exportLog(source: LogSource, options: ExportOptions, write: (line: string) => void): Promise<{ exported: number; skipped: number }> {
+export async function exportLog(
+  source: LogSource,
+  options: ExportOptions,
+  write: (line: string) => void,
+): Promise<{ exported: number; skipped: number }> {
   const format = options.format ?? 'jsonl'
   const since = options.since?.getTime()
   const until = options.until?.getTime()
@@ -59,13 +91,38 @@ export async function exportLog(source: LogSource, options: ExportOptions, write
         continue
       }
       const row: Record<(typeof CSV_COLUMNS)[number], unknown> = {
-        seq: p.seq, ts: r.ts, id: r.id, team: r.identity?.team, user: r.identity?.user, tool: r.identity?.tool,
-        keyId: r.identity?.keyId, protocol: r.protocol, operation: r.operation, stream: r.stream, vendor: r.vendor,
-        requestedModel: r.requestedModel, model: r.model, cache: r.cache?.status, similarity: r.cache?.similarity,
-        inputTokens: r.tokens?.input, outputTokens: r.tokens?.output, cacheReadTokens: r.tokens?.cacheRead,
-        cacheWriteTokens: r.tokens?.cacheWrite, tokensEstimated: r.tokens?.estimated, costUsd: r.costUsd,
-        savedUsd: r.savedUsd, quota: r.quota, route: r.route, latencyMs: r.latencyMs, status: r.status, error: r.error,
-        aborted: r.aborted, promptHash: r.promptHash, answerHash: r.answerHash, hash: p.hash, session: r.session,
+        seq: p.seq,
+        ts: r.ts,
+        id: r.id,
+        team: r.identity?.team,
+        user: r.identity?.user,
+        tool: r.identity?.tool,
+        keyId: r.identity?.keyId,
+        protocol: r.protocol,
+        operation: r.operation,
+        stream: r.stream,
+        vendor: r.vendor,
+        requestedModel: r.requestedModel,
+        model: r.model,
+        cache: r.cache?.status,
+        similarity: r.cache?.similarity,
+        inputTokens: r.tokens?.input,
+        outputTokens: r.tokens?.output,
+        cacheReadTokens: r.tokens?.cacheRead,
+        cacheWriteTokens: r.tokens?.cacheWrite,
+        tokensEstimated: r.tokens?.estimated,
+        costUsd: r.costUsd,
+        savedUsd: r.savedUsd,
+        quota: r.quota,
+        route: r.route,
+        latencyMs: r.latencyMs,
+        status: r.status,
+        error: r.error,
+        aborted: r.aborted,
+        promptHash: r.promptHash,
+        answerHash: r.answerHash,
+        hash: p.hash,
+        session: r.session,
       }
       write(CSV_COLUMNS.map((c) => csvCell(row[c])).join(','))
     }

@@ -45,12 +45,26 @@ export interface BadHead {
 const HEX64 = /^[0-9a-f]{64}$/
 
 function headMessage(h: Omit<SignedHead, 'sig'>): Buffer {
-  const body = { v: h.v, seq: h.seq, hash: h.hash, ts: h.ts, keyId: h.keyId, recovered: h.recovered === true ? true : undefined }
+  const body = {
+    v: h.v,
+    seq: h.seq,
+    hash: h.hash,
+    ts: h.ts,
+    keyId: h.keyId,
+    recovered: h.recovered === true ? true : undefined,
+  }
   return Buffer.from(`${SIGNATURE_PREFIX}head:${canonicalJson(body)}`)
 }
 
 export function signHead(signer: Signer, cp: CheckpointRef): SignedHead {
-  const head: Omit<SignedHead, 'sig'> = { v: FORMAT_VERSION, seq: cp.seq, hash: cp.hash, ts: cp.ts, keyId: signer.keyId, ...(cp.recovered ? { recovered: true as const } : {}) }
+  const head: Omit<SignedHead, 'sig'> = {
+    v: FORMAT_VERSION,
+    seq: cp.seq,
+    hash: cp.hash,
+    ts: cp.ts,
+    keyId: signer.keyId,
+    ...(cp.recovered ? { recovered: true as const } : {}),
+  }
   // the signer signs "prefix + hash" strings; a head message has its own prefix, so it is signed directly
   return { ...head, sig: signer.signBytes(headMessage(head)) }
 }
@@ -58,8 +72,11 @@ export function signHead(signer: Signer, cp: CheckpointRef): SignedHead {
 /** Why the head does not verify with these keys, or undefined when it does. */
 export function checkHeadSignature(head: SignedHead, keys: Map<string, PublicKeyInfo>): string | undefined {
   const key = keys.get(head.keyId)
-  if (!key) return `it is signed by key ${head.keyId}, which is not among the public keys given (${[...keys.keys()].join(', ') || 'none'})`
-  return verifySignature(key.key, headMessage(head), head.sig) ? undefined : `its signature does not verify with key ${head.keyId}: it was altered`
+  if (!key)
+    return `it is signed by key ${head.keyId}, which is not among the public keys given (${[...keys.keys()].join(', ') || 'none'})`
+  return verifySignature(key.key, headMessage(head), head.sig)
+    ? undefined
+    : `its signature does not verify with key ${head.keyId}: it was altered`
 }
 
 function asHead(v: unknown): SignedHead | string {
@@ -68,16 +85,28 @@ function asHead(v: unknown): SignedHead | string {
   if (h.v !== 1) return `unknown format version ${JSON.stringify(h.v)}`
   if (!Number.isSafeInteger(h.seq) || (h.seq as number) < 1) return 'seq is not a positive integer'
   if (typeof h.hash !== 'string' || !HEX64.test(h.hash)) return 'hash is not 64 hex digits'
-  if (typeof h.ts !== 'string' || typeof h.keyId !== 'string' || typeof h.sig !== 'string') return 'ts, keyId or sig missing'
+  if (typeof h.ts !== 'string' || typeof h.keyId !== 'string' || typeof h.sig !== 'string')
+    return 'ts, keyId or sig missing'
   if (h.recovered !== undefined && h.recovered !== true) return 'recovered must be true when present'
-  return { v: 1, seq: h.seq as number, hash: h.hash, ts: h.ts, keyId: h.keyId, ...(h.recovered ? { recovered: true as const } : {}), sig: h.sig }
+  return {
+    v: 1,
+    seq: h.seq as number,
+    hash: h.hash,
+    ts: h.ts,
+    keyId: h.keyId,
+    ...(h.recovered ? { recovered: true as const } : {}),
+    sig: h.sig,
+  }
 }
 
 /**
  * Heads from a text (one JSON head, or JSON lines as a witness command that appends them
  * writes) or an already parsed value (unstorage parses JSON it reads).
  */
-export function readHeads(from: string, input: string | object | null | undefined): { found: FoundHead[]; bad: BadHead[] } {
+export function readHeads(
+  from: string,
+  input: string | object | null | undefined,
+): { found: FoundHead[]; bad: BadHead[] } {
   const found: FoundHead[] = []
   const bad: BadHead[] = []
   const take = (v: unknown, where: string) => {
@@ -90,7 +119,10 @@ export function readHeads(from: string, input: string | object | null | undefine
     take(input, from)
     return { found, bad }
   }
-  const lines = input.split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = input
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
   lines.forEach((line, i) => {
     const where = lines.length > 1 ? `${from}:${i + 1}` : from
     try {

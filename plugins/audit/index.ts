@@ -28,14 +28,41 @@ export { canonicalJson, sha256Hex, GENESIS } from './canonical.ts'
 export { seal, sealEntry, parseLine, SIGNATURE_PREFIX } from './chain.ts'
 export { buildEntry, scrub } from './entry.ts'
 export { exportLog, CSV_COLUMNS, type ExportOptions } from './export.ts'
-export { loadSigner, loadPublicKeys, makeSigner, parsePrivateKey, parsePublicKey, publicKeyInfo, verifySignature, type Signer, type PublicKeyInfo } from './signer.ts'
+export {
+  loadSigner,
+  loadPublicKeys,
+  makeSigner,
+  parsePrivateKey,
+  parsePublicKey,
+  publicKeyInfo,
+  verifySignature,
+  type Signer,
+  type PublicKeyInfo,
+} from './signer.ts'
 export { LogMissingError, type AuditStore, type LogLine, type LogSource } from './store.ts'
-export { fsStore, fsLogSource, fsIo, listLogFiles, HEAD_FILE, type FsIo, type FsStoreOptions, type FsyncPolicy } from './store-fs.ts'
+export {
+  fsStore,
+  fsLogSource,
+  fsIo,
+  listLogFiles,
+  HEAD_FILE,
+  type FsIo,
+  type FsStoreOptions,
+  type FsyncPolicy,
+} from './store-fs.ts'
 export { redisStore, redisLogSource, redisKeys, type RedisStoreOptions } from './store-redis.ts'
 export { signHead, checkHeadSignature, readHeads, storageHeadKey, type SignedHead } from './head.ts'
 export { HeadPublisher, type HeadTarget } from './publish.ts'
 export { storageTarget, webhookTarget, commandTarget, type WitnessOptions } from './targets.ts'
-export { verifyLog, formatVerifyResult, strictIssues, type VerifyResult, type VerifyProblem, type ProblemKind, type HeadInput } from './verify.ts'
+export {
+  verifyLog,
+  formatVerifyResult,
+  strictIssues,
+  type VerifyResult,
+  type VerifyProblem,
+  type ProblemKind,
+  type HeadInput,
+} from './verify.ts'
 export { AuditWriter, type WriterOptions, type WriterFailure, type OnFailure } from './writer.ts'
 
 export interface AuditOptions {
@@ -80,34 +107,63 @@ export interface AuditOptions {
 }
 
 function fail(field: string, expected: string, got: unknown): never {
-  throw new Error(`audit: ${field} must be ${expected}, got ${typeof got === 'string' ? JSON.stringify(got) : typeof got === 'function' ? 'a function' : JSON.stringify(got) ?? String(got)}`)
+  throw new Error(
+    `audit: ${field} must be ${expected}, got ${typeof got === 'string' ? JSON.stringify(got) : typeof got === 'function' ? 'a function' : (JSON.stringify(got) ?? String(got))}`,
+  )
 }
 
 function validate(o: AuditOptions): void {
   if (o === null || typeof o !== 'object') fail('options', 'an object', o)
-  const known = new Set(['store', 'dir', 'redis', 'privateKey', 'checkpointEvery', 'checkpointSeconds', 'rotateBytes', 'rotateDaily', 'fsync', 'queueMax', 'includeContent', 'redact', 'onFailure', 'witness'])
-  for (const k of Object.keys(o)) if (!known.has(k)) throw new Error(`audit: unknown option "${k}" (known: ${[...known].join(', ')})`)
+  const known = new Set([
+    'store',
+    'dir',
+    'redis',
+    'privateKey',
+    'checkpointEvery',
+    'checkpointSeconds',
+    'rotateBytes',
+    'rotateDaily',
+    'fsync',
+    'queueMax',
+    'includeContent',
+    'redact',
+    'onFailure',
+    'witness',
+  ])
+  for (const k of Object.keys(o))
+    if (!known.has(k)) throw new Error(`audit: unknown option "${k}" (known: ${[...known].join(', ')})`)
   if (o.store !== undefined && o.store !== 'fs' && o.store !== 'redis') fail('store', '"fs" or "redis"', o.store)
   if (o.dir !== undefined && (typeof o.dir !== 'string' || !o.dir)) fail('dir', 'a non-empty path', o.dir)
   if (o.redis !== undefined) {
     if (!o.redis || typeof o.redis !== 'object') fail('redis', 'an object { url?, prefix? }', o.redis)
-    if (o.redis.url !== undefined && (typeof o.redis.url !== 'string' || !/^rediss?:\/\//.test(o.redis.url))) fail('redis.url', 'a redis:// or rediss:// URL', o.redis.url)
-    if (o.redis.prefix !== undefined && typeof o.redis.prefix !== 'string') fail('redis.prefix', 'a string', o.redis.prefix)
+    if (o.redis.url !== undefined && (typeof o.redis.url !== 'string' || !/^rediss?:\/\//.test(o.redis.url)))
+      fail('redis.url', 'a redis:// or rediss:// URL', o.redis.url)
+    if (o.redis.prefix !== undefined && typeof o.redis.prefix !== 'string')
+      fail('redis.prefix', 'a string', o.redis.prefix)
   }
-  if (o.privateKey !== undefined && (typeof o.privateKey !== 'string' || !o.privateKey.trim())) fail('privateKey', 'a PEM or base64 string', typeof o.privateKey === 'string' ? '' : o.privateKey)
+  if (o.privateKey !== undefined && (typeof o.privateKey !== 'string' || !o.privateKey.trim()))
+    fail('privateKey', 'a PEM or base64 string', typeof o.privateKey === 'string' ? '' : o.privateKey)
   const int = (field: keyof AuditOptions, min: number) => {
     const v = o[field]
-    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= min)) fail(field, min > 0 ? `an integer >= ${min}` : 'a non-negative integer', v)
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= min))
+      fail(field, min > 0 ? `an integer >= ${min}` : 'a non-negative integer', v)
   }
   int('checkpointEvery', 1)
   int('rotateBytes', 0)
   int('queueMax', 1)
-  if (o.checkpointSeconds !== undefined && !(typeof o.checkpointSeconds === 'number' && Number.isFinite(o.checkpointSeconds) && o.checkpointSeconds >= 0)) fail('checkpointSeconds', 'a non-negative number', o.checkpointSeconds)
+  if (
+    o.checkpointSeconds !== undefined &&
+    !(typeof o.checkpointSeconds === 'number' && Number.isFinite(o.checkpointSeconds) && o.checkpointSeconds >= 0)
+  )
+    fail('checkpointSeconds', 'a non-negative number', o.checkpointSeconds)
   if (o.rotateDaily !== undefined && typeof o.rotateDaily !== 'boolean') fail('rotateDaily', 'a boolean', o.rotateDaily)
-  if (o.includeContent !== undefined && typeof o.includeContent !== 'boolean') fail('includeContent', 'a boolean', o.includeContent)
-  if (o.fsync !== undefined && !['always', 'checkpoint', 'never'].includes(o.fsync)) fail('fsync', '"always", "checkpoint" or "never"', o.fsync)
+  if (o.includeContent !== undefined && typeof o.includeContent !== 'boolean')
+    fail('includeContent', 'a boolean', o.includeContent)
+  if (o.fsync !== undefined && !['always', 'checkpoint', 'never'].includes(o.fsync))
+    fail('fsync', '"always", "checkpoint" or "never"', o.fsync)
   if (o.redact !== undefined && typeof o.redact !== 'function') fail('redact', 'a function (entry) => entry', o.redact)
-  if (o.onFailure !== undefined && o.onFailure !== 'refuse' && o.onFailure !== 'serve') fail('onFailure', '"refuse" or "serve"', o.onFailure)
+  if (o.onFailure !== undefined && o.onFailure !== 'refuse' && o.onFailure !== 'serve')
+    fail('onFailure', '"refuse" or "serve"', o.onFailure)
   if (o.witness !== undefined) validateWitness(o.witness)
   // fail at config time, not at the first request; the message never contains the key
   if (o.privateKey !== undefined) parsePrivateKey(o.privateKey)
@@ -115,7 +171,8 @@ function validate(o: AuditOptions): void {
 
 function validateWitness(w: WitnessOptions): void {
   if (!w || typeof w !== 'object' || Array.isArray(w)) fail('witness', 'an object { url?, command? }', w)
-  for (const k of Object.keys(w)) if (k !== 'url' && k !== 'command') throw new Error(`audit: unknown option "witness.${k}" (known: url, command)`)
+  for (const k of Object.keys(w))
+    if (k !== 'url' && k !== 'command') throw new Error(`audit: unknown option "witness.${k}" (known: url, command)`)
   if (w.url === undefined && w.command === undefined) throw new Error('audit: witness needs a url or a command')
   if (w.url !== undefined) {
     let ok = false
@@ -124,7 +181,8 @@ function validateWitness(w: WitnessOptions): void {
     } catch {}
     if (!ok) fail('witness.url', 'an http:// or https:// URL', w.url)
   }
-  if (w.command !== undefined && (typeof w.command !== 'string' || !w.command.trim())) fail('witness.command', 'a non-empty shell command', w.command)
+  if (w.command !== undefined && (typeof w.command !== 'string' || !w.command.trim()))
+    fail('witness.command', 'a non-empty shell command', w.command)
 }
 
 /** witness options for `agentmesh config`: a URL's path and query, and a command, may hold tokens */
@@ -163,14 +221,27 @@ function openStore(options: AuditOptions, mesh: Mesh): { dir: string; signer: Si
   // a bad env key fails the start with a message naming the variable (never the key)
   if (!options.privateKey && envKey) parsePrivateKey(envKey, 'AGENTMESH_AUDIT_PRIVATE_KEY')
   const signer = loadSigner(dir, options.privateKey ?? envKey, mesh.log)
-  const store = options.store === 'redis'
-    ? redisStore(redisTarget(options, mesh))
-    : fsStore({ dir, rotateBytes: options.rotateBytes, rotateDaily: options.rotateDaily, fsync: options.fsync, log: mesh.log })
+  const store =
+    options.store === 'redis'
+      ? redisStore(redisTarget(options, mesh))
+      : fsStore({
+          dir,
+          rotateBytes: options.rotateBytes,
+          rotateDaily: options.rotateDaily,
+          fsync: options.fsync,
+          log: mesh.log,
+        })
   return { dir, signer, store }
 }
 
 /** The writer of this log in this process: created and opened by the first mesh, shared by later ones. */
-async function shareWriter(options: AuditOptions, mesh: Mesh, dir: string, signer: Signer, store: AuditStore): Promise<SharedWriter> {
+async function shareWriter(
+  options: AuditOptions,
+  mesh: Mesh,
+  dir: string,
+  signer: Signer,
+  store: AuditStore,
+): Promise<SharedWriter> {
   let shared = writers.get(store.id)
   if (!shared) {
     const meshes: Mesh[] = []
@@ -209,8 +280,15 @@ function healthOf(writer: AuditWriter, onFailure: OnFailure): HealthCheck {
   const f = writer.failure
   if (!f) return { ok: true }
   const dropped = f.dropped ? `, ${f.dropped} dropped` : ''
-  const policy = onFailure === 'refuse' ? `new requests are refused (${f.refused} so far)` : 'requests are answered unaudited (onFailure serve)'
-  return { ok: false, since: f.since, message: `audit log cannot be written: ${f.reason}; ${f.held} entries held in memory${dropped}; ${policy}` }
+  const policy =
+    onFailure === 'refuse'
+      ? `new requests are refused (${f.refused} so far)`
+      : 'requests are answered unaudited (onFailure serve)'
+  return {
+    ok: false,
+    since: f.since,
+    message: `audit log cannot be written: ${f.reason}; ${f.held} entries held in memory${dropped}; ${policy}`,
+  }
 }
 
 function refuseWhileFailing(writer: AuditWriter | undefined): void {
@@ -220,11 +298,20 @@ function refuseWhileFailing(writer: AuditWriter | undefined): void {
 
 /** a request that was answered (and may have cost something): its entry is never dropped while the log fails */
 function wasAnswered(ctx: MeshContext): boolean {
-  return ctx.answer !== undefined || ctx.upstream !== undefined || !!ctx.aborted || (ctx.status !== undefined && ctx.status < 400)
+  return (
+    ctx.answer !== undefined ||
+    ctx.upstream !== undefined ||
+    !!ctx.aborted ||
+    (ctx.status !== undefined && ctx.status < 400)
+  )
 }
 
 /** The log a plugin with these options reads: for commands and tests. */
-export function auditSource(options: AuditOptions, mesh: Pick<Mesh, 'dataDir' | 'config'>, dirOverride?: string): LogSource {
+export function auditSource(
+  options: AuditOptions,
+  mesh: Pick<Mesh, 'dataDir' | 'config'>,
+  dirOverride?: string,
+): LogSource {
   if (dirOverride) return fsLogSource(dirOverride)
   if (options.store === 'redis') return redisLogSource(redisTarget(options, mesh as Mesh))
   return fsLogSource(auditDir(options, mesh))
@@ -238,13 +325,19 @@ export async function verifyAuditDir(dir: string, pubkeyFiles?: string[]): Promi
 function listOption(v: unknown): string[] | undefined {
   if (v === undefined || v === null || v === true || v === '') return undefined
   const arr = Array.isArray(v) ? v : [v]
-  return arr.flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean)
+  return arr
+    .flatMap((x) => String(x).split(','))
+    .map((s) => s.trim())
+    .filter(Boolean)
 }
 
 function parseDate(v: unknown, flag: string): Date | undefined {
   if (v === undefined || v === null || v === '') return undefined
   const d = new Date(String(v))
-  if (Number.isNaN(d.getTime())) throw new Error(`audit export: ${flag} must be a date (e.g. 2025-01-31 or 2025-01-31T12:00:00Z), got ${JSON.stringify(v)}`)
+  if (Number.isNaN(d.getTime()))
+    throw new Error(
+      `audit export: ${flag} must be a date (e.g. 2025-01-31 or 2025-01-31T12:00:00Z), got ${JSON.stringify(v)}`,
+    )
   return d
 }
 
@@ -270,7 +363,13 @@ export function audit(options: AuditOptions = {}): Plugin {
       const shared = await shareWriter(options, mesh, dir, signer, store)
       active.set(mesh, shared.writer)
       mesh.addRoute('GET', '/agentmesh/audit/public-key', () =>
-        Response.json({ algorithm: 'Ed25519', keyId: signer.keyId, pem: signer.pem, raw: signer.raw, format: 'agentmesh-audit/v1' }),
+        Response.json({
+          algorithm: 'Ed25519',
+          keyId: signer.keyId,
+          pem: signer.pem,
+          raw: signer.raw,
+          format: 'agentmesh-audit/v1',
+        }),
       )
       mesh.addHealthCheck('audit', () => healthOf(shared.writer, onFailure))
       mesh.addRoute('POST', '/agentmesh/admin/audit/verify', verifyRoute(options, mesh, dir))
@@ -287,7 +386,9 @@ export function audit(options: AuditOptions = {}): Plugin {
     },
     hooks: {
       // 'serve' answers while the log cannot be written: no check on the request path at all
-      ...(onFailure === 'refuse' ? { beforeRequest: (ctx: MeshContext) => refuseWhileFailing(active.get(ctx.mesh)) } : {}),
+      ...(onFailure === 'refuse'
+        ? { beforeRequest: (ctx: MeshContext) => refuseWhileFailing(active.get(ctx.mesh)) }
+        : {}),
       afterResponse: (ctx: MeshContext) => recordEntry(ctx, active.get(ctx.mesh), options),
     },
     commands: auditCommands(options),
@@ -313,7 +414,9 @@ function verifyRoute(options: AuditOptions, mesh: Mesh, dir: string): (request: 
     }
     const denied = checkAdmin(request, token)
     if (denied) return denied
-    running ??= verifyNow(options, mesh, dir).finally(() => { running = undefined })
+    running ??= verifyNow(options, mesh, dir).finally(() => {
+      running = undefined
+    })
     return (await running).clone()
   }
 }
@@ -356,7 +459,10 @@ function recordEntry(ctx: MeshContext, w: AuditWriter | undefined, options: Audi
   }
   // a prompt of megabytes is hashed a slice per turn of the event loop, not in one ~100 ms go
   const size = ctx.request?.rawBody?.length ?? 0
-  if (size >= LARGE_PROMPT_CHARS) return canonicalSha256Async(ctx.prompt ?? null, size).then((hash) => appendEntry(ctx, w, options, buildEntry(ctx, options.includeContent ?? false, hash)))
+  if (size >= LARGE_PROMPT_CHARS)
+    return canonicalSha256Async(ctx.prompt ?? null, size).then((hash) =>
+      appendEntry(ctx, w, options, buildEntry(ctx, options.includeContent ?? false, hash)),
+    )
   return appendEntry(ctx, w, options, buildEntry(ctx, options.includeContent ?? false))
 }
 
@@ -372,7 +478,9 @@ function appendEntry(ctx: MeshContext, w: AuditWriter, options: AuditOptions, bu
       if (entry !== built) entry = { ...entry }
     } catch (err) {
       // keep the record, lose the content: an audit gap is worse than a missing prompt
-      ctx.mesh.log.error(`audit: redact hook threw, writing the entry without content: ${(err as Error).message}`, { id: ctx.id })
+      ctx.mesh.log.error(`audit: redact hook threw, writing the entry without content: ${(err as Error).message}`, {
+        id: ctx.id,
+      })
       delete entry.prompt
       delete entry.answer
     }
@@ -393,12 +501,28 @@ function auditCommands(options: AuditOptions): PluginCommand[] {
   return [
     {
       name: 'audit <action>',
-      description: 'audit verify: check every hash, link and checkpoint signature of the audit log; audit export: print entries as JSONL or CSV',
+      description:
+        'audit verify: check every hash, link and checkpoint signature of the audit log; audit export: print entries as JSONL or CSV',
       options: [
-        { flags: '--dir <dir>', description: 'audit directory (default: <data-dir>/audit, or the redis log when store is redis)' },
-        { flags: '--pubkey <file>', description: 'verify: public key file (PEM or base64), comma-separated for several (default: public-key*.pem in the audit directory)' },
-        { flags: '--strict', description: 'verify: also fail on entries no writer signed (an unsigned tail, entries sealed as recovered after a crash), an incomplete last line, or no signed head to compare with' },
-        { flags: '--head <file>', description: 'verify: a signed head kept elsewhere (what a witness received: one JSON head or JSON lines), comma-separated for several' },
+        {
+          flags: '--dir <dir>',
+          description: 'audit directory (default: <data-dir>/audit, or the redis log when store is redis)',
+        },
+        {
+          flags: '--pubkey <file>',
+          description:
+            'verify: public key file (PEM or base64), comma-separated for several (default: public-key*.pem in the audit directory)',
+        },
+        {
+          flags: '--strict',
+          description:
+            'verify: also fail on entries no writer signed (an unsigned tail, entries sealed as recovered after a crash), an incomplete last line, or no signed head to compare with',
+        },
+        {
+          flags: '--head <file>',
+          description:
+            'verify: a signed head kept elsewhere (what a witness received: one JSON head or JSON lines), comma-separated for several',
+        },
         { flags: '--deep', description: 'verify: also parse every entry and check it is canonical JSON (slower)' },
         { flags: '--since <date>', description: 'export: entries at or after this date/time' },
         { flags: '--until <date>', description: 'export: entries before this date/time' },
@@ -409,21 +533,30 @@ function auditCommands(options: AuditOptions): PluginCommand[] {
         const action = args[0]
         if (action === 'verify') return runVerify(options, mesh, o, print)
         if (action === 'export') return runExport(options, mesh, o, print)
-        process.stderr.write(`audit: unknown action ${JSON.stringify(action ?? '')}; use audit verify or audit export\n`)
+        process.stderr.write(
+          `audit: unknown action ${JSON.stringify(action ?? '')}; use audit verify or audit export\n`,
+        )
         return 2
       },
     },
   ]
 }
 
-
 /** Signed heads kept away from the log: the mesh storage's copy and the files given with --head. */
-async function headsElsewhere(mesh: Mesh, source: LogSource, files: string[] | undefined, print: Print): Promise<HeadInput[]> {
+async function headsElsewhere(
+  mesh: Mesh,
+  source: LogSource,
+  files: string[] | undefined,
+  print: Print,
+): Promise<HeadInput[]> {
   const heads: HeadInput[] = []
   if (source.logId && mesh.storage) {
     const key = storageHeadKey(source.logId)
     try {
-      heads.push({ from: `storage key ${key}`, value: (await withTimeout(mesh.storage.getItem(key), 5000, 'storage')) as object | null })
+      heads.push({
+        from: `storage key ${key}`,
+        value: (await withTimeout(mesh.storage.getItem(key), 5000, 'storage')) as object | null,
+      })
     } catch (err) {
       // storage down must not hide a broken log: verify what can be verified, and say what was not read
       print(`note: could not read the signed head from storage key ${key}: ${(err as Error).message}`)
@@ -463,7 +596,9 @@ async function runVerify(options: AuditOptions, mesh: Mesh, o: Record<string, an
 async function verifyWithoutKeys(source: LogSource, heads: HeadInput[], dir: string, print: Print): Promise<number> {
   const newest = heads.flatMap((h) => readHeads(h.from, h.value).found).sort((a, b) => b.head.seq - a.head.seq)[0]
   if (newest && source.exists && !(await source.exists())) {
-    print(`FAIL truncated at ${dir}: the log is gone (directory not found), but the signed head in ${newest.from} (seq ${newest.head.seq}, ${newest.head.ts}) shows ${newest.head.seq} records were written: the log was deleted (its signature was not checked: the public keys went with the directory; pass --pubkey)`)
+    print(
+      `FAIL truncated at ${dir}: the log is gone (directory not found), but the signed head in ${newest.from} (seq ${newest.head.seq}, ${newest.head.ts}) shows ${newest.head.seq} records were written: the log was deleted (its signature was not checked: the public keys went with the directory; pass --pubkey)`,
+    )
     return 1
   }
   print(`ERROR no public key: none in ${dir}; pass --pubkey FILE (GET /agentmesh/audit/public-key serves it)`)
@@ -481,10 +616,16 @@ async function runExport(options: AuditOptions, mesh: Mesh, o: Record<string, an
     const dir = o.dir ? resolve(String(o.dir)) : undefined
     const { skipped } = await exportLog(
       auditSource(options, mesh, dir),
-      { since: parseDate(o.since, '--since'), until: parseDate(o.until, '--until'), team: o.team === undefined ? undefined : String(o.team), format },
+      {
+        since: parseDate(o.since, '--since'),
+        until: parseDate(o.until, '--until'),
+        team: o.team === undefined ? undefined : String(o.team),
+        format,
+      },
       print,
     )
-    if (skipped) process.stderr.write(`audit export: skipped ${skipped} lines that are not valid records (run audit verify)\n`)
+    if (skipped)
+      process.stderr.write(`audit export: skipped ${skipped} lines that are not valid records (run audit verify)\n`)
   } catch (err) {
     process.stderr.write(`audit export: ${(err as Error).message}\n`)
     return 2

@@ -105,7 +105,10 @@ export class HeadPublisher {
   async settle(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      const running = this.states.filter((s) => !s.failingSince).map((s) => s.running).filter(Boolean)
+      const running = this.states
+        .filter((s) => !s.failingSince)
+        .map((s) => s.running)
+        .filter(Boolean)
       if (!running.length) return
       const left = deadline - Date.now()
       if (left <= 0) return
@@ -144,12 +147,18 @@ export class HeadPublisher {
       await this.durable(head.seq)
       await withTimeout(s.target.write(head), s.target.timeoutMs ?? 5000, s.target.name)
       s.writtenSeq = head.seq
-      if (s.failingSince) this.log?.warn(`audit: the signed head reaches ${s.target.name} again (after ${Math.round((Date.now() - s.failingSince) / 1000)} s)`)
+      if (s.failingSince)
+        this.log?.warn(
+          `audit: the signed head reaches ${s.target.name} again (after ${Math.round((Date.now() - s.failingSince) / 1000)} s)`,
+        )
       s.failingSince = undefined
       s.attempt = 0
     } catch (err) {
       // once per outage: a witness that is down would otherwise log every second
-      if (!s.failingSince) this.log?.error(`audit: cannot write the signed head to ${s.target.name}: ${(err as Error).message}; retrying (logged once until it works)`)
+      if (!s.failingSince)
+        this.log?.error(
+          `audit: cannot write the signed head to ${s.target.name}: ${(err as Error).message}; retrying (logged once until it works)`,
+        )
       s.failingSince ??= Date.now()
       s.attempt++
     }

@@ -36,7 +36,8 @@ export async function scanUnsignedTail(newestFirst: AsyncIterable<Buffer>): Prom
     newestSeq ||= p.seq
     if (p.computed !== p.hash) problem ??= `seq ${p.seq}: content does not match its hash`
     if (expectSeq !== undefined && p.seq !== expectSeq) problem ??= `seq ${p.seq} where seq ${expectSeq} belongs`
-    else if (laterPrev !== undefined && laterPrev !== p.hash) problem ??= `seq ${p.seq + 1} does not link to seq ${p.seq}`
+    else if (laterPrev !== undefined && laterPrev !== p.hash)
+      problem ??= `seq ${p.seq + 1} does not link to seq ${p.seq}`
     if (p.kind === 'checkpoint') return { newestSeq, checkpoint: { seq: p.seq, hash: p.hash }, entries, problem }
     entries++
     laterPrev = p.prev
@@ -57,7 +58,9 @@ export function headNotReached(head: SignedHead, tail: UnsignedTail): string | u
       : `the log ends at seq ${tail.newestSeq}, but its signed head of ${head.ts} is at seq ${head.seq}`
   }
   if (head.seq === tail.checkpoint.seq) {
-    return head.hash === tail.checkpoint.hash ? undefined : `the checkpoint at seq ${head.seq} is not the one its signed head of ${head.ts} names`
+    return head.hash === tail.checkpoint.hash
+      ? undefined
+      : `the checkpoint at seq ${head.seq} is not the one its signed head of ${head.ts} names`
   }
   if (head.seq > tail.checkpoint.seq) return `seq ${head.seq} is not the checkpoint its signed head of ${head.ts} names`
   return undefined

@@ -1,6 +1,14 @@
 // Ed25519 keys for checkpoint signatures, with node:crypto (about 25,000 signatures/s here;
 // tweetnacl is about 100 times slower).
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign as cryptoSign,
+  verify as cryptoVerify,
+  type KeyObject,
+} from 'node:crypto'
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SIGNATURE_PREFIX } from './chain.ts'
@@ -51,9 +59,12 @@ export function parsePrivateKey(text: string, field = 'privateKey'): KeyObject {
     }
   } catch (err) {
     // never echo the key itself
-    throw new Error(`audit: ${field} must be an Ed25519 private key (PKCS8 PEM or base64 of the 32-byte seed): ${(err as Error).message}`)
+    throw new Error(
+      `audit: ${field} must be an Ed25519 private key (PKCS8 PEM or base64 of the 32-byte seed): ${(err as Error).message}`,
+    )
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`audit: ${field} must be an Ed25519 key, got ${key.asymmetricKeyType}`)
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new Error(`audit: ${field} must be an Ed25519 key, got ${key.asymmetricKeyType}`)
   return key
 }
 
@@ -145,7 +156,9 @@ export function loadSigner(dir: string, given?: string, log?: { warn: (m: string
       try {
         const old = publicKeyInfo(parsePublicKey(existing))
         renameSync(pubFile, join(dir, `public-key-${old.keyId}.pem`))
-        log?.warn(`audit: signing key changed from ${old.keyId} to ${signer.keyId}; the old public key is kept as public-key-${old.keyId}.pem`)
+        log?.warn(
+          `audit: signing key changed from ${old.keyId} to ${signer.keyId}; the old public key is kept as public-key-${old.keyId}.pem`,
+        )
       } catch {}
     }
     // every file of the audit dir is 0600, the public key too (it is published at /agentmesh/audit/public-key)
@@ -156,15 +169,19 @@ export function loadSigner(dir: string, given?: string, log?: { warn: (m: string
 
 /** Public keys to verify with: the given files, or every public-key*.pem in the audit dir. */
 export function loadPublicKeys(files: string[] | undefined, dir: string): PublicKeyInfo[] {
-  const paths = files && files.length
-    ? files
-    : (() => {
-        try {
-          return readdirSync(dir).filter((f) => /^public-key(-[0-9a-f]+)?\.pem$/.test(f)).sort().map((f) => join(dir, f))
-        } catch {
-          return []
-        }
-      })()
+  const paths =
+    files && files.length
+      ? files
+      : (() => {
+          try {
+            return readdirSync(dir)
+              .filter((f) => /^public-key(-[0-9a-f]+)?\.pem$/.test(f))
+              .sort()
+              .map((f) => join(dir, f))
+          } catch {
+            return []
+          }
+        })()
   return paths.map((p) => {
     try {
       return publicKeyInfo(parsePublicKey(readFileSync(p, 'utf8')))

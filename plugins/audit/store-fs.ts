@@ -1,7 +1,17 @@
 // Append-only JSONL files: audit-<index>-<yyyymmdd>.jsonl, rotated by size or UTC day. The chain
 // continues across files; the index orders them. One writer per directory (writer.lock). The
 // signed head is kept beside them in head.json. Every file is 0600, the directory 0700.
-import { chmodSync, closeSync, fsyncSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, unlinkSync } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  unlinkSync,
+} from 'node:fs'
 import { open, readdir, readFile, rename, stat, truncate, type FileHandle } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -119,7 +129,12 @@ function acquireLock(dir: string): void {
     const pid = Number(pidText)
     if (host === hostname() && Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) {
       // a configuration error, not a sick disk: the writer fails the start with it (see writer.ts)
-      throw Object.assign(new Error(`audit: ${dir} is being written by process ${pid}; give each proxy instance its own data dir, or use the redis store to share one log`), { code: 'ELOCKED' })
+      throw Object.assign(
+        new Error(
+          `audit: ${dir} is being written by process ${pid}; give each proxy instance its own data dir, or use the redis store to share one log`,
+        ),
+        { code: 'ELOCKED' },
+      )
     }
     try {
       unlinkSync(file)
@@ -207,7 +222,10 @@ type Current = { index: number; day: string; size: number }
  * The chain head from the last file, and that file; repairs a torn last line (a complete record
  * that lost only its newline gets it back; anything else is cut off).
  */
-async function loadHead(dir: string, warn?: (msg: string, data?: Record<string, unknown>) => void): Promise<{ head: ChainHead; current?: Current }> {
+async function loadHead(
+  dir: string,
+  warn?: (msg: string, data?: Record<string, unknown>) => void,
+): Promise<{ head: ChainHead; current?: Current }> {
   const files = listLogFiles(dir)
   let current: Current | undefined
   for (let i = files.length - 1; i >= 0; i--) {
@@ -229,7 +247,10 @@ async function loadHead(dir: string, warn?: (msg: string, data?: Record<string, 
         }
         await truncate(f.path, t.size - t.torn.length)
         current.size = t.size - t.torn.length
-        warn?.(`audit: dropped an incomplete last line (${t.torn.length} bytes) left by an interrupted write in ${f.name}`, { file: f.path, bytes: t.torn.length })
+        warn?.(
+          `audit: dropped an incomplete last line (${t.torn.length} bytes) left by an interrupted write in ${f.name}`,
+          { file: f.path, bytes: t.torn.length },
+        )
       }
     }
     if (t.lastRecordLine) return { head: headFromLine(t.lastRecordLine), current }
@@ -259,7 +280,11 @@ class GroupSync {
   private failing = false
   /** waiting for a sync that has not started yet */
   private waiting: Waiter[] = []
-  constructor(private datasync: (fh: FileHandle) => Promise<void>, private current: () => FileHandle | undefined, private warn?: (msg: string) => void) {}
+  constructor(
+    private datasync: (fh: FileHandle) => Promise<void>,
+    private current: () => FileHandle | undefined,
+    private warn?: (msg: string) => void,
+  ) {}
 
   request(h: FileHandle): void {
     if (this.inFlight) this.again = true
@@ -326,7 +351,11 @@ class FsStore implements AuditStore {
     this.id = `fs:${this.dir}`
     this.logId = fsLogId(this.dir)
     this.fsync = options.fsync ?? 'always'
-    this.group = new GroupSync((h) => this.io('datasync')(h), () => this.fh, options.log?.warn)
+    this.group = new GroupSync(
+      (h) => this.io('datasync')(h),
+      () => this.fh,
+      options.log?.warn,
+    )
   }
 
   /** looked up at each call, so a test can swap fsIo members while a store is open */
@@ -344,14 +373,22 @@ class FsStore implements AuditStore {
     return head
   }
 
-  async append(lines: string[], _expected: ChainHead, _next: ChainHead, info: { checkpoint: boolean }): Promise<AppendResult> {
+  async append(
+    lines: string[],
+    _expected: ChainHead,
+    _next: ChainHead,
+    info: { checkpoint: boolean },
+  ): Promise<AppendResult> {
     const data = lines.join('\n') + '\n'
     const bytes = Buffer.byteLength(data)
     const today = utcDay((this.options.now ?? (() => new Date()))())
     const rotateBytes = this.options.rotateBytes ?? 64 * 1024 * 1024
     const cur = this.current
     if (!cur) await this.openFile(1, today)
-    else if (((this.options.rotateDaily ?? true) && cur.day !== today) || (rotateBytes > 0 && cur.size > 0 && cur.size + bytes > rotateBytes)) {
+    else if (
+      ((this.options.rotateDaily ?? true) && cur.day !== today) ||
+      (rotateBytes > 0 && cur.size > 0 && cur.size + bytes > rotateBytes)
+    ) {
       await this.closeFile()
       await this.openFile(cur.index + 1, today)
     } else if (!this.fh) await this.openFile(cur.index, cur.day)
@@ -451,7 +488,10 @@ export function fsLogSource(dir: string): LogSource {
     describe: where,
     logId: fsLogId(where),
     async exists() {
-      return stat(where).then((s) => s.isDirectory(), () => false)
+      return stat(where).then(
+        (s) => s.isDirectory(),
+        () => false,
+      )
     },
     async readHead() {
       const from = join(where, HEAD_FILE)
@@ -482,7 +522,13 @@ export function fsLogSource(dir: string): LogSource {
         while (start < buf.length) {
           const nl = buf.indexOf(10, start)
           const end = nl < 0 ? buf.length : nl
-          lines.push({ data: buf.subarray(start, end), file: f.name, line: lines.length + 1, final: false, terminated: nl >= 0 })
+          lines.push({
+            data: buf.subarray(start, end),
+            file: f.name,
+            line: lines.length + 1,
+            final: false,
+            terminated: nl >= 0,
+          })
           start = end + 1
         }
         if (lastFile && lines.length) lines[lines.length - 1]!.final = true

@@ -53,7 +53,12 @@ return redis.call('ZCARD', KEYS[1]) - 1
 const ALIVE_MS = 5000
 
 export function redisKeys(prefix = 'agentmesh:') {
-  return { log: `${prefix}audit:log`, head: `${prefix}audit:head`, signedHead: `${prefix}audit:signed-head`, writers: `${prefix}audit:writers` }
+  return {
+    log: `${prefix}audit:log`,
+    head: `${prefix}audit:head`,
+    signedHead: `${prefix}audit:signed-head`,
+    writers: `${prefix}audit:writers`,
+  }
 }
 
 /** The log's name for its signed head in mesh storage: server and prefix, never the password. */

@@ -36,7 +36,12 @@ export function webhookTarget(url: string): HeadTarget {
     name,
     minIntervalMs: WITNESS_INTERVAL_MS,
     async write(head: SignedHead) {
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(head), signal: AbortSignal.timeout(5000) })
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(head),
+        signal: AbortSignal.timeout(5000),
+      })
       await res.body?.cancel()
       if (!res.ok) throw new Error(`HTTP ${res.status}`)
     },
@@ -54,7 +59,11 @@ export function commandTarget(command: string): HeadTarget {
 
 function runWithStdin(command: string, input: string, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' })
+    const child = spawn('/bin/sh', ['-c', command], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    })
     let stderr = ''
     child.stderr!.on('data', (d: Buffer) => {
       if (stderr.length < 500) stderr += d.toString()
@@ -65,7 +74,12 @@ function runWithStdin(command: string, input: string, timeoutMs: number): Promis
     child.once('error', reject)
     child.once('close', (code, signal) => {
       if (code === 0) resolve()
-      else reject(new Error(`${signal ? `killed by ${signal}` : `exit code ${code}`}${stderr.trim() ? `: ${stderr.trim().split('\n')[0]!.slice(0, 200)}` : ''}`))
+      else
+        reject(
+          new Error(
+            `${signal ? `killed by ${signal}` : `exit code ${code}`}${stderr.trim() ? `: ${stderr.trim().split('\n')[0]!.slice(0, 200)}` : ''}`,
+          ),
+        )
     })
   })
 }

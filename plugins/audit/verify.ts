@@ -7,7 +7,15 @@ import { checkHeadSignature, readHeads, type BadHead, type FoundHead } from './h
 import { verifySignature, type PublicKeyInfo } from './signer.ts'
 import { LogMissingError, type LogLine, type LogSource } from './store.ts'
 
-export type ProblemKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'bad-signature' | 'truncated' | 'diverged' | 'bad-head'
+export type ProblemKind =
+  | 'edited'
+  | 'deleted'
+  | 'inserted'
+  | 'reordered'
+  | 'bad-signature'
+  | 'truncated'
+  | 'diverged'
+  | 'bad-head'
 
 export interface VerifyProblem {
   kind: ProblemKind
@@ -117,10 +125,26 @@ class Walk {
   private heads: FoundHead[]
   private nextHead = 0
 
-  constructor(private cur: Cursor, source: string, private options: VerifyOptions, heads: FoundHead[]) {
+  constructor(
+    private cur: Cursor,
+    source: string,
+    private options: VerifyOptions,
+    heads: FoundHead[],
+  ) {
     this.keys = new Map(options.publicKeys.map((k) => [k.keyId, k]))
     this.heads = heads.slice().sort((a, b) => a.head.seq - b.head.seq)
-    this.result = { ok: true, source, entries: 0, checkpoints: 0, unsignedTail: 0, recovered: 0, recoveredRanges: [], heads: 0, outages: [], tornTail: false }
+    this.result = {
+      ok: true,
+      source,
+      entries: 0,
+      checkpoints: 0,
+      unsignedTail: 0,
+      recovered: 0,
+      recoveredRanges: [],
+      heads: 0,
+      outages: [],
+      tornTail: false,
+    }
   }
 
   fail(kind: ProblemKind, at: { file: string; line: number }, seq: number | undefined, message: string): never {
@@ -162,37 +186,87 @@ class Walk {
   /** a line whose bytes are not a record or do not match its hash */
   private async badLine(L: LogLine, p: ParsedLine | undefined): Promise<never> {
     if (await this.nextContinues()) {
-      this.fail('inserted', L, undefined, `this line is not part of the chain (${p ? 'its hash does not match its content' : 'not a valid audit record'}); the chain continues after it from seq ${this.lastSeq}`)
+      this.fail(
+        'inserted',
+        L,
+        undefined,
+        `this line is not part of the chain (${p ? 'its hash does not match its content' : 'not a valid audit record'}); the chain continues after it from seq ${this.lastSeq}`,
+      )
     }
-    this.fail('edited', L, p?.seq, p ? `content does not match its hash (stored ${p.hash.slice(0, 12)}…, computed ${p.computed.slice(0, 12)}…)` : 'not a valid audit record (malformed JSON or hash trailer)')
+    this.fail(
+      'edited',
+      L,
+      p?.seq,
+      p
+        ? `content does not match its hash (stored ${p.hash.slice(0, 12)}…, computed ${p.computed.slice(0, 12)}…)`
+        : 'not a valid audit record (malformed JSON or hash trailer)',
+    )
   }
 
   /** a valid record in the wrong place: classify why */
   private async badLink(L: LogLine, r: ParsedLine): Promise<never> {
     const { lastSeq, lastHash, lastPrev, lastLine } = this
     if (r.seq === lastSeq + 1) {
-      if (await this.nextContinues()) this.fail('inserted', L, r.seq, `a second record with seq ${r.seq} that does not link to the chain; the chain continues after it`)
+      if (await this.nextContinues())
+        this.fail(
+          'inserted',
+          L,
+          r.seq,
+          `a second record with seq ${r.seq} that does not link to the chain; the chain continues after it`,
+        )
       if (lastSeq === 0 || this.lastIsCheckpoint || !lastLine) {
-        this.fail('edited', L, r.seq, `record links to ${r.prev.slice(0, 12)}…, not to the previous record's hash ${lastHash.slice(0, 12)}…: it was altered and re-hashed`)
+        this.fail(
+          'edited',
+          L,
+          r.seq,
+          `record links to ${r.prev.slice(0, 12)}…, not to the previous record's hash ${lastHash.slice(0, 12)}…: it was altered and re-hashed`,
+        )
       }
-      this.fail('edited', lastLine, lastSeq, `record seq ${lastSeq} was altered and re-hashed: the next record (seq ${r.seq}, ${L.file}:${L.line}) links to a different hash (or was itself forged)`)
+      this.fail(
+        'edited',
+        lastLine,
+        lastSeq,
+        `record seq ${lastSeq} was altered and re-hashed: the next record (seq ${r.seq}, ${L.file}:${L.line}) links to a different hash (or was itself forged)`,
+      )
     }
     if (r.seq > lastSeq + 1) {
       const found = await this.cur.findSeq(lastSeq + 1)
-      if (found) this.fail('reordered', L, r.seq, `record seq ${r.seq} appears where seq ${lastSeq + 1} belongs (seq ${lastSeq + 1} is at ${found.file}:${found.line})`)
+      if (found)
+        this.fail(
+          'reordered',
+          L,
+          r.seq,
+          `record seq ${r.seq} appears where seq ${lastSeq + 1} belongs (seq ${lastSeq + 1} is at ${found.file}:${found.line})`,
+        )
       const n = r.seq - lastSeq - 1
-      this.fail('deleted', L, lastSeq + 1, `${n === 1 ? `record seq ${lastSeq + 1} is` : `records seq ${lastSeq + 1}..${r.seq - 1} (${n}) are`} missing before this line`)
+      this.fail(
+        'deleted',
+        L,
+        lastSeq + 1,
+        `${n === 1 ? `record seq ${lastSeq + 1} is` : `records seq ${lastSeq + 1}..${r.seq - 1} (${n}) are`} missing before this line`,
+      )
     }
     if (r.seq === lastSeq && r.prev === lastPrev && lastLine) {
       // two records claim the same place in the chain: the one the next record links to is real
       const n = await this.cur.peek(1)
       const np = n && parseLine(n.data)
       if (np && np.computed === np.hash && np.seq === r.seq + 1 && np.prev === r.hash) {
-        this.fail('inserted', lastLine, lastSeq, `record seq ${lastSeq} was inserted: another record with seq ${lastSeq} follows it (${L.file}:${L.line}), and the chain continues from that one`)
+        this.fail(
+          'inserted',
+          lastLine,
+          lastSeq,
+          `record seq ${lastSeq} was inserted: another record with seq ${lastSeq} follows it (${L.file}:${L.line}), and the chain continues from that one`,
+        )
       }
       this.fail('inserted', L, r.seq, `a second record with seq ${r.seq} that the chain does not continue from`)
     }
-    if (await this.nextContinues()) this.fail('inserted', L, r.seq, `record seq ${r.seq} appears again after seq ${lastSeq} (a duplicated or replayed record); the chain continues after it`)
+    if (await this.nextContinues())
+      this.fail(
+        'inserted',
+        L,
+        r.seq,
+        `record seq ${r.seq} appears again after seq ${lastSeq} (a duplicated or replayed record); the chain continues after it`,
+      )
     this.fail('reordered', L, r.seq, `record seq ${r.seq} appears after seq ${lastSeq}`)
   }
 
@@ -208,15 +282,36 @@ class Walk {
     if (!r.sig) this.fail('bad-signature', L, r.seq, 'checkpoint has no signature')
     const key = this.keys.get(c.keyId)
     if (!key) {
-      this.fail('bad-signature', L, r.seq, `checkpoint is signed by key ${c.keyId}, which is not among the public keys given (${[...this.keys.keys()].join(', ') || 'none'})`)
+      this.fail(
+        'bad-signature',
+        L,
+        r.seq,
+        `checkpoint is signed by key ${c.keyId}, which is not among the public keys given (${[...this.keys.keys()].join(', ') || 'none'})`,
+      )
     }
     if (!verifySignature(key.key, r.hash, r.sig)) {
-      this.fail('bad-signature', L, r.seq, `signature does not verify with key ${c.keyId}: the checkpoint, or the records it covers since the previous checkpoint (seq ${this.prevCheckpointSeq + 1}..${r.seq - 1}), were altered`)
+      this.fail(
+        'bad-signature',
+        L,
+        r.seq,
+        `signature does not verify with key ${c.keyId}: the checkpoint, or the records it covers since the previous checkpoint (seq ${this.prevCheckpointSeq + 1}..${r.seq - 1}), were altered`,
+      )
     }
-    if (c.count !== r.seq - 1) this.fail('edited', L, r.seq, `checkpoint count ${c.count} does not match its position (${r.seq - 1} records before it)`)
+    if (c.count !== r.seq - 1)
+      this.fail(
+        'edited',
+        L,
+        r.seq,
+        `checkpoint count ${c.count} does not match its position (${r.seq - 1} records before it)`,
+      )
     if (c.lostHead) {
       const h = c.lostHead
-      this.fail('truncated', L, r.seq, `when a writer opened this log, it no longer reached its signed head (seq ${h.seq}, ${h.ts}): records were cut off or replaced while no writer ran (the log went on from seq ${r.seq - 1}; this checkpoint records the loss)`)
+      this.fail(
+        'truncated',
+        L,
+        r.seq,
+        `when a writer opened this log, it no longer reached its signed head (seq ${h.seq}, ${h.ts}): records were cut off or replaced while no writer ran (the log went on from seq ${r.seq - 1}; this checkpoint records the loss)`,
+      )
     }
     const res = this.result
     if (c.recovered === true && res.unsignedTail > 0) {
@@ -242,7 +337,8 @@ class Walk {
         const body = r.body()
         ok = serialise(JSON.parse(body)) === body
       } catch {}
-      if (!ok) this.fail('edited', L, r.seq, 'entry is not canonical JSON (hash matches: written so by whoever computed it)')
+      if (!ok)
+        this.fail('edited', L, r.seq, 'entry is not canonical JSON (hash matches: written so by whoever computed it)')
     }
     this.result.entries++
     this.result.unsignedTail++
@@ -255,7 +351,12 @@ class Walk {
       const h = this.heads[this.nextHead]!
       this.checkHead(h)
       if (h.head.hash !== r.hash || r.kind !== 'checkpoint') {
-        this.fail('diverged', L, r.seq, `this record is not the checkpoint ${where(h)} names: the log was cut and rewritten from before seq ${r.seq}, or replaced`)
+        this.fail(
+          'diverged',
+          L,
+          r.seq,
+          `this record is not the checkpoint ${where(h)} names: the log was cut and rewritten from before seq ${r.seq}, or replaced`,
+        )
       }
       this.result.heads++
     }
@@ -272,14 +373,27 @@ class Walk {
     for (const h of past) this.checkHead(h)
     const newest = past.at(-1)
     if (newest) {
-      const at = this.lastLine ? { file: this.lastLine.file, line: this.lastLine.line + 1 } : { file: this.result.source, line: 0 }
+      const at = this.lastLine
+        ? { file: this.lastLine.file, line: this.lastLine.line + 1 }
+        : { file: this.result.source, line: 0 }
       const n = newest.head.seq - this.lastSeq
-      this.fail('truncated', at, this.lastSeq + 1, this.lastSeq === 0
-        ? `the log is empty, but ${where(newest)} shows ${newest.head.seq} records were written: the log was emptied or its files deleted`
-        : `the log ends at seq ${this.lastSeq}, but ${where(newest)} is past it: ${n === 1 ? `record seq ${newest.head.seq} was` : `records seq ${this.lastSeq + 1}..${newest.head.seq} (${n}) were`} cut off the end`)
+      this.fail(
+        'truncated',
+        at,
+        this.lastSeq + 1,
+        this.lastSeq === 0
+          ? `the log is empty, but ${where(newest)} shows ${newest.head.seq} records were written: the log was emptied or its files deleted`
+          : `the log ends at seq ${this.lastSeq}, but ${where(newest)} is past it: ${n === 1 ? `record seq ${newest.head.seq} was` : `records seq ${this.lastSeq + 1}..${newest.head.seq} (${n}) were`} cut off the end`,
+      )
     }
     const b = bad[0]
-    if (b) this.fail('bad-head', { file: b.from, line: 0 }, undefined, `not a signed head (${b.error}): it was altered or corrupted`)
+    if (b)
+      this.fail(
+        'bad-head',
+        { file: b.from, line: 0 },
+        undefined,
+        `not a signed head (${b.error}): it was altered or corrupted`,
+      )
   }
 
   /** the log's directory is gone: a failure when a signed head says there was a log */
@@ -287,12 +401,20 @@ class Walk {
     const newest = this.heads.at(-1)
     if (!newest) throw err
     this.checkHead(newest)
-    this.fail('truncated', { file: err.where, line: 0 }, 1, `the log is gone (directory not found), but ${where(newest)} shows ${newest.head.seq} records were written: the log was deleted`)
+    this.fail(
+      'truncated',
+      { file: err.where, line: 0 },
+      1,
+      `the log is gone (directory not found), but ${where(newest)} shows ${newest.head.seq} records were written: the log was deleted`,
+    )
   }
 }
 
 /** The signed heads to compare with: the one beside the log and any given. */
-async function gatherHeads(source: LogSource, given: HeadInput[] = []): Promise<{ found: FoundHead[]; bad: BadHead[] }> {
+async function gatherHeads(
+  source: LogSource,
+  given: HeadInput[] = [],
+): Promise<{ found: FoundHead[]; bad: BadHead[] }> {
   const own = await source.readHead?.()
   const inputs: HeadInput[] = own ? [{ from: own.from, value: own.text }, ...given] : given
   const found: FoundHead[] = []
@@ -354,13 +476,21 @@ export function formatVerifyResult(r: VerifyResult): string[] {
   }
   const out = [`OK entries=${r.entries} checkpoints=${r.checkpoints}`]
   if (r.unsignedTail > 0) {
-    out.push(`unsigned tail: ${r.unsignedTail} entries (after ${r.lastCheckpoint ? `the last checkpoint, seq ${r.lastCheckpoint.seq}` : 'the start: no checkpoint yet'}; chained but not signed yet)`)
+    out.push(
+      `unsigned tail: ${r.unsignedTail} entries (after ${r.lastCheckpoint ? `the last checkpoint, seq ${r.lastCheckpoint.seq}` : 'the start: no checkpoint yet'}; chained but not signed yet)`,
+    )
   }
   if (r.recovered > 0) {
-    out.push(`recovered: ${r.recovered} entries (seq ${ranges(r.recoveredRanges)}) were left unsigned by a writer that stopped and sealed at restart: chained, but not signed by the writer that wrote them`)
+    out.push(
+      `recovered: ${r.recovered} entries (seq ${ranges(r.recoveredRanges)}) were left unsigned by a writer that stopped and sealed at restart: chained, but not signed by the writer that wrote them`,
+    )
   }
   if (r.tornTail) out.push('incomplete last line: an interrupted write (crash or SIGKILL), not part of the chain')
-  if (r.heads === 0 && r.checkpoints > 0) out.push('no signed head found to compare with: records cut off the end would go unnoticed')
-  for (const o of r.outages) out.push(`outage: the log could not be written from ${o.since} to ${o.until} (${o.refused} requests refused, ${o.dropped} entries dropped)`)
+  if (r.heads === 0 && r.checkpoints > 0)
+    out.push('no signed head found to compare with: records cut off the end would go unnoticed')
+  for (const o of r.outages)
+    out.push(
+      `outage: the log could not be written from ${o.since} to ${o.until} (${o.refused} requests refused, ${o.dropped} entries dropped)`,
+    )
   return out
 }

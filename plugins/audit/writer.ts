@@ -40,7 +40,10 @@ export interface WriterOptions {
   retryMaxMs?: number
   /** least time between two writes of the signed head beside the log and in storage, ms (default 250; witnesses: 1 s) */
   headIntervalMs?: number
-  log?: { warn: (msg: string, data?: Record<string, unknown>) => void; error: (msg: string, data?: Record<string, unknown>) => void }
+  log?: {
+    warn: (msg: string, data?: Record<string, unknown>) => void
+    error: (msg: string, data?: Record<string, unknown>) => void
+  }
 }
 
 /** What a checkpoint records besides its place in the chain. */
@@ -145,13 +148,27 @@ export class AuditWriter {
   private readonly batchMax: number
   private readonly checkpointMs: number
 
-  constructor(readonly store: AuditStore, private signer: Signer, private options: WriterOptions = {}) {
+  constructor(
+    readonly store: AuditStore,
+    private signer: Signer,
+    private options: WriterOptions = {},
+  ) {
     this.every = options.checkpointEvery ?? 1000
     this.queueMax = options.queueMax ?? 10_000
     this.batchMax = options.batchMax ?? 1000
     this.checkpointMs = (options.checkpointSeconds ?? 1) * 1000
-    const own: HeadTarget = { name: store.name === 'fs' ? 'head.json beside the log' : 'the signed-head key beside the log', write: (h) => store.writeHead(h), read: () => store.readHead() }
-    this.heads = new HeadPublisher([own, ...(options.headTargets ?? [])], signer, () => store.sync(), options.log, options.headIntervalMs)
+    const own: HeadTarget = {
+      name: store.name === 'fs' ? 'head.json beside the log' : 'the signed-head key beside the log',
+      write: (h) => store.writeHead(h),
+      read: () => store.readHead(),
+    }
+    this.heads = new HeadPublisher(
+      [own, ...(options.headTargets ?? [])],
+      signer,
+      () => store.sync(),
+      options.log,
+      options.headIntervalMs,
+    )
   }
 
   /**
@@ -182,7 +199,9 @@ export class AuditWriter {
 
   /** Set while the store cannot be written. */
   get failure(): WriterFailure | undefined {
-    return this.failing && { ...this.failing, held: this.queue.filter((i) => i.kind === 'request').length + this.inFlight }
+    return (
+      this.failing && { ...this.failing, held: this.queue.filter((i) => i.kind === 'request').length + this.inFlight }
+    )
   }
 
   /**
@@ -191,7 +210,9 @@ export class AuditWriter {
    */
   append(entry: AuditEntry, keep = true): void | Promise<void> {
     if (!this.opened) {
-      this.options.log?.error('audit: entry dropped: the audit writer is not open (appended after shutdown?)', { id: entry.id })
+      this.options.log?.error('audit: entry dropped: the audit writer is not open (appended after shutdown?)', {
+        id: entry.id,
+      })
       return
     }
     if (this.queue.length < this.queueMax) {
@@ -265,13 +286,21 @@ export class AuditWriter {
     const notReached = signed && headNotReached(signed, tail)
     if (notReached) {
       note.lostHead = signed
-      this.options.log?.error(`audit: ${notReached}: records were cut off or replaced while no writer ran; the next checkpoint records the lost head, and audit verify reports it`)
+      this.options.log?.error(
+        `audit: ${notReached}: records were cut off or replaced while no writer ran; the next checkpoint records the lost head, and audit verify reports it`,
+      )
     }
     if (orphaned) {
       note.recovered = true
       const where = `after ${tail.checkpoint.seq ? `the last checkpoint (seq ${tail.checkpoint.seq})` : 'the start'}`
-      if (tail.problem) this.options.log?.error(`audit: the ${tail.entries} unsigned entries ${where} do not verify as a chain (${tail.problem}); sealed as recovered, and audit verify names the break`)
-      else this.options.log?.warn(`audit: ${tail.entries} entries ${where} were left unsigned by a writer that stopped; sealed now, marked recovered`)
+      if (tail.problem)
+        this.options.log?.error(
+          `audit: the ${tail.entries} unsigned entries ${where} do not verify as a chain (${tail.problem}); sealed as recovered, and audit verify names the break`,
+        )
+      else
+        this.options.log?.warn(
+          `audit: ${tail.entries} entries ${where} were left unsigned by a writer that stopped; sealed now, marked recovered`,
+        )
     }
     this.connected = true
     const marked = note.lostHead || note.recovered
@@ -339,7 +368,17 @@ export class AuditWriter {
   }
 
   private seal(items: Item[], from: ChainHead, unsignedFrom: number): Job {
-    const job: Job = { items, from, lines: [], hashes: [], checkpointLines: [], head: from, unsigned: unsignedFrom, entries: 0, done: 0 }
+    const job: Job = {
+      items,
+      from,
+      lines: [],
+      hashes: [],
+      checkpointLines: [],
+      head: from,
+      unsigned: unsignedFrom,
+      entries: 0,
+      done: 0,
+    }
     let { seq, hash } = from
     let kind = from.kind
     let unsigned = unsignedFrom
@@ -349,7 +388,19 @@ export class AuditWriter {
       const ts = new Date().toISOString()
       const extra = outage ? { ...note, outage } : note
       outage = undefined
-      const s = seal({ v: FORMAT_VERSION, kind: 'checkpoint', ts, count: seq - 1, keyId: this.signer.keyId, ...extra, seq, prev: hash }, this.signer.sign)
+      const s = seal(
+        {
+          v: FORMAT_VERSION,
+          kind: 'checkpoint',
+          ts,
+          count: seq - 1,
+          keyId: this.signer.keyId,
+          ...extra,
+          seq,
+          prev: hash,
+        },
+        this.signer.sign,
+      )
       job.checkpointLines.push(job.lines.length)
       job.lines.push(s.line)
       job.hashes.push(s.hash)
@@ -381,7 +432,11 @@ export class AuditWriter {
   /** The chain head after the first n lines of a job. */
   private headAfter(job: Job, n: number): ChainHead {
     if (n === 0) return job.from
-    return { seq: job.from.seq + n, hash: job.hashes[n - 1]!, kind: job.checkpointLines.includes(n - 1) ? 'checkpoint' : 'request' }
+    return {
+      seq: job.from.seq + n,
+      hash: job.hashes[n - 1]!,
+      kind: job.checkpointLines.includes(n - 1) ? 'checkpoint' : 'request',
+    }
   }
 
   /** Write one batch: finish a partial write, re-seal when another instance moved the head, retry a failing store. */
@@ -401,7 +456,9 @@ export class AuditWriter {
           }
           if (job.done === job.lines.length) return this.commit(job)
           const lines = job.done ? job.lines.slice(job.done) : job.lines
-          const res = await this.store.append(lines, this.headAfter(job, job.done), job.head, { checkpoint: job.checkpointLines.some((i) => i >= job.done) })
+          const res = await this.store.append(lines, this.headAfter(job, job.done), job.head, {
+            checkpoint: job.checkpointLines.some((i) => i >= job.done),
+          })
           if (res.ok) return this.commit(job)
           this.place(job, res.head)
         } catch (err) {
@@ -437,7 +494,9 @@ export class AuditWriter {
     this.heads.restart()
     const first = items[0]
     if (!lost || lost.seq <= head.seq || (first?.kind === 'checkpoint' && first.note?.lostHead)) return items
-    this.options.log?.error(`audit: the log went back from seq ${lost.seq} to seq ${head.seq} (emptied or cut, e.g. a redis restarted without persistence); the next checkpoint records the lost head, and audit verify reports it`)
+    this.options.log?.error(
+      `audit: the log went back from seq ${lost.seq} to seq ${head.seq} (emptied or cut, e.g. a redis restarted without persistence); the next checkpoint records the lost head, and audit verify reports it`,
+    )
     return [{ kind: 'checkpoint', note: { lostHead: lost } }, ...items]
   }
 
@@ -482,8 +541,13 @@ export class AuditWriter {
       return
     }
     this.failing = { since: Date.now(), reason, refused: 0, dropped: 0 }
-    const policy = (this.options.onFailure ?? 'refuse') === 'refuse' ? 'new requests are refused until it can' : 'requests are served meanwhile (onFailure serve)'
-    this.options.log?.error(`audit: cannot write the audit log: ${describeError(err)}; entries are held in memory and retried; ${policy} (logged once until it recovers)`)
+    const policy =
+      (this.options.onFailure ?? 'refuse') === 'refuse'
+        ? 'new requests are refused until it can'
+        : 'requests are served meanwhile (onFailure serve)'
+    this.options.log?.error(
+      `audit: cannot write the audit log: ${describeError(err)}; entries are held in memory and retried; ${policy} (logged once until it recovers)`,
+    )
     // appends waiting for room would wait the whole outage: let them in (or drop them) now
     for (const w of this.waiters.splice(0)) w()
   }
@@ -493,10 +557,21 @@ export class AuditWriter {
     if (!f) return
     this.failing = undefined
     const secs = ((Date.now() - f.since) / 1000).toFixed(1)
-    const counts = [f.refused && `${f.refused} requests were refused`, f.dropped && `${f.dropped} entries were dropped`].filter(Boolean).join(', ')
-    this.options.log?.warn(`audit: the audit log is writable again after ${secs} s; writing the ${this.queue.filter((i) => i.kind === 'request').length + this.inFlight} entries held meanwhile${counts ? `; ${counts}` : ''}`)
+    const counts = [f.refused && `${f.refused} requests were refused`, f.dropped && `${f.dropped} entries were dropped`]
+      .filter(Boolean)
+      .join(', ')
+    this.options.log?.warn(
+      `audit: the audit log is writable again after ${secs} s; writing the ${this.queue.filter((i) => i.kind === 'request').length + this.inFlight} entries held meanwhile${counts ? `; ${counts}` : ''}`,
+    )
     // the outage goes into the chain itself, on a checkpoint of its own if need be
-    this.pendingNote = { outage: { since: new Date(f.since).toISOString(), until: new Date().toISOString(), refused: f.refused, dropped: f.dropped } }
+    this.pendingNote = {
+      outage: {
+        since: new Date(f.since).toISOString(),
+        until: new Date().toISOString(),
+        refused: f.refused,
+        dropped: f.dropped,
+      },
+    }
     this.push({ kind: 'checkpoint', note: {} })
   }
 }

@@ -10,7 +10,12 @@ import { runOf, type RunRef } from './run-id.ts'
 import { MICRO, type Refusal, type RunState, type RunStore, type TripRecord } from './state.ts'
 
 /** what the breaker publishes as ctx.state.breaker (the audit records id, calls, tripped) */
-export interface BreakerMeta { id: string; team: string; calls: number; tripped?: TripRecord['type'] }
+export interface BreakerMeta {
+  id: string
+  team: string
+  calls: number
+  tripped?: TripRecord['type']
+}
 
 declare module '../../core/types.ts' {
   interface MeshState {
@@ -20,7 +25,14 @@ declare module '../../core/types.ts' {
     /** a run passed its warning percentage of a limit */
     run_warn: { id: string; run: string; team: string; limit: string; used: number; max: number; pct: number }
     /** a run was stopped: a loop was detected or a budget ran out */
-    run_tripped: { id: string; run: string; team: string; type: 'agent_loop_detected' | 'run_budget_exceeded'; limit: string; message: string }
+    run_tripped: {
+      id: string
+      run: string
+      team: string
+      type: 'agent_loop_detected' | 'run_budget_exceeded'
+      limit: string
+      message: string
+    }
   }
 }
 
@@ -33,7 +45,15 @@ export interface BreakerRuntime {
 }
 
 const usd = (micro: number) => (micro / MICRO).toFixed(6)
-const LIMIT_WORDS: Record<string, string> = { calls: 'calls', tokens: 'tokens', usd: 'USD', wallSeconds: 'wall time (seconds)', toolCallRepeats: 'same tool call repeated', answerRepeats: 'same answer repeated', bodyRepeats: 'same request body repeated' }
+const LIMIT_WORDS: Record<string, string> = {
+  calls: 'calls',
+  tokens: 'tokens',
+  usd: 'USD',
+  wallSeconds: 'wall time (seconds)',
+  toolCallRepeats: 'same tool call repeated',
+  answerRepeats: 'same answer repeated',
+  bodyRepeats: 'same request body repeated',
+}
 
 function howToReset(run: string, team: string): string {
   return `Reset it with \`agentmesh runs reset ${run}${team ? ` --team ${team}` : ''}\` or POST /agentmesh/admin/runs/${encodeURIComponent(run)}/reset?team=${encodeURIComponent(team)} (admin token), or start a new run (another X-AgentMesh-Run-Id).`
@@ -43,10 +63,18 @@ function budgetMessage(ref: RunRef, team: string, limit: keyof typeof LIMIT_WORD
   return `run budget exceeded: run ${ref.id} (team ${team}) has used ${used} of its ${max} ${LIMIT_WORDS[limit]} (limit: ${limit}). No further calls of this run go to a vendor. ${howToReset(ref.id, team)}`
 }
 
-function loopMessage(ref: RunRef, team: string, sign: LoopSign | { limit: 'bodyRepeats'; count: number; what: string }, max: number): string {
-  const what = sign.limit === 'toolCallRepeats' ? `repeated the tool call ${sign.what.slice(0, 160)} ${sign.count} times in its transcript`
-    : sign.limit === 'answerRepeats' ? `got the same answer ${sign.count} times in a row ("${sign.what.slice(0, 80)}")`
-    : `sent the same request body ${sign.count} times within ${sign.what}`
+function loopMessage(
+  ref: RunRef,
+  team: string,
+  sign: LoopSign | { limit: 'bodyRepeats'; count: number; what: string },
+  max: number,
+): string {
+  const what =
+    sign.limit === 'toolCallRepeats'
+      ? `repeated the tool call ${sign.what.slice(0, 160)} ${sign.count} times in its transcript`
+      : sign.limit === 'answerRepeats'
+        ? `got the same answer ${sign.count} times in a row ("${sign.what.slice(0, 80)}")`
+        : `sent the same request body ${sign.count} times within ${sign.what}`
   return `agent loop detected: run ${ref.id} (team ${team}) ${what} (limit: ${sign.limit} = ${max}). No further calls of this run go to a vendor. ${howToReset(ref.id, team)}`
 }
 
@@ -60,10 +88,26 @@ interface Guard {
 }
 
 function limitsFor(g: Guard, ctx: MeshContext): Effective {
-  return g.fixed ?? effectiveLimits(g.rt.opts, { team: ctx.identity.team, user: ctx.identity.user, tool: ctx.identity.tool, model: ctx.route.model || ctx.prompt.model })
+  return (
+    g.fixed ??
+    effectiveLimits(g.rt.opts, {
+      team: ctx.identity.team,
+      user: ctx.identity.user,
+      tool: ctx.identity.tool,
+      model: ctx.route.model || ctx.prompt.model,
+    })
+  )
 }
 
-async function trip(g: Guard, ctx: MeshContext, meta: BreakerMeta, type: TripRecord['type'], limit: string, message: string, turns: number) {
+async function trip(
+  g: Guard,
+  ctx: MeshContext,
+  meta: BreakerMeta,
+  type: TripRecord['type'],
+  limit: string,
+  message: string,
+  turns: number,
+) {
   meta.tripped = type
   if (!isDryRun(ctx)) {
     await g.rt.store.trip({ team: meta.team, run: meta.id, type, limit, message, at: new Date().toISOString(), turns })
@@ -75,20 +119,46 @@ async function trip(g: Guard, ctx: MeshContext, meta: BreakerMeta, type: TripRec
 }
 
 /** a refused call: the stored reason of a tripped run, or the budget that ran out now */
-async function refused(g: Guard, ctx: MeshContext, ref: RunRef, meta: BreakerMeta, why: Refusal, state: RunState, lim: Effective, turns: number) {
+async function refused(
+  g: Guard,
+  ctx: MeshContext,
+  ref: RunRef,
+  meta: BreakerMeta,
+  why: Refusal,
+  state: RunState,
+  lim: Effective,
+  turns: number,
+) {
   if (why === 'tripped') {
     const rec = await g.rt.store.tripRecord(meta.team, ref.id)
     meta.tripped = rec?.type ?? 'run_budget_exceeded'
-    const message = rec?.message ?? `run ${ref.id} (team ${meta.team}) was stopped by the breaker. ${howToReset(ref.id, meta.team)}`
-    refuseOrRecord(ctx, 'breaker', { kind: 'error', status: 429, type: meta.tripped, message, headers: { 'x-should-retry': 'false' } })
+    const message =
+      rec?.message ?? `run ${ref.id} (team ${meta.team}) was stopped by the breaker. ${howToReset(ref.id, meta.team)}`
+    refuseOrRecord(ctx, 'breaker', {
+      kind: 'error',
+      status: 429,
+      type: meta.tripped,
+      message,
+      headers: { 'x-should-retry': 'false' },
+    })
     return
   }
-  const [used, max] = why === 'calls' ? [String(state.calls), String(lim.calls)] : why === 'tokens' ? [String(state.tokens), String(lim.tokens)] : [`$${usd(state.usdMicro)}`, `$${lim.usd}`]
+  const [used, max] =
+    why === 'calls'
+      ? [String(state.calls), String(lim.calls)]
+      : why === 'tokens'
+        ? [String(state.tokens), String(lim.tokens)]
+        : [`$${usd(state.usdMicro)}`, `$${lim.usd}`]
   await trip(g, ctx, meta, 'run_budget_exceeded', why, budgetMessage(ref, meta.team, why, used, max), turns)
 }
 
 function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, lim: Effective, now: number) {
-  const levels: Array<[string, number, number]> = [['calls', state.calls, lim.calls], ['tokens', state.tokens, lim.tokens], ['usd', state.usdMicro / MICRO, lim.usd], ['wallSeconds', state.start ? (now - state.start) / 1000 : 0, lim.wallSeconds]]
+  const levels: Array<[string, number, number]> = [
+    ['calls', state.calls, lim.calls],
+    ['tokens', state.tokens, lim.tokens],
+    ['usd', state.usdMicro / MICRO, lim.usd],
+    ['wallSeconds', state.start ? (now - state.start) / 1000 : 0, lim.wallSeconds],
+  ]
   let top: [string, number, number, number] | undefined
   for (const [limit, used, max] of levels) {
     if (max === Infinity) continue
@@ -101,14 +171,35 @@ function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, li
   const key = `${meta.team}\u0000${meta.id}\u0000${limit}`
   if (isDryRun(ctx) || g.warned.has(key)) return
   g.warned.set(key, true)
-  ctx.mesh.emit('run_warn', { id: ctx.id, run: meta.id, team: meta.team, limit, used: Math.round(used * 1e6) / 1e6, max, pct: Math.round(pct * 10) / 10 })
+  ctx.mesh.emit('run_warn', {
+    id: ctx.id,
+    run: meta.id,
+    team: meta.team,
+    limit,
+    used: Math.round(used * 1e6) / 1e6,
+    max,
+    pct: Math.round(pct * 10) / 10,
+  })
 }
 
 /** a dry run: the call it would be, read without taking it */
-async function peekAdmit(g: Guard, team: string, run: string, lim: Effective): Promise<{ state: RunState; refused?: Refusal }> {
+async function peekAdmit(
+  g: Guard,
+  team: string,
+  run: string,
+  lim: Effective,
+): Promise<{ state: RunState; refused?: Refusal }> {
   const state = await g.rt.store.peek(team, run)
   state.calls += 1
-  const refused: Refusal | undefined = state.tripped ? 'tripped' : state.calls > lim.calls ? 'calls' : state.tokens >= lim.tokens ? 'tokens' : state.usdMicro >= lim.usd * MICRO ? 'usd' : undefined
+  const refused: Refusal | undefined = state.tripped
+    ? 'tripped'
+    : state.calls > lim.calls
+      ? 'calls'
+      : state.tokens >= lim.tokens
+        ? 'tokens'
+        : state.usdMicro >= lim.usd * MICRO
+          ? 'usd'
+          : undefined
   if (refused) state.calls -= 1
   return { state, refused }
 }
@@ -117,25 +208,74 @@ async function peekAdmit(g: Guard, team: string, run: string, lim: Effective): P
  * After a call was taken: the run's wall time, a loop in the transcript, the same body again;
  * the first that fires trips the run, else the run is warned of a limit it nears.
  */
-async function checkRun(g: Guard, ctx: MeshContext, ref: RunRef, meta: BreakerMeta, state: RunState, lim: Effective, turns: Turn[], dry: boolean): Promise<void> {
+async function checkRun(
+  g: Guard,
+  ctx: MeshContext,
+  ref: RunRef,
+  meta: BreakerMeta,
+  state: RunState,
+  lim: Effective,
+  turns: Turn[],
+  dry: boolean,
+): Promise<void> {
   const team = meta.team
   const now = Date.now()
   if (state.start && now - state.start > lim.wallSeconds * 1000) {
     const used = Math.round((now - state.start) / 1000)
-    return trip(g, ctx, meta, 'run_budget_exceeded', 'wallSeconds', budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`), turns.length)
+    return trip(
+      g,
+      ctx,
+      meta,
+      'run_budget_exceeded',
+      'wallSeconds',
+      budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`),
+      turns.length,
+    )
   }
   const sign = findLoop(turns, state.base, lim.toolCallRepeats, lim.answerRepeats)
-  if (sign) return trip(g, ctx, meta, 'agent_loop_detected', sign.limit, loopMessage(ref, team, sign, lim[sign.limit]), turns.length)
+  if (sign)
+    return trip(
+      g,
+      ctx,
+      meta,
+      'agent_loop_detected',
+      sign.limit,
+      loopMessage(ref, team, sign, lim[sign.limit]),
+      turns.length,
+    )
   if (lim.bodyRepeats !== Infinity) {
-    const seen = await g.rt.store.bodySeen(team, ref.id, bodyFingerprint(ctx.request.rawBody), lim.bodyWindowSeconds, !dry)
-    if (seen >= lim.bodyRepeats) return trip(g, ctx, meta, 'agent_loop_detected', 'bodyRepeats', loopMessage(ref, team, { limit: 'bodyRepeats', count: seen, what: `${lim.bodyWindowSeconds} s` }, lim.bodyRepeats), turns.length)
+    const seen = await g.rt.store.bodySeen(
+      team,
+      ref.id,
+      bodyFingerprint(ctx.request.rawBody),
+      lim.bodyWindowSeconds,
+      !dry,
+    )
+    if (seen >= lim.bodyRepeats)
+      return trip(
+        g,
+        ctx,
+        meta,
+        'agent_loop_detected',
+        'bodyRepeats',
+        loopMessage(
+          ref,
+          team,
+          { limit: 'bodyRepeats', count: seen, what: `${lim.bodyWindowSeconds} s` },
+          lim.bodyRepeats,
+        ),
+        turns.length,
+      )
   }
   warn(g, ctx, meta, state, lim, now)
 }
 
 /** the beforeRequest hook over one runtime (the steps above are module functions) */
 export function createGuard(rt: BreakerRuntime) {
-  const fixed = !rt.opts.rules?.length && !rt.opts.teams ? effectiveLimits(rt.opts, { team: '', user: '', tool: '', model: '' }) : undefined
+  const fixed =
+    !rt.opts.rules?.length && !rt.opts.teams
+      ? effectiveLimits(rt.opts, { team: '', user: '', tool: '', model: '' })
+      : undefined
   const g: Guard = { rt, warned: new LRUCache<string, true>({ max: 10_000 }), ...(fixed ? { fixed } : {}) }
   return async function beforeRequest(ctx: MeshContext): Promise<void> {
     if (ctx.operation !== 'chat') return
@@ -147,7 +287,9 @@ export function createGuard(rt: BreakerRuntime) {
     const team = ctx.identity.team
     const lim = limitsFor(g, ctx)
     const dry = isDryRun(ctx)
-    const { state, refused: why } = dry ? await peekAdmit(g, team, ref.id, lim) : await rt.store.admit(team, ref.id, lim)
+    const { state, refused: why } = dry
+      ? await peekAdmit(g, team, ref.id, lim)
+      : await rt.store.admit(team, ref.id, lim)
     const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
     ctx.state.breaker = meta
     ctx.headers['X-AgentMesh-Run-Id'] = ref.id
@@ -157,7 +299,10 @@ export function createGuard(rt: BreakerRuntime) {
     if (why) return refused(g, ctx, ref, meta, why, state, lim, turns.length)
     if (!dry) {
       rt.admitted.set(ctx, meta)
-      if (state.calls === 1) void rt.store.noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() }).catch(() => {})
+      if (state.calls === 1)
+        void rt.store
+          .noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() })
+          .catch(() => {})
     }
     // awaited, not returned: a returned promise costs an async function two more microtask turns
     await checkRun(g, ctx, ref, meta, state, lim, turns, dry)

@@ -20,11 +20,20 @@ const DAY = 24 * 3600
 
 export function breaker(options: BreakerOptions = {}): Plugin {
   validateBreakerOptions(options)
-  const wall = [options.limits?.wallSeconds, ...Object.values(options.teams ?? {}).map((t) => t.limits?.wallSeconds), ...(options.rules ?? []).map((r) => r.limits?.wallSeconds), DEFAULT_LIMITS.wallSeconds]
+  const wall = [
+    options.limits?.wallSeconds,
+    ...Object.values(options.teams ?? {}).map((t) => t.limits?.wallSeconds),
+    ...(options.rules ?? []).map((r) => r.limits?.wallSeconds),
+    DEFAULT_LIMITS.wallSeconds,
+  ]
   // state outlives the longest wall-time limit, so that limit can be seen
   const ttlSeconds = Math.max(options.ttlSeconds ?? DAY, ...wall.map((w) => (typeof w === 'number' ? w + 3600 : 0)))
   // store is set in setup, before any hook or command runs
-  const rt = { opts: options, warnAt: options.warnAt ?? 80, admitted: new WeakMap<MeshContext, BreakerMeta>() } as BreakerRuntime
+  const rt = {
+    opts: options,
+    warnAt: options.warnAt ?? 80,
+    admitted: new WeakMap<MeshContext, BreakerMeta>(),
+  } as BreakerRuntime
   const beforeRequest = createGuard(rt)
 
   async function afterResponse(ctx: MeshContext) {
@@ -34,7 +43,11 @@ export function breaker(options: BreakerOptions = {}): Plugin {
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
     // what the vendor billed, as quota settles it: an estimate alone was never spent
     const billed = !hit && (!ctx.usage.estimated || !!ctx.aborted)
-    const tokens = billed ? Math.round(ctx.usage.inputTokens + ctx.usage.outputTokens + ctx.usage.cacheReadTokens + ctx.usage.cacheWriteTokens) : 0
+    const tokens = billed
+      ? Math.round(
+          ctx.usage.inputTokens + ctx.usage.outputTokens + ctx.usage.cacheReadTokens + ctx.usage.cacheWriteTokens,
+        )
+      : 0
     const micro = billed ? Math.round((ctx.cost.usd || 0) * MICRO) : 0
     // refused after the breaker took the call (quota, approval, a loop found now): not an iteration
     const giveBack = !hit && ctx.answer === undefined && ctx.upstream === undefined && !ctx.aborted

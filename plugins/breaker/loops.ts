@@ -7,7 +7,10 @@ import { canonicalJson } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 /** One assistant turn: its tool calls as `name(args)` keys, and its text when it called none. */
-export interface Turn { calls: string[]; text: string }
+export interface Turn {
+  calls: string[]
+  text: string
+}
 
 // arguments longer than this are compared by hash, so a key stays small
 const ARGS_INLINE = 256
@@ -25,15 +28,22 @@ function argsKey(args: unknown): string {
   return text.length > ARGS_INLINE ? `#${createHash('sha256').update(text).digest('hex').slice(0, 16)}` : text
 }
 
-const callKey = (name: unknown, args: unknown) => `${typeof name === 'string' ? name.slice(0, 128) : '?'}(${argsKey(args)})`
+const callKey = (name: unknown, args: unknown) =>
+  `${typeof name === 'string' ? name.slice(0, 128) : '?'}(${argsKey(args)})`
 const textOf = (content: unknown): string =>
-  typeof content === 'string' ? content : Array.isArray(content) ? content.map((b: any) => (typeof b?.text === 'string' ? b.text : '')).join('') : ''
+  typeof content === 'string'
+    ? content
+    : Array.isArray(content)
+      ? content.map((b: any) => (typeof b?.text === 'string' ? b.text : '')).join('')
+      : ''
 
 function openaiTurns(body: any): Turn[] {
   const out: Turn[] = []
   for (const m of Array.isArray(body?.messages) ? body.messages : []) {
     if (m?.role !== 'assistant') continue
-    const calls = Array.isArray(m.tool_calls) ? m.tool_calls.map((c: any) => callKey(c?.function?.name, c?.function?.arguments)) : []
+    const calls = Array.isArray(m.tool_calls)
+      ? m.tool_calls.map((c: any) => callKey(c?.function?.name, c?.function?.arguments))
+      : []
     out.push({ calls, text: textOf(m.content) })
   }
   return out
@@ -44,7 +54,9 @@ function anthropicTurns(body: any): Turn[] {
   for (const m of Array.isArray(body?.messages) ? body.messages : []) {
     if (m?.role !== 'assistant') continue
     const blocks = Array.isArray(m.content) ? m.content : []
-    const calls = blocks.filter((b: any) => b?.type === 'tool_use' || b?.type === 'server_tool_use').map((b: any) => callKey(b.name, b.input))
+    const calls = blocks
+      .filter((b: any) => b?.type === 'tool_use' || b?.type === 'server_tool_use')
+      .map((b: any) => callKey(b.name, b.input))
     out.push({ calls, text: textOf(m.content) })
   }
   return out
@@ -55,7 +67,9 @@ function geminiTurns(body: any): Turn[] {
   for (const c of Array.isArray(body?.contents) ? body.contents : []) {
     if (c?.role !== 'model') continue
     const parts = Array.isArray(c.parts) ? c.parts : []
-    const calls = parts.filter((p: any) => p?.functionCall).map((p: any) => callKey(p.functionCall.name, p.functionCall.args))
+    const calls = parts
+      .filter((p: any) => p?.functionCall)
+      .map((p: any) => callKey(p.functionCall.name, p.functionCall.args))
     out.push({ calls, text: parts.map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('') })
   }
   return out
@@ -68,7 +82,9 @@ function responsesTurns(body: any): Turn[] {
   for (const item of Array.isArray(body?.input) ? body.input : []) {
     const type = item?.type
     if (type === 'function_call' || type === 'custom_tool_call' || type === 'local_shell_call') {
-      ;(turn ??= { calls: [], text: '' }).calls.push(callKey(item.name ?? type, item.arguments ?? item.input ?? item.action))
+      ;(turn ??= { calls: [], text: '' }).calls.push(
+        callKey(item.name ?? type, item.arguments ?? item.input ?? item.action),
+      )
     } else if (item?.role === 'assistant') {
       ;(turn ??= { calls: [], text: '' }).text += textOf(item.content)
     } else if (turn) {
@@ -83,10 +99,14 @@ function responsesTurns(body: any): Turn[] {
 export function assistantTurns(ctx: MeshContext): Turn[] {
   const body = ctx.request.body
   switch (ctx.protocol) {
-    case 'openai': return openaiTurns(body)
-    case 'anthropic': return anthropicTurns(body)
-    case 'gemini': return geminiTurns(body)
-    case 'responses': return responsesTurns(body)
+    case 'openai':
+      return openaiTurns(body)
+    case 'anthropic':
+      return anthropicTurns(body)
+    case 'gemini':
+      return geminiTurns(body)
+    case 'responses':
+      return responsesTurns(body)
   }
 }
 
@@ -101,7 +121,12 @@ export interface LoopSign {
  * The first loop sign in turns[from..] (turns before `from` were forgiven by a reset), or
  * undefined. Tool calls: the most repeated call; answers: the run of identical texts at the end.
  */
-export function findLoop(turns: Turn[], from: number, toolCallRepeats: number, answerRepeats: number): LoopSign | undefined {
+export function findLoop(
+  turns: Turn[],
+  from: number,
+  toolCallRepeats: number,
+  answerRepeats: number,
+): LoopSign | undefined {
   if (turns.length - from < 2) return undefined
   if (toolCallRepeats !== Infinity) {
     const seen = new Map<string, number>()

@@ -57,7 +57,12 @@ export interface Effective {
 }
 
 export const DEFAULT_LIMITS: Required<RunLimits> = { calls: 200, tokens: null, usd: 20, wallSeconds: 7200 }
-export const DEFAULT_LOOPS: Required<LoopLimits> = { toolCallRepeats: 5, answerRepeats: 4, bodyRepeats: 20, bodyWindowSeconds: 60 }
+export const DEFAULT_LOOPS: Required<LoopLimits> = {
+  toolCallRepeats: 5,
+  answerRepeats: 4,
+  bodyRepeats: 20,
+  bodyWindowSeconds: 60,
+}
 
 const LIMIT_KEYS = ['calls', 'tokens', 'usd', 'wallSeconds'] as const
 const LOOP_KEYS = ['toolCallRepeats', 'answerRepeats', 'bodyRepeats', 'bodyWindowSeconds'] as const
@@ -69,7 +74,8 @@ function fail(field: string, expected: string, got: unknown): never {
 
 function checkObject(v: unknown, field: string, keys: readonly string[]): asserts v is Record<string, unknown> {
   if (!v || typeof v !== 'object' || Array.isArray(v)) fail(field, 'an object', v)
-  for (const k of Object.keys(v)) if (!keys.includes(k)) fail(`${field}.${k}`, `one of ${keys.join(', ')} (unknown field)`, k)
+  for (const k of Object.keys(v))
+    if (!keys.includes(k)) fail(`${field}.${k}`, `one of ${keys.join(', ')} (unknown field)`, k)
 }
 
 function checkNumbers(v: unknown, field: string, keys: readonly string[]): void {
@@ -77,8 +83,10 @@ function checkNumbers(v: unknown, field: string, keys: readonly string[]): void 
   checkObject(v, field, keys)
   for (const [k, n] of Object.entries(v)) {
     if (n === null && k !== 'bodyWindowSeconds') continue
-    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) fail(`${field}.${k}`, k === 'bodyWindowSeconds' ? 'a positive number' : 'a positive number or null (off)', n)
-    if (k.endsWith('Repeats') && (!Number.isInteger(n) || n < 2)) fail(`${field}.${k}`, 'an integer of at least 2, or null (off)', n)
+    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0)
+      fail(`${field}.${k}`, k === 'bodyWindowSeconds' ? 'a positive number' : 'a positive number or null (off)', n)
+    if (k.endsWith('Repeats') && (!Number.isInteger(n) || n < 2))
+      fail(`${field}.${k}`, 'an integer of at least 2, or null (off)', n)
   }
 }
 
@@ -107,9 +115,12 @@ export function validateBreakerOptions(o: BreakerOptions): void {
     checkNumbers(r.limits, `rules[${i}].limits`, LIMIT_KEYS)
     checkNumbers(r.loops, `rules[${i}].loops`, LOOP_KEYS)
   })
-  if (o.warnAt !== undefined && (typeof o.warnAt !== 'number' || !(o.warnAt > 0 && o.warnAt <= 100))) fail('warnAt', 'a percentage above 0, at most 100', o.warnAt)
-  if (o.ttlSeconds !== undefined && (typeof o.ttlSeconds !== 'number' || !(o.ttlSeconds > 0))) fail('ttlSeconds', 'a positive number of seconds', o.ttlSeconds)
-  if (o.adminToken !== undefined && (typeof o.adminToken !== 'string' || o.adminToken.length < 16)) fail('adminToken', 'a string of at least 16 characters', '(hidden)')
+  if (o.warnAt !== undefined && (typeof o.warnAt !== 'number' || !(o.warnAt > 0 && o.warnAt <= 100)))
+    fail('warnAt', 'a percentage above 0, at most 100', o.warnAt)
+  if (o.ttlSeconds !== undefined && (typeof o.ttlSeconds !== 'number' || !(o.ttlSeconds > 0)))
+    fail('ttlSeconds', 'a positive number of seconds', o.ttlSeconds)
+  if (o.adminToken !== undefined && (typeof o.adminToken !== 'string' || o.adminToken.length < 16))
+    fail('adminToken', 'a string of at least 16 characters', '(hidden)')
 }
 
 const globs = new Map<string, RegExp>()
@@ -118,14 +129,34 @@ export function nameMatches(patterns: string[] | undefined, name: string): boole
   return patterns.some((p) => {
     if (!p.includes('*')) return p === name
     let re = globs.get(p)
-    if (!re) globs.set(p, (re = new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$')))
+    if (!re)
+      globs.set(
+        p,
+        (re = new RegExp(
+          '^' +
+            p
+              .split('*')
+              .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+              .join('.*') +
+            '$',
+        )),
+      )
     return re.test(name)
   })
 }
 
 /** The limits for one request: rule over team over defaults, field by field. */
-export function effectiveLimits(o: BreakerOptions, who: { team: string; user: string; tool: string; model: string }): Effective {
-  const rule = o.rules?.find((r) => nameMatches(r.match.teams, who.team) && nameMatches(r.match.users, who.user) && nameMatches(r.match.tools, who.tool) && nameMatches(r.match.models, who.model))
+export function effectiveLimits(
+  o: BreakerOptions,
+  who: { team: string; user: string; tool: string; model: string },
+): Effective {
+  const rule = o.rules?.find(
+    (r) =>
+      nameMatches(r.match.teams, who.team) &&
+      nameMatches(r.match.users, who.user) &&
+      nameMatches(r.match.tools, who.tool) &&
+      nameMatches(r.match.models, who.model),
+  )
   const team = o.teams?.[who.team]
   const layers = [rule, team, { limits: o.limits, loops: o.loops }, { limits: DEFAULT_LIMITS, loops: DEFAULT_LOOPS }]
   const pick = <K extends keyof RunLimits | keyof LoopLimits>(group: 'limits' | 'loops', k: K): number => {

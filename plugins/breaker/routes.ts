@@ -8,14 +8,24 @@ import { resetRuns, runView } from './commands.ts'
 
 export function addBreakerRoutes(mesh: Mesh, store: RunStore, option: string | undefined) {
   const token = resolveAdminToken(option, 'breaker')
-  mesh.addRoute('GET', '/agentmesh/admin/runs', async (request) => checkAdmin(request, token) ?? json(200, { runs: (await store.list()).map(runView) }))
+  mesh.addRoute(
+    'GET',
+    '/agentmesh/admin/runs',
+    async (request) => checkAdmin(request, token) ?? json(200, { runs: (await store.list()).map(runView) }),
+  )
   mesh.addRoute('POST', '/agentmesh/admin/runs/:id/reset', async (request, params) => {
     const denied = checkAdmin(request, token)
     if (denied) return denied
     const id = params.id ?? ''
-    if (!RUN_ID.test(id)) return adminError(400, 'invalid_request_error', 'malformed run id: 1 to 128 letters, digits or . _ : - characters')
+    if (!RUN_ID.test(id))
+      return adminError(
+        400,
+        'invalid_request_error',
+        'malformed run id: 1 to 128 letters, digits or . _ : - characters',
+      )
     const team = new URL(request.url).searchParams.get('team') ?? undefined
-    if (team !== undefined && (team.length > 128 || /[\u0000-\u001f\u007f]/.test(team))) return adminError(400, 'invalid_request_error', 'malformed team')
+    if (team !== undefined && (team.length > 128 || /[\u0000-\u001f\u007f]/.test(team)))
+      return adminError(400, 'invalid_request_error', 'malformed team')
     const reset = await resetRuns(store, id, team)
     if (!reset.length) return adminError(404, 'not_found_error', `no run ${id}${team ? ` of team ${team}` : ''}`)
     mesh.log.info('breaker: run reset', { run: id, teams: reset.join(',') })

@@ -29,7 +29,12 @@ export interface TripRecord {
   turns: number
 }
 
-export interface RunRecord { team: string; run: string; source: string; firstSeen: string }
+export interface RunRecord {
+  team: string
+  run: string
+  source: string
+  firstSeen: string
+}
 
 export type Refusal = 'tripped' | 'calls' | 'tokens' | 'usd'
 
@@ -38,7 +43,10 @@ const seg = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E')
 const FIELDS = ['calls', 'tok', 'usd', 'trip', 'start', 'base'] as const
 
 export class RunStore {
-  constructor(private mesh: Mesh, private ttlSeconds: number) {}
+  constructor(
+    private mesh: Mesh,
+    private ttlSeconds: number,
+  ) {}
 
   private base(team: string, run: string) {
     return `breaker:${seg(team)}:${seg(run)}`
@@ -50,18 +58,34 @@ export class RunStore {
   }
 
   private stateOf(v: number[]): RunState {
-    return { calls: v[0] ?? 0, tokens: v[1] ?? 0, usdMicro: v[2] ?? 0, tripped: (v[3] ?? 0) > 0, start: v[4] ?? 0, base: v[5] ?? 0 }
+    return {
+      calls: v[0] ?? 0,
+      tokens: v[1] ?? 0,
+      usdMicro: v[2] ?? 0,
+      tripped: (v[3] ?? 0) > 0,
+      start: v[4] ?? 0,
+      base: v[5] ?? 0,
+    }
   }
 
   /** Take one call of the run, all limits checked in one atomic step; refused: which limit, and the state before. */
-  async admit(team: string, run: string, lim: { calls: number; tokens: number; usd: number }): Promise<{ state: RunState; refused?: Refusal }> {
+  async admit(
+    team: string,
+    run: string,
+    lim: { calls: number; tokens: number; usd: number },
+  ): Promise<{ state: RunState; refused?: Refusal }> {
     const k = this.keys(team, run)
     const cap = (n: number) => (n === Infinity ? UNLIMITED : n)
     // tokens and USD are added after the call: a run already at its budget gets no further call
     const entries: CounterEntry[] = [
       { key: k[0]!, delta: 1, limit: cap(lim.calls), ttl: this.ttlSeconds },
       { key: k[1]!, delta: 0, limit: lim.tokens === Infinity ? UNLIMITED : lim.tokens - 1, ttl: this.ttlSeconds },
-      { key: k[2]!, delta: 0, limit: lim.usd === Infinity ? UNLIMITED : Math.ceil(lim.usd * MICRO) - 1, ttl: this.ttlSeconds },
+      {
+        key: k[2]!,
+        delta: 0,
+        limit: lim.usd === Infinity ? UNLIMITED : Math.ceil(lim.usd * MICRO) - 1,
+        ttl: this.ttlSeconds,
+      },
       { key: k[3]!, delta: 0, limit: 0, ttl: this.ttlSeconds },
       { key: k[4]!, delta: 0, limit: UNLIMITED, ttl: this.ttlSeconds },
       { key: k[5]!, delta: 0, limit: UNLIMITED, ttl: this.ttlSeconds },
@@ -74,7 +98,13 @@ export class RunStore {
       if (state.calls === 1 && !state.start) state.start = await counters.incr(k[4]!, Date.now(), this.ttlSeconds)
       return { state }
     }
-    const refused: Refusal = state.tripped ? 'tripped' : state.calls + 1 > cap(lim.calls) ? 'calls' : state.tokens > entries[1]!.limit! ? 'tokens' : 'usd'
+    const refused: Refusal = state.tripped
+      ? 'tripped'
+      : state.calls + 1 > cap(lim.calls)
+        ? 'calls'
+        : state.tokens > entries[1]!.limit!
+          ? 'tokens'
+          : 'usd'
     return { state, refused }
   }
 
@@ -108,7 +138,13 @@ export class RunStore {
   }
 
   /** how many times this body was seen in the run within the window, this one included */
-  async bodySeen(team: string, run: string, fingerprint: string, windowSeconds: number, count: boolean): Promise<number> {
+  async bodySeen(
+    team: string,
+    run: string,
+    fingerprint: string,
+    windowSeconds: number,
+    count: boolean,
+  ): Promise<number> {
     const key = `${this.base(team, run)}:body:${fingerprint}`
     return count ? this.mesh.counters.incr(key, 1, windowSeconds) : (await this.mesh.counters.get(key)) + 1
   }

@@ -1,7 +1,15 @@
 // The strategies in order until the prompt is at most the target size. Works on a body in place;
 // used by the plugin on ctx.request.body and by bench/compression.ts on transcripts directly.
 import type { ProtocolName } from '../../core/types.ts'
-import { dropDuplicates, dropOldTurns, minify, transcriptOf, trimToolResults, type Count, type ToolResultOptions } from './strategies.ts'
+import {
+  dropDuplicates,
+  dropOldTurns,
+  minify,
+  transcriptOf,
+  trimToolResults,
+  type Count,
+  type ToolResultOptions,
+} from './strategies.ts'
 import { turnsOf, type Turn } from './units.ts'
 import { viewOf, type BodyView } from './view.ts'
 
@@ -67,7 +75,13 @@ export function boundedCount(count: Count, budgetChars = 262_144): Count {
 export async function compressBody(input: CompressInput): Promise<CompressResult> {
   input = { ...input, count: boundedCount(input.count) }
   const { body, target, strategies: s } = input
-  const result: CompressResult = { before: input.before, after: input.before, applied: [], steps: [], met: input.before <= target }
+  const result: CompressResult = {
+    before: input.before,
+    after: input.before,
+    applied: [],
+    steps: [],
+    met: input.before <= target,
+  }
   const view = viewOf(input.protocol, body)
   if (!view) return result
   const step = (name: StrategyName, changed: boolean) => {
@@ -88,14 +102,22 @@ export async function compressBody(input: CompressInput): Promise<CompressResult
   // a prompt that must fit the window and still does not: the windows shrink to the last turn
   // (a request the vendor would refuse for its size helps nobody)
   if (input.mustFit && result.after > target) {
-    if (s.toolResults) step('tool-results', trimToolResults(turnsOf(view), { ...s.toolResults, keepTurns: 1 }, input.count))
+    if (s.toolResults)
+      step('tool-results', trimToolResults(turnsOf(view), { ...s.toolResults, keepTurns: 1 }, input.count))
     if (s.oldTurns && result.after > target) await oldTurns(input, view, turnsOf(view), 1, result, step)
   }
   result.met = result.after <= target
   return result
 }
 
-async function oldTurns(input: CompressInput, view: BodyView, turns: Turn[], keepTurns: number, result: CompressResult, step: (name: StrategyName, changed: boolean) => void): Promise<void> {
+async function oldTurns(
+  input: CompressInput,
+  view: BodyView,
+  turns: Turn[],
+  keepTurns: number,
+  result: CompressResult,
+  step: (name: StrategyName, changed: boolean) => void,
+): Promise<void> {
   const s = input.strategies
   const dropped = dropOldTurns(view, turns, keepTurns, result.after - input.target, input.count)
   step('old-turns', dropped.length > 0)

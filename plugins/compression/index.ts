@@ -34,17 +34,34 @@ declare module '../../core/types.ts' {
     compression?: CompressionState
   }
   interface MeshEvents {
-    compressed: { id: string; identity: MeshContext['identity']; model: string; before: number; after: number; strategies: StrategyName[]; triggers: CompressionTrigger[]; met: boolean }
+    compressed: {
+      id: string
+      identity: MeshContext['identity']
+      model: string
+      before: number
+      after: number
+      strategies: StrategyName[]
+      triggers: CompressionTrigger[]
+      met: boolean
+    }
   }
 }
 
-interface Decision { target: number; triggers: CompressionTrigger[]; strategies: ResolvedStrategies }
+interface Decision {
+  target: number
+  triggers: CompressionTrigger[]
+  strategies: ResolvedStrategies
+}
 
 const matches = (m: string | RegExp | Array<string | RegExp> | undefined, v: string): boolean =>
   m === undefined || (Array.isArray(m) ? m.some((x) => matches(x, v)) : typeof m === 'string' ? m === v : m.test(v))
 
 /** Whether to act, and to what size: cheap (no body walk, no allocation unless it acts), since it runs on every request. */
-function decide(o: ResolvedOptions, windowOf: (model: string) => number | undefined, ctx: MeshContext): Decision | undefined {
+function decide(
+  o: ResolvedOptions,
+  windowOf: (model: string) => number | undefined,
+  ctx: MeshContext,
+): Decision | undefined {
   const before = ctx.usage.inputTokens
   let d: Decision | undefined
   const act = (trigger: CompressionTrigger, target: number) => {
@@ -54,7 +71,8 @@ function decide(o: ResolvedOptions, windowOf: (model: string) => number | undefi
   }
   // the quota's pct counts this request's estimated input as spent: what is left if it goes as is
   const pct = ctx.state.quota?.pct
-  if (pct !== undefined && o.budgetRemainingPct !== false && 100 - pct < o.budgetRemainingPct) act('budget', Math.floor(before * o.budgetTargetRatio))
+  if (pct !== undefined && o.budgetRemainingPct !== false && 100 - pct < o.budgetRemainingPct)
+    act('budget', Math.floor(before * o.budgetTargetRatio))
   if (o.overflow) {
     const window = windowOf(ctx.route.model || ctx.prompt.model)
     const out = ctx.prompt.maxTokens ?? o.reserveOutputTokens
@@ -64,7 +82,13 @@ function decide(o: ResolvedOptions, windowOf: (model: string) => number | undefi
   for (let i = 0; i < o.rules.length; i++) {
     const r = o.rules[i]!
     const id = ctx.identity
-    if (!matches(r.team, id.team) || !matches(r.user, id.user) || !matches(r.tool, id.tool) || !matches(r.model, ctx.route.model || ctx.prompt.model)) continue
+    if (
+      !matches(r.team, id.team) ||
+      !matches(r.user, id.user) ||
+      !matches(r.tool, id.tool) ||
+      !matches(r.model, ctx.route.model || ctx.prompt.model)
+    )
+      continue
     if (r.when && !r.when(ctx)) continue
     act('rule', Math.floor(before * r.targetRatio))
     if (r.strategies) d!.strategies = r.strategies
@@ -108,14 +132,40 @@ export function compression(options: CompressionOptions = {}): Plugin {
     ctx.request.dirty = true
     // the canonical view follows the body (what went upstream); flags the core set stay
     const { stateful, noCache } = ctx.prompt
-    ctx.prompt = { ...adapter.parse(ctx.request.body, parseOpts), ...(stateful ? { stateful } : {}), ...(noCache ? { noCache } : {}) }
+    ctx.prompt = {
+      ...adapter.parse(ctx.request.body, parseOpts),
+      ...(stateful ? { stateful } : {}),
+      ...(noCache ? { noCache } : {}),
+    }
     ctx.usage = { ...ctx.usage, inputTokens: r.after }
     ctx.cost.usd = ctx.mesh.pricing.cost(model, ctx.usage)
     ctx.headers['X-AgentMesh-Compressed'] = `${r.before}->${r.after}`
     ctx.headers['X-AgentMesh-Compression'] = r.applied.join(',')
-    ctx.state.compression = { before: r.before, after: r.after, strategies: r.applied, triggers: d.triggers, target: d.target, met: r.met }
-    ctx.mesh.emit('compressed', { id: ctx.id, identity: ctx.identity, model, before: r.before, after: r.after, strategies: r.applied, triggers: d.triggers, met: r.met })
-    if (!r.met) ctx.mesh.log.debug('compression: target not reached', { id: ctx.id, before: r.before, after: r.after, target: d.target })
+    ctx.state.compression = {
+      before: r.before,
+      after: r.after,
+      strategies: r.applied,
+      triggers: d.triggers,
+      target: d.target,
+      met: r.met,
+    }
+    ctx.mesh.emit('compressed', {
+      id: ctx.id,
+      identity: ctx.identity,
+      model,
+      before: r.before,
+      after: r.after,
+      strategies: r.applied,
+      triggers: d.triggers,
+      met: r.met,
+    })
+    if (!r.met)
+      ctx.mesh.log.debug('compression: target not reached', {
+        id: ctx.id,
+        before: r.before,
+        after: r.after,
+        target: d.target,
+      })
   }
 
   return definePlugin({

@@ -71,7 +71,18 @@ export interface ResolvedOptions {
   summary: SummaryOptions | undefined
 }
 
-const KNOWN = new Set(['budgetRemainingPct', 'budgetTargetRatio', 'overflow', 'reserveOutputTokens', 'contextWindows', 'rules', 'lossless', 'toolResults', 'oldTurns', 'summary'])
+const KNOWN = new Set([
+  'budgetRemainingPct',
+  'budgetTargetRatio',
+  'overflow',
+  'reserveOutputTokens',
+  'contextWindows',
+  'rules',
+  'lossless',
+  'toolResults',
+  'oldTurns',
+  'summary',
+])
 const fail = (field: string, want: string, got: unknown): never => {
   throw new Error(`compression: ${field} must be ${want}, got ${JSON.stringify(got)}`)
 }
@@ -85,11 +96,21 @@ const count = (field: string, v: unknown, dflt: number): number => {
 }
 
 function resolveStrategies(s: StrategyOptions, where: string): ResolvedStrategies {
-  const on = (v: unknown, field: string) => (v === undefined || v === true || (typeof v === 'object' && v !== null) ? true : v === false ? false : fail(where + field, 'a boolean or an object', v))
+  const on = (v: unknown, field: string) =>
+    v === undefined || v === true || (typeof v === 'object' && v !== null)
+      ? true
+      : v === false
+        ? false
+        : fail(where + field, 'a boolean or an object', v)
   const ll = typeof s.lossless === 'object' ? s.lossless : {}
   const tr = typeof s.toolResults === 'object' ? s.toolResults : {}
   const ot = typeof s.oldTurns === 'object' ? s.oldTurns : {}
-  if (s.summary !== undefined && s.summary !== false && (typeof s.summary !== 'object' || typeof s.summary.model !== 'string' || !s.summary.model)) fail(`${where}summary`, 'false or { model: "<a cheap model>" }', s.summary)
+  if (
+    s.summary !== undefined &&
+    s.summary !== false &&
+    (typeof s.summary !== 'object' || typeof s.summary.model !== 'string' || !s.summary.model)
+  )
+    fail(`${where}summary`, 'false or { model: "<a cheap model>" }', s.summary)
   return {
     lossless: on(s.lossless, 'lossless') && { duplicates: ll.duplicates !== false, minify: ll.minify !== false },
     toolResults: on(s.toolResults, 'toolResults') && {
@@ -105,17 +126,25 @@ function resolveStrategies(s: StrategyOptions, where: string): ResolvedStrategie
 
 export function resolveOptions(o: CompressionOptions): ResolvedOptions {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) fail('options', 'an object', o)
-  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new Error(`compression: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
+  for (const k of Object.keys(o))
+    if (!KNOWN.has(k)) throw new Error(`compression: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
   const b = o.budgetRemainingPct
-  if (b !== undefined && b !== false && !(typeof b === 'number' && b >= 0 && b <= 100)) fail('budgetRemainingPct', 'a percentage (0-100) or false', b)
+  if (b !== undefined && b !== false && !(typeof b === 'number' && b >= 0 && b <= 100))
+    fail('budgetRemainingPct', 'a percentage (0-100) or false', b)
   if (o.overflow !== undefined && typeof o.overflow !== 'boolean') fail('overflow', 'a boolean', o.overflow)
-  for (const [k, v] of Object.entries(o.contextWindows ?? {})) if (!Number.isInteger(v) || v <= 0) fail(`contextWindows.${k}`, 'a positive integer (tokens)', v)
+  for (const [k, v] of Object.entries(o.contextWindows ?? {}))
+    if (!Number.isInteger(v) || v <= 0) fail(`contextWindows.${k}`, 'a positive integer (tokens)', v)
   if (o.rules !== undefined && !Array.isArray(o.rules)) fail('rules', 'an array', o.rules)
   const rules = (o.rules ?? []).map((r, i): ResolvedRule => {
     if (!r || typeof r !== 'object') fail(`rules[${i}]`, 'an object', r)
-    if (r.when !== undefined && typeof r.when !== 'function') fail(`rules[${i}].when`, 'a function (ctx) => boolean', typeof r.when)
+    if (r.when !== undefined && typeof r.when !== 'function')
+      fail(`rules[${i}].when`, 'a function (ctx) => boolean', typeof r.when)
     const { strategies, targetRatio, ...rest } = r
-    return { ...rest, targetRatio: ratio(`rules[${i}].targetRatio`, targetRatio, 0.7), ...(strategies ? { strategies: resolveStrategies(strategies, `rules[${i}].strategies.`) } : {}) }
+    return {
+      ...rest,
+      targetRatio: ratio(`rules[${i}].targetRatio`, targetRatio, 0.7),
+      ...(strategies ? { strategies: resolveStrategies(strategies, `rules[${i}].strategies.`) } : {}),
+    }
   })
   const strategies = resolveStrategies(o, '')
   return {

@@ -24,14 +24,16 @@ function pathOf(call: Part | undefined): string | undefined {
   }
   if (!args || typeof args !== 'object') return undefined
   for (const k of PATH_KEYS) if (typeof args[k] === 'string') return args[k]
-  const cmd = typeof args.command === 'string' ? args.command : Array.isArray(args.command) ? args.command.join(' ') : ''
+  const cmd =
+    typeof args.command === 'string' ? args.command : Array.isArray(args.command) ? args.command.join(' ') : ''
   const m = /^\s*(?:cat|bat|nl -ba)\s+([^\s|;&<>]+)\s*$/.exec(cmd)
   return m?.[1]
 }
 
 function callsById(turns: Turn[]): Map<string, Part> {
   const calls = new Map<string, Part>()
-  for (const t of turns) for (const m of t.msgs) for (const p of m.parts) if (p.kind === 'call' && p.id) calls.set(p.id, p)
+  for (const t of turns)
+    for (const m of t.msgs) for (const p of m.parts) if (p.kind === 'call' && p.id) calls.set(p.id, p)
   return calls
 }
 
@@ -59,7 +61,8 @@ export function dropDuplicates(turns: Turn[]): boolean {
         const p = parts[k]!
         if (p.kind !== 'result' || !p.set) continue
         const call = p.id ? calls.get(p.id) : undefined
-        const path = call && (READ_TOOL.test(call.name ?? '') || SHELL_TOOL.test(call.name ?? '')) ? pathOf(call) : undefined
+        const path =
+          call && (READ_TOOL.test(call.name ?? '') || SHELL_TOOL.test(call.name ?? '')) ? pathOf(call) : undefined
         const readKey = path !== undefined ? `${call!.name}\0${path}\0${call!.text}` : undefined
         const outKey = p.text.length >= MIN_DUPLICATE_CHARS ? p.text.trim() : undefined
         const sameOut = outKey !== undefined ? laterOutput.get(outKey) : undefined
@@ -135,7 +138,11 @@ export function trimToolResults(turns: Turn[], o: ToolResultOptions, count: Coun
         if (nl2 >= 0 && nl2 < tail + (text.length - tail) / 2) tail = nl2 + 1
         if (tail <= head) continue
         const elided = count(text.slice(head, tail))
-        changed = rewrite(p, `${text.slice(0, head)}\n[... ${elided} tokens elided by AgentMesh compression ...]\n${text.slice(tail)}`) || changed
+        changed =
+          rewrite(
+            p,
+            `${text.slice(0, head)}\n[... ${elided} tokens elided by AgentMesh compression ...]\n${text.slice(tail)}`,
+          ) || changed
       }
     }
   }

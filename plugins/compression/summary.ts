@@ -8,11 +8,20 @@ import { LRUCache } from 'lru-cache'
 import type { MeshContext } from '../../core/types.ts'
 import type { SummaryOptions } from './options.ts'
 
-const PROMPT = 'You summarise the earlier part of a conversation between a user and an AI coding agent, for the agent to continue from. ' +
+const PROMPT =
+  'You summarise the earlier part of a conversation between a user and an AI coding agent, for the agent to continue from. ' +
   'Keep every file path, identifier, number, command, error message and decision that later turns may need; say what was done and what was found. ' +
   'Plain text, no preamble.'
 // identity and credentials: what the identity resolvers read (core/identity.ts, plugins/keys)
-const PASSED = ['authorization', 'x-api-key', 'x-goog-api-key', 'x-agentmesh-team', 'x-agentmesh-user', 'x-agentmesh-tool', 'user-agent']
+const PASSED = [
+  'authorization',
+  'x-api-key',
+  'x-goog-api-key',
+  'x-agentmesh-team',
+  'x-agentmesh-user',
+  'x-agentmesh-tool',
+  'user-agent',
+]
 
 export function createSummariser(o: SummaryOptions) {
   const cache = new LRUCache<string, string>({ max: o.cacheSize ?? 500 })
@@ -37,20 +46,41 @@ export function createSummariser(o: SummaryOptions) {
       // Gemini clients may send their key in the query
       const qkey = ctx.request.search.includes('key=') ? ctx.request.url.searchParams.get('key') : null
       if (qkey && !headers.has('x-goog-api-key')) headers.set('x-goog-api-key', qkey)
-      const body = { model: o.model, max_tokens: o.maxTokens ?? 400, temperature: 0, messages: [{ role: 'system', content: PROMPT }, { role: 'user', content: transcript }] }
+      const body = {
+        model: o.model,
+        max_tokens: o.maxTokens ?? 400,
+        temperature: 0,
+        messages: [
+          { role: 'system', content: PROMPT },
+          { role: 'user', content: transcript },
+        ],
+      }
       own.add(id)
       try {
-        const res = await ctx.mesh.fetch(new Request(new URL('/v1/chat/completions', ctx.request.url), { method: 'POST', headers, body: JSON.stringify(body), signal: ctx.signal }))
+        const res = await ctx.mesh.fetch(
+          new Request(new URL('/v1/chat/completions', ctx.request.url), {
+            method: 'POST',
+            headers,
+            body: JSON.stringify(body),
+            signal: ctx.signal,
+          }),
+        )
         const json: any = await res.json().catch(() => undefined)
         const text = json?.choices?.[0]?.message?.content
         if (!res.ok || typeof text !== 'string' || !text.trim()) {
-          ctx.mesh.log.warn(`compression: the summary call answered ${res.status}; old turns dropped without a summary`, { id: ctx.id })
+          ctx.mesh.log.warn(
+            `compression: the summary call answered ${res.status}; old turns dropped without a summary`,
+            { id: ctx.id },
+          )
           return undefined
         }
         cache.set(key, text.trim())
         return text.trim()
       } catch (err) {
-        ctx.mesh.log.warn(`compression: the summary call failed (${(err as Error).message}); old turns dropped without a summary`, { id: ctx.id })
+        ctx.mesh.log.warn(
+          `compression: the summary call failed (${(err as Error).message}); old turns dropped without a summary`,
+          { id: ctx.id },
+        )
         return undefined
       } finally {
         own.delete(id)

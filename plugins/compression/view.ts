@@ -43,7 +43,14 @@ const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' &&
 function blockArrayPart(kind: PartKind, owner: Record<string, any>, key: string, textType: string, id?: string): Part {
   const v = owner[key]
   if (typeof v === 'string' || v == null) {
-    return { kind, id, text: typeof v === 'string' ? v : '', set: (s) => { owner[key] = s } }
+    return {
+      kind,
+      id,
+      text: typeof v === 'string' ? v : '',
+      set: (s) => {
+        owner[key] = s
+      },
+    }
   }
   const arr: any[] = Array.isArray(v) ? v : []
   const texts = arr.filter((b) => isObj(b) && typeof b.text === 'string' && (b.type === textType || b.type === 'text'))
@@ -64,12 +71,29 @@ function blockArrayPart(kind: PartKind, owner: Record<string, any>, key: string,
 // --- Anthropic Messages -------------------------------------------------------------------------
 
 function anthropicParts(m: any): Part[] {
-  if (typeof m.content === 'string') return [{ kind: 'text', text: m.content, set: (s) => { m.content = s } }]
+  if (typeof m.content === 'string')
+    return [
+      {
+        kind: 'text',
+        text: m.content,
+        set: (s) => {
+          m.content = s
+        },
+      },
+    ]
   if (!Array.isArray(m.content)) return [{ kind: 'other', text: '' }]
   return m.content.map((b: any): Part => {
     if (!isObj(b)) return { kind: 'other', text: '' }
-    if (b.type === 'text' && typeof b.text === 'string') return { kind: 'text', text: b.text, set: (s) => { b.text = s } }
-    if (b.type === 'tool_use') return { kind: 'call', id: String(b.id), name: String(b.name), text: JSON.stringify(b.input ?? {}) }
+    if (b.type === 'text' && typeof b.text === 'string')
+      return {
+        kind: 'text',
+        text: b.text,
+        set: (s) => {
+          b.text = s
+        },
+      }
+    if (b.type === 'tool_use')
+      return { kind: 'call', id: String(b.id), name: String(b.name), text: JSON.stringify(b.input ?? {}) }
     if (b.type === 'tool_result') return blockArrayPart('result', b, 'content', 'text', String(b.tool_use_id))
     if (b.type === 'image' || b.type === 'document') return { kind: 'image', text: '' }
     return { kind: 'other', text: '' }
@@ -84,14 +108,17 @@ function anthropicView(body: any): BodyView {
   return {
     msgs,
     strictRoles: true,
-    keep: (kept) => { body.messages = kept.map((m) => m.item) },
+    keep: (kept) => {
+      body.messages = kept.map((m) => m.item)
+    },
     addText(msg, text, where) {
       const m = msg.item
       if (typeof m.content === 'string') m.content = [{ type: 'text', text: m.content }]
       if (!Array.isArray(m.content)) return false
       // thinking blocks must open an assistant turn; tool results must open a user turn
       const first = m.content[0]?.type
-      if (where === 'start' && (first === 'thinking' || first === 'redacted_thinking' || first === 'tool_result')) return false
+      if (where === 'start' && (first === 'thinking' || first === 'redacted_thinking' || first === 'tool_result'))
+        return false
       if (where === 'start') m.content.unshift({ type: 'text', text })
       else m.content.push({ type: 'text', text })
       return true
@@ -104,31 +131,73 @@ function anthropicView(body: any): BodyView {
 function openaiView(body: any): BodyView {
   const msgs: Msg[] = (body.messages as any[]).map((m): Msg => {
     const role = m?.role
-    if (role === 'tool' || role === 'function') return { role: 'tool', item: m, parts: [blockArrayPart('result', m, 'content', 'text', m.tool_call_id ?? m.name)] }
+    if (role === 'tool' || role === 'function')
+      return {
+        role: 'tool',
+        item: m,
+        parts: [blockArrayPart('result', m, 'content', 'text', m.tool_call_id ?? m.name)],
+      }
     if (role !== 'user' && role !== 'assistant') return { role: 'system', item: m, parts: [] }
     const parts: Part[] = []
     if (Array.isArray(m.content)) {
       for (const p of m.content) {
-        if (isObj(p) && p.type === 'text' && typeof p.text === 'string') parts.push({ kind: 'text', text: p.text, set: (s) => { p.text = s } })
-        else parts.push({ kind: isObj(p) && (p.type === 'image_url' || p.type === 'input_audio' || p.type === 'file') ? 'image' : 'other', text: '' })
+        if (isObj(p) && p.type === 'text' && typeof p.text === 'string')
+          parts.push({
+            kind: 'text',
+            text: p.text,
+            set: (s) => {
+              p.text = s
+            },
+          })
+        else
+          parts.push({
+            kind:
+              isObj(p) && (p.type === 'image_url' || p.type === 'input_audio' || p.type === 'file') ? 'image' : 'other',
+            text: '',
+          })
       }
-    } else if (typeof m.content === 'string') parts.push({ kind: 'text', text: m.content, set: (s) => { m.content = s } })
+    } else if (typeof m.content === 'string')
+      parts.push({
+        kind: 'text',
+        text: m.content,
+        set: (s) => {
+          m.content = s
+        },
+      })
     for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
       const fn = c?.function ?? {}
-      parts.push({ kind: 'call', id: String(c?.id), name: String(fn.name), text: typeof fn.arguments === 'string' ? fn.arguments : '', set: (s) => { fn.arguments = s } })
+      parts.push({
+        kind: 'call',
+        id: String(c?.id),
+        name: String(fn.name),
+        text: typeof fn.arguments === 'string' ? fn.arguments : '',
+        set: (s) => {
+          fn.arguments = s
+        },
+      })
     }
-    if (isObj(m.function_call)) parts.push({ kind: 'call', id: m.function_call.name, name: m.function_call.name, text: String(m.function_call.arguments ?? '') })
+    if (isObj(m.function_call))
+      parts.push({
+        kind: 'call',
+        id: m.function_call.name,
+        name: m.function_call.name,
+        text: String(m.function_call.arguments ?? ''),
+      })
     return { role, item: m, parts }
   })
   return {
     msgs,
     strictRoles: false,
-    keep: (kept) => { body.messages = kept.map((m) => m.item) },
+    keep: (kept) => {
+      body.messages = kept.map((m) => m.item)
+    },
     addText(msg, text, where) {
       const m = msg.item
       if (m.content == null || m.content === '') m.content = text
-      else if (typeof m.content === 'string') m.content = where === 'start' ? `${text}\n\n${m.content}` : `${m.content}\n\n${text}`
-      else if (Array.isArray(m.content)) (where === 'start' ? m.content.unshift({ type: 'text', text }) : m.content.push({ type: 'text', text }))
+      else if (typeof m.content === 'string')
+        m.content = where === 'start' ? `${text}\n\n${m.content}` : `${m.content}\n\n${text}`
+      else if (Array.isArray(m.content))
+        where === 'start' ? m.content.unshift({ type: 'text', text }) : m.content.push({ type: 'text', text })
       else return false
       return true
     },
@@ -141,18 +210,52 @@ function responsesItem(it: any): Msg {
   const type = it?.type
   if (type === 'function_call' || type === 'custom_tool_call') {
     const key = type === 'function_call' ? 'arguments' : 'input'
-    return { role: 'assistant', item: it, parts: [{ kind: 'call', id: String(it.call_id), name: String(it.name), text: String(it[key] ?? ''), set: (s) => { it[key] = s } }] }
+    return {
+      role: 'assistant',
+      item: it,
+      parts: [
+        {
+          kind: 'call',
+          id: String(it.call_id),
+          name: String(it.name),
+          text: String(it[key] ?? ''),
+          set: (s) => {
+            it[key] = s
+          },
+        },
+      ],
+    }
   }
-  if (type === 'function_call_output' || type === 'custom_tool_call_output') return { role: 'tool', item: it, parts: [blockArrayPart('result', it, 'output', 'input_text', String(it.call_id))] }
+  if (type === 'function_call_output' || type === 'custom_tool_call_output')
+    return { role: 'tool', item: it, parts: [blockArrayPart('result', it, 'output', 'input_text', String(it.call_id))] }
   if (type === 'reasoning') return { role: 'assistant', item: it, parts: [{ kind: 'other', text: '' }] }
   if ((type === 'message' || type === undefined) && (it?.role === 'user' || it?.role === 'assistant')) {
     const textType = it.role === 'user' ? 'input_text' : 'output_text'
     const parts: Part[] = []
-    if (typeof it.content === 'string') parts.push({ kind: 'text', text: it.content, set: (s) => { it.content = s } })
-    else for (const p of Array.isArray(it.content) ? it.content : []) {
-      if (isObj(p) && (p.type === textType || p.type === 'text') && typeof p.text === 'string') parts.push({ kind: 'text', text: p.text, set: (s) => { p.text = s } })
-      else parts.push({ kind: isObj(p) && (p.type === 'input_image' || p.type === 'input_file') ? 'image' : 'other', text: '' })
-    }
+    if (typeof it.content === 'string')
+      parts.push({
+        kind: 'text',
+        text: it.content,
+        set: (s) => {
+          it.content = s
+        },
+      })
+    else
+      for (const p of Array.isArray(it.content) ? it.content : []) {
+        if (isObj(p) && (p.type === textType || p.type === 'text') && typeof p.text === 'string')
+          parts.push({
+            kind: 'text',
+            text: p.text,
+            set: (s) => {
+              p.text = s
+            },
+          })
+        else
+          parts.push({
+            kind: isObj(p) && (p.type === 'input_image' || p.type === 'input_file') ? 'image' : 'other',
+            text: '',
+          })
+      }
     return { role: it.role, item: it, parts }
   }
   // system/developer messages, item references, shell calls and types from next month: untouched
@@ -164,7 +267,9 @@ function responsesView(body: any): BodyView {
   return {
     msgs: items.map(responsesItem),
     strictRoles: false,
-    keep: (kept) => { body.input = kept.map((m) => m.item) },
+    keep: (kept) => {
+      body.input = kept.map((m) => m.item)
+    },
     addText(msg, text, where) {
       const it = msg.item
       if (msg.role !== 'user' && msg.role !== 'assistant') return false
@@ -195,12 +300,33 @@ function longestLeaf(v: any, depth = 0): { owner: any; key: string | number; len
 function geminiParts(c: any, counter: { n: number }): Part[] {
   return (Array.isArray(c.parts) ? c.parts : []).map((p: any): Part => {
     if (!isObj(p)) return { kind: 'other', text: '' }
-    if (typeof p.text === 'string' && !p.thought) return { kind: 'text', text: p.text, set: (s) => { p.text = s } }
-    if (isObj(p.functionCall)) return { kind: 'call', id: p.functionCall.id ?? `${p.functionCall.name}#${counter.n++}`, name: String(p.functionCall.name), text: JSON.stringify(p.functionCall.args ?? {}) }
+    if (typeof p.text === 'string' && !p.thought)
+      return {
+        kind: 'text',
+        text: p.text,
+        set: (s) => {
+          p.text = s
+        },
+      }
+    if (isObj(p.functionCall))
+      return {
+        kind: 'call',
+        id: p.functionCall.id ?? `${p.functionCall.name}#${counter.n++}`,
+        name: String(p.functionCall.name),
+        text: JSON.stringify(p.functionCall.args ?? {}),
+      }
     if (isObj(p.functionResponse)) {
       const leaf = longestLeaf(p.functionResponse.response)
-      if (!leaf) return { kind: 'result', id: p.functionResponse.id, text: JSON.stringify(p.functionResponse.response ?? {}) }
-      return { kind: 'result', id: p.functionResponse.id, text: leaf.owner[leaf.key], set: (s) => { leaf.owner[leaf.key] = s } }
+      if (!leaf)
+        return { kind: 'result', id: p.functionResponse.id, text: JSON.stringify(p.functionResponse.response ?? {}) }
+      return {
+        kind: 'result',
+        id: p.functionResponse.id,
+        text: leaf.owner[leaf.key],
+        set: (s) => {
+          leaf.owner[leaf.key] = s
+        },
+      }
     }
     if (p.inlineData || p.fileData) return { kind: 'image', text: '' }
     return { kind: 'other', text: '' }
@@ -216,7 +342,9 @@ function geminiView(body: any): BodyView {
   return {
     msgs,
     strictRoles: true,
-    keep: (kept) => { body.contents = kept.map((m) => m.item) },
+    keep: (kept) => {
+      body.contents = kept.map((m) => m.item)
+    },
     addText(msg, text, where) {
       const c = msg.item
       if (!Array.isArray(c.parts)) return false

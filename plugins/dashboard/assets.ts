@@ -14,7 +14,12 @@ const pkgDir = (name: string) => {
   return dir
 }
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8' }
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+}
 
 /** URL name under /agentmesh/ui/ -> file on disk */
 function files(): Record<string, () => string> {
@@ -30,7 +35,10 @@ function files(): Record<string, () => string> {
   }
 }
 
-export interface Asset { body: Buffer; type: string }
+export interface Asset {
+  body: Buffer
+  type: string
+}
 
 export function createAssets(): (name: string) => Asset | undefined {
   const known = files()
@@ -40,7 +48,10 @@ export function createAssets(): (name: string) => Asset | undefined {
     if (hit) return hit
     const path = known[name]?.()
     if (!path) return undefined
-    const asset = { body: readFileSync(path), type: TYPES[path.slice(path.lastIndexOf('.'))] ?? 'application/octet-stream' }
+    const asset = {
+      body: readFileSync(path),
+      type: TYPES[path.slice(path.lastIndexOf('.'))] ?? 'application/octet-stream',
+    }
     cache.set(name, asset)
     return asset
   }

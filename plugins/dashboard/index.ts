@@ -19,7 +19,8 @@ const clientIp = (request: Request) => (request as Request & { ip?: string }).ip
 
 export function dashboard(options: DashboardOptions = {}): Plugin {
   if (!options || typeof options !== 'object') throw new Error('dashboard: options must be an object')
-  for (const k of Object.keys(options)) if (k !== 'public') throw new Error(`dashboard: unknown option "${k}" (expected public)`)
+  for (const k of Object.keys(options))
+    if (k !== 'public') throw new Error(`dashboard: unknown option "${k}" (expected public)`)
   const asset = createAssets()
   return definePlugin({
     name: 'dashboard',
@@ -29,13 +30,22 @@ export function dashboard(options: DashboardOptions = {}): Plugin {
       const serve = (request: Request, name: string): Response => {
         const ip = clientIp(request)
         if (loopbackOnly && ip && !LOOPBACK.test(ip)) {
-          return new Response('the dashboard is served to this machine only (events.access is open); use the team preset, or dashboard({ public: true })\n', { status: 403, headers: { 'content-type': 'text/plain; charset=utf-8' } })
+          return new Response(
+            'the dashboard is served to this machine only (events.access is open); use the team preset, or dashboard({ public: true })\n',
+            { status: 403, headers: { 'content-type': 'text/plain; charset=utf-8' } },
+          )
         }
         const a = asset(name)
         if (!a) return new Response('not found\n', { status: 404, headers: { 'content-type': 'text/plain' } })
-        const headers: Record<string, string> = { 'content-type': a.type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' }
+        const headers: Record<string, string> = {
+          'content-type': a.type,
+          'cache-control': 'no-cache',
+          'x-content-type-options': 'nosniff',
+        }
         // the page loads only its own scripts and talks only to this proxy
-        if (name === 'index.html') headers['content-security-policy'] = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+        if (name === 'index.html')
+          headers['content-security-policy'] =
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
         return new Response(new Uint8Array(a.body), { status: 200, headers })
       }
       // the router matches /agentmesh and /agentmesh/ alike; the page's URLs are absolute

@@ -16,7 +16,16 @@ export type { Preview } from './preview.ts'
 declare module '../../core/types.ts' {
   interface MeshEvents {
     /** a dry run answered with a preview: what would have happened, nothing spent */
-    dry_run: { id: string; identity: Identity; outcome: 'vendor' | 'cache' | 'blocked' | 'held'; vendor: string; model: string; estimatedTokens: number; estimatedUsd: number; guards: string[] }
+    dry_run: {
+      id: string
+      identity: Identity
+      outcome: 'vendor' | 'cache' | 'blocked' | 'held'
+      vendor: string
+      model: string
+      estimatedTokens: number
+      estimatedUsd: number
+      guards: string[]
+    }
   }
 }
 
@@ -29,8 +38,10 @@ const HEADER_VALUE = /^(true|1|false|0)$/i
 
 export function dryRun(options: DryRunOptions = {}): Plugin {
   if (options === null || typeof options !== 'object') throw new Error('dry-run: options must be an object')
-  for (const k of Object.keys(options)) if (k !== 'previewRoute') throw new Error(`dry-run: unknown option "${k}" (expected previewRoute)`)
-  if (options.previewRoute !== undefined && typeof options.previewRoute !== 'boolean') throw new Error('dry-run: previewRoute must be true or false')
+  for (const k of Object.keys(options))
+    if (k !== 'previewRoute') throw new Error(`dry-run: unknown option "${k}" (expected previewRoute)`)
+  if (options.previewRoute !== undefined && typeof options.previewRoute !== 'boolean')
+    throw new Error('dry-run: previewRoute must be true or false')
   // previews the JSON route asked for, by request id; taken by the route as soon as it has its answer
   const wanted = new Map<string, Preview | null>()
 
@@ -38,14 +49,24 @@ export function dryRun(options: DryRunOptions = {}): Plugin {
     const v = ctx.request.headers.get(DRY_RUN_HEADER)
     if (v === null || HEADER_VALUE.test(v.trim())) return
     // the other plugins already treated it as a dry run (nothing spent); the client learns why not
-    ctx.response = { kind: 'error', status: 400, type: 'invalid_request_error', message: `${DRY_RUN_HEADER} must be true or false, got "${v.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')}"` }
+    ctx.response = {
+      kind: 'error',
+      status: 400,
+      type: 'invalid_request_error',
+      message: `${DRY_RUN_HEADER} must be true or false, got "${v.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')}"`,
+    }
   }
 
   function route(ctx: MeshContext) {
     const state = dryRunState(ctx)
     if (!state) return
     if (ctx.operation !== 'chat') {
-      ctx.response = { kind: 'error', status: 400, type: 'invalid_request_error', message: `${DRY_RUN_HEADER} previews chat requests; ${ctx.operation} requests are not previewed` }
+      ctx.response = {
+        kind: 'error',
+        status: 400,
+        type: 'invalid_request_error',
+        message: `${DRY_RUN_HEADER} previews chat requests; ${ctx.operation} requests are not previewed`,
+      }
       return
     }
     const preview = buildPreview(ctx, state)
@@ -60,8 +81,18 @@ export function dryRun(options: DryRunOptions = {}): Plugin {
     const hold = state.verdicts.find((g) => g.action === 'hold')
     if (block) ctx.headers['X-AgentMesh-Would-Block'] = `${block.guard} ${block.status} ${block.type}`
     if (hold) ctx.headers['X-AgentMesh-Would-Hold'] = `${hold.guard} ${hold.type}`
-    if (preview.estimate.maxUsd !== undefined) ctx.headers['X-AgentMesh-Estimated-Max-Cost-USD'] = preview.estimate.maxUsd.toFixed(6)
-    ctx.mesh.emit('dry_run', { id: ctx.id, identity: ctx.identity, outcome: preview.outcome, vendor: preview.route.vendor, model: preview.route.model, estimatedTokens: preview.estimate.inputTokens, estimatedUsd: preview.estimate.inputUsd, guards: state.verdicts.map((g) => `${g.guard}:${g.action}`) })
+    if (preview.estimate.maxUsd !== undefined)
+      ctx.headers['X-AgentMesh-Estimated-Max-Cost-USD'] = preview.estimate.maxUsd.toFixed(6)
+    ctx.mesh.emit('dry_run', {
+      id: ctx.id,
+      identity: ctx.identity,
+      outcome: preview.outcome,
+      vendor: preview.route.vendor,
+      model: preview.route.model,
+      estimatedTokens: preview.estimate.inputTokens,
+      estimatedUsd: preview.estimate.inputUsd,
+      guards: state.verdicts.map((g) => `${g.guard}:${g.action}`),
+    })
     ctx.response = { kind: 'answer', answer: previewAnswer(ctx, preview) }
   }
 

@@ -37,7 +37,8 @@ export function buildPreview(ctx: MeshContext, state: DryRunState): Preview {
   const model = ctx.route.model || ctx.prompt.model
   const input = Math.max(0, Math.round(ctx.usage.inputTokens || 0))
   const maxOut = ctx.prompt.maxTokens
-  const price = (outputTokens: number) => ctx.mesh.pricing.cost(model, { inputTokens: input, outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 })
+  const price = (outputTokens: number) =>
+    ctx.mesh.pricing.cost(model, { inputTokens: input, outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 })
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
   const headers: Record<string, string> = {}
   for (const k in ctx.headers) if (/^x-agentmesh-/i.test(k)) headers[k.toLowerCase()] = String(ctx.headers[k])
@@ -54,7 +55,11 @@ export function buildPreview(ctx: MeshContext, state: DryRunState): Preview {
       ...(ctx.cache.similarity !== undefined ? { similarity: ctx.cache.similarity } : {}),
       ...(hit ? { savedTokens: ctx.cache.savedTokens ?? 0, savedUsd: ctx.cost.savedUsd } : {}),
     },
-    estimate: { inputTokens: input, inputUsd: price(0), ...(maxOut !== undefined ? { maxOutputTokens: maxOut, maxUsd: price(maxOut) } : {}) },
+    estimate: {
+      inputTokens: input,
+      inputUsd: price(0),
+      ...(maxOut !== undefined ? { maxOutputTokens: maxOut, maxUsd: price(maxOut) } : {}),
+    },
     headers,
     guards: state.verdicts,
     text: '',
@@ -81,11 +86,26 @@ export function previewText(p: Preview): string {
   const parts: string[] = []
   const block = p.guards.find((g) => g.action === 'block')
   const hold = p.guards.find((g) => g.action === 'hold')
-  if (block) parts.push(`Preview: this request would be refused by ${block.guard} (${block.status} ${block.type}): ${block.message}`)
-  else if (p.outcome === 'cache') parts.push(`Preview: this request would be answered from the ${p.cache.status} cache${p.cache.similarity !== undefined ? ` (similarity ${p.cache.similarity})` : ''}, saving ${p.cache.savedTokens ?? 0} tokens (${usd(p.cache.savedUsd ?? 0)}); no vendor would be called.`)
-  else if (hold) parts.push(`Preview: this request would be held by ${hold.guard} for a person's decision (${hold.type}): ${hold.message}`)
-  else parts.push(`Preview: this request would go to ${p.route.vendor} as ${p.route.model}${p.route.reason ? ` (${p.route.reason})` : ''}.`)
-  const out = p.estimate.maxOutputTokens !== undefined ? ` and up to ${p.estimate.maxOutputTokens} output tokens (at most ${usd(p.estimate.maxUsd ?? 0)} in all)` : ''
+  if (block)
+    parts.push(
+      `Preview: this request would be refused by ${block.guard} (${block.status} ${block.type}): ${block.message}`,
+    )
+  else if (p.outcome === 'cache')
+    parts.push(
+      `Preview: this request would be answered from the ${p.cache.status} cache${p.cache.similarity !== undefined ? ` (similarity ${p.cache.similarity})` : ''}, saving ${p.cache.savedTokens ?? 0} tokens (${usd(p.cache.savedUsd ?? 0)}); no vendor would be called.`,
+    )
+  else if (hold)
+    parts.push(
+      `Preview: this request would be held by ${hold.guard} for a person's decision (${hold.type}): ${hold.message}`,
+    )
+  else
+    parts.push(
+      `Preview: this request would go to ${p.route.vendor} as ${p.route.model}${p.route.reason ? ` (${p.route.reason})` : ''}.`,
+    )
+  const out =
+    p.estimate.maxOutputTokens !== undefined
+      ? ` and up to ${p.estimate.maxOutputTokens} output tokens (at most ${usd(p.estimate.maxUsd ?? 0)} in all)`
+      : ''
   parts.push(`Estimate: about ${p.estimate.inputTokens} input tokens (${usd(p.estimate.inputUsd)})${out}.`)
   if (p.outcome !== 'cache') parts.push(`Cache: ${p.cache.status}.`)
   const quota = quotaLine(p.headers)
@@ -93,7 +113,8 @@ export function previewText(p: Preview): string {
   const run = runLine(p.headers)
   if (run) parts.push(run)
   const others = p.guards.filter((g) => g !== block && g !== hold)
-  for (const g of others) parts.push(`Also: ${g.guard} would ${g.action === 'block' ? 'refuse' : 'hold'} it (${g.type}).`)
+  for (const g of others)
+    parts.push(`Also: ${g.guard} would ${g.action === 'block' ? 'refuse' : 'hold'} it (${g.type}).`)
   if (!p.guards.length) parts.push('Guards: none would stop it.')
   parts.push('Nothing was sent to a vendor, billed, cached or counted.')
   return parts.join(' ')
@@ -108,6 +129,12 @@ export function previewAnswer(ctx: MeshContext, p: Preview): CanonicalAnswer {
     toolCalls: [],
     stopReason: 'stop',
     // the estimate: the headers then show what the real call would cost (X-AgentMesh-Usage: estimated)
-    usage: { inputTokens: p.estimate.inputTokens, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, estimated: true },
+    usage: {
+      inputTokens: p.estimate.inputTokens,
+      outputTokens: 0,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      estimated: true,
+    },
   }
 }

@@ -54,33 +54,71 @@ export interface ExactCacheOptions {
   cacheSampled?: boolean
 }
 
-const DEFAULTS = { scope: 'team' as CacheScope, ttlSeconds: 7 * 24 * 3600, maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, prefix: 'cache:exact', sweepMinutes: 60, coalesce: true as boolean | 'all', retryWindowSeconds: 120, cacheSampled: true }
-const KNOWN = new Set(['scope', 'ttlSeconds', 'maxEntries', 'maxBytes', 'persist', 'prefix', 'sweepMinutes', 'coalesce', 'retryWindowSeconds', 'cacheSampled'])
+const DEFAULTS = {
+  scope: 'team' as CacheScope,
+  ttlSeconds: 7 * 24 * 3600,
+  maxEntries: 10_000,
+  maxBytes: 64 * 1024 * 1024,
+  prefix: 'cache:exact',
+  sweepMinutes: 60,
+  coalesce: true as boolean | 'all',
+  retryWindowSeconds: 120,
+  cacheSampled: true,
+}
+const KNOWN = new Set([
+  'scope',
+  'ttlSeconds',
+  'maxEntries',
+  'maxBytes',
+  'persist',
+  'prefix',
+  'sweepMinutes',
+  'coalesce',
+  'retryWindowSeconds',
+  'cacheSampled',
+])
 
 function validate(o: ExactCacheOptions): void {
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`exact-cache: options must be an object, got ${JSON.stringify(o)}`)
-  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new Error(`exact-cache: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
-  if (o.scope !== undefined && !['global', 'team', 'user'].includes(o.scope)) throw new Error(`exact-cache: scope must be "global", "team" or "user", got ${JSON.stringify(o.scope)}`)
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new Error(`exact-cache: options must be an object, got ${JSON.stringify(o)}`)
+  for (const k of Object.keys(o))
+    if (!KNOWN.has(k)) throw new Error(`exact-cache: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
+  if (o.scope !== undefined && !['global', 'team', 'user'].includes(o.scope))
+    throw new Error(`exact-cache: scope must be "global", "team" or "user", got ${JSON.stringify(o.scope)}`)
   const positive = (name: keyof ExactCacheOptions, integer: boolean) => {
     const v = o[name]
     if (v === undefined) return
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
-      throw new Error(`exact-cache: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`)
+      throw new Error(
+        `exact-cache: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`,
+      )
     }
   }
   positive('ttlSeconds', false)
   positive('maxEntries', true)
   positive('maxBytes', true)
-  if (o.sweepMinutes !== undefined && (typeof o.sweepMinutes !== 'number' || !Number.isFinite(o.sweepMinutes) || o.sweepMinutes < 0)) {
+  if (
+    o.sweepMinutes !== undefined &&
+    (typeof o.sweepMinutes !== 'number' || !Number.isFinite(o.sweepMinutes) || o.sweepMinutes < 0)
+  ) {
     throw new Error(`exact-cache: sweepMinutes must be a number of minutes >= 0, got ${JSON.stringify(o.sweepMinutes)}`)
   }
-  if (o.coalesce !== undefined && typeof o.coalesce !== 'boolean' && o.coalesce !== 'all') throw new Error(`exact-cache: coalesce must be true, false or 'all', got ${JSON.stringify(o.coalesce)}`)
-  if (o.retryWindowSeconds !== undefined && (typeof o.retryWindowSeconds !== 'number' || !Number.isFinite(o.retryWindowSeconds) || o.retryWindowSeconds < 0)) {
-    throw new Error(`exact-cache: retryWindowSeconds must be a number of seconds >= 0, got ${JSON.stringify(o.retryWindowSeconds)}`)
+  if (o.coalesce !== undefined && typeof o.coalesce !== 'boolean' && o.coalesce !== 'all')
+    throw new Error(`exact-cache: coalesce must be true, false or 'all', got ${JSON.stringify(o.coalesce)}`)
+  if (
+    o.retryWindowSeconds !== undefined &&
+    (typeof o.retryWindowSeconds !== 'number' || !Number.isFinite(o.retryWindowSeconds) || o.retryWindowSeconds < 0)
+  ) {
+    throw new Error(
+      `exact-cache: retryWindowSeconds must be a number of seconds >= 0, got ${JSON.stringify(o.retryWindowSeconds)}`,
+    )
   }
-  if (o.cacheSampled !== undefined && typeof o.cacheSampled !== 'boolean') throw new Error(`exact-cache: cacheSampled must be a boolean, got ${JSON.stringify(o.cacheSampled)}`)
-  if (o.persist !== undefined && typeof o.persist !== 'boolean') throw new Error(`exact-cache: persist must be a boolean, got ${JSON.stringify(o.persist)}`)
-  if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix)) throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
+  if (o.cacheSampled !== undefined && typeof o.cacheSampled !== 'boolean')
+    throw new Error(`exact-cache: cacheSampled must be a boolean, got ${JSON.stringify(o.cacheSampled)}`)
+  if (o.persist !== undefined && typeof o.persist !== 'boolean')
+    throw new Error(`exact-cache: persist must be a boolean, got ${JSON.stringify(o.persist)}`)
+  if (o.prefix !== undefined && (typeof o.prefix !== 'string' || !o.prefix))
+    throw new Error(`exact-cache: prefix must be a non-empty string, got ${JSON.stringify(o.prefix)}`)
 }
 
 const ZERO: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 }
@@ -88,7 +126,13 @@ const ZERO: Usage = { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cache
 function freshId(protocol: string): string {
   // randomUUID draws from a pooled buffer; randomBytes(12) makes a syscall per hit
   const r = randomUUID().replace(/-/g, '').slice(0, 24)
-  return protocol === 'anthropic' ? `msg_cache_${r}` : protocol === 'openai' ? `chatcmpl-cache-${r}` : protocol === 'responses' ? `resp_cache_${r}` : `cache-${r}`
+  return protocol === 'anthropic'
+    ? `msg_cache_${r}`
+    : protocol === 'openai'
+      ? `chatcmpl-cache-${r}`
+      : protocol === 'responses'
+        ? `resp_cache_${r}`
+        : `cache-${r}`
 }
 
 function totalTokens(u: Usage): number {
@@ -114,10 +158,15 @@ function startSweeps(mesh: Mesh, store: ExactStore, minutes: number): () => Prom
   let sweeping: Promise<unknown> | undefined
   const sweep = () => {
     if (sweeping) return
-    sweeping = store.sweep()
-      .then((r) => { if (r.removed) mesh.log.info(`exact-cache: removed ${r.removed} expired entries of ${r.scanned}`) })
+    sweeping = store
+      .sweep()
+      .then((r) => {
+        if (r.removed) mesh.log.info(`exact-cache: removed ${r.removed} expired entries of ${r.scanned}`)
+      })
       .catch((err) => mesh.log.warn('exact-cache: sweep failed', { error: String((err as Error)?.message ?? err) }))
-      .finally(() => { sweeping = undefined })
+      .finally(() => {
+        sweeping = undefined
+      })
   }
   const first = setTimeout(sweep, Math.min(60_000, minutes * 60_000))
   const every = setInterval(sweep, minutes * 60_000)
@@ -134,12 +183,20 @@ function startSweeps(mesh: Mesh, store: ExactStore, minutes: number): () => Prom
 async function lookupEntry(store: ExactStore, ctx: MeshContext, hash: string): Promise<LookupResult> {
   try {
     const r = await store.get(hash)
-    if (r.status === 'corrupt') ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', { id: ctx.id, key: hash, reason: r.reason })
+    if (r.status === 'corrupt')
+      ctx.mesh.log.warn('exact-cache: corrupt entry deleted, treated as a miss', {
+        id: ctx.id,
+        key: hash,
+        reason: r.reason,
+      })
     return r
   } catch (err) {
     // storage down: serve from upstream rather than fail the request
     // a storage outage is logged once by the storage layer, not once per request here
-    ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: lookup failed, treated as a miss', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+    ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)(
+      'exact-cache: lookup failed, treated as a miss',
+      { id: ctx.id, error: String((err as Error)?.message ?? err) },
+    )
     return { status: 'miss' }
   }
 }
@@ -147,7 +204,12 @@ async function lookupEntry(store: ExactStore, ctx: MeshContext, hash: string): P
 /** waits for the request already on its way upstream with this key, at most the upstream timeout */
 async function waitFor(leader: { done: Promise<void> }, ctx: MeshContext): Promise<void> {
   let timer: NodeJS.Timeout | undefined
-  await Promise.race([leader.done, new Promise<void>((r) => { timer = setTimeout(r, ctx.mesh.config.limits.upstreamTimeoutMs) })])
+  await Promise.race([
+    leader.done,
+    new Promise<void>((r) => {
+      timer = setTimeout(r, ctx.mesh.config.limits.upstreamTimeoutMs)
+    }),
+  ])
   clearTimeout(timer)
 }
 
@@ -234,7 +296,8 @@ export function exactCache(options: ExactCacheOptions = {}): Plugin {
           return
         }
         // a request of megabytes is hashed over several turns of the event loop, not in one go
-        const hash = ctx.request.rawBody.length >= 1024 * 1024 ? await cacheKeyAsync(ctx, o.scope) : cacheKey(ctx, o.scope)
+        const hash =
+          ctx.request.rawBody.length >= 1024 * 1024 ? await cacheKeyAsync(ctx, o.scope) : cacheKey(ctx, o.scope)
         if (isDryRun(ctx)) return previewLookup(st, ctx, hash, cc.noCache)
         return lookup(st, ctx, hash, cc.noCache)
       },
@@ -320,12 +383,21 @@ async function storeAnswer(st: ExactState, ctx: MeshContext, meta: ExactMeta): P
   const answer = answerOf(ctx)
   if (!answer || answer.stopReason === 'content_filter') return
   const now = Date.now()
-  const entry: CacheEntry = { v: 1, answer, createdAt: now, expiresAt: now + st.o.ttlSeconds * 1000, protocol: ctx.protocol }
+  const entry: CacheEntry = {
+    v: 1,
+    answer,
+    createdAt: now,
+    expiresAt: now + st.o.ttlSeconds * 1000,
+    protocol: ctx.protocol,
+  }
   try {
     await st.store.set(meta.hash, entry)
     ctx.mesh.emit('x-cache_store', { id: ctx.id, kind: 'exact', key: meta.hash })
   } catch (err) {
-    ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: store failed', { id: ctx.id, error: String((err as Error)?.message ?? err) })
+    ;(isStorageUnavailable(err) ? ctx.mesh.log.debug : ctx.mesh.log.warn)('exact-cache: store failed', {
+      id: ctx.id,
+      error: String((err as Error)?.message ?? err),
+    })
   }
 }
 

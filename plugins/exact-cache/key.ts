@@ -12,7 +12,6 @@ export const NAMESPACE_HEADER = 'x-agentmesh-cache-namespace'
 // answer serves a non-streaming request and the other way round), the rest is bookkeeping
 const NOT_ANSWER_PARAMS = new Set(['stream', 'stream_options', 'metadata', 'user', 'store'])
 
-
 export function scopeOf(ctx: Pick<MeshContext, 'identity'>, scope: CacheScope): string {
   if (scope === 'global') return 'global'
   if (scope === 'team') return `team:${ctx.identity.team}`

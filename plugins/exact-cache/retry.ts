@@ -28,7 +28,10 @@ export function askerOf(ctx: Pick<MeshContext, 'identity'>): string {
  */
 export class RecentAnswers {
   private at = new Map<string, number>()
-  constructor(private windowMs: number, private max = 10_000) {}
+  constructor(
+    private windowMs: number,
+    private max = 10_000,
+  ) {}
 
   /** was this asker answered this request from the cache within the window */
   isRetry(asker: string, key: string, now = Date.now()): boolean {

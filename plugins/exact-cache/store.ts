@@ -41,11 +41,25 @@ export function entryProblem(x: unknown): string | undefined {
   if (typeof e.createdAt !== 'number') return 'createdAt missing'
   const a = e.answer as Partial<CanonicalAnswer> | undefined
   if (!a || typeof a !== 'object') return 'answer missing'
-  if (typeof a.text !== 'string' || typeof a.model !== 'string' || typeof a.id !== 'string') return 'answer text/model/id missing'
-  if (!Array.isArray(a.toolCalls) || a.toolCalls.some((t) => !t || typeof t.id !== 'string' || typeof t.name !== 'string' || typeof t.arguments !== 'string')) return 'answer toolCalls malformed'
+  if (typeof a.text !== 'string' || typeof a.model !== 'string' || typeof a.id !== 'string')
+    return 'answer text/model/id missing'
+  if (
+    !Array.isArray(a.toolCalls) ||
+    a.toolCalls.some(
+      (t) => !t || typeof t.id !== 'string' || typeof t.name !== 'string' || typeof t.arguments !== 'string',
+    )
+  )
+    return 'answer toolCalls malformed'
   if (!STOP_REASONS.has(a.stopReason as string)) return `answer stopReason ${JSON.stringify(a.stopReason)}`
   const u = a.usage
-  if (!u || typeof u !== 'object' || !['inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens'].every((k) => typeof (u as any)[k] === 'number')) return 'answer usage malformed'
+  if (
+    !u ||
+    typeof u !== 'object' ||
+    !['inputTokens', 'outputTokens', 'cacheReadTokens', 'cacheWriteTokens'].every(
+      (k) => typeof (u as any)[k] === 'number',
+    )
+  )
+    return 'answer usage malformed'
   return undefined
 }
 
@@ -107,7 +121,9 @@ export class ExactStore {
     this.l1.set(hash, entry, { ttl: ttlMs })
     if (!this.storage) return
     // redis expires the key itself; memory and fs rely on expiresAt checked at read time
-    await this.track(this.storage.setItem(this.storageKey(hash), entry as any, { ttl: Math.max(1, Math.ceil(ttlMs / 1000)) }))
+    await this.track(
+      this.storage.setItem(this.storageKey(hash), entry as any, { ttl: Math.max(1, Math.ceil(ttlMs / 1000)) }),
+    )
   }
 
   async remove(hash: string): Promise<void> {
@@ -141,21 +157,26 @@ export class ExactStore {
     const keys = await this.storage.getKeys(this.opts.prefix)
     let removed = 0
     for (let i = 0; i < keys.length; i += batch) {
-      await Promise.all(keys.slice(i, i + batch).map(async (key) => {
-        try {
-          const raw = await this.storage!.getItem(key)
-          if (raw === null || raw === undefined) return
-          if (entryProblem(raw) || (raw as CacheEntry).expiresAt <= now) {
-            await this.storage!.removeItem(key)
-            const hash = key.slice(key.lastIndexOf(':') + 1)
-            const hot = this.l1.peek(hash)
-            if (hot && hot.expiresAt <= now) this.l1.delete(hash)
-            removed++
+      await Promise.all(
+        keys.slice(i, i + batch).map(async (key) => {
+          try {
+            const raw = await this.storage!.getItem(key)
+            if (raw === null || raw === undefined) return
+            if (entryProblem(raw) || (raw as CacheEntry).expiresAt <= now) {
+              await this.storage!.removeItem(key)
+              const hash = key.slice(key.lastIndexOf(':') + 1)
+              const hot = this.l1.peek(hash)
+              if (hot && hot.expiresAt <= now) this.l1.delete(hash)
+              removed++
+            }
+          } catch (err) {
+            this.opts.log.warn('exact-cache: sweep could not check an entry', {
+              key,
+              error: String((err as Error)?.message ?? err),
+            })
           }
-        } catch (err) {
-          this.opts.log.warn('exact-cache: sweep could not check an entry', { key, error: String((err as Error)?.message ?? err) })
-        }
-      }))
+        }),
+      )
       await new Promise<void>((r) => setImmediate(r))
     }
     return { scanned: keys.length, removed }

@@ -76,7 +76,10 @@ const WS = '(?:\\s|\\\\[nrt])'
 // Order matters where prefixes nest: sk-ant- before sk-, the URL forms before the keyword rule.
 // `L` is the boundary before a token: the text's own, or the JSON text's (for the one-pass test).
 const rules = (L: string): Array<[name: string, source: string]> => [
-  ['privateKey', `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\\s\\S]{0,20000}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:(?:\\s|\\\\[nr])+[A-Za-z0-9+/=]{16,}){1,400})`],
+  [
+    'privateKey',
+    `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\\s\\S]{0,20000}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:(?:\\s|\\\\[nr])+[A-Za-z0-9+/=]{16,}){1,400})`,
+  ],
   ['anthropic', `${L}sk-ant-[A-Za-z0-9_-]{32,}${R}`],
   ['openai', `${L}sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}${R}`],
   ['aws', `${L}(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}${R}`],
@@ -95,7 +98,10 @@ const rules = (L: string): Array<[name: string, source: string]> => [
   // anchored on its literal '://', the scheme's last letter checked behind it: a scheme tried at
   // every letter of the text (or a lookbehind before the literal) cost more than all other rules
   ['url', `:\\\\?/\\\\?/(?<=[A-Za-z0-9]:\\\\?/\\\\?/)[^\\s:@/"'\`<>]{0,128}:[^\\s@/"'\`<>]{1,256}@`],
-  ['auth', `${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE}(?:[Bb]earer|[Bb]asic|[Tt]oken)${WS}+[A-Za-z0-9._~+/=-]{12,}`],
+  [
+    'auth',
+    `${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE}(?:[Bb]earer|[Bb]asic|[Tt]oken)${WS}+[A-Za-z0-9._~+/=-]{12,}`,
+  ],
   ['bearer', `[Bb]earer${WS}+[A-Za-z0-9._~+/=-]{20,}`],
   ['keyword', `${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}${SP}(?:=>|:=|[:=])${SP}${QUOTE}${VALUE}`],
 ]
@@ -103,7 +109,11 @@ const rules = (L: string): Array<[name: string, source: string]> => [
 const RULES = rules(L)
 const SCAN = new RegExp(RULES.map(([name, src]) => `(?<${name}>${src})`).join('|'), 'g')
 // the same alternatives without captures, for a yes/no answer over a whole request body
-const ANY = new RegExp(rules(L_JSON).map(([, src]) => `(?:${src})`).join('|'))
+const ANY = new RegExp(
+  rules(L_JSON)
+    .map(([, src]) => `(?:${src})`)
+    .join('|'),
+)
 
 /**
  * Whether `text` holds anything that might be a secret: one pass, no validation. A request body
@@ -137,13 +147,44 @@ const PLACEHOLDER =
   /^(?:\$|%|<|\{|\[REDACTED|process\.env|os\.environ|env\.|ENV\[|getenv|x{3,}|X{3,}|\*{3,}|\.{3}|0{6,}|1234|abcd|your|my[_-]?(?:api|secret|token|key|pass)|example|sample|dummy|fake|placeholder|changeme|redacted|replace|insert|enter|todo|none$|null$|undefined$|true$|false$)/i
 const EXAMPLE_WORD = /EXAMPLE|example|XXXX|xxxx|\*\*\*\*/
 const PASSWORD_WORD = /pass|pwd/i
-const SPECIFIC = ['anthropic', 'openai', 'aws', 'google', 'github', 'gitlab', 'slack', 'stripe', 'whsec', 'twilio', 'sendgrid', 'npm', 'jwt']
-const SPECIFIC_FULL = new RegExp(`^(?:${RULES.filter(([n]) => SPECIFIC.includes(n)).map(([n, src]) => `(?<${n}>${src})`).join('|')})$`)
+const SPECIFIC = [
+  'anthropic',
+  'openai',
+  'aws',
+  'google',
+  'github',
+  'gitlab',
+  'slack',
+  'stripe',
+  'whsec',
+  'twilio',
+  'sendgrid',
+  'npm',
+  'jwt',
+]
+const SPECIFIC_FULL = new RegExp(
+  `^(?:${RULES.filter(([n]) => SPECIFIC.includes(n))
+    .map(([n, src]) => `(?<${n}>${src})`)
+    .join('|')})$`,
+)
 
 const KIND_OF: Record<string, SecretKind> = {
-  privateKey: 'private-key', anthropic: 'anthropic-key', openai: 'openai-key', aws: 'aws-access-key', google: 'google-api-key',
-  github: 'github-token', gitlab: 'gitlab-token', slack: 'slack-token', slackHook: 'slack-webhook', stripe: 'stripe-key',
-  whsec: 'stripe-webhook-secret', twilio: 'twilio-key', sendgrid: 'sendgrid-key', npm: 'npm-token', jwt: 'jwt', azure: 'azure-storage-key',
+  privateKey: 'private-key',
+  anthropic: 'anthropic-key',
+  openai: 'openai-key',
+  aws: 'aws-access-key',
+  google: 'google-api-key',
+  github: 'github-token',
+  gitlab: 'gitlab-token',
+  slack: 'slack-token',
+  slackHook: 'slack-webhook',
+  stripe: 'stripe-key',
+  whsec: 'stripe-webhook-secret',
+  twilio: 'twilio-key',
+  sendgrid: 'sendgrid-key',
+  npm: 'npm-token',
+  jwt: 'jwt',
+  azure: 'azure-storage-key',
 }
 
 /** which specific rule a whole value matches (a key found after `token=` or in a URL's password), if any */
@@ -154,7 +195,8 @@ function specificKind(value: string): SecretKind | undefined {
   if (!SPECIFIC_START.test(value)) return undefined
   const m = SPECIFIC_FULL.exec(value)
   if (!m?.groups) return undefined
-  for (const name of SPECIFIC) if (m.groups[name] !== undefined) return validToken(name, value) ? KIND_OF[name] : undefined
+  for (const name of SPECIFIC)
+    if (m.groups[name] !== undefined) return validToken(name, value) ? KIND_OF[name] : undefined
   return undefined
 }
 
@@ -180,24 +222,40 @@ function validToken(rule: string, value: string): boolean {
 function secretValue(value: string, password: boolean): boolean {
   if (PLACEHOLDER.test(value) || EXAMPLE_WORD.test(value) || value.includes('://') || value[0] === '/') return false
   if (/^[\d.]+$/.test(value)) return false
-  if (password) return value.length >= 8 && /[A-Za-z]/.test(value) && /[^A-Za-z]/.test(value) && !/^[A-Za-z_]+[.][A-Za-z_.]+$/.test(value)
+  if (password)
+    return (
+      value.length >= 8 &&
+      /[A-Za-z]/.test(value) &&
+      /[^A-Za-z]/.test(value) &&
+      !/^[A-Za-z_]+[.][A-Za-z_.]+$/.test(value)
+    )
   return value.length >= 16 && HAS_DIGIT.test(value) && /[A-Za-z]/.test(value) && entropy(value) >= 3
 }
 
 // what follows a keyword up to the value: the rest of the name, a quote, the separator
 const KEYWORD_HEAD = new RegExp(`^${KEYWORD}[A-Za-z0-9_.-]{0,30}${QUOTE}${SP}(?:=>|:=|[:=])${SP}${QUOTE}`)
-const AUTH_HEAD = new RegExp(`^(?:${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE})?(?:[Bb]earer|[Bb]asic|[Tt]oken)${WS}+`)
+const AUTH_HEAD = new RegExp(
+  `^(?:${ci('authorization')}${QUOTE}\\s{0,3}[:=]\\s{0,3}${QUOTE})?(?:[Bb]earer|[Bb]asic|[Tt]oken)${WS}+`,
+)
 const AWS_SECRET = /^[A-Za-z0-9/+]{40}$/
 const HEX32 = /^[0-9a-f]{32}$/
 
 // a name that holds an identifier, a length or a place, not the secret itself
-const NOT_A_SECRET_NAME = /(?:[_.-]?ids?|name|path|file|url|uri|type|length|len|count|expires?(?:_at|_in)?|ttl|hash|header|prefix|version)$/i
+const NOT_A_SECRET_NAME =
+  /(?:[_.-]?ids?|name|path|file|url|uri|type|length|len|count|expires?(?:_at|_in)?|ttl|hash|header|prefix|version)$/i
 const TWILIO_NEAR = /twilio|\bAC[0-9a-f]{32}\b/i
 const AWS_ID_NEAR = /\b(?:AKIA|ASIA)[A-Z0-9]{16}\b|aws/i
 
 /** an AWS secret access key: 40 random characters of base64 (a git SHA-1 is lower-case hex) */
 function awsSecretValue(value: string): boolean {
-  return AWS_SECRET.test(value) && HAS_UPPER.test(value) && HAS_LOWER.test(value) && /[\d/+]/.test(value) && !PUBLISHED_EXAMPLES.has(value) && !EXAMPLE_WORD.test(value)
+  return (
+    AWS_SECRET.test(value) &&
+    HAS_UPPER.test(value) &&
+    HAS_LOWER.test(value) &&
+    /[\d/+]/.test(value) &&
+    !PUBLISHED_EXAMPLES.has(value) &&
+    !EXAMPLE_WORD.test(value)
+  )
 }
 
 /**
@@ -215,7 +273,8 @@ function keywordMatch(text: string, start: number, whole: string, out: SecretMat
   if (quote === '"' || quote === "'" || quote === '`') {
     const close = text.indexOf(quote, vStart)
     const line = text.indexOf('\n', vStart)
-    if (close > vStart + value.length && close - vStart <= 512 && (line < 0 || close < line)) value = text.slice(vStart, text[close - 1] === '\\' ? close - 1 : close)
+    if (close > vStart + value.length && close - vStart <= 512 && (line < 0 || close < line))
+      value = text.slice(vStart, text[close - 1] === '\\' ? close - 1 : close)
   }
   const end = vStart + value.length
   const at = (kind: SecretKind) => {
@@ -233,7 +292,8 @@ function keywordMatch(text: string, start: number, whole: string, out: SecretMat
 }
 
 // the defaults of database images and tutorials: they open a laptop's container, not a secret
-const DEFAULT_PASSWORD = /^(?:pass(?:word)?|pwd|secret|[*x]+|postgres|root|admin|guest|test|changeme|mysecretpassword|example)$/i
+const DEFAULT_PASSWORD =
+  /^(?:pass(?:word)?|pwd|secret|[*x]+|postgres|root|admin|guest|test|changeme|mysecretpassword|example)$/i
 
 /** `scheme://user:password@host`: the password's span, when it is one */
 function urlMatch(start: number, whole: string, out: SecretMatch[]): void {
@@ -242,7 +302,8 @@ function urlMatch(start: number, whole: string, out: SecretMatch[]): void {
   const colon = whole.indexOf(':', scheme)
   const password = whole.slice(colon + 1, -1)
   const user = whole.slice(scheme, colon)
-  if (colon < 0 || !password || password === user || PLACEHOLDER.test(password) || DEFAULT_PASSWORD.test(password)) return
+  if (colon < 0 || !password || password === user || PLACEHOLDER.test(password) || DEFAULT_PASSWORD.test(password))
+    return
   const pStart = start + colon + 1
   out.push({ kind: specificKind(password) ?? 'connection-string', start: pStart, end: pStart + password.length })
 }
@@ -252,7 +313,8 @@ function authMatch(start: number, whole: string, out: SecretMatch[]): void {
   const value = whole.slice(head.length)
   const vStart = start + head.length
   const kind = specificKind(value)
-  if (kind || secretValue(value, false)) out.push({ kind: kind ?? 'generic-secret', start: vStart, end: vStart + value.length })
+  if (kind || secretValue(value, false))
+    out.push({ kind: kind ?? 'generic-secret', start: vStart, end: vStart + value.length })
 }
 
 // an AWS secret access key written near its key id without a name (a credentials CSV, a log line)
@@ -277,7 +339,10 @@ function awsSecretsNear(text: string, at: SecretMatch, out: SecretMatch[]): void
  * all of SECRET_KINDS); unknown kinds throw.
  */
 export function detectSecrets(text: string, kinds?: readonly string[]): SecretMatch[] {
-  if (kinds) for (const k of kinds) if (!(SECRET_KINDS as readonly string[]).includes(k)) throw new Error(`detectSecrets: unknown kind "${k}" (expected ${SECRET_KINDS.join(', ')})`)
+  if (kinds)
+    for (const k of kinds)
+      if (!(SECRET_KINDS as readonly string[]).includes(k))
+        throw new Error(`detectSecrets: unknown kind "${k}" (expected ${SECRET_KINDS.join(', ')})`)
   const out: SecretMatch[] = []
   SCAN.lastIndex = 0
   for (let m = SCAN.exec(text); m; m = SCAN.exec(text)) {
@@ -287,8 +352,7 @@ export function detectSecrets(text: string, kinds?: readonly string[]): SecretMa
     if (g.keyword !== undefined) {
       const end = keywordMatch(text, m.index, whole, out)
       if (end !== undefined && end > SCAN.lastIndex) SCAN.lastIndex = end
-    }
-    else if (g.url !== undefined) urlMatch(m.index, whole, out)
+    } else if (g.url !== undefined) urlMatch(m.index, whole, out)
     else if (g.auth !== undefined || g.bearer !== undefined) authMatch(m.index, whole, out)
     else if (g.azure !== undefined) {
       const eq = whole.indexOf('=') + 1
@@ -296,7 +360,8 @@ export function detectSecrets(text: string, kinds?: readonly string[]): SecretMa
     } else {
       for (const name in KIND_OF) {
         if (g[name] === undefined) continue
-        if (name === 'privateKey' || validToken(name, whole)) out.push({ kind: KIND_OF[name]!, start: m.index, end: m.index + whole.trimEnd().length })
+        if (name === 'privateKey' || validToken(name, whole))
+          out.push({ kind: KIND_OF[name]!, start: m.index, end: m.index + whole.trimEnd().length })
         break
       }
     }

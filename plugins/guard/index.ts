@@ -11,7 +11,15 @@ import { protocols } from '../../core/protocols/index.ts'
 import type { Identity, MeshContext, Plugin } from '../../core/types.ts'
 import { SECRET_GROUPS, SECRET_KINDS, detectSecrets, maySecret, type SecretKind, type SecretMatch } from './detect.ts'
 
-export { SECRET_GROUPS, SECRET_KINDS, detectSecrets, entropy, maySecret, type SecretKind, type SecretMatch } from './detect.ts'
+export {
+  SECRET_GROUPS,
+  SECRET_KINDS,
+  detectSecrets,
+  entropy,
+  maySecret,
+  type SecretKind,
+  type SecretMatch,
+} from './detect.ts'
 
 export type GuardAction = 'redact' | 'block'
 
@@ -60,22 +68,32 @@ export const REDACTED_HEADER = 'X-AgentMesh-Redacted'
 
 function expand(list: unknown, field: string): SecretKind[] {
   if (list === undefined) return []
-  if (!Array.isArray(list) || list.some((k) => typeof k !== 'string')) throw new Error(`guard: ${field} must be an array of kind names, got ${JSON.stringify(list)}`)
+  if (!Array.isArray(list) || list.some((k) => typeof k !== 'string'))
+    throw new Error(`guard: ${field} must be an array of kind names, got ${JSON.stringify(list)}`)
   return list.flatMap((k: string) => {
     if (SECRET_GROUPS[k]) return SECRET_GROUPS[k]
     if ((SECRET_KINDS as readonly string[]).includes(k)) return [k as SecretKind]
-    throw new Error(`guard: unknown kind "${k}" in ${field} (kinds: ${SECRET_KINDS.join(', ')}; groups: ${Object.keys(SECRET_GROUPS).join(', ')})`)
+    throw new Error(
+      `guard: unknown kind "${k}" in ${field} (kinds: ${SECRET_KINDS.join(', ')}; groups: ${Object.keys(SECRET_GROUPS).join(', ')})`,
+    )
   })
 }
 
 /** each kind's action; kinds that are off are absent */
 export function resolveActions(options: GuardOptions): Map<SecretKind, GuardAction> {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new Error(`guard: options must be an object, got ${JSON.stringify(options)}`)
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw new Error(`guard: options must be an object, got ${JSON.stringify(options)}`)
   const known = new Set(['action', 'redact', 'block', 'off', 'allow'])
-  for (const key of Object.keys(options)) if (!known.has(key)) throw new Error(`guard: unknown option "${key}" (expected one of ${[...known].join(', ')})`)
+  for (const key of Object.keys(options))
+    if (!known.has(key)) throw new Error(`guard: unknown option "${key}" (expected one of ${[...known].join(', ')})`)
   const fallback = options.action ?? 'redact'
-  if (fallback !== 'redact' && fallback !== 'block') throw new Error(`guard: action must be 'redact' or 'block', got ${JSON.stringify(options.action)}`)
-  if (options.allow !== undefined && (!Array.isArray(options.allow) || options.allow.some((v) => typeof v !== 'string'))) throw new Error('guard: allow must be an array of strings')
+  if (fallback !== 'redact' && fallback !== 'block')
+    throw new Error(`guard: action must be 'redact' or 'block', got ${JSON.stringify(options.action)}`)
+  if (
+    options.allow !== undefined &&
+    (!Array.isArray(options.allow) || options.allow.some((v) => typeof v !== 'string'))
+  )
+    throw new Error('guard: allow must be an array of strings')
   const actions = new Map<SecretKind, GuardAction>(SECRET_KINDS.map((k) => [k, fallback]))
   for (const k of expand(options.redact, 'redact')) actions.set(k, 'redact')
   for (const k of expand(options.block, 'block')) actions.set(k, 'block')
@@ -142,7 +160,10 @@ function redactText(text: string, hits: SecretMatch[]): string {
 function reparse(ctx: MeshContext): void {
   const before = ctx.prompt
   const pathModel = ctx.protocol === 'gemini' ? before.model : undefined
-  const next = ctx.operation === 'embeddings' ? embeddingsPrompt(ctx.protocol, ctx.request.body, pathModel) : protocols[ctx.protocol].parse(ctx.request.body, { pathModel, stream: before.stream })
+  const next =
+    ctx.operation === 'embeddings'
+      ? embeddingsPrompt(ctx.protocol, ctx.request.body, pathModel)
+      : protocols[ctx.protocol].parse(ctx.request.body, { pathModel, stream: before.stream })
   // set by the core after parsing (a Responses chain)
   if (before.stateful !== undefined) next.stateful = before.stateful
   if (before.noCache !== undefined) next.noCache = before.noCache
@@ -156,7 +177,12 @@ function describe(findings: GuardFinding[]): string {
 }
 
 /** search the body, redact what was found, and refuse if a blocked kind was among it */
-function inspect(ctx: MeshContext, kinds: SecretKind[], actions: Map<SecretKind, GuardAction>, allow: Set<string>): void {
+function inspect(
+  ctx: MeshContext,
+  kinds: SecretKind[],
+  actions: Map<SecretKind, GuardAction>,
+  allow: Set<string>,
+): void {
   const body = ctx.request.body
   const findings: GuardFinding[] = []
   walk(body, [], (holder, key, value, path) => {
@@ -181,10 +207,18 @@ function inspect(ctx: MeshContext, kinds: SecretKind[], actions: Map<SecretKind,
   if (blocked.length) {
     ctx.mesh.emit('secret_blocked', { id: ctx.id, identity: ctx.identity, counts, where })
     const message = `secret_in_prompt: the request holds ${describe(blocked)}; it was not sent. Remove the secret and send the request again.`
-    refuseOrRecord(ctx, 'guard', { kind: 'error', status: 403, type: 'secret_in_prompt', message, headers: { 'x-should-retry': 'false' } })
+    refuseOrRecord(ctx, 'guard', {
+      kind: 'error',
+      status: 403,
+      type: 'secret_in_prompt',
+      message,
+      headers: { 'x-should-retry': 'false' },
+    })
     if (ctx.response) return
   }
-  ctx.headers[REDACTED_HEADER] = Object.entries(counts).map(([k, n]) => `${k}:${n}`).join(',')
+  ctx.headers[REDACTED_HEADER] = Object.entries(counts)
+    .map(([k, n]) => `${k}:${n}`)
+    .join(',')
   ctx.mesh.emit('secret_redacted', { id: ctx.id, identity: ctx.identity, counts, where })
 }
 
@@ -196,7 +230,10 @@ export function guard(options: GuardOptions = {}): Plugin {
     name: 'guard',
     // before normalise and the caches: they must only ever see the redacted prompt
     enforce: 'pre',
-    options: { ...options, ...(options.allow ? { allow: `(${options.allow.length} values)` } : {}) } as Record<string, unknown>,
+    options: { ...options, ...(options.allow ? { allow: `(${options.allow.length} values)` } : {}) } as Record<
+      string,
+      unknown
+    >,
     hooks: {
       beforeRequest(ctx) {
         if (!kinds.length) return

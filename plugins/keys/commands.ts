@@ -5,8 +5,8 @@ import { createKeyStore, publicRecord, validateNewKey, type KeyStore } from './s
 
 const MEMORY_STORAGE_ERROR = [
   'keys: storage is the in-memory driver, so a key made by this command would vanish when it exits.',
-  'Configure persistent storage in agentmesh.config.ts, e.g. storage: { driver: \'fs\' } or { driver: \'redis\', url: \'redis://...\' }',
-  '(or run with --preset solo / --preset team), or manage keys through the running proxy\'s admin API:',
+  "Configure persistent storage in agentmesh.config.ts, e.g. storage: { driver: 'fs' } or { driver: 'redis', url: 'redis://...' }",
+  "(or run with --preset solo / --preset team), or manage keys through the running proxy's admin API:",
   '  curl -X POST http://HOST:PORT/agentmesh/admin/keys -H "Authorization: Bearer $AGENTMESH_ADMIN_TOKEN" -d \'{"team":"eng","user":"alice"}\'',
 ].join('\n')
 
@@ -15,19 +15,36 @@ type Flags = Record<string, any>
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
+  return rows.map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  )
 }
 
 async function createKey(keys: KeyStore, o: Flags, print: Print): Promise<number> {
-  const { value, errors } = validateNewKey({ team: o.team === undefined ? undefined : String(o.team), user: o.user === undefined ? undefined : String(o.user), ...(o.tool !== undefined ? { tool: String(o.tool) } : {}), ...(o.name !== undefined ? { name: String(o.name) } : {}) })
+  const { value, errors } = validateNewKey({
+    team: o.team === undefined ? undefined : String(o.team),
+    user: o.user === undefined ? undefined : String(o.user),
+    ...(o.tool !== undefined ? { tool: String(o.tool) } : {}),
+    ...(o.name !== undefined ? { name: String(o.name) } : {}),
+  })
   if (!value) {
-    print(`keys create: ${errors.join('; ').replace(/\bteam\b/, '--team').replace(/\buser\b/, '--user')}`)
+    print(
+      `keys create: ${errors
+        .join('; ')
+        .replace(/\bteam\b/, '--team')
+        .replace(/\buser\b/, '--user')}`,
+    )
     return 1
   }
   const { key, record } = await keys.create(value)
   if (o.json) print(JSON.stringify({ ...publicRecord(record), key }, null, 2))
   else {
-    print(`created ${record.id} for team ${record.team}, user ${record.user}${record.tool ? `, tool ${record.tool}` : ''}`)
+    print(
+      `created ${record.id} for team ${record.team}, user ${record.user}${record.tool ? `, tool ${record.tool}` : ''}`,
+    )
     print('')
     print(`  ${key}`)
     print('')
@@ -40,7 +57,20 @@ async function listKeys(keys: KeyStore, o: Flags, print: Print): Promise<number>
   const list = await keys.list()
   if (o.json) print(JSON.stringify(list.map(publicRecord), null, 2))
   else if (!list.length) print('no virtual keys yet: agentmesh keys create --team TEAM --user USER')
-  else for (const line of table([['ID', 'KEY', 'TEAM', 'USER', 'TOOL', 'CREATED', 'STATUS'], ...list.map((r) => [r.id, r.prefix + '…', r.team, r.user, r.tool ?? '-', r.created.slice(0, 19) + 'Z', r.revoked ? `revoked ${r.revoked.slice(0, 10)}` : 'active'])])) print(line)
+  else
+    for (const line of table([
+      ['ID', 'KEY', 'TEAM', 'USER', 'TOOL', 'CREATED', 'STATUS'],
+      ...list.map((r) => [
+        r.id,
+        r.prefix + '…',
+        r.team,
+        r.user,
+        r.tool ?? '-',
+        r.created.slice(0, 19) + 'Z',
+        r.revoked ? `revoked ${r.revoked.slice(0, 10)}` : 'active',
+      ]),
+    ]))
+      print(line)
   return 0
 }
 
@@ -54,7 +84,9 @@ async function revokeKey(keys: KeyStore, id: string | undefined, ttl: number, pr
     print(`keys revoke: no virtual key with id ${id}`)
     return 1
   }
-  print(`revoked ${record.id} (team ${record.team}, user ${record.user}); running proxies refuse it within ${ttl / 1000} s`)
+  print(
+    `revoked ${record.id} (team ${record.team}, user ${record.user}); running proxies refuse it within ${ttl / 1000} s`,
+  )
   return 0
 }
 

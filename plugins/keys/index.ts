@@ -19,10 +19,17 @@ export interface VirtualKeysOptions {
   cacheTtlMs?: number
 }
 
-const unauthorized = (message: string): MeshResponse => ({ kind: 'error', status: 401, type: 'authentication_error', message })
+const unauthorized = (message: string): MeshResponse => ({
+  kind: 'error',
+  status: 401,
+  type: 'authentication_error',
+  message,
+})
 
 /** Where clients put credentials: Authorization: Bearer (OpenAI, recent Anthropic SDKs), x-api-key (Anthropic), x-goog-api-key and ?key= (Gemini). */
-function presentedKey(ctx: MeshContext): { key: string; from: 'authorization' | 'x-api-key' | 'x-goog-api-key' | 'query' } | undefined {
+function presentedKey(
+  ctx: MeshContext,
+): { key: string; from: 'authorization' | 'x-api-key' | 'x-goog-api-key' | 'query' } | undefined {
   const h = ctx.request.headers
   const auth = h.get('authorization')
   if (auth && /^Bearer\s+am-/i.test(auth)) return { key: auth.replace(/^Bearer\s+/i, '').trim(), from: 'authorization' }
@@ -48,10 +55,17 @@ function stripKey(ctx: MeshContext, from: string) {
 
 function validateOptions(options: VirtualKeysOptions) {
   if (!options || typeof options !== 'object') throw new Error('keys: options must be an object')
-  for (const k of Object.keys(options)) if (!['required', 'adminToken', 'cacheTtlMs'].includes(k)) throw new Error(`keys: unknown option "${k}" (expected required, adminToken, cacheTtlMs)`)
-  if (options.required !== undefined && typeof options.required !== 'boolean') throw new Error(`keys: required must be true or false, got ${JSON.stringify(options.required)}`)
-  if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 16)) throw new Error('keys: adminToken must be a string of at least 16 characters')
-  if (options.cacheTtlMs !== undefined && (typeof options.cacheTtlMs !== 'number' || !(options.cacheTtlMs >= 0))) throw new Error(`keys: cacheTtlMs must be a non-negative number of milliseconds, got ${JSON.stringify(options.cacheTtlMs)}`)
+  for (const k of Object.keys(options))
+    if (!['required', 'adminToken', 'cacheTtlMs'].includes(k))
+      throw new Error(`keys: unknown option "${k}" (expected required, adminToken, cacheTtlMs)`)
+  if (options.required !== undefined && typeof options.required !== 'boolean')
+    throw new Error(`keys: required must be true or false, got ${JSON.stringify(options.required)}`)
+  if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 16))
+    throw new Error('keys: adminToken must be a string of at least 16 characters')
+  if (options.cacheTtlMs !== undefined && (typeof options.cacheTtlMs !== 'number' || !(options.cacheTtlMs >= 0)))
+    throw new Error(
+      `keys: cacheTtlMs must be a non-negative number of milliseconds, got ${JSON.stringify(options.cacheTtlMs)}`,
+    )
 }
 
 export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
@@ -61,21 +75,32 @@ export function virtualKeys(options: VirtualKeysOptions = {}): Plugin {
   // hash -> record, for ttl ms; only verified keys are cached, so a new key works at once everywhere.
   // ttl 0 caches nothing (lru-cache reads a ttl of 0 as "never expires"); lru-cache takes whole ms
   // and no Infinity, which here means "never expires"
-  const verified = ttl > 0 ? new LRUCache<string, VirtualKeyRecord>({ max: 10_000, ...(Number.isFinite(ttl) ? { ttl: Math.ceil(ttl) } : {}) }) : undefined
+  const verified =
+    ttl > 0
+      ? new LRUCache<string, VirtualKeyRecord>({
+          max: 10_000,
+          ...(Number.isFinite(ttl) ? { ttl: Math.ceil(ttl) } : {}),
+        })
+      : undefined
 
   // synchronous when the request carries no virtual key (the common case without `required`)
   function resolve(ctx: MeshContext): Identity | MeshResponse | Promise<Identity | MeshResponse> {
     const found = presentedKey(ctx)
     if (!found) {
       if (options.required) {
-        return unauthorized('this AgentMesh requires a virtual key: send it as Authorization: Bearer am-... or x-api-key: am-... (an admin creates one with `agentmesh keys create --team TEAM --user USER`)')
+        return unauthorized(
+          'this AgentMesh requires a virtual key: send it as Authorization: Bearer am-... or x-api-key: am-... (an admin creates one with `agentmesh keys create --team TEAM --user USER`)',
+        )
       }
       return defaultIdentityResolver(ctx)
     }
     return resolveKey(ctx, found)
   }
 
-  async function resolveKey(ctx: MeshContext, found: NonNullable<ReturnType<typeof presentedKey>>): Promise<Identity | MeshResponse> {
+  async function resolveKey(
+    ctx: MeshContext,
+    found: NonNullable<ReturnType<typeof presentedKey>>,
+  ): Promise<Identity | MeshResponse> {
     stripKey(ctx, found.from)
     if (!KEY_FORMAT.test(found.key)) return unauthorized('invalid virtual key')
     let record: VirtualKeyRecord | null | undefined

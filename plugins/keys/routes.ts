@@ -4,7 +4,12 @@ import type { Mesh } from '../../core/types.ts'
 import { publicRecord, validateNewKey, type KeyStore } from './store.ts'
 
 /** `forget` drops a revoked key from this process's cache at once */
-export function addKeyRoutes(mesh: Mesh, store: KeyStore, adminToken: string | undefined, forget: (id: string) => void) {
+export function addKeyRoutes(
+  mesh: Mesh,
+  store: KeyStore,
+  adminToken: string | undefined,
+  forget: (id: string) => void,
+) {
   const token = resolveAdminToken(adminToken, 'keys')
   mesh.addRoute('POST', '/agentmesh/admin/keys', async (request) => {
     const denied = checkAdmin(request, token)
@@ -26,7 +31,8 @@ export function addKeyRoutes(mesh: Mesh, store: KeyStore, adminToken: string | u
     const denied = checkAdmin(request, token)
     if (denied) return denied
     const id = params.id ?? ''
-    if (!/^[A-Za-z0-9_]{1,40}$/.test(id)) return adminError(400, 'invalid_request_error', `malformed key id "${id.slice(0, 60)}"`)
+    if (!/^[A-Za-z0-9_]{1,40}$/.test(id))
+      return adminError(400, 'invalid_request_error', `malformed key id "${id.slice(0, 60)}"`)
     const record = await store.revoke(id)
     if (!record) return adminError(404, 'not_found_error', `no virtual key with id ${id}`)
     forget(id)

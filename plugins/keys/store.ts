@@ -42,16 +42,30 @@ export interface NewKey {
 /** Checks the fields of a key request; returns the problems, each naming its field. */
 export function validateNewKey(input: unknown): { value?: NewKey; errors: string[] } {
   const errors: string[] = []
-  if (!input || typeof input !== 'object' || Array.isArray(input)) return { errors: ['the body must be a JSON object with team, user and optional tool, name'] }
+  if (!input || typeof input !== 'object' || Array.isArray(input))
+    return { errors: ['the body must be a JSON object with team, user and optional tool, name'] }
   const o = input as Record<string, unknown>
-  for (const k of Object.keys(o)) if (!['team', 'user', 'tool', 'name'].includes(k)) errors.push(`unknown field "${k}" (expected team, user, tool, name)`)
+  for (const k of Object.keys(o))
+    if (!['team', 'user', 'tool', 'name'].includes(k))
+      errors.push(`unknown field "${k}" (expected team, user, tool, name)`)
   for (const k of ['team', 'user'] as const) {
-    if (typeof o[k] !== 'string' || !NAME.test(o[k] as string)) errors.push(`${k} is required: 1-64 characters of letters, digits and . _ @ : + -`)
+    if (typeof o[k] !== 'string' || !NAME.test(o[k] as string))
+      errors.push(`${k} is required: 1-64 characters of letters, digits and . _ @ : + -`)
   }
-  if (o.tool !== undefined && (typeof o.tool !== 'string' || !NAME.test(o.tool))) errors.push('tool must be 1-64 characters of letters, digits and . _ @ : + -')
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length > 128 || /[\u0000-\u001f]/.test(o.name))) errors.push('name must be a string of at most 128 printable characters')
+  if (o.tool !== undefined && (typeof o.tool !== 'string' || !NAME.test(o.tool)))
+    errors.push('tool must be 1-64 characters of letters, digits and . _ @ : + -')
+  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length > 128 || /[\u0000-\u001f]/.test(o.name)))
+    errors.push('name must be a string of at most 128 printable characters')
   if (errors.length) return { errors }
-  return { value: { team: o.team as string, user: o.user as string, ...(o.tool ? { tool: o.tool as string } : {}), ...(o.name ? { name: o.name as string } : {}) }, errors }
+  return {
+    value: {
+      team: o.team as string,
+      user: o.user as string,
+      ...(o.tool ? { tool: o.tool as string } : {}),
+      ...(o.name ? { name: o.name as string } : {}),
+    },
+    errors,
+  }
 }
 
 export function createKeyStore(storage: Storage) {
@@ -95,7 +109,9 @@ export function createKeyStore(storage: Storage) {
     async list(): Promise<VirtualKeyRecord[]> {
       const keys = await storage.getKeys('agentmesh:keys:id')
       const records = await Promise.all(keys.map((k) => storage.getItem<VirtualKeyRecord>(k)))
-      return records.filter((r): r is VirtualKeyRecord => !!r && typeof r === 'object' && typeof r.id === 'string').sort((a, b) => a.created.localeCompare(b.created))
+      return records
+        .filter((r): r is VirtualKeyRecord => !!r && typeof r === 'object' && typeof r.id === 'string')
+        .sort((a, b) => a.created.localeCompare(b.created))
     },
 
     /** marks a key revoked; returns the record (unchanged if it already was), or null if unknown */

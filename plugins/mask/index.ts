@@ -34,7 +34,14 @@ declare module '../../core/types.ts' {
 }
 
 export const DEFAULT_KINDS: PersonalDataKind[] = ['email', 'card', 'iban']
-const LABEL: Record<PersonalDataKind, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', 'national-id': 'NATIONAL_ID', ip: 'IP' }
+const LABEL: Record<PersonalDataKind, string> = {
+  email: 'EMAIL',
+  phone: 'PHONE',
+  card: 'CARD',
+  iban: 'IBAN',
+  'national-id': 'NATIONAL_ID',
+  ip: 'IP',
+}
 const EXISTING = /<(EMAIL|PHONE|CARD|IBAN|NATIONAL_ID|IP)_(\d+)>/g
 
 function validKinds(where: string, v: unknown): PersonalDataKind[] {
@@ -45,17 +52,36 @@ function validKinds(where: string, v: unknown): PersonalDataKind[] {
 }
 
 function validate(o: MaskOptions): void {
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`mask: options must be an object, got ${JSON.stringify(o)}`)
-  for (const k of Object.keys(o)) if (k !== 'kinds' && k !== 'teams') throw new Error(`mask: unknown option "${k}" (expected kinds, teams)`)
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new Error(`mask: options must be an object, got ${JSON.stringify(o)}`)
+  for (const k of Object.keys(o))
+    if (k !== 'kinds' && k !== 'teams') throw new Error(`mask: unknown option "${k}" (expected kinds, teams)`)
   if (o.kinds !== undefined) validKinds('kinds', o.kinds)
   if (o.teams !== undefined) {
-    if (!o.teams || typeof o.teams !== 'object' || Array.isArray(o.teams)) throw new Error(`mask: teams must be an object { team: kinds[] | false }`)
+    if (!o.teams || typeof o.teams !== 'object' || Array.isArray(o.teams))
+      throw new Error(`mask: teams must be an object { team: kinds[] | false }`)
     for (const [team, kinds] of Object.entries(o.teams)) if (kinds !== false) validKinds(`teams.${team}`, kinds)
   }
 }
 
 // strings that are not prose: ids, signatures, base64 media (costly to scan and never personal data)
-const SKIP_KEYS = new Set(['id', 'model', 'role', 'type', 'signature', 'thoughtSignature', 'thought_signature', 'encrypted_content', 'tool_use_id', 'tool_call_id', 'call_id', 'previous_response_id', 'mime_type', 'mimeType', 'media_type'])
+const SKIP_KEYS = new Set([
+  'id',
+  'model',
+  'role',
+  'type',
+  'signature',
+  'thoughtSignature',
+  'thought_signature',
+  'encrypted_content',
+  'tool_use_id',
+  'tool_call_id',
+  'call_id',
+  'previous_response_id',
+  'mime_type',
+  'mimeType',
+  'media_type',
+])
 // thinking is signed by the vendor: a changed block is refused on the next turn
 const SKIP_TYPES = new Set(['thinking', 'redacted_thinking', 'reasoning'])
 
@@ -114,7 +140,8 @@ interface Masking {
 /** Replace the values in the body in place; undefined when there was nothing to mask. */
 function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined {
   const scan: Scan = { kinds, sites: [] }
-  for (const k in body as Record<string, unknown>) if (!SKIP_KEYS.has(k)) visit(scan, body as Record<string, unknown>, k, (body as Record<string, unknown>)[k])
+  for (const k in body as Record<string, unknown>)
+    if (!SKIP_KEYS.has(k)) visit(scan, body as Record<string, unknown>, k, (body as Record<string, unknown>)[k])
   const { sites, reserved } = scan
   if (!sites.length) return undefined
   const byCanonical = new Map<string, string>()
@@ -186,7 +213,9 @@ function maskViews(ctx: MeshContext, forms: Array<[string, string]>): void {
 export function mask(options: MaskOptions = {}): Plugin {
   validate(options)
   const kinds = options.kinds ? validKinds('kinds', options.kinds) : DEFAULT_KINDS
-  const teams = new Map(Object.entries(options.teams ?? {}).map(([t, k]) => [t, k === false ? [] : validKinds(`teams.${t}`, k)]))
+  const teams = new Map(
+    Object.entries(options.teams ?? {}).map(([t, k]) => [t, k === false ? [] : validKinds(`teams.${t}`, k)]),
+  )
   const anything = kinds.length > 0 || [...teams.values()].some((k) => k.length > 0)
   const plugin = { name: 'mask', enforce: 'pre' as const, options: { kinds, teams: Object.fromEntries(teams) } }
   // nothing to mask for anyone: no hook, so the request path does not change at all
@@ -207,7 +236,9 @@ export function mask(options: MaskOptions = {}): Plugin {
         const longest = Math.max(...[...m.values.keys()].map((p) => p.length))
         ctx.answerText = { open: () => new Restorer(m.values, longest) }
         ctx.state.mask = { counts: m.counts }
-        ctx.headers['x-agentmesh-masked'] = PERSONAL_DATA_KINDS.filter((k) => m.counts[k]).map((k) => `${k}:${m.counts[k]}`).join(',')
+        ctx.headers['x-agentmesh-masked'] = PERSONAL_DATA_KINDS.filter((k) => m.counts[k])
+          .map((k) => `${k}:${m.counts[k]}`)
+          .join(',')
         ctx.mesh.emit('pii_masked', { id: ctx.id, team: ctx.identity.team, counts: m.counts })
       },
     },

@@ -27,12 +27,18 @@ export interface MetricsOptions {
 
 function validate(o: MetricsOptions) {
   if (!o || typeof o !== 'object') throw new Error('metrics: options must be an object')
-  for (const k of Object.keys(o)) if (!['path', 'access', 'labelLimits', 'adminToken'].includes(k)) throw new Error(`metrics: unknown option "${k}" (expected path, access, labelLimits, adminToken)`)
-  if (o.path !== undefined && (typeof o.path !== 'string' || !o.path.startsWith('/'))) throw new Error('metrics: path must start with /')
-  if (o.access !== undefined && o.access !== 'open' && o.access !== 'token') throw new Error(`metrics: access must be 'open' or 'token', got ${JSON.stringify(o.access)}`)
+  for (const k of Object.keys(o))
+    if (!['path', 'access', 'labelLimits', 'adminToken'].includes(k))
+      throw new Error(`metrics: unknown option "${k}" (expected path, access, labelLimits, adminToken)`)
+  if (o.path !== undefined && (typeof o.path !== 'string' || !o.path.startsWith('/')))
+    throw new Error('metrics: path must start with /')
+  if (o.access !== undefined && o.access !== 'open' && o.access !== 'token')
+    throw new Error(`metrics: access must be 'open' or 'token', got ${JSON.stringify(o.access)}`)
   for (const [k, v] of Object.entries(o.labelLimits ?? {})) {
-    if (!(k in DEFAULT_LIMITS)) throw new Error(`metrics: labelLimits.${k} is not a label (expected ${Object.keys(DEFAULT_LIMITS).join(', ')})`)
-    if (!Number.isInteger(v) || (v as number) < 1) throw new Error(`metrics: labelLimits.${k} must be a positive integer`)
+    if (!(k in DEFAULT_LIMITS))
+      throw new Error(`metrics: labelLimits.${k} is not a label (expected ${Object.keys(DEFAULT_LIMITS).join(', ')})`)
+    if (!Number.isInteger(v) || (v as number) < 1)
+      throw new Error(`metrics: labelLimits.${k} must be a positive integer`)
   }
 }
 
@@ -58,7 +64,10 @@ export function metrics(options: MetricsOptions = {}): Plugin {
           const denied = checkAdmin(request, token)
           if (denied) return denied
         }
-        return new Response(await registry.metrics(), { status: 200, headers: { 'content-type': registry.contentType, 'cache-control': 'no-store' } })
+        return new Response(await registry.metrics(), {
+          status: 200,
+          headers: { 'content-type': registry.contentType, 'cache-control': 'no-store' },
+        })
       })
     },
     hooks: {

@@ -3,7 +3,14 @@
 // Prometheus's memory) without end.
 export type LabelName = 'team' | 'user' | 'tool' | 'vendor' | 'model' | 'status'
 
-export const DEFAULT_LIMITS: Record<LabelName, number> = { team: 100, user: 1000, tool: 50, vendor: 20, model: 200, status: 50 }
+export const DEFAULT_LIMITS: Record<LabelName, number> = {
+  team: 100,
+  user: 1000,
+  tool: 50,
+  vendor: 20,
+  model: 200,
+  status: 50,
+}
 
 /** longer values are cut: a label is a name, not a payload */
 const MAX_LENGTH = 64

@@ -14,15 +14,35 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]
 const TOKEN_TYPES = ['input', 'output', 'cache_read', 'cache_write'] as const
 
-export interface Layers { exact: boolean; semantic: boolean }
+export interface Layers {
+  exact: boolean
+  semantic: boolean
+}
 
 /** one team/user/tool/vendor/model combination's running totals */
-interface Series { who: Who; byStatus: Map<string, number>; tokens: [number, number, number, number]; usd: number; savedUsd: number }
+interface Series {
+  who: Who
+  byStatus: Map<string, number>
+  tokens: [number, number, number, number]
+  usd: number
+  savedUsd: number
+}
 
 /** a histogram kept by hand: counts per bucket (cumulated at scrape), sum and count */
-interface Hist { labels: Record<string, string>; counts: number[]; sum: number; count: number }
+interface Hist {
+  labels: Record<string, string>
+  counts: number[]
+  sum: number
+  count: number
+}
 
-function observe(map: Map<string, Hist>, key: string, labels: () => Record<string, string>, buckets: number[], v: number) {
+function observe(
+  map: Map<string, Hist>,
+  key: string,
+  labels: () => Record<string, string>,
+  buckets: number[],
+  v: number,
+) {
   let h = map.get(key)
   if (h === undefined) {
     h = { labels: labels(), counts: new Array(buckets.length).fill(0), sum: 0, count: 0 }
@@ -42,29 +62,88 @@ export function createMetrics(registry: Registry) {
   const hists = { upstream: new Map<string, Hist>(), ttft: new Map<string, Hist>(), overhead: new Map<string, Hist>() }
   const registers = [registry]
   const counter = (name: string, help: string, labelNames: readonly string[], fill: (c: Counter) => void) =>
-    new Counter({ name, help, labelNames: [...labelNames], registers, collect() { this.reset(); fill(this) } })
-  counter('agentmesh_requests_total', 'LLM requests answered, by who, vendor, model and HTTP status (aborted: the client went away)', [...WHO, 'status'], (c) => {
-    for (const s of series.values()) for (const [status, n] of s.byStatus) c.inc({ ...s.who, status }, n)
-  })
-  counter('agentmesh_tokens_total', 'Tokens billed by the vendor, by type (input, output, cache_read, cache_write); cache hits bill none', [...WHO, 'type'], (c) => {
-    for (const s of series.values()) for (let i = 0; i < 4; i++) if (s.tokens[i]) c.inc({ ...s.who, type: TOKEN_TYPES[i]! }, s.tokens[i])
-  })
+    new Counter({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers,
+      collect() {
+        this.reset()
+        fill(this)
+      },
+    })
+  counter(
+    'agentmesh_requests_total',
+    'LLM requests answered, by who, vendor, model and HTTP status (aborted: the client went away)',
+    [...WHO, 'status'],
+    (c) => {
+      for (const s of series.values()) for (const [status, n] of s.byStatus) c.inc({ ...s.who, status }, n)
+    },
+  )
+  counter(
+    'agentmesh_tokens_total',
+    'Tokens billed by the vendor, by type (input, output, cache_read, cache_write); cache hits bill none',
+    [...WHO, 'type'],
+    (c) => {
+      for (const s of series.values())
+        for (let i = 0; i < 4; i++) if (s.tokens[i]) c.inc({ ...s.who, type: TOKEN_TYPES[i]! }, s.tokens[i])
+    },
+  )
   counter('agentmesh_cost_usd_total', 'USD spent at the vendor, priced from the model that answered', WHO, (c) => {
     for (const s of series.values()) if (s.usd) c.inc(s.who, s.usd)
   })
   counter('agentmesh_cost_saved_usd_total', 'USD not spent because a cache answered', WHO, (c) => {
     for (const s of series.values()) if (s.savedUsd) c.inc(s.who, s.savedUsd)
   })
-  counter('agentmesh_cache_lookups_total', 'Cache lookups by layer (exact, semantic, vendor prompt cache) and outcome (hit, miss, bypass)', ['layer', 'outcome'], (c) => {
-    for (const [k, n] of cache) { const [layer, outcome] = k.split(':'); c.inc({ layer: layer!, outcome: outcome! }, n) }
+  counter(
+    'agentmesh_cache_lookups_total',
+    'Cache lookups by layer (exact, semantic, vendor prompt cache) and outcome (hit, miss, bypass)',
+    ['layer', 'outcome'],
+    (c) => {
+      for (const [k, n] of cache) {
+        const [layer, outcome] = k.split(':')
+        c.inc({ layer: layer!, outcome: outcome! }, n)
+      }
+    },
+  )
+  counter('agentmesh_quota_warn_total', 'Requests answered past a quota warning percentage', ['team'], (c) => {
+    for (const [team, q] of quota) if (q[0]) c.inc({ team }, q[0])
   })
-  counter('agentmesh_quota_warn_total', 'Requests answered past a quota warning percentage', ['team'], (c) => { for (const [team, q] of quota) if (q[0]) c.inc({ team }, q[0]) })
-  counter('agentmesh_quota_block_total', 'Requests refused by a quota (429)', ['team'], (c) => { for (const [team, q] of quota) if (q[1]) c.inc({ team }, q[1]) })
+  counter('agentmesh_quota_block_total', 'Requests refused by a quota (429)', ['team'], (c) => {
+    for (const [team, q] of quota) if (q[1]) c.inc({ team }, q[1])
+  })
   const histogram = (name: string, help: string, labelNames: string[], buckets: number[], from: Map<string, Hist>) =>
-    new Histogram({ name, help, labelNames, buckets, registers, collect() { fillHistogram(this, from, buckets) } })
-  histogram('agentmesh_upstream_latency_seconds', 'Time from the vendor call to its response headers', ['vendor', 'model'], LATENCY_BUCKETS, hists.upstream)
-  histogram('agentmesh_time_to_first_token_seconds', 'Streamed answers: time from the vendor call to its first streamed bytes (the response head of an SSE answer)', ['vendor', 'model'], LATENCY_BUCKETS, hists.ttft)
-  histogram('agentmesh_proxy_overhead_seconds', 'Non-streamed answers: time in the proxy itself (arrival to answer, minus the wait for the vendor)', ['cache'], OVERHEAD_BUCKETS, hists.overhead)
+    new Histogram({
+      name,
+      help,
+      labelNames,
+      buckets,
+      registers,
+      collect() {
+        fillHistogram(this, from, buckets)
+      },
+    })
+  histogram(
+    'agentmesh_upstream_latency_seconds',
+    'Time from the vendor call to its response headers',
+    ['vendor', 'model'],
+    LATENCY_BUCKETS,
+    hists.upstream,
+  )
+  histogram(
+    'agentmesh_time_to_first_token_seconds',
+    'Streamed answers: time from the vendor call to its first streamed bytes (the response head of an SSE answer)',
+    ['vendor', 'model'],
+    LATENCY_BUCKETS,
+    hists.ttft,
+  )
+  histogram(
+    'agentmesh_proxy_overhead_seconds',
+    'Non-streamed answers: time in the proxy itself (arrival to answer, minus the wait for the vendor)',
+    ['cache'],
+    OVERHEAD_BUCKETS,
+    hists.overhead,
+  )
   return { series, cache, quota, hists }
 }
 
@@ -76,7 +155,10 @@ export function createMetrics(registry: Registry) {
  */
 function fillHistogram(h: Histogram, from: Map<string, Hist>, buckets: number[]) {
   h.reset()
-  const internal = h as unknown as { hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }>; sortedLabelNames: string[] }
+  const internal = h as unknown as {
+    hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }>
+    sortedLabelNames: string[]
+  }
   for (const x of from.values()) {
     h.zero(x.labels)
     const entry = internal.hashMap[internal.sortedLabelNames.map((k) => `${k}:${x.labels[k]},`).join('')]
@@ -129,7 +211,14 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
     observe(m.hists.upstream, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS, up.latencyMs / 1000)
     if (ctx.prompt.stream) observe(m.hists.ttft, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS, up.latencyMs / 1000)
   }
-  if (!ctx.prompt?.stream) observe(m.hists.overhead, ctx.cache.status, () => ({ cache: ctx.cache.status }), OVERHEAD_BUCKETS, Math.max(0, now - ctx.startedAt - (up?.latencyMs ?? 0)) / 1000)
+  if (!ctx.prompt?.stream)
+    observe(
+      m.hists.overhead,
+      ctx.cache.status,
+      () => ({ cache: ctx.cache.status }),
+      OVERHEAD_BUCKETS,
+      Math.max(0, now - ctx.startedAt - (up?.latencyMs ?? 0)) / 1000,
+    )
 }
 
 /**

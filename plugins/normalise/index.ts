@@ -29,17 +29,23 @@ function validate(options: NormaliseOptions): void {
   }
   const known = new Set<string>([...STEP_NAMES, 'roles', 'maxChars'])
   for (const [key, value] of Object.entries(options)) {
-    if (!known.has(key)) throw new Error(`normalise: unknown option "${key}" (expected one of ${[...known].join(', ')})`)
+    if (!known.has(key))
+      throw new Error(`normalise: unknown option "${key}" (expected one of ${[...known].join(', ')})`)
     if ((STEP_NAMES as readonly string[]).includes(key) && value !== undefined && typeof value !== 'boolean') {
       throw new Error(`normalise: ${key} must be a boolean, got ${JSON.stringify(value)}`)
     }
   }
   if (options.roles !== undefined) {
     if (!Array.isArray(options.roles) || options.roles.some((r) => !ROLE_NAMES.includes(r))) {
-      throw new Error(`normalise: roles must be an array of ${ROLE_NAMES.join(' | ')}, got ${JSON.stringify(options.roles)}`)
+      throw new Error(
+        `normalise: roles must be an array of ${ROLE_NAMES.join(' | ')}, got ${JSON.stringify(options.roles)}`,
+      )
     }
   }
-  if (options.maxChars !== undefined && (typeof options.maxChars !== 'number' || !Number.isFinite(options.maxChars) || options.maxChars < 0)) {
+  if (
+    options.maxChars !== undefined &&
+    (typeof options.maxChars !== 'number' || !Number.isFinite(options.maxChars) || options.maxChars < 0)
+  ) {
     throw new Error(`normalise: maxChars must be a non-negative number, got ${JSON.stringify(options.maxChars)}`)
   }
 }
@@ -49,7 +55,10 @@ export function normalise(options: NormaliseOptions = {}): Plugin {
   const roles = new Set<Role>(options.roles ?? ['system', 'user'])
   const { roles: _roles, ...textOptions } = options
   // agents resend the whole conversation on every turn: earlier turns are normalised once
-  const memo = new LRUCache<string, string>({ maxSize: 8_000_000, sizeCalculation: (v, k) => Math.max(1, k.length + v.length) })
+  const memo = new LRUCache<string, string>({
+    maxSize: 8_000_000,
+    sizeCalculation: (v, k) => Math.max(1, k.length + v.length),
+  })
   const norm = (text: string) => {
     let out = memo.get(text)
     if (out === undefined) {

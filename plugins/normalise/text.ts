@@ -30,7 +30,18 @@ export interface NormaliseSteps {
   whitespace?: boolean
 }
 
-export const STEP_NAMES = ['persona', 'filler', 'markdown', 'dates', 'numbers', 'spelling', 'code', 'punctuation', 'lowercase', 'whitespace'] as const
+export const STEP_NAMES = [
+  'persona',
+  'filler',
+  'markdown',
+  'dates',
+  'numbers',
+  'spelling',
+  'code',
+  'punctuation',
+  'lowercase',
+  'whitespace',
+] as const
 export type StepName = (typeof STEP_NAMES)[number]
 
 export interface NormaliseTextOptions extends NormaliseSteps {
@@ -52,14 +63,14 @@ function encodeIndex(i: number): string {
   // base-6143 digits in the private-use area: no ASCII digit or letter that a prose regex could see
   let s = ''
   do {
-    s = String.fromCharCode(0xE100 + (i % 6143)) + s
+    s = String.fromCharCode(0xe100 + (i % 6143)) + s
     i = Math.floor(i / 6143)
   } while (i > 0)
   return s
 }
 function decodeIndex(s: string): number {
   let n = 0
-  for (const ch of s) n = n * 6143 + (ch.charCodeAt(0) - 0xE100)
+  for (const ch of s) n = n * 6143 + (ch.charCodeAt(0) - 0xe100)
   return n
 }
 
@@ -113,17 +124,21 @@ export function canonicaliseCode(code: string): string {
     const lang = m[1] === 'def' ? 'py' : 'js'
     const params = splitTopLevel(out.slice(open + 1, close))
     const names: string[] = []
-    const rebuilt = params.map((p) => {
-      const t = p.trim()
-      const lead = /^(\*{1,2}|\.\.\.)?\s*([A-Za-z_$][\w$]*)([\s\S]*)$/.exec(t)
-      if (!lead) return t
-      const [, star = '', name, rest] = lead as unknown as [string, string | undefined, string, string]
-      if (PY_KEYWORDS.has(name) || /^arg\d+$/.test(name)) return t
-      names.push(name)
-      return `${star}arg${counter + names.length - 1}${rest.trimEnd()}`
-    }).filter((p) => p !== '')
+    const rebuilt = params
+      .map((p) => {
+        const t = p.trim()
+        const lead = /^(\*{1,2}|\.\.\.)?\s*([A-Za-z_$][\w$]*)([\s\S]*)$/.exec(t)
+        if (!lead) return t
+        const [, star = '', name, rest] = lead as unknown as [string, string | undefined, string, string]
+        if (PY_KEYWORDS.has(name) || /^arg\d+$/.test(name)) return t
+        names.push(name)
+        return `${star}arg${counter + names.length - 1}${rest.trimEnd()}`
+      })
+      .filter((p) => p !== '')
     const mapping = new Map<string, string>()
-    names.forEach((n, i) => { if (!mapping.has(n)) mapping.set(n, `arg${counter + i}`) })
+    names.forEach((n, i) => {
+      if (!mapping.has(n)) mapping.set(n, `arg${counter + i}`)
+    })
     counter += names.length
     const head = out.slice(0, open) + '(' + rebuilt.join(', ') + ')'
     const body = mapping.size ? renameIdentifiers(out.slice(close + 1), mapping, lang) : out.slice(close + 1)
@@ -138,7 +153,10 @@ function matchParen(s: string, open: number): number {
   for (let i = open; i < s.length; i++) {
     const c = s[i]
     if (c === '(') depth++
-    else if (c === ')') { depth--; if (depth === 0) return i }
+    else if (c === ')') {
+      depth--
+      if (depth === 0) return i
+    }
     if (i - open > 2000) return -1
   }
   return -1
@@ -151,7 +169,10 @@ function splitTopLevel(s: string): string[] {
   for (const c of s) {
     if ('([{'.includes(c)) depth++
     else if (')]}'.includes(c)) depth--
-    if (c === ',' && depth === 0) { parts.push(cur); cur = '' } else cur += c
+    if (c === ',' && depth === 0) {
+      parts.push(cur)
+      cur = ''
+    } else cur += c
   }
   if (cur.trim() !== '' || parts.length) parts.push(cur)
   return parts
@@ -182,24 +203,47 @@ function renameIdentifiers(s: string, map: Map<string, string>, lang: 'py' | 'js
     out += closeSeq
     i += closeSeq.length
     while (i < n) {
-      if (s[i] === '\\') { out += s.slice(i, i + 2); i += 2; continue }
-      if (s.startsWith(closeSeq, i)) { out += closeSeq; i += closeSeq.length; return }
+      if (s[i] === '\\') {
+        out += s.slice(i, i + 2)
+        i += 2
+        continue
+      }
+      if (s.startsWith(closeSeq, i)) {
+        out += closeSeq
+        i += closeSeq.length
+        return
+      }
       if (!triple && quote !== '`' && s[i] === '\n') return
       if (interp && quote !== '`' && s[i] === '{') {
-        if (s[i + 1] === '{') { out += '{{'; i += 2; continue }
-        out += '{'; i++; readCode('}'); continue
+        if (s[i + 1] === '{') {
+          out += '{{'
+          i += 2
+          continue
+        }
+        out += '{'
+        i++
+        readCode('}')
+        continue
       }
       if (interp && quote === '`' && s[i] === '$' && s[i + 1] === '{') {
-        out += '${'; i += 2; readCode('}'); continue
+        out += '${'
+        i += 2
+        readCode('}')
+        continue
       }
-      out += s[i]; i++
+      out += s[i]
+      i++
     }
   }
   const readCode = (until: string | null): void => {
     let depth = 0
     while (i < n) {
       const c = s[i]!
-      if (until && c === until && depth === 0) { out += c; i++; return }
+      if (until && c === until && depth === 0) {
+        out += c
+        i++
+        return
+      }
       if (until && c === '{') depth++
       if (until && c === '}') depth--
       if (/[A-Za-z_$]/.test(c) && !/[\w$]/.test(s[i - 1] ?? '')) {
@@ -208,19 +252,23 @@ function renameIdentifiers(s: string, map: Map<string, string>, lang: 'py' | 'js
         // string prefix (f'', rb"", ...) directly followed by a quote
         if (lang === 'py' && j - i <= 2 && /^[fFrRbBuU]+$/.test(s.slice(i, j)) && (s[j] === '"' || s[j] === "'")) {
           const interp = /f/i.test(s.slice(i, j))
-          out += s.slice(i, j); i = j
+          out += s.slice(i, j)
+          i = j
           const q = s[i]!
           readString(q, s.startsWith(q.repeat(3), i), interp)
           continue
         }
-        out += renameAt(i, j); i = j; continue
+        out += renameAt(i, j)
+        i = j
+        continue
       }
       if (c === '"' || c === "'" || c === '`') {
         const triple = lang === 'py' && s.startsWith(c.repeat(3), i)
         readString(c, triple, c === '`')
         continue
       }
-      out += c; i++
+      out += c
+      i++
     }
   }
   readCode(null)
@@ -245,7 +293,8 @@ const CURLY_SQUOTE_RE = /(^|[\s([{:=,])\u2018([^\u2018\u2019]{1,2000}?)\u2019(?=
 const SQUOTE_RE = /(^|[\s([{:=,])'(?=\S)([^'\n]{1,2000}?)(?<=\S)'(?=$|[\s.,;:!?)\]}])/g
 // snake_case, dunder and SCREAMING_CASE words, camelCase, dotted.names, paths
 // applied per whitespace-separated token (at most MAX_TOKEN chars), never across the whole text
-const IDENT_RE = /(?<![\p{L}\p{N}_])(?:_*[\p{L}\p{N}]+(?:_+[\p{L}\p{N}]+)+_*|__[\p{L}\p{N}]+__|[\p{Ll}\p{N}]+[\p{Lu}][\p{L}\p{N}]*|[\p{L}_][\p{L}\p{N}_]*(?:\.[\p{L}_][\p{L}\p{N}_]*)+\(?|[\w.-]*\/[\w./-]+)(?![\p{L}\p{N}_])/gu
+const IDENT_RE =
+  /(?<![\p{L}\p{N}_])(?:_*[\p{L}\p{N}]+(?:_+[\p{L}\p{N}]+)+_*|__[\p{L}\p{N}]+__|[\p{Ll}\p{N}]+[\p{Lu}][\p{L}\p{N}]*|[\p{L}_][\p{L}\p{N}_]*(?:\.[\p{L}_][\p{L}\p{N}_]*)+\(?|[\w.-]*\/[\w./-]+)(?![\p{L}\p{N}_])/gu
 const MAX_TOKEN = 256
 
 function protectCode(text: string, p: Protector, o: Required<NormaliseSteps>): string {
@@ -266,7 +315,10 @@ function protectProse(text: string, p: Protector, o: Required<NormaliseSteps>): 
   // since ' and " can differ in meaning inside code written in prose
   text = text.replace(DQUOTE_RE, (m) => p.hold(m))
   text = text.replace(CURLY_DQUOTE_RE, (m) => p.hold(o.punctuation ? `"${m.slice(1, -1)}"` : m))
-  text = text.replace(CURLY_SQUOTE_RE, (_m, lead: string, body: string) => lead + p.hold(o.punctuation ? `'${body}'` : `\u2018${body}\u2019`))
+  text = text.replace(
+    CURLY_SQUOTE_RE,
+    (_m, lead: string, body: string) => lead + p.hold(o.punctuation ? `'${body}'` : `\u2018${body}\u2019`),
+  )
   text = text.replace(SQUOTE_RE, (_m, lead: string, body: string) => lead + p.hold(`'${body}'`))
   // a slash between digits is a date or a fraction, not a path: only spans with a letter are held
   text = text.replace(/[^\s\uE000\uE001]+/g, (tok) => {
@@ -283,13 +335,60 @@ function protectProse(text: string, p: Protector, o: Required<NormaliseSteps>): 
 // roles whose persona does not change what is asked (professional framing only); creative
 // personas ("You are a pirate.", "You are a poet.") change the answer and are kept
 const ROLES = [
-  'assistant', 'expert', 'engineer', 'architect', 'analyst', 'developer', 'programmer', 'coder',
-  'consultant', 'specialist', 'scientist', 'researcher', 'reviewer', 'advisor', 'adviser',
-  'auditor', 'administrator', 'admin', 'manager', 'lead', 'designer', 'strategist', 'tutor',
-  'teacher', 'instructor', 'professor', 'mentor', 'coach', 'ai', 'chatbot', 'bot', 'model',
-  'professional', 'practitioner', 'accountant', 'economist', 'lawyer', 'attorney', 'statistician',
-  'mathematician', 'technician', 'officer', 'planner', 'sre', 'dba', 'tester', 'assistant ai',
-  'language model', 'ai assistant', 'ai model', 'copilot', 'helper', 'translator', 'devops',
+  'assistant',
+  'expert',
+  'engineer',
+  'architect',
+  'analyst',
+  'developer',
+  'programmer',
+  'coder',
+  'consultant',
+  'specialist',
+  'scientist',
+  'researcher',
+  'reviewer',
+  'advisor',
+  'adviser',
+  'auditor',
+  'administrator',
+  'admin',
+  'manager',
+  'lead',
+  'designer',
+  'strategist',
+  'tutor',
+  'teacher',
+  'instructor',
+  'professor',
+  'mentor',
+  'coach',
+  'ai',
+  'chatbot',
+  'bot',
+  'model',
+  'professional',
+  'practitioner',
+  'accountant',
+  'economist',
+  'lawyer',
+  'attorney',
+  'statistician',
+  'mathematician',
+  'technician',
+  'officer',
+  'planner',
+  'sre',
+  'dba',
+  'tester',
+  'assistant ai',
+  'language model',
+  'ai assistant',
+  'ai model',
+  'copilot',
+  'helper',
+  'translator',
+  'devops',
 ]
 const ROLE_ALT = ROLES.map((r) => r.replace(' ', '\\s+')).join('|')
 const MOD = `(?:[\\p{L}\\p{N}][\\p{L}\\p{N}'/-]*\\s+){0,6}?`
@@ -297,7 +396,10 @@ const PERSONA_SENTENCE = new RegExp(
   `^\\s*(?:you\\s+are|you're|act\\s+as|acting\\s+as|behave\\s+as|pretend\\s+(?:that\\s+)?you\\s+are|imagine\\s+(?:that\\s+)?you\\s+are)\\s+(?:a|an|the|my|our)\\s+(${MOD})(?:${ROLE_ALT})s?\\s*(?:[.!;\\n]+\\s*|$)`,
   'iu',
 )
-const PERSONA_CLAUSE = new RegExp(`^\\s*(?:as|acting\\s+as)\\s+(?:a|an|the|your|my)\\s+(${MOD})(?:${ROLE_ALT})s?\\s*,\\s*`, 'iu')
+const PERSONA_CLAUSE = new RegExp(
+  `^\\s*(?:as|acting\\s+as)\\s+(?:a|an|the|your|my)\\s+(${MOD})(?:${ROLE_ALT})s?\\s*,\\s*`,
+  'iu',
+)
 const NEGATING = /\b(?:not|no|never|non|un\w*|without|n't)\b/i
 
 function stripPersona(text: string): string {
@@ -317,7 +419,8 @@ const OPENER = `(?:(?:hi|hello|hey)(?:\\s+there)?\\s*[,!.]\\s*)?(?:(?:please|kin
 const FILLER_START = new RegExp(`${SENT_START}${OPENER}(?!(?:not|never|n't)\\b)(?=\\S)`, 'giu')
 const FILLER_PLEASE_END = /\s*,\s*please\s*(?=[.!?]|$)/giu
 // only a thanks of its own ("... . Thanks!", "..., thank you"): "write a note to say thank you" keeps it
-const FILLER_THANKS_END = /(?:(?<=[.!?])|\s*,)\s*(?:thanks(?:\s+(?:a\s+lot|in\s+advance))?|thank\s+you(?:\s+(?:very\s+much|in\s+advance))?|thx|ty)\s*[.!]*\s*$/iu
+const FILLER_THANKS_END =
+  /(?:(?<=[.!?])|\s*,)\s*(?:thanks(?:\s+(?:a\s+lot|in\s+advance))?|thank\s+you(?:\s+(?:very\s+much|in\s+advance))?|thx|ty)\s*[.!]*\s*$/iu
 
 function stripFiller(text: string): string {
   let out = text.replace(FILLER_START, (_m, lead: string) => lead)
@@ -335,28 +438,49 @@ function trimClosingHashes(h: string): string {
 }
 
 function stripMarkdown(text: string): string {
-  return text
-    .replace(/^[ \t]{0,3}#{1,6}[ \t]+(.*)$/gm, (_m, h: string) => trimClosingHashes(h) + '\n')
-    .replace(/^[ \t]*(?:[-*_][ \t]*){3,}$/gm, '')
-    .replace(/^[ \t]*={3,}[ \t]*$/gm, '')
-    // table separator rows, then table pipes
-    .replace(/^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$/gm, '')
-    .replace(/^[ \t]*\|(.*)\|[ \t]*$/gm, (_m, row: string) => row.split('|').map((c) => c.trim()).filter(Boolean).join('; '))
-    .replace(/^[ \t]*>[ \t]?/gm, '')
-    .replace(/^[ \t]*[-*+][ \t]+/gm, '')
-    .replace(/!?\[([^\]\n]{1,500})\]\(([^)\s]{1,2048})\)/g, '$1 $2')
-    // emphasis only when the markers sit at word edges: 2*3*4 and snake_case are not emphasis
-    .replace(/(^|[^\p{L}\p{N}_*\\])(\*\*|__)(?=\S)([^\n]{0,500}?\S)\2(?![\p{L}\p{N}_*])/gu, '$1$3')
-    .replace(/(^|[^\p{L}\p{N}_*\\])([*_])(?=[^\s*_])([^\n*_]{0,500}?[^\s*_\\])\2(?![\p{L}\p{N}_*])/gu, '$1$3')
-    .replace(/\\([*_#`[\]()>|-])/g, '$1')
+  return (
+    text
+      .replace(/^[ \t]{0,3}#{1,6}[ \t]+(.*)$/gm, (_m, h: string) => trimClosingHashes(h) + '\n')
+      .replace(/^[ \t]*(?:[-*_][ \t]*){3,}$/gm, '')
+      .replace(/^[ \t]*={3,}[ \t]*$/gm, '')
+      // table separator rows, then table pipes
+      .replace(/^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$/gm, '')
+      .replace(/^[ \t]*\|(.*)\|[ \t]*$/gm, (_m, row: string) =>
+        row
+          .split('|')
+          .map((c) => c.trim())
+          .filter(Boolean)
+          .join('; '),
+      )
+      .replace(/^[ \t]*>[ \t]?/gm, '')
+      .replace(/^[ \t]*[-*+][ \t]+/gm, '')
+      .replace(/!?\[([^\]\n]{1,500})\]\(([^)\s]{1,2048})\)/g, '$1 $2')
+      // emphasis only when the markers sit at word edges: 2*3*4 and snake_case are not emphasis
+      .replace(/(^|[^\p{L}\p{N}_*\\])(\*\*|__)(?=\S)([^\n]{0,500}?\S)\2(?![\p{L}\p{N}_*])/gu, '$1$3')
+      .replace(/(^|[^\p{L}\p{N}_*\\])([*_])(?=[^\s*_])([^\n*_]{0,500}?[^\s*_\\])\2(?![\p{L}\p{N}_*])/gu, '$1$3')
+      .replace(/\\([*_#`[\]()>|-])/g, '$1')
+  )
 }
 
 // ---------------------------------------------------------------- dates and numbers
 
 const MONTHS: Record<string, number> = {
-  jan: 1, feb: 2, mar: 3, apr: 4, may: 5, jun: 6, jul: 7, aug: 8, sep: 9, sept: 9, oct: 10, nov: 11, dec: 12,
+  jan: 1,
+  feb: 2,
+  mar: 3,
+  apr: 4,
+  may: 5,
+  jun: 6,
+  jul: 7,
+  aug: 8,
+  sep: 9,
+  sept: 9,
+  oct: 10,
+  nov: 11,
+  dec: 12,
 }
-const MONTH_RE = '(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\\.?'
+const MONTH_RE =
+  '(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\\.?'
 const DATE_MDY = new RegExp(`\\b${MONTH_RE}\\s+(\\d{1,2})(?:st|nd|rd|th)?,?\\s+(\\d{4})\\b`, 'gi')
 const DATE_DMY = new RegExp(`\\b(\\d{1,2})(?:st|nd|rd|th)?\\s+(?:of\\s+)?${MONTH_RE},?\\s+(\\d{4})\\b`, 'gi')
 const DATE_YMD = /\b(\d{4})[/.](\d{1,2})[/.](\d{1,2})\b/g
@@ -372,25 +496,33 @@ function monthOf(s: string): number {
 }
 
 function normaliseDates(text: string): string {
-  return text
-    .replace(DATE_MDY, (m, mon: string, d: string, y: string) => iso(y, monthOf(mon), +d, m))
-    .replace(DATE_DMY, (m, d: string, mon: string, y: string) => iso(y, monthOf(mon), +d, m))
-    .replace(DATE_YMD, (m, y: string, mo: string, d: string) => iso(y, +mo, +d, m))
-    // 03/04/2026 is March 4 or April 3 depending on the writer: only unambiguous ones are rewritten
-    .replace(DATE_NUMERIC, (m, a: string, b: string, y: string) => {
-      const x = +a, z = +b
-      if (x === z || (x > 12 && z <= 12)) return iso(y, z, x, m)
-      if (z > 12 && x <= 12) return iso(y, x, z, m)
-      return m
-    })
+  return (
+    text
+      .replace(DATE_MDY, (m, mon: string, d: string, y: string) => iso(y, monthOf(mon), +d, m))
+      .replace(DATE_DMY, (m, d: string, mon: string, y: string) => iso(y, monthOf(mon), +d, m))
+      .replace(DATE_YMD, (m, y: string, mo: string, d: string) => iso(y, +mo, +d, m))
+      // 03/04/2026 is March 4 or April 3 depending on the writer: only unambiguous ones are rewritten
+      .replace(DATE_NUMERIC, (m, a: string, b: string, y: string) => {
+        const x = +a,
+          z = +b
+        if (x === z || (x > 12 && z <= 12)) return iso(y, z, x, m)
+        if (z > 12 && x <= 12) return iso(y, x, z, m)
+        return m
+      })
+  )
 }
 
 function normaliseNumbers(text: string): string {
-  return text
-    // not after ( [ = : "f(1,000)" in code is two arguments
-    .replace(/(?<![\d.,([=])(\d{1,3})((?:,\d{3})+)(?![\d,]|\.\d*,)/g, (_m, head: string, rest: string) => head + rest.replace(/,/g, ''))
-    .replace(/(\d)\s*(?:per\s*cent|percent)\b/gi, '$1%')
-    .replace(/(\d)\s+%/g, '$1%')
+  return (
+    text
+      // not after ( [ = : "f(1,000)" in code is two arguments
+      .replace(
+        /(?<![\d.,([=])(\d{1,3})((?:,\d{3})+)(?![\d,]|\.\d*,)/g,
+        (_m, head: string, rest: string) => head + rest.replace(/,/g, ''),
+      )
+      .replace(/(\d)\s*(?:per\s*cent|percent)\b/gi, '$1%')
+      .replace(/(\d)\s+%/g, '$1%')
+  )
 }
 
 // ---------------------------------------------------------------- punctuation, case, whitespace
@@ -409,19 +541,167 @@ function normalisePunctuation(text: string): string {
 // words longer than five letters are emphasis, not names.
 const ACRONYM_RE = /(?<![\p{L}\p{N}])\p{Lu}{2,5}(?:s|\p{N}[\p{Lu}\p{N}]*)?(?![\p{L}\p{N}])/gu
 const EMPHASIS = new Set([
-  'a', 'an', 'the', 'is', 'are', 'was', 'were', 'be', 'am', 'not', 'no', 'yes', 'do', 'does', 'did',
-  'dont', 'only', 'must', 'never', 'ever', 'all', 'any', 'and', 'or', 'but', 'very', 'will', 'shall',
-  'can', 'may', 'this', 'that', 'these', 'those', 'use', 'must', 'keep', 'avoid', 'stop', 'now',
-  'what', 'why', 'how', 'when', 'where', 'who', 'which', 'i', 'you', 'he', 'she', 'we', 'they',
-  'my', 'your', 'our', 'their', 'to', 'of', 'in', 'on', 'at', 'for', 'with', 'from', 'by', 'as',
-  'if', 'then', 'else', 'so', 'too', 'just', 'also', 'more', 'less', 'most', 'least', 'much',
-  'many', 'few', 'one', 'two', 'three', 'four', 'five', 'six', 'ten', 'has', 'have', 'had', 'get',
-  'got', 'make', 'made', 'out', 'up', 'down', 'off', 'over', 'under', 'again', 'here', 'there',
-  'good', 'bad', 'best', 'worst', 'new', 'old', 'big', 'small', 'huge', 'true', 'false', 'note',
-  'read', 'write', 'check', 'only', 'each', 'every', 'both', 'own', 'same', 'other', 'such',
-  'after', 'before', 'until', 'while', 'about', 'into', 'like', 'than', 'please', 'help', 'need',
-  'want', 'know', 'think', 'see', 'look', 'show', 'tell', 'give', 'take', 'first', 'last', 'next',
-  'final', 'exact', 'exactly', 'really', 'super', 'short', 'long', 'fast', 'slow', 'high', 'low',
+  'a',
+  'an',
+  'the',
+  'is',
+  'are',
+  'was',
+  'were',
+  'be',
+  'am',
+  'not',
+  'no',
+  'yes',
+  'do',
+  'does',
+  'did',
+  'dont',
+  'only',
+  'must',
+  'never',
+  'ever',
+  'all',
+  'any',
+  'and',
+  'or',
+  'but',
+  'very',
+  'will',
+  'shall',
+  'can',
+  'may',
+  'this',
+  'that',
+  'these',
+  'those',
+  'use',
+  'must',
+  'keep',
+  'avoid',
+  'stop',
+  'now',
+  'what',
+  'why',
+  'how',
+  'when',
+  'where',
+  'who',
+  'which',
+  'i',
+  'you',
+  'he',
+  'she',
+  'we',
+  'they',
+  'my',
+  'your',
+  'our',
+  'their',
+  'to',
+  'of',
+  'in',
+  'on',
+  'at',
+  'for',
+  'with',
+  'from',
+  'by',
+  'as',
+  'if',
+  'then',
+  'else',
+  'so',
+  'too',
+  'just',
+  'also',
+  'more',
+  'less',
+  'most',
+  'least',
+  'much',
+  'many',
+  'few',
+  'one',
+  'two',
+  'three',
+  'four',
+  'five',
+  'six',
+  'ten',
+  'has',
+  'have',
+  'had',
+  'get',
+  'got',
+  'make',
+  'made',
+  'out',
+  'up',
+  'down',
+  'off',
+  'over',
+  'under',
+  'again',
+  'here',
+  'there',
+  'good',
+  'bad',
+  'best',
+  'worst',
+  'new',
+  'old',
+  'big',
+  'small',
+  'huge',
+  'true',
+  'false',
+  'note',
+  'read',
+  'write',
+  'check',
+  'only',
+  'each',
+  'every',
+  'both',
+  'own',
+  'same',
+  'other',
+  'such',
+  'after',
+  'before',
+  'until',
+  'while',
+  'about',
+  'into',
+  'like',
+  'than',
+  'please',
+  'help',
+  'need',
+  'want',
+  'know',
+  'think',
+  'see',
+  'look',
+  'show',
+  'tell',
+  'give',
+  'take',
+  'first',
+  'last',
+  'next',
+  'final',
+  'exact',
+  'exactly',
+  'really',
+  'super',
+  'short',
+  'long',
+  'fast',
+  'slow',
+  'high',
+  'low',
 ])
 
 function lowercaseProse(text: string): string {
@@ -429,7 +709,10 @@ function lowercaseProse(text: string): string {
   let upper = 0
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (c >= 65 && c <= 90) { letters++; upper++ } else if (c >= 97 && c <= 122) letters++
+    if (c >= 65 && c <= 90) {
+      letters++
+      upper++
+    } else if (c >= 97 && c <= 122) letters++
   }
   // a shouted prompt is lowercased whole
   if (letters >= 12 && upper / letters > 0.6) return text.toLowerCase()
@@ -458,16 +741,22 @@ function collapseWhitespace(text: string): string {
     if (!out) out = body
     else out += indent ? '\n' + indent.replace(/\t/g, '    ') + body : ' ' + body
   }
-  return out
-    .replace(/ ([,.;:!?])(?=\s|$)/g, '$1')
-    .replace(/([([{]) (?=\S)/g, '$1')
+  return out.replace(/ ([,.;:!?])(?=\s|$)/g, '$1').replace(/([([{]) (?=\S)/g, '$1')
 }
 
 // ---------------------------------------------------------------- pipeline
 
 export const DEFAULT_STEPS: Required<NormaliseSteps> = {
-  persona: true, filler: true, markdown: true, dates: true, numbers: true, spelling: true,
-  code: true, punctuation: true, lowercase: true, whitespace: true,
+  persona: true,
+  filler: true,
+  markdown: true,
+  dates: true,
+  numbers: true,
+  spelling: true,
+  code: true,
+  punctuation: true,
+  lowercase: true,
+  whitespace: true,
 }
 
 /**

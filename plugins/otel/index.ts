@@ -28,28 +28,67 @@ export interface OtelOptions {
   batchDelayMs?: number
 }
 
-interface Pipeline { tracer: Tracer; ids: ChosenIds; tokens: Histogram; duration: Histogram; close(): Promise<void> }
+interface Pipeline {
+  tracer: Tracer
+  ids: ChosenIds
+  tokens: Histogram
+  duration: Histogram
+  close(): Promise<void>
+}
 
 function start(endpoint: string, o: OtelOptions): Pipeline {
   const base = endpoint.replace(/\/+$/, '')
   const resource = resourceFromAttributes({ 'service.name': o.serviceName ?? 'agentmesh' })
   const ids = new ChosenIds()
-  const traces = new TracerProvider({ resource, idGenerator: ids, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }), scheduledDelayMillis: o.batchDelayMs ?? 2000 })] })
-  const meters = new MeterProvider({ resource, readers: [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }), exportIntervalMillis: o.metricsIntervalMs ?? 10_000 })] })
+  const traces = new TracerProvider({
+    resource,
+    idGenerator: ids,
+    spanProcessors: [
+      new BatchSpanProcessor({
+        exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }),
+        scheduledDelayMillis: o.batchDelayMs ?? 2000,
+      }),
+    ],
+  })
+  const meters = new MeterProvider({
+    resource,
+    readers: [
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }),
+        exportIntervalMillis: o.metricsIntervalMs ?? 10_000,
+      }),
+    ],
+  })
   const meter = meters.getMeter('agentmesh')
   return {
     tracer: traces.getTracer('agentmesh'),
     ids,
-    tokens: meter.createHistogram('gen_ai.client.token.usage', { unit: '{token}', description: 'Tokens used, by gen_ai.token.type (input, output)' }),
-    duration: meter.createHistogram('gen_ai.client.operation.duration', { unit: 's', description: 'GenAI operation duration' }),
-    close: async () => { await Promise.allSettled([traces.shutdown(), meters.shutdown()]) },
+    tokens: meter.createHistogram('gen_ai.client.token.usage', {
+      unit: '{token}',
+      description: 'Tokens used, by gen_ai.token.type (input, output)',
+    }),
+    duration: meter.createHistogram('gen_ai.client.operation.duration', {
+      unit: 's',
+      description: 'GenAI operation duration',
+    }),
+    close: async () => {
+      await Promise.allSettled([traces.shutdown(), meters.shutdown()])
+    },
   }
 }
 
 function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
   emitSpans(p.tracer, p.ids, ctx, marks)
-  const attrs = { 'gen_ai.operation.name': ctx.operation === 'embeddings' ? 'embeddings' : 'chat', 'gen_ai.provider.name': ctx.route.vendor, 'gen_ai.request.model': ctx.prompt?.model ?? '', ...(ctx.answer?.model ? { 'gen_ai.response.model': ctx.answer.model } : {}) }
-  p.duration.record((marks.end - marks.start) / 1000, (ctx.status ?? 0) >= 400 ? { ...attrs, 'error.type': ctx.error?.type ?? String(ctx.status) } : attrs)
+  const attrs = {
+    'gen_ai.operation.name': ctx.operation === 'embeddings' ? 'embeddings' : 'chat',
+    'gen_ai.provider.name': ctx.route.vendor,
+    'gen_ai.request.model': ctx.prompt?.model ?? '',
+    ...(ctx.answer?.model ? { 'gen_ai.response.model': ctx.answer.model } : {}),
+  }
+  p.duration.record(
+    (marks.end - marks.start) / 1000,
+    (ctx.status ?? 0) >= 400 ? { ...attrs, 'error.type': ctx.error?.type ?? String(ctx.status) } : attrs,
+  )
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
   if (!hit && !ctx.usage.estimated) {
     p.tokens.record(ctx.usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' })
@@ -65,7 +104,11 @@ function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
 function setTraceparent(ctx: MeshContext, value: string): void {
   const raw = nodeResponseOf(ctx)?.req?.rawHeaders
   if (!raw) {
-    try { ctx.request.headers.set('traceparent', value) } catch { /* immutable headers: the client's traceparent goes on */ }
+    try {
+      ctx.request.headers.set('traceparent', value)
+    } catch {
+      /* immutable headers: the client's traceparent goes on */
+    }
     return
   }
   let set = false
@@ -84,11 +127,14 @@ function setTraceparent(ctx: MeshContext, value: string): void {
 
 export function otel(options: OtelOptions = {}): Plugin {
   if (!options || typeof options !== 'object') throw new Error('otel: options must be an object')
-  for (const k of Object.keys(options)) if (!['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs'].includes(k)) throw new Error(`otel: unknown option "${k}" (expected endpoint, serviceName, metricsIntervalMs, batchDelayMs)`)
+  for (const k of Object.keys(options))
+    if (!['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs'].includes(k))
+      throw new Error(`otel: unknown option "${k}" (expected endpoint, serviceName, metricsIntervalMs, batchDelayMs)`)
   const endpoint = options.endpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT
   // off: no hooks at all, so no phase pays for a plugin that does nothing
   if (!endpoint) return definePlugin({ name: 'otel', options: { ...options } })
-  if (!/^https?:\/\//.test(endpoint)) throw new Error(`otel: endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
+  if (!/^https?:\/\//.test(endpoint))
+    throw new Error(`otel: endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
   let p: Pipeline | undefined
   const marks = new WeakMap<MeshContext, Marks>()
   return definePlugin({
@@ -103,7 +149,8 @@ export function otel(options: OtelOptions = {}): Plugin {
     },
     hooks: {
       beforeRequest(ctx) {
-        if (p) marks.set(ctx, { start: ctx.startedAt, end: 0, parent: parentOf(ctx.request.headers.get('traceparent')) })
+        if (p)
+          marks.set(ctx, { start: ctx.startedAt, end: 0, parent: parentOf(ctx.request.headers.get('traceparent')) })
       },
       cacheLookup(ctx) {
         const m = p && marks.get(ctx)
@@ -123,7 +170,11 @@ export function otel(options: OtelOptions = {}): Plugin {
         const pipeline = p
         // off the response path: the spans are built on a later turn of the event loop
         setImmediate(() => {
-          try { record(pipeline, ctx, m) } catch (err) { ctx.mesh.log.warn('otel: could not record a request', { error: (err as Error).message }) }
+          try {
+            record(pipeline, ctx, m)
+          } catch (err) {
+            ctx.mesh.log.warn('otel: could not record a request', { error: (err as Error).message })
+          }
         })
       },
     },

@@ -11,7 +11,15 @@ import type { MeshContext } from '../../core/types.ts'
  * performance.now() values the hooks noted on the request; `upstream`: the trace and span ids
  * chosen before the vendor call, sent to the vendor as its traceparent and given to the spans
  */
-export interface Marks { start: number; cacheStart?: number; cacheEnd?: number; routeAt?: number; end: number; parent?: Context; upstream?: { traceId: string; spanId: string } }
+export interface Marks {
+  start: number
+  cacheStart?: number
+  cacheEnd?: number
+  routeAt?: number
+  end: number
+  parent?: Context
+  upstream?: { traceId: string; spanId: string }
+}
 
 /**
  * Ids for the SDK's next span: the ones chosen ahead (the vendor already received them in its
@@ -52,10 +60,20 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 export function parentOf(header: string | null): Context | undefined {
   const m = header ? TRACEPARENT.exec(header.trim()) : null
   if (!m || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return undefined
-  return trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: Number.parseInt(m[3]!, 16) & 1, isRemote: true })
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: m[1]!,
+    spanId: m[2]!,
+    traceFlags: Number.parseInt(m[3]!, 16) & 1,
+    isRemote: true,
+  })
 }
 
-const PROVIDERS: Record<string, string> = { openai: 'openai', anthropic: 'anthropic', google: 'gcp.gemini', demo: 'agentmesh.demo' }
+const PROVIDERS: Record<string, string> = {
+  openai: 'openai',
+  anthropic: 'anthropic',
+  google: 'gcp.gemini',
+  demo: 'agentmesh.demo',
+}
 const epoch = (t: number) => performance.timeOrigin + t
 
 export function emitSpans(tracer: Tracer, ids: ChosenIds, ctx: MeshContext, marks: Marks): void {
@@ -89,17 +107,42 @@ export function emitSpans(tracer: Tracer, ids: ChosenIds, ctx: MeshContext, mark
   if (failed) attributes['error.type'] = ctx.error?.type ?? (ctx.aborted ? 'aborted' : String(ctx.status))
   // no client trace: the request span starts the trace the vendor was already told about
   if (!marks.parent && marks.upstream) ids.nextTraceId = marks.upstream.traceId
-  const span = tracer.startSpan(`${operation} ${ctx.prompt?.model ?? ''}`.trim(), { kind: SpanKind.SERVER, attributes, startTime: epoch(marks.start) }, marks.parent)
+  const span = tracer.startSpan(
+    `${operation} ${ctx.prompt?.model ?? ''}`.trim(),
+    { kind: SpanKind.SERVER, attributes, startTime: epoch(marks.start) },
+    marks.parent,
+  )
   if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: ctx.error?.type })
   const inside = trace.setSpan(marks.parent ?? ROOT_CONTEXT, span)
   if (marks.cacheStart !== undefined) {
-    const c = tracer.startSpan('agentmesh.cache_lookup', { kind: SpanKind.INTERNAL, startTime: epoch(marks.cacheStart), attributes: { 'agentmesh.cache': ctx.cache.status } }, inside)
+    const c = tracer.startSpan(
+      'agentmesh.cache_lookup',
+      {
+        kind: SpanKind.INTERNAL,
+        startTime: epoch(marks.cacheStart),
+        attributes: { 'agentmesh.cache': ctx.cache.status },
+      },
+      inside,
+    )
     c.end(epoch(marks.cacheEnd ?? marks.routeAt ?? marks.end))
   }
   if (ctx.upstream && marks.routeAt !== undefined) {
     // the span id the vendor received as the parent in its traceparent
     if (marks.upstream) ids.nextSpanId = marks.upstream.spanId
-    const up = tracer.startSpan(`${operation} ${ctx.route.model}`, { kind: SpanKind.CLIENT, startTime: epoch(marks.routeAt), attributes: { 'gen_ai.operation.name': operation, 'gen_ai.provider.name': attributes['gen_ai.provider.name']!, 'gen_ai.request.model': ctx.route.model, 'http.response.status_code': ctx.upstream.status } }, inside)
+    const up = tracer.startSpan(
+      `${operation} ${ctx.route.model}`,
+      {
+        kind: SpanKind.CLIENT,
+        startTime: epoch(marks.routeAt),
+        attributes: {
+          'gen_ai.operation.name': operation,
+          'gen_ai.provider.name': attributes['gen_ai.provider.name']!,
+          'gen_ai.request.model': ctx.route.model,
+          'http.response.status_code': ctx.upstream.status,
+        },
+      },
+      inside,
+    )
     up.end(epoch(marks.end))
   }
   span.end(epoch(marks.end))

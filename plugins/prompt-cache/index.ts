@@ -20,21 +20,30 @@ export interface PromptCacheOptions {
 const KNOWN = new Set(['minTokens', 'tools', 'system', 'vendors', 'ttl'])
 
 function validate(o: PromptCacheOptions): void {
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`prompt-cache: options must be an object, got ${JSON.stringify(o)}`)
-  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new Error(`prompt-cache: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
-  if (o.minTokens !== undefined && (typeof o.minTokens !== 'number' || !Number.isInteger(o.minTokens) || o.minTokens < 0)) {
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new Error(`prompt-cache: options must be an object, got ${JSON.stringify(o)}`)
+  for (const k of Object.keys(o))
+    if (!KNOWN.has(k)) throw new Error(`prompt-cache: unknown option "${k}" (expected one of ${[...KNOWN].join(', ')})`)
+  if (
+    o.minTokens !== undefined &&
+    (typeof o.minTokens !== 'number' || !Number.isInteger(o.minTokens) || o.minTokens < 0)
+  ) {
     throw new Error(`prompt-cache: minTokens must be a non-negative integer, got ${JSON.stringify(o.minTokens)}`)
   }
-  for (const b of ['tools', 'system'] as const) if (o[b] !== undefined && typeof o[b] !== 'boolean') throw new Error(`prompt-cache: ${b} must be a boolean, got ${JSON.stringify(o[b])}`)
+  for (const b of ['tools', 'system'] as const)
+    if (o[b] !== undefined && typeof o[b] !== 'boolean')
+      throw new Error(`prompt-cache: ${b} must be a boolean, got ${JSON.stringify(o[b])}`)
   if (o.vendors !== undefined && (!Array.isArray(o.vendors) || o.vendors.some((v) => typeof v !== 'string'))) {
     throw new Error(`prompt-cache: vendors must be an array of vendor names, got ${JSON.stringify(o.vendors)}`)
   }
-  if (o.ttl !== undefined && o.ttl !== '5m' && o.ttl !== '1h') throw new Error(`prompt-cache: ttl must be "5m" or "1h", got ${JSON.stringify(o.ttl)}`)
+  if (o.ttl !== undefined && o.ttl !== '5m' && o.ttl !== '1h')
+    throw new Error(`prompt-cache: ttl must be "5m" or "1h", got ${JSON.stringify(o.ttl)}`)
 }
 
 /** true when the client placed a cache_control anywhere (system, tools or message blocks) */
 export function hasClientCacheControl(body: any): boolean {
-  const blocks = (v: unknown): boolean => Array.isArray(v) && v.some((b) => b && typeof b === 'object' && 'cache_control' in b)
+  const blocks = (v: unknown): boolean =>
+    Array.isArray(v) && v.some((b) => b && typeof b === 'object' && 'cache_control' in b)
   if (blocks(body?.system) || blocks(body?.tools)) return true
   if (Array.isArray(body?.messages)) for (const m of body.messages) if (blocks(m?.content)) return true
   return false
@@ -50,7 +59,11 @@ function systemText(system: unknown): string {
  * Adds breakpoints to an Anthropic Messages body in place. The prefix is cumulative (tools come
  * before the system prompt), so the system breakpoint counts the tools too. Returns what was marked.
  */
-export function addCacheControl(body: any, count: (text: string) => number, opts: Required<Pick<PromptCacheOptions, 'minTokens' | 'tools' | 'system'>> & { ttl?: '5m' | '1h' }): Array<'tools' | 'system'> {
+export function addCacheControl(
+  body: any,
+  count: (text: string) => number,
+  opts: Required<Pick<PromptCacheOptions, 'minTokens' | 'tools' | 'system'>> & { ttl?: '5m' | '1h' },
+): Array<'tools' | 'system'> {
   if (!body || typeof body !== 'object' || hasClientCacheControl(body)) return []
   const marker = opts.ttl === '1h' ? { type: 'ephemeral', ttl: '1h' } : { type: 'ephemeral' }
   const atLeast = (text: string, min: number) => text.length >= min && count(text) >= min
@@ -80,7 +93,12 @@ export function addCacheControl(body: any, count: (text: string) => number, opts
 
 export function promptCache(options: PromptCacheOptions = {}): Plugin {
   validate(options)
-  const opts = { minTokens: options.minTokens ?? 1024, tools: options.tools ?? true, system: options.system ?? true, ttl: options.ttl }
+  const opts = {
+    minTokens: options.minTokens ?? 1024,
+    tools: options.tools ?? true,
+    system: options.system ?? true,
+    ttl: options.ttl,
+  }
   const vendors = new Set(options.vendors ?? ['anthropic'])
   const applies = (ctx: MeshContext) => {
     if (ctx.protocol !== 'anthropic' || ctx.operation !== 'chat') return false
@@ -94,7 +112,11 @@ export function promptCache(options: PromptCacheOptions = {}): Plugin {
     hooks: {
       route(ctx) {
         if (ctx.response || !applies(ctx)) return
-        const added = addCacheControl(ctx.request.body, (t) => ctx.mesh.tokens.count(t, ctx.route.model || ctx.prompt.model), opts)
+        const added = addCacheControl(
+          ctx.request.body,
+          (t) => ctx.mesh.tokens.count(t, ctx.route.model || ctx.prompt.model),
+          opts,
+        )
         if (added.length) {
           ctx.request.dirty = true
           ctx.meta['prompt-cache'] = { added }

@@ -23,24 +23,36 @@ const MAX_MS = 366 * 86_400_000
 const PREFIX = 'agentmesh:quota:grants'
 
 /** Checks a grant request ({team|user|tool|global, tokens?, usd?, for, reason?}); errors name the field. */
-export function validateGrant(input: unknown, now = Date.now()): { value?: Omit<Grant, 'id' | 'created'>; errors: string[] } {
+export function validateGrant(
+  input: unknown,
+  now = Date.now(),
+): { value?: Omit<Grant, 'id' | 'created'>; errors: string[] } {
   const errors: string[] = []
-  if (!input || typeof input !== 'object' || Array.isArray(input)) return { errors: ['the body must be a JSON object such as {"team":"eng","tokens":500000,"for":"24h"}'] }
+  if (!input || typeof input !== 'object' || Array.isArray(input))
+    return { errors: ['the body must be a JSON object such as {"team":"eng","tokens":500000,"for":"24h"}'] }
   const o = input as Record<string, unknown>
-  for (const k of Object.keys(o)) if (!['team', 'user', 'tool', 'global', 'tokens', 'usd', 'for', 'reason'].includes(k)) errors.push(`unknown field "${k}" (expected team, user, tool, global, tokens, usd, for, reason)`)
+  for (const k of Object.keys(o))
+    if (!['team', 'user', 'tool', 'global', 'tokens', 'usd', 'for', 'reason'].includes(k))
+      errors.push(`unknown field "${k}" (expected team, user, tool, global, tokens, usd, for, reason)`)
   const scopes = (['team', 'user', 'tool'] as const).filter((k) => o[k] !== undefined)
   const global = o.global === true
   if (o.global !== undefined && typeof o.global !== 'boolean') errors.push('global must be true or false')
   if (scopes.length + (global ? 1 : 0) !== 1) errors.push('name exactly one scope: team, user, tool, or global: true')
-  for (const k of scopes) if (typeof o[k] !== 'string' || !NAME.test(o[k] as string)) errors.push(`${k} must be 1-64 characters of letters, digits and . _ @ : + -`)
+  for (const k of scopes)
+    if (typeof o[k] !== 'string' || !NAME.test(o[k] as string))
+      errors.push(`${k} must be 1-64 characters of letters, digits and . _ @ : + -`)
   for (const k of ['tokens', 'usd'] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== 'number' || !Number.isFinite(o[k]) || (o[k] as number) <= 0)) errors.push(`${k} must be a positive number`)
+    if (o[k] !== undefined && (typeof o[k] !== 'number' || !Number.isFinite(o[k]) || (o[k] as number) <= 0))
+      errors.push(`${k} must be a positive number`)
   }
   if (o.tokens === undefined && o.usd === undefined) errors.push('give tokens and/or usd to grant')
-  if (o.tokens !== undefined && typeof o.tokens === 'number' && !Number.isInteger(o.tokens)) errors.push('tokens must be a whole number')
+  if (o.tokens !== undefined && typeof o.tokens === 'number' && !Number.isInteger(o.tokens))
+    errors.push('tokens must be a whole number')
   const ms = parseDuration(o.for ?? '24h')
-  if (ms === undefined || ms > MAX_MS) errors.push('for must be a duration such as "24h", "30m", "7d" (at most 366d) or a number of seconds')
-  if (o.reason !== undefined && (typeof o.reason !== 'string' || o.reason.length > 200)) errors.push('reason must be a string of at most 200 characters')
+  if (ms === undefined || ms > MAX_MS)
+    errors.push('for must be a duration such as "24h", "30m", "7d" (at most 366d) or a number of seconds')
+  if (o.reason !== undefined && (typeof o.reason !== 'string' || o.reason.length > 200))
+    errors.push('reason must be a string of at most 200 characters')
   if (errors.length) return { errors }
   const scope = global ? 'global' : `${scopes[0]}:${o[scopes[0]!]}`
   return {
@@ -63,7 +75,9 @@ export function createGrantStore(storage: Storage, cacheMs: number) {
   async function readAll(): Promise<Grant[]> {
     const keys = await storage.getKeys(PREFIX)
     const items = await Promise.all(keys.map((k) => storage.getItem<Grant>(k)))
-    return items.filter((g): g is Grant => !!g && typeof g === 'object' && typeof g.id === 'string' && typeof g.scope === 'string')
+    return items.filter(
+      (g): g is Grant => !!g && typeof g === 'object' && typeof g.id === 'string' && typeof g.scope === 'string',
+    )
   }
 
   return {
@@ -84,13 +98,16 @@ export function createGrantStore(storage: Storage, cacheMs: number) {
     /** all grants, newest first; expired ones older than a week are deleted on the way */
     async list(now = Date.now()): Promise<Grant[]> {
       const all = await readAll()
-      for (const g of all) if (Date.parse(g.expires) < now - 7 * 86_400_000) void storage.removeItem(`${PREFIX}:${g.id}`).catch(() => {})
+      for (const g of all)
+        if (Date.parse(g.expires) < now - 7 * 86_400_000) void storage.removeItem(`${PREFIX}:${g.id}`).catch(() => {})
       return all.sort((a, b) => b.created.localeCompare(a.created))
     },
     /** grants in force now, from a short-lived cache so the request path rarely reads storage */
     async active(now = Date.now()): Promise<Grant[]> {
       if (!cache || now - cache.at >= cacheMs) {
-        loading ??= readAll().finally(() => { loading = undefined })
+        loading ??= readAll().finally(() => {
+          loading = undefined
+        })
         cache = { at: now, grants: await loading }
       }
       return cache.grants.filter((g) => Date.parse(g.expires) > now && Date.parse(g.created) <= now + 1000)

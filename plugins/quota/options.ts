@@ -51,10 +51,24 @@ export interface QuotaOptions {
 }
 
 export type LimitKind = keyof QuotaLimits
-export const LIMIT_KINDS: LimitKind[] = ['tokensPerDay', 'tokensPerMonth', 'usdPerDay', 'usdPerMonth', 'requestsPerMinute']
+export const LIMIT_KINDS: LimitKind[] = [
+  'tokensPerDay',
+  'tokensPerMonth',
+  'usdPerDay',
+  'usdPerMonth',
+  'requestsPerMinute',
+]
 
 export interface ResolvedQuotaOptions {
-  limits: { global?: QuotaLimits; teams: Record<string, QuotaLimits>; users: Record<string, QuotaLimits>; tools: Record<string, QuotaLimits>; defaultTeam?: QuotaLimits; defaultUser?: QuotaLimits; defaultTool?: QuotaLimits }
+  limits: {
+    global?: QuotaLimits
+    teams: Record<string, QuotaLimits>
+    users: Record<string, QuotaLimits>
+    tools: Record<string, QuotaLimits>
+    defaultTeam?: QuotaLimits
+    defaultUser?: QuotaLimits
+    defaultTool?: QuotaLimits
+  }
   warnAt: number
   hardStopAt: number
   mode: 'hard' | 'soft'
@@ -64,7 +78,14 @@ export interface ResolvedQuotaOptions {
   grantsCacheMs: number
 }
 
-const shown = (v: unknown) => (typeof v === 'string' ? `"${v}"` : v === undefined ? 'undefined' : typeof v === 'number' && !Number.isFinite(v) ? String(v) : JSON.stringify(v))
+const shown = (v: unknown) =>
+  typeof v === 'string'
+    ? `"${v}"`
+    : v === undefined
+      ? 'undefined'
+      : typeof v === 'number' && !Number.isFinite(v)
+        ? String(v)
+        : JSON.stringify(v)
 
 function fail(field: string, expected: string, got: unknown): never {
   throw new Error(`quota: ${field} must be ${expected}, got ${shown(got)}`)
@@ -90,19 +111,32 @@ function checkMap(field: string, v: unknown): Record<string, QuotaLimits> {
 
 function percentage(field: string, v: unknown, dflt: number): number {
   if (v === undefined) return dflt
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 1000) fail(field, 'a percentage above 0 (e.g. 80)', v)
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 1000)
+    fail(field, 'a percentage above 0 (e.g. 80)', v)
   return v
 }
 
-const OPTION_KEYS = ['limits', 'warnAt', 'hardStopAt', 'mode', 'timezone', 'defaultMaxTokens', 'adminToken', 'grantsCacheMs']
+const OPTION_KEYS = [
+  'limits',
+  'warnAt',
+  'hardStopAt',
+  'mode',
+  'timezone',
+  'defaultMaxTokens',
+  'adminToken',
+  'grantsCacheMs',
+]
 
 /** Validates options (and the CLI's short form merged over them); throws naming the field. */
 export function resolveQuotaOptions(options: QuotaOptions, short?: QuotaShortConfig): ResolvedQuotaOptions {
   if (!isObj(options)) fail('options', 'an object', options)
-  for (const k of Object.keys(options)) if (!OPTION_KEYS.includes(k)) fail(k, `a known option (${OPTION_KEYS.join(', ')})`, k)
+  for (const k of Object.keys(options))
+    if (!OPTION_KEYS.includes(k)) fail(k, `a known option (${OPTION_KEYS.join(', ')})`, k)
   const l = options.limits ?? {}
   if (!isObj(l)) fail('limits', 'an object with global, teams, users, tools, defaultTeam, defaultUser, defaultTool', l)
-  for (const k of Object.keys(l)) if (!['global', 'teams', 'users', 'tools', 'defaultTeam', 'defaultUser', 'defaultTool'].includes(k)) fail(`limits.${k}`, 'one of global, teams, users, tools, defaultTeam, defaultUser, defaultTool', k)
+  for (const k of Object.keys(l))
+    if (!['global', 'teams', 'users', 'tools', 'defaultTeam', 'defaultUser', 'defaultTool'].includes(k))
+      fail(`limits.${k}`, 'one of global, teams, users, tools, defaultTeam, defaultUser, defaultTool', k)
   const limits: ResolvedQuotaOptions['limits'] = {
     teams: checkMap('limits.teams', l.teams),
     users: checkMap('limits.users', l.users),
@@ -120,7 +154,8 @@ export function resolveQuotaOptions(options: QuotaOptions, short?: QuotaShortCon
     const daily = short.teamDailyTokens ?? {}
     if (!isObj(daily)) fail('config.quota.teamDailyTokens', 'an object of team -> tokens', daily)
     for (const [team, n] of Object.entries(daily)) {
-      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) fail(`config.quota.teamDailyTokens.${team} (--team-limit ${team}=...)`, 'a non-negative number', n)
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+        fail(`config.quota.teamDailyTokens.${team} (--team-limit ${team}=...)`, 'a non-negative number', n)
       limits.teams[team] = { ...limits.teams[team], tokensPerDay: n }
     }
     warnAt = percentage('config.quota.warnAt (--warn-at)', short.warnAt, warnAt)
@@ -136,9 +171,21 @@ export function resolveQuotaOptions(options: QuotaOptions, short?: QuotaShortCon
     fail('timezone', 'an IANA time zone such as "UTC" or "Europe/Berlin"', timezone)
   }
   const defaultMaxTokens = options.defaultMaxTokens ?? 4096
-  if (typeof defaultMaxTokens !== 'number' || !Number.isInteger(defaultMaxTokens) || defaultMaxTokens < 0) fail('defaultMaxTokens', 'a non-negative integer', defaultMaxTokens)
-  if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 16)) fail('adminToken', 'a string of at least 16 characters', '(hidden)')
+  if (typeof defaultMaxTokens !== 'number' || !Number.isInteger(defaultMaxTokens) || defaultMaxTokens < 0)
+    fail('defaultMaxTokens', 'a non-negative integer', defaultMaxTokens)
+  if (options.adminToken !== undefined && (typeof options.adminToken !== 'string' || options.adminToken.length < 16))
+    fail('adminToken', 'a string of at least 16 characters', '(hidden)')
   const grantsCacheMs = options.grantsCacheMs ?? 2000
-  if (typeof grantsCacheMs !== 'number' || !(grantsCacheMs >= 0)) fail('grantsCacheMs', 'a non-negative number of milliseconds', grantsCacheMs)
-  return { limits, warnAt, hardStopAt, mode, timezone, defaultMaxTokens, ...(options.adminToken ? { adminToken: options.adminToken } : {}), grantsCacheMs }
+  if (typeof grantsCacheMs !== 'number' || !(grantsCacheMs >= 0))
+    fail('grantsCacheMs', 'a non-negative number of milliseconds', grantsCacheMs)
+  return {
+    limits,
+    warnAt,
+    hardStopAt,
+    mode,
+    timezone,
+    defaultMaxTokens,
+    ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+    grantsCacheMs,
+  }
 }

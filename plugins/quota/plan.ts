@@ -26,7 +26,14 @@ export interface Check {
 }
 
 /** usage-report counters of one scope in one window */
-export interface UsageKeys { ttl: number; req: string; hit: string; blk: string; stok: string; susd: string }
+export interface UsageKeys {
+  ttl: number
+  req: string
+  hit: string
+  blk: string
+  stok: string
+  susd: string
+}
 
 export interface Plan {
   scopes: Scope[]
@@ -37,7 +44,11 @@ export interface Plan {
   usage: UsageKeys[]
 }
 
-export interface Windows { day: Window; month: Window; minute: Window }
+export interface Windows {
+  day: Window
+  month: Window
+  minute: Window
+}
 
 /** What the parts of the plugin share once setup has run. */
 export interface QuotaRuntime {
@@ -86,9 +97,20 @@ export function effectiveLimit(scope: Scope, kind: LimitKind, active: Grant[]): 
   return UNIT[kind] === 'usd' ? Math.round((base + extra) * MICRO) : base + extra
 }
 
-interface CheckSpec { kinds: LimitKind[]; prefix: string; onlyLimited: boolean }
+interface CheckSpec {
+  kinds: LimitKind[]
+  prefix: string
+  onlyLimited: boolean
+}
 
-function checksFor(opts: ResolvedQuotaOptions, scopes: Scope[], spec: CheckSpec, now: number, active: Grant[], w: Windows): Check[] {
+function checksFor(
+  opts: ResolvedQuotaOptions,
+  scopes: Scope[],
+  spec: CheckSpec,
+  now: number,
+  active: Grant[],
+  w: Windows,
+): Check[] {
   const out: Check[] = []
   for (const scope of scopes) {
     for (const kind of spec.kinds) {
@@ -98,7 +120,15 @@ function checksFor(opts: ResolvedQuotaOptions, scopes: Scope[], spec: CheckSpec,
       // keep a closed window's counters a little while (usage reports, clock skew between instances)
       const ttl = Math.ceil((window.resetAt - now) / 1000) + (window === w.minute ? 60 : 2 * 86_400)
       const stop = limit === Infinity ? Infinity : Math.floor((limit * opts.hardStopAt) / 100)
-      out.push({ scope, kind, key: `q:${spec.prefix}:${window.id}:${counterScope(scope.name)}`, window, ttl, limit, stop })
+      out.push({
+        scope,
+        kind,
+        key: `q:${spec.prefix}:${window.id}:${counterScope(scope.name)}`,
+        window,
+        ttl,
+        limit,
+        stop,
+      })
     }
   }
   return out

@@ -20,20 +20,32 @@ async function listScopes(mesh: Mesh): Promise<string[]> {
     try {
       const name = Buffer.from(tail, 'base64url').toString('utf8')
       if (name) names.add(name)
-    } catch { /* not ours */ }
+    } catch {
+      /* not ours */
+    }
   }
   const order = (n: string) => (n === 'global' ? 0 : n.startsWith('team:') ? 1 : n.startsWith('user:') ? 2 : 3)
   return [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b))
 }
 
-interface LimitReport { limit: number; used: number; pct: number; remaining: number }
+interface LimitReport {
+  limit: number
+  used: number
+  pct: number
+  remaining: number
+}
 
 async function windowReport(rt: QuotaRuntime, scope: Scope, w: Window, kinds: LimitKind[], active: Grant[]) {
   const get = (k: string) => rt.mesh.counters.get(k)
   const name = scope.name
   const [requests, hits, blocked, savedTokens, savedMicro, tokens, micro] = await Promise.all([
-    get(usageKey(w, name, 'req')), get(usageKey(w, name, 'hit')), get(usageKey(w, name, 'blk')), get(usageKey(w, name, 'stok')), get(usageKey(w, name, 'susd')),
-    get(`q:tok:${w.id}:${counterScope(name)}`), get(`q:usd:${w.id}:${counterScope(name)}`),
+    get(usageKey(w, name, 'req')),
+    get(usageKey(w, name, 'hit')),
+    get(usageKey(w, name, 'blk')),
+    get(usageKey(w, name, 'stok')),
+    get(usageKey(w, name, 'susd')),
+    get(`q:tok:${w.id}:${counterScope(name)}`),
+    get(`q:usd:${w.id}:${counterScope(name)}`),
   ])
   const limits: Record<string, LimitReport> = {}
   for (const kind of kinds) {
@@ -41,9 +53,25 @@ async function windowReport(rt: QuotaRuntime, scope: Scope, w: Window, kinds: Li
     if (limit === Infinity) continue
     const used = UNIT[kind] === 'tokens' ? tokens : micro
     const stop = Math.floor((limit * rt.opts.hardStopAt) / 100)
-    limits[kind] = { limit: toUnit(kind, limit), used: toUnit(kind, used), pct: round1(limit > 0 ? (used / limit) * 100 : 100), remaining: toUnit(kind, Math.max(0, stop - used)) }
+    limits[kind] = {
+      limit: toUnit(kind, limit),
+      used: toUnit(kind, used),
+      pct: round1(limit > 0 ? (used / limit) * 100 : 100),
+      remaining: toUnit(kind, Math.max(0, stop - used)),
+    }
   }
-  return { window: w.id.slice(1), resetsAt: new Date(w.resetAt).toISOString(), requests, cacheHits: hits, blocked, tokens, usd: micro / MICRO, savedTokens, savedUsd: savedMicro / MICRO, limits }
+  return {
+    window: w.id.slice(1),
+    resetsAt: new Date(w.resetAt).toISOString(),
+    requests,
+    cacheHits: hits,
+    blocked,
+    tokens,
+    usd: micro / MICRO,
+    savedTokens,
+    savedUsd: savedMicro / MICRO,
+    limits,
+  }
 }
 
 export async function usageReport(rt: QuotaRuntime, now = Date.now()) {
@@ -53,19 +81,31 @@ export async function usageReport(rt: QuotaRuntime, now = Date.now()) {
   const minute = minuteWindow(now)
   const active = await rt.grants.active(now)
   const names = await listScopes(rt.mesh)
-  const scopes = await Promise.all(names.map(async (name) => {
-    const scope: Scope = { name, limits: limitsOf(opts, name) }
-    const rpmLimit = effectiveLimit(scope, 'requestsPerMinute', active)
-    const rpm = rpmLimit === Infinity ? undefined : { limit: rpmLimit, used: await rt.mesh.counters.get(`q:rpm:${minute.id}:${counterScope(name)}`) }
-    return {
-      scope: name,
-      day: await windowReport(rt, scope, day, ['tokensPerDay', 'usdPerDay'], active),
-      month: await windowReport(rt, scope, month, ['tokensPerMonth', 'usdPerMonth'], active),
-      ...(rpm ? { requestsPerMinute: rpm } : {}),
-      grants: active.filter((g) => g.scope === name),
-    }
-  }))
-  return { timezone: opts.timezone, generatedAt: new Date(now).toISOString(), mode: opts.mode, warnAt: opts.warnAt, hardStopAt: opts.hardStopAt, scopes }
+  const scopes = await Promise.all(
+    names.map(async (name) => {
+      const scope: Scope = { name, limits: limitsOf(opts, name) }
+      const rpmLimit = effectiveLimit(scope, 'requestsPerMinute', active)
+      const rpm =
+        rpmLimit === Infinity
+          ? undefined
+          : { limit: rpmLimit, used: await rt.mesh.counters.get(`q:rpm:${minute.id}:${counterScope(name)}`) }
+      return {
+        scope: name,
+        day: await windowReport(rt, scope, day, ['tokensPerDay', 'usdPerDay'], active),
+        month: await windowReport(rt, scope, month, ['tokensPerMonth', 'usdPerMonth'], active),
+        ...(rpm ? { requestsPerMinute: rpm } : {}),
+        grants: active.filter((g) => g.scope === name),
+      }
+    }),
+  )
+  return {
+    timezone: opts.timezone,
+    generatedAt: new Date(now).toISOString(),
+    mode: opts.mode,
+    warnAt: opts.warnAt,
+    hardStopAt: opts.hardStopAt,
+    scopes,
+  }
 }
 
 export type UsageReport = Awaited<ReturnType<typeof usageReport>>
@@ -74,15 +114,39 @@ export type UsageReport = Awaited<ReturnType<typeof usageReport>>
 export function printUsage(report: UsageReport, print: (l: string) => void) {
   for (const which of ['day', 'month'] as const) {
     const first = report.scopes[0]?.[which]
-    print(`${which === 'day' ? 'Today' : 'This month'} (${first?.window ?? ''}, ${report.timezone}; resets ${first?.resetsAt ?? ''})`)
-    const rows = [['SCOPE', 'REQUESTS', 'TOKENS', 'USD', 'CACHE HITS', 'SAVED TOKENS', 'SAVED USD', 'BLOCKED', 'QUOTA USED']]
+    print(
+      `${which === 'day' ? 'Today' : 'This month'} (${first?.window ?? ''}, ${report.timezone}; resets ${first?.resetsAt ?? ''})`,
+    )
+    const rows = [
+      ['SCOPE', 'REQUESTS', 'TOKENS', 'USD', 'CACHE HITS', 'SAVED TOKENS', 'SAVED USD', 'BLOCKED', 'QUOTA USED'],
+    ]
     for (const s of report.scopes) {
       const w = s[which]
-      const quotaUsed = Object.entries(w.limits).map(([k, l]) => `${l.pct.toFixed(1)}% ${UNIT[k as LimitKind] === 'usd' ? 'usd' : 'tokens'}`).join(', ') || '-'
-      rows.push([s.scope, String(w.requests), w.tokens.toLocaleString('en-US'), `$${w.usd.toFixed(4)}`, String(w.cacheHits), w.savedTokens.toLocaleString('en-US'), `$${w.savedUsd.toFixed(4)}`, String(w.blocked), quotaUsed])
+      const quotaUsed =
+        Object.entries(w.limits)
+          .map(([k, l]) => `${l.pct.toFixed(1)}% ${UNIT[k as LimitKind] === 'usd' ? 'usd' : 'tokens'}`)
+          .join(', ') || '-'
+      rows.push([
+        s.scope,
+        String(w.requests),
+        w.tokens.toLocaleString('en-US'),
+        `$${w.usd.toFixed(4)}`,
+        String(w.cacheHits),
+        w.savedTokens.toLocaleString('en-US'),
+        `$${w.savedUsd.toFixed(4)}`,
+        String(w.blocked),
+        quotaUsed,
+      ])
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-    for (const r of rows) print('  ' + r.map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd())
+    for (const r of rows)
+      print(
+        '  ' +
+          r
+            .map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+            .join('  ')
+            .trimEnd(),
+      )
     print('')
   }
 }

@@ -49,10 +49,20 @@ interface Group {
 }
 
 /** the counters' values after (ok) or instead of (refused) taking a group */
-interface GroupResult { values: number[]; ok: boolean }
+interface GroupResult {
+  values: number[]
+  ok: boolean
+}
 
 /** where one limited counter stands for this request */
-interface CounterState { c: Check; used: number; shown: number; pct: number; blocking: boolean; overStop: boolean }
+interface CounterState {
+  c: Check
+  used: number
+  shown: number
+  pct: number
+  blocking: boolean
+  overStop: boolean
+}
 
 interface Taken {
   results: GroupResult[]
@@ -62,13 +72,20 @@ interface Taken {
   taken: Group[]
 }
 
-interface RequestSize { input: number; maxOut: number; tokenDelta: number; usdDelta: number; inputUsd: number }
+interface RequestSize {
+  input: number
+  maxOut: number
+  tokenDelta: number
+  usdDelta: number
+  inputUsd: number
+}
 
 function requestSize(rt: QuotaRuntime, ctx: MeshContext): RequestSize {
   const model = ctx.route.model || ctx.prompt.model
   const input = Math.max(0, Math.round(ctx.usage.inputTokens || 0))
-  const maxOut = ctx.operation === 'embeddings' ? 0 : ctx.prompt.maxTokens ?? rt.opts.defaultMaxTokens
-  const price = (outputTokens: number) => rt.mesh.pricing.cost(model, { inputTokens: input, outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 })
+  const maxOut = ctx.operation === 'embeddings' ? 0 : (ctx.prompt.maxTokens ?? rt.opts.defaultMaxTokens)
+  const price = (outputTokens: number) =>
+    rt.mesh.pricing.cost(model, { inputTokens: input, outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 })
   return {
     input,
     maxOut,
@@ -86,14 +103,21 @@ async function takeAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
   const counters = rt.mesh.counters
   if (hasBatch(counters)) {
     // one atomic step for all limits (one redis round trip)
-    const r = await counters.reserveMany(groups.flatMap((g) => g.checks.map((c) => ({ key: c.key, delta: g.delta, limit: limitOf(c), ttl: c.ttl }))))
+    const r = await counters.reserveMany(
+      groups.flatMap((g) => g.checks.map((c) => ({ key: c.key, delta: g.delta, limit: limitOf(c), ttl: c.ttl }))),
+    )
     let off = 0
     const results = groups.map((g) => {
       const values = r.values.slice(off, off + g.checks.length)
       off += g.checks.length
       return { ok: r.ok, values }
     })
-    const refused = r.ok ? -1 : Math.max(0, groups.findIndex((g, gi) => g.checks.some((c, i) => (results[gi]!.values[i] ?? 0) + g.delta > limitOf(c))))
+    const refused = r.ok
+      ? -1
+      : Math.max(
+          0,
+          groups.findIndex((g, gi) => g.checks.some((c, i) => (results[gi]!.values[i] ?? 0) + g.delta > limitOf(c))),
+        )
     return { results, refused, taken: [] }
   }
   // group by group; a refused group gives back what the earlier ones took
@@ -104,7 +128,12 @@ async function takeAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
       results.push({ ok: true, values: [] })
       continue
     }
-    const r = await counters.reserve(g.checks.map((c) => c.key), g.delta, g.checks.map(limitOf), g.checks.map((c) => c.ttl))
+    const r = await counters.reserve(
+      g.checks.map((c) => c.key),
+      g.delta,
+      g.checks.map(limitOf),
+      g.checks.map((c) => c.ttl),
+    )
     results.push(r)
     if (!r.ok) break
     taken.push(g)
@@ -135,7 +164,14 @@ function counterStates(groups: Group[], results: GroupResult[]): CounterState[] 
       const v = r.values[i] ?? 0
       const used = r.ok ? v - g.delta : v
       const shown = r.ok ? used + g.certain : used
-      states.push({ c, used, shown, pct: c.limit > 0 ? (shown / c.limit) * 100 : 100, blocking: !r.ok && used + g.delta > c.stop, overStop: used + g.delta > c.stop })
+      states.push({
+        c,
+        used,
+        shown,
+        pct: c.limit > 0 ? (shown / c.limit) * 100 : 100,
+        blocking: !r.ok && used + g.delta > c.stop,
+        overStop: used + g.delta > c.stop,
+      })
     })
   })
   return states
@@ -150,19 +186,25 @@ function setHeaders(ctx: MeshContext, top: { c: Check; shown: number; pct: numbe
   const unit = UNIT[top.c.kind]
   const remaining = Math.max(0, top.c.stop - top.shown)
   ctx.headers['X-AgentMesh-Quota-Pct'] = round1(top.pct).toFixed(1)
-  ctx.headers['X-AgentMesh-Quota-Remaining'] = unit === 'usd' ? (remaining / MICRO).toFixed(6) : String(Math.floor(remaining))
+  ctx.headers['X-AgentMesh-Quota-Remaining'] =
+    unit === 'usd' ? (remaining / MICRO).toFixed(6) : String(Math.floor(remaining))
   ctx.headers['X-AgentMesh-Quota-Limit'] = `${top.c.scope.name} ${top.c.kind}`
 }
 
 function blockMessage(first: CounterState, g: Group, size: RequestSize, resetAt: number, now: number): string {
   const unit = UNIT[first.c.kind]
-  const need = unit === 'tokens'
-    ? ` (this request reserves up to ${fmt('tokens', g.delta)}: ${fmt('tokens', size.input)} estimated input + ${fmt('tokens', size.maxOut)} max output)`
-    : unit === 'usd' ? ` (this request reserves up to ${fmt('usd', g.delta)})` : ''
+  const need =
+    unit === 'tokens'
+      ? ` (this request reserves up to ${fmt('tokens', g.delta)}: ${fmt('tokens', size.input)} estimated input + ${fmt('tokens', size.maxOut)} max output)`
+      : unit === 'usd'
+        ? ` (this request reserves up to ${fmt('usd', g.delta)})`
+        : ''
   const scope = first.c.scope.name
   const grantHint = scope === 'global' ? 'agentmesh grant --global' : `agentmesh grant --${scope.replace(':', ' ')}`
-  return `quota exceeded: ${scopeLabel(scope)} ${KIND_LABEL[first.c.kind]}: ${fmt(unit, first.used)} of ${fmt(unit, first.c.limit)} used${need}. ` +
+  return (
+    `quota exceeded: ${scopeLabel(scope)} ${KIND_LABEL[first.c.kind]}: ${fmt(unit, first.used)} of ${fmt(unit, first.c.limit)} used${need}. ` +
     `Resets in ${humanDuration(resetAt - now)} (${new Date(resetAt).toISOString()}); an admin can add headroom with \`${grantHint} ${unit === 'usd' ? '--usd N' : '--tokens N'} --for 24h\`.`
+  )
 }
 
 // About 80 lines, as one closure: its four short functions (noteScope, refuse, admit, reserve)
@@ -183,7 +225,16 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
   }
 
   /** the 429: gives back what was taken, says which limit and when it resets */
-  async function refuse(ctx: MeshContext, t: Taken, groups: Group[], states: CounterState[], top: CounterState | undefined, size: RequestSize, now: number, blockedKeys: Array<{ key: string; ttl: number }>) {
+  async function refuse(
+    ctx: MeshContext,
+    t: Taken,
+    groups: Group[],
+    states: CounterState[],
+    top: CounterState | undefined,
+    size: RequestSize,
+    now: number,
+    blockedKeys: Array<{ key: string; ttl: number }>,
+  ) {
     const mesh = rt.mesh
     await Promise.all(t.taken.map((g) => Promise.all(g.checks.map((c) => mesh.counters.incr(c.key, -g.delta, c.ttl)))))
     const blocking = states.filter((s) => s.blocking)
@@ -196,12 +247,26 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const headers: Record<string, string> = { 'Retry-After': String(retryAfter) }
     if (retryAfter > 60) headers['x-should-retry'] = 'false'
     refuseOrRecord(ctx, 'quota', { kind: 'error', status: 429, type: 'quota_exceeded', message, headers })
-    ctx.state.quota = { decision: 'block', limit: `${first.c.scope.name} ${first.c.kind}`, pct: round1(first.pct) } satisfies QuotaDecision
+    ctx.state.quota = {
+      decision: 'block',
+      limit: `${first.c.scope.name} ${first.c.kind}`,
+      pct: round1(first.pct),
+    } satisfies QuotaDecision
     setHeaders(ctx, first)
     // a dry run counts no block and tells no dashboard
     if (isDryRun(ctx)) return
-    for (const s of blocking) mesh.emit('quota_block', { id: ctx.id, scope: s.c.scope.name, limit: s.c.kind, used: toUnit(s.c.kind, s.used), max: toUnit(s.c.kind, s.c.limit) })
-    void addAll(mesh, blockedKeys.map((u) => ({ key: u.key, delta: 1, ttl: u.ttl }))).catch(() => {})
+    for (const s of blocking)
+      mesh.emit('quota_block', {
+        id: ctx.id,
+        scope: s.c.scope.name,
+        limit: s.c.kind,
+        used: toUnit(s.c.kind, s.used),
+        max: toUnit(s.c.kind, s.c.limit),
+      })
+    void addAll(
+      mesh,
+      blockedKeys.map((u) => ({ key: u.key, delta: 1, ttl: u.ttl })),
+    ).catch(() => {})
   }
 
   /** the decision, headers and warnings of a request that got its reservation */
@@ -210,18 +275,29 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     const warnings = states.filter((s) => s.pct >= rt.opts.warnAt || s.overStop)
     const softOver = soft && states.some((s) => s.overStop)
     const decision: QuotaDecision['decision'] = softOver ? 'soft' : warnings.length ? 'warn' : 'allow'
-    ctx.state.quota = { decision, ...(top ? { limit: `${top.c.scope.name} ${top.c.kind}`, pct: round1(top.pct) } : {}) } satisfies QuotaDecision
+    ctx.state.quota = {
+      decision,
+      ...(top ? { limit: `${top.c.scope.name} ${top.c.kind}`, pct: round1(top.pct) } : {}),
+    } satisfies QuotaDecision
     setHeaders(ctx, top)
     if (!warnings.length) return
     const w = warnings.reduce((a, b) => (b.pct > a.pct ? b : a))
     const unit = UNIT[w.c.kind]
-    ctx.headers['X-AgentMesh-Quota-Warn'] = `${w.c.scope.name} ${w.c.kind} at ${round1(w.pct).toFixed(1)}% (${fmt(unit, w.shown)} of ${fmt(unit, w.c.limit)})${softOver ? '; over the limit, soft mode does not block' : ''}`
+    ctx.headers['X-AgentMesh-Quota-Warn'] =
+      `${w.c.scope.name} ${w.c.kind} at ${round1(w.pct).toFixed(1)}% (${fmt(unit, w.shown)} of ${fmt(unit, w.c.limit)})${softOver ? '; over the limit, soft mode does not block' : ''}`
     if (isDryRun(ctx)) return
     for (const s of warnings) {
       const key = `${s.c.window.id}|${s.c.key}`
       if (warned.has(key)) continue
       warned.set(key, true)
-      rt.mesh.emit('quota_warn', { id: ctx.id, scope: s.c.scope.name, limit: s.c.kind, used: toUnit(s.c.kind, s.shown), max: toUnit(s.c.kind, s.c.limit), pct: round1(s.pct) })
+      rt.mesh.emit('quota_warn', {
+        id: ctx.id,
+        scope: s.c.scope.name,
+        limit: s.c.kind,
+        used: toUnit(s.c.kind, s.shown),
+        max: toUnit(s.c.kind, s.c.limit),
+        pct: round1(s.pct),
+      })
     }
   }
 
@@ -245,7 +321,16 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     let top = states[0]
     for (const s of states) if (s.pct > top!.pct) top = s
     if (t.refused >= 0) {
-      await refuse(ctx, t, groups, states, top, size, now, usage.map((u) => ({ key: u.blk, ttl: u.ttl })))
+      await refuse(
+        ctx,
+        t,
+        groups,
+        states,
+        top,
+        size,
+        now,
+        usage.map((u) => ({ key: u.blk, ttl: u.ttl })),
+      )
       return
     }
     if (!dry) reservations.set(ctx, { tok, usd, tokenDelta: size.tokenDelta, usdDelta: size.usdDelta, usage })

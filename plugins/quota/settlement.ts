@@ -38,7 +38,8 @@ export async function settle(mesh: Mesh, ctx: MeshContext, r: Reservation): Prom
   const tokens = billed ? Math.max(0, Math.round(totalTokens(model, ctx.usage))) : 0
   const micro = billed ? Math.max(0, Math.round((ctx.cost.usd || 0) * MICRO)) : 0
   const entries: CounterEntry[] = []
-  if (tokens !== r.tokenDelta) for (const c of r.tok) entries.push({ key: c.key, delta: tokens - r.tokenDelta, ttl: c.ttl })
+  if (tokens !== r.tokenDelta)
+    for (const c of r.tok) entries.push({ key: c.key, delta: tokens - r.tokenDelta, ttl: c.ttl })
   if (micro !== r.usdDelta) for (const c of r.usd) entries.push({ key: c.key, delta: micro - r.usdDelta, ttl: c.ttl })
   const savedTokens = hit ? Math.round(ctx.cache.savedTokens ?? 0) : 0
   const savedMicro = hit ? Math.round((ctx.cost.savedUsd || 0) * MICRO) : 0

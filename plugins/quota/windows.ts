@@ -14,17 +14,34 @@ const formatters = new Map<string, Intl.DateTimeFormat>()
 export function zoneFormatter(timeZone: string): Intl.DateTimeFormat {
   let f = formatters.get(timeZone)
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    })
     formatters.set(timeZone, f)
   }
   return f
 }
 
-interface Parts { y: number; mo: number; d: number; h: number; mi: number; s: number }
+interface Parts {
+  y: number
+  mo: number
+  d: number
+  h: number
+  mi: number
+  s: number
+}
 
 function parts(t: number, timeZone: string): Parts {
   const p: Record<string, number> = {}
-  for (const { type, value } of zoneFormatter(timeZone).formatToParts(new Date(t))) if (type !== 'literal') p[type] = Number(value)
+  for (const { type, value } of zoneFormatter(timeZone).formatToParts(new Date(t)))
+    if (type !== 'literal') p[type] = Number(value)
   return { y: p.year!, mo: p.month!, d: p.day!, h: p.hour! % 24, mi: p.minute!, s: p.second! }
 }
 
@@ -48,7 +65,10 @@ const pad = (n: number) => String(n).padStart(2, '0')
 export function dayWindow(t: number, timeZone: string): Window {
   const p = parts(t, timeZone)
   const tomorrow = new Date(Date.UTC(p.y, p.mo - 1, p.d + 1))
-  return { id: `d${p.y}-${pad(p.mo)}-${pad(p.d)}`, resetAt: localMidnight(tomorrow.getUTCFullYear(), tomorrow.getUTCMonth() + 1, tomorrow.getUTCDate(), timeZone) }
+  return {
+    id: `d${p.y}-${pad(p.mo)}-${pad(p.d)}`,
+    resetAt: localMidnight(tomorrow.getUTCFullYear(), tomorrow.getUTCMonth() + 1, tomorrow.getUTCDate(), timeZone),
+  }
 }
 
 export function monthWindow(t: number, timeZone: string): Window {

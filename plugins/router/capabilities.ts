@@ -26,11 +26,20 @@ export interface ModelCapabilities {
 const K = 1000
 const M = 1_000_000
 type Row = ModelCapabilities
-const row = (contextWindow: number, maxOutput: number, tier: ModelTier, more: Partial<Row> = {}): Row =>
-  ({ contextWindow, maxOutput, tools: true, vision: true, json: true, jsonSchema: true, tier, ...more })
+const row = (contextWindow: number, maxOutput: number, tier: ModelTier, more: Partial<Row> = {}): Row => ({
+  contextWindow,
+  maxOutput,
+  tools: true,
+  vision: true,
+  json: true,
+  jsonSchema: true,
+  tier,
+  ...more,
+})
 // Anthropic has schema-constrained output (structured outputs) but no schema-less JSON mode, which
 // core/translate refuses for Anthropic targets; Claude 3.x and the first 4.0 models have neither
-const claude = (contextWindow: number, maxOutput: number, tier: ModelTier, more: Partial<Row> = {}) => row(contextWindow, maxOutput, tier, { json: false, ...more })
+const claude = (contextWindow: number, maxOutput: number, tier: ModelTier, more: Partial<Row> = {}) =>
+  row(contextWindow, maxOutput, tier, { json: false, ...more })
 const noSchema = { jsonSchema: false }
 
 export const CAPABILITIES: Record<string, ModelCapabilities> = {
@@ -83,10 +92,10 @@ export const CAPABILITIES: Record<string, ModelCapabilities> = {
   // ChatGPT's model: no function calling
   'chatgpt-4o': row(128 * K, 16_384, 'medium', { tools: false, jsonSchema: false }),
   'gpt-4o-mini': row(128 * K, 16_384, 'small'),
-  'o1': row(200 * K, 100 * K, 'large'),
+  o1: row(200 * K, 100 * K, 'large'),
   'o1-mini': row(128 * K, 65_536, 'medium', { tools: false, vision: false, json: false, jsonSchema: false }),
   'o1-pro': row(200 * K, 100 * K, 'large'),
-  'o3': row(200 * K, 100 * K, 'large'),
+  o3: row(200 * K, 100 * K, 'large'),
   'o3-pro': row(200 * K, 100 * K, 'large'),
   'o3-mini': row(200 * K, 100 * K, 'medium', { vision: false }),
   'o4-mini': row(200 * K, 100 * K, 'medium'),
@@ -110,7 +119,10 @@ const DEMO: ModelCapabilities = row(M, 128 * K, 'medium')
  * A model's capabilities: an override for the exact id first, then the table under the id's
  * family names (dated snapshots and vendor prefixes resolved as pricing resolves them).
  */
-export function capabilitiesOf(model: string, overrides: Record<string, ModelCapabilities>): ModelCapabilities | undefined {
+export function capabilitiesOf(
+  model: string,
+  overrides: Record<string, ModelCapabilities>,
+): ModelCapabilities | undefined {
   const own = overrides[model] ?? overrides[model.toLowerCase()]
   if (own) return own
   for (const c of modelCandidates(model)) {

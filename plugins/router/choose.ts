@@ -25,14 +25,20 @@ export interface Choice {
   reason: string
 }
 
-const speaks = (v: Vendor, protocol: ProtocolName) => v.protocol === protocol || v.protocol === 'any' || v.protocols?.includes(protocol) === true
+const speaks = (v: Vendor, protocol: ProtocolName) =>
+  v.protocol === protocol || v.protocol === 'any' || v.protocols?.includes(protocol) === true
 
 /**
  * The vendor for a target: `vendor/model` names it; a bare model goes to a configured vendor that
  * serves it, one speaking the client's protocol first (no translation needed), as the core's
  * default route does.
  */
-export function resolveTarget(mesh: Mesh, protocol: ProtocolName, target: RouteTarget, overrides: CompiledOptions['capabilities']): Candidate {
+export function resolveTarget(
+  mesh: Mesh,
+  protocol: ProtocolName,
+  target: RouteTarget,
+  overrides: CompiledOptions['capabilities'],
+): Candidate {
   const slash = target.indexOf('/')
   if (slash > 0 && mesh.vendors.has(target.slice(0, slash))) {
     const model = target.slice(slash + 1)
@@ -57,7 +63,8 @@ function unfit(mesh: Mesh, ctx: MeshContext, c: Candidate, req: RouteRequest): s
   if (req.images && !caps.vision) return 'no image input'
   if (req.json === 'object' && !caps.json) return 'no JSON mode'
   if (req.json === 'schema' && !caps.jsonSchema) return 'no JSON schema output'
-  if (req.maxTokens !== undefined && req.maxTokens > caps.maxOutput) return `max output ${shortTokens(caps.maxOutput)} < ${req.maxTokens} asked`
+  if (req.maxTokens !== undefined && req.maxTokens > caps.maxOutput)
+    return `max output ${shortTokens(caps.maxOutput)} < ${req.maxTokens} asked`
   let need = req.inputTokens + (req.maxTokens ?? 0)
   // close to the window: count again with the candidate's own tokenizer (Claude's counts run higher)
   if (need > caps.contextWindow * 0.75 && tokenFamily(c.model) !== tokenFamily(ctx.route.model)) {
@@ -80,7 +87,14 @@ function needs(req: RouteRequest): string[] {
  * The cheapest capable candidate, or the reasons none fits. `list` is resolved for the client's
  * protocol; `complexity` false skips the tier.
  */
-export function cheapestCapable(mesh: Mesh, ctx: MeshContext, req: RouteRequest, list: Candidate[], opts: CompiledOptions, complexity: boolean): Choice | { skipped: Choice['skipped'] } {
+export function cheapestCapable(
+  mesh: Mesh,
+  ctx: MeshContext,
+  req: RouteRequest,
+  list: Candidate[],
+  opts: CompiledOptions,
+  complexity: boolean,
+): Choice | { skipped: Choice['skipped'] } {
   const skipped: Choice['skipped'] = []
   const capable: Array<{ c: Candidate; usd: number }> = []
   const outputTokens = req.maxTokens ?? opts.assumedOutputTokens

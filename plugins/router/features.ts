@@ -10,7 +10,8 @@ export function jsonNeed(prompt: Prompt): RouteRequest['json'] {
   const f = prompt.responseFormat as Record<string, any> | undefined
   if (!f || typeof f !== 'object') return false
   // OpenAI response_format, Responses text.format, Anthropic output_format
-  if (typeof f.type === 'string') return f.type === 'json_schema' ? 'schema' : f.type === 'json_object' ? 'object' : false
+  if (typeof f.type === 'string')
+    return f.type === 'json_schema' ? 'schema' : f.type === 'json_object' ? 'object' : false
   // Gemini generationConfig
   if (f.responseSchema !== undefined) return 'schema'
   return f.responseMimeType === 'application/json' ? 'object' : false
@@ -38,7 +39,8 @@ export function routeRequest(ctx: MeshContext, alias: boolean): RouteRequest {
 
 // code fences, stack traces, or the words of a reasoning task: signs a small model is the wrong one
 const CODE = /```|\bfunction\b|\bdef |\bclass |=>|#include|\bimport |\bSELECT\b|Traceback|\bat [\w.$]+\(/
-const REASONING = /\b(prove|proof|derive|step[- ]by[- ]step|analy[sz]e|debug|refactor|architect|optimi[sz]e|trade-?offs?|algorithm|complexity|theorem|reason through|plan)\b/i
+const REASONING =
+  /\b(prove|proof|derive|step[- ]by[- ]step|analy[sz]e|debug|refactor|architect|optimi[sz]e|trade-?offs?|algorithm|complexity|theorem|reason through|plan)\b/i
 const SCAN_CHARS = 4000
 
 function lastUserText(p: Prompt): string {
@@ -54,7 +56,11 @@ function lastUserText(p: Prompt): string {
  * or code/reasoning beyond a short one, 'medium' between. Tools and images say nothing of
  * difficulty (agents send tools with every call), so they do not raise it.
  */
-export function minimumTier(ctx: MeshContext, req: RouteRequest, c: Exclude<CompiledOptions['complexity'], false>): ModelTier {
+export function minimumTier(
+  ctx: MeshContext,
+  req: RouteRequest,
+  c: Exclude<CompiledOptions['complexity'], false>,
+): ModelTier {
   if (req.inputTokens >= c.longTokens) return 'large'
   const text = lastUserText(ctx.prompt)
   if (CODE.test(text) || REASONING.test(text)) return req.inputTokens > c.shortTokens ? 'large' : 'medium'

@@ -14,11 +14,26 @@ import type { Identity, Mesh, MeshContext, Plugin, ProtocolName } from '../../co
 import { capabilitiesOf } from './capabilities.ts'
 import { cheapestCapable, resolveTarget, type Candidate } from './choose.ts'
 import { routeRequest } from './features.ts'
-import { compileOptions, type CompiledRule, type RouteRequest, type RouterOptions, type RouteStrategy, type RouteTarget } from './options.ts'
+import {
+  compileOptions,
+  type CompiledRule,
+  type RouteRequest,
+  type RouterOptions,
+  type RouteStrategy,
+  type RouteTarget,
+} from './options.ts'
 
 export type { ModelCapabilities, ModelTier } from './capabilities.ts'
 export { CAPABILITIES } from './capabilities.ts'
-export type { ComplexityOptions, RouteMatch, RouteRequest, RouteRule, RouterOptions, RouteStrategy, RouteTarget } from './options.ts'
+export type {
+  ComplexityOptions,
+  RouteMatch,
+  RouteRequest,
+  RouteRule,
+  RouterOptions,
+  RouteStrategy,
+  RouteTarget,
+} from './options.ts'
 
 /** The router's decision on a request, published as ctx.state.route. */
 export interface RouteDecision {
@@ -43,13 +58,28 @@ declare module '../../core/types.ts' {
   }
   interface MeshEvents {
     /** the router chose a vendor and model for a request that goes on to a vendor */
-    route: { id: string; identity: Identity; requested: string; vendor: string; model: string; reason: string; rule?: string; candidates?: number; skipped?: Array<{ model: string; why: string }>; fallbacks?: Array<{ vendor: string; model: string }> }
+    route: {
+      id: string
+      identity: Identity
+      requested: string
+      vendor: string
+      model: string
+      reason: string
+      rule?: string
+      candidates?: number
+      skipped?: Array<{ model: string; why: string }>
+      fallbacks?: Array<{ vendor: string; model: string }>
+    }
   }
 }
 
 /** a refusal in the client's protocol: a config that routes to nothing, or no candidate that fits */
 class RouteRefusal {
-  constructor(public status: number, public type: string, public message: string) {}
+  constructor(
+    public status: number,
+    public type: string,
+    public message: string,
+  ) {}
 }
 
 export function router(options: RouterOptions = {}): Plugin {
@@ -73,25 +103,53 @@ export function router(options: RouterOptions = {}): Plugin {
     return out
   }
 
-  function choose(ctx: MeshContext, req: RouteRequest, rule: CompiledRule | undefined, aliasTargets: RouteTarget[] | undefined): RouteDecision {
+  function choose(
+    ctx: MeshContext,
+    req: RouteRequest,
+    rule: CompiledRule | undefined,
+    aliasTargets: RouteTarget[] | undefined,
+  ): RouteDecision {
     const requested = ctx.prompt.model
     if (rule?.model) {
       let pin = pins.get(rule)
       if (!pin) pins.set(rule, (pin = [rule.model]))
       const c = candidatesFor(ctx, pin)[0]!
-      if (!c.vendor) throw new RouteRefusal(500, 'router_config_error', `router rule "${rule.name}" pins ${rule.model}, which no configured vendor serves; add its vendor to \`plugins\``)
-      return { requested, vendor: c.vendor, model: c.model, reason: rule.name, rule: rule.name, ...(rule.fallbacks ? { fallbacks: fallbacksFor(ctx, rule) } : {}) }
+      if (!c.vendor)
+        throw new RouteRefusal(
+          500,
+          'router_config_error',
+          `router rule "${rule.name}" pins ${rule.model}, which no configured vendor serves; add its vendor to \`plugins\``,
+        )
+      return {
+        requested,
+        vendor: c.vendor,
+        model: c.model,
+        reason: rule.name,
+        rule: rule.name,
+        ...(rule.fallbacks ? { fallbacks: fallbacksFor(ctx, rule) } : {}),
+      }
     }
     const targets = rule?.candidates ?? aliasTargets
     if (!targets) {
       // a rule that only adds fallbacks: the client's model stays
-      return { requested, vendor: ctx.route.vendor, model: ctx.route.model, reason: rule!.name, rule: rule!.name, ...(rule!.fallbacks ? { fallbacks: fallbacksFor(ctx, rule!) } : {}) }
+      return {
+        requested,
+        vendor: ctx.route.vendor,
+        model: ctx.route.model,
+        reason: rule!.name,
+        rule: rule!.name,
+        ...(rule!.fallbacks ? { fallbacks: fallbacksFor(ctx, rule!) } : {}),
+      }
     }
     const list = candidatesFor(ctx, targets)
     const r = cheapestCapable(mesh, ctx, req, list, opts, rule?.complexity ?? true)
     if (!('chosen' in r)) {
       const why = r.skipped.map((s) => `${s.model} (${s.why})`).join(', ')
-      throw new RouteRefusal(400, 'invalid_request_error', `no model ${rule ? `of router rule "${rule.name}"` : `behind "${requested.slice(0, 64)}"`} can take this request: ${why}`)
+      throw new RouteRefusal(
+        400,
+        'invalid_request_error',
+        `no model ${rule ? `of router rule "${rule.name}"` : `behind "${requested.slice(0, 64)}"`} can take this request: ${why}`,
+      )
     }
     const fallbacks = rule?.fallbacks
       ? fallbacksFor(ctx, rule)
@@ -134,7 +192,13 @@ export function router(options: RouterOptions = {}): Plugin {
     const strategy = rule?.strategy ?? opts.strategy
     if (strategy) d.strategy = strategy
     const before = ctx.route.model
-    ctx.route = { vendor: d.vendor, model: d.model, reason: d.reason, ...(d.fallbacks?.length ? { fallbacks: d.fallbacks } : {}), ...(strategy ? { strategy } : {}) }
+    ctx.route = {
+      vendor: d.vendor,
+      model: d.model,
+      reason: d.reason,
+      ...(d.fallbacks?.length ? { fallbacks: d.fallbacks } : {}),
+      ...(strategy ? { strategy } : {}),
+    }
     ctx.state.route = d
     if (d.model !== before) reestimate(ctx, before)
   }

@@ -138,20 +138,32 @@ function glob(pattern: string): RegExp {
 /** one field of a data match: exact names in a Set, globs as RegExps */
 function nameTest(field: string, v: unknown): (s: string) => boolean {
   const names = list(v as string | string[])
-  if (!names.length || names.some((n) => typeof n !== 'string' || !n)) fail(`${field} must be a non-empty string or list of strings`)
+  if (!names.length || names.some((n) => typeof n !== 'string' || !n))
+    fail(`${field} must be a non-empty string or list of strings`)
   const exact = new Set(names.filter((n) => !n.includes('*')))
   const globs = names.filter((n) => n.includes('*')).map(glob)
   if (!globs.length) return (s) => exact.has(s)
   return (s) => exact.has(s) || globs.some((g) => g.test(s))
 }
 
-const MATCH_KEYS = new Set(['team', 'user', 'tool', 'protocol', 'model', 'minInputTokens', 'maxInputTokens', 'tools', 'images'])
+const MATCH_KEYS = new Set([
+  'team',
+  'user',
+  'tool',
+  'protocol',
+  'model',
+  'minInputTokens',
+  'maxInputTokens',
+  'tools',
+  'images',
+])
 
 function compileMatch(where: string, m: RouteMatch | Matcher | undefined): Matcher {
   if (m === undefined) return () => true
   if (typeof m === 'function') return m
   if (!m || typeof m !== 'object') return fail(`${where}.match must be an object or a function`)
-  for (const k of Object.keys(m)) if (!MATCH_KEYS.has(k)) fail(`${where}.match has an unknown field "${k}" (expected ${[...MATCH_KEYS].join(', ')})`)
+  for (const k of Object.keys(m))
+    if (!MATCH_KEYS.has(k)) fail(`${where}.match has an unknown field "${k}" (expected ${[...MATCH_KEYS].join(', ')})`)
   const tests: Matcher[] = []
   for (const f of ['team', 'user', 'tool', 'protocol', 'model'] as const) {
     if (m[f] === undefined) continue
@@ -179,18 +191,23 @@ function compileMatch(where: string, m: RouteMatch | Matcher | undefined): Match
 }
 
 function targets(where: string, v: unknown): RouteTarget[] {
-  if (!Array.isArray(v) || !v.length || v.some((t) => typeof t !== 'string' || !t.trim())) fail(`${where} must be a non-empty list of model names (or vendor/model)`)
+  if (!Array.isArray(v) || !v.length || v.some((t) => typeof t !== 'string' || !t.trim()))
+    fail(`${where} must be a non-empty list of model names (or vendor/model)`)
   return (v as string[]).map((t) => t.trim())
 }
 
 function compileRule(r: RouteRule, i: number, aliases: Map<string, RouteTarget[]>): CompiledRule {
   const where = `rules[${i}]`
   if (!r || typeof r !== 'object') return fail(`${where} must be an object`)
-  if (typeof r.name !== 'string' || !r.name.trim()) fail(`${where}.name must be a non-empty string (it names the decision in X-AgentMesh-Route-Reason)`)
-  if (r.model !== undefined && r.candidates !== undefined) fail(`${where} (${r.name}) sets both model and candidates; a rule pins a model or chooses among candidates`)
-  if (r.model !== undefined && (typeof r.model !== 'string' || !r.model.trim())) fail(`${where}.model must be a model name`)
+  if (typeof r.name !== 'string' || !r.name.trim())
+    fail(`${where}.name must be a non-empty string (it names the decision in X-AgentMesh-Route-Reason)`)
+  if (r.model !== undefined && r.candidates !== undefined)
+    fail(`${where} (${r.name}) sets both model and candidates; a rule pins a model or chooses among candidates`)
+  if (r.model !== undefined && (typeof r.model !== 'string' || !r.model.trim()))
+    fail(`${where}.model must be a model name`)
   let candidates: RouteTarget[] | undefined
-  if (typeof r.candidates === 'string') candidates = aliases.get(r.candidates) ?? fail(`${where}.candidates names "${r.candidates}", which is not an alias`)
+  if (typeof r.candidates === 'string')
+    candidates = aliases.get(r.candidates) ?? fail(`${where}.candidates names "${r.candidates}", which is not an alias`)
   else if (r.candidates !== undefined) candidates = targets(`${where}.candidates`, r.candidates)
   if (r.complexity !== undefined && typeof r.complexity !== 'boolean') fail(`${where}.complexity must be true or false`)
   if (r.concrete !== undefined && typeof r.concrete !== 'boolean') fail(`${where}.concrete must be true or false`)
@@ -209,47 +226,86 @@ function compileRule(r: RouteRule, i: number, aliases: Map<string, RouteTarget[]
 }
 
 function checkStrategy(where: string, v: unknown): void {
-  if (v !== undefined && v !== 'ordered' && v !== 'lowest-latency') fail(`${where} must be 'ordered' or 'lowest-latency'`)
+  if (v !== undefined && v !== 'ordered' && v !== 'lowest-latency')
+    fail(`${where} must be 'ordered' or 'lowest-latency'`)
 }
 
-const CAP_KEYS: Record<keyof ModelCapabilities, 'number' | 'boolean' | 'tier'> = { contextWindow: 'number', maxOutput: 'number', tools: 'boolean', vision: 'boolean', json: 'boolean', jsonSchema: 'boolean', tier: 'tier' }
+const CAP_KEYS: Record<keyof ModelCapabilities, 'number' | 'boolean' | 'tier'> = {
+  contextWindow: 'number',
+  maxOutput: 'number',
+  tools: 'boolean',
+  vision: 'boolean',
+  json: 'boolean',
+  jsonSchema: 'boolean',
+  tier: 'tier',
+}
 
-function compileCapabilities(given: RouterOptions['capabilities'], base: (model: string) => ModelCapabilities | undefined): Record<string, ModelCapabilities> {
+function compileCapabilities(
+  given: RouterOptions['capabilities'],
+  base: (model: string) => ModelCapabilities | undefined,
+): Record<string, ModelCapabilities> {
   const out: Record<string, ModelCapabilities> = {}
   for (const [model, row] of Object.entries(given ?? {})) {
     if (!row || typeof row !== 'object') fail(`capabilities.${model} must be an object`)
     for (const [k, v] of Object.entries(row)) {
       const kind = CAP_KEYS[k as keyof ModelCapabilities]
-      if (!kind) fail(`capabilities.${model} has an unknown field "${k}" (expected ${Object.keys(CAP_KEYS).join(', ')})`)
-      const ok = kind === 'number' ? typeof v === 'number' && v > 0 : kind === 'boolean' ? typeof v === 'boolean' : v === 'small' || v === 'medium' || v === 'large'
-      if (!ok) fail(`capabilities.${model}.${k} must be ${kind === 'number' ? 'a positive number' : kind === 'boolean' ? 'true or false' : "'small', 'medium' or 'large'"}`)
+      if (!kind)
+        fail(`capabilities.${model} has an unknown field "${k}" (expected ${Object.keys(CAP_KEYS).join(', ')})`)
+      const ok =
+        kind === 'number'
+          ? typeof v === 'number' && v > 0
+          : kind === 'boolean'
+            ? typeof v === 'boolean'
+            : v === 'small' || v === 'medium' || v === 'large'
+      if (!ok)
+        fail(
+          `capabilities.${model}.${k} must be ${kind === 'number' ? 'a positive number' : kind === 'boolean' ? 'true or false' : "'small', 'medium' or 'large'"}`,
+        )
     }
     const known = base(model)
     if (!known && (row.contextWindow === undefined || row.maxOutput === undefined)) {
       fail(`capabilities.${model}: a model the built-in table does not know needs at least contextWindow and maxOutput`)
     }
     // a partial row completes the built-in one; a new model gets permissive defaults for the rest
-    out[model.toLowerCase()] = { ...(known ?? { tools: true, vision: false, json: true, jsonSchema: false, tier: 'medium' }), ...row } as ModelCapabilities
+    out[model.toLowerCase()] = {
+      ...(known ?? { tools: true, vision: false, json: true, jsonSchema: false, tier: 'medium' }),
+      ...row,
+    } as ModelCapabilities
   }
   return out
 }
 
-const OPTION_KEYS = new Set(['aliases', 'rules', 'capabilities', 'complexity', 'assumedOutputTokens', 'maxFallbacks', 'strategy'])
+const OPTION_KEYS = new Set([
+  'aliases',
+  'rules',
+  'capabilities',
+  'complexity',
+  'assumedOutputTokens',
+  'maxFallbacks',
+  'strategy',
+])
 
-export function compileOptions(options: RouterOptions, base: (model: string) => ModelCapabilities | undefined): CompiledOptions {
+export function compileOptions(
+  options: RouterOptions,
+  base: (model: string) => ModelCapabilities | undefined,
+): CompiledOptions {
   if (!options || typeof options !== 'object') fail('options must be an object')
-  for (const k of Object.keys(options)) if (!OPTION_KEYS.has(k)) fail(`unknown option "${k}" (expected ${[...OPTION_KEYS].join(', ')})`)
+  for (const k of Object.keys(options))
+    if (!OPTION_KEYS.has(k)) fail(`unknown option "${k}" (expected ${[...OPTION_KEYS].join(', ')})`)
   const aliases = new Map<string, RouteTarget[]>()
   for (const [name, t] of Object.entries(options.aliases ?? {})) aliases.set(name, targets(`aliases.${name}`, t))
   if (options.rules !== undefined && !Array.isArray(options.rules)) fail('rules must be a list')
   const rules = (options.rules ?? []).map((r, i) => compileRule(r, i, aliases))
   const c = options.complexity ?? true
-  if (typeof c !== 'boolean' && (!c || typeof c !== 'object')) fail('complexity must be true, false or { shortTokens, longTokens }')
+  if (typeof c !== 'boolean' && (!c || typeof c !== 'object'))
+    fail('complexity must be true, false or { shortTokens, longTokens }')
   const co = typeof c === 'object' ? c : {}
   const complexity = c === false ? false : { shortTokens: co.shortTokens ?? 400, longTokens: co.longTokens ?? 8000 }
-  if (complexity && !(complexity.shortTokens >= 0 && complexity.longTokens > complexity.shortTokens)) fail('complexity.longTokens must be above complexity.shortTokens')
+  if (complexity && !(complexity.shortTokens >= 0 && complexity.longTokens > complexity.shortTokens))
+    fail('complexity.longTokens must be above complexity.shortTokens')
   const assumedOutputTokens = options.assumedOutputTokens ?? 1024
-  if (!(Number.isInteger(assumedOutputTokens) && assumedOutputTokens >= 0)) fail('assumedOutputTokens must be a non-negative integer')
+  if (!(Number.isInteger(assumedOutputTokens) && assumedOutputTokens >= 0))
+    fail('assumedOutputTokens must be a non-negative integer')
   const maxFallbacks = options.maxFallbacks ?? 2
   if (!(Number.isInteger(maxFallbacks) && maxFallbacks >= 0)) fail('maxFallbacks must be a non-negative integer')
   checkStrategy('strategy', options.strategy)

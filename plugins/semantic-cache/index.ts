@@ -92,7 +92,14 @@ export interface SemanticCachePlugin extends Plugin {
 const NAME = 'semantic-cache'
 
 /** what cacheLookup leaves in ctx.meta['semantic-cache'] for afterResponse (and for other plugins to read) */
-type Looked = { partition: string; text: string; hint?: string; vector?: Float32Array; embedding?: Promise<Float32Array>; retryOf?: string }
+type Looked = {
+  partition: string
+  text: string
+  hint?: string
+  vector?: Float32Array
+  embedding?: Promise<Float32Array>
+  retryOf?: string
+}
 type LookupMeta =
   /** retryOf: the entry whose answer this request retries ('' if none), replaced by the fresh answer */
   | Looked
@@ -109,19 +116,28 @@ function resolveEmbedder(e: SemanticCacheOptions['embedder']): Embedder {
     const { kind: _kind, ...rest } = e as { kind: 'transformers' } & TransformersOptions
     return transformersEmbedder(rest)
   }
-  if (typeof e === 'object' && e !== null && typeof (e as Embedder).embed === 'function' && typeof (e as Embedder).id === 'string') return e as Embedder
+  if (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof (e as Embedder).embed === 'function' &&
+    typeof (e as Embedder).id === 'string'
+  )
+    return e as Embedder
   return fail('embedder', `'use-lite', { kind: 'transformers', ... } or an Embedder`, e)
 }
 
 /** the promise's value, or undefined once `ms` have passed */
 function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined
-  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms) })
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms)
+  })
   return Promise.race([p, late]).finally(() => clearTimeout(timer))
 }
 
 function checkUnit(field: string, v: unknown): void {
-  if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < -1 || v > 1)) fail(field, 'a number between 0 and 1', v)
+  if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < -1 || v > 1))
+    fail(field, 'a number between 0 and 1', v)
 }
 
 function freshId(old: string): string {
@@ -142,18 +158,29 @@ function settle(options: SemanticCacheOptions) {
   const maxBatch = options.maxBatch ?? 16
   if (!Number.isInteger(maxBatch) || maxBatch < 1) fail('maxBatch', 'a positive integer', options.maxBatch)
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 2000
-  if (typeof lookupTimeoutMs !== 'number' || !(lookupTimeoutMs > 0) || lookupTimeoutMs === Infinity) fail('lookupTimeoutMs', 'a positive number of milliseconds', options.lookupTimeoutMs)
+  if (typeof lookupTimeoutMs !== 'number' || !(lookupTimeoutMs > 0) || lookupTimeoutMs === Infinity)
+    fail('lookupTimeoutMs', 'a positive number of milliseconds', options.lookupTimeoutMs)
   const maxPromptChars = options.maxPromptChars ?? 200_000
-  if (!Number.isInteger(maxPromptChars) || maxPromptChars < 1) fail('maxPromptChars', 'a positive integer', options.maxPromptChars)
+  if (!Number.isInteger(maxPromptChars) || maxPromptChars < 1)
+    fail('maxPromptChars', 'a positive integer', options.maxPromptChars)
   const retryWindowSeconds = options.retryWindowSeconds ?? 120
-  if (typeof retryWindowSeconds !== 'number' || !Number.isFinite(retryWindowSeconds) || retryWindowSeconds < 0) fail('retryWindowSeconds', 'a number of seconds >= 0', options.retryWindowSeconds)
-  if (options.cacheSampled !== undefined && typeof options.cacheSampled !== 'boolean') fail('cacheSampled', 'a boolean', options.cacheSampled)
-  if (options.syncSeconds !== undefined && (typeof options.syncSeconds !== 'number' || !Number.isFinite(options.syncSeconds) || options.syncSeconds < 0)) fail('syncSeconds', 'a number of seconds >= 0', options.syncSeconds)
+  if (typeof retryWindowSeconds !== 'number' || !Number.isFinite(retryWindowSeconds) || retryWindowSeconds < 0)
+    fail('retryWindowSeconds', 'a number of seconds >= 0', options.retryWindowSeconds)
+  if (options.cacheSampled !== undefined && typeof options.cacheSampled !== 'boolean')
+    fail('cacheSampled', 'a boolean', options.cacheSampled)
+  if (
+    options.syncSeconds !== undefined &&
+    (typeof options.syncSeconds !== 'number' || !Number.isFinite(options.syncSeconds) || options.syncSeconds < 0)
+  )
+    fail('syncSeconds', 'a number of seconds >= 0', options.syncSeconds)
   checkUnit('minSimilarity', options.minSimilarity)
   checkUnit('strictness', options.strictness)
-  if (options.strictness !== undefined && options.strictness < 0) fail('strictness', 'a number between 0 and 1', options.strictness)
-  if (options.prefix !== undefined && (typeof options.prefix !== 'string' || !/^[\w-]+$/.test(options.prefix))) fail('prefix', 'letters, digits, - or _', options.prefix)
-  if (options.vetoes !== undefined && (typeof options.vetoes !== 'object' || options.vetoes === null)) fail('vetoes', 'an object of booleans', options.vetoes)
+  if (options.strictness !== undefined && options.strictness < 0)
+    fail('strictness', 'a number between 0 and 1', options.strictness)
+  if (options.prefix !== undefined && (typeof options.prefix !== 'string' || !/^[\w-]+$/.test(options.prefix)))
+    fail('prefix', 'letters, digits, - or _', options.prefix)
+  if (options.vetoes !== undefined && (typeof options.vetoes !== 'object' || options.vetoes === null))
+    fail('vetoes', 'an object of booleans', options.vetoes)
   for (const [id, s] of Object.entries(options.perEmbedder ?? {})) {
     checkUnit(`perEmbedder.${id}.minSimilarity`, s?.minSimilarity)
     checkUnit(`perEmbedder.${id}.minScore`, s?.minScore)
@@ -193,16 +220,39 @@ export function semanticCache(options: SemanticCacheOptions = {}): SemanticCache
   const embedder = resolveEmbedder(options.embedder)
   // fail at creation, not at the first request, if the shipped weights are missing
   const judge = judgeFor(options, embedder)
-  const st: SemanticState = { options, settings, embedder, judge, recent: new RecentAnswers(retryWindowSeconds * 1000), loadFailed: false }
+  const st: SemanticState = {
+    options,
+    settings,
+    embedder,
+    judge,
+    recent: new RecentAnswers(retryWindowSeconds * 1000),
+    loadFailed: false,
+  }
   return definePlugin({
     name: NAME,
-    options: { ...options, embedder: embedder.id, scope, ttlSeconds, maxEntries, maxPromptChars, lookupTimeoutMs, retryWindowSeconds, minSimilarity: judge.minSimilarity, strictness: judge.minScore, judgeModel: judge.modelName },
+    options: {
+      ...options,
+      embedder: embedder.id,
+      scope,
+      ttlSeconds,
+      maxEntries,
+      maxPromptChars,
+      lookupTimeoutMs,
+      retryWindowSeconds,
+      minSimilarity: judge.minSimilarity,
+      strictness: judge.minScore,
+      judgeModel: judge.modelName,
+    },
     setup: (m: Mesh) => openStore(st, m),
     hooks: { cacheLookup: (ctx) => lookup(st, ctx), afterResponse: (ctx) => storeAnswer(st, ctx) },
     semantic: {
-      get store() { return st.store },
+      get store() {
+        return st.store
+      },
       embedder,
-      async flush() { await st.store?.flush() },
+      async flush() {
+        await st.store?.flush()
+      },
     },
   })
 }
@@ -226,7 +276,12 @@ async function openStore(st: SemanticState, m: Mesh): Promise<(() => Promise<voi
   })
   const retry = await rebuildIndex(s, m, embedder.id)
   st.store = s
-  if (options.warmup ?? true) embedder.load().catch((err) => m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }))
+  if (options.warmup ?? true)
+    embedder
+      .load()
+      .catch((err) =>
+        m.log.warn('semantic-cache: embedder failed to load', { embedder: embedder.id, error: (err as Error).message }),
+      )
   const sweep = setInterval(() => s.sweep(), 10 * 60_000)
   sweep.unref()
   const timers = retry ? [sweep, retry] : [sweep]
@@ -254,9 +309,14 @@ async function rebuildIndex(s: SemanticStore, m: Mesh, embedderId: string): Prom
     return undefined
   } catch (err) {
     if (!isStorageUnavailable(err)) throw err
-    m.log.warn('semantic-cache: storage unavailable at start; the index is rebuilt when it returns', { error: (err as Error).message })
+    m.log.warn('semantic-cache: storage unavailable at start; the index is rebuilt when it returns', {
+      error: (err as Error).message,
+    })
     const retry: NodeJS.Timeout = setInterval(() => {
-      rebuild().then(() => clearInterval(retry), () => {})
+      rebuild().then(
+        () => clearInterval(retry),
+        () => {},
+      )
     }, 5_000)
     retry.unref()
     return retry
@@ -270,10 +330,18 @@ function startSync(s: SemanticStore, m: Mesh, syncSeconds: number): NodeJS.Timeo
     if (syncing) return
     syncing = true
     s.refresh()
-      .then((r) => { if (r.added || r.removed) m.log.debug('semantic-cache: synced with storage', r) })
+      .then((r) => {
+        if (r.added || r.removed) m.log.debug('semantic-cache: synced with storage', r)
+      })
       // an outage is logged once by the storage layer, not every syncSeconds here
-      .catch((err) => (isStorageUnavailable(err) ? m.log.debug : m.log.warn)('semantic-cache: sync with storage failed', { error: (err as Error).message }))
-      .finally(() => { syncing = false })
+      .catch((err) =>
+        (isStorageUnavailable(err) ? m.log.debug : m.log.warn)('semantic-cache: sync with storage failed', {
+          error: (err as Error).message,
+        }),
+      )
+      .finally(() => {
+        syncing = false
+      })
   }, syncSeconds * 1000)
   sync.unref()
   return sync
@@ -339,7 +407,13 @@ async function lookup(st: SemanticState, ctx: MeshContext): Promise<void> {
   if (!result.hit) {
     ctx.mesh.log.debug('semantic-cache: miss', { id: ctx.id, reason: result.reason })
     // only when a candidate was close enough to be judged: why it was refused is worth telling
-    if (result.best !== undefined && !dry) ctx.mesh.emit('cache_miss', { id: ctx.id, kind: 'semantic', reason: result.reason, similarity: Math.round(result.best * 10_000) / 10_000 })
+    if (result.best !== undefined && !dry)
+      ctx.mesh.emit('cache_miss', {
+        id: ctx.id,
+        kind: 'semantic',
+        reason: result.reason,
+        similarity: Math.round(result.best * 10_000) / 10_000,
+      })
     return
   }
   if (!dry) st.recent.note(retryKey(ctx, meta.partition, meta.text), result.id)
@@ -350,7 +424,12 @@ async function lookup(st: SemanticState, ctx: MeshContext): Promise<void> {
  * Embeds the text (waiting at most lookupTimeoutMs) and asks the store. Undefined when the
  * embedding came too late or the lookup failed: the request goes upstream as a miss.
  */
-async function search(st: SemanticState, store: SemanticStore, ctx: MeshContext, meta: Looked): Promise<LookupResult | undefined> {
+async function search(
+  st: SemanticState,
+  store: SemanticStore,
+  ctx: MeshContext,
+  meta: Looked,
+): Promise<LookupResult | undefined> {
   const lookupTimeoutMs = st.settings.lookupTimeoutMs
   try {
     const embedding = store.embed(meta.text, 'lookup')
@@ -359,13 +438,19 @@ async function search(st: SemanticState, store: SemanticStore, ctx: MeshContext,
     meta.embedding = embedding
     const vector = await within(embedding, lookupTimeoutMs)
     if (!vector) {
-      ctx.mesh.log.debug('semantic-cache: miss, the embedding took longer than lookupTimeoutMs', { id: ctx.id, lookupTimeoutMs })
+      ctx.mesh.log.debug('semantic-cache: miss, the embedding took longer than lookupTimeoutMs', {
+        id: ctx.id,
+        lookupTimeoutMs,
+      })
       return undefined
     }
     meta.vector = vector
-    return await store.lookup(meta.partition, { text: meta.text, hint: meta.hint }, vector, { maxOutputTokens: ctx.prompt.maxTokens })
+    return await store.lookup(meta.partition, { text: meta.text, hint: meta.hint }, vector, {
+      maxOutputTokens: ctx.prompt.maxTokens,
+    })
   } catch (err) {
-    if (!st.loadFailed) ctx.mesh.log.warn('semantic-cache: lookup failed, answering from upstream', { error: (err as Error).message })
+    if (!st.loadFailed)
+      ctx.mesh.log.warn('semantic-cache: lookup failed, answering from upstream', { error: (err as Error).message })
     st.loadFailed = true
     return undefined
   }
@@ -374,7 +459,12 @@ async function search(st: SemanticState, store: SemanticStore, ctx: MeshContext,
 /** a hit: said in ctx.cache, ctx.cost and the headers; answered unless this is a dry run's preview */
 function serveHit(ctx: MeshContext, result: Extract<LookupResult, { hit: true }>, dry: boolean): void {
   const stored = result.entry.answer
-  const answer: CanonicalAnswer = { ...stored, id: freshId(stored.id), toolCalls: stored.toolCalls.map((t) => ({ ...t })), usage: { ...stored.usage } }
+  const answer: CanonicalAnswer = {
+    ...stored,
+    id: freshId(stored.id),
+    toolCalls: stored.toolCalls.map((t) => ({ ...t })),
+    usage: { ...stored.usage },
+  }
   const similarity = Math.round(result.similarity * 10_000) / 10_000
   const savedTokens = stored.usage.inputTokens + stored.usage.outputTokens
   const savedUsd = ctx.mesh.pricing.cost(stored.model, stored.usage)

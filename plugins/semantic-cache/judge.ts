@@ -56,7 +56,10 @@ export interface JudgeFile {
   roles?: RolesModel
 }
 
-export function judgeVeto(flags: Partial<Record<keyof Vetoes, boolean>>, vetoes: Partial<Vetoes>): keyof Vetoes | undefined {
+export function judgeVeto(
+  flags: Partial<Record<keyof Vetoes, boolean>>,
+  vetoes: Partial<Vetoes>,
+): keyof Vetoes | undefined {
   for (const k of Object.keys(flags) as Array<keyof Vetoes>) if (flags[k] && vetoes[k] !== false) return k
   return undefined
 }
@@ -73,7 +76,9 @@ export function judgeFile(): JudgeFile {
     throw new Error(`semanticCache: ${file} was trained for other features; re-run tools/semantic-train/train-judge.ts`)
   }
   if (data.roles && data.roles.features.join() !== [...ROLE_FEATURE_NAMES, ...FEATURE_NAMES].join()) {
-    throw new Error(`semanticCache: the roles model in ${file} was trained for other features; re-run tools/semantic-train/train-roles.ts`)
+    throw new Error(
+      `semanticCache: the roles model in ${file} was trained for other features; re-run tools/semantic-train/train-roles.ts`,
+    )
   }
   loaded = data
   return data
@@ -104,7 +109,12 @@ export interface Judge {
   readonly minSimilarity: number
   readonly minScore: number
   /** vectors (unit length) are needed by a network model; without them the lexical model judges */
-  judge(query: TextInfo, stored: TextInfo, cosine: number, vectors?: { query: ArrayLike<number>; stored: ArrayLike<number> }): Verdict
+  judge(
+    query: TextInfo,
+    stored: TextInfo,
+    cosine: number,
+    vectors?: { query: ArrayLike<number>; stored: ArrayLike<number> },
+  ): Verdict
 }
 
 const ORDER_FEATURES = (['swapFar', 'swapAdjacent', 'inversions'] as const).map((n) => FEATURE_NAMES.indexOf(n))
@@ -114,7 +124,12 @@ function sameBag(a: string[], b: string[]): boolean {
 }
 
 /** the reordering judge's verdict: undefined when it has nothing to say (not a reordering, or no model) */
-function rolesVerdict(model: RolesModel | undefined, floor: number, diff: PairDiff, roles: ReturnType<typeof roleFeatures>): Verdict | undefined {
+function rolesVerdict(
+  model: RolesModel | undefined,
+  floor: number,
+  diff: PairDiff,
+  roles: ReturnType<typeof roleFeatures>,
+): Verdict | undefined {
   if (!model || !roles.sameWords || roles.sameOrder || roles.listOnly) return undefined
   const x = [...roles.features, 0, ...diff.features.slice(1)]
   const score = predict(model, x)
@@ -130,19 +145,25 @@ export function createJudge(embedderId: string, settings: JudgeSettings = {}): J
   const minSimilarity = settings.minSimilarity ?? model.minSimilarity
   const minScore = settings.minScore ?? model.minScore
   const vetoes: Vetoes = { ...file.vetoes, roles: file.vetoes.roles ?? true, ...settings.vetoes }
-  const rolesModel = settings.rolesModel === null ? undefined : settings.rolesModel ?? file.roles
+  const rolesModel = settings.rolesModel === null ? undefined : (settings.rolesModel ?? file.roles)
   const rolesFloor = settings.rolesMinScore ?? rolesModel?.minScore ?? 0
-  const treeScore = (m: TreeJudgeModel, features: number[]) => predict(m, m.usesCosine ? features : features.map((v, i) => (i === 0 ? 0 : v)))
+  const treeScore = (m: TreeJudgeModel, features: number[]) =>
+    predict(m, m.usesCosine ? features : features.map((v, i) => (i === 0 ? 0 : v)))
   /** the average of the networks, or undefined when they cannot judge these vectors */
-  const netScore = (diff: PairDiff, vectors: { query: ArrayLike<number>; stored: ArrayLike<number> } | undefined): Verdict | undefined => {
-    if (!nets || !vectors || vectors.query.length !== nets[0]!.dim || vectors.stored.length !== nets[0]!.dim) return undefined
+  const netScore = (
+    diff: PairDiff,
+    vectors: { query: ArrayLike<number>; stored: ArrayLike<number> } | undefined,
+  ): Verdict | undefined => {
+    if (!nets || !vectors || vectors.query.length !== nets[0]!.dim || vectors.stored.length !== nets[0]!.dim)
+      return undefined
     // once the rest could not lift the average to the floor even if each said 1, the candidate is
     // refused without running them (same verdict, less work on the common case, a clear near
     // miss). The score of a refusal is then a lower bound.
     let sum = 0
     for (let i = 0; i < nets.length; i++) {
       sum += mlpPredict(nets[i]!, vectors.query, vectors.stored, diff.features)
-      if (sum + (nets.length - 1 - i) < minScore * nets.length) return { ok: false, score: sum / nets.length, reason: 'score' }
+      if (sum + (nets.length - 1 - i) < minScore * nets.length)
+        return { ok: false, score: sum / nets.length, reason: 'score' }
     }
     const score = sum / nets.length
     return score >= minScore ? { ok: true, score } : { ok: false, score, reason: 'score' }
@@ -172,7 +193,7 @@ export function createJudge(embedderId: string, settings: JudgeSettings = {}): J
       const net = netScore(diff, vectors)
       if (net) return net
       const lex = model.kind === 'mlp' ? lexical : model
-      const floor = model.kind === 'mlp' ? settings.minScore ?? lexical.minScore : minScore
+      const floor = model.kind === 'mlp' ? (settings.minScore ?? lexical.minScore) : minScore
       const score = treeScore(lex, diff.features)
       return score >= floor ? { ok: true, score } : { ok: false, score, reason: 'score' }
     },

@@ -88,7 +88,13 @@ export function unpack(m: MlpModel): MlpInference {
 }
 
 /** the inputs before the projected ones: u*v, |u-v| and the standardised features */
-export function fillPair(rt: { dim: number; mean: Float64Array; std: Float64Array }, u: ArrayLike<number>, v: ArrayLike<number>, f: ArrayLike<number>, x: Vec): void {
+export function fillPair(
+  rt: { dim: number; mean: Float64Array; std: Float64Array },
+  u: ArrayLike<number>,
+  v: ArrayLike<number>,
+  f: ArrayLike<number>,
+  x: Vec,
+): void {
   const d = rt.dim
   for (let i = 0; i < d; i++) {
     x[i] = u[i]! * v[i]! * PROD_SCALE
@@ -103,16 +109,30 @@ export function fillPair(rt: { dim: number; mean: Float64Array; std: Float64Arra
  * (twice as fast here as one row at a time).
  */
 function project(rt: MlpRuntime, v: ArrayLike<number>, out: Float64Array): void {
-  const k = rt.proj, d = rt.dim, P = rt.P
+  const k = rt.proj,
+    d = rt.dim,
+    P = rt.P
   let p = 0
   for (; p + 3 < k; p += 4) {
-    const o0 = p * d, o1 = o0 + d, o2 = o1 + d, o3 = o2 + d
-    let t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    const o0 = p * d,
+      o1 = o0 + d,
+      o2 = o1 + d,
+      o3 = o2 + d
+    let t0 = 0,
+      t1 = 0,
+      t2 = 0,
+      t3 = 0
     for (let i = 0; i < d; i++) {
       const vi = v[i]!
-      t0 += P[o0 + i]! * vi; t1 += P[o1 + i]! * vi; t2 += P[o2 + i]! * vi; t3 += P[o3 + i]! * vi
+      t0 += P[o0 + i]! * vi
+      t1 += P[o1 + i]! * vi
+      t2 += P[o2 + i]! * vi
+      t3 += P[o3 + i]! * vi
     }
-    out[p] = t0 * PROJ_SCALE; out[p + 1] = t1 * PROJ_SCALE; out[p + 2] = t2 * PROJ_SCALE; out[p + 3] = t3 * PROJ_SCALE
+    out[p] = t0 * PROJ_SCALE
+    out[p + 1] = t1 * PROJ_SCALE
+    out[p + 2] = t2 * PROJ_SCALE
+    out[p + 3] = t3 * PROJ_SCALE
   }
   for (; p < k; p++) {
     let t = 0
@@ -127,15 +147,28 @@ function project(rt: MlpRuntime, v: ArrayLike<number>, out: Float64Array): void 
  * input-major loop training uses, which stores into h on every multiply.
  */
 function forwardInference(rt: MlpInference, x: Float64Array): number {
-  const H = rt.hidden, n = rt.inputs, W = rt.W1T, b1 = rt.b1, W2 = rt.W2
+  const H = rt.hidden,
+    n = rt.inputs,
+    W = rt.W1T,
+    b1 = rt.b1,
+    W2 = rt.W2
   let z = rt.b2
   let j = 0
   for (; j + 3 < H; j += 4) {
-    const o0 = j * n, o1 = o0 + n, o2 = o1 + n, o3 = o2 + n
-    let s0 = b1[j]!, s1 = b1[j + 1]!, s2 = b1[j + 2]!, s3 = b1[j + 3]!
+    const o0 = j * n,
+      o1 = o0 + n,
+      o2 = o1 + n,
+      o3 = o2 + n
+    let s0 = b1[j]!,
+      s1 = b1[j + 1]!,
+      s2 = b1[j + 2]!,
+      s3 = b1[j + 3]!
     for (let i = 0; i < n; i++) {
       const xi = x[i]!
-      s0 += xi * W[o0 + i]!; s1 += xi * W[o1 + i]!; s2 += xi * W[o2 + i]!; s3 += xi * W[o3 + i]!
+      s0 += xi * W[o0 + i]!
+      s1 += xi * W[o1 + i]!
+      s2 += xi * W[o2 + i]!
+      s3 += xi * W[o3 + i]!
     }
     if (s0 > 0) z += s0 * W2[j]!
     if (s1 > 0) z += s1 * W2[j + 1]!
@@ -155,7 +188,12 @@ function forwardInference(rt: MlpInference, x: Float64Array): number {
  * read, never kept, except that P times `u` is reused while the same `u` object comes again:
  * do not refill a vector in place.
  */
-export function mlpPredict(rt: MlpInference, u: ArrayLike<number>, v: ArrayLike<number>, features: ArrayLike<number>): number {
+export function mlpPredict(
+  rt: MlpInference,
+  u: ArrayLike<number>,
+  v: ArrayLike<number>,
+  features: ArrayLike<number>,
+): number {
   // every slot is written below, so the buffer is reused across calls
   const x = (rt.x ??= new Float64Array(rt.inputs))
   fillPair(rt, u, v, features, x)
@@ -163,12 +201,16 @@ export function mlpPredict(rt: MlpInference, u: ArrayLike<number>, v: ArrayLike<
   if (k) {
     // the store judges one query against several candidates with the same vector object
     const pu = (rt.lastPu ??= new Float64Array(k))
-    if (rt.lastU !== u) { project(rt, u, pu); rt.lastU = u }
+    if (rt.lastU !== u) {
+      project(rt, u, pu)
+      rt.lastU = u
+    }
     const pv = (rt.pv ??= new Float64Array(k))
     project(rt, v, pv)
     const base = 2 * rt.dim + rt.mean.length
     for (let p = 0; p < k; p++) {
-      const su = pu[p]!, sv = pv[p]!
+      const su = pu[p]!,
+        sv = pv[p]!
       x[base + p] = su * sv * PPROD_SCALE
       x[base + k + p] = Math.abs(su - sv) * PDIFF_SCALE
     }

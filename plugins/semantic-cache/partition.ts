@@ -19,13 +19,16 @@ export function vendorFamily(model: string, fallback: string): string {
 
 export function scopeOf(ctx: MeshContext, scope: Scope): string {
   const ns = ctx.request.headers.get('x-agentmesh-cache-namespace')?.trim()
-  const base = scope === 'global' ? 'global' : scope === 'user' ? `user:${ctx.identity.team}\u0000${ctx.identity.user}` : `team:${ctx.identity.team}`
+  const base =
+    scope === 'global'
+      ? 'global'
+      : scope === 'user'
+        ? `user:${ctx.identity.team}\u0000${ctx.identity.user}`
+        : `team:${ctx.identity.team}`
   return ns ? `${base}\u0000ns:${ns}` : base
 }
 
-export type PartitionResult =
-  | { ok: true; key: string; text: string; hint?: string }
-  | { ok: false; reason: string }
+export type PartitionResult = { ok: true; key: string; text: string; hint?: string } | { ok: false; reason: string }
 
 export function partitionOf(ctx: MeshContext, scope: Scope, embedderId: string): PartitionResult {
   const view = ctx.normalised ?? { system: ctx.prompt.system, messages: ctx.prompt.messages }
@@ -42,23 +45,30 @@ export function partitionOf(ctx: MeshContext, scope: Scope, embedderId: string):
   // another's answer, so that part's digest joins the partition
   const win = textWindow(last.text)
   const key = createHash('sha256')
-    .update(canonicalJson({
-      v: 1,
-      embedder: embedderId,
-      scope: scopeOf(ctx, scope),
-      family: vendorFamily(p.model, ctx.route?.vendor || ctx.protocol),
-      model: p.model,
-      system: view.system,
-      earlier: msgs.slice(0, -1).map((m) => [m.role, m.text, m.extra ?? null]),
-      tools: p.tools ?? null,
-      toolChoice: p.toolChoice ?? null,
-      responseFormat: p.responseFormat ?? null,
-      params: p.params ?? {},
-      // a different output limit can cut the answer short
-      maxTokens: p.maxTokens ?? null,
-      ...(win.cut ? { cut: win.cut } : {}),
-    }))
+    .update(
+      canonicalJson({
+        v: 1,
+        embedder: embedderId,
+        scope: scopeOf(ctx, scope),
+        family: vendorFamily(p.model, ctx.route?.vendor || ctx.protocol),
+        model: p.model,
+        system: view.system,
+        earlier: msgs.slice(0, -1).map((m) => [m.role, m.text, m.extra ?? null]),
+        tools: p.tools ?? null,
+        toolChoice: p.toolChoice ?? null,
+        responseFormat: p.responseFormat ?? null,
+        params: p.params ?? {},
+        // a different output limit can cut the answer short
+        maxTokens: p.maxTokens ?? null,
+        ...(win.cut ? { cut: win.cut } : {}),
+      }),
+    )
     .digest('base64url')
     .slice(0, 32)
-  return { ok: true, key, text: win.text, ...(original && original.text !== last.text ? { hint: textWindow(original.text).text } : {}) }
+  return {
+    ok: true,
+    key,
+    text: win.text,
+    ...(original && original.text !== last.text ? { hint: textWindow(original.text).text } : {}),
+  }
 }

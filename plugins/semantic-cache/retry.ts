@@ -19,7 +19,9 @@ declare module '../../core/types.ts' {
 /** the same team, user and key, the same partition and wording */
 export function retryKey(ctx: Pick<MeshContext, 'identity'>, partition: string, text: string): string {
   const i = ctx.identity
-  return createHash('sha256').update(`${i.team}\u0000${i.user}\u0000${i.keyId ?? ''}\u0000${partition}\u0000${text}`).digest('base64url')
+  return createHash('sha256')
+    .update(`${i.team}\u0000${i.user}\u0000${i.keyId ?? ''}\u0000${partition}\u0000${text}`)
+    .digest('base64url')
 }
 
 /**
@@ -29,13 +31,16 @@ export function retryKey(ctx: Pick<MeshContext, 'identity'>, partition: string, 
  */
 export class RecentAnswers {
   private at = new Map<string, { t: number; entry?: string }>()
-  constructor(private windowMs: number, private max = 10_000) {}
+  constructor(
+    private windowMs: number,
+    private max = 10_000,
+  ) {}
 
   /** the entry that answered this key within the window ('' when a retry did), or undefined */
   retryOf(key: string, now = Date.now()): string | undefined {
     if (this.windowMs <= 0) return undefined
     const r = this.at.get(key)
-    return r && now - r.t < this.windowMs ? r.entry ?? '' : undefined
+    return r && now - r.t < this.windowMs ? (r.entry ?? '') : undefined
   }
 
   note(key: string, entry?: string, now = Date.now()): void {

@@ -10,16 +10,90 @@ import { looksAlike, salientWord } from './features.ts'
 // Relation words whose object is a role: swapping what follows them changes the question.
 // Symmetric connectors ("and", "or", "between", "vs", "with") are left out on purpose: the
 // difference between X and Y is the difference between Y and X, and list order rarely matters.
-const DIRECTED = new Set(['from', 'to', 'into', 'onto', 'than', 'before', 'after', 'by', 'over', 'under', 'above', 'below', 'toward', 'towards',
-  'against', 'of', 'for', 'in', 'on', 'at', 'as', 'per', 'via', 'through', 'within', 'without', 'behind', 'beyond', 'across'])
+const DIRECTED = new Set([
+  'from',
+  'to',
+  'into',
+  'onto',
+  'than',
+  'before',
+  'after',
+  'by',
+  'over',
+  'under',
+  'above',
+  'below',
+  'toward',
+  'towards',
+  'against',
+  'of',
+  'for',
+  'in',
+  'on',
+  'at',
+  'as',
+  'per',
+  'via',
+  'through',
+  'within',
+  'without',
+  'behind',
+  'beyond',
+  'across',
+])
 // the subset whose swap is a different question whenever both arguments are shared (the hard rule)
 // list and clause joints: neighbours across them are items, not a word and its argument
-const JOINT = new Set([',', 'and', 'or', 'nor', 'but', 'between', 'vs', 'versus', 'with', 'both', 'either', 'neither', 'while', 'whereas', '&'])
-const STRONG = new Set(['from', 'to', 'into', 'onto', 'than', 'before', 'after', 'over', 'under', 'above', 'below', 'toward', 'towards', 'against'])
+const JOINT = new Set([
+  ',',
+  'and',
+  'or',
+  'nor',
+  'but',
+  'between',
+  'vs',
+  'versus',
+  'with',
+  'both',
+  'either',
+  'neither',
+  'while',
+  'whereas',
+  '&',
+])
+const STRONG = new Set([
+  'from',
+  'to',
+  'into',
+  'onto',
+  'than',
+  'before',
+  'after',
+  'over',
+  'under',
+  'above',
+  'below',
+  'toward',
+  'towards',
+  'against',
+])
 
 export const ROLE_FEATURE_NAMES = [
-  'matchedFrac', 'unmatched', 'moved', 'blocks', 'transposed', 'objChanged', 'strongObjChanged', 'pivotSwap', 'bigramBroken', 'leftChanged',
-  'rightChanged', 'bothChanged', 'relationMoved', 'firstMoved', 'salientMin', 'exactSwap',
+  'matchedFrac',
+  'unmatched',
+  'moved',
+  'blocks',
+  'transposed',
+  'objChanged',
+  'strongObjChanged',
+  'pivotSwap',
+  'bigramBroken',
+  'leftChanged',
+  'rightChanged',
+  'bothChanged',
+  'relationMoved',
+  'firstMoved',
+  'salientMin',
+  'exactSwap',
 ] as const
 
 export interface RoleDiff {
@@ -54,7 +128,10 @@ interface Seq {
 const sequences = new WeakMap<string[], Seq>()
 function sequenceOf(tokens: string[]): Seq {
   let s = sequences.get(tokens)
-  if (!s) { s = sequence(tokens); sequences.set(tokens, s) }
+  if (!s) {
+    s = sequence(tokens)
+    sequences.set(tokens, s)
+  }
   return s
 }
 
@@ -97,7 +174,11 @@ function sequence(tokens: string[]): Seq {
  */
 function align(a: string[], b: string[]): number[] {
   const where = new Map<string, number[]>()
-  b.forEach((w, j) => { const l = where.get(w); if (l) l.push(j); else where.set(w, [j]) })
+  b.forEach((w, j) => {
+    const l = where.get(w)
+    if (l) l.push(j)
+    else where.set(w, [j])
+  })
   const used = new Uint8Array(b.length)
   const map = a.map((w) => {
     const l = where.get(w)
@@ -113,7 +194,9 @@ function align(a: string[], b: string[]): number[] {
     for (let j = 0; j < b.length; j++) {
       const y = b[j]!
       if (used[j] || x[0] !== y[0] || Math.abs(x.length - y.length) > 3 || !looksAlike(x, y)) continue
-      map[i] = j; used[j] = 1; break
+      map[i] = j
+      used[j] = 1
+      break
     }
   }
   return map
@@ -121,10 +204,17 @@ function align(a: string[], b: string[]): number[] {
 
 /** which of `xs` form a longest increasing subsequence: the words that kept their relative order */
 function lisMembers(xs: number[]): boolean[] {
-  const tails: number[] = [], tailAt: number[] = [], prev = new Array<number>(xs.length).fill(-1)
+  const tails: number[] = [],
+    tailAt: number[] = [],
+    prev = new Array<number>(xs.length).fill(-1)
   xs.forEach((x, i) => {
-    let lo = 0, hi = tails.length
-    while (lo < hi) { const m = (lo + hi) >> 1; if (tails[m]! < x) lo = m + 1; else hi = m }
+    let lo = 0,
+      hi = tails.length
+    while (lo < hi) {
+      const m = (lo + hi) >> 1
+      if (tails[m]! < x) lo = m + 1
+      else hi = m
+    }
     tails[lo] = x
     tailAt[lo] = i
     prev[i] = lo > 0 ? tailAt[lo - 1]! : -1
@@ -138,21 +228,30 @@ function lisMembers(xs: number[]): boolean[] {
  * a one-word list item: a joint (comma, and, or) or the end of the text on either side of it; or
  * the first of three or more ("buy apples, pears and plums": a comma after it, a joint after the next)
  */
-const listItem = (s: Seq, i: number) => ((i === 0 || s.jointBefore[i]!) && (i + 1 === s.words.length || s.jointBefore[i + 1]!))
-  || (s.commaBefore[i + 1] === true && s.jointBefore[i + 2] === true)
+const listItem = (s: Seq, i: number) =>
+  ((i === 0 || s.jointBefore[i]!) && (i + 1 === s.words.length || s.jointBefore[i + 1]!)) ||
+  (s.commaBefore[i + 1] === true && s.jointBefore[i + 2] === true)
 
 /** the salient word a relation governs, by relation (relations used once on a side only) */
 function objects(s: Seq): Map<string, number> {
   const seen = new Map<string, number>()
   const twice = new Set<string>()
-  s.rel.forEach((r, i) => { if (!r) return; if (seen.has(r)) twice.add(r); seen.set(r, i) })
+  s.rel.forEach((r, i) => {
+    if (!r) return
+    if (seen.has(r)) twice.add(r)
+    seen.set(r, i)
+  })
   for (const r of twice) seen.delete(r)
   return seen
 }
 
 function directed(a: Seq, b: Seq, map: number[], inverse: number[]) {
-  const oa = objects(a), ob = objects(b)
-  let changed = 0, strong = 0, moved = 0, exact = 0
+  const oa = objects(a),
+    ob = objects(b)
+  let changed = 0,
+    strong = 0,
+    moved = 0,
+    exact = 0
   for (const [r, i] of oa) {
     const j = ob.get(r)
     if (j === undefined) continue
@@ -162,11 +261,13 @@ function directed(a: Seq, b: Seq, map: number[], inverse: number[]) {
     if (!STRONG.has(r)) continue
     strong++
     // and the two objects traded places: "from X to Y" / "from Y to X", "X than Y" / "Y than X"
-    const x = i, y = inverse[j]!
+    const x = i,
+      y = inverse[j]!
     if ((x - y) * (map[x]! - map[y]!) < 0) exact++
   }
   // a word governed by a relation on one side and by another (or none) on the other
-  for (let i = 0; i < map.length; i++) if (map[i]! >= 0 && a.rel[i] !== b.rel[map[i]!] && (a.rel[i] || b.rel[map[i]!])) moved++
+  for (let i = 0; i < map.length; i++)
+    if (map[i]! >= 0 && a.rel[i] !== b.rel[map[i]!] && (a.rel[i] || b.rel[map[i]!])) moved++
   return { changed, strong, moved, exact }
 }
 
@@ -175,9 +276,14 @@ function directed(a: Seq, b: Seq, map: number[], inverse: number[]) {
  * pairs (a modifier on its head, no function word between) that are no longer adjacent.
  */
 function neighbours(a: Seq, map: number[], inverse: number[]) {
-  let pivot = 0, broken = 0, pairs = 0, exactPivot = 0
+  let pivot = 0,
+    broken = 0,
+    pairs = 0,
+    exactPivot = 0
   for (let i = 1; i + 1 < a.words.length; i++) {
-    const l = map[i - 1]!, m = map[i]!, r = map[i + 1]!
+    const l = map[i - 1]!,
+      m = map[i]!,
+      r = map[i + 1]!
     if (l < 0 || m < 0 || r < 0 || a.jointBefore[i] || a.jointBefore[i + 1]) continue
     if (l > m && r < m) pivot++
     // the two neighbours exchanged exactly around it: "alice owes bob" / "bob owes alice"
@@ -187,9 +293,15 @@ function neighbours(a: Seq, map: number[], inverse: number[]) {
     if (a.gapBefore[i] || map[i - 1]! < 0 || map[i]! < 0) continue
     pairs++
     // broken by reordering, not by a word inserted between them ("famous" / "become famous")
-    const from = map[i - 1]!, to = map[i]!
+    const from = map[i - 1]!,
+      to = map[i]!
     if (to < from) broken++
-    else for (let j = from + 1; j < to; j++) if (inverse[j] !== -1) { broken++; break }
+    else
+      for (let j = from + 1; j < to; j++)
+        if (inverse[j] !== -1) {
+          broken++
+          break
+        }
   }
   return { pivot, exactPivot, broken: pairs ? broken / pairs : 0 }
 }
@@ -198,17 +310,27 @@ function neighbours(a: Seq, map: number[], inverse: number[]) {
 function oneWay(a: Seq, b: Seq) {
   const map = align(a.words, b.words)
   const inverse = new Array<number>(b.words.length).fill(-1)
-  map.forEach((j, i) => { if (j >= 0) inverse[j] = i })
+  map.forEach((j, i) => {
+    if (j >= 0) inverse[j] = i
+  })
   const kept = map.filter((j) => j >= 0)
   const n = kept.length
   const inOrder = lisMembers(kept)
   // did only list items move ("apples, pears and plums" / "plums, pears and apples")
-  let movedItems = 0, movedOther = 0
+  let movedItems = 0,
+    movedOther = 0
   for (let i = 0, k = 0; i < map.length; i++) {
     if (map[i]! < 0) continue
-    if (!inOrder[k++]) { if (listItem(a, i) && listItem(b, map[i]!)) movedItems++; else movedOther++ }
+    if (!inOrder[k++]) {
+      if (listItem(a, i) && listItem(b, map[i]!)) movedItems++
+      else movedOther++
+    }
   }
-  let blocks = 0, transposed = 0, left = 0, right = 0, both = 0
+  let blocks = 0,
+    transposed = 0,
+    left = 0,
+    right = 0,
+    both = 0
   for (let k = 0; k < n; k++) if (k === 0 || kept[k] !== kept[k - 1]! + 1) blocks++
   // two shared words that traded places with others between them
   for (let i = 0; i < map.length; i++) {
@@ -219,7 +341,8 @@ function oneWay(a: Seq, b: Seq) {
   for (let i = 0; i < map.length; i++) {
     const j = map[i]!
     if (j < 0) continue
-    const l = a.prev[i] !== b.prev[j], r = a.next[i] !== b.next[j]
+    const l = a.prev[i] !== b.prev[j],
+      r = a.next[i] !== b.next[j]
     if (l) left++
     if (r) right++
     if (l && r) both++
@@ -247,17 +370,34 @@ function oneWay(a: Seq, b: Seq) {
   }
 }
 
-export interface RoleText { marked: string[] }
+export interface RoleText {
+  marked: string[]
+}
 
 /** What the word alignment says about roles, symmetric in (a, b). */
 export function roleFeatures(a: RoleText, b: RoleText): RoleDiff {
-  const sa = sequenceOf(a.marked), sb = sequenceOf(b.marked)
-  const x = oneWay(sa, sb), y = oneWay(sb, sa)
+  const sa = sequenceOf(a.marked),
+    sb = sequenceOf(b.marked)
+  const x = oneWay(sa, sb),
+    y = oneWay(sb, sa)
   const max = (k: keyof typeof x) => Math.max(x[k], y[k])
   const features = [
-    Math.min(x.matchedFrac, y.matchedFrac), max('unmatched'), max('moved'), max('blocks'), max('transposed'), max('objChanged'), max('strongObjChanged'),
-    max('pivotSwap'), max('bigramBroken'), max('leftChanged'), max('rightChanged'), max('bothChanged'), max('relationMoved'), max('firstMoved'),
-    Math.min(sa.words.length, sb.words.length), max('exactSwap'),
+    Math.min(x.matchedFrac, y.matchedFrac),
+    max('unmatched'),
+    max('moved'),
+    max('blocks'),
+    max('transposed'),
+    max('objChanged'),
+    max('strongObjChanged'),
+    max('pivotSwap'),
+    max('bigramBroken'),
+    max('leftChanged'),
+    max('rightChanged'),
+    max('bothChanged'),
+    max('relationMoved'),
+    max('firstMoved'),
+    Math.min(sa.words.length, sb.words.length),
+    max('exactSwap'),
   ]
   // at most two words of a side unmatched: a prompt reworded as well as reordered (a code block
   // moved below its question, three words changed) is left to the networks, which serve it

@@ -65,8 +65,15 @@ const ANSWER_KEYS = ['id', 'model', 'text', 'toolCalls', 'stopReason', 'usage'] 
 export function validEntry(e: unknown): e is StoredEntry {
   if (!e || typeof e !== 'object') return false
   const x = e as StoredEntry
-  if (x.v !== 1 || typeof x.embedder !== 'string' || !Number.isInteger(x.dim) || typeof x.partition !== 'string') return false
-  if (typeof x.text !== 'string' || typeof x.vec !== 'string' || typeof x.expiresAt !== 'number' || typeof x.createdAt !== 'number') return false
+  if (x.v !== 1 || typeof x.embedder !== 'string' || !Number.isInteger(x.dim) || typeof x.partition !== 'string')
+    return false
+  if (
+    typeof x.text !== 'string' ||
+    typeof x.vec !== 'string' ||
+    typeof x.expiresAt !== 'number' ||
+    typeof x.createdAt !== 'number'
+  )
+    return false
   if (x.hint !== undefined && typeof x.hint !== 'string') return false
   const a = x.answer as CanonicalAnswer | undefined
   if (!a || typeof a !== 'object' || ANSWER_KEYS.some((k) => !(k in a))) return false
@@ -93,7 +100,8 @@ type Waiting = { text: string; resolve: (v: Float32Array) => void; reject: (e: u
  */
 function take(queue: Waiting[], n: number, chars: number, one: boolean): Waiting[] {
   let i = 0
-  while (i < queue.length && i < n && ((one && i === 0) || queue[i]!.text.length <= chars)) chars -= queue[i++]!.text.length
+  while (i < queue.length && i < n && ((one && i === 0) || queue[i]!.text.length <= chars))
+    chars -= queue[i++]!.text.length
   return queue.splice(0, i)
 }
 
@@ -105,7 +113,10 @@ export class EmbedQueue {
   private lookups: Waiting[] = []
   private stores: Waiting[] = []
   private running = false
-  constructor(private embedder: Embedder, private maxBatch: number) {}
+  constructor(
+    private embedder: Embedder,
+    private maxBatch: number,
+  ) {}
 
   embed(text: string, priority: 'lookup' | 'store' = 'lookup'): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
@@ -164,7 +175,9 @@ export class SemanticStore {
   private async readEntries(keys: string[], now: number, log: boolean) {
     const live: Array<{ id: string; e: StoredEntry; q: Int8Array }> = []
     const unusable: string[] = []
-    let expired = 0, corrupt = 0, otherEmbedder = 0
+    let expired = 0,
+      corrupt = 0,
+      otherEmbedder = 0
     for (let i = 0; i < keys.length; i += 500) {
       const chunk = keys.slice(i, i + 500)
       let items: Array<{ key: string; value: unknown }>
@@ -172,7 +185,9 @@ export class SemanticStore {
         items = await this.opts.storage.getItems(chunk)
       } catch {
         // one unreadable item fails the batch on some drivers: read those one by one
-        items = await Promise.all(chunk.map(async (key) => ({ key, value: await this.opts.storage.getItem(key).catch(() => undefined) })))
+        items = await Promise.all(
+          chunk.map(async (key) => ({ key, value: await this.opts.storage.getItem(key).catch(() => undefined) })),
+        )
       }
       for (const { key, value } of items) {
         const id = key.slice(key.lastIndexOf(':') + 1)
@@ -185,8 +200,17 @@ export class SemanticStore {
           continue
         }
         const e = value as StoredEntry
-        if (e.expiresAt <= now) { expired++; unusable.push(id); this.dropStored(id); continue }
-        if (e.embedder !== this.opts.embedder.id || e.dim !== this.opts.embedder.dimension) { otherEmbedder++; unusable.push(id); continue }
+        if (e.expiresAt <= now) {
+          expired++
+          unusable.push(id)
+          this.dropStored(id)
+          continue
+        }
+        if (e.embedder !== this.opts.embedder.id || e.dim !== this.opts.embedder.dimension) {
+          otherEmbedder++
+          unusable.push(id)
+          continue
+        }
         live.push({ id, e, q })
       }
     }
@@ -195,13 +219,20 @@ export class SemanticStore {
   }
 
   /** Load every live entry of this embedder from storage into the index, newest kept first. */
-  async rebuild(now = Date.now()): Promise<{ loaded: number; expired: number; corrupt: number; otherEmbedder: number }> {
+  async rebuild(
+    now = Date.now(),
+  ): Promise<{ loaded: number; expired: number; corrupt: number; otherEmbedder: number }> {
     this.index.clear()
     // changes from here on are what the next refresh reads
     this.lastSync = this.lastFull = now
-    const { live, expired, corrupt, otherEmbedder } = await this.readEntries(await this.opts.storage.getKeys(this.opts.prefix), now, true)
+    const { live, expired, corrupt, otherEmbedder } = await this.readEntries(
+      await this.opts.storage.getKeys(this.opts.prefix),
+      now,
+      true,
+    )
     // oldest first, so that eviction during the rebuild drops the oldest ones
-    for (const { id, e, q } of live.slice(-this.opts.maxEntries)) this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
+    for (const { id, e, q } of live.slice(-this.opts.maxEntries))
+      this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
     return { loaded: this.index.size, expired, corrupt, otherEmbedder }
   }
 
@@ -224,7 +255,12 @@ export class SemanticStore {
    * Find a stored answer for the query in its partition: candidates above the similarity floor,
    * best first, each judged against the query; the first that passes is the hit.
    */
-  async lookup(partition: string, query: QueryText, vector: Float32Array, opts: { maxOutputTokens?: number; now?: number } = {}): Promise<LookupResult> {
+  async lookup(
+    partition: string,
+    query: QueryText,
+    vector: Float32Array,
+    opts: { maxOutputTokens?: number; now?: number } = {},
+  ): Promise<LookupResult> {
     const now = opts.now ?? Date.now()
     const { q, inv } = quantise(vector)
     const judge = this.opts.judge
@@ -241,21 +277,38 @@ export class SemanticStore {
         this.opts.log.warn('semantic-cache: cannot read a stored entry', { id: c.id, error: (err as Error).message })
         continue
       }
-      if (raw === null || raw === undefined) { this.index.remove(c.id); continue }
+      if (raw === null || raw === undefined) {
+        this.index.remove(c.id)
+        continue
+      }
       if (!validEntry(raw) || raw.partition !== partition || raw.embedder !== this.opts.embedder.id) {
         this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id })
         this.index.remove(c.id)
         this.dropStored(c.id)
         continue
       }
-      if (raw.expiresAt <= now) { this.forget(c.id); continue }
-      if (opts.maxOutputTokens !== undefined && raw.answer.usage.outputTokens > opts.maxOutputTokens) { reason = 'stored answer longer than max_tokens'; continue }
+      if (raw.expiresAt <= now) {
+        this.forget(c.id)
+        continue
+      }
+      if (opts.maxOutputTokens !== undefined && raw.answer.usage.outputTokens > opts.maxOutputTokens) {
+        reason = 'stored answer longer than max_tokens'
+        continue
+      }
       const sq = decodeVec(raw)
-      if (!sq) { this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id }); this.forget(c.id); continue }
-      const verdict = judge.judge(qi, this.info(raw.text, raw.hint), c.similarity, { query: qv, stored: dequantise(sq) })
+      if (!sq) {
+        this.opts.log.warn('semantic-cache: corrupt stored entry treated as a miss', { id: c.id })
+        this.forget(c.id)
+        continue
+      }
+      const verdict = judge.judge(qi, this.info(raw.text, raw.hint), c.similarity, {
+        query: qv,
+        stored: dequantise(sq),
+      })
       if (verdict.ok) return { hit: true, id: c.id, entry: raw, similarity: c.similarity, score: verdict.score }
       // same words in another order is the refusal a user tuning strictness most needs to see
-      if (reason !== 'roles differ') reason = ROLE_REASONS.has(verdict.reason ?? '') ? 'roles differ' : `judged different (${verdict.reason})`
+      if (reason !== 'roles differ')
+        reason = ROLE_REASONS.has(verdict.reason ?? '') ? 'roles differ' : `judged different (${verdict.reason})`
     }
     return { hit: false, reason, best: found[0]!.similarity }
   }
@@ -264,7 +317,13 @@ export class SemanticStore {
    * Store an answer now (embedding first if no vector is given; a lookup's embedding still on its
    * way is waited for). Returns the entry id.
    */
-  async insert(partition: string, query: QueryText, vector: Float32Array | Promise<Float32Array> | undefined, answer: CanonicalAnswer, now = Date.now()): Promise<string> {
+  async insert(
+    partition: string,
+    query: QueryText,
+    vector: Float32Array | Promise<Float32Array> | undefined,
+    answer: CanonicalAnswer,
+    now = Date.now(),
+  ): Promise<string> {
     const v = (await vector) ?? (await this.embed(query.text, 'store'))
     const { q, inv } = quantise(v)
     // the same prompt stored again (no-cache requests) replaces the old entry instead of piling up
@@ -290,7 +349,12 @@ export class SemanticStore {
   }
 
   /** Store off the response path; flush() waits for everything queued. */
-  enqueue(partition: string, query: QueryText, vector: Float32Array | Promise<Float32Array> | undefined, answer: CanonicalAnswer): void {
+  enqueue(
+    partition: string,
+    query: QueryText,
+    vector: Float32Array | Promise<Float32Array> | undefined,
+    answer: CanonicalAnswer,
+  ): void {
     const p = this.insert(partition, query, vector, answer).catch((err) => {
       this.opts.log.warn('semantic-cache: could not store an answer', { error: (err as Error).message })
     })
@@ -309,7 +373,10 @@ export class SemanticStore {
 
   /** delete from storage, and tell the other instances */
   private dropStored(id: string): void {
-    void this.opts.storage.removeItem(this.key(id)).then(() => this.note(id, 'del'), () => {})
+    void this.opts.storage.removeItem(this.key(id)).then(
+      () => this.note(id, 'del'),
+      () => {},
+    )
   }
 
   private feedFailed = false
@@ -319,7 +386,10 @@ export class SemanticStore {
     try {
       await this.opts.changes.record(this.opts.prefix, id, kind)
     } catch (err) {
-      if (!this.feedFailed) this.opts.log.warn('semantic-cache: could not record a change for other instances', { error: (err as Error).message })
+      if (!this.feedFailed)
+        this.opts.log.warn('semantic-cache: could not record a change for other instances', {
+          error: (err as Error).message,
+        })
       this.feedFailed = true
     }
   }
@@ -336,17 +406,27 @@ export class SemanticStore {
    * change feed only the changes since the last sync are read; every `fullSyncMs` (and without a
    * feed, every time) the keys are listed, which also notices deletions made outside the cache.
    */
-  async refresh(now = Date.now(), opts: { full?: boolean } = {}): Promise<{ added: number; removed: number; full: boolean }> {
+  async refresh(
+    now = Date.now(),
+    opts: { full?: boolean } = {},
+  ): Promise<{ added: number; removed: number; full: boolean }> {
     const feed = this.opts.changes
     const fullEvery = this.opts.fullSyncMs ?? 600_000
-    if (!opts.full && feed && this.lastSync && now - this.lastSync < feed.retentionMs - 2 * CLOCK_SLACK_MS && now - this.lastFull < fullEvery) {
+    if (
+      !opts.full &&
+      feed &&
+      this.lastSync &&
+      now - this.lastSync < feed.retentionMs - 2 * CLOCK_SLACK_MS &&
+      now - this.lastFull < fullEvery
+    ) {
       const changes = await feed.since(this.opts.prefix, this.lastSync - CLOCK_SLACK_MS)
       this.lastSync = now
       const fresh: string[] = []
       let removed = 0
       for (const c of changes) {
-        if (c.kind === 'del') { if (this.index.remove(c.id)) removed++ }
-        else if (!this.index.has(c.id) && !this.skipped.has(c.id)) fresh.push(this.key(c.id))
+        if (c.kind === 'del') {
+          if (this.index.remove(c.id)) removed++
+        } else if (!this.index.has(c.id) && !this.skipped.has(c.id)) fresh.push(this.key(c.id))
       }
       const added = await this.load(fresh, now)
       return { added, removed, full: false }
@@ -378,7 +458,11 @@ export class SemanticStore {
     for (const id of unusable) this.skipped.add(id)
     // the instance that stored an entry also evicts for it: here only memory follows
     let added = 0
-    for (const { id, e, q } of live) if (!this.index.has(id)) { this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt); added++ }
+    for (const { id, e, q } of live)
+      if (!this.index.has(id)) {
+        this.index.add(e.partition, id, q, inverseNorm(q), e.expiresAt)
+        added++
+      }
     return added
   }
 

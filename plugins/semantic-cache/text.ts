@@ -35,8 +35,16 @@ export function textWindow(text: string, budget = WINDOW_CHARS): TextWindow {
   const half = (budget - GAP.length) >> 1
   let headEnd = half
   let tailStart = text.length - half
-  for (let i = half; i > half - SNAP; i--) if (isSpace(text.charCodeAt(i))) { headEnd = i; break }
-  for (let i = tailStart; i < tailStart + SNAP; i++) if (isSpace(text.charCodeAt(i - 1))) { tailStart = i; break }
+  for (let i = half; i > half - SNAP; i--)
+    if (isSpace(text.charCodeAt(i))) {
+      headEnd = i
+      break
+    }
+  for (let i = tailStart; i < tailStart + SNAP; i++)
+    if (isSpace(text.charCodeAt(i - 1))) {
+      tailStart = i
+      break
+    }
   // never split a surrogate pair
   if ((text.charCodeAt(headEnd - 1) & 0xfc00) === 0xd800) headEnd--
   if ((text.charCodeAt(tailStart) & 0xfc00) === 0xdc00) tailStart++

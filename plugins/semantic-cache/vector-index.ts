@@ -11,13 +11,13 @@ const SMALL = 256 // below this a partition is scanned by int8 dot products dire
 const WASM_MIN = 2048 // from this size codes live in WebAssembly memory for the popcnt scan
 const RERANK = 256 // codes re-ranked by int8 dot product per lookup
 
-
 /** in-place fast Walsh-Hadamard transform (length a power of two) */
 function fwht(x: Float32Array): void {
   for (let h = 1; h < x.length; h <<= 1) {
     for (let i = 0; i < x.length; i += h << 1) {
       for (let j = i; j < i + h; j++) {
-        const a = x[j]!, b = x[j + h]!
+        const a = x[j]!,
+          b = x[j + h]!
         x[j] = a + b
         x[j + h] = a - b
       }
@@ -65,29 +65,175 @@ export class Hasher {
 // each of n codes (words64 x i64 each) to the query as u16 at out. No toolchain needed.
 const WASM = (() => {
   const body = [
-    0x02, 0x05, 0x7f, 0x01, 0x7e, // locals: 5 x i32 (p, end, o, qp, j), 1 x i64 (d)
-    0x20, 0x00, 0x21, 0x05, // p = codes
-    0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0x6c, 0x41, 0x03, 0x74, 0x6a, 0x21, 0x06, // end = codes + n*words*8
-    0x20, 0x04, 0x21, 0x07, // o = out
-    0x02, 0x40, 0x03, 0x40, // block, loop
-    0x20, 0x05, 0x20, 0x06, 0x4f, 0x0d, 0x01, // if p >= end break
-    0x42, 0x00, 0x21, 0x0a, 0x20, 0x03, 0x21, 0x08, 0x20, 0x02, 0x21, 0x09, // d = 0, qp = query, j = words
-    0x03, 0x40, // inner loop
-    0x20, 0x0a, 0x20, 0x05, 0x29, 0x03, 0x00, 0x20, 0x08, 0x29, 0x03, 0x00, 0x85, 0x7b, 0x7c, 0x21, 0x0a, // d += popcnt(*p ^ *qp)
-    0x20, 0x05, 0x41, 0x08, 0x6a, 0x21, 0x05, 0x20, 0x08, 0x41, 0x08, 0x6a, 0x21, 0x08, // p += 8, qp += 8
-    0x20, 0x09, 0x41, 0x01, 0x6b, 0x22, 0x09, 0x0d, 0x00, // if --j continue
+    0x02,
+    0x05,
+    0x7f,
+    0x01,
+    0x7e, // locals: 5 x i32 (p, end, o, qp, j), 1 x i64 (d)
+    0x20,
+    0x00,
+    0x21,
+    0x05, // p = codes
+    0x20,
+    0x00,
+    0x20,
+    0x01,
+    0x20,
+    0x02,
+    0x6c,
+    0x41,
+    0x03,
+    0x74,
+    0x6a,
+    0x21,
+    0x06, // end = codes + n*words*8
+    0x20,
+    0x04,
+    0x21,
+    0x07, // o = out
+    0x02,
+    0x40,
+    0x03,
+    0x40, // block, loop
+    0x20,
+    0x05,
+    0x20,
+    0x06,
+    0x4f,
+    0x0d,
+    0x01, // if p >= end break
+    0x42,
+    0x00,
+    0x21,
+    0x0a,
+    0x20,
+    0x03,
+    0x21,
+    0x08,
+    0x20,
+    0x02,
+    0x21,
+    0x09, // d = 0, qp = query, j = words
+    0x03,
+    0x40, // inner loop
+    0x20,
+    0x0a,
+    0x20,
+    0x05,
+    0x29,
+    0x03,
+    0x00,
+    0x20,
+    0x08,
+    0x29,
+    0x03,
+    0x00,
+    0x85,
+    0x7b,
+    0x7c,
+    0x21,
+    0x0a, // d += popcnt(*p ^ *qp)
+    0x20,
+    0x05,
+    0x41,
+    0x08,
+    0x6a,
+    0x21,
+    0x05,
+    0x20,
+    0x08,
+    0x41,
+    0x08,
+    0x6a,
+    0x21,
+    0x08, // p += 8, qp += 8
+    0x20,
+    0x09,
+    0x41,
+    0x01,
+    0x6b,
+    0x22,
+    0x09,
+    0x0d,
+    0x00, // if --j continue
     0x0b,
-    0x20, 0x07, 0x20, 0x0a, 0xa7, 0x3b, 0x01, 0x00, // *(u16*)o = d
-    0x20, 0x07, 0x41, 0x02, 0x6a, 0x21, 0x07, // o += 2
-    0x0c, 0x00, 0x0b, 0x0b, 0x0b,
+    0x20,
+    0x07,
+    0x20,
+    0x0a,
+    0xa7,
+    0x3b,
+    0x01,
+    0x00, // *(u16*)o = d
+    0x20,
+    0x07,
+    0x41,
+    0x02,
+    0x6a,
+    0x21,
+    0x07, // o += 2
+    0x0c,
+    0x00,
+    0x0b,
+    0x0b,
+    0x0b,
   ]
   const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    0x01, 0x09, 0x01, 0x60, 0x05, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32 x5) -> ()
-    0x02, 0x0f, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00, 0x01, // import env.memory
-    0x03, 0x02, 0x01, 0x00, // one function of type 0
-    0x07, 0x08, 0x01, 0x04, 0x73, 0x63, 0x61, 0x6e, 0x00, 0x00, // export "scan"
-    0x0a, body.length + 2, 0x01, body.length, ...body,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    0x01,
+    0x09,
+    0x01,
+    0x60,
+    0x05,
+    0x7f,
+    0x7f,
+    0x7f,
+    0x7f,
+    0x7f,
+    0x00, // type: (i32 x5) -> ()
+    0x02,
+    0x0f,
+    0x01,
+    0x03,
+    0x65,
+    0x6e,
+    0x76,
+    0x06,
+    0x6d,
+    0x65,
+    0x6d,
+    0x6f,
+    0x72,
+    0x79,
+    0x02,
+    0x00,
+    0x01, // import env.memory
+    0x03,
+    0x02,
+    0x01,
+    0x00, // one function of type 0
+    0x07,
+    0x08,
+    0x01,
+    0x04,
+    0x73,
+    0x63,
+    0x61,
+    0x6e,
+    0x00,
+    0x00, // export "scan"
+    0x0a,
+    body.length + 2,
+    0x01,
+    body.length,
+    ...body,
   ]
   try {
     return new WebAssembly.Module(new Uint8Array(bytes))
@@ -123,7 +269,12 @@ class Partition {
   private hist?: Uint32Array
   private picked = new Int32Array(RERANK * 2)
   private scan?: (codes: number, n: number, words: number, q: number, out: number) => void
-  constructor(readonly key: string, readonly dim: number, readonly hasher: Hasher, cap = 4) {
+  constructor(
+    readonly key: string,
+    readonly dim: number,
+    readonly hasher: Hasher,
+    cap = 4,
+  ) {
     this.cap = cap
     this.vecs = new Int8Array(cap * dim)
     this.inv = new Float32Array(cap)
@@ -133,9 +284,15 @@ class Partition {
 
   private grow(): void {
     const cap = this.cap < 1024 ? this.cap * 2 : Math.ceil(this.cap * 1.25)
-    const vecs = new Int8Array(cap * this.dim); vecs.set(this.vecs); this.vecs = vecs
-    const inv = new Float32Array(cap); inv.set(this.inv); this.inv = inv
-    const exp = new Float64Array(cap); exp.set(this.expires); this.expires = exp
+    const vecs = new Int8Array(cap * this.dim)
+    vecs.set(this.vecs)
+    this.vecs = vecs
+    const inv = new Float32Array(cap)
+    inv.set(this.inv)
+    this.inv = inv
+    const exp = new Float64Array(cap)
+    exp.set(this.expires)
+    this.expires = exp
     const words = this.hasher.words
     if (cap >= WASM_MIN && WASM) {
       const pages = Math.ceil((QUERY_BYTES + cap * words * 4 + cap * 2) / 65536)
@@ -153,7 +310,9 @@ class Partition {
         this.codes = new Uint32Array(this.mem.buffer, QUERY_BYTES, cap * words)
       }
     } else {
-      const codes = new Uint32Array(cap * words); codes.set(this.codes); this.codes = codes
+      const codes = new Uint32Array(cap * words)
+      codes.set(this.codes)
+      this.codes = codes
     }
     this.cap = cap
   }
@@ -175,7 +334,8 @@ class Partition {
     const last = --this.n
     this.slotOf.delete(id)
     if (s !== last) {
-      const d = this.dim, w = this.hasher.words
+      const d = this.dim,
+        w = this.hasher.words
       this.vecs.copyWithin(s * d, last * d, last * d + d)
       this.codes.copyWithin(s * w, last * w, last * w + w)
       this.inv[s] = this.inv[last]!
@@ -189,7 +349,9 @@ class Partition {
   }
 
   private dot(q: Int8Array, s: number): number {
-    const v = this.vecs, o = s * this.dim, d = this.dim
+    const v = this.vecs,
+      o = s * this.dim,
+      d = this.dim
     let acc = 0
     for (let j = 0; j < d; j++) acc += v[o + j]! * q[j]!
     return acc
@@ -233,8 +395,12 @@ class Partition {
       if (!this.hist || this.hist.length < limit + 1) this.hist = new Uint32Array(bits + 1)
       const hist = this.hist
       hist.fill(0, 0, limit + 1)
-      for (let i = 0; i < n; i++) { const d = dist[i]!; if (d <= limit) hist[d]!++ }
-      let cut = -1, acc = 0
+      for (let i = 0; i < n; i++) {
+        const d = dist[i]!
+        if (d <= limit) hist[d]!++
+      }
+      let cut = -1,
+        acc = 0
       for (let d = 0; d <= limit; d++) {
         const h = hist[d]!
         if (h === 0) continue
@@ -262,7 +428,12 @@ class Partition {
   }
 
   bytes(): number {
-    return this.vecs.byteLength + this.inv.byteLength + this.expires.byteLength + (this.mem ? this.mem.buffer.byteLength : this.codes.byteLength)
+    return (
+      this.vecs.byteLength +
+      this.inv.byteLength +
+      this.expires.byteLength +
+      (this.mem ? this.mem.buffer.byteLength : this.codes.byteLength)
+    )
   }
 }
 
@@ -273,7 +444,11 @@ export function quantise(v: ArrayLike<number>): { q: Int8Array; inv: number } {
   const scale = max > 0 ? 127 / max : 0
   const q = new Int8Array(v.length)
   let n = 0
-  for (let i = 0; i < v.length; i++) { const x = Math.round(v[i]! * scale); q[i] = x; n += x * x }
+  for (let i = 0; i < v.length; i++) {
+    const x = Math.round(v[i]! * scale)
+    q[i] = x
+    n += x * x
+  }
   return { q, inv: n > 0 ? 1 / Math.sqrt(n) : 0 }
 }
 
@@ -321,7 +496,10 @@ export class VectorIndex {
     let p = this.partitions.get(partition)
     if (!p) {
       let h = this.hashers.get(q.length)
-      if (!h) { h = new Hasher(q.length); this.hashers.set(q.length, h) }
+      if (!h) {
+        h = new Hasher(q.length)
+        this.hashers.set(q.length, h)
+      }
       p = new Partition(partition, q.length, h)
       this.partitions.set(partition, p)
     }
@@ -356,7 +534,8 @@ export class VectorIndex {
   /** drop expired entries; returns their ids */
   sweep(now = Date.now()): string[] {
     const gone: string[] = []
-    for (const p of this.partitions.values()) for (let s = 0; s < p.n; s++) if (p.expires[s]! <= now) gone.push(p.ids[s]!)
+    for (const p of this.partitions.values())
+      for (let s = 0; s < p.n; s++) if (p.expires[s]! <= now) gone.push(p.ids[s]!)
     for (const id of gone) this.remove(id)
     return gone
   }

@@ -27,8 +27,19 @@ export interface WorkerEmbedderSpec extends WorkerSpec {
 }
 
 type Op = 'load' | 'embed'
-interface Reply { id: number; ok: boolean; message?: string; dimension?: number; vectors?: Float32Array[] }
-interface Job { op: Op; texts: string[]; resolve: (r: Reply) => void; reject: (e: Error) => void }
+interface Reply {
+  id: number
+  ok: boolean
+  message?: string
+  dimension?: number
+  vectors?: Float32Array[]
+}
+interface Job {
+  op: Op
+  texts: string[]
+  resolve: (r: Reply) => void
+  reject: (e: Error) => void
+}
 
 const ENTRY = new URL('./embed-worker.mjs', import.meta.url)
 // after this many crashes in a row without one answer, calls fail at once for a while
@@ -50,7 +61,12 @@ class EmbedWorker {
 
   run(op: Op, texts: string[] = []): Promise<Reply> {
     return new Promise((resolve, reject) => {
-      if (Date.now() < this.retryAt) return reject(new Error(`semantic-cache: the embedding worker crashed ${this.crashes} times in a row (${this.lastError}); retrying in ${Math.ceil((this.retryAt - Date.now()) / 1000)} s`))
+      if (Date.now() < this.retryAt)
+        return reject(
+          new Error(
+            `semantic-cache: the embedding worker crashed ${this.crashes} times in a row (${this.lastError}); retrying in ${Math.ceil((this.retryAt - Date.now()) / 1000)} s`,
+          ),
+        )
       this.queue.push({ op, texts, resolve, reject })
       this.pump()
     })
@@ -86,7 +102,7 @@ class EmbedWorker {
     }
     w.ref()
     const id = this.nextId++
-    const ms = job.op === 'load' ? this.spec.loadTimeoutMs ?? 300_000 : this.spec.timeoutMs ?? 30_000
+    const ms = job.op === 'load' ? (this.spec.loadTimeoutMs ?? 300_000) : (this.spec.timeoutMs ?? 30_000)
     const timer = setTimeout(() => this.kill(w, `no answer within ${ms} ms`), ms)
     this.current = { id, job, timer }
     w.postMessage({ id, op: job.op, texts: job.texts })
@@ -97,7 +113,9 @@ class EmbedWorker {
     // no execArgv: a loader or inspector flag of the main thread is not the worker's business
     const w = new Worker(ENTRY, { workerData: { module, export: name, options }, execArgv: [] })
     w.on('message', (m: Reply) => this.onReply(m))
-    w.on('error', (err) => { this.lastError = err.message })
+    w.on('error', (err) => {
+      this.lastError = err.message
+    })
     w.on('exit', (code) => this.onExit(w, code))
     return w
   }
@@ -139,7 +157,8 @@ class EmbedWorker {
     }
     if (this.crashes >= CRASHES_BEFORE_BACKOFF) {
       this.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.crashes - CRASHES_BEFORE_BACKOFF))
-      for (const j of this.queue.splice(0)) j.reject(new Error(`semantic-cache: the embedding worker keeps crashing (${why})`))
+      for (const j of this.queue.splice(0))
+        j.reject(new Error(`semantic-cache: the embedding worker keeps crashing (${why})`))
     }
     this.pump()
   }
@@ -160,7 +179,13 @@ class EmbedWorker {
 const workers = new Map<string, EmbedWorker>()
 
 function acquire(spec: WorkerSpec): EmbedWorker {
-  const key = JSON.stringify([spec.module, spec.export, spec.options ?? null, spec.timeoutMs ?? null, spec.loadTimeoutMs ?? null])
+  const key = JSON.stringify([
+    spec.module,
+    spec.export,
+    spec.options ?? null,
+    spec.timeoutMs ?? null,
+    spec.loadTimeoutMs ?? null,
+  ])
   let w = workers.get(key)
   if (!w) {
     w = new EmbedWorker(spec)
@@ -192,8 +217,12 @@ export function workerEmbedder(spec: WorkerEmbedderSpec): Embedder {
   }
   return {
     id,
-    get dimension() { return dimension },
-    get loaded() { return host?.loaded ?? false },
+    get dimension() {
+      return dimension
+    },
+    get loaded() {
+      return host?.loaded ?? false
+    },
     async load() {
       note(await worker().run('load'))
     },

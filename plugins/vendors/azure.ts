@@ -32,37 +32,61 @@ export const AZURE_DEFAULT_API_VERSION = '2024-10-21'
 export function azureOpenAI(options: AzureOpenAIOptions): Plugin {
   const name = options?.name ?? 'azure'
   const map = options?.deployments
-  if (!map || typeof map !== 'object' || Object.keys(map).length === 0 || Object.values(map).some((d) => typeof d !== 'string' || !d)) {
-    throw new Error(`azureOpenAI(${name}): deployments must map each model to its deployment's name, e.g. { 'gpt-4o': 'my-gpt4o' }`)
+  if (
+    !map ||
+    typeof map !== 'object' ||
+    Object.keys(map).length === 0 ||
+    Object.values(map).some((d) => typeof d !== 'string' || !d)
+  ) {
+    throw new Error(
+      `azureOpenAI(${name}): deployments must map each model to its deployment's name, e.g. { 'gpt-4o': 'my-gpt4o' }`,
+    )
   }
-  if (options.resource !== undefined && !/^[a-z0-9][a-z0-9-]{1,62}$/i.test(options.resource)) throw new Error(`azureOpenAI(${name}): resource must be the resource's name (letters, digits, '-'), got ${JSON.stringify(options.resource)}`)
-  const endpoint = options.baseURL ?? (options.resource ? `https://${options.resource}.openai.azure.com` : process.env.AZURE_OPENAI_ENDPOINT)
+  if (options.resource !== undefined && !/^[a-z0-9][a-z0-9-]{1,62}$/i.test(options.resource))
+    throw new Error(
+      `azureOpenAI(${name}): resource must be the resource's name (letters, digits, '-'), got ${JSON.stringify(options.resource)}`,
+    )
+  const endpoint =
+    options.baseURL ??
+    (options.resource ? `https://${options.resource}.openai.azure.com` : process.env.AZURE_OPENAI_ENDPOINT)
   if (!endpoint) throw new Error(`azureOpenAI(${name}): give resource, baseURL or AZURE_OPENAI_ENDPOINT`)
   const version = encodeURIComponent(options.apiVersion ?? AZURE_DEFAULT_API_VERSION)
   const v1 = options.api === 'v1'
   const deploymentNames = new Set(Object.values(map))
   /** the deployment for the routed model: a mapped model, or a deployment named directly */
   const deploymentOf = (ctx: MeshContext) => map[ctx.route.model] ?? ctx.route.model
-  const pathOf = (ctx: MeshContext, op: 'chat/completions' | 'embeddings') => (v1 ? `/openai/v1/${op}` : `/openai/deployments/${encodeURIComponent(deploymentOf(ctx))}/${op}?api-version=${version}`)
+  const pathOf = (ctx: MeshContext, op: 'chat/completions' | 'embeddings') =>
+    v1
+      ? `/openai/v1/${op}`
+      : `/openai/deployments/${encodeURIComponent(deploymentOf(ctx))}/${op}?api-version=${version}`
   const root = (url: string) => url.replace(/\/+$/, '').replace(/\/openai(\/v1)?$/, '')
-  return defineHttpVendor({
-    name,
-    protocol: 'openai',
-    defaultBaseURL: root(endpoint),
-    baseAsGiven: true,
-    keyEnv: 'AZURE_OPENAI_API_KEY',
-    // a client's own Authorization is an OpenAI key (or the proxy's): it must not go to Azure
-    withoutKey: 'none',
-    handles: (m) => Object.hasOwn(map, m) || deploymentNames.has(m),
-    models: Object.keys(map),
-    embeddingsPath: (ctx) => pathOf(ctx, 'embeddings'),
-    beforeCall: noteUnpriced,
-    // the v1 API reads the deployment from the body; the classic one from the path (the body's model is ignored there)
-    upstreamModel: v1 ? deploymentOf : undefined,
-    request: (ctx, key) => ({
-      path: pathOf(ctx, 'chat/completions'),
-      // the key goes as `api-key`, never as Authorization (Entra ID tokens are not supported here yet)
-      headers: (key ? { 'api-key': key } : {}) as Record<string, string>,
-    }),
-  }, { baseURL: options.baseURL ? root(options.baseURL) : undefined, apiKey: options.apiKey, apiKeys: options.apiKeys, deployments: options.endpoints?.map((e) => ({ ...e, baseURL: e.baseURL && root(e.baseURL) })), cooldown: options.cooldown })
+  return defineHttpVendor(
+    {
+      name,
+      protocol: 'openai',
+      defaultBaseURL: root(endpoint),
+      baseAsGiven: true,
+      keyEnv: 'AZURE_OPENAI_API_KEY',
+      // a client's own Authorization is an OpenAI key (or the proxy's): it must not go to Azure
+      withoutKey: 'none',
+      handles: (m) => Object.hasOwn(map, m) || deploymentNames.has(m),
+      models: Object.keys(map),
+      embeddingsPath: (ctx) => pathOf(ctx, 'embeddings'),
+      beforeCall: noteUnpriced,
+      // the v1 API reads the deployment from the body; the classic one from the path (the body's model is ignored there)
+      upstreamModel: v1 ? deploymentOf : undefined,
+      request: (ctx, key) => ({
+        path: pathOf(ctx, 'chat/completions'),
+        // the key goes as `api-key`, never as Authorization (Entra ID tokens are not supported here yet)
+        headers: (key ? { 'api-key': key } : {}) as Record<string, string>,
+      }),
+    },
+    {
+      baseURL: options.baseURL ? root(options.baseURL) : undefined,
+      apiKey: options.apiKey,
+      apiKeys: options.apiKeys,
+      deployments: options.endpoints?.map((e) => ({ ...e, baseURL: e.baseURL && root(e.baseURL) })),
+      cooldown: options.cooldown,
+    },
+  )
 }

@@ -27,17 +27,28 @@ function quote(text: string, max: number): string {
 }
 
 export function demoAnswer(ctx: MeshContext): CanonicalAnswer {
-  const digest = createHash('sha256').update(ctx.prompt.model).update('\0').update(ctx.prompt.system).update('\0').update(JSON.stringify(ctx.prompt.messages)).digest()
+  const digest = createHash('sha256')
+    .update(ctx.prompt.model)
+    .update('\0')
+    .update(ctx.prompt.system)
+    .update('\0')
+    .update(JSON.stringify(ctx.prompt.messages))
+    .digest()
   const hex = digest.toString('hex')
   const req = readDemoRequest(ctx)
   const model = ctx.route.model || ctx.prompt.model
   const count = (text: string) => ctx.mesh.tokens.count(text, model)
   const tag = `[AgentMesh demo answer ${hex.slice(0, 8)}]`
   const asked = `You asked: "${quote(req.question, 160)}".`
-  const picks = [digest[0]! % SENTENCES.length, digest[1]! % SENTENCES.length, digest[2]! % SENTENCES.length].filter((v, i, a) => a.indexOf(v) === i)
+  const picks = [digest[0]! % SENTENCES.length, digest[1]! % SENTENCES.length, digest[2]! % SENTENCES.length].filter(
+    (v, i, a) => a.indexOf(v) === i,
+  )
 
   // a tool result is answered, unless tool_choice forces another call (a real model obeys that too)
-  const tool = req.toolResults.length && req.toolChoice.mode !== 'required' ? undefined : pickTool(req.tools, req.toolChoice, req.question)
+  const tool =
+    req.toolResults.length && req.toolChoice.mode !== 'required'
+      ? undefined
+      : pickTool(req.tools, req.toolChoice, req.question)
   let text: string
   let toolCalls: ToolCall[] = []
   if (tool) {
@@ -66,12 +77,19 @@ export function demoAnswer(ctx: MeshContext): CanonicalAnswer {
     text,
     toolCalls,
     stopReason,
-    usage: { inputTokens: ctx.mesh.tokens.estimateInput(ctx.prompt, model), outputTokens, cacheReadTokens: 0, cacheWriteTokens: 0 },
+    usage: {
+      inputTokens: ctx.mesh.tokens.estimateInput(ctx.prompt, model),
+      outputTokens,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+    },
   }
 }
 
 function toolResultsText(req: DemoRequest): string {
-  return req.toolResults.map((r) => `${r.name} ${r.isError ? 'failed with' : 'returned'}: "${quote(r.text, 300)}".`).join(' ')
+  return req.toolResults
+    .map((r) => `${r.name} ${r.isError ? 'failed with' : 'returned'}: "${quote(r.text, 300)}".`)
+    .join(' ')
 }
 
 /**

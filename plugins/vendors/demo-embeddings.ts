@@ -3,7 +3,9 @@
 // shortened to `outputDimensionality` as Google does.
 
 const textOf = (content: any): string =>
-  Array.isArray(content?.parts) ? content.parts.map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('') : ''
+  Array.isArray(content?.parts)
+    ? content.parts.map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('')
+    : ''
 
 function vector(request: any, embed: (text: string) => number[]): { values: number[] } {
   const values = embed(textOf(request?.content))
@@ -12,5 +14,7 @@ function vector(request: any, embed: (text: string) => number[]): { values: numb
 }
 
 export function geminiEmbeddings(body: any, embed: (text: string) => number[]): unknown {
-  return Array.isArray(body?.requests) ? { embeddings: body.requests.map((r: any) => vector(r, embed)) } : { embedding: vector(body, embed) }
+  return Array.isArray(body?.requests)
+    ? { embeddings: body.requests.map((r: any) => vector(r, embed)) }
+    : { embedding: vector(body, embed) }
 }

@@ -104,7 +104,13 @@ function lastResults(turns: Turn[]): DemoToolResult[] {
   for (const t of turns) for (const c of t.calls) names.set(c.id, c.name)
   const out: DemoToolResult[] = []
   for (let i = turns.length - 1; i >= 0 && turns[i]!.results.length; i--) {
-    out.unshift(...turns[i]!.results.map((r) => ({ name: r.name || names.get(r.id) || 'the tool', text: r.text, isError: r.isError })))
+    out.unshift(
+      ...turns[i]!.results.map((r) => ({
+        name: r.name || names.get(r.id) || 'the tool',
+        text: r.text,
+        isError: r.isError,
+      })),
+    )
   }
   return out
 }
@@ -112,7 +118,9 @@ function lastResults(turns: Turn[]): DemoToolResult[] {
 /** Text of a content value: a string, or the text parts of an array (OpenAI and Anthropic alike). */
 function textsOf(content: unknown): string[] {
   if (typeof content === 'string') return [content]
-  return list(content).filter((b) => isObject(b) && b.type === 'text' && typeof b.text === 'string').map((b) => b.text)
+  return list(content)
+    .filter((b) => isObject(b) && b.type === 'text' && typeof b.text === 'string')
+    .map((b) => b.text)
 }
 
 /** A tool result's content as text; JSON for structured results (Gemini's response objects). */
@@ -120,7 +128,7 @@ function resultText(content: unknown): string {
   if (typeof content === 'string') return content
   const texts = textsOf(content)
   if (texts.length) return texts.join('\n')
-  return content === undefined ? '' : JSON.stringify(content) ?? ''
+  return content === undefined ? '' : (JSON.stringify(content) ?? '')
 }
 
 interface ProtocolReader {
@@ -132,20 +140,41 @@ interface ProtocolReader {
 }
 
 const openai: ProtocolReader = {
-  turns: (body) => list(body.messages).filter(isObject).map((m): Turn => {
-    const calls = [...list(m.tool_calls), ...(isObject(m.function_call) ? [{ id: '', function: m.function_call }] : [])]
-    const result = m.role === 'tool' || m.role === 'function' ? [{ id: str(m.tool_call_id), name: m.role === 'function' ? str(m.name) : '', text: resultText(m.content), isError: false }] : []
-    return {
-      role: m.role === 'user' ? 'user' : m.role === 'assistant' ? 'assistant' : 'other',
-      texts: m.role === 'user' ? textsOf(m.content) : [],
-      calls: calls.filter(isObject).map((c) => ({ id: str(c.id), name: str(c.function?.name) })),
-      results: result,
-    }
-  }),
-  tools: (body) => [
-    ...list(body.tools).filter((t) => isObject(t) && t.type === 'function' && isObject(t.function)).map((t) => t.function),
-    ...list(body.functions).filter(isObject),
-  ].filter((f) => typeof f.name === 'string').map((f) => ({ name: f.name, description: str(f.description), schema: f.parameters })),
+  turns: (body) =>
+    list(body.messages)
+      .filter(isObject)
+      .map((m): Turn => {
+        const calls = [
+          ...list(m.tool_calls),
+          ...(isObject(m.function_call) ? [{ id: '', function: m.function_call }] : []),
+        ]
+        const result =
+          m.role === 'tool' || m.role === 'function'
+            ? [
+                {
+                  id: str(m.tool_call_id),
+                  name: m.role === 'function' ? str(m.name) : '',
+                  text: resultText(m.content),
+                  isError: false,
+                },
+              ]
+            : []
+        return {
+          role: m.role === 'user' ? 'user' : m.role === 'assistant' ? 'assistant' : 'other',
+          texts: m.role === 'user' ? textsOf(m.content) : [],
+          calls: calls.filter(isObject).map((c) => ({ id: str(c.id), name: str(c.function?.name) })),
+          results: result,
+        }
+      }),
+  tools: (body) =>
+    [
+      ...list(body.tools)
+        .filter((t) => isObject(t) && t.type === 'function' && isObject(t.function))
+        .map((t) => t.function),
+      ...list(body.functions).filter(isObject),
+    ]
+      .filter((f) => typeof f.name === 'string')
+      .map((f) => ({ name: f.name, description: str(f.description), schema: f.parameters })),
   toolChoice(body) {
     const c = body.tool_choice ?? body.function_call
     if (c === 'none') return { mode: 'none' }
@@ -156,7 +185,9 @@ const openai: ProtocolReader = {
       // { type: 'allowed_tools', allowed_tools: { mode, tools } }
       const allowed = c.allowed_tools
       if (isObject(allowed)) {
-        const names = list(allowed.tools).map((t) => t?.function?.name ?? t?.name).filter((n): n is string => typeof n === 'string')
+        const names = list(allowed.tools)
+          .map((t) => t?.function?.name ?? t?.name)
+          .filter((n): n is string => typeof n === 'string')
         return { mode: allowed.mode === 'required' ? 'required' : 'auto', names }
       }
     }
@@ -165,17 +196,30 @@ const openai: ProtocolReader = {
 }
 
 const anthropic: ProtocolReader = {
-  turns: (body) => list(body.messages).filter(isObject).map((m): Turn => {
-    const blocks = list(m.content).filter(isObject)
-    return {
-      role: m.role === 'user' ? 'user' : m.role === 'assistant' ? 'assistant' : 'other',
-      texts: textsOf(m.content),
-      calls: blocks.filter((b) => b.type === 'tool_use').map((b) => ({ id: str(b.id), name: str(b.name) })),
-      results: blocks.filter((b) => b.type === 'tool_result').map((b) => ({ id: str(b.tool_use_id), name: '', text: resultText(b.content), isError: b.is_error === true })),
-    }
-  }),
+  turns: (body) =>
+    list(body.messages)
+      .filter(isObject)
+      .map((m): Turn => {
+        const blocks = list(m.content).filter(isObject)
+        return {
+          role: m.role === 'user' ? 'user' : m.role === 'assistant' ? 'assistant' : 'other',
+          texts: textsOf(m.content),
+          calls: blocks.filter((b) => b.type === 'tool_use').map((b) => ({ id: str(b.id), name: str(b.name) })),
+          results: blocks
+            .filter((b) => b.type === 'tool_result')
+            .map((b) => ({
+              id: str(b.tool_use_id),
+              name: '',
+              text: resultText(b.content),
+              isError: b.is_error === true,
+            })),
+        }
+      }),
   // server tools (web search, code execution) have no input_schema: the vendor runs them, not the client
-  tools: (body) => list(body.tools).filter((t) => isObject(t) && typeof t.name === 'string' && isObject(t.input_schema)).map((t) => ({ name: t.name, description: str(t.description), schema: t.input_schema })),
+  tools: (body) =>
+    list(body.tools)
+      .filter((t) => isObject(t) && typeof t.name === 'string' && isObject(t.input_schema))
+      .map((t) => ({ name: t.name, description: str(t.description), schema: t.input_schema })),
   toolChoice(body) {
     const c = body.tool_choice
     if (!isObject(c)) return { mode: 'auto' }
@@ -187,26 +231,45 @@ const anthropic: ProtocolReader = {
 }
 
 // the Gemini REST API takes the proto field names (snake_case) as well as camelCase
-const either = (o: unknown, camel: string, snake: string): unknown => (isObject(o) ? o[camel] ?? o[snake] : undefined)
+const either = (o: unknown, camel: string, snake: string): unknown => (isObject(o) ? (o[camel] ?? o[snake]) : undefined)
 
 const gemini: ProtocolReader = {
-  turns: (body) => list(body.contents).filter(isObject).map((c): Turn => {
-    const parts = list(c.parts).filter(isObject)
-    const responses = parts.map((p) => either(p, 'functionResponse', 'function_response')).filter(isObject)
-    return {
-      role: c.role === 'model' ? 'assistant' : c.role === undefined || c.role === 'user' ? 'user' : 'other',
-      texts: parts.filter((p) => typeof p.text === 'string' && !p.thought).map((p) => p.text),
-      calls: parts.map((p) => either(p, 'functionCall', 'function_call')).filter(isObject).map((f) => ({ id: str(f.id), name: str(f.name) })),
-      results: responses.map((r) => ({ id: str(r.id), name: str(r.name), text: resultText(r.response), isError: false })),
-    }
-  }),
-  tools: (body) => list(body.tools).flatMap((t) => list(either(t, 'functionDeclarations', 'function_declarations')))
-    .filter((f) => isObject(f) && typeof f.name === 'string')
-    .map((f) => ({ name: f.name, description: str(f.description), schema: f.parameters ?? either(f, 'parametersJsonSchema', 'parameters_json_schema') })),
+  turns: (body) =>
+    list(body.contents)
+      .filter(isObject)
+      .map((c): Turn => {
+        const parts = list(c.parts).filter(isObject)
+        const responses = parts.map((p) => either(p, 'functionResponse', 'function_response')).filter(isObject)
+        return {
+          role: c.role === 'model' ? 'assistant' : c.role === undefined || c.role === 'user' ? 'user' : 'other',
+          texts: parts.filter((p) => typeof p.text === 'string' && !p.thought).map((p) => p.text),
+          calls: parts
+            .map((p) => either(p, 'functionCall', 'function_call'))
+            .filter(isObject)
+            .map((f) => ({ id: str(f.id), name: str(f.name) })),
+          results: responses.map((r) => ({
+            id: str(r.id),
+            name: str(r.name),
+            text: resultText(r.response),
+            isError: false,
+          })),
+        }
+      }),
+  tools: (body) =>
+    list(body.tools)
+      .flatMap((t) => list(either(t, 'functionDeclarations', 'function_declarations')))
+      .filter((f) => isObject(f) && typeof f.name === 'string')
+      .map((f) => ({
+        name: f.name,
+        description: str(f.description),
+        schema: f.parameters ?? either(f, 'parametersJsonSchema', 'parameters_json_schema'),
+      })),
   toolChoice(body) {
     const config = either(either(body, 'toolConfig', 'tool_config'), 'functionCallingConfig', 'function_calling_config')
     const mode = String(either(config, 'mode', 'mode') ?? 'AUTO').toUpperCase()
-    const names = list(either(config, 'allowedFunctionNames', 'allowed_function_names')).filter((n): n is string => typeof n === 'string')
+    const names = list(either(config, 'allowedFunctionNames', 'allowed_function_names')).filter(
+      (n): n is string => typeof n === 'string',
+    )
     if (mode === 'NONE') return { mode: 'none' }
     return { mode: mode === 'ANY' ? 'required' : 'auto', ...(names.length ? { names } : {}) }
   },
@@ -218,25 +281,56 @@ const gemini: ProtocolReader = {
 
 /** Text parts of a Responses message: input_text in questions, output_text in earlier answers. */
 const responseTexts = (content: unknown): string[] =>
-  typeof content === 'string' ? [content] : list(content).filter((p) => isObject(p) && typeof p.text === 'string' && /^(input_text|output_text|text)$/.test(p.type)).map((p) => p.text)
+  typeof content === 'string'
+    ? [content]
+    : list(content)
+        .filter((p) => isObject(p) && typeof p.text === 'string' && /^(input_text|output_text|text)$/.test(p.type))
+        .map((p) => p.text)
 
 const responses: ProtocolReader = {
-  turns: (body) => (typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : list(body.input)).filter(isObject).map((it): Turn => {
-    const type = it.type ?? 'message'
-    if (type === 'function_call') return { role: 'assistant', texts: [], calls: [{ id: str(it.call_id), name: str(it.name) }], results: [] }
-    if (type === 'function_call_output') return { role: 'user', texts: [], calls: [], results: [{ id: str(it.call_id), name: '', text: resultText(typeof it.output === 'string' ? it.output : responseTexts(it.output).join('\n')), isError: false }] }
-    if (type !== 'message') return { role: 'other', texts: [], calls: [], results: [] }
-    return { role: it.role === 'user' ? 'user' : it.role === 'assistant' ? 'assistant' : 'other', texts: it.role === 'user' ? responseTexts(it.content) : [], calls: [], results: [] }
-  }),
+  turns: (body) =>
+    (typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : list(body.input))
+      .filter(isObject)
+      .map((it): Turn => {
+        const type = it.type ?? 'message'
+        if (type === 'function_call')
+          return { role: 'assistant', texts: [], calls: [{ id: str(it.call_id), name: str(it.name) }], results: [] }
+        if (type === 'function_call_output')
+          return {
+            role: 'user',
+            texts: [],
+            calls: [],
+            results: [
+              {
+                id: str(it.call_id),
+                name: '',
+                text: resultText(typeof it.output === 'string' ? it.output : responseTexts(it.output).join('\n')),
+                isError: false,
+              },
+            ],
+          }
+        if (type !== 'message') return { role: 'other', texts: [], calls: [], results: [] }
+        return {
+          role: it.role === 'user' ? 'user' : it.role === 'assistant' ? 'assistant' : 'other',
+          texts: it.role === 'user' ? responseTexts(it.content) : [],
+          calls: [],
+          results: [],
+        }
+      }),
   // flat function tools; built-in ones (web_search, file_search) run at the vendor, not the client
-  tools: (body) => list(body.tools).filter((t) => isObject(t) && t.type === 'function' && typeof t.name === 'string').map((t) => ({ name: t.name, description: str(t.description), schema: t.parameters })),
+  tools: (body) =>
+    list(body.tools)
+      .filter((t) => isObject(t) && t.type === 'function' && typeof t.name === 'string')
+      .map((t) => ({ name: t.name, description: str(t.description), schema: t.parameters })),
   toolChoice(body) {
     const c = body.tool_choice
     if (c === 'none') return { mode: 'none' }
     if (c === 'required') return { mode: 'required' }
     if (isObject(c) && c.type === 'function' && typeof c.name === 'string') return { mode: 'required', names: [c.name] }
     if (isObject(c) && c.type === 'allowed_tools') {
-      const names = list(c.tools).map((t) => t?.name).filter((n): n is string => typeof n === 'string')
+      const names = list(c.tools)
+        .map((t) => t?.name)
+        .filter((n): n is string => typeof n === 'string')
       return { mode: c.mode === 'required' ? 'required' : 'auto', names }
     }
     return { mode: 'auto' }

@@ -3,24 +3,31 @@
 // first sentence of its description; its arguments are built from its JSON schema.
 import type { DemoTool, DemoToolChoice } from './demo-request.ts'
 
-const STOP_WORDS = new Set((
-  'the and for with about from into onto this that these those there here what which who whom whose when where why how '
-  + 'are was were been being have has had does did doing can could would should will shall may might must '
-  + 'you your yours our ours their theirs its his her him she they them me my mine we us i '
-  + 'please tell give want need like some any all each every one more most much many very just also then than '
-  + 'not now today tomorrow yesterday out over under again only own same other such too'
-).split(' '))
+const STOP_WORDS = new Set(
+  (
+    'the and for with about from into onto this that these those there here what which who whom whose when where why how ' +
+    'are was were been being have has had does did doing can could would should will shall may might must ' +
+    'you your yours our ours their theirs its his her him she they them me my mine we us i ' +
+    'please tell give want need like some any all each every one more most much many very just also then than ' +
+    'not now today tomorrow yesterday out over under again only own same other such too'
+  ).split(' '),
+)
 
 // verbs half the tools start with ("get_", "read", "write"): on their own they say little about
 // which tool a prompt wants, so a name word of this kind weighs no more than a description word
-const GENERIC_VERBS = new Set('get set read write run create make list find search fetch update delete remove edit show add call check look send open load save execute query lookup put post generate use'.split(' '))
+const GENERIC_VERBS = new Set(
+  'get set read write run create make list find search fetch update delete remove edit show add call check look send open load save execute query lookup put post generate use'.split(
+    ' ',
+  ),
+)
 
 /** Score at which a prompt asks for a tool: one specific name word, or two words of name and description. */
 const CALL_THRESHOLD = 2
 const MAX_PROMPT_CHARS = 4000
 
 const URL_IN_TEXT = /\bhttps?:\/\/[^\s"'<>)]+/i
-const PATH_IN_TEXT = /(?:^|\s)((?:~|\.{1,2})?\/?[\w.-]+(?:\/[\w.-]+)+\/?|[\w-]+\.[a-z][a-z0-9]{0,4})(?=[\s,;:!?)]|\.?$)/i
+const PATH_IN_TEXT =
+  /(?:^|\s)((?:~|\.{1,2})?\/?[\w.-]+(?:\/[\w.-]+)+\/?|[\w-]+\.[a-z][a-z0-9]{0,4})(?=[\s,;:!?)]|\.?$)/i
 
 function stem(word: string): string {
   if (word.length > 5 && word.endsWith('ing')) return word.slice(0, -3)
@@ -32,7 +39,10 @@ function stem(word: string): string {
 /** Content words, lower case and stemmed; names are split at snake_case, kebab-case and camelCase. */
 export function wordsOf(text: string): Set<string> {
   const out = new Set<string>()
-  const spaced = text.slice(0, MAX_PROMPT_CHARS).replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase()
+  const spaced = text
+    .slice(0, MAX_PROMPT_CHARS)
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .toLowerCase()
   for (const w of spaced.split(/[^\p{L}\p{N}]+/u)) {
     if (w.length >= 3 && !STOP_WORDS.has(w)) out.add(stem(w))
   }
@@ -127,7 +137,7 @@ function pointerKey(segment: string): string {
 }
 
 function typeOf(s: Schema): string {
-  const t = Array.isArray(s.type) ? s.type.find((x: unknown) => String(x).toLowerCase() !== 'null') ?? 'null' : s.type
+  const t = Array.isArray(s.type) ? (s.type.find((x: unknown) => String(x).toLowerCase() !== 'null') ?? 'null') : s.type
   if (typeof t === 'string') return t.toLowerCase()
   return isObject(s.properties) ? 'object' : s.items !== undefined || Array.isArray(s.prefixItems) ? 'array' : 'string'
 }
@@ -147,13 +157,20 @@ function valueFor(schema: unknown, name: string, c: ArgsContext, depth: number, 
   }
   if (Array.isArray(s.allOf) && s.allOf.length) return valueFor(mergeAll(s, c.root), name, c, depth + 1, index)
   switch (typeOf(s)) {
-    case 'object': return objectFor(s, c, depth)
-    case 'array': return arrayFor(s, name, c, depth)
-    case 'integer': return numberFor(s, true)
-    case 'number': return numberFor(s, false)
-    case 'boolean': return false
-    case 'null': return null
-    default: return stringFor(s, name, c, index)
+    case 'object':
+      return objectFor(s, c, depth)
+    case 'array':
+      return arrayFor(s, name, c, depth)
+    case 'integer':
+      return numberFor(s, true)
+    case 'number':
+      return numberFor(s, false)
+    case 'boolean':
+      return false
+    case 'null':
+      return null
+    default:
+      return stringFor(s, name, c, index)
   }
 }
 
@@ -161,13 +178,20 @@ function smallest(s: Schema, name: string, c: ArgsContext): unknown {
   if ('const' in s) return s.const
   if (Array.isArray(s.enum) && s.enum.length) return s.enum[0]
   switch (typeOf(s)) {
-    case 'object': return {}
-    case 'array': return []
-    case 'integer': return numberFor(s, true)
-    case 'number': return numberFor(s, false)
-    case 'boolean': return false
-    case 'null': return null
-    default: return stringFor(s, name, c, 0)
+    case 'object':
+      return {}
+    case 'array':
+      return []
+    case 'integer':
+      return numberFor(s, true)
+    case 'number':
+      return numberFor(s, false)
+    case 'boolean':
+      return false
+    case 'null':
+      return null
+    default:
+      return stringFor(s, name, c, 0)
   }
 }
 
@@ -192,7 +216,11 @@ function enumValue(values: unknown[], prompt: Set<string>, index: number): unkno
 
 function objectFor(s: Schema, c: ArgsContext, depth: number): Record<string, unknown> {
   const props: Schema = isObject(s.properties) ? s.properties : {}
-  const required = new Set((Array.isArray(s.required) ? s.required.slice(0, MAX_LIST) : []).filter((k: unknown): k is string => typeof k === 'string'))
+  const required = new Set(
+    (Array.isArray(s.required) ? s.required.slice(0, MAX_LIST) : []).filter(
+      (k: unknown): k is string => typeof k === 'string',
+    ),
+  )
   // no prototype: a property named __proto__ is an argument like any other
   const out: Record<string, unknown> = Object.create(null)
   let seen = 0
@@ -244,27 +272,60 @@ const NAME_KINDS: Array<[kind: 'url' | 'path' | 'place' | 'query', words: string
   ['url', ['url', 'uri', 'link', 'href', 'website']],
   ['path', ['path', 'file', 'filepath', 'filename', 'dir', 'directory', 'folder']],
   ['place', ['city', 'location', 'place', 'town', 'country', 'region', 'address', 'destination', 'origin']],
-  ['query', ['query', 'q', 'search', 'question', 'prompt', 'topic', 'keyword', 'keywords', 'term', 'subject', 'title', 'text', 'input', 'message']],
+  [
+    'query',
+    [
+      'query',
+      'q',
+      'search',
+      'question',
+      'prompt',
+      'topic',
+      'keyword',
+      'keywords',
+      'term',
+      'subject',
+      'title',
+      'text',
+      'input',
+      'message',
+    ],
+  ],
 ]
 const PLACE_IN_TEXT = /\b(?:in|at|for|near|to|from)\s+(\p{Lu}[\p{L}'’-]*(?:\s+\p{Lu}[\p{L}'’-]*)*)/u
 
 /** A value for a property named like `city`, `query` or `file_path`, taken from the prompt; undefined when it has none. */
 function promptString(name: string, text: string): string | undefined {
-  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[^a-z0-9]+/)
+  const words = name
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
   const kind = NAME_KINDS.find(([, names]) => names.some((n) => words.includes(n)))?.[0]
   switch (kind) {
-    case 'url': return URL_IN_TEXT.exec(text)?.[0]
-    case 'path': return PATH_IN_TEXT.exec(text)?.[1]
-    case 'place': return PLACE_IN_TEXT.exec(text)?.[1]
-    case 'query': return text.slice(0, 200) || undefined
-    default: return undefined
+    case 'url':
+      return URL_IN_TEXT.exec(text)?.[0]
+    case 'path':
+      return PATH_IN_TEXT.exec(text)?.[1]
+    case 'place':
+      return PLACE_IN_TEXT.exec(text)?.[1]
+    case 'query':
+      return text.slice(0, 200) || undefined
+    default:
+      return undefined
   }
 }
 
 const FORMATS: Record<string, string> = {
-  'date': '2025-01-01', 'date-time': '2025-01-01T00:00:00Z', 'time': '00:00:00Z', 'email': 'demo@example.com',
-  'uri': 'https://example.com/', 'url': 'https://example.com/', 'hostname': 'example.com', 'ipv4': '192.0.2.1',
-  'ipv6': '2001:db8::1', 'uuid': '00000000-0000-4000-8000-000000000000',
+  date: '2025-01-01',
+  'date-time': '2025-01-01T00:00:00Z',
+  time: '00:00:00Z',
+  email: 'demo@example.com',
+  uri: 'https://example.com/',
+  url: 'https://example.com/',
+  hostname: 'example.com',
+  ipv4: '192.0.2.1',
+  ipv6: '2001:db8::1',
+  uuid: '00000000-0000-4000-8000-000000000000',
 }
 
 function stringFor(s: Schema, name: string, c: ArgsContext, index: number): string {

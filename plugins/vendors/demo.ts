@@ -39,7 +39,11 @@ function pacer(ctx: MeshContext) {
   return {
     /** false when the client left before the pause ended */
     async pause(ms: number): Promise<boolean> {
-      if (ms > 0 && !gone) await new Promise<void>((resolve) => { wake = resolve; timer = setTimeout(resolve, ms) })
+      if (ms > 0 && !gone)
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          timer = setTimeout(resolve, ms)
+        })
       return !gone
     },
     end() {
@@ -61,17 +65,25 @@ function wordPairs(text: string): string[] {
 function textSlot(protocol: ProtocolName, d: any): { text: string; set: (text: string) => void } | undefined {
   if (protocol === 'openai') {
     const delta = d.choices?.[0]?.delta
-    return typeof delta?.content === 'string' && delta.content && !delta.role ? { text: delta.content, set: (t) => (delta.content = t) } : undefined
+    return typeof delta?.content === 'string' && delta.content && !delta.role
+      ? { text: delta.content, set: (t) => (delta.content = t) }
+      : undefined
   }
   if (protocol === 'responses') {
-    return d.type === 'response.output_text.delta' && typeof d.delta === 'string' ? { text: d.delta, set: (t) => (d.delta = t) } : undefined
+    return d.type === 'response.output_text.delta' && typeof d.delta === 'string'
+      ? { text: d.delta, set: (t) => (d.delta = t) }
+      : undefined
   }
   if (protocol === 'anthropic') {
-    return d.type === 'content_block_delta' && d.delta?.type === 'text_delta' ? { text: d.delta.text, set: (t) => (d.delta.text = t) } : undefined
+    return d.type === 'content_block_delta' && d.delta?.type === 'text_delta'
+      ? { text: d.delta.text, set: (t) => (d.delta.text = t) }
+      : undefined
   }
   const c = d.candidates?.[0]
   const parts = c?.content?.parts
-  return !c?.finishReason && parts?.length === 1 && typeof parts[0].text === 'string' ? { text: parts[0].text, set: (t) => (parts[0].text = t) } : undefined
+  return !c?.finishReason && parts?.length === 1 && typeof parts[0].text === 'string'
+    ? { text: parts[0].text, set: (t) => (parts[0].text = t) }
+    : undefined
 }
 
 /**
@@ -91,7 +103,8 @@ function modelPacedEvents(protocol: ProtocolName, stream: string): string[] {
     const data = JSON.parse(m[2]!)
     const slot = textSlot(protocol, data)
     const pieces = slot ? wordPairs(slot.text) : []
-    if (pieces.length < 2) return protocol === 'responses' ? [`${m[1] ?? ''}data: ${JSON.stringify(renumber(data))}\n\n`] : [event]
+    if (pieces.length < 2)
+      return protocol === 'responses' ? [`${m[1] ?? ''}data: ${JSON.stringify(renumber(data))}\n\n`] : [event]
     return pieces.map((piece) => {
       slot!.set(piece)
       return `${m[1] ?? ''}data: ${JSON.stringify(renumber(data))}\n\n`
@@ -127,7 +140,8 @@ function embed(text: string): number[] {
 export function demo(options: DemoOptions = {}) {
   for (const k of ['latencyMs', 'chunkDelayMs'] as const) {
     const v = options[k]
-    if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new Error(`demo: ${k} must be a non-negative number of milliseconds, got ${JSON.stringify(v)}`)
+    if (v !== undefined && (typeof v !== 'number' || !(v >= 0)))
+      throw new Error(`demo: ${k} must be a non-negative number of milliseconds, got ${JSON.stringify(v)}`)
   }
   const latency = options.latencyMs ?? 120
   const gap = options.chunkDelayMs ?? 8
@@ -152,7 +166,8 @@ export function demo(options: DemoOptions = {}) {
           const pace = pacer(ctx)
           let streaming = false
           try {
-            if (!(await pace.pause(latency))) throw new UpstreamError('client closed the request', 499, 'client_closed_request')
+            if (!(await pace.pause(latency)))
+              throw new UpstreamError('client closed the request', 499, 'client_closed_request')
             const answer = demoAnswer(ctx)
             if (!ctx.prompt.stream) return answer
             // a paced stream through the same tap as a real vendor's
@@ -168,7 +183,13 @@ export function demo(options: DemoOptions = {}) {
         },
         async embeddings(ctx) {
           ctx.headers[DEMO_HEADER] = 'true'
-          if (ctx.protocol === 'gemini') return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(geminiEmbeddings(ctx.request.body, embed))), stream: false }
+          if (ctx.protocol === 'gemini')
+            return {
+              status: 200,
+              headers: { 'content-type': 'application/json' },
+              body: Buffer.from(JSON.stringify(geminiEmbeddings(ctx.request.body, embed))),
+              stream: false,
+            }
           const { input, encoding_format: format } = ctx.request.body
           const texts: string[] = Array.isArray(input) ? input.map(String) : [String(input)]
           const data = texts.map((t, index) => {
@@ -176,7 +197,14 @@ export function demo(options: DemoOptions = {}) {
             return { object: 'embedding', index, embedding: format === 'base64' ? base64Floats(v) : v }
           })
           const tokens = texts.reduce((n, t) => n + mesh.tokens.count(t, ctx.prompt.model), 0)
-          const body = Buffer.from(JSON.stringify({ object: 'list', data, model: ctx.prompt.model, usage: { prompt_tokens: tokens, total_tokens: tokens } }))
+          const body = Buffer.from(
+            JSON.stringify({
+              object: 'list',
+              data,
+              model: ctx.prompt.model,
+              usage: { prompt_tokens: tokens, total_tokens: tokens },
+            }),
+          )
           return { status: 200, headers: { 'content-type': 'application/json' }, body, stream: false }
         },
       })

@@ -3,7 +3,13 @@
 // its own name (the name is ctx.route.vendor and X-AgentMesh-Vendor).
 import { createPricing } from '../../core/pricing.ts'
 import type { Mesh, ModelPrice, Plugin } from '../../core/types.ts'
-import { defineHttpVendor, forwardedQuery, noteUnpriced, type CooldownOptions, type Deployment } from '../../core/vendor.ts'
+import {
+  defineHttpVendor,
+  forwardedQuery,
+  noteUnpriced,
+  type CooldownOptions,
+  type Deployment,
+} from '../../core/vendor.ts'
 
 export interface OpenAICompatibleOptions {
   /** the vendor's name in routes, headers, events and the audit log: 'groq', 'ollama', 'vllm-gpu1' */
@@ -33,36 +39,55 @@ const BUILT_IN = new Set(['openai', 'anthropic', 'google', 'demo', 'none'])
 
 export function openaiCompatible(options: OpenAICompatibleOptions): Plugin {
   const { name, baseURL } = options ?? ({} as OpenAICompatibleOptions)
-  if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9_.-]{0,63}$/i.test(name)) throw new Error(`openaiCompatible: name must be letters, digits, '.', '_' or '-' (it names the vendor in routes and headers), got ${JSON.stringify(name)}`)
-  if (BUILT_IN.has(name.toLowerCase())) throw new Error(`openaiCompatible: "${name}" is a built-in vendor's name; pick another (or use ${name}({ baseURL }))`)
-  if (typeof baseURL !== 'string' || !/^https?:\/\//.test(baseURL)) throw new Error(`openaiCompatible(${name}): baseURL must be an http(s) URL such as http://localhost:11434/v1, got ${JSON.stringify(baseURL)}`)
-  if (!Array.isArray(options.models) || options.models.some((m) => typeof m !== 'string' || !m)) throw new Error(`openaiCompatible(${name}): models must be an array of model ids ('prefix*' for a prefix)`)
+  if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9_.-]{0,63}$/i.test(name))
+    throw new Error(
+      `openaiCompatible: name must be letters, digits, '.', '_' or '-' (it names the vendor in routes and headers), got ${JSON.stringify(name)}`,
+    )
+  if (BUILT_IN.has(name.toLowerCase()))
+    throw new Error(
+      `openaiCompatible: "${name}" is a built-in vendor's name; pick another (or use ${name}({ baseURL }))`,
+    )
+  if (typeof baseURL !== 'string' || !/^https?:\/\//.test(baseURL))
+    throw new Error(
+      `openaiCompatible(${name}): baseURL must be an http(s) URL such as http://localhost:11434/v1, got ${JSON.stringify(baseURL)}`,
+    )
+  if (!Array.isArray(options.models) || options.models.some((m) => typeof m !== 'string' || !m))
+    throw new Error(`openaiCompatible(${name}): models must be an array of model ids ('prefix*' for a prefix)`)
   const exact = options.models.filter((m) => !m.endsWith('*'))
   const prefixes = options.models.filter((m) => m.endsWith('*')).map((m) => m.slice(0, -1))
   const match = options.match
   const stripStreamOptions = options.streamOptions === false
-  const plugin = defineHttpVendor({
-    name,
-    protocol: 'openai',
-    defaultBaseURL: baseURL,
-    baseAsGiven: true,
-    // a client's own key belongs to OpenAI (or whoever it came for), never to this server
-    withoutKey: 'none',
-    handles: (m) => exact.includes(m) || prefixes.some((p) => m.startsWith(p)) || (match?.(m) ?? false),
-    models: exact,
-    embeddingsPath: options.embeddings === false ? undefined : '/embeddings',
-    beforeCall: (ctx) => {
-      if (stripStreamOptions && ctx.request.body?.stream_options !== undefined) {
-        delete ctx.request.body.stream_options
-        ctx.request.dirty = true
-      }
-      noteUnpriced(ctx)
+  const plugin = defineHttpVendor(
+    {
+      name,
+      protocol: 'openai',
+      defaultBaseURL: baseURL,
+      baseAsGiven: true,
+      // a client's own key belongs to OpenAI (or whoever it came for), never to this server
+      withoutKey: 'none',
+      handles: (m) => exact.includes(m) || prefixes.some((p) => m.startsWith(p)) || (match?.(m) ?? false),
+      models: exact,
+      embeddingsPath: options.embeddings === false ? undefined : '/embeddings',
+      beforeCall: (ctx) => {
+        if (stripStreamOptions && ctx.request.body?.stream_options !== undefined) {
+          delete ctx.request.body.stream_options
+          ctx.request.dirty = true
+        }
+        noteUnpriced(ctx)
+      },
+      request: (ctx, key) => ({
+        path: '/chat/completions' + (ctx.protocol === 'openai' ? forwardedQuery(ctx) : ''),
+        headers: (key ? { authorization: `Bearer ${key}` } : {}) as Record<string, string>,
+      }),
     },
-    request: (ctx, key) => ({
-      path: '/chat/completions' + (ctx.protocol === 'openai' ? forwardedQuery(ctx) : ''),
-      headers: (key ? { authorization: `Bearer ${key}` } : {}) as Record<string, string>,
-    }),
-  }, { baseURL, apiKey: options.apiKey, apiKeys: options.apiKeys, deployments: options.deployments, cooldown: options.cooldown })
+    {
+      baseURL,
+      apiKey: options.apiKey,
+      apiKeys: options.apiKeys,
+      deployments: options.deployments,
+      cooldown: options.cooldown,
+    },
+  )
   if (options.pricing) withPrices(plugin, name, options.pricing)
   return plugin
 }

@@ -33,7 +33,13 @@ export async function startChild(opts: ChildOptions): Promise<ProxyChild> {
   const flags = (process.env.FUZZ_CHILD_FLAGS ?? '').split(' ').filter(Boolean)
   const proc = spawn(process.execPath, ['--expose-gc', ...flags, 'bin/run-ts.mjs', script], {
     cwd: root,
-    env: { ...process.env, FUZZ_UPSTREAM: opts.upstream, FUZZ_DATA_DIR: opts.dataDir, FUZZ_SEMANTIC: opts.semantic ? '1' : '0', ...opts.env },
+    env: {
+      ...process.env,
+      FUZZ_UPSTREAM: opts.upstream,
+      FUZZ_DATA_DIR: opts.dataDir,
+      FUZZ_SEMANTIC: opts.semantic ? '1' : '0',
+      ...opts.env,
+    },
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   })
   let log = ''
@@ -43,21 +49,39 @@ export async function startChild(opts: ChildOptions): Promise<ProxyChild> {
     tail = (tail + d.toString()).slice(-65536)
   })
   let dead = false
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => { dead = true; r({ code, signal }) }))
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    proc.once('exit', (code, signal) => {
+      dead = true
+      r({ code, signal })
+    }),
+  )
   const waiting = new Map<number, (s: Stats) => void>()
   let nextId = 0
   const ports = await new Promise<Record<string, number>>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`proxy child did not start in 60 s:\n${tail}`)), 60_000)
     proc.on('message', (m: ChildMessage) => {
-      if (m.type === 'ready') { clearTimeout(timer); res(m.ports) }
-      if (m.type === 'stats') { waiting.get(m.id)?.(m.stats); waiting.delete(m.id) }
+      if (m.type === 'ready') {
+        clearTimeout(timer)
+        res(m.ports)
+      }
+      if (m.type === 'stats') {
+        waiting.get(m.id)?.(m.stats)
+        waiting.delete(m.id)
+      }
     })
-    void exit.then(({ code, signal }) => { clearTimeout(timer); rej(new Error(`proxy child exited (${code ?? signal}) before it was ready:\n${tail}`)) })
+    void exit.then(({ code, signal }) => {
+      clearTimeout(timer)
+      rej(new Error(`proxy child exited (${code ?? signal}) before it was ready:\n${tail}`))
+    })
   })
   return {
     ports,
     proc,
-    takeLog: () => { const l = log; log = ''; return l },
+    takeLog: () => {
+      const l = log
+      log = ''
+      return l
+    },
     tail: () => tail,
     alive: () => !dead,
     exit,

@@ -43,10 +43,25 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
       clearTimeout(timer)
       clearTimeout(abortTimer)
       sock.destroy()
-      resolve({ ...parseResponse(Buffer.concat(chunks), !!opts.head), timedOut, aborted, error, ms: performance.now() - t0 })
+      resolve({
+        ...parseResponse(Buffer.concat(chunks), !!opts.head),
+        timedOut,
+        aborted,
+        error,
+        ms: performance.now() - t0,
+      })
     }
-    const timer = setTimeout(() => { timedOut = true; finish() }, opts.timeoutMs)
-    const abortTimer = opts.abortAfterMs !== undefined ? setTimeout(() => { aborted = true; finish() }, opts.abortAfterMs) : undefined
+    const timer = setTimeout(() => {
+      timedOut = true
+      finish()
+    }, opts.timeoutMs)
+    const abortTimer =
+      opts.abortAfterMs !== undefined
+        ? setTimeout(() => {
+            aborted = true
+            finish()
+          }, opts.abortAfterMs)
+        : undefined
     sock.on('data', (c: Buffer) => {
       // an interim `100 Continue` (the answer to Expect) asks for the body: only a final status
       // line means the server answered early
@@ -61,7 +76,10 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
     sock.on('end', finish)
     sock.on('close', finish)
     // a server that answers before reading the whole body (413) may reset us mid-write
-    sock.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; finish() })
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message
+      finish()
+    })
     // like curl: send in pieces, and stop sending once the server has answered (an early 413)
     let at = 0
     const pump = () => {
@@ -82,7 +100,14 @@ export function sendRaw(port: number, request: Buffer, opts: SendOptions): Promi
 
 /** Parse what came back; the first final (non-1xx) response only. */
 export function parseResponse(raw: Buffer, head: boolean): Omit<RawResponse, 'timedOut' | 'aborted' | 'error' | 'ms'> {
-  const none = { status: 0, headers: new Map<string, string>(), body: Buffer.alloc(0), framing: 'none' as const, complete: false, empty: raw.length === 0 }
+  const none = {
+    status: 0,
+    headers: new Map<string, string>(),
+    body: Buffer.alloc(0),
+    framing: 'none' as const,
+    complete: false,
+    empty: raw.length === 0,
+  }
   let at = 0
   for (;;) {
     const end = raw.indexOf('\r\n\r\n', at)
@@ -100,12 +125,21 @@ export function parseResponse(raw: Buffer, head: boolean): Omit<RawResponse, 'ti
     at = end + 4
     if (status >= 100 && status < 200) continue
     const rest = raw.subarray(at)
-    if (head || status === 204 || status === 304) return { status, headers, body: Buffer.alloc(0), framing: 'none', complete: true, empty: false }
-    if (/chunked/i.test(headers.get('transfer-encoding') ?? '')) return { status, headers, ...dechunk(rest), framing: 'chunked', empty: false }
+    if (head || status === 204 || status === 304)
+      return { status, headers, body: Buffer.alloc(0), framing: 'none', complete: true, empty: false }
+    if (/chunked/i.test(headers.get('transfer-encoding') ?? ''))
+      return { status, headers, ...dechunk(rest), framing: 'chunked', empty: false }
     const cl = headers.get('content-length')
     if (cl !== undefined) {
       const n = Number(cl)
-      return { status, headers, body: rest.subarray(0, n), framing: 'content-length', complete: rest.length >= n, empty: false }
+      return {
+        status,
+        headers,
+        body: rest.subarray(0, n),
+        framing: 'content-length',
+        complete: rest.length >= n,
+        empty: false,
+      }
     }
     return { status, headers, body: rest, framing: 'close', complete: true, empty: false }
   }

@@ -88,10 +88,15 @@ const STATS_TIMEOUT_MS = 10_000
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** stats, or undefined when the child is dead or its event loop does not come back */
-async function statsOf(child: ProxyChild, o: { gc?: boolean; reset?: boolean; snapshot?: string } = {}): Promise<Stats | undefined> {
+async function statsOf(
+  child: ProxyChild,
+  o: { gc?: boolean; reset?: boolean; snapshot?: string } = {},
+): Promise<Stats | undefined> {
   let timer: NodeJS.Timeout | undefined
   // a heap snapshot of a few hundred MB takes a while on a busy machine
-  const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), o.snapshot ? 10 * STATS_TIMEOUT_MS : STATS_TIMEOUT_MS)))
+  const timeout = new Promise<undefined>(
+    (r) => (timer = setTimeout(() => r(undefined), o.snapshot ? 10 * STATS_TIMEOUT_MS : STATS_TIMEOUT_MS)),
+  )
   try {
     return await Promise.race([child.stats(o).catch(() => undefined), timeout])
   } finally {
@@ -102,8 +107,15 @@ async function statsOf(child: ProxyChild, o: { gc?: boolean; reset?: boolean; sn
 /** the error line of a crash, with numbers and ids blanked so one defect is one kind */
 export function crashKind(stderr: string): string {
   const lines = stderr.split('\n')
-  const line = lines.find((l) => /^(\w*Error|Error \[|\s*\w+Error\b)|^\S+Error:|Uncaught|FATAL ERROR/.test(l)) ?? lines.filter(Boolean).at(-1) ?? 'no output'
-  return line.trim().replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID').replace(/\d+/g, 'N').slice(0, 160)
+  const line =
+    lines.find((l) => /^(\w*Error|Error \[|\s*\w+Error\b)|^\S+Error:|Uncaught|FATAL ERROR/.test(l)) ??
+    lines.filter(Boolean).at(-1) ??
+    'no output'
+  return line
+    .trim()
+    .replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID')
+    .replace(/\d+/g, 'N')
+    .slice(0, 160)
 }
 
 interface Outcome {
@@ -140,7 +152,12 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
   const before = await statsOf(child, { reset: true })
   child.takeLog()
   const port = child.ports[c.target]!
-  const r = await sendRaw(port, requestBytes(c, port), { timeoutMs: CASE_TIMEOUT_MS, head: c.method === 'HEAD', abortAfterBytes: c.abort?.afterBytes, abortAfterMs: c.abort?.afterMs })
+  const r = await sendRaw(port, requestBytes(c, port), {
+    timeoutMs: CASE_TIMEOUT_MS,
+    head: c.method === 'HEAD',
+    abortAfterBytes: c.abort?.afterBytes,
+    abortAfterMs: c.abort?.afterMs,
+  })
   // work after the response (afterResponse, a stream's settling) may be what fails
   // (and a proxy that dies right after closing the connection takes a moment to exit)
   if (c.abort || c.upstream.cutAfterEvents !== undefined || r.error || r.empty || !r.complete) await delay(50)
@@ -152,7 +169,11 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
   // scheduling the process delays its loop just the same
   const cpuMs = stats && before ? stats.cpuMs - before.cpuMs : 0
   const stalled = !!stats && stats.elMaxMs > stallMs && cpuMs >= stallMs
-  if (stalled) failures.push({ kind: `event-loop stall over ${stallMs} ms on ${sizeClass(c)}`, detail: `max delay ${stats.elMaxMs.toFixed(0)} ms, ${cpuMs.toFixed(0)} ms of CPU in the case` })
+  if (stalled)
+    failures.push({
+      kind: `event-loop stall over ${stallMs} ms on ${sizeClass(c)}`,
+      detail: `max delay ${stats.elMaxMs.toFixed(0)} ms, ${cpuMs.toFixed(0)} ms of CPU in the case`,
+    })
   return { failures, status: r.status, crashed, elMaxMs: stats?.elMaxMs ?? 0, log: child.takeLog() }
 }
 
@@ -187,19 +208,25 @@ export class Fuzzer {
   /** a new proxy child, warmed up: the first request of each kind compiles code and loads modules (250 ms here) */
   private async freshChild() {
     const t0 = Date.now()
-    const child = await startChild({ upstream: this.mock.url, dataDir: mkdtempSync(join(this.dataDir, 'c-')), semantic: this.opts.semantic })
+    const child = await startChild({
+      upstream: this.mock.url,
+      dataDir: mkdtempSync(join(this.dataDir, 'c-')),
+      semantic: this.opts.semantic,
+    })
     this.progress(`proxy child up in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     this.mock.behaviour = {}
     for (const target of ['mock', 'demo'] as const) {
       const port = child.ports[target]!
       for (let round = 0; round < 2; round++) {
-        for (const s of SEEDS) await sendRaw(port, requestBytes(seedCase(s, target), port), { timeoutMs: CASE_TIMEOUT_MS })
+        for (const s of SEEDS)
+          await sendRaw(port, requestBytes(seedCase(s, target), port), { timeoutMs: CASE_TIMEOUT_MS })
       }
       // 10 x 900k characters: the normalise memo (8M characters) and the token caches are full.
       // The mock answers them 503 at once: echoing 900k characters word by word is slow, and
       // the caches are filled before the call
       this.mock.behaviour = { status: 503 }
-      for (let i = 0; i < 10; i++) await sendRaw(port, requestBytes(fillCase(target, i), port), { timeoutMs: CASE_TIMEOUT_MS })
+      for (let i = 0; i < 10; i++)
+        await sendRaw(port, requestBytes(fillCase(target, i), port), { timeoutMs: CASE_TIMEOUT_MS })
       this.mock.behaviour = {}
     }
     return child
@@ -222,7 +249,14 @@ export class Fuzzer {
       have.count++
       return
     }
-    this.failures.set(f.kind, { kind: f.kind, count: 1, detail: f.detail, repro: reproOf(c), log: log.slice(0, 2000), ...(confirmed === undefined ? {} : { confirmed }) })
+    this.failures.set(f.kind, {
+      kind: f.kind,
+      count: 1,
+      detail: f.detail,
+      repro: reproOf(c),
+      log: log.slice(0, 2000),
+      ...(confirmed === undefined ? {} : { confirmed }),
+    })
     this.progress(`NEW ${f.kind} (case ${c.index})`)
   }
 
@@ -250,7 +284,9 @@ export class Fuzzer {
     // alive but not answering: its event loop is stuck (an endless loop, a pathological regex)
     const stuck = await retire(this.child)
     const tail = this.child.tail()
-    const kind = stuck ? `stuck: the proxy did not answer for ${STATS_TIMEOUT_MS / 1000} s` : `crash: ${crashKind(tail.slice(-8000))}`
+    const kind = stuck
+      ? `stuck: the proxy did not answer for ${STATS_TIMEOUT_MS / 1000} s`
+      : `crash: ${crashKind(tail.slice(-8000))}`
     if (this.failures.has(kind)) {
       this.failures.get(kind)!.count++
       this.child = await this.freshChild()
@@ -263,7 +299,12 @@ export class Fuzzer {
       await retire(this.child)
       this.child = await this.freshChild()
     }
-    this.record({ kind, detail: `proxy child exited during case ${c.index}` }, c, (out.log + tail.slice(-2000)).slice(-2000), again.crashed)
+    this.record(
+      { kind, detail: `proxy child exited during case ${c.index}` },
+      c,
+      (out.log + tail.slice(-2000)).slice(-2000),
+      again.crashed,
+    )
   }
 
   private async replayStall(c: FuzzCase): Promise<boolean> {
@@ -309,7 +350,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const fz = new Fuzzer(opts)
   const bounds = { heapMb: opts.heapBoundMb ?? 24, rssMb: opts.rssBoundMb ?? 128, stallMs: fz.stallMs }
   const deadline = opts.minutes ? t0 + opts.minutes * 60_000 : Infinity
-  const total = opts.only !== undefined ? 1 : opts.cases ?? (opts.minutes ? Infinity : 2000)
+  const total = opts.only !== undefined ? 1 : (opts.cases ?? (opts.minutes ? Infinity : 2000))
   // warm-up (JIT, pools, caches filling) after each (re)start of the proxy; memory is compared from there
   const warmCases = opts.cases ? Math.max(20, Math.floor(opts.cases * 0.15)) : 200
   let warm: Stats | undefined
@@ -328,18 +369,45 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         warm = await fz.memory('warm')
         warmIndex = n
       }
-      if (n % 100 === 99) fz.progress(`${n + 1} cases, ${fz.failures.size} kinds of failure, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+      if (n % 100 === 99)
+        fz.progress(`${n + 1} cases, ${fz.failures.size} kinds of failure, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
       if (n % 1000 === 999 && opts.progress) {
         const m = await fz.memory()
-        if (m) fz.progress(`memory: heap after GC ${(m.heapUsed / MB).toFixed(1)} MB, rss ${(m.rss / MB).toFixed(1)} MB`)
+        if (m)
+          fz.progress(`memory: heap after GC ${(m.heapUsed / MB).toFixed(1)} MB, rss ${(m.rss / MB).toFixed(1)} MB`)
       }
     }
     const end = warm ? await fz.memory('end') : undefined
-    const memory = warm && end ? { warm, end, heapGrowthMb: (end.heapUsed - warm.heapUsed) / MB, rssGrowthMb: (end.rss - warm.rss) / MB, casesMeasured: n - warmIndex } : undefined
+    const memory =
+      warm && end
+        ? {
+            warm,
+            end,
+            heapGrowthMb: (end.heapUsed - warm.heapUsed) / MB,
+            rssGrowthMb: (end.rss - warm.rss) / MB,
+            casesMeasured: n - warmIndex,
+          }
+        : undefined
     if (memory && (memory.heapGrowthMb > bounds.heapMb || memory.rssGrowthMb > bounds.rssMb)) {
-      fz.failures.set('memory', { kind: `memory growth beyond the bound after warm-up`, count: 1, detail: `heap after GC ${memory.heapGrowthMb.toFixed(1)} MB (bound ${bounds.heapMb}), rss ${memory.rssGrowthMb.toFixed(1)} MB (bound ${bounds.rssMb}) over ${memory.casesMeasured} cases`, repro: `npm run fuzz -- --seed ${opts.seed} --cases ${n}`, log: '' })
+      fz.failures.set('memory', {
+        kind: `memory growth beyond the bound after warm-up`,
+        count: 1,
+        detail: `heap after GC ${memory.heapGrowthMb.toFixed(1)} MB (bound ${bounds.heapMb}), rss ${memory.rssGrowthMb.toFixed(1)} MB (bound ${bounds.rssMb}) over ${memory.casesMeasured} cases`,
+        repro: `npm run fuzz -- --seed ${opts.seed} --cases ${n}`,
+        log: '',
+      })
     }
-    return { seed: opts.seed, cases: n, ms: Date.now() - t0, failures: [...fz.failures.values()], statuses: fz.statuses, crashes: fz.crashes, memory, bounds, elMaxMs: fz.elMaxMs }
+    return {
+      seed: opts.seed,
+      cases: n,
+      ms: Date.now() - t0,
+      failures: [...fz.failures.values()],
+      statuses: fz.statuses,
+      crashes: fz.crashes,
+      memory,
+      bounds,
+      elMaxMs: fz.elMaxMs,
+    }
   } finally {
     await fz.stop()
   }
@@ -348,14 +416,34 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 /** a report as text: one paragraph per kind, most frequent first */
 export function formatReport(r: FuzzReport): string {
   const counted = r.failures.filter(isCounted)
-  const lines = [`fuzz: seed ${r.seed}, ${r.cases} cases in ${(r.ms / 1000).toFixed(0)} s, ${counted.length} distinct failures, ${r.crashes} crashes, max event-loop delay ${r.elMaxMs.toFixed(0)} ms`]
-  lines.push(`statuses: ${Object.entries(r.statuses).map(([s, n]) => `${s}:${n}`).join(' ')}`)
-  if (r.memory) lines.push(`memory after warm-up (${r.memory.casesMeasured} cases): heap after GC ${(r.memory.warm.heapUsed / MB).toFixed(1)} -> ${(r.memory.end.heapUsed / MB).toFixed(1)} MB (${r.memory.heapGrowthMb >= 0 ? '+' : ''}${r.memory.heapGrowthMb.toFixed(1)}, bound ${r.bounds.heapMb}), rss ${(r.memory.warm.rss / MB).toFixed(1)} -> ${(r.memory.end.rss / MB).toFixed(1)} MB (${r.memory.rssGrowthMb >= 0 ? '+' : ''}${r.memory.rssGrowthMb.toFixed(1)}, bound ${r.bounds.rssMb})`)
+  const lines = [
+    `fuzz: seed ${r.seed}, ${r.cases} cases in ${(r.ms / 1000).toFixed(0)} s, ${counted.length} distinct failures, ${r.crashes} crashes, max event-loop delay ${r.elMaxMs.toFixed(0)} ms`,
+  ]
+  lines.push(
+    `statuses: ${Object.entries(r.statuses)
+      .map(([s, n]) => `${s}:${n}`)
+      .join(' ')}`,
+  )
+  if (r.memory)
+    lines.push(
+      `memory after warm-up (${r.memory.casesMeasured} cases): heap after GC ${(r.memory.warm.heapUsed / MB).toFixed(1)} -> ${(r.memory.end.heapUsed / MB).toFixed(1)} MB (${r.memory.heapGrowthMb >= 0 ? '+' : ''}${r.memory.heapGrowthMb.toFixed(1)}, bound ${r.bounds.heapMb}), rss ${(r.memory.warm.rss / MB).toFixed(1)} -> ${(r.memory.end.rss / MB).toFixed(1)} MB (${r.memory.rssGrowthMb >= 0 ? '+' : ''}${r.memory.rssGrowthMb.toFixed(1)}, bound ${r.bounds.rssMb})`,
+    )
   else lines.push('memory: not measured (too few cases after warm-up, or the proxy was restarted after a crash)')
   for (const f of [...r.failures].sort((a, b) => b.count - a.count)) {
-    lines.push('', `[${f.count}x] ${f.kind}${f.confirmed === undefined ? '' : f.confirmed ? ' (confirmed alone)' : ' (did not recur alone)'}`, `  ${f.detail}`)
+    lines.push(
+      '',
+      `[${f.count}x] ${f.kind}${f.confirmed === undefined ? '' : f.confirmed ? ' (confirmed alone)' : ' (did not recur alone)'}`,
+      `  ${f.detail}`,
+    )
     lines.push(...f.repro.split('\n').map((l) => `  ${l}`))
-    if (f.log.trim()) lines.push(...f.log.trim().split('\n').slice(0, 6).map((l) => `  | ${l.slice(0, 300)}`))
+    if (f.log.trim())
+      lines.push(
+        ...f.log
+          .trim()
+          .split('\n')
+          .slice(0, 6)
+          .map((l) => `  | ${l.slice(0, 300)}`),
+      )
   }
   return lines.join('\n')
 }

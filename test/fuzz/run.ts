@@ -36,7 +36,9 @@ const num = (v: string | undefined, name: string): number | undefined => {
 const seed = num(values.seed, 'seed') ?? Math.floor(Math.random() * 2 ** 31)
 const only = num(values.case, 'case')
 const minutes = num(values.minutes, 'minutes') ?? (values.cases || only !== undefined ? undefined : 3)
-console.log(`fuzz: seed ${seed}${only !== undefined ? `, case ${only}` : ''}${minutes ? `, up to ${minutes} min` : ''}${values.cases ? `, up to ${values.cases} cases` : ''}`)
+console.log(
+  `fuzz: seed ${seed}${only !== undefined ? `, case ${only}` : ''}${minutes ? `, up to ${minutes} min` : ''}${values.cases ? `, up to ${values.cases} cases` : ''}`,
+)
 const report = await runFuzz({
   seed,
   cases: num(values.cases, 'cases'),

@@ -26,7 +26,8 @@ export function fuzzFeatures(): Plugin[] {
 
 async function main() {
   const upstream = process.env.FUZZ_UPSTREAM
-  if (!upstream || !process.send) throw new Error('test/fuzz/server.ts runs as a child with FUZZ_UPSTREAM and an IPC channel')
+  if (!upstream || !process.send)
+    throw new Error('test/fuzz/server.ts runs as a child with FUZZ_UPSTREAM and an IPC channel')
   const semantic = process.env.FUZZ_SEMANTIC === '1'
   const level = (process.env.FUZZ_LOG ?? 'error') as 'error'
   // the parent owns the data dir, so a crashed child leaves nothing behind

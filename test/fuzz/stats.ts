@@ -4,7 +4,13 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { writeHeapSnapshot } from 'node:v8'
 
-export interface StatsRequest { type: 'stats'; id: number; gc?: boolean; reset?: boolean; snapshot?: string }
+export interface StatsRequest {
+  type: 'stats'
+  id: number
+  gc?: boolean
+  reset?: boolean
+  snapshot?: string
+}
 export interface Stats {
   elMaxMs: number
   /** CPU time of the process so far (all threads), ms: tells a stall from a process the OS did not schedule */
@@ -15,7 +21,9 @@ export interface Stats {
   arrayBuffers: number
   snapshot?: string
 }
-export type ChildMessage = { type: 'ready'; ports: Record<string, number> } | { type: 'stats'; id: number; stats: Stats }
+export type ChildMessage =
+  | { type: 'ready'; ports: Record<string, number> }
+  | { type: 'stats'; id: number; stats: Stats }
 
 export function serveStats(): void {
   const loop = monitorEventLoopDelay({ resolution: 10 })
@@ -29,7 +37,14 @@ export function serveStats(): void {
     }
     const m = process.memoryUsage()
     const cpu = process.cpuUsage()
-    const stats: Stats = { elMaxMs: loop.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
+    const stats: Stats = {
+      elMaxMs: loop.max / 1e6,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      external: m.external,
+      arrayBuffers: m.arrayBuffers,
+    }
     if (msg.snapshot) stats.snapshot = writeHeapSnapshot(msg.snapshot)
     // after a snapshot too: writing one blocks the loop, and that is not the next request's doing
     if (msg.reset || msg.snapshot) loop.reset()

@@ -12,7 +12,14 @@ import { demo } from '../../plugins/vendors/demo.ts'
 import { startMockUpstream, type MockBehaviour, type MockUpstream } from './mock-upstream.ts'
 import { freePort } from './ports.ts'
 
-export const VENDOR_ENV = ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'AGENTMESH_OPENAI_BASE_URL', 'AGENTMESH_ANTHROPIC_BASE_URL', 'AGENTMESH_GOOGLE_BASE_URL']
+export const VENDOR_ENV = [
+  'OPENAI_API_KEY',
+  'ANTHROPIC_API_KEY',
+  'GEMINI_API_KEY',
+  'AGENTMESH_OPENAI_BASE_URL',
+  'AGENTMESH_ANTHROPIC_BASE_URL',
+  'AGENTMESH_GOOGLE_BASE_URL',
+]
 
 /** Keys from the developer's shell must not leak into tests that check which key goes upstream. */
 export function clearVendorEnv() {
@@ -49,7 +56,12 @@ export async function presetFeatures(preset: string): Promise<string[]> {
  */
 export async function startProxy(config: MeshConfig = {}, opts: { features?: boolean } = {}): Promise<Proxy> {
   const dataDir = config.dataDir ?? tempDir()
-  const instance = await createAgentMesh({ storage: { driver: 'memory' }, log: { level: 'silent' }, ...(await layered(config, opts.features === true)), dataDir })
+  const instance = await createAgentMesh({
+    storage: { driver: 'memory' },
+    log: { level: 'silent' },
+    ...(await layered(config, opts.features === true)),
+    dataDir,
+  })
   const events: MeshEvent[] = []
   instance.mesh.on((e) => events.push(e))
   const server = await instance.listen({ port: 0, host: '127.0.0.1' })
@@ -76,24 +88,30 @@ async function layered(config: MeshConfig, features: boolean): Promise<MeshConfi
 }
 
 /** The solo preset with the three HTTP vendors pointed at one mock upstream. */
-export async function startMockAndProxy(opts: { behaviour?: MockBehaviour; keys?: boolean; config?: MeshConfig; features?: boolean } = {}): Promise<{ mock: MockUpstream; proxy: Proxy }> {
+export async function startMockAndProxy(
+  opts: { behaviour?: MockBehaviour; keys?: boolean; config?: MeshConfig; features?: boolean } = {},
+): Promise<{ mock: MockUpstream; proxy: Proxy }> {
   const mock = await startMockUpstream(opts.behaviour ?? {})
   const keys = opts.keys ?? true
-  const proxy = await startProxy({
-    preset: 'solo',
-    vendors: {
-      openai: { baseURL: mock.url, ...(keys ? { apiKey: 'sk-test-openai-configured' } : {}) },
-      anthropic: { baseURL: mock.url, ...(keys ? { apiKey: 'sk-ant-test-configured' } : {}) },
-      google: { baseURL: mock.url, ...(keys ? { apiKey: 'AIza-test-configured' } : {}) },
+  const proxy = await startProxy(
+    {
+      preset: 'solo',
+      vendors: {
+        openai: { baseURL: mock.url, ...(keys ? { apiKey: 'sk-test-openai-configured' } : {}) },
+        anthropic: { baseURL: mock.url, ...(keys ? { apiKey: 'sk-ant-test-configured' } : {}) },
+        google: { baseURL: mock.url, ...(keys ? { apiKey: 'AIza-test-configured' } : {}) },
+      },
+      ...opts.config,
     },
-    ...opts.config,
-  }, { features: opts.features })
+    { features: opts.features },
+  )
   return { mock, proxy }
 }
 
 /** The core suites test the core alone: the presets' feature plugins have their own suites. */
 export const startCoreProxy = (config: MeshConfig = {}) => startProxy(config, { features: false })
-export const startCoreMockAndProxy = (opts: Parameters<typeof startMockAndProxy>[0] = {}) => startMockAndProxy({ ...opts, features: false })
+export const startCoreMockAndProxy = (opts: Parameters<typeof startMockAndProxy>[0] = {}) =>
+  startMockAndProxy({ ...opts, features: false })
 
 /** A fetch that records each request body the SDK sends, byte for byte. */
 export function capturingFetch(sent: string[]): typeof fetch {
@@ -103,16 +121,46 @@ export function capturingFetch(sent: string[]): typeof fetch {
   }) as typeof fetch
 }
 
-export function openaiClient(proxy: Proxy, sent: string[] = [], opts: { apiKey?: string; headers?: Record<string, string> } = {}) {
-  return new OpenAI({ baseURL: proxy.url + '/v1', apiKey: opts.apiKey ?? 'sk-client-openai-key', maxRetries: 0, fetch: capturingFetch(sent), defaultHeaders: opts.headers })
+export function openaiClient(
+  proxy: Proxy,
+  sent: string[] = [],
+  opts: { apiKey?: string; headers?: Record<string, string> } = {},
+) {
+  return new OpenAI({
+    baseURL: proxy.url + '/v1',
+    apiKey: opts.apiKey ?? 'sk-client-openai-key',
+    maxRetries: 0,
+    fetch: capturingFetch(sent),
+    defaultHeaders: opts.headers,
+  })
 }
 
-export function anthropicClient(proxy: Proxy, sent: string[] = [], opts: { apiKey?: string; authToken?: string; headers?: Record<string, string> } = {}) {
-  const auth = opts.authToken ? { authToken: opts.authToken, apiKey: null } : { apiKey: opts.apiKey ?? 'sk-ant-client-key' }
-  return new Anthropic({ baseURL: proxy.url, ...auth, maxRetries: 0, fetch: capturingFetch(sent), defaultHeaders: opts.headers })
+export function anthropicClient(
+  proxy: Proxy,
+  sent: string[] = [],
+  opts: { apiKey?: string; authToken?: string; headers?: Record<string, string> } = {},
+) {
+  const auth = opts.authToken
+    ? { authToken: opts.authToken, apiKey: null }
+    : { apiKey: opts.apiKey ?? 'sk-ant-client-key' }
+  return new Anthropic({
+    baseURL: proxy.url,
+    ...auth,
+    maxRetries: 0,
+    fetch: capturingFetch(sent),
+    defaultHeaders: opts.headers,
+  })
 }
 
-export const GOVERNANCE_HEADERS = ['x-agentmesh-request-id', 'x-agentmesh-vendor', 'x-agentmesh-model', 'x-agentmesh-tokens', 'x-agentmesh-cost-usd', 'x-agentmesh-cache', 'x-agentmesh-latency-ms']
+export const GOVERNANCE_HEADERS = [
+  'x-agentmesh-request-id',
+  'x-agentmesh-vendor',
+  'x-agentmesh-model',
+  'x-agentmesh-tokens',
+  'x-agentmesh-cost-usd',
+  'x-agentmesh-cache',
+  'x-agentmesh-latency-ms',
+]
 
 /** Every governance header present, with values of the right form. */
 export function governanceHeadersOf(headers: Headers): Record<string, string> {
@@ -122,10 +170,14 @@ export function governanceHeadersOf(headers: Headers): Record<string, string> {
     if (v === null) throw new Error(`missing header ${h} (status response headers: ${[...headers.keys()].join(', ')})`)
     out[h] = v
   }
-  if (!/^\d+$/.test(out['x-agentmesh-tokens']!)) throw new Error(`x-agentmesh-tokens is not an integer: ${out['x-agentmesh-tokens']}`)
-  if (!/^\d+\.\d{6}$/.test(out['x-agentmesh-cost-usd']!)) throw new Error(`x-agentmesh-cost-usd is not a USD amount: ${out['x-agentmesh-cost-usd']}`)
-  if (!/^\d+(\.\d+)?$/.test(out['x-agentmesh-latency-ms']!)) throw new Error(`x-agentmesh-latency-ms is not a number: ${out['x-agentmesh-latency-ms']}`)
-  if (!['exact', 'semantic', 'miss', 'bypass'].includes(out['x-agentmesh-cache']!)) throw new Error(`x-agentmesh-cache is ${out['x-agentmesh-cache']}`)
+  if (!/^\d+$/.test(out['x-agentmesh-tokens']!))
+    throw new Error(`x-agentmesh-tokens is not an integer: ${out['x-agentmesh-tokens']}`)
+  if (!/^\d+\.\d{6}$/.test(out['x-agentmesh-cost-usd']!))
+    throw new Error(`x-agentmesh-cost-usd is not a USD amount: ${out['x-agentmesh-cost-usd']}`)
+  if (!/^\d+(\.\d+)?$/.test(out['x-agentmesh-latency-ms']!))
+    throw new Error(`x-agentmesh-latency-ms is not a number: ${out['x-agentmesh-latency-ms']}`)
+  if (!['exact', 'semantic', 'miss', 'bypass'].includes(out['x-agentmesh-cache']!))
+    throw new Error(`x-agentmesh-cache is ${out['x-agentmesh-cache']}`)
   return out
 }
 
@@ -149,7 +201,11 @@ export function sseEvents(text: string): Array<{ event?: string; data: string }>
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) })
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  })
 }
 
 /** Wait until cond() holds, polling briefly; fails with what it was waiting for. */

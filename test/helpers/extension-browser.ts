@@ -24,7 +24,10 @@ export function buildExtension(): BuiltExtension {
   const tmp = mkdtempSync(join(tmpdir(), 'agentmesh-ext-build-'))
   const dir = join(tmp, 'unpacked')
   const zip = join(tmp, 'extension.zip')
-  execFileSync(process.execPath, [join(ROOT, 'bin', 'build-extension.mjs'), '--out', dir, '--zip', zip], { cwd: ROOT, stdio: 'pipe' })
+  execFileSync(process.execPath, [join(ROOT, 'bin', 'build-extension.mjs'), '--out', dir, '--zip', zip], {
+    cwd: ROOT,
+    stdio: 'pipe',
+  })
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'))
   return { dir, zip, manifest, cleanup: () => rmSync(tmp, { recursive: true, force: true }) }
 }
@@ -33,7 +36,12 @@ export function buildExtension(): BuiltExtension {
 export function typecheckExtension(): Promise<string> {
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
   return new Promise((resolve) => {
-    execFile(process.execPath, [tsc, '-p', join(ROOT, 'extension', 'tsconfig.json')], { cwd: ROOT }, (err, stdout, stderr) => resolve(err ? `${stdout}${stderr}` || err.message : ''))
+    execFile(
+      process.execPath,
+      [tsc, '-p', join(ROOT, 'extension', 'tsconfig.json')],
+      { cwd: ROOT },
+      (err, stdout, stderr) => resolve(err ? `${stdout}${stderr}` || err.message : ''),
+    )
   })
 }
 
@@ -64,7 +72,9 @@ export async function launchWithExtension(ext: BuiltExtension, sitesPort: number
       `--ip-address-space-overrides=127.0.0.1:${sitesPort}=public`,
     ],
   })
-  const worker = async (): Promise<Worker> => context.serviceWorkers().find((w) => w.url().startsWith('chrome-extension://')) ?? context.waitForEvent('serviceworker', { timeout: 10_000 })
+  const worker = async (): Promise<Worker> =>
+    context.serviceWorkers().find((w) => w.url().startsWith('chrome-extension://')) ??
+    context.waitForEvent('serviceworker', { timeout: 10_000 })
   const id = new URL((await worker()).url()).host
   return {
     context,
@@ -82,13 +92,15 @@ export async function launchWithExtension(ext: BuiltExtension, sitesPort: number
       const cdp = await context.newCDPSession(page)
       const states: string[] = []
       cdp.on('ServiceWorker.workerVersionUpdated', (e) => {
-        for (const v of e.versions) if (v.scriptURL.startsWith(`chrome-extension://${id}/`)) states.push(v.runningStatus)
+        for (const v of e.versions)
+          if (v.scriptURL.startsWith(`chrome-extension://${id}/`)) states.push(v.runningStatus)
       })
       await cdp.send('ServiceWorker.enable')
       await cdp.send('ServiceWorker.stopAllWorkers')
       const deadline = Date.now() + 5000
       while (states.at(-1) !== 'stopped') {
-        if (Date.now() > deadline) throw new Error(`the extension's service worker did not stop (states seen: ${states.join(', ') || 'none'})`)
+        if (Date.now() > deadline)
+          throw new Error(`the extension's service worker did not stop (states seen: ${states.join(', ') || 'none'})`)
         await new Promise((r) => setTimeout(r, 50))
       }
       await cdp.detach()

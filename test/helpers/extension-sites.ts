@@ -54,7 +54,10 @@ function certificate(): { key: string; cert: string } {
   )
   const signature = sign('sha256', tbs, privateKey)
   const cert = seq(tbs, ecdsaSha256, der(0x03, Buffer.from([0]), signature))
-  const pem = `-----BEGIN CERTIFICATE-----\n${cert.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`
+  const pem = `-----BEGIN CERTIFICATE-----\n${cert
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n')}\n-----END CERTIFICATE-----\n`
   return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: pem }
 }
 
@@ -101,9 +104,15 @@ ${API_CALL}
 
 const PAGES: Record<string, string> = {
   'chatgpt.com': page('ChatGPT (fixture)', `<textarea id="prompt-textarea" placeholder="Ask anything"></textarea>`),
-  'claude.ai': page('Claude (fixture)', `<div class="ProseMirror" contenteditable="true" role="textbox" translate="no"><p><br></p></div>`),
+  'claude.ai': page(
+    'Claude (fixture)',
+    `<div class="ProseMirror" contenteditable="true" role="textbox" translate="no"><p><br></p></div>`,
+  ),
   // Gemini's input is a Quill editor inside a <rich-textarea> element
-  'gemini.google.com': page('Gemini (fixture)', `<rich-textarea style="flex:1;display:block"><div class="ql-editor" contenteditable="true" role="textbox" style="min-height:48px;padding:10px;border:1px solid #ccc;border-radius:12px;background:#fff"><p><br></p></div></rich-textarea>`),
+  'gemini.google.com': page(
+    'Gemini (fixture)',
+    `<rich-textarea style="flex:1;display:block"><div class="ql-editor" contenteditable="true" role="textbox" style="min-height:48px;padding:10px;border:1px solid #ccc;border-radius:12px;background:#fff"><p><br></p></div></rich-textarea>`,
+  ),
 }
 
 export function startSites(port = 0): Promise<Sites> {
@@ -117,14 +126,26 @@ export function startSites(port = 0): Promise<Sites> {
     }
     apiHits.push(`${req.method} ${host}${req.url}`)
     // answer preflights so a missed redirect shows as 418 on the real call, not as a CORS error
-    res.writeHead(req.method === 'OPTIONS' ? 204 : 418, { 'access-control-allow-origin': '*', 'access-control-allow-headers': '*', 'content-type': 'text/plain' })
+    res.writeHead(req.method === 'OPTIONS' ? 204 : 418, {
+      'access-control-allow-origin': '*',
+      'access-control-allow-headers': '*',
+      'content-type': 'text/plain',
+    })
     res.end(req.method === 'OPTIONS' ? '' : 'not redirected: the fixture answered instead of AgentMesh')
   })
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, '127.0.0.1', () => {
       const { port } = server.address() as { port: number }
-      resolve({ port, apiHits, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()) }) })
+      resolve({
+        port,
+        apiHits,
+        close: () =>
+          new Promise((r) => {
+            server.closeAllConnections()
+            server.close(() => r())
+          }),
+      })
     })
   })
 }

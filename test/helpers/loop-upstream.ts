@@ -3,13 +3,29 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
-export interface LoopUpstream { url: string; calls: number; bodies: any[]; close(): Promise<void> }
+export interface LoopUpstream {
+  url: string
+  calls: number
+  bodies: any[]
+  close(): Promise<void>
+}
 
 /** `args(n)` gives the n-th call's tool arguments (default: always the same) */
-export async function startLoopUpstream(opts: { args?: (n: number) => Record<string, unknown>; delayMs?: number } = {}): Promise<LoopUpstream> {
+export async function startLoopUpstream(
+  opts: { args?: (n: number) => Record<string, unknown>; delayMs?: number } = {},
+): Promise<LoopUpstream> {
   const args = opts.args ?? (() => ({ path: 'src/index.ts' }))
   let server: Server
-  const up: LoopUpstream = { url: '', calls: 0, bodies: [], close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }) }
+  const up: LoopUpstream = {
+    url: '',
+    calls: 0,
+    bodies: [],
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  }
   server = createServer((req, res) => {
     let raw = ''
     req.on('data', (c) => (raw += c))
@@ -19,8 +35,40 @@ export async function startLoopUpstream(opts: { args?: (n: number) => Record<str
       up.bodies.push(body)
       const a = args(n)
       const out = req.url!.startsWith('/v1/messages')
-        ? { id: `msg_${n}`, type: 'message', role: 'assistant', model: body.model, content: [{ type: 'tool_use', id: `toolu_${n}`, name: 'read_file', input: a }], stop_reason: 'tool_use', stop_sequence: null, usage: { input_tokens: 100, output_tokens: 20 } }
-        : { id: `chatcmpl-${n}`, object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: `call_${n}`, type: 'function', function: { name: 'read_file', arguments: JSON.stringify(a) } }] }, finish_reason: 'tool_calls' }], usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 } }
+        ? {
+            id: `msg_${n}`,
+            type: 'message',
+            role: 'assistant',
+            model: body.model,
+            content: [{ type: 'tool_use', id: `toolu_${n}`, name: 'read_file', input: a }],
+            stop_reason: 'tool_use',
+            stop_sequence: null,
+            usage: { input_tokens: 100, output_tokens: 20 },
+          }
+        : {
+            id: `chatcmpl-${n}`,
+            object: 'chat.completion',
+            created: 1,
+            model: body.model,
+            choices: [
+              {
+                index: 0,
+                message: {
+                  role: 'assistant',
+                  content: null,
+                  tool_calls: [
+                    {
+                      id: `call_${n}`,
+                      type: 'function',
+                      function: { name: 'read_file', arguments: JSON.stringify(a) },
+                    },
+                  ],
+                },
+                finish_reason: 'tool_calls',
+              },
+            ],
+            usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 },
+          }
       const send = () => {
         const s = JSON.stringify(out)
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) })

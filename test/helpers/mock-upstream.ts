@@ -44,7 +44,11 @@ function lastUserText(messages: any[]): string {
     const m = messages[i]
     if (m.role !== 'user') continue
     if (typeof m.content === 'string') return m.content
-    if (Array.isArray(m.content)) return m.content.filter((b: any) => b.type === 'text' || typeof b.text === 'string').map((b: any) => b.text).join(' ')
+    if (Array.isArray(m.content))
+      return m.content
+        .filter((b: any) => b.type === 'text' || typeof b.text === 'string')
+        .map((b: any) => b.text)
+        .join(' ')
   }
   return ''
 }
@@ -62,13 +66,24 @@ export const mockText = (prompt: string) => `mock answer to: ${prompt}`
 function openaiAnswer(body: any) {
   const prompt = lastUserText(body.messages ?? [])
   const tool = body.tools?.[0] && !hasToolResult(body.messages) ? body.tools[0] : undefined
-  const text = hasToolResult(body.messages) ? `tool said: ${JSON.stringify(body.messages.at(-1).content)}` : mockText(prompt)
-  return { prompt, tool, text, usage: { prompt_tokens: 10 + words(prompt), completion_tokens: tool ? 12 : words(text) } }
+  const text = hasToolResult(body.messages)
+    ? `tool said: ${JSON.stringify(body.messages.at(-1).content)}`
+    : mockText(prompt)
+  return {
+    prompt,
+    tool,
+    text,
+    usage: { prompt_tokens: 10 + words(prompt), completion_tokens: tool ? 12 : words(text) },
+  }
 }
 
 function send(res: ServerResponse, status: number, body: unknown) {
   const s = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s), 'x-request-id': 'mock-req' })
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(s),
+    'x-request-id': 'mock-req',
+  })
   res.end(s)
 }
 
@@ -77,8 +92,14 @@ async function streamEvents(res: ServerResponse, events: string[], b: MockBehavi
   res.flushHeaders()
   let n = 0
   for (const e of events) {
-    if (res.destroyed) { up.aborted++; return }
-    if (b.cutAfterEvents !== undefined && n >= b.cutAfterEvents) { res.socket?.destroy(); return }
+    if (res.destroyed) {
+      up.aborted++
+      return
+    }
+    if (b.cutAfterEvents !== undefined && n >= b.cutAfterEvents) {
+      res.socket?.destroy()
+      return
+    }
     if (b.endAfterEvents !== undefined && n >= b.endAfterEvents) break
     res.write(e)
     n++
@@ -87,27 +108,77 @@ async function streamEvents(res: ServerResponse, events: string[], b: MockBehavi
   res.end()
 }
 
-const sse = (data: unknown, event?: string) => (event ? `event: ${event}\n` : '') + `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`
+const sse = (data: unknown, event?: string) =>
+  (event ? `event: ${event}\n` : '') + `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`
 
 function handleOpenAI(body: any, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
   const a = openaiAnswer(body)
   const model = body.model
   if (!body.stream) {
     const message = a.tool
-      ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: a.tool.function.name, arguments: '{"city":"Paris"}' } }] }
+      ? {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'call_1', type: 'function', function: { name: a.tool.function.name, arguments: '{"city":"Paris"}' } },
+          ],
+        }
       : { role: 'assistant', content: a.text }
-    return send(res, 200, { id: 'chatcmpl-mock', object: 'chat.completion', created: 1, model: `${model}-2025`, choices: [{ index: 0, message, finish_reason: a.tool ? 'tool_calls' : 'stop' }], usage: { ...a.usage, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens } })
+    return send(res, 200, {
+      id: 'chatcmpl-mock',
+      object: 'chat.completion',
+      created: 1,
+      model: `${model}-2025`,
+      choices: [{ index: 0, message, finish_reason: a.tool ? 'tool_calls' : 'stop' }],
+      usage: { ...a.usage, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens },
+    })
   }
   const base = { id: 'chatcmpl-mock', object: 'chat.completion.chunk', created: 1, model: `${model}-2025` }
-  const events = [sse({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })]
+  const events = [
+    sse({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }),
+  ]
   if (a.tool) {
-    events.push(sse({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: a.tool.function.name, arguments: '' } }] }, finish_reason: null }] }))
-    events.push(sse({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"city":"Paris"}' } }] }, finish_reason: null }] }))
+    events.push(
+      sse({
+        ...base,
+        choices: [
+          {
+            index: 0,
+            delta: {
+              tool_calls: [
+                { index: 0, id: 'call_1', type: 'function', function: { name: a.tool.function.name, arguments: '' } },
+              ],
+            },
+            finish_reason: null,
+          },
+        ],
+      }),
+    )
+    events.push(
+      sse({
+        ...base,
+        choices: [
+          {
+            index: 0,
+            delta: { tool_calls: [{ index: 0, function: { arguments: '{"city":"Paris"}' } }] },
+            finish_reason: null,
+          },
+        ],
+      }),
+    )
   } else {
-    for (const w of a.text.split(/(?<= )/)) events.push(sse({ ...base, choices: [{ index: 0, delta: { content: w }, finish_reason: null }] }))
+    for (const w of a.text.split(/(?<= )/))
+      events.push(sse({ ...base, choices: [{ index: 0, delta: { content: w }, finish_reason: null }] }))
   }
   events.push(sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: a.tool ? 'tool_calls' : 'stop' }] }))
-  if (body.stream_options?.include_usage) events.push(sse({ ...base, choices: [], usage: { ...a.usage, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens } }))
+  if (body.stream_options?.include_usage)
+    events.push(
+      sse({
+        ...base,
+        choices: [],
+        usage: { ...a.usage, total_tokens: a.usage.prompt_tokens + a.usage.completion_tokens },
+      }),
+    )
   events.push(sse('[DONE]'))
   return streamEvents(res, events, b, up)
 }
@@ -115,24 +186,92 @@ function handleOpenAI(body: any, res: ServerResponse, b: MockBehaviour, up: Mock
 function handleAnthropic(body: any, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
   const prompt = lastUserText(body.messages ?? [])
   const tool = body.tools?.[0] && !hasToolResult(body.messages) ? body.tools[0] : undefined
-  const text = hasToolResult(body.messages) ? `tool said: ${JSON.stringify(body.messages.at(-1).content)}` : mockText(prompt)
-  const usage = { input_tokens: 10 + words(prompt), output_tokens: tool ? 12 : words(text), cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }
+  const text = hasToolResult(body.messages)
+    ? `tool said: ${JSON.stringify(body.messages.at(-1).content)}`
+    : mockText(prompt)
+  const usage = {
+    input_tokens: 10 + words(prompt),
+    output_tokens: tool ? 12 : words(text),
+    cache_read_input_tokens: 0,
+    cache_creation_input_tokens: 0,
+  }
   const model = `${body.model}-20250101`
   if (!body.stream) {
-    const content = tool ? [{ type: 'tool_use', id: 'toolu_1', name: tool.name, input: { city: 'Paris' } }] : [{ type: 'text', text }]
-    return send(res, 200, { id: 'msg_mock', type: 'message', role: 'assistant', model, content, stop_reason: tool ? 'tool_use' : 'end_turn', stop_sequence: null, usage })
+    const content = tool
+      ? [{ type: 'tool_use', id: 'toolu_1', name: tool.name, input: { city: 'Paris' } }]
+      : [{ type: 'text', text }]
+    return send(res, 200, {
+      id: 'msg_mock',
+      type: 'message',
+      role: 'assistant',
+      model,
+      content,
+      stop_reason: tool ? 'tool_use' : 'end_turn',
+      stop_sequence: null,
+      usage,
+    })
   }
-  const events = [sse({ type: 'message_start', message: { id: 'msg_mock', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }, 'message_start')]
+  const events = [
+    sse(
+      {
+        type: 'message_start',
+        message: {
+          id: 'msg_mock',
+          type: 'message',
+          role: 'assistant',
+          model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { ...usage, output_tokens: 1 },
+        },
+      },
+      'message_start',
+    ),
+  ]
   if (tool) {
-    events.push(sse({ type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 'toolu_1', name: tool.name, input: {} } }, 'content_block_start'))
-    events.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '{"city":' } }, 'content_block_delta'))
-    events.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '"Paris"}' } }, 'content_block_delta'))
+    events.push(
+      sse(
+        {
+          type: 'content_block_start',
+          index: 0,
+          content_block: { type: 'tool_use', id: 'toolu_1', name: tool.name, input: {} },
+        },
+        'content_block_start',
+      ),
+    )
+    events.push(
+      sse(
+        { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '{"city":' } },
+        'content_block_delta',
+      ),
+    )
+    events.push(
+      sse(
+        { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '"Paris"}' } },
+        'content_block_delta',
+      ),
+    )
   } else {
-    events.push(sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'))
-    for (const w of text.split(/(?<= )/)) events.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } }, 'content_block_delta'))
+    events.push(
+      sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }, 'content_block_start'),
+    )
+    for (const w of text.split(/(?<= )/))
+      events.push(
+        sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } }, 'content_block_delta'),
+      )
   }
   events.push(sse({ type: 'content_block_stop', index: 0 }, 'content_block_stop'))
-  events.push(sse({ type: 'message_delta', delta: { stop_reason: tool ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }, 'message_delta'))
+  events.push(
+    sse(
+      {
+        type: 'message_delta',
+        delta: { stop_reason: tool ? 'tool_use' : 'end_turn', stop_sequence: null },
+        usage: { output_tokens: usage.output_tokens },
+      },
+      'message_delta',
+    ),
+  )
   events.push(sse({ type: 'message_stop' }, 'message_stop'))
   return streamEvents(res, events, b, up)
 }
@@ -146,7 +285,8 @@ function handleGemini(path: string, body: any, res: ServerResponse, b: MockBehav
   const model = decodeURIComponent(m?.[1] ?? 'gemini')
   if (m?.[2] === 'countTokens') return send(res, 200, { totalTokens: MOCK_GEMINI_COUNT })
   if (m?.[2] === 'embedContent') return send(res, 200, { embedding: { values: MOCK_GEMINI_VECTOR } })
-  if (m?.[2] === 'batchEmbedContents') return send(res, 200, { embeddings: (body.requests ?? []).map(() => ({ values: MOCK_GEMINI_VECTOR })) })
+  if (m?.[2] === 'batchEmbedContents')
+    return send(res, 200, { embeddings: (body.requests ?? []).map(() => ({ values: MOCK_GEMINI_VECTOR })) })
   const contents: any[] = body.contents ?? []
   const last = contents.at(-1)
   const prompt = (last?.parts ?? []).map((p: any) => p.text ?? '').join(' ')
@@ -155,22 +295,60 @@ function handleGemini(path: string, body: any, res: ServerResponse, b: MockBehav
   const fn = !result ? body.tools?.[0]?.functionDeclarations?.[0] : undefined
   if (fn) return geminiCall(fn.name, model, m?.[2] === 'generateContent', res, b, up)
   const text = result ? `tool said: ${JSON.stringify(result.response)}` : mockText(prompt)
-  const usageMetadata = { promptTokenCount: 10 + words(prompt), candidatesTokenCount: words(text), totalTokenCount: 10 + words(prompt) + words(text) }
-  if (m?.[2] === 'generateContent') return send(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason: 'STOP', index: 0 }], usageMetadata, modelVersion: model, responseId: 'gem-mock' })
+  const usageMetadata = {
+    promptTokenCount: 10 + words(prompt),
+    candidatesTokenCount: words(text),
+    totalTokenCount: 10 + words(prompt) + words(text),
+  }
+  if (m?.[2] === 'generateContent')
+    return send(res, 200, {
+      candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason: 'STOP', index: 0 }],
+      usageMetadata,
+      modelVersion: model,
+      responseId: 'gem-mock',
+    })
   const pieces = text.split(/(?<= )/)
-  const events = pieces.map((t, i) => sse({ candidates: [{ content: { role: 'model', parts: [{ text: t }] }, ...(i === pieces.length - 1 ? { finishReason: 'STOP' } : {}), index: 0 }], ...(i === pieces.length - 1 ? { usageMetadata } : {}), modelVersion: model, responseId: 'gem-mock' }))
+  const events = pieces.map((t, i) =>
+    sse({
+      candidates: [
+        {
+          content: { role: 'model', parts: [{ text: t }] },
+          ...(i === pieces.length - 1 ? { finishReason: 'STOP' } : {}),
+          index: 0,
+        },
+      ],
+      ...(i === pieces.length - 1 ? { usageMetadata } : {}),
+      modelVersion: model,
+      responseId: 'gem-mock',
+    }),
+  )
   return streamEvents(res, events, b, up)
 }
 
-function geminiCall(name: string, model: string, whole: boolean, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
+function geminiCall(
+  name: string,
+  model: string,
+  whole: boolean,
+  res: ServerResponse,
+  b: MockBehaviour,
+  up: MockUpstream,
+) {
   const usageMetadata = { promptTokenCount: 15, candidatesTokenCount: 12, totalTokenCount: 27 }
   const part = { functionCall: { name, args: { city: 'Paris' } } }
-  const answer = { candidates: [{ content: { role: 'model', parts: [part] }, finishReason: 'STOP', index: 0 }], usageMetadata, modelVersion: model, responseId: 'gem-mock' }
+  const answer = {
+    candidates: [{ content: { role: 'model', parts: [part] }, finishReason: 'STOP', index: 0 }],
+    usageMetadata,
+    modelVersion: model,
+    responseId: 'gem-mock',
+  }
   if (whole) return send(res, 200, answer)
   return streamEvents(res, [sse(answer)], b, up)
 }
 
-export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { record?: boolean } = {}): Promise<MockUpstream> {
+export async function startMockUpstream(
+  behaviour: MockBehaviour = {},
+  opts: { record?: boolean } = {},
+): Promise<MockUpstream> {
   const record = opts.record ?? true
   let server: Server
   const up: MockUpstream = {
@@ -178,10 +356,18 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
     received: [],
     behaviour,
     aborted: 0,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
   }
   // the Responses API keeps what it answered, per mock
-  const responses = createResponsesMock({ send, stream: (res, events) => streamEvents(res, events, up.behaviour, up), mockText })
+  const responses = createResponsesMock({
+    send,
+    stream: (res, events) => streamEvents(res, events, up.behaviour, up),
+    mockText,
+  })
   server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c) => chunks.push(c))
@@ -189,15 +375,26 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
       const raw = Buffer.concat(chunks).toString('utf8')
       const path = req.url ?? '/'
       let body: any = {}
-      try { body = raw ? JSON.parse(raw) : {} } catch { return send(res, 400, { error: { message: 'mock: bad json' } }) }
+      try {
+        body = raw ? JSON.parse(raw) : {}
+      } catch {
+        return send(res, 400, { error: { message: 'mock: bad json' } })
+      }
       if (record) up.received.push({ path, headers: req.headers, body, raw })
       const b = up.behaviour
-      if (b.hang) { res.on('close', () => up.aborted++); return }
+      if (b.hang) {
+        res.on('close', () => up.aborted++)
+        return
+      }
       if (b.delayMs) {
         await new Promise((r) => setTimeout(r, b.delayMs))
-        if (res.destroyed) { up.aborted++; return }
+        if (res.destroyed) {
+          up.aborted++
+          return
+        }
       }
-      if (b.status && b.status >= 400) return send(res, b.status, { error: { type: 'mock_error', message: `mock failure ${b.status}` } })
+      if (b.status && b.status >= 400)
+        return send(res, b.status, { error: { type: 'mock_error', message: `mock failure ${b.status}` } })
       if (b.okBody) {
         res.writeHead(200, { 'content-type': b.okBody.contentType })
         return res.end(b.okBody.body)
@@ -207,8 +404,15 @@ export async function startMockUpstream(behaviour: MockBehaviour = {}, opts: { r
       // a count the local estimate would not give, so a test can tell which answered
       if (path.startsWith('/v1/messages/count_tokens')) return send(res, 200, { input_tokens: 4242 })
       if (path.startsWith('/v1/messages')) return handleAnthropic(body, res, b, up)
-      if (path.startsWith('/v1beta/models/') || /^\/v1\/models\/[^/]+:/.test(path)) return handleGemini(path, body, res, b, up)
-      if (path.startsWith('/v1/embeddings')) return send(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model: body.model, usage: { prompt_tokens: 3, total_tokens: 3 } })
+      if (path.startsWith('/v1beta/models/') || /^\/v1\/models\/[^/]+:/.test(path))
+        return handleGemini(path, body, res, b, up)
+      if (path.startsWith('/v1/embeddings'))
+        return send(res, 200, {
+          object: 'list',
+          data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }],
+          model: body.model,
+          usage: { prompt_tokens: 3, total_tokens: 3 },
+        })
       send(res, 404, { error: { message: `mock: no route ${path}` } })
     })
   })

@@ -8,7 +8,20 @@ import { exactCache } from '../../plugins/exact-cache/index.ts'
 import { quota } from '../../plugins/quota/index.ts'
 import { openai } from '../../plugins/vendors/openai.ts'
 
-const args = JSON.parse(process.argv[3]!) as { redis: string; prefix: string; vendor: string; limit: number; n: number; prompt: string; maxTokens: number; dataDir: string; auditDir: string; cache: boolean; team: string; gapMs: number }
+const args = JSON.parse(process.argv[3]!) as {
+  redis: string
+  prefix: string
+  vendor: string
+  limit: number
+  n: number
+  prompt: string
+  maxTokens: number
+  dataDir: string
+  auditDir: string
+  cache: boolean
+  team: string
+  gapMs: number
+}
 const storage = { driver: 'redis' as const, url: args.redis, prefix: args.prefix }
 const mesh = await createMesh({
   config: {
@@ -23,9 +36,15 @@ const mesh = await createMesh({
     ],
   },
 })
-const client = wrapOpenAI(new OpenAI({ apiKey: 'unused', maxRetries: 0, timeout: 30_000 }), { mesh, identity: { team: args.team, user: 'sdk-process' } })
+const client = wrapOpenAI(new OpenAI({ apiKey: 'unused', maxRetries: 0, timeout: 30_000 }), {
+  mesh,
+  identity: { team: args.team, user: 'sdk-process' },
+})
 
-const call = (content: string, maxTokens: number) => client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: maxTokens, messages: [{ role: 'user', content }] }).withResponse()
+const call = (content: string, maxTokens: number) =>
+  client.chat.completions
+    .create({ model: 'gpt-4o-mini', max_tokens: maxTokens, messages: [{ role: 'user', content }] })
+    .withResponse()
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 // the first call through a fresh process loads what the request path imports lazily: not in the race
@@ -39,11 +58,23 @@ process.stdin.once('data', async (line) => {
     process.stdout.write(JSON.stringify({ cache: response.headers.get('x-agentmesh-cache') }) + '\n')
   } else {
     // calls spread over time (gapMs apart), so they interleave with the proxy's instead of all landing first
-    const results = await Promise.all(Array.from({ length: args.n }, (_, i) => sleep(i * args.gapMs).then(() => call(args.prompt, args.maxTokens)).then(
-      () => 'ok',
-      (e) => (e instanceof OpenAI.RateLimitError ? 'blocked' : `other: ${e?.status} ${e?.message}`),
-    )))
-    process.stdout.write(JSON.stringify({ ok: results.filter((r) => r === 'ok').length, blocked: results.filter((r) => r === 'blocked').length, other: results.filter((r) => r.startsWith('other')) }) + '\n')
+    const results = await Promise.all(
+      Array.from({ length: args.n }, (_, i) =>
+        sleep(i * args.gapMs)
+          .then(() => call(args.prompt, args.maxTokens))
+          .then(
+            () => 'ok',
+            (e) => (e instanceof OpenAI.RateLimitError ? 'blocked' : `other: ${e?.status} ${e?.message}`),
+          ),
+      ),
+    )
+    process.stdout.write(
+      JSON.stringify({
+        ok: results.filter((r) => r === 'ok').length,
+        blocked: results.filter((r) => r === 'blocked').length,
+        other: results.filter((r) => r.startsWith('other')),
+      }) + '\n',
+    )
   }
   await mesh.close()
   process.exit(0)

@@ -9,7 +9,8 @@ import { delimiter, join } from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { freePort } from '../helpers/ports.ts'
 
-export const NO_REDIS_SERVER = 'npm test needs redis-server on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis), then run npm test again'
+export const NO_REDIS_SERVER =
+  'npm test needs redis-server on PATH: install it (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis), then run npm test again'
 
 function onPath(name: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((dir) => {
@@ -41,19 +42,29 @@ declare module 'vitest' {
   }
 }
 
-
 let child: ChildProcess | undefined
 
 export default async function setup(project: TestProject) {
   const root = mkdtempSync(join(tmpdir(), 'agentmesh-run-'))
   process.env.TMPDIR = root
   const port = await freePort()
-  child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server did not start within 10 s (is it installed? apt-get install redis-server)')), 10_000)
-    child!.once('error', (err) => { clearTimeout(timer); reject(new Error(`cannot start redis-server: ${err.message} (apt-get install redis-server)`)) })
+    const timer = setTimeout(
+      () => reject(new Error('redis-server did not start within 10 s (is it installed? apt-get install redis-server)')),
+      10_000,
+    )
+    child!.once('error', (err) => {
+      clearTimeout(timer)
+      reject(new Error(`cannot start redis-server: ${err.message} (apt-get install redis-server)`))
+    })
     child!.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('Ready to accept connections')) { clearTimeout(timer); resolve() }
+      if (d.toString().includes('Ready to accept connections')) {
+        clearTimeout(timer)
+        resolve()
+      }
     })
   })
   const url = `redis://127.0.0.1:${port}`

@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export interface Pair { a: string; b: string; label: number }
+export interface Pair {
+  a: string
+  b: string
+  label: number
+}
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** shared/ sits beside the repo (../shared from the repo root); AGENTMESH_SHARED_DATA overrides */
@@ -16,7 +20,11 @@ export const DEV_FILE = join(DATA_DIR, 'qqp-dev-pairs.jsonl')
 export function readPairs(file: string): Pair[] {
   let raw = readFileSync(file)
   if (file.endsWith('.gz')) raw = gunzipSync(raw)
-  return raw.toString('utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Pair)
+  return raw
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Pair)
 }
 
 export function defaultEmbeddingDir(): string {

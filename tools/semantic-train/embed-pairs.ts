@@ -17,13 +17,26 @@ mkdirSync(out, { recursive: true })
 const embedder = useLiteInThread()
 const textsFile = join(out, 'texts.jsonl')
 const vecFile = join(out, `vectors-${embedder.dimension}.f32`)
-const have = new Set(existsSync(textsFile) ? readFileSync(textsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string) : [])
-if (existsSync(vecFile) && statSync(vecFile).size !== have.size * embedder.dimension * 4) throw new Error(`${vecFile} does not match ${textsFile}; delete both`)
+const have = new Set(
+  existsSync(textsFile)
+    ? readFileSync(textsFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as string)
+    : [],
+)
+if (existsSync(vecFile) && statSync(vecFile).size !== have.size * embedder.dimension * 4)
+  throw new Error(`${vecFile} does not match ${textsFile}; delete both`)
 const todo: string[] = []
-for (const f of files) for (const p of readPairs(f)) for (const t of [p.a, p.b]) {
-  const e = embeddingText(t)
-  if (!have.has(e)) { have.add(e); todo.push(e) }
-}
+for (const f of files)
+  for (const p of readPairs(f))
+    for (const t of [p.a, p.b]) {
+      const e = embeddingText(t)
+      if (!have.has(e)) {
+        have.add(e)
+        todo.push(e)
+      }
+    }
 console.log(`${todo.length} texts to embed into ${out}`)
 const t0 = performance.now()
 for (let i = 0; i < todo.length; i += 32) {
@@ -33,7 +46,8 @@ for (let i = 0; i < todo.length; i += 32) {
   vecs.forEach((v, j) => buf.set(v, j * embedder.dimension))
   appendFileSync(vecFile, Buffer.from(buf.buffer))
   appendFileSync(textsFile, chunk.map((t) => JSON.stringify(t)).join('\n') + '\n')
-  if ((i / 32) % 50 === 0) console.log(`${i + chunk.length}/${todo.length} ${((performance.now() - t0) / 1000).toFixed(0)} s`)
+  if ((i / 32) % 50 === 0)
+    console.log(`${i + chunk.length}/${todo.length} ${((performance.now() - t0) / 1000).toFixed(0)} s`)
 }
 console.log('done')
 process.exit(0)

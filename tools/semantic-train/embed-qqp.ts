@@ -8,7 +8,10 @@ import { embeddingText } from '../../plugins/semantic-cache/text.ts'
 import { defaultEmbeddingDir, readPairs, shuffled, TRAIN_FILE, DEV_FILE } from './data.ts'
 
 const args = process.argv.slice(2)
-const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
+const flag = (name: string) => {
+  const i = args.indexOf(name)
+  return i >= 0 ? args[i + 1] : undefined
+}
 const out = flag('--out') ?? defaultEmbeddingDir()
 const limit = Number(flag('--limit') ?? Infinity)
 mkdirSync(out, { recursive: true })
@@ -19,14 +22,19 @@ const embedder = useLiteEmbedder()
 const pairs = [...readPairs(DEV_FILE), ...shuffled(readPairs(TRAIN_FILE), 1).slice(0, limit)]
 const seen = new Set<string>()
 const texts: string[] = []
-for (const p of pairs) for (const t of [p.a, p.b]) {
-  const e = embeddingText(t)
-  if (!seen.has(e)) { seen.add(e); texts.push(e) }
-}
+for (const p of pairs)
+  for (const t of [p.a, p.b]) {
+    const e = embeddingText(t)
+    if (!seen.has(e)) {
+      seen.add(e)
+      texts.push(e)
+    }
+  }
 const textsFile = join(out, 'texts.jsonl')
 const vecFile = join(out, `vectors-${embedder.dimension}.f32`)
 let done = existsSync(textsFile) ? readFileSync(textsFile, 'utf8').split('\n').filter(Boolean).length : 0
-if (existsSync(vecFile) && statSync(vecFile).size !== done * embedder.dimension * 4) throw new Error(`${vecFile} does not match ${textsFile}; delete both`)
+if (existsSync(vecFile) && statSync(vecFile).size !== done * embedder.dimension * 4)
+  throw new Error(`${vecFile} does not match ${textsFile}; delete both`)
 console.log(`${texts.length} texts, ${done} already embedded, writing to ${out}`)
 const t0 = performance.now()
 const BATCH = 32

@@ -15,7 +15,10 @@ export interface TrainOptions {
   log?: (line: string) => void
 }
 
-interface Binned { edges: number[][]; codes: Uint8Array[] }
+interface Binned {
+  edges: number[][]
+  codes: Uint8Array[]
+}
 
 /** Quantile bins per feature (<= 255), so split search is a histogram scan. */
 function binFeatures(X: number[][], nf: number, bins: number): Binned {
@@ -40,8 +43,13 @@ function binFeatures(X: number[][], nf: number, bins: number): Binned {
     const c = new Uint8Array(X.length)
     for (let i = 0; i < X.length; i++) {
       const v = X[i]![f]!
-      let lo = 0, hi = e.length
-      while (lo < hi) { const mid = (lo + hi) >> 1; if (v <= e[mid]!) hi = mid; else lo = mid + 1 }
+      let lo = 0,
+        hi = e.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (v <= e[mid]!) hi = mid
+        else lo = mid + 1
+      }
       c[i] = lo
     }
     codes.push(c)
@@ -50,7 +58,8 @@ function binFeatures(X: number[][], nf: number, bins: number): Binned {
 }
 
 function logloss(p: Float64Array, y: number[], w: number[]): number {
-  let s = 0, ws = 0
+  let s = 0,
+    ws = 0
   for (let i = 0; i < y.length; i++) {
     const q = Math.min(1 - 1e-12, Math.max(1e-12, 1 / (1 + Math.exp(-p[i]!))))
     s -= w[i]! * (y[i] ? Math.log(q) : Math.log(1 - q))
@@ -60,7 +69,17 @@ function logloss(p: Float64Array, y: number[], w: number[]): number {
 }
 
 /** what growing one tree needs: this round's gradients and hessians, the binned features, the settings */
-interface GrowInput { g: Float64Array; h: Float64Array; edges: number[][]; codes: Uint8Array[]; nf: number; depth: number; lr: number; lambda: number; minH: number }
+interface GrowInput {
+  g: Float64Array
+  h: Float64Array
+  edges: number[][]
+  codes: Uint8Array[]
+  nf: number
+  depth: number
+  lr: number
+  lambda: number
+  minH: number
+}
 
 /** one tree on the current gradients: each node split at the histogram bin of largest gain */
 function growTree(inp: GrowInput, n: number): Tree {
@@ -68,31 +87,53 @@ function growTree(inp: GrowInput, n: number): Tree {
   const tree: Tree = { feature: [], threshold: [], left: [], right: [], value: [] }
   const grow = (rows: Int32Array, d: number): number => {
     const id = tree.feature.length
-    tree.feature.push(-1); tree.threshold.push(0); tree.left.push(-1); tree.right.push(-1); tree.value.push(0)
-    let G = 0, H = 0
-    for (const r of rows) { G += g[r]!; H += h[r]! }
+    tree.feature.push(-1)
+    tree.threshold.push(0)
+    tree.left.push(-1)
+    tree.right.push(-1)
+    tree.value.push(0)
+    let G = 0,
+      H = 0
+    for (const r of rows) {
+      G += g[r]!
+      H += h[r]!
+    }
     tree.value[id] = (-G / (H + lambda)) * lr
     if (d >= depth || H < 2 * minH) return id
-    let bestGain = 1e-9, bestF = -1, bestB = -1
+    let bestGain = 1e-9,
+      bestF = -1,
+      bestB = -1
     const parent = (G * G) / (H + lambda)
     for (let f = 0; f < nf; f++) {
       const nb = edges[f]!.length + 1
       if (nb < 2) continue
-      const hg = new Float64Array(nb), hh = new Float64Array(nb)
+      const hg = new Float64Array(nb),
+        hh = new Float64Array(nb)
       const c = codes[f]!
-      for (const r of rows) { hg[c[r]!]! += g[r]!; hh[c[r]!]! += h[r]! }
-      let gl = 0, hl = 0
+      for (const r of rows) {
+        hg[c[r]!]! += g[r]!
+        hh[c[r]!]! += h[r]!
+      }
+      let gl = 0,
+        hl = 0
       for (let b = 0; b < nb - 1; b++) {
-        gl += hg[b]!; hl += hh[b]!
-        const gr = G - gl, hr = H - hl
+        gl += hg[b]!
+        hl += hh[b]!
+        const gr = G - gl,
+          hr = H - hl
         if (hl < minH || hr < minH) continue
         const gain = (gl * gl) / (hl + lambda) + (gr * gr) / (hr + lambda) - parent
-        if (gain > bestGain) { bestGain = gain; bestF = f; bestB = b }
+        if (gain > bestGain) {
+          bestGain = gain
+          bestF = f
+          bestB = b
+        }
       }
     }
     if (bestF < 0) return id
     const c = codes[bestF]!
-    const L: number[] = [], R: number[] = []
+    const L: number[] = [],
+      R: number[] = []
     for (const r of rows) (c[r]! <= bestB ? L : R).push(r)
     tree.feature[id] = bestF
     tree.threshold[id] = edges[bestF]![bestB]!
@@ -108,7 +149,13 @@ function growTree(inp: GrowInput, n: number): Tree {
   return tree
 }
 
-export function train(X: number[][], y: number[], w: number[], valid: { X: number[][]; y: number[]; w: number[] }, opts: TrainOptions = {}): BoostedModel {
+export function train(
+  X: number[][],
+  y: number[],
+  w: number[],
+  valid: { X: number[][]; y: number[]; w: number[] },
+  opts: TrainOptions = {},
+): BoostedModel {
   const nTrees = opts.trees ?? 400
   const depth = opts.depth ?? 3
   const lr = opts.learningRate ?? 0.1
@@ -118,14 +165,20 @@ export function train(X: number[][], y: number[], w: number[], valid: { X: numbe
   const nf = X[0]!.length
   const { edges, codes } = binFeatures(X, nf, opts.bins ?? 64)
   const n = X.length
-  let pos = 0, tot = 0
-  for (let i = 0; i < n; i++) { pos += w[i]! * y[i]!; tot += w[i]! }
+  let pos = 0,
+    tot = 0
+  for (let i = 0; i < n; i++) {
+    pos += w[i]! * y[i]!
+    tot += w[i]!
+  }
   const base = Math.log(pos / (tot - pos))
   const F = new Float64Array(n).fill(base)
   const Fv = new Float64Array(valid.X.length).fill(base)
   const model: BoostedModel = { base, trees: [] }
-  let best = Infinity, bestLen = 0
-  const g = new Float64Array(n), h = new Float64Array(n)
+  let best = Infinity,
+    bestLen = 0
+  const g = new Float64Array(n),
+    h = new Float64Array(n)
   for (let t = 0; t < nTrees; t++) {
     for (let i = 0; i < n; i++) {
       const p = 1 / (1 + Math.exp(-F[i]!))
@@ -138,7 +191,10 @@ export function train(X: number[][], y: number[], w: number[], valid: { X: numbe
     for (let i = 0; i < n; i++) F[i]! += predictRaw(one, X[i]!)
     for (let i = 0; i < valid.X.length; i++) Fv[i]! += predictRaw(one, valid.X[i]!)
     const vl = logloss(Fv, valid.y, valid.w)
-    if (vl < best - 1e-6) { best = vl; bestLen = model.trees.length }
+    if (vl < best - 1e-6) {
+      best = vl
+      bestLen = model.trees.length
+    }
     if ((t + 1) % 25 === 0) opts.log?.(`tree ${t + 1}: train ${logloss(F, y, w).toFixed(4)} valid ${vl.toFixed(4)}`)
     if (model.trees.length - bestLen >= patience) break
   }

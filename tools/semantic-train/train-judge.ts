@@ -33,7 +33,10 @@ import { defaultEmbeddingDir, readPairs, shuffled, TRAIN_FILE, type Pair } from 
 import { judgeVeto, type JudgeFile, type JudgeModel } from '../../plugins/semantic-cache/judge.ts'
 
 const args = process.argv.slice(2)
-const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
+const flag = (name: string) => {
+  const i = args.indexOf(name)
+  return i >= 0 ? args[i + 1] : undefined
+}
 const targetPrecision = Number(flag('--precision') ?? 0.91)
 const minRecall = flag('--min-recall') === undefined ? undefined : Number(flag('--min-recall'))
 let chosenPrecision = targetPrecision
@@ -49,7 +52,10 @@ const USE_ID = 'use-lite-en@0.2.0'
 const vectors = new Map<string, Float32Array>()
 function loadVectors(textsFile: string, vecFile: string): void {
   if (!existsSync(textsFile) || !existsSync(vecFile)) return
-  const texts = readFileSync(textsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string)
+  const texts = readFileSync(textsFile, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as string)
   const buf = readFileSync(vecFile)
   const all = new Float32Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 4))
   const n = Math.min(texts.length, all.length / 512)
@@ -68,24 +74,53 @@ function cosine(va: Float32Array | undefined, vb: Float32Array | undefined): num
 }
 
 const info = new Map<string, TextInfo>()
-const analysed = (t: string) => { let x = info.get(t); if (!x) { x = analyse(embeddingText(t), t); info.set(t, x) } return x }
+const analysed = (t: string) => {
+  let x = info.get(t)
+  if (!x) {
+    x = analyse(embeddingText(t), t)
+    info.set(t, x)
+  }
+  return x
+}
 
 /** the sampling rule of the dev file's negatives (README: near misses sharing >= 40% of their words) */
 function nearMiss(p: Pair): boolean {
-  const A = new Set(p.a.toLowerCase().match(/[a-z0-9]+/g) ?? []), B = new Set(p.b.toLowerCase().match(/[a-z0-9]+/g) ?? [])
+  const A = new Set(p.a.toLowerCase().match(/[a-z0-9]+/g) ?? []),
+    B = new Set(p.b.toLowerCase().match(/[a-z0-9]+/g) ?? [])
   let i = 0
   for (const x of A) if (B.has(x)) i++
   return i / Math.max(1, A.size, B.size) >= 0.4
 }
 
-interface Row { x: number[]; y: number; near: boolean; hasCos: boolean; u?: Float32Array; v?: Float32Array; flags: ReturnType<typeof pairFeatures>['flags']; aug?: boolean }
-interface AugPair extends Pair { ha: string; hb: string; kind: string }
+interface Row {
+  x: number[]
+  y: number
+  near: boolean
+  hasCos: boolean
+  u?: Float32Array
+  v?: Float32Array
+  flags: ReturnType<typeof pairFeatures>['flags']
+  aug?: boolean
+}
+interface AugPair extends Pair {
+  ha: string
+  hb: string
+  kind: string
+}
 const pairs = shuffled(readPairs(TRAIN_FILE), 7).slice(0, pairLimit)
 const rows: Row[] = pairs.map((p) => {
-  const u = vectors.get(embeddingText(p.a)), v = vectors.get(embeddingText(p.b))
+  const u = vectors.get(embeddingText(p.a)),
+    v = vectors.get(embeddingText(p.b))
   const c = cosine(u, v)
   const d = pairFeatures(analysed(p.a), analysed(p.b), c ?? 0)
-  return { x: d.features, y: p.label, near: nearMiss(p), hasCos: c !== undefined, flags: d.flags, ...(u && v ? { u, v } : {}) }
+  return {
+    x: d.features,
+    y: p.label,
+    near: nearMiss(p),
+    hasCos: c !== undefined,
+    flags: d.flags,
+    ...(u && v ? { u, v } : {}),
+  }
 })
 // Three parts: the networks and trees learn on the first; the second (--stop-split of the
 // training 85%, default 10%) picks their best epoch or tree count; the last 15% (held out) only
@@ -96,7 +131,8 @@ const rows: Row[] = pairs.map((p) => {
 const cut = Math.floor(rows.length * 0.85)
 const stopSplit = Number(flag('--stop-split') ?? 0.1)
 const stopCut = stopSplit > 0 ? Math.floor(cut * (1 - stopSplit)) : cut
-const trainRows = rows.slice(0, stopCut), validRows = rows.slice(cut)
+const trainRows = rows.slice(0, stopCut),
+  validRows = rows.slice(cut)
 const stopRows = stopSplit > 0 ? rows.slice(stopCut, cut) : validRows
 
 // label-preserving augmentations of the training part only (never the held-out rows): markdown
@@ -107,14 +143,24 @@ const augWeight = Number(flag('--aug-weight') ?? 1)
 const augSkip = new Set((flag('--aug-skip') ?? '').split(',').filter(Boolean))
 const augRows: Row[] = []
 if (!args.includes('--no-augment') && existsSync(augFile)) {
-  if (pairLimit !== Infinity) throw new Error('--limit cannot be combined with augmented pairs (they come from the full training part)')
+  if (pairLimit !== Infinity)
+    throw new Error('--limit cannot be combined with augmented pairs (they come from the full training part)')
   const augInfo = new Map<string, TextInfo>()
-  const view = (t: string, raw: string) => { const k = t + '\u0000' + raw; let x = augInfo.get(k); if (!x) { x = analyse(t, raw === t ? undefined : raw); augInfo.set(k, x) } return x }
+  const view = (t: string, raw: string) => {
+    const k = t + '\u0000' + raw
+    let x = augInfo.get(k)
+    if (!x) {
+      x = analyse(t, raw === t ? undefined : raw)
+      augInfo.set(k, x)
+    }
+    return x
+  }
   for (const l of readFileSync(augFile, 'utf8').split('\n')) {
     if (!l.trim()) continue
     const p = JSON.parse(l) as AugPair
     if (augSkip.has(p.kind)) continue
-    const u = vectors.get(embeddingText(p.a)), v = vectors.get(embeddingText(p.b))
+    const u = vectors.get(embeddingText(p.a)),
+      v = vectors.get(embeddingText(p.b))
     if (!u || !v) continue
     const d = pairFeatures(view(p.a, p.ha), view(p.b, p.hb), cosine(u, v)!)
     augRows.push({ x: d.features, y: p.label, near: nearMiss(p), hasCos: true, flags: d.flags, u, v, aug: true })
@@ -125,8 +171,11 @@ if (!args.includes('--no-augment') && existsSync(augFile)) {
 // how often each hard rule fires on same-meaning pairs (its cost in recall) and on different ones
 const flagNames = Object.keys(rows[0]!.flags) as Array<keyof Row['flags']>
 for (const f of flagNames) {
-  const pos = trainRows.filter((r) => r.y === 1), neg = trainRows.filter((r) => r.y === 0)
-  console.log(`rule ${f}: fires on ${(100 * pos.filter((r) => r.flags[f]).length / pos.length).toFixed(2)}% of paraphrases, ${(100 * neg.filter((r) => r.flags[f]).length / neg.length).toFixed(2)}% of different pairs`)
+  const pos = trainRows.filter((r) => r.y === 1),
+    neg = trainRows.filter((r) => r.y === 0)
+  console.log(
+    `rule ${f}: fires on ${((100 * pos.filter((r) => r.flags[f]).length) / pos.length).toFixed(2)}% of paraphrases, ${((100 * neg.filter((r) => r.flags[f]).length) / neg.length).toFixed(2)}% of different pairs`,
+  )
 }
 
 /**
@@ -138,18 +187,32 @@ for (const f of flagNames) {
  */
 function weights(rs: Row[]): number[] {
   const raw = rs.map((r) => (r.y === 0 && r.near ? nearWeight : 1) * (r.aug ? augWeight : 1))
-  let pos = 0, neg = 0
+  let pos = 0,
+    neg = 0
   rs.forEach((r, i) => (r.y ? (pos += raw[i]!) : (neg += raw[i]!)))
   return rs.map((r, i) => raw[i]! * (r.y ? 0.5 / pos : 0.5 / neg) * rs.length)
 }
 
 function fitTrees(name: string, keep: (r: Row) => boolean, mask: (x: number[]) => number[]): BoostedModel {
   // (only the lexical model is a tree model now; kept generic for other embedders' models)
-  const tr = trainRows.filter(keep), va = stopRows.filter(keep)
+  const tr = trainRows.filter(keep),
+    va = stopRows.filter(keep)
   console.log(`${name}: ${tr.length} train rows, ${va.length} rows to stop on`)
-  return train(tr.map((r) => mask(r.x)), tr.map((r) => r.y), weights(tr), { X: va.map((r) => mask(r.x)), y: va.map((r) => r.y), w: weights(va) }, {
-    trees: maxTrees, depth: 3, learningRate: 0.1, lambda: 2, minChildHessian: 10, patience: 40, log: (l) => console.log('  ' + l),
-  })
+  return train(
+    tr.map((r) => mask(r.x)),
+    tr.map((r) => r.y),
+    weights(tr),
+    { X: va.map((r) => mask(r.x)), y: va.map((r) => r.y), w: weights(va) },
+    {
+      trees: maxTrees,
+      depth: 3,
+      learningRate: 0.1,
+      lambda: 2,
+      minChildHessian: 10,
+      patience: 40,
+      log: (l) => console.log('  ' + l),
+    },
+  )
 }
 
 /**
@@ -161,18 +224,27 @@ function fitTrees(name: string, keep: (r: Row) => boolean, mask: (x: number[]) =
  * with 20, the precision of the lexical trees' top 20 (standard error ~0.08) fell below 0.80
  * and set their threshold at recall 0.002; with 100 (~0.04) it lands at 0.37.
  */
-function calibrate(score: (r: Row) => number, keep: (r: Row) => boolean, minSim: number, target = targetPrecision, minPositives = 100): { minScore: number; precision: number; recall: number } {
+function calibrate(
+  score: (r: Row) => number,
+  keep: (r: Row) => boolean,
+  minSim: number,
+  target = targetPrecision,
+  minPositives = 100,
+): { minScore: number; precision: number; recall: number } {
   const va = validRows.filter((r) => keep(r) && (r.y === 1 || r.near))
-  const pos = va.filter((r) => r.y === 1).length, neg = va.length - pos
+  const pos = va.filter((r) => r.y === 1).length,
+    neg = va.length - pos
   const wNeg = pos / neg
   const scored = va
     .filter((r) => r.x[0]! >= minSim && !judgeVeto(r.flags, DEFAULT_VETOES))
     .map((r) => ({ s: score(r), y: r.y }))
     .sort((a, b) => b.s - a.s)
-  let tp = 0, fp = 0
+  let tp = 0,
+    fp = 0
   let best = { minScore: 1, precision: 1, recall: 0 }
   for (const r of scored) {
-    if (r.y) tp++; else fp += wNeg
+    if (r.y) tp++
+    else fp += wNeg
     const precision = tp / (tp + fp)
     if (precision >= target) best = { minScore: r.s, precision, recall: tp / pos }
     else if (tp >= minPositives) break
@@ -180,13 +252,29 @@ function calibrate(score: (r: Row) => number, keep: (r: Row) => boolean, minSim:
   return best
 }
 
-const DEFAULT_VETOES = { number: true, entity: true, language: true, negation: true, swap: true, opposite: true, symbol: true, roles: true }
-const lexicalMask = (x: number[]) => { const y = x.slice(); y[0] = 0; return y }
+const DEFAULT_VETOES = {
+  number: true,
+  entity: true,
+  language: true,
+  negation: true,
+  swap: true,
+  opposite: true,
+  symbol: true,
+  roles: true,
+}
+const lexicalMask = (x: number[]) => {
+  const y = x.slice()
+  y[0] = 0
+  return y
+}
 
 // --keep-lexical: reuse the lexical model of the current judge-weights.json (experiments on the network only)
 // --calibrate-only: keep both models of the current judge-weights.json, only choose the thresholds again
 const calibrateOnly = args.includes('--calibrate-only')
-const prevFile = (args.includes('--keep-lexical') || calibrateOnly) && existsSync(outFile) ? (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile) : undefined
+const prevFile =
+  (args.includes('--keep-lexical') || calibrateOnly) && existsSync(outFile)
+    ? (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile)
+    : undefined
 const previous = prevFile?.models.lexical
 const models: Record<string, JudgeModel> = {}
 if (previous && !calibrateOnly) models.lexical = previous
@@ -195,37 +283,77 @@ else {
   // Without the cosine the lexical model cannot reach the USE target on near misses; its default
   // is set at a lower precision and relies on the other embedder's similarity floor as well.
   const lexicalPrecision = Number(flag('--lexical-precision') ?? 0.8)
-  const lexCal = calibrate((r) => predict(lexical, lexicalMask(r.x)), () => true, 0, lexicalPrecision)
+  const lexCal = calibrate(
+    (r) => predict(lexical, lexicalMask(r.x)),
+    () => true,
+    0,
+    lexicalPrecision,
+  )
   console.log('lexical calibration', lexCal)
-  models.lexical = { ...lexical, usesCosine: false, minScore: round(lexCal.minScore), minSimilarity: 0.8, validation: { precision: round(lexCal.precision), recall: round(lexCal.recall) } }
+  models.lexical = {
+    ...lexical,
+    usesCosine: false,
+    minScore: round(lexCal.minScore),
+    minSimilarity: 0.8,
+    validation: { precision: round(lexCal.precision), recall: round(lexCal.recall) },
+  }
 }
 const withCos = trainRows.filter((r) => r.hasCos).length
 if (withCos > 2000) {
   const sample = (r: Row, w: number): MlpSample => ({ u: r.u!, v: r.v!, f: r.x, y: r.y, w })
-  const tr = [...trainRows.filter((r) => r.hasCos), ...augRows], va = stopRows.filter((r) => r.hasCos)
-  const wtr = weights(tr), wva = weights(va)
-  console.log(`${USE_ID}: network on ${tr.length} train rows, ${va.length} rows to stop on, ${validRows.length} held out for the thresholds`)
+  const tr = [...trainRows.filter((r) => r.hasCos), ...augRows],
+    va = stopRows.filter((r) => r.hasCos)
+  const wtr = weights(tr),
+    wva = weights(va)
+  console.log(
+    `${USE_ID}: network on ${tr.length} train rows, ${va.length} rows to stop on, ${validRows.length} held out for the thresholds`,
+  )
   // a few networks from different seeds, averaged: a steadier ranking at the strict end
   const members = Number(flag('--members') ?? 3)
-  const prevNets = calibrateOnly ? (prevFile?.models[USE_ID] as { members?: MlpModel[] } | undefined)?.members : undefined
+  const prevNets = calibrateOnly
+    ? (prevFile?.models[USE_ID] as { members?: MlpModel[] } | undefined)?.members
+    : undefined
   if (calibrateOnly && !prevNets) throw new Error(`--calibrate-only: ${outFile} has no ${USE_ID} network`)
   const nets: MlpModel[] = prevNets ? [...prevNets] : []
   // --proj-members N: N more networks with a learned projection (--proj K, default 64), trained
   // --proj-epochs (default 4: they overfit after one or two) and averaged with the plain ones
   const projMembers = Number(flag('--proj-members') ?? 0)
   const plan = [
-    ...Array.from({ length: members }, (_, m) => ({ proj: Number(flag('--proj') ?? 0), epochs: Number(flag('--epochs') ?? 8), seed: m + Number(flag('--seed') ?? 1) })),
-    ...Array.from({ length: projMembers }, (_, m) => ({ proj: Number(flag('--proj') ?? 64) || 64, epochs: Number(flag('--proj-epochs') ?? 4), seed: m + Number(flag('--seed') ?? 1) })),
+    ...Array.from({ length: members }, (_, m) => ({
+      proj: Number(flag('--proj') ?? 0),
+      epochs: Number(flag('--epochs') ?? 8),
+      seed: m + Number(flag('--seed') ?? 1),
+    })),
+    ...Array.from({ length: projMembers }, (_, m) => ({
+      proj: Number(flag('--proj') ?? 64) || 64,
+      epochs: Number(flag('--proj-epochs') ?? 4),
+      seed: m + Number(flag('--seed') ?? 1),
+    })),
   ]
   if (!prevNets) {
     for (const [m, p] of plan.entries()) {
-      nets.push(mlpTrain(tr.map((r, i) => sample(r, wtr[i]!)), va.map((r, i) => sample(r, wva[i]!)), { hidden: Number(flag('--hidden') ?? 48), epochs: p.epochs, proj: p.proj, seed: p.seed, log: (l) => console.log(`  net ${m + 1}${p.proj ? ` (projection ${p.proj})` : ''} ${l}`) }))
+      nets.push(
+        mlpTrain(
+          tr.map((r, i) => sample(r, wtr[i]!)),
+          va.map((r, i) => sample(r, wva[i]!)),
+          {
+            hidden: Number(flag('--hidden') ?? 48),
+            epochs: p.epochs,
+            proj: p.proj,
+            seed: p.seed,
+            log: (l) => console.log(`  net ${m + 1}${p.proj ? ` (projection ${p.proj})` : ''} ${l}`),
+          },
+        ),
+      )
     }
   }
   const rts = nets.map(unpack)
   const score = (r: Row) => rts.reduce((s, rt) => s + mlpPredict(rt, r.u!, r.v!, r.x), 0) / rts.length
   // similarity floor for USE-lite: keep ~97% of paraphrases; the judge does the rest
-  const cosPos = validRows.filter((r) => r.hasCos && r.y === 1).map((r) => r.x[0]!).sort((a, b) => a - b)
+  const cosPos = validRows
+    .filter((r) => r.hasCos && r.y === 1)
+    .map((r) => r.x[0]!)
+    .sort((a, b) => a - b)
   const minSim = Math.floor(cosPos[Math.floor(cosPos.length * 0.03)]! * 100) / 100
   let cal = calibrate(score, (r) => r.hasCos, minSim)
   // --min-recall R: the strictest target (from --precision up, in steps of 0.005) whose held-out
@@ -238,22 +366,38 @@ if (withCos > 2000) {
       chosenPrecision = Math.round(t * 1000) / 1000
     }
   }
-  for (const t of [0.88, 0.89, 0.9, 0.91, 0.92, 0.93]) console.log(`  at precision ${t}:`, calibrate(score, (r) => r.hasCos, minSim, t))
+  for (const t of [0.88, 0.89, 0.9, 0.91, 0.92, 0.93])
+    console.log(
+      `  at precision ${t}:`,
+      calibrate(score, (r) => r.hasCos, minSim, t),
+    )
   console.log(`${USE_ID} calibration (minSimilarity ${minSim})`, cal)
-  models[USE_ID] = { kind: 'mlp', members: nets, usesCosine: true, minScore: round(cal.minScore), minSimilarity: minSim, validation: { precision: round(cal.precision), recall: round(cal.recall) } }
+  models[USE_ID] = {
+    kind: 'mlp',
+    members: nets,
+    usesCosine: true,
+    minScore: round(cal.minScore),
+    minSimilarity: minSim,
+    validation: { precision: round(cal.precision), recall: round(cal.recall) },
+  }
 } else console.log(`only ${withCos} pairs have cached embeddings: run embed-qqp.ts first for the ${USE_ID} model`)
 
-function round(v: number) { return Math.floor(v * 1e4) / 1e4 }
+function round(v: number) {
+  return Math.floor(v * 1e4) / 1e4
+}
 
 const out: JudgeFile = {
   version: 1,
-  source: 'Learned from Quora Question Pairs (QQP, Quora public release; terms generally read as non-commercial), as packaged in GPTCache examples/benchmark/similiar_qqp_full.json.gz, train split only. See README.md.',
+  source:
+    'Learned from Quora Question Pairs (QQP, Quora public release; terms generally read as non-commercial), as packaged in GPTCache examples/benchmark/similiar_qqp_full.json.gz, train split only. See README.md.',
   features: [...FEATURE_NAMES],
   targetPrecision: chosenPrecision,
   vetoes: DEFAULT_VETOES,
   models,
   // the reordering judge is trained by train-roles.ts on other data: kept as it is
-  ...(existsSync(outFile) && (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile).roles ? { roles: (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile).roles } : {}),
+  ...(existsSync(outFile) && (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile).roles
+    ? { roles: (JSON.parse(readFileSync(outFile, 'utf8')) as JudgeFile).roles }
+    : {}),
 }
 writeFileSync(outFile, JSON.stringify(out) + '\n')
 console.log(`wrote ${outFile} (${(JSON.stringify(out).length / 1024).toFixed(0)} KB)`)

@@ -52,21 +52,33 @@ export const fakeSecret: Record<string, (r: Rng) => string> = {
   'google-api-key': (r) => 'AIza' + r.mixed(B64URL, 35),
   'azure-storage-key': (r) => r.mixed(B64, 86) + '==',
   'github-token': (r) =>
-    r.int(4) === 0 ? `github_pat_${r.mixed(ALNUM, 22)}_${r.mixed(ALNUM, 59)}` : `${r.pick(['ghp', 'ghp', 'gho', 'ghs', 'ghu'])}_${r.mixed(ALNUM, 36)}`,
+    r.int(4) === 0
+      ? `github_pat_${r.mixed(ALNUM, 22)}_${r.mixed(ALNUM, 59)}`
+      : `${r.pick(['ghp', 'ghp', 'gho', 'ghs', 'ghu'])}_${r.mixed(ALNUM, 36)}`,
   'gitlab-token': (r) => 'glpat-' + r.mixed(ALNUM + '_-', 20),
-  'slack-token': (r) => `${r.pick(['xoxb', 'xoxp', 'xoxa', 'xoxs'])}-${r.chars(DIGITS, 12)}-${r.chars(DIGITS, 13)}-${r.mixed(ALNUM, 24)}`,
-  'slack-webhook': (r) => `https://hooks.slack.com/services/T${r.chars(UPPER + DIGITS, 10)}/B${r.chars(UPPER + DIGITS, 10)}/${r.mixed(ALNUM, 24)}`,
+  'slack-token': (r) =>
+    `${r.pick(['xoxb', 'xoxp', 'xoxa', 'xoxs'])}-${r.chars(DIGITS, 12)}-${r.chars(DIGITS, 13)}-${r.mixed(ALNUM, 24)}`,
+  'slack-webhook': (r) =>
+    `https://hooks.slack.com/services/T${r.chars(UPPER + DIGITS, 10)}/B${r.chars(UPPER + DIGITS, 10)}/${r.mixed(ALNUM, 24)}`,
   'stripe-key': (r) => `${r.pick(['sk_live_', 'sk_live_', 'rk_live_', 'sk_test_'])}${r.mixed(ALNUM, r.pick([24, 99]))}`,
   'stripe-webhook-secret': (r) => 'whsec_' + r.mixed(ALNUM, 32),
   'twilio-key': (r) => 'SK' + r.chars(HEX, 32),
   'sendgrid-key': (r) => `SG.${r.mixed(B64URL, 22)}.${r.mixed(B64URL, 43)}`,
-  'openai-key': (r) => (r.int(3) === 0 ? `sk-${r.mixed(ALNUM, 20)}T3BlbkFJ${r.mixed(ALNUM, 20)}` : `sk-proj-${r.mixed(B64URL, 156)}`),
+  'openai-key': (r) =>
+    r.int(3) === 0 ? `sk-${r.mixed(ALNUM, 20)}T3BlbkFJ${r.mixed(ALNUM, 20)}` : `sk-proj-${r.mixed(B64URL, 156)}`,
   'anthropic-key': (r) => `sk-ant-api03-${r.mixed(B64URL, 93)}AA`,
   'npm-token': (r) => 'npm_' + r.mixed(ALNUM, 36),
   'private-key': (r) => pem(r),
   jwt: (r) => {
     const header = b64url(JSON.stringify({ alg: r.pick(['HS256', 'RS256', 'ES256']), typ: 'JWT' }))
-    const payload = b64url(JSON.stringify({ sub: `user_${r.chars(DIGITS, 6)}`, iat: 1_700_000_000 + r.int(9_999_999), exp: 1_800_000_000 + r.int(9_999_999), scope: r.pick(['read', 'admin', 'read write']) }))
+    const payload = b64url(
+      JSON.stringify({
+        sub: `user_${r.chars(DIGITS, 6)}`,
+        iat: 1_700_000_000 + r.int(9_999_999),
+        exp: 1_800_000_000 + r.int(9_999_999),
+        scope: r.pick(['read', 'admin', 'read write']),
+      }),
+    )
     return `${header}.${payload}.${r.mixed(B64URL, 43)}`
   },
   'connection-string': (r) => r.mixed(ALNUM, 12 + r.int(12)),
@@ -74,7 +86,13 @@ export const fakeSecret: Record<string, (r: Rng) => string> = {
 }
 
 function pem(r: Rng): string {
-  const label = r.pick(['RSA PRIVATE KEY', 'PRIVATE KEY', 'EC PRIVATE KEY', 'OPENSSH PRIVATE KEY', 'ENCRYPTED PRIVATE KEY'])
+  const label = r.pick([
+    'RSA PRIVATE KEY',
+    'PRIVATE KEY',
+    'EC PRIVATE KEY',
+    'OPENSSH PRIVATE KEY',
+    'ENCRYPTED PRIVATE KEY',
+  ])
   const lines = Array.from({ length: 4 + r.int(8) }, () => r.mixed(B64, 64))
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n${r.mixed(B64, 20)}==\n-----END ${label}-----`
 }
@@ -87,25 +105,84 @@ export function fakePassword(r: Rng): string {
 
 // ---------------------------------------------------------------- personal data
 
-const FIRST = ['anna', 'ben', 'chloe', 'david', 'elif', 'farid', 'greta', 'hiro', 'ines', 'jonas', 'kavya', 'liam', 'marta', 'nils', 'olga', 'pablo', 'quinn', 'rosa', 'sven', 'tara']
-const LAST = ['schmidt', 'martin', 'garcia', 'kowalski', 'nakamura', 'okafor', 'rossi', 'dubois', 'jensen', 'silva', 'novak', 'haddad', 'larsen', 'moreau', 'ivanova']
-const DOMAINS = ['acme-logistics.com', 'northwind.io', 'brightpath.de', 'kestrel-health.co.uk', 'mailbox.org', 'gmail.com', 'outlook.com', 'bluefin-labs.fr', 'zentro.nl', 'uni-freiburg.de']
+const FIRST = [
+  'anna',
+  'ben',
+  'chloe',
+  'david',
+  'elif',
+  'farid',
+  'greta',
+  'hiro',
+  'ines',
+  'jonas',
+  'kavya',
+  'liam',
+  'marta',
+  'nils',
+  'olga',
+  'pablo',
+  'quinn',
+  'rosa',
+  'sven',
+  'tara',
+]
+const LAST = [
+  'schmidt',
+  'martin',
+  'garcia',
+  'kowalski',
+  'nakamura',
+  'okafor',
+  'rossi',
+  'dubois',
+  'jensen',
+  'silva',
+  'novak',
+  'haddad',
+  'larsen',
+  'moreau',
+  'ivanova',
+]
+const DOMAINS = [
+  'acme-logistics.com',
+  'northwind.io',
+  'brightpath.de',
+  'kestrel-health.co.uk',
+  'mailbox.org',
+  'gmail.com',
+  'outlook.com',
+  'bluefin-labs.fr',
+  'zentro.nl',
+  'uni-freiburg.de',
+]
 
 export function fakeEmail(r: Rng): string {
   const first = r.pick(FIRST)
   const last = r.pick(LAST)
-  const local = r.pick([`${first}.${last}`, `${first[0]}${last}`, `${first}_${last}${r.chars(DIGITS, 2)}`, `${first}+invoices`])
+  const local = r.pick([
+    `${first}.${last}`,
+    `${first[0]}${last}`,
+    `${first}_${last}${r.chars(DIGITS, 2)}`,
+    `${first}+invoices`,
+  ])
   return `${local}@${r.pick(DOMAINS)}`
 }
 
 export function fakePhone(r: Rng): string {
   switch (r.int(6)) {
-    case 0: return `+44 20 7946 0${r.chars(DIGITS, 3)}`
-    case 1: return `+1 (${r.pick(['415', '212', '617', '312'])}) 555-01${r.chars(DIGITS, 2)}`
-    case 2: return `+49 30 ${r.chars('123456789', 1)}${r.chars(DIGITS, 7)}`
-    case 3: return `+33 6 ${r.chars(DIGITS, 2)} ${r.chars(DIGITS, 2)} ${r.chars(DIGITS, 2)} ${r.chars(DIGITS, 2)}`
-    case 4: return `(${r.pick(['415', '646', '303', '702'])}) ${r.chars('23456789', 1)}${r.chars(DIGITS, 2)}-${r.chars(DIGITS, 4)}`
-    default: return `+31 6 ${r.chars(DIGITS, 4)} ${r.chars(DIGITS, 4)}`
+    case 0:
+      return `+44 20 7946 0${r.chars(DIGITS, 3)}`
+    case 1:
+      return `+1 (${r.pick(['415', '212', '617', '312'])}) 555-01${r.chars(DIGITS, 2)}`
+    case 2:
+      return `+49 30 ${r.chars('123456789', 1)}${r.chars(DIGITS, 7)}`
+    case 3:
+      return `+33 6 ${r.chars(DIGITS, 2)} ${r.chars(DIGITS, 2)} ${r.chars(DIGITS, 2)} ${r.chars(DIGITS, 2)}`
+    case 4:
+      return `(${r.pick(['415', '646', '303', '702'])}) ${r.chars('23456789', 1)}${r.chars(DIGITS, 2)}-${r.chars(DIGITS, 4)}`
+    default:
+      return `+31 6 ${r.chars(DIGITS, 4)} ${r.chars(DIGITS, 4)}`
   }
 }
 
@@ -130,7 +207,9 @@ export function fakeCard(r: Rng): string {
     const n = body + luhnDigit(body)
     return r.int(2) ? `${n.slice(0, 4)} ${n.slice(4, 10)} ${n.slice(10)}` : n
   }
-  const body = (kind === 0 ? '4' + r.chars(DIGITS, 5) : r.pick(['51', '52', '53', '54', '55']) + r.chars(DIGITS, 4)) + r.chars(DIGITS, 9)
+  const body =
+    (kind === 0 ? '4' + r.chars(DIGITS, 5) : r.pick(['51', '52', '53', '54', '55']) + r.chars(DIGITS, 4)) +
+    r.chars(DIGITS, 9)
   const n = body + luhnDigit(body)
   const sep = r.pick([' ', '-', ''])
   return sep ? n.match(/.{4}/g)!.join(sep) : n
@@ -168,14 +247,20 @@ export function fakeNationalId(r: Rng): { value: string; label: string } {
   switch (r.int(6)) {
     case 0: {
       const area = String(1 + r.int(665)).padStart(3, '0')
-      return { value: `${area === '666' ? '667' : area}-${String(1 + r.int(99)).padStart(2, '0')}-${String(1 + r.int(9999)).padStart(4, '0')}`, label: 'SSN' }
+      return {
+        value: `${area === '666' ? '667' : area}-${String(1 + r.int(99)).padStart(2, '0')}-${String(1 + r.int(9999)).padStart(4, '0')}`,
+        label: 'SSN',
+      }
     }
     case 1: {
       const first = r.chars('ABCEGHJKLMNOPRSTWXYZ', 1)
       const second = r.chars('ABCEGHJKLMNPRSTWXYZ', 1)
       const prefix = ['BG', 'GB', 'KN', 'NK', 'NT', 'TN', 'ZZ'].includes(first + second) ? 'AB' : first + second
       const d = r.chars(DIGITS, 6)
-      return { value: `${prefix} ${d.slice(0, 2)} ${d.slice(2, 4)} ${d.slice(4)} ${r.chars('ABCD', 1)}`, label: 'National Insurance number' }
+      return {
+        value: `${prefix} ${d.slice(0, 2)} ${d.slice(2, 4)} ${d.slice(4)} ${r.chars('ABCD', 1)}`,
+        label: 'National Insurance number',
+      }
     }
     case 2: {
       const n = r.chars(DIGITS, 8)
@@ -185,7 +270,10 @@ export function fakeNationalId(r: Rng): { value: string; label: string } {
       const body = `${1 + r.int(2)}${r.chars(DIGITS, 2)}${String(1 + r.int(12)).padStart(2, '0')}${String(1 + r.int(95)).padStart(2, '0')}${r.chars(DIGITS, 6)}`
       const key = String(97 - Number(BigInt(body) % 97n)).padStart(2, '0')
       const v = body + key
-      return { value: `${v[0]} ${v.slice(1, 3)} ${v.slice(3, 5)} ${v.slice(5, 7)} ${v.slice(7, 10)} ${v.slice(10, 13)} ${v.slice(13)}`, label: 'numéro de sécurité sociale' }
+      return {
+        value: `${v[0]} ${v.slice(1, 3)} ${v.slice(3, 5)} ${v.slice(5, 7)} ${v.slice(7, 10)} ${v.slice(10, 13)} ${v.slice(13)}`,
+        label: 'numéro de sécurité sociale',
+      }
     }
     case 4:
       return { value: steuerId(r), label: 'Steuer-ID' }
