@@ -418,6 +418,22 @@ describe('compression', () => {
     })
   })
 
+  it('a prompt of 20,000 turns whose roles never alternate is answered in seconds (the search for an alternating cut was quadratic: minutes)', {
+    timeout: 60_000,
+  }, async () => {
+    await start({ contextWindows: { [ANTHROPIC_MODEL]: 9000 } })
+    const turn = { role: 'user', content: [{ type: 'text', text: 'What is this? '.repeat(20) }] }
+    const res = await fetch(`${proxy.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': 'sk-ant-client' },
+      body: JSON.stringify({ model: ANTHROPIC_MODEL, max_tokens: 100, messages: Array(20_000).fill(turn) }),
+      signal: AbortSignal.timeout(45_000),
+    })
+    // whatever the vendor makes of it: the point is that the proxy answered
+    expect(res.status).toBeGreaterThanOrEqual(200)
+    await res.arrayBuffer()
+  })
+
   it('a streamed request is compressed the same way, and the stream carries the headers', async () => {
     await start({ contextWindows: { [ANTHROPIC_MODEL]: 9000 } })
     const messages = anthropicSession(24)

@@ -164,6 +164,9 @@ function turnTokens(t: Turn, count: Count): number {
  * dropped until about `need` tokens are shed. Whole turns only (a call and its results go
  * together); where roles must alternate, the cut moves until they still do. Returns the dropped turns.
  */
+/** how many cuts either side of the needed one are tried for alternating roles */
+const ALTERNATION_REACH = 8
+
 export function dropOldTurns(view: BodyView, turns: Turn[], keepTurns: number, need: number, count: Count): Turn[] {
   const end = windowStart(turns, keepTurns)
   const cand: number[] = []
@@ -177,10 +180,15 @@ export function dropOldTurns(view: BodyView, turns: Turn[], keepTurns: number, n
     return turns.map((_, i) => i).filter((i) => !drop.has(i))
   }
   if (view.strictRoles) {
-    // the smallest cut at least as deep that keeps roles alternating, else the deepest shallower one
+    // the smallest cut at least as deep that keeps roles alternating, else the deepest shallower
+    // one, looked for within a few turns of the cut: in a conversation whose roles alternate one
+    // more or one fewer turn restores them, and an unbounded search is quadratic in the turns (a
+    // body of 27,000 user turns held the proxy for minutes)
     let ok = -1
-    for (let n = k; n <= cand.length && ok < 0; n++) if (!breaksAlternation(turns, keptWith(n))) ok = n
-    for (let n = k - 1; n >= 0 && ok < 0; n--) if (!breaksAlternation(turns, keptWith(n))) ok = n
+    const reach = Math.min(cand.length, k + ALTERNATION_REACH)
+    for (let n = k; n <= reach && ok < 0; n++) if (!breaksAlternation(turns, keptWith(n))) ok = n
+    for (let n = k - 1; n >= Math.max(0, k - ALTERNATION_REACH) && ok < 0; n--)
+      if (!breaksAlternation(turns, keptWith(n))) ok = n
     k = Math.max(0, ok)
   }
   if (k === 0) return []
