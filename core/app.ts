@@ -296,14 +296,16 @@ function registerRoutes(app: H3, deps: ServiceRouteDeps): void {
   const guard = createRequestGuard(deps.config)
   app.use((event) => {
     const refused = guard(event.req.headers)
-    if (refused)
-      return replies.protocolError(
-        event,
-        protocolOfPath(event.url.pathname),
-        refused.status,
-        refused.type,
-        refused.message,
-      )
+    if (!refused) return
+    const res = replies.protocolError(
+      event,
+      protocolOfPath(event.url.pathname),
+      refused.status,
+      refused.type,
+      refused.message,
+    )
+    if (refused.close) res.headers.set('connection', 'close')
+    return res
   })
   app.options(
     '/**',

@@ -32,6 +32,8 @@ export interface Refusal {
   status: number
   type: string
   message: string
+  /** the connection cannot carry another request (its body's end is unknown) */
+  close?: boolean
 }
 
 /**
@@ -62,6 +64,18 @@ export function createRequestGuard(config: ResolvedMeshConfig): (headers: Header
   }
 
   return (headers) => {
+    // a body framed by another coding than chunked (RFC 9112 6.3: only a final chunked tells where
+    // it ends): Node then reads it until the client closes, and a client waiting for the answer
+    // waits for ever; refused at once instead
+    const te = headers.get('transfer-encoding')
+    if (te !== null && !/(^|,)\s*chunked\s*$/i.test(te)) {
+      return {
+        status: 400,
+        type: 'invalid_request_error',
+        message: `Transfer-Encoding "${te.slice(0, 60)}" does not end with chunked: the body's end cannot be known`,
+        close: true,
+      }
+    }
     const host = headers.get('host')
     if (host && !hostAllowed(host.toLowerCase())) {
       return {

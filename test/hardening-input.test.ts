@@ -525,6 +525,22 @@ describe('what Node would answer by itself', () => {
     })
   })
 
+  it('a body framed by gzip without chunked: a 400 at once and the connection closed (Node would wait for the client to close)', async () => {
+    const before = s.mock.received.length
+    const body = JSON.stringify(OA('gpt-4o-mini'))
+    // raw() resolves when the proxy ends the connection: before the fix it never did
+    const res = await raw(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: gzip\r\n\r\n${body}`,
+    )
+    expect(res).toMatch(/^HTTP\/1\.1 400 /)
+    expect(res).toMatch(/\r\nconnection: close\r\n/)
+    // the first answer only (its length): what follows is the parser refusing the body's bytes
+    const start = res.indexOf('\r\n\r\n') + 4
+    const length = Number(/content-length: (\d+)/.exec(res)![1])
+    expect(JSON.parse(res.slice(start, start + length)).error.message).toMatch(/does not end with chunked/)
+    expect(s.mock.received.length).toBe(before)
+  })
+
   it('CONNECT: a 405, not a dropped connection', async () => {
     const res = await raw('CONNECT /v1beta/models/x:generateContent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
     expect(res).toMatch(/^HTTP\/1\.1 405 /)
