@@ -117,6 +117,7 @@ class Context implements CoreContext {
   answer: MeshContext['answer'] = undefined
   upstream: MeshContext['upstream'] = undefined
   attempts: MeshContext['attempts'] = undefined
+  upstreamHeaders: MeshContext['upstreamHeaders'] = undefined
   error: MeshContext['error'] = undefined
   status: MeshContext['status'] = undefined
   aborted: MeshContext['aborted'] = undefined

@@ -164,6 +164,11 @@ export interface MeshContext {
    * in order, the last one the answer's: target, HTTP status (0: no answer), why it failed
    */
   attempts?: Attempt[]
+  /**
+   * headers a plugin sends to the vendor on this request, replacing the client's of the same name
+   * (otel's traceparent naming the proxy's own span); the client's own headers are never rewritten
+   */
+  upstreamHeaders?: Record<string, string>
   /** set when the request failed; what afterResponse plugins (audit, quota) see */
   error?: { status: number; type: string; message: string; plugin?: string }
   /** final HTTP status sent to the client (set by the core before afterResponse) */

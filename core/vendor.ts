@@ -133,6 +133,9 @@ export function forwardedHeaders(ctx: MeshContext): Record<string, string> {
   }
   if (raw) for (let i = 0; i + 1 < raw.length; i += 2) add(raw[i]!.toLowerCase(), raw[i + 1]!)
   else ctx.request.headers.forEach((value, name) => add(name, value))
+  // a plugin's own headers for the vendor (otel's traceparent) replace the client's of that name
+  const own = ctx.upstreamHeaders
+  if (own) for (const k in own) out[k.toLowerCase()] = own[k]!
   return out
 }
 

@@ -12,7 +12,6 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import { nodeResponseOf } from '../../core/client.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 import { ChosenIds, chooseUpstreamIds, emitSpans, parentOf, type Marks } from './spans.ts'
@@ -96,33 +95,9 @@ function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
   }
 }
 
-/**
- * The vendor's traceparent names our upstream span, not the client's. The core forwards the
- * client's headers as they came: off Node's raw header list when served by node:http (so the
- * pair is changed there), else off ctx.request.headers.
- */
+/** The vendor's traceparent names our upstream span, not the client's (the core sends ctx.upstreamHeaders over the client's). */
 function setTraceparent(ctx: MeshContext, value: string): void {
-  const raw = nodeResponseOf(ctx)?.req?.rawHeaders
-  if (!raw) {
-    try {
-      ctx.request.headers.set('traceparent', value)
-    } catch {
-      /* immutable headers: the client's traceparent goes on */
-    }
-    return
-  }
-  let set = false
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() !== 'traceparent') continue
-    if (set) {
-      raw.splice(i, 2)
-      i -= 2
-    } else {
-      raw[i + 1] = value
-      set = true
-    }
-  }
-  if (!set) raw.push('traceparent', value)
+  ctx.upstreamHeaders = { ...ctx.upstreamHeaders, traceparent: value }
 }
 
 export function otel(options: OtelOptions = {}): Plugin {
