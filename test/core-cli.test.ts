@@ -80,7 +80,8 @@ function project(files: Record<string, string> = {}): string {
 afterAll(() => {
   // only the children this suite started, by their own handle
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  // a stopped CLI child may still be flushing its audit log: retry while the dir is not yet empty
+  for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
 })
 
 // concurrent: each test mostly waits for a node process to start
