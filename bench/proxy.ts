@@ -238,6 +238,14 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
             { root, dir, mockPort, seconds, connections, plainLua, freePort, start, wrk, cpuMs },
             children,
           )
+    // issue 16's translated streaming line, after the router's (BENCH_TRANSLATE=0 leaves it out)
+    const translateLine =
+      process.env.BENCH_TRANSLATE === '0'
+        ? undefined
+        : await (await import('./lib/translated-stream.ts')).translatedStreamLine(
+            { root, dir, mockPort, seconds, connections, freePort, start, wrk, cpuMs },
+            children,
+          )
 
     const f = (n: number, d = 2) => n.toFixed(d)
     console.log(
@@ -262,6 +270,7 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
       `first streamed chunk (300 sequential)  direct p50 ${f(pct(fcDirect, 50), 3)} ms | proxy p50 ${f(pct(fcProxy, 50), 3)} ms p99 ${f(pct(fcProxy, 99), 3)} ms | added ${f(firstAdded, 3)} ms`,
     )
     if (routerLine) console.log(routerLine)
+    if (translateLine) console.log(translateLine)
     console.log(
       `bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`,
     )

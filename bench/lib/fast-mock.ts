@@ -1,5 +1,6 @@
-// A zero-delay OpenAI-compatible upstream on a raw socket, for load tests: canned answers cost it
-// next to no CPU, so the machine's two cores go to the load generator and the proxy.
+// A zero-delay upstream on a raw socket, for load tests: OpenAI Chat Completions and Responses, and
+// Anthropic Messages on POST /v1/messages. Canned answers cost it next to no CPU, so the machine's
+// two cores go to the load generator and the proxy.
 import { createServer, type Server } from 'node:net'
 
 const answer = JSON.stringify({
@@ -115,6 +116,41 @@ const rEvents = [
 const rStreamFirst = Buffer.from(chunk(rEvents[0]!))
 const rStreamRest = Buffer.from(rEvents.slice(1).map(chunk).join('') + '0\r\n\r\n')
 
+// the same answer as Anthropic Messages; its stream event by event as Anthropic sends it (a ping
+// after the block starts, usage in message_start and message_delta)
+const aUsage = { input_tokens: 12, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 10 }
+const aMessage = {
+  id: 'msg_bench',
+  type: 'message',
+  role: 'assistant',
+  model: 'claude-haiku-4-5-20251001',
+  content: [{ type: 'text', text: rText }],
+  stop_reason: 'end_turn',
+  stop_sequence: null,
+  usage: aUsage,
+}
+const aAnswer = JSON.stringify(aMessage)
+const aPlain = Buffer.from(
+  `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(aAnswer)}\r\nconnection: keep-alive\r\n\r\n${aAnswer}`,
+)
+const aEvent = (type: string, data: Record<string, unknown>) =>
+  `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`
+const aEvents = [
+  aEvent('message_start', {
+    message: { ...aMessage, content: [], stop_reason: null, usage: { ...aUsage, output_tokens: 1 } },
+  }),
+  aEvent('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+  aEvent('ping', {}),
+  ...rText
+    .split(/(?<= )/)
+    .map((text) => aEvent('content_block_delta', { index: 0, delta: { type: 'text_delta', text } })),
+  aEvent('content_block_stop', { index: 0 }),
+  aEvent('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 10 } }),
+  aEvent('message_stop', {}),
+]
+const aStreamFirst = Buffer.from(chunk(aEvents[0]!))
+const aStreamRest = Buffer.from(aEvents.slice(1).map(chunk).join('') + '0\r\n\r\n')
+
 export function startFastMock(port = 0): Promise<{ port: number; server: Server }> {
   const server = createServer((socket) => {
     socket.setNoDelay(true)
@@ -130,13 +166,13 @@ export function startFastMock(port = 0): Promise<{ port: number; server: Server 
         if (buf.length < end + 4 + len) return
         const body = buf.subarray(end + 4, end + 4 + len)
         buf = buf.subarray(end + 4 + len)
-        const responses = head.startsWith('POST /v1/responses')
+        const kind = head.startsWith('POST /v1/responses') ? 1 : head.startsWith('POST /v1/messages') ? 2 : 0
         if (body.includes('"stream":true')) {
-          // first event on its own, like a vendor sending the role chunk before the text
+          // first event on its own, like a vendor sending the role chunk (or message_start) before the text
           socket.write(streamHead)
-          socket.write(responses ? rStreamFirst : streamFirst)
-          setImmediate(() => socket.write(responses ? rStreamRest : streamRest))
-        } else socket.write(responses ? rPlain : plain)
+          socket.write(kind === 1 ? rStreamFirst : kind === 2 ? aStreamFirst : streamFirst)
+          setImmediate(() => socket.write(kind === 1 ? rStreamRest : kind === 2 ? aStreamRest : streamRest))
+        } else socket.write(kind === 1 ? rPlain : kind === 2 ? aPlain : plain)
       }
     })
     socket.on('error', () => {})
