@@ -107,7 +107,10 @@ const rules = (L: string): Array<[name: string, source: string]> => [
 ]
 
 const RULES = rules(L)
-const SCAN = new RegExp(RULES.map(([name, src]) => `(?<${name}>${src})`).join('|'), 'g')
+// one unnamed group per rule (RULE_NAMES[i] is group i + 1): a named group per rule made every
+// match build a 20-key groups object
+const SCAN = new RegExp(RULES.map(([, src]) => `(${src})`).join('|'), 'g')
+const RULE_NAMES = RULES.map(([name]) => name)
 // the same alternatives without captures, for a yes/no answer over a whole request body
 const ANY = new RegExp(
   rules(L_JSON)
@@ -334,6 +337,29 @@ function awsSecretsNear(text: string, at: SecretMatch, out: SecretMatch[]): void
   }
 }
 
+/** validate one candidate of rule `name` at `start`; returns where a keyword value ended past the match */
+function candidate(text: string, name: string, start: number, whole: string, out: SecretMatch[]): number | undefined {
+  switch (name) {
+    case 'keyword':
+      return keywordMatch(text, start, whole, out)
+    case 'url':
+      urlMatch(start, whole, out)
+      return undefined
+    case 'auth':
+    case 'bearer':
+      authMatch(start, whole, out)
+      return undefined
+    case 'azure': {
+      const eq = whole.indexOf('=') + 1
+      out.push({ kind: 'azure-storage-key', start: start + eq, end: start + whole.length })
+      return undefined
+    }
+  }
+  if (name === 'privateKey' || validToken(name, whole))
+    out.push({ kind: KIND_OF[name]!, start, end: start + whole.trimEnd().length })
+  return undefined
+}
+
 /**
  * Secrets in `text`, sorted by start, never overlapping. `kinds` limits what is reported (default
  * all of SECRET_KINDS); unknown kinds throw.
@@ -346,30 +372,18 @@ export function detectSecrets(text: string, kinds?: readonly string[]): SecretMa
   const out: SecretMatch[] = []
   SCAN.lastIndex = 0
   for (let m = SCAN.exec(text); m; m = SCAN.exec(text)) {
-    const g = m.groups!
-    const whole = m[0]
+    let rule = 1
+    while (m[rule] === undefined) rule++
+    const name = RULE_NAMES[rule - 1]!
     const before = out.length
-    if (g.keyword !== undefined) {
-      const end = keywordMatch(text, m.index, whole, out)
-      if (end !== undefined && end > SCAN.lastIndex) SCAN.lastIndex = end
-    } else if (g.url !== undefined) urlMatch(m.index, whole, out)
-    else if (g.auth !== undefined || g.bearer !== undefined) authMatch(m.index, whole, out)
-    else if (g.azure !== undefined) {
-      const eq = whole.indexOf('=') + 1
-      out.push({ kind: 'azure-storage-key', start: m.index + eq, end: m.index + whole.length })
-    } else {
-      for (const name in KIND_OF) {
-        if (g[name] === undefined) continue
-        if (name === 'privateKey' || validToken(name, whole))
-          out.push({ kind: KIND_OF[name]!, start: m.index, end: m.index + whole.trimEnd().length })
-        break
-      }
-    }
+    const end = candidate(text, name, m.index, m[0], out)
+    if (end !== undefined && end > SCAN.lastIndex) SCAN.lastIndex = end
     // a candidate that proved to be none may have swallowed the start of a real one (the
     // `"private_key": "-----BEGIN` of a service-account file): scan on from its next character
     if (out.length === before) SCAN.lastIndex = m.index + 1
   }
+  if (!out.length) return out
   for (const f of out.slice()) if (f.kind === 'aws-access-key') awsSecretsNear(text, f, out)
-  out.sort((a, b) => a.start - b.start)
+  if (out.length > 1) out.sort((a, b) => a.start - b.start)
   return kinds ? out.filter((f) => kinds.includes(f.kind)) : out
 }
