@@ -39,7 +39,60 @@ export interface CompressInput {
   mustFit?: boolean
   /** the summary of dropped turns' transcript, or undefined when it could not be made */
   summarise?: (transcript: string) => Promise<string | undefined>
+  /** records what is changed, so that the caller can put the body back (createJournal) */
+  journal?: Journal
 }
+
+/**
+ * What compressBody changes in a body, to put it back when compression fails half way: the body's
+ * top-level fields as they were (the strategies replace the message array, never change it in
+ * place) and a copy of each message taken just before its first change. A copy of the whole body
+ * up front cost 70-450 ms at 10 MB, on every compressed request.
+ */
+export interface Journal {
+  watch(view: BodyView): void
+  restore(): void
+}
+
+export function createJournal(body: any): Journal {
+  const top: Record<string, unknown> = { ...body }
+  const copies = new Map<object, unknown>()
+  const touch = (item: unknown) => {
+    if (item !== null && typeof item === 'object' && !copies.has(item)) copies.set(item, structuredClone(item))
+  }
+  return {
+    watch(view) {
+      for (const m of view.msgs)
+        for (const p of m.parts) {
+          const set = p.set
+          if (set)
+            p.set = (text) => {
+              touch(m.item)
+              set(text)
+            }
+        }
+      const addText = view.addText
+      view.addText = (msg, text, where) => {
+        touch(msg.item)
+        return addText.call(view, msg, text, where)
+      }
+    },
+    restore() {
+      for (const k of Object.keys(body)) if (!(k in top)) delete body[k]
+      Object.assign(body, top)
+      for (const v of Object.values(top))
+        if (Array.isArray(v))
+          for (let i = 0; i < v.length; i++) {
+            const copy = copies.get(v[i])
+            if (copy !== undefined) v[i] = copy
+          }
+    },
+  }
+}
+
+/** Above this many messages each pass over the body runs in its own turn of the event loop. */
+const LARGE_MSGS = 2_000
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 export interface CompressResult {
   before: number
@@ -84,27 +137,40 @@ export async function compressBody(input: CompressInput): Promise<CompressResult
   }
   const view = viewOf(input.protocol, body)
   if (!view) return result
-  const step = (name: StrategyName, changed: boolean) => {
+  // a transcript of thousands of turns costs tens of ms per pass (and the measure after each):
+  // one pass per turn of the event loop, so other requests are not held for their sum
+  const pause = view.msgs.length > LARGE_MSGS ? nextTurn : () => undefined
+  await pause()
+  input.journal?.watch(view)
+  const step = async (name: StrategyName, changed: boolean) => {
     if (!changed) return
+    await pause()
     result.after = input.measure(body)
     if (!result.applied.includes(name)) result.applied.push(name)
     result.steps.push({ strategy: name, after: result.after })
+    await pause()
   }
   const turns = turnsOf(view)
   // lossless runs whenever the plugin acts (it loses nothing); the others only while over the target
   if (s.lossless) {
+    await pause()
     let changed = s.lossless.duplicates ? dropDuplicates(turns) : false
+    await pause()
     if (s.lossless.minify) changed = minify(turns) || changed
-    step('lossless', changed)
+    await step('lossless', changed)
   }
-  if (s.toolResults && result.after > target) step('tool-results', trimToolResults(turns, s.toolResults, input.count))
-  if (s.oldTurns && result.after > target) await oldTurns(input, view, turns, s.oldTurns.keepTurns, result, step)
+  if (s.toolResults && result.after > target) {
+    await pause()
+    await step('tool-results', trimToolResults(turns, s.toolResults, input.count))
+  }
+  if (s.oldTurns && result.after > target) await oldTurns(input, view, turns, s.oldTurns.keepTurns, result, pause, step)
   // a prompt that must fit the window and still does not: the windows shrink to the last turn
   // (a request the vendor would refuse for its size helps nobody)
   if (input.mustFit && result.after > target) {
+    await pause()
     if (s.toolResults)
-      step('tool-results', trimToolResults(turnsOf(view), { ...s.toolResults, keepTurns: 1 }, input.count))
-    if (s.oldTurns && result.after > target) await oldTurns(input, view, turnsOf(view), 1, result, step)
+      await step('tool-results', trimToolResults(turnsOf(view), { ...s.toolResults, keepTurns: 1 }, input.count))
+    if (s.oldTurns && result.after > target) await oldTurns(input, view, turnsOf(view), 1, result, pause, step)
   }
   result.met = result.after <= target
   return result
@@ -116,16 +182,18 @@ async function oldTurns(
   turns: Turn[],
   keepTurns: number,
   result: CompressResult,
-  step: (name: StrategyName, changed: boolean) => void,
+  pause: () => Promise<void> | undefined,
+  step: (name: StrategyName, changed: boolean) => Promise<void>,
 ): Promise<void> {
   const s = input.strategies
+  await pause()
   const dropped = dropOldTurns(view, turns, keepTurns, result.after - input.target, input.count)
-  step('old-turns', dropped.length > 0)
+  await step('old-turns', dropped.length > 0)
   if (!dropped.length || !s.summary || !input.summarise) return
   const summary = await input.summarise(transcriptOf(dropped).slice(0, s.summary.maxChars))
   if (!summary) return
   const text = `[Summary of ${dropped.length} earlier turns, removed by AgentMesh compression]\n${summary}`
-  step('summary', placeSummary(view, turnsOf(view), text))
+  await step('summary', placeSummary(view, turnsOf(view), text))
 }
 
 /**

@@ -6,7 +6,13 @@
 import { definePlugin } from '../../core/plugin.ts'
 import { protocols } from '../../core/protocols/index.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
-import { compressBody, type CompressResult, type ResolvedStrategies, type StrategyName } from './compress.ts'
+import {
+  compressBody,
+  createJournal,
+  type CompressResult,
+  type ResolvedStrategies,
+  type StrategyName,
+} from './compress.ts'
 import { resolveOptions, type CompressionOptions, type ResolvedOptions } from './options.ts'
 import { createSummariser } from './summary.ts'
 import { createWindowLookup } from './windows.ts'
@@ -109,7 +115,7 @@ export function compression(options: CompressionOptions = {}): Plugin {
     const measure = (body: any) => ctx.mesh.tokens.estimateInput(adapter.parse(body, parseOpts), model)
     // the body as the earlier plugins left it (a guard may have redacted it: never re-read rawBody),
     // to go back to if compression fails half way: a failed optimisation must not fail the request
-    const saved = structuredClone(ctx.request.body)
+    const journal = createJournal(ctx.request.body)
     let r: CompressResult
     try {
       r = await compressBody({
@@ -122,9 +128,10 @@ export function compression(options: CompressionOptions = {}): Plugin {
         strategies: d.strategies,
         mustFit: d.triggers.includes('overflow'),
         summarise: summariser && ((transcript) => summariser.summarise(ctx, transcript)),
+        journal,
       })
     } catch (err) {
-      ctx.request.body = saved
+      journal.restore()
       ctx.mesh.log.warn(`compression: failed, the request goes uncompressed: ${(err as Error).message}`, { id: ctx.id })
       return
     }

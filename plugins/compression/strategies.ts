@@ -1,7 +1,7 @@
 // The strategies, each over the neutral view (view.ts) and its turns (units.ts). None touches the
 // turn holding the last user message, system messages, tool definitions (not in the view) or any
 // image; old-turns drops whole turns only, so every tool call keeps its result.
-import { breaksAlternation, windowStart, type Turn } from './units.ts'
+import { alternationCuts, windowStart, type Turn } from './units.ts'
 import { languageOfPath, minifyFences, minifyJson, minifyOutput } from './text.ts'
 import type { BodyView, Part } from './view.ts'
 
@@ -175,24 +175,21 @@ export function dropOldTurns(view: BodyView, turns: Turn[], keepTurns: number, n
   let k = 0
   let shed = 0
   while (k < cand.length && shed < need) shed += turnTokens(turns[cand[k++]!]!, count)
-  const keptWith = (n: number) => {
-    const drop = new Set(cand.slice(0, n))
-    return turns.map((_, i) => i).filter((i) => !drop.has(i))
-  }
   if (view.strictRoles) {
     // the smallest cut at least as deep that keeps roles alternating, else the deepest shallower
     // one, looked for within a few turns of the cut: in a conversation whose roles alternate one
     // more or one fewer turn restores them, and an unbounded search is quadratic in the turns (a
     // body of 27,000 user turns held the proxy for minutes)
+    const breaks = alternationCuts(turns, cand)
     let ok = -1
     const reach = Math.min(cand.length, k + ALTERNATION_REACH)
-    for (let n = k; n <= reach && ok < 0; n++) if (!breaksAlternation(turns, keptWith(n))) ok = n
-    for (let n = k - 1; n >= Math.max(0, k - ALTERNATION_REACH) && ok < 0; n--)
-      if (!breaksAlternation(turns, keptWith(n))) ok = n
+    for (let n = k; n <= reach && ok < 0; n++) if (!breaks(n)) ok = n
+    for (let n = k - 1; n >= Math.max(0, k - ALTERNATION_REACH) && ok < 0; n--) if (!breaks(n)) ok = n
     k = Math.max(0, ok)
   }
   if (k === 0) return []
-  const kept = keptWith(k)
+  const drop = new Set(cand.slice(0, k))
+  const kept = turns.map((_, i) => i).filter((i) => !drop.has(i))
   const msgs = kept.flatMap((i) => turns[i]!.msgs)
   view.keep(msgs)
   view.msgs = msgs

@@ -100,3 +100,33 @@ export function breaksAlternation(turns: Turn[], kept: number[]): boolean {
   }
   return false
 }
+
+/**
+ * breaksAlternation for the cuts dropOldTurns tries, without rebuilding anything per cut: the
+ * function returned tells, for n, breaksAlternation(turns, every turn but cand[0..n)) (`cand`
+ * ascending), in one pass over flat arrays built once. With a Map and a Set per cut (up to 17
+ * cuts), a body of 27,000 turns held the event loop for half a second.
+ */
+export function alternationCuts(turns: Turn[], cand: number[]): (n: number) => boolean {
+  const rank = new Int32Array(turns.length).fill(-1)
+  for (let i = 0; i < cand.length; i++) rank[cand[i]!] = i
+  // the non-system messages in order (their index is the position breaksAlternation compares)
+  const roles: Role[] = []
+  const turnOf: number[] = []
+  for (let t = 0; t < turns.length; t++)
+    for (const m of turns[t]!.msgs)
+      if (m.role !== 'system') {
+        roles.push(m.role)
+        turnOf.push(t)
+      }
+  return (n) => {
+    let prev = -1
+    for (let j = 0; j < roles.length; j++) {
+      const r = rank[turnOf[j]!]!
+      if (r >= 0 && r < n) continue
+      if (prev >= 0 && roles[prev] === roles[j] && prev !== j - 1) return true
+      prev = j
+    }
+    return false
+  }
+}
