@@ -268,7 +268,18 @@ describe("dashboard: one request's route, guards and audit entry", () => {
         guards.some((g) => g.startsWith('personal data masked: email×1')),
         guards.join(' | '),
       ).toBe(true)
-      expect(await detail.locator('[data-field="audit"]').textContent()).toContain(engId)
+      // the entry's sequence number, as the log file holds it for this request id
+      await expect
+        .poll(() => detail.locator('[data-field="audit"]').textContent(), { timeout: 20_000 })
+        .toMatch(/^entry #\d+ in the audit log/)
+      const auditText = (await detail.locator('[data-field="audit"]').textContent())!
+      expect(auditText).toContain(engId)
+      const logged = readFileSync(listLogFiles(join(proxy.dataDir, 'audit'))[0]!.path, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .find((r) => r.kind === 'request' && r.id === engId)
+      expect(auditText).toContain(`#${logged.seq} `)
 
       const opsId = (
         proxy.events.find((e) => e.type === 'request' && (e.data as any).identity.team === 'ops')!.data as any

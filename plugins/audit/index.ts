@@ -23,6 +23,13 @@ import { commandTarget, storageTarget, webhookTarget, type WitnessOptions } from
 import { formatVerifyResult, strictIssues, verifyLog, type HeadInput, type VerifyResult } from './verify.ts'
 import { AuditWriter, type OnFailure } from './writer.ts'
 
+declare module '../../core/types.ts' {
+  interface MeshEvents {
+    /** a request's entry is in the log: its sequence number there (the dashboard's request detail) */
+    audit_entry: { id: string; seq: number }
+  }
+}
+
 export type { AuditEntry, ChainHead, ChainRecord, CheckpointBody } from './chain.ts'
 export { canonicalJson, sha256Hex, GENESIS } from './canonical.ts'
 export { seal, sealEntry, parseLine, SIGNATURE_PREFIX } from './chain.ts'
@@ -490,7 +497,7 @@ function appendEntry(ctx: MeshContext, w: AuditWriter, options: AuditOptions, bu
   entry.kind = 'request'
   // chain fields are the writer's (cleared, not deleted: delete turns the entry into a slow dictionary object)
   for (const k of ['seq', 'prev', 'hash', 'sig']) if (entry[k] !== undefined) entry[k] = undefined
-  return w.append(entry, wasAnswered(ctx))
+  return w.append(entry, wasAnswered(ctx), ctx.mesh.emit)
 }
 
 /**

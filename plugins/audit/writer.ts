@@ -56,7 +56,13 @@ interface CheckpointNote {
   outage?: { since: string; until: string; refused: number; dropped: number }
 }
 
-type Item = { kind: 'request'; entry: AuditEntry } | { kind: 'checkpoint'; note?: CheckpointNote }
+/** told each entry's place in the chain once its batch is in the store (the plugin's `audit_entry` event) */
+export type OnWritten = (type: 'audit_entry', data: { id: string; seq: number }) => void
+
+type Item =
+  // seq: set when the batch is sealed (again if it is re-sealed after another writer moved the head)
+  | { kind: 'request'; entry: AuditEntry; written?: OnWritten; seq?: number }
+  | { kind: 'checkpoint'; note?: CheckpointNote }
 
 export interface WriterStats {
   written: number
@@ -208,7 +214,7 @@ export class AuditWriter {
    * Queue an entry; returns a promise only when the queue is full (backpressure). `keep`: the
    * entry of a request that was answered, which a failing store must not make us drop.
    */
-  append(entry: AuditEntry, keep = true): void | Promise<void> {
+  append(entry: AuditEntry, keep = true, written?: OnWritten): void | Promise<void> {
     if (!this.opened) {
       this.options.log?.error('audit: entry dropped: the audit writer is not open (appended after shutdown?)', {
         id: entry.id,
@@ -216,16 +222,16 @@ export class AuditWriter {
       return
     }
     if (this.queue.length < this.queueMax) {
-      this.push({ kind: 'request', entry })
+      this.push({ kind: 'request', entry, written })
       return
     }
     if (this.failing) {
       // waiting for room could last the whole outage, holding the response
-      if (keep && (this.options.onFailure ?? 'refuse') === 'refuse') this.push({ kind: 'request', entry })
+      if (keep && (this.options.onFailure ?? 'refuse') === 'refuse') this.push({ kind: 'request', entry, written })
       else this.failing.dropped++
       return
     }
-    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.append(entry, keep))
+    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.append(entry, keep, written))
   }
 
   /** The plugin refused a request because the store fails: counted for the outage note. */
@@ -415,6 +421,7 @@ export class AuditWriter {
         continue
       }
       seq++
+      item.seq = seq
       const s = sealEntry(item.entry, seq, hash)
       job.lines.push(s.line)
       job.hashes.push(s.hash)
@@ -507,6 +514,8 @@ export class AuditWriter {
     this.stats.checkpoints += job.checkpointLines.length
     if (job.checkpointLines.length && this.pendingNote) this.pendingNote = undefined
     if (job.lastCheckpoint) this.heads.publish(job.lastCheckpoint)
+    for (const item of job.items)
+      if (item.kind === 'request' && item.written) item.written('audit_entry', { id: item.entry.id, seq: item.seq! })
     this.recovered()
     this.armCheckpointTimer()
     return true

@@ -111,6 +111,8 @@ async function observe(o: ObserveOptions, print: (l: string) => void): Promise<n
         delay = 500
         const ended = await readStream(res, (e) => {
           if (e.id) lastId = e.id
+          // one per request, bookkeeping for the dashboard: shown only when asked for by --type
+          if (!o.type && e.type === 'audit_entry') return true
           if (visible && !visible(e)) return true
           figures.add(e)
           print(o.json ? JSON.stringify(e) : eventLine(e, tty))

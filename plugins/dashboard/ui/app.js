@@ -76,7 +76,10 @@ function apply(e) {
       model: d.model,
       stream: d.stream,
     })
-  else if (e.type === 'cache_hit')
+  // the entry's place in the audit log, once its batch is written (only for rows still shown)
+  else if (e.type === 'audit_entry') {
+    if (store.rows.has(d.id)) store.rows.get(d.id).auditSeq = d.seq
+  } else if (e.type === 'cache_hit')
     Object.assign(rowOf(d.id), {
       cacheKind: d.kind,
       similarity: d.similarity,
@@ -472,7 +475,7 @@ function Requests() {
       <dt>status</dt><dd>${detail.status}${detail.error ? ` ${detail.error.type}${detail.error.plugin ? ` (${detail.error.plugin})` : ''}` : ''}</dd>
       <dt>route</dt><dd data-field="route">${detail.route ? `${detail.route.requested} → ${detail.route.vendor}/${detail.route.model}: ${detail.route.reason}${detail.route.rule ? ` (rule ${detail.route.rule})` : ''}` : detail.status === 'pending' ? '–' : 'the requested model (no routing rule acted)'}</dd>
       <dt>guards</dt><dd data-field="guards">${detail.guards?.length ? html`<ul>${detail.guards.map((g) => html`<li>${g}</li>`)}</ul>` : 'none acted'}</dd>
-      <dt>audit</dt><dd data-field="audit">entry with id <code>${detail.id}</code> <span class="muted">(its sequence number is assigned when the log is written and is not in the live events: <code>agentmesh audit export</code> lists it)</span></dd>
+      <dt>audit</dt><dd data-field="audit">${detail.auditSeq !== undefined ? html`entry <code>#${detail.auditSeq}</code> in the audit log (id <code>${detail.id}</code>)` : html`<span class="muted">not written yet${detail.status === 'pending' ? '' : ', or written before this page was opened'} (id <code>${detail.id}</code>; <code>agentmesh audit export</code> lists every entry)</span>`}</dd>
     </dl></section>`
         : ''
     }`
