@@ -4,7 +4,7 @@
 // where it does not. Text without candidates costs one indexOf / one regex scan per kind.
 import { isIPv6 } from 'node:net'
 
-export const PERSONAL_DATA_KINDS = ['email', 'phone', 'card', 'iban', 'national-id', 'ip'] as const
+export const PERSONAL_DATA_KINDS = Object.freeze(['email', 'phone', 'card', 'iban', 'national-id', 'ip'] as const)
 export type PersonalDataKind = (typeof PERSONAL_DATA_KINDS)[number]
 
 export interface PersonalDataMatch {
@@ -433,7 +433,7 @@ const PHONE_INTL: Scanner = scanner(
 )
 const PHONE_NANP: Scanner = scanner(
   String.raw`(?<![\w\-.])(?:\([2-9]\d{2}\) ?|[2-9]\d{2}(?<nanpSep>[-. ]))[2-9]\d{2}(?:\k<nanpSep>|[-. ])\d{4}(?![\w]|[-.]\d)`,
-  (c) => c === 40 || isDigitCode(c),
+  (c) => c === 40 || (c >= 50 && c <= 57),
   (_text, m, out) => {
     out.push({ kind: 'phone', start: m.index, end: endOf(m) })
     return endOf(m)
@@ -461,24 +461,37 @@ const SCANNERS: Record<PersonalDataKind, Scanner[]> = {
   ip: [IPV4],
   phone: [PHONE_INTL, PHONE_NANP, PHONE_NATIONAL],
 }
-// groups a backreference names stay; the others become plain groups in the alternation
-const BACKREFERENCED = new Set(['sep', 'nanpSep'])
-
 interface Plan {
   email: boolean
   ip: boolean
   scanners: Scanner[]
-  /** every scanner's regex in one alternation; undefined when no kind needs digits */
+  /** every scanner's regex in one alternation, each in a group; undefined when no kind needs digits */
   any: RegExp | undefined
+  /** the number of the group holding scanner i's alternative */
+  group: number[]
 }
 
 const plans = new Map<string, Plan>()
+// the plugin passes the same frozen array on every call: found by identity without joining it
+// (a frozen list cannot have changed since)
+let lastList: readonly string[] | undefined
+let lastPlan: Plan | undefined
+
+/** how many capture groups a regex source holds */
+const groupCount = (source: string) => new RegExp(`(?:${source})|`).exec('')!.length - 1
 
 /** what to run for a list of kinds, made once per list */
 function planFor(kinds: readonly string[]): Plan {
+  if (kinds === lastList) return lastPlan!
   const key = kinds.join(',')
   let plan = plans.get(key)
-  if (plan) return plan
+  if (plan) {
+    if (Object.isFrozen(kinds)) {
+      lastList = kinds
+      lastPlan = plan
+    }
+    return plan
+  }
   const scanners: Scanner[] = []
   for (const kind of kinds) {
     const list = SCANNERS[kind as PersonalDataKind]
@@ -486,17 +499,25 @@ function planFor(kinds: readonly string[]): Plan {
       throw new Error(`detectPersonalData: unknown kind "${kind}" (expected ${PERSONAL_DATA_KINDS.join(', ')})`)
     for (const s of list) if (!scanners.includes(s)) scanners.push(s)
   }
-  const alternation = scanners
-    .map((s) => `(?:${s.source.replace(/\(\?<(\w+)>/g, (g, name) => (BACKREFERENCED.has(name) ? g : '(?:'))})`)
-    .join('|')
+  const group: number[] = []
+  let n = 1
+  for (const s of scanners) {
+    group.push(n)
+    n += 1 + groupCount(s.source)
+  }
   plan = {
     email: kinds.includes('email'),
     ip: kinds.includes('ip'),
     scanners,
-    any: scanners.length ? new RegExp(alternation, 'g') : undefined,
+    any: scanners.length ? new RegExp(scanners.map((s) => `(${s.source})`).join('|'), 'g') : undefined,
+    group,
   }
   // a caller making up kind lists cannot grow this without bound: there are 63 lists of distinct kinds
   if (plans.size < 1000) plans.set(key, plan)
+  if (Object.isFrozen(kinds)) {
+    lastList = kinds
+    lastPlan = plan
+  }
   return plan
 }
 
@@ -504,13 +525,18 @@ function planFor(kinds: readonly string[]): Plan {
 const reached: number[] = []
 
 function findDigitKinds(text: string, plan: Plan, out: Found[]): void {
-  const { scanners, any } = plan
+  const { scanners, any, group } = plan
   for (let i = 0; i < scanners.length; i++) reached[i] = 0
   any!.lastIndex = 0
   for (let m = any!.exec(text); m; m = any!.exec(text)) {
     const at = m.index
+    // the alternative that matched: the scanners before it have no candidate here, its own
+    // candidate is this match (its groups included), the ones after it may have one
+    let i = 0
+    while (m[group[i]!] === undefined) i++
+    if (reached[i]! <= at) reached[i] = scanners[i]!.take(text, m, out)
     const c = text.charCodeAt(at)
-    for (let i = 0; i < scanners.length; i++) {
+    for (i++; i < scanners.length; i++) {
       const s = scanners[i]!
       if (reached[i]! > at || !s.first(c)) continue
       s.re.lastIndex = at

@@ -212,9 +212,13 @@ function maskViews(ctx: MeshContext, forms: Array<[string, string]>): void {
 
 export function mask(options: MaskOptions = {}): Plugin {
   validate(options)
-  const kinds = options.kinds ? validKinds('kinds', options.kinds) : DEFAULT_KINDS
+  // frozen: the detector then knows each list by identity, without joining it on every request
+  const kinds = Object.freeze(options.kinds ? validKinds('kinds', options.kinds) : [...DEFAULT_KINDS])
   const teams = new Map(
-    Object.entries(options.teams ?? {}).map(([t, k]) => [t, k === false ? [] : validKinds(`teams.${t}`, k)]),
+    Object.entries(options.teams ?? {}).map(([t, k]) => [
+      t,
+      Object.freeze(k === false ? [] : validKinds(`teams.${t}`, k)),
+    ]),
   )
   const anything = kinds.length > 0 || [...teams.values()].some((k) => k.length > 0)
   const plugin = { name: 'mask', enforce: 'pre' as const, options: { kinds, teams: Object.fromEntries(teams) } }
