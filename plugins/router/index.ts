@@ -10,7 +10,7 @@
 import { isDryRun } from '../../core/dry-run.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import { tokenFamily } from '../../core/tokens.ts'
-import type { Identity, Mesh, MeshContext, Plugin, ProtocolName } from '../../core/types.ts'
+import type { Identity, Mesh, MeshContext, MeshEvents, Plugin, ProtocolName } from '../../core/types.ts'
 import { capabilitiesOf } from './capabilities.ts'
 import { cheapestCapable, resolveTarget, type Candidate } from './choose.ts'
 import { routeRequest } from './features.ts'
@@ -120,14 +120,10 @@ export function router(options: RouterOptions = {}): Plugin {
           'router_config_error',
           `router rule "${rule.name}" pins ${rule.model}, which no configured vendor serves; add its vendor to \`plugins\``,
         )
-      return {
-        requested,
-        vendor: c.vendor,
-        model: c.model,
-        reason: rule.name,
-        rule: rule.name,
-        ...(rule.fallbacks ? { fallbacks: fallbacksFor(ctx, rule) } : {}),
-      }
+      // no spreads: this runs on every request a pinning rule matches (bench:proxy's router line)
+      const d: RouteDecision = { requested, vendor: c.vendor, model: c.model, reason: rule.name, rule: rule.name }
+      if (rule.fallbacks) d.fallbacks = fallbacksFor(ctx, rule)
+      return d
     }
     const targets = rule?.candidates ?? aliasTargets
     if (!targets) {
@@ -192,13 +188,10 @@ export function router(options: RouterOptions = {}): Plugin {
     const strategy = rule?.strategy ?? opts.strategy
     if (strategy) d.strategy = strategy
     const before = ctx.route.model
-    ctx.route = {
-      vendor: d.vendor,
-      model: d.model,
-      reason: d.reason,
-      ...(d.fallbacks?.length ? { fallbacks: d.fallbacks } : {}),
-      ...(strategy ? { strategy } : {}),
-    }
+    const route: MeshContext['route'] = { vendor: d.vendor, model: d.model, reason: d.reason }
+    if (d.fallbacks?.length) route.fallbacks = d.fallbacks
+    if (strategy) route.strategy = strategy
+    ctx.route = route
     ctx.state.route = d
     if (d.model !== before) reestimate(ctx, before)
   }
@@ -211,25 +204,41 @@ export function router(options: RouterOptions = {}): Plugin {
     ctx.cost.usd = mesh.pricing.cost(ctx.route.model, ctx.usage)
   }
 
+  /** `vendor/model` for X-AgentMesh-Route, made once per target rather than per request */
+  const targetIds = new Map<string, Map<string, string>>()
+  function targetId(vendor: string, model: string): string {
+    let byModel = targetIds.get(vendor)
+    if (!byModel) targetIds.set(vendor, (byModel = new Map()))
+    let id = byModel.get(model)
+    if (id === undefined) {
+      id = `${vendor}/${model}`
+      // client-named models are unbounded: only a bounded number is remembered
+      if (byModel.size < 256) byModel.set(model, id)
+    }
+    return id
+  }
+
   function route(ctx: MeshContext): void {
     if (ctx.operation !== 'chat') return
     const d = ctx.state.route
-    ctx.headers['X-AgentMesh-Route'] = `${ctx.route.vendor}/${ctx.route.model}`
-    ctx.headers['X-AgentMesh-Route-Reason'] = ctx.route.reason ?? 'requested model'
+    // lower case, as the core writes them: no per-request toLowerCase copy of the names
+    ctx.headers['x-agentmesh-route'] = targetId(ctx.route.vendor, ctx.route.model)
+    ctx.headers['x-agentmesh-route-reason'] = ctx.route.reason ?? 'requested model'
     // a dry run tells no dashboard (as every plugin with side effects)
     if (!d || isDryRun(ctx)) return
-    ctx.mesh.emit('route', {
+    const event: MeshEvents['route'] = {
       id: ctx.id,
       identity: ctx.identity,
       requested: d.requested,
       vendor: ctx.route.vendor,
       model: ctx.route.model,
       reason: d.reason,
-      ...(d.rule ? { rule: d.rule } : {}),
-      ...(d.candidates !== undefined ? { candidates: d.candidates } : {}),
-      ...(d.skipped ? { skipped: d.skipped } : {}),
-      ...(d.fallbacks ? { fallbacks: d.fallbacks } : {}),
-    })
+    }
+    if (d.rule) event.rule = d.rule
+    if (d.candidates !== undefined) event.candidates = d.candidates
+    if (d.skipped) event.skipped = d.skipped
+    if (d.fallbacks) event.fallbacks = d.fallbacks
+    ctx.mesh.emit('route', event)
   }
 
   return definePlugin({
@@ -240,6 +249,7 @@ export function router(options: RouterOptions = {}): Plugin {
       mesh = m
       resolved.clear()
       pins.clear()
+      targetIds.clear()
     },
     hooks: { beforeRequest, route },
   })

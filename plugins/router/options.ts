@@ -158,6 +158,22 @@ const MATCH_KEYS = new Set([
   'images',
 ])
 
+/** a test of one named field, read as a fixed property (r[f] with f a variable is a keyed load on every request) */
+function fieldTest(f: 'team' | 'user' | 'tool' | 'protocol' | 'model', t: (s: string) => boolean): Matcher {
+  switch (f) {
+    case 'team':
+      return (r) => t(r.team)
+    case 'user':
+      return (r) => t(r.user)
+    case 'tool':
+      return (r) => t(r.tool)
+    case 'protocol':
+      return (r) => t(r.protocol)
+    case 'model':
+      return (r) => t(r.model)
+  }
+}
+
 function compileMatch(where: string, m: RouteMatch | Matcher | undefined): Matcher {
   if (m === undefined) return () => true
   if (typeof m === 'function') return m
@@ -168,7 +184,7 @@ function compileMatch(where: string, m: RouteMatch | Matcher | undefined): Match
   for (const f of ['team', 'user', 'tool', 'protocol', 'model'] as const) {
     if (m[f] === undefined) continue
     const t = nameTest(`${where}.match.${f}`, m[f])
-    tests.push((r) => t(r[f]))
+    tests.push(fieldTest(f, t))
   }
   for (const f of ['minInputTokens', 'maxInputTokens'] as const) {
     const n = m[f]
@@ -181,7 +197,7 @@ function compileMatch(where: string, m: RouteMatch | Matcher | undefined): Match
     if (m[f] === undefined) continue
     if (typeof m[f] !== 'boolean') fail(`${where}.match.${f} must be true or false`)
     const want = m[f]
-    tests.push((r) => r[f] === want)
+    tests.push(f === 'tools' ? (r) => r.tools === want : (r) => r.images === want)
   }
   if (tests.length === 1) return tests[0]!
   return (r) => {
