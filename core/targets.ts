@@ -606,6 +606,7 @@ export async function runAttempts(reg: Targets, ctx: CoreContext, call: () => Pr
     t.inFlight++
     t.lastUsed = Date.now()
     const started = performance.now()
+    const listed = run.attempts.length
     let thrown: unknown
     let v: Verdict
     try {
@@ -615,6 +616,8 @@ export async function runAttempts(reg: Targets, ctx: CoreContext, call: () => Pr
       thrown = err
       v = verdictOfError(err)
     }
+    // calls a vendor with several keys made within this one (a key's 429, another key at once)
+    run.calls += run.attempts.length - listed
     const ms = performance.now() - started
     if (v.kind === 'answer') {
       run.calls++

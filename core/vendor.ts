@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { nodeResponseOf } from './client.ts'
 import { UpstreamError, callUpstream } from './upstream.ts'
-import type { Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
+import type { Attempt, Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
 
 /** One key and/or base URL of a vendor; several spread the load and survive one's outage or rate limit. */
 export interface Deployment {
@@ -250,8 +250,8 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         return callUpstream(ctx, { url: t.base + path, method, headers, body })
       }
       const via = pool
-        ? (fn: (t: Target) => Promise<UpstreamResponse>) => pool.run(fn)
-        : (fn: (t: Target) => Promise<UpstreamResponse>) => fn(single)
+        ? (ctx: MeshContext, fn: (t: Target) => Promise<UpstreamResponse>) => pool.run(ctx, fn)
+        : (_ctx: MeshContext, fn: (t: Target) => Promise<UpstreamResponse>) => fn(single)
       const embeddingsPath = spec.embeddingsPath
       const countPath = spec.countTokensPath
       mesh.registerVendor({
@@ -260,15 +260,15 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         protocols: spec.protocols,
         handles: (m) => spec.handles(m) || models.includes(m),
         models: () => models,
-        call: pool ? (ctx) => pool.run((t) => callWith(ctx, t)) : (ctx) => callWith(ctx, single),
+        call: pool ? (ctx) => pool.run(ctx, (t) => callWith(ctx, t)) : (ctx) => callWith(ctx, single),
         embeddings: embeddingsPath
-          ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(embeddingsPath, ctx), forwardedQuery(ctx))))
+          ? (ctx) => via(ctx, (t) => callWith(ctx, t, withQuery(pathFor(embeddingsPath, ctx), forwardedQuery(ctx))))
           : undefined,
         countTokens:
           countPath && (pool || single.key)
-            ? (ctx) => via((t) => callWith(ctx, t, withQuery(pathFor(countPath, ctx), forwardedQuery(ctx))))
+            ? (ctx) => via(ctx, (t) => callWith(ctx, t, withQuery(pathFor(countPath, ctx), forwardedQuery(ctx))))
             : undefined,
-        forward: spec.forwardState ? (ctx, call) => via((t) => forwardAs(ctx, t, call)) : undefined,
+        forward: spec.forwardState ? (ctx, call) => via(ctx, (t) => forwardAs(ctx, t, call)) : undefined,
         targets: pool ? () => pool.targets() : undefined,
       })
     },
@@ -352,6 +352,9 @@ class DeploymentState implements Target {
   latencyEwmaMs: number | undefined = undefined
   /** smooth weighted round robin's running score */
   current = 0
+  /** redis: when the shared cooldown was last read, and the read in progress */
+  syncedAt = 0
+  syncing: Promise<void> | undefined = undefined
   constructor(
     readonly id: string,
     readonly base: string,
@@ -373,13 +376,23 @@ export function retryAfterMs(headers: Record<string, string> | undefined, now = 
 }
 
 const EWMA_ALPHA = 0.2
+/** redis: the first read of a deployment's shared cooldown is awaited, this long at most */
+const SHARED_READ_TIMEOUT_MS = 250
+
+interface SharedCooldown {
+  until: number
+  reason: string
+  failures: number
+}
 
 /**
  * Spreads one vendor's calls over its deployments: the least loaded by requests in flight per
  * unit of weight, ties broken by smooth weighted round robin (so sequential calls follow the
  * weights exactly). A 429 cools a deployment down until its Retry-After (or `ms`); `failures`
  * failures within `windowMs` do too. When the time is up, one request goes through as a probe
- * (half-open): success makes it healthy again, failure cools it down again.
+ * (half-open): success makes it healthy again, failure cools it down again. A call that one key
+ * answers with 429 is made again at once with another free key (each key once per request), before
+ * anything reached the client. With redis storage the cooldowns are shared by instances.
  */
 function createBalancer(
   mesh: Mesh,
@@ -391,6 +404,8 @@ function createBalancer(
   const windowMs = opts.windowMs ?? 60_000
   const coolMs = opts.ms ?? 30_000
   const maxMs = opts.maxMs ?? 300_000
+  const shared = mesh.config.storage?.driver === 'redis'
+  const syncMs = mesh.config.routing?.cooldown.syncMs ?? 1000
   const seen = new Set<string>()
   const list = targets.map((t, i) => {
     let id = deploymentId(t.base, t.key)
@@ -399,12 +414,14 @@ function createBalancer(
     return new DeploymentState(id, t.base, t.key, t.weight)
   })
 
-  function pick(now: number): DeploymentState | undefined {
+  /** may be called now: healthy, or cooled and its one probe not yet out */
+  const free = (d: DeploymentState, now: number) => d.state === 'healthy' || (now >= d.cooldownUntil && !d.probing)
+
+  function pick(now: number, skip: DeploymentState[] | undefined): DeploymentState | undefined {
     let best: DeploymentState[] = []
     let bestLoad = Number.POSITIVE_INFINITY
     for (const d of list) {
-      // cooling, or cooled but its one probe is out: skipped
-      if (d.state !== 'healthy' && (now < d.cooldownUntil || d.probing)) continue
+      if (!free(d, now) || skip?.includes(d)) continue
       const load = d.inFlight / d.weight
       if (load < bestLoad) {
         bestLoad = load
@@ -423,7 +440,7 @@ function createBalancer(
     return chosen
   }
 
-  function coolDown(d: DeploymentState, ms: number, reason: string) {
+  function coolDown(d: DeploymentState, ms: number, reason: string, fromShared = false) {
     d.state = 'cooldown'
     d.probing = false
     d.cooldownUntil = Date.now() + Math.min(ms, maxMs)
@@ -437,7 +454,56 @@ function createBalancer(
       until: d.cooldownUntil,
       failures: d.failures,
       reason,
+      ...(fromShared ? { shared: true } : {}),
     })
+    if (shared && !fromShared) share(d, reason)
+  }
+
+  // ---- shared cooldowns (redis): written when one cools, read every syncMs before a call
+
+  /** the deployment's id names it (host and a hash of its key), never the key itself */
+  const keyOf = (d: DeploymentState) =>
+    `routing:cooldown:deployment:${encodeURIComponent(vendor)}:${encodeURIComponent(d.id)}`
+
+  function share(d: DeploymentState, reason: string): void {
+    const value: SharedCooldown = { until: d.cooldownUntil, reason: reason.slice(0, 300), failures: d.failures }
+    const ttl = Math.max(1, Math.ceil((d.cooldownUntil - Date.now()) / 1000))
+    mesh.storage.setItem(keyOf(d), value as any, { ttl }).catch((err: Error) => {
+      mesh.log.debug(`${vendor} deployment ${d.id}: cooldown not shared: ${err.message}`)
+    })
+  }
+
+  async function read(d: DeploymentState): Promise<void> {
+    let v: SharedCooldown | null
+    try {
+      v = (await mesh.storage.getItem(keyOf(d))) as SharedCooldown | null
+    } catch (err) {
+      mesh.log.debug(`${vendor} deployment ${d.id}: shared cooldown not read: ${(err as Error).message}`)
+      return
+    }
+    const now = Date.now()
+    if (!v || typeof v.until !== 'number' || v.until <= now) return
+    if (d.state === 'healthy' || v.until > d.cooldownUntil)
+      coolDown(d, v.until - now, `shared: ${String(v.reason)}`, true)
+  }
+
+  /** each deployment's shared cooldown, read at most every syncMs; only the first read is awaited (briefly) */
+  function sync(): Promise<void> | undefined {
+    const now = Date.now()
+    let first: Array<Promise<void>> | undefined
+    for (const d of list) {
+      if (!d.syncing && now - d.syncedAt >= syncMs) {
+        d.syncing = read(d).finally(() => {
+          d.syncing = undefined
+          d.syncedAt = Date.now()
+        })
+      }
+      if (d.syncedAt === 0 && d.syncing) (first ??= []).push(d.syncing)
+    }
+    if (!first) return undefined
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((r) => (timer = setTimeout(r, SHARED_READ_TIMEOUT_MS)))
+    return Promise.race([Promise.all(first), late]).then(() => clearTimeout(timer))
   }
 
   function failed(d: DeploymentState, reason: string, retryAfter?: number) {
@@ -473,42 +539,81 @@ function createBalancer(
     else succeeded(d)
   }
 
+  /** one call on deployment d, its outcome counted for d's health */
+  async function callOn(d: DeploymentState, fn: (t: Target) => Promise<UpstreamResponse>) {
+    if (d.state !== 'healthy') {
+      d.state = 'half-open'
+      d.probing = true
+    }
+    d.inFlight++
+    const started = performance.now()
+    let res: UpstreamResponse
+    try {
+      res = await fn(d)
+    } catch (err) {
+      d.inFlight--
+      const status = (err as UpstreamError).status
+      // the client left: that says nothing about the deployment, and the probe is not spent
+      if (status === 499 || !(err instanceof UpstreamError)) d.probing = false
+      else failed(d, err.message)
+      throw err
+    }
+    const ms = performance.now() - started
+    d.latencyEwmaMs = d.latencyEwmaMs === undefined ? ms : d.latencyEwmaMs + EWMA_ALPHA * (ms - d.latencyEwmaMs)
+    judge(d, res)
+    // a stream is in flight until it ends or is torn down
+    if (res.stream && typeof (res.body as Readable).once === 'function')
+      (res.body as Readable).once('close', () => d.inFlight--)
+    else d.inFlight--
+    return { res, ms }
+  }
+
   return {
-    async run(fn: (t: Target) => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
-      const d = pick(Date.now())
-      if (!d) {
-        const next = Math.max(0, Math.min(...list.map((x) => x.cooldownUntil)) - Date.now())
-        throw new UpstreamError(
-          `every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`,
-          503,
-          'vendor_cooling_down',
-        )
+    async run(ctx: MeshContext, fn: (t: Target) => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
+      if (shared) {
+        const synced = sync()
+        if (synced) await synced
       }
-      if (d.state !== 'healthy') {
-        d.state = 'half-open'
-        d.probing = true
+      // the attempt loop (core/targets.ts) records the calls it makes; on the plain path this does
+      const loop = ctx.attempts !== undefined
+      let skip: DeploymentState[] | undefined
+      let own: Attempt[] | undefined
+      for (;;) {
+        const d = pick(Date.now(), skip)
+        if (!d) {
+          const next = Math.max(0, Math.min(...list.map((x) => x.cooldownUntil)) - Date.now())
+          throw new UpstreamError(
+            `every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`,
+            503,
+            'vendor_cooling_down',
+          )
+        }
+        const { res, ms } = await callOn(d, fn)
+        // one key's rate limit, nothing sent to the client yet: another free key at once, each once
+        if (res.status === 429 && !res.stream) {
+          ;(skip ??= []).push(d)
+          const now = Date.now()
+          if (list.some((x) => free(x, now) && !skip!.includes(x))) {
+            const a = attemptOf(
+              ctx,
+              vendor,
+              429,
+              `429 from ${vendor} deployment ${d.id}: another key tried at once`,
+              ms,
+            )
+            if (loop) ctx.attempts!.push(a)
+            else (own ??= []).push(a)
+            continue
+          }
+        }
+        if (own) {
+          // the plain path: this request's calls, as the attempt loop would have listed them
+          own.push(attemptOf(ctx, vendor, res.status, res.status < 400 ? 'ok' : `${res.status} from ${vendor}`, ms))
+          ctx.attempts = own
+          ctx.headers['x-agentmesh-attempts'] = String(own.length)
+        }
+        return res
       }
-      d.inFlight++
-      const started = performance.now()
-      let res: UpstreamResponse
-      try {
-        res = await fn(d)
-      } catch (err) {
-        d.inFlight--
-        const status = (err as UpstreamError).status
-        // the client left: that says nothing about the deployment, and the probe is not spent
-        if (status === 499 || !(err instanceof UpstreamError)) d.probing = false
-        else failed(d, err.message)
-        throw err
-      }
-      const ms = performance.now() - started
-      d.latencyEwmaMs = d.latencyEwmaMs === undefined ? ms : d.latencyEwmaMs + EWMA_ALPHA * (ms - d.latencyEwmaMs)
-      judge(d, res)
-      // a stream is in flight until it ends or is torn down
-      if (res.stream && typeof (res.body as Readable).once === 'function')
-        (res.body as Readable).once('close', () => d.inFlight--)
-      else d.inFlight--
-      return res
     },
     targets() {
       const now = Date.now()
@@ -523,4 +628,8 @@ function createBalancer(
       }))
     },
   }
+}
+
+function attemptOf(ctx: MeshContext, vendor: string, status: number, outcome: string, ms: number): Attempt {
+  return { vendor, model: ctx.route?.model ?? '', status, outcome, ms: Math.round(ms), called: true }
 }
