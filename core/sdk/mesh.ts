@@ -8,6 +8,7 @@ import { createAgentMesh, type AgentMesh } from '../app.ts'
 import { loadMeshConfig } from '../config.ts'
 import type { Logger, Mesh, MeshConfig, MeshEvent, ResolvedMeshConfig } from '../types.ts'
 import { currentScope, scopeHeaders, type CallScope } from './context.ts'
+import { BufferedResponse, bodyText, MeshRequest, toClientResponse } from './web.ts'
 
 export interface CreateMeshOptions {
   /** the config inline (as createAgentMesh takes it); presets by name: `{ preset: 'solo' }` */
@@ -52,10 +53,17 @@ export async function createMesh(options: CreateMeshOptions = {}): Promise<SdkMe
   })
   const fetchFor = (defaults: CallScope | undefined): MeshFetch => {
     const f: MeshFetch = (input, init) => {
-      const request = toMeshRequest(input, init, defaults)
+      let request: Request | MeshRequest
+      try {
+        request = toMeshRequest(input, init, defaults)
+      } catch (err) {
+        // as fetch: a request it cannot build is a rejected promise, never a throw
+        return Promise.reject(err)
+      }
       // the caller's own signal only: reading request.signal would make one for every call
       const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined)
-      return signal ? abortable(instance.fetch(request), signal) : instance.fetch(request)
+      const answer = instance.fetch(request as Request).then(toClientResponse)
+      return signal ? abortable(answer, signal) : answer
     }
     return Object.assign(f, { [MESH_FETCH]: true })
   }
@@ -97,7 +105,12 @@ function abortable(pending: Promise<Response>, signal: AbortSignal): Promise<Res
       (res) => {
         response = res
         // a whole answer is already in memory: only a stream needs the abort to reach its reader
-        if (!res.body || !res.headers.get('content-type')?.includes('event-stream')) {
+        // (res.body would build a stream for a BufferedResponse, so it is asked last)
+        if (
+          res instanceof BufferedResponse ||
+          !res.headers.get('content-type')?.includes('event-stream') ||
+          !res.body
+        ) {
           signal.removeEventListener('abort', onAbort)
           return resolve(res)
         }
@@ -134,45 +147,49 @@ const ORIGIN = 'http://localhost'
 /**
  * The client's request re-addressed to the mesh: its path (/v1/chat/completions, /v1/messages,
  * /v1beta/models/...) picks the protocol as it does behind HTTP; the scope adds identity headers.
+ * A string body (what the SDKs send) makes a MeshRequest: no body stream, no signal of its own,
+ * headers copied once. Any other body, or a Request without init, makes a real Request.
  */
 export function toMeshRequest(
   input: string | URL | Request,
   init: RequestInit | undefined,
   defaults: CallScope | undefined,
-): Request {
+): Request | MeshRequest {
+  const isRequest = input instanceof Request
   const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
   const url = ORIGIN + pathOf(href)
   const extra = scopeHeaders(currentScope(), defaults)
-  if (input instanceof Request && !init) {
+  if (isRequest && !init) {
     const req = new Request(url, input)
     for (const [k, v] of extra) req.headers.set(k, v)
     return req
   }
-  const headers = headerRecord(init?.headers ?? (input instanceof Request ? input.headers : undefined))
-  for (const [k, v] of extra) headers[k] = v
-  const body = init?.body ?? (input instanceof Request ? input.body : undefined)
+  const headers = new Headers(init?.headers ?? (isRequest ? input.headers : undefined))
+  for (const [k, v] of extra) headers.set(k, v)
+  const method = normalMethod(init?.method ?? (isRequest ? input.method : 'GET'))
+  const body = init?.body ?? (isRequest ? input.body : undefined)
+  const signal = init?.signal ?? (isRequest ? input.signal : undefined) ?? undefined
+  if (typeof body === 'string' && method !== 'GET' && method !== 'HEAD') {
+    if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8')
+    return new MeshRequest(url, method, headers, bodyText(body), signal)
+  }
+  if (body == null && !isRequest) return new MeshRequest(url, method, headers, null, signal)
   // a streamed body (rare from SDKs) needs duplex: 'half' in Node's Request
   const stream = body instanceof ReadableStream
   return new Request(url, {
-    method: init?.method ?? (input instanceof Request ? input.method : 'GET'),
+    method,
     headers,
     body,
-    signal: init?.signal ?? (input instanceof Request ? input.signal : undefined),
+    signal,
     ...(stream ? { duplex: 'half' } : {}),
   } as RequestInit)
 }
 
-/** the client's headers as one record, lower-cased, so Request copies them once and not twice */
-function headerRecord(h: HeadersInit | undefined): Record<string, string> {
-  const out: Record<string, string> = {}
-  if (!h) return out
-  if (h instanceof Headers || Array.isArray(h)) {
-    for (const [k, v] of h)
-      out[k.toLowerCase()] = out[k.toLowerCase()] === undefined ? v : `${out[k.toLowerCase()]}, ${v}`
-  } else {
-    for (const k of Object.keys(h)) out[k.toLowerCase()] = (h as Record<string, string>)[k]!
-  }
-  return out
+// fetch upper-cases these methods whatever their case, and leaves any other as it is
+const METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'])
+function normalMethod(m: string): string {
+  const up = m.toUpperCase()
+  return METHODS.has(up) ? up : m
 }
 
 /** path and query of an absolute URL, without parsing it twice on the hot path */
