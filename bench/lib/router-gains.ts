@@ -2,10 +2,10 @@
 // <= 0.01 ms"). Three measures, because the difference is far below the noise of one wrk run on a
 // shared machine: the router's hooks alone on a real request context (precise), the whole pipeline
 // in process with an A/A control (the noise floor beside the figure), and through the proxy (two
-// fresh proxy processes, the bench's config with and without the router, run alternately).
-import type { ChildProcess } from 'node:child_process'
+// fresh proxy processes, the bench's config with and without the router, loaded at the same time).
+import { type ChildProcess, execFile, execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { loadavg } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import type { MeshContext } from '../../core/types.ts'
 import type { RouterOptions } from '../../plugins/router/index.ts'
@@ -88,40 +88,71 @@ export default {
   return { pid: child.pid!, url: `http://127.0.0.1:${port}/v1/chat/completions`, child }
 }
 
+/** wrk without blocking the event loop, so two can run at once; the requests it made and its errors */
+function wrkAsync(
+  url: string,
+  conns: number,
+  secs: number,
+  script: string,
+): Promise<{ requests: number; errors: number }> {
+  return new Promise((resolve, reject) => {
+    execFile('wrk', ['-t1', `-c${conns}`, `-d${secs}s`, '-s', script, url], { encoding: 'utf8' }, (err, out) => {
+      if (err) return reject(err)
+      const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+      resolve({
+        requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+        errors: Number(errs?.[1] ?? 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
+      })
+    })
+  })
+}
+
+/** where taskset exists: both proxies on the last CPU (one core, shared alike), else left where they are */
+function pinTogether(pids: number[]): boolean {
+  const cpus = availableParallelism()
+  if (cpus < 2) return false
+  try {
+    for (const pid of pids)
+      execFileSync('taskset', ['-a', '-p', '-c', String(cpus - 1), String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
+
 /**
- * Through the proxy: two fresh proxies, router off and on, warmed alike, then alternating runs
- * (drift in the machine's load falls on both), CPU per request of each.
+ * Through the proxy: two fresh proxies, router off and on, loaded at the same time by two wrk
+ * (the machine's drift, and other work on it, falls on both alike), CPU per request of each per
+ * window; the medians of the windows' ratios and differences.
  */
 async function throughProxy(d: GainsDeps, children: ChildProcess[]) {
   const off = await startPair(d, children, false)
   const on = await startPair(d, children, true)
-  for (const p of [off, on]) d.wrk(p.url, d.connections, 3, d.plainLua)
-  const sum = { off: { cpu: 0, requests: 0, errors: 0 }, on: { cpu: 0, requests: 0, errors: 0 } }
-  const rounds = 3
-  for (let i = 0; i < rounds; i++) {
-    // which side goes first alternates too
-    const order =
-      i % 2
-        ? ([
-            ['on', on],
-            ['off', off],
-          ] as const)
-        : ([
-            ['off', off],
-            ['on', on],
-          ] as const)
-    for (const [side, p] of order) {
-      const cpu0 = d.cpuMs(p.pid)
-      const r = d.wrk(p.url, d.connections, d.seconds, d.plainLua)
-      sum[side].cpu += d.cpuMs(p.pid) - cpu0
-      sum[side].requests += r.requests
-      sum[side].errors += r.errors
-    }
+  const pinned = pinTogether([off.pid, on.pid])
+  const conns = Math.max(1, Math.floor(d.connections / 2))
+  await Promise.all([off, on].map((p) => wrkAsync(p.url, conns, 3, d.plainLua)))
+  const ratios: number[] = []
+  const added: number[] = []
+  let errors = 0
+  const per = { off: 0, on: 0 }
+  const windows = 7
+  for (let i = 0; i < windows; i++) {
+    const cpu0 = [d.cpuMs(off.pid), d.cpuMs(on.pid)]
+    const [a, b] = await Promise.all([off, on].map((p) => wrkAsync(p.url, conns, d.seconds, d.plainLua)))
+    const msOff = (d.cpuMs(off.pid) - cpu0[0]!) / Math.max(1, a!.requests)
+    const msOn = (d.cpuMs(on.pid) - cpu0[1]!) / Math.max(1, b!.requests)
+    ratios.push(msOn / msOff)
+    added.push(msOn - msOff)
+    per.off += msOff / windows
+    per.on += msOn / windows
+    errors += a!.errors + b!.errors
   }
   off.child.kill('SIGKILL')
   on.child.kill('SIGKILL')
-  const per = (s: { cpu: number; requests: number }) => s.cpu / Math.max(1, s.requests)
-  return { off: per(sum.off), on: per(sum.on), errors: sum.on.errors + sum.off.errors, rounds }
+  return { ...per, ratio: median(ratios), added: median(added), errors, windows, pinned }
 }
 
 /** the router's two hooks alone on a context captured from a real request, vs the same loop without them */
@@ -248,7 +279,6 @@ async function pipelineInProcess(
     control.push(ms[1]! - ms[0]!)
   }
   for (const m of meshes) await m.close()
-  const median = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
   return { addedMs: median(added), controlMs: median(control), blocks, perBlock }
 }
 
@@ -259,5 +289,5 @@ export async function routerGainsLine(d: GainsDeps, children: ChildProcess[]): P
   const inProcess = await pipelineInProcess(d)
   const p = await throughProxy(d, children)
   const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
-  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, added ${(p.on - p.off).toFixed(3)} ms/req (two fresh proxies, wrk ${p.rounds}x${d.seconds}s each, alternating, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
+  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, on/off ${p.ratio.toFixed(3)}, added ${p.added.toFixed(4)} ms/req (medians of ${p.windows} windows of ${d.seconds}s, two fresh proxies loaded at once${p.pinned ? ' on one CPU' : ''}, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
 }
