@@ -7,7 +7,15 @@ import type { MeshContext } from '../../core/types.ts'
 import { assistantTurns, bodyFingerprint, findLoop, type LoopSign, type Turn } from './loops.ts'
 import { effectiveLimits, type BreakerOptions, type Effective } from './options.ts'
 import { runOf, type RunRef } from './run-id.ts'
-import { MICRO, type Refusal, type RunState, type RunStore, type TripRecord } from './state.ts'
+import {
+  type Admission,
+  type BodyCount,
+  MICRO,
+  type Refusal,
+  type RunState,
+  type RunStore,
+  type TripRecord,
+} from './state.ts'
 
 /** what the breaker publishes as ctx.state.breaker (the audit records id, calls, tripped) */
 export interface BreakerMeta {
@@ -152,21 +160,33 @@ async function refused(
   await trip(g, ctx, meta, 'run_budget_exceeded', why, budgetMessage(ref, meta.team, why, used, max), turns)
 }
 
+const WARN_LIMITS = ['calls', 'tokens', 'usd', 'wallSeconds'] as const
+
+function usedOf(state: RunState, limit: (typeof WARN_LIMITS)[number], now: number): number {
+  if (limit === 'calls') return state.calls
+  if (limit === 'tokens') return state.tokens
+  if (limit === 'usd') return state.usdMicro / MICRO
+  return state.start ? (now - state.start) / 1000 : 0
+}
+
 function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, lim: Effective, now: number) {
-  const levels: Array<[string, number, number]> = [
-    ['calls', state.calls, lim.calls],
-    ['tokens', state.tokens, lim.tokens],
-    ['usd', state.usdMicro / MICRO, lim.usd],
-    ['wallSeconds', state.start ? (now - state.start) / 1000 : 0, lim.wallSeconds],
-  ]
-  let top: [string, number, number, number] | undefined
-  for (const [limit, used, max] of levels) {
+  // the limit nearest its end, the first on a tie; no list built per call
+  let limit: (typeof WARN_LIMITS)[number] | undefined
+  let used = 0
+  let pct = 0
+  for (const l of WARN_LIMITS) {
+    const max = lim[l]
     if (max === Infinity) continue
-    const pct = (used / max) * 100
-    if (pct >= g.rt.warnAt && (!top || pct > top[3])) top = [limit, used, max, pct]
+    const u = usedOf(state, l, now)
+    const p = (u / max) * 100
+    if (p >= g.rt.warnAt && (!limit || p > pct)) {
+      limit = l
+      used = u
+      pct = p
+    }
   }
-  if (!top) return
-  const [limit, used, max, pct] = top
+  if (!limit) return
+  const max = lim[limit]
   ctx.headers['X-AgentMesh-Run-Warn'] = `${limit} at ${pct.toFixed(1)}% (${Math.round(used * 100) / 100} of ${max})`
   const key = `${meta.team}\u0000${meta.id}\u0000${limit}`
   if (isDryRun(ctx) || g.warned.has(key)) return
@@ -183,12 +203,7 @@ function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, li
 }
 
 /** a dry run: the call it would be, read without taking it */
-async function peekAdmit(
-  g: Guard,
-  team: string,
-  run: string,
-  lim: Effective,
-): Promise<{ state: RunState; refused?: Refusal }> {
+async function peekAdmit(g: Guard, team: string, run: string, lim: Effective): Promise<Admission> {
   const state = await g.rt.store.peek(team, run)
   state.calls += 1
   const refused: Refusal | undefined = state.tripped
@@ -204,11 +219,27 @@ async function peekAdmit(
   return { state, refused }
 }
 
+/** a run tripped by a check after admit() counted its body: that body belongs to no call now */
+async function tripTaken(
+  g: Guard,
+  ctx: MeshContext,
+  meta: BreakerMeta,
+  body: BodyCount | undefined,
+  limit: string,
+  type: TripRecord['type'],
+  message: string,
+  turns: number,
+) {
+  if (body) await g.rt.store.uncountBody(meta.team, meta.id, body.fingerprint, body.windowSeconds)
+  return trip(g, ctx, meta, type, limit, message, turns)
+}
+
 /**
  * After a call was taken: the run's wall time, a loop in the transcript, the same body again;
- * the first that fires trips the run, else the run is warned of a limit it nears.
+ * the first that fires trips the run, else the run is warned of a limit it nears. A promise only
+ * when something is left to wait for: a trip, or a dry run's read of the body count.
  */
-async function checkRun(
+function checkRun(
   g: Guard,
   ctx: MeshContext,
   ref: RunRef,
@@ -216,58 +247,49 @@ async function checkRun(
   state: RunState,
   lim: Effective,
   turns: Turn[],
-  dry: boolean,
-): Promise<void> {
+  counted: { body?: BodyCount; seen?: number },
+): Promise<void> | undefined {
   const team = meta.team
   const now = Date.now()
   if (state.start && now - state.start > lim.wallSeconds * 1000) {
     const used = Math.round((now - state.start) / 1000)
-    return trip(
-      g,
-      ctx,
-      meta,
-      'run_budget_exceeded',
-      'wallSeconds',
-      budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`),
-      turns.length,
-    )
+    const message = budgetMessage(ref, team, 'wallSeconds', `${used} s`, `${lim.wallSeconds} s`)
+    return tripTaken(g, ctx, meta, counted.body, 'wallSeconds', 'run_budget_exceeded', message, turns.length)
   }
   const sign = findLoop(turns, state.base, lim.toolCallRepeats, lim.answerRepeats)
-  if (sign)
-    return trip(
-      g,
-      ctx,
-      meta,
-      'agent_loop_detected',
-      sign.limit,
-      loopMessage(ref, team, sign, lim[sign.limit]),
-      turns.length,
-    )
-  if (lim.bodyRepeats !== Infinity) {
-    const seen = await g.rt.store.bodySeen(
-      team,
-      ref.id,
-      bodyFingerprint(ctx.request.rawBody),
-      lim.bodyWindowSeconds,
-      !dry,
-    )
-    if (seen >= lim.bodyRepeats)
-      return trip(
-        g,
-        ctx,
-        meta,
-        'agent_loop_detected',
-        'bodyRepeats',
-        loopMessage(
-          ref,
-          team,
-          { limit: 'bodyRepeats', count: seen, what: `${lim.bodyWindowSeconds} s` },
-          lim.bodyRepeats,
-        ),
-        turns.length,
-      )
+  if (sign) {
+    const message = loopMessage(ref, team, sign, lim[sign.limit])
+    return tripTaken(g, ctx, meta, counted.body, sign.limit, 'agent_loop_detected', message, turns.length)
+  }
+  if (lim.bodyRepeats === Infinity) {
+    warn(g, ctx, meta, state, lim, now)
+    return undefined
+  }
+  if (counted.seen !== undefined) return bodyChecked(g, ctx, ref, meta, state, lim, turns.length, counted.seen, now)
+  // a dry run: how often the body was seen, this one not counted
+  return g.rt.store
+    .bodySeen(team, ref.id, bodyFingerprint(ctx.request.rawBody), lim.bodyWindowSeconds, false)
+    .then((seen) => bodyChecked(g, ctx, ref, meta, state, lim, turns.length, seen, now))
+}
+
+function bodyChecked(
+  g: Guard,
+  ctx: MeshContext,
+  ref: RunRef,
+  meta: BreakerMeta,
+  state: RunState,
+  lim: Effective,
+  turns: number,
+  seen: number,
+  now: number,
+): Promise<void> | undefined {
+  if (seen >= lim.bodyRepeats) {
+    const what = { limit: 'bodyRepeats' as const, count: seen, what: `${lim.bodyWindowSeconds} s` }
+    const message = loopMessage(ref, meta.team, what, lim.bodyRepeats)
+    return trip(g, ctx, meta, 'agent_loop_detected', 'bodyRepeats', message, turns)
   }
   warn(g, ctx, meta, state, lim, now)
+  return undefined
 }
 
 /** the beforeRequest hook over one runtime (the steps above are module functions) */
@@ -287,16 +309,20 @@ export function createGuard(rt: BreakerRuntime) {
     const team = ctx.identity.team
     const lim = limitsFor(g, ctx)
     const dry = isDryRun(ctx)
-    const { state, refused: why } = dry
-      ? await peekAdmit(g, team, ref.id, lim)
-      : await rt.store.admit(team, ref.id, lim)
+    // the body is counted with the call, in the same counters step (a dry run counts nothing)
+    const body: BodyCount | undefined =
+      !dry && lim.bodyRepeats !== Infinity
+        ? { fingerprint: bodyFingerprint(ctx.request.rawBody), windowSeconds: lim.bodyWindowSeconds }
+        : undefined
+    const adm = dry ? await peekAdmit(g, team, ref.id, lim) : await rt.store.admit(team, ref.id, lim, body)
+    const state = adm.state
     const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
     ctx.state.breaker = meta
     ctx.headers['X-AgentMesh-Run-Id'] = ref.id
     ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
     ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
     const turns = assistantTurns(ctx)
-    if (why) return refused(g, ctx, ref, meta, why, state, lim, turns.length)
+    if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
     if (!dry) {
       rt.admitted.set(ctx, meta)
       if (state.calls === 1)
@@ -304,7 +330,8 @@ export function createGuard(rt: BreakerRuntime) {
           .noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() })
           .catch(() => {})
     }
-    // awaited, not returned: a returned promise costs an async function two more microtask turns
-    await checkRun(g, ctx, ref, meta, state, lim, turns, dry)
+    // awaited only when there is something to wait for (a trip, a dry run's read)
+    const pending = checkRun(g, ctx, ref, meta, state, lim, turns, { body, seen: adm.bodySeen })
+    if (pending) await pending
   }
 }

@@ -36,7 +36,8 @@ export function breaker(options: BreakerOptions = {}): Plugin {
   } as BreakerRuntime
   const beforeRequest = createGuard(rt)
 
-  async function afterResponse(ctx: MeshContext) {
+  // no async wrapper: the counters' own promise, when there is something to settle
+  function afterResponse(ctx: MeshContext) {
     const meta = rt.admitted.get(ctx)
     if (!meta) return
     rt.admitted.delete(ctx)
@@ -51,7 +52,7 @@ export function breaker(options: BreakerOptions = {}): Plugin {
     const micro = billed ? Math.round((ctx.cost.usd || 0) * MICRO) : 0
     // refused after the breaker took the call (quota, approval, a loop found now): not an iteration
     const giveBack = !hit && ctx.answer === undefined && ctx.upstream === undefined && !ctx.aborted
-    await rt.store.settle(meta.team, meta.id, tokens, micro, giveBack)
+    return rt.store.settle(meta.team, meta.id, tokens, micro, giveBack)
   }
 
   return definePlugin({

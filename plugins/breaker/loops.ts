@@ -2,7 +2,7 @@
 // arguments again and again, or the same answer in a row. Read from the client's own body in each
 // protocol (the canonical view folds tool calls with their ids, which differ on every turn), so
 // detection needs no state and holds across instances.
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { canonicalJson } from '../../core/canonical.ts'
 import type { MeshContext } from '../../core/types.ts'
 
@@ -25,7 +25,7 @@ function argsKey(args: unknown): string {
       text = args
     }
   } else text = canonicalJson(args ?? {})
-  return text.length > ARGS_INLINE ? `#${createHash('sha256').update(text).digest('hex').slice(0, 16)}` : text
+  return text.length > ARGS_INLINE ? `#${hash('sha256', text, 'hex').slice(0, 16)}` : text
 }
 
 const callKey = (name: unknown, args: unknown) =>
@@ -154,8 +154,7 @@ export function findLoop(
 
 /** the body's fingerprint for "the same body again": its length and ends, so a 10 MB body costs what a 128 KB one does */
 export function bodyFingerprint(raw: string): string {
-  const h = createHash('sha256').update(String(raw.length))
-  if (raw.length <= 128 * 1024) h.update(raw)
-  else h.update(raw.slice(0, 64 * 1024)).update(raw.slice(-64 * 1024))
-  return h.digest('hex').slice(0, 24)
+  // one-shot digest of length and content (the same bytes the former Hash updates took)
+  const text = raw.length <= 128 * 1024 ? raw : raw.slice(0, 64 * 1024) + raw.slice(-64 * 1024)
+  return hash('sha256', String(raw.length) + text, 'hex').slice(0, 24)
 }

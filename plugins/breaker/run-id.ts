@@ -2,7 +2,7 @@
 // session id the agent sends anyway (Claude Code's x-claude-code-session-id, Codex's session_id,
 // an SDK's metadata); else a hash of the conversation's first system and user messages, which an
 // agent resends with every turn of its growing transcript.
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { MeshContext } from '../../core/types.ts'
 
 export const RUN_HEADER = 'x-agentmesh-run-id'
@@ -19,7 +19,8 @@ export interface RunRef {
   source: 'header' | 'session' | 'metadata' | 'opening'
 }
 
-const short = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 24)
+// crypto.hash (Node >= 20.12): a one-shot digest, no Hash object per request
+const short = (s: string) => hash('sha256', s, 'hex').slice(0, 24)
 
 /** a client value as a run id: kept when it is a plain id, else hashed (it still names one run) */
 const asId = (v: string, prefix: string) => (RUN_ID.test(v) ? v : `${prefix}-${short(v)}`)
@@ -55,11 +56,8 @@ export function runOf(ctx: MeshContext): RunRef | { error: string } {
 function openingId(ctx: MeshContext): string {
   const p = ctx.prompt
   const first = p.messages.find((m) => m.role === 'user')
-  const hash = createHash('sha256')
-  hash.update(`${ctx.identity.team}\u0000${ctx.identity.user}\u0000`)
-  hash.update(p.system.length > OPENING_CHARS ? p.system.slice(0, OPENING_CHARS) : p.system)
-  hash.update('\u0000')
   const text = first?.text ?? ''
-  hash.update(text.length > OPENING_CHARS ? text.slice(0, OPENING_CHARS) : text)
-  return `run-${hash.digest('hex').slice(0, 24)}`
+  // one string, one digest: the same bytes (and id) as hashing the parts one after the other
+  const opening = `${ctx.identity.team}\u0000${ctx.identity.user}\u0000${p.system.length > OPENING_CHARS ? p.system.slice(0, OPENING_CHARS) : p.system}\u0000${text.length > OPENING_CHARS ? text.slice(0, OPENING_CHARS) : text}`
+  return `run-${short(opening)}`
 }

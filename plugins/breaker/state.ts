@@ -1,11 +1,13 @@
 // A run's state, shared by every instance on the same storage: numbers in mesh.counters (atomic,
 // one Lua script on redis), so two proxies never both take a run's last call; why a run tripped
 // and the list of runs in mesh.storage. Each run's counters expire ttlSeconds after its first call.
+import { LRUCache } from 'lru-cache'
 import { hasBatch, type CounterEntry } from '../../core/counters.ts'
 import type { Mesh } from '../../core/types.ts'
 
 export const MICRO = 1_000_000
 const UNLIMITED = Number.MAX_SAFE_INTEGER
+const cap = (n: number) => (n === Infinity ? UNLIMITED : n)
 
 export interface RunState {
   calls: number
@@ -38,11 +40,43 @@ export interface RunRecord {
 
 export type Refusal = 'tripped' | 'calls' | 'tokens' | 'usd'
 
+/** the budgets admit() checks (Infinity: off) */
+export interface AdmitLimits {
+  calls: number
+  tokens: number
+  usd: number
+}
+
+/** the body to count with the call: "the same body again" within windowSeconds */
+export interface BodyCount {
+  fingerprint: string
+  windowSeconds: number
+}
+
+export interface Admission {
+  state: RunState
+  refused?: Refusal
+  /** times the body was seen in the run within its window, this call included (a body was given, the call taken) */
+  bodySeen?: number
+}
+
+/** a run's counter keys, built once per (team, run): every call of a run needs the same seven strings */
+interface RunKeys {
+  base: string
+  k: string[]
+  /** admit's entries for the limits they were built with (the same for every call of a run, as a rule) */
+  admit?: CounterEntry[]
+  lim?: AdmitLimits
+}
+
 // a key segment from a client value: no ':' (unstorage's separator) and no '.' (an fs path '..')
 const seg = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E')
 const FIELDS = ['calls', 'tok', 'usd', 'trip', 'start', 'base'] as const
 
 export class RunStore {
+  /** by team and run (a run id has no NUL, so the pair is unambiguous) */
+  private runKeys = new LRUCache<string, RunKeys>({ max: 10_000 })
+
   constructor(
     private mesh: Mesh,
     private ttlSeconds: number,
@@ -52,9 +86,38 @@ export class RunStore {
     return `breaker:${seg(team)}:${seg(run)}`
   }
 
+  private keysOf(team: string, run: string): RunKeys {
+    const id = `${team}\u0000${run}`
+    let r = this.runKeys.get(id)
+    if (!r) {
+      const base = this.base(team, run)
+      r = { base, k: FIELDS.map((f) => `${base}:${f}`) }
+      this.runKeys.set(id, r)
+    }
+    return r
+  }
+
   private keys(team: string, run: string): string[] {
-    const b = this.base(team, run)
-    return FIELDS.map((f) => `${b}:${f}`)
+    return this.keysOf(team, run).k
+  }
+
+  /** admit's six entries: built when the run or its limits change, else the same (read-only) objects */
+  private admitEntries(rk: RunKeys, lim: AdmitLimits): CounterEntry[] {
+    const had = rk.lim
+    if (rk.admit && had && had.calls === lim.calls && had.tokens === lim.tokens && had.usd === lim.usd) return rk.admit
+    const k = rk.k
+    const ttl = this.ttlSeconds
+    // tokens and USD are added after the call: a run already at its budget gets no further call
+    rk.admit = [
+      { key: k[0]!, delta: 1, limit: cap(lim.calls), ttl },
+      { key: k[1]!, delta: 0, limit: lim.tokens === Infinity ? UNLIMITED : lim.tokens - 1, ttl },
+      { key: k[2]!, delta: 0, limit: lim.usd === Infinity ? UNLIMITED : Math.ceil(lim.usd * MICRO) - 1, ttl },
+      { key: k[3]!, delta: 0, limit: 0, ttl },
+      { key: k[4]!, delta: 0, limit: UNLIMITED, ttl },
+      { key: k[5]!, delta: 0, limit: UNLIMITED, ttl },
+    ]
+    rk.lim = { calls: lim.calls, tokens: lim.tokens, usd: lim.usd }
+    return rk.admit
   }
 
   private stateOf(v: number[]): RunState {
@@ -68,35 +131,31 @@ export class RunStore {
     }
   }
 
-  /** Take one call of the run, all limits checked in one atomic step; refused: which limit, and the state before. */
-  async admit(
-    team: string,
-    run: string,
-    lim: { calls: number; tokens: number; usd: number },
-  ): Promise<{ state: RunState; refused?: Refusal }> {
-    const k = this.keys(team, run)
-    const cap = (n: number) => (n === Infinity ? UNLIMITED : n)
-    // tokens and USD are added after the call: a run already at its budget gets no further call
-    const entries: CounterEntry[] = [
-      { key: k[0]!, delta: 1, limit: cap(lim.calls), ttl: this.ttlSeconds },
-      { key: k[1]!, delta: 0, limit: lim.tokens === Infinity ? UNLIMITED : lim.tokens - 1, ttl: this.ttlSeconds },
-      {
-        key: k[2]!,
-        delta: 0,
-        limit: lim.usd === Infinity ? UNLIMITED : Math.ceil(lim.usd * MICRO) - 1,
-        ttl: this.ttlSeconds,
-      },
-      { key: k[3]!, delta: 0, limit: 0, ttl: this.ttlSeconds },
-      { key: k[4]!, delta: 0, limit: UNLIMITED, ttl: this.ttlSeconds },
-      { key: k[5]!, delta: 0, limit: UNLIMITED, ttl: this.ttlSeconds },
-    ]
+  /**
+   * Take one call of the run, all limits checked in one atomic step, and count its body (when
+   * given) in the same step; refused: which limit, and the state before (the body not counted).
+   */
+  async admit(team: string, run: string, lim: AdmitLimits, body?: BodyCount): Promise<Admission> {
+    const rk = this.keysOf(team, run)
+    const entries = this.admitEntries(rk, lim)
     const counters = this.mesh.counters
-    const r = hasBatch(counters) ? await counters.reserveMany(entries) : await this.reserveEach(entries)
+    let r: { ok: boolean; values: number[] }
+    let bodySeen: number | undefined
+    if (hasBatch(counters)) {
+      const bodyKey = body ? `${rk.base}:body:${body.fingerprint}` : undefined
+      r = await counters.reserveMany(
+        bodyKey ? entries.concat({ key: bodyKey, delta: 1, limit: UNLIMITED, ttl: body!.windowSeconds }) : entries,
+      )
+      if (r.ok && bodyKey) bodySeen = r.values[6]
+    } else {
+      r = await this.reserveEach(entries)
+      if (r.ok && body) bodySeen = await this.bodySeen(team, run, body.fingerprint, body.windowSeconds, true)
+    }
     const state = this.stateOf(r.values)
     if (r.ok) {
       // the run's first call starts its wall clock (only one request sees calls === 1)
-      if (state.calls === 1 && !state.start) state.start = await counters.incr(k[4]!, Date.now(), this.ttlSeconds)
-      return { state }
+      if (state.calls === 1 && !state.start) state.start = await counters.incr(rk.k[4]!, Date.now(), this.ttlSeconds)
+      return bodySeen === undefined ? { state } : { state, bodySeen }
     }
     const refused: Refusal = state.tripped
       ? 'tripped'
@@ -125,16 +184,24 @@ export class RunStore {
   }
 
   /** after the call: what it spent; a call that got no answer (refused further on) is given back */
-  async settle(team: string, run: string, tokens: number, usdMicro: number, giveBack: boolean): Promise<void> {
+  settle(team: string, run: string, tokens: number, usdMicro: number, giveBack: boolean): Promise<void> | undefined {
+    if (!tokens && !usdMicro && !giveBack) return undefined
     const k = this.keys(team, run)
     const entries: CounterEntry[] = []
     if (tokens) entries.push({ key: k[1]!, delta: tokens, ttl: this.ttlSeconds })
     if (usdMicro) entries.push({ key: k[2]!, delta: usdMicro, ttl: this.ttlSeconds })
     if (giveBack) entries.push({ key: k[0]!, delta: -1, ttl: this.ttlSeconds })
-    if (!entries.length) return
     const counters = this.mesh.counters
-    if (hasBatch(counters)) await counters.incrMany(entries)
-    else await Promise.all(entries.map((e) => counters.incr(e.key, e.delta, e.ttl)))
+    // the counters' own promise, no async wrapper around it: afterResponse only waits on it
+    const done = hasBatch(counters)
+      ? counters.incrMany(entries)
+      : Promise.all(entries.map((e) => counters.incr(e.key, e.delta, e.ttl)))
+    return done as Promise<unknown> as Promise<void>
+  }
+
+  /** a body counted by admit() that no call will follow (the run tripped after it was taken) */
+  uncountBody(team: string, run: string, fingerprint: string, windowSeconds: number): Promise<number> {
+    return this.mesh.counters.incr(`${this.keysOf(team, run).base}:body:${fingerprint}`, -1, windowSeconds)
   }
 
   /** how many times this body was seen in the run within the window, this one included */
@@ -145,7 +212,7 @@ export class RunStore {
     windowSeconds: number,
     count: boolean,
   ): Promise<number> {
-    const key = `${this.base(team, run)}:body:${fingerprint}`
+    const key = `${this.keysOf(team, run).base}:body:${fingerprint}`
     return count ? this.mesh.counters.incr(key, 1, windowSeconds) : (await this.mesh.counters.get(key)) + 1
   }
 
