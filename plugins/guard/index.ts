@@ -176,28 +176,150 @@ function describe(findings: GuardFinding[]): string {
   return `${shown.join(', ')}${more}`
 }
 
-/** search the body, redact what was found, and refuse if a blocked kind was among it */
-function inspect(
-  ctx: MeshContext,
-  kinds: SecretKind[],
-  actions: Map<SecretKind, GuardAction>,
-  allow: Set<string>,
+interface Scope {
+  kinds: SecretKind[]
+  actions: Map<SecretKind, GuardAction>
+  allow: Set<string>
+}
+
+/** one string's secrets redacted in place and recorded as findings */
+function record(
+  body: unknown,
+  site: { holder: any; key: string | number; value: string; path: Array<string | number> },
+  found: SecretMatch[],
+  scope: Scope,
+  findings: GuardFinding[],
 ): void {
+  const { holder, key, value, path } = site
+  const hits = scope.allow.size ? found.filter((h) => !scope.allow.has(value.slice(h.start, h.end))) : found
+  if (!hits.length) return
+  holder[key] = redactText(value, hits)
+  const where = placeOf(body, path)
+  for (const h of hits)
+    findings.push({ kind: h.kind, where, action: scope.actions.get(h.kind as SecretKind) ?? 'redact' })
+}
+
+/** search the body, redact what was found, and refuse if a blocked kind was among it */
+function inspect(ctx: MeshContext, scope: Scope): void {
   const body = ctx.request.body
   const findings: GuardFinding[] = []
-  walk(body, [], (holder, key, value, path) => {
-    let hits = detectSecrets(value, kinds)
-    if (allow.size) hits = hits.filter((h) => !allow.has(value.slice(h.start, h.end)))
-    if (!hits.length) return
-    holder[key] = redactText(value, hits)
-    const where = placeOf(body, path)
-    for (const h of hits) findings.push({ kind: h.kind, where, action: actions.get(h.kind as SecretKind) ?? 'redact' })
-  })
+  walk(body, [], (holder, key, value, path) =>
+    record(body, { holder, key, value, path }, detectSecrets(value, scope.kinds), scope, findings),
+  )
+  conclude(ctx, findings)
+}
+
+// Past this size the body is searched in slices of about SLICE_MS of CPU with the event loop given
+// back between them (issue 11: no request may hold the others up for more than about 50 ms).
+const ASYNC_BODY = 256 * 1024
+const SLICE_MS = 15
+// A longer string is searched window by window; each window also reads the text around it (a
+// private key block runs up to about 20,000 characters) and keeps what starts inside it.
+const WINDOW = 128 * 1024
+const WINDOW_BEFORE = 1024
+const WINDOW_AFTER = 24 * 1024
+
+/** gives the event loop back once SLICE_MS of work has passed since it last did */
+class Slicer {
+  private until = performance.now() + SLICE_MS
+  /** whether the slice is used up (then await yield()) */
+  due(): boolean {
+    return performance.now() >= this.until
+  }
+  async yield(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve))
+    this.until = performance.now() + SLICE_MS
+  }
+  async pause(): Promise<void> {
+    if (this.due()) await this.yield()
+  }
+}
+
+// a string this long is written out in pieces (JSON.stringify of 10 MB takes 60 to 200 ms here)
+const STRING_PIECE = 1024 * 1024
+
+/** JSON.stringify(value), the same text, written in slices */
+export async function stringifyInSlices(value: unknown, slicer = new Slicer()): Promise<string> {
+  const out: string[] = []
+  await writeJson(value, out, slicer)
+  return out.join('')
+}
+
+async function writeJson(v: unknown, out: string[], slicer: Slicer): Promise<void> {
+  if (slicer.due()) await slicer.yield()
+  if (typeof v === 'string' && v.length > STRING_PIECE) {
+    let piece = '"'
+    for (let at = 0; at < v.length; ) {
+      let end = Math.min(v.length, at + STRING_PIECE)
+      // never between the two halves of a surrogate pair: alone, each would be written escaped
+      const last = v.charCodeAt(end - 1)
+      if (end < v.length && last >= 0xd800 && last <= 0xdbff) end--
+      piece += JSON.stringify(v.slice(at, end)).slice(1, -1)
+      at = end
+      out.push(piece)
+      piece = ''
+      if (slicer.due()) await slicer.yield()
+    }
+    out.push('"')
+  } else if (Array.isArray(v)) {
+    out.push('[')
+    for (let i = 0; i < v.length; i++) {
+      if (i) out.push(',')
+      const x = v[i]
+      await writeJson(x === undefined || typeof x === 'function' || typeof x === 'symbol' ? null : x, out, slicer)
+    }
+    out.push(']')
+  } else if (v !== null && typeof v === 'object' && typeof (v as any).toJSON !== 'function') {
+    out.push('{')
+    let first = true
+    for (const k of Object.keys(v)) {
+      const x = (v as Record<string, unknown>)[k]
+      if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue
+      out.push(`${first ? '' : ','}${JSON.stringify(k)}:`)
+      first = false
+      await writeJson(x, out, slicer)
+    }
+    out.push('}')
+  } else out.push(JSON.stringify(v))
+}
+
+/** detectSecrets over a string of any length, window by window, pausing between windows */
+async function secretsIn(text: string, kinds: SecretKind[], slicer: Slicer): Promise<SecretMatch[]> {
+  await slicer.pause()
+  if (text.length <= WINDOW + WINDOW_AFTER) return detectSecrets(text, kinds)
+  const out: SecretMatch[] = []
+  for (let at = 0; at < text.length; at += WINDOW) {
+    if (at) await slicer.pause()
+    const from = Math.max(0, at - WINDOW_BEFORE)
+    for (const h of detectSecrets(text.slice(from, at + WINDOW + WINDOW_AFTER), kinds)) {
+      const start = h.start + from
+      // the previous window found it already, or a match of it that this one saw cut short
+      if (start < at || start >= at + WINDOW || (out.length && start < out[out.length - 1]!.end)) continue
+      out.push({ kind: h.kind, start, end: h.end + from })
+    }
+  }
+  return out
+}
+
+/** inspect for a large body: the same search, in slices */
+async function inspectLarge(ctx: MeshContext, scope: Scope): Promise<void> {
+  const body = ctx.request.body
+  const sites: Array<{ holder: any; key: string | number; value: string; path: Array<string | number> }> = []
+  walk(body, [], (holder, key, value, path) => sites.push({ holder, key, value, path }))
+  const slicer = new Slicer()
+  const findings: GuardFinding[] = []
+  for (const site of sites) record(body, site, await secretsIn(site.value, scope.kinds, slicer), scope, findings)
+  conclude(ctx, findings, findings.length ? await stringifyInSlices(body, slicer) : undefined)
+}
+
+/** after the search: the request rewritten (its text given for a large body), the headers and events, or the refusal */
+function conclude(ctx: MeshContext, findings: GuardFinding[], rawBody?: string): void {
   // the one pass over the raw body saw a candidate that was none
   if (!findings.length) return
+  const body = ctx.request.body
   ctx.request.dirty = true
   // nothing after this hook may read the original text (the breaker fingerprints the raw body)
-  ctx.request.rawBody = JSON.stringify(body)
+  ctx.request.rawBody = rawBody ?? JSON.stringify(body)
   reparse(ctx)
   const counts: Record<string, number> = {}
   for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1
@@ -225,7 +347,7 @@ function inspect(
 export function guard(options: GuardOptions = {}): Plugin {
   const actions = resolveActions(options)
   const kinds = [...actions.keys()]
-  const allow = new Set(options.allow ?? [])
+  const scope: Scope = { kinds, actions, allow: new Set(options.allow ?? []) }
   return definePlugin({
     name: 'guard',
     // before normalise and the caches: they must only ever see the redacted prompt
@@ -241,8 +363,11 @@ export function guard(options: GuardOptions = {}): Plugin {
         // one pass over the JSON text; a body another plugin changed is read as it now is
         const raw = req.dirty ? JSON.stringify(req.body) : req.rawBody
         if (!raw) return
+        // a large body: every string searched in slices, without the one-pass test (itself a
+        // full pass over the text, in one go)
+        if (raw.length > ASYNC_BODY) return inspectLarge(ctx, scope)
         if (raw.length <= LARGE_BODY ? !maySecret(raw) : !anyString(req.body, maySecret)) return
-        inspect(ctx, kinds, actions, allow)
+        inspect(ctx, scope)
       },
     },
   })

@@ -3,7 +3,9 @@
 // the same value the same placeholder (`<EMAIL_1>`); the answer the client receives gets the
 // values back through the core's answer-text hook, streamed answers included. The mapping lives
 // in this request's closure only: never in ctx.state, events, logs or the cache.
+import { embeddingsPrompt } from '../../core/embeddings.ts'
 import { definePlugin } from '../../core/plugin.ts'
+import { protocols } from '../../core/protocols/index.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 import { detectPersonalData, PERSONAL_DATA_KINDS, type PersonalDataKind } from './detect.ts'
 import { Restorer } from './restore.ts'
@@ -97,14 +99,19 @@ interface Scan {
   sites: Site[]
   /** the highest number of each label already in the text, made lazily: most bodies have none */
   reserved?: Map<string, number>
+  /** a large body: every string to search, searched afterwards in slices */
+  pending?: Site[]
 }
 
 /** Every string of the body that holds personal data, in document order (plain recursion: no closure per request). */
 function visit(scan: Scan, parent: Record<string, any> | any[], key: string | number, v: unknown): void {
   if (typeof v === 'string') {
     if (v.length < 6 || v.startsWith('data:')) return
-    const found = detectPersonalData(v, scan.kinds)
-    if (found.length) scan.sites.push({ parent, key, text: v, found })
+    if (scan.pending) scan.pending.push({ parent, key, text: v, found: [] })
+    else {
+      const found = detectPersonalData(v, scan.kinds)
+      if (found.length) scan.sites.push({ parent, key, text: v, found })
+    }
     if (v.indexOf('<') >= 0) {
       for (const m of v.matchAll(EXISTING)) {
         scan.reserved ??= new Map()
@@ -137,11 +144,69 @@ interface Masking {
   counts: Partial<Record<PersonalDataKind, number>>
 }
 
+function visitBody(scan: Scan, body: unknown): void {
+  for (const k in body as Record<string, unknown>)
+    if (!SKIP_KEYS.has(k)) visit(scan, body as Record<string, unknown>, k, (body as Record<string, unknown>)[k])
+}
+
 /** Replace the values in the body in place; undefined when there was nothing to mask. */
 function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined {
   const scan: Scan = { kinds, sites: [] }
-  for (const k in body as Record<string, unknown>)
-    if (!SKIP_KEYS.has(k)) visit(scan, body as Record<string, unknown>, k, (body as Record<string, unknown>)[k])
+  visitBody(scan, body)
+  return assign(scan)
+}
+
+// Past this size the body is searched in slices of about SLICE_MS of CPU with the event loop given
+// back between them (issue 11: no request may hold the others up for more than about 50 ms).
+const ASYNC_BODY = 256 * 1024
+const SLICE_MS = 15
+// A longer string is searched window by window; each window also reads WINDOW_CONTEXT characters
+// on each side (the longest candidate is about 40, the farthest look-around 256) and keeps what
+// starts inside it.
+const WINDOW = 128 * 1024
+const WINDOW_CONTEXT = 1024
+
+/** gives the event loop back once SLICE_MS of work has passed since it last did */
+class Slicer {
+  private until = performance.now() + SLICE_MS
+  async pause(): Promise<void> {
+    if (performance.now() < this.until) return
+    await new Promise((resolve) => setImmediate(resolve))
+    this.until = performance.now() + SLICE_MS
+  }
+}
+
+/** detectPersonalData over a string of any length, window by window, pausing between windows */
+async function personalIn(text: string, kinds: readonly string[], slicer: Slicer): Promise<Site['found']> {
+  await slicer.pause()
+  if (text.length <= WINDOW + WINDOW_CONTEXT) return detectPersonalData(text, kinds)
+  const out: Site['found'] = []
+  for (let at = 0; at < text.length; at += WINDOW) {
+    if (at) await slicer.pause()
+    const from = Math.max(0, at - WINDOW_CONTEXT)
+    for (const f of detectPersonalData(text.slice(from, at + WINDOW + WINDOW_CONTEXT), kinds)) {
+      const start = f.start + from
+      if (start < at || start >= at + WINDOW || (out.length && start < out[out.length - 1]!.end)) continue
+      out.push({ kind: f.kind, start, end: f.end + from })
+    }
+  }
+  return out
+}
+
+/** maskBody for a large body: the same search, in slices */
+async function maskBodyLarge(body: unknown, kinds: readonly string[]): Promise<Masking | undefined> {
+  const scan: Scan = { kinds, sites: [], pending: [] }
+  visitBody(scan, body)
+  const slicer = new Slicer()
+  for (const site of scan.pending!) {
+    site.found = await personalIn(site.text, kinds, slicer)
+    if (site.found.length) scan.sites.push(site)
+  }
+  return assign(scan)
+}
+
+/** each value found gets its placeholder, in the body and in the returned maps */
+function assign(scan: Scan): Masking | undefined {
   const { sites, reserved } = scan
   if (!sites.length) return undefined
   const byCanonical = new Map<string, string>()
@@ -198,7 +263,11 @@ function maskViews(ctx: MeshContext, forms: Array<[string, string]>): void {
   if (p.toolChoice !== undefined) p.toolChoice = deep(p.toolChoice)
   if (p.responseFormat !== undefined) p.responseFormat = deep(p.responseFormat)
   p.params = deep(p.params) as Record<string, unknown>
-  // a config that lists normalise before mask: its view was made from the real values
+  maskNormalised(ctx, forms)
+}
+
+/** a config that lists normalise before mask: its view was made from the real values */
+function maskNormalised(ctx: MeshContext, forms: Array<[string, string]>): void {
   const n = ctx.normalised
   if (n) {
     const lower = forms.map(([v, ph]) => [v.toLowerCase(), ph.toLowerCase()] as [string, string])
@@ -208,6 +277,42 @@ function maskViews(ctx: MeshContext, forms: Array<[string, string]>): void {
       if (m.extra) m.extra = replaceForms(replaceForms(m.extra, forms), lower)
     }
   }
+}
+
+/** the request after masking: its views, the answer's restorer, headers, state and event */
+function masked(ctx: MeshContext, m: Masking, wanted: readonly string[], large: boolean): void {
+  ctx.request.dirty = true
+  // a large body's views are parsed again from the masked body: replacing every value in every
+  // view string costs values × strings, minutes for a body with thousands of addresses
+  if (large) {
+    reparse(ctx)
+    maskNormalised(ctx, m.forms)
+  } else maskViews(ctx, m.forms)
+  // in the cache key: an answer stored under masking is served only to requests masked the
+  // same way, never to one that sends the placeholders' text unmasked
+  ctx.prompt.params = { ...ctx.prompt.params, agentmesh_masked: wanted.join(',') }
+  let longest = 0
+  for (const p of m.values.keys()) longest = Math.max(longest, p.length)
+  ctx.answerText = { open: () => new Restorer(m.values, longest) }
+  ctx.state.mask = { counts: m.counts }
+  ctx.headers['x-agentmesh-masked'] = PERSONAL_DATA_KINDS.filter((k) => m.counts[k])
+    .map((k) => `${k}:${m.counts[k]}`)
+    .join(',')
+  ctx.mesh.emit('pii_masked', { id: ctx.id, team: ctx.identity.team, counts: m.counts })
+}
+
+/** the prompt again, from the masked body (as the guard does after redacting) */
+function reparse(ctx: MeshContext): void {
+  const before = ctx.prompt
+  const pathModel = ctx.protocol === 'gemini' ? before.model : undefined
+  const next =
+    ctx.operation === 'embeddings'
+      ? embeddingsPrompt(ctx.protocol, ctx.request.body, pathModel)
+      : protocols[ctx.protocol].parse(ctx.request.body, { pathModel, stream: before.stream })
+  // set by the core after parsing (a Responses chain)
+  if (before.stateful !== undefined) next.stateful = before.stateful
+  if (before.noCache !== undefined) next.noCache = before.noCache
+  ctx.prompt = next
 }
 
 export function mask(options: MaskOptions = {}): Plugin {
@@ -230,20 +335,10 @@ export function mask(options: MaskOptions = {}): Plugin {
       beforeRequest(ctx) {
         const wanted = teams.get(ctx.identity.team) ?? kinds
         if (!wanted.length || ctx.request.body === null || typeof ctx.request.body !== 'object') return
+        if ((ctx.request.rawBody?.length ?? 0) > ASYNC_BODY)
+          return maskBodyLarge(ctx.request.body, wanted).then((m) => m && masked(ctx, m, wanted, true))
         const m = maskBody(ctx.request.body, wanted)
-        if (!m) return
-        ctx.request.dirty = true
-        maskViews(ctx, m.forms)
-        // in the cache key: an answer stored under masking is served only to requests masked the
-        // same way, never to one that sends the placeholders' text unmasked
-        ctx.prompt.params = { ...ctx.prompt.params, agentmesh_masked: wanted.join(',') }
-        const longest = Math.max(...[...m.values.keys()].map((p) => p.length))
-        ctx.answerText = { open: () => new Restorer(m.values, longest) }
-        ctx.state.mask = { counts: m.counts }
-        ctx.headers['x-agentmesh-masked'] = PERSONAL_DATA_KINDS.filter((k) => m.counts[k])
-          .map((k) => `${k}:${m.counts[k]}`)
-          .join(',')
-        ctx.mesh.emit('pii_masked', { id: ctx.id, team: ctx.identity.team, counts: m.counts })
+        if (m) masked(ctx, m, wanted, false)
       },
     },
   })
