@@ -26,6 +26,9 @@ export interface LlmRouteDeps {
 }
 
 const NOT_JSON = 'send the request body as JSON with content-type: application/json'
+/** as the lifecycle's large-body threshold (core/pipeline.ts): above it, heavy steps get turns of their own */
+const LARGE_BODY_CHARS = 256 * 1024
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 export function registerLlmRoutes(app: H3, deps: LlmRouteDeps): void {
   const { replies } = deps
@@ -98,6 +101,9 @@ async function llmCall(
 ): Promise<Response> {
   const body = await jsonBody(deps, event, protocol)
   if (typeof body !== 'string') return body
+  // the read ended with the body's last copy (tens of ms at 10 MB); parsing it is another such
+  // step: in a turn of its own, so the two do not add up in one block of the event loop
+  if (body.length > LARGE_BODY_CHARS) await nextTurn()
   const handled = handleLlmRequest(deps.internals, requestOf(event, protocol, operation, body, path))
   deps.internals.track(handled)
   return handled
@@ -127,7 +133,10 @@ async function countTokens(
   if (typeof body !== 'string') return body
   const adapter = protocols[protocol]
   try {
+    // reading, parsing and counting a large body: each in a turn of its own (as in llmCall)
+    if (body.length > LARGE_BODY_CHARS) await nextTurn()
     const parsed = parseBody(body) as any
+    if (body.length > LARGE_BODY_CHARS) await nextTurn()
     const prompt = adapter.parse(adapter.countTokens!.request(parsed), { pathModel })
     const model = headerSafe(prompt.model)
     const req = requestOf(

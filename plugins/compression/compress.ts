@@ -8,6 +8,7 @@ import {
   transcriptOf,
   trimToolResults,
   type Count,
+  type Touch,
   type ToolResultOptions,
 } from './strategies.ts'
 import { turnsOf, type Turn } from './units.ts'
@@ -50,6 +51,8 @@ export interface CompressInput {
  * up front cost 70-450 ms at 10 MB, on every compressed request.
  */
 export interface Journal {
+  /** before a message's body item is first changed */
+  touch: Touch
   watch(view: BodyView): void
   restore(): void
 }
@@ -61,16 +64,9 @@ export function createJournal(body: any): Journal {
     if (item !== null && typeof item === 'object' && !copies.has(item)) copies.set(item, structuredClone(item))
   }
   return {
+    touch,
     watch(view) {
-      for (const m of view.msgs)
-        for (const p of m.parts) {
-          const set = p.set
-          if (set)
-            p.set = (text) => {
-              touch(m.item)
-              set(text)
-            }
-        }
+      // the strategies' rewrites call touch themselves; a summary is added through the view
       const addText = view.addText
       view.addText = (msg, text, where) => {
         touch(msg.item)
@@ -140,8 +136,9 @@ export async function compressBody(input: CompressInput): Promise<CompressResult
   // a transcript of thousands of turns costs tens of ms per pass (and the measure after each):
   // one pass per turn of the event loop, so other requests are not held for their sum
   const pause = view.msgs.length > LARGE_MSGS ? nextTurn : () => undefined
-  await pause()
   input.journal?.watch(view)
+  const touch = input.journal?.touch
+  await pause()
   const step = async (name: StrategyName, changed: boolean) => {
     if (!changed) return
     await pause()
@@ -154,23 +151,29 @@ export async function compressBody(input: CompressInput): Promise<CompressResult
   // lossless runs whenever the plugin acts (it loses nothing); the others only while over the target
   if (s.lossless) {
     await pause()
-    let changed = s.lossless.duplicates ? dropDuplicates(turns) : false
+    let changed = s.lossless.duplicates ? dropDuplicates(turns, touch) : false
     await pause()
-    if (s.lossless.minify) changed = minify(turns) || changed
+    if (s.lossless.minify) changed = minify(turns, touch) || changed
     await step('lossless', changed)
   }
   if (s.toolResults && result.after > target) {
     await pause()
-    await step('tool-results', trimToolResults(turns, s.toolResults, input.count))
+    await step('tool-results', trimToolResults(turns, s.toolResults, input.count, touch))
   }
   if (s.oldTurns && result.after > target) await oldTurns(input, view, turns, s.oldTurns.keepTurns, result, pause, step)
   // a prompt that must fit the window and still does not: the windows shrink to the last turn
   // (a request the vendor would refuse for its size helps nobody)
   if (input.mustFit && result.after > target) {
-    await pause()
-    if (s.toolResults)
-      await step('tool-results', trimToolResults(turnsOf(view), { ...s.toolResults, keepTurns: 1 }, input.count))
-    if (s.oldTurns && result.after > target) await oldTurns(input, view, turnsOf(view), 1, result, pause, step)
+    if (s.toolResults) {
+      await pause()
+      const all = turnsOf(view)
+      await pause()
+      await step('tool-results', trimToolResults(all, { ...s.toolResults, keepTurns: 1 }, input.count, touch))
+    }
+    if (s.oldTurns && result.after > target) {
+      await pause()
+      await oldTurns(input, view, turnsOf(view), 1, result, pause, step)
+    }
   }
   result.met = result.after <= target
   return result

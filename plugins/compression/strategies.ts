@@ -3,7 +3,7 @@
 // image; old-turns drops whole turns only, so every tool call keeps its result.
 import { alternationCuts, windowStart, type Turn } from './units.ts'
 import { languageOfPath, minifyFences, minifyJson, minifyOutput } from './text.ts'
-import type { BodyView, Part } from './view.ts'
+import type { BodyView, Msg, Part } from './view.ts'
 
 export type Count = (text: string) => number
 
@@ -37,8 +37,12 @@ function callsById(turns: Turn[]): Map<string, Part> {
   return calls
 }
 
-function rewrite(p: Part, text: string): boolean {
+/** called with a message's body item before it is first changed (the plugin's rollback journal) */
+export type Touch = (item: unknown) => void
+
+function rewrite(m: Msg, p: Part, text: string, touch: Touch | undefined): boolean {
   if (!p.set || text === p.text) return false
+  touch?.(m.item)
   p.set(text)
   p.text = text
   return true
@@ -48,7 +52,7 @@ function rewrite(p: Part, text: string): boolean {
  * Duplicates: the same output sent twice, or the same file read twice, keeps only its latest copy;
  * earlier copies become a one-line marker (the tool_result stays, so the call keeps its pair).
  */
-export function dropDuplicates(turns: Turn[]): boolean {
+export function dropDuplicates(turns: Turn[], touch?: Touch): boolean {
   const calls = callsById(turns)
   const laterOutput = new Map<string, string>()
   const laterRead = new Map<string, string>()
@@ -56,7 +60,8 @@ export function dropDuplicates(turns: Turn[]): boolean {
   for (let i = turns.length - 1; i >= 0; i--) {
     const t = turns[i]!
     for (let j = t.msgs.length - 1; j >= 0; j--) {
-      const parts = t.msgs[j]!.parts
+      const msg = t.msgs[j]!
+      const parts = msg.parts
       for (let k = parts.length - 1; k >= 0; k--) {
         const p = parts[k]!
         if (p.kind !== 'result' || !p.set) continue
@@ -72,7 +77,7 @@ export function dropDuplicates(turns: Turn[]): boolean {
           const marker = sameOut
             ? `[AgentMesh compression: this output was identical to the output of a later tool call (${sameOut}) and was removed here]`
             : `[AgentMesh compression: ${path} was read again later (${sameRead}); this earlier copy was removed]`
-          changed = rewrite(p, marker) || changed
+          changed = rewrite(msg, p, marker, touch) || changed
           continue
         }
         if (outKey !== undefined && !laterOutput.has(outKey)) laterOutput.set(outKey, id)
@@ -84,7 +89,7 @@ export function dropDuplicates(turns: Turn[]): boolean {
 }
 
 /** Whitespace and JSON minification in tool outputs, tool arguments and fenced code blocks. */
-export function minify(turns: Turn[]): boolean {
+export function minify(turns: Turn[], touch?: Touch): boolean {
   const calls = callsById(turns)
   let changed = false
   for (const t of turns) {
@@ -94,11 +99,11 @@ export function minify(turns: Turn[]): boolean {
         if (!p.set) continue
         if (p.kind === 'result') {
           const path = p.id ? pathOf(calls.get(p.id)) : undefined
-          changed = rewrite(p, minifyOutput(p.text, path ? languageOfPath(path) : '')) || changed
+          changed = rewrite(m, p, minifyOutput(p.text, path ? languageOfPath(path) : ''), touch) || changed
         } else if (p.kind === 'call') {
           const j = minifyJson(p.text)
-          if (j !== undefined) changed = rewrite(p, j) || changed
-        } else if (p.kind === 'text') changed = rewrite(p, minifyFences(p.text)) || changed
+          if (j !== undefined) changed = rewrite(m, p, j, touch) || changed
+        } else if (p.kind === 'text') changed = rewrite(m, p, minifyFences(p.text), touch) || changed
       }
     }
   }
@@ -116,7 +121,7 @@ export interface ToolResultOptions {
 }
 
 /** Long tool outputs older than the last K turns keep their head and tail, with a marker saying how many tokens were elided. */
-export function trimToolResults(turns: Turn[], o: ToolResultOptions, count: Count): boolean {
+export function trimToolResults(turns: Turn[], o: ToolResultOptions, count: Count, touch?: Touch): boolean {
   const end = windowStart(turns, o.keepTurns)
   let changed = false
   for (let i = 0; i < end; i++) {
@@ -140,8 +145,10 @@ export function trimToolResults(turns: Turn[], o: ToolResultOptions, count: Coun
         const elided = count(text.slice(head, tail))
         changed =
           rewrite(
+            m,
             p,
             `${text.slice(0, head)}\n[... ${elided} tokens elided by AgentMesh compression ...]\n${text.slice(tail)}`,
+            touch,
           ) || changed
       }
     }

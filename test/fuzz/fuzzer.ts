@@ -80,6 +80,16 @@ export interface FuzzReport {
   /** the bound that was checked, in MB */
   bounds: { heapMb: number; rssMb: number; stallMs: number }
   elMaxMs: number
+  /** every case that stalled the loop (failures keep only a kind's first), to see delay against size */
+  stalls: StallRecord[]
+}
+
+export interface StallRecord {
+  index: number
+  bodyBytes: number
+  elMaxMs: number
+  cpuMs: number
+  what: string
 }
 
 const MB = 1024 * 1024
@@ -124,6 +134,7 @@ interface Outcome {
   /** the child died during the case */
   crashed: boolean
   elMaxMs: number
+  cpuMs: number
   log: string
 }
 
@@ -174,7 +185,7 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
       kind: `event-loop stall over ${stallMs} ms on ${sizeClass(c)}`,
       detail: `max delay ${stats.elMaxMs.toFixed(0)} ms, ${cpuMs.toFixed(0)} ms of CPU in the case`,
     })
-  return { failures, status: r.status, crashed, elMaxMs: stats?.elMaxMs ?? 0, log: child.takeLog() }
+  return { failures, status: r.status, crashed, elMaxMs: stats?.elMaxMs ?? 0, cpuMs, log: child.takeLog() }
 }
 
 export class Fuzzer {
@@ -182,6 +193,7 @@ export class Fuzzer {
   readonly statuses: Record<string, number> = {}
   crashes = 0
   elMaxMs = 0
+  readonly stalls: StallRecord[] = []
   private child!: ProxyChild
   private mock!: MockUpstream
   private dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-fuzz-run-'))
@@ -271,6 +283,14 @@ export class Fuzzer {
       return false
     }
     for (const f of out.failures) {
+      if (f.kind.startsWith('event-loop stall'))
+        this.stalls.push({
+          index: c.index,
+          bodyBytes: c.body.length,
+          elMaxMs: out.elMaxMs,
+          cpuMs: out.cpuMs,
+          what: `${c.target} ${c.seedName}: ${c.mutations.join(' | ')}`.slice(0, 240),
+        })
       if (f.kind.startsWith('event-loop stall') && !this.failures.has(f.kind)) {
         const again = await this.replayStall(c)
         this.record(again ? f : { ...f, kind: `(unconfirmed, not counted) ${f.kind}` }, c, out.log, again)
@@ -407,6 +427,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       memory,
       bounds,
       elMaxMs: fz.elMaxMs,
+      stalls: fz.stalls,
     }
   } finally {
     await fz.stop()
@@ -429,6 +450,13 @@ export function formatReport(r: FuzzReport): string {
       `memory after warm-up (${r.memory.casesMeasured} cases): heap after GC ${(r.memory.warm.heapUsed / MB).toFixed(1)} -> ${(r.memory.end.heapUsed / MB).toFixed(1)} MB (${r.memory.heapGrowthMb >= 0 ? '+' : ''}${r.memory.heapGrowthMb.toFixed(1)}, bound ${r.bounds.heapMb}), rss ${(r.memory.warm.rss / MB).toFixed(1)} -> ${(r.memory.end.rss / MB).toFixed(1)} MB (${r.memory.rssGrowthMb >= 0 ? '+' : ''}${r.memory.rssGrowthMb.toFixed(1)}, bound ${r.bounds.rssMb})`,
     )
   else lines.push('memory: not measured (too few cases after warm-up, or the proxy was restarted after a crash)')
+  if (r.stalls.length) {
+    lines.push('', `stalls, longest first (case: body bytes, max delay, CPU in the case):`)
+    for (const s of [...r.stalls].sort((a, b) => b.elMaxMs - a.elMaxMs).slice(0, 40))
+      lines.push(
+        `  ${s.index}: ${s.bodyBytes} B, ${s.elMaxMs.toFixed(0)} ms, ${s.cpuMs.toFixed(0)} ms CPU; ${s.what.slice(0, 160)}`,
+      )
+  }
   for (const f of [...r.failures].sort((a, b) => b.count - a.count)) {
     lines.push(
       '',

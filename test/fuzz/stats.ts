@@ -13,6 +13,12 @@ export interface StatsRequest {
 }
 export interface Stats {
   elMaxMs: number
+  /**
+   * CPU time (all threads) the process spent during its longest block of the event loop since the
+   * last reset, ms, capped at the block's length: on a busy machine a loop delayed because the OS
+   * ran other processes shows a long delay but little CPU; a block of the proxy's own work shows both
+   */
+  blockCpuMs: number
   /** CPU time of the process so far (all threads), ms: tells a stall from a process the OS did not schedule */
   cpuMs: number
   rss: number
@@ -25,9 +31,44 @@ export type ChildMessage =
   | { type: 'ready'; ports: Record<string, number> }
   | { type: 'stats'; id: number; stats: Stats }
 
+/**
+ * The longest block's CPU: a 5 ms timer notes wall and process CPU at each tick; a gap between
+ * ticks longer than 15 ms is a block, and what the process spent in it is its cost.
+ */
+function blockMeter() {
+  let last = performance.now()
+  let lastCpu = cpuNow()
+  let max = 0
+  setInterval(() => {
+    const now = performance.now()
+    const cpu = cpuNow()
+    const wall = now - last
+    if (wall > 15) max = Math.max(max, Math.min(wall, cpu - lastCpu))
+    last = now
+    lastCpu = cpu
+  }, 5).unref()
+  return {
+    get max() {
+      return max
+    },
+    /** from now: the work of the stats request itself (a forced GC, a heap snapshot) is not counted */
+    reset() {
+      max = 0
+      last = performance.now()
+      lastCpu = cpuNow()
+    },
+  }
+}
+
+const cpuNow = () => {
+  const c = process.cpuUsage()
+  return (c.user + c.system) / 1000
+}
+
 export function serveStats(): void {
   const loop = monitorEventLoopDelay({ resolution: 10 })
   loop.enable()
+  const blocks = blockMeter()
   process.on('message', (msg: StatsRequest) => {
     if (msg?.type !== 'stats') return
     if (msg.gc) {
@@ -39,6 +80,7 @@ export function serveStats(): void {
     const cpu = process.cpuUsage()
     const stats: Stats = {
       elMaxMs: loop.max / 1e6,
+      blockCpuMs: blocks.max,
       cpuMs: (cpu.user + cpu.system) / 1000,
       rss: m.rss,
       heapUsed: m.heapUsed,
@@ -47,7 +89,10 @@ export function serveStats(): void {
     }
     if (msg.snapshot) stats.snapshot = writeHeapSnapshot(msg.snapshot)
     // after a snapshot too: writing one blocks the loop, and that is not the next request's doing
-    if (msg.reset || msg.snapshot) loop.reset()
+    if (msg.reset || msg.snapshot) {
+      loop.reset()
+      blocks.reset()
+    }
     process.send!({ type: 'stats', id: msg.id, stats } satisfies ChildMessage)
   })
 }

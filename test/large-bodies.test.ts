@@ -1,0 +1,250 @@
+// Large request bodies (issue 11 item 2): 5 and 10 MB, one huge string and tens of thousands of
+// short turns, through a real proxy (the fuzzer's child: solo preset, fs storage, quota, exact
+// cache) while /agentmesh/health is probed. The proxy's child measures its longest event-loop
+// block and the CPU it spent in it (test/fuzz/stats.ts): on a shared machine a loop the OS did not
+// schedule is late with little CPU spent, a block of the proxy's own work is late and busy.
+// And the compression parts that made one such body hold the loop for 0.5-1 s, checked alone.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { compressBody, createJournal } from '../plugins/compression/compress.ts'
+import { resolveOptions } from '../plugins/compression/options.ts'
+import { alternationCuts, breaksAlternation, turnsOf } from '../plugins/compression/units.ts'
+import { viewOf } from '../plugins/compression/view.ts'
+import { startChild, type ProxyChild } from './fuzz/child.ts'
+import { sendRaw } from './fuzz/client.ts'
+import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+
+/** the fuzzer's stall limit (npm run fuzz): one block of the proxy's own work over this fails */
+const LIMIT_MS = 100
+/**
+ * Open (issue 11 item 2): bodies of 5-10 MB still hold the loop 100-470 ms of CPU in single steps
+ * outside compression and the request read, most of each the garbage collection of a parsed body
+ * of tens of thousands of objects: the core's JSON parse with its depth check and the protocol
+ * adapter's parse (core/pipeline.ts), the exact cache's canonical hash and its store, the guard's
+ * scan, the audit entry's hash. Until those are split or moved off the loop, bodies over 1 MB are
+ * held to this bound; a body of 71,000 user turns took seconds in compression alone before.
+ */
+const OPEN_LIMIT_MS = 600
+
+const WORDS = 'the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches'.split(' ')
+function text(n: number, seed: number): string {
+  let s = ''
+  let i = seed
+  while (s.length < n) s += `${WORDS[(i = (i * 7 + 3) % WORDS.length)]} `
+  return s.slice(0, n)
+}
+
+/** one huge string; turns whose roles alternate; turns all from the user (no cut keeps roles alternating) */
+type Shape = 'string' | 'turns' | 'user-turns'
+function messages(shape: Shape, bytes: number): Array<{ role: string; content: string }> {
+  if (shape === 'string') return [{ role: 'user', content: text(bytes, 1) }]
+  const msgs = []
+  for (let i = 0; i < Math.floor(bytes / 140); i++)
+    msgs.push({ role: shape === 'turns' && i % 2 ? 'assistant' : 'user', content: text(100, i) })
+  if (msgs.at(-1)!.role !== 'user') msgs.push({ role: 'user', content: 'and?' })
+  return msgs
+}
+
+function request(port: number, protocol: 'openai' | 'anthropic', shape: Shape, mb: number): Buffer {
+  const msgs = messages(shape, mb * 1_000_000)
+  const [path, body] =
+    protocol === 'openai'
+      ? ['/v1/chat/completions', { model: 'gpt-4o-mini', messages: msgs }]
+      : ['/v1/messages', { model: 'claude-3-5-haiku-latest', max_tokens: 64, messages: msgs }]
+  const bytes = Buffer.from(JSON.stringify(body))
+  const head =
+    `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
+    `content-length: ${bytes.length}\r\nx-agentmesh-team: large-${shape}-${mb}\r\nconnection: close\r\n\r\n`
+  return Buffer.concat([Buffer.from(head), bytes])
+}
+
+const healthRequest = (port: number) =>
+  Buffer.from(`GET /agentmesh/health HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nconnection: close\r\n\r\n`)
+
+describe('large bodies through the proxy', () => {
+  let mock: MockUpstream
+  let child: ProxyChild
+  let dataDir: string
+  let port: number
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-'))
+    // the mock answers at once: echoing a 10 MB prompt would stall this process, not the proxy
+    mock = await startMockUpstream({ status: 503 }, { record: false })
+    child = await startChild({ upstream: mock.url, dataDir })
+    port = child.ports.mock!
+    // the first request of each kind compiles code (compression's included: 1 MB overflows the window)
+    for (const p of ['openai', 'anthropic'] as const)
+      for (const shape of ['string', 'turns'] as const)
+        await sendRaw(port, request(port, p, shape, 1), { timeoutMs: 30_000 })
+  }, 120_000)
+
+  afterAll(async () => {
+    await child?.stop()
+    await mock?.close()
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  const cases = [
+    ...([1, 5, 10] as const).flatMap((mb) =>
+      (['string', 'turns'] as const).flatMap((shape) =>
+        (['openai', 'anthropic'] as const).map((p) => ({ shape, mb, p })),
+      ),
+    ),
+    { shape: 'user-turns' as const, mb: 5 as const, p: 'anthropic' as const },
+    { shape: 'user-turns' as const, mb: 10 as const, p: 'anthropic' as const },
+  ]
+  it.each(cases)(
+    '$mb MB, $shape, $p: answered, health answers meanwhile, no long block',
+    async ({ shape, mb, p }) => {
+      const bytes = request(port, p, shape, mb)
+      await child.stats({ gc: true, reset: true })
+      const call = sendRaw(port, bytes, { timeoutMs: 60_000 })
+      // health asked while the big request is being read and handled
+      const health: number[] = []
+      let done = false
+      void call.then(() => (done = true))
+      while (!done) {
+        const h = await sendRaw(port, healthRequest(port), { timeoutMs: 30_000 })
+        health.push(h.status)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      const r = await call
+      await new Promise((r) => setTimeout(r, 300)) // afterResponse (cache store, audit) runs after the answer
+      const s = await child.stats()
+      // the mock's 503 relayed: the proxy read, checked and forwarded the whole body
+      expect(r.status, r.body.toString().slice(0, 300)).toBe(503)
+      expect(health.length).toBeGreaterThan(0)
+      expect(health.every((x) => x === 200)).toBe(true)
+      const limit = mb > 1 ? OPEN_LIMIT_MS : LIMIT_MS
+      expect(
+        s.blockCpuMs,
+        `longest block ${s.elMaxMs.toFixed(0)} ms, ${s.blockCpuMs.toFixed(0)} ms of CPU in it`,
+      ).toBeLessThanOrEqual(limit)
+    },
+    120_000,
+  )
+})
+
+// --- compression on a transcript of tens of thousands of turns ---------------------------------
+
+function anthropicBody(turns: number, alternate: boolean) {
+  const msgs = []
+  for (let i = 0; i < turns; i++) msgs.push({ role: alternate && i % 2 ? 'assistant' : 'user', content: text(100, i) })
+  if (msgs.at(-1)!.role !== 'user') msgs.push({ role: 'user', content: 'and?' })
+  return { model: 'claude-3-5-haiku-latest', max_tokens: 64, messages: msgs }
+}
+
+const cpuMs = () => {
+  const c = process.cpuUsage()
+  return (c.user + c.system) / 1000
+}
+
+/**
+ * The longest stretch between two turns of the event loop while `run` works, as CPU time (capped
+ * at the stretch's length): on a shared machine a stretch is long when the OS runs other
+ * processes too, and only the work done in it is this code's.
+ */
+async function longestBlock<T>(run: () => Promise<T>): Promise<{ value: T; maxMs: number }> {
+  let last = performance.now()
+  let lastCpu = cpuMs()
+  let maxMs = 0
+  let on = true
+  const note = () => {
+    const now = performance.now()
+    const cpu = cpuMs()
+    maxMs = Math.max(maxMs, Math.min(now - last, cpu - lastCpu))
+    last = now
+    lastCpu = cpu
+  }
+  const tick = () => {
+    note()
+    if (on) setImmediate(tick)
+  }
+  setImmediate(tick)
+  last = performance.now()
+  lastCpu = cpuMs()
+  const value = await run()
+  on = false
+  note()
+  return { value, maxMs }
+}
+
+describe('compression on huge transcripts', () => {
+  it('the cut search gives what breaksAlternation gives, for every cut', () => {
+    // roles at random, system messages and tool turns among them
+    let seed = 7
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+    for (let round = 0; round < 40; round++) {
+      const msgs = []
+      for (let i = 0; i < 60; i++) {
+        const x = rnd()
+        if (x < 0.1) msgs.push({ role: 'system', content: 's' })
+        else msgs.push({ role: x < 0.55 ? 'user' : 'assistant', content: `m${i}` })
+      }
+      msgs.push({ role: 'user', content: 'last' })
+      const body = { messages: msgs }
+      const turns = turnsOf(viewOf('openai', body)!)
+      const cand = turns.flatMap((t, i) => (!t.pinned && t.kind !== 'system' ? [i] : []))
+      const fast = alternationCuts(turns, cand)
+      for (let n = 0; n <= cand.length; n++) {
+        const drop = new Set(cand.slice(0, n))
+        const kept = turns.map((_, i) => i).filter((i) => !drop.has(i))
+        expect(fast(n), `round ${round}, cut ${n}`).toBe(breaksAlternation(turns, kept))
+      }
+    }
+  })
+
+  it('a body changed half way is put back as it came when compression fails', async () => {
+    const body = anthropicBody(3000, true)
+    ;(body.messages[10] as any).content = `\`\`\`json\n{ "a":   1,\n  "b": [ 1, 2 ] }\n\`\`\``
+    const original = structuredClone(body)
+    const journal = createJournal(body)
+    let measured = 0
+    await expect(
+      compressBody({
+        protocol: 'anthropic',
+        body,
+        before: 1_000_000,
+        target: 1000,
+        // the first measure (after the lossless pass rewrote a message) works, the next fails
+        measure: () => {
+          if (measured++ > 0) throw new Error('measure failed')
+          return 900_000
+        },
+        count: (t) => Math.ceil(t.length / 4),
+        strategies: resolveOptions({}).strategies,
+        journal,
+      }),
+    ).rejects.toThrow('measure failed')
+    expect(body).not.toEqual(original)
+    journal.restore()
+    expect(body).toEqual(original)
+  })
+
+  it.each([true, false])(
+    '35,000 turns (5 MB, roles alternating: %s) are compressed in steps of under 100 ms each',
+    async (alternate) => {
+      const body = anthropicBody(35_000, alternate)
+      const { value, maxMs } = await longestBlock(() =>
+        compressBody({
+          protocol: 'anthropic',
+          body,
+          before: 2_000_000,
+          target: 120_000,
+          // about 30 tokens a message: the proxy's own measure is the core's, not under test here
+          measure: (b) => b.messages.length * 30,
+          count: (t) => Math.ceil(t.length / 4),
+          strategies: resolveOptions({}).strategies,
+          mustFit: true,
+          journal: createJournal(body),
+        }),
+      )
+      if (alternate) expect(value.applied).toContain('old-turns')
+      expect(maxMs).toBeLessThan(LIMIT_MS)
+    },
+    60_000,
+  )
+})
