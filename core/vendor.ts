@@ -588,7 +588,15 @@ function createBalancer(
             'vendor_cooling_down',
           )
         }
-        const { res, ms } = await callOn(d, fn)
+        let called: Awaited<ReturnType<typeof callOn>>
+        try {
+          called = await callOn(d, fn)
+        } catch (err) {
+          // another key failed outright after a 429: the list still says what was tried
+          if (own) listOwn(ctx, own, attemptOf(ctx, vendor, 0, String((err as Error).message).slice(0, 300), 0))
+          throw err
+        }
+        const { res, ms } = called
         // one key's rate limit, nothing sent to the client yet: another free key at once, each once
         if (res.status === 429 && !res.stream) {
           ;(skip ??= []).push(d)
@@ -606,12 +614,12 @@ function createBalancer(
             continue
           }
         }
-        if (own) {
-          // the plain path: this request's calls, as the attempt loop would have listed them
-          own.push(attemptOf(ctx, vendor, res.status, res.status < 400 ? 'ok' : `${res.status} from ${vendor}`, ms))
-          ctx.attempts = own
-          ctx.headers['x-agentmesh-attempts'] = String(own.length)
-        }
+        if (own)
+          listOwn(
+            ctx,
+            own,
+            attemptOf(ctx, vendor, res.status, res.status < 400 ? 'ok' : `${res.status} from ${vendor}`, ms),
+          )
         return res
       }
     },
@@ -628,6 +636,13 @@ function createBalancer(
       }))
     },
   }
+}
+
+/** the plain path: this request's calls, as the attempt loop would have listed them */
+function listOwn(ctx: MeshContext, own: Attempt[], last: Attempt): void {
+  own.push(last)
+  ctx.attempts = own
+  ctx.headers['x-agentmesh-attempts'] = String(own.length)
 }
 
 function attemptOf(ctx: MeshContext, vendor: string, status: number, outcome: string, ms: number): Attempt {

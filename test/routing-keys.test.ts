@@ -8,7 +8,7 @@ import { APIError } from 'openai'
 import type { Attempt, MeshConfig, Plugin, Usage } from '../core/types.ts'
 import { quota } from '../plugins/quota/index.ts'
 import { openaiCompatible } from '../plugins/vendors/openai-compatible.ts'
-import { clearVendorEnv, openaiClient, startProxy, type Proxy } from './helpers/core-harness.ts'
+import { clearVendorEnv, closedPort, openaiClient, startProxy, type Proxy } from './helpers/core-harness.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
 const ADMIN = 'routing-keys-admin-token-0123456789'
@@ -187,6 +187,27 @@ describe('a vendor with two keys, no fallbacks and no retries', () => {
       .catch((e: unknown) => e)
     expect((err as APIError).status).toBe(500)
     expect(a.received.length + c.received.length).toBe(1)
+  })
+})
+
+describe('a 429, then the other key unreachable', () => {
+  it('the client gets the connection error; both calls are listed and counted', async () => {
+    const a = await startMockUpstream({ status: 429 })
+    // nothing listens there: key C's server is down
+    const down = { url: `http://127.0.0.1:${await closedPort()}` } as MockUpstream
+    const rig = await startRig(a, down)
+    try {
+      const err = await openaiClient(rig.proxy)
+        .chat.completions.create({ model: 'pool-model', messages: [{ role: 'user', content: 'one down' }] })
+        .catch((e: unknown) => e)
+      expect((err as APIError).status).toBe(502)
+      expect((err as APIError).headers?.get('x-agentmesh-attempts')).toBe('2')
+      expect(a.received).toHaveLength(1)
+      expect(rig.seen.at(-1)!.attempts?.map((x) => x.status)).toEqual([429, 0])
+    } finally {
+      await rig.close()
+      await a.close()
+    }
   })
 })
 
