@@ -159,7 +159,7 @@ function wrkAsync(url: string, conns: number, secs: number, script: string, pinn
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
 
 interface SideBySide {
-  /** mean CPU ms per request of A and B over the windows */
+  /** medians over the windows: CPU ms per request and rps of A and B */
   msA: number
   msB: number
   rpsA: number
@@ -180,7 +180,8 @@ async function sideBySide(d: ObserveDeps, a: Proxy, b: Proxy, windows: number): 
   const conns = Math.max(1, Math.floor(d.connections / 2))
   const warm = await Promise.all([a, b].map((p) => wrkAsync(p.url, conns, 3, d.plainLua, pinned)))
   // every request B served, the warm-up's too (what its exports and scrape should account for)
-  const r = { msA: 0, msB: 0, rpsA: 0, rpsB: 0, errors: 0, requests: warm[1]!.requests }
+  const r = { errors: 0, requests: warm[1]!.requests }
+  const w = { msA: [] as number[], msB: [] as number[], rpsA: [] as number[], rpsB: [] as number[] }
   const cpuRatios: number[] = []
   const rpsRatios: number[] = []
   for (let i = 0; i < windows; i++) {
@@ -190,14 +191,25 @@ async function sideBySide(d: ObserveDeps, a: Proxy, b: Proxy, windows: number): 
     const msB = (d.cpuMs(b.pid) - cpu0[1]!) / Math.max(1, wb!.requests)
     cpuRatios.push(msB / msA)
     rpsRatios.push(wb!.rps / Math.max(1, wa!.rps))
-    r.msA += msA / windows
-    r.msB += msB / windows
-    r.rpsA += wa!.rps / windows
-    r.rpsB += wb!.rps / windows
+    w.msA.push(msA)
+    w.msB.push(msB)
+    w.rpsA.push(wa!.rps)
+    w.rpsB.push(wb!.rps)
     r.errors += wa!.errors + wb!.errors
     r.requests += wb!.requests
   }
-  return { ...r, cpuRatio: median(cpuRatios), rpsRatio: median(rpsRatios), windows, pinned }
+  // medians throughout: one window of a machine busy elsewhere does not move them
+  return {
+    ...r,
+    msA: median(w.msA),
+    msB: median(w.msB),
+    rpsA: median(w.rpsA),
+    rpsB: median(w.rpsB),
+    cpuRatio: median(cpuRatios),
+    rpsRatio: median(rpsRatios),
+    windows,
+    pinned,
+  }
 }
 
 async function helperStats(port: number) {

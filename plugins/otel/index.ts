@@ -6,15 +6,15 @@
 // exported in batches: nothing waits on the collector.
 import { performance } from 'node:perf_hooks'
 // this mesh's providers are its own: the global OpenTelemetry API is left untouched
-import type { Histogram, Tracer } from '@opentelemetry/api'
+import type { Histogram } from '@opentelemetry/api'
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
-import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { BatchSpanProcessor } from '@opentelemetry/sdk-trace'
 import { definePlugin } from '../../core/plugin.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
-import { ChosenIds, chooseUpstreamIds, emitSpans, parentOf, type Marks } from './spans.ts'
+import { chooseUpstreamIds, emitSpans, parentOf, type Marks, type SpanSink } from './spans.ts'
 
 export interface OtelOptions {
   /** OTLP/HTTP base URL, e.g. http://collector:4318 (default: env OTEL_EXPORTER_OTLP_ENDPOINT; none: off) */
@@ -28,8 +28,8 @@ export interface OtelOptions {
 }
 
 interface Pipeline {
-  tracer: Tracer
-  ids: ChosenIds
+  spans: SpanSink
+  attrSets: Map<string, AttrSet>
   tokens: Histogram
   duration: Histogram
   close(): Promise<void>
@@ -38,16 +38,9 @@ interface Pipeline {
 function start(endpoint: string, o: OtelOptions): Pipeline {
   const base = endpoint.replace(/\/+$/, '')
   const resource = resourceFromAttributes({ 'service.name': o.serviceName ?? 'agentmesh' })
-  const ids = new ChosenIds()
-  const traces = new TracerProvider({
-    resource,
-    idGenerator: ids,
-    spanProcessors: [
-      new BatchSpanProcessor({
-        exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }),
-        scheduledDelayMillis: o.batchDelayMs ?? 2000,
-      }),
-    ],
+  const processor = new BatchSpanProcessor({
+    exporter: new OTLPTraceExporter({ url: `${base}/v1/traces` }),
+    scheduledDelayMillis: o.batchDelayMs ?? 2000,
   })
   const meters = new MeterProvider({
     resource,
@@ -60,8 +53,9 @@ function start(endpoint: string, o: OtelOptions): Pipeline {
   })
   const meter = meters.getMeter('agentmesh')
   return {
-    tracer: traces.getTracer('agentmesh'),
-    ids,
+    // the scope a Tracer got with getTracer('agentmesh') stamps on its spans
+    spans: { processor, resource, scope: { name: 'agentmesh', version: undefined, schemaUrl: undefined } },
+    attrSets: new Map(),
     tokens: meter.createHistogram('gen_ai.client.token.usage', {
       unit: '{token}',
       description: 'Tokens used, by gen_ai.token.type (input, output)',
@@ -71,27 +65,54 @@ function start(endpoint: string, o: OtelOptions): Pipeline {
       description: 'GenAI operation duration',
     }),
     close: async () => {
-      await Promise.allSettled([traces.shutdown(), meters.shutdown()])
+      await Promise.allSettled([processor.shutdown(), meters.shutdown()])
     },
   }
 }
 
-function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
-  emitSpans(p.tracer, p.ids, ctx, marks)
-  const attrs = {
-    'gen_ai.operation.name': ctx.operation === 'embeddings' ? 'embeddings' : 'chat',
+type Attrs = Record<string, string>
+/** a request's metric attributes, plain and with each token type: made once per distinct set */
+interface AttrSet {
+  plain: Attrs
+  input: Attrs
+  output: Attrs
+}
+// bounded: the request model is the client's to name; past the limit each request builds its own
+const MAX_ATTR_SETS = 1000
+
+function attrSet(p: Pipeline, ctx: MeshContext): AttrSet {
+  const operation = ctx.operation === 'embeddings' ? 'embeddings' : 'chat'
+  const requested = ctx.prompt?.model ?? ''
+  const answered = ctx.answer?.model
+  const key = `${operation}\u0000${ctx.route.vendor}\u0000${requested}\u0000${answered ?? ''}`
+  let set = p.attrSets.get(key)
+  if (set !== undefined) return set
+  const plain: Attrs = {
+    'gen_ai.operation.name': operation,
     'gen_ai.provider.name': ctx.route.vendor,
-    'gen_ai.request.model': ctx.prompt?.model ?? '',
-    ...(ctx.answer?.model ? { 'gen_ai.response.model': ctx.answer.model } : {}),
+    'gen_ai.request.model': requested,
+    ...(answered ? { 'gen_ai.response.model': answered } : {}),
   }
+  set = {
+    plain,
+    input: { ...plain, 'gen_ai.token.type': 'input' },
+    output: { ...plain, 'gen_ai.token.type': 'output' },
+  }
+  if (p.attrSets.size < MAX_ATTR_SETS) p.attrSets.set(key, set)
+  return set
+}
+
+function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
+  emitSpans(p.spans, ctx, marks)
+  const attrs = attrSet(p, ctx)
   p.duration.record(
     (marks.end - marks.start) / 1000,
-    (ctx.status ?? 0) >= 400 ? { ...attrs, 'error.type': ctx.error?.type ?? String(ctx.status) } : attrs,
+    (ctx.status ?? 0) >= 400 ? { ...attrs.plain, 'error.type': ctx.error?.type ?? String(ctx.status) } : attrs.plain,
   )
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
   if (!hit && !ctx.usage.estimated) {
-    p.tokens.record(ctx.usage.inputTokens, { ...attrs, 'gen_ai.token.type': 'input' })
-    p.tokens.record(ctx.usage.outputTokens, { ...attrs, 'gen_ai.token.type': 'output' })
+    p.tokens.record(ctx.usage.inputTokens, attrs.input)
+    p.tokens.record(ctx.usage.outputTokens, attrs.output)
   }
 }
 
@@ -112,6 +133,20 @@ export function otel(options: OtelOptions = {}): Plugin {
     throw new Error(`otel: endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
   let p: Pipeline | undefined
   const marks = new WeakMap<MeshContext, Marks>()
+  let queue: MeshContext[] = []
+  const drain = () => {
+    const done = queue
+    queue = []
+    for (const ctx of done) {
+      const m = marks.get(ctx)
+      if (!p || !m) continue
+      try {
+        record(p, ctx, m)
+      } catch (err) {
+        ctx.mesh.log.warn('otel: could not record a request', { error: (err as Error).message })
+      }
+    }
+  }
   return definePlugin({
     name: 'otel',
     // first in every phase, so its marks bracket the other plugins' work
@@ -142,15 +177,9 @@ export function otel(options: OtelOptions = {}): Plugin {
         const m = p && marks.get(ctx)
         if (!m || !p) return
         m.end = performance.now()
-        const pipeline = p
-        // off the response path: the spans are built on a later turn of the event loop
-        setImmediate(() => {
-          try {
-            record(pipeline, ctx, m)
-          } catch (err) {
-            ctx.mesh.log.warn('otel: could not record a request', { error: (err as Error).message })
-          }
-        })
+        // off the response path: the spans are built on a later turn of the event loop, one turn
+        // for all the requests that ended before it
+        if (queue.push(ctx) === 1) setImmediate(drain)
       },
     },
   })

@@ -2,9 +2,17 @@
 // hooks noted: the request span (GenAI semantic conventions plus agentmesh.*), a child for the
 // cache lookup and a child for the upstream call. Attribute names as in the GenAI conventions
 // (gen_ai.*, still "development" there, so written out rather than imported from the incubating set).
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Tracer } from '@opentelemetry/api'
-import { randomBytes } from 'node:crypto'
-import { RandomIdGenerator, type IdGenerator } from '@opentelemetry/sdk-trace'
+//
+// The spans are finished records handed straight to the SDK's BatchSpanProcessor (which the
+// official OTLP exporter drains), not made through a Tracer: each is known whole only after the
+// request ended, so the Tracer's live-span machinery (context, sampler call, attribute copy and
+// checks, timing) was pure cost, about a third of the plugin's. What is exported is the same: the
+// fields the SDK's spans had, the sampler's parent-based decision (an unsampled client trace: no
+// span of ours), the ids the vendor was told in its traceparent.
+import { SpanKind, SpanStatusCode, type HrTime, type SpanContext, type SpanStatus } from '@opentelemetry/api'
+import { randomFillSync } from 'node:crypto'
+import type { Resource } from '@opentelemetry/resources'
+import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace'
 import type { MeshContext } from '../../core/types.ts'
 
 /**
@@ -17,29 +25,26 @@ export interface Marks {
   cacheEnd?: number
   routeAt?: number
   end: number
-  parent?: Context
+  /** the client's traceparent */
+  parent?: SpanContext
   upstream?: { traceId: string; spanId: string }
 }
 
-/**
- * Ids for the SDK's next span: the ones chosen ahead (the vendor already received them in its
- * traceparent), else random. emitSpans sets one right before the startSpan that takes it; both
- * are synchronous, so no other span can take it in between.
- */
-export class ChosenIds implements IdGenerator {
-  nextTraceId: string | undefined
-  nextSpanId: string | undefined
-  readonly #random = new RandomIdGenerator()
-  generateTraceId(): string {
-    const id = this.nextTraceId ?? this.#random.generateTraceId()
-    this.nextTraceId = undefined
-    return id
+// random ids from a pooled buffer: one randomFillSync per ~170 requests instead of one per request
+const pool = Buffer.allocUnsafe(4096)
+let poolAt = pool.length
+const ZERO_TRACE = '0'.repeat(32)
+const ZERO_SPAN = '0'.repeat(16)
+
+/** `bytes` random bytes as hex; never all zeros (an invalid W3C id) */
+function randomHex(bytes: 8 | 16): string {
+  if (poolAt + bytes > pool.length) {
+    randomFillSync(pool)
+    poolAt = 0
   }
-  generateSpanId(): string {
-    const id = this.nextSpanId ?? this.#random.generateSpanId()
-    this.nextSpanId = undefined
-    return id
-  }
+  const id = pool.toString('hex', poolAt, poolAt + bytes)
+  poolAt += bytes
+  return id === ZERO_TRACE || id === ZERO_SPAN ? randomHex(bytes) : id
 }
 
 /**
@@ -47,25 +52,18 @@ export class ChosenIds implements IdGenerator {
  * sampled traceparent) or a new one. undefined when the client's trace is not sampled: then no
  * span of ours is exported, and the vendor gets the client's traceparent as it came.
  */
-export function chooseUpstreamIds(parent: Context | undefined): { traceId: string; spanId: string } | undefined {
-  const p = parent && trace.getSpanContext(parent)
-  if (p && !(p.traceFlags & 1)) return undefined
-  const bytes = randomBytes(p ? 8 : 24).toString('hex')
-  return p ? { traceId: p.traceId, spanId: bytes } : { traceId: bytes.slice(16), spanId: bytes.slice(0, 16) }
+export function chooseUpstreamIds(parent: SpanContext | undefined): { traceId: string; spanId: string } | undefined {
+  if (parent && !(parent.traceFlags & 1)) return undefined
+  return { traceId: parent ? parent.traceId : randomHex(16), spanId: randomHex(8) }
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
 /** the client's W3C traceparent as the parent of the request span; malformed or all-zero ids are ignored */
-export function parentOf(header: string | null): Context | undefined {
+export function parentOf(header: string | null): SpanContext | undefined {
   const m = header ? TRACEPARENT.exec(header.trim()) : null
-  if (!m || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return undefined
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: m[1]!,
-    spanId: m[2]!,
-    traceFlags: Number.parseInt(m[3]!, 16) & 1,
-    isRemote: true,
-  })
+  if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return undefined
+  return { traceId: m[1]!, spanId: m[2]!, traceFlags: Number.parseInt(m[3]!, 16) & 1, isRemote: true }
 }
 
 const PROVIDERS: Record<string, string> = {
@@ -74,11 +72,69 @@ const PROVIDERS: Record<string, string> = {
   google: 'gcp.gemini',
   demo: 'agentmesh.demo',
 }
-const epoch = (t: number) => performance.timeOrigin + t
 
-export function emitSpans(tracer: Tracer, ids: ChosenIds, ctx: MeshContext, marks: Marks): void {
+/** a performance.now() value as the epoch HrTime the SDK makes of the same instant (its millisToHrTime) */
+function hrTime(t: number): HrTime {
+  const ms = performance.timeOrigin + t
+  return [Math.trunc(ms / 1000), Math.round((ms % 1000) * 1e6)]
+}
+
+const NONE: never[] = []
+const UNSET: SpanStatus = { code: SpanStatusCode.UNSET }
+
+/** an ended span, as the SDK's Span reads once ended (its ReadableSpan side) */
+class FinishedSpan implements ReadableSpan {
+  readonly links = NONE
+  readonly events = NONE
+  readonly ended = true
+  readonly droppedAttributesCount = 0
+  readonly droppedEventsCount = 0
+  readonly droppedLinksCount = 0
+  readonly endTime: HrTime
+  readonly duration: HrTime
+  readonly status: SpanStatus = UNSET
+  constructor(
+    readonly context: SpanContext,
+    readonly parentSpanContext: SpanContext | undefined,
+    readonly name: string,
+    readonly kind: SpanKind,
+    readonly startTime: HrTime,
+    endTime: HrTime,
+    readonly attributes: Record<string, string | number | boolean>,
+    readonly resource: Resource,
+    readonly instrumentationScope: ReadableSpan['instrumentationScope'],
+    status?: SpanStatus,
+  ) {
+    if (status) this.status = status
+    let s = endTime[0] - startTime[0]
+    let ns = endTime[1] - startTime[1]
+    if (ns < 0) {
+      s -= 1
+      ns += 1e9
+    }
+    // as the SDK: an end before the start is a zero-length span
+    if (s < 0) {
+      this.endTime = [startTime[0], startTime[1]]
+      this.duration = [0, 0]
+    } else {
+      this.endTime = endTime
+      this.duration = [s, ns]
+    }
+  }
+  spanContext(): SpanContext {
+    return this.context
+  }
+}
+
+/** where finished spans go: the batch processor, and what the SDK's Tracer would have stamped on them */
+export interface SpanSink {
+  processor: SpanProcessor
+  resource: Resource
+  scope: ReadableSpan['instrumentationScope']
+}
+
+function requestAttributes(ctx: MeshContext, operation: string): Record<string, string | number | boolean> {
   const u = ctx.usage
-  const operation = ctx.operation === 'embeddings' ? 'embeddings' : 'chat'
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
   const attributes: Record<string, string | number | boolean> = {
     'gen_ai.operation.name': operation,
@@ -103,47 +159,73 @@ export function emitSpans(tracer: Tracer, ids: ChosenIds, ctx: MeshContext, mark
   if (ctx.cache.similarity !== undefined) attributes['agentmesh.cache.similarity'] = ctx.cache.similarity
   const conversation = ctx.request.headers.get('x-agentmesh-session') ?? ctx.request.headers.get('x-session-id')
   if (conversation) attributes['gen_ai.conversation.id'] = conversation.slice(0, 128)
+  return attributes
+}
+
+export function emitSpans(sink: SpanSink, ctx: MeshContext, marks: Marks): void {
+  const parent = marks.parent
+  // the parent-based sampler: an unsampled client trace records no span of ours
+  if (parent && !(parent.traceFlags & 1)) return
+  const operation = ctx.operation === 'embeddings' ? 'embeddings' : 'chat'
+  const attributes = requestAttributes(ctx, operation)
   const failed = (ctx.status ?? 0) >= 400 || ctx.aborted
   if (failed) attributes['error.type'] = ctx.error?.type ?? (ctx.aborted ? 'aborted' : String(ctx.status))
+  const status: SpanStatus | undefined = failed
+    ? ctx.error?.type === undefined
+      ? { code: SpanStatusCode.ERROR }
+      : { code: SpanStatusCode.ERROR, message: ctx.error.type }
+    : undefined
   // no client trace: the request span starts the trace the vendor was already told about
-  if (!marks.parent && marks.upstream) ids.nextTraceId = marks.upstream.traceId
-  const span = tracer.startSpan(
-    `${operation} ${ctx.prompt?.model ?? ''}`.trim(),
-    { kind: SpanKind.SERVER, attributes, startTime: epoch(marks.start) },
-    marks.parent,
-  )
-  if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: ctx.error?.type })
-  const inside = trace.setSpan(marks.parent ?? ROOT_CONTEXT, span)
-  if (marks.cacheStart !== undefined) {
-    const c = tracer.startSpan(
+  const traceId = parent?.traceId ?? marks.upstream?.traceId ?? randomHex(16)
+  const self: SpanContext = { traceId, spanId: randomHex(8), traceFlags: 1, traceState: parent?.traceState }
+  const end = hrTime(marks.end)
+  const { processor, resource, scope } = sink
+  const span = (
+    c: SpanContext,
+    p: SpanContext | undefined,
+    name: string,
+    kind: SpanKind,
+    start: HrTime,
+    to: HrTime,
+    a: Record<string, string | number | boolean>,
+    st?: SpanStatus,
+  ) => processor.onEnd(new FinishedSpan(c, p, name, kind, start, to, a, resource, scope, st))
+  const child = (spanId: string): SpanContext => ({ traceId, spanId, traceFlags: 1, traceState: self.traceState })
+  // children end first, as they did through the SDK (each was exported when it ended)
+  if (marks.cacheStart !== undefined)
+    span(
+      child(randomHex(8)),
+      self,
       'agentmesh.cache_lookup',
-      {
-        kind: SpanKind.INTERNAL,
-        startTime: epoch(marks.cacheStart),
-        attributes: { 'agentmesh.cache': ctx.cache.status },
-      },
-      inside,
+      SpanKind.INTERNAL,
+      hrTime(marks.cacheStart),
+      hrTime(marks.cacheEnd ?? marks.routeAt ?? marks.end),
+      { 'agentmesh.cache': ctx.cache.status },
     )
-    c.end(epoch(marks.cacheEnd ?? marks.routeAt ?? marks.end))
-  }
-  if (ctx.upstream && marks.routeAt !== undefined) {
+  if (ctx.upstream && marks.routeAt !== undefined)
     // the span id the vendor received as the parent in its traceparent
-    if (marks.upstream) ids.nextSpanId = marks.upstream.spanId
-    const up = tracer.startSpan(
+    span(
+      child(marks.upstream?.spanId ?? randomHex(8)),
+      self,
       `${operation} ${ctx.route.model}`,
+      SpanKind.CLIENT,
+      hrTime(marks.routeAt),
+      end,
       {
-        kind: SpanKind.CLIENT,
-        startTime: epoch(marks.routeAt),
-        attributes: {
-          'gen_ai.operation.name': operation,
-          'gen_ai.provider.name': attributes['gen_ai.provider.name']!,
-          'gen_ai.request.model': ctx.route.model,
-          'http.response.status_code': ctx.upstream.status,
-        },
+        'gen_ai.operation.name': operation,
+        'gen_ai.provider.name': attributes['gen_ai.provider.name']!,
+        'gen_ai.request.model': ctx.route.model,
+        'http.response.status_code': ctx.upstream.status,
       },
-      inside,
     )
-    up.end(epoch(marks.end))
-  }
-  span.end(epoch(marks.end))
+  span(
+    self,
+    parent,
+    `${operation} ${ctx.prompt?.model ?? ''}`.trim(),
+    SpanKind.SERVER,
+    hrTime(marks.start),
+    end,
+    attributes,
+    status,
+  )
 }
