@@ -136,23 +136,36 @@ async function throughProxy(d: GainsDeps, children: ChildProcess[]) {
   await Promise.all([off, on].map((p) => wrkAsync(p.url, conns, 3, d.plainLua)))
   const ratios: number[] = []
   const added: number[] = []
+  const msOff: number[] = []
+  const msOn: number[] = []
   let errors = 0
-  const per = { off: 0, on: 0 }
   const windows = 7
   for (let i = 0; i < windows; i++) {
     const cpu0 = [d.cpuMs(off.pid), d.cpuMs(on.pid)]
     const [a, b] = await Promise.all([off, on].map((p) => wrkAsync(p.url, conns, d.seconds, d.plainLua)))
-    const msOff = (d.cpuMs(off.pid) - cpu0[0]!) / Math.max(1, a!.requests)
-    const msOn = (d.cpuMs(on.pid) - cpu0[1]!) / Math.max(1, b!.requests)
-    ratios.push(msOn / msOff)
-    added.push(msOn - msOff)
-    per.off += msOff / windows
-    per.on += msOn / windows
     errors += a!.errors + b!.errors
+    // a window in which either proxy was starved (another job took the machine) says nothing
+    if (a!.requests < 100 || b!.requests < 100) continue
+    msOff.push((d.cpuMs(off.pid) - cpu0[0]!) / a!.requests)
+    msOn.push((d.cpuMs(on.pid) - cpu0[1]!) / b!.requests)
+    ratios.push(msOn.at(-1)! / msOff.at(-1)!)
+    added.push(msOn.at(-1)! - msOff.at(-1)!)
   }
   off.child.kill('SIGKILL')
   on.child.kill('SIGKILL')
-  return { ...per, ratio: median(ratios), added: median(added), errors, windows, pinned }
+  const used = ratios.length
+  if (!used)
+    return { off: Number.NaN, on: Number.NaN, ratio: Number.NaN, added: Number.NaN, errors, windows, used, pinned }
+  return {
+    off: median(msOff),
+    on: median(msOn),
+    ratio: median(ratios),
+    added: median(added),
+    errors,
+    windows,
+    used,
+    pinned,
+  }
 }
 
 /** the router's two hooks alone on a context captured from a real request, vs the same loop without them */
@@ -289,5 +302,5 @@ export async function routerGainsLine(d: GainsDeps, children: ChildProcess[]): P
   const inProcess = await pipelineInProcess(d)
   const p = await throughProxy(d, children)
   const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
-  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, on/off ${p.ratio.toFixed(3)}, added ${p.added.toFixed(4)} ms/req (medians of ${p.windows} windows of ${d.seconds}s, two fresh proxies loaded at once${p.pinned ? ' on one CPU' : ''}, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
+  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, on/off ${p.ratio.toFixed(3)}, added ${p.added.toFixed(4)} ms/req (medians of ${p.used} of ${p.windows} windows of ${d.seconds}s, two fresh proxies loaded at once${p.pinned ? ' on one CPU' : ''}, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
 }
