@@ -12,6 +12,11 @@ const SESSION_HEADERS = ['x-claude-code-session-id', 'session_id', 'x-session-id
 const METADATA_KEYS = ['run_id', 'session_id', 'conversation_id', 'user_id']
 // enough of the opening to tell conversations apart; hashing more would cost per call
 const OPENING_CHARS = 16 * 1024
+// an agent resends its opening with every turn: the ids of short openings are kept, not rehashed
+// (at most MAX_OPENINGS of them, about 2 MB; emptied when full)
+const openings = new Map<string, string>()
+const REMEMBERED_CHARS = 2048
+const MAX_OPENINGS = 1000
 
 export interface RunRef {
   id: string
@@ -59,5 +64,12 @@ function openingId(ctx: MeshContext): string {
   const text = first?.text ?? ''
   // one string, one digest: the same bytes (and id) as hashing the parts one after the other
   const opening = `${ctx.identity.team}\u0000${ctx.identity.user}\u0000${p.system.length > OPENING_CHARS ? p.system.slice(0, OPENING_CHARS) : p.system}\u0000${text.length > OPENING_CHARS ? text.slice(0, OPENING_CHARS) : text}`
-  return `run-${short(opening)}`
+  if (opening.length > REMEMBERED_CHARS) return `run-${short(opening)}`
+  let id = openings.get(opening)
+  if (id === undefined) {
+    id = `run-${short(opening)}`
+    if (openings.size >= MAX_OPENINGS) openings.clear()
+    openings.set(opening, id)
+  }
+  return id
 }

@@ -1,7 +1,6 @@
 // A run's state, shared by every instance on the same storage: numbers in mesh.counters (atomic,
 // one Lua script on redis), so two proxies never both take a run's last call; why a run tripped
 // and the list of runs in mesh.storage. Each run's counters expire ttlSeconds after its first call.
-import { LRUCache } from 'lru-cache'
 import { hasBatch, type CounterEntry } from '../../core/counters.ts'
 import type { Mesh } from '../../core/types.ts'
 
@@ -72,10 +71,11 @@ interface RunKeys {
 // a key segment from a client value: no ':' (unstorage's separator) and no '.' (an fs path '..')
 const seg = (s: string) => encodeURIComponent(s).replace(/\./g, '%2E')
 const FIELDS = ['calls', 'tok', 'usd', 'trip', 'start', 'base'] as const
+const MAX_RUN_KEYS = 10_000
 
 export class RunStore {
-  /** by team and run (a run id has no NUL, so the pair is unambiguous) */
-  private runKeys = new LRUCache<string, RunKeys>({ max: 10_000 })
+  /** by team and run (a run id has no NUL, so the pair is unambiguous); emptied when full, rebuilt on use */
+  private runKeys = new Map<string, RunKeys>()
 
   constructor(
     private mesh: Mesh,
@@ -92,6 +92,7 @@ export class RunStore {
     if (!r) {
       const base = this.base(team, run)
       r = { base, k: FIELDS.map((f) => `${base}:${f}`) }
+      if (this.runKeys.size >= MAX_RUN_KEYS) this.runKeys.clear()
       this.runKeys.set(id, r)
     }
     return r
