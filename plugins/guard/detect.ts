@@ -360,15 +360,20 @@ function candidate(text: string, name: string, start: number, whole: string, out
   return undefined
 }
 
+let checkedKinds: readonly string[] | undefined
+
 /**
  * Secrets in `text`, sorted by start, never overlapping. `kinds` limits what is reported (default
  * all of SECRET_KINDS); unknown kinds throw.
  */
 export function detectSecrets(text: string, kinds?: readonly string[]): SecretMatch[] {
-  if (kinds)
+  if (kinds && kinds !== checkedKinds) {
     for (const k of kinds)
       if (!(SECRET_KINDS as readonly string[]).includes(k))
         throw new Error(`detectSecrets: unknown kind "${k}" (expected ${SECRET_KINDS.join(', ')})`)
+    // the guard passes one frozen list for every string: checked once (a frozen list cannot change)
+    if (Object.isFrozen(kinds)) checkedKinds = kinds
+  }
   const out: SecretMatch[] = []
   SCAN.lastIndex = 0
   for (let m = SCAN.exec(text); m; m = SCAN.exec(text)) {

@@ -127,6 +127,8 @@ function walk(node: any, path: Array<string | number>, visit: Visit, depth = 0):
 // the one-pass test about 10 ms, the walk that skips it next to nothing
 const LARGE_BODY = 64 * 1024
 
+const maybe = (s: string) => maySecret(s) || s.indexOf('\\u') >= 0
+
 function anyString(body: unknown, test: (s: string) => boolean): boolean {
   let found = false
   walk(body, [], (_holder, _key, value) => {
@@ -199,12 +201,48 @@ function record(
     findings.push({ kind: h.kind, where, action: scope.actions.get(h.kind as SecretKind) ?? 'redact' })
 }
 
+// \u escapes inside a string: a tool result that is JSON text (Go's encoder writes <, > and & so),
+// or a key spelled that way on purpose (sk-\u0061nt-...). The model reads through them, so the
+// search does too: a string holding one is searched again with every escape decoded.
+const ESCAPE = /\\+u([0-9A-Fa-f]{4})/g
+
+/** the string with its \u escapes decoded, and where each decoded character came from */
+function unescapeU(value: string): { text: string; from: number[] } {
+  let text = ''
+  const from: number[] = []
+  let at = 0
+  for (const m of value.matchAll(ESCAPE)) {
+    for (let i = at; i < m.index; i++) from.push(i)
+    text += value.slice(at, m.index) + String.fromCharCode(Number.parseInt(m[1]!, 16))
+    from.push(m.index)
+    at = m.index + m[0].length
+  }
+  for (let i = at; i <= value.length; i++) from.push(i)
+  return { text: text + value.slice(at), from }
+}
+
+/** detectSecrets, and what only the decoded text shows when the string holds \u escapes */
+export function secretsOf(value: string, kinds?: readonly string[]): SecretMatch[] {
+  const hits = detectSecrets(value, kinds)
+  if (value.indexOf('\\u') < 0) return hits
+  const { text, from } = unescapeU(value)
+  let added = false
+  for (const h of detectSecrets(text, kinds)) {
+    const start = from[h.start]!
+    const end = from[h.end]!
+    if (hits.some((o) => start < o.end && o.start < end)) continue
+    hits.push({ kind: h.kind, start, end })
+    added = true
+  }
+  return added ? hits.sort((a, b) => a.start - b.start) : hits
+}
+
 /** search the body, redact what was found, and refuse if a blocked kind was among it */
 function inspect(ctx: MeshContext, scope: Scope): void {
   const body = ctx.request.body
   const findings: GuardFinding[] = []
   walk(body, [], (holder, key, value, path) =>
-    record(body, { holder, key, value, path }, detectSecrets(value, scope.kinds), scope, findings),
+    record(body, { holder, key, value, path }, secretsOf(value, scope.kinds), scope, findings),
   )
   conclude(ctx, findings)
 }
@@ -286,12 +324,12 @@ async function writeJson(v: unknown, out: string[], slicer: Slicer): Promise<voi
 /** detectSecrets over a string of any length, window by window, pausing between windows */
 async function secretsIn(text: string, kinds: SecretKind[], slicer: Slicer): Promise<SecretMatch[]> {
   await slicer.pause()
-  if (text.length <= WINDOW + WINDOW_AFTER) return detectSecrets(text, kinds)
+  if (text.length <= WINDOW + WINDOW_AFTER) return secretsOf(text, kinds)
   const out: SecretMatch[] = []
   for (let at = 0; at < text.length; at += WINDOW) {
     if (at) await slicer.pause()
     const from = Math.max(0, at - WINDOW_BEFORE)
-    for (const h of detectSecrets(text.slice(from, at + WINDOW + WINDOW_AFTER), kinds)) {
+    for (const h of secretsOf(text.slice(from, at + WINDOW + WINDOW_AFTER), kinds)) {
       const start = h.start + from
       // the previous window found it already, or a match of it that this one saw cut short
       if (start < at || start >= at + WINDOW || (out.length && start < out[out.length - 1]!.end)) continue
@@ -346,7 +384,8 @@ function conclude(ctx: MeshContext, findings: GuardFinding[], rawBody?: string):
 
 export function guard(options: GuardOptions = {}): Plugin {
   const actions = resolveActions(options)
-  const kinds = [...actions.keys()]
+  // frozen: detectSecrets checks the list once, not for every string
+  const kinds = Object.freeze([...actions.keys()]) as SecretKind[]
   const scope: Scope = { kinds, actions, allow: new Set(options.allow ?? []) }
   return definePlugin({
     name: 'guard',
@@ -366,7 +405,9 @@ export function guard(options: GuardOptions = {}): Plugin {
         // a large body: every string searched in slices, without the one-pass test (itself a
         // full pass over the text, in one go)
         if (raw.length > ASYNC_BODY) return inspectLarge(ctx, scope)
-        if (raw.length <= LARGE_BODY ? !maySecret(raw) : !anyString(req.body, maySecret)) return
+        // the one-pass test reads the JSON text: a \u escape there (the client's, or one inside a
+        // string) may spell a secret it cannot see, and the strings are searched instead
+        if (raw.length <= LARGE_BODY ? !maySecret(raw) && raw.indexOf('\\u') < 0 : !anyString(req.body, maybe)) return
         inspect(ctx, scope)
       },
     },
