@@ -89,6 +89,8 @@ export interface StallRecord {
   bodyBytes: number
   elMaxMs: number
   cpuMs: number
+  /** CPU spent in the longest block */
+  blockCpuMs: number
   what: string
 }
 
@@ -135,6 +137,7 @@ interface Outcome {
   crashed: boolean
   elMaxMs: number
   cpuMs: number
+  blockCpuMs: number
   log: string
 }
 
@@ -185,7 +188,15 @@ async function runCase(child: ProxyChild, mock: MockUpstream, c: FuzzCase, stall
       kind: `event-loop stall over ${stallMs} ms on ${sizeClass(c)}`,
       detail: `max delay ${stats.elMaxMs.toFixed(0)} ms, ${cpuMs.toFixed(0)} ms of CPU in the case`,
     })
-  return { failures, status: r.status, crashed, elMaxMs: stats?.elMaxMs ?? 0, cpuMs, log: child.takeLog() }
+  return {
+    failures,
+    status: r.status,
+    crashed,
+    elMaxMs: stats?.elMaxMs ?? 0,
+    cpuMs,
+    blockCpuMs: stats?.blockCpuMs ?? 0,
+    log: child.takeLog(),
+  }
 }
 
 export class Fuzzer {
@@ -289,6 +300,7 @@ export class Fuzzer {
           bodyBytes: c.body.length,
           elMaxMs: out.elMaxMs,
           cpuMs: out.cpuMs,
+          blockCpuMs: out.blockCpuMs,
           what: `${c.target} ${c.seedName}: ${c.mutations.join(' | ')}`.slice(0, 240),
         })
       if (f.kind.startsWith('event-loop stall') && !this.failures.has(f.kind)) {
@@ -451,10 +463,10 @@ export function formatReport(r: FuzzReport): string {
     )
   else lines.push('memory: not measured (too few cases after warm-up, or the proxy was restarted after a crash)')
   if (r.stalls.length) {
-    lines.push('', `stalls, longest first (case: body bytes, max delay, CPU in the case):`)
+    lines.push('', `stalls, longest first (case: body bytes, max delay, CPU in the case, CPU in the longest block):`)
     for (const s of [...r.stalls].sort((a, b) => b.elMaxMs - a.elMaxMs).slice(0, 40))
       lines.push(
-        `  ${s.index}: ${s.bodyBytes} B, ${s.elMaxMs.toFixed(0)} ms, ${s.cpuMs.toFixed(0)} ms CPU; ${s.what.slice(0, 160)}`,
+        `  ${s.index}: ${s.bodyBytes} B, ${s.elMaxMs.toFixed(0)} ms, ${s.cpuMs.toFixed(0)} ms CPU, ${s.blockCpuMs.toFixed(0)} ms in the block; ${s.what.slice(0, 160)}`,
       )
   }
   for (const f of [...r.failures].sort((a, b) => b.count - a.count)) {
