@@ -250,7 +250,7 @@ function inspect(ctx: MeshContext, scope: Scope): void {
 // Past this size the body is searched in slices of about SLICE_MS of CPU with the event loop given
 // back between them (issue 11: no request may hold the others up for more than about 50 ms).
 const ASYNC_BODY = 256 * 1024
-const SLICE_MS = 15
+const SLICE_MS = 10
 // A longer string is searched window by window; each window also reads the text around it (a
 // private key block runs up to about 20,000 characters) and keeps what starts inside it.
 const WINDOW = 128 * 1024

@@ -318,6 +318,8 @@ interface Scanner {
   source: string
   /** the same, sticky: tried at a position the alternation stopped at */
   re: RegExp
+  /** the same, global: the kind's own scan, for the rest of a text dense with candidates */
+  all: RegExp
   /** whether a candidate can start with this character code */
   first: (c: number) => boolean
   /** checks a candidate, records it when it passes; returns where this kind's scan goes on */
@@ -450,7 +452,7 @@ const PHONE_NATIONAL: Scanner = scanner(
 )
 
 function scanner(source: string, first: Scanner['first'], take: Scanner['take']): Scanner {
-  return { source, re: new RegExp(source, 'y'), first, take }
+  return { source, re: new RegExp(source, 'y'), all: new RegExp(source, 'g'), first, take }
 }
 
 const SCANNERS: Record<PersonalDataKind, Scanner[]> = {
@@ -527,6 +529,7 @@ const reached: number[] = []
 function findDigitKinds(text: string, plan: Plan, out: Found[]): void {
   const { scanners, any, group } = plan
   for (let i = 0; i < scanners.length; i++) reached[i] = 0
+  let hits = 0
   any!.lastIndex = 0
   for (let m = any!.exec(text); m; m = any!.exec(text)) {
     const at = m.index
@@ -544,6 +547,18 @@ function findDigitKinds(text: string, plan: Plan, out: Found[]): void {
       if (k) reached[i] = s.take(text, k, out)
     }
     any!.lastIndex = at + 1
+    // candidates at most positions ("1 1 1 1 …", a column of numbers): one scan per kind from here
+    // costs less than stopping at each of them (every position before was looked at, so each
+    // kind's own scan goes on from where it had reached, or from here)
+    if (++hits > 64 && hits * 8 > at) return scanRest(text, scanners, at + 1, out)
+  }
+}
+
+function scanRest(text: string, scanners: Scanner[], from: number, out: Found[]): void {
+  for (let i = 0; i < scanners.length; i++) {
+    const s = scanners[i]!
+    s.all.lastIndex = Math.max(reached[i]!, from)
+    for (let m = s.all.exec(text); m; m = s.all.exec(text)) s.all.lastIndex = s.take(text, m, out)
   }
 }
 

@@ -159,7 +159,7 @@ function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined 
 // Past this size the body is searched in slices of about SLICE_MS of CPU with the event loop given
 // back between them (issue 11: no request may hold the others up for more than about 50 ms).
 const ASYNC_BODY = 256 * 1024
-const SLICE_MS = 15
+const SLICE_MS = 10
 // A longer string is searched window by window; each window also reads WINDOW_CONTEXT characters
 // on each side (the longest candidate is about 40, the farthest look-around 256) and keeps what
 // starts inside it.
