@@ -135,26 +135,24 @@ export function resolveApprovalOptions(o: ApprovalOptions, approveOverUsd?: numb
 export type ResolvedApprovalOptions = ReturnType<typeof resolveApprovalOptions>
 
 const globs = new Map<string, RegExp>()
+function globOf(p: string): RegExp {
+  let re = globs.get(p)
+  if (!re) {
+    const source = p
+      .split('*')
+      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')
+    re = new RegExp(`^${source}$`, 'i')
+    globs.set(p, re)
+  }
+  return re
+}
+
+// a loop, not some(): no closure per rule and request
 function matches(patterns: string[] | undefined, name: string): boolean {
   if (!patterns) return true
-  return patterns.some((p) => {
-    if (!p.includes('*')) return p === name
-    let re = globs.get(p)
-    if (!re)
-      globs.set(
-        p,
-        (re = new RegExp(
-          '^' +
-            p
-              .split('*')
-              .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-              .join('.*') +
-            '$',
-          'i',
-        )),
-      )
-    return re.test(name)
-  })
+  for (const p of patterns) if (p.includes('*') ? globOf(p).test(name) : p === name) return true
+  return false
 }
 
 /** The first rule that fires, with why in words; undefined when none does. */
@@ -163,15 +161,9 @@ export function firstRule(
   req: ApprovalRequest,
 ): { rule: ResolvedRule; reason: string } | undefined {
   for (const rule of rules) {
-    const why: string[] = []
-    if (rule.costOverUsd !== undefined) {
-      if (!(req.estimatedUsd > rule.costOverUsd)) continue
-      why.push(`estimated cost up to $${req.estimatedUsd.toFixed(4)} is over $${rule.costOverUsd}`)
-    }
-    if (rule.promptTokensOver !== undefined) {
-      if (!(req.promptTokens > rule.promptTokensOver)) continue
-      why.push(`prompt of about ${req.promptTokens} tokens is over ${rule.promptTokensOver}`)
-    }
+    // every condition first, the words only for the rule that fires: no list per rule and request
+    if (rule.costOverUsd !== undefined && !(req.estimatedUsd > rule.costOverUsd)) continue
+    if (rule.promptTokensOver !== undefined && !(req.promptTokens > rule.promptTokensOver)) continue
     if (
       !matches(rule.models, req.model) ||
       !matches(rule.teams, req.identity.team) ||
@@ -179,14 +171,21 @@ export function firstRule(
       !matches(rule.tools, req.identity.tool)
     )
       continue
-    if (rule.models) why.push(`model ${req.model} is listed`)
-    if (rule.teams || rule.users || rule.tools)
-      why.push(`team ${req.identity.team} / user ${req.identity.user} / tool ${req.identity.tool} is listed`)
-    if (rule.when) {
-      if (!rule.when(req)) continue
-      why.push('its condition holds')
-    }
-    return { rule, reason: why.join('; ') }
+    if (rule.when && !rule.when(req)) continue
+    return { rule, reason: reasonOf(rule, req) }
   }
   return undefined
+}
+
+function reasonOf(rule: ResolvedRule, req: ApprovalRequest): string {
+  const why: string[] = []
+  if (rule.costOverUsd !== undefined)
+    why.push(`estimated cost up to $${req.estimatedUsd.toFixed(4)} is over $${rule.costOverUsd}`)
+  if (rule.promptTokensOver !== undefined)
+    why.push(`prompt of about ${req.promptTokens} tokens is over ${rule.promptTokensOver}`)
+  if (rule.models) why.push(`model ${req.model} is listed`)
+  if (rule.teams || rule.users || rule.tools)
+    why.push(`team ${req.identity.team} / user ${req.identity.user} / tool ${req.identity.tool} is listed`)
+  if (rule.when) why.push('its condition holds')
+  return why.join('; ')
 }
