@@ -174,19 +174,25 @@ interface FastAnswer {
  * The core's answer as the client's Response: a whole answer (bytes) as a BufferedResponse, a
  * stream as a Response over it; anything else (a Response a plugin route made) as it is.
  */
-export function toClientResponse(res: Response): Response {
-  const fast = res as unknown as Partial<FastAnswer>
-  if (typeof fast._toNodeResponse !== 'function') return res
+export function toClientResponse(answer: Response): Response {
+  const fast = answer as unknown as Partial<FastAnswer>
+  if (typeof fast._toNodeResponse !== 'function') return answer
   const out = fast._toNodeResponse()
-  const headers: Array<[string, string]> = []
-  for (let i = 0; i < out.headers.length; i += 2) headers.push([out.headers[i]!, out.headers[i + 1]!])
-  const init: ResponseInit = { status: out.status, statusText: out.statusText, headers }
+  const init: ResponseInit = { status: out.status, statusText: out.statusText }
   const body = out.body
-  if (body == null || NULL_BODY.has(out.status)) return new NativeResponse(null, init)
-  if (typeof body === 'string') return new BufferedResponse(Buffer.from(body), init)
-  if (body instanceof Uint8Array) return new BufferedResponse(body, init)
-  // a relayed stream (web), or a Node stream (the events endpoint)
-  return new NativeResponse(body instanceof ReadableStream ? body : (Readable.toWeb(body) as ReadableStream), init)
+  const res =
+    body == null || NULL_BODY.has(out.status)
+      ? new NativeResponse(null, init)
+      : typeof body === 'string'
+        ? new BufferedResponse(Buffer.from(body), init)
+        : body instanceof Uint8Array
+          ? new BufferedResponse(body, init)
+          : // a relayed stream (web), or a Node stream (the events endpoint)
+            new NativeResponse(body instanceof ReadableStream ? body : (Readable.toWeb(body) as ReadableStream), init)
+  // appended to the Response's own Headers: half the cost of passing them in init (no conversion)
+  const h = res.headers
+  for (let i = 0; i < out.headers.length; i += 2) h.append(out.headers[i]!, out.headers[i + 1]!)
+  return res
 }
 
 // statuses a Response may not have a body with
