@@ -299,12 +299,13 @@ export function createGuard(rt: BreakerRuntime) {
       ? effectiveLimits(rt.opts, { team: '', user: '', tool: '', model: '' })
       : undefined
   const g: Guard = { rt, warned: new LRUCache<string, true>({ max: 10_000 }), ...(fixed ? { fixed } : {}) }
-  return async function beforeRequest(ctx: MeshContext): Promise<void> {
-    if (ctx.operation !== 'chat') return
+  // not async: one promise, the counters', and what follows it runs in its then()
+  return function beforeRequest(ctx: MeshContext): Promise<void> | undefined {
+    if (ctx.operation !== 'chat') return undefined
     const ref = runOf(ctx)
     if ('error' in ref) {
       ctx.response = { kind: 'error', status: 400, type: 'invalid_request_error', message: ref.error }
-      return
+      return undefined
     }
     const team = ctx.identity.team
     const lim = limitsFor(g, ctx)
@@ -314,24 +315,36 @@ export function createGuard(rt: BreakerRuntime) {
       !dry && lim.bodyRepeats !== Infinity
         ? { fingerprint: bodyFingerprint(ctx.request.rawBody), windowSeconds: lim.bodyWindowSeconds }
         : undefined
-    const adm = dry ? await peekAdmit(g, team, ref.id, lim) : await rt.store.admit(team, ref.id, lim, body)
-    const state = adm.state
-    const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
-    ctx.state.breaker = meta
-    ctx.headers['X-AgentMesh-Run-Id'] = ref.id
-    ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
-    ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
-    const turns = assistantTurns(ctx)
-    if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
-    if (!dry) {
-      rt.admitted.set(ctx, meta)
-      if (state.calls === 1)
-        void rt.store
-          .noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() })
-          .catch(() => {})
-    }
-    // awaited only when there is something to wait for (a trip, a dry run's read)
-    const pending = checkRun(g, ctx, ref, meta, state, lim, turns, { body, seen: adm.bodySeen })
-    if (pending) await pending
+    const admission = dry ? peekAdmit(g, team, ref.id, lim) : rt.store.admit(team, ref.id, lim, body)
+    return admission.then((adm) => afterAdmit(g, ctx, ref, lim, dry, body, adm))
   }
+}
+
+/** the call taken (or refused): the run's headers, then the checks that need the transcript */
+function afterAdmit(
+  g: Guard,
+  ctx: MeshContext,
+  ref: RunRef,
+  lim: Effective,
+  dry: boolean,
+  body: BodyCount | undefined,
+  adm: Admission,
+): Promise<void> | undefined {
+  const team = ctx.identity.team
+  const state = adm.state
+  const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
+  ctx.state.breaker = meta
+  ctx.headers['X-AgentMesh-Run-Id'] = ref.id
+  ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
+  ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
+  const turns = assistantTurns(ctx)
+  if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
+  if (!dry) {
+    g.rt.admitted.set(ctx, meta)
+    if (state.calls === 1)
+      void g.rt.store
+        .noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() })
+        .catch(() => {})
+  }
+  return checkRun(g, ctx, ref, meta, state, lim, turns, { body, seen: adm.bodySeen })
 }

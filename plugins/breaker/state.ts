@@ -136,27 +136,56 @@ export class RunStore {
    * Take one call of the run, all limits checked in one atomic step, and count its body (when
    * given) in the same step; refused: which limit, and the state before (the body not counted).
    */
-  async admit(team: string, run: string, lim: AdmitLimits, body?: BodyCount): Promise<Admission> {
+  admit(team: string, run: string, lim: AdmitLimits, body?: BodyCount): Promise<Admission> {
     const rk = this.keysOf(team, run)
     const entries = this.admitEntries(rk, lim)
     const counters = this.mesh.counters
-    let r: { ok: boolean; values: number[] }
-    let bodySeen: number | undefined
-    if (hasBatch(counters)) {
-      const bodyKey = body ? `${rk.base}:body:${body.fingerprint}` : undefined
-      r = await counters.reserveMany(
-        bodyKey ? entries.concat({ key: bodyKey, delta: 1, limit: UNLIMITED, ttl: body!.windowSeconds }) : entries,
-      )
-      if (r.ok && bodyKey) bodySeen = r.values[6]
-    } else {
-      r = await this.reserveEach(entries)
-      if (r.ok && body) bodySeen = await this.bodySeen(team, run, body.fingerprint, body.windowSeconds, true)
-    }
+    if (!hasBatch(counters)) return this.admitEach(team, run, rk, entries, lim, body)
+    const withBody = body
+      ? entries.concat({
+          key: `${rk.base}:body:${body.fingerprint}`,
+          delta: 1,
+          limit: UNLIMITED,
+          ttl: body.windowSeconds,
+        })
+      : entries
+    // then(), not an async function around it: one promise (and turn) less per call
+    return counters
+      .reserveMany(withBody)
+      .then((r) => this.admitted(r, rk, entries, lim, r.ok && body ? r.values[6] : undefined))
+  }
+
+  /** counters without reserveMany: the checks, then the call, then the body */
+  private async admitEach(
+    team: string,
+    run: string,
+    rk: RunKeys,
+    entries: CounterEntry[],
+    lim: AdmitLimits,
+    body?: BodyCount,
+  ): Promise<Admission> {
+    const r = await this.reserveEach(entries)
+    const seen = r.ok && body ? await this.bodySeen(team, run, body.fingerprint, body.windowSeconds, true) : undefined
+    return this.admitted(r, rk, entries, lim, seen)
+  }
+
+  /** what admit's counters step came to: the state, and which limit refused the call */
+  private admitted(
+    r: { ok: boolean; values: number[] },
+    rk: RunKeys,
+    entries: CounterEntry[],
+    lim: AdmitLimits,
+    bodySeen: number | undefined,
+  ): Admission | Promise<Admission> {
     const state = this.stateOf(r.values)
     if (r.ok) {
+      const adm: Admission = bodySeen === undefined ? { state } : { state, bodySeen }
       // the run's first call starts its wall clock (only one request sees calls === 1)
-      if (state.calls === 1 && !state.start) state.start = await counters.incr(rk.k[4]!, Date.now(), this.ttlSeconds)
-      return bodySeen === undefined ? { state } : { state, bodySeen }
+      if (state.calls !== 1 || state.start) return adm
+      return this.mesh.counters.incr(rk.k[4]!, Date.now(), this.ttlSeconds).then((start) => {
+        state.start = start
+        return adm
+      })
     }
     const refused: Refusal = state.tripped
       ? 'tripped'
