@@ -283,6 +283,18 @@ export async function stringifyInSlices(value: unknown, slicer = new Slicer()): 
   return out.join('')
 }
 
+/** about how long a value's JSON text is, counted up to `limit` */
+function sizeUpTo(v: unknown, limit: number): number {
+  if (typeof v === 'string') return v.length + 2
+  if (v === null || typeof v !== 'object') return 8
+  let n = 2
+  for (const x of Array.isArray(v) ? v : Object.values(v)) {
+    n += sizeUpTo(x, limit - n) + 8
+    if (n >= limit) break
+  }
+  return n
+}
+
 async function writeJson(v: unknown, out: string[], slicer: Slicer): Promise<void> {
   if (slicer.due()) await slicer.yield()
   if (typeof v === 'string' && v.length > STRING_PIECE) {
@@ -301,10 +313,24 @@ async function writeJson(v: unknown, out: string[], slicer: Slicer): Promise<voi
     out.push('"')
   } else if (Array.isArray(v)) {
     out.push('[')
-    for (let i = 0; i < v.length; i++) {
+    for (let i = 0; i < v.length; ) {
+      // a run of elements that are small together is written by one JSON.stringify: a few large
+      // pieces, not thousands of small ones for the young generation to copy
+      let j = i
+      for (let size = 0; j < v.length && size < STRING_PIECE; j++) {
+        const n = sizeUpTo(v[j], STRING_PIECE)
+        if (n >= STRING_PIECE) break
+        size += n
+      }
+      if (j > i) {
+        out.push(`${i ? ',' : ''}${JSON.stringify(v.slice(i, j)).slice(1, -1)}`)
+        i = j
+        if (slicer.due()) await slicer.yield()
+        continue
+      }
       if (i) out.push(',')
-      const x = v[i]
-      await writeJson(x === undefined || typeof x === 'function' || typeof x === 'symbol' ? null : x, out, slicer)
+      await writeJson(v[i], out, slicer)
+      i++
     }
     out.push(']')
   } else if (v !== null && typeof v === 'object' && typeof (v as any).toJSON !== 'function') {
@@ -345,9 +371,13 @@ async function inspectLarge(ctx: MeshContext, scope: Scope): Promise<void> {
   const sites: Array<{ holder: any; key: string | number; value: string; path: Array<string | number> }> = []
   walk(body, [], (holder, key, value, path) => sites.push({ holder, key, value, path }))
   const slicer = new Slicer()
+  // the core's parse of the body just ran in this same turn of the event loop
+  await slicer.yield()
   const findings: GuardFinding[] = []
   for (const site of sites) record(body, site, await secretsIn(site.value, scope.kinds, slicer), scope, findings)
-  conclude(ctx, findings, findings.length ? await stringifyInSlices(body, slicer) : undefined)
+  const rawBody = findings.length ? await stringifyInSlices(body, slicer) : undefined
+  await slicer.pause()
+  conclude(ctx, findings, rawBody)
 }
 
 /** after the search: the request rewritten (its text given for a large body), the headers and events, or the refusal */
