@@ -80,6 +80,16 @@ export function teamFilter(team: string): (e: MeshEvent) => boolean {
   }
 }
 
+const FRAME = Symbol('sse frame')
+/** an event's SSE frame, made once however many clients get it (a symbol key: JSON.stringify skips it) */
+function frameOf(e: MeshEvent): string {
+  const cached = (e as { [FRAME]?: string })[FRAME]
+  if (cached !== undefined) return cached
+  const frame = `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`
+  ;(e as { [FRAME]?: string })[FRAME] = frame
+  return frame
+}
+
 /** events kept for replay by Last-Event-ID */
 export const EVENT_RING_SIZE = 2000
 
@@ -106,11 +116,20 @@ export function eventStreamResponse(
   bus.retain(EVENT_RING_SIZE)
   const out = new PassThrough()
   out.write(': agentmesh events\n\n')
+  // one write per event-loop turn, not one per event: each write is a syscall, and a busy proxy
+  // emits several events per request to every client
+  let pending = ''
+  const flush = () => {
+    const chunk = pending
+    pending = ''
+    if (chunk && !out.destroyed) out.write(chunk)
+  }
   const send = (e: MeshEvent) => {
     // the team filter sees every event (it learns the team's request ids from `request`)
     if (visible && !visible(e)) return
     if (types && !types.includes(e.type)) return
-    out.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
+    if (pending === '') setImmediate(flush)
+    pending += frameOf(e)
   }
   const last = lastEventId(request, url)
   if (last !== undefined) for (const e of bus.since(last)) send(e)
