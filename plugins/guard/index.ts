@@ -4,6 +4,7 @@
 // ctx.prompt, or the request is refused with a 403 secret_in_prompt, per kind. Runs first
 // (enforce 'pre', listed before normalise): the caches' keys, the breaker's fingerprints, the audit
 // entry and the events are all computed after it, on the redacted request.
+import { Slicer } from '../../core/slicer.ts'
 import { refuseOrRecord } from '../../core/dry-run.ts'
 import { embeddingsPrompt } from '../../core/embeddings.ts'
 import { definePlugin } from '../../core/plugin.ts'
@@ -257,27 +258,11 @@ const WINDOW = 128 * 1024
 const WINDOW_BEFORE = 1024
 const WINDOW_AFTER = 24 * 1024
 
-/** gives the event loop back once SLICE_MS of work has passed since it last did */
-class Slicer {
-  private until = performance.now() + SLICE_MS
-  /** whether the slice is used up (then await yield()) */
-  due(): boolean {
-    return performance.now() >= this.until
-  }
-  async yield(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve))
-    this.until = performance.now() + SLICE_MS
-  }
-  async pause(): Promise<void> {
-    if (this.due()) await this.yield()
-  }
-}
-
 // a string this long is written out in pieces (JSON.stringify of 10 MB takes 60 to 200 ms here)
 const STRING_PIECE = 1024 * 1024
 
 /** JSON.stringify(value), the same text, written in slices */
-export async function stringifyInSlices(value: unknown, slicer = new Slicer()): Promise<string> {
+export async function stringifyInSlices(value: unknown, slicer = new Slicer(SLICE_MS)): Promise<string> {
   const out: string[] = []
   await writeJson(value, out, slicer)
   return out.join('')
@@ -370,7 +355,7 @@ async function inspectLarge(ctx: MeshContext, scope: Scope): Promise<void> {
   const body = ctx.request.body
   const sites: Array<{ holder: any; key: string | number; value: string; path: Array<string | number> }> = []
   walk(body, [], (holder, key, value, path) => sites.push({ holder, key, value, path }))
-  const slicer = new Slicer()
+  const slicer = new Slicer(SLICE_MS)
   // the core's parse of the body just ran in this same turn of the event loop
   await slicer.yield()
   const findings: GuardFinding[] = []

@@ -330,21 +330,25 @@ const isDigitCode = (c: number) => c >= 48 && c <= 57
 const isUpperCode = (c: number) => c >= 65 && c <= 90
 const endOf = (m: RegExpExecArray) => m.index + m[0].length
 
-const CARD: Scanner = scanner(String.raw`(?<![\w.-])\d(?:[ -]?\d){11,18}(?![\w]|[.-]\d)`, isDigitCode, (_text, m, out) => {
-  const raw = m[0]
-  const digits = raw.replace(/[ -]/g, '')
-  // separators, when present, are all the same character (4 4 4 4, 4 6 5, …)
-  if (
-    digits.length >= 12 &&
-    digits.length <= 19 &&
-    (digits.length === raw.length || /^[\d ]+$/.test(raw) || /^[\d-]+$/.test(raw)) &&
-    cardNetworkKnown(digits) &&
-    luhnValid(digits) &&
-    !TEST_CARDS.has(digits)
-  )
-    out.push({ kind: 'card', start: m.index, end: endOf(m) })
-  return endOf(m)
-})
+const CARD: Scanner = scanner(
+  String.raw`(?<![\w.-])\d(?:[ -]?\d){11,18}(?![\w]|[.-]\d)`,
+  isDigitCode,
+  (_text, m, out) => {
+    const raw = m[0]
+    const digits = raw.replace(/[ -]/g, '')
+    // separators, when present, are all the same character (4 4 4 4, 4 6 5, …)
+    if (
+      digits.length >= 12 &&
+      digits.length <= 19 &&
+      (digits.length === raw.length || /^[\d ]+$/.test(raw) || /^[\d-]+$/.test(raw)) &&
+      cardNetworkKnown(digits) &&
+      luhnValid(digits) &&
+      !TEST_CARDS.has(digits)
+    )
+      out.push({ kind: 'card', start: m.index, end: endOf(m) })
+    return endOf(m)
+  },
+)
 
 const IBAN: Scanner = scanner(
   String.raw`(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?`,

@@ -3,6 +3,7 @@
 // the same value the same placeholder (`<EMAIL_1>`); the answer the client receives gets the
 // values back through the core's answer-text hook, streamed answers included. The mapping lives
 // in this request's closure only: never in ctx.state, events, logs or the cache.
+import { Slicer } from '../../core/slicer.ts'
 import { embeddingsPrompt } from '../../core/embeddings.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import { protocols } from '../../core/protocols/index.ts'
@@ -166,18 +167,6 @@ const SLICE_MS = 10
 const WINDOW = 128 * 1024
 const WINDOW_CONTEXT = 1024
 
-/** gives the event loop back once SLICE_MS of work has passed since it last did */
-class Slicer {
-  private until = performance.now() + SLICE_MS
-  async yield(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve))
-    this.until = performance.now() + SLICE_MS
-  }
-  async pause(): Promise<void> {
-    if (performance.now() >= this.until) await this.yield()
-  }
-}
-
 /** detectPersonalData over a string of any length, window by window, pausing between windows */
 async function personalIn(text: string, kinds: readonly string[], slicer: Slicer): Promise<Site['found']> {
   await slicer.pause()
@@ -197,7 +186,7 @@ async function personalIn(text: string, kinds: readonly string[], slicer: Slicer
 
 /** maskBody for a large body: the same search, in slices */
 async function maskBodyLarge(body: unknown, kinds: readonly string[]): Promise<Masking | undefined> {
-  const slicer = new Slicer()
+  const slicer = new Slicer(SLICE_MS)
   // the plugin before this one (the guard, on the same large body) may have just worked a slice
   await slicer.yield()
   const scan: Scan = { kinds, sites: [], pending: [] }
