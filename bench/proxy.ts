@@ -246,6 +246,14 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
             { root, dir, mockPort, seconds, connections, freePort, start, wrk, cpuMs },
             children,
           )
+    // issue 18's observability lines, after the translated one (BENCH_OBSERVE=0 leaves them out)
+    const observeLines =
+      process.env.BENCH_OBSERVE === '0'
+        ? []
+        : await (await import('./lib/observability-gains.ts')).observabilityGainsLines(
+            { root, dir, mockPort, seconds, connections, plainLua, freePort, start, cpuMs },
+            children,
+          )
 
     const f = (n: number, d = 2) => n.toFixed(d)
     console.log(
@@ -271,6 +279,7 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
     )
     if (routerLine) console.log(routerLine)
     if (translateLine) console.log(translateLine)
+    for (const line of observeLines) console.log(line)
     console.log(
       `bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`,
     )
