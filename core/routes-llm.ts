@@ -196,8 +196,10 @@ type BodyError = { status: number; type: string; message: string }
 
 /**
  * Read the request body as text within the byte limit; 413 beyond it, without reading the rest.
- * Straight from the Node socket rather than h3's readBody (a web stream), which costs more on the
- * hot path than the rest of a small request's body handling.
+ * Straight from the Node socket rather than h3's body reading (a web stream): an h3 app on srvx
+ * whose one route reads a 200-byte JSON body took about 100 µs of CPU per request this way and
+ * about 160 µs with h3's assertBodySize + event.req.text() (median ratio 1.66, both servers loaded
+ * at once on one core); at 100 KB the two cost the same.
  */
 async function readBody(event: H3Event, limit: number): Promise<string | BodyError> {
   const declared = Number(event.req.headers.get('content-length') ?? NaN)
