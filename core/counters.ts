@@ -35,6 +35,23 @@ export function hasBatch(c: Counters): c is BatchCounters {
   )
 }
 
+/**
+ * Batch steps that are done when they return (memory counters, file-backed ones too; redis has
+ * none): a plugin that finds them keeps its hook synchronous, with no promise and no microtask
+ * turn per request on the hot path.
+ */
+export interface SyncBatchCounters extends BatchCounters {
+  reserveManySync(entries: CounterEntry[]): { ok: boolean; values: number[] }
+  incrManySync(entries: CounterEntry[]): number[]
+}
+
+export function hasSyncBatch(c: Counters): c is SyncBatchCounters {
+  return (
+    typeof (c as Partial<SyncBatchCounters>).reserveManySync === 'function' &&
+    typeof (c as Partial<SyncBatchCounters>).incrManySync === 'function'
+  )
+}
+
 /** Counters plus the means to release what they hold; the core calls close() at shutdown. */
 export interface ClosableCounters extends BatchCounters {
   /** write pending state (file-backed memory counters) and close connections this module opened */
@@ -86,7 +103,7 @@ interface Entry {
 
 // one closure over 80 lines, as unstorage's drivers are: every method shares the map, the expiry
 // timer and the file-save state; each method itself is short
-export function createMemoryCounters(options: MemoryCountersOptions = {}): ClosableCounters {
+export function createMemoryCounters(options: MemoryCountersOptions = {}): ClosableCounters & SyncBatchCounters {
   const now = options.now ?? Date.now
   const map = new Map<string, Entry>()
   const file = options.file
@@ -170,6 +187,22 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
     return delta
   }
 
+  const reserveManySync = (entries: CounterEntry[]): { ok: boolean; values: number[] } => {
+    const t = now()
+    const values = entries.map((e) => live(e.key, t)?.v ?? 0)
+    for (let i = 0; i < entries.length; i++) {
+      if (!(values[i]! + entries[i]!.delta <= (entries[i]!.limit ?? Infinity))) return { ok: false, values }
+    }
+    const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
+    touched()
+    return { ok: true, values: after }
+  }
+  const incrManySync = (entries: CounterEntry[]): number[] => {
+    const t = now()
+    const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
+    touched()
+    return after
+  }
   return {
     async incr(key, delta, ttlSeconds) {
       const v = add(key, delta, ttlSeconds, now())
@@ -191,21 +224,13 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
       return { ok: true, values: after }
     },
     async reserveMany(entries) {
-      const t = now()
-      const values = entries.map((e) => live(e.key, t)?.v ?? 0)
-      for (let i = 0; i < entries.length; i++) {
-        if (!(values[i]! + entries[i]!.delta <= (entries[i]!.limit ?? Infinity))) return { ok: false, values }
-      }
-      const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
-      touched()
-      return { ok: true, values: after }
+      return reserveManySync(entries)
     },
     async incrMany(entries) {
-      const t = now()
-      const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
-      touched()
-      return after
+      return incrManySync(entries)
     },
+    reserveManySync,
+    incrManySync,
     async del(key) {
       map.delete(key)
       touched()

@@ -316,6 +316,7 @@ export function createGuard(rt: BreakerRuntime) {
         ? { fingerprint: bodyFingerprint(ctx.request.rawBody), windowSeconds: lim.bodyWindowSeconds }
         : undefined
     const admission = dry ? peekAdmit(g, team, ref.id, lim) : rt.store.admit(team, ref.id, lim, body)
+    if (!(admission instanceof Promise)) return afterAdmit(g, ctx, ref, lim, dry, body, admission)
     return admission.then((adm) => afterAdmit(g, ctx, ref, lim, dry, body, adm))
   }
 }
