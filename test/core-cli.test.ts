@@ -77,12 +77,29 @@ function project(files: Record<string, string> = {}): string {
   return dir
 }
 
-afterAll(() => {
-  // only the children this suite started, by their own handle
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
-  // a stopped CLI child may still be flushing its audit log: retry while the dir is not yet empty
+afterAll(async () => {
+  // only the children this suite started, by their own handle; a stopping CLI child flushes and
+  // signs its audit log, slowly on a loaded machine: wait for it to exit before removing its dir
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null)
+  for (const c of running) c.kill('SIGTERM')
+  await Promise.all(
+    running.map(
+      (c) =>
+        new Promise<void>((done) => {
+          if (c.exitCode !== null || c.signalCode !== null) return done()
+          const timer = setTimeout(() => {
+            c.kill('SIGKILL')
+            done()
+          }, 20_000)
+          c.once('exit', () => {
+            clearTimeout(timer)
+            done()
+          })
+        }),
+    ),
+  )
   for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
-})
+}, 60_000)
 
 // concurrent: each test mostly waits for a node process to start
 describe.concurrent('agentmesh CLI', { timeout: 90_000 }, () => {
