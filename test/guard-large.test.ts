@@ -144,7 +144,9 @@ describe('guards on a 10 MB prompt', () => {
       })
       .filter((block) => block > 0)
     const longest = Math.max(...inside)
-    const longestWall = Math.max(...gaps.filter(([gap, at]) => at - gap < marks.end && at > marks.start).map(([g]) => g))
+    const longestWall = Math.max(
+      ...gaps.filter(([gap, at]) => at - gap < marks.end && at > marks.start).map(([g]) => g),
+    )
     console.log(
       `guards on ${(size / 1024 / 1024).toFixed(1)} MB: ${(marks.end - marks.start).toFixed(0)} ms in all, longest event-loop block ${longest.toFixed(1)} ms of CPU (${longestWall.toFixed(1)} ms of wall time) over ${inside.length} ticks`,
     )
@@ -165,7 +167,10 @@ describe('the request text of a large redacted body, written in slices', () => {
       gone: undefined,
       fn: () => 1,
       nested: { list: [1, undefined, 'x', null, true, { deep: [long] }], empty: {}, none: [] },
-      messages: [{ role: 'user', content: long }, { role: 'assistant', content: 'short \u2028 line' }],
+      messages: [
+        { role: 'user', content: long },
+        { role: 'assistant', content: 'short \u2028 line' },
+      ],
     }
     expect(await stringifyInSlices(value)).toBe(JSON.stringify(value))
     expect(await stringifyInSlices(long)).toBe(JSON.stringify(long))

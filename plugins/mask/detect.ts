@@ -554,7 +554,10 @@ function findDigitKinds(text: string, plan: Plan, out: Found[]): void {
     // candidates at most positions ("1 1 1 1 …", a column of numbers): one scan per kind from here
     // costs less than stopping at each of them (every position before was looked at, so each
     // kind's own scan goes on from where it had reached, or from here)
-    if (++hits > 64 && hits * 8 > at) return scanRest(text, scanners, at + 1, out)
+    if (++hits > 64 && hits * 8 > at) {
+      scanRest(text, scanners, at + 1, out)
+      return
+    }
   }
 }
 
