@@ -112,6 +112,11 @@ export function createGrantStore(storage: Storage, cacheMs: number) {
       }
       return cache.grants.filter((g) => Date.parse(g.expires) > now && Date.parse(g.created) <= now + 1000)
     },
+    /** active() when the cache is fresh, without a promise; undefined when storage must be read */
+    activeSync(now = Date.now()): Grant[] | undefined {
+      if (!cache || now - cache.at >= cacheMs) return undefined
+      return cache.grants.filter((g) => Date.parse(g.expires) > now && Date.parse(g.created) <= now + 1000)
+    },
     invalidate() {
       cache = undefined
     },

@@ -24,11 +24,12 @@ export function quota(options: QuotaOptions = {}): Plugin {
   const reservations = new WeakMap<MeshContext, Reservation>()
   const beforeRequest = createReserver(rt, reservations)
 
-  async function afterResponse(ctx: MeshContext) {
+  // no async wrapper: settle returns a promise only when the counters answer later (redis)
+  function afterResponse(ctx: MeshContext) {
     const r = reservations.get(ctx)
     if (!r) return
     reservations.delete(ctx)
-    await settle(rt.mesh, ctx, r)
+    return settle(rt.mesh, ctx, r)
   }
 
   return definePlugin({

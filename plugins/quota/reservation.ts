@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache'
 import * as countersModule from '../../core/counters.ts'
 import * as dryRunModule from '../../core/dry-run.ts'
 import type { MeshContext } from '../../core/types.ts'
+import type { Grant } from './grants.ts'
 import type { Check, QuotaRuntime } from './plan.ts'
 import { addAll, type Reservation } from './settlement.ts'
 import { scopeRecordKey } from './report.ts'
@@ -15,7 +16,7 @@ import { humanDuration } from './windows.ts'
 // jiti, which runs this TypeScript without a build step, reads an imported binding through a Proxy
 // on every use; the request path reads these copies, taken once at load (measured: the quota hooks
 // cost ~1 µs more per request when split into files without them)
-const { hasBatch } = countersModule
+const { hasBatch, hasSyncBatch } = countersModule
 const { isDryRun, refuseOrRecord } = dryRunModule
 const { fmt, KIND_LABEL, MICRO, round1, scopeLabel, toUnit, UNIT, UNLIMITED } = unitsModule
 
@@ -97,29 +98,44 @@ function requestSize(rt: QuotaRuntime, ctx: MeshContext): RequestSize {
 }
 
 /** take every group or none */
-async function takeAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
+const limitFor = (rt: QuotaRuntime) => {
   const soft = rt.opts.mode === 'soft'
-  const limitOf = (c: Check) => (soft || c.stop === Infinity ? UNLIMITED : c.stop)
+  return (c: Check) => (soft || c.stop === Infinity ? UNLIMITED : c.stop)
+}
+
+const batchEntries = (groups: Group[], limitOf: (c: Check) => number) =>
+  groups.flatMap((g) => g.checks.map((c) => ({ key: c.key, delta: g.delta, limit: limitOf(c), ttl: c.ttl })))
+
+/** one atomic step's answer for all limits, split back into the groups */
+function batchTaken(groups: Group[], r: { ok: boolean; values: number[] }, limitOf: (c: Check) => number): Taken {
+  let off = 0
+  const results = groups.map((g) => {
+    const values = r.values.slice(off, off + g.checks.length)
+    off += g.checks.length
+    return { ok: r.ok, values }
+  })
+  const refused = r.ok
+    ? -1
+    : Math.max(
+        0,
+        groups.findIndex((g, gi) => g.checks.some((c, i) => (results[gi]!.values[i] ?? 0) + g.delta > limitOf(c))),
+      )
+  return { results, refused, taken: [] }
+}
+
+/** takeAll on counters that answer at once (memory, file-backed): no promise; undefined otherwise */
+function takeAllSync(rt: QuotaRuntime, groups: Group[]): Taken | undefined {
   const counters = rt.mesh.counters
-  if (hasBatch(counters)) {
-    // one atomic step for all limits (one redis round trip)
-    const r = await counters.reserveMany(
-      groups.flatMap((g) => g.checks.map((c) => ({ key: c.key, delta: g.delta, limit: limitOf(c), ttl: c.ttl }))),
-    )
-    let off = 0
-    const results = groups.map((g) => {
-      const values = r.values.slice(off, off + g.checks.length)
-      off += g.checks.length
-      return { ok: r.ok, values }
-    })
-    const refused = r.ok
-      ? -1
-      : Math.max(
-          0,
-          groups.findIndex((g, gi) => g.checks.some((c, i) => (results[gi]!.values[i] ?? 0) + g.delta > limitOf(c))),
-        )
-    return { results, refused, taken: [] }
-  }
+  if (!hasSyncBatch(counters)) return undefined
+  const limitOf = limitFor(rt)
+  return batchTaken(groups, counters.reserveManySync(batchEntries(groups, limitOf)), limitOf)
+}
+
+async function takeAll(rt: QuotaRuntime, groups: Group[]): Promise<Taken> {
+  const limitOf = limitFor(rt)
+  const counters = rt.mesh.counters
+  // one atomic step for all limits (one redis round trip)
+  if (hasBatch(counters)) return batchTaken(groups, await counters.reserveMany(batchEntries(groups, limitOf)), limitOf)
   // group by group; a refused group gives back what the earlier ones took
   const results: GroupResult[] = []
   const taken: Group[] = []
@@ -207,8 +223,8 @@ function blockMessage(first: CounterState, g: Group, size: RequestSize, resetAt:
   )
 }
 
-// About 80 lines, as one closure: its four short functions (noteScope, refuse, admit, reserve)
-// share the per-process sets of warned limits and recorded scopes.
+// One closure over 80 lines: its short functions (noteScope, refuse, admit, prepare, decide,
+// reserve) share the per-process sets of warned limits and recorded scopes.
 export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshContext, Reservation>) {
   // one quota_warn event per limit and window in this process, not one per request
   const warned = new LRUCache<string, true>({ max: 10_000 })
@@ -263,10 +279,10 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
         used: toUnit(s.c.kind, s.used),
         max: toUnit(s.c.kind, s.c.limit),
       })
-    void addAll(
+    addAll(
       mesh,
       blockedKeys.map((u) => ({ key: u.key, delta: 1, ttl: u.ttl })),
-    ).catch(() => {})
+    )?.catch(() => {})
   }
 
   /** the decision, headers and warnings of a request that got its reservation */
@@ -301,27 +317,33 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
     }
   }
 
-  /** beforeRequest: a reservation in `reservations` for afterResponse to settle, or a 429 */
-  return async function reserve(ctx: MeshContext): Promise<void> {
-    if (ctx.operation === 'count_tokens') return
-    const now = Date.now()
-    const active = await rt.grants.active(now)
-    const { scopes, rpm, tok, usd, usage } = rt.planner.planFor(ctx.identity, now, active)
+  /** what a request needs, on which counters */
+  function prepare(ctx: MeshContext, now: number, active: Grant[]) {
+    const plan = rt.planner.planFor(ctx.identity, now, active)
     const size = requestSize(rt, ctx)
     const groups: Group[] = [
-      { checks: rpm, delta: 1, certain: 1 },
-      { checks: tok, delta: size.tokenDelta, certain: Math.max(1, size.input) },
-      { checks: usd, delta: size.usdDelta, certain: size.inputUsd },
+      { checks: plan.rpm, delta: 1, certain: 1 },
+      { checks: plan.tok, delta: size.tokenDelta, certain: Math.max(1, size.input) },
+      { checks: plan.usd, delta: size.usdDelta, certain: size.inputUsd },
     ]
-    // a dry run reserves nothing: the same verdict and percentages, read from the counters
-    const dry = isDryRun(ctx)
-    const t = dry ? await peekAll(rt, groups) : await takeAll(rt, groups)
-    if (!dry) for (const s of scopes) noteScope(s.name)
+    return { plan, size, groups }
+  }
+
+  /** the counters' answer: a 429, or the reservation kept for afterResponse */
+  function decide(
+    ctx: MeshContext,
+    now: number,
+    p: ReturnType<typeof prepare>,
+    t: Taken,
+    dry: boolean,
+  ): Promise<void> | undefined {
+    const { plan, size, groups } = p
+    if (!dry) for (const s of plan.scopes) noteScope(s.name)
     const states = counterStates(groups, t.results)
     let top = states[0]
     for (const s of states) if (s.pct > top!.pct) top = s
-    if (t.refused >= 0) {
-      await refuse(
+    if (t.refused >= 0)
+      return refuse(
         ctx,
         t,
         groups,
@@ -329,11 +351,40 @@ export function createReserver(rt: QuotaRuntime, reservations: WeakMap<MeshConte
         top,
         size,
         now,
-        usage.map((u) => ({ key: u.blk, ttl: u.ttl })),
+        plan.usage.map((u) => ({ key: u.blk, ttl: u.ttl })),
       )
-      return
-    }
-    if (!dry) reservations.set(ctx, { tok, usd, tokenDelta: size.tokenDelta, usdDelta: size.usdDelta, usage })
+    if (!dry)
+      reservations.set(ctx, {
+        tok: plan.tok,
+        usd: plan.usd,
+        tokenDelta: size.tokenDelta,
+        usdDelta: size.usdDelta,
+        usage: plan.usage,
+      })
     admit(ctx, states, top)
+    return undefined
+  }
+
+  async function reserveAsync(ctx: MeshContext, now: number, dry: boolean): Promise<void> {
+    const p = prepare(ctx, now, await rt.grants.active(now))
+    // a dry run reserves nothing: the same verdict and percentages, read from the counters
+    const t = dry ? await peekAll(rt, p.groups) : await takeAll(rt, p.groups)
+    await decide(ctx, now, p, t, dry)
+  }
+
+  /** beforeRequest: a reservation in `reservations` for afterResponse to settle, or a 429 */
+  return function reserve(ctx: MeshContext): Promise<void> | undefined {
+    if (ctx.operation === 'count_tokens') return undefined
+    const now = Date.now()
+    const dry = isDryRun(ctx)
+    // grants cached and counters in memory: the whole step is synchronous (no promise per request)
+    if (!dry && hasSyncBatch(rt.mesh.counters)) {
+      const active = rt.grants.activeSync(now)
+      if (active) {
+        const p = prepare(ctx, now, active)
+        return decide(ctx, now, p, takeAllSync(rt, p.groups)!, false)
+      }
+    }
+    return reserveAsync(ctx, now, dry)
   }
 }

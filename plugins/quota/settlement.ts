@@ -8,7 +8,7 @@ import type { Check, UsageKeys } from './plan.ts'
 import * as unitsModule from './units.ts'
 
 // local copies of imported bindings: see reservation.ts (jiti reads imports through a Proxy)
-const { hasBatch } = countersModule
+const { hasBatch, hasSyncBatch } = countersModule
 const { totalTokens } = pricingModule
 const { MICRO } = unitsModule
 
@@ -21,14 +21,21 @@ export interface Reservation {
   usage: UsageKeys[]
 }
 
-/** several increments: one round trip when the counters can batch */
-export async function addAll(mesh: Mesh, entries: CounterEntry[]): Promise<void> {
+/**
+ * several increments: one round trip when the counters can batch; none (and no promise) with
+ * memory counters, so the afterResponse phase can stay synchronous
+ */
+export function addAll(mesh: Mesh, entries: CounterEntry[]): Promise<void> | undefined {
   const counters = mesh.counters
-  if (hasBatch(counters)) await counters.incrMany(entries)
-  else await Promise.all(entries.map((e) => counters.incr(e.key, e.delta, e.ttl)))
+  if (hasSyncBatch(counters)) {
+    counters.incrManySync(entries)
+    return undefined
+  }
+  if (hasBatch(counters)) return counters.incrMany(entries).then(() => {})
+  return Promise.all(entries.map((e) => counters.incr(e.key, e.delta, e.ttl))).then(() => {})
 }
 
-export async function settle(mesh: Mesh, ctx: MeshContext, r: Reservation): Promise<void> {
+export function settle(mesh: Mesh, ctx: MeshContext, r: Reservation): Promise<void> | undefined {
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
   const model = ctx.answer?.model || ctx.route.model || ctx.prompt.model
   // what the vendor will bill: actual usage when reported; an aborted stream still pays for what
@@ -51,5 +58,5 @@ export async function settle(mesh: Mesh, ctx: MeshContext, r: Reservation): Prom
       if (savedMicro) entries.push({ key: u.susd, delta: savedMicro, ttl: u.ttl })
     }
   }
-  await addAll(mesh, entries)
+  return addAll(mesh, entries)
 }
