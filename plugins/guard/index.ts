@@ -4,11 +4,10 @@
 // ctx.prompt, or the request is refused with a 403 secret_in_prompt, per kind. Runs first
 // (enforce 'pre', listed before normalise): the caches' keys, the breaker's fingerprints, the audit
 // entry and the events are all computed after it, on the redacted request.
+import { reparsePrompt } from '../../core/reparse.ts'
 import { Slicer } from '../../core/slicer.ts'
 import { refuseOrRecord } from '../../core/dry-run.ts'
-import { embeddingsPrompt } from '../../core/embeddings.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import { protocols } from '../../core/protocols/index.ts'
 import type { Identity, MeshContext, Plugin } from '../../core/types.ts'
 import { SECRET_GROUPS, SECRET_KINDS, detectSecrets, maySecret, type SecretKind, type SecretMatch } from './detect.ts'
 
@@ -157,20 +156,6 @@ function redactText(text: string, hits: SecretMatch[]): string {
     at = h.end
   }
   return out + text.slice(at)
-}
-
-/** the prompt again, from the redacted body: what the caches, quota and audit read */
-function reparse(ctx: MeshContext): void {
-  const before = ctx.prompt
-  const pathModel = ctx.protocol === 'gemini' ? before.model : undefined
-  const next =
-    ctx.operation === 'embeddings'
-      ? embeddingsPrompt(ctx.protocol, ctx.request.body, pathModel)
-      : protocols[ctx.protocol].parse(ctx.request.body, { pathModel, stream: before.stream })
-  // set by the core after parsing (a Responses chain)
-  if (before.stateful !== undefined) next.stateful = before.stateful
-  if (before.noCache !== undefined) next.noCache = before.noCache
-  ctx.prompt = next
 }
 
 function describe(findings: GuardFinding[]): string {
@@ -373,7 +358,7 @@ function conclude(ctx: MeshContext, findings: GuardFinding[], rawBody?: string):
   ctx.request.dirty = true
   // nothing after this hook may read the original text (the breaker fingerprints the raw body)
   ctx.request.rawBody = rawBody ?? JSON.stringify(body)
-  reparse(ctx)
+  reparsePrompt(ctx)
   const counts: Record<string, number> = {}
   for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1
   const where = [...new Set(findings.map((f) => f.where))]

@@ -3,10 +3,9 @@
 // the same value the same placeholder (`<EMAIL_1>`); the answer the client receives gets the
 // values back through the core's answer-text hook, streamed answers included. The mapping lives
 // in this request's closure only: never in ctx.state, events, logs or the cache.
+import { reparsePrompt } from '../../core/reparse.ts'
 import { Slicer } from '../../core/slicer.ts'
-import { embeddingsPrompt } from '../../core/embeddings.ts'
 import { definePlugin } from '../../core/plugin.ts'
-import { protocols } from '../../core/protocols/index.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 import { detectPersonalData, PERSONAL_DATA_KINDS, type PersonalDataKind } from './detect.ts'
 import { Restorer } from './restore.ts'
@@ -278,7 +277,7 @@ function masked(ctx: MeshContext, m: Masking, wanted: readonly string[], large: 
   // a large body's views are parsed again from the masked body: replacing every value in every
   // view string costs values × strings, minutes for a body with thousands of addresses
   if (large) {
-    reparse(ctx)
+    reparsePrompt(ctx)
     maskNormalised(ctx, m.forms)
   } else maskViews(ctx, m.forms)
   // in the cache key: an answer stored under masking is served only to requests masked the
@@ -292,20 +291,6 @@ function masked(ctx: MeshContext, m: Masking, wanted: readonly string[], large: 
     .map((k) => `${k}:${m.counts[k]}`)
     .join(',')
   ctx.mesh.emit('pii_masked', { id: ctx.id, team: ctx.identity.team, counts: m.counts })
-}
-
-/** the prompt again, from the masked body (as the guard does after redacting) */
-function reparse(ctx: MeshContext): void {
-  const before = ctx.prompt
-  const pathModel = ctx.protocol === 'gemini' ? before.model : undefined
-  const next =
-    ctx.operation === 'embeddings'
-      ? embeddingsPrompt(ctx.protocol, ctx.request.body, pathModel)
-      : protocols[ctx.protocol].parse(ctx.request.body, { pathModel, stream: before.stream })
-  // set by the core after parsing (a Responses chain)
-  if (before.stateful !== undefined) next.stateful = before.stateful
-  if (before.noCache !== undefined) next.noCache = before.noCache
-  ctx.prompt = next
 }
 
 export function mask(options: MaskOptions = {}): Plugin {
