@@ -6,9 +6,10 @@ import { isStorageUnavailable } from './errors.ts'
 import { attachNodeResponse } from './client.ts'
 import { embeddingsPrompt } from './embeddings.ts'
 import { ProtocolError, protocols } from './protocols/index.ts'
-import { MAX_JSON_DEPTH, jsonDepthExceeds } from './protocols/shared.ts'
+import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, jsonDepthExceeds, parseJsonSliced } from './protocols/shared.ts'
 import { PluginError, errorResponse, respond, send, type CoreContext } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
+import { Slicer } from './slicer.ts'
 import { runAttempts, targetsOf } from './targets.ts'
 import { continueTranslatedChain, translateRequest, translateWhole, type Translation } from './translate/index.ts'
 import type {
@@ -235,13 +236,16 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
   const ctx = newContext(m, req)
   const adapter = protocols[req.protocol]
   try {
-    const body = parseBody(req.rawBody)
+    // a large body is parsed in slices, and the adapter reads it in a turn of its own
+    const large = isLarge(ctx)
+    const body = large ? await parseBodySliced(req.rawBody) : parseBody(req.rawBody)
+    if (large) await nextTurn()
     ctx.request.body = body
     ctx.prompt =
       req.operation === 'embeddings'
         ? embeddingsPrompt(req.protocol, body, req.pathModel)
         : adapter.parse(body, { pathModel: req.pathModel, stream: req.pathStream })
-    if (isLarge(ctx)) await nextTurn()
+    if (large) await nextTurn()
     ctx.route = defaultRoute(m, req.protocol, ctx.prompt.model)
 
     const resolved = m.resolveIdentity(ctx)
@@ -350,6 +354,23 @@ export function parseBody(text: string): unknown {
     throw new ProtocolError(`malformed JSON body: ${(err as Error).message}`)
   }
 }
+
+/**
+ * parseBody for a body of megabytes: the same value or the same 400, the work spread over turns of
+ * the event loop (slices of about 10 ms) so that other requests are served in between.
+ */
+export async function parseBodySliced(text: string): Promise<unknown> {
+  if (text.length <= SLICED_PARSE_CHARS) return parseBody(text)
+  let parsed: Awaited<ReturnType<typeof parseJsonSliced>>
+  try {
+    parsed = await parseJsonSliced(text, MAX_JSON_DEPTH, new Slicer(PARSE_SLICE_MS))
+  } catch (err) {
+    throw new ProtocolError(`malformed JSON body: ${(err as Error).message}`)
+  }
+  if (parsed.deep) throw new ProtocolError(`request body nests deeper than ${MAX_JSON_DEPTH} levels`)
+  return parsed.value
+}
+const PARSE_SLICE_MS = 10
 
 /**
  * The vendor call: with fallbacks or retries, the attempt loop (core/targets.ts); otherwise one

@@ -8,7 +8,8 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { escapeControls, createLogger } from '../core/log.ts'
-import { jsonDepthExceeds } from '../core/protocols/shared.ts'
+import { parseBody, parseBodySliced } from '../core/pipeline.ts'
+import { SLICED_PARSE_CHARS, jsonDepthExceeds } from '../core/protocols/shared.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
 import { clearVendorEnv, postJson, sseEvents, startMockAndProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
@@ -164,6 +165,112 @@ describe('bodies the proxy reads', () => {
     expect(jsonDepthExceeds(JSON.stringify({ s: '['.repeat(1000) + '"\\"{{{{' }))).toBe(false)
     expect(jsonDepthExceeds('['.repeat(129) + ']'.repeat(129))).toBe(true)
     expect(jsonDepthExceeds('['.repeat(128) + ']'.repeat(128))).toBe(false)
+  })
+})
+
+// --- a body of megabytes parsed in slices: the same value, the same 400 ---------------------------
+
+/** what parseBody gives: the value (key order included) or the error's message */
+function outcome(parse: (t: string) => unknown): (t: string) => Promise<{ json?: string; error?: string }> {
+  return async (t) => {
+    try {
+      const v = await parse(t)
+      // JSON.stringify keeps key order; __proto__ as an own key is kept too
+      return { json: JSON.stringify(v) }
+    } catch (err) {
+      return { error: `${(err as Error).constructor.name}: ${(err as Error).message}` }
+    }
+  }
+}
+const whole = outcome(parseBody)
+const sliced = outcome(parseBodySliced)
+
+describe('large bodies parsed in slices', () => {
+  let seed = 99
+  const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n
+  const word = () => ['a', 'é', '\u{1F600}', '"', '\\', ',', ']', '}', '[', '{', ':', '\n', 'text '][rnd(13)]!
+  const str = (n: number) => Array.from({ length: n }, word).join('')
+  const value = (d: number): unknown => {
+    const k = rnd(d > 3 ? 5 : 8)
+    if (k === 0) return str(rnd(20))
+    if (k === 1) return rnd(1000) / 7
+    if (k === 2) return [true, false, null][rnd(3)]
+    if (k === 3) return -rnd(10) * 1e21
+    if (k === 4) return str(rnd(3))
+    if (k === 5) return Array.from({ length: rnd(4) }, () => value(d + 1))
+    return Object.fromEntries(Array.from({ length: rnd(4) }, (_, i) => [`${str(2)}${i}`, value(d + 1)]))
+  }
+  /** a body over the threshold: large arrays (of many or of one huge element) and small fields */
+  const body = (): string => {
+    const msgs: unknown[] = []
+    const size = SLICED_PARSE_CHARS + rnd(400_000)
+    for (let n = 0; n < size; n += JSON.stringify(msgs.at(-1)).length + 1)
+      msgs.push(rnd(50) ? { role: 'user', content: str(rnd(300)), extra: value(0) } : value(0))
+    const b: Record<string, unknown> = { model: 'm', n: 1, messages: msgs }
+    if (rnd(2)) b.tools = Array.from({ length: 3000 }, (_, i) => ({ name: `t${i}`, p: value(0) }))
+    if (rnd(2)) b.contents = [{ text: str(100_000) }]
+    b.stop = ['x']
+    return rnd(2) ? JSON.stringify(b) : JSON.stringify(b, null, rnd(2) ? 2 : '\t')
+  }
+
+  it('gives the value JSON.parse gives, for bodies of many shapes', async () => {
+    for (let i = 0; i < 12; i++) {
+      const t = body()
+      expect(t.length).toBeGreaterThan(SLICED_PARSE_CHARS)
+      const want = await whole(t)
+      expect(want.json).toBeDefined()
+      expect(await sliced(t)).toEqual(want)
+    }
+  })
+
+  it('gives the same value or the same error when the text is odd or malformed', async () => {
+    const big = `{"role":"user","content":"${'x'.repeat(200)}"}`
+    const many = Array.from({ length: 2000 }, () => big).join(',')
+    const texts = [
+      `{"model":"m","messages":[${many}]}`,
+      // a key given twice: JSON.parse keeps the last
+      `{"messages":[${many}],"messages":[1]}`,
+      `{"messages":[1],"messages":[${many}]}`,
+      `{"messages":[${many}],"messages":[]}`,
+      `{"messages":[${many}],"messages":[${many}]}`,
+      `{"__proto__":[${many}],"model":"m"}`,
+      `{"a\u0022b":[${many}]}`,
+      `  \n{ "messages" : [ ${many} ] , "x" : [ ] }  `,
+      `[[${many}]]`,
+      `{"messages":[${many}]}x`,
+      `{"messages":[${many},]}`,
+      `{"messages":[${many}}`,
+      `{"messages":[${many}]`,
+      `{"messages":[${many},,1]}`,
+      `{"messages":[${many} 1]}`,
+      `{"messages":[${many}], "a" "b"}`,
+      `{["x"]:[${many}]}`,
+      `\ufeff{"messages":[${many}]}`,
+      `{"messages":[${many}],"s":"unterminated}`,
+      `{"messages":[${many.slice(0, -5)}`,
+      // malformed first, nested too deep later: the depth is what the client hears of, as before
+      `{"messages":[${many}}, "d": ${'['.repeat(200)}${']'.repeat(200)}}`,
+      `{"messages":[${many}], "d": ${'['.repeat(127)}${']'.repeat(127)}}`,
+      `{"messages":[${many}], "d": ${'['.repeat(128)}${']'.repeat(128)}}`,
+      `{"messages":[${'['.repeat(130)}${']'.repeat(130)},${many}]}`,
+      `{"messages":[${many}],"n":-0,"e":1E400,"u":"\ud800"}`,
+    ]
+    for (const t of texts) expect(await sliced(t), t.slice(0, 40)).toEqual(await whole(t))
+  })
+
+  it('gives the event loop back while it works', async () => {
+    const t = JSON.stringify({
+      model: 'm',
+      messages: Array.from({ length: 40_000 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: str(30) })),
+    })
+    let turns = 0
+    const tick = setInterval(() => turns++, 0)
+    try {
+      await parseBodySliced(t)
+    } finally {
+      clearInterval(tick)
+    }
+    expect(turns).toBeGreaterThan(2)
   })
 })
 

@@ -1,4 +1,5 @@
 import { CONTROL_CHARS } from '../headers.ts'
+import type { Slicer } from '../slicer.ts'
 import type { CanonicalAnswer, Operation, Prompt, ProtocolName, Usage } from '../types.ts'
 
 /** A request the client got wrong: becomes a 400 in the client's protocol. */
@@ -165,6 +166,143 @@ export function jsonDepthExceeds(text: string, limit = MAX_JSON_DEPTH): boolean 
     } else depth--
   }
   return false
+}
+
+// --- parsing a body of megabytes in slices of the event loop ------------------------------------
+// One JSON.parse of a 10 MB body (and the garbage collection of the tens of thousands of objects
+// it makes) held the loop for 100-300 ms, the depth check before it as long again. Here one sliced
+// pass checks the depth and notes where the elements of the top-level object's large arrays
+// (messages, contents, input, tools) lie; the object without them is parsed first, then those
+// elements by runs of a few hundred KB, each run with native JSON.parse, the loop given back
+// whenever a slice is used up. The same value as JSON.parse, else JSON.parse's own error.
+
+/** Bodies above this many characters are parsed by parseJsonSliced; below it one JSON.parse is quicker */
+export const SLICED_PARSE_CHARS = 256 * 1024
+// a top-level array shorter than this stays in the object parsed in one go
+const SLICED_ARRAY_CHARS = 64 * 1024
+// the text of one run of array elements given to one JSON.parse (a single element may be longer)
+const RUN_CHARS = 128 * 1024
+
+interface ArrayRuns {
+  /** the key's JSON string, quotes included */
+  key: string
+  /** index of the '[' and of its ']' */
+  open: number
+  close: number
+  /** commas between runs of elements */
+  cuts: number[]
+}
+
+type Scan = { kind: 'deep' } | { kind: 'whole' } | { kind: 'runs'; arrays: ArrayRuns[]; keys: number }
+
+/** One pass over the text: jsonDepthExceeds's check (same tokens, same answer) and the arrays' runs. */
+async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Scan> {
+  // a regex of its own: two bodies scanned at once would share lastIndex otherwise
+  const token = /[{}[\]",:]/g
+  const arrays: ArrayRuns[] = []
+  let depth = 0
+  let usable = /^\s*\{/.test(text)
+  let keyAt = -1
+  let keyEnd = -1
+  let keys = 0
+  let open: ArrayRuns | undefined
+  let lastCut = 0
+  let n = 0
+  for (let m = token.exec(text); m !== null; m = token.exec(text)) {
+    const i = m.index
+    const c = text.charCodeAt(i)
+    if (c === 34) {
+      let end = i
+      for (;;) {
+        end = text.indexOf('"', end + 1)
+        if (end < 0) return { kind: 'whole' } // unterminated: JSON.parse reports it
+        let backslashes = 0
+        while (text.charCodeAt(end - 1 - backslashes) === 92) backslashes++
+        if ((backslashes & 1) === 0) break
+      }
+      // at depth 1 the last string before a '[' is that array's key
+      if (depth === 1) {
+        keyAt = i
+        keyEnd = end
+      }
+      token.lastIndex = end + 1
+    } else if (c === 123 || c === 91) {
+      if (++depth > limit) return { kind: 'deep' }
+      if (depth === 2 && c === 91 && keyAt >= 0) {
+        open = { key: text.slice(keyAt, keyEnd + 1), open: i, close: -1, cuts: [] }
+        lastCut = i
+      }
+    } else if (c === 125 || c === 93) {
+      if (depth === 2 && open) {
+        // a '[' closed by '}' is malformed: JSON.parse of the whole text says where
+        if (c !== 93) usable = false
+        else if (i - open.open >= SLICED_ARRAY_CHARS) arrays.push({ ...open, close: i })
+        open = undefined
+      }
+      depth--
+    } else if (c === 44) {
+      if (depth === 2 && open && i - lastCut >= RUN_CHARS) open.cuts.push((lastCut = i))
+    } else if (depth === 1) keys++ // a ':' between a top-level key and its value
+    if ((++n & 1023) === 0 && slicer.due()) await slicer.yield()
+  }
+  return usable && arrays.length ? { kind: 'runs', arrays, keys } : { kind: 'whole' }
+}
+
+/**
+ * JSON.parse(text) in slices of the event loop, or `deep` when the text nests deeper than `limit`
+ * (what jsonDepthExceeds says, checked before anything is parsed). Throws JSON.parse's SyntaxError
+ * for malformed text: any doubt (a run that does not parse, a key given twice) falls back to one
+ * JSON.parse of the whole text, which gives the exact value or error.
+ */
+export async function parseJsonSliced(
+  text: string,
+  limit: number,
+  slicer: Slicer,
+): Promise<{ deep: true } | { deep: false; value: unknown }> {
+  const scan = await scanJson(text, limit, slicer)
+  if (scan.kind === 'deep') return { deep: true }
+  await slicer.pause()
+  if (scan.kind === 'whole') return { deep: false, value: JSON.parse(text) }
+  try {
+    return { deep: false, value: await parseRuns(text, scan.arrays, scan.keys, slicer) }
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err
+    return { deep: false, value: JSON.parse(text) }
+  }
+}
+
+async function parseRuns(text: string, arrays: ArrayRuns[], keys: number, slicer: Slicer): Promise<unknown> {
+  // the top-level object with each large array empty
+  let skeleton = ''
+  let at = 0
+  for (const a of arrays) {
+    skeleton += text.slice(at, a.open) + '[]'
+    at = a.close + 1
+  }
+  const top = JSON.parse(skeleton + text.slice(at))
+  // a key given twice: JSON.parse keeps the last value, which need not be the array noted here
+  if (!isObject(top) || Object.keys(top).length !== keys) throw new SyntaxError('parsed whole instead')
+  for (const a of arrays) {
+    // an own `__proto__` key included: JSON.parse makes it a plain property, read back as one
+    const into = top[JSON.parse(a.key) as string]
+    if (!Array.isArray(into) || into.length) throw new SyntaxError('parsed whole instead')
+    let from = a.open
+    for (let r = 0; r <= a.cuts.length; r++) {
+      const to = r < a.cuts.length ? a.cuts[r]! : a.close
+      await slicer.pause()
+      // a whole array is parsed from the text itself (no copy); a run inside it within brackets
+      const run = JSON.parse(
+        r === 0
+          ? to === a.close
+            ? text.slice(a.open, a.close + 1)
+            : text.slice(a.open, to) + ']'
+          : '[' + text.slice(from + 1, to) + ']',
+      ) as unknown[]
+      for (let j = 0; j < run.length; j++) into.push(run[j])
+      from = to
+    }
+  }
+  return top
 }
 
 /** A 200 body from upstream that is not an answer of the protocol: the core answers 502. */
