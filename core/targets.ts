@@ -27,6 +27,10 @@ export class TargetHealth {
   cooldownUntil = 0
   /** when it last went from healthy to cooling (epoch ms), for target_recovered's downMs */
   cooledAt = 0
+  /** when its current cooldown began (epoch ms; a shared one's: when the instance that cooled it did) */
+  coolStart = 0
+  /** when it last recovered (epoch ms): a shared cooldown that began before is over */
+  recoveredAt = 0
   reason = ''
   inFlight = 0
   latencyEwmaMs: number | undefined = undefined
@@ -66,10 +70,17 @@ const SHARED_READ_TIMEOUT_MS = 250
 
 const DEFAULT_ROUTING = routingOf({})
 
+/**
+ * A target's shared state in redis: a cooldown (until > 0, since when), or its end (until 0,
+ * recoveredAt). Instances compare these times with their own clocks: skew between them shifts
+ * when a recovery counts, by that skew at most.
+ */
 interface SharedCooldown {
   until: number
   reason: string
   failures: number
+  at?: number
+  recoveredAt?: number
 }
 
 export class Targets {
@@ -197,10 +208,11 @@ export class Targets {
     t.probing = false
   }
 
-  #cool(t: TargetHealth, now: number, ms: number, reason: string, shared = false): void {
+  #cool(t: TargetHealth, now: number, ms: number, reason: string, shared = false, since = now): void {
     if (t.state === 'healthy') t.cooledAt = now
     t.state = 'cooldown'
     t.cooldownUntil = now + ms
+    t.coolStart = since
     t.probing = false
     t.reason = reason
     this.mesh.emit('target_cooldown', {
@@ -215,8 +227,10 @@ export class Targets {
     if (!shared && this.#shared()) this.#write(t, ms)
   }
 
-  #recover(t: TargetHealth): void {
-    const downMs = Date.now() - t.cooledAt
+  /** back to healthy; with redis, for every instance (fromShared: another instance said so) */
+  #recover(t: TargetHealth, fromShared = false): void {
+    t.recoveredAt = Date.now()
+    const downMs = t.recoveredAt - t.cooledAt
     t.state = 'healthy'
     t.failures = 0
     t.windowStart = 0
@@ -224,6 +238,11 @@ export class Targets {
     t.probing = false
     t.reason = ''
     this.mesh.emit('target_recovered', { target: t.id, vendor: t.vendor, model: t.model, downMs })
+    if (!fromShared && this.#shared()) {
+      const value: SharedCooldown = { until: 0, reason: 'recovered', failures: 0, recoveredAt: t.recoveredAt }
+      // kept as long as any instance's copy of a cooldown that began before it can last
+      this.#store(t, value, Math.max(this.config.cooldown.cooldownMs, MAX_RETRY_AFTER_MS))
+    }
   }
 
   /**
@@ -255,11 +274,20 @@ export class Targets {
   }
 
   #write(t: TargetHealth, ms: number): void {
-    const value: SharedCooldown = { until: t.cooldownUntil, reason: t.reason.slice(0, 300), failures: t.failures }
+    const value: SharedCooldown = {
+      until: t.cooldownUntil,
+      reason: t.reason.slice(0, 300),
+      failures: t.failures,
+      at: t.coolStart,
+    }
+    this.#store(t, value, ms)
+  }
+
+  #store(t: TargetHealth, value: SharedCooldown, ms: number): void {
     this.mesh.storage
       .setItem(this.#key(t), value as any, { ttl: Math.max(1, Math.ceil(ms / 1000)) })
       .catch((err: Error) => {
-        this.mesh.log.debug(`routing: cooldown of ${t.id} not shared: ${err.message}`)
+        this.mesh.log.debug(`routing: state of ${t.id} not shared: ${err.message}`)
       })
   }
 
@@ -296,9 +324,16 @@ export class Targets {
       return
     }
     const now = Date.now()
-    if (!v || typeof v.until !== 'number' || v.until <= now) return
+    if (!v || typeof v.until !== 'number') return
+    if (typeof v.recoveredAt === 'number') {
+      // another instance's call on it succeeded after this cooldown began: it is over here too
+      if (t.state !== 'healthy' && t.coolStart <= v.recoveredAt) this.#recover(t, true)
+      return
+    }
+    // a cooldown that began before this instance saw the target recover is over (its own, read back)
+    if (v.until <= now || (typeof v.at === 'number' && v.at <= t.recoveredAt)) return
     if (t.state === 'healthy' || v.until > t.cooldownUntil)
-      this.#cool(t, now, v.until - now, `shared: ${String(v.reason)}`, true)
+      this.#cool(t, now, v.until - now, `shared: ${String(v.reason)}`, true, typeof v.at === 'number' ? v.at : now)
   }
 }
 
@@ -491,8 +526,6 @@ class AttemptRun {
   readonly skipped = new Set<TargetHealth>()
   calls = 0
   retries = 0
-  /** calls made again at once on a pooled target, per target */
-  readonly again = new Map<TargetHealth, number>()
   touched = false
   firstSkip: unknown = undefined
   /** the last failed call's own answer or error, passed on as it is when it was the only call */
@@ -513,9 +546,12 @@ class AttemptRun {
     })
   }
 
-  /** the next target and how long to wait first: a fresh one at once, else a retry after its backoff */
-  next(last: TargetHealth | undefined): { t: TargetHealth; waitMs: number } | undefined {
-    if (last && this.anotherDeployment(last)) return { t: last, waitMs: 0 }
+  /**
+   * The next target and how long to wait first: a fresh one at once, else a retry after its
+   * backoff. (A pooled target is not called again at once here: its vendor already tried each of
+   * its free keys within the call.)
+   */
+  next(): { t: TargetHealth; waitMs: number } | undefined {
     const now = Date.now()
     const cooling: TargetHealth[] = []
     let fresh: TargetHealth | undefined
@@ -544,26 +580,6 @@ class AttemptRun {
     }
     if (fresh) return { t: fresh, waitMs: 0 }
     return this.retry()
-  }
-
-  /**
-   * A pooled target that failed is called again at once while its vendor has another healthy
-   * deployment (one more call per deployment at most): the vendor's balancer picks another key.
-   */
-  anotherDeployment(t: TargetHealth): boolean {
-    const v = this.tried.get(t)
-    if (!t.pooled || v?.kind !== 'retry') return false
-    const vendor = this.reg.mesh.vendors.get(t.vendor)
-    let deployments: ReturnType<NonNullable<NonNullable<typeof vendor>['targets']>>
-    try {
-      deployments = vendor?.targets?.() ?? []
-    } catch {
-      return false
-    }
-    const again = this.again.get(t) ?? 0
-    if (again >= deployments.length - 1 || !deployments.some((d) => d.state === 'healthy')) return false
-    this.again.set(t, again + 1)
-    return true
   }
 
   /** a target that failed is called again, after its backoff or its Retry-After (up to the cap) */
@@ -598,7 +614,7 @@ export async function runAttempts(reg: Targets, ctx: CoreContext, call: () => Pr
   ctx.attempts = run.attempts
   const synced = reg.sync(list)
   if (synced) await synced
-  for (let next = run.next(undefined); next; next = run.next(next.t)) {
+  for (let next = run.next(); next; next = run.next()) {
     const t = next.t
     if (next.waitMs > 0) await pause(ctx, next.waitMs)
     prepare(ctx, snap, t, run.touched)

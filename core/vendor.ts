@@ -347,6 +347,10 @@ class DeploymentState implements Target {
   cooldownUntil = 0
   /** when it went from healthy to cooling (epoch ms), for target_recovered's downMs */
   cooledAt = 0
+  /** when its current cooldown began (epoch ms; a shared one's: when the instance that cooled it did) */
+  coolStart = 0
+  /** when it last recovered (epoch ms): a shared cooldown that began before is over */
+  recoveredAt = 0
   /** the one request let through after a cooldown is on its way */
   probing = false
   latencyEwmaMs: number | undefined = undefined
@@ -379,11 +383,22 @@ const EWMA_ALPHA = 0.2
 /** redis: the first read of a deployment's shared cooldown is awaited, this long at most */
 const SHARED_READ_TIMEOUT_MS = 250
 
+/**
+ * A key's shared state in redis: a cooldown (until > 0, since when), or its end (until 0,
+ * recoveredAt). Instances compare these times with their own clocks: skew between them shifts
+ * when a recovery counts, by that skew at most.
+ */
 interface SharedCooldown {
   until: number
   reason: string
   failures: number
+  at?: number
+  recoveredAt?: number
 }
+
+/** a call that failed before its first byte in a way another key may not: unreachable, reset, timed out */
+const RETRIED_ERRORS = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_stream_error'])
+const anotherKeyMayServe = (err: unknown) => err instanceof UpstreamError && RETRIED_ERRORS.has(err.type)
 
 /**
  * Spreads one vendor's calls over its deployments: the least loaded by requests in flight per
@@ -391,8 +406,10 @@ interface SharedCooldown {
  * weights exactly). A 429 cools a deployment down until its Retry-After (or `ms`); `failures`
  * failures within `windowMs` do too. When the time is up, one request goes through as a probe
  * (half-open): success makes it healthy again, failure cools it down again. A call that one key
- * answers with 429 is made again at once with another free key (each key once per request), before
- * anything reached the client. With redis storage the cooldowns are shared by instances.
+ * answers with 429 or 5xx, or that fails before its first byte (connection error, reset, timeout),
+ * is made again at once with another free key (each key once per request), before anything
+ * reached the client; other 4xx are the request's own and passed on. With redis storage the
+ * cooldowns are shared by instances, and so is a key's recovery.
  */
 function createBalancer(
   mesh: Mesh,
@@ -440,10 +457,11 @@ function createBalancer(
     return chosen
   }
 
-  function coolDown(d: DeploymentState, ms: number, reason: string, fromShared = false) {
+  function coolDown(d: DeploymentState, ms: number, reason: string, fromShared = false, since = Date.now()) {
     d.state = 'cooldown'
     d.probing = false
     d.cooldownUntil = Date.now() + Math.min(ms, maxMs)
+    d.coolStart = since
     if (!d.cooledAt) d.cooledAt = Date.now()
     mesh.log.warn(`${vendor} deployment ${d.id} cools down for ${Math.ceil(Math.min(ms, maxMs) / 1000)} s: ${reason}`)
     // the attempt loop's events; a deployment serves every model of its vendor: '*'
@@ -466,10 +484,25 @@ function createBalancer(
     `routing:cooldown:deployment:${encodeURIComponent(vendor)}:${encodeURIComponent(d.id)}`
 
   function share(d: DeploymentState, reason: string): void {
-    const value: SharedCooldown = { until: d.cooldownUntil, reason: reason.slice(0, 300), failures: d.failures }
-    const ttl = Math.max(1, Math.ceil((d.cooldownUntil - Date.now()) / 1000))
-    mesh.storage.setItem(keyOf(d), value as any, { ttl }).catch((err: Error) => {
-      mesh.log.debug(`${vendor} deployment ${d.id}: cooldown not shared: ${err.message}`)
+    const value: SharedCooldown = {
+      until: d.cooldownUntil,
+      reason: reason.slice(0, 300),
+      failures: d.failures,
+      at: d.coolStart,
+    }
+    store(d, value, Math.ceil((d.cooldownUntil - Date.now()) / 1000))
+  }
+
+  /** a key that answered again: its cooldown ends for every instance (one that began later stays) */
+  function shareRecovery(d: DeploymentState): void {
+    const value: SharedCooldown = { until: 0, reason: 'recovered', failures: 0, recoveredAt: d.recoveredAt }
+    // kept as long as any instance's copy of a cooldown that began before it can last
+    store(d, value, Math.ceil(maxMs / 1000))
+  }
+
+  function store(d: DeploymentState, value: SharedCooldown, ttl: number): void {
+    mesh.storage.setItem(keyOf(d), value as any, { ttl: Math.max(1, ttl) }).catch((err: Error) => {
+      mesh.log.debug(`${vendor} deployment ${d.id}: state not shared: ${err.message}`)
     })
   }
 
@@ -482,9 +515,16 @@ function createBalancer(
       return
     }
     const now = Date.now()
-    if (!v || typeof v.until !== 'number' || v.until <= now) return
+    if (!v || typeof v.until !== 'number') return
+    if (typeof v.recoveredAt === 'number') {
+      // another instance's call on it succeeded after this cooldown began: it is over here too
+      if (d.state !== 'healthy' && d.coolStart <= v.recoveredAt) recover(d, true)
+      return
+    }
+    // a cooldown that began before this instance saw the key recover is over (its own, read back)
+    if (v.until <= now || (typeof v.at === 'number' && v.at <= d.recoveredAt)) return
     if (d.state === 'healthy' || v.until > d.cooldownUntil)
-      coolDown(d, v.until - now, `shared: ${String(v.reason)}`, true)
+      coolDown(d, v.until - now, `shared: ${String(v.reason)}`, true, typeof v.at === 'number' ? v.at : now)
   }
 
   /** each deployment's shared cooldown, read at most every syncMs; only the first read is awaited (briefly) */
@@ -520,15 +560,22 @@ function createBalancer(
   }
 
   function succeeded(d: DeploymentState) {
-    if (d.state === 'healthy') return
+    if (d.state !== 'healthy') recover(d, false)
+  }
+
+  function recover(d: DeploymentState, fromShared: boolean) {
     d.state = 'healthy'
     d.probing = false
     d.failures = 0
     d.windowStart = 0
-    const downMs = d.cooledAt ? Date.now() - d.cooledAt : 0
+    d.recoveredAt = Date.now()
+    const downMs = d.cooledAt ? d.recoveredAt - d.cooledAt : 0
     d.cooledAt = 0
-    mesh.log.info(`${vendor} deployment ${d.id} recovered after ${Math.round(downMs / 1000)} s`)
+    mesh.log.info(
+      `${vendor} deployment ${d.id} recovered after ${Math.round(downMs / 1000)} s${fromShared ? ' (on another instance)' : ''}`,
+    )
     mesh.emit('target_recovered', { target: `${vendor}/${d.id}`, vendor, model: '*', downMs })
+    if (shared && !fromShared) shareRecovery(d)
   }
 
   /** what an answer says about the deployment: a 429 cools it at once, 5xx and 401/403 count as failures */
@@ -568,6 +615,15 @@ function createBalancer(
     return { res, ms }
   }
 
+  function allCooling(): UpstreamError {
+    const next = Math.max(0, Math.min(...list.map((x) => x.cooldownUntil)) - Date.now())
+    return new UpstreamError(
+      `every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`,
+      503,
+      'vendor_cooling_down',
+    )
+  }
+
   return {
     async run(ctx: MeshContext, fn: (t: Target) => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
       if (shared) {
@@ -578,41 +634,37 @@ function createBalancer(
       const loop = ctx.attempts !== undefined
       let skip: DeploymentState[] | undefined
       let own: Attempt[] | undefined
+      /** d failed in a way another key may not: if one is free, list the call and move on */
+      const another = (d: DeploymentState, status: number, why: string, ms: number): boolean => {
+        ;(skip ??= []).push(d)
+        const now = Date.now()
+        if (!list.some((x) => free(x, now) && !skip!.includes(x))) return false
+        const a = attemptOf(ctx, vendor, status, `${why}: another key tried at once`, ms)
+        if (loop) ctx.attempts!.push(a)
+        else (own ??= []).push(a)
+        return true
+      }
       for (;;) {
         const d = pick(Date.now(), skip)
-        if (!d) {
-          const next = Math.max(0, Math.min(...list.map((x) => x.cooldownUntil)) - Date.now())
-          throw new UpstreamError(
-            `every deployment of ${vendor} is cooling down (the first is back in ${Math.ceil(next / 1000)} s)`,
-            503,
-            'vendor_cooling_down',
-          )
-        }
+        if (!d) throw allCooling()
+        const started = performance.now()
         let called: Awaited<ReturnType<typeof callOn>>
         try {
           called = await callOn(d, fn)
         } catch (err) {
-          // another key failed outright after a 429: the list still says what was tried
-          if (own) listOwn(ctx, own, attemptOf(ctx, vendor, 0, String((err as Error).message).slice(0, 300), 0))
+          const why = String((err as Error).message).slice(0, 300)
+          const ms = performance.now() - started
+          // unreachable, reset or timed out before its first byte: nothing reached the client
+          if (anotherKeyMayServe(err) && another(d, 0, `${why} (deployment ${d.id})`, ms)) continue
+          // the list still says what was tried before
+          if (own) listOwn(ctx, own, attemptOf(ctx, vendor, 0, why, ms))
           throw err
         }
         const { res, ms } = called
-        // one key's rate limit, nothing sent to the client yet: another free key at once, each once
-        if (res.status === 429 && !res.stream) {
-          ;(skip ??= []).push(d)
-          const now = Date.now()
-          if (list.some((x) => free(x, now) && !skip!.includes(x))) {
-            const a = attemptOf(
-              ctx,
-              vendor,
-              429,
-              `429 from ${vendor} deployment ${d.id}: another key tried at once`,
-              ms,
-            )
-            if (loop) ctx.attempts!.push(a)
-            else (own ??= []).push(a)
-            continue
-          }
+        // one key's rate limit or server error, nothing sent to the client yet (an error is
+        // never a stream): another free key at once, each key once per request
+        if ((res.status === 429 || res.status >= 500) && !res.stream) {
+          if (another(d, res.status, `${res.status} from ${vendor} deployment ${d.id}`, ms)) continue
         }
         if (own)
           listOwn(

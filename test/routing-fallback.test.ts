@@ -583,6 +583,36 @@ describe('redis storage: cooldowns shared by instances', () => {
       one.a.always = undefined
     }
   })
+
+  it('a call that succeeds on the cooled target ends its cooldown on every instance, long before it would end', async () => {
+    // a plain call (no fallbacks) on instance one goes to the cooled target anyway, and it answers
+    one.targets = [OPENAI]
+    const solo = await ask(one, 'plain call on one')
+    expect(solo.response.headers.get('x-agentmesh-vendor')).toBe('openai')
+    expect(one.proxy.events.some((e) => e.type === 'target_recovered')).toBe(true)
+    one.targets = [OPENAI, CLAUDE]
+
+    // instance two had 10 s of cooldown left: its next read of redis (every 200 ms) ends it
+    await sleep(250)
+    await ask(two, 'read on two')
+    await until(
+      () =>
+        two.proxy.events.some((e) => e.type === 'target_recovered' && (e.data as any).target === 'openai/gpt-4o-mini'),
+      'target_recovered on instance two',
+    )
+    const { response } = await ask(two, 'served on two')
+    expect(response.headers.get('x-agentmesh-vendor')).toBe('openai')
+    expect((await adminTargets(two.proxy)).find((t) => t.id === 'openai/gpt-4o-mini')).toMatchObject({
+      state: 'healthy',
+    })
+    // instance one does not read its own old cooldown back
+    await sleep(250)
+    for (const content of ['again on one', 'and again on one']) {
+      const again = await ask(one, content)
+      expect(again.response.headers.get('x-agentmesh-vendor')).toBe('openai')
+    }
+    expect(one.proxy.events.filter((e) => e.type === 'target_cooldown')).toHaveLength(1)
+  })
 })
 
 describe('budgets with the quota plugin', () => {
