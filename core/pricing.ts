@@ -111,16 +111,38 @@ export const PRICES: Record<string, TablePrice> = {
   // ---- OpenAI-compatible hosted vendors (issue 16; plugins/vendors/openai-compatible.ts) ----
   // Read with the search tool on 2026-12-05. Groq: groq.com/pricing as quoted alike by several
   // public price tables (one dated 2026-07); DeepSeek: api-docs.deepseek.com/quick_start/
-  // pricing-details-usd as stored (cacheRead is its "cache hit" input price). Mistral and Together
-  // are left out: the copies found disagreed (Mistral Large $2/$6 vs $0.5/$1.5; Together's Llama
-  // 3.3 70B $0.88, $0.99 or $0.80/$2.40), so give their prices in `pricing` (config or the
-  // vendor's own option). Only ids one vendor uses: an open model's plain id (gpt-oss-120b) is
-  // also served locally, where it must not be billed at a host's price. A model without a price
-  // is counted as $0, and `X-AgentMesh-Price` says so.
+  // pricing-details-usd as stored (cacheRead is its "cache hit" input price). Together is left
+  // out: its own pages (docs.together.ai/docs/serverless/models, together.ai/pricing) were found
+  // but not their price tables, and third-party copies disagree (Llama 3.3 70B $0.88, $0.99 or
+  // $0.80/$2.40); give its prices in `pricing` (config or the vendor's own option). Only ids one
+  // vendor uses: an open model's plain id (gpt-oss-120b, or Ollama's `mistral-small`) is also
+  // served locally, where it must not be billed at a host's price. A model without a price is
+  // counted as $0, and `X-AgentMesh-Price` says so.
   'llama-3.3-70b-versatile': openai(0.59, 0.79),
   'llama-3.1-8b-instant': openai(0.05, 0.08),
   'deepseek-chat': openai(0.27, 1.1, 0.07),
   'deepseek-reasoner': openai(0.55, 2.19, 0.14),
+  // Mistral: its own model pages (docs.mistral.ai/models/<slug>), read from their source,
+  // github.com/mistralai/platform-docs-public src/schema/models/models/*.ts at commit 222f4ba
+  // (2026-08-21), seen 2026-12-05; USD per million tokens, the models marked GA there, each under
+  // its API names (`identifiers.apiNames`). Mistral publishes no cached-input price.
+  'mistral-large-2512': openai(0.5, 1.5), // Mistral Large 3
+  'mistral-large-latest': openai(0.5, 1.5),
+  'mistral-medium-3-5': openai(1.5, 7.5), // Mistral Medium 3.5
+  'mistral-medium-3': openai(1.5, 7.5),
+  'mistral-medium-latest': openai(1.5, 7.5),
+  'mistral-small-2603': openai(0.15, 0.6), // Mistral Small 4
+  'mistral-small-latest': openai(0.15, 0.6),
+  'codestral-2508': openai(0.3, 0.9),
+  'codestral-latest': openai(0.3, 0.9),
+  'ministral-14b-2512': openai(0.2, 0.2),
+  'ministral-14b-latest': openai(0.2, 0.2),
+  'ministral-8b-2512': openai(0.15, 0.15),
+  'ministral-8b-latest': openai(0.15, 0.15),
+  'ministral-3b-2512': openai(0.1, 0.1),
+  'ministral-3b-latest': openai(0.1, 0.1),
+  'mistral-embed': openai(0.1, 0),
+  'mistral-embed-2312': openai(0.1, 0),
   // ---- end of the OpenAI-compatible block ----
 
   // Demo vendor models are priced like claude-haiku-4-5 ($1 in / $5 out): a small real model, so

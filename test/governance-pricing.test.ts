@@ -87,6 +87,20 @@ describe('cost', () => {
     expect(p.cost('demo-smart', u(1000, 1000))).toBeCloseTo(0.006, 12)
   })
 
+  it("prices Mistral's API ids from its own model pages; a local server's plain name or a retired snapshot has no price", () => {
+    const { p } = quietPricing()
+    expect(p.price('mistral-large-latest')).toMatchObject({ input: 0.5, output: 1.5 })
+    expect(p.price('mistral-large-2512')).toEqual(p.price('mistral-large-latest'))
+    expect(p.price('mistral-medium-latest')).toMatchObject({ input: 1.5, output: 7.5 })
+    expect(p.price('codestral-latest')).toMatchObject({ input: 0.3, output: 0.9 })
+    // 1M in, 1M out on Mistral Small 4
+    expect(p.cost('mistral-small-latest', u(M, M))).toBeCloseTo(0.75, 12)
+    // Ollama's names for the open models, and snapshots Mistral priced otherwise (Large 2.1 was
+    // $2/$6): not billed at today's API price
+    for (const m of ['mistral-large', 'mistral-small', 'codestral', 'mistral-large-2411', 'mistral-small-2506'])
+      expect(p.price(m), m).toBeUndefined()
+  })
+
   it('an unknown model costs 0 and is reported once in the log', () => {
     const { p, warnings } = quietPricing()
     expect(p.cost('llama-99-mystery', u(1000, 1000))).toBe(0)
