@@ -1,11 +1,26 @@
 // npm run bench:proxy — throughput, CPU per request and added latency of the proxy, against a
-// zero-delay mock upstream, with Debian's wrk as the one load generator.
+// zero-delay mock upstream, with Debian's wrk as the one load generator. The last lines compare two
+// configurations side by side (bench/lib/side-by-side.ts: two fresh proxies loaded at once, pinned
+// together on the last CPU, wrk, the mock and helpers on CPU 0; medians of per-window figures).
+// Switches (environment):
+//   BENCH_SECONDS=N      seconds per wrk run and per side-by-side window (default 5)
+//   BENCH_DISABLE=a,b    more preset plugins switched off, in every proxy the bench starts
+//   BENCH_GUARDS=1       the breaker and the approval gate in the measured proxy (the first lines)
+//   BENCH_ROUTER=0       leaves out the router line (issue 16)
+//   BENCH_TRANSLATE=0    leaves out the translated stream line (issue 16)
+//   BENCH_OBSERVE=0      leaves out the metrics+tracing and dashboard lines (issue 18);
+//                        BENCH_OBSERVE_WINDOWS=N their windows (default 7)
+//   BENCH_GUARDS_LINE=0  leaves out the breaker+approval line (issue 17)
+//   BENCH_CONTROL=1      each side-by-side line also gives its A/A control: a third proxy with the
+//                        baseline's config, against the baseline in interleaved windows (the noise)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { type BenchDeps, chatBody, cpuMs, openaiVendor, writeConfig } from './lib/side-by-side.ts'
+import { GUARD_IMPORTS, GUARD_PLUGINS } from './lib/guards-gains.ts'
 
 const root = resolve(import.meta.dirname, '..')
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
@@ -51,22 +66,8 @@ function start(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Prom
   })
 }
 
-/** utime+stime of a process, in ms */
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-
-const luaFor = (stream: boolean) => {
-  const body = JSON.stringify({
-    model: 'gpt-4o-mini',
-    stream,
-    max_tokens: 64,
-    messages: [{ role: 'user', content: 'Say something short about foxes.' }],
-  })
-  return `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
-}
+const luaFor = (stream: boolean) =>
+  `wrk.method = "POST"\nwrk.body = [[${chatBody(stream)}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n`
 
 const responsesLuaFor = (stream: boolean) => {
   const body = JSON.stringify({
@@ -159,37 +160,25 @@ async function main() {
   try {
     const mockPort = await freePort()
     const proxyPort = await freePort()
-    children.push(await start(['bin/run-ts.mjs', 'bench/lib/fast-mock.ts', String(mockPort)], /fast-mock listening/))
-    const config = join(dir, 'agentmesh.config.ts')
+    const mock = await start(['bin/run-ts.mjs', 'bench/lib/fast-mock.ts', String(mockPort)], /fast-mock listening/)
+    children.push(mock)
+    const plainLua = join(dir, 'plain.lua')
+    const deps: BenchDeps = { root, dir, mockPort, mockPid: mock.pid, seconds, connections, plainLua, freePort, start }
     // BENCH_GUARDS=1: the breaker (every check made, limits out of reach: wrk repeats one body) and
-    // an approval gate whose rules never fire (issue 17's cost line)
-    // the preset's own breaker is off: wrk sends one body over and over, which it rightly calls a loop
+    // an approval gate whose rules never fire (as in issue 17's line); the preset's own breaker is
+    // off: wrk sends one body over and over, which it rightly calls a loop
     const guards = process.env.BENCH_GUARDS === '1'
-    writeFileSync(
-      config,
-      `import { openai } from ${JSON.stringify(join(root, 'plugins/vendors/openai.ts'))}
-${
-  guards
-    ? `import { breaker } from ${JSON.stringify(join(root, 'plugins/breaker/index.ts'))}
-import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'))}
-`
-    : ''
-}export default {
-  preset: 'solo',
-  storage: { driver: 'memory' },
-  log: { level: 'warn' },
-  disable: ${JSON.stringify(['exact-cache', 'semantic-cache', 'normalise', 'prompt-cache', 'breaker', ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? [])])},
-  plugins: [openai({ baseURL: 'http://127.0.0.1:${mockPort}', apiKey: 'sk-bench-not-a-real-key' })${guards ? `, breaker({ limits: { calls: 1e9, usd: 1e9, wallSeconds: 1e9 }, loops: { bodyRepeats: 1e9 } }), approval({ rules: [{ models: ['never-*'] }, { costOverUsd: 1000 }] })` : ''}],
-}
-`,
-    )
+    const config = writeConfig(deps, {
+      name: 'main',
+      imports: guards ? GUARD_IMPORTS : {},
+      plugins: [openaiVendor(deps), ...(guards ? GUARD_PLUGINS : [])],
+    })
     const proxy = await start(
       ['bin/agentmesh.mjs', 'serve', '--config', config, '--port', String(proxyPort), '--data-dir', join(dir, 'data')],
       /listening on/,
       { NODE_ENV: 'production' },
     )
     children.push(proxy)
-    const plainLua = join(dir, 'plain.lua')
     const streamLua = join(dir, 'stream.lua')
     writeFileSync(plainLua, luaFor(false))
     writeFileSync(streamLua, luaFor(true))
@@ -234,26 +223,22 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
     const routerLine =
       process.env.BENCH_ROUTER === '0'
         ? undefined
-        : await (await import('./lib/router-gains.ts')).routerGainsLine(
-            { root, dir, mockPort, seconds, connections, plainLua, freePort, start, wrk, cpuMs },
-            children,
-          )
+        : await (await import('./lib/router-gains.ts')).routerGainsLine(deps, children)
     // issue 16's translated streaming line, after the router's (BENCH_TRANSLATE=0 leaves it out)
     const translateLine =
       process.env.BENCH_TRANSLATE === '0'
         ? undefined
-        : await (await import('./lib/translated-stream.ts')).translatedStreamLine(
-            { root, dir, mockPort, seconds, connections, freePort, start, wrk, cpuMs },
-            children,
-          )
+        : await (await import('./lib/translated-stream.ts')).translatedStreamLine(deps, children)
     // issue 18's observability lines, after the translated one (BENCH_OBSERVE=0 leaves them out)
     const observeLines =
       process.env.BENCH_OBSERVE === '0'
         ? []
-        : await (await import('./lib/observability-gains.ts')).observabilityGainsLines(
-            { root, dir, mockPort, seconds, connections, plainLua, freePort, start, cpuMs },
-            children,
-          )
+        : await (await import('./lib/observability-gains.ts')).observabilityGainsLines(deps, children)
+    // issue 17's breaker+approval line, after the observability ones (BENCH_GUARDS_LINE=0 leaves it out)
+    const guardsLine =
+      process.env.BENCH_GUARDS_LINE === '0'
+        ? undefined
+        : await (await import('./lib/guards-gains.ts')).guardsGainsLine(deps, children)
 
     const f = (n: number, d = 2) => n.toFixed(d)
     console.log(
@@ -280,6 +265,7 @@ import { approval } from ${JSON.stringify(join(root, 'plugins/approval/index.ts'
     if (routerLine) console.log(routerLine)
     if (translateLine) console.log(translateLine)
     for (const line of observeLines) console.log(line)
+    if (guardsLine) console.log(guardsLine)
     console.log(
       `bench:proxy rps=${f(proxyPlain.rps, 0)} cpu_ms_per_req=${f(cpuPlain, 3)} added_p50_ms=${f(proxy1.p50 - direct1.p50, 3)} added_p99_ms=${f(proxy1.p99 - direct1.p99, 3)} first_chunk_added_ms=${f(firstAdded, 3)}`,
     )

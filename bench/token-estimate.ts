@@ -31,7 +31,7 @@ function slices(texts: string[], n: number, minLen: number, maxLen: number): str
   const out: string[] = []
   for (let i = 0; i < n; i++) {
     const t = texts[Math.floor(rnd() * texts.length)]!
-    const len = Math.floor(minLen * Math.pow(maxLen / minLen, rnd()))
+    const len = Math.floor(minLen * (maxLen / minLen) ** rnd())
     if (t.length <= len) {
       out.push(t)
       continue

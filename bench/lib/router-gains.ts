@@ -3,12 +3,23 @@
 // shared machine: the router's hooks alone on a real request context (precise), the whole pipeline
 // in process with an A/A control (the noise floor beside the figure), and through the proxy (two
 // fresh proxy processes, the bench's config with and without the router, loaded at the same time).
-import { type ChildProcess, execFile, execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
-import { availableParallelism, loadavg } from 'node:os'
+import type { ChildProcess } from 'node:child_process'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import type { MeshContext } from '../../core/types.ts'
 import type { RouterOptions } from '../../plugins/router/index.ts'
+import {
+  BENCH_DISABLE,
+  type BenchDeps,
+  controlNote,
+  how,
+  measure,
+  median,
+  openaiVendor,
+  type Side,
+  type SideBySideResult,
+  withSideBySide,
+} from './side-by-side.ts'
 
 /**
  * Five rules every bench request is tested against (team rules apply to a named model): four for
@@ -26,150 +37,21 @@ export const BENCH_ROUTER: RouterOptions = {
   ],
 }
 
-// what bench/proxy.ts switches off in its proxy (caches, normalise, breaker), plus BENCH_DISABLE
-const BENCH_DISABLE = [
-  'exact-cache',
-  'semantic-cache',
-  'normalise',
-  'prompt-cache',
-  'breaker',
-  ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? []),
-]
-
-export interface GainsDeps {
-  root: string
-  dir: string
-  mockPort: number
-  seconds: number
-  connections: number
-  plainLua: string
-  freePort: () => Promise<number>
-  start: (args: string[], ready: RegExp, env?: NodeJS.ProcessEnv) => Promise<ChildProcess>
-  wrk: (url: string, conns: number, secs: number, script: string) => { requests: number; rps: number; errors: number }
-  cpuMs: (pid: number) => number
-}
-
-/** a proxy like the bench's own (solo, caching and breaker off), with the router or without */
-async function startPair(
-  d: GainsDeps,
-  children: ChildProcess[],
-  withRouter: boolean,
-): Promise<{ pid: number; url: string; child: ChildProcess }> {
-  const port = await d.freePort()
-  const config = join(d.dir, `agentmesh.router-${withRouter ? 'on' : 'off'}.config.ts`)
-  writeFileSync(
-    config,
-    `import { openai } from ${JSON.stringify(join(d.root, 'plugins/vendors/openai.ts'))}
-import { router } from ${JSON.stringify(join(d.root, 'plugins/router/index.ts'))}
-export default {
-  preset: 'solo',
-  storage: { driver: 'memory' },
-  log: { level: 'warn' },
-  disable: ${JSON.stringify(BENCH_DISABLE)},
-  plugins: [${withRouter ? `router(${JSON.stringify(BENCH_ROUTER)}), ` : ''}openai({ baseURL: 'http://127.0.0.1:${d.mockPort}', apiKey: 'sk-bench-not-a-real-key' })],
-}
-`,
-  )
-  const child = await d.start(
-    [
-      'bin/agentmesh.mjs',
-      'serve',
-      '--config',
-      config,
-      '--port',
-      String(port),
-      '--data-dir',
-      join(d.dir, `data-router-${withRouter}`),
-    ],
-    /listening on/,
-    { NODE_ENV: 'production' },
-  )
-  children.push(child)
-  return { pid: child.pid!, url: `http://127.0.0.1:${port}/v1/chat/completions`, child }
-}
-
-/** wrk without blocking the event loop, so two can run at once; the requests it made and its errors */
-function wrkAsync(
-  url: string,
-  conns: number,
-  secs: number,
-  script: string,
-): Promise<{ requests: number; errors: number }> {
-  return new Promise((resolve, reject) => {
-    execFile('wrk', ['-t1', `-c${conns}`, `-d${secs}s`, '-s', script, url], { encoding: 'utf8' }, (err, out) => {
-      if (err) return reject(err)
-      const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out)
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-      resolve({
-        requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
-        errors: Number(errs?.[1] ?? 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
-      })
-    })
-  })
-}
-
-/** where taskset exists: both proxies on the last CPU (one core, shared alike), else left where they are */
-function pinTogether(pids: number[]): boolean {
-  const cpus = availableParallelism()
-  if (cpus < 2) return false
-  try {
-    for (const pid of pids)
-      execFileSync('taskset', ['-a', '-p', '-c', String(cpus - 1), String(pid)], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
+/** the router's config for a proxy's `plugins` list, before the vendor as in a user's config */
+const routerPlugins = (d: BenchDeps) => [`router(${JSON.stringify(BENCH_ROUTER)})`, openaiVendor(d)]
 
 /**
- * Through the proxy: two fresh proxies, router off and on, loaded at the same time by two wrk
- * (the machine's drift, and other work on it, falls on both alike), CPU per request of each per
- * window; the medians of the windows' ratios and differences.
+ * Through the proxy: two fresh proxies, the bench's config without and with the router, loaded
+ * at the same time (bench/lib/side-by-side.ts); medians of the windows' ratios and differences.
  */
-async function throughProxy(d: GainsDeps, children: ChildProcess[]) {
-  const off = await startPair(d, children, false)
-  const on = await startPair(d, children, true)
-  const pinned = pinTogether([off.pid, on.pid])
-  const conns = Math.max(1, Math.floor(d.connections / 2))
-  await Promise.all([off, on].map((p) => wrkAsync(p.url, conns, 3, d.plainLua)))
-  const ratios: number[] = []
-  const added: number[] = []
-  const msOff: number[] = []
-  const msOn: number[] = []
-  let errors = 0
-  const windows = 7
-  for (let i = 0; i < windows; i++) {
-    const cpu0 = [d.cpuMs(off.pid), d.cpuMs(on.pid)]
-    const [a, b] = await Promise.all([off, on].map((p) => wrkAsync(p.url, conns, d.seconds, d.plainLua)))
-    errors += a!.errors + b!.errors
-    // a window in which either proxy was starved (another job took the machine) says nothing
-    if (a!.requests < 100 || b!.requests < 100) continue
-    msOff.push((d.cpuMs(off.pid) - cpu0[0]!) / a!.requests)
-    msOn.push((d.cpuMs(on.pid) - cpu0[1]!) / b!.requests)
-    ratios.push(msOn.at(-1)! / msOff.at(-1)!)
-    added.push(msOn.at(-1)! - msOff.at(-1)!)
-  }
-  off.child.kill('SIGKILL')
-  on.child.kill('SIGKILL')
-  const used = ratios.length
-  if (!used)
-    return { off: Number.NaN, on: Number.NaN, ratio: Number.NaN, added: Number.NaN, errors, windows, used, pinned }
-  return {
-    off: median(msOff),
-    on: median(msOn),
-    ratio: median(ratios),
-    added: median(added),
-    errors,
-    windows,
-    used,
-    pinned,
-  }
+function throughProxy(d: BenchDeps, children: ChildProcess[]): Promise<SideBySideResult> {
+  const off: Side = { name: 'router-off' }
+  const on: Side = { name: 'router-on', imports: { router: 'plugins/router/index.ts' }, plugins: routerPlugins(d) }
+  return withSideBySide(d, children, off, on, (p) => measure(d, p, 7))
 }
 
 /** the router's two hooks alone on a context captured from a real request, vs the same loop without them */
-async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: number; reason: string }> {
+async function hooksAlone(d: BenchDeps): Promise<{ usPerRequest: number; calls: number; reason: string }> {
   const { createAgentMesh } = await import('../../core/app.ts')
   const { router } = await import('../../plugins/router/index.ts')
   const { openai } = await import('../../plugins/vendors/openai.ts')
@@ -243,7 +125,7 @@ async function hooksAlone(d: GainsDeps): Promise<{ usPerRequest: number; calls: 
  * minus off, and off minus off again (an A/A control: the noise floor of the machine right now).
  */
 async function pipelineInProcess(
-  d: GainsDeps,
+  d: BenchDeps,
 ): Promise<{ addedMs: number; controlMs: number; blocks: number; perBlock: number }> {
   const { createAgentMesh } = await import('../../core/app.ts')
   const { router } = await import('../../plugins/router/index.ts')
@@ -296,11 +178,12 @@ async function pipelineInProcess(
 }
 
 /** the printed line, with the machine's load (the through-proxy figure is only as good as it is quiet) */
-export async function routerGainsLine(d: GainsDeps, children: ChildProcess[]): Promise<string> {
+export async function routerGainsLine(d: BenchDeps, children: ChildProcess[]): Promise<string> {
   const load0 = loadavg()[0]!
   const hooks = await hooksAlone(d)
   const inProcess = await pipelineInProcess(d)
   const p = await throughProxy(d, children)
   const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
-  return `router (5 rules) on vs off  through the proxy: CPU ${p.on.toFixed(3)} vs ${p.off.toFixed(3)} ms/req, on/off ${p.ratio.toFixed(3)}, added ${p.added.toFixed(4)} ms/req (medians of ${p.used} of ${p.windows} windows of ${d.seconds}s, two fresh proxies loaded at once${p.pinned ? ' on one CPU' : ''}, errors ${p.errors}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
+  const control = controlNote(p, (c) => `on/off ${c.cpuRatio.toFixed(3)}, added ${c.added.toFixed(4)} ms/req`)
+  return `router (5 rules) on vs off  through the proxy: CPU ${p.msB.toFixed(3)} vs ${p.msA.toFixed(3)} ms/req, on/off ${p.cpuRatio.toFixed(3)}, added ${p.added.toFixed(4)} ms/req${control} (${how(d, p)}) | hooks alone: added ${(hooks.usPerRequest / 1000).toFixed(4)} ms/req (${hooks.calls.toLocaleString('en-US')} calls in process; decision "${hooks.reason}") | whole pipeline in process: added ${inProcess.addedMs.toFixed(4)} ms/req, A/A control ${inProcess.controlMs.toFixed(4)} ms/req (medians of ${inProcess.blocks} rotating blocks of ${inProcess.perBlock}) | ${load}`
 }

@@ -3,33 +3,21 @@
 // proxy with the bench's config plus an Anthropic vendor at the same fast mock (its Anthropic SSE
 // mode); an OpenAI Chat Completions client streams from claude-haiku-4-5, so every event is
 // translated Anthropic -> OpenAI on its way. Compared with the Anthropic mock called directly (first
-// chunk) and with the same proxy relaying an Anthropic client's own stream untranslated (CPU).
+// chunk, sequential requests alternating) and, for CPU, with a second proxy of the same config
+// relaying an Anthropic client's own stream untranslated, both loaded at once (side-by-side.ts).
 import type { ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { join } from 'node:path'
-
-export interface TranslateDeps {
-  root: string
-  dir: string
-  mockPort: number
-  seconds: number
-  connections: number
-  freePort: () => Promise<number>
-  start: (args: string[], ready: RegExp, env?: NodeJS.ProcessEnv) => Promise<ChildProcess>
-  wrk: (url: string, conns: number, secs: number, script: string) => { requests: number; rps: number; errors: number }
-  cpuMs: (pid: number) => number
-}
-
-// what bench/proxy.ts switches off in its proxy, plus BENCH_DISABLE
-const BENCH_DISABLE = [
-  'exact-cache',
-  'semantic-cache',
-  'normalise',
-  'prompt-cache',
-  'breaker',
-  ...(process.env.BENCH_DISABLE?.split(',').filter(Boolean) ?? []),
-]
+import {
+  anthropicVendor,
+  type BenchDeps,
+  controlNote,
+  how,
+  measure,
+  openaiVendor,
+  type Side,
+  withSideBySide,
+  writeLua,
+} from './side-by-side.ts'
 
 const TEXT = 'The quick brown fox jumps over the lazy dog.'
 const PROMPT = [{ role: 'user', content: 'Say something short about foxes.' }]
@@ -39,48 +27,6 @@ const openaiBody = (extra: Record<string, unknown> = {}) =>
 /** the same request as the Anthropic SDK sends it */
 const anthropicBody = JSON.stringify({ model: 'claude-haiku-4-5', stream: true, max_tokens: 64, messages: PROMPT })
 const ANTHROPIC_HEADERS = { 'anthropic-version': '2023-06-01', 'x-api-key': 'sk-ant-bench-client' }
-
-const lua = (body: string, headers: Record<string, string>) =>
-  `wrk.method = "POST"\nwrk.body = [[${body}]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-AgentMesh-Team"] = "bench"\n${Object.entries(
-    headers,
-  )
-    .map(([k, v]) => `wrk.headers["${k}"] = "${v}"\n`)
-    .join('')}`
-
-async function startProxy(d: TranslateDeps, children: ChildProcess[]): Promise<{ pid: number; port: number }> {
-  const port = await d.freePort()
-  const config = join(d.dir, 'agentmesh.translate.config.ts')
-  const mock = `http://127.0.0.1:${d.mockPort}`
-  writeFileSync(
-    config,
-    `import { openai } from ${JSON.stringify(join(d.root, 'plugins/vendors/openai.ts'))}
-import { anthropic } from ${JSON.stringify(join(d.root, 'plugins/vendors/anthropic.ts'))}
-export default {
-  preset: 'solo',
-  storage: { driver: 'memory' },
-  log: { level: 'warn' },
-  disable: ${JSON.stringify(BENCH_DISABLE)},
-  plugins: [openai({ baseURL: '${mock}', apiKey: 'sk-bench-not-a-real-key' }), anthropic({ baseURL: '${mock}', apiKey: 'sk-ant-bench-not-a-real-key' })],
-}
-`,
-  )
-  const child = await d.start(
-    [
-      'bin/agentmesh.mjs',
-      'serve',
-      '--config',
-      config,
-      '--port',
-      String(port),
-      '--data-dir',
-      join(d.dir, 'data-translate'),
-    ],
-    /listening on/,
-    { NODE_ENV: 'production' },
-  )
-  children.push(child)
-  return { pid: child.pid!, port }
-}
 
 /** one streamed request: time to the first body chunk, the whole body, the status */
 function streamOnce(
@@ -148,79 +94,61 @@ function translatedProblem(r: { text: string; status: number }): string | undefi
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
 
-/** the printed line; BENCH_TRANSLATE=0 leaves it out (bench/proxy.ts) */
-export async function translatedStreamLine(d: TranslateDeps, children: ChildProcess[]): Promise<string> {
-  const proxy = await startProxy(d, children)
-  const translatedLua = join(d.dir, 'translate-stream.lua')
-  const nativeLua = join(d.dir, 'anthropic-stream.lua')
-  writeFileSync(translatedLua, lua(openaiBody(), {}))
-  writeFileSync(nativeLua, lua(anthropicBody, ANTHROPIC_HEADERS))
-  const translatedUrl = `http://127.0.0.1:${proxy.port}/v1/chat/completions`
-  const nativeUrl = `http://127.0.0.1:${proxy.port}/v1/messages`
-
-  // the translation is checked before it is timed
+/** the translation checked on 20 streamed requests: how many were broken, and the first problem */
+async function checkTranslation(port: number): Promise<{ broken: number; problem?: string }> {
   let broken = 0
   let problem: string | undefined
   for (let i = 0; i < 20; i++) {
-    const r = await streamOnce(
-      proxy.port,
-      '/v1/chat/completions',
-      openaiBody({ stream_options: { include_usage: true } }),
-      {},
-    )
-    const p = translatedProblem(r)
+    const body = openaiBody({ stream_options: { include_usage: true } })
+    const p = translatedProblem(await streamOnce(port, '/v1/chat/completions', body, {}))
     if (p) {
       broken++
       problem ??= p
     }
   }
+  return { broken, problem }
+}
 
-  // warm up JIT and connection pools on both paths
-  d.wrk(translatedUrl, d.connections, 2, translatedLua)
-  d.wrk(nativeUrl, d.connections, 2, nativeLua)
-
-  // first chunk, sequential, direct and through the proxy alternately (drift falls on both)
+/** first chunk, sequential, direct and through the proxy alternately (drift falls on both); sorted ms */
+async function firstChunks(d: BenchDeps, port: number, n: number) {
   const direct: number[] = []
   const proxied: number[] = []
-  const n = 300
+  let broken = 0
   for (let i = 0; i < n; i++) {
     const a = await streamOnce(d.mockPort, '/v1/messages', anthropicBody, ANTHROPIC_HEADERS)
-    const b = await streamOnce(proxy.port, '/v1/chat/completions', openaiBody(), {})
+    const b = await streamOnce(port, '/v1/chat/completions', openaiBody(), {})
     if (a.status !== 200 || b.status !== 200) broken++
     direct.push(a.firstMs)
     proxied.push(b.firstMs)
   }
-  direct.sort((x, y) => x - y)
-  proxied.sort((x, y) => x - y)
+  return { direct: direct.sort((x, y) => x - y), proxied: proxied.sort((x, y) => x - y), broken }
+}
 
-  // CPU per streamed request: translated, and the Anthropic client's own stream relayed as it is;
-  // alternating rounds, so drift in the machine's load falls on both
-  const sum = {
-    translated: { cpu: 0, requests: 0, errors: 0, secs: 0 },
-    native: { cpu: 0, requests: 0, errors: 0, secs: 0 },
+/** the printed line; BENCH_TRANSLATE=0 leaves it out (bench/proxy.ts) */
+export async function translatedStreamLine(d: BenchDeps, children: ChildProcess[]): Promise<string> {
+  // one config (both vendors) on both sides; A relays the Anthropic client's stream, B translates
+  const config = {
+    imports: { anthropic: 'plugins/vendors/anthropic.ts' },
+    plugins: [openaiVendor(d), anthropicVendor(d)],
   }
-  const rounds = 2
-  for (let i = 0; i < rounds; i++) {
-    const order = i % 2 ? (['native', 'translated'] as const) : (['translated', 'native'] as const)
-    for (const side of order) {
-      const cpu0 = d.cpuMs(proxy.pid)
-      const r = d.wrk(
-        side === 'native' ? nativeUrl : translatedUrl,
-        d.connections,
-        d.seconds,
-        side === 'native' ? nativeLua : translatedLua,
-      )
-      sum[side].cpu += d.cpuMs(proxy.pid) - cpu0
-      sum[side].requests += r.requests
-      sum[side].errors += r.errors
-      sum[side].secs += d.seconds
-    }
+  const native: Side = {
+    ...config,
+    name: 'translate-native',
+    path: '/v1/messages',
+    lua: writeLua(d, 'anthropic-stream', anthropicBody, ANTHROPIC_HEADERS),
   }
-  const cpuTranslated = sum.translated.cpu / Math.max(1, sum.translated.requests)
-  const cpuNative = sum.native.cpu / Math.max(1, sum.native.requests)
-  const rps = sum.translated.requests / sum.translated.secs
-
+  const translated: Side = { ...config, name: 'translate', lua: writeLua(d, 'translate-stream', openaiBody()) }
+  const n = 300
+  const { check, r, fc } = await withSideBySide(d, children, native, translated, async (p) => {
+    // the translation is checked before it is timed
+    const check = await checkTranslation(p.b.port)
+    const r = await measure(d, p, 7)
+    return { check, r, fc: await firstChunks(d, p.b.port, n) }
+  })
+  const { direct, proxied } = fc
+  const broken = check.broken + fc.broken
   const f = (x: number, digits = 3) => x.toFixed(digits)
   const added = pct(proxied, 50) - pct(direct, 50)
-  return `translated stream (OpenAI client -> Anthropic mock)  first chunk direct p50 ${f(pct(direct, 50))} ms | proxy p50 ${f(pct(proxied, 50))} ms p99 ${f(pct(proxied, 99))} ms | added ${f(added)} ms (${n} sequential, alternating) | ${f(rps, 0)} rps, proxy CPU ${f(cpuTranslated)} ms/req translated vs ${f(cpuNative)} ms/req Anthropic client untranslated (wrk ${rounds}x${d.seconds}s each, alternating), errors ${sum.translated.errors + broken}${problem ? ` (${problem})` : ''}${sum.native.errors ? `, untranslated errors ${sum.native.errors}` : ''}`
+  const control = controlNote(r, (c) => `ratio ${f(c.cpuRatio)}, ${f(c.msB)} vs ${f(c.msA)} ms/req`)
+  return `translated stream (OpenAI client -> Anthropic mock)  first chunk direct p50 ${f(pct(direct, 50))} ms | proxy p50 ${f(pct(proxied, 50))} ms p99 ${f(pct(proxied, 99))} ms | added ${f(added)} ms (${n} sequential, alternating) | ${f(r.rpsB, 0)} rps, proxy CPU ${f(r.msB)} ms/req translated vs ${f(r.msA)} ms/req Anthropic client untranslated, translated/untranslated ${f(r.cpuRatio)}${control} (${how(d, r)}), errors ${r.errorsB + broken}${check.problem ? ` (${check.problem})` : ''}${r.errorsA ? `, untranslated errors ${r.errorsA}` : ''}`
 }
