@@ -187,19 +187,48 @@ export function createMemoryCounters(options: MemoryCountersOptions = {}): Closa
     return delta
   }
 
+  // reserveManySync's entries found while checking, so the add needs no second lookup; reused:
+  // nothing between filling and reading it awaits
+  const found: Array<Entry | undefined> = []
   const reserveManySync = (entries: CounterEntry[]): { ok: boolean; values: number[] } => {
     const t = now()
-    const values = entries.map((e) => live(e.key, t)?.v ?? 0)
-    for (let i = 0; i < entries.length; i++) {
-      if (!(values[i]! + entries[i]!.delta <= (entries[i]!.limit ?? Infinity))) return { ok: false, values }
+    const n = entries.length
+    const values = new Array<number>(n)
+    found.length = n
+    for (let i = 0; i < n; i++) {
+      const e = live(entries[i]!.key, t)
+      found[i] = e
+      values[i] = e ? e.v : 0
     }
-    const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!
+      if (!(values[i]! + e.delta <= (e.limit ?? Infinity))) {
+        found.fill(undefined)
+        return { ok: false, values }
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!
+      const f = found[i]
+      found[i] = undefined
+      // a key not there yet (or listed twice) is looked up again: an earlier entry may have made it
+      if (!f) values[i] = add(e.key, e.delta, e.ttl, t)
+      else {
+        f.v += e.delta
+        if (!f.exp && e.ttl && e.ttl > 0) f.exp = t + e.ttl * 1000
+        values[i] = f.v
+      }
+    }
     touched()
-    return { ok: true, values: after }
+    return { ok: true, values }
   }
   const incrManySync = (entries: CounterEntry[]): number[] => {
     const t = now()
-    const after = entries.map((e) => add(e.key, e.delta, e.ttl, t))
+    const after = new Array<number>(entries.length)
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!
+      after[i] = add(e.key, e.delta, e.ttl, t)
+    }
     touched()
     return after
   }

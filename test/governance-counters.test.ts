@@ -81,6 +81,28 @@ function contract(name: string, make: () => BatchCounters) {
       expect(await c.get('tok')).toBe(50)
     })
 
+    it('reserveMany with a key listed twice: both checked against the value before, added one after the other', async () => {
+      const c = make()
+      await c.incr('dup', 5)
+      expect(
+        await c.reserveMany([
+          { key: 'dup', delta: 2, limit: 100, ttl: 60 },
+          { key: 'fresh', delta: 1, limit: 100, ttl: 60 },
+          { key: 'dup', delta: 3, limit: 100, ttl: 60 },
+          { key: 'fresh', delta: 1, limit: 100, ttl: 60 },
+        ]),
+      ).toEqual({ ok: true, values: [7, 1, 10, 2] })
+      // each entry is checked against the value before the step: 10 + 3 fits 12, 10 + 2 + 3 would not
+      expect(
+        await c.reserveMany([
+          { key: 'dup', delta: 2, limit: 12, ttl: 60 },
+          { key: 'dup', delta: 3, limit: 13, ttl: 60 },
+        ]),
+      ).toEqual({ ok: true, values: [12, 15] })
+      expect(await c.get('dup')).toBe(15)
+      expect(await c.get('fresh')).toBe(2)
+    })
+
     it('200 concurrent reservations against a budget for 50: exactly 50 succeed, no overspend', async () => {
       const c = make()
       const results = await Promise.all(
@@ -124,6 +146,40 @@ describe('memory counters', () => {
     expect(await c.get('r')).toBe(3)
     now += 2
     expect(await c.get('r')).toBe(0)
+  })
+
+  it('reserveManySync and incrManySync: done when they return, the same steps as reserveMany and incrMany', () => {
+    let now = 1_000_000
+    const c = createMemoryCounters({ now: () => now })
+    const step = [
+      { key: 'calls', delta: 1, limit: 3, ttl: 10 },
+      { key: 'body', delta: 1, limit: Number.MAX_SAFE_INTEGER, ttl: 2 },
+      { key: 'trip', delta: 0, limit: 0, ttl: 10 },
+    ]
+    expect(c.reserveManySync(step)).toEqual({ ok: true, values: [1, 1, 0] })
+    now += 1_000
+    expect(c.reserveManySync(step)).toEqual({ ok: true, values: [2, 2, 0] })
+    // body expired (ttl 2 s from its creation): it starts again from 0 with a new ttl
+    now += 1_500
+    expect(c.reserveManySync(step)).toEqual({ ok: true, values: [3, 1, 0] })
+    // calls at its limit: refused, the values before, nothing added anywhere
+    expect(c.reserveManySync(step)).toEqual({ ok: false, values: [3, 1, 0] })
+    expect(c.incrManySync([{ key: 'body', delta: 0, ttl: 2 }])).toEqual([1])
+    // a tripped run: trip above its limit of 0 refuses, whatever the others say
+    expect(
+      c.incrManySync([
+        { key: 'trip', delta: 1, ttl: 10 },
+        { key: 'calls', delta: -3, ttl: 10 },
+      ]),
+    ).toEqual([1, 0])
+    expect(c.reserveManySync(step)).toEqual({ ok: false, values: [0, 1, 1] })
+    // calls keeps the expiry of its creation (1_000_000 + 10 s) through the adds
+    now = 1_000_000 + 10_000
+    expect(c.reserveManySync([{ key: 'calls', delta: 1, limit: 3, ttl: 10 }])).toEqual({ ok: true, values: [1] })
+    now += 9_999
+    expect(c.incrManySync([{ key: 'calls', delta: 1, ttl: 10 }])).toEqual([2])
+    now += 1
+    expect(c.incrManySync([{ key: 'calls', delta: 1 }])).toEqual([1])
   })
 
   it('persist to a file and come back after a restart (fs storage)', async () => {

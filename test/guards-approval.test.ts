@@ -267,6 +267,60 @@ describe('approval', () => {
     }
   })
 
+  it("the estimated cost is priced for a rule that fires on names alone and for a rule's own predicate", async () => {
+    const seen: number[] = []
+    const p = await startProxy({
+      plugins: [
+        approval({
+          adminToken: ADMIN,
+          rules: [
+            { name: 'never', models: ['never-*'] },
+            { name: 'by-name', models: ['gpt-4o'] },
+            {
+              name: 'by-predicate',
+              when: (r) => {
+                seen.push(r.estimatedUsd)
+                return r.estimatedUsd > 0.01
+              },
+            },
+          ],
+        }),
+        openai({ baseURL: mock.url, apiKey: 'sk-test-openai' }),
+      ],
+    })
+    try {
+      const long = { max_tokens: 4000, messages: [{ role: 'user' as const, content: 'a long essay' }] }
+      const named = await client(p)
+        .chat.completions.create({ model: 'gpt-4o', ...long })
+        .catch((e) => e)
+      expect(named.error.type).toBe('approval_required')
+      expect(named.message).toMatch(
+        /\(gpt-4o, estimated up to \$0\.04\d+\) needs a person's approval under rule "by-name"/,
+      )
+      const requested = p.events.find((e) => e.type === 'approval_requested')?.data as { estimatedUsd: number }
+      expect(requested.estimatedUsd).toBeGreaterThan(0.04)
+      expect(seen).toEqual([])
+      // the predicate sees the price: 10 output tokens of gpt-4o-mini pass, 4000 of gpt-4.1 do not
+      const cheap = await client(p).chat.completions.create({
+        model: 'gpt-4o-mini',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+      expect(cheap.choices[0]!.message.content).toMatch(/^mock answer/)
+      expect(seen).toHaveLength(1)
+      expect(seen[0]).toBeGreaterThan(0)
+      expect(seen[0]).toBeLessThan(0.01)
+      const err = await client(p)
+        .chat.completions.create({ model: 'gpt-4.1', ...long })
+        .catch((e) => e)
+      expect(err.error.type).toBe('approval_required')
+      expect(err.message).toContain('under rule "by-predicate" (its condition holds)')
+      expect(seen[1]).toBeGreaterThan(0.01)
+    } finally {
+      await p.close()
+    }
+  })
+
   it('a dry run says the rule would hold it, and asks nobody', async () => {
     const p = await proxyFor({ mode: 'hold' })
     try {

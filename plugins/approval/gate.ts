@@ -94,17 +94,21 @@ export function announce(ctx: { mesh: MeshContext['mesh'] }, rt: ApprovalRuntime
   ctx.mesh.emit(r.status === 'denied' ? 'approval_denied' : 'approval_granted', data)
 }
 
-/** what a rule is judged on: who, which model, and the cost if the answer runs to max_tokens */
-function describe(rt: ApprovalRuntime, ctx: MeshContext): ApprovalRequest {
+/**
+ * what a rule is judged on: who, which model, and the cost if the answer runs to max_tokens (NaN
+ * here: firstRule prices it when a rule needs it)
+ */
+function describe(ctx: MeshContext): ApprovalRequest {
   const model = ctx.route.model || ctx.prompt.model
   const promptTokens = Math.max(0, Math.round(ctx.usage.inputTokens || 0))
-  const estimatedUsd = ctx.mesh.pricing.cost(model, {
-    inputTokens: promptTokens,
-    outputTokens: ctx.prompt.maxTokens ?? rt.opts.defaultMaxTokens,
-    cacheReadTokens: 0,
-    cacheWriteTokens: 0,
-  })
-  return { identity: ctx.identity, protocol: ctx.protocol, model, vendor: ctx.route.vendor, estimatedUsd, promptTokens }
+  return {
+    identity: ctx.identity,
+    protocol: ctx.protocol,
+    model,
+    vendor: ctx.route.vendor,
+    estimatedUsd: Number.NaN,
+    promptTokens,
+  }
 }
 
 /** X-AgentMesh-Approval: a granted id for this very request lets it through, once */
@@ -272,8 +276,8 @@ export function createGate(rt: ApprovalRuntime) {
     const header = ctx.request.headers.get(APPROVAL_HEADER)
     if (header !== null) return useApproval(rt, ctx, header.trim())
     if (!rt.opts.rules.length) return
-    const req = describe(rt, ctx)
-    const fired = firstRule(rt.opts.rules, req)
+    const req = describe(ctx)
+    const fired = firstRule(rt.opts.rules, req, ctx.mesh.pricing, ctx.prompt.maxTokens ?? rt.opts.defaultMaxTokens)
     if (!fired) return
     if (isDryRun(ctx)) {
       const message = `rule "${fired.rule.name}" (${fired.reason}) would ${fired.rule.mode === 'hold' ? `hold it up to ${rt.opts.holdSeconds} s for` : 'refuse it until'} a person's approval`

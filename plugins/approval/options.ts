@@ -1,7 +1,7 @@
 // The approval gate's options and rules. A rule holds a request when every condition it gives
 // holds: estimated cost over $X, model in a list, team/user/tool in a list, prompt over N tokens,
 // a predicate of your own (TypeScript, never eval'd text). The first rule that fires decides.
-import type { Identity, ProtocolName } from '../../core/types.ts'
+import type { Identity, Pricing, ProtocolName } from '../../core/types.ts'
 
 export type ApprovalMode = 'hold' | 'ask'
 
@@ -155,14 +155,32 @@ function matches(patterns: string[] | undefined, name: string): boolean {
   return false
 }
 
-/** The first rule that fires, with why in words; undefined when none does. */
+/** req.estimatedUsd, priced on first use (NaN until then): a rule that fails on its names needs no price */
+function priced(req: ApprovalRequest, pricing: Pricing, outputTokens: number): number {
+  if (Number.isNaN(req.estimatedUsd))
+    req.estimatedUsd = pricing.cost(req.model, {
+      inputTokens: req.promptTokens,
+      outputTokens,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+    })
+  return req.estimatedUsd
+}
+
+/**
+ * The first rule that fires, with why in words; undefined when none does. req.estimatedUsd may be
+ * NaN (not priced yet): it is priced with `outputTokens` when a rule gets to its cost or its own
+ * condition, and always for the rule that fires.
+ */
 export function firstRule(
   rules: ResolvedRule[],
   req: ApprovalRequest,
+  pricing: Pricing,
+  outputTokens: number,
 ): { rule: ResolvedRule; reason: string } | undefined {
   for (const rule of rules) {
-    // every condition first, the words only for the rule that fires: no list per rule and request
-    if (rule.costOverUsd !== undefined && !(req.estimatedUsd > rule.costOverUsd)) continue
+    // every condition first, the words only for the rule that fires: no list per rule and request;
+    // the cheap ones before the price, the rule's own predicate last (it sees the whole request)
     if (rule.promptTokensOver !== undefined && !(req.promptTokens > rule.promptTokensOver)) continue
     if (
       !matches(rule.models, req.model) ||
@@ -171,6 +189,8 @@ export function firstRule(
       !matches(rule.tools, req.identity.tool)
     )
       continue
+    const usd = priced(req, pricing, outputTokens)
+    if (rule.costOverUsd !== undefined && !(usd > rule.costOverUsd)) continue
     if (rule.when && !rule.when(req)) continue
     return { rule, reason: reasonOf(rule, req) }
   }

@@ -12,6 +12,7 @@ import {
   type BodyCount,
   MICRO,
   type Refusal,
+  type RunKeys,
   type RunState,
   type RunStore,
   type TripRecord,
@@ -44,12 +45,18 @@ declare module '../../core/types.ts' {
   }
 }
 
+/** a call the breaker took: afterResponse settles it on the run's keys */
+export interface Taken {
+  meta: BreakerMeta
+  run: RunKeys
+}
+
 export interface BreakerRuntime {
   opts: BreakerOptions
   warnAt: number
   store: RunStore
   /** runs whose call was taken, for afterResponse to settle */
-  admitted: WeakMap<MeshContext, BreakerMeta>
+  admitted: WeakMap<MeshContext, Taken>
 }
 
 const usd = (micro: number) => (micro / MICRO).toFixed(6)
@@ -169,7 +176,22 @@ function usedOf(state: RunState, limit: (typeof WARN_LIMITS)[number], now: numbe
   return state.start ? (now - state.start) / 1000 : 0
 }
 
+/**
+ * every limit well short of warnAt (a margin far above rounding error, so the exact test below
+ * would find none either): most calls of most runs, and nothing more to look at
+ */
+function farFromLimits(warnAt: number, state: RunState, lim: Effective, now: number): boolean {
+  const f = (warnAt / 100) * (1 - 1e-9)
+  return (
+    state.calls < lim.calls * f &&
+    state.tokens < lim.tokens * f &&
+    state.usdMicro / MICRO < lim.usd * f &&
+    (state.start ? (now - state.start) / 1000 : 0) < lim.wallSeconds * f
+  )
+}
+
 function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, lim: Effective, now: number) {
+  if (farFromLimits(g.rt.warnAt, state, lim, now)) return
   // the limit nearest its end, the first on a tie; no list built per call
   let limit: (typeof WARN_LIMITS)[number] | undefined
   let used = 0
@@ -341,7 +363,7 @@ function afterAdmit(
   const turns = assistantTurns(ctx)
   if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
   if (!dry) {
-    g.rt.admitted.set(ctx, meta)
+    g.rt.admitted.set(ctx, { meta, run: adm.run! })
     if (state.calls === 1)
       void g.rt.store
         .noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() })

@@ -8,7 +8,7 @@
 import { definePlugin } from '../../core/plugin.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 import { breakerCommands } from './commands.ts'
-import { createGuard, type BreakerMeta, type BreakerRuntime } from './guard.ts'
+import { createGuard, type BreakerRuntime, type Taken } from './guard.ts'
 import { DEFAULT_LIMITS, validateBreakerOptions, type BreakerOptions } from './options.ts'
 import { addBreakerRoutes } from './routes.ts'
 import { MICRO, RunStore } from './state.ts'
@@ -32,14 +32,14 @@ export function breaker(options: BreakerOptions = {}): Plugin {
   const rt = {
     opts: options,
     warnAt: options.warnAt ?? 80,
-    admitted: new WeakMap<MeshContext, BreakerMeta>(),
+    admitted: new WeakMap<MeshContext, Taken>(),
   } as BreakerRuntime
   const beforeRequest = createGuard(rt)
 
   // no async wrapper: the counters' own promise, when there is something to settle
   function afterResponse(ctx: MeshContext) {
-    const meta = rt.admitted.get(ctx)
-    if (!meta) return
+    const taken = rt.admitted.get(ctx)
+    if (!taken) return
     rt.admitted.delete(ctx)
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
     // what the vendor billed, as quota settles it: an estimate alone was never spent
@@ -52,7 +52,7 @@ export function breaker(options: BreakerOptions = {}): Plugin {
     const micro = billed ? Math.round((ctx.cost.usd || 0) * MICRO) : 0
     // refused after the breaker took the call (quota, approval, a loop found now): not an iteration
     const giveBack = !hit && ctx.answer === undefined && ctx.upstream === undefined && !ctx.aborted
-    return rt.store.settle(meta.team, meta.id, tokens, micro, giveBack)
+    return rt.store.settle(taken.run, tokens, micro, giveBack)
   }
 
   return definePlugin({

@@ -60,8 +60,13 @@ export function runOf(ctx: MeshContext): RunRef | { error: string } {
 /** the first system and user messages, with who asked: two users' identical openings are two runs */
 function openingId(ctx: MeshContext): string {
   const p = ctx.prompt
-  const first = p.messages.find((m) => m.role === 'user')
-  const text = first?.text ?? ''
+  // a loop, not find(): no closure per call
+  let text = ''
+  for (const m of p.messages)
+    if (m.role === 'user') {
+      text = m.text ?? ''
+      break
+    }
   // one string, one digest: the same bytes (and id) as hashing the parts one after the other
   const opening = `${ctx.identity.team}\u0000${ctx.identity.user}\u0000${p.system.length > OPENING_CHARS ? p.system.slice(0, OPENING_CHARS) : p.system}\u0000${text.length > OPENING_CHARS ? text.slice(0, OPENING_CHARS) : text}`
   if (opening.length > REMEMBERED_CHARS) return `run-${short(opening)}`

@@ -57,15 +57,21 @@ export interface Admission {
   refused?: Refusal
   /** times the body was seen in the run within its window, this call included (a body was given, the call taken) */
   bodySeen?: number
+  /** the run's keys, for settle() after the call (not on a dry run's reading) */
+  run?: RunKeys
 }
 
 /** a run's counter keys, built once per (team, run): every call of a run needs the same seven strings */
-interface RunKeys {
+export interface RunKeys {
+  team: string
+  run: string
   base: string
   k: string[]
   /** admit's entries for the limits they were built with (the same for every call of a run, as a rule) */
   admit?: CounterEntry[]
   lim?: AdmitLimits
+  /** admit's entries and a slot for the body's, for counters that take them at once (nothing awaits in between) */
+  withBody?: CounterEntry[]
 }
 
 // a key segment from a client value: no ':' (unstorage's separator) and no '.' (an fs path '..')
@@ -74,8 +80,9 @@ const FIELDS = ['calls', 'tok', 'usd', 'trip', 'start', 'base'] as const
 const MAX_RUN_KEYS = 10_000
 
 export class RunStore {
-  /** by team and run (a run id has no NUL, so the pair is unambiguous); emptied when full, rebuilt on use */
-  private runKeys = new Map<string, RunKeys>()
+  /** by team, then run (no string built per call to look them up); emptied when full, rebuilt on use */
+  private runKeys = new Map<string, Map<string, RunKeys>>()
+  private runKeyCount = 0
 
   constructor(
     private mesh: Mesh,
@@ -87,13 +94,19 @@ export class RunStore {
   }
 
   private keysOf(team: string, run: string): RunKeys {
-    const id = `${team}\u0000${run}`
-    let r = this.runKeys.get(id)
+    let runs = this.runKeys.get(team)
+    let r = runs?.get(run)
     if (!r) {
       const base = this.base(team, run)
-      r = { base, k: FIELDS.map((f) => `${base}:${f}`) }
-      if (this.runKeys.size >= MAX_RUN_KEYS) this.runKeys.clear()
-      this.runKeys.set(id, r)
+      r = { team, run, base, k: FIELDS.map((f) => `${base}:${f}`) }
+      if (this.runKeyCount >= MAX_RUN_KEYS) {
+        this.runKeys.clear()
+        this.runKeyCount = 0
+        runs = undefined
+      }
+      if (!runs) this.runKeys.set(team, (runs = new Map()))
+      runs.set(run, r)
+      this.runKeyCount++
     }
     return r
   }
@@ -118,6 +131,7 @@ export class RunStore {
       { key: k[5]!, delta: 0, limit: UNLIMITED, ttl },
     ]
     rk.lim = { calls: lim.calls, tokens: lim.tokens, usd: lim.usd }
+    rk.withBody = undefined
     return rk.admit
   }
 
@@ -141,19 +155,21 @@ export class RunStore {
     const entries = this.admitEntries(rk, lim)
     const counters = this.mesh.counters
     if (!hasBatch(counters)) return this.admitEach(team, run, rk, entries, lim, body)
-    const withBody = body
-      ? entries.concat({
-          key: `${rk.base}:body:${body.fingerprint}`,
-          delta: 1,
-          limit: UNLIMITED,
-          ttl: body.windowSeconds,
-        })
-      : entries
-    // memory counters: done at once, and the hook stays synchronous (no promise per call)
+    const bodyEntry = body
+      ? { key: `${rk.base}:body:${body.fingerprint}`, delta: 1, limit: UNLIMITED, ttl: body.windowSeconds }
+      : undefined
+    // memory counters: done at once, and the hook stays synchronous (no promise per call); the
+    // run's own array holds the body's entry, as nothing can use it before this call returns
     if (hasSyncBatch(counters)) {
-      const r = counters.reserveManySync(withBody)
+      let list = entries
+      if (bodyEntry) {
+        list = rk.withBody ??= entries.concat(bodyEntry)
+        list[6] = bodyEntry
+      }
+      const r = counters.reserveManySync(list)
       return this.admitted(r, rk, entries, lim, r.ok && body ? r.values[6] : undefined)
     }
+    const withBody = bodyEntry ? entries.concat(bodyEntry) : entries
     // then(), not an async function around it: one promise (and turn) less per call
     return counters
       .reserveMany(withBody)
@@ -184,7 +200,7 @@ export class RunStore {
   ): Admission | Promise<Admission> {
     const state = this.stateOf(r.values)
     if (r.ok) {
-      const adm: Admission = bodySeen === undefined ? { state } : { state, bodySeen }
+      const adm: Admission = bodySeen === undefined ? { state, run: rk } : { state, bodySeen, run: rk }
       // the run's first call starts its wall clock (only one request sees calls === 1)
       if (state.calls !== 1 || state.start) return adm
       return this.mesh.counters.incr(rk.k[4]!, Date.now(), this.ttlSeconds).then((start) => {
@@ -199,7 +215,7 @@ export class RunStore {
         : state.tokens > entries[1]!.limit!
           ? 'tokens'
           : 'usd'
-    return { state, refused }
+    return { state, refused, run: rk }
   }
 
   /** counters without reserveMany: the call first, then the checks (the call is given back when they fail) */
@@ -219,9 +235,9 @@ export class RunStore {
   }
 
   /** after the call: what it spent; a call that got no answer (refused further on) is given back */
-  settle(team: string, run: string, tokens: number, usdMicro: number, giveBack: boolean): Promise<void> | undefined {
+  settle(rk: RunKeys, tokens: number, usdMicro: number, giveBack: boolean): Promise<void> | undefined {
     if (!tokens && !usdMicro && !giveBack) return undefined
-    const k = this.keys(team, run)
+    const k = rk.k
     const entries: CounterEntry[] = []
     if (tokens) entries.push({ key: k[1]!, delta: tokens, ttl: this.ttlSeconds })
     if (usdMicro) entries.push({ key: k[2]!, delta: usdMicro, ttl: this.ttlSeconds })
