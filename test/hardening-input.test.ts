@@ -258,6 +258,82 @@ describe('large bodies parsed in slices', () => {
     for (const t of texts) expect(await sliced(t), t.slice(0, 40)).toEqual(await whole(t))
   })
 
+  /** large containers inside large containers: content blocks, parts, an object of many keys */
+  const nested = (): string => {
+    const parts = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'text', text: `${str(rnd(60))}${i}` }))
+    const keys = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`${i % 7 ? 'k' : ''}${i}`, value(1)]))
+    const rest = JSON.stringify({
+      model: 'm',
+      messages: [
+        { role: 'user', content: parts(2500) },
+        { role: 'assistant', content: 'x' },
+        { role: 'user', content: [{ type: 'image', source: { data: str(90_000) } }, ...parts(10)] },
+        { role: 'user', content: parts(4000), extra: keys },
+      ],
+      contents: [{ parts: parts(3000) }, { parts: [] }],
+      keys,
+    })
+    // an own __proto__ key, as JSON.parse makes it (an object literal would set the prototype)
+    return `{"__proto__":${JSON.stringify(parts(2000))},${rest.slice(1)}`
+  }
+
+  it('gives the value JSON.parse gives for large containers nested in large ones', async () => {
+    for (let i = 0; i < 3; i++) {
+      const t = nested()
+      const want = await whole(t)
+      expect(want.json).toBeDefined()
+      expect(await sliced(t)).toEqual(want)
+    }
+  })
+
+  it('gives the same value or error when the text around a large member is changed', async () => {
+    const t = nested()
+    // edits where runs meet large members: before and after them, between them, at their keys
+    const edits: Array<[RegExp, string]> = [
+      [/"content":\[/g, '"content"['],
+      [/"content":\[/g, '"content",['],
+      [/"content":\[/g, '"content":[,'],
+      [/"content":\[/g, '"content"::['],
+      [/,"content":\[/g, ' "content":['],
+      [/"x"\},\{"role"/g, '"x"}{"role"'],
+      [/"x"\},\{"role"/g, '"x"},,{"role"'],
+      [/\]\},\{"role"/g, '],},{"role"'],
+      [/\]\},\{"role"/g, ']}{"role"'],
+      [/\]\},\{"role"/g, ']},,{"role"'],
+      [/\]\},\{"role"/g, '}},{"role"'],
+      [/\]\},\{"role"/g, ']} ,{"role"'],
+      [/\},\{"type"/g, '},,{"type"'],
+      [/\},\{"type"/g, '}{"type"'],
+      [/\},\{"type"/g, '},]{"type"'],
+      [/\},\{"type"/g, '} , {"type"'],
+      [/\}\]/g, '},]'],
+      [/\}\]/g, '}'],
+      [/\}\]/g, '}]]'],
+      [/\}\]/g, '} ]'],
+      [/"keys":\{/g, '"keys"{'],
+      [/"keys":\{/g, '"keys":{,'],
+      [/\}\}$/g, '},}'],
+      [/,"k?\d+":/g, ',"k1":'],
+      [/,"k?\d+":/g, ',,"k1":'],
+      [/,"k?\d+":/g, ',"k1",'],
+      [/"__proto__":\[/g, '"__proto__"['],
+      [/"contents":\[\{"parts":\[/g, '"contents":[{"parts":[]'],
+      [/"contents":\[\{"parts":\[/g, '"contents":[{"parts":'],
+    ]
+    let errors = 0
+    for (let i = 0; i < 120; i++) {
+      const [re, by] = edits[i % edits.length]!
+      const all = [...t.matchAll(re)]
+      expect(all.length, `${re} finds nothing to edit`).toBeGreaterThan(0)
+      const m = all[rnd(all.length)]!
+      const edited = t.slice(0, m.index) + by + t.slice(m.index + m[0].length)
+      const want = await whole(edited)
+      if (want.error) errors++
+      expect(await sliced(edited), `${re} -> ${by} at ${m.index}`).toEqual(want)
+    }
+    expect(errors).toBeGreaterThan(80)
+  }, 120_000)
+
   it('gives the event loop back while it works', async () => {
     const t = JSON.stringify({
       model: 'm',

@@ -118,6 +118,10 @@ describe('large bodies through the proxy', () => {
       expect(r.status, r.body.toString().slice(0, 300)).toBe(503)
       expect(health.length).toBeGreaterThan(0)
       expect(health.every((x) => x === 200)).toBe(true)
+      // the figures, for the README and for setting the bounds
+      console.log(
+        `large body ${mb} MB ${shape} ${p}: longest block ${s.elMaxMs.toFixed(0)} ms, ${s.blockCpuMs.toFixed(0)} ms of CPU in it`,
+      )
       const limit = mb > 1 ? OPEN_LIMIT_MS : LIMIT_MS
       expect(
         s.blockCpuMs,

@@ -171,42 +171,48 @@ export function jsonDepthExceeds(text: string, limit = MAX_JSON_DEPTH): boolean 
 // --- parsing a body of megabytes in slices of the event loop ------------------------------------
 // One JSON.parse of a 10 MB body (and the garbage collection of the tens of thousands of objects
 // it makes) held the loop for 100-300 ms, the depth check before it as long again. Here one sliced
-// pass checks the depth and notes where the elements of the top-level object's large arrays
-// (messages, contents, input, tools) lie; the object without them is parsed first, then those
-// elements by runs of a few hundred KB, each run with native JSON.parse, the loop given back
-// whenever a slice is used up. The same value as JSON.parse, else JSON.parse's own error.
+// pass checks the depth and notes where the large arrays and objects lie (at any depth: messages,
+// a message's content blocks, Gemini's parts) and the commas that cut their members into runs of
+// about 128 KB; then each run is given to native JSON.parse and the large containers are put
+// together from the runs, the loop given back whenever a slice is used up. The same value as
+// JSON.parse; for malformed text (anything the assembly does not expect) one JSON.parse of the
+// whole text, which throws its own error.
 
 /** Bodies above this many characters are parsed by parseJsonSliced; below it one JSON.parse is quicker */
 export const SLICED_PARSE_CHARS = 256 * 1024
-// a top-level array shorter than this stays in the object parsed in one go
-const SLICED_ARRAY_CHARS = 64 * 1024
-// the text of one run of array elements given to one JSON.parse (a single element may be longer)
+// containers at least this long are put together from runs; shorter ones are one JSON.parse
+const BIG_CHARS = 64 * 1024
+// the text of one run of members given to one JSON.parse (a single member may be longer)
 const RUN_CHARS = 128 * 1024
 
-interface ArrayRuns {
-  /** the key's JSON string, quotes included */
-  key: string
-  /** index of the '[' and of its ']' */
+/** a large array or object: where it lies, the commas that cut it into runs, its large members */
+interface Big {
   open: number
   close: number
-  /** commas between runs of elements */
+  array: boolean
   cuts: number[]
+  children: Big[]
+  /** the last string before it: its key when it is an object's member */
+  keyAt: number
+  keyEnd: number
+}
+/** a container still open during the scan */
+interface Open extends Big {
+  lastCut: number
 }
 
-type Scan = { kind: 'deep' } | { kind: 'whole' } | { kind: 'runs'; arrays: ArrayRuns[]; keys: number }
+type Scan = { kind: 'deep' } | { kind: 'whole' } | { kind: 'big'; root: Big }
 
-/** One pass over the text: jsonDepthExceeds's check (same tokens, same answer) and the arrays' runs. */
+/** One pass over the text: jsonDepthExceeds's check (same tokens, same answer) and the large containers. */
 async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Scan> {
   // a regex of its own: two bodies scanned at once would share lastIndex otherwise
-  const token = /[{}[\]",:]/g
-  const arrays: ArrayRuns[] = []
+  const token = /[{}[\]",]/g
+  const stack: Open[] = []
+  let root: Big | undefined
+  let usable = true
   let depth = 0
-  let usable = /^\s*\{/.test(text)
-  let keyAt = -1
-  let keyEnd = -1
-  let keys = 0
-  let open: ArrayRuns | undefined
-  let lastCut = 0
+  let strAt = -1
+  let strEnd = -1
   let n = 0
   for (let m = token.exec(text); m !== null; m = token.exec(text)) {
     const i = m.index
@@ -220,39 +226,46 @@ async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Sc
         while (text.charCodeAt(end - 1 - backslashes) === 92) backslashes++
         if ((backslashes & 1) === 0) break
       }
-      // at depth 1 the last string before a '[' is that array's key
-      if (depth === 1) {
-        keyAt = i
-        keyEnd = end
-      }
+      strAt = i
+      strEnd = end
       token.lastIndex = end + 1
     } else if (c === 123 || c === 91) {
       if (++depth > limit) return { kind: 'deep' }
-      if (depth === 2 && c === 91 && keyAt >= 0) {
-        open = { key: text.slice(keyAt, keyEnd + 1), open: i, close: -1, cuts: [] }
-        lastCut = i
+      const o: Open = {
+        open: i,
+        close: -1,
+        array: c === 91,
+        cuts: [],
+        children: [],
+        keyAt: strAt,
+        keyEnd: strEnd,
+        lastCut: i,
       }
+      stack.push(o)
     } else if (c === 125 || c === 93) {
-      if (depth === 2 && open) {
-        // a '[' closed by '}' is malformed: JSON.parse of the whole text says where
-        if (c !== 93) usable = false
-        else if (i - open.open >= SLICED_ARRAY_CHARS) arrays.push({ ...open, close: i })
-        open = undefined
-      }
       depth--
-    } else if (c === 44) {
-      if (depth === 2 && open && i - lastCut >= RUN_CHARS) open.cuts.push((lastCut = i))
-    } else if (depth === 1) keys++ // a ':' between a top-level key and its value
+      const o = stack.pop()
+      // a closer without its opener, or of the other kind: malformed, JSON.parse says where
+      if (!o || o.array !== (c === 93)) usable = false
+      else if (i - o.open >= BIG_CHARS) {
+        o.close = i
+        const parent = stack[stack.length - 1]
+        if (parent) parent.children.push(o)
+        else root = o
+      }
+    } else {
+      const o = stack[stack.length - 1]
+      if (o && i - o.lastCut >= RUN_CHARS) o.cuts.push((o.lastCut = i))
+    }
     if ((++n & 1023) === 0 && slicer.due()) await slicer.yield()
   }
-  return usable && arrays.length ? { kind: 'runs', arrays, keys } : { kind: 'whole' }
+  return usable && root && stack.length === 0 ? { kind: 'big', root } : { kind: 'whole' }
 }
 
 /**
  * JSON.parse(text) in slices of the event loop, or `deep` when the text nests deeper than `limit`
  * (what jsonDepthExceeds says, checked before anything is parsed). Throws JSON.parse's SyntaxError
- * for malformed text: any doubt (a run that does not parse, a key given twice) falls back to one
- * JSON.parse of the whole text, which gives the exact value or error.
+ * for malformed text.
  */
 export async function parseJsonSliced(
   text: string,
@@ -264,45 +277,94 @@ export async function parseJsonSliced(
   await slicer.pause()
   if (scan.kind === 'whole') return { deep: false, value: JSON.parse(text) }
   try {
-    return { deep: false, value: await parseRuns(text, scan.arrays, scan.keys, slicer) }
+    const value = await build(text, scan.root, slicer)
+    // only whitespace around the root
+    if (!WS_ONLY.test(text.slice(0, scan.root.open)) || !WS_ONLY.test(text.slice(scan.root.close + 1)))
+      throw new Malformed()
+    return { deep: false, value }
   } catch (err) {
     if (!(err instanceof SyntaxError)) throw err
     return { deep: false, value: JSON.parse(text) }
   }
 }
 
-async function parseRuns(text: string, arrays: ArrayRuns[], keys: number, slicer: Slicer): Promise<unknown> {
-  // the top-level object with each large array empty
-  let skeleton = ''
-  let at = 0
-  for (const a of arrays) {
-    skeleton += text.slice(at, a.open) + '[]'
-    at = a.close + 1
+/** the assembly met text it does not expect: JSON.parse of the whole text reports it */
+class Malformed extends SyntaxError {}
+
+const WS_ONLY = /^[ \t\n\r]*$/
+const LEADING_COMMA = /^[ \t\n\r]*,/
+const TRAILING_COMMA = /,[ \t\n\r]*$/
+const COLON_ONLY = /^[ \t\n\r]*:[ \t\n\r]*$/
+
+/** a large container: its runs by JSON.parse, its large members by build, in the text's order */
+async function build(text: string, big: Big, slicer: Slicer): Promise<unknown> {
+  const out: any = big.array ? [] : {}
+  // `expect`: a member comes next (after the opener or a comma); `empty`: none came yet
+  let expect = true
+  let empty = true
+  const members = async (t: string) => {
+    // nothing between two commas, or between a comma and the end
+    if (WS_ONLY.test(t)) throw new Malformed()
+    await slicer.pause()
+    const part = JSON.parse(big.array ? `[${t}]` : `{${t}}`)
+    if (big.array) for (let j = 0; j < part.length; j++) out.push(part[j])
+    else for (const k of Object.keys(part)) put(out, k, part[k])
+    empty = false
   }
-  const top = JSON.parse(skeleton + text.slice(at))
-  // a key given twice: JSON.parse keeps the last value, which need not be the array noted here
-  if (!isObject(top) || Object.keys(top).length !== keys) throw new SyntaxError('parsed whole instead')
-  for (const a of arrays) {
-    // an own `__proto__` key included: JSON.parse makes it a plain property, read back as one
-    const into = top[JSON.parse(a.key) as string]
-    if (!Array.isArray(into) || into.length) throw new SyntaxError('parsed whole instead')
-    let from = a.open
-    for (let r = 0; r <= a.cuts.length; r++) {
-      const to = r < a.cuts.length ? a.cuts[r]! : a.close
-      await slicer.pause()
-      // a whole array is parsed from the text itself (no copy); a run inside it within brackets
-      const run = JSON.parse(
-        r === 0
-          ? to === a.close
-            ? text.slice(a.open, a.close + 1)
-            : text.slice(a.open, to) + ']'
-          : '[' + text.slice(from + 1, to) + ']',
-      ) as unknown[]
-      for (let j = 0; j < run.length; j++) into.push(run[j])
-      from = to
+  // after a large member, the comma that must come next
+  const afterMember = (t: string): string => {
+    const comma = LEADING_COMMA.exec(t)
+    if (!comma) throw new Malformed()
+    expect = true
+    return t.slice(comma[0].length)
+  }
+  let at = big.open + 1
+  let cut = 0
+  const runsUpTo = async (limit: number) => {
+    for (; cut < big.cuts.length && big.cuts[cut]! < limit; cut++) {
+      const t = text.slice(at, big.cuts[cut]!)
+      if (expect) await members(t)
+      else if (!WS_ONLY.test(t)) await members(afterMember(t))
+      expect = true
+      at = big.cuts[cut]! + 1
     }
   }
-  return top
+  for (const child of big.children) {
+    await runsUpTo(child.open)
+    // the text up to the member (up to its key, in an object): members ending with a comma, or nothing
+    const start = big.array ? child.open : child.keyAt
+    if (start < at) throw new Malformed()
+    let t = text.slice(at, start)
+    if (!expect) t = afterMember(t)
+    if (!WS_ONLY.test(t)) {
+      const comma = TRAILING_COMMA.exec(t)
+      if (!comma) throw new Malformed()
+      await members(t.slice(0, comma.index))
+    }
+    const value = await build(text, child, slicer)
+    if (big.array) out.push(value)
+    else {
+      if (!COLON_ONLY.test(text.slice(child.keyEnd + 1, child.open))) throw new Malformed()
+      put(out, JSON.parse(text.slice(child.keyAt, child.keyEnd + 1)), value)
+    }
+    expect = false
+    empty = false
+    at = child.close + 1
+  }
+  await runsUpTo(big.close)
+  const t = text.slice(at, big.close)
+  if (!expect) {
+    if (!WS_ONLY.test(t)) await members(afterMember(t))
+  } else if (!WS_ONLY.test(t)) await members(t)
+  // an opener and its closer with nothing between: fine; a comma before the closer: not
+  else if (!empty) throw new Malformed()
+  return out
+}
+
+/** what JSON.parse does with a member: an own property, `__proto__` included */
+function put(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true })
+  else o[k] = v
 }
 
 /** A 200 body from upstream that is not an answer of the protocol: the core answers 502. */
