@@ -187,6 +187,59 @@ describe('breaker', () => {
     }
   })
 
+  for (const driver of ['memory', 'redis'] as const)
+    it(`a tokens budget (${driver}): warned at 80%, the call after it is spent refused; without one the tokens are still counted`, async () => {
+      const up = await startLoopUpstream({ args: (n) => ({ path: `t${n}` }) })
+      const storage: MeshConfig['storage'] =
+        driver === 'redis'
+          ? { driver, url: inject('redisUrl'), prefix: `breaker-tok-${process.pid}-${Date.now()}` }
+          : { driver }
+      const p = await proxyFor(up, { limits: { tokens: 300 } }, storage)
+      try {
+        // each answer bills 120 tokens (100 in, 20 out); a call is taken while fewer than 300 were used
+        const step = (run: string, i: number) =>
+          client(p, { 'X-AgentMesh-Run-Id': run })
+            .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `step ${i}` }] })
+            .withResponse()
+            .then(
+              ({ response }) => `ok ${response.headers.get('x-agentmesh-run-warn') ?? '-'}`,
+              (e) => `${e.status} ${e.error?.type} ${e.message}`,
+            )
+        const seen: string[] = []
+        for (let i = 0; i < 4; i++) seen.push(await step('tok-run', i))
+        expect(seen.slice(0, 3)).toEqual(['ok -', 'ok -', 'ok tokens at 80.0% (240 of 300)'])
+        expect(seen[3]).toMatch(/^429 run_budget_exceeded .*has used 360 of its 300 tokens \(limit: tokens\)/)
+        expect(up.calls).toBe(3)
+        const warned = p.events.filter((e) => e.type === 'run_warn').map((e) => e.data)
+        expect(warned).toEqual([expect.objectContaining({ run: 'tok-run', limit: 'tokens', used: 240, max: 300 })])
+        const runs = async () =>
+          (
+            await (
+              await fetch(`${p.url}/agentmesh/admin/runs`, { headers: { authorization: `Bearer ${ADMIN}` } })
+            ).json()
+          ).runs
+        expect((await runs()).find((r: any) => r.run === 'tok-run')).toMatchObject({ calls: 3, tokens: 360 })
+      } finally {
+        await p.close()
+      }
+      // no tokens limit: never refused on tokens, and the run's tokens still counted for the reports
+      const q = await proxyFor(up, {}, storage)
+      try {
+        for (let i = 0; i < 4; i++)
+          await client(q, { 'X-AgentMesh-Run-Id': 'free-run' }).chat.completions.create({
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: `free ${i}` }],
+          })
+        const list = await (
+          await fetch(`${q.url}/agentmesh/admin/runs`, { headers: { authorization: `Bearer ${ADMIN}` } })
+        ).json()
+        expect(list.runs.find((r: any) => r.run === 'free-run')).toMatchObject({ calls: 4, tokens: 480 })
+      } finally {
+        await q.close()
+        await up.close()
+      }
+    })
+
   it('refuses a malformed X-AgentMesh-Run-Id in the client protocol', async () => {
     const up = await startLoopUpstream()
     const p = await proxyFor(up)

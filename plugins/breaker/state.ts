@@ -115,24 +115,37 @@ export class RunStore {
     return this.keysOf(team, run).k
   }
 
-  /** admit's six entries: built when the run or its limits change, else the same (read-only) objects */
+  /** admit's entries (five, six with a tokens limit): built when the run or its limits change, else the same (read-only) objects */
   private admitEntries(rk: RunKeys, lim: AdmitLimits): CounterEntry[] {
     const had = rk.lim
     if (rk.admit && had && had.calls === lim.calls && had.tokens === lim.tokens && had.usd === lim.usd) return rk.admit
     const k = rk.k
     const ttl = this.ttlSeconds
-    // tokens and USD are added after the call: a run already at its budget gets no further call
+    // tokens and USD are added after the call: a run already at its budget gets no further call.
+    // Calls first; the tokens are read only when they have a limit (nothing else needs them)
     rk.admit = [
       { key: k[0]!, delta: 1, limit: cap(lim.calls), ttl },
-      { key: k[1]!, delta: 0, limit: lim.tokens === Infinity ? UNLIMITED : lim.tokens - 1, ttl },
       { key: k[2]!, delta: 0, limit: lim.usd === Infinity ? UNLIMITED : Math.ceil(lim.usd * MICRO) - 1, ttl },
       { key: k[3]!, delta: 0, limit: 0, ttl },
       { key: k[4]!, delta: 0, limit: UNLIMITED, ttl },
       { key: k[5]!, delta: 0, limit: UNLIMITED, ttl },
     ]
+    if (lim.tokens !== Infinity) rk.admit.push({ key: k[1]!, delta: 0, limit: lim.tokens - 1, ttl })
     rk.lim = { calls: lim.calls, tokens: lim.tokens, usd: lim.usd }
     rk.withBody = undefined
     return rk.admit
+  }
+
+  /** admit's values (in the order of its entries): tokens 0 when they were not read (no limit) */
+  private admitState(v: number[], entries: CounterEntry[]): RunState {
+    return {
+      calls: v[0] ?? 0,
+      tokens: entries.length > 5 ? (v[5] ?? 0) : 0,
+      usdMicro: v[1] ?? 0,
+      tripped: (v[2] ?? 0) > 0,
+      start: v[3] ?? 0,
+      base: v[4] ?? 0,
+    }
   }
 
   private stateOf(v: number[]): RunState {
@@ -164,16 +177,16 @@ export class RunStore {
       let list = entries
       if (bodyEntry) {
         list = rk.withBody ??= entries.concat(bodyEntry)
-        list[6] = bodyEntry
+        list[entries.length] = bodyEntry
       }
       const r = counters.reserveManySync(list)
-      return this.admitted(r, rk, entries, lim, r.ok && body ? r.values[6] : undefined)
+      return this.admitted(r, rk, entries, lim, r.ok && body ? r.values[entries.length] : undefined)
     }
     const withBody = bodyEntry ? entries.concat(bodyEntry) : entries
     // then(), not an async function around it: one promise (and turn) less per call
     return counters
       .reserveMany(withBody)
-      .then((r) => this.admitted(r, rk, entries, lim, r.ok && body ? r.values[6] : undefined))
+      .then((r) => this.admitted(r, rk, entries, lim, r.ok && body ? r.values[entries.length] : undefined))
   }
 
   /** counters without reserveMany: the checks, then the call, then the body */
@@ -198,7 +211,7 @@ export class RunStore {
     lim: AdmitLimits,
     bodySeen: number | undefined,
   ): Admission | Promise<Admission> {
-    const state = this.stateOf(r.values)
+    const state = this.admitState(r.values, entries)
     if (r.ok) {
       const adm: Admission = bodySeen === undefined ? { state, run: rk } : { state, bodySeen, run: rk }
       // the run's first call starts its wall clock (only one request sees calls === 1)
@@ -212,7 +225,7 @@ export class RunStore {
       ? 'tripped'
       : state.calls + 1 > cap(lim.calls)
         ? 'calls'
-        : state.tokens > entries[1]!.limit!
+        : entries.length > 5 && state.tokens > entries[5]!.limit!
           ? 'tokens'
           : 'usd'
     return { state, refused, run: rk }
