@@ -3,7 +3,7 @@
 // their hashes): directories are created 0700 and files 0600. A full or read-only disk turns into
 // StorageUnavailableError (a 503, not a 500), reported once, and health until a write works again.
 import { chmodSync, mkdirSync, statSync, type Dirent } from 'node:fs'
-import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { defineDriver, type Driver } from 'unstorage'
 import { Availability, reasonOf } from './storage-health.ts'
@@ -20,6 +20,9 @@ const PROBE_FILE = '.agentmesh-probe'
 const PROBE_FIRST_MS = 1000
 const PROBE_MAX_MS = 30_000
 const PATH_TRAVERSAL = /\.\.:|\.\.$/
+// a string value longer than this (a cached answer of megabytes) is encoded and written a piece at
+// a time: writeFile encodes it whole first, one block of the event loop of tens of ms at 5 MB
+const WRITE_PIECE_CHARS = 1024 * 1024
 
 const codeOf = (err: unknown) => (err as NodeJS.ErrnoException | null)?.code
 // a key nobody stored (or a directory of keys) reads as null, as with fs-lite
@@ -41,6 +44,24 @@ export function secureDir(dir: string, create: boolean): number | undefined {
   if (!st.isDirectory() || (st.mode & 0o077) === 0 || st.uid !== process.getuid?.()) return undefined
   chmodSync(dir, DIR_MODE)
   return st.mode & 0o777
+}
+
+/** writeFile for a long string: the same bytes and mode, encoded a piece at a time between writes */
+export async function writePieces(file: string, data: string, options: { mode: number }): Promise<void> {
+  const fh = await open(file, 'w', options.mode)
+  try {
+    for (let at = 0; at < data.length; ) {
+      let end = Math.min(data.length, at + WRITE_PIECE_CHARS)
+      // never between the two halves of a surrogate pair: each half alone would be written as U+FFFD
+      const last = data.charCodeAt(end - 1)
+      if (end < data.length && last >= 0xd800 && last <= 0xdbff) end++
+      const bytes = Buffer.from(data.slice(at, end), 'utf8')
+      for (let off = 0; off < bytes.length; ) off += (await fh.write(bytes, off, bytes.length - off)).bytesWritten
+      at = end
+    }
+  } finally {
+    await fh.close()
+  }
 }
 
 export interface FsDriverOptions {
@@ -88,14 +109,18 @@ export const fsDriver = defineDriver((opts: FsDriverOptions): Driver => {
   }
 
   async function write(file: string, data: string | Uint8Array): Promise<void> {
+    const put = (f: string) =>
+      typeof data === 'string' && data.length > WRITE_PIECE_CHARS
+        ? writePieces(f, data, FILE_OPTIONS)
+        : writeFile(f, data, FILE_OPTIONS)
     try {
       try {
-        await writeFile(file, data, FILE_OPTIONS)
+        await put(file)
       } catch (err) {
         if (codeOf(err) !== 'ENOENT') throw err
         // the first item of a directory: create it (and its parents) 0700, then write again
         await mkdir(dirname(file), DIR_OPTIONS)
-        await writeFile(file, data, FILE_OPTIONS)
+        await put(file)
       }
     } catch (err) {
       throw failure(err)

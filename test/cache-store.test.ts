@@ -1,6 +1,6 @@
 // The exact cache's two tiers on real drivers: bounded L1, L2 on fs and on a real redis-server,
 // TTL honoured on each, corrupt entries detected and removed.
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
@@ -9,6 +9,7 @@ import fsLiteDriver from 'unstorage/drivers/fs-lite'
 import memoryDriver from 'unstorage/drivers/memory'
 import redisDriver from 'unstorage/drivers/redis'
 import { afterAll, describe, expect, inject, it } from 'vitest'
+import { fsDriver } from '../core/storage-fs.ts'
 import { ExactStore, entryProblem, type CacheEntry } from '../plugins/exact-cache/store.ts'
 import type { Logger } from '../core/types.ts'
 
@@ -165,6 +166,31 @@ describe('fs: expired entries nobody reads are swept from disk', () => {
     // a later sweep finds the live ones expired in their turn
     expect((await s.sweep(Date.now() + 3600_000)).removed).toBe(5)
     expect(await storage.getKeys('cache:exact')).toHaveLength(0)
+  })
+})
+
+describe("fs: an answer of megabytes is written in pieces (the proxy's own fs driver)", () => {
+  it('reads back the same entry and the bytes writeFile would have written, pairs across piece edges', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'am-exact-big-'))
+    dirs.push(dir)
+    const storage = createStorage({ driver: fsDriver({ base: dir }) })
+    storages.push(storage)
+    const MB = 1024 * 1024
+    // a surrogate pair whose halves lie on both sides of the first 1 MB cut of the entry's JSON
+    const at = JSON.stringify(entry('@')).indexOf('@')
+    const text = `${'a'.repeat(MB - 1 - at)}\u{1F98A}${'\u{1F98A}\ud800"\\\né'.repeat(1000)}${'b'.repeat(2 * MB)}`
+    const e = entry(text)
+    expect(JSON.stringify(e).charCodeAt(MB - 1)).toBe(0xd83e)
+    const s = store(storage, { maxBytes: 50_000_000 })
+    await s.set(hash(1), e)
+    await s.flush()
+    const file = join(dir, ...s.storageKey(hash(1)).split(':'))
+    expect(readFileSync(file).equals(Buffer.from(JSON.stringify(e), 'utf8'))).toBe(true)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    // a fresh store: read from disk, not from its memory
+    const got = await store(storage, { maxBytes: 50_000_000 }).get(hash(1))
+    expect(got.status).toBe('hit')
+    expect(got.status === 'hit' && got.entry.answer.text === text).toBe(true)
   })
 })
 

@@ -298,6 +298,11 @@ const COLON_ONLY = /^[ \t\n\r]*:[ \t\n\r]*$/
 
 /** a large container: its runs by JSON.parse, its large members by build, in the text's order */
 async function build(text: string, big: Big, slicer: Slicer): Promise<unknown> {
+  // one run (a message around one string of megabytes): parsed from the text itself, not a copy in brackets
+  if (!big.children.length && !big.cuts.length) {
+    await slicer.pause()
+    return JSON.parse(text.slice(big.open, big.close + 1))
+  }
   const out: any = big.array ? [] : {}
   // `expect`: a member comes next (after the opener or a comma); `empty`: none came yet
   let expect = true

@@ -58,7 +58,12 @@ export function cacheKey(ctx: MeshContext, scope: CacheScope): string {
   return canonicalSha256(canonicalRequest(ctx, scope), ctx.request?.rawBody?.length)
 }
 
-/** cacheKey for a request of megabytes: hashed a slice per turn of the event loop */
-export function cacheKeyAsync(ctx: MeshContext, scope: CacheScope): Promise<string> {
-  return canonicalSha256Async(canonicalRequest(ctx, scope), ctx.request?.rawBody?.length)
+/**
+ * cacheKey for a request of megabytes: hashed a slice per turn of the event loop, the first after
+ * a turn of its own (building the canonical request of 70,000 turns is itself 10-25 ms)
+ */
+export async function cacheKeyAsync(ctx: MeshContext, scope: CacheScope): Promise<string> {
+  const request = canonicalRequest(ctx, scope)
+  await new Promise((resolve) => setImmediate(resolve))
+  return canonicalSha256Async(request, ctx.request?.rawBody?.length)
 }
