@@ -7,6 +7,7 @@ import OpenAI from 'openai'
 import { beforeAll, describe, expect, inject, it } from 'vitest'
 import type { MeshConfig } from '../core/types.ts'
 import { breaker, type BreakerOptions } from '../plugins/breaker/index.ts'
+import { bodyFingerprint } from '../plugins/breaker/loops.ts'
 import { openai } from '../plugins/vendors/openai.ts'
 import { clearVendorEnv, startProxy, type Proxy } from './helpers/core-harness.ts'
 import { startLoopUpstream, type LoopUpstream } from './helpers/loop-upstream.ts'
@@ -61,6 +62,50 @@ describe('breaker: the same body again', () => {
       await p.close()
       await up.close()
     }
+  })
+
+  it('counts long bodies (digested by sha256) as it counts short ones: one character apart is another body', async () => {
+    const up = await startLoopUpstream()
+    const p = await proxyFor(up, { loops: { bodyRepeats: 3 } })
+    try {
+      const run = { 'X-AgentMesh-Run-Id': 'long-body-run' }
+      const long = `${'a long question '.repeat(200)}?`
+      const other = `${long.slice(0, 1500)}!${long.slice(1501)}`
+      expect(other.length).toBe(long.length)
+      expect(await ask(p, long, run)).toBe('200 1')
+      expect(await ask(p, other, run)).toBe('200 2')
+      expect(await ask(p, long, run)).toBe('200 3')
+      expect(await ask(p, other, run)).toBe('200 4')
+      expect(await ask(p, long, run)).toBe('429 agent_loop_detected bodyRepeats')
+      expect(up.calls).toBe(4)
+    } finally {
+      await p.close()
+      await up.close()
+    }
+  })
+
+  it("a body's fingerprint: the same for the same text, another for any one character changed, added or removed", () => {
+    const seen = new Map<string, string>()
+    const add = (text: string) => {
+      const f = bodyFingerprint(text)
+      expect(bodyFingerprint(text)).toBe(f)
+      const had = seen.get(f)
+      if (had !== undefined) expect(had).toBe(text)
+      seen.set(f, text)
+    }
+    for (const base of [
+      '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}',
+      'x'.repeat(1024),
+      'y'.repeat(1500),
+    ]) {
+      add(base)
+      for (let i = 0; i < base.length; i += base.length > 200 ? 7 : 1) {
+        for (const c of ['\u0000', ' ', 'z', '\u00e9', '\ud83d']) add(base.slice(0, i) + c + base.slice(i + 1))
+        add(base.slice(0, i) + base.slice(i + 1))
+        add(base.slice(0, i) + 'q' + base.slice(i))
+      }
+    }
+    expect(seen.size).toBeGreaterThan(2500)
   })
 
   it('a call refused by the loop check is not counted as a body sent: after a reset it goes through', async () => {

@@ -209,7 +209,7 @@ function warn(g: Guard, ctx: MeshContext, meta: BreakerMeta, state: RunState, li
   }
   if (!limit) return
   const max = lim[limit]
-  ctx.headers['X-AgentMesh-Run-Warn'] = `${limit} at ${pct.toFixed(1)}% (${Math.round(used * 100) / 100} of ${max})`
+  ctx.headers['x-agentmesh-run-warn'] = `${limit} at ${pct.toFixed(1)}% (${Math.round(used * 100) / 100} of ${max})`
   const key = `${meta.team}\u0000${meta.id}\u0000${limit}`
   if (isDryRun(ctx) || g.warned.has(key)) return
   g.warned.set(key, true)
@@ -357,9 +357,11 @@ function afterAdmit(
   const state = adm.state
   const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
   ctx.state.breaker = meta
-  ctx.headers['X-AgentMesh-Run-Id'] = ref.id
-  ctx.headers['X-AgentMesh-Run-Calls'] = String(state.calls)
-  ctx.headers['X-AgentMesh-Run-Cost-USD'] = usd(state.usdMicro)
+  // X-AgentMesh-Run-Id, -Run-Calls, -Run-Cost-USD, named as the core sends them (lower case): the
+  // core's copy of a mixed-case name is a new string per header and response
+  ctx.headers['x-agentmesh-run-id'] = ref.id
+  ctx.headers['x-agentmesh-run-calls'] = String(state.calls)
+  ctx.headers['x-agentmesh-run-cost-usd'] = usd(state.usdMicro)
   const turns = assistantTurns(ctx)
   if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
   if (!dry) {
