@@ -7,19 +7,11 @@ import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 export class EventBus {
   #listeners = new Set<(e: MeshEvent) => void>()
   #seq = 0
-  /** the newest events, for a client that reconnects with Last-Event-ID; off until an SSE client asks */
-  #ring: MeshEvent[] | undefined
-  #ringAt = 0
   constructor(private readonly onListenerError: (err: unknown) => void) {}
   // arrow properties: mesh.emit and mesh.on are handed out detached from the bus
   emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
-    if (this.#listeners.size === 0 && this.#ring === undefined) return
+    if (this.#listeners.size === 0) return
     const event = { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
-    const ring = this.#ring
-    if (ring !== undefined) {
-      ring[this.#ringAt] = event
-      this.#ringAt = this.#ringAt + 1 === ring.length ? 0 : this.#ringAt + 1
-    }
     for (const l of this.#listeners) {
       try {
         l(event)
@@ -34,27 +26,9 @@ export class EventBus {
       this.#listeners.delete(listener)
     }
   }
-  /**
-   * Keep the newest `size` events from now on, also while no client is connected (a dropped
-   * connection or a reload then loses nothing). Events are built for every request from then on.
-   */
-  retain(size: number): void {
-    if (this.#ring === undefined && size > 0) this.#ring = new Array(size)
-  }
-  /** retained events newer than `lastId`, oldest first */
-  since(lastId: number): MeshEvent[] {
-    const ring = this.#ring
-    if (ring === undefined || lastId >= this.#seq) return []
-    const out: MeshEvent[] = []
-    for (let i = 0; i < ring.length; i++) {
-      const e = ring[(this.#ringAt + i) % ring.length]
-      if (e !== undefined && e.id! > lastId) out.push(e)
-    }
-    return out
-  }
-  /** listeners, counting the replay buffer as one: the core builds events only when this is above 0 */
+  /** listeners (the SSE view is one from its first client on): the core builds events only when this is above 0 */
   get size(): number {
-    return this.#listeners.size + (this.#ring === undefined ? 0 : 1)
+    return this.#listeners.size
   }
 }
 
@@ -62,13 +36,77 @@ export function createEventBus(onListenerError: (err: unknown) => void): EventBu
   return new EventBus(onListenerError)
 }
 
+/** an event's SSE frame: its JSON holds no raw newline, so a blank line ends it and `\nid: ` starts the next */
+function frameOf(e: MeshEvent): string {
+  return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`
+}
+
+/** the event back from its frame (a filtered client's replay: rare, so not worth keeping objects for) */
+function parseFrame(frame: string): MeshEvent {
+  return JSON.parse(frame.slice(frame.indexOf('\ndata: ') + 7)) as MeshEvent
+}
+
+/** events kept for replay by Last-Event-ID */
+export const EVENT_RING_SIZE = 2000
+/**
+ * Events wait at most this long and go out together: one write per client per interval however
+ * busy the proxy is (one per event-loop turn cost the proxy a third more CPU per request with five
+ * dashboards open), serialised then, off the requests' path. A live view lags by this much at most.
+ */
+export const SSE_FLUSH_MS = 40
+/** a client with this much unsent is too slow and is dropped; its EventSource comes back with Last-Event-ID */
+export const SSE_MAX_BACKLOG = 4 * 1024 * 1024
+const HEARTBEAT_MS = 15_000
+
+/**
+ * The newest events as SSE text, for clients that come back with Last-Event-ID: one string per
+ * flush, not an object per event (kept objects are what the GC copies and promotes: retained
+ * events cost a busy proxy ~7% more CPU per request). Holds the newest `size` events, and up to one
+ * flush more.
+ */
+export class EventRing {
+  #batches: Array<{ first: number; last: number; count: number; text: string }> = []
+  #count = 0
+  constructor(readonly size: number) {}
+
+  /** the frames of the consecutive events `first`..`last`, in order */
+  add(first: number, last: number, count: number, text: string): void {
+    this.#batches.push({ first, last, count, text })
+    this.#count += count
+    while (this.#count - this.#batches[0]!.count >= this.size) this.#count -= this.#batches.shift()!.count
+  }
+
+  /** the frames of the retained events newer than `lastId` that `accepts` takes, oldest first */
+  since(lastId: number, accepts?: (e: MeshEvent) => boolean): string {
+    const newest = this.#batches.at(-1)?.last ?? 0
+    const from = Math.max(lastId + 1, newest - this.size + 1)
+    let out = ''
+    for (const b of this.#batches) {
+      if (b.last < from) continue
+      if (accepts !== undefined) {
+        for (const frame of b.text.split('\n\n'))
+          if (frame !== '') {
+            const e = parseFrame(frame)
+            if (e.id! >= from && accepts(e)) out += `${frame}\n\n`
+          }
+      } else if (b.first >= from) out += b.text
+      else out += b.text.slice(b.text.indexOf(`\nid: ${from}\n`) + 1)
+    }
+    return out
+  }
+}
+
+/** a team filter's team, so that the clients of one team share one filter and one buffer */
+const TEAM = Symbol('team')
+type Visible = ((e: MeshEvent) => boolean) & { [TEAM]?: string }
+
 /**
  * Events of one team only: `request` and `response` name the identity; the other events of a
  * request carry its id, so the ids of the team's requests are remembered (the newest 10,000).
  */
 export function teamFilter(team: string): (e: MeshEvent) => boolean {
   const ids = new Set<string>()
-  return (e) => {
+  const visible: Visible = (e) => {
     const data = e.data as { id?: unknown; identity?: { team?: string } }
     if (e.type === 'request' && data.identity?.team === team && typeof data.id === 'string') {
       ids.add(data.id)
@@ -78,26 +116,132 @@ export function teamFilter(team: string): (e: MeshEvent) => boolean {
     if (data.identity) return data.identity.team === team
     return typeof data.id === 'string' && ids.has(data.id)
   }
+  visible[TEAM] = team
+  return visible
 }
 
-const FRAME = Symbol('sse frame')
-/** an event's SSE frame, made once however many clients get it (a symbol key: JSON.stringify skips it) */
-function frameOf(e: MeshEvent): string {
-  const cached = (e as { [FRAME]?: string })[FRAME]
-  if (cached !== undefined) return cached
-  const frame = `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`
-  ;(e as { [FRAME]?: string })[FRAME] = frame
-  return frame
+/** the clients that see the same events (same team, same `?types=`): filtered once, written from one buffer */
+interface Group {
+  accepts: ((e: MeshEvent) => boolean) | undefined
+  clients: Set<PassThrough>
 }
 
-/** events kept for replay by Last-Event-ID */
-export const EVENT_RING_SIZE = 2000
+/** write, or drop a client that does not keep up (what it has not read stays in memory otherwise) */
+function deliver(out: PassThrough, chunk: Buffer | string): void {
+  if (out.destroyed) return
+  if (out.writableLength + out.readableLength > SSE_MAX_BACKLOG) out.destroy()
+  else out.write(chunk)
+}
+
+/**
+ * The SSE view of one bus: one bus listener, one timer, one heartbeat for all clients. It listens
+ * from its first client on, for good: the ring keeps recording while nobody is connected (a
+ * dropped connection or a reload then loses nothing), so events are built for every request.
+ */
+export class SseHub {
+  readonly ring = new EventRing(EVENT_RING_SIZE)
+  #pending: MeshEvent[] = []
+  #groups = new Map<string, Group>()
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #beat: ReturnType<typeof setInterval> | undefined
+  constructor(bus: EventBus) {
+    bus.on(this.#onEvent)
+  }
+
+  /** on the requests' path: only kept, until the flush */
+  #onEvent = (e: MeshEvent): void => {
+    if (this.#pending.push(e) === 1) {
+      this.#timer = setTimeout(this.#flush, SSE_FLUSH_MS)
+      this.#timer.unref()
+    }
+  }
+
+  #flush = (): void => {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    const events = this.#pending
+    if (events.length === 0) return
+    this.#pending = []
+    const frames = events.map(frameOf)
+    const text = frames.join('')
+    this.ring.add(events[0]!.id!, events.at(-1)!.id!, events.length, text)
+    let all: Buffer | undefined
+    for (const g of this.#groups.values()) {
+      let chunk: Buffer | undefined
+      if (g.accepts === undefined) chunk = all ??= Buffer.from(text)
+      else {
+        // in order: the team filter learns the team's request ids from `request`
+        let mine = ''
+        for (let i = 0; i < events.length; i++) if (g.accepts(events[i]!)) mine += frames[i]
+        if (mine !== '') chunk = Buffer.from(mine)
+      }
+      // one copy to bytes for the whole group, not one per client
+      if (chunk !== undefined) for (const out of g.clients) deliver(out, chunk)
+    }
+  }
+
+  /** what it missed after `lastId` first (by Last-Event-ID), then every event from now on */
+  join(out: PassThrough, key: string, accepts: Group['accepts'], lastId: number | undefined): void {
+    // what is pending goes to the ring and the other clients: for this one it is replay or the past
+    this.#flush()
+    if (lastId !== undefined) {
+      const missed = this.ring.since(lastId, accepts)
+      if (missed !== '') out.write(missed)
+    }
+    let g = this.#groups.get(key)
+    if (g === undefined) {
+      g = { accepts, clients: new Set() }
+      this.#groups.set(key, g)
+    }
+    g.clients.add(out)
+    if (this.#beat === undefined) {
+      this.#beat = setInterval(() => {
+        for (const g of this.#groups.values()) for (const o of g.clients) deliver(o, ': ping\n\n')
+      }, HEARTBEAT_MS)
+      this.#beat.unref()
+    }
+    const group = g
+    out.once('close', () => this.#leave(key, group, out))
+  }
+
+  #leave(key: string, g: Group, out: PassThrough): void {
+    g.clients.delete(out)
+    if (g.clients.size > 0 || this.#groups.get(key) !== g) return
+    this.#groups.delete(key)
+    if (this.#groups.size > 0) return
+    clearInterval(this.#beat)
+    this.#beat = undefined
+  }
+}
+
+const hubs = new WeakMap<EventBus, SseHub>()
+let ownGroups = 0
+
+/** the bus's SSE view, made by its first client */
+export function sseHub(bus: EventBus): SseHub {
+  let hub = hubs.get(bus)
+  if (hub === undefined) hubs.set(bus, (hub = new SseHub(bus)))
+  return hub
+}
 
 /** the last event id a client saw: the Last-Event-ID header, or `?lastEventId=` after a page reload */
 function lastEventId(request: Request, url: URL): number | undefined {
   const raw = request.headers.get('last-event-id') ?? url.searchParams.get('lastEventId')
   if (raw === null || !/^\d{1,15}$/.test(raw)) return undefined
   return Number(raw)
+}
+
+/** the group a client joins: its team (or a group of its own for another filter) and its types */
+function groupOf(url: URL, visible: Visible | undefined): { key: string; accepts: Group['accepts'] } {
+  const list = url.searchParams.get('types')?.split(',').filter(Boolean)
+  const types = list && new Set(list)
+  const who =
+    visible === undefined ? '*' : visible[TEAM] !== undefined ? `team:${visible[TEAM]}` : `own:${++ownGroups}`
+  const key = `${who}\n${types ? [...types].sort().join(',') : '*'}`
+  if (!visible && !types) return { key, accepts: undefined }
+  // the team filter sees every event (it learns the team's request ids from `request`)
+  const accepts = (e: MeshEvent) => (visible === undefined || visible(e)) && (types === undefined || types.has(e.type))
+  return { key, accepts }
 }
 
 /**
@@ -112,35 +256,10 @@ export function eventStreamResponse(
   visible?: (e: MeshEvent) => boolean,
 ): Response {
   const url = new URL(request.url)
-  const types = url.searchParams.get('types')?.split(',').filter(Boolean)
-  bus.retain(EVENT_RING_SIZE)
   const out = new PassThrough()
   out.write(': agentmesh events\n\n')
-  // one write per event-loop turn, not one per event: each write is a syscall, and a busy proxy
-  // emits several events per request to every client
-  let pending = ''
-  const flush = () => {
-    const chunk = pending
-    pending = ''
-    if (chunk && !out.destroyed) out.write(chunk)
-  }
-  const send = (e: MeshEvent) => {
-    // the team filter sees every event (it learns the team's request ids from `request`)
-    if (visible && !visible(e)) return
-    if (types && !types.includes(e.type)) return
-    if (pending === '') setImmediate(flush)
-    pending += frameOf(e)
-  }
-  const last = lastEventId(request, url)
-  if (last !== undefined) for (const e of bus.since(last)) send(e)
-  const off = bus.on(send)
-  const beat = setInterval(() => out.write(': ping\n\n'), 15_000)
-  beat.unref()
-  const stop = () => {
-    off()
-    clearInterval(beat)
-  }
-  out.once('close', stop)
+  const { key, accepts } = groupOf(url, visible)
+  sseHub(bus).join(out, key, accepts, lastEventId(request, url))
   request.signal?.addEventListener('abort', () => out.destroy(), { once: true })
   return new FastResponse(out as any, {
     status: 200,

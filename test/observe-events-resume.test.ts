@@ -2,7 +2,8 @@
 // Last-Event-ID (or ?lastEventId= after a reload) first gets what it missed, from a bounded ring
 // buffer that keeps recording while nobody is connected.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { EventBus } from '../core/events.ts'
+import { EventBus, EventRing } from '../core/events.ts'
+import type { MeshEvent } from '../core/types.ts'
 import { postJson, sseEvents, startCoreProxy, type Proxy } from './helpers/core-harness.ts'
 
 /** read the stream until `enough` holds for the events so far (or 10 s), then hang up */
@@ -82,15 +83,27 @@ describe('event stream: ids and resume', () => {
     ).toBe(200)
   })
 
-  it('keeps a bounded ring: the oldest events go first', () => {
+  it('keeps a bounded ring: the oldest events go first, filtered on the way out', () => {
     const bus = new EventBus(() => {})
     expect(bus.size).toBe(0)
-    bus.emit('config_reload', { plugins: [] }) // nobody listens and no ring: not even built
-    bus.retain(3)
-    expect(bus.size).toBe(1)
+    const events: MeshEvent[] = []
+    bus.on((e) => events.push(e))
     for (let i = 0; i < 5; i++) bus.emit('config_reload', { plugins: [String(i)] })
-    expect(bus.since(0).map((e) => e.id)).toEqual([3, 4, 5])
-    expect(bus.since(4).map((e) => e.id)).toEqual([5])
-    expect(bus.since(5)).toEqual([])
+    const frame = (e: MeshEvent) => `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`
+    const ring = new EventRing(3)
+    // as the flushes add them: [1, 2], [3], [4, 5]
+    for (const [a, b] of [
+      [0, 2],
+      [2, 3],
+      [3, 5],
+    ] as const)
+      ring.add(events[a]!.id!, events[b - 1]!.id!, b - a, events.slice(a, b).map(frame).join(''))
+    const ids = (text: string) => sseEvents(text).map((e) => (JSON.parse(e.data) as MeshEvent).id)
+    expect(ids(ring.since(0))).toEqual([3, 4, 5])
+    expect(ids(ring.since(3))).toEqual([4, 5])
+    expect(ids(ring.since(4))).toEqual([5])
+    expect(ring.since(5)).toBe('')
+    expect(ids(ring.since(0, (e) => e.id !== 4))).toEqual([3, 5])
+    expect(sseEvents(ring.since(3)).map((e) => JSON.parse(e.data))).toEqual(events.slice(3))
   })
 })
