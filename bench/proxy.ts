@@ -52,7 +52,11 @@ function start(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Prom
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let out = ''
-    const timer = setTimeout(() => rej(new Error(`did not start: ${args.join(' ')}\n${out}`)), 30_000)
+    // a child that never said it was ready is not in `children` yet: stopped here, not left running
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      rej(new Error(`did not start: ${args.join(' ')}\n${out}`))
+    }, 30_000)
     const on = (d: Buffer) => {
       out += d.toString()
       if (ready.test(out)) {
