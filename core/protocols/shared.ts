@@ -196,18 +196,24 @@ interface Big {
   keyAt: number
   keyEnd: number
 }
-/** a container still open during the scan */
-interface Open extends Big {
-  lastCut: number
-}
-
 type Scan = { kind: 'deep' } | { kind: 'whole' } | { kind: 'big'; root: Big }
 
-/** One pass over the text: jsonDepthExceeds's check (same tokens, same answer) and the large containers. */
+/**
+ * One pass over the text: jsonDepthExceeds's check (same tokens, same answer) and the large
+ * containers. The open containers are columns indexed by depth, so a small one (tens of thousands
+ * of messages) allocates nothing; an object is made only for a container found to be large.
+ */
 async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Scan> {
   // a regex of its own: two bodies scanned at once would share lastIndex otherwise
   const token = /[{}[\]",]/g
-  const stack: Open[] = []
+  const openAt: number[] = []
+  const isArray: boolean[] = []
+  const keyAt: number[] = []
+  const keyEnd: number[] = []
+  const lastCut: number[] = []
+  const cuts: Array<number[] | undefined> = []
+  const children: Array<Big[] | undefined> = []
+  let top = -1 // the innermost open container's index in the columns
   let root: Big | undefined
   let usable = true
   let depth = 0
@@ -231,35 +237,34 @@ async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Sc
       token.lastIndex = end + 1
     } else if (c === 123 || c === 91) {
       if (++depth > limit) return { kind: 'deep' }
-      const o: Open = {
-        open: i,
-        close: -1,
-        array: c === 91,
-        cuts: [],
-        children: [],
-        keyAt: strAt,
-        keyEnd: strEnd,
-        lastCut: i,
-      }
-      stack.push(o)
+      top++
+      openAt[top] = lastCut[top] = i
+      isArray[top] = c === 91
+      keyAt[top] = strAt
+      keyEnd[top] = strEnd
+      cuts[top] = children[top] = undefined
     } else if (c === 125 || c === 93) {
       depth--
-      const o = stack.pop()
       // a closer without its opener, or of the other kind: malformed, JSON.parse says where
-      if (!o || o.array !== (c === 93)) usable = false
-      else if (i - o.open >= BIG_CHARS) {
-        o.close = i
-        const parent = stack[stack.length - 1]
-        if (parent) parent.children.push(o)
-        else root = o
+      if (top < 0 || isArray[top] !== (c === 93)) usable = false
+      else if (i - openAt[top]! >= BIG_CHARS) {
+        const big: Big = {
+          open: openAt[top]!,
+          close: i,
+          array: isArray[top]!,
+          cuts: cuts[top] ?? [],
+          children: children[top] ?? [],
+          keyAt: keyAt[top]!,
+          keyEnd: keyEnd[top]!,
+        }
+        if (top > 0) (children[top - 1] ??= []).push(big)
+        else root = big
       }
-    } else {
-      const o = stack[stack.length - 1]
-      if (o && i - o.lastCut >= RUN_CHARS) o.cuts.push((o.lastCut = i))
-    }
+      if (top >= 0) top--
+    } else if (top >= 0 && i - lastCut[top]! >= RUN_CHARS) (cuts[top] ??= []).push((lastCut[top] = i))
     if ((++n & 1023) === 0 && slicer.due()) await slicer.yield()
   }
-  return usable && root && stack.length === 0 ? { kind: 'big', root } : { kind: 'whole' }
+  return usable && root && top < 0 ? { kind: 'big', root } : { kind: 'whole' }
 }
 
 /**
