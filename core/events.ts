@@ -138,7 +138,7 @@ function deliver(out: PassThrough, chunk: Buffer | string): void {
  * from its first client on, for good: the ring keeps recording while nobody is connected (a
  * dropped connection or a reload then loses nothing), so events are built for every request.
  */
-export class SseHub {
+class SseHub {
   readonly ring = new EventRing(EVENT_RING_SIZE)
   #pending: MeshEvent[] = []
   #groups = new Map<string, Group>()
@@ -218,7 +218,7 @@ const hubs = new WeakMap<EventBus, SseHub>()
 let ownGroups = 0
 
 /** the bus's SSE view, made by its first client */
-export function sseHub(bus: EventBus): SseHub {
+function sseHub(bus: EventBus): SseHub {
   let hub = hubs.get(bus)
   if (hub === undefined) hubs.set(bus, (hub = new SseHub(bus)))
   return hub
@@ -245,6 +245,21 @@ function groupOf(url: URL, visible: Visible | undefined): { key: string; accepts
 }
 
 /**
+ * `out` gets the events as SSE text: what it missed after `lastId` first, then every event that
+ * `visible` and the URL's `?types=` let through, until it closes.
+ */
+export function streamEvents(
+  bus: EventBus,
+  out: PassThrough,
+  url: URL,
+  visible?: (e: MeshEvent) => boolean,
+  lastId?: number,
+): void {
+  const { key, accepts } = groupOf(url, visible)
+  sseHub(bus).join(out, key, accepts, lastId)
+}
+
+/**
  * SSE response streaming every event; `?types=a,b` filters, and `visible` (a caller's team) too.
  * Each event has an `id:`; a client that comes back with Last-Event-ID gets what it missed first,
  * from a bounded ring buffer. Heartbeats keep proxies from closing it.
@@ -258,8 +273,7 @@ export function eventStreamResponse(
   const url = new URL(request.url)
   const out = new PassThrough()
   out.write(': agentmesh events\n\n')
-  const { key, accepts } = groupOf(url, visible)
-  sseHub(bus).join(out, key, accepts, lastEventId(request, url))
+  streamEvents(bus, out, url, visible, lastEventId(request, url))
   request.signal?.addEventListener('abort', () => out.destroy(), { once: true })
   return new FastResponse(out as any, {
     status: 200,

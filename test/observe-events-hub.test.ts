@@ -1,0 +1,141 @@
+// The event stream's delivery to many clients: events go out in one write per client per flush
+// (SSE_FLUSH_MS), the clients that see the same events share one buffer, a client that does not
+// read is dropped past SSE_MAX_BACKLOG, team and type filters hold live and in replay, and the
+// ring keeps recording once a client has been there.
+import { PassThrough } from 'node:stream'
+import { describe, expect, it } from 'vitest'
+import { EventBus, SSE_FLUSH_MS, SSE_MAX_BACKLOG, streamEvents, teamFilter } from '../core/events.ts'
+import type { Identity, MeshEvent } from '../core/types.ts'
+import { sseEvents } from './helpers/core-harness.ts'
+
+const URL_ALL = new URL('http://proxy/agentmesh/events')
+
+/** a client's stream and what it has been written, chunk by chunk */
+function client() {
+  const out = new PassThrough()
+  const chunks: Buffer[] = []
+  out.on('data', (d: Buffer) => chunks.push(d))
+  const events = () => sseEvents(Buffer.concat(chunks).toString()).map((e) => JSON.parse(e.data) as MeshEvent)
+  return { out, chunks, events }
+}
+
+const flushed = () => new Promise((r) => setTimeout(r, SSE_FLUSH_MS * 2 + 20))
+const turn = () => new Promise((r) => setImmediate(r))
+const who = (team: string): Identity => ({ team, user: 'u', tool: 't', source: 'header' }) as Identity
+
+/** one request of `team`: the events that name the team, and one that only carries the request's id */
+function request(bus: EventBus, id: string, team: string) {
+  bus.emit('request', { id, identity: who(team), protocol: 'openai', model: 'm', stream: false })
+  bus.emit('audit_entry' as never, { id, seq: 1 } as never)
+  bus.emit('response', {
+    id,
+    status: 200,
+    cache: 'bypass',
+    latencyMs: 1,
+    identity: who(team),
+    vendor: 'openai',
+    model: 'm',
+    tokens: 2,
+    costUsd: 0,
+  } as never)
+}
+
+describe('event stream: many clients', () => {
+  it('writes each client once per flush, from one buffer shared by the clients that see the same events', async () => {
+    const bus = new EventBus(() => {})
+    const clients = Array.from({ length: 5 }, client)
+    for (const c of clients) streamEvents(bus, c.out, URL_ALL)
+    // one event per event-loop turn, as a busy proxy emits them
+    for (let i = 0; i < 20; i++) {
+      bus.emit('config_reload', { plugins: [String(i)] })
+      await turn()
+    }
+    await flushed()
+    for (const c of clients) {
+      expect(c.events().map((e) => e.id)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+      // a flush may fall between two of the 20 turns, not more
+      expect(c.chunks.length).toBeLessThanOrEqual(2)
+      expect(c.chunks[0]).toBe(clients[0]!.chunks[0])
+    }
+    for (const c of clients) c.out.destroy()
+  })
+
+  it('drops a client that does not read past the backlog; the others get everything', async () => {
+    const bus = new EventBus(() => {})
+    const reader = client()
+    const stuck = new PassThrough() // nobody reads it
+    let closed = false
+    stuck.on('close', () => {
+      closed = true
+    })
+    streamEvents(bus, reader.out, URL_ALL)
+    streamEvents(bus, stuck, URL_ALL)
+    const big = 'x'.repeat(SSE_MAX_BACKLOG + 1024)
+    bus.emit('config_reload', { plugins: [big] })
+    await flushed()
+    expect(stuck.destroyed).toBe(false) // written: the backlog is checked before each write
+    bus.emit('config_reload', { plugins: ['after'] })
+    await flushed()
+    expect(stuck.destroyed).toBe(true)
+    expect(closed).toBe(true)
+    const got = reader.events()
+    expect(got.map((e) => e.id)).toEqual([1, 2])
+    expect((got[0]!.data as { plugins: string[] }).plugins[0]).toHaveLength(big.length)
+    reader.out.destroy()
+  })
+
+  it('team and types filters hold live and in replay; clients of one team share their buffer', async () => {
+    const bus = new EventBus(() => {})
+    const a1 = client()
+    const a2 = client()
+    const b = client()
+    const requestsOnly = client()
+    streamEvents(bus, a1.out, URL_ALL, teamFilter('a'))
+    streamEvents(bus, a2.out, URL_ALL, teamFilter('a'))
+    streamEvents(bus, b.out, URL_ALL, teamFilter('b'))
+    streamEvents(bus, requestsOnly.out, new URL('http://proxy/agentmesh/events?types=request'))
+    request(bus, 'ra', 'a')
+    request(bus, 'rb', 'b')
+    await flushed()
+    const seen = (c: ReturnType<typeof client>) => c.events().map((e) => `${e.type}:${(e.data as { id: string }).id}`)
+    expect(seen(a1)).toEqual(['request:ra', 'audit_entry:ra', 'response:ra'])
+    expect(seen(b)).toEqual(['request:rb', 'audit_entry:rb', 'response:rb'])
+    expect(seen(requestsOnly)).toEqual(['request:ra', 'request:rb'])
+    expect(a2.chunks).toHaveLength(1)
+    expect(a2.chunks[0]).toBe(a1.chunks[0])
+    // a team-a client back from a drop: the replay is filtered as the live stream is, the
+    // request's id learnt from its replayed `request` event
+    const back = client()
+    streamEvents(bus, back.out, URL_ALL, teamFilter('a'), 0)
+    await flushed()
+    expect(seen(back)).toEqual(['request:ra', 'audit_entry:ra', 'response:ra'])
+    for (const c of [a1, a2, b, requestsOnly, back]) c.out.destroy()
+  })
+
+  it('builds no events before the first client; then the ring records while nobody is connected', async () => {
+    const bus = new EventBus(() => {})
+    expect(bus.size).toBe(0)
+    const first = client()
+    streamEvents(bus, first.out, URL_ALL)
+    expect(bus.size).toBe(1)
+    bus.emit('config_reload', { plugins: ['seen'] })
+    await flushed()
+    first.out.destroy()
+    await turn()
+    // nobody connected: still listening, for the ring
+    expect(bus.size).toBe(1)
+    bus.emit('config_reload', { plugins: ['missed 1'] })
+    bus.emit('config_reload', { plugins: ['missed 2'] })
+    const back = client()
+    // the events still waiting for their flush are in the replay too, once, before the live ones
+    streamEvents(bus, back.out, URL_ALL, undefined, first.events().at(-1)!.id)
+    bus.emit('config_reload', { plugins: ['live'] })
+    await flushed()
+    expect(back.events().map((e) => (e.data as { plugins: string[] }).plugins[0])).toEqual([
+      'missed 1',
+      'missed 2',
+      'live',
+    ])
+    back.out.destroy()
+  })
+})
