@@ -1,19 +1,25 @@
-// One finished request as OpenTelemetry spans, built after the answer went out with the times the
-// hooks noted: the request span (GenAI semantic conventions plus agentmesh.*), a child for the
+// One finished request as OpenTelemetry spans, written after the answer went out with the times
+// the hooks noted: the request span (GenAI semantic conventions plus agentmesh.*), a child for the
 // cache lookup and a child for the upstream call. Attribute names as in the GenAI conventions
 // (gen_ai.*, still "development" there, so written out rather than imported from the incubating set).
 //
-// The spans are finished records handed straight to the SDK's BatchSpanProcessor (which the
-// official OTLP exporter drains), not made through a Tracer: each is known whole only after the
-// request ended, so the Tracer's live-span machinery (context, sampler call, attribute copy and
-// checks, timing) was pure cost, about a third of the plugin's. What is exported is the same: the
-// fields the SDK's spans had, the sampler's parent-based decision (an unsampled client trace: no
-// span of ours), the ids the vendor was told in its traceparent.
-import { SpanKind, SpanStatusCode, type HrTime, type SpanContext, type SpanStatus } from '@opentelemetry/api'
+// Each span is known whole only after the request ended, so none goes through a Tracer (whose
+// live-span machinery was a third of the plugin's cost) nor through the SDK's span objects and
+// exporter (whose serializer was 40% of what was left, see otlp.ts): each is written straight to
+// its OTLP/JSON text. What is exported is what the SDK exported: the same fields, the parent-based
+// sampler's decision (an unsampled client trace: no span of ours), the ids the vendor was told in
+// its traceparent.
 import { randomFillSync } from 'node:crypto'
-import type { Resource } from '@opentelemetry/resources'
-import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace'
 import type { MeshContext } from '../../core/types.ts'
+import { nanos, num, str } from './otlp.ts'
+
+/** a W3C trace context: the client's traceparent */
+export interface TraceParent {
+  traceId: string
+  spanId: string
+  /** the sampled bit */
+  traceFlags: number
+}
 
 /**
  * performance.now() values the hooks noted on the request; `upstream`: the trace and span ids
@@ -26,7 +32,7 @@ export interface Marks {
   routeAt?: number
   end: number
   /** the client's traceparent */
-  parent?: SpanContext
+  parent?: TraceParent
   upstream?: { traceId: string; spanId: string }
 }
 
@@ -52,7 +58,7 @@ function randomHex(bytes: 8 | 16): string {
  * sampled traceparent) or a new one. undefined when the client's trace is not sampled: then no
  * span of ours is exported, and the vendor gets the client's traceparent as it came.
  */
-export function chooseUpstreamIds(parent: SpanContext | undefined): { traceId: string; spanId: string } | undefined {
+export function chooseUpstreamIds(parent: TraceParent | undefined): { traceId: string; spanId: string } | undefined {
   if (parent && !(parent.traceFlags & 1)) return undefined
   return { traceId: parent ? parent.traceId : randomHex(16), spanId: randomHex(8) }
 }
@@ -60,10 +66,10 @@ export function chooseUpstreamIds(parent: SpanContext | undefined): { traceId: s
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
 /** the client's W3C traceparent as the parent of the request span; malformed or all-zero ids are ignored */
-export function parentOf(header: string | null): SpanContext | undefined {
+export function parentOf(header: string | null): TraceParent | undefined {
   const m = header ? TRACEPARENT.exec(header.trim()) : null
   if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return undefined
-  return { traceId: m[1]!, spanId: m[2]!, traceFlags: Number.parseInt(m[3]!, 16) & 1, isRemote: true }
+  return { traceId: m[1]!, spanId: m[2]!, traceFlags: Number.parseInt(m[3]!, 16) & 1 }
 }
 
 const PROVIDERS: Record<string, string> = {
@@ -73,159 +79,111 @@ const PROVIDERS: Record<string, string> = {
   demo: 'agentmesh.demo',
 }
 
-/** a performance.now() value as the epoch HrTime the SDK makes of the same instant (its millisToHrTime) */
-function hrTime(t: number): HrTime {
-  const ms = performance.timeOrigin + t
-  return [Math.trunc(ms / 1000), Math.round((ms % 1000) * 1e6)]
+// OTLP's span kinds (the API's + 1) and flags: the sampled bit, and "whether the parent is
+// remote is known" (0x100), with "it is" (0x200) when the parent is the client's
+const INTERNAL = 1
+const SERVER = 2
+const CLIENT = 3
+const LOCAL_PARENT = 0x101
+const REMOTE_PARENT = 0x301
+const UNSET = '{"code":0}'
+
+/** one span as the official exporter's JSON writes it (its field order; no events, no links) */
+function span(
+  traceId: string,
+  spanId: string,
+  parentId: string | undefined,
+  name: string,
+  kind: number,
+  start: number,
+  end: number,
+  attributes: string,
+  status: string,
+  flags: number,
+): string {
+  // as the SDK: an end before the start is a zero-length span
+  const to = Math.max(end, start)
+  return `{"traceId":"${traceId}","spanId":"${spanId}"${parentId ? `,"parentSpanId":"${parentId}"` : ''},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(start)}","endTimeUnixNano":"${nanos(to)}","attributes":[${attributes}],"droppedAttributesCount":0,"events":[],"droppedEventsCount":0,"status":${status},"links":[],"droppedLinksCount":0,"flags":${flags}}`
 }
 
-const NONE: never[] = []
-const UNSET: SpanStatus = { code: SpanStatusCode.UNSET }
-
-/** an ended span, as the SDK's Span reads once ended (its ReadableSpan side) */
-class FinishedSpan implements ReadableSpan {
-  readonly links = NONE
-  readonly events = NONE
-  readonly ended = true
-  readonly droppedAttributesCount = 0
-  readonly droppedEventsCount = 0
-  readonly droppedLinksCount = 0
-  readonly endTime: HrTime
-  readonly duration: HrTime
-  readonly status: SpanStatus = UNSET
-  constructor(
-    readonly context: SpanContext,
-    readonly parentSpanContext: SpanContext | undefined,
-    readonly name: string,
-    readonly kind: SpanKind,
-    readonly startTime: HrTime,
-    endTime: HrTime,
-    readonly attributes: Record<string, string | number | boolean>,
-    readonly resource: Resource,
-    readonly instrumentationScope: ReadableSpan['instrumentationScope'],
-    status?: SpanStatus,
-  ) {
-    if (status) this.status = status
-    let s = endTime[0] - startTime[0]
-    let ns = endTime[1] - startTime[1]
-    if (ns < 0) {
-      s -= 1
-      ns += 1e9
-    }
-    // as the SDK: an end before the start is a zero-length span
-    if (s < 0) {
-      this.endTime = [startTime[0], startTime[1]]
-      this.duration = [0, 0]
-    } else {
-      this.endTime = endTime
-      this.duration = [s, ns]
-    }
-  }
-  spanContext(): SpanContext {
-    return this.context
-  }
-}
-
-/** where finished spans go: the batch processor, and what the SDK's Tracer would have stamped on them */
-export interface SpanSink {
-  processor: SpanProcessor
-  resource: Resource
-  scope: ReadableSpan['instrumentationScope']
-}
-
-function requestAttributes(ctx: MeshContext, operation: string): Record<string, string | number | boolean> {
+/** the request span's attributes, in the order the SDK's span kept them */
+function requestAttributes(ctx: MeshContext, operation: string, provider: string, error: string | undefined): string {
   const u = ctx.usage
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
-  const attributes: Record<string, string | number | boolean> = {
-    'gen_ai.operation.name': operation,
-    'gen_ai.provider.name': PROVIDERS[ctx.route.vendor] ?? ctx.route.vendor,
-    'gen_ai.request.model': ctx.prompt?.model ?? '',
-    'agentmesh.team': ctx.identity.team,
-    'agentmesh.user': ctx.identity.user,
-    'agentmesh.tool': ctx.identity.tool,
-    'agentmesh.cache': ctx.cache.status,
-    'agentmesh.cost_usd': ctx.cost.usd,
-    'agentmesh.saved_usd': ctx.cost.savedUsd,
-    'agentmesh.request_id': ctx.id,
-    'http.response.status_code': ctx.status ?? 0,
-  }
-  if (ctx.answer?.model) attributes['gen_ai.response.model'] = ctx.answer.model
+  let a = `${str('gen_ai.operation.name', operation)},${str('gen_ai.provider.name', provider)},${str('gen_ai.request.model', ctx.prompt?.model ?? '')},${str('agentmesh.team', ctx.identity.team)},${str('agentmesh.user', ctx.identity.user)},${str('agentmesh.tool', ctx.identity.tool)},${str('agentmesh.cache', ctx.cache.status)},${num('agentmesh.cost_usd', ctx.cost.usd)},${num('agentmesh.saved_usd', ctx.cost.savedUsd)},${str('agentmesh.request_id', ctx.id)},${num('http.response.status_code', ctx.status ?? 0)}`
+  if (ctx.answer?.model) a += `,${str('gen_ai.response.model', ctx.answer.model)}`
   if (!hit && !u.estimated) {
-    attributes['gen_ai.usage.input_tokens'] = u.inputTokens
-    attributes['gen_ai.usage.output_tokens'] = u.outputTokens
-    if (u.cacheReadTokens) attributes['gen_ai.usage.cache_read.input_tokens'] = u.cacheReadTokens
-    if (u.cacheWriteTokens) attributes['gen_ai.usage.cache_creation.input_tokens'] = u.cacheWriteTokens
+    a += `,${num('gen_ai.usage.input_tokens', u.inputTokens)},${num('gen_ai.usage.output_tokens', u.outputTokens)}`
+    if (u.cacheReadTokens) a += `,${num('gen_ai.usage.cache_read.input_tokens', u.cacheReadTokens)}`
+    if (u.cacheWriteTokens) a += `,${num('gen_ai.usage.cache_creation.input_tokens', u.cacheWriteTokens)}`
   }
-  if (ctx.cache.similarity !== undefined) attributes['agentmesh.cache.similarity'] = ctx.cache.similarity
+  if (ctx.cache.similarity !== undefined) a += `,${num('agentmesh.cache.similarity', ctx.cache.similarity)}`
   const conversation = ctx.request.headers.get('x-agentmesh-session') ?? ctx.request.headers.get('x-session-id')
-  if (conversation) attributes['gen_ai.conversation.id'] = conversation.slice(0, 128)
-  return attributes
+  if (conversation) a += `,${str('gen_ai.conversation.id', conversation.slice(0, 128))}`
+  if (error !== undefined) a += `,${str('error.type', error)}`
+  return a
 }
 
-export function emitSpans(sink: SpanSink, ctx: MeshContext, marks: Marks): void {
+/** the request's spans, children first (as each was exported when it ended), to `out` */
+export function emitSpans(out: (span: string) => void, ctx: MeshContext, marks: Marks): void {
   const parent = marks.parent
   // the parent-based sampler: an unsampled client trace records no span of ours
   if (parent && !(parent.traceFlags & 1)) return
   const operation = ctx.operation === 'embeddings' ? 'embeddings' : 'chat'
-  const attributes = requestAttributes(ctx, operation)
+  const provider = PROVIDERS[ctx.route.vendor] ?? ctx.route.vendor
   const failed = (ctx.status ?? 0) >= 400 || ctx.aborted
-  if (failed) attributes['error.type'] = ctx.error?.type ?? (ctx.aborted ? 'aborted' : String(ctx.status))
-  const status: SpanStatus | undefined = failed
-    ? ctx.error?.type === undefined
-      ? { code: SpanStatusCode.ERROR }
-      : { code: SpanStatusCode.ERROR, message: ctx.error.type }
-    : undefined
+  const error = failed ? (ctx.error?.type ?? (ctx.aborted ? 'aborted' : String(ctx.status))) : undefined
+  const status = !failed
+    ? UNSET
+    : ctx.error?.type === undefined
+      ? '{"code":2}'
+      : `{"code":2,"message":${JSON.stringify(ctx.error.type)}}`
   // no client trace: the request span starts the trace the vendor was already told about
   const traceId = parent?.traceId ?? marks.upstream?.traceId ?? randomHex(16)
-  const self: SpanContext = { traceId, spanId: randomHex(8), traceFlags: 1, traceState: parent?.traceState }
-  const end = hrTime(marks.end)
-  const { processor, resource, scope } = sink
-  const span = (
-    c: SpanContext,
-    p: SpanContext | undefined,
-    name: string,
-    kind: SpanKind,
-    start: HrTime,
-    to: HrTime,
-    a: Record<string, string | number | boolean>,
-    st?: SpanStatus,
-  ) => processor.onEnd(new FinishedSpan(c, p, name, kind, start, to, a, resource, scope, st))
-  const child = (spanId: string): SpanContext => ({ traceId, spanId, traceFlags: 1, traceState: self.traceState })
-  // children end first, as they did through the SDK (each was exported when it ended)
+  const self = randomHex(8)
   if (marks.cacheStart !== undefined)
-    span(
-      child(randomHex(8)),
-      self,
-      'agentmesh.cache_lookup',
-      SpanKind.INTERNAL,
-      hrTime(marks.cacheStart),
-      hrTime(marks.cacheEnd ?? marks.routeAt ?? marks.end),
-      { 'agentmesh.cache': ctx.cache.status },
+    out(
+      span(
+        traceId,
+        randomHex(8),
+        self,
+        'agentmesh.cache_lookup',
+        INTERNAL,
+        marks.cacheStart,
+        marks.cacheEnd ?? marks.routeAt ?? marks.end,
+        str('agentmesh.cache', ctx.cache.status),
+        UNSET,
+        LOCAL_PARENT,
+      ),
     )
   if (ctx.upstream && marks.routeAt !== undefined)
     // the span id the vendor received as the parent in its traceparent
-    span(
-      child(marks.upstream?.spanId ?? randomHex(8)),
-      self,
-      `${operation} ${ctx.route.model}`,
-      SpanKind.CLIENT,
-      hrTime(marks.routeAt),
-      end,
-      {
-        'gen_ai.operation.name': operation,
-        'gen_ai.provider.name': attributes['gen_ai.provider.name']!,
-        'gen_ai.request.model': ctx.route.model,
-        'http.response.status_code': ctx.upstream.status,
-      },
+    out(
+      span(
+        traceId,
+        marks.upstream?.spanId ?? randomHex(8),
+        self,
+        `${operation} ${ctx.route.model}`,
+        CLIENT,
+        marks.routeAt,
+        marks.end,
+        `${str('gen_ai.operation.name', operation)},${str('gen_ai.provider.name', provider)},${str('gen_ai.request.model', ctx.route.model)},${num('http.response.status_code', ctx.upstream.status)}`,
+        UNSET,
+        LOCAL_PARENT,
+      ),
     )
-  span(
-    self,
-    parent,
-    `${operation} ${ctx.prompt?.model ?? ''}`.trim(),
-    SpanKind.SERVER,
-    hrTime(marks.start),
-    end,
-    attributes,
-    status,
+  out(
+    span(
+      traceId,
+      self,
+      parent?.spanId,
+      `${operation} ${ctx.prompt?.model ?? ''}`.trim(),
+      SERVER,
+      marks.start,
+      marks.end,
+      requestAttributes(ctx, operation, provider, error),
+      status,
+      parent ? REMOTE_PARENT : LOCAL_PARENT,
+    ),
   )
 }
