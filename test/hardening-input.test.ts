@@ -254,6 +254,17 @@ describe('large bodies parsed in slices', () => {
       `{"messages":[${many}], "d": ${'['.repeat(128)}${']'.repeat(128)}}`,
       `{"messages":[${'['.repeat(130)}${']'.repeat(130)},${many}]}`,
       `{"messages":[${many}],"n":-0,"e":1E400,"u":"\ud800"}`,
+      // strings of 64K or more are parsed apart from their runs: as values, as keys, misplaced
+      `{"messages":[${many}],"s":"${'s'.repeat(70_000)}","t":["${'t'.repeat(70_000)}", "x"]}`,
+      `{"${'k'.repeat(70_000)}":1,"messages":[${many}]}`,
+      `{"messages":[${many}],"${'k'.repeat(70_000)}":[${many}]}`,
+      `{"messages":[${many}],"s" "${'s'.repeat(70_000)}"}`,
+      `{"messages":[${many}],"s":"${'s'.repeat(70_000)}" "t":1}`,
+      `{"messages":["${'s'.repeat(70_000)}"${many}]}`,
+      `{"messages":["${'s'.repeat(70_000)}",]}`,
+      `{"messages":[,"${'s'.repeat(70_000)}"]}`,
+      `{"messages":[${many},"${'s\\"'.repeat(30_000)}"]}`,
+      `{"messages":[${many},"${'s\\'.repeat(30_000)}"]}`,
     ]
     for (const t of texts) expect(await sliced(t), t.slice(0, 40)).toEqual(await whole(t))
   })

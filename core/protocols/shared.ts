@@ -185,11 +185,13 @@ const BIG_CHARS = 64 * 1024
 // the text of one run of members given to one JSON.parse (a single member may be longer)
 const RUN_CHARS = 128 * 1024
 
-/** a large array or object: where it lies, the commas that cut it into runs, its large members */
+/** a large array, object or string: where it lies, the commas that cut it into runs, its large members */
 interface Big {
   open: number
   close: number
   array: boolean
+  /** a string member of megabytes: parsed from the text itself (in a run it would be copied first) */
+  string?: true
   cuts: number[]
   children: Big[]
   /** the last string before it: its key when it is an object's member */
@@ -232,6 +234,17 @@ async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Sc
         while (text.charCodeAt(end - 1 - backslashes) === 92) backslashes++
         if ((backslashes & 1) === 0) break
       }
+      if (end - i >= BIG_CHARS && top >= 0)
+        (children[top] ??= []).push({
+          open: i,
+          close: end,
+          array: false,
+          string: true,
+          cuts: [],
+          children: [],
+          keyAt: strAt,
+          keyEnd: strEnd,
+        })
       strAt = i
       strEnd = end
       token.lastIndex = end + 1
@@ -351,7 +364,8 @@ async function build(text: string, big: Big, slicer: Slicer): Promise<unknown> {
       if (!comma) throw new Malformed()
       await members(t.slice(0, comma.index))
     }
-    const value = await build(text, child, slicer)
+    await slicer.pause()
+    const value = child.string ? JSON.parse(text.slice(child.open, child.close + 1)) : await build(text, child, slicer)
     if (big.array) out.push(value)
     else {
       if (!COLON_ONLY.test(text.slice(child.keyEnd + 1, child.open))) throw new Malformed()
