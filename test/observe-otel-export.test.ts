@@ -1,0 +1,180 @@
+// The otel plugin's own OTLP/HTTP export (plugins/otel/batch.ts, otlp.ts) against real local HTTP
+// collectors: batches of at most maxBatch spans in the OTLP envelope, the partial one after the
+// delay or at shutdown; a collector that is down or hangs costs one attempt per batch (no retries),
+// is logged once per outage, and what it did not take is counted as dropped; past the queue bound
+// the oldest spans go.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { SpanBatcher } from '../plugins/otel/batch.ts'
+import { envelope, OtlpHttp } from '../plugins/otel/otlp.ts'
+import { until } from './helpers/core-harness.ts'
+
+type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
+
+interface Collector {
+  url: string
+  port: number
+  bodies: any[]
+  server: Server
+  close(): Promise<void>
+}
+
+function collector(handle: Handler = (_q, res) => res.writeHead(200).end('{}'), port = 0): Promise<Collector> {
+  const bodies: any[] = []
+  const server = createServer((req, res) => {
+    let raw = ''
+    req.on('data', (d) => {
+      raw += d
+    })
+    req.on('end', () => {
+      expect(req.headers['content-type']).toBe('application/json')
+      expect(req.url).toBe('/v1/traces')
+      bodies.push(JSON.parse(raw))
+      handle(req, res, raw)
+    })
+  })
+  return new Promise((r) =>
+    server.listen(port, '127.0.0.1', () => {
+      const p = (server.address() as AddressInfo).port
+      r({
+        url: `http://127.0.0.1:${p}`,
+        port: p,
+        bodies,
+        server,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      })
+    }),
+  )
+}
+
+interface Logged {
+  level: string
+  msg: string
+}
+function logger(into: Logged[]) {
+  const at = (level: string) => (msg: string) => into.push({ level, msg })
+  return () => ({ info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') })
+}
+
+const span = (i: number) => `{"spanId":"${i.toString(16).padStart(16, '0')}","name":"s ${i}"}`
+const spansIn = (bodies: any[]) =>
+  bodies.flatMap((b) => b.resourceSpans.flatMap((rs: any) => rs.scopeSpans.flatMap((ss: any) => ss.spans)))
+const ids = (spans: any[]) => spans.map((s) => Number.parseInt(s.spanId, 16))
+
+const open: Array<{ close(): Promise<void> }> = []
+afterEach(async () => {
+  await Promise.allSettled(open.splice(0).map((x) => x.close()))
+})
+
+function setup(url: string, o: { delayMs?: number; maxBatch?: number; maxQueue?: number; timeoutMs?: number }) {
+  const logs: Logged[] = []
+  const log = logger(logs)
+  const http = new OtlpHttp(url, { timeoutMs: o.timeoutMs ?? 5000, maxInFlight: 1 }, log)
+  const batcher = new SpanBatcher(
+    http,
+    envelope('svc-test').traces,
+    { delayMs: o.delayMs ?? 60_000, maxBatch: o.maxBatch ?? 4, maxQueue: o.maxQueue ?? 100 },
+    log,
+  )
+  open.push(http)
+  return { http, batcher, logs }
+}
+
+describe('otel export: batches over OTLP/HTTP', () => {
+  it('sends full batches at once and the rest after the delay, each in the resource and scope envelope', async () => {
+    const c = await collector()
+    open.push(c)
+    const { batcher } = setup(c.url, { maxBatch: 4, delayMs: 2500 })
+    for (let i = 0; i < 10; i++) batcher.push(span(i))
+    await until(() => c.bodies.length >= 2, 'the two full batches before the delay', 2000)
+    expect(spansIn(c.bodies)).toHaveLength(8)
+    await until(() => c.bodies.length === 3, 'the partial batch after the delay', 5000)
+    expect(c.bodies.map((b) => spansIn([b]).length)).toEqual([4, 4, 2])
+    expect(ids(spansIn(c.bodies))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    for (const b of c.bodies) {
+      expect(b.resourceSpans).toHaveLength(1)
+      expect(b.resourceSpans[0].resource).toEqual({
+        attributes: [{ key: 'service.name', value: { stringValue: 'svc-test' } }],
+        droppedAttributesCount: 0,
+      })
+      expect(b.resourceSpans[0].scopeSpans.map((ss: any) => ss.scope)).toEqual([{ name: 'agentmesh' }])
+    }
+    expect(batcher.exported).toBe(10)
+    expect(batcher.dropped).toBe(0)
+  })
+
+  it('non-ASCII text arrives intact', async () => {
+    const c = await collector()
+    open.push(c)
+    const { batcher } = setup(c.url, { maxBatch: 2 })
+    batcher.push('{"name":"équipe 日本 \\"q\\""}')
+    batcher.push('{"name":"🦊"}')
+    await until(() => c.bodies.length === 1, 'the batch', 5000)
+    expect(spansIn(c.bodies).map((s) => s.name)).toEqual(['équipe 日本 "q"', '🦊'])
+  })
+
+  it('a collector that is down: one attempt per batch, dropped and counted, logged once, and once when back', async () => {
+    // a port that was free a moment ago: nothing listens there until the collector "comes back"
+    const probe = await collector()
+    const port = probe.port
+    await probe.close()
+    const { batcher, http, logs } = setup(`http://127.0.0.1:${port}`, { maxBatch: 2 })
+    for (let i = 0; i < 6; i++) batcher.push(span(i))
+    await until(() => batcher.dropped === 6, 'three failed batches', 5000)
+    expect(http.failures).toBe(3)
+    expect(logs.filter((l) => l.level === 'warn')).toHaveLength(1)
+    const c = await collector(undefined, port)
+    open.push(c)
+    for (let i = 6; i < 10; i++) batcher.push(span(i))
+    await until(() => batcher.exported === 4, 'the batches after the collector came back', 5000)
+    expect(ids(spansIn(c.bodies))).toEqual([6, 7, 8, 9])
+    expect(logs.filter((l) => l.level === 'info').map((l) => l.msg)).toEqual(['otel: the collector answers again'])
+    expect(logs.filter((l) => l.level === 'warn')).toHaveLength(1)
+  })
+
+  it('a collector that answers 503 is not retried: the batch is dropped', async () => {
+    let requests = 0
+    const c = await collector((_q, res) => {
+      requests++
+      res.writeHead(503).end()
+    })
+    open.push(c)
+    const { batcher } = setup(c.url, { maxBatch: 3 })
+    for (let i = 0; i < 3; i++) batcher.push(span(i))
+    await until(() => batcher.dropped === 3, 'the dropped batch', 5000)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(requests).toBe(1)
+  })
+
+  it('a collector that hangs: the export times out; past the queue bound the oldest spans are dropped', async () => {
+    // the first export never gets an answer, the later ones do
+    const held: ServerResponse[] = []
+    const c = await collector((_q, res) => {
+      if (held.length === 0) held.push(res)
+      else res.writeHead(200).end('{}')
+    })
+    open.push(c)
+    const { batcher, http, logs } = setup(c.url, { maxBatch: 2, maxQueue: 4, timeoutMs: 300 })
+    // batch [0,1] goes out and hangs (one connection); [2,3] [4,5] [6,7] wait: 6 > 4, so [2,3] goes
+    for (let i = 0; i < 8; i++) batcher.push(span(i))
+    expect(batcher.dropped).toBe(2)
+    expect(logs.some((l) => l.level === 'warn' && l.msg.includes('oldest'))).toBe(true)
+    await until(() => http.failures >= 1, 'the timeout', 5000)
+    await until(() => batcher.exported === 4, 'the waiting batches', 5000)
+    // the hung batch [0,1] was dropped, [2,3] never sent; the newest arrived
+    expect(ids(spansIn(c.bodies)).slice(-4)).toEqual([4, 5, 6, 7])
+    expect(batcher.dropped).toBe(4)
+    for (const res of held) res.destroy()
+  })
+
+  it('flush (shutdown) sends the partial batch without waiting for the delay', async () => {
+    const c = await collector()
+    open.push(c)
+    const { batcher } = setup(c.url, { maxBatch: 100, delayMs: 60_000 })
+    for (let i = 0; i < 3; i++) batcher.push(span(i))
+    await batcher.flush(Date.now() + 5000)
+    await until(() => batcher.exported === 3, 'the flushed batch', 5000)
+    expect(ids(spansIn(c.bodies))).toEqual([0, 1, 2])
+  })
+})
