@@ -1,6 +1,7 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson } from '../canonical.ts'
+import { parseEventJson } from './event-json.ts'
 import {
   NotAnAnswerError,
   ProtocolError,
@@ -243,11 +244,12 @@ export const anthropicProtocol: ProtocolAdapter = {
       event(data) {
         let e: any
         try {
-          e = JSON.parse(data)
+          e = parseEventJson(data)
         } catch {
           return true
         }
-        switch (e.type) {
+        // e may be shared with the translator's decoder: read, copied, never changed
+        switch (e?.type) {
           case 'message_start':
             message = isObject(e.message) ? { ...e.message } : {}
             break

@@ -60,19 +60,31 @@ async function responsesBody(
  * Turn ctx's request into the vendor's protocol: ctx.request.body becomes the vendor's body
  * (marked dirty, so the vendor sends it) and the headers say what was translated and dropped.
  * Throws a ProtocolError (a 400 in the client's protocol) for a feature the vendor cannot take.
+ * A promise only for a Responses client (its chain is read from storage first): the other
+ * translations are done at once, without an async function's promise and turn.
  */
-export async function translateRequest(ctx: MeshContext, vendor: Vendor): Promise<Translation> {
+export function translateRequest(ctx: MeshContext, vendor: Vendor): Translation | Promise<Translation> {
   const from = ctx.protocol
   const to = vendor.protocol
   const write = to === 'any' ? undefined : writers[to]
   if (to === 'any' || !write) return cannot(`a ${from} request`, to)
   const clientBody: Record<string, any> = ctx.request.body
   const tr: Translation = { from, to, clientBody }
-  let body = clientBody
-  if (from === 'responses') {
-    ;({ body, input: tr.chainInput } = await responsesBody(ctx, clientBody, to))
+  if (from !== 'responses') return translateBody(ctx, tr, write, clientBody)
+  return responsesBody(ctx, clientBody, to).then(({ body, input }) => {
+    tr.chainInput = input
     tr.clientId = `resp_${randomUUID().replace(/-/g, '')}`
-  }
+    return translateBody(ctx, tr, write, body)
+  })
+}
+
+function translateBody(
+  ctx: MeshContext,
+  tr: Translation,
+  write: NonNullable<(typeof writers)[keyof typeof writers]>,
+  body: Record<string, any>,
+): Translation {
+  const { from, to } = tr
   // a Gemini client without alt=sse gets one JSON array, rendered from the whole answer
   const stream = ctx.prompt.stream && !(from === 'gemini' && !/[?&]alt=sse(&|$)/.test(ctx.request.search))
   const neutral = readers[from](body, to, { pathModel: ctx.route.model, stream })

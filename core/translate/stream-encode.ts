@@ -25,13 +25,19 @@ const TO_GEMINI_STOP = { stop: 'STOP', length: 'MAX_TOKENS', tool_calls: 'STOP',
 
 function openaiEncoder(o: EncoderOptions): Encoder {
   let base: Record<string, unknown> = {}
+  // every chunk starts with the same id, object, created and model: written once per stream, the
+  // same text JSON.stringify({ ...base, choices }) gives
+  let head = '{'
   const chunk = (delta: unknown, finish: string | null = null) =>
-    sse({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })
+    `data: ${head}"choices":[{"index":0,"delta":${JSON.stringify(delta)},"logprobs":null,"finish_reason":${JSON.stringify(finish)}}]}\n\n`
   return (e) => {
     switch (e.t) {
-      case 'start':
+      case 'start': {
         base = { id: o.id ?? e.id, object: 'chat.completion.chunk', created: now(), model: e.model }
+        const json = JSON.stringify(base)
+        head = json === '{}' ? '{' : `${json.slice(0, -1)},`
         return chunk({ role: 'assistant', content: '' })
+      }
       case 'text':
         return chunk({ content: e.text })
       case 'tool':

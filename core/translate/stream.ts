@@ -2,6 +2,7 @@
 // events, an encoder turns those into the client's SSE events at once. Nothing waits for the end,
 // except a Gemini client's function call, which Gemini sends whole (its arguments are collected).
 import { isObject, emptyUsage } from '../protocols/shared.ts'
+import { parseEventJson } from '../protocols/event-json.ts'
 import { protocols } from '../protocols/index.ts'
 import type { CanonicalAnswer, ProtocolName, Usage } from '../types.ts'
 
@@ -16,9 +17,12 @@ export type StreamEvent =
 export type Decoder = (data: string) => StreamEvent[]
 export type Encoder = (e: StreamEvent) => string
 
+// the vendor's reader parsed the same event a moment before: its result is reused, never changed.
+// Bound once: under jiti (how the CLI runs) a call through an import reads a getter each time.
+const parseJson = parseEventJson
 const parse = (data: string): any => {
   try {
-    return JSON.parse(data)
+    return parseJson(data)
   } catch {
     return undefined
   }

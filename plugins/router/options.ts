@@ -140,8 +140,14 @@ function nameTest(field: string, v: unknown): (s: string) => boolean {
   const names = list(v as string | string[])
   if (!names.length || names.some((n) => typeof n !== 'string' || !n))
     fail(`${field} must be a non-empty string or list of strings`)
-  const exact = new Set(names.filter((n) => !n.includes('*')))
+  const plain = names.filter((n) => !n.includes('*'))
   const globs = names.filter((n) => n.includes('*')).map(glob)
+  // one name (the usual `team: 'x'`): a comparison, not a Set's hash lookup, on every request
+  if (!globs.length && plain.length === 1) {
+    const only = plain[0]!
+    return (s) => s === only
+  }
+  const exact = new Set(plain)
   if (!globs.length) return (s) => exact.has(s)
   return (s) => exact.has(s) || globs.some((g) => g.test(s))
 }

@@ -1,0 +1,15 @@
+// One SSE event's JSON, parsed once for both readers of a translated stream: the vendor's own
+// reader (which rebuilds the answer and usage) and the translator's decoder read each event back
+// to back with the same string. Only readers that never change what they parsed may share it (the
+// Anthropic reader copies what it keeps; the decoders only read).
+let lastData: string | undefined
+let lastValue: unknown
+
+/** JSON.parse(data), the previous result when data is the same text; throws as JSON.parse does */
+export function parseEventJson(data: string): any {
+  if (data === lastData) return lastValue
+  const value = JSON.parse(data)
+  lastData = data
+  lastValue = value
+  return value
+}
