@@ -45,18 +45,33 @@ declare module '../../core/types.ts' {
   }
 }
 
-/** a call the breaker took: afterResponse settles it on the run's keys */
-export interface Taken {
-  meta: BreakerMeta
-  run: RunKeys
+/**
+ * ctx.state.breaker as the breaker makes it. A call the breaker took also holds its run's keys,
+ * for afterResponse to settle it once, in a private field (not in the published shape): no map
+ * entry per call to add and remove.
+ */
+export class RunMeta implements BreakerMeta {
+  #taken: RunKeys | undefined = undefined
+  constructor(
+    public id: string,
+    public team: string,
+    public calls: number,
+  ) {}
+  take(run: RunKeys): void {
+    this.#taken = run
+  }
+  /** the run's keys the first time, then undefined: a call is settled once */
+  settle(): RunKeys | undefined {
+    const run = this.#taken
+    this.#taken = undefined
+    return run
+  }
 }
 
 export interface BreakerRuntime {
   opts: BreakerOptions
   warnAt: number
   store: RunStore
-  /** runs whose call was taken, for afterResponse to settle */
-  admitted: WeakMap<MeshContext, Taken>
 }
 
 const usd = (micro: number) => (micro / MICRO).toFixed(6)
@@ -355,7 +370,7 @@ function afterAdmit(
 ): Promise<void> | undefined {
   const team = ctx.identity.team
   const state = adm.state
-  const meta: BreakerMeta = { id: ref.id, team, calls: state.calls }
+  const meta = new RunMeta(ref.id, team, state.calls)
   ctx.state.breaker = meta
   // X-AgentMesh-Run-Id, -Run-Calls, -Run-Cost-USD, named as the core sends them (lower case): the
   // core's copy of a mixed-case name is a new string per header and response
@@ -365,7 +380,7 @@ function afterAdmit(
   const turns = assistantTurns(ctx)
   if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
   if (!dry) {
-    g.rt.admitted.set(ctx, { meta, run: adm.run! })
+    meta.take(adm.run!)
     if (state.calls === 1)
       void g.rt.store
         .noteRun({ team, run: ref.id, source: ref.source, firstSeen: new Date().toISOString() })

@@ -8,7 +8,7 @@
 import { definePlugin } from '../../core/plugin.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 import { breakerCommands } from './commands.ts'
-import { createGuard, type BreakerRuntime, type Taken } from './guard.ts'
+import { createGuard, RunMeta, type BreakerRuntime } from './guard.ts'
 import { DEFAULT_LIMITS, validateBreakerOptions, type BreakerOptions } from './options.ts'
 import { addBreakerRoutes } from './routes.ts'
 import { MICRO, RunStore } from './state.ts'
@@ -29,18 +29,15 @@ export function breaker(options: BreakerOptions = {}): Plugin {
   // state outlives the longest wall-time limit, so that limit can be seen
   const ttlSeconds = Math.max(options.ttlSeconds ?? DAY, ...wall.map((w) => (typeof w === 'number' ? w + 3600 : 0)))
   // store is set in setup, before any hook or command runs
-  const rt = {
-    opts: options,
-    warnAt: options.warnAt ?? 80,
-    admitted: new WeakMap<MeshContext, Taken>(),
-  } as BreakerRuntime
+  const rt = { opts: options, warnAt: options.warnAt ?? 80 } as BreakerRuntime
   const beforeRequest = createGuard(rt)
 
   // no async wrapper: the counters' own promise, when there is something to settle
   function afterResponse(ctx: MeshContext) {
-    const taken = rt.admitted.get(ctx)
-    if (!taken) return
-    rt.admitted.delete(ctx)
+    const meta = ctx.state.breaker
+    // a call the breaker took (not a dry run's, not one it refused)
+    const run = meta instanceof RunMeta ? meta.settle() : undefined
+    if (!run) return
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
     // what the vendor billed, as quota settles it: an estimate alone was never spent
     const billed = !hit && (!ctx.usage.estimated || !!ctx.aborted)
@@ -52,7 +49,7 @@ export function breaker(options: BreakerOptions = {}): Plugin {
     const micro = billed ? Math.round((ctx.cost.usd || 0) * MICRO) : 0
     // refused after the breaker took the call (quota, approval, a loop found now): not an iteration
     const giveBack = !hit && ctx.answer === undefined && ctx.upstream === undefined && !ctx.aborted
-    return rt.store.settle(taken.run, tokens, micro, giveBack)
+    return rt.store.settle(run, tokens, micro, giveBack)
   }
 
   return definePlugin({
