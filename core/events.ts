@@ -59,19 +59,20 @@ export const SSE_MAX_BACKLOG = 4 * 1024 * 1024
 const HEARTBEAT_MS = 15_000
 
 /**
- * The newest events as SSE text, for clients that come back with Last-Event-ID: one string per
- * flush, not an object per event (kept objects are what the GC copies and promotes: retained
- * events cost a busy proxy ~7% more CPU per request). Holds the newest `size` events, and up to one
- * flush more.
+ * The newest events as SSE text, for clients that come back with Last-Event-ID: each flush's
+ * frames, as the bytes sent (outside the JS heap) or, when short, as a string (a short Buffer
+ * would pin a shared 8 KiB slab), not an object per event: kept objects are what the GC copies and
+ * promotes (retained events cost a busy proxy ~7% more CPU per request). Holds the newest `size`
+ * events, and up to one flush more.
  */
 export class EventRing {
-  #batches: Array<{ first: number; last: number; count: number; text: string }> = []
+  #batches: Array<{ first: number; last: number; count: number; frames: string | Buffer }> = []
   #count = 0
   constructor(readonly size: number) {}
 
   /** the frames of the consecutive events `first`..`last`, in order */
-  add(first: number, last: number, count: number, text: string): void {
-    this.#batches.push({ first, last, count, text })
+  add(first: number, last: number, count: number, frames: string | Buffer): void {
+    this.#batches.push({ first, last, count, frames })
     this.#count += count
     while (this.#count - this.#batches[0]!.count >= this.size) this.#count -= this.#batches.shift()!.count
   }
@@ -83,14 +84,15 @@ export class EventRing {
     let out = ''
     for (const b of this.#batches) {
       if (b.last < from) continue
+      const text = typeof b.frames === 'string' ? b.frames : b.frames.toString()
       if (accepts !== undefined) {
-        for (const frame of b.text.split('\n\n'))
+        for (const frame of text.split('\n\n'))
           if (frame !== '') {
             const e = parseFrame(frame)
             if (e.id! >= from && accepts(e)) out += `${frame}\n\n`
           }
-      } else if (b.first >= from) out += b.text
-      else out += b.text.slice(b.text.indexOf(`\nid: ${from}\n`) + 1)
+      } else if (b.first >= from) out += text
+      else out += text.slice(text.indexOf(`\nid: ${from}\n`) + 1)
     }
     return out
   }
@@ -164,11 +166,11 @@ class SseHub {
     this.#pending = []
     const frames = events.map(frameOf)
     const text = frames.join('')
-    this.ring.add(events[0]!.id!, events.at(-1)!.id!, events.length, text)
-    let all: Buffer | undefined
+    const all = Buffer.from(text)
+    this.ring.add(events[0]!.id!, events.at(-1)!.id!, events.length, all.length >= 4096 ? all : text)
     for (const g of this.#groups.values()) {
       let chunk: Buffer | undefined
-      if (g.accepts === undefined) chunk = all ??= Buffer.from(text)
+      if (g.accepts === undefined) chunk = all
       else {
         // in order: the team filter learns the team's request ids from `request`
         let mine = ''

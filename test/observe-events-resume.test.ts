@@ -91,13 +91,15 @@ describe('event stream: ids and resume', () => {
     for (let i = 0; i < 5; i++) bus.emit('config_reload', { plugins: [String(i)] })
     const frame = (e: MeshEvent) => `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`
     const ring = new EventRing(3)
-    // as the flushes add them: [1, 2], [3], [4, 5]
+    // as the flushes add them: [1, 2], [3], [4, 5] (the last as the bytes sent)
     for (const [a, b] of [
       [0, 2],
       [2, 3],
       [3, 5],
-    ] as const)
-      ring.add(events[a]!.id!, events[b - 1]!.id!, b - a, events.slice(a, b).map(frame).join(''))
+    ] as const) {
+      const text = events.slice(a, b).map(frame).join('')
+      ring.add(events[a]!.id!, events[b - 1]!.id!, b - a, b === 5 ? Buffer.from(text) : text)
+    }
     const ids = (text: string) => sseEvents(text).map((e) => (JSON.parse(e.data) as MeshEvent).id)
     expect(ids(ring.since(0))).toEqual([3, 4, 5])
     expect(ids(ring.since(3))).toEqual([4, 5])
