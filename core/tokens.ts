@@ -268,12 +268,34 @@ const IMAGE_TOKENS: Record<TokenFamily, number> = {
   gemini: 516,
 }
 const ANTHROPIC_TOOL_PROMPT = { auto: 346, forced: 313 }
-// every run of base64 characters, matched once (linear); the replacer drops the long ones. The
-// form /[...]{512,}/ rescanned each shorter run from every start: quadratic on near misses
-// a run of 512+ base64 characters, matched only where a run starts (the lookbehind): one pass over
-// the text with no callback per run; a callback per run took ~100 ms on a 4.7 MB string of short
-// runs (found by npm run fuzz: an image's media_type of megabytes)
-const BASE64_BLOB = /(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{512,}={0,2}/g
+// Base64 blobs (images, files inlined as data) are not text a tokenizer reads: runs of 512+
+// base64 characters, and the padding after them, are left out of the count. A scan rather than a
+// regex: /(?<![..])[..]{512,}={0,2}/ threw "Maximum call stack size exceeded" on a run of 7.9 MB
+// (irregexp's backtrack stack; npm run fuzz, seed 424242 case 125), and an earlier callback per
+// run took ~100 ms on 4.7 MB of short runs. Same speed as the regex on images of 80 KB.
+const BASE64_CHAR = new Uint8Array(128)
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-') BASE64_CHAR[c.charCodeAt(0)] = 1
+const isBase64Char = (c: number) => c < 128 && BASE64_CHAR[c] === 1
+
+export function stripBase64Blobs(s: string): string {
+  let out = ''
+  let kept = 0 // s up to here is in out (or still to be copied)
+  let i = 0
+  const n = s.length
+  while (i < n) {
+    if (!isBase64Char(s.charCodeAt(i))) {
+      i++
+      continue
+    }
+    const start = i
+    while (i < n && isBase64Char(s.charCodeAt(i))) i++
+    if (i - start < 512) continue
+    out += s.slice(kept, start)
+    if (s.charCodeAt(i) === 61) i += s.charCodeAt(i + 1) === 61 ? 2 : 1 // '=' padding
+    kept = i
+  }
+  return kept === 0 ? s : out + s.slice(kept)
+}
 const IMAGE_PART =
   /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:inlineData|inline_data|fileData|file_data)"\s*:/g
 
@@ -357,7 +379,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
   ): { tokens: number; images: number } {
     if (!extra) return { tokens: 0, images: 0 }
     const images = (extra.match(IMAGE_PART) ?? []).length
-    const stripped = extra.length >= 512 ? extra.replace(BASE64_BLOB, '') : extra
+    const stripped = extra.length >= 512 ? stripBase64Blobs(extra) : extra
     return { tokens: textTokens(stripped, family, budget, factor), images }
   }
 

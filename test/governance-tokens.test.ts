@@ -6,7 +6,7 @@ import { countTokens as o200k } from 'gpt-tokenizer/encoding/o200k_base'
 import { countTokens as cl100k } from 'gpt-tokenizer/encoding/cl100k_base'
 import { computeChatCompletionTokenCount, type ChatCompletionRequest } from 'gpt-tokenizer/functionCalling'
 import { describe, expect, it } from 'vitest'
-import { createTokenCounter, tokenFamily } from '../core/tokens.ts'
+import { createTokenCounter, stripBase64Blobs, tokenFamily } from '../core/tokens.ts'
 import type { CanonicalMessage, Prompt } from '../core/types.ts'
 
 const tc = createTokenCounter()
@@ -187,5 +187,27 @@ describe('bounded work on hostile input', () => {
     const a = tc.estimateInput(prompt('', [user(readme), user(code)]), 'claude-sonnet-4-5')
     const b = tc.estimateInput(prompt('', [user(readme), user(code)]), 'claude-sonnet-4-5')
     expect(a).toBe(b)
+  })
+
+  it('base64 blobs are left out by a scan that equals the old regex and does not throw on a run of megabytes', () => {
+    // the regex the scan replaced: it threw "Maximum call stack size exceeded" on 7.9 MB of letters
+    const old = /(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{512,}={0,2}/g
+    let seed = 7
+    const rnd = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      return (seed >>> 8) / 0x1000000
+    }
+    const alphabet = 'aZ09+/_-= "{}é\n'
+    for (let k = 0; k < 2000; k++) {
+      let s = ''
+      const len = Math.floor(rnd() * 3000)
+      while (s.length < len)
+        s += rnd() < 0.03 ? 'Q'.repeat(Math.floor(rnd() * 1100)) : alphabet[Math.floor(rnd() * alphabet.length)]
+      expect(stripBase64Blobs(s)).toBe(s.replace(old, ''))
+    }
+    const huge = `[{"type":"text","text":"x"},{"type":"${'q'.repeat(7_955_508)}"}]`
+    expect(stripBase64Blobs(huge)).toBe('[{"type":"text","text":"x"},{"type":""}]')
+    const m: CanonicalMessage = { role: 'user', text: 'What is this?', extra: huge }
+    expect(tc.estimateInput(prompt('', [m]), 'gpt-4o')).toBeGreaterThan(0)
   })
 })
