@@ -118,6 +118,11 @@ describe('model names that are not valid header text', () => {
     expect(ge.status).toBe(400)
     expect(JSON.parse(ge.body).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
     expect(ge.headers['x-agentmesh-request-id']).toBeTruthy()
+    // dot segments resolved, the path no longer starts with /v1beta: its Gemini method still says
+    // whose client it is (npm run fuzz, seed 424242 case 566)
+    const dots = await rawPost(s.proxy.url, '/v1beta/models/../../etc/passwd:generateContent', JSON.stringify(GE))
+    expect(dots.status).toBe(404)
+    expect(JSON.parse(dots.body).error).toMatchObject({ code: 404, status: 'NOT_FOUND' })
   })
 })
 
