@@ -13,6 +13,23 @@ import type { Logger } from '../../core/types.ts'
 /** a string attribute; `key` is one of ours (no escaping needed), the value is escaped */
 export const str = (key: string, v: string) => `{"key":"${key}","value":{"stringValue":${JSON.stringify(v)}}}`
 
+/**
+ * str() for an attribute whose values repeat from request to request (models, teams, providers):
+ * each value's text is made once. Bounded: past `max` values the cache starts over.
+ */
+export function repeatedStr(key: string, max = 1000): (v: string) => string {
+  const made = new Map<string, string>()
+  return (v) => {
+    let t = made.get(v)
+    if (t === undefined) {
+      if (made.size >= max) made.clear()
+      t = str(key, v)
+      made.set(v, t)
+    }
+    return t
+  }
+}
+
 /** a number attribute as the SDK types it: intValue for an integer, doubleValue otherwise */
 export function num(key: string, v: number): string {
   // JSON has no NaN or Infinity: the SDK's JSON.stringify wrote null
@@ -27,6 +44,10 @@ export function num(key: string, v: number): string {
 const ORIGIN_S = Math.trunc(performance.timeOrigin / 1000)
 const ORIGIN_NS = Math.round((performance.timeOrigin % 1000) * 1e6)
 
+const NINE_ZEROS = '000000000'
+let lastS = -1
+let lastSText = ''
+
 /** a performance.now() value as OTLP's epoch nanoseconds, a decimal string */
 export function nanos(t: number): string {
   let s = ORIGIN_S + Math.trunc(t / 1000)
@@ -35,8 +56,14 @@ export function nanos(t: number): string {
     s += 1
     ns -= 1e9
   }
-  // 1e9 + ns has exactly 10 digits: dropping the first pads ns to 9
-  return `${s}${String(1e9 + ns).slice(1)}`
+  // the seconds' text changes once a second; numbers past V8's small integers (2^30) are slow to
+  // turn into text, and the nanoseconds (< 1e9) are small integers: padded to 9 digits by hand
+  if (s !== lastS) {
+    lastS = s
+    lastSText = String(s)
+  }
+  const n = String(ns)
+  return `${lastSText}${NINE_ZEROS.slice(n.length)}${n}`
 }
 
 /** an epoch millisecond time (Date.now()) as OTLP nanoseconds: the metrics' times, as the SDK's */

@@ -11,7 +11,7 @@
 // its traceparent.
 import { randomFillSync } from 'node:crypto'
 import type { MeshContext } from '../../core/types.ts'
-import { nanos, num, str } from './otlp.ts'
+import { nanos, num, repeatedStr, str } from './otlp.ts'
 
 /** a W3C trace context: the client's traceparent */
 export interface TraceParent {
@@ -106,12 +106,22 @@ function span(
   return `{"traceId":"${traceId}","spanId":"${spanId}"${parentId ? `,"parentSpanId":"${parentId}"` : ''},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(start)}","endTimeUnixNano":"${nanos(to)}","attributes":[${attributes}],"droppedAttributesCount":0,"events":[],"droppedEventsCount":0,"status":${status},"links":[],"droppedLinksCount":0,"flags":${flags}}`
 }
 
+// the attributes whose values repeat across requests, each value's text made once
+const OPERATION = repeatedStr('gen_ai.operation.name')
+const PROVIDER = repeatedStr('gen_ai.provider.name')
+const REQUEST_MODEL = repeatedStr('gen_ai.request.model')
+const RESPONSE_MODEL = repeatedStr('gen_ai.response.model')
+const TEAM = repeatedStr('agentmesh.team')
+const USER = repeatedStr('agentmesh.user')
+const TOOL = repeatedStr('agentmesh.tool')
+const CACHE = repeatedStr('agentmesh.cache')
+
 /** the request span's attributes, in the order the SDK's span kept them */
 function requestAttributes(ctx: MeshContext, operation: string, provider: string, error: string | undefined): string {
   const u = ctx.usage
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
-  let a = `${str('gen_ai.operation.name', operation)},${str('gen_ai.provider.name', provider)},${str('gen_ai.request.model', ctx.prompt?.model ?? '')},${str('agentmesh.team', ctx.identity.team)},${str('agentmesh.user', ctx.identity.user)},${str('agentmesh.tool', ctx.identity.tool)},${str('agentmesh.cache', ctx.cache.status)},${num('agentmesh.cost_usd', ctx.cost.usd)},${num('agentmesh.saved_usd', ctx.cost.savedUsd)},${str('agentmesh.request_id', ctx.id)},${num('http.response.status_code', ctx.status ?? 0)}`
-  if (ctx.answer?.model) a += `,${str('gen_ai.response.model', ctx.answer.model)}`
+  let a = `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(ctx.prompt?.model ?? '')},${TEAM(ctx.identity.team)},${USER(ctx.identity.user)},${TOOL(ctx.identity.tool)},${CACHE(ctx.cache.status)},${num('agentmesh.cost_usd', ctx.cost.usd)},${num('agentmesh.saved_usd', ctx.cost.savedUsd)},${str('agentmesh.request_id', ctx.id)},${num('http.response.status_code', ctx.status ?? 0)}`
+  if (ctx.answer?.model) a += `,${RESPONSE_MODEL(ctx.answer.model)}`
   if (!hit && !u.estimated) {
     a += `,${num('gen_ai.usage.input_tokens', u.inputTokens)},${num('gen_ai.usage.output_tokens', u.outputTokens)}`
     if (u.cacheReadTokens) a += `,${num('gen_ai.usage.cache_read.input_tokens', u.cacheReadTokens)}`
@@ -151,7 +161,7 @@ export function emitSpans(out: (span: string) => void, ctx: MeshContext, marks: 
         INTERNAL,
         marks.cacheStart,
         marks.cacheEnd ?? marks.routeAt ?? marks.end,
-        str('agentmesh.cache', ctx.cache.status),
+        CACHE(ctx.cache.status),
         UNSET,
         LOCAL_PARENT,
       ),
@@ -167,7 +177,7 @@ export function emitSpans(out: (span: string) => void, ctx: MeshContext, marks: 
         CLIENT,
         marks.routeAt,
         marks.end,
-        `${str('gen_ai.operation.name', operation)},${str('gen_ai.provider.name', provider)},${str('gen_ai.request.model', ctx.route.model)},${num('http.response.status_code', ctx.upstream.status)}`,
+        `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(ctx.route.model)},${num('http.response.status_code', ctx.upstream.status)}`,
         UNSET,
         LOCAL_PARENT,
       ),
