@@ -8,7 +8,9 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SpanBatcher } from '../plugins/otel/batch.ts'
 import { envelope, OtlpHttp } from '../plugins/otel/otlp.ts'
-import { until } from './helpers/core-harness.ts'
+import OpenAI from 'openai'
+import { otel } from '../plugins/otel/index.ts'
+import { clearVendorEnv, startMockAndProxy, until } from './helpers/core-harness.ts'
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
 
@@ -176,5 +178,37 @@ describe('otel export: batches over OTLP/HTTP', () => {
     await batcher.flush(Date.now() + 5000)
     await until(() => batcher.exported === 3, 'the flushed batch', 5000)
     expect(ids(spansIn(c.bodies))).toEqual([0, 1, 2])
+  })
+
+  it('a proxy shutting down sends the spans and metrics it holds, without waiting for the delays', async () => {
+    clearVendorEnv()
+    const got: Array<{ path: string; body: any }> = []
+    const server = createServer((req, res) => {
+      let raw = ''
+      req.on('data', (d) => {
+        raw += d
+      })
+      req.on('end', () => {
+        got.push({ path: req.url ?? '', body: JSON.parse(raw) })
+        res.writeHead(200).end('{}')
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    open.push({ close: () => new Promise<void>((done) => server.close(() => done())) })
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { mock, proxy } = await startMockAndProxy({
+      config: { plugins: [otel({ endpoint: url, batchDelayMs: 60_000, metricsIntervalMs: 60_000 })] },
+    })
+    open.push(mock)
+    const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-x', maxRetries: 0 })
+    await c.chat.completions.create({
+      model: 'gpt-4o-mini',
+      max_tokens: 5,
+      messages: [{ role: 'user', content: 'bye' }],
+    })
+    expect(got).toHaveLength(0)
+    await proxy.close()
+    expect(got.map((g) => g.path).sort()).toEqual(['/v1/metrics', '/v1/traces'])
+    expect(spansIn(got.filter((g) => g.path === '/v1/traces').map((g) => g.body))).toHaveLength(3)
   })
 })

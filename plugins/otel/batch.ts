@@ -57,11 +57,6 @@ export class SpanBatcher {
     this.#tail = Buffer.from(envelope.tail)
   }
 
-  /** spans written and not yet sent */
-  get queued(): number {
-    return this.#full.reduce((n, b) => n + b.spans, this.#open?.spans ?? 0)
-  }
-
   /** push, bound: what emitSpans writes to */
   readonly out = (span: string): void => this.push(span)
 

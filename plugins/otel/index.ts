@@ -69,10 +69,12 @@ function start(endpoint: string, o: OtelOptions, log: () => Logger | undefined):
     close: async () => {
       clearInterval(timer)
       const deadline = Date.now() + CLOSE_MS
-      await metricsOut
+      // the last metrics export waits for one in flight (bounded: it is sent anyway after 1 s)
+      if (metricsOut) await Promise.race([metricsOut, new Promise((r) => setTimeout(r, 1000).unref())])
+      metricsOut = undefined
       exportMetrics()
       await spans.flush(deadline)
-      await http.close()
+      await http.close(deadline)
     },
   }
 }

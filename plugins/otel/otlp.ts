@@ -177,9 +177,14 @@ export class OtlpHttp {
     this.#down = true
   }
 
-  /** waits for the exports in flight (each bounded by the timeout), then closes the connections */
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#pending])
+  /** waits for the exports in flight until `deadline` (Date.now()), then closes the connections */
+  async close(deadline = Date.now() + this.o.timeoutMs): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise((r) => {
+      timer = setTimeout(r, Math.max(0, deadline - Date.now()))
+    })
+    await Promise.race([Promise.allSettled([...this.#pending]), late])
+    clearTimeout(timer)
     this.#agent.destroy()
   }
 }
