@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SpanBatcher } from '../plugins/otel/batch.ts'
-import { envelope, OtlpHttp } from '../plugins/otel/otlp.ts'
+import { envelope, OtlpHttp, parseHeaderList } from '../plugins/otel/otlp.ts'
 import OpenAI from 'openai'
 import { otel } from '../plugins/otel/index.ts'
 import { clearVendorEnv, startMockAndProxy, until } from './helpers/core-harness.ts'
@@ -210,5 +210,52 @@ describe('otel export: batches over OTLP/HTTP', () => {
     await proxy.close()
     expect(got.map((g) => g.path).sort()).toEqual(['/v1/metrics', '/v1/traces'])
     expect(spansIn(got.filter((g) => g.path === '/v1/traces').map((g) => g.body))).toHaveLength(3)
+  })
+
+  it("a collector's headers (option or OTEL_EXPORTER_OTLP_HEADERS) go with every export and are never shown", async () => {
+    expect(parseHeaderList('Authorization=Bearer%20abc , x-tenant=t1', 'env')).toEqual({
+      authorization: 'Bearer abc',
+      'x-tenant': 't1',
+    })
+    expect(() => parseHeaderList('novalue', 'env')).toThrow(/key=value/)
+    expect(() => otel({ endpoint: 'http://127.0.0.1:1', headers: { 'x-a': 'line\nbreak' } })).toThrow(/line breaks/)
+    const seen: Array<{ path: string; auth?: string; tenant?: string }> = []
+    const server = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        seen.push({
+          path: req.url ?? '',
+          auth: req.headers.authorization,
+          tenant: req.headers['x-tenant'] as string | undefined,
+        })
+        res.writeHead(200).end('{}')
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    open.push({ close: () => new Promise<void>((done) => server.close(() => done())) })
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const saved = { ...process.env }
+    process.env.OTEL_EXPORTER_OTLP_HEADERS = 'x-tenant=from-env'
+    process.env.OTEL_EXPORTER_OTLP_METRICS_HEADERS = 'x-tenant=metrics-only'
+    try {
+      // the option replaces the generic env list; the per-signal env adds to it
+      const plugin = otel({ endpoint: url, headers: { authorization: 'Bearer sekrit-collector-token' } })
+      expect(JSON.stringify(plugin.options)).not.toContain('sekrit')
+      const { mock, proxy } = await startMockAndProxy({ config: { plugins: [plugin] } })
+      open.push(mock)
+      const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-x', maxRetries: 0 })
+      await c.chat.completions.create({
+        model: 'gpt-4o-mini',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+      await proxy.close()
+    } finally {
+      process.env = saved
+    }
+    expect(seen.map((x) => x.path).sort()).toEqual(['/v1/metrics', '/v1/traces'])
+    for (const x of seen) expect(x.auth).toBe('Bearer sekrit-collector-token')
+    expect(seen.find((x) => x.path === '/v1/traces')!.tenant).toBeUndefined()
+    expect(seen.find((x) => x.path === '/v1/metrics')!.tenant).toBe('metrics-only')
   })
 })

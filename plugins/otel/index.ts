@@ -14,7 +14,7 @@ import { definePlugin } from '../../core/plugin.ts'
 import type { Logger, MeshContext, Plugin } from '../../core/types.ts'
 import { SpanBatcher } from './batch.ts'
 import { GenAiHistograms } from './histograms.ts'
-import { envelope, OtlpHttp } from './otlp.ts'
+import { checkHeaders, envelope, OtlpHttp, parseHeaderList, type PostOptions } from './otlp.ts'
 import { chooseUpstreamIds, emitSpans, parentOf, type Marks } from './spans.ts'
 
 export interface OtelOptions {
@@ -26,7 +26,17 @@ export interface OtelOptions {
   metricsIntervalMs?: number
   /** longest wait before a batch of spans is sent, ms (default 2,000) */
   batchDelayMs?: number
+  /**
+   * extra headers on every export, e.g. a collector's `{ authorization: 'Bearer …' }` (default:
+   * env OTEL_EXPORTER_OTLP_HEADERS, `k1=v1,k2=v2`; OTEL_EXPORTER_OTLP_TRACES_HEADERS and
+   * _METRICS_HEADERS add to it per signal). Never logged, shown by name only.
+   */
+  headers?: Record<string, string>
+  /** per export, ms (default: env OTEL_EXPORTER_OTLP_TIMEOUT, else 10,000) */
+  timeoutMs?: number
 }
+
+const OPTION_NAMES = ['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs', 'headers', 'timeoutMs']
 
 interface Pipeline {
   spans: SpanBatcher
@@ -41,8 +51,27 @@ const TIMEOUT_MS = 10_000
 // what shutdown waits for the last exports at most
 const CLOSE_MS = 5_000
 
-function start(endpoint: string, o: OtelOptions, log: () => Logger | undefined): Pipeline {
-  const http = new OtlpHttp(endpoint.replace(/\/+$/, ''), { timeoutMs: TIMEOUT_MS, maxInFlight: 4 }, log)
+/** the exporter's settings from the options, else the OpenTelemetry spec's environment variables */
+function exportSettings(o: OtelOptions): PostOptions {
+  const env = process.env
+  const base = o.headers
+    ? checkHeaders({ ...o.headers }, 'headers')
+    : parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS, 'OTEL_EXPORTER_OTLP_HEADERS')
+  const traces = parseHeaderList(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS')
+  const metrics = parseHeaderList(env.OTEL_EXPORTER_OTLP_METRICS_HEADERS, 'OTEL_EXPORTER_OTLP_METRICS_HEADERS')
+  const timeoutMs =
+    o.timeoutMs ?? (env.OTEL_EXPORTER_OTLP_TIMEOUT ? Number(env.OTEL_EXPORTER_OTLP_TIMEOUT) : TIMEOUT_MS)
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new Error(`otel: timeoutMs (or OTEL_EXPORTER_OTLP_TIMEOUT) must be a positive number of ms`)
+  return {
+    timeoutMs,
+    maxInFlight: 4,
+    headers: { traces: { ...base, ...traces }, metrics: { ...base, ...metrics } },
+  }
+}
+
+function start(endpoint: string, o: OtelOptions, settings: PostOptions, log: () => Logger | undefined): Pipeline {
+  const http = new OtlpHttp(endpoint.replace(/\/+$/, ''), settings, log)
   const wrap = envelope(o.serviceName ?? 'agentmesh')
   const spans = new SpanBatcher(
     http,
@@ -96,13 +125,20 @@ const marksOf = (ctx: MeshContext): Marks | undefined => ctx.meta.otel
 export function otel(options: OtelOptions = {}): Plugin {
   if (!options || typeof options !== 'object') throw new Error('otel: options must be an object')
   for (const k of Object.keys(options))
-    if (!['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs'].includes(k))
-      throw new Error(`otel: unknown option "${k}" (expected endpoint, serviceName, metricsIntervalMs, batchDelayMs)`)
+    if (!OPTION_NAMES.includes(k)) throw new Error(`otel: unknown option "${k}" (expected ${OPTION_NAMES.join(', ')})`)
+  if (options.headers !== undefined && (typeof options.headers !== 'object' || options.headers === null))
+    throw new Error('otel: headers must be an object of header names and values')
+  // what `agentmesh config` prints: the headers' names, never their values (a collector's token)
+  const shown = options.headers
+    ? { ...options, headers: Object.fromEntries(Object.keys(options.headers).map((k) => [k, '(hidden)'])) }
+    : { ...options }
   const endpoint = options.endpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT
   // off: no hooks at all, so no phase pays for a plugin that does nothing
-  if (!endpoint) return definePlugin({ name: 'otel', options: { ...options } })
+  if (!endpoint) return definePlugin({ name: 'otel', options: shown })
   if (!/^https?:\/\//.test(endpoint))
     throw new Error(`otel: endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
+  // read and checked now: a bad header fails the config, not every export
+  const settings = exportSettings(options)
   let p: Pipeline | undefined
   let log: Logger | undefined
   let queue: MeshContext[] = []
@@ -123,11 +159,11 @@ export function otel(options: OtelOptions = {}): Plugin {
     name: 'otel',
     // first in every phase, so its marks bracket the other plugins' work
     enforce: 'pre',
-    options: { ...options },
+    options: shown,
     setup(mesh) {
       if (mesh.mode !== 'serve') return
       log = mesh.log
-      p = start(endpoint, options, () => log)
+      p = start(endpoint, options, settings, () => log)
       return async () => {
         // the requests that ended on this turn, before their spans are sent
         drain()

@@ -87,6 +87,8 @@ export interface PostOptions {
   timeoutMs: number
   /** exports in flight at once; more wait (spans in the queue, metrics skip a turn) */
   maxInFlight: number
+  /** extra request headers per signal (a collector's auth): never logged */
+  headers?: { traces?: Record<string, string>; metrics?: Record<string, string> }
 }
 
 /**
@@ -137,6 +139,7 @@ export class OtlpHttp {
           agent: this.#agent,
           timeout: this.o.timeoutMs,
           headers: {
+            ...(path === '/v1/traces' ? this.o.headers?.traces : this.o.headers?.metrics),
             'content-type': 'application/json',
             'content-length': payload.length,
             'user-agent': 'agentmesh-otlp',
@@ -187,4 +190,40 @@ export class OtlpHttp {
     clearTimeout(timer)
     this.#agent.destroy()
   }
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+// a value Node writes without throwing: visible Latin-1 and tabs/spaces, no CR/LF
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+/**
+ * The headers of OTEL_EXPORTER_OTLP_HEADERS (and the _TRACES_/_METRICS_ forms): `k1=v1,k2=v2`,
+ * values percent-encoded, as the OpenTelemetry spec's exporter configuration writes them.
+ */
+export function parseHeaderList(list: string | undefined, from: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (!list) return out
+  for (const part of list.split(',')) {
+    if (!part.trim()) continue
+    const eq = part.indexOf('=')
+    if (eq <= 0) throw new Error(`otel: ${from} must be key=value pairs separated by commas`)
+    let value: string
+    try {
+      value = decodeURIComponent(part.slice(eq + 1).trim())
+    } catch {
+      throw new Error(`otel: ${from} has a value that is not percent-encoded text`)
+    }
+    out[part.slice(0, eq).trim().toLowerCase()] = value
+  }
+  return checkHeaders(out, from)
+}
+
+/** header names and values Node can send: a bad one fails at start, not at every export */
+export function checkHeaders(headers: Record<string, string>, from: string): Record<string, string> {
+  for (const [k, v] of Object.entries(headers)) {
+    if (!HEADER_NAME.test(k)) throw new Error(`otel: ${from}: "${k.slice(0, 40)}" is not a header name`)
+    if (typeof v !== 'string' || !HEADER_VALUE.test(v))
+      throw new Error(`otel: ${from}: the value of "${k}" must be text without line breaks`)
+  }
+  return headers
 }
