@@ -2,13 +2,17 @@
 // cache lookups by layer, quota warnings and blocks, upstream latency, time to first token and the
 // proxy's own overhead, labelled by team, user, tool, vendor, model and status, each label bounded.
 // Reads only what a finished request left on its context: never prompt text, never a key.
-import { performance } from 'node:perf_hooks'
 import { Registry } from 'prom-client'
 import { checkAdmin, resolveAdminToken } from '../../core/admin.ts'
 import { definePlugin } from '../../core/plugin.ts'
 import type { Plugin } from '../../core/types.ts'
 import { DEFAULT_LIMITS, LabelSets, type LabelName } from './labels.ts'
-import { createMetrics, recordRequest, type Layers } from './record.ts'
+import * as record from './record.ts'
+import type { Layers } from './record.ts'
+
+// taken once: under the TypeScript loader (jiti) every use of an imported binding is a property
+// read through its module wrapper, and afterResponse runs on every request. `performance` is the global.
+const { createMetrics, recordRequest } = record
 
 export interface MetricsOptions {
   /** where Prometheus scrapes (default /metrics) */

@@ -58,12 +58,17 @@ export class SpanBatcher {
   }
 
   /** push, bound: what emitSpans writes to */
-  readonly out = (span: string): void => this.push(span)
+  readonly out = (spans: string, count: number): void => this.push(spans, count)
 
-  push(span: string): void {
+  /** `count` spans' JSON texts, comma-separated (a request's spans in one write) */
+  push(span: string, count = 1): void {
     let b = this.#open
-    // a UTF-8 byte is at most 3 per UTF-16 unit; the comma and the envelope's tail must fit too
-    if (b !== undefined && b.size + span.length * 3 + 1 + this.#tail.length > BODY_BYTES) {
+    // a UTF-8 byte is at most 3 per UTF-16 unit; the comma and the envelope's tail must fit too;
+    // a batch holds maxBatch spans at most
+    if (
+      b !== undefined &&
+      (b.size + span.length * 3 + 1 + this.#tail.length > BODY_BYTES || b.spans + count > this.o.maxBatch)
+    ) {
       this.#seal()
       b = undefined
     }
@@ -74,7 +79,8 @@ export class SpanBatcher {
       this.#timer ??= setTimeout(() => this.#tick(), this.o.delayMs).unref()
     } else b.body[b.size++] = 0x2c // ','
     b.size += b.body.write(span, b.size)
-    if (++b.spans >= this.o.maxBatch) this.#seal()
+    b.spans += count
+    if (b.spans >= this.o.maxBatch) this.#seal()
   }
 
   /** the open batch is complete: in line for sending, the oldest dropped past the bound */

@@ -9,9 +9,14 @@
 // its OTLP/JSON text. What is exported is what the SDK exported: the same fields, the parent-based
 // sampler's decision (an unsampled client trace: no span of ours), the ids the vendor was told in
 // its traceparent.
-import { randomFillSync } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { MeshContext } from '../../core/types.ts'
-import { nanos, num, repeatedStr, str } from './otlp.ts'
+import * as otlp from './otlp.ts'
+
+// the imported functions taken once: under the TypeScript loader (jiti) every use of an imported
+// binding is a property read through its module wrapper, several per span
+const { nanos, num, str } = otlp
+const repeatedStr = otlp.repeatedStr
 
 /** a W3C trace context: the client's traceparent */
 export interface TraceParent {
@@ -36,20 +41,23 @@ export interface Marks {
   upstream?: { traceId: string; spanId: string }
 }
 
-// random ids from a pooled buffer: one randomFillSync per ~170 requests instead of one per request
-const pool = Buffer.allocUnsafe(4096)
-let poolAt = pool.length
+// random ids sliced from a pooled hex text: one randomBytes and one hex conversion per ~128
+// requests instead of a hex conversion (a call into C++) per id
+const POOL_BYTES = 4096
+let pool = ''
+let poolAt = 0
 const ZERO_TRACE = '0'.repeat(32)
 const ZERO_SPAN = '0'.repeat(16)
 
 /** `bytes` random bytes as hex; never all zeros (an invalid W3C id) */
 function randomHex(bytes: 8 | 16): string {
-  if (poolAt + bytes > pool.length) {
-    randomFillSync(pool)
+  const chars = bytes * 2
+  if (poolAt + chars > pool.length) {
+    pool = randomBytes(POOL_BYTES).toString('hex')
     poolAt = 0
   }
-  const id = pool.toString('hex', poolAt, poolAt + bytes)
-  poolAt += bytes
+  const id = pool.slice(poolAt, poolAt + chars)
+  poolAt += chars
   return id === ZERO_TRACE || id === ZERO_SPAN ? randomHex(bytes) : id
 }
 
@@ -88,22 +96,24 @@ const LOCAL_PARENT = 0x101
 const REMOTE_PARENT = 0x301
 const UNSET = '{"code":0}'
 
-/** one span as the official exporter's JSON writes it (its field order; no events, no links) */
+/**
+ * one span as the official exporter's JSON writes it (its field order), without the fields that
+ * hold OTLP's defaults (no dropped counts, no events, no links: proto3 JSON omits them, and every
+ * OTLP receiver reads them as absent); `start` and `end` are nanos() texts
+ */
 function span(
   traceId: string,
   spanId: string,
   parentId: string | undefined,
   name: string,
   kind: number,
-  start: number,
-  end: number,
+  start: string,
+  end: string,
   attributes: string,
   status: string,
   flags: number,
 ): string {
-  // as the SDK: an end before the start is a zero-length span
-  const to = Math.max(end, start)
-  return `{"traceId":"${traceId}","spanId":"${spanId}"${parentId ? `,"parentSpanId":"${parentId}"` : ''},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(start)}","endTimeUnixNano":"${nanos(to)}","attributes":[${attributes}],"droppedAttributesCount":0,"events":[],"droppedEventsCount":0,"status":${status},"links":[],"droppedLinksCount":0,"flags":${flags}}`
+  return `{"traceId":"${traceId}","spanId":"${spanId}"${parentId ? `,"parentSpanId":"${parentId}"` : ''},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${start}","endTimeUnixNano":"${end}","attributes":[${attributes}],"status":${status},"flags":${flags}}`
 }
 
 // the attributes whose values repeat across requests, each value's text made once
@@ -134,8 +144,8 @@ function requestAttributes(ctx: MeshContext, operation: string, provider: string
   return a
 }
 
-/** the request's spans, children first (as each was exported when it ended), to `out` */
-export function emitSpans(out: (span: string) => void, ctx: MeshContext, marks: Marks): void {
+/** the request's spans, children first (as each was exported when it ended), to `out` in one text */
+export function emitSpans(out: (spans: string, count: number) => void, ctx: MeshContext, marks: Marks): void {
   const parent = marks.parent
   // the parent-based sampler: an unsampled client trace records no span of ours
   if (parent && !(parent.traceFlags & 1)) return
@@ -151,49 +161,31 @@ export function emitSpans(out: (span: string) => void, ctx: MeshContext, marks: 
   // no client trace: the request span starts the trace the vendor was already told about
   const traceId = parent?.traceId ?? marks.upstream?.traceId ?? randomHex(16)
   const self = randomHex(8)
-  if (marks.cacheStart !== undefined)
-    out(
-      span(
-        traceId,
-        randomHex(8),
-        self,
-        'agentmesh.cache_lookup',
-        INTERNAL,
-        marks.cacheStart,
-        marks.cacheEnd ?? marks.routeAt ?? marks.end,
-        CACHE(ctx.cache.status),
-        UNSET,
-        LOCAL_PARENT,
-      ),
-    )
-  if (ctx.upstream && marks.routeAt !== undefined)
+  // each distinct time's text made once (the spans share their ends); as the SDK, an end before
+  // the start is a zero-length span
+  const { start, end, routeAt, cacheStart } = marks
+  const startN = nanos(start)
+  const endN = end > start ? nanos(end) : startN
+  const routeN = routeAt === undefined ? undefined : nanos(routeAt)
+  let text = ''
+  let count = 1
+  if (cacheStart !== undefined) {
+    const to = marks.cacheEnd ?? routeAt ?? end
+    const fromN = nanos(cacheStart)
+    const toN = !(to > cacheStart) ? fromN : to === routeAt ? routeN! : to === end ? endN : nanos(to)
+    text = `${span(traceId, randomHex(8), self, 'agentmesh.cache_lookup', INTERNAL, fromN, toN, CACHE(ctx.cache.status), UNSET, LOCAL_PARENT)},`
+    count++
+  }
+  if (ctx.upstream && routeAt !== undefined) {
     // the span id the vendor received as the parent in its traceparent
-    out(
-      span(
-        traceId,
-        marks.upstream?.spanId ?? randomHex(8),
-        self,
-        `${operation} ${ctx.route.model}`,
-        CLIENT,
-        marks.routeAt,
-        marks.end,
-        `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(ctx.route.model)},${num('http.response.status_code', ctx.upstream.status)}`,
-        UNSET,
-        LOCAL_PARENT,
-      ),
-    )
-  out(
-    span(
-      traceId,
-      self,
-      parent?.spanId,
-      `${operation} ${ctx.prompt?.model ?? ''}`.trim(),
-      SERVER,
-      marks.start,
-      marks.end,
-      requestAttributes(ctx, operation, provider, error),
-      status,
-      parent ? REMOTE_PARENT : LOCAL_PARENT,
-    ),
-  )
+    const attributes = `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(ctx.route.model)},${num('http.response.status_code', ctx.upstream.status)}`
+    const spanId = marks.upstream?.spanId ?? randomHex(8)
+    const toN = end > routeAt ? (end > start ? endN : nanos(end)) : routeN!
+    text += `${span(traceId, spanId, self, `${operation} ${ctx.route.model}`, CLIENT, routeN!, toN, attributes, UNSET, LOCAL_PARENT)},`
+    count++
+  }
+  const name = `${operation} ${ctx.prompt?.model ?? ''}`.trim()
+  const attributes = requestAttributes(ctx, operation, provider, error)
+  const flags = parent ? REMOTE_PARENT : LOCAL_PARENT
+  out(text + span(traceId, self, parent?.spanId, name, SERVER, startN, endN, attributes, status, flags), count)
 }
