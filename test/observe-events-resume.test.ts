@@ -72,6 +72,14 @@ describe('event stream: ids and resume', () => {
     const all = await readUntil(`${proxy.url}/agentmesh/events?lastEventId=0`, responses(3))
     expect(all[0]!.id).toBe(seen[0]!.id)
     expect(all.map((e) => e.id)).toEqual([...seen, ...resumed].map((e) => e.id))
+    // latencies go out to the microsecond, not performance.now()'s 17 digits
+    const timed = all.filter((e) => e.type === 'response' || e.type === 'llm_call')
+    expect(timed.length).toBeGreaterThanOrEqual(6)
+    for (const e of timed) {
+      const ms = (e.data as { latencyMs: number }).latencyMs
+      expect(ms).toBeGreaterThan(0)
+      expect(ms).toBe(Math.round(ms * 1000) / 1000)
+    }
     // a malformed id is ignored, not an error
     expect(
       (
