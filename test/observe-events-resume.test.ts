@@ -11,13 +11,13 @@ async function readUntil(
   url: string,
   enough: (events: Array<{ id: number; type: string }>) => boolean,
   headers: Record<string, string> = {},
-): Promise<Array<{ id: number; type: string }>> {
+): Promise<Array<{ id: number; type: string; data: unknown }>> {
   const ac = new AbortController()
   const res = await fetch(url, { headers, signal: ac.signal })
   const reader = res.body!.getReader()
   let text = ''
   const stop = setTimeout(() => ac.abort(), 10_000)
-  let events: Array<{ id: number; type: string }> = []
+  let events: Array<{ id: number; type: string; data: unknown }> = []
   try {
     while (!enough(events)) {
       const { value, done } = await reader.read()
