@@ -26,6 +26,9 @@ interface Series {
   tokens: [number, number, number, number]
   usd: number
   savedUsd: number
+  /** its vendor and model's latency histograms, found once (the series' labels name both) */
+  upstream?: Hist
+  ttft?: Hist
 }
 
 /** a histogram kept by hand: counts per bucket (cumulated at scrape), sum and count */
@@ -36,18 +39,16 @@ interface Hist {
   count: number
 }
 
-function observe(
-  map: Map<string, Hist>,
-  key: string,
-  labels: () => Record<string, string>,
-  buckets: number[],
-  v: number,
-) {
+function histOf(map: Map<string, Hist>, key: string, labels: () => Record<string, string>, buckets: number[]): Hist {
   let h = map.get(key)
   if (h === undefined) {
     h = { labels: labels(), counts: new Array(buckets.length).fill(0), sum: 0, count: 0 }
     map.set(key, h)
   }
+  return h
+}
+
+function add(h: Hist, buckets: number[], v: number) {
   let i = 0
   while (i < buckets.length && v > buckets[i]!) i++
   if (i < buckets.length) h.counts[i]!++
@@ -206,19 +207,25 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
     m.quota.set(team, q)
   }
   const up = ctx.upstream
-  const vm = () => ({ vendor, model })
   if (up) {
-    observe(m.hists.upstream, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS, up.latencyMs / 1000)
-    if (ctx.prompt.stream) observe(m.hists.ttft, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS, up.latencyMs / 1000)
-  }
-  if (!ctx.prompt?.stream)
-    observe(
-      m.hists.overhead,
-      ctx.cache.status,
-      () => ({ cache: ctx.cache.status }),
-      OVERHEAD_BUCKETS,
-      Math.max(0, now - ctx.startedAt - (up?.latencyMs ?? 0)) / 1000,
+    const vm = () => ({ vendor, model })
+    add(
+      (s.upstream ??= histOf(m.hists.upstream, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS)),
+      LATENCY_BUCKETS,
+      up.latencyMs / 1000,
     )
+    if (ctx.prompt.stream)
+      add(
+        (s.ttft ??= histOf(m.hists.ttft, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS)),
+        LATENCY_BUCKETS,
+        up.latencyMs / 1000,
+      )
+  }
+  if (!ctx.prompt?.stream) {
+    const cache = ctx.cache.status
+    const h = histOf(m.hists.overhead, cache, () => ({ cache }), OVERHEAD_BUCKETS)
+    add(h, OVERHEAD_BUCKETS, Math.max(0, now - ctx.startedAt - (up?.latencyMs ?? 0)) / 1000)
+  }
 }
 
 /**
