@@ -106,6 +106,18 @@ describe('otel export: batches over OTLP/HTTP', () => {
     expect(batcher.dropped).toBe(0)
   })
 
+  it("a request's spans pushed together never make a batch larger than maxBatch", async () => {
+    const c = await collector()
+    open.push(c)
+    const { batcher } = setup(c.url, { maxBatch: 4, delayMs: 200 })
+    // three requests of three spans each, as emitSpans writes them: 3 + 3 > 4, so one request a batch
+    for (let r = 0; r < 3; r++) batcher.push([0, 1, 2].map((k) => span(r * 3 + k)).join(','), 3)
+    await until(() => c.bodies.length === 3, 'three batches', 5000)
+    expect(c.bodies.map((b) => spansIn([b]).length)).toEqual([3, 3, 3])
+    expect(ids(spansIn(c.bodies))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    expect(batcher.exported).toBe(9)
+  })
+
   it('non-ASCII text arrives intact', async () => {
     const c = await collector()
     open.push(c)
