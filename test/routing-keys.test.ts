@@ -189,23 +189,26 @@ describe('a vendor with two keys, no fallbacks and no retries', () => {
     expect(JSON.stringify(await admin(rig.proxy, 'targets'))).not.toContain('sk-pool-key')
   })
 
-  it('a stream: the 429 is not relayed, the other key streams the whole answer', async () => {
-    a.behaviour.status = 429
-    const stream = await openaiClient(rig.proxy).chat.completions.create({
-      model: 'pool-model',
-      stream: true,
-      messages: [{ role: 'user', content: 'stream two keys' }],
-    })
-    let text = ''
-    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
-    expect(text).toBe('mock answer to: stream two keys')
-    expect(a.received).toHaveLength(1)
-    expect(c.received).toHaveLength(1)
-    expect(c.received[0]!.body.stream).toBe(true)
-    const seen = rig.seen.at(-1)!
-    expect(seen.attempts?.map((x) => x.status)).toEqual([429, 200])
-    expect(seen.usage.outputTokens).toBeGreaterThan(0)
-  })
+  it.each([429, 503])(
+    'a stream: a %s from one key is not relayed, the other key streams the whole answer',
+    async (status) => {
+      a.behaviour.status = status
+      const stream = await openaiClient(rig.proxy).chat.completions.create({
+        model: 'pool-model',
+        stream: true,
+        messages: [{ role: 'user', content: `stream past a ${status}` }],
+      })
+      let text = ''
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
+      expect(text).toBe(`mock answer to: stream past a ${status}`)
+      expect(a.received).toHaveLength(1)
+      expect(c.received).toHaveLength(1)
+      expect(c.received[0]!.body.stream).toBe(true)
+      const seen = rig.seen.at(-1)!
+      expect(seen.attempts?.map((x) => x.status)).toEqual([status, 200])
+      expect(seen.usage.outputTokens).toBeGreaterThan(0)
+    },
+  )
 
   it("every key answers 429: the vendor's own 429 reaches the client, each key called once", async () => {
     a.behaviour.status = 429
@@ -238,21 +241,6 @@ describe('a vendor with two keys, no fallbacks and no retries', () => {
     await expectBilledOnce(rig, seen, data.usage!)
     // one 500 is a failure counted, not a cooldown (3 within the window are)
     expect((await deployments(rig.proxy)).map((d) => d.state)).toEqual(['healthy', 'healthy'])
-  })
-
-  it('a stream: a 503 from one key is not relayed, the other key streams the whole answer', async () => {
-    a.behaviour.status = 503
-    const stream = await openaiClient(rig.proxy).chat.completions.create({
-      model: 'pool-model',
-      stream: true,
-      messages: [{ role: 'user', content: 'stream past a 503' }],
-    })
-    let text = ''
-    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
-    expect(text).toBe('mock answer to: stream past a 503')
-    expect(a.received).toHaveLength(1)
-    expect(c.received).toHaveLength(1)
-    expect(rig.seen.at(-1)!.attempts?.map((x) => x.status)).toEqual([503, 200])
   })
 
   it("every key answers 500: the vendor's own 500 reaches the client, each key called once", async () => {
