@@ -237,8 +237,7 @@ function lastEventId(request: Request, url: URL): number | undefined {
 function groupOf(url: URL, visible: Visible | undefined): { key: string; accepts: Group['accepts'] } {
   const list = url.searchParams.get('types')?.split(',').filter(Boolean)
   const types = list && new Set(list)
-  const who =
-    visible === undefined ? '*' : visible[TEAM] !== undefined ? `team:${visible[TEAM]}` : `own:${++ownGroups}`
+  const who = visible === undefined ? '*' : visible[TEAM] !== undefined ? `team:${visible[TEAM]}` : `own:${++ownGroups}`
   const key = `${who}\n${types ? [...types].sort().join(',') : '*'}`
   if (!visible && !types) return { key, accepts: undefined }
   // the team filter sees every event (it learns the team's request ids from `request`)
