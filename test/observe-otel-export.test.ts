@@ -11,6 +11,7 @@ import { envelope, OtlpHttp, parseHeaderList } from '../plugins/otel/otlp.ts'
 import OpenAI from 'openai'
 import { otel } from '../plugins/otel/index.ts'
 import { clearVendorEnv, startMockAndProxy, until } from './helpers/core-harness.ts'
+import { otlpReceiver } from './helpers/otlp-receiver.ts'
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
 
@@ -195,20 +196,9 @@ describe('otel export: batches over OTLP/HTTP', () => {
 
   it('a proxy shutting down sends the spans and metrics it holds, without waiting for the delays', async () => {
     clearVendorEnv()
-    const got: Array<{ path: string; body: any }> = []
-    const server = createServer((req, res) => {
-      let raw = ''
-      req.on('data', (d) => {
-        raw += d
-      })
-      req.on('end', () => {
-        got.push({ path: req.url ?? '', body: JSON.parse(raw) })
-        res.writeHead(200).end('{}')
-      })
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-    open.push({ close: () => new Promise<void>((done) => server.close(() => done())) })
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const rx = await otlpReceiver()
+    open.push(rx)
+    const { got, url } = rx
     const { mock, proxy } = await startMockAndProxy({
       config: { plugins: [otel({ endpoint: url, batchDelayMs: 60_000, metricsIntervalMs: 60_000 })] },
     })
@@ -232,21 +222,9 @@ describe('otel export: batches over OTLP/HTTP', () => {
     })
     expect(() => parseHeaderList('novalue', 'env')).toThrow(/key=value/)
     expect(() => otel({ endpoint: 'http://127.0.0.1:1', headers: { 'x-a': 'line\nbreak' } })).toThrow(/line breaks/)
-    const seen: Array<{ path: string; auth?: string; tenant?: string }> = []
-    const server = createServer((req, res) => {
-      req.resume()
-      req.on('end', () => {
-        seen.push({
-          path: req.url ?? '',
-          auth: req.headers.authorization,
-          tenant: req.headers['x-tenant'] as string | undefined,
-        })
-        res.writeHead(200).end('{}')
-      })
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-    open.push({ close: () => new Promise<void>((done) => server.close(() => done())) })
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const rx = await otlpReceiver()
+    open.push(rx)
+    const url = rx.url
     const saved = { ...process.env }
     process.env.OTEL_EXPORTER_OTLP_HEADERS = 'x-tenant=from-env'
     process.env.OTEL_EXPORTER_OTLP_METRICS_HEADERS = 'x-tenant=metrics-only'
@@ -266,9 +244,10 @@ describe('otel export: batches over OTLP/HTTP', () => {
     } finally {
       process.env = saved
     }
+    const seen = rx.got
     expect(seen.map((x) => x.path).sort()).toEqual(['/v1/metrics', '/v1/traces'])
-    for (const x of seen) expect(x.auth).toBe('Bearer sekrit-collector-token')
-    expect(seen.find((x) => x.path === '/v1/traces')!.tenant).toBeUndefined()
-    expect(seen.find((x) => x.path === '/v1/metrics')!.tenant).toBe('metrics-only')
+    for (const x of seen) expect(x.headers.authorization).toBe('Bearer sekrit-collector-token')
+    expect(seen.find((x) => x.path === '/v1/traces')!.headers['x-tenant']).toBeUndefined()
+    expect(seen.find((x) => x.path === '/v1/metrics')!.headers['x-tenant']).toBe('metrics-only')
   })
 })

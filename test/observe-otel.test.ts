@@ -2,38 +2,13 @@
 // JSON encoding): one request span with the GenAI attributes and agentmesh.*, children for the
 // cache lookup and the upstream call, the client's traceparent as parent (and passed upstream),
 // and the gen_ai.client.* metrics.
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exactCache } from '../plugins/exact-cache/index.ts'
 import { otel } from '../plugins/otel/index.ts'
 import { clearVendorEnv, startMockAndProxy, until, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
-
-interface Received {
-  path: string
-  body: any
-}
-
-function receiver(): Promise<{ url: string; got: Received[]; server: Server }> {
-  const got: Received[] = []
-  const server = createServer((req, res) => {
-    let raw = ''
-    req.on('data', (d) => {
-      raw += d
-    })
-    req.on('end', () => {
-      got.push({ path: req.url ?? '', body: JSON.parse(raw) })
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-    })
-  })
-  return new Promise((r) =>
-    server.listen(0, '127.0.0.1', () =>
-      r({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, got, server }),
-    ),
-  )
-}
+import { otlpReceiver, type OtlpReceiver, type Received } from './helpers/otlp-receiver.ts'
 
 const spansOf = (got: Received[]) =>
   got
@@ -53,10 +28,10 @@ const nanosNow = () => BigInt(Date.now()) * 1_000_000n
 describe('otel: traces and metrics over OTLP/HTTP', () => {
   let mock: MockUpstream
   let proxy: Proxy
-  let rx: Awaited<ReturnType<typeof receiver>>
+  let rx: OtlpReceiver
   beforeAll(async () => {
     clearVendorEnv()
-    rx = await receiver()
+    rx = await otlpReceiver()
     ;({ mock, proxy } = await startMockAndProxy({
       config: { plugins: [otel({ endpoint: rx.url, batchDelayMs: 100, metricsIntervalMs: 300 }), exactCache()] },
     }))

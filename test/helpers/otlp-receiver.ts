@@ -1,0 +1,50 @@
+// A local OTLP/HTTP collector for the otel tests: records each export's path, headers and decoded
+// JSON body, and answers 200 (or what `answer` says).
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export interface Received {
+  path: string
+  headers: IncomingHttpHeaders
+  body: any
+}
+
+export interface OtlpReceiver {
+  url: string
+  got: Received[]
+  server: Server
+  close(): Promise<void>
+}
+
+export function otlpReceiver(
+  answer: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) =>
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
+): Promise<OtlpReceiver> {
+  const got: Received[] = []
+  const server = createServer((req, res) => {
+    let raw = ''
+    req.on('data', (d) => {
+      raw += d
+    })
+    req.on('end', () => {
+      got.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(raw) })
+      answer(req, res)
+    })
+  })
+  return new Promise((r) =>
+    server.listen(0, '127.0.0.1', () =>
+      r({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        got,
+        server,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      }),
+    ),
+  )
+}
