@@ -10,7 +10,6 @@ import {
   defaultRoute,
   forwardResponsesState,
   handleLlmRequest,
-  parseBody,
   parseBodySliced,
   requestIdentity,
   vendorTokenCount,
@@ -136,7 +135,7 @@ async function countTokens(
   try {
     // reading, parsing and counting a large body: each in a turn of its own (as in llmCall)
     if (body.length > LARGE_BODY_CHARS) await nextTurn()
-    const parsed = (body.length > LARGE_BODY_CHARS ? await parseBodySliced(body) : parseBody(body)) as any
+    const parsed = (await parseBodySliced(body)) as any
     if (body.length > LARGE_BODY_CHARS) await nextTurn()
     const prompt = adapter.parse(adapter.countTokens!.request(parsed), { pathModel })
     const model = headerSafe(prompt.model)

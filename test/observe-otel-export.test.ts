@@ -3,8 +3,7 @@
 // delay or at shutdown; a collector that is down or hangs costs one attempt per batch (no retries),
 // is logged once per outage, and what it did not take is counted as dropped; past the queue bound
 // the oldest spans go.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SpanBatcher } from '../plugins/otel/batch.ts'
 import { envelope, OtlpHttp, parseHeaderList } from '../plugins/otel/otlp.ts'
@@ -13,42 +12,22 @@ import { otel } from '../plugins/otel/index.ts'
 import { clearVendorEnv, startMockAndProxy, until } from './helpers/core-harness.ts'
 import { otlpReceiver } from './helpers/otlp-receiver.ts'
 
-type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
 
-interface Collector {
-  url: string
-  port: number
-  bodies: any[]
-  server: Server
-  close(): Promise<void>
-}
-
-function collector(handle: Handler = (_q, res) => res.writeHead(200).end('{}'), port = 0): Promise<Collector> {
-  const bodies: any[] = []
-  const server = createServer((req, res) => {
-    let raw = ''
-    req.on('data', (d) => {
-      raw += d
-    })
-    req.on('end', () => {
-      expect(req.headers['content-type']).toBe('application/json')
-      expect(req.url).toBe('/v1/traces')
-      bodies.push(JSON.parse(raw))
-      handle(req, res, raw)
-    })
-  })
-  return new Promise((r) =>
-    server.listen(port, '127.0.0.1', () => {
-      const p = (server.address() as AddressInfo).port
-      r({
-        url: `http://127.0.0.1:${p}`,
-        port: p,
-        bodies,
-        server,
-        close: () => new Promise<void>((done) => server.close(() => done())),
-      })
-    }),
-  )
+/** the shared receiver, for the traces path only, with the decoded bodies in arrival order */
+async function collector(handle: Handler = (_q, res) => res.writeHead(200).end('{}'), port = 0) {
+  const rx = await otlpReceiver((req, res) => {
+    expect(req.headers['content-type']).toBe('application/json')
+    expect(req.url).toBe('/v1/traces')
+    handle(req, res)
+  }, port)
+  return {
+    ...rx,
+    port: Number(new URL(rx.url).port),
+    get bodies() {
+      return rx.got.map((g) => g.body)
+    },
+  }
 }
 
 interface Logged {

@@ -1,5 +1,5 @@
 // A local OTLP/HTTP collector for the otel tests: records each export's path, headers and decoded
-// JSON body, and answers 200 (or what `answer` says).
+// JSON body, and answers 200 (or what `answer` says); on a given port to come back where it was.
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -25,6 +25,7 @@ export interface OtlpReceiver {
 export function otlpReceiver(
   answer: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) =>
     res.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
+  port = 0,
 ): Promise<OtlpReceiver> {
   const got: Received[] = []
   const server = createServer((req, res) => {
@@ -38,7 +39,7 @@ export function otlpReceiver(
     })
   })
   return new Promise((r) =>
-    server.listen(0, '127.0.0.1', () =>
+    server.listen(port, '127.0.0.1', () =>
       r({
         url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
         got,
