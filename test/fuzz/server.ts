@@ -12,11 +12,14 @@ import type { Plugin } from '../../core/types.ts'
 import { exactCache } from '../../plugins/exact-cache/index.ts'
 import { quota } from '../../plugins/quota/index.ts'
 import { demo } from '../../plugins/vendors/demo.ts'
+import { stallProbe } from './probe.ts'
 import { sendReady, serveStats } from './stats.ts'
 
 /** What both proxies share: a small team budget so 429s occur, and caps that bound the caches. */
 export function fuzzFeatures(): Plugin[] {
   return [
+    // the stall oracle's own test makes the proxy stall on request
+    ...(process.env.FUZZ_STALL_PROBE === '1' ? [stallProbe()] : []),
     // 'tiny' runs out after a few requests; every other team is unlimited
     quota({ limits: { teams: { tiny: { tokensPerDay: 3000 } } } }),
     // capped so the memory bound can be tight: 2 MB of cached answers at most

@@ -1,0 +1,64 @@
+// The fuzzer's stall oracle judged on the proxy's own work: the CPU it spent in its longest
+// event-loop block. A child whose plugin busy-waits 200 ms in one go is a stall (confirmed by the
+// replay); one that sleeps asynchronously is not; nor is one the OS stopped for 300 ms while it did
+// 200 ms of work in short slices (the earlier oracle, delay over 100 ms and 100 ms of CPU in the
+// case, counted that one). The plugin is test/fuzz/probe.ts, loaded with FUZZ_STALL_PROBE=1.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { seedCase, type FuzzCase } from './fuzz/cases.ts'
+import { Fuzzer, stallOf } from './fuzz/fuzzer.ts'
+import { SEEDS } from './fuzz/seeds.ts'
+
+const plain = SEEDS.find((s) => s.name === 'openai.plain')!
+let next = 0
+/** a plain chat request to the solo proxy (the mock upstream answers it) with the probe's headers */
+function probeCase(headers: Array<[string, string]>): FuzzCase {
+  const c = seedCase(plain, 'mock')
+  // a team of its own each time: no exact-cache hit skips the plugin
+  const base = c.headers.filter(([k]) => k !== 'x-agentmesh-team')
+  return { ...c, index: next++, headers: [...base, ['x-agentmesh-team', `probe-${next}`], ...headers] }
+}
+
+const stallKinds = (fz: Fuzzer) => [...fz.failures.values()].filter((f) => f.kind.includes('event-loop stall'))
+
+describe('stall oracle', () => {
+  let fz: Fuzzer
+  beforeAll(async () => {
+    fz = new Fuzzer({ seed: 0, childEnv: { FUZZ_STALL_PROBE: '1' } })
+    await fz.start()
+  }, 120_000)
+  afterAll(() => fz?.stop())
+
+  it('counts the CPU of the longest block, with both figures in the detail', () => {
+    expect(stallOf({ elMaxMs: 900, blockCpuMs: 20 }, 100)).toBeUndefined()
+    expect(stallOf({ elMaxMs: 90, blockCpuMs: 90 }, 100)).toBeUndefined()
+    expect(stallOf({ elMaxMs: 260, blockCpuMs: 210 }, 100)).toBe('longest block 260 ms, 210 ms of CPU in it')
+  })
+
+  it('an asynchronous 200 ms sleep is not a stall', async () => {
+    expect(await fz.step(probeCase([['x-fuzz-sleep-ms', '200']]))).toBe(true)
+    expect(stallKinds(fz)).toEqual([])
+  }, 60_000)
+
+  it('200 ms of work in 10 ms slices while the OS stops the process for 300 ms is not a stall', async () => {
+    const c = probeCase([
+      ['x-fuzz-descheduled-ms', '300'],
+      ['x-fuzz-busy-ms', '10'],
+      ['x-fuzz-slices', '20'],
+    ])
+    expect(await fz.step(c)).toBe(true)
+    expect(stallKinds(fz)).toEqual([])
+  }, 60_000)
+
+  it('a 200 ms busy wait in one go is a stall, confirmed by replaying it alone, with both figures', async () => {
+    expect(await fz.step(probeCase([['x-fuzz-busy-ms', '200']]))).toBe(true)
+    const [stall, ...more] = stallKinds(fz)
+    expect(more).toEqual([])
+    expect(stall!.kind).toBe('event-loop stall over 100 ms on a small request')
+    expect(stall!.confirmed).toBe(true)
+    const [, delay, cpu] = /^longest block (\d+) ms, (\d+) ms of CPU in it$/.exec(stall!.detail)!.map(Number)
+    expect(cpu).toBeGreaterThan(100)
+    expect(delay).toBeGreaterThanOrEqual(cpu! - 20)
+    expect(fz.stalls.map((s) => s.blockCpuMs)).toEqual([expect.any(Number)])
+    expect(fz.stalls[0]!.blockCpuMs).toBeGreaterThan(100)
+  }, 60_000)
+})
