@@ -1,12 +1,14 @@
-// The otel plugin's own OTLP/HTTP export (plugins/otel/batch.ts, otlp.ts) against real local HTTP
-// collectors: batches of at most maxBatch spans in the OTLP envelope, the partial one after the
-// delay or at shutdown; a collector that is down or hangs costs one attempt per batch (no retries),
-// is logged once per outage, and what it did not take is counted as dropped; past the queue bound
-// the oldest spans go.
+// The otel plugin's export (plugins/otel/batch.ts, export.ts: the plugin's batches through the
+// official OTLP/HTTP export delegate, metrics through the official OTLPMetricExporter) against real
+// local HTTP collectors: batches of at most maxBatch spans in the OTLP envelope, the partial one
+// after the delay or at shutdown; 429/502/503/504 and network errors retried as the SDK retries
+// them, within the timeout; an outage logged once, and what the collector did not take counted as
+// dropped; past the queue bound the oldest spans go; the OTEL_EXPORTER_OTLP_* environment.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SpanBatcher } from '../plugins/otel/batch.ts'
-import { envelope, OtlpHttp, parseHeaderList } from '../plugins/otel/otlp.ts'
+import { Health, TraceExport } from '../plugins/otel/export.ts'
+import { envelope } from '../plugins/otel/otlp.ts'
 import OpenAI from 'openai'
 import { otel } from '../plugins/otel/index.ts'
 import { clearVendorEnv, startMockAndProxy, until } from './helpers/core-harness.ts'
@@ -52,15 +54,20 @@ afterEach(async () => {
 function setup(url: string, o: { delayMs?: number; maxBatch?: number; maxQueue?: number; timeoutMs?: number }) {
   const logs: Logged[] = []
   const log = logger(logs)
-  const http = new OtlpHttp(url, { timeoutMs: o.timeoutMs ?? 5000, maxInFlight: 1 }, log)
+  const health = new Health(log)
+  const http = new TraceExport(
+    `${url}/v1/traces`,
+    { endpoint: url, timeoutMs: o.timeoutMs ?? 5000, maxInFlight: 1 },
+    health,
+  )
   const batcher = new SpanBatcher(
     http,
-    envelope('svc-test').traces,
+    envelope('svc-test'),
     { delayMs: o.delayMs ?? 60_000, maxBatch: o.maxBatch ?? 4, maxQueue: o.maxQueue ?? 100 },
     log,
   )
   open.push(http)
-  return { http, batcher, logs }
+  return { http, health, batcher, logs }
 }
 
 describe('otel export: batches over OTLP/HTTP', () => {
@@ -109,15 +116,16 @@ describe('otel export: batches over OTLP/HTTP', () => {
     expect(spansIn(c.bodies).map((s) => s.name)).toEqual(['équipe 日本 "q"', '🦊'])
   })
 
-  it('a collector that is down: one attempt per batch, dropped and counted, logged once, and once when back', async () => {
+  it('a collector that is down: dropped and counted when the timeout leaves no retry, logged once, and once when back', async () => {
     // a port that was free a moment ago: nothing listens there until the collector "comes back"
     const probe = await collector()
     const port = probe.port
     await probe.close()
-    const { batcher, http, logs } = setup(`http://127.0.0.1:${port}`, { maxBatch: 2 })
+    // 500 ms: the SDK's first backoff (1 s ± 20%) does not fit, so one attempt per batch
+    const { batcher, health, logs } = setup(`http://127.0.0.1:${port}`, { maxBatch: 2, timeoutMs: 500 })
     for (let i = 0; i < 6; i++) batcher.push(span(i))
     await until(() => batcher.dropped === 6, 'three failed batches', 5000)
-    expect(http.failures).toBe(3)
+    expect(health.failures).toBe(3)
     expect(logs.filter((l) => l.level === 'warn')).toHaveLength(1)
     const c = await collector(undefined, port)
     open.push(c)
@@ -128,18 +136,55 @@ describe('otel export: batches over OTLP/HTTP', () => {
     expect(logs.filter((l) => l.level === 'warn')).toHaveLength(1)
   })
 
-  it('a collector that answers 503 is not retried: the batch is dropped', async () => {
+  it('503 and 429 are retried as the SDK retries them (Retry-After honoured): the batch arrives once taken', async () => {
     let requests = 0
     const c = await collector((_q, res) => {
       requests++
-      res.writeHead(503).end()
+      // Retry-After: 0 is "now" to the SDK: the test does not wait for its backoff
+      if (requests === 1) res.writeHead(503, { 'retry-after': '0' }).end()
+      else if (requests === 2) res.writeHead(429, { 'retry-after': '0' }).end()
+      else res.writeHead(200).end('{}')
     })
     open.push(c)
-    const { batcher } = setup(c.url, { maxBatch: 3 })
+    const { batcher, health, logs } = setup(c.url, { maxBatch: 3 })
+    for (let i = 0; i < 3; i++) batcher.push(span(i))
+    await until(() => batcher.exported === 3, 'the batch, on the third attempt', 5000)
+    expect(requests).toBe(3)
+    // the same body each time
+    expect(c.bodies.map((b) => ids(spansIn([b])))).toEqual([
+      [0, 1, 2],
+      [0, 1, 2],
+      [0, 1, 2],
+    ])
+    expect(batcher.dropped).toBe(0)
+    expect(health.failures).toBe(0)
+    expect(logs).toHaveLength(0)
+  })
+
+  it('a collector that keeps answering 503 gets the SDK’s 5 retries, then the batch is dropped; a 400 is not retried', async () => {
+    let requests = 0
+    const c = await collector((_q, res) => {
+      requests++
+      res.writeHead(503, { 'retry-after': '0' }).end()
+    })
+    open.push(c)
+    const { batcher, health } = setup(c.url, { maxBatch: 3 })
     for (let i = 0; i < 3; i++) batcher.push(span(i))
     await until(() => batcher.dropped === 3, 'the dropped batch', 5000)
+    expect(requests).toBe(6)
+    expect(health.failures).toBe(1)
+
+    let bad = 0
+    const c400 = await collector((_q, res) => {
+      bad++
+      res.writeHead(400).end('{}')
+    })
+    open.push(c400)
+    const s400 = setup(c400.url, { maxBatch: 3 })
+    for (let i = 0; i < 3; i++) s400.batcher.push(span(i))
+    await until(() => s400.batcher.dropped === 3, 'the refused batch', 5000)
     await new Promise((r) => setTimeout(r, 200))
-    expect(requests).toBe(1)
+    expect(bad).toBe(1)
   })
 
   it('a collector that hangs: the export times out; past the queue bound the oldest spans are dropped', async () => {
@@ -150,12 +195,13 @@ describe('otel export: batches over OTLP/HTTP', () => {
       else res.writeHead(200).end('{}')
     })
     open.push(c)
-    const { batcher, http, logs } = setup(c.url, { maxBatch: 2, maxQueue: 4, timeoutMs: 300 })
+    // 300 ms: a timed-out attempt leaves no room for the SDK's first backoff (1 s ± 20%)
+    const { batcher, health, logs } = setup(c.url, { maxBatch: 2, maxQueue: 4, timeoutMs: 300 })
     // batch [0,1] goes out and hangs (one connection); [2,3] [4,5] [6,7] wait: 6 > 4, so [2,3] goes
     for (let i = 0; i < 8; i++) batcher.push(span(i))
     expect(batcher.dropped).toBe(2)
     expect(logs.some((l) => l.level === 'warn' && l.msg.includes('oldest'))).toBe(true)
-    await until(() => http.failures >= 1, 'the timeout', 5000)
+    await until(() => health.failures >= 1, 'the timeout', 5000)
     await until(() => batcher.exported === 4, 'the waiting batches', 5000)
     // the hung batch [0,1] was dropped, [2,3] never sent; the newest arrived
     expect(ids(spansIn(c.bodies)).slice(-4)).toEqual([4, 5, 6, 7])
@@ -194,39 +240,94 @@ describe('otel export: batches over OTLP/HTTP', () => {
     expect(spansIn(got.filter((g) => g.path === '/v1/traces').map((g) => g.body))).toHaveLength(3)
   })
 
-  it("a collector's headers (option or OTEL_EXPORTER_OTLP_HEADERS) go with every export and are never shown", async () => {
-    expect(parseHeaderList('Authorization=Bearer%20abc , x-tenant=t1', 'env')).toEqual({
-      authorization: 'Bearer abc',
-      'x-tenant': 't1',
-    })
-    expect(() => parseHeaderList('novalue', 'env')).toThrow(/key=value/)
+  it("a collector's headers (option over OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS) go with every export, never shown", async () => {
     expect(() => otel({ endpoint: 'http://127.0.0.1:1', headers: { 'x-a': 'line\nbreak' } })).toThrow(/line breaks/)
     const rx = await otlpReceiver()
     open.push(rx)
-    const url = rx.url
     const saved = { ...process.env }
-    process.env.OTEL_EXPORTER_OTLP_HEADERS = 'x-tenant=from-env'
+    process.env.OTEL_EXPORTER_OTLP_HEADERS = 'x-tenant=from-env,authorization=Bearer%20env-token,x-space=a%20b'
     process.env.OTEL_EXPORTER_OTLP_METRICS_HEADERS = 'x-tenant=metrics-only'
     try {
-      // the option replaces the generic env list; the per-signal env adds to it
-      const plugin = otel({ endpoint: url, headers: { authorization: 'Bearer sekrit-collector-token' } })
+      // as the official exporters merge them: the option's over the env's, the per-signal env's
+      // over the generic one
+      const plugin = otel({ endpoint: rx.url, headers: { authorization: 'Bearer sekrit-collector-token' } })
       expect(JSON.stringify(plugin.options)).not.toContain('sekrit')
-      const { mock, proxy } = await startMockAndProxy({ config: { plugins: [plugin] } })
-      open.push(mock)
-      const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-x', maxRetries: 0 })
-      await c.chat.completions.create({
-        model: 'gpt-4o-mini',
-        max_tokens: 5,
-        messages: [{ role: 'user', content: 'hi' }],
-      })
-      await proxy.close()
+      await oneRequest(plugin)
     } finally {
       process.env = saved
     }
     const seen = rx.got
     expect(seen.map((x) => x.path).sort()).toEqual(['/v1/metrics', '/v1/traces'])
-    for (const x of seen) expect(x.headers.authorization).toBe('Bearer sekrit-collector-token')
-    expect(seen.find((x) => x.path === '/v1/traces')!.headers['x-tenant']).toBeUndefined()
+    for (const x of seen) {
+      expect(x.headers.authorization).toBe('Bearer sekrit-collector-token')
+      expect(x.headers['x-space']).toBe('a b')
+    }
+    expect(seen.find((x) => x.path === '/v1/traces')!.headers['x-tenant']).toBe('from-env')
     expect(seen.find((x) => x.path === '/v1/metrics')!.headers['x-tenant']).toBe('metrics-only')
   })
+
+  it('a header from the environment that Node cannot send fails the start', async () => {
+    const saved = { ...process.env }
+    process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS = 'x-a=line%0Abreak'
+    try {
+      const plugin = otel({ endpoint: 'http://127.0.0.1:9' })
+      await expect(startMockAndProxy({ config: { plugins: [plugin] } })).rejects.toThrow(/line breaks/)
+    } finally {
+      process.env = saved
+    }
+  })
+
+  it('per-signal endpoints and gzip from the environment (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, _METRICS_ENDPOINT, _COMPRESSION)', async () => {
+    const traces = await otlpReceiver()
+    const metrics = await otlpReceiver()
+    open.push(traces, metrics)
+    const saved = { ...process.env }
+    process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${traces.url}/custom/traces`
+    process.env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = `${metrics.url}/m`
+    process.env.OTEL_EXPORTER_OTLP_COMPRESSION = 'gzip'
+    process.env.OTEL_EXPORTER_OTLP_TIMEOUT = '3000'
+    try {
+      // no endpoint option: the per-signal ones switch the plugin on, each used as it is
+      await oneRequest(otel({ batchDelayMs: 60_000, metricsIntervalMs: 60_000 }))
+    } finally {
+      process.env = saved
+    }
+    expect(traces.got.map((g) => g.path)).toEqual(['/custom/traces'])
+    expect(metrics.got.map((g) => g.path)).toEqual(['/m'])
+    for (const g of [...traces.got, ...metrics.got]) expect(g.headers['content-encoding']).toBe('gzip')
+    // the receiver gunzipped and decoded them
+    expect(spansIn(traces.got.map((g) => g.body))).toHaveLength(3)
+    expect(metrics.got[0]!.body.resourceMetrics[0].scopeMetrics[0].metrics.map((m: any) => m.name)).toEqual([
+      'gen_ai.client.token.usage',
+      'gen_ai.client.operation.duration',
+    ])
+  })
+
+  it('only the signal that has an endpoint is exported', async () => {
+    const traces = await otlpReceiver()
+    open.push(traces)
+    const saved = { ...process.env }
+    process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${traces.url}/v1/traces`
+    try {
+      await oneRequest(otel({ batchDelayMs: 60_000, metricsIntervalMs: 60_000 }))
+    } finally {
+      process.env = saved
+    }
+    // no metrics export went to the SDK's default (localhost:4318) or anywhere else
+    expect(traces.got.map((g) => g.path)).toEqual(['/v1/traces'])
+  })
 })
+
+/** one chat call through a proxy with `plugin`, then the proxy's shutdown (which sends what it holds) */
+async function oneRequest(plugin: ReturnType<typeof otel>) {
+  clearVendorEnv()
+  const { mock, proxy } = await startMockAndProxy({ config: { plugins: [plugin] } })
+  open.push(mock)
+  const c = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-x', maxRetries: 0 })
+  await c.chat.completions.create({
+    model: 'gpt-4o-mini',
+    max_tokens: 5,
+    messages: [{ role: 'user', content: 'hi' }],
+  })
+  await proxy.close()
+}

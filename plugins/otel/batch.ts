@@ -7,7 +7,7 @@
 // string. Keeping the texts and joining them per batch cost three times as much as writing them
 // (V8 builds the joined string of many small ropes slowly: about 4 µs per span, measured).
 import type { Logger } from '../../core/types.ts'
-import type { OtlpHttp } from './otlp.ts'
+import type { EncodedBatch, TraceExport } from './export.ts'
 
 export interface BatchOptions {
   delayMs: number
@@ -21,12 +21,7 @@ export interface Envelope {
   tail: string
 }
 
-interface Batch {
-  body: Buffer
-  /** bytes written */
-  size: number
-  spans: number
-}
+type Batch = EncodedBatch
 
 // a batch's body: 512 spans of ~800 bytes fit; a batch whose spans are larger is sent early
 const BODY_BYTES = 1 << 20
@@ -48,7 +43,7 @@ export class SpanBatcher {
   readonly #head: Buffer
   readonly #tail: Buffer
   constructor(
-    private readonly http: OtlpHttp,
+    private readonly http: TraceExport,
     envelope: Envelope,
     private readonly o: BatchOptions,
     private readonly log: () => Logger | undefined,
@@ -115,10 +110,10 @@ export class SpanBatcher {
   #send() {
     while (!this.http.busy && this.#full.length > 0) {
       const b = this.#full.shift()!
-      void this.http.post('/v1/traces', b.body.subarray(0, b.size), `${b.spans} spans`).then((ok) => {
+      void this.http.send(b).then((ok) => {
         if (ok) this.exported += b.spans
         else this.dropped += b.spans
-        // the request has been written and answered: its body can be written over
+        // the request has been written and answered (retries included): its body can be written over
         if (this.#spare.length < SPARE) this.#spare.push(b.body)
         // what waited for a free connection goes now
         this.#send()

@@ -1,18 +1,26 @@
-// The two GenAI client histograms, aggregated here and exported as OTLP/JSON on the interval,
-// instead of through @opentelemetry/sdk-metrics: the SDK hashes the attribute object on every
-// record() (sorting its keys and stringifying them) to find the series, about 18% of the plugin's
-// added CPU in bench:proxy (3 records per request). Here a request finds its series with one Map
-// lookup by a key it builds from four strings, and each series' attributes are encoded once.
-// What is exported is what the SDK exported with its defaults: explicit-bucket histograms with the
-// default boundaries, min and max, cumulative temporality, each series starting when it was first
-// recorded, the times in milliseconds; past the cardinality limit, one series marked
-// otel.metric.overflow.
+// The two GenAI client histograms, aggregated here and handed to the official OTLPMetricExporter as
+// the SDK's ResourceMetrics on each interval, instead of recorded through @opentelemetry/sdk-metrics'
+// instruments: the SDK hashes the attribute object on every record() (sorting its keys and
+// stringifying them) to find the series, about 18% of the plugin's added CPU in bench:proxy (3
+// records per request). Here a request finds its series with one Map lookup by a key it builds from
+// four strings, and each series' attribute object is made once. What is exported is what the SDK
+// exported with its defaults: explicit-bucket histograms with the default boundaries, min and max,
+// cumulative temporality, each series starting when it was first recorded, the times in
+// milliseconds; past the cardinality limit, one series marked otel.metric.overflow.
+import { type Attributes, ValueType } from '@opentelemetry/api'
+import type { Resource } from '@opentelemetry/resources'
+import {
+  AggregationTemporality,
+  DataPointType,
+  type DataPoint,
+  type Histogram,
+  type MetricData,
+  type ResourceMetrics,
+} from '@opentelemetry/sdk-metrics'
 import type { MeshContext } from '../../core/types.ts'
-import { msNanos, str } from './otlp.ts'
 
 // the SDK's default explicit bucket boundaries (no advice was given to its instruments)
 const BOUNDS = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]
-const BOUNDS_JSON = `[${BOUNDS.join(',')}]`
 // attribute sets kept: the request model is the client's to name, so beyond this every new set
 // folds into one overflow series (the SDK's default limit is 2000 series per instrument: 2 per set)
 const MAX_SETS = 1000
@@ -37,14 +45,30 @@ class Hist {
     if (v > this.max) this.max = v
   }
 
-  point(attributes: string, now: string): string {
-    return `{"attributes":[${attributes}],"bucketCounts":[${this.counts.join(',')}],"explicitBounds":${BOUNDS_JSON},"count":${this.count},"sum":${this.sum},"min":${this.min},"max":${this.max},"startTimeUnixNano":"${msNanos(this.start)}","timeUnixNano":"${now}"}`
+  point(attributes: Attributes, now: [number, number]): DataPoint<Histogram> {
+    return {
+      attributes,
+      startTime: hrTime(this.start),
+      endTime: now,
+      value: {
+        buckets: { boundaries: BOUNDS, counts: [...this.counts] },
+        count: this.count,
+        sum: this.sum,
+        min: this.min,
+        max: this.max,
+      },
+    }
   }
 }
 
-/** one attribute set's series: its encoded attributes, with and without each token type */
+/** an epoch millisecond time (Date.now()) as the SDK's [seconds, nanoseconds] */
+const hrTime = (ms: number): [number, number] => [Math.trunc(ms / 1000), (ms % 1000) * 1e6]
+
+/** one attribute set's series: its attributes, and each token type's with gen_ai.token.type */
 interface Series {
-  attrs: string
+  attrs: Attributes
+  inputAttrs?: Attributes
+  outputAttrs?: Attributes
   duration?: Hist
   input?: Hist
   output?: Hist
@@ -54,11 +78,16 @@ export class GenAiHistograms {
   readonly #sets = new Map<string, Series>()
   #overflow: Series | undefined
 
-  #series(key: string, attrs: () => string): Series {
+  constructor(
+    private readonly resource: Resource,
+    private readonly scope = { name: 'agentmesh', version: '' },
+  ) {}
+
+  #series(key: string, attrs: () => Attributes): Series {
     let s = this.#sets.get(key)
     if (s !== undefined) return s
     if (this.#sets.size >= MAX_SETS) {
-      this.#overflow ??= { attrs: `{"key":"otel.metric.overflow","value":{"boolValue":true}}` }
+      this.#overflow ??= { attrs: { 'otel.metric.overflow': true } }
       return this.#overflow
     }
     s = { attrs: attrs() }
@@ -73,14 +102,21 @@ export class GenAiHistograms {
     const requested = ctx.prompt?.model ?? ''
     const answered = ctx.answer?.model
     const base = `${operation}\u0000${vendor}\u0000${requested}\u0000${answered ?? ''}`
-    const attrs = () =>
-      `${str('gen_ai.operation.name', operation)},${str('gen_ai.provider.name', vendor)},${str('gen_ai.request.model', requested)}${answered ? `,${str('gen_ai.response.model', answered)}` : ''}`
+    const attrs = (): Attributes => {
+      const a: Attributes = {
+        'gen_ai.operation.name': operation,
+        'gen_ai.provider.name': vendor,
+        'gen_ai.request.model': requested,
+      }
+      if (answered) a['gen_ai.response.model'] = answered
+      return a
+    }
     const now = Date.now()
     const failed = (ctx.status ?? 0) >= 400
     const s = this.#series(base, attrs)
     if (failed) {
       const type = ctx.error?.type ?? String(ctx.status)
-      const e = this.#series(`${base}\u0000${type}`, () => `${attrs()},${str('error.type', type)}`)
+      const e = this.#series(`${base}\u0000${type}`, () => ({ ...attrs(), 'error.type': type }))
       ;(e.duration ??= new Hist(now)).record(seconds)
     } else (s.duration ??= new Hist(now)).record(seconds)
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
@@ -91,31 +127,46 @@ export class GenAiHistograms {
     }
   }
 
-  /** the OTLP/JSON `metrics` array's items, '' when nothing was recorded yet */
-  encode(nowMs: number): string {
-    const now = msNanos(nowMs)
-    const tokens: string[] = []
-    const durations: string[] = []
-    const all = this.#overflow ? [...this.#sets.values(), this.#overflow] : this.#sets.values()
-    for (const s of all) {
-      if (s === this.#overflow) {
-        if (s.input) tokens.push(s.input.point(s.attrs, now))
-        if (s.duration) durations.push(s.duration.point(s.attrs, now))
-        continue
-      }
-      if (s.input) tokens.push(s.input.point(`${s.attrs},${str('gen_ai.token.type', 'input')}`, now))
-      if (s.output) tokens.push(s.output.point(`${s.attrs},${str('gen_ai.token.type', 'output')}`, now))
+  /** the SDK's export data for the two metrics, undefined when nothing was recorded yet */
+  collect(nowMs: number): ResourceMetrics | undefined {
+    const now = hrTime(nowMs)
+    const tokens: DataPoint<Histogram>[] = []
+    const durations: DataPoint<Histogram>[] = []
+    for (const s of this.#sets.values()) {
+      if (s.input) tokens.push(s.input.point((s.inputAttrs ??= { ...s.attrs, 'gen_ai.token.type': 'input' }), now))
+      if (s.output) tokens.push(s.output.point((s.outputAttrs ??= { ...s.attrs, 'gen_ai.token.type': 'output' }), now))
       if (s.duration) durations.push(s.duration.point(s.attrs, now))
     }
-    const out: string[] = []
-    if (tokens.length)
-      out.push(
-        `{"name":"gen_ai.client.token.usage","description":"Tokens used, by gen_ai.token.type (input, output)","unit":"{token}","histogram":{"aggregationTemporality":2,"dataPoints":[${tokens.join(',')}]}}`,
-      )
-    if (durations.length)
-      out.push(
-        `{"name":"gen_ai.client.operation.duration","description":"GenAI operation duration","unit":"s","histogram":{"aggregationTemporality":2,"dataPoints":[${durations.join(',')}]}}`,
-      )
-    return out.join(',')
+    // the overflow series has no token type (as the SDK's: only otel.metric.overflow)
+    const o = this.#overflow
+    if (o?.input) tokens.push(o.input.point(o.attrs, now))
+    if (o?.duration) durations.push(o.duration.point(o.attrs, now))
+    const metrics: MetricData[] = []
+    if (tokens.length) metrics.push(histogram(TOKENS, tokens))
+    if (durations.length) metrics.push(histogram(DURATION, durations))
+    if (!metrics.length) return undefined
+    return { resource: this.resource, scopeMetrics: [{ scope: this.scope, metrics }] }
+  }
+}
+
+const TOKENS = {
+  name: 'gen_ai.client.token.usage',
+  description: 'Tokens used, by gen_ai.token.type (input, output)',
+  unit: '{token}',
+  valueType: ValueType.INT,
+}
+const DURATION = {
+  name: 'gen_ai.client.operation.duration',
+  description: 'GenAI operation duration',
+  unit: 's',
+  valueType: ValueType.DOUBLE,
+}
+
+function histogram(descriptor: typeof TOKENS, dataPoints: DataPoint<Histogram>[]): MetricData {
+  return {
+    descriptor,
+    aggregationTemporality: AggregationTemporality.CUMULATIVE,
+    dataPointType: DataPointType.HISTOGRAM,
+    dataPoints,
   }
 }

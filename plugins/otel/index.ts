@@ -5,15 +5,18 @@
 // OTEL_EXPORTER_OTLP_ENDPOINT). Spans are written after the answer went out (setImmediate) and
 // exported in batches: nothing waits on the collector.
 //
-// The OTLP encoding, the batching and the metric aggregation are this plugin's own, not the
-// official SDK's: bench:proxy's "metrics+tracing on vs off" measured 0.111 ms of added CPU per
-// request through the SDK, 40% of it the exporter's serializer and 18% the metrics SDK's attribute
-// hashing (otlp.ts and histograms.ts say how each is done instead). The data sent is the same.
+// The span encoding and the metric aggregation are this plugin's own: bench:proxy's
+// "metrics+tracing on vs off" measured 0.111 ms of added CPU per request through the SDK, 40% of it
+// the exporter's serializer and 18% the metrics SDK's attribute hashing (otlp.ts and histograms.ts
+// say how each is done instead). The export is the official packages' (export.ts): the OTLP/HTTP
+// export delegate sends the batches as written, OTLPMetricExporter the metrics.
 import { definePlugin } from '../../core/plugin.ts'
 import type { Logger, MeshContext, Plugin } from '../../core/types.ts'
 import { SpanBatcher } from './batch.ts'
 import { GenAiHistograms } from './histograms.ts'
-import { checkHeaders, envelope, OtlpHttp, parseHeaderList, type PostOptions } from './otlp.ts'
+import { checkHeaders, type ExportSettings, Health, MetricExport, resolveSignal, TraceExport } from './export.ts'
+import { envelope } from './otlp.ts'
+import { resourceFromAttributes } from '@opentelemetry/resources'
 import * as spans from './spans.ts'
 import type { Marks } from './spans.ts'
 
@@ -31,90 +34,69 @@ export interface OtelOptions {
   /** longest wait before a batch of spans is sent, ms (default 2,000) */
   batchDelayMs?: number
   /**
-   * extra headers on every export, e.g. a collector's `{ authorization: 'Bearer …' }` (default:
-   * env OTEL_EXPORTER_OTLP_HEADERS, `k1=v1,k2=v2`; OTEL_EXPORTER_OTLP_TRACES_HEADERS and
-   * _METRICS_HEADERS add to it per signal). Never logged, shown by name only.
+   * extra headers on every export, e.g. a collector's `{ authorization: 'Bearer …' }`, over those
+   * of env OTEL_EXPORTER_OTLP_HEADERS (`k1=v1,k2=v2`) and OTEL_EXPORTER_OTLP_TRACES_HEADERS /
+   * _METRICS_HEADERS. Never logged, shown by name only.
    */
   headers?: Record<string, string>
-  /** per export, ms (default: env OTEL_EXPORTER_OTLP_TIMEOUT, else 10,000) */
+  /** per export, retries included, ms (default: env OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]TIMEOUT, else 10,000) */
   timeoutMs?: number
 }
 
 const OPTION_NAMES = ['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs', 'headers', 'timeoutMs']
 
 interface Pipeline {
-  spans: SpanBatcher
-  metrics: GenAiHistograms
+  spans: SpanBatcher | undefined
+  metrics: GenAiHistograms | undefined
   close(): Promise<void>
 }
 
-// the SDK's defaults: batches of 512 spans, 2048 waiting at most, 10 s per export
+// the SDK's batch defaults: 512 spans a batch, 2048 waiting at most
 const MAX_BATCH = 512
 const MAX_QUEUE = 2048
-const TIMEOUT_MS = 10_000
+// exports in flight per signal (more batches wait in the queue)
+const MAX_IN_FLIGHT = 4
 // what shutdown waits for the last exports at most
 const CLOSE_MS = 5_000
 
-/** the exporter's settings from the options, else the OpenTelemetry spec's environment variables */
-function exportSettings(o: OtelOptions): PostOptions {
-  const env = process.env
-  const base = o.headers
-    ? checkHeaders({ ...o.headers }, 'headers')
-    : parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS, 'OTEL_EXPORTER_OTLP_HEADERS')
-  const traces = parseHeaderList(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS')
-  const metrics = parseHeaderList(env.OTEL_EXPORTER_OTLP_METRICS_HEADERS, 'OTEL_EXPORTER_OTLP_METRICS_HEADERS')
-  const timeoutMs =
-    o.timeoutMs ?? (env.OTEL_EXPORTER_OTLP_TIMEOUT ? Number(env.OTEL_EXPORTER_OTLP_TIMEOUT) : TIMEOUT_MS)
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
-    throw new Error(`otel: timeoutMs (or OTEL_EXPORTER_OTLP_TIMEOUT) must be a positive number of ms`)
-  return {
-    timeoutMs,
-    maxInFlight: 4,
-    headers: { traces: { ...base, ...traces }, metrics: { ...base, ...metrics } },
-  }
-}
-
-function start(endpoint: string, o: OtelOptions, settings: PostOptions, log: () => Logger | undefined): Pipeline {
-  const http = new OtlpHttp(endpoint.replace(/\/+$/, ''), settings, log)
-  const wrap = envelope(o.serviceName ?? 'agentmesh')
-  const spans = new SpanBatcher(
-    http,
-    wrap.traces,
-    { delayMs: o.batchDelayMs ?? 2000, maxBatch: MAX_BATCH, maxQueue: MAX_QUEUE },
-    log,
-  )
-  const metrics = new GenAiHistograms()
-  let metricsOut: Promise<boolean> | undefined
-  const exportMetrics = () => {
-    // one metrics export at a time: a slow collector gets the next (cumulative) one instead
-    if (metricsOut) return
-    const items = metrics.encode(Date.now())
-    if (!items) return
-    metricsOut = http.post('/v1/metrics', wrap.metrics(items), 'metrics')
-    void metricsOut.then(() => {
-      metricsOut = undefined
-    })
-  }
-  const timer = setInterval(exportMetrics, o.metricsIntervalMs ?? 10_000).unref()
+/** the exporters, for the signals that have an endpoint (the option's, else the environment's) */
+async function start(o: OtelOptions, s: ExportSettings, log: () => Logger | undefined): Promise<Pipeline> {
+  const [tracesUrl, metricsUrl] = await Promise.all([resolveSignal(s, 'TRACES'), resolveSignal(s, 'METRICS')])
+  const serviceName = o.serviceName ?? 'agentmesh'
+  const health = new Health(log)
+  const traces = tracesUrl ? new TraceExport(tracesUrl, s, health) : undefined
+  const spans = traces
+    ? new SpanBatcher(
+        traces,
+        envelope(serviceName),
+        { delayMs: o.batchDelayMs ?? 2000, maxBatch: MAX_BATCH, maxQueue: MAX_QUEUE },
+        log,
+      )
+    : undefined
+  const exporter = metricsUrl ? new MetricExport(metricsUrl, s, health) : undefined
+  const metrics = exporter && new GenAiHistograms(resourceFromAttributes({ 'service.name': serviceName }))
+  const data = () => metrics?.collect(Date.now())
+  const timer = exporter && setInterval(() => exporter.send(data), o.metricsIntervalMs ?? 10_000).unref()
   return {
     spans,
     metrics,
     close: async () => {
       clearInterval(timer)
       const deadline = Date.now() + CLOSE_MS
-      // the last metrics export waits for one in flight (bounded: it is sent anyway after 1 s)
-      if (metricsOut) await Promise.race([metricsOut, new Promise((r) => setTimeout(r, 1000).unref())])
-      metricsOut = undefined
-      exportMetrics()
-      await spans.flush(deadline)
-      await http.close(deadline)
+      await Promise.all([
+        exporter?.close(data, deadline),
+        (async () => {
+          await spans?.flush(deadline)
+          await traces?.close(deadline)
+        })(),
+      ])
     },
   }
 }
 
 function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
-  emitSpans(p.spans.out, ctx, marks)
-  p.metrics.record(ctx, (marks.end - marks.start) / 1000)
+  if (p.spans) emitSpans(p.spans.out, ctx, marks)
+  p.metrics?.record(ctx, (marks.end - marks.start) / 1000)
 }
 
 /** The vendor's traceparent names our upstream span, not the client's (the core sends ctx.upstreamHeaders over the client's). */
@@ -136,13 +118,29 @@ export function otel(options: OtelOptions = {}): Plugin {
   const shown = options.headers
     ? { ...options, headers: Object.fromEntries(Object.keys(options.headers).map((k) => [k, '(hidden)'])) }
     : { ...options }
-  const endpoint = options.endpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT
+  const env = process.env
+  const endpoints = [
+    ['endpoint', options.endpoint],
+    ['OTEL_EXPORTER_OTLP_ENDPOINT', env.OTEL_EXPORTER_OTLP_ENDPOINT],
+    ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT],
+    ['OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT],
+  ].filter((e): e is [string, string] => !!e[1])
   // off: no hooks at all, so no phase pays for a plugin that does nothing
-  if (!endpoint) return definePlugin({ name: 'otel', options: shown })
-  if (!/^https?:\/\//.test(endpoint))
-    throw new Error(`otel: endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
-  // read and checked now: a bad header fails the config, not every export
-  const settings = exportSettings(options)
+  if (endpoints.length === 0) return definePlugin({ name: 'otel', options: shown })
+  // the official exporters would fall back to localhost:4318 for a URL they cannot parse
+  for (const [from, url] of endpoints)
+    if (!/^https?:\/\/[^/\s]/.test(url))
+      throw new Error(`otel: ${from} must be an http(s) URL, got ${JSON.stringify(url)}`)
+  if (options.headers) checkHeaders(options.headers, 'headers')
+  const timeoutMs = options.timeoutMs
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0))
+    throw new Error('otel: timeoutMs must be a positive number of ms')
+  const settings: ExportSettings = {
+    endpoint: options.endpoint?.replace(/\/+$/, ''),
+    headers: options.headers && { ...options.headers },
+    timeoutMs,
+    maxInFlight: MAX_IN_FLIGHT,
+  }
   let p: Pipeline | undefined
   let log: Logger | undefined
   let queue: MeshContext[] = []
@@ -164,10 +162,10 @@ export function otel(options: OtelOptions = {}): Plugin {
     // first in every phase, so its marks bracket the other plugins' work
     enforce: 'pre',
     options: shown,
-    setup(mesh) {
+    async setup(mesh) {
       if (mesh.mode !== 'serve') return
       log = mesh.log
-      p = start(endpoint, options, settings, () => log)
+      p = await start(options, settings, () => log)
       return async () => {
         // the requests that ended on this turn, before their spans are sent
         drain()

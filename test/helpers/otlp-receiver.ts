@@ -1,5 +1,6 @@
 // A local OTLP/HTTP collector for the otel tests: records each export's path, headers and decoded
-// JSON body, and answers 200 (or what `answer` says); on a given port to come back where it was.
+// JSON body (gunzipped when the exporter compressed it), and answers 200 (or what `answer` says);
+// on a given port to come back where it was.
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -8,6 +9,7 @@ import {
   type ServerResponse,
 } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { gunzipSync } from 'node:zlib'
 
 export interface Received {
   path: string
@@ -29,12 +31,12 @@ export function otlpReceiver(
 ): Promise<OtlpReceiver> {
   const got: Received[] = []
   const server = createServer((req, res) => {
-    let raw = ''
-    req.on('data', (d) => {
-      raw += d
-    })
+    const parts: Buffer[] = []
+    req.on('data', (d: Buffer) => parts.push(d))
     req.on('end', () => {
-      got.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(raw) })
+      const raw = Buffer.concat(parts)
+      const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8')
+      got.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(text) })
       answer(req, res)
     })
   })
