@@ -86,9 +86,11 @@ export function demoAnswer(ctx: MeshContext): CanonicalAnswer {
   }
 }
 
+// the name is the client's too (a call's function name): quoted within bounds like the text, as
+// a name of 137,855 characters made an answer of 34,000 streamed events (525 ms of one block)
 function toolResultsText(req: DemoRequest): string {
   return req.toolResults
-    .map((r) => `${r.name} ${r.isError ? 'failed with' : 'returned'}: "${quote(r.text, 300)}".`)
+    .map((r) => `${quote(r.name, 80)} ${r.isError ? 'failed with' : 'returned'}: "${quote(r.text, 300)}".`)
     .join(' ')
 }
 

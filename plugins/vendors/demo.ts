@@ -9,7 +9,7 @@ import { protocols } from '../../core/protocols/index.ts'
 import { UpstreamError } from '../../core/upstream.ts'
 import type { MeshContext, ProtocolName } from '../../core/types.ts'
 import { demoAnswer } from './demo-answer.ts'
-import { geminiEmbeddings } from './demo-embeddings.ts'
+import { geminiEmbeddings, openaiEmbeddings, overLimit } from './demo-embeddings.ts'
 
 export { demoAnswer } from './demo-answer.ts'
 
@@ -112,22 +112,20 @@ function modelPacedEvents(protocol: ProtocolName, stream: string): string[] {
   })
 }
 
+/** events written between turns of the event loop when the stream has no pause (chunkDelayMs: 0) */
+const YIELD_EVERY = 64
+
 async function* paced(events: string[], pace: ReturnType<typeof pacer>, gapMs: number) {
   try {
     for (const [i, event] of events.entries()) {
       if (i > 0 && !(await pace.pause(gapMs))) return
+      // without a gap every event is written in one macrotask: give the loop back now and then
+      if (gapMs === 0 && i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise(setImmediate)
       yield Buffer.from(event)
     }
   } finally {
     pace.end()
   }
-}
-
-/** OpenAI's base64 embedding: the float32 values, little-endian, as the SDK decodes them. */
-function base64Floats(values: number[]): string {
-  const buf = Buffer.alloc(values.length * 4)
-  values.forEach((v, i) => buf.writeFloatLE(v, i * 4))
-  return buf.toString('base64')
 }
 
 function embed(text: string): number[] {
@@ -183,29 +181,11 @@ export function demo(options: DemoOptions = {}) {
         },
         async embeddings(ctx) {
           ctx.headers[DEMO_HEADER] = 'true'
-          if (ctx.protocol === 'gemini')
-            return {
-              status: 200,
-              headers: { 'content-type': 'application/json' },
-              body: Buffer.from(JSON.stringify(geminiEmbeddings(ctx.request.body, embed))),
-              stream: false,
-            }
-          const { input, encoding_format: format } = ctx.request.body
-          const texts: string[] = Array.isArray(input) ? input.map(String) : [String(input)]
-          const data = texts.map((t, index) => {
-            const v = embed(t)
-            return { object: 'embedding', index, embedding: format === 'base64' ? base64Floats(v) : v }
-          })
-          const tokens = texts.reduce((n, t) => n + mesh.tokens.count(t, ctx.prompt.model), 0)
-          const body = Buffer.from(
-            JSON.stringify({
-              object: 'list',
-              data,
-              model: ctx.prompt.model,
-              usage: { prompt_tokens: tokens, total_tokens: tokens },
-            }),
-          )
-          return { status: 200, headers: { 'content-type': 'application/json' }, body, stream: false }
+          const body = ctx.request.body
+          const refused = overLimit(ctx.protocol, body)
+          if (refused) return refused
+          if (ctx.protocol === 'gemini') return geminiEmbeddings(body, embed)
+          return openaiEmbeddings(body, ctx.prompt.model, embed, (t) => mesh.tokens.count(t, ctx.prompt.model))
         },
       })
     },

@@ -1,0 +1,182 @@
+// The demo vendor on requests the fuzzer found holding the event loop (issue 11): embeddings of
+// 20,000 inputs (850-1,020 ms in one block), and a tool result answering a call whose function
+// name was 137,855 characters (echoed whole, streamed as 34,000 events: 525 ms). Embeddings are
+// bounded as the vendors bound them (OpenAI: 2048 inputs, Gemini: 100 per batch, each refused
+// with the vendor's own 400) and computed in slices; a tool's name is quoted within bounds.
+// Through a real socket with the official SDK, and through the fuzzer's proxy child, which
+// measures the CPU spent in its longest event-loop block (test/fuzz/stats.ts).
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { demo } from '../plugins/vendors/demo.ts'
+import { startChild, type ProxyChild } from './fuzz/child.ts'
+import { sendRaw } from './fuzz/client.ts'
+import {
+  clearVendorEnv,
+  openaiClient,
+  postJson,
+  sseEvents,
+  startCoreProxy,
+  type Proxy,
+} from './helpers/core-harness.ts'
+import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+
+/** the fuzzer's stall limit: CPU in one block of the proxy's own work */
+const STALL_MS = 100
+const inputs = (n: number) =>
+  Array.from({ length: n }, (_, i) => `input number ${i} of a batch to embed, 模型 ${i % 97}`)
+const GEMINI = '/v1beta/models/gemini-embedding-001'
+
+let proxy: Proxy
+beforeAll(async () => {
+  clearVendorEnv()
+  proxy = await startCoreProxy({ preset: 'demo', plugins: [demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+})
+afterAll(() => proxy.close())
+
+describe('embeddings bounds', () => {
+  it("OpenAI: 2049 inputs are refused with OpenAI's 400 invalid_request_error; 2048 answer the vectors each input gets alone", async () => {
+    const oa = openaiClient(proxy)
+    const err = await oa.embeddings
+      .create({ model: 'text-embedding-3-small', input: inputs(2049), encoding_format: 'float' })
+      .catch((e) => e)
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError)
+    expect(err.status).toBe(400)
+    expect(err.error).toMatchObject({ type: 'invalid_request_error', param: 'input', code: null })
+    expect(err.error.message).toContain('2048')
+
+    const all = await oa.embeddings.create({
+      model: 'text-embedding-3-small',
+      input: inputs(2048),
+      encoding_format: 'float',
+    })
+    expect(all.data).toHaveLength(2048)
+    expect(all.data.map((d) => d.index)).toEqual([...Array(2048).keys()])
+    expect(all.usage.prompt_tokens).toBeGreaterThan(2048 * 10)
+    // across the slices' edges (256 inputs each) the same vector as the input alone
+    for (const i of [0, 255, 256, 1023, 2047]) {
+      const alone = await oa.embeddings.create({
+        model: 'text-embedding-3-small',
+        input: inputs(2048)[i]!,
+        encoding_format: 'float',
+      })
+      expect(all.data[i]!.embedding).toEqual(alone.data[0]!.embedding)
+    }
+  })
+
+  it("Gemini: a batch of 101 is refused with Google's 400 INVALID_ARGUMENT; 100 answer each request's vector", async () => {
+    const batch = (n: number) => ({
+      requests: inputs(n).map((text) => ({ model: 'models/gemini-embedding-001', content: { parts: [{ text }] } })),
+    })
+    const refused = await postJson(proxy.url + GEMINI + ':batchEmbedContents', batch(101))
+    expect(refused.status).toBe(400)
+    expect((await refused.json()).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
+    const res = await postJson(proxy.url + GEMINI + ':batchEmbedContents', batch(100))
+    expect(res.status).toBe(200)
+    const { embeddings } = await res.json()
+    expect(embeddings).toHaveLength(100)
+    const alone = await (
+      await postJson(proxy.url + GEMINI + ':embedContent', { content: { parts: [{ text: inputs(100)[99] }] } })
+    ).json()
+    expect(embeddings[99].values).toEqual(alone.embedding.values)
+  })
+})
+
+describe('tool results answered within bounds', () => {
+  it('a tool call named with 137,855 characters: its result is answered quoting the name briefly, in a short stream', async () => {
+    const name = '模 型 测 试 '.repeat(17_232).slice(0, 137_855)
+    const res = await postJson(proxy.url + '/v1/chat/completions', toolResultBody(name))
+    expect(res.status).toBe(200)
+    const events = sseEvents(await res.text())
+    expect(events.at(-1)!.data).toBe('[DONE]')
+    expect(events.length).toBeLessThan(200)
+    const text = events
+      .slice(0, -1)
+      .map((e) => JSON.parse(e.data).choices?.[0]?.delta?.content ?? '')
+      .join('')
+    expect(text).toContain('returned: "{"temp":21}"')
+    expect(text.length).toBeLessThan(1000)
+  })
+})
+
+function toolResultBody(name: string) {
+  return {
+    model: 'gpt-4o-mini',
+    stream: true,
+    messages: [
+      { role: 'user', content: 'What is the weather in Paris?' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name, arguments: '{"city":"Paris"}' } }],
+      },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"temp":21}' },
+    ],
+  }
+}
+
+describe('the same requests through the proxy child: no block over the stall limit', () => {
+  let mock: MockUpstream
+  let child: ProxyChild
+  let dataDir: string
+  let port: number
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-demo-bounds-'))
+    mock = await startMockUpstream({}, { record: false })
+    child = await startChild({ upstream: mock.url, dataDir })
+    port = child.ports.demo!
+    // the first request of each kind compiles code: not what is measured
+    for (let i = 0; i < 3; i++) {
+      await send('/v1/embeddings', { model: 'text-embedding-3-small', input: inputs(300) })
+      await send('/v1/chat/completions', toolResultBody(`warm_${i}`))
+    }
+  }, 120_000)
+  afterAll(async () => {
+    await child?.stop()
+    await mock?.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  function send(path: string, body: unknown) {
+    const bytes = Buffer.from(JSON.stringify(body))
+    const head =
+      `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${bytes.length}\r\nconnection: close\r\n\r\n`
+    return sendRaw(port, Buffer.concat([Buffer.from(head), bytes]), { timeoutMs: 30_000 })
+  }
+
+  /** the status and the CPU the child spent in its longest block while answering */
+  async function measured(path: string, body: unknown) {
+    await child.stats({ reset: true })
+    const r = await send(path, body)
+    await new Promise((r) => setTimeout(r, 100)) // afterResponse (audit, events) runs after the answer
+    const s = await child.stats()
+    console.log(
+      `demo-bounds ${path}: ${r.status}, longest block ${s.elMaxMs.toFixed(0)} ms, ${s.blockCpuMs.toFixed(0)} ms of CPU in it`,
+    )
+    return { status: r.status, body: r.body.toString(), blockCpuMs: s.blockCpuMs }
+  }
+
+  // as the fuzzer sent them: 20,000 short inputs in 125-142 KB
+  const short = (n: number) => Array.from({ length: n }, (_, i) => `w${i}`)
+  it.each([
+    ['20,000 embeddings inputs (refused)', short(20_000), 400],
+    ['2048 embeddings inputs (answered)', inputs(2048), 200],
+  ])(
+    '%s',
+    async (_, input, status) => {
+      const m = await measured('/v1/embeddings', { model: 'text-embedding-3-small', input, encoding_format: 'float' })
+      expect(m.status, m.body.slice(0, 300)).toBe(status)
+      expect(m.blockCpuMs).toBeLessThanOrEqual(STALL_MS)
+    },
+    60_000,
+  )
+
+  it('the tool result named with 137,855 characters (case 1365 of seed 1039025087)', async () => {
+    const m = await measured('/v1/chat/completions', toolResultBody('模 型 测 试 '.repeat(17_232).slice(0, 137_855)))
+    expect(m.status).toBe(200)
+    expect(m.blockCpuMs).toBeLessThanOrEqual(STALL_MS)
+  }, 60_000)
+})
