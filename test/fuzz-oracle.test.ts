@@ -4,8 +4,10 @@
 // 200 ms of work in short slices (the earlier oracle, delay over 100 ms and 100 ms of CPU in the
 // case, counted that one). The plugin is test/fuzz/probe.ts, loaded with FUZZ_STALL_PROBE=1.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { seedCase, type FuzzCase } from './fuzz/cases.ts'
+import { generateCase, seedCase, type FuzzCase } from './fuzz/cases.ts'
+import type { RawResponse } from './fuzz/client.ts'
 import { Fuzzer, stallOf } from './fuzz/fuzzer.ts'
+import { checkResponse } from './fuzz/oracle.ts'
 import { SEEDS } from './fuzz/seeds.ts'
 
 const plain = SEEDS.find((s) => s.name === 'openai.plain')!
@@ -20,13 +22,12 @@ function probeCase(headers: Array<[string, string]>): FuzzCase {
 
 const stallKinds = (fz: Fuzzer) => [...fz.failures.values()].filter((f) => f.kind.includes('event-loop stall'))
 
+let fz: Fuzzer
 describe('stall oracle', () => {
-  let fz: Fuzzer
   beforeAll(async () => {
     fz = new Fuzzer({ seed: 0, childEnv: { FUZZ_STALL_PROBE: '1' } })
     await fz.start()
   }, 120_000)
-  afterAll(() => fz?.stop())
 
   it('counts the CPU of the longest block, with both figures in the detail', () => {
     expect(stallOf({ elMaxMs: 900, blockCpuMs: 20 }, 100)).toBeUndefined()
@@ -62,3 +63,68 @@ describe('stall oracle', () => {
     expect(fz.stalls[0]!.blockCpuMs).toBeGreaterThan(100)
   }, 60_000)
 })
+
+// Google's REST API: streamGenerateContent streams SSE with alt=sse, else one JSON array of the
+// chunks (application/json). The proxy renders that array itself on a cache hit and the demo
+// answers it; a miss relays the vendor's transport (the mock answers SSE whatever the query).
+describe('Gemini stream transport', () => {
+  const gemini = SEEDS.find((s) => s.name === 'gemini.stream')!
+  const chunk = (text: string, finish?: string) => ({
+    candidates: [
+      { content: { role: 'model', parts: [{ text }] }, index: 0, ...(finish ? { finishReason: finish } : {}) },
+    ],
+  })
+  const array = JSON.stringify([chunk('mock '), chunk('answer', 'STOP')])
+  const sse = `data: ${JSON.stringify(chunk('mock '))}\r\n\r\ndata: ${JSON.stringify(chunk('answer', 'STOP'))}\r\n\r\n`
+  const raw = (type: string, body: string, cache = 'miss'): RawResponse => ({
+    status: 200,
+    headers: new Map([
+      ['content-type', type],
+      ['x-agentmesh-request-id', 'r'],
+      ['x-agentmesh-cache', cache],
+    ]),
+    body: Buffer.from(body),
+    framing: 'content-length',
+    complete: true,
+    empty: false,
+    timedOut: false,
+    aborted: false,
+    ms: 1,
+  })
+  const gcase = (query: string, target: 'mock' | 'demo'): FuzzCase => ({
+    ...seedCase(gemini, target),
+    path: gemini.path.replace(/\?.*$/, '') + query,
+  })
+  const kinds = (c: FuzzCase, r: RawResponse) => checkResponse(c, r).map((f) => f.kind)
+
+  it.each(['?alt=json', '', '?alt=%'])('%s: a JSON array is right (the demo, a hit); SSE from the demo is not', (q) => {
+    expect(kinds(gcase(q, 'demo'), raw('application/json', array))).toEqual([])
+    expect(kinds(gcase(q, 'mock'), raw('application/json', array, 'exact'))).toEqual([])
+    // a miss relays the mock's SSE
+    expect(kinds(gcase(q, 'mock'), raw('text/event-stream', sse))).toEqual([])
+    expect(kinds(gcase(q, 'demo'), raw('text/event-stream', sse))).toEqual([
+      'stream: gemini without alt=sse answered something other than a JSON array',
+    ])
+    expect(kinds(gcase(q, 'demo'), raw('application/json', JSON.stringify([chunk('cut')])))).toEqual([
+      'stream: gemini without alt=sse array ends without its final chunk',
+    ])
+  })
+
+  it('alt=sse: SSE is right, a JSON array is not', () => {
+    expect(kinds(gcase('?alt=sse', 'demo'), raw('text/event-stream', sse))).toEqual([])
+    expect(kinds(gcase('?alt=sse', 'mock'), raw('application/json', array, 'exact'))).toEqual([
+      'stream: gemini streamed 200 is not text/event-stream',
+    ])
+  })
+
+  it('case 2549 of seed 1039025087 (?alt=json) on both proxies, the second time a cache hit: no failure', async () => {
+    const c = generateCase(1039025087, 2549)
+    expect(c.path).toMatch(/:streamGenerateContent\?alt=json$/)
+    for (const target of ['mock', 'demo'] as const) {
+      for (let i = 0; i < 2; i++) expect(await fz.step({ ...c, target, index: next++ })).toBe(true)
+    }
+    expect([...fz.failures.values()].filter((f) => !f.kind.includes('event-loop stall'))).toEqual([])
+  }, 60_000)
+})
+
+afterAll(() => fz?.stop())

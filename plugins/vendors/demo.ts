@@ -167,7 +167,9 @@ export function demo(options: DemoOptions = {}) {
             if (!(await pace.pause(latency)))
               throw new UpstreamError('client closed the request', 499, 'client_closed_request')
             const answer = demoAnswer(ctx)
-            if (!ctx.prompt.stream) return answer
+            // Gemini without alt=sse streams one JSON array, as Google does: the core renders it
+            const adapter = protocols[ctx.protocol]
+            if (!ctx.prompt.stream || adapter.renderArrayStream?.(answer, ctx.request.search)) return answer
             // a paced stream through the same tap as a real vendor's
             const events = modelPacedEvents(ctx.protocol, protocols[ctx.protocol].renderStream(answer))
             const body = Readable.from(paced(events, pace, gap))

@@ -69,6 +69,17 @@ export function asksForStream(c: Pick<FuzzCase, 'method' | 'path' | 'body'>): bo
   }
 }
 
+/**
+ * Gemini's stream transport: without `alt=sse` in the query, streamGenerateContent answers one JSON
+ * array of the chunks (application/json), as Google's REST API does; with it, SSE. The same rule
+ * as the proxy's (core/protocols/gemini.ts renderArrayStream): `alt=sse` anywhere in the query.
+ */
+export function asksForJsonArray(c: Pick<FuzzCase, 'method' | 'path' | 'body'>): boolean {
+  if (!asksForStream(c) || protocolOfPath(c.path) !== 'gemini') return false
+  const q = c.path.indexOf('?')
+  return !/[?&]alt=sse(&|$)/.test(q < 0 ? '' : c.path.slice(q))
+}
+
 function baseHeaders(rng: Rng, seed: Seed): Array<[string, string]> {
   const h: Array<[string, string]> = [['content-type', 'application/json']]
   if (seed.protocol === 'anthropic') h.push(['anthropic-version', '2023-06-01'], ['x-api-key', 'sk-ant-fuzz-client'])

@@ -3,7 +3,7 @@
 // streamed 200, no made-up 200 for a failed upstream. Each failure has a `kind`: the key that
 // deduplicates a thousand cases of one defect into one report line.
 import type { ProtocolName } from '../../core/types.ts'
-import { asksForStream, isChatRoute, protocolOfPath, type FuzzCase } from './cases.ts'
+import { asksForJsonArray, asksForStream, isChatRoute, protocolOfPath, type FuzzCase } from './cases.ts'
 import type { RawResponse } from './client.ts'
 
 export interface Failure {
@@ -149,7 +149,13 @@ function checkAnswer(c: FuzzCase, r: RawResponse, protocol: ProtocolName): Failu
       detail: `mock answered ${c.upstream.status ?? `200 ${JSON.stringify(c.upstream.okBody)}`}`,
     })
   if (r.aborted && !r.complete) return out
-  if (stream) {
+  const type = r.headers.get('content-type') ?? ''
+  if (asksForJsonArray(c) && (type.startsWith('application/json') || hit || c.target === 'demo')) {
+    // the proxy's own rendering (a hit, the demo) follows the query; a miss relays the vendor's
+    // transport, and the mock answers SSE whatever the query (checked below as SSE)
+    const problem = jsonArrayProblem(r)
+    if (problem) out.push({ kind: `stream: gemini without alt=sse ${problem.kind}`, detail: problem.detail })
+  } else if (stream) {
     const u = c.upstream
     const problem = sseProblem(
       protocol,
@@ -180,6 +186,28 @@ function checkAnswer(c: FuzzCase, r: RawResponse, protocol: ProtocolName): Failu
       })
   }
   return out
+}
+
+/**
+ * Gemini's streamGenerateContent without alt=sse: one JSON array of GenerateContentResponse chunks
+ * (application/json), the last with its finishReason; null when it is that, whole.
+ */
+export function jsonArrayProblem(r: RawResponse): { kind: string; detail: string } | null {
+  const type = r.headers.get('content-type') ?? ''
+  if (!type.startsWith('application/json'))
+    return { kind: 'answered something other than a JSON array', detail: `content-type ${type}` }
+  if (!r.complete) return { kind: 'JSON array truncated', detail: `${r.body.length} bytes` }
+  let chunks: unknown
+  try {
+    chunks = JSON.parse(r.body.toString('utf8'))
+  } catch {
+    return { kind: 'body is not JSON', detail: r.body.toString('utf8').slice(0, 200) }
+  }
+  if (!Array.isArray(chunks) || !chunks.length || !chunks.every((c: any) => Array.isArray(c?.candidates)))
+    return { kind: 'body is not an array of chunks', detail: JSON.stringify(chunks).slice(0, 200) }
+  if (!/"finishReason"/.test(JSON.stringify(chunks.at(-1))))
+    return { kind: 'array ends without its final chunk', detail: JSON.stringify(chunks.at(-1)).slice(0, 200) }
+  return null
 }
 
 /** Parse an SSE body; null when it is a whole, well-formed stream of this protocol. */
