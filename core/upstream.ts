@@ -42,7 +42,8 @@ export interface UpstreamCall {
   url: string
   method?: string
   headers: Record<string, string>
-  body?: string
+  /** text, or pieces of bytes sent in order (the caller gives their content-length) */
+  body?: string | readonly Buffer[]
 }
 
 /** 'https://api.x.com/v1/a?b' -> ['https://api.x.com', '/v1/a?b'], without building a URL object per call */
@@ -147,7 +148,8 @@ export function callUpstream(ctx: MeshContext, call: UpstreamCall): Promise<Upst
           path,
           method: (call.method ?? 'POST') as Dispatcher.HttpMethod,
           headers: head,
-          body: call.body,
+          // undici's docs take an Iterable body (its types do not say so yet): the pieces in order
+          body: call.body as string | undefined,
           headersTimeout: timeout,
           bodyTimeout: timeout,
         },

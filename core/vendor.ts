@@ -3,6 +3,8 @@
 import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { nodeResponseOf } from './client.ts'
+import { cutString, stringifySliced, utf8Sliced } from './json-sliced.ts'
+import { Slicer } from './slicer.ts'
 import { UpstreamError, callUpstream } from './upstream.ts'
 import type { Attempt, Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
 
@@ -151,11 +153,37 @@ export function forwardedQuery(ctx: MeshContext): string {
 
 /** The body for the vendor; `model` is what its `model` field must say (Azure's v1 API: the deployment's name). */
 export function upstreamBody(ctx: MeshContext, model = ctx.route.model): string {
+  setUpstreamModel(ctx, model)
+  return ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody
+}
+
+function setUpstreamModel(ctx: MeshContext, model: string): void {
   if (model !== ctx.prompt.model && ctx.protocol !== 'gemini' && ctx.request.body?.model !== model) {
     ctx.request.body.model = model
     ctx.request.dirty = true
   }
-  return ctx.request.dirty ? JSON.stringify(ctx.request.body) : ctx.request.rawBody
+}
+
+/** a body this long (characters) goes up as bytes made in slices of the event loop */
+const LARGE_BODY_CHARS = 256 * 1024
+const SLICE_MS = 10
+
+/**
+ * upstreamBody for a body of megabytes: the same bytes, as pieces made in slices of the event loop
+ * (one JSON.stringify and one encoding of 10 MB held it for 30-200 ms each), with their length.
+ */
+export async function upstreamBodyPieces(
+  ctx: MeshContext,
+  model = ctx.route.model,
+): Promise<{ pieces: Buffer[]; length: number } | undefined> {
+  setUpstreamModel(ctx, model)
+  const slicer = new Slicer(SLICE_MS)
+  const text = ctx.request.dirty ? await stringifySliced(ctx.request.body, slicer) : cutString(ctx.request.rawBody)
+  if (text === undefined) return undefined
+  const pieces = await utf8Sliced(text, slicer)
+  let length = 0
+  for (const p of pieces) length += p.length
+  return { pieces, length }
 }
 
 const pathFor = (path: string | ((ctx: MeshContext) => string), ctx: MeshContext) =>
@@ -235,11 +263,15 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         const r = spec.request(ctx, key)
         Object.assign(headers, r.headers)
         headers['content-type'] ??= 'application/json'
-        return callUpstream(ctx, {
-          url: t.base + (path ?? r.path),
-          headers,
-          body: upstreamBody(ctx, spec.upstreamModel?.(ctx)),
-        })
+        const url = t.base + (path ?? r.path)
+        if (ctx.request.rawBody.length > LARGE_BODY_CHARS) return callLarge(ctx, url, headers)
+        return callUpstream(ctx, { url, headers, body: upstreamBody(ctx, spec.upstreamModel?.(ctx)) })
+      }
+      const callLarge = async (ctx: MeshContext, url: string, headers: Record<string, string>) => {
+        const body = await upstreamBodyPieces(ctx, spec.upstreamModel?.(ctx))
+        // pieces are sent one after the other, so the length is said up front
+        if (body) headers['content-length'] = String(body.length)
+        return callUpstream(ctx, { url, headers, body: body?.pieces })
       }
       const forwardAs = (ctx: MeshContext, t: Target, { method, path }: { method: string; path: string }) => {
         const { key, headers } = headersFor(ctx, t.key)
