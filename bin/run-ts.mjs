@@ -11,5 +11,9 @@ if (!file) {
   process.exit(2)
 }
 const modules = fileURLToPath(new URL('../node_modules', import.meta.url))
-const jiti = createJiti(import.meta.url, { fsCache: existsSync(modules) ? `${modules}/.cache/jiti` : true })
+// interopDefault off, as bin/agentmesh.mjs has it (the Proxy per module costs CPU at every call)
+const jiti = createJiti(import.meta.url, {
+  fsCache: existsSync(modules) ? `${modules}/.cache/jiti` : true,
+  interopDefault: false,
+})
 await jiti.import(pathToFileURL(resolve(file)).href)

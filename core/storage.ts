@@ -3,7 +3,6 @@
 // (core/storage-fs.ts, core/storage-redis.ts) so that files are private and an outage is a 503.
 import { join, resolve } from 'node:path'
 import { createStorage, type Storage } from 'unstorage'
-import memoryDriver from 'unstorage/drivers/memory'
 import type { Redis } from 'ioredis'
 import type { ChangeFeed, Counters, HealthCheck, Logger, StorageConfig } from './types.ts'
 import { createMemoryCounters, createRedisCounters, type ClosableCounters } from './counters.ts'
@@ -30,7 +29,9 @@ export function createMeshStorage(config: StorageConfig, dataDir: string, log?: 
   tighten(dataDir, config.driver === 'fs', log)
   if (config.driver === 'redis') return redisStorage(config, log)
   if (config.driver === 'fs') return fsStorage(config, dataDir, log)
-  const storage = createStorage({ driver: memoryDriver() })
+  // no driver: unstorage's default is its memory driver (a default import of
+  // 'unstorage/drivers/memory' would need the loader's default interop, off in bin/agentmesh.mjs)
+  const storage = createStorage()
   return {
     storage,
     counters: createMemoryCounters(),
