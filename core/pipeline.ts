@@ -236,15 +236,18 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
   const ctx = newContext(m, req)
   const adapter = protocols[req.protocol]
   try {
-    // a large body is parsed in slices, and the adapter reads it in a turn of its own
+    // a large body is parsed in slices, and the adapter reads it in slices of turns of its own
     const large = isLarge(ctx)
     const body = large ? await parseBodySliced(req.rawBody) : parseBody(req.rawBody)
     if (large) await nextTurn()
     ctx.request.body = body
+    const opts = { pathModel: req.pathModel, stream: req.pathStream }
     ctx.prompt =
       req.operation === 'embeddings'
         ? embeddingsPrompt(req.protocol, body, req.pathModel)
-        : adapter.parse(body, { pathModel: req.pathModel, stream: req.pathStream })
+        : large
+          ? await adapter.parseSliced(body, opts, new Slicer(PARSE_SLICE_MS))
+          : adapter.parse(body, opts)
     if (large) await nextTurn()
     ctx.route = defaultRoute(m, req.protocol, ctx.prompt.model)
 

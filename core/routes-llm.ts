@@ -17,6 +17,7 @@ import {
 } from './pipeline.ts'
 import { type ProtocolError, protocolOfPath, protocols } from './protocols/index.ts'
 import type { Replies } from './replies.ts'
+import { Slicer } from './slicer.ts'
 import type { Operation, ProtocolName, ResolvedMeshConfig } from './types.ts'
 
 export interface LlmRouteDeps {
@@ -137,7 +138,11 @@ async function countTokens(
     if (body.length > LARGE_BODY_CHARS) await nextTurn()
     const parsed = (await parseBodySliced(body)) as any
     if (body.length > LARGE_BODY_CHARS) await nextTurn()
-    const prompt = adapter.parse(adapter.countTokens!.request(parsed), { pathModel })
+    const request = adapter.countTokens!.request(parsed)
+    const prompt =
+      body.length > LARGE_BODY_CHARS
+        ? await adapter.parseSliced(request, { pathModel }, new Slicer(10))
+        : adapter.parse(request, { pathModel })
     const model = headerSafe(prompt.model)
     const req = requestOf(
       event,

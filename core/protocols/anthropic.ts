@@ -4,6 +4,7 @@ import { canonicalJson } from '../canonical.ts'
 import { parseEventJson } from './event-json.ts'
 import {
   NotAnAnswerError,
+  PARSE_STEP,
   ProtocolError,
   checkFieldTypes,
   checkRole,
@@ -12,8 +13,11 @@ import {
   isObject,
   pick,
   requireModel,
+  runSteps,
+  runStepsSliced,
   sse,
   usageFor,
+  type ParseSteps,
   type ProtocolAdapter,
   type StreamReader,
 } from './shared.ts'
@@ -130,45 +134,61 @@ function blockEvents(block: any, index: number): string {
   return out + ev('content_block_stop', {})
 }
 
+function* anthropicSteps(body: any): ParseSteps {
+  if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
+  const model = requireModel(body.model)
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    throw new ProtocolError('`messages` is required and must be a non-empty array')
+  if (body.max_tokens !== undefined && (!Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1))
+    throw new ProtocolError('`max_tokens` must be a positive integer')
+  checkFieldTypes(body, FIELD_TYPES)
+  let system = ''
+  let hasImages = false
+  if (body.system !== undefined) system = blocksText(body.system, '`system`').text
+  const list: unknown[] = body.messages
+  const messages: CanonicalMessage[] = []
+  for (let i = 0; i < list.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const m = list[i]
+    // a hole (a body built in code, not parsed) stays one, as Array#map leaves it
+    if (m === undefined && !(i in list)) {
+      messages.length = i + 1
+      continue
+    }
+    // a role the proxy does not know (Claude Code's mid-conversation `system`) is forwarded as
+    // is; only a role that is not a string is the client's mistake
+    if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
+    checkRole(m.role, `messages[${i}]`)
+    const { text, extra, images } = blocksText(m.content, `messages[${i}].content`)
+    hasImages ||= images
+    // other roles stay in the cache partition and the estimate, tagged with their name
+    const known = m.role === 'user' || m.role === 'assistant' || m.role === 'system'
+    const tagged = known ? extra : [`role:${m.role}`, extra].filter(Boolean).join('|')
+    messages[i] = {
+      role: known ? (m.role as CanonicalMessage['role']) : 'user',
+      text,
+      ...(tagged ? { extra: tagged } : {}),
+    }
+  }
+  return {
+    model,
+    system,
+    messages,
+    tools: body.tools,
+    toolChoice: body.tool_choice,
+    responseFormat: body.output_format,
+    params: pick(body, PARAMS),
+    stream: body.stream === true,
+    maxTokens: body.max_tokens,
+    hasImages,
+  }
+}
+
 export const anthropicProtocol: ProtocolAdapter = {
   name: 'anthropic',
 
-  parse(body) {
-    if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
-    const model = requireModel(body.model)
-    if (!Array.isArray(body.messages) || body.messages.length === 0)
-      throw new ProtocolError('`messages` is required and must be a non-empty array')
-    if (body.max_tokens !== undefined && (!Number.isSafeInteger(body.max_tokens) || body.max_tokens < 1))
-      throw new ProtocolError('`max_tokens` must be a positive integer')
-    checkFieldTypes(body, FIELD_TYPES)
-    let system = ''
-    let hasImages = false
-    if (body.system !== undefined) system = blocksText(body.system, '`system`').text
-    const messages: CanonicalMessage[] = body.messages.map((m: any, i: number) => {
-      // a role the proxy does not know (Claude Code's mid-conversation `system`) is forwarded as
-      // is; only a role that is not a string is the client's mistake
-      if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
-      checkRole(m.role, `messages[${i}]`)
-      const { text, extra, images } = blocksText(m.content, `messages[${i}].content`)
-      hasImages ||= images
-      // other roles stay in the cache partition and the estimate, tagged with their name
-      const known = m.role === 'user' || m.role === 'assistant' || m.role === 'system'
-      const tagged = known ? extra : [`role:${m.role}`, extra].filter(Boolean).join('|')
-      return { role: known ? (m.role as CanonicalMessage['role']) : 'user', text, ...(tagged ? { extra: tagged } : {}) }
-    })
-    return {
-      model,
-      system,
-      messages,
-      tools: body.tools,
-      toolChoice: body.tool_choice,
-      responseFormat: body.output_format,
-      params: pick(body, PARAMS),
-      stream: body.stream === true,
-      maxTokens: body.max_tokens,
-      hasImages,
-    }
-  },
+  parse: (body) => runSteps(anthropicSteps(body)),
+  parseSliced: (body, _opts, slicer) => runStepsSliced(anthropicSteps(body), slicer),
 
   countTokens: {
     // count_tokens bodies have no max_tokens, which a Messages body needs

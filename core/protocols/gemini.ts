@@ -3,6 +3,7 @@ import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../typ
 import { canonicalJson } from '../canonical.ts'
 import {
   NotAnAnswerError,
+  PARSE_STEP,
   ProtocolError,
   checkFieldTypes,
   checkRole,
@@ -10,8 +11,12 @@ import {
   chunkText,
   emptyUsage,
   isObject,
+  runSteps,
+  runStepsSliced,
   sse,
   usageFor,
+  type ParseOptions,
+  type ParseSteps,
   type ProtocolAdapter,
   type StreamReader,
 } from './shared.ts'
@@ -222,55 +227,67 @@ function chunksOf(whole: Record<string, any>): unknown[] {
   return out
 }
 
+function* geminiSteps(body: any, { pathModel, stream }: ParseOptions): ParseSteps {
+  if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
+  if (!pathModel) throw new ProtocolError('the model is required in the path: /v1beta/models/{model}:generateContent')
+  checkModelName(pathModel, 'the model in the path')
+  if (!Array.isArray(body.contents) || body.contents.length === 0)
+    throw new ProtocolError('`contents` is required and must be a non-empty array')
+  checkFieldTypes(body, FIELD_TYPES)
+  if (isObject(body.generationConfig)) checkFieldTypes(body.generationConfig, GENERATION_TYPES, 'generationConfig.')
+  let hasImages = false
+  const list: unknown[] = body.contents
+  const messages: CanonicalMessage[] = []
+  for (let i = 0; i < list.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const c = list[i]
+    // a hole (a body built in code, not parsed) stays one, as Array#map leaves it
+    if (c === undefined && !(i in list)) {
+      messages.length = i + 1
+      continue
+    }
+    if (!isObject(c)) throw new ProtocolError(`contents[${i}] must be an object`)
+    if (c.role !== undefined) checkRole(c.role, `contents[${i}]`)
+    const { text, extra, images } = partsText(c.parts, `contents[${i}]`)
+    hasImages ||= images
+    const role = c.role === 'model' ? 'assistant' : c.role === 'function' ? 'tool' : 'user'
+    messages[i] = { role, text, ...(extra ? { extra } : {}) }
+  }
+  const sys = body.systemInstruction ?? body.system_instruction
+  // the REST API takes the proto field names too: generation_config.max_output_tokens
+  const gen = isObject(body.generationConfig)
+    ? body.generationConfig
+    : isObject(body.generation_config)
+      ? body.generation_config
+      : {}
+  const {
+    maxOutputTokens = gen.max_output_tokens,
+    max_output_tokens: _snake,
+    responseMimeType,
+    responseSchema,
+    ...params
+  } = gen
+  if (maxOutputTokens !== undefined && (!Number.isSafeInteger(maxOutputTokens) || maxOutputTokens < 1))
+    throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
+  return {
+    model: pathModel,
+    system: isObject(sys) ? partsText(sys.parts ?? [], 'systemInstruction').text : typeof sys === 'string' ? sys : '',
+    messages,
+    tools: body.tools,
+    toolChoice: body.toolConfig,
+    responseFormat: responseMimeType || responseSchema ? { responseMimeType, responseSchema } : undefined,
+    params: { ...params, ...(body.safetySettings ? { safetySettings: body.safetySettings } : {}) },
+    stream: stream === true,
+    maxTokens: maxOutputTokens,
+    hasImages,
+  }
+}
+
 export const geminiProtocol: ProtocolAdapter = {
   name: 'gemini',
 
-  parse(body, { pathModel, stream }) {
-    if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
-    if (!pathModel) throw new ProtocolError('the model is required in the path: /v1beta/models/{model}:generateContent')
-    checkModelName(pathModel, 'the model in the path')
-    if (!Array.isArray(body.contents) || body.contents.length === 0)
-      throw new ProtocolError('`contents` is required and must be a non-empty array')
-    checkFieldTypes(body, FIELD_TYPES)
-    if (isObject(body.generationConfig)) checkFieldTypes(body.generationConfig, GENERATION_TYPES, 'generationConfig.')
-    let hasImages = false
-    const messages: CanonicalMessage[] = body.contents.map((c: any, i: number) => {
-      if (!isObject(c)) throw new ProtocolError(`contents[${i}] must be an object`)
-      if (c.role !== undefined) checkRole(c.role, `contents[${i}]`)
-      const { text, extra, images } = partsText(c.parts, `contents[${i}]`)
-      hasImages ||= images
-      const role = c.role === 'model' ? 'assistant' : c.role === 'function' ? 'tool' : 'user'
-      return { role, text, ...(extra ? { extra } : {}) }
-    })
-    const sys = body.systemInstruction ?? body.system_instruction
-    // the REST API takes the proto field names too: generation_config.max_output_tokens
-    const gen = isObject(body.generationConfig)
-      ? body.generationConfig
-      : isObject(body.generation_config)
-        ? body.generation_config
-        : {}
-    const {
-      maxOutputTokens = gen.max_output_tokens,
-      max_output_tokens: _snake,
-      responseMimeType,
-      responseSchema,
-      ...params
-    } = gen
-    if (maxOutputTokens !== undefined && (!Number.isSafeInteger(maxOutputTokens) || maxOutputTokens < 1))
-      throw new ProtocolError('`generationConfig.maxOutputTokens` must be a positive integer')
-    return {
-      model: pathModel,
-      system: isObject(sys) ? partsText(sys.parts ?? [], 'systemInstruction').text : typeof sys === 'string' ? sys : '',
-      messages,
-      tools: body.tools,
-      toolChoice: body.toolConfig,
-      responseFormat: responseMimeType || responseSchema ? { responseMimeType, responseSchema } : undefined,
-      params: { ...params, ...(body.safetySettings ? { safetySettings: body.safetySettings } : {}) },
-      stream: stream === true,
-      maxTokens: maxOutputTokens,
-      hasImages,
-    }
-  },
+  parse: (body, opts) => runSteps(geminiSteps(body, opts)),
+  parseSliced: (body, opts, slicer) => runStepsSliced(geminiSteps(body, opts), slicer),
 
   pathCall(modelAction) {
     let tail: string

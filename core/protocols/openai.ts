@@ -3,6 +3,7 @@ import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../type
 import { canonicalJson } from '../canonical.ts'
 import {
   NotAnAnswerError,
+  PARSE_STEP,
   ProtocolError,
   checkFieldTypes,
   checkRole,
@@ -11,8 +12,11 @@ import {
   isObject,
   pick,
   requireModel,
+  runSteps,
+  runStepsSliced,
   sse,
   usageFor,
+  type ParseSteps,
   type ProtocolAdapter,
   type StreamReader,
 } from './shared.ts'
@@ -97,58 +101,64 @@ function usageOf(u: any): Usage {
   }
 }
 
+function* openaiSteps(body: any): ParseSteps {
+  if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
+  const model = requireModel(body.model)
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    throw new ProtocolError('`messages` is required and must be a non-empty array')
+  checkFieldTypes(body, FIELD_TYPES)
+  const system: string[] = []
+  const messages: CanonicalMessage[] = []
+  let hasImages = false
+  const list: unknown[] = body.messages
+  for (let i = 0; i < list.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const m = list[i]
+    if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
+    checkRole(m.role, `messages[${i}]`)
+    const { text, extra, images } = contentText(m.content)
+    hasImages ||= images
+    if (m.role === 'system' || m.role === 'developer') {
+      system.push(text)
+      continue
+    }
+    // a role the proxy does not know is forwarded; it stays in the cache key, tagged with its name
+    const known = m.role === 'user' || m.role === 'assistant' || m.role === 'tool' || m.role === 'function'
+    const extras = [
+      known ? '' : `role:${m.role}`,
+      extra,
+      m.tool_calls ? canonicalJson(m.tool_calls) : '',
+      m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '',
+      m.name ? `name:${m.name}` : '',
+    ].filter(Boolean)
+    messages.push({
+      role: m.role === 'function' ? 'tool' : known ? (m.role as CanonicalMessage['role']) : 'user',
+      text,
+      ...(extras.length ? { extra: extras.join('|') } : {}),
+    })
+  }
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens
+  if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1))
+    throw new ProtocolError('`max_tokens` must be a positive integer')
+  return {
+    model,
+    system: system.join('\n'),
+    messages,
+    tools: body.tools ?? body.functions,
+    toolChoice: body.tool_choice ?? body.function_call,
+    responseFormat: body.response_format,
+    params: pick(body, PARAMS),
+    stream: body.stream === true,
+    maxTokens,
+    hasImages,
+  }
+}
+
 export const openaiProtocol: ProtocolAdapter = {
   name: 'openai',
 
-  parse(body, opts) {
-    if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
-    const model = requireModel(body.model)
-    if (!Array.isArray(body.messages) || body.messages.length === 0)
-      throw new ProtocolError('`messages` is required and must be a non-empty array')
-    checkFieldTypes(body, FIELD_TYPES)
-    const system: string[] = []
-    const messages: CanonicalMessage[] = []
-    let hasImages = false
-    for (const [i, m] of body.messages.entries()) {
-      if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
-      checkRole(m.role, `messages[${i}]`)
-      const { text, extra, images } = contentText(m.content)
-      hasImages ||= images
-      if (m.role === 'system' || m.role === 'developer') {
-        system.push(text)
-        continue
-      }
-      // a role the proxy does not know is forwarded; it stays in the cache key, tagged with its name
-      const known = m.role === 'user' || m.role === 'assistant' || m.role === 'tool' || m.role === 'function'
-      const extras = [
-        known ? '' : `role:${m.role}`,
-        extra,
-        m.tool_calls ? canonicalJson(m.tool_calls) : '',
-        m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '',
-        m.name ? `name:${m.name}` : '',
-      ].filter(Boolean)
-      messages.push({
-        role: m.role === 'function' ? 'tool' : known ? (m.role as CanonicalMessage['role']) : 'user',
-        text,
-        ...(extras.length ? { extra: extras.join('|') } : {}),
-      })
-    }
-    const maxTokens = body.max_completion_tokens ?? body.max_tokens
-    if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1))
-      throw new ProtocolError('`max_tokens` must be a positive integer')
-    return {
-      model,
-      system: system.join('\n'),
-      messages,
-      tools: body.tools ?? body.functions,
-      toolChoice: body.tool_choice ?? body.function_call,
-      responseFormat: body.response_format,
-      params: pick(body, PARAMS),
-      stream: body.stream === true,
-      maxTokens,
-      hasImages,
-    }
-  },
+  parse: (body) => runSteps(openaiSteps(body)),
+  parseSliced: (body, _opts, slicer) => runStepsSliced(openaiSteps(body), slicer),
 
   errorBody(_status, type, message) {
     return { error: { message, type, param: null, code: type } }

@@ -6,6 +6,7 @@ import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../type
 import { canonicalJson } from '../canonical.ts'
 import {
   NotAnAnswerError,
+  PARSE_STEP,
   ProtocolError,
   checkFieldTypes,
   checkRole,
@@ -13,8 +14,11 @@ import {
   emptyUsage,
   isObject,
   requireModel,
+  runSteps,
+  runStepsSliced,
   sse,
   usageFor,
+  type ParseSteps,
   type ProtocolAdapter,
   type StreamReader,
 } from './shared.ts'
@@ -304,56 +308,58 @@ function streamOf(body: Record<string, any>): string {
 
 const FINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed'])
 
+function* responsesSteps(body: any): ParseSteps {
+  if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
+  // a stored prompt (`prompt: {id}`) may name the model itself
+  const model = body.model === undefined && isObject(body.prompt) ? '' : requireModel(body.model)
+  checkFieldTypes(body, FIELD_TYPES)
+  if (body.text?.format !== undefined && !isObject(body.text.format))
+    throw new ProtocolError('`text.format` must be an object')
+  const maxTokens = body.max_output_tokens
+  if (maxTokens !== undefined && maxTokens !== null && maxTokens < 1)
+    throw new ProtocolError('`max_output_tokens` must be a positive integer')
+  const system: string[] = []
+  const instructions = instructionsText(body.instructions)
+  if (instructions) system.push(instructions)
+  const messages: CanonicalMessage[] = []
+  let hasImages = false
+  const items = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : (body.input ?? [])
+  const list = items as unknown[]
+  for (let i = 0; i < list.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const item = list[i]
+    const { message, system: isSystem, images } = itemOf(item, typeof body.input === 'string' ? 'input' : `input[${i}]`)
+    hasImages ||= images
+    // leading developer/system messages are the system prompt (Codex sends its instructions so)
+    if (isSystem && messages.length === 0) system.push(message.text)
+    else messages.push(message)
+  }
+  const params: Record<string, unknown> = {}
+  for (const k of PARAMS) if (body[k] !== undefined && body[k] !== null) params[k] = body[k]
+  if (body.text?.verbosity !== undefined) params.verbosity = body.text.verbosity
+  // an answer the vendor did not store cannot be continued by id: a client that stores must
+  // not be served one that was not
+  params.stored = body.store !== false
+  return {
+    model,
+    system: system.join('\n'),
+    messages,
+    tools: body.tools,
+    toolChoice: body.tool_choice,
+    responseFormat: body.text?.format,
+    params,
+    stream: body.stream === true,
+    maxTokens: maxTokens ?? undefined,
+    hasImages,
+    stateful: typeof body.previous_response_id === 'string' || body.conversation != null,
+  }
+}
+
 export const responsesProtocol: ProtocolAdapter = {
   name: 'responses',
 
-  parse(body) {
-    if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
-    // a stored prompt (`prompt: {id}`) may name the model itself
-    const model = body.model === undefined && isObject(body.prompt) ? '' : requireModel(body.model)
-    checkFieldTypes(body, FIELD_TYPES)
-    if (body.text?.format !== undefined && !isObject(body.text.format))
-      throw new ProtocolError('`text.format` must be an object')
-    const maxTokens = body.max_output_tokens
-    if (maxTokens !== undefined && maxTokens !== null && maxTokens < 1)
-      throw new ProtocolError('`max_output_tokens` must be a positive integer')
-    const system: string[] = []
-    const instructions = instructionsText(body.instructions)
-    if (instructions) system.push(instructions)
-    const messages: CanonicalMessage[] = []
-    let hasImages = false
-    const items = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : (body.input ?? [])
-    for (const [i, item] of (items as unknown[]).entries()) {
-      const {
-        message,
-        system: isSystem,
-        images,
-      } = itemOf(item, typeof body.input === 'string' ? 'input' : `input[${i}]`)
-      hasImages ||= images
-      // leading developer/system messages are the system prompt (Codex sends its instructions so)
-      if (isSystem && messages.length === 0) system.push(message.text)
-      else messages.push(message)
-    }
-    const params: Record<string, unknown> = {}
-    for (const k of PARAMS) if (body[k] !== undefined && body[k] !== null) params[k] = body[k]
-    if (body.text?.verbosity !== undefined) params.verbosity = body.text.verbosity
-    // an answer the vendor did not store cannot be continued by id: a client that stores must
-    // not be served one that was not
-    params.stored = body.store !== false
-    return {
-      model,
-      system: system.join('\n'),
-      messages,
-      tools: body.tools,
-      toolChoice: body.tool_choice,
-      responseFormat: body.text?.format,
-      params,
-      stream: body.stream === true,
-      maxTokens: maxTokens ?? undefined,
-      hasImages,
-      stateful: typeof body.previous_response_id === 'string' || body.conversation != null,
-    }
-  },
+  parse: (body) => runSteps(responsesSteps(body)),
+  parseSliced: (body, _opts, slicer) => runStepsSliced(responsesSteps(body), slicer),
 
   countTokens: {
     request: (body) => body,

@@ -26,7 +26,9 @@ export interface StreamReader {
 export interface ProtocolAdapter {
   name: ProtocolName
   /** canonical view of a chat request; throws ProtocolError on bad input */
-  parse(body: any, opts: { pathModel?: string; stream?: boolean }): Prompt
+  parse(body: any, opts: ParseOptions): Prompt
+  /** parse for a body of tens of thousands of messages: the same prompt or error, read in slices of the event loop */
+  parseSliced(body: any, opts: ParseOptions, slicer: Slicer): Promise<Prompt>
   errorBody(status: number, type: string, message: string): unknown
   /** a complete answer as this protocol's non-streaming JSON body */
   render(answer: CanonicalAnswer): unknown
@@ -43,6 +45,35 @@ export interface ProtocolAdapter {
   /** the protocol's error event, sent before ending a stream that cannot complete */
   streamError(status: number, type: string, message: string): string
   streamReader(opts: { hideUsageChunk?: boolean }): StreamReader
+}
+
+export interface ParseOptions {
+  pathModel?: string
+  stream?: boolean
+}
+
+/**
+ * An adapter's parse as steps: a generator that reads the messages and pauses (yields) after every
+ * PARSE_STEP of them. parse runs it through; parseSliced gives the loop back between steps when the
+ * slice is used up (70,000 turns took 45-75 ms in one go). The same code either way, so the same
+ * prompt and the same errors.
+ */
+export type ParseSteps = Generator<undefined, Prompt, undefined>
+export const PARSE_STEP = 256
+
+export function runSteps(steps: ParseSteps): Prompt {
+  let r = steps.next()
+  while (!r.done) r = steps.next()
+  return r.value
+}
+
+export async function runStepsSliced(steps: ParseSteps, slicer: Slicer): Promise<Prompt> {
+  let r = steps.next()
+  while (!r.done) {
+    await slicer.pause()
+    r = steps.next()
+  }
+  return r.value
 }
 
 export const emptyUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
