@@ -11,8 +11,9 @@ import {
   type Touch,
   type ToolResultOptions,
 } from './strategies.ts'
-import { turnsOf, type Turn } from './units.ts'
-import { viewOf, type BodyView } from './view.ts'
+import { NEVER, slices, type Pace } from './pace.ts'
+import { turnsOfPaced, type Turn } from './units.ts'
+import { messageCount, viewOfPaced, type BodyView } from './view.ts'
 
 export type StrategyName = 'lossless' | 'tool-results' | 'old-turns' | 'summary'
 
@@ -86,9 +87,8 @@ export function createJournal(body: any): Journal {
   }
 }
 
-/** Above this many messages each pass over the body runs in its own turn of the event loop. */
+/** Above this many messages the passes over the body work in slices of the event loop (pace.ts). */
 const LARGE_MSGS = 2_000
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 export interface CompressResult {
   before: number
@@ -121,7 +121,14 @@ export function boundedCount(count: Count, budgetChars = 262_144): Count {
   }
 }
 
-export async function compressBody(input: CompressInput): Promise<CompressResult> {
+export function compressBody(input: CompressInput): Promise<CompressResult> {
+  // a transcript of thousands of turns costs tens of ms per pass (70,000 turns: 50-130 ms for the
+  // view, the turns, each strategy): every pass works in slices
+  return compressBodyPaced(input, messageCount(input.protocol, input.body) > LARGE_MSGS ? slices() : NEVER)
+}
+
+/** compressBody with the given pace (the same result whatever the pace) */
+export async function compressBodyPaced(input: CompressInput, pace: Pace): Promise<CompressResult> {
   input = { ...input, count: boundedCount(input.count) }
   const { body, target, strategies: s } = input
   const result: CompressResult = {
@@ -131,49 +138,41 @@ export async function compressBody(input: CompressInput): Promise<CompressResult
     steps: [],
     met: input.before <= target,
   }
-  const view = viewOf(input.protocol, body)
+  // after the hooks before this one, which ran in this turn of the event loop
+  if (pace !== NEVER) await pace.yield()
+  const view = await viewOfPaced(input.protocol, body, pace)
   if (!view) return result
-  // a transcript of thousands of turns costs tens of ms per pass (and the measure after each):
-  // one pass per turn of the event loop, so other requests are not held for their sum
-  const pause = view.msgs.length > LARGE_MSGS ? nextTurn : () => undefined
   input.journal?.watch(view)
   const touch = input.journal?.touch
-  await pause()
   const step = async (name: StrategyName, changed: boolean) => {
     if (!changed) return
-    await pause()
+    // the measure (the core's parse and estimate of the whole body) is a block of its own
+    await pace.yield()
     result.after = input.measure(body)
     if (!result.applied.includes(name)) result.applied.push(name)
     result.steps.push({ strategy: name, after: result.after })
-    await pause()
+    await pace.yield()
   }
-  const turns = turnsOf(view)
+  const turns = await turnsOfPaced(view, pace)
   // lossless runs whenever the plugin acts (it loses nothing); the others only while over the target
   if (s.lossless) {
-    await pause()
-    let changed = s.lossless.duplicates ? dropDuplicates(turns, touch) : false
-    await pause()
-    if (s.lossless.minify) changed = minify(turns, touch) || changed
+    let changed = s.lossless.duplicates ? await dropDuplicates(turns, touch, pace) : false
+    if (s.lossless.minify) changed = (await minify(turns, touch, pace)) || changed
     await step('lossless', changed)
   }
-  if (s.toolResults && result.after > target) {
-    await pause()
-    await step('tool-results', trimToolResults(turns, s.toolResults, input.count, touch))
-  }
-  if (s.oldTurns && result.after > target) await oldTurns(input, view, turns, s.oldTurns.keepTurns, result, pause, step)
+  if (s.toolResults && result.after > target)
+    await step('tool-results', await trimToolResults(turns, s.toolResults, input.count, touch, pace))
+  if (s.oldTurns && result.after > target) await oldTurns(input, view, turns, s.oldTurns.keepTurns, result, pace, step)
   // a prompt that must fit the window and still does not: the windows shrink to the last turn
   // (a request the vendor would refuse for its size helps nobody)
   if (input.mustFit && result.after > target) {
     if (s.toolResults) {
-      await pause()
-      const all = turnsOf(view)
-      await pause()
-      await step('tool-results', trimToolResults(all, { ...s.toolResults, keepTurns: 1 }, input.count, touch))
+      const all = await turnsOfPaced(view, pace)
+      const keepOne = { ...s.toolResults, keepTurns: 1 }
+      await step('tool-results', await trimToolResults(all, keepOne, input.count, touch, pace))
     }
-    if (s.oldTurns && result.after > target) {
-      await pause()
-      await oldTurns(input, view, turnsOf(view), 1, result, pause, step)
-    }
+    if (s.oldTurns && result.after > target)
+      await oldTurns(input, view, await turnsOfPaced(view, pace), 1, result, pace, step)
   }
   result.met = result.after <= target
   return result
@@ -185,18 +184,18 @@ async function oldTurns(
   turns: Turn[],
   keepTurns: number,
   result: CompressResult,
-  pause: () => Promise<void> | undefined,
+  pace: Pace,
   step: (name: StrategyName, changed: boolean) => Promise<void>,
 ): Promise<void> {
   const s = input.strategies
-  await pause()
-  const dropped = dropOldTurns(view, turns, keepTurns, result.after - input.target, input.count)
+  const dropped = await dropOldTurns(view, turns, keepTurns, result.after - input.target, input.count, pace)
   await step('old-turns', dropped.length > 0)
   if (!dropped.length || !s.summary || !input.summarise) return
-  const summary = await input.summarise(transcriptOf(dropped).slice(0, s.summary.maxChars))
+  const { maxChars } = s.summary
+  const summary = await input.summarise(transcriptOf(dropped, undefined, maxChars).slice(0, maxChars))
   if (!summary) return
   const text = `[Summary of ${dropped.length} earlier turns, removed by AgentMesh compression]\n${summary}`
-  await step('summary', placeSummary(view, turnsOf(view), text))
+  await step('summary', placeSummary(view, await turnsOfPaced(view, pace), text))
 }
 
 /**

@@ -1,7 +1,8 @@
 // The strategies, each over the neutral view (view.ts) and its turns (units.ts). None touches the
 // turn holding the last user message, system messages, tool definitions (not in the view) or any
 // image; old-turns drops whole turns only, so every tool call keeps its result.
-import { alternationCuts, windowStart, type Turn } from './units.ts'
+import { NEVER, type Pace } from './pace.ts'
+import { alternationCutsPaced, windowStart, type Turn } from './units.ts'
 import { languageOfPath, minifyFences, minifyJson, minifyOutput } from './text.ts'
 import type { BodyView, Msg, Part } from './view.ts'
 
@@ -30,10 +31,12 @@ function pathOf(call: Part | undefined): string | undefined {
   return m?.[1]
 }
 
-function callsById(turns: Turn[]): Map<string, Part> {
+async function callsById(turns: Turn[], pace: Pace): Promise<Map<string, Part>> {
   const calls = new Map<string, Part>()
-  for (const t of turns)
+  for (const t of turns) {
     for (const m of t.msgs) for (const p of m.parts) if (p.kind === 'call' && p.id) calls.set(p.id, p)
+    if (pace.due()) await pace.yield()
+  }
   return calls
 }
 
@@ -52,12 +55,13 @@ function rewrite(m: Msg, p: Part, text: string, touch: Touch | undefined): boole
  * Duplicates: the same output sent twice, or the same file read twice, keeps only its latest copy;
  * earlier copies become a one-line marker (the tool_result stays, so the call keeps its pair).
  */
-export function dropDuplicates(turns: Turn[], touch?: Touch): boolean {
-  const calls = callsById(turns)
+export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = NEVER): Promise<boolean> {
+  const calls = await callsById(turns, pace)
   const laterOutput = new Map<string, string>()
   const laterRead = new Map<string, string>()
   let changed = false
   for (let i = turns.length - 1; i >= 0; i--) {
+    if (pace.due()) await pace.yield()
     const t = turns[i]!
     for (let j = t.msgs.length - 1; j >= 0; j--) {
       const msg = t.msgs[j]!
@@ -89,10 +93,11 @@ export function dropDuplicates(turns: Turn[], touch?: Touch): boolean {
 }
 
 /** Whitespace and JSON minification in tool outputs, tool arguments and fenced code blocks. */
-export function minify(turns: Turn[], touch?: Touch): boolean {
-  const calls = callsById(turns)
+export async function minify(turns: Turn[], touch?: Touch, pace: Pace = NEVER): Promise<boolean> {
+  const calls = await callsById(turns, pace)
   let changed = false
   for (const t of turns) {
+    if (pace.due()) await pace.yield()
     if (t.last || t.kind === 'system') continue
     for (const m of t.msgs) {
       for (const p of m.parts) {
@@ -121,10 +126,17 @@ export interface ToolResultOptions {
 }
 
 /** Long tool outputs older than the last K turns keep their head and tail, with a marker saying how many tokens were elided. */
-export function trimToolResults(turns: Turn[], o: ToolResultOptions, count: Count, touch?: Touch): boolean {
+export async function trimToolResults(
+  turns: Turn[],
+  o: ToolResultOptions,
+  count: Count,
+  touch?: Touch,
+  pace: Pace = NEVER,
+): Promise<boolean> {
   const end = windowStart(turns, o.keepTurns)
   let changed = false
   for (let i = 0; i < end; i++) {
+    if (pace.due()) await pace.yield()
     const t = turns[i]!
     if (t.last) continue
     for (const m of t.msgs) {
@@ -174,46 +186,74 @@ function turnTokens(t: Turn, count: Count): number {
 /** how many cuts either side of the needed one are tried for alternating roles */
 const ALTERNATION_REACH = 8
 
-export function dropOldTurns(view: BodyView, turns: Turn[], keepTurns: number, need: number, count: Count): Turn[] {
+export async function dropOldTurns(
+  view: BodyView,
+  turns: Turn[],
+  keepTurns: number,
+  need: number,
+  count: Count,
+  pace: Pace = NEVER,
+): Promise<Turn[]> {
   const end = windowStart(turns, keepTurns)
   const cand: number[] = []
   for (let i = 0; i < end; i++) if (!turns[i]!.pinned && turns[i]!.kind !== 'system') cand.push(i)
   if (!cand.length || need <= 0) return []
   let k = 0
   let shed = 0
-  while (k < cand.length && shed < need) shed += turnTokens(turns[cand[k++]!]!, count)
+  while (k < cand.length && shed < need) {
+    shed += turnTokens(turns[cand[k++]!]!, count)
+    if (pace.due()) await pace.yield()
+  }
   if (view.strictRoles) {
     // the smallest cut at least as deep that keeps roles alternating, else the deepest shallower
     // one, looked for within a few turns of the cut: in a conversation whose roles alternate one
     // more or one fewer turn restores them, and an unbounded search is quadratic in the turns (a
     // body of 27,000 user turns held the proxy for minutes)
-    const breaks = alternationCuts(turns, cand)
+    const breaks = await alternationCutsPaced(turns, cand, pace)
     let ok = -1
     const reach = Math.min(cand.length, k + ALTERNATION_REACH)
-    for (let n = k; n <= reach && ok < 0; n++) if (!breaks(n)) ok = n
-    for (let n = k - 1; n >= Math.max(0, k - ALTERNATION_REACH) && ok < 0; n--) if (!breaks(n)) ok = n
+    for (let n = k; n <= reach && ok < 0; n++) {
+      if (!breaks(n)) ok = n
+      if (pace.due()) await pace.yield()
+    }
+    for (let n = k - 1; n >= Math.max(0, k - ALTERNATION_REACH) && ok < 0; n--) {
+      if (!breaks(n)) ok = n
+      if (pace.due()) await pace.yield()
+    }
     k = Math.max(0, ok)
   }
   if (k === 0) return []
-  const drop = new Set(cand.slice(0, k))
-  const kept = turns.map((_, i) => i).filter((i) => !drop.has(i))
-  const msgs = kept.flatMap((i) => turns[i]!.msgs)
+  // the turns kept, in order: every turn but the first k candidates
+  const dropped = new Uint8Array(turns.length)
+  for (let j = 0; j < k; j++) dropped[cand[j]!] = 1
+  const msgs: Msg[] = []
+  for (let i = 0; i < turns.length; i++) {
+    if (!dropped[i]) for (const m of turns[i]!.msgs) msgs.push(m)
+    if (pace.due()) await pace.yield()
+  }
   view.keep(msgs)
   view.msgs = msgs
   return cand.slice(0, k).map((i) => turns[i]!)
 }
 
 /** The dropped turns as a plain transcript, for the summary model (long outputs cut). */
-export function transcriptOf(turns: Turn[], maxCharsPerPart = 2000): string {
+export function transcriptOf(turns: Turn[], maxCharsPerPart = 2000, maxChars = Infinity): string {
   const lines: string[] = []
   const cut = (s: string) => (s.length > maxCharsPerPart ? `${s.slice(0, maxCharsPerPart)} [...]` : s)
+  let chars = 0
+  const add = (line: string) => {
+    lines.push(line)
+    chars += line.length + 1
+  }
   for (const t of turns) {
+    // the caller keeps the first maxChars: lines past them would be cut off (70,000 dropped turns)
+    if (chars > maxChars) break
     for (const m of t.msgs) {
       for (const p of m.parts) {
-        if (p.kind === 'text' && p.text) lines.push(`${m.role}: ${cut(p.text)}`)
-        else if (p.kind === 'call') lines.push(`${m.role} called ${p.name}(${cut(p.text)})`)
-        else if (p.kind === 'result') lines.push(`tool result: ${cut(p.text)}`)
-        else if (p.kind === 'image') lines.push(`${m.role}: [an image]`)
+        if (p.kind === 'text' && p.text) add(`${m.role}: ${cut(p.text)}`)
+        else if (p.kind === 'call') add(`${m.role} called ${p.name}(${cut(p.text)})`)
+        else if (p.kind === 'result') add(`tool result: ${cut(p.text)}`)
+        else if (p.kind === 'image') add(`${m.role}: [an image]`)
       }
     }
   }

@@ -2,6 +2,7 @@
 // assistant step with the tool results that answer it (assistant message, tool calls, results):
 // dropping whole turns is what keeps every tool call with its result. System messages are turns
 // that are never dropped.
+import type { Pace } from './pace.ts'
 import type { BodyView, Msg, Role } from './view.ts'
 
 export interface Turn {
@@ -16,34 +17,52 @@ export interface Turn {
 const hasKind = (m: Msg, kind: 'call' | 'result' | 'text') => m.parts.some((p) => p.kind === kind)
 const isResultMsg = (m: Msg) => m.role === 'tool' || (m.role === 'user' && hasKind(m, 'result'))
 
-/** Group messages into turns and mark the pinned ones. */
-export function turnsOf(view: BodyView): Turn[] {
-  const turns: Turn[] = []
-  let step: Turn | undefined
-  let sawResults = false
-  for (const m of view.msgs) {
+/** Messages grouped into turns one at a time, in order (a large body's are grouped in slices). */
+class Grouping {
+  readonly turns: Turn[] = []
+  private step: Turn | undefined
+  private sawResults = false
+  add(m: Msg): void {
+    const turns = this.turns
     if (m.role === 'system') {
       turns.push({ kind: 'system', msgs: [m], pinned: true, last: false })
-      step = undefined
+      this.step = undefined
     } else if (isResultMsg(m)) {
       // results belong to the step whose calls they answer; an orphan is kept as it is
-      if (step) step.msgs.push(m)
-      else turns.push((step = { kind: 'step', msgs: [m], pinned: true, last: false }))
-      sawResults = true
+      if (this.step) this.step.msgs.push(m)
+      else turns.push((this.step = { kind: 'step', msgs: [m], pinned: true, last: false }))
+      this.sawResults = true
     } else if (m.role === 'assistant') {
       // consecutive assistant items (Responses: reasoning, then function calls) are one step
-      if (step && !sawResults) step.msgs.push(m)
+      if (this.step && !this.sawResults) this.step.msgs.push(m)
       else {
-        turns.push((step = { kind: 'step', msgs: [m], pinned: false, last: false }))
-        sawResults = false
+        turns.push((this.step = { kind: 'step', msgs: [m], pinned: false, last: false }))
+        this.sawResults = false
       }
     } else {
       turns.push({ kind: 'user', msgs: [m], pinned: false, last: false })
-      step = undefined
+      this.step = undefined
     }
   }
-  pin(turns)
-  return turns
+}
+
+/** Group messages into turns and mark the pinned ones. */
+export function turnsOf(view: BodyView): Turn[] {
+  const g = new Grouping()
+  for (const m of view.msgs) g.add(m)
+  pin(g.turns)
+  return g.turns
+}
+
+/** turnsOf, a slice at a time */
+export async function turnsOfPaced(view: BodyView, pace: Pace): Promise<Turn[]> {
+  const g = new Grouping()
+  for (const m of view.msgs) {
+    g.add(m)
+    if (pace.due()) await pace.yield()
+  }
+  pin(g.turns)
+  return g.turns
 }
 
 /** The last user message: the last user-role message with text of its own, else the last user-role message. */
@@ -108,25 +127,45 @@ export function breaksAlternation(turns: Turn[], kept: number[]): boolean {
  * cuts), a body of 27,000 turns held the event loop for half a second.
  */
 export function alternationCuts(turns: Turn[], cand: number[]): (n: number) => boolean {
+  const a = alternation(turns, cand)
+  for (let t = 0; t < turns.length; t++) a.add(t)
+  return a.breaks
+}
+
+/** alternationCuts, its arrays built a slice at a time */
+export async function alternationCutsPaced(turns: Turn[], cand: number[], pace: Pace): Promise<(n: number) => boolean> {
+  const a = alternation(turns, cand)
+  for (let t = 0; t < turns.length; t++) {
+    a.add(t)
+    if (pace.due()) await pace.yield()
+  }
+  return a.breaks
+}
+
+/** alternationCuts' flat arrays, filled turn by turn with add(t) (every turn, in order, before breaks) */
+function alternation(turns: Turn[], cand: number[]) {
   const rank = new Int32Array(turns.length).fill(-1)
   for (let i = 0; i < cand.length; i++) rank[cand[i]!] = i
   // the non-system messages in order (their index is the position breaksAlternation compares)
   const roles: Role[] = []
   const turnOf: number[] = []
-  for (let t = 0; t < turns.length; t++)
-    for (const m of turns[t]!.msgs)
-      if (m.role !== 'system') {
-        roles.push(m.role)
-        turnOf.push(t)
+  return {
+    add(t: number) {
+      for (const m of turns[t]!.msgs)
+        if (m.role !== 'system') {
+          roles.push(m.role)
+          turnOf.push(t)
+        }
+    },
+    breaks(n: number): boolean {
+      let prev = -1
+      for (let j = 0; j < roles.length; j++) {
+        const r = rank[turnOf[j]!]!
+        if (r >= 0 && r < n) continue
+        if (prev >= 0 && roles[prev] === roles[j] && prev !== j - 1) return true
+        prev = j
       }
-  return (n) => {
-    let prev = -1
-    for (let j = 0; j < roles.length; j++) {
-      const r = rank[turnOf[j]!]!
-      if (r >= 0 && r < n) continue
-      if (prev >= 0 && roles[prev] === roles[j] && prev !== j - 1) return true
-      prev = j
-    }
-    return false
+      return false
+    },
   }
 }

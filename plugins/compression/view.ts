@@ -3,6 +3,7 @@
 // `keep` writes the kept messages back. Anything the view does not understand is an 'other' part
 // or a 'system' message, which no strategy touches or drops.
 import type { ProtocolName } from '../../core/types.ts'
+import type { Pace } from './pace.ts'
 
 export type PartKind = 'text' | 'call' | 'result' | 'image' | 'other'
 
@@ -100,11 +101,12 @@ function anthropicParts(m: any): Part[] {
   })
 }
 
-function anthropicView(body: any): BodyView {
-  const msgs: Msg[] = (body.messages as any[]).map((m) => {
-    const known = m?.role === 'user' || m?.role === 'assistant'
-    return { role: known ? m.role : 'system', parts: known ? anthropicParts(m) : [], item: m }
-  })
+function anthropicMsg(m: any): Msg {
+  const known = m?.role === 'user' || m?.role === 'assistant'
+  return { role: known ? m.role : 'system', parts: known ? anthropicParts(m) : [], item: m }
+}
+
+function anthropicView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: true,
@@ -128,63 +130,64 @@ function anthropicView(body: any): BodyView {
 
 // --- OpenAI Chat Completions --------------------------------------------------------------------
 
-function openaiView(body: any): BodyView {
-  const msgs: Msg[] = (body.messages as any[]).map((m): Msg => {
-    const role = m?.role
-    if (role === 'tool' || role === 'function')
-      return {
-        role: 'tool',
-        item: m,
-        parts: [blockArrayPart('result', m, 'content', 'text', m.tool_call_id ?? m.name)],
-      }
-    if (role !== 'user' && role !== 'assistant') return { role: 'system', item: m, parts: [] }
-    const parts: Part[] = []
-    if (Array.isArray(m.content)) {
-      for (const p of m.content) {
-        if (isObj(p) && p.type === 'text' && typeof p.text === 'string')
-          parts.push({
-            kind: 'text',
-            text: p.text,
-            set: (s) => {
-              p.text = s
-            },
-          })
-        else
-          parts.push({
-            kind:
-              isObj(p) && (p.type === 'image_url' || p.type === 'input_audio' || p.type === 'file') ? 'image' : 'other',
-            text: '',
-          })
-      }
-    } else if (typeof m.content === 'string')
-      parts.push({
-        kind: 'text',
-        text: m.content,
-        set: (s) => {
-          m.content = s
-        },
-      })
-    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
-      const fn = c?.function ?? {}
-      parts.push({
-        kind: 'call',
-        id: String(c?.id),
-        name: String(fn.name),
-        text: typeof fn.arguments === 'string' ? fn.arguments : '',
-        set: (s) => {
-          fn.arguments = s
-        },
-      })
+function openaiMsg(m: any): Msg {
+  const role = m?.role
+  if (role === 'tool' || role === 'function')
+    return {
+      role: 'tool',
+      item: m,
+      parts: [blockArrayPart('result', m, 'content', 'text', m.tool_call_id ?? m.name)],
     }
-    if (isObj(m.function_call))
-      parts.push({
-        kind: 'call',
-        id: m.function_call.name,
-        name: m.function_call.name,
-        text: String(m.function_call.arguments ?? ''),
-      })
-    return { role, item: m, parts }
-  })
+  if (role !== 'user' && role !== 'assistant') return { role: 'system', item: m, parts: [] }
+  const parts: Part[] = []
+  if (Array.isArray(m.content)) {
+    for (const p of m.content) {
+      if (isObj(p) && p.type === 'text' && typeof p.text === 'string')
+        parts.push({
+          kind: 'text',
+          text: p.text,
+          set: (s) => {
+            p.text = s
+          },
+        })
+      else
+        parts.push({
+          kind:
+            isObj(p) && (p.type === 'image_url' || p.type === 'input_audio' || p.type === 'file') ? 'image' : 'other',
+          text: '',
+        })
+    }
+  } else if (typeof m.content === 'string')
+    parts.push({
+      kind: 'text',
+      text: m.content,
+      set: (s) => {
+        m.content = s
+      },
+    })
+  for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
+    const fn = c?.function ?? {}
+    parts.push({
+      kind: 'call',
+      id: String(c?.id),
+      name: String(fn.name),
+      text: typeof fn.arguments === 'string' ? fn.arguments : '',
+      set: (s) => {
+        fn.arguments = s
+      },
+    })
+  }
+  if (isObj(m.function_call))
+    parts.push({
+      kind: 'call',
+      id: m.function_call.name,
+      name: m.function_call.name,
+      text: String(m.function_call.arguments ?? ''),
+    })
+  return { role, item: m, parts }
+}
+
+function openaiView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: false,
@@ -262,10 +265,9 @@ function responsesItem(it: any): Msg {
   return { role: 'system', item: it, parts: [] }
 }
 
-function responsesView(body: any): BodyView {
-  const items: any[] = Array.isArray(body.input) ? body.input : []
+function responsesView(body: any, msgs: Msg[]): BodyView {
   return {
-    msgs: items.map(responsesItem),
+    msgs,
     strictRoles: false,
     keep: (kept) => {
       body.input = kept.map((m) => m.item)
@@ -333,12 +335,13 @@ function geminiParts(c: any, counter: { n: number }): Part[] {
   })
 }
 
-function geminiView(body: any): BodyView {
-  const counter = { n: 0 }
-  const msgs: Msg[] = (body.contents as any[]).map((c) => {
-    const role: Role = c?.role === 'model' ? 'assistant' : c?.role === 'function' ? 'tool' : 'user'
-    return { role, item: c, parts: geminiParts(c, counter) }
-  })
+/** a Gemini content's message; `counter` numbers the calls without an id across the body */
+function geminiMsg(c: any, counter: { n: number }): Msg {
+  const role: Role = c?.role === 'model' ? 'assistant' : c?.role === 'function' ? 'tool' : 'user'
+  return { role, item: c, parts: geminiParts(c, counter) }
+}
+
+function geminiView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: true,
@@ -357,12 +360,50 @@ function geminiView(body: any): BodyView {
   }
 }
 
+/** A protocol's items in the body, the message each makes, and the view over those messages. */
+interface ViewMaker {
+  items: any[]
+  msg(item: any): Msg
+  view(msgs: Msg[]): BodyView
+}
+
+function viewMaker(protocol: ProtocolName, body: any): ViewMaker | undefined {
+  if (!isObj(body)) return undefined
+  if (protocol === 'anthropic' && Array.isArray(body.messages))
+    return { items: body.messages, msg: anthropicMsg, view: (msgs) => anthropicView(body, msgs) }
+  if (protocol === 'openai' && Array.isArray(body.messages))
+    return { items: body.messages, msg: openaiMsg, view: (msgs) => openaiView(body, msgs) }
+  if (protocol === 'responses' && Array.isArray(body.input))
+    return { items: body.input, msg: responsesItem, view: (msgs) => responsesView(body, msgs) }
+  if (protocol === 'gemini' && Array.isArray(body.contents)) {
+    const counter = { n: 0 }
+    return { items: body.contents, msg: (c) => geminiMsg(c, counter), view: (msgs) => geminiView(body, msgs) }
+  }
+  return undefined
+}
+
 /** The body's view, or undefined for a body with nothing to compress (Responses `input` as one string). */
 export function viewOf(protocol: ProtocolName, body: any): BodyView | undefined {
-  if (!isObj(body)) return undefined
-  if (protocol === 'anthropic') return Array.isArray(body.messages) ? anthropicView(body) : undefined
-  if (protocol === 'openai') return Array.isArray(body.messages) ? openaiView(body) : undefined
-  if (protocol === 'responses') return Array.isArray(body.input) ? responsesView(body) : undefined
-  if (protocol === 'gemini') return Array.isArray(body.contents) ? geminiView(body) : undefined
-  return undefined
+  const v = viewMaker(protocol, body)
+  if (!v) return undefined
+  const msgs: Msg[] = []
+  for (let i = 0; i < v.items.length; i++) msgs.push(v.msg(v.items[i]))
+  return v.view(msgs)
+}
+
+/** viewOf, the messages made a slice at a time (a body of tens of thousands of messages) */
+export async function viewOfPaced(protocol: ProtocolName, body: any, pace: Pace): Promise<BodyView | undefined> {
+  const v = viewMaker(protocol, body)
+  if (!v) return undefined
+  const msgs: Msg[] = []
+  for (let i = 0; i < v.items.length; i++) {
+    msgs.push(v.msg(v.items[i]))
+    if (pace.due()) await pace.yield()
+  }
+  return v.view(msgs)
+}
+
+/** how many messages the body's view would hold, without making it */
+export function messageCount(protocol: ProtocolName, body: any): number {
+  return viewMaker(protocol, body)?.items.length ?? 0
 }

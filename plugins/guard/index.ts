@@ -107,19 +107,88 @@ const OPAQUE_KEYS = new Set(['signature', 'encrypted_content'])
 const MEDIA_KEYS = ['media_type', 'mimeType', 'mime_type', 'format']
 const MEDIA_URL = /^data:(?:image|audio|video)\/|^data:application\/pdf/
 
-type Visit = (holder: any, key: string | number, value: string, path: Array<string | number>) => void
+type Place = string | number
+/** a string, its holder and key, and the first two keys of its path (placeOf reads only those) */
+type Visit = (holder: any, key: Place, value: string, top: Place, second: Place | undefined) => void
+
+const mediaNode = (node: any) =>
+  !Array.isArray(node) && (node.type === 'redacted_thinking' || MEDIA_KEYS.some((k) => k in node))
+const skipped = (key: Place, value: string, media: boolean) =>
+  OPAQUE_KEYS.has(key as string) || (media && key === 'data') || MEDIA_URL.test(value)
 
 /** every string in the body, with its place, skipping opaque and media fields */
-function walk(node: any, path: Array<string | number>, visit: Visit, depth = 0): void {
+function walk(node: any, visit: Visit, depth = 0, top: Place = '', second?: Place): void {
   if (depth > 200 || node === null || typeof node !== 'object') return
   // inline media next to its type, and Anthropic's redacted_thinking (encrypted, checked by the vendor)
-  const media = !Array.isArray(node) && (node.type === 'redacted_thinking' || MEDIA_KEYS.some((k) => k in node))
+  const media = mediaNode(node)
   for (const key of Array.isArray(node) ? node.keys() : Object.keys(node)) {
     const value = node[key]
+    const t = depth === 0 ? key : top
+    const s = depth === 1 ? key : second
     if (typeof value === 'string') {
-      if (OPAQUE_KEYS.has(key as string) || (media && key === 'data') || MEDIA_URL.test(value)) continue
-      visit(node, key, value, [...path, key])
-    } else if (value !== null && typeof value === 'object') walk(value, [...path, key], visit, depth + 1)
+      if (!skipped(key, value, media)) visit(node, key, value, t, s)
+    } else if (value !== null && typeof value === 'object') walk(value, visit, depth + 1, t, s)
+  }
+}
+
+interface Frame {
+  node: any
+  /** an object's keys; an array's are its indices */
+  keys: string[] | undefined
+  n: number
+  i: number
+  depth: number
+  media: boolean
+  top: Place
+  second: Place | undefined
+}
+
+/**
+ * walk's strings one at a time, in walk's order, with nothing allocated per string: a large body
+ * is searched between them in slices (a walk of 70,000 messages in one go held the loop for
+ * 50-220 ms, most of it collecting the garbage of a place per string)
+ */
+class Strings {
+  holder: any
+  key: Place = 0
+  value = ''
+  top: Place = ''
+  second: Place | undefined
+  private readonly frames: Frame[] = []
+  constructor(body: unknown) {
+    this.enter(body, 0, '', undefined)
+  }
+  private enter(node: any, depth: number, top: Place, second: Place | undefined): void {
+    if (depth > 200 || node === null || typeof node !== 'object') return
+    const keys = Array.isArray(node) ? undefined : Object.keys(node)
+    const n = keys ? keys.length : node.length
+    this.frames.push({ node, keys, n, i: 0, depth, media: mediaNode(node), top, second })
+  }
+  /** the next string into holder, key, value, top, second; false after the last */
+  next(): boolean {
+    for (;;) {
+      const f = this.frames[this.frames.length - 1]
+      if (!f) return false
+      if (f.i >= f.n) {
+        this.frames.pop()
+        continue
+      }
+      const key = f.keys ? f.keys[f.i]! : f.i
+      f.i++
+      const value = f.node[key]
+      const top = f.depth === 0 ? key : f.top
+      const second = f.depth === 1 ? key : f.second
+      if (typeof value === 'string') {
+        if (skipped(key, value, f.media)) continue
+        this.holder = f.node
+        this.key = key
+        this.value = value
+        this.top = top
+        this.second = second
+        return true
+      }
+      if (value !== null && typeof value === 'object') this.enter(value, f.depth + 1, top, second)
+    }
   }
 }
 
@@ -131,7 +200,7 @@ const maybe = (s: string) => maySecret(s) || s.indexOf('\\u') >= 0
 
 function anyString(body: unknown, test: (s: string) => boolean): boolean {
   let found = false
-  walk(body, [], (_holder, _key, value) => {
+  walk(body, (_holder, _key, value) => {
     found ||= test(value)
   })
   return found
@@ -140,8 +209,7 @@ function anyString(body: unknown, test: (s: string) => boolean): boolean {
 const SAFE_ROLE = /^[A-Za-z_]{1,32}$/
 
 /** where a string sits, for the client and the events: `messages[2] (user)`, `system`, `tools[0]` */
-function placeOf(body: any, path: Array<string | number>): string {
-  const [top, index] = path
+function placeOf(body: any, top: Place, index: Place | undefined): string {
   if (typeof index !== 'number') return String(top).slice(0, 40)
   const item = body?.[top as string]?.[index]
   const role = typeof item?.role === 'string' ? item.role : typeof item?.type === 'string' ? item.type : undefined
@@ -164,7 +232,8 @@ function describe(findings: GuardFinding[]): string {
   return `${shown.join(', ')}${more}`
 }
 
-interface Scope {
+/** what is looked for and what is done with each kind (guardScope) */
+export interface Scope {
   kinds: SecretKind[]
   actions: Map<SecretKind, GuardAction>
   allow: Set<string>
@@ -173,16 +242,17 @@ interface Scope {
 /** one string's secrets redacted in place and recorded as findings */
 function record(
   body: unknown,
-  site: { holder: any; key: string | number; value: string; path: Array<string | number> },
+  site: { holder: any; key: Place; value: string; top: Place; second: Place | undefined },
   found: SecretMatch[],
   scope: Scope,
   findings: GuardFinding[],
 ): void {
-  const { holder, key, value, path } = site
+  if (!found.length) return
+  const { holder, key, value } = site
   const hits = scope.allow.size ? found.filter((h) => !scope.allow.has(value.slice(h.start, h.end))) : found
   if (!hits.length) return
   holder[key] = redactText(value, hits)
-  const where = placeOf(body, path)
+  const where = placeOf(body, site.top, site.second)
   for (const h of hits)
     findings.push({ kind: h.kind, where, action: scope.actions.get(h.kind as SecretKind) ?? 'redact' })
 }
@@ -225,12 +295,16 @@ export function secretsOf(value: string, kinds?: readonly string[]): SecretMatch
 
 /** search the body, redact what was found, and refuse if a blocked kind was among it */
 function inspect(ctx: MeshContext, scope: Scope): void {
-  const body = ctx.request.body
+  conclude(ctx, redactBody(ctx.request.body, scope))
+}
+
+/** every string of the body searched, its secrets redacted in place: what was found */
+export function redactBody(body: unknown, scope: Scope): GuardFinding[] {
   const findings: GuardFinding[] = []
-  walk(body, [], (holder, key, value, path) =>
-    record(body, { holder, key, value, path }, secretsOf(value, scope.kinds), scope, findings),
+  walk(body, (holder, key, value, top, second) =>
+    record(body, { holder, key, value, top, second }, secretsOf(value, scope.kinds), scope, findings),
   )
-  conclude(ctx, findings)
+  return findings
 }
 
 // Past this size the body is searched in slices of about SLICE_MS of CPU with the event loop given
@@ -247,7 +321,7 @@ const WINDOW_AFTER = 24 * 1024
 const STRING_PIECE = 1024 * 1024
 
 /** JSON.stringify(value), the same text, written in slices */
-export async function stringifyInSlices(value: unknown, slicer = new Slicer(SLICE_MS)): Promise<string> {
+export async function stringifyInSlices(value: unknown, slicer: Pacer = new Slicer(SLICE_MS)): Promise<string> {
   const out: string[] = []
   await writeJson(value, out, slicer)
   return out.join('')
@@ -265,7 +339,7 @@ function sizeUpTo(v: unknown, limit: number): number {
   return n
 }
 
-async function writeJson(v: unknown, out: string[], slicer: Slicer): Promise<void> {
+async function writeJson(v: unknown, out: string[], slicer: Pacer): Promise<void> {
   if (slicer.due()) await slicer.yield()
   if (typeof v === 'string' && v.length > STRING_PIECE) {
     let piece = '"'
@@ -317,8 +391,11 @@ async function writeJson(v: unknown, out: string[], slicer: Slicer): Promise<voi
   } else out.push(JSON.stringify(v))
 }
 
+/** how a large body's search gives the event loop back (core/slicer.ts; a test's may yield more often) */
+export type Pacer = Pick<Slicer, 'due' | 'yield' | 'pause'>
+
 /** detectSecrets over a string of any length, window by window, pausing between windows */
-async function secretsIn(text: string, kinds: SecretKind[], slicer: Slicer): Promise<SecretMatch[]> {
+async function secretsIn(text: string, kinds: SecretKind[], slicer: Pacer): Promise<SecretMatch[]> {
   await slicer.pause()
   if (text.length <= WINDOW + WINDOW_AFTER) return secretsOf(text, kinds)
   const out: SecretMatch[] = []
@@ -338,16 +415,26 @@ async function secretsIn(text: string, kinds: SecretKind[], slicer: Slicer): Pro
 /** inspect for a large body: the same search, in slices */
 async function inspectLarge(ctx: MeshContext, scope: Scope): Promise<void> {
   const body = ctx.request.body
-  const sites: Array<{ holder: any; key: string | number; value: string; path: Array<string | number> }> = []
-  walk(body, [], (holder, key, value, path) => sites.push({ holder, key, value, path }))
   const slicer = new Slicer(SLICE_MS)
   // the core's parse of the body just ran in this same turn of the event loop
   await slicer.yield()
-  const findings: GuardFinding[] = []
-  for (const site of sites) record(body, site, await secretsIn(site.value, scope.kinds, slicer), scope, findings)
+  const findings = await redactBodyLarge(body, scope, slicer)
   const rawBody = findings.length ? await stringifyInSlices(body, slicer) : undefined
   await slicer.pause()
   conclude(ctx, findings, rawBody)
+}
+
+/** redactBody, the same search and the same findings, in slices */
+export async function redactBodyLarge(body: unknown, scope: Scope, slicer: Pacer): Promise<GuardFinding[]> {
+  const findings: GuardFinding[] = []
+  const at = new Strings(body)
+  while (at.next()) {
+    const long = at.value.length > WINDOW + WINDOW_AFTER
+    const found = long ? await secretsIn(at.value, scope.kinds, slicer) : secretsOf(at.value, scope.kinds)
+    record(body, at, found, scope, findings)
+    if (slicer.due()) await slicer.yield()
+  }
+  return findings
 }
 
 /** after the search: the request rewritten (its text given for a large body), the headers and events, or the refusal */
@@ -382,11 +469,17 @@ function conclude(ctx: MeshContext, findings: GuardFinding[], rawBody?: string):
   ctx.mesh.emit('secret_redacted', { id: ctx.id, identity: ctx.identity, counts, where })
 }
 
-export function guard(options: GuardOptions = {}): Plugin {
+/** the options made into what the search needs */
+export function guardScope(options: GuardOptions = {}): Scope {
   const actions = resolveActions(options)
   // frozen: detectSecrets checks the list once, not for every string
   const kinds = Object.freeze([...actions.keys()]) as SecretKind[]
-  const scope: Scope = { kinds, actions, allow: new Set(options.allow ?? []) }
+  return { kinds, actions, allow: new Set(options.allow ?? []) }
+}
+
+export function guard(options: GuardOptions = {}): Plugin {
+  const scope = guardScope(options)
+  const kinds = scope.kinds
   return definePlugin({
     name: 'guard',
     // before normalise and the caches: they must only ever see the redacted prompt

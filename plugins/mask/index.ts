@@ -99,25 +99,15 @@ interface Scan {
   sites: Site[]
   /** the highest number of each label already in the text, made lazily: most bodies have none */
   reserved?: Map<string, number>
-  /** a large body: every string to search, searched afterwards in slices */
-  pending?: Site[]
 }
 
 /** Every string of the body that holds personal data, in document order (plain recursion: no closure per request). */
 function visit(scan: Scan, parent: Record<string, any> | any[], key: string | number, v: unknown): void {
   if (typeof v === 'string') {
     if (v.length < 6 || v.startsWith('data:')) return
-    if (scan.pending) scan.pending.push({ parent, key, text: v, found: [] })
-    else {
-      const found = detectPersonalData(v, scan.kinds)
-      if (found.length) scan.sites.push({ parent, key, text: v, found })
-    }
-    if (v.indexOf('<') >= 0) {
-      for (const m of v.matchAll(EXISTING)) {
-        scan.reserved ??= new Map()
-        scan.reserved.set(m[1]!, Math.max(scan.reserved.get(m[1]!) ?? 0, Number(m[2])))
-      }
-    }
+    const found = detectPersonalData(v, scan.kinds)
+    if (found.length) scan.sites.push({ parent, key, text: v, found })
+    reserve(scan, v)
   } else if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) visit(scan, v, i, v[i])
   } else if (v !== null && typeof v === 'object') {
@@ -136,7 +126,7 @@ function canonical(kind: string, value: string): string {
   return value.replace(/[\s-]/g, '').toUpperCase()
 }
 
-interface Masking {
+export interface Masking {
   /** every form seen → its placeholder, longest first (for replacing in other strings) */
   forms: Array<[string, string]>
   /** placeholder → the value as first written */
@@ -149,8 +139,73 @@ function visitBody(scan: Scan, body: unknown): void {
     if (!SKIP_KEYS.has(k)) visit(scan, body as Record<string, unknown>, k, (body as Record<string, unknown>)[k])
 }
 
+interface Frame {
+  node: any
+  keys: string[] | undefined
+  n: number
+  i: number
+}
+
+/**
+ * visitBody's strings one at a time, in its order, with the same strings left out: a large body is
+ * searched between them in slices (a visit of 70,000 messages in one go, with a pending site per
+ * string, held the loop for 30-90 ms, most of it collecting the garbage of those sites)
+ */
+class Strings {
+  parent: any
+  key: string | number = 0
+  value = ''
+  private readonly frames: Frame[] = []
+  constructor(body: unknown) {
+    // the body itself: every key but SKIP_KEYS, whatever its type (visitBody)
+    this.frames.push(objectFrame(body as Record<string, any>, false))
+  }
+  /** the next string into parent, key, value; false after the last */
+  next(): boolean {
+    for (;;) {
+      const f = this.frames[this.frames.length - 1]
+      if (!f) return false
+      if (f.i >= f.n) {
+        this.frames.pop()
+        continue
+      }
+      const key = f.keys ? f.keys[f.i]! : f.i
+      f.i++
+      const v = f.node[key]
+      if (typeof v === 'string') {
+        if (v.length < 6 || v.startsWith('data:')) continue
+        this.parent = f.node
+        this.key = key
+        this.value = v
+        return true
+      }
+      if (Array.isArray(v)) this.frames.push({ node: v, keys: undefined, n: v.length, i: 0 })
+      else if (v !== null && typeof v === 'object' && !(SKIP_TYPES.has(v.type) || v.thought === true)) {
+        const media = v.type === 'base64' || 'mimeType' in v || 'mime_type' in v
+        this.frames.push(objectFrame(v, media))
+      }
+    }
+  }
+}
+
+/** the keys visit reads of an object, in its order (for...in) */
+function objectFrame(o: Record<string, any>, media: boolean): Frame {
+  const keys: string[] = []
+  for (const k in o) if (!SKIP_KEYS.has(k) && !(media && k === 'data')) keys.push(k)
+  return { node: o, keys, n: keys.length, i: 0 }
+}
+
+/** the placeholders already in a string (an earlier turn's, kept by a vendor) noted as reserved */
+function reserve(scan: Scan, v: string): void {
+  if (v.indexOf('<') < 0) return
+  for (const m of v.matchAll(EXISTING)) {
+    scan.reserved ??= new Map()
+    scan.reserved.set(m[1]!, Math.max(scan.reserved.get(m[1]!) ?? 0, Number(m[2])))
+  }
+}
+
 /** Replace the values in the body in place; undefined when there was nothing to mask. */
-function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined {
+export function maskBody(body: unknown, kinds: readonly string[]): Masking | undefined {
   const scan: Scan = { kinds, sites: [] }
   visitBody(scan, body)
   return assign(scan)
@@ -167,7 +222,7 @@ const WINDOW = 128 * 1024
 const WINDOW_CONTEXT = 1024
 
 /** detectPersonalData over a string of any length, window by window, pausing between windows */
-async function personalIn(text: string, kinds: readonly string[], slicer: Slicer): Promise<Site['found']> {
+async function personalIn(text: string, kinds: readonly string[], slicer: Pacer): Promise<Site['found']> {
   await slicer.pause()
   if (text.length <= WINDOW + WINDOW_CONTEXT) return detectPersonalData(text, kinds)
   const out: Site['found'] = []
@@ -183,29 +238,55 @@ async function personalIn(text: string, kinds: readonly string[], slicer: Slicer
   return out
 }
 
+/** how a large body's search gives the event loop back (core/slicer.ts; a test's may yield more often) */
+export type Pacer = Pick<Slicer, 'due' | 'yield' | 'pause'>
+
 /** maskBody for a large body: the same search, in slices */
-async function maskBodyLarge(body: unknown, kinds: readonly string[]): Promise<Masking | undefined> {
-  const slicer = new Slicer(SLICE_MS)
+export async function maskBodyLarge(
+  body: unknown,
+  kinds: readonly string[],
+  slicer: Pacer = new Slicer(SLICE_MS),
+): Promise<Masking | undefined> {
   // the plugin before this one (the guard, on the same large body) may have just worked a slice
   await slicer.yield()
-  const scan: Scan = { kinds, sites: [], pending: [] }
-  visitBody(scan, body)
-  for (const site of scan.pending!) {
-    site.found = await personalIn(site.text, kinds, slicer)
-    if (site.found.length) scan.sites.push(site)
+  const scan: Scan = { kinds, sites: [] }
+  const at = new Strings(body)
+  while (at.next()) {
+    const text = at.value
+    const found =
+      text.length > WINDOW + WINDOW_CONTEXT ? await personalIn(text, kinds, slicer) : detectPersonalData(text, kinds)
+    if (found.length) scan.sites.push({ parent: at.parent, key: at.key, text, found })
+    reserve(scan, text)
+    if (slicer.due()) await slicer.yield()
   }
-  return assign(scan)
+  const placed = new Placeholders(scan.reserved)
+  for (const site of scan.sites) {
+    placed.put(site)
+    if (slicer.due()) await slicer.yield()
+  }
+  return placed.masking(slicer)
 }
 
 /** each value found gets its placeholder, in the body and in the returned maps */
 function assign(scan: Scan): Masking | undefined {
-  const { sites, reserved } = scan
-  if (!sites.length) return undefined
-  const byCanonical = new Map<string, string>()
-  const forms = new Map<string, string>()
-  const values = new Map<string, string>()
-  const counts: Partial<Record<PersonalDataKind, number>> = {}
-  for (const site of sites) {
+  if (!scan.sites.length) return undefined
+  const placed = new Placeholders(scan.reserved)
+  for (const site of scan.sites) placed.put(site)
+  const forms = [...placed.forms].sort((a, b) => b[0].length - a[0].length)
+  return { forms, values: placed.values, counts: placed.counts }
+}
+
+/** placeholders given out site by site (a large body's sites are put in slices) */
+class Placeholders {
+  private readonly byCanonical = new Map<string, string>()
+  readonly forms = new Map<string, string>()
+  readonly values = new Map<string, string>()
+  readonly counts: Partial<Record<PersonalDataKind, number>> = {}
+  constructor(private readonly reserved: Map<string, number> | undefined) {}
+
+  /** the site's values replaced by their placeholders in the body */
+  put(site: Site): void {
+    const { byCanonical, counts } = this
     let out = ''
     let at = 0
     for (const f of site.found) {
@@ -216,19 +297,35 @@ function assign(scan: Scan): Masking | undefined {
         const kind = f.kind as PersonalDataKind
         const label = LABEL[kind]
         // a placeholder already in the text (an earlier turn's, kept by a vendor) is not reused
-        const n = (counts[kind] ?? 0) + 1 + (reserved?.get(label) ?? 0)
+        const n = (counts[kind] ?? 0) + 1 + (this.reserved?.get(label) ?? 0)
         counts[kind] = (counts[kind] ?? 0) + 1
         placeholder = `<${label}_${n}>`
         byCanonical.set(key, placeholder)
-        values.set(placeholder, value)
+        this.values.set(placeholder, value)
       }
-      forms.set(value, placeholder)
+      this.forms.set(value, placeholder)
       out += site.text.slice(at, f.start) + placeholder
       at = f.end
     }
     ;(site.parent as any)[site.key] = out + site.text.slice(at)
   }
-  return { forms: [...forms].sort((a, b) => b[0].length - a[0].length), values, counts }
+
+  /**
+   * for a large body: the forms longest first as assign sorts them (a stable sort by length), by
+   * buckets of length, since tens of thousands of distinct values sort for tens of ms
+   */
+  async masking(slicer: Pacer): Promise<Masking | undefined> {
+    if (!this.values.size) return undefined
+    const buckets: Array<Array<[string, string]>> = []
+    for (const form of this.forms) (buckets[form[0].length] ??= []).push(form)
+    await slicer.pause()
+    const forms: Array<[string, string]> = []
+    for (let len = buckets.length - 1; len >= 0; len--) {
+      const b = buckets[len]
+      if (b) for (const f of b) forms.push(f)
+    }
+    return { forms, values: this.values, counts: this.counts }
+  }
 }
 
 function replaceForms(text: string, forms: Array<[string, string]>): string {
