@@ -1,9 +1,10 @@
 // Each protocol adapter's parseSliced (a body of tens of thousands of messages read in slices of
 // the event loop) against its parse: the same prompt, or the same error, on random bodies of
-// every protocol, valid and not, longer than a step of the slicing.
+// every protocol, valid and not, longer than a step of the slicing. And the core's sliced JSON.parse
+// on strings of megabytes (parsed a run at a time).
 import { describe, expect, it } from 'vitest'
 import { protocols } from '../core/protocols/index.ts'
-import { PARSE_STEP, type ParseOptions } from '../core/protocols/shared.ts'
+import { MAX_JSON_DEPTH, PARSE_STEP, parseJsonSliced, type ParseOptions } from '../core/protocols/shared.ts'
 import { Slicer } from '../core/slicer.ts'
 import type { ProtocolName } from '../core/types.ts'
 
@@ -152,5 +153,74 @@ describe('parseSliced gives what parse gives', () => {
     on = false
     expect(prompt.messages).toHaveLength(70_000)
     expect(turns).toBeGreaterThan(2)
+  })
+})
+
+describe('a string member of megabytes, parsed a run at a time', () => {
+  const CHARS = [
+    'a',
+    ' ',
+    'é',
+    '😀',
+    '"',
+    '\\',
+    '/',
+    '\n',
+    '\t',
+    '\u0001',
+    '\u001f',
+    '\ud800',
+    '\udc00',
+    '\u2028',
+    'x y z',
+  ]
+
+  /** the longest text one JSON.parse was given during the sliced parse: a run, unless it fell back to the whole */
+  let longestParse = 0
+  async function both(t: string) {
+    let whole: unknown
+    try {
+      whole = { value: JSON.parse(t) }
+    } catch (err) {
+      whole = { error: (err as Error).message }
+    }
+    let sliced: unknown
+    const parse = JSON.parse
+    longestParse = 0
+    JSON.parse = (text: string, reviver?: any) => {
+      longestParse = Math.max(longestParse, text.length)
+      return parse(text, reviver)
+    }
+    try {
+      const r = await parseJsonSliced(t, MAX_JSON_DEPTH, new Slicer(0))
+      sliced = r.deep ? 'deep' : { value: r.value }
+    } catch (err) {
+      sliced = { error: (err as Error).message }
+    } finally {
+      JSON.parse = parse
+    }
+    expect(sliced).toEqual(whole)
+  }
+
+  it('gives the string JSON.parse gives, escapes falling across every place a run could be cut', async () => {
+    const rnd = prng(21)
+    for (let round = 0; round < 8; round++) {
+      let s = ''
+      // escape-dense stretches (\uXXXX for control characters and lone surrogates) and plain ones
+      while (s.length < 300_000 + round * 40_000)
+        s += rnd() < 0.5 ? CHARS[Math.floor(rnd() * CHARS.length)]! : 'plain text '.repeat(Math.floor(rnd() * 50))
+      await both(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: s }], s }))
+      // in runs: a cut inside an escape would have failed and sent it back to one JSON.parse
+      expect(longestParse).toBeLessThan(140_000)
+    }
+    // backslashes everywhere: no place to cut without an escape open near it
+    await both(JSON.stringify({ messages: [{ content: '\\'.repeat(400_000) }] }))
+    await both(JSON.stringify({ messages: [{ content: '\u0001'.repeat(100_000) }] }))
+  })
+
+  it('gives the same error for a long string JSON.parse refuses', async () => {
+    const long = 'text '.repeat(60_000)
+    for (const bad of ['\u0001', '\\x', '\\u12', '\\', '\n'])
+      await both(`{"messages":[{"content":"${long}${bad}${long}"}]}`)
   })
 })
