@@ -129,4 +129,42 @@ describe('Gemini stream transport', () => {
   }, 60_000)
 })
 
+// The mock upstream echoes the prompt about a word per event: told to pause 18 ms between events,
+// a prompt of 20,000 words streams for six minutes, and the case's 20 s limit is the mock's doing
+// (case 2059 of seed 1661950144). A short prompt at that pace is a hang of the proxy's.
+describe('hangs', () => {
+  const timedOut = (status: number): RawResponse => ({
+    status,
+    headers: new Map([['content-type', 'text/event-stream']]),
+    body: Buffer.alloc(0),
+    framing: 'chunked',
+    complete: false,
+    empty: false,
+    timedOut: true,
+    aborted: false,
+    ms: 20_000,
+  })
+  it('a paced mock stream longer than the case limit is not counted; a short one is a hang', () => {
+    const c = generateCase(1661950144, 2059)
+    expect(c.upstream.eventGapMs).toBe(18)
+    expect(checkResponse(c, timedOut(200)).map((f) => f.kind)).toEqual([
+      "(not counted) hang: the mock upstream's paced stream outlasts the case: POST /v1/messages",
+    ])
+    // no answer at all: the mock sends its head at once, so that one is the proxy's
+    expect(checkResponse(c, timedOut(0)).map((f) => f.kind)).toEqual(['hang: POST /v1/messages'])
+    const short = {
+      ...c,
+      body: Buffer.from(
+        JSON.stringify({
+          model: 'claude-haiku-4-5',
+          max_tokens: 9,
+          stream: true,
+          messages: [{ role: 'user', content: 'a b c' }],
+        }),
+      ),
+    }
+    expect(checkResponse(short, timedOut(200)).map((f) => f.kind)).toEqual(['hang: POST /v1/messages'])
+  })
+})
+
 afterAll(() => fz?.stop())

@@ -78,6 +78,22 @@ function routeOf(c: FuzzCase): string {
 const isParserReply = (r: RawResponse) =>
   [400, 413, 414, 417, 431, 505].includes(r.status) && !r.headers.has('x-agentmesh-request-id') && r.body.length === 0
 
+/** a mock stream longer than this cannot end within the case's 20 s */
+const MOCK_PACED_LIMIT_MS = 15_000
+
+/**
+ * How long the mock upstream takes to stream its answer when the case tells it to pause between
+ * events (eventGapMs): it echoes the prompt about a word per event, so at most one event per space
+ * of the body plus a few; 0 when it does not pause.
+ */
+export function mockPacedMs(c: Pick<FuzzCase, 'target' | 'upstream' | 'body'>): number {
+  const gap = c.target === 'mock' ? (c.upstream.eventGapMs ?? 0) : 0
+  if (!gap) return 0
+  let words = 8
+  for (const b of c.body) if (b === 0x20) words++
+  return gap * words
+}
+
 /** mockTrouble: the mock upstream was stalled or threw during the case (its 502/504 are its own) */
 export function checkResponse(c: FuzzCase, r: RawResponse, mockTrouble = false): Failure[] {
   const out: Failure[] = []
@@ -85,11 +101,16 @@ export function checkResponse(c: FuzzCase, r: RawResponse, mockTrouble = false):
   const protocol = protocolOfPath(c.path)
   if (r.timedOut) {
     // a mock upstream busy writing a million events (it echoes a huge prompt word by word) is slow, not the proxy
+    // and one told to pause between events takes that long per word of an echoed long prompt
+    const paced = r.status === 200 ? mockPacedMs(c) : 0
     const kind =
       mockTrouble && c.target === 'mock'
         ? `(not counted) hang while the mock upstream was busy: ${routeOf(c)}`
-        : `hang: ${routeOf(c)}`
-    return [{ kind, detail: `no complete response within the time limit (status ${r.status || 'none'})` }]
+        : paced > MOCK_PACED_LIMIT_MS
+          ? `(not counted) hang: the mock upstream's paced stream outlasts the case: ${routeOf(c)}`
+          : `hang: ${routeOf(c)}`
+    const why = paced > MOCK_PACED_LIMIT_MS ? `; the mock's stream takes about ${(paced / 1000).toFixed(0)} s` : ''
+    return [{ kind, detail: `no complete response within the time limit (status ${r.status || 'none'})${why}` }]
   }
   if (r.empty) {
     // Node's server drops CONNECT when nobody handles its 'connect' event
