@@ -33,8 +33,8 @@ export interface CompressInput {
   before: number
   /** compress until at most this many tokens */
   target: number
-  /** input tokens of a body, as the proxy estimates them */
-  measure(body: any): number
+  /** input tokens of a body, as the proxy estimates them (a large body's read in slices) */
+  measure(body: any): number | Promise<number>
   count: Count
   strategies: ResolvedStrategies
   /** the prompt must reach the target (it would not fit the context window otherwise): the windows shrink if needed */
@@ -148,7 +148,7 @@ export async function compressBodyPaced(input: CompressInput, pace: Pace): Promi
     if (!changed) return
     // the measure (the core's parse and estimate of the whole body) is a block of its own
     await pace.yield()
-    result.after = input.measure(body)
+    result.after = await input.measure(body)
     if (!result.applied.includes(name)) result.applied.push(name)
     result.steps.push({ strategy: name, after: result.after })
     await pace.yield()

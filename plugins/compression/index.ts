@@ -5,6 +5,8 @@
 // body is only walked when the plugin acts.
 import { definePlugin } from '../../core/plugin.ts'
 import { protocols } from '../../core/protocols/index.ts'
+import { SLICED_PARSE_CHARS } from '../../core/protocols/shared.ts'
+import { Slicer } from '../../core/slicer.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 import {
   compressBody,
@@ -14,6 +16,7 @@ import {
   type StrategyName,
 } from './compress.ts'
 import { resolveOptions, type CompressionOptions, type ResolvedOptions } from './options.ts'
+import { SLICE_MS } from './pace.ts'
 import { createSummariser } from './summary.ts'
 import { createWindowLookup } from './windows.ts'
 
@@ -112,7 +115,16 @@ export function compression(options: CompressionOptions = {}): Plugin {
     const model = ctx.route.model || ctx.prompt.model
     const adapter = protocols[ctx.protocol]
     const parseOpts = { pathModel: ctx.prompt.model, stream: ctx.prompt.stream }
-    const measure = (body: any) => ctx.mesh.tokens.estimateInput(adapter.parse(body, parseOpts), model)
+    // a body of tens of thousands of messages is read in slices (the adapter's parse took 45-75 ms in one go)
+    const large = (ctx.request.rawBody?.length ?? 0) > SLICED_PARSE_CHARS
+    const parse = (body: any) =>
+      large ? adapter.parseSliced(body, parseOpts, new Slicer(SLICE_MS)) : adapter.parse(body, parseOpts)
+    const measure = (body: any) => {
+      const p = parse(body)
+      return p instanceof Promise
+        ? p.then((prompt) => ctx.mesh.tokens.estimateInput(prompt, model))
+        : ctx.mesh.tokens.estimateInput(p, model)
+    }
     // the body as the earlier plugins left it (a guard may have redacted it: never re-read rawBody),
     // to go back to if compression fails half way: a failed optimisation must not fail the request
     const journal = createJournal(ctx.request.body)
@@ -140,7 +152,7 @@ export function compression(options: CompressionOptions = {}): Plugin {
     // the canonical view follows the body (what went upstream); flags the core set stay
     const { stateful, noCache } = ctx.prompt
     ctx.prompt = {
-      ...adapter.parse(ctx.request.body, parseOpts),
+      ...(await parse(ctx.request.body)),
       ...(stateful ? { stateful } : {}),
       ...(noCache ? { noCache } : {}),
     }
