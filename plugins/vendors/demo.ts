@@ -38,12 +38,19 @@ function pacer(ctx: MeshContext) {
   })
   return {
     /** false when the client left before the pause ended */
-    async pause(ms: number): Promise<boolean> {
-      if (ms > 0 && !gone)
+    /**
+     * No pause (latencyMs, chunkDelayMs: 0) is still a turn of the event loop, as a real vendor's
+     * bytes arrive in one: else the answer and every event ran in the request's turn (the answer to
+     * 5,401 turns held the loop 129 ms together with the proxy's own work). `timers`: a whole turn,
+     * timers and I/O included (setImmediate from an I/O callback runs before either).
+     */
+    async pause(ms: number, timers = false): Promise<boolean> {
+      if ((ms > 0 || timers) && !gone)
         await new Promise<void>((resolve) => {
           wake = resolve
           timer = setTimeout(resolve, ms)
         })
+      else await new Promise(setImmediate)
       return !gone
     },
     end() {
@@ -112,15 +119,10 @@ function modelPacedEvents(protocol: ProtocolName, stream: string): string[] {
   })
 }
 
-/** events written between turns of the event loop when the stream has no pause (chunkDelayMs: 0) */
-const YIELD_EVERY = 64
-
 async function* paced(events: string[], pace: ReturnType<typeof pacer>, gapMs: number) {
   try {
     for (const [i, event] of events.entries()) {
       if (i > 0 && !(await pace.pause(gapMs))) return
-      // without a gap every event is written in one macrotask: give the loop back now and then
-      if (gapMs === 0 && i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise(setImmediate)
       yield Buffer.from(event)
     }
   } finally {
@@ -164,7 +166,7 @@ export function demo(options: DemoOptions = {}) {
           const pace = pacer(ctx)
           let streaming = false
           try {
-            if (!(await pace.pause(latency)))
+            if (!(await pace.pause(latency, true)))
               throw new UpstreamError('client closed the request', 499, 'client_closed_request')
             const answer = demoAnswer(ctx)
             // Gemini without alt=sse streams one JSON array, as Google does: the core renders it
@@ -183,6 +185,8 @@ export function demo(options: DemoOptions = {}) {
         },
         async embeddings(ctx) {
           ctx.headers[DEMO_HEADER] = 'true'
+          // computed in a turn of its own, as a vendor's answer arrives
+          await new Promise((resolve) => setTimeout(resolve, 0))
           const body = ctx.request.body
           const refused = overLimit(ctx.protocol, body)
           if (refused) return refused
