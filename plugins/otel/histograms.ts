@@ -111,19 +111,19 @@ export class GenAiHistograms {
       if (answered) a['gen_ai.response.model'] = answered
       return a
     }
-    const now = Date.now()
     const failed = (ctx.status ?? 0) >= 400
     const s = this.#series(base, attrs)
     if (failed) {
       const type = ctx.error?.type ?? String(ctx.status)
       const e = this.#series(`${base}\u0000${type}`, () => ({ ...attrs(), 'error.type': type }))
-      ;(e.duration ??= new Hist(now)).record(seconds)
-    } else (s.duration ??= new Hist(now)).record(seconds)
+      ;(e.duration ??= new Hist(Date.now())).record(seconds)
+    } else (s.duration ??= new Hist(Date.now())).record(seconds)
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
     if (!hit && !ctx.usage.estimated) {
-      ;(s.input ??= new Hist(now)).record(ctx.usage.inputTokens)
+      // a series' start time is read once, when it is made (a clock read per request was 3% of this)
+      ;(s.input ??= new Hist(Date.now())).record(ctx.usage.inputTokens)
       // the overflow series has no token type (as the SDK's: only otel.metric.overflow)
-      ;(s === this.#overflow ? s.input : (s.output ??= new Hist(now))).record(ctx.usage.outputTokens)
+      ;(s === this.#overflow ? s.input : (s.output ??= new Hist(Date.now()))).record(ctx.usage.outputTokens)
     }
   }
 

@@ -1,9 +1,9 @@
 // OpenTelemetry export over OTLP/HTTP (JSON): one span per request with the GenAI semantic
 // conventions and agentmesh.* attributes, child spans for the cache lookup and the upstream call,
 // the client's traceparent as parent; metrics gen_ai.client.token.usage and
-// gen_ai.client.operation.duration. Off unless an endpoint is given (option or
-// OTEL_EXPORTER_OTLP_ENDPOINT). Spans are written after the answer went out (setImmediate) and
-// exported in batches: nothing waits on the collector.
+// gen_ai.client.operation.duration. Off unless an endpoint is given (option, or
+// OTEL_EXPORTER_OTLP_ENDPOINT / _TRACES_ENDPOINT / _METRICS_ENDPOINT). Spans are written after the
+// answer went out (setImmediate) and exported in batches: nothing waits on the collector.
 //
 // The span encoding and the metric aggregation are this plugin's own: bench:proxy's
 // "metrics+tracing on vs off" measured 0.111 ms of added CPU per request through the SDK, 40% of it
@@ -25,7 +25,10 @@ import type { Marks } from './spans.ts'
 const { chooseUpstreamIds, emitSpans, parentOf } = spans
 
 export interface OtelOptions {
-  /** OTLP/HTTP base URL, e.g. http://collector:4318 (default: env OTEL_EXPORTER_OTLP_ENDPOINT; none: off) */
+  /**
+   * OTLP/HTTP base URL, e.g. http://collector:4318 (default: env OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+   * and _METRICS_ENDPOINT, each as it is, else the base URL OTEL_EXPORTER_OTLP_ENDPOINT; none: off)
+   */
   endpoint?: string
   /** service.name of the resource (default 'agentmesh') */
   serviceName?: string
