@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { definePlugin } from '../core/plugin.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 import { startChild, type ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
@@ -98,6 +99,45 @@ describe('tool results answered within bounds', () => {
       .join('')
     expect(text).toContain('returned: "{"temp":21}"')
     expect(text.length).toBeLessThan(1000)
+  })
+})
+
+describe('the answer in a turn of its own', () => {
+  it('with no latency, timers set before the vendor call run before the demo computes its answer', async () => {
+    // the demo's answer counts the input tokens: that call marks when its work ran
+    const marks: string[] = []
+    const marker = definePlugin({
+      name: 'turn-marker',
+      setup(mesh) {
+        const estimate = mesh.tokens.estimateInput.bind(mesh.tokens)
+        mesh.tokens.estimateInput = (prompt, model) => {
+          marks.push('estimate')
+          return estimate(prompt, model)
+        }
+      },
+      hooks: {
+        route() {
+          marks.length = 0
+          setTimeout(() => marks.push('timer'), 0)
+        },
+      },
+    })
+    const p = await startCoreProxy({ preset: 'demo', plugins: [marker, demo({ latencyMs: 0, chunkDelayMs: 0 })] })
+    try {
+      for (const stream of [false, true]) {
+        const res = await postJson(p.url + '/v1/chat/completions', {
+          model: 'gpt-4o-mini',
+          stream,
+          messages: [{ role: 'user', content: `turns ${stream}` }],
+        })
+        expect(res.status).toBe(200)
+        await res.text()
+        // the request's own turn ends before the answer is made (a 5,401-turn answer held it 129 ms)
+        expect(marks).toEqual(['timer', 'estimate'])
+      }
+    } finally {
+      await p.close()
+    }
   })
 })
 
