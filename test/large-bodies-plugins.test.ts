@@ -28,12 +28,18 @@ import type { MockUpstream } from './helpers/mock-upstream.ts'
 
 /**
  * The longest block allowed to one plugin's large-body work on a 10 MB body, as CPU time. The
- * slices are 10 ms; what a block holds beyond that is garbage collection (of a body of 70,000
- * messages and the plugin's own objects over them; the meter counts the GC's helper threads too)
- * and the machine's load: measured 10-45 ms per plugin alone on this 2-core machine under a load of
- * 8-14, against 75-340 ms (guard), 35-90 ms (mask) and 100-170 ms (compression) before.
+ * slices are 10 ms; what a block holds beyond that is one copy of ~10 MB (the guard's redacted
+ * text made one string: ~30 ms here), garbage collection (a scavenge copying a young generation
+ * full of the view's or the body's objects; the meter counts the GC's helper threads too) and the
+ * machine's load: measured alone 7-56 ms per plugin on this 2-core machine under a load of 6-14,
+ * against 75-340 ms (guard), 35-90 ms (mask) and 100-190 ms (compression) in one go before.
  */
 const BLOCK_MS = 100
+/**
+ * Through a proxy each plugin's run also holds the core's work it calls (the prompt parsed again,
+ * compression's measure) and the collection of the request's whole body: measured 5-82 ms.
+ */
+const PROXY_BLOCK_MS = 150
 
 // deterministic pseudo-random input, so a failure reproduces
 let seed = 11
@@ -470,7 +476,7 @@ describe('10 MB requests through a proxy with the three plugins', () => {
     ['anthropic', '70,000 turns'],
     ['openai', 'one 10 MB string'],
   ] as const)(
-    '%s, %s: redacted, masked, compressed; each plugin in blocks under 2 x BLOCK_MS',
+    '%s, %s: redacted, masked, compressed; each plugin in blocks under PROXY_BLOCK_MS',
     async (p, shape) => {
       const messages = SHAPES[shape]()
       const [path, body] =
@@ -520,10 +526,8 @@ describe('10 MB requests through a proxy with the three plugins', () => {
           .map(([k, v]) => `${k} ${v.toFixed(0)} ms`)
           .join(', ')}`,
       )
-      // the guard and the mask read the redacted body again with the core's parse (core/reparse.ts),
-      // and compression measures it with the core's parse and estimate: a block of the core's each,
-      // inside the plugin's run, not yet split
-      for (const v of Object.values(longest)) expect(v).toBeLessThan(2 * BLOCK_MS)
+      expect(Object.keys(longest)).toContain('guard')
+      for (const v of Object.values(longest)) expect(v).toBeLessThan(PROXY_BLOCK_MS)
     },
     120_000,
   )
