@@ -93,7 +93,9 @@ export class Health {
   failures = 0
   #down = false
   constructor(private readonly log: () => Logger | undefined) {}
-  result(ok: boolean, url: string, error: Error | undefined, what: string): void {
+  result(ok: boolean, endpoint: string, error: Error | undefined, what: string): void {
+    // without credentials a URL may carry (user:password@)
+    const url = endpoint.replace(/\/\/[^/@]*@/, '//')
     if (ok) {
       if (this.#down) this.log()?.info('otel: the collector answers again', { url })
       this.#down = false
