@@ -162,7 +162,7 @@ async function countTokens(
         'x-agentmesh-vendor': headerSafe(defaultRoute(internals, protocol, prompt.model).vendor),
         'x-agentmesh-model': model,
       })
-    const tokens = internals.mesh.tokens.estimateInput(prompt, prompt.model)
+    const tokens = await internals.mesh.tokens.estimateInputAsync(prompt, prompt.model)
     return replies.json(event, adapter.countTokens!.answer(tokens), {
       'x-agentmesh-usage': 'estimated',
       'x-agentmesh-model': model,

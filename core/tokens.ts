@@ -71,34 +71,39 @@ function isWordChar(c: number): boolean {
 const isSpace = (c: number) => c === 32 || c === 10 || c === 9 || c === 13 || c === 12 || c === 11
 
 /**
- * BPE count with runs of 256+ whitespace or 256+ non-whitespace characters cut into slices, so a
- * 100 kB run of one character costs milliseconds, not seconds. One linear scan finds the runs (a
- * regex like /\S{256,}/ backtracks and costs ~200 ms per MB).
+ * A stretch of ordinary text (no long run) is counted in pieces of about this many characters, cut
+ * where the count cannot change: BPE time grows with the text's novelty (random words and CJK
+ * cost 2-4 µs a character here), and a sliced count gives the loop back between pieces.
  */
-function countPieces(count: CountFn, text: string): number {
-  const n = text.length
-  if (n < RUN) return count(text)
-  let total = 0
-  let last = 0
-  let runStart = 0
-  let runSpace = isSpace(text.charCodeAt(0))
-  for (let i = 1; i <= n; i++) {
-    const sp = i < n ? isSpace(text.charCodeAt(i)) : !runSpace
-    if (sp === runSpace) continue
-    if (i - runStart >= RUN) {
-      if (runStart > last) total += count(text.slice(last, runStart))
-      total += countRun(count, text, runStart, i)
-      last = i
-    }
-    runStart = i
-    runSpace = sp
-  }
-  if (last < n) total += count(last === 0 ? text : text.slice(last))
-  return total
+const CHUNK = 2048
+
+const isAsciiAlnum = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)
+
+/**
+ * A cut before `i` that changes no count: o200k's and cl100k's pre-split starts a piece there. A
+ * space after a non-space always starts one (no piece ends in a space unless it is all
+ * whitespace); a newline does after a letter or digit (after punctuation it may end that piece).
+ */
+function safeCut(text: string, i: number): boolean {
+  const c = text.charCodeAt(i)
+  const p = text.charCodeAt(i - 1)
+  return (c === 32 && !isSpace(p)) || (c === 10 && isAsciiAlnum(p))
 }
 
-function countRun(count: CountFn, text: string, from: number, to: number): number {
-  let total = 0
+/** cuts inside from..to (exclusive) at least CHUNK apart, where safeCut allows */
+function chunkStretch(text: string, from: number, to: number, cuts: number[]): void {
+  let i = from
+  while (to - i > CHUNK) {
+    let j = i + CHUNK
+    while (j < to && !safeCut(text, j)) j++
+    if (j >= to) return
+    cuts.push(j)
+    i = j
+  }
+}
+
+/** the ends of a long run's slices, `to` included */
+function runCuts(text: string, from: number, to: number, cuts: number[]): void {
   let i = from
   while (i < to) {
     let end = Math.min(to, i + SLICE)
@@ -111,10 +116,77 @@ function countRun(count: CountFn, text: string, from: number, to: number): numbe
         }
       }
     }
-    total += count(text.slice(i, end))
+    cuts.push(end)
     i = end
   }
+}
+
+/**
+ * Where a text is cut for counting, 0 and its length included: runs of 256+ whitespace or 256+
+ * non-whitespace characters into slices (BPE is quadratic in a piece's length: a 100 kB run of
+ * one character costs milliseconds, not seconds), other stretches into CHUNKs. One linear scan
+ * finds the runs (a regex like /\S{256,}/ backtracks and costs ~200 ms per MB).
+ */
+function pieceCuts(text: string): number[] {
+  const n = text.length
+  const cuts = [0]
+  let last = 0
+  let runStart = 0
+  let runSpace = isSpace(text.charCodeAt(0))
+  for (let i = 1; i <= n; i++) {
+    const sp = i < n ? isSpace(text.charCodeAt(i)) : !runSpace
+    if (sp === runSpace) continue
+    if (i - runStart >= RUN) {
+      if (runStart > last) {
+        chunkStretch(text, last, runStart, cuts)
+        cuts.push(runStart)
+      }
+      runCuts(text, runStart, i, cuts)
+      last = i
+    }
+    runStart = i
+    runSpace = sp
+  }
+  if (last < n) {
+    chunkStretch(text, last, n, cuts)
+    cuts.push(n)
+  }
+  return cuts
+}
+
+function countPieces(count: CountFn, text: string): number {
+  if (text.length < RUN) return count(text)
+  const cuts = pieceCuts(text)
+  let total = 0
+  for (let k = 1; k < cuts.length; k++) total += count(text.slice(cuts[k - 1], cuts[k]))
   return total
+}
+
+/** countPieces with the loop given back whenever `pace` says so: the same pieces, the same sum */
+async function countPiecesAsync(count: CountFn, text: string, pace: () => Promise<void> | undefined): Promise<number> {
+  if (text.length < RUN) return count(text)
+  const cuts = pieceCuts(text)
+  let total = 0
+  for (let k = 1; k < cuts.length; k++) {
+    total += count(text.slice(cuts[k - 1], cuts[k]))
+    const wait = pace()
+    if (wait) await wait
+  }
+  return total
+}
+
+/** a pacer: a promise for the next turn of the loop once ~8 ms have gone since the last one */
+function pacer(): () => Promise<void> | undefined {
+  let since = performance.now()
+  return () => {
+    if (performance.now() - since < 8) return undefined
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        since = performance.now()
+        resolve()
+      }),
+    )
+  }
 }
 
 // --- character classes: features for the ratios and the over-budget fallback -----------------------
@@ -303,6 +375,16 @@ const IMAGE_PART =
 
 // one closure over 80 lines: the methods share the options and the per-family tokenizers; each
 // counting step is its own short function inside
+/** one estimate's state: the characters it may still tokenize, and how (see estimateInputAsync) */
+interface Walk {
+  left: number
+  mode: 'now' | 'plan'
+  /** plan: the texts that need BPE */
+  todo?: Set<string>
+  /** counts made beforehand, by text */
+  memo?: Map<string, number>
+}
+
 export function createTokenCounter(options: TokenCounterOptions = {}): TokenCounter {
   const exactChars = options.exactChars ?? 64_000
   const requestBudget = options.requestBudgetChars ?? 131_072
@@ -317,50 +399,83 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
     return c
   }
 
-  /** tokens of one text; `budget` is how many characters this request may still tokenize */
-  function textTokens(text: string, family: TokenFamily, budget: { left: number }, factor = 1): number {
+  const WINDOWS = 16
+  const windowChars = Math.floor(exactChars / WINDOWS)
+
+  /**
+   * The evenly spaced windows a text over exactChars is counted by: copies, not slices (the
+   * tokenizer's merge cache keeps pieces of them, and a V8 slice keeps the whole text, megabytes
+   * of it, alive).
+   */
+  function samplesOf(text: string): string[] {
+    const step = Math.floor((text.length - windowChars) / (WINDOWS - 1))
+    const parts: string[] = []
+    for (let w = 0; w < WINDOWS; w++)
+      parts.push(Buffer.from(text.slice(w * step, w * step + windowChars), 'utf8').toString('utf8'))
+    return parts
+  }
+
+  /** o200k's (or cl100k's) count before any family's ratio: exact up to exactChars, else sampled and scaled by length */
+  function rawCount(enc: 'o200k' | 'cl100k', text: string): number {
+    const count = encoder(enc)
+    if (text.length <= exactChars) return countPieces(count, text)
+    let sampled = 0
+    let chars = 0
+    for (const s of samplesOf(text)) {
+      sampled += countPieces(count, s)
+      chars += s.length
+    }
+    return (sampled * text.length) / chars
+  }
+
+  /** rawCount, the same pieces and sum, giving the loop back as `pace` says */
+  async function rawCountAsync(enc: 'o200k' | 'cl100k', text: string, pace: () => Promise<void> | undefined) {
+    const count = encoder(enc)
+    if (text.length <= exactChars) return countPiecesAsync(count, text, pace)
+    let sampled = 0
+    let chars = 0
+    for (const s of samplesOf(text)) {
+      sampled += await countPiecesAsync(count, s, pace)
+      chars += s.length
+    }
+    return (sampled * text.length) / chars
+  }
+
+  /**
+   * Tokens of one text. `walk.left` is how many characters this request may still tokenize; in
+   * `plan` mode a text that needs BPE is only noted (and counted as 0), so that
+   * estimateInputAsync can count it in slices and hand the result back in `memo`.
+   */
+  function textTokens(text: string, family: TokenFamily, walk: Walk, factor = 1): number {
     if (!text) return 0
-    const cacheKey = family === 'anthropic' && factor !== 1 ? `anthropic*${factor}` : family
-    const cache = text.length >= 32 ? cacheFor(cacheKey) : undefined
+    const key = family === 'anthropic' && factor !== 1 ? `anthropic*${factor}` : family
+    const cache = text.length >= 32 ? cacheFor(key) : undefined
     const hit = cache?.get(text)
     if (hit !== undefined) return hit
-    const enc = family === 'cl100k' ? 'cl100k' : 'o200k'
-    let tokens: number
-    if (budget.left <= 0) {
+    if (walk.left <= 0) {
       // out of budget: no BPE at all, and nothing cached (a later request may count it exactly)
       const f = features(text)
       return charClassO200k(f) * familyRatio(family, f) * factor
     }
-    const count = encoder(enc)
-    let f: Features | undefined
-    if (text.length <= exactChars) {
-      tokens = countPieces(count, text)
-      budget.left -= text.length
-      if (family === 'anthropic' || family === 'gemini') f = features(text)
-    } else {
-      // sample evenly spaced windows and scale by length
-      const windows = 16
-      const size = Math.floor(exactChars / windows)
-      const step = Math.floor((text.length - size) / (windows - 1))
-      let sampled = 0
-      let sampledChars = 0
-      const parts: string[] = []
-      for (let w = 0; w < windows; w++) {
-        // a copy, not a slice: the tokenizer's merge cache keeps pieces of it, and a V8 slice
-        // keeps the whole (megabytes of) text it was cut from alive with it
-        const s = Buffer.from(text.slice(w * step, w * step + size), 'utf8').toString('utf8')
-        sampled += countPieces(count, s)
-        sampledChars += s.length
-        parts.push(s)
+    walk.left -= text.length <= exactChars ? text.length : WINDOWS * windowChars
+    const enc = family === 'cl100k' ? 'cl100k' : 'o200k'
+    // the raw count is shared: Anthropic's and Gemini's estimates scale o200k's
+    const rawCache = key === enc ? cache : text.length >= 32 ? cacheFor(enc) : undefined
+    let raw = walk.memo?.get(text) ?? (rawCache === cache ? undefined : rawCache?.get(text))
+    if (raw === undefined) {
+      if (walk.mode === 'plan') {
+        walk.todo!.add(text)
+        return 0
       }
-      tokens = (sampled * text.length) / sampledChars
-      budget.left -= sampledChars
-      if (family === 'anthropic' || family === 'gemini') f = features(parts.join(''))
+      raw = rawCount(enc, text)
     }
-    if (f) tokens *= familyRatio(family, f)
+    rawCache?.set(text, raw)
+    let tokens = raw
+    if (family === 'anthropic' || family === 'gemini')
+      tokens *= familyRatio(family, features(text.length <= exactChars ? text : samplesOf(text).join('')))
     // kept fractional: rounding each message would bias a many-message request
     tokens *= factor
-    cache?.set(text, tokens)
+    if (cache !== rawCache) cache?.set(text, tokens)
     return tokens
   }
 
@@ -374,21 +489,21 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
   function extraTokens(
     extra: string | undefined,
     family: TokenFamily,
-    budget: { left: number },
+    walk: Walk,
     factor: number,
   ): { tokens: number; images: number } {
     if (!extra) return { tokens: 0, images: 0 }
     const images = (extra.match(IMAGE_PART) ?? []).length
     const stripped = extra.length >= 512 ? stripBase64Blobs(extra) : extra
-    return { tokens: textTokens(stripped, family, budget, factor), images }
+    return { tokens: textTokens(stripped, family, walk, factor), images }
   }
 
-  function openaiTools(tools: unknown, family: TokenFamily, budget: { left: number }): number {
+  function openaiTools(tools: unknown, family: TokenFamily, walk: Walk): number {
     if (!Array.isArray(tools) || tools.length === 0) return 0
     const fns: ChatCompletionFunctionDefinition[] = []
     for (const t of tools as any[]) {
       const fn = t?.type === 'function' ? t.function : t
-      if (!fn || typeof fn.name !== 'string') return textTokens(JSON.stringify(tools), family, budget)
+      if (!fn || typeof fn.name !== 'string') return textTokens(JSON.stringify(tools), family, walk)
       fns.push({ name: fn.name, description: fn.description, parameters: fn.parameters })
     }
     // OpenAI renders tools as a TypeScript namespace in the system message (+9 framing tokens)
@@ -397,62 +512,82 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
       rendered = formatFunctionDefinitions(fns)
     } catch {
       // a schema it cannot render (a null property): count the JSON instead
-      return textTokens(JSON.stringify(tools), family, budget)
+      return textTokens(JSON.stringify(tools), family, walk)
     }
-    return textTokens(rendered, family, budget) + 9
+    return textTokens(rendered, family, walk) + 9
+  }
+
+  /** the estimate of a request: every text in the order the vendor reads them, with its overheads */
+  function estimate(prompt: Prompt, model: string, walk: Walk): number {
+    const family = tokenFamily(model || prompt.model)
+    const factor = family === 'anthropic' && /claude-opus-4[-.]7/i.test(model) ? 1.25 : 1
+    let total = 0
+    let images = 0
+    if (family === 'o200k' || family === 'cl100k') {
+      // OpenAI chat format: 3 tokens per message + its role, 3 to prime the reply
+      if (prompt.system) total += 3 + 1 + textTokens(prompt.system, family, walk)
+      for (const m of prompt.messages) {
+        const e = extraTokens(m.extra, family, walk, 1)
+        total += 3 + 1 + textTokens(m.text, family, walk) + e.tokens
+        images += e.images
+      }
+      total += 3
+      const tools = openaiTools(prompt.tools, family, walk)
+      if (tools) total += tools - (prompt.system ? 4 : 0)
+    } else if (family === 'anthropic') {
+      total += 3
+      if (prompt.system) total += textTokens(prompt.system, family, walk, factor)
+      for (const m of prompt.messages) {
+        const e = extraTokens(m.extra, family, walk, factor)
+        total += 3 + textTokens(m.text, family, walk, factor) + e.tokens
+        images += e.images
+      }
+      if (Array.isArray(prompt.tools) && prompt.tools.length) {
+        const choice = (prompt.toolChoice as any)?.type
+        total += choice === 'any' || choice === 'tool' ? ANTHROPIC_TOOL_PROMPT.forced : ANTHROPIC_TOOL_PROMPT.auto
+        total += textTokens(JSON.stringify(prompt.tools), family, walk, factor)
+      }
+    } else {
+      // Gemini: count_tokens is the text's own tokens; generateContent bills about one more per turn
+      if (prompt.system) total += textTokens(prompt.system, family, walk)
+      for (const m of prompt.messages) {
+        const e = extraTokens(m.extra, family, walk, 1)
+        total += 1 + textTokens(m.text, family, walk) + e.tokens
+        images += e.images
+      }
+      if (prompt.tools !== undefined && prompt.tools !== null)
+        total += textTokens(JSON.stringify(prompt.tools), family, walk)
+    }
+    if (prompt.hasImages && images === 0) images = 1
+    total += images * IMAGE_TOKENS[family]
+    return Math.max(1, Math.round(total))
   }
 
   return {
-    estimateInput(prompt: Prompt, model: string): number {
-      const family = tokenFamily(model || prompt.model)
-      const factor = family === 'anthropic' && /claude-opus-4[-.]7/i.test(model) ? 1.25 : 1
-      const budget = { left: requestBudget }
-      let total = 0
-      let images = 0
-      if (family === 'o200k' || family === 'cl100k') {
-        // OpenAI chat format: 3 tokens per message + its role, 3 to prime the reply
-        if (prompt.system) total += 3 + 1 + textTokens(prompt.system, family, budget)
-        for (const m of prompt.messages) {
-          const e = extraTokens(m.extra, family, budget, 1)
-          total += 3 + 1 + textTokens(m.text, family, budget) + e.tokens
-          images += e.images
-        }
-        total += 3
-        const tools = openaiTools(prompt.tools, family, budget)
-        if (tools) total += tools - (prompt.system ? 4 : 0)
-      } else if (family === 'anthropic') {
-        total += 3
-        if (prompt.system) total += textTokens(prompt.system, family, budget, factor)
-        for (const m of prompt.messages) {
-          const e = extraTokens(m.extra, family, budget, factor)
-          total += 3 + textTokens(m.text, family, budget, factor) + e.tokens
-          images += e.images
-        }
-        if (Array.isArray(prompt.tools) && prompt.tools.length) {
-          const choice = (prompt.toolChoice as any)?.type
-          total += choice === 'any' || choice === 'tool' ? ANTHROPIC_TOOL_PROMPT.forced : ANTHROPIC_TOOL_PROMPT.auto
-          total += textTokens(JSON.stringify(prompt.tools), family, budget, factor)
-        }
-      } else {
-        // Gemini: count_tokens is the text's own tokens; generateContent bills about one more per turn
-        if (prompt.system) total += textTokens(prompt.system, family, budget)
-        for (const m of prompt.messages) {
-          const e = extraTokens(m.extra, family, budget, 1)
-          total += 1 + textTokens(m.text, family, budget) + e.tokens
-          images += e.images
-        }
-        if (prompt.tools !== undefined && prompt.tools !== null)
-          total += textTokens(JSON.stringify(prompt.tools), family, budget)
-      }
-      if (prompt.hasImages && images === 0) images = 1
-      total += images * IMAGE_TOKENS[family]
-      return Math.max(1, Math.round(total))
+    estimateInput: (prompt: Prompt, model: string): number =>
+      estimate(prompt, model, { left: requestBudget, mode: 'now' }),
+
+    /**
+     * estimateInput's number, with the BPE done in slices of the event loop: the texts it would
+     * tokenize are listed first (a plan walk), counted ~8 ms at a time, then the walk is made again
+     * with those counts (random words or CJK cost 2-4 µs a character: a 64k-character prompt held
+     * the loop 170 ms in one go). A text another request cached meanwhile only frees budget.
+     */
+    async estimateInputAsync(prompt: Prompt, model: string): Promise<number> {
+      const todo = new Set<string>()
+      const planned = estimate(prompt, model, { left: requestBudget, mode: 'plan', todo })
+      if (todo.size === 0) return planned
+      const enc = tokenFamily(model || prompt.model) === 'cl100k' ? 'cl100k' : 'o200k'
+      const memo = new Map<string, number>()
+      const pace = pacer()
+      for (const text of todo) memo.set(text, await rawCountAsync(enc, text, pace))
+      return estimate(prompt, model, { left: requestBudget, mode: 'now', memo })
     },
 
     count(text: string, model: string): number {
       const family = tokenFamily(model)
       const factor = family === 'anthropic' && /claude-opus-4[-.]7/i.test(model) ? 1.25 : 1
-      return Math.round(textTokens(text, family, { left: requestBudget }, factor))
+      return Math.round(textTokens(text, family, { left: requestBudget, mode: 'now' }, factor))
     },
   }
 }

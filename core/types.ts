@@ -407,6 +407,8 @@ export interface ChangeFeed {
 export interface TokenCounter {
   /** input tokens of a request, estimated before the call for the model that will answer */
   estimateInput(prompt: Prompt, model: string): number
+  /** the same number, with the tokenizer's work given the event loop back every few ms (large prompts) */
+  estimateInputAsync(prompt: Prompt, model: string): Promise<number>
   /** tokens of a text for a model */
   count(text: string, model: string): number
 }
