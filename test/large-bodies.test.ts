@@ -3,13 +3,17 @@
 // cache) while /agentmesh/health is probed. The proxy's child measures its longest event-loop
 // block and the CPU it spent in it (test/fuzz/stats.ts): on a shared machine a loop the OS did not
 // schedule is late with little CPU spent, a block of the proxy's own work is late and busy.
-// And the compression parts that made one such body hold the loop for 0.5-1 s, checked alone.
+// An answer of 5 MB the same way (read, relayed, stored in the exact cache on fs, then a hit). And
+// the core's sliced steps and the compression parts that made one such body hold the loop for
+// 0.5-1 s, checked alone.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { stringifySliced, utf8Sliced } from '../core/json-sliced.ts'
 import { parseBodySliced } from '../core/pipeline.ts'
 import { protocols } from '../core/protocols/index.ts'
+import { Slicer } from '../core/slicer.ts'
 import { cacheKey, cacheKeyAsync } from '../plugins/exact-cache/key.ts'
 import { compressBody, createJournal } from '../plugins/compression/compress.ts'
 import { resolveOptions } from '../plugins/compression/options.ts'
@@ -22,16 +26,18 @@ import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts
 /** the fuzzer's stall limit (npm run fuzz): one block of the proxy's own work over this fails */
 const LIMIT_MS = 100
 /**
- * Open (issue 11 item 2): bodies of 5-10 MB still hold the loop for 130-280 ms of CPU in single
- * steps (this machine, 2 cores under a load of 13-18; 10 MB of turns: 237-352 before the core's
- * parse and the exact cache's key were sliced, 256-275 after, as those were not the longest).
- * What is left, found with async_hooks on the proxy: the guard's walk over every string of the
- * body before its sliced search (plugins/guard inspectLarge), the mask's large-body pass
- * (plugins/mask maskBodyLarge), the protocol adapter's parse (45-75 ms on 70,000 turns, in a turn
- * of its own), compression's view of the turns, and the garbage collection of a parsed body of
- * tens of thousands of objects. Until those are split, bodies over 1 MB are held to this bound.
+ * Bodies over 1 MB (issue 11 item 2). Five runs with every part of the core's path and the
+ * plugins sliced (this machine, 2 cores under a load of 6-13): 47-106 ms of CPU in the longest
+ * block at 10 MB (27-75 at 5 MB), answers of 5 MB 56-98 stored and 73-122 as a hit; before, 183-214
+ * ms at 10 MB of turns (92-110 at 5 MB). What is left in those blocks, seen with CPU profiles of the
+ * proxy: mostly garbage collection (scavenges of 10-100 ms copying the tens of thousands of objects
+ * of a parsed body; the meter counts the GC's helper threads too), copies of a whole 10 MB string
+ * (the body read's join in core/routes-llm.ts, a long string member's join in the sliced parse), and
+ * for an answer of megabytes the core's reading and writing of it (core/respond.ts readAnswer,
+ * render and send) and the audit entry's hash of it (plugins/audit, canonicalSha256 in one go).
+ * Under the fuzzer's 100 ms most of the time, not always: held to twice that.
  */
-const OPEN_LIMIT_MS = 400
+const OPEN_LIMIT_MS = 200
 
 const WORDS = 'the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches'.split(' ')
 function text(n: number, seed: number): string {
@@ -52,7 +58,7 @@ function messages(shape: Shape, bytes: number): Array<{ role: string; content: s
   return msgs
 }
 
-function request(port: number, protocol: 'openai' | 'anthropic' | 'count', shape: Shape, mb: number): Buffer {
+function request(port: number, protocol: 'openai' | 'anthropic' | 'count', shape: Shape, mb: number, tag = ''): Buffer {
   const msgs = messages(shape, mb * 1_000_000)
   const [path, body] =
     protocol === 'openai'
@@ -63,7 +69,7 @@ function request(port: number, protocol: 'openai' | 'anthropic' | 'count', shape
   const bytes = Buffer.from(JSON.stringify(body))
   const head =
     `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
-    `content-length: ${bytes.length}\r\nx-agentmesh-team: large-${shape}-${mb}\r\nconnection: close\r\n\r\n`
+    `content-length: ${bytes.length}\r\nx-agentmesh-team: large-${shape}-${mb}${tag}\r\nconnection: close\r\n\r\n`
   return Buffer.concat([Buffer.from(head), bytes])
 }
 
@@ -145,21 +151,116 @@ describe('large bodies through the proxy', () => {
   )
 })
 
-// --- the core's parse and the exact cache's key, alone ------------------------------------------
+// --- an answer of megabytes: read, cached (exact cache on fs storage), audited, then a hit ------
+
+describe('a large answer through the proxy', () => {
+  let mock: MockUpstream
+  let child: ProxyChild
+  let dataDir: string
+  let port: number
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-answer-'))
+    mock = await startMockUpstream({}, { record: false })
+    child = await startChild({ upstream: mock.url, dataDir })
+    port = child.ports.mock!
+  }, 120_000)
+  afterAll(async () => {
+    await child?.stop()
+    await mock?.close()
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  const answer = (p: 'openai' | 'anthropic', mb: number) => {
+    const t = text(mb * 1_000_000, 3)
+    const body =
+      p === 'openai'
+        ? {
+            id: 'chatcmpl-large',
+            object: 'chat.completion',
+            model: 'gpt-4o-mini',
+            choices: [{ index: 0, message: { role: 'assistant', content: t }, finish_reason: 'stop' }],
+            usage: { prompt_tokens: 10, completion_tokens: 1_000_000, total_tokens: 1_000_010 },
+          }
+        : {
+            id: 'msg_large',
+            type: 'message',
+            role: 'assistant',
+            model: 'claude-3-5-haiku-latest',
+            content: [{ type: 'text', text: t }],
+            stop_reason: 'end_turn',
+            stop_sequence: null,
+            usage: { input_tokens: 10, output_tokens: 1_000_000 },
+          }
+    return { body: JSON.stringify(body), contentType: 'application/json' }
+  }
+
+  /** one request while health is probed: its answer and the longest block's CPU */
+  async function measured(bytes: Buffer) {
+    await child.stats({ gc: true, reset: true })
+    const call = sendRaw(port, bytes, { timeoutMs: 60_000 })
+    let done = false
+    void call.then(() => (done = true))
+    const health: number[] = []
+    while (!done) {
+      health.push((await sendRaw(port, healthRequest(port), { timeoutMs: 30_000 })).status)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const r = await call
+    await new Promise((r) => setTimeout(r, 500)) // the cache store and the audit entry run after the answer
+    const s = await child.stats()
+    expect(health.every((x) => x === 200)).toBe(true)
+    return { r, s }
+  }
+
+  it.each(['anthropic', 'openai'] as const)(
+    '5 MB answer, %s: relayed and stored, then a hit; no long block',
+    async (p) => {
+      // a warm-up of 1 MB compiles the paths (another prompt: not the entry measured below)
+      mock.behaviour.okBody = answer(p, 1)
+      await sendRaw(port, request(port, p, 'string', 0.001, '-warm'), { timeoutMs: 30_000 })
+      mock.behaviour.okBody = answer(p, 5)
+      const bytes = request(port, p, 'string', 0.001)
+      const miss = await measured(bytes)
+      delete mock.behaviour.okBody
+      expect(miss.r.status).toBe(200)
+      expect(miss.r.headers.get('x-agentmesh-cache')).toBe('miss')
+      const hit = await measured(bytes)
+      expect(hit.r.status).toBe(200)
+      expect(hit.r.headers.get('x-agentmesh-cache')).toBe('exact')
+      expect(hit.r.body.length).toBeGreaterThan(5_000_000)
+      for (const [what, m] of [
+        ['miss', miss],
+        ['hit', hit],
+      ] as const) {
+        console.log(
+          `large answer 5 MB ${p} ${what}: longest block ${m.s.elMaxMs.toFixed(0)} ms, ${m.s.blockCpuMs.toFixed(0)} ms of CPU in it`,
+        )
+        expect(m.s.blockCpuMs, `${what}: ${m.s.blockCpuMs.toFixed(0)} ms of CPU in one block`).toBeLessThanOrEqual(
+          OPEN_LIMIT_MS,
+        )
+      }
+    },
+    120_000,
+  )
+})
+
+// --- the core's sliced steps alone: parse, the adapter's parse, the exact cache's key, upstream bytes
 
 /**
- * The longest block allowed to the core's sliced parse and to the exact cache's sliced key: over
- * ten runs at 10 MB on this 2-core machine under a load of 12-18, 11-50 ms each, once 99 ms (a
- * garbage collection of the parsed body; the meter counts the CPU of the GC's helper threads too),
- * against 76-130 ms for the parse and 140-280 ms for the key in one go before. The protocol
- * adapter's parse between them (core/protocols/anthropic.ts: 45-75 ms on 70,000 turns, in a turn
- * of its own) is not split yet and not under this bound.
+ * The longest block allowed to each of the core's sliced steps on a 10 MB body, measured alone:
+ * the JSON parse (35-88 ms of CPU over five runs, against 76-130 in one go), the protocol adapter's
+ * parse (13-22 over two runs, against 45-75), the exact cache's key (13-49, against 140-280) and the bytes for
+ * the vendor (19-29 over two runs; JSON.stringify and the UTF-8 encoding in one go took 30-200 ms each). The
+ * meter counts the CPU of the garbage collector's helper threads, and a collection of the parsed
+ * body lands in one of these blocks now and then (up to 88 ms for the parse).
  */
-const PARSE_HASH_LIMIT_MS = 150
+const PARSE_HASH_LIMIT_MS = 120
+/** compression's steps on 35,000 turns (plugins/compression, checked below) */
+const COMPRESSION_LIMIT_MS = 150
 
-describe("the core's parse and the exact-cache key on 10 MB bodies", () => {
+describe("the core's parse, the adapter's, the exact-cache key and the upstream bytes on 10 MB bodies", () => {
   it.each(['string', 'turns', 'user-turns'] as const)(
-    '%s: the same body and key as in one go, in blocks of under PARSE_HASH_LIMIT_MS each',
+    '%s: the same body, prompt, key and bytes as in one go, in blocks of under PARSE_HASH_LIMIT_MS each',
     async (shape) => {
       const raw = JSON.stringify({
         model: 'claude-3-5-haiku-latest',
@@ -180,13 +281,22 @@ describe("the core's parse and the exact-cache key on 10 MB bodies", () => {
       expect(JSON.stringify(parse.value)).toBe(raw)
       const c = ctx(parse.value)
       await new Promise((r) => setImmediate(r))
+      const prompt = await longestBlock(() => protocols.anthropic.parseSliced(parse.value, {}, new Slicer(10)))
+      expect(prompt.value).toEqual(c.prompt)
+      await new Promise((r) => setImmediate(r))
       const key = await longestBlock(() => cacheKeyAsync(c, 'global'))
       expect(key.value).toBe(cacheKey(c, 'global'))
+      await new Promise((r) => setImmediate(r))
+      // the body for the vendor when a plugin changed it: JSON.stringify's bytes, made in slices
+      const up = await longestBlock(async () => {
+        const slicer = new Slicer(10)
+        return utf8Sliced((await stringifySliced(parse.value, slicer))!, slicer)
+      })
+      expect(Buffer.concat(up.value).equals(Buffer.from(raw))).toBe(true)
       console.log(
-        `10 MB ${shape}: longest block of the parse ${parse.maxMs.toFixed(0)} ms, of the key ${key.maxMs.toFixed(0)} ms (CPU)`,
+        `10 MB ${shape}: longest block of the parse ${parse.maxMs.toFixed(0)} ms, the adapter's ${prompt.maxMs.toFixed(0)} ms, the key ${key.maxMs.toFixed(0)} ms, the upstream bytes ${up.maxMs.toFixed(0)} ms (CPU)`,
       )
-      expect(parse.maxMs).toBeLessThan(PARSE_HASH_LIMIT_MS)
-      expect(key.maxMs).toBeLessThan(PARSE_HASH_LIMIT_MS)
+      for (const m of [parse, prompt, key, up]) expect(m.maxMs).toBeLessThan(PARSE_HASH_LIMIT_MS)
     },
     60_000,
   )
@@ -290,7 +400,7 @@ describe('compression on huge transcripts', () => {
 
   // The steps measured 40-100 ms of CPU alone and 113-114 ms in a full `npm test` run (other test
   // files in parallel; the meter counts the GC helper threads' CPU too), against 299 and 929 ms in
-  // one go before: held to the parse's bound, so the test guards against a return to one block
+  // one go before: held to 150 ms, so the test guards against a return to one block
   // without failing on a busy machine
   it.each([true, false])(
     '35,000 turns (5 MB, roles alternating: %s) are compressed in steps of under 150 ms each',
@@ -311,7 +421,7 @@ describe('compression on huge transcripts', () => {
         }),
       )
       if (alternate) expect(value.applied).toContain('old-turns')
-      expect(maxMs).toBeLessThan(PARSE_HASH_LIMIT_MS)
+      expect(maxMs).toBeLessThan(COMPRESSION_LIMIT_MS)
     },
     60_000,
   )

@@ -432,6 +432,8 @@ async function longString(text: string, s: Big, slicer: Slicer): Promise<string>
     at = end
     await slicer.pause()
   }
+  // the join copies the whole string (10 MB at once): in a slice of its own
+  if (parts.length > 1) await slicer.yield()
   return parts.join('')
 }
 
