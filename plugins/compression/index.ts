@@ -121,8 +121,9 @@ export function compression(options: CompressionOptions = {}): Plugin {
       large ? adapter.parseSliced(body, parseOpts, new Slicer(SLICE_MS)) : adapter.parse(body, parseOpts)
     const measure = (body: any) => {
       const p = parse(body)
+      // a large prompt's estimate gives the loop back too (novel text costs the tokenizer 2-4 µs a character)
       return p instanceof Promise
-        ? p.then((prompt) => ctx.mesh.tokens.estimateInput(prompt, model))
+        ? p.then((prompt) => ctx.mesh.tokens.estimateInputAsync(prompt, model))
         : ctx.mesh.tokens.estimateInput(p, model)
     }
     // the body as the earlier plugins left it (a guard may have redacted it: never re-read rawBody),
