@@ -213,6 +213,10 @@ describe('a string member of megabytes, parsed a run at a time', () => {
       // in runs: a cut inside an escape would have failed and sent it back to one JSON.parse
       expect(longestParse).toBeLessThan(140_000)
     }
+    // no escape at all: the value is the text between the quotes (raw non-ASCII and lone surrogates too)
+    await both(`{"messages":[{"content":"${'plain é 😀 \ud800 '.repeat(60_000)}"}],"n":1}`)
+    expect(longestParse).toBeLessThan(140_000)
+    await both(`{"messages":[{"content":"${'plain '.repeat(60_000)}\u0001${'plain '.repeat(60_000)}"}]}`)
     // backslashes everywhere: no place to cut without an escape open near it
     await both(JSON.stringify({ messages: [{ content: '\\'.repeat(400_000) }] }))
     await both(JSON.stringify({ messages: [{ content: '\u0001'.repeat(100_000) }] }))

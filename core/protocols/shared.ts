@@ -424,6 +424,14 @@ async function build(text: string, big: Big, slicer: Slicer): Promise<unknown> {
  * surrogate pair cut in two comes back whole.
  */
 async function longString(text: string, s: Big, slicer: Slicer): Promise<string> {
+  // without escapes (and the control characters JSON refuses) the value is the text itself: a
+  // slice of the body, no copy of megabytes (whose allocation and collection cost more than the parse)
+  let plain = true
+  for (let at = s.open + 1; plain && at < s.close; at += RUN_CHARS) {
+    plain = !ESCAPE_OR_CONTROL.test(text.slice(at, Math.min(s.close, at + RUN_CHARS)))
+    await slicer.pause()
+  }
+  if (plain) return text.slice(s.open + 1, s.close)
   const parts: string[] = []
   for (let at = s.open + 1; at < s.close; ) {
     let end = Math.min(s.close, at + RUN_CHARS)
@@ -436,6 +444,9 @@ async function longString(text: string, s: Big, slicer: Slicer): Promise<string>
   if (parts.length > 1) await slicer.yield()
   return parts.join('')
 }
+
+// a backslash, or a character JSON refuses raw in a string
+const ESCAPE_OR_CONTROL = /[\\\u0000-\u001f]/
 
 /** the last place at or before `end` (and after `at`) where no escape is open; the string's end when none is near */
 function escapeFreeCut(text: string, at: number, end: number, close: number): number {
