@@ -1,9 +1,11 @@
 // Two tiers: a bounded in-process LRU (L1) over unstorage (L2: fs or redis) shared by every
 // instance on the same storage. Only redis expires keys by itself, so every entry carries its
 // own expiresAt and a read past it is a miss on any driver.
+import { isAscii } from 'node:buffer'
 import { LRUCache } from 'lru-cache'
 import type { Storage } from 'unstorage'
 import { stringifySliced } from '../../core/json-sliced.ts'
+import { SLICED_PARSE_CHARS, parseJsonSliced } from '../../core/protocols/shared.ts'
 import { Slicer } from '../../core/slicer.ts'
 import type { CanonicalAnswer, Logger } from '../../core/types.ts'
 
@@ -65,6 +67,73 @@ export function entryProblem(x: unknown): string | undefined {
   return undefined
 }
 
+// destr's tests (unstorage reads stored values with destr): a key that could pollute a prototype
+const SUSPECT_PROTO =
+  /"(?:_|\\u0{2}5[Ff]){2}(?:p|\\u0{2}70)(?:r|\\u0{2}72)(?:o|\\u0{2}6[Ff])(?:t|\\u0{2}74)(?:o|\\u0{2}6[Ff])(?:_|\\u0{2}5[Ff]){2}"\s*:/
+const SUSPECT_CONSTRUCTOR =
+  /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/
+
+/**
+ * The bytes as UTF-8 text. Pure ASCII (most entries) decodes alike as Latin-1, which Node keeps
+ * outside the JS heap for a long text: no string of megabytes to allocate (45 ms of CPU for 10 MB
+ * as UTF-8 here, 1-15 as Latin-1). Other long texts are decoded a piece at a time.
+ */
+async function decode(b: Uint8Array): Promise<string> {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  if (isAscii(buf)) return buf.toString('latin1')
+  if (buf.length <= SLICED_PARSE_CHARS) return buf.toString('utf8')
+  // ignoreBOM keeps a leading BOM, as Buffer#toString does
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true })
+  const slicer = new Slicer(SLICE_MS)
+  const parts: string[] = []
+  for (let at = 0; at < buf.length; at += RUN_CHARS) {
+    parts.push(decoder.decode(buf.subarray(at, at + RUN_CHARS), { stream: true }))
+    await slicer.pause()
+  }
+  parts.push(decoder.decode())
+  await slicer.yield()
+  return parts.join('')
+}
+
+/** what destr gives for a stored entry's text: JSON.parse, without prototype keys when it may hold one; else the text */
+function destrLike(text: string): unknown {
+  const t = text.trim()
+  if (!t.startsWith('{') && !t.startsWith('[')) return destrScalar(text, t)
+  try {
+    if (SUSPECT_PROTO.test(text) || SUSPECT_CONSTRUCTOR.test(text)) return JSON.parse(text, dropPrototypeKeys)
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
+}
+
+/** a text that is not an object or an array: no entry, whatever destr makes of it */
+function destrScalar(text: string, t: string): unknown {
+  try {
+    return JSON.parse(t)
+  } catch {
+    return text
+  }
+}
+
+function dropPrototypeKeys(key: string, value: unknown): unknown {
+  if (key === '__proto__' || (key === 'constructor' && value && typeof value === 'object' && 'prototype' in value))
+    return undefined
+  return value
+}
+
+/** destr's prototype tests over a long text, a run at a time (a match is some tens of characters: runs overlap) */
+async function mayPollute(text: string): Promise<boolean> {
+  const slicer = new Slicer(SLICE_MS)
+  for (let at = 0; at < text.length; at += RUN_CHARS) {
+    const run = text.slice(at, at + RUN_CHARS + 256)
+    if (SUSPECT_PROTO.test(run) || SUSPECT_CONSTRUCTOR.test(run)) return true
+    await slicer.pause()
+  }
+  return false
+}
+const RUN_CHARS = 256 * 1024
+
 /** an entry this large (entrySize: about twice its characters) is serialized in slices */
 const LARGE_ENTRY_BYTES = 512 * 1024
 const SLICE_MS = 10
@@ -105,7 +174,7 @@ export class ExactStore {
       return { status: 'expired' }
     }
     if (!this.storage) return { status: 'miss' }
-    const raw = await this.storage.getItem(this.storageKey(hash))
+    const raw = await this.read(this.storageKey(hash))
     if (raw === null || raw === undefined) return { status: 'miss' }
     const problem = entryProblem(raw)
     if (problem) {
@@ -119,6 +188,27 @@ export class ExactStore {
     }
     this.l1.set(hash, entry, { ttl: entry.expiresAt - now })
     return { status: 'hit', entry, tier: 'l2' }
+  }
+
+  /**
+   * A stored entry as unstorage's getItem gives it (destr: JSON.parse of the text, keys that could
+   * pollute a prototype dropped, the text itself when it is not JSON), the text of an answer of
+   * megabytes parsed in slices of the event loop (one JSON.parse of 10 MB held it for 75-80 ms).
+   */
+  private async read(key: string): Promise<unknown> {
+    const raw = await this.storage!.getItemRaw(key)
+    // fs gives bytes; memory and redis give the text they keep
+    const text = raw instanceof Uint8Array ? await decode(raw) : raw
+    if (typeof text !== 'string') return text
+    try {
+      if (text.length <= SLICED_PARSE_CHARS || !text.startsWith('{')) return destrLike(text)
+      // unstorage's own reader for a text that may hold a prototype key (never one this store wrote)
+      if (await mayPollute(text)) return destrLike(text)
+      const parsed = await parseJsonSliced(text, Number.POSITIVE_INFINITY, new Slicer(SLICE_MS))
+      return parsed.deep ? undefined : parsed.value
+    } catch {
+      return text
+    }
   }
 
   async set(hash: string, entry: CacheEntry): Promise<void> {
