@@ -1,6 +1,7 @@
 // The LLM routes of the four client protocols: each reads its body (within the size limit, as
 // JSON) and hands the call to the lifecycle (core/pipeline.ts). What is particular to a protocol
 // (Gemini's model and method in the path, count_tokens shapes) comes from its adapter.
+import { isAscii } from 'node:buffer'
 import type { IncomingMessage } from 'node:http'
 import type { H3, H3Event } from 'h3'
 import type { MeshInternals } from './app.ts'
@@ -199,6 +200,9 @@ async function responsesState(deps: LlmRouteDeps, event: H3Event, method: string
 
 type BodyError = { status: number; type: string; message: string }
 
+/** chunks of ASCII as one string (Latin-1 reads ASCII as UTF-8 does) */
+const latin1 = (chunks: Buffer[]) => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('latin1')
+
 /**
  * Read the request body as text within the byte limit; 413 beyond it, without reading the rest.
  * Straight from the Node socket rather than h3's body reading (a web stream): an h3 app on srvx
@@ -216,9 +220,13 @@ async function readBody(event: H3Event, limit: number): Promise<string | BodyErr
     return Buffer.byteLength(text) > limit ? tooLarge : text
   }
   return new Promise((done) => {
-    // one chunk (most requests) is decoded at the end; from the second on, each is decoded as it
-    // arrives, so a body of megabytes is not decoded in one stretch that holds up other requests
+    // one chunk (most requests) is decoded at the end. From the second on, while every byte is
+    // ASCII the chunks are kept and the whole is decoded at the end as Latin-1 (the same text),
+    // which Node keeps outside the JS heap: no string of megabytes joined on the heap (tens of ms
+    // at 10 MB, and its collection). Once a byte is not, each chunk is decoded as it arrives, so a
+    // body of megabytes is not decoded in one stretch that holds up other requests.
     let first: Buffer | undefined
+    let ascii: Buffer[] | undefined
     let decoder: TextDecoder | undefined
     const parts: string[] = []
     let size = 0
@@ -230,19 +238,25 @@ async function readBody(event: H3Event, limit: number): Promise<string | BodyErr
         done(tooLarge)
         return
       }
-      if (!first && !decoder) {
+      if (!first && !ascii && !decoder) {
         first = c
         return
       }
       if (!decoder) {
+        if (!ascii && isAscii(first!)) ascii = [first!]
+        if (ascii && isAscii(c)) {
+          ascii.push(c)
+          return
+        }
         // ignoreBOM keeps a leading BOM as Buffer#toString does: JSON.parse then refuses it alike
         decoder = new TextDecoder('utf-8', { ignoreBOM: true })
-        parts.push(decoder.decode(first, { stream: true }))
-        first = undefined
+        parts.push(ascii ? latin1(ascii) : decoder.decode(first, { stream: true }))
+        first = ascii = undefined
       }
       parts.push(decoder.decode(c, { stream: true }))
     })
     nodeReq.once('end', () => {
+      if (ascii) return done(latin1(ascii))
       if (!decoder) return done(first ? first.toString('utf8') : '')
       parts.push(decoder.decode())
       done(parts.join(''))

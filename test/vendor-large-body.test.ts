@@ -6,12 +6,14 @@ import { definePlugin } from '../core/plugin.ts'
 import { startCoreMockAndProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 
-/** about `bytes` of turns, with text JSON escapes and UTF-8 of 2, 3 and 4 bytes */
-function turns(bytes: number, seed: number) {
-  const words = ['fox', 'naïve', '模型', '😀', 'a"quote"', 'back\\slash', 'tab\there', 'line\nbreak', 'ok']
+/** about `bytes` of turns, with text JSON escapes and UTF-8 of 2, 3 and 4 bytes (after `asciiBytes` of ASCII only) */
+function turns(bytes: number, seed: number, asciiBytes = 0) {
+  const all = ['fox', 'naïve', '模型', '😀', 'a"quote"', 'back\\slash', 'tab\there', 'line\nbreak', 'ok']
+  const plain = ['fox', 'a"quote"', 'back\\slash', 'tab\there', 'line\nbreak', 'ok']
   const messages = []
   let size = 0
   for (let i = 0; size < bytes; i++) {
+    const words = size < asciiBytes ? plain : all
     let content = ''
     for (let w = 0; w < 20; w++) content += `${words[(i * 7 + w * 3 + seed) % words.length]} `
     messages.push({ role: i % 2 ? 'assistant' : 'user', content })
@@ -57,12 +59,16 @@ describe('a large body to the vendor', () => {
       body: JSON.stringify(body),
     })
 
+  // as the client sent it, the body read by the core goes up as it came: its text decoded exactly
+  // (all ASCII: read as Latin-1; ASCII for 1 MB, then characters of several bytes across chunks)
   it.each([
-    ['changed by a plugin', true, 2_000_000],
-    ['as the client sent it', false, 2_000_000],
-    ['changed, just over the threshold', true, 300_000],
-  ])('%s (%s): the bytes of the one-go path, with their Content-Length', async (_name, rewrite, bytes) => {
-    const body = { model: 'gpt-4o-mini', messages: turns(bytes, bytes % 7), temperature: 0 }
+    ['changed by a plugin', true, 2_000_000, 0],
+    ['as the client sent it', false, 2_000_000, 0],
+    ['as the client sent it, all ASCII', false, 2_000_000, Number.POSITIVE_INFINITY],
+    ['as the client sent it, ASCII for 1 MB', false, 2_000_000, 1_000_000],
+    ['changed, just over the threshold', true, 300_000, 0],
+  ])('%s (%s): the bytes of the one-go path, with their Content-Length', async (_name, rewrite, bytes, ascii) => {
+    const body = { model: 'gpt-4o-mini', messages: turns(bytes, bytes % 7, ascii), temperature: 0 }
     mock.received.length = 0
     const res = await send(body, rewrite)
     expect(res.status).toBe(200)
