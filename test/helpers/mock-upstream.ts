@@ -114,6 +114,16 @@ const sse = (data: unknown, event?: string) =>
 function handleOpenAI(body: any, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
   const a = openaiAnswer(body)
   const model = body.model
+  // a tool without a name is refused as the vendor refuses it (the proxy forwards what it does not read)
+  if (a.tool && typeof a.tool.function?.name !== 'string')
+    return send(res, 400, {
+      error: {
+        message: "Missing required parameter: 'tools[0].function.name'.",
+        type: 'invalid_request_error',
+        param: 'tools[0].function.name',
+        code: 'missing_required_parameter',
+      },
+    })
   if (!body.stream) {
     const message = a.tool
       ? {
@@ -186,6 +196,11 @@ function handleOpenAI(body: any, res: ServerResponse, b: MockBehaviour, up: Mock
 function handleAnthropic(body: any, res: ServerResponse, b: MockBehaviour, up: MockUpstream) {
   const prompt = lastUserText(body.messages ?? [])
   const tool = body.tools?.[0] && !hasToolResult(body.messages) ? body.tools[0] : undefined
+  if (tool && typeof tool.name !== 'string')
+    return send(res, 400, {
+      type: 'error',
+      error: { type: 'invalid_request_error', message: 'tools.0.custom.name: Field required' },
+    })
   const text = hasToolResult(body.messages)
     ? `tool said: ${JSON.stringify(body.messages.at(-1).content)}`
     : mockText(prompt)
@@ -293,6 +308,14 @@ function handleGemini(path: string, body: any, res: ServerResponse, b: MockBehav
   // function declarations offered and no result yet: a call of the first; a result: echoed
   const result = (last?.parts ?? []).find((p: any) => p.functionResponse)?.functionResponse
   const fn = !result ? body.tools?.[0]?.functionDeclarations?.[0] : undefined
+  if (fn && typeof fn.name !== 'string')
+    return send(res, 400, {
+      error: {
+        code: 400,
+        message: '* GenerateContentRequest.tools[0].function_declarations[0].name: Name cannot be empty.',
+        status: 'INVALID_ARGUMENT',
+      },
+    })
   if (fn) return geminiCall(fn.name, model, m?.[2] === 'generateContent', res, b, up)
   const text = result ? `tool said: ${JSON.stringify(result.response)}` : mockText(prompt)
   const usageMetadata = {
