@@ -105,6 +105,14 @@ describe('model names that are not valid header text', () => {
     expect(s.mock.received.length).toBe(before)
   })
 
+  it('a Gemini path naming only "models/" is a 400 before any vendor call (npm run fuzz, seed 1661950144 case 2084)', async () => {
+    const calls = s.mock.received.length
+    const ge = await rawPost(s.proxy.url, '/v1beta/models/models%2F:generateContent', JSON.stringify(GE))
+    expect(ge.status).toBe(400)
+    expect(JSON.parse(ge.body).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' })
+    expect(s.mock.received.length).toBe(calls)
+  })
+
   it('an over-long model name is a 400', async () => {
     const res = await postJson(s.proxy.url + '/v1/chat/completions', OA('g'.repeat(10_000)))
     expect(res.status).toBe(400)

@@ -229,7 +229,9 @@ function chunksOf(whole: Record<string, any>): unknown[] {
 
 function* geminiSteps(body: any, { pathModel, stream }: ParseOptions): ParseSteps {
   if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
-  if (!pathModel) throw new ProtocolError('the model is required in the path: /v1beta/models/{model}:generateContent')
+  // "models/" alone names no model once its resource prefix is dropped (the vendor URL would have none)
+  if (!pathModel || pathModel === 'models/')
+    throw new ProtocolError('the model is required in the path: /v1beta/models/{model}:generateContent')
   checkModelName(pathModel, 'the model in the path')
   if (!Array.isArray(body.contents) || body.contents.length === 0)
     throw new ProtocolError('`contents` is required and must be a non-empty array')
