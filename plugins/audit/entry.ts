@@ -63,17 +63,23 @@ function attemptsOf(ctx: MeshContext): AuditEntry['attempts'] {
   }))
 }
 
-/** `promptHash`: computed ahead (canonicalSha256Async) for a prompt of megabytes */
-export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash?: string): AuditEntry {
+/** `hashes`: computed ahead (canonicalSha256Async) for a prompt or an answer of megabytes */
+export function buildEntry(
+  ctx: MeshContext,
+  includeContent: boolean,
+  hashes?: { promptHash: string; answerHash: string | undefined },
+): AuditEntry {
   const usage = ctx.usage ?? ({} as MeshContext['usage'])
   const id = ctx.identity ?? ({} as MeshContext['identity'])
   const quota = ctx.state?.quota?.decision
   // keys in canonical (sorted) order, so canonicalJson needs no sort per entry
   const entry: AuditEntry = {
     aborted: ctx.aborted || undefined,
-    answerHash: ctx.answer
-      ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length)
-      : undefined,
+    answerHash: hashes
+      ? hashes.answerHash
+      : ctx.answer
+        ? canonicalSha256({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, ctx.answer.text.length)
+        : undefined,
     approval: approvalOf(ctx),
     attempts: attemptsOf(ctx),
     cache: {
@@ -93,7 +99,7 @@ export function buildEntry(ctx: MeshContext, includeContent: boolean, promptHash
     masked: countsOf(ctx.state?.mask?.counts),
     model: ctx.answer?.model ?? ctx.route?.model ?? '',
     operation: ctx.operation,
-    promptHash: promptHash ?? canonicalSha256(ctx.prompt ?? null, ctx.request?.rawBody?.length),
+    promptHash: hashes?.promptHash ?? canonicalSha256(ctx.prompt ?? null, ctx.request?.rawBody?.length),
     protocol: ctx.protocol,
     quota: typeof quota === 'string' ? quota : undefined,
     redacted: countsOf(ctx.state?.guard?.counts),
