@@ -21,6 +21,7 @@ import { alternationCuts, breaksAlternation, turnsOf } from '../plugins/compress
 import { viewOf } from '../plugins/compression/view.ts'
 import { startChild, type ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
+import { longestBlock } from './helpers/longest-block.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
 
 /** the fuzzer's stall limit (npm run fuzz): one block of the proxy's own work over this fails */
@@ -312,41 +313,6 @@ function anthropicBody(turns: number, alternate: boolean) {
   for (let i = 0; i < turns; i++) msgs.push({ role: alternate && i % 2 ? 'assistant' : 'user', content: text(100, i) })
   if (msgs.at(-1)!.role !== 'user') msgs.push({ role: 'user', content: 'and?' })
   return { model: 'claude-3-5-haiku-latest', max_tokens: 64, messages: msgs }
-}
-
-const cpuMs = () => {
-  const c = process.cpuUsage()
-  return (c.user + c.system) / 1000
-}
-
-/**
- * The longest stretch between two turns of the event loop while `run` works, as CPU time (capped
- * at the stretch's length): on a shared machine a stretch is long when the OS runs other
- * processes too, and only the work done in it is this code's.
- */
-async function longestBlock<T>(run: () => Promise<T>): Promise<{ value: T; maxMs: number }> {
-  let last = performance.now()
-  let lastCpu = cpuMs()
-  let maxMs = 0
-  let on = true
-  const note = () => {
-    const now = performance.now()
-    const cpu = cpuMs()
-    maxMs = Math.max(maxMs, Math.min(now - last, cpu - lastCpu))
-    last = now
-    lastCpu = cpu
-  }
-  const tick = () => {
-    note()
-    if (on) setImmediate(tick)
-  }
-  setImmediate(tick)
-  last = performance.now()
-  lastCpu = cpuMs()
-  const value = await run()
-  on = false
-  note()
-  return { value, maxMs }
 }
 
 describe('compression on huge transcripts', () => {

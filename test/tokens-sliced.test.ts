@@ -6,6 +6,7 @@ import { countTokens as o200k } from 'gpt-tokenizer/encoding/o200k_base'
 import { countTokens as cl100k } from 'gpt-tokenizer/encoding/cl100k_base'
 import { describe, expect, it } from 'vitest'
 import { createTokenCounter } from '../core/tokens.ts'
+import { longestBlock } from './helpers/longest-block.ts'
 import type { Prompt } from '../core/types.ts'
 
 function rng(seed: number) {
@@ -102,20 +103,7 @@ describe('estimateInputAsync', () => {
     const c0 = cpuMs()
     const sync = createTokenCounter().estimateInput(p, 'gpt-4o')
     const syncMs = cpuMs() - c0
-    let longest = 0
-    let last = cpuMs()
-    let on = true
-    const tick = () => {
-      const now = cpuMs()
-      longest = Math.max(longest, now - last)
-      last = now
-      if (on) setImmediate(tick)
-    }
-    setImmediate(tick)
-    last = cpuMs()
-    const value = await createTokenCounter().estimateInputAsync(p, 'gpt-4o')
-    on = false
-    tick()
+    const { value, maxMs: longest } = await longestBlock(() => createTokenCounter().estimateInputAsync(p, 'gpt-4o'))
     console.log(
       `120k chars of random words: in one go ${syncMs.toFixed(0)} ms of CPU, sliced longest ${longest.toFixed(0)} ms`,
     )
