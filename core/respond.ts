@@ -17,6 +17,10 @@ import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import { eventRewriter, rewriteAnswer, rewriteBody } from './translate/answer-text.ts'
 import { SseParser } from './stream.ts'
+import { stringifySliced, utf8Sliced } from './json-sliced.ts'
+import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, parseJsonSliced } from './protocols/shared.ts'
+import { Slicer } from './slicer.ts'
+import { StringDecoder } from 'node:string_decoder'
 import { UpstreamError } from './upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, Usage } from './types.ts'
 import type { MeshInternals } from './app.ts'
@@ -51,9 +55,12 @@ const ANSWERED_ON_NODE = Symbol.for('h3.handled') as unknown as Response
 type Upstream = Extract<MeshResponse, { kind: 'upstream' }>
 interface Body {
   status: number
-  body: string | Buffer
+  /** pieces: a large answer's bytes, rendered in slices (written in order, their lengths summed) */
+  body: string | Buffer | Buffer[]
   contentType: string
   headers?: Record<string, string>
+  /** a large answer to render in slices before sending (body is empty until then) */
+  rendered?: unknown
 }
 
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
@@ -67,7 +74,13 @@ export async function respond(m: MeshInternals, ctx: CoreContext, adapter: Proto
       ctx.response = earlyStreamError(m, ctx, out)
       continue
     }
-    if (res.kind === 'upstream' && res.status === 200 && !readAnswer(ctx, adapter, res.body as Buffer)) {
+    if (
+      res.kind === 'upstream' &&
+      res.status === 200 &&
+      !((res.body as Buffer).length > SLICED_PARSE_CHARS
+        ? await readAnswerSliced(ctx, adapter, res.body as Buffer)
+        : readAnswer(ctx, adapter, res.body as Buffer))
+    ) {
       // relayed, a 200 that is not an answer would be the client's problem and unbilled; say so
       const message = `${ctx.route.vendor} answered 200 with a body that is not a ${ctx.protocol} answer`
       m.mesh.log.warn(message, { request: ctx.id })
@@ -75,6 +88,7 @@ export async function respond(m: MeshInternals, ctx: CoreContext, adapter: Proto
       continue
     }
     const body = settle(m, ctx, adapter, res)
+    if (body.rendered !== undefined) body.body = await renderSliced(body.rendered)
     const done = after(m, ctx)
     if (done) await done
     return send(m, ctx, body)
@@ -165,8 +179,13 @@ function renderAnswer(
   answer: CanonicalAnswer,
   headers: Record<string, string> | undefined,
 ): Body {
-  if (!ctx.prompt.stream)
-    return { status: 200, body: JSON.stringify(adapter.render(answer)), contentType: 'application/json', headers }
+  if (!ctx.prompt.stream) {
+    const rendered = adapter.render(answer)
+    // an answer of megabytes: one JSON.stringify and its encoding held the loop tens of ms
+    if (answerChars(answer) > SLICED_PARSE_CHARS)
+      return { status: 200, body: '', rendered, contentType: 'application/json', headers }
+    return { status: 200, body: JSON.stringify(rendered), contentType: 'application/json', headers }
+  }
   const array = adapter.renderArrayStream?.(answer, ctx.request.search)
   if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers }
   const includeUsage = ctx.request.body?.stream_options?.include_usage === true
@@ -178,6 +197,50 @@ function renderAnswer(
   }
 }
 
+/** the characters of an answer's text and tool calls: what makes its rendering long */
+function answerChars(answer: CanonicalAnswer): number {
+  let n = answer.text.length
+  for (const t of answer.toolCalls) n += t.arguments.length
+  return n
+}
+
+/** a large answer's JSON as UTF-8 pieces, stringified and encoded in slices: the bytes of JSON.stringify */
+async function renderSliced(value: unknown): Promise<Buffer[]> {
+  const slicer = new Slicer(SLICE_MS)
+  const pieces = (await stringifySliced(value, slicer)) ?? []
+  return utf8Sliced(pieces, slicer)
+}
+
+// one slice of the loop for a large answer's decoding, parse and rendering
+const SLICE_MS = 10
+// the bytes decoded at a time (a UTF-8 sequence cut at the end is completed by the next ones)
+const DECODE_BYTES = 256 * 1024
+
+/**
+ * readAnswer for a body of megabytes: decoded and parsed in slices of the event loop (one
+ * toString and JSON.parse of 5 MB held it 60 ms), the same value as JSON.parse of the whole.
+ */
+async function readAnswerSliced(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): Promise<boolean> {
+  const slicer = new Slicer(SLICE_MS)
+  const decoder = new StringDecoder('utf8')
+  const parts: string[] = []
+  for (let at = 0; at < buf.length; at += DECODE_BYTES) {
+    parts.push(decoder.write(buf.subarray(at, at + DECODE_BYTES)))
+    await slicer.pause()
+  }
+  parts.push(decoder.end())
+  const text = parts.join('')
+  let json: unknown
+  try {
+    const parsed = await parseJsonSliced(text, MAX_JSON_DEPTH, slicer)
+    // nested deeper than a request may be: an answer is not refused for it, only parsed in one go
+    json = parsed.deep ? JSON.parse(text) : parsed.value
+  } catch {
+    return false
+  }
+  return readParsed(ctx, adapter, json)
+}
+
 /** Read a 200 body into ctx.answer and ctx.usage; false when it is not JSON of the protocol's answer. */
 function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): boolean {
   let json: any
@@ -186,6 +249,10 @@ function readAnswer(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): bo
   } catch {
     return false
   }
+  return readParsed(ctx, adapter, json)
+}
+
+function readParsed(ctx: MeshContext, adapter: ProtocolAdapter, json: any): boolean {
   if (ctx.operation === 'embeddings') {
     const tokens = embeddingsInputTokens(ctx.protocol, json)
     if (tokens === null) return false
@@ -388,12 +455,35 @@ function head(
 export function send(m: MeshInternals, ctx: CoreContext, b: Body): Response {
   const headers = head(m, ctx, b.status, b.contentType, b.headers)
   const nodeRes = nodeResponseOf(ctx)
+  if (Array.isArray(b.body)) return sendPieces(m, ctx, nodeRes, b.status, headers, b.body)
   if (!nodeRes) return new FastResponse(b.body as any, { status: b.status, headers }) as unknown as Response
   // served by node:http: one writeHead and one end, no Response object in between
   if (!nodeRes.destroyed && !nodeRes.headersSent) {
     headers['content-length'] = String(typeof b.body === 'string' ? Buffer.byteLength(b.body) : b.body.length)
     if (writeHead(m, ctx, nodeRes, b.status, headers)) nodeRes.end(b.body)
   }
+  return ANSWERED_ON_NODE
+}
+
+/** A large body in pieces: written one after the other (corked: one syscall), the same bytes and length. */
+function sendPieces(
+  m: MeshInternals,
+  ctx: CoreContext,
+  nodeRes: ServerResponse | undefined,
+  status: number,
+  headers: Record<string, string>,
+  pieces: Buffer[],
+): Response {
+  // a web Response: the pieces in one buffer (a copy, no encoding)
+  if (!nodeRes) return new FastResponse(Buffer.concat(pieces) as any, { status, headers }) as unknown as Response
+  if (nodeRes.destroyed || nodeRes.headersSent) return ANSWERED_ON_NODE
+  let length = 0
+  for (const p of pieces) length += p.length
+  headers['content-length'] = String(length)
+  if (!writeHead(m, ctx, nodeRes, status, headers)) return ANSWERED_ON_NODE
+  nodeRes.cork()
+  for (const p of pieces) nodeRes.write(p)
+  nodeRes.end()
   return ANSWERED_ON_NODE
 }
 
