@@ -6,7 +6,7 @@
 // texts over `exactChars` (64k) are sampled, a request stops tokenizing after `requestBudgetChars`
 // (128k) and estimates the rest from character classes, and counted texts are cached.
 import { createRequire } from 'node:module'
-import { formatFunctionDefinitions, type ChatCompletionFunctionDefinition } from 'gpt-tokenizer/functionCalling'
+import { formatFunctionDefinitions } from 'gpt-tokenizer/functionCalling'
 import { LRUCache } from 'lru-cache'
 import type { Prompt, TokenCounter } from './types.ts'
 
@@ -176,6 +176,15 @@ async function countPiecesAsync(count: CountFn, text: string, pace: () => Promis
 }
 
 /** a pacer: a promise for the next turn of the loop once ~8 ms have gone since the last one */
+async function stepsAsync<T>(steps: Steps<T>, pace: () => Promise<void> | undefined): Promise<T> {
+  let r = steps.next()
+  while (!r.done) {
+    await pace()
+    r = steps.next()
+  }
+  return r.value
+}
+
 function pacer(): () => Promise<void> | undefined {
   let since = performance.now()
   return () => {
@@ -383,6 +392,70 @@ interface Walk {
   todo?: Set<string>
   /** counts made beforehand, by text */
   memo?: Map<string, number>
+  /** the tools' text made beforehand, in slices (estimateInputAsync); null: they count nothing */
+  tools?: ToolText | null
+}
+
+/** what a request's tools are counted as: OpenAI's TypeScript rendering (+9 framing), else their JSON */
+type ToolText = { text: string; framing: number }
+type Steps<T> = Generator<undefined, T, undefined>
+// pause every TOOL_STEP tools: 26,000 tools rendered in one go held the loop ~100 ms
+const TOOL_STEP = 256
+const FN_HEAD = 'namespace functions {\n\n'
+const FN_TAIL = '\n} // namespace functions'
+
+function runThrough<T>(steps: Steps<T>): T {
+  let r = steps.next()
+  while (!r.done) r = steps.next()
+  return r.value
+}
+
+/** JSON.stringify(v), an array's elements one at a time (the same text for JSON data) */
+function* jsonSteps(v: unknown): Steps<string> {
+  if (!Array.isArray(v)) return JSON.stringify(v) ?? ''
+  const parts: string[] = []
+  for (let i = 0; i < v.length; i++) {
+    if (i % TOOL_STEP === TOOL_STEP - 1) yield
+    parts.push(JSON.stringify(v[i]) ?? 'null')
+  }
+  return `[${parts.join(',')}]`
+}
+
+/**
+ * formatFunctionDefinitions(all tools), one tool at a time: its text is the head, each function's
+ * lines joined by newlines, the tail; a tool that is not a function, or a schema it cannot render
+ * (a null property), counts the tools' JSON instead.
+ */
+function* openaiToolSteps(tools: unknown[]): Steps<ToolText> {
+  const parts: string[] = []
+  for (let i = 0; i < tools.length; i++) {
+    if (i % TOOL_STEP === TOOL_STEP - 1) yield
+    const t = tools[i] as any
+    const fn = t?.type === 'function' ? t.function : t
+    if (!fn || typeof fn.name !== 'string') return { text: yield* jsonSteps(tools), framing: 0 }
+    let one: string
+    try {
+      one = formatFunctionDefinitions([{ name: fn.name, description: fn.description, parameters: fn.parameters }])
+    } catch {
+      return { text: yield* jsonSteps(tools), framing: 0 }
+    }
+    parts.push(one.slice(FN_HEAD.length, one.length - FN_TAIL.length))
+  }
+  return { text: FN_HEAD + parts.join('\n') + FN_TAIL, framing: 9 }
+}
+
+/** the tools' text for a family in one go (the estimate's; exported for tests) */
+export const toolText = (prompt: Prompt, family: TokenFamily): ToolText | null =>
+  runThrough(toolTextSteps(prompt, family))
+
+/** the tools' text for a family, or null when they count nothing */
+function* toolTextSteps(prompt: Prompt, family: TokenFamily): Steps<ToolText | null> {
+  const tools = prompt.tools
+  if (family === 'o200k' || family === 'cl100k')
+    return Array.isArray(tools) && tools.length ? yield* openaiToolSteps(tools) : null
+  if (family === 'anthropic')
+    return Array.isArray(tools) && tools.length ? { text: yield* jsonSteps(tools), framing: 0 } : null
+  return tools !== undefined && tools !== null ? { text: yield* jsonSteps(tools), framing: 0 } : null
 }
 
 export function createTokenCounter(options: TokenCounterOptions = {}): TokenCounter {
@@ -498,23 +571,9 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
     return { tokens: textTokens(stripped, family, walk, factor), images }
   }
 
-  function openaiTools(tools: unknown, family: TokenFamily, walk: Walk): number {
-    if (!Array.isArray(tools) || tools.length === 0) return 0
-    const fns: ChatCompletionFunctionDefinition[] = []
-    for (const t of tools as any[]) {
-      const fn = t?.type === 'function' ? t.function : t
-      if (!fn || typeof fn.name !== 'string') return textTokens(JSON.stringify(tools), family, walk)
-      fns.push({ name: fn.name, description: fn.description, parameters: fn.parameters })
-    }
-    // OpenAI renders tools as a TypeScript namespace in the system message (+9 framing tokens)
-    let rendered: string
-    try {
-      rendered = formatFunctionDefinitions(fns)
-    } catch {
-      // a schema it cannot render (a null property): count the JSON instead
-      return textTokens(JSON.stringify(tools), family, walk)
-    }
-    return textTokens(rendered, family, walk) + 9
+  function toolTokens(prompt: Prompt, family: TokenFamily, walk: Walk, factor = 1): number {
+    const t = walk.tools !== undefined ? walk.tools : runThrough(toolTextSteps(prompt, family))
+    return t ? textTokens(t.text, family, walk, factor) + t.framing : 0
   }
 
   /** the estimate of a request: every text in the order the vendor reads them, with its overheads */
@@ -532,7 +591,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
         images += e.images
       }
       total += 3
-      const tools = openaiTools(prompt.tools, family, walk)
+      const tools = toolTokens(prompt, family, walk)
       if (tools) total += tools - (prompt.system ? 4 : 0)
     } else if (family === 'anthropic') {
       total += 3
@@ -545,7 +604,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
       if (Array.isArray(prompt.tools) && prompt.tools.length) {
         const choice = (prompt.toolChoice as any)?.type
         total += choice === 'any' || choice === 'tool' ? ANTHROPIC_TOOL_PROMPT.forced : ANTHROPIC_TOOL_PROMPT.auto
-        total += textTokens(JSON.stringify(prompt.tools), family, walk, factor)
+        total += toolTokens(prompt, family, walk, factor)
       }
     } else {
       // Gemini: count_tokens is the text's own tokens; generateContent bills about one more per turn
@@ -555,8 +614,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
         total += 1 + textTokens(m.text, family, walk) + e.tokens
         images += e.images
       }
-      if (prompt.tools !== undefined && prompt.tools !== null)
-        total += textTokens(JSON.stringify(prompt.tools), family, walk)
+      total += toolTokens(prompt, family, walk)
     }
     if (prompt.hasImages && images === 0) images = 1
     total += images * IMAGE_TOKENS[family]
@@ -575,13 +633,16 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
      */
     async estimateInputAsync(prompt: Prompt, model: string): Promise<number> {
       const todo = new Set<string>()
-      const planned = estimate(prompt, model, { left: requestBudget, mode: 'plan', todo })
-      if (todo.size === 0) return planned
-      const enc = tokenFamily(model || prompt.model) === 'cl100k' ? 'cl100k' : 'o200k'
-      const memo = new Map<string, number>()
       const pace = pacer()
+      const family = tokenFamily(model || prompt.model)
+      // the tools' text (tens of thousands of tools: ~100 ms) made once, in slices, for both walks
+      const tools = prompt.tools === undefined ? null : await stepsAsync(toolTextSteps(prompt, family), pace)
+      const planned = estimate(prompt, model, { left: requestBudget, mode: 'plan', todo, tools })
+      if (todo.size === 0) return planned
+      const enc = family === 'cl100k' ? 'cl100k' : 'o200k'
+      const memo = new Map<string, number>()
       for (const text of todo) memo.set(text, await rawCountAsync(enc, text, pace))
-      return estimate(prompt, model, { left: requestBudget, mode: 'now', memo })
+      return estimate(prompt, model, { left: requestBudget, mode: 'now', memo, tools })
     },
 
     count(text: string, model: string): number {

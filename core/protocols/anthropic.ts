@@ -13,6 +13,7 @@ import {
   isObject,
   pick,
   requireModel,
+  runGenerator,
   runSteps,
   runStepsSliced,
   sse,
@@ -37,13 +38,22 @@ const FIELD_TYPES = {
 
 const PARAMS = ['temperature', 'top_p', 'top_k', 'stop_sequences', 'thinking'] as const
 
-function blocksText(content: unknown, where: string): { text: string; extra: string; images: boolean } {
+type BlocksText = { text: string; extra: string; images: boolean }
+
+/**
+ * A content field as text and the canonical JSON of its other blocks. A generator that pauses every
+ * PARSE_STEP blocks, so one message of 100,000 blocks does not hold the loop (parseSliced); the extra
+ * is canonicalJson(blocks without cache_control), built block by block, without copying a block.
+ */
+function* blocksSteps(content: unknown, where: string): Generator<undefined, BlocksText, undefined> {
   if (typeof content === 'string') return { text: content, extra: '', images: false }
   if (!Array.isArray(content)) throw new ProtocolError(`${where} must be a string or an array of content blocks`)
   const texts: string[] = []
-  const extras: unknown[] = []
+  const extras: string[] = []
   let images = false
-  for (const b of content) {
+  for (let i = 0; i < content.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const b = content[i]
     if (!isObject(b) || typeof b.type !== 'string')
       throw new ProtocolError(`${where}: each content block must be an object with a string \`type\``)
     if (b.type === 'text') {
@@ -52,11 +62,20 @@ function blocksText(content: unknown, where: string): { text: string; extra: str
     } else {
       if (b.type === 'image' || b.type === 'document') images = true
       // cache_control is a billing hint, not part of the question
-      const { cache_control: _cc, ...rest } = b
-      extras.push(rest)
+      extras.push(canonicalJson(Object.hasOwn(b, 'cache_control') ? withoutCacheControl(b) : b))
     }
   }
-  return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
+  // the array's canonical JSON is its elements' joined (objects: none prints as undefined)
+  return { text: texts.join('\n'), extra: extras.length ? `[${extras.join(',')}]` : '', images }
+}
+
+function withoutCacheControl(b: Record<string, unknown>): Record<string, unknown> {
+  const { cache_control: _cc, ...rest } = b
+  return rest
+}
+
+function blocksText(content: unknown, where: string): BlocksText {
+  return runGenerator(blocksSteps(content, where))
 }
 
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = {
@@ -159,7 +178,10 @@ function* anthropicSteps(body: any): ParseSteps {
     // is; only a role that is not a string is the client's mistake
     if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
     checkRole(m.role, `messages[${i}]`)
-    const { text, extra, images } = blocksText(m.content, `messages[${i}].content`)
+    const { text, extra, images } =
+      typeof m.content === 'string'
+        ? { text: m.content, extra: '', images: false }
+        : yield* blocksSteps(m.content, `messages[${i}].content`)
     hasImages ||= images
     // other roles stay in the cache partition and the estimate, tagged with their name
     const known = m.role === 'user' || m.role === 'assistant' || m.role === 'system'

@@ -62,6 +62,11 @@ export type ParseSteps = Generator<undefined, Prompt, undefined>
 export const PARSE_STEP = 256
 
 export function runSteps(steps: ParseSteps): Prompt {
+  return runGenerator(steps)
+}
+
+/** a step generator run through in one go (the parse, or one of its parts outside the sliced path) */
+export function runGenerator<T>(steps: Generator<undefined, T, undefined>): T {
   let r = steps.next()
   while (!r.done) r = steps.next()
   return r.value
