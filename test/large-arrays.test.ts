@@ -77,6 +77,26 @@ describe('huge arrays read in steps give what the one-go path gives', () => {
     }
   })
 
+  it('Gemini: a content of thousands of parts (parse, parseSliced, the extra as before)', async () => {
+    for (const seed of [11, 12]) {
+      const r = rng(seed)
+      const parts = Array.from({ length: 300 + Math.floor(r() * 3000) }, (_, i) =>
+        r() < 0.5
+          ? { text: `${WORDS[i % WORDS.length]} ${i}` }
+          : r() < 0.5
+            ? { functionCall: { name: `f${i}`, args: { z: 1, a: WORDS[i % WORDS.length] } } }
+            : { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo' } },
+      )
+      const body = { contents: [{ role: 'user', parts }] }
+      const opts = { pathModel: 'gemini-2.0-flash' }
+      const one = protocols.gemini.parse(body, opts)
+      expect(await protocols.gemini.parseSliced(body, opts, new Slicer(0))).toEqual(one)
+      const extras = parts.filter((p) => !('text' in p))
+      expect(one.messages[0]!.extra ?? '').toBe(extras.length ? canonicalJson(extras) : '')
+      expect(one.hasImages).toBe(parts.some((p) => 'inlineData' in p))
+    }
+  })
+
   it('a bad block deep in a long content array is the same error either way', async () => {
     const content: unknown[] = Array.from({ length: 1000 }, (_, i) => ({ type: 'text', text: `t${i}` }))
     content[777] = { type: 'text', text: 5 }
@@ -129,6 +149,21 @@ describe('huge arrays read in steps give what the one-go path gives', () => {
         expect(await fresh.estimateInputAsync(prompt, model)).toBe(counter.estimateInput(prompt, model))
       }
     }
+  })
+
+  it('the estimate in slices equals the estimate in one go, over thousands of messages', async () => {
+    const r = rng(9)
+    const messages = Array.from({ length: 5000 }, (_, i) => ({
+      role: i % 2 ? 'assistant' : 'user',
+      content: `${WORDS[Math.floor(r() * WORDS.length)]} ${'x'.repeat(Math.floor(r() * 60))} ${i}`,
+    }))
+    const prompt = protocols.openai.parse({ model: 'gpt-4o-mini', messages }, {})
+    // a small budget: most texts are estimated from their characters, as on a huge request
+    for (const requestBudgetChars of [131_072, 2_000])
+      for (const model of ['gpt-4o-mini', 'claude-3-5-haiku-latest', 'gemini-2.0-flash']) {
+        const one = createTokenCounter({ requestBudgetChars }).estimateInput(prompt, model)
+        expect(await createTokenCounter({ requestBudgetChars }).estimateInputAsync(prompt, model)).toBe(one)
+      }
   })
 })
 

@@ -11,6 +11,7 @@ import {
   chunkText,
   emptyUsage,
   isObject,
+  runGenerator,
   runSteps,
   runStepsSliced,
   sse,
@@ -73,21 +74,29 @@ const toGeminiStop: Record<CanonicalAnswer['stopReason'], string> = {
   content_filter: 'SAFETY',
 }
 
-function partsText(parts: unknown, where: string): { text: string; extra: string; images: boolean } {
+type PartsText = { text: string; extra: string; images: boolean }
+
+/** parts as text and the canonical JSON of the others; pauses every PARSE_STEP parts (parseSliced) */
+function* partsSteps(parts: unknown, where: string): Generator<undefined, PartsText, undefined> {
   if (!Array.isArray(parts)) throw new ProtocolError(`${where}.parts must be an array`)
   const texts: string[] = []
-  const extras: unknown[] = []
+  const extras: string[] = []
   let images = false
-  for (const p of parts) {
+  for (let i = 0; i < parts.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const p = parts[i]
     if (!isObject(p)) throw new ProtocolError(`${where}.parts: each part must be an object`)
     if (typeof p.text === 'string') texts.push(p.text)
     else {
       if (p.inlineData || p.fileData) images = true
-      extras.push(p)
+      extras.push(canonicalJson(p))
     }
   }
-  return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
+  // the array's canonical JSON is its elements' joined
+  return { text: texts.join('\n'), extra: extras.length ? `[${extras.join(',')}]` : '', images }
 }
+
+const partsText = (parts: unknown, where: string): PartsText => runGenerator(partsSteps(parts, where))
 
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
@@ -250,7 +259,7 @@ function* geminiSteps(body: any, { pathModel, stream }: ParseOptions): ParseStep
     }
     if (!isObject(c)) throw new ProtocolError(`contents[${i}] must be an object`)
     if (c.role !== undefined) checkRole(c.role, `contents[${i}]`)
-    const { text, extra, images } = partsText(c.parts, `contents[${i}]`)
+    const { text, extra, images } = yield* partsSteps(c.parts, `contents[${i}]`)
     hasImages ||= images
     const role = c.role === 'model' ? 'assistant' : c.role === 'function' ? 'tool' : 'user'
     messages[i] = { role, text, ...(extra ? { extra } : {}) }
