@@ -11,7 +11,8 @@ import { canonicalJson } from '../core/canonical.ts'
 import { protocols } from '../core/protocols/index.ts'
 import { Slicer } from '../core/slicer.ts'
 import { createTokenCounter, toolText } from '../core/tokens.ts'
-import type { Prompt } from '../core/types.ts'
+import type { MeshContext, Prompt } from '../core/types.ts'
+import { demoAnswer, demoAnswerAsync } from '../plugins/vendors/demo-answer.ts'
 import { startChild, type ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
@@ -164,6 +165,39 @@ describe('huge arrays read in steps give what the one-go path gives', () => {
         const one = createTokenCounter({ requestBudgetChars }).estimateInput(prompt, model)
         expect(await createTokenCounter({ requestBudgetChars }).estimateInputAsync(prompt, model)).toBe(one)
       }
+  })
+})
+
+describe("the demo vendor's answer in slices", () => {
+  it('is the answer made in one go: the same digest over non-ASCII pieces, the same estimate', async () => {
+    const tokens = createTokenCounter()
+    // "Ā ā Ă ă " (case 5386) and astral characters, so that pieces end next to surrogate pairs
+    const huge = 'Ā ā Ă ă 😀'.repeat(100_003)
+    for (const content of [huge, `x${huge}`, 'short question']) {
+      const body = {
+        model: 'demo-fast',
+        messages: [
+          { role: 'user', content },
+          ...Array.from({ length: 600 }, (_, i) => ({ role: i % 2 ? 'user' : 'assistant', content: `turn ${i}` })),
+        ],
+      }
+      const prompt = protocols.openai.parse(body, {})
+      const ctx = {
+        prompt,
+        protocol: 'openai',
+        route: { model: 'demo-fast' },
+        request: { body },
+        mesh: { tokens },
+      } as unknown as MeshContext
+      const one = demoAnswer(ctx)
+      expect(await demoAnswerAsync(ctx)).toEqual(one)
+      // the digest is sha256 over the messages' JSON in one piece, as before
+      const hex = (await import('node:crypto'))
+        .createHash('sha256')
+        .update(`demo-fast\0\0${JSON.stringify(prompt.messages)}`)
+        .digest('hex')
+      expect(one.id).toBe(`demo-${hex.slice(0, 24)}`)
+    }
   })
 })
 

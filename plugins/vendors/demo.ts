@@ -8,10 +8,10 @@ import { definePlugin } from '../../core/plugin.ts'
 import { protocols } from '../../core/protocols/index.ts'
 import { UpstreamError } from '../../core/upstream.ts'
 import type { MeshContext, ProtocolName } from '../../core/types.ts'
-import { demoAnswer } from './demo-answer.ts'
+import { demoAnswerAsync } from './demo-answer.ts'
 import { geminiEmbeddings, openaiEmbeddings, overLimit } from './demo-embeddings.ts'
 
-export { demoAnswer } from './demo-answer.ts'
+export { demoAnswer, demoAnswerAsync } from './demo-answer.ts'
 
 export interface DemoOptions {
   /** time before the first byte, ms (default 120) */
@@ -168,7 +168,7 @@ export function demo(options: DemoOptions = {}) {
           try {
             if (!(await pace.pause(latency, true)))
               throw new UpstreamError('client closed the request', 499, 'client_closed_request')
-            const answer = demoAnswer(ctx)
+            const answer = await demoAnswerAsync(ctx)
             // Gemini without alt=sse streams one JSON array, as Google does: the core renders it
             const adapter = protocols[ctx.protocol]
             if (!ctx.prompt.stream || adapter.renderArrayStream?.(answer, ctx.request.search)) return answer
