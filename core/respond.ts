@@ -213,8 +213,9 @@ async function renderSliced(value: unknown): Promise<Buffer[]> {
 
 // one slice of the loop for a large answer's decoding, parse and rendering
 const SLICE_MS = 10
-// the bytes decoded at a time (a UTF-8 sequence cut at the end is completed by the next ones)
-const DECODE_BYTES = 256 * 1024
+// the bytes decoded at a time (a UTF-8 sequence cut at the end is completed by the next ones):
+// 1-3 ms each for text of 2- to 4-byte characters
+const DECODE_BYTES = 64 * 1024
 
 /**
  * readAnswer for a body of megabytes: decoded and parsed in slices of the event loop (one
@@ -229,7 +230,11 @@ async function readAnswerSliced(ctx: MeshContext, adapter: ProtocolAdapter, buf:
     await slicer.pause()
   }
   parts.push(decoder.end())
+  // the whole text is one allocation of megabytes (its pages touched for the first time: ~3 ms a
+  // MB here): in a slice of its own, the parse's first slice after it
+  await slicer.yield()
   const text = parts.join('')
+  await slicer.yield()
   let json: unknown
   try {
     const parsed = await parseJsonSliced(text, MAX_JSON_DEPTH, slicer)
