@@ -98,6 +98,34 @@ describe('huge arrays read in steps give what the one-go path gives', () => {
     }
   })
 
+  it('OpenAI: thousands of content parts and tool calls (parse, parseSliced, the extra as before)', async () => {
+    for (const seed of [13, 14]) {
+      const r = rng(seed)
+      const content = Array.from({ length: 300 + Math.floor(r() * 3000) }, (_, i) =>
+        r() < 0.5
+          ? { type: 'text', text: `${WORDS[i % WORDS.length]} ${i}` }
+          : { type: 'image_url', image_url: { url: `https://x/${i}.png`, detail: 'low' } },
+      )
+      const tool_calls = Array.from({ length: 300 + Math.floor(r() * 2000) }, (_, i) => ({
+        type: 'function',
+        id: `call_${i}`,
+        function: { name: 'f', arguments: `{"i":${i}}` },
+      }))
+      const body = {
+        model: 'gpt-4o-mini',
+        messages: [
+          { role: 'user', content },
+          { role: 'assistant', content: null, tool_calls },
+        ],
+      }
+      const one = protocols.openai.parse(body, {})
+      expect(await protocols.openai.parseSliced(body, {}, new Slicer(0))).toEqual(one)
+      const extras = content.filter((p) => p.type !== 'text')
+      expect(one.messages[0]!.extra ?? '').toBe(extras.length ? canonicalJson(extras) : '')
+      expect(one.messages[1]!.extra).toBe(canonicalJson(tool_calls))
+    }
+  })
+
   it('a bad block deep in a long content array is the same error either way', async () => {
     const content: unknown[] = Array.from({ length: 1000 }, (_, i) => ({ type: 'text', text: `t${i}` }))
     content[777] = { type: 'text', text: 5 }

@@ -19,6 +19,7 @@ import {
   type ParseSteps,
   type ProtocolAdapter,
   type StreamReader,
+  canonicalListSteps,
 } from './shared.ts'
 
 const FIELD_TYPES = {
@@ -60,15 +61,20 @@ const PARAMS = [
   'parallel_tool_calls',
 ] as const
 
-function contentText(content: unknown): { text: string; extra: string; images: boolean } {
+type ContentText = { text: string; extra: string; images: boolean }
+
+/** a message's content as text and the canonical JSON of its other parts; pauses every PARSE_STEP parts */
+function* contentSteps(content: unknown): Generator<undefined, ContentText, undefined> {
   if (typeof content === 'string') return { text: content, extra: '', images: false }
   if (content == null) return { text: '', extra: '', images: false }
   if (!Array.isArray(content))
     throw new ProtocolError('message `content` must be a string or an array of content parts')
   const texts: string[] = []
-  const extras: unknown[] = []
+  const extras: string[] = []
   let images = false
-  for (const part of content) {
+  for (let i = 0; i < content.length; i++) {
+    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    const part = content[i]
     if (!isObject(part) || typeof part.type !== 'string')
       throw new ProtocolError('each content part must be an object with a string `type`')
     if (part.type === 'text') {
@@ -76,10 +82,11 @@ function contentText(content: unknown): { text: string; extra: string; images: b
       texts.push(part.text)
     } else {
       if (part.type === 'image_url' || part.type === 'input_image') images = true
-      extras.push(part)
+      extras.push(canonicalJson(part))
     }
   }
-  return { text: texts.join('\n'), extra: extras.length ? canonicalJson(extras) : '', images }
+  // the array's canonical JSON is its elements' joined
+  return { text: texts.join('\n'), extra: extras.length ? `[${extras.join(',')}]` : '', images }
 }
 
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = {
@@ -116,7 +123,8 @@ function* openaiSteps(body: any): ParseSteps {
     const m = list[i]
     if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
     checkRole(m.role, `messages[${i}]`)
-    const { text, extra, images } = contentText(m.content)
+    const { text, extra, images } =
+      typeof m.content === 'string' ? { text: m.content, extra: '', images: false } : yield* contentSteps(m.content)
     hasImages ||= images
     if (m.role === 'system' || m.role === 'developer') {
       system.push(text)
@@ -127,7 +135,11 @@ function* openaiSteps(body: any): ParseSteps {
     const extras = [
       known ? '' : `role:${m.role}`,
       extra,
-      m.tool_calls ? canonicalJson(m.tool_calls) : '',
+      m.tool_calls
+        ? Array.isArray(m.tool_calls)
+          ? yield* canonicalListSteps(m.tool_calls)
+          : canonicalJson(m.tool_calls)
+        : '',
       m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '',
       m.name ? `name:${m.name}` : '',
     ].filter(Boolean)
