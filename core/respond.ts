@@ -207,6 +207,8 @@ function answerChars(answer: CanonicalAnswer): number {
 /** a large answer's JSON as UTF-8 pieces, stringified and encoded in slices: the bytes of JSON.stringify */
 async function renderSliced(value: unknown): Promise<Buffer[]> {
   const slicer = new Slicer(SLICE_MS)
+  // a slice of its own: the work before it in this turn (a cache read's, a translation's) is not counted in its slice
+  await slicer.yield()
   const pieces = (await stringifySliced(value, slicer)) ?? []
   return utf8Sliced(pieces, slicer)
 }
@@ -223,6 +225,8 @@ const DECODE_BYTES = 64 * 1024
  */
 async function readAnswerSliced(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): Promise<boolean> {
   const slicer = new Slicer(SLICE_MS)
+  // not in the turn that put the body together (a copy of megabytes)
+  await slicer.yield()
   const decoder = new StringDecoder('utf8')
   const parts: string[] = []
   for (let at = 0; at < buf.length; at += DECODE_BYTES) {
