@@ -300,3 +300,29 @@ function feed(value: unknown, put: (s: string) => void): boolean {
   put('}')
   return true
 }
+
+/**
+ * head + the parts joined by sep + tail, joined a step's parts at a time (172,000 parts, 7 MB:
+ * ~50 ms in one join), the last join of the steps' pieces giving one flat string (`head + join +
+ * tail` is a rope, flattened again in one go by the first slice the counter takes of it)
+ */
+export function joiner(sep: string) {
+  const done: string[] = []
+  let part: string[] = []
+  const cut = () => {
+    if (part.length) done.push(part.join(sep))
+    part = []
+  }
+  return {
+    add: (s: string) => part.push(s),
+    cut,
+    empty: () => done.length === 0 && part.length === 0,
+    end(head: string, tail: string): string {
+      cut()
+      if (done.length === 0) return head + tail
+      done[0] = head + done[0]
+      done[done.length - 1] += tail
+      return done.join(sep)
+    },
+  }
+}

@@ -1,6 +1,6 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { canonicalJson } from '../canonical.ts'
+import { canonicalJson, joiner } from '../canonical.ts'
 import { parseEventJson } from './event-json.ts'
 import {
   NotAnAnswerError,
@@ -48,25 +48,29 @@ type BlocksText = { text: string; extra: string; images: boolean }
 function* blocksSteps(content: unknown, where: string): Generator<undefined, BlocksText, undefined> {
   if (typeof content === 'string') return { text: content, extra: '', images: false }
   if (!Array.isArray(content)) throw new ProtocolError(`${where} must be a string or an array of content blocks`)
-  const texts: string[] = []
-  const extras: string[] = []
+  const texts = joiner('\n')
+  const extras = joiner(',')
   let images = false
   for (let i = 0; i < content.length; i++) {
-    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    if (i % PARSE_STEP === PARSE_STEP - 1) {
+      texts.cut()
+      extras.cut()
+      yield
+    }
     const b = content[i]
     if (!isObject(b) || typeof b.type !== 'string')
       throw new ProtocolError(`${where}: each content block must be an object with a string \`type\``)
     if (b.type === 'text') {
       if (typeof b.text !== 'string') throw new ProtocolError(`${where}: a text block needs a string \`text\``)
-      texts.push(b.text)
+      texts.add(b.text)
     } else {
       if (b.type === 'image' || b.type === 'document') images = true
       // cache_control is a billing hint, not part of the question
-      extras.push(canonicalJson(Object.hasOwn(b, 'cache_control') ? withoutCacheControl(b) : b))
+      extras.add(canonicalJson(Object.hasOwn(b, 'cache_control') ? withoutCacheControl(b) : b))
     }
   }
   // the array's canonical JSON is its elements' joined (objects: none prints as undefined)
-  return { text: texts.join('\n'), extra: extras.length ? `[${extras.join(',')}]` : '', images }
+  return { text: texts.end('', ''), extra: extras.empty() ? '' : extras.end('[', ']'), images }
 }
 
 function withoutCacheControl(b: Record<string, unknown>): Record<string, unknown> {

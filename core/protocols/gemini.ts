@@ -1,6 +1,6 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../types.ts'
-import { canonicalJson } from '../canonical.ts'
+import { canonicalJson, joiner } from '../canonical.ts'
 import {
   NotAnAnswerError,
   PARSE_STEP,
@@ -79,21 +79,25 @@ type PartsText = { text: string; extra: string; images: boolean }
 /** parts as text and the canonical JSON of the others; pauses every PARSE_STEP parts (parseSliced) */
 function* partsSteps(parts: unknown, where: string): Generator<undefined, PartsText, undefined> {
   if (!Array.isArray(parts)) throw new ProtocolError(`${where}.parts must be an array`)
-  const texts: string[] = []
-  const extras: string[] = []
+  const texts = joiner('\n')
+  const extras = joiner(',')
   let images = false
   for (let i = 0; i < parts.length; i++) {
-    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    if (i % PARSE_STEP === PARSE_STEP - 1) {
+      texts.cut()
+      extras.cut()
+      yield
+    }
     const p = parts[i]
     if (!isObject(p)) throw new ProtocolError(`${where}.parts: each part must be an object`)
-    if (typeof p.text === 'string') texts.push(p.text)
+    if (typeof p.text === 'string') texts.add(p.text)
     else {
       if (p.inlineData || p.fileData) images = true
-      extras.push(canonicalJson(p))
+      extras.add(canonicalJson(p))
     }
   }
   // the array's canonical JSON is its elements' joined
-  return { text: texts.join('\n'), extra: extras.length ? `[${extras.join(',')}]` : '', images }
+  return { text: texts.end('', ''), extra: extras.empty() ? '' : extras.end('[', ']'), images }
 }
 
 const partsText = (parts: unknown, where: string): PartsText => runGenerator(partsSteps(parts, where))

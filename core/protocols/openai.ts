@@ -1,6 +1,6 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { canonicalJson } from '../canonical.ts'
+import { canonicalJson, joiner } from '../canonical.ts'
 import {
   NotAnAnswerError,
   PARSE_STEP,
@@ -69,24 +69,28 @@ function* contentSteps(content: unknown): Generator<undefined, ContentText, unde
   if (content == null) return { text: '', extra: '', images: false }
   if (!Array.isArray(content))
     throw new ProtocolError('message `content` must be a string or an array of content parts')
-  const texts: string[] = []
-  const extras: string[] = []
+  const texts = joiner('\n')
+  const extras = joiner(',')
   let images = false
   for (let i = 0; i < content.length; i++) {
-    if (i % PARSE_STEP === PARSE_STEP - 1) yield
+    if (i % PARSE_STEP === PARSE_STEP - 1) {
+      texts.cut()
+      extras.cut()
+      yield
+    }
     const part = content[i]
     if (!isObject(part) || typeof part.type !== 'string')
       throw new ProtocolError('each content part must be an object with a string `type`')
     if (part.type === 'text') {
       if (typeof part.text !== 'string') throw new ProtocolError('a text content part needs a string `text`')
-      texts.push(part.text)
+      texts.add(part.text)
     } else {
       if (part.type === 'image_url' || part.type === 'input_image') images = true
-      extras.push(canonicalJson(part))
+      extras.add(canonicalJson(part))
     }
   }
   // the array's canonical JSON is its elements' joined
-  return { text: texts.join('\n'), extra: extras.length ? `[${extras.join(',')}]` : '', images }
+  return { text: texts.end('', ''), extra: extras.empty() ? '' : extras.end('[', ']'), images }
 }
 
 const stopReasons: Record<string, CanonicalAnswer['stopReason']> = {

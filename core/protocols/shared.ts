@@ -1,4 +1,4 @@
-import { canonicalJson } from '../canonical.ts'
+import { canonicalJson, joiner } from '../canonical.ts'
 import { CONTROL_CHARS } from '../headers.ts'
 import type { Slicer } from '../slicer.ts'
 import type { CanonicalAnswer, Operation, Prompt, ProtocolName, Usage } from '../types.ts'
@@ -75,12 +75,15 @@ export function runGenerator<T>(steps: Generator<undefined, T, undefined>): T {
 
 /** canonicalJson(list), an element at a time, pausing every PARSE_STEP (the same text) */
 export function* canonicalListSteps(list: unknown[]): Generator<undefined, string, undefined> {
-  const parts: string[] = []
+  const out = joiner(',')
   for (let i = 0; i < list.length; i++) {
-    if (i % PARSE_STEP === PARSE_STEP - 1) yield
-    parts.push(canonicalJson(list[i]))
+    if (i % PARSE_STEP === PARSE_STEP - 1) {
+      out.cut()
+      yield
+    }
+    out.add(canonicalJson(list[i]))
   }
-  return `[${parts.join(',')}]`
+  return out.end('[', ']')
 }
 
 export async function runStepsSliced(steps: ParseSteps, slicer: Slicer): Promise<Prompt> {
