@@ -162,6 +162,25 @@ describe('large answers through the solo preset: the bytes of the one-go path', 
     60_000,
   )
 
+  it('answered as a web Response (instance.fetch, no node:http): the same bytes', async () => {
+    const vendor = vendorBody('anthropic', text(2_000_000, 11))
+    mock.behaviour.okBody = { body: vendor, contentType: 'application/json' }
+    const { path, body } = requestOf('anthropic', 'web response')
+    const fetchOnce = async () => {
+      const res = await proxy.instance.fetch(
+        new Request(`http://proxy${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }),
+      )
+      return { res, bytes: Buffer.from(await res.arrayBuffer()) }
+    }
+    const miss = await fetchOnce()
+    delete mock.behaviour.okBody
+    expect(miss.res.headers.get('x-agentmesh-cache')).toBe('miss')
+    expect(miss.bytes.equals(Buffer.from(vendor))).toBe(true)
+    const hit = await fetchOnce()
+    expect(hit.res.headers.get('x-agentmesh-cache')).toBe('exact')
+    expect(hit.bytes.equals(Buffer.from(oneGo('anthropic', vendor, idOf(hit.bytes))))).toBe(true)
+  }, 60_000)
+
   it('the official SDKs read a large hit: the text as the vendor gave it', async () => {
     const t = text(2_000_000, 7)
     const openai = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client', maxRetries: 0 })
