@@ -360,11 +360,24 @@ for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
 const isBase64Char = (c: number) => c < 128 && BASE64_CHAR[c] === 1
 
 export function stripBase64Blobs(s: string): string {
+  return runThrough(stripSteps(s))
+}
+
+// a text over this is read in steps, a pause every EXTRA_STEP characters (the extra of 90,000
+// tool_use blocks, 7 MB: ~60 ms in one go per walk)
+const EXTRA_STEP = 256 * 1024
+
+function* stripSteps(s: string): Steps<string> {
   let out = ''
   let kept = 0 // s up to here is in out (or still to be copied)
   let i = 0
   const n = s.length
+  let pause = EXTRA_STEP
   while (i < n) {
+    if (i >= pause) {
+      pause = i + EXTRA_STEP
+      yield
+    }
     if (!isBase64Char(s.charCodeAt(i))) {
       i++
       continue
@@ -380,6 +393,62 @@ export function stripBase64Blobs(s: string): string {
 }
 const IMAGE_PART =
   /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:inlineData|inline_data|fileData|file_data)"\s*:/g
+const TYPE_IMAGES = ['image_url"', 'input_image"', 'image"', 'document"']
+const DATA_KEYS = ['inlineData"', 'inline_data"', 'fileData"', 'file_data"']
+const WS = /\s/
+const skipWs = (s: string, i: number) => {
+  while (i < s.length && WS.test(s[i]!)) i++
+  return i
+}
+
+/** where IMAGE_PART's match at p (a '"') ends, or -1: the regex as a scan that can pause */
+function imageMatchEnd(s: string, p: number): number {
+  if (s.startsWith('"type"', p)) {
+    let i = skipWs(s, p + 6)
+    if (s[i] !== ':') return -1
+    i = skipWs(s, i + 1)
+    if (s[i] !== '"') return -1
+    for (const t of TYPE_IMAGES) if (s.startsWith(t, i + 1)) return i + 1 + t.length
+    return -1
+  }
+  for (const k of DATA_KEYS)
+    if (s.startsWith(k, p + 1)) {
+      const i = skipWs(s, p + 1 + k.length)
+      return s[i] === ':' ? i + 1 : -1
+    }
+  return -1
+}
+
+/** (s.match(IMAGE_PART) ?? []).length, pausing every EXTRA_STEP characters */
+function* imageCountSteps(s: string): Steps<number> {
+  let n = 0
+  let pos = 0
+  let pause = EXTRA_STEP
+  for (let p = s.indexOf('"'); p >= 0; p = s.indexOf('"', pos)) {
+    const end = imageMatchEnd(s, p)
+    if (end >= 0) n++
+    pos = end >= 0 ? end : p + 1
+    if (pos >= pause) {
+      pause = pos + EXTRA_STEP
+      yield
+    }
+  }
+  return n
+}
+
+/** an extra as the estimate counts it: base64 runs left out, and how many images it has */
+type ExtraText = { text: string; images: number }
+function* extraSteps(extra: string): Steps<ExtraText> {
+  if (extra.length < EXTRA_STEP) {
+    const images = (extra.match(IMAGE_PART) ?? []).length
+    return { text: extra.length >= 512 ? stripBase64Blobs(extra) : extra, images }
+  }
+  const images = yield* imageCountSteps(extra)
+  return { text: yield* stripSteps(extra), images }
+}
+
+/** imageCountSteps in one go (exported for tests: the scan counts what the regex counts) */
+export const imageCount = (s: string): number => runThrough(imageCountSteps(s))
 
 // --- the counter ---------------------------------------------------------------------------------
 
@@ -395,6 +464,8 @@ interface Walk {
   memo?: Map<string, number>
   /** the tools' text made beforehand, in slices (estimateInputAsync); null: they count nothing */
   tools?: ToolText | null
+  /** the long extras as counted, made beforehand in slices (estimateInputAsync) */
+  extras?: Map<string, ExtraText>
 }
 
 /** what a request's tools are counted as: OpenAI's TypeScript rendering (+9 framing), else their JSON */
@@ -573,9 +644,8 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
     factor: number,
   ): { tokens: number; images: number } {
     if (!extra) return { tokens: 0, images: 0 }
-    const images = (extra.match(IMAGE_PART) ?? []).length
-    const stripped = extra.length >= 512 ? stripBase64Blobs(extra) : extra
-    return { tokens: textTokens(stripped, family, walk, factor), images }
+    const { text, images } = walk.extras?.get(extra) ?? runThrough(extraSteps(extra))
+    return { tokens: textTokens(text, family, walk, factor), images }
   }
 
   function toolTokens(prompt: Prompt, family: TokenFamily, walk: Walk, factor = 1): number {
@@ -653,15 +723,20 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
       const family = tokenFamily(model || prompt.model)
       // the tools' text (tens of thousands of tools: ~100 ms) made once, in slices, for both walks
       const tools = prompt.tools === undefined ? null : await stepsAsync(toolTextSteps(prompt, family), pace)
+      // long extras (tens of thousands of blocks) scanned once, in slices, for both walks
+      let extras: Map<string, ExtraText> | undefined
+      for (const m of prompt.messages)
+        if (m?.extra && m.extra.length >= EXTRA_STEP && !extras?.has(m.extra))
+          (extras ??= new Map()).set(m.extra, await stepsAsync(extraSteps(m.extra), pace))
       const planned = await stepsAsync(
-        estimateSteps(prompt, model, { left: requestBudget, mode: 'plan', todo, tools }),
+        estimateSteps(prompt, model, { left: requestBudget, mode: 'plan', todo, tools, extras }),
         pace,
       )
       if (todo.size === 0) return planned
       const enc = family === 'cl100k' ? 'cl100k' : 'o200k'
       const memo = new Map<string, number>()
       for (const text of todo) memo.set(text, await rawCountAsync(enc, text, pace))
-      return stepsAsync(estimateSteps(prompt, model, { left: requestBudget, mode: 'now', memo, tools }), pace)
+      return stepsAsync(estimateSteps(prompt, model, { left: requestBudget, mode: 'now', memo, tools, extras }), pace)
     },
 
     count(text: string, model: string): number {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { canonicalJson } from '../core/canonical.ts'
 import { protocols } from '../core/protocols/index.ts'
 import { Slicer } from '../core/slicer.ts'
-import { createTokenCounter, toolText } from '../core/tokens.ts'
+import { createTokenCounter, imageCount, stripBase64Blobs, toolText } from '../core/tokens.ts'
 import type { MeshContext, Prompt } from '../core/types.ts'
 import { demoAnswer, demoAnswerAsync } from '../plugins/vendors/demo-answer.ts'
 import { startChild, type ProxyChild } from './fuzz/child.ts'
@@ -193,6 +193,64 @@ describe('huge arrays read in steps give what the one-go path gives', () => {
         const one = createTokenCounter({ requestBudgetChars }).estimateInput(prompt, model)
         expect(await createTokenCounter({ requestBudgetChars }).estimateInputAsync(prompt, model)).toBe(one)
       }
+  })
+})
+
+/** the one-go strip this file's steps replaced: base64 runs of 512+ and their padding left out */
+function stripReference(s: string): string {
+  return s.replace(/[A-Za-z0-9+/_-]{512,}={0,2}/g, (m, at: number) =>
+    at > 0 && /[A-Za-z0-9+/_-]/.test(s[at - 1]!) ? m : '',
+  )
+}
+
+describe('a long extra scanned in steps', () => {
+  const IMAGE_PART =
+    /"type"\s*:\s*"(?:image_url|input_image|image|document)"|"(?:inlineData|inline_data|fileData|file_data)"\s*:/g
+  const pieces = [
+    '"type":"image"',
+    '"type" : \n "image_url"',
+    '"type":"imag"',
+    '"type":"document"x',
+    '"inlineData":',
+    '"file_data" \t:',
+    '"fileData"x:',
+    '"type""image"',
+    '"type":"input_image"',
+    '""type":"image"',
+    '"',
+    ' ',
+    '\u00a0',
+    'abc',
+    'A'.repeat(600),
+    '==',
+    'iVBORw0KGgo'.repeat(80),
+  ]
+  it('counts the images IMAGE_PART matches, and strips what the regex strips, across step boundaries', () => {
+    for (const seed of [21, 22, 23]) {
+      const r = rng(seed)
+      let s = ''
+      while (s.length < 700_000) s += pieces[Math.floor(r() * pieces.length)]
+      expect(imageCount(s)).toBe((s.match(IMAGE_PART) ?? []).length)
+      expect(stripBase64Blobs(s)).toBe(stripReference(s))
+    }
+  })
+
+  it('the estimate of a message with a long extra is the same in slices', async () => {
+    const r = rng(24)
+    const content = Array.from({ length: 12_000 }, (_, i) =>
+      i % 500 === 7
+        ? { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo'.repeat(100) } }
+        : randomBlock(r, i),
+    )
+    const prompt = protocols.anthropic.parse(
+      { model: 'claude-3-5-haiku-latest', max_tokens: 5, messages: [{ role: 'user', content }] },
+      {},
+    )
+    expect(prompt.messages[0]!.extra!.length).toBeGreaterThan(256 * 1024)
+    for (const model of ['gpt-4o-mini', 'claude-3-5-haiku-latest', 'gemini-2.0-flash']) {
+      const one = createTokenCounter().estimateInput(prompt, model)
+      expect(await createTokenCounter().estimateInputAsync(prompt, model)).toBe(one)
+    }
   })
 })
 
