@@ -229,7 +229,7 @@ describe('large answers through the solo preset: the bytes of the one-go path', 
  * The longest block of the proxy's own work for an answer of 5 MB of plain words (the fuzzer's
  * child: solo preset, fs storage, the exact cache and the audit on), as CPU ms. This test on the
  * code before the sliced read and render, three runs: stored 57-81, hit 33-45 (it failed each run).
- * Sliced, six runs: stored 32-50, hit 24-47. What the longest blocks hold now, in CPU profiles of
+ * Sliced, ten runs: stored 30-50, hit 18-47. What the longest blocks hold now, in CPU profiles of
  * the child, is not core/respond.ts's: the exact cache's store of the entry (plugins/exact-cache
  * store.ts setLarge, 30-35 ms), garbage collection of the answer's strings, the audit's hash.
  * Held to 60: above every sliced run, under every run of the one-go path's stored answer.
