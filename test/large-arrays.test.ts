@@ -12,6 +12,7 @@ import { protocols } from '../core/protocols/index.ts'
 import { Slicer } from '../core/slicer.ts'
 import { createTokenCounter, imageCount, stripBase64Blobs, toolText } from '../core/tokens.ts'
 import type { MeshContext, Prompt } from '../core/types.ts'
+import { assistantTurns, assistantTurnsSliced } from '../plugins/breaker/loops.ts'
 import { demoAnswer, demoAnswerAsync } from '../plugins/vendors/demo-answer.ts'
 import { startChild, type ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
@@ -250,6 +251,69 @@ describe('a long extra scanned in steps', () => {
     for (const model of ['gpt-4o-mini', 'claude-3-5-haiku-latest', 'gemini-2.0-flash']) {
       const one = createTokenCounter().estimateInput(prompt, model)
       expect(await createTokenCounter().estimateInputAsync(prompt, model)).toBe(one)
+    }
+  })
+})
+
+describe("the breaker's turns in slices", () => {
+  it('are the turns read in one go, in each protocol, with thousands of calls', async () => {
+    const r = rng(31)
+    const call = (i: number) => ({ city: WORDS[i % 3], n: i % 7 })
+    const n = 3000
+    const bodies = {
+      openai: {
+        messages: Array.from({ length: 40 }, (_, m) =>
+          m % 2
+            ? {
+                role: 'assistant',
+                content: `a${m % 4}`,
+                tool_calls: Array.from({ length: n / 40 }, (_, i) => ({
+                  type: 'function',
+                  function: { name: 'w', arguments: JSON.stringify(call(i + m)) },
+                })),
+              }
+            : { role: 'user', content: 'go' },
+        ),
+      },
+      anthropic: {
+        messages: [
+          { role: 'user', content: 'go' },
+          {
+            role: 'assistant',
+            content: Array.from({ length: n }, (_, i) =>
+              r() < 0.2
+                ? { type: 'text', text: `t${i}` }
+                : { type: 'tool_use', id: `t${i}`, name: 'w', input: call(i) },
+            ),
+          },
+        ],
+      },
+      gemini: {
+        contents: [
+          { role: 'user', parts: [{ text: 'go' }] },
+          {
+            role: 'model',
+            parts: Array.from({ length: n }, (_, i) =>
+              r() < 0.2 ? { text: `t${i}` } : { functionCall: { name: 'w', args: call(i) } },
+            ),
+          },
+        ],
+      },
+      responses: {
+        input: Array.from({ length: n }, (_, i) =>
+          r() < 0.3
+            ? { role: 'user', content: 'go' }
+            : r() < 0.5
+              ? { role: 'assistant', content: `a${i % 3}` }
+              : { type: 'function_call', name: 'w', arguments: JSON.stringify(call(i)) },
+        ),
+      },
+    }
+    for (const [protocol, body] of Object.entries(bodies)) {
+      const ctx = { protocol, request: { body } } as unknown as MeshContext
+      const one = assistantTurns(ctx)
+      expect(one.flatMap((t) => t.calls).length).toBeGreaterThan(500)
+      expect(await assistantTurnsSliced(ctx)).toEqual(one)
     }
   })
 })

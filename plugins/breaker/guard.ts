@@ -4,7 +4,7 @@
 import { LRUCache } from 'lru-cache'
 import { isDryRun, refuseOrRecord } from '../../core/dry-run.ts'
 import type { MeshContext } from '../../core/types.ts'
-import { assistantTurns, bodyFingerprint, findLoop, type LoopSign, type Turn } from './loops.ts'
+import { assistantTurns, assistantTurnsSliced, bodyFingerprint, findLoop, type LoopSign, type Turn } from './loops.ts'
 import { effectiveLimits, type BreakerOptions, type Effective } from './options.ts'
 import { runOf, type RunRef } from './run-id.ts'
 import {
@@ -377,7 +377,27 @@ function afterAdmit(
   ctx.headers['x-agentmesh-run-id'] = ref.id
   ctx.headers['x-agentmesh-run-calls'] = String(state.calls)
   ctx.headers['x-agentmesh-run-cost-usd'] = usd(state.usdMicro)
-  const turns = assistantTurns(ctx)
+  // a body of megabytes (tens of thousands of tool calls) is read in slices of the event loop
+  if ((ctx.request.rawBody?.length ?? 0) >= LARGE_BODY)
+    return assistantTurnsSliced(ctx).then((turns) => withTurns(g, ctx, ref, lim, dry, body, adm, meta, turns))
+  return withTurns(g, ctx, ref, lim, dry, body, adm, meta, assistantTurns(ctx))
+}
+
+const LARGE_BODY = 1_000_000
+
+function withTurns(
+  g: Guard,
+  ctx: MeshContext,
+  ref: RunRef,
+  lim: Effective,
+  dry: boolean,
+  body: BodyCount | undefined,
+  adm: Admission,
+  meta: RunMeta,
+  turns: Turn[],
+): Promise<void> | undefined {
+  const team = ctx.identity.team
+  const state = adm.state
   if (adm.refused) return refused(g, ctx, ref, meta, adm.refused, state, lim, turns.length)
   if (!dry) {
     meta.take(adm.run!)

@@ -4,6 +4,7 @@
 // detection needs no state and holds across instances.
 import { hash } from 'node:crypto'
 import { canonicalJson } from '../../core/canonical.ts'
+import { Slicer } from '../../core/slicer.ts'
 import type { MeshContext } from '../../core/types.ts'
 
 /** One assistant turn: its tool calls as `name(args)` keys, and its text when it called none. */
@@ -37,49 +38,71 @@ const textOf = (content: unknown): string =>
       ? content.map((b: any) => (typeof b?.text === 'string' ? b.text : '')).join('')
       : ''
 
-function openaiTurns(body: any): Turn[] {
+type Steps<T> = Generator<undefined, T, undefined>
+// a pause every STEP calls or turns: 23,718 tool calls in one message took ~30 ms in one go
+const STEP = 256
+/** counts work across a body's turns and calls; true when a pause is due */
+const counter = () => {
+  let n = 0
+  return () => ++n % STEP === 0
+}
+
+function* openaiTurns(body: any): Steps<Turn[]> {
   const out: Turn[] = []
+  const due = counter()
   for (const m of Array.isArray(body?.messages) ? body.messages : []) {
+    if (due()) yield
     if (m?.role !== 'assistant') continue
-    const calls = Array.isArray(m.tool_calls)
-      ? m.tool_calls.map((c: any) => callKey(c?.function?.name, c?.function?.arguments))
-      : []
+    const calls: string[] = []
+    for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
+      if (due()) yield
+      calls.push(callKey(c?.function?.name, c?.function?.arguments))
+    }
     out.push({ calls, text: textOf(m.content) })
   }
   return out
 }
 
-function anthropicTurns(body: any): Turn[] {
+function* anthropicTurns(body: any): Steps<Turn[]> {
   const out: Turn[] = []
+  const due = counter()
   for (const m of Array.isArray(body?.messages) ? body.messages : []) {
+    if (due()) yield
     if (m?.role !== 'assistant') continue
-    const blocks = Array.isArray(m.content) ? m.content : []
-    const calls = blocks
-      .filter((b: any) => b?.type === 'tool_use' || b?.type === 'server_tool_use')
-      .map((b: any) => callKey(b.name, b.input))
+    const calls: string[] = []
+    for (const b of Array.isArray(m.content) ? m.content : []) {
+      if (due()) yield
+      if (b?.type === 'tool_use' || b?.type === 'server_tool_use') calls.push(callKey(b.name, b.input))
+    }
     out.push({ calls, text: textOf(m.content) })
   }
   return out
 }
 
-function geminiTurns(body: any): Turn[] {
+function* geminiTurns(body: any): Steps<Turn[]> {
   const out: Turn[] = []
+  const due = counter()
   for (const c of Array.isArray(body?.contents) ? body.contents : []) {
+    if (due()) yield
     if (c?.role !== 'model') continue
     const parts = Array.isArray(c.parts) ? c.parts : []
-    const calls = parts
-      .filter((p: any) => p?.functionCall)
-      .map((p: any) => callKey(p.functionCall.name, p.functionCall.args))
+    const calls: string[] = []
+    for (const p of parts) {
+      if (due()) yield
+      if (p?.functionCall) calls.push(callKey(p.functionCall.name, p.functionCall.args))
+    }
     out.push({ calls, text: parts.map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('') })
   }
   return out
 }
 
 /** Responses input items: a model turn is its function calls and messages up to the next user or tool output */
-function responsesTurns(body: any): Turn[] {
+function* responsesTurns(body: any): Steps<Turn[]> {
   const out: Turn[] = []
+  const due = counter()
   let turn: Turn | undefined
   for (const item of Array.isArray(body?.input) ? body.input : []) {
+    if (due()) yield
     const type = item?.type
     if (type === 'function_call' || type === 'custom_tool_call' || type === 'local_shell_call') {
       ;(turn ??= { calls: [], text: '' }).calls.push(
@@ -96,7 +119,7 @@ function responsesTurns(body: any): Turn[] {
   return out
 }
 
-export function assistantTurns(ctx: MeshContext): Turn[] {
+function turnSteps(ctx: MeshContext): Steps<Turn[]> {
   const body = ctx.request.body
   switch (ctx.protocol) {
     case 'openai':
@@ -108,6 +131,25 @@ export function assistantTurns(ctx: MeshContext): Turn[] {
     case 'responses':
       return responsesTurns(body)
   }
+}
+
+export function assistantTurns(ctx: MeshContext): Turn[] {
+  const steps = turnSteps(ctx)
+  let r = steps.next()
+  while (!r.done) r = steps.next()
+  return r.value
+}
+
+/** assistantTurns in slices of the event loop, for a body of megabytes */
+export async function assistantTurnsSliced(ctx: MeshContext): Promise<Turn[]> {
+  const slicer = new Slicer()
+  const steps = turnSteps(ctx)
+  let r = steps.next()
+  while (!r.done) {
+    await slicer.pause()
+    r = steps.next()
+  }
+  return r.value
 }
 
 export interface LoopSign {
