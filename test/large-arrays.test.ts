@@ -429,6 +429,7 @@ describe('huge arrays through the proxy', () => {
   // before: 240 ms (case 613, 23,718 blocks) and 201 ms (case 2867, 26,327 tools) of CPU in one block
   it.each([
     { what: '25,000 tool_use blocks in one Anthropic message', make: () => toolUses(25_000) },
+    { what: '90,000 tool_use blocks (7 MB) in one Anthropic message', make: () => toolUses(90_000) },
     { what: '26,000 OpenAI tools', make: () => openaiTools(26_000) },
     { what: '40,000 Anthropic tools', make: () => anthropicTools(40_000) },
   ])(
