@@ -109,10 +109,16 @@ describe('the answer in a turn of its own', () => {
     const marker = definePlugin({
       name: 'turn-marker',
       setup(mesh) {
+        // the demo takes the sliced estimate (a large prompt's BPE gives the loop back); either marks
         const estimate = mesh.tokens.estimateInput.bind(mesh.tokens)
+        const estimateAsync = mesh.tokens.estimateInputAsync.bind(mesh.tokens)
         mesh.tokens.estimateInput = (prompt, model) => {
           marks.push('estimate')
           return estimate(prompt, model)
+        }
+        mesh.tokens.estimateInputAsync = (prompt, model) => {
+          marks.push('estimate')
+          return estimateAsync(prompt, model)
         }
       },
       hooks: {
