@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createMeshStorage } from '../core/storage.ts'
 import type { Logger } from '../core/types.ts'
 import { ExactStore, type CacheEntry } from '../plugins/exact-cache/store.ts'
+import { longestBlock } from './helpers/longest-block.ts'
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger
 
@@ -153,32 +154,3 @@ describe('a large exact-cache entry', () => {
     await ms.close()
   })
 })
-
-const cpuMs = () => {
-  const c = process.cpuUsage()
-  return (c.user + c.system) / 1000
-}
-
-/** the longest stretch between two turns of the event loop while `run` works, as CPU time (capped at its length) */
-async function longestBlock<T>(run: () => Promise<T>): Promise<{ value: T; maxMs: number }> {
-  let last = performance.now()
-  let lastCpu = cpuMs()
-  let maxMs = 0
-  let on = true
-  const note = () => {
-    const now = performance.now()
-    const cpu = cpuMs()
-    maxMs = Math.max(maxMs, Math.min(now - last, cpu - lastCpu))
-    last = now
-    lastCpu = cpu
-  }
-  const tick = () => {
-    note()
-    if (on) setImmediate(tick)
-  }
-  setImmediate(tick)
-  const value = await run()
-  on = false
-  note()
-  return { value, maxMs }
-}
