@@ -25,6 +25,10 @@ export function guardNodeServer(server: Server | undefined): void {
     return // HTTP/1.1 without Host: Node would answer a bare 400 itself; the app answers it (browsers
     // always send Host, so the DNS-rebinding check loses nothing)
   ;(server as Server & { requireHostHeader?: boolean }).requireHostHeader = false
+  // Node keeps the first 1,000 headers and drops the rest without a word, Content-Length and
+  // Authorization among them: a body it still waits for that the app then never sees declared (a
+  // hang until the request timeout). No count limit: the 16 KB head limit bounds them already.
+  server.maxHeadersCount = 0
   // the request URL is built from Host: without one, the address the client connected to
   server.prependListener('request', (req: IncomingMessage) => {
     if (req.headers.host) return

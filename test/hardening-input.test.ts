@@ -748,6 +748,33 @@ describe('what Node would answer by itself', () => {
     expect(s.mock.received.length).toBe(before)
   })
 
+  it('over 1,000 headers: every one reaches the app (Node drops the rest), so a declared 50 MB body is a 413 at once (npm run fuzz, seed 1743320392 case 2553: a hang)', async () => {
+    const flood = Array.from({ length: 1100 }, (_, i) => `x-fuzz-${i}: v\r\n`).join('')
+    const answer = await new Promise<string>((resolve, reject) => {
+      // the body is never sent: the answer must come from the declared length alone
+      const socket = connect(s.proxy.port, '127.0.0.1', () =>
+        socket.write(
+          `POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n${flood}content-length: 50000000\r\n\r\n{}`,
+        ),
+      )
+      let out = ''
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve(out)
+      }, 5_000)
+      socket.on('data', (d) => {
+        out += d
+        if (out.includes('\r\n\r\n')) {
+          clearTimeout(timer)
+          socket.destroy()
+          resolve(out)
+        }
+      })
+      socket.on('error', reject)
+    })
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /)
+  })
+
   it('CONNECT: a 405, not a dropped connection', async () => {
     const res = await raw('CONNECT /v1beta/models/x:generateContent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
     expect(res).toMatch(/^HTTP\/1\.1 405 /)
