@@ -5,16 +5,10 @@
 import { describe, expect, it } from 'vitest'
 import { PIECE_CHARS, cutString, stringifySliced, utf8Sliced } from '../core/json-sliced.ts'
 import { Slicer } from '../core/slicer.ts'
+import { mulberry32 } from './fuzz/prng.ts'
 
-function prng(seed: number) {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = Math.imul(s ^ (s >>> 15), 1 | s)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
+/** the fuzzer's seeded generator (mulberry32), as a function of floats in [0, 1) */
+const prng = (seed: number) => mulberry32(seed).next
 
 const CHARS = [
   'a',
