@@ -13,7 +13,7 @@ import {
 } from './strategies.ts'
 import { NEVER, slices, type Pace } from './pace.ts'
 import { turnsOfPaced, type Turn } from './units.ts'
-import { messageCount, viewOfPaced, type BodyView } from './view.ts'
+import { messageCount, unitCount, viewOfPaced, type BodyView, type Undo } from './view.ts'
 
 export type StrategyName = 'lossless' | 'tool-results' | 'old-turns' | 'summary'
 
@@ -48,11 +48,12 @@ export interface CompressInput {
 /**
  * What compressBody changes in a body, to put it back when compression fails half way: the body's
  * top-level fields as they were (the strategies replace the message array, never change it in
- * place) and a copy of each message taken just before its first change. A copy of the whole body
- * up front cost 70-450 ms at 10 MB, on every compressed request.
+ * place) and, before each rewrite of a part or summary added, the one value it replaces (a part's
+ * save, the view's saveText). A copy of the whole body up front cost 70-450 ms at 10 MB, on every
+ * compressed request; a copy of a message of 100,000 blocks before its first change ~100 ms.
  */
 export interface Journal {
-  /** before a message's body item is first changed */
+  /** before a part of a message's body item is rewritten */
   touch: Touch
   watch(view: BodyView): void
   restore(): void
@@ -60,9 +61,12 @@ export interface Journal {
 
 export function createJournal(body: any): Journal {
   const top: Record<string, unknown> = { ...body }
+  const undo: Undo[] = []
+  // a part without a save (made outside view.ts): its message copied whole before its first change
   const copies = new Map<object, unknown>()
-  const touch = (item: unknown) => {
-    if (item !== null && typeof item === 'object' && !copies.has(item)) copies.set(item, structuredClone(item))
+  const touch: Touch = (item, part) => {
+    if (part?.save) undo.push(part.save())
+    else if (item !== null && typeof item === 'object' && !copies.has(item)) copies.set(item, structuredClone(item))
   }
   return {
     touch,
@@ -70,11 +74,13 @@ export function createJournal(body: any): Journal {
       // the strategies' rewrites call touch themselves; a summary is added through the view
       const addText = view.addText
       view.addText = (msg, text, where) => {
-        touch(msg.item)
+        undo.push(view.saveText(msg))
         return addText.call(view, msg, text, where)
       }
     },
     restore() {
+      // the latest change first: a part rewritten twice goes back to its first value
+      for (let i = undo.length - 1; i >= 0; i--) undo[i]!()
       for (const k of Object.keys(body)) if (!(k in top)) delete body[k]
       Object.assign(body, top)
       for (const v of Object.values(top))
@@ -87,8 +93,9 @@ export function createJournal(body: any): Journal {
   }
 }
 
-/** Above this many messages the passes over the body work in slices of the event loop (pace.ts). */
+/** Above this many messages, or messages and parts, the passes over the body work in slices of the event loop (pace.ts). */
 const LARGE_MSGS = 2_000
+const LARGE_UNITS = 4_000
 
 export interface CompressResult {
   before: number
@@ -123,8 +130,10 @@ export function boundedCount(count: Count, budgetChars = 262_144): Count {
 
 export function compressBody(input: CompressInput): Promise<CompressResult> {
   // a transcript of thousands of turns costs tens of ms per pass (70,000 turns: 50-130 ms for the
-  // view, the turns, each strategy): every pass works in slices
-  return compressBodyPaced(input, messageCount(input.protocol, input.body) > LARGE_MSGS ? slices() : NEVER)
+  // view, the turns, each strategy), and so does one message of 110,000 blocks: every pass works in slices
+  const { protocol, body } = input
+  const large = messageCount(protocol, body) > LARGE_MSGS || unitCount(protocol, body, LARGE_UNITS) > LARGE_UNITS
+  return compressBodyPaced(input, large ? slices() : NEVER)
 }
 
 /** compressBody with the given pace (the same result whatever the pace) */

@@ -1,7 +1,7 @@
 // The strategies, each over the neutral view (view.ts) and its turns (units.ts). None touches the
 // turn holding the last user message, system messages, tool definitions (not in the view) or any
 // image; old-turns drops whole turns only, so every tool call keeps its result.
-import { NEVER, type Pace } from './pace.ts'
+import { NEVER, ticker, type Pace } from './pace.ts'
 import { alternationCutsPaced, windowStart, type Turn } from './units.ts'
 import { languageOfPath, minifyFences, minifyJson, minifyOutput } from './text.ts'
 import type { BodyView, Msg, Part } from './view.ts'
@@ -33,19 +33,24 @@ function pathOf(call: Part | undefined): string | undefined {
 
 async function callsById(turns: Turn[], pace: Pace): Promise<Map<string, Part>> {
   const calls = new Map<string, Part>()
+  const tick = ticker(pace)
   for (const t of turns) {
-    for (const m of t.msgs) for (const p of m.parts) if (p.kind === 'call' && p.id) calls.set(p.id, p)
+    for (const m of t.msgs)
+      for (const p of m.parts) {
+        if (p.kind === 'call' && p.id) calls.set(p.id, p)
+        if (tick()) await pace.yield()
+      }
     if (pace.due()) await pace.yield()
   }
   return calls
 }
 
-/** called with a message's body item before it is first changed (the plugin's rollback journal) */
-export type Touch = (item: unknown) => void
+/** called with a message's body item and the part about to be rewritten (the plugin's rollback journal) */
+export type Touch = (item: unknown, part?: Part) => void
 
 function rewrite(m: Msg, p: Part, text: string, touch: Touch | undefined): boolean {
   if (!p.set || text === p.text) return false
-  touch?.(m.item)
+  touch?.(m.item, p)
   p.set(text)
   p.text = text
   return true
@@ -59,6 +64,7 @@ export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = 
   const calls = await callsById(turns, pace)
   const laterOutput = new Map<string, string>()
   const laterRead = new Map<string, string>()
+  const tick = ticker(pace)
   let changed = false
   for (let i = turns.length - 1; i >= 0; i--) {
     if (pace.due()) await pace.yield()
@@ -68,6 +74,7 @@ export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = 
       const parts = msg.parts
       for (let k = parts.length - 1; k >= 0; k--) {
         const p = parts[k]!
+        if (tick(p.text.length)) await pace.yield()
         if (p.kind !== 'result' || !p.set) continue
         const call = p.id ? calls.get(p.id) : undefined
         const path =
@@ -95,12 +102,14 @@ export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = 
 /** Whitespace and JSON minification in tool outputs, tool arguments and fenced code blocks. */
 export async function minify(turns: Turn[], touch?: Touch, pace: Pace = NEVER): Promise<boolean> {
   const calls = await callsById(turns, pace)
+  const tick = ticker(pace)
   let changed = false
   for (const t of turns) {
     if (pace.due()) await pace.yield()
     if (t.last || t.kind === 'system') continue
     for (const m of t.msgs) {
       for (const p of m.parts) {
+        if (tick(p.text.length)) await pace.yield()
         if (!p.set) continue
         if (p.kind === 'result') {
           const path = p.id ? pathOf(calls.get(p.id)) : undefined
@@ -134,6 +143,7 @@ export async function trimToolResults(
   pace: Pace = NEVER,
 ): Promise<boolean> {
   const end = windowStart(turns, o.keepTurns)
+  const tick = ticker(pace)
   let changed = false
   for (let i = 0; i < end; i++) {
     if (pace.due()) await pace.yield()
@@ -141,6 +151,7 @@ export async function trimToolResults(
     if (t.last) continue
     for (const m of t.msgs) {
       for (const p of m.parts) {
+        if (tick(p.text.length)) await pace.yield()
         if (p.kind !== 'result' || !p.set || p.text.startsWith('[AgentMesh compression:')) continue
         const tokens = count(p.text)
         if (tokens <= o.maxTokens) continue
@@ -168,12 +179,16 @@ export async function trimToolResults(
   return changed
 }
 
-function turnTokens(t: Turn, count: Count): number {
+/** a turn's tokens; `tick` as ticker(pace) gives it, for a turn of 110,000 blocks */
+async function turnTokens(t: Turn, count: Count, tick: (chars?: number) => boolean, pace: Pace): Promise<number> {
   let n = 0
   for (const m of t.msgs) {
     n += 4
-    // an image costs about a thousand tokens whatever its size
-    for (const p of m.parts) n += p.kind === 'image' ? 1000 : count(p.text)
+    for (const p of m.parts) {
+      // an image costs about a thousand tokens whatever its size
+      n += p.kind === 'image' ? 1000 : count(p.text)
+      if (tick()) await pace.yield()
+    }
   }
   return n
 }
@@ -200,8 +215,9 @@ export async function dropOldTurns(
   if (!cand.length || need <= 0) return []
   let k = 0
   let shed = 0
+  const tick = ticker(pace)
   while (k < cand.length && shed < need) {
-    shed += turnTokens(turns[cand[k++]!]!, count)
+    shed += await turnTokens(turns[cand[k++]!]!, count, tick, pace)
     if (pace.due()) await pace.yield()
   }
   if (view.strictRoles) {
@@ -245,11 +261,12 @@ export function transcriptOf(turns: Turn[], maxCharsPerPart = 2000, maxChars = I
     lines.push(line)
     chars += line.length + 1
   }
+  // the caller keeps the first maxChars: lines past them would be cut off (70,000 dropped turns,
+  // or 110,000 blocks in one)
   for (const t of turns) {
-    // the caller keeps the first maxChars: lines past them would be cut off (70,000 dropped turns)
-    if (chars > maxChars) break
     for (const m of t.msgs) {
       for (const p of m.parts) {
+        if (chars > maxChars) return lines.join('\n')
         if (p.kind === 'text' && p.text) add(`${m.role}: ${cut(p.text)}`)
         else if (p.kind === 'call') add(`${m.role} called ${p.name}(${cut(p.text)})`)
         else if (p.kind === 'result') add(`tool result: ${cut(p.text)}`)

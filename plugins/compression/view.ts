@@ -3,7 +3,7 @@
 // `keep` writes the kept messages back. Anything the view does not understand is an 'other' part
 // or a 'system' message, which no strategy touches or drops.
 import type { ProtocolName } from '../../core/types.ts'
-import type { Pace } from './pace.ts'
+import { mapSteps, runThrough, STEP, type Pace, type Steps } from './pace.ts'
 
 export type PartKind = 'text' | 'call' | 'result' | 'image' | 'other'
 
@@ -13,6 +13,8 @@ export interface Part {
   text: string
   /** rewrite the text in place (text and result parts; images inside a result are kept) */
   set?(text: string): void
+  /** parts with `set`: what set() would change, kept; the function returned puts it back */
+  save?(): Undo
   /** call and result parts: the call id that pairs them (Gemini may have none) */
   id?: string
   /** call parts: the tool's name */
@@ -36,63 +38,115 @@ export interface BodyView {
   keep(msgs: Msg[]): void
   /** add a text part to a message, at its start or end; false when the message cannot take one safely */
   addText(msg: Msg, text: string, where: 'start' | 'end'): boolean
+  /** what addText would change in a message, kept; the function returned puts it back */
+  saveText(msg: Msg): Undo
 }
 
 const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-/** The text blocks of a content array joined; `set` replaces them with one text block where the first was. */
+/** puts back what a rewrite changed */
+export type Undo = () => void
+
+/** the value of owner[key] as it is now, to put back (deleted if it was not there) */
+function saved(owner: any, key: string | number): Undo {
+  const had = Object.hasOwn(owner, key)
+  const old = owner[key]
+  return () => {
+    if (had) owner[key] = old
+    else delete owner[key]
+  }
+}
+
+/**
+ * A part whose rewrite is one assignment, owner[key] = text, and its save: the rollback journal
+ * keeps the one value a rewrite replaces instead of a copy of the message (a copy of a message of
+ * 100,000 blocks held the loop ~100 ms). One object a part, no closures: a view of 100,000 parts
+ * is garbage that the scavenges copy while it lives.
+ */
+class FieldPart implements Part {
+  constructor(
+    readonly kind: PartKind,
+    public text: string,
+    protected readonly owner: any,
+    protected readonly key: string | number,
+    readonly id?: string,
+    readonly name?: string,
+  ) {}
+  set(s: string): void {
+    this.owner[this.key] = s
+  }
+  save(): Undo {
+    return saved(this.owner, this.key)
+  }
+}
+
+/** A result whose output is a content array: its text blocks joined; set replaces them with one text block where the first was. */
+class BlocksPart extends FieldPart {
+  constructor(
+    kind: PartKind,
+    owner: any,
+    key: string,
+    id: string | undefined,
+    private readonly arr: any[],
+    private readonly texts: any[],
+    private readonly textType: string,
+  ) {
+    super(kind, texts.map((b) => b.text).join('\n'), owner, key, id)
+  }
+  override set(s: string): void {
+    // a new array each time: `arr` itself is never changed. A Set, not texts.includes: a result
+    // of 20,000 text blocks made the filter quadratic
+    const isText = new Set(this.texts)
+    const first = this.arr.findIndex((b) => isText.has(b))
+    const kept = this.arr.filter((b) => !isText.has(b))
+    if (first < 0) kept.push({ type: this.textType, text: s })
+    else kept.splice(first, 0, { ...this.texts[0], text: s })
+    this.owner[this.key] = kept
+  }
+}
+
+/**
+ * What a view's addText changes in a message (`keys` of its item, and the array one of them
+ * holds, changed in place), kept; the function returned puts it back.
+ */
+export function saveFields(item: any, keys: readonly string[]): Undo {
+  if (!isObj(item)) return () => {}
+  const undo = keys.map((k) => {
+    const put = saved(item, k)
+    const arr = item[k]
+    const elems = Array.isArray(arr) ? arr.slice() : undefined
+    return () => {
+      put()
+      if (elems) {
+        arr.length = elems.length
+        for (let i = 0; i < elems.length; i++) arr[i] = elems[i]
+      }
+    }
+  })
+  return () => {
+    for (const u of undo) u()
+  }
+}
+
+/** A result's output: a string (or none), or a content array (BlocksPart). */
 function blockArrayPart(kind: PartKind, owner: Record<string, any>, key: string, textType: string, id?: string): Part {
   const v = owner[key]
   if (typeof v === 'string' || v == null) {
-    return {
-      kind,
-      id,
-      text: typeof v === 'string' ? v : '',
-      set: (s) => {
-        owner[key] = s
-      },
-    }
+    return new FieldPart(kind, typeof v === 'string' ? v : '', owner, key, id)
   }
   const arr: any[] = Array.isArray(v) ? v : []
   const texts = arr.filter((b) => isObj(b) && typeof b.text === 'string' && (b.type === textType || b.type === 'text'))
-  return {
-    kind,
-    id,
-    text: texts.map((b) => b.text).join('\n'),
-    set: (s) => {
-      const first = arr.findIndex((b) => texts.includes(b))
-      const kept = arr.filter((b) => !texts.includes(b))
-      if (first < 0) kept.push({ type: textType, text: s })
-      else kept.splice(first, 0, { ...texts[0], text: s })
-      owner[key] = kept
-    },
-  }
+  return new BlocksPart(kind, owner, key, id, arr, texts, textType)
 }
 
 // --- Anthropic Messages -------------------------------------------------------------------------
 
-function anthropicParts(m: any): Part[] {
-  if (typeof m.content === 'string')
-    return [
-      {
-        kind: 'text',
-        text: m.content,
-        set: (s) => {
-          m.content = s
-        },
-      },
-    ]
+function* anthropicParts(m: any): Steps<Part[]> {
+  if (typeof m.content === 'string') return [new FieldPart('text', m.content, m, 'content')]
   if (!Array.isArray(m.content)) return [{ kind: 'other', text: '' }]
-  return m.content.map((b: any): Part => {
+  return yield* mapSteps(m.content, (b: any): Part => {
     if (!isObj(b)) return { kind: 'other', text: '' }
-    if (b.type === 'text' && typeof b.text === 'string')
-      return {
-        kind: 'text',
-        text: b.text,
-        set: (s) => {
-          b.text = s
-        },
-      }
+    if (b.type === 'text' && typeof b.text === 'string') return new FieldPart('text', b.text, b, 'text')
     if (b.type === 'tool_use')
       return { kind: 'call', id: String(b.id), name: String(b.name), text: JSON.stringify(b.input ?? {}) }
     if (b.type === 'tool_result') return blockArrayPart('result', b, 'content', 'text', String(b.tool_use_id))
@@ -101,15 +155,16 @@ function anthropicParts(m: any): Part[] {
   })
 }
 
-function anthropicMsg(m: any): Msg {
+function* anthropicMsg(m: any): Steps<Msg> {
   const known = m?.role === 'user' || m?.role === 'assistant'
-  return { role: known ? m.role : 'system', parts: known ? anthropicParts(m) : [], item: m }
+  return { role: known ? m.role : 'system', parts: known ? yield* anthropicParts(m) : [], item: m }
 }
 
 function anthropicView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: true,
+    saveText: (msg) => saveFields(msg.item, ['content']),
     keep: (kept) => {
       body.messages = kept.map((m) => m.item)
     },
@@ -130,7 +185,7 @@ function anthropicView(body: any, msgs: Msg[]): BodyView {
 
 // --- OpenAI Chat Completions --------------------------------------------------------------------
 
-function openaiMsg(m: any): Msg {
+function* openaiMsg(m: any): Steps<Msg> {
   const role = m?.role
   if (role === 'tool' || role === 'function')
     return {
@@ -141,15 +196,11 @@ function openaiMsg(m: any): Msg {
   if (role !== 'user' && role !== 'assistant') return { role: 'system', item: m, parts: [] }
   const parts: Part[] = []
   if (Array.isArray(m.content)) {
-    for (const p of m.content) {
+    for (let i = 0; i < m.content.length; i++) {
+      if (i % STEP === STEP - 1) yield
+      const p = m.content[i]
       if (isObj(p) && p.type === 'text' && typeof p.text === 'string')
-        parts.push({
-          kind: 'text',
-          text: p.text,
-          set: (s) => {
-            p.text = s
-          },
-        })
+        parts.push(new FieldPart('text', p.text, p, 'text'))
       else
         parts.push({
           kind:
@@ -157,25 +208,22 @@ function openaiMsg(m: any): Msg {
           text: '',
         })
     }
-  } else if (typeof m.content === 'string')
-    parts.push({
-      kind: 'text',
-      text: m.content,
-      set: (s) => {
-        m.content = s
-      },
-    })
-  for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
+  } else if (typeof m.content === 'string') parts.push(new FieldPart('text', m.content, m, 'content'))
+  const calls: any[] = Array.isArray(m.tool_calls) ? m.tool_calls : []
+  for (let i = 0; i < calls.length; i++) {
+    if (i % STEP === STEP - 1) yield
+    const c = calls[i]
     const fn = c?.function ?? {}
-    parts.push({
-      kind: 'call',
-      id: String(c?.id),
-      name: String(fn.name),
-      text: typeof fn.arguments === 'string' ? fn.arguments : '',
-      set: (s) => {
-        fn.arguments = s
-      },
-    })
+    parts.push(
+      new FieldPart(
+        'call',
+        typeof fn.arguments === 'string' ? fn.arguments : '',
+        fn,
+        'arguments',
+        String(c?.id),
+        String(fn.name),
+      ),
+    )
   }
   if (isObj(m.function_call))
     parts.push({
@@ -191,6 +239,7 @@ function openaiView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: false,
+    saveText: (msg) => saveFields(msg.item, ['content']),
     keep: (kept) => {
       body.messages = kept.map((m) => m.item)
     },
@@ -209,24 +258,14 @@ function openaiView(body: any, msgs: Msg[]): BodyView {
 
 // --- OpenAI Responses ---------------------------------------------------------------------------
 
-function responsesItem(it: any): Msg {
+function* responsesItem(it: any): Steps<Msg> {
   const type = it?.type
   if (type === 'function_call' || type === 'custom_tool_call') {
     const key = type === 'function_call' ? 'arguments' : 'input'
     return {
       role: 'assistant',
       item: it,
-      parts: [
-        {
-          kind: 'call',
-          id: String(it.call_id),
-          name: String(it.name),
-          text: String(it[key] ?? ''),
-          set: (s) => {
-            it[key] = s
-          },
-        },
-      ],
+      parts: [new FieldPart('call', String(it[key] ?? ''), it, key, String(it.call_id), String(it.name))],
     }
   }
   if (type === 'function_call_output' || type === 'custom_tool_call_output')
@@ -235,30 +274,21 @@ function responsesItem(it: any): Msg {
   if ((type === 'message' || type === undefined) && (it?.role === 'user' || it?.role === 'assistant')) {
     const textType = it.role === 'user' ? 'input_text' : 'output_text'
     const parts: Part[] = []
-    if (typeof it.content === 'string')
-      parts.push({
-        kind: 'text',
-        text: it.content,
-        set: (s) => {
-          it.content = s
-        },
-      })
-    else
-      for (const p of Array.isArray(it.content) ? it.content : []) {
+    if (typeof it.content === 'string') parts.push(new FieldPart('text', it.content, it, 'content'))
+    else {
+      const content: any[] = Array.isArray(it.content) ? it.content : []
+      for (let i = 0; i < content.length; i++) {
+        if (i % STEP === STEP - 1) yield
+        const p = content[i]
         if (isObj(p) && (p.type === textType || p.type === 'text') && typeof p.text === 'string')
-          parts.push({
-            kind: 'text',
-            text: p.text,
-            set: (s) => {
-              p.text = s
-            },
-          })
+          parts.push(new FieldPart('text', p.text, p, 'text'))
         else
           parts.push({
             kind: isObj(p) && (p.type === 'input_image' || p.type === 'input_file') ? 'image' : 'other',
             text: '',
           })
       }
+    }
     return { role: it.role, item: it, parts }
   }
   // system/developer messages, item references, shell calls and types from next month: untouched
@@ -269,6 +299,7 @@ function responsesView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: false,
+    saveText: (msg) => saveFields(msg.item, ['content']),
     keep: (kept) => {
       body.input = kept.map((m) => m.item)
     },
@@ -299,17 +330,10 @@ function longestLeaf(v: any, depth = 0): { owner: any; key: string | number; len
   return best
 }
 
-function geminiParts(c: any, counter: { n: number }): Part[] {
-  return (Array.isArray(c.parts) ? c.parts : []).map((p: any): Part => {
+function* geminiParts(c: any, counter: { n: number }): Steps<Part[]> {
+  return yield* mapSteps(Array.isArray(c.parts) ? c.parts : [], (p: any): Part => {
     if (!isObj(p)) return { kind: 'other', text: '' }
-    if (typeof p.text === 'string' && !p.thought)
-      return {
-        kind: 'text',
-        text: p.text,
-        set: (s) => {
-          p.text = s
-        },
-      }
+    if (typeof p.text === 'string' && !p.thought) return new FieldPart('text', p.text, p, 'text')
     if (isObj(p.functionCall))
       return {
         kind: 'call',
@@ -321,14 +345,7 @@ function geminiParts(c: any, counter: { n: number }): Part[] {
       const leaf = longestLeaf(p.functionResponse.response)
       if (!leaf)
         return { kind: 'result', id: p.functionResponse.id, text: JSON.stringify(p.functionResponse.response ?? {}) }
-      return {
-        kind: 'result',
-        id: p.functionResponse.id,
-        text: leaf.owner[leaf.key],
-        set: (s) => {
-          leaf.owner[leaf.key] = s
-        },
-      }
+      return new FieldPart('result', leaf.owner[leaf.key], leaf.owner, leaf.key, p.functionResponse.id)
     }
     if (p.inlineData || p.fileData) return { kind: 'image', text: '' }
     return { kind: 'other', text: '' }
@@ -336,15 +353,16 @@ function geminiParts(c: any, counter: { n: number }): Part[] {
 }
 
 /** a Gemini content's message; `counter` numbers the calls without an id across the body */
-function geminiMsg(c: any, counter: { n: number }): Msg {
+function* geminiMsg(c: any, counter: { n: number }): Steps<Msg> {
   const role: Role = c?.role === 'model' ? 'assistant' : c?.role === 'function' ? 'tool' : 'user'
-  return { role, item: c, parts: geminiParts(c, counter) }
+  return { role, item: c, parts: yield* geminiParts(c, counter) }
 }
 
 function geminiView(body: any, msgs: Msg[]): BodyView {
   return {
     msgs,
     strictRoles: true,
+    saveText: (msg) => saveFields(msg.item, ['parts']),
     keep: (kept) => {
       body.contents = kept.map((m) => m.item)
     },
@@ -360,10 +378,10 @@ function geminiView(body: any, msgs: Msg[]): BodyView {
   }
 }
 
-/** A protocol's items in the body, the message each makes, and the view over those messages. */
+/** A protocol's items in the body, the message each makes (pausing every STEP parts), and the view over those messages. */
 interface ViewMaker {
   items: any[]
-  msg(item: any): Msg
+  msg(item: any): Steps<Msg>
   view(msgs: Msg[]): BodyView
 }
 
@@ -387,17 +405,24 @@ export function viewOf(protocol: ProtocolName, body: any): BodyView | undefined 
   const v = viewMaker(protocol, body)
   if (!v) return undefined
   const msgs: Msg[] = []
-  for (let i = 0; i < v.items.length; i++) msgs.push(v.msg(v.items[i]))
+  for (let i = 0; i < v.items.length; i++) msgs.push(runThrough(v.msg(v.items[i])))
   return v.view(msgs)
 }
 
-/** viewOf, the messages made a slice at a time (a body of tens of thousands of messages) */
+/** viewOf, the messages made a slice at a time (tens of thousands of messages, or of blocks in one) */
 export async function viewOfPaced(protocol: ProtocolName, body: any, pace: Pace): Promise<BodyView | undefined> {
   const v = viewMaker(protocol, body)
   if (!v) return undefined
   const msgs: Msg[] = []
   for (let i = 0; i < v.items.length; i++) {
-    msgs.push(v.msg(v.items[i]))
+    // the message's generator driven here (an async call per message cost more than its parts)
+    const steps = v.msg(v.items[i])
+    let r = steps.next()
+    while (!r.done) {
+      if (pace.due()) await pace.yield()
+      r = steps.next()
+    }
+    msgs.push(r.value)
     if (pace.due()) await pace.yield()
   }
   return v.view(msgs)
@@ -406,4 +431,21 @@ export async function viewOfPaced(protocol: ProtocolName, body: any, pace: Pace)
 /** how many messages the body's view would hold, without making it */
 export function messageCount(protocol: ProtocolName, body: any): number {
   return viewMaker(protocol, body)?.items.length ?? 0
+}
+
+const arrLen = (v: unknown) => (Array.isArray(v) ? v.length : 0)
+
+/**
+ * How many messages and parts (content blocks, tool calls, Gemini parts) the view would hold,
+ * counted until over `max`: one message of 110,000 blocks is as long a walk as 110,000 messages.
+ */
+export function unitCount(protocol: ProtocolName, body: any, max: number): number {
+  const items = viewMaker(protocol, body)?.items
+  if (!items) return 0
+  let n = items.length
+  for (let i = 0; i < items.length && n <= max; i++) {
+    const it = items[i]
+    if (isObj(it)) n += arrLen(it.content) + arrLen(it.tool_calls) + arrLen(it.parts)
+  }
+  return n
 }
