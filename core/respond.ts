@@ -17,8 +17,8 @@ import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import { eventRewriter, rewriteAnswer, rewriteBody } from './translate/answer-text.ts'
 import { SseParser } from './stream.ts'
-import { stringifySliced, utf8Sliced } from './json-sliced.ts'
-import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, parseJsonSliced } from './protocols/shared.ts'
+import { PIECE_CHARS, stringifySliced, utf8Sliced } from './json-sliced.ts'
+import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, parseJsonSliced, type RenderSteps } from './protocols/shared.ts'
 import { Slicer } from './slicer.ts'
 import { StringDecoder } from 'node:string_decoder'
 import { UpstreamError } from './upstream.ts'
@@ -61,6 +61,8 @@ interface Body {
   headers?: Record<string, string>
   /** a large answer to render in slices before sending (body is empty until then) */
   rendered?: unknown
+  /** a large answer's stream events, rendered in slices before sending (body is empty until then) */
+  events?: RenderSteps
 }
 
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
@@ -89,6 +91,7 @@ export async function respond(m: MeshInternals, ctx: CoreContext, adapter: Proto
     }
     const body = settle(m, ctx, adapter, res)
     if (body.rendered !== undefined) body.body = await renderSliced(body.rendered)
+    else if (body.events) body.body = await renderEventsSliced(body.events)
     const done = after(m, ctx)
     if (done) await done
     return send(m, ctx, body)
@@ -186,15 +189,17 @@ function renderAnswer(
       return { status: 200, body: '', rendered, contentType: 'application/json', headers }
     return { status: 200, body: JSON.stringify(rendered), contentType: 'application/json', headers }
   }
+  const large = answerChars(answer) > SLICED_PARSE_CHARS
   const array = adapter.renderArrayStream?.(answer, ctx.request.search)
-  if (array) return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers }
-  const includeUsage = ctx.request.body?.stream_options?.include_usage === true
-  return {
-    status: 200,
-    body: adapter.renderStream(answer, { includeUsage }),
-    contentType: 'text/event-stream',
-    headers: { 'cache-control': 'no-cache' },
+  if (array) {
+    if (large) return { status: 200, body: '', rendered: array, contentType: 'application/json', headers }
+    return { status: 200, body: JSON.stringify(array), contentType: 'application/json', headers }
   }
+  const includeUsage = ctx.request.body?.stream_options?.include_usage === true
+  const sse = { status: 200, contentType: 'text/event-stream', headers: { 'cache-control': 'no-cache' } }
+  // a stream of megabytes: tens of thousands of events, rendered and joined in one go held the loop 0.5 s
+  if (large) return { ...sse, body: '', events: adapter.renderStreamSteps(answer, { includeUsage }) }
+  return { ...sse, body: adapter.renderStream(answer, { includeUsage }) }
 }
 
 /** the characters of an answer's text and tool calls: what makes its rendering long */
@@ -210,6 +215,27 @@ async function renderSliced(value: unknown): Promise<Buffer[]> {
   // a slice of its own: the work before it in this turn (a cache read's, a translation's) is not counted in its slice
   await slicer.yield()
   const pieces = (await stringifySliced(value, slicer)) ?? []
+  return utf8Sliced(pieces, slicer)
+}
+
+/** a large answer's stream events, made and joined into pieces of about PIECE_CHARS in slices, as UTF-8: the bytes of renderStream */
+async function renderEventsSliced(events: RenderSteps): Promise<Buffer[]> {
+  const slicer = new Slicer(SLICE_MS)
+  await slicer.yield()
+  const pieces: string[] = []
+  let run: string[] = []
+  let chars = 0
+  let n = 0
+  for (const e of events) {
+    run.push(e)
+    if ((chars += e.length) >= PIECE_CHARS) {
+      pieces.push(run.join(''))
+      run = []
+      chars = 0
+    }
+    if ((++n & 63) === 0) await slicer.pause()
+  }
+  if (run.length) pieces.push(run.join(''))
   return utf8Sliced(pieces, slicer)
 }
 

@@ -8,18 +8,20 @@ import {
   ProtocolError,
   checkFieldTypes,
   checkRole,
-  chunkText,
   emptyUsage,
   isObject,
+  joinSteps,
   pick,
   requireModel,
   runGenerator,
   runSteps,
   runStepsSliced,
   sse,
+  textPieces,
   usageFor,
   type ParseSteps,
   type ProtocolAdapter,
+  type RenderSteps,
   type StreamReader,
 } from './shared.ts'
 
@@ -132,29 +134,27 @@ function contentBlocks(a: CanonicalAnswer) {
 }
 
 /** One content block as the events that stream it; the stream reader rebuilds the same block. */
-function blockEvents(block: any, index: number): string {
+function* blockEvents(block: any, index: number): RenderSteps {
   const ev = (type: string, data: Record<string, unknown>) => sse({ type, index, ...data }, type)
   const delta = (d: Record<string, unknown>) => ev('content_block_delta', { delta: d })
-  let out = ''
   if (block?.type === 'text' && typeof block.text === 'string') {
     const { text, citations, ...shell } = block
-    out += ev('content_block_start', { content_block: { ...shell, text: '', ...(citations ? { citations: [] } : {}) } })
-    for (const citation of Array.isArray(citations) ? citations : [])
-      out += delta({ type: 'citations_delta', citation })
-    for (const piece of chunkText(text)) out += delta({ type: 'text_delta', text: piece })
+    yield ev('content_block_start', { content_block: { ...shell, text: '', ...(citations ? { citations: [] } : {}) } })
+    for (const citation of Array.isArray(citations) ? citations : []) yield delta({ type: 'citations_delta', citation })
+    for (const { text: piece } of textPieces(text)) yield delta({ type: 'text_delta', text: piece })
   } else if (block?.type === 'thinking' && typeof block.thinking === 'string') {
     const { thinking, signature, ...shell } = block
-    out += ev('content_block_start', { content_block: { ...shell, thinking: '', signature: '' } })
-    for (const piece of chunkText(thinking)) out += delta({ type: 'thinking_delta', thinking: piece })
-    if (typeof signature === 'string' && signature) out += delta({ type: 'signature_delta', signature })
+    yield ev('content_block_start', { content_block: { ...shell, thinking: '', signature: '' } })
+    for (const { text: piece } of textPieces(thinking)) yield delta({ type: 'thinking_delta', thinking: piece })
+    if (typeof signature === 'string' && signature) yield delta({ type: 'signature_delta', signature })
   } else if (isObject(block) && 'input' in block && typeof block.type === 'string' && block.type.endsWith('tool_use')) {
     // tool_use, server_tool_use, mcp_tool_use: the input arrives as JSON text
-    out += ev('content_block_start', { content_block: { ...block, input: {} } })
-    out += delta({ type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) })
+    yield ev('content_block_start', { content_block: { ...block, input: {} } })
+    yield delta({ type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) })
   }
   // redacted_thinking, tool results and types we do not know arrive whole in their start event
-  else out += ev('content_block_start', { content_block: block })
-  return out + ev('content_block_stop', {})
+  else yield ev('content_block_start', { content_block: block })
+  yield ev('content_block_stop', {})
 }
 
 function* anthropicSteps(body: any): ParseSteps {
@@ -243,9 +243,13 @@ export const anthropicProtocol: ProtocolAdapter = {
   },
 
   renderStream(a) {
+    return joinSteps(anthropicProtocol.renderStreamSteps(a))
+  },
+
+  *renderStreamSteps(a) {
     const message = anthropicProtocol.render(a) as Record<string, any>
     const { content, stop_reason, stop_sequence, usage, ...rest } = message
-    let out = sse(
+    yield sse(
       {
         type: 'message_start',
         message: {
@@ -259,14 +263,12 @@ export const anthropicProtocol: ProtocolAdapter = {
       'message_start',
     )
     if (Array.isArray(content))
-      content.forEach((block, index) => {
-        out += blockEvents(block, index)
-      })
-    out += sse(
+      for (let index = 0; index < content.length; index++) yield* blockEvents(content[index], index)
+    yield sse(
       { type: 'message_delta', delta: { stop_reason, stop_sequence: stop_sequence ?? null }, usage },
       'message_delta',
     )
-    return out + sse({ type: 'message_stop' }, 'message_stop')
+    yield sse({ type: 'message_stop' }, 'message_stop')
   },
 
   streamError(_status, type, message) {

@@ -8,13 +8,14 @@ import {
   checkFieldTypes,
   checkRole,
   checkModelName,
-  chunkText,
   emptyUsage,
   isObject,
+  joinSteps,
   runGenerator,
   runSteps,
   runStepsSliced,
   sse,
+  textPieces,
   usageFor,
   type ParseOptions,
   type ParseSteps,
@@ -197,47 +198,53 @@ function answerOf(json: GeminiResponse): CanonicalAnswer {
 /**
  * A whole response as the chunks that stream it: a part per chunk (text in pieces); the last
  * chunk of a candidate carries its finishReason and the rest, the last chunk overall the usage.
+ * One chunk at a time (a stream of megabytes is rendered in slices); each is given out once the
+ * next is known, since the last one takes the response's top-level fields.
  */
-function chunksOf(whole: Record<string, any>): unknown[] {
+function* chunkSteps(whole: Record<string, any>): Generator<Record<string, any>, void, undefined> {
   const { candidates, ...top } = whole
   const head: Record<string, unknown> = {}
   for (const k of ['modelVersion', 'responseId', 'createTime']) if (top[k] !== undefined) head[k] = top[k]
-  const out: Array<Record<string, any>> = []
+  let held: Record<string, any> | undefined
   for (const c of Array.isArray(candidates) ? candidates : []) {
     const { content, ...rest } = isObject(c) ? c : {}
     const role = content?.role ?? 'model'
-    const pieces: Array<Record<string, any> | undefined> = []
-    for (const part of Array.isArray(content?.parts) ? content.parts : []) {
-      if (typeof part?.text !== 'string' || part.functionCall) {
-        pieces.push(part)
-        continue
-      }
-      const { text, ...fields } = part
-      const split = chunkText(text)
-      if (split.length === 0) {
-        pieces.push(part)
-        continue
-      }
-      // a signature belongs to the end of its part
-      split.forEach((t, n) =>
-        pieces.push(
-          n === split.length - 1 ? { text: t, ...fields } : { text: t, ...(part.thought ? { thought: true } : {}) },
-        ),
-      )
-    }
-    // a candidate with no parts (a blocked answer) still gets its chunk
-    if (pieces.length === 0) pieces.push(undefined)
-    pieces.forEach((piece, n) => {
-      const last = n === pieces.length - 1
-      out.push({
-        candidates: [{ content: { role, parts: piece ? [piece] : [] }, ...(last ? rest : { index: rest.index ?? 0 }) }],
-        ...head,
-      })
+    const chunk = (piece: Record<string, any> | undefined, last: boolean) => ({
+      candidates: [{ content: { role, parts: piece ? [piece] : [] }, ...(last ? rest : { index: rest.index ?? 0 }) }],
+      ...head,
     })
+    // a candidate with no parts (a blocked answer) still gets its chunk
+    let prev: Record<string, any> | undefined
+    let any = false
+    for (const piece of partPieces(Array.isArray(content?.parts) ? content.parts : [])) {
+      if (any) {
+        if (held) yield held
+        held = chunk(prev, false)
+      }
+      prev = piece
+      any = true
+    }
+    if (held) yield held
+    held = chunk(prev, true)
   }
-  if (out.length === 0) out.push({ candidates: [], ...head })
-  Object.assign(out[out.length - 1]!, top)
-  return out
+  held ??= { candidates: [], ...head }
+  Object.assign(held, top)
+  yield held
+}
+
+/** a candidate's parts as the pieces streamed: a text part cut into pieces, a signature on its last */
+function* partPieces(parts: any[]): Generator<Record<string, any> | undefined, void, undefined> {
+  for (const part of parts) {
+    if (typeof part?.text !== 'string' || part.functionCall || part.text === '') {
+      yield part
+      continue
+    }
+    const { text, ...fields } = part
+    for (const piece of textPieces(text))
+      yield piece.last
+        ? { text: piece.text, ...fields }
+        : { text: piece.text, ...(part.thought ? { thought: true } : {}) }
+  }
 }
 
 function* geminiSteps(body: any, { pathModel, stream }: ParseOptions): ParseSteps {
@@ -356,14 +363,18 @@ export const geminiProtocol: ProtocolAdapter = {
   },
 
   renderStream(a) {
-    return chunksOf(geminiProtocol.render(a) as Record<string, any>)
-      .map((c) => sse(c))
-      .join('')
+    return joinSteps(geminiProtocol.renderStreamSteps(a))
+  },
+
+  *renderStreamSteps(a) {
+    for (const c of chunkSteps(geminiProtocol.render(a) as Record<string, any>)) yield sse(c)
   },
 
   renderArrayStream(a, search) {
     // streamGenerateContent without alt=sse answers one JSON array of the chunks
-    return /[?&]alt=sse(&|$)/.test(search) ? undefined : chunksOf(geminiProtocol.render(a) as Record<string, any>)
+    return /[?&]alt=sse(&|$)/.test(search)
+      ? undefined
+      : [...chunkSteps(geminiProtocol.render(a) as Record<string, any>)]
   },
 
   streamError(status, type, message) {

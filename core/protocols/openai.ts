@@ -7,17 +7,19 @@ import {
   ProtocolError,
   checkFieldTypes,
   checkRole,
-  chunkText,
   emptyUsage,
   isObject,
+  joinSteps,
   pick,
   requireModel,
   runSteps,
   runStepsSliced,
   sse,
+  textPieces,
   usageFor,
   type ParseSteps,
   type ProtocolAdapter,
+  type RenderSteps,
   type StreamReader,
   canonicalListSteps,
 } from './shared.ts'
@@ -221,13 +223,16 @@ export const openaiProtocol: ProtocolAdapter = {
   },
 
   renderStream(a, opts) {
+    return joinSteps(openaiProtocol.renderStreamSteps(a, opts))
+  },
+
+  *renderStreamSteps(a, opts) {
     const { choices, usage, object: _object, ...rest } = openaiProtocol.render(a) as Record<string, any>
     const base = { ...rest, object: 'chat.completion.chunk' }
-    let out = ''
-    for (const choice of Array.isArray(choices) ? choices : []) out += choiceChunks(base, choice)
+    for (const choice of Array.isArray(choices) ? choices : []) yield* choiceChunks(base, choice)
     // like the real API: the usage-only chunk (choices: []) only for clients that asked for it
-    if (opts?.includeUsage !== false && usage) out += sse({ ...base, choices: [], usage })
-    return out + sse('[DONE]')
+    if (opts?.includeUsage !== false && usage) yield sse({ ...base, choices: [], usage })
+    yield sse('[DONE]')
   },
 
   streamError(_status, type, message) {
@@ -349,20 +354,19 @@ function finishChoice(c: Record<string, any>): Record<string, any> {
 }
 
 /** One choice of a whole completion as the chunks that stream it. */
-function choiceChunks(base: Record<string, unknown>, choice: Record<string, any>): string {
+function* choiceChunks(base: Record<string, unknown>, choice: Record<string, any>): RenderSteps {
   const index = choice.index ?? 0
   const chunk = (delta: unknown, extra: Record<string, unknown> = {}) =>
     sse({ ...base, choices: [{ index, delta, logprobs: null, finish_reason: null, ...extra }] })
   const { role: _role, content, tool_calls: calls, ...others } = isObject(choice.message) ? choice.message : {}
-  let out = chunk({ role: 'assistant', content: '' })
-  for (const [k, v] of Object.entries(others)) if (v !== null && v !== undefined) out += chunk({ [k]: v })
-  const pieces = chunkText(typeof content === 'string' ? content : '')
-  pieces.forEach((piece, n) => {
-    out += chunk({ content: piece }, n === 0 && choice.logprobs ? { logprobs: choice.logprobs } : {})
-  })
+  yield chunk({ role: 'assistant', content: '' })
+  for (const [k, v] of Object.entries(others)) if (v !== null && v !== undefined) yield chunk({ [k]: v })
+  let first = true
+  for (const { text: piece } of textPieces(typeof content === 'string' ? content : '')) {
+    yield chunk({ content: piece }, first && choice.logprobs ? { logprobs: choice.logprobs } : {})
+    first = false
+  }
   if (Array.isArray(calls))
-    calls.forEach((t, i) => {
-      out += chunk({ tool_calls: [{ index: i, ...t }] })
-    })
-  return out + chunk({}, { finish_reason: choice.finish_reason ?? 'stop' })
+    for (let i = 0; i < calls.length; i++) yield chunk({ tool_calls: [{ index: i, ...calls[i] }] })
+  yield chunk({}, { finish_reason: choice.finish_reason ?? 'stop' })
 }

@@ -10,16 +10,18 @@ import {
   ProtocolError,
   checkFieldTypes,
   checkRole,
-  chunkText,
   emptyUsage,
   isObject,
+  joinSteps,
   requireModel,
   runSteps,
   runStepsSliced,
   sse,
+  textPieces,
   usageFor,
   type ParseSteps,
   type ProtocolAdapter,
+  type RenderSteps,
   type StreamReader,
 } from './shared.ts'
 
@@ -248,7 +250,11 @@ function startedItem(item: any): any {
 }
 
 /** The events of one output item after `output_item.added`: content parts and their deltas. */
-function itemEvents(item: any, output_index: number, ev: (type: string, data: Record<string, unknown>) => void): void {
+function* itemEvents(
+  item: any,
+  output_index: number,
+  ev: (type: string, data: Record<string, unknown>) => string,
+): RenderSteps {
   const item_id = item?.id
   if (item?.type === 'message') {
     for (const [content_index, part] of (item.content ?? []).entries()) {
@@ -258,20 +264,26 @@ function itemEvents(item: any, output_index: number, ev: (type: string, data: Re
           : part?.type === 'refusal'
             ? { ...part, refusal: '' }
             : part
-      ev('response.content_part.added', { item_id, output_index, content_index, part: empty })
+      yield ev('response.content_part.added', { item_id, output_index, content_index, part: empty })
       if (part?.type === 'output_text') {
-        for (const delta of chunkText(part.text ?? ''))
-          ev('response.output_text.delta', { item_id, output_index, content_index, delta, logprobs: [] })
-        ev('response.output_text.done', { item_id, output_index, content_index, text: part.text ?? '', logprobs: [] })
+        for (const { text: delta } of textPieces(part.text ?? ''))
+          yield ev('response.output_text.delta', { item_id, output_index, content_index, delta, logprobs: [] })
+        yield ev('response.output_text.done', {
+          item_id,
+          output_index,
+          content_index,
+          text: part.text ?? '',
+          logprobs: [],
+        })
       } else if (part?.type === 'refusal') {
-        ev('response.refusal.delta', { item_id, output_index, content_index, delta: part.refusal ?? '' })
-        ev('response.refusal.done', { item_id, output_index, content_index, refusal: part.refusal ?? '' })
+        yield ev('response.refusal.delta', { item_id, output_index, content_index, delta: part.refusal ?? '' })
+        yield ev('response.refusal.done', { item_id, output_index, content_index, refusal: part.refusal ?? '' })
       }
-      ev('response.content_part.done', { item_id, output_index, content_index, part })
+      yield ev('response.content_part.done', { item_id, output_index, content_index, part })
     }
   } else if (item?.type === 'function_call') {
-    ev('response.function_call_arguments.delta', { item_id, output_index, delta: item.arguments ?? '' })
-    ev('response.function_call_arguments.done', {
+    yield ev('response.function_call_arguments.delta', { item_id, output_index, delta: item.arguments ?? '' })
+    yield ev('response.function_call_arguments.done', {
       item_id,
       output_index,
       name: item.name,
@@ -280,22 +292,20 @@ function itemEvents(item: any, output_index: number, ev: (type: string, data: Re
   }
 }
 
-function streamOf(body: Record<string, any>): string {
-  let out = ''
+function* streamOf(body: Record<string, any>): RenderSteps {
   let sequence_number = 0
-  const ev = (type: string, data: Record<string, unknown>) => {
-    out += sse({ type, ...data, sequence_number: sequence_number++ }, type)
-  }
+  const ev = (type: string, data: Record<string, unknown>) =>
+    sse({ type, ...data, sequence_number: sequence_number++ }, type)
   const started = { ...body, status: 'in_progress', output: [], usage: null, incomplete_details: null }
-  ev('response.created', { response: started })
-  ev('response.in_progress', { response: started })
+  yield ev('response.created', { response: started })
+  yield ev('response.in_progress', { response: started })
   const output: any[] = Array.isArray(body.output) ? body.output : []
   for (const [output_index, item] of output.entries()) {
-    ev('response.output_item.added', { output_index, item: startedItem(item) })
-    itemEvents(item, output_index, ev)
-    ev('response.output_item.done', { output_index, item })
+    yield ev('response.output_item.added', { output_index, item: startedItem(item) })
+    yield* itemEvents(item, output_index, ev)
+    yield ev('response.output_item.done', { output_index, item })
   }
-  ev(
+  yield ev(
     body.status === 'incomplete'
       ? 'response.incomplete'
       : body.status === 'failed'
@@ -303,7 +313,6 @@ function streamOf(body: Record<string, any>): string {
         : 'response.completed',
     { response: body },
   )
-  return out
 }
 
 const FINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed'])
@@ -375,6 +384,10 @@ export const responsesProtocol: ProtocolAdapter = {
   },
 
   renderStream(a) {
+    return joinSteps(streamOf(replayBody(a)))
+  },
+
+  renderStreamSteps(a) {
     return streamOf(replayBody(a))
   },
 

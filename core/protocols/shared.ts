@@ -35,6 +35,8 @@ export interface ProtocolAdapter {
   render(answer: CanonicalAnswer): unknown
   /** a complete answer as this protocol's SSE stream (whole text); OpenAI's usage chunk only with includeUsage (default true) */
   renderStream(answer: CanonicalAnswer, opts?: { includeUsage?: boolean }): string
+  /** renderStream's events one at a time (their concatenation is its text): a large answer's stream is rendered in slices */
+  renderStreamSteps(answer: CanonicalAnswer, opts?: { includeUsage?: boolean }): RenderSteps
   /** a stream as one JSON array of its chunks, when the request asked for that transport (Gemini without alt=sse); else undefined */
   renderArrayStream?(answer: CanonicalAnswer, search: string): unknown[] | undefined
   /** a protocol that names the model and method in the path (Gemini): what the path asks for; throws ProtocolError */
@@ -122,12 +124,22 @@ export function sse(data: unknown, event?: string): string {
   return (event ? `event: ${event}\n` : '') + `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`
 }
 
-/** Split an answer's text into a few stream deltas, so a replayed stream looks like a real one. */
-export function chunkText(text: string, size = 64): string[] {
-  if (!text) return []
-  const out: string[] = []
-  for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size))
+/** a stream's SSE events as the renderer makes them, one string each */
+export type RenderSteps = Generator<string, void, undefined>
+
+/** the events of a RenderSteps joined: renderStream's text */
+export function joinSteps(steps: RenderSteps): string {
+  let out = ''
+  for (const s of steps) out += s
   return out
+}
+
+/**
+ * An answer's text as a few stream deltas, so a replayed stream looks like a real one: one at a
+ * time, the last one marked (a text of megabytes is rendered in slices).
+ */
+export function* textPieces(text: string, size = 64): Generator<{ text: string; last: boolean }, void, undefined> {
+  for (let i = 0; i < text.length; i += size) yield { text: text.slice(i, i + size), last: i + size >= text.length }
 }
 
 /** Longer than any vendor's model id; a longer one would only travel into headers and logs. */
