@@ -1,7 +1,10 @@
 // prompt-cache: turns on Anthropic's own prompt cache for long, stable prefixes (tools, then the
 // system prompt) by adding cache_control breakpoints, unless the client placed its own.
 // Runs in `route` after routers (enforce 'post'), when the answering vendor is known.
+import { stringifySliced } from '../../core/json-sliced.ts'
 import { definePlugin } from '../../core/plugin.ts'
+import { SLICED_PARSE_CHARS } from '../../core/protocols/shared.ts'
+import { Slicer } from '../../core/slicer.ts'
 import type { MeshContext, Plugin } from '../../core/types.ts'
 
 export interface PromptCacheOptions {
@@ -40,12 +43,33 @@ function validate(o: PromptCacheOptions): void {
     throw new Error(`prompt-cache: ttl must be "5m" or "1h", got ${JSON.stringify(o.ttl)}`)
 }
 
+const marked = (b: unknown) => !!b && typeof b === 'object' && 'cache_control' in b
+
 /** true when the client placed a cache_control anywhere (system, tools or message blocks) */
 export function hasClientCacheControl(body: any): boolean {
-  const blocks = (v: unknown): boolean =>
-    Array.isArray(v) && v.some((b) => b && typeof b === 'object' && 'cache_control' in b)
+  const blocks = (v: unknown): boolean => Array.isArray(v) && v.some(marked)
   if (blocks(body?.system) || blocks(body?.tools)) return true
   if (Array.isArray(body?.messages)) for (const m of body.messages) if (blocks(m?.content)) return true
+  return false
+}
+
+/** hasClientCacheControl, a pause every 256 blocks, tools or messages (a body of 172,670 tools) */
+async function hasClientCacheControlSliced(body: any, slicer: Slicer): Promise<boolean> {
+  let n = 0
+  const blocks = async (v: unknown): Promise<boolean> => {
+    if (!Array.isArray(v)) return false
+    for (let i = 0; i < v.length; i++) {
+      if (marked(v[i])) return true
+      if ((++n & 255) === 0) await slicer.pause()
+    }
+    return false
+  }
+  if ((await blocks(body?.system)) || (await blocks(body?.tools))) return true
+  if (Array.isArray(body?.messages))
+    for (const m of body.messages) {
+      if (await blocks(m?.content)) return true
+      if ((++n & 255) === 0) await slicer.pause()
+    }
   return false
 }
 
@@ -91,6 +115,68 @@ export function addCacheControl(
   return added
 }
 
+/** addCacheControl's options */
+type MarkOptions = Parameters<typeof addCacheControl>[2]
+
+/**
+ * addCacheControl for a body of megabytes, the same marks in slices of the event loop: 172,670
+ * tools held the loop ~80 ms in one go (npm run fuzz seed 17107786 case 3335): one JSON.stringify
+ * of their 7 MB, and two counts of texts the tokenizer had to flatten first (JSON.stringify's text
+ * and the tools' text + the system prompt are ropes; a 7 MB rope took 50-100 ms to count, the same
+ * text flat 2-20 ms). Here the tools' JSON is made in slices, and each flat copy of megabytes
+ * (10-30 ms on a loaded machine) and each count is a turn of its own.
+ */
+export async function addCacheControlLarge(
+  body: any,
+  count: (text: string) => number,
+  opts: MarkOptions,
+  slicer: Slicer,
+): Promise<Array<'tools' | 'system'>> {
+  if (!body || typeof body !== 'object' || (await hasClientCacheControlSliced(body, slicer))) return []
+  const marker = opts.ttl === '1h' ? { type: 'ephemeral', ttl: '1h' } : { type: 'ephemeral' }
+  // the texts' joins: flat, where JSON.stringify and + make ropes
+  const atLeast = async (texts: string[], min: number) => {
+    if (texts.reduce((n, t) => n + t.length, 0) < min) return false
+    await slicer.yield()
+    const text = texts.length === 1 ? texts[0]! : texts.join('')
+    await slicer.yield()
+    return count(text) >= min
+  }
+  const added: Array<'tools' | 'system'> = []
+  const tools: unknown[] | undefined = Array.isArray(body.tools) && body.tools.length ? body.tools : undefined
+  let toolsText = ''
+  if (tools) {
+    const pieces = (await stringifySliced(tools, slicer)) ?? []
+    await slicer.yield()
+    toolsText = pieces.join('')
+  }
+  if (opts.tools && tools && (await atLeast([toolsText], opts.minTokens))) {
+    // a new array, never an in-place edit: ctx.prompt holds references to the client's originals
+    const copy = tools.slice()
+    copy[copy.length - 1] = { ...(tools[tools.length - 1] as object), cache_control: marker }
+    body.tools = copy
+    added.push('tools')
+  }
+  const sys = systemText(body.system)
+  if (opts.system && sys && (await atLeast([toolsText, sys], opts.minTokens))) {
+    if (typeof body.system === 'string') {
+      body.system = [{ type: 'text', text: body.system, cache_control: marker }]
+      added.push('system')
+    } else if (Array.isArray(body.system) && body.system.length) {
+      const last = body.system.length - 1
+      if (body.system[last]?.type === 'text') {
+        body.system = [...body.system.slice(0, -1), { ...body.system[last], cache_control: marker }]
+        added.push('system')
+      }
+    }
+  }
+  return added
+}
+
+/** the slices of a large body's marking (issue 11: no request holds the others up for more than about 50 ms) */
+const SLICE_MS = 10
+const LARGE_TOOLS = 2048
+
 export function promptCache(options: PromptCacheOptions = {}): Plugin {
   validate(options)
   const opts = {
@@ -112,15 +198,18 @@ export function promptCache(options: PromptCacheOptions = {}): Plugin {
     hooks: {
       route(ctx) {
         if (ctx.response || !applies(ctx)) return
-        const added = addCacheControl(
-          ctx.request.body,
-          (t) => ctx.mesh.tokens.count(t, ctx.route.model || ctx.prompt.model),
-          opts,
-        )
-        if (added.length) {
+        const count = (t: string) => ctx.mesh.tokens.count(t, ctx.route.model || ctx.prompt.model)
+        const done = (added: Array<'tools' | 'system'>) => {
+          if (!added.length) return
           ctx.request.dirty = true
           ctx.meta['prompt-cache'] = { added }
         }
+        // a body of megabytes (tens of thousands of tools) is marked in slices; a small one in one go
+        // (SDK mode has no raw body: the tools' number tells)
+        const body = ctx.request.body
+        if ((ctx.request.rawBody?.length ?? 0) > SLICED_PARSE_CHARS || body?.tools?.length > LARGE_TOOLS)
+          return addCacheControlLarge(body, count, opts, new Slicer(SLICE_MS)).then(done)
+        done(addCacheControl(body, count, opts))
       },
       afterResponse(ctx) {
         if (ctx.protocol !== 'anthropic' || ctx.operation !== 'chat') return
