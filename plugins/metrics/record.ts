@@ -1,5 +1,5 @@
 // The Prometheus metrics and how one finished request adds to them. This runs in afterResponse on
-// every request, so it adds to plain per-series records (one Map lookup by a joined key) and
+// every request, so it adds to plain per-series records (found by its label values, level by level) and
 // prom-client reads them at scrape time through `collect()`: prom-client's own inc() hashes and
 // validates the labels on every call, several times per request, about 20 µs in all. It reads the
 // context only: no event listener (the core would then build every event object), no storage.
@@ -56,8 +56,22 @@ function add(h: Hist, buckets: number[], v: number) {
   h.count++
 }
 
+/** series by team, then user, tool, vendor and model: each level looks up a label value whose hash
+ *  LabelSets.value() already computed, where one joined key was a new string to hash per request */
+type Level = Map<string, Level | Series>
+
+function level(parent: Level, key: string): Level {
+  let l = parent.get(key) as Level | undefined
+  if (l === undefined) {
+    l = new Map()
+    parent.set(key, l)
+  }
+  return l
+}
+
 export function createMetrics(registry: Registry) {
-  const series = new Map<string, Series>()
+  const series: Series[] = []
+  const byWho: Level = new Map()
   const cache = new Map<string, number>()
   const quota = new Map<string, [number, number]>() // team -> [warn, block]
   const hists = { upstream: new Map<string, Hist>(), ttft: new Map<string, Hist>(), overhead: new Map<string, Hist>() }
@@ -78,7 +92,7 @@ export function createMetrics(registry: Registry) {
     'LLM requests answered, by who, vendor, model and HTTP status (aborted: the client went away)',
     [...WHO, 'status'],
     (c) => {
-      for (const s of series.values()) for (const [status, n] of s.byStatus) c.inc({ ...s.who, status }, n)
+      for (const s of series) for (const [status, n] of s.byStatus) c.inc({ ...s.who, status }, n)
     },
   )
   counter(
@@ -86,15 +100,15 @@ export function createMetrics(registry: Registry) {
     'Tokens billed by the vendor, by type (input, output, cache_read, cache_write); cache hits bill none',
     [...WHO, 'type'],
     (c) => {
-      for (const s of series.values())
+      for (const s of series)
         for (let i = 0; i < 4; i++) if (s.tokens[i]) c.inc({ ...s.who, type: TOKEN_TYPES[i]! }, s.tokens[i])
     },
   )
   counter('agentmesh_cost_usd_total', 'USD spent at the vendor, priced from the model that answered', WHO, (c) => {
-    for (const s of series.values()) if (s.usd) c.inc(s.who, s.usd)
+    for (const s of series) if (s.usd) c.inc(s.who, s.usd)
   })
   counter('agentmesh_cost_saved_usd_total', 'USD not spent because a cache answered', WHO, (c) => {
-    for (const s of series.values()) if (s.savedUsd) c.inc(s.who, s.savedUsd)
+    for (const s of series) if (s.savedUsd) c.inc(s.who, s.savedUsd)
   })
   counter(
     'agentmesh_cache_lookups_total',
@@ -145,7 +159,7 @@ export function createMetrics(registry: Registry) {
     OVERHEAD_BUCKETS,
     hists.overhead,
   )
-  return { series, cache, quota, hists }
+  return { series, byWho, cache, quota, hists }
 }
 
 /**
@@ -183,11 +197,12 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
   // refused before any vendor answered: no vendor is named, as in X-AgentMesh-Vendor
   const vendor = ctx.response?.kind === 'error' && !ctx.upstream ? 'none' : labels.value('vendor', ctx.route.vendor)
   const model = labels.value('model', ctx.answer?.model || ctx.route.model || ctx.prompt?.model)
-  const key = `${team}\u0000${user}\u0000${tool}\u0000${vendor}\u0000${model}`
-  let s = m.series.get(key)
+  const byModel = level(level(level(level(m.byWho, team), user), tool), vendor)
+  let s = byModel.get(model) as Series | undefined
   if (s === undefined) {
     s = { who: { team, user, tool, vendor, model }, byStatus: new Map(), tokens: [0, 0, 0, 0], usd: 0, savedUsd: 0 }
-    m.series.set(key, s)
+    byModel.set(model, s)
+    m.series.push(s)
   }
   bump(s.byStatus, labels.value('status', ctx.aborted ? 'aborted' : String(ctx.status ?? 0)))
   const u = ctx.usage

@@ -2,8 +2,8 @@
 // the SDK's ResourceMetrics on each interval, instead of recorded through @opentelemetry/sdk-metrics'
 // instruments: the SDK hashes the attribute object on every record() (sorting its keys and
 // stringifying them) to find the series, about 18% of the plugin's added CPU in bench:proxy (3
-// records per request). Here a request finds its series with one Map lookup by a key it builds from
-// four strings, and each series' attribute object is made once. What is exported is what the SDK
+// records per request). Here a request finds its series through Maps nested by its attribute values
+// (no key to build and hash), and each series' attribute object is made once. What is exported is what the SDK
 // exported with its defaults: explicit-bucket histograms with the default boundaries, min and max,
 // cumulative temporality, each series starting when it was first recorded, the times in
 // milliseconds; past the cardinality limit, one series marked otel.metric.overflow.
@@ -74,8 +74,22 @@ interface Series {
   output?: Hist
 }
 
+/** series by operation, provider, requested model, answering model, then error type ('' when none):
+ *  each level one lookup of a string the request already holds, instead of a joined key to hash */
+type Level = Map<string, Level | Series>
+
+function level(parent: Level, key: string): Level {
+  let l = parent.get(key) as Level | undefined
+  if (l === undefined) {
+    l = new Map()
+    parent.set(key, l)
+  }
+  return l
+}
+
 export class GenAiHistograms {
-  readonly #sets = new Map<string, Series>()
+  readonly #tree: Level = new Map()
+  readonly #sets: Series[] = []
   #overflow: Series | undefined
 
   constructor(
@@ -83,15 +97,16 @@ export class GenAiHistograms {
     private readonly scope = { name: 'agentmesh', version: '' },
   ) {}
 
-  #series(key: string, attrs: () => Attributes): Series {
-    let s = this.#sets.get(key)
+  #series(parent: Level, key: string, attrs: () => Attributes): Series {
+    let s = parent.get(key) as Series | undefined
     if (s !== undefined) return s
-    if (this.#sets.size >= MAX_SETS) {
+    if (this.#sets.length >= MAX_SETS) {
       this.#overflow ??= { attrs: { 'otel.metric.overflow': true } }
       return this.#overflow
     }
     s = { attrs: attrs() }
-    this.#sets.set(key, s)
+    parent.set(key, s)
+    this.#sets.push(s)
     return s
   }
 
@@ -101,7 +116,7 @@ export class GenAiHistograms {
     const vendor = ctx.route.vendor
     const requested = ctx.prompt?.model ?? ''
     const answered = ctx.answer?.model
-    const base = `${operation}\u0000${vendor}\u0000${requested}\u0000${answered ?? ''}`
+    const byType = level(level(level(level(this.#tree, operation), vendor), requested), answered ?? '')
     const attrs = (): Attributes => {
       const a: Attributes = {
         'gen_ai.operation.name': operation,
@@ -112,10 +127,10 @@ export class GenAiHistograms {
       return a
     }
     const failed = (ctx.status ?? 0) >= 400
-    const s = this.#series(base, attrs)
+    const s = this.#series(byType, '', attrs)
     if (failed) {
-      const type = ctx.error?.type ?? String(ctx.status)
-      const e = this.#series(`${base}\u0000${type}`, () => ({ ...attrs(), 'error.type': type }))
+      const type = ctx.error?.type || String(ctx.status)
+      const e = this.#series(byType, type, () => ({ ...attrs(), 'error.type': type }))
       ;(e.duration ??= new Hist(Date.now())).record(seconds)
     } else (s.duration ??= new Hist(Date.now())).record(seconds)
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
@@ -132,7 +147,7 @@ export class GenAiHistograms {
     const now = hrTime(nowMs)
     const tokens: DataPoint<Histogram>[] = []
     const durations: DataPoint<Histogram>[] = []
-    for (const s of this.#sets.values()) {
+    for (const s of this.#sets) {
       if (s.input) tokens.push(s.input.point((s.inputAttrs ??= { ...s.attrs, 'gen_ai.token.type': 'input' }), now))
       if (s.output) tokens.push(s.output.point((s.outputAttrs ??= { ...s.attrs, 'gen_ai.token.type': 'output' }), now))
       if (s.duration) durations.push(s.duration.point(s.attrs, now))

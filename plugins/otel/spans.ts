@@ -15,7 +15,7 @@ import * as otlp from './otlp.ts'
 
 // the imported functions taken once: under the TypeScript loader (jiti) every use of an imported
 // binding is a property read through its module wrapper, several per span
-const { nanos, num, str } = otlp
+const { flat, nanos, num, str } = otlp
 const repeatedStr = otlp.repeatedStr
 
 /** a W3C trace context: the client's traceparent */
@@ -99,7 +99,8 @@ const UNSET = '{"code":0}'
 /**
  * one span as the official exporter's JSON writes it (its field order), without the fields that
  * hold OTLP's defaults (no dropped counts, no events, no links: proto3 JSON omits them, and every
- * OTLP receiver reads them as absent); `start` and `end` are nanos() texts
+ * OTLP receiver reads them as absent); `start` and `end` are nanos() texts. The cache lookup's
+ * span only: the other two are written from their model's texts (below).
  */
 function span(
   traceId: string,
@@ -126,11 +127,59 @@ const USER = repeatedStr('agentmesh.user')
 const TOOL = repeatedStr('agentmesh.tool')
 const CACHE = repeatedStr('agentmesh.cache')
 
-/** the request span's attributes, in the order the SDK's span kept them */
-function requestAttributes(ctx: MeshContext, operation: string, provider: string, error: string | undefined): string {
+/**
+ * The text around a span's times that only its operation, vendor and model decide: its name and
+ * kind, and the first attributes (operation, provider, model). Made once per model, flat: a span
+ * is then a few dozen pieces instead of a hundred (each piece is walked again when the text is
+ * written into its batch, see otlp.ts flat()).
+ */
+interface ModelTexts {
+  /** `","name":…,"kind":3,"startTimeUnixNano":"` of the upstream call's span */
+  clientHead: string
+  /** `","attributes":[operation,provider,model,{status code's key}` up to its value */
+  clientAttributes: string
+  /** the request span's name and kind, as clientHead */
+  requestHead: string
+  /** `","attributes":[operation,provider,request model` */
+  requestAttributes: string
+}
+
+// by operation, then vendor, then model; models are the client's to name: bounded as repeatedStr
+const MAX_MODELS = 1000
+const byOperation = new Map<string, Map<string, Map<string, ModelTexts>>>()
+
+function textsOf(operation: string, vendor: string, model: string): ModelTexts {
+  let byVendor = byOperation.get(operation)
+  if (byVendor === undefined) byOperation.set(operation, (byVendor = new Map()))
+  let byModel = byVendor.get(vendor)
+  if (byModel === undefined) byVendor.set(vendor, (byModel = new Map()))
+  let t = byModel.get(model)
+  if (t === undefined) {
+    if (byModel.size >= MAX_MODELS) byModel.clear()
+    const provider = PROVIDERS[vendor] ?? vendor
+    const first = `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(model)}`
+    t = {
+      clientHead: flat(`","name":${JSON.stringify(`${operation} ${model}`)},"kind":${CLIENT},"startTimeUnixNano":"`),
+      clientAttributes: flat(`","attributes":[${first},{"key":"http.response.status_code","value":{"intValue":`),
+      requestHead: flat(`","name":${JSON.stringify(`${operation} ${model}`.trim())},"kind":${SERVER},"startTimeUnixNano":"`),
+      requestAttributes: flat(`","attributes":[${first}`),
+    }
+    byModel.set(model, t)
+  }
+  return t
+}
+
+// what ends a span whose status is unset, by its flags
+const UNSET_LOCAL_END = `],"status":${UNSET},"flags":${LOCAL_PARENT}}`
+const UNSET_REMOTE_END = `],"status":${UNSET},"flags":${REMOTE_PARENT}}`
+// the upstream call's span after its status code's value
+const CLIENT_END = `}}${UNSET_LOCAL_END}`
+
+/** the request span's attributes after its first three (ModelTexts), in the order the SDK's span kept them */
+function requestAttributes(ctx: MeshContext, error: string | undefined): string {
   const u = ctx.usage
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
-  let a = `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(ctx.prompt?.model ?? '')},${TEAM(ctx.identity.team)},${USER(ctx.identity.user)},${TOOL(ctx.identity.tool)},${CACHE(ctx.cache.status)},${num('agentmesh.cost_usd', ctx.cost.usd)},${num('agentmesh.saved_usd', ctx.cost.savedUsd)},${str('agentmesh.request_id', ctx.id)},${num('http.response.status_code', ctx.status ?? 0)}`
+  let a = `,${TEAM(ctx.identity.team)},${USER(ctx.identity.user)},${TOOL(ctx.identity.tool)},${CACHE(ctx.cache.status)},${num('agentmesh.cost_usd', ctx.cost.usd)},${num('agentmesh.saved_usd', ctx.cost.savedUsd)},${str('agentmesh.request_id', ctx.id)},${num('http.response.status_code', ctx.status ?? 0)}`
   if (ctx.answer?.model) a += `,${RESPONSE_MODEL(ctx.answer.model)}`
   if (!hit && !u.estimated) {
     a += `,${num('gen_ai.usage.input_tokens', u.inputTokens)},${num('gen_ai.usage.output_tokens', u.outputTokens)}`
@@ -150,14 +199,9 @@ export function emitSpans(out: (spans: string, count: number) => void, ctx: Mesh
   // the parent-based sampler: an unsampled client trace records no span of ours
   if (parent && !(parent.traceFlags & 1)) return
   const operation = ctx.operation === 'embeddings' ? 'embeddings' : 'chat'
-  const provider = PROVIDERS[ctx.route.vendor] ?? ctx.route.vendor
+  const vendor = ctx.route.vendor
   const failed = (ctx.status ?? 0) >= 400 || ctx.aborted
   const error = failed ? (ctx.error?.type ?? (ctx.aborted ? 'aborted' : String(ctx.status))) : undefined
-  const status = !failed
-    ? UNSET
-    : ctx.error?.type === undefined
-      ? '{"code":2}'
-      : `{"code":2,"message":${JSON.stringify(ctx.error.type)}}`
   // no client trace: the request span starts the trace the vendor was already told about
   const traceId = parent?.traceId ?? marks.upstream?.traceId ?? randomHex(16)
   const self = randomHex(8)
@@ -176,16 +220,25 @@ export function emitSpans(out: (spans: string, count: number) => void, ctx: Mesh
     text = `${span(traceId, randomHex(8), self, 'agentmesh.cache_lookup', INTERNAL, fromN, toN, CACHE(ctx.cache.status), UNSET, LOCAL_PARENT)},`
     count++
   }
-  if (ctx.upstream && routeAt !== undefined) {
+  const up = ctx.upstream
+  if (up && routeAt !== undefined) {
+    const t = textsOf(operation, vendor, ctx.route.model)
     // the span id the vendor received as the parent in its traceparent
-    const attributes = `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(ctx.route.model)},${num('http.response.status_code', ctx.upstream.status)}`
     const spanId = marks.upstream?.spanId ?? randomHex(8)
     const toN = end > routeAt ? (end > start ? endN : nanos(end)) : routeN!
-    text += `${span(traceId, spanId, self, `${operation} ${ctx.route.model}`, CLIENT, routeN!, toN, attributes, UNSET, LOCAL_PARENT)},`
+    // an HTTP status is an integer: its intValue as num() writes it
+    text += `{"traceId":"${traceId}","spanId":"${spanId}","parentSpanId":"${self}${t.clientHead}${routeN}","endTimeUnixNano":"${toN}${t.clientAttributes}${up.status}${CLIENT_END},`
     count++
   }
-  const name = `${operation} ${ctx.prompt?.model ?? ''}`.trim()
-  const attributes = requestAttributes(ctx, operation, provider, error)
-  const flags = parent ? REMOTE_PARENT : LOCAL_PARENT
-  out(text + span(traceId, self, parent?.spanId, name, SERVER, startN, endN, attributes, status, flags), count)
+  const t = textsOf(operation, vendor, ctx.prompt?.model ?? '')
+  const ending = failed
+    ? `],"status":${ctx.error?.type === undefined ? '{"code":2}' : `{"code":2,"message":${JSON.stringify(ctx.error.type)}}`},"flags":${parent ? REMOTE_PARENT : LOCAL_PARENT}}`
+    : parent
+      ? UNSET_REMOTE_END
+      : UNSET_LOCAL_END
+  const ids = parent ? `${self}","parentSpanId":"${parent.spanId}` : self
+  out(
+    `${text}{"traceId":"${traceId}","spanId":"${ids}${t.requestHead}${startN}","endTimeUnixNano":"${endN}${t.requestAttributes}${requestAttributes(ctx, error)}${ending}`,
+    count,
+  )
 }
