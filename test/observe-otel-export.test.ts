@@ -237,7 +237,10 @@ describe('otel export: batches over OTLP/HTTP', () => {
     expect(got).toHaveLength(0)
     await proxy.close()
     expect(got.map((g) => g.path).sort()).toEqual(['/v1/metrics', '/v1/traces'])
-    expect(spansIn(got.filter((g) => g.path === '/v1/traces').map((g) => g.body))).toHaveLength(3)
+    // the request span and the upstream call's: no cache plugin here, so no cache lookup and no span for one
+    const sent = spansIn(got.filter((g) => g.path === '/v1/traces').map((g) => g.body))
+    expect(sent.map((s: any) => s.kind).sort()).toEqual([2, 3])
+    expect(sent.some((s: any) => s.name === 'agentmesh.cache_lookup')).toBe(false)
   })
 
   it("a collector's headers (option over OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS) go with every export, never shown", async () => {
@@ -296,7 +299,8 @@ describe('otel export: batches over OTLP/HTTP', () => {
     expect(metrics.got.map((g) => g.path)).toEqual(['/m'])
     for (const g of [...traces.got, ...metrics.got]) expect(g.headers['content-encoding']).toBe('gzip')
     // the receiver gunzipped and decoded them
-    expect(spansIn(traces.got.map((g) => g.body))).toHaveLength(3)
+    // the request span and the upstream call's (no cache plugin: no lookup span)
+    expect(spansIn(traces.got.map((g) => g.body))).toHaveLength(2)
     expect(metrics.got[0]!.body.resourceMetrics[0].scopeMetrics[0].metrics.map((m: any) => m.name)).toEqual([
       'gen_ai.client.token.usage',
       'gen_ai.client.operation.duration',

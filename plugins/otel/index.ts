@@ -146,6 +146,8 @@ export function otel(options: OtelOptions = {}): Plugin {
   }
   let p: Pipeline | undefined
   let log: Logger | undefined
+  // whether any other plugin looks up a cache: without one there is no lookup, so no span for it
+  let lookups = false
   let queue: MeshContext[] = []
   const drain = () => {
     const done = queue
@@ -168,6 +170,9 @@ export function otel(options: OtelOptions = {}): Plugin {
     async setup(mesh) {
       if (mesh.mode !== 'serve') return
       log = mesh.log
+      lookups =
+        mesh.config.hooks?.cacheLookup !== undefined ||
+        mesh.config.plugins.some((q) => q && q.name !== 'otel' && q.hooks?.cacheLookup !== undefined)
       p = await start(options, settings, () => log)
       return async () => {
         // the requests that ended on this turn, before their spans are sent
@@ -181,7 +186,7 @@ export function otel(options: OtelOptions = {}): Plugin {
           ctx.meta.otel = { start: ctx.startedAt, end: 0, parent: parentOf(ctx.request.headers.get('traceparent')) }
       },
       cacheLookup(ctx) {
-        const m = p && marksOf(ctx)
+        const m = lookups && p && marksOf(ctx)
         if (m) m.cacheStart = performance.now()
       },
       route(ctx) {
