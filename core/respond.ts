@@ -239,6 +239,8 @@ async function renderEventsSliced(events: RenderSteps): Promise<Buffer[]> {
   return utf8Sliced(pieces, slicer)
 }
 
+// the stream bytes read before the relay gives the loop back (64 KB of small translated events: ~5 ms)
+const READ_IN_A_ROW = 128 * 1024
 // one slice of the loop for a large answer's decoding, parse and rendering
 const SLICE_MS = 10
 // the bytes decoded at a time (a UTF-8 sequence cut at the end is completed by the next ones):
@@ -723,13 +725,46 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
       // a web client that left before the first byte gets a response nobody reads
       resolve(nodeRes ? ANSWERED_ON_NODE : (new FastResponse(null, { status: 499 }) as unknown as Response))
     }
+    // an event of megabytes coming: chunks are read in slices, in order, the upstream paused meanwhile
+    let busy: Promise<void> | undefined
+    let queued = 0
+    let slicer: Slicer | undefined
+    const kept = (k: string) => {
+      const s = take ? k + take() : k
+      if (s && !settled) write(s)
+    }
+    const feedLater = (chunk: Buffer) => {
+      queued++
+      body.pause()
+      const s = (slicer ??= new Slicer(SLICE_MS))
+      busy = (busy ?? Promise.resolve())
+        .then(() => (settled ? undefined : parser.feedSliced(chunk, s, kept)))
+        .catch((err: Error) => onError(err))
+        .then(() => {
+          if (--queued) return
+          busy = undefined
+          if (!waiting && !settled) body.resume()
+        })
+    }
+    // undici reads all a socket holds in one turn: megabytes of small events would be read in one
+    // go, so the loop is given back after every READ_IN_A_ROW bytes (a small stream never is)
+    let inARow = 0
+    const breathe = () => {
+      inARow = 0
+      if (!waiting && !busy && !settled) body.resume()
+    }
     const onData = (chunk: Buffer) => {
       if (!started) start()
       if (forward) write(chunk)
-      const kept = take ? parser.feed(chunk) + take() : parser.feed(chunk)
-      if (kept) write(kept)
+      if (parser.heavy(chunk) || busy) return feedLater(chunk)
+      kept(parser.feed(chunk))
+      if ((inARow += chunk.length) > READ_IN_A_ROW) {
+        body.pause()
+        setImmediate(breathe)
+      }
     }
-    const onEnd = () => {
+    const onEnd = (): void => {
+      if (busy) return void busy.then(onEnd)
       if (!started) start()
       const rest = parser.flush() + (take ? take() : '') + (end ? end() : '')
       if (rest) write(rest)

@@ -1,6 +1,22 @@
 // Reading an upstream SSE stream on its way to the client: every chunk is forwarded as it
 // arrives, while a protocol reader rebuilds the answer and usage from the events on the side.
+import { primeEventJson } from './protocols/event-json.ts'
 import type { StreamReader } from './protocols/index.ts'
+import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, parseJsonSliced } from './protocols/shared.ts'
+import type { Slicer } from './slicer.ts'
+
+/** an event's data over this is parsed in slices (and the chunks that may complete one are fed in slices) */
+export const SLICED_EVENT_CHARS = SLICED_PARSE_CHARS
+
+/** JSON.parse(data) in slices; undefined when it is not JSON or nests too deep (the reader then parses it itself) */
+async function parsedOrUndefined(data: string, slicer: Slicer): Promise<unknown> {
+  try {
+    const r = await parseJsonSliced(data, MAX_JSON_DEPTH, slicer)
+    return r.deep ? undefined : r.value
+  } catch {
+    return undefined
+  }
+}
 
 const BOUNDARY = /\r?\n\r?\n/
 // global, so a search starts where the last event ended (lastIndex) without slicing
@@ -31,37 +47,81 @@ export class SseParser {
   // the last characters of the pending text, enough to find a boundary split between chunks
   private tail = ''
   private readonly decoder = new TextDecoder()
+  // bytes given since the last event ended (about the characters waiting): heavy() reads it
+  private pending = 0
   constructor(
     private readonly reader: StreamReader,
     readonly dropEvents: boolean,
   ) {}
 
   feed(chunk: Buffer): string {
+    const events = this.split(chunk)
+    if (!events) return ''
+    let out = ''
+    for (const raw of events) {
+      const data = dataOf(raw)
+      const keep = data === undefined ? true : this.reader.event(data)
+      if (this.dropEvents && keep) out += raw
+    }
+    return out
+  }
+
+  /** whether a chunk would make the text waiting for its event's end larger than SLICED_EVENT_CHARS: then feedSliced */
+  heavy(chunk: Buffer): boolean {
+    return (this.pending += chunk.length) > SLICED_EVENT_CHARS
+  }
+
+  /**
+   * feed in slices of the event loop, for an event of megabytes (tens of thousands of parts in
+   * one Gemini chunk) or many events: its JSON parsed by parseJsonSliced, read by the reader's
+   * eventSliced when it has one, the loop given back between events. Kept events go to `out`
+   * as they are read, in order.
+   */
+  async feedSliced(chunk: Buffer, slicer: Slicer, out: (kept: string) => void): Promise<void> {
+    const events = this.split(chunk)
+    if (!events) return
+    for (const raw of events) {
+      await slicer.pause()
+      const data = dataOf(raw)
+      let keep = true
+      if (data !== undefined && data.length > SLICED_EVENT_CHARS) {
+        await slicer.yield()
+        const value = await parsedOrUndefined(data, slicer)
+        if (value !== undefined) primeEventJson(data, value)
+        await slicer.pause()
+        keep = this.reader.eventSliced
+          ? await this.reader.eventSliced(data, slicer, () => out(''))
+          : this.reader.event(data)
+      } else if (data !== undefined) keep = this.reader.event(data)
+      if (this.dropEvents && keep) out(raw)
+    }
+  }
+
+  /** the chunk's text added; the events it completes, or undefined when none */
+  private split(chunk: Buffer): string[] | undefined {
     const text = this.decoder.decode(chunk, { stream: true })
     if (!BOUNDARY.test(text) && !(this.tail && BOUNDARY.test(this.tail + text.slice(0, 3)))) {
       this.pieces.push(text)
       this.tail = text.length >= 3 ? text.slice(-3) : (this.tail + text).slice(-3)
-      return ''
+      return undefined
     }
     this.pieces.push(text)
     const all = this.pieces.length === 1 ? text : this.pieces.join('')
-    let out = ''
+    const events: string[] = []
     let from = 0
     for (;;) {
       BOUNDARY_AT.lastIndex = from
       const m = BOUNDARY_AT.exec(all)
       if (!m) break
       const end = m.index + m[0].length
-      const raw = all.slice(from, end)
+      events.push(all.slice(from, end))
       from = end
-      const data = dataOf(raw)
-      const keep = data === undefined ? true : this.reader.event(data)
-      if (this.dropEvents && keep) out += raw
     }
     const rest = all.slice(from)
     this.pieces = rest ? [rest] : []
     this.tail = rest.slice(-3)
-    return out
+    this.pending = rest.length
+    return events
   }
 
   /** the end of the stream: a last event without its blank line */

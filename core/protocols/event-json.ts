@@ -13,3 +13,9 @@ export function parseEventJson(data: string): any {
   lastValue = value
   return value
 }
+
+/** what parseEventJson(data) gives next: the value of a large event's data, parsed in slices by the caller */
+export function primeEventJson(data: string, value: unknown): void {
+  lastData = data
+  lastValue = value
+}

@@ -1,6 +1,8 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
 import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../types.ts'
 import { canonicalJson, joiner } from '../canonical.ts'
+import type { Slicer } from '../slicer.ts'
+import { parseEventJson } from './event-json.ts'
 import {
   NotAnAnswerError,
   PARSE_STEP,
@@ -166,6 +168,27 @@ function foldChunk(acc: GeminiResponse, json: unknown): void {
       for (const part of Array.isArray(c.content.parts) ? c.content.parts : []) appendPart(into.content.parts, part)
     }
   })
+}
+
+/** foldChunk for a chunk of tens of thousands of parts: the same fold, the loop given back every PARSE_STEP parts */
+async function foldChunkSliced(acc: GeminiResponse, json: unknown, slicer: Slicer): Promise<void> {
+  if (!isObject(json)) return
+  for (const k in json) if (k !== 'candidates') acc[k] = json[k]
+  const list = Array.isArray(json.candidates) ? json.candidates : []
+  for (let n = 0; n < list.length; n++) {
+    const c: unknown = list[n]
+    if (!isObject(c)) continue
+    const i = Number.isSafeInteger(c.index) && c.index >= 0 && c.index < 16 ? c.index : n
+    const into = (acc.candidates[i] ??= { content: { role: 'model', parts: [] } })
+    for (const k in c) if (k !== 'content') into[k] = c[k]
+    if (!isObject(c.content)) continue
+    if (typeof c.content.role === 'string') into.content.role = c.content.role
+    const parts: unknown[] = Array.isArray(c.content.parts) ? c.content.parts : []
+    for (let j = 0; j < parts.length; j++) {
+      if (j % PARSE_STEP === PARSE_STEP - 1) await slicer.pause()
+      appendPart(into.content.parts, parts[j])
+    }
+  }
 }
 
 /** The neutral view of a whole response, which is kept as the vendor's body for exact replay. */
@@ -400,10 +423,20 @@ export const geminiProtocol: ProtocolAdapter = {
     const reader: StreamReader = {
       event(data) {
         try {
-          foldChunk(acc, JSON.parse(data))
+          foldChunk(acc, parseEventJson(data))
         } catch {
           /* not JSON: pass through untouched */
         }
+        return true
+      },
+      async eventSliced(data, slicer) {
+        let json: unknown
+        try {
+          json = parseEventJson(data)
+        } catch {
+          return true
+        }
+        await foldChunkSliced(acc, json, slicer)
         return true
       },
       // Gemini has no end marker: a finishReason on the last chunk means it completed

@@ -22,6 +22,12 @@ export interface StreamReader {
   finish(): CanonicalAnswer | undefined
   /** usage seen so far (for settling an aborted stream) */
   partialUsage(): Usage
+  /**
+   * event() for an event of megabytes (tens of thousands of parts), read in slices of the event
+   * loop; its JSON was parsed already (parseEventJson gives it). `flush` is called between slices
+   * so what is ready for the client goes out as it is made.
+   */
+  eventSliced?(data: string, slicer: Slicer, flush: () => void): Promise<boolean>
 }
 
 export interface ProtocolAdapter {

@@ -6,7 +6,7 @@
 // The same-protocol path never comes here.
 import { randomUUID } from 'node:crypto'
 import { protocols } from '../protocols/index.ts'
-import { isObject, type StreamReader } from '../protocols/shared.ts'
+import { PARSE_STEP, isObject, type StreamReader } from '../protocols/shared.ts'
 import { UpstreamError } from '../upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
 import { expandInput, isTranslatedTurn, recordTurn } from './chains.ts'
@@ -184,6 +184,25 @@ export function streamTranslator(
       vendorReader.event(data)
       if (rewrite) for (const e of decode(data)) for (const r of rewrite(e)) out += encode(r)
       else for (const e of decode(data)) out += encode(e)
+      return false
+    },
+    // one vendor event of tens of thousands of parts: as many client events, made in slices and
+    // handed on (flush) as they are made; the same text as event() would have made
+    async eventSliced(data, slicer, flush) {
+      if (vendorReader.eventSliced) await vendorReader.eventSliced(data, slicer, flush)
+      else vendorReader.event(data)
+      await slicer.pause()
+      const events = decode(data)
+      for (let i = 0; i < events.length; i++) {
+        if (rewrite) for (const r of rewrite(events[i]!)) out += encode(r)
+        else out += encode(events[i]!)
+        // handed on in small pieces: a write of megabytes of text is a long step of its own
+        if (i % PARSE_STEP === PARSE_STEP - 1) {
+          flush()
+          await slicer.pause()
+        }
+      }
+      flush()
       return false
     },
     finish: () => vendorReader.finish(),
