@@ -182,8 +182,17 @@ export function otel(options: OtelOptions = {}): Plugin {
     },
     hooks: {
       beforeRequest(ctx) {
+        // every field from the start: one object shape for all requests (no shape change per mark)
         if (p)
-          ctx.meta.otel = { start: ctx.startedAt, end: 0, parent: parentOf(ctx.request.headers.get('traceparent')) }
+          ctx.meta.otel = {
+            start: ctx.startedAt,
+            cacheStart: undefined,
+            cacheEnd: undefined,
+            routeAt: undefined,
+            end: 0,
+            parent: parentOf(ctx.request.headers.get('traceparent')),
+            upstream: undefined,
+          } satisfies Marks
       },
       cacheLookup(ctx) {
         const m = lookups && p && marksOf(ctx)

@@ -15,8 +15,7 @@ import * as otlp from './otlp.ts'
 
 // the imported functions taken once: under the TypeScript loader (jiti) every use of an imported
 // binding is a property read through its module wrapper, several per span
-const { flat, nanos, num, str } = otlp
-const repeatedStr = otlp.repeatedStr
+const { flat, nanos, numAfterComma, repeatedStr, strAfterComma } = otlp
 
 /** a W3C trace context: the client's traceparent */
 export interface TraceParent {
@@ -121,11 +120,24 @@ function span(
 const OPERATION = repeatedStr('gen_ai.operation.name')
 const PROVIDER = repeatedStr('gen_ai.provider.name')
 const REQUEST_MODEL = repeatedStr('gen_ai.request.model')
-const RESPONSE_MODEL = repeatedStr('gen_ai.response.model')
-const TEAM = repeatedStr('agentmesh.team')
-const USER = repeatedStr('agentmesh.user')
-const TOOL = repeatedStr('agentmesh.tool')
 const CACHE = repeatedStr('agentmesh.cache')
+// the request span's other attributes, each text with the comma before it
+const RESPONSE_MODEL = repeatedStr('gen_ai.response.model', 1000, ',')
+const TEAM = repeatedStr('agentmesh.team', 1000, ',')
+const USER = repeatedStr('agentmesh.user', 1000, ',')
+const TOOL = repeatedStr('agentmesh.tool', 1000, ',')
+const CACHE_AFTER = repeatedStr('agentmesh.cache', 1000, ',')
+const COST = numAfterComma('agentmesh.cost_usd')
+const SAVED = numAfterComma('agentmesh.saved_usd')
+const REQUEST_ID = strAfterComma('agentmesh.request_id')
+const STATUS_CODE = numAfterComma('http.response.status_code')
+const INPUT_TOKENS = numAfterComma('gen_ai.usage.input_tokens')
+const OUTPUT_TOKENS = numAfterComma('gen_ai.usage.output_tokens')
+const CACHE_READ_TOKENS = numAfterComma('gen_ai.usage.cache_read.input_tokens')
+const CACHE_WRITE_TOKENS = numAfterComma('gen_ai.usage.cache_creation.input_tokens')
+const SIMILARITY = numAfterComma('agentmesh.cache.similarity')
+const CONVERSATION = strAfterComma('gen_ai.conversation.id')
+const ERROR_TYPE = strAfterComma('error.type')
 
 /**
  * The text around a span's times that only its operation, vendor and model decide: its name and
@@ -179,17 +191,17 @@ const CLIENT_END = `}}${UNSET_LOCAL_END}`
 function requestAttributes(ctx: MeshContext, error: string | undefined): string {
   const u = ctx.usage
   const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
-  let a = `,${TEAM(ctx.identity.team)},${USER(ctx.identity.user)},${TOOL(ctx.identity.tool)},${CACHE(ctx.cache.status)},${num('agentmesh.cost_usd', ctx.cost.usd)},${num('agentmesh.saved_usd', ctx.cost.savedUsd)},${str('agentmesh.request_id', ctx.id)},${num('http.response.status_code', ctx.status ?? 0)}`
-  if (ctx.answer?.model) a += `,${RESPONSE_MODEL(ctx.answer.model)}`
+  let a = `${TEAM(ctx.identity.team)}${USER(ctx.identity.user)}${TOOL(ctx.identity.tool)}${CACHE_AFTER(ctx.cache.status)}${COST(ctx.cost.usd)}${SAVED(ctx.cost.savedUsd)}${REQUEST_ID(ctx.id)}${STATUS_CODE(ctx.status ?? 0)}`
+  if (ctx.answer?.model) a += RESPONSE_MODEL(ctx.answer.model)
   if (!hit && !u.estimated) {
-    a += `,${num('gen_ai.usage.input_tokens', u.inputTokens)},${num('gen_ai.usage.output_tokens', u.outputTokens)}`
-    if (u.cacheReadTokens) a += `,${num('gen_ai.usage.cache_read.input_tokens', u.cacheReadTokens)}`
-    if (u.cacheWriteTokens) a += `,${num('gen_ai.usage.cache_creation.input_tokens', u.cacheWriteTokens)}`
+    a += `${INPUT_TOKENS(u.inputTokens)}${OUTPUT_TOKENS(u.outputTokens)}`
+    if (u.cacheReadTokens) a += CACHE_READ_TOKENS(u.cacheReadTokens)
+    if (u.cacheWriteTokens) a += CACHE_WRITE_TOKENS(u.cacheWriteTokens)
   }
-  if (ctx.cache.similarity !== undefined) a += `,${num('agentmesh.cache.similarity', ctx.cache.similarity)}`
+  if (ctx.cache.similarity !== undefined) a += SIMILARITY(ctx.cache.similarity)
   const conversation = ctx.request.headers.get('x-agentmesh-session') ?? ctx.request.headers.get('x-session-id')
-  if (conversation) a += `,${str('gen_ai.conversation.id', conversation.slice(0, 128))}`
-  if (error !== undefined) a += `,${str('error.type', error)}`
+  if (conversation) a += CONVERSATION(conversation.slice(0, 128))
+  if (error !== undefined) a += ERROR_TYPE(error)
   return a
 }
 
