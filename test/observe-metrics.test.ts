@@ -139,6 +139,38 @@ describe('metrics: /metrics in Prometheus text format', () => {
   })
 })
 
+describe('metrics: the status label', () => {
+  it('is bounded as the others: past the limit a new status counts as `other`, the admitted ones stay', async () => {
+    clearVendorEnv()
+    const { mock, proxy } = await startMockAndProxy({ config: { plugins: [metrics({ labelLimits: { status: 2 } })] } })
+    try {
+      const send = () =>
+        postJson(
+          `${proxy.url}/v1/chat/completions`,
+          { model: 'gpt-4o-mini', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] },
+          { authorization: 'Bearer sk-x' },
+        )
+      const statuses: number[] = []
+      // 200, then the vendor's 500s (the proxy answers 502) and 429s: two distinct statuses fit
+      for (const vendorStatus of [0, 0, 500, 429, 429, 0]) {
+        mock.behaviour = vendorStatus ? { status: vendorStatus } : {}
+        statuses.push((await send()).status)
+      }
+      expect(new Set(statuses).size).toBe(3)
+      const text = await (await fetch(`${proxy.url}/metrics`)).text()
+      const [first, second, third] = [...new Set(statuses)]
+      const count = (s: number) => statuses.filter((x) => x === s).length
+      expect(sample(text, 'agentmesh_requests_total', { status: String(first) })).toBe(count(first!))
+      expect(sample(text, 'agentmesh_requests_total', { status: String(second) })).toBe(count(second!))
+      expect(sample(text, 'agentmesh_requests_total', { status: 'other' })).toBe(count(third!))
+      expect(text).not.toContain(`status="${third}"`)
+    } finally {
+      await proxy.close()
+      await mock.close()
+    }
+  })
+})
+
 describe('metrics: access', () => {
   it('needs the admin token when the events need authentication', async () => {
     clearVendorEnv()

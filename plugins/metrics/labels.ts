@@ -16,15 +16,21 @@ export const DEFAULT_LIMITS: Record<LabelName, number> = {
 const MAX_LENGTH = 64
 
 export class LabelSets {
-  readonly #seen = new Map<LabelName, Set<string>>()
-  constructor(private readonly limits: Record<LabelName, number>) {
-    for (const k of Object.keys(limits) as LabelName[]) this.#seen.set(k, new Set())
+  // one property per label (not a Map by label name): a request reads six of them
+  readonly #seen: Record<LabelName, Set<string>> = {
+    team: new Set(),
+    user: new Set(),
+    tool: new Set(),
+    vendor: new Set(),
+    model: new Set(),
+    status: new Set(),
   }
+  constructor(private readonly limits: Record<LabelName, number>) {}
 
   /** the value to use for `label`: itself while there is room, else `other` */
   value(label: LabelName, raw: string | undefined): string {
     const v = raw ? (raw.length > MAX_LENGTH ? raw.slice(0, MAX_LENGTH) : raw) : 'unknown'
-    const seen = this.#seen.get(label)!
+    const seen = this.#seen[label]
     if (seen.has(v)) return v
     if (seen.size >= this.limits[label]) return 'other'
     seen.add(v)

@@ -72,7 +72,19 @@ function level(parent: Level, key: string): Level {
 export function createMetrics(registry: Registry) {
   const series: Series[] = []
   const byWho: Level = new Map()
-  const cache = new Map<string, number>()
+  // lookups by layer and outcome: fixed counters (a request bumps one or two), the zeros not exported
+  const cache: Record<CacheCount, number> = {
+    'exact:hit': 0,
+    'exact:miss': 0,
+    'exact:bypass': 0,
+    'semantic:hit': 0,
+    'semantic:miss': 0,
+    'semantic:bypass': 0,
+    'vendor:hit': 0,
+    'vendor:miss': 0,
+  }
+  // each HTTP status's label, decided once (a value admitted stays admitted, `other` stays other)
+  const statusLabels: string[] = []
   const quota = new Map<string, [number, number]>() // team -> [warn, block]
   const hists = { upstream: new Map<string, Hist>(), ttft: new Map<string, Hist>(), overhead: new Map<string, Hist>() }
   const registers = [registry]
@@ -115,7 +127,8 @@ export function createMetrics(registry: Registry) {
     'Cache lookups by layer (exact, semantic, vendor prompt cache) and outcome (hit, miss, bypass)',
     ['layer', 'outcome'],
     (c) => {
-      for (const [k, n] of cache) {
+      for (const [k, n] of Object.entries(cache)) {
+        if (!n) continue
         const [layer, outcome] = k.split(':')
         c.inc({ layer: layer!, outcome: outcome! }, n)
       }
@@ -159,7 +172,7 @@ export function createMetrics(registry: Registry) {
     OVERHEAD_BUCKETS,
     hists.overhead,
   )
-  return { series, byWho, cache, quota, hists }
+  return { series, byWho, cache, statusLabels, quota, hists }
 }
 
 /**
@@ -188,6 +201,17 @@ export type Metrics = ReturnType<typeof createMetrics>
 
 const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
 
+type CacheCount = `${'exact' | 'semantic'}:${'hit' | 'miss' | 'bypass'}` | `vendor:${'hit' | 'miss'}`
+
+/** the status label of a request: `aborted`, or its HTTP status (bounded as every label) */
+function statusLabel(m: Metrics, labels: LabelSets, ctx: MeshContext): string {
+  if (ctx.aborted) return labels.value('status', 'aborted')
+  const code = ctx.status ?? 0
+  // an HTTP status is an integer below 1000: its label found by index, no text made per request
+  if (!(Number.isInteger(code) && code >= 0 && code < 1000)) return labels.value('status', String(code))
+  return (m.statusLabels[code] ??= labels.value('status', String(code)))
+}
+
 /** Add one finished request to the metrics. */
 export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx: MeshContext, now: number): void {
   const id = ctx.identity
@@ -204,7 +228,7 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
     byModel.set(model, s)
     m.series.push(s)
   }
-  bump(s.byStatus, labels.value('status', ctx.aborted ? 'aborted' : String(ctx.status ?? 0)))
+  bump(s.byStatus, statusLabel(m, labels, ctx))
   const u = ctx.usage
   s.tokens[0] += u.inputTokens
   s.tokens[1] += u.outputTokens
@@ -250,16 +274,19 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
 function recordCache(m: Metrics, layers: Layers, ctx: MeshContext) {
   const status = ctx.cache.status
   const c = m.cache
-  if (status === 'exact') bump(c, 'exact:hit')
+  if (status === 'exact') c['exact:hit']++
   else if (status === 'semantic') {
-    if (layers.exact) bump(c, 'exact:miss')
-    bump(c, 'semantic:hit')
+    if (layers.exact) c['exact:miss']++
+    c['semantic:hit']++
   } else if (status === 'bypass') {
-    if (layers.exact) bump(c, 'exact:bypass')
-    if (layers.semantic) bump(c, 'semantic:bypass')
+    if (layers.exact) c['exact:bypass']++
+    if (layers.semantic) c['semantic:bypass']++
   } else if (ctx.upstream || ctx.answer) {
-    if (layers.exact) bump(c, 'exact:miss')
-    if (layers.semantic) bump(c, 'semantic:miss')
+    if (layers.exact) c['exact:miss']++
+    if (layers.semantic) c['semantic:miss']++
   }
-  if (ctx.upstream && ctx.upstream.status < 300) bump(c, ctx.usage.cacheReadTokens > 0 ? 'vendor:hit' : 'vendor:miss')
+  if (ctx.upstream && ctx.upstream.status < 300) {
+    if (ctx.usage.cacheReadTokens > 0) c['vendor:hit']++
+    else c['vendor:miss']++
+  }
 }
