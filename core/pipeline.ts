@@ -439,8 +439,11 @@ async function callOnce(m: MeshInternals, ctx: CoreContext): Promise<void> {
     ctx.hideUsageChunk = true
   }
   const res = await vendor.call(ctx)
-  if ('status' in res && ctx.translation && !res.stream) ctx.response = translateWhole(ctx, ctx.translation, res)
-  else if ('status' in res)
+  if ('status' in res && ctx.translation && !res.stream) {
+    // a promise for an answer of megabytes only (read in slices)
+    const whole = translateWhole(ctx, ctx.translation, res)
+    ctx.response = whole instanceof Promise ? await whole : whole
+  } else if ('status' in res)
     ctx.response = { kind: 'upstream', status: res.status, headers: res.headers, body: res.body, stream: res.stream }
   else {
     ctx.answer = res

@@ -17,10 +17,9 @@ import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import { eventRewriter, rewriteAnswer, rewriteBody } from './translate/answer-text.ts'
 import { SseParser } from './stream.ts'
-import { PIECE_CHARS, stringifySliced, utf8Sliced } from './json-sliced.ts'
-import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, parseJsonSliced, type RenderSteps } from './protocols/shared.ts'
+import { PIECE_CHARS, parseBufferSliced, stringifySliced, utf8Sliced } from './json-sliced.ts'
+import { SLICED_PARSE_CHARS, type RenderSteps } from './protocols/shared.ts'
 import { Slicer } from './slicer.ts'
-import { StringDecoder } from 'node:string_decoder'
 import { UpstreamError } from './upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, Usage } from './types.ts'
 import type { MeshInternals } from './app.ts'
@@ -243,35 +242,14 @@ async function renderEventsSliced(events: RenderSteps): Promise<Buffer[]> {
 const READ_IN_A_ROW = 128 * 1024
 // one slice of the loop for a large answer's decoding, parse and rendering
 const SLICE_MS = 10
-// the bytes decoded at a time (a UTF-8 sequence cut at the end is completed by the next ones):
-// 1-3 ms each for text of 2- to 4-byte characters
-const DECODE_BYTES = 64 * 1024
-
 /**
  * readAnswer for a body of megabytes: decoded and parsed in slices of the event loop (one
  * toString and JSON.parse of 5 MB held it 60 ms), the same value as JSON.parse of the whole.
  */
 async function readAnswerSliced(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): Promise<boolean> {
-  const slicer = new Slicer(SLICE_MS)
-  // not in the turn that put the body together (a copy of megabytes)
-  await slicer.yield()
-  const decoder = new StringDecoder('utf8')
-  const parts: string[] = []
-  for (let at = 0; at < buf.length; at += DECODE_BYTES) {
-    parts.push(decoder.write(buf.subarray(at, at + DECODE_BYTES)))
-    await slicer.pause()
-  }
-  parts.push(decoder.end())
-  // the whole text is one allocation of megabytes (its pages touched for the first time: ~3 ms a
-  // MB here): in a slice of its own, the parse's first slice after it
-  await slicer.yield()
-  const text = parts.join('')
-  await slicer.yield()
   let json: unknown
   try {
-    const parsed = await parseJsonSliced(text, MAX_JSON_DEPTH, slicer)
-    // nested deeper than a request may be: an answer is not refused for it, only parsed in one go
-    json = parsed.deep ? JSON.parse(text) : parsed.value
+    json = await parseBufferSliced(buf, new Slicer(SLICE_MS))
   } catch {
     return false
   }
