@@ -39,14 +39,16 @@ interface Hist {
   count: number
 }
 
-function histOf(map: Map<string, Hist>, key: string, labels: () => Record<string, string>, buckets: number[]): Hist {
+/** the histogram of `key`, made with `labels` (callers evaluate this only for a new key: nothing made per request) */
+function histOf(map: Map<string, Hist>, key: string, labels: Record<string, string>, buckets: number[]): Hist {
   let h = map.get(key)
   if (h === undefined) {
-    h = { labels: labels(), counts: new Array(buckets.length).fill(0), sum: 0, count: 0 }
+    h = { labels, counts: new Array(buckets.length).fill(0), sum: 0, count: 0 }
     map.set(key, h)
   }
   return h
 }
+
 
 function add(h: Hist, buckets: number[], v: number) {
   let i = 0
@@ -247,22 +249,22 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
   }
   const up = ctx.upstream
   if (up) {
-    const vm = () => ({ vendor, model })
+    // found once per series (its labels name the vendor and model)
     add(
-      (s.upstream ??= histOf(m.hists.upstream, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS)),
+      (s.upstream ??= histOf(m.hists.upstream, `${vendor}\u0000${model}`, { vendor, model }, LATENCY_BUCKETS)),
       LATENCY_BUCKETS,
       up.latencyMs / 1000,
     )
     if (ctx.prompt.stream)
       add(
-        (s.ttft ??= histOf(m.hists.ttft, `${vendor}\u0000${model}`, vm, LATENCY_BUCKETS)),
+        (s.ttft ??= histOf(m.hists.ttft, `${vendor}\u0000${model}`, { vendor, model }, LATENCY_BUCKETS)),
         LATENCY_BUCKETS,
         up.latencyMs / 1000,
       )
   }
   if (!ctx.prompt?.stream) {
     const cache = ctx.cache.status
-    const h = histOf(m.hists.overhead, cache, () => ({ cache }), OVERHEAD_BUCKETS)
+    const h = m.hists.overhead.get(cache) ?? histOf(m.hists.overhead, cache, { cache }, OVERHEAD_BUCKETS)
     add(h, OVERHEAD_BUCKETS, Math.max(0, now - ctx.startedAt - (up?.latencyMs ?? 0)) / 1000)
   }
 }

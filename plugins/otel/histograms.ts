@@ -97,14 +97,13 @@ export class GenAiHistograms {
     private readonly scope = { name: 'agentmesh', version: '' },
   ) {}
 
-  #series(parent: Level, key: string, attrs: () => Attributes): Series {
-    let s = parent.get(key) as Series | undefined
-    if (s !== undefined) return s
+  /** a new attribute set's series (the overflow one past the limit); `type`: its error.type */
+  #made(parent: Level, key: string, a: Attributes, type: string | undefined): Series {
     if (this.#sets.length >= MAX_SETS) {
       this.#overflow ??= { attrs: { 'otel.metric.overflow': true } }
       return this.#overflow
     }
-    s = { attrs: attrs() }
+    const s: Series = { attrs: type === undefined ? a : { ...a, 'error.type': type } }
     parent.set(key, s)
     this.#sets.push(s)
     return s
@@ -117,20 +116,15 @@ export class GenAiHistograms {
     const requested = ctx.prompt?.model ?? ''
     const answered = ctx.answer?.model
     const byType = level(level(level(level(this.#tree, operation), vendor), requested), answered ?? '')
-    const attrs = (): Attributes => {
-      const a: Attributes = {
-        'gen_ai.operation.name': operation,
-        'gen_ai.provider.name': vendor,
-        'gen_ai.request.model': requested,
-      }
-      if (answered) a['gen_ai.response.model'] = answered
-      return a
-    }
-    const failed = (ctx.status ?? 0) >= 400
-    const s = this.#series(byType, '', attrs)
-    if (failed) {
+    // the attribute object is made only for a new series (no closure per request)
+    const s =
+      (byType.get('') as Series | undefined) ??
+      this.#made(byType, '', attributes(operation, vendor, requested, answered), undefined)
+    if ((ctx.status ?? 0) >= 400) {
       const type = ctx.error?.type || String(ctx.status)
-      const e = this.#series(byType, type, () => ({ ...attrs(), 'error.type': type }))
+      const e =
+        (byType.get(type) as Series | undefined) ??
+        this.#made(byType, type, attributes(operation, vendor, requested, answered), type)
       ;(e.duration ??= new Hist(Date.now())).record(seconds)
     } else (s.duration ??= new Hist(Date.now())).record(seconds)
     const hit = ctx.cache.status === 'exact' || ctx.cache.status === 'semantic'
@@ -162,6 +156,16 @@ export class GenAiHistograms {
     if (!metrics.length) return undefined
     return { resource: this.resource, scopeMetrics: [{ scope: this.scope, metrics }] }
   }
+}
+
+function attributes(operation: string, vendor: string, requested: string, answered: string | undefined): Attributes {
+  const a: Attributes = {
+    'gen_ai.operation.name': operation,
+    'gen_ai.provider.name': vendor,
+    'gen_ai.request.model': requested,
+  }
+  if (answered) a['gen_ai.response.model'] = answered
+  return a
 }
 
 const TOKENS = {
