@@ -214,15 +214,30 @@ function statusLabel(m: Metrics, labels: LabelSets, ctx: MeshContext): string {
   return (m.statusLabels[code] ??= labels.value('status', String(code)))
 }
 
-/** Add one finished request to the metrics. */
-export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx: MeshContext, now: number): void {
-  const id = ctx.identity
-  const team = labels.value('team', id.team)
-  const user = labels.value('user', id.user)
-  const tool = labels.value('tool', id.tool)
-  // refused before any vendor answered: no vendor is named, as in X-AgentMesh-Vendor
-  const vendor = ctx.response?.kind === 'error' && !ctx.upstream ? 'none' : labels.value('vendor', ctx.route.vendor)
-  const model = labels.value('model', ctx.answer?.model || ctx.route.model || ctx.prompt?.model)
+/** the series at these values, when each level has them as keys (undefined is never a key) */
+function seriesOf(root: Level, a: string, b: string, c: string, d: string, e: string | undefined): Series | undefined {
+  const l1 = root.get(a) as Level | undefined
+  const l2 = l1 && (l1.get(b) as Level | undefined)
+  const l3 = l2 && (l2.get(c) as Level | undefined)
+  const l4 = l3 && (l3.get(d) as Level | undefined)
+  return l4 && e !== undefined ? (l4.get(e) as Series | undefined) : undefined
+}
+
+/** the series of these raw values through the label sets (bounded, `other` past a limit), made if new */
+function newSeries(
+  m: Metrics,
+  labels: LabelSets,
+  rawTeam: string,
+  rawUser: string,
+  rawTool: string,
+  vendorName: string,
+  modelName: string | undefined,
+): Series {
+  const team = labels.value('team', rawTeam)
+  const user = labels.value('user', rawUser)
+  const tool = labels.value('tool', rawTool)
+  const vendor = vendorName === 'none' ? 'none' : labels.value('vendor', vendorName)
+  const model = labels.value('model', modelName)
   const byModel = level(level(level(level(m.byWho, team), user), tool), vendor)
   let s = byModel.get(model) as Series | undefined
   if (s === undefined) {
@@ -230,6 +245,21 @@ export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx
     byModel.set(model, s)
     m.series.push(s)
   }
+  return s
+}
+
+/** Add one finished request to the metrics. */
+export function recordRequest(m: Metrics, labels: LabelSets, layers: Layers, ctx: MeshContext, now: number): void {
+  const id = ctx.identity
+  // refused before any vendor answered: no vendor is named, as in X-AgentMesh-Vendor
+  const vendorName = ctx.response?.kind === 'error' && !ctx.upstream ? 'none' : ctx.route.vendor
+  const modelName = ctx.answer?.model || ctx.route.model || ctx.prompt?.model
+  // values seen before are their own labels (admitted for good): the tree answers with no label
+  // check; a new, folded, cut or missing value takes the label sets' way
+  const s =
+    seriesOf(m.byWho, id.team, id.user, id.tool, vendorName, modelName) ??
+    newSeries(m, labels, id.team, id.user, id.tool, vendorName, modelName)
+  const { team, vendor, model } = s.who
   bump(s.byStatus, statusLabel(m, labels, ctx))
   const u = ctx.usage
   s.tokens[0] += u.inputTokens
