@@ -3,7 +3,9 @@
 // event in the client's own protocol. Only text and tool-call arguments are rewritten; thinking
 // blocks stay as the vendor signed them, and everything the core keeps (ctx.answer, what caches
 // store, what the audit hashes) stays the vendor's own. Nothing here runs unless answerText is set.
-import { isObject, sse } from '../protocols/shared.ts'
+import { cutString, parseBufferSliced, stringifySliced, utf8Sliced } from '../json-sliced.ts'
+import { isObject, runGenerator, sse } from '../protocols/shared.ts'
+import type { Slicer } from '../slicer.ts'
 import type { AnswerTextRewriter, CanonicalAnswer, MeshContext, ProtocolName } from '../types.ts'
 import type { StreamEvent } from './stream.ts'
 
@@ -15,17 +17,48 @@ export function rewriteWhole(at: AnswerText, text: string): string {
   return r.rewrite(text) + r.flush()
 }
 
+// a text longer than this is given to the rewriter in pieces of this many characters, as a stream
+// gives it its deltas, a step each (a rewriter's output for a text in pieces is the text's)
+const LONG_TEXT = 64 * 1024
+
+/** rewriteWhole, a piece of a long text a step (the same text) */
+function* rewriteWholeSteps(at: AnswerText, text: string): Generator<undefined, string, undefined> {
+  if (text.length <= LONG_TEXT) return rewriteWhole(at, text)
+  const r = at.open()
+  const out: string[] = []
+  for (const piece of cutString(text, LONG_TEXT)) {
+    out.push(r.rewrite(piece))
+    yield
+  }
+  out.push(r.flush())
+  return out.join('')
+}
+
 // thinking and reasoning are signed or encrypted by the vendor and sent back on the next turn as
 // they came: rewriting them would break the signature
 const KEEP_TYPES = new Set(['thinking', 'redacted_thinking', 'reasoning'])
+// strings rewritten between two steps of rewriteJsonSteps
+const JSON_STEP = 256
 
 /** Every string in a JSON value rewritten whole (copied where something changed), thinking blocks kept. */
 export function rewriteJson(at: AnswerText, value: unknown): unknown {
-  if (typeof value === 'string') return rewriteWhole(at, value)
+  return runGenerator(rewriteJsonSteps(at, value, { n: 0 }))
+}
+
+/** rewriteJson as steps: a pause every JSON_STEP strings and every piece of a long one (`seen` counts the strings) */
+function* rewriteJsonSteps(
+  at: AnswerText,
+  value: unknown,
+  seen: { n: number },
+): Generator<undefined, unknown, undefined> {
+  if (typeof value === 'string') {
+    if (++seen.n % JSON_STEP === 0) yield
+    return yield* rewriteWholeSteps(at, value)
+  }
   if (Array.isArray(value)) {
     let out: unknown[] | undefined
     for (let i = 0; i < value.length; i++) {
-      const v = rewriteJson(at, value[i])
+      const v = yield* rewriteJsonSteps(at, value[i], seen)
       if (v !== value[i]) (out ??= value.slice())[i] = v
     }
     return out ?? value
@@ -33,7 +66,7 @@ export function rewriteJson(at: AnswerText, value: unknown): unknown {
   if (!isObject(value) || KEEP_TYPES.has(value.type) || value.thought === true) return value
   let out: Record<string, unknown> | undefined
   for (const k in value) {
-    const v = rewriteJson(at, value[k])
+    const v = yield* rewriteJsonSteps(at, value[k], seen)
     if (v !== value[k]) (out ??= { ...value })[k] = v
   }
   return out ?? value
@@ -61,14 +94,52 @@ export function rewriteBody(at: AnswerText, protocol: ProtocolName, body: Buffer
   } catch {
     return body
   }
+  return JSON.stringify(runGenerator(rewrittenSteps(at, protocol, json)))
+}
+
+/**
+ * rewriteBody for a body of megabytes, in slices of the event loop: parsed, rewritten and
+ * stringified in slices, as UTF-8 pieces (the bytes of rewriteBody).
+ */
+export async function rewriteBodySliced(
+  at: AnswerText,
+  protocol: ProtocolName,
+  body: Buffer,
+  slicer: Slicer,
+): Promise<Buffer | Buffer[]> {
+  let json: unknown
+  try {
+    json = await parseBufferSliced(body, slicer)
+  } catch {
+    return body
+  }
+  const steps = rewrittenSteps(at, protocol, json)
+  let r = steps.next()
+  while (!r.done) {
+    await slicer.pause()
+    r = steps.next()
+  }
+  return utf8Sliced((await stringifySliced(r.value, slicer)) ?? [], slicer)
+}
+
+/** the body's value rewritten, as steps */
+function* rewrittenSteps(
+  at: AnswerText,
+  protocol: ProtocolName,
+  json: unknown,
+): Generator<undefined, unknown, undefined> {
   if (protocol === 'gemini' && Array.isArray(json)) {
     const g = geminiEvents(at)
-    const out = json.map((c) => g.chunk(c))
+    const out: unknown[] = []
+    for (let i = 0; i < json.length; i++) {
+      if (i % JSON_STEP === JSON_STEP - 1) yield
+      out.push(g.chunk(json[i]))
+    }
     const tail = g.end()
     if (tail) out.push(tail)
-    return JSON.stringify(out)
+    return out
   }
-  return JSON.stringify(rewriteJson(at, json))
+  return yield* rewriteJsonSteps(at, json, { n: 0 })
 }
 
 // ---------------------------------------------------------------- streams
