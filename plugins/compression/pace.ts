@@ -45,13 +45,3 @@ export function runThrough<T>(steps: Steps<T>): T {
   while (!r.done) r = steps.next()
   return r.value
 }
-
-/** arr.map(fn), a pause every STEP elements */
-export function* mapSteps<T, U>(arr: readonly T[], fn: (x: T) => U): Steps<U[]> {
-  const out: U[] = []
-  for (let i = 0; i < arr.length; i++) {
-    if (i % STEP === STEP - 1) yield
-    out.push(fn(arr[i]!))
-  }
-  return out
-}

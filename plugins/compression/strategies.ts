@@ -3,7 +3,15 @@
 // image; old-turns drops whole turns only, so every tool call keeps its result.
 import { NEVER, ticker, type Pace } from './pace.ts'
 import { alternationCutsPaced, windowStart, type Turn } from './units.ts'
-import { languageOfPath, minifyFences, minifyJson, minifyOutput } from './text.ts'
+import {
+  languageOfPath,
+  minifyFences,
+  minifyFencesPaced,
+  minifyJson,
+  minifyJsonPaced,
+  minifyOutput,
+  minifyOutputPaced,
+} from './text.ts'
 import type { BodyView, Msg, Part } from './view.ts'
 
 export type Count = (text: string) => number
@@ -99,6 +107,9 @@ export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = 
   return changed
 }
 
+/** texts at least this long are rewritten in slices of a pace (a tool output of megabytes: 100-200 ms in one go) */
+const LONG_TEXT = 16 * 1024
+
 /** Whitespace and JSON minification in tool outputs, tool arguments and fenced code blocks. */
 export async function minify(turns: Turn[], touch?: Touch, pace: Pace = NEVER): Promise<boolean> {
   const calls = await callsById(turns, pace)
@@ -111,13 +122,19 @@ export async function minify(turns: Turn[], touch?: Touch, pace: Pace = NEVER): 
       for (const p of m.parts) {
         if (tick(p.text.length)) await pace.yield()
         if (!p.set) continue
+        const long = pace !== NEVER && p.text.length >= LONG_TEXT
         if (p.kind === 'result') {
           const path = p.id ? pathOf(calls.get(p.id)) : undefined
-          changed = rewrite(m, p, minifyOutput(p.text, path ? languageOfPath(path) : ''), touch) || changed
+          const lang = path ? languageOfPath(path) : ''
+          const text = long ? await minifyOutputPaced(p.text, lang, pace) : minifyOutput(p.text, lang)
+          changed = rewrite(m, p, text, touch) || changed
         } else if (p.kind === 'call') {
-          const j = minifyJson(p.text)
+          const j = long ? await minifyJsonPaced(p.text, pace) : minifyJson(p.text)
           if (j !== undefined) changed = rewrite(m, p, j, touch) || changed
-        } else if (p.kind === 'text') changed = rewrite(m, p, minifyFences(p.text), touch) || changed
+        } else if (p.kind === 'text') {
+          const text = long ? await minifyFencesPaced(p.text, pace) : minifyFences(p.text)
+          changed = rewrite(m, p, text, touch) || changed
+        }
       }
     }
   }
