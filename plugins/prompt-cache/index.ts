@@ -173,6 +173,13 @@ export async function addCacheControlLarge(
   return added
 }
 
+/** what was marked goes upstream (the body changed) and into the request's meta */
+function noteMarks(ctx: MeshContext, added: Array<'tools' | 'system'>): void {
+  if (!added.length) return
+  ctx.request.dirty = true
+  ctx.meta['prompt-cache'] = { added }
+}
+
 /** the slices of a large body's marking (issue 11: no request holds the others up for more than about 50 ms) */
 const SLICE_MS = 10
 const LARGE_TOOLS = 2048
@@ -199,17 +206,12 @@ export function promptCache(options: PromptCacheOptions = {}): Plugin {
       route(ctx) {
         if (ctx.response || !applies(ctx)) return
         const count = (t: string) => ctx.mesh.tokens.count(t, ctx.route.model || ctx.prompt.model)
-        const done = (added: Array<'tools' | 'system'>) => {
-          if (!added.length) return
-          ctx.request.dirty = true
-          ctx.meta['prompt-cache'] = { added }
-        }
         // a body of megabytes (tens of thousands of tools) is marked in slices; a small one in one go
         // (SDK mode has no raw body: the tools' number tells)
         const body = ctx.request.body
         if ((ctx.request.rawBody?.length ?? 0) > SLICED_PARSE_CHARS || body?.tools?.length > LARGE_TOOLS)
-          return addCacheControlLarge(body, count, opts, new Slicer(SLICE_MS)).then(done)
-        done(addCacheControl(body, count, opts))
+          return addCacheControlLarge(body, count, opts, new Slicer(SLICE_MS)).then((added) => noteMarks(ctx, added))
+        noteMarks(ctx, addCacheControl(body, count, opts))
       },
       afterResponse(ctx) {
         if (ctx.protocol !== 'anthropic' || ctx.operation !== 'chat') return
