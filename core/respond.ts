@@ -15,7 +15,13 @@ import { maskSecrets } from './log.ts'
 import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
 import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
-import { eventRewriter, rewriteAnswer, rewriteBody, rewriteBodySliced } from './translate/answer-text.ts'
+import {
+  eventRewriter,
+  rewriteAnswer,
+  rewriteAnswerSliced,
+  rewriteBody,
+  rewriteBodySliced,
+} from './translate/answer-text.ts'
 import { SseParser } from './stream.ts'
 import { PIECE_CHARS, parseBufferSliced, stringifySliced, utf8Sliced } from './json-sliced.ts'
 import { SLICED_PARSE_CHARS, type RenderSteps } from './protocols/shared.ts'
@@ -64,6 +70,8 @@ interface Body {
   events?: RenderSteps
   /** a large vendor body (the body) whose text a plugin rewrites (ctx.answerText), in slices before sending */
   rewrite?: true
+  /** a large answer the core renders whose text a plugin rewrites: rewritten in slices, then rendered */
+  toRewrite?: CanonicalAnswer
 }
 
 const zeroUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 })
@@ -90,7 +98,11 @@ export async function respond(m: MeshInternals, ctx: CoreContext, adapter: Proto
       ctx.response = errorResponse(m, ctx, new UpstreamError(message, 502, 'upstream_invalid_response'))
       continue
     }
-    const body = settle(m, ctx, adapter, res)
+    let body = settle(m, ctx, adapter, res)
+    if (body.toRewrite) {
+      const rewritten = await rewriteAnswerSliced(ctx.answerText!, body.toRewrite, new Slicer(SLICE_MS))
+      body = renderAnswer(ctx, adapter, rewritten, body.headers)
+    }
     if (body.rendered !== undefined) body.body = await renderSliced(body.rendered)
     else if (body.events) body.body = await renderEventsSliced(body.events)
     else if (body.rewrite)
@@ -179,8 +191,11 @@ function settleAnswer(
   )
     logCall(m, ctx, 200)
   // the client's copy only: ctx.answer (what caches keep) stays as the vendor gave it
-  if (ctx.answerText) return renderAnswer(ctx, adapter, rewriteAnswer(ctx.answerText, answer), res.headers)
-  return renderAnswer(ctx, adapter, answer, res.headers)
+  if (!ctx.answerText) return renderAnswer(ctx, adapter, answer, res.headers)
+  // an answer of megabytes: rewritten in slices before it is rendered (respond)
+  if (answerChars(answer) > SLICED_PARSE_CHARS)
+    return { status: 200, body: '', contentType: 'application/json', headers: res.headers, toRewrite: answer }
+  return renderAnswer(ctx, adapter, rewriteAnswer(ctx.answerText, answer), res.headers)
 }
 
 function renderAnswer(

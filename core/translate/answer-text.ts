@@ -74,12 +74,31 @@ function* rewriteJsonSteps(
 
 /** A copy of an answer for the client: text, tool arguments and the vendor's body rewritten. */
 export function rewriteAnswer(at: AnswerText, a: CanonicalAnswer): CanonicalAnswer {
-  return {
-    ...a,
-    text: rewriteWhole(at, a.text),
-    toolCalls: a.toolCalls.map((c) => ({ ...c, arguments: rewriteWhole(at, c.arguments) })),
-    ...(a.raw ? { raw: { protocol: a.raw.protocol, body: rewriteJson(at, a.raw.body) as Record<string, any> } } : {}),
+  return runGenerator(rewriteAnswerSteps(at, a))
+}
+
+/** rewriteAnswer for an answer of megabytes (a cache hit), in slices of the event loop: the same copy */
+export async function rewriteAnswerSliced(
+  at: AnswerText,
+  a: CanonicalAnswer,
+  slicer: Slicer,
+): Promise<CanonicalAnswer> {
+  const steps = rewriteAnswerSteps(at, a)
+  let r = steps.next()
+  while (!r.done) {
+    await slicer.pause()
+    r = steps.next()
   }
+  return r.value
+}
+
+function* rewriteAnswerSteps(at: AnswerText, a: CanonicalAnswer): Generator<undefined, CanonicalAnswer, undefined> {
+  const text = yield* rewriteWholeSteps(at, a.text)
+  const toolCalls: CanonicalAnswer['toolCalls'] = []
+  for (const c of a.toolCalls) toolCalls.push({ ...c, arguments: yield* rewriteWholeSteps(at, c.arguments) })
+  if (!a.raw) return { ...a, text, toolCalls }
+  const body = (yield* rewriteJsonSteps(at, a.raw.body, { n: 0 })) as Record<string, any>
+  return { ...a, text, toolCalls, raw: { protocol: a.raw.protocol, body } }
 }
 
 /**
