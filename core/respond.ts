@@ -228,6 +228,14 @@ function renderAnswer(
 function answerChars(answer: CanonicalAnswer): number {
   let n = answer.text.length
   for (const t of answer.toolCalls) n += t.arguments.length
+  // thinking the vendor's own body holds besides (an Anthropic block, Gemini's thought parts): rendered too
+  const body = answer.raw?.body
+  const blocks = Array.isArray(body?.content) ? body.content : body?.candidates?.[0]?.content?.parts
+  if (Array.isArray(blocks))
+    for (const b of blocks) {
+      if (typeof b?.thinking === 'string') n += b.thinking.length
+      else if (b?.thought === true && typeof b.text === 'string') n += b.text.length
+    }
   return n
 }
 
