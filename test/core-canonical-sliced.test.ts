@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { canonicalJson, canonicalSha256, canonicalSha256Async } from '../core/canonical.ts'
+import { longestBlock } from './helpers/longest-block.ts'
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex')
 // sizeHint past the threshold: the sliced path, whatever the value's real size
@@ -69,5 +70,12 @@ describe('canonicalSha256Async', () => {
     expect(got).toBe(canonicalSha256(v, 10_000_000))
     expect(got).toBe(sha(canonicalJson(v)))
     expect(turns).toBeGreaterThan(2)
+  })
+  it('escapes 3 million characters of lone surrogates in short blocks (npm run fuzz, seed 1992691901 case 3470: 1 M characters at a time held the loop ~80 ms each)', async () => {
+    const v = { type: 'image', source: { data: 'a\ud800 '.repeat(1_000_000) } }
+    const { value, maxMs } = await longestBlock(() => canonicalSha256Async(v, 10_000_000))
+    expect(value).toBe(canonicalSha256(v, 10_000_000))
+    // 12-20 ms here; 1 M characters at a time: 60-90
+    expect(maxMs).toBeLessThan(45)
   })
 })
