@@ -12,6 +12,8 @@ import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import { demo } from '../plugins/vendors/demo.ts'
+import { readDemoRequest } from '../plugins/vendors/demo-request.ts'
+import type { MeshContext } from '../core/types.ts'
 import { startChild, type ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import {
@@ -162,6 +164,42 @@ function toolResultBody(name: string) {
     ],
   }
 }
+
+describe('a conversation longer than any real one', () => {
+  it('only its newest turns are read (120,238 messages read whole held the loop ~110 ms: npm run fuzz seed 1992691901 case 3826)', () => {
+    const turn = (i: number) => [
+      { role: 'user', content: `question ${i}` },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: `c${i}`, type: 'function', function: { name: 'f', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: `c${i}`, content: `result ${i}` },
+    ]
+    const ctxOf = (messages: unknown[]) =>
+      ({
+        protocol: 'openai',
+        prompt: {},
+        request: { body: { model: 'gpt-4o-mini', messages } },
+      }) as unknown as MeshContext
+    const long: unknown[] = Array.from({ length: 40_000 }, (_, i) => turn(i)).flat()
+    // the oldest message counts its reads: reading all 120,000 and then cutting reads it too
+    let oldRead = 0
+    long[0] = Object.defineProperty({ content: 'question 0' }, 'role', {
+      enumerable: true,
+      get: () => {
+        oldRead++
+        return 'user'
+      },
+    })
+    const read = readDemoRequest(ctxOf(long))
+    expect(oldRead).toBe(0)
+    // what the newest 2,048 alone give: the last question and the last tool result
+    expect(read).toEqual(readDemoRequest(ctxOf(long.slice(-2048))))
+    expect(read.question).toBe('question 39999')
+    expect(read.toolResults.map((r) => r.text)).toEqual(['result 39999'])
+  })
+})
 
 describe('the same requests through the proxy child: no block over the stall limit', () => {
   let mock: MockUpstream
