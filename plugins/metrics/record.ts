@@ -49,7 +49,6 @@ function histOf(map: Map<string, Hist>, key: string, labels: Record<string, stri
   return h
 }
 
-
 function add(h: Hist, buckets: number[], v: number) {
   let i = 0
   while (i < buckets.length && v > buckets[i]!) i++

@@ -174,7 +174,9 @@ function textsOf(operation: string, vendor: string, model: string): ModelTexts {
     t = {
       clientHead: flat(`","name":${JSON.stringify(`${operation} ${model}`)},"kind":${CLIENT},"startTimeUnixNano":"`),
       clientAttributes: flat(`","attributes":[${first},{"key":"http.response.status_code","value":{"intValue":`),
-      requestHead: flat(`","name":${JSON.stringify(`${operation} ${model}`.trim())},"kind":${SERVER},"startTimeUnixNano":"`),
+      requestHead: flat(
+        `","name":${JSON.stringify(`${operation} ${model}`.trim())},"kind":${SERVER},"startTimeUnixNano":"`,
+      ),
       requestAttributes: flat(`","attributes":[${first}`),
     }
     byModel.set(model, t)
