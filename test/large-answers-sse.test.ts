@@ -4,9 +4,6 @@
 // eventSliced, a translated one encoded in slices and handed on as it is made. What comes out
 // must be what the one-go path (feed, event) gives: checked here on random streams with a pacer
 // that yields between almost every step, and through the fuzzer's proxy child for the longest block.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { protocols } from '../core/protocols/index.ts'
 import type { StreamReader } from '../core/protocols/shared.ts'
@@ -14,10 +11,11 @@ import type { Slicer } from '../core/slicer.ts'
 import { SLICED_EVENT_CHARS, SseParser } from '../core/stream.ts'
 import { streamTranslator, type Translation } from '../core/translate/index.ts'
 import type { ProtocolName } from '../core/types.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import { eagerPacer } from './helpers/longest-block.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 function prng(seed: number) {
   let s = seed >>> 0
@@ -194,16 +192,9 @@ describe('the longest block for a stream chunk of 110,696 parts through the prox
   let dataDir: string
   let port: number
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-sse-'))
-    mock = await startMockUpstream({}, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir, env: { FUZZ_UPSTREAM_TIMEOUT_MS: '30000' } })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large-sse', { FUZZ_UPSTREAM_TIMEOUT_MS: '30000' }))
   }, 120_000)
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   const raw = (path: string, body: unknown) => {
     const bytes = Buffer.from(JSON.stringify(body))

@@ -3,16 +3,14 @@
 // event loop, written as pieces. The client must get renderStream's bytes (the one-go path) with
 // the same content-length; a Gemini client without alt=sse the one JSON array. Checked through the
 // solo preset (exact cache on), and the longest block through the fuzzer's proxy child.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { protocols } from '../core/protocols/index.ts'
 import type { CanonicalAnswer } from '../core/types.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import { startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 // 2-, 3- and 4-byte characters (a cut of the text into 64-character deltas falls between the two
 // halves of a surrogate pair), quotes, backslashes, newlines and control characters
@@ -247,16 +245,9 @@ describe('the longest block for a streamed hit of 5 MB through the proxy child',
   let dataDir: string
   let port: number
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-stream-'))
-    mock = await startMockUpstream({}, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir, env: { FUZZ_UPSTREAM_TIMEOUT_MS: '30000' } })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large-stream', { FUZZ_UPSTREAM_TIMEOUT_MS: '30000' }))
   }, 120_000)
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   const raw = (p: P, prompt: string) => {
     const { path, body } = requestOf(p, prompt)

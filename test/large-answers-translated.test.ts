@@ -3,14 +3,12 @@
 // then rendered in slices as every large answer the core renders. The client gets the one-go
 // path's bytes: JSON.stringify of the client protocol's render of the vendor's answer. Checked
 // through the fuzzer's proxy child, with the longest block.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { protocols } from '../core/protocols/index.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 const WORDS = ['the', 'quick', 'café', '€uro', '中文字', '😀🚀', '"quoted"', 'back\\slash', 'line\nbreak', '\u0001']
 const PLAIN = 'the quick brown fox jumps over a lazy dog while seven wizards judge boxing matches'.split(' ')
@@ -66,16 +64,11 @@ describe('a translated answer of megabytes through the proxy child', () => {
   let dataDir: string
   let port: number
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-translated-'))
-    mock = await startMockUpstream({}, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir, env: { FUZZ_UPSTREAM_TIMEOUT_MS: '30000' } })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large-translated', {
+      FUZZ_UPSTREAM_TIMEOUT_MS: '30000',
+    }))
   }, 120_000)
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   /** a request of a `client` client for a model of the other protocol's vendor */
   const raw = (client: P, prompt: string, noStore: boolean) => {
