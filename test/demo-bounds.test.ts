@@ -5,16 +5,13 @@
 // with the vendor's own 400) and computed in slices; a tool's name is quoted within bounds.
 // Through a real socket with the official SDK, and through the fuzzer's proxy child, which
 // measures the CPU spent in its longest event-loop block (test/fuzz/stats.ts).
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 import { readDemoRequest } from '../plugins/vendors/demo-request.ts'
 import type { MeshContext } from '../core/types.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import {
   clearVendorEnv,
@@ -24,7 +21,8 @@ import {
   startCoreProxy,
   type Proxy,
 } from './helpers/core-harness.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 /** the fuzzer's stall limit: CPU in one block of the proxy's own work */
 const STALL_MS = 100
@@ -207,9 +205,7 @@ describe('the same requests through the proxy child: no block over the stall lim
   let dataDir: string
   let port: number
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-demo-bounds-'))
-    mock = await startMockUpstream({}, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir })
+    ;({ mock, child, dataDir } = await startChildAndMock('demo-bounds'))
     port = child.ports.demo!
     // the first request of each kind compiles code: not what is measured
     for (let i = 0; i < 3; i++) {
@@ -217,11 +213,7 @@ describe('the same requests through the proxy child: no block over the stall lim
       await send('/v1/chat/completions', toolResultBody(`warm_${i}`))
     }
   }, 120_000)
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   function send(path: string, body: unknown) {
     const bytes = Buffer.from(JSON.stringify(body))

@@ -5,18 +5,16 @@
 // JSON.stringify(adapter.render(answer)) on a hit, with the same content-length. Checked through
 // the solo preset (exact cache on) with the official SDKs, and the longest block through the
 // fuzzer's proxy child.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { protocols } from '../core/protocols/index.ts'
 import { SLICED_PARSE_CHARS } from '../core/protocols/shared.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import { startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 // words with what UTF-8 and JSON make hard: 2-, 3- and 4-byte characters (a cut of the bytes into
 // parts falls inside some of them), quotes, backslashes, newlines and control characters
@@ -243,16 +241,9 @@ describe('the longest block for a 5 MB answer through the proxy child', () => {
   let dataDir: string
   let port: number
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-answers-'))
-    mock = await startMockUpstream({}, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large-answers'))
   }, 120_000)
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   const raw = (p: P, prompt: string) => {
     const { path, body } = requestOf(p, prompt)

@@ -2,9 +2,6 @@
 // 17107786: case 613, 23,718 tool_use blocks in one message, 240 ms; case 2867, 26,327 OpenAI
 // tools, 201 ms). The sliced steps must give what the one-go path gives, and the proxy must not
 // hold its event loop long on these bodies.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { formatFunctionDefinitions } from 'gpt-tokenizer/functionCalling'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { canonicalJson } from '../core/canonical.ts'
@@ -14,9 +11,10 @@ import { createTokenCounter, imageCount, stripBase64Blobs, toolText } from '../c
 import type { MeshContext, Prompt } from '../core/types.ts'
 import { assistantTurns, assistantTurnsSliced } from '../plugins/breaker/loops.ts'
 import { demoAnswer, demoAnswerAsync } from '../plugins/vendors/demo-answer.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 function rng(seed: number) {
   let s = seed >>> 0
@@ -410,21 +408,14 @@ describe('huge arrays through the proxy', () => {
     })
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-arrays-'))
-    mock = await startMockUpstream({ status: 503 }, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('arrays', undefined, { status: 503 }))
     // the first request of each kind compiles the code
     await sendRaw(port, toolUses(2000), { timeoutMs: 30_000 })
     await sendRaw(port, openaiTools(2000), { timeoutMs: 30_000 })
     await sendRaw(port, anthropicTools(2000), { timeoutMs: 30_000 })
   }, 120_000)
 
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   // before: 240 ms (case 613, 23,718 blocks) and 201 ms (case 2867, 26,327 tools) of CPU in one block
   it.each([

@@ -6,9 +6,6 @@
 // An answer of 5 MB the same way (read, relayed, stored in the exact cache on fs, then a hit). And
 // the core's sliced steps and the compression parts that made one such body hold the loop for
 // 0.5-1 s, checked alone.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { stringifySliced, utf8Sliced } from '../core/json-sliced.ts'
 import { parseBodySliced } from '../core/pipeline.ts'
@@ -19,10 +16,11 @@ import { compressBody, createJournal } from '../plugins/compression/compress.ts'
 import { resolveOptions } from '../plugins/compression/options.ts'
 import { alternationCuts, breaksAlternation, turnsOf } from '../plugins/compression/units.ts'
 import { viewOf } from '../plugins/compression/view.ts'
-import { startChild, type ProxyChild } from './fuzz/child.ts'
+import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import { longestBlock } from './helpers/longest-block.ts'
-import { startMockUpstream, type MockUpstream } from './helpers/mock-upstream.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 
 /** the fuzzer's stall limit (npm run fuzz): one block of the proxy's own work over this fails */
 const LIMIT_MS = 100
@@ -88,22 +86,15 @@ describe('large bodies through the proxy', () => {
   let port: number
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-'))
     // the mock answers at once: echoing a 10 MB prompt would stall this process, not the proxy
-    mock = await startMockUpstream({ status: 503 }, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large', undefined, { status: 503 }))
     // the first request of each kind compiles code (compression's included: 1 MB overflows the window)
     for (const p of ['openai', 'anthropic'] as const)
       for (const shape of ['string', 'turns'] as const)
         await sendRaw(port, request(port, p, shape, 1), { timeoutMs: 30_000 })
   }, 120_000)
 
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   const cases = [
     ...([1, 5, 10] as const).flatMap((mb) =>
@@ -163,16 +154,9 @@ describe('a large answer through the proxy', () => {
   let dataDir: string
   let port: number
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'agentmesh-large-answer-'))
-    mock = await startMockUpstream({}, { record: false })
-    child = await startChild({ upstream: mock.url, dataDir })
-    port = child.ports.mock!
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large-answer'))
   }, 120_000)
-  afterAll(async () => {
-    await child?.stop()
-    await mock?.close()
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  })
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
 
   const answer = (p: 'openai' | 'anthropic', mb: number) => {
     const t = text(mb * 1_000_000, 3)

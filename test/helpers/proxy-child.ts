@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startChild, type ProxyChild } from '../fuzz/child.ts'
-import { startMockUpstream, type MockUpstream } from './mock-upstream.ts'
+import { type MockBehaviour, startMockUpstream, type MockUpstream } from './mock-upstream.ts'
 
 export interface ChildAndMock {
   mock: MockUpstream
@@ -14,9 +14,14 @@ export interface ChildAndMock {
   dataDir: string
 }
 
-export async function startChildAndMock(name: string, env?: Record<string, string>): Promise<ChildAndMock> {
+/** `behaviour`: the mock's from the start (e.g. `{ status: 503 }`: it answers at once, whatever the size) */
+export async function startChildAndMock(
+  name: string,
+  env?: Record<string, string>,
+  behaviour: MockBehaviour = {},
+): Promise<ChildAndMock> {
   const dataDir = mkdtempSync(join(tmpdir(), `agentmesh-${name}-`))
-  const mock = await startMockUpstream({}, { record: false })
+  const mock = await startMockUpstream(behaviour, { record: false })
   const child = await startChild({ upstream: mock.url, dataDir, ...(env ? { env } : {}) })
   return { mock, child, port: child.ports.mock!, dataDir }
 }
