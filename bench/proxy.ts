@@ -201,6 +201,7 @@ async function main() {
     let cpu0 = cpuMs(proxy.pid!)
     const proxyPlain = wrk(proxied, connections, seconds, plainLua)
     const cpuPlain = (cpuMs(proxy.pid!) - cpu0) / Math.max(1, proxyPlain.requests)
+    deps.standaloneMs = cpuPlain
     const directStream = wrk(direct, connections, seconds, streamLua)
     cpu0 = cpuMs(proxy.pid!)
     const proxyStream = wrk(proxied, connections, seconds, streamLua)

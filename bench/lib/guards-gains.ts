@@ -7,6 +7,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { loadavg } from 'node:os'
 import {
+  addedMs,
   type BenchDeps,
   chatBody,
   controlNote,
@@ -47,12 +48,12 @@ export async function guardsGainsLine(d: BenchDeps, children: ChildProcess[]): P
     return { r, run: await runCalls(p.b.port) }
   })
   const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
-  // the ratio is what the side-by-side run measures well; the baseline's ms/req turns it into ms
-  const added = (p: PairResult) => (p.cpuRatio - 1) * p.msA
-  const control = controlNote(r, (c) => `on/off ${c.cpuRatio.toFixed(3)}, added ${added(c).toFixed(4)} ms/req`)
+  // the ratio is what the side-by-side run measures well; a baseline's ms/req turns it into ms
+  const added = (p: PairResult) => addedMs(d, p)
+  const control = controlNote(r, (c) => `on/off ${c.cpuRatio.toFixed(3)}, added ${added(c)}`)
   const checked =
     run.status === 200
       ? `the breaker's count of the run ${run.calls.toLocaleString('en-US')} calls, wrk's completed requests ${r.requestsB.toLocaleString('en-US')} (and those in flight when each run ended)`
       : `a last request answered ${run.status}`
-  return `breaker+approval on vs off  through the proxy: CPU ${r.msB.toFixed(3)} vs ${r.msA.toFixed(3)} ms/req, on/off ${r.cpuRatio.toFixed(3)}, added ${added(r).toFixed(4)} ms/req${control} (${how(d, r)}; ${checked}) | ${load}`
+  return `breaker+approval on vs off  through the proxy: CPU ${r.msB.toFixed(3)} vs ${r.msA.toFixed(3)} ms/req, on/off ${r.cpuRatio.toFixed(3)}, added ${added(r)}${control} (${how(d, r)}; ${checked}) | ${load}`
 }

@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import {
+  addedMs,
   type BenchDeps,
   controlNote,
   how,
@@ -127,12 +128,12 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
     const mt = await metricsTracing(d, children, helperPort, windows)
     const db = await dashboardClients(d, children, helperPort, windows)
     const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
-    // the ratio is what the side-by-side run measures well; the baseline's ms/req turns it into ms
-    const added = (p: PairResult) => (p.cpuRatio - 1) * p.msA
-    const mtControl = controlNote(mt, (c) => `on/off ${c.cpuRatio.toFixed(3)}, added CPU ${added(c).toFixed(4)} ms/req`)
+    // the ratio is what the side-by-side run measures well; a baseline's ms/req turns it into ms
+    const added = (p: PairResult) => addedMs(d, p)
+    const mtControl = controlNote(mt, (c) => `on/off ${c.cpuRatio.toFixed(3)}, added CPU ${added(c)}`)
     const dbControl = controlNote(db, (c) => `rps ${c.rpsRatio.toFixed(3)}, CPU ${c.cpuRatio.toFixed(3)}`)
     return [
-      `metrics+tracing  on vs off: CPU ${mt.msB.toFixed(3)} vs ${mt.msA.toFixed(3)} ms/req, on/off ${mt.cpuRatio.toFixed(3)}, added CPU ${added(mt).toFixed(4)} ms/req${mtControl} (${how(d, mt)}; OTLP sink got ${mt.spans.toLocaleString('en-US')} spans in ${mt.exports} exports for ${mt.requestsB.toLocaleString('en-US')} requests, /metrics counted ${mt.scraped.toLocaleString('en-US')}) | ${load}`,
+      `metrics+tracing  on vs off: CPU ${mt.msB.toFixed(3)} vs ${mt.msA.toFixed(3)} ms/req, on/off ${mt.cpuRatio.toFixed(3)}, added CPU ${added(mt)}${mtControl} (${how(d, mt)}; OTLP sink got ${mt.spans.toLocaleString('en-US')} spans in ${mt.exports} exports for ${mt.requestsB.toLocaleString('en-US')} requests, /metrics counted ${mt.scraped.toLocaleString('en-US')}) | ${load}`,
       `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading /agentmesh/events, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})`,
     ]
   } finally {

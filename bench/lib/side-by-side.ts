@@ -36,6 +36,8 @@ export interface BenchDeps {
   plainLua: string
   freePort: () => Promise<number>
   start: (args: string[], ready: RegExp, env?: NodeJS.ProcessEnv) => Promise<ChildProcess>
+  /** CPU ms per request of the bench's main proxy alone under wrk, this run (set once measured) */
+  standaloneMs?: number
 }
 
 /** the bench's Chat Completions request (what wrk repeats) */
@@ -321,6 +323,19 @@ export const how = (d: BenchDeps, r: SideBySideResult) =>
  * The A/A control beside a figure (empty without BENCH_CONTROL=1): `text` gives the control's
  * figures as the line gives its own (same formula), from A's two twins.
  */
+/**
+ * A side-by-side ratio as added CPU ms per request. Two proxies sharing one core each read more CPU
+ * per request than one alone (cache and scheduler contention: ~1.3-1.9x on this machine), so the
+ * side-by-side baseline's ms overstates both the cost and what is added to it; the ratio is what
+ * the side-by-side run measures well. Both figures are given: the ratio times the side-by-side
+ * baseline, and the ratio times the main proxy's standalone CPU per request from the same run.
+ */
+export function addedMs(d: BenchDeps, p: PairResult): string {
+  const sideBySide = `${((p.cpuRatio - 1) * p.msA).toFixed(4)} ms/req`
+  if (d.standaloneMs === undefined) return sideBySide
+  return `${sideBySide} side by side, ${((p.cpuRatio - 1) * d.standaloneMs).toFixed(4)} ms/req at the standalone proxy's ${d.standaloneMs.toFixed(3)}`
+}
+
 export function controlNote(r: SideBySideResult, text: (c: PairResult) => string): string {
   const c = r.control
   if (!c) return ''
