@@ -411,6 +411,8 @@ export interface TokenCounter {
   estimateInputAsync(prompt: Prompt, model: string): Promise<number>
   /** tokens of a text for a model */
   count(text: string, model: string): number
+  /** the same number, the tokenizer's work giving the event loop back every few ms (a text of megabytes) */
+  countAsync?(text: string, model: string): Promise<number>
 }
 
 export interface ModelPrice {

@@ -1,5 +1,6 @@
 // The strategies in order until the prompt is at most the target size. Works on a body in place;
 // used by the plugin on ctx.request.body and by bench/compression.ts on transcripts directly.
+import { SLICED_PARSE_CHARS } from '../../core/protocols/shared.ts'
 import type { ProtocolName } from '../../core/types.ts'
 import {
   dropDuplicates,
@@ -43,6 +44,11 @@ export interface CompressInput {
   summarise?: (transcript: string) => Promise<string | undefined>
   /** records what is changed, so that the caller can put the body back (createJournal) */
   journal?: Journal
+  /**
+   * the body's size in characters when the caller knows it (the plugin: the raw body's length): a
+   * body of megabytes in a few messages (one tool output of 7 MB) is worked in slices too
+   */
+  chars?: number
 }
 
 /**
@@ -93,9 +99,13 @@ export function createJournal(body: any): Journal {
   }
 }
 
-/** Above this many messages, or messages and parts, the passes over the body work in slices of the event loop (pace.ts). */
+/**
+ * Above this many messages, or messages and parts, or characters of body, the passes over the body
+ * work in slices of the event loop (pace.ts). The characters: the core's own line for a sliced parse.
+ */
 const LARGE_MSGS = 2_000
 const LARGE_UNITS = 4_000
+const LARGE_CHARS = SLICED_PARSE_CHARS
 
 export interface CompressResult {
   before: number
@@ -131,8 +141,12 @@ export function boundedCount(count: Count, budgetChars = 262_144): Count {
 export function compressBody(input: CompressInput): Promise<CompressResult> {
   // a transcript of thousands of turns costs tens of ms per pass (70,000 turns: 50-130 ms for the
   // view, the turns, each strategy), and so does one message of 110,000 blocks: every pass works in slices
+  // one string of megabytes in an old turn: 95-145 ms in one go (its rewrite, the flat copy of it)
   const { protocol, body } = input
-  const large = messageCount(protocol, body) > LARGE_MSGS || unitCount(protocol, body, LARGE_UNITS) > LARGE_UNITS
+  const large =
+    (input.chars ?? 0) > LARGE_CHARS ||
+    messageCount(protocol, body) > LARGE_MSGS ||
+    unitCount(protocol, body, LARGE_UNITS) > LARGE_UNITS
   return compressBodyPaced(input, large ? slices() : NEVER)
 }
 

@@ -142,6 +142,7 @@ export function compression(options: CompressionOptions = {}): Plugin {
         mustFit: d.triggers.includes('overflow'),
         summarise: summariser && ((transcript) => summariser.summarise(ctx, transcript)),
         journal,
+        chars: ctx.request.rawBody?.length,
       })
     } catch (err) {
       journal.restore()

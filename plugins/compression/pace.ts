@@ -1,6 +1,7 @@
 // How the passes over a body give the event loop back: a large body's passes (tens of thousands of
 // messages, or of blocks in a few messages) work in slices of about SLICE_MS (core/slicer.ts), a
 // small body's never stop.
+import { stringifySliced } from '../../core/json-sliced.ts'
 import { Slicer } from '../../core/slicer.ts'
 
 export interface Pace {
@@ -37,11 +38,63 @@ export function ticker(pace: Pace): (chars?: number) => boolean {
   }
 }
 
-export type Steps<T> = Generator<undefined, T, undefined>
+/**
+ * What a step generator yields: undefined, a place to pause when the slice is used up; NOW, a
+ * place to pause whatever is left of the slice (a flat copy of megabytes comes next, or has just
+ * been made: 20-40 ms on this machine, so it gets a slice of its own); a JsonOf, a value whose
+ * JSON.stringify text the generator needs (a paced driver makes it in slices, the one-go one at once).
+ */
+export type Yielded = undefined | typeof NOW | JsonOf
+/** a flat copy at least this long is a NOW step of its own (shorter ones cost under ~5 ms) */
+export const FLAT_CHARS = 512 * 1024
+export const NOW = 1
+export class JsonOf {
+  constructor(readonly value: unknown) {}
+}
+
+export type Steps<T> = Generator<Yielded, T, string | undefined>
 
 /** a generator's value in one go */
 export function runThrough<T>(steps: Steps<T>): T {
   let r = steps.next()
-  while (!r.done) r = steps.next()
+  while (!r.done) r = steps.next(r.value instanceof JsonOf ? JSON.stringify(r.value.value) : undefined)
   return r.value
 }
+
+/** a generator's value, the loop given back at its pauses when the slice is used up (at NOW always) */
+export async function runPaced<T>(steps: Steps<T>, pace: Pace): Promise<T> {
+  let r = steps.next()
+  while (!r.done) r = await stepPaced(steps, r.value, pace)
+  return r.value
+}
+
+/** the generator's next step after it yielded `y`: a pause, or the JSON text it asked for */
+export async function stepPaced<T>(steps: Steps<T>, y: Yielded, pace: Pace): Promise<IteratorResult<Yielded, T>> {
+  if (y instanceof JsonOf) return steps.next(await jsonPaced(y.value, pace))
+  if (y === NOW || pace.due()) await pace.yield()
+  return steps.next()
+}
+
+/**
+ * JSON.stringify(value) made in slices (the core's stringifySliced: the same text), its one flat
+ * join in a slice of its own: one JSON.stringify of a 3 MB tool input held the loop 35-90 ms.
+ */
+export async function jsonPaced(value: unknown, pace: Pace): Promise<string | undefined> {
+  if (pace === NEVER) return JSON.stringify(value)
+  const pieces = await stringifySliced(value, slicerOf(pace))
+  if (!pieces) return undefined
+  await pace.yield()
+  const text = pieces.join('')
+  await pace.yield()
+  return text
+}
+
+/** the core's sliced work takes a Slicer: a pace looks like one (due, yield) plus pause */
+export const slicerOf = (pace: Pace): Slicer =>
+  ({
+    due: () => pace.due(),
+    yield: () => pace.yield(),
+    pause: async () => {
+      if (pace.due()) await pace.yield()
+    },
+  }) as unknown as Slicer

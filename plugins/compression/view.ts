@@ -4,7 +4,7 @@
 // or a 'system' message, which no strategy touches or drops.
 import { joiner } from '../../core/canonical.ts'
 import type { ProtocolName } from '../../core/types.ts'
-import { runThrough, STEP, type Pace, type Steps } from './pace.ts'
+import { FLAT_CHARS, JsonOf, NOW, runThrough, STEP, stepPaced, type Pace, type Steps } from './pace.ts'
 
 export type PartKind = 'text' | 'call' | 'result' | 'image' | 'other'
 
@@ -20,6 +20,8 @@ export interface Part {
   id?: string
   /** call parts: the tool's name */
   name?: string
+  /** call parts whose arguments are a value in the body (Anthropic, Gemini): that value, read without parsing `text` */
+  args?: unknown
 }
 
 export type Role = 'user' | 'assistant' | 'tool' | 'system'
@@ -152,6 +154,7 @@ function* blockArrayPart(
   const texts: any[] = []
   // the texts joined a pause at a time (one join of 100,000 blocks' texts: 30-60 ms)
   const text = joiner('\n')
+  let chars = 0
   for (let i = 0; i < arr.length; i++) {
     if (i % BLOCKS === BLOCKS - 1) {
       text.cut()
@@ -160,18 +163,53 @@ function* blockArrayPart(
     if (isTextBlock(arr[i], textType)) {
       texts.push(arr[i])
       text.add(arr[i].text)
+      chars += arr[i].text.length
     }
   }
-  return new BlocksPart(kind, owner, key, id, arr, texts, textType, text.end('', ''))
+  // the one flat join of megabytes in a slice of its own
+  if (chars >= FLAT_CHARS) yield NOW
+  const joined = text.end('', '')
+  if (chars >= FLAT_CHARS) yield NOW
+  return new BlocksPart(kind, owner, key, id, arr, texts, textType, joined)
+}
+
+/** values and characters of a call's arguments above which their JSON text is made in slices */
+const ARGS_NODES = 1024
+const ARGS_CHARS = 64 * 1024
+let nodesLeft = 0
+let charsLeft = 0
+/** whether a value is over ARGS_NODES values or ARGS_CHARS characters (stops as soon as it is) */
+function argsLarge(v: unknown): boolean {
+  nodesLeft = ARGS_NODES
+  charsLeft = ARGS_CHARS
+  return !fits(v)
+}
+function fits(x: unknown): boolean {
+  if (--nodesLeft < 0) return false
+  if (typeof x === 'string') return (charsLeft -= x.length) >= 0
+  if (typeof x !== 'object' || x === null) return true
+  if (Array.isArray(x)) {
+    for (let i = 0; i < x.length; i++) if (!fits(x[i])) return false
+    return true
+  }
+  for (const k in x) if ((charsLeft -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return false
+  return true
+}
+
+/** JSON.stringify(v): a large value's asked of the driver, which makes it in slices (JsonOf) */
+function* jsonText(v: unknown): Steps<string> {
+  return (argsLarge(v) ? yield new JsonOf(v) : JSON.stringify(v)) ?? ''
 }
 
 // --- Anthropic Messages -------------------------------------------------------------------------
 
-function anthropicPart(b: any): Part {
+function* anthropicPart(b: any): Steps<Part> {
   if (!isObj(b)) return { kind: 'other', text: '' }
   if (b.type === 'text' && typeof b.text === 'string') return new FieldPart('text', b.text, b, 'text')
-  if (b.type === 'tool_use')
-    return { kind: 'call', id: String(b.id), name: String(b.name), text: JSON.stringify(b.input ?? {}) }
+  if (b.type === 'tool_use') {
+    const args = b.input ?? {}
+    return { kind: 'call', id: String(b.id), name: String(b.name), text: yield* jsonText(args), args }
+  }
   if (b.type === 'image' || b.type === 'document') return { kind: 'image', text: '' }
   return { kind: 'other', text: '' }
 }
@@ -186,7 +224,7 @@ function* anthropicParts(m: any): Steps<Part[]> {
     parts.push(
       isObj(b) && b.type === 'tool_result'
         ? yield* blockArrayPart('result', b, 'content', 'text', String(b.tool_use_id))
-        : anthropicPart(b),
+        : yield* anthropicPart(b),
     )
   }
   return parts
@@ -378,26 +416,24 @@ function* geminiParts(c: any, counter: { n: number }): Steps<Part[]> {
   const parts: Part[] = []
   for (let i = 0; i < all.length; i++) {
     if (i % STEP === STEP - 1) yield
-    parts.push(geminiPart(all[i], counter))
+    parts.push(yield* geminiPart(all[i], counter))
   }
   return parts
 }
 
-function geminiPart(p: any, counter: { n: number }): Part {
+function* geminiPart(p: any, counter: { n: number }): Steps<Part> {
   if (!isObj(p)) return { kind: 'other', text: '' }
   if (typeof p.text === 'string' && !p.thought) return new FieldPart('text', p.text, p, 'text')
-  if (isObj(p.functionCall))
-    return {
-      kind: 'call',
-      id: p.functionCall.id ?? `${p.functionCall.name}#${counter.n++}`,
-      name: String(p.functionCall.name),
-      text: JSON.stringify(p.functionCall.args ?? {}),
-    }
+  if (isObj(p.functionCall)) {
+    const id = p.functionCall.id ?? `${p.functionCall.name}#${counter.n++}`
+    const args = p.functionCall.args ?? {}
+    return { kind: 'call', id, name: String(p.functionCall.name), text: yield* jsonText(args), args }
+  }
   if (isObj(p.functionResponse)) {
     // one go: a response of 100,000 keys took ~50 ms, mostly Object.keys (a walk in steps was no quicker)
     const leaf = longestLeaf(p.functionResponse.response)
     if (!leaf)
-      return { kind: 'result', id: p.functionResponse.id, text: JSON.stringify(p.functionResponse.response ?? {}) }
+      return { kind: 'result', id: p.functionResponse.id, text: yield* jsonText(p.functionResponse.response ?? {}) }
     return new FieldPart('result', leaf.owner[leaf.key], leaf.owner, leaf.key, p.functionResponse.id)
   }
   if (p.inlineData || p.fileData) return { kind: 'image', text: '' }
@@ -471,8 +507,12 @@ export async function viewOfPaced(protocol: ProtocolName, body: any, pace: Pace)
     const steps = v.msg(v.items[i])
     let r = steps.next()
     while (!r.done) {
-      if (pace.due()) await pace.yield()
-      r = steps.next()
+      // NOW and a JSON text asked for by stepPaced; a plain pause here
+      if (r.value !== undefined) r = await stepPaced(steps, r.value, pace)
+      else {
+        if (pace.due()) await pace.yield()
+        r = steps.next()
+      }
     }
     msgs.push(r.value)
     if (pace.due()) await pace.yield()

@@ -128,7 +128,7 @@ type MarkOptions = Parameters<typeof addCacheControl>[2]
  */
 export async function addCacheControlLarge(
   body: any,
-  count: (text: string) => number,
+  count: (text: string) => number | Promise<number>,
   opts: MarkOptions,
   slicer: Slicer,
 ): Promise<Array<'tools' | 'system'>> {
@@ -140,7 +140,10 @@ export async function addCacheControlLarge(
     await slicer.yield()
     const text = texts.length === 1 ? texts[0]! : texts.join('')
     await slicer.yield()
-    return count(text) >= min
+    // a sliced count (countAsync) gives the loop back inside the tokenizer's work too
+    const n = await count(text)
+    await slicer.yield()
+    return n >= min
   }
   const added: Array<'tools' | 'system'> = []
   const tools: unknown[] | undefined = Array.isArray(body.tools) && body.tools.length ? body.tools : undefined
@@ -205,12 +208,16 @@ export function promptCache(options: PromptCacheOptions = {}): Plugin {
     hooks: {
       route(ctx) {
         if (ctx.response || !applies(ctx)) return
-        const count = (t: string) => ctx.mesh.tokens.count(t, ctx.route.model || ctx.prompt.model)
-        // a body of megabytes (tens of thousands of tools) is marked in slices; a small one in one go
-        // (SDK mode has no raw body: the tools' number tells)
+        const model = ctx.route.model || ctx.prompt.model
+        const tokens = ctx.mesh.tokens
+        const count = (t: string) => tokens.count(t, model)
+        // a body of megabytes (tens of thousands of tools) is marked in slices, its counts too; a
+        // small one in one go (SDK mode has no raw body: the tools' number tells)
         const body = ctx.request.body
-        if ((ctx.request.rawBody?.length ?? 0) > SLICED_PARSE_CHARS || body?.tools?.length > LARGE_TOOLS)
-          return addCacheControlLarge(body, count, opts, new Slicer(SLICE_MS)).then((added) => noteMarks(ctx, added))
+        if ((ctx.request.rawBody?.length ?? 0) > SLICED_PARSE_CHARS || body?.tools?.length > LARGE_TOOLS) {
+          const sliced = tokens.countAsync ? (t: string) => tokens.countAsync!(t, model) : count
+          return addCacheControlLarge(body, sliced, opts, new Slicer(SLICE_MS)).then((added) => noteMarks(ctx, added))
+        }
         noteMarks(ctx, addCacheControl(body, count, opts))
       },
       afterResponse(ctx) {
