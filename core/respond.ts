@@ -664,6 +664,17 @@ function rewrittenStream(ctx: CoreContext, inner: StreamReader, at: NonNullable<
       if (inner.event(data)) out += rewriter.event(data)
       return false
     },
+    // an event of megabytes: rewritten in slices, handed on (flush) a piece at a time
+    async eventSliced(data, slicer, flush) {
+      const keep = inner.eventSliced ? await inner.eventSliced(data, slicer, flush) : inner.event(data)
+      if (keep)
+        for (const piece of await rewriter.eventSliced(data, slicer)) {
+          out += piece
+          flush()
+          await slicer.pause()
+        }
+      return false
+    },
     finish: () => inner.finish(),
     partialUsage: () => inner.partialUsage(),
   }

@@ -22,7 +22,9 @@ import {
   type RenderSteps,
   type StreamReader,
   canonicalListSteps,
+  SLICED_PARSE_CHARS,
 } from './shared.ts'
+import { parseEventJson } from './event-json.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean',
@@ -259,7 +261,9 @@ export const openaiProtocol: ProtocolAdapter = {
         }
         let chunk: any
         try {
-          chunk = JSON.parse(data)
+          // an event of megabytes was parsed in slices by the relay (SseParser.feedSliced primes
+          // parseEventJson with it); a small one is parsed here, not kept
+          chunk = data.length > SLICED_PARSE_CHARS ? parseEventJson(data) : JSON.parse(data)
         } catch {
           return true
         }
@@ -336,8 +340,15 @@ function mergeDelta(into: Record<string, any>, delta: Record<string, any>): void
     if (typeof v === 'string' && typeof cur === 'string' && !SET_ONCE.has(k)) into[k] = cur + v
     else if (Array.isArray(v) && Array.isArray(cur)) cur.push(...v)
     else if (isObject(v) && isObject(cur)) mergeDelta(cur, v)
-    else if (v !== null || cur === undefined) into[k] = isObject(v) ? { ...v } : Array.isArray(v) ? [...v] : v
+    else if (v !== null || cur === undefined) into[k] = isObject(v) ? ownCopy(v) : Array.isArray(v) ? [...v] : v
   }
+}
+
+/** a copy whose objects at every depth are the reader's own: a later delta merged into them never changes a parsed event (which parseEventJson may give out again) */
+function ownCopy(v: Record<string, any>): Record<string, any> {
+  const out = { ...v }
+  for (const k in out) if (isObject(out[k])) out[k] = ownCopy(out[k])
+  return out
 }
 
 function finishChoice(c: Record<string, any>): Record<string, any> {

@@ -23,7 +23,9 @@ import {
   type ProtocolAdapter,
   type RenderSteps,
   type StreamReader,
+  SLICED_PARSE_CHARS,
 } from './shared.ts'
+import { parseEventJson } from './event-json.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean',
@@ -410,7 +412,9 @@ export const responsesProtocol: ProtocolAdapter = {
         if (!data.includes('"response"')) return true
         let e: any
         try {
-          e = JSON.parse(data)
+          // an event of megabytes (response.completed carries the whole answer) was parsed in
+          // slices by the relay (SseParser.feedSliced primes parseEventJson); a small one here
+          e = data.length > SLICED_PARSE_CHARS ? parseEventJson(data) : JSON.parse(data)
         } catch {
           return true
         }

@@ -301,6 +301,8 @@ async function scanJson(text: string, limit: number, slicer: Slicer): Promise<Sc
         let backslashes = 0
         while (text.charCodeAt(end - 1 - backslashes) === 92) backslashes++
         if ((backslashes & 1) === 0) break
+        // a string of megabytes with an escaped quote every few words: hundreds of thousands of them
+        if ((++n & 1023) === 0 && slicer.due()) await slicer.yield()
       }
       if (end - i >= BIG_CHARS && top >= 0)
         (children[top] ??= []).push({

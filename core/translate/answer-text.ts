@@ -4,7 +4,7 @@
 // blocks stay as the vendor signed them, and everything the core keeps (ctx.answer, what caches
 // store, what the audit hashes) stays the vendor's own. Nothing here runs unless answerText is set.
 import { cutString, parseBufferSliced, stringifySliced, utf8Sliced } from '../json-sliced.ts'
-import { isObject, runGenerator, sse } from '../protocols/shared.ts'
+import { MAX_JSON_DEPTH, isObject, parseJsonSliced, runGenerator, sse } from '../protocols/shared.ts'
 import type { Slicer } from '../slicer.ts'
 import type { AnswerTextRewriter, CanonicalAnswer, MeshContext, ProtocolName } from '../types.ts'
 import type { StreamEvent } from './stream.ts'
@@ -152,7 +152,7 @@ function* rewrittenSteps(
     const out: unknown[] = []
     for (let i = 0; i < json.length; i++) {
       if (i % JSON_STEP === JSON_STEP - 1) yield
-      out.push(g.chunk(json[i]))
+      out.push(yield* g.chunk(json[i]))
     }
     const tail = g.end()
     if (tail) out.push(tail)
@@ -166,7 +166,25 @@ function* rewrittenSteps(
 /** Rewrites one protocol's SSE events: `event` takes an event's data and returns the SSE text for the client. */
 export interface EventRewriter {
   event(data: string): string
+  /**
+   * event(data) for an event of megabytes, in slices of the event loop: its JSON parsed, its
+   * strings rewritten and the event stringified in slices, the same text as pieces
+   */
+  eventSliced(data: string, slicer: Slicer): Promise<string[]>
   /** the end of the stream: text still held back, as events */
+  end(): string
+}
+
+/** what an event becomes: SSE text, or a value written as one SSE event (`sse(json, event)`) */
+type Out = string | { json: unknown; event?: string }
+type EventSteps = Generator<undefined, Out[], undefined>
+
+/**
+ * One protocol's rewriting of an event, as steps (a pause between the pieces of a long text and
+ * every JSON_STEP strings): `value` is the event's data parsed, undefined when it is not JSON.
+ */
+interface StepRewriter {
+  steps(data: string, value: unknown): EventSteps
   end(): string
 }
 
@@ -178,6 +196,16 @@ class Channels {
     let r = this.open.get(key)
     if (!r) this.open.set(key, (r = this.at.open()))
     return r.rewrite(text)
+  }
+  /** rewrite, a long text given a piece at a time, a step each (the rewriter's output for the pieces is the text's) */
+  *rewriteSteps(key: string, text: string): Generator<undefined, string, undefined> {
+    if (text.length <= LONG_TEXT) return this.rewrite(key, text)
+    const out: string[] = []
+    for (const piece of cutString(text, LONG_TEXT)) {
+      out.push(this.rewrite(key, piece))
+      yield
+    }
+    return out.join('')
   }
   flush(key: string): string {
     const r = this.open.get(key)
@@ -198,7 +226,51 @@ const parse = (data: string): any => {
   }
 }
 
-function openaiEvents(at: AnswerText): EventRewriter {
+const render = (outs: Out[]): string => {
+  let s = ''
+  for (const o of outs) s += typeof o === 'string' ? o : sse(o.json, o.event)
+  return s
+}
+
+/** the event rewriter over a protocol's steps: at once, or in slices for an event of megabytes */
+function rewriterOf(r: StepRewriter): EventRewriter {
+  const event = (data: string) => render(runGenerator(r.steps(data, parse(data))))
+  return {
+    event,
+    async eventSliced(data, slicer) {
+      let value: unknown
+      try {
+        // a parse of its own: the steps change what they rewrite, and the readers' parse is shared
+        const parsed = await parseJsonSliced(data, MAX_JSON_DEPTH, slicer)
+        // nested deeper than a request may be: in one go, as event() does
+        if (parsed.deep) return [event(data)]
+        value = parsed.value
+      } catch {
+        value = undefined
+      }
+      const steps = r.steps(data, value)
+      let s = steps.next()
+      while (!s.done) {
+        await slicer.pause()
+        s = steps.next()
+      }
+      const out: string[] = []
+      for (const o of s.value) {
+        if (typeof o === 'string') out.push(o)
+        else {
+          out.push(`${o.event ? `event: ${o.event}\n` : ''}data: `)
+          for (const piece of (await stringifySliced(o.json, slicer)) ?? []) out.push(piece)
+          out.push('\n\n')
+        }
+        await slicer.pause()
+      }
+      return out
+    },
+    end: () => r.end(),
+  }
+}
+
+function openaiEvents(at: AnswerText): StepRewriter {
   const ch = new Channels(at)
   let base: Record<string, unknown> = {}
   const chunk = (index: number, delta: Record<string, unknown>) =>
@@ -221,57 +293,63 @@ function openaiEvents(at: AnswerText): EventRewriter {
     }
     return out
   }
+  const end = () => {
+    let out = ''
+    for (const key of ch.keys()) {
+      const d = held(key)
+      if (d) out += chunk(Number(key.split(':')[0]), d)
+    }
+    return out
+  }
   return {
-    event(data) {
-      if (data === '[DONE]') return this.end() + sse('[DONE]')
-      const c = parse(data)
-      if (!isObject(c) || !Array.isArray(c.choices)) return sse(data)
+    *steps(data, c) {
+      if (data === '[DONE]') return [end() + sse('[DONE]')]
+      if (!isObject(c) || !Array.isArray(c.choices)) return [sse(data)]
       base = { id: c.id, object: c.object, created: c.created, model: c.model }
       let before = ''
       for (const choice of c.choices) {
         const i = Number.isSafeInteger(choice?.index) ? choice.index : 0
         const d = choice?.delta
         if (isObject(d)) {
-          if (typeof d.content === 'string') d.content = ch.rewrite(String(i), d.content)
+          if (typeof d.content === 'string') d.content = yield* ch.rewriteSteps(String(i), d.content)
           for (const tc of Array.isArray(d.tool_calls) ? d.tool_calls : []) {
             if (typeof tc?.function?.arguments === 'string')
-              tc.function.arguments = ch.rewrite(`${i}:${tc.index ?? 0}`, tc.function.arguments)
+              tc.function.arguments = yield* ch.rewriteSteps(`${i}:${tc.index ?? 0}`, tc.function.arguments)
           }
         }
         // the choice ends here: what it still holds goes out just before
         if (choice?.finish_reason) before += flushChoice(i)
       }
-      return before + sse(c)
+      return [before, { json: c }]
     },
-    end() {
-      let out = ''
-      for (const key of ch.keys()) {
-        const d = held(key)
-        if (d) out += chunk(Number(key.split(':')[0]), d)
-      }
-      return out
-    },
+    end,
   }
 }
 
-function anthropicEvents(at: AnswerText): EventRewriter {
+function anthropicEvents(at: AnswerText): StepRewriter {
   const ch = new Channels(at)
   const deltaType = new Map<string, 'text_delta' | 'input_json_delta'>()
-  const ev = (e: Record<string, any>) => sse(e, String(e.type))
+  const ev = (e: Record<string, any>): Out => ({ json: e, event: String(e.type) })
   const held = (key: string) => {
     const rest = ch.flush(key)
     if (!rest) return ''
     const type = deltaType.get(key) ?? 'text_delta'
-    return ev({
-      type: 'content_block_delta',
-      index: Number(key),
-      delta: type === 'text_delta' ? { type, text: rest } : { type, partial_json: rest },
-    })
+    return render([
+      ev({
+        type: 'content_block_delta',
+        index: Number(key),
+        delta: type === 'text_delta' ? { type, text: rest } : { type, partial_json: rest },
+      }),
+    ])
+  }
+  const end = () => {
+    let out = ''
+    for (const key of ch.keys()) out += held(key)
+    return out
   }
   return {
-    event(data) {
-      const e = parse(data)
-      if (!isObject(e)) return sse(data)
+    *steps(data, e) {
+      if (!isObject(e)) return [sse(data)]
       const key = String(e.index)
       if (
         e.type === 'content_block_start' &&
@@ -279,50 +357,46 @@ function anthropicEvents(at: AnswerText): EventRewriter {
         typeof e.content_block.text === 'string'
       ) {
         deltaType.set(key, 'text_delta')
-        e.content_block.text = ch.rewrite(key, e.content_block.text)
+        e.content_block.text = yield* ch.rewriteSteps(key, e.content_block.text)
       } else if (
         e.type === 'content_block_delta' &&
         e.delta?.type === 'text_delta' &&
         typeof e.delta.text === 'string'
       ) {
         deltaType.set(key, 'text_delta')
-        e.delta.text = ch.rewrite(key, e.delta.text)
+        e.delta.text = yield* ch.rewriteSteps(key, e.delta.text)
       } else if (
         e.type === 'content_block_delta' &&
         e.delta?.type === 'input_json_delta' &&
         typeof e.delta.partial_json === 'string'
       ) {
         deltaType.set(key, 'input_json_delta')
-        e.delta.partial_json = ch.rewrite(key, e.delta.partial_json)
+        e.delta.partial_json = yield* ch.rewriteSteps(key, e.delta.partial_json)
       } else if (e.type === 'content_block_stop') {
-        return held(key) + ev(e)
+        return [held(key), ev(e)]
       } else if (e.type === 'message_delta' || e.type === 'message_stop') {
-        return this.end() + ev(e)
+        return [end(), ev(e)]
       }
-      return ev(e)
+      return [ev(e)]
     },
-    end() {
-      let out = ''
-      for (const key of ch.keys()) out += held(key)
-      return out
-    },
+    end,
   }
 }
 
 /** Gemini chunks (SSE events or the elements of one JSON array): each candidate's text continues across chunks. */
-function geminiEvents(at: AnswerText): { chunk(c: unknown): unknown; end(): unknown } {
+function geminiEvents(at: AnswerText): { chunk(c: unknown): Generator<undefined, unknown, undefined>; end(): unknown } {
   const ch = new Channels(at)
   const textPart = (p: any) => isObject(p) && typeof p.text === 'string' && p.thought !== true
   return {
-    chunk(c) {
+    *chunk(c) {
       if (!isObject(c) || !Array.isArray(c.candidates)) return c
       for (const cand of c.candidates) {
         const key = String(Number.isSafeInteger(cand?.index) ? cand.index : 0)
         const parts: any[] | undefined = Array.isArray(cand?.content?.parts) ? cand.content.parts : undefined
         for (const p of parts ?? []) {
-          if (textPart(p)) p.text = ch.rewrite(key, p.text)
+          if (textPart(p)) p.text = yield* ch.rewriteSteps(key, p.text)
           // a function call comes whole
-          if (isObject(p?.functionCall)) p.functionCall = rewriteJson(at, p.functionCall)
+          if (isObject(p?.functionCall)) p.functionCall = yield* rewriteJsonSteps(at, p.functionCall, { n: 0 })
         }
         if (!cand?.finishReason) continue
         const rest = ch.flush(key)
@@ -343,12 +417,11 @@ function geminiEvents(at: AnswerText): { chunk(c: unknown): unknown; end(): unkn
   }
 }
 
-function geminiSse(at: AnswerText): EventRewriter {
+function geminiSse(at: AnswerText): StepRewriter {
   const g = geminiEvents(at)
   return {
-    event: (data) => {
-      const c = parse(data)
-      return c === undefined ? sse(data) : sse(g.chunk(c))
+    *steps(data, c) {
+      return c === undefined ? [sse(data)] : [{ json: yield* g.chunk(c) }]
     },
     end: () => {
       const tail = g.end()
@@ -357,13 +430,13 @@ function geminiSse(at: AnswerText): EventRewriter {
   }
 }
 
-function responsesEvents(at: AnswerText): EventRewriter {
+function responsesEvents(at: AnswerText): StepRewriter {
   const ch = new Channels(at)
   // a held-back tail sent as its own delta takes a sequence number: every later event shifts by one
   let shift = 0
-  const ev = (e: Record<string, any>) => {
+  const ev = (e: Record<string, any>): Out => {
     if (shift && typeof e.sequence_number === 'number') e.sequence_number += shift
-    return sse(e, String(e.type))
+    return { json: e, event: String(e.type) }
   }
   const held = (e: Record<string, any>, key: string, type: string) => {
     const rest = ch.flush(key)
@@ -379,33 +452,32 @@ function responsesEvents(at: AnswerText): EventRewriter {
     return sse(delta, type)
   }
   return {
-    event(data) {
-      const e = parse(data)
-      if (!isObject(e)) return sse(data)
+    *steps(data, e) {
+      if (!isObject(e)) return [sse(data)]
       const textKey = `t:${e.item_id}:${e.content_index}`
       const argsKey = `a:${e.item_id}`
       switch (e.type) {
         case 'response.output_text.delta':
-          if (typeof e.delta === 'string') e.delta = ch.rewrite(textKey, e.delta)
-          return ev(e)
+          if (typeof e.delta === 'string') e.delta = yield* ch.rewriteSteps(textKey, e.delta)
+          return [ev(e)]
         case 'response.function_call_arguments.delta':
-          if (typeof e.delta === 'string') e.delta = ch.rewrite(argsKey, e.delta)
-          return ev(e)
+          if (typeof e.delta === 'string') e.delta = yield* ch.rewriteSteps(argsKey, e.delta)
+          return [ev(e)]
         case 'response.output_text.done': {
           const before = held(e, textKey, 'response.output_text.delta')
-          if (typeof e.text === 'string') e.text = rewriteWhole(at, e.text)
-          return before + ev(e)
+          if (typeof e.text === 'string') e.text = yield* rewriteWholeSteps(at, e.text)
+          return [before, ev(e)]
         }
         case 'response.function_call_arguments.done': {
           const before = held(e, argsKey, 'response.function_call_arguments.delta')
-          if (typeof e.arguments === 'string') e.arguments = rewriteWhole(at, e.arguments)
-          return before + ev(e)
+          if (typeof e.arguments === 'string') e.arguments = yield* rewriteWholeSteps(at, e.arguments)
+          return [before, ev(e)]
         }
       }
       // whole parts, items and the final response: every string in them
       if (typeof e.type === 'string' && /\.(done|completed|incomplete|failed)$/.test(e.type))
-        return ev(rewriteJson(at, e) as Record<string, any>)
-      return ev(e)
+        return [ev((yield* rewriteJsonSteps(at, e, { n: 0 })) as Record<string, any>)]
+      return [ev(e)]
     },
     end: () => '',
   }
@@ -415,13 +487,13 @@ function responsesEvents(at: AnswerText): EventRewriter {
 export function eventRewriter(protocol: ProtocolName, at: AnswerText): EventRewriter {
   switch (protocol) {
     case 'openai':
-      return openaiEvents(at)
+      return rewriterOf(openaiEvents(at))
     case 'anthropic':
-      return anthropicEvents(at)
+      return rewriterOf(anthropicEvents(at))
     case 'gemini':
-      return geminiSse(at)
+      return rewriterOf(geminiSse(at))
     case 'responses':
-      return responsesEvents(at)
+      return rewriterOf(responsesEvents(at))
   }
 }
 

@@ -6,7 +6,7 @@
 // The same-protocol path never comes here.
 import { randomUUID } from 'node:crypto'
 import { protocols } from '../protocols/index.ts'
-import { parseBufferSliced } from '../json-sliced.ts'
+import { cutString, parseBufferSliced } from '../json-sliced.ts'
 import { PARSE_STEP, SLICED_PARSE_CHARS, isObject, type StreamReader } from '../protocols/shared.ts'
 import { Slicer } from '../slicer.ts'
 import { UpstreamError } from '../upstream.ts'
@@ -220,8 +220,10 @@ export function streamTranslator(
       for (let i = 0; i < events.length; i++) {
         if (rewrite) for (const r of rewrite(events[i]!)) out += encode(r)
         else out += encode(events[i]!)
+        await slicer.pause()
         // handed on in small pieces: a write of megabytes of text is a long step of its own
-        if (i % PARSE_STEP === PARSE_STEP - 1) {
+        if (out.length > SLICED_PARSE_CHARS) await handOn(slicer, flush)
+        else if (i % PARSE_STEP === PARSE_STEP - 1) {
           flush()
           await slicer.pause()
         }
@@ -231,6 +233,16 @@ export function streamTranslator(
     },
     finish: () => vendorReader.finish(),
     partialUsage: () => vendorReader.partialUsage(),
+  }
+  /** what is ready, megabytes of one event's text, handed on a piece at a time (the same text) */
+  const handOn = async (slicer: Slicer, flush: () => void) => {
+    const pieces = cutString(out)
+    out = ''
+    for (const piece of pieces) {
+      out = piece
+      flush()
+      await slicer.pause()
+    }
   }
   return {
     reader,
