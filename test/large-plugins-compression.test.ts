@@ -27,9 +27,10 @@ const BLOCK_MS = 75
  * One huge value in a few messages (a 7-8 MB string, a result of 100,000 blocks, a tool input of
  * 5 MB). compressBody knows such a body by its size (`chars`, the plugin's raw body length) and
  * works it in slices; before, a body of few messages and parts never looked large and was worked
- * in one go: 64-171 ms for the 7-8 MB strings, 91-125 ms for the 5 MB tool input (loads of 5-7 on
- * 2 cores). Now a block holds at most one flat copy of the rewritten text (a join of 7 MB: 20-30
- * ms of CPU here), in a slice of its own: measured 10-21 ms in this file under a load of 5-6.
+ * in one go: 64-171 ms for the 7-8 MB strings, 91-125 ms for the 5 MB tool input, 60-112 ms for
+ * the 5 MB arguments text (loads of 5-7 on 2 cores). Now a block holds at most one flat copy of
+ * the rewritten text (a join of 7 MB: 20-30 ms of CPU here), in a slice of its own, or a garbage
+ * collection: measured 10-48 ms in this file under a load of 5-6.
  */
 const HUGE_BLOCK_MS = 50
 
@@ -479,6 +480,33 @@ const HUGE: typeof SHAPES = {
   'Anthropic, an old tool call whose input is 5 MB of JSON (100,000 rows)': {
     protocol: 'anthropic',
     body: () => parsed(oneCall('ok', { rows: JSON.parse(prettyJson(100_000)).rows, path: 'src/a.ts' })),
+    mustFit: true,
+  },
+  'OpenAI, an old tool call whose arguments are 5 MB of JSON text (100,000 rows)': {
+    protocol: 'openai',
+    body: () => ({
+      model: 'gpt-4o',
+      messages: [
+        { role: 'user', content: 'start' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            {
+              id: 'c1',
+              type: 'function',
+              function: {
+                name: 'read_file',
+                arguments: JSON.stringify({ path: 'src/a.ts', rows: JSON.parse(prettyJson(100_000)).rows }),
+              },
+            },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c1', content: 'ok' },
+        { role: 'assistant', content: 'done' },
+        { role: 'user', content: 'and now?' },
+      ],
+    }),
     mustFit: true,
   },
   'Anthropic, an old tool result of 100,000 text blocks': {

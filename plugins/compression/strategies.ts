@@ -1,7 +1,8 @@
 // The strategies, each over the neutral view (view.ts) and its turns (units.ts). None touches the
 // turn holding the last user message, system messages, tool definitions (not in the view) or any
 // image; old-turns drops whole turns only, so every tool call keeps its result.
-import { NEVER, ticker, type Pace } from './pace.ts'
+import { parseJsonSliced } from '../../core/protocols/shared.ts'
+import { NEVER, slicerOf, ticker, type Pace } from './pace.ts'
 import { alternationCutsPaced, windowStart, type Turn } from './units.ts'
 import {
   languageOfPath,
@@ -21,6 +22,8 @@ const MIN_DUPLICATE_CHARS = 200
 const PATH_KEYS = ['file_path', 'path', 'filename', 'file', 'target_file', 'notebook_path', 'absolute_path', 'filePath']
 const READ_TOOL = /read|view|cat|open|get_?file|show_?file/i
 const SHELL_TOOL = /bash|shell|exec|terminal|run_?command/i
+/** texts at least this long are rewritten in slices of a pace (a tool output of megabytes: 100-200 ms in one go) */
+const LONG_TEXT = 16 * 1024
 
 /** the file a call reads, when its arguments name one */
 function pathOf(call: Part | undefined): string | undefined {
@@ -34,12 +37,40 @@ function pathOf(call: Part | undefined): string | undefined {
     } catch {
       return undefined
     }
+  return pathIn(args)
+}
+
+/** the file arguments name (pathOf's answer for a call with these arguments) */
+function pathIn(args: any): string | undefined {
   if (!args || typeof args !== 'object') return undefined
   for (const k of PATH_KEYS) if (typeof args[k] === 'string') return args[k]
   const cmd =
     typeof args.command === 'string' ? args.command : Array.isArray(args.command) ? args.command.join(' ') : ''
   const m = /^\s*(?:cat|bat|nl -ba)\s+([^\s|;&<>]+)\s*$/.exec(cmd)
   return m?.[1]
+}
+
+/** pathOf's answers for calls whose arguments' text is long, by the text they were read from */
+const longPaths = new WeakMap<Part, { text: string; path: string | undefined }>()
+
+/**
+ * pathOf, a long arguments text (OpenAI and Responses send arguments as text: one of 5 MB took
+ * 60-110 ms to parse in one go) parsed in slices of `pace` by the core's sliced parse, once.
+ */
+async function pathOfPaced(call: Part | undefined, pace: Pace): Promise<string | undefined> {
+  if (!call || call.args !== undefined || call.text.length < LONG_TEXT || pace === NEVER) return pathOf(call)
+  const seen = longPaths.get(call)
+  if (seen?.text === call.text) return seen.path
+  let path: string | undefined
+  try {
+    // no depth limit: the value JSON.parse gives, or its error
+    const r = await parseJsonSliced(call.text, Number.POSITIVE_INFINITY, slicerOf(pace))
+    path = r.deep ? undefined : pathIn(r.value)
+  } catch {
+    path = undefined
+  }
+  longPaths.set(call, { text: call.text, path })
+  return path
 }
 
 async function callsById(turns: Turn[], pace: Pace): Promise<Map<string, Part>> {
@@ -89,7 +120,11 @@ export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = 
         if (p.kind !== 'result' || !p.set) continue
         const call = p.id ? calls.get(p.id) : undefined
         const path =
-          call && (READ_TOOL.test(call.name ?? '') || SHELL_TOOL.test(call.name ?? '')) ? pathOf(call) : undefined
+          call && (READ_TOOL.test(call.name ?? '') || SHELL_TOOL.test(call.name ?? ''))
+            ? call.text.length < LONG_TEXT
+              ? pathOf(call)
+              : await pathOfPaced(call, pace)
+            : undefined
         const readKey = path !== undefined ? `${call!.name}\0${path}\0${call!.text}` : undefined
         const outKey = p.text.length >= MIN_DUPLICATE_CHARS ? p.text.trim() : undefined
         const sameOut = outKey !== undefined ? laterOutput.get(outKey) : undefined
@@ -110,9 +145,6 @@ export async function dropDuplicates(turns: Turn[], touch?: Touch, pace: Pace = 
   return changed
 }
 
-/** texts at least this long are rewritten in slices of a pace (a tool output of megabytes: 100-200 ms in one go) */
-const LONG_TEXT = 16 * 1024
-
 /** Whitespace and JSON minification in tool outputs, tool arguments and fenced code blocks. */
 export async function minify(turns: Turn[], touch?: Touch, pace: Pace = NEVER): Promise<boolean> {
   const calls = await callsById(turns, pace)
@@ -127,7 +159,8 @@ export async function minify(turns: Turn[], touch?: Touch, pace: Pace = NEVER): 
         if (!p.set) continue
         const long = pace !== NEVER && p.text.length >= LONG_TEXT
         if (p.kind === 'result') {
-          const path = p.id ? pathOf(calls.get(p.id)) : undefined
+          const call = p.id ? calls.get(p.id) : undefined
+          const path = call && call.text.length >= LONG_TEXT ? await pathOfPaced(call, pace) : pathOf(call)
           const lang = path ? languageOfPath(path) : ''
           const text = long ? await minifyOutputPaced(p.text, lang, pace) : minifyOutput(p.text, lang)
           changed = rewrite(m, p, text, touch) || changed
