@@ -106,6 +106,8 @@ export function createJournal(body: any): Journal {
 const LARGE_MSGS = 2_000
 const LARGE_UNITS = 4_000
 const LARGE_CHARS = SLICED_PARSE_CHARS
+/** or this many tokens (about as much text): a body with no raw text to measure (SDK mode) */
+const LARGE_TOKENS = SLICED_PARSE_CHARS / 4
 
 export interface CompressResult {
   before: number
@@ -145,6 +147,7 @@ export function compressBody(input: CompressInput): Promise<CompressResult> {
   const { protocol, body } = input
   const large =
     (input.chars ?? 0) > LARGE_CHARS ||
+    input.before > LARGE_TOKENS ||
     messageCount(protocol, body) > LARGE_MSGS ||
     unitCount(protocol, body, LARGE_UNITS) > LARGE_UNITS
   return compressBodyPaced(input, large ? slices() : NEVER)
