@@ -7,6 +7,13 @@ import type { Slicer } from './slicer.ts'
 
 /** an event's data over this is parsed in slices (and the chunks that may complete one are fed in slices) */
 export const SLICED_EVENT_CHARS = SLICED_PARSE_CHARS
+/**
+ * a chunk over this many bytes holds hundreds of small events (a vendor's burst, or a socket read
+ * of a relay that fell behind: undici hands over what it holds, hundreds of KB): read in slices,
+ * not in one go (a 5 MB answer in 20-character deltas, ~1,000 events a turn: blocks of 50-100 ms
+ * of CPU with the scavenges they bring). A stream's usual chunk is one event or a few.
+ */
+const MANY_EVENTS_BYTES = 16 * 1024
 
 /** JSON.parse(data) in slices; undefined when it is not JSON or nests too deep (the reader then parses it itself) */
 async function parsedOrUndefined(data: string, slicer: Slicer): Promise<unknown> {
@@ -66,25 +73,36 @@ export class SseParser {
     return out
   }
 
-  /** whether a chunk would make the text waiting for its event's end larger than SLICED_EVENT_CHARS: then feedSliced */
+  /**
+   * whether a chunk would make the text waiting for its event's end larger than SLICED_EVENT_CHARS,
+   * or is itself over MANY_EVENTS_BYTES (hundreds of small events at once): then feedSliced
+   */
   heavy(chunk: Buffer): boolean {
-    return (this.pending += chunk.length) > SLICED_EVENT_CHARS
+    return (this.pending += chunk.length) > SLICED_EVENT_CHARS || chunk.length > MANY_EVENTS_BYTES
   }
 
   /**
    * feed in slices of the event loop, for an event of megabytes (tens of thousands of parts in
    * one Gemini chunk) or many events: its JSON parsed by parseJsonSliced, read by the reader's
-   * eventSliced when it has one, the loop given back between events. Kept events go to `out`
-   * as they are read, in order.
+   * eventSliced when it has one, the loop given back between events. Kept events go to `out` in
+   * order, joined, before every turn given back and at the end (`out('')` when none were kept,
+   * so a translator's own events are handed on as often).
    */
   async feedSliced(chunk: Buffer, slicer: Slicer, out: (kept: string) => void): Promise<void> {
     const events = this.split(chunk)
     if (!events) return
+    let kept = ''
     for (const raw of events) {
-      await slicer.pause()
+      if (slicer.due()) {
+        out(kept)
+        kept = ''
+        await slicer.yield()
+      }
       const data = dataOf(raw)
       let keep = true
       if (data !== undefined && data.length > SLICED_EVENT_CHARS) {
+        out(kept)
+        kept = ''
         await slicer.yield()
         const value = await parsedOrUndefined(data, slicer)
         if (value !== undefined) primeEventJson(data, value)
@@ -93,8 +111,9 @@ export class SseParser {
           ? await this.reader.eventSliced(data, slicer, () => out(''))
           : this.reader.event(data)
       } else if (data !== undefined) keep = this.reader.event(data)
-      if (this.dropEvents && keep) out(raw)
+      if (this.dropEvents && keep) kept += raw
     }
+    out(kept)
   }
 
   /** the chunk's text added; the events it completes, or undefined when none */

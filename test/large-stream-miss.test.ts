@@ -1,0 +1,156 @@
+// A streamed cache MISS of megabytes made of many small events (issue 11): the proxy relays the
+// vendor's stream, its protocol reader builds the answer from the events on the side, and at the
+// end the solo preset's plugins work on the whole answer (the exact cache stores the entry, the
+// audit hashes the answer). The longest block of the proxy's own work is measured in the
+// fuzzer's proxy child; the client must get the vendor's bytes and a later hit the whole answer.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { ProxyChild } from './fuzz/child.ts'
+import { sendRaw } from './fuzz/client.ts'
+import type { MockUpstream } from './helpers/mock-upstream.ts'
+import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+
+const PLAIN = 'the quick brown fox jumps over a lazy dog while seven wizards judge boxing matches café €uro'.split(' ')
+function text(chars: number, seed: number): string {
+  const parts: string[] = []
+  let n = 0
+  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
+    const w = PLAIN[i % PLAIN.length]!
+    parts.push(w, ' ')
+    n += w.length + 1
+  }
+  return parts.join('')
+}
+
+type P = 'openai' | 'anthropic' | 'gemini'
+const sse = (d: unknown, event?: string) => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(d)}\n\n`
+
+/** the vendor's stream of `t` in deltas of `size` characters, as each protocol sends it */
+function vendorStream(p: P, t: string, size: number): string {
+  const out: string[] = []
+  if (p === 'openai') {
+    const c = (choices: unknown[], extra = {}) =>
+      sse({ id: 'chatcmpl-v', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices, ...extra })
+    out.push(c([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]))
+    for (let i = 0; i < t.length; i += size)
+      out.push(c([{ index: 0, delta: { content: t.slice(i, i + size) }, finish_reason: null }]))
+    out.push(c([{ index: 0, delta: {}, finish_reason: 'stop' }]))
+    out.push(c([], { usage: { prompt_tokens: 10, completion_tokens: 1000, total_tokens: 1010 } }), 'data: [DONE]\n\n')
+    return out.join('')
+  }
+  if (p === 'anthropic') {
+    const e = (d: Record<string, unknown>) => sse(d, String(d.type))
+    const message = { id: 'msg_v', type: 'message', role: 'assistant', model: 'claude-3-5-haiku-latest', content: [] }
+    const usage = { input_tokens: 10, output_tokens: 1 }
+    out.push(e({ type: 'message_start', message: { ...message, stop_reason: null, stop_sequence: null, usage } }))
+    out.push(e({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }))
+    for (let i = 0; i < t.length; i += size)
+      out.push(e({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t.slice(i, i + size) } }))
+    out.push(e({ type: 'content_block_stop', index: 0 }))
+    const end = { stop_reason: 'end_turn', stop_sequence: null }
+    out.push(e({ type: 'message_delta', delta: end, usage: { output_tokens: 1000 } }), e({ type: 'message_stop' }))
+    return out.join('')
+  }
+  const g = (parts: unknown[], extra = {}) =>
+    sse({ candidates: [{ index: 0, content: { role: 'model', parts }, ...extra }], modelVersion: 'gemini-2.5-pro' })
+  for (let i = 0; i < t.length; i += size) out.push(g([{ text: t.slice(i, i + size) }]))
+  const usageMetadata = { promptTokenCount: 10, candidatesTokenCount: 1000, totalTokenCount: 1010 }
+  out.push(
+    sse({
+      candidates: [{ index: 0, content: { role: 'model', parts: [{ text: '' }] }, finishReason: 'STOP' }],
+      usageMetadata,
+    }),
+  )
+  return out.join('')
+}
+
+const GEMINI = '/v1beta/models/gemini-2.5-pro:streamGenerateContent'
+
+function raw(port: number, p: P, prompt: string, stream = true): Buffer {
+  const path = p === 'openai' ? '/v1/chat/completions' : p === 'anthropic' ? '/v1/messages' : `${GEMINI}?alt=sse`
+  const messages = [{ role: 'user', content: prompt }]
+  const body = Buffer.from(
+    JSON.stringify(
+      p === 'openai'
+        ? { model: 'gpt-4o-mini', stream, messages }
+        : p === 'anthropic'
+          ? { model: 'claude-3-5-haiku-latest', max_tokens: 64, stream, messages }
+          : { contents: [{ role: 'user', parts: [{ text: prompt }] }] },
+    ),
+  )
+  // the hit is asked for as JSON (Gemini: the non-streaming method): the stored text, read whole
+  const at = p === 'gemini' && !stream ? '/v1beta/models/gemini-2.5-pro:generateContent' : path
+  const head =
+    `POST ${at} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
+    `anthropic-version: 2023-06-01\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`
+  return Buffer.concat([Buffer.from(head), body])
+}
+
+/** the text of a JSON answer in the protocol's shape */
+function textOf(p: P, body: Buffer): string {
+  const j = JSON.parse(body.toString('utf8'))
+  if (p === 'openai') return j.choices[0].message.content
+  if (p === 'anthropic') return j.content.map((b: { text?: string }) => b.text ?? '').join('')
+  return j.candidates[0].content.parts.map((x: { text?: string }) => x.text ?? '').join('')
+}
+
+/**
+ * The longest block of the proxy's own work while it relays a 5 MB answer in small events and its
+ * plugins store and audit it, as CPU ms (test/fuzz/stats.ts). See the numbers in the commit log.
+ */
+const STREAM_MISS_BLOCK_MS = 100
+
+describe('the longest block for a streamed miss of 5 MB in small events through the proxy child', () => {
+  let mock: MockUpstream
+  let child: ProxyChild
+  let dataDir: string
+  let port: number
+  beforeAll(async () => {
+    ;({ mock, child, port, dataDir } = await startChildAndMock('large-stream-miss', {
+      FUZZ_UPSTREAM_TIMEOUT_MS: '60000',
+    }))
+  }, 120_000)
+  afterAll(() => stopChildAndMock({ mock, child, dataDir }))
+
+  const cases: [P, number][] = [
+    ['openai', 1000],
+    ['anthropic', 1000],
+    ['gemini', 1000],
+    ['openai', 20],
+    ['anthropic', 20],
+    ['gemini', 20],
+  ]
+  it.each(cases)(
+    '%s, deltas of %s characters: the vendor bytes, the answer stored whole, under STREAM_MISS_BLOCK_MS',
+    async (p, size) => {
+      const t = text(5_000_000, size + p.length)
+      const vendor = vendorStream(p, t, size)
+      mock.behaviour.okBody = { body: vendor, contentType: 'text/event-stream' }
+      const prompt = `miss ${p} ${size}`
+      await child.stats({ gc: true, reset: true })
+      const miss = await sendRaw(port, raw(port, p, prompt), { timeoutMs: 120_000 })
+      delete mock.behaviour.okBody
+      // the cache store and the audit run after the answer: wait until the proxy is idle again
+      let s = await child.stats()
+      // (at most 15 s: a child run with --cpu-prof is never quite idle)
+      for (let cpu = -1, n = 0; s.cpuMs - cpu > 20 && n < 30; n++, s = await child.stats()) {
+        cpu = s.cpuMs
+        await new Promise((r) => setTimeout(r, 500))
+      }
+      expect(miss.status).toBe(200)
+      expect(miss.headers.get('x-agentmesh-cache')).toBe('miss')
+      // an OpenAI client that did not ask for usage does not get the usage chunk the proxy asked for
+      if (p !== 'openai') expect(miss.body.equals(Buffer.from(vendor))).toBe(true)
+      else expect(miss.body.length).toBeGreaterThan(vendor.length - 300)
+      console.log(
+        `streamed miss 5 MB ${p}, deltas of ${size}: ${s.blockCpuMs.toFixed(0)} ms of CPU in the longest block (${s.blockMs.toFixed(0)} ms long)`,
+      )
+      // the stored answer is the whole text: a hit asked for as JSON gives it back
+      const hit = await sendRaw(port, raw(port, p, prompt, false), { timeoutMs: 60_000 })
+      expect(hit.status).toBe(200)
+      expect(hit.headers.get('x-agentmesh-cache')).toBe('exact')
+      expect(textOf(p, hit.body)).toBe(t)
+      expect(s.blockCpuMs).toBeLessThanOrEqual(STREAM_MISS_BLOCK_MS)
+    },
+    240_000,
+  )
+})
