@@ -92,6 +92,11 @@ const text = (short = false) =>
         ? `long:\n\`\`\`ts\n${listing(700)}\n\`\`\`\n${prose(9)}\n\`\`\`json\n${prettyJson(3)}\n\`\`\``
         : 'x',
     () => `see:\n\`\`\`json\n{\n  "k": [1,  2]\n}\n\`\`\`\n${prose(5)}`,
+    // a fenced JSON of 64K characters and more (checked by the sliced parse), now and then not JSON
+    () =>
+      !short && rnd() < 0.03
+        ? `data:\n\`\`\`json\n${prettyJson(700 + int(800))}${rnd() < 0.3 ? ',' : ''}\n\`\`\`\n${prose(3)}`
+        : 'y',
     () => 'Hello.',
   ])()
 
@@ -514,6 +519,25 @@ const HUGE: typeof SHAPES = {
         { role: 'user', content: 'and now?' },
       ],
     }),
+    mustFit: true,
+  },
+  'Anthropic, an old assistant message of 5 MB of fenced JSON and 2 MB of fenced code': {
+    protocol: 'anthropic',
+    body: () =>
+      parsed({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 128,
+        messages: [
+          { role: 'user', content: 'start' },
+          {
+            role: 'assistant',
+            content: `here:\n\`\`\`json\n${prettyJson(50_000)}\n\`\`\`\nand\n\`\`\`ts\n${listing(60_000)}\n\`\`\`\n`,
+          },
+          { role: 'user', content: 'ok' },
+          { role: 'assistant', content: 'done' },
+          { role: 'user', content: 'and now?' },
+        ],
+      }),
     mustFit: true,
   },
   'Anthropic, an old tool result of 100,000 text blocks': {

@@ -41,15 +41,31 @@ export function ticker(pace: Pace): (chars?: number) => boolean {
 /**
  * What a step generator yields: undefined, a place to pause when the slice is used up; NOW, a
  * place to pause whatever is left of the slice (a flat copy of megabytes comes next, or has just
- * been made: 20-40 ms on this machine, so it gets a slice of its own); a JsonOf, a value whose
- * JSON.stringify text the generator needs (a paced driver makes it in slices, the one-go one at once).
+ * been made: 20-40 ms on this machine, so it gets a slice of its own); an Ask, a question whose
+ * answer the generator needs (a paced driver answers it in slices, the one-go one at once).
  */
-export type Yielded = undefined | typeof NOW | JsonOf
+export type Yielded = undefined | typeof NOW | Ask
 /** a flat copy at least this long is a NOW step of its own (shorter ones cost under ~5 ms) */
 export const FLAT_CHARS = 512 * 1024
 export const NOW = 1
-export class JsonOf {
-  constructor(readonly value: unknown) {}
+
+/** a question a step generator asks its driver, the same answer whether made at once or in slices */
+export abstract class Ask {
+  abstract now(): string | undefined
+  abstract paced(pace: Pace): Promise<string | undefined>
+}
+
+/** JSON.stringify(value): a tool call's arguments of megabytes */
+export class JsonOf extends Ask {
+  constructor(readonly value: unknown) {
+    super()
+  }
+  now(): string | undefined {
+    return JSON.stringify(this.value)
+  }
+  paced(pace: Pace): Promise<string | undefined> {
+    return jsonPaced(this.value, pace)
+  }
 }
 
 export type Steps<T> = Generator<Yielded, T, string | undefined>
@@ -57,7 +73,7 @@ export type Steps<T> = Generator<Yielded, T, string | undefined>
 /** a generator's value in one go */
 export function runThrough<T>(steps: Steps<T>): T {
   let r = steps.next()
-  while (!r.done) r = steps.next(r.value instanceof JsonOf ? JSON.stringify(r.value.value) : undefined)
+  while (!r.done) r = steps.next(r.value instanceof Ask ? r.value.now() : undefined)
   return r.value
 }
 
@@ -68,9 +84,9 @@ export async function runPaced<T>(steps: Steps<T>, pace: Pace): Promise<T> {
   return r.value
 }
 
-/** the generator's next step after it yielded `y`: a pause, or the JSON text it asked for */
+/** the generator's next step after it yielded `y`: a pause, or the answer it asked for */
 export async function stepPaced<T>(steps: Steps<T>, y: Yielded, pace: Pace): Promise<IteratorResult<Yielded, T>> {
-  if (y instanceof JsonOf) return steps.next(await jsonPaced(y.value, pace))
+  if (y instanceof Ask) return steps.next(await y.paced(pace))
   if (y === NOW || pace.due()) await pace.yield()
   return steps.next()
 }
