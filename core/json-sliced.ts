@@ -215,3 +215,57 @@ export async function parseBufferSliced(buf: Buffer, slicer: Slicer): Promise<un
   // nested deeper than a request may be: an answer is not refused for it, only parsed in one go
   return parsed.deep ? JSON.parse(text) : parsed.value
 }
+
+/**
+ * JSON.stringify(value) of a parsed JSON value (plain objects, arrays, strings, numbers, booleans,
+ * null) as pieces of about `size` characters made one at a time: a renderer yields each as its own
+ * stream event, so the text of a tool input of megabytes is never made in one go. A small value, or
+ * anything else, is one JSON.stringify. The pieces joined are JSON.stringify's text.
+ */
+export function* jsonTextPieces(value: unknown, size: number): Generator<string, void, undefined> {
+  if (typeof value !== 'object' || value === null || !isPlain(value) || isSmall(value)) {
+    if (typeof value !== 'string' || value.length <= size) {
+      const s = JSON.stringify(value)
+      if (s !== undefined) yield s
+      return
+    }
+  }
+  let held = ''
+  for (const t of jsonTexts(value, size)) {
+    held += t
+    if (held.length >= size) {
+      yield held
+      held = ''
+    }
+  }
+  if (held) yield held
+}
+
+/** the texts jsonTextPieces joins: small members whole, a long string a run of `size` at a time */
+function* jsonTexts(v: unknown, size: number): Generator<string, void, undefined> {
+  if (typeof v === 'string') {
+    if (v.length <= size) return yield JSON.stringify(v)
+    yield '"'
+    for (const run of cutString(v, size)) yield JSON.stringify(run).slice(1, -1)
+    return yield '"'
+  }
+  if (typeof v !== 'object' || v === null || !isPlain(v) || typeof (v as any).toJSON === 'function' || isSmall(v))
+    return yield JSON.stringify(v) ?? 'null'
+  if (Array.isArray(v)) {
+    yield '['
+    for (let i = 0; i < v.length; i++) {
+      if (i) yield ','
+      yield* jsonTexts(v[i] === undefined || typeof v[i] === 'function' ? null : v[i], size)
+    }
+    return yield ']'
+  }
+  yield '{'
+  let n = 0
+  for (const k of Object.keys(v)) {
+    const x = (v as Record<string, unknown>)[k]
+    if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue
+    yield `${n++ ? ',' : ''}${JSON.stringify(k)}:`
+    yield* jsonTexts(x, size)
+  }
+  yield '}'
+}

@@ -2,7 +2,9 @@
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson, joiner } from '../canonical.ts'
 import { parseEventJson } from './event-json.ts'
+import { jsonTextPieces } from '../json-sliced.ts'
 import {
+  ARGS_PIECE_CHARS,
   NotAnAnswerError,
   PARSE_STEP,
   ProtocolError,
@@ -150,7 +152,9 @@ function* blockEvents(block: any, index: number): RenderSteps {
   } else if (isObject(block) && 'input' in block && typeof block.type === 'string' && block.type.endsWith('tool_use')) {
     // tool_use, server_tool_use, mcp_tool_use: the input arrives as JSON text
     yield ev('content_block_start', { content_block: { ...block, input: {} } })
-    yield delta({ type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) })
+    // an input of megabytes as a vendor streams it: its JSON text a piece a delta, made a piece at a time
+    for (const piece of jsonTextPieces(block.input ?? {}, ARGS_PIECE_CHARS))
+      yield delta({ type: 'input_json_delta', partial_json: piece })
   }
   // redacted_thinking, tool results and types we do not know arrive whole in their start event
   else yield ev('content_block_start', { content_block: block })

@@ -23,8 +23,10 @@ import {
   type StreamReader,
   canonicalListSteps,
   SLICED_PARSE_CHARS,
+  ARGS_PIECE_CHARS,
 } from './shared.ts'
 import { parseEventJson } from './event-json.ts'
+import { cutString } from '../json-sliced.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean',
@@ -377,7 +379,16 @@ function* choiceChunks(base: Record<string, unknown>, choice: Record<string, any
     yield chunk({ content: piece }, first && choice.logprobs ? { logprobs: choice.logprobs } : {})
     first = false
   }
-  if (Array.isArray(calls))
-    for (let i = 0; i < calls.length; i++) yield chunk({ tool_calls: [{ index: i, ...calls[i] }] })
+  if (Array.isArray(calls)) for (let i = 0; i < calls.length; i++) yield* callChunks(chunk, i, calls[i])
   yield chunk({}, { finish_reason: choice.finish_reason ?? 'stop' })
+}
+
+/** One tool call's chunks: whole, or (arguments of megabytes) its first piece with the call, the rest a piece a chunk */
+function* callChunks(chunk: (delta: unknown) => string, index: number, call: any): RenderSteps {
+  const args = call?.function?.arguments
+  if (typeof args !== 'string' || args.length <= ARGS_PIECE_CHARS)
+    return yield chunk({ tool_calls: [{ index, ...call }] })
+  const pieces = cutString(args, ARGS_PIECE_CHARS)
+  yield chunk({ tool_calls: [{ index, ...call, function: { ...call.function, arguments: pieces[0] } }] })
+  for (let k = 1; k < pieces.length; k++) yield chunk({ tool_calls: [{ index, function: { arguments: pieces[k] } }] })
 }

@@ -24,8 +24,10 @@ import {
   type RenderSteps,
   type StreamReader,
   SLICED_PARSE_CHARS,
+  ARGS_PIECE_CHARS,
 } from './shared.ts'
 import { parseEventJson } from './event-json.ts'
+import { cutString, jsonTextPieces } from '../json-sliced.ts'
 
 const FIELD_TYPES = {
   stream: 'boolean',
@@ -256,6 +258,7 @@ function* itemEvents(
   item: any,
   output_index: number,
   ev: (type: string, data: Record<string, unknown>) => string,
+  whole: (type: string, data: Record<string, unknown>) => RenderSteps,
 ): RenderSteps {
   const item_id = item?.id
   if (item?.type === 'message') {
@@ -270,7 +273,7 @@ function* itemEvents(
       if (part?.type === 'output_text') {
         for (const { text: delta } of textPieces(part.text ?? ''))
           yield ev('response.output_text.delta', { item_id, output_index, content_index, delta, logprobs: [] })
-        yield ev('response.output_text.done', {
+        yield* whole('response.output_text.done', {
           item_id,
           output_index,
           content_index,
@@ -281,11 +284,16 @@ function* itemEvents(
         yield ev('response.refusal.delta', { item_id, output_index, content_index, delta: part.refusal ?? '' })
         yield ev('response.refusal.done', { item_id, output_index, content_index, refusal: part.refusal ?? '' })
       }
-      yield ev('response.content_part.done', { item_id, output_index, content_index, part })
+      yield* whole('response.content_part.done', { item_id, output_index, content_index, part })
     }
   } else if (item?.type === 'function_call') {
-    yield ev('response.function_call_arguments.delta', { item_id, output_index, delta: item.arguments ?? '' })
-    yield ev('response.function_call_arguments.done', {
+    const args = item.arguments ?? ''
+    // arguments of megabytes a piece a delta, as a vendor streams them
+    for (const delta of typeof args === 'string' && args.length > ARGS_PIECE_CHARS
+      ? cutString(args, ARGS_PIECE_CHARS)
+      : [args])
+      yield ev('response.function_call_arguments.delta', { item_id, output_index, delta })
+    yield* whole('response.function_call_arguments.done', {
       item_id,
       output_index,
       name: item.name,
@@ -298,16 +306,23 @@ function* streamOf(body: Record<string, any>): RenderSteps {
   let sequence_number = 0
   const ev = (type: string, data: Record<string, unknown>) =>
     sse({ type, ...data, sequence_number: sequence_number++ }, type)
+  // an event that carries a whole text, part, item, arguments or the answer: sse()'s text, its JSON
+  // made a piece at a time (megabytes of text or arguments are never stringified in one step)
+  const whole = function* (type: string, data: Record<string, unknown>): RenderSteps {
+    yield `event: ${type}\ndata: `
+    yield* jsonTextPieces({ type, ...data, sequence_number: sequence_number++ }, ARGS_PIECE_CHARS)
+    yield '\n\n'
+  }
   const started = { ...body, status: 'in_progress', output: [], usage: null, incomplete_details: null }
   yield ev('response.created', { response: started })
   yield ev('response.in_progress', { response: started })
   const output: any[] = Array.isArray(body.output) ? body.output : []
   for (const [output_index, item] of output.entries()) {
     yield ev('response.output_item.added', { output_index, item: startedItem(item) })
-    yield* itemEvents(item, output_index, ev)
-    yield ev('response.output_item.done', { output_index, item })
+    yield* itemEvents(item, output_index, ev, whole)
+    yield* whole('response.output_item.done', { output_index, item })
   }
-  yield ev(
+  yield* whole(
     body.status === 'incomplete'
       ? 'response.incomplete'
       : body.status === 'failed'

@@ -148,6 +148,12 @@ export function* textPieces(text: string, size = 64): Generator<{ text: string; 
   for (let i = 0; i < text.length; i += size) yield { text: text.slice(i, i + size), last: i + size >= text.length }
 }
 
+/**
+ * Tool-call arguments longer than this are rendered as a stream of pieces of this size (as a vendor
+ * streams them), so no one event (and no step of a sliced render) holds megabytes of them.
+ */
+export const ARGS_PIECE_CHARS = 8 * 1024
+
 /** Longer than any vendor's model id; a longer one would only travel into headers and logs. */
 export const MODEL_MAX_CHARS = 256
 
