@@ -95,9 +95,15 @@ function textOf(p: P, body: Buffer): string {
 
 /**
  * The longest block of the proxy's own work while it relays a 5 MB answer in small events and its
- * plugins store and audit it, as CPU ms (test/fuzz/stats.ts). See the numbers in the commit log.
+ * plugins store and audit it, as CPU ms (test/fuzz/stats.ts). Before: 61-103 ms (the exact cache
+ * joined the entry's JSON into one string of 5-10 MB in one block, after the text itself was made
+ * one string in the turn that ended the stream; chunks of ~1,000 events read in one go). After:
+ * 28-60 under a load of 4-6, what remains being the answer's text made one string (10 MB of fresh
+ * memory for this non-Latin-1 text: ~30 ms quiet) and scavenges. A block over the bound is
+ * measured again (another prompt), up to MISS_TRIES times, before the test fails.
  */
-const STREAM_MISS_BLOCK_MS = 100
+const STREAM_MISS_BLOCK_MS = 60
+const MISS_TRIES = 3
 
 describe('the longest block for a streamed miss of 5 MB in small events through the proxy child', () => {
   let mock: MockUpstream
@@ -108,8 +114,33 @@ describe('the longest block for a streamed miss of 5 MB in small events through 
     ;({ mock, child, port, dataDir } = await startChildAndMock('large-stream-miss', {
       FUZZ_UPSTREAM_TIMEOUT_MS: '60000',
     }))
+    // a warm proxy: the first large answers of a process also pay for compiling its code and
+    // growing its heap, once
+    for (const p of ['openai', 'anthropic', 'gemini'] as const) await streamedMiss(p, text(1_000_000, 1), 100, 'warm')
   }, 120_000)
   afterAll(() => stopChildAndMock({ mock, child, dataDir }))
+
+  /** a streamed miss of `t`; the child's longest block from the request until the proxy is idle again */
+  async function streamedMiss(p: P, t: string, size: number, prompt: string) {
+    const vendor = vendorStream(p, t, size)
+    mock.behaviour.okBody = { body: vendor, contentType: 'text/event-stream' }
+    await child.stats({ gc: true, reset: true })
+    const miss = await sendRaw(port, raw(port, p, prompt), { timeoutMs: 120_000 })
+    delete mock.behaviour.okBody
+    // the cache store and the audit run after the answer: wait until the proxy is idle again
+    // (at most 15 s: a child run with --cpu-prof is never quite idle)
+    let s = await child.stats()
+    for (let cpu = -1, n = 0; s.cpuMs - cpu > 20 && n < 30; n++, s = await child.stats()) {
+      cpu = s.cpuMs
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    expect(miss.status).toBe(200)
+    expect(miss.headers.get('x-agentmesh-cache')).toBe('miss')
+    // an OpenAI client that did not ask for usage does not get the usage chunk the proxy asked for
+    const usage = /data: [^\n]*"usage"[^\n]*\n\n/
+    expect(miss.body.toString('utf8')).toBe(p === 'openai' ? vendor.replace(usage, '') : vendor)
+    return s
+  }
 
   const cases: [P, number][] = [
     ['openai', 1000],
@@ -123,34 +154,20 @@ describe('the longest block for a streamed miss of 5 MB in small events through 
     '%s, deltas of %s characters: the vendor bytes, the answer stored whole, under STREAM_MISS_BLOCK_MS',
     async (p, size) => {
       const t = text(5_000_000, size + p.length)
-      const vendor = vendorStream(p, t, size)
-      mock.behaviour.okBody = { body: vendor, contentType: 'text/event-stream' }
-      const prompt = `miss ${p} ${size}`
-      await child.stats({ gc: true, reset: true })
-      const miss = await sendRaw(port, raw(port, p, prompt), { timeoutMs: 120_000 })
-      delete mock.behaviour.okBody
-      // the cache store and the audit run after the answer: wait until the proxy is idle again
-      let s = await child.stats()
-      // (at most 15 s: a child run with --cpu-prof is never quite idle)
-      for (let cpu = -1, n = 0; s.cpuMs - cpu > 20 && n < 30; n++, s = await child.stats()) {
-        cpu = s.cpuMs
-        await new Promise((r) => setTimeout(r, 500))
+      const blocks: number[] = []
+      for (let i = 0; i < MISS_TRIES && !(blocks.at(-1)! <= STREAM_MISS_BLOCK_MS); i++) {
+        const prompt = `miss ${p} ${size} ${i}`
+        const s = await streamedMiss(p, t, size, prompt)
+        blocks.push(Math.round(s.blockCpuMs))
+        // the stored answer is the whole text: a hit asked for as JSON gives it back
+        const hit = await sendRaw(port, raw(port, p, prompt, false), { timeoutMs: 60_000 })
+        expect(hit.status).toBe(200)
+        expect(hit.headers.get('x-agentmesh-cache')).toBe('exact')
+        expect(textOf(p, hit.body)).toBe(t)
       }
-      expect(miss.status).toBe(200)
-      expect(miss.headers.get('x-agentmesh-cache')).toBe('miss')
-      // an OpenAI client that did not ask for usage does not get the usage chunk the proxy asked for
-      if (p !== 'openai') expect(miss.body.equals(Buffer.from(vendor))).toBe(true)
-      else expect(miss.body.length).toBeGreaterThan(vendor.length - 300)
-      console.log(
-        `streamed miss 5 MB ${p}, deltas of ${size}: ${s.blockCpuMs.toFixed(0)} ms of CPU in the longest block (${s.blockMs.toFixed(0)} ms long)`,
-      )
-      // the stored answer is the whole text: a hit asked for as JSON gives it back
-      const hit = await sendRaw(port, raw(port, p, prompt, false), { timeoutMs: 60_000 })
-      expect(hit.status).toBe(200)
-      expect(hit.headers.get('x-agentmesh-cache')).toBe('exact')
-      expect(textOf(p, hit.body)).toBe(t)
-      expect(s.blockCpuMs).toBeLessThanOrEqual(STREAM_MISS_BLOCK_MS)
+      console.log(`streamed miss 5 MB ${p}, deltas of ${size}: ${blocks.join(', ')} ms of CPU in the longest block`)
+      expect(Math.min(...blocks)).toBeLessThanOrEqual(STREAM_MISS_BLOCK_MS)
     },
-    240_000,
+    400_000,
   )
 })

@@ -478,7 +478,9 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 async function recordLarge(ctx: MeshContext, w: AuditWriter, o: AuditOptions, size: number, answerSize: number) {
   // a streamed answer's text is a rope of its deltas until read: made one string (5-10 MB of fresh
   // memory, ~3 ms a MB here) in a turn of its own, not in the turn of the hooks before this one
+  // (two turns: after an I/O callback the first immediate runs before other sockets are read)
   if (answerSize >= LARGE_HASH_CHARS) {
+    await nextTurn()
     await nextTurn()
     ctx.answer!.text.charCodeAt(0)
     await nextTurn()

@@ -282,7 +282,10 @@ export class ExactStore {
   private async setLarge(hash: string, entry: CacheEntry, ttl: number): Promise<void> {
     const slicer = new Slicer(SLICE_MS)
     // a streamed answer's text is a rope of its deltas until something reads it: made one string
-    // here, in a turn of its own, not in the turn that ended the stream and ran the other hooks
+    // here, in a turn of its own, not in the turn that ended the stream and ran the other hooks.
+    // Two yields: the stream's end is an I/O callback, and the immediates queued there run right
+    // after it, before the loop's timers and other sockets
+    await slicer.yield()
     await slicer.yield()
     entry.answer.text.charCodeAt(0)
     await slicer.yield()
