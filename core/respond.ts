@@ -664,14 +664,15 @@ function rewrittenStream(ctx: CoreContext, inner: StreamReader, at: NonNullable<
       if (inner.event(data)) out += rewriter.event(data)
       return false
     },
-    // an event of megabytes: rewritten in slices, handed on (flush) a piece at a time
+    // an event of megabytes: rewritten in slices, handed on (flush) a piece at a time, a turn each:
+    // the socket is corked for the turn, and all a turn writes is encoded at once when it uncorks
     async eventSliced(data, slicer, flush) {
       const keep = inner.eventSliced ? await inner.eventSliced(data, slicer, flush) : inner.event(data)
       if (keep)
         for (const piece of await rewriter.eventSliced(data, slicer)) {
           out += piece
           flush()
-          await slicer.pause()
+          await slicer.yield()
         }
       return false
     },

@@ -78,7 +78,11 @@ export class SseParser {
    * or is itself over MANY_EVENTS_BYTES (hundreds of small events at once): then feedSliced
    */
   heavy(chunk: Buffer): boolean {
-    return (this.pending += chunk.length) > SLICED_EVENT_CHARS || chunk.length > MANY_EVENTS_BYTES
+    return (
+      (this.pending += chunk.length) > SLICED_EVENT_CHARS ||
+      chunk.length > MANY_EVENTS_BYTES ||
+      this.reader.heavy?.() === true
+    )
   }
 
   /**
@@ -100,7 +104,7 @@ export class SseParser {
       }
       const data = dataOf(raw)
       let keep = true
-      if (data !== undefined && data.length > SLICED_EVENT_CHARS) {
+      if (data !== undefined && (data.length > SLICED_EVENT_CHARS || this.reader.heavy?.() === true)) {
         out(kept)
         kept = ''
         await slicer.yield()

@@ -144,6 +144,12 @@ const SHAPES: Shape[] = [
     vendor: anthropicStream,
   },
   {
+    name: 'translated responses client, anthropic vendor',
+    path: '/v1/responses',
+    model: 'claude-3-5-haiku-latest',
+    vendor: anthropicStream,
+  },
+  {
     name: 'translated anthropic client, openai vendor',
     path: '/v1/messages',
     model: 'gpt-4o-mini',
@@ -193,7 +199,8 @@ describe('one streamed event of 5 MB through the proxy child', () => {
 
   let n = 0
   const raw = (s: Shape) => {
-    // a prompt of its own each time: a cache miss; an email for the mask plugin to put a placeholder in
+    // a prompt of its own each time, a cache miss; no-store: the exact cache's store of an answer of
+    // megabytes is its own path (measured by its own tests); an email for the mask plugin to put a placeholder in
     const prompt = `${s.mask ? 'write to ada@example.com ' : ''}event ${n++} ${s.name}`
     const body =
       s.path === '/v1/responses'
@@ -202,7 +209,7 @@ describe('one streamed event of 5 MB through the proxy child', () => {
     const bytes = Buffer.from(JSON.stringify(body))
     const head =
       `POST ${s.path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
-      `anthropic-version: 2023-06-01\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`
+      `anthropic-version: 2023-06-01\r\ncache-control: no-store\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`
     return Buffer.concat([Buffer.from(head), bytes])
   }
   async function run(s: Shape, big: string) {

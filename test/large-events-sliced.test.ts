@@ -347,7 +347,8 @@ describe('a translated event of megabytes: handed on in pieces, the same text', 
       expect(plain(sliced)).toBe(plain(oneGo))
       expect(sliced.length).toBeGreaterThan(600_000)
       // no piece handed on holds the whole text
-      if (from === 'openai' || from === 'anthropic') expect(Math.max(...pieces)).toBeLessThan(300_000)
+      // (a Gemini client's function call is sent whole at the end: its collected arguments in one event)
+      if (from !== 'gemini') expect(Math.max(...pieces)).toBeLessThan(300_000)
       expect(two.reader.finish()).toEqual(one.reader.finish())
     }
   })

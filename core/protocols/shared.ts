@@ -28,6 +28,11 @@ export interface StreamReader {
    * so what is ready for the client goes out as it is made.
    */
   eventSliced?(data: string, slicer: Slicer, flush: () => void): Promise<boolean>
+  /**
+   * whether the reader holds megabytes its next event may turn into output at once (a translator
+   * whose client gets the whole text again at the end): the relay then reads it by eventSliced
+   */
+  heavy?(): boolean
 }
 
 export interface ProtocolAdapter {

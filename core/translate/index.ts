@@ -6,7 +6,7 @@
 // The same-protocol path never comes here.
 import { randomUUID } from 'node:crypto'
 import { protocols } from '../protocols/index.ts'
-import { cutString, parseBufferSliced } from '../json-sliced.ts'
+import { PIECE_CHARS, cutString, parseBufferSliced } from '../json-sliced.ts'
 import { PARSE_STEP, SLICED_PARSE_CHARS, isObject, type StreamReader } from '../protocols/shared.ts'
 import { Slicer } from '../slicer.ts'
 import { UpstreamError } from '../upstream.ts'
@@ -218,8 +218,15 @@ export function streamTranslator(
       await slicer.pause()
       const events = decode(data)
       for (let i = 0; i < events.length; i++) {
-        if (rewrite) for (const r of rewrite(events[i]!)) out += encode(r)
-        else out += encode(events[i]!)
+        for (const r of rewrite ? rewrite(events[i]!) : [events[i]!]) {
+          if (!encode.pieces) out += encode(r)
+          // the whole text again (Responses' done events): made and handed on a piece at a time
+          else
+            for (const piece of encode.pieces(r)) {
+              out += piece
+              if (out.length >= PIECE_CHARS) await handOn(slicer, flush)
+            }
+        }
         await slicer.pause()
         // handed on in small pieces: a write of megabytes of text is a long step of its own
         if (out.length > SLICED_PARSE_CHARS) await handOn(slicer, flush)
@@ -233,15 +240,21 @@ export function streamTranslator(
     },
     finish: () => vendorReader.finish(),
     partialUsage: () => vendorReader.partialUsage(),
+    // megabytes of text the client gets again at the end: the event that ends it is read in slices
+    heavy: () => (encode.held?.() ?? 0) > SLICED_PARSE_CHARS,
   }
-  /** what is ready, megabytes of one event's text, handed on a piece at a time (the same text) */
+  /**
+   * what is ready, megabytes of one event's text, handed on a piece at a time (the same text), a
+   * turn each: the socket is corked for the turn, and all a turn writes is encoded at once when it uncorks
+   */
   const handOn = async (slicer: Slicer, flush: () => void) => {
+    await slicer.yield()
     const pieces = cutString(out)
     out = ''
     for (const piece of pieces) {
       out = piece
       flush()
-      await slicer.pause()
+      await slicer.yield()
     }
   }
   return {

@@ -1,6 +1,7 @@
 // Neutral stream events into the client's SSE events (decoders: stream.ts). Each encoder is
 // created per stream with the vendor's protocol, whose usage terms it converts to the client's.
 import { protocols } from '../protocols/index.ts'
+import { PIECE_CHARS, jsonTextPieces } from '../json-sliced.ts'
 import { sse, usageFor } from '../protocols/shared.ts'
 import type { CanonicalAnswer, ProtocolName, ToolCall, Usage } from '../types.ts'
 import type { Encoder, StreamEvent } from './stream.ts'
@@ -191,20 +192,56 @@ function responsesEncoder(o: EncoderOptions): Encoder {
   const key = (o.id ?? '').replace(/^resp_/, '')
   const msgId = `msg_${key}`
   const ev = (type: string, data: Record<string, unknown>) => sse({ type, ...data, sequence_number: seq++ }, type)
+  // an event that carries the whole text or arguments again: sse()'s text, its JSON a piece at a time
+  const whole = function* (type: string, data: Record<string, unknown>): Generator<string, void, undefined> {
+    yield `event: ${type}\ndata: `
+    yield* jsonTextPieces({ type, ...data, sequence_number: seq++ }, PIECE_CHARS)
+    yield '\n\n'
+  }
+  const join = (g: Generator<string, void, undefined>) => {
+    let s = ''
+    for (const piece of g) s += piece
+    return s
+  }
   // output indexes as the whole answer lays them out (protocols.responses.render): message first
   const callIndex = (i: number) => i + (textOpen || text ? 1 : 0)
-  const closeText = () => {
-    if (!textOpen) return ''
+  const closeText = function* (): Generator<string, void, undefined> {
+    if (!textOpen) return
     textOpen = false
     const part = { type: 'output_text', text, annotations: [], logprobs: [] }
-    return (
-      ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text, logprobs: [] }) +
-      ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part }) +
-      ev('response.output_item.done', {
-        output_index: 0,
-        item: { id: msgId, type: 'message', status: 'completed', role: 'assistant', content: [part] },
+    yield* whole('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text, logprobs: [] })
+    yield* whole('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part })
+    yield* whole('response.output_item.done', {
+      output_index: 0,
+      item: { id: msgId, type: 'message', status: 'completed', role: 'assistant', content: [part] },
+    })
+  }
+  const finish = function* (e: Extract<StreamEvent, { t: 'finish' }>): Generator<string, void, undefined> {
+    yield* closeText()
+    for (let i = 0; i < calls.length; i++) {
+      const c = calls[i]
+      // forEach's way, as before: a hole (a call index never seen) has no events
+      if (!c) continue
+      yield* whole('response.function_call_arguments.done', {
+        item_id: `fc_${key}_${i}`,
+        output_index: callIndex(i),
+        name: c.name,
+        arguments: c.arguments,
       })
-    )
+      yield* whole('response.output_item.done', {
+        output_index: callIndex(i),
+        item: {
+          id: `fc_${key}_${i}`,
+          type: 'function_call',
+          status: 'completed',
+          call_id: c.id,
+          name: c.name,
+          arguments: c.arguments,
+        },
+      })
+    }
+    const final = body(e.reason, e.usage)
+    yield* whole(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final })
   }
   const body = (reason: CanonicalAnswer['stopReason'], usage: Usage) =>
     protocols.responses.render({
@@ -215,7 +252,7 @@ function responsesEncoder(o: EncoderOptions): Encoder {
       stopReason: reason,
       usage: usageFor(usage, o.from, 'responses'),
     }) as Record<string, any>
-  return (e) => {
+  const encode: Encoder = (e) => {
     switch (e.t) {
       case 'start': {
         model = e.model
@@ -257,7 +294,7 @@ function responsesEncoder(o: EncoderOptions): Encoder {
         )
       }
       case 'tool': {
-        const out = closeText()
+        const out = join(closeText())
         calls[e.index] = { id: e.id, name: e.name, arguments: '' }
         return (
           out +
@@ -284,34 +321,23 @@ function responsesEncoder(o: EncoderOptions): Encoder {
           delta: e.json,
         })
       }
-      case 'finish': {
-        let out = closeText()
-        calls.forEach((c, i) => {
-          out += ev('response.function_call_arguments.done', {
-            item_id: `fc_${key}_${i}`,
-            output_index: callIndex(i),
-            name: c.name,
-            arguments: c.arguments,
-          })
-          out += ev('response.output_item.done', {
-            output_index: callIndex(i),
-            item: {
-              id: `fc_${key}_${i}`,
-              type: 'function_call',
-              status: 'completed',
-              call_id: c.id,
-              name: c.name,
-              arguments: c.arguments,
-            },
-          })
-        })
-        const final = body(e.reason, e.usage)
-        return (
-          out + ev(final.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: final })
-        )
-      }
+      case 'finish':
+        return join(finish(e))
     }
   }
+  encode.held = () => {
+    let n = text.length
+    for (const c of calls) n += c?.arguments.length ?? 0
+    return n
+  }
+  encode.pieces = function* (e) {
+    if (e.t === 'finish') yield* finish(e)
+    else if (e.t === 'tool') {
+      yield* closeText()
+      yield encode(e)
+    } else yield encode(e)
+  }
+  return encode
 }
 
 export const encoders: Record<ProtocolName, (o: EncoderOptions) => Encoder> = {

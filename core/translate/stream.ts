@@ -15,7 +15,12 @@ export type StreamEvent =
   | { t: 'finish'; reason: Stop; usage: Usage }
 
 export type Decoder = (data: string) => StreamEvent[]
-export type Encoder = (e: StreamEvent) => string
+export type Encoder = ((e: StreamEvent) => string) & {
+  /** the characters of text and arguments the encoder holds to send again at the end (Responses' done events) */
+  held?(): number
+  /** encode(e)'s text as pieces made one at a time (the whole text again at the end, a piece of JSON at a time) */
+  pieces?(e: StreamEvent): Generator<string, void, undefined>
+}
 
 // the vendor's reader parsed the same event a moment before: its result is reused, never changed.
 // Bound once: under jiti (how the CLI runs) a call through an import reads a getter each time.
