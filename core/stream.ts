@@ -104,7 +104,7 @@ export class SseParser {
       }
       const data = dataOf(raw)
       let keep = true
-      if (data !== undefined && (data.length > SLICED_EVENT_CHARS || this.reader.heavy?.() === true)) {
+      if (data !== undefined && data.length > SLICED_EVENT_CHARS) {
         out(kept)
         kept = ''
         await slicer.yield()
@@ -114,6 +114,11 @@ export class SseParser {
         keep = this.reader.eventSliced
           ? await this.reader.eventSliced(data, slicer, () => out(''))
           : this.reader.event(data)
+      } else if (data !== undefined && this.reader.eventSliced && this.reader.heavy?.() === true) {
+        // a small event that may turn what the reader holds into megabytes of output (a translator's end)
+        out(kept)
+        kept = ''
+        keep = await this.reader.eventSliced(data, slicer, () => out(''))
       } else if (data !== undefined) keep = this.reader.event(data)
       if (this.dropEvents && keep) kept += raw
     }

@@ -85,6 +85,18 @@ function anthropicStream(big: string): string {
   )
 }
 
+/** an Anthropic stream of `big` in deltas of 20 characters (the end turns them into megabytes again for a Responses client) */
+function anthropicSmallDeltas(big: string): string {
+  const e = (d: Record<string, unknown>) => sse(d, String(d.type))
+  const first = anthropicStream('')
+  const cut = first.indexOf('event: content_block_delta')
+  const rest = first.indexOf('event: content_block_stop')
+  const deltas: string[] = []
+  for (let i = 0; i < big.length; i += 20)
+    deltas.push(e({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: big.slice(i, i + 20) } }))
+  return first.slice(0, cut) + deltas.join('') + first.slice(rest)
+}
+
 /** a Responses stream: one output_text.delta of `big`, then the done events and response.completed carrying it whole */
 function responsesStream(big: string): string {
   let seq = 0
@@ -148,6 +160,13 @@ const SHAPES: Shape[] = [
     path: '/v1/responses',
     model: 'claude-3-5-haiku-latest',
     vendor: anthropicStream,
+  },
+  {
+    // not one event of megabytes: the text of 250,000 small ones, which the end gives back whole
+    name: 'translated responses client, anthropic vendor, 20-character deltas',
+    path: '/v1/responses',
+    model: 'claude-3-5-haiku-latest',
+    vendor: anthropicSmallDeltas,
   },
   {
     name: 'translated anthropic client, openai vendor',

@@ -354,6 +354,50 @@ describe('a translated event of megabytes: handed on in pieces, the same text', 
   })
 })
 
+describe('a translator holding megabytes: small events after it are read as before', () => {
+  it('a Responses client, 600K of text in 20-character deltas: the same text, no turn given back per event', async () => {
+    const t = longText(prng(11), 600_000)
+    const e = (d: Record<string, unknown>) => json(d)
+    const data = [
+      e({ type: 'message_start', message: { id: 'm', model: 'c', content: [], usage: { input_tokens: 1 } } }),
+      e({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
+    ]
+    for (let i = 0; i < t.length; i += 20)
+      data.push(e({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: t.slice(i, i + 20) } }))
+    data.push(e({ type: 'content_block_stop', index: 0 }), e({ type: 'message_stop' }))
+    const chunks = chunksOf(sseOf(data), prng(5))
+    const tr: Translation = { from: 'responses', to: 'anthropic', clientBody: {}, clientId: 'resp_x' }
+    const one = streamTranslator(tr)
+    const two = streamTranslator(tr)
+    const oneGo = await relayed(one.reader, chunks, false, one.take)
+    // a pacer never due: every turn given back is one the relay forces
+    let yields = 0
+    const never = {
+      due: () => false,
+      pause: async () => {},
+      yield: async () => {
+        yields++
+        await new Promise((r) => setImmediate(r))
+      },
+    } as unknown as Slicer
+    const parser = new SseParser(two.reader, true)
+    let sliced = ''
+    const kept = (k: string) => {
+      sliced += k + two.take()
+    }
+    for (const c of chunks) {
+      if (parser.heavy(c)) await parser.feedSliced(c, never, kept)
+      else kept(parser.feed(c))
+    }
+    kept(parser.flush())
+    const plain = (s: string) => s.replace(/"(created|created_at)":\d+/g, '"$1":0')
+    expect(plain(sliced)).toBe(plain(oneGo))
+    // 30,000 events: the end's pieces take a turn each, the deltas none
+    expect(yields).toBeGreaterThan(10)
+    expect(yields).toBeLessThan(1_000)
+  })
+})
+
 describe('parseJsonSliced: a string of megabytes full of escaped quotes', () => {
   it('is scanned in slices (the slice checked inside the string), the value JSON.parse gives', async () => {
     const s = '"abcdef'.repeat(400_000)
