@@ -205,6 +205,7 @@ function chunksOf(stream: string, r: () => number): Buffer[] {
   return out
 }
 const sseOf = (data: string[]) => data.map((d) => `data: ${d}\n\n`).join('')
+const plainTime = (s: string) => s.replace(/"(created|created_at)":\d+/g, '"$1":0')
 
 describe('the OpenAI and Responses readers take the relay sliced parse', () => {
   it.each(['openai', 'responses'] as const)('random %s streams: the same answer as read in one go', async (p) => {
@@ -395,6 +396,87 @@ describe('a translator holding megabytes: small events after it are read as befo
     // 30,000 events: the end's pieces take a turn each, the deltas none
     expect(yields).toBeGreaterThan(10)
     expect(yields).toBeLessThan(1_000)
+  })
+})
+
+describe('an Anthropic tool input of megabytes in small deltas', () => {
+  /** a tool_use block whose input's JSON comes in deltas of `size` characters, a text block before it */
+  const toolStream = (input: unknown, size: number) => {
+    const text = json(input)
+    const data = [
+      json({ type: 'message_start', message: { id: 'm', model: 'c', content: [], usage: { input_tokens: 1 } } }),
+      json({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
+      json({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'writing' } }),
+      json({ type: 'content_block_stop', index: 0 }),
+      json({
+        type: 'content_block_start',
+        index: 1,
+        content_block: { type: 'tool_use', id: 't', name: 'Write', input: {} },
+      }),
+    ]
+    for (let i = 0; i < text.length; i += size)
+      data.push(
+        json({
+          type: 'content_block_delta',
+          index: 1,
+          delta: { type: 'input_json_delta', partial_json: text.slice(i, i + size) },
+        }),
+      )
+    data.push(
+      json({ type: 'content_block_stop', index: 1 }),
+      json({ type: 'message_delta', delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 9 } }),
+      json({ type: 'message_stop' }),
+    )
+    return sseOf(data)
+  }
+
+  it('relayed and translated: the same answer and text as in one go, the input parsed in slices', async () => {
+    for (let seed = 1; seed <= 3; seed++) {
+      const r = prng(seed)
+      const input = { file_path: '/tmp/x', content: longText(r, 400_000 + seed * 100_000), lines: [1, 2, { n: seed }] }
+      const chunks = chunksOf(toolStream(input, 50 + seed * 60), r)
+      const a = protocols.anthropic.streamReader({})
+      const b = protocols.anthropic.streamReader({})
+      await relayed(a, chunks, false)
+      const native = JSON.parse
+      let longest = 0
+      JSON.parse = (text: string, reviver?: any) => {
+        longest = Math.max(longest, text.length)
+        return native(text, reviver)
+      }
+      try {
+        await relayed(b, chunks, true)
+      } finally {
+        JSON.parse = native
+      }
+      const answer = a.finish()
+      expect(answer!.toolCalls[0]!.arguments).toBe(json(input))
+      expect(b.finish()).toEqual(answer)
+      // before: one JSON.parse of the whole input when its block stopped
+      expect(longest).toBeLessThan(SLICED_PARSE_CHARS)
+      const tr: Translation = { from: 'openai', to: 'anthropic', clientBody: {} }
+      const one = streamTranslator(tr)
+      const two = streamTranslator(tr)
+      const oneGo = await relayed(one.reader, chunks, false, one.take)
+      const sliced = await relayed(two.reader, chunks, true, two.take)
+      expect(plainTime(sliced)).toBe(plainTime(oneGo))
+      expect(two.reader.finish()).toEqual(one.reader.finish())
+    }
+  })
+
+  it('an input that is not JSON, or not an object: as in one go', async () => {
+    for (const text of [`{"a":"${'x'.repeat(SLICED_PARSE_CHARS)}"`, `"${'y'.repeat(SLICED_PARSE_CHARS)}"`]) {
+      const stream = toolStream('', 100).replace(
+        /data: \{"type":"content_block_delta","index":1[^\n]*\n\n/,
+        `data: ${json({ type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: text } })}\n\n`,
+      )
+      const chunks = chunksOf(stream, prng(2))
+      const a = protocols.anthropic.streamReader({})
+      const b = protocols.anthropic.streamReader({})
+      await relayed(a, chunks, false)
+      await relayed(b, chunks, true)
+      expect(b.finish()).toEqual(a.finish())
+    }
   })
 })
 

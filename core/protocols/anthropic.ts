@@ -2,9 +2,13 @@
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
 import { canonicalJson, joiner } from '../canonical.ts'
 import { parseEventJson } from './event-json.ts'
-import { jsonTextPieces } from '../json-sliced.ts'
+import { jsonTextPieces, stringifySliced } from '../json-sliced.ts'
+import type { Slicer } from '../slicer.ts'
 import {
   ARGS_PIECE_CHARS,
+  MAX_JSON_DEPTH,
+  SLICED_PARSE_CHARS,
+  parseJsonSliced,
   NotAnAnswerError,
   PARSE_STEP,
   ProtocolError,
@@ -331,6 +335,25 @@ export const anthropicProtocol: ProtocolAdapter = {
         }
         return true
       },
+      // a tool input of megabytes waiting for its block's stop: that event is read by eventSliced
+      heavy() {
+        if (partialJson.size === 0) return false
+        let n = 0
+        for (const json of partialJson.values()) n += json.length
+        return n > SLICED_PARSE_CHARS
+      },
+      async eventSliced(data, slicer) {
+        let e: any
+        try {
+          e = parseEventJson(data)
+        } catch {
+          return true
+        }
+        const json = e?.type === 'content_block_stop' ? partialJson.get(e.index) : undefined
+        if (json === undefined || json.length <= SLICED_PARSE_CHARS) return reader.event(data)
+        await settleInputSliced(blocks, partialJson, e.index, slicer)
+        return true
+      },
       finish() {
         if (!done || !message) return undefined
         // a block whose stop never came still has its input as JSON text
@@ -385,6 +408,34 @@ function settleInput(blocks: any[], partialJson: Map<number, string>, index: num
   }
 }
 
+// the text answerOf gives a tool input of megabytes, made in slices when its block stopped
+const inputText = new WeakMap<object, string>()
+
+/** settleInput for an input of megabytes: parsed, and its text for answerOf made, in slices (the same values) */
+async function settleInputSliced(
+  blocks: any[],
+  partialJson: Map<number, string>,
+  index: number,
+  slicer: Slicer,
+): Promise<void> {
+  const json = partialJson.get(index)!
+  partialJson.delete(index)
+  if (!isObject(blocks[index])) return
+  let input: unknown
+  try {
+    const r = await parseJsonSliced(json || '{}', MAX_JSON_DEPTH, slicer)
+    input = r.deep ? JSON.parse(json) : r.value
+  } catch {
+    input = {}
+  }
+  blocks[index].input = input
+  if (typeof input !== 'object' || input === null) return
+  const pieces = (await stringifySliced(input, slicer)) ?? []
+  // the one flat copy of megabytes: a slice of its own
+  await slicer.yield()
+  inputText.set(input, pieces.join(''))
+}
+
 /** message_delta's usage is cumulative, but a zero there does not undo message_start's count. */
 function mergeUsage(before: unknown, delta: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = isObject(before) ? { ...before } : {}
@@ -397,7 +448,11 @@ function answerOf(json: Record<string, any>): CanonicalAnswer {
   const blocks: any[] = json.content
   const toolCalls: ToolCall[] = blocks
     .filter((b) => b?.type === 'tool_use')
-    .map((b) => ({ id: String(b.id), name: String(b.name), arguments: JSON.stringify(b.input ?? {}) }))
+    .map((b) => ({
+      id: String(b.id),
+      name: String(b.name),
+      arguments: inputText.get(b.input) ?? JSON.stringify(b.input ?? {}),
+    }))
   return {
     id: String(json.id ?? ''),
     model: String(json.model ?? ''),

@@ -241,7 +241,7 @@ export function streamTranslator(
     finish: () => vendorReader.finish(),
     partialUsage: () => vendorReader.partialUsage(),
     // megabytes of text the client gets again at the end: the event that ends it is read in slices
-    heavy: () => (encode.held?.() ?? 0) > SLICED_PARSE_CHARS,
+    heavy: () => (encode.held?.() ?? 0) > SLICED_PARSE_CHARS || vendorReader.heavy?.() === true,
   }
   /**
    * what is ready, megabytes of one event's text, handed on a piece at a time (the same text), a
