@@ -668,7 +668,9 @@ function rewrittenStream(ctx: CoreContext, inner: StreamReader, at: NonNullable<
     // the socket is corked for the turn, and all a turn writes is encoded at once when it uncorks
     async eventSliced(data, slicer, flush) {
       const keep = inner.eventSliced ? await inner.eventSliced(data, slicer, flush) : inner.event(data)
-      if (keep)
+      // a small event (the reader is heavy: a tool input of megabytes waits for its stop) at once
+      if (keep && data.length <= SLICED_PARSE_CHARS) out += rewriter.event(data)
+      else if (keep)
         for (const piece of await rewriter.eventSliced(data, slicer)) {
           out += piece
           flush()
@@ -676,6 +678,7 @@ function rewrittenStream(ctx: CoreContext, inner: StreamReader, at: NonNullable<
         }
       return false
     },
+    heavy: () => inner.heavy?.() === true,
     finish: () => inner.finish(),
     partialUsage: () => inner.partialUsage(),
   }

@@ -214,6 +214,15 @@ const SHAPES: Shape[] = [
     cut: true,
   },
   {
+    name: 'masked anthropic tool input, 200-character deltas',
+    path: '/v1/messages',
+    model: 'claude-3-5-haiku-latest',
+    vendor: anthropicToolDeltas,
+    args: true,
+    cut: true,
+    mask: true,
+  },
+  {
     name: 'translated openai client, anthropic tool input, 200-character deltas',
     path: '/v1/chat/completions',
     model: 'claude-3-5-haiku-latest',
