@@ -459,6 +459,14 @@ const LARGE_BODY_CHARS = 256 * 1024
 /** bodies over this get the token estimate in slices (8 KB of the most novel text: ~30 ms in one go) */
 const SLICED_ESTIMATE_CHARS = 8 * 1024
 const isLarge = (ctx: MeshContext) => (ctx.request?.rawBody?.length ?? 0) > LARGE_BODY_CHARS
+/** afterResponse's hooks read the answer too (cache store, audit hash): one of megabytes also gets a turn per hook */
+const isLargeExchange = (ctx: MeshContext) =>
+  isLarge(ctx) || (ctx.answer !== undefined && answerChars(ctx.answer) > LARGE_BODY_CHARS)
+function answerChars(answer: NonNullable<MeshContext['answer']>): number {
+  let n = answer.text.length
+  for (let i = 0; i < answer.toolCalls.length; i++) n += answer.toolCalls[i]!.arguments.length
+  return n
+}
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /**
@@ -488,7 +496,8 @@ export function runAll(
   from = 0,
   turned = false,
 ): Promise<void> | undefined {
-  if (!turned && from < hooks.length && isLarge(ctx)) return nextTurn().then(() => runAll(hooks, ctx, log, from, true))
+  if (!turned && from < hooks.length && isLargeExchange(ctx))
+    return nextTurn().then(() => runAll(hooks, ctx, log, from, true))
   for (let i = from; i < hooks.length; i++) {
     let r: unknown
     try {
@@ -506,7 +515,7 @@ export function runAll(
         },
       )
     }
-    if (i + 1 < hooks.length && isLarge(ctx)) return runAll(hooks, ctx, log, i + 1)
+    if (i + 1 < hooks.length && isLargeExchange(ctx)) return runAll(hooks, ctx, log, i + 1)
   }
 }
 

@@ -741,11 +741,11 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
       body.off('data', onData)
       stopWatching()
     }
-    const finishUp = (failed: boolean) => {
+    const finishUp = (failed: boolean, answer?: CanonicalAnswer) => {
       if (settled) return
       stop()
       // ended only once afterResponse is done: close() must not run plugin closers under it
-      void settleStream(m, ctx, reader, estimated, res.status, failed).then(ended)
+      void settleStream(m, ctx, reader, estimated, res.status, failed, answer).then(ended)
       // a web client that left before the first byte gets a response nobody reads
       resolve(nodeRes ? ANSWERED_ON_NODE : (new FastResponse(null, { status: 499 }) as unknown as Response))
     }
@@ -794,10 +794,11 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
       if (rest) write(rest)
       // an upstream that closed cleanly without its last event ([DONE], message_stop, a
       // finishReason) did not complete: the client gets the protocol's error event, not a clean end
-      const complete = reader.finish() !== undefined
-      if (!complete) write(incompleteStreamEvent(ctx, adapter, 'ended before its final event'))
+      // made once: each finish() builds the answer again (a flat copy of a text of megabytes)
+      const answer = reader.finish()
+      if (!answer) write(incompleteStreamEvent(ctx, adapter, 'ended before its final event'))
       sink.end()
-      finishUp(!complete)
+      finishUp(!answer, answer)
     }
     const onError = (err: Error) => {
       if (settled) return
@@ -855,8 +856,9 @@ function settleStream(
   estimated: Usage,
   status: number,
   failed: boolean,
+  finished?: CanonicalAnswer,
 ): Promise<void> {
-  const answer = failed ? undefined : reader.finish()
+  const answer = failed ? undefined : (finished ?? reader.finish())
   if (answer) {
     ctx.answer = answer
     ctx.usage = reportedOrCounted(ctx, answer, estimated)
