@@ -25,11 +25,11 @@ async function parsedOrUndefined(data: string, slicer: Slicer): Promise<unknown>
   }
 }
 
-const BOUNDARY = /\r?\n\r?\n/
 // global, so a search starts where the last event ended (lastIndex) without slicing
 const BOUNDARY_AT = /\r?\n\r?\n/g
 
 function dataOf(event: string): string | undefined {
+  if (event.length > LARGE_EVENT_CHARS) return dataOfLarge(event)
   let data: string | undefined
   for (const line of event.split(/\r?\n/)) {
     if (line.startsWith('data:')) {
@@ -38,6 +38,47 @@ function dataOf(event: string): string | undefined {
     }
   }
   return data
+}
+
+/** an event over this many characters has its lines found by indexOf, not split by a regex */
+const LARGE_EVENT_CHARS = 64 * 1024
+
+/**
+ * dataOf for an event of megabytes: the same lines (ended by \n or \r\n), found by indexOf and
+ * sliced out, not a regex split of the whole text (~35 ms for 5.7 MB); its one `data:` line is
+ * the usual case, a slice of the event
+ */
+function dataOfLarge(event: string): string | undefined {
+  let data: string | undefined
+  let at = 0
+  while (at <= event.length) {
+    let nl = event.indexOf('\n', at)
+    if (nl < 0) nl = event.length
+    if (event.startsWith('data:', at)) {
+      const end = nl > at && event.charCodeAt(nl - 1) === 13 && nl < event.length ? nl - 1 : nl
+      const v = event.slice(event.charCodeAt(at + 5) === 32 ? at + 6 : at + 5, end)
+      data = data === undefined ? v : data + '\n' + v
+    }
+    at = nl + 1
+  }
+  return data
+}
+
+/**
+ * a kept event over this many characters is handed on in pieces of it, a turn each: the socket is
+ * corked for a turn and all a turn wrote is encoded when it uncorks (5.7 MB at once: 20-40 ms)
+ */
+const RAW_PIECE_CHARS = 1024 * 1024
+
+/** `raw` to `out` in pieces of RAW_PIECE_CHARS (never between the halves of a surrogate pair), a turn each */
+async function handOn(raw: string, slicer: Slicer, out: (kept: string) => void): Promise<void> {
+  for (let at = 0; at < raw.length; ) {
+    let end = Math.min(at + RAW_PIECE_CHARS, raw.length)
+    if (end < raw.length && (raw.charCodeAt(end - 1) & 0xfc00) === 0xd800) end--
+    await slicer.yield()
+    out(raw.slice(at, end))
+    at = end
+  }
 }
 
 /**
@@ -120,32 +161,58 @@ export class SseParser {
         kept = ''
         keep = await this.reader.eventSliced(data, slicer, () => out(''))
       } else if (data !== undefined) keep = this.reader.event(data)
-      if (this.dropEvents && keep) kept += raw
+      if (!this.dropEvents || !keep) continue
+      if (raw.length <= RAW_PIECE_CHARS) kept += raw
+      else {
+        out(kept)
+        kept = ''
+        await handOn(raw, slicer, out)
+      }
     }
     out(kept)
   }
 
-  /** the chunk's text added; the events it completes, or undefined when none */
+  /**
+   * the chunk's text added; the events it completes, or undefined when none. Only the new text is
+   * searched, with the last characters before it (a boundary split between chunks): the pending
+   * text holds no boundary, so the first one ends in the new text
+   */
   private split(chunk: Buffer): string[] | undefined {
     const text = this.decoder.decode(chunk, { stream: true })
-    if (!BOUNDARY.test(text) && !(this.tail && BOUNDARY.test(this.tail + text.slice(0, 3)))) {
+    const head = this.tail
+    // a boundary that starts in the last characters before the chunk ends in its first three
+    BOUNDARY_AT.lastIndex = 0
+    let m = head ? BOUNDARY_AT.exec(head + text.slice(0, 3)) : null
+    if (m && m.index >= head.length) m = null
+    // where the match's text starts in the chunk's
+    let shift = head.length
+    if (!m) {
+      shift = 0
+      BOUNDARY_AT.lastIndex = 0
+      m = BOUNDARY_AT.exec(text)
+    }
+    if (!m) {
       this.pieces.push(text)
-      this.tail = text.length >= 3 ? text.slice(-3) : (this.tail + text).slice(-3)
+      this.tail = text.length >= 3 ? text.slice(-3) : (head + text).slice(-3)
       return undefined
     }
-    this.pieces.push(text)
-    const all = this.pieces.length === 1 ? text : this.pieces.join('')
-    const events: string[] = []
-    let from = 0
+    let from = m.index + m[0].length - shift
+    const last = text.slice(0, from)
+    let first = last
+    if (this.pieces.length) {
+      this.pieces.push(last)
+      first = this.pieces.join('')
+    }
+    const events = [first]
     for (;;) {
       BOUNDARY_AT.lastIndex = from
-      const m = BOUNDARY_AT.exec(all)
-      if (!m) break
-      const end = m.index + m[0].length
-      events.push(all.slice(from, end))
+      const n = BOUNDARY_AT.exec(text)
+      if (!n) break
+      const end = n.index + n[0].length
+      events.push(text.slice(from, end))
       from = end
     }
-    const rest = all.slice(from)
+    const rest = text.slice(from)
     this.pieces = rest ? [rest] : []
     this.tail = rest.slice(-3)
     this.pending = rest.length
