@@ -163,6 +163,41 @@ describe('SseParser on events of megabytes in many chunks', () => {
     }
   })
 
+  it('hands a kept event of megabytes on in pieces of 1M characters, a turn each, no surrogate pair cut', async () => {
+    // emoji after 7 characters: the code unit before 1M is a high surrogate, a cut there would split a pair
+    const big = `data: x${'😀'.repeat(1_600_000)}\n\n`
+    const stream = `data: a\n\n${big}data: b\n\n`
+    const bytes = Buffer.from(stream)
+    const { reader, datas } = collecting()
+    const parser = new SseParser(reader, true)
+    let turns = 0
+    const writes: { s: string; turn: number }[] = []
+    const out = (k: string) => void (k && writes.push({ s: k, turn: turns }))
+    let on = true
+    const tick = () => {
+      turns++
+      if (on) setImmediate(tick)
+    }
+    setImmediate(tick)
+    const slicer = new Slicer(10)
+    for (const c of chunksOf(bytes, () => 1, 65535)) {
+      if (parser.heavy(c)) await parser.feedSliced(c, slicer, out)
+      else out(parser.feed(c))
+    }
+    out(parser.flush())
+    on = false
+    expect(datas.length).toBe(3)
+    expect(writes.map((w) => w.s).join('') === stream).toBe(true)
+    const pieces = writes.filter((w) => w.s.length > 100)
+    expect(pieces.length).toBe(Math.ceil(big.length / (1 << 20)))
+    for (const [i, w] of pieces.entries()) {
+      expect(w.s.length).toBeLessThanOrEqual(1 << 20)
+      // each piece is whole UTF-16: it encodes to the same bytes as its text
+      expect(Buffer.from(w.s).toString() === w.s).toBe(true)
+      if (i) expect(w.turn).toBeGreaterThan(pieces[i - 1]!.turn)
+    }
+  }, 60_000)
+
   it('relays a kept OpenAI event of 5.7 MB in 64 KB chunks with no long block', async () => {
     const words = ['the', 'café', '€uro', '中文字', '😀🚀', '"quoted"', 'back\\slash', 'line\nbreak', 'tab\t']
     const parts: string[] = []
