@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { definePlugin } from '../core/plugin.ts'
 import { demo } from '../plugins/vendors/demo.ts'
 import { readDemoRequest } from '../plugins/vendors/demo-request.ts'
+import { argumentsFor } from '../plugins/vendors/demo-tools.ts'
 import type { MeshContext } from '../core/types.ts'
 import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
@@ -196,6 +197,29 @@ describe('a conversation longer than any real one', () => {
     expect(read).toEqual(readDemoRequest(ctxOf(long.slice(-2048))))
     expect(read.question).toBe('question 39999')
     expect(read.toolResults.map((r) => r.text)).toEqual(['result 39999'])
+  })
+})
+
+describe('tool arguments from a schema with names of megabytes', () => {
+  // npm run fuzz seed 555222016 case 3657: a `required` name of 3.4M characters was read by the
+  // name regexes, copied into the arguments and counted, one block of ~600 ms
+  it('a property name over 256 characters is passed over; the others are filled as before', () => {
+    const huge = 'a\ud800 '.repeat(500_000)
+    const schema = {
+      type: 'object',
+      properties: { city: { type: 'string' }, [huge]: { type: 'string', enum: [huge] } },
+      required: ['city', huge, 'x'.repeat(257)],
+    }
+    const plain = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }
+    const t0 = performance.now()
+    const args = argumentsFor({ name: 'get_weather', description: '', schema }, 'What is the weather in Paris?')
+    const ms = performance.now() - t0
+    expect(Object.keys(args)).toEqual(['city'])
+    expect(args).toEqual(
+      argumentsFor({ name: 'get_weather', description: '', schema: plain }, 'What is the weather in Paris?'),
+    )
+    // the names are not even read: a regex over 4M characters alone takes tens of ms
+    expect(ms).toBeLessThan(20)
   })
 })
 

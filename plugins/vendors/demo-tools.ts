@@ -103,6 +103,12 @@ const MAX_PROPERTIES = 64
 const MAX_STRING = 1000
 /** enum values, anyOf/allOf branches and required names read per schema node */
 const MAX_LIST = 256
+/**
+ * a property name longer than this is passed over: names are identifiers, and one of megabytes
+ * (npm run fuzz, seed 555222016 case 3657: a `required` name of 3.4M characters) would be read by
+ * promptString's regexes and copied into the arguments, all in one block (~600 ms)
+ */
+const MAX_NAME = 256
 
 const isObject = (v: unknown): v is Schema => typeof v === 'object' && v !== null && !Array.isArray(v)
 
@@ -208,7 +214,7 @@ function mergeAll(s: Schema, root: unknown): Schema {
 /** The enum value the prompt names, else the first (or, for array items, each in turn). */
 function enumValue(values: unknown[], prompt: Set<string>, index: number): unknown {
   const named = values.slice(0, MAX_LIST).find((v) => {
-    const words = typeof v === 'string' ? wordsOf(v) : new Set<string>()
+    const words = typeof v === 'string' && v.length <= MAX_STRING ? wordsOf(v) : new Set<string>()
     return words.size > 0 && [...words].every((w) => prompt.has(w))
   })
   return index === 0 && named !== undefined ? named : values[index % values.length]
@@ -218,7 +224,7 @@ function objectFor(s: Schema, c: ArgsContext, depth: number): Record<string, unk
   const props: Schema = isObject(s.properties) ? s.properties : {}
   const required = new Set(
     (Array.isArray(s.required) ? s.required.slice(0, MAX_LIST) : []).filter(
-      (k: unknown): k is string => typeof k === 'string',
+      (k: unknown): k is string => typeof k === 'string' && k.length <= MAX_NAME,
     ),
   )
   // no prototype: a property named __proto__ is an argument like any other
@@ -226,6 +232,7 @@ function objectFor(s: Schema, c: ArgsContext, depth: number): Record<string, unk
   let seen = 0
   for (const key in props) {
     if (++seen > MAX_PROPERTIES) break
+    if (key.length > MAX_NAME) continue
     if (required.has(key)) out[key] = valueFor(props[key], key, c, depth + 1, 0)
     else {
       // an optional property is passed only when the prompt says what it is
