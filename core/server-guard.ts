@@ -19,6 +19,41 @@ function rawReply(path: string, status: number, reason: string, type: string, me
   return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-agentmesh-request-id: ${randomUUID()}\r\nx-agentmesh-vendor: none\r\nx-agentmesh-tokens: 0\r\nx-agentmesh-cost-usd: 0.000000\r\nx-agentmesh-cache: bypass\r\nconnection: close\r\n\r\n${body}`
 }
 
+/**
+ * A request target that is neither a path, `*` nor an absolute http(s) URL (`*?x=1`, `abc`):
+ * srvx answers those itself with a bare 400 and no body (its check, repeated here)
+ */
+function badTarget(url: string | undefined): boolean {
+  if (!url || url[0] === '/' || url === '*') return false
+  if (!URL.canParse(url)) return true
+  const u = new URL(url)
+  return !((u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '')
+}
+
+/** the 400 for a bad target, in the protocol of the path it names if any; srvx's own answer after it is a no-op on an ended response */
+function answerBadTarget(req: IncomingMessage, res: ServerResponse): void {
+  const target = String(req.url)
+  const path = target.startsWith('*') ? target.slice(1) : target
+  const body = JSON.stringify(
+    protocols[protocolOfPath(path)].errorBody(
+      400,
+      'invalid_request_error',
+      'the request target must be a path (e.g. /v1/chat/completions) or an absolute http(s) URL',
+    ),
+  )
+  res.shouldKeepAlive = false
+  res.writeHead(400, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-agentmesh-request-id': randomUUID(),
+    'x-agentmesh-vendor': 'none',
+    'x-agentmesh-tokens': '0',
+    'x-agentmesh-cost-usd': '0.000000',
+    'x-agentmesh-cache': 'bypass',
+  })
+  res.end(body)
+}
+
 /** Install the answers on a Node HTTP server (srvx's or listhen's). */
 export function guardNodeServer(server: Server | undefined): void {
   if (!server)
@@ -30,7 +65,8 @@ export function guardNodeServer(server: Server | undefined): void {
   // hang until the request timeout). No count limit: the 16 KB head limit bounds them already.
   server.maxHeadersCount = 0
   // the request URL is built from Host: without one, the address the client connected to
-  server.prependListener('request', (req: IncomingMessage) => {
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (badTarget(req.url)) return answerBadTarget(req, res)
     if (req.headers.host) return
     const { localAddress = '127.0.0.1', localPort } = req.socket
     req.headers.host = `${localAddress.includes(':') ? `[${localAddress}]` : localAddress}:${localPort}`

@@ -775,6 +775,23 @@ describe('what Node would answer by itself', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 413 /)
   })
 
+  it('a request target that is not a path, * or an absolute URL: a 400 in the protocol of the path it names (npm run fuzz seed 1987572137 case 2193: srvx answered a bare 400 with no body)', async () => {
+    for (const [target, shape] of [
+      ['*?x=qqqqqqqqqqqqqqqqqqqqqqqqqq', 'openai'],
+      ['*/v1/messages?x=1', 'anthropic'],
+      ['mailto:a@example.com', 'openai'],
+    ] as const) {
+      const res = await raw(
+        `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}`,
+      )
+      expect(res).toMatch(/^HTTP\/1\.1 400 /)
+      expect(res).toMatch(/\r\nx-agentmesh-request-id: /)
+      const body = JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4))
+      if (shape === 'anthropic') expect(body).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
+      else expect(body.error.type).toBe('invalid_request_error')
+    }
+  })
+
   it('CONNECT: a 405, not a dropped connection', async () => {
     const res = await raw('CONNECT /v1beta/models/x:generateContent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
     expect(res).toMatch(/^HTTP\/1\.1 405 /)
