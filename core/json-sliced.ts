@@ -39,8 +39,13 @@ function isPlain(v: object): boolean {
 
 /** a container small enough for one JSON.stringify: counts values and characters, stops early */
 function isSmall(v: unknown): boolean {
-  nodesLeft = SMALL_NODES
-  charsLeft = SMALL_CHARS
+  return withinBudget(v, SMALL_NODES, SMALL_CHARS)
+}
+
+/** whether `v` holds at most `nodes` values and `chars` characters (keys and strings); stops as soon as it does not */
+export function withinBudget(v: unknown, nodes: number, chars: number): boolean {
+  nodesLeft = nodes
+  charsLeft = chars
   return fits(v)
 }
 // the budget isSmall's walk spends (module state: no closure or object per call)

@@ -3,6 +3,7 @@
 // `keep` writes the kept messages back. Anything the view does not understand is an 'other' part
 // or a 'system' message, which no strategy touches or drops.
 import { joiner } from '../../core/canonical.ts'
+import { withinBudget } from '../../core/json-sliced.ts'
 import type { ProtocolName } from '../../core/types.ts'
 import { FLAT_CHARS, JsonOf, NOW, runThrough, STEP, stepPaced, type Pace, type Steps } from './pace.ts'
 
@@ -176,24 +177,9 @@ function* blockArrayPart(
 /** values and characters of a call's arguments above which their JSON text is made in slices */
 const ARGS_NODES = 1024
 const ARGS_CHARS = 64 * 1024
-let nodesLeft = 0
-let charsLeft = 0
 /** whether a value is over ARGS_NODES values or ARGS_CHARS characters (stops as soon as it is) */
 function argsLarge(v: unknown): boolean {
-  nodesLeft = ARGS_NODES
-  charsLeft = ARGS_CHARS
-  return !fits(v)
-}
-function fits(x: unknown): boolean {
-  if (--nodesLeft < 0) return false
-  if (typeof x === 'string') return (charsLeft -= x.length) >= 0
-  if (typeof x !== 'object' || x === null) return true
-  if (Array.isArray(x)) {
-    for (let i = 0; i < x.length; i++) if (!fits(x[i])) return false
-    return true
-  }
-  for (const k in x) if ((charsLeft -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return false
-  return true
+  return !withinBudget(v, ARGS_NODES, ARGS_CHARS)
 }
 
 /** JSON.stringify(v): a large value's asked of the driver, which makes it in slices (JsonOf) */
