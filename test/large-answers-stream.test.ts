@@ -11,6 +11,7 @@ import { sendRaw } from './fuzz/client.ts'
 import { startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { sse, vendorStream } from './helpers/vendor-streams.ts'
 
 // 2-, 3- and 4-byte characters (a cut of the text into 64-character deltas falls between the two
 // halves of a surrogate pair), quotes, backslashes, newlines and control characters
@@ -40,60 +41,6 @@ function text(chars: number, seed: number, words = WORDS): string {
 }
 
 type P = 'openai' | 'anthropic' | 'gemini'
-const sse = (d: unknown, event?: string) => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(d)}\n\n`
-
-/** the vendor's stream of `t`, in deltas of `size` characters, as each protocol sends it */
-function vendorStream(p: P, t: string, size = 1000): string {
-  const pieces: string[] = []
-  for (let i = 0; i < t.length; i += size) pieces.push(t.slice(i, i + size))
-  if (p === 'openai') {
-    const c = (choices: unknown[], extra = {}) =>
-      sse({ id: 'chatcmpl-v', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices, ...extra })
-    return (
-      c([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]) +
-      pieces.map((s) => c([{ index: 0, delta: { content: s }, finish_reason: null }])).join('') +
-      c([{ index: 0, delta: {}, finish_reason: 'stop' }]) +
-      c([], { usage: { prompt_tokens: 10, completion_tokens: 1000, total_tokens: 1010 } }) +
-      'data: [DONE]\n\n'
-    )
-  }
-  if (p === 'anthropic') {
-    const e = (d: Record<string, unknown>) => sse(d, String(d.type))
-    return (
-      e({
-        type: 'message_start',
-        message: {
-          id: 'msg_v',
-          type: 'message',
-          role: 'assistant',
-          model: 'claude-3-5-haiku-latest',
-          content: [],
-          stop_reason: null,
-          stop_sequence: null,
-          usage: { input_tokens: 10, output_tokens: 1 },
-        },
-      }) +
-      e({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) +
-      pieces.map((s) => e({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: s } })).join('') +
-      e({ type: 'content_block_stop', index: 0 }) +
-      e({
-        type: 'message_delta',
-        delta: { stop_reason: 'end_turn', stop_sequence: null },
-        usage: { output_tokens: 1000 },
-      }) +
-      e({ type: 'message_stop' })
-    )
-  }
-  const g = (parts: unknown[], extra = {}) =>
-    sse({ candidates: [{ index: 0, content: { role: 'model', parts }, ...extra }], modelVersion: 'gemini-2.5-pro' })
-  return (
-    pieces.map((s) => g([{ text: s }])).join('') +
-    g([{ text: '' }], { finishReason: 'STOP' }).replace(
-      '"modelVersion"',
-      '"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":1000,"totalTokenCount":1010},"modelVersion"',
-    )
-  )
-}
 
 /** an Anthropic stream whose thinking is `t` (in deltas of 1,000 characters), with a short text */
 function thinkingStream(t: string): string {
@@ -171,6 +118,17 @@ describe('a large streamed hit through the solo preset: the bytes of renderStrea
     await mock?.close()
   })
 
+  const storedSoFar = () => proxy.events.filter((e) => e.type === 'x-cache_store').length
+  /**
+   * until the exact cache has stored the answer of one more request: a large answer is stored in
+   * turns of its own after the stream's end, so a request sent at once can come before it
+   */
+  async function untilStored(before: number) {
+    for (let waited = 0; storedSoFar() <= before && waited < 20_000; waited += 10)
+      await new Promise((r) => setTimeout(r, 10))
+    expect(storedSoFar()).toBeGreaterThan(before)
+  }
+
   async function call(path: string, body: string) {
     const res = await fetch(proxy.url + path, {
       method: 'POST',
@@ -192,8 +150,10 @@ describe('a large streamed hit through the solo preset: the bytes of renderStrea
       const vendor = vendorStream(p, text(mb * 1_000_000, Math.round(mb * 100) + p.length))
       mock.behaviour.okBody = { body: vendor, contentType: 'text/event-stream' }
       const { path, body } = requestOf(p, `stream ${p} ${mb}`)
+      const before = storedSoFar()
       const miss = await call(path, body)
       delete mock.behaviour.okBody
+      await untilStored(before)
       expect(miss.res.headers.get('x-agentmesh-cache')).toBe('miss')
       // an OpenAI client that did not ask for usage does not get the usage chunk the proxy asked for
       if (p !== 'openai') expect(miss.bytes.toString('utf8')).toBe(vendor)
@@ -217,8 +177,10 @@ describe('a large streamed hit through the solo preset: the bytes of renderStrea
     const vendor = vendorStream('gemini', t)
     mock.behaviour.okBody = { body: vendor, contentType: 'text/event-stream' }
     const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'array' }] }] })
+    const before = storedSoFar()
     await call(`${GEMINI}?alt=sse`, body)
     delete mock.behaviour.okBody
+    await untilStored(before)
     const hit = await call(GEMINI, body)
     expect(hit.res.headers.get('x-agentmesh-cache')).toBe('exact')
     expect(hit.res.headers.get('content-type')).toBe('application/json')

@@ -10,6 +10,7 @@ import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { sse, vendorStream } from './helpers/vendor-streams.ts'
 
 // 2-, 3- and 4-byte characters, quotes, backslashes, newlines and control characters: what is
 // slowest to parse and to escape
@@ -38,8 +39,6 @@ function text(chars: number, mark = false): string {
   return parts.join('')
 }
 
-const sse = (d: unknown, event?: string) => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(d)}\n\n`
-
 /** an OpenAI stream: one chunk of `big` content (or tool-call arguments when `args`) */
 function openaiStream(big: string, args = false): string {
   const c = (choices: unknown[], extra = {}) =>
@@ -57,45 +56,10 @@ function openaiStream(big: string, args = false): string {
 }
 
 /** an Anthropic stream: one text_delta of `big` */
-function anthropicStream(big: string): string {
-  const e = (d: Record<string, unknown>) => sse(d, String(d.type))
-  return (
-    e({
-      type: 'message_start',
-      message: {
-        id: 'msg_v',
-        type: 'message',
-        role: 'assistant',
-        model: 'claude-3-5-haiku-latest',
-        content: [],
-        stop_reason: null,
-        stop_sequence: null,
-        usage: { input_tokens: 10, output_tokens: 1 },
-      },
-    }) +
-    e({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) +
-    e({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: big } }) +
-    e({ type: 'content_block_stop', index: 0 }) +
-    e({
-      type: 'message_delta',
-      delta: { stop_reason: 'end_turn', stop_sequence: null },
-      usage: { output_tokens: 1000 },
-    }) +
-    e({ type: 'message_stop' })
-  )
-}
+const anthropicStream = (big: string) => vendorStream('anthropic', big, Math.max(1, big.length))
 
 /** an Anthropic stream of `big` in deltas of 20 characters (the end turns them into megabytes again for a Responses client) */
-function anthropicSmallDeltas(big: string): string {
-  const e = (d: Record<string, unknown>) => sse(d, String(d.type))
-  const first = anthropicStream('')
-  const cut = first.indexOf('event: content_block_delta')
-  const rest = first.indexOf('event: content_block_stop')
-  const deltas: string[] = []
-  for (let i = 0; i < big.length; i += 20)
-    deltas.push(e({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: big.slice(i, i + 20) } }))
-  return first.slice(0, cut) + deltas.join('') + first.slice(rest)
-}
+const anthropicSmallDeltas = (big: string) => vendorStream('anthropic', big, 20)
 
 /** an Anthropic stream of a tool_use block whose input (`big` as a file's content) comes in deltas of 200 characters */
 function anthropicToolDeltas(big: string): string {
