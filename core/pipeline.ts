@@ -7,7 +7,7 @@ import { attachNodeResponse } from './client.ts'
 import { embeddingsPrompt } from './embeddings.ts'
 import { ProtocolError, protocols } from './protocols/index.ts'
 import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, jsonDepthExceeds, parseJsonSliced } from './protocols/shared.ts'
-import { PluginError, errorResponse, respond, send, type CoreContext } from './respond.ts'
+import { PluginError, answerTextChars, errorResponse, respond, send, type CoreContext } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
 import { Slicer } from './slicer.ts'
 import { runAttempts, targetsOf } from './targets.ts'
@@ -461,12 +461,7 @@ const SLICED_ESTIMATE_CHARS = 8 * 1024
 const isLarge = (ctx: MeshContext) => (ctx.request?.rawBody?.length ?? 0) > LARGE_BODY_CHARS
 /** afterResponse's hooks read the answer too (cache store, audit hash): one of megabytes also gets a turn per hook */
 const isLargeExchange = (ctx: MeshContext) =>
-  isLarge(ctx) || (ctx.answer !== undefined && answerChars(ctx.answer) > LARGE_BODY_CHARS)
-function answerChars(answer: NonNullable<MeshContext['answer']>): number {
-  let n = answer.text.length
-  for (let i = 0; i < answer.toolCalls.length; i++) n += answer.toolCalls[i]!.arguments.length
-  return n
-}
+  isLarge(ctx) || (ctx.answer !== undefined && answerTextChars(ctx.answer) > LARGE_BODY_CHARS)
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /**

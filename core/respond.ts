@@ -224,10 +224,16 @@ function renderAnswer(
   return { ...sse, body: adapter.renderStream(answer, { includeUsage }) }
 }
 
-/** the characters of an answer's text and tool calls: what makes its rendering long */
-function answerChars(answer: CanonicalAnswer): number {
+/** the characters of an answer's text and its tool calls' arguments (what its hash and its store read) */
+export function answerTextChars(answer: CanonicalAnswer): number {
   let n = answer.text.length
-  for (const t of answer.toolCalls) n += t.arguments.length
+  for (let i = 0; i < answer.toolCalls.length; i++) n += answer.toolCalls[i]!.arguments.length
+  return n
+}
+
+/** answerTextChars and the thinking the vendor's body holds besides: what makes its rendering long */
+function answerChars(answer: CanonicalAnswer): number {
+  let n = answerTextChars(answer)
   // thinking the vendor's own body holds besides (an Anthropic block, Gemini's thought parts): rendered too
   const body = answer.raw?.body
   const blocks = Array.isArray(body?.content) ? body.content : body?.candidates?.[0]?.content?.parts

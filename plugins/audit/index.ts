@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { canonicalSha256Async } from '../../core/canonical.ts'
+import { answerTextChars } from '../../core/respond.ts'
 import { checkAdmin, json, resolveAdminToken } from '../../core/admin.ts'
 import { StorageUnavailableError } from '../../core/errors.ts'
 import { definePlugin } from '../../core/plugin.ts'
@@ -467,19 +468,14 @@ function recordEntry(ctx: MeshContext, w: AuditWriter | undefined, options: Audi
   // a prompt or an answer of megabytes is hashed a slice per turn of the event loop, not in one
   // go (~100 ms for a 10 MB prompt, 30-56 ms for a 5 MB answer)
   const size = ctx.request?.rawBody?.length ?? 0
-  const answerSize = ctx.answer ? answerChars(ctx.answer) : 0
+  // what the answer's hash reads: a file written by a tool call is megabytes of arguments and no text
+  const answerSize = ctx.answer ? answerTextChars(ctx.answer) : 0
   if (size >= LARGE_HASH_CHARS || answerSize >= LARGE_HASH_CHARS) return recordLarge(ctx, w, options, size, answerSize)
   return appendEntry(ctx, w, options, buildEntry(ctx, options.includeContent ?? false))
 }
 
 const LARGE_HASH_CHARS = 1024 * 1024
 
-/** what the answer's hash reads: its text and its tool calls' arguments (a file written by a tool call is megabytes of arguments) */
-function answerChars(answer: NonNullable<MeshContext['answer']>): number {
-  let n = answer.text.length
-  for (const call of answer.toolCalls) n += call.arguments.length
-  return n
-}
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 async function recordLarge(ctx: MeshContext, w: AuditWriter, o: AuditOptions, size: number, answerSize: number) {
