@@ -134,6 +134,9 @@ export class SseParser {
    * so a translator's own events are handed on as often).
    */
   async feedSliced(chunk: Buffer, slicer: Slicer, out: (kept: string) => void): Promise<void> {
+    // queued chunks are fed back to back: each one's decode within the slice; a chunk that may end
+    // an event of megabytes in a turn of its own (the join of its pieces is a flat copy of it)
+    if (slicer.due() || this.pending > SLICED_EVENT_CHARS) await slicer.yield()
     const events = this.split(chunk)
     if (!events) return
     let kept = ''
@@ -151,7 +154,8 @@ export class SseParser {
         await slicer.yield()
         const value = await parsedOrUndefined(data, slicer)
         if (value !== undefined) primeEventJson(data, value)
-        await slicer.pause()
+        // the reader's own look at megabytes (a scan, a copy) in a turn of its own
+        await slicer.yield()
         keep = this.reader.eventSliced
           ? await this.reader.eventSliced(data, slicer, () => out(''))
           : this.reader.event(data)

@@ -431,9 +431,10 @@ async function settleInputSliced(
   blocks[index].input = input
   if (typeof input !== 'object' || input === null) return
   const pieces = (await stringifySliced(input, slicer)) ?? []
-  // the one flat copy of megabytes: a slice of its own
+  // the one flat copy of megabytes: a turn of its own, what comes next in another
   await slicer.yield()
   inputText.set(input, pieces.join(''))
+  await slicer.yield()
 }
 
 /** message_delta's usage is cumulative, but a zero there does not undo message_start's count. */

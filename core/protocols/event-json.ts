@@ -19,3 +19,8 @@ export function primeEventJson(data: string, value: unknown): void {
   lastData = data
   lastValue = value
 }
+
+/** the value primed for this very data, else undefined (not parsed by the relay: then the reader parses it) */
+export function primedEventJson(data: string): unknown {
+  return data === lastData ? lastValue : undefined
+}

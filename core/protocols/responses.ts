@@ -26,7 +26,7 @@ import {
   SLICED_PARSE_CHARS,
   ARGS_PIECE_CHARS,
 } from './shared.ts'
-import { parseEventJson } from './event-json.ts'
+import { parseEventJson, primedEventJson } from './event-json.ts'
 import { cutString, jsonTextPieces } from '../json-sliced.ts'
 
 const FIELD_TYPES = {
@@ -422,16 +422,19 @@ export const responsesProtocol: ProtocolAdapter = {
     let usage: Usage | undefined
     const reader: StreamReader = {
       event(data) {
-        // only the events that carry the whole response are parsed in full; deltas are skipped
-        // by their type alone (most of a stream), so a long answer costs one parse per event
-        if (!data.includes('"response"')) return true
-        let e: any
-        try {
-          // an event of megabytes (response.completed carries the whole answer) was parsed in
-          // slices by the relay (SseParser.feedSliced primes parseEventJson); a small one here
-          e = data.length > SLICED_PARSE_CHARS ? parseEventJson(data) : JSON.parse(data)
-        } catch {
-          return true
+        // an event of megabytes (response.completed carries the whole answer) was parsed in slices
+        // by the relay (SseParser.feedSliced primes parseEventJson): its value is read, not its
+        // text searched (a 5 MB delta: ~8 ms for the includes below)
+        let e: any = data.length > SLICED_PARSE_CHARS ? primedEventJson(data) : undefined
+        if (e === undefined) {
+          // only the events that carry the whole response are parsed in full; deltas are skipped
+          // by their type alone (most of a stream), so a long answer costs one parse per event
+          if (!data.includes('"response"')) return true
+          try {
+            e = data.length > SLICED_PARSE_CHARS ? parseEventJson(data) : JSON.parse(data)
+          } catch {
+            return true
+          }
         }
         if (isObject(e?.response) && isObject(e.response.usage)) usage = usageOf(e.response.usage)
         if (FINAL_EVENTS.has(e?.type) && isObject(e.response) && Array.isArray(e.response.output)) final = e.response

@@ -371,6 +371,13 @@ export async function parseJsonSliced(
   limit: number,
   slicer: Slicer,
 ): Promise<{ deep: true } | { deep: false; value: unknown }> {
+  if (text.length > SLICED_PARSE_CHARS) {
+    // a text made by appending (a tool input from thousands of deltas) is flattened by its first
+    // search, a copy of megabytes: in a turn of its own (a no-op for a flat text)
+    await slicer.yield()
+    void text.indexOf('"')
+    await slicer.yield()
+  }
   const scan = await scanJson(text, limit, slicer)
   if (scan.kind === 'deep') return { deep: true }
   await slicer.pause()
@@ -490,9 +497,12 @@ async function longString(text: string, s: Big, slicer: Slicer): Promise<string>
     at = end
     await slicer.pause()
   }
-  // the join copies the whole string (10 MB at once): in a slice of its own
-  if (parts.length > 1) await slicer.yield()
-  return parts.join('')
+  if (parts.length === 1) return parts[0]!
+  // the join copies the whole string (10 MB at once): in a turn of its own, what comes next in another
+  await slicer.yield()
+  const value = parts.join('')
+  await slicer.yield()
+  return value
 }
 
 // a backslash, or a character JSON refuses raw in a string
