@@ -475,31 +475,50 @@ function responseHeaders(
   return h
 }
 
-function emitResponse(m: MeshInternals, ctx: MeshContext, status: number) {
+/** the request's outcome, once settled: a whole body's when it is sent, a stream's at its end */
+function emitResponse(m: MeshInternals, ctx: CoreContext, status: number) {
+  const u = ctx.usage
   m.mesh.emit('response', {
     id: ctx.id,
     status,
     cache: ctx.cache.status,
     latencyMs: toMicros(performance.now() - ctx.startedAt),
     identity: ctx.identity,
+    protocol: ctx.protocol,
+    stream: ctx.prompt.stream,
+    requested: ctx.prompt.model,
     vendor: ctx.route.vendor,
     model: ctx.answer?.model || ctx.route.model,
-    tokens: ctx.usage.inputTokens + ctx.usage.outputTokens,
+    tokens: u.inputTokens + u.outputTokens,
+    // the four counts alone: the usage object can carry an `estimated` flag and vendor extras
+    usage: {
+      inputTokens: u.inputTokens,
+      outputTokens: u.outputTokens,
+      cacheReadTokens: u.cacheReadTokens,
+      cacheWriteTokens: u.cacheWriteTokens,
+    },
     costUsd: ctx.cost.usd,
+    vendorCalled: ctx.vendorCalled,
+    upstreamMs: ctx.upstream && toMicros(ctx.upstream.latencyMs),
+    aborted: ctx.aborted || undefined,
   })
 }
 
-/** Start the response: status and headers, with the response event. */
+/**
+ * Start the response: status and headers, with the response event for a whole body (a stream's
+ * comes at its end, when its usage and cost are known: `streamed`).
+ */
 function head(
   m: MeshInternals,
   ctx: CoreContext,
   status: number,
   contentType: string,
   extra?: Record<string, string>,
+  streamed = false,
 ): Record<string, string> {
   ctx.status = status
   const headers = responseHeaders(m, ctx, contentType, extra)
-  if (m.hasListeners()) emitResponse(m, ctx, status)
+  if (!streamed && m.hasListeners()) emitResponse(m, ctx, status)
   return headers
 }
 
@@ -736,10 +755,14 @@ function relay(m: MeshInternals, ctx: CoreContext, adapter: ProtocolAdapter, res
       started = true
       sink.start(
         res.status,
-        head(m, ctx, res.status, res.headers['content-type'] ?? 'text/event-stream', {
-          ...res.headers,
-          'cache-control': 'no-cache',
-        }),
+        head(
+          m,
+          ctx,
+          res.status,
+          res.headers['content-type'] ?? 'text/event-stream',
+          { ...res.headers, 'cache-control': 'no-cache' },
+          true,
+        ),
       )
     }
     const stop = () => {
@@ -886,5 +909,6 @@ function settleStream(
   }
   price(m, ctx)
   logCall(m, ctx, status)
+  if (m.hasListeners()) emitResponse(m, ctx, status)
   return after(m, ctx) ?? Promise.resolve()
 }

@@ -326,16 +326,32 @@ export interface MeshEvents {
     costUsd: number
     stream: boolean
   }
+  /**
+   * A request's outcome, once it is known: for a whole body as it is sent, for a stream at its end
+   * (or when it failed or the client left), with the usage and cost that were settled, so one
+   * event says everything a summary needs (the dashboard reads it alone). `latencyMs`: until the
+   * body was sent or the stream ended. `model` is the one that answered, `requested` the client's.
+   */
   response: {
     id: string
     status: number
     cache: CacheStatus
     latencyMs: number
     identity: Identity
+    protocol: ProtocolName
+    stream: boolean
+    requested: string
     vendor: string
     model: string
     tokens: number
+    usage: Usage
     costUsd: number
+    /** a vendor was asked (false: answered from a cache, or refused before any vendor was) */
+    vendorCalled: boolean
+    /** the vendor's time to answer (to its headers), over HTTP */
+    upstreamMs?: number
+    /** a stream that did not complete (the vendor's failed, or the client left) */
+    aborted?: true
   }
   error: { id: string; status: number; type: string; message: string; plugin?: string }
   config_reload: { plugins: string[] }

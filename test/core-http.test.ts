@@ -277,6 +277,54 @@ describe('events', () => {
     }
   })
 
+  it("a stream's response event comes at its end, with the usage and cost its llm_call settled", async () => {
+    const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
+    const ac = new AbortController()
+    try {
+      const es = await fetch(proxy.url + '/agentmesh/events?types=llm_call,response', { signal: ac.signal })
+      const reader = es.body!.getReader()
+      let buf = ''
+      const pump = (async () => {
+        for (;;) {
+          const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }))
+          if (done) return
+          buf += new TextDecoder().decode(value)
+        }
+      })()
+      await until(() => buf.includes(': agentmesh events'), 'the event stream to open')
+      const res = await postJson(
+        proxy.url + '/v1/chat/completions',
+        { ...OA, stream: true },
+        { 'x-agentmesh-team': 'eng' },
+      )
+      await res.text()
+      await until(() => sseEvents(buf).some((e) => e.event === 'response'), 'a response event')
+      const events = sseEvents(buf)
+        .filter((e) => e.event)
+        .map((e) => JSON.parse(e.data))
+      expect(events.map((e) => e.type)).toEqual(['llm_call', 'response'])
+      const [call, response] = events
+      expect(call.data.usage.outputTokens).toBeGreaterThan(0)
+      expect(response.data).toMatchObject({
+        id: res.headers.get('x-agentmesh-request-id'),
+        status: 200,
+        protocol: 'openai',
+        stream: true,
+        requested: 'gpt-4o-mini',
+        usage: call.data.usage,
+        costUsd: call.data.costUsd,
+        tokens: call.data.usage.inputTokens + call.data.usage.outputTokens,
+        vendorCalled: true,
+      })
+      expect(response.data.aborted).toBeUndefined()
+      ac.abort()
+      await pump
+    } finally {
+      ac.abort()
+      await proxy.close()
+    }
+  })
+
   it('filters with ?types= and reports errors', async () => {
     const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
     const ac = new AbortController()

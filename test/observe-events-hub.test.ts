@@ -2,10 +2,12 @@
 // (SSE_FLUSH_MS), the clients that see the same events share one buffer, a client that does not
 // read is dropped past SSE_MAX_BACKLOG, team and type filters hold live and in replay, and the
 // ring keeps recording once a client has been there.
+import { readFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { EventBus, SSE_FLUSH_MS, SSE_MAX_BACKLOG, streamEvents, teamFilter } from '../core/events.ts'
 import type { Identity, MeshEvent } from '../core/types.ts'
+import { DASHBOARD_EVENTS } from '../plugins/dashboard/index.ts'
 import { sseEvents } from './helpers/core-harness.ts'
 
 const URL_ALL = new URL('http://proxy/agentmesh/events')
@@ -137,5 +139,49 @@ describe('event stream: many clients', () => {
       'live',
     ])
     back.out.destroy()
+  })
+
+  it('records only the types its clients ask for (?types=, ?exclude= with x-* prefixes), all once one asks for everything', async () => {
+    const bus = new EventBus(() => {})
+    const dash = client()
+    streamEvents(bus, dash.out, new URL(`http://proxy${DASHBOARD_EVENTS}`))
+    bus.emit('x-cache_store' as never, { id: 'r0' } as never)
+    request(bus, 'r1', 'a')
+    await flushed()
+    const types = (c: ReturnType<typeof client>) => c.events().map((e) => e.type)
+    expect(types(dash)).toEqual(['audit_entry', 'response'])
+    // an unfiltered client back from before: what no client read was never recorded (nor made into frames)
+    const late = client()
+    streamEvents(bus, late.out, URL_ALL, undefined, 0)
+    await flushed()
+    expect(types(late)).toEqual(['audit_entry', 'response'])
+    // from now on everything is recorded: a replay for it has every type
+    request(bus, 'r2', 'a')
+    await flushed()
+    expect(types(late)).toEqual(['audit_entry', 'response', 'request', 'audit_entry', 'response'])
+    const again = client()
+    streamEvents(bus, again.out, URL_ALL, undefined, 0)
+    await flushed()
+    expect(types(again)).toEqual(['audit_entry', 'response', 'request', 'audit_entry', 'response'])
+    for (const c of [dash, late, again]) c.out.destroy()
+  })
+
+  it('a team client that does not read `request` still sees its team only (its requests are learnt from them)', async () => {
+    const bus = new EventBus(() => {})
+    const a = client()
+    streamEvents(bus, a.out, new URL(`http://proxy${DASHBOARD_EVENTS}`), teamFilter('a'))
+    request(bus, 'ra', 'a')
+    request(bus, 'rb', 'b')
+    await flushed()
+    expect(a.events().map((e) => `${e.type}:${(e.data as { id: string }).id}`)).toEqual([
+      'audit_entry:ra',
+      'response:ra',
+    ])
+    a.out.destroy()
+  })
+
+  it("the dashboard's page reads the URL bench:proxy measures (DASHBOARD_EVENTS)", () => {
+    const page = readFileSync(new URL('../plugins/dashboard/ui/app.js', import.meta.url), 'utf8')
+    expect(page).toContain(`const EVENTS_URL = '${DASHBOARD_EVENTS}'`)
   })
 })

@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
+import { DASHBOARD_EVENTS } from '../../plugins/dashboard/index.ts'
 import {
   addedMs,
   type BenchDeps,
@@ -101,10 +102,13 @@ function metricsTracing(d: BenchDeps, children: ChildProcess[], helperPort: numb
   })
 }
 
-/** the same config twice, 5 readers of /agentmesh/events (in the helper, off the proxies' CPU) connected to B */
+/**
+ * The same config twice, 5 readers of the events a dashboard reads (its URL, DASHBOARD_EVENTS; in
+ * the helper, off the proxies' CPU) connected to B.
+ */
 function dashboardClients(d: BenchDeps, children: ChildProcess[], helperPort: number, windows: number) {
   return withSideBySide(d, children, { name: 'observe-no-sse' }, { name: 'observe-sse' }, async (p) => {
-    const events = `http://127.0.0.1:${p.b.port}/agentmesh/events`
+    const events = `http://127.0.0.1:${p.b.port}${DASHBOARD_EVENTS}`
     await (await fetch(`http://127.0.0.1:${helperPort}/sse?n=5&url=${encodeURIComponent(events)}`)).text()
     const s0 = await helperStats(helperPort)
     const r = await measure(d, p, windows)
@@ -134,7 +138,7 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
     const dbControl = controlNote(db, (c) => `rps ${c.rpsRatio.toFixed(3)}, CPU ${c.cpuRatio.toFixed(3)}`)
     return [
       `metrics+tracing  on vs off: CPU ${mt.msB.toFixed(3)} vs ${mt.msA.toFixed(3)} ms/req, on/off ${mt.cpuRatio.toFixed(3)}, added CPU ${added(mt)}${mtControl} (${how(d, mt)}; OTLP sink got ${mt.spans.toLocaleString('en-US')} spans in ${mt.exports} exports for ${mt.requestsB.toLocaleString('en-US')} requests, /metrics counted ${mt.scraped.toLocaleString('en-US')}) | ${load}`,
-      `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading /agentmesh/events, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})`,
+      `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading the dashboard's ${DASHBOARD_EVENTS}, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})`,
     ]
   } finally {
     helper.kill('SIGKILL')

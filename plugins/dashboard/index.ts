@@ -12,6 +12,12 @@ export interface DashboardOptions {
   public?: boolean
 }
 
+/**
+ * The events the page reads (ui/app.js has the same URL): all but the per-request ones it does not
+ * show. Exported for bench:proxy, whose dashboard line reads what a dashboard reads.
+ */
+export const DASHBOARD_EVENTS = '/agentmesh/events?exclude=request,llm_call,cache_miss,x-*'
+
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/
 
 /** the client's address where the server knows it (srvx requests carry `ip`); none in-process */

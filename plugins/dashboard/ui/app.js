@@ -7,6 +7,11 @@ import uPlot from '/agentmesh/ui/vendor/uplot.js'
 
 const html = htm.bind(h)
 const MAX_ROWS = 1000
+// every event but the per-request ones this page does not show: a request's `response` carries its
+// identity, usage and cost, so its `request`, `llm_call`, cache misses and plugins' own x- events
+// would only be serialised and sent for nothing (5 dashboards reading every event cost a busy proxy
+// ~10% of its CPU). bench:proxy's dashboard line reads this same URL (DASHBOARD_EVENTS in plugins/dashboard/index.ts).
+const EVENTS_URL = '/agentmesh/events?exclude=request,llm_call,cache_miss,x-*'
 const SERIES_SECONDS = 120
 
 // ---------------------------------------------------------------- state fed by the event stream
@@ -68,90 +73,90 @@ function rowOf(id) {
 
 function apply(e) {
   const d = e.data || {}
-  if (e.type === 'request')
-    Object.assign(rowOf(d.id), {
-      time: e.time,
+  // the request's outcome, with its usage and cost: the one event of every request this page reads
+  if (e.type === 'response') {
+    const hit = d.cache === 'exact' || d.cache === 'semantic'
+    const r = Object.assign(rowOf(d.id), {
+      time: e.time - d.latencyMs,
+      status: d.status,
+      cache: d.cache,
+      latencyMs: d.latencyMs,
       identity: d.identity,
       protocol: d.protocol,
-      model: d.model,
       stream: d.stream,
+      model: d.requested,
+      vendor: d.vendor,
+      answeredModel: d.model,
+      usage: d.usage,
+      costUsd: d.costUsd,
+      upstreamMs: d.upstreamMs,
+      aborted: d.aborted,
+      settled: true,
     })
+    store.seen.requests++
+    if (d.status >= 400) store.seen.errors++
+    if (hit) {
+      store.seen.hits[d.cache]++
+      store.seen.savedUsd += r.savedUsd || 0
+    }
+    if (d.cache !== 'bypass') store.seen.lookups++
+    if (d.usage) {
+      store.seen.tokens += d.usage.inputTokens + d.usage.outputTokens
+      if (d.usage.cacheReadTokens > 0) store.seen.hits.vendor++
+    }
+    store.seen.usd += d.costUsd || 0
+    if (d.vendorCalled) store.seen.vendorCalls++
+    const sec = Math.floor(e.time / 1000)
+    store.perSecond.set(sec, (store.perSecond.get(sec) || 0) + 1)
+    if (store.perSecond.size > SERIES_SECONDS * 2) store.perSecond.delete(store.perSecond.keys().next().value)
+    return
+  }
   // the entry's place in the audit log, once its batch is written (only for rows still shown)
-  else if (e.type === 'audit_entry') {
+  if (e.type === 'audit_entry') {
     if (store.rows.has(d.id)) store.rows.get(d.id).auditSeq = d.seq
-  } else if (e.type === 'cache_hit')
+    return
+  }
+  // a request's other events come before its response: they start its row (pending until then)
+  if (e.type === 'cache_hit')
     Object.assign(rowOf(d.id), {
       cacheKind: d.kind,
       similarity: d.similarity,
       savedTokens: d.savedTokens,
       savedUsd: d.savedUsd,
     })
-  else if (e.type === 'llm_call') {
-    const r = Object.assign(rowOf(d.id), {
+  else if (e.type === 'route' && d.id)
+    rowOf(d.id).route = {
+      requested: d.requested,
       vendor: d.vendor,
-      answeredModel: d.model,
-      upstreamStatus: d.status,
-      upstreamMs: d.latencyMs,
-      usage: d.usage,
-      costUsd: d.costUsd,
-    })
-    store.seen.tokens += d.usage.inputTokens + d.usage.outputTokens
-    store.seen.usd += d.costUsd
-    store.seen.vendorCalls++
-    if (d.usage.cacheReadTokens > 0) store.seen.hits.vendor++
-    r.settled = true
-  } else if (e.type === 'response') {
-    const r = Object.assign(rowOf(d.id), {
-      status: d.status,
-      cache: d.cache,
-      latencyMs: d.latencyMs,
-      identity: d.identity,
-      vendor: d.vendor,
-      answeredModel: d.model,
-    })
-    store.seen.requests++
-    if (d.status >= 400) store.seen.errors++
-    if (d.cache === 'exact' || d.cache === 'semantic') {
-      store.seen.hits[d.cache]++
-      store.seen.savedUsd += r.savedUsd || 0
+      model: d.model,
+      reason: d.reason,
+      rule: d.rule,
+      skipped: d.skipped,
     }
-    if (d.cache !== 'bypass') store.seen.lookups++
-    const sec = Math.floor(e.time / 1000)
-    store.perSecond.set(sec, (store.perSecond.get(sec) || 0) + 1)
-    if (store.perSecond.size > SERIES_SECONDS * 2) store.perSecond.delete(store.perSecond.keys().next().value)
-  } else {
-    if (e.type === 'route' && store.rows.has(d.id))
-      store.rows.get(d.id).route = {
-        requested: d.requested,
-        vendor: d.vendor,
-        model: d.model,
-        reason: d.reason,
-        rule: d.rule,
-        skipped: d.skipped,
-      }
-    else if (d.id && store.rows.has(d.id)) {
-      const r = store.rows.get(d.id)
-      if (e.type === 'error') r.error = { status: d.status, type: d.type, plugin: d.plugin }
-      const g = guardOf(e)
-      if (g) (r.guards ||= []).push(g)
-      if (e.type === 'approval_requested') {
-        r.approval = d.approval
-        approvals.set(d.approval, d.id)
-      }
-    } else if (
-      (e.type === 'approval_granted' || e.type === 'approval_denied') &&
-      store.rows.has(approvals.get(d.approval))
-    ) {
-      // decisions name the approval, not the request: joined through the approval_requested event
-      store.rows
-        .get(approvals.get(d.approval))
-        .guards?.push(`approval ${e.type === 'approval_granted' ? 'granted' : 'denied'} by ${d.by}`)
+  else if (typeof d.id === 'string') {
+    const r = rowOf(d.id)
+    if (e.type === 'error') r.error = { status: d.status, type: d.type, plugin: d.plugin }
+    const g = guardOf(e)
+    if (g) (r.guards ||= []).push(g)
+    if (e.type === 'approval_requested') {
+      r.approval = d.approval
+      approvals.set(d.approval, d.id)
     }
-    // governance events only: routing, cache misses and plugins' own x- events are per-request noise here
-    if (e.type !== 'route' && e.type !== 'cache_miss' && !e.type.startsWith('x-')) store.feed.unshift(e)
-    if (store.feed.length > 200) store.feed.pop()
+  } else if (
+    (e.type === 'approval_granted' || e.type === 'approval_denied') &&
+    store.rows.has(approvals.get(d.approval))
+  ) {
+    // decisions name the approval, not the request: joined through the approval_requested event
+    store.rows
+      .get(approvals.get(d.approval))
+      .guards?.push(`approval ${e.type === 'approval_granted' ? 'granted' : 'denied'} by ${d.by}`)
   }
+  // governance events only: routing, cache lookups and plugins' own x- events are per-request detail
+  if (!PER_REQUEST.has(e.type) && !e.type.startsWith('x-')) store.feed.unshift(e)
+  if (store.feed.length > 200) store.feed.pop()
 }
+
+const PER_REQUEST = new Set(['route', 'cache_hit', 'cache_miss', 'request', 'llm_call'])
 
 /** approval id -> request id, for the decisions (bounded like the rows) */
 const approvals = new Map()
@@ -198,7 +203,7 @@ async function connect() {
     try {
       const headers = { ...authHeaders(), accept: 'text/event-stream' }
       headers['last-event-id'] = String(store.lastId)
-      const res = await fetch('/agentmesh/events', { headers, cache: 'no-store' })
+      const res = await fetch(EVENTS_URL, { headers, cache: 'no-store' })
       if (res.status === 401 || res.status === 403) {
         store.needsLogin = true
         store.connected = false
@@ -471,7 +476,7 @@ function Requests() {
       <dt>cache</dt><dd>${detail.cache || '–'}${detail.similarity !== undefined ? ` (similarity ${detail.similarity.toFixed(3)})` : ''}${detail.savedUsd ? `, saved ${usd(detail.savedUsd)} / ${num(detail.savedTokens)} tokens` : ''}</dd>
       <dt>tokens</dt><dd>${detail.usage ? `in ${num(detail.usage.inputTokens)}, out ${num(detail.usage.outputTokens)}, cache read ${num(detail.usage.cacheReadTokens)}, cache write ${num(detail.usage.cacheWriteTokens)}` : '–'}</dd>
       <dt>cost</dt><dd>${detail.costUsd !== undefined ? usd(detail.costUsd) : '–'}</dd>
-      <dt>latency</dt><dd>${detail.latencyMs ? `${detail.latencyMs.toFixed(1)} ms to the answer's head` : '–'}${detail.upstreamMs ? `, vendor ${detail.upstreamMs.toFixed(1)} ms` : ''}</dd>
+      <dt>latency</dt><dd>${detail.latencyMs ? `${detail.latencyMs.toFixed(1)} ms in all${detail.aborted ? ' (did not complete)' : ''}` : '–'}${detail.upstreamMs ? `, vendor ${detail.upstreamMs.toFixed(1)} ms` : ''}</dd>
       <dt>status</dt><dd>${detail.status}${detail.error ? ` ${detail.error.type}${detail.error.plugin ? ` (${detail.error.plugin})` : ''}` : ''}</dd>
       <dt>route</dt><dd data-field="route">${detail.route ? `${detail.route.requested} → ${detail.route.vendor}/${detail.route.model}: ${detail.route.reason}${detail.route.rule ? ` (rule ${detail.route.rule})` : ''}` : detail.status === 'pending' ? '–' : 'the requested model (no routing rule acted)'}</dd>
       <dt>guards</dt><dd data-field="guards">${detail.guards?.length ? html`<ul>${detail.guards.map((g) => html`<li>${g}</li>`)}</ul>` : 'none acted'}</dd>
