@@ -1,6 +1,7 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
-import type { CanonicalAnswer, CanonicalMessage, Operation, Usage } from '../types.ts'
+import type { CanonicalAnswer, CanonicalMessage, Operation, Prompt, Usage } from '../types.ts'
 import { canonicalJson, joiner } from '../canonical.ts'
+import { stringifySliced, withinBudget } from '../json-sliced.ts'
 import type { Slicer } from '../slicer.ts'
 import { parseEventJson } from './event-json.ts'
 import {
@@ -15,7 +16,6 @@ import {
   joinSteps,
   runGenerator,
   runSteps,
-  runStepsSliced,
   sse,
   textPieces,
   usageFor,
@@ -96,7 +96,7 @@ function* partsSteps(parts: unknown, where: string): Generator<undefined, PartsT
     if (typeof p.text === 'string') texts.add(p.text)
     else {
       if (p.inlineData || p.fileData) images = true
-      extras.add(canonicalJson(p))
+      extras.add(withinBudget(p, LARGE_PART_NODES, LARGE_PART_CHARS) ? canonicalJson(p) : yield* canonicalSteps(p))
     }
   }
   // the array's canonical JSON is its elements' joined
@@ -104,6 +104,104 @@ function* partsSteps(parts: unknown, where: string): Generator<undefined, PartsT
 }
 
 const partsText = (parts: unknown, where: string): PartsText => runGenerator(partsSteps(parts, where))
+
+// a part past either bound (a functionResponse of 100,000 keys: ~100 ms of one canonicalJson) is
+// made into canonical JSON in steps; the size check stops at the bound, so a small part costs a short walk
+const LARGE_PART_NODES = 4096
+const LARGE_PART_CHARS = 256 * 1024
+// nested deeper than this: one canonicalJson (what it does with a circle or a depth past the stack)
+const STEPS_MAX_DEPTH = 1024
+
+// set by a step that must start a turn of its own (runGeminiSliced gives one back, not only when the slice is used up)
+let turnNow = false
+
+/** runStepsSliced, with a turn given back whenever a step asks for one (turnNow) */
+async function runGeminiSliced(steps: ParseSteps, slicer: Slicer): Promise<Prompt> {
+  turnNow = false
+  let r = steps.next()
+  while (!r.done) {
+    if (turnNow) {
+      turnNow = false
+      await slicer.yield()
+    } else await slicer.pause()
+    r = steps.next()
+  }
+  return r.value
+}
+
+/** an object or array being printed by canonicalSteps: its sorted keys (an object) and the next index */
+interface CanonFrame {
+  v: any
+  keys: string[] | undefined
+  i: number
+  first: boolean
+}
+
+/**
+ * canonicalJson(value) of a large value (core/canonical.ts), a step every PARSE_STEP members: the
+ * same text. Objects and arrays are walked here; anything else (a string, a number, a value with
+ * toJSON) is printed by canonicalJson itself, as the member it is.
+ */
+function* canonicalSteps(value: object): Generator<undefined, string, undefined> {
+  const done: string[] = []
+  let s = ''
+  const stack: CanonFrame[] = []
+  const open = (v: any): boolean => {
+    if (stack.length >= STEPS_MAX_DEPTH) return false
+    const keys = Array.isArray(v) ? undefined : Object.keys(v).sort()
+    s += keys ? '{' : '['
+    stack.push({ v, keys, i: 0, first: true })
+    return true
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalJson(value)
+  turnNow = true
+  yield
+  if (!open(value)) return canonicalJson(value)
+  let steps = 0
+  while (stack.length) {
+    if (++steps % PARSE_STEP === 0) {
+      done.push(s)
+      s = ''
+      yield
+    }
+    const f = stack[stack.length - 1]!
+    const n = f.keys ? f.keys.length : f.v.length
+    if (f.i >= n) {
+      s += f.keys ? '}' : ']'
+      stack.pop()
+      continue
+    }
+    const key = f.keys ? f.keys[f.i]! : undefined
+    const v = key !== undefined ? f.v[key] : f.v[f.i]
+    f.i++
+    // what canon drops from an object, and prints as null in an array
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') {
+      if (key === undefined) s += f.first ? 'null' : ',null'
+      else continue
+    } else if (typeof v === 'object' && v !== null && typeof v.toJSON !== 'function') {
+      s += (f.first ? '' : ',') + (key !== undefined ? `${JSON.stringify(key)}:` : '')
+      // an object of thousands of keys: its Object.keys and sort (20-35 ms for 100,000) start a slice of their own
+      if (!Array.isArray(v) && !withinBudget(v, LARGE_PART_NODES, LARGE_PART_CHARS)) {
+        done.push(s)
+        s = ''
+        turnNow = true
+        yield
+      }
+      if (!open(v)) return canonicalJson(value)
+    } else if (key === undefined) s += (f.first ? '' : ',') + canonicalJson([v]).slice(1, -1)
+    else {
+      // a value with toJSON may be dropped: canonicalJson of the member says so ('{}')
+      const quoted = JSON.stringify(key)
+      const member =
+        typeof v === 'object' && v !== null ? canonicalJson({ [key]: v }) : `{${quoted}:${canonicalJson(v)}}`
+      if (member === '{}') continue
+      s += (f.first ? '' : ',') + member.slice(1, -1)
+    }
+    f.first = false
+  }
+  done.push(s)
+  return done.join('')
+}
 
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
@@ -191,6 +289,43 @@ async function foldChunkSliced(acc: GeminiResponse, json: unknown, slicer: Slice
   }
 }
 
+// the text answerOf gives a call's arguments of megabytes, made in slices when they were read (argsTextsSliced)
+const argsText = new WeakMap<object, string>()
+
+/** a function call's arguments as JSON text (the answer's toolCalls[].arguments) */
+export function functionArgsText(args: unknown): string {
+  const v = args ?? {}
+  return (typeof v === 'object' && argsText.get(v)) || JSON.stringify(v)
+}
+
+// arguments past either bound are stringified in slices (5 MB of them: 15-45 ms in one JSON.stringify)
+const LARGE_ARGS_NODES = 4096
+const LARGE_ARGS_CHARS = 256 * 1024
+
+/**
+ * The text functionArgsText gives the large arguments of the calls in a response (a chunk, or an
+ * array of them), made in slices of `slicer` before the response is read: the same text.
+ */
+export async function argsTextsSliced(json: unknown, slicer: Slicer): Promise<void> {
+  for (const chunk of Array.isArray(json) ? json : [json]) {
+    const list = isObject(chunk) && Array.isArray(chunk.candidates) ? chunk.candidates : []
+    for (const c of list) {
+      const parts = isObject(c) && isObject(c.content) && Array.isArray(c.content.parts) ? c.content.parts : []
+      for (const p of parts) {
+        const args = isObject(p) && isObject(p.functionCall) ? p.functionCall.args : undefined
+        if (typeof args !== 'object' || args === null || argsText.has(args)) continue
+        if (withinBudget(args, LARGE_ARGS_NODES, LARGE_ARGS_CHARS)) continue
+        await slicer.yield()
+        const pieces = await stringifySliced(args, slicer)
+        if (!pieces) continue
+        // the one flat copy of megabytes: a slice of its own
+        await slicer.yield()
+        argsText.set(args, pieces.join(''))
+      }
+    }
+  }
+}
+
 /** The neutral view of a whole response, which is kept as the vendor's body for exact replay. */
 function answerOf(json: GeminiResponse): CanonicalAnswer {
   const c = json.candidates.find(Boolean)
@@ -203,7 +338,7 @@ function answerOf(json: GeminiResponse): CanonicalAnswer {
       toolCalls.push({
         id: String(p.functionCall.id ?? `call_${toolCalls.length}`),
         name: String(p.functionCall.name),
-        arguments: JSON.stringify(p.functionCall.args ?? {}),
+        arguments: functionArgsText(p.functionCall.args),
       })
   }
   const body = { ...json, candidates: json.candidates.filter(Boolean) }
@@ -332,7 +467,7 @@ export const geminiProtocol: ProtocolAdapter = {
   name: 'gemini',
 
   parse: (body, opts) => runSteps(geminiSteps(body, opts)),
-  parseSliced: (body, opts, slicer) => runStepsSliced(geminiSteps(body, opts), slicer),
+  parseSliced: (body, opts, slicer) => runGeminiSliced(geminiSteps(body, opts), slicer),
 
   pathCall(modelAction) {
     let tail: string
@@ -437,6 +572,7 @@ export const geminiProtocol: ProtocolAdapter = {
           return true
         }
         await foldChunkSliced(acc, json, slicer)
+        await argsTextsSliced(json, slicer)
         return true
       },
       // Gemini has no end marker: a finishReason on the last chunk means it completed

@@ -5,6 +5,7 @@
 //     client's; (c) a stream is translated event by event as it is relayed (respond.ts).
 // The same-protocol path never comes here.
 import { randomUUID } from 'node:crypto'
+import { argsTextsSliced } from '../protocols/gemini.ts'
 import { protocols } from '../protocols/index.ts'
 import { PIECE_CHARS, cutString, parseBufferSliced } from '../json-sliced.ts'
 import { PARSE_STEP, SLICED_PARSE_CHARS, isObject, type StreamReader } from '../protocols/shared.ts'
@@ -12,9 +13,9 @@ import { Slicer } from '../slicer.ts'
 import { UpstreamError } from '../upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
 import { expandInput, isTranslatedTurn, recordTurn } from './chains.ts'
-import { cannot, type NeutralRequest } from './neutral.ts'
+import { cannot, forgetParsed, jsonTextsSliced, type NeutralRequest } from './neutral.ts'
 import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
-import { readGemini, readResponses } from './request-in-more.ts'
+import { geminiJsonValues, readGemini, readResponses } from './request-in-more.ts'
 import { toAnthropic, toGemini, toOpenAI } from './request-out.ts'
 import { decoders, encoders } from './stream.ts'
 import { neutralRewriter, type AnswerText } from './answer-text.ts'
@@ -72,12 +73,40 @@ export function translateRequest(ctx: MeshContext, vendor: Vendor): Translation 
   if (to === 'any' || !write) return cannot(`a ${from} request`, to)
   const clientBody: Record<string, any> = ctx.request.body
   const tr: Translation = { from, to, clientBody }
+  // a Gemini body of megabytes: the JSON text of its large call arguments and results made in slices first
+  if (from === 'gemini' && ctx.request.rawBody.length > SLICED_PARSE_CHARS && isObject(clientBody)) {
+    const { args, responses } = geminiJsonValues(clientBody)
+    if (args.length || responses.length) return geminiSliced(ctx, tr, write, clientBody, args, responses)
+  }
   if (from !== 'responses') return translateBody(ctx, tr, write, clientBody)
   return responsesBody(ctx, clientBody, to).then(({ body, input }) => {
     tr.chainInput = input
     tr.clientId = `resp_${randomUUID().replace(/-/g, '')}`
     return translateBody(ctx, tr, write, body)
   })
+}
+
+/**
+ * translateBody of a Gemini body of megabytes: the JSON text of its calls' arguments and results'
+ * responses made in slices first (and the arguments parsed again, for a vendor that takes them as
+ * an object), then the body translated at once as any other
+ */
+async function geminiSliced(
+  ctx: MeshContext,
+  tr: Translation,
+  write: NonNullable<(typeof writers)[keyof typeof writers]>,
+  body: Record<string, any>,
+  args: unknown[],
+  responses: unknown[],
+): Promise<Translation> {
+  const slicer = new Slicer(SLICE_MS)
+  const parsed = await jsonTextsSliced(args, slicer, tr.to !== 'openai')
+  try {
+    await jsonTextsSliced(responses, slicer)
+    return translateBody(ctx, tr, write, body)
+  } finally {
+    forgetParsed(parsed)
+  }
 }
 
 function translateBody(
@@ -150,7 +179,11 @@ export function translateWhole(
   const buf = res.body as Buffer
   if (buf.length > SLICED_PARSE_CHARS)
     return parseBufferSliced(buf, new Slicer(SLICE_MS)).then(
-      (json) => translatedAnswer(ctx, tr, json),
+      async (json) => {
+        // a Gemini call's arguments of megabytes: their text for the answer made in slices too
+        if (tr.to === 'gemini') await argsTextsSliced(json, new Slicer(SLICE_MS))
+        return translatedAnswer(ctx, tr, json)
+      },
       () => translatedAnswer(ctx, tr, undefined),
     )
   let json: unknown
@@ -219,6 +252,7 @@ export function streamTranslator(
       const events = decode(data)
       for (let i = 0; i < events.length; i++) {
         for (const r of rewrite ? rewrite(events[i]!) : [events[i]!]) {
+          if (encode.prepare) await encode.prepare(r, slicer)
           if (!encode.pieces) out += encode(r)
           // the whole text again (Responses' done events): made and handed on a piece at a time
           else

@@ -3,7 +3,9 @@
 // need eight functions, not twelve pairs. It holds only what all of them can say; what one side
 // says and the other cannot is a 400 naming the feature (or, for bookkeeping that changes no
 // answer, a name in the dropped list that goes out as a header).
-import { ProtocolError } from '../protocols/shared.ts'
+import { stringifySliced, withinBudget } from '../json-sliced.ts'
+import { MAX_JSON_DEPTH, ProtocolError, parseJsonSliced } from '../protocols/shared.ts'
+import type { Slicer } from '../slicer.ts'
 import type { ProtocolName } from '../types.ts'
 
 export type MediaPart =
@@ -102,7 +104,57 @@ export function str(v: unknown, where: string): string {
 /** JSON text of a tool call's arguments, from an object (Anthropic, Gemini) or text (OpenAI). */
 export function argsText(v: unknown): string {
   if (typeof v === 'string') return v
-  return JSON.stringify(v ?? {})
+  return jsonText(v ?? {})
+}
+
+// the JSON text of a value of megabytes in a client's body, made in slices before the body is read
+const madeText = new WeakMap<object, string>()
+
+/** JSON.stringify(v), made by jsonTextsSliced when v is large */
+export function jsonText(v: unknown): string {
+  return (typeof v === 'object' && v !== null && madeText.get(v)) || JSON.stringify(v)
+}
+
+// a value past either bound is stringified in slices (a functionResponse of 100,000 keys: 35-80 ms in one go)
+const LARGE_NODES = 4096
+const LARGE_CHARS = 256 * 1024
+
+/**
+ * The JSON text jsonText gives each large one of `values`, made in slices of `slicer` (the same
+ * text). `reparse`: that text is parsed again in slices too, for argsObject (a vendor that takes
+ * arguments as an object); the values are kept until forgetParsed() of the texts returned.
+ */
+export async function jsonTextsSliced(values: unknown[], slicer: Slicer, reparse = false): Promise<string[]> {
+  const parsed: string[] = []
+  for (const v of values) {
+    if (typeof v !== 'object' || v === null || madeText.has(v) || withinBudget(v, LARGE_NODES, LARGE_CHARS)) continue
+    // its Object.keys (20-35 ms for 100,000 keys) at the start of a slice of its own
+    await slicer.yield()
+    const pieces = await stringifySliced(v, slicer)
+    if (!pieces) continue
+    // the one flat copy of megabytes: a slice of its own
+    await slicer.yield()
+    const text = pieces.join('')
+    madeText.set(v, text)
+    await slicer.yield()
+    if (reparse) {
+      const r = await parseJsonSliced(text, MAX_JSON_DEPTH, slicer)
+      // nested deeper than a request may be: argsObject parses it in one go, as before
+      if (!r.deep) {
+        parsedText.set(text, r.value)
+        parsed.push(text)
+      }
+    }
+  }
+  return parsed
+}
+
+// JSON.parse(text) of the texts jsonTextsSliced made and parsed again, while one body is written
+const parsedText = new Map<string, unknown>()
+
+/** drop the values jsonTextsSliced parsed (the body they were for is written) */
+export function forgetParsed(texts: string[]): void {
+  for (const t of texts) parsedText.delete(t)
 }
 
 /** Arguments as the object Anthropic and Gemini want; text that is not a JSON object is the client's error. */
@@ -110,7 +162,7 @@ export function argsObject(text: string, where: string): Record<string, unknown>
   if (!text.trim()) return {}
   let v: unknown
   try {
-    v = JSON.parse(text)
+    v = parsedText.size && parsedText.has(text) ? parsedText.get(text) : JSON.parse(text)
   } catch {
     throw new ProtocolError(`${where}: tool call arguments are not valid JSON`)
   }

@@ -6,6 +6,7 @@ import {
   cannot,
   checkKnown,
   imageFromUrl,
+  jsonText,
   num,
   str,
   type MediaPart,
@@ -55,6 +56,18 @@ function geminiMedia(p: any, to: ProtocolName): MediaPart | undefined {
   return undefined
 }
 
+/** the objects of a Gemini body whose JSON text the translation makes: calls' arguments, results' responses */
+export function geminiJsonValues(body: Record<string, any>): { args: unknown[]; responses: unknown[] } {
+  const args: unknown[] = []
+  const responses: unknown[] = []
+  for (const c of Array.isArray(body.contents) ? body.contents : [])
+    for (const p of Array.isArray(c?.parts) ? c.parts : []) {
+      if (isObject(p?.functionCall)) args.push(p.functionCall.args)
+      else if (isObject(p?.functionResponse)) responses.push(p.functionResponse.response)
+    }
+  return { args, responses }
+}
+
 /** Gemini calls have no ids (or optional ones): results are matched to calls by name, in order. */
 function geminiContents(contents: any[], n: NeutralRequest, to: ProtocolName): NeutralMessage[] {
   const open = new Map<string, string[]>()
@@ -80,7 +93,7 @@ function geminiContents(contents: any[], n: NeutralRequest, to: ProtocolName): N
         parts.push({
           type: 'tool_result',
           id,
-          content: [{ type: 'text', text: JSON.stringify(p.functionResponse.response ?? {}) }],
+          content: [{ type: 'text', text: jsonText(p.functionResponse.response ?? {}) }],
         })
       } else {
         const media = geminiMedia(p, to)

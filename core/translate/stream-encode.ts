@@ -2,7 +2,8 @@
 // created per stream with the vendor's protocol, whose usage terms it converts to the client's.
 import { protocols } from '../protocols/index.ts'
 import { PIECE_CHARS, jsonTextPieces } from '../json-sliced.ts'
-import { sse, usageFor } from '../protocols/shared.ts'
+import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, parseJsonSliced, sse, usageFor } from '../protocols/shared.ts'
+import type { Slicer } from '../slicer.ts'
 import type { CanonicalAnswer, ProtocolName, ToolCall, Usage } from '../types.ts'
 import type { Encoder, StreamEvent } from './stream.ts'
 
@@ -31,7 +32,7 @@ function openaiEncoder(o: EncoderOptions): Encoder {
   let head = '{'
   const chunk = (delta: unknown, finish: string | null = null) =>
     `data: ${head}"choices":[{"index":0,"delta":${JSON.stringify(delta)},"logprobs":null,"finish_reason":${JSON.stringify(finish)}}]}\n\n`
-  return (e) => {
+  const encode: Encoder = (e) => {
     switch (e.t) {
       case 'start': {
         base = { id: o.id ?? e.id, object: 'chat.completion.chunk', created: now(), model: e.model }
@@ -59,6 +60,21 @@ function openaiEncoder(o: EncoderOptions): Encoder {
       }
     }
   }
+  // text or arguments of megabytes in one event (a Gemini call comes whole): chunk()'s text, its
+  // string escaped a run at a time
+  encode.pieces = function* (e) {
+    const delta =
+      e.t === 'args' && e.json.length > PIECE_CHARS
+        ? { tool_calls: [{ index: e.index, function: { arguments: e.json } }] }
+        : e.t === 'text' && e.text.length > PIECE_CHARS
+          ? { content: e.text }
+          : undefined
+    if (!delta) return yield encode(e)
+    yield `data: ${head}"choices":[{"index":0,"delta":`
+    yield* jsonTextPieces(delta, PIECE_CHARS)
+    yield ',"logprobs":null,"finish_reason":null}]}\n\n'
+  }
+  return encode
 }
 
 function anthropicEncoder(o: EncoderOptions): Encoder {
@@ -138,25 +154,25 @@ function anthropicEncoder(o: EncoderOptions): Encoder {
 
 function geminiEncoder(o: EncoderOptions): Encoder {
   let head: Record<string, unknown> = {}
-  // Gemini sends a function call whole: its arguments are collected until the call is complete
-  const calls: Array<{ name: string; args: string }> = []
-  const chunk = (parts: unknown[], extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}) =>
-    sse({ candidates: [{ content: { role: 'model', parts }, index: 0, ...extra }], ...top, ...head })
-  const flushCalls = () => {
-    if (!calls.length) return ''
-    const parts = calls.map((c) => {
-      let args: unknown = {}
-      try {
-        args = c.args ? JSON.parse(c.args) : {}
-      } catch {
-        args = {}
-      }
-      return { functionCall: { name: c.name, args } }
-    })
+  // Gemini sends a function call whole: its arguments are collected until the call is complete;
+  // `value`: arguments of megabytes parsed in slices (prepare) before the event that sends them
+  const calls: Array<{ name: string; args: string; value?: unknown }> = []
+  const chunkValue = (parts: unknown[], extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}) => ({
+    candidates: [{ content: { role: 'model', parts }, index: 0, ...extra }],
+    ...top,
+    ...head,
+  })
+  const chunk = (parts: unknown[], extra?: Record<string, unknown>, top?: Record<string, unknown>) =>
+    sse(chunkValue(parts, extra, top))
+  const takeCalls = () => {
+    const parts = calls.map((c) => ({
+      functionCall: { name: c.name, args: 'value' in c ? c.value : argsValue(c.args) },
+    }))
     calls.length = 0
-    return chunk(parts)
+    return parts
   }
-  return (e) => {
+  const flushCalls = () => (calls.length ? chunk(takeCalls()) : '')
+  const encode: Encoder = (e) => {
     switch (e.t) {
       case 'start':
         head = { modelVersion: e.model, responseId: o.id ?? e.id }
@@ -180,6 +196,48 @@ function geminiEncoder(o: EncoderOptions): Encoder {
         return flushCalls() + chunk([], { finishReason: TO_GEMINI_STOP[e.reason] }, { usageMetadata })
       }
     }
+  }
+  // the arguments held, in characters: over SLICED_PARSE_CHARS the translator reads the next
+  // events by eventSliced, which prepares and encodes them in pieces
+  encode.held = () => {
+    let n = 0
+    for (const c of calls) n += c?.args.length ?? 0
+    return n
+  }
+  encode.prepare = async (e, slicer) => {
+    if (e.t !== 'text' && e.t !== 'finish') return
+    for (const c of calls)
+      if (c && !('value' in c) && c.args.length > SLICED_PARSE_CHARS) c.value = await argsValueSliced(c.args, slicer)
+  }
+  // the calls' chunk as JSON made a piece at a time (arguments of megabytes), then the event's own
+  encode.pieces = function* (e) {
+    if ((e.t === 'text' || e.t === 'finish') && calls.length) {
+      yield 'data: '
+      yield* jsonTextPieces(chunkValue(takeCalls()), PIECE_CHARS)
+      yield '\n\n'
+    }
+    yield encode(e)
+  }
+  return encode
+}
+
+/** a call's collected arguments as the value Gemini sends: {} when there are none or they are not JSON */
+function argsValue(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : {}
+  } catch {
+    return {}
+  }
+}
+
+/** argsValue for arguments of megabytes, parsed in slices (the same value) */
+async function argsValueSliced(text: string, slicer: Slicer): Promise<unknown> {
+  try {
+    const r = await parseJsonSliced(text, MAX_JSON_DEPTH, slicer)
+    // nested deeper than a request may be: in one go, as argsValue does
+    return r.deep ? JSON.parse(text) : r.value
+  } catch {
+    return {}
   }
 }
 

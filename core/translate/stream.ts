@@ -3,7 +3,9 @@
 // except a Gemini client's function call, which Gemini sends whole (its arguments are collected).
 import { isObject, emptyUsage } from '../protocols/shared.ts'
 import { parseEventJson } from '../protocols/event-json.ts'
+import { functionArgsText } from '../protocols/gemini.ts'
 import { protocols } from '../protocols/index.ts'
+import type { Slicer } from '../slicer.ts'
 import type { CanonicalAnswer, ProtocolName, Usage } from '../types.ts'
 
 type Stop = CanonicalAnswer['stopReason']
@@ -20,6 +22,8 @@ export type Encoder = ((e: StreamEvent) => string) & {
   held?(): number
   /** encode(e)'s text as pieces made one at a time (the whole text again at the end, a piece of JSON at a time) */
   pieces?(e: StreamEvent): Generator<string, void, undefined>
+  /** work encode(e) would do in one go on megabytes (a Gemini call's arguments parsed), done in slices first */
+  prepare?(e: StreamEvent, slicer: Slicer): Promise<void>
 }
 
 // the vendor's reader parsed the same event a moment before: its result is reused, never changed.
@@ -178,7 +182,7 @@ function geminiDecoder(): Decoder {
           id: String(p.functionCall.id ?? `call_${index}`),
           name: String(p.functionCall.name),
         })
-        out.push({ t: 'args', index, json: JSON.stringify(p.functionCall.args ?? {}) })
+        out.push({ t: 'args', index, json: functionArgsText(p.functionCall.args) })
       }
     }
     if (cand?.finishReason)
