@@ -152,10 +152,12 @@ export class SseParser {
         out(kept)
         kept = ''
         await slicer.yield()
-        const value = await parsedOrUndefined(data, slicer)
-        if (value !== undefined) primeEventJson(data, value)
-        // the reader's own look at megabytes (a scan, a copy) in a turn of its own
-        await slicer.yield()
+        if (this.reader.readsValue?.(data) !== false) {
+          const value = await parsedOrUndefined(data, slicer)
+          if (value !== undefined) primeEventJson(data, value)
+          // the reader's own look at megabytes (a scan, a copy) in a turn of its own
+          await slicer.yield()
+        }
         keep = this.reader.eventSliced
           ? await this.reader.eventSliced(data, slicer, () => out(''))
           : this.reader.event(data)

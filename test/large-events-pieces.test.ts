@@ -3,6 +3,7 @@
 // and no reader searching its text again. The relay's own measure is test/large-events-relay.test.ts;
 // these are the parts of it that can be checked without a clock.
 import { describe, expect, it } from 'vitest'
+import { primedEventJson } from '../core/protocols/event-json.ts'
 import { protocols } from '../core/protocols/index.ts'
 import type { StreamReader } from '../core/protocols/shared.ts'
 import type { Slicer } from '../core/slicer.ts'
@@ -38,7 +39,10 @@ describe('an SSE event of megabytes, relayed', () => {
   it('gives the loop back before each chunk once the waiting event is large (queued chunks were decoded back to back, and the join of the event came in their turn)', async () => {
     const datas: string[] = []
     const reader: StreamReader = {
-      event: (d) => void datas.push(d) || true,
+      event: (d) => {
+        datas.push(d)
+        return true
+      },
       finish: () => undefined,
       partialUsage: noUsage,
     }
@@ -93,5 +97,40 @@ describe('an SSE event of megabytes, relayed', () => {
     const answer = reader.finish()
     expect(answer?.text === big).toBe(true)
     expect(answer?.usage.outputTokens).toBe(7)
+  })
+
+  it('Responses: a delta of megabytes is not parsed for the reader (it reads only the events that carry the whole response)', async () => {
+    const reader = protocols.responses.streamReader({})
+    const parser = new SseParser(reader, false)
+    const big = 'café "quoted" 😀 '.repeat(30_000)
+    const e = (d: Record<string, unknown>) => `event: ${d.type}\ndata: ${JSON.stringify(d)}\n\n`
+    const delta = {
+      type: 'response.output_text.delta',
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      delta: big,
+    }
+    const item = { id: 'msg_1', type: 'message', role: 'assistant', content: [{ type: 'output_text', text: big }] }
+    const done = { type: 'response.output_item.done', output_index: 0, item }
+    const completed = {
+      type: 'response.completed',
+      response: { id: 'resp_1', status: 'completed', output: [item], usage: { input_tokens: 3, output_tokens: 7 } },
+    }
+    const pacer = neverDue()
+    const feed = async (text: string) => {
+      for (const c of chunksOf(Buffer.from(text), 64 * 1024)) {
+        parser.heavy(c)
+        await parser.feedSliced(c, pacer as unknown as Slicer, () => {})
+      }
+    }
+    // the delta and the item's done event are not parsed; the completed event is (and read)
+    await feed(e(delta))
+    expect(primedEventJson(JSON.stringify(delta))).toBeUndefined()
+    await feed(e(done))
+    expect(primedEventJson(JSON.stringify(done))).toBeUndefined()
+    await feed(e(completed))
+    expect(primedEventJson(JSON.stringify(completed))).toBeDefined()
+    expect(reader.finish()?.text === big).toBe(true)
   })
 })

@@ -334,6 +334,19 @@ function* streamOf(body: Record<string, any>): RenderSteps {
 
 const FINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed'])
 
+// the type an event names first, as the vendor writes it: {"type":"response.output_text.delta",...
+const HEAD_TYPE = /^\s*\{\s*"type"\s*:\s*"([^"\\]{1,128})"/
+
+/**
+ * whether an event may carry the whole response (response.created, .completed, ...): not one of a
+ * part of it (response.<part>.<what>: output_text.delta, content_part.done, output_item.done...),
+ * told by the type at its start, so that a delta of megabytes is neither parsed nor searched
+ */
+function mayCarryResponse(data: string): boolean {
+  const type = HEAD_TYPE.exec(data.slice(0, 256))?.[1]
+  return type === undefined || !/^response\.[^.]+\./.test(type)
+}
+
 function* responsesSteps(body: any): ParseSteps {
   if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
   // a stored prompt (`prompt: {id}`) may name the model itself
@@ -425,7 +438,9 @@ export const responsesProtocol: ProtocolAdapter = {
         // an event of megabytes (response.completed carries the whole answer) was parsed in slices
         // by the relay (SseParser.feedSliced primes parseEventJson): its value is read, not its
         // text searched (a 5 MB delta: ~8 ms for the includes below)
-        let e: any = data.length > SLICED_PARSE_CHARS ? primedEventJson(data) : undefined
+        const large = data.length > SLICED_PARSE_CHARS
+        if (large && !mayCarryResponse(data)) return true
+        let e: any = large ? primedEventJson(data) : undefined
         if (e === undefined) {
           // only the events that carry the whole response are parsed in full; deltas are skipped
           // by their type alone (most of a stream), so a long answer costs one parse per event
@@ -440,6 +455,7 @@ export const responsesProtocol: ProtocolAdapter = {
         if (FINAL_EVENTS.has(e?.type) && isObject(e.response) && Array.isArray(e.response.output)) final = e.response
         return true
       },
+      readsValue: mayCarryResponse,
       finish() {
         return final ? answerOf(final) : undefined
       },

@@ -33,6 +33,11 @@ export interface StreamReader {
    * whose client gets the whole text again at the end): the relay then reads it by eventSliced
    */
   heavy?(): boolean
+  /**
+   * for an event of megabytes: whether the reader reads its value (false: the relay does not parse
+   * it for the reader, a parse and a flat copy of megabytes nobody reads). Absent: it does.
+   */
+  readsValue?(data: string): boolean
 }
 
 export interface ProtocolAdapter {
