@@ -144,7 +144,7 @@ function sessionOf(headers: Headers | undefined): string | undefined {
 // Key shapes of the vendors (OpenAI sk-/sk-proj-, Anthropic sk-ant-, Google AIza), AgentMesh
 // virtual keys (am-) and bearer tokens; exact values the request presented are removed as well,
 // whatever their shape.
-const KEY_PATTERNS = [
+export const KEY_PATTERNS = [
   /\bsk-[A-Za-z0-9_-]{16,}/g,
   /\bam-[A-Za-z0-9_-]{32,}/g,
   /\bAIza[0-9A-Za-z_-]{30,}/g,
@@ -209,7 +209,7 @@ export function secretsOf(ctx: MeshContext): string[] {
 }
 
 // one cheap test before the four patterns: most strings hold none of these prefixes
-const KEY_HINT = /sk-|am-|AIza|bearer/i
+export const KEY_HINT = /sk-|am-|AIza|bearer/i
 
 export function scrubString(s: string, secrets: string[]): string {
   let out = s

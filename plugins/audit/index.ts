@@ -13,6 +13,8 @@ import { definePlugin } from '../../core/plugin.ts'
 import type { HealthCheck, Mesh, MeshContext, Plugin, PluginCommand } from '../../core/types.ts'
 import type { AuditEntry } from './chain.ts'
 import { buildEntry, scrub, secretsOf } from './entry.ts'
+import { prepareEntry, scrubSliced } from './sliced.ts'
+import { Slicer } from '../../core/slicer.ts'
 import { exportLog } from './export.ts'
 import { readHeads, storageHeadKey } from './head.ts'
 import { withTimeout, type HeadTarget } from './publish.ts'
@@ -491,14 +493,38 @@ async function recordLarge(ctx: MeshContext, w: AuditWriter, o: AuditOptions, si
   const promptHash = await canonicalSha256Async(ctx.prompt ?? null, size)
   const answerHash =
     ctx.answer && (await canonicalSha256Async({ text: ctx.answer.text, toolCalls: ctx.answer.toolCalls }, answerSize))
-  return appendEntry(ctx, w, o, buildEntry(ctx, o.includeContent ?? false, { promptHash, answerHash }))
+  const built = buildEntry(ctx, o.includeContent ?? false, { promptHash, answerHash })
+  // with includeContent the entry holds the megabytes itself: its text is made in slices too
+  if (built.prompt === undefined && built.answer === undefined) return appendEntry(ctx, w, o, built)
+  return appendLarge(ctx, w, o, built)
 }
 
 function appendEntry(ctx: MeshContext, w: AuditWriter, options: AuditOptions, built: AuditEntry): void | Promise<void> {
+  const entry = scrub(redacted(ctx, options, built), secretsOf(ctx))
+  asRequest(entry)
+  return w.append(entry, wasAnswered(ctx), ctx.mesh.emit)
+}
+
+/**
+ * appendEntry for an entry holding a prompt or an answer of megabytes: scrubbed and printed in
+ * slices of the event loop, then queued with its text (the writer seals it in slices too). The
+ * same line as appendEntry's; queued when it is ready, as recordLarge's hashes already made it.
+ */
+async function appendLarge(ctx: MeshContext, w: AuditWriter, options: AuditOptions, built: AuditEntry) {
+  const slicer = new Slicer(LARGE_SLICE_MS)
+  const entry = await scrubSliced(redacted(ctx, options, built), secretsOf(ctx), slicer)
+  asRequest(entry)
+  const prepared = await prepareEntry(entry, slicer)
+  return w.append(entry, wasAnswered(ctx), ctx.mesh.emit, prepared)
+}
+
+const LARGE_SLICE_MS = 10
+
+/** the entry as the redact hook leaves it (on a copy), or without content when the hook throws */
+function redacted(ctx: MeshContext, options: AuditOptions, built: AuditEntry): AuditEntry {
   let entry = built
   if (options.redact) {
     try {
-      const built = entry
       entry = options.redact(entry) ?? entry
       // the hook's own object may be shared or frozen: the fields set below go on a copy
       if (entry !== built) entry = { ...entry }
@@ -511,12 +537,14 @@ function appendEntry(ctx: MeshContext, w: AuditWriter, options: AuditOptions, bu
       delete entry.answer
     }
   }
-  entry = scrub(entry, secretsOf(ctx))
+  return entry
+}
+
+function asRequest(entry: AuditEntry): void {
   entry.v = 1
   entry.kind = 'request'
   // chain fields are the writer's (cleared, not deleted: delete turns the entry into a slow dictionary object)
   for (const k of ['seq', 'prev', 'hash', 'sig']) if (entry[k] !== undefined) entry[k] = undefined
-  return w.append(entry, wasAnswered(ctx), ctx.mesh.emit)
 }
 
 /**

@@ -19,7 +19,14 @@ import { GENESIS } from './canonical.ts'
 import { parseLine, type ChainHead } from './chain.ts'
 import type { SignedHead } from './head.ts'
 import { secureDir } from './signer.ts'
-import { LogMissingError, type AppendResult, type AuditStore, type LogLine, type LogSource } from './store.ts'
+import {
+  LogMissingError,
+  type AppendResult,
+  type AuditStore,
+  type LogLine,
+  type LogSource,
+  type SealedLine,
+} from './store.ts'
 
 export type FsyncPolicy = 'always' | 'checkpoint' | 'never'
 
@@ -30,7 +37,7 @@ export type FsyncPolicy = 'always' | 'checkpoint' | 'never'
 export interface FsIo {
   open(path: string, flags: string, mode: number): Promise<FileHandle>
   /** append at the end; a full disk may write part of the data before it throws */
-  append(fh: FileHandle, data: string): Promise<void>
+  append(fh: FileHandle, data: string | Buffer): Promise<void>
   datasync(fh: FileHandle): Promise<void>
   rename(from: string, to: string): Promise<void>
 }
@@ -40,6 +47,26 @@ export const fsIo: FsIo = {
   append: (fh, data) => fh.appendFile(data),
   datasync: (fh) => fh.datasync(),
   rename: (from, to) => rename(from, to),
+}
+
+/**
+ * What a batch writes: the text lines joined with their newlines (one write, as before), a line
+ * sealed as bytes (an entry of megabytes) written as it is, not copied into a string
+ */
+function chunksOf(lines: SealedLine[]): Array<string | Buffer> {
+  const out: Array<string | Buffer> = []
+  let run: string[] = []
+  for (const line of lines) {
+    if (typeof line === 'string') {
+      run.push(line)
+      continue
+    }
+    if (run.length) out.push(run.join('\n') + '\n')
+    run = []
+    out.push(line, '\n')
+  }
+  if (run.length) out.push(run.join('\n') + '\n')
+  return out
 }
 
 export interface FsStoreOptions {
@@ -374,13 +401,14 @@ class FsStore implements AuditStore {
   }
 
   async append(
-    lines: string[],
+    lines: SealedLine[],
     _expected: ChainHead,
     _next: ChainHead,
     info: { checkpoint: boolean },
   ): Promise<AppendResult> {
-    const data = lines.join('\n') + '\n'
-    const bytes = Buffer.byteLength(data)
+    const chunks = chunksOf(lines)
+    let bytes = 0
+    for (const c of chunks) bytes += typeof c === 'string' ? Buffer.byteLength(c) : c.length
     const today = utcDay((this.options.now ?? (() => new Date()))())
     const rotateBytes = this.options.rotateBytes ?? 64 * 1024 * 1024
     const cur = this.current
@@ -392,7 +420,8 @@ class FsStore implements AuditStore {
       await this.closeFile()
       await this.openFile(cur.index + 1, today)
     } else if (!this.fh) await this.openFile(cur.index, cur.day)
-    await this.io('append')(this.fh!, data)
+    // a failure after some chunks leaves whole lines (and maybe a torn one): recover() reads how far it got
+    for (const c of chunks) await this.io('append')(this.fh!, c)
     this.current!.size += bytes
     if (this.fsync === 'always' || (this.fsync === 'checkpoint' && info.checkpoint)) this.group.request(this.fh!)
     return { ok: true }

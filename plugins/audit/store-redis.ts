@@ -72,7 +72,7 @@ export function redisLogId(options: RedisStoreOptions): string {
 }
 
 type AuditRedis = Redis & {
-  auditAppend(headKey: string, logKey: string, ...args: string[]): Promise<number | string>
+  auditAppend(headKey: string, logKey: string, ...args: Array<string | Buffer>): Promise<number | string>
   auditSignedHead(key: string, head: string, seq: string): Promise<number>
   auditAlive(key: string, id: string, ttlMs: string): Promise<number>
 }

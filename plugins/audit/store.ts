@@ -3,6 +3,9 @@
 import type { ChainHead } from './chain.ts'
 import type { SignedHead } from './head.ts'
 
+/** a sealed line: its text, or (an entry of megabytes, sealed in slices) its UTF-8 bytes */
+export type SealedLine = string | Buffer
+
 export type AppendResult = { ok: true } | { ok: false; head: ChainHead }
 
 export interface AuditStore {
@@ -20,7 +23,12 @@ export interface AuditStore {
    * Append sealed lines computed from `expected`. Redis answers `ok: false` with the current head
    * when another instance appended first; the writer then re-seals from that head.
    */
-  append(lines: string[], expected: ChainHead, next: ChainHead, info: { checkpoint: boolean }): Promise<AppendResult>
+  append(
+    lines: SealedLine[],
+    expected: ChainHead,
+    next: ChainHead,
+    info: { checkpoint: boolean },
+  ): Promise<AppendResult>
   /** re-read the head after a failed append (fs: drops a partial write) */
   recover(): Promise<ChainHead>
   /** stored lines from the newest back: the writer re-verifies the unsigned tail with them at open */

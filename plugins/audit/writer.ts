@@ -11,7 +11,9 @@ import type { CheckpointRef, SignedHead } from './head.ts'
 import { HeadPublisher, type HeadTarget } from './publish.ts'
 import { headNotReached, scanUnsignedTail, type UnsignedTail } from './recovery.ts'
 import type { PublicKeyInfo, Signer } from './signer.ts'
-import type { AuditStore } from './store.ts'
+import { sealPrepared, type PreparedEntry } from './sliced.ts'
+import { Slicer } from '../../core/slicer.ts'
+import type { AuditStore, SealedLine } from './store.ts'
 
 export type OnFailure = 'refuse' | 'serve'
 
@@ -61,7 +63,8 @@ export type OnWritten = (type: 'audit_entry', data: { id: string; seq: number })
 
 type Item =
   // seq: set when the batch is sealed (again if it is re-sealed after another writer moved the head)
-  | { kind: 'request'; entry: AuditEntry; written?: OnWritten; seq?: number }
+  // prepared: an entry of megabytes, printed ahead and sealed in slices of the event loop
+  | { kind: 'request'; entry: AuditEntry; written?: OnWritten; seq?: number; prepared?: PreparedEntry }
   | { kind: 'checkpoint'; note?: CheckpointNote }
 
 export interface WriterStats {
@@ -91,7 +94,7 @@ export interface WriterFailure {
 interface Job {
   items: Item[]
   from: ChainHead
-  lines: string[]
+  lines: SealedLine[]
   /** hash of each line, to recognise how far a failed write got */
   hashes: string[]
   /** indexes of the checkpoint lines */
@@ -104,6 +107,9 @@ interface Job {
   /** lines already in the store (a partial write, or an attempt whose answer was lost) */
   done: number
 }
+
+/** a slice of the event loop an entry of megabytes is sealed in */
+const SEAL_SLICE_MS = 10
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
@@ -213,8 +219,9 @@ export class AuditWriter {
   /**
    * Queue an entry; returns a promise only when the queue is full (backpressure). `keep`: the
    * entry of a request that was answered, which a failing store must not make us drop.
+   * `prepared`: the entry's text made ahead in slices (prepareEntry), for an entry of megabytes.
    */
-  append(entry: AuditEntry, keep = true, written?: OnWritten): void | Promise<void> {
+  append(entry: AuditEntry, keep = true, written?: OnWritten, prepared?: PreparedEntry): void | Promise<void> {
     if (!this.opened) {
       this.options.log?.error('audit: entry dropped: the audit writer is not open (appended after shutdown?)', {
         id: entry.id,
@@ -222,16 +229,19 @@ export class AuditWriter {
       return
     }
     if (this.queue.length < this.queueMax) {
-      this.push({ kind: 'request', entry, written })
+      this.push({ kind: 'request', entry, written, prepared })
       return
     }
     if (this.failing) {
       // waiting for room could last the whole outage, holding the response
-      if (keep && (this.options.onFailure ?? 'refuse') === 'refuse') this.push({ kind: 'request', entry, written })
+      if (keep && (this.options.onFailure ?? 'refuse') === 'refuse')
+        this.push({ kind: 'request', entry, written, prepared })
       else this.failing.dropped++
       return
     }
-    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => this.append(entry, keep, written))
+    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() =>
+      this.append(entry, keep, written, prepared),
+    )
   }
 
   /** The plugin refused a request because the store fails: counted for the outage note. */
@@ -373,7 +383,8 @@ export class AuditWriter {
     }
   }
 
-  private seal(items: Item[], from: ChainHead, unsignedFrom: number): Job {
+  // async only for an entry of megabytes: its line is filled and hashed in slices of the event loop
+  private async seal(items: Item[], from: ChainHead, unsignedFrom: number): Promise<Job> {
     const job: Job = {
       items,
       from,
@@ -389,6 +400,7 @@ export class AuditWriter {
     let kind = from.kind
     let unsigned = unsignedFrom
     let outage = this.pendingNote?.outage
+    let slicer: Slicer | undefined
     const cp = (note?: CheckpointNote) => {
       seq++
       const ts = new Date().toISOString()
@@ -422,7 +434,9 @@ export class AuditWriter {
       }
       seq++
       item.seq = seq
-      const s = sealEntry(item.entry, seq, hash)
+      const s = item.prepared
+        ? await sealPrepared(item.prepared, seq, hash, (slicer ??= new Slicer(SEAL_SLICE_MS)))
+        : sealEntry(item.entry, seq, hash)
       job.lines.push(s.line)
       job.hashes.push(s.hash)
       hash = s.hash
@@ -448,7 +462,7 @@ export class AuditWriter {
 
   /** Write one batch: finish a partial write, re-seal when another instance moved the head, retry a failing store. */
   private async write(items: Item[]): Promise<boolean> {
-    const job = this.seal(items, this.head, this.unsigned)
+    const job = await this.seal(items, this.head, this.unsigned)
     if (job.lines.length === 0) return true
     this.inFlight = job.entries
     let attempt = 0
@@ -458,7 +472,7 @@ export class AuditWriter {
       for (;;) {
         try {
           if (unsure) {
-            this.place(job, await this.store.recover())
+            await this.place(job, await this.store.recover())
             unsure = false
           }
           if (job.done === job.lines.length) return this.commit(job)
@@ -467,7 +481,7 @@ export class AuditWriter {
             checkpoint: job.checkpointLines.some((i) => i >= job.done),
           })
           if (res.ok) return this.commit(job)
-          this.place(job, res.head)
+          await this.place(job, res.head)
         } catch (err) {
           this.failed(err)
           unsure = true
@@ -483,7 +497,7 @@ export class AuditWriter {
   }
 
   /** Where the store's head is: inside this batch (that much landed), or another writer's (re-seal on it). */
-  private place(job: Job, head: ChainHead): void {
+  private async place(job: Job, head: ChainHead): Promise<void> {
     const n = head.seq - job.from.seq
     if (n >= 0 && n <= job.lines.length && (n === 0 ? head.hash === job.from.hash : job.hashes[n - 1] === head.hash)) {
       job.done = n
@@ -492,7 +506,7 @@ export class AuditWriter {
     this.stats.conflicts++
     if (head.seq < job.from.seq) job.items = this.logWentBack(head, job.items)
     this.head = head
-    Object.assign(job, this.seal(job.items, head, this.unsigned))
+    Object.assign(job, await this.seal(job.items, head, this.unsigned))
   }
 
   /** The shared log is shorter than what this writer wrote (emptied, or a redis restarted without persistence). */

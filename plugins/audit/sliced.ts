@@ -1,0 +1,228 @@
+// An entry with a prompt or an answer of megabytes (includeContent), made into its line in slices
+// of the event loop: scrubbed, printed as canonical JSON in pieces before it is queued, and sealed
+// (the chain header, the pieces encoded into one buffer, SHA-256 fed as it fills) by the writer.
+// In one go a 5 MB answer held the loop for 47-53 ms through the proxy, a 10 MB one 92-118 ms
+// (scrub 13-15 ms, sealEntry 48-72, the batch's join and encoding 25 more at 5 MB). The bytes are
+// those of scrub() and sealEntry(): test/large-audit.test.ts compares them.
+import { createHash } from 'node:crypto'
+import { cutString, withinBudget } from '../../core/json-sliced.ts'
+import type { Slicer } from '../../core/slicer.ts'
+import { canonicalJson } from './canonical.ts'
+import type { AuditEntry } from './chain.ts'
+import { KEY_HINT, KEY_PATTERNS, scrub, scrubString } from './entry.ts'
+
+/** the length of one piece of text, and of a run of a long string escaped (or searched) at a time */
+const PIECE_CHARS = 64 * 1024
+// a member with at most this many values and characters is printed (or scrubbed) in one go
+const SMALL_NODES = 64
+const SMALL_CHARS = 16 * 1024
+/** the walks look at the clock every this many members */
+const STEPS_PER_CHECK = 64
+
+const isSmall = (v: unknown) => withinBudget(v, SMALL_NODES, SMALL_CHARS)
+
+/** an entry's canonical JSON without its braces (the fields after the chain header), as pieces, and their UTF-8 length */
+export interface PreparedEntry {
+  inner: string[]
+  bytes: number
+}
+
+/**
+ * What sealEntry prints after the chain header, made in slices: canonicalJson of the entry without
+ * its kind (the header has it), braces dropped.
+ */
+export async function prepareEntry(entry: AuditEntry, slicer: Slicer): Promise<PreparedEntry> {
+  const pieces = await canonicalPieces({ ...entry, kind: undefined }, slicer)
+  const last = pieces.length - 1
+  pieces[0] = pieces[0]!.slice(1)
+  pieces[last] = pieces[last]!.slice(0, -1)
+  const inner = pieces.filter((p) => p.length > 0)
+  let bytes = 0
+  for (const p of inner) {
+    bytes += Buffer.byteLength(p, 'utf8')
+    await slicer.pause()
+  }
+  return { inner, bytes }
+}
+
+/**
+ * sealEntry(entry, seq, prev) for a prepared entry: the line as UTF-8 bytes (the same bytes as
+ * the one-go line's), filled and hashed a piece at a time.
+ */
+export async function sealPrepared(
+  p: PreparedEntry,
+  seq: number,
+  prev: string,
+  slicer: Slicer,
+): Promise<{ line: Buffer; hash: string }> {
+  // what frame() writes before the fields, the comma included (a request entry always has fields)
+  const head = `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":"request"${p.inner.length ? ',' : ''}`
+  const headBytes = Buffer.byteLength(head, 'utf8')
+  // the trailer: ,"hash":"<64 hex>"}
+  const line = Buffer.allocUnsafeSlow(headBytes + p.bytes + 75)
+  let at = line.write(head, 0, 'utf8')
+  const h = createHash('sha256').update(line.subarray(0, at))
+  for (const piece of p.inner) {
+    const from = at
+    at += line.write(piece, at, 'utf8')
+    h.update(line.subarray(from, at))
+    await slicer.pause()
+  }
+  const hash = h.update('}').digest('hex')
+  at += line.write(`,"hash":"${hash}"}`, at, 'latin1')
+  if (at !== line.length) throw new Error(`audit: sealed ${at} of ${line.length} bytes`)
+  return { line, hash }
+}
+
+/** the text kept of a long string run: its pieces added as they are made, joined to about PIECE_CHARS */
+class Pieces {
+  readonly done: string[] = []
+  private parts: string[] = []
+  private chars = 0
+  add(s: string): void {
+    this.parts.push(s)
+    if ((this.chars += s.length) >= PIECE_CHARS) this.flush()
+  }
+  flush(): void {
+    if (this.parts.length) this.done.push(this.parts.join(''))
+    this.parts = []
+    this.chars = 0
+  }
+}
+
+type Frame =
+  | { arr: unknown[]; i: number }
+  | { arr?: undefined; obj: Record<string, unknown>; keys: string[]; i: number; n: number }
+
+/** what canon() follows a value's toJSON to */
+function resolved(v: unknown): unknown {
+  while (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function')
+    v = (v as { toJSON: () => unknown }).toJSON()
+  return v
+}
+/** what canon() drops (a member left out, an element printed as null) */
+const dropped = (v: unknown) => v === undefined || typeof v === 'function' || typeof v === 'symbol'
+
+/**
+ * canonicalJson(value) as pieces (their concatenation is its text), printed in slices of
+ * `slicer`: keys sorted, a small member given to canonicalJson whole, a long string escaped a run
+ * at a time (never between the halves of a surrogate pair, as JSON.stringify escapes them apart).
+ */
+export async function canonicalPieces(value: unknown, slicer: Slicer): Promise<string[]> {
+  const out = new Pieces()
+  const stack: Frame[] = []
+  // print a value (or open it); `head` is the comma and key before it
+  const put = async (v: unknown, head: string) => {
+    if (typeof v === 'string' && v.length > PIECE_CHARS) {
+      out.add(`${head}"`)
+      for (const run of cutString(v, PIECE_CHARS)) {
+        out.add(JSON.stringify(run).slice(1, -1))
+        await slicer.pause()
+      }
+      out.add('"')
+    } else if (v !== null && typeof v === 'object' && !isSmall(v)) {
+      const arr = Array.isArray(v)
+      out.add(head + (arr ? '[' : '{'))
+      if (arr) stack.push({ arr: v, i: 0 })
+      else stack.push({ obj: v as Record<string, unknown>, keys: Object.keys(v).sort(), i: 0, n: 0 })
+    } else out.add(head + canonicalJson(v))
+  }
+  const top = resolved(value)
+  await put(dropped(top) ? null : top, '')
+  let steps = 0
+  while (stack.length) {
+    if (++steps % STEPS_PER_CHECK === 0) await slicer.pause()
+    const f = stack[stack.length - 1]!
+    if (f.arr) {
+      if (f.i >= f.arr.length) {
+        out.add(']')
+        stack.pop()
+        continue
+      }
+      const v = resolved(f.arr[f.i])
+      await put(dropped(v) ? null : v, f.i++ ? ',' : '')
+      continue
+    }
+    if (f.i >= f.keys.length) {
+      out.add('}')
+      stack.pop()
+      continue
+    }
+    const k = f.keys[f.i++]!
+    const v = resolved(f.obj[k])
+    if (!dropped(v)) await put(v, `${f.n++ ? ',' : ''}${JSON.stringify(k)}:`)
+  }
+  out.flush()
+  return out.done
+}
+
+// sticky forms of the key patterns: tested where a hint occurs (\b still sees the character before)
+const STICKY = KEY_PATTERNS.map((re) => new RegExp(re.source, `${re.flags.replace('g', '')}y`))
+const HINT_ALL = new RegExp(KEY_HINT.source, 'gi')
+
+/**
+ * scrub(value, secrets) in slices: the same result, a large container walked member by member
+ * (a small one scrubbed whole) and a long string searched a run at a time.
+ */
+export async function scrubSliced<T>(value: T, secrets: string[], slicer: Slicer): Promise<T> {
+  return (await walk(value, secrets, slicer)) as T
+}
+
+async function walk(v: unknown, secrets: string[], slicer: Slicer): Promise<unknown> {
+  if (typeof v === 'string') return v.length > PIECE_CHARS ? scrubLong(v, secrets, slicer) : scrub(v, secrets)
+  if (!v || typeof v !== 'object' || v instanceof Date || isSmall(v)) return scrub(v, secrets)
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined
+    for (let i = 0; i < v.length; i++) {
+      const w = await walk(v[i], secrets, slicer)
+      if (w !== v[i]) (out ??= v.slice())[i] = w
+      if (i % STEPS_PER_CHECK === 0) await slicer.pause()
+    }
+    return out ?? v
+  }
+  // as scrub(): own enumerable keys scrubbed too, a copy in the same key order only where something changed
+  const src = v as Record<string, unknown>
+  let changed = false
+  const keys: string[] = []
+  const vals: unknown[] = []
+  let n = 0
+  for (const k in src) {
+    if (!Object.hasOwn(src, k)) continue
+    const k2 = scrub(k, secrets)
+    const w = await walk(src[k], secrets, slicer)
+    if (k2 !== k || w !== src[k]) changed = true
+    keys.push(k2)
+    vals.push(w)
+    if (++n % STEPS_PER_CHECK === 0) await slicer.pause()
+  }
+  if (!changed) return v
+  const o: Record<string, unknown> = {}
+  for (let i = 0; i < keys.length; i++) o[keys[i]!] = vals[i]
+  return o
+}
+
+/**
+ * scrubString(s) for a string of megabytes: searched a run at a time for the secrets and for a
+ * key pattern at each hint; found nothing (almost always), it is `s` itself. A string that does
+ * hold something to mask is masked by scrubString in one go.
+ */
+async function scrubLong(s: string, secrets: string[], slicer: Slicer): Promise<string> {
+  // a secret or a hint across the end of a run is found in the run's overlap
+  let overlap = 8
+  for (const sec of secrets) overlap = Math.max(overlap, sec.length)
+  for (let at = 0; at < s.length; at += PIECE_CHARS) {
+    const run = s.slice(at, at + PIECE_CHARS + overlap)
+    for (const sec of secrets) if (run.includes(sec)) return scrubString(s, secrets)
+    HINT_ALL.lastIndex = 0
+    for (let m = HINT_ALL.exec(run); m; m = HINT_ALL.exec(run)) {
+      // every position, overlapping hints included
+      HINT_ALL.lastIndex = m.index + 1
+      for (const re of STICKY) {
+        re.lastIndex = at + m.index
+        if (re.test(s)) return scrubString(s, secrets)
+      }
+    }
+    await slicer.pause()
+  }
+  return s
+}
