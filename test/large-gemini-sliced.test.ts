@@ -235,6 +235,52 @@ describe('a Gemini vendor function call of megabytes', () => {
   })
 })
 
+describe("a Gemini client's whole answer, another vendor's function call of megabytes", () => {
+  it('its arguments are parsed in slices for the render: the same body as the one-go render', async () => {
+    for (const lines of [false, true]) {
+      const args = bigArgs(prng(13), 1_500_000, lines)
+      const vendor = {
+        id: 'c',
+        object: 'chat.completion',
+        created: 1,
+        model: 'gpt-4o-mini',
+        choices: [
+          {
+            index: 0,
+            message: {
+              role: 'assistant',
+              content: 'writing',
+              tool_calls: [
+                { id: 'call_1', type: 'function', function: { name: 'write', arguments: JSON.stringify(args) } },
+                {
+                  id: 'call_2',
+                  type: 'function',
+                  function: { name: 'bad', arguments: `{"a":"${'x'.repeat(300_000)}` },
+                },
+              ],
+            },
+            finish_reason: 'tool_calls',
+          },
+        ],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      }
+      const res = { status: 200, headers: {}, body: Buffer.from(JSON.stringify(vendor)) } as unknown as UpstreamResponse
+      const ctx = { route: { vendor: 'v' } } as unknown as MeshContext
+      const tr: Translation = { from: 'gemini', to: 'openai', clientBody: {} }
+      const { value, longest } = await longestJson(async () => {
+        const r = await translateWhole(ctx, tr, res)
+        return r.kind === 'answer' ? protocols.gemini.render(r.answer) : undefined
+      })
+      const oneGo = protocols.gemini.render(protocols.openai.read(vendor))
+      expect(value).toEqual(oneGo)
+      expect((oneGo as any).candidates[0].content.parts[1].functionCall.args).toEqual(args)
+      // before: one JSON.parse of the arguments in the render (the malformed ones of 300K are read
+      // once by JSON.parse, which fails on them as the one-go render's did)
+      expect(longest).toBeLessThan(300_010)
+    }
+  })
+})
+
 describe("a Gemini client's function call of megabytes, from another vendor's deltas", () => {
   const anthropicDeltas = (input: unknown, size: number) => {
     const text = JSON.stringify(input)

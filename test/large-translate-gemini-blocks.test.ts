@@ -107,6 +107,26 @@ function openaiToolDeltas(args: unknown): string {
   out.push(c({}, 'tool_calls'), 'data: [DONE]\n\n')
   return out.join('')
 }
+/** an OpenAI vendor's whole answer: one tool call of these arguments */
+const openaiWhole = (args: string) =>
+  JSON.stringify({
+    id: 'c',
+    object: 'chat.completion',
+    created: 1,
+    model: 'gpt-4o-mini',
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'write', arguments: args } }],
+        },
+        finish_reason: 'tool_calls',
+      },
+    ],
+    usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+  })
 const small = {
   openai: JSON.stringify({
     id: 'c',
@@ -222,6 +242,13 @@ const SHAPES: Shape[] = [
     }),
   ),
   {
+    name: "a Gemini client's whole answer, an OpenAI vendor's call of 8 MB",
+    path: '/v1beta/models/gpt-4o-mini:generateContent',
+    body: geminiAsk,
+    vendor: () => json(openaiWhole(ARGS8_TEXT)),
+    check: (b) => expect(JSON.parse(b).candidates[0].content.parts[0].functionCall.args).toEqual(ARGS8),
+  },
+  {
     name: "a Gemini client's call from 5 MB of OpenAI deltas",
     path: '/v1beta/models/gpt-4o-mini:streamGenerateContent?alt=sse',
     body: geminiAsk,
@@ -249,8 +276,9 @@ const SHAPES: Shape[] = [
  * counted is the whole process's; a collection of the last answer's garbage or another test
  * file's work on the machine's two cores can land in one). This test on the code before these
  * values were worked in slices (loads 1-3, 3 runs): the whole call 42-55, streamed (8 MB) 52-59,
- * the functionResponse 104-133 for each vendor, a Gemini client's call 92-106 (OpenAI deltas) and
- * 89-92 (Anthropic); after, 20-33 for all. The OpenAI client of Anthropic deltas was 18-28 before
+ * the functionResponse 104-133 for each vendor, a Gemini client's whole answer of an OpenAI call
+ * of 8 MB 60-64, a Gemini client's call 92-106 (OpenAI deltas) and 89-92 (Anthropic); after,
+ * 20-37 for all. The OpenAI client of Anthropic deltas was 18-28 before
  * and is the same after (checked that it stays so).
  */
 const BLOCK_MS = 35

@@ -1,19 +1,22 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
-import type { CanonicalAnswer, CanonicalMessage, Operation, Prompt, Usage } from '../types.ts'
+import type { CanonicalAnswer, CanonicalMessage, Operation, Prompt, ToolCall, Usage } from '../types.ts'
 import { canonicalJson, joiner } from '../canonical.ts'
 import { stringifySliced, withinBudget } from '../json-sliced.ts'
 import type { Slicer } from '../slicer.ts'
 import { parseEventJson } from './event-json.ts'
 import {
+  MAX_JSON_DEPTH,
   NotAnAnswerError,
   PARSE_STEP,
   ProtocolError,
+  SLICED_PARSE_CHARS,
   checkFieldTypes,
   checkRole,
   checkModelName,
   emptyUsage,
   isObject,
   joinSteps,
+  parseJsonSliced,
   runGenerator,
   runSteps,
   sse,
@@ -227,12 +230,31 @@ function toolParts(a: CanonicalAnswer) {
   return a.toolCalls.map((t) => {
     let args: unknown = {}
     try {
-      args = t.arguments ? JSON.parse(t.arguments) : {}
+      args = parsedArgs.has(t) ? parsedArgs.get(t) : t.arguments ? JSON.parse(t.arguments) : {}
     } catch {
       args = {}
     }
     return { functionCall: { name: t.name, args } }
   })
+}
+
+// the value toolParts gives a call's arguments of megabytes (another protocol's answer), parsed in slices first
+const parsedArgs = new WeakMap<ToolCall, unknown>()
+
+/** the arguments of megabytes of an answer's calls parsed in slices, for its render: the values toolParts would parse */
+export async function argsValuesSliced(a: CanonicalAnswer, slicer: Slicer): Promise<void> {
+  for (const t of a.toolCalls) {
+    if (t.arguments.length <= SLICED_PARSE_CHARS || parsedArgs.has(t)) continue
+    let args: unknown
+    try {
+      const r = await parseJsonSliced(t.arguments, MAX_JSON_DEPTH, slicer)
+      // nested deeper than a request may be: in one go, as toolParts does
+      args = r.deep ? JSON.parse(t.arguments) : r.value
+    } catch {
+      args = {}
+    }
+    parsedArgs.set(t, args)
+  }
 }
 
 type GeminiResponse = Record<string, any> & { candidates: Array<Record<string, any>> }
