@@ -98,7 +98,7 @@ describe('a Gemini request part of 100,000 keys', () => {
     }
   })
 
-  it('values outside JSON in a body built in code (undefined, holes, toJSON, -0, bigint): as canonicalJson prints them', () => {
+  it('values outside JSON in a body built in code (undefined, holes, toJSON, -0, bigint): as canonicalJson prints them', async () => {
     const big: Record<string, unknown> = manyKeys(prng(4), 5000)
     const when = new Date(0)
     const holes: unknown[] = [1]
@@ -116,7 +116,7 @@ describe('a Gemini request part of 100,000 keys', () => {
     })
     const part = { functionResponse: { name: 'f', response: big } }
     const body = { contents: [{ role: 'user', parts: [part] }] }
-    const prompt = protocols.gemini.parse(body, { pathModel: 'gemini-2.5-pro' })
+    const prompt = await protocols.gemini.parseSliced(body, { pathModel: 'gemini-2.5-pro' }, pacer())
     expect(prompt.messages[0]!.extra).toBe(`[${canonicalJson(part)}]`)
   })
 

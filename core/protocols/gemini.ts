@@ -82,8 +82,11 @@ const toGeminiStop: Record<CanonicalAnswer['stopReason'], string> = {
 
 type PartsText = { text: string; extra: string; images: boolean }
 
-/** parts as text and the canonical JSON of the others; pauses every PARSE_STEP parts (parseSliced) */
-function* partsSteps(parts: unknown, where: string): Generator<undefined, PartsText, undefined> {
+/**
+ * parts as text and the canonical JSON of the others; pauses every PARSE_STEP parts, and inside a
+ * large part when `sliced` (parseSliced: a body of megabytes; a small body's parse does no size check)
+ */
+function* partsSteps(parts: unknown, where: string, sliced = false): Generator<undefined, PartsText, undefined> {
   if (!Array.isArray(parts)) throw new ProtocolError(`${where}.parts must be an array`)
   const texts = joiner('\n')
   const extras = joiner(',')
@@ -99,7 +102,9 @@ function* partsSteps(parts: unknown, where: string): Generator<undefined, PartsT
     if (typeof p.text === 'string') texts.add(p.text)
     else {
       if (p.inlineData || p.fileData) images = true
-      extras.add(withinBudget(p, LARGE_PART_NODES, LARGE_PART_CHARS) ? canonicalJson(p) : yield* canonicalSteps(p))
+      extras.add(
+        !sliced || withinBudget(p, LARGE_PART_NODES, LARGE_PART_CHARS) ? canonicalJson(p) : yield* canonicalSteps(p),
+      )
     }
   }
   // the array's canonical JSON is its elements' joined
@@ -427,7 +432,7 @@ function* partPieces(parts: any[]): Generator<Record<string, any> | undefined, v
   }
 }
 
-function* geminiSteps(body: any, { pathModel, stream }: ParseOptions): ParseSteps {
+function* geminiSteps(body: any, { pathModel, stream }: ParseOptions, sliced = false): ParseSteps {
   if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
   // "models/" alone names no model once its resource prefix is dropped (the vendor URL would have none)
   if (!pathModel || pathModel === 'models/')
@@ -450,7 +455,7 @@ function* geminiSteps(body: any, { pathModel, stream }: ParseOptions): ParseStep
     }
     if (!isObject(c)) throw new ProtocolError(`contents[${i}] must be an object`)
     if (c.role !== undefined) checkRole(c.role, `contents[${i}]`)
-    const { text, extra, images } = yield* partsSteps(c.parts, `contents[${i}]`)
+    const { text, extra, images } = yield* partsSteps(c.parts, `contents[${i}]`, sliced)
     hasImages ||= images
     const role = c.role === 'model' ? 'assistant' : c.role === 'function' ? 'tool' : 'user'
     messages[i] = { role, text, ...(extra ? { extra } : {}) }
@@ -489,7 +494,7 @@ export const geminiProtocol: ProtocolAdapter = {
   name: 'gemini',
 
   parse: (body, opts) => runSteps(geminiSteps(body, opts)),
-  parseSliced: (body, opts, slicer) => runGeminiSliced(geminiSteps(body, opts), slicer),
+  parseSliced: (body, opts, slicer) => runGeminiSliced(geminiSteps(body, opts, true), slicer),
 
   pathCall(modelAction) {
     let tail: string
