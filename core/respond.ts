@@ -703,6 +703,9 @@ function rewrittenStream(ctx: CoreContext, inner: StreamReader, at: NonNullable<
         }
       return false
     },
+    // the rewriter parses each event of megabytes itself: the relay's parse is for the reader, which
+    // may say it does not read some (a Responses stream's part events)
+    readsValue: inner.readsValue && ((data) => inner.readsValue!(data)),
     heavy: () => inner.heavy?.() === true,
     finish: () => inner.finish(),
     partialUsage: () => inner.partialUsage(),
