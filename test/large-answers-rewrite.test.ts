@@ -158,7 +158,7 @@ describe('rewriteAnswerSliced (a cache hit of megabytes): the copy rewriteAnswer
 const REWRITE_BLOCK_MS = 50
 
 describe('the longest block for rewriting a 5 MB body', () => {
-  it('in slices: under REWRITE_BLOCK_MS; in one go: over it', async () => {
+  it('in slices: under REWRITE_BLOCK_MS; in one go: far longer', async () => {
     const r = prng(3)
     const parts: string[] = []
     for (let n = 0; n < 5_000_000; n += 40) parts.push(`the quick brown fox <EMAIL_1> jumps ${Math.floor(r() * 10)} `)
@@ -186,7 +186,9 @@ describe('the longest block for rewriting a 5 MB body', () => {
       `rewrite 5 MB: sliced ${sliced.maxMs.toFixed(0)} ms, one go ${oneGo.maxMs.toFixed(0)} ms of CPU in the longest block`,
     )
     expect(sliced.maxMs).toBeLessThanOrEqual(REWRITE_BLOCK_MS)
-    expect(oneGo.maxMs).toBeGreaterThan(REWRITE_BLOCK_MS)
+    // the slicing is what keeps it short: the one-go rewrite of the same body holds the loop far longer
+    // (37-110 ms depending on the machine's load; over REWRITE_BLOCK_MS alone was not always true)
+    expect(oneGo.maxMs).toBeGreaterThan(sliced.maxMs * 1.5)
     // a hit of the same answer (the exact cache's copy): its text and the vendor's body, rewritten in slices
     const json = JSON.parse(body.toString('utf8'))
     const answer: CanonicalAnswer = {
