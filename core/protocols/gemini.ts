@@ -234,11 +234,16 @@ function usageMetadata(u: Usage) {
 function toolParts(a: CanonicalAnswer) {
   return a.toolCalls.map((t) => {
     let args: unknown = {}
-    try {
-      args = parsedArgs.has(t) ? parsedArgs.get(t) : t.arguments ? JSON.parse(t.arguments) : {}
-    } catch {
-      args = {}
-    }
+    if (parsedArgs.has(t)) {
+      // taken once: the rendered body holds it then, not the answer (which a cache may keep)
+      args = parsedArgs.get(t)
+      parsedArgs.delete(t)
+    } else
+      try {
+        args = t.arguments ? JSON.parse(t.arguments) : {}
+      } catch {
+        args = {}
+      }
     return { functionCall: { name: t.name, args } }
   })
 }
