@@ -13,7 +13,7 @@ import { Slicer } from '../slicer.ts'
 import { UpstreamError } from '../upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
 import { expandInput, isTranslatedTurn, recordTurn } from './chains.ts'
-import { cannot, forgetParsed, jsonTextsSliced, type NeutralRequest } from './neutral.ts'
+import { cannot, forgetParsed, jsonTextsSliced, parseTextsSliced, type NeutralRequest } from './neutral.ts'
 import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
 import { geminiJsonValues, readGemini, readResponses } from './request-in-more.ts'
 import { toAnthropic, toGemini, toOpenAI } from './request-out.ts'
@@ -63,8 +63,9 @@ async function responsesBody(
  * Turn ctx's request into the vendor's protocol: ctx.request.body becomes the vendor's body
  * (marked dirty, so the vendor sends it) and the headers say what was translated and dropped.
  * Throws a ProtocolError (a 400 in the client's protocol) for a feature the vendor cannot take.
- * A promise only for a Responses client (its chain is read from storage first): the other
- * translations are done at once, without an async function's promise and turn.
+ * A promise only for a Responses client (its chain is read from storage first) or a body of
+ * megabytes (its large tool calls and results worked in slices first): the other translations
+ * are done at once, without an async function's promise and turn.
  */
 export function translateRequest(ctx: MeshContext, vendor: Vendor): Translation | Promise<Translation> {
   const from = ctx.protocol
@@ -73,35 +74,54 @@ export function translateRequest(ctx: MeshContext, vendor: Vendor): Translation 
   if (to === 'any' || !write) return cannot(`a ${from} request`, to)
   const clientBody: Record<string, any> = ctx.request.body
   const tr: Translation = { from, to, clientBody }
-  // a Gemini body of megabytes: the JSON text of its large call arguments and results made in slices first
-  if (from === 'gemini' && ctx.request.rawBody.length > SLICED_PARSE_CHARS && isObject(clientBody)) {
-    const { args, responses } = geminiJsonValues(clientBody)
-    if (args.length || responses.length) return geminiSliced(ctx, tr, write, clientBody, args, responses)
-  }
-  if (from !== 'responses') return translateBody(ctx, tr, write, clientBody)
+  const large = ctx.request.rawBody.length > SLICED_PARSE_CHARS && isObject(clientBody)
+  if (from !== 'responses')
+    return large ? translateLarge(ctx, tr, write, clientBody) : translateBody(ctx, tr, write, clientBody)
   return responsesBody(ctx, clientBody, to).then(({ body, input }) => {
     tr.chainInput = input
     tr.clientId = `resp_${randomUUID().replace(/-/g, '')}`
-    return translateBody(ctx, tr, write, body)
+    return large ? translateLarge(ctx, tr, write, body) : translateBody(ctx, tr, write, body)
   })
 }
 
 /**
- * translateBody of a Gemini body of megabytes: the JSON text of its calls' arguments and results'
- * responses made in slices first (and the arguments parsed again, for a vendor that takes them as
- * an object), then the body translated at once as any other
+ * The tool calls' arguments and results of a client's body that its translation makes into JSON
+ * text (objects: Anthropic inputs, Gemini arguments and responses) or parses (text: OpenAI and
+ * Responses arguments, for a vendor that takes an object)
  */
-async function geminiSliced(
+function jsonValuesOf(from: ProtocolName, body: Record<string, any>): { args: unknown[]; responses: unknown[] } {
+  if (from === 'gemini') return geminiJsonValues(body)
+  const args: unknown[] = []
+  const list: unknown[] = from === 'responses' ? body.input : body.messages
+  for (const m of Array.isArray(list) ? list : []) {
+    if (!isObject(m)) continue
+    if (from === 'responses' && m.type === 'function_call') args.push(m.arguments)
+    if (from === 'openai' && Array.isArray(m.tool_calls))
+      for (const c of m.tool_calls) if (isObject(c) && isObject(c.function)) args.push(c.function.arguments)
+    if (from === 'anthropic' && Array.isArray(m.content))
+      for (const b of m.content) if (isObject(b) && b.type === 'tool_use') args.push(b.input)
+  }
+  return { args, responses: [] }
+}
+
+/**
+ * translateBody of a body of megabytes: the JSON text of its large call arguments and results
+ * made in slices first, and large arguments parsed in slices for a vendor that takes them as an
+ * object (what translateBody would do in one go, the same values), then the body translated at once
+ */
+async function translateLarge(
   ctx: MeshContext,
   tr: Translation,
   write: NonNullable<(typeof writers)[keyof typeof writers]>,
   body: Record<string, any>,
-  args: unknown[],
-  responses: unknown[],
 ): Promise<Translation> {
+  const { args, responses } = jsonValuesOf(tr.from, body)
+  if (!args.length && !responses.length) return translateBody(ctx, tr, write, body)
   const slicer = new Slicer(SLICE_MS)
-  const parsed = await jsonTextsSliced(args, slicer, tr.to !== 'openai')
+  const asObject = tr.to !== 'openai'
+  const parsed = await jsonTextsSliced(args, slicer, asObject)
   try {
+    if (asObject) parsed.push(...(await parseTextsSliced(args, slicer)))
     await jsonTextsSliced(responses, slicer)
     return translateBody(ctx, tr, write, body)
   } finally {

@@ -149,6 +149,28 @@ export async function jsonTextsSliced(values: unknown[], slicer: Slicer, reparse
   return parsed
 }
 
+/**
+ * The large texts among `values` (arguments as OpenAI and Responses send them) parsed in slices
+ * for argsObject, until forgetParsed() of the texts returned; text that is not JSON is left to
+ * argsObject (its error, as before)
+ */
+export async function parseTextsSliced(values: unknown[], slicer: Slicer): Promise<string[]> {
+  const parsed: string[] = []
+  for (const text of values) {
+    if (typeof text !== 'string' || text.length <= LARGE_CHARS || parsedText.has(text)) continue
+    await slicer.yield()
+    try {
+      const r = await parseJsonSliced(text, MAX_JSON_DEPTH, slicer)
+      if (r.deep) continue
+      parsedText.set(text, r.value)
+      parsed.push(text)
+    } catch {
+      /* not JSON: argsObject says so */
+    }
+  }
+  return parsed
+}
+
 // JSON.parse(text) of the texts jsonTextsSliced made and parsed again, while one body is written
 const parsedText = new Map<string, unknown>()
 
