@@ -16,9 +16,6 @@ const PIECE_CHARS = 64 * 1024
 // a member with at most this many values and characters is printed (or scrubbed) in one go
 const SMALL_NODES = 64
 const SMALL_CHARS = 16 * 1024
-/** the walks look at the clock every this many members */
-const STEPS_PER_CHECK = 64
-
 const isSmall = (v: unknown) => withinBudget(v, SMALL_NODES, SMALL_CHARS)
 
 /** an entry's canonical JSON without its braces (the fields after the chain header), as pieces, and their UTF-8 length */
@@ -129,9 +126,9 @@ export async function canonicalPieces(value: unknown, slicer: Slicer): Promise<s
   }
   const top = resolved(value)
   await put(dropped(top) ? null : top, '')
-  let steps = 0
   while (stack.length) {
-    if (++steps % STEPS_PER_CHECK === 0) await slicer.pause()
+    // at every member: a small one may still be 16K characters
+    await slicer.pause()
     const f = stack[stack.length - 1]!
     if (f.arr) {
       if (f.i >= f.arr.length) {
@@ -176,7 +173,7 @@ async function walk(v: unknown, secrets: string[], slicer: Slicer): Promise<unkn
     for (let i = 0; i < v.length; i++) {
       const w = await walk(v[i], secrets, slicer)
       if (w !== v[i]) (out ??= v.slice())[i] = w
-      if (i % STEPS_PER_CHECK === 0) await slicer.pause()
+      await slicer.pause()
     }
     return out ?? v
   }
@@ -185,7 +182,6 @@ async function walk(v: unknown, secrets: string[], slicer: Slicer): Promise<unkn
   let changed = false
   const keys: string[] = []
   const vals: unknown[] = []
-  let n = 0
   for (const k in src) {
     if (!Object.hasOwn(src, k)) continue
     const k2 = scrub(k, secrets)
@@ -193,7 +189,7 @@ async function walk(v: unknown, secrets: string[], slicer: Slicer): Promise<unkn
     if (k2 !== k || w !== src[k]) changed = true
     keys.push(k2)
     vals.push(w)
-    if (++n % STEPS_PER_CHECK === 0) await slicer.pause()
+    await slicer.pause()
   }
   if (!changed) return v
   const o: Record<string, unknown> = {}
