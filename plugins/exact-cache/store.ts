@@ -158,8 +158,11 @@ function tailExpiry(stored: unknown): number | undefined {
 
 const expiryOf = (raw: unknown): number => (entryProblem(raw) ? 0 : (raw as CacheEntry).expiresAt)
 
-/** drivers that keep raw bytes as a file, read back as the same text (UTF-8) by getItem */
-const FILE_DRIVERS = new Set(['agentmesh-fs', 'fs', 'fs-lite'])
+/**
+ * drivers that keep raw bytes as they are and read them back as the same text (UTF-8) by getItem:
+ * a file, or the core's redis driver (SET of the bytes; GET decodes them)
+ */
+const FILE_DRIVERS = new Set(['agentmesh-fs', 'fs', 'fs-lite', 'agentmesh-redis'])
 
 /** the UTF-8 bytes of pieces of text, one buffer filled a piece per step (each piece has no lone surrogate at its ends) */
 async function utf8Joined(pieces: readonly string[], slicer: Slicer): Promise<Buffer> {
@@ -296,7 +299,7 @@ export class ExactStore {
       await this.storage!.setItemRaw(key, await utf8Joined(pieces, slicer), { ttl })
       return
     }
-    // redis and memory keep the text itself: one string, in a turn of its own
+    // memory (and other drivers) keep the text itself: one string, in a turn of its own
     const text = pieces.join('')
     await slicer.yield()
     await this.storage!.setItem(key, text, { ttl })
