@@ -59,8 +59,24 @@ function fits(x: unknown): boolean {
     for (let i = 0; i < x.length; i++) if (!fits(x[i])) return false
     return true
   }
-  for (const k in x) if ((charsLeft -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return false
+  const keys = keysOf(x)
+  // each key's value is a value at least: past the budget without looking at them
+  if (keys.length > nodesLeft) return false
+  for (const k of keys) if ((charsLeft -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return false
   return true
+}
+
+// the keys of objects of many keys that a walk enumerated, kept for the rest of one stringifySliced
+// step: Object.keys of 100,000 keys is 20-35 ms here, and the size checks of the containers around
+// such an object and its own open() each made one
+const MANY_KEYS = 1024
+let keysSeen: Map<object, string[]> | undefined
+function keysOf(x: object): string[] {
+  const known = keysSeen?.get(x)
+  if (known) return known
+  const keys = Object.keys(x)
+  if (keysSeen && keys.length >= MANY_KEYS) keysSeen.set(x, keys)
+  return keys
 }
 
 /** JSON.stringify's text for the member `key` of a holder: itself, toJSON(key) included; undefined when dropped */
@@ -94,19 +110,21 @@ export async function stringifySliced(value: unknown, slicer: Slicer): Promise<s
     return s === undefined ? undefined : [s]
   }
   const seen = new Set<object>()
+  const seenKeys = new Map<object, string[]>()
   const stack: Frame[] = []
-  const open = (v: any) => {
+  const open = (v: any, keys: string[] | undefined) => {
     // a circle: JSON.stringify of the whole value throws its own TypeError, naming where
     if (seen.has(v)) {
       JSON.stringify(value)
       throw new TypeError('Converting circular structure to JSON')
     }
     seen.add(v)
-    const array = Array.isArray(v)
-    out.add(array ? '[' : '{')
-    stack.push({ v, keys: array ? undefined : Object.keys(v), i: 0, written: 0 })
+    out.add(keys ? '{' : '[')
+    stack.push({ v, keys, i: 0, written: 0 })
   }
-  open(value)
+  // an object's keys are enumerated at the start of a slice when this one is used up
+  if (!Array.isArray(value) && slicer.due()) await slicer.yield()
+  open(value, Array.isArray(value) ? undefined : Object.keys(value))
   let steps = 0
   while (stack.length) {
     if ((++steps & 63) === 0 && slicer.due()) await slicer.yield()
@@ -131,10 +149,22 @@ export async function stringifySliced(value: unknown, slicer: Slicer): Promise<s
       }
     } else if (t === 'number' || t === 'boolean' || v === null) out.add(head + JSON.stringify(v))
     else if (t === 'object' && isPlain(v) && typeof v.toJSON !== 'function') {
-      if (isSmall(v)) out.add(head + JSON.stringify(v))
+      // its size check may enumerate the keys of a large object: at the start of a slice when this one is used up
+      if (slicer.due()) await slicer.yield()
+      let small: boolean
+      let keys: string[] | undefined
+      keysSeen = seenKeys
+      try {
+        small = isSmall(v)
+        keys = small || Array.isArray(v) ? undefined : keysOf(v)
+      } finally {
+        keysSeen = undefined
+      }
+      if (small) out.add(head + JSON.stringify(v))
       else {
         out.add(head)
-        open(v)
+        seenKeys.delete(v)
+        open(v, keys)
       }
     } else {
       // undefined, a function, a symbol, a BigInt, a Date, a Map...: as JSON.stringify has it
