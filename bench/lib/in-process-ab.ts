@@ -9,20 +9,27 @@
 // garbage) lands in whichever block comes next. (Forcing a collection between blocks, outside the
 // measure, made every block 2.5x dearer: the heap starts each block small and collects more often.)
 //
-// Run as a child of bench:proxy (on the proxies' CPU):
-//   node bin/run-ts.mjs bench/lib/in-process-ab.ts MOCK_PORT OTLP_PORT
-// prints one JSON line: { aMs, addedMs, controlMs, blocks, requests }.
+// Run as a child of bench:proxy (on the proxies' CPU), with the bench's helper process (its OTLP
+// sink and its SSE readers, off this CPU):
+//   node bin/run-ts.mjs bench/lib/in-process-ab.ts observe|dashboard MOCK_PORT HELPER_PORT
+// observe: B has metrics and tracing (exporting to the helper), A and C neither; dashboard: the
+// same config three times, the helper's 5 readers on B's dashboard URL (DASHBOARD_EVENTS).
+// Prints one JSON line: { aMs, addedMs, controlMs, blocks, requests }.
 import { Agent, request } from 'node:http'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createAgentMesh } from '../../core/app.ts'
 import { listenServe } from '../../core/cli-listen.ts'
+import { DASHBOARD_EVENTS } from '../../plugins/dashboard/index.ts'
 import { openai } from '../../plugins/vendors/openai.ts'
 import { BENCH_DISABLE, chatBody, median } from './side-by-side.ts'
 
-// the last two arguments (under bin/run-ts.mjs the script's path comes before them)
-const [mockPort, otlpPort] = process.argv.slice(-2).map(Number)
+// the last three arguments (under bin/run-ts.mjs the script's path comes before them)
+const mode = process.argv.at(-3)
+const [mockPort, helperPort] = process.argv.slice(-2).map(Number)
+if (mode !== 'observe' && mode !== 'dashboard')
+  throw new Error('usage: in-process-ab.ts observe|dashboard MOCK_PORT HELPER_PORT')
 const BLOCK = Number(process.env.BENCH_INPROC_BLOCK ?? 2000)
 const ROUNDS = Number(process.env.BENCH_INPROC_ROUNDS ?? 16)
 const CONNECTIONS = 25
@@ -31,7 +38,7 @@ const dir = mkdtempSync(join(tmpdir(), 'agentmesh-inproc-'))
 /** a proxy as `agentmesh serve` runs one (the bench's config), on a free port; `otel`: exporting to the sink */
 async function proxy(name: string, disable: string[], otel: boolean): Promise<number> {
   // the otel plugin reads its endpoint when the preset makes it
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otel ? `http://127.0.0.1:${otlpPort}` : ''
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otel ? `http://127.0.0.1:${helperPort}` : ''
   const mesh = await createAgentMesh({
     preset: 'solo',
     storage: { driver: 'memory' },
@@ -87,9 +94,15 @@ async function block(port: number, n: number): Promise<number> {
   return (d.user + d.system) / n
 }
 
-const a = await proxy('a', ['metrics', 'otel'], false)
-const b = await proxy('b', [], true)
-const c = await proxy('c', ['metrics', 'otel'], false)
+const off = mode === 'observe' ? ['metrics', 'otel'] : []
+const a = await proxy('a', off, false)
+const b = await proxy('b', [], mode === 'observe')
+const c = await proxy('c', off, false)
+if (mode === 'dashboard') {
+  // the helper connects its readers and answers once all five are in
+  const events = `http://127.0.0.1:${b}${DASHBOARD_EVENTS}`
+  await (await fetch(`http://127.0.0.1:${helperPort}/sse?n=5&url=${encodeURIComponent(events)}`)).text()
+}
 const ports = [a, b, c]
 // warm-up: JIT, pools
 for (const p of ports) await block(p, 3000)

@@ -118,15 +118,20 @@ function dashboardClients(d: BenchDeps, children: ChildProcess[], helperPort: nu
   })
 }
 
+interface InProcess {
+  aMs: number
+  addedMs: number
+  controlMs: number
+  blocks: number
+  requests: number
+}
+
 /**
- * Metrics and tracing on vs off measured the other way (in-process-ab.ts): the proxies in one
- * process on the proxies' CPU, loaded in turn; B - A per request, and an A/A control beside it.
+ * Each line's comparison measured the other way too (in-process-ab.ts): the proxies in one process
+ * on the proxies' CPU, loaded in turn; B - A per request, and an A/A control beside it.
  */
-function inProcess(
-  d: BenchDeps,
-  helperPort: number,
-): Promise<{ aMs: number; addedMs: number; controlMs: number; blocks: number; requests: number }> {
-  const args = ['bin/run-ts.mjs', 'bench/lib/in-process-ab.ts', String(d.mockPort), String(helperPort)]
+function inProcess(d: BenchDeps, mode: 'observe' | 'dashboard', helperPort: number): Promise<InProcess> {
+  const args = ['bin/run-ts.mjs', 'bench/lib/in-process-ab.ts', mode, String(d.mockPort), String(helperPort)]
   return new Promise((resolve, reject) =>
     execFile(
       'taskset',
@@ -140,7 +145,10 @@ function inProcess(
   )
 }
 
-/** issue 18's two lines, with the machine's load (the figures are only as good as it is quiet) */
+const inProcessText = (r: InProcess) =>
+  `${r.addedMs.toFixed(4)} ms/req [A/A control ${r.controlMs.toFixed(4)}] (medians of ${r.blocks} rounds of ${r.requests.toLocaleString('en-US')} requests to each of three proxies in one process on one CPU, loaded in turn by a client in that process; ${r.aMs.toFixed(3)} ms/req without, the client's share included)`
+
+/** issue 18's lines, with the machine's load (the figures are only as good as it is quiet) */
 export async function observabilityGainsLines(d: BenchDeps, children: ChildProcess[]): Promise<string[]> {
   const windows = Number(process.env.BENCH_OBSERVE_WINDOWS ?? 7)
   const helperPort = await d.freePort()
@@ -153,8 +161,9 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
   try {
     const load0 = loadavg()[0]!
     const mt = await metricsTracing(d, children, helperPort, windows)
-    const ip = await inProcess(d, helperPort)
+    const ip = await inProcess(d, 'observe', helperPort)
     const db = await dashboardClients(d, children, helperPort, windows)
+    const ipd = await inProcess(d, 'dashboard', helperPort)
     const load = `load average ${load0.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`
     // the ratio is what the side-by-side run measures well; a baseline's ms/req turns it into ms
     const added = (p: PairResult) => addedMs(d, p)
@@ -162,8 +171,9 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
     const dbControl = controlNote(db, (c) => `rps ${c.rpsRatio.toFixed(3)}, CPU ${c.cpuRatio.toFixed(3)}`)
     return [
       `metrics+tracing  on vs off: CPU ${mt.msB.toFixed(3)} vs ${mt.msA.toFixed(3)} ms/req, on/off ${mt.cpuRatio.toFixed(3)}, added CPU ${added(mt)}${mtControl} (${how(d, mt)}; OTLP sink got ${mt.spans.toLocaleString('en-US')} spans in ${mt.exports} exports for ${mt.requestsB.toLocaleString('en-US')} requests, /metrics counted ${mt.scraped.toLocaleString('en-US')}) | ${load}`,
-      `metrics+tracing  in one process: added CPU ${ip.addedMs.toFixed(4)} ms/req [A/A control ${ip.controlMs.toFixed(4)}] (medians of ${ip.blocks} rounds of ${ip.requests.toLocaleString('en-US')} requests to each of three proxies in one process on one CPU, loaded in turn by a client in that process; off ${ip.aMs.toFixed(3)} ms/req with the client's share)`,
+      `metrics+tracing  in one process: added CPU ${inProcessText(ip)}`,
       `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading the dashboard's ${DASHBOARD_EVENTS}, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})`,
+      `dashboard 5 SSE clients in one process: added CPU ${inProcessText(ipd)}`,
     ]
   } finally {
     helper.kill('SIGKILL')
