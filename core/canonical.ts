@@ -330,3 +330,164 @@ export function joiner(sep: string) {
     },
   }
 }
+
+// --- canonicalJson in steps, for a parse of megabytes (core/protocols/shared.ts ParseSteps) -------
+// A tool call of megabytes in a conversation's history (an agent wrote a 5 MB file: every later
+// request carries it) made one canonicalJson of 40-60 ms in the prompt's parse. In steps, the
+// loop is given back between them (runStepsSliced) and the text is the same.
+
+// a value past either bound is printed in steps; the check stops at the bound, so a small value
+// costs a short walk
+const LARGE_NODES = 4096
+const LARGE_CHARS = 256 * 1024
+// a step prints this many members, or escapes about this many characters of strings
+const STEP_MEMBERS = 256
+const STEP_CHARS = 64 * 1024
+// nested deeper than this: one canonicalJson (what it does with a circle or a depth past the stack)
+const STEPS_MAX_DEPTH = 1024
+
+let turnWanted = false
+/**
+ * whether a step asked for a turn of its own since the last call (a step about to do a large
+ * piece of work in one go: the sorting of an object's 100,000 keys, 20-35 ms). The runner of the
+ * steps gives the loop back then, not only when the slice is used up.
+ */
+export function takeTurn(): boolean {
+  const t = turnWanted
+  turnWanted = false
+  return t
+}
+
+/** whether `v` holds more than LARGE_NODES values or LARGE_CHARS characters (keys and strings); stops at the bound */
+export function isLargeValue(v: unknown): boolean {
+  budgetNodes = LARGE_NODES
+  budgetChars = LARGE_CHARS
+  return !fits(v)
+}
+// the budget fits() spends (module state: no closure or object per call)
+let budgetNodes = 0
+let budgetChars = 0
+function fits(x: unknown): boolean {
+  if (--budgetNodes < 0) return false
+  if (typeof x === 'string') return (budgetChars -= x.length) >= 0
+  if (typeof x !== 'object' || x === null) return true
+  if (Array.isArray(x)) {
+    for (let i = 0; i < x.length; i++) if (!fits(x[i])) return false
+    return true
+  }
+  for (const k in x) if ((budgetChars -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return false
+  return true
+}
+
+/** canonicalJson(value): in steps when the value is large, else in one go */
+export function* canonicalJsonSteps(value: unknown): Generator<undefined, string, undefined> {
+  return isLargeValue(value) ? yield* canonicalSteps(value) : canonicalJson(value)
+}
+
+/** an object or array being printed by canonicalSteps: its sorted keys (an object) and the next index */
+interface CanonFrame {
+  v: any
+  keys: string[] | undefined
+  i: number
+  first: boolean
+}
+
+const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff
+const isLowSurrogate = (c: number) => c >= 0xdc00 && c <= 0xdfff
+
+/**
+ * canonicalJson(value) of a large value, a step every STEP_MEMBERS members or STEP_CHARS
+ * characters of strings: the same text. Objects and arrays are walked here, a long string is
+ * escaped a run at a time; anything else (a number, a value with toJSON) is printed by
+ * canonicalJson itself, as the member it is. Starts in a turn of its own.
+ */
+export function* canonicalSteps(value: unknown): Generator<undefined, string, undefined> {
+  const done: string[] = []
+  let s = ''
+  let members = 0
+  let chars = 0
+  const stack: CanonFrame[] = []
+  const open = (v: any): boolean => {
+    if (stack.length >= STEPS_MAX_DEPTH) return false
+    const keys = Array.isArray(v) ? undefined : Object.keys(v).sort()
+    s += keys ? '{' : '['
+    stack.push({ v, keys, i: 0, first: true })
+    return true
+  }
+  /** a string as JSON.stringify prints it; a long one escaped a run at a time, a step each */
+  function* string(v: string): Generator<undefined, void, undefined> {
+    if (v.length <= STEP_CHARS) {
+      s += JSON.stringify(v)
+      chars += v.length
+      return
+    }
+    done.push(`${s}"`)
+    s = ''
+    for (let at = 0; at < v.length; ) {
+      let end = Math.min(v.length, at + STEP_CHARS)
+      // a surrogate pair stays in one run: apart, each half would be escaped as a lone surrogate
+      if (end < v.length && isHighSurrogate(v.charCodeAt(end - 1)) && isLowSurrogate(v.charCodeAt(end))) end--
+      done.push(JSON.stringify(v.slice(at, end)).slice(1, -1))
+      at = end
+      yield
+    }
+    s = '"'
+  }
+  if (typeof value === 'string') {
+    turnWanted = true
+    yield
+    yield* string(value)
+    return done.join('') + s
+  }
+  if (value === null || typeof value !== 'object' || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    return canonicalJson(value)
+  turnWanted = true
+  yield
+  if (!open(value)) return canonicalJson(value)
+  while (stack.length) {
+    if (++members >= STEP_MEMBERS || chars >= STEP_CHARS) {
+      members = chars = 0
+      done.push(s)
+      s = ''
+      yield
+    }
+    const f = stack[stack.length - 1]!
+    const n = f.keys ? f.keys.length : f.v.length
+    if (f.i >= n) {
+      s += f.keys ? '}' : ']'
+      stack.pop()
+      continue
+    }
+    const key = f.keys ? f.keys[f.i]! : undefined
+    const v = key !== undefined ? f.v[key] : f.v[f.i]
+    f.i++
+    // what canon drops from an object, and prints as null in an array
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') {
+      if (key === undefined) s += f.first ? 'null' : ',null'
+      else continue
+    } else if (typeof v === 'string') {
+      s += (f.first ? '' : ',') + (key !== undefined ? `${quoteKey(key)}:` : '')
+      yield* string(v)
+    } else if (typeof v === 'object' && v !== null && typeof v.toJSON !== 'function') {
+      s += (f.first ? '' : ',') + (key !== undefined ? `${quoteKey(key)}:` : '')
+      // an object of thousands of keys: its Object.keys and sort (20-35 ms for 100,000) start a slice of their own
+      if (!Array.isArray(v) && isLargeValue(v)) {
+        done.push(s)
+        s = ''
+        turnWanted = true
+        yield
+      }
+      if (!open(v)) return canonicalJson(value)
+    } else if (key === undefined) s += (f.first ? '' : ',') + canonicalJson([v]).slice(1, -1)
+    else {
+      // a value with toJSON may be dropped: canonicalJson of the member says so ('{}')
+      const member =
+        typeof v === 'object' && v !== null ? canonicalJson({ [key]: v }) : `{${quoteKey(key)}:${canon(v)}}`
+      if (member === '{}') continue
+      s += (f.first ? '' : ',') + member.slice(1, -1)
+    }
+    f.first = false
+  }
+  done.push(s)
+  return done.join('')
+}

@@ -1,6 +1,6 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { canonicalJson, joiner } from '../canonical.ts'
+import { canonicalJson, canonicalJsonSteps, joiner } from '../canonical.ts'
 import { parseEventJson } from './event-json.ts'
 import { jsonTextPieces, stringifySliced } from '../json-sliced.ts'
 import type { Slicer } from '../slicer.ts'
@@ -52,8 +52,10 @@ type BlocksText = { text: string; extra: string; images: boolean }
  * A content field as text and the canonical JSON of its other blocks. A generator that pauses every
  * PARSE_STEP blocks, so one message of 100,000 blocks does not hold the loop (parseSliced); the extra
  * is canonicalJson(blocks without cache_control), built block by block, without copying a block.
+ * With `sliced` (parseSliced: a body of megabytes) a large block (a tool_use input, a tool_result
+ * of megabytes) is printed in steps of its own; a small body's parse does no size check.
  */
-function* blocksSteps(content: unknown, where: string): Generator<undefined, BlocksText, undefined> {
+function* blocksSteps(content: unknown, where: string, sliced = false): Generator<undefined, BlocksText, undefined> {
   if (typeof content === 'string') return { text: content, extra: '', images: false }
   if (!Array.isArray(content)) throw new ProtocolError(`${where} must be a string or an array of content blocks`)
   const texts = joiner('\n')
@@ -74,7 +76,8 @@ function* blocksSteps(content: unknown, where: string): Generator<undefined, Blo
     } else {
       if (b.type === 'image' || b.type === 'document') images = true
       // cache_control is a billing hint, not part of the question
-      extras.add(canonicalJson(Object.hasOwn(b, 'cache_control') ? withoutCacheControl(b) : b))
+      const block = Object.hasOwn(b, 'cache_control') ? withoutCacheControl(b) : b
+      extras.add(sliced ? yield* canonicalJsonSteps(block) : canonicalJson(block))
     }
   }
   // the array's canonical JSON is its elements' joined (objects: none prints as undefined)
@@ -165,7 +168,7 @@ function* blockEvents(block: any, index: number): RenderSteps {
   yield ev('content_block_stop', {})
 }
 
-function* anthropicSteps(body: any): ParseSteps {
+function* anthropicSteps(body: any, sliced = false): ParseSteps {
   if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
   const model = requireModel(body.model)
   if (!Array.isArray(body.messages) || body.messages.length === 0)
@@ -193,7 +196,7 @@ function* anthropicSteps(body: any): ParseSteps {
     const { text, extra, images } =
       typeof m.content === 'string'
         ? { text: m.content, extra: '', images: false }
-        : yield* blocksSteps(m.content, `messages[${i}].content`)
+        : yield* blocksSteps(m.content, `messages[${i}].content`, sliced)
     hasImages ||= images
     // other roles stay in the cache partition and the estimate, tagged with their name
     const known = m.role === 'user' || m.role === 'assistant' || m.role === 'system'
@@ -222,7 +225,7 @@ export const anthropicProtocol: ProtocolAdapter = {
   name: 'anthropic',
 
   parse: (body) => runSteps(anthropicSteps(body)),
-  parseSliced: (body, _opts, slicer) => runStepsSliced(anthropicSteps(body), slicer),
+  parseSliced: (body, _opts, slicer) => runStepsSliced(anthropicSteps(body, true), slicer),
 
   countTokens: {
     // count_tokens bodies have no max_tokens, which a Messages body needs

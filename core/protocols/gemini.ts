@@ -1,6 +1,6 @@
 // Gemini generateContent / streamGenerateContent (alt=sse): the model comes from the path.
-import type { CanonicalAnswer, CanonicalMessage, Operation, Prompt, ToolCall, Usage } from '../types.ts'
-import { canonicalJson, joiner } from '../canonical.ts'
+import type { CanonicalAnswer, CanonicalMessage, Operation, ToolCall, Usage } from '../types.ts'
+import { canonicalJson, canonicalJsonSteps, joiner } from '../canonical.ts'
 import { stringifySliced, withinBudget } from '../json-sliced.ts'
 import type { Slicer } from '../slicer.ts'
 import { parseEventJson } from './event-json.ts'
@@ -19,6 +19,7 @@ import {
   parseJsonSliced,
   runGenerator,
   runSteps,
+  runStepsSliced,
   sse,
   textPieces,
   usageFor,
@@ -102,9 +103,7 @@ function* partsSteps(parts: unknown, where: string, sliced = false): Generator<u
     if (typeof p.text === 'string') texts.add(p.text)
     else {
       if (p.inlineData || p.fileData) images = true
-      extras.add(
-        !sliced || withinBudget(p, LARGE_PART_NODES, LARGE_PART_CHARS) ? canonicalJson(p) : yield* canonicalSteps(p),
-      )
+      extras.add(sliced ? yield* canonicalJsonSteps(p) : canonicalJson(p))
     }
   }
   // the array's canonical JSON is its elements' joined
@@ -112,104 +111,6 @@ function* partsSteps(parts: unknown, where: string, sliced = false): Generator<u
 }
 
 const partsText = (parts: unknown, where: string): PartsText => runGenerator(partsSteps(parts, where))
-
-// a part past either bound (a functionResponse of 100,000 keys: ~100 ms of one canonicalJson) is
-// made into canonical JSON in steps; the size check stops at the bound, so a small part costs a short walk
-const LARGE_PART_NODES = 4096
-const LARGE_PART_CHARS = 256 * 1024
-// nested deeper than this: one canonicalJson (what it does with a circle or a depth past the stack)
-const STEPS_MAX_DEPTH = 1024
-
-// set by a step that must start a turn of its own (runGeminiSliced gives one back, not only when the slice is used up)
-let turnNow = false
-
-/** runStepsSliced, with a turn given back whenever a step asks for one (turnNow) */
-async function runGeminiSliced(steps: ParseSteps, slicer: Slicer): Promise<Prompt> {
-  turnNow = false
-  let r = steps.next()
-  while (!r.done) {
-    if (turnNow) {
-      turnNow = false
-      await slicer.yield()
-    } else await slicer.pause()
-    r = steps.next()
-  }
-  return r.value
-}
-
-/** an object or array being printed by canonicalSteps: its sorted keys (an object) and the next index */
-interface CanonFrame {
-  v: any
-  keys: string[] | undefined
-  i: number
-  first: boolean
-}
-
-/**
- * canonicalJson(value) of a large value (core/canonical.ts), a step every PARSE_STEP members: the
- * same text. Objects and arrays are walked here; anything else (a string, a number, a value with
- * toJSON) is printed by canonicalJson itself, as the member it is.
- */
-function* canonicalSteps(value: object): Generator<undefined, string, undefined> {
-  const done: string[] = []
-  let s = ''
-  const stack: CanonFrame[] = []
-  const open = (v: any): boolean => {
-    if (stack.length >= STEPS_MAX_DEPTH) return false
-    const keys = Array.isArray(v) ? undefined : Object.keys(v).sort()
-    s += keys ? '{' : '['
-    stack.push({ v, keys, i: 0, first: true })
-    return true
-  }
-  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalJson(value)
-  turnNow = true
-  yield
-  if (!open(value)) return canonicalJson(value)
-  let steps = 0
-  while (stack.length) {
-    if (++steps % PARSE_STEP === 0) {
-      done.push(s)
-      s = ''
-      yield
-    }
-    const f = stack[stack.length - 1]!
-    const n = f.keys ? f.keys.length : f.v.length
-    if (f.i >= n) {
-      s += f.keys ? '}' : ']'
-      stack.pop()
-      continue
-    }
-    const key = f.keys ? f.keys[f.i]! : undefined
-    const v = key !== undefined ? f.v[key] : f.v[f.i]
-    f.i++
-    // what canon drops from an object, and prints as null in an array
-    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') {
-      if (key === undefined) s += f.first ? 'null' : ',null'
-      else continue
-    } else if (typeof v === 'object' && v !== null && typeof v.toJSON !== 'function') {
-      s += (f.first ? '' : ',') + (key !== undefined ? `${JSON.stringify(key)}:` : '')
-      // an object of thousands of keys: its Object.keys and sort (20-35 ms for 100,000) start a slice of their own
-      if (!Array.isArray(v) && !withinBudget(v, LARGE_PART_NODES, LARGE_PART_CHARS)) {
-        done.push(s)
-        s = ''
-        turnNow = true
-        yield
-      }
-      if (!open(v)) return canonicalJson(value)
-    } else if (key === undefined) s += (f.first ? '' : ',') + canonicalJson([v]).slice(1, -1)
-    else {
-      // a value with toJSON may be dropped: canonicalJson of the member says so ('{}')
-      const quoted = JSON.stringify(key)
-      const member =
-        typeof v === 'object' && v !== null ? canonicalJson({ [key]: v }) : `{${quoted}:${canonicalJson(v)}}`
-      if (member === '{}') continue
-      s += (f.first ? '' : ',') + member.slice(1, -1)
-    }
-    f.first = false
-  }
-  done.push(s)
-  return done.join('')
-}
 
 function usageOf(u: any): Usage {
   if (!isObject(u)) return emptyUsage()
@@ -499,7 +400,7 @@ export const geminiProtocol: ProtocolAdapter = {
   name: 'gemini',
 
   parse: (body, opts) => runSteps(geminiSteps(body, opts)),
-  parseSliced: (body, opts, slicer) => runGeminiSliced(geminiSteps(body, opts, true), slicer),
+  parseSliced: (body, opts, slicer) => runStepsSliced(geminiSteps(body, opts, true), slicer),
 
   pathCall(modelAction) {
     let tail: string

@@ -1,6 +1,6 @@
 // OpenAI Chat Completions: request parsing, answers and streams in both directions.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { canonicalJson, joiner } from '../canonical.ts'
+import { canonicalJson, canonicalJsonSteps, joiner } from '../canonical.ts'
 import {
   NotAnAnswerError,
   PARSE_STEP,
@@ -69,8 +69,11 @@ const PARAMS = [
 
 type ContentText = { text: string; extra: string; images: boolean }
 
-/** a message's content as text and the canonical JSON of its other parts; pauses every PARSE_STEP parts */
-function* contentSteps(content: unknown): Generator<undefined, ContentText, undefined> {
+/**
+ * a message's content as text and the canonical JSON of its other parts; pauses every PARSE_STEP
+ * parts, and inside a large part when `sliced` (parseSliced: a body of megabytes)
+ */
+function* contentSteps(content: unknown, sliced = false): Generator<undefined, ContentText, undefined> {
   if (typeof content === 'string') return { text: content, extra: '', images: false }
   if (content == null) return { text: '', extra: '', images: false }
   if (!Array.isArray(content))
@@ -92,7 +95,7 @@ function* contentSteps(content: unknown): Generator<undefined, ContentText, unde
       texts.add(part.text)
     } else {
       if (part.type === 'image_url' || part.type === 'input_image') images = true
-      extras.add(canonicalJson(part))
+      extras.add(sliced ? yield* canonicalJsonSteps(part) : canonicalJson(part))
     }
   }
   // the array's canonical JSON is its elements' joined
@@ -118,7 +121,7 @@ function usageOf(u: any): Usage {
   }
 }
 
-function* openaiSteps(body: any): ParseSteps {
+function* openaiSteps(body: any, sliced = false): ParseSteps {
   if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
   const model = requireModel(body.model)
   if (!Array.isArray(body.messages) || body.messages.length === 0)
@@ -134,7 +137,9 @@ function* openaiSteps(body: any): ParseSteps {
     if (!isObject(m)) throw new ProtocolError(`messages[${i}] must be an object with a string \`role\``)
     checkRole(m.role, `messages[${i}]`)
     const { text, extra, images } =
-      typeof m.content === 'string' ? { text: m.content, extra: '', images: false } : yield* contentSteps(m.content)
+      typeof m.content === 'string'
+        ? { text: m.content, extra: '', images: false }
+        : yield* contentSteps(m.content, sliced)
     hasImages ||= images
     if (m.role === 'system' || m.role === 'developer') {
       system.push(text)
@@ -147,8 +152,10 @@ function* openaiSteps(body: any): ParseSteps {
       extra,
       m.tool_calls
         ? Array.isArray(m.tool_calls)
-          ? yield* canonicalListSteps(m.tool_calls)
-          : canonicalJson(m.tool_calls)
+          ? yield* canonicalListSteps(m.tool_calls, sliced)
+          : sliced
+            ? yield* canonicalJsonSteps(m.tool_calls)
+            : canonicalJson(m.tool_calls)
         : '',
       m.tool_call_id ? `tool_call_id:${m.tool_call_id}` : '',
       m.name ? `name:${m.name}` : '',
@@ -180,7 +187,7 @@ export const openaiProtocol: ProtocolAdapter = {
   name: 'openai',
 
   parse: (body) => runSteps(openaiSteps(body)),
-  parseSliced: (body, _opts, slicer) => runStepsSliced(openaiSteps(body), slicer),
+  parseSliced: (body, _opts, slicer) => runStepsSliced(openaiSteps(body, true), slicer),
 
   errorBody(_status, type, message) {
     return { error: { message, type, param: null, code: type } }

@@ -3,7 +3,7 @@
 // forwarded untouched; a vendor's own answer is replayed as it came (reasoning items and their
 // encrypted_content included), only the id changing.
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { canonicalJson } from '../canonical.ts'
+import { canonicalJson, canonicalJsonSteps } from '../canonical.ts'
 import {
   NotAnAnswerError,
   PARSE_STEP,
@@ -96,8 +96,37 @@ function contentOf(content: unknown, where: string): { text: string; extra: unkn
 const without = (o: Record<string, any>, keys: string[]) =>
   Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)))
 
+type ItemView = { message: CanonicalMessage; system?: boolean; images: boolean }
+
+/**
+ * itemOf in steps for parseSliced (a body of megabytes): a call item of megabytes (a function_call
+ * whose arguments wrote a file of 5 MB) has its canonical JSON printed in steps of its own; the
+ * same view as itemOf
+ */
+function* itemSteps(item: unknown, where: string): Generator<undefined, ItemView, undefined> {
+  if (!isObject(item) || !isOtherItem(item)) return itemOf(item, where)
+  return otherItem(item, yield* canonicalJsonSteps(without(item, ['status'])))
+}
+
+/** an item that is neither a message nor a call's output: kept whole in the canonical view */
+const isOtherItem = (item: Record<string, any>) => {
+  const type = item.type ?? (item.role !== undefined ? 'message' : undefined)
+  return (
+    typeof type === 'string' &&
+    type !== 'message' &&
+    type !== 'function_call_output' &&
+    type !== 'custom_tool_call_output'
+  )
+}
+
+/** function calls, reasoning (with encrypted_content), built-in tool calls, item references: `extra` their canonical JSON without status */
+function otherItem(item: Record<string, any>, extra: string): ItemView {
+  const role: CanonicalMessage['role'] = item.type === 'item_reference' ? 'user' : 'assistant'
+  return { message: { role, text: '', extra }, images: false }
+}
+
 /** One input item in canonical form; `system` for instructions given as developer/system messages. */
-function itemOf(item: unknown, where: string): { message: CanonicalMessage; system?: boolean; images: boolean } {
+function itemOf(item: unknown, where: string): ItemView {
   if (!isObject(item)) throw new ProtocolError(`${where} must be an object`)
   const type = item.type ?? (item.role !== undefined ? 'message' : undefined)
   if (typeof type !== 'string')
@@ -136,8 +165,7 @@ function itemOf(item: unknown, where: string): { message: CanonicalMessage; syst
   }
   // function calls, reasoning (with encrypted_content), built-in tool calls, item references:
   // the whole item is what the model sees next, so all of it is in the key
-  const role: CanonicalMessage['role'] = type === 'item_reference' ? 'user' : 'assistant'
-  return { message: { role, text: '', extra: canonicalJson(without(item, ['status'])) }, images: false }
+  return otherItem(item, canonicalJson(without(item, ['status'])))
 }
 
 function instructionsText(v: unknown): string {
@@ -347,7 +375,7 @@ function mayCarryResponse(data: string): boolean {
   return type === undefined || !/^response\.[^.]+\./.test(type)
 }
 
-function* responsesSteps(body: any): ParseSteps {
+function* responsesSteps(body: any, sliced = false): ParseSteps {
   if (!isObject(body)) throw new ProtocolError('request body must be a JSON object')
   // a stored prompt (`prompt: {id}`) may name the model itself
   const model = body.model === undefined && isObject(body.prompt) ? '' : requireModel(body.model)
@@ -367,7 +395,8 @@ function* responsesSteps(body: any): ParseSteps {
   for (let i = 0; i < list.length; i++) {
     if (i % PARSE_STEP === PARSE_STEP - 1) yield
     const item = list[i]
-    const { message, system: isSystem, images } = itemOf(item, typeof body.input === 'string' ? 'input' : `input[${i}]`)
+    const where = typeof body.input === 'string' ? 'input' : `input[${i}]`
+    const { message, system: isSystem, images } = sliced ? yield* itemSteps(item, where) : itemOf(item, where)
     hasImages ||= images
     // leading developer/system messages are the system prompt (Codex sends its instructions so)
     if (isSystem && messages.length === 0) system.push(message.text)
@@ -398,7 +427,7 @@ export const responsesProtocol: ProtocolAdapter = {
   name: 'responses',
 
   parse: (body) => runSteps(responsesSteps(body)),
-  parseSliced: (body, _opts, slicer) => runStepsSliced(responsesSteps(body), slicer),
+  parseSliced: (body, _opts, slicer) => runStepsSliced(responsesSteps(body, true), slicer),
 
   countTokens: {
     request: (body) => body,

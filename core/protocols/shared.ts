@@ -1,4 +1,4 @@
-import { canonicalJson, joiner } from '../canonical.ts'
+import { canonicalJson, canonicalJsonSteps, joiner, takeTurn } from '../canonical.ts'
 import { CONTROL_CHARS } from '../headers.ts'
 import type { Slicer } from '../slicer.ts'
 import type { CanonicalAnswer, Operation, Prompt, ProtocolName, Usage } from '../types.ts'
@@ -91,23 +91,29 @@ export function runGenerator<T>(steps: Generator<undefined, T, undefined>): T {
   return r.value
 }
 
-/** canonicalJson(list), an element at a time, pausing every PARSE_STEP (the same text) */
-export function* canonicalListSteps(list: unknown[]): Generator<undefined, string, undefined> {
+/**
+ * canonicalJson(list), an element at a time, pausing every PARSE_STEP (the same text); with
+ * `sliced` (parseSliced: a body of megabytes) a large element is printed in steps of its own
+ */
+export function* canonicalListSteps(list: unknown[], sliced = false): Generator<undefined, string, undefined> {
   const out = joiner(',')
   for (let i = 0; i < list.length; i++) {
     if (i % PARSE_STEP === PARSE_STEP - 1) {
       out.cut()
       yield
     }
-    out.add(canonicalJson(list[i]))
+    out.add(sliced ? yield* canonicalJsonSteps(list[i]) : canonicalJson(list[i]))
   }
   return out.end('[', ']')
 }
 
+/** the steps run in slices of the event loop; a step that asks for a turn of its own (takeTurn) gets one */
 export async function runStepsSliced(steps: ParseSteps, slicer: Slicer): Promise<Prompt> {
+  takeTurn()
   let r = steps.next()
   while (!r.done) {
-    await slicer.pause()
+    if (takeTurn()) await slicer.yield()
+    else await slicer.pause()
     r = steps.next()
   }
   return r.value
