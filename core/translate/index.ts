@@ -12,7 +12,7 @@ import { PARSE_STEP, SLICED_PARSE_CHARS, isObject, type StreamReader } from '../
 import { Slicer } from '../slicer.ts'
 import { UpstreamError } from '../upstream.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, ProtocolName, UpstreamResponse, Vendor } from '../types.ts'
-import { expandInput, isTranslatedTurn, recordTurn } from './chains.ts'
+import { expandChain, isTranslatedTurn, recordTurn, type Prior } from './chains.ts'
 import { cannot, forgetParsed, jsonTextsSliced, parseTextsSliced, type NeutralRequest } from './neutral.ts'
 import { readAnthropic, readOpenAI, type Reader } from './request-in.ts'
 import { geminiJsonValues, readGemini, readResponses } from './request-in-more.ts'
@@ -31,6 +31,8 @@ export interface Translation {
   clientId?: string
   /** Responses clients: the whole input of this turn, stored with its output */
   chainInput?: unknown[]
+  /** Responses clients: the earlier turns at the front of chainInput */
+  chainPrior?: Prior
 }
 
 const readers: Record<ProtocolName, Reader> = {
@@ -50,13 +52,13 @@ async function responsesBody(
   ctx: MeshContext,
   body: Record<string, any>,
   to: ProtocolName,
-): Promise<{ body: Record<string, any>; input: unknown[] }> {
+): Promise<{ body: Record<string, any>; input: unknown[]; prior?: Prior }> {
   if (body.conversation != null) cannot('`conversation` (state kept by OpenAI)', to)
   if (body.background === true) cannot('`background`', to)
   if (body.prompt != null) cannot('`prompt` (a prompt stored at OpenAI)', to)
-  const input = await expandInput(ctx, body)
+  const { input, prior } = await expandChain(ctx, body)
   const { previous_response_id: _p, ...rest } = body
-  return { body: { ...rest, input }, input }
+  return { body: { ...rest, input }, input, prior }
 }
 
 /**
@@ -77,10 +79,13 @@ export function translateRequest(ctx: MeshContext, vendor: Vendor): Translation 
   const large = ctx.request.rawBody.length > SLICED_PARSE_CHARS && isObject(clientBody)
   if (from !== 'responses')
     return large ? translateLarge(ctx, tr, write, clientBody) : translateBody(ctx, tr, write, clientBody)
-  return responsesBody(ctx, clientBody, to).then(({ body, input }) => {
+  return responsesBody(ctx, clientBody, to).then(({ body, input, prior }) => {
     tr.chainInput = input
+    tr.chainPrior = prior
     tr.clientId = `resp_${randomUUID().replace(/-/g, '')}`
-    return large ? translateLarge(ctx, tr, write, body) : translateBody(ctx, tr, write, body)
+    // a small turn that continues a chain of megabytes is a body of megabytes too
+    const chainLarge = !!prior && ctx.request.rawBody.length + prior.chars > SLICED_PARSE_CHARS && isObject(clientBody)
+    return large || chainLarge ? translateLarge(ctx, tr, write, body) : translateBody(ctx, tr, write, body)
   })
 }
 
@@ -349,7 +354,7 @@ export function recordTranslated(ctx: MeshContext, tr: Translation): Promise<voi
   const output = (Array.isArray(body.output) ? body.output : []).map(
     ({ id: _id, ...item }: Record<string, unknown>) => item,
   )
-  return recordTurn(ctx, tr.clientId, tr.chainInput, output)
+  return recordTurn(ctx, tr.clientId, tr.chainInput, output, tr.chainPrior)
 }
 
 /**
@@ -361,7 +366,7 @@ export async function continueTranslatedChain(ctx: MeshContext): Promise<void> {
   const body = ctx.request.body
   if (typeof body?.previous_response_id !== 'string' || !(await isTranslatedTurn(ctx.mesh, body.previous_response_id)))
     return
-  const input = await expandInput(ctx, body)
+  const { input } = await expandChain(ctx, body)
   const { previous_response_id: _p, ...rest } = body
   ctx.request.body = { ...rest, input }
   ctx.request.dirty = true
