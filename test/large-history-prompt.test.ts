@@ -6,6 +6,7 @@
 // test/large-history.test.ts measures the shapes through the proxy.
 import { describe, expect, it } from 'vitest'
 import { canonicalJson, canonicalSha256, canonicalSteps } from '../core/canonical.ts'
+import { inputTextsSliced } from '../core/protocols/anthropic.ts'
 import { protocols } from '../core/protocols/index.ts'
 import { runGenerator } from '../core/protocols/shared.ts'
 import { Slicer } from '../core/slicer.ts'
@@ -138,5 +139,31 @@ describe('canonicalSteps', () => {
   ]
   it.each(cases)('%s: canonicalJson, byte for byte', (_name, value) => {
     expect(runGenerator(canonicalSteps(value))).toBe(canonicalJson(value))
+  })
+})
+
+describe("an Anthropic answer's tool_use input of megabytes, read whole (for a Gemini client)", () => {
+  it('inputTextsSliced makes its text in slices: read() gives the same arguments without printing it in one go', async () => {
+    const answer = (input: unknown) => ({
+      id: 'msg_1',
+      type: 'message',
+      role: 'assistant',
+      model: 'claude',
+      content: [
+        { type: 'text', text: 'writing' },
+        { type: 'tool_use', id: 'toolu_1', name: 'Write', input },
+        { type: 'tool_use', id: 'toolu_2', name: 'Small', input: { a: 1 } },
+      ],
+      stop_reason: 'tool_use',
+      usage: { input_tokens: 1, output_tokens: 1 },
+    })
+    const oneGo = protocols.anthropic.read(answer(structuredClone(LINES)))
+    const json = answer(structuredClone(LINES))
+    await inputTextsSliced(json, new Slicer(10))
+    const { value, longest } = await longestStringify(async () => protocols.anthropic.read(json))
+    expect(value).toEqual({ ...oneGo, raw: value.raw })
+    expect(value.toolCalls[0]!.arguments).toBe(JSON.stringify(LINES))
+    // before: read() printed the input in one JSON.stringify
+    expect(longest).toBeLessThan(256 * 1024)
   })
 })

@@ -1,6 +1,6 @@
 // Anthropic Messages: request parsing, answers and streams (message_start .. message_stop).
 import type { CanonicalAnswer, CanonicalMessage, ToolCall, Usage } from '../types.ts'
-import { canonicalJson, canonicalJsonSteps, joiner } from '../canonical.ts'
+import { canonicalJson, canonicalJsonSteps, isLargeValue, joiner } from '../canonical.ts'
 import { parseEventJson } from './event-json.ts'
 import { jsonTextPieces, stringifySliced } from '../json-sliced.ts'
 import type { Slicer } from '../slicer.ts'
@@ -438,6 +438,27 @@ async function settleInputSliced(
   await slicer.yield()
   inputText.set(input, pieces.join(''))
   await slicer.yield()
+}
+
+/**
+ * For a whole answer of megabytes (parsed in slices): the text answerOf gives each tool_use input
+ * of megabytes, made in slices now, so read() does not JSON.stringify it in one go (a 5 MB input
+ * read for a Gemini client: 38-59 ms of one block). Call before read(json); a small input, or one
+ * whose text is known, is left to read().
+ */
+export async function inputTextsSliced(json: unknown, slicer: Slicer): Promise<void> {
+  const blocks = isObject(json) && Array.isArray(json.content) ? json.content : []
+  for (const b of blocks) {
+    const input = isObject(b) && b.type === 'tool_use' ? b.input : undefined
+    if (typeof input !== 'object' || input === null || inputText.has(input) || !isLargeValue(input)) continue
+    await slicer.yield()
+    const pieces = await stringifySliced(input, slicer)
+    if (!pieces) continue
+    // the one flat copy of megabytes: a turn of its own
+    await slicer.yield()
+    inputText.set(input, pieces.join(''))
+    await slicer.yield()
+  }
 }
 
 /** message_delta's usage is cumulative, but a zero there does not undo message_start's count. */
