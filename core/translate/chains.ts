@@ -43,8 +43,8 @@ const SMALL_CHARS = 256 * 1024
 const SLICE_MS = 10
 
 /** the length of JSON.stringify(list): at once for a small list, else a promise of it made in slices */
-function jsonChars(list: unknown[], slicer: () => Slicer): number | Promise<number> {
-  if (withinBudget(list, SMALL_NODES, SMALL_CHARS)) return JSON.stringify(list).length
+function jsonChars(list: unknown[], slicer: () => Slicer, small = false): number | Promise<number> {
+  if (small || withinBudget(list, SMALL_NODES, SMALL_CHARS)) return JSON.stringify(list).length
   return stringifySliced(list, slicer()).then((pieces) => {
     let n = 0
     for (const p of pieces ?? []) n += p.length
@@ -168,7 +168,9 @@ export function recordTurn(
   const turn: Turn = { team: ctx.identity.team, input, output }
   let slicer: Slicer | undefined
   const lazy = () => (slicer ??= new Slicer(SLICE_MS))
-  const own = jsonChars(prior.items ? input.slice(prior.items) : input, lazy)
+  // the client's own items are no longer than its body: a small body's need no walk to be found small
+  const fromSmallBody = typeof ctx.request?.rawBody === 'string' && ctx.request.rawBody.length < SMALL_CHARS
+  const own = jsonChars(prior.items ? input.slice(prior.items) : input, lazy, fromSmallBody)
   const out = jsonChars(output, lazy)
   if (typeof own === 'number' && typeof out === 'number') {
     turn.inputChars = joinedChars(prior.chars, own)
