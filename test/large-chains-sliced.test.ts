@@ -131,7 +131,7 @@ describe('the chain store of translated Responses turns', () => {
     const mesh = meshOf()
     const seen: { chars: number; items: unknown[]; kept: number }[] = []
     const { longest } = await longestJson(async () => {
-      await recordTurn(ctxOf(mesh, {}), 'resp_1', firstInput, output)
+      await recordTurn(ctxOf(mesh, { model: 'm', input: firstInput }), 'resp_1', firstInput, output)
       let previous = 'resp_1'
       for (let turn = 2; turn <= 4; turn++) {
         const body = { model: 'm', previous_response_id: previous, input: `and ${turn}?` }
@@ -176,7 +176,7 @@ describe('a small Responses request continuing a chain of megabytes, to a vendor
     'to %s: the one-go body of the whole input, its call parsed in slices',
     async (to) => {
       const mesh = meshOf()
-      await recordTurn(ctxOf(mesh, {}), 'resp_1', firstInput, output)
+      await recordTurn(ctxOf(mesh, { model: 'm', input: firstInput }), 'resp_1', firstInput, output)
       const body = { model: 'm', previous_response_id: 'resp_1', input: 'go on' }
       const chained = ctxOf(mesh, structuredClone(body))
       expect(chained.request.rawBody.length).toBeLessThan(1000)
