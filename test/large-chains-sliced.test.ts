@@ -130,8 +130,10 @@ describe('the chain store of translated Responses turns', () => {
   it('a turn of megabytes and the small turns after it: each sized without a JSON.stringify of the chain', async () => {
     const mesh = meshOf()
     const seen: { chars: number; items: unknown[]; kept: number }[] = []
+    // its raw body made before the JSON texts are looked at
+    const first = ctxOf(mesh, { model: 'm', input: firstInput })
     const { longest } = await longestJson(async () => {
-      await recordTurn(ctxOf(mesh, { model: 'm', input: firstInput }), 'resp_1', firstInput, output)
+      await recordTurn(first, 'resp_1', firstInput, output)
       let previous = 'resp_1'
       for (let turn = 2; turn <= 4; turn++) {
         const body = { model: 'm', previous_response_id: previous, input: `and ${turn}?` }
