@@ -173,6 +173,39 @@ describe('the chain store of translated Responses turns', () => {
   })
 })
 
+describe('translated turns in shared storage (redis: another instance continues the chain)', () => {
+  const sharedMesh = (items: Map<string, unknown>) =>
+    ({
+      config: { storage: { driver: 'redis' } },
+      log: { warn() {}, debug() {} },
+      storage: {
+        getItem: async (k: string) => structuredClone(items.get(k) ?? null),
+        setItem: async (k: string, v: unknown) => void items.set(k, structuredClone(v)),
+      },
+    }) as unknown as Mesh
+
+  it.each([
+    ['with the lengths it keeps', false],
+    ['stored without them (an older version): measured in slices', true],
+  ])('a turn of megabytes read by another instance, %s', async (_name, strip) => {
+    const items = new Map<string, unknown>()
+    await recordTurn(ctxOf(sharedMesh(items), { model: 'm', input: firstInput }), 'resp_1', firstInput, output)
+    const stored = items.get('responses:translated:resp_1') as Record<string, unknown>
+    expect(stored).toMatchObject({ team: 't', input: firstInput, output })
+    if (strip) {
+      delete stored.inputChars
+      delete stored.outputChars
+    }
+    const other = sharedMesh(items)
+    const body = { model: 'm', previous_response_id: 'resp_1', input: 'go on' }
+    const { value, longest } = await longestJson(() => expandChain(ctxOf(other, body, '{}'), body))
+    expect(value.prior).toEqual({ items: 4, chars: JSON.stringify([...firstInput, ...output]).length })
+    expect(value.input).toEqual([...firstInput, ...output, { type: 'message', role: 'user', content: 'go on' }])
+    // the storage's own copies aside (structuredClone here), no JSON text of the chain made in one go
+    expect(longest).toBeLessThan(SLICED_PARSE_CHARS)
+  })
+})
+
 describe('a small Responses request continuing a chain of megabytes, to a vendor of another protocol', () => {
   it.each(['anthropic', 'gemini', 'openai'] as const)(
     'to %s: the one-go body of the whole input, its call parsed in slices',
