@@ -90,9 +90,10 @@ interface Shape {
 
 // the breaker's loop check keys every call of the history by its arguments' canonical JSON and
 // hash, in one go (plugins/breaker/loops.ts argsKey: JSON.parse of the arguments' text, then
-// canonicalJson and sha256): 51-54 ms of CPU in the longest block for a 5 MB file, 64-72 for 5 MB
-// of lines, on this code; 17-31 with the breaker disabled (a child of test/fuzz/server.ts with
-// `disable: ['breaker']`), 27-29 on the code before the parse was sliced
+// canonicalJson and sha256; its CPU profile: 52-70 ms a call, of which the hash 18-20, the
+// canonical JSON 10-13, the parse 11-12 and its garbage collection 21-25): 46-54 ms of CPU in the
+// longest block for a 5 MB file, 62-72 for 5 MB of lines; 16-30 with the breaker disabled (a
+// child of test/fuzz/server.ts with `disable: ['breaker']`)
 const BREAKER = 'plugins/breaker/loops.ts argsKey'
 
 const SHAPES: Shape[] = [
@@ -145,11 +146,12 @@ const SHAPES: Shape[] = [
 
 /**
  * The longest block of the proxy's own work, as CPU ms (the best of up to three runs; see
- * test/large-translate-gemini-blocks.test.ts). An Anthropic client's call of 5 MB of lines: 57-70
- * on the code that made its canonical JSON in the parse in one go, 40-44 after; what is left is
- * the breaker's key of the call (canonicalJson and sha256 of the input in one go, 40 ms of it). A
- * file of 5 MB: 35-41 before and after (one string: the parse's print of it was 10-20 ms). Held
- * to 50 until the breaker is sliced too (45 is the aim).
+ * test/large-translate-gemini-blocks.test.ts). An Anthropic client's call of 5 MB of lines: 57-71
+ * on the code that made its canonical JSON in the parse in one go, 34-39 after; a file of 5 MB:
+ * 35-41 before, 32-35 after. What is left is the breaker's key of the call (argsKey above:
+ * canonicalJson and sha256 of the input in one go, 30-36 ms); 16-26 with the breaker disabled.
+ * Held to 50 (under the old code's best, 57, with room for a busy machine) until the breaker's
+ * key is sliced too; then 45, the aim.
  */
 const BLOCK_MS = 50
 describe('a tool call of megabytes in the history, through the proxy child', () => {
