@@ -42,6 +42,16 @@ function isSmall(v: unknown): boolean {
   return withinBudget(v, SMALL_NODES, SMALL_CHARS)
 }
 
+/** isSmall, the containers it finds too large put in `large` */
+function isSmallMarking(v: unknown, large: WeakSet<object>): boolean {
+  largeSeen = large
+  try {
+    return isSmall(v)
+  } finally {
+    largeSeen = undefined
+  }
+}
+
 /** whether `v` holds at most `nodes` values and `chars` characters (keys and strings); stops as soon as it does not */
 export function withinBudget(v: unknown, nodes: number, chars: number): boolean {
   nodesLeft = nodes
@@ -56,27 +66,20 @@ function fits(x: unknown): boolean {
   if (typeof x === 'string') return (charsLeft -= x.length) >= 0
   if (typeof x !== 'object' || x === null) return true
   if (Array.isArray(x)) {
-    for (let i = 0; i < x.length; i++) if (!fits(x[i])) return false
+    for (let i = 0; i < x.length; i++) if (!fits(x[i])) return notSmall(x)
     return true
   }
-  const keys = keysOf(x)
-  // each key's value is a value at least: past the budget without looking at them
-  if (keys.length > nodesLeft) return false
-  for (const k of keys) if ((charsLeft -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return false
+  for (const k in x) if ((charsLeft -= k.length) < 0 || !fits((x as Record<string, unknown>)[k])) return notSmall(x)
   return true
 }
 
-// the keys of objects of many keys that a walk enumerated, kept for the rest of one stringifySliced
-// step: Object.keys of 100,000 keys is 20-35 ms here, and the size checks of the containers around
-// such an object and its own open() each made one
-const MANY_KEYS = 1024
-let keysSeen: Map<object, string[]> | undefined
-function keysOf(x: object): string[] {
-  const known = keysSeen?.get(x)
-  if (known) return known
-  const keys = Object.keys(x)
-  if (keysSeen && keys.length >= MANY_KEYS) keysSeen.set(x, keys)
-  return keys
+// the containers a walk found too large, kept for the rest of one stringifySliced: the size check
+// of each container around an object of 100,000 keys enumerated its keys again (Object.keys of
+// them: 20-35 ms here), five times in one turn for a Gemini call's arguments
+let largeSeen: WeakSet<object> | undefined
+function notSmall(x: object): false {
+  largeSeen?.add(x)
+  return false
 }
 
 /** JSON.stringify's text for the member `key` of a holder: itself, toJSON(key) included; undefined when dropped */
@@ -110,7 +113,7 @@ export async function stringifySliced(value: unknown, slicer: Slicer): Promise<s
     return s === undefined ? undefined : [s]
   }
   const seen = new Set<object>()
-  const seenKeys = new Map<object, string[]>()
+  const large = new WeakSet<object>()
   const stack: Frame[] = []
   const open = (v: any, keys: string[] | undefined) => {
     // a circle: JSON.stringify of the whole value throws its own TypeError, naming where
@@ -151,20 +154,12 @@ export async function stringifySliced(value: unknown, slicer: Slicer): Promise<s
     else if (t === 'object' && isPlain(v) && typeof v.toJSON !== 'function') {
       // its size check may enumerate the keys of a large object: at the start of a slice when this one is used up
       if (slicer.due()) await slicer.yield()
-      let small: boolean
-      let keys: string[] | undefined
-      keysSeen = seenKeys
-      try {
-        small = isSmall(v)
-        keys = small || Array.isArray(v) ? undefined : keysOf(v)
-      } finally {
-        keysSeen = undefined
-      }
-      if (small) out.add(head + JSON.stringify(v))
+      if (!large.has(v) && isSmallMarking(v, large)) out.add(head + JSON.stringify(v))
       else {
         out.add(head)
-        seenKeys.delete(v)
-        open(v, keys)
+        // a large object's Object.keys in a turn of its own (its size check may have enumerated them in this one)
+        if (!Array.isArray(v)) await slicer.yield()
+        open(v, Array.isArray(v) ? undefined : Object.keys(v))
       }
     } else {
       // undefined, a function, a symbol, a BigInt, a Date, a Map...: as JSON.stringify has it
