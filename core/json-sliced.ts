@@ -154,11 +154,13 @@ export async function stringifySliced(value: unknown, slicer: Slicer): Promise<s
     else if (t === 'object' && isPlain(v) && typeof v.toJSON !== 'function') {
       // its size check may enumerate the keys of a large object: at the start of a slice when this one is used up
       if (slicer.due()) await slicer.yield()
-      if (!large.has(v) && isSmallMarking(v, large)) out.add(head + JSON.stringify(v))
+      const marked = large.has(v)
+      if (!marked && isSmallMarking(v, large)) out.add(head + JSON.stringify(v))
       else {
         out.add(head)
-        // a large object's Object.keys in a turn of its own (its size check may have enumerated them in this one)
-        if (!Array.isArray(v)) await slicer.yield()
+        // a large object's Object.keys in a turn of its own: one an outer container's check found
+        // (its keys may be 100,000), or one whose own check used the slice up enumerating them
+        if (!Array.isArray(v) && (marked || slicer.due())) await slicer.yield()
         open(v, Array.isArray(v) ? undefined : Object.keys(v))
       }
     } else {
