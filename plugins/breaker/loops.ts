@@ -2,8 +2,10 @@
 // arguments again and again, or the same answer in a row. Read from the client's own body in each
 // protocol (the canonical view folds tool calls with their ids, which differ on every turn), so
 // detection needs no state and holds across instances.
-import { hash } from 'node:crypto'
-import { canonicalJson } from '../../core/canonical.ts'
+import { createHash, hash } from 'node:crypto'
+import { canonicalJson, canonicalSha256Async } from '../../core/canonical.ts'
+import { withinBudget } from '../../core/json-sliced.ts'
+import { MAX_JSON_DEPTH, parseJsonSliced, SLICED_PARSE_CHARS } from '../../core/protocols/shared.ts'
 import { Slicer } from '../../core/slicer.ts'
 import type { MeshContext } from '../../core/types.ts'
 
@@ -29,8 +31,61 @@ function argsKey(args: unknown): string {
   return text.length > ARGS_INLINE ? `#${hash('sha256', text, 'hex').slice(0, 16)}` : text
 }
 
-const callKey = (name: unknown, args: unknown) =>
-  `${typeof name === 'string' ? name.slice(0, 128) : '?'}(${argsKey(args)})`
+const callName = (name: unknown) => (typeof name === 'string' ? name.slice(0, 128) : '?')
+const callKey = (name: unknown, args: unknown) => `${callName(name)}(${argsKey(args)})`
+
+// arguments past this many values or characters are keyed in slices (assistantTurnsSliced)
+const LARGE_ARGS_NODES = 4096
+const LARGE_ARGS_CHARS = SLICED_PARSE_CHARS
+
+const isLargeArgs = (args: unknown) =>
+  typeof args === 'string'
+    ? args.length > LARGE_ARGS_CHARS
+    : typeof args === 'object' && args !== null && !withinBudget(args, LARGE_ARGS_NODES, LARGE_ARGS_CHARS)
+
+/**
+ * argsKey of arguments of megabytes (an agent that wrote a file of megabytes resends the call on
+ * every turn), in slices of the event loop: the same key, as the digest of the same canonical text.
+ * In one go the parse, the canonical JSON and the hash of a 5 MB call held the loop 30-70 ms.
+ */
+async function argsKeySliced(args: unknown, slicer: Slicer): Promise<string> {
+  let value: unknown = args ?? {}
+  if (typeof args === 'string') {
+    let parsed: Awaited<ReturnType<typeof parseJsonSliced>>
+    try {
+      parsed = await parseJsonSliced(args, MAX_JSON_DEPTH, slicer)
+    } catch {
+      // not JSON: the text itself, as argsKey keys it
+      return `#${(await textSha256(args, slicer)).slice(0, 16)}`
+    }
+    // nested past the limit: argsKey's own way (rare, and no longer than the body's own check)
+    if (parsed.deep) return argsKey(args)
+    value = parsed.value
+  }
+  // what the text held may be small after all (megabytes of whitespace around it)
+  if (withinBudget(value, LARGE_ARGS_NODES, LARGE_ARGS_CHARS)) {
+    const text = canonicalJson(value)
+    return text.length > ARGS_INLINE ? `#${hash('sha256', text, 'hex').slice(0, 16)}` : text
+  }
+  return `#${(await canonicalSha256Async(value, Number.MAX_SAFE_INTEGER)).slice(0, 16)}`
+}
+
+// hashed by pieces of this many characters, a pause between them
+const HASH_PIECE = 256 * 1024
+
+/** SHA-256 (hex) of a text's UTF-8, a piece at a time (never between the halves of a surrogate pair) */
+async function textSha256(text: string, slicer: Slicer): Promise<string> {
+  const h = createHash('sha256')
+  for (let at = 0; at < text.length; ) {
+    let end = Math.min(text.length, at + HASH_PIECE)
+    const last = text.charCodeAt(end - 1)
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end++
+    h.update(text.slice(at, end))
+    at = end
+    await slicer.pause()
+  }
+  return h.digest('hex')
+}
 const textOf = (content: unknown): string =>
   typeof content === 'string'
     ? content
@@ -47,7 +102,7 @@ const counter = () => {
   return () => ++n % STEP === 0
 }
 
-function* openaiTurns(body: any): Steps<Turn[]> {
+function* openaiTurns(body: any, keyOf: KeyOf): Steps<Turn[]> {
   const out: Turn[] = []
   const due = counter()
   for (const m of Array.isArray(body?.messages) ? body.messages : []) {
@@ -56,14 +111,14 @@ function* openaiTurns(body: any): Steps<Turn[]> {
     const calls: string[] = []
     for (const c of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
       if (due()) yield
-      calls.push(callKey(c?.function?.name, c?.function?.arguments))
+      calls.push(keyOf(calls, c?.function?.name, c?.function?.arguments))
     }
     out.push({ calls, text: textOf(m.content) })
   }
   return out
 }
 
-function* anthropicTurns(body: any): Steps<Turn[]> {
+function* anthropicTurns(body: any, keyOf: KeyOf): Steps<Turn[]> {
   const out: Turn[] = []
   const due = counter()
   for (const m of Array.isArray(body?.messages) ? body.messages : []) {
@@ -72,14 +127,14 @@ function* anthropicTurns(body: any): Steps<Turn[]> {
     const calls: string[] = []
     for (const b of Array.isArray(m.content) ? m.content : []) {
       if (due()) yield
-      if (b?.type === 'tool_use' || b?.type === 'server_tool_use') calls.push(callKey(b.name, b.input))
+      if (b?.type === 'tool_use' || b?.type === 'server_tool_use') calls.push(keyOf(calls, b.name, b.input))
     }
     out.push({ calls, text: textOf(m.content) })
   }
   return out
 }
 
-function* geminiTurns(body: any): Steps<Turn[]> {
+function* geminiTurns(body: any, keyOf: KeyOf): Steps<Turn[]> {
   const out: Turn[] = []
   const due = counter()
   for (const c of Array.isArray(body?.contents) ? body.contents : []) {
@@ -89,7 +144,7 @@ function* geminiTurns(body: any): Steps<Turn[]> {
     const calls: string[] = []
     for (const p of parts) {
       if (due()) yield
-      if (p?.functionCall) calls.push(callKey(p.functionCall.name, p.functionCall.args))
+      if (p?.functionCall) calls.push(keyOf(calls, p.functionCall.name, p.functionCall.args))
     }
     out.push({ calls, text: parts.map((p: any) => (typeof p?.text === 'string' ? p.text : '')).join('') })
   }
@@ -97,7 +152,7 @@ function* geminiTurns(body: any): Steps<Turn[]> {
 }
 
 /** Responses input items: a model turn is its function calls and messages up to the next user or tool output */
-function* responsesTurns(body: any): Steps<Turn[]> {
+function* responsesTurns(body: any, keyOf: KeyOf): Steps<Turn[]> {
   const out: Turn[] = []
   const due = counter()
   let turn: Turn | undefined
@@ -105,9 +160,8 @@ function* responsesTurns(body: any): Steps<Turn[]> {
     if (due()) yield
     const type = item?.type
     if (type === 'function_call' || type === 'custom_tool_call' || type === 'local_shell_call') {
-      ;(turn ??= { calls: [], text: '' }).calls.push(
-        callKey(item.name ?? type, item.arguments ?? item.input ?? item.action),
-      )
+      const calls = (turn ??= { calls: [], text: '' }).calls
+      calls.push(keyOf(calls, item.name ?? type, item.arguments ?? item.input ?? item.action))
     } else if (item?.role === 'assistant') {
       ;(turn ??= { calls: [], text: '' }).text += textOf(item.content)
     } else if (turn) {
@@ -119,35 +173,50 @@ function* responsesTurns(body: any): Steps<Turn[]> {
   return out
 }
 
-function turnSteps(ctx: MeshContext): Steps<Turn[]> {
+/** a call's key, for the list it goes into (at the end of `calls`) */
+type KeyOf = (calls: string[], name: unknown, args: unknown) => string
+
+function turnSteps(ctx: MeshContext, keyOf: KeyOf): Steps<Turn[]> {
   const body = ctx.request.body
   switch (ctx.protocol) {
     case 'openai':
-      return openaiTurns(body)
+      return openaiTurns(body, keyOf)
     case 'anthropic':
-      return anthropicTurns(body)
+      return anthropicTurns(body, keyOf)
     case 'gemini':
-      return geminiTurns(body)
+      return geminiTurns(body, keyOf)
     case 'responses':
-      return responsesTurns(body)
+      return responsesTurns(body, keyOf)
   }
 }
 
 export function assistantTurns(ctx: MeshContext): Turn[] {
-  const steps = turnSteps(ctx)
+  const steps = turnSteps(ctx, (_calls, name, args) => callKey(name, args))
   let r = steps.next()
   while (!r.done) r = steps.next()
   return r.value
 }
 
-/** assistantTurns in slices of the event loop, for a body of megabytes */
+/**
+ * assistantTurns in slices of the event loop, for a body of megabytes: the walk pauses every STEP
+ * calls; a call whose arguments are megabytes is keyed afterwards, in slices of its own
+ */
 export async function assistantTurnsSliced(ctx: MeshContext): Promise<Turn[]> {
   const slicer = new Slicer()
-  const steps = turnSteps(ctx)
+  const later: Array<{ calls: string[]; at: number; name: unknown; args: unknown }> = []
+  const steps = turnSteps(ctx, (calls, name, args) => {
+    if (!isLargeArgs(args)) return callKey(name, args)
+    later.push({ calls, at: calls.length, name, args })
+    return ''
+  })
   let r = steps.next()
   while (!r.done) {
     await slicer.pause()
     r = steps.next()
+  }
+  for (const c of later) {
+    await slicer.yield()
+    c.calls[c.at] = `${callName(c.name)}(${await argsKeySliced(c.args, slicer)})`
   }
   return r.value
 }
