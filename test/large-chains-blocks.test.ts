@@ -46,15 +46,15 @@ const nextTurn = (model: string, previous: string, n: number) => ({
  * vendor): the chain's translation in one go (its call's JSON.parse, 17 ms), the stored turn's
  * JSON.stringify to size it (38 ms), the vendor body's JSON.stringify and encoding (30-60 ms). The
  * last is core/vendor.ts's, which decides a body is large by the client's raw body: with it sending
- * a body of rawBody.length + chainChars(request) characters in slices, they are 19-32 here. The first
- * turn (a body of 5 MB) is logged, not bounded: its longest block is the breaker plugin's key of the
- * call (plugins/breaker/loops.ts argsKey: canonicalJson and a hash of 5 MB, 64-69 ms by profile).
+ * a body of rawBody.length + chainChars(request) characters in slices, they are 19-33 here. The first
+ * turn (a body of 5 MB) is logged, not bounded: its work is the large-request path's (75-88 ms when
+ * this was written, by profile the breaker plugin's key of the call, plugins/breaker/loops.ts argsKey).
  */
 const BLOCK_MS = 45
-// the bound holds once core/vendor.ts sends a body expanded from a chain of megabytes in slices
+// the bound is checked once core/vendor.ts sends a body expanded from a chain of megabytes in slices
 const vendorSizesChains = readFileSync(new URL('../core/vendor.ts', import.meta.url), 'utf8').includes('chainChars')
 
-describe.skipIf(!vendorSizesChains)('a Responses chain of megabytes through the proxy child', () => {
+describe('a Responses chain of megabytes through the proxy child', () => {
   let mock: MockUpstream
   let child: ProxyChild
   let dataDir: string
@@ -111,7 +111,8 @@ describe.skipIf(!vendorSizesChains)('a Responses chain of megabytes through the 
         if (run > 0) best = Math.min(best, worst)
       }
       console.log(`${first} -> ${next}: ${blocks.join(', ')} ms of CPU in the longest block`)
-      expect(best).toBeLessThanOrEqual(BLOCK_MS)
+      // until then the vendor body's JSON.stringify and encoding in one go hold the loop 50-66 ms: the chain is only checked to work
+      if (vendorSizesChains) expect(best).toBeLessThanOrEqual(BLOCK_MS)
     },
     300_000,
   )
