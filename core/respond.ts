@@ -12,7 +12,7 @@ import { embeddingsInputTokens } from './embeddings.ts'
 import { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
 import { headerSafe, headersSafe } from './headers.ts'
 import { maskSecrets } from './log.ts'
-import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
+import { ProtocolError, prepareAnswerSliced, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
 import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import {
@@ -285,11 +285,14 @@ const SLICE_MS = 10
  */
 async function readAnswerSliced(ctx: MeshContext, adapter: ProtocolAdapter, buf: Buffer): Promise<boolean> {
   let json: unknown
+  const slicer = new Slicer(SLICE_MS)
   try {
-    json = await parseBufferSliced(buf, new Slicer(SLICE_MS))
+    json = await parseBufferSliced(buf, slicer)
   } catch {
     return false
   }
+  // the vendor speaks the client's protocol here: the answer's arguments of megabytes, their text in slices
+  await prepareAnswerSliced(ctx.protocol, json, slicer)
   return readParsed(ctx, adapter, json)
 }
 

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream'
 import { nodeResponseOf } from './client.ts'
 import { cutString, stringifySliced, utf8Sliced } from './json-sliced.ts'
 import { Slicer } from './slicer.ts'
+import { chainChars } from './translate/chains.ts'
 import { UpstreamError, callUpstream } from './upstream.ts'
 import type { Attempt, Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
 
@@ -264,7 +265,8 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         Object.assign(headers, r.headers)
         headers['content-type'] ??= 'application/json'
         const url = t.base + (path ?? r.path)
-        if (ctx.request.rawBody.length > LARGE_BODY_CHARS) return callLarge(ctx, url, headers)
+        // large: the client's body, or the Responses chain it was expanded with (a small turn of a long conversation)
+        if (ctx.request.rawBody.length + chainChars(ctx.request) > LARGE_BODY_CHARS) return callLarge(ctx, url, headers)
         return callUpstream(ctx, { url, headers, body: upstreamBody(ctx, spec.upstreamModel?.(ctx)) })
       }
       const callLarge = async (ctx: MeshContext, url: string, headers: Record<string, string>) => {

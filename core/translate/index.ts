@@ -5,8 +5,8 @@
 //     client's; (c) a stream is translated event by event as it is relayed (respond.ts).
 // The same-protocol path never comes here.
 import { randomUUID } from 'node:crypto'
-import { argsTextsSliced, argsValuesSliced } from '../protocols/gemini.ts'
-import { protocols } from '../protocols/index.ts'
+import { argsValuesSliced } from '../protocols/gemini.ts'
+import { prepareAnswerSliced, protocols } from '../protocols/index.ts'
 import { PIECE_CHARS, cutString, parseBufferSliced } from '../json-sliced.ts'
 import { PARSE_STEP, SLICED_PARSE_CHARS, isObject, type StreamReader } from '../protocols/shared.ts'
 import { Slicer } from '../slicer.ts'
@@ -206,8 +206,8 @@ export function translateWhole(
     return parseBufferSliced(buf, new Slicer(SLICE_MS)).then(
       async (json) => {
         const slicer = new Slicer(SLICE_MS)
-        // a Gemini call's arguments of megabytes: their text for the answer made in slices too
-        if (tr.to === 'gemini') await argsTextsSliced(json, slicer)
+        // a call's arguments of megabytes (Gemini's args, Anthropic's input): their text for the answer made in slices too
+        await prepareAnswerSliced(tr.to, json, slicer)
         const r = translatedAnswer(ctx, tr, json)
         // for a Gemini client, arguments of megabytes are rendered as the object they are: parsed in slices now
         if (tr.from === 'gemini' && r.kind === 'answer') await argsValuesSliced(r.answer, slicer)
