@@ -16,7 +16,7 @@ const SMALL_NODES = 64
 const SMALL_CHARS = 16 * 1024
 
 /** the pieces, each at least PIECE_CHARS long except the last (joined from the small texts) */
-class Pieces {
+export class Pieces {
   readonly done: string[] = []
   private parts: string[] = []
   private chars = 0

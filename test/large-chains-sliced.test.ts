@@ -11,6 +11,7 @@ import { Slicer } from '../core/slicer.ts'
 import { chainChars, expandChain, recordTurn } from '../core/translate/chains.ts'
 import { translateRequest } from '../core/translate/index.ts'
 import type { Mesh, MeshContext, ProtocolName, Vendor } from '../core/types.ts'
+import { longestJson } from './helpers/longest-block.ts'
 
 const keysOf = (n: number) => {
   const o: Record<string, unknown> = { seed: 1 }
@@ -82,27 +83,6 @@ describe('stringifySliced of an object of many keys nested in arrays', () => {
     expect(best).toBeLessThanOrEqual(45)
   })
 })
-
-/** the longest text JSON.parse or JSON.stringify made or read while `run` works */
-async function longestJson<T>(run: () => Promise<T>): Promise<{ value: T; longest: number }> {
-  const { parse, stringify } = JSON
-  let longest = 0
-  JSON.parse = (text: string, reviver?: any) => {
-    longest = Math.max(longest, text.length)
-    return parse(text, reviver)
-  }
-  JSON.stringify = ((v: unknown, ...rest: any[]) => {
-    const s = (stringify as any)(v, ...rest)
-    if (typeof s === 'string') longest = Math.max(longest, s.length)
-    return s
-  }) as typeof JSON.stringify
-  try {
-    return { value: await run(), longest }
-  } finally {
-    JSON.parse = parse
-    JSON.stringify = stringify
-  }
-}
 
 const argsText = JSON.stringify({
   file_path: '/tmp/x',

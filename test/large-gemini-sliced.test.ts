@@ -12,7 +12,7 @@ import type { Slicer } from '../core/slicer.ts'
 import { SseParser } from '../core/stream.ts'
 import { streamTranslator, translateRequest, translateWhole, type Translation } from '../core/translate/index.ts'
 import type { MeshContext, UpstreamResponse, Vendor } from '../core/types.ts'
-import { eagerPacer } from './helpers/longest-block.ts'
+import { eagerPacer, longestJson } from './helpers/longest-block.ts'
 
 function prng(seed: number) {
   let s = seed >>> 0
@@ -40,27 +40,6 @@ function manyKeys(r: () => number, n: number): Record<string, unknown> {
 
 const shared = eagerPacer(3)
 const pacer = () => shared as unknown as Slicer
-
-/** calls `run` with JSON.parse and JSON.stringify watched: the longest text either made or read */
-async function longestJson<T>(run: () => Promise<T>): Promise<{ value: T; longest: number }> {
-  const { parse, stringify } = JSON
-  let longest = 0
-  JSON.parse = (text: string, reviver?: any) => {
-    longest = Math.max(longest, text.length)
-    return parse(text, reviver)
-  }
-  JSON.stringify = ((v: unknown, ...rest: any[]) => {
-    const s = (stringify as any)(v, ...rest)
-    if (typeof s === 'string') longest = Math.max(longest, s.length)
-    return s
-  }) as typeof JSON.stringify
-  try {
-    return { value: await run(), longest }
-  } finally {
-    JSON.parse = parse
-    JSON.stringify = stringify
-  }
-}
 
 describe('a Gemini request part of 100,000 keys', () => {
   /** the prompt's extra for a message's parts, as the one-go code made it: the canonical JSON of each non-text part */

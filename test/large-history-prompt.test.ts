@@ -11,6 +11,7 @@ import { protocols } from '../core/protocols/index.ts'
 import { runGenerator } from '../core/protocols/shared.ts'
 import { Slicer } from '../core/slicer.ts'
 import type { ProtocolName } from '../core/types.ts'
+import { longestJson } from './helpers/longest-block.ts'
 
 // a source file's text: quotes, backslashes, control characters, non-ASCII and surrogate pairs
 const WORDS = ['const', 'x', '=', '"quoted"', 'back\\slash', 'café', '€uro', '中文字', '😀🚀', '\n', '\t', '\u0001']
@@ -84,28 +85,13 @@ const SHAPES: Array<[string, ProtocolName, unknown]> = [
   ['gemini, lines', 'gemini', gemini(LINES)],
 ]
 
-/** the longest text JSON.stringify made while `run` ran */
-async function longestStringify<T>(run: () => Promise<T>): Promise<{ value: T; longest: number }> {
-  const { stringify } = JSON
-  let longest = 0
-  JSON.stringify = ((v: unknown, ...rest: any[]) => {
-    const s = (stringify as any)(v, ...rest)
-    if (typeof s === 'string') longest = Math.max(longest, s.length)
-    return s
-  }) as typeof JSON.stringify
-  try {
-    return { value: await run(), longest }
-  } finally {
-    JSON.stringify = stringify
-  }
-}
-
 describe('a tool call of megabytes in the history: the prompt of parseSliced', () => {
   it.each(SHAPES)('%s: the one-go prompt, no call printed in one go', async (_name, protocol, body) => {
     const opts = { pathModel: 'gemini-2.5-pro' }
     const oneGo = protocols[protocol].parse(body, opts)
-    const { value: sliced, longest } = await longestStringify(() =>
-      protocols[protocol].parseSliced(body, opts, new Slicer(10)),
+    const { value: sliced, longest } = await longestJson(
+      () => protocols[protocol].parseSliced(body, opts, new Slicer(10)),
+      { parse: false },
     )
     expect(JSON.stringify(sliced)).toBe(JSON.stringify(oneGo))
     expect(canonicalSha256(sliced)).toBe(canonicalSha256(oneGo))
@@ -160,7 +146,7 @@ describe("an Anthropic answer's tool_use input of megabytes, read whole (for a G
     const oneGo = protocols.anthropic.read(answer(structuredClone(LINES)))
     const json = answer(structuredClone(LINES))
     await inputTextsSliced(json, new Slicer(10))
-    const { value, longest } = await longestStringify(async () => protocols.anthropic.read(json))
+    const { value, longest } = await longestJson(async () => protocols.anthropic.read(json), { parse: false })
     expect(value).toEqual({ ...oneGo, raw: value.raw })
     expect(value.toolCalls[0]!.arguments).toBe(JSON.stringify(LINES))
     // before: read() printed the input in one JSON.stringify

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { SLICED_PARSE_CHARS } from '../core/protocols/shared.ts'
 import { translateRequest } from '../core/translate/index.ts'
 import type { MeshContext, ProtocolName, Vendor } from '../core/types.ts'
+import { longestJson } from './helpers/longest-block.ts'
 
 const args = {
   file_path: '/tmp/x',
@@ -47,26 +48,6 @@ function bodyOf(from: ProtocolName): Record<string, unknown> {
       { type: 'function_call', call_id: 'c1', name: 'write', arguments: argsText },
       { type: 'function_call_output', call_id: 'c1', output: 'ok' },
     ],
-  }
-}
-
-async function longestJson<T>(run: () => Promise<T>): Promise<{ value: T; longest: number }> {
-  const { parse, stringify } = JSON
-  let longest = 0
-  JSON.parse = (text: string, reviver?: any) => {
-    longest = Math.max(longest, text.length)
-    return parse(text, reviver)
-  }
-  JSON.stringify = ((v: unknown, ...rest: any[]) => {
-    const s = (stringify as any)(v, ...rest)
-    if (typeof s === 'string') longest = Math.max(longest, s.length)
-    return s
-  }) as typeof JSON.stringify
-  try {
-    return { value: await run(), longest }
-  } finally {
-    JSON.parse = parse
-    JSON.stringify = stringify
   }
 }
 

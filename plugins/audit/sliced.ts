@@ -5,14 +5,13 @@
 // (scrub 13-15 ms, sealEntry 48-72, the batch's join and encoding 25 more at 5 MB). The bytes are
 // those of scrub() and sealEntry(): test/large-audit.test.ts compares them.
 import { createHash } from 'node:crypto'
-import { cutString, withinBudget } from '../../core/json-sliced.ts'
+import { cutString, PIECE_CHARS, Pieces, withinBudget } from '../../core/json-sliced.ts'
 import type { Slicer } from '../../core/slicer.ts'
 import { canonicalJson } from './canonical.ts'
 import type { AuditEntry } from './chain.ts'
 import { KEY_HINT, KEY_PATTERNS, scrub, scrubString } from './entry.ts'
 
-/** the length of one piece of text, and of a run of a long string escaped (or searched) at a time */
-const PIECE_CHARS = 64 * 1024
+// PIECE_CHARS (the core's): the length of one piece of text, and of a run of a long string escaped (or searched) at a time
 // a member with at most this many values and characters is printed (or scrubbed) in one go
 const SMALL_NODES = 64
 const SMALL_CHARS = 16 * 1024
@@ -69,22 +68,6 @@ export async function sealPrepared(
   at += line.write(`,"hash":"${hash}"}`, at, 'latin1')
   if (at !== line.length) throw new Error(`audit: sealed ${at} of ${line.length} bytes`)
   return { line, hash }
-}
-
-/** the text kept of a long string run: its pieces added as they are made, joined to about PIECE_CHARS */
-class Pieces {
-  readonly done: string[] = []
-  private parts: string[] = []
-  private chars = 0
-  add(s: string): void {
-    this.parts.push(s)
-    if ((this.chars += s.length) >= PIECE_CHARS) this.flush()
-  }
-  flush(): void {
-    if (this.parts.length) this.done.push(this.parts.join(''))
-    this.parts = []
-    this.chars = 0
-  }
 }
 
 type Frame =

@@ -56,3 +56,31 @@ export function eagerPacer(every = 3) {
   }
   return pacer
 }
+
+/**
+ * The longest text JSON.parse read or JSON.stringify made while `run` works (only JSON.stringify's
+ * with `{ parse: false }`): work of megabytes done in one go shows as one text of megabytes.
+ */
+export async function longestJson<T>(
+  run: () => Promise<T>,
+  { parse: countParse = true } = {},
+): Promise<{ value: T; longest: number }> {
+  const { parse, stringify } = JSON
+  let longest = 0
+  if (countParse)
+    JSON.parse = (text: string, reviver?: any) => {
+      longest = Math.max(longest, text.length)
+      return parse(text, reviver)
+    }
+  JSON.stringify = ((v: unknown, ...rest: any[]) => {
+    const s = (stringify as any)(v, ...rest)
+    if (typeof s === 'string') longest = Math.max(longest, s.length)
+    return s
+  }) as typeof JSON.stringify
+  try {
+    return { value: await run(), longest }
+  } finally {
+    JSON.parse = parse
+    JSON.stringify = stringify
+  }
+}
