@@ -6,9 +6,8 @@
 // worked in slices (test/large-gemini-sliced.test.ts compares them with the one-go code's).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ProxyChild } from './fuzz/child.ts'
-import { sendRaw } from './fuzz/client.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
-import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { postMeasured, startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 import { sse } from './helpers/vendor-streams.ts'
 
 const WORDS = [
@@ -298,16 +297,9 @@ describe('Gemini shapes of megabytes through the proxy child', () => {
   let n = 0
   async function run(s: Shape) {
     mock.behaviour.okBody = s.vendor()
-    const bytes = Buffer.from(JSON.stringify(s.body(n++)))
-    // no-store: the exact cache's store of an answer of megabytes is its own path (its own tests)
-    const head =
-      `POST ${s.path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
-      `anthropic-version: 2023-06-01\r\ncache-control: no-store\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`
-    await child.stats({ gc: true, reset: true })
-    const r = await sendRaw(port, Buffer.concat([Buffer.from(head), bytes]), { timeoutMs: 60_000 })
-    await new Promise((res) => setTimeout(res, 500))
+    const measured = await postMeasured({ child, port }, s.path, s.body(n++))
     delete mock.behaviour.okBody
-    return { r, s: await child.stats() }
+    return measured
   }
 
   it.each(SHAPES.map((s) => [s.name, s] as const))(
