@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module'
 import { formatFunctionDefinitions } from 'gpt-tokenizer/functionCalling'
 import { joiner } from './canonical.ts'
+import { jsonTextPieces, PIECE_CHARS } from './json-sliced.ts'
 import { LRUCache } from 'lru-cache'
 import type { Prompt, TokenCounter } from './types.ts'
 
@@ -482,8 +483,14 @@ function runThrough<T>(steps: Steps<T>): T {
   return r.value
 }
 
-/** JSON.stringify(v), an array's elements one at a time (the same text for JSON data) */
-function* jsonSteps(v: unknown): Steps<string> {
+/**
+ * JSON.stringify(v), an array's elements one at a time (the same text for JSON data). `sliced` (a
+ * request of megabytes, counted in slices): each element as pieces of about PIECE_CHARS, a pause
+ * after each, so a tool holding a string of megabytes is not printed in one go (a tool `type` of
+ * 2.9M lone surrogates: 50 ms of escaping, npm run fuzz seed 318839108 case 3482).
+ */
+function* jsonSteps(v: unknown, sliced = false): Steps<string> {
+  if (sliced) return yield* jsonPiecesSteps(v)
   if (!Array.isArray(v)) return JSON.stringify(v) ?? ''
   const out = joiner(',')
   for (let i = 0; i < v.length; i++) {
@@ -496,12 +503,44 @@ function* jsonSteps(v: unknown): Steps<string> {
   return out.end('[', ']')
 }
 
+/** jsonSteps's text as pieces (jsonTextPieces), a pause after each piece and every TOOL_STEP elements */
+function* jsonPiecesSteps(v: unknown): Steps<string> {
+  const out = joiner('')
+  if (!Array.isArray(v)) {
+    yield* piecesOf(v, out)
+    return out.end('', '')
+  }
+  for (let i = 0; i < v.length; i++) {
+    if (i % TOOL_STEP === TOOL_STEP - 1) {
+      out.cut()
+      yield
+    }
+    if (i > 0) out.add(',')
+    // nothing printed (undefined, a function): null, as in JSON.stringify's arrays
+    if ((yield* piecesOf(v[i], out)) === 0) out.add('null')
+  }
+  return out.end('[', ']')
+}
+
+/** a value's JSON text (jsonTextPieces) added to `out`, a pause after each piece of several; how many */
+function* piecesOf(v: unknown, out: ReturnType<typeof joiner>): Steps<number> {
+  let n = 0
+  for (const piece of jsonTextPieces(v, PIECE_CHARS)) {
+    if (n++ > 0) {
+      out.cut()
+      yield
+    }
+    out.add(piece)
+  }
+  return n
+}
+
 /**
  * formatFunctionDefinitions(all tools), one tool at a time: its text is the head, each function's
  * lines joined by newlines, the tail; a tool that is not a function, or a schema it cannot render
  * (a null property), counts the tools' JSON instead.
  */
-function* openaiToolSteps(tools: unknown[]): Steps<ToolText> {
+function* openaiToolSteps(tools: unknown[], sliced: boolean): Steps<ToolText> {
   const out = joiner('\n')
   for (let i = 0; i < tools.length; i++) {
     if (i % TOOL_STEP === TOOL_STEP - 1) {
@@ -510,12 +549,12 @@ function* openaiToolSteps(tools: unknown[]): Steps<ToolText> {
     }
     const t = tools[i] as any
     const fn = t?.type === 'function' ? t.function : t
-    if (!fn || typeof fn.name !== 'string') return { text: yield* jsonSteps(tools), framing: 0 }
+    if (!fn || typeof fn.name !== 'string') return { text: yield* jsonSteps(tools, sliced), framing: 0 }
     let one: string
     try {
       one = formatFunctionDefinitions([{ name: fn.name, description: fn.description, parameters: fn.parameters }])
     } catch {
-      return { text: yield* jsonSteps(tools), framing: 0 }
+      return { text: yield* jsonSteps(tools, sliced), framing: 0 }
     }
     out.add(one.slice(FN_HEAD.length, one.length - FN_TAIL.length))
   }
@@ -526,14 +565,14 @@ function* openaiToolSteps(tools: unknown[]): Steps<ToolText> {
 export const toolText = (prompt: Prompt, family: TokenFamily): ToolText | null =>
   runThrough(toolTextSteps(prompt, family))
 
-/** the tools' text for a family, or null when they count nothing */
-function* toolTextSteps(prompt: Prompt, family: TokenFamily): Steps<ToolText | null> {
+/** the tools' text for a family, or null when they count nothing; `sliced`: see jsonSteps */
+function* toolTextSteps(prompt: Prompt, family: TokenFamily, sliced = false): Steps<ToolText | null> {
   const tools = prompt.tools
   if (family === 'o200k' || family === 'cl100k')
-    return Array.isArray(tools) && tools.length ? yield* openaiToolSteps(tools) : null
+    return Array.isArray(tools) && tools.length ? yield* openaiToolSteps(tools, sliced) : null
   if (family === 'anthropic')
-    return Array.isArray(tools) && tools.length ? { text: yield* jsonSteps(tools), framing: 0 } : null
-  return tools !== undefined && tools !== null ? { text: yield* jsonSteps(tools), framing: 0 } : null
+    return Array.isArray(tools) && tools.length ? { text: yield* jsonSteps(tools, sliced), framing: 0 } : null
+  return tools !== undefined && tools !== null ? { text: yield* jsonSteps(tools, sliced), framing: 0 } : null
 }
 
 export function createTokenCounter(options: TokenCounterOptions = {}): TokenCounter {
@@ -722,7 +761,7 @@ export function createTokenCounter(options: TokenCounterOptions = {}): TokenCoun
       const pace = pacer()
       const family = tokenFamily(model || prompt.model)
       // the tools' text (tens of thousands of tools: ~100 ms) made once, in slices, for both walks
-      const tools = prompt.tools === undefined ? null : await stepsAsync(toolTextSteps(prompt, family), pace)
+      const tools = prompt.tools === undefined ? null : await stepsAsync(toolTextSteps(prompt, family, true), pace)
       // long extras (tens of thousands of blocks) scanned once, in slices, for both walks
       let extras: Map<string, ExtraText> | undefined
       for (const m of prompt.messages)

@@ -111,3 +111,41 @@ describe('estimateInputAsync', () => {
     expect(longest).toBeLessThan(40)
   })
 })
+
+describe('the tools of a request of megabytes, counted in slices', () => {
+  // npm run fuzz seed 318839108 case 3482: a tool whose `type` is 2.9M characters of lone
+  // surrogates; its JSON (each one escaped as \ud800) took one JSON.stringify of ~50 ms
+  const withTools = (tools: unknown[]): Prompt => ({ ...prompt(['what is the weather?']), tools }) as Prompt
+
+  it('gives the loop back while it prints a tool holding 3M characters of lone surrogates', async () => {
+    const p = withTools([{ type: 'a\ud800 '.repeat(1_000_000), function: { name: 'get_weather' } }])
+    await createTokenCounter().estimateInputAsync(withTools([{ type: 'a\ud800 '.repeat(100_000) }]), 'gpt-4o')
+    const { maxMs } = await longestBlock(() => createTokenCounter().estimateInputAsync(p, 'gpt-4o'))
+    console.log(`a tool of 3M lone surrogates: sliced longest ${maxMs.toFixed(0)} ms of CPU`)
+    expect(maxMs).toBeLessThan(35)
+  })
+
+  // o200k renders functions (a tool that is not one: the tools' JSON); Anthropic counts the JSON
+  it.each(['gpt-4o', 'claude-sonnet-4'])(
+    '%s: the same count as in one go, for tools that are and are not functions, with long strings',
+    async (model) => {
+      const lone = 'a\ud800 '.repeat(5_000)
+      const shapes: unknown[][] = [
+        [{ type: lone, function: { name: 'get_weather', parameters: { type: 'object' } } }],
+        [
+          {
+            type: 'function',
+            function: { name: 'w', description: 'the weather '.repeat(25_000), parameters: { type: 'object' } },
+          },
+        ],
+        [{ name: 'plain', input_schema: { type: 'object' } }, undefined, { name: 'big', description: lone }],
+      ]
+      for (const tools of shapes) {
+        const p = withTools(tools)
+        expect(await createTokenCounter().estimateInputAsync(p, model)).toBe(
+          createTokenCounter().estimateInput(p, model),
+        )
+      }
+    },
+  )
+})
