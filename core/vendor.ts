@@ -196,6 +196,16 @@ interface Target {
   key: string | undefined
 }
 
+/**
+ * A body of megabytes to send: the client's, or a Responses client's small turn expanded with the
+ * chain of megabytes before it (only a Responses request has a chain: the others skip the lookup)
+ */
+function isLarge(ctx: MeshContext): boolean {
+  const own = ctx.request.rawBody.length
+  if (own > LARGE_BODY_CHARS) return true
+  return ctx.protocol === 'responses' && own + chainChars(ctx.request) > LARGE_BODY_CHARS
+}
+
 export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOptions = {}): Plugin {
   const listed = deploymentList(spec.name, options)
   for (const url of [options.baseURL, ...listed.map((d) => d.baseURL)]) {
@@ -265,8 +275,7 @@ export function defineHttpVendor(spec: HttpVendorSpec, options: HttpVendorOption
         Object.assign(headers, r.headers)
         headers['content-type'] ??= 'application/json'
         const url = t.base + (path ?? r.path)
-        // large: the client's body, or the Responses chain it was expanded with (a small turn of a long conversation)
-        if (ctx.request.rawBody.length + chainChars(ctx.request) > LARGE_BODY_CHARS) return callLarge(ctx, url, headers)
+        if (isLarge(ctx)) return callLarge(ctx, url, headers)
         return callUpstream(ctx, { url, headers, body: upstreamBody(ctx, spec.upstreamModel?.(ctx)) })
       }
       const callLarge = async (ctx: MeshContext, url: string, headers: Record<string, string>) => {

@@ -235,6 +235,20 @@ describe('CORS', () => {
   })
 })
 
+/** what an event stream has sent so far, read as it comes; `done` once its request is aborted */
+function collect(res: Response): { text: () => string; done: Promise<void> } {
+  const reader = res.body!.getReader()
+  let buf = ''
+  const done = (async () => {
+    for (;;) {
+      const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }))
+      if (done) return
+      buf += new TextDecoder().decode(value)
+    }
+  })()
+  return { text: () => buf, done }
+}
+
 describe('events', () => {
   it('GET /agentmesh/events streams request, llm_call and response events as SSE', async () => {
     const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
@@ -243,21 +257,13 @@ describe('events', () => {
       const es = await fetch(proxy.url + '/agentmesh/events', { signal: ac.signal })
       expect(es.status).toBe(200)
       expect(es.headers.get('content-type')).toContain('text/event-stream')
-      const reader = es.body!.getReader()
-      let buf = ''
-      const pump = (async () => {
-        for (;;) {
-          const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }))
-          if (done) return
-          buf += new TextDecoder().decode(value)
-        }
-      })()
-      await until(() => buf.includes(': agentmesh events'), 'the event stream to open')
+      const stream = collect(es)
+      await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
       const res = await postJson(proxy.url + '/v1/chat/completions', OA, { 'x-agentmesh-team': 'eng' })
       const id = res.headers.get('x-agentmesh-request-id')
       await res.json()
-      await until(() => sseEvents(buf).filter((e) => e.event === 'response').length > 0, 'a response event')
-      const events = sseEvents(buf).filter((e) => e.event)
+      await until(() => sseEvents(stream.text()).filter((e) => e.event === 'response').length > 0, 'a response event')
+      const events = sseEvents(stream.text()).filter((e) => e.event)
       const types = events.map((e) => e.event)
       expect(types).toEqual(expect.arrayContaining(['request', 'llm_call', 'response']))
       expect(types.indexOf('request')).toBeLessThan(types.indexOf('response'))
@@ -270,7 +276,7 @@ describe('events', () => {
       expect(response.data).toMatchObject({ id, status: 200, vendor: 'demo' })
       expect(response.data.tokens).toBeGreaterThan(0)
       ac.abort()
-      await pump
+      await stream.done
     } finally {
       ac.abort()
       await proxy.close()
@@ -282,24 +288,16 @@ describe('events', () => {
     const ac = new AbortController()
     try {
       const es = await fetch(proxy.url + '/agentmesh/events?types=llm_call,response', { signal: ac.signal })
-      const reader = es.body!.getReader()
-      let buf = ''
-      const pump = (async () => {
-        for (;;) {
-          const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }))
-          if (done) return
-          buf += new TextDecoder().decode(value)
-        }
-      })()
-      await until(() => buf.includes(': agentmesh events'), 'the event stream to open')
+      const stream = collect(es)
+      await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
       const res = await postJson(
         proxy.url + '/v1/chat/completions',
         { ...OA, stream: true },
         { 'x-agentmesh-team': 'eng' },
       )
       await res.text()
-      await until(() => sseEvents(buf).some((e) => e.event === 'response'), 'a response event')
-      const events = sseEvents(buf)
+      await until(() => sseEvents(stream.text()).some((e) => e.event === 'response'), 'a response event')
+      const events = sseEvents(stream.text())
         .filter((e) => e.event)
         .map((e) => JSON.parse(e.data))
       expect(events.map((e) => e.type)).toEqual(['llm_call', 'response'])
@@ -318,7 +316,7 @@ describe('events', () => {
       })
       expect(response.data.aborted).toBeUndefined()
       ac.abort()
-      await pump
+      await stream.done
     } finally {
       ac.abort()
       await proxy.close()
@@ -330,22 +328,17 @@ describe('events', () => {
     const ac = new AbortController()
     try {
       const es = await fetch(proxy.url + '/agentmesh/events?types=error', { signal: ac.signal })
-      const reader = es.body!.getReader()
-      let buf = ''
-      void (async () => {
-        for (;;) {
-          const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }))
-          if (done) return
-          buf += new TextDecoder().decode(value)
-        }
-      })()
-      await until(() => buf.includes(': agentmesh events'), 'the event stream to open')
+      const stream = collect(es)
+      await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
       await (await postJson(proxy.url + '/v1/chat/completions', OA)).text()
       await (await postJson(proxy.url + '/v1/chat/completions', { model: 'gpt-4o-mini' })).text()
-      await until(() => sseEvents(buf).some((e) => e.event === 'error'), 'an error event')
-      const types = sseEvents(buf).map((e) => e.event)
+      await until(() => sseEvents(stream.text()).some((e) => e.event === 'error'), 'an error event')
+      const types = sseEvents(stream.text()).map((e) => e.event)
       expect(new Set(types)).toEqual(new Set(['error']))
-      expect(JSON.parse(sseEvents(buf)[0]!.data).data).toMatchObject({ status: 400, type: 'invalid_request_error' })
+      expect(JSON.parse(sseEvents(stream.text())[0]!.data).data).toMatchObject({
+        status: 400,
+        type: 'invalid_request_error',
+      })
     } finally {
       ac.abort()
       await proxy.close()

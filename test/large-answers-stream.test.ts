@@ -12,6 +12,7 @@ import { startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 import { sse, vendorStream } from './helpers/vendor-streams.ts'
+import { wordText } from './helpers/word-text.ts'
 
 // 2-, 3- and 4-byte characters (a cut of the text into 64-character deltas falls between the two
 // halves of a surrogate pair), quotes, backslashes, newlines and control characters
@@ -29,16 +30,7 @@ const WORDS = [
   '\u0001',
 ]
 const PLAIN = 'the quick brown fox jumps over a lazy dog while seven wizards judge boxing matches'.split(' ')
-function text(chars: number, seed: number, words = WORDS): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = words[i % words.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number, seed: number, words = WORDS): string => wordText(words, chars, seed)
 
 type P = 'openai' | 'anthropic' | 'gemini'
 

@@ -15,6 +15,7 @@ import { sendRaw } from './fuzz/client.ts'
 import { startMockAndProxy, type Proxy } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { wordText } from './helpers/word-text.ts'
 
 // words with what UTF-8 and JSON make hard: 2-, 3- and 4-byte characters (a cut of the bytes into
 // parts falls inside some of them), quotes, backslashes, newlines and control characters
@@ -31,16 +32,7 @@ const WORDS = [
   'tab\t',
   '\u0001',
 ]
-function text(chars: number, seed: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = WORDS[i % WORDS.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number, seed: number): string => wordText(WORDS, chars, seed)
 
 /** plain words, as most answers are: the text the block bound below is measured with */
 function asciiText(chars: number, seed: number): string {

@@ -27,20 +27,12 @@ import { canonicalPieces, prepareEntry, scrubSliced, sealPrepared } from '../plu
 import { sendRaw } from './fuzz/client.ts'
 import { startProxy, type Proxy } from './helpers/core-harness.ts'
 import { longestBlock } from './helpers/longest-block.ts'
+import { wordText } from './helpers/word-text.ts'
 
 // 1- to 4-byte characters, quotes, escapes, a lone surrogate, and words a key pattern's hint is in
 const WORDS = ['the', 'café', '€uro', '中文字', '😀🚀', '"q"', 'back\\slash', 'line\nbreak', '\u0001', '\ud800']
 const HINTS = ['diagram-x', 'stream-', 'Bearer', 'task-list']
-function text(chars: number, seed: number, words = WORDS): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = words[i % words.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number, seed: number, words = WORDS): string => wordText(words, chars, seed)
 const slicer = () => new Slicer(1)
 
 describe('sliced printing, sealing and scrubbing: the one-go bytes', () => {

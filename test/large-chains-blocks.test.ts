@@ -8,18 +8,10 @@ import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { wordText } from './helpers/word-text.ts'
 
 const WORDS = ['the', 'quick', 'café', '€uro', '中文字', '😀🚀', '"quoted"', 'back\\slash', 'line\nbreak', 'tab\t']
-function text(chars: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = 1; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = WORDS[i % WORDS.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number): string => wordText(WORDS, chars)
 /** a tool's arguments of about `chars` characters: a file's lines (many short strings) */
 const argsOf = (chars: number) => ({ file_path: '/tmp/x', lines: text(chars).match(/.{1,40}/gs)! })
 const ARGS_TEXT = JSON.stringify(argsOf(5_000_000))

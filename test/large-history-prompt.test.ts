@@ -12,19 +12,11 @@ import { runGenerator } from '../core/protocols/shared.ts'
 import { Slicer } from '../core/slicer.ts'
 import type { ProtocolName } from '../core/types.ts'
 import { longestJson } from './helpers/longest-block.ts'
+import { wordText } from './helpers/word-text.ts'
 
 // a source file's text: quotes, backslashes, control characters, non-ASCII and surrogate pairs
 const WORDS = ['const', 'x', '=', '"quoted"', 'back\\slash', 'café', '€uro', '中文字', '😀🚀', '\n', '\t', '\u0001']
-function fileText(chars: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = 1; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = WORDS[i % WORDS.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const fileText = (chars: number): string => wordText(WORDS, chars)
 const FILE = { file_path: '/src/big.ts', content: fileText(2_000_000) }
 const LINES = { file_path: '/src/big.ts', lines: fileText(2_000_000).match(/.{1,40}/gs)! }
 const KEYS = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${(i * 7919) % 20_000}`, `v${i}`]))

@@ -9,20 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ProxyChild } from './fuzz/child.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { postMeasured, startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { wordText } from './helpers/word-text.ts'
 
 // a source file's text: quotes, backslashes, newlines, tabs, control characters and non-ASCII, all
 // escaped in its JSON
 const WORDS = ['const', 'x', '=', '"quoted"', 'back\\slash', 'café', '€uro', '中文字', '😀🚀', '\n', '\t', '\u0001']
-function fileText(chars: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = 1; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = WORDS[i % WORDS.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const fileText = (chars: number): string => wordText(WORDS, chars)
 /** a tool's arguments of about `chars` characters as a file's lines (many short strings) */
 const linesArgs = (chars: number) => ({ file_path: '/src/big.ts', lines: fileText(chars).match(/.{1,40}/gs)! })
 

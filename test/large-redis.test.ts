@@ -9,19 +9,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { linkTo, redisDriver } from '../core/storage-redis.ts'
 import { ExactStore, type CacheEntry } from '../plugins/exact-cache/store.ts'
 import { longestBlock } from './helpers/longest-block.ts'
+import { wordText } from './helpers/word-text.ts'
 
 // 1-, 2-, 3- and 4-byte characters, quotes and escapes
 const WORDS = ['the', 'quick', 'café', '€uro', '中文字', '😀🚀', '"quoted"', 'back\\slash', 'line\nbreak']
-function text(chars: number, seed: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = WORDS[i % WORDS.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number, seed: number): string => wordText(WORDS, chars, seed)
 
 /** one block of 41-44 ms before (10M characters); 3-16 after, the rest of it ioredis's copy of the Buffer */
 const BLOCK_MS = 25

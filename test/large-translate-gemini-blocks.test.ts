@@ -9,6 +9,7 @@ import type { ProxyChild } from './fuzz/child.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { postMeasured, startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 import { sse } from './helpers/vendor-streams.ts'
+import { wordText } from './helpers/word-text.ts'
 
 const WORDS = [
   'the',
@@ -23,16 +24,7 @@ const WORDS = [
   'tab\t',
   '\u0001',
 ]
-function text(chars: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = 1; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = WORDS[i % WORDS.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number): string => wordText(WORDS, chars)
 /** a tool's arguments of about `chars` characters: a file's lines (many short strings: slower to parse and print than one) */
 const argsOf = (chars: number) => ({ file_path: '/tmp/x', lines: text(chars).match(/.{1,40}/gs)! })
 const keysOf = (n: number, seed: number) => {
