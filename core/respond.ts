@@ -12,7 +12,7 @@ import { embeddingsInputTokens } from './embeddings.ts'
 import { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
 import { headerSafe, headersSafe } from './headers.ts'
 import { maskSecrets } from './log.ts'
-import { ProtocolError, prepareAnswerSliced, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
+import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
 import { recordChain } from './response-chains.ts'
 import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import {
@@ -292,7 +292,7 @@ async function readAnswerSliced(ctx: MeshContext, adapter: ProtocolAdapter, buf:
     return false
   }
   // the vendor speaks the client's protocol here: the answer's arguments of megabytes, their text in slices
-  await prepareAnswerSliced(ctx.protocol, json, slicer)
+  await adapter.prepareRead?.(json, slicer)
   return readParsed(ctx, adapter, json)
 }
 

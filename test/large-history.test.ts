@@ -118,7 +118,7 @@ const SHAPES: Shape[] = [
   {
     // anthropic.ts read() printed the input in one JSON.stringify: 44-70 ms of CPU in the longest
     // block at 8 MB (29-48 at 5 MB); the translator now has its text made in slices first
-    // (prepareAnswerSliced: inputTextsSliced), 30-39 (18-19 at 5 MB)
+    // (the adapter's prepareRead: inputTextsSliced), 30-39 (18-19 at 5 MB)
     name: "a Gemini client's whole answer, an Anthropic vendor's tool_use input of 8 MB of lines",
     path: '/v1beta/models/claude-3-5-haiku-latest:generateContent',
     body: (n) => ({ contents: [{ role: 'user', parts: [{ text: `write the file ${n}` }] }] }),

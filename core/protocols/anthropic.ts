@@ -223,6 +223,7 @@ function* anthropicSteps(body: any, sliced = false): ParseSteps {
 
 export const anthropicProtocol: ProtocolAdapter = {
   name: 'anthropic',
+  prepareRead: (json, slicer) => inputTextsSliced(json, slicer),
 
   parse: (body) => runSteps(anthropicSteps(body)),
   parseSliced: (body, _opts, slicer) => runStepsSliced(anthropicSteps(body, true), slicer),

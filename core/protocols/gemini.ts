@@ -398,6 +398,7 @@ function* geminiSteps(body: any, { pathModel, stream }: ParseOptions, sliced = f
 
 export const geminiProtocol: ProtocolAdapter = {
   name: 'gemini',
+  prepareRead: (json, slicer) => argsTextsSliced(json, slicer),
 
   parse: (body, opts) => runSteps(geminiSteps(body, opts)),
   parseSliced: (body, opts, slicer) => runStepsSliced(geminiSteps(body, opts, true), slicer),

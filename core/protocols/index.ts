@@ -1,7 +1,6 @@
-import type { Slicer } from '../slicer.ts'
 import type { ProtocolName } from '../types.ts'
-import { anthropicProtocol, inputTextsSliced } from './anthropic.ts'
-import { argsTextsSliced, geminiProtocol } from './gemini.ts'
+import { anthropicProtocol } from './anthropic.ts'
+import { geminiProtocol } from './gemini.ts'
 import { openaiProtocol } from './openai.ts'
 import { responsesProtocol } from './responses.ts'
 import type { ProtocolAdapter } from './shared.ts'
@@ -14,16 +13,6 @@ export const protocols: Record<ProtocolName, ProtocolAdapter> = {
 }
 
 export { ProtocolError, type ProtocolAdapter, type StreamReader } from './shared.ts'
-
-/**
- * Before an adapter reads a whole answer of megabytes (parsed in slices): the text its read()
- * would make of a tool call's arguments in one JSON.stringify (a Gemini functionCall's args, an
- * Anthropic tool_use input), made in slices now. Whoever reads the answer, the vendor's protocol.
- */
-export async function prepareAnswerSliced(protocol: ProtocolName, json: unknown, slicer: Slicer): Promise<void> {
-  if (protocol === 'gemini') await argsTextsSliced(json, slicer)
-  else if (protocol === 'anthropic') await inputTextsSliced(json, slicer)
-}
 
 // Gemini's v1 paths share /v1/models with OpenAI's; a method after the model (`:generateContent`)
 // is Gemini's. OpenAI's fine-tune ids (`ft:gpt-4o-mini:org::id`) hold a '-' or a second ':' there.

@@ -61,6 +61,11 @@ export interface ProtocolAdapter {
   countTokens?: { request(body: any): any; answer(tokens: number): unknown }
   /** read a non-streaming upstream body; throws when it is not this protocol's answer */
   read(json: any): CanonicalAnswer
+  /**
+   * before read() of an answer of megabytes (parsed in slices): what read() would print of it in one
+   * JSON.stringify (a call's arguments), made in slices now. Absent: read() prints nothing large.
+   */
+  prepareRead?(json: unknown, slicer: Slicer): Promise<void>
   /** the protocol's error event, sent before ending a stream that cannot complete */
   streamError(status: number, type: string, message: string): string
   streamReader(opts: { hideUsageChunk?: boolean }): StreamReader

@@ -6,7 +6,7 @@
 // The same-protocol path never comes here.
 import { randomUUID } from 'node:crypto'
 import { argsValuesSliced } from '../protocols/gemini.ts'
-import { prepareAnswerSliced, protocols } from '../protocols/index.ts'
+import { protocols } from '../protocols/index.ts'
 import { PIECE_CHARS, cutString, parseBufferSliced } from '../json-sliced.ts'
 import { PARSE_STEP, SLICED_PARSE_CHARS, isObject, type StreamReader } from '../protocols/shared.ts'
 import { Slicer } from '../slicer.ts'
@@ -207,7 +207,7 @@ export function translateWhole(
       async (json) => {
         const slicer = new Slicer(SLICE_MS)
         // a call's arguments of megabytes (Gemini's args, Anthropic's input): their text for the answer made in slices too
-        await prepareAnswerSliced(tr.to, json, slicer)
+        await protocols[tr.to].prepareRead?.(json, slicer)
         const r = translatedAnswer(ctx, tr, json)
         // for a Gemini client, arguments of megabytes are rendered as the object they are: parsed in slices now
         if (tr.from === 'gemini' && r.kind === 'answer') await argsValuesSliced(r.answer, slicer)
