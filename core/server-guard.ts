@@ -30,17 +30,11 @@ function badTarget(url: string | undefined): boolean {
   return !((u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '')
 }
 
-/** the 400 for a bad target, in the protocol of the path it names if any; srvx's own answer after it is a no-op on an ended response */
-function answerBadTarget(req: IncomingMessage, res: ServerResponse): void {
+/** a 400 in the protocol of the path the target names if any */
+function answerBadRequest(req: IncomingMessage, res: ServerResponse, message: string): void {
   const target = String(req.url)
   const path = target.startsWith('*') ? target.slice(1) : target
-  const body = JSON.stringify(
-    protocols[protocolOfPath(path)].errorBody(
-      400,
-      'invalid_request_error',
-      'the request target must be a path (e.g. /v1/chat/completions) or an absolute http(s) URL',
-    ),
-  )
+  const body = JSON.stringify(protocols[protocolOfPath(path)].errorBody(400, 'invalid_request_error', message))
   res.shouldKeepAlive = false
   res.writeHead(400, {
     'content-type': 'application/json',
@@ -54,6 +48,21 @@ function answerBadTarget(req: IncomingMessage, res: ServerResponse): void {
   res.end(body)
 }
 
+// The last Host that made a URL: clients send the same one on every request, so the parse below
+// runs once per distinct value, not per request.
+let lastGoodHost = ''
+
+/**
+ * A Host the URL parser refuses (`807363846953`, an IPv4 number past 2^32; `a b`; a port past
+ * 65535): srvx builds the request's URL from it and throws, a 500 with no body
+ */
+function badHost(host: string): boolean {
+  if (host === lastGoodHost) return false
+  if (!URL.canParse(`http://${host}/`)) return true
+  lastGoodHost = host
+  return false
+}
+
 /** Install the answers on a Node HTTP server (srvx's or listhen's). */
 export function guardNodeServer(server: Server | undefined): void {
   if (!server)
@@ -64,12 +73,27 @@ export function guardNodeServer(server: Server | undefined): void {
   // Authorization among them: a body it still waits for that the app then never sees declared (a
   // hang until the request timeout). No count limit: the 16 KB head limit bounds them already.
   server.maxHeadersCount = 0
-  // the request URL is built from Host: without one, the address the client connected to
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (badTarget(req.url)) return answerBadTarget(req, res)
-    if (req.headers.host) return
-    const { localAddress = '127.0.0.1', localPort } = req.socket
-    req.headers.host = `${localAddress.includes(':') ? `[${localAddress}]` : localAddress}:${localPort}`
+  // The server's own handlers (srvx's) run after these checks, and only when they pass: a request
+  // answered here must not reach them (srvx would build its URL from the bad Host, throw, and
+  // write its 500 after this answer).
+  const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[]
+  server.removeAllListeners('request')
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (badTarget(req.url))
+      return answerBadRequest(
+        req,
+        res,
+        'the request target must be a path (e.g. /v1/chat/completions) or an absolute http(s) URL',
+      )
+    const host = req.headers.host
+    if (host && badHost(host))
+      return answerBadRequest(req, res, `the Host header "${host.slice(0, 100)}" is not a valid host name`)
+    // the request URL is built from Host: without one, the address the client connected to
+    if (!host) {
+      const { localAddress = '127.0.0.1', localPort } = req.socket
+      req.headers.host = `${localAddress.includes(':') ? `[${localAddress}]` : localAddress}:${localPort}`
+    }
+    for (const handler of handlers) handler.call(server, req, res)
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // a peer that went away needs no answer

@@ -1,18 +1,19 @@
 // Issue 11: what one request from an untrusted client must never do to the proxy (crash it,
 // reach a header raw, overflow the stack, travel upstream mistyped, pass as a complete answer
 // when it was not), and the trust boundaries (Host, Origin, content type, keys, events).
-import { resolveConfig } from '../core/config.ts'
+
 import { readdirSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { escapeControls, createLogger } from '../core/log.ts'
+import { resolveConfig } from '../core/config.ts'
+import { createLogger, escapeControls } from '../core/log.ts'
 import { parseBody, parseBodySliced } from '../core/pipeline.ts'
-import { SLICED_PARSE_CHARS, jsonDepthExceeds } from '../core/protocols/shared.ts'
+import { jsonDepthExceeds, SLICED_PARSE_CHARS } from '../core/protocols/shared.ts'
 import { audit } from '../plugins/audit/index.ts'
 import { virtualKeys } from '../plugins/keys/index.ts'
-import { clearVendorEnv, postJson, sseEvents, startMockAndProxy, tempDir, type Proxy } from './helpers/core-harness.ts'
+import { clearVendorEnv, type Proxy, postJson, sseEvents, startMockAndProxy, tempDir } from './helpers/core-harness.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 
 beforeAll(() => clearVendorEnv())
@@ -790,6 +791,33 @@ describe('what Node would answer by itself', () => {
       if (shape === 'anthropic') expect(body).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } })
       else expect(body.error.type).toBe('invalid_request_error')
     }
+  })
+
+  it("a Host the URL parser refuses: a 400 in the path's protocol naming the header, nothing upstream (npm run fuzz seed 1497726187 case 409: a 500 with no body)", async () => {
+    const before = s.mock.received.length
+    const body = JSON.stringify(OA('gpt-4o-mini'))
+    for (const [host, path] of [
+      ['807363846953', '/v1/chat/completions#frag'], // an IPv4 number past 2^32
+      ['127.0.0.1:99999', '/v1/messages'], // a port past 65535
+      ['a b', '/v1beta/models/gemini-2.0-flash:generateContent'],
+    ] as const) {
+      const res = await raw(
+        `POST ${path} HTTP/1.1\r\nHost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      )
+      expect(res).toMatch(/^HTTP\/1\.1 400 /)
+      expect(res).toMatch(/\r\nx-agentmesh-request-id: [0-9a-f-]{36}/)
+      const answer = JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4))
+      if (path.startsWith('/v1/messages')) expect(answer.type).toBe('error')
+      if (path.startsWith('/v1beta')) expect(answer.error.code).toBe(400)
+      expect(answer.error.message).toContain(`Host header "${host}"`)
+    }
+    // a Host that parses is answered as usual
+    expect(
+      await raw(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      ),
+    ).toMatch(/^HTTP\/1\.1 200 /)
+    expect(s.mock.received.length).toBe(before + 1)
   })
 
   it('CONNECT: a 405, not a dropped connection', async () => {
