@@ -32,6 +32,7 @@ import type {
   Mesh,
   MeshConfig,
   MeshContext,
+  MeshEventName,
   Plugin,
   PluginHooks,
   ResolvedMeshConfig,
@@ -46,8 +47,8 @@ export interface MeshInternals {
   runPhase(name: HookName, ctx: MeshContext): Promise<void> | undefined
   resolveIdentity: IdentityResolver
   corsHeaders(origin: string | null): Record<string, string>
-  /** false when nobody listens to events: skip building their payloads on the hot path */
-  hasListeners(): boolean
+  /** false when no listener takes events of this type: skip building their payloads on the hot path */
+  hasListeners(type: MeshEventName): boolean
   /** keep shutdown waiting for background work (afterResponse of streams) */
   track(p: Promise<unknown>): void
 }
@@ -109,7 +110,7 @@ export async function createAgentMesh(
     runPhase,
     resolveIdentity: (ctx) => identityResolver(ctx),
     corsHeaders: corsFor(config.cors.origins),
-    hasListeners: () => bus.size > 0,
+    hasListeners: (type) => bus.wants(type),
     track(p) {
       pending.add(p)
       const done = () => pending.delete(p)

@@ -5,14 +5,18 @@ import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 
 /** A class, not an object literal: a literal with a getter is a dictionary-mode object, slow on every request. */
 export class EventBus {
-  #listeners = new Set<(e: MeshEvent) => void>()
+  /** each listener, with the event types it takes (undefined: all) */
+  #listeners = new Map<(e: MeshEvent) => void, ((type: string) => boolean) | undefined>()
+  /** per event type, whether any listener takes it (types come from code: few) */
+  #wanted = new Map<string, boolean>()
   #seq = 0
   constructor(private readonly onListenerError: (err: unknown) => void) {}
   // arrow properties: mesh.emit and mesh.on are handed out detached from the bus
   emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
-    if (this.#listeners.size === 0) return
+    if (!this.wants(type)) return
     const event = { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
-    for (const l of this.#listeners) {
+    for (const [l, types] of this.#listeners) {
+      if (types !== undefined && !types(type)) continue
       try {
         l(event)
       } catch (err) {
@@ -20,15 +24,33 @@ export class EventBus {
       }
     }
   }
-  on = (listener: (e: MeshEvent) => void): (() => void) => {
-    this.#listeners.add(listener)
+  /** `types`: the event types the listener takes, asked again after `interestChanged()` */
+  on = (listener: (e: MeshEvent) => void, types?: (type: string) => boolean): (() => void) => {
+    this.#listeners.set(listener, types)
+    this.#wanted.clear()
     return () => {
       this.#listeners.delete(listener)
+      this.#wanted.clear()
     }
   }
-  /** listeners (the SSE view is one from its first client on): the core builds events only when this is above 0 */
-  get size(): number {
-    return this.#listeners.size
+  /**
+   * Whether an event of this type reaches anyone: the core builds an event's payload only then
+   * (five dashboards read one event per request; the others' payloads cost a busy proxy for nothing).
+   */
+  wants(type: string): boolean {
+    if (this.#listeners.size === 0) return false
+    let yes = this.#wanted.get(type)
+    if (yes === undefined) {
+      yes = false
+      for (const types of this.#listeners.values()) if ((yes = types === undefined || types(type))) break
+      if (this.#wanted.size > 1000) this.#wanted.clear()
+      this.#wanted.set(type, yes)
+    }
+    return yes
+  }
+  /** a listener's `types` takes other types from now on */
+  interestChanged(): void {
+    this.#wanted.clear()
   }
 }
 
@@ -156,8 +178,8 @@ class SseHub {
   #filters: Map<string, TypeFilter> | undefined = new Map()
   /** per event type, whether any of them takes it (types come from code: few) */
   #recorded = new Map<string, boolean>()
-  constructor(bus: EventBus) {
-    bus.on(this.#onEvent)
+  constructor(private readonly bus: EventBus) {
+    bus.on(this.#onEvent, (type) => this.#records(type))
   }
 
   /** from now on, record what `types` takes too (all of it when it is undefined) */
@@ -166,6 +188,7 @@ class SseHub {
     if (types === undefined) this.#filters = undefined
     else this.#filters.set(key, types)
     this.#recorded.clear()
+    this.bus.interestChanged()
   }
 
   #records(type: string): boolean {
@@ -190,7 +213,6 @@ class SseHub {
    * more time in scavenges than one without).
    */
   #onEvent = (e: MeshEvent): void => {
-    if (!this.#records(e.type)) return
     if (this.#pending.push(e) === 1) {
       this.#timer = setTimeout(this.#flush, SSE_FLUSH_MS)
       this.#timer.unref()

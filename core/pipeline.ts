@@ -271,7 +271,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
       }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
       if (isLarge(ctx)) await nextTurn()
-      if (m.hasListeners())
+      if (m.hasListeners('request'))
         m.mesh.emit('request', {
           id: ctx.id,
           identity: ctx.identity,

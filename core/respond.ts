@@ -366,7 +366,7 @@ function toMicros(ms: number): number {
 }
 
 function logCall(m: MeshInternals, ctx: MeshContext, status: number) {
-  if (m.hasListeners())
+  if (m.hasListeners('llm_call'))
     m.mesh.emit('llm_call', {
       id: ctx.id,
       vendor: ctx.route.vendor,
@@ -521,7 +521,7 @@ function head(
 ): Record<string, string> {
   ctx.status = status
   const headers = responseHeaders(m, ctx, contentType, extra)
-  if (!streamed && m.hasListeners()) emitResponse(m, ctx, status)
+  if (!streamed && m.hasListeners('response')) emitResponse(m, ctx, status)
   return headers
 }
 
@@ -915,6 +915,6 @@ function settleStream(
   }
   price(m, ctx)
   logCall(m, ctx, status)
-  if (m.hasListeners()) emitResponse(m, ctx, status)
+  if (m.hasListeners('response')) emitResponse(m, ctx, status)
   return after(m, ctx) ?? Promise.resolve()
 }

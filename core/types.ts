@@ -461,7 +461,8 @@ export interface Mesh {
   /** replace the identity resolver (the default reads X-AgentMesh-* headers and the User-Agent) */
   setIdentityResolver(resolver: IdentityResolver): void
   emit<K extends MeshEventName>(type: K, data: MeshEvents[K]): void
-  on(listener: (event: MeshEvent) => void): () => void
+  /** `types`: the event types the listener takes (all when absent; events nobody takes are not built) */
+  on(listener: (event: MeshEvent) => void, types?: (type: string) => boolean): () => void
   /**
    * run a request through this proxy's own routes in-process (no socket): a plugin route that
    * answers by way of the pipeline (the dry-run preview) calls it; absent on a mesh built without an app

@@ -116,16 +116,16 @@ describe('event stream: many clients', () => {
 
   it('builds no events before the first client; then the ring records while nobody is connected', async () => {
     const bus = new EventBus(() => {})
-    expect(bus.size).toBe(0)
+    expect(bus.wants('config_reload')).toBe(false)
     const first = client()
     streamEvents(bus, first.out, URL_ALL)
-    expect(bus.size).toBe(1)
+    expect(bus.wants('config_reload')).toBe(true)
     bus.emit('config_reload', { plugins: ['seen'] })
     await flushed()
     first.out.destroy()
     await turn()
     // nobody connected: still listening, for the ring
-    expect(bus.size).toBe(1)
+    expect(bus.wants('config_reload')).toBe(true)
     bus.emit('config_reload', { plugins: ['missed 1'] })
     bus.emit('config_reload', { plugins: ['missed 2'] })
     const back = client()
@@ -164,6 +164,31 @@ describe('event stream: many clients', () => {
     await flushed()
     expect(types(again)).toEqual(['audit_entry', 'response', 'request', 'audit_entry', 'response'])
     for (const c of [dash, late, again]) c.out.destroy()
+  })
+
+  it('builds only the events some listener takes: the core asks before it makes a payload', () => {
+    const bus = new EventBus(() => {})
+    const dash = client()
+    streamEvents(bus, dash.out, new URL(`http://proxy${DASHBOARD_EVENTS}`))
+    expect(
+      ['request', 'llm_call', 'cache_miss', 'x-cache_store', 'response', 'audit_entry'].map((t) => bus.wants(t)),
+    ).toEqual([false, false, false, false, true, true])
+    const ids: number[] = []
+    const off = bus.on(
+      (e) => ids.push(e.id!),
+      (t) => t === 'response',
+    )
+    request(bus, 'r1', 'a')
+    request(bus, 'r2', 'a')
+    // a listener gets the types it takes only, and only built events are numbered: the requests
+    // were never made (two audit_entry and two response, ids 1-4)
+    expect(ids).toEqual([2, 4])
+    off()
+    // a client that reads everything: from then on every type is built
+    const all = client()
+    streamEvents(bus, all.out, URL_ALL)
+    expect(bus.wants('request')).toBe(true)
+    for (const c of [dash, all]) c.out.destroy()
   })
 
   it('a team client that does not read `request` still sees its team only (its requests are learnt from them)', async () => {
