@@ -230,13 +230,17 @@ class SseHub {
     const all = Buffer.from(text)
     this.ring.add(events[0]!.id!, events.at(-1)!.id!, events.length, all.length >= 4096 ? all : text)
     for (const g of this.#groups.values()) {
-      let chunk: Buffer | undefined
-      if (g.accepts === undefined) chunk = all
-      else {
-        // in order: the team filter learns the team's request ids from `request`
-        let mine = ''
-        for (let i = 0; i < events.length; i++) if (g.accepts(events[i]!)) mine += frames[i]
-        if (mine !== '') chunk = Buffer.from(mine)
+      let chunk: Buffer | undefined = all
+      if (g.accepts !== undefined) {
+        // in order: the team filter learns the team's request ids from `request`. `mine` is made
+        // at the first event the group does not take: a group that takes all that was recorded
+        // (the dashboards', when they are the only readers) is written the shared bytes.
+        let mine: string | undefined
+        for (let i = 0; i < events.length; i++)
+          if (g.accepts(events[i]!)) {
+            if (mine !== undefined) mine += frames[i]
+          } else mine ??= frames.slice(0, i).join('')
+        if (mine !== undefined) chunk = mine === '' ? undefined : Buffer.from(mine)
       }
       // one copy to bytes for the whole group, not one per client
       if (chunk !== undefined) for (const out of g.clients) deliver(out, chunk)
