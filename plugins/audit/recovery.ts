@@ -1,8 +1,10 @@
 // What a writer finds when it opens a log: the records after the last checkpoint (left unsigned
 // by a writer that stopped), checked as a chain, and whether the log still reaches the newest
 // signed head, or was cut or replaced while no writer was running.
+
+import { Slicer } from '../../core/slicer.ts'
 import { GENESIS } from './canonical.ts'
-import { parseLine } from './chain.ts'
+import { parseLineSliced } from './chain.ts'
 import type { SignedHead } from './head.ts'
 
 export interface UnsignedTail {
@@ -18,9 +20,14 @@ export interface UnsignedTail {
 
 /**
  * Walk back from the newest record to the last checkpoint, checking each record's hash and that
- * each links to the one before it. Memory stays constant however long the tail is.
+ * each links to the one before it. Memory stays constant however long the tail is. A writer opens
+ * while the proxy serves (at a restart after an outage too): a line of megabytes is hashed in
+ * pieces, and the loop is given back between slices of `slicer`.
  */
-export async function scanUnsignedTail(newestFirst: AsyncIterable<Buffer>): Promise<UnsignedTail> {
+export async function scanUnsignedTail(
+  newestFirst: AsyncIterable<Buffer>,
+  slicer = new Slicer(10),
+): Promise<UnsignedTail> {
   let newestSeq = 0
   let entries = 0
   let problem: string | undefined
@@ -28,7 +35,8 @@ export async function scanUnsignedTail(newestFirst: AsyncIterable<Buffer>): Prom
   let laterPrev: string | undefined
   let expectSeq: number | undefined
   for await (const data of newestFirst) {
-    const p = parseLine(data)
+    await slicer.pause()
+    const p = await parseLineSliced(data, slicer)
     if (!p) {
       problem ??= 'a line that is not an audit record'
       continue
