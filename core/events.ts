@@ -1,6 +1,7 @@
 // The typed event bus, and its server-sent-events view at GET /agentmesh/events.
 import { PassThrough } from 'node:stream'
 import { FastResponse } from 'srvx'
+import { EventFolder } from './events-fold.ts'
 import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 
 /** A class, not an object literal: a literal with a getter is a dictionary-mode object, slow on every request. */
@@ -178,12 +179,22 @@ class SseHub {
   #filters: Map<string, TypeFilter> | undefined = new Map()
   /** per event type, whether any of them takes it (types come from code: few) */
   #recorded = new Map<string, boolean>()
+  /**
+   * Folding (events-fold.ts) while every client that reads `response` asked for it (`?fold=N`, the
+   * smallest N); `null` for good once one that reads them all came: it resumes from the ring, which
+   * holds what was sent, folded or not.
+   */
+  #folder: EventFolder | undefined | null
   constructor(private readonly bus: EventBus) {
     bus.on(this.#onEvent, (type) => this.#records(type))
   }
 
   /** from now on, record what `types` takes too (all of it when it is undefined) */
-  #want(key: string, types: TypeFilter | undefined): void {
+  #want(key: string, types: TypeFilter | undefined, fold: number | undefined): void {
+    if (this.#folder !== null && (types === undefined || types('response'))) {
+      if (fold === undefined) this.#folder = null
+      else if (this.#folder === undefined || fold < this.#folder.perFlush) this.#folder = new EventFolder(fold)
+    }
     if (this.#filters === undefined || this.#filters.has(key)) return
     if (types === undefined) this.#filters = undefined
     else this.#filters.set(key, types)
@@ -222,8 +233,8 @@ class SseHub {
   #flush = (): void => {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    const events = this.#pending
-    if (events.length === 0) return
+    if (this.#pending.length === 0) return
+    const events = this.#folder ? this.#folder.fold(this.#pending) : this.#pending
     this.#pending = []
     const frames = events.map(frameOf)
     const text = frames.join('')
@@ -250,7 +261,7 @@ class SseHub {
   /** what it missed after `lastId` first (by Last-Event-ID), then every event from now on */
   join(out: PassThrough, g0: GroupOf, lastId: number | undefined): void {
     const { key, accepts } = g0
-    this.#want(g0.typesKey, g0.types)
+    this.#want(g0.typesKey, g0.types, g0.fold)
     // what is pending goes to the ring and the other clients: for this one it is replay or the past
     this.#flush()
     if (lastId !== undefined) {
@@ -335,19 +346,30 @@ interface GroupOf {
   /** what the hub must record for it, and that as text */
   types: TypeFilter | undefined
   typesKey: string
+  /** `?fold=N`: at most N requests a flush sent whole (events-fold.ts) */
+  fold: number | undefined
+}
+
+/** `?fold=N`, 1 to 10,000 */
+function foldOf(url: URL): number | undefined {
+  const raw = url.searchParams.get('fold')
+  return raw !== null && /^\d{1,5}$/.test(raw) && Number(raw) >= 1 ? Math.min(Number(raw), 10_000) : undefined
 }
 
 /** the group a client joins: its team (or a group of its own for another filter) and its types */
 function groupOf(url: URL, visible: Visible | undefined): GroupOf {
-  const { types, typesKey } = typesOf(url)
+  const fold = foldOf(url)
+  const { types: asked, typesKey } = typesOf(url)
+  // a folding client reads the sums of what it was not sent, whatever its `?types=`
+  const types = asked && fold !== undefined ? (t: string) => t === 'responses_folded' || asked(t) : asked
   const who = visible === undefined ? '*' : visible[TEAM] !== undefined ? `team:${visible[TEAM]}` : `own:${++ownGroups}`
-  const key = `${who}\n${typesKey}`
-  if (!visible && !types) return { key, accepts: undefined, types, typesKey }
+  const key = `${who}\n${typesKey}${fold === undefined ? '' : '\nfold'}`
+  if (!visible && !types) return { key, accepts: undefined, types, typesKey, fold }
   // the team filter sees every event (it learns the team's request ids from `request`)
   const accepts = (e: MeshEvent) => (visible === undefined || visible(e)) && (types === undefined || types(e.type))
-  if (visible === undefined || types === undefined) return { key, accepts, types, typesKey }
+  if (visible === undefined || types === undefined) return { key, accepts, types, typesKey, fold }
   // so `request` is recorded for it even when it does not read it
-  return { key, accepts, types: (t) => t === 'request' || types(t), typesKey: `+request\n${typesKey}` }
+  return { key, accepts, types: (t) => t === 'request' || types(t), typesKey: `+request\n${typesKey}`, fold }
 }
 
 /**

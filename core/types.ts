@@ -353,6 +353,27 @@ export interface MeshEvents {
     /** a stream that did not complete (the vendor's failed, or the client left) */
     aborted?: true
   }
+  /**
+   * The sums of a team's responses that a live view asking `?fold=N` was not sent one by one (past
+   * N requests in one flush of the event stream): what its counters add up. Made by the stream,
+   * never emitted on the bus.
+   */
+  responses_folded: {
+    identity: { team: string }
+    requests: number
+    /** responses with a status of 400 or more */
+    errors: number
+    /** input + output */
+    tokens: number
+    usd: number
+    /** what the exact and semantic hits among them saved */
+    savedUsd: number
+    /** responses that looked in a cache (cache status other than bypass) */
+    lookups: number
+    /** exact and semantic hits; vendor: answers with prompt-cache reads */
+    hits: { exact: number; semantic: number; vendor: number }
+    vendorCalls: number
+  }
   error: { id: string; status: number; type: string; message: string; plugin?: string }
   config_reload: { plugins: string[] }
   /**

@@ -191,6 +191,85 @@ describe('event stream: many clients', () => {
     for (const c of [dash, all]) c.out.destroy()
   })
 
+  it('?fold=N: past N requests a flush, their responses are summed per team (counters exact), the rest of their events left out; a reader of every event turns it off', async () => {
+    const bus = new EventBus(() => {})
+    const dash = client()
+    streamEvents(bus, dash.out, new URL(`http://proxy${DASHBOARD_EVENTS}`))
+    const teamA = client()
+    streamEvents(bus, teamA.out, new URL(`http://proxy${DASHBOARD_EVENTS}`), teamFilter('a'))
+    const usage = (n: number) => ({ inputTokens: n, outputTokens: 2 * n, cacheReadTokens: n % 3, cacheWriteTokens: 0 })
+    const burst = (from: number, n: number) => {
+      for (let i = from; i < from + n; i++) {
+        const id = `r${i}`
+        const hit = i % 5 === 0
+        bus.emit('route' as never, { id, requested: 'm', vendor: 'openai', model: 'm', reason: 'x' } as never)
+        if (hit) bus.emit('cache_hit', { id, kind: 'exact', savedTokens: 3, savedUsd: 0.25 })
+        bus.emit('response', {
+          id,
+          status: i % 7 === 0 ? 500 : 200,
+          cache: hit ? 'exact' : 'miss',
+          latencyMs: 1,
+          identity: who(i % 2 ? 'a' : 'b'),
+          protocol: 'openai',
+          stream: false,
+          requested: 'm',
+          vendor: 'openai',
+          model: 'm',
+          tokens: 3 * i,
+          usage: usage(i),
+          costUsd: i / 1000,
+          vendorCalled: !hit,
+        })
+        bus.emit('audit_entry' as never, { id, seq: i } as never)
+      }
+    }
+    burst(0, 100)
+    await flushed()
+    const got = dash.events()
+    // ids unique and increasing: a sum takes the id of a response it stands for
+    const ids = got.map((e) => e.id!)
+    expect(ids).toEqual([...ids].sort((x, y) => x - y))
+    expect(new Set(ids).size).toBe(ids.length)
+    const whole = got.filter((e) => e.type === 'response').map((e) => (e.data as { id: string }).id)
+    expect(whole).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`))
+    // nothing of a folded request but its sums
+    const named = new Set(got.map((e) => (e.data as { id?: string }).id).filter(Boolean))
+    expect([...named].every((id) => whole.includes(id!))).toBe(true)
+    const sums = got.filter((e) => e.type === 'responses_folded').map((e) => e.data as Record<string, any>)
+    expect(sums.map((x) => x.identity.team).sort()).toEqual(['a', 'b'])
+    // the sums add up to what the folded responses said, field by field
+    const folded = Array.from({ length: 80 }, (_, k) => k + 20)
+    const total = (f: (x: Record<string, any>) => number) => sums.reduce((t, x) => t + f(x), 0)
+    expect(total((x) => x.requests)).toBe(80)
+    expect(total((x) => x.errors)).toBe(folded.filter((i) => i % 7 === 0).length)
+    expect(total((x) => x.tokens)).toBe(folded.reduce((t, i) => t + 3 * i, 0))
+    expect(total((x) => x.usd)).toBeCloseTo(
+      folded.reduce((t, i) => t + i / 1000, 0),
+      9,
+    )
+    expect(total((x) => x.hits.exact)).toBe(folded.filter((i) => i % 5 === 0).length)
+    expect(total((x) => x.savedUsd)).toBeCloseTo(0.25 * folded.filter((i) => i % 5 === 0).length, 9)
+    expect(total((x) => x.hits.vendor)).toBe(folded.filter((i) => i % 3 > 0).length)
+    expect(total((x) => x.lookups)).toBe(80)
+    expect(total((x) => x.vendorCalls)).toBe(folded.filter((i) => i % 5 !== 0).length)
+    // a team's reader sees its own team's sums only
+    const aSums = teamA.events().filter((e) => e.type === 'responses_folded')
+    expect(aSums.map((e) => (e.data as Record<string, any>).identity.team)).toEqual(['a'])
+    // a reload gets what was sent, from the ring
+    const back = client()
+    streamEvents(bus, back.out, new URL(`http://proxy${DASHBOARD_EVENTS}`), undefined, 0)
+    await flushed()
+    expect(back.events()).toEqual(got)
+    // a reader of every event (agentmesh observe) comes: from then on nobody's are folded
+    const all = client()
+    streamEvents(bus, all.out, URL_ALL)
+    burst(100, 50)
+    await flushed()
+    expect(dash.events().filter((e) => e.type === 'response')).toHaveLength(70)
+    expect(all.events().filter((e) => e.type === 'response')).toHaveLength(50)
+    for (const c of [dash, teamA, back, all]) c.out.destroy()
+  })
+
   it('a team client that does not read `request` still sees its team only (its requests are learnt from them)', async () => {
     const bus = new EventBus(() => {})
     const a = client()

@@ -11,7 +11,7 @@ const MAX_ROWS = 1000
 // identity, usage and cost, so its `request`, `llm_call`, cache misses and plugins' own x- events
 // would only be serialised and sent for nothing (5 dashboards reading every event cost a busy proxy
 // ~10% of its CPU). bench:proxy's dashboard line reads this same URL (DASHBOARD_EVENTS in plugins/dashboard/index.ts).
-const EVENTS_URL = '/agentmesh/events?exclude=request,llm_call,cache_miss,x-*'
+const EVENTS_URL = '/agentmesh/events?exclude=request,llm_call,cache_miss,x-*&fold=20'
 const SERIES_SECONDS = 120
 
 // ---------------------------------------------------------------- state fed by the event stream
@@ -34,6 +34,7 @@ const store = {
     vendorCalls: 0,
   },
   perSecond: new Map(), // epoch second -> responses
+  folded: 0, // responses counted from the server's sums, not shown as rows
   feed: [], // newest non-request events (quota, approvals, runs, errors)
   version: 0,
 }
@@ -109,6 +110,23 @@ function apply(e) {
     const sec = Math.floor(e.time / 1000)
     store.perSecond.set(sec, (store.perSecond.get(sec) || 0) + 1)
     if (store.perSecond.size > SERIES_SECONDS * 2) store.perSecond.delete(store.perSecond.keys().next().value)
+    return
+  }
+  // past 20 requests in 40 ms the server sends the others' sums instead of their rows: the
+  // counters stay exact, the table shows a sample
+  if (e.type === 'responses_folded') {
+    const s = store.seen
+    s.requests += d.requests
+    s.errors += d.errors
+    s.tokens += d.tokens
+    s.usd += d.usd
+    s.savedUsd += d.savedUsd
+    s.lookups += d.lookups
+    s.vendorCalls += d.vendorCalls
+    for (const k of ['exact', 'semantic', 'vendor']) s.hits[k] += d.hits[k]
+    store.folded += d.requests
+    const sec = Math.floor(e.time / 1000)
+    store.perSecond.set(sec, (store.perSecond.get(sec) || 0) + d.requests)
     return
   }
   // the entry's place in the audit log, once its batch is written (only for rows still shown)
@@ -466,7 +484,8 @@ function Requests() {
     )}</div>
     <table class="requests"><thead><tr><th>time</th><th>team</th><th class="hide-sm">user</th><th class="hide-sm">tool</th><th>model</th><th>cache</th><th>status</th><th>tokens</th><th>USD</th><th class="hide-sm">ms</th></tr></thead><tbody>
       ${rows.map((r) => html`<tr data-id=${r.id} onClick=${() => setSel(r.id)}><td>${new Date(r.time).toLocaleTimeString()}</td><td>${r.identity?.team}</td><td class="hide-sm">${r.identity?.user}</td><td class="hide-sm">${r.identity?.tool}</td><td>${r.answeredModel || r.model}</td><td>${r.cache || ''}</td><td class=${statusClass(r.status)}>${r.status}</td><td>${r.usage ? num(r.usage.inputTokens + r.usage.outputTokens) : r.cache === 'exact' || r.cache === 'semantic' ? 0 : ''}</td><td>${r.costUsd !== undefined ? usd(r.costUsd) : ''}</td><td class="hide-sm">${r.latencyMs ? r.latencyMs.toFixed(0) : ''}</td></tr>`)}
-    </tbody></table></section>
+    </tbody></table>
+    ${s.folded > 0 ? html`<p class="muted" id="folded">${num(s.folded)} requests came faster than 500 a second: counted in the totals, not listed here (<code>agentmesh observe</code> or <code>agentmesh audit export</code> lists every one)</p>` : ''}</section>
     ${
       detail
         ? html`<section class="detail"><h2>Request ${detail.id} <button onClick=${() => setSel(undefined)}>close</button></h2><dl>
