@@ -148,9 +148,12 @@ const TRANSLATED_BLOCK_MS = 100
 /** the old relay's 22-63 (38-63 in full runs of this file), now 10-29 */
 const RELAYED_RESPONSES_BLOCK_MS = 35
 /**
- * 15-48: its longest blocks are the garbage collector's (20-41 ms of CPU of it in them, by a CPU
- * profile) after the megabytes of copies of five events of 5 MB, each parsed twice (for the reader
- * and for the rewriter), rewritten and stringified
+ * 20-48 in single runs (30, at e64551e): the mask rewriter (core/translate/answer-text.ts,
+ * eventSliced) parses each of the five events of 5 MB itself (the relay parses only
+ * response.completed, for the reader), joins its long string, rewrites it and joins it again, then
+ * stringifies it; its longest blocks are those copies of ~10 MB and the collections of their garbage
+ * (CPU profile). Reading the long strings a run at a time from the event's text (a change in core,
+ * not made yet) measured 17-38, median 19, which would justify 50
  */
 const MASKED_RESPONSES_BLOCK_MS = 100
 
