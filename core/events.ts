@@ -236,6 +236,8 @@ class SseHub {
     if (this.#pending.length === 0) return
     const events = this.#folder ? this.#folder.fold(this.#pending) : this.#pending
     this.#pending = []
+    // a flush of folded requests' late events only (their audit entries) leaves nothing to send
+    if (events.length === 0) return
     const frames = events.map(frameOf)
     const text = frames.join('')
     const all = Buffer.from(text)

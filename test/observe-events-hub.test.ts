@@ -255,6 +255,12 @@ describe('event stream: many clients', () => {
     // a team's reader sees its own team's sums only
     const aSums = teamA.events().filter((e) => e.type === 'responses_folded')
     expect(aSums.map((e) => (e.data as Record<string, any>).identity.team)).toEqual(['a'])
+    // a flush that holds only folded requests' late events (their audit entries) sends nothing
+    // (it once threw in the flush's timer: the process's end)
+    const sent = dash.chunks.length
+    for (let i = 20; i < 100; i++) bus.emit('audit_entry' as never, { id: `r${i}`, seq: 1000 + i } as never)
+    await flushed()
+    expect(dash.chunks.length).toBe(sent)
     // a reload gets what was sent, from the ring
     const back = client()
     streamEvents(bus, back.out, new URL(`http://proxy${DASHBOARD_EVENTS}`), undefined, 0)
