@@ -234,7 +234,7 @@ class SseHub {
     clearTimeout(this.#timer)
     this.#timer = undefined
     if (this.#pending.length === 0) return
-    const events = this.#folder ? this.#folder.fold(this.#pending) : this.#pending
+    const events = this.#folder ? this.#foldSafely(this.#pending) : this.#pending
     this.#pending = []
     // a flush of folded requests' late events only (their audit entries) leaves nothing to send
     if (events.length === 0) return
@@ -257,6 +257,15 @@ class SseHub {
       }
       // one copy to bytes for the whole group, not one per client
       if (chunk !== undefined) for (const out of g.clients) deliver(out, chunk)
+    }
+  }
+
+  /** folded, or as they are if folding fails: this runs in a timer, where a throw ends the process */
+  #foldSafely(events: MeshEvent[]): MeshEvent[] {
+    try {
+      return this.#folder!.fold(events)
+    } catch {
+      return events
     }
   }
 
