@@ -148,14 +148,13 @@ const TRANSLATED_BLOCK_MS = 100
 /** the old relay's 22-63 (38-63 in full runs of this file), now 10-29 */
 const RELAYED_RESPONSES_BLOCK_MS = 35
 /**
- * 20-48 in single runs (30, at e64551e): the mask rewriter (core/translate/answer-text.ts,
- * eventSliced) parses each of the five events of 5 MB itself (the relay parses only
- * response.completed, for the reader), joins its long string, rewrites it and joins it again, then
- * stringifies it; its longest blocks are those copies of ~10 MB and the collections of their garbage
- * (CPU profile). Reading the long strings a run at a time from the event's text (a change in core,
- * not made yet) measured 17-38, median 19, which would justify 50
+ * 20-48 in single runs (30, interleaved with the new code) when the mask rewriter parsed each of the
+ * five events of 5 MB itself, joined its long string, rewrote it and joined it again, then
+ * stringified it. With the long strings read a run at a time from the event's own text
+ * (core/translate/long-literals.ts): 17-38, median 19; what is left is the relay's own (the join of
+ * the event's chunks, the reader's parse of response.completed, their collections)
  */
-const MASKED_RESPONSES_BLOCK_MS = 100
+const MASKED_RESPONSES_BLOCK_MS = 50
 
 type Shape = {
   name: string

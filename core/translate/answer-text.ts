@@ -4,9 +4,10 @@
 // blocks stay as the vendor signed them, and everything the core keeps (ctx.answer, what caches
 // store, what the audit hashes) stays the vendor's own. Nothing here runs unless answerText is set.
 import { cutString, parseBufferSliced, stringifySliced, utf8Sliced } from '../json-sliced.ts'
-import { MAX_JSON_DEPTH, isObject, parseJsonSliced, runGenerator, sse } from '../protocols/shared.ts'
+import { isObject, MAX_JSON_DEPTH, parseJsonSliced, runGenerator, sse } from '../protocols/shared.ts'
 import type { Slicer } from '../slicer.ts'
 import type { AnswerTextRewriter, CanonicalAnswer, MeshContext, ProtocolName } from '../types.ts'
+import { LongLiterals } from './long-literals.ts'
 import type { StreamEvent } from './stream.ts'
 
 export type AnswerText = NonNullable<MeshContext['answerText']>
@@ -22,7 +23,16 @@ export function rewriteWhole(at: AnswerText, text: string): string {
 const LONG_TEXT = 64 * 1024
 
 /** rewriteWhole, a piece of a long text a step (the same text) */
-function* rewriteWholeSteps(at: AnswerText, text: string): Generator<undefined, string, undefined> {
+function* rewriteWholeSteps(
+  at: AnswerText,
+  text: string,
+  long?: LongLiterals,
+): Generator<undefined, string, undefined> {
+  const id = long ? long.id(text) : -1
+  if (id >= 0) {
+    const r = at.open()
+    return yield* long!.rewriteSteps(id, r)
+  }
   if (text.length <= LONG_TEXT) return rewriteWhole(at, text)
   const r = at.open()
   const out: string[] = []
@@ -49,11 +59,11 @@ export function rewriteJson(at: AnswerText, value: unknown): unknown {
 function* rewriteJsonSteps(
   at: AnswerText,
   value: unknown,
-  seen: { n: number },
+  seen: { n: number; long?: LongLiterals },
 ): Generator<undefined, unknown, undefined> {
   if (typeof value === 'string') {
     if (++seen.n % JSON_STEP === 0) yield
-    return yield* rewriteWholeSteps(at, value)
+    return yield* rewriteWholeSteps(at, value, seen.long)
   }
   if (Array.isArray(value)) {
     let out: unknown[] | undefined
@@ -185,12 +195,15 @@ type EventSteps = Generator<undefined, Out[], undefined>
  */
 interface StepRewriter {
   steps(data: string, value: unknown): EventSteps
+  /** the long literals the next event's value has as markers (its parse left them out) */
+  long?(l: LongLiterals | undefined): void
   end(): string
 }
 
 /** Open text streams of one answer (a choice's text, a tool call's arguments, a content block), by key. */
 class Channels {
   private readonly open = new Map<string, AnswerTextRewriter>()
+  long: LongLiterals | undefined
   constructor(private readonly at: AnswerText) {}
   rewrite(key: string, text: string): string {
     let r = this.open.get(key)
@@ -199,6 +212,9 @@ class Channels {
   }
   /** rewrite, a long text given a piece at a time, a step each (the rewriter's output for the pieces is the text's) */
   *rewriteSteps(key: string, text: string): Generator<undefined, string, undefined> {
+    // an event's long string (left out of its parse): read a run at a time from the event's text
+    const id = this.long ? this.long.id(text) : -1
+    if (id >= 0) return yield* this.long!.rewriteSteps(id, { rewrite: (t) => this.rewrite(key, t) })
     if (text.length <= LONG_TEXT) return this.rewrite(key, text)
     const out: string[] = []
     for (const piece of cutString(text, LONG_TEXT)) {
@@ -238,6 +254,8 @@ function rewriterOf(r: StepRewriter): EventRewriter {
   return {
     event,
     async eventSliced(data, slicer) {
+      const viaLong = r.long ? await longEventSliced(r, data, slicer) : undefined
+      if (viaLong) return viaLong
       let value: unknown
       try {
         // a parse of its own: the steps change what they rewrite, and the readers' parse is shared
@@ -267,6 +285,42 @@ function rewriterOf(r: StepRewriter): EventRewriter {
       return out
     },
     end: () => r.end(),
+  }
+}
+
+/**
+ * eventSliced for an event whose long strings (LongLiterals) are read from its own text: the rest
+ * parsed (small), the steps run over it, their output stringified around the long strings' text
+ * (the vendor's own where nothing changed). Undefined when the event has none, or is not JSON (or
+ * nests too deep): then the parse in slices, as before.
+ */
+async function longEventSliced(r: StepRewriter, data: string, slicer: Slicer): Promise<string[] | undefined> {
+  const long = await LongLiterals.find(data, slicer)
+  if (!long) return undefined
+  let value: unknown
+  try {
+    const parsed = await parseJsonSliced(long.skeleton(), MAX_JSON_DEPTH, slicer)
+    if (parsed.deep) return undefined
+    value = parsed.value
+  } catch {
+    return undefined
+  }
+  r.long!(long)
+  try {
+    const steps = r.steps(data, value)
+    let s = steps.next()
+    while (!s.done) {
+      await slicer.pause()
+      s = steps.next()
+    }
+    const out: string[] = []
+    for (const o of s.value) {
+      for (const piece of long.render(typeof o === 'string' ? o : sse(o.json, o.event))) out.push(piece)
+      await slicer.pause()
+    }
+    return out
+  } finally {
+    r.long!(undefined)
   }
 }
 
@@ -302,10 +356,13 @@ function openaiEvents(at: AnswerText): StepRewriter {
     return out
   }
   return {
+    long: (l) => void (ch.long = l),
     *steps(data, c) {
       if (data === '[DONE]') return [end() + sse('[DONE]')]
       if (!isObject(c) || !Array.isArray(c.choices)) return [sse(data)]
-      base = { id: c.id, object: c.object, created: c.created, model: c.model }
+      // kept for later events: a long id as its own text, not this event's marker
+      const plain = (v: unknown) => (ch.long ? ch.long.plain(v) : v)
+      base = { id: plain(c.id), object: plain(c.object), created: c.created, model: plain(c.model) }
       let before = ''
       for (const choice of c.choices) {
         const i = Number.isSafeInteger(choice?.index) ? choice.index : 0
@@ -348,6 +405,7 @@ function anthropicEvents(at: AnswerText): StepRewriter {
     return out
   }
   return {
+    long: (l) => void (ch.long = l),
     *steps(data, e) {
       if (!isObject(e)) return [sse(data)]
       const key = String(e.index)
@@ -452,6 +510,7 @@ function responsesEvents(at: AnswerText): StepRewriter {
     return sse(delta, type)
   }
   return {
+    long: (l) => void (ch.long = l),
     *steps(data, e) {
       if (!isObject(e)) return [sse(data)]
       const textKey = `t:${e.item_id}:${e.content_index}`
@@ -465,18 +524,18 @@ function responsesEvents(at: AnswerText): StepRewriter {
           return [ev(e)]
         case 'response.output_text.done': {
           const before = held(e, textKey, 'response.output_text.delta')
-          if (typeof e.text === 'string') e.text = yield* rewriteWholeSteps(at, e.text)
+          if (typeof e.text === 'string') e.text = yield* rewriteWholeSteps(at, e.text, ch.long)
           return [before, ev(e)]
         }
         case 'response.function_call_arguments.done': {
           const before = held(e, argsKey, 'response.function_call_arguments.delta')
-          if (typeof e.arguments === 'string') e.arguments = yield* rewriteWholeSteps(at, e.arguments)
+          if (typeof e.arguments === 'string') e.arguments = yield* rewriteWholeSteps(at, e.arguments, ch.long)
           return [before, ev(e)]
         }
       }
       // whole parts, items and the final response: every string in them
       if (typeof e.type === 'string' && /\.(done|completed|incomplete|failed)$/.test(e.type))
-        return [ev((yield* rewriteJsonSteps(at, e, { n: 0 })) as Record<string, any>)]
+        return [ev((yield* rewriteJsonSteps(at, e, { n: 0, long: ch.long })) as Record<string, any>)]
       return [ev(e)]
     },
     end: () => '',
