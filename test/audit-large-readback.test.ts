@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Slicer } from '../core/slicer.ts'
 import * as chain from '../plugins/audit/chain.ts'
+import { serialise } from '../plugins/audit/chain.ts'
 import { scrubString } from '../plugins/audit/entry.ts'
 import {
   type AuditEntry,
@@ -21,9 +22,11 @@ import {
   loadSigner,
   parseLine,
   sealEntry,
+  sha256Hex,
   verifyLog,
 } from '../plugins/audit/index.ts'
 import { scanUnsignedTail } from '../plugins/audit/recovery.ts'
+import * as sliced from '../plugins/audit/sliced.ts'
 import { scrubSliced } from '../plugins/audit/sliced.ts'
 import { sampleEntry, tempDir, writeEntries } from './audit-helpers.ts'
 import { type Proxy, startProxy } from './helpers/core-harness.ts'
@@ -246,6 +249,58 @@ describe('a log with lines of 13 MB read back', () => {
       expect(sliced.body() === one.body()).toBe(true)
     }
   }, 60_000)
+
+  it('verify --deep on a large line: what the one-go check says, a line re-sealed off canonical form caught', async () => {
+    const isCanonicalSliced = (sliced as Record<string, any>).isCanonicalSliced
+    expect(typeof isCanonicalSliced).toBe('function')
+    const file = listLogFiles(dir)[0]!.path
+    const lines = linesOf(file)
+    const big = lines[log.bigLines[0]! - 1]!
+    const body = parseLine(big)!.body()
+    const oneGo = (b: Buffer) => {
+      try {
+        const text = parseLine(b)!.body()
+        return serialise(JSON.parse(text)) === text
+      } catch {
+        return false
+      }
+    }
+    // the text re-sealed: its hash matches, its form does not
+    const resealed = (text: string) => Buffer.from(`${text.slice(0, -1)},"hash":"${sha256Hex(text)}"}`)
+    const cases: Array<[string, Buffer, boolean]> = [
+      ['as written', big, true],
+      ['a space', resealed(body.replace('"kind":"request",', '"kind":"request", ')), false],
+      ['a number written otherwise', resealed(body.replace('"v":1', '"v":1.0')), false],
+      ['a key twice', resealed(body.replace('"vendor":"demo"', '"vendor":"x","vendor":"demo"')), false],
+      ['keys out of order', resealed(body.replace('"v":1,"vendor":"demo"', '"vendor":"demo","v":1')), false],
+      ['an escape written otherwise', resealed(body.replace('\\n', '\\u000a')), false],
+      ['malformed', resealed(body.replace('"vendor":"demo"', '"vendor":demo')), false],
+    ]
+    for (const [name, line, canonical] of cases) {
+      expect(line.length, name).toBeGreaterThan(1_000_000)
+      expect(oneGo(line), name).toBe(canonical)
+      // malformed: it throws as JSON.parse does (verify counts a throw as not canonical)
+      expect(await isCanonicalSliced(line, new Slicer(0)).catch(() => false), name).toBe(canonical)
+    }
+    // appended to a copy of the log as its next record: verify passes it, verify --deep names it
+    const copy = join(tempDir(), 'audit')
+    try {
+      cpSync(dir, copy, { recursive: true })
+      const copied = listLogFiles(copy)[0]!.path
+      const last = parseLine(linesOf(copied).at(-1)!)!
+      const record = JSON.parse(body)
+      const text = serialise({ ...record, seq: last.seq + 1, prev: last.hash }).replace('"v":1', '"v":1.0')
+      appendFileSync(copied, resealed(text))
+      appendFileSync(copied, '\n')
+      const keys = loadPublicKeys(undefined, copy)
+      expect(await verifyLog(fsLogSource(copy), { publicKeys: keys })).toMatchObject({ ok: true, unsignedTail: 4 })
+      const deep = await verifyLog(fsLogSource(copy), { publicKeys: keys, deep: true })
+      expect(deep.problem).toMatchObject({ kind: 'edited', seq: last.seq + 1, line: lines.length + 1 })
+      expect(deep.problem!.message).toMatch(/^entry is not canonical JSON/)
+    } finally {
+      rmSync(copy, { recursive: true, force: true })
+    }
+  }, 120_000)
 
   it('verify: the one-go results, a large line edited caught', async () => {
     const keys = loadPublicKeys(undefined, dir)

@@ -110,7 +110,12 @@ export function serialise(record: { seq: number; prev: string; kind: string } & 
 
 /** the fixed chain header, then the other fields' canonical JSON (`tail`, an object) */
 function frame(seq: number, prev: string, kind: string, tail: string): string {
-  return `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
+  return `${frameHead(seq, prev, kind)}${tail === '{}' ? '}' : ',' + tail.slice(1)}`
+}
+
+/** what frame() writes before the other fields */
+export function frameHead(seq: number, prev: string, kind: string): string {
+  return `{"seq":${seq},"prev":${JSON.stringify(prev)},"kind":${JSON.stringify(kind)}`
 }
 
 /**

@@ -5,10 +5,12 @@
 // (scrub 13-15 ms, sealEntry 48-72, the batch's join and encoding 25 more at 5 MB). The bytes are
 // those of scrub() and sealEntry(): test/large-audit.test.ts compares them.
 import { createHash } from 'node:crypto'
+import { StringDecoder } from 'node:string_decoder'
 import { cutString, PIECE_CHARS, Pieces, withinBudget } from '../../core/json-sliced.ts'
+import { MAX_JSON_DEPTH, parseJsonSliced } from '../../core/protocols/shared.ts'
 import type { Slicer } from '../../core/slicer.ts'
 import { canonicalJson } from './canonical.ts'
-import type { AuditEntry } from './chain.ts'
+import { type AuditEntry, frameHead, readFrame } from './chain.ts'
 import { KEY_HINT, KEY_PATTERNS, REDACTED, scrub, scrubString } from './entry.ts'
 
 // PIECE_CHARS (the core's): the length of one piece of text, and of a run of a long string escaped (or searched) at a time
@@ -68,6 +70,40 @@ export async function sealPrepared(
   at += line.write(`,"hash":"${hash}"}`, at, 'latin1')
   if (at !== line.length) throw new Error(`audit: sealed ${at} of ${line.length} bytes`)
   return { line, hash }
+}
+
+/**
+ * `audit verify --deep` for a line of megabytes: serialise(JSON.parse(body)) === body, where body
+ * is the hashed text of the line, decoded, parsed (core's sliced parser) and printed as canonical
+ * JSON (canonicalPieces) in slices, and compared a piece at a time. Throws where JSON.parse would.
+ */
+export async function isCanonicalSliced(line: Buffer, slicer: Slicer): Promise<boolean> {
+  const f = readFrame(line)
+  if (!f) return false
+  const decoder = new StringDecoder('utf8')
+  const texts: string[] = []
+  for (let from = 0; from < f.h; from += 1024 * 1024) {
+    texts.push(decoder.write(line.subarray(from, Math.min(from + 1024 * 1024, f.h))))
+    await slicer.pause()
+  }
+  texts.push(decoder.end(), '}')
+  // one copy of megabytes: in a slice of its own
+  await slicer.yield()
+  const body = texts.join('')
+  const parsed = await parseJsonSliced(body, MAX_JSON_DEPTH, slicer)
+  const record = parsed.deep ? JSON.parse(body) : parsed.value
+  // serialise(): the chain header, then the other fields as canonical JSON
+  const { seq, prev, kind } = record
+  const tail = await canonicalPieces({ ...record, seq: undefined, prev: undefined, kind: undefined }, slicer)
+  const head = frameHead(seq, prev, kind)
+  const pieces = tail.length === 1 && tail[0] === '{}' ? [head, '}'] : [head, ',', tail[0]!.slice(1), ...tail.slice(1)]
+  let at = 0
+  for (const p of pieces) {
+    if (!body.startsWith(p, at)) return false
+    at += p.length
+    await slicer.pause()
+  }
+  return at === body.length
 }
 
 type Frame =
