@@ -7,26 +7,31 @@ import type { MeshEvent, MeshEvents } from './types.ts'
 
 /** the events that belong to one request and are left out with it (governance events never are) */
 const PER_REQUEST = new Set(['request', 'cache_hit', 'cache_miss', 'route', 'llm_call', 'response', 'audit_entry'])
-/** requests remembered as kept or folded: their events span flushes (a route now, the response later) */
-const REMEMBERED = 10_000
+/**
+ * Requests remembered as kept or folded (their events span flushes: a route now, the response
+ * later), in two generations of this many: the older one is dropped whole when the newer fills
+ * (deleting the oldest of one Map, one by one, walks the holes left by every delete before it).
+ */
+const GENERATION = 5_000
+
+/**
+ * A request's fate, decided at its first event for all of them: `true` kept whole, a number
+ * folded (what its cache hit saved, added to its team's sums with its response). Not an object:
+ * one per request would be kept across flushes, what the garbage collector copies.
+ */
+type Fate = true | number
 
 type Folded = MeshEvents['responses_folded']
 
-/** what one request's events say when it is folded: decided at its first event, for all of them */
-interface Fate {
-  keep: boolean
-  /** what its cache hit saved, added to its team's sums with its response */
-  savedUsd: number
-}
-
 export class EventFolder {
   #fates = new Map<string, Fate>()
+  #older = new Map<string, Fate>()
   constructor(readonly perFlush: number) {}
 
   /**
    * The events of one flush, folded: the first `perFlush` requests seen in it go out whole, the
    * others' responses are summed per team into an event that takes the id and the place of that
-   * team's first folded event there (ids stay unique and increasing: a left-out event's id is free).
+   * team's first folded response there (ids stay unique and increasing: a left-out event's id is free).
    */
   fold(events: MeshEvent[]): MeshEvent[] {
     let kept = 0
@@ -35,21 +40,18 @@ export class EventFolder {
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!
       const id = (e.data as { id?: unknown }).id
-      if (!PER_REQUEST.has(e.type) || typeof id !== 'string') {
+      if (typeof id !== 'string' || !PER_REQUEST.has(e.type)) {
         out?.push(e)
         continue
       }
-      let fate = this.#fates.get(id)
-      if (fate === undefined) {
-        fate = { keep: kept++ < this.perFlush, savedUsd: 0 }
-        this.#remember(id, fate)
-      }
-      if (fate.keep) {
+      let fate = this.#fates.get(id) ?? this.#older.get(id)
+      if (fate === undefined) this.#remember(id, (fate = kept++ < this.perFlush ? true : 0))
+      if (fate === true) {
         out?.push(e)
         continue
       }
       out ??= events.slice(0, i)
-      if (e.type === 'cache_hit') fate.savedUsd += (e.data as MeshEvents['cache_hit']).savedUsd
+      if (e.type === 'cache_hit') this.#remember(id, fate + (e.data as MeshEvents['cache_hit']).savedUsd)
       if (e.type !== 'response') continue
       const r = e.data as MeshEvents['response']
       const team = String(r.identity?.team)
@@ -60,14 +62,17 @@ export class EventFolder {
         sums.set(team, sum)
         out.push({ id: e.id, type: 'responses_folded', time: e.time, data: sum })
       }
-      add(sum, r, fate.savedUsd)
+      add(sum, r, fate)
     }
     return out ?? events
   }
 
   #remember(id: string, fate: Fate): void {
+    if (this.#fates.size >= GENERATION && !this.#fates.has(id)) {
+      this.#older = this.#fates
+      this.#fates = new Map()
+    }
     this.#fates.set(id, fate)
-    if (this.#fates.size > REMEMBERED) this.#fates.delete(this.#fates.keys().next().value!)
   }
 }
 

@@ -127,19 +127,25 @@ type Visible = ((e: MeshEvent) => boolean) & { [TEAM]?: string }
 
 /**
  * Events of one team only: `request` and `response` name the identity; the other events of a
- * request carry its id, so the ids of the team's requests are remembered (the newest 10,000).
+ * request carry its id, so the ids of the team's requests are remembered (the newest 5,000-10,000).
  */
 export function teamFilter(team: string): (e: MeshEvent) => boolean {
-  const ids = new Set<string>()
+  // two generations of 5,000, the older dropped whole: deleting the oldest of one Set, one by one,
+  // walks the holes every delete before it left
+  let ids = new Set<string>()
+  let older = new Set<string>()
   const visible: Visible = (e) => {
     const data = e.data as { id?: unknown; identity?: { team?: string } }
     if (e.type === 'request' && data.identity?.team === team && typeof data.id === 'string') {
+      if (ids.size >= 5_000) {
+        older = ids
+        ids = new Set()
+      }
       ids.add(data.id)
-      if (ids.size > 10_000) ids.delete(ids.values().next().value!)
       return true
     }
     if (data.identity) return data.identity.team === team
-    return typeof data.id === 'string' && ids.has(data.id)
+    return typeof data.id === 'string' && (ids.has(data.id) || older.has(data.id))
   }
   visible[TEAM] = team
   return visible
