@@ -26,45 +26,47 @@ type Folded = MeshEvents['responses_folded']
 export class EventFolder {
   #fates = new Map<string, Fate>()
   #older = new Map<string, Fate>()
+  /** in the flush being gathered: the requests kept so far, and each team's sums */
+  #kept = 0
+  #sums = new Map<string, Folded>()
   constructor(readonly perFlush: number) {}
 
   /**
-   * The events of one flush, folded: the first `perFlush` requests seen in it go out whole, the
-   * others' responses are summed per team into an event that takes the id and the place of that
-   * team's first folded response there (ids stay unique and increasing: a left-out event's id is free).
+   * One event, as it comes, into the flush being gathered (`pending`): the first `perFlush`
+   * requests seen in a flush go out whole, the others' responses are summed per team into an event
+   * that takes the id and the place of that team's first folded response (ids stay unique and
+   * increasing: a left-out event's id is free). Folded as they come, not at the flush: a folded
+   * event is not kept until then (kept objects are what the garbage collector copies).
    */
-  fold(events: MeshEvent[]): MeshEvent[] {
-    let kept = 0
-    let out: MeshEvent[] | undefined
-    let sums: Map<string, Folded> | undefined
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i]!
-      const id = (e.data as { id?: unknown }).id
-      if (typeof id !== 'string' || !PER_REQUEST.has(e.type)) {
-        out?.push(e)
-        continue
-      }
-      let fate = this.#fates.get(id) ?? this.#older.get(id)
-      if (fate === undefined) this.#remember(id, (fate = kept++ < this.perFlush ? true : 0))
-      if (fate === true) {
-        out?.push(e)
-        continue
-      }
-      out ??= events.slice(0, i)
-      if (e.type === 'cache_hit') this.#remember(id, fate + (e.data as MeshEvents['cache_hit']).savedUsd)
-      if (e.type !== 'response') continue
-      const r = e.data as MeshEvents['response']
-      const team = String(r.identity?.team)
-      sums ??= new Map()
-      let sum = sums.get(team)
-      if (sum === undefined) {
-        sum = emptySums(team)
-        sums.set(team, sum)
-        out.push({ id: e.id, type: 'responses_folded', time: e.time, data: sum })
-      }
-      add(sum, r, fate)
+  add(e: MeshEvent, pending: MeshEvent[]): void {
+    const id = (e.data as { id?: unknown }).id
+    if (typeof id !== 'string' || !PER_REQUEST.has(e.type)) {
+      pending.push(e)
+      return
     }
-    return out ?? events
+    let fate = this.#fates.get(id) ?? this.#older.get(id)
+    if (fate === undefined) this.#remember(id, (fate = this.#kept++ < this.perFlush ? true : 0))
+    if (fate === true) {
+      pending.push(e)
+      return
+    }
+    if (e.type === 'cache_hit') this.#remember(id, fate + (e.data as MeshEvents['cache_hit']).savedUsd)
+    if (e.type !== 'response') return
+    const r = e.data as MeshEvents['response']
+    const team = String(r.identity?.team)
+    let sum = this.#sums.get(team)
+    if (sum === undefined) {
+      sum = emptySums(team)
+      this.#sums.set(team, sum)
+      pending.push({ id: e.id, type: 'responses_folded', time: e.time, data: sum })
+    }
+    add(sum, r, fate)
+  }
+
+  /** the flush went out: the next one starts counting and summing afresh */
+  flushed(): void {
+    this.#kept = 0
+    if (this.#sums.size > 0) this.#sums = new Map()
   }
 
   #remember(id: string, fate: Fate): void {

@@ -230,7 +230,10 @@ class SseHub {
    * more time in scavenges than one without).
    */
   #onEvent = (e: MeshEvent): void => {
-    if (this.#pending.push(e) === 1) {
+    const before = this.#pending.length
+    if (this.#folder) this.#addFolded(e)
+    else this.#pending.push(e)
+    if (before === 0 && this.#pending.length > 0) {
       this.#timer = setTimeout(this.#flush, SSE_FLUSH_MS)
       this.#timer.unref()
     }
@@ -239,11 +242,10 @@ class SseHub {
   #flush = (): void => {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    if (this.#pending.length === 0) return
-    const events = this.#folder ? this.#foldSafely(this.#pending) : this.#pending
-    this.#pending = []
-    // a flush of folded requests' late events only (their audit entries) leaves nothing to send
+    this.#folder?.flushed()
+    const events = this.#pending
     if (events.length === 0) return
+    this.#pending = []
     const frames = events.map(frameOf)
     const text = frames.join('')
     const all = Buffer.from(text)
@@ -266,12 +268,12 @@ class SseHub {
     }
   }
 
-  /** folded, or as they are if folding fails: this runs in a timer, where a throw ends the process */
-  #foldSafely(events: MeshEvent[]): MeshEvent[] {
+  /** folded, or as it is if folding fails: a bus listener that throws loses the event for every client */
+  #addFolded(e: MeshEvent): void {
     try {
-      return this.#folder!.fold(events)
+      this.#folder!.add(e, this.#pending)
     } catch {
-      return events
+      this.#pending.push(e)
     }
   }
 
