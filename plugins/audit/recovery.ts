@@ -4,7 +4,7 @@
 
 import { Slicer } from '../../core/slicer.ts'
 import { GENESIS } from './canonical.ts'
-import { parseLineSliced } from './chain.ts'
+import { parseLineSliced, READBACK_SLICE_MS } from './chain.ts'
 import type { SignedHead } from './head.ts'
 
 export interface UnsignedTail {
@@ -26,7 +26,7 @@ export interface UnsignedTail {
  */
 export async function scanUnsignedTail(
   newestFirst: AsyncIterable<Buffer>,
-  slicer = new Slicer(10),
+  slicer = new Slicer(READBACK_SLICE_MS),
 ): Promise<UnsignedTail> {
   let newestSeq = 0
   let entries = 0

@@ -17,7 +17,7 @@ import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Slicer } from '../../core/slicer.ts'
 import { GENESIS } from './canonical.ts'
-import { type ChainHead, parseLineSliced, readFrame } from './chain.ts'
+import { type ChainHead, parseLineSliced, READBACK_SLICE_MS, readFrame } from './chain.ts'
 import type { SignedHead } from './head.ts'
 import { secureDir } from './signer.ts'
 import {
@@ -292,7 +292,7 @@ async function loadHead(
     if (i === files.length - 1) {
       current = { index: f.index, day: f.day, size: t.size }
       if (t.torn.length > 0) {
-        const whole = await parseLineSliced(t.torn, new Slicer(10))
+        const whole = await parseLineSliced(t.torn, new Slicer(READBACK_SLICE_MS))
         if (whole && whole.computed === whole.hash) {
           const h = await open(f.path, 'a')
           try {
