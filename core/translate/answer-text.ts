@@ -266,14 +266,8 @@ function rewriterOf(r: StepRewriter): EventRewriter {
       } catch {
         value = undefined
       }
-      const steps = r.steps(data, value)
-      let s = steps.next()
-      while (!s.done) {
-        await slicer.pause()
-        s = steps.next()
-      }
       const out: string[] = []
-      for (const o of s.value) {
+      for (const o of await runSteps(r.steps(data, value), slicer)) {
         if (typeof o === 'string') out.push(o)
         else {
           out.push(`${o.event ? `event: ${o.event}\n` : ''}data: `)
@@ -286,6 +280,16 @@ function rewriterOf(r: StepRewriter): EventRewriter {
     },
     end: () => r.end(),
   }
+}
+
+/** an event's steps run to their end, with a pause of the slicer between two */
+async function runSteps(steps: EventSteps, slicer: Slicer): Promise<Out[]> {
+  let s = steps.next()
+  while (!s.done) {
+    await slicer.pause()
+    s = steps.next()
+  }
+  return s.value
 }
 
 /**
@@ -307,14 +311,8 @@ async function longEventSliced(r: StepRewriter, data: string, slicer: Slicer): P
   }
   r.long!(long)
   try {
-    const steps = r.steps(data, value)
-    let s = steps.next()
-    while (!s.done) {
-      await slicer.pause()
-      s = steps.next()
-    }
     const out: string[] = []
-    for (const o of s.value) {
+    for (const o of await runSteps(r.steps(data, value), slicer)) {
       for (const piece of long.render(typeof o === 'string' ? o : sse(o.json, o.event))) out.push(piece)
       await slicer.pause()
     }
