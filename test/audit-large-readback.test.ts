@@ -148,12 +148,12 @@ describe('masking a string of megabytes that holds secrets: scrubString, a run a
 })
 
 const BIG_CHARS = 10_000_000
-const BIG_ENTRIES = 6
+const BIG_ENTRIES = 10
 
 /**
- * A log of small entries and four of a 10M-character prompt each (13 MB lines), signed by
+ * A log of small entries and eight of a 10M-character prompt each (13 MB lines), signed by
  * checkpoints, then an unsigned tail of a 39 MB entry, a 13 MB one and a small one (a writer that
- * stopped before it signed them): BIG_ENTRIES large lines in one file of 104 MB.
+ * stopped before it signed them): BIG_ENTRIES large lines in one file of 156 MB.
  */
 async function writeLargeLog(dir: string): Promise<{ entries: number; bigLines: number[] }> {
   const big = wordText(WORDS, BIG_CHARS, 11)
@@ -164,8 +164,8 @@ async function writeLargeLog(dir: string): Promise<{ entries: number; bigLines: 
   })
   await w.open()
   let n = 0
-  const bigAt = new Set([1, 2, 4, 7])
-  for (let i = 0; i < 10; i++) {
+  const bigAt = new Set([1, 2, 4, 7, 9, 10, 12, 13])
+  for (let i = 0; i < 15; i++) {
     const entry = bigAt.has(i)
       ? sampleEntry(n, { prompt: { messages: [{ role: 'user', content: `${n} ${big}` }] } })
       : sampleEntry(n)
@@ -388,14 +388,14 @@ describe('a log with lines of 13 MB read back', () => {
   }, 120_000)
 
   /**
-   * Measured here, POST /agentmesh/admin/audit/verify on this log (a file of 104 MB: five lines of
-   * 13 MB and one of 39 MB) while small requests are served: 61-65 ms of CPU in the longest block
-   * before (the file's lines hashed back to back in one go; the slowest small request 62-204 ms),
-   * 11-60 after, the least of three tries at most 39 (slices of 5 ms; what is left is the
-   * collections after the file's 104 MB is read: 5-16 ms each, two or three back to back at
-   * times; the slowest small request 16-60 ms). The least of three tries is checked.
+   * Measured here, POST /agentmesh/admin/audit/verify on this log (a file of 156 MB: nine lines of
+   * 13 MB and one of 39 MB) while small requests are served: 93-97 ms of CPU in the longest block
+   * before (the file's lines hashed back to back in one go; the slowest small request 99-100 ms),
+   * 10-44 after (slices of 5 ms; what is left is the collections the megabytes read bring, 5-16 ms
+   * each, two back to back at times, more under load; the slowest small request 18-69 ms). The
+   * least of three tries is checked.
    */
-  const VERIFY_BLOCK_MS = 50
+  const VERIFY_BLOCK_MS = 60
   it(`the verify route while small requests are served: no block over ${VERIFY_BLOCK_MS} ms`, async () => {
     // the writer seals the tail it finds at open (a recovered checkpoint): nothing unsigned
     const { blocks, slowest } = await verifyRouteBlocks(join(dir, '..'), VERIFY_BLOCK_MS, {
@@ -405,7 +405,7 @@ describe('a log with lines of 13 MB read back', () => {
       problem: null,
     })
     console.log(
-      `verify route, 104 MB of lines of 13-39 MB: ${blocks.join(', ')} ms of CPU in the longest block; slowest small request ${slowest.join(', ')} ms`,
+      `verify route, 156 MB of lines of 13-39 MB: ${blocks.join(', ')} ms of CPU in the longest block; slowest small request ${slowest.join(', ')} ms`,
     )
     expect(Math.min(...blocks)).toBeLessThanOrEqual(VERIFY_BLOCK_MS)
   }, 180_000)
@@ -414,7 +414,7 @@ describe('a log with lines of 13 MB read back', () => {
 /**
  * Measured here, the verify route on a full file of small entries (100,000 of them, 66 MB: what
  * the default rotation at 64 MiB leaves): 215-306 ms of CPU in the longest block before (a file's
- * lines were walked with no pause), 18-44 after. The least of three tries is checked.
+ * lines were walked with no pause), 7-22 after. The least of three tries is checked.
  */
 const SMALL_LINES_BLOCK_MS = 75
 describe('a log file of 100,000 small entries read back', () => {
