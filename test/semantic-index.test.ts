@@ -111,6 +111,47 @@ describe('vector index', () => {
     for (let i = 0; i < 15; i++) expect(index.has(`id${i}`)).toBe(i >= 5)
   })
 
+  it('evicts oldest first after removals, re-adds and a clear; a full index adds in constant time', () => {
+    const { vectors } = corpus(4, 32, 7)
+    const vec = (i: number) => quantise(vectors[i % 4]!)
+    const index = new VectorIndex({ maxEntries: 3 })
+    const add = (id: string) => {
+      const { q, inv } = vec(id.length)
+      return index.add('p', id, q, inv, Infinity)
+    }
+    expect([...['a', 'b', 'c', 'd'].flatMap(add)]).toEqual(['a'])
+    index.remove('c')
+    // b again: the newest now, so d goes before it
+    expect(add('b')).toEqual([])
+    expect(add('e')).toEqual([])
+    expect(add('f')).toEqual(['d'])
+    expect(add('g')).toEqual(['b'])
+    expect([...index.ids()]).toEqual(['e', 'f', 'g'])
+    index.clear()
+    expect(['h', 'i', 'j', 'k', 'l'].flatMap(add)).toEqual(['h', 'i'])
+    // full at 100,000: each add evicts one. A new keys().next() per eviction walked the holes of
+    // the earlier deletes; one kept iterator does not. Timed against the same adds to an index
+    // that is not full (as large, nothing evicted): 722 against 184 ms on the old code (3.9), 210
+    // against 177 on the new (1.2); a ratio, which load changes less than a time
+    const timedAdds = (maxEntries: number) => {
+      const index = new VectorIndex({ maxEntries })
+      const { q, inv } = vec(0)
+      for (let i = 0; i < 100_000; i++) index.add('p', `k${i}`, q, inv, Infinity)
+      let evicted = 0
+      const t = performance.now()
+      for (let i = 100_000; i < 160_000; i++) evicted += index.add('p', `k${i}`, q, inv, Infinity).length
+      return { index, evicted, ms: performance.now() - t }
+    }
+    const open = timedAdds(1_000_000)
+    const full = timedAdds(100_000)
+    const big = full.index
+    console.log(`60,000 adds to an index of 100,000: full ${full.ms.toFixed(0)} ms, not full ${open.ms.toFixed(0)} ms`)
+    expect([open.evicted, full.evicted]).toEqual([0, 60_000])
+    expect(full.ms / open.ms).toBeLessThan(3)
+    expect(big.has('k59999')).toBe(false)
+    expect(big.has('k60000')).toBe(true)
+  })
+
   it('removal keeps the other entries findable under their own ids (large partition)', () => {
     const { vectors } = corpus(3000, 128, 9)
     const index = new VectorIndex({ maxEntries: 100_000 })
