@@ -31,7 +31,7 @@ function inOrder(value: unknown, depth: number): boolean {
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false
   let prev: string | undefined
   for (const k in value) {
-    if (!Object.prototype.hasOwnProperty.call(value, k)) continue
+    if (!Object.hasOwn(value, k)) continue
     if (prev !== undefined && prev > k) return false
     prev = k
     if (!inOrder((value as Record<string, unknown>)[k], depth + 1)) return false
@@ -156,6 +156,14 @@ export async function canonicalSha256Async(value: unknown, sizeHint?: number, sl
     if (sink.large) await sink.hashLarge(slicer)
     if (++steps % STEPS_PER_CHECK === 0 && slicer.due()) await slicer.yield()
   }
+  return sink.digest()
+}
+
+/** SHA-256 (hex) of a text's UTF-8, a long one a piece at a time with a pause between pieces */
+export async function sha256TextSliced(text: string, slicer: Slicer): Promise<string> {
+  const sink = new SlicedHash()
+  sink.put(text)
+  if (sink.large) await sink.hashLarge(slicer)
   return sink.digest()
 }
 

@@ -2,16 +2,17 @@
 // core/respond.ts then turns the finished context into the response in the client's protocol.
 import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
-import { isStorageUnavailable } from './errors.ts'
+import type { MeshInternals } from './app.ts'
 import { attachNodeResponse } from './client.ts'
 import { embeddingsPrompt } from './embeddings.ts'
+import { isStorageUnavailable } from './errors.ts'
 import { ProtocolError, protocols } from './protocols/index.ts'
-import { MAX_JSON_DEPTH, SLICED_PARSE_CHARS, jsonDepthExceeds, parseJsonSliced } from './protocols/shared.ts'
-import { PluginError, answerTextChars, errorResponse, respond, send, type CoreContext } from './respond.ts'
+import { jsonDepthExceeds, MAX_JSON_DEPTH, parseJsonSliced, SLICED_PARSE_CHARS } from './protocols/shared.ts'
+import { answerTextChars, type CoreContext, errorResponse, PluginError, respond, send } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
-import { Slicer } from './slicer.ts'
+import { LARGE_BODY_CHARS, Slicer } from './slicer.ts'
 import { runAttempts, targetsOf } from './targets.ts'
-import { continueTranslatedChain, translateRequest, translateWhole, type Translation } from './translate/index.ts'
+import { continueTranslatedChain, type Translation, translateRequest, translateWhole } from './translate/index.ts'
 import type {
   Identity,
   Logger,
@@ -24,7 +25,6 @@ import type {
   Usage,
   Vendor,
 } from './types.ts'
-import type { MeshInternals } from './app.ts'
 
 export { PluginError } from './respond.ts'
 
@@ -453,9 +453,8 @@ async function callOnce(m: MeshInternals, ctx: CoreContext): Promise<void> {
 }
 
 // A multi-megabyte prompt costs each plugin tens of milliseconds (hashing, counting, copying):
-// for such a request every hook runs in its own turn of the event loop, so the other requests'
-// I/O runs in between instead of waiting for the sum
-const LARGE_BODY_CHARS = 256 * 1024
+// for such a request (LARGE_BODY_CHARS) every hook runs in its own turn of the event loop, so the
+// other requests' I/O runs in between instead of waiting for the sum
 /** bodies over this get the token estimate in slices (8 KB of the most novel text: ~30 ms in one go) */
 const SLICED_ESTIMATE_CHARS = 8 * 1024
 const isLarge = (ctx: MeshContext) => (ctx.request?.rawBody?.length ?? 0) > LARGE_BODY_CHARS

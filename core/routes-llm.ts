@@ -11,14 +11,14 @@ import {
   defaultRoute,
   forwardResponsesState,
   handleLlmRequest,
+  type LlmRequest,
   parseBodySliced,
   requestIdentity,
   vendorTokenCount,
-  type LlmRequest,
 } from './pipeline.ts'
 import { type ProtocolError, protocolOfPath, protocols } from './protocols/index.ts'
 import type { Replies } from './replies.ts'
-import { Slicer } from './slicer.ts'
+import { LARGE_BODY_CHARS, Slicer } from './slicer.ts'
 import type { Operation, ProtocolName, ResolvedMeshConfig } from './types.ts'
 
 export interface LlmRouteDeps {
@@ -28,8 +28,6 @@ export interface LlmRouteDeps {
 }
 
 const NOT_JSON = 'send the request body as JSON with content-type: application/json'
-/** as the lifecycle's large-body threshold (core/pipeline.ts): above it, heavy steps get turns of their own */
-const LARGE_BODY_CHARS = 256 * 1024
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 export function registerLlmRoutes(app: H3, deps: LlmRouteDeps): void {

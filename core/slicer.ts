@@ -3,6 +3,12 @@
 // about `sliceMs` of work has passed. A small body never reaches a pause that yields.
 import { performance } from 'node:perf_hooks'
 
+/**
+ * A request or answer body over this many characters is a large one: the lifecycle gives its heavy
+ * steps (parse, hooks, the upstream bytes) turns or slices of their own
+ */
+export const LARGE_BODY_CHARS = 256 * 1024
+
 export class Slicer {
   private until: number
   constructor(private readonly sliceMs = 10) {

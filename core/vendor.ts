@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { nodeResponseOf } from './client.ts'
 import { cutString, stringifySliced, utf8Sliced } from './json-sliced.ts'
-import { Slicer } from './slicer.ts'
+import { LARGE_BODY_CHARS, Slicer } from './slicer.ts'
 import { chainChars } from './translate/chains.ts'
-import { UpstreamError, callUpstream } from './upstream.ts'
 import type { Attempt, Mesh, MeshContext, Plugin, ProtocolName, UpstreamResponse, VendorConfig } from './types.ts'
+import { callUpstream, UpstreamError } from './upstream.ts'
 
 /** One key and/or base URL of a vendor; several spread the load and survive one's outage or rate limit. */
 export interface Deployment {
@@ -165,8 +165,7 @@ function setUpstreamModel(ctx: MeshContext, model: string): void {
   }
 }
 
-/** a body this long (characters) goes up as bytes made in slices of the event loop */
-const LARGE_BODY_CHARS = 256 * 1024
+// a body over LARGE_BODY_CHARS goes up as bytes made in slices of the event loop
 const SLICE_MS = 10
 
 /**

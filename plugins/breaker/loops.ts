@@ -2,8 +2,8 @@
 // arguments again and again, or the same answer in a row. Read from the client's own body in each
 // protocol (the canonical view folds tool calls with their ids, which differ on every turn), so
 // detection needs no state and holds across instances.
-import { createHash, hash } from 'node:crypto'
-import { canonicalJson, canonicalSha256Async } from '../../core/canonical.ts'
+import { hash } from 'node:crypto'
+import { canonicalJson, canonicalSha256Async, sha256TextSliced } from '../../core/canonical.ts'
 import { withinBudget } from '../../core/json-sliced.ts'
 import { MAX_JSON_DEPTH, parseJsonSliced, SLICED_PARSE_CHARS } from '../../core/protocols/shared.ts'
 import { Slicer } from '../../core/slicer.ts'
@@ -56,7 +56,7 @@ async function argsKeySliced(args: unknown, slicer: Slicer): Promise<string> {
       parsed = await parseJsonSliced(args, MAX_JSON_DEPTH, slicer)
     } catch {
       // not JSON: the text itself, as argsKey keys it
-      return `#${(await textSha256(args, slicer)).slice(0, 16)}`
+      return `#${(await sha256TextSliced(args, slicer)).slice(0, 16)}`
     }
     // nested past the limit: argsKey's own way (rare, and no longer than the body's own check)
     if (parsed.deep) return argsKey(args)
@@ -70,22 +70,6 @@ async function argsKeySliced(args: unknown, slicer: Slicer): Promise<string> {
   return `#${(await canonicalSha256Async(value, Number.MAX_SAFE_INTEGER)).slice(0, 16)}`
 }
 
-// hashed by pieces of this many characters, a pause between them
-const HASH_PIECE = 256 * 1024
-
-/** SHA-256 (hex) of a text's UTF-8, a piece at a time (never between the halves of a surrogate pair) */
-async function textSha256(text: string, slicer: Slicer): Promise<string> {
-  const h = createHash('sha256')
-  for (let at = 0; at < text.length; ) {
-    let end = Math.min(text.length, at + HASH_PIECE)
-    const last = text.charCodeAt(end - 1)
-    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end++
-    h.update(text.slice(at, end))
-    at = end
-    await slicer.pause()
-  }
-  return h.digest('hex')
-}
 const textOf = (content: unknown): string =>
   typeof content === 'string'
     ? content
