@@ -9,19 +9,11 @@ import type { ProxyChild } from './fuzz/child.ts'
 import { sendRaw } from './fuzz/client.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
+import { wordText } from './helpers/word-text.ts'
 
 const WORDS = ['the', 'quick', 'café', '€uro', '中文字', '😀🚀', '"quoted"', 'back\\slash', 'line\nbreak', '\u0001']
 const PLAIN = 'the quick brown fox jumps over a lazy dog while seven wizards judge boxing matches'.split(' ')
-function text(chars: number, seed: number, words: string[]): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = words[i % words.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number, seed: number, words: string[]) => wordText(words, chars, seed)
 
 type P = 'openai' | 'anthropic'
 function vendorBody(p: P, t: string): string {

@@ -9,6 +9,7 @@ import type { StreamReader } from '../core/protocols/shared.ts'
 import { Slicer } from '../core/slicer.ts'
 import { SseParser } from '../core/stream.ts'
 import { eagerPacer, longestBlock } from './helpers/longest-block.ts'
+import { wordText } from './helpers/word-text.ts'
 
 function prng(seed: number) {
   let s = seed >>> 0
@@ -200,18 +201,13 @@ describe('SseParser on events of megabytes in many chunks', () => {
 
   it('relays a kept OpenAI event of 5.7 MB in 64 KB chunks with no long block', async () => {
     const words = ['the', 'café', '€uro', '中文字', '😀🚀', '"quoted"', 'back\\slash', 'line\nbreak', 'tab\t']
-    const parts: string[] = []
-    for (let n = 0, i = 1; n < 5_000_000; i = (i * 7 + 3) % 1009) {
-      const w = words[i % words.length]!
-      parts.push(w, ' ')
-      n += w.length + 1
-    }
+    const content = wordText(words, 5_000_000)
     const chunk = (d: unknown) => `data: ${JSON.stringify(d)}\n\n`
     const c = (choices: unknown[], extra = {}) =>
       chunk({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices, ...extra })
     const stream =
       c([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]) +
-      c([{ index: 0, delta: { content: parts.join('') }, finish_reason: null }]) +
+      c([{ index: 0, delta: { content }, finish_reason: null }]) +
       c([{ index: 0, delta: {}, finish_reason: 'stop' }]) +
       c([], { usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } }) +
       'data: [DONE]\n\n'

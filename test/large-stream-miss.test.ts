@@ -9,18 +9,10 @@ import { sendRaw } from './fuzz/client.ts'
 import type { MockUpstream } from './helpers/mock-upstream.ts'
 import { startChildAndMock, stopChildAndMock } from './helpers/proxy-child.ts'
 import { vendorStream } from './helpers/vendor-streams.ts'
+import { wordText } from './helpers/word-text.ts'
 
 const PLAIN = 'the quick brown fox jumps over a lazy dog while seven wizards judge boxing matches café €uro'.split(' ')
-function text(chars: number, seed: number): string {
-  const parts: string[] = []
-  let n = 0
-  for (let i = seed; n < chars; i = (i * 7 + 3) % 1009) {
-    const w = PLAIN[i % PLAIN.length]!
-    parts.push(w, ' ')
-    n += w.length + 1
-  }
-  return parts.join('')
-}
+const text = (chars: number, seed: number) => wordText(PLAIN, chars, seed)
 
 type P = 'openai' | 'anthropic' | 'gemini'
 
