@@ -1,7 +1,6 @@
 // createAgentMesh: config -> the Mesh plugins see -> plugins in order on one hook bus -> routes.
 // Small on purpose, one named step each: protocol adapters live in core/protocols, routes in
 // core/routes-*.ts, the request lifecycle in core/pipeline.ts and core/respond.ts, features in plugins/.
-import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
 import { resolve } from 'node:path'
 import { H3, type H3Event } from 'h3'
@@ -11,17 +10,18 @@ import { resolveConfig } from './config.ts'
 import { isStorageUnavailable } from './errors.ts'
 import { createEventBus } from './events.ts'
 import { createRequestGuard, originAllowed } from './guard.ts'
-import { guardNodeServer } from './server-guard.ts'
 import { defaultIdentityResolver } from './identity.ts'
 import { createLogger } from './log.ts'
-import { PluginError, isThenable, runAll, runHooks } from './pipeline.ts'
+import { isThenable, PluginError, runAll, runHooks } from './pipeline.ts'
 import { sortPlugins } from './plugin.ts'
 import { createPricing } from './pricing.ts'
 import { protocolOfPath } from './protocols/index.ts'
 import { createReplies, type Replies } from './replies.ts'
+import { newRequestId } from './request-id.ts'
 import { registerLlmRoutes } from './routes-llm.ts'
 import { registerModelRoutes } from './routes-models.ts'
 import { registerServiceRoutes, type ServiceRouteDeps } from './routes-service.ts'
+import { guardNodeServer } from './server-guard.ts'
 import { createMeshStorage } from './storage.ts'
 import { createTokenCounter } from './tokens.ts'
 import type {
@@ -232,7 +232,7 @@ async function pluginRoute(
   }
   if (!res.headers.has('x-agentmesh-request-id')) {
     try {
-      res.headers.set('x-agentmesh-request-id', randomUUID())
+      res.headers.set('x-agentmesh-request-id', newRequestId())
     } catch {
       // immutable headers (a fetched Response): answered as it is
     }

@@ -8,6 +8,8 @@ import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 export class EventBus {
   /** each listener, with the event types it takes (undefined: all) */
   #listeners = new Map<(e: MeshEvent) => void, ((type: string) => boolean) | undefined>()
+  /** the same, as an array for emit (a Map's entries iterator made an entry per listener per event) */
+  #list: Array<[(e: MeshEvent) => void, ((type: string) => boolean) | undefined]> = []
   /** per event type, whether any listener takes it (types come from code: few) */
   #wanted = new Map<string, boolean>()
   #seq = 0
@@ -16,7 +18,7 @@ export class EventBus {
   emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
     if (!this.wants(type)) return
     const event = { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
-    for (const [l, types] of this.#listeners) {
+    for (const [l, types] of this.#list) {
       if (types !== undefined && !types(type)) continue
       try {
         l(event)
@@ -28,10 +30,10 @@ export class EventBus {
   /** `types`: the event types the listener takes, asked again after `interestChanged()` */
   on = (listener: (e: MeshEvent) => void, types?: (type: string) => boolean): (() => void) => {
     this.#listeners.set(listener, types)
-    this.#wanted.clear()
+    this.#changed()
     return () => {
       this.#listeners.delete(listener)
-      this.#wanted.clear()
+      this.#changed()
     }
   }
   /**
@@ -48,6 +50,10 @@ export class EventBus {
       this.#wanted.set(type, yes)
     }
     return yes
+  }
+  #changed(): void {
+    this.#list = [...this.#listeners]
+    this.#wanted.clear()
   }
   /** a listener's `types` takes other types from now on */
   interestChanged(): void {

@@ -1,6 +1,5 @@
 // One LLM request, start to end: parse, identity, the four lifecycle hooks and the vendor call;
 // core/respond.ts then turns the finished context into the response in the client's protocol.
-import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { MeshInternals } from './app.ts'
 import { attachNodeResponse } from './client.ts'
@@ -8,6 +7,7 @@ import { embeddingsPrompt } from './embeddings.ts'
 import { isStorageUnavailable } from './errors.ts'
 import { ProtocolError, protocols } from './protocols/index.ts'
 import { jsonDepthExceeds, MAX_JSON_DEPTH, parseJsonSliced, SLICED_PARSE_CHARS } from './protocols/shared.ts'
+import { newRequestId } from './request-id.ts'
 import { answerTextChars, type CoreContext, errorResponse, PluginError, respond, send } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
 import { LARGE_BODY_CHARS, Slicer } from './slicer.ts'
@@ -134,7 +134,7 @@ class Context implements CoreContext {
       request.headers
         .get('x-agentmesh-request-id')
         ?.slice(0, 64)
-        .replace(/[^\w.-]/g, '') || randomUUID()
+        .replace(/[^\w.-]/g, '') || newRequestId()
     this.protocol = req.protocol
     this.operation = req.operation
     this.request = new RequestView(request, request.method, req.path, req.search, request.headers, req.rawBody)

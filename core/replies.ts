@@ -1,10 +1,10 @@
 // Answers given outside a request's lifecycle (an unknown route, a 413, health, count_tokens):
 // they carry the governance headers too, saying nothing was spent, and errors come in the error
 // shape of the protocol the path belongs to.
-import { randomUUID } from 'node:crypto'
 import type { H3Event } from 'h3'
 import { FastResponse } from 'srvx'
 import { protocols } from './protocols/index.ts'
+import { newRequestId } from './request-id.ts'
 import type { ProtocolName } from './types.ts'
 
 export interface Replies {
@@ -21,7 +21,7 @@ export interface Replies {
 
 export function createReplies(corsHeaders: (origin: string | null) => Record<string, string>): Replies {
   const bareHeaders = (origin: string | null): Record<string, string> => ({
-    'x-agentmesh-request-id': randomUUID(),
+    'x-agentmesh-request-id': newRequestId(),
     'x-agentmesh-vendor': 'none',
     'x-agentmesh-model': '',
     'x-agentmesh-tokens': '0',

@@ -2,10 +2,10 @@
 // control character in a value, an oversized head), a CONNECT, an `Expect` it does not know. Its
 // defaults are a bare 400 with no body, a dropped connection, a bare 417: answered here instead
 // with a JSON error and the request id, like every other answer.
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { protocolOfPath, protocols } from './protocols/index.ts'
+import { newRequestId } from './request-id.ts'
 
 /** the path of a request line in what the parser got ('POST /v1/messages HTTP/1.1'), if any */
 function pathOf(raw: Buffer | string | undefined): string {
@@ -16,7 +16,7 @@ function pathOf(raw: Buffer | string | undefined): string {
 /** an error in the protocol of the path it was sent to, as a whole HTTP/1.1 response */
 function rawReply(path: string, status: number, reason: string, type: string, message: string): string {
   const body = JSON.stringify(protocols[protocolOfPath(path)].errorBody(status, type, message))
-  return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-agentmesh-request-id: ${randomUUID()}\r\nx-agentmesh-vendor: none\r\nx-agentmesh-tokens: 0\r\nx-agentmesh-cost-usd: 0.000000\r\nx-agentmesh-cache: bypass\r\nconnection: close\r\n\r\n${body}`
+  return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-agentmesh-request-id: ${newRequestId()}\r\nx-agentmesh-vendor: none\r\nx-agentmesh-tokens: 0\r\nx-agentmesh-cost-usd: 0.000000\r\nx-agentmesh-cache: bypass\r\nconnection: close\r\n\r\n${body}`
 }
 
 /**
@@ -39,7 +39,7 @@ function answerBadRequest(req: IncomingMessage, res: ServerResponse, message: st
   res.writeHead(400, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
-    'x-agentmesh-request-id': randomUUID(),
+    'x-agentmesh-request-id': newRequestId(),
     'x-agentmesh-vendor': 'none',
     'x-agentmesh-tokens': '0',
     'x-agentmesh-cost-usd': '0.000000',
@@ -153,7 +153,7 @@ export function guardNodeServer(server: Server | undefined): void {
     res.writeHead(417, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),
-      'x-agentmesh-request-id': randomUUID(),
+      'x-agentmesh-request-id': newRequestId(),
       'x-agentmesh-vendor': 'none',
       'x-agentmesh-tokens': '0',
       'x-agentmesh-cost-usd': '0.000000',
