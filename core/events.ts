@@ -198,19 +198,23 @@ class SseHub {
    */
   #folder: EventFolder | undefined | null
   constructor(private readonly bus: EventBus) {
-    bus.on(this.#onEvent, (type) => this.#records(type))
+    // a folder decides at `request` events whom it shows: it takes them whether a client does or not
+    bus.on(this.#onEvent, (type) => this.#records(type) || (type === 'request' && !!this.#folder))
   }
 
   /** from now on, record what `types` takes too (all of it when it is undefined) */
   #want(key: string, types: TypeFilter | undefined, fold: number | undefined): void {
-    if (this.#folder !== null && (types === undefined || types('response'))) {
+    const folder = this.#folder
+    if (folder !== null && (types === undefined || types('response'))) {
       if (fold === undefined) this.#folder = null
-      else if (this.#folder === undefined || fold < this.#folder.perFlush) this.#folder = new EventFolder(fold)
+      else if (folder === undefined || fold < folder.perFlush) this.#folder = new EventFolder(fold)
     }
-    if (this.#filters === undefined || this.#filters.has(key)) return
-    if (types === undefined) this.#filters = undefined
-    else this.#filters.set(key, types)
-    this.#recorded.clear()
+    if (this.#filters !== undefined && !this.#filters.has(key)) {
+      if (types === undefined) this.#filters = undefined
+      else this.#filters.set(key, types)
+      this.#recorded.clear()
+    }
+    if (this.#folder) this.#folder.passRequests = this.#records('request')
     this.bus.interestChanged()
   }
 

@@ -8,7 +8,7 @@ import { isStorageUnavailable } from './errors.ts'
 import { ProtocolError, protocols } from './protocols/index.ts'
 import { jsonDepthExceeds, MAX_JSON_DEPTH, parseJsonSliced, SLICED_PARSE_CHARS } from './protocols/shared.ts'
 import { newRequestId } from './request-id.ts'
-import { answerTextChars, type CoreContext, errorResponse, PluginError, respond, send } from './respond.ts'
+import { announce, answerTextChars, type CoreContext, errorResponse, PluginError, respond, send } from './respond.ts'
 import { checkChain, vendorIdFor } from './response-chains.ts'
 import { LARGE_BODY_CHARS, Slicer } from './slicer.ts'
 import { runAttempts, targetsOf } from './targets.ts'
@@ -127,6 +127,7 @@ class Context implements CoreContext {
   hideUsageChunk = false
   translation: Translation | undefined = undefined
   afterRun: Promise<void> | undefined | null = null
+  announced = false
   #source: Request
   constructor(m: MeshInternals, req: LlmRequest) {
     const request = (this.#source = req.request)
@@ -271,14 +272,7 @@ export async function handleLlmRequest(m: MeshInternals, req: LlmRequest): Promi
       }
       ctx.cost.usd = m.mesh.pricing.cost(ctx.route.model, ctx.usage)
       if (isLarge(ctx)) await nextTurn()
-      if (m.hasListeners('request'))
-        m.mesh.emit('request', {
-          id: ctx.id,
-          identity: ctx.identity,
-          protocol: ctx.protocol,
-          model: ctx.prompt.model,
-          stream: ctx.prompt.stream,
-        })
+      announce(m, ctx)
       // a phase nobody hooks (or whose hooks all ran synchronously) is not awaited: no microtask hop
       let phase = m.runPhase('beforeRequest', ctx)
       if (phase) await phase

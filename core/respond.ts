@@ -7,14 +7,18 @@
 import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import { FastResponse } from 'srvx'
+import type { MeshInternals } from './app.ts'
 import { clientGone, nodeResponseOf, onClientGone } from './client.ts'
 import { embeddingsInputTokens } from './embeddings.ts'
-import { StorageUnavailableError, isStorageUnavailable } from './errors.ts'
+import { isStorageUnavailable, StorageUnavailableError } from './errors.ts'
 import { headerSafe, headersSafe } from './headers.ts'
+import { PIECE_CHARS, parseBufferSliced, stringifySliced, utf8Sliced } from './json-sliced.ts'
 import { maskSecrets } from './log.ts'
-import { ProtocolError, type ProtocolAdapter, type StreamReader } from './protocols/index.ts'
+import { type ProtocolAdapter, ProtocolError, type StreamReader } from './protocols/index.ts'
+import { type RenderSteps, SLICED_PARSE_CHARS } from './protocols/shared.ts'
 import { recordChain } from './response-chains.ts'
-import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
+import { Slicer } from './slicer.ts'
+import { SseParser } from './stream.ts'
 import {
   eventRewriter,
   rewriteAnswer,
@@ -22,13 +26,9 @@ import {
   rewriteBody,
   rewriteBodySliced,
 } from './translate/answer-text.ts'
-import { SseParser } from './stream.ts'
-import { PIECE_CHARS, parseBufferSliced, stringifySliced, utf8Sliced } from './json-sliced.ts'
-import { SLICED_PARSE_CHARS, type RenderSteps } from './protocols/shared.ts'
-import { Slicer } from './slicer.ts'
-import { UpstreamError } from './upstream.ts'
+import { recordTranslated, streamTranslator, type Translation } from './translate/index.ts'
 import type { CanonicalAnswer, MeshContext, MeshResponse, Usage } from './types.ts'
-import type { MeshInternals } from './app.ts'
+import { UpstreamError } from './upstream.ts'
 
 /** What the core keeps per request besides the context plugins see. */
 export interface CoreState {
@@ -40,6 +40,8 @@ export interface CoreState {
   translation: Translation | undefined
   /** afterResponse once started: null before, undefined when no plugin hooks it */
   afterRun: Promise<void> | undefined | null
+  /** its `request` event went out (or nobody took one then): a `response` event never comes first */
+  announced: boolean
 }
 export type CoreContext = MeshContext & CoreState
 
@@ -478,8 +480,27 @@ function responseHeaders(
   return h
 }
 
+/**
+ * The request's `request` event, once: when its lifecycle starts, or before its `response` for
+ * one answered before that (a body that does not parse, a refused key). A live view that folds
+ * (core/events-fold.ts) decides at `request` which requests it shows whole.
+ */
+export function announce(m: MeshInternals, ctx: CoreContext): void {
+  if (ctx.announced) return
+  ctx.announced = true
+  if (m.hasListeners('request'))
+    m.mesh.emit('request', {
+      id: ctx.id,
+      identity: ctx.identity,
+      protocol: ctx.protocol,
+      model: ctx.prompt.model,
+      stream: ctx.prompt.stream,
+    })
+}
+
 /** the request's outcome, once settled: a whole body's when it is sent, a stream's at its end */
 function emitResponse(m: MeshInternals, ctx: CoreContext, status: number) {
+  announce(m, ctx)
   const u = ctx.usage
   m.mesh.emit('response', {
     id: ctx.id,
@@ -501,6 +522,7 @@ function emitResponse(m: MeshInternals, ctx: CoreContext, status: number) {
       cacheWriteTokens: u.cacheWriteTokens,
     },
     costUsd: ctx.cost.usd,
+    savedUsd: ctx.cost.savedUsd,
     vendorCalled: ctx.vendorCalled,
     upstreamMs: ctx.upstream && toMicros(ctx.upstream.latencyMs),
     aborted: ctx.aborted || undefined,

@@ -346,6 +346,8 @@ export interface MeshEvents {
     tokens: number
     usage: Usage
     costUsd: number
+    /** what answering from a cache saved (its `cache_hit` says the same; 0 when no cache answered) */
+    savedUsd: number
     /** a vendor was asked (false: answered from a cache, or refused before any vendor was) */
     vendorCalled: boolean
     /** the vendor's time to answer (to its headers), over HTTP */

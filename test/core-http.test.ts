@@ -7,11 +7,11 @@ import {
   anthropicClient,
   clearVendorEnv,
   openaiClient,
+  type Proxy,
   postJson,
   sseEvents,
   startCoreProxy,
   until,
-  type Proxy,
 } from './helpers/core-harness.ts'
 
 const OA = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'who am i' }] }
@@ -277,6 +277,33 @@ describe('events', () => {
       expect(response.data.tokens).toBeGreaterThan(0)
       ac.abort()
       await stream.done
+    } finally {
+      ac.abort()
+      await proxy.close()
+    }
+  })
+
+  it('a request answered before its lifecycle began (a body that does not parse) still has its request event, before its response, once', async () => {
+    const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
+    const ac = new AbortController()
+    try {
+      const es = await fetch(proxy.url + '/agentmesh/events?types=request,response', { signal: ac.signal })
+      const stream = collect(es)
+      await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
+      const res = await fetch(proxy.url + '/v1/chat/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' },
+        body: '{"model": "gpt-4o-mini", "messages": [',
+      })
+      expect(res.status).toBe(400)
+      const id = res.headers.get('x-agentmesh-request-id')
+      await res.text()
+      await until(() => sseEvents(stream.text()).some((e) => e.event === 'response'), 'a response event')
+      const mine = sseEvents(stream.text())
+        .map((e) => JSON.parse(e.data))
+        .filter((e) => e.data.id === id)
+      expect(mine.map((e) => e.type)).toEqual(['request', 'response'])
+      expect(mine[1].data.status).toBe(400)
     } finally {
       ac.abort()
       await proxy.close()

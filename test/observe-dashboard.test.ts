@@ -211,13 +211,22 @@ describe('dashboard (solo: open events, loopback)', () => {
     // whether a real burst outruns one flush depends on the machine: 100 responses in one turn
     // of the event loop always do (the bus's own events, as the core emits them)
     const mesh = proxy.instance.mesh
-    for (let i = 0; i < 100; i++)
+    const oneTurn = { team: 'one-turn', user: 'u', tool: 't', source: 'header' } as never
+    for (let i = 0; i < 100; i++) {
+      // `request` first, as the core sends them (the fold decides there)
+      mesh.emit('request', {
+        id: `folded-${i}`,
+        identity: oneTurn,
+        protocol: 'openai',
+        model: 'gpt-4o-mini',
+        stream: false,
+      })
       mesh.emit('response', {
         id: `folded-${i}`,
         status: i < 10 ? 429 : 200,
         cache: 'bypass',
         latencyMs: 1,
-        identity: { team: 'one-turn', user: 'u', tool: 't', source: 'header' } as never,
+        identity: oneTurn,
         protocol: 'openai',
         stream: false,
         requested: 'gpt-4o-mini',
@@ -226,8 +235,10 @@ describe('dashboard (solo: open events, loopback)', () => {
         tokens: 3,
         usage: { inputTokens: 1, outputTokens: 2, cacheReadTokens: 0, cacheWriteTokens: 0 },
         costUsd: 0.001,
+        savedUsd: 0,
         vendorCalled: true,
       })
+    }
     await expect.poll(folded).toBe(burstFolded + 80)
     await page.fill('input[name="team"]', 'one-turn')
     await expect.poll(() => page.locator('table.requests tbody tr').count()).toBe(20)

@@ -170,19 +170,21 @@ describe('event stream: many clients', () => {
     const bus = new EventBus(() => {})
     const dash = client()
     streamEvents(bus, dash.out, new URL(`http://proxy${DASHBOARD_EVENTS}`))
+    // `request` too, though the page does not read it: the fold decides there whom it shows
     expect(
       ['request', 'llm_call', 'cache_miss', 'x-cache_store', 'response', 'audit_entry'].map((t) => bus.wants(t)),
-    ).toEqual([false, false, false, false, true, true])
+    ).toEqual([true, false, false, false, true, true])
     const ids: number[] = []
     const off = bus.on(
       (e) => ids.push(e.id!),
       (t) => t === 'response',
     )
     request(bus, 'r1', 'a')
+    bus.emit('llm_call', {} as never)
     request(bus, 'r2', 'a')
-    // a listener gets the types it takes only, and only built events are numbered: the requests
-    // were never made (two audit_entry and two response, ids 1-4)
-    expect(ids).toEqual([2, 4])
+    // a listener gets the types it takes only, and only built events are numbered: the llm_call
+    // was never made (request, audit_entry and response twice, ids 1-6)
+    expect(ids).toEqual([3, 6])
     off()
     // a client that reads everything: from then on every type is built
     const all = client()
@@ -202,6 +204,9 @@ describe('event stream: many clients', () => {
       for (let i = from; i < from + n; i++) {
         const id = `r${i}`
         const hit = i % 5 === 0
+        const identity = who(i % 2 ? 'a' : 'b')
+        // as the core sends them: `request` first (core/respond.ts announce), where the fold decides
+        bus.emit('request', { id, identity, protocol: 'openai', model: 'm', stream: false })
         bus.emit('route' as never, { id, requested: 'm', vendor: 'openai', model: 'm', reason: 'x' } as never)
         if (hit) bus.emit('cache_hit', { id, kind: 'exact', savedTokens: 3, savedUsd: 0.25 })
         bus.emit('response', {
@@ -209,7 +214,7 @@ describe('event stream: many clients', () => {
           status: i % 7 === 0 ? 500 : 200,
           cache: hit ? 'exact' : 'miss',
           latencyMs: 1,
-          identity: who(i % 2 ? 'a' : 'b'),
+          identity,
           protocol: 'openai',
           stream: false,
           requested: 'm',
@@ -218,6 +223,7 @@ describe('event stream: many clients', () => {
           tokens: 3 * i,
           usage: usage(i),
           costUsd: i / 1000,
+          savedUsd: hit ? 0.25 : 0,
           vendorCalled: !hit,
         })
         bus.emit('audit_entry' as never, { id, seq: i } as never)
