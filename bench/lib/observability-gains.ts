@@ -12,14 +12,16 @@ import { DASHBOARD_EVENTS } from '../../plugins/dashboard/index.ts'
 import {
   addedMs,
   type BenchDeps,
+  type BenchProxy,
   controlNote,
   how,
   LOAD_CPU,
   measure,
-  PROXY_CPU,
   type PairResult,
-  type BenchProxy,
+  PROXY_CPU,
   pin,
+  rpsNoiseTest,
+  type SideBySideResult,
   withSideBySide,
 } from './side-by-side.ts'
 
@@ -108,14 +110,29 @@ function metricsTracing(d: BenchDeps, children: ChildProcess[], helperPort: numb
  * the helper, off the proxies' CPU) connected to B.
  */
 function dashboardClients(d: BenchDeps, children: ChildProcess[], helperPort: number, windows: number) {
-  return withSideBySide(d, children, { name: 'observe-no-sse' }, { name: 'observe-sse' }, async (p) => {
-    const events = `http://127.0.0.1:${p.b.port}${DASHBOARD_EVENTS}`
-    await (await fetch(`http://127.0.0.1:${helperPort}/sse?n=5&url=${encodeURIComponent(events)}`)).text()
-    const s0 = await helperStats(helperPort)
-    const r = await measure(d, p, windows)
-    const s1 = await helperStats(helperPort)
-    return { ...r, clients: s1.sseClients, events: s1.sseEvents - s0.sseEvents }
-  })
+  return withSideBySide(
+    d,
+    children,
+    { name: 'observe-no-sse' },
+    { name: 'observe-sse' },
+    async (p) => {
+      const events = `http://127.0.0.1:${p.b.port}${DASHBOARD_EVENTS}`
+      await (await fetch(`http://127.0.0.1:${helperPort}/sse?n=5&url=${encodeURIComponent(events)}`)).text()
+      const s0 = await helperStats(helperPort)
+      const r = await measure(d, p, windows)
+      const s1 = await helperStats(helperPort)
+      return { ...r, clients: s1.sseClients, events: s1.sseEvents - s0.sseEvents }
+    },
+    true,
+  )
+}
+
+/** the dashboard line's verdict: B/A's rps against the A/A twins' windows of the same sitting */
+function noiseText(db: SideBySideResult): string {
+  if (!db.control) return ''
+  const t = rpsNoiseTest(db, db.control)
+  const pct = (r: number) => `${((r - 1) * 100).toFixed(1)}%`
+  return ` | rps ${pct(db.rpsRatio)} vs A/A ${pct(db.control.rpsRatio)} (A/A windows ${pct(t.band[0])} to ${pct(t.band[1])}), permutation p=${t.p.toFixed(2)}: ${t.beyond ? 'BEYOND NOISE' : 'within noise'}`
 }
 
 interface InProcess {
@@ -172,7 +189,7 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
     return [
       `metrics+tracing  on vs off: CPU ${mt.msB.toFixed(3)} vs ${mt.msA.toFixed(3)} ms/req, on/off ${mt.cpuRatio.toFixed(3)}, added CPU ${added(mt)}${mtControl} (${how(d, mt)}; OTLP sink got ${mt.spans.toLocaleString('en-US')} spans in ${mt.exports} exports for ${mt.requestsB.toLocaleString('en-US')} requests, /metrics counted ${mt.scraped.toLocaleString('en-US')}) | ${load}`,
       `metrics+tracing  in one process: added CPU ${inProcessText(ip)}`,
-      `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading the dashboard's ${DASHBOARD_EVENTS}, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})`,
+      `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading the dashboard's ${DASHBOARD_EVENTS}, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})${noiseText(db)}`,
       `dashboard 5 SSE clients in one process: added CPU ${inProcessText(ipd)}`,
     ]
   } finally {

@@ -189,6 +189,8 @@ export interface PairResult {
   /** windows run, and those counted (a window in which either proxy was starved is left out) */
   windows: number
   used: number
+  /** B/A of rps in each window counted, in the order run (what a noise test compares) */
+  rpsWindows: number[]
 }
 
 export interface SideBySideResult extends PairResult {
@@ -237,6 +239,7 @@ class Windows {
       errorsB: this.errors[1],
       windows: this.windows,
       used: this.diffs.length,
+      rpsWindows: [...this.rpsRatios],
     }
   }
 }
@@ -285,6 +288,65 @@ export async function measure(d: BenchDeps, p: Proxies, windows: number): Promis
 export const controlWanted = () => process.env.BENCH_CONTROL === '1'
 
 /**
+ * Whether B's rps differs from A's beyond the noise of the sitting: a two-sided permutation test of
+ * the difference of medians between the A/B windows' rps ratios and the A/A control's (windows
+ * interleaved, same proxies' CPU). `p` is the share of relabellings of the pooled windows whose
+ * medians differ at least as much (every relabelling up to 20,000 of them, else 20,000 seeded
+ * random ones); beyond noise when p < 0.05. `band` is the A/A windows' range.
+ */
+export function rpsNoiseTest(ab: PairResult, aa: PairResult): { p: number; band: [number, number]; beyond: boolean } {
+  const x = ab.rpsWindows
+  const y = aa.rpsWindows
+  const observed = Math.abs(median(x) - median(y))
+  const pooled = [...x, ...y]
+  let seed = 0x9e3779b9
+  const random = () => {
+    // xorshift32: a fixed seed, so a run's p is reproducible from its windows
+    seed ^= seed << 13
+    seed ^= seed >>> 17
+    seed ^= seed << 5
+    return (seed >>> 0) / 2 ** 32
+  }
+  let asExtreme = 0
+  let tried = 0
+  const trial = (pick: (i: number) => boolean) => {
+    const a: number[] = []
+    const b: number[] = []
+    pooled.forEach((v, i) => (pick(i) ? a : b).push(v))
+    tried++
+    if (Math.abs(median(a) - median(b)) >= observed - 1e-12) asExtreme++
+  }
+  const n = pooled.length
+  if (n <= 20 && binomial(n, x.length) <= 20_000) {
+    // every way to label x.length of the pooled windows as A/B
+    for (let mask = 0; mask < 2 ** n; mask++) if (bitCount(mask) === x.length) trial((i) => ((mask >> i) & 1) === 1)
+  } else
+    for (let t = 0; t < 20_000; t++) {
+      const order = pooled.map((_, i) => i)
+      for (let i = n - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1))
+        ;[order[i], order[j]] = [order[j]!, order[i]!]
+      }
+      const chosen = new Set(order.slice(0, x.length))
+      trial((i) => chosen.has(i))
+    }
+  const p = tried === 0 ? 1 : asExtreme / tried
+  return { p, band: [Math.min(...y), Math.max(...y)], beyond: p < 0.05 }
+}
+
+function binomial(n: number, k: number): number {
+  let r = 1
+  for (let i = 1; i <= k; i++) r = (r * (n - k + i)) / i
+  return r
+}
+
+function bitCount(v: number): number {
+  let c = 0
+  for (; v; v &= v - 1) c++
+  return c
+}
+
+/**
  * Starts A and B (and, with BENCH_CONTROL=1, a second proxy with A's config), hands them to `fn`
  * (which measures, and checks what it needs), and stops them however `fn` ends.
  */
@@ -294,6 +356,8 @@ export async function withSideBySide<T>(
   a: Side,
   b: Side,
   fn: (p: Proxies) => Promise<T>,
+  /** run the A/A control whatever BENCH_CONTROL says (a line whose target is "no change beyond noise") */
+  forceControl = false,
 ): Promise<T> {
   const started: BenchProxy[] = []
   try {
@@ -302,7 +366,7 @@ export async function withSideBySide<T>(
     const pb = await startProxy(d, children, b)
     started.push(pb)
     let control: Proxies['control']
-    if (controlWanted()) {
+    if (forceControl || controlWanted()) {
       const c1 = await startProxy(d, children, { ...a, name: `${a.name}-control1` })
       started.push(c1)
       const c2 = await startProxy(d, children, { ...a, name: `${a.name}-control2` })
