@@ -12,7 +12,8 @@
 //                        BENCH_OBSERVE_WINDOWS=N their windows (default 7)
 //   BENCH_GUARDS_LINE=0  leaves out the breaker+approval line (issue 17)
 //   BENCH_CONTROL=1      each side-by-side line also gives its A/A control: a third proxy with the
-//                        baseline's config, against the baseline in interleaved windows (the noise)
+//                        baseline's config, against the baseline in interleaved windows (the noise);
+//                        the dashboard line always has it, and its verdict on "beyond noise"
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
