@@ -47,8 +47,11 @@ export interface MeshInternals {
   runPhase(name: HookName, ctx: MeshContext): Promise<void> | undefined
   resolveIdentity: IdentityResolver
   corsHeaders(origin: string | null): Record<string, string>
-  /** false when no listener takes events of this type: skip building their payloads on the hot path */
-  hasListeners(type: MeshEventName): boolean
+  /**
+   * false when no listener takes events of this type (of the request `id`, when given): skip
+   * building their payloads on the hot path
+   */
+  hasListeners(type: MeshEventName, id?: string): boolean
   /** keep shutdown waiting for background work (afterResponse of streams) */
   track(p: Promise<unknown>): void
 }
@@ -110,7 +113,7 @@ export async function createAgentMesh(
     runPhase,
     resolveIdentity: (ctx) => identityResolver(ctx),
     corsHeaders: corsFor(config.cors.origins),
-    hasListeners: (type) => bus.wants(type),
+    hasListeners: (type, id) => bus.wants(type, id),
     track(p) {
       pending.add(p)
       const done = () => pending.delete(p)

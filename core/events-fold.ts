@@ -30,8 +30,8 @@ export class EventFolder {
   #sums = new Map<string, Folded>()
   /**
    * @param perFlush at most this many requests a flush are sent whole
-   * @param passRequests whether a reader takes `request` events: the folder reads them all
-   *   (they decide), and lets the kept ones through only then
+   * @param passRequests whether a reader takes `request` events: the folder is asked about them all
+   *   (they decide), and has the kept ones built only then
    */
   constructor(
     readonly perFlush: number,
@@ -39,29 +39,34 @@ export class EventFolder {
   ) {}
 
   /**
-   * One event, as it comes, into the flush being gathered (`pending`). A request's fate is decided
-   * at its `request` event, which the core sends before any other of its events (core/respond.ts
-   * `announce`): the first `perFlush` of a flush are kept whole. Any other event of a request not
-   * kept is left out, and its `response` summed per team into an event that takes the id and the
-   * place of that team's first folded response (ids stay unique and increasing: a left-out event's
-   * id is free). Folded as they come, not at the flush: a folded event is not kept until then (kept
-   * objects are what the garbage collector copies). A request already under way when the folder
-   * began is folded: its counts are in the sums.
+   * Whether the bus is to build this event of the request `id` for the folder (EventBus `requests`):
+   * a request's fate is decided here, at its `request` event, which the core asks about before any
+   * other of its events (core/respond.ts `announce`): the first `perFlush` of a flush are kept
+   * whole. Of a folded request only the `response` is built (its numbers go into the sums); its
+   * `request` and its other events are never made.
+   */
+  takes(type: string, id: string): boolean {
+    if (!PER_REQUEST.has(type)) return true
+    if (this.#kept.has(id) || this.#older.has(id)) return type !== 'request' || this.passRequests
+    if (type !== 'request') return type === 'response'
+    if (this.#keptNow >= this.perFlush) return false
+    this.#keptNow++
+    this.#keep(id)
+    return this.passRequests
+  }
+
+  /**
+   * One event, as it comes, into the flush being gathered (`pending`): a kept request's as it is;
+   * a folded request's `response` summed per team into an event that takes the id and the place of
+   * that team's first folded response (ids stay unique and increasing: a left-out event's id is
+   * free), its other events left out (another listener may have had them built). Folded as they
+   * come, not at the flush: a folded event is not kept until then (kept objects are what the
+   * garbage collector copies). A request already under way when the folder began is folded: its
+   * counts are in the sums.
    */
   add(e: MeshEvent, pending: MeshEvent[]): void {
     const id = (e.data as { id?: unknown }).id
-    if (typeof id !== 'string' || !PER_REQUEST.has(e.type)) {
-      pending.push(e)
-      return
-    }
-    if (e.type === 'request') {
-      if (this.#keptNow >= this.perFlush) return
-      this.#keptNow++
-      this.#keep(id)
-      if (this.passRequests) pending.push(e)
-      return
-    }
-    if (this.#kept.has(id) || this.#older.has(id)) {
+    if (typeof id !== 'string' || !PER_REQUEST.has(e.type) || this.#kept.has(id) || this.#older.has(id)) {
       pending.push(e)
       return
     }

@@ -4,12 +4,20 @@ import { FastResponse } from 'srvx'
 import { EventFolder } from './events-fold.ts'
 import type { MeshEvent, MeshEventName, MeshEvents } from './types.ts'
 
+/** whether a listener takes an event of this type */
+type TypeTest = (type: string) => boolean
+/** whether a listener takes this event of one request (by the request's id) */
+type RequestTest = (type: string, id: string) => boolean
+type Listener = [(e: MeshEvent) => void, TypeTest | undefined, RequestTest | undefined]
+
 /** A class, not an object literal: a literal with a getter is a dictionary-mode object, slow on every request. */
 export class EventBus {
-  /** each listener, with the event types it takes (undefined: all) */
-  #listeners = new Map<(e: MeshEvent) => void, ((type: string) => boolean) | undefined>()
+  /** each listener, with the event types it takes (undefined: all) and the requests' (undefined: all) */
+  #listeners = new Map<(e: MeshEvent) => void, Listener>()
   /** the same, as an array for emit (a Map's entries iterator made an entry per listener per event) */
-  #list: Array<[(e: MeshEvent) => void, ((type: string) => boolean) | undefined]> = []
+  #list: Listener[] = []
+  /** some listener takes the events of some requests only */
+  #perRequest = false
   /** per event type, whether any listener takes it (types come from code: few) */
   #wanted = new Map<string, boolean>()
   #seq = 0
@@ -17,9 +25,12 @@ export class EventBus {
   // arrow properties: mesh.emit and mesh.on are handed out detached from the bus
   emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
     if (!this.wants(type)) return
+    const id = this.#perRequest ? (data as { id?: unknown }).id : undefined
+    if (typeof id === 'string' && !this.#someTakes(type, id)) return
     const event = { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
-    for (const [l, types] of this.#list) {
+    for (const [l, types, requests] of this.#list) {
       if (types !== undefined && !types(type)) continue
+      if (requests !== undefined && typeof id === 'string' && !requests(type, id)) continue
       try {
         l(event)
       } catch (err) {
@@ -27,9 +38,13 @@ export class EventBus {
       }
     }
   }
-  /** `types`: the event types the listener takes, asked again after `interestChanged()` */
-  on = (listener: (e: MeshEvent) => void, types?: (type: string) => boolean): (() => void) => {
-    this.#listeners.set(listener, types)
+  /**
+   * `types`: the event types the listener takes, asked again after `interestChanged()`;
+   * `requests`: of the events that carry a request's `id`, which it takes (a live view that shows
+   * some requests whole: the others' events are then not built for it)
+   */
+  on = (listener: (e: MeshEvent) => void, types?: TypeTest, requests?: RequestTest): (() => void) => {
+    this.#listeners.set(listener, [listener, types, requests])
     this.#changed()
     return () => {
       this.#listeners.delete(listener)
@@ -37,22 +52,29 @@ export class EventBus {
     }
   }
   /**
-   * Whether an event of this type reaches anyone: the core builds an event's payload only then
-   * (five dashboards read one event per request; the others' payloads cost a busy proxy for nothing).
+   * Whether an event of this type (of the request `id`, when given) reaches anyone: the core builds
+   * an event's payload only then (five dashboards read one event per request; the others' payloads
+   * cost a busy proxy for nothing).
    */
-  wants(type: string): boolean {
+  wants(type: string, id?: string): boolean {
     if (this.#listeners.size === 0) return false
     let yes = this.#wanted.get(type)
     if (yes === undefined) {
       yes = false
-      for (const types of this.#listeners.values()) if ((yes = types === undefined || types(type))) break
+      for (const [, types] of this.#list) if ((yes = types === undefined || types(type))) break
       if (this.#wanted.size > 1000) this.#wanted.clear()
       this.#wanted.set(type, yes)
     }
-    return yes
+    return yes && (id === undefined || !this.#perRequest || this.#someTakes(type, id))
+  }
+  #someTakes(type: string, id: string): boolean {
+    for (const [, types, requests] of this.#list)
+      if ((types === undefined || types(type)) && (requests === undefined || requests(type, id))) return true
+    return false
   }
   #changed(): void {
-    this.#list = [...this.#listeners]
+    this.#list = [...this.#listeners.values()]
+    this.#perRequest = this.#list.some(([, , requests]) => requests !== undefined)
     this.#wanted.clear()
   }
   /** a listener's `types` takes other types from now on */
@@ -198,8 +220,13 @@ class SseHub {
    */
   #folder: EventFolder | undefined | null
   constructor(private readonly bus: EventBus) {
-    // a folder decides at `request` events whom it shows: it takes them whether a client does or not
-    bus.on(this.#onEvent, (type) => this.#records(type) || (type === 'request' && !!this.#folder))
+    // a folder decides at `request` whom it shows (asked for every request, whether a client reads
+    // `request` or not), and takes no other event of the requests it folds but their `response`
+    bus.on(
+      this.#onEvent,
+      (type) => this.#records(type) || (type === 'request' && !!this.#folder),
+      (type, id) => !this.#folder || this.#folder.takes(type, id),
+    )
   }
 
   /** from now on, record what `types` takes too (all of it when it is undefined) */

@@ -488,7 +488,8 @@ function responseHeaders(
 export function announce(m: MeshInternals, ctx: CoreContext): void {
   if (ctx.announced) return
   ctx.announced = true
-  if (m.hasListeners('request'))
+  // asked with the id: a folding live view decides here whether it shows this request
+  if (m.hasListeners('request', ctx.id))
     m.mesh.emit('request', {
       id: ctx.id,
       identity: ctx.identity,

@@ -183,9 +183,23 @@ describe('event stream: many clients', () => {
     bus.emit('llm_call', {} as never)
     request(bus, 'r2', 'a')
     // a listener gets the types it takes only, and only built events are numbered: the llm_call
-    // was never made (request, audit_entry and response twice, ids 1-6)
-    expect(ids).toEqual([3, 6])
+    // was never made, nor the requests' `request` (asked about: the fold decides there; the page
+    // does not read it): audit_entry and response twice, ids 1-4
+    expect(ids).toEqual([2, 4])
     off()
+    // past the 20 requests a flush it shows, a request's events are not built but its response
+    // (for the sums): the core asks with the request's id
+    for (let i = 3; i <= 20; i++) expect(bus.wants('request', `r${i}`)).toBe(false)
+    expect(bus.wants('request', 'r21')).toBe(false)
+    expect(['audit_entry', 'route', 'cache_hit', 'response'].map((t) => bus.wants(t, 'r21'))).toEqual([
+      false,
+      false,
+      false,
+      true,
+    ])
+    expect(['audit_entry', 'response'].map((t) => bus.wants(t, 'r20'))).toEqual([true, true])
+    // events that are no request's are not asked about
+    expect(bus.wants('quota_warn', 'r21')).toBe(true)
     // a client that reads everything: from then on every type is built
     const all = client()
     streamEvents(bus, all.out, URL_ALL)
