@@ -11,7 +11,7 @@ const PER_REQUEST = new Set(['request', 'cache_hit', 'cache_miss', 'route', 'llm
  * Requests remembered as shown whole (their events span flushes: a route now, the response
  * later), in two generations of this many: the older one is dropped whole when the newer fills
  * (deleting the oldest of one Set, one by one, walks the holes left by every delete before it).
- * At most N a flush are kept (500 a second with the dashboard's 20): 10-20 s of them at the most.
+ * At most N a flush are kept (200 a second with the dashboard's 20): 25-50 s of them at the most.
  */
 const GENERATION = 5_000
 

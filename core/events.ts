@@ -105,6 +105,12 @@ export const EVENT_RING_SIZE = 2000
  * dashboards open), serialised then, off the requests' path. A live view lags by this much at most.
  */
 export const SSE_FLUSH_MS = 40
+/**
+ * The same while the stream folds (every reader of `response` is a live view, `?fold=N`): a flush
+ * costs a loaded proxy ~0.1 ms whatever it holds (one write per reader), and a page needs no more
+ * than ten a second. Timed in place: 0.13-0.22 ms a flush, ~1.3 us a request at 4,000 rps at 40 ms.
+ */
+export const FOLD_FLUSH_MS = 100
 /** a client with this much unsent is too slow and is dropped; its EventSource comes back with Last-Event-ID */
 export const SSE_MAX_BACKLOG = 4 * 1024 * 1024
 const HEARTBEAT_MS = 15_000
@@ -271,7 +277,7 @@ class SseHub {
     if (this.#folder) this.#addFolded(e)
     else this.#pending.push(e)
     if (before === 0 && this.#pending.length > 0) {
-      this.#timer = setTimeout(this.#flush, SSE_FLUSH_MS)
+      this.#timer = setTimeout(this.#flush, this.#folder ? FOLD_FLUSH_MS : SSE_FLUSH_MS)
       this.#timer.unref()
     }
   }

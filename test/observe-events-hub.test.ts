@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { EventBus, SSE_FLUSH_MS, SSE_MAX_BACKLOG, streamEvents, teamFilter } from '../core/events.ts'
+import { EventBus, FOLD_FLUSH_MS, SSE_FLUSH_MS, SSE_MAX_BACKLOG, streamEvents, teamFilter } from '../core/events.ts'
 import type { Identity, MeshEvent } from '../core/types.ts'
 import { DASHBOARD_EVENTS } from '../plugins/dashboard/index.ts'
 import { sseEvents } from './helpers/core-harness.ts'
@@ -21,7 +21,8 @@ function client() {
   return { out, chunks, events }
 }
 
-const flushed = () => new Promise((r) => setTimeout(r, SSE_FLUSH_MS * 2 + 20))
+// a folding stream (the dashboard's URL) flushes every FOLD_FLUSH_MS, the others every SSE_FLUSH_MS
+const flushed = () => new Promise((r) => setTimeout(r, Math.max(SSE_FLUSH_MS, FOLD_FLUSH_MS) * 2 + 20))
 const turn = () => new Promise((r) => setImmediate(r))
 const who = (team: string): Identity => ({ team, user: 'u', tool: 't', source: 'header' }) as Identity
 
@@ -60,6 +61,23 @@ describe('event stream: many clients', () => {
       expect(c.chunks[0]).toBe(clients[0]!.chunks[0])
     }
     for (const c of clients) c.out.destroy()
+  })
+
+  it('a folding stream (the dashboard) is written every FOLD_FLUSH_MS, not every SSE_FLUSH_MS', async () => {
+    const bus = new EventBus(() => {})
+    const dash = client()
+    streamEvents(bus, dash.out, new URL(`http://proxy${DASHBOARD_EVENTS}`))
+    // a governance event every 10 ms for ~250 ms: a 40 ms flush would write ~6 times
+    const started = performance.now()
+    for (let i = 0; i < 25; i++) {
+      bus.emit('config_reload', { plugins: [String(i)] })
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    const elapsed = performance.now() - started
+    await flushed()
+    expect(dash.events()).toHaveLength(25)
+    expect(dash.chunks.length).toBeLessThanOrEqual(Math.ceil(elapsed / FOLD_FLUSH_MS) + 1)
+    dash.out.destroy()
   })
 
   it('drops a client that does not read past the backlog; the others get everything', async () => {

@@ -14,7 +14,7 @@ export interface DashboardOptions {
 
 /**
  * The events the page reads (ui/app.js has the same URL): all but the per-request ones it does not
- * show, and past 20 requests in one flush of the stream (500 a second) the others' sums only
+ * show, and past 20 requests in one flush of the stream (200 a second) the others' sums only
  * (core/events-fold.ts). Exported for bench:proxy, whose dashboard line reads what a dashboard reads.
  */
 export const DASHBOARD_EVENTS = '/agentmesh/events?exclude=request,llm_call,cache_miss,x-*&fold=20'
