@@ -233,26 +233,25 @@ describe('the exact cache sweep: an entry of megabytes is judged by its expiry, 
     const { storage, dir } = fsStorage()
     const s = store(storage)
     const big = 'x'.repeat(400_000)
-    await s.set(hash(1), entry(big))
-    await s.set(hash(2), entry(big, 1))
-    // a large entry is written in turns of its own after set() returns: both on disk before the sweep
-    // (under CI's load the second was not yet there: scanned 3 of 4)
+    // live for 2 hours, and for one minute: the sweep is asked as of 2 minutes on. (The second
+    // once lived 1 ms: under CI's load set() saw it expired already and never wrote it, scanned 3 of 4)
+    await s.set(hash(1), entry(big, 7_200_000))
+    await s.set(hash(2), entry(big, 60_000))
     await s.flush()
-    await new Promise((res) => setTimeout(res, 5))
     // one written by another writer with the keys in another order, expired: parsed, removed
     const { expiresAt, ...rest } = entry(big, -1000)
     await storage.setItem(s.storageKey(hash(3)), { expiresAt, ...rest } as never)
     // corrupt: cut short, so its end is not an entry's end
     const corrupt = JSON.stringify(entry(big)).slice(0, -20)
     await storage.setItemRaw(s.storageKey(hash(4)), corrupt)
-    const r = await s.sweep()
+    const r = await s.sweep(Date.now() + 120_000)
     expect(r).toEqual({ scanned: 4, removed: 3 })
     expect(await storage.getKeys('cache:exact')).toEqual([s.storageKey(hash(1))])
     expect(readFileSync(join(dir, ...s.storageKey(hash(1)).split(':')), 'utf8')).toBe(
       JSON.stringify(await s.l1.get(hash(1))),
     )
     // a later sweep finds it expired in its turn
-    expect((await s.sweep(Date.now() + 3600_000)).removed).toBe(1)
+    expect((await s.sweep(Date.now() + 3 * 3600_000)).removed).toBe(1)
   }, 60_000)
 
   it('three 10 MB entries: the sweep holds the loop for a few ms, not a parse of 10 MB', async () => {
