@@ -26,11 +26,12 @@ export class EventBus {
   emit = <K extends MeshEventName>(type: K, data: MeshEvents[K]): void => {
     if (!this.wants(type)) return
     const id = this.#perRequest ? (data as { id?: unknown }).id : undefined
-    if (typeof id === 'string' && !this.#someTakes(type, id)) return
-    const event = { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
+    // made at the first listener that takes it: one that no listener takes is never built
+    let event: MeshEvent | undefined
     for (const [l, types, requests] of this.#list) {
       if (types !== undefined && !types(type)) continue
       if (requests !== undefined && typeof id === 'string' && !requests(type, id)) continue
+      event ??= { id: ++this.#seq, type, time: Date.now(), data } as MeshEvent
       try {
         l(event)
       } catch (err) {

@@ -249,6 +249,19 @@ function collect(res: Response): { text: () => string; done: Promise<void> } {
   return { text: () => buf, done }
 }
 
+/** a demo proxy with its event stream (`query`) open and read; close() ends both */
+async function proxyWithEvents(query: string) {
+  const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
+  const ac = new AbortController()
+  const stream = collect(await fetch(`${proxy.url}/agentmesh/events${query}`, { signal: ac.signal }))
+  await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
+  const close = async () => {
+    ac.abort()
+    await proxy.close()
+  }
+  return { proxy, stream, ac, close }
+}
+
 describe('events', () => {
   it('GET /agentmesh/events streams request, llm_call and response events as SSE', async () => {
     const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
@@ -284,12 +297,8 @@ describe('events', () => {
   })
 
   it('a request answered before its lifecycle began (a body that does not parse) still has its request event, before its response, once', async () => {
-    const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
-    const ac = new AbortController()
+    const { proxy, stream, close } = await proxyWithEvents('?types=request,response')
     try {
-      const es = await fetch(proxy.url + '/agentmesh/events?types=request,response', { signal: ac.signal })
-      const stream = collect(es)
-      await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
       const res = await fetch(proxy.url + '/v1/chat/completions', {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-agentmesh-team': 'eng' },
@@ -305,18 +314,13 @@ describe('events', () => {
       expect(mine.map((e) => e.type)).toEqual(['request', 'response'])
       expect(mine[1].data.status).toBe(400)
     } finally {
-      ac.abort()
-      await proxy.close()
+      await close()
     }
   })
 
   it("a stream's response event comes at its end, with the usage and cost its llm_call settled", async () => {
-    const proxy = await startCoreProxy({ preset: 'demo', plugins: [fast()] })
-    const ac = new AbortController()
+    const { proxy, stream, ac, close } = await proxyWithEvents('?types=llm_call,response')
     try {
-      const es = await fetch(proxy.url + '/agentmesh/events?types=llm_call,response', { signal: ac.signal })
-      const stream = collect(es)
-      await until(() => stream.text().includes(': agentmesh events'), 'the event stream to open')
       const res = await postJson(
         proxy.url + '/v1/chat/completions',
         { ...OA, stream: true },
@@ -345,8 +349,7 @@ describe('events', () => {
       ac.abort()
       await stream.done
     } finally {
-      ac.abort()
-      await proxy.close()
+      await close()
     }
   })
 
