@@ -9,7 +9,9 @@
 //   BENCH_ROUTER=0       leaves out the router line (issue 16)
 //   BENCH_TRANSLATE=0    leaves out the translated stream line (issue 16)
 //   BENCH_OBSERVE=0      leaves out the metrics+tracing and dashboard lines (issue 18);
-//                        BENCH_OBSERVE_WINDOWS=N their windows (default 7)
+//                        BENCH_OBSERVE_WINDOWS=N their windows (default 7); BENCH_CALIBRATE=0
+//                        leaves out the side-by-side calibration (a known 0.01 ms of busy CPU
+//                        per request, measured as metrics+tracing is)
 //   BENCH_GUARDS_LINE=0  leaves out the breaker+approval line (issue 17)
 //   BENCH_CONTROL=1      each side-by-side line also gives its A/A control: a third proxy with the
 //                        baseline's config, against the baseline in interleaved windows (the noise);

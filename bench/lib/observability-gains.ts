@@ -17,6 +17,7 @@ import {
   how,
   LOAD_CPU,
   measure,
+  openaiVendor,
   type PairResult,
   PROXY_CPU,
   pin,
@@ -105,6 +106,33 @@ function metricsTracing(d: BenchDeps, children: ChildProcess[], helperPort: numb
   })
 }
 
+// what the calibration pair adds to each request: a known amount of busy CPU, in ms
+const CALIBRATION_MS = 0.01
+
+/**
+ * How this sitting's side-by-side reads a known cost: metrics and tracing off in both, B with a
+ * hook that keeps the CPU busy for CALIBRATION_MS on every request (allocating nothing). Under the
+ * load's contention a proxy that does more per request serves fewer requests a scheduling slice and
+ * pays more for its share of the switches, so added work reads larger than it is: this gives the
+ * factor for the same windows and CPU.
+ */
+function calibration(d: BenchDeps, children: ChildProcess[], windows: number) {
+  const off = { name: 'observe-calibrate-off', disable: ['metrics', 'otel'] }
+  const spin = `{ name: 'bench-busy', hooks: { afterResponse() { const end = performance.now() + ${CALIBRATION_MS}; while (performance.now() < end); } } }`
+  const on = { ...off, name: 'observe-calibrate-busy', plugins: [openaiVendor(d), spin] }
+  return withSideBySide(d, children, off, on, (p) => measure(d, p, windows))
+}
+
+/** the calibration's line: the known cost's reading, and the metrics+tracing figure over its factor */
+function calibrationText(d: BenchDeps, cal: SideBySideResult, mt: SideBySideResult): string {
+  const read = (cal.cpuRatio - 1) * cal.msA
+  const factor = read / CALIBRATION_MS
+  const own = (mt.cpuRatio - 1) * mt.msA
+  const over =
+    factor > 0 ? `; metrics+tracing's ${own.toFixed(4)} over that factor: ${(own / factor).toFixed(4)} ms/req` : ''
+  return `side-by-side calibration: a known ${CALIBRATION_MS.toFixed(4)} ms of busy CPU per request reads as added CPU ${read.toFixed(4)} ms/req (x${factor.toFixed(2)})${over} (${how(d, cal)})`
+}
+
 /**
  * The same config twice, 5 readers of the events a dashboard reads (its URL, DASHBOARD_EVENTS; in
  * the helper, off the proxies' CPU) connected to B.
@@ -178,6 +206,7 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
   try {
     const load0 = loadavg()[0]!
     const mt = await metricsTracing(d, children, helperPort, windows)
+    const cal = process.env.BENCH_CALIBRATE === '0' ? undefined : await calibration(d, children, windows)
     const ip = await inProcess(d, 'observe', helperPort)
     const db = await dashboardClients(d, children, helperPort, windows)
     const ipd = await inProcess(d, 'dashboard', helperPort)
@@ -188,6 +217,7 @@ export async function observabilityGainsLines(d: BenchDeps, children: ChildProce
     const dbControl = controlNote(db, (c) => `rps ${c.rpsRatio.toFixed(3)}, CPU ${c.cpuRatio.toFixed(3)}`)
     return [
       `metrics+tracing  on vs off: CPU ${mt.msB.toFixed(3)} vs ${mt.msA.toFixed(3)} ms/req, on/off ${mt.cpuRatio.toFixed(3)}, added CPU ${added(mt)}${mtControl} (${how(d, mt)}; OTLP sink got ${mt.spans.toLocaleString('en-US')} spans in ${mt.exports} exports for ${mt.requestsB.toLocaleString('en-US')} requests, /metrics counted ${mt.scraped.toLocaleString('en-US')}) | ${load}`,
+      ...(cal ? [`metrics+tracing  ${calibrationText(d, cal, mt)}`] : []),
       `metrics+tracing  in one process: added CPU ${inProcessText(ip)}`,
       `dashboard 5 SSE clients: rps ${db.rpsB.toFixed(0)} vs ${db.rpsA.toFixed(0)} (${db.rpsRatio.toFixed(3)}), CPU ${db.msB.toFixed(3)} vs ${db.msA.toFixed(3)} ms/req (${db.cpuRatio.toFixed(3)})${dbControl} (with vs without ${db.clients} clients reading the dashboard's ${DASHBOARD_EVENTS}, ${db.events.toLocaleString('en-US')} events read; ${how(d, db)})${noiseText(db)}`,
       `dashboard 5 SSE clients in one process: added CPU ${inProcessText(ipd)}`,

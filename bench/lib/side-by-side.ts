@@ -384,10 +384,6 @@ export const how = (d: BenchDeps, r: SideBySideResult) =>
   `medians of ${r.used} of ${r.windows} windows of ${d.seconds}s, two fresh proxies loaded at once${r.pinned ? ' on one CPU' : ''}, errors ${r.errorsA + r.errorsB}`
 
 /**
- * The A/A control beside a figure (empty without BENCH_CONTROL=1): `text` gives the control's
- * figures as the line gives its own (same formula), from A's two twins.
- */
-/**
  * A side-by-side ratio as added CPU ms per request. Two proxies sharing one core each read more CPU
  * per request than one alone (cache and scheduler contention: ~1.3-1.9x on this machine), so the
  * side-by-side baseline's ms overstates both the cost and what is added to it; the ratio is what
@@ -400,6 +396,10 @@ export function addedMs(d: BenchDeps, p: PairResult): string {
   return `${sideBySide} side by side, ${((p.cpuRatio - 1) * d.standaloneMs).toFixed(4)} ms/req at the standalone proxy's ${d.standaloneMs.toFixed(3)}`
 }
 
+/**
+ * The A/A control beside a figure (empty without BENCH_CONTROL=1): `text` gives the control's
+ * figures as the line gives its own (same formula), from A's two twins.
+ */
 export function controlNote(r: SideBySideResult, text: (c: PairResult) => string): string {
   const c = r.control
   if (!c) return ''
