@@ -111,10 +111,10 @@ const CALIBRATION_MS = 0.01
 
 /**
  * How this sitting's side-by-side reads a known cost: metrics and tracing off in both, B with a
- * hook that keeps the CPU busy for CALIBRATION_MS on every request (allocating nothing). Under the
- * load's contention a proxy that does more per request serves fewer requests a scheduling slice and
- * pays more for its share of the switches, so added work reads larger than it is: this gives the
- * factor for the same windows and CPU.
+ * hook that keeps the CPU busy for CALIBRATION_MS on every request (a clock spin: no allocation, no
+ * I/O). Added work reads larger than it is there (a 0.01 ms spin read 0.0115-0.016 ms in the first
+ * runs; likely the share of the two proxies' switches and cache refills that grows with the work),
+ * so the line gives the factor of the same windows and CPU beside the figure.
  */
 function calibration(d: BenchDeps, children: ChildProcess[], windows: number) {
   const off = { name: 'observe-calibrate-off', disable: ['metrics', 'otel'] }
