@@ -112,7 +112,7 @@ const CALIBRATION_MS = 0.01
 /**
  * How this sitting's side-by-side reads a known cost: metrics and tracing off in both, B with a
  * hook that keeps the CPU busy for CALIBRATION_MS on every request (a clock spin: no allocation, no
- * I/O). Added work reads larger than it is there (a 0.01 ms spin read 0.0115-0.016 ms in the first
+ * I/O). Added work reads larger than it is there (a 0.01 ms spin read 0.0109-0.016 ms in the first
  * runs; likely the share of the two proxies' switches and cache refills that grows with the work),
  * so the line gives the factor of the same windows and CPU beside the figure.
  */
