@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SpanBatcher } from '../plugins/otel/batch.ts'
 import { Health, TraceExport } from '../plugins/otel/export.ts'
-import { envelope } from '../plugins/otel/otlp.ts'
+import { jsonFraming } from '../plugins/otel/json.ts'
 import OpenAI from 'openai'
 import { otel } from '../plugins/otel/index.ts'
 import { clearVendorEnv, startMockAndProxy, until } from './helpers/core-harness.ts'
@@ -57,12 +57,12 @@ function setup(url: string, o: { delayMs?: number; maxBatch?: number; maxQueue?:
   const health = new Health(log)
   const http = new TraceExport(
     `${url}/v1/traces`,
-    { endpoint: url, timeoutMs: o.timeoutMs ?? 5000, maxInFlight: 1 },
+    { endpoint: url, timeoutMs: o.timeoutMs ?? 5000, maxInFlight: 1, traces: 'http/json', metrics: 'http/json' },
     health,
   )
   const batcher = new SpanBatcher(
     http,
-    envelope('svc-test'),
+    jsonFraming('svc-test'),
     { delayMs: o.delayMs ?? 60_000, maxBatch: o.maxBatch ?? 4, maxQueue: o.maxQueue ?? 100 },
     log,
   )
@@ -282,7 +282,7 @@ describe('otel export: batches over OTLP/HTTP', () => {
 
   it('per-signal endpoints and gzip from the environment (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, _METRICS_ENDPOINT, _COMPRESSION)', async () => {
     const traces = await otlpReceiver()
-    const metrics = await otlpReceiver()
+    const metrics = await otlpReceiver(undefined, 0, () => 'metrics')
     open.push(traces, metrics)
     const saved = { ...process.env }
     process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = `${traces.url}/custom/traces`
@@ -305,6 +305,38 @@ describe('otel export: batches over OTLP/HTTP', () => {
       'gen_ai.client.token.usage',
       'gen_ai.client.operation.duration',
     ])
+  })
+
+  it('the encoding: protobuf by default, OTEL_EXPORTER_OTLP_PROTOCOL, per signal, the option over both; gRPC refused', async () => {
+    const rx = await otlpReceiver()
+    open.push(rx)
+    const sent = () => rx.got.map((g) => `${g.path} ${g.headers['content-type']}`).sort()
+    const saved = { ...process.env }
+    try {
+      await oneRequest(otel({ endpoint: rx.url, batchDelayMs: 60_000, metricsIntervalMs: 60_000 }))
+      expect(sent()).toEqual(['/v1/metrics application/x-protobuf', '/v1/traces application/x-protobuf'])
+      rx.got.length = 0
+      process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json'
+      process.env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = 'http/protobuf'
+      await oneRequest(otel({ endpoint: rx.url, batchDelayMs: 60_000, metricsIntervalMs: 60_000 }))
+      expect(sent()).toEqual(['/v1/metrics application/x-protobuf', '/v1/traces application/json'])
+      rx.got.length = 0
+      await oneRequest(
+        otel({ endpoint: rx.url, batchDelayMs: 60_000, metricsIntervalMs: 60_000, protocol: 'http/protobuf' }),
+      )
+      expect(sent()).toEqual(['/v1/metrics application/x-protobuf', '/v1/traces application/x-protobuf'])
+      // both decoded: the request span and the upstream call's in each trace export
+      expect(spansIn(rx.got.filter((g) => g.path === '/v1/traces').map((g) => g.body))).toHaveLength(2)
+      process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'grpc'
+      expect(() => otel({ endpoint: rx.url })).toThrow(
+        /OTEL_EXPORTER_OTLP_PROTOCOL is "grpc".*http\/protobuf.*HTTP port, 4318/,
+      )
+    } finally {
+      process.env = saved
+    }
+    expect(() => otel({ endpoint: rx.url, protocol: 'grpc' as never })).toThrow(
+      /protocol must be "http\/protobuf" or "http\/json"/,
+    )
   })
 
   it('only the signal that has an endpoint is exported', async () => {

@@ -25,7 +25,7 @@ const metricsOf = (got: Received[]) =>
     )
 const nanosNow = () => BigInt(Date.now()) * 1_000_000n
 
-describe('otel: traces and metrics over OTLP/HTTP', () => {
+describe.each(['http/protobuf', 'http/json'] as const)('otel: traces and metrics over OTLP/HTTP (%s)', (protocol) => {
   let mock: MockUpstream
   let proxy: Proxy
   let rx: OtlpReceiver
@@ -33,7 +33,9 @@ describe('otel: traces and metrics over OTLP/HTTP', () => {
     clearVendorEnv()
     rx = await otlpReceiver()
     ;({ mock, proxy } = await startMockAndProxy({
-      config: { plugins: [otel({ endpoint: rx.url, batchDelayMs: 100, metricsIntervalMs: 300 }), exactCache()] },
+      config: {
+        plugins: [otel({ endpoint: rx.url, batchDelayMs: 100, metricsIntervalMs: 300, protocol }), exactCache()],
+      },
     }))
   })
   afterAll(async () => {
@@ -94,7 +96,7 @@ describe('otel: traces and metrics over OTLP/HTTP', () => {
     expect(mock.received[0]!.headers.traceparent).toBe(`00-${traceId}-${upstream.spanId}-01`)
   })
 
-  it('encodes as the OTLP/JSON exporter did: hex ids, nanosecond strings, typed attributes, flags, resource, scope', async () => {
+  it('encodes as the official OTLP exporter does: ids, nanosecond times, typed attributes, flags, resource, scope', async () => {
     const from = nanosNow()
     const c = new OpenAI({
       baseURL: `${proxy.url}/v1`,
@@ -120,12 +122,13 @@ describe('otel: traces and metrics over OTLP/HTTP', () => {
     const to = nanosNow()
     const exports = rx.got.filter((g) => g.path === '/v1/traces')
     for (const e of exports) {
+      expect(e.protocol).toBe(protocol)
+      expect(e.headers['content-type']).toBe(protocol === 'http/json' ? 'application/json' : 'application/x-protobuf')
       expect(e.body.resourceSpans).toHaveLength(1)
       const rs = e.body.resourceSpans[0]
-      expect(rs.resource).toEqual({
-        attributes: [{ key: 'service.name', value: { stringValue: 'agentmesh' } }],
-        droppedAttributesCount: 0,
-      })
+      const attributes = [{ key: 'service.name', value: { stringValue: 'agentmesh' } }]
+      // the JSON writes the resource's dropped count, 0; protobuf leaves a zero out
+      expect(rs.resource).toEqual(protocol === 'http/json' ? { attributes, droppedAttributesCount: 0 } : { attributes })
       expect(rs.scopeSpans.map((ss: any) => ss.scope)).toEqual([{ name: 'agentmesh' }])
     }
     const spans = spansOf(rx.got).filter((s) => s.traceId === '0af7651916cd43dd8448eb211c80319c')
@@ -141,7 +144,7 @@ describe('otel: traces and metrics over OTLP/HTTP', () => {
       // epoch nanoseconds of this request (1 ms of slack: timeOrigin is rounded)
       expect(start >= from - 1_000_000n && end <= to + 1_000_000n && start <= end).toBe(true)
       expect(s.status).toEqual({ code: 0 })
-      // OTLP's defaults are left out (proto3 JSON): no dropped counts, no events, no links
+      // OTLP's defaults are left out (as proto3 allows): no dropped counts, no events, no links
       for (const k of ['droppedAttributesCount', 'events', 'droppedEventsCount', 'links', 'droppedLinksCount'])
         expect(s).not.toHaveProperty(k)
     }
@@ -289,7 +292,11 @@ describe('otel: traces and metrics over OTLP/HTTP', () => {
     for (const e of exports) {
       const rm = e.body.resourceMetrics[0]
       expect(rm.resource.attributes).toEqual([{ key: 'service.name', value: { stringValue: 'agentmesh' } }])
-      expect(rm.scopeMetrics[0].scope).toEqual({ name: 'agentmesh', version: '' })
+      expect(e.protocol).toBe(protocol)
+      // as each official serializer writes an unset version: JSON an empty text, protobuf nothing
+      expect(rm.scopeMetrics[0].scope).toEqual(
+        protocol === 'http/json' ? { name: 'agentmesh', version: '' } : { name: 'agentmesh' },
+      )
     }
     // the last export: cumulative histograms with the SDK's default buckets, min, max and sum
     const last = exports.at(-1)!.body.resourceMetrics[0].scopeMetrics[0].metrics

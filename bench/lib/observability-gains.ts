@@ -28,23 +28,59 @@ import {
 
 /**
  * The other side of the wire, in its own process (on the load generators' CPU, not the proxies'):
- * an OTLP/HTTP sink that reads and decodes every export (so the proxy's exporter does all its real
- * work) and counts the spans, and dashboard-like clients of /agentmesh/events that read continuously.
+ * an OTLP/HTTP sink that reads and decodes every export, protobuf or JSON (so the proxy's exporter
+ * does all its real work) and counts the spans, and dashboard-like clients of /agentmesh/events that read continuously.
  */
 const HELPER = `import { createServer, get } from 'node:http'
 const stats = { exports: 0, spans: 0, metricExports: 0, sseClients: 0, sseEvents: 0, sseBytes: 0 }
+// protobuf's length-delimited fields numbered \`field\` in buf[from, to), each as [start, end)
+function* fieldsOf(buf, from, to, field) {
+  let p = from
+  const varint = () => {
+    let v = 0, shift = 1
+    for (;;) {
+      const b = buf[p++]
+      v += (b & 0x7f) * shift
+      if (b < 0x80) return v
+      shift *= 128
+    }
+  }
+  while (p < to) {
+    const key = varint(), wire = key & 7
+    if (wire === 0) varint()
+    else if (wire === 1) p += 8
+    else if (wire === 5) p += 4
+    else if (wire === 2) {
+      const n = varint()
+      if (key >>> 3 === field) yield [p, p + n]
+      p += n
+    } else throw new Error('wire type ' + wire)
+    if (p > to) throw new Error('a field runs past its message')
+  }
+}
+// the spans of an OTLP/protobuf trace export: ResourceSpans (1) > ScopeSpans (2) > Span (2)
+function protoSpans(buf) {
+  let n = 0
+  for (const [a, b] of fieldsOf(buf, 0, buf.length, 1))
+    for (const [c, d] of fieldsOf(buf, a, b, 2)) for (const _ of fieldsOf(buf, c, d, 2)) n++
+  return n
+}
 const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://x')
   if (req.method === 'POST' && url.pathname.startsWith('/v1/')) {
     const parts = []
     req.on('data', (d) => parts.push(d))
     req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(parts).toString())
+      const raw = Buffer.concat(parts)
+      const proto = req.headers['content-type'] === 'application/x-protobuf'
       if (url.pathname === '/v1/traces') {
         stats.exports++
-        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) stats.spans += ss.spans?.length ?? 0
+        if (proto) stats.spans += protoSpans(raw)
+        else for (const rs of JSON.parse(raw.toString()).resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) stats.spans += ss.spans?.length ?? 0
       } else stats.metricExports++
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      // an empty export response in the request's encoding
+      if (proto) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
     })
     return
   }

@@ -2,11 +2,13 @@
 // defaults: up to 512 a batch, sent when full or after the delay, at most 2048 waiting). Past that
 // bound the oldest batch goes: the newest spans say most about now.
 //
-// Each span's JSON text is written at once into the request body of its batch (a Buffer that
-// already holds the OTLP envelope's head): the span's string dies young and the body is never a
-// string. Keeping the texts and joining them per batch cost three times as much as writing them
-// (V8 builds the joined string of many small ropes slowly: about 4 µs per span, measured). A sealed
-// batch is handed to the official export delegate (export.ts) as it is.
+// A request's spans, encoded (proto.ts: bytes; json.ts: a JSON text), are written at once into the
+// request body of their batch, a Buffer reused from batch to batch: the body is never a string,
+// and a span's text dies young. Keeping JSON texts and joining them per batch cost three times as
+// much as writing them (V8 builds the joined string of many small ropes slowly: about 4 µs per
+// span, measured). The envelope around the spans (resource, scope) is the encoding's `Framing`,
+// written when the batch is sealed. A sealed batch is handed to the official export delegate
+// (export.ts) as it is.
 import type { Logger } from '../../core/types.ts'
 import type { EncodedBatch, TraceExport } from './export.ts'
 
@@ -16,15 +18,22 @@ export interface BatchOptions {
   maxQueue: number
 }
 
-/** the text around the spans of a batch: the resource and scope envelope */
-export interface Envelope {
-  head: string
-  tail: string
+/** what an encoding writes around a batch's spans: the resource and scope envelope */
+export interface Framing {
+  contentType: 'application/json' | 'application/x-protobuf'
+  /** bytes kept free before the spans for what seal() writes there */
+  reserve: number
+  /** bytes seal() writes after them */
+  trailer?: number
+  /** the byte between two requests' spans (JSON's comma) */
+  separator: number | undefined
+  /** writes the envelope around the spans at body[spansStart, spansEnd): where the request body is */
+  seal(body: Buffer, spansStart: number, spansEnd: number): { start: number; end: number }
 }
 
 type Batch = EncodedBatch
 
-// a batch's body: 512 spans of ~800 bytes fit; a batch whose spans are larger is sent early
+// a batch's body: 512 spans of ~800 bytes (JSON) fit; a batch whose spans are larger is sent early
 const BODY_BYTES = 1 << 20
 // bodies kept for reuse: as many as can be in flight and waiting at once
 const SPARE = 8
@@ -41,40 +50,40 @@ export class SpanBatcher {
   /** bodies whose export is done, to write the next batches in: a fresh 1 MB each time made V8
    *  collect its whole heap every few hundred batches for the external memory (~8 µs a request) */
   #spare: Buffer[] = []
-  readonly #head: Buffer
-  readonly #tail: Buffer
+  readonly #room: number
   constructor(
     private readonly http: TraceExport,
-    envelope: Envelope,
+    private readonly framing: Framing,
     private readonly o: BatchOptions,
     private readonly log: () => Logger | undefined,
   ) {
-    this.#head = Buffer.from(envelope.head)
-    this.#tail = Buffer.from(envelope.tail)
+    // what must stay free after a request's spans: a separator and the envelope's end
+    this.#room = BODY_BYTES - 1 - (framing.trailer ?? 0)
   }
 
-  /** push, bound: what emitSpans writes to */
-  readonly out = (spans: string, count: number): void => this.push(spans, count)
+  /** push, bound: what the encodings' emit functions write to */
+  readonly out = (spans: string | Uint8Array, count: number): void => this.push(spans, count)
 
-  /** `count` spans' JSON texts, comma-separated (a request's spans in one write) */
-  push(span: string, count = 1): void {
+  /** a request's `count` spans, encoded: bytes, or a JSON text (comma-separated spans) */
+  push(spans: string | Uint8Array, count = 1): void {
     let b = this.#open
-    // a UTF-8 byte is at most 3 per UTF-16 unit; the comma and the envelope's tail must fit too;
-    // a batch holds maxBatch spans at most
-    if (
-      b !== undefined &&
-      (b.size + span.length * 3 + 1 + this.#tail.length > BODY_BYTES || b.spans + count > this.o.maxBatch)
-    ) {
+    // a UTF-8 byte is at most 3 per UTF-16 unit; a batch holds maxBatch spans at most
+    const bytes = typeof spans === 'string' ? spans.length * 3 : spans.length
+    if (b !== undefined && (b.size + bytes > this.#room || b.spans + count > this.o.maxBatch)) {
       this.#seal()
       b = undefined
     }
     if (b === undefined) {
-      b = { body: this.#spare.pop() ?? Buffer.allocUnsafeSlow(BODY_BYTES), size: this.#head.length, spans: 0 }
-      this.#head.copy(b.body)
+      const start = this.framing.reserve
+      b = { body: this.#spare.pop() ?? Buffer.allocUnsafeSlow(BODY_BYTES), start, size: start, spans: 0 }
       this.#open = b
       this.#timer ??= setTimeout(() => this.#tick(), this.o.delayMs).unref()
-    } else b.body[b.size++] = 0x2c // ','
-    b.size += b.body.write(span, b.size)
+    } else if (this.framing.separator !== undefined) b.body[b.size++] = this.framing.separator
+    if (typeof spans === 'string') b.size += b.body.write(spans, b.size)
+    else {
+      b.body.set(spans, b.size)
+      b.size += spans.length
+    }
     b.spans += count
     if (b.spans >= this.o.maxBatch) this.#seal()
   }
@@ -84,7 +93,9 @@ export class SpanBatcher {
     const b = this.#open
     if (!b) return
     this.#open = undefined
-    b.size += this.#tail.copy(b.body, b.size)
+    const { start, end } = this.framing.seal(b.body, this.framing.reserve, b.size)
+    b.start = start
+    b.size = end
     this.#full.push(b)
     let waiting = this.#full.reduce((n, x) => n + x.spans, 0)
     while (waiting > this.o.maxQueue && this.#full.length > 1) {

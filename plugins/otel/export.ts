@@ -3,11 +3,12 @@
 // built on: its HTTP transport, retries with backoff on 429/502/503/504 and network errors within
 // the timeout, Retry-After, gzip, concurrency limit, and the OTEL_EXPORTER_OTLP_* environment
 // variables), with this plugin's own encoding as the serializer: a batch arrives already written as
-// OTLP/JSON (batch.ts), so nothing is built per span at export time. Metrics go through the
-// official OTLPMetricExporter, which serializes the SDK's ResourceMetrics built from our histograms
-// once per interval (histograms.ts).
+// OTLP/protobuf or OTLP/JSON (batch.ts), so nothing is built per span at export time. Metrics go
+// through the official OTLPMetricExporter of the protocol's package, which serializes the SDK's
+// ResourceMetrics built from our histograms once per interval (histograms.ts).
 import { ExportResultCode } from '@opentelemetry/core'
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http'
+import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http'
+import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto'
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http'
 import type { OTLPExporterNodeConfigBase } from '@opentelemetry/otlp-exporter-base/node-http'
 import {
@@ -15,22 +16,52 @@ import {
   type IExportTraceServiceResponse,
   type ISerializer,
   JsonTraceSerializer,
+  ProtobufTraceSerializer,
 } from '@opentelemetry/otlp-transformer'
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import type { Logger } from '../../core/types.ts'
 
-/** a batch of spans, already OTLP/JSON: `body` up to `size` bytes is the request body */
+/** OTLP/HTTP's two encodings, by OTEL_EXPORTER_OTLP_PROTOCOL's names */
+export type Protocol = 'http/protobuf' | 'http/json'
+export const PROTOCOLS: readonly string[] = ['http/protobuf', 'http/json']
+
+/**
+ * The encoding a signal is sent in: the option, else OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL, else
+ * OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf (the OTLP specification's default). gRPC is not
+ * served: said at start, rather than every export failing against a gRPC port.
+ */
+export function resolveProtocol(option: string | undefined, signal: 'TRACES' | 'METRICS'): Protocol {
+  const [from, value] =
+    option !== undefined
+      ? ['protocol', option]
+      : process.env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`]
+        ? [`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`, process.env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`]!]
+        : process.env.OTEL_EXPORTER_OTLP_PROTOCOL
+          ? ['OTEL_EXPORTER_OTLP_PROTOCOL', process.env.OTEL_EXPORTER_OTLP_PROTOCOL]
+          : ['', 'http/protobuf']
+  const v = value.trim()
+  if (PROTOCOLS.includes(v)) return v as Protocol
+  throw new Error(
+    `otel: ${from} is ${JSON.stringify(value.slice(0, 40))}: AgentMesh exports over OTLP/HTTP, "http/protobuf" or "http/json"${v === 'grpc' ? " (not gRPC: point it at the collector's HTTP port, 4318 by default)" : ''}`,
+  )
+}
+
+/** a batch of spans, already encoded: `body` from `start` up to `size` is the request body */
 export interface EncodedBatch {
   body: Buffer
+  start: number
   size: number
   spans: number
 }
 
 /** the serializer the delegate calls: the batch is its own serialization */
-const batchSerializer: ISerializer<EncodedBatch, IExportTraceServiceResponse> = {
-  serializeRequest: (b) => b.body.subarray(0, b.size),
-  // a collector's partial-success answer, read as the official trace exporter reads it
-  deserializeResponse: (data) => JsonTraceSerializer.deserializeResponse(data),
+const batchSerializer = (protocol: Protocol): ISerializer<EncodedBatch, IExportTraceServiceResponse> => {
+  // a collector's partial-success answer, read as the official trace exporter of the protocol reads it
+  const official = protocol === 'http/json' ? JsonTraceSerializer : ProtobufTraceSerializer
+  return {
+    serializeRequest: (b) => b.body.subarray(b.start, b.size),
+    deserializeResponse: (data) => official.deserializeResponse(data),
+  }
 }
 
 // what the delegate's self-observability counts (its meter is a no-op: none is given)
@@ -43,6 +74,9 @@ export interface ExportSettings {
   timeoutMs?: number
   /** exports in flight at once per signal */
   maxInFlight: number
+  /** each signal's encoding (resolveProtocol) */
+  traces: Protocol
+  metrics: Protocol
 }
 
 /** the exporters' options as the official exporters take them (their env variables fill the rest) */
@@ -126,11 +160,11 @@ export class TraceExport {
     private readonly health: Health,
   ) {
     const options = convertLegacyHttpOptions(exporterConfig(s, 'v1/traces'), 'TRACES', 'v1/traces', {
-      'Content-Type': 'application/json',
+      'Content-Type': s.traces === 'http/json' ? 'application/json' : 'application/x-protobuf',
     })
     this.#delegate = createOtlpHttpExportDelegate(
       options,
-      batchSerializer,
+      batchSerializer(s.traces),
       'otlp_http_span_exporter',
       batchMetricsHelper,
       undefined,
@@ -166,14 +200,15 @@ export class TraceExport {
 
 /** metrics through the official OTLPMetricExporter, one export at a time */
 export class MetricExport {
-  #exporter: OTLPMetricExporter
+  #exporter: JsonMetricExporter | ProtoMetricExporter
   #out: Promise<void> | undefined
   constructor(
     private readonly url: string,
     s: ExportSettings,
     private readonly health: Health,
   ) {
-    this.#exporter = new OTLPMetricExporter(exporterConfig(s, 'v1/metrics'))
+    const config = exporterConfig(s, 'v1/metrics')
+    this.#exporter = s.metrics === 'http/json' ? new JsonMetricExporter(config) : new ProtoMetricExporter(config)
   }
 
   /** exports `data` unless an export is still out (a slow collector gets the next, cumulative one) */

@@ -1,4 +1,4 @@
-// OpenTelemetry export over OTLP/HTTP (JSON): one span per request with the GenAI semantic
+// OpenTelemetry export over OTLP/HTTP (protobuf by default, or JSON): one span per request with the GenAI semantic
 // conventions and agentmesh.* attributes, child spans for the cache lookup and the upstream call,
 // the client's traceparent as parent; metrics gen_ai.client.token.usage and
 // gen_ai.client.operation.duration. Off unless an endpoint is given (option, or
@@ -7,22 +7,34 @@
 //
 // The span encoding and the metric aggregation are this plugin's own: bench:proxy's
 // "metrics+tracing on vs off" measured 0.111 ms of added CPU per request through the SDK, 40% of it
-// the exporter's serializer and 18% the metrics SDK's attribute hashing (otlp.ts and histograms.ts
-// say how each is done instead). The export is the official packages' (export.ts): the OTLP/HTTP
+// the exporter's serializer and 18% the metrics SDK's attribute hashing (proto.ts, json.ts and
+// histograms.ts say how each is done instead). The export is the official packages' (export.ts): the OTLP/HTTP
 // export delegate sends the batches as written, OTLPMetricExporter the metrics.
 import { definePlugin } from '../../core/plugin.ts'
 import type { Logger, MeshContext, Plugin } from '../../core/types.ts'
 import { SpanBatcher } from './batch.ts'
 import { GenAiHistograms } from './histograms.ts'
-import { checkHeaders, type ExportSettings, Health, MetricExport, resolveSignal, TraceExport } from './export.ts'
-import { envelope } from './otlp.ts'
+import {
+  checkHeaders,
+  type ExportSettings,
+  Health,
+  MetricExport,
+  PROTOCOLS,
+  resolveProtocol,
+  resolveSignal,
+  TraceExport,
+} from './export.ts'
+import * as json from './json.ts'
+import * as proto from './proto.ts'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import * as spans from './spans.ts'
 import type { Marks } from './spans.ts'
 
 // what the hooks call on every request, taken once: under the TypeScript loader (jiti) every use of
 // an imported binding is a property read through its module wrapper. `performance` is the global.
-const { chooseUpstreamIds, emitSpans, parentOf } = spans
+const { chooseUpstreamIds, parentOf } = spans
+const { emitJsonSpans, jsonFraming } = json
+const { emitProtoSpans, protoFraming } = proto
 
 export interface OtelOptions {
   /**
@@ -44,12 +56,27 @@ export interface OtelOptions {
   headers?: Record<string, string>
   /** per export, retries included, ms (default: env OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]TIMEOUT, else 10,000) */
   timeoutMs?: number
+  /**
+   * the encoding, both signals (default: env OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]PROTOCOL, else
+   * 'http/protobuf', the OTLP default; 'http/json' for a receiver that takes JSON only)
+   */
+  protocol?: 'http/protobuf' | 'http/json'
 }
 
-const OPTION_NAMES = ['endpoint', 'serviceName', 'metricsIntervalMs', 'batchDelayMs', 'headers', 'timeoutMs']
+const OPTION_NAMES = [
+  'endpoint',
+  'serviceName',
+  'metricsIntervalMs',
+  'batchDelayMs',
+  'headers',
+  'timeoutMs',
+  'protocol',
+]
 
 interface Pipeline {
   spans: SpanBatcher | undefined
+  /** the spans' encoder for the trace protocol */
+  emit: typeof emitProtoSpans | typeof emitJsonSpans
   metrics: GenAiHistograms | undefined
   close(): Promise<void>
 }
@@ -71,7 +98,7 @@ async function start(o: OtelOptions, s: ExportSettings, log: () => Logger | unde
   const spans = traces
     ? new SpanBatcher(
         traces,
-        envelope(serviceName),
+        s.traces === 'http/json' ? jsonFraming(serviceName) : protoFraming(serviceName),
         { delayMs: o.batchDelayMs ?? 2000, maxBatch: MAX_BATCH, maxQueue: MAX_QUEUE },
         log,
       )
@@ -82,6 +109,7 @@ async function start(o: OtelOptions, s: ExportSettings, log: () => Logger | unde
   const timer = exporter && setInterval(() => exporter.send(data), o.metricsIntervalMs ?? 10_000).unref()
   return {
     spans,
+    emit: s.traces === 'http/json' ? emitJsonSpans : emitProtoSpans,
     metrics,
     close: async () => {
       clearInterval(timer)
@@ -98,7 +126,7 @@ async function start(o: OtelOptions, s: ExportSettings, log: () => Logger | unde
 }
 
 function record(p: Pipeline, ctx: MeshContext, marks: Marks) {
-  if (p.spans) emitSpans(p.spans.out, ctx, marks)
+  if (p.spans) p.emit(p.spans.out, ctx, marks)
   p.metrics?.record(ctx, (marks.end - marks.start) / 1000)
 }
 
@@ -138,11 +166,15 @@ export function otel(options: OtelOptions = {}): Plugin {
   const timeoutMs = options.timeoutMs
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0))
     throw new Error('otel: timeoutMs must be a positive number of ms')
+  if (options.protocol !== undefined && !PROTOCOLS.includes(options.protocol))
+    throw new Error(`otel: protocol must be ${PROTOCOLS.map((x) => `"${x}"`).join(' or ')}`)
   const settings: ExportSettings = {
     endpoint: options.endpoint?.replace(/\/+$/, ''),
     headers: options.headers && { ...options.headers },
     timeoutMs,
     maxInFlight: MAX_IN_FLIGHT,
+    traces: resolveProtocol(options.protocol, 'TRACES'),
+    metrics: resolveProtocol(options.protocol, 'METRICS'),
   }
   let p: Pipeline | undefined
   let log: Logger | undefined
