@@ -14,7 +14,7 @@ import type { Marks } from './spans.ts'
 
 // taken once: under the TypeScript loader (jiti) every use of an imported binding is a property
 // read through its module wrapper, several per span
-const { conversationOf, errorOf, isCacheHit, operationOf, providerOf, randomHex } = spans
+const { conversationOf, errorOf, isCacheHit, operationOf, perModel, providerOf, randomHex } = spans
 
 /** a string attribute; `key` is one of ours (no escaping needed), the value is escaped */
 export const str = (key: string, v: string) => `{"key":"${key}","value":{"stringValue":${JSON.stringify(v)}}}`
@@ -189,32 +189,17 @@ interface ModelTexts {
   requestAttributes: string
 }
 
-// by operation, then vendor, then model; models are the client's to name: bounded as repeatedStr
-const MAX_MODELS = 1000
-const byOperation = new Map<string, Map<string, Map<string, ModelTexts>>>()
-
-function textsOf(operation: string, vendor: string, model: string): ModelTexts {
-  let byVendor = byOperation.get(operation)
-  if (byVendor === undefined) byOperation.set(operation, (byVendor = new Map()))
-  let byModel = byVendor.get(vendor)
-  if (byModel === undefined) byVendor.set(vendor, (byModel = new Map()))
-  let t = byModel.get(model)
-  if (t === undefined) {
-    if (byModel.size >= MAX_MODELS) byModel.clear()
-    const provider = providerOf(vendor)
-    const first = `${OPERATION(operation)},${PROVIDER(provider)},${REQUEST_MODEL(model)}`
-    t = {
-      clientHead: flat(`","name":${JSON.stringify(`${operation} ${model}`)},"kind":${CLIENT},"startTimeUnixNano":"`),
-      clientAttributes: flat(`","attributes":[${first},{"key":"http.response.status_code","value":{"intValue":`),
-      requestHead: flat(
-        `","name":${JSON.stringify(`${operation} ${model}`.trim())},"kind":${SERVER},"startTimeUnixNano":"`,
-      ),
-      requestAttributes: flat(`","attributes":[${first}`),
-    }
-    byModel.set(model, t)
+const textsOf = perModel((operation, vendor, model): ModelTexts => {
+  const first = `${OPERATION(operation)},${PROVIDER(providerOf(vendor))},${REQUEST_MODEL(model)}`
+  return {
+    clientHead: flat(`","name":${JSON.stringify(`${operation} ${model}`)},"kind":${CLIENT},"startTimeUnixNano":"`),
+    clientAttributes: flat(`","attributes":[${first},{"key":"http.response.status_code","value":{"intValue":`),
+    requestHead: flat(
+      `","name":${JSON.stringify(`${operation} ${model}`.trim())},"kind":${SERVER},"startTimeUnixNano":"`,
+    ),
+    requestAttributes: flat(`","attributes":[${first}`),
   }
-  return t
-}
+})
 
 // what ends a span whose status is unset, by its flags
 const UNSET_LOCAL_END = `],"status":${UNSET},"flags":${LOCAL_PARENT}}`

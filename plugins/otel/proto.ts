@@ -15,7 +15,7 @@ import * as spans from './spans.ts'
 import type { Marks } from './spans.ts'
 
 // taken once: under the TypeScript loader every use of an imported binding is a property read
-const { conversationOf, errorOf, operationOf, providerOf, randomHex, isCacheHit } = spans
+const { conversationOf, errorOf, isCacheHit, operationOf, perModel, providerOf, randomHex } = spans
 
 // wire types
 const VARINT = 0
@@ -58,6 +58,17 @@ function varint(n: number): void {
 function raw(bytes: Uint8Array): void {
   b.set(bytes, p)
   p += bytes.length
+}
+
+/** the bytes `write` puts in a buffer of `room` bytes, as a Buffer of their own (made once, kept) */
+function captured(write: () => void, room: number): Buffer {
+  const save = [b, p] as const
+  b = Buffer.allocUnsafe(room)
+  p = 0
+  write()
+  const out = Buffer.from(b.subarray(0, p))
+  ;[b, p] = save
+  return out
 }
 
 // hex digit values by char code: an id is two table reads a byte, no call into C++
@@ -143,26 +154,23 @@ function strField(field: number, s: string): void {
 /** KeyValue's key field, encoded once per key */
 const keyOf = (key: string) => Buffer.concat([Buffer.from([tag(1, LEN), Buffer.byteLength(key)]), Buffer.from(key)])
 
-/** one string attribute, whole: what is cached for the values that repeat */
-function encodeStrAttr(key: Buffer, v: string): Buffer {
+/** one string attribute at p, its lengths counted first */
+function strAttrField(key: Buffer, v: string): void {
   const n = Buffer.byteLength(v)
   const any = 1 + varintSize(n) + n
-  const kv = key.length + 1 + varintSize(any) + any
-  const out = Buffer.allocUnsafe(1 + varintSize(kv) + kv)
-  const save = [b, p] as const
-  b = out
-  p = 0
   b[p++] = tag(9, LEN)
-  varint(kv)
+  varint(key.length + 1 + varintSize(any) + any)
   raw(key)
   b[p++] = tag(2, LEN)
   varint(any)
   b[p++] = tag(1, LEN)
   varint(n)
-  b.write(v, p)
-  ;[b, p] = save
-  return out
+  p += b.write(v, p)
 }
+
+/** one string attribute, whole: what is cached for the values that repeat */
+const encodeStrAttr = (key: Buffer, v: string): Buffer =>
+  captured(() => strAttrField(key, v), 16 + key.length + 3 * v.length)
 
 /** a string attribute whose values repeat (teams, users, models): each value's bytes made once */
 function repeatedAttr(key: string, max = 1000): (v: string) => void {
@@ -214,17 +222,7 @@ function strAttr(key: string): (v: string) => void {
       p += short
       return
     }
-    const n = Buffer.byteLength(v)
-    const any = 1 + varintSize(n) + n
-    const kv = k.length + 1 + varintSize(any) + any
-    b[p++] = tag(9, LEN)
-    varint(kv)
-    raw(k)
-    b[p++] = tag(2, LEN)
-    varint(any)
-    b[p++] = tag(1, LEN)
-    varint(n)
-    p += b.write(v, p)
+    strAttrField(k, v)
   }
 }
 
@@ -309,51 +307,25 @@ interface ModelBytes {
   first: Buffer
 }
 
-// by operation, then vendor, then model (no key text to build and hash per request); models are
-// the client's to name: bounded
-const MAX_MODELS = 1000
-const byOperation = new Map<string, Map<string, Map<string, ModelBytes>>>()
-
-/** the bytes `write` puts in a buffer of `room` bytes, as a Buffer of their own (made once, kept) */
-function captured(write: () => void, room: number): Buffer {
-  const save = [b, p] as const
-  b = Buffer.allocUnsafe(room)
-  p = 0
-  write()
-  const out = Buffer.from(b.subarray(0, p))
-  ;[b, p] = save
-  return out
-}
-
 function nameAndKind(name: string, kind: number): void {
   strField(5, name)
   b[p++] = tag(6, VARINT)
   b[p++] = kind
 }
 
-function bytesOf(operation: string, vendor: string, model: string): ModelBytes {
-  let byVendor = byOperation.get(operation)
-  if (byVendor === undefined) byOperation.set(operation, (byVendor = new Map()))
-  let byModel = byVendor.get(vendor)
-  if (byModel === undefined) byVendor.set(vendor, (byModel = new Map()))
-  let t = byModel.get(model)
-  if (t === undefined) {
-    if (byModel.size >= MAX_MODELS) byModel.clear()
-    // a model's name is the client's: room for any length
-    const room = 1024 + 3 * (model.length + operation.length + vendor.length)
-    t = {
-      clientHead: captured(() => nameAndKind(`${operation} ${model}`, CLIENT), room),
-      requestHead: captured(() => nameAndKind(`${operation} ${model}`.trim(), SERVER), room),
-      first: captured(() => {
-        OPERATION(operation)
-        PROVIDER(providerOf(vendor))
-        REQUEST_MODEL(model)
-      }, room),
-    }
-    byModel.set(model, t)
+const bytesOf = perModel((operation, vendor, model): ModelBytes => {
+  // a model's name is the client's: room for any length
+  const room = 1024 + 3 * (model.length + operation.length + vendor.length)
+  return {
+    clientHead: captured(() => nameAndKind(`${operation} ${model}`, CLIENT), room),
+    requestHead: captured(() => nameAndKind(`${operation} ${model}`.trim(), SERVER), room),
+    first: captured(() => {
+      OPERATION(operation)
+      PROVIDER(providerOf(vendor))
+      REQUEST_MODEL(model)
+    }, room),
   }
-  return t
-}
+})
 
 // Status { message = 2; code = 3 }: unset (code 0, written as the SDK writes it)
 const STATUS_UNSET = Buffer.from([tag(15, LEN), 2, tag(3, VARINT), 0])

@@ -104,3 +104,28 @@ export function conversationOf(ctx: MeshContext): string | undefined {
   const c = ctx.request.headers.get('x-agentmesh-session') ?? ctx.request.headers.get('x-session-id')
   return c ? c.slice(0, 128) : undefined
 }
+
+// models are the client's to name: past this many per operation and vendor, a cache starts over
+const MAX_MODELS = 1000
+
+/**
+ * What only a span's operation, vendor and model decide (its name, its first attributes), made
+ * once by `make` and kept: by operation, then vendor, then model, so that no key text is built
+ * and hashed per request.
+ */
+export function perModel<T>(make: (operation: string, vendor: string, model: string) => T) {
+  const byOperation = new Map<string, Map<string, Map<string, T>>>()
+  return (operation: string, vendor: string, model: string): T => {
+    let byVendor = byOperation.get(operation)
+    if (byVendor === undefined) byOperation.set(operation, (byVendor = new Map()))
+    let byModel = byVendor.get(vendor)
+    if (byModel === undefined) byVendor.set(vendor, (byModel = new Map()))
+    let t = byModel.get(model)
+    if (t === undefined) {
+      if (byModel.size >= MAX_MODELS) byModel.clear()
+      t = make(operation, vendor, model)
+      byModel.set(model, t)
+    }
+    return t
+  }
+}
