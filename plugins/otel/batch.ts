@@ -20,7 +20,6 @@ export interface BatchOptions {
 
 /** what an encoding writes around a batch's spans: the resource and scope envelope */
 export interface Framing {
-  contentType: 'application/json' | 'application/x-protobuf'
   /** bytes kept free before the spans for what seal() writes there */
   reserve: number
   /** bytes seal() writes after them */

@@ -1,6 +1,6 @@
-// OpenTelemetry export over OTLP/HTTP (protobuf by default, or JSON): one span per request with the GenAI semantic
-// conventions and agentmesh.* attributes, child spans for the cache lookup and the upstream call,
-// the client's traceparent as parent; metrics gen_ai.client.token.usage and
+// OpenTelemetry export over OTLP/HTTP (protobuf by default, or JSON): one span per request with the
+// GenAI semantic conventions and agentmesh.* attributes, child spans for the cache lookup and the
+// upstream call, the client's traceparent as parent; metrics gen_ai.client.token.usage and
 // gen_ai.client.operation.duration. Off unless an endpoint is given (option, or
 // OTEL_EXPORTER_OTLP_ENDPOINT / _TRACES_ENDPOINT / _METRICS_ENDPOINT). Spans are written after the
 // answer went out (setImmediate) and exported in batches: nothing waits on the collector.
@@ -8,8 +8,8 @@
 // The span encoding and the metric aggregation are this plugin's own: bench:proxy's
 // "metrics+tracing on vs off" measured 0.111 ms of added CPU per request through the SDK, 40% of it
 // the exporter's serializer and 18% the metrics SDK's attribute hashing (proto.ts, json.ts and
-// histograms.ts say how each is done instead). The export is the official packages' (export.ts): the OTLP/HTTP
-// export delegate sends the batches as written, OTLPMetricExporter the metrics.
+// histograms.ts say how each is done instead). The export is the official packages' (export.ts):
+// the OTLP/HTTP export delegate sends the batches as written, OTLPMetricExporter the metrics.
 import { definePlugin } from '../../core/plugin.ts'
 import type { Logger, MeshContext, Plugin } from '../../core/types.ts'
 import { SpanBatcher } from './batch.ts'

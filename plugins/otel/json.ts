@@ -108,7 +108,6 @@ export function jsonFraming(serviceName: string): Framing {
   )
   const tail = Buffer.from(']}]}]}')
   return {
-    contentType: 'application/json',
     reserve: head.length,
     separator: 0x2c, // ','
     trailer: tail.length,

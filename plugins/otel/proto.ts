@@ -526,7 +526,6 @@ export function protoFraming(serviceName: string): Framing {
     strField(1, 'agentmesh')
   }, 16)
   return {
-    contentType: 'application/x-protobuf',
     reserve: resource.length + scope.length + 3 * 6,
     separator: undefined,
     seal(body, spansStart, spansEnd) {
