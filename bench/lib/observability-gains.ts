@@ -148,9 +148,10 @@ const CALIBRATION_MS = 0.01
 /**
  * How this sitting's side-by-side reads a known cost: metrics and tracing off in both, B with a
  * hook that keeps the CPU busy for CALIBRATION_MS on every request (a clock spin: no allocation, no
- * I/O). Added work reads larger than it is there (a 0.01 ms spin read 0.0109-0.016 ms in the first
- * runs; likely the share of the two proxies' switches and cache refills that grows with the work),
- * so the line gives the factor of the same windows and CPU beside the figure.
+ * I/O). Added work mostly reads larger than it is there (a 0.01 ms spin read 0.0082-0.0171 ms over
+ * ten runs, seven of them above 0.0104; likely the share of the two proxies' switches and cache
+ * refills that grows with the work), so the line gives the factor of the same windows and CPU beside
+ * the figure.
  */
 function calibration(d: BenchDeps, children: ChildProcess[], windows: number) {
   const off = { name: 'observe-calibrate-off', disable: ['metrics', 'otel'] }
