@@ -94,6 +94,8 @@ const CLOSE_MS = 5_000
 // µs of CPU a request against both off, and a 10 ms wait 14-16 (3 and 25 ms: the same as 10 within
 // noise). What waits is a few dozen requests' contexts; the spans' batches wait up to 2 s anyway.
 const DRAIN_MS = 10
+// ...and no more than this many wait (their contexts hold their bodies): past it, the next turn
+const MAX_WAITING = 256
 
 /** the exporters, for the signals that have an endpoint (the option's, else the environment's) */
 async function start(o: OtelOptions, s: ExportSettings, log: () => Logger | undefined): Promise<Pipeline> {
@@ -249,7 +251,9 @@ export function otel(options: OtelOptions = {}): Plugin {
         m.end = performance.now()
         // off the response path: the spans are built DRAIN_MS later, for all the requests that
         // ended meanwhile
-        if (queue.push(ctx) === 1) setTimeout(drain, DRAIN_MS).unref()
+        const waiting = queue.push(ctx)
+        if (waiting === 1) setTimeout(drain, DRAIN_MS).unref()
+        else if (waiting === MAX_WAITING) setImmediate(drain)
       },
     },
   })
