@@ -98,7 +98,7 @@ describe('otel export: batches over OTLP/HTTP', () => {
     const c = await collector()
     open.push(c)
     const { batcher } = setup(c.url, { maxBatch: 4, delayMs: 200 })
-    // three requests of three spans each, as emitSpans writes them: 3 + 3 > 4, so one request a batch
+    // three requests of three spans each, as emitJsonSpans writes them: 3 + 3 > 4, so one request a batch
     for (let r = 0; r < 3; r++) batcher.push([0, 1, 2].map((k) => span(r * 3 + k)).join(','), 3)
     await until(() => c.bodies.length === 3, 'three batches', 5000)
     expect(c.bodies.map((b) => spansIn([b]).length)).toEqual([3, 3, 3])

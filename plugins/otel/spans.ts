@@ -14,6 +14,7 @@
 // traceparent.
 import { randomBytes } from 'node:crypto'
 import type { MeshContext } from '../../core/types.ts'
+
 /** a W3C trace context: the client's traceparent */
 export interface TraceParent {
   traceId: string
