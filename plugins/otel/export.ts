@@ -23,26 +23,28 @@ import type { Logger } from '../../core/types.ts'
 
 /** OTLP/HTTP's two encodings, by OTEL_EXPORTER_OTLP_PROTOCOL's names */
 export type Protocol = 'http/protobuf' | 'http/json'
-export const PROTOCOLS: readonly string[] = ['http/protobuf', 'http/json']
+const PROTOCOLS: readonly string[] = ['http/protobuf', 'http/json']
 
 /**
  * The encoding a signal is sent in: the option, else OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL, else
  * OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf (the OTLP specification's default). gRPC is not
  * served: said at start, rather than every export failing against a gRPC port.
  */
-export function resolveProtocol(option: string | undefined, signal: 'TRACES' | 'METRICS'): Protocol {
-  const [from, value] =
+export function resolveProtocol(option: unknown, signal: 'TRACES' | 'METRICS'): Protocol {
+  const env = process.env
+  const [from, value]: [string, unknown] =
     option !== undefined
       ? ['protocol', option]
-      : process.env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`]
-        ? [`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`, process.env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`]!]
-        : process.env.OTEL_EXPORTER_OTLP_PROTOCOL
-          ? ['OTEL_EXPORTER_OTLP_PROTOCOL', process.env.OTEL_EXPORTER_OTLP_PROTOCOL]
+      : env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`]
+        ? [`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`, env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`]]
+        : env.OTEL_EXPORTER_OTLP_PROTOCOL
+          ? ['OTEL_EXPORTER_OTLP_PROTOCOL', env.OTEL_EXPORTER_OTLP_PROTOCOL]
           : ['', 'http/protobuf']
-  const v = value.trim()
+  const v = typeof value === 'string' ? value.trim() : ''
   if (PROTOCOLS.includes(v)) return v as Protocol
+  const grpc = v === 'grpc' ? " (not gRPC: point it at the collector's HTTP port, 4318 by default)" : ''
   throw new Error(
-    `otel: ${from} is ${JSON.stringify(value.slice(0, 40))}: AgentMesh exports over OTLP/HTTP, "http/protobuf" or "http/json"${v === 'grpc' ? " (not gRPC: point it at the collector's HTTP port, 4318 by default)" : ''}`,
+    `otel: ${from} is ${JSON.stringify(String(value).slice(0, 40))}: the protocol must be "http/protobuf" or "http/json"${grpc}`,
   )
 }
 

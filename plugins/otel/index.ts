@@ -19,7 +19,6 @@ import {
   type ExportSettings,
   Health,
   MetricExport,
-  PROTOCOLS,
   resolveProtocol,
   resolveSignal,
   TraceExport,
@@ -174,8 +173,6 @@ export function otel(options: OtelOptions = {}): Plugin {
   const timeoutMs = options.timeoutMs
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0))
     throw new Error('otel: timeoutMs must be a positive number of ms')
-  if (options.protocol !== undefined && !PROTOCOLS.includes(options.protocol))
-    throw new Error(`otel: protocol must be ${PROTOCOLS.map((x) => `"${x}"`).join(' or ')}`)
   const settings: ExportSettings = {
     endpoint: options.endpoint?.replace(/\/+$/, ''),
     headers: options.headers && { ...options.headers },

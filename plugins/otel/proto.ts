@@ -93,12 +93,12 @@ function idBytesField(field: number, id: Uint8Array): void {
   for (let i = 0; i < id.length; i++) b[p++] = id[i]!
 }
 
-/** a bytes field holding a hex id (16 or 8 bytes) used once */
+const SPAN_ID = new Uint8Array(8)
+
+/** a bytes field holding a span id (hex) used once */
 function idField(field: number, hex: string): void {
-  const n = hex.length >> 1
-  b[p++] = tag(field, LEN)
-  b[p++] = n
-  for (let i = 0; i < n; i++) b[p++] = (HEX[hex.charCodeAt(2 * i)]! << 4) | HEX[hex.charCodeAt(2 * i + 1)]!
+  decodeId(hex, SPAN_ID)
+  idBytesField(field, SPAN_ID)
 }
 
 // performance.now() values as epoch nanoseconds, in two 32-bit halves: the origin split into

@@ -71,25 +71,28 @@ const span: Message = {
   16: { name: 'flags', type: 'fixed32' },
 }
 
-export const traceRequest: Message = {
+/** an export request: resources, each with its scopes, each with its `items` (spans or metrics) */
+const exportRequest = (signal: 'Spans' | 'Metrics', items: string, item: Message): Message => ({
   1: {
-    name: 'resourceSpans',
+    name: `resource${signal}`,
     repeated: true,
     type: {
       1: { name: 'resource', type: resource },
       2: {
-        name: 'scopeSpans',
+        name: `scope${signal}`,
         repeated: true,
         type: {
           1: { name: 'scope', type: scope },
-          2: { name: 'spans', type: span, repeated: true },
+          2: { name: items, type: item, repeated: true },
           3: { name: 'schemaUrl', type: 'string' },
         },
       },
       3: { name: 'schemaUrl', type: 'string' },
     },
   },
-}
+})
+
+export const traceRequest = exportRequest('Spans', 'spans', span)
 
 const pointTimes: Message = {
   2: { name: 'startTimeUnixNano', type: 'fixed64' },
@@ -135,25 +138,7 @@ const metric: Message = {
   },
 }
 
-export const metricsRequest: Message = {
-  1: {
-    name: 'resourceMetrics',
-    repeated: true,
-    type: {
-      1: { name: 'resource', type: resource },
-      2: {
-        name: 'scopeMetrics',
-        repeated: true,
-        type: {
-          1: { name: 'scope', type: scope },
-          2: { name: 'metrics', type: metric, repeated: true },
-          3: { name: 'schemaUrl', type: 'string' },
-        },
-      },
-      3: { name: 'schemaUrl', type: 'string' },
-    },
-  },
-}
+export const metricsRequest = exportRequest('Metrics', 'metrics', metric)
 
 class Reader {
   pos = 0
